@@ -1,0 +1,709 @@
+//! Opening, probing and streaming decode of audio files through symphonia.
+//!
+//! [`Decoder::open`] reads only the headers; [`Decoder::next_block`] yields planar `f32` blocks
+//! into one reused buffer, so memory is bounded by the packet size whatever the file's length.
+
+use crate::error::{InputError, guard};
+use crate::formats::{self, FormatInfo};
+use crate::riff::{self, RiffScan};
+use serde::Serialize;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use symphonia::core::audio::{Channels, Position};
+use symphonia::core::codecs::audio::{AudioCodecParameters, AudioDecoder, AudioDecoderOptions};
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
+use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
+use symphonia::core::meta::MetadataOptions;
+
+/// Where the frame count in [`StreamInfo::frames`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameCountSource {
+    /// Declared by the container or stream header (exact for a well-formed file).
+    Container,
+    /// Counted by decoding the whole file.
+    Decoded,
+}
+
+/// Format facts of one file, from its headers (or from a full decode, see
+/// [`FrameCountSource`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamInfo {
+    /// Registry id of the format (`wav`, `rf64`, `aiff`, `flac`, `mp3`, `ogg_vorbis`, `m4a_aac`,
+    /// `m4a_alac`).
+    pub format: &'static str,
+    /// Human-readable format name.
+    pub format_name: &'static str,
+    /// The container as symphonia names it (`wave`, `aiff`, `flac`, `mp3`, `ogg`, `isomp4`...).
+    pub container: &'static str,
+    /// The codec's short name (`pcm_s16le`, `flac`, `mp3`, `aac`, `alac`, `vorbis`...).
+    pub codec: String,
+    /// `true` for lossless codecs.
+    pub lossless: bool,
+    pub sample_rate: u32,
+    pub channels: u32,
+    /// Speaker positions, in channel order (`FL`, `FR`, `FC`, `LFE`, `BL`, `BR`, `SL`, `SR`...),
+    /// or `CH1`... for channels without a position.
+    pub channel_layout: Vec<String>,
+    /// A layout name where one applies (`mono`, `stereo`, `5.1`, `7.1`...).
+    pub layout_name: Option<String>,
+    /// Bits per sample of the stored PCM (absent for lossy codecs, which have none).
+    pub bit_depth: Option<u32>,
+    /// `int` or `float` for PCM, absent for compressed codecs.
+    pub sample_type: Option<&'static str>,
+    /// Frames (samples per channel) after encoder delay and padding are removed.
+    pub frames: Option<u64>,
+    pub frames_source: Option<FrameCountSource>,
+    /// `frames / sample_rate`, in seconds.
+    pub duration_seconds: Option<f64>,
+    /// Encoder delay (priming) in frames, when the container states it.
+    pub encoder_delay: Option<u32>,
+    /// Encoder padding at the end in frames, when the container states it.
+    pub encoder_padding: Option<u32>,
+    /// Size of the file in bytes.
+    pub file_size: u64,
+    /// Average bitrate in bit/s: of the audio stream for lossy codecs (from the stream header
+    /// when it has one, else file size over duration); absent for PCM.
+    pub bitrate: Option<u64>,
+    /// The file ends before its headers say it should (a cut-off copy or download).
+    pub truncated: bool,
+    /// Problems a user should know about; none of them stopped the file from being read.
+    pub warnings: Vec<String>,
+}
+
+/// A block of planar `f32` audio: one slice per channel, all `frames` long.
+#[derive(Debug, Default)]
+pub struct AudioBlock {
+    planes: Vec<Vec<f32>>,
+    frames: usize,
+}
+
+impl AudioBlock {
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+    pub fn channels(&self) -> usize {
+        self.planes.len()
+    }
+    /// The samples of channel `ch`.
+    pub fn channel(&self, ch: usize) -> &[f32] {
+        &self.planes[ch][..self.frames]
+    }
+    /// All channels.
+    pub fn planes(&self) -> impl ExactSizeIterator<Item = &[f32]> {
+        self.planes.iter().map(|p| &p[..self.frames])
+    }
+}
+
+/// Open `path` for reading, with specific errors for the usual ways that fails.
+pub fn open_checked(path: &Path) -> Result<File, InputError> {
+    let meta = std::fs::metadata(path).map_err(|e| InputError::from_io(path, e))?;
+    if meta.is_dir() {
+        return Err(InputError::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(InputError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let file = File::open(path).map_err(|e| InputError::from_io(path, e))?;
+    if meta.len() == 0 {
+        return Err(InputError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(file)
+}
+
+/// What the first bytes say the container is, for error messages about broken files.
+fn container_from_magic(head: &[u8]) -> Option<&'static str> {
+    let h = |s: &[u8]| head.starts_with(s);
+    if h(b"RIFF") || h(b"RF64") || h(b"BW64") {
+        Some("WAV")
+    } else if h(b"FORM") {
+        Some("AIFF")
+    } else if h(b"fLaC") {
+        Some("FLAC")
+    } else if h(b"OggS") {
+        Some("Ogg")
+    } else if head.len() >= 8 && &head[4..8] == b"ftyp" {
+        Some("MP4")
+    } else if h(b"ID3") || (head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0) {
+        Some("MP3")
+    } else {
+        None
+    }
+}
+
+fn read_head(file: &mut File, n: usize) -> Vec<u8> {
+    let mut head = Vec::with_capacity(n);
+    let _ = file.by_ref().take(n as u64).read_to_end(&mut head);
+    head
+}
+
+fn position_name(bit: u32) -> &'static str {
+    const NAMES: [&str; 26] = [
+        "FL", "FR", "FC", "LFE", "BL", "BR", "FLC", "FRC", "BC", "SL", "SR", "TC", "TFL", "TFC",
+        "TFR", "TBL", "TBC", "TBR", "LFE2", "TSL", "TSR", "BFC", "BFL", "BFR", "FLW", "FRW",
+    ];
+    NAMES.get(bit as usize).copied().unwrap_or("?")
+}
+
+fn layout(channels: Option<&Channels>, count: u32) -> (Vec<String>, Option<String>) {
+    match channels {
+        Some(Channels::Positioned(pos)) => {
+            let bits = pos.bits();
+            let labels: Vec<String> = (0..32)
+                .filter(|b| bits & (1 << b) != 0)
+                .map(|b| position_name(b).to_string())
+                .collect();
+            let name = layout_name(*pos);
+            (labels, name)
+        }
+        _ => {
+            let labels = (1..=count).map(|c| format!("CH{c}")).collect();
+            let name = match count {
+                1 => Some("mono".to_string()),
+                _ => None,
+            };
+            (labels, name)
+        }
+    }
+}
+
+fn layout_name(p: Position) -> Option<String> {
+    let fl_fr = Position::FRONT_LEFT | Position::FRONT_RIGHT;
+    let fc = Position::FRONT_CENTER;
+    let lfe = Position::LFE1;
+    let back = Position::REAR_LEFT | Position::REAR_RIGHT;
+    let side = Position::SIDE_LEFT | Position::SIDE_RIGHT;
+    let name = if p == fc || p == Position::FRONT_LEFT {
+        "mono"
+    } else if p == fl_fr {
+        "stereo"
+    } else if p == fl_fr | fc {
+        "3.0"
+    } else if p == fl_fr | lfe {
+        "2.1"
+    } else if p == fl_fr | back || p == fl_fr | side {
+        "quad"
+    } else if p == fl_fr | fc | back || p == fl_fr | fc | side {
+        "5.0"
+    } else if p == fl_fr | fc | lfe | back || p == fl_fr | fc | lfe | side {
+        "5.1"
+    } else if p == fl_fr | fc | lfe | back | side {
+        "7.1"
+    } else if p == fl_fr | fc | back | side {
+        "7.0"
+    } else if p == fl_fr | fc | lfe | back | Position::REAR_CENTER
+        || p == fl_fr | fc | lfe | side | Position::REAR_CENTER
+    {
+        "6.1"
+    } else {
+        return None;
+    };
+    Some(name.to_string())
+}
+
+/// Classify a container + codec into a registry entry.
+fn registry_entry(container: &str, codec: &str, riff: Option<&RiffScan>) -> &'static FormatInfo {
+    let id = match container {
+        "wave" | "wav" | "riff" => match riff.and_then(|r| r.form) {
+            Some(riff::RiffForm::Rf64 | riff::RiffForm::Bw64) => "rf64",
+            _ => "wav",
+        },
+        "aiff" => "aiff",
+        "flac" => "flac",
+        "ogg" => "ogg_vorbis",
+        "isomp4" | "mp4" => {
+            if codec == "alac" {
+                "m4a_alac"
+            } else {
+                "m4a_aac"
+            }
+        }
+        _ if codec.starts_with("mp") => "mp3",
+        _ => "",
+    };
+    formats::by_id(id).unwrap_or(&UNKNOWN_FORMAT)
+}
+
+static UNKNOWN_FORMAT: FormatInfo = FormatInfo {
+    id: "other",
+    name: "other",
+    extensions: &[],
+    lossless: false,
+    max_sample_rate: 0,
+    bit_depths: &[],
+    float_bit_depths: &[],
+    decode: true,
+    encode: false,
+    note: "",
+};
+
+fn codec_short_name(params: &AudioCodecParameters) -> Option<&'static str> {
+    symphonia::default::get_codecs()
+        .get_audio_decoder(params.codec)
+        .map(|reg| reg.codec.info.short_name)
+}
+
+/// A streaming decoder of one file's default audio track.
+pub struct Decoder {
+    path: PathBuf,
+    info: StreamInfo,
+    format: Box<dyn FormatReader>,
+    decoder: Option<Box<dyn AudioDecoder>>,
+    params: AudioCodecParameters,
+    track_id: u32,
+    block: AudioBlock,
+    frames_decoded: u64,
+    skipped_packets: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+fn map_probe_error(path: &Path, head: &[u8], e: SymError) -> InputError {
+    let path = path.to_path_buf();
+    let container = container_from_magic(head);
+    match e {
+        SymError::IoError(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
+            InputError::Io { path, source: io }
+        }
+        SymError::Unsupported(what) => match container {
+            Some(c) => InputError::UnsupportedFormat {
+                path,
+                format: c.to_string(),
+                reason: what.to_string(),
+            },
+            None => InputError::Unrecognized {
+                path,
+                looks_like: formats::sniff_non_audio(head).map(str::to_string),
+            },
+        },
+        other => match container {
+            Some(c) => InputError::Malformed {
+                path,
+                format: c.to_string(),
+                detail: describe_sym_error(&other),
+            },
+            None => InputError::Unrecognized {
+                path,
+                looks_like: formats::sniff_non_audio(head).map(str::to_string),
+            },
+        },
+    }
+}
+
+fn describe_sym_error(e: &SymError) -> String {
+    match e {
+        SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the file ends inside its header".to_string()
+        }
+        SymError::DecodeError(m) => m.to_string(),
+        SymError::LimitError(m) => format!("a size limit was exceeded ({m})"),
+        other => other.to_string(),
+    }
+}
+
+impl Decoder {
+    /// Open `path` and read its headers. No audio is decoded yet.
+    pub fn open(path: &Path) -> Result<Decoder, InputError> {
+        let mut file = open_checked(path)?;
+        let file_size = file
+            .metadata()
+            .map_err(|e| InputError::from_io(path, e))?
+            .len();
+        let head = read_head(&mut file, 64);
+        if let Some(what) = formats::sniff_non_audio(&head)
+            && what != "text"
+        {
+            return Err(if head.starts_with(b"MThd") {
+                InputError::UnsupportedFormat {
+                    path: path.to_path_buf(),
+                    format: "MIDI".to_string(),
+                    reason:
+                        "a MIDI file holds notes, not audio; render it with a synthesizer first"
+                            .to_string(),
+                }
+            } else {
+                InputError::Unrecognized {
+                    path: path.to_path_buf(),
+                    looks_like: Some(what.to_string()),
+                }
+            });
+        }
+        let riff_scan = {
+            let mut r = BufReader::with_capacity(4096, &mut file);
+            riff::scan(&mut r, file_size).map_err(|e| InputError::from_io(path, e))?
+        };
+        let file = File::open(path).map_err(|e| InputError::from_io(path, e))?;
+        guard(path, "decoder", || {
+            Self::open_inner(path, file, file_size, &head, riff_scan)
+        })
+    }
+
+    fn open_inner(
+        path: &Path,
+        file: File,
+        file_size: u64,
+        head: &[u8],
+        riff_scan: Option<RiffScan>,
+    ) -> Result<Decoder, InputError> {
+        let mss = MediaSourceStream::new(Box::new(file), MediaSourceStreamOptions::default());
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
+        }
+        let format = symphonia::default::get_probe()
+            .probe(
+                &hint,
+                mss,
+                FormatOptions::default(),
+                MetadataOptions::default(),
+            )
+            .map_err(|e| map_probe_error(path, head, e))?;
+        let container = format.format_info().short_name;
+        let track =
+            format
+                .default_track(TrackType::Audio)
+                .ok_or_else(|| InputError::NoAudioTrack {
+                    path: path.to_path_buf(),
+                })?;
+        let track_id = track.id;
+        let params = track
+            .codec_params
+            .as_ref()
+            .and_then(|cp| cp.audio())
+            .ok_or_else(|| InputError::NoAudioTrack {
+                path: path.to_path_buf(),
+            })?
+            .clone();
+        let codec = codec_short_name(&params).ok_or_else(|| InputError::UnsupportedCodec {
+            path: path.to_path_buf(),
+            codec: params.codec.to_string(),
+        })?;
+        let sample_rate =
+            params
+                .sample_rate
+                .filter(|&r| r > 0)
+                .ok_or_else(|| InputError::Malformed {
+                    path: path.to_path_buf(),
+                    format: container.to_string(),
+                    detail: "the header gives no sample rate".to_string(),
+                })?;
+        let entry = registry_entry(container, codec, riff_scan.as_ref());
+        let channels = params
+            .channels
+            .as_ref()
+            .map(|c| c.count() as u32)
+            .unwrap_or(0);
+        let (channel_layout, layout_name) = layout(params.channels.as_ref(), channels);
+        let is_pcm = codec.starts_with("pcm");
+        let sample_type = if is_pcm {
+            Some(match params.sample_format {
+                Some(
+                    symphonia::core::audio::sample::SampleFormat::F32
+                    | symphonia::core::audio::sample::SampleFormat::F64,
+                ) => "float",
+                _ => "int",
+            })
+        } else {
+            None
+        };
+        let bit_depth = if entry.lossless {
+            params.bits_per_sample
+        } else {
+            None
+        };
+        let frames = track.num_frames;
+        let mut warnings = Vec::new();
+        let mut truncated = false;
+        if let Some(scan) = &riff_scan {
+            truncated |= scan.data_truncated();
+            warnings.extend(scan.warnings.iter().cloned());
+        }
+        // A WAV whose data chunk claims more than the file holds: the reader's frame count is
+        // the declared one; report what the file really holds.
+        let frames = match (&riff_scan, frames) {
+            (Some(scan), Some(n)) if scan.data_truncated() => {
+                let declared = scan.data.map(|d| d.size).unwrap_or(0);
+                if declared > 0 {
+                    let frame_bytes = declared / n.max(1);
+                    Some(scan.data_available / frame_bytes.max(1))
+                } else {
+                    Some(n)
+                }
+            }
+            (_, f) => f,
+        };
+        let duration_seconds = frames.map(|f| f as f64 / f64::from(sample_rate));
+        let bitrate = if entry.lossless {
+            None
+        } else {
+            duration_seconds
+                .filter(|d| *d > 0.0)
+                .map(|d| (file_size as f64 * 8.0 / d).round() as u64)
+        };
+        let info = StreamInfo {
+            format: entry.id,
+            format_name: entry.name,
+            container,
+            codec: codec.to_string(),
+            lossless: entry.lossless,
+            sample_rate,
+            channels,
+            channel_layout,
+            layout_name,
+            bit_depth,
+            sample_type,
+            frames,
+            frames_source: frames.map(|_| FrameCountSource::Container),
+            duration_seconds,
+            encoder_delay: track.delay,
+            encoder_padding: track.padding,
+            file_size,
+            bitrate,
+            truncated,
+            warnings,
+        };
+        Ok(Decoder {
+            path: path.to_path_buf(),
+            info,
+            format,
+            decoder: None,
+            params,
+            track_id,
+            block: AudioBlock::default(),
+            frames_decoded: 0,
+            skipped_packets: 0,
+            done: false,
+        })
+    }
+
+    /// Format facts from the headers, updated with what decoding found so far.
+    pub fn info(&self) -> &StreamInfo {
+        &self.info
+    }
+
+    /// The file being decoded.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Frames yielded so far.
+    pub fn frames_decoded(&self) -> u64 {
+        self.frames_decoded
+    }
+
+    /// Decode the next block. `Ok(None)` at the end of the stream; then [`Decoder::info`] holds
+    /// the decoded frame count and any truncation found. The block is valid until the next call.
+    pub fn next_block(&mut self) -> Result<Option<&AudioBlock>, InputError> {
+        if self.done {
+            return Ok(None);
+        }
+        let path = self.path.clone();
+        let got = guard(&path, "decoder", || self.decode_next());
+        match got {
+            Ok(true) => Ok(Some(&self.block)),
+            Ok(false) => {
+                self.finish();
+                Ok(None)
+            }
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Decode the whole file, discarding the audio; returns the final [`StreamInfo`].
+    pub fn decode_to_end(mut self) -> Result<StreamInfo, InputError> {
+        while self.next_block()?.is_some() {}
+        Ok(self.info)
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        let decoded = self.frames_decoded;
+        if let (Some(FrameCountSource::Container), Some(declared)) =
+            (self.info.frames_source, self.info.frames)
+            && decoded < declared
+        {
+            self.info.truncated = true;
+            if !self
+                .info
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("truncated"))
+            {
+                self.info.warnings.push(format!(
+                    "truncated: decoded {decoded} frames but the header declares {declared}"
+                ));
+            }
+        }
+        if self.skipped_packets > 0 {
+            self.info.warnings.push(format!(
+                "{} damaged packet(s) could not be decoded and were skipped",
+                self.skipped_packets
+            ));
+        }
+        self.info.frames = Some(decoded);
+        self.info.frames_source = Some(FrameCountSource::Decoded);
+        self.info.duration_seconds = Some(decoded as f64 / f64::from(self.info.sample_rate));
+        if !self.info.lossless
+            && decoded > 0
+            && self.info.bitrate.is_none()
+            && let Some(d) = self.info.duration_seconds
+        {
+            self.info.bitrate = Some((self.info.file_size as f64 * 8.0 / d).round() as u64);
+        }
+    }
+
+    fn decoder(&mut self) -> Result<&mut Box<dyn AudioDecoder>, InputError> {
+        if self.decoder.is_none() {
+            let opts = AudioDecoderOptions::default().gapless(true);
+            let d = symphonia::default::get_codecs()
+                .make_audio_decoder(&self.params, &opts)
+                .map_err(|e| match e {
+                    SymError::Unsupported(_) => InputError::UnsupportedCodec {
+                        path: self.path.clone(),
+                        codec: self.info.codec.clone(),
+                    },
+                    other => InputError::Malformed {
+                        path: self.path.clone(),
+                        format: self.info.format_name.to_string(),
+                        detail: describe_sym_error(&other),
+                    },
+                })?;
+            self.decoder = Some(d);
+        }
+        Ok(self.decoder.as_mut().expect("decoder was just created"))
+    }
+
+    /// Returns `Ok(true)` when a block with at least one frame is ready.
+    fn decode_next(&mut self) -> Result<bool, InputError> {
+        self.decoder()?;
+        loop {
+            let packet = match self.format.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(false),
+                Err(SymError::ResetRequired) => {
+                    self.info.warnings.push(
+                        "the stream changes its track layout part-way (chained stream); \
+                         decoding stopped at the change"
+                            .to_string(),
+                    );
+                    return Ok(false);
+                }
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    self.mark_truncated("the file ends in the middle of an audio packet");
+                    return Ok(false);
+                }
+                Err(SymError::IoError(e)) => {
+                    return Err(InputError::Io {
+                        path: self.path.clone(),
+                        source: e,
+                    });
+                }
+                Err(e) => {
+                    if self.frames_decoded > 0 {
+                        // The container broke after some audio: keep what decoded.
+                        self.mark_truncated(&format!(
+                            "the container is damaged after {} frames ({})",
+                            self.frames_decoded,
+                            describe_sym_error(&e)
+                        ));
+                        return Ok(false);
+                    }
+                    return Err(InputError::Decode {
+                        path: self.path.clone(),
+                        detail: describe_sym_error(&e),
+                    });
+                }
+            };
+            if packet.track_id != self.track_id {
+                continue;
+            }
+            let dec = self.decoder.as_mut().expect("decoder exists");
+            match dec.decode(&packet) {
+                Ok(buf) => {
+                    let n = buf.frames();
+                    if n == 0 {
+                        continue;
+                    }
+                    let ch = buf.num_planes();
+                    if self.frames_decoded == 0 && self.block.planes.is_empty() {
+                        self.block.planes = vec![Vec::new(); ch];
+                        if self.info.channels == 0 {
+                            self.info.channels = ch as u32;
+                            let (labels, name) = layout(None, ch as u32);
+                            self.info.channel_layout = labels;
+                            self.info.layout_name = name;
+                        }
+                    }
+                    if ch != self.block.planes.len() {
+                        return Err(InputError::Decode {
+                            path: self.path.clone(),
+                            detail: format!(
+                                "the channel count changes from {} to {ch} part-way through",
+                                self.block.planes.len()
+                            ),
+                        });
+                    }
+                    for p in &mut self.block.planes {
+                        p.resize(n, 0.0);
+                    }
+                    buf.copy_to_slice_planar::<f32, _>(&mut self.block.planes);
+                    self.block.frames = n;
+                    self.frames_decoded += n as u64;
+                    return Ok(true);
+                }
+                Err(SymError::DecodeError(_)) | Err(SymError::IoError(_)) => {
+                    self.skipped_packets += 1;
+                    if self.skipped_packets > 1000 && self.frames_decoded == 0 {
+                        return Err(InputError::Decode {
+                            path: self.path.clone(),
+                            detail: "no packet of the stream could be decoded".to_string(),
+                        });
+                    }
+                }
+                Err(SymError::ResetRequired) => {
+                    dec.reset();
+                }
+                Err(e) => {
+                    return Err(InputError::Decode {
+                        path: self.path.clone(),
+                        detail: describe_sym_error(&e),
+                    });
+                }
+            }
+        }
+    }
+
+    fn mark_truncated(&mut self, why: &str) {
+        if !self.info.truncated {
+            self.info.truncated = true;
+        }
+        if !self
+            .info
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("truncated"))
+        {
+            self.info.warnings.push(format!("truncated: {why}"));
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `sluice-core`: Sluice's DSP core.
+//!
+//! The input side is here: [`Decoder`] streams planar `f32` blocks from any supported file,
+//! [`probe`] reads format facts from headers only, [`read_tags`] reads every tag into one model
+//! (including the Broadcast Wave `bext` chunk), and [`formats`] is the format registry.
+//! Everything is streaming: memory is bounded by the block size, not the file's length.
+
+pub mod decode;
+pub mod error;
+pub mod formats;
+pub mod riff;
+pub mod signal;
+pub mod tags;
+
+pub use decode::{AudioBlock, Decoder, FrameCountSource, StreamInfo, open_checked};
+pub use error::InputError;
+pub use riff::Bext;
+pub use tags::{Tags, read_tags};
+
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Read the format facts of `path` from its headers only (no audio is decoded).
+pub fn probe(path: &Path) -> Result<StreamInfo, InputError> {
+    Ok(Decoder::open(path)?.info().clone())
+}
+
+/// Decode the whole file to count its frames exactly and find truncation or damage.
+pub fn probe_decoded(path: &Path) -> Result<StreamInfo, InputError> {
+    Decoder::open(path)?.decode_to_end()
+}
+
+/// Options of [`info`].
+#[derive(Debug, Clone, Default)]
+pub struct InfoOptions {
+    /// Decode the whole file (exact frame count, truncation and damage found).
+    pub decode: bool,
+}
+
+/// Everything `sluice info` shows about one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileInfo {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub stream: StreamInfo,
+    pub tags: Tags,
+}
+
+/// Probe `path` and read its tags. A broken tag block does not fail the file: it becomes a
+/// warning in [`StreamInfo::warnings`], because the audio is still usable.
+pub fn info(path: &Path, opts: &InfoOptions) -> Result<FileInfo, InputError> {
+    let mut stream = if opts.decode {
+        probe_decoded(path)?
+    } else {
+        probe(path)?
+    };
+    let tags = match tags::read_tags_and_bitrate(path) {
+        Ok((t, kbps)) => {
+            if !stream.lossless
+                && let Some(k) = kbps.filter(|k| *k > 0)
+            {
+                stream.bitrate = Some(u64::from(k) * 1000);
+            }
+            t
+        }
+        Err(e @ InputError::Tags { .. }) | Err(e @ InputError::ParserFailure { .. }) => {
+            stream.warnings.push(e.to_string());
+            Tags::default()
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(FileInfo {
+        path: path.to_path_buf(),
+        stream,
+        tags,
+    })
+}
