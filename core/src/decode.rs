@@ -252,6 +252,51 @@ fn codec_short_name(params: &AudioCodecParameters) -> Option<&'static str> {
         .map(|reg| reg.codec.info.short_name)
 }
 
+/// A file whose first four bytes read as `RIFF` (for RF64/BW64, see [`Decoder::open`]).
+struct RiffIdOverlay {
+    file: File,
+    pos: u64,
+    len: u64,
+}
+
+impl RiffIdOverlay {
+    fn new(file: File, len: u64) -> Self {
+        RiffIdOverlay { file, pos: 0, len }
+    }
+}
+
+impl Read for RiffIdOverlay {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = self.pos;
+        let n = self.file.read(buf)?;
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            let at = start + i as u64;
+            if at >= 4 {
+                break;
+            }
+            *b = b"RIFF"[at as usize];
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for RiffIdOverlay {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
+    }
+}
+
+impl symphonia::core::io::MediaSource for RiffIdOverlay {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.len)
+    }
+}
+
 /// A streaming decoder of one file's default audio track.
 pub struct Decoder {
     path: PathBuf,
@@ -263,6 +308,10 @@ pub struct Decoder {
     block: AudioBlock,
     frames_decoded: u64,
     skipped_packets: u64,
+    /// Frames still to drop at the start (MP4 edit-list priming).
+    skip_remaining: u64,
+    /// Frames to yield at most (MP4 edit-list presentation length).
+    limit: Option<u64>,
     done: bool,
 }
 
@@ -362,7 +411,19 @@ impl Decoder {
         head: &[u8],
         riff_scan: Option<RiffScan>,
     ) -> Result<Decoder, InputError> {
-        let mss = MediaSourceStream::new(Box::new(file), MediaSourceStreamOptions::default());
+        let rf64 = riff_scan
+            .as_ref()
+            .is_some_and(|r| matches!(r.form, Some(riff::RiffForm::Rf64 | riff::RiffForm::Bw64)));
+        let source: Box<dyn symphonia::core::io::MediaSource> = if rf64 {
+            // Symphonia reads RIFF WAVE but not RF64/BW64. Both are RIFF with a `ds64` chunk
+            // holding the 64-bit sizes and 0xFFFFFFFF in the 32-bit fields, which symphonia
+            // reads as "until the end of the file". So present the file with a RIFF id; the
+            // frame count (and where the audio ends) comes from `ds64`.
+            Box::new(RiffIdOverlay::new(file, file_size))
+        } else {
+            Box::new(file)
+        };
+        let mss = MediaSourceStream::new(source, MediaSourceStreamOptions::default());
         let mut hint = Hint::new();
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);
@@ -413,12 +474,10 @@ impl Decoder {
         let (channel_layout, layout_name) = layout(params.channels.as_ref(), channels);
         let is_pcm = codec.starts_with("pcm");
         let sample_type = if is_pcm {
-            Some(match params.sample_format {
-                Some(
-                    symphonia::core::audio::sample::SampleFormat::F32
-                    | symphonia::core::audio::sample::SampleFormat::F64,
-                ) => "float",
-                _ => "int",
+            Some(if codec.starts_with("pcm_f") {
+                "float"
+            } else {
+                "int"
             })
         } else {
             None
@@ -428,7 +487,31 @@ impl Decoder {
         } else {
             None
         };
-        let frames = track.num_frames;
+        let mut frames = track.num_frames;
+        let mut encoder_delay = track.delay;
+        let mut encoder_padding = track.padding;
+        let mut skip_remaining = 0;
+        let mut limit = None;
+        if container == "isomp4" && track.delay.is_none() {
+            let window = File::open(path).and_then(|f| {
+                let mut r = BufReader::with_capacity(8192, f);
+                crate::mp4::edit_window(&mut r, file_size)
+            });
+            if let Ok(Some(w)) = window {
+                skip_remaining = w.skip;
+                let total = frames.unwrap_or(0);
+                let length = w.length.unwrap_or(total.saturating_sub(w.skip));
+                limit = Some(length);
+                if w.skip > 0 {
+                    encoder_delay = Some(w.skip.min(u64::from(u32::MAX)) as u32);
+                }
+                if total > w.skip + length {
+                    encoder_padding =
+                        Some((total - w.skip - length).min(u64::from(u32::MAX)) as u32);
+                }
+                frames = Some(length);
+            }
+        }
         let mut warnings = Vec::new();
         let mut truncated = false;
         if let Some(scan) = &riff_scan {
@@ -437,7 +520,16 @@ impl Decoder {
         }
         // A WAV whose data chunk claims more than the file holds: the reader's frame count is
         // the declared one; report what the file really holds.
+        if rf64 && let Some(scan) = &riff_scan {
+            // The data chunk's real size comes from ds64; audio ends there even if chunks follow.
+            if let (Some(d), Some(align)) = (scan.data, scan.block_align.filter(|a| *a > 0)) {
+                let n = d.size.min(scan.data_available) / u64::from(align);
+                frames = Some(n);
+                limit = Some(n);
+            }
+        }
         let frames = match (&riff_scan, frames) {
+            _ if rf64 => frames,
             (Some(scan), Some(n)) if scan.data_truncated() => {
                 let declared = scan.data.map(|d| d.size).unwrap_or(0);
                 if declared > 0 {
@@ -472,8 +564,8 @@ impl Decoder {
             frames,
             frames_source: frames.map(|_| FrameCountSource::Container),
             duration_seconds,
-            encoder_delay: track.delay,
-            encoder_padding: track.padding,
+            encoder_delay,
+            encoder_padding,
             file_size,
             bitrate,
             truncated,
@@ -489,6 +581,8 @@ impl Decoder {
             block: AudioBlock::default(),
             frames_decoded: 0,
             skipped_packets: 0,
+            skip_remaining,
+            limit,
             done: false,
         })
     }
@@ -597,6 +691,9 @@ impl Decoder {
     fn decode_next(&mut self) -> Result<bool, InputError> {
         self.decoder()?;
         loop {
+            if self.limit.is_some_and(|l| self.frames_decoded >= l) {
+                return Ok(false);
+            }
             let packet = match self.format.next_packet() {
                 Ok(Some(p)) => p,
                 Ok(None) => return Ok(false),
@@ -640,8 +737,12 @@ impl Decoder {
             let dec = self.decoder.as_mut().expect("decoder exists");
             match dec.decode(&packet) {
                 Ok(buf) => {
-                    let n = buf.frames();
+                    let mut n = buf.frames();
                     if n == 0 {
+                        continue;
+                    }
+                    if self.skip_remaining >= n as u64 {
+                        self.skip_remaining -= n as u64;
                         continue;
                     }
                     let ch = buf.num_planes();
@@ -667,6 +768,17 @@ impl Decoder {
                         p.resize(n, 0.0);
                     }
                     buf.copy_to_slice_planar::<f32, _>(&mut self.block.planes);
+                    if self.skip_remaining > 0 {
+                        let k = self.skip_remaining as usize;
+                        for p in &mut self.block.planes {
+                            p.drain(..k);
+                        }
+                        n -= k;
+                        self.skip_remaining = 0;
+                    }
+                    if let Some(l) = self.limit {
+                        n = n.min((l - self.frames_decoded) as usize);
+                    }
                     self.block.frames = n;
                     self.frames_decoded += n as u64;
                     return Ok(true);

@@ -8,6 +8,7 @@
 pub mod decode;
 pub mod error;
 pub mod formats;
+pub mod mp4;
 pub mod riff;
 pub mod signal;
 pub mod tags;

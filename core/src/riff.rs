@@ -34,6 +34,8 @@ pub struct RiffScan {
     pub chunks: Vec<Chunk>,
     /// The `fmt ` format tag (1 = PCM, 3 = IEEE float, 0xFFFE = extensible, ...).
     pub format_tag: Option<u16>,
+    /// Bytes per frame (all channels), from `fmt `.
+    pub block_align: Option<u16>,
     /// The `data` chunk as declared.
     pub data: Option<Chunk>,
     /// How many bytes of `data` the file actually holds.
@@ -204,10 +206,11 @@ pub fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> io::Result<Option<RiffS
                 read_full(r, &mut b)?;
                 ds64_data_size = Some(u64::from_le_bytes(b[8..16].try_into().unwrap()));
             }
-            b"fmt " if available >= 2 => {
-                let mut b = [0u8; 2];
+            b"fmt " if available >= 14 => {
+                let mut b = [0u8; 14];
                 read_full(r, &mut b)?;
-                out.format_tag = Some(u16::from_le_bytes(b));
+                out.format_tag = Some(u16::from_le_bytes([b[0], b[1]]));
+                out.block_align = Some(u16::from_le_bytes([b[12], b[13]]));
             }
             b"data" => {
                 out.data = Some(chunk);
