@@ -158,10 +158,14 @@ fn layout(channels: Option<&Channels>, count: u32) -> (Vec<String>, Option<Strin
     match channels {
         Some(Channels::Positioned(pos)) => {
             let bits = pos.bits();
-            let labels: Vec<String> = (0..32)
+            let mut labels: Vec<String> = (0..32)
                 .filter(|b| bits & (1 << b) != 0)
                 .map(|b| position_name(b).to_string())
                 .collect();
+            // Some readers (FLAC) call a mono channel "front left"; mono is front centre.
+            if labels == ["FL"] {
+                labels = vec!["FC".to_string()];
+            }
             let name = layout_name(*pos);
             (labels, name)
         }
@@ -245,6 +249,28 @@ static UNKNOWN_FORMAT: FormatInfo = FormatInfo {
     encode: false,
     note: "",
 };
+
+/// Bits per sample from a PCM codec name (`pcm_f32le` → 32).
+fn pcm_bits(codec: &str) -> Option<u32> {
+    let rest = codec.strip_prefix("pcm_")?;
+    let digits: String = rest
+        .chars()
+        .skip(1)
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// Bit depth from an ALAC magic cookie (ALACSpecificConfig, optionally inside its atom).
+fn alac_bit_depth(cookie: &[u8]) -> Option<u32> {
+    let cfg = if cookie.get(4..8) == Some(b"alac") {
+        cookie.get(12..)?
+    } else {
+        cookie
+    };
+    let depth = u32::from(*cfg.get(5)?);
+    matches!(depth, 16 | 20 | 24 | 32).then_some(depth)
+}
 
 fn codec_short_name(params: &AudioCodecParameters) -> Option<&'static str> {
     symphonia::default::get_codecs()
@@ -483,7 +509,14 @@ impl Decoder {
             None
         };
         let bit_depth = if entry.lossless {
-            params.bits_per_sample
+            params
+                .bits_per_sample
+                .or_else(|| pcm_bits(codec))
+                .or_else(|| {
+                    (codec == "alac")
+                        .then(|| params.extra_data.as_deref().and_then(alac_bit_depth))
+                        .flatten()
+                })
         } else {
             None
         };

@@ -57,7 +57,10 @@ pub fn info(path: &Path, opts: &InfoOptions) -> Result<FileInfo, InputError> {
     };
     let tags = match tags::read_tags_and_bitrate(path) {
         Ok((t, kbps)) => {
+            // lofty gives Ogg Vorbis's nominal rate; the file-size average (already set) is
+            // the truthful figure there.
             if !stream.lossless
+                && stream.format != "ogg_vorbis"
                 && let Some(k) = kbps.filter(|k| *k > 0)
             {
                 stream.bitrate = Some(u64::from(k) * 1000);
