@@ -278,49 +278,88 @@ fn codec_short_name(params: &AudioCodecParameters) -> Option<&'static str> {
         .map(|reg| reg.codec.info.short_name)
 }
 
-/// A file whose first four bytes read as `RIFF` (for RF64/BW64, see [`Decoder::open`]).
-struct RiffIdOverlay {
+/// A file seen with a few 4-byte fields replaced: used to present RF64/BW64 as RIFF and to
+/// give a truncated AIFF chunk sizes that fit the file, so symphonia reads what exists.
+struct PatchedFile {
     file: File,
     pos: u64,
     len: u64,
+    patches: Vec<(u64, [u8; 4])>,
 }
 
-impl RiffIdOverlay {
-    fn new(file: File, len: u64) -> Self {
-        RiffIdOverlay { file, pos: 0, len }
-    }
-}
-
-impl Read for RiffIdOverlay {
+impl Read for PatchedFile {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let start = self.pos;
         let n = self.file.read(buf)?;
-        for (i, b) in buf[..n].iter_mut().enumerate() {
-            let at = start + i as u64;
-            if at >= 4 {
-                break;
+        let end = start + n as u64;
+        for (at, bytes) in &self.patches {
+            for (k, b) in bytes.iter().enumerate() {
+                let off = at + k as u64;
+                if off >= start && off < end {
+                    buf[(off - start) as usize] = *b;
+                }
             }
-            *b = b"RIFF"[at as usize];
         }
-        self.pos += n as u64;
+        self.pos = end;
         Ok(n)
     }
 }
 
-impl std::io::Seek for RiffIdOverlay {
+impl std::io::Seek for PatchedFile {
     fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
         self.pos = self.file.seek(to)?;
         Ok(self.pos)
     }
 }
 
-impl symphonia::core::io::MediaSource for RiffIdOverlay {
+impl symphonia::core::io::MediaSource for PatchedFile {
     fn is_seekable(&self) -> bool {
         true
     }
     fn byte_len(&self) -> Option<u64> {
         Some(self.len)
     }
+}
+
+/// A truncated AIFF/AIFF-C: where its size fields are and what the file really holds.
+struct AiffCut {
+    /// Offset of the SSND chunk's size field.
+    ssnd_size_at: u64,
+    /// Bytes of SSND payload present.
+    ssnd_available: u64,
+}
+
+/// Walk the chunks of an AIFF file; `Some` when its SSND chunk runs past the end of the file.
+fn aiff_cut<R: Read + std::io::Seek>(r: &mut R, len: u64) -> std::io::Result<Option<AiffCut>> {
+    use std::io::SeekFrom;
+    let mut head = [0u8; 12];
+    r.seek(SeekFrom::Start(0))?;
+    if r.read(&mut head)? < 12
+        || &head[0..4] != b"FORM"
+        || !matches!(&head[8..12], b"AIFF" | b"AIFC")
+    {
+        return Ok(None);
+    }
+    let mut pos = 12u64;
+    for _ in 0..4096 {
+        if pos + 8 > len {
+            break;
+        }
+        r.seek(SeekFrom::Start(pos))?;
+        let mut h = [0u8; 8];
+        r.read_exact(&mut h)?;
+        let size = u64::from(u32::from_be_bytes(h[4..8].try_into().unwrap()));
+        let payload = pos + 8;
+        if &h[0..4] == b"SSND" {
+            let available = len.saturating_sub(payload);
+            return Ok((available < size).then_some(AiffCut {
+                ssnd_size_at: pos + 4,
+                ssnd_available: available,
+            }));
+        }
+        pos = payload + size + (size & 1);
+    }
+    Ok(None)
 }
 
 /// A streaming decoder of one file's default audio track.
@@ -358,10 +397,22 @@ fn map_probe_error(path: &Path, head: &[u8], e: SymError) -> InputError {
             InputError::Io { path, source: io }
         }
         SymError::Unsupported(what) => match container {
-            Some(c) => InputError::UnsupportedFormat {
+            Some("MP4") if what.contains("moov") => InputError::Malformed {
+                path,
+                format: "MP4".to_string(),
+                detail: "it has no 'moov' atom (the index a recorder writes last), so the file \
+                         is incomplete or truncated and its audio cannot be located"
+                    .to_string(),
+            },
+            Some(c) if what.contains("codec") => InputError::UnsupportedFormat {
                 path,
                 format: c.to_string(),
                 reason: what.to_string(),
+            },
+            Some(c) => InputError::Malformed {
+                path,
+                format: c.to_string(),
+                detail: what.to_string(),
             },
             None => InputError::Unrecognized {
                 path,
@@ -437,6 +488,13 @@ impl Decoder {
         head: &[u8],
         riff_scan: Option<RiffScan>,
     ) -> Result<Decoder, InputError> {
+        let aiff_cut = if head.starts_with(b"FORM") {
+            File::open(path)
+                .and_then(|f| aiff_cut(&mut BufReader::with_capacity(4096, f), file_size))
+                .unwrap_or(None)
+        } else {
+            None
+        };
         let rf64 = riff_scan
             .as_ref()
             .is_some_and(|r| matches!(r.form, Some(riff::RiffForm::Rf64 | riff::RiffForm::Bw64)));
@@ -445,7 +503,25 @@ impl Decoder {
             // holding the 64-bit sizes and 0xFFFFFFFF in the 32-bit fields, which symphonia
             // reads as "until the end of the file". So present the file with a RIFF id; the
             // frame count (and where the audio ends) comes from `ds64`.
-            Box::new(RiffIdOverlay::new(file, file_size))
+            Box::new(PatchedFile {
+                file,
+                pos: 0,
+                len: file_size,
+                patches: vec![(0, *b"RIFF")],
+            })
+        } else if let Some(cut) = aiff_cut.as_ref() {
+            // Sizes that fit what the file holds, so the reader gets to the audio that exists.
+            let ssnd = cut.ssnd_available.min(u64::from(u32::MAX)) as u32;
+            let form = (file_size - 8).min(u64::from(u32::MAX)) as u32;
+            Box::new(PatchedFile {
+                file,
+                pos: 0,
+                len: file_size,
+                patches: vec![
+                    (4, form.to_be_bytes()),
+                    (cut.ssnd_size_at, ssnd.to_be_bytes()),
+                ],
+            })
         } else {
             Box::new(file)
         };
@@ -524,12 +600,18 @@ impl Decoder {
         let mut encoder_delay = track.delay;
         let mut encoder_padding = track.padding;
         let mut skip_remaining = 0;
+        let mut truncated_mp4 = false;
         let mut limit = None;
         if container == "isomp4" && track.delay.is_none() {
             let window = File::open(path).and_then(|f| {
                 let mut r = BufReader::with_capacity(8192, f);
                 crate::mp4::edit_window(&mut r, file_size)
             });
+            if let Ok(true) = File::open(path).and_then(|f| {
+                crate::mp4::truncated(&mut BufReader::with_capacity(8192, f), file_size)
+            }) {
+                truncated_mp4 = true;
+            }
             if let Ok(Some(w)) = window {
                 skip_remaining = w.skip;
                 let total = frames.unwrap_or(0);
@@ -547,6 +629,26 @@ impl Decoder {
         }
         let mut warnings = Vec::new();
         let mut truncated = false;
+        if let Some(cut) = &aiff_cut {
+            truncated = true;
+            warnings.push(format!(
+                "truncated: the SSND chunk holds only {} bytes of audio, fewer than its header declares",
+                cut.ssnd_available
+            ));
+            // SSND payload starts with 8 bytes (offset, block size) before the samples.
+            if let (Some(bits), true) = (bit_depth, channels > 0) {
+                let frame_bytes = u64::from(bits.div_ceil(8)) * u64::from(channels);
+                let n = cut.ssnd_available.saturating_sub(8) / frame_bytes;
+                frames = Some(n);
+                limit = Some(n);
+            }
+        }
+        if truncated_mp4 {
+            truncated = true;
+            warnings.push(
+                "truncated: a top-level MP4 atom extends past the end of the file".to_string(),
+            );
+        }
         if let Some(scan) = &riff_scan {
             truncated |= scan.data_truncated();
             warnings.extend(scan.warnings.iter().cloned());
@@ -758,9 +860,17 @@ impl Decoder {
                         ));
                         return Ok(false);
                     }
+                    let hint = if self.info.truncated {
+                        " (the file is truncated)"
+                    } else {
+                        ""
+                    };
                     return Err(InputError::Decode {
                         path: self.path.clone(),
-                        detail: describe_sym_error(&e),
+                        detail: format!(
+                            "no audio packet could be read{hint}: {}",
+                            describe_sym_error(&e)
+                        ),
                     });
                 }
             };

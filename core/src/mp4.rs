@@ -87,6 +87,41 @@ fn timescale(b: &[u8]) -> Option<u32> {
     (ts > 0).then_some(ts)
 }
 
+/// `true` when the stream is MP4 and a top-level atom declares more bytes than the file holds.
+pub fn truncated<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<bool> {
+    let mut pos = 0u64;
+    let mut first = true;
+    for _ in 0..MAX_ATOMS {
+        if pos + 8 > len {
+            return Ok(false);
+        }
+        r.seek(SeekFrom::Start(pos))?;
+        let mut h = [0u8; 16];
+        let n = r.read(&mut h)?;
+        if n < 8 {
+            return Ok(false);
+        }
+        if first && &h[4..8] != b"ftyp" {
+            return Ok(false);
+        }
+        first = false;
+        let size = match u32::from_be_bytes(h[0..4].try_into().unwrap()) {
+            0 => return Ok(false),
+            1 if n >= 16 => u64::from_be_bytes(h[8..16].try_into().unwrap()),
+            1 => return Ok(true),
+            s => u64::from(s),
+        };
+        if size < 8 {
+            return Ok(false);
+        }
+        if pos.saturating_add(size) > len {
+            return Ok(true);
+        }
+        pos += size;
+    }
+    Ok(false)
+}
+
 /// Read the edit window of the first `soun` track. `Ok(None)` when the stream is not MP4, the
 /// track has no edit list, or the list is not one Sluice understands (then nothing is trimmed).
 pub fn edit_window<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Option<EditWindow>> {

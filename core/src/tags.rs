@@ -117,7 +117,26 @@ fn read_lofty(path: &Path, file: &mut std::fs::File) -> Result<(Tags, Option<u32
                 .filter(|b| *b > 0.0);
             (TaggedFile::from(f), tempo)
         }
-        Some(_) => (probe.read().map_err(tag_error)?, None),
+        Some(_) => match probe.read() {
+            Ok(t) => (t, None),
+            // A truncated WAV (or one with a streaming-size data chunk) fails lofty's stream
+            // properties; its tags are still readable without them.
+            Err(e) => {
+                let mut again = BufReader::new(&mut *file);
+                again
+                    .seek(SeekFrom::Start(0))
+                    .map_err(|e| InputError::from_io(path, e))?;
+                let retry = Probe::new(again)
+                    .options(ParseOptions::new().read_properties(false))
+                    .guess_file_type()
+                    .map_err(|e| InputError::from_io(path, e))?
+                    .read();
+                match retry {
+                    Ok(t) => (t, None),
+                    Err(_) => return Err(tag_error(e)),
+                }
+            }
+        },
     };
 
     let mut blocks: Vec<&Tag> = Vec::new();
