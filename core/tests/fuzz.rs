@@ -33,7 +33,7 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>) {
     for _ in 0..n {
         let len = data.len().max(1);
         // Most structure is near the start: bias positions to the first 4 KB.
-        let pos = if rng.next_u64() % 4 == 0 {
+        let pos = if rng.next_u64().is_multiple_of(4) {
             (rng.next_u64() as usize) % len
         } else {
             (rng.next_u64() as usize) % len.min(4096)
