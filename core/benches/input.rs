@@ -3,10 +3,11 @@
 //!
 //! Run with `cargo bench -p sluice-core --bench input`. The bench writes its test files to a
 //! temporary directory (removed at the end): 60 s WAV/FLAC/MP3 made from
-//! [`sluice_core::signal::programme`], and 60 min WAV/FLAC for the memory test. It builds the
-//! `sluice` binary (`cargo build --release -p sluice-host`) to time `sluice info` end to end.
+//! [`sluice_core::signal::programme`], and 10 and 60 min WAV/FLAC for the memory test. It
+//! builds the `sluice` binary (`cargo build --release -p sluice-host`) to time `sluice info`
+//! end to end.
 //! Parts that need `ffmpeg`, `ffprobe`, `flac` or `lame` are skipped with a message when the
-//! tool is missing.
+//! tool is missing. Set `SLUICE_BENCH_KEEP=1` to keep the test files.
 //!
 //! Peak memory is measured in a child process: the bench re-executes itself with
 //! `--rss-child FILE`; the child decodes the file with [`Decoder`] (streaming, the audio is
@@ -22,7 +23,8 @@ const SAMPLE_RATE: u32 = 44_100;
 const CHANNELS: u16 = 2;
 /// Length of the probe/decode test files.
 const SHORT_SECONDS: usize = 60;
-/// Length of the long file of the memory test, in multiples of the short one.
+/// Lengths of the longer files of the memory test, in multiples of the short one.
+const MID_REPEATS: usize = 10;
 const LONG_REPEATS: usize = 60;
 const PROBE_RUNS: usize = 200;
 const SPAWN_RUNS: usize = 30;
@@ -127,6 +129,12 @@ fn run() -> Res<()> {
         started.elapsed().as_secs_f64(),
         loadavg()
     );
+    if std::env::var_os("SLUICE_BENCH_KEEP").is_some() {
+        println!(
+            "SLUICE_BENCH_KEEP set: test files kept in {}",
+            dir.keep().display()
+        );
+    }
     Ok(())
 }
 
@@ -181,6 +189,10 @@ fn probe_section(files: &[Fixture], sluice: Option<&Path>, tools: &Tools) -> Res
         "spawn floor (`true`): median {:.2} ms",
         ms(spawn_floor.median)
     );
+    if tools.ffprobe {
+        let floor = startup_floor("ffprobe");
+        println!("ffprobe startup floor (`ffprobe -version`): median {floor:.2} ms");
+    }
     let Some(sluice) = sluice else {
         println!("SKIPPED: no sluice binary (see the build message above)");
         return Ok(());
@@ -236,6 +248,7 @@ fn decode_section(files: &[Fixture], tools: &Tools) -> Res<()> {
         "{:<6} {:>12} {:>12} {:>14}",
         "format", "sluice xRT", "ffmpeg xRT", "sluice/ffmpeg"
     );
+    let ffmpeg_floor = tools.ffmpeg.then(|| startup_floor("ffmpeg"));
     for f in files {
         let seconds = sluice_core::probe(&f.path)?
             .duration_seconds
@@ -276,6 +289,12 @@ fn decode_section(files: &[Fixture], tools: &Tools) -> Res<()> {
          ffmpeg: `ffmpeg -v error -i FILE -f null -`, process start included; \
          ratio above 1 means sluice is faster)"
     );
+    if let Some(floor) = ffmpeg_floor {
+        println!(
+            "ffmpeg startup floor (`ffmpeg -version`): median {floor:.1} ms, included in (not \
+             subtracted from) the ffmpeg figures"
+        );
+    }
     Ok(())
 }
 
@@ -304,73 +323,105 @@ fn memory_section(
     println!();
     println!("== 3. Streaming memory: peak RSS (VmHWM) of a child decoding the whole file ==");
     let t = Instant::now();
-    let long_wav = dir.join("programme-60min.wav");
-    write_wav(&long_wav, pcm, LONG_REPEATS)?;
-    let mut pairs = vec![("WAV", short_wav.to_path_buf(), long_wav.clone())];
+    // 1, 10 and 60 minutes: the middle point tells a one-off rise from growth with length.
+    let mut rows: Vec<(&str, Vec<PathBuf>)> = vec![("WAV", vec![short_wav.to_path_buf()])];
     if tools.flac {
-        let long_flac = dir.join("programme-60min.flac");
-        run_tool(
-            Command::new("flac")
-                .args(["-8", "--silent", "-f", "-o"])
-                .arg(&long_flac)
-                .arg(&long_wav),
-        )?;
         let short_flac = short
             .iter()
             .find(|f| f.label == "FLAC")
             .map(|f| f.path.clone())
             .ok_or("no 60 s FLAC")?;
-        pairs.push(("FLAC", short_flac, long_flac));
+        rows.push(("FLAC", vec![short_flac]));
     } else {
         println!("(flac missing: FLAC memory test skipped)");
     }
+    for minutes in [MID_REPEATS, LONG_REPEATS] {
+        let wav = dir.join(format!("programme-{minutes}min.wav"));
+        write_wav(&wav, pcm, minutes)?;
+        if tools.flac {
+            let flac = wav.with_extension("flac");
+            run_tool(
+                Command::new("flac")
+                    .args(["-8", "--silent", "-f", "-o"])
+                    .arg(&flac)
+                    .arg(&wav),
+            )?;
+            rows[1].1.push(flac);
+        }
+        rows[0].1.push(wav);
+    }
     println!(
-        "made the 60 min files in {:.1} s: {}",
+        "made the 10 and 60 min files in {:.1} s: {}",
         t.elapsed().as_secs_f64(),
-        pairs
-            .iter()
-            .map(|(l, _, p)| format!("{l} {}", mb(file_len(p))))
+        rows.iter()
+            .map(|(l, p)| format!("{l} {} / {}", mb(file_len(&p[1])), mb(file_len(&p[2]))))
             .collect::<Vec<_>>()
             .join(", ")
     );
 
     let exe = std::env::current_exe()?;
     println!(
-        "{:<6} {:>11} {:>11} {:>12} {:>10} {:>12} {:>10}",
-        "format", "1 min HWM", "60 min HWM", "60/1 ratio", "growth", "baseline", "60 min xRT"
+        "{:<6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>13} {:>9} {:>10}",
+        "format",
+        "baseline",
+        "1 min",
+        "10 min",
+        "60 min",
+        "60/1 ratio",
+        "10->60 min",
+        "verdict",
+        "60 min xRT"
     );
-    let mut grew = Vec::new();
-    for (label, short_path, long_path) in &pairs {
-        let a = rss_measure(&exe, short_path)?;
-        let b = rss_measure(&exe, long_path)?;
-        let growth = b.hwm_kb as i64 - a.hwm_kb as i64;
-        // Allow allocator noise: growth counts only past 2 MiB and 10 %.
-        if growth > 2048 && b.hwm_kb as f64 > a.hwm_kb as f64 * 1.10 {
-            grew.push(*label);
-        }
+    let mut verdicts = Vec::new();
+    for (label, paths) in &rows {
+        let r: Vec<RssReport> = paths
+            .iter()
+            .zip([1, MID_REPEATS, LONG_REPEATS])
+            .map(|(p, minutes)| rss_measure(&exe, p, (minutes * SHORT_SECONDS) as f64))
+            .collect::<Res<_>>()?;
+        let kb = |i: usize| r[i].hwm_kb as i64;
+        // Allocator noise is a few hundred kB: growth counts past 512 kB.
+        let noise = 512;
+        let verdict = if kb(2) - kb(0) <= noise {
+            "flat"
+        } else if kb(2) - kb(1) <= noise {
+            "bounded"
+        } else {
+            "GROWS"
+        };
+        verdicts.push(format!(
+            "{label}: {verdict} ({:+.1} MB from 1 to 60 min, {:+.1} MB from 10 to 60 min; \
+             heap+stacks resident after decoding 1/10/60 min: {:.1}/{:.1}/{:.1} MB)",
+            (kb(2) - kb(0)) as f64 / 1024.0,
+            (kb(2) - kb(1)) as f64 / 1024.0,
+            r[0].anon_kb as f64 / 1024.0,
+            r[1].anon_kb as f64 / 1024.0,
+            r[2].anon_kb as f64 / 1024.0,
+        ));
         println!(
-            "{:<6} {:>8.1} MB {:>8.1} MB {:>12.3} {:>+7.1} MB {:>9.1} MB {:>9.0}x",
+            "{:<6} {:>7.1} MB {:>7.1} MB {:>7.1} MB {:>7.1} MB {:>12.3} {:>+10.1} MB {:>9} {:>9.0}x",
             label,
-            a.hwm_kb as f64 / 1024.0,
-            b.hwm_kb as f64 / 1024.0,
-            b.hwm_kb as f64 / a.hwm_kb as f64,
-            growth as f64 / 1024.0,
-            b.base_kb as f64 / 1024.0,
-            b.seconds / b.wall
+            r[2].base_kb as f64 / 1024.0,
+            kb(0) as f64 / 1024.0,
+            kb(1) as f64 / 1024.0,
+            kb(2) as f64 / 1024.0,
+            kb(2) as f64 / kb(0) as f64,
+            (kb(2) - kb(1)) as f64 / 1024.0,
+            verdict,
+            r[2].seconds / r[2].wall
         );
     }
-    println!("(baseline: the child's VmHWM before opening the file)");
-    if grew.is_empty() {
-        println!("peak memory does NOT grow with file length (flat from 1 min to 60 min)");
-    } else {
-        println!(
-            "peak memory GROWS with file length for: {}",
-            grew.join(", ")
-        );
+    println!(
+        "(baseline: the child's VmHWM before opening the file; flat: within 0.5 MB from 1 to \
+         60 min; bounded: rises, but within 0.5 MB from 10 to 60 min; GROWS: still rising)"
+    );
+    for v in &verdicts {
+        println!("peak memory {v}");
     }
 
     // Header-only probe should not depend on the file's length either.
-    for (label, _, long_path) in &pairs {
+    for (label, paths) in &rows {
+        let long_path = &paths[2];
         sluice_core::probe(long_path)?;
         let p = stats(time_runs(PROBE_RUNS, || {
             black_box(sluice_core::probe(black_box(long_path)).expect("probe"));
@@ -386,12 +437,14 @@ fn memory_section(
 
 struct RssReport {
     hwm_kb: u64,
+    /// Resident anonymous memory (heap, stacks) at the end of the decode.
+    anon_kb: u64,
     base_kb: u64,
     seconds: f64,
     wall: f64,
 }
 
-fn rss_measure(exe: &Path, file: &Path) -> Res<RssReport> {
+fn rss_measure(exe: &Path, file: &Path, expect_seconds: f64) -> Res<RssReport> {
     let out = Command::new(exe)
         .arg("--rss-child")
         .arg(file)
@@ -407,10 +460,19 @@ fn rss_measure(exe: &Path, file: &Path) -> Res<RssReport> {
             .find_map(|l| l.strip_prefix(key)?.trim().parse::<f64>().ok())
             .ok_or_else(|| format!("rss child printed no {key}: {text}").into())
     };
+    let seconds = field("seconds")?;
+    if seconds != expect_seconds {
+        return Err(format!(
+            "rss child decoded {seconds} s of {}, expected {expect_seconds} s",
+            file.display()
+        )
+        .into());
+    }
     Ok(RssReport {
         hwm_kb: field("hwm_kb")? as u64,
+        anon_kb: field("anon_kb")? as u64,
         base_kb: field("base_kb")? as u64,
-        seconds: field("seconds")?,
+        seconds,
         wall: field("wall")?,
     })
 }
@@ -431,6 +493,11 @@ fn rss_child(path: &Path) -> ExitCode {
         eprintln!("no VmHWM in /proc/self/status");
         return ExitCode::FAILURE;
     };
+    // Current (not peak) resident memory, split: heap and stacks vs mapped files (code).
+    let anon = status_kb("RssAnon:").unwrap_or(0);
+    let file = status_kb("RssFile:").unwrap_or(0);
+    println!("anon_kb {anon}");
+    println!("file_kb {file}");
     println!("base_kb {base}");
     println!("hwm_kb {hwm}");
     println!("frames {frames}");
@@ -440,10 +507,15 @@ fn rss_child(path: &Path) -> ExitCode {
 }
 
 fn vm_hwm_kb() -> Option<u64> {
+    status_kb("VmHWM:")
+}
+
+/// A `kB` field of `/proc/self/status`.
+fn status_kb(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(key))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -587,6 +659,14 @@ fn spawn_ok(cmd: &mut Command) {
         .status()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(status.success(), "{cmd:?} failed: {status}");
+}
+
+/// Median wall time in ms of `tool -version`: the cost of starting the tool at all.
+fn startup_floor(tool: &str) -> f64 {
+    let mut cmd = Command::new(tool);
+    cmd.arg("-version");
+    spawn_ok(&mut cmd);
+    ms(stats(time_runs(SPAWN_RUNS, || spawn_ok(&mut cmd))).median)
 }
 
 fn time_runs(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
