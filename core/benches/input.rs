@@ -83,12 +83,7 @@ fn run() -> Res<()> {
     }];
     if tools.flac {
         let flac = dir.path().join("programme-60s.flac");
-        run_tool(
-            Command::new("flac")
-                .args(["-8", "--silent", "-f", "-o"])
-                .arg(&flac)
-                .arg(&wav),
-        )?;
+        flac_encode(&wav, &flac)?;
         short.push(Fixture {
             label: "FLAC",
             path: flac,
@@ -340,12 +335,7 @@ fn memory_section(
         write_wav(&wav, pcm, minutes)?;
         if tools.flac {
             let flac = wav.with_extension("flac");
-            run_tool(
-                Command::new("flac")
-                    .args(["-8", "--silent", "-f", "-o"])
-                    .arg(&flac)
-                    .arg(&wav),
-            )?;
+            flac_encode(&wav, &flac)?;
             rows[1].1.push(flac);
         }
         rows[0].1.push(wav);
@@ -634,6 +624,16 @@ fn write_wav(path: &Path, pcm: &[i16], repeats: usize) -> Res<()> {
     }
     w.finalize()?;
     Ok(())
+}
+
+/// `flac -8` from `wav` into `flac`.
+fn flac_encode(wav: &Path, flac: &Path) -> Res<()> {
+    run_tool(
+        Command::new("flac")
+            .args(["-8", "--silent", "-f", "-o"])
+            .arg(flac)
+            .arg(wav),
+    )
 }
 
 fn run_tool(cmd: &mut Command) -> Res<()> {

@@ -3,12 +3,12 @@
 //! [`Decoder::open`] reads only the headers; [`Decoder::next_block`] yields planar `f32` blocks
 //! into one reused buffer, so memory is bounded by the packet size whatever the file's length.
 
-use crate::error::{InputError, guard};
+use crate::error::{InputError, catch_panic, guard};
 use crate::formats::{self, FormatInfo};
 use crate::riff::{self, RiffScan};
 use serde::Serialize;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use symphonia::core::audio::{Channels, Position};
 use symphonia::core::codecs::audio::{AudioCodecParameters, AudioDecoder, AudioDecoderOptions};
@@ -98,8 +98,9 @@ impl AudioBlock {
     }
 }
 
-/// Open `path` for reading, with specific errors for the usual ways that fails.
-pub fn open_checked(path: &Path) -> Result<File, InputError> {
+/// Open `path` for reading, with specific errors for the usual ways that fails. Returns the
+/// file and its length.
+pub fn open_checked(path: &Path) -> Result<(File, u64), InputError> {
     let meta = std::fs::metadata(path).map_err(|e| InputError::from_io(path, e))?;
     if meta.is_dir() {
         return Err(InputError::IsDirectory {
@@ -117,7 +118,7 @@ pub fn open_checked(path: &Path) -> Result<File, InputError> {
             path: path.to_path_buf(),
         });
     }
-    Ok(file)
+    Ok((file, meta.len()))
 }
 
 /// What the first bytes say the container is, for error messages about broken files.
@@ -373,6 +374,8 @@ pub struct Decoder {
     block: AudioBlock,
     frames_decoded: u64,
     skipped_packets: u64,
+    /// The RIFF chunk walk of a WAV file (its `bext` and INFO are tags).
+    riff: Option<RiffScan>,
     /// Frames still to drop at the start (MP4 edit-list priming).
     skip_remaining: u64,
     /// Frames to yield at most (MP4 edit-list presentation length).
@@ -444,14 +447,170 @@ fn describe_sym_error(e: &SymError) -> String {
     }
 }
 
+/// What our own container readers found before symphonia opens the file: the facts symphonia
+/// gets wrong or does not give (RF64 sizes, truncated AIFF, MP4 edit lists, WAV truncation).
+struct Prescan {
+    riff: Option<RiffScan>,
+    aiff_cut: Option<AiffCut>,
+    mp4: Option<crate::mp4::Mp4Scan>,
+}
+
+/// The frame accounting of one stream once the prescan is applied to symphonia's track.
+struct Accounting {
+    frames: Option<u64>,
+    /// Frames to drop at the start (MP4 edit-list priming).
+    skip: u64,
+    /// Frames to yield at most.
+    limit: Option<u64>,
+    delay: Option<u32>,
+    padding: Option<u32>,
+    truncated: bool,
+    warnings: Vec<String>,
+}
+
+fn clamp_u32(v: u64) -> u32 {
+    v.min(u64::from(u32::MAX)) as u32
+}
+
+impl Prescan {
+    /// Read what our readers need from the start of `file`; problems here only mean the
+    /// prescan found nothing (symphonia then has the last word).
+    fn read(file: &mut File, head: &[u8], len: u64) -> std::io::Result<Prescan> {
+        let mut r = BufReader::with_capacity(8192, file);
+        let riff = riff::scan(&mut r, len)?;
+        let aiff_cut = if head.starts_with(b"FORM") {
+            aiff_cut(&mut r, len).unwrap_or(None)
+        } else {
+            None
+        };
+        let mp4 = if head.get(4..8) == Some(b"ftyp") {
+            crate::mp4::scan(&mut r, len).unwrap_or(None)
+        } else {
+            None
+        };
+        Ok(Prescan {
+            riff,
+            aiff_cut,
+            mp4,
+        })
+    }
+
+    fn rf64(&self) -> bool {
+        self.riff
+            .as_ref()
+            .is_some_and(|r| matches!(r.form, Some(riff::RiffForm::Rf64 | riff::RiffForm::Bw64)))
+    }
+
+    /// The byte source symphonia reads: the file, or the file with size fields mended.
+    fn source(&self, file: File, len: u64) -> Box<dyn symphonia::core::io::MediaSource> {
+        let patches = if self.rf64() {
+            // Symphonia reads RIFF WAVE but not RF64/BW64. Both are RIFF with a `ds64` chunk
+            // holding the 64-bit sizes and 0xFFFFFFFF in the 32-bit fields, which symphonia
+            // reads as "until the end of the file". So present the file with a RIFF id; the
+            // frame count (and where the audio ends) comes from `ds64`.
+            vec![(0, *b"RIFF")]
+        } else if let Some(cut) = &self.aiff_cut {
+            // Sizes that fit what the file holds, so the reader gets to the audio that exists.
+            vec![
+                (4, clamp_u32(len - 8).to_be_bytes()),
+                (
+                    cut.ssnd_size_at,
+                    clamp_u32(cut.ssnd_available).to_be_bytes(),
+                ),
+            ]
+        } else {
+            return Box::new(file);
+        };
+        Box::new(PatchedFile {
+            file,
+            pos: 0,
+            len,
+            patches,
+        })
+    }
+
+    /// Apply what the prescan knows to the track symphonia read.
+    fn account(
+        &self,
+        container: &str,
+        track: &symphonia::core::formats::Track,
+        bit_depth: Option<u32>,
+        channels: u32,
+    ) -> Accounting {
+        let mut acc = Accounting {
+            frames: track.num_frames,
+            skip: 0,
+            limit: None,
+            delay: track.delay,
+            padding: track.padding,
+            truncated: false,
+            warnings: Vec::new(),
+        };
+        let mp4 = self
+            .mp4
+            .filter(|_| container == "isomp4" && track.delay.is_none());
+        if let Some(w) = mp4.and_then(|m| m.window) {
+            let total = acc.frames.unwrap_or(0);
+            let length = w.length.unwrap_or(total.saturating_sub(w.skip));
+            acc.skip = w.skip;
+            acc.limit = Some(length);
+            if w.skip > 0 {
+                acc.delay = Some(clamp_u32(w.skip));
+            }
+            if total > w.skip + length {
+                acc.padding = Some(clamp_u32(total - w.skip - length));
+            }
+            acc.frames = Some(length);
+        }
+        if let Some(cut) = &self.aiff_cut {
+            acc.truncated = true;
+            acc.warnings.push(format!(
+                "truncated: the SSND chunk holds only {} bytes of audio, fewer than its header declares",
+                cut.ssnd_available
+            ));
+            // SSND payload starts with 8 bytes (offset, block size) before the samples.
+            if let (Some(bits), true) = (bit_depth, channels > 0) {
+                let frame_bytes = u64::from(bits.div_ceil(8)) * u64::from(channels);
+                let n = cut.ssnd_available.saturating_sub(8) / frame_bytes;
+                acc.frames = Some(n);
+                acc.limit = Some(n);
+            }
+        }
+        if mp4.is_some_and(|m| m.truncated) {
+            acc.truncated = true;
+            acc.warnings.push(
+                "truncated: a top-level MP4 atom extends past the end of the file".to_string(),
+            );
+        }
+        if let Some(scan) = &self.riff {
+            acc.truncated |= scan.data_truncated();
+            acc.warnings.extend(scan.warnings.iter().cloned());
+            if self.rf64() {
+                // The data chunk's real size comes from ds64; audio ends there even if chunks
+                // follow.
+                if let (Some(d), Some(align)) = (scan.data, scan.block_align.filter(|a| *a > 0)) {
+                    let n = d.size.min(scan.data_available) / u64::from(align);
+                    acc.frames = Some(n);
+                    acc.limit = Some(n);
+                }
+            } else if let (Some(n), Some(d)) = (acc.frames, scan.data)
+                && scan.data_truncated()
+                && d.size > 0
+            {
+                // A WAV whose data chunk claims more than the file holds: the reader's frame
+                // count is the declared one; report what the file really holds.
+                let frame_bytes = d.size / n.max(1);
+                acc.frames = Some(scan.data_available / frame_bytes.max(1));
+            }
+        }
+        acc
+    }
+}
+
 impl Decoder {
     /// Open `path` and read its headers. No audio is decoded yet.
     pub fn open(path: &Path) -> Result<Decoder, InputError> {
-        let mut file = open_checked(path)?;
-        let file_size = file
-            .metadata()
-            .map_err(|e| InputError::from_io(path, e))?
-            .len();
+        let (mut file, file_size) = open_checked(path)?;
         let head = read_head(&mut file, 64);
         if let Some(what) = formats::sniff_non_audio(&head)
             && what != "text"
@@ -471,13 +630,11 @@ impl Decoder {
                 }
             });
         }
-        let riff_scan = {
-            let mut r = BufReader::with_capacity(4096, &mut file);
-            riff::scan(&mut r, file_size).map_err(|e| InputError::from_io(path, e))?
-        };
-        let file = File::open(path).map_err(|e| InputError::from_io(path, e))?;
+        let io = |e| InputError::from_io(path, e);
+        let prescan = Prescan::read(&mut file, &head, file_size).map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
         guard(path, "decoder", || {
-            Self::open_inner(path, file, file_size, &head, riff_scan)
+            Self::open_inner(path, file, file_size, &head, prescan)
         })
     }
 
@@ -486,46 +643,12 @@ impl Decoder {
         file: File,
         file_size: u64,
         head: &[u8],
-        riff_scan: Option<RiffScan>,
+        prescan: Prescan,
     ) -> Result<Decoder, InputError> {
-        let aiff_cut = if head.starts_with(b"FORM") {
-            File::open(path)
-                .and_then(|f| aiff_cut(&mut BufReader::with_capacity(4096, f), file_size))
-                .unwrap_or(None)
-        } else {
-            None
-        };
-        let rf64 = riff_scan
-            .as_ref()
-            .is_some_and(|r| matches!(r.form, Some(riff::RiffForm::Rf64 | riff::RiffForm::Bw64)));
-        let source: Box<dyn symphonia::core::io::MediaSource> = if rf64 {
-            // Symphonia reads RIFF WAVE but not RF64/BW64. Both are RIFF with a `ds64` chunk
-            // holding the 64-bit sizes and 0xFFFFFFFF in the 32-bit fields, which symphonia
-            // reads as "until the end of the file". So present the file with a RIFF id; the
-            // frame count (and where the audio ends) comes from `ds64`.
-            Box::new(PatchedFile {
-                file,
-                pos: 0,
-                len: file_size,
-                patches: vec![(0, *b"RIFF")],
-            })
-        } else if let Some(cut) = aiff_cut.as_ref() {
-            // Sizes that fit what the file holds, so the reader gets to the audio that exists.
-            let ssnd = cut.ssnd_available.min(u64::from(u32::MAX)) as u32;
-            let form = (file_size - 8).min(u64::from(u32::MAX)) as u32;
-            Box::new(PatchedFile {
-                file,
-                pos: 0,
-                len: file_size,
-                patches: vec![
-                    (4, form.to_be_bytes()),
-                    (cut.ssnd_size_at, ssnd.to_be_bytes()),
-                ],
-            })
-        } else {
-            Box::new(file)
-        };
-        let mss = MediaSourceStream::new(source, MediaSourceStreamOptions::default());
+        let mss = MediaSourceStream::new(
+            prescan.source(file, file_size),
+            MediaSourceStreamOptions::default(),
+        );
         let mut hint = Hint::new();
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);
@@ -567,7 +690,7 @@ impl Decoder {
                     format: container.to_string(),
                     detail: "the header gives no sample rate".to_string(),
                 })?;
-        let entry = registry_entry(container, codec, riff_scan.as_ref());
+        let entry = registry_entry(container, codec, prescan.riff.as_ref());
         let channels = params
             .channels
             .as_ref()
@@ -596,86 +719,15 @@ impl Decoder {
         } else {
             None
         };
-        let mut frames = track.num_frames;
-        let mut encoder_delay = track.delay;
-        let mut encoder_padding = track.padding;
-        let mut skip_remaining = 0;
-        let mut truncated_mp4 = false;
-        let mut limit = None;
-        if container == "isomp4" && track.delay.is_none() {
-            let window = File::open(path).and_then(|f| {
-                let mut r = BufReader::with_capacity(8192, f);
-                crate::mp4::edit_window(&mut r, file_size)
-            });
-            if let Ok(true) = File::open(path).and_then(|f| {
-                crate::mp4::truncated(&mut BufReader::with_capacity(8192, f), file_size)
-            }) {
-                truncated_mp4 = true;
-            }
-            if let Ok(Some(w)) = window {
-                skip_remaining = w.skip;
-                let total = frames.unwrap_or(0);
-                let length = w.length.unwrap_or(total.saturating_sub(w.skip));
-                limit = Some(length);
-                if w.skip > 0 {
-                    encoder_delay = Some(w.skip.min(u64::from(u32::MAX)) as u32);
-                }
-                if total > w.skip + length {
-                    encoder_padding =
-                        Some((total - w.skip - length).min(u64::from(u32::MAX)) as u32);
-                }
-                frames = Some(length);
-            }
-        }
-        let mut warnings = Vec::new();
-        let mut truncated = false;
-        if let Some(cut) = &aiff_cut {
-            truncated = true;
-            warnings.push(format!(
-                "truncated: the SSND chunk holds only {} bytes of audio, fewer than its header declares",
-                cut.ssnd_available
-            ));
-            // SSND payload starts with 8 bytes (offset, block size) before the samples.
-            if let (Some(bits), true) = (bit_depth, channels > 0) {
-                let frame_bytes = u64::from(bits.div_ceil(8)) * u64::from(channels);
-                let n = cut.ssnd_available.saturating_sub(8) / frame_bytes;
-                frames = Some(n);
-                limit = Some(n);
-            }
-        }
-        if truncated_mp4 {
-            truncated = true;
-            warnings.push(
-                "truncated: a top-level MP4 atom extends past the end of the file".to_string(),
-            );
-        }
-        if let Some(scan) = &riff_scan {
-            truncated |= scan.data_truncated();
-            warnings.extend(scan.warnings.iter().cloned());
-        }
-        // A WAV whose data chunk claims more than the file holds: the reader's frame count is
-        // the declared one; report what the file really holds.
-        if rf64 && let Some(scan) = &riff_scan {
-            // The data chunk's real size comes from ds64; audio ends there even if chunks follow.
-            if let (Some(d), Some(align)) = (scan.data, scan.block_align.filter(|a| *a > 0)) {
-                let n = d.size.min(scan.data_available) / u64::from(align);
-                frames = Some(n);
-                limit = Some(n);
-            }
-        }
-        let frames = match (&riff_scan, frames) {
-            _ if rf64 => frames,
-            (Some(scan), Some(n)) if scan.data_truncated() => {
-                let declared = scan.data.map(|d| d.size).unwrap_or(0);
-                if declared > 0 {
-                    let frame_bytes = declared / n.max(1);
-                    Some(scan.data_available / frame_bytes.max(1))
-                } else {
-                    Some(n)
-                }
-            }
-            (_, f) => f,
-        };
+        let Accounting {
+            frames,
+            skip: skip_remaining,
+            limit,
+            delay: encoder_delay,
+            padding: encoder_padding,
+            truncated,
+            warnings,
+        } = prescan.account(container, track, bit_depth, channels);
         let duration_seconds = frames.map(|f| f as f64 / f64::from(sample_rate));
         let bitrate = if entry.lossless {
             None
@@ -708,6 +760,7 @@ impl Decoder {
         };
         Ok(Decoder {
             path: path.to_path_buf(),
+            riff: prescan.riff,
             info,
             format,
             decoder: None,
@@ -727,6 +780,16 @@ impl Decoder {
         &self.info
     }
 
+    /// Format facts from the headers, without decoding.
+    pub fn into_info(self) -> StreamInfo {
+        self.info
+    }
+
+    /// The RIFF chunk walk of a WAV/RF64/BW64 file.
+    pub(crate) fn riff_scan(&self) -> Option<&RiffScan> {
+        self.riff.as_ref()
+    }
+
     /// The file being decoded.
     pub fn path(&self) -> &Path {
         &self.path
@@ -743,8 +806,13 @@ impl Decoder {
         if self.done {
             return Ok(None);
         }
-        let path = self.path.clone();
-        let got = guard(&path, "decoder", || self.decode_next());
+        let got = catch_panic(|| self.decode_next()).unwrap_or_else(|detail| {
+            Err(InputError::ParserFailure {
+                path: self.path.clone(),
+                component: "decoder",
+                detail,
+            })
+        });
         match got {
             Ok(true) => Ok(Some(&self.block)),
             Ok(false) => {
@@ -771,17 +839,9 @@ impl Decoder {
             (self.info.frames_source, self.info.frames)
             && decoded < declared
         {
-            self.info.truncated = true;
-            if !self
-                .info
-                .warnings
-                .iter()
-                .any(|w| w.starts_with("truncated"))
-            {
-                self.info.warnings.push(format!(
-                    "truncated: decoded {decoded} frames but the header declares {declared}"
-                ));
-            }
+            self.mark_truncated(&format!(
+                "decoded {decoded} frames but the header declares {declared}"
+            ));
         }
         if self.skipped_packets > 0 {
             self.info.warnings.push(format!(
@@ -948,10 +1008,9 @@ impl Decoder {
         }
     }
 
+    /// Flag the stream truncated, with one "truncated: …" warning however often it is found.
     fn mark_truncated(&mut self, why: &str) {
-        if !self.info.truncated {
-            self.info.truncated = true;
-        }
+        self.info.truncated = true;
         if !self
             .info
             .warnings

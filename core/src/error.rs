@@ -138,6 +138,19 @@ impl InputError {
     }
 }
 
+/// Run `f`, returning the message of a panic inside it instead of unwinding further.
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "internal error".to_string()
+        }
+    })
+}
+
 /// Run a third-party parser, turning a panic inside it into [`InputError::ParserFailure`].
 ///
 /// Symphonia and lofty are written to return errors on malformed input, but a decoder that
@@ -147,21 +160,11 @@ pub(crate) fn guard<T>(
     component: &'static str,
     f: impl FnOnce() -> Result<T, InputError>,
 ) -> Result<T, InputError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(payload) => {
-            let detail = if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_string()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "internal error".to_string()
-            };
-            Err(InputError::ParserFailure {
-                path: path.to_path_buf(),
-                component,
-                detail,
-            })
-        }
-    }
+    catch_panic(f).unwrap_or_else(|detail| {
+        Err(InputError::ParserFailure {
+            path: path.to_path_buf(),
+            component,
+            detail,
+        })
+    })
 }

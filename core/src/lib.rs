@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 /// Read the format facts of `path` from its headers only (no audio is decoded).
 pub fn probe(path: &Path) -> Result<StreamInfo, InputError> {
-    Ok(Decoder::open(path)?.info().clone())
+    Ok(Decoder::open(path)?.into_info())
 }
 
 /// Decode the whole file to count its frames exactly and find truncation or damage.
@@ -50,12 +50,16 @@ pub struct FileInfo {
 /// Probe `path` and read its tags. A broken tag block does not fail the file: it becomes a
 /// warning in [`StreamInfo::warnings`], because the audio is still usable.
 pub fn info(path: &Path, opts: &InfoOptions) -> Result<FileInfo, InputError> {
+    let decoder = Decoder::open(path)?;
+    // The decoder already walked a WAV's chunks; its `bext` and INFO are tags.
+    let riff = decoder.riff_scan().cloned();
     let mut stream = if opts.decode {
-        probe_decoded(path)?
+        decoder.decode_to_end()?
     } else {
-        probe(path)?
+        decoder.into_info()
     };
-    let tags = match tags::read_tags_and_bitrate(path) {
+    let (file, _) = open_checked(path)?;
+    let tags = match tags::read_tags_with(path, file, riff.as_ref()) {
         Ok((t, kbps)) => {
             // lofty gives Ogg Vorbis's nominal rate; the file-size average (already set) is
             // the truthful figure there.

@@ -16,6 +16,15 @@ pub struct EditWindow {
     pub length: Option<u64>,
 }
 
+/// What one walk over an MP4 file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mp4Scan {
+    /// The first audio track's edit window, when it has an edit list Sluice understands.
+    pub window: Option<EditWindow>,
+    /// A top-level atom declares more bytes than the file holds.
+    pub truncated: bool,
+}
+
 const MAX_ATOMS: usize = 10_000;
 
 struct Atom {
@@ -24,9 +33,17 @@ struct Atom {
     end: u64,
 }
 
-fn read_atom<R: Read + Seek>(r: &mut R, pos: u64, limit: u64) -> io::Result<Option<Atom>> {
+enum Next {
+    Atom(Atom),
+    /// The atom at this position declares more bytes than its parent (or the file) holds.
+    Overrun,
+    /// No further atom: the parent is used up, or what follows is not an atom.
+    End,
+}
+
+fn read_atom<R: Read + Seek>(r: &mut R, pos: u64, limit: u64) -> io::Result<Next> {
     if pos + 8 > limit {
-        return Ok(None);
+        return Ok(Next::End);
     }
     r.seek(SeekFrom::Start(pos))?;
     let mut h = [0u8; 8];
@@ -35,6 +52,7 @@ fn read_atom<R: Read + Seek>(r: &mut R, pos: u64, limit: u64) -> io::Result<Opti
     let kind: [u8; 4] = h[4..8].try_into().unwrap();
     let (size, header) = match size32 {
         0 => (limit - pos, 8),
+        1 if pos + 16 > limit => return Ok(Next::Overrun),
         1 => {
             let mut b = [0u8; 8];
             r.read_exact(&mut b)?;
@@ -42,34 +60,45 @@ fn read_atom<R: Read + Seek>(r: &mut R, pos: u64, limit: u64) -> io::Result<Opti
         }
         n => (u64::from(n), 8),
     };
-    if size < header || pos.saturating_add(size) > limit {
-        return Ok(None);
+    if size < header {
+        return Ok(Next::End);
     }
-    Ok(Some(Atom {
+    if pos.saturating_add(size) > limit {
+        return Ok(Next::Overrun);
+    }
+    Ok(Next::Atom(Atom {
         kind,
         payload: pos + header,
         end: pos + size,
     }))
 }
 
-/// Children of the container atom spanning `start..end`.
+/// Children of the container atom spanning `start..end`, and whether the walk stopped at an
+/// atom overrunning it.
 fn children<R: Read + Seek>(
     r: &mut R,
     start: u64,
     end: u64,
     budget: &mut usize,
-) -> io::Result<Vec<Atom>> {
+) -> io::Result<(Vec<Atom>, bool)> {
     let mut out = Vec::new();
     let mut pos = start;
-    while let Some(a) = read_atom(r, pos, end)? {
-        if *budget == 0 {
-            break;
+    while *budget > 0 {
+        match read_atom(r, pos, end)? {
+            Next::Atom(a) => {
+                *budget -= 1;
+                pos = a.end;
+                out.push(a);
+            }
+            Next::Overrun => return Ok((out, true)),
+            Next::End => break,
         }
-        *budget -= 1;
-        pos = a.end;
-        out.push(a);
     }
-    Ok(out)
+    Ok((out, false))
+}
+
+fn find<'a>(atoms: &'a [Atom], kind: &[u8; 4]) -> Option<&'a Atom> {
+    atoms.iter().find(|a| &a.kind == kind)
 }
 
 fn read_payload<R: Read + Seek>(r: &mut R, a: &Atom, max: u64) -> io::Result<Vec<u8>> {
@@ -87,83 +116,59 @@ fn timescale(b: &[u8]) -> Option<u32> {
     (ts > 0).then_some(ts)
 }
 
-/// `true` when the stream is MP4 and a top-level atom declares more bytes than the file holds.
-pub fn truncated<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<bool> {
-    let mut pos = 0u64;
-    let mut first = true;
-    for _ in 0..MAX_ATOMS {
-        if pos + 8 > len {
-            return Ok(false);
-        }
-        r.seek(SeekFrom::Start(pos))?;
-        let mut h = [0u8; 16];
-        let n = r.read(&mut h)?;
-        if n < 8 {
-            return Ok(false);
-        }
-        if first && &h[4..8] != b"ftyp" {
-            return Ok(false);
-        }
-        first = false;
-        let size = match u32::from_be_bytes(h[0..4].try_into().unwrap()) {
-            0 => return Ok(false),
-            1 if n >= 16 => u64::from_be_bytes(h[8..16].try_into().unwrap()),
-            1 => return Ok(true),
-            s => u64::from(s),
-        };
-        if size < 8 {
-            return Ok(false);
-        }
-        if pos.saturating_add(size) > len {
-            return Ok(true);
-        }
-        pos += size;
-    }
-    Ok(false)
-}
-
-/// Read the edit window of the first `soun` track. `Ok(None)` when the stream is not MP4, the
-/// track has no edit list, or the list is not one Sluice understands (then nothing is trimmed).
-pub fn edit_window<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Option<EditWindow>> {
+/// Walk an MP4 file once: truncation of its top-level atoms and the edit window of its first
+/// `soun` track. `Ok(None)` when the stream is not MP4 (its first atom is not `ftyp`).
+pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Option<Mp4Scan>> {
     let mut budget = MAX_ATOMS;
-    let top = children(r, 0, len, &mut budget)?;
+    let (top, truncated) = children(r, 0, len, &mut budget)?;
     if top.first().map(|a| &a.kind) != Some(b"ftyp") {
         return Ok(None);
     }
-    let Some(moov) = top.iter().find(|a| &a.kind == b"moov") else {
+    // An edit list that cannot be read leaves the audio untrimmed; it does not fail the file.
+    let window = edit_window(r, &top, &mut budget).ok().flatten();
+    Ok(Some(Mp4Scan { window, truncated }))
+}
+
+/// The edit window of the first `soun` track. `Ok(None)` when the track has no edit list, or
+/// the list is not one Sluice understands (then nothing is trimmed).
+fn edit_window<R: Read + Seek>(
+    r: &mut R,
+    top: &[Atom],
+    budget: &mut usize,
+) -> io::Result<Option<EditWindow>> {
+    let Some(moov) = find(top, b"moov") else {
         return Ok(None);
     };
-    let moov_kids = children(r, moov.payload, moov.end, &mut budget)?;
-    let Some(mvhd) = moov_kids.iter().find(|a| &a.kind == b"mvhd") else {
+    let (moov_kids, _) = children(r, moov.payload, moov.end, budget)?;
+    let Some(mvhd) = find(&moov_kids, b"mvhd") else {
         return Ok(None);
     };
     let Some(movie_ts) = timescale(&read_payload(r, mvhd, 64)?) else {
         return Ok(None);
     };
     for trak in moov_kids.iter().filter(|a| &a.kind == b"trak") {
-        let kids = children(r, trak.payload, trak.end, &mut budget)?;
-        let Some(mdia) = kids.iter().find(|a| &a.kind == b"mdia") else {
+        let (kids, _) = children(r, trak.payload, trak.end, budget)?;
+        let Some(mdia) = find(&kids, b"mdia") else {
             continue;
         };
-        let mdia_kids = children(r, mdia.payload, mdia.end, &mut budget)?;
-        let handler = match mdia_kids.iter().find(|a| &a.kind == b"hdlr") {
-            Some(h) => read_payload(r, h, 16)?,
-            None => continue,
+        let (mdia_kids, _) = children(r, mdia.payload, mdia.end, budget)?;
+        let Some(hdlr) = find(&mdia_kids, b"hdlr") else {
+            continue;
         };
-        if handler.get(8..12) != Some(b"soun") {
+        if read_payload(r, hdlr, 16)?.get(8..12) != Some(b"soun") {
             continue;
         }
-        let Some(media_ts) = (match mdia_kids.iter().find(|a| &a.kind == b"mdhd") {
-            Some(m) => timescale(&read_payload(r, m, 64)?),
-            None => None,
-        }) else {
+        let Some(mdhd) = find(&mdia_kids, b"mdhd") else {
             return Ok(None);
         };
-        let Some(edts) = kids.iter().find(|a| &a.kind == b"edts") else {
+        let Some(media_ts) = timescale(&read_payload(r, mdhd, 64)?) else {
             return Ok(None);
         };
-        let edts_kids = children(r, edts.payload, edts.end, &mut budget)?;
-        let Some(elst) = edts_kids.iter().find(|a| &a.kind == b"elst") else {
+        let Some(edts) = find(&kids, b"edts") else {
+            return Ok(None);
+        };
+        let (edts_kids, _) = children(r, edts.payload, edts.end, budget)?;
+        let Some(elst) = find(&edts_kids, b"elst") else {
             return Ok(None);
         };
         let b = read_payload(r, elst, 4096)?;

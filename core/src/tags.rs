@@ -3,7 +3,7 @@
 //! chunk and the raw RIFF INFO list, read by our own code ([`crate::riff`]).
 
 use crate::error::{InputError, guard};
-use crate::riff::Bext;
+use crate::riff::{Bext, RiffScan};
 use lofty::config::ParseOptions;
 use lofty::file::{FileType, TaggedFile};
 use lofty::mp4::{AtomData, AtomIdent, Mp4File};
@@ -73,18 +73,26 @@ fn tag_type_name(t: TagType) -> &'static str {
     }
 }
 
+/// A lofty probe that decides the file type from the content, not the extension.
+fn content_probe<R: Read + Seek>(
+    path: &Path,
+    reader: R,
+    options: ParseOptions,
+) -> Result<Probe<R>, InputError> {
+    Probe::new(reader)
+        .options(options)
+        .guess_file_type()
+        .map_err(|e| InputError::from_io(path, e))
+}
+
 /// Read every tag block of the file at `path` with lofty (the content decides the format,
 /// not the extension). The `bext` chunk and raw INFO list are filled in by [`read_tags`].
 /// Also returns the audio bitrate in kbit/s where lofty's stream reader knows it.
 fn read_lofty(path: &Path, file: &mut std::fs::File) -> Result<(Tags, Option<u32>), InputError> {
     file.seek(SeekFrom::Start(0))
         .map_err(|e| InputError::from_io(path, e))?;
-    let reader = BufReader::new(&mut *file);
     let options = ParseOptions::new().read_properties(true);
-    let probe = Probe::new(reader)
-        .options(options)
-        .guess_file_type()
-        .map_err(|e| InputError::from_io(path, e))?;
+    let probe = content_probe(path, BufReader::new(&mut *file), options)?;
     let tag_error = |e: lofty::error::FileParseError| {
         let mut detail = e.to_string();
         if let Some(src) = std::error::Error::source(&e) {
@@ -126,11 +134,8 @@ fn read_lofty(path: &Path, file: &mut std::fs::File) -> Result<(Tags, Option<u32
                 again
                     .seek(SeekFrom::Start(0))
                     .map_err(|e| InputError::from_io(path, e))?;
-                let retry = Probe::new(again)
-                    .options(ParseOptions::new().read_properties(false))
-                    .guess_file_type()
-                    .map_err(|e| InputError::from_io(path, e))?
-                    .read();
+                let retry =
+                    content_probe(path, again, ParseOptions::new().read_properties(false))?.read();
                 match retry {
                     Ok(t) => (t, None),
                     Err(_) => return Err(tag_error(e)),
@@ -238,7 +243,7 @@ fn parse_year(date: &str) -> Option<i32> {
 }
 
 /// Read the raw items of every RIFF `LIST`/`INFO` chunk of a WAVE file.
-fn riff_info<R: Read + Seek>(r: &mut R, scan: &crate::riff::RiffScan) -> BTreeMap<String, String> {
+fn riff_info<R: Read + Seek>(r: &mut R, scan: &RiffScan) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for c in scan.chunks.iter().filter(|c| &c.id == b"LIST") {
         let Ok(size) = usize::try_from(c.size.min(1 << 20)) else {
@@ -275,23 +280,23 @@ fn riff_info<R: Read + Seek>(r: &mut R, scan: &crate::riff::RiffScan) -> BTreeMa
 /// Read all tags of the file at `path`: lofty's unified model, the `bext` chunk and the raw RIFF
 /// INFO list.
 pub fn read_tags(path: &Path) -> Result<Tags, InputError> {
-    read_tags_and_bitrate(path).map(|(t, _)| t)
+    let (mut file, len) = crate::open_checked(path)?;
+    let scan = crate::riff::scan(&mut BufReader::new(&mut file), len)
+        .map_err(|e| InputError::from_io(path, e))?;
+    read_tags_with(path, file, scan.as_ref()).map(|(t, _)| t)
 }
 
-/// [`read_tags`], plus the audio bitrate in kbit/s from the stream header where one states it.
-pub(crate) fn read_tags_and_bitrate(path: &Path) -> Result<(Tags, Option<u32>), InputError> {
-    let mut file = crate::open_checked(path)?;
-    let len = file
-        .metadata()
-        .map_err(|e| InputError::from_io(path, e))?
-        .len();
+/// [`read_tags`] on an open file whose RIFF chunk walk (for a WAV) is already done, plus the
+/// audio bitrate in kbit/s from the stream header where one states it.
+pub(crate) fn read_tags_with(
+    path: &Path,
+    mut file: std::fs::File,
+    riff: Option<&RiffScan>,
+) -> Result<(Tags, Option<u32>), InputError> {
     let (mut tags, bitrate) = guard(path, "tag", || read_lofty(path, &mut file))?;
-    let mut buffered = BufReader::new(&mut file);
-    if let Some(scan) =
-        crate::riff::scan(&mut buffered, len).map_err(|e| InputError::from_io(path, e))?
-    {
-        tags.riff_info = riff_info(&mut buffered, &scan);
-        tags.bext = scan.bext;
+    if let Some(scan) = riff {
+        tags.riff_info = riff_info(&mut BufReader::new(&mut file), scan);
+        tags.bext = scan.bext.clone();
     }
     Ok((tags, bitrate))
 }
