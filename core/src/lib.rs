@@ -5,6 +5,7 @@
 //! (including the Broadcast Wave `bext` chunk), and [`formats`] is the format registry.
 //! Everything is streaming: memory is bounded by the block size, not the file's length.
 
+pub mod analysis;
 pub mod decode;
 pub mod error;
 pub mod formats;

@@ -1,0 +1,259 @@
+//! True peak per ITU-R BS.1770-4 annex 2: the peak of the signal reconstructed between samples,
+//! found by oversampling with a polyphase interpolating FIR: 4× below 192 kHz, 2× below
+//! 384 kHz, none from 384 kHz up. That is at least the 192 kHz BS.1770 asks for; 88.2/96 kHz
+//! files get 4× rather than 2× because their ultrasonic content would otherwise under-read by
+//! over 0.5 dB, and 192 kHz files get 2× where libebur128 stops oversampling (and under-reads
+//! by up to 0.5 dB at 20 kHz).
+//!
+//! The filter is our own windowed sinc (Kaiser, β = 6), 24 taps per phase, odd length, so phase
+//! 0 is the input sample itself (the sample peak is part of the true peak) and the other phases
+//! lie exactly 1/4, 2/4 and 3/4 of a sample later. Each phase is normalised to unity gain at
+//! DC. Its gain error against the ideal fractional delay is under 0.02 dB up to 0.42 × the
+//! sample rate (20.2 kHz at 48 kHz), tested in this module. The example filter printed in
+//! BS.1770 has 12 taps per phase and under-reads by tenths of a dB above 0.38 × the rate;
+//! twice the taps cost little once vectorised. The EBU Tech 3341 cases 15–23 are in
+//! `core/tests/loudness_ebu.rs`.
+//!
+//! The filter runs in `f32` on blocks of 8 outputs per phase so the compiler vectorises it; on
+//! x86-64 with AVX2 and FMA (detected at run time) the same code is compiled for those units.
+
+const TAPS: usize = 24;
+
+/// One interpolating phase: output at `m - 6 + frac` from inputs `m - 11 ..= m`.
+type Phase = [f32; TAPS];
+
+fn bessel_i0(x: f64) -> f64 {
+    let mut sum = 1.0;
+    let mut term = 1.0;
+    let q = x * x / 4.0;
+    for k in 1..50 {
+        term *= q / (k * k) as f64;
+        sum += term;
+        if term < 1e-17 * sum {
+            break;
+        }
+    }
+    sum
+}
+
+/// The non-zero phases of an `l`× interpolator.
+fn design(l: usize) -> Vec<Phase> {
+    let n = l * TAPS + 1;
+    let centre = (n - 1) as f64 / 2.0;
+    let beta = 6.0;
+    let h: Vec<f64> = (0..n)
+        .map(|i| {
+            let t = (i as f64 - centre) / l as f64;
+            let sinc = if t == 0.0 {
+                1.0
+            } else {
+                (std::f64::consts::PI * t).sin() / (std::f64::consts::PI * t)
+            };
+            let r = (i as f64 - centre) / centre;
+            sinc * bessel_i0(beta * (1.0 - r * r).max(0.0).sqrt()) / bessel_i0(beta)
+        })
+        .collect();
+    (1..l)
+        .map(|r| {
+            let mut p = [0f64; TAPS];
+            for (j, v) in p.iter_mut().enumerate() {
+                *v = h[r + j * l];
+            }
+            let sum: f64 = p.iter().sum();
+            let mut out = [0f32; TAPS];
+            for (o, v) in out.iter_mut().zip(p) {
+                *o = (v / sum) as f32;
+            }
+            out
+        })
+        .collect()
+}
+
+/// Oversampling factor for `rate`.
+pub fn oversampling(rate: u32) -> usize {
+    if rate < 192_000 {
+        4
+    } else if rate < 384_000 {
+        2
+    } else {
+        1
+    }
+}
+
+/// True-peak meter of one channel. Channels are independent, so callers may run them on
+/// different threads.
+#[derive(Debug, Clone)]
+pub struct TruePeakMeter {
+    phases: Vec<Phase>,
+    /// The last `TAPS - 1` inputs, then room for a block.
+    buf: Vec<f32>,
+    peak: f32,
+    sample_peak: f32,
+}
+
+/// Inputs processed per inner call; keeps `buf` small and in cache.
+const CHUNK: usize = 1024;
+
+impl TruePeakMeter {
+    pub fn new(rate: u32) -> Self {
+        let l = oversampling(rate);
+        TruePeakMeter {
+            phases: if l > 1 { design(l) } else { Vec::new() },
+            buf: vec![0.0; TAPS - 1],
+            peak: 0.0,
+            sample_peak: 0.0,
+        }
+    }
+
+    pub fn feed(&mut self, x: &[f32]) {
+        for chunk in x.chunks(CHUNK) {
+            self.sample_peak = chunk.iter().fold(self.sample_peak, |m, v| m.max(v.abs()));
+            if self.phases.is_empty() {
+                continue;
+            }
+            self.buf.truncate(TAPS - 1);
+            self.buf.extend_from_slice(chunk);
+            let p = peak_of(&self.phases, &self.buf);
+            self.peak = self.peak.max(p);
+            let keep = self.buf.len() - (TAPS - 1);
+            self.buf.copy_within(keep.., 0);
+        }
+    }
+
+    /// Largest absolute sample value so far (linear).
+    pub fn sample_peak(&self) -> f64 {
+        f64::from(self.sample_peak)
+    }
+
+    /// The true peak (linear), including the reconstruction after the last sample (the signal
+    /// is taken to be silent after the end).
+    pub fn finish(mut self) -> f64 {
+        if !self.phases.is_empty() {
+            let tail = [0f32; TAPS];
+            self.feed(&tail[..TAPS / 2]);
+        }
+        f64::from(self.peak.max(self.sample_peak))
+    }
+}
+
+/// Peak of all interpolated phases over `buf` (outputs for inputs `TAPS - 1 ..`).
+fn peak_of(phases: &[Phase], buf: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { peak_avx2(phases, buf) };
+        }
+    }
+    peak_generic::<false>(phases, buf)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn peak_avx2(phases: &[Phase], buf: &[f32]) -> f32 {
+    peak_generic::<true>(phases, buf)
+}
+
+/// `c * x + acc`, fused where the target has FMA (without it `mul_add` is a slow library call).
+#[inline(always)]
+fn madd<const FMA: bool>(c: f32, x: f32, acc: f32) -> f32 {
+    if FMA { c.mul_add(x, acc) } else { c * x + acc }
+}
+
+#[inline(always)]
+fn peak_generic<const FMA: bool>(phases: &[Phase], buf: &[f32]) -> f32 {
+    const W: usize = 8;
+    let outputs = buf.len() + 1 - TAPS;
+    let mut maxv = [0f32; W];
+    let mut at = 0;
+    while at + W <= outputs {
+        for ph in phases {
+            let mut acc = [0f32; W];
+            for (j, &c) in ph.iter().enumerate() {
+                // Output i uses inputs at i + TAPS - 1 - j.
+                let x = &buf[at + TAPS - 1 - j..at + TAPS - 1 - j + W];
+                for k in 0..W {
+                    acc[k] = madd::<FMA>(c, x[k], acc[k]);
+                }
+            }
+            for k in 0..W {
+                maxv[k] = maxv[k].max(acc[k].abs());
+            }
+        }
+        at += W;
+    }
+    let mut m = maxv.iter().fold(0f32, |a, &b| a.max(b));
+    for i in at..outputs {
+        for ph in phases {
+            let mut acc = 0f32;
+            for (j, &c) in ph.iter().enumerate() {
+                acc = madd::<FMA>(c, buf[i + TAPS - 1 - j], acc);
+            }
+            m = m.max(acc.abs());
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gain of each phase at `f` (fraction of the sample rate) against the ideal fractional
+    /// delay, in dB.
+    fn phase_error_db(l: usize, f: f64) -> f64 {
+        let mut worst: f64 = 0.0;
+        for p in design(l) {
+            let (mut re, mut im) = (0.0, 0.0);
+            for (j, &c) in p.iter().enumerate() {
+                let w = -std::f64::consts::TAU * f * j as f64;
+                re += f64::from(c) * w.cos();
+                im += f64::from(c) * w.sin();
+            }
+            let g = (re * re + im * im).sqrt();
+            worst = worst.max((20.0 * g.log10()).abs());
+        }
+        worst
+    }
+
+    #[test]
+    fn interpolator_is_flat_to_0_42_fs() {
+        for l in [2, 4] {
+            for i in 0..=42 {
+                let f = i as f64 / 100.0;
+                let e = phase_error_db(l, f);
+                assert!(e < 0.02, "{l}x at {f} fs: {e} dB");
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_matches_scalar_reference() {
+        let mut r = crate::signal::Rng::new(7);
+        let x: Vec<f32> = (0..5000).map(|_| r.uniform() as f32).collect();
+        let mut m = TruePeakMeter::new(48_000);
+        for c in x.chunks(333) {
+            m.feed(c);
+        }
+        let fast = m.finish();
+        // Plain scalar evaluation over the whole signal with zero history and tail.
+        let phases = design(4);
+        let mut padded = vec![0f32; TAPS - 1];
+        padded.extend_from_slice(&x);
+        padded.extend_from_slice(&[0.0; TAPS / 2]);
+        let mut slow = 0f64;
+        for i in 0..padded.len() + 1 - TAPS {
+            slow = slow.max(f64::from(padded[i + TAPS - 1].abs()));
+            for ph in &phases {
+                let acc: f64 = ph
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &c)| f64::from(c) * f64::from(padded[i + TAPS - 1 - j]))
+                    .sum();
+                slow = slow.max(acc.abs());
+            }
+        }
+        assert!((fast - slow).abs() < 1e-5, "{fast} vs {slow}");
+    }
+}
