@@ -1,4 +1,450 @@
 //! Analysis: streaming analyzers that one decode pass feeds, and the report they fill.
+//!
+//! [`plan`] builds the analyzers a file needs for the requested [`Section`]s; each is an
+//! [`Analyzer`] that takes planar blocks and at the end writes its part of the
+//! [`AnalysisReport`]. [`analyze`] runs them all in one thread; the host spreads them over
+//! threads (they are `Send` and independent), which is why true peak is one analyzer per
+//! channel. Memory is bounded by the block size plus each analyzer's reduced data (100 ms
+//! loudness energies, 3 s level blocks, the tempo onset envelope), never by the samples.
 
+pub mod levels;
 pub mod loudness;
+pub mod spectrum;
+pub mod stereo;
+pub mod targets;
 pub mod truepeak;
+pub mod waveform;
+
+use crate::decode::{Decoder, StreamInfo};
+use crate::error::InputError;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+pub use levels::Levels;
+pub use spectrum::Spectrum;
+pub use stereo::Stereo;
+pub use targets::{Target, TargetCheck};
+pub use waveform::Waveform;
+
+/// A part of the analysis that can be asked for on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Section {
+    Loudness,
+    Levels,
+    Spectrum,
+    Stereo,
+    Tempo,
+    Key,
+    Waveform,
+    Targets,
+}
+
+impl Section {
+    pub const ALL: [Section; 8] = [
+        Section::Loudness,
+        Section::Levels,
+        Section::Spectrum,
+        Section::Stereo,
+        Section::Tempo,
+        Section::Key,
+        Section::Waveform,
+        Section::Targets,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Section::Loudness => "loudness",
+            Section::Levels => "levels",
+            Section::Spectrum => "spectrum",
+            Section::Stereo => "stereo",
+            Section::Tempo => "tempo",
+            Section::Key => "key",
+            Section::Waveform => "waveform",
+            Section::Targets => "targets",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Section> {
+        Section::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// What to analyse and how.
+#[derive(Debug, Clone)]
+pub struct AnalysisOptions {
+    pub sections: Vec<Section>,
+    /// Keep momentary/short-term loudness history at this step (seconds, multiple of 0.1).
+    pub loudness_history_seconds: Option<f64>,
+    /// Number of waveform buckets.
+    pub waveform_buckets: usize,
+    /// Threshold for leading/trailing silence, dBFS.
+    pub silence_threshold_dbfs: f64,
+    /// Targets to check (the presets by default).
+    pub targets: Vec<Target>,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        AnalysisOptions {
+            sections: Section::ALL.to_vec(),
+            loudness_history_seconds: None,
+            waveform_buckets: 1000,
+            silence_threshold_dbfs: -60.0,
+            targets: Target::presets(),
+        }
+    }
+}
+
+impl AnalysisOptions {
+    pub fn wants(&self, s: Section) -> bool {
+        self.sections.contains(&s)
+    }
+}
+
+/// The loudness section: BS.1770-4 / EBU R 128 figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Loudness {
+    #[serde(flatten)]
+    pub summary: loudness::LoudnessSummary,
+    /// Highest absolute sample value, dBFS.
+    pub sample_peak_dbfs: Option<f64>,
+    /// True peak over all channels, dBTP.
+    pub true_peak_dbtp: Option<f64>,
+    pub true_peak_dbtp_per_channel: Vec<Option<f64>>,
+    /// Peak-to-loudness ratio: true peak minus integrated loudness, LU.
+    pub plr_lu: Option<f64>,
+}
+
+/// Tempo: `bpm` and `confidence` are `None` when the file has no clear beat or is too short.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct TempoSection {
+    pub bpm: Option<f64>,
+    pub confidence: Option<f64>,
+}
+
+/// Key: `None` fields when the file is atonal, silent or too short.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct KeySection {
+    /// For example "A minor".
+    pub key: Option<String>,
+    pub tonic: Option<String>,
+    pub mode: Option<String>,
+    pub confidence: Option<f64>,
+}
+
+/// Everything measured about one file. Sections not asked for are absent from the JSON;
+/// figures that are undefined for this file (the loudness of silence, the tempo of 10 ms) are
+/// `null`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnalysisReport {
+    pub path: PathBuf,
+    pub stream: StreamInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loudness: Option<Loudness>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Levels>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spectrum: Option<Spectrum>,
+    /// `null` for files without a left/right pair.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stereo: Option<Option<Stereo>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tempo: Option<TempoSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeySection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waveform: Option<Waveform>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<TargetCheck>>,
+}
+
+impl AnalysisReport {
+    fn new(path: PathBuf, stream: StreamInfo) -> Self {
+        AnalysisReport {
+            path,
+            stream,
+            loudness: None,
+            levels: None,
+            spectrum: None,
+            stereo: None,
+            tempo: None,
+            key: None,
+            waveform: None,
+            targets: None,
+        }
+    }
+}
+
+/// One streaming analyzer. `feed` gets every block of the file in order (planar, all
+/// channels); `finish` writes its part of the report. Analyzers are finished in plan order.
+pub trait Analyzer: Send {
+    fn feed(&mut self, planes: &[&[f32]]);
+    fn finish(self: Box<Self>, report: &mut AnalysisReport);
+    /// Relative CPU cost per frame, for spreading analyzers over threads.
+    fn cost(&self) -> f64;
+    fn name(&self) -> &'static str;
+}
+
+fn db(lin: f64) -> Option<f64> {
+    (lin > 0.0).then(|| 20.0 * lin.log10())
+}
+
+struct LoudnessA {
+    meter: loudness::LoudnessMeter,
+    history: Option<f64>,
+    channels: usize,
+}
+
+impl Analyzer for LoudnessA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        self.meter.feed(planes);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        let summary = self.meter.summary(self.history);
+        r.loudness = Some(Loudness {
+            summary,
+            sample_peak_dbfs: None,
+            true_peak_dbtp: None,
+            true_peak_dbtp_per_channel: vec![None; self.channels],
+            plr_lu: None,
+        });
+    }
+    fn cost(&self) -> f64 {
+        3.0 * self.channels as f64
+    }
+    fn name(&self) -> &'static str {
+        "loudness"
+    }
+}
+
+struct TruePeakA {
+    channel: usize,
+    meter: truepeak::TruePeakMeter,
+}
+
+impl Analyzer for TruePeakA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        self.meter.feed(planes[self.channel]);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        let sp = self.meter.sample_peak();
+        let tp = self.meter.finish();
+        if let Some(l) = r.loudness.as_mut() {
+            l.true_peak_dbtp_per_channel[self.channel] = db(tp);
+            let best = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            l.true_peak_dbtp = best(l.true_peak_dbtp, db(tp));
+            l.sample_peak_dbfs = best(l.sample_peak_dbfs, db(sp));
+            l.plr_lu = l
+                .true_peak_dbtp
+                .zip(l.summary.integrated_lufs)
+                .map(|(t, i)| t - i);
+        }
+    }
+    fn cost(&self) -> f64 {
+        1.5
+    }
+    fn name(&self) -> &'static str {
+        "true_peak"
+    }
+}
+
+struct LevelsA(levels::LevelMeter, usize);
+
+impl Analyzer for LevelsA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        self.0.feed(planes);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        r.levels = Some(self.0.finish());
+    }
+    fn cost(&self) -> f64 {
+        1.0 * self.1 as f64
+    }
+    fn name(&self) -> &'static str {
+        "levels"
+    }
+}
+
+struct StereoA(stereo::StereoMeter, usize, usize);
+
+impl Analyzer for StereoA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        self.0.feed(planes[self.1], planes[self.2]);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        r.stereo = Some(Some(self.0.finish()));
+    }
+    fn cost(&self) -> f64 {
+        0.5
+    }
+    fn name(&self) -> &'static str {
+        "stereo"
+    }
+}
+
+struct WaveformA(waveform::WaveformMeter, u32, usize);
+
+impl Analyzer for WaveformA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        self.0.feed(planes);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        r.waveform = Some(self.0.finish(self.1));
+    }
+    fn cost(&self) -> f64 {
+        0.3 * self.2 as f64
+    }
+    fn name(&self) -> &'static str {
+        "waveform"
+    }
+}
+
+struct SpectrumA(spectrum::SpectrumMeter, usize);
+
+impl Analyzer for SpectrumA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        self.0.feed(planes);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        r.spectrum = Some(self.0.finish());
+    }
+    fn cost(&self) -> f64 {
+        1.5 * self.1 as f64
+    }
+    fn name(&self) -> &'static str {
+        "spectrum"
+    }
+}
+
+/// Targets need the loudness and true peak: finished after them.
+struct TargetsA(Vec<Target>);
+
+impl Analyzer for TargetsA {
+    fn feed(&mut self, _: &[&[f32]]) {}
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        let (i, tp) = r.loudness.as_ref().map_or((None, None), |l| {
+            (l.summary.integrated_lufs, l.true_peak_dbtp)
+        });
+        r.targets = Some(self.0.iter().map(|t| t.assess(i, tp)).collect());
+    }
+    fn cost(&self) -> f64 {
+        0.0
+    }
+    fn name(&self) -> &'static str {
+        "targets"
+    }
+}
+
+/// Index of the left and right channels, when the file has such a pair.
+fn front_pair(info: &StreamInfo) -> Option<(usize, usize)> {
+    let pos = |name: &str| info.channel_layout.iter().position(|p| p == name);
+    match (pos("FL"), pos("FR")) {
+        (Some(l), Some(r)) => Some((l, r)),
+        _ if info.channels == 2 => Some((0, 1)),
+        _ => None,
+    }
+}
+
+/// The analyzers for a file with these stream facts. Targets imply loudness.
+pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>> {
+    let rate = info.sample_rate;
+    let ch = info.channels as usize;
+    let mut out: Vec<Box<dyn Analyzer>> = Vec::new();
+    if opts.wants(Section::Loudness) || opts.wants(Section::Targets) {
+        out.push(Box::new(LoudnessA {
+            meter: loudness::LoudnessMeter::for_layout(rate, &layout(info)),
+            history: opts.loudness_history_seconds,
+            channels: ch,
+        }));
+        for c in 0..ch {
+            out.push(Box::new(TruePeakA {
+                channel: c,
+                meter: truepeak::TruePeakMeter::new(rate),
+            }));
+        }
+    }
+    if opts.wants(Section::Levels) {
+        out.push(Box::new(LevelsA(
+            levels::LevelMeter::new(rate, ch, opts.silence_threshold_dbfs),
+            ch,
+        )));
+    }
+    if opts.wants(Section::Stereo)
+        && let Some((l, r)) = front_pair(info)
+    {
+        out.push(Box::new(StereoA(stereo::StereoMeter::new(rate), l, r)));
+    }
+    if opts.wants(Section::Spectrum) {
+        let chans: Vec<usize> = (0..ch)
+            .filter(|&c| info.channel_layout.get(c).is_none_or(|p| p != "LFE"))
+            .collect();
+        let n = chans.len();
+        out.push(Box::new(SpectrumA(
+            spectrum::SpectrumMeter::new(rate, chans),
+            n,
+        )));
+    }
+    if opts.wants(Section::Waveform) {
+        out.push(Box::new(WaveformA(
+            waveform::WaveformMeter::new(ch, opts.waveform_buckets, info.frames),
+            rate,
+            ch,
+        )));
+    }
+    if opts.wants(Section::Targets) {
+        out.push(Box::new(TargetsA(opts.targets.clone())));
+    }
+    out
+}
+
+/// Speaker positions, padded with unnamed channels if the layout is shorter.
+fn layout(info: &StreamInfo) -> Vec<String> {
+    let mut l = info.channel_layout.clone();
+    l.resize(info.channels as usize, String::new());
+    l
+}
+
+/// Sections that apply to this stream but were not filled by an analyzer get their
+/// "undefined" value (for example `stereo: null` for a mono file).
+pub fn complete(report: &mut AnalysisReport, opts: &AnalysisOptions) {
+    if opts.wants(Section::Stereo) && report.stereo.is_none() {
+        report.stereo = Some(None);
+    }
+    if !opts.wants(Section::Loudness) {
+        report.loudness = None;
+    }
+}
+
+/// Start a report for a decoder's stream (the host uses this with its own threads).
+pub fn begin(decoder: &Decoder) -> AnalysisReport {
+    AnalysisReport::new(decoder.path().to_path_buf(), decoder.info().clone())
+}
+
+/// Analyse `path` in one decode pass on this thread. `progress` is called after each block
+/// with the frames decoded so far.
+pub fn analyze(
+    path: &Path,
+    opts: &AnalysisOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<AnalysisReport, InputError> {
+    let mut dec = Decoder::open(path)?;
+    let mut analyzers = plan(dec.info(), opts);
+    while let Some(block) = dec.next_block()? {
+        let planes: Vec<&[f32]> = block.planes().collect();
+        for a in &mut analyzers {
+            a.feed(&planes);
+        }
+        progress(dec.frames_decoded());
+    }
+    let mut report = begin(&dec);
+    report.stream = dec.into_info();
+    for a in analyzers {
+        a.finish(&mut report);
+    }
+    complete(&mut report, opts);
+    Ok(report)
+}

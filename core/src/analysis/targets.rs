@@ -1,0 +1,125 @@
+//! Loudness delivery targets: presets as data, and how far a measured file is from each.
+
+use serde::{Deserialize, Serialize};
+
+/// A delivery target: integrated loudness and a true-peak ceiling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    /// Stable identifier (`spotify`, `ebu_r128`...), or the name given to a custom target.
+    pub id: String,
+    pub name: String,
+    pub integrated_lufs: f64,
+    pub true_peak_dbtp: f64,
+}
+
+/// The built-in presets: (id, name, integrated LUFS, true-peak ceiling dBTP).
+pub const PRESETS: &[(&str, &str, f64, f64)] = &[
+    ("spotify", "Spotify / YouTube", -14.0, -1.0),
+    ("apple_music", "Apple Music", -16.0, -1.0),
+    ("podcast", "Podcast", -16.0, -1.0),
+    ("ebu_r128", "EBU R 128 broadcast", -23.0, -1.0),
+    ("atsc_a85", "ATSC A/85 broadcast", -24.0, -2.0),
+];
+
+impl Target {
+    /// All built-in presets.
+    pub fn presets() -> Vec<Target> {
+        PRESETS
+            .iter()
+            .map(|&(id, name, i, tp)| Target {
+                id: id.into(),
+                name: name.into(),
+                integrated_lufs: i,
+                true_peak_dbtp: tp,
+            })
+            .collect()
+    }
+
+    /// A preset by id.
+    pub fn preset(id: &str) -> Option<Target> {
+        Self::presets().into_iter().find(|t| t.id == id)
+    }
+
+    /// Parse `NAME=LUFS[,DBTP]` (for example `club=-9,-0.3`; the ceiling defaults to −1 dBTP)
+    /// or a preset id.
+    pub fn parse(spec: &str) -> Result<Target, String> {
+        if let Some(t) = Self::preset(spec) {
+            return Ok(t);
+        }
+        let (name, values) = spec.split_once('=').ok_or_else(|| {
+            format!(
+                "`{spec}` is neither a preset ({}) nor NAME=LUFS[,DBTP]",
+                PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(format!("`{spec}`: the target needs a name before `=`"));
+        }
+        let mut parts = values.split(',').map(str::trim);
+        let num = |s: Option<&str>, what: &str| -> Result<Option<f64>, String> {
+            match s {
+                None | Some("") => Ok(None),
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .map(Some)
+                    .ok_or_else(|| format!("`{spec}`: {what} `{v}` is not a number")),
+            }
+        };
+        let i = num(parts.next(), "loudness")?
+            .ok_or_else(|| format!("`{spec}`: give the loudness in LUFS after `=`"))?;
+        let tp = num(parts.next(), "true-peak ceiling")?.unwrap_or(-1.0);
+        if parts.next().is_some() {
+            return Err(format!("`{spec}`: expected NAME=LUFS[,DBTP]"));
+        }
+        if !(-70.0..=0.0).contains(&i) {
+            return Err(format!("`{spec}`: loudness {i} LUFS is outside −70..0"));
+        }
+        if !(-20.0..=3.0).contains(&tp) {
+            return Err(format!(
+                "`{spec}`: true-peak ceiling {tp} dBTP is outside −20..+3"
+            ));
+        }
+        Ok(Target {
+            id: name.into(),
+            name: name.into(),
+            integrated_lufs: i,
+            true_peak_dbtp: tp,
+        })
+    }
+
+    /// How far a file measured at `integrated` LUFS with `true_peak` dBTP is from this target.
+    pub fn assess(&self, integrated: Option<f64>, true_peak: Option<f64>) -> TargetCheck {
+        let gain = integrated.map(|i| self.integrated_lufs - i);
+        let after = gain.zip(true_peak).map(|(g, tp)| tp + g);
+        TargetCheck {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            integrated_lufs: self.integrated_lufs,
+            true_peak_dbtp: self.true_peak_dbtp,
+            gain_db: gain,
+            true_peak_after_gain_dbtp: after,
+            exceeds_ceiling: after.map(|a| a > self.true_peak_dbtp),
+            max_gain_within_ceiling_db: true_peak.map(|tp| self.true_peak_dbtp - tp),
+        }
+    }
+}
+
+/// One target against a measured file. Undefined when the file has no integrated loudness.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetCheck {
+    pub id: String,
+    pub name: String,
+    pub integrated_lufs: f64,
+    pub true_peak_dbtp: f64,
+    /// Gain that brings the file to the target loudness, dB (negative: turn down).
+    pub gain_db: Option<f64>,
+    /// The true peak after that gain, dBTP.
+    pub true_peak_after_gain_dbtp: Option<f64>,
+    /// Whether that true peak would exceed the ceiling (a limiter would be needed).
+    pub exceeds_ceiling: Option<bool>,
+    /// The most gain the file takes before its true peak reaches the ceiling, dB.
+    pub max_gain_within_ceiling_db: Option<f64>,
+}
