@@ -212,3 +212,174 @@ pub fn formats_table(out: &mut impl Write) -> io::Result<()> {
     }
     Ok(())
 }
+
+fn opt(v: Option<f64>, decimals: usize, unit: &str) -> String {
+    match v {
+        Some(x) => format!("{x:.decimals$} {unit}"),
+        None => "—".to_string(),
+    }
+}
+
+fn signed(v: Option<f64>, unit: &str) -> String {
+    match v {
+        Some(x) => format!("{x:+.1} {unit}"),
+        None => "—".to_string(),
+    }
+}
+
+/// The readable summary of one analysis.
+pub fn analysis(out: &mut impl Write, r: &sluice_core::analysis::AnalysisReport) -> io::Result<()> {
+    let s = &r.stream;
+    writeln!(
+        out,
+        "{}\n  {} · {} Hz · {} · {}{}",
+        clean(&r.path.display().to_string()),
+        s.format_name,
+        s.sample_rate,
+        s.layout_name
+            .clone()
+            .unwrap_or_else(|| format!("{} ch", s.channels)),
+        s.duration_seconds.map_or_else(|| "?".into(), clock),
+        if s.truncated { " · TRUNCATED" } else { "" }
+    )?;
+    for w in &s.warnings {
+        writeln!(out, "  warning: {}", clean(w))?;
+    }
+    if let Some(l) = &r.loudness {
+        let m = &l.summary;
+        writeln!(
+            out,
+            "  Loudness   integrated {}   range {}   max momentary {}   max short-term {}",
+            opt(m.integrated_lufs, 1, "LUFS"),
+            opt(m.loudness_range_lu, 1, "LU"),
+            opt(m.max_momentary_lufs, 1, "LUFS"),
+            opt(m.max_short_term_lufs, 1, "LUFS"),
+        )?;
+        writeln!(
+            out,
+            "             true peak {}   sample peak {}   PLR {}",
+            opt(l.true_peak_dbtp, 1, "dBTP"),
+            opt(l.sample_peak_dbfs, 1, "dBFS"),
+            opt(l.plr_lu, 1, "LU"),
+        )?;
+    }
+    if let Some(l) = &r.levels {
+        writeln!(
+            out,
+            "  Levels     peak {}   RMS {}   crest {}   DR {}",
+            opt(l.peak_dbfs, 1, "dBFS"),
+            opt(l.rms_dbfs, 1, "dBFS"),
+            opt(l.crest_factor_db, 1, "dB"),
+            opt(l.dynamic_range_db, 1, "dB"),
+        )?;
+        let dc = l
+            .dc_offset_per_channel
+            .iter()
+            .map(|d| format!("{d:+.4}"))
+            .collect::<Vec<_>>()
+            .join("/");
+        writeln!(
+            out,
+            "             DC {dc}   clipped {} samples in {} runs   zero crossings {}",
+            l.clipped_samples,
+            l.clip_events,
+            opt(l.zero_crossing_rate_hz, 0, "/s"),
+        )?;
+        writeln!(
+            out,
+            "             silence {:.2} s at the start, {:.2} s at the end (below {} dBFS)",
+            l.leading_silence_seconds, l.trailing_silence_seconds, l.silence_threshold_dbfs
+        )?;
+    }
+    if let Some(sp) = &r.spectrum {
+        writeln!(
+            out,
+            "  Spectrum   centroid {}   bandwidth {}   roll-off {}   flatness {}",
+            opt(sp.centroid_hz, 0, "Hz"),
+            opt(sp.bandwidth_hz, 0, "Hz"),
+            opt(sp.rolloff_hz, 0, "Hz"),
+            sp.flatness.map_or("—".into(), |f| format!("{f:.3}")),
+        )?;
+        let bands = sp
+            .bands
+            .iter()
+            .map(|b| {
+                format!(
+                    "{} {}",
+                    b.name.replace('_', "-"),
+                    opt(b.share_percent, 1, "%")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("   ");
+        writeln!(out, "             {bands}")?;
+    }
+    match &r.stereo {
+        Some(Some(st)) => writeln!(
+            out,
+            "  Stereo     correlation {} (lowest {})   width {}   balance {}",
+            st.correlation.map_or("—".into(), |c| format!("{c:+.2}")),
+            st.correlation_min
+                .map_or("—".into(), |c| format!("{c:+.2}")),
+            st.width.map_or("—".into(), |w| format!("{w:.2}")),
+            signed(st.balance_db, "dB (right)"),
+        )?,
+        Some(None) => writeln!(out, "  Stereo     — (no left/right pair)")?,
+        None => {}
+    }
+    if let Some(t) = &r.tempo {
+        match (t.bpm, t.confidence) {
+            (Some(b), Some(c)) => writeln!(out, "  Tempo      {b:.1} BPM (confidence {c:.2})")?,
+            _ => writeln!(out, "  Tempo      — (no clear beat)")?,
+        }
+    }
+    if let Some(k) = &r.key {
+        match (&k.key, k.confidence) {
+            (Some(name), Some(c)) => writeln!(out, "  Key        {name} (confidence {c:.2})")?,
+            _ => writeln!(out, "  Key        — (no clear key)")?,
+        }
+    }
+    if let Some(w) = &r.waveform {
+        let each = if w.bucket_seconds < 0.1 {
+            format!("{:.2} ms", w.bucket_seconds * 1000.0)
+        } else {
+            format!("{:.2} s", w.bucket_seconds)
+        };
+        writeln!(out, "  Waveform   {} buckets of {each}", w.buckets)?;
+    }
+    if let Some(ts) = &r.targets {
+        for (i, t) in ts.iter().enumerate() {
+            let head = if i == 0 {
+                "  Targets    "
+            } else {
+                "             "
+            };
+            let verdict = match (t.gain_db, t.exceeds_ceiling) {
+                (Some(g), Some(true)) => format!(
+                    "gain {g:+.1} dB → true peak {}: over the ceiling, needs limiting",
+                    opt(t.true_peak_after_gain_dbtp, 1, "dBTP")
+                ),
+                (Some(g), _) => format!(
+                    "gain {g:+.1} dB → true peak {}",
+                    opt(t.true_peak_after_gain_dbtp, 1, "dBTP")
+                ),
+                (None, _) => "— (no integrated loudness)".into(),
+            };
+            writeln!(
+                out,
+                "{head}{:<22} {:>5.1} LUFS / {:>4.1} dBTP: {verdict}",
+                t.name, t.integrated_lufs, t.true_peak_dbtp
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Write the PNG pictures of one analysis into `dir`.
+pub fn plots(
+    dir: &std::path::Path,
+    r: &sluice_core::analysis::AnalysisReport,
+) -> anyhow::Result<()> {
+    let _ = (dir, r);
+    anyhow::bail!("plots are not built yet")
+}

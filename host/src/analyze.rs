@@ -1,0 +1,178 @@
+//! `sluice analyze`: one decode pass per file feeding every analyzer, spread over threads.
+//!
+//! Files run in parallel up to `jobs` threads. When there are fewer files than threads, each
+//! file's analyzers are split into lanes (by their estimated cost) that run on their own
+//! threads: the decoding thread hands each block, shared and read-only, to every lane through
+//! a bounded channel, so memory stays bounded by a few blocks per file.
+
+use crossbeam_channel::bounded;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sluice_core::analysis::{self, AnalysisOptions, AnalysisReport, Analyzer};
+use sluice_core::{Decoder, InputError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Blocks in flight per lane.
+const QUEUE: usize = 8;
+/// Relative cost of decoding, in the analyzers' units (see [`Analyzer::cost`]).
+const DECODE_COST: f64 = 2.0;
+
+/// Analyse `files` with up to `jobs` threads in all; results in the order of `files`.
+pub fn run(
+    files: &[PathBuf],
+    opts: &AnalysisOptions,
+    jobs: usize,
+    progress: bool,
+) -> Vec<Result<AnalysisReport, InputError>> {
+    let jobs = jobs.max(1);
+    let parallel_files = jobs.min(files.len()).max(1);
+    let lanes_per_file = (jobs / parallel_files).max(1);
+    let multi = MultiProgress::with_draw_target(if progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<AnalysisReport, InputError>>> =
+        (0..files.len()).map(|_| None).collect();
+    let slots: Vec<std::sync::Mutex<Option<Result<AnalysisReport, InputError>>>> =
+        (0..files.len()).map(|_| Default::default()).collect();
+    std::thread::scope(|s| {
+        for _ in 0..parallel_files {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= files.len() {
+                        break;
+                    }
+                    let r = analyze_file(&files[i], opts, lanes_per_file, &multi);
+                    *slots[i].lock().unwrap() = Some(r);
+                }
+            });
+        }
+    });
+    for (r, s) in results.iter_mut().zip(slots) {
+        *r = s.into_inner().unwrap();
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every file analysed"))
+        .collect()
+}
+
+fn bar(multi: &MultiProgress, path: &Path, frames: Option<u64>) -> ProgressBar {
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let pb = multi.add(match frames {
+        Some(f) => ProgressBar::new(f),
+        None => ProgressBar::no_length(),
+    });
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {percent:>3}% {elapsed} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(name);
+    pb
+}
+
+/// Analyse one file, its analyzers spread over `lanes` threads (this one included).
+pub fn analyze_file(
+    path: &Path,
+    opts: &AnalysisOptions,
+    lanes: usize,
+    multi: &MultiProgress,
+) -> Result<AnalysisReport, InputError> {
+    let mut dec = Decoder::open(path)?;
+    let pb = bar(multi, path, dec.info().frames);
+    let plan = analysis::plan(dec.info(), opts);
+    let lanes = lanes.min(plan.len()).max(1);
+    let mut groups = split(plan, lanes);
+    let mut mine = groups.remove(0);
+    let result = std::thread::scope(|s| -> Result<Vec<(usize, Box<dyn Analyzer>)>, InputError> {
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for mut group in groups {
+            let (tx, rx) = bounded::<Arc<Vec<Vec<f32>>>>(QUEUE);
+            senders.push(tx);
+            handles.push(s.spawn(move || {
+                for block in rx {
+                    let planes: Vec<&[f32]> = block.iter().map(Vec::as_slice).collect();
+                    for (_, a) in &mut group {
+                        a.feed(&planes);
+                    }
+                }
+                group
+            }));
+        }
+        let mut failed = None;
+        loop {
+            match dec.next_block() {
+                Ok(Some(block)) => {
+                    let planes: Vec<&[f32]> = block.planes().collect();
+                    if !senders.is_empty() {
+                        let shared = Arc::new(planes.iter().map(|p| p.to_vec()).collect());
+                        for tx in &senders {
+                            // A lane only stops early by panicking, which join reports.
+                            let _ = tx.send(Arc::clone(&shared));
+                        }
+                    }
+                    for (_, a) in &mut mine {
+                        a.feed(&planes);
+                    }
+                    pb.set_position(dec.frames_decoded());
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(senders);
+        let mut all = mine;
+        for h in handles {
+            match h.join() {
+                Ok(g) => all.extend(g),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(all),
+        }
+    });
+    pb.finish_and_clear();
+    let mut all = result?;
+    all.sort_by_key(|(i, _)| *i);
+    let mut report = analysis::begin(&dec);
+    report.stream = dec.into_info();
+    for (_, a) in all {
+        a.finish(&mut report);
+    }
+    analysis::complete(&mut report, opts);
+    Ok(report)
+}
+
+/// Split analyzers into `lanes` groups of similar cost (greedy, costliest first); lane 0 also
+/// decodes. Each analyzer keeps its plan index so they can be finished in plan order.
+fn split(plan: Vec<Box<dyn Analyzer>>, lanes: usize) -> Vec<Vec<(usize, Box<dyn Analyzer>)>> {
+    let mut items: Vec<(usize, Box<dyn Analyzer>)> = plan.into_iter().enumerate().collect();
+    items.sort_by(|a, b| b.1.cost().total_cmp(&a.1.cost()));
+    let mut groups: Vec<Vec<(usize, Box<dyn Analyzer>)>> = (0..lanes).map(|_| Vec::new()).collect();
+    let mut load = vec![0.0; lanes];
+    load[0] = DECODE_COST;
+    for item in items {
+        let (k, _) = load
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .expect("at least one lane");
+        load[k] += item.1.cost();
+        groups[k].push(item);
+    }
+    groups
+}
