@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Analyzers with their index in the plan.
+type Lane = Vec<(usize, Box<dyn Analyzer>)>;
+
 /// Blocks in flight per lane.
 const QUEUE: usize = 8;
 /// Relative cost of decoding, in the analyzers' units (see [`Analyzer::cost`]).
@@ -92,7 +95,7 @@ pub fn analyze_file(
     let lanes = lanes.min(plan.len()).max(1);
     let mut groups = split(plan, lanes);
     let mut mine = groups.remove(0);
-    let result = std::thread::scope(|s| -> Result<Vec<(usize, Box<dyn Analyzer>)>, InputError> {
+    let result = std::thread::scope(|s| -> Result<Lane, InputError> {
         let mut senders = Vec::new();
         let mut handles = Vec::new();
         for mut group in groups {
@@ -159,10 +162,10 @@ pub fn analyze_file(
 
 /// Split analyzers into `lanes` groups of similar cost (greedy, costliest first); lane 0 also
 /// decodes. Each analyzer keeps its plan index so they can be finished in plan order.
-fn split(plan: Vec<Box<dyn Analyzer>>, lanes: usize) -> Vec<Vec<(usize, Box<dyn Analyzer>)>> {
+fn split(plan: Vec<Box<dyn Analyzer>>, lanes: usize) -> Vec<Lane> {
     let mut items: Vec<(usize, Box<dyn Analyzer>)> = plan.into_iter().enumerate().collect();
     items.sort_by(|a, b| b.1.cost().total_cmp(&a.1.cost()));
-    let mut groups: Vec<Vec<(usize, Box<dyn Analyzer>)>> = (0..lanes).map(|_| Vec::new()).collect();
+    let mut groups: Vec<Lane> = (0..lanes).map(|_| Vec::new()).collect();
     let mut load = vec![0.0; lanes];
     load[0] = DECODE_COST;
     for item in items {
