@@ -113,19 +113,72 @@ impl KFilter {
     }
 }
 
+/// K-weighted mean square of one channel in every complete 100 ms step. Channels are
+/// independent until their energies are weighted and summed ([`combine`]), so they can be
+/// measured on different threads.
+#[derive(Debug, Clone)]
+pub struct ChannelEnergy {
+    filter: KFilter,
+    step: usize,
+    filled: usize,
+    acc: f64,
+    /// Mean square of each complete step not yet taken by [`ChannelEnergy::take_steps`].
+    steps: Vec<f64>,
+}
+
+impl ChannelEnergy {
+    pub fn new(rate: u32) -> Self {
+        ChannelEnergy {
+            filter: KFilter::new(rate),
+            step: frames_per_step(rate),
+            filled: 0,
+            acc: 0.0,
+            steps: Vec::new(),
+        }
+    }
+
+    pub fn feed(&mut self, x: &[f32]) {
+        let mut at = 0;
+        while at < x.len() {
+            let take = (self.step - self.filled).min(x.len() - at);
+            self.acc += self.filter.sum_squares(&x[at..at + take]);
+            self.filled += take;
+            at += take;
+            if self.filled == self.step {
+                self.steps.push(self.acc / self.step as f64);
+                self.acc = 0.0;
+                self.filled = 0;
+            }
+        }
+    }
+
+    /// Complete steps so far (not yet taken).
+    pub fn steps(&self) -> &[f64] {
+        &self.steps
+    }
+
+    /// Move out the complete steps.
+    pub fn take_steps(&mut self) -> Vec<f64> {
+        std::mem::take(&mut self.steps)
+    }
+}
+
+/// Weighted sum over channels of per-channel step energies (the shortest channel decides the
+/// length).
+pub fn combine(weights: &[f64], channels: &[Vec<f64>]) -> Vec<f64> {
+    let n = channels.iter().map(Vec::len).min().unwrap_or(0);
+    (0..n)
+        .map(|i| channels.iter().zip(weights).map(|(c, w)| c[i] * w).sum())
+        .collect()
+}
+
 /// Streaming BS.1770 loudness meter (everything except true peak, see
 /// [`super::truepeak::TruePeakMeter`]).
 #[derive(Debug, Clone)]
 pub struct LoudnessMeter {
     rate: u32,
     weights: Vec<f64>,
-    filters: Vec<KFilter>,
-    /// Frames in one 100 ms step.
-    step: usize,
-    /// Frames of the current step seen so far.
-    filled: usize,
-    /// Sum of squares per channel in the current step.
-    acc: Vec<f64>,
+    channels: Vec<ChannelEnergy>,
     /// Weighted channel-summed mean square of every complete 100 ms step.
     steps: Vec<f64>,
 }
@@ -138,14 +191,10 @@ pub fn frames_per_step(rate: u32) -> usize {
 impl LoudnessMeter {
     /// A meter for `rate` Hz with one weight per channel (see [`channel_weight`]).
     pub fn new(rate: u32, weights: Vec<f64>) -> Self {
-        let n = weights.len();
         LoudnessMeter {
             rate,
-            filters: (0..n).map(|_| KFilter::new(rate)).collect(),
+            channels: weights.iter().map(|_| ChannelEnergy::new(rate)).collect(),
             weights,
-            step: frames_per_step(rate),
-            filled: 0,
-            acc: vec![0.0; n],
             steps: Vec::new(),
         }
     }
@@ -157,28 +206,32 @@ impl LoudnessMeter {
 
     /// Feed planar audio, one slice per channel, all the same length.
     pub fn feed(&mut self, planes: &[&[f32]]) {
-        let frames = planes.first().map_or(0, |p| p.len());
-        let mut at = 0;
-        while at < frames {
-            let take = (self.step - self.filled).min(frames - at);
-            for (c, p) in planes.iter().enumerate().take(self.weights.len()) {
-                if self.weights[c] != 0.0 {
-                    self.acc[c] += self.filters[c].sum_squares(&p[at..at + take]);
-                }
+        for ((c, p), w) in self.channels.iter_mut().zip(planes).zip(&self.weights) {
+            if *w != 0.0 {
+                c.feed(p);
             }
-            self.filled += take;
-            at += take;
-            if self.filled == self.step {
-                let e: f64 = self
-                    .acc
-                    .iter()
-                    .zip(&self.weights)
-                    .map(|(a, w)| a * w)
-                    .sum::<f64>()
-                    / self.step as f64;
-                self.steps.push(e);
-                self.acc.iter_mut().for_each(|a| *a = 0.0);
-                self.filled = 0;
+        }
+        let done = self
+            .channels
+            .iter()
+            .zip(&self.weights)
+            .filter(|(_, w)| **w != 0.0)
+            .map(|(c, _)| c.steps().len())
+            .min()
+            .unwrap_or(0);
+        for i in 0..done {
+            let e = self
+                .channels
+                .iter()
+                .zip(&self.weights)
+                .filter(|(_, w)| **w != 0.0)
+                .map(|(c, w)| c.steps()[i] * w)
+                .sum();
+            self.steps.push(e);
+        }
+        for (c, w) in self.channels.iter_mut().zip(&self.weights) {
+            if *w != 0.0 {
+                c.steps.drain(..done);
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod loudness;
 pub mod spectrum;
 pub mod stereo;
 pub mod targets;
+pub mod tempo;
 pub mod truepeak;
 pub mod waveform;
 
@@ -157,6 +158,15 @@ pub struct AnalysisReport {
     pub waveform: Option<Waveform>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<TargetCheck>>,
+    /// Partial results passed between analyzers while finishing.
+    #[serde(skip)]
+    scratch: Scratch,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// (channel, K-weighted energy per 100 ms step).
+    channel_energy: Vec<(usize, Vec<f64>)>,
 }
 
 impl AnalysisReport {
@@ -172,6 +182,7 @@ impl AnalysisReport {
             key: None,
             waveform: None,
             targets: None,
+            scratch: Scratch::default(),
         }
     }
 }
@@ -190,18 +201,44 @@ fn db(lin: f64) -> Option<f64> {
     (lin > 0.0).then(|| 20.0 * lin.log10())
 }
 
+/// K-weighting of one channel; the energies go to [`LoudnessA`] through the report's scratch.
+struct ChannelEnergyA {
+    channel: usize,
+    energy: loudness::ChannelEnergy,
+}
+
+impl Analyzer for ChannelEnergyA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        self.energy.feed(planes[self.channel]);
+    }
+    fn finish(mut self: Box<Self>, r: &mut AnalysisReport) {
+        let steps = self.energy.take_steps();
+        r.scratch.channel_energy.push((self.channel, steps));
+    }
+    fn cost(&self) -> f64 {
+        2.5
+    }
+    fn name(&self) -> &'static str {
+        "k_weighting"
+    }
+}
+
+/// Combines the channels' energies into the loudness figures (after every [`ChannelEnergyA`]).
 struct LoudnessA {
-    meter: loudness::LoudnessMeter,
+    weights: Vec<f64>,
     history: Option<f64>,
     channels: usize,
 }
 
 impl Analyzer for LoudnessA {
-    fn feed(&mut self, planes: &[&[f32]]) {
-        self.meter.feed(planes);
-    }
+    fn feed(&mut self, _: &[&[f32]]) {}
     fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        let summary = self.meter.summary(self.history);
+        let mut parts = std::mem::take(&mut r.scratch.channel_energy);
+        parts.sort_by_key(|p| p.0);
+        let weights: Vec<f64> = parts.iter().map(|p| self.weights[p.0]).collect();
+        let energies: Vec<Vec<f64>> = parts.into_iter().map(|p| p.1).collect();
+        let steps = loudness::combine(&weights, &energies);
+        let summary = loudness::summarize(&steps, self.history);
         r.loudness = Some(Loudness {
             summary,
             sample_peak_dbfs: None,
@@ -211,7 +248,7 @@ impl Analyzer for LoudnessA {
         });
     }
     fn cost(&self) -> f64 {
-        3.0 * self.channels as f64
+        0.0
     }
     fn name(&self) -> &'static str {
         "loudness"
@@ -320,6 +357,44 @@ impl Analyzer for SpectrumA {
     }
 }
 
+/// Mean of all channels, for the tempo and key analyzers.
+fn mono_into(planes: &[&[f32]], out: &mut Vec<f32>) {
+    let n = planes.first().map_or(0, |p| p.len());
+    out.clear();
+    out.resize(n, 0.0);
+    for p in planes {
+        for (o, v) in out.iter_mut().zip(*p) {
+            *o += v;
+        }
+    }
+    let k = 1.0 / planes.len().max(1) as f32;
+    out.iter_mut().for_each(|v| *v *= k);
+}
+
+struct TempoA(tempo::TempoAnalyzer, Vec<f32>);
+
+impl Analyzer for TempoA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        mono_into(planes, &mut self.1);
+        self.0.feed(&self.1);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        r.tempo = Some(match self.0.finish() {
+            Some(t) => TempoSection {
+                bpm: Some(t.bpm),
+                confidence: Some(t.confidence),
+            },
+            None => TempoSection::default(),
+        });
+    }
+    fn cost(&self) -> f64 {
+        1.0
+    }
+    fn name(&self) -> &'static str {
+        "tempo"
+    }
+}
+
 /// Targets need the loudness and true peak: finished after them.
 struct TargetsA(Vec<Target>);
 
@@ -355,8 +430,20 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
     let ch = info.channels as usize;
     let mut out: Vec<Box<dyn Analyzer>> = Vec::new();
     if opts.wants(Section::Loudness) || opts.wants(Section::Targets) {
+        let weights: Vec<f64> = layout(info)
+            .iter()
+            .map(|p| loudness::channel_weight(p))
+            .collect();
+        for (c, w) in weights.iter().enumerate() {
+            if *w != 0.0 {
+                out.push(Box::new(ChannelEnergyA {
+                    channel: c,
+                    energy: loudness::ChannelEnergy::new(rate),
+                }));
+            }
+        }
         out.push(Box::new(LoudnessA {
-            meter: loudness::LoudnessMeter::for_layout(rate, &layout(info)),
+            weights,
             history: opts.loudness_history_seconds,
             channels: ch,
         }));
@@ -393,6 +480,12 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             waveform::WaveformMeter::new(ch, opts.waveform_buckets, info.frames),
             rate,
             ch,
+        )));
+    }
+    if opts.wants(Section::Tempo) {
+        out.push(Box::new(TempoA(
+            tempo::TempoAnalyzer::new(rate),
+            Vec::new(),
         )));
     }
     if opts.wants(Section::Targets) {

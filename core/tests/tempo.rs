@@ -1,0 +1,559 @@
+//! Acceptance tests for the tempo estimator, on synthesized drum patterns.
+//!
+//! Everything here is deterministic: the only randomness is a seeded xorshift64* PRNG.
+
+use std::f64::consts::TAU;
+
+use sluice_core::analysis::tempo::{Tempo, TempoAnalyzer};
+
+/// xorshift64*: tiny, seeded, the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).max(1))
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [-1, 1).
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Inst {
+    Kick,
+    Snare,
+    Hat,
+    OpenHat,
+    Clap,
+    /// A bass note of this frequency (Hz).
+    Bass(f64),
+    /// A sustained three-note chord.
+    Chord,
+}
+
+/// Ticks per beat: divisible by 2, 3 and 4, so straight, triplet and swung positions are exact.
+const TPB: u32 = 12;
+
+#[derive(Clone, Copy, Debug)]
+enum Pattern {
+    /// Straight 4/4 rock: kick 1 & 3 (+ "and" of 3), snare 2 & 4, eighth hats, bass.
+    Rock,
+    /// Slow rock ballad: sparse kick, snare 2 & 4, soft eighth hats, chords.
+    Ballad,
+    /// House: kick on every beat, clap 2 & 4, open hats on the off-beats, off-beat bass.
+    FourFloor,
+    /// Half-time feel: snare only on beat 3, kick on 1, quarter hats.
+    HalfTime,
+    /// Jazz swing: ride "ding ding-a ding ding-a" (swung eighths), hi-hat 2 & 4, walking bass.
+    Swing8,
+    /// Hip-hop with swung sixteenths on the hats.
+    Swing16,
+    /// Only the half notes are loud (kick 1, snare 3); quarters are faint hats.
+    HalfNotesLoud,
+    /// Hats in triplet quarters (3 against 2) over a kick/snare backbeat.
+    ThreeTwo,
+    /// Syncopated funk: 3-3-2 accented sixteenth hats, syncopated kick and bass.
+    Funk,
+    /// 3/4 "oom-pah-pah": kick on 1, snare on 2 and 3.
+    Waltz,
+    /// Drum and bass two-step: kick 1 & "and" of 3, snare 2 & 4, eighth hats.
+    Dnb,
+}
+
+impl Pattern {
+    /// Half-time feels, where the notated tempo and half of it are both right answers.
+    fn ambiguous(self) -> bool {
+        matches!(self, Pattern::HalfTime | Pattern::HalfNotesLoud)
+    }
+}
+
+struct Hit {
+    tick: u32,
+    inst: Inst,
+    vel: f64,
+}
+
+fn hit(tick: u32, inst: Inst, vel: f64) -> Hit {
+    Hit { tick, inst, vel }
+}
+
+/// One bar of a pattern: beats per bar and its hits.
+fn bar(p: Pattern, bar_index: usize) -> (u32, Vec<Hit>) {
+    use Inst::*;
+    let mut h = Vec::new();
+    let roots = [55.0, 55.0, 73.4, 65.4];
+    let root = roots[bar_index % roots.len()];
+    let beats = match p {
+        Pattern::Waltz => 3,
+        _ => 4,
+    };
+    match p {
+        Pattern::Rock => {
+            h.extend([hit(0, Kick, 1.0), hit(24, Kick, 0.9), hit(30, Kick, 0.6)]);
+            h.extend([hit(12, Snare, 0.9), hit(36, Snare, 0.9)]);
+            for i in 0..8 {
+                h.push(hit(i * 6, Hat, if i % 2 == 0 { 0.55 } else { 0.4 }));
+            }
+            h.extend([hit(0, Bass(root), 0.7), hit(24, Bass(root), 0.6)]);
+        }
+        Pattern::Ballad => {
+            h.extend([hit(0, Kick, 1.0), hit(30, Kick, 0.6)]);
+            h.extend([hit(12, Snare, 0.8), hit(36, Snare, 0.8)]);
+            for i in 0..8 {
+                h.push(hit(i * 6, Hat, 0.3));
+            }
+            h.extend([hit(0, Chord, 0.6), hit(24, Chord, 0.5)]);
+        }
+        Pattern::FourFloor => {
+            for b in 0..4 {
+                h.push(hit(b * 12, Kick, 1.0));
+                h.push(hit(b * 12 + 6, OpenHat, 0.5));
+                h.push(hit(b * 12 + 6, Bass(root * 2.0), 0.5));
+                h.push(hit(b * 12 + 3, Hat, 0.2));
+                h.push(hit(b * 12 + 9, Hat, 0.2));
+            }
+            h.extend([hit(12, Clap, 0.7), hit(36, Clap, 0.7)]);
+        }
+        Pattern::HalfTime => {
+            h.extend([hit(0, Kick, 1.0), hit(42, Kick, 0.5), hit(24, Snare, 1.0)]);
+            for b in 0..4 {
+                h.push(hit(b * 12, Hat, 0.45));
+            }
+            h.push(hit(0, Bass(root), 0.6));
+        }
+        Pattern::Swing8 => {
+            // Ride: beats 1-4 plus the swung "a" of 2 and 4 (two thirds into the beat).
+            for (t, v) in [
+                (0, 0.5),
+                (12, 0.55),
+                (20, 0.35),
+                (24, 0.5),
+                (36, 0.55),
+                (44, 0.35),
+            ] {
+                h.push(hit(t, OpenHat, v));
+            }
+            h.extend([hit(12, Hat, 0.4), hit(36, Hat, 0.4)]);
+            let walk = [1.0, 1.26, 1.5, 1.68];
+            for b in 0..4 {
+                h.push(hit(b * 12, Bass(root * walk[b as usize]), 0.6));
+                h.push(hit(b * 12, Kick, 0.2));
+            }
+            h.push(hit(44, Snare, 0.3));
+        }
+        Pattern::Swing16 => {
+            h.extend([hit(0, Kick, 1.0), hit(22, Kick, 0.7), hit(24, Kick, 0.8)]);
+            h.extend([hit(12, Snare, 0.9), hit(36, Snare, 0.9)]);
+            for b in 0..4 {
+                for (t, v) in [(0, 0.45), (4, 0.25), (6, 0.4), (10, 0.25)] {
+                    h.push(hit(b * 12 + t, Hat, v));
+                }
+            }
+            h.extend([hit(0, Bass(root), 0.6), hit(22, Bass(root * 1.5), 0.5)]);
+        }
+        Pattern::HalfNotesLoud => {
+            h.extend([hit(0, Kick, 1.0), hit(24, Snare, 1.0)]);
+            for b in 0..4 {
+                h.push(hit(b * 12, Hat, 0.2));
+            }
+            h.extend([hit(0, Chord, 0.5), hit(24, Chord, 0.4)]);
+        }
+        Pattern::ThreeTwo => {
+            h.extend([hit(0, Kick, 1.0), hit(24, Kick, 0.9)]);
+            h.extend([hit(12, Snare, 0.8), hit(36, Snare, 0.8)]);
+            for i in 0..6 {
+                h.push(hit(i * 8, Hat, 0.5));
+            }
+            h.push(hit(0, Bass(root), 0.5));
+        }
+        Pattern::Funk => {
+            for i in 0..16 {
+                let accent = matches!(i % 8, 0 | 3 | 6);
+                h.push(hit(i * 3, Hat, if accent { 0.5 } else { 0.2 }));
+            }
+            h.extend([hit(0, Kick, 1.0), hit(9, Kick, 0.7), hit(30, Kick, 0.8)]);
+            h.extend([
+                hit(12, Snare, 0.9),
+                hit(36, Snare, 0.9),
+                hit(45, Snare, 0.25),
+            ]);
+            for t in [0, 9, 18] {
+                h.push(hit(t, Bass(root), 0.5));
+            }
+        }
+        Pattern::Waltz => {
+            h.push(hit(0, Kick, 1.0));
+            h.extend([hit(12, Snare, 0.55), hit(24, Snare, 0.55)]);
+            for i in 0..6 {
+                h.push(hit(i * 6, Hat, 0.25));
+            }
+            h.push(hit(0, Bass(root), 0.6));
+            h.extend([hit(12, Chord, 0.4), hit(24, Chord, 0.4)]);
+        }
+        Pattern::Dnb => {
+            h.extend([hit(0, Kick, 1.0), hit(30, Kick, 0.9)]);
+            h.extend([hit(12, Snare, 1.0), hit(36, Snare, 1.0)]);
+            for i in 0..8 {
+                h.push(hit(i * 6, Hat, 0.35));
+            }
+            h.push(hit(0, Bass(root), 0.7));
+        }
+    }
+    (beats, h)
+}
+
+#[derive(Clone, Copy)]
+struct Case {
+    bpm: f64,
+    pattern: Pattern,
+    sample_rate: u32,
+    seconds: f64,
+    /// Timing jitter, ± this many milliseconds.
+    jitter_ms: f64,
+    /// Velocity variation, ± this fraction.
+    vel_var: f64,
+    /// Peak amplitude of added white noise.
+    noise: f64,
+    seed: u64,
+}
+
+fn case(bpm: f64, pattern: Pattern, sample_rate: u32) -> Case {
+    Case {
+        bpm,
+        pattern,
+        sample_rate,
+        seconds: 20.0,
+        jitter_ms: 0.0,
+        vel_var: 0.0,
+        noise: 0.0,
+        seed: bpm.to_bits(),
+    }
+}
+
+impl Case {
+    fn human(mut self, jitter_ms: f64, vel_var: f64) -> Self {
+        self.jitter_ms = jitter_ms;
+        self.vel_var = vel_var;
+        self
+    }
+    fn noisy(mut self, noise: f64) -> Self {
+        self.noise = noise;
+        self
+    }
+    fn at(mut self, sample_rate: u32, seconds: f64) -> Self {
+        self.sample_rate = sample_rate;
+        self.seconds = seconds;
+        self
+    }
+}
+
+/// Adds one instrument hit starting at sample `start`.
+fn voice(out: &mut [f64], sr: f64, start: usize, inst: Inst, vel: f64, rng: &mut Rng) {
+    let (len_s, _) = match inst {
+        Inst::Kick => (0.4, 0),
+        Inst::Snare => (0.3, 0),
+        Inst::Hat => (0.1, 0),
+        Inst::OpenHat => (0.45, 0),
+        Inst::Clap => (0.25, 0),
+        Inst::Bass(_) => (0.6, 0),
+        Inst::Chord => (1.5, 0),
+    };
+    let len = ((len_s * sr) as usize).min(out.len().saturating_sub(start));
+    let decay = |tau: f64| (-1.0 / (tau * sr)).exp();
+    let dt = 1.0 / sr;
+    let mut prev_noise = 0.0;
+    match inst {
+        Inst::Kick => {
+            let (mut phase, mut e, mut click) = (0.0f64, vel, vel * 0.4);
+            let (ke, kc, kf) = (decay(0.12), decay(0.004), decay(0.025));
+            let mut sweep = 110.0;
+            for o in &mut out[start..start + len] {
+                phase += TAU * (45.0 + sweep) * dt;
+                sweep *= kf;
+                *o += e * phase.sin() + click * rng.uniform();
+                e *= ke;
+                click *= kc;
+            }
+        }
+        Inst::Snare | Inst::Clap => {
+            let (tone_amp, tn, nt) = match inst {
+                Inst::Snare => (0.5, 0.05, 0.07),
+                _ => (0.0, 0.05, 0.04),
+            };
+            let (mut et, mut en) = (vel * tone_amp, vel * 0.7);
+            let (kt, kn) = (decay(tn), decay(nt));
+            let w = TAU * 185.0 * dt;
+            for (i, o) in out[start..start + len].iter_mut().enumerate() {
+                let n = rng.uniform();
+                *o += et * (w * i as f64).sin() + en * (n - 0.3 * prev_noise);
+                prev_noise = n;
+                et *= kt;
+                en *= kn;
+            }
+        }
+        Inst::Hat | Inst::OpenHat => {
+            let tau = if matches!(inst, Inst::Hat) {
+                0.02
+            } else {
+                0.12
+            };
+            let (mut e, k) = (vel * 0.6, decay(tau));
+            for o in &mut out[start..start + len] {
+                let n = rng.uniform();
+                *o += e * (n - prev_noise);
+                prev_noise = n;
+                e *= k;
+            }
+        }
+        Inst::Bass(f) => {
+            let (mut e, k) = (vel * 0.6, decay(0.35));
+            let w = TAU * f * dt;
+            let attack = 0.005 * sr;
+            for (i, o) in out[start..start + len].iter_mut().enumerate() {
+                let a = (i as f64 / attack).min(1.0);
+                *o += a * e * ((w * i as f64).sin() + 0.3 * (2.0 * w * i as f64).sin());
+                e *= k;
+            }
+        }
+        Inst::Chord => {
+            let (mut e, k) = (vel * 0.25, decay(0.9));
+            let ws = [261.63, 329.63, 392.0].map(|f| TAU * f * dt);
+            let attack = 0.01 * sr;
+            for (i, o) in out[start..start + len].iter_mut().enumerate() {
+                let a = (i as f64 / attack).min(1.0);
+                let x = i as f64;
+                *o += a * e * ((ws[0] * x).sin() + (ws[1] * x).sin() + (ws[2] * x).sin());
+                e *= k;
+            }
+        }
+    }
+}
+
+/// Renders a case to mono samples.
+fn render(c: &Case) -> Vec<f32> {
+    let sr = f64::from(c.sample_rate);
+    let frames = (c.seconds * sr) as usize;
+    let mut out = vec![0f64; frames];
+    let mut rng = Rng::new(c.seed);
+    let beat = 60.0 / c.bpm;
+    let mut beat_index = 0u32;
+    let mut bar_index = 0;
+    // Start a little after 0 so early jitter cannot go negative.
+    let t0 = 0.05;
+    while t0 + f64::from(beat_index) * beat < c.seconds {
+        let (beats, hits) = bar(c.pattern, bar_index);
+        for h in hits {
+            let jitter = c.jitter_ms * 1e-3 * rng.uniform();
+            let t =
+                t0 + (f64::from(beat_index) + f64::from(h.tick) / f64::from(TPB)) * beat + jitter;
+            let vel = h.vel * (1.0 + c.vel_var * rng.uniform());
+            let start = (t * sr) as usize;
+            if start < frames {
+                voice(&mut out, sr, start, h.inst, vel, &mut rng);
+            }
+        }
+        beat_index += beats;
+        bar_index += 1;
+    }
+    out.iter()
+        .map(|&x| (0.3 * x + c.noise * rng.uniform()) as f32)
+        .collect()
+}
+
+fn analyse(samples: &[f32], sample_rate: u32, block: usize) -> Option<Tempo> {
+    let mut a = TempoAnalyzer::new(sample_rate);
+    for b in samples.chunks(block) {
+        a.feed(b);
+    }
+    a.finish()
+}
+
+fn rel_err(est: f64, truth: f64) -> f64 {
+    (est / truth - 1.0).abs()
+}
+
+fn cases() -> Vec<Case> {
+    use Pattern::*;
+    vec![
+        case(60.0, Ballad, 44_100),
+        case(64.5, Ballad, 48_000).human(8.0, 0.2),
+        case(67.0, Swing16, 48_000),
+        case(70.0, Swing8, 44_100),
+        case(76.0, HalfNotesLoud, 48_000),
+        case(80.0, ThreeTwo, 44_100).human(5.0, 0.1),
+        case(84.0, Waltz, 48_000),
+        case(87.5, Swing16, 44_100).human(6.0, 0.15),
+        case(93.0, Rock, 48_000).noisy(0.02),
+        case(98.0, Funk, 44_100),
+        case(100.0, HalfTime, 48_000),
+        case(104.3, ThreeTwo, 48_000),
+        case(110.0, Swing8, 44_100).human(10.0, 0.2),
+        case(117.0, Rock, 48_000).human(5.0, 0.25),
+        case(123.0, FourFloor, 44_100),
+        case(128.0, FourFloor, 48_000).noisy(0.03),
+        case(133.3, HalfNotesLoud, 44_100),
+        case(136.0, FourFloor, 44_100).human(5.0, 0.1).noisy(0.01),
+        case(140.0, HalfTime, 48_000),
+        case(146.0, Funk, 44_100).human(7.0, 0.2),
+        case(152.0, Rock, 48_000),
+        case(155.0, HalfTime, 44_100).human(6.0, 0.1),
+        case(160.0, Swing8, 44_100),
+        case(165.0, Waltz, 48_000).human(5.0, 0.1),
+        case(171.0, Dnb, 44_100),
+        case(176.0, Rock, 48_000).human(8.0, 0.2).noisy(0.02),
+        case(183.7, Dnb, 48_000).human(5.0, 0.1),
+        case(190.0, Rock, 44_100),
+    ]
+}
+
+#[test]
+fn drum_patterns_accuracy() {
+    let cases = cases();
+    // Two workers: the machine has two cores and the cases are independent.
+    let results: Vec<(Case, Option<Tempo>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|w| {
+                let cases = &cases;
+                s.spawn(move || {
+                    cases
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| i % 2 == w)
+                        .map(|(_, c)| (*c, analyse(&render(c), c.sample_rate, 4096)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<_> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort_by(|a, b| a.0.bpm.total_cmp(&b.0.bpm));
+        all
+    });
+
+    println!(
+        "{:>7} {:<14} {:>6} {:>8} {:>7} {:>6}  pass",
+        "truth", "pattern", "rate", "estimate", "err %", "conf"
+    );
+    let (mut strict, mut exact, mut octave) = (0, 0, 0);
+    for (c, t) in &results {
+        let (est, conf) = t
+            .as_ref()
+            .map_or((f64::NAN, f64::NAN), |t| (t.bpm, t.confidence));
+        let ok_strict = rel_err(est, c.bpm) <= 0.04;
+        // Half-time grooves are the same signal as a groove at half the tempo (kick/snare
+        // alternating at T/2, hats at T): both levels are right answers.
+        let ok_exact = ok_strict || (c.pattern.ambiguous() && rel_err(est, c.bpm / 2.0) <= 0.04);
+        let ok_octave = [1.0 / 3.0, 0.5, 1.0, 2.0, 3.0]
+            .iter()
+            .any(|m| rel_err(est, c.bpm * m) <= 0.04);
+        strict += usize::from(ok_strict);
+        exact += usize::from(ok_exact);
+        octave += usize::from(ok_octave);
+        println!(
+            "{:>7.1} {:<14} {:>6} {:>8.2} {:>+7.2} {:>6.3}  {}",
+            c.bpm,
+            format!("{:?}", c.pattern),
+            c.sample_rate,
+            est,
+            100.0 * (est / c.bpm - 1.0),
+            conf,
+            if ok_strict {
+                "yes"
+            } else if ok_exact {
+                "yes (felt half tempo)"
+            } else if ok_octave {
+                "octave"
+            } else {
+                "NO"
+            },
+        );
+    }
+    let n = results.len();
+    println!(
+        "within 4 %: {exact}/{n} ({strict}/{n} counting only the notated tempo); \
+         within octave tolerance: {octave}/{n}"
+    );
+    assert!(n >= 20);
+    assert!(exact * 10 >= n * 9, "only {exact}/{n} within 4 %");
+    assert_eq!(octave, n, "octave errors beyond ×{{1/3, 1/2, 2, 3}}");
+}
+
+#[test]
+fn undefined_inputs_give_none() {
+    // Minimum duration 6 s and confidence threshold 0.25: see the module documentation.
+    let sr = 48_000;
+    assert_eq!(
+        analyse(&vec![0.0; 20 * sr as usize], sr, 4096),
+        None,
+        "silence"
+    );
+    let short = render(&case(120.0, Pattern::Rock, sr));
+    assert_eq!(analyse(&short[..480], sr, 4096), None, "10 ms");
+    // Below the documented minimum duration (6 s) even a clear pattern is undefined...
+    assert_eq!(analyse(&short[..5 * sr as usize], sr, 4096), None, "5 s");
+    // ...and just above it, it is found.
+    let t = analyse(&short[..7 * sr as usize], sr, 4096).expect("7 s of rock");
+    assert!(rel_err(t.bpm, 120.0) <= 0.04, "{t:?}");
+
+    for (seed, secs) in [(99, 20.0), (5, 6.5), (6, 6.5), (7, 10.0)] {
+        let mut rng = Rng::new(seed);
+        let n = (secs * f64::from(sr)) as usize;
+        let noise: Vec<f32> = (0..n).map(|_| (0.5 * rng.uniform()) as f32).collect();
+        assert_eq!(analyse(&noise, sr, 4096), None, "white noise {secs} s");
+    }
+    for f in [30.0, 55.0, 440.0, 1000.0] {
+        let w = TAU * f / f64::from(sr);
+        let sine: Vec<f32> = (0..20 * sr as usize)
+            .map(|n| (0.5 * (w * n as f64).sin()) as f32)
+            .collect();
+        assert_eq!(analyse(&sine, sr, 4096), None, "sine {f} Hz");
+    }
+}
+
+#[test]
+fn sample_rates_agree() {
+    let truth = 123.0;
+    let mut got = Vec::new();
+    for sr in [8_000, 22_050, 44_100, 96_000, 192_000] {
+        let c = case(truth, Pattern::Rock, sr).at(sr, 12.0).human(5.0, 0.1);
+        let t = analyse(&render(&c), sr, 4096).expect("tempo");
+        println!(
+            "{sr:>6} Hz: {:.2} BPM (confidence {:.3})",
+            t.bpm, t.confidence
+        );
+        got.push(t.bpm);
+    }
+    for &b in &got {
+        assert!(rel_err(b, truth) <= 0.04, "{got:?}");
+        assert!(rel_err(b, got[0]) <= 0.04, "{got:?}");
+    }
+}
+
+#[test]
+fn block_size_does_not_matter() {
+    let sr = 44_100;
+    let x = render(&case(97.0, Pattern::Funk, sr).at(sr, 10.0));
+    let one = analyse(&x, sr, 1).expect("tempo");
+    let big = analyse(&x, sr, 4096).expect("tempo");
+    let odd = analyse(&x, sr, 1237).expect("tempo");
+    assert!((one.bpm - big.bpm).abs() <= 1e-9 && (one.confidence - big.confidence).abs() <= 1e-9);
+    assert!((odd.bpm - big.bpm).abs() <= 1e-9 && (odd.confidence - big.confidence).abs() <= 1e-9);
+    assert!(rel_err(big.bpm, 97.0) <= 0.04, "{big:?}");
+}
+
+#[test]
+fn analyzer_is_send() {
+    fn send<T: Send>() {}
+    send::<TempoAnalyzer>();
+}
