@@ -198,6 +198,7 @@ fn madd<const FMA: bool>(c: f32, x: f32, acc: f32) -> f32 {
 /// The kernel: 16 outputs at a time for all `P` phases; each input vector is loaded once and
 /// used by every phase.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // j indexes the taps of every phase and the input
 fn peak_generic<const FMA: bool, const P: usize>(phases: &[Phase; P], buf: &[f32]) -> f32 {
     const W: usize = 16;
     let outputs = buf.len() + 1 - TAPS;
