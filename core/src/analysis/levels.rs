@@ -186,48 +186,66 @@ impl LevelMeter {
 
 impl Channel {
     fn feed(&mut self, x: &[f32]) {
-        let mut peak = self.peak;
+        let mut peak = 0f32;
         let mut sq = 0.0f64;
         let mut sum = 0.0f64;
-        let mut bpeak = self.block_peak;
         // Plain sums first (vectorisable), then the sequential counters.
         for &v in x {
-            let a = v.abs();
-            peak = peak.max(a);
-            bpeak = bpeak.max(a);
+            peak = peak.max(v.abs());
             let d = f64::from(v);
             sq += d * d;
             sum += d;
         }
-        self.peak = peak;
-        self.block_peak = bpeak;
+        self.peak = self.peak.max(peak);
+        self.block_peak = self.block_peak.max(peak);
         self.sum_sq += sq;
         self.block_sq += sq;
         self.sum += sum;
-        let mut last = self.last_sign;
-        let mut run = self.run;
-        for &v in x {
-            let s = (v > 0.0) as i8 - (v < 0.0) as i8;
-            if s != 0 {
-                if last != 0 && s != last {
-                    self.crossings += 1;
+        // Zero crossings: sign changes between neighbours, counted without branches; a block
+        // holding exact zeros (where "the previous non-zero sign" matters) or a pending sign
+        // from the last block takes the exact sequential path.
+        let has_zero = x.iter().any(|&v| v == 0.0);
+        if has_zero || x.is_empty() {
+            let mut last = self.last_sign;
+            for &v in x {
+                let s = (v > 0.0) as i8 - (v < 0.0) as i8;
+                if s != 0 {
+                    if last != 0 && s != last {
+                        self.crossings += 1;
+                    }
+                    last = s;
                 }
-                last = s;
             }
-            if v.abs() >= CLIP_LEVEL {
-                run += 1;
-                if run == CLIP_RUN {
-                    self.clip_events += 1;
-                    self.clipped += u64::from(CLIP_RUN);
-                } else if run > CLIP_RUN {
-                    self.clipped += 1;
-                }
-            } else {
-                run = 0;
+            self.last_sign = last;
+        } else {
+            let first = if x[0] > 0.0 { 1 } else { -1 };
+            if self.last_sign != 0 && first != self.last_sign {
+                self.crossings += 1;
             }
+            self.crossings += x
+                .windows(2)
+                .map(|w| u64::from((w[0] > 0.0) != (w[1] > 0.0)))
+                .sum::<u64>();
+            self.last_sign = if x[x.len() - 1] > 0.0 { 1 } else { -1 };
         }
-        self.last_sign = last;
-        self.run = run;
+        // Clipping: only blocks that reach full scale need the run counter.
+        if peak >= CLIP_LEVEL || self.run > 0 {
+            let mut run = self.run;
+            for &v in x {
+                if v.abs() >= CLIP_LEVEL {
+                    run += 1;
+                    if run == CLIP_RUN {
+                        self.clip_events += 1;
+                        self.clipped += u64::from(CLIP_RUN);
+                    } else if run > CLIP_RUN {
+                        self.clipped += 1;
+                    }
+                } else {
+                    run = 0;
+                }
+            }
+            self.run = run;
+        }
     }
 
     fn dynamic_range(&self) -> Option<f64> {

@@ -7,6 +7,7 @@
 //! channel. Memory is bounded by the block size plus each analyzer's reduced data (100 ms
 //! loudness energies, 3 s level blocks, the tempo onset envelope), never by the samples.
 
+pub mod key;
 pub mod levels;
 pub mod loudness;
 pub mod spectrum;
@@ -132,6 +133,8 @@ pub struct KeySection {
     pub tonic: Option<String>,
     pub mode: Option<String>,
     pub confidence: Option<f64>,
+    /// Tuning offset from A4 = 440 Hz, cents.
+    pub tuning_cents: Option<f64>,
 }
 
 /// Everything measured about one file. Sections not asked for are absent from the JSON;
@@ -395,6 +398,39 @@ impl Analyzer for TempoA {
     }
 }
 
+struct KeyA(key::KeyAnalyzer, Vec<f32>);
+
+impl Analyzer for KeyA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        mono_into(planes, &mut self.1);
+        self.0.feed(&self.1);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        r.key = Some(match self.0.finish() {
+            Some(k) => KeySection {
+                key: Some(k.name),
+                tonic: Some(k.tonic_name),
+                mode: Some(
+                    match k.mode {
+                        key::Mode::Major => "major",
+                        key::Mode::Minor => "minor",
+                    }
+                    .to_string(),
+                ),
+                confidence: Some(k.confidence),
+                tuning_cents: Some(k.tuning_cents),
+            },
+            None => KeySection::default(),
+        });
+    }
+    fn cost(&self) -> f64 {
+        1.0
+    }
+    fn name(&self) -> &'static str {
+        "key"
+    }
+}
+
 /// Targets need the loudness and true peak: finished after them.
 struct TargetsA(Vec<Target>);
 
@@ -487,6 +523,9 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             tempo::TempoAnalyzer::new(rate),
             Vec::new(),
         )));
+    }
+    if opts.wants(Section::Key) {
+        out.push(Box::new(KeyA(key::KeyAnalyzer::new(rate), Vec::new())));
     }
     if opts.wants(Section::Targets) {
         out.push(Box::new(TargetsA(opts.targets.clone())));
