@@ -204,7 +204,7 @@ impl Channel {
         // Zero crossings: sign changes between neighbours, counted without branches; a block
         // holding exact zeros (where "the previous non-zero sign" matters) or a pending sign
         // from the last block takes the exact sequential path.
-        let has_zero = x.iter().any(|&v| v == 0.0);
+        let has_zero = x.contains(&0.0);
         if has_zero || x.is_empty() {
             let mut last = self.last_sign;
             for &v in x {
