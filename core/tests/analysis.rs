@@ -174,6 +174,29 @@ fn spectrum_of_a_sine() {
 }
 
 #[test]
+fn ltas_reads_the_level_of_tones_low_and_high() {
+    for (rate, f) in [
+        (44_100, 55.0),
+        (44_100, 220.0),
+        (48_000, 3_000.0),
+        (96_000, 12_345.0),
+    ] {
+        let s = spectrum_of(&[sine(rate, f, 0.25, rate as usize * 3)], rate);
+        let peak = s.ltas.iter().max_by(|a, b| a.db.total_cmp(&b.db)).unwrap();
+        close(
+            peak.db,
+            -12.04,
+            0.5,
+            &format!("{f} Hz at {rate} Hz: LTAS level"),
+        );
+        // Within a band, or within the FFT's resolution (2 bins) where bands are finer.
+        let df = f64::from(rate) / s.fft_size as f64;
+        let tol = (f * (2f64.powf(1.0 / 12.0) - 1.0)).max(2.0 * df);
+        close(peak.hz, f, tol, &format!("{f} Hz at {rate} Hz: LTAS band"));
+    }
+}
+
+#[test]
 fn spectrum_of_white_noise() {
     // Flat power from 20 Hz to 24 kHz: centroid at the middle, bandwidth = width/√12, roll-off
     // at 85 % of the width, flatness near 1, band shares in proportion to their widths.

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod analyze;
+mod plot;
 mod render;
 
 #[derive(Parser)]

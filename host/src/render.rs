@@ -375,11 +375,92 @@ pub fn analysis(out: &mut impl Write, r: &sluice_core::analysis::AnalysisReport)
     Ok(())
 }
 
-/// Write the PNG pictures of one analysis into `dir`.
+/// Write the PNG pictures of one analysis into `dir`: `NAME.waveform.png`,
+/// `NAME.loudness.png` and `NAME.spectrum.png`, NAME being the file's name (extension kept,
+/// so `a.wav` and `a.flac` do not collide). Only the pictures whose sections were analysed.
 pub fn plots(
     dir: &std::path::Path,
     r: &sluice_core::analysis::AnalysisReport,
-) -> anyhow::Result<()> {
-    let _ = (dir, r);
-    anyhow::bail!("plots are not built yet")
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use crate::plot;
+    let name = r
+        .path
+        .file_name()
+        .map_or_else(|| "audio".to_string(), |n| n.to_string_lossy().into_owned());
+    let title = clean(&name);
+    let mut written = Vec::new();
+    if let Some(w) = &r.waveform {
+        let labels: Vec<String> = (0..w.channels.len())
+            .map(|c| {
+                r.stream
+                    .channel_layout
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| format!("CH{}", c + 1))
+            })
+            .collect();
+        let path = dir.join(format!("{name}.waveform.png"));
+        plot::write_waveform(
+            &path,
+            &plot::WaveformPlot {
+                title: &title,
+                duration_seconds: r.stream.duration_seconds.unwrap_or(0.0),
+                channels: w
+                    .channels
+                    .iter()
+                    .zip(&labels)
+                    .map(|(c, l)| (l.as_str(), c.min.as_slice(), c.max.as_slice()))
+                    .collect(),
+            },
+        )?;
+        written.push(path);
+    }
+    if let Some(l) = &r.loudness
+        && let Some(h) = &l.summary.history
+    {
+        let target = r.targets.as_ref().and_then(|t| t.first());
+        let path = dir.join(format!("{name}.loudness.png"));
+        plot::write_loudness(
+            &path,
+            &plot::LoudnessPlot {
+                title: &title,
+                step_seconds: h.step_seconds,
+                momentary: &h.momentary_lufs,
+                short_term: &h.short_term_lufs,
+                integrated: l.summary.integrated_lufs,
+                target: target.map(|t| (t.name.as_str(), t.integrated_lufs)),
+            },
+        )?;
+        written.push(path);
+    }
+    if let Some(sp) = &r.spectrum {
+        let freqs: Vec<f64> = sp.ltas.iter().map(|p| p.hz).collect();
+        let db: Vec<f64> = sp.ltas.iter().map(|p| p.db).collect();
+        let names: Vec<String> = sp.bands.iter().map(|b| b.name.replace('_', "-")).collect();
+        let bands: Vec<(&str, f64, f64, f64)> = sp
+            .bands
+            .iter()
+            .zip(&names)
+            .map(|(b, n)| {
+                (
+                    n.as_str(),
+                    b.low_hz,
+                    b.high_hz,
+                    b.share_percent.unwrap_or(0.0),
+                )
+            })
+            .collect();
+        let path = dir.join(format!("{name}.spectrum.png"));
+        plot::write_spectrum(
+            &path,
+            &plot::SpectrumPlot {
+                title: &title,
+                freqs_hz: &freqs,
+                db: &db,
+                bands: &bands,
+            },
+        )?;
+        written.push(path);
+    }
+    Ok(written)
 }

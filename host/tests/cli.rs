@@ -171,3 +171,127 @@ fn formats_listing() {
     assert_eq!(mp3["lossless"], false);
     assert_eq!(mp3["max_sample_rate"], 48_000);
 }
+
+#[test]
+fn analyze_readable_and_json() {
+    let (out, stdout, _) = run(sluice().arg("analyze").arg(fixture("source.wav")));
+    assert!(out.status.success());
+    for needle in [
+        "Loudness",
+        "integrated -13.0 LUFS",
+        "true peak",
+        "Spectrum",
+        "Stereo",
+        "Targets",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle}:\n{stdout}");
+    }
+    let (out, stdout, _) = run(sluice()
+        .args([
+            "analyze",
+            "--json",
+            "--only",
+            "loudness,levels",
+            "--target",
+            "club=-9,-0.5",
+        ])
+        .arg(fixture("source.wav"))
+        .arg(fixture("ten_ms.wav")));
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let a = v.as_array().unwrap();
+    assert_eq!(a.len(), 2);
+    assert!(a[0]["loudness"]["integrated_lufs"].as_f64().unwrap() < -12.0);
+    assert!(
+        a[0].get("spectrum").is_none(),
+        "--only leaves other sections out"
+    );
+    // Targets were not asked for; loudness of a 10 ms file is undefined, i.e. null.
+    assert!(a[0].get("targets").is_none());
+    assert!(a[1]["loudness"]["integrated_lufs"].is_null());
+    let (_, stdout, _) = run(sluice()
+        .args([
+            "analyze",
+            "--json",
+            "--only",
+            "targets",
+            "--target",
+            "club=-9,-0.5",
+        ])
+        .arg(fixture("source.wav")));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let t = &v[0]["targets"][0];
+    assert_eq!(t["id"], "club");
+    assert!((t["gain_db"].as_f64().unwrap() - 4.0).abs() < 0.1, "{t}");
+}
+
+#[test]
+fn analyze_bad_arguments_and_bad_files() {
+    let (out, _, stderr) = run(sluice()
+        .args(["analyze", "--only", "loudnes"])
+        .arg(fixture("source.wav")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("unknown section `loudnes`"), "{stderr}");
+    let (out, _, stderr) = run(sluice()
+        .args(["analyze", "--target", "loud"])
+        .arg(fixture("source.wav")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("neither a preset"), "{stderr}");
+    let (out, stdout, stderr) = run(sluice()
+        .args(["analyze", "--json"])
+        .arg(fixture("unsupported.mid"))
+        .arg(fixture("source.wav")));
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        v[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported.mid")
+    );
+    assert!(
+        v[1]["loudness"].is_object(),
+        "the good file is still analysed: {stderr}"
+    );
+}
+
+#[test]
+fn analyze_plots_pngs() {
+    let dir = tempfile::tempdir().unwrap();
+    let plots = dir.path().join("plots");
+    let (out, _, stderr) = run(sluice()
+        .args(["analyze", "--plot"])
+        .arg(&plots)
+        .arg(fixture("source.wav")));
+    assert!(out.status.success(), "{stderr}");
+    for kind in ["waveform", "loudness", "spectrum"] {
+        let p = plots.join(format!("source.wav.{kind}.png"));
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!(
+            &bytes[..8],
+            b"\x89PNG\r\n\x1a\n",
+            "{} is a PNG",
+            p.display()
+        );
+        assert!(bytes.len() > 2000, "{} is not blank", p.display());
+    }
+    // Nothing half-written left behind.
+    let names: Vec<String> = std::fs::read_dir(&plots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
+#[test]
+fn analyze_runs_files_in_parallel_with_the_same_results() {
+    let files = [
+        fixture("source.wav"),
+        fixture("tagged.flac"),
+        fixture("tagged.mp3"),
+        fixture("s24.wav"),
+    ];
+    let one = run(sluice().args(["analyze", "--json", "-j", "1"]).args(&files)).1;
+    let four = run(sluice().args(["analyze", "--json", "-j", "4"]).args(&files)).1;
+    assert_eq!(one, four, "results do not depend on the number of threads");
+}

@@ -15,7 +15,9 @@
 //!   500–2k, high-mid 2k–6k and high 6k–20k, percent (a bin straddling an edge is split in
 //!   proportion);
 //! - **LTAS** — the spectrum in 1/12-octave bands from 20 Hz, in dB relative to a full-scale
-//!   sine (a sine of peak `A` inside one band reads `20·log10(A)`), for plots.
+//!   sine (a sine of peak `A` reads `20·log10(A)` in its band), for plots. Bands narrower than
+//!   the window's main lobe (4 bins, below ~700 Hz at 48 kHz) integrate the 4 bins around
+//!   their centre, so a low tone is not under-read; noise there reads as its power in 4 bins.
 
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
@@ -248,22 +250,27 @@ impl SpectrumMeter {
         let mut lo = 20.0f64;
         while lo < nyq {
             let hi = (lo * 2f64.powf(1.0 / 12.0)).min(nyq);
+            let centre = (lo * hi).sqrt();
+            // A band narrower than the window's main lobe (4 bins) integrates over the lobe
+            // around its centre instead, so a low tone reads its level and no band is empty.
+            let (a, b) = if hi - lo < 4.0 * df {
+                (centre - 2.0 * df, centre + 2.0 * df)
+            } else {
+                (lo, hi)
+            };
             let p: f64 = bins()
-                .filter(|&(f, _)| f >= lo && f < hi)
+                .filter(|&(f, _)| f >= a && f < b)
                 .map(|(_, p)| p)
                 .sum();
-            let centre = (lo * hi).sqrt();
-            if bins().any(|(f, _)| f >= lo && f < hi) {
-                let amp = 2.0 * (p / count / (n as f64 * sum_w2)).sqrt();
-                ltas.push(LtasPoint {
-                    hz: centre,
-                    db: if amp > 0.0 {
-                        (20.0 * amp.log10()).max(-200.0)
-                    } else {
-                        -200.0
-                    },
-                });
-            }
+            let amp = 2.0 * (p / count / (n as f64 * sum_w2)).sqrt();
+            ltas.push(LtasPoint {
+                hz: centre,
+                db: if amp > 0.0 {
+                    (20.0 * amp.log10()).max(-200.0)
+                } else {
+                    -200.0
+                },
+            });
             lo = hi;
         }
         Spectrum {

@@ -1,0 +1,296 @@
+//! Analysis speed and memory, against ffmpeg's EBU R 128 filter (and librosa + pyloudnorm when
+//! Python has them) in the same run:
+//!
+//! ```sh
+//! cargo bench -p sluice-host --bench analyze            # 60-minute file (the issue's figure)
+//! cargo bench -p sluice-host --bench analyze -- --minutes 10
+//! ```
+//!
+//! It writes a 48 kHz stereo 16-bit WAV of programme-like material (a minute of
+//! `sluice_core::signal::programme` repeated), then times whole processes: `sluice analyze
+//! --only loudness`, the full `sluice analyze`, `ffmpeg -af ebur128=peak=true` and the Python
+//! script. Wall time, × real time and peak RSS (from `wait4`) of each, and the ratios. Memory
+//! independence of length: the full analysis of 1-, 10- and 60-minute files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+const RATE: u32 = 48_000;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Run {
+    wall: f64,
+    rss_mb: f64,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(ok) => {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn arg_value(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn run() -> Res<bool> {
+    let minutes: usize = arg_value("--minutes").map_or(Ok(60), |v| v.parse())?;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("analyze-bench");
+    std::fs::create_dir_all(&dir)?;
+    let sluice = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("sluice analyze bench: {minutes}-minute 48 kHz stereo 16-bit WAV, {cores} cores");
+    let main_file = programme_wav(&dir, minutes)?;
+    let seconds = (minutes * 60) as f64;
+
+    let mut rows: Vec<(String, Run)> = Vec::new();
+    let best = |args: &[&str], file: &Path| -> Res<Run> {
+        let a = time_process(&sluice, args, file)?;
+        let b = time_process(&sluice, args, file)?;
+        Ok(if a.wall <= b.wall { a } else { b })
+    };
+    let loud = best(&["analyze", "--json", "--only", "loudness"], &main_file)?;
+    let full = best(&["analyze", "--json"], &main_file)?;
+    rows.push(("sluice analyze --only loudness".into(), loud));
+    rows.push(("sluice analyze (full)".into(), full));
+    let ffmpeg = which("ffmpeg").then(|| {
+        time_process(
+            Path::new("ffmpeg"),
+            &[
+                "-nostats",
+                "-hide_banner",
+                "-i",
+                "{}",
+                "-af",
+                "ebur128=peak=true",
+                "-f",
+                "null",
+                "-",
+            ],
+            &main_file,
+        )
+    });
+    match ffmpeg {
+        Some(Ok(r)) => rows.push(("ffmpeg -af ebur128=peak=true".into(), r)),
+        Some(Err(e)) => println!("ffmpeg failed: {e}"),
+        None => println!("ffmpeg not installed: no ffmpeg figure"),
+    }
+    match python_peer(&dir) {
+        Some(script) => match time_process(
+            Path::new("python3"),
+            &[script.to_str().unwrap(), "{}"],
+            &main_file,
+        ) {
+            Ok(r) => rows.push(("python librosa + pyloudnorm".into(), r)),
+            Err(e) => println!("python peer failed: {e}"),
+        },
+        None => {
+            println!("python3 with librosa, pyloudnorm and soundfile not found: no Python figure")
+        }
+    }
+
+    println!();
+    println!(
+        "{:<34} {:>9} {:>12} {:>12}",
+        "", "wall s", "x real time", "peak RSS MB"
+    );
+    for (name, r) in &rows {
+        println!(
+            "{name:<34} {:>9.3} {:>12.0} {:>12.1}",
+            r.wall,
+            seconds / r.wall,
+            r.rss_mb
+        );
+    }
+    let get = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.starts_with(name))
+            .map(|(_, r)| r)
+    };
+    let loud = get("sluice analyze --only").unwrap();
+    let full = get("sluice analyze (full)").unwrap();
+    let mut ok = true;
+    println!();
+    if let Some(ff) = get("ffmpeg") {
+        let ratio = ff.wall / loud.wall;
+        println!(
+            "loudness pass vs ffmpeg ebur128=peak=true: {ratio:.1}x faster (target >= 10x) {}",
+            verdict(ratio >= 10.0)
+        );
+        println!(
+            "full analysis vs ffmpeg loudness alone: {:.1}x faster",
+            ff.wall / full.wall
+        );
+        ok &= ratio >= 10.0;
+    }
+    if let Some(py) = get("python") {
+        println!(
+            "full analysis vs librosa + pyloudnorm: {:.1}x faster",
+            py.wall / full.wall
+        );
+    }
+    let xrt = seconds / full.wall;
+    println!(
+        "full analysis: {xrt:.0}x real time on {cores} cores (target >= 1000x) {}",
+        verdict(xrt >= 1000.0)
+    );
+    ok &= xrt >= 1000.0;
+
+    // Memory against length.
+    println!();
+    println!("peak RSS of the full analysis by length:");
+    let mut rss = Vec::new();
+    for m in [1usize, 10, minutes] {
+        let f = programme_wav(&dir, m)?;
+        let r = time_process(&sluice, &["analyze", "--json"], &f)?;
+        println!("  {m:>3} min: {:.1} MB", r.rss_mb);
+        rss.push(r.rss_mb);
+    }
+    let max = rss.iter().cloned().fold(0.0, f64::max);
+    let flat = max <= rss[0] * 1.25 + 2.0;
+    println!(
+        "  max {max:.1} MB (target <= 150 MB) {}; 1 min to {minutes} min grows {:.1} MB {}",
+        verdict(max <= 150.0),
+        rss[rss.len() - 1] - rss[0],
+        if flat {
+            "(independent of length)"
+        } else {
+            "(GROWS WITH LENGTH)"
+        }
+    );
+    ok &= max <= 150.0 && flat;
+    Ok(ok)
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "FAIL" }
+}
+
+fn which(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Run `exe args` (with `{}` replaced by `file`), output discarded; wall time and peak RSS.
+fn time_process(exe: &Path, args: &[&str], file: &Path) -> Res<Run> {
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if *a == "{}" {
+                file.display().to_string()
+            } else {
+                a.to_string()
+            }
+        })
+        .collect();
+    let t = Instant::now();
+    let child = Command::new(exe)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled by the kernel; pid is our child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = t.elapsed().as_secs_f64();
+    if got != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        return Err(format!(
+            "{} {:?} failed (status {status}): {err}",
+            exe.display(),
+            args
+        )
+        .into());
+    }
+    Ok(Run {
+        wall,
+        rss_mb: usage.ru_maxrss as f64 / 1024.0,
+    })
+}
+
+/// A WAV of `minutes` minutes: one minute of programme material, repeated.
+fn programme_wav(dir: &Path, minutes: usize) -> Res<PathBuf> {
+    let path = dir.join(format!("programme-{minutes}min.wav"));
+    let frames = RATE as usize * 60;
+    let expected = 44 + (minutes * frames * 4) as u64;
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == expected) {
+        return Ok(path);
+    }
+    let planes = sluice_core::signal::programme(RATE, 2, frames, 2026);
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let tmp = path.with_extension("wav.part");
+    let mut w = hound::WavWriter::create(&tmp, spec)?;
+    for _ in 0..minutes {
+        let mut i16w = w.get_i16_writer((frames * 2) as u32);
+        for i in 0..frames {
+            for p in &planes {
+                i16w.write_sample((p[i] * 32767.0).round().clamp(-32768.0, 32767.0) as i16);
+            }
+        }
+        i16w.flush()?;
+    }
+    w.finalize()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Write the Python peer script if python3 has the libraries.
+fn python_peer(dir: &Path) -> Option<PathBuf> {
+    let ok = Command::new("python3")
+        .args(["-c", "import librosa, pyloudnorm, soundfile"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return None;
+    }
+    let script = dir.join("peer.py");
+    std::fs::write(
+        &script,
+        r#"import sys, numpy as np, soundfile as sf, pyloudnorm as pyln, librosa
+x, sr = sf.read(sys.argv[1], dtype="float32", always_2d=True)
+meter = pyln.Meter(sr)
+print("integrated", meter.integrated_loudness(x))
+mono = x.mean(axis=1)
+print("peak", float(np.abs(x).max()), "rms", float(np.sqrt((x ** 2).mean())))
+print("centroid", float(librosa.feature.spectral_centroid(y=mono, sr=sr).mean()))
+print("tempo", librosa.feature.tempo(y=mono, sr=sr))
+print("chroma", librosa.feature.chroma_stft(y=mono, sr=sr).mean(axis=1))
+"#,
+    )
+    .ok()?;
+    Some(script)
+}
