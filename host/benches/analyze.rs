@@ -64,8 +64,11 @@ fn run() -> Res<bool> {
         let b = time_process(&sluice, args, file)?;
         Ok(if a.wall <= b.wall { a } else { b })
     };
-    let loud = best(&["analyze", "--json", "--only", "loudness"], &main_file)?;
-    let full = best(&["analyze", "--json"], &main_file)?;
+    let loud = best(
+        &["analyze", "--json", "--only", "loudness", "{}"],
+        &main_file,
+    )?;
+    let full = best(&["analyze", "--json", "{}"], &main_file)?;
     rows.push(("sluice analyze --only loudness".into(), loud));
     rows.push(("sluice analyze (full)".into(), full));
     let ffmpeg = which("ffmpeg").then(|| {
@@ -157,7 +160,7 @@ fn run() -> Res<bool> {
     let mut rss = Vec::new();
     for m in [1usize, 10, minutes] {
         let f = programme_wav(&dir, m)?;
-        let r = time_process(&sluice, &["analyze", "--json"], &f)?;
+        let r = time_process(&sluice, &["analyze", "--json", "{}"], &f)?;
         println!("  {m:>3} min: {:.1} MB", r.rss_mb);
         rss.push(r.rss_mb);
     }
@@ -202,12 +205,15 @@ fn time_process(exe: &Path, args: &[&str], file: &Path) -> Res<Run> {
             }
         })
         .collect();
+    // stderr goes to a file: ffmpeg's ebur128 logs every 100 ms, which would fill a pipe.
+    let log_path = std::env::temp_dir().join(format!("sluice-bench-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path)?;
     let t = Instant::now();
     let child = Command::new(exe)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .map_err(|e| format!("{}: {e}", exe.display()))?;
     let pid = child.id() as libc::pid_t;
@@ -217,11 +223,8 @@ fn time_process(exe: &Path, args: &[&str], file: &Path) -> Res<Run> {
     let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = t.elapsed().as_secs_f64();
     if got != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
-        }
+        let err = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let err: String = err.lines().rev().take(5).collect::<Vec<_>>().join("\n");
         return Err(format!(
             "{} {:?} failed (status {status}): {err}",
             exe.display(),
@@ -229,6 +232,8 @@ fn time_process(exe: &Path, args: &[&str], file: &Path) -> Res<Run> {
         )
         .into());
     }
+    drop(child);
+    let _ = std::fs::remove_file(&log_path);
     Ok(Run {
         wall,
         rss_mb: usage.ru_maxrss as f64 / 1024.0,
