@@ -49,6 +49,13 @@ fn arg_value(name: &str) -> Option<String> {
 }
 
 fn run() -> Res<bool> {
+    // Child mode: write one file and exit, so the measuring parent never holds the generated
+    // audio (a forked child's peak RSS would include the parent's memory).
+    if let Some(m) = arg_value("--write-wav") {
+        let dir = PathBuf::from(arg_value("--dir").ok_or("--dir missing")?);
+        write_programme_wav(&dir, m.parse()?)?;
+        return Ok(true);
+    }
     let minutes: usize = arg_value("--minutes").map_or(Ok(60), |v| v.parse())?;
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("analyze-bench");
     std::fs::create_dir_all(&dir)?;
@@ -240,14 +247,27 @@ fn time_process(exe: &Path, args: &[&str], file: &Path) -> Res<Run> {
     })
 }
 
-/// A WAV of `minutes` minutes: one minute of programme material, repeated.
+/// A WAV of `minutes` minutes (written by a child process of this bench).
 fn programme_wav(dir: &Path, minutes: usize) -> Res<PathBuf> {
     let path = dir.join(format!("programme-{minutes}min.wav"));
-    let frames = RATE as usize * 60;
-    let expected = 44 + (minutes * frames * 4) as u64;
+    let expected = 44 + (minutes * RATE as usize * 60 * 4) as u64;
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == expected) {
         return Ok(path);
     }
+    let status = Command::new(std::env::current_exe()?)
+        .args(["--write-wav", &minutes.to_string(), "--dir"])
+        .arg(dir)
+        .status()?;
+    if !status.success() || !std::fs::metadata(&path).is_ok_and(|m| m.len() == expected) {
+        return Err(format!("could not write {}", path.display()).into());
+    }
+    Ok(path)
+}
+
+/// One minute of programme material, repeated `minutes` times.
+fn write_programme_wav(dir: &Path, minutes: usize) -> Res<()> {
+    let path = dir.join(format!("programme-{minutes}min.wav"));
+    let frames = RATE as usize * 60;
     let planes = sluice_core::signal::programme(RATE, 2, frames, 2026);
     let spec = hound::WavSpec {
         channels: 2,
@@ -268,7 +288,7 @@ fn programme_wav(dir: &Path, minutes: usize) -> Res<PathBuf> {
     }
     w.finalize()?;
     std::fs::rename(&tmp, &path)?;
-    Ok(path)
+    Ok(())
 }
 
 /// Write the Python peer script if python3 has the libraries.

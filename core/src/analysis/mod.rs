@@ -204,22 +204,33 @@ fn db(lin: f64) -> Option<f64> {
     (lin > 0.0).then(|| 20.0 * lin.log10())
 }
 
-/// K-weighting of one channel; the energies go to [`LoudnessA`] through the report's scratch.
+/// K-weighting of one channel or a pair (filtered together, which costs little more than one);
+/// the energies go to [`LoudnessA`] through the report's scratch.
 struct ChannelEnergyA {
-    channel: usize,
-    energy: loudness::ChannelEnergy,
+    channels: Vec<(usize, loudness::ChannelEnergy)>,
 }
 
 impl Analyzer for ChannelEnergyA {
     fn feed(&mut self, planes: &[&[f32]]) {
-        self.energy.feed(planes[self.channel]);
+        match self.channels.as_mut_slice() {
+            [(ca, a), (cb, b)] => {
+                loudness::ChannelEnergy::feed_pair(a, b, planes[*ca], planes[*cb]);
+            }
+            list => {
+                for (c, e) in list {
+                    e.feed(planes[*c]);
+                }
+            }
+        }
     }
-    fn finish(mut self: Box<Self>, r: &mut AnalysisReport) {
-        let steps = self.energy.take_steps();
-        r.scratch.channel_energy.push((self.channel, steps));
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        for (c, mut e) in self.channels {
+            r.scratch.channel_energy.push((c, e.take_steps()));
+        }
     }
     fn cost(&self) -> f64 {
-        2.5
+        // Measured: a channel costs about 3/4 of decoding a stereo WAV, a pair a little more.
+        if self.channels.len() == 2 { 3.0 } else { 2.4 }
     }
     fn name(&self) -> &'static str {
         "k_weighting"
@@ -285,7 +296,8 @@ impl Analyzer for TruePeakA {
         }
     }
     fn cost(&self) -> f64 {
-        1.5
+        // Measured on programme material, where most chunks are skipped by the bound.
+        0.6
     }
     fn name(&self) -> &'static str {
         "true_peak"
@@ -470,13 +482,14 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             .iter()
             .map(|p| loudness::channel_weight(p))
             .collect();
-        for (c, w) in weights.iter().enumerate() {
-            if *w != 0.0 {
-                out.push(Box::new(ChannelEnergyA {
-                    channel: c,
-                    energy: loudness::ChannelEnergy::new(rate),
-                }));
-            }
+        let weighted: Vec<usize> = (0..ch).filter(|&c| weights[c] != 0.0).collect();
+        for pair in weighted.chunks(2) {
+            out.push(Box::new(ChannelEnergyA {
+                channels: pair
+                    .iter()
+                    .map(|&c| (c, loudness::ChannelEnergy::new(rate)))
+                    .collect(),
+            }));
         }
         out.push(Box::new(LoudnessA {
             weights,

@@ -16,7 +16,7 @@
 //!
 //! The filter runs in `f32` on blocks of 16 outputs, each input vector feeding all phases, so
 //! the compiler vectorises it; on x86-64 with AVX2 and FMA (detected at run time) the same code
-//! is compiled for those units. A chunk of 1024 samples whose loudest sample (with the filter's
+//! is compiled for those units. A chunk of 256 samples whose loudest sample (with the filter's
 //! history), times the filter's largest possible gain, cannot beat the peak found so far is
 //! skipped: an exact bound, so the result is the same, and most of a typical programme is
 //! skipped once its loudest passage has been seen.
@@ -99,7 +99,7 @@ pub struct TruePeakMeter {
 }
 
 /// Inputs processed per inner call; keeps `buf` small and in cache.
-const CHUNK: usize = 1024;
+const CHUNK: usize = 256;
 
 impl TruePeakMeter {
     pub fn new(rate: u32) -> Self {
