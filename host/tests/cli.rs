@@ -295,3 +295,14 @@ fn analyze_runs_files_in_parallel_with_the_same_results() {
     let four = run(sluice().args(["analyze", "--json", "-j", "4"]).args(&files)).1;
     assert_eq!(one, four, "results do not depend on the number of threads");
 }
+
+#[test]
+fn analyze_one_file_split_over_threads_gives_the_same_report() {
+    // One file: with more threads its analyzers run in lanes on separate threads.
+    let f = fixture("tagged.flac");
+    let one = run(sluice().args(["analyze", "--json", "-j", "1"]).arg(&f)).1;
+    for j in ["2", "3", "8"] {
+        let many = run(sluice().args(["analyze", "--json", "-j", j]).arg(&f)).1;
+        assert_eq!(one, many, "-j {j} differs from -j 1");
+    }
+}
