@@ -381,6 +381,113 @@ pub struct Decoder {
     /// Frames to yield at most (MP4 edit-list presentation length).
     limit: Option<u64>,
     done: bool,
+    /// Plain integer or float PCM: packets are converted here directly (one tight loop instead
+    /// of symphonia's decode and copy; the values are identical, the conversions are exact).
+    pcm: Option<PcmLayout>,
+}
+
+/// Sample encodings converted directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PcmKind {
+    U8,
+    S16Le,
+    S16Be,
+    S24Le,
+    S24Be,
+    S32Le,
+    S32Be,
+    F32Le,
+    F32Be,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PcmLayout {
+    kind: PcmKind,
+    /// Bytes per sample.
+    bytes: usize,
+    channels: usize,
+}
+
+impl PcmLayout {
+    /// The direct path applies to packed PCM whose frame size is exactly channels × bytes.
+    fn detect(info: &StreamInfo, riff: Option<&RiffScan>) -> Option<PcmLayout> {
+        let (kind, bytes) = match info.codec.as_str() {
+            "pcm_u8" => (PcmKind::U8, 1),
+            "pcm_s16le" => (PcmKind::S16Le, 2),
+            "pcm_s16be" => (PcmKind::S16Be, 2),
+            "pcm_s24le" => (PcmKind::S24Le, 3),
+            "pcm_s24be" => (PcmKind::S24Be, 3),
+            "pcm_s32le" => (PcmKind::S32Le, 4),
+            "pcm_s32be" => (PcmKind::S32Be, 4),
+            "pcm_f32le" => (PcmKind::F32Le, 4),
+            "pcm_f32be" => (PcmKind::F32Be, 4),
+            _ => return None,
+        };
+        let channels = info.channels as usize;
+        if channels == 0 {
+            return None;
+        }
+        // A WAV whose block align pads samples (24-bit in 4 bytes...) stays with symphonia.
+        if let Some(r) = riff
+            && r.block_align.map(usize::from) != Some(channels * bytes)
+        {
+            return None;
+        }
+        Some(PcmLayout {
+            kind,
+            bytes,
+            channels,
+        })
+    }
+
+    /// Convert interleaved `data` into `planes` (resized to the frame count). `false` when
+    /// the packet is not a whole number of frames.
+    fn convert(&self, data: &[u8], planes: &mut [Vec<f32>]) -> bool {
+        let frame = self.bytes * self.channels;
+        if !data.len().is_multiple_of(frame) || planes.len() != self.channels {
+            return false;
+        }
+        let n = data.len() / frame;
+        for (c, plane) in planes.iter_mut().enumerate() {
+            plane.resize(n, 0.0);
+            let at = c * self.bytes;
+            let src = data.chunks_exact(frame).map(|f| &f[at..at + self.bytes]);
+            macro_rules! fill {
+                ($conv:expr) => {
+                    for (o, b) in plane.iter_mut().zip(src) {
+                        *o = $conv(b);
+                    }
+                };
+            }
+            const S16: f32 = 1.0 / 32_768.0;
+            const S24: f32 = 1.0 / 8_388_608.0;
+            const S32: f32 = 1.0 / 2_147_483_648.0;
+            match self.kind {
+                PcmKind::U8 => fill!(|b: &[u8]| (f32::from(b[0]) - 128.0) / 128.0),
+                PcmKind::S16Le => {
+                    fill!(|b: &[u8]| f32::from(i16::from_le_bytes([b[0], b[1]])) * S16)
+                }
+                PcmKind::S16Be => {
+                    fill!(|b: &[u8]| f32::from(i16::from_be_bytes([b[0], b[1]])) * S16)
+                }
+                PcmKind::S24Le => {
+                    fill!(|b: &[u8]| (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 * S24)
+                }
+                PcmKind::S24Be => {
+                    fill!(|b: &[u8]| (i32::from_be_bytes([b[0], b[1], b[2], 0]) >> 8) as f32 * S24)
+                }
+                PcmKind::S32Le => {
+                    fill!(|b: &[u8]| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32 * S32)
+                }
+                PcmKind::S32Be => {
+                    fill!(|b: &[u8]| i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as f32 * S32)
+                }
+                PcmKind::F32Le => fill!(|b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                PcmKind::F32Be => fill!(|b: &[u8]| f32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            }
+        }
+        true
+    }
 }
 
 impl std::fmt::Debug for Decoder {
@@ -758,9 +865,11 @@ impl Decoder {
             truncated,
             warnings,
         };
+        let pcm = PcmLayout::detect(&info, prescan.riff.as_ref());
         Ok(Decoder {
             path: path.to_path_buf(),
             riff: prescan.riff,
+            pcm,
             info,
             format,
             decoder: None,
@@ -773,6 +882,20 @@ impl Decoder {
             limit,
             done: false,
         })
+    }
+
+    /// Decode plain PCM through symphonia's decoder too, not the direct conversion (for tests
+    /// that compare the two).
+    #[doc(hidden)]
+    pub fn without_direct_pcm(mut self) -> Self {
+        self.pcm = None;
+        self
+    }
+
+    /// `true` when packets are converted directly (plain PCM).
+    #[doc(hidden)]
+    pub fn direct_pcm(&self) -> bool {
+        self.pcm.is_some()
     }
 
     /// Format facts from the headers, updated with what decoding found so far.
@@ -936,6 +1059,27 @@ impl Decoder {
             };
             if packet.track_id != self.track_id {
                 continue;
+            }
+            if let Some(pcm) = self.pcm
+                && self.skip_remaining == 0
+            {
+                if self.block.planes.len() != pcm.channels {
+                    self.block.planes = vec![Vec::new(); pcm.channels];
+                }
+                if pcm.convert(&packet.data, &mut self.block.planes) {
+                    let mut n = self.block.planes[0].len();
+                    if n == 0 {
+                        continue;
+                    }
+                    if let Some(l) = self.limit {
+                        n = n.min((l - self.frames_decoded) as usize);
+                    }
+                    self.block.frames = n;
+                    self.frames_decoded += n as u64;
+                    return Ok(true);
+                }
+                // Not whole frames: leave this stream to symphonia from here on.
+                self.pcm = None;
             }
             let dec = self.decoder.as_mut().expect("decoder exists");
             match dec.decode(&packet) {

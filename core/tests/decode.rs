@@ -219,3 +219,56 @@ fn pcm_variants_decode_with_the_right_values() {
         }
     }
 }
+
+#[test]
+fn direct_pcm_conversion_equals_symphonia_bit_for_bit() {
+    let mut direct_count = 0;
+    for name in [
+        "source.wav",
+        "s24.wav",
+        "s32.wav",
+        "f32.wav",
+        "f64.wav",
+        "u8.wav",
+        "source.aiff",
+        "source.aifc",
+        "extensible_s24.wav",
+        "rf64.wav",
+        "bwf_v2.wav",
+        "sr8000.wav",
+        "surround51.wav",
+        "octo.wav",
+        "sr384000.wav",
+        "riff_info.wav",
+    ] {
+        let path = common::fixture(name);
+        let collect = |mut d: sluice_core::Decoder| {
+            let mut out: Vec<Vec<u32>> = Vec::new();
+            while let Some(b) = d.next_block().unwrap() {
+                if out.is_empty() {
+                    out = vec![Vec::new(); b.channels()];
+                }
+                for (o, p) in out.iter_mut().zip(b.planes()) {
+                    o.extend(p.iter().map(|v| v.to_bits()));
+                }
+            }
+            (out, d.into_info().frames)
+        };
+        let fast = sluice_core::Decoder::open(&path).unwrap();
+        direct_count += usize::from(fast.direct_pcm());
+        let slow = sluice_core::Decoder::open(&path)
+            .unwrap()
+            .without_direct_pcm();
+        let (a, fa) = collect(fast);
+        let (b, fb) = collect(slow);
+        assert_eq!(fa, fb, "{name}: frame count");
+        assert!(
+            a == b,
+            "{name}: samples differ between the direct and symphonia paths"
+        );
+    }
+    assert!(
+        direct_count >= 12,
+        "the direct path was used for {direct_count} files"
+    );
+}
