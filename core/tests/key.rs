@@ -6,25 +6,23 @@
 
 use std::f64::consts::TAU;
 
-use sluice_core::analysis::key::{Key, KeyAnalyzer, Mode};
+use sluice_core::analysis::key::{Key, KeyAnalyzer, Mode, PROFILE_SETS, key_for_profile};
 
 // ------------------------------------------------------------------------------------------
 // Deterministic randomness
 
-/// xorshift64*, seeded.
-struct Rng(u64);
+/// The core's seeded xorshift64* (seed spread so that nearby seeds differ at once), with the
+/// draws these tests need.
+struct Rng(sluice_core::signal::Rng);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).max(1))
+        Rng(sluice_core::signal::Rng::new(
+            seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ))
     }
     fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
     /// Uniform in [0, 1).
     fn unit(&mut self) -> f64 {
@@ -624,110 +622,6 @@ fn verdict(truth: (i32, Mode), got: Option<(i32, Mode)>) -> Verdict {
     }
 }
 
-/// The profile sets compared (values as published; the analyzer's default is one of them).
-const PROFILES: [(&str, [f64; 12], [f64; 12]); 7] = [
-    (
-        "Krumhansl-Kessler",
-        [
-            6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88,
-        ],
-        [
-            6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17,
-        ],
-    ),
-    (
-        "Temperley (Kostka-Payne)",
-        [
-            0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400,
-        ],
-        [
-            0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330,
-        ],
-    ),
-    (
-        "Aarden (Essen)",
-        [
-            17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624,
-            8.15494, 0.232998, 4.95122,
-        ],
-        [
-            18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621,
-            1.93186, 7.37619, 1.75623,
-        ],
-    ),
-    (
-        "Bellman-Budge",
-        [
-            16.80, 0.86, 12.95, 1.41, 13.49, 11.93, 1.25, 20.28, 1.80, 8.04, 0.62, 10.57,
-        ],
-        [
-            18.16, 0.69, 12.99, 13.34, 1.07, 11.15, 1.38, 21.07, 7.49, 1.53, 0.92, 10.21,
-        ],
-    ),
-    (
-        "Shaath (EDMA)",
-        [
-            7.239, 3.504, 3.584, 2.845, 5.819, 4.559, 2.448, 6.995, 3.391, 4.556, 4.074, 4.459,
-        ],
-        [
-            7.003, 3.144, 4.359, 5.404, 3.672, 4.089, 3.907, 6.200, 3.636, 2.874, 5.353, 3.836,
-        ],
-    ),
-    (
-        "Albrecht-Shanahan",
-        [
-            0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081,
-        ],
-        [
-            0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052,
-        ],
-    ),
-    (
-        "Temperley (CBMS 1999)",
-        [5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0],
-        [5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0],
-    ),
-];
-
-/// The analyzer's harmonic extension of a profile (harmonics 1..=6, weight 0.6^(h-1)).
-fn with_harmonics(p: &[f64; 12]) -> [f64; 12] {
-    let mut out = [0.0; 12];
-    for (pc, &w) in p.iter().enumerate() {
-        for h in 1..=6u32 {
-            let off = (12.0 * f64::from(h).log2()).round() as usize;
-            out[(pc + off) % 12] += w * 0.6f64.powi(h as i32 - 1);
-        }
-    }
-    out
-}
-
-fn pearson(a: &[f64; 12], b: &[f64; 12]) -> f64 {
-    let ma = a.iter().sum::<f64>() / 12.0;
-    let mb = b.iter().sum::<f64>() / 12.0;
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        sab += (x - ma) * (y - mb);
-        saa += (x - ma) * (x - ma);
-        sbb += (y - mb) * (y - mb);
-    }
-    sab / (saa * sbb).sqrt()
-}
-
-/// The key a profile pair picks for a chroma vector.
-fn rescore(chroma: &[f64; 12], major: &[f64; 12], minor: &[f64; 12]) -> (i32, Mode) {
-    let mut best = (f64::NEG_INFINITY, 0, Mode::Major);
-    for t in 0..12 {
-        let rot: [f64; 12] = std::array::from_fn(|i| chroma[(i + t) % 12]);
-        for (p, m) in [(major, Mode::Major), (minor, Mode::Minor)] {
-            let r = pearson(&rot, p);
-            if r > best.0 {
-                best = (r, t as i32, m);
-            }
-        }
-    }
-    (best.1, best.2)
-}
-
 struct Case {
     tonic: i32,
     mode: Mode,
@@ -840,11 +734,14 @@ fn all_24_keys_two_progressions_each() {
         "profile set", "exact", "relative", "fifth", "parallel", "other"
     );
     let mut exact_by_profile = Vec::new();
-    for (name, major, minor) in &PROFILES {
+    for set in &PROFILE_SETS {
+        let name = set.name;
         let mut pc = [0usize; 6];
         for c in &cases {
-            let (major, minor) = (with_harmonics(major), with_harmonics(minor));
-            let got = c.key.as_ref().map(|k| rescore(&k.chroma, &major, &minor));
+            let got = c.key.as_ref().map(|k| {
+                let (tonic, mode) = key_for_profile(&k.chroma, set);
+                (i32::from(tonic), mode)
+            });
             pc[verdict((c.tonic, c.mode), got) as usize] += 1;
         }
         println!(

@@ -6,25 +6,11 @@ use std::f64::consts::TAU;
 
 use sluice_core::analysis::tempo::{Tempo, TempoAnalyzer};
 
-/// xorshift64*: tiny, seeded, the same on every machine.
-struct Rng(u64);
+/// The core's seeded xorshift64*, with the seed spread so that nearby seeds differ at once.
+type Rng = sluice_core::signal::Rng;
 
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).max(1))
-    }
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
+fn rng(seed: u64) -> Rng {
+    Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -343,7 +329,7 @@ fn render(c: &Case) -> Vec<f32> {
     let sr = f64::from(c.sample_rate);
     let frames = (c.seconds * sr) as usize;
     let mut out = vec![0f64; frames];
-    let mut rng = Rng::new(c.seed);
+    let mut rng = rng(c.seed);
     let beat = 60.0 / c.bpm;
     let mut beat_index = 0u32;
     let mut bar_index = 0;
@@ -507,7 +493,7 @@ fn undefined_inputs_give_none() {
     assert!(rel_err(t.bpm, 120.0) <= 0.04, "{t:?}");
 
     for (seed, secs) in [(99, 20.0), (5, 6.5), (6, 6.5), (7, 10.0)] {
-        let mut rng = Rng::new(seed);
+        let mut rng = rng(seed);
         let n = (secs * f64::from(sr)) as usize;
         let noise: Vec<f32> = (0..n).map(|_| (0.5 * rng.uniform()) as f32).collect();
         assert_eq!(analyse(&noise, sr, 4096), None, "white noise {secs} s");

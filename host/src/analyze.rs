@@ -10,8 +10,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_core::analysis::{self, AnalysisOptions, AnalysisReport, Analyzer};
 use sluice_core::{Decoder, InputError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Analyzers with their index in the plan.
 type Lane = Vec<(usize, Box<dyn Analyzer>)>;
@@ -39,10 +39,8 @@ pub fn run(
         ProgressDrawTarget::hidden()
     });
     let next = AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<AnalysisReport, InputError>>> =
-        (0..files.len()).map(|_| None).collect();
-    let slots: Vec<std::sync::Mutex<Option<Result<AnalysisReport, InputError>>>> =
-        (0..files.len()).map(|_| Default::default()).collect();
+    let slots: Vec<Mutex<Option<Result<AnalysisReport, InputError>>>> =
+        (0..files.len()).map(|_| Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..parallel_files {
             s.spawn(|| {
@@ -52,17 +50,18 @@ pub fn run(
                         break;
                     }
                     let r = analyze_file(&files[i], opts, lanes_per_file, &multi);
-                    *slots[i].lock().unwrap() = Some(r);
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
                 }
             });
         }
     });
-    for (r, s) in results.iter_mut().zip(slots) {
-        *r = s.into_inner().unwrap();
-    }
-    results
+    slots
         .into_iter()
-        .map(|r| r.expect("every file analysed"))
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every file analysed")
+        })
         .collect()
 }
 
@@ -182,13 +181,11 @@ pub fn analyze_file(
     pb.finish_and_clear();
     let mut all = result?;
     all.sort_by_key(|(i, _)| *i);
-    let mut report = analysis::begin(&dec);
-    report.stream = dec.into_info();
-    for (_, a) in all {
-        a.finish(&mut report);
-    }
-    analysis::complete(&mut report, opts);
-    Ok(report)
+    Ok(analysis::conclude(
+        dec,
+        all.into_iter().map(|(_, a)| a),
+        opts,
+    ))
 }
 
 /// Split analyzers into `lanes` groups of similar cost (greedy, costliest first); lane 0 also

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use sluice_core::analysis::{AnalysisOptions, AnalysisReport, Section, Target};
+use sluice_core::analysis::{AnalysisOptions, Section, Target};
 use sluice_core::{FileInfo, InfoOptions, InputError};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -189,25 +189,29 @@ struct JsonError {
 
 #[derive(serde::Serialize)]
 #[serde(untagged)]
-enum JsonEntry<'a> {
-    Ok(&'a FileInfo),
+enum JsonEntry<'a, T> {
+    Ok(&'a T),
     Err {
         path: &'a std::path::Path,
         error: JsonError,
     },
 }
 
-fn info(files: &[PathBuf], json: bool, decode: bool) -> Result<ExitCode> {
-    let opts = InfoOptions { decode };
-    let results: Vec<Result<FileInfo, InputError>> =
-        files.iter().map(|f| sluice_core::info(f, &opts)).collect();
-    let failed = results.iter().filter(|r| r.is_err()).count();
+/// Print per-file results, readable (`render` for each success, errors on stderr) or as one
+/// JSON array; exit 1 when any file failed (`failed` counts the results' errors and any
+/// failures found after them).
+fn print_results<T: serde::Serialize>(
+    results: &[Result<T, InputError>],
+    json: bool,
+    failed: usize,
+    render: impl Fn(&mut std::io::StdoutLock<'static>, &T) -> std::io::Result<()>,
+) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if json {
-        let entries: Vec<JsonEntry> = results
+        let entries: Vec<JsonEntry<T>> = results
             .iter()
             .map(|r| match r {
-                Ok(i) => JsonEntry::Ok(i),
+                Ok(v) => JsonEntry::Ok(v),
                 Err(e) => JsonEntry::Err {
                     path: e.path(),
                     error: JsonError {
@@ -225,7 +229,7 @@ fn info(files: &[PathBuf], json: bool, decode: bool) -> Result<ExitCode> {
                 writeln!(out)?;
             }
             match r {
-                Ok(info) => render::info(&mut out, info)?,
+                Ok(v) => render(&mut out, v)?,
                 Err(e) => {
                     out.flush()?;
                     eprintln!("error: {e}");
@@ -234,13 +238,21 @@ fn info(files: &[PathBuf], json: bool, decode: bool) -> Result<ExitCode> {
         }
     }
     if failed > 0 {
-        if !json && files.len() > 1 {
-            eprintln!("{failed} of {} files failed", files.len());
+        if !json && results.len() > 1 {
+            eprintln!("{failed} of {} files failed", results.len());
         }
         Ok(ExitCode::FAILURE)
     } else {
         Ok(ExitCode::SUCCESS)
     }
+}
+
+fn info(files: &[PathBuf], json: bool, decode: bool) -> Result<ExitCode> {
+    let opts = InfoOptions { decode };
+    let results: Vec<Result<FileInfo, InputError>> =
+        files.iter().map(|f| sluice_core::info(f, &opts)).collect();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    print_results(&results, json, failed, render::info)
 }
 
 fn analyze_cmd(
@@ -261,52 +273,5 @@ fn analyze_cmd(
             }
         }
     }
-    let mut out = std::io::stdout().lock();
-    if json {
-        #[derive(serde::Serialize)]
-        #[serde(untagged)]
-        enum Entry<'a> {
-            Ok(&'a AnalysisReport),
-            Err {
-                path: &'a std::path::Path,
-                error: JsonError,
-            },
-        }
-        let entries: Vec<Entry> = results
-            .iter()
-            .map(|r| match r {
-                Ok(a) => Entry::Ok(a),
-                Err(e) => Entry::Err {
-                    path: e.path(),
-                    error: JsonError {
-                        kind: e.kind(),
-                        message: e.to_string(),
-                    },
-                },
-            })
-            .collect();
-        serde_json::to_writer_pretty(&mut out, &entries)?;
-        writeln!(out)?;
-    } else {
-        for (i, r) in results.iter().enumerate() {
-            if i > 0 {
-                writeln!(out)?;
-            }
-            match r {
-                Ok(a) => render::analysis(&mut out, a)?,
-                Err(e) => {
-                    out.flush()?;
-                    eprintln!("error: {e}");
-                }
-            }
-        }
-    }
-    if failed > 0 {
-        if !json && files.len() > 1 {
-            eprintln!("{failed} of {} files failed", files.len());
-        }
-        Ok(ExitCode::FAILURE)
-    } else {
-        Ok(ExitCode::SUCCESS)
-    }
+    print_results(&results, json, failed, render::analysis)
 }

@@ -368,7 +368,7 @@ pub fn analysis(out: &mut impl Write, r: &sluice_core::analysis::AnalysisReport)
             writeln!(
                 out,
                 "{head}{:<22} {:>5.1} LUFS / {:>4.1} dBTP: {verdict}",
-                t.name, t.integrated_lufs, t.true_peak_dbtp
+                t.target.name, t.target.integrated_lufs, t.target.true_peak_dbtp
             )?;
         }
     }
@@ -428,7 +428,7 @@ pub fn plots(
                 momentary: &h.momentary_lufs,
                 short_term: &h.short_term_lufs,
                 integrated: l.summary.integrated_lufs,
-                target: target.map(|t| (t.name.as_str(), t.integrated_lufs)),
+                target: target.map(|t| (t.target.name.as_str(), t.target.integrated_lufs)),
             },
         )?;
         written.push(path);

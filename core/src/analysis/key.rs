@@ -82,9 +82,11 @@ const MIN_CORRELATION: f64 = 0.5;
 const CONFIDENCE_SCALE: f64 = 0.05;
 
 /// A published key-profile pair, index 0 = tonic.
-struct ProfileSet {
-    major: [f64; 12],
-    minor: [f64; 12],
+#[derive(Debug)]
+pub struct ProfileSet {
+    pub name: &'static str,
+    pub major: [f64; 12],
+    pub minor: [f64; 12],
 }
 
 /// Candidate profile sets (values as published), compared on the synthesized test set (the
@@ -94,9 +96,10 @@ struct ProfileSet {
 /// 176, Temperley CBMS 159. Albrecht–Shanahan ties for best, is best on the acceptance set, and
 /// all its errors are relative major/minor ones (Shaath and Krumhansl–Kessler also confuse the
 /// dominant), so it is the default.
-const PROFILE_SETS: [ProfileSet; 7] = [
+pub const PROFILE_SETS: [ProfileSet; 7] = [
     // Krumhansl & Kessler (1982), probe-tone ratings.
     ProfileSet {
+        name: "Krumhansl-Kessler",
         major: [
             6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88,
         ],
@@ -106,6 +109,7 @@ const PROFILE_SETS: [ProfileSet; 7] = [
     },
     // Temperley (2007), Kostka–Payne corpus.
     ProfileSet {
+        name: "Temperley (Kostka-Payne)",
         major: [
             0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400,
         ],
@@ -115,6 +119,7 @@ const PROFILE_SETS: [ProfileSet; 7] = [
     },
     // Aarden (2003), Essen folk-song collection.
     ProfileSet {
+        name: "Aarden (Essen)",
         major: [
             17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624,
             8.15494, 0.232998, 4.95122,
@@ -126,6 +131,7 @@ const PROFILE_SETS: [ProfileSet; 7] = [
     },
     // Bellman (2005) after Budge (1943), chord frequencies.
     ProfileSet {
+        name: "Bellman-Budge",
         major: [
             16.80, 0.86, 12.95, 1.41, 13.49, 11.93, 1.25, 20.28, 1.80, 8.04, 0.62, 10.57,
         ],
@@ -135,6 +141,7 @@ const PROFILE_SETS: [ProfileSet; 7] = [
     },
     // Shaath (2011), electronic dance music (EDMA), audio-derived.
     ProfileSet {
+        name: "Shaath (EDMA)",
         major: [
             7.239, 3.504, 3.584, 2.845, 5.819, 4.559, 2.448, 6.995, 3.391, 4.556, 4.074, 4.459,
         ],
@@ -144,6 +151,7 @@ const PROFILE_SETS: [ProfileSet; 7] = [
     },
     // Albrecht & Shanahan (2013), corpus of common-practice pieces.
     ProfileSet {
+        name: "Albrecht-Shanahan",
         major: [
             0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081,
         ],
@@ -153,12 +161,25 @@ const PROFILE_SETS: [ProfileSet; 7] = [
     },
     // Temperley (1999), hand-set "CBMS" profiles.
     ProfileSet {
+        name: "Temperley (CBMS)",
         major: [5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0],
         minor: [5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0],
     },
 ];
 /// Index into `PROFILE_SETS` of the profile used.
-const DEFAULT_PROFILE_SET: usize = 5;
+pub const DEFAULT_PROFILE_SET: usize = 5;
+
+/// The key `set` picks for a tuned chroma vector ([`Key::chroma`]): tonic pitch class and
+/// mode. For comparing profile sets on the same audio.
+pub fn key_for_profile(chroma: &[f64; 12], set: &ProfileSet) -> (u8, Mode) {
+    let (best, _, _) = best_key(
+        chroma,
+        &with_harmonics(&set.major),
+        &with_harmonics(&set.minor),
+    );
+    let mode = if best < 12 { Mode::Major } else { Mode::Minor };
+    ((best % 12) as u8, mode)
+}
 
 /// Major or minor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -253,9 +274,7 @@ impl KeyAnalyzer {
         let n = ((rate * WINDOW_SECONDS).ceil() as usize).next_power_of_two();
         let m = n / 2;
         let hop = n / 2;
-        let window = (0..n)
-            .map(|i| (0.5 - 0.5 * (TAU * i as f64 / n as f64).cos()) as f32)
-            .collect();
+        let window = super::hann(n);
         let fft = FftPlanner::<f32>::new().plan_fft_forward(m);
         let scratch = vec![Complex::default(); fft.get_inplace_scratch_len()];
         let bin_hz = rate / n as f64;

@@ -20,6 +20,7 @@
 //! - **silence** — leading and trailing time in which no channel rises above the threshold
 //!   (−60 dBFS by default).
 
+use super::db;
 use serde::Serialize;
 
 /// Samples at or above this are at full scale for clip detection.
@@ -79,10 +80,6 @@ pub struct Levels {
     /// Time before any channel first rises above the threshold (the whole file if never).
     pub leading_silence_seconds: f64,
     pub trailing_silence_seconds: f64,
-}
-
-fn db(lin: f64) -> Option<f64> {
-    (lin > 0.0).then(|| 20.0 * lin.log10())
 }
 
 impl LevelMeter {

@@ -74,15 +74,77 @@ fn k_weighting(rate: f64) -> [([f64; 3], [f64; 2]); 2] {
 #[derive(Debug, Clone)]
 struct KFilter {
     c: [([f64; 3], [f64; 2]); 2],
-    // x[n-1], x[n-2], y[n-1], y[n-2] of each stage.
-    s: [[f64; 4]; 2],
+    s: KState,
+}
+
+/// Filter state in plain fields, so it stays in scalar registers inside the loops (an array
+/// of state gets packed into vectors and shuffled on the dependency chain).
+#[derive(Debug, Clone, Copy, Default)]
+struct KState {
+    // Stage 1: x[n-1], x[n-2], y[n-1], y[n-2]; stage 2 likewise.
+    x1: f64,
+    x2: f64,
+    y1: f64,
+    y2: f64,
+    u1: f64,
+    u2: f64,
+    z1: f64,
+    z2: f64,
+}
+
+impl KState {
+    /// Flush denormals so a fade to silence does not slow the filter down.
+    fn flush_denormals(&mut self) {
+        for v in [
+            &mut self.x1,
+            &mut self.x2,
+            &mut self.y1,
+            &mut self.y2,
+            &mut self.u1,
+            &mut self.u2,
+            &mut self.z1,
+            &mut self.z2,
+        ] {
+            if v.abs() < 1e-30 {
+                *v = 0.0;
+            }
+        }
+    }
+}
+
+/// `a * b + c`, fused where the target has FMA (without it `mul_add` is a slow library call).
+#[inline(always)]
+fn madd<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// One sample through both stages; returns the K-weighted output.
+#[inline(always)]
+fn tick<const FMA: bool>(c: &[([f64; 3], [f64; 2]); 2], s: &mut KState, v: f32) -> f64 {
+    let [(b0, a0), (b1, a1)] = c;
+    let v = f64::from(v);
+    // Feed-forward and the older feedback term first, the newest feedback term last: only
+    // that last step is on the sample-to-sample dependency chain.
+    let f0 = b0[0] * v + b0[1] * s.x1 + b0[2] * s.x2 - a0[1] * s.y2;
+    let y = madd::<FMA>(-a0[0], s.y1, f0);
+    s.x2 = s.x1;
+    s.x1 = v;
+    s.y2 = s.y1;
+    s.y1 = y;
+    let f1 = b1[0] * y + b1[1] * s.u1 + b1[2] * s.u2 - a1[1] * s.z2;
+    let z = madd::<FMA>(-a1[0], s.z1, f1);
+    s.u2 = s.u1;
+    s.u1 = y;
+    s.z2 = s.z1;
+    s.z1 = z;
+    z
 }
 
 impl KFilter {
     fn new(rate: u32) -> Self {
         KFilter {
             c: k_weighting(f64::from(rate)),
-            s: [[0.0; 4]; 2],
+            s: KState::default(),
         }
     }
 
@@ -102,6 +164,21 @@ impl KFilter {
     #[target_feature(enable = "fma")]
     fn sum_squares_fma(&mut self, x: &[f32]) -> f64 {
         self.run::<true>(x)
+    }
+
+    /// The filter loop; with FMA the recursive part of each biquad is one fused operation,
+    /// which halves the dependency chain that bounds its speed.
+    #[inline(always)]
+    fn run<const FMA: bool>(&mut self, x: &[f32]) -> f64 {
+        let mut s = self.s;
+        let mut acc = 0.0;
+        for &v in x {
+            let z = tick::<FMA>(&self.c, &mut s, v);
+            acc = madd::<FMA>(z, z, acc);
+        }
+        s.flush_denormals();
+        self.s = s;
+        acc
     }
 
     /// Two channels in one loop: their dependency chains are independent, so the CPU overlaps
@@ -125,129 +202,21 @@ impl KFilter {
 
     #[inline(always)]
     fn pair<const FMA: bool>(a: &mut KFilter, b: &mut KFilter, x: &[f32], y: &[f32]) -> (f64, f64) {
-        // Interleave in slices of 64 so both chains are in flight at once.
-        let (mut sa, mut sb) = (0.0, 0.0);
-        for (cx, cy) in x.chunks(64).zip(y.chunks(64)) {
-            let (ra, rb) = Self::pair_block::<FMA>(a, b, cx, cy);
-            sa += ra;
-            sb += rb;
-        }
-        (sa, sb)
-    }
-
-    #[inline(always)]
-    fn pair_block<const FMA: bool>(
-        a: &mut KFilter,
-        b: &mut KFilter,
-        x: &[f32],
-        y: &[f32],
-    ) -> (f64, f64) {
-        #[inline(always)]
-        fn madd<const FMA: bool>(p: f64, q: f64, r: f64) -> f64 {
-            if FMA { p.mul_add(q, r) } else { p * q + r }
-        }
-        let [(b0, a0), (b1, a1)] = a.c;
-        let [
-            [mut x1, mut x2, mut y1, mut y2],
-            [mut u1, mut u2, mut z1, mut z2],
-        ] = a.s;
-        let [
-            [mut p1, mut p2, mut q1, mut q2],
-            [mut r1, mut r2, mut t1, mut t2],
-        ] = b.s;
+        // The coefficients are the same for both (same rate).
+        let c = a.c;
+        let (mut sa, mut sb) = (a.s, b.s);
         let (mut acc_a, mut acc_b) = (0.0, 0.0);
         for (&va, &vb) in x.iter().zip(y) {
-            let (va, vb) = (f64::from(va), f64::from(vb));
-            let fa = b0[0] * va + b0[1] * x1 + b0[2] * x2 - a0[1] * y2;
-            let fb = b0[0] * vb + b0[1] * p1 + b0[2] * p2 - a0[1] * q2;
-            let ya = madd::<FMA>(-a0[0], y1, fa);
-            let yb = madd::<FMA>(-a0[0], q1, fb);
-            x2 = x1;
-            x1 = va;
-            y2 = y1;
-            y1 = ya;
-            p2 = p1;
-            p1 = vb;
-            q2 = q1;
-            q1 = yb;
-            let ga = b1[0] * ya + b1[1] * u1 + b1[2] * u2 - a1[1] * z2;
-            let gb = b1[0] * yb + b1[1] * r1 + b1[2] * r2 - a1[1] * t2;
-            let za = madd::<FMA>(-a1[0], z1, ga);
-            let zb = madd::<FMA>(-a1[0], t1, gb);
-            u2 = u1;
-            u1 = ya;
-            z2 = z1;
-            z1 = za;
-            r2 = r1;
-            r1 = yb;
-            t2 = t1;
-            t1 = zb;
+            let za = tick::<FMA>(&c, &mut sa, va);
+            let zb = tick::<FMA>(&c, &mut sb, vb);
             acc_a = madd::<FMA>(za, za, acc_a);
             acc_b = madd::<FMA>(zb, zb, acc_b);
         }
-        a.s = [[x1, x2, y1, y2], [u1, u2, z1, z2]];
-        b.s = [[p1, p2, q1, q2], [r1, r2, t1, t2]];
-        a.flush_denormals();
-        b.flush_denormals();
+        sa.flush_denormals();
+        sb.flush_denormals();
+        a.s = sa;
+        b.s = sb;
         (acc_a, acc_b)
-    }
-
-    fn flush_denormals(&mut self) {
-        for s in &mut self.s {
-            for v in s.iter_mut() {
-                if v.abs() < 1e-30 {
-                    *v = 0.0;
-                }
-            }
-        }
-    }
-
-    /// The filter loop. With FMA the recursive part of each biquad is one fused operation, which
-    /// halves the dependency chain that bounds its speed.
-    #[inline(always)]
-    fn run<const FMA: bool>(&mut self, x: &[f32]) -> f64 {
-        #[inline(always)]
-        fn madd<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
-            if FMA { a.mul_add(b, c) } else { a * b + c }
-        }
-        let [(b0, a0), (b1, a1)] = self.c;
-        // Plain locals, so the state stays in scalar registers (an array of state gets packed
-        // into vectors and shuffled on the dependency chain).
-        let [
-            [mut x1, mut x2, mut y1, mut y2],
-            [mut u1, mut u2, mut z1, mut z2],
-        ] = self.s;
-        let mut acc = 0.0;
-        for &v in x {
-            let v = f64::from(v);
-            // Feed-forward and the older feedback term first, the newest feedback term last:
-            // only that last step is on the sample-to-sample dependency chain.
-            let f0 = b0[0] * v + b0[1] * x1 + b0[2] * x2 - a0[1] * y2;
-            let y = madd::<FMA>(-a0[0], y1, f0);
-            x2 = x1;
-            x1 = v;
-            y2 = y1;
-            y1 = y;
-            let f1 = b1[0] * y + b1[1] * u1 + b1[2] * u2 - a1[1] * z2;
-            let z = madd::<FMA>(-a1[0], z1, f1);
-            u2 = u1;
-            u1 = y;
-            z2 = z1;
-            z1 = z;
-            acc = madd::<FMA>(z, z, acc);
-        }
-        let mut s0 = [x1, x2, y1, y2];
-        let mut s1 = [u1, u2, z1, z2];
-        // Flush denormals so a fade to silence does not slow the filter down.
-        for s in [&mut s0, &mut s1] {
-            for v in s.iter_mut() {
-                if v.abs() < 1e-30 {
-                    *v = 0.0;
-                }
-            }
-        }
-        self.s = [s0, s1];
-        acc
     }
 }
 

@@ -28,6 +28,13 @@ pub use stereo::Stereo;
 pub use targets::{Target, TargetCheck};
 pub use waveform::Waveform;
 
+/// A periodic Hann window of `n` samples (the STFT window of the spectrum and key analyzers).
+pub(crate) fn hann(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n as f64).cos()) as f32)
+        .collect()
+}
+
 /// A part of the analysis that can be asked for on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -200,7 +207,8 @@ pub trait Analyzer: Send {
     fn name(&self) -> &'static str;
 }
 
-fn db(lin: f64) -> Option<f64> {
+/// A linear level in dB; `None` for zero (silence).
+pub(crate) fn db(lin: f64) -> Option<f64> {
     (lin > 0.0).then(|| 20.0 * lin.log10())
 }
 
@@ -386,60 +394,57 @@ fn mono_into(planes: &[&[f32]], out: &mut Vec<f32>) {
     out.iter_mut().for_each(|v| *v *= k);
 }
 
-struct TempoA(tempo::TempoAnalyzer, Vec<f32>);
-
-impl Analyzer for TempoA {
-    fn feed(&mut self, planes: &[&[f32]]) {
-        mono_into(planes, &mut self.1);
-        self.0.feed(&self.1);
-    }
-    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        r.tempo = Some(match self.0.finish() {
-            Some(t) => TempoSection {
-                bpm: Some(t.bpm),
-                confidence: Some(t.confidence),
-            },
-            None => TempoSection::default(),
-        });
-    }
-    fn cost(&self) -> f64 {
-        1.0
-    }
-    fn name(&self) -> &'static str {
-        "tempo"
-    }
+/// Tempo and key, both from the mean of all channels, which is mixed once for the two.
+struct MusicA {
+    tempo: Option<tempo::TempoAnalyzer>,
+    key: Option<key::KeyAnalyzer>,
+    mono: Vec<f32>,
 }
 
-struct KeyA(key::KeyAnalyzer, Vec<f32>);
-
-impl Analyzer for KeyA {
+impl Analyzer for MusicA {
     fn feed(&mut self, planes: &[&[f32]]) {
-        mono_into(planes, &mut self.1);
-        self.0.feed(&self.1);
+        mono_into(planes, &mut self.mono);
+        if let Some(t) = &mut self.tempo {
+            t.feed(&self.mono);
+        }
+        if let Some(k) = &mut self.key {
+            k.feed(&self.mono);
+        }
     }
     fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        r.key = Some(match self.0.finish() {
-            Some(k) => KeySection {
-                key: Some(k.name),
-                tonic: Some(k.tonic_name),
-                mode: Some(
-                    match k.mode {
-                        key::Mode::Major => "major",
-                        key::Mode::Minor => "minor",
-                    }
-                    .to_string(),
-                ),
-                confidence: Some(k.confidence),
-                tuning_cents: Some(k.tuning_cents),
-            },
-            None => KeySection::default(),
-        });
+        if let Some(t) = self.tempo {
+            r.tempo = Some(match t.finish() {
+                Some(t) => TempoSection {
+                    bpm: Some(t.bpm),
+                    confidence: Some(t.confidence),
+                },
+                None => TempoSection::default(),
+            });
+        }
+        if let Some(k) = self.key {
+            r.key = Some(match k.finish() {
+                Some(k) => KeySection {
+                    key: Some(k.name),
+                    tonic: Some(k.tonic_name),
+                    mode: Some(
+                        match k.mode {
+                            key::Mode::Major => "major",
+                            key::Mode::Minor => "minor",
+                        }
+                        .to_string(),
+                    ),
+                    confidence: Some(k.confidence),
+                    tuning_cents: Some(k.tuning_cents),
+                },
+                None => KeySection::default(),
+            });
+        }
     }
     fn cost(&self) -> f64 {
-        1.0
+        f64::from(u8::from(self.tempo.is_some()) + u8::from(self.key.is_some()))
     }
     fn name(&self) -> &'static str {
-        "key"
+        "tempo_key"
     }
 }
 
@@ -531,14 +536,16 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             ch,
         )));
     }
-    if opts.wants(Section::Tempo) {
-        out.push(Box::new(TempoA(
-            tempo::TempoAnalyzer::new(rate),
-            Vec::new(),
-        )));
-    }
-    if opts.wants(Section::Key) {
-        out.push(Box::new(KeyA(key::KeyAnalyzer::new(rate), Vec::new())));
+    if opts.wants(Section::Tempo) || opts.wants(Section::Key) {
+        out.push(Box::new(MusicA {
+            tempo: opts
+                .wants(Section::Tempo)
+                .then(|| tempo::TempoAnalyzer::new(rate)),
+            key: opts
+                .wants(Section::Key)
+                .then(|| key::KeyAnalyzer::new(rate)),
+            mono: Vec::new(),
+        }));
     }
     if opts.wants(Section::Targets) {
         out.push(Box::new(TargetsA(opts.targets.clone())));
@@ -555,7 +562,7 @@ fn layout(info: &StreamInfo) -> Vec<String> {
 
 /// Sections that apply to this stream but were not filled by an analyzer get their
 /// "undefined" value (for example `stereo: null` for a mono file).
-pub fn complete(report: &mut AnalysisReport, opts: &AnalysisOptions) {
+fn complete(report: &mut AnalysisReport, opts: &AnalysisOptions) {
     if opts.wants(Section::Stereo) && report.stereo.is_none() {
         report.stereo = Some(None);
     }
@@ -564,9 +571,21 @@ pub fn complete(report: &mut AnalysisReport, opts: &AnalysisOptions) {
     }
 }
 
-/// Start a report for a decoder's stream (the host uses this with its own threads).
-pub fn begin(decoder: &Decoder) -> AnalysisReport {
-    AnalysisReport::new(decoder.path().to_path_buf(), decoder.info().clone())
+/// The report of a file whose every block has been fed to `analyzers` (in plan order, as
+/// [`plan`] made them): each writes its part, then undefined sections are filled in. The host
+/// uses this after feeding the analyzers on its own threads.
+pub fn conclude(
+    decoder: Decoder,
+    analyzers: impl IntoIterator<Item = Box<dyn Analyzer>>,
+    opts: &AnalysisOptions,
+) -> AnalysisReport {
+    let path = decoder.path().to_path_buf();
+    let mut report = AnalysisReport::new(path, decoder.into_info());
+    for a in analyzers {
+        a.finish(&mut report);
+    }
+    complete(&mut report, opts);
+    report
 }
 
 /// Analyse `path` in one decode pass on this thread. `progress` is called after each block
@@ -585,11 +604,5 @@ pub fn analyze(
         }
         progress(dec.frames_decoded());
     }
-    let mut report = begin(&dec);
-    report.stream = dec.into_info();
-    for a in analyzers {
-        a.finish(&mut report);
-    }
-    complete(&mut report, opts);
-    Ok(report)
+    Ok(conclude(dec, analyzers, opts))
 }

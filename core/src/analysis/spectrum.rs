@@ -40,12 +40,12 @@ pub struct SpectrumMeter {
     channels: Vec<usize>,
     /// Per analysed channel: samples waiting for the next frame.
     pending: Vec<Vec<f32>>,
-    /// A windowed frame waiting for a partner to share an FFT.
-    odd: Option<Vec<f32>>,
+    /// `buf` holds one windowed frame in its real part, waiting for a partner frame to go in
+    /// the imaginary part so the two share an FFT.
+    half: bool,
     buf: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
     power: Vec<f64>,
-    frames: u64,
     /// Windowed frames analysed, over all channels.
     count: u64,
 }
@@ -96,9 +96,7 @@ impl SpectrumMeter {
     pub fn new(rate: u32, channels: Vec<usize>) -> Self {
         let n = fft_size(rate);
         let fft = FftPlanner::new().plan_fft_forward(n);
-        let window = (0..n)
-            .map(|i| (0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n as f64).cos()) as f32)
-            .collect();
+        let window = super::hann(n);
         let scratch = vec![Complex::default(); fft.get_inplace_scratch_len()];
         SpectrumMeter {
             rate,
@@ -107,18 +105,15 @@ impl SpectrumMeter {
             window,
             pending: vec![Vec::with_capacity(n); channels.len()],
             channels,
-            odd: None,
+            half: false,
             buf: vec![Complex::default(); n],
             scratch,
             power: vec![0.0; n / 2 + 1],
-            frames: 0,
             count: 0,
         }
     }
 
     pub fn feed(&mut self, planes: &[&[f32]]) {
-        let frames = planes.first().map_or(0, |p| p.len());
-        self.frames += frames as u64;
         let hop = self.n / 2;
         for k in 0..self.channels.len() {
             let src = planes[self.channels[k]];
@@ -128,31 +123,35 @@ impl SpectrumMeter {
                 self.pending[k].extend_from_slice(&src[at..at + take]);
                 at += take;
                 if self.pending[k].len() == self.n {
-                    let frame: Vec<f32> = self.pending[k]
-                        .iter()
-                        .zip(&self.window)
-                        .map(|(x, w)| x * w)
-                        .collect();
-                    self.push_frame(frame);
+                    self.push_frame(k);
                     self.pending[k].drain(..hop);
                 }
             }
         }
     }
 
-    fn push_frame(&mut self, frame: Vec<f32>) {
+    /// Window channel `k`'s pending samples (zero-padded to the frame size) into `buf`, and
+    /// transform once two frames are there.
+    fn push_frame(&mut self, k: usize) {
         self.count += 1;
-        match self.odd.take() {
-            None => self.odd = Some(frame),
-            Some(first) => self.transform(&first, Some(&frame)),
+        let x = &self.pending[k];
+        let imag = self.half;
+        for (i, (c, w)) in self.buf.iter_mut().zip(&self.window).enumerate() {
+            let v = x.get(i).map_or(0.0, |s| s * w);
+            if imag {
+                c.im = v;
+            } else {
+                *c = Complex::new(v, 0.0);
+            }
+        }
+        self.half = !imag;
+        if imag {
+            self.transform(true);
         }
     }
 
-    /// FFT of one or two real frames packed as real and imaginary parts.
-    fn transform(&mut self, a: &[f32], b: Option<&[f32]>) {
-        for (i, c) in self.buf.iter_mut().enumerate() {
-            *c = Complex::new(a[i], b.map_or(0.0, |b| b[i]));
-        }
+    /// FFT of `buf` holding one real frame, or two packed as real and imaginary parts.
+    fn transform(&mut self, two: bool) {
         self.fft
             .process_with_scratch(&mut self.buf, &mut self.scratch);
         let n = self.n;
@@ -163,7 +162,7 @@ impl SpectrumMeter {
             let fa = (x + y) * 0.5;
             let fb = (x - y) * Complex::new(0.0, -0.5);
             let mut p = f64::from(fa.norm_sqr());
-            if b.is_some() {
+            if two {
                 p += f64::from(fb.norm_sqr());
             }
             self.power[k] += p;
@@ -174,17 +173,15 @@ impl SpectrumMeter {
         // Partial frames (the tail of each channel): zero-padded, if they hold more than a hop
         // of new samples or nothing else was analysed.
         let hop = self.n / 2;
-        let analysed_any = self.power.iter().any(|&p| p > 0.0) || self.odd.is_some();
+        let analysed_any = self.count > 0;
         for k in 0..self.pending.len() {
-            let p = std::mem::take(&mut self.pending[k]);
-            if p.len() > hop || (!analysed_any && !p.is_empty()) {
-                let mut frame: Vec<f32> = p.iter().zip(&self.window).map(|(x, w)| x * w).collect();
-                frame.resize(self.n, 0.0);
-                self.push_frame(frame);
+            let len = self.pending[k].len();
+            if len > hop || (!analysed_any && len > 0) {
+                self.push_frame(k);
             }
         }
-        if let Some(last) = self.odd.take() {
-            self.transform(&last, None);
+        if self.half {
+            self.transform(false);
         }
         self.features()
     }

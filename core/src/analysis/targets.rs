@@ -95,10 +95,7 @@ impl Target {
         let gain = integrated.map(|i| self.integrated_lufs - i);
         let after = gain.zip(true_peak).map(|(g, tp)| tp + g);
         TargetCheck {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            integrated_lufs: self.integrated_lufs,
-            true_peak_dbtp: self.true_peak_dbtp,
+            target: self.clone(),
             gain_db: gain,
             true_peak_after_gain_dbtp: after,
             exceeds_ceiling: after.map(|a| a > self.true_peak_dbtp),
@@ -110,10 +107,8 @@ impl Target {
 /// One target against a measured file. Undefined when the file has no integrated loudness.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TargetCheck {
-    pub id: String,
-    pub name: String,
-    pub integrated_lufs: f64,
-    pub true_peak_dbtp: f64,
+    #[serde(flatten)]
+    pub target: Target,
     /// Gain that brings the file to the target loudness, dB (negative: turn down).
     pub gain_db: Option<f64>,
     /// The true peak after that gain, dBTP.
