@@ -7,9 +7,11 @@
 
 pub mod analysis;
 pub mod decode;
+pub mod encode;
 pub mod error;
 pub mod formats;
 pub mod mp4;
+pub mod render;
 pub mod riff;
 pub mod signal;
 pub mod tags;

@@ -144,6 +144,69 @@ impl Bext {
     }
 }
 
+impl Bext {
+    /// The chunk payload (EBU Tech 3285): version 2 when any loudness field is set, else the
+    /// version given (at least 1 when a UMID is set). Text fields are cut to their sizes;
+    /// the coding history is CR/LF-terminated lines; the payload is padded to an even size.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(BEXT_FIXED + self.coding_history.len() + 2);
+        let field = |b: &mut Vec<u8>, s: &str, n: usize| {
+            let bytes = s.as_bytes();
+            let take = bytes.len().min(n);
+            b.extend_from_slice(&bytes[..take]);
+            b.resize(b.len() + n - take, 0);
+        };
+        field(&mut b, &self.description, 256);
+        field(&mut b, &self.originator, 32);
+        field(&mut b, &self.originator_reference, 32);
+        field(&mut b, &self.origination_date, 10);
+        field(&mut b, &self.origination_time, 8);
+        b.extend_from_slice(&(self.time_reference as u32).to_le_bytes());
+        b.extend_from_slice(&((self.time_reference >> 32) as u32).to_le_bytes());
+        let loudness = [
+            self.loudness_value,
+            self.loudness_range,
+            self.max_true_peak_level,
+            self.max_momentary_loudness,
+            self.max_short_term_loudness,
+        ];
+        let has_loudness = loudness.iter().any(Option::is_some);
+        let version = if has_loudness {
+            2
+        } else if self.umid.is_some() {
+            self.version.max(1)
+        } else {
+            self.version
+        };
+        b.extend_from_slice(&version.to_le_bytes());
+        let mut umid = [0u8; 64];
+        if let Some(hex) = &self.umid {
+            for (i, pair) in hex.as_bytes().chunks(2).take(64).enumerate() {
+                umid[i] = std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .unwrap_or(0);
+            }
+        }
+        b.extend_from_slice(&umid);
+        for v in loudness {
+            let x = v.map_or(0x7FFF, |v| {
+                (f64::from(v) * 100.0).round().clamp(-32768.0, 32766.0) as i16
+            });
+            b.extend_from_slice(&x.to_le_bytes());
+        }
+        b.resize(BEXT_FIXED, 0);
+        for line in self.coding_history.lines().filter(|l| !l.is_empty()) {
+            b.extend_from_slice(line.as_bytes());
+            b.extend_from_slice(b"\r\n");
+        }
+        if b.len() % 2 == 1 {
+            b.push(0);
+        }
+        b
+    }
+}
+
 /// ASCII/Latin-1 text field: cut at the first NUL, trailing spaces and line breaks removed.
 fn text(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());

@@ -237,6 +237,149 @@ fn peak_generic<const FMA: bool, const P: usize>(phases: &[Phase; P], buf: &[f32
     m
 }
 
+/// The true-peak envelope of one channel, sample by sample, for a true-peak limiter: for each
+/// input sample, the largest of its own magnitude and the interpolated values (at the meter's
+/// oversampling) on either side of it. It runs [`DELAY`](PeakEnvelope::DELAY) samples behind
+/// its input.
+#[derive(Debug, Clone)]
+pub struct PeakEnvelope {
+    phases: Vec<Phase>,
+    gain_bound: f32,
+    buf: Vec<f32>,
+    gaps: Vec<f32>,
+    /// The interpolated peak between the last emitted sample and the one before it.
+    prev_gap: f32,
+}
+
+impl PeakEnvelope {
+    /// Samples between an input and its envelope value.
+    pub const DELAY: usize = TAPS / 2;
+
+    pub fn new(rate: u32) -> Self {
+        let m = TruePeakMeter::new(rate);
+        PeakEnvelope {
+            phases: m.phases,
+            gain_bound: m.gain_bound,
+            buf: vec![0.0; TAPS - 1],
+            gaps: Vec::new(),
+            prev_gap: 0.0,
+        }
+    }
+
+    /// Feed `x`; appends one envelope value per input to `out`, each for the input
+    /// [`Self::DELAY`] samples earlier (zeros before the start). Values under `floor` may be
+    /// reported as any value under `floor` (the exact peak is skipped where a bound proves it
+    /// cannot reach `floor`).
+    pub fn feed(&mut self, x: &[f32], floor: f32, out: &mut Vec<f32>) {
+        for chunk in x.chunks(CHUNK) {
+            self.buf.truncate(TAPS - 1);
+            self.buf.extend_from_slice(chunk);
+            let n = chunk.len();
+            self.gaps.clear();
+            let max = self.buf.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if self.phases.is_empty() || max * self.gain_bound < floor {
+                // Output i lies between buf[i + 11] and buf[i + 12].
+                self.gaps.extend((0..n).map(|i| {
+                    self.buf[i + TAPS / 2 - 1]
+                        .abs()
+                        .max(self.buf[i + TAPS / 2].abs())
+                }));
+            } else {
+                self.gaps.resize(n, 0.0);
+                envelope_of(&self.phases, &self.buf, &mut self.gaps);
+            }
+            // The sample at buf[i + 11] lies between gap i - 1 and gap i.
+            for i in 0..n {
+                let s = self.buf[i + TAPS / 2 - 1].abs();
+                out.push(s.max(self.prev_gap).max(self.gaps[i]));
+                self.prev_gap = self.gaps[i];
+            }
+            let keep = self.buf.len() - (TAPS - 1);
+            self.buf.copy_within(keep.., 0);
+        }
+    }
+}
+
+/// For every output position, the largest magnitude over all phases.
+fn envelope_of(phases: &[Phase], buf: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { envelope_avx2(phases, buf, out) };
+        }
+    }
+    envelope_dispatch::<false>(phases, buf, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn envelope_avx2(phases: &[Phase], buf: &[f32], out: &mut [f32]) {
+    envelope_dispatch::<true>(phases, buf, out)
+}
+
+#[inline(always)]
+fn envelope_dispatch<const FMA: bool>(phases: &[Phase], buf: &[f32], out: &mut [f32]) {
+    match phases {
+        [a, b, c] => envelope_generic::<FMA, 3>(&[*a, *b, *c], buf, out),
+        [a] => envelope_generic::<FMA, 1>(&[*a], buf, out),
+        _ => {
+            out.iter_mut().for_each(|o| *o = 0.0);
+            let mut one = vec![0f32; out.len()];
+            for p in phases {
+                envelope_generic::<FMA, 1>(&[*p], buf, &mut one);
+                out.iter_mut().zip(&one).for_each(|(o, v)| *o = o.max(*v));
+            }
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // j indexes the taps of every phase and the input
+fn envelope_generic<const FMA: bool, const P: usize>(
+    phases: &[Phase; P],
+    buf: &[f32],
+    out: &mut [f32],
+) {
+    const W: usize = 16;
+    let outputs = buf.len() + 1 - TAPS;
+    debug_assert_eq!(out.len(), outputs);
+    let mut at = 0;
+    while at + W <= outputs {
+        let mut acc = [[0f32; W]; P];
+        for j in 0..TAPS {
+            let start = at + TAPS - 1 - j;
+            let x: &[f32; W] = buf[start..start + W].try_into().expect("W inputs");
+            for p in 0..P {
+                let c = phases[p][j];
+                for k in 0..W {
+                    acc[p][k] = madd::<FMA>(c, x[k], acc[p][k]);
+                }
+            }
+        }
+        let mut m = [0f32; W];
+        for a in &acc {
+            for k in 0..W {
+                m[k] = m[k].max(a[k].abs());
+            }
+        }
+        out[at..at + W].copy_from_slice(&m);
+        at += W;
+    }
+    for i in at..outputs {
+        let mut m = 0f32;
+        for ph in phases {
+            let mut acc = 0f32;
+            for (j, &c) in ph.iter().enumerate() {
+                acc = madd::<FMA>(c, buf[i + TAPS - 1 - j], acc);
+            }
+            m = m.max(acc.abs());
+        }
+        out[i] = m;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,239 @@
+//! Encoders: one trait, one module per format. Every encoder writes into a temporary file
+//! beside the destination ([`AtomicFile`]); only a finished, tagged file is renamed into place,
+//! so a failed encode never leaves a partial file under the destination's name.
+
+use crate::render::Block;
+use std::path::PathBuf;
+
+/// Why an output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{}: cannot write: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The encoder library refused or failed.
+    #[error("{}: {format} encoder failed: {detail}", path.display())]
+    Codec {
+        path: PathBuf,
+        format: &'static str,
+        detail: String,
+    },
+    /// The options cannot be encoded in this format (24-bit MP3, 400 kHz FLAC...).
+    #[error("{}: {detail}", path.display())]
+    Unsupported { path: PathBuf, detail: String },
+    /// The tags could not be written.
+    #[error("{}: cannot write the tags: {detail}", path.display())]
+    Tags { path: PathBuf, detail: String },
+}
+
+/// An encoder of one output stream. Blocks arrive with the channel count and rate the encoder
+/// was created for; integer formats get samples already on their grid (the dither stage
+/// quantizes), so their conversion is exact rounding; samples outside [-1, 1) clip.
+pub trait Encoder: Send {
+    fn write(&mut self, block: &Block) -> Result<(), EncodeError>;
+    /// The loudness measured on everything written, before [`Encoder::finish`] (formats that
+    /// store it, like the Broadcast Wave `bext` chunk, use it).
+    fn set_loudness(&mut self, loudness: &crate::render::OutputLoudness) {
+        let _ = loudness;
+    }
+    /// Complete the stream (headers, sizes, trailing frames). The file stays temporary until
+    /// the caller commits it.
+    fn finish(self: Box<Self>) -> Result<(), EncodeError>;
+}
+
+pub mod aiff;
+pub mod wav;
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+/// A temporary file beside `dest`, renamed onto it by [`AtomicFile::commit`]. Dropped without
+/// a commit (an error, a panic, a cancelled job), it removes itself: no partial file is ever
+/// left under the destination's name, and an existing file there is untouched until the
+/// rename.
+#[derive(Debug)]
+pub struct AtomicFile {
+    dest: PathBuf,
+    temp: PathBuf,
+    overwrite: bool,
+    committed: bool,
+}
+
+impl AtomicFile {
+    /// Create the temporary file. With `overwrite` false an existing `dest` is an error (now,
+    /// and again at commit time).
+    pub fn create(dest: &Path, overwrite: bool) -> Result<(AtomicFile, File), EncodeError> {
+        let io = |source| EncodeError::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+        if !overwrite && dest.exists() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the file exists (choose another name, or allow overwriting)",
+            )));
+        }
+        let dir = match dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        for _ in 0..100 {
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let temp = dir.join(format!(".{name}.sluice-{}-{n}.part", std::process::id()));
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+            {
+                Ok(f) => {
+                    return Ok((
+                        AtomicFile {
+                            dest: dest.to_path_buf(),
+                            temp,
+                            overwrite,
+                            committed: false,
+                        },
+                        f,
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Err(io(std::io::Error::other("cannot create a temporary file")))
+    }
+
+    /// The temporary file's path (tags are written there before the commit).
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Flush to disk and rename onto the destination.
+    pub fn commit(mut self) -> Result<u64, EncodeError> {
+        let io = |source| EncodeError::Io {
+            path: self.dest.clone(),
+            source,
+        };
+        let f = File::open(&self.temp).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        let size = f.metadata().map_err(io)?.len();
+        drop(f);
+        if self.overwrite {
+            std::fs::rename(&self.temp, &self.dest).map_err(io)?;
+        } else {
+            // A hard link fails if the destination appeared meanwhile: never clobber it.
+            std::fs::hard_link(&self.temp, &self.dest).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    io(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "the file appeared while rendering; it was left alone",
+                    ))
+                } else {
+                    io(e)
+                }
+            })?;
+            let _ = std::fs::remove_file(&self.temp);
+        }
+        self.committed = true;
+        Ok(size)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// How integer or float PCM is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PcmFormat {
+    /// Signed integers of this many bits (8-bit WAV is unsigned, as WAV requires).
+    Int(u32),
+    /// 32-bit IEEE float.
+    Float32,
+}
+
+impl PcmFormat {
+    pub fn bytes(self) -> usize {
+        match self {
+            PcmFormat::Int(b) => b.div_ceil(8) as usize,
+            PcmFormat::Float32 => 4,
+        }
+    }
+    pub fn bits(self) -> u32 {
+        match self {
+            PcmFormat::Int(b) => b,
+            PcmFormat::Float32 => 32,
+        }
+    }
+}
+
+/// Interleave `block` into `out` as little- or big-endian PCM.
+pub(crate) fn interleave(
+    block: &Block,
+    fmt: PcmFormat,
+    big_endian: bool,
+    unsigned8: bool,
+    out: &mut Vec<u8>,
+) {
+    let frames = block.frames();
+    let planes = block.planes();
+    out.clear();
+    out.reserve(frames * planes.len() * fmt.bytes());
+    let int = |x: f32, bits: u32| -> i64 {
+        let s = (1i64 << (bits - 1)) as f64;
+        (f64::from(x) * s).round().clamp(-s, s - 1.0) as i64
+    };
+    for i in 0..frames {
+        for p in planes {
+            let x = p[i];
+            match fmt {
+                PcmFormat::Float32 => {
+                    let b = if big_endian {
+                        x.to_be_bytes()
+                    } else {
+                        x.to_le_bytes()
+                    };
+                    out.extend_from_slice(&b);
+                }
+                PcmFormat::Int(8) => {
+                    let v = int(x, 8);
+                    out.push(if unsigned8 {
+                        (v + 128) as u8
+                    } else {
+                        v as i8 as u8
+                    });
+                }
+                PcmFormat::Int(bits) => {
+                    let v = int(x, bits);
+                    let n = fmt.bytes();
+                    // Left-justify odd depths (20 bits in 3 bytes) as WAV and AIFF require.
+                    let v = v << (n as u32 * 8 - bits);
+                    let le = v.to_le_bytes();
+                    if big_endian {
+                        out.extend(le[..n].iter().rev());
+                    } else {
+                        out.extend_from_slice(&le[..n]);
+                    }
+                }
+            }
+        }
+    }
+}

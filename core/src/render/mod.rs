@@ -1,0 +1,711 @@
+//! Rendering: composable stages over planar `f32` blocks, and the renderer that runs a decoder
+//! through them into one or more encoders.
+//!
+//! A [`Stage`] transforms a [`Block`] in place; it may change the block's length (trimming,
+//! resampling, a limiter's lookahead) and its channel count (channel mapping). Stages that must
+//! see the whole signal before they can render it (loudness normalization, trimming trailing
+//! silence) ask the renderer for a *prepass*: the renderer re-runs the deterministic chain in
+//! front of the stage over the source and feeds a [`Probe`] the stage supplied. Nothing is held
+//! in memory or spilled to disk; the cost is one more decode of the source per prepass (see
+//! `docs/RENDERING.md`).
+
+/// Planar `f32` audio: one `Vec` per channel, all the same length.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Block {
+    planes: Vec<Vec<f32>>,
+}
+
+impl Block {
+    /// An empty block of `channels` channels.
+    pub fn new(channels: usize) -> Self {
+        Block {
+            planes: vec![Vec::new(); channels],
+        }
+    }
+    /// A block made of `planes`. Panics if the planes differ in length (a programming error).
+    pub fn from_planes(planes: Vec<Vec<f32>>) -> Self {
+        let b = Block { planes };
+        assert!(
+            b.planes.windows(2).all(|w| w[0].len() == w[1].len()),
+            "planes of one block must have one length"
+        );
+        b
+    }
+    pub fn into_planes(self) -> Vec<Vec<f32>> {
+        self.planes
+    }
+    pub fn channels(&self) -> usize {
+        self.planes.len()
+    }
+    /// Frames (samples per channel).
+    pub fn frames(&self) -> usize {
+        self.planes.first().map_or(0, Vec::len)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.frames() == 0
+    }
+    pub fn plane(&self, ch: usize) -> &[f32] {
+        &self.planes[ch]
+    }
+    pub fn plane_mut(&mut self, ch: usize) -> &mut Vec<f32> {
+        &mut self.planes[ch]
+    }
+    pub fn planes(&self) -> &[Vec<f32>] {
+        &self.planes
+    }
+    /// The planes, to be changed in place. Callers keep them one length.
+    pub fn planes_mut(&mut self) -> &mut [Vec<f32>] {
+        &mut self.planes
+    }
+    /// Slices of every plane, for APIs that take `&[&[f32]]`.
+    pub fn slices(&self) -> Vec<&[f32]> {
+        self.planes.iter().map(Vec::as_slice).collect()
+    }
+    /// Remove all frames, keeping the channel count and the allocations.
+    pub fn clear(&mut self) {
+        self.planes.iter_mut().for_each(Vec::clear);
+    }
+    /// Make the block `channels` wide and empty.
+    pub fn reset(&mut self, channels: usize) {
+        self.planes.resize_with(channels, Vec::new);
+        self.clear();
+    }
+    /// Append every frame of `other` (same channel count).
+    pub fn extend_from(&mut self, other: &Block) {
+        debug_assert_eq!(self.channels(), other.channels());
+        for (d, s) in self.planes.iter_mut().zip(&other.planes) {
+            d.extend_from_slice(s);
+        }
+    }
+    /// Replace the content with the decoder's block.
+    pub fn copy_from_decoded(&mut self, src: &crate::AudioBlock) {
+        self.reset(src.channels());
+        for (d, s) in self.planes.iter_mut().zip(src.planes()) {
+            d.extend_from_slice(s);
+        }
+    }
+    /// Drop the first `n` frames.
+    pub fn drain_front(&mut self, n: usize) {
+        for p in &mut self.planes {
+            let n = n.min(p.len());
+            p.drain(..n);
+        }
+    }
+    /// Keep only the first `n` frames.
+    pub fn truncate(&mut self, n: usize) {
+        self.planes.iter_mut().for_each(|p| p.truncate(n));
+    }
+}
+
+/// What flows between stages: the sample rate and the channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalSpec {
+    pub sample_rate: u32,
+    /// Speaker positions in channel order (`FL`, `FR`, `FC`, `LFE`...; `CH1`... when unknown);
+    /// its length is the channel count.
+    pub layout: Vec<String>,
+    /// Bits per sample of integer PCM the signal is known to fit exactly (the source's depth
+    /// while no stage has changed sample values); `None` once values are arbitrary floats.
+    pub exact_bits: Option<u32>,
+}
+
+impl SignalSpec {
+    pub fn channels(&self) -> usize {
+        self.layout.len()
+    }
+    /// A spec with the conventional layout for `channels` (mono `FC`, stereo `FL FR`, 5.1...).
+    pub fn with_channels(sample_rate: u32, channels: usize) -> Self {
+        SignalSpec {
+            sample_rate,
+            layout: default_layout(channels),
+            exact_bits: None,
+        }
+    }
+}
+
+/// The conventional speaker layout for a channel count (WAVE_FORMAT_EXTENSIBLE order).
+pub fn default_layout(channels: usize) -> Vec<String> {
+    let names: &[&str] = match channels {
+        1 => &["FC"],
+        2 => &["FL", "FR"],
+        3 => &["FL", "FR", "FC"],
+        4 => &["FL", "FR", "BL", "BR"],
+        5 => &["FL", "FR", "FC", "BL", "BR"],
+        6 => &["FL", "FR", "FC", "LFE", "BL", "BR"],
+        8 => &["FL", "FR", "FC", "LFE", "BL", "BR", "SL", "SR"],
+        _ => &[],
+    };
+    if names.len() == channels {
+        names.iter().map(|s| s.to_string()).collect()
+    } else {
+        (1..=channels).map(|i| format!("CH{i}")).collect()
+    }
+}
+
+/// Why rendering could not go on. Each message names the file or option at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Input(#[from] crate::InputError),
+    #[error(transparent)]
+    Encode(#[from] crate::encode::EncodeError),
+    /// An option does not make sense for this signal (a region past the end, 0 channels...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A measurement a stage asked for, fed everything the chain in front of it produces.
+pub trait Probe: Send {
+    fn feed(&mut self, block: &Block);
+    /// Turn into `Any` so the stage that asked can take its own probe type back.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}
+
+/// Where a prepass probe listens: at the stage's input (what the stages before it produce) or
+/// at its output (the stage itself included, e.g. to check a limiter's effect on loudness).
+pub enum Prepass {
+    Input(Box<dyn Probe>),
+    Output(Box<dyn Probe>),
+}
+
+/// One rendering step. Stages are deterministic: run twice over the same input after
+/// [`Stage::start`], they produce the same output (prepasses rely on it).
+pub trait Stage: Send {
+    /// Short name for reports and errors (`gain`, `normalize`, `resample`...).
+    fn name(&self) -> &'static str;
+    /// Prepare for a stream of `input`; returns what the stage outputs. Called before every
+    /// pass (prepass or final); it resets all running state but keeps what prepasses taught.
+    fn start(&mut self, input: &SignalSpec) -> Result<SignalSpec, RenderError>;
+    /// Transform `block` in place. Its length and channel count may change.
+    fn process(&mut self, block: &mut Block);
+    /// End of stream: `block` arrives empty (with the output channel count) and receives what
+    /// the stage still holds (a resampler's or limiter's tail).
+    fn finish(&mut self, block: &mut Block) {
+        let _ = block;
+    }
+    /// Before the final pass, a stage may ask for prepasses, one at a time: the renderer runs
+    /// the chain and calls [`Stage::prepass_done`] with the fed probe, then asks again until
+    /// this returns `None`.
+    fn prepass(&mut self, input: &SignalSpec) -> Option<Prepass> {
+        let _ = input;
+        None
+    }
+    fn prepass_done(&mut self, probe: Box<dyn Probe>) -> Result<(), RenderError> {
+        let _ = probe;
+        Ok(())
+    }
+    /// What the stage did, for the report (gain applied, limiter reduction, warnings...).
+    fn report(&self) -> Option<StageReport> {
+        None
+    }
+}
+
+/// One stage's account of the render, for reports.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StageReport {
+    pub stage: String,
+    /// Facts worth a line each, machine-readable (`gain_db`, `limited_frames`...).
+    pub values: std::collections::BTreeMap<String, f64>,
+    /// Things the user should know (silent input not normalized, shortfall...).
+    pub warnings: Vec<String>,
+}
+
+/// Where the audio comes from. A source can start over, which is what prepasses need.
+pub trait Source: Send {
+    fn spec(&self) -> &SignalSpec;
+    /// Frames in the stream, when known in advance (for progress).
+    fn frames(&self) -> Option<u64>;
+    /// Go back to the first frame.
+    fn rewind(&mut self) -> Result<(), RenderError>;
+    /// Replace `block` with the next frames; `false` at the end.
+    fn next(&mut self, block: &mut Block) -> Result<bool, RenderError>;
+}
+
+/// A file, decoded; rewinding opens it again.
+pub struct FileSource {
+    path: std::path::PathBuf,
+    decoder: Option<crate::Decoder>,
+    spec: SignalSpec,
+    frames: Option<u64>,
+}
+
+impl FileSource {
+    pub fn open(path: &std::path::Path) -> Result<FileSource, RenderError> {
+        let decoder = crate::Decoder::open(path)?;
+        let info = decoder.info();
+        let exact_bits = match (info.sample_type, info.bit_depth) {
+            (Some("int"), Some(b)) => Some(b),
+            _ => None,
+        };
+        let spec = SignalSpec {
+            sample_rate: info.sample_rate,
+            layout: info.channel_layout.clone(),
+            exact_bits,
+        };
+        Ok(FileSource {
+            path: path.to_path_buf(),
+            frames: info.frames,
+            decoder: Some(decoder),
+            spec,
+        })
+    }
+    pub fn info(&self) -> Option<&crate::StreamInfo> {
+        self.decoder.as_ref().map(|d| d.info())
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Source for FileSource {
+    fn spec(&self) -> &SignalSpec {
+        &self.spec
+    }
+    fn frames(&self) -> Option<u64> {
+        self.frames
+    }
+    fn rewind(&mut self) -> Result<(), RenderError> {
+        if self.decoder.as_ref().is_none_or(|d| d.frames_decoded() > 0) {
+            self.decoder = Some(crate::Decoder::open(&self.path)?);
+        }
+        Ok(())
+    }
+    fn next(&mut self, block: &mut Block) -> Result<bool, RenderError> {
+        let Some(d) = self.decoder.as_mut() else {
+            return Ok(false);
+        };
+        match d.next_block()? {
+            Some(b) => {
+                block.copy_from_decoded(b);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// Audio held in memory (tests, and short takes).
+pub struct MemorySource {
+    spec: SignalSpec,
+    planes: Vec<Vec<f32>>,
+    pos: usize,
+    block: usize,
+}
+
+impl MemorySource {
+    /// `planes` at `sample_rate`, handed out `block` frames at a time.
+    pub fn new(sample_rate: u32, planes: Vec<Vec<f32>>, block: usize) -> Self {
+        MemorySource {
+            spec: SignalSpec::with_channels(sample_rate, planes.len()),
+            planes,
+            pos: 0,
+            block: block.max(1),
+        }
+    }
+    pub fn with_spec(mut self, spec: SignalSpec) -> Self {
+        assert_eq!(spec.channels(), self.planes.len());
+        self.spec = spec;
+        self
+    }
+}
+
+impl Source for MemorySource {
+    fn spec(&self) -> &SignalSpec {
+        &self.spec
+    }
+    fn frames(&self) -> Option<u64> {
+        Some(self.planes.first().map_or(0, Vec::len) as u64)
+    }
+    fn rewind(&mut self) -> Result<(), RenderError> {
+        self.pos = 0;
+        Ok(())
+    }
+    fn next(&mut self, block: &mut Block) -> Result<bool, RenderError> {
+        let len = self.planes.first().map_or(0, Vec::len);
+        if self.pos >= len {
+            return Ok(false);
+        }
+        let end = (self.pos + self.block).min(len);
+        block.reset(self.planes.len());
+        for (d, s) in block.planes_mut().iter_mut().zip(&self.planes) {
+            d.extend_from_slice(&s[self.pos..end]);
+        }
+        self.pos = end;
+        Ok(true)
+    }
+}
+
+/// How far a render has come, for progress bars.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// 1 for the first pass over the source; prepasses come before the final pass.
+    pub pass: u32,
+    /// `true` on the pass that writes the outputs.
+    pub final_pass: bool,
+    /// Source frames consumed in this pass, and the total when known.
+    pub frames: u64,
+    pub total: Option<u64>,
+}
+
+/// The loudness of what an output received, measured in the final pass (for the `bext` chunk,
+/// ReplayGain and reports).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct OutputLoudness {
+    #[serde(flatten)]
+    pub loudness: crate::analysis::loudness::LoudnessSummary,
+    /// dBTP (−inf for digital silence).
+    pub true_peak_dbtp: f64,
+    /// dBFS.
+    pub sample_peak_dbfs: f64,
+}
+
+/// Measures an output's loudness and peaks as blocks go by.
+pub struct OutputMeter {
+    loudness: crate::analysis::loudness::LoudnessMeter,
+    peaks: Vec<crate::analysis::truepeak::TruePeakMeter>,
+}
+
+impl OutputMeter {
+    pub fn new(spec: &SignalSpec) -> Self {
+        OutputMeter {
+            loudness: crate::analysis::loudness::LoudnessMeter::for_layout(
+                spec.sample_rate,
+                &spec.layout,
+            ),
+            peaks: (0..spec.channels())
+                .map(|_| crate::analysis::truepeak::TruePeakMeter::new(spec.sample_rate))
+                .collect(),
+        }
+    }
+    pub fn feed(&mut self, block: &Block) {
+        self.loudness.feed(&block.slices());
+        for (m, p) in self.peaks.iter_mut().zip(block.planes()) {
+            m.feed(p);
+        }
+    }
+    pub fn finish(self) -> OutputLoudness {
+        let sample = self
+            .peaks
+            .iter()
+            .map(|m| m.sample_peak())
+            .fold(0.0, f64::max);
+        let tp = self
+            .peaks
+            .into_iter()
+            .map(|m| m.finish())
+            .fold(0.0, f64::max);
+        OutputLoudness {
+            loudness: self.loudness.summary(None),
+            true_peak_dbtp: 20.0 * tp.log10(),
+            sample_peak_dbfs: 20.0 * sample.log10(),
+        }
+    }
+}
+
+impl Probe for OutputMeter {
+    fn feed(&mut self, block: &Block) {
+        OutputMeter::feed(self, block);
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+/// One output of a render: the stages only it has (dither for its bit depth...), then its
+/// encoder.
+#[derive(Default)]
+pub struct OutputChain {
+    pub stages: Vec<Box<dyn Stage>>,
+    /// Measure what reaches the encoder ([`OutputLoudness`]).
+    pub measure: bool,
+}
+
+/// What one output received in the final pass.
+#[derive(Debug, Clone, Default)]
+pub struct OutputResult {
+    pub frames: u64,
+    pub spec: Option<SignalSpec>,
+    pub loudness: Option<OutputLoudness>,
+}
+
+/// A render: a source, the stages every output shares, and the outputs.
+pub struct Render<'a> {
+    pub source: &'a mut dyn Source,
+    pub stages: Vec<Box<dyn Stage>>,
+    pub outputs: Vec<OutputChain>,
+    passes: u32,
+}
+
+type Chain<'c> = Vec<&'c mut Box<dyn Stage>>;
+
+impl<'a> Render<'a> {
+    pub fn new(
+        source: &'a mut dyn Source,
+        stages: Vec<Box<dyn Stage>>,
+        outputs: Vec<OutputChain>,
+    ) -> Self {
+        Render {
+            source,
+            stages,
+            outputs,
+            passes: 0,
+        }
+    }
+
+    /// Configure every stage and run the prepasses they ask for; returns the signal each
+    /// output will receive (to create the encoders with).
+    pub fn prepare(
+        &mut self,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<SignalSpec>, RenderError> {
+        for i in 0..self.stages.len() {
+            self.settle(None, i, progress)?;
+        }
+        for o in 0..self.outputs.len() {
+            for j in 0..self.outputs[o].stages.len() {
+                self.settle(Some(o), j, progress)?;
+            }
+        }
+        (0..self.outputs.len())
+            .map(|o| {
+                let mut spec = self.source.spec().clone();
+                let (main, outs) = (&mut self.stages, &mut self.outputs);
+                for s in main.iter_mut().chain(outs[o].stages.iter_mut()) {
+                    spec = s.start(&spec)?;
+                }
+                Ok(spec)
+            })
+            .collect()
+    }
+
+    fn stage_mut(&mut self, out: Option<usize>, at: usize) -> &mut Box<dyn Stage> {
+        match out {
+            None => &mut self.stages[at],
+            Some(o) => &mut self.outputs[o].stages[at],
+        }
+    }
+
+    /// Run the prepasses stage `at` asks for until it is satisfied.
+    fn settle(
+        &mut self,
+        out: Option<usize>,
+        at: usize,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), RenderError> {
+        // Bound the conversation: a stage that keeps asking is a bug, not a reason to hang.
+        for _ in 0..16 {
+            let mut spec = self.source.spec().clone();
+            let front: Chain = match out {
+                None => self.stages[..at].iter_mut().collect(),
+                Some(o) => self
+                    .stages
+                    .iter_mut()
+                    .chain(self.outputs[o].stages[..at].iter_mut())
+                    .collect(),
+            };
+            for s in front {
+                spec = s.start(&spec)?;
+            }
+            let Some(req) = self.stage_mut(out, at).prepass(&spec) else {
+                return Ok(());
+            };
+            let (mut probe, inclusive) = match req {
+                Prepass::Input(p) => (p, false),
+                Prepass::Output(p) => (p, true),
+            };
+            self.passes += 1;
+            let pass = self.passes;
+            let total = self.source.frames();
+            let source = &mut *self.source;
+            let mut chain = match out {
+                None => self.stages[..at + usize::from(inclusive)]
+                    .iter_mut()
+                    .collect::<Chain>(),
+                Some(o) => self
+                    .stages
+                    .iter_mut()
+                    .chain(self.outputs[o].stages[..at + usize::from(inclusive)].iter_mut())
+                    .collect(),
+            };
+            run_chain(source, &mut chain, &mut |b| probe.feed(b), &mut |frames| {
+                progress(Progress {
+                    pass,
+                    final_pass: false,
+                    frames,
+                    total,
+                })
+            })?;
+            self.stage_mut(out, at).prepass_done(probe)?;
+        }
+        Err(RenderError::Invalid(format!(
+            "the {} stage asked for too many passes",
+            self.stage_mut(out, at).name()
+        )))
+    }
+
+    /// The final pass: every block goes through the shared stages, then each output's stages,
+    /// then to that output's encoder. Encoders are not finished here (the caller finishes
+    /// them, e.g. after giving them the measured loudness).
+    pub fn run(
+        &mut self,
+        encoders: &mut [Box<dyn crate::encode::Encoder>],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<OutputResult>, RenderError> {
+        assert_eq!(encoders.len(), self.outputs.len(), "one encoder per output");
+        let src_spec = self.source.spec().clone();
+        let mut spec = src_spec.clone();
+        for s in &mut self.stages {
+            spec = s.start(&spec)?;
+        }
+        let mut results = Vec::with_capacity(self.outputs.len());
+        let mut meters = Vec::new();
+        for o in &mut self.outputs {
+            let mut ospec = spec.clone();
+            for s in &mut o.stages {
+                ospec = s.start(&ospec)?;
+            }
+            meters.push(o.measure.then(|| OutputMeter::new(&ospec)));
+            results.push(OutputResult {
+                frames: 0,
+                spec: Some(ospec),
+                loudness: None,
+            });
+        }
+        self.passes += 1;
+        let pass = self.passes;
+        let total = self.source.frames();
+        let mut scratch = Block::default();
+        let mut failure: Option<crate::encode::EncodeError> = None;
+        let outputs = &mut self.outputs;
+        let mut sink = |b: &Block| {
+            if failure.is_some() {
+                return;
+            }
+            for (o, out) in outputs.iter_mut().enumerate() {
+                scratch.clone_from(b);
+                for s in &mut out.stages {
+                    s.process(&mut scratch);
+                }
+                deliver(
+                    &scratch,
+                    &mut encoders[o],
+                    &mut meters[o],
+                    &mut results[o],
+                    &mut failure,
+                );
+            }
+        };
+        let mut chain: Chain = self.stages.iter_mut().collect();
+        run_chain(&mut *self.source, &mut chain, &mut sink, &mut |frames| {
+            progress(Progress {
+                pass,
+                final_pass: true,
+                frames,
+                total,
+            })
+        })?;
+        // The outputs' own tails.
+        for (o, out) in self.outputs.iter_mut().enumerate() {
+            for i in 0..out.stages.len() {
+                let channels = results[o].spec.as_ref().map_or(0, SignalSpec::channels);
+                let mut tail = Block::new(channels);
+                out.stages[i].finish(&mut tail);
+                // `finish` emits with the stage's output width; later stages may change it.
+                for s in &mut out.stages[i + 1..] {
+                    s.process(&mut tail);
+                }
+                deliver(
+                    &tail,
+                    &mut encoders[o],
+                    &mut meters[o],
+                    &mut results[o],
+                    &mut failure,
+                );
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        for (r, m) in results.iter_mut().zip(meters) {
+            r.loudness = m.map(OutputMeter::finish);
+        }
+        Ok(results)
+    }
+
+    /// The reports of every stage that has something to say.
+    pub fn reports(&self) -> Vec<StageReport> {
+        self.stages
+            .iter()
+            .chain(self.outputs.iter().flat_map(|o| o.stages.iter()))
+            .filter_map(|s| s.report())
+            .collect()
+    }
+
+    /// Passes over the source so far.
+    pub fn passes(&self) -> u32 {
+        self.passes
+    }
+}
+
+fn deliver(
+    b: &Block,
+    enc: &mut Box<dyn crate::encode::Encoder>,
+    meter: &mut Option<OutputMeter>,
+    result: &mut OutputResult,
+    failure: &mut Option<crate::encode::EncodeError>,
+) {
+    if b.is_empty() || failure.is_some() {
+        return;
+    }
+    if let Some(m) = meter {
+        m.feed(b);
+    }
+    result.frames += b.frames() as u64;
+    if let Err(e) = enc.write(b) {
+        *failure = Some(e);
+    }
+}
+
+/// One pass: rewind the source, start every stage, push every block through, flush the tails
+/// in order (each stage's tail goes through the stages after it), and hand every non-empty
+/// result to `sink`.
+fn run_chain(
+    source: &mut dyn Source,
+    chain: &mut Chain,
+    sink: &mut dyn FnMut(&Block),
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), RenderError> {
+    source.rewind()?;
+    let mut spec = source.spec().clone();
+    let mut widths = Vec::with_capacity(chain.len());
+    for s in chain.iter_mut() {
+        spec = s.start(&spec)?;
+        widths.push(spec.channels());
+    }
+    let mut block = Block::new(source.spec().channels());
+    let mut frames = 0u64;
+    while source.next(&mut block)? {
+        frames += block.frames() as u64;
+        for s in chain.iter_mut() {
+            s.process(&mut block);
+        }
+        if !block.is_empty() {
+            sink(&block);
+        }
+        progress(frames);
+    }
+    for i in 0..chain.len() {
+        block.reset(widths[i]);
+        chain[i].finish(&mut block);
+        for s in chain[i + 1..].iter_mut() {
+            s.process(&mut block);
+        }
+        if !block.is_empty() {
+            sink(&block);
+        }
+    }
+    Ok(())
+}
+pub mod dither;
+pub mod normalize;
+pub mod stages;

@@ -1,0 +1,480 @@
+//! Normalization (to a peak level, or to a loudness with a true-peak ceiling) and the
+//! true-peak limiter it uses.
+
+use super::stages::db_to_gain;
+use super::{
+    Block, OutputLoudness, OutputMeter, Prepass, Probe, RenderError, SignalSpec, Stage, StageReport,
+};
+use crate::analysis::truepeak::PeakEnvelope;
+use std::collections::{BTreeMap, VecDeque};
+
+/// A look-ahead true-peak limiter with one gain for all channels (the stereo image stays put).
+///
+/// For each sample the required gain is `ceiling / envelope`, where the envelope is the sample's
+/// true peak (its magnitude and the 4× interpolated values on either side, see
+/// [`PeakEnvelope`]). The gain curve is the minimum of the required gain over the look-ahead
+/// window, released exponentially, then averaged over the look-ahead window; the audio is
+/// delayed by the look-ahead, so the averaged gain at each sample is never above what any sample
+/// in its window requires. The output is aligned with the input (the delay is removed) and
+/// has the same length.
+#[derive(Debug, Clone)]
+pub struct TruePeakLimiter {
+    ceiling_db: f64,
+    lookahead_s: f64,
+    release_s: f64,
+    ceiling: f32,
+    lookahead: usize,
+    release: f32,
+    envs: Vec<PeakEnvelope>,
+    env_out: Vec<Vec<f32>>,
+    /// Input samples waiting for their gain, per channel, from `delay_start`.
+    delay: Vec<Vec<f32>>,
+    delay_start: usize,
+    /// Sliding minimum of the required gain: (index, gain).
+    minq: VecDeque<(u64, f32)>,
+    /// The last `lookahead + 1` released gains and their sum.
+    avg: VecDeque<f32>,
+    avg_sum: f64,
+    released: f32,
+    env_index: u64,
+    frames_in: u64,
+    frames_out: u64,
+    limited_frames: u64,
+    max_reduction_db: f64,
+}
+
+impl TruePeakLimiter {
+    /// Defaults: 2 ms look-ahead, 100 ms release.
+    pub fn new(ceiling_dbtp: f64) -> Self {
+        Self::with_times(ceiling_dbtp, 0.002, 0.1)
+    }
+
+    pub fn with_times(ceiling_dbtp: f64, lookahead_s: f64, release_s: f64) -> Self {
+        TruePeakLimiter {
+            ceiling_db: ceiling_dbtp,
+            lookahead_s,
+            release_s,
+            ceiling: 1.0,
+            lookahead: 0,
+            release: 0.0,
+            envs: Vec::new(),
+            env_out: Vec::new(),
+            delay: Vec::new(),
+            delay_start: 0,
+            minq: VecDeque::new(),
+            avg: VecDeque::new(),
+            avg_sum: 0.0,
+            released: 1.0,
+            env_index: 0,
+            frames_in: 0,
+            frames_out: 0,
+            limited_frames: 0,
+            max_reduction_db: 0.0,
+        }
+    }
+
+    pub fn set_ceiling(&mut self, ceiling_dbtp: f64) {
+        self.ceiling_db = ceiling_dbtp;
+        self.ceiling = db_to_gain(ceiling_dbtp) as f32;
+    }
+
+    /// Frames whose gain was below 1, and the deepest reduction (dB, positive), so far.
+    pub fn stats(&self) -> (u64, f64) {
+        (self.limited_frames, self.max_reduction_db)
+    }
+
+    /// Total delay between input and the gain's decision, in frames.
+    fn latency(&self) -> usize {
+        self.lookahead + PeakEnvelope::DELAY
+    }
+
+    fn run(&mut self, block: &mut Block) {
+        let channels = block.channels();
+        let n = block.frames();
+        for c in 0..channels {
+            self.env_out[c].clear();
+            self.envs[c].feed(block.plane(c), self.ceiling, &mut self.env_out[c]);
+            self.delay[c].extend_from_slice(block.plane(c));
+        }
+        block.clear();
+        let l = self.lookahead as u64;
+        let latency = self.latency() as u64;
+        for i in 0..n {
+            // Envelope value for input index env_index - DELAY (negative ones are the start's
+            // silence and need no gain).
+            let peak = self.env_out.iter().map(|e| e[i]).fold(0f32, f32::max);
+            let need = if peak > self.ceiling {
+                self.ceiling / peak
+            } else {
+                1.0
+            };
+            let k = self.env_index;
+            self.env_index += 1;
+            while self.minq.back().is_some_and(|&(_, g)| g >= need) {
+                self.minq.pop_back();
+            }
+            self.minq.push_back((k, need));
+            while self.minq.front().is_some_and(|&(j, _)| j + l < k) {
+                self.minq.pop_front();
+            }
+            let hold = self.minq.front().map_or(1.0, |&(_, g)| g);
+            let released = self.released + (1.0 - self.released) * self.release;
+            self.released = released.min(hold);
+            self.avg.push_back(self.released);
+            self.avg_sum += f64::from(self.released);
+            if self.avg.len() > self.lookahead + 1 {
+                self.avg_sum -= f64::from(self.avg.pop_front().unwrap_or(1.0));
+            }
+            // Envelope index k is input k - DELAY; the averaged gain belongs to input
+            // k - DELAY - lookahead, the oldest sample in the delay line.
+            if k < latency {
+                continue;
+            }
+            let gain = (self.avg_sum / (self.lookahead + 1) as f64) as f32;
+            let gain = gain.min(1.0);
+            let at = self.delay_start;
+            self.delay_start += 1;
+            if self.frames_out >= self.frames_in {
+                continue; // flushing past the end
+            }
+            self.frames_out += 1;
+            if gain < 1.0 {
+                self.limited_frames += 1;
+                self.max_reduction_db = self.max_reduction_db.max(-20.0 * f64::from(gain).log10());
+            }
+            for c in 0..channels {
+                let x = self.delay[c][at] * gain;
+                block.plane_mut(c).push(x);
+            }
+        }
+        if self.delay_start > 65_536 {
+            for d in &mut self.delay {
+                d.drain(..self.delay_start);
+            }
+            self.delay_start = 0;
+        }
+    }
+}
+
+impl Stage for TruePeakLimiter {
+    fn name(&self) -> &'static str {
+        "limiter"
+    }
+    fn start(&mut self, input: &SignalSpec) -> Result<SignalSpec, RenderError> {
+        if !(self.ceiling_db.is_finite() && self.ceiling_db <= 0.0) {
+            return Err(RenderError::Invalid(format!(
+                "true-peak ceiling {} dBTP must be 0 dBTP or lower",
+                self.ceiling_db
+            )));
+        }
+        let rate = f64::from(input.sample_rate);
+        self.ceiling = db_to_gain(self.ceiling_db) as f32;
+        self.lookahead = ((self.lookahead_s * rate).round() as usize).max(1);
+        self.release = (1.0 - (-1.0 / (self.release_s * rate)).exp()) as f32;
+        let ch = input.channels();
+        self.envs = (0..ch)
+            .map(|_| PeakEnvelope::new(input.sample_rate))
+            .collect();
+        self.env_out = vec![Vec::new(); ch];
+        self.delay = vec![Vec::new(); ch];
+        self.delay_start = 0;
+        self.minq.clear();
+        self.avg.clear();
+        self.avg_sum = 0.0;
+        self.released = 1.0;
+        self.env_index = 0;
+        self.frames_in = 0;
+        self.frames_out = 0;
+        self.limited_frames = 0;
+        self.max_reduction_db = 0.0;
+        let mut out = input.clone();
+        out.exact_bits = None;
+        Ok(out)
+    }
+    fn process(&mut self, block: &mut Block) {
+        self.frames_in += block.frames() as u64;
+        self.run(block);
+    }
+    fn finish(&mut self, block: &mut Block) {
+        let ch = self.delay.len();
+        let pending = (self.frames_in - self.frames_out) as usize;
+        let mut zeros = Block::from_planes(vec![vec![0.0; self.latency()]; ch]);
+        self.run(&mut zeros);
+        debug_assert_eq!(zeros.frames(), pending);
+        *block = zeros;
+    }
+    fn report(&self) -> Option<StageReport> {
+        Some(StageReport {
+            stage: "limiter".into(),
+            values: BTreeMap::from([
+                ("limited_frames".into(), self.limited_frames as f64),
+                ("max_reduction_db".into(), self.max_reduction_db),
+            ]),
+            warnings: Vec::new(),
+        })
+    }
+}
+
+/// What normalization aims for.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum NormalizeTarget {
+    /// The loudest sample at `dbfs`.
+    Peak { dbfs: f64 },
+    /// Integrated loudness at `lufs` with the true peak at or under `true_peak_dbtp`. Where the
+    /// gain would pass the ceiling, the true-peak `limiter` keeps it under; with the limiter
+    /// off, the gain is lowered instead and the shortfall reported.
+    Loudness {
+        lufs: f64,
+        true_peak_dbtp: f64,
+        limiter: bool,
+    },
+}
+
+/// Below this integrated loudness a signal counts as silent and is not loudness-normalized.
+pub const SILENCE_LUFS: f64 = -70.0;
+
+/// How close to the target the limiter refinement aims, LU.
+const TOLERANCE_LU: f64 = 0.02;
+/// Refinement passes at most (after the first measurement).
+const MAX_REFINE: u32 = 6;
+
+/// Normalization: measures what the stages before it produce (a prepass), then applies one
+/// gain, with a true-peak limiter where the loudness target needs it. With the limiter on,
+/// further prepasses measure its output and correct the gain until the loudness is within
+/// 0.02 LU of the target and the true peak at or under the ceiling.
+#[derive(Debug, Clone)]
+pub struct Normalize {
+    target: NormalizeTarget,
+    measured: Option<OutputLoudness>,
+    gain_db: f64,
+    factor: f32,
+    limiter: Option<TruePeakLimiter>,
+    /// The ceiling the limiter aims at (lowered if its output measured over the ceiling).
+    limiter_ceiling: f64,
+    refine: u32,
+    /// The previous refinement's gain and measured loudness.
+    last: Option<(f64, f64)>,
+    settled: bool,
+    result: Option<OutputLoudness>,
+    warnings: Vec<String>,
+}
+
+impl Normalize {
+    pub fn new(target: NormalizeTarget) -> Self {
+        Normalize {
+            target,
+            measured: None,
+            gain_db: 0.0,
+            factor: 1.0,
+            limiter: None,
+            limiter_ceiling: 0.0,
+            refine: 0,
+            last: None,
+            settled: false,
+            result: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The gain decided on, dB.
+    pub fn gain_db(&self) -> f64 {
+        self.gain_db
+    }
+
+    fn set_gain(&mut self, db: f64) {
+        self.gain_db = db;
+        self.factor = db_to_gain(db) as f32;
+    }
+
+    fn decide(&mut self, m: &OutputLoudness) {
+        match self.target {
+            NormalizeTarget::Peak { dbfs } => {
+                if m.sample_peak_dbfs.is_finite() {
+                    self.set_gain(dbfs - m.sample_peak_dbfs);
+                } else {
+                    self.warnings
+                        .push("the input is digital silence: peak normalization skipped".into());
+                }
+                self.settled = true;
+            }
+            NormalizeTarget::Loudness {
+                lufs,
+                true_peak_dbtp,
+                limiter,
+            } => {
+                let Some(i) = m.loudness.integrated_lufs.filter(|i| *i >= SILENCE_LUFS) else {
+                    self.warnings.push(format!(
+                        "the input is silent (below {SILENCE_LUFS} LUFS): loudness normalization skipped"
+                    ));
+                    self.settled = true;
+                    return;
+                };
+                let gain = lufs - i;
+                if m.true_peak_dbtp + gain <= true_peak_dbtp {
+                    self.set_gain(gain);
+                    self.settled = true;
+                } else if limiter {
+                    self.set_gain(gain);
+                    self.limiter_ceiling = true_peak_dbtp;
+                    let mut l = TruePeakLimiter::new(true_peak_dbtp);
+                    l.set_ceiling(true_peak_dbtp);
+                    self.limiter = Some(l);
+                } else {
+                    let g = true_peak_dbtp - m.true_peak_dbtp;
+                    self.set_gain(g);
+                    self.warnings.push(format!(
+                        "the loudness target {lufs:.1} LUFS needs {gain:+.2} dB, which would put the true peak at {:.2} dBTP over the {true_peak_dbtp:.1} dBTP ceiling; with the limiter off the gain is {g:+.2} dB and the output is {:.2} LU short of the target",
+                        m.true_peak_dbtp + gain,
+                        gain - g
+                    ));
+                    self.settled = true;
+                }
+            }
+        }
+    }
+
+    fn refine_with(&mut self, m: &OutputLoudness) {
+        let NormalizeTarget::Loudness {
+            lufs,
+            true_peak_dbtp,
+            ..
+        } = self.target
+        else {
+            self.settled = true;
+            return;
+        };
+        self.refine += 1;
+        let err = m.loudness.integrated_lufs.map_or(0.0, |i| lufs - i);
+        let over = m.true_peak_dbtp - true_peak_dbtp;
+        let ok = err.abs() <= TOLERANCE_LU && over <= 0.0;
+        if ok || self.refine >= MAX_REFINE {
+            if !ok {
+                self.warnings.push(format!(
+                    "after {} passes the limited output measures {:+.2} LU from the target and {:.2} dBTP",
+                    self.refine, -err, m.true_peak_dbtp
+                ));
+            }
+            self.settled = true;
+            self.result = Some(m.clone());
+            return;
+        }
+        // Secant step: the limiter gives back less than each added dB, so the loudness's
+        // slope against the gain (measured from the previous refinement) scales the step.
+        let measured = m.loudness.integrated_lufs.unwrap_or(lufs);
+        let slope = match self.last {
+            Some((g0, i0)) if (self.gain_db - g0).abs() > 1e-6 => {
+                ((measured - i0) / (self.gain_db - g0)).clamp(0.2, 1.0)
+            }
+            _ => 1.0,
+        };
+        self.last = Some((self.gain_db, measured));
+        self.set_gain(self.gain_db + err / slope);
+        if over > 0.0 {
+            self.limiter_ceiling -= over + 0.005;
+            if let Some(l) = &mut self.limiter {
+                l.set_ceiling(self.limiter_ceiling);
+            }
+        }
+    }
+}
+
+impl Stage for Normalize {
+    fn name(&self) -> &'static str {
+        "normalize"
+    }
+    fn start(&mut self, input: &SignalSpec) -> Result<SignalSpec, RenderError> {
+        match self.target {
+            NormalizeTarget::Peak { dbfs } if !(dbfs.is_finite() && dbfs <= 0.0) => {
+                return Err(RenderError::Invalid(format!(
+                    "peak target {dbfs} dBFS must be 0 dBFS or lower"
+                )));
+            }
+            NormalizeTarget::Loudness {
+                lufs,
+                true_peak_dbtp,
+                ..
+            } if !(lufs.is_finite()
+                && (-70.0..=0.0).contains(&lufs)
+                && true_peak_dbtp.is_finite()
+                && true_peak_dbtp <= 0.0) =>
+            {
+                return Err(RenderError::Invalid(format!(
+                    "loudness target {lufs} LUFS with ceiling {true_peak_dbtp} dBTP: the target must lie between -70 and 0 LUFS and the ceiling at 0 dBTP or lower"
+                )));
+            }
+            _ => {}
+        }
+        let mut out = input.clone();
+        if let Some(l) = &mut self.limiter {
+            out = l.start(input)?;
+        }
+        if self.gain_db != 0.0 {
+            out.exact_bits = None;
+        }
+        Ok(out)
+    }
+    fn prepass(&mut self, input: &SignalSpec) -> Option<Prepass> {
+        if self.settled {
+            return None;
+        }
+        let meter = Box::new(OutputMeter::new(input));
+        Some(if self.measured.is_none() {
+            Prepass::Input(meter)
+        } else {
+            Prepass::Output(meter)
+        })
+    }
+    fn prepass_done(&mut self, probe: Box<dyn Probe>) -> Result<(), RenderError> {
+        let m = probe
+            .into_any()
+            .downcast::<OutputMeter>()
+            .expect("our own probe")
+            .finish();
+        if self.measured.is_none() {
+            self.decide(&m);
+            self.measured = Some(m);
+        } else {
+            self.refine_with(&m);
+        }
+        Ok(())
+    }
+    fn process(&mut self, block: &mut Block) {
+        if self.factor != 1.0 {
+            let g = self.factor;
+            block
+                .planes_mut()
+                .iter_mut()
+                .for_each(|p| p.iter_mut().for_each(|x| *x *= g));
+        }
+        if let Some(l) = &mut self.limiter {
+            l.process(block);
+        }
+    }
+    fn finish(&mut self, block: &mut Block) {
+        if let Some(l) = &mut self.limiter {
+            l.finish(block);
+        }
+    }
+    fn report(&self) -> Option<StageReport> {
+        let mut values = BTreeMap::from([("gain_db".to_string(), self.gain_db)]);
+        if let Some(m) = &self.measured {
+            if let Some(i) = m.loudness.integrated_lufs {
+                values.insert("input_integrated_lufs".into(), i);
+            }
+            values.insert("input_true_peak_dbtp".into(), m.true_peak_dbtp);
+            values.insert("input_sample_peak_dbfs".into(), m.sample_peak_dbfs);
+        }
+        if let Some(l) = &self.limiter {
+            let (frames, depth) = l.stats();
+            values.insert("limited_frames".into(), frames as f64);
+            values.insert("limiter_max_reduction_db".into(), depth);
+            values.insert("limiter_passes".into(), f64::from(self.refine));
+        }
+        Some(StageReport {
+            stage: "normalize".into(),
+            values,
+            warnings: self.warnings.clone(),
+        })
+    }
+}

@@ -1,0 +1,727 @@
+//! Render stages and the renderer: exactness, normalization accuracy, the true-peak limiter,
+//! dither, fades, regions, trimming and channel mapping, on generated audio.
+
+use rustfft::FftPlanner;
+use rustfft::num_complex::Complex;
+use sluice_core::encode::{EncodeError, Encoder};
+use sluice_core::render::dither::{DitherMode, Quantize};
+use sluice_core::render::normalize::{Normalize, NormalizeTarget, TruePeakLimiter};
+use sluice_core::render::stages::{
+    ChannelMapping, Channels, Fade, FadeCurve, Gain, Region, TrimSilence,
+};
+use sluice_core::render::{
+    Block, MemorySource, OutputChain, OutputLoudness, OutputMeter, Render, SignalSpec, Stage,
+    StageReport,
+};
+use sluice_core::signal::{self, Rng};
+use std::sync::{Arc, Mutex};
+
+/// An encoder that keeps what it receives.
+struct Collect(Arc<Mutex<Vec<Vec<f32>>>>);
+
+impl Encoder for Collect {
+    fn write(&mut self, block: &Block) -> Result<(), EncodeError> {
+        let mut v = self.0.lock().unwrap();
+        if v.is_empty() {
+            *v = vec![Vec::new(); block.channels()];
+        }
+        for (d, s) in v.iter_mut().zip(block.planes()) {
+            d.extend_from_slice(s);
+        }
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<(), EncodeError> {
+        Ok(())
+    }
+}
+
+struct Rendered {
+    planes: Vec<Vec<f32>>,
+    reports: Vec<StageReport>,
+    spec: SignalSpec,
+    passes: u32,
+}
+
+fn render_with(
+    rate: u32,
+    planes: Vec<Vec<f32>>,
+    block: usize,
+    stages: Vec<Box<dyn Stage>>,
+    tail: Vec<Box<dyn Stage>>,
+) -> Rendered {
+    let mut src = MemorySource::new(rate, planes, block);
+    let mut r = Render::new(
+        &mut src,
+        stages,
+        vec![OutputChain {
+            stages: tail,
+            measure: false,
+        }],
+    );
+    let specs = r.prepare(&mut |_| {}).unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut enc: Vec<Box<dyn Encoder>> = vec![Box::new(Collect(got.clone()))];
+    let res = r.run(&mut enc, &mut |_| {}).unwrap();
+    let planes = std::mem::take(&mut *got.lock().unwrap());
+    assert_eq!(res[0].frames as usize, planes.first().map_or(0, Vec::len));
+    Rendered {
+        planes,
+        reports: r.reports(),
+        spec: specs[0].clone(),
+        passes: r.passes(),
+    }
+}
+
+fn measure(rate: u32, planes: &[Vec<f32>]) -> OutputLoudness {
+    let mut m = OutputMeter::new(&SignalSpec::with_channels(rate, planes.len()));
+    for chunk in 0..planes[0].len().div_ceil(65_536) {
+        let a = chunk * 65_536;
+        let b = (a + 65_536).min(planes[0].len());
+        m.feed(&Block::from_planes(
+            planes.iter().map(|p| p[a..b].to_vec()).collect(),
+        ));
+    }
+    m.finish()
+}
+
+fn value(reports: &[StageReport], stage: &str, key: &str) -> f64 {
+    reports
+        .iter()
+        .find(|r| r.stage == stage)
+        .and_then(|r| r.values.get(key).copied())
+        .unwrap_or_else(|| panic!("no {stage}.{key} in {reports:?}"))
+}
+
+/// A "hot master": programme material with loud transients, peaking at 0 dBFS.
+fn hot_master(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
+    let n = (f64::from(rate) * seconds) as usize;
+    let mut p = signal::programme(rate, 2, n, 11);
+    // Sharp clicks every 0.37 s push the peaks without adding much loudness.
+    let mut rng = Rng::new(3);
+    let step = (f64::from(rate) * 0.37) as usize;
+    for start in (step..n).step_by(step) {
+        for k in 0..(rate as usize / 500) {
+            let v = (rng.uniform() * 0.9 * (-(k as f64) / (f64::from(rate) * 0.0005)).exp()) as f32;
+            for ch in p.iter_mut() {
+                if start + k < n {
+                    ch[start + k] += v;
+                }
+            }
+        }
+    }
+    let peak = p.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+    p.iter_mut().flatten().for_each(|x| *x /= peak);
+    p
+}
+
+/// Speech-like: a glottal pulse train (110–160 Hz) through a few formant resonances, in
+/// syllables of about 200 ms with pauses between phrases, at a low level.
+fn quiet_speech(rate: u32, seconds: f64, level: f32) -> Vec<Vec<f32>> {
+    let sr = f64::from(rate);
+    let n = (sr * seconds) as usize;
+    let mut rng = Rng::new(9);
+    let mut out = vec![0f32; n];
+    // Two-pole resonators for formants that move with each syllable.
+    let formants = [
+        [700.0, 1200.0],
+        [400.0, 2000.0],
+        [300.0, 900.0],
+        [600.0, 1700.0],
+    ];
+    let mut state = [[0f64; 2]; 2];
+    let mut phase = 0.0;
+    for (i, o) in out.iter_mut().enumerate() {
+        let t = i as f64 / sr;
+        let syllable = (t / 0.2) as usize;
+        let in_phrase = (t % 3.0) < 2.2;
+        let env = if in_phrase {
+            (std::f64::consts::PI * (t / 0.2).fract()).sin().powi(2)
+        } else {
+            0.0
+        };
+        let f0 = 110.0 + 50.0 * (0.7 * t).sin().abs();
+        phase += f0 / sr;
+        let pulse = if phase >= 1.0 {
+            phase -= 1.0;
+            1.0
+        } else {
+            0.0
+        } + 0.02 * rng.uniform();
+        let fs = formants[syllable % 4];
+        let mut y = 0.0;
+        for (k, f) in fs.iter().enumerate() {
+            let r: f64 = 0.995;
+            let w = std::f64::consts::TAU * f / sr;
+            let v = pulse + 2.0 * r * w.cos() * state[k][0] - r * r * state[k][1];
+            state[k][1] = state[k][0];
+            state[k][0] = v;
+            y += v * (1.0 - r);
+        }
+        *o = (y * env) as f32;
+    }
+    let peak = out.iter().fold(0f32, |m, x| m.max(x.abs()));
+    out.iter_mut().for_each(|x| *x *= level / peak);
+    vec![out]
+}
+
+#[test]
+fn normalize_loudness_hits_target_with_limiter_on_a_hot_master() {
+    for rate in [44_100, 48_000, 96_000] {
+        let src = hot_master(rate, 20.0);
+        let before = measure(rate, &src);
+        let target = -9.0;
+        let out = render_with(
+            rate,
+            src,
+            4096,
+            vec![Box::new(Normalize::new(NormalizeTarget::Loudness {
+                lufs: target,
+                true_peak_dbtp: -1.0,
+                limiter: true,
+            }))],
+            vec![],
+        );
+        let after = measure(rate, &out.planes);
+        let i = after.loudness.integrated_lufs.unwrap();
+        println!(
+            "{rate} Hz: in {:.2} LUFS / {:.2} dBTP -> out {i:.3} LUFS / {:.3} dBTP, gain {:.2} dB, {} passes, limiter max {:.2} dB",
+            before.loudness.integrated_lufs.unwrap(),
+            before.true_peak_dbtp,
+            after.true_peak_dbtp,
+            value(&out.reports, "normalize", "gain_db"),
+            out.passes,
+            value(&out.reports, "normalize", "limiter_max_reduction_db"),
+        );
+        assert!(
+            before.true_peak_dbtp + (target - before.loudness.integrated_lufs.unwrap()) > 3.0,
+            "the case must need limiting"
+        );
+        assert!((i - target).abs() <= 0.1, "{rate}: {i} LUFS");
+        assert!(
+            after.true_peak_dbtp <= -1.0,
+            "{rate}: {} dBTP",
+            after.true_peak_dbtp
+        );
+        assert!(value(&out.reports, "normalize", "limited_frames") > 0.0);
+    }
+}
+
+#[test]
+fn normalize_quiet_speech_without_limiting() {
+    let rate = 48_000;
+    let src = quiet_speech(rate, 30.0, 0.02);
+    let before = measure(rate, &src);
+    let out = render_with(
+        rate,
+        src,
+        1000,
+        vec![Box::new(Normalize::new(NormalizeTarget::Loudness {
+            lufs: -16.0,
+            true_peak_dbtp: -1.0,
+            limiter: true,
+        }))],
+        vec![],
+    );
+    let after = measure(rate, &out.planes);
+    let i = after.loudness.integrated_lufs.unwrap();
+    println!(
+        "speech: {:.2} LUFS / {:.2} dBTP -> {i:.3} LUFS / {:.2} dBTP",
+        before.loudness.integrated_lufs.unwrap(),
+        before.true_peak_dbtp,
+        after.true_peak_dbtp
+    );
+    assert!(before.loudness.integrated_lufs.unwrap() < -35.0);
+    assert!((i + 16.0).abs() <= 0.1, "{i}");
+    assert!(after.true_peak_dbtp <= -1.0);
+}
+
+#[test]
+fn normalize_with_headroom_measures_once_and_applies_one_gain() {
+    let rate = 44_100;
+    let src = signal::programme(rate, 2, rate as usize * 10, 4);
+    let before = measure(rate, &src);
+    let out = render_with(
+        rate,
+        src.clone(),
+        4096,
+        vec![Box::new(Normalize::new(NormalizeTarget::Loudness {
+            lufs: -23.0,
+            true_peak_dbtp: -1.0,
+            limiter: true,
+        }))],
+        vec![],
+    );
+    // One measuring pass, then the render; the output is the input times one gain.
+    assert_eq!(out.passes, 2);
+    let g = 10f64.powf((-23.0 - before.loudness.integrated_lufs.unwrap()) / 20.0) as f32;
+    for (o, i) in out.planes.iter().flatten().zip(src.iter().flatten()) {
+        assert!((o - i * g).abs() <= 1e-6, "{o} {i}");
+    }
+    let i = measure(rate, &out.planes).loudness.integrated_lufs.unwrap();
+    assert!((i + 23.0).abs() < 0.01, "{i}");
+}
+
+#[test]
+fn limiter_off_lowers_the_gain_and_reports_the_shortfall() {
+    let rate = 48_000;
+    let src = hot_master(rate, 10.0);
+    let out = render_with(
+        rate,
+        src,
+        4096,
+        vec![Box::new(Normalize::new(NormalizeTarget::Loudness {
+            lufs: -9.0,
+            true_peak_dbtp: -1.0,
+            limiter: false,
+        }))],
+        vec![],
+    );
+    let after = measure(rate, &out.planes);
+    assert!(after.true_peak_dbtp <= -0.99, "{}", after.true_peak_dbtp);
+    let r = out.reports.iter().find(|r| r.stage == "normalize").unwrap();
+    assert!(
+        r.warnings.iter().any(|w| w.contains("short of the target")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn silent_input_is_not_normalized() {
+    let rate = 44_100;
+    let src = vec![signal::noise(1, 1e-5, rate as usize * 3)];
+    let out = render_with(
+        rate,
+        src.clone(),
+        4096,
+        vec![Box::new(Normalize::new(NormalizeTarget::Loudness {
+            lufs: -16.0,
+            true_peak_dbtp: -1.0,
+            limiter: true,
+        }))],
+        vec![],
+    );
+    assert_eq!(out.planes, src);
+    let r = out.reports.iter().find(|r| r.stage == "normalize").unwrap();
+    assert!(r.warnings.iter().any(|w| w.contains("silent")), "{r:?}");
+}
+
+#[test]
+fn peak_normalization() {
+    let rate = 44_100;
+    let src = signal::programme(rate, 2, rate as usize * 5, 2);
+    let out = render_with(
+        rate,
+        src,
+        777,
+        vec![Box::new(Normalize::new(NormalizeTarget::Peak {
+            dbfs: -3.0,
+        }))],
+        vec![],
+    );
+    let peak = out
+        .planes
+        .iter()
+        .flatten()
+        .fold(0f32, |m, x| m.max(x.abs()));
+    assert!(
+        (20.0 * f64::from(peak).log10() + 3.0).abs() < 0.001,
+        "{peak}"
+    );
+}
+
+#[test]
+fn limiter_is_transparent_below_the_ceiling_and_keeps_alignment() {
+    let rate = 48_000;
+    let src = signal::programme(rate, 2, rate as usize * 3, 5);
+    let peak = src.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(peak < 0.9);
+    for block in [1, 100, 4096] {
+        let out = render_with(
+            rate,
+            src.clone(),
+            block,
+            vec![Box::new(TruePeakLimiter::new(0.0))],
+            vec![],
+        );
+        assert_eq!(out.planes, src, "block {block}");
+    }
+}
+
+#[test]
+fn limiter_holds_the_true_peak_ceiling_on_any_block_size() {
+    let rate = 44_100;
+    let mut src = hot_master(rate, 6.0);
+    src.iter_mut().flatten().for_each(|x| *x *= 1.8); // +5 dB over full scale
+    let mut first: Option<Vec<Vec<f32>>> = None;
+    for block in [1, 333, 8192] {
+        let out = render_with(
+            rate,
+            src.clone(),
+            block,
+            vec![Box::new(TruePeakLimiter::new(-1.0))],
+            vec![],
+        );
+        assert_eq!(out.planes[0].len(), src[0].len());
+        let m = measure(rate, &out.planes);
+        assert!(
+            m.true_peak_dbtp <= -0.95,
+            "block {block}: {}",
+            m.true_peak_dbtp
+        );
+        match &first {
+            None => first = Some(out.planes),
+            Some(f) => assert_eq!(f, &out.planes, "block {block} changed the result"),
+        }
+    }
+}
+
+/// Power spectrum (Blackman–Harris window), one-sided, linear power per bin.
+fn spectrum(x: &[f32]) -> Vec<f64> {
+    let n = x.len();
+    let w = |i: usize| {
+        let t = std::f64::consts::TAU * i as f64 / n as f64;
+        0.35875 - 0.48829 * t.cos() + 0.14128 * (2.0 * t).cos() - 0.01168 * (3.0 * t).cos()
+    };
+    let mut buf: Vec<Complex<f64>> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| Complex::new(f64::from(v) * w(i), 0.0))
+        .collect();
+    FftPlanner::new().plan_fft_forward(n).process(&mut buf);
+    buf[..n / 2].iter().map(|c| c.norm_sqr()).collect()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+fn db10(x: f64) -> f64 {
+    10.0 * x.log10()
+}
+
+/// The level of the sine's bin over the median noise floor around it, and the worst harmonic
+/// (2nd..7th) over its local floor, in dB.
+fn sine_and_harmonics(spec: &[f64], bin: usize) -> (f64, f64) {
+    let local = |b: usize| median(&spec[b.saturating_sub(200)..(b + 200).min(spec.len())]);
+    let peak = |b: usize| spec[b - 3..=b + 3].iter().copied().fold(0.0, f64::max);
+    let sine = db10(peak(bin) / local(bin));
+    let worst = (2..=7)
+        .map(|h| h * bin)
+        .filter(|&b| b + 200 < spec.len())
+        .map(|b| db10(peak(b) / local(b)))
+        .fold(f64::NEG_INFINITY, f64::max);
+    (sine, worst)
+}
+
+#[test]
+fn tpdf_dither_keeps_a_minus_100_dbfs_sine_over_a_flat_floor() {
+    let rate = 44_100;
+    let n = 1 << 18;
+    // A sine on an exact bin so the window's leakage is the only spreading.
+    let bin = 5939; // ≈ 999 Hz
+    let freq = bin as f64 * f64::from(rate) / n as f64;
+    let amp = 10f64.powf(-100.0 / 20.0);
+    let src = vec![signal::sine(rate, freq, amp, n)];
+    let run = |mode| {
+        render_with(
+            rate,
+            src.clone(),
+            4096,
+            vec![],
+            vec![Box::new(Quantize::new(16, mode))],
+        )
+        .planes
+    };
+    let tpdf = run(DitherMode::Tpdf);
+    // Every sample is on the 16-bit grid.
+    assert!(
+        tpdf[0]
+            .iter()
+            .all(|&x| (f64::from(x) * 32768.0).fract() == 0.0)
+    );
+    let spec = spectrum(&tpdf[0]);
+    let (sine, harm) = sine_and_harmonics(&spec, bin);
+    // Flatness: the median floor in eight bands from 100 Hz to 20 kHz agrees within 1.5 dB.
+    let hz = |f: f64| (f * n as f64 / f64::from(rate)) as usize;
+    let bands: Vec<f64> = (0..8)
+        .map(|k| {
+            let lo = hz(100.0 + k as f64 * 2487.0);
+            db10(median(&spec[lo..lo + hz(2000.0)]))
+        })
+        .collect();
+    let spread = bands.iter().copied().fold(f64::MIN, f64::max)
+        - bands.iter().copied().fold(f64::MAX, f64::min);
+    println!(
+        "TPDF: sine {sine:.1} dB over the floor, worst harmonic {harm:.1} dB, floor spread {spread:.2} dB"
+    );
+    assert!(
+        sine > 20.0,
+        "the sine must stand out of the noise: {sine:.1} dB"
+    );
+    assert!(harm < 6.0, "a harmonic stands out: {harm:.1} dB");
+    assert!(spread < 1.5, "{bands:?}");
+
+    // Without dither the same sine (0.33 LSB) rounds away entirely...
+    let plain = run(DitherMode::None);
+    assert!(plain[0].iter().all(|&x| x == 0.0));
+    // ...and a 1.5 LSB one becomes a set of harmonics the detector sees.
+    let amp = 1.5 / 32768.0;
+    let loud = vec![signal::sine(rate, freq, amp, n)];
+    let plain = render_with(
+        rate,
+        loud,
+        4096,
+        vec![],
+        vec![Box::new(Quantize::new(16, DitherMode::None))],
+    )
+    .planes;
+    let (_, harm) = sine_and_harmonics(&spectrum(&plain[0]), bin);
+    assert!(
+        harm > 20.0,
+        "truncation harmonics should be visible without dither: {harm:.1} dB"
+    );
+}
+
+#[test]
+fn shaped_dither_moves_noise_out_of_the_sensitive_band() {
+    let rate = 44_100;
+    let n = 1 << 17;
+    let src = vec![signal::noise(4, 1e-3, n)];
+    let noise_of = |mode| {
+        let out = render_with(
+            rate,
+            src.clone(),
+            4096,
+            vec![],
+            vec![Box::new(Quantize::new(16, mode))],
+        )
+        .planes;
+        let err: Vec<f32> = out[0].iter().zip(&src[0]).map(|(y, x)| y - x).collect();
+        spectrum(&err)
+    };
+    let (t, s) = (noise_of(DitherMode::Tpdf), noise_of(DitherMode::Shaped));
+    let band = |sp: &[f64], lo: f64, hi: f64| {
+        let b = |f: f64| (f * n as f64 / f64::from(rate)) as usize;
+        db10(sp[b(lo)..b(hi)].iter().sum::<f64>() / (b(hi) - b(lo)) as f64)
+    };
+    let mid = band(&s, 2500.0, 4500.0) - band(&t, 2500.0, 4500.0);
+    let top = band(&s, 18_000.0, 21_000.0) - band(&t, 18_000.0, 21_000.0);
+    println!("shaped vs TPDF: {mid:.1} dB at 2.5-4.5 kHz, {top:+.1} dB at 18-21 kHz");
+    assert!(mid < -15.0, "{mid}");
+    assert!(top > 15.0, "{top}");
+}
+
+#[test]
+fn quantize_passes_exact_signals_untouched() {
+    let rate = 48_000;
+    // 16-bit values, marked as such: requantizing to 16 or 24 bits changes nothing.
+    let mut rng = Rng::new(1);
+    let src: Vec<Vec<f32>> = (0..2)
+        .map(|_| {
+            (0..10_000)
+                .map(|_| ((rng.uniform() * 32767.0).round() / 32768.0) as f32)
+                .collect()
+        })
+        .collect();
+    let spec = SignalSpec {
+        exact_bits: Some(16),
+        ..SignalSpec::with_channels(rate, 2)
+    };
+    for bits in [16, 24] {
+        let mut s = MemorySource::new(rate, src.clone(), 999).with_spec(spec.clone());
+        let mut r = Render::new(
+            &mut s,
+            vec![],
+            vec![OutputChain {
+                stages: vec![Box::new(Quantize::new(bits, DitherMode::Tpdf))],
+                measure: false,
+            }],
+        );
+        r.prepare(&mut |_| {}).unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        r.run(
+            &mut [Box::new(Collect(got.clone())) as Box<dyn Encoder>],
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(*got.lock().unwrap(), src);
+    }
+}
+
+#[test]
+fn region_fades_and_trim() {
+    let rate = 1000;
+    let ramp: Vec<f32> = (0..5000).map(|i| 0.5 + (i % 7) as f32 * 0.01).collect();
+    // Region 1.0 s .. 3.5 s at 1 kHz: frames 1000..3500, across any block size.
+    for block in [1, 64, 5000] {
+        let out = render_with(
+            rate,
+            vec![ramp.clone()],
+            block,
+            vec![Box::new(Region::new(1.0, Some(3.5)))],
+            vec![],
+        );
+        assert_eq!(out.planes[0], ramp[1000..3500]);
+    }
+    // A region past the end leaves nothing, and says so.
+    let out = render_with(
+        rate,
+        vec![ramp.clone()],
+        100,
+        vec![Box::new(Region::new(9.0, None))],
+        vec![],
+    );
+    assert!(out.planes.is_empty() || out.planes[0].is_empty());
+    assert!(
+        out.reports
+            .iter()
+            .any(|r| r.warnings.iter().any(|w| w.contains("past the end")))
+    );
+
+    // Fades: 1 s in, 2 s out, on a constant signal.
+    let ones = vec![vec![1.0f32; 5000]];
+    for curve in [
+        FadeCurve::Linear,
+        FadeCurve::EqualPower,
+        FadeCurve::Logarithmic,
+    ] {
+        for block in [1, 333, 5000] {
+            let out = render_with(
+                rate,
+                ones.clone(),
+                block,
+                vec![Box::new(Fade::new(1.0, 2.0, curve))],
+                vec![],
+            );
+            let y = &out.planes[0];
+            assert_eq!(y.len(), 5000);
+            assert_eq!(y[0], 0.0);
+            assert_eq!(y[4999], 0.0);
+            assert!(
+                (f64::from(y[500]) - curve.gain(0.5)).abs() < 1e-6,
+                "{curve:?} {}",
+                y[500]
+            );
+            assert!(y[1000..3000].iter().all(|&v| v == 1.0));
+            assert!((f64::from(y[4000]) - curve.gain(999.0 / 2000.0)).abs() < 1e-6);
+            assert!(y[..1000].windows(2).all(|w| w[1] >= w[0]));
+            assert!(y[3000..].windows(2).all(|w| w[1] <= w[0]));
+        }
+    }
+    assert!((FadeCurve::EqualPower.gain(0.5) - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-12);
+    assert!((20.0 * FadeCurve::Logarithmic.gain(0.5).log10() + 30.0).abs() < 0.5);
+
+    // Trim: silence (−80 dBFS noise) around 1 s of tone, with 0.1 s pad.
+    let mut x = signal::noise(2, 1e-4, 4000);
+    let tone = signal::sine(rate, 50.0, 0.5, 1000);
+    x[1500..2500].copy_from_slice(&tone);
+    let out = render_with(
+        rate,
+        vec![x.clone()],
+        77,
+        vec![Box::new(TrimSilence::new(-60.0, 0.1))],
+        vec![],
+    );
+    let first = (1500..2500)
+        .find(|&i| tone[i - 1500].abs() >= 1e-3)
+        .unwrap();
+    let last = (1500..2500)
+        .rev()
+        .find(|&i| tone[i - 1500].abs() >= 1e-3)
+        .unwrap();
+    assert_eq!(out.planes[0], x[first - 100..=last + 100]);
+    assert_eq!(out.passes, 2);
+}
+
+#[test]
+fn channel_mapping_laws() {
+    let rate = 48_000;
+    let l = signal::sine(rate, 440.0, 0.5, 4800);
+    let r = signal::sine(rate, 660.0, 0.5, 4800);
+    let out = render_with(
+        rate,
+        vec![l.clone(), r.clone()],
+        100,
+        vec![Box::new(Channels::new(ChannelMapping::Mono))],
+        vec![],
+    );
+    assert_eq!(out.spec.layout, ["FC"]);
+    for i in 0..4800 {
+        assert!((out.planes[0][i] - (l[i] + r[i]) / 2.0).abs() < 1e-7);
+    }
+    let out = render_with(
+        rate,
+        vec![l.clone()],
+        100,
+        vec![Box::new(Channels::new(ChannelMapping::Stereo))],
+        vec![],
+    );
+    assert_eq!(out.planes, vec![l.clone(), l.clone()]);
+    let out = render_with(
+        rate,
+        vec![l.clone(), r.clone()],
+        100,
+        vec![Box::new(Channels::new(ChannelMapping::Pick(vec![1, 0])))],
+        vec![],
+    );
+    assert_eq!(out.planes, vec![r.clone(), l.clone()]);
+    // 5.1 → stereo: BS.775 with the LFE dropped, never over full scale.
+    let full = vec![vec![1.0f32; 100]; 6];
+    let out = render_with(
+        rate,
+        full,
+        100,
+        vec![Box::new(Channels::new(ChannelMapping::Stereo))],
+        vec![],
+    );
+    assert!(out.planes.iter().flatten().all(|&v| (v - 1.0).abs() < 1e-6));
+    let mut lfe_only = vec![vec![0.0f32; 100]; 6];
+    lfe_only[3] = vec![1.0; 100];
+    let out = render_with(
+        rate,
+        lfe_only,
+        100,
+        vec![Box::new(Channels::new(ChannelMapping::Mono))],
+        vec![],
+    );
+    assert!(out.planes[0].iter().all(|&v| v == 0.0));
+    // A missing channel is a clear error.
+    let mut src = MemorySource::new(rate, vec![l.clone()], 100);
+    let mut rr = Render::new(
+        &mut src,
+        vec![Box::new(Channels::new(ChannelMapping::Pick(vec![2])))],
+        vec![OutputChain::default()],
+    );
+    let e = rr.prepare(&mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("channel 3 does not exist"), "{e}");
+}
+
+#[test]
+fn chain_output_does_not_depend_on_block_size() {
+    let rate = 44_100;
+    let src = hot_master(rate, 4.0);
+    let chain = || -> Vec<Box<dyn Stage>> {
+        vec![
+            Box::new(Gain::new(-2.0)),
+            Box::new(Region::new(0.25, Some(3.7))),
+            Box::new(Fade::new(0.5, 0.5, FadeCurve::EqualPower)),
+            Box::new(Normalize::new(NormalizeTarget::Loudness {
+                lufs: -10.0,
+                true_peak_dbtp: -1.0,
+                limiter: true,
+            })),
+        ]
+    };
+    let tail = || -> Vec<Box<dyn Stage>> { vec![Box::new(Quantize::new(16, DitherMode::Shaped))] };
+    let a = render_with(rate, src.clone(), 4096, chain(), tail());
+    let b = render_with(rate, src.clone(), 1, chain(), tail());
+    let c = render_with(rate, src, 1237, chain(), tail());
+    assert_eq!(
+        a.planes[0].len(),
+        (3.7f64 * 44_100.0).round() as usize - (0.25f64 * 44_100.0).round() as usize
+    );
+    assert_eq!(a.planes, b.planes);
+    assert_eq!(a.planes, c.planes);
+}
