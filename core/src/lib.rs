@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod export;
 pub mod formats;
 pub mod mp4;
 pub mod render;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod analyze;
+mod export;
 mod plot;
 mod render;
 
@@ -72,6 +73,9 @@ enum Command {
         #[arg(long, short)]
         jobs: Option<usize>,
     },
+    /// Render files to WAV, AIFF, FLAC, MP3 or Ogg Vorbis: normalize (peak, or loudness with
+    /// a true-peak ceiling), resample, change channels, trim, fade, dither, and tag.
+    Export(Box<export::ExportArgs>),
     /// List the formats Sluice knows, and whether it decodes and encodes each.
     Formats {
         /// Print JSON instead of a table.
@@ -168,6 +172,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             });
             analyze_cmd(&files, &opts, json, plot.as_deref(), jobs)
         }
+        Command::Export(args) => export::run(&args),
         Command::Formats { json } => {
             let mut out = std::io::stdout().lock();
             if json {

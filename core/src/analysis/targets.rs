@@ -36,7 +36,17 @@ impl Target {
     }
 
     /// A preset by id.
+    /// Also accepts dashes for underscores and the short names `apple`, `atsc`, `youtube`
+    /// and `ebu`.
     pub fn preset(id: &str) -> Option<Target> {
+        let id = id.trim().to_ascii_lowercase().replace('-', "_");
+        let id = match id.as_str() {
+            "apple" => "apple_music",
+            "atsc" | "a85" => "atsc_a85",
+            "youtube" => "spotify",
+            "ebu" | "r128" => "ebu_r128",
+            other => other,
+        };
         Self::presets().into_iter().find(|t| t.id == id)
     }
 

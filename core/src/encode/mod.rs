@@ -45,6 +45,10 @@ pub trait Encoder: Send {
 }
 
 pub mod aiff;
+pub mod flac;
+pub mod mp3;
+pub mod tags;
+pub mod vorbis;
 pub mod wav;
 
 use std::fs::{File, OpenOptions};

@@ -708,4 +708,5 @@ fn run_chain(
 }
 pub mod dither;
 pub mod normalize;
+pub mod resample;
 pub mod stages;

@@ -1,0 +1,351 @@
+//! Tags on outputs: the source's tags carried over (mapped between formats by lofty's generic
+//! keys), fields set by the user, and ReplayGain 2.0 track gain and peak from the loudness
+//! measured on the output. FLAC, MP3 and Ogg files are tagged by lofty in their temporary
+//! file; WAV and AIFF get their tag chunks appended by us (an `id3 ` chunk, and a LIST/INFO
+//! list on WAV), which never rewrites the audio of a large file.
+
+use super::EncodeError;
+use crate::render::OutputLoudness;
+use lofty::config::{ParseOptions, WriteOptions};
+use lofty::file::{FileType, TaggedFileExt};
+use lofty::id3::v2::Id3v2Tag;
+use lofty::prelude::*;
+use lofty::probe::Probe;
+use lofty::tag::{ItemKey, Tag, TagType};
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// The containers Sluice writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    Wav,
+    Aiff,
+    Flac,
+    Mp3,
+    Ogg,
+}
+
+/// The user-facing tag keys of `--tag KEY=VALUE` and pipeline files, with lofty's key.
+pub const KEYS: &[(&str, ItemKey)] = &[
+    ("title", ItemKey::TrackTitle),
+    ("artist", ItemKey::TrackArtist),
+    ("album", ItemKey::AlbumTitle),
+    ("album_artist", ItemKey::AlbumArtist),
+    ("genre", ItemKey::Genre),
+    ("date", ItemKey::RecordingDate),
+    ("track", ItemKey::TrackNumber),
+    ("track_total", ItemKey::TrackTotal),
+    ("disc", ItemKey::DiscNumber),
+    ("disc_total", ItemKey::DiscTotal),
+    ("isrc", ItemKey::Isrc),
+    ("bpm", ItemKey::Bpm),
+    ("key", ItemKey::InitialKey),
+    ("comment", ItemKey::Comment),
+    ("copyright", ItemKey::CopyrightMessage),
+    ("composer", ItemKey::Composer),
+    ("publisher", ItemKey::Label),
+    ("encoder", ItemKey::EncoderSoftware),
+];
+
+/// What to put in an output's tags.
+#[derive(Debug, Clone, Default)]
+pub struct TagPlan {
+    /// Carry every tag (and picture) of this file over.
+    pub carry_from: Option<PathBuf>,
+    /// Fields to set, by [`KEYS`] name; an empty value removes the field.
+    pub set: Vec<(String, String)>,
+    /// Write ReplayGain 2.0 track gain and peak (needs the output's loudness).
+    pub replaygain: bool,
+}
+
+impl TagPlan {
+    /// Check the keys and values of [`TagPlan::set`]: unknown keys, malformed ISRCs and
+    /// numbers are errors, with the offending entry named.
+    pub fn validate(&self) -> Result<(), String> {
+        for (k, v) in &self.set {
+            let Some(_) = KEYS.iter().find(|(n, _)| n == k) else {
+                return Err(format!(
+                    "unknown tag key '{k}': known keys are {}",
+                    KEYS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ));
+            };
+            if v.is_empty() {
+                continue;
+            }
+            match k.as_str() {
+                "isrc" => {
+                    let code: String = v.chars().filter(|c| *c != '-').collect();
+                    let ok = code.len() == 12
+                        && code[..2].chars().all(|c| c.is_ascii_uppercase())
+                        && code[2..5].chars().all(|c| c.is_ascii_alphanumeric())
+                        && code[5..].chars().all(|c| c.is_ascii_digit());
+                    if !ok {
+                        return Err(format!(
+                            "isrc '{v}' is not an ISRC: 12 characters, CC-XXX-YY-NNNNN (country, registrant, year, number)"
+                        ));
+                    }
+                }
+                "track" | "track_total" | "disc" | "disc_total" if v.parse::<u32>().is_err() => {
+                    return Err(format!("{k} '{v}' must be a whole number"));
+                }
+                "bpm" if !v.parse::<f64>().is_ok_and(|b| b > 0.0 && b < 1000.0) => {
+                    return Err(format!("bpm '{v}' must be a number of beats per minute"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn tag_error(path: &Path, detail: impl std::fmt::Display) -> EncodeError {
+    EncodeError::Tags {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Every tag of `source` merged into one generic tag (the primary block first; other blocks
+/// fill what it lacks), pictures included.
+pub fn read_source_tag(source: &Path) -> Result<Option<Tag>, String> {
+    let file = std::fs::File::open(source).map_err(|e| e.to_string())?;
+    let probe = Probe::new(std::io::BufReader::new(file))
+        .options(ParseOptions::new().read_properties(false))
+        .guess_file_type()
+        .map_err(|e| e.to_string())?;
+    if probe.file_type().is_none() {
+        return Ok(None);
+    }
+    let tagged = probe.read().map_err(|e| e.to_string())?;
+    let mut blocks: Vec<&Tag> = tagged.primary_tag().into_iter().collect();
+    for t in tagged.tags() {
+        if !blocks.iter().any(|b| std::ptr::eq(*b, t)) {
+            blocks.push(t);
+        }
+    }
+    let Some(first) = blocks.first() else {
+        return Ok(None);
+    };
+    let mut merged = Tag::new(first.tag_type());
+    for b in &blocks {
+        for item in b.items() {
+            if merged.get(item.key()).is_none() || b.tag_type() == first.tag_type() {
+                merged.push_unchecked(item.clone());
+            }
+        }
+        if merged.pictures().is_empty() {
+            for p in b.pictures() {
+                merged.push_picture(p.clone());
+            }
+        }
+    }
+    Ok(Some(merged))
+}
+
+/// The tag for an output of type `tag_type`: the source's (re-mapped), the user's fields,
+/// ReplayGain.
+pub fn build_tag(
+    plan: &TagPlan,
+    source_tag: Option<&Tag>,
+    tag_type: TagType,
+    loudness: Option<&OutputLoudness>,
+) -> Tag {
+    let mut tag = Tag::new(tag_type);
+    if let Some(src) = source_tag {
+        let mut t = src.clone();
+        // Old loudness data describes the source, not this output.
+        for k in [
+            ItemKey::ReplayGainTrackGain,
+            ItemKey::ReplayGainTrackPeak,
+            ItemKey::ReplayGainAlbumGain,
+            ItemKey::ReplayGainAlbumPeak,
+        ] {
+            t.remove_key(k);
+        }
+        t.re_map(tag_type);
+        for item in t.items() {
+            tag.push_unchecked(item.clone());
+        }
+        for p in t.pictures() {
+            tag.push_picture(p.clone());
+        }
+    }
+    for (k, v) in &plan.set {
+        if let Some((_, key)) = KEYS.iter().find(|(n, _)| n == k) {
+            tag.remove_key(*key);
+            if !v.is_empty() {
+                let v = if k == "isrc" {
+                    v.chars().filter(|c| *c != '-').collect()
+                } else {
+                    v.clone()
+                };
+                tag.insert_text(*key, v);
+            }
+        }
+    }
+    if plan.replaygain
+        && let Some(l) = loudness
+        && let Some(i) = l.loudness.integrated_lufs
+    {
+        // ReplayGain 2.0: the reference is −18 LUFS; the peak is the linear true peak.
+        tag.insert_text(ItemKey::ReplayGainTrackGain, format!("{:.2} dB", -18.0 - i));
+        let peak = 10f64.powf(l.true_peak_dbtp / 20.0);
+        tag.insert_text(ItemKey::ReplayGainTrackPeak, format!("{peak:.6}"));
+    }
+    tag
+}
+
+/// Write the tags of `plan` into the finished, still temporary output `temp` (`dest` names it
+/// in errors).
+pub fn write_tags(
+    temp: &Path,
+    dest: &Path,
+    container: Container,
+    plan: &TagPlan,
+    source_tag: Option<&Tag>,
+    loudness: Option<&OutputLoudness>,
+) -> Result<(), EncodeError> {
+    match container {
+        Container::Flac | Container::Mp3 | Container::Ogg => {
+            let (file_type, tag_type) = match container {
+                Container::Flac => (FileType::Flac, TagType::VorbisComments),
+                Container::Mp3 => (FileType::Mpeg, TagType::Id3v2),
+                _ => (FileType::Vorbis, TagType::VorbisComments),
+            };
+            let tag = build_tag(plan, source_tag, tag_type, loudness);
+            if tag.item_count() == 0 && tag.picture_count() == 0 {
+                return Ok(());
+            }
+            let file = std::fs::File::open(temp).map_err(|e| tag_error(dest, e))?;
+            let mut tagged = Probe::new(std::io::BufReader::new(file))
+                .set_file_type(file_type)
+                .options(ParseOptions::new().read_properties(false))
+                .read()
+                .map_err(|e| tag_error(dest, e))?;
+            tagged.insert_tag(tag);
+            tagged
+                .save_to_path(temp, WriteOptions::default())
+                .map_err(|e| tag_error(dest, e))
+        }
+        Container::Wav | Container::Aiff => {
+            let tag = build_tag(plan, source_tag, TagType::Id3v2, loudness);
+            let mut chunks: Vec<([u8; 4], Vec<u8>)> = Vec::new();
+            if container == Container::Wav {
+                let info = riff_info(&tag);
+                if !info.is_empty() {
+                    chunks.push((*b"LIST", info));
+                }
+            }
+            if tag.item_count() > 0 || tag.picture_count() > 0 {
+                let mut id3 = Vec::new();
+                Id3v2Tag::from(tag)
+                    .dump_to(&mut id3, WriteOptions::default())
+                    .map_err(|e| tag_error(dest, e))?;
+                chunks.push((
+                    if container == Container::Wav {
+                        *b"id3 "
+                    } else {
+                        *b"ID3 "
+                    },
+                    id3,
+                ));
+            }
+            if chunks.is_empty() {
+                return Ok(());
+            }
+            append_chunks(temp, container, &chunks).map_err(|e| tag_error(dest, e))
+        }
+    }
+}
+
+/// A LIST/INFO payload (`INFO` + sub-chunks) for the fields RIFF INFO has.
+fn riff_info(tag: &Tag) -> Vec<u8> {
+    let fields = [
+        (b"INAM", ItemKey::TrackTitle),
+        (b"IART", ItemKey::TrackArtist),
+        (b"IPRD", ItemKey::AlbumTitle),
+        (b"IGNR", ItemKey::Genre),
+        (b"ICRD", ItemKey::RecordingDate),
+        (b"ITRK", ItemKey::TrackNumber),
+        (b"ICMT", ItemKey::Comment),
+        (b"ICOP", ItemKey::CopyrightMessage),
+        (b"ISFT", ItemKey::EncoderSoftware),
+    ];
+    let mut out = Vec::new();
+    for (id, key) in fields {
+        if let Some(v) = tag.get_string(key) {
+            let mut text = v.as_bytes().to_vec();
+            text.push(0);
+            out.extend_from_slice(id);
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(&text);
+            if text.len() % 2 == 1 {
+                out.push(0);
+            }
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    let mut list = b"INFO".to_vec();
+    list.extend(out);
+    list
+}
+
+/// Append chunks at the end of a finished WAV/RF64 or AIFF file and grow its container size
+/// (the RIFF size, ds64's 64-bit size, or the FORM size).
+fn append_chunks(
+    path: &Path,
+    container: Container,
+    chunks: &[([u8; 4], Vec<u8>)],
+) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut head = [0u8; 12];
+    f.read_exact(&mut head)?;
+    let end = f.seek(SeekFrom::End(0))?;
+    let mut added = 0u64;
+    for (id, payload) in chunks {
+        let len = payload.len() as u32;
+        let size = if container == Container::Wav {
+            len.to_le_bytes()
+        } else {
+            len.to_be_bytes()
+        };
+        f.write_all(id)?;
+        f.write_all(&size)?;
+        f.write_all(payload)?;
+        added += 8 + payload.len() as u64;
+        if payload.len() % 2 == 1 {
+            f.write_all(&[0])?;
+            added += 1;
+        }
+    }
+    let total = end + added - 8;
+    match &head[..4] {
+        b"RIFF" if total <= u64::from(u32::MAX) => {
+            f.seek(SeekFrom::Start(4))?;
+            f.write_all(&(total as u32).to_le_bytes())?;
+        }
+        b"RIFF" => {
+            // The chunks pushed a RIFF over 4 GiB: that cannot happen for tags on a file the
+            // writer left under 4 GiB minus the tag size; refuse rather than corrupt.
+            return Err(std::io::Error::other(
+                "the tags would push the WAV over 4 GiB",
+            ));
+        }
+        b"RF64" => {
+            // ds64 sits right after the header: its first field is the 64-bit RIFF size.
+            f.seek(SeekFrom::Start(20))?;
+            f.write_all(&total.to_le_bytes())?;
+        }
+        b"FORM" => {
+            let total =
+                u32::try_from(total).map_err(|_| std::io::Error::other("AIFF over 4 GiB"))?;
+            f.seek(SeekFrom::Start(4))?;
+            f.write_all(&total.to_be_bytes())?;
+        }
+        _ => return Err(std::io::Error::other("not a WAV or AIFF file")),
+    }
+    f.flush()
+}

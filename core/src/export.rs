@@ -1,0 +1,384 @@
+//! Export: one input file rendered through the shared stages into one or more output files,
+//! each with its own format, dither and tags. Outputs appear under their final names only when
+//! complete and tagged; on any error none of them is left behind, and existing files are never
+//! overwritten unless asked.
+
+use crate::encode::tags::{Container, TagPlan, read_source_tag, write_tags};
+use crate::encode::{AtomicFile, EncodeError, Encoder, PcmFormat};
+use crate::render::dither::{DitherMode, Quantize};
+use crate::render::normalize::{Normalize, NormalizeTarget};
+use crate::render::stages::{ChannelMapping, Channels, Fade, FadeCurve, Region, TrimSilence};
+use crate::render::{
+    FileSource, OutputChain, OutputLoudness, Progress, Render, RenderError, SignalSpec, Source,
+    Stage, StageReport,
+};
+use crate::riff::Bext;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// An output's format and its options.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "format")]
+pub enum OutputFormat {
+    Wav {
+        sample: PcmFormat,
+    },
+    Aiff {
+        bits: u32,
+    },
+    Flac {
+        bits: u32,
+        compression_level: u8,
+    },
+    Mp3 {
+        vbr_quality: Option<u8>,
+        bitrate_kbps: Option<u32>,
+    },
+    Ogg {
+        quality: f32,
+    },
+}
+
+impl OutputFormat {
+    pub fn container(&self) -> Container {
+        match self {
+            OutputFormat::Wav { .. } => Container::Wav,
+            OutputFormat::Aiff { .. } => Container::Aiff,
+            OutputFormat::Flac { .. } => Container::Flac,
+            OutputFormat::Mp3 { .. } => Container::Mp3,
+            OutputFormat::Ogg { .. } => Container::Ogg,
+        }
+    }
+    /// The usual file extension.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            OutputFormat::Wav { .. } => "wav",
+            OutputFormat::Aiff { .. } => "aiff",
+            OutputFormat::Flac { .. } => "flac",
+            OutputFormat::Mp3 { .. } => "mp3",
+            OutputFormat::Ogg { .. } => "ogg",
+        }
+    }
+    /// Integer bit depth the format stores, where it has one (quantization target).
+    pub fn integer_bits(&self) -> Option<u32> {
+        match self {
+            OutputFormat::Wav {
+                sample: PcmFormat::Int(b),
+            }
+            | OutputFormat::Aiff { bits: b }
+            | OutputFormat::Flac { bits: b, .. } => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// The processing every output of an export shares, in this order: region, trim silence,
+/// channel mapping, resampling, fades, normalization.
+#[derive(Debug, Clone, Default)]
+pub struct RenderPlan {
+    /// Start and end in seconds (end `None` = to the end).
+    pub region: Option<(f64, Option<f64>)>,
+    /// Threshold (dBFS) and pad (seconds).
+    pub trim_silence: Option<(f64, f64)>,
+    pub channels: Option<ChannelMapping>,
+    pub sample_rate: Option<u32>,
+    pub fast_resampling: bool,
+    pub fade_in: f64,
+    pub fade_out: f64,
+    pub fade_curve: FadeCurve,
+    pub normalize: Option<NormalizeTarget>,
+}
+
+/// One output of an export.
+#[derive(Debug, Clone)]
+pub struct OutputPlan {
+    pub path: PathBuf,
+    pub format: OutputFormat,
+    /// Used where the format's integer depth needs quantization.
+    pub dither: DitherMode,
+    pub tags: TagPlan,
+    /// On WAV: a `bext` chunk (version 2, loudness measured on this output). A WAV source's
+    /// own `bext` is carried over with a coding-history line added.
+    pub bext: bool,
+    pub overwrite: bool,
+}
+
+/// What an export did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    pub input: PathBuf,
+    pub outputs: Vec<OutputReport>,
+    pub stages: Vec<StageReport>,
+    /// Passes over the input (prepasses for normalization and trimming, then the render).
+    pub passes: u32,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputReport {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub format: OutputFormat,
+    pub sample_rate: u32,
+    pub channels: usize,
+    pub frames: u64,
+    pub duration_seconds: f64,
+    pub bytes: u64,
+    /// Measured on what the encoder received.
+    pub loudness: Option<OutputLoudness>,
+}
+
+/// Why an export failed; every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("{}: {detail}", path.display())]
+    Invalid { path: PathBuf, detail: String },
+}
+
+impl From<crate::InputError> for ExportError {
+    fn from(e: crate::InputError) -> Self {
+        ExportError::Render(RenderError::Input(e))
+    }
+}
+
+/// The shared stages for `plan`.
+pub fn stages_for(plan: &RenderPlan) -> Result<Vec<Box<dyn Stage>>, String> {
+    let mut s: Vec<Box<dyn Stage>> = Vec::new();
+    if let Some((start, end)) = plan.region {
+        s.push(Box::new(Region::new(start, end)));
+    }
+    if let Some((threshold, pad)) = plan.trim_silence {
+        s.push(Box::new(TrimSilence::new(threshold, pad)));
+    }
+    if let Some(m) = &plan.channels {
+        s.push(Box::new(Channels::new(m.clone())));
+    }
+    if let Some(rate) = plan.sample_rate {
+        s.push(Box::new(crate::render::resample::Resample::new(
+            rate,
+            if plan.fast_resampling {
+                crate::render::resample::ResampleQuality::Fast
+            } else {
+                crate::render::resample::ResampleQuality::High
+            },
+        )));
+    }
+    if plan.fade_in > 0.0 || plan.fade_out > 0.0 {
+        s.push(Box::new(Fade::new(
+            plan.fade_in,
+            plan.fade_out,
+            plan.fade_curve,
+        )));
+    }
+    if let Some(t) = plan.normalize {
+        s.push(Box::new(Normalize::new(t)));
+    }
+    Ok(s)
+}
+
+/// Create the encoder for `format` writing into `file`.
+pub fn create_encoder(
+    format: &OutputFormat,
+    file: std::fs::File,
+    path: &Path,
+    spec: &SignalSpec,
+    bext: Option<Bext>,
+) -> Result<Box<dyn Encoder>, EncodeError> {
+    let path = path.to_path_buf();
+    Ok(match format {
+        OutputFormat::Wav { sample } => Box::new(crate::encode::wav::WavEncoder::new(
+            file,
+            path,
+            spec,
+            &crate::encode::wav::WavOptions {
+                format: *sample,
+                bext,
+            },
+        )?),
+        OutputFormat::Aiff { bits } => Box::new(crate::encode::aiff::AiffEncoder::new(
+            file, path, spec, *bits,
+        )?),
+        OutputFormat::Flac {
+            bits,
+            compression_level,
+        } => Box::new(crate::encode::flac::FlacEncoder::new(
+            file,
+            path,
+            spec,
+            &crate::encode::flac::FlacOptions {
+                bits: *bits,
+                compression_level: *compression_level,
+            },
+        )?),
+        OutputFormat::Mp3 {
+            vbr_quality,
+            bitrate_kbps,
+        } => {
+            use crate::encode::mp3::{Mp3Encoder, Mp3Mode, Mp3Options};
+            let mode = match (vbr_quality, bitrate_kbps) {
+                (_, Some(kbps)) => Mp3Mode::Cbr { kbps: *kbps },
+                (Some(q), None) => Mp3Mode::Vbr { quality: *q },
+                (None, None) => Mp3Mode::Vbr { quality: 2 },
+            };
+            Box::new(Mp3Encoder::new(
+                file,
+                path,
+                spec,
+                &Mp3Options {
+                    mode,
+                    ..Mp3Options::default()
+                },
+            )?)
+        }
+        OutputFormat::Ogg { quality } => Box::new(crate::encode::vorbis::VorbisEncoder::new(
+            file,
+            path,
+            spec,
+            &crate::encode::vorbis::VorbisOptions { quality: *quality },
+        )?),
+    })
+}
+
+/// Export `input` to every output of `outputs` through `plan`.
+pub fn export(
+    input: &Path,
+    plan: &RenderPlan,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ExportReport, ExportError> {
+    let invalid = |detail: String| ExportError::Invalid {
+        path: input.to_path_buf(),
+        detail,
+    };
+    for o in outputs {
+        o.tags.validate().map_err(|d| ExportError::Invalid {
+            path: o.path.clone(),
+            detail: d,
+        })?;
+    }
+    let mut source = FileSource::open(input)?;
+    let source_bext = crate::read_tags(input).ok().and_then(|t| t.bext);
+    let source_tag = if outputs.iter().any(|o| o.tags.carry_from.is_some()) {
+        read_source_tag(input).ok().flatten()
+    } else {
+        None
+    };
+    let mut warnings = Vec::new();
+    if let Some(info) = source.info() {
+        warnings.extend(info.warnings.iter().cloned());
+    }
+    let stages = stages_for(plan).map_err(invalid)?;
+    let chains = outputs
+        .iter()
+        .map(|o| OutputChain {
+            stages: match o.format.integer_bits() {
+                Some(b) => vec![Box::new(Quantize::new(b, o.dither)) as Box<dyn Stage>],
+                None => Vec::new(),
+            },
+            measure: true,
+        })
+        .collect();
+    let src_frames = source.frames();
+    let mut render = Render::new(&mut source, stages, chains);
+    let specs = render.prepare(progress)?;
+
+    // Temporary files and encoders, created only now that the options proved valid.
+    let mut files = Vec::with_capacity(outputs.len());
+    let mut encoders = Vec::with_capacity(outputs.len());
+    for (o, spec) in outputs.iter().zip(&specs) {
+        let (atomic, file) = AtomicFile::create(&o.path, o.overwrite)?;
+        let bext = (o.bext && o.format.container() == Container::Wav).then(|| {
+            let mut b = source_bext.clone().unwrap_or_default();
+            if b.originator.is_empty() {
+                b.originator = "Sluice".into();
+            }
+            if !b.coding_history.is_empty() && !b.coding_history.ends_with('\n') {
+                b.coding_history.push('\n');
+            }
+            let (mode, bits) = match &o.format {
+                OutputFormat::Wav {
+                    sample: PcmFormat::Float32,
+                } => ("FLOAT", 32),
+                other => ("PCM", other.integer_bits().unwrap_or(16)),
+            };
+            b.coding_history.push_str(&format!(
+                "A={mode},F={},W={bits},M={},T=Sluice {}",
+                spec.sample_rate,
+                if spec.channels() == 1 {
+                    "mono"
+                } else if spec.channels() == 2 {
+                    "stereo"
+                } else {
+                    "multitrack"
+                },
+                env!("CARGO_PKG_VERSION")
+            ));
+            // A region or trim moves the start: the time reference stays the source's.
+            b
+        });
+        let encoder = create_encoder(&o.format, file, &o.path, spec, bext)?;
+        files.push(atomic);
+        encoders.push(encoder);
+    }
+    let results = render.run(&mut encoders, progress)?;
+    let passes = render.passes();
+    let stage_reports = render.reports();
+    drop(render);
+    for r in &stage_reports {
+        warnings.extend(r.warnings.iter().map(|w| format!("{}: {w}", r.stage)));
+    }
+    if results.iter().all(|r| r.frames == 0) && src_frames.unwrap_or(1) > 0 {
+        return Err(invalid(
+            "nothing is left to write after the region and trimming (see the warnings)".into(),
+        ));
+    }
+    let mut reports = Vec::with_capacity(outputs.len());
+    for ((((o, mut enc), atomic), result), spec) in outputs
+        .iter()
+        .zip(encoders)
+        .zip(files)
+        .zip(results)
+        .zip(specs)
+    {
+        if let Some(l) = &result.loudness {
+            enc.set_loudness(l);
+        }
+        enc.finish()?;
+        let source_tag = o.tags.carry_from.as_ref().and(source_tag.as_ref());
+        write_tags(
+            atomic.temp_path(),
+            &o.path,
+            o.format.container(),
+            &o.tags,
+            source_tag,
+            result.loudness.as_ref(),
+        )?;
+        reports.push((o, atomic, result, spec));
+    }
+    // Everything encoded and tagged: now the outputs take their names.
+    let mut out = Vec::with_capacity(reports.len());
+    for (o, atomic, result, spec) in reports {
+        let bytes = atomic.commit()?;
+        out.push(OutputReport {
+            path: o.path.clone(),
+            format: o.format.clone(),
+            sample_rate: spec.sample_rate,
+            channels: spec.channels(),
+            frames: result.frames,
+            duration_seconds: result.frames as f64 / f64::from(spec.sample_rate),
+            bytes,
+            loudness: result.loudness,
+        });
+    }
+    Ok(ExportReport {
+        input: input.to_path_buf(),
+        outputs: out,
+        stages: stage_reports,
+        passes,
+        warnings,
+    })
+}

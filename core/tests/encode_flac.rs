@@ -1,0 +1,739 @@
+//! FLAC encoder: bit-exact round trips through symphonia, `flac -t` and ffmpeg, STREAMINFO,
+//! compression levels and option errors.
+//!
+//! The external tools are optional: a test that needs one prints a notice and passes when the
+//! tool is missing, unless `SLUICE_REQUIRE_TOOLS=1`, when it fails.
+
+use sluice_core::encode::flac::{FlacEncoder, FlacOptions};
+use sluice_core::encode::{EncodeError, Encoder};
+use sluice_core::render::{Block, SignalSpec};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+// ---------------------------------------------------------------------------------------------
+// Signals: integers on the grid of `bits`, generated here (deterministic).
+
+/// SplitMix64: small, deterministic, good enough for test noise.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+fn full_scale(bits: u32) -> f64 {
+    (1u64 << (bits - 1)) as f64
+}
+
+/// Quantize a signal in [-1, 1] to integers of `bits` (rounded, clamped).
+fn quantize(x: f64, bits: u32) -> i32 {
+    let s = full_scale(bits);
+    (x * s).round().clamp(-s, s - 1.0) as i32
+}
+
+fn sine(frames: usize, rate: u32, freq: f64, amp: f64, phase: f64) -> Vec<f64> {
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
+    (0..frames)
+        .map(|n| amp * (w * n as f64 + phase).sin())
+        .collect()
+}
+
+fn noise(frames: usize, amp: f64, seed: u64) -> Vec<f64> {
+    let mut r = Rng(seed);
+    (0..frames).map(|_| amp * r.uniform()).collect()
+}
+
+/// Exponential sweep from `f0` to `f1` Hz.
+fn sweep(frames: usize, rate: u32, f0: f64, f1: f64, amp: f64) -> Vec<f64> {
+    let t = frames as f64 / f64::from(rate);
+    let k = (f1 / f0).ln();
+    (0..frames)
+        .map(|n| {
+            let x = n as f64 / f64::from(rate);
+            let phase = 2.0 * std::f64::consts::PI * f0 * t / k * ((x / t * k).exp() - 1.0);
+            amp * phase.sin()
+        })
+        .collect()
+}
+
+/// Programme-like audio: notes with decaying harmonics over low-passed noise, two channels
+/// that are related but not identical.
+fn programme(frames: usize, rate: u32, channels: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut r = Rng(seed);
+    let sr = f64::from(rate);
+    let note_len = (sr * 0.25) as usize;
+    let mut out = vec![vec![0.0; frames]; channels];
+    let mut lp = vec![0.0; channels];
+    let mut start = 0;
+    while start < frames {
+        let f = 110.0 * 2f64.powf((r.uniform() + 1.0) * 2.5);
+        let end = (start + note_len).min(frames);
+        let pans: Vec<f64> = (0..channels).map(|_| 0.6 + 0.4 * r.uniform()).collect();
+        for n in start..end {
+            let t = (n - start) as f64 / sr;
+            let env = (-t * 6.0).exp();
+            let mut v = 0.0;
+            for h in 1..=6 {
+                let hf = f * f64::from(h);
+                if hf < sr / 2.0 {
+                    v += (2.0 * std::f64::consts::PI * hf * t).sin() / f64::from(h);
+                }
+            }
+            for (c, ch) in out.iter_mut().enumerate() {
+                lp[c] += 0.05 * (r.uniform() - lp[c]);
+                ch[n] = 0.25 * env * v * pans[c] + 0.02 * lp[c];
+            }
+        }
+        start = end;
+    }
+    out
+}
+
+fn to_ints(planes: &[Vec<f64>], bits: u32) -> Vec<Vec<i32>> {
+    planes
+        .iter()
+        .map(|p| p.iter().map(|&x| quantize(x, bits)).collect())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding and decoding.
+
+/// Irregular block sizes, including single frames and blocks larger than a FLAC frame.
+const BLOCKS: [usize; 12] = [
+    1, 4095, 4096, 4097, 7, 10_000, 333, 2, 8191, 1024, 1, 65_536,
+];
+
+struct Out {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn spec(rate: u32, channels: usize) -> SignalSpec {
+    SignalSpec::with_channels(rate, channels)
+}
+
+/// Encode integer planes (as `f32` on the grid) in irregular blocks.
+fn encode_ints(ints: &[Vec<i32>], rate: u32, opts: &FlacOptions) -> Out {
+    let s = full_scale(opts.bits) as f32;
+    let planes: Vec<Vec<f32>> = ints
+        .iter()
+        .map(|p| p.iter().map(|&v| v as f32 / s).collect())
+        .collect();
+    encode_f32(&planes, rate, opts)
+}
+
+fn encode_f32(planes: &[Vec<f32>], rate: u32, opts: &FlacOptions) -> Out {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.flac");
+    let file = File::create(&path).unwrap();
+    let mut enc: Box<dyn Encoder> = Box::new(
+        FlacEncoder::new(file, path.clone(), &spec(rate, planes.len()), opts)
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let frames = planes[0].len();
+    let mut pos = 0;
+    let mut i = 0;
+    while pos < frames {
+        let n = BLOCKS[i % BLOCKS.len()].min(frames - pos);
+        let block = Block::from_planes(planes.iter().map(|p| p[pos..pos + n].to_vec()).collect());
+        enc.write(&block).unwrap_or_else(|e| panic!("{e}"));
+        pos += n;
+        i += 1;
+    }
+    enc.write(&Block::new(planes.len())).unwrap(); // an empty block is fine
+    enc.finish().unwrap_or_else(|e| panic!("{e}"));
+    Out { _dir: dir, path }
+}
+
+struct Decoded {
+    planes: Vec<Vec<i32>>,
+    rate: u32,
+    bits: u32,
+    md5_ok: Option<bool>,
+}
+
+/// Decode with symphonia, samples back to integers of the stream's depth.
+fn decode_symphonia(path: &Path) -> Decoded {
+    use symphonia::core::codecs::audio::AudioDecoderOptions;
+    use symphonia::core::formats::probe::Hint;
+    use symphonia::core::formats::{FormatOptions, TrackType};
+    use symphonia::core::io::MediaSourceStream;
+    use symphonia::core::meta::MetadataOptions;
+
+    let mss = MediaSourceStream::new(Box::new(File::open(path).unwrap()), Default::default());
+    let mut hint = Hint::new();
+    hint.with_extension("flac");
+    let mut format = symphonia::default::get_probe()
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("symphonia cannot open {}: {e}", path.display()));
+    let track = format.default_track(TrackType::Audio).unwrap();
+    let track_id = track.id;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|c| c.audio())
+        .unwrap()
+        .clone();
+    let bits = params.bits_per_sample.unwrap();
+    let rate = params.sample_rate.unwrap();
+    let channels = params.channels.as_ref().unwrap().count();
+    let mut dec = symphonia::default::get_codecs()
+        .make_audio_decoder(&params, &AudioDecoderOptions::default().verify(true))
+        .unwrap();
+    let mut planes = vec![Vec::new(); channels];
+    let mut buf: Vec<Vec<i32>> = vec![Vec::new(); channels];
+    while let Some(packet) = format.next_packet().unwrap() {
+        if packet.track_id != track_id {
+            continue;
+        }
+        let decoded = dec.decode(&packet).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decoded.num_planes(), channels);
+        for b in &mut buf {
+            b.resize(decoded.frames(), 0);
+        }
+        decoded.copy_to_slice_planar::<i32, _>(&mut buf);
+        for (p, b) in planes.iter_mut().zip(&buf) {
+            // symphonia left-aligns FLAC samples in 32 bits.
+            p.extend(b.iter().map(|&s| s >> (32 - bits)));
+        }
+    }
+    let md5_ok = dec.finalize().verify_ok;
+    Decoded {
+        planes,
+        rate,
+        bits,
+        md5_ok,
+    }
+}
+
+/// STREAMINFO, read straight from the file.
+#[derive(Debug)]
+struct StreamInfo {
+    min_block: u16,
+    max_block: u16,
+    rate: u32,
+    channels: u32,
+    bits: u32,
+    total: u64,
+    md5: [u8; 16],
+}
+
+fn streaminfo(path: &Path) -> StreamInfo {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..4], b"fLaC");
+    assert_eq!(b[4] & 0x7f, 0, "the first metadata block is STREAMINFO");
+    let s = &b[8..42];
+    let packed = u64::from_be_bytes(s[10..18].try_into().unwrap());
+    StreamInfo {
+        min_block: u16::from_be_bytes([s[0], s[1]]),
+        max_block: u16::from_be_bytes([s[2], s[3]]),
+        rate: (packed >> 44) as u32,
+        channels: ((packed >> 41) & 0x7) as u32 + 1,
+        bits: ((packed >> 36) & 0x1f) as u32 + 1,
+        total: packed & ((1 << 36) - 1),
+        md5: s[18..34].try_into().unwrap(),
+    }
+}
+
+fn assert_same(got: &[Vec<i32>], want: &[Vec<i32>], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: channel count");
+    for (c, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.len(), w.len(), "{what}: frame count of channel {c}");
+        if let Some(i) = g.iter().zip(w).position(|(a, b)| a != b) {
+            panic!(
+                "{what}: channel {c} differs first at frame {i}: got {}, want {}",
+                g[i], w[i]
+            );
+        }
+    }
+}
+
+/// Every check that needs no external tool.
+fn check_roundtrip(out: &Out, want: &[Vec<i32>], rate: u32, bits: u32, what: &str) {
+    let d = decode_symphonia(&out.path);
+    assert_eq!(d.rate, rate, "{what}: sample rate");
+    assert_eq!(d.bits, bits, "{what}: bits per sample");
+    assert_same(&d.planes, want, what);
+    let frames = want[0].len() as u64;
+    let si = streaminfo(&out.path);
+    assert_eq!(si.total, frames, "{what}: STREAMINFO total samples");
+    assert_eq!(si.rate, rate, "{what}: STREAMINFO rate");
+    assert_eq!(
+        si.channels as usize,
+        want.len(),
+        "{what}: STREAMINFO channels"
+    );
+    assert_eq!(si.bits, bits, "{what}: STREAMINFO bits");
+    assert!(
+        si.min_block >= 16 && si.min_block <= si.max_block,
+        "{what}: {si:?}"
+    );
+    if frames > 0 {
+        assert_ne!(si.md5, [0; 16], "{what}: MD5 is written");
+        assert_eq!(
+            d.md5_ok,
+            Some(true),
+            "{what}: MD5 matches the decoded audio"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// External tools.
+
+fn tools_required() -> bool {
+    std::env::var("SLUICE_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+/// Whether `tool` runs; prints a notice (or fails, when tools are required) if it does not.
+fn have(tool: &str, version_arg: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg(version_arg)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !tools_required(),
+            "{tool} is not installed and SLUICE_REQUIRE_TOOLS=1"
+        );
+        eprintln!("NOTICE: {tool} not found; skipping its checks");
+    }
+    ok
+}
+
+/// `flac -t`: decodes every frame and checks CRCs and the MD5 signature.
+fn flac_test(path: &Path) {
+    if !have("flac", "--version") {
+        return;
+    }
+    let o = Command::new("flac")
+        .args(["-t", "-s", "--"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "flac -t failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// ffmpeg decodes the file to the same integers.
+fn ffmpeg_check(path: &Path, want: &[Vec<i32>], bits: u32) {
+    if !have("ffmpeg", "-version") {
+        return;
+    }
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "s32le", "-c:a", "pcm_s32le", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ffmpeg failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ch = want.len();
+    let samples: Vec<i32> = o
+        .stdout
+        .chunks_exact(4)
+        .map(|b| i32::from_le_bytes(b.try_into().unwrap()) >> (32 - bits))
+        .collect();
+    let mut planes = vec![Vec::new(); ch];
+    for frame in samples.chunks_exact(ch) {
+        for (p, &s) in planes.iter_mut().zip(frame) {
+            p.push(s);
+        }
+    }
+    assert_same(&planes, want, "ffmpeg");
+}
+
+fn check_all(out: &Out, want: &[Vec<i32>], rate: u32, bits: u32, what: &str) {
+    check_roundtrip(out, want, rate, bits, what);
+    flac_test(&out.path);
+    ffmpeg_check(&out.path, want, bits);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Round trips.
+
+#[test]
+fn stereo_16_bit_44k_sines_and_noise() {
+    let rate = 44_100;
+    let frames = rate as usize * 3 + 17; // not a multiple of any block size
+    let l: Vec<f64> = sine(frames, rate, 440.0, 0.5, 0.0)
+        .iter()
+        .zip(noise(frames, 0.05, 1))
+        .map(|(a, b)| a + b)
+        .collect();
+    let r = sine(frames, rate, 660.0, 0.7, 1.0);
+    let ints = to_ints(&[l, r], 16);
+    let opts = FlacOptions::default();
+    let out = encode_ints(&ints, rate, &opts);
+    check_all(&out, &ints, rate, 16, "stereo 16-bit");
+    let si = streaminfo(&out.path);
+    assert_eq!((si.min_block, si.max_block), (4096, 4096));
+}
+
+#[test]
+fn stereo_24_bit_96k_sweep_noise_and_extremes() {
+    let rate = 96_000;
+    let frames = rate as usize * 2 + 4095;
+    let mut l = sweep(frames, rate, 20.0, 40_000.0, 0.9);
+    let mut r = noise(frames, 1.0, 2); // full-scale noise
+    // Full-scale square at Nyquist and rails: the hardest case for predictors.
+    for n in 0..4096 {
+        l[n] = if n % 2 == 0 { 1.0 } else { -1.0 };
+        r[frames - 1 - n] = if n % 3 == 0 { -1.0 } else { 1.0 };
+    }
+    let ints = to_ints(&[l, r], 24);
+    for level in [0, 5, 8] {
+        let opts = FlacOptions {
+            bits: 24,
+            compression_level: level,
+        };
+        let out = encode_ints(&ints, rate, &opts);
+        check_all(
+            &out,
+            &ints,
+            rate,
+            24,
+            &format!("stereo 24-bit level {level}"),
+        );
+    }
+}
+
+#[test]
+fn mono_16_bit_48k() {
+    let rate = 48_000;
+    let frames = 100_003;
+    let x: Vec<f64> = sweep(frames, rate, 30.0, 20_000.0, 0.8)
+        .iter()
+        .zip(noise(frames, 0.01, 3))
+        .map(|(a, b)| a + b)
+        .collect();
+    let ints = to_ints(&[x], 16);
+    let out = encode_ints(&ints, rate, &FlacOptions::default());
+    check_all(&out, &ints, rate, 16, "mono 16-bit");
+}
+
+#[test]
+fn six_channels_24_bit_48k() {
+    let rate = 48_000;
+    let frames = 48_000 + 1234;
+    let planes: Vec<Vec<f64>> = (0..6)
+        .map(|c| match c {
+            3 => sine(frames, rate, 60.0, 0.5, 0.0), // LFE
+            5 => vec![0.0; frames],                  // a silent channel
+            _ => sine(frames, rate, 200.0 * (c + 1) as f64, 0.3, c as f64)
+                .iter()
+                .zip(noise(frames, 0.1, 10 + c as u64))
+                .map(|(a, b)| a + b)
+                .collect(),
+        })
+        .collect();
+    let ints = to_ints(&planes, 24);
+    let opts = FlacOptions {
+        bits: 24,
+        compression_level: 5,
+    };
+    let out = encode_ints(&ints, rate, &opts);
+    check_all(&out, &ints, rate, 24, "6 channels 24-bit");
+}
+
+#[test]
+fn eight_and_twenty_bit() {
+    let rate = 44_100;
+    let frames = 30_000;
+    for bits in [8, 20] {
+        let planes = vec![
+            sine(frames, rate, 1000.0, 0.9, 0.0),
+            noise(frames, 0.9, u64::from(bits)),
+        ];
+        let ints = to_ints(&planes, bits);
+        let opts = FlacOptions {
+            bits,
+            compression_level: 5,
+        };
+        let out = encode_ints(&ints, rate, &opts);
+        check_all(&out, &ints, rate, bits, &format!("{bits}-bit"));
+    }
+}
+
+#[test]
+fn out_of_range_samples_clip_and_off_grid_samples_round() {
+    let rate = 44_100;
+    let s = 32_768.0f32;
+    let x = vec![
+        1.0,
+        1.5,
+        -1.0,
+        -1.5,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        0.0,
+        -0.0,
+        (1000.0 + 0.4) / s,
+        (-1000.0 - 0.6) / s,
+        32_767.0 / s,
+    ];
+    let want = [
+        32_767, 32_767, -32_768, -32_768, 32_767, -32_768, 0, 0, 0, 1000, -1001, 32_767,
+    ];
+    let frames = x.len();
+    // Repeated, for a stream of more than one FLAC frame.
+    let planes = vec![x.repeat(1000)];
+    let want = vec![want.repeat(1000)];
+    assert_eq!(planes[0].len(), frames * 1000);
+    let out = encode_f32(&planes, rate, &FlacOptions::default());
+    check_all(&out, &want, rate, 16, "clipping");
+}
+
+#[test]
+fn rates_44k_48k_96k_and_unusual_rates() {
+    // The frame header codes some rates directly, others through extra bytes or STREAMINFO.
+    for rate in [
+        44_100, 48_000, 96_000, 192_000, 22_050, 11_025, 37_800, 384_000, 655_350,
+    ] {
+        let frames = 5000;
+        let ints = to_ints(
+            &[
+                sine(frames, rate, 997.0, 0.5, 0.0),
+                noise(frames, 0.3, u64::from(rate)),
+            ],
+            16,
+        );
+        let out = encode_ints(&ints, rate, &FlacOptions::default());
+        check_all(&out, &ints, rate, 16, &format!("{rate} Hz"));
+    }
+}
+
+#[test]
+fn short_streams() {
+    let rate = 48_000;
+    for frames in [1, 15, 16, 17, 4095, 4096, 4097, 8193] {
+        let ints = to_ints(
+            &[
+                noise(frames, 0.5, frames as u64),
+                noise(frames, 0.5, 7 + frames as u64),
+            ],
+            16,
+        );
+        let out = encode_ints(&ints, rate, &FlacOptions::default());
+        check_all(&out, &ints, rate, 16, &format!("{frames} frames"));
+    }
+}
+
+#[test]
+fn empty_stream_is_a_valid_file() {
+    let out = encode_f32(&[Vec::new(), Vec::new()], 44_100, &FlacOptions::default());
+    let si = streaminfo(&out.path);
+    assert_eq!(si.total, 0);
+    flac_test(&out.path);
+    ffmpeg_check(&out.path, &[Vec::new(), Vec::new()], 16);
+    // symphonia 0.6.1 cannot open a FLAC stream without frames (libFLAC's own included).
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compression.
+
+#[test]
+fn levels_differ_in_size_and_all_decode() {
+    let rate = 44_100;
+    let planes = programme(rate as usize * 8 + 999, rate, 2, 42);
+    let ints = to_ints(&planes, 16);
+    let mut sizes = Vec::new();
+    for level in 0..=8 {
+        let opts = FlacOptions {
+            bits: 16,
+            compression_level: level,
+        };
+        let out = encode_ints(&ints, rate, &opts);
+        check_roundtrip(&out, &ints, rate, 16, &format!("level {level}"));
+        if level % 4 == 0 {
+            flac_test(&out.path);
+        }
+        sizes.push(std::fs::metadata(&out.path).unwrap().len());
+    }
+    eprintln!("sizes by level: {sizes:?}");
+    let pcm = (ints[0].len() * 4) as u64;
+    assert!(sizes[0] < pcm, "level 0 compresses: {sizes:?}");
+    assert!(sizes[0] > sizes[5] && sizes[5] > sizes[8], "{sizes:?}");
+    assert!(
+        sizes.windows(2).all(|w| w[1] <= w[0]),
+        "higher levels are never larger: {sizes:?}"
+    );
+    let mut distinct = sizes.clone();
+    distinct.dedup();
+    // flac-codec has fewer knobs than libFLAC: 0 and 1 can tie, and 8 is 7.
+    assert!(distinct.len() >= 6, "levels make a difference: {sizes:?}");
+}
+
+#[test]
+fn noise_compresses_poorly_and_silence_well() {
+    let rate = 44_100;
+    let frames = rate as usize * 5;
+    let pcm = (frames * 2 * 2) as u64;
+    let noisy = to_ints(&[noise(frames, 1.0, 5), noise(frames, 1.0, 6)], 16);
+    let out = encode_ints(&noisy, rate, &FlacOptions::default());
+    check_roundtrip(&out, &noisy, rate, 16, "noise");
+    let size = std::fs::metadata(&out.path).unwrap().len();
+    assert!(size * 100 > pcm * 95, "noise: {size} of {pcm} bytes");
+
+    let silent = vec![vec![0; frames]; 2];
+    let out = encode_ints(&silent, rate, &FlacOptions::default());
+    check_all(&out, &silent, rate, 16, "silence");
+    let size = std::fs::metadata(&out.path).unwrap().len();
+    assert!(size * 100 < pcm, "silence: {size} of {pcm} bytes");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+fn new_err(spec: &SignalSpec, opts: &FlacOptions) -> EncodeError {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.flac");
+    let file = File::create(&path).unwrap();
+    match FlacEncoder::new(file, path, spec, opts) {
+        Ok(_) => panic!("{spec:?} {opts:?} was accepted"),
+        Err(e) => e,
+    }
+}
+
+fn assert_unsupported(e: EncodeError, words: &[&str]) {
+    let msg = e.to_string();
+    assert!(
+        matches!(e, EncodeError::Unsupported { .. }),
+        "not Unsupported: {e:?}"
+    );
+    assert!(msg.contains("x.flac"), "names the file: {msg}");
+    for w in words {
+        assert!(msg.contains(w), "{msg:?} should mention {w:?}");
+    }
+}
+
+#[test]
+fn unsupported_options_are_refused_with_a_reason() {
+    let stereo = spec(44_100, 2);
+    for bits in [0, 1, 4, 12, 17, 32, 64] {
+        let opts = FlacOptions {
+            bits,
+            compression_level: 5,
+        };
+        assert_unsupported(new_err(&stereo, &opts), &["bit depth", &bits.to_string()]);
+    }
+    let opts = FlacOptions::default();
+    for ch in [0, 9, 64] {
+        assert_unsupported(
+            new_err(&spec(44_100, ch), &opts),
+            &["channels", &ch.to_string()],
+        );
+    }
+    for rate in [0, 1_048_576, 4_000_000] {
+        assert_unsupported(
+            new_err(&spec(rate, 2), &opts),
+            &["sample rate", &rate.to_string()],
+        );
+    }
+    let opts = FlacOptions {
+        bits: 16,
+        compression_level: 9,
+    };
+    assert_unsupported(new_err(&stereo, &opts), &["compression level", "9"]);
+}
+
+#[test]
+fn a_block_of_the_wrong_width_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.flac");
+    let file = File::create(&path).unwrap();
+    let mut enc = FlacEncoder::new(file, path, &spec(44_100, 2), &FlacOptions::default()).unwrap();
+    let e = enc
+        .write(&Block::from_planes(vec![vec![0.0; 10]]))
+        .unwrap_err();
+    assert!(matches!(e, EncodeError::Codec { .. }), "{e:?}");
+}
+
+#[test]
+fn write_failures_are_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.flac");
+    std::fs::write(&path, b"").unwrap();
+    // Read-only handle: every write fails, whenever the buffer reaches the file.
+    let file = File::open(&path).unwrap();
+    let result = FlacEncoder::new(
+        file,
+        path.clone(),
+        &spec(44_100, 2),
+        &FlacOptions::default(),
+    )
+    .and_then(|enc| {
+        let mut enc: Box<dyn Encoder> = Box::new(enc);
+        let block = Block::from_planes(vec![
+            noise(100_000, 0.5, 1)
+                .iter()
+                .map(|&x| x as f32)
+                .collect();
+            2
+        ]);
+        enc.write(&block)?;
+        enc.finish()
+    });
+    match result {
+        Err(EncodeError::Io { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tagging afterwards (as the export does, with lofty, in the temporary file).
+
+#[test]
+fn lofty_tags_the_output_and_the_audio_stays_intact() {
+    use lofty::config::{ParseOptions, WriteOptions};
+    use lofty::file::{FileType, TaggedFileExt};
+    use lofty::prelude::*;
+    use lofty::probe::Probe;
+    use lofty::tag::{Tag, TagType};
+
+    let rate = 44_100;
+    let ints = to_ints(&programme(rate as usize * 2 + 5, rate, 2, 9), 16);
+    let out = encode_ints(&ints, rate, &FlacOptions::default());
+    let mut tag = Tag::new(TagType::VorbisComments);
+    tag.set_title("Sluice".to_string());
+    tag.set_artist("x".repeat(10_000)); // more than the padding holds
+    let file = File::open(&out.path).unwrap();
+    let mut tagged = Probe::new(std::io::BufReader::new(file))
+        .set_file_type(FileType::Flac)
+        .options(ParseOptions::new().read_properties(false))
+        .read()
+        .unwrap();
+    tagged.insert_tag(tag);
+    tagged
+        .save_to_path(&out.path, WriteOptions::default())
+        .unwrap();
+    check_all(&out, &ints, rate, 16, "tagged");
+    let again = lofty::read_from_path(&out.path).unwrap();
+    let t = again.tag(TagType::VorbisComments).unwrap();
+    assert_eq!(t.title().as_deref(), Some("Sluice"));
+}

@@ -1,0 +1,586 @@
+//! `sluice export`: render files to other formats with normalization, resampling, dither,
+//! fades, trimming and tags; several files in parallel with a progress bar over the batch.
+
+use anyhow::{Result, anyhow, bail};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sluice_core::analysis::Target;
+use sluice_core::encode::PcmFormat;
+use sluice_core::encode::tags::TagPlan;
+use sluice_core::export::{ExportError, ExportReport, OutputFormat, OutputPlan, RenderPlan};
+use sluice_core::render::dither::DitherMode;
+use sluice_core::render::normalize::NormalizeTarget;
+use sluice_core::render::stages::{ChannelMapping, FadeCurve};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The command line's export options, as given.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// Files to export.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The output file (one input only). Its extension gives the format unless --format.
+    #[arg(short, long, conflicts_with = "out_dir")]
+    pub output: Option<PathBuf>,
+    /// Write outputs into this folder, named after the inputs.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// wav, aiff, flac, mp3 or ogg.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Resample to this rate (Hz).
+    #[arg(long, value_name = "HZ")]
+    pub sample_rate: Option<u32>,
+    /// Use the fast resampler instead of the high-quality one.
+    #[arg(long)]
+    pub fast_resampling: bool,
+    /// 8, 16, 24 or 32 (integer), or 32f (float, WAV only). Default: the source's depth where
+    /// the format has it, else 24.
+    #[arg(long, value_name = "BITS")]
+    pub bit_depth: Option<String>,
+    /// mono, stereo, or the source channels to keep, 1-based and comma-separated (`2,1`).
+    #[arg(long)]
+    pub channels: Option<String>,
+    /// MP3: VBR quality 0 (best) to 9; Ogg Vorbis: quality -1 to 10.
+    #[arg(long, allow_negative_numbers = true)]
+    pub quality: Option<f32>,
+    /// MP3: constant bitrate in kbit/s.
+    #[arg(long, value_name = "KBPS", conflicts_with = "quality")]
+    pub bitrate: Option<u32>,
+    /// FLAC compression level 0-8.
+    #[arg(long, default_value_t = 5)]
+    pub compression_level: u8,
+    /// Dither when the bit depth drops or processed audio is quantized: none, tpdf, shaped.
+    #[arg(long, default_value = "tpdf")]
+    pub dither: String,
+    /// Normalize the loudest sample to this level (dBFS).
+    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["normalize_lufs", "preset"])]
+    pub normalize_peak: Option<f64>,
+    /// Normalize the integrated loudness to this level (LUFS).
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "preset")]
+    pub normalize_lufs: Option<f64>,
+    /// True-peak ceiling for loudness normalization (dBTP).
+    #[arg(long, allow_negative_numbers = true, default_value_t = -1.0)]
+    pub true_peak: f64,
+    /// Lower the gain instead of limiting when the loudness target would pass the ceiling.
+    #[arg(long)]
+    pub no_limiter: bool,
+    /// Loudness preset: spotify, apple, podcast, ebu-r128, atsc (or NAME=LUFS[,DBTP]).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Trim leading and trailing silence.
+    #[arg(long)]
+    pub trim_silence: bool,
+    /// Level under which audio counts as silence for --trim-silence (dBFS).
+    #[arg(long, allow_negative_numbers = true, default_value_t = -60.0)]
+    pub silence_threshold: f64,
+    /// Silence kept at each trimmed end (seconds).
+    #[arg(long, default_value_t = 0.05)]
+    pub silence_pad: f64,
+    /// Fade in over this many seconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub fade_in: f64,
+    /// Fade out over this many seconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub fade_out: f64,
+    /// Fade shape: linear, equal-power, logarithmic.
+    #[arg(long, default_value = "equal-power")]
+    pub fade_curve: String,
+    /// Start at this time (seconds).
+    #[arg(long)]
+    pub start: Option<f64>,
+    /// End at this time (seconds).
+    #[arg(long)]
+    pub end: Option<f64>,
+    /// Set a tag (title, artist, album, album_artist, genre, date, track, track_total, disc,
+    /// disc_total, isrc, bpm, key, comment, copyright, composer, publisher, encoder);
+    /// repeatable. An empty value removes the field.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// Do not carry the source's tags over.
+    #[arg(long)]
+    pub no_source_tags: bool,
+    /// Do not write ReplayGain tags.
+    #[arg(long)]
+    pub no_replaygain: bool,
+    /// Do not write a Broadcast Wave `bext` chunk in WAV outputs.
+    #[arg(long)]
+    pub no_bext: bool,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print JSON reports instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Files exported at once (default: the number of cores).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+}
+
+fn parse_format(s: &str) -> Option<&'static str> {
+    match s.to_ascii_lowercase().as_str() {
+        "wav" | "wave" | "bwf" => Some("wav"),
+        "aif" | "aiff" => Some("aiff"),
+        "flac" => Some("flac"),
+        "mp3" => Some("mp3"),
+        "ogg" | "oga" | "vorbis" => Some("ogg"),
+        _ => None,
+    }
+}
+
+/// One input's job: where it goes and how.
+struct Job {
+    input: PathBuf,
+    plan: RenderPlan,
+    output: OutputPlan,
+    notes: Vec<String>,
+}
+
+/// Turn the arguments into one job per input (every option checked before anything runs).
+fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
+    if a.output.is_some() && a.inputs.len() > 1 {
+        bail!("-o names one output file: with several inputs use --out-dir");
+    }
+    if a.output.is_none() && a.out_dir.is_none() {
+        bail!("say where the output goes: -o FILE or --out-dir DIR");
+    }
+    let fmt_name = match (&a.format, &a.output) {
+        (Some(f), _) => parse_format(f)
+            .ok_or_else(|| anyhow!("--format {f}: choose wav, aiff, flac, mp3 or ogg"))?,
+        (None, Some(o)) => o
+            .extension()
+            .and_then(|e| parse_format(&e.to_string_lossy()))
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: cannot tell the format from the extension; add --format",
+                    o.display()
+                )
+            })?,
+        (None, None) => bail!("--out-dir needs --format (wav, aiff, flac, mp3 or ogg)"),
+    };
+    let dither = DitherMode::parse(&a.dither)
+        .ok_or_else(|| anyhow!("--dither {}: choose none, tpdf or shaped", a.dither))?;
+    let fade_curve = FadeCurve::parse(&a.fade_curve).ok_or_else(|| {
+        anyhow!(
+            "--fade-curve {}: choose linear, equal-power or logarithmic",
+            a.fade_curve
+        )
+    })?;
+    let channels = match a.channels.as_deref() {
+        None => None,
+        Some("mono" | "1") => Some(ChannelMapping::Mono),
+        Some("stereo" | "2") => Some(ChannelMapping::Stereo),
+        Some(list) => Some(ChannelMapping::Pick(
+            list.split(',')
+                .map(|c| {
+                    c.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|&n| n >= 1)
+                        .map(|n| n - 1)
+                        .ok_or_else(|| anyhow!("--channels {list}: give mono, stereo, or channel numbers from 1 (like 2,1)"))
+                })
+                .collect::<Result<_>>()?,
+        )),
+    };
+    let normalize = if let Some(p) = a.normalize_peak {
+        Some(NormalizeTarget::Peak { dbfs: p })
+    } else if let Some(l) = a.normalize_lufs {
+        Some(NormalizeTarget::Loudness {
+            lufs: l,
+            true_peak_dbtp: a.true_peak,
+            limiter: !a.no_limiter,
+        })
+    } else if let Some(p) = &a.preset {
+        let t = Target::parse(p).map_err(|e| anyhow!("--preset {e}"))?;
+        Some(NormalizeTarget::Loudness {
+            lufs: t.integrated_lufs,
+            true_peak_dbtp: t.true_peak_dbtp,
+            limiter: !a.no_limiter,
+        })
+    } else {
+        None
+    };
+    let mut set = Vec::new();
+    for t in &a.tags {
+        let (k, v) = t
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--tag {t}: write KEY=VALUE"))?;
+        set.push((k.trim().to_ascii_lowercase(), v.to_string()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for input in &a.inputs {
+        let info = sluice_core::probe(input).map_err(|e| anyhow!("{e}"))?;
+        let mut notes = Vec::new();
+        let mut sample_rate = a.sample_rate;
+        let mut channels = channels.clone();
+        let src_rate = info.sample_rate;
+        let src_bits = if info.sample_type == Some("int") {
+            info.bit_depth
+        } else {
+            None
+        };
+        let format = match fmt_name {
+            "wav" => OutputFormat::Wav {
+                sample: match a.bit_depth.as_deref() {
+                    Some("32f" | "float") => PcmFormat::Float32,
+                    Some(b) => PcmFormat::Int(int_bits(b, &[8, 16, 24, 32], "WAV")?),
+                    None if info.sample_type == Some("float") => PcmFormat::Float32,
+                    None => PcmFormat::Int(
+                        src_bits
+                            .filter(|b| [8, 16, 24, 32].contains(b))
+                            .unwrap_or(24),
+                    ),
+                },
+            },
+            "aiff" => OutputFormat::Aiff {
+                bits: match a.bit_depth.as_deref() {
+                    Some(b) => int_bits(b, &[8, 16, 24, 32], "AIFF")?,
+                    None => src_bits
+                        .filter(|b| [8, 16, 24, 32].contains(b))
+                        .unwrap_or(24),
+                },
+            },
+            "flac" => OutputFormat::Flac {
+                bits: match a.bit_depth.as_deref() {
+                    Some(b) => int_bits(b, &[16, 24], "FLAC")?,
+                    None => src_bits.map_or(24, |b| if b <= 16 { 16 } else { 24 }),
+                },
+                compression_level: if a.compression_level <= 8 {
+                    a.compression_level
+                } else {
+                    bail!(
+                        "--compression-level {}: FLAC levels are 0 to 8",
+                        a.compression_level
+                    )
+                },
+            },
+            "mp3" => {
+                if a.bit_depth.is_some() {
+                    bail!(
+                        "--bit-depth does not apply to MP3 (it has none); use --bitrate or --quality"
+                    );
+                }
+                let rate = sample_rate.unwrap_or(src_rate);
+                if ![
+                    8000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000,
+                ]
+                .contains(&rate)
+                {
+                    if a.sample_rate.is_some() {
+                        bail!(
+                            "--sample-rate {rate}: MP3 stores 8000 to 48000 Hz (44100 or 48000 for music)"
+                        );
+                    }
+                    let to = if rate.is_multiple_of(11_025) {
+                        44_100
+                    } else {
+                        48_000
+                    };
+                    notes.push(format!("MP3 cannot store {rate} Hz: resampled to {to} Hz"));
+                    sample_rate = Some(to);
+                }
+                if channels.is_none() && info.channels > 2 {
+                    notes.push(format!(
+                        "MP3 holds 2 channels: the {} channels are downmixed to stereo",
+                        info.channels
+                    ));
+                    channels = Some(ChannelMapping::Stereo);
+                }
+                let q = a.quality.map(|q| q.round());
+                if let Some(q) = q
+                    && !(0.0..=9.0).contains(&q)
+                {
+                    bail!("--quality {q}: MP3 VBR quality runs from 0 (best) to 9");
+                }
+                OutputFormat::Mp3 {
+                    vbr_quality: q.map(|q| q as u8),
+                    bitrate_kbps: a.bitrate,
+                }
+            }
+            _ => {
+                if a.bit_depth.is_some() || a.bitrate.is_some() {
+                    bail!("Ogg Vorbis takes --quality (-1 to 10), not --bit-depth or --bitrate");
+                }
+                let q = a.quality.unwrap_or(5.0);
+                if !(-1.0..=10.0).contains(&q) {
+                    bail!("--quality {q}: Vorbis quality runs from -1 to 10");
+                }
+                OutputFormat::Ogg { quality: q }
+            }
+        };
+        if a.bitrate.is_some() && !matches!(format, OutputFormat::Mp3 { .. }) {
+            bail!("--bitrate applies to MP3 only");
+        }
+        let path = match (&a.output, &a.out_dir) {
+            (Some(o), _) => o.clone(),
+            (None, Some(dir)) => {
+                let stem = input
+                    .file_stem()
+                    .ok_or_else(|| anyhow!("{}: no file name", input.display()))?;
+                dir.join(stem).with_extension(format.extension())
+            }
+            _ => unreachable!("checked above"),
+        };
+        if !seen.insert(path.clone()) {
+            bail!(
+                "two inputs would both be written to {}: rename one, or export them separately",
+                path.display()
+            );
+        }
+        if std::fs::canonicalize(&path).ok() == std::fs::canonicalize(input).ok() && path.exists() {
+            bail!("{}: the output would replace its own input", path.display());
+        }
+        out.push(Job {
+            input: input.clone(),
+            plan: RenderPlan {
+                region: match (a.start, a.end) {
+                    (None, None) => None,
+                    (s, e) => Some((s.unwrap_or(0.0), e)),
+                },
+                trim_silence: a
+                    .trim_silence
+                    .then_some((a.silence_threshold, a.silence_pad)),
+                channels,
+                sample_rate: sample_rate.filter(|&r| r != src_rate),
+                fast_resampling: a.fast_resampling,
+                fade_in: a.fade_in,
+                fade_out: a.fade_out,
+                fade_curve,
+                normalize,
+            },
+            output: OutputPlan {
+                path,
+                format,
+                dither,
+                tags: TagPlan {
+                    carry_from: (!a.no_source_tags).then(|| input.clone()),
+                    set: set.clone(),
+                    replaygain: !a.no_replaygain,
+                },
+                bext: !a.no_bext,
+                overwrite: a.overwrite,
+            },
+            notes,
+        });
+    }
+    Ok(out)
+}
+
+fn int_bits(s: &str, allowed: &[u32], format: &str) -> Result<u32> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|b| allowed.contains(b))
+        .ok_or_else(|| {
+            anyhow!(
+                "--bit-depth {s}: {format} takes {}",
+                allowed
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+/// Run the export; returns the process exit code (0 all done, 1 some failed).
+pub fn run(a: &ExportArgs) -> Result<std::process::ExitCode> {
+    let jobs = jobs(a)?;
+    if let Some(dir) = &a.out_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    let threads = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+        .clamp(1, jobs.len().max(1));
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let multi = MultiProgress::with_draw_target(if show {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let batch = multi.add(ProgressBar::new(jobs.len() as u64));
+    batch.set_style(
+        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} files, {elapsed}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    batch.set_prefix("export");
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<ExportReport, ExportError>>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= jobs.len() {
+                        break;
+                    }
+                    let r = export_one(&jobs[i], &multi);
+                    batch.inc(1);
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    batch.finish_and_clear();
+    let results: Vec<_> = slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every job ran")
+        })
+        .collect();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    if a.json {
+        let v: Vec<serde_json::Value> = results
+            .iter()
+            .zip(&jobs)
+            .map(|(r, j)| match r {
+                Ok(rep) => {
+                    let mut v = serde_json::to_value(rep).unwrap_or_default();
+                    if let Some(w) = v.get_mut("warnings").and_then(|w| w.as_array_mut()) {
+                        w.splice(
+                            0..0,
+                            j.notes.iter().map(|n| serde_json::Value::from(n.clone())),
+                        );
+                    }
+                    v
+                }
+                Err(e) => serde_json::json!({"input": j.input, "error": e.to_string()}),
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+    } else {
+        for (r, j) in results.iter().zip(&jobs) {
+            match r {
+                Ok(rep) => summary(&mut out, rep, &j.notes)?,
+                Err(e) => {
+                    out.flush()?;
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+        if failed > 0 && results.len() > 1 {
+            eprintln!("{failed} of {} files failed", results.len());
+        }
+    }
+    Ok(if failed > 0 {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+fn export_one(job: &Job, multi: &MultiProgress) -> Result<ExportReport, ExportError> {
+    let bar = multi.add(ProgressBar::new(1000));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {percent:>3}% {msg}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix("file");
+    let name = job
+        .input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut last = 0u64;
+    let r = sluice_core::export::export(
+        &job.input,
+        &job.plan,
+        std::slice::from_ref(&job.output),
+        &mut |p| {
+            let Some(total) = p.total.filter(|t| *t > 0) else {
+                return;
+            };
+            let permille = (p.frames.min(total) * 1000 / total).min(1000);
+            if permille != last || p.frames == 0 {
+                last = permille;
+                bar.set_position(permille);
+                bar.set_message(format!(
+                    "{name} ({})",
+                    if p.final_pass {
+                        "render".to_string()
+                    } else {
+                        format!("measure, pass {}", p.pass)
+                    }
+                ));
+            }
+        },
+    );
+    bar.finish_and_clear();
+    multi.remove(&bar);
+    r
+}
+
+fn summary(
+    out: &mut impl std::io::Write,
+    r: &ExportReport,
+    notes: &[String],
+) -> std::io::Result<()> {
+    for o in &r.outputs {
+        writeln!(out, "{} -> {}", r.input.display(), o.path.display())?;
+        writeln!(
+            out,
+            "  {} {} Hz, {} ch, {:.2} s, {} bytes",
+            format_name(&o.format),
+            o.sample_rate,
+            o.channels,
+            o.duration_seconds,
+            o.bytes
+        )?;
+        if let Some(l) = &o.loudness {
+            let i = l
+                .loudness
+                .integrated_lufs
+                .map_or("-".to_string(), |v| format!("{v:.1} LUFS"));
+            writeln!(
+                out,
+                "  loudness {i}, true peak {:.1} dBTP",
+                l.true_peak_dbtp
+            )?;
+        }
+    }
+    for s in &r.stages {
+        if s.stage == "normalize"
+            && let Some(g) = s.values.get("gain_db")
+        {
+            writeln!(out, "  normalize gain {g:+.2} dB")?;
+        }
+    }
+    for w in notes.iter().chain(&r.warnings) {
+        writeln!(out, "  warning: {w}")?;
+    }
+    Ok(())
+}
+
+fn format_name(f: &OutputFormat) -> String {
+    match f {
+        OutputFormat::Wav {
+            sample: PcmFormat::Float32,
+        } => "WAV 32-bit float".into(),
+        OutputFormat::Wav {
+            sample: PcmFormat::Int(b),
+        } => format!("WAV {b}-bit"),
+        OutputFormat::Aiff { bits } => format!("AIFF {bits}-bit"),
+        OutputFormat::Flac {
+            bits,
+            compression_level,
+        } => format!("FLAC {bits}-bit (level {compression_level})"),
+        OutputFormat::Mp3 {
+            bitrate_kbps: Some(k),
+            ..
+        } => format!("MP3 {k} kbit/s"),
+        OutputFormat::Mp3 { vbr_quality, .. } => format!("MP3 VBR V{}", vbr_quality.unwrap_or(2)),
+        OutputFormat::Ogg { quality } => format!("Ogg Vorbis q{quality}"),
+    }
+}
