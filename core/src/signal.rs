@@ -85,6 +85,78 @@ pub fn programme(sample_rate: u32, channels: usize, frames: usize, seed: u64) ->
         .collect()
 }
 
+/// A "hot master": programme material with loud transients, peaking at 0 dBFS.
+pub fn hot_master(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
+    let n = (f64::from(rate) * seconds) as usize;
+    let mut p = programme(rate, 2, n, 11);
+    // Sharp clicks every 0.37 s push the peaks without adding much loudness.
+    let mut rng = Rng::new(3);
+    let step = (f64::from(rate) * 0.37) as usize;
+    for start in (step..n).step_by(step) {
+        for k in 0..(rate as usize / 500) {
+            let v = (rng.uniform() * 0.9 * (-(k as f64) / (f64::from(rate) * 0.0005)).exp()) as f32;
+            for ch in p.iter_mut() {
+                if start + k < n {
+                    ch[start + k] += v;
+                }
+            }
+        }
+    }
+    let peak = p.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+    p.iter_mut().flatten().for_each(|x| *x /= peak);
+    p
+}
+
+/// Speech-like: a glottal pulse train (110–160 Hz) through a few formant resonances, in
+/// syllables of about 200 ms with pauses between phrases, at a low level.
+pub fn speech(rate: u32, seconds: f64, level: f32) -> Vec<Vec<f32>> {
+    let sr = f64::from(rate);
+    let n = (sr * seconds) as usize;
+    let mut rng = Rng::new(9);
+    let mut out = vec![0f32; n];
+    // Two-pole resonators for formants that move with each syllable.
+    let formants = [
+        [700.0, 1200.0],
+        [400.0, 2000.0],
+        [300.0, 900.0],
+        [600.0, 1700.0],
+    ];
+    let mut state = [[0f64; 2]; 2];
+    let mut phase = 0.0;
+    for (i, o) in out.iter_mut().enumerate() {
+        let t = i as f64 / sr;
+        let syllable = (t / 0.2) as usize;
+        let in_phrase = (t % 3.0) < 2.2;
+        let env = if in_phrase {
+            (std::f64::consts::PI * (t / 0.2).fract()).sin().powi(2)
+        } else {
+            0.0
+        };
+        let f0 = 110.0 + 50.0 * (0.7 * t).sin().abs();
+        phase += f0 / sr;
+        let pulse = if phase >= 1.0 {
+            phase -= 1.0;
+            1.0
+        } else {
+            0.0
+        } + 0.02 * rng.uniform();
+        let fs = formants[syllable % 4];
+        let mut y = 0.0;
+        for (k, f) in fs.iter().enumerate() {
+            let r: f64 = 0.995;
+            let w = std::f64::consts::TAU * f / sr;
+            let v = pulse + 2.0 * r * w.cos() * state[k][0] - r * r * state[k][1];
+            state[k][1] = state[k][0];
+            state[k][0] = v;
+            y += v * (1.0 - r);
+        }
+        *o = (y * env) as f32;
+    }
+    let peak = out.iter().fold(0f32, |m, x| m.max(x.abs()));
+    out.iter_mut().for_each(|x| *x *= level / peak);
+    vec![out]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

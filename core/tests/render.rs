@@ -92,82 +92,10 @@ fn value(reports: &[StageReport], stage: &str, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {stage}.{key} in {reports:?}"))
 }
 
-/// A "hot master": programme material with loud transients, peaking at 0 dBFS.
-fn hot_master(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
-    let n = (f64::from(rate) * seconds) as usize;
-    let mut p = signal::programme(rate, 2, n, 11);
-    // Sharp clicks every 0.37 s push the peaks without adding much loudness.
-    let mut rng = Rng::new(3);
-    let step = (f64::from(rate) * 0.37) as usize;
-    for start in (step..n).step_by(step) {
-        for k in 0..(rate as usize / 500) {
-            let v = (rng.uniform() * 0.9 * (-(k as f64) / (f64::from(rate) * 0.0005)).exp()) as f32;
-            for ch in p.iter_mut() {
-                if start + k < n {
-                    ch[start + k] += v;
-                }
-            }
-        }
-    }
-    let peak = p.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
-    p.iter_mut().flatten().for_each(|x| *x /= peak);
-    p
-}
-
-/// Speech-like: a glottal pulse train (110–160 Hz) through a few formant resonances, in
-/// syllables of about 200 ms with pauses between phrases, at a low level.
-fn quiet_speech(rate: u32, seconds: f64, level: f32) -> Vec<Vec<f32>> {
-    let sr = f64::from(rate);
-    let n = (sr * seconds) as usize;
-    let mut rng = Rng::new(9);
-    let mut out = vec![0f32; n];
-    // Two-pole resonators for formants that move with each syllable.
-    let formants = [
-        [700.0, 1200.0],
-        [400.0, 2000.0],
-        [300.0, 900.0],
-        [600.0, 1700.0],
-    ];
-    let mut state = [[0f64; 2]; 2];
-    let mut phase = 0.0;
-    for (i, o) in out.iter_mut().enumerate() {
-        let t = i as f64 / sr;
-        let syllable = (t / 0.2) as usize;
-        let in_phrase = (t % 3.0) < 2.2;
-        let env = if in_phrase {
-            (std::f64::consts::PI * (t / 0.2).fract()).sin().powi(2)
-        } else {
-            0.0
-        };
-        let f0 = 110.0 + 50.0 * (0.7 * t).sin().abs();
-        phase += f0 / sr;
-        let pulse = if phase >= 1.0 {
-            phase -= 1.0;
-            1.0
-        } else {
-            0.0
-        } + 0.02 * rng.uniform();
-        let fs = formants[syllable % 4];
-        let mut y = 0.0;
-        for (k, f) in fs.iter().enumerate() {
-            let r: f64 = 0.995;
-            let w = std::f64::consts::TAU * f / sr;
-            let v = pulse + 2.0 * r * w.cos() * state[k][0] - r * r * state[k][1];
-            state[k][1] = state[k][0];
-            state[k][0] = v;
-            y += v * (1.0 - r);
-        }
-        *o = (y * env) as f32;
-    }
-    let peak = out.iter().fold(0f32, |m, x| m.max(x.abs()));
-    out.iter_mut().for_each(|x| *x *= level / peak);
-    vec![out]
-}
-
 #[test]
 fn normalize_loudness_hits_target_with_limiter_on_a_hot_master() {
     for rate in [44_100, 48_000, 96_000] {
-        let src = hot_master(rate, 20.0);
+        let src = signal::hot_master(rate, 20.0);
         let before = measure(rate, &src);
         let target = -9.0;
         let out = render_with(
@@ -209,7 +137,7 @@ fn normalize_loudness_hits_target_with_limiter_on_a_hot_master() {
 #[test]
 fn normalize_quiet_speech_without_limiting() {
     let rate = 48_000;
-    let src = quiet_speech(rate, 30.0, 0.02);
+    let src = signal::speech(rate, 30.0, 0.02);
     let before = measure(rate, &src);
     let out = render_with(
         rate,
@@ -264,7 +192,7 @@ fn normalize_with_headroom_measures_once_and_applies_one_gain() {
 #[test]
 fn limiter_off_lowers_the_gain_and_reports_the_shortfall() {
     let rate = 48_000;
-    let src = hot_master(rate, 10.0);
+    let src = signal::hot_master(rate, 10.0);
     let out = render_with(
         rate,
         src,
@@ -350,7 +278,7 @@ fn limiter_is_transparent_below_the_ceiling_and_keeps_alignment() {
 #[test]
 fn limiter_holds_the_true_peak_ceiling_on_any_block_size() {
     let rate = 44_100;
-    let mut src = hot_master(rate, 6.0);
+    let mut src = signal::hot_master(rate, 6.0);
     src.iter_mut().flatten().for_each(|x| *x *= 1.8); // +5 dB over full scale
     let mut first: Option<Vec<Vec<f32>>> = None;
     for block in [1, 333, 8192] {
@@ -701,7 +629,7 @@ fn channel_mapping_laws() {
 #[test]
 fn chain_output_does_not_depend_on_block_size() {
     let rate = 44_100;
-    let src = hot_master(rate, 4.0);
+    let src = signal::hot_master(rate, 4.0);
     let chain = || -> Vec<Box<dyn Stage>> {
         vec![
             Box::new(Gain::new(-2.0)),

@@ -72,6 +72,8 @@ impl Default for Mp3Options {
 /// Writes an MP3 file through LAME. Memory is bounded: blocks go to LAME in chunks of at most
 /// 8192 frames and the encoded bytes straight to the file.
 pub struct Mp3Encoder {
+    /// Undoes LAME's CBR input scale (see `new`).
+    compensate: f32,
     path: PathBuf,
     out: BufWriter<File>,
     lame: mp3lame_encoder::Encoder,
@@ -216,13 +218,28 @@ impl Mp3Encoder {
                 }
             }
         }
+        // SAFETY: the pointer stays valid: `build` moves the same LAME state into the encoder,
+        // which lives as long as `self`; it is only read, right after the build.
+        let raw = unsafe { b.as_ptr() };
         let lame = b.build().map_err(|e| match e {
             mp3lame_encoder::BuildError::BadBRate | mp3lame_encoder::BuildError::BadSampleFreq => {
                 unsupported(format!("LAME refused {rate} Hz with {:?}: {e}", opts.mode))
             }
             e => codec("lame_init_params", &e),
         })?;
+        // LAME's CBR presets scale the input by 0.95-0.98 (headroom against decoder clipping,
+        // `abr_switch_map` in presets.c), multiplying any scale set before. Sluice has already
+        // set the level (normalization, true-peak ceiling), so the input is pre-scaled by the
+        // inverse and the output keeps the level it was given.
+        // SAFETY: see `raw` above; the encoder owns the state.
+        let lame_scale = unsafe { ffi::lame_get_scale(raw) };
+        let compensate = if lame_scale > 0.0 && lame_scale.is_finite() {
+            1.0 / lame_scale
+        } else {
+            1.0
+        };
         Ok(Mp3Encoder {
+            compensate,
             path,
             out: BufWriter::with_capacity(64 * 1024, file),
             lame,
@@ -273,7 +290,11 @@ impl Mp3Encoder {
         for (s, plane) in self.scratch.iter_mut().zip(block.planes()) {
             s.clear();
             // The trait's contract: samples outside [-1, 1] clip (LAME would keep them).
-            s.extend(plane[start..start + n].iter().map(|&v| clip(v)));
+            s.extend(
+                plane[start..start + n]
+                    .iter()
+                    .map(|&v| clip(v) * self.compensate),
+            );
         }
         self.buf.clear();
         // mp3lame-encoder passes the spare capacity as LAME's buffer size, and LAME reads a

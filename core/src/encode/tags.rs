@@ -163,6 +163,21 @@ pub fn build_tag(
         ] {
             t.remove_key(k);
         }
+        // BPM is an integer frame in ID3v2 and MP4 (TBPM, tmpo) but text elsewhere: carry
+        // whichever the source has to the key the target stores.
+        let bpm = t
+            .get_string(ItemKey::Bpm)
+            .or_else(|| t.get_string(ItemKey::IntegerBpm))
+            .map(str::to_string);
+        // The source's encoder describes how the source was made, not this output.
+        for k in [
+            ItemKey::Bpm,
+            ItemKey::IntegerBpm,
+            ItemKey::EncoderSoftware,
+            ItemKey::EncoderSettings,
+        ] {
+            t.remove_key(k);
+        }
         t.re_map(tag_type);
         for item in t.items() {
             tag.push_unchecked(item.clone());
@@ -170,9 +185,31 @@ pub fn build_tag(
         for p in t.pictures() {
             tag.push_picture(p.clone());
         }
+        if let Some(b) = bpm {
+            let key = match tag_type {
+                TagType::Id3v2 | TagType::Mp4Ilst => ItemKey::IntegerBpm,
+                _ => ItemKey::Bpm,
+            };
+            let b = if key == ItemKey::IntegerBpm {
+                b.trim()
+                    .parse::<f64>()
+                    .map_or(b.clone(), |v| format!("{}", v.round() as i64))
+            } else {
+                b
+            };
+            tag.insert_text(key, b);
+        }
     }
+    tag.insert_text(
+        ItemKey::EncoderSoftware,
+        concat!("Sluice ", env!("CARGO_PKG_VERSION")).to_string(),
+    );
     for (k, v) in &plan.set {
         if let Some((_, key)) = KEYS.iter().find(|(n, _)| n == k) {
+            let key = match (*key, tag_type) {
+                (ItemKey::Bpm, TagType::Id3v2 | TagType::Mp4Ilst) => &ItemKey::IntegerBpm,
+                _ => key,
+            };
             tag.remove_key(*key);
             if !v.is_empty() {
                 let v = if k == "isrc" {

@@ -234,6 +234,12 @@ pub enum NormalizeTarget {
 /// Below this integrated loudness a signal counts as silent and is not loudness-normalized.
 pub const SILENCE_LUFS: f64 = -70.0;
 
+/// The limiter aims this far under the ceiling: true-peak meters differ in their
+/// interpolation (ffmpeg's reads up to about 0.1 dB above ours on limited material, and a 4×
+/// interpolator can miss up to a few tenths of a dB of the continuous peak near Nyquist), so a
+/// limited output measures under the ceiling on any of them.
+pub const LIMITER_MARGIN_DB: f64 = 0.2;
+
 /// How close to the target the limiter refinement aims, LU.
 const TOLERANCE_LU: f64 = 0.02;
 /// Refinement passes at most (after the first measurement).
@@ -311,17 +317,16 @@ impl Normalize {
                     return;
                 };
                 let gain = lufs - i;
-                if m.true_peak_dbtp + gain <= true_peak_dbtp {
+                if m.true_peak_dbtp + gain <= true_peak_dbtp - LIMITER_MARGIN_DB {
                     self.set_gain(gain);
                     self.settled = true;
                 } else if limiter {
                     self.set_gain(gain);
-                    self.limiter_ceiling = true_peak_dbtp;
-                    let mut l = TruePeakLimiter::new(true_peak_dbtp);
-                    l.set_ceiling(true_peak_dbtp);
+                    self.limiter_ceiling = true_peak_dbtp - LIMITER_MARGIN_DB;
+                    let l = TruePeakLimiter::new(self.limiter_ceiling);
                     self.limiter = Some(l);
                 } else {
-                    let g = true_peak_dbtp - m.true_peak_dbtp;
+                    let g = true_peak_dbtp - LIMITER_MARGIN_DB - m.true_peak_dbtp;
                     self.set_gain(g);
                     self.warnings.push(format!(
                         "the loudness target {lufs:.1} LUFS needs {gain:+.2} dB, which would put the true peak at {:.2} dBTP over the {true_peak_dbtp:.1} dBTP ceiling; with the limiter off the gain is {g:+.2} dB and the output is {:.2} LU short of the target",
@@ -346,7 +351,7 @@ impl Normalize {
         };
         self.refine += 1;
         let err = m.loudness.integrated_lufs.map_or(0.0, |i| lufs - i);
-        let over = m.true_peak_dbtp - true_peak_dbtp;
+        let over = m.true_peak_dbtp - (true_peak_dbtp - LIMITER_MARGIN_DB);
         let ok = err.abs() <= TOLERANCE_LU && over <= 0.0;
         if ok || self.refine >= MAX_REFINE {
             if !ok {
