@@ -12,18 +12,11 @@
 //! script. Wall time, × real time and peak RSS (from `wait4`) of each, and the ratios. Memory
 //! independence of length: the full analysis of 1-, 10- and 60-minute files.
 
+mod common;
+
+use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
-
-const RATE: u32 = 48_000;
-
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-struct Run {
-    wall: f64,
-    rss_mb: f64,
-}
 
 fn main() -> ExitCode {
     match run() {
@@ -39,13 +32,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn arg_value(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn run() -> Res<bool> {
@@ -185,110 +171,6 @@ fn run() -> Res<bool> {
     );
     ok &= max <= 150.0 && flat;
     Ok(ok)
-}
-
-fn verdict(pass: bool) -> &'static str {
-    if pass { "PASS" } else { "FAIL" }
-}
-
-fn which(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Run `exe args` (with `{}` replaced by `file`), output discarded; wall time and peak RSS.
-fn time_process(exe: &Path, args: &[&str], file: &Path) -> Res<Run> {
-    let args: Vec<String> = args
-        .iter()
-        .map(|a| {
-            if *a == "{}" {
-                file.display().to_string()
-            } else {
-                a.to_string()
-            }
-        })
-        .collect();
-    // stderr goes to a file: ffmpeg's ebur128 logs every 100 ms, which would fill a pipe.
-    let log_path = std::env::temp_dir().join(format!("sluice-bench-{}.log", std::process::id()));
-    let log = std::fs::File::create(&log_path)?;
-    let t = Instant::now();
-    let child = Command::new(exe)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("{}: {e}", exe.display()))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data, filled by the kernel; pid is our child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = t.elapsed().as_secs_f64();
-    if got != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        let err = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let err: String = err.lines().rev().take(5).collect::<Vec<_>>().join("\n");
-        return Err(format!(
-            "{} {:?} failed (status {status}): {err}",
-            exe.display(),
-            args
-        )
-        .into());
-    }
-    drop(child);
-    let _ = std::fs::remove_file(&log_path);
-    Ok(Run {
-        wall,
-        rss_mb: usage.ru_maxrss as f64 / 1024.0,
-    })
-}
-
-/// A WAV of `minutes` minutes (written by a child process of this bench).
-fn programme_wav(dir: &Path, minutes: usize) -> Res<PathBuf> {
-    let path = dir.join(format!("programme-{minutes}min.wav"));
-    let expected = 44 + (minutes * RATE as usize * 60 * 4) as u64;
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() == expected) {
-        return Ok(path);
-    }
-    let status = Command::new(std::env::current_exe()?)
-        .args(["--write-wav", &minutes.to_string(), "--dir"])
-        .arg(dir)
-        .status()?;
-    if !status.success() || !std::fs::metadata(&path).is_ok_and(|m| m.len() == expected) {
-        return Err(format!("could not write {}", path.display()).into());
-    }
-    Ok(path)
-}
-
-/// One minute of programme material, repeated `minutes` times.
-fn write_programme_wav(dir: &Path, minutes: usize) -> Res<()> {
-    let path = dir.join(format!("programme-{minutes}min.wav"));
-    let frames = RATE as usize * 60;
-    let planes = sluice_core::signal::programme(RATE, 2, frames, 2026);
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let tmp = path.with_extension("wav.part");
-    let mut w = hound::WavWriter::create(&tmp, spec)?;
-    for _ in 0..minutes {
-        let mut i16w = w.get_i16_writer((frames * 2) as u32);
-        for i in 0..frames {
-            for p in &planes {
-                i16w.write_sample((p[i] * 32767.0).round().clamp(-32768.0, 32767.0) as i16);
-            }
-        }
-        i16w.flush()?;
-    }
-    w.finalize()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
 }
 
 /// Write the Python peer script if python3 has the libraries.

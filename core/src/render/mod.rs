@@ -434,6 +434,8 @@ pub struct Render<'a> {
     pub stages: Vec<Box<dyn Stage>>,
     pub outputs: Vec<OutputChain>,
     passes: u32,
+    spill: Option<spill::Spill>,
+    spill_enabled: bool,
 }
 
 type Chain<'c> = Vec<&'c mut Box<dyn Stage>>;
@@ -449,7 +451,16 @@ impl<'a> Render<'a> {
             stages,
             outputs,
             passes: 0,
+            spill: None,
+            spill_enabled: true,
         }
+    }
+
+    /// Whether prepasses keep what the stages in front of them produce in a temporary file,
+    /// so later passes start from there instead of decoding again (on by default; off, every
+    /// pass re-runs the whole chain from the source).
+    pub fn set_spill(&mut self, on: bool) {
+        self.spill_enabled = on;
     }
 
     /// Configure every stage and run the prepasses they ask for; returns the signal each
@@ -494,6 +505,12 @@ impl<'a> Render<'a> {
     ) -> Result<(), RenderError> {
         // Bound the conversation: a stage that keeps asking is a bug, not a reason to hang.
         for _ in 0..16 {
+            if out.is_none() {
+                if self.settle_shared(at, progress)? {
+                    continue;
+                }
+                return Ok(());
+            }
             let mut spec = self.source.spec().clone();
             let front: Chain = match out {
                 None => self.stages[..at].iter_mut().collect(),
@@ -543,6 +560,67 @@ impl<'a> Render<'a> {
         )))
     }
 
+    /// One prepass for shared stage `at`, from the spill when there is one in front of it;
+    /// an input prepass also leaves a spill at `at`. `false` when the stage asks for nothing.
+    fn settle_shared(
+        &mut self,
+        at: usize,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<bool, RenderError> {
+        let spill = self.spill.take().filter(|s| s.at <= at);
+        let base = spill.as_ref().map_or(0, |s| s.at);
+        let mut spec = spill
+            .as_ref()
+            .map_or_else(|| self.source.spec().clone(), |s| s.spec.clone());
+        for s in &mut self.stages[base..at] {
+            spec = s.start(&spec)?;
+        }
+        let Some(req) = self.stages[at].prepass(&spec) else {
+            self.spill = spill;
+            return Ok(false);
+        };
+        let (mut probe, inclusive) = match req {
+            Prepass::Input(p) => (p, false),
+            Prepass::Output(p) => (p, true),
+        };
+        // An input prepass at a new position leaves its signal for the passes after it.
+        let mut writer = (!inclusive && self.spill_enabled && (spill.is_none() || base < at))
+            .then(|| spill::SpillWriter::new(at, spec.clone()));
+        self.passes += 1;
+        let pass = self.passes;
+        let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
+        let source: &mut dyn Source = match &mut spill_source {
+            Some(s) => s,
+            None => &mut *self.source,
+        };
+        let total = source.frames();
+        let mut chain: Chain = self.stages[base..at + usize::from(inclusive)]
+            .iter_mut()
+            .collect();
+        run_chain(
+            source,
+            &mut chain,
+            &mut |b| {
+                probe.feed(b);
+                if let Some(w) = &mut writer {
+                    w.write(b);
+                }
+            },
+            &mut |frames| {
+                progress(Progress {
+                    pass,
+                    final_pass: false,
+                    frames,
+                    total,
+                })
+            },
+        )?;
+        drop(spill_source);
+        self.spill = writer.and_then(spill::SpillWriter::finish).or(spill);
+        self.stages[at].prepass_done(probe)?;
+        Ok(true)
+    }
+
     /// The final pass: every block goes through the shared stages, then each output's stages,
     /// then to that output's encoder. Encoders are not finished here (the caller finishes
     /// them, e.g. after giving them the measured loudness).
@@ -552,9 +630,14 @@ impl<'a> Render<'a> {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<OutputResult>, RenderError> {
         assert_eq!(encoders.len(), self.outputs.len(), "one encoder per output");
-        let src_spec = self.source.spec().clone();
-        let mut spec = src_spec.clone();
-        for s in &mut self.stages {
+        // With a spill, the stages in front of it already ran (deterministically) in a
+        // prepass: the final pass starts from what they produced.
+        let spill = self.spill.take();
+        let base = spill.as_ref().map_or(0, |s| s.at);
+        let mut spec = spill
+            .as_ref()
+            .map_or_else(|| self.source.spec().clone(), |s| s.spec.clone());
+        for s in &mut self.stages[base..] {
             spec = s.start(&spec)?;
         }
         let mut results = Vec::with_capacity(self.outputs.len());
@@ -573,7 +656,12 @@ impl<'a> Render<'a> {
         }
         self.passes += 1;
         let pass = self.passes;
-        let total = self.source.frames();
+        let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
+        let source: &mut dyn Source = match &mut spill_source {
+            Some(s) => s,
+            None => &mut *self.source,
+        };
+        let total = source.frames();
         let mut scratch = Block::default();
         let mut failure: Option<crate::encode::EncodeError> = None;
         let outputs = &mut self.outputs;
@@ -595,8 +683,8 @@ impl<'a> Render<'a> {
                 );
             }
         };
-        let mut chain: Chain = self.stages.iter_mut().collect();
-        run_chain(&mut *self.source, &mut chain, &mut sink, &mut |frames| {
+        let mut chain: Chain = self.stages[base..].iter_mut().collect();
+        run_chain(source, &mut chain, &mut sink, &mut |frames| {
             progress(Progress {
                 pass,
                 final_pass: true,
@@ -709,4 +797,5 @@ fn run_chain(
 pub mod dither;
 pub mod normalize;
 pub mod resample;
+mod spill;
 pub mod stages;

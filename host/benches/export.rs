@@ -1,0 +1,204 @@
+//! Export speed and memory against ffmpeg doing the equivalent, in the same run:
+//!
+//! ```sh
+//! cargo bench -p sluice-host --bench export            # 60-minute file (the issue's figure)
+//! cargo bench -p sluice-host --bench export -- --minutes 10
+//! ```
+//!
+//! The job: a 48 kHz stereo 16-bit WAV of programme material, resampled to 44.1 kHz,
+//! loudness-normalized to −14 LUFS with a −1 dBTP ceiling, written as FLAC (16-bit, level 5)
+//! and MP3 (VBR V2) from one render.
+//!
+//! - Sluice: `sluice_core::export::export` with the two outputs, in a child process of this
+//!   bench (high-quality sinc resampling, TPDF dither, true-peak limiter).
+//! - ffmpeg: the usual two-pass loudnorm: pass 1 measures (`loudnorm=print_format=json`),
+//!   pass 2 applies the measured values (`linear=true`), resamples with soxr and encodes both
+//!   outputs in one process (`asplit`, FLAC level 5 s16, libmp3lame `-q:a 2`). Its time is the
+//!   sum of both passes, its memory the larger peak.
+//!
+//! Wall time, × real time and peak RSS (from `wait4`), and the ratio.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Res<bool> {
+    if let Some(m) = arg_value("--write-wav") {
+        let dir = PathBuf::from(arg_value("--dir").ok_or("--dir missing")?);
+        write_programme_wav(&dir, m.parse()?)?;
+        return Ok(true);
+    }
+    if let Some(input) = arg_value("--export") {
+        let dir = PathBuf::from(arg_value("--dir").ok_or("--dir missing")?);
+        sluice_export(Path::new(&input), &dir)?;
+        return Ok(true);
+    }
+    let minutes: usize = arg_value("--minutes").map_or(Ok(60), |v| v.parse())?;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("export-bench");
+    std::fs::create_dir_all(&dir)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "sluice export bench: {minutes}-minute 48 kHz stereo 16-bit WAV -> 44.1 kHz, -14 LUFS / -1 dBTP, FLAC 16-bit + MP3 V2; {cores} cores"
+    );
+    let input = programme_wav(&dir, minutes)?;
+    let seconds = (minutes * 60) as f64;
+    let me = std::env::current_exe()?;
+
+    let ours = time_process(
+        &me,
+        &["--export", "{}", "--dir", dir.to_str().ok_or("path")?],
+        &input,
+    )?;
+    println!(
+        "  sluice (one render, two outputs)   {:>8.2} s  {:>7.1}x real time  {:>7.1} MB",
+        ours.wall,
+        seconds / ours.wall,
+        ours.rss_mb
+    );
+    if !which("ffmpeg") {
+        println!("  ffmpeg not found: no peer figure (install ffmpeg)");
+        return Ok(true);
+    }
+    let pass1 = time_process(
+        Path::new("ffmpeg"),
+        &[
+            "-hide_banner",
+            "-nostats",
+            "-i",
+            "{}",
+            "-af",
+            "loudnorm=I=-14:TP=-1:LRA=20:print_format=json",
+            "-f",
+            "null",
+            "-",
+        ],
+        &input,
+    )?;
+    let json_start = pass1.log.rfind('{').ok_or("no loudnorm JSON")?;
+    let json_end = pass1.log.rfind('}').ok_or("no loudnorm JSON")?;
+    let m: serde_json::Value = serde_json::from_str(&pass1.log[json_start..=json_end])?;
+    let get = |k: &str| m[k].as_str().unwrap_or("0").to_string();
+    let filter = format!(
+        "[0:a]loudnorm=I=-14:TP=-1:LRA=20:measured_I={}:measured_LRA={}:measured_TP={}:measured_thresh={}:offset={}:linear=true,aresample=44100:resampler=soxr:precision=28,asplit=2[a][b]",
+        get("input_i"),
+        get("input_lra"),
+        get("input_tp"),
+        get("input_thresh"),
+        get("target_offset")
+    );
+    let flac = dir.join("ffmpeg.flac");
+    let mp3 = dir.join("ffmpeg.mp3");
+    let pass2 = time_process(
+        Path::new("ffmpeg"),
+        &[
+            "-hide_banner",
+            "-nostats",
+            "-y",
+            "-i",
+            "{}",
+            "-filter_complex",
+            &filter,
+            "-map",
+            "[a]",
+            "-c:a",
+            "flac",
+            "-compression_level",
+            "5",
+            "-sample_fmt",
+            "s16",
+            flac.to_str().ok_or("path")?,
+            "-map",
+            "[b]",
+            "-c:a",
+            "libmp3lame",
+            "-q:a",
+            "2",
+            mp3.to_str().ok_or("path")?,
+        ],
+        &input,
+    )?;
+    let ff_wall = pass1.wall + pass2.wall;
+    println!(
+        "  ffmpeg two-pass loudnorm           {:>8.2} s  {:>7.1}x real time  {:>7.1} MB  (pass 1 {:.2} s, pass 2 {:.2} s)",
+        ff_wall,
+        seconds / ff_wall,
+        pass1.rss_mb.max(pass2.rss_mb),
+        pass1.wall,
+        pass2.wall
+    );
+    let ratio = ff_wall / ours.wall;
+    let pass = ratio >= 5.0;
+    println!(
+        "  sluice is {ratio:.1}x faster than ffmpeg (target >= 5x): {}",
+        verdict(pass)
+    );
+    Ok(pass)
+}
+
+/// The Sluice side of the job, in this (child) process.
+fn sluice_export(input: &Path, dir: &Path) -> Res<()> {
+    use sluice_core::encode::tags::TagPlan;
+    use sluice_core::export::{OutputFormat, OutputPlan, RenderPlan, export};
+    use sluice_core::render::dither::DitherMode;
+    use sluice_core::render::normalize::NormalizeTarget;
+    let plan = RenderPlan {
+        sample_rate: Some(44_100),
+        normalize: Some(NormalizeTarget::Loudness {
+            lufs: -14.0,
+            true_peak_dbtp: -1.0,
+            limiter: true,
+        }),
+        ..RenderPlan::default()
+    };
+    let out = |name: &str, format| OutputPlan {
+        path: dir.join(name),
+        format,
+        dither: DitherMode::Tpdf,
+        tags: TagPlan {
+            replaygain: true,
+            ..TagPlan::default()
+        },
+        bext: false,
+        overwrite: true,
+    };
+    let outputs = [
+        out(
+            "sluice.flac",
+            OutputFormat::Flac {
+                bits: 16,
+                compression_level: 5,
+            },
+        ),
+        out(
+            "sluice.mp3",
+            OutputFormat::Mp3 {
+                vbr_quality: Some(2),
+                bitrate_kbps: None,
+            },
+        ),
+    ];
+    let report = export(input, &plan, &outputs, &mut |_| {})?;
+    for o in &report.outputs {
+        eprintln!(
+            "{}: {:?} LUFS, {:.2} dBTP",
+            o.path.display(),
+            o.loudness.as_ref().and_then(|l| l.loudness.integrated_lufs),
+            o.loudness.as_ref().map_or(f64::NAN, |l| l.true_peak_dbtp)
+        );
+    }
+    eprintln!("passes: {}", report.passes);
+    Ok(())
+}
