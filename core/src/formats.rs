@@ -40,7 +40,7 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[8, 16, 24, 32],
         float_bit_depths: &[32, 64],
         decode: true,
-        encode: false,
+        encode: true,
         note: "files over 4 GiB need RF64/BW64",
     },
     FormatInfo {
@@ -52,7 +52,7 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[8, 16, 24, 32],
         float_bit_depths: &[32, 64],
         decode: true,
-        encode: false,
+        encode: true,
         note: "",
     },
     FormatInfo {
@@ -64,7 +64,7 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[8, 16, 24, 32],
         float_bit_depths: &[32, 64],
         decode: true,
-        encode: false,
+        encode: true,
         note: "AIFF-C: uncompressed (NONE, sowt, fl32, fl64) only",
     },
     FormatInfo {
@@ -76,7 +76,7 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[8, 12, 16, 20, 24, 32],
         float_bit_depths: &[],
         decode: true,
-        encode: false,
+        encode: true,
         note: "",
     },
     FormatInfo {
@@ -88,7 +88,7 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[],
         float_bit_depths: &[],
         decode: true,
-        encode: false,
+        encode: true,
         note: "encoder delay and padding are trimmed when a LAME/Xing header gives them",
     },
     FormatInfo {
@@ -100,7 +100,7 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[],
         float_bit_depths: &[],
         decode: true,
-        encode: false,
+        encode: true,
         note: "",
     },
     FormatInfo {
