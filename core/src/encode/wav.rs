@@ -58,9 +58,19 @@ pub struct WavEncoder {
     data_bytes: u64,
     frames: u64,
     buf: Vec<u8>,
+    /// Sizes above this make the file RF64 (4 GiB − 1, lowered only by tests).
+    rf64_above: u64,
 }
 
 impl WavEncoder {
+    /// Switch to RF64 above `bytes` instead of 4 GiB, so tests can exercise RF64 without
+    /// writing 4 GiB.
+    #[doc(hidden)]
+    pub fn with_rf64_threshold(mut self, bytes: u64) -> Self {
+        self.rf64_above = bytes;
+        self
+    }
+
     pub fn new(
         file: File,
         path: PathBuf,
@@ -94,6 +104,7 @@ impl WavEncoder {
             data_bytes: 0,
             frames: 0,
             buf: Vec::new(),
+            rf64_above: u64::from(u32::MAX),
         };
         enc.header(spec).map_err(|e| enc.io(e))?;
         Ok(enc)
@@ -179,7 +190,7 @@ impl WavEncoder {
         let f = self.out.get_mut();
         let end = f.seek(SeekFrom::End(0))?;
         let riff_size = end - 8;
-        if riff_size > u64::from(u32::MAX) || self.data_bytes > u64::from(u32::MAX) {
+        if riff_size > self.rf64_above || self.data_bytes > self.rf64_above {
             // RF64: the sizes move to ds64, the 32-bit fields say "see ds64".
             f.seek(SeekFrom::Start(0))?;
             f.write_all(b"RF64")?;
