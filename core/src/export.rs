@@ -261,7 +261,7 @@ pub fn export(
         })?;
     }
     let mut source = FileSource::open(input)?;
-    let source_bext = crate::read_tags(input).ok().and_then(|t| t.bext);
+    let source_bext = source.bext().cloned();
     let source_tag = if outputs.iter().any(|o| o.tags.carry_from.is_some()) {
         read_source_tag(input).ok().flatten()
     } else {

@@ -4,6 +4,8 @@
 //! The external tools are optional: a test that needs one prints a notice and passes when the
 //! tool is missing, unless `SLUICE_REQUIRE_TOOLS=1`, when it fails.
 
+mod common;
+
 use sluice_core::encode::flac::{FlacEncoder, FlacOptions};
 use sluice_core::encode::{EncodeError, Encoder};
 use sluice_core::render::{Block, SignalSpec};
@@ -297,29 +299,9 @@ fn check_roundtrip(out: &Out, want: &[Vec<i32>], rate: u32, bits: u32, what: &st
 // ---------------------------------------------------------------------------------------------
 // External tools.
 
-fn tools_required() -> bool {
-    std::env::var("SLUICE_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
-}
-
-/// Whether `tool` runs; prints a notice (or fails, when tools are required) if it does not.
-fn have(tool: &str, version_arg: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg(version_arg)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            !tools_required(),
-            "{tool} is not installed and SLUICE_REQUIRE_TOOLS=1"
-        );
-        eprintln!("NOTICE: {tool} not found; skipping its checks");
-    }
-    ok
-}
-
 /// `flac -t`: decodes every frame and checks CRCs and the MD5 signature.
 fn flac_test(path: &Path) {
-    if !have("flac", "--version") {
+    if common::tool("flac").is_none() {
         return;
     }
     let o = Command::new("flac")
@@ -337,7 +319,7 @@ fn flac_test(path: &Path) {
 
 /// ffmpeg decodes the file to the same integers.
 fn ffmpeg_check(path: &Path, want: &[Vec<i32>], bits: u32) {
-    if !have("ffmpeg", "-version") {
+    if common::tool("ffmpeg").is_none() {
         return;
     }
     let o = Command::new("ffmpeg")

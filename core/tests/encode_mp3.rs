@@ -1,6 +1,7 @@
 //! The MP3 encoder: exact length through the LAME tag (symphonia and ffmpeg), fidelity,
 //! bitrates and sizes, and clear refusals of what MP3 cannot carry.
 
+mod common;
 mod lossy_common;
 
 use lossy_common::*;

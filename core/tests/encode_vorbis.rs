@@ -1,6 +1,7 @@
 //! The Ogg Vorbis encoder: exact length through granule positions (symphonia and ffmpeg),
 //! fidelity, Vorbis channel order, quality and sizes, and clear refusals.
 
+mod common;
 mod lossy_common;
 
 use lossy_common::*;

@@ -1,12 +1,13 @@
 //! The WAV and AIFF writers: bit-exact round trips through our decoder and hound, the `bext`
 //! chunk, and the RF64 switch (exercised with a lowered threshold instead of 4 GiB of audio).
 
+mod common;
+
 use sluice_core::encode::aiff::AiffEncoder;
 use sluice_core::encode::wav::{WavEncoder, WavOptions};
 use sluice_core::encode::{Encoder, PcmFormat};
 use sluice_core::render::{Block, SignalSpec};
 use sluice_core::signal;
-use std::path::Path;
 
 fn quantized(planes: &[Vec<f32>], bits: u32) -> Vec<Vec<f32>> {
     let s = f64::from(1u32 << (bits - 1));
@@ -34,17 +35,6 @@ fn write(enc: &mut dyn Encoder, planes: &[Vec<f32>]) {
         .unwrap();
         at = end;
     }
-}
-
-fn decode(path: &Path) -> (Vec<Vec<f32>>, sluice_core::StreamInfo) {
-    let mut d = sluice_core::Decoder::open(path).unwrap_or_else(|e| panic!("{e}"));
-    let mut out = vec![Vec::new(); d.info().channels as usize];
-    while let Some(b) = d.next_block().unwrap() {
-        for (o, p) in out.iter_mut().zip(b.planes()) {
-            o.extend_from_slice(p);
-        }
-    }
-    (out, d.decode_to_end().unwrap())
 }
 
 #[test]
@@ -90,35 +80,30 @@ fn wav_round_trips_at_every_depth_and_as_rf64() {
         } else {
             assert_eq!(&head[12..16], b"JUNK");
         }
-        let (got, info) = decode(&path);
+        let (got, info) = common::decode_all(&path);
         assert_eq!(info.format, if rf64 { "rf64" } else { "wav" });
         assert_eq!(got, want, "{fmt:?} rf64={rf64}");
         if rf64 {
             // ffmpeg, an independent RF64 reader: the same samples.
-            match std::process::Command::new("ffmpeg")
-                .args(["-v", "error", "-i"])
-                .arg(&path)
-                .args(["-f", "f32le", "-"])
-                .output()
-            {
-                Ok(o) => {
-                    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                    let v: Vec<f32> = o
-                        .stdout
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                        .collect();
-                    assert_eq!(v.len(), 60_000);
-                    assert!(
-                        v.chunks(2)
-                            .zip(want[0].iter().zip(&want[1]))
-                            .all(|(f, (l, r))| f[0] == *l && f[1] == *r)
-                    );
-                }
-                Err(_) => assert!(
-                    std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-                    "ffmpeg is required"
-                ),
+            if let Some(ffmpeg) = common::tool("ffmpeg") {
+                let o = std::process::Command::new(ffmpeg)
+                    .args(["-v", "error", "-i"])
+                    .arg(&path)
+                    .args(["-f", "f32le", "-"])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                let v: Vec<f32> = o
+                    .stdout
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                assert_eq!(v.len(), 60_000);
+                assert!(
+                    v.chunks(2)
+                        .zip(want[0].iter().zip(&want[1]))
+                        .all(|(f, (l, r))| f[0] == *l && f[1] == *r)
+                );
             }
         } else {
             // hound, an independent reader.
@@ -145,7 +130,7 @@ fn aiff_round_trips() {
         let want = quantized(&src, bits.min(24));
         write(&mut enc, &want);
         Box::new(enc).finish().unwrap();
-        let (got, info) = decode(&path);
+        let (got, info) = common::decode_all(&path);
         assert_eq!(info.bit_depth, Some(bits));
         assert_eq!(got, want, "{bits}-bit AIFF");
     }

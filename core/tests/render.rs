@@ -72,6 +72,15 @@ fn render_with(
     }
 }
 
+/// A loudness normalization stage.
+fn to_loudness(lufs: f64, true_peak_dbtp: f64, limiter: bool) -> Box<Normalize> {
+    Box::new(Normalize::new(NormalizeTarget::Loudness {
+        lufs,
+        true_peak_dbtp,
+        limiter,
+    }))
+}
+
 fn measure(rate: u32, planes: &[Vec<f32>]) -> OutputLoudness {
     let mut m = OutputMeter::new(&SignalSpec::with_channels(rate, planes.len()));
     for chunk in 0..planes[0].len().div_ceil(65_536) {
@@ -102,11 +111,7 @@ fn normalize_loudness_hits_target_with_limiter_on_a_hot_master() {
             rate,
             src,
             4096,
-            vec![Box::new(Normalize::new(NormalizeTarget::Loudness {
-                lufs: target,
-                true_peak_dbtp: -1.0,
-                limiter: true,
-            }))],
+            vec![to_loudness(target, -1.0, true)],
             vec![],
         );
         let after = measure(rate, &out.planes);
@@ -143,11 +148,7 @@ fn normalize_quiet_speech_without_limiting() {
         rate,
         src,
         1000,
-        vec![Box::new(Normalize::new(NormalizeTarget::Loudness {
-            lufs: -16.0,
-            true_peak_dbtp: -1.0,
-            limiter: true,
-        }))],
+        vec![to_loudness(-16.0, -1.0, true)],
         vec![],
     );
     let after = measure(rate, &out.planes);
@@ -172,11 +173,7 @@ fn normalize_with_headroom_measures_once_and_applies_one_gain() {
         rate,
         src.clone(),
         4096,
-        vec![Box::new(Normalize::new(NormalizeTarget::Loudness {
-            lufs: -23.0,
-            true_peak_dbtp: -1.0,
-            limiter: true,
-        }))],
+        vec![to_loudness(-23.0, -1.0, true)],
         vec![],
     );
     // One measuring pass, then the render; the output is the input times one gain.
@@ -197,11 +194,7 @@ fn limiter_off_lowers_the_gain_and_reports_the_shortfall() {
         rate,
         src,
         4096,
-        vec![Box::new(Normalize::new(NormalizeTarget::Loudness {
-            lufs: -9.0,
-            true_peak_dbtp: -1.0,
-            limiter: false,
-        }))],
+        vec![to_loudness(-9.0, -1.0, false)],
         vec![],
     );
     let after = measure(rate, &out.planes);
@@ -221,11 +214,7 @@ fn silent_input_is_not_normalized() {
         rate,
         src.clone(),
         4096,
-        vec![Box::new(Normalize::new(NormalizeTarget::Loudness {
-            lufs: -16.0,
-            true_peak_dbtp: -1.0,
-            limiter: true,
-        }))],
+        vec![to_loudness(-16.0, -1.0, true)],
         vec![],
     );
     assert_eq!(out.planes, src);
@@ -635,11 +624,7 @@ fn chain_output_does_not_depend_on_block_size() {
             Box::new(Gain::new(-2.0)),
             Box::new(Region::new(0.25, Some(3.7))),
             Box::new(Fade::new(0.5, 0.5, FadeCurve::EqualPower)),
-            Box::new(Normalize::new(NormalizeTarget::Loudness {
-                lufs: -10.0,
-                true_peak_dbtp: -1.0,
-                limiter: true,
-            })),
+            to_loudness(-10.0, -1.0, true),
         ]
     };
     let tail = || -> Vec<Box<dyn Stage>> { vec![Box::new(Quantize::new(16, DitherMode::Shaped))] };
@@ -663,11 +648,7 @@ fn spilled_and_rerun_renders_are_identical() {
         let stages: Vec<Box<dyn Stage>> = vec![
             Box::new(TrimSilence::new(-50.0, 0.01)),
             Box::new(Gain::new(-3.0)),
-            Box::new(Normalize::new(NormalizeTarget::Loudness {
-                lufs: -9.0,
-                true_peak_dbtp: -1.0,
-                limiter: true,
-            })),
+            to_loudness(-9.0, -1.0, true),
         ];
         let mut r = Render::new(&mut s, stages, vec![OutputChain::default()]);
         r.set_spill(spill);

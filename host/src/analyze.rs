@@ -10,8 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_core::analysis::{self, AnalysisOptions, AnalysisReport, Analyzer};
 use sluice_core::{Decoder, InputError};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Analyzers with their index in the plan.
 type Lane = Vec<(usize, Box<dyn Analyzer>)>;
@@ -38,31 +37,9 @@ pub fn run(
     } else {
         ProgressDrawTarget::hidden()
     });
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Result<AnalysisReport, InputError>>>> =
-        (0..files.len()).map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..parallel_files {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= files.len() {
-                        break;
-                    }
-                    let r = analyze_file(&files[i], opts, lanes_per_file, &multi);
-                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-                }
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|s| {
-            s.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .expect("every file analysed")
-        })
-        .collect()
+    crate::parallel::map(files, parallel_files, |f| {
+        analyze_file(f, opts, lanes_per_file, &multi)
+    })
 }
 
 fn bar(multi: &MultiProgress, path: &Path, frames: Option<u64>) -> ProgressBar {

@@ -11,8 +11,6 @@ use sluice_core::render::dither::DitherMode;
 use sluice_core::render::normalize::NormalizeTarget;
 use sluice_core::render::stages::{ChannelMapping, FadeCurve};
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The command line's export options, as given.
 #[derive(clap::Args, Debug, Clone)]
@@ -394,8 +392,7 @@ pub fn run(a: &ExportArgs) -> Result<std::process::ExitCode> {
     }
     let threads = a
         .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
-        .clamp(1, jobs.len().max(1));
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let multi = MultiProgress::with_draw_target(if show {
         ProgressDrawTarget::stderr()
@@ -409,33 +406,12 @@ pub fn run(a: &ExportArgs) -> Result<std::process::ExitCode> {
             .progress_chars("=> "),
     );
     batch.set_prefix("export");
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Result<ExportReport, ExportError>>>> =
-        jobs.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= jobs.len() {
-                        break;
-                    }
-                    let r = export_one(&jobs[i], &multi);
-                    batch.inc(1);
-                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-                }
-            });
-        }
+    let results = crate::parallel::map(&jobs, threads, |job| {
+        let r = export_one(job, &multi);
+        batch.inc(1);
+        r
     });
     batch.finish_and_clear();
-    let results: Vec<_> = slots
-        .into_iter()
-        .map(|s| {
-            s.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .expect("every job ran")
-        })
-        .collect();
     let failed = results.iter().filter(|r| r.is_err()).count();
     let mut out = std::io::stdout().lock();
     use std::io::Write;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 mod analyze;
 mod export;
+mod parallel;
 mod plot;
 mod render;
 

@@ -1,17 +1,9 @@
 //! `sluice info` and `sluice formats` as a user runs them.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{fixture, sluice};
 use std::process::{Command, Output};
-
-fn sluice() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../core/tests/fixtures")
-        .join(name)
-}
 
 fn run(cmd: &mut Command) -> (Output, String, String) {
     let out = cmd.output().expect("run sluice");

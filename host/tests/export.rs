@@ -6,38 +6,13 @@
 //! sets `SLUICE_REQUIRE_TOOLS=1` so that a missing tool fails the test; elsewhere such checks
 //! are skipped with a notice.
 
+mod common;
+
+use common::{fixture, sluice, tool};
 use sluice_core::render::{Block, OutputLoudness, OutputMeter, SignalSpec};
 use sluice_core::signal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn sluice() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../core/tests/fixtures")
-        .join(name)
-}
-
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "{name} is required (SLUICE_REQUIRE_TOOLS=1) but was not found"
-        );
-        eprintln!("SKIPPED: {name} not found (SLUICE_REQUIRE_TOOLS=1 makes this fail)");
-    }
-    found
-}
 
 /// Run `sluice export ARGS`, asserting success; returns stdout.
 fn export(args: &[&str]) -> String {

@@ -158,34 +158,86 @@ impl TruePeakMeter {
     }
 }
 
+/// Receives the interpolated magnitudes of a kernel run, folded in by maximum: `value(i, v)`
+/// says the output at position `i` is at least `v` (several calls may come for one position).
+trait Sink {
+    fn block(&mut self, at: usize, v: &[f32; W]);
+    fn value(&mut self, at: usize, v: f32);
+}
+
+/// Outputs computed together by the kernel.
+const W: usize = 16;
+
+/// The largest magnitude of all outputs.
+struct MaxSink(f32);
+
+impl Sink for MaxSink {
+    #[inline(always)]
+    fn block(&mut self, _: usize, v: &[f32; W]) {
+        self.0 = v.iter().fold(self.0, |a, &b| a.max(b));
+    }
+    #[inline(always)]
+    fn value(&mut self, _: usize, v: f32) {
+        self.0 = self.0.max(v);
+    }
+}
+
+/// Each position's largest magnitude, in a zeroed slice.
+struct EnvelopeSink<'a>(&'a mut [f32]);
+
+impl Sink for EnvelopeSink<'_> {
+    #[inline(always)]
+    fn block(&mut self, at: usize, v: &[f32; W]) {
+        for (o, &x) in self.0[at..at + W].iter_mut().zip(v) {
+            *o = o.max(x);
+        }
+    }
+    #[inline(always)]
+    fn value(&mut self, at: usize, v: f32) {
+        self.0[at] = self.0[at].max(v);
+    }
+}
+
 /// Peak of all interpolated phases over `buf` (outputs for inputs `TAPS - 1 ..`).
 fn peak_of(phases: &[Phase], buf: &[f32]) -> f32 {
+    let mut sink = MaxSink(0.0);
+    interpolate(phases, buf, &mut sink);
+    sink.0
+}
+
+/// For every output position, the largest magnitude over all phases.
+fn envelope_of(phases: &[Phase], buf: &[f32], out: &mut [f32]) {
+    out.iter_mut().for_each(|o| *o = 0.0);
+    interpolate(phases, buf, &mut EnvelopeSink(out));
+}
+
+/// Run every phase over `buf` into `sink`, on AVX2/FMA where the CPU has them.
+fn interpolate<S: Sink>(phases: &[Phase], buf: &[f32], sink: &mut S) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { peak_avx2(phases, buf) };
+            return unsafe { interpolate_avx2(phases, buf, sink) };
         }
     }
-    dispatch::<false>(phases, buf)
+    dispatch::<false, S>(phases, buf, sink)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn peak_avx2(phases: &[Phase], buf: &[f32]) -> f32 {
-    dispatch::<true>(phases, buf)
+fn interpolate_avx2<S: Sink>(phases: &[Phase], buf: &[f32], sink: &mut S) {
+    dispatch::<true, S>(phases, buf, sink)
 }
 
 #[inline(always)]
-fn dispatch<const FMA: bool>(phases: &[Phase], buf: &[f32]) -> f32 {
+fn dispatch<const FMA: bool, S: Sink>(phases: &[Phase], buf: &[f32], sink: &mut S) {
     match phases {
-        [a, b, c] => peak_generic::<FMA, 3>(&[*a, *b, *c], buf),
-        [a] => peak_generic::<FMA, 1>(&[*a], buf),
+        [a, b, c] => kernel::<FMA, 3, S>(&[*a, *b, *c], buf, sink),
+        [a] => kernel::<FMA, 1, S>(&[*a], buf, sink),
         _ => phases
             .iter()
-            .map(|p| peak_generic::<FMA, 1>(&[*p], buf))
-            .fold(0.0, f32::max),
+            .for_each(|p| kernel::<FMA, 1, S>(&[*p], buf, sink)),
     }
 }
 
@@ -195,14 +247,17 @@ fn madd<const FMA: bool>(c: f32, x: f32, acc: f32) -> f32 {
     if FMA { c.mul_add(x, acc) } else { c * x + acc }
 }
 
-/// The kernel: 16 outputs at a time for all `P` phases; each input vector is loaded once and
-/// used by every phase.
+/// The kernel: `W` outputs at a time for all `P` phases; each input vector is loaded once and
+/// used by every phase. Each output position's largest magnitude over the phases goes to
+/// `sink`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // j indexes the taps of every phase and the input
-fn peak_generic<const FMA: bool, const P: usize>(phases: &[Phase; P], buf: &[f32]) -> f32 {
-    const W: usize = 16;
+fn kernel<const FMA: bool, const P: usize, S: Sink>(
+    phases: &[Phase; P],
+    buf: &[f32],
+    sink: &mut S,
+) {
     let outputs = buf.len() + 1 - TAPS;
-    let mut maxv = [0f32; W];
     let mut at = 0;
     while at + W <= outputs {
         let mut acc = [[0f32; W]; P];
@@ -217,24 +272,24 @@ fn peak_generic<const FMA: bool, const P: usize>(phases: &[Phase; P], buf: &[f32
                 }
             }
         }
+        let mut m = [0f32; W];
         for a in &acc {
             for k in 0..W {
-                maxv[k] = maxv[k].max(a[k].abs());
+                m[k] = m[k].max(a[k].abs());
             }
         }
+        sink.block(at, &m);
         at += W;
     }
-    let mut m = maxv.iter().fold(0f32, |a, &b| a.max(b));
     for i in at..outputs {
         for ph in phases {
             let mut acc = 0f32;
             for (j, &c) in ph.iter().enumerate() {
                 acc = madd::<FMA>(c, buf[i + TAPS - 1 - j], acc);
             }
-            m = m.max(acc.abs());
+            sink.value(i, acc.abs());
         }
     }
-    m
 }
 
 /// The true-peak envelope of one channel, sample by sample, for a true-peak limiter: for each
@@ -297,86 +352,6 @@ impl PeakEnvelope {
             let keep = self.buf.len() - (TAPS - 1);
             self.buf.copy_within(keep.., 0);
         }
-    }
-}
-
-/// For every output position, the largest magnitude over all phases.
-fn envelope_of(phases: &[Phase], buf: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { envelope_avx2(phases, buf, out) };
-        }
-    }
-    envelope_dispatch::<false>(phases, buf, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn envelope_avx2(phases: &[Phase], buf: &[f32], out: &mut [f32]) {
-    envelope_dispatch::<true>(phases, buf, out)
-}
-
-#[inline(always)]
-fn envelope_dispatch<const FMA: bool>(phases: &[Phase], buf: &[f32], out: &mut [f32]) {
-    match phases {
-        [a, b, c] => envelope_generic::<FMA, 3>(&[*a, *b, *c], buf, out),
-        [a] => envelope_generic::<FMA, 1>(&[*a], buf, out),
-        _ => {
-            out.iter_mut().for_each(|o| *o = 0.0);
-            let mut one = vec![0f32; out.len()];
-            for p in phases {
-                envelope_generic::<FMA, 1>(&[*p], buf, &mut one);
-                out.iter_mut().zip(&one).for_each(|(o, v)| *o = o.max(*v));
-            }
-        }
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::needless_range_loop)] // j indexes the taps of every phase and the input
-fn envelope_generic<const FMA: bool, const P: usize>(
-    phases: &[Phase; P],
-    buf: &[f32],
-    out: &mut [f32],
-) {
-    const W: usize = 16;
-    let outputs = buf.len() + 1 - TAPS;
-    debug_assert_eq!(out.len(), outputs);
-    let mut at = 0;
-    while at + W <= outputs {
-        let mut acc = [[0f32; W]; P];
-        for j in 0..TAPS {
-            let start = at + TAPS - 1 - j;
-            let x: &[f32; W] = buf[start..start + W].try_into().expect("W inputs");
-            for p in 0..P {
-                let c = phases[p][j];
-                for k in 0..W {
-                    acc[p][k] = madd::<FMA>(c, x[k], acc[p][k]);
-                }
-            }
-        }
-        let mut m = [0f32; W];
-        for a in &acc {
-            for k in 0..W {
-                m[k] = m[k].max(a[k].abs());
-            }
-        }
-        out[at..at + W].copy_from_slice(&m);
-        at += W;
-    }
-    for i in at..outputs {
-        let mut m = 0f32;
-        for ph in phases {
-            let mut acc = 0f32;
-            for (j, &c) in ph.iter().enumerate() {
-                acc = madd::<FMA>(c, buf[i + TAPS - 1 - j], acc);
-            }
-            m = m.max(acc.abs());
-        }
-        out[i] = m;
     }
 }
 

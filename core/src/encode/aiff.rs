@@ -92,12 +92,7 @@ impl AiffEncoder {
     }
 
     fn close(&mut self) -> std::io::Result<()> {
-        if self.data_bytes % 2 == 1 {
-            self.out.write_all(&[0])?;
-        }
-        self.out.flush()?;
-        let f = self.out.get_mut();
-        let end = f.seek(SeekFrom::End(0))?;
+        let (f, end) = super::end_chunk_data(&mut self.out, self.data_bytes)?;
         f.seek(SeekFrom::Start(4))?;
         f.write_all(&((end - 8) as u32).to_be_bytes())?;
         f.seek(SeekFrom::Start(self.frames_offset))?;

@@ -201,43 +201,60 @@ pub(crate) fn interleave(
     let planes = block.planes();
     out.clear();
     out.reserve(frames * planes.len() * fmt.bytes());
-    let int = |x: f32, bits: u32| -> i64 {
-        let s = (1i64 << (bits - 1)) as f64;
-        (f64::from(x) * s).round().clamp(-s, s - 1.0) as i64
-    };
-    for i in 0..frames {
-        for p in planes {
-            let x = p[i];
-            match fmt {
-                PcmFormat::Float32 => {
-                    let b = if big_endian {
-                        x.to_be_bytes()
-                    } else {
-                        x.to_le_bytes()
-                    };
-                    out.extend_from_slice(&b);
-                }
-                PcmFormat::Int(8) => {
-                    let v = int(x, 8);
-                    out.push(if unsigned8 {
-                        (v + 128) as u8
-                    } else {
-                        v as i8 as u8
-                    });
-                }
-                PcmFormat::Int(bits) => {
-                    let v = int(x, bits);
-                    let n = fmt.bytes();
-                    // Left-justify odd depths (20 bits in 3 bytes) as WAV and AIFF require.
-                    let v = v << (n as u32 * 8 - bits);
-                    let le = v.to_le_bytes();
-                    if big_endian {
-                        out.extend(le[..n].iter().rev());
-                    } else {
-                        out.extend_from_slice(&le[..n]);
-                    }
-                }
+    // The format is decided once; the (inlined) loop only converts and stores.
+    #[inline(always)]
+    fn each(
+        frames: usize,
+        planes: &[Vec<f32>],
+        out: &mut Vec<u8>,
+        store: impl Fn(f32, &mut Vec<u8>),
+    ) {
+        for i in 0..frames {
+            for p in planes {
+                store(p[i], out);
             }
         }
     }
+    match fmt {
+        PcmFormat::Float32 => each(frames, planes, out, |x, out| {
+            out.extend_from_slice(&if big_endian {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            })
+        }),
+        PcmFormat::Int(bits) => {
+            let scale = (1i64 << (bits - 1)) as f64;
+            let n = fmt.bytes();
+            // Left-justify odd depths (20 bits in 3 bytes) as WAV and AIFF require.
+            let shift = n as u32 * 8 - bits;
+            let offset = if bits == 8 && unsigned8 { 128 } else { 0 };
+            each(frames, planes, out, |x, out| {
+                let v = (f64::from(x) * scale).round().clamp(-scale, scale - 1.0) as i64;
+                let v = (v + offset) << shift;
+                let le = v.to_le_bytes();
+                if big_endian {
+                    out.extend(le[..n].iter().rev());
+                } else {
+                    out.extend_from_slice(&le[..n]);
+                }
+            })
+        }
+    }
+}
+
+/// End the sound data of a chunked file (WAV, AIFF): the pad byte an odd-sized chunk needs,
+/// everything flushed; returns the file, to patch the header sizes, and its length.
+pub(crate) fn end_chunk_data(
+    out: &mut std::io::BufWriter<File>,
+    data_bytes: u64,
+) -> std::io::Result<(&mut File, u64)> {
+    use std::io::{Seek, Write};
+    if data_bytes % 2 == 1 {
+        out.write_all(&[0])?;
+    }
+    out.flush()?;
+    let f = out.get_mut();
+    let end = f.seek(std::io::SeekFrom::End(0))?;
+    Ok((f, end))
 }

@@ -183,12 +183,7 @@ impl WavEncoder {
     }
 
     fn close(&mut self) -> std::io::Result<()> {
-        if self.data_bytes % 2 == 1 {
-            self.out.write_all(&[0])?;
-        }
-        self.out.flush()?;
-        let f = self.out.get_mut();
-        let end = f.seek(SeekFrom::End(0))?;
+        let (f, end) = super::end_chunk_data(&mut self.out, self.data_bytes)?;
         let riff_size = end - 8;
         if riff_size > self.rf64_above || self.data_bytes > self.rf64_above {
             // RF64: the sizes move to ds64, the 32-bit fields say "see ds64".

@@ -4,9 +4,11 @@
 //! A [`Stage`] transforms a [`Block`] in place; it may change the block's length (trimming,
 //! resampling, a limiter's lookahead) and its channel count (channel mapping). Stages that must
 //! see the whole signal before they can render it (loudness normalization, trimming trailing
-//! silence) ask the renderer for a *prepass*: the renderer re-runs the deterministic chain in
-//! front of the stage over the source and feeds a [`Probe`] the stage supplied. Nothing is held
-//! in memory or spilled to disk; the cost is one more decode of the source per prepass (see
+//! silence) ask the renderer for a *prepass*: the renderer runs the deterministic chain in
+//! front of the stage and feeds a [`Probe`] the stage supplied. The first such pass keeps what
+//! it produced in an unnamed temporary file (the spill), so later passes and the final render
+//! start from there instead of decoding again; without a spill (turned off, or the disk full)
+//! every pass re-runs the chain from the source. Nothing is held in memory (see
 //! `docs/RENDERING.md`).
 
 /// Planar `f32` audio: one `Vec` per channel, all the same length.
@@ -251,6 +253,13 @@ impl FileSource {
     }
     pub fn info(&self) -> Option<&crate::StreamInfo> {
         self.decoder.as_ref().map(|d| d.info())
+    }
+    /// The Broadcast Wave `bext` chunk of a WAV source (from the decoder's own chunk walk).
+    pub fn bext(&self) -> Option<&crate::Bext> {
+        self.decoder
+            .as_ref()
+            .and_then(|d| d.riff_scan())
+            .and_then(|r| r.bext.as_ref())
     }
     pub fn path(&self) -> &std::path::Path {
         &self.path
@@ -560,6 +569,18 @@ impl<'a> Render<'a> {
         )))
     }
 
+    /// Where a pass through the shared stages up to `at` starts: the spill in front of `at`
+    /// when there is one (taken out of `self`; the caller puts back what should stay), its
+    /// position, and the signal there.
+    fn pass_start(&mut self, at: usize) -> (Option<spill::Spill>, usize, SignalSpec) {
+        let spill = self.spill.take().filter(|s| s.at <= at);
+        let base = spill.as_ref().map_or(0, |s| s.at);
+        let spec = spill
+            .as_ref()
+            .map_or_else(|| self.source.spec().clone(), |s| s.spec.clone());
+        (spill, base, spec)
+    }
+
     /// One prepass for shared stage `at`, from the spill when there is one in front of it;
     /// an input prepass also leaves a spill at `at`. `false` when the stage asks for nothing.
     fn settle_shared(
@@ -567,11 +588,7 @@ impl<'a> Render<'a> {
         at: usize,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<bool, RenderError> {
-        let spill = self.spill.take().filter(|s| s.at <= at);
-        let base = spill.as_ref().map_or(0, |s| s.at);
-        let mut spec = spill
-            .as_ref()
-            .map_or_else(|| self.source.spec().clone(), |s| s.spec.clone());
+        let (spill, base, mut spec) = self.pass_start(at);
         for s in &mut self.stages[base..at] {
             spec = s.start(&spec)?;
         }
@@ -632,11 +649,7 @@ impl<'a> Render<'a> {
         assert_eq!(encoders.len(), self.outputs.len(), "one encoder per output");
         // With a spill, the stages in front of it already ran (deterministically) in a
         // prepass: the final pass starts from what they produced.
-        let spill = self.spill.take();
-        let base = spill.as_ref().map_or(0, |s| s.at);
-        let mut spec = spill
-            .as_ref()
-            .map_or_else(|| self.source.spec().clone(), |s| s.spec.clone());
+        let (spill, base, mut spec) = self.pass_start(self.stages.len());
         for s in &mut self.stages[base..] {
             spec = s.start(&spec)?;
         }
@@ -670,12 +683,18 @@ impl<'a> Render<'a> {
                 return;
             }
             for (o, out) in outputs.iter_mut().enumerate() {
-                scratch.clone_from(b);
-                for s in &mut out.stages {
-                    s.process(&mut scratch);
-                }
+                // Only an output with stages of its own needs a copy to change.
+                let block = if out.stages.is_empty() {
+                    b
+                } else {
+                    scratch.clone_from(b);
+                    for s in &mut out.stages {
+                        s.process(&mut scratch);
+                    }
+                    &scratch
+                };
                 deliver(
-                    &scratch,
+                    block,
                     &mut encoders[o],
                     &mut meters[o],
                     &mut results[o],

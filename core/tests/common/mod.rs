@@ -121,3 +121,22 @@ pub fn write_flac(path: &Path, sample_rate: u32, bits: u32, channels: &[Vec<i32>
     stream.write(&mut sink).expect("flac write");
     std::fs::write(path, sink.as_slice()).unwrap();
 }
+
+/// An external tool at `/usr/bin/NAME` or on `PATH`. When it is missing the test is skipped
+/// with a notice, unless `SLUICE_REQUIRE_TOOLS=1`, when it fails.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::iter::once(PathBuf::from("/usr/bin"))
+        .chain(
+            std::env::var_os("PATH")
+                .map_or_else(Vec::new, |p| std::env::split_paths(&p).collect::<Vec<_>>()),
+        )
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var("SLUICE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+            panic!("{name} is required (SLUICE_REQUIRE_TOOLS=1) but was not found");
+        }
+        eprintln!("SKIPPED: {name} not found (set SLUICE_REQUIRE_TOOLS=1 to make this fail)");
+    }
+    found
+}

@@ -5,7 +5,7 @@
 use sluice_core::encode::Encoder;
 use sluice_core::render::Block;
 use std::f64::consts::PI;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::formats::probe::Hint;
@@ -253,24 +253,7 @@ pub fn decode_symphonia(path: &Path) -> Decoded {
     }
 }
 
-/// An external tool at `/usr/bin/NAME` or on `PATH`. When it is missing the test is skipped
-/// with a notice, unless `SLUICE_REQUIRE_TOOLS=1`, when it fails.
-pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::iter::once(PathBuf::from("/usr/bin"))
-        .chain(
-            std::env::var_os("PATH")
-                .map_or_else(Vec::new, |p| std::env::split_paths(&p).collect::<Vec<_>>()),
-        )
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var("SLUICE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
-            panic!("{name} is required (SLUICE_REQUIRE_TOOLS=1) but was not found");
-        }
-        eprintln!("SKIPPED: {name} not found (set SLUICE_REQUIRE_TOOLS=1 to make this fail)");
-    }
-    found
-}
+pub use crate::common::tool;
 
 /// Decode `path` with `ffmpeg -v error -i PATH -f f32le -` into `channels` planes.
 pub fn decode_ffmpeg(ffmpeg: &Path, path: &Path, channels: usize) -> Vec<Vec<f32>> {

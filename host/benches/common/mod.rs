@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 pub const RATE: u32 = 48_000;
@@ -128,4 +128,16 @@ pub fn write_programme_wav(dir: &Path, minutes: usize) -> Res<()> {
     w.finalize()?;
     std::fs::rename(&tmp, &path)?;
     Ok(())
+}
+
+/// A bench's exit: success when it ran and met its targets; an error is printed.
+pub fn exit_code(result: Res<bool>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
