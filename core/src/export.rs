@@ -250,6 +250,21 @@ pub fn export(
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportReport, ExportError> {
+    let stages = stages_for(plan).map_err(|detail| ExportError::Invalid {
+        path: input.to_path_buf(),
+        detail,
+    })?;
+    export_stages(input, stages, outputs, progress)
+}
+
+/// Export `input` to every output of `outputs` through `stages`, in their order (a pipeline
+/// chooses its own order, and may add stages of its own such as effects).
+pub fn export_stages(
+    input: &Path,
+    stages: Vec<Box<dyn Stage>>,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ExportReport, ExportError> {
     let invalid = |detail: String| ExportError::Invalid {
         path: input.to_path_buf(),
         detail,
@@ -271,7 +286,6 @@ pub fn export(
     if let Some(info) = source.info() {
         warnings.extend(info.warnings.iter().cloned());
     }
-    let stages = stages_for(plan).map_err(invalid)?;
     let chains = outputs
         .iter()
         .map(|o| OutputChain {

@@ -1,6 +1,9 @@
 //! `sluice export`: render files to other formats with normalization, resampling, dither,
 //! fades, trimming and tags; several files in parallel with a progress bar over the batch.
 
+use crate::outputs::{
+    Arriving, CLI_NAMES, FormatRequest, KINDS, Kind, channels_after, parse_channels,
+};
 use anyhow::{Result, anyhow, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_core::analysis::Target;
@@ -9,7 +12,7 @@ use sluice_core::encode::tags::TagPlan;
 use sluice_core::export::{ExportError, ExportReport, OutputFormat, OutputPlan, RenderPlan};
 use sluice_core::render::dither::DitherMode;
 use sluice_core::render::normalize::NormalizeTarget;
-use sluice_core::render::stages::{ChannelMapping, FadeCurve};
+use sluice_core::render::stages::FadeCurve;
 use std::path::PathBuf;
 
 /// The command line's export options, as given.
@@ -116,17 +119,6 @@ pub struct ExportArgs {
     pub jobs: Option<usize>,
 }
 
-fn parse_format(s: &str) -> Option<&'static str> {
-    match s.to_ascii_lowercase().as_str() {
-        "wav" | "wave" | "bwf" => Some("wav"),
-        "aif" | "aiff" => Some("aiff"),
-        "flac" => Some("flac"),
-        "mp3" => Some("mp3"),
-        "ogg" | "oga" | "vorbis" => Some("ogg"),
-        _ => None,
-    }
-}
-
 /// One input's job: where it goes and how.
 struct Job {
     input: PathBuf,
@@ -143,20 +135,28 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
     if a.output.is_none() && a.out_dir.is_none() {
         bail!("say where the output goes: -o FILE or --out-dir DIR");
     }
-    let fmt_name = match (&a.format, &a.output) {
-        (Some(f), _) => parse_format(f)
-            .ok_or_else(|| anyhow!("--format {f}: choose wav, aiff, flac, mp3 or ogg"))?,
+    let kind = match (&a.format, &a.output) {
+        (Some(f), _) => Kind::parse(f).ok_or_else(|| anyhow!("--format {f}: choose {KINDS}"))?,
         (None, Some(o)) => o
             .extension()
-            .and_then(|e| parse_format(&e.to_string_lossy()))
+            .and_then(|e| Kind::parse(&e.to_string_lossy()))
             .ok_or_else(|| {
                 anyhow!(
                     "{}: cannot tell the format from the extension; add --format",
                     o.display()
                 )
             })?,
-        (None, None) => bail!("--out-dir needs --format (wav, aiff, flac, mp3 or ogg)"),
+        (None, None) => bail!("--out-dir needs --format ({KINDS})"),
     };
+    let request = FormatRequest {
+        kind,
+        bit_depth: a.bit_depth.clone(),
+        quality: a.quality,
+        bitrate_kbps: a.bitrate,
+        compression_level: (kind == Kind::Flac || a.compression_level != 5)
+            .then_some(a.compression_level),
+    };
+    request.check(&CLI_NAMES).map_err(|e| anyhow!(e))?;
     let dither = DitherMode::parse(&a.dither)
         .ok_or_else(|| anyhow!("--dither {}: choose none, tpdf or shaped", a.dither))?;
     let fade_curve = FadeCurve::parse(&a.fade_curve).ok_or_else(|| {
@@ -165,23 +165,11 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
             a.fade_curve
         )
     })?;
-    let channels = match a.channels.as_deref() {
-        None => None,
-        Some("mono" | "1") => Some(ChannelMapping::Mono),
-        Some("stereo" | "2") => Some(ChannelMapping::Stereo),
-        Some(list) => Some(ChannelMapping::Pick(
-            list.split(',')
-                .map(|c| {
-                    c.trim()
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|&n| n >= 1)
-                        .map(|n| n - 1)
-                        .ok_or_else(|| anyhow!("--channels {list}: give mono, stereo, or channel numbers from 1 (like 2,1)"))
-                })
-                .collect::<Result<_>>()?,
-        )),
-    };
+    let channels = a
+        .channels
+        .as_deref()
+        .map(|c| parse_channels(c).map_err(|e| anyhow!("--{e}")))
+        .transpose()?;
     let normalize = if let Some(p) = a.normalize_peak {
         Some(NormalizeTarget::Peak { dbfs: p })
     } else if let Some(l) = a.normalize_lufs {
@@ -211,107 +199,26 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
     let mut out = Vec::new();
     for input in &a.inputs {
         let info = sluice_core::probe(input).map_err(|e| anyhow!("{e}"))?;
-        let mut notes = Vec::new();
-        let mut sample_rate = a.sample_rate;
-        let mut channels = channels.clone();
         let src_rate = info.sample_rate;
-        let src_bits = if info.sample_type == Some("int") {
-            info.bit_depth
-        } else {
-            None
+        let arriving = Arriving {
+            sample_rate: a.sample_rate.unwrap_or(src_rate),
+            channels: channels.as_ref().map_or(info.channels as usize, |m| {
+                channels_after(m, info.channels as usize)
+            }),
+            int_bits: if info.sample_type == Some("int") {
+                info.bit_depth
+            } else {
+                None
+            },
+            float: info.sample_type == Some("float"),
         };
-        let format = match fmt_name {
-            "wav" => OutputFormat::Wav {
-                sample: match a.bit_depth.as_deref() {
-                    Some("32f" | "float") => PcmFormat::Float32,
-                    Some(b) => PcmFormat::Int(int_bits(b, &[8, 16, 24, 32], "WAV")?),
-                    None if info.sample_type == Some("float") => PcmFormat::Float32,
-                    None => PcmFormat::Int(
-                        src_bits
-                            .filter(|b| [8, 16, 24, 32].contains(b))
-                            .unwrap_or(24),
-                    ),
-                },
-            },
-            "aiff" => OutputFormat::Aiff {
-                bits: match a.bit_depth.as_deref() {
-                    Some(b) => int_bits(b, &[8, 16, 24, 32], "AIFF")?,
-                    None => src_bits
-                        .filter(|b| [8, 16, 24, 32].contains(b))
-                        .unwrap_or(24),
-                },
-            },
-            "flac" => OutputFormat::Flac {
-                bits: match a.bit_depth.as_deref() {
-                    Some(b) => int_bits(b, &[16, 24], "FLAC")?,
-                    None => src_bits.map_or(24, |b| if b <= 16 { 16 } else { 24 }),
-                },
-                compression_level: if a.compression_level <= 8 {
-                    a.compression_level
-                } else {
-                    bail!(
-                        "--compression-level {}: FLAC levels are 0 to 8",
-                        a.compression_level
-                    )
-                },
-            },
-            "mp3" => {
-                if a.bit_depth.is_some() {
-                    bail!(
-                        "--bit-depth does not apply to MP3 (it has none); use --bitrate or --quality"
-                    );
-                }
-                let rate = sample_rate.unwrap_or(src_rate);
-                if ![
-                    8000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000,
-                ]
-                .contains(&rate)
-                {
-                    if a.sample_rate.is_some() {
-                        bail!(
-                            "--sample-rate {rate}: MP3 stores 8000 to 48000 Hz (44100 or 48000 for music)"
-                        );
-                    }
-                    let to = if rate.is_multiple_of(11_025) {
-                        44_100
-                    } else {
-                        48_000
-                    };
-                    notes.push(format!("MP3 cannot store {rate} Hz: resampled to {to} Hz"));
-                    sample_rate = Some(to);
-                }
-                if channels.is_none() && info.channels > 2 {
-                    notes.push(format!(
-                        "MP3 holds 2 channels: the {} channels are downmixed to stereo",
-                        info.channels
-                    ));
-                    channels = Some(ChannelMapping::Stereo);
-                }
-                let q = a.quality.map(|q| q.round());
-                if let Some(q) = q
-                    && !(0.0..=9.0).contains(&q)
-                {
-                    bail!("--quality {q}: MP3 VBR quality runs from 0 (best) to 9");
-                }
-                OutputFormat::Mp3 {
-                    vbr_quality: q.map(|q| q as u8),
-                    bitrate_kbps: a.bitrate,
-                }
-            }
-            _ => {
-                if a.bit_depth.is_some() || a.bitrate.is_some() {
-                    bail!("Ogg Vorbis takes --quality (-1 to 10), not --bit-depth or --bitrate");
-                }
-                let q = a.quality.unwrap_or(5.0);
-                if !(-1.0..=10.0).contains(&q) {
-                    bail!("--quality {q}: Vorbis quality runs from -1 to 10");
-                }
-                OutputFormat::Ogg { quality: q }
-            }
-        };
-        if a.bitrate.is_some() && !matches!(format, OutputFormat::Mp3 { .. }) {
-            bail!("--bitrate applies to MP3 only");
-        }
+        let resolved = request
+            .resolve(&arriving, a.sample_rate.is_some(), &CLI_NAMES)
+            .map_err(|e| anyhow!(e))?;
+        let format = resolved.format;
+        let notes = resolved.notes;
+        let sample_rate = resolved.sample_rate.or(a.sample_rate);
+        let channels = resolved.channels.or(channels.clone());
         let path = match (&a.output, &a.out_dir) {
             (Some(o), _) => o.clone(),
             (None, Some(dir)) => {
@@ -365,22 +272,6 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
         });
     }
     Ok(out)
-}
-
-fn int_bits(s: &str, allowed: &[u32], format: &str) -> Result<u32> {
-    s.parse::<u32>()
-        .ok()
-        .filter(|b| allowed.contains(b))
-        .ok_or_else(|| {
-            anyhow!(
-                "--bit-depth {s}: {format} takes {}",
-                allowed
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
 }
 
 /// Run the export; returns the process exit code (0 all done, 1 some failed).

@@ -9,10 +9,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod analyze;
+mod config;
 mod export;
+mod outputs;
 mod parallel;
+mod pipeline;
 mod plot;
 mod render;
+mod template;
 
 #[derive(Parser)]
 #[command(

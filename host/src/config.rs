@@ -1,0 +1,175 @@
+//! The host's configuration: `sluice.toml` in the root, then environment overrides.
+//!
+//! | key in `sluice.toml` | environment | default |
+//! | --- | --- | --- |
+//! | (the root itself) | `SLUICE_ROOT` | `~/Sluice` (`--root` wins over both) |
+//! | `workers` | `SLUICE_WORKERS` | the number of cores |
+//! | `settle_seconds` | `SLUICE_SETTLE_SECONDS` | 2 |
+//! | `rescan_seconds` | `SLUICE_RESCAN_SECONDS` | 30 |
+//! | `target_lufs` | `SLUICE_TARGET_LUFS` | -16 |
+//! | `target_true_peak_dbtp` | `SLUICE_TARGET_TRUE_PEAK` | -1 |
+//! | `pipelines` | — | `pipelines` |
+//! | `quarantine` | — | `failed` |
+//! | `log_files` | — | 7 (daily log files kept under `.sluice/logs`) |
+
+use crate::pipeline::{Diagnostic, line_col};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const CONFIG_FILE: &str = "sluice.toml";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub root: PathBuf,
+    pub workers: usize,
+    pub settle: Duration,
+    pub rescan: Duration,
+    /// The loudness a `normalize = {}` step aims at, and its true-peak ceiling.
+    pub target_lufs: f64,
+    pub target_true_peak_dbtp: f64,
+    pub pipelines_dir: PathBuf,
+    pub quarantine_dir: PathBuf,
+    pub log_files: usize,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    workers: Option<usize>,
+    settle_seconds: Option<f64>,
+    rescan_seconds: Option<f64>,
+    target_lufs: Option<f64>,
+    target_true_peak_dbtp: Option<f64>,
+    pipelines: Option<PathBuf>,
+    quarantine: Option<PathBuf>,
+    log_files: Option<usize>,
+}
+
+/// The root: `--root`, else `SLUICE_ROOT`, else `~/Sluice`.
+pub fn root_from(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(r) = arg {
+        return Ok(r.to_path_buf());
+    }
+    if let Some(r) = std::env::var_os("SLUICE_ROOT").filter(|r| !r.is_empty()) {
+        return Ok(PathBuf::from(r));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("HOME is not set: give --root or SLUICE_ROOT"))?;
+    Ok(PathBuf::from(home).join("Sluice"))
+}
+
+fn env<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{name}={v}: not a valid value")),
+        _ => Ok(None),
+    }
+}
+
+fn seconds(name: &str, v: f64) -> Result<Duration, String> {
+    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!("{name} = {v}: give seconds from 0 to 86400"))
+    }
+}
+
+impl Config {
+    /// Read `root/sluice.toml` (absent is fine) and the environment.
+    pub fn load(root: &Path) -> anyhow::Result<Config> {
+        let file = root.join(CONFIG_FILE);
+        let raw: RawConfig = match std::fs::read_to_string(&file) {
+            Ok(text) => toml::from_str(&text).map_err(|e| {
+                let (line, col) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
+                anyhow::anyhow!(
+                    "{}",
+                    Diagnostic {
+                        file: file.clone(),
+                        line,
+                        col,
+                        message: e.message().to_string(),
+                    }
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RawConfig::default(),
+            Err(e) => anyhow::bail!("{}: {e}", file.display()),
+        };
+        let bad = |m: String| anyhow::anyhow!("{}: {m}", file.display());
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = env::<usize>("SLUICE_WORKERS")?
+            .or(raw.workers)
+            .unwrap_or(cores);
+        if !(1..=256).contains(&workers) {
+            return Err(bad(format!("workers = {workers}: give 1 to 256")));
+        }
+        let settle = seconds(
+            "settle_seconds",
+            env("SLUICE_SETTLE_SECONDS")?
+                .or(raw.settle_seconds)
+                .unwrap_or(2.0),
+        )
+        .map_err(bad)?;
+        let rescan = seconds(
+            "rescan_seconds",
+            env("SLUICE_RESCAN_SECONDS")?
+                .or(raw.rescan_seconds)
+                .unwrap_or(30.0),
+        )
+        .map_err(bad)?;
+        let target_lufs = env("SLUICE_TARGET_LUFS")?
+            .or(raw.target_lufs)
+            .unwrap_or(-16.0);
+        let target_true_peak_dbtp = env("SLUICE_TARGET_TRUE_PEAK")?
+            .or(raw.target_true_peak_dbtp)
+            .unwrap_or(-1.0);
+        if !(-70.0..=0.0).contains(&target_lufs) {
+            return Err(bad(format!(
+                "target_lufs = {target_lufs}: give -70 to 0 LUFS"
+            )));
+        }
+        if !(-20.0..=0.0).contains(&target_true_peak_dbtp) {
+            return Err(bad(format!(
+                "target_true_peak_dbtp = {target_true_peak_dbtp}: give -20 to 0 dBTP"
+            )));
+        }
+        let inside = |p: Option<PathBuf>, default: &str| -> anyhow::Result<PathBuf> {
+            let p = p.unwrap_or_else(|| PathBuf::from(default));
+            if p.is_absolute()
+                || p.components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(bad(format!(
+                    "{}: give a folder inside the root, relative to it",
+                    p.display()
+                )));
+            }
+            Ok(root.join(p))
+        };
+        Ok(Config {
+            root: root.to_path_buf(),
+            workers,
+            settle,
+            rescan,
+            target_lufs,
+            target_true_peak_dbtp,
+            pipelines_dir: inside(raw.pipelines, "pipelines")?,
+            quarantine_dir: inside(raw.quarantine, "failed")?,
+            log_files: raw.log_files.unwrap_or(7).max(1),
+        })
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(".sluice")
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.state_dir().join("state.redb")
+    }
+    pub fn log_dir(&self) -> PathBuf {
+        self.state_dir().join("logs")
+    }
+}

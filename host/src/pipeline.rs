@@ -1,0 +1,1117 @@
+//! Pipelines: TOML files that say which files to take from which folders, what to do to them,
+//! and where the results go. Parsed into [`Pipeline`] with every problem reported as
+//! `file:line:column: message`. The schema is in `pipelines/README.md`.
+
+use crate::outputs::{FormatRequest, KINDS, Kind, TOML_NAMES, parse_channels};
+use crate::template::Template;
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use sluice_core::analysis::{Section, Target};
+use sluice_core::render::dither::DitherMode;
+use sluice_core::render::normalize::NormalizeTarget;
+use sluice_core::render::stages::{ChannelMapping, FadeCurve};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+use toml::Spanned;
+
+/// One problem in a pipeline (or the configuration), located.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
+}
+
+/// What a pipeline does to each file, in order.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Measure the source (its report goes into the job's report and the file index).
+    Analyze {
+        sections: Vec<Section>,
+    },
+    Region {
+        start: f64,
+        end: Option<f64>,
+    },
+    TrimSilence {
+        threshold_dbfs: f64,
+        pad_seconds: f64,
+    },
+    Fade {
+        fade_in: f64,
+        fade_out: f64,
+        curve: FadeCurve,
+    },
+    Gain {
+        db: f64,
+    },
+    Channels(ChannelMapping),
+    Resample {
+        sample_rate: u32,
+        fast: bool,
+    },
+    Normalize(NormalizeTarget),
+}
+
+/// One file a pipeline writes per input.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub path: Template,
+    pub format: FormatRequest,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<ChannelMapping>,
+    pub dither: DitherMode,
+    pub bext: bool,
+    pub replaygain: bool,
+    pub keep_tags: bool,
+    pub tags: Vec<(String, String)>,
+}
+
+/// What becomes of the source after a job succeeds.
+#[derive(Debug, Clone)]
+pub enum SourceAction {
+    Keep,
+    Move(Template),
+    Delete,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub file: PathBuf,
+    /// Hash of the definition (comments and layout aside): a new hash is a new version.
+    pub hash: String,
+    pub description: Option<String>,
+    /// Folders relative to the root.
+    pub watch: Vec<PathBuf>,
+    include: GlobSet,
+    exclude: GlobSet,
+    pub steps: Vec<Step>,
+    pub outputs: Vec<Output>,
+    pub source: SourceAction,
+    pub report: Option<Template>,
+    /// Attempts after the first for transient (I/O) errors.
+    pub retries: u32,
+}
+
+/// Extensions the decoder reads: the default `include`.
+pub fn decodable_extensions() -> Vec<&'static str> {
+    let mut v: Vec<&str> = sluice_core::formats::FORMATS
+        .iter()
+        .filter(|f| f.decode)
+        .flat_map(|f| f.extensions.iter().copied())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+impl Pipeline {
+    /// Whether `rel` (a path relative to one of the watch folders) is for this pipeline.
+    pub fn matches(&self, rel: &Path) -> bool {
+        self.include.is_match(rel) && !self.exclude.is_match(rel)
+    }
+
+    /// The watch folder `path` (relative to the root) is in, and the path inside it.
+    pub fn watched<'a>(&self, path: &'a Path) -> Option<&'a Path> {
+        self.watch
+            .iter()
+            .find_map(|w| path.strip_prefix(w).ok())
+            .filter(|r| !r.as_os_str().is_empty())
+    }
+
+    pub fn analyze(&self) -> Option<&[Section]> {
+        self.steps.iter().find_map(|s| match s {
+            Step::Analyze { sections } => Some(sections.as_slice()),
+            _ => None,
+        })
+    }
+}
+
+// ---- the raw TOML schema -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    name: Option<Spanned<String>>,
+    description: Option<String>,
+    watch: Spanned<OneOrMany>,
+    include: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    step: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    output: Vec<Spanned<RawOutput>>,
+    source: Option<Spanned<RawSource>>,
+    report: Option<Spanned<RawReport>>,
+    retries: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawReport {
+    Off(bool),
+    Path(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Flag<T> {
+    On(bool),
+    With(T),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAnalyze {
+    sections: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTrim {
+    threshold_dbfs: Option<f64>,
+    pad_seconds: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegion {
+    start: Option<f64>,
+    end: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFade {
+    #[serde(rename = "in")]
+    fade_in: Option<f64>,
+    out: Option<f64>,
+    curve: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawResample {
+    Rate(u32),
+    With {
+        sample_rate: u32,
+        quality: Option<String>,
+    },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNormalize {
+    loudness_lufs: Option<f64>,
+    true_peak_dbtp: Option<f64>,
+    preset: Option<String>,
+    peak_dbfs: Option<f64>,
+    limiter: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    analyze: Option<Spanned<Flag<RawAnalyze>>>,
+    region: Option<Spanned<RawRegion>>,
+    trim_silence: Option<Spanned<Flag<RawTrim>>>,
+    fade: Option<Spanned<RawFade>>,
+    gain_db: Option<Spanned<f64>>,
+    channels: Option<Spanned<String>>,
+    resample: Option<Spanned<RawResample>>,
+    normalize: Option<Spanned<RawNormalize>>,
+    /// A wasm effect: arrives with the effects runtime.
+    effect: Option<Spanned<String>>,
+    params: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BitDepth {
+    Int(u32),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    path: Spanned<String>,
+    format: Option<Spanned<String>>,
+    bit_depth: Option<Spanned<BitDepth>>,
+    quality: Option<f32>,
+    bitrate_kbps: Option<u32>,
+    compression_level: Option<u8>,
+    sample_rate: Option<Spanned<u32>>,
+    channels: Option<Spanned<String>>,
+    dither: Option<Spanned<String>>,
+    bext: Option<bool>,
+    replaygain: Option<bool>,
+    keep_tags: Option<bool>,
+    #[serde(default)]
+    tags: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    action: Spanned<String>,
+    to: Option<Spanned<String>>,
+}
+
+// ---- parsing and checking ----------------------------------------------------------------
+
+/// Collects the problems of one file.
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+    problems: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, col) = line_col(self.text, span.start);
+        self.problems.push(Diagnostic {
+            file: self.file.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+        });
+    }
+
+    fn template(&mut self, s: &Spanned<String>, what: &str) -> Option<Template> {
+        match Template::parse(s.get_ref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Inside the quoted string: one past the opening quote.
+                let start = s.span().start + 1 + e.offset;
+                self.err(start..start, format!("{what}: {}", e.message));
+                None
+            }
+        }
+    }
+}
+
+/// Defaults a pipeline can refer to (from the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub target_lufs: f64,
+    pub target_true_peak_dbtp: f64,
+}
+
+/// Parse and check one pipeline file's text. `file` names it in messages; its stem is the
+/// default name.
+pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Vec<Diagnostic>> {
+    let mut c = Checker {
+        file,
+        text,
+        problems: Vec::new(),
+    };
+    let raw: RawPipeline = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            c.err(e.span().unwrap_or(0..0), e.message().trim_end().to_string());
+            return Err(c.problems);
+        }
+    };
+    let hash = {
+        let value: toml::Value = toml::from_str(text).expect("parsed above");
+        blake3::hash(value.to_string().as_bytes()).to_hex()[..16].to_string()
+    };
+    let name = match &raw.name {
+        Some(n) => {
+            let v = n.get_ref().trim();
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|ch| ch.is_alphanumeric() || "-_. ".contains(ch))
+                || v.starts_with('.')
+            {
+                c.err(
+                    n.span(),
+                    "name: use letters, digits, spaces, '-', '_' and '.' (not first)",
+                );
+            }
+            v.to_string()
+        }
+        None => file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+
+    // Watch folders: relative, inside the root.
+    let watch_span = raw.watch.span();
+    let watch_list = match raw.watch.into_inner() {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    let mut watch = Vec::new();
+    if watch_list.is_empty() {
+        c.err(watch_span.clone(), "watch: name at least one folder");
+    }
+    for w in watch_list {
+        let p = PathBuf::from(w.trim_end_matches('/'));
+        if p.as_os_str().is_empty() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
+            c.err(
+                watch_span.clone(),
+                format!(
+                    "watch: {w:?} must be a folder inside the root, relative to it (no '..', not absolute)"
+                ),
+            );
+        } else if p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            c.err(
+                watch_span.clone(),
+                format!("watch: {w:?} is hidden; hidden folders are never watched"),
+            );
+        } else {
+            watch.push(p);
+        }
+    }
+
+    let globs = |c: &mut Checker, list: &[Spanned<String>]| -> GlobSet {
+        let mut b = GlobSetBuilder::new();
+        for g in list {
+            let pat = g.get_ref();
+            // A pattern without a folder matches the file name at any depth.
+            let full = if pat.contains('/') {
+                pat.clone()
+            } else {
+                format!("**/{pat}")
+            };
+            match GlobBuilder::new(&full)
+                .case_insensitive(true)
+                .literal_separator(true)
+                .build()
+            {
+                Ok(gl) => {
+                    b.add(gl);
+                }
+                Err(e) => c.err(g.span(), format!("bad pattern {pat:?}: {}", e.kind())),
+            }
+        }
+        b.build().unwrap_or_else(|_| GlobSet::empty())
+    };
+    let include = match &raw.include {
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                c.err(list.span(), "include: an empty list matches nothing");
+            }
+            globs(&mut c, list.get_ref())
+        }
+        None => {
+            let all: Vec<Spanned<String>> = decodable_extensions()
+                .iter()
+                .map(|e| Spanned::new(0..0, format!("*.{e}")))
+                .collect();
+            globs(&mut c, &all)
+        }
+    };
+    let exclude = globs(&mut c, &raw.exclude);
+
+    // Steps.
+    let mut steps = Vec::new();
+    for (i, s) in raw.step.iter().enumerate() {
+        let span = s.span();
+        let st = s.get_ref();
+        let mut kinds = Vec::new();
+        macro_rules! kind {
+            ($f:ident) => {
+                if st.$f.is_some() {
+                    kinds.push(stringify!($f));
+                }
+            };
+        }
+        kind!(analyze);
+        kind!(region);
+        kind!(trim_silence);
+        kind!(fade);
+        kind!(gain_db);
+        kind!(channels);
+        kind!(resample);
+        kind!(normalize);
+        kind!(effect);
+        if kinds.len() != 1 {
+            c.err(
+                span,
+                format!(
+                    "step {}: each [[step]] does one thing (analyze, region, trim_silence, fade, gain_db, channels, resample, normalize or effect); this one has {}",
+                    i + 1,
+                    if kinds.is_empty() {
+                        "none".to_string()
+                    } else {
+                        kinds.join(", ")
+                    }
+                ),
+            );
+            continue;
+        }
+        if st.params.is_some() && st.effect.is_none() {
+            c.err(
+                st.params.as_ref().unwrap().span(),
+                "params belong to an effect step",
+            );
+        }
+        if let Some(a) = &st.analyze {
+            if i != 0 {
+                c.err(
+                    a.span(),
+                    "analyze measures the source as it arrives: make it the first step",
+                );
+            }
+            let sections = match a.get_ref() {
+                Flag::On(false) => continue,
+                Flag::On(true) => Section::ALL.to_vec(),
+                Flag::With(r) => match &r.sections {
+                    None => Section::ALL.to_vec(),
+                    Some(list) => {
+                        let mut v = Vec::new();
+                        for s in list {
+                            match Section::parse(s) {
+                                Some(sec) => v.push(sec),
+                                None => c.err(
+                                    a.span(),
+                                    format!(
+                                        "analyze: unknown section {s:?} (loudness, levels, spectrum, stereo, tempo, key, waveform, targets)"
+                                    ),
+                                ),
+                            }
+                        }
+                        v
+                    }
+                },
+            };
+            steps.push(Step::Analyze { sections });
+        } else if let Some(r) = &st.region {
+            let (start, end) = (r.get_ref().start.unwrap_or(0.0), r.get_ref().end);
+            if !(start.is_finite() && start >= 0.0) || end.is_some_and(|e| !(e > start)) {
+                c.err(
+                    r.span(),
+                    "region: start must be 0 or more seconds, and end after start",
+                );
+            }
+            steps.push(Step::Region { start, end });
+        } else if let Some(t) = &st.trim_silence {
+            let r = match t.get_ref() {
+                Flag::On(false) => continue,
+                Flag::On(true) => &RawTrim::default(),
+                Flag::With(r) => r,
+            };
+            let threshold_dbfs = r.threshold_dbfs.unwrap_or(-60.0);
+            let pad_seconds = r.pad_seconds.unwrap_or(0.05);
+            if !(-120.0..=0.0).contains(&threshold_dbfs) || !(0.0..=60.0).contains(&pad_seconds) {
+                c.err(
+                    t.span(),
+                    "trim_silence: threshold_dbfs from -120 to 0, pad_seconds from 0 to 60",
+                );
+            }
+            steps.push(Step::TrimSilence {
+                threshold_dbfs,
+                pad_seconds,
+            });
+        } else if let Some(f) = &st.fade {
+            let r = f.get_ref();
+            let curve = match r.curve.as_deref() {
+                None => Some(FadeCurve::EqualPower),
+                Some(s) => FadeCurve::parse(s),
+            };
+            let (fi, fo) = (r.fade_in.unwrap_or(0.0), r.out.unwrap_or(0.0));
+            if curve.is_none() {
+                c.err(
+                    f.span(),
+                    "fade: curve is linear, equal-power or logarithmic",
+                );
+            } else if !(0.0..=3600.0).contains(&fi)
+                || !(0.0..=3600.0).contains(&fo)
+                || fi + fo == 0.0
+            {
+                c.err(f.span(), "fade: give in and/or out in seconds (0 to 3600)");
+            }
+            steps.push(Step::Fade {
+                fade_in: fi,
+                fade_out: fo,
+                curve: curve.unwrap_or(FadeCurve::EqualPower),
+            });
+        } else if let Some(g) = &st.gain_db {
+            if !(-96.0..=48.0).contains(g.get_ref()) {
+                c.err(g.span(), "gain_db: from -96 to 48 dB");
+            }
+            steps.push(Step::Gain { db: *g.get_ref() });
+        } else if let Some(ch) = &st.channels {
+            match parse_channels(ch.get_ref()) {
+                Ok(m) => steps.push(Step::Channels(m)),
+                Err(e) => c.err(ch.span(), e),
+            }
+        } else if let Some(r) = &st.resample {
+            let (rate, q) = match r.get_ref() {
+                RawResample::Rate(n) => (*n, None),
+                RawResample::With {
+                    sample_rate,
+                    quality,
+                } => (*sample_rate, quality.as_deref()),
+            };
+            if !(8000..=384_000).contains(&rate) {
+                c.err(r.span(), "resample: sample_rate from 8000 to 384000 Hz");
+            }
+            let fast = match q {
+                None | Some("high") => false,
+                Some("fast") => true,
+                Some(o) => {
+                    c.err(r.span(), format!("resample: quality {o:?} is high or fast"));
+                    false
+                }
+            };
+            steps.push(Step::Resample {
+                sample_rate: rate,
+                fast,
+            });
+        } else if let Some(n) = &st.normalize {
+            match normalize(n.get_ref(), defaults) {
+                Ok(t) => steps.push(Step::Normalize(t)),
+                Err(e) => c.err(n.span(), format!("normalize: {e}")),
+            }
+        } else if let Some(e) = &st.effect {
+            c.err(
+                e.span(),
+                format!(
+                    "effect {:?}: wasm effect steps need the effects runtime, which this version of sluice does not have yet",
+                    e.get_ref()
+                ),
+            );
+        }
+    }
+    if steps
+        .iter()
+        .filter(|s| matches!(s, Step::Normalize(_)))
+        .count()
+        > 1
+    {
+        c.err(0..0, "only one normalize step per pipeline");
+    }
+
+    // Outputs.
+    let mut outputs = Vec::new();
+    for o in &raw.output {
+        let r = o.get_ref();
+        let Some(path) = c.template(&r.path, "path") else {
+            continue;
+        };
+        let kind = match &r.format {
+            Some(f) => Kind::parse(f.get_ref()).or_else(|| {
+                c.err(f.span(), format!("format {:?}: choose {KINDS}", f.get_ref()));
+                None
+            }),
+            None => Path::new(r.path.get_ref())
+                .extension()
+                .and_then(|e| Kind::parse(&e.to_string_lossy()))
+                .or_else(|| {
+                    c.err(
+                        r.path.span(),
+                        format!(
+                            "cannot tell the format from the path's extension: add format = ({KINDS})"
+                        ),
+                    );
+                    None
+                }),
+        };
+        let Some(kind) = kind else { continue };
+        let format = FormatRequest {
+            kind,
+            bit_depth: r.bit_depth.as_ref().map(|b| match b.get_ref() {
+                BitDepth::Int(n) => n.to_string(),
+                BitDepth::Text(s) => s.clone(),
+            }),
+            quality: r.quality,
+            bitrate_kbps: r.bitrate_kbps,
+            compression_level: r.compression_level,
+        };
+        if let Err(e) = format.check(&TOML_NAMES) {
+            c.err(o.span(), e);
+        }
+        if let Some(sr) = &r.sample_rate {
+            let rate = *sr.get_ref();
+            if !(8000..=384_000).contains(&rate)
+                || (kind == Kind::Mp3 && !crate::outputs::MP3_RATES.contains(&rate))
+            {
+                c.err(
+                    sr.span(),
+                    format!("sample_rate {rate}: not a rate {} can store", kind.name()),
+                );
+            }
+        }
+        let channels = match &r.channels {
+            None => None,
+            Some(ch) => match parse_channels(ch.get_ref()) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    c.err(ch.span(), e);
+                    None
+                }
+            },
+        };
+        let dither = match &r.dither {
+            None => DitherMode::Tpdf,
+            Some(d) => DitherMode::parse(d.get_ref()).unwrap_or_else(|| {
+                c.err(d.span(), "dither: none, tpdf or shaped");
+                DitherMode::Tpdf
+            }),
+        };
+        let mut tags = Vec::new();
+        let plan = sluice_core::encode::tags::TagPlan {
+            carry_from: None,
+            set: r
+                .tags
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.get_ref().clone()))
+                .collect(),
+            replaygain: false,
+        };
+        if let Err(e) = plan.validate() {
+            c.err(o.span(), format!("tags: {e}"));
+        } else {
+            tags = plan.set;
+        }
+        outputs.push(Output {
+            path,
+            format,
+            sample_rate: r.sample_rate.as_ref().map(|s| *s.get_ref()),
+            channels,
+            dither,
+            bext: r.bext.unwrap_or(true),
+            replaygain: r.replaygain.unwrap_or(true),
+            keep_tags: r.keep_tags.unwrap_or(true),
+            tags,
+        });
+    }
+    let analyzes = steps.iter().any(|s| matches!(s, Step::Analyze { .. }));
+    if raw.output.is_empty() && !analyzes {
+        c.err(
+            0..0,
+            "the pipeline neither writes an [[output]] nor has an analyze step: it would do nothing",
+        );
+    }
+
+    let source = match &raw.source {
+        None => SourceAction::Move(Template::parse("done/{pipeline}/{name}").expect("valid")),
+        Some(s) => {
+            let r = s.get_ref();
+            match (r.action.get_ref().as_str(), &r.to) {
+                ("keep", None) => SourceAction::Keep,
+                ("delete", None) => SourceAction::Delete,
+                ("move", Some(to)) => match c.template(to, "source.to") {
+                    Some(t) => SourceAction::Move(t),
+                    None => SourceAction::Keep,
+                },
+                ("move", None) => {
+                    SourceAction::Move(Template::parse("done/{pipeline}/{name}").expect("valid"))
+                }
+                ("keep" | "delete", Some(to)) => {
+                    c.err(to.span(), "source.to applies to action = \"move\"");
+                    SourceAction::Keep
+                }
+                (other, _) => {
+                    c.err(
+                        r.action.span(),
+                        format!("source.action {other:?}: keep, move or delete"),
+                    );
+                    SourceAction::Keep
+                }
+            }
+        }
+    };
+    let report = match &raw.report {
+        None => {
+            Some(Template::parse("reports/{pipeline}/{date:%Y/%m/%d}/{stem}.json").expect("valid"))
+        }
+        Some(r) => match r.get_ref() {
+            RawReport::Off(false) => None,
+            RawReport::Off(true) => Some(
+                Template::parse("reports/{pipeline}/{date:%Y/%m/%d}/{stem}.json").expect("valid"),
+            ),
+            RawReport::Path(p) => c.template(&Spanned::new(r.span(), p.clone()), "report"),
+        },
+    };
+    let retries = raw.retries.as_ref().map_or(3, |r| *r.get_ref());
+    if retries > 20 {
+        c.err(raw.retries.as_ref().unwrap().span(), "retries: 0 to 20");
+    }
+
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(Pipeline {
+        name,
+        file: file.to_path_buf(),
+        hash,
+        description: raw.description,
+        watch,
+        include,
+        exclude,
+        steps,
+        outputs,
+        source,
+        report,
+        retries,
+    })
+}
+
+fn normalize(r: &RawNormalize, d: Defaults) -> Result<NormalizeTarget, String> {
+    let limiter = r.limiter.unwrap_or(true);
+    let ceiling = |tp: f64| {
+        if (-20.0..=0.0).contains(&tp) {
+            Ok(tp)
+        } else {
+            Err(format!("true_peak_dbtp {tp}: from -20 to 0 dBTP"))
+        }
+    };
+    match (r.loudness_lufs, &r.preset, r.peak_dbfs) {
+        (Some(_), Some(_), _) | (_, Some(_), Some(_)) | (Some(_), _, Some(_)) => {
+            Err("give one of loudness_lufs, preset or peak_dbfs".into())
+        }
+        (None, None, Some(p)) => {
+            if r.true_peak_dbtp.is_some() || r.limiter.is_some() {
+                return Err("peak_dbfs takes no true_peak_dbtp or limiter".into());
+            }
+            if !(-60.0..=0.0).contains(&p) {
+                return Err(format!("peak_dbfs {p}: from -60 to 0 dBFS"));
+            }
+            Ok(NormalizeTarget::Peak { dbfs: p })
+        }
+        (None, Some(p), None) => {
+            let t = Target::parse(p)?;
+            Ok(NormalizeTarget::Loudness {
+                lufs: t.integrated_lufs,
+                true_peak_dbtp: ceiling(r.true_peak_dbtp.unwrap_or(t.true_peak_dbtp))?,
+                limiter,
+            })
+        }
+        (l, None, None) => {
+            let lufs = l.unwrap_or(d.target_lufs);
+            if !(-70.0..=0.0).contains(&lufs) {
+                return Err(format!("loudness_lufs {lufs}: from -70 to 0 LUFS"));
+            }
+            Ok(NormalizeTarget::Loudness {
+                lufs,
+                true_peak_dbtp: ceiling(r.true_peak_dbtp.unwrap_or(d.target_true_peak_dbtp))?,
+                limiter,
+            })
+        }
+    }
+}
+
+/// Every pipeline of a folder (`*.toml`, sorted), with the problems of those that failed and
+/// the problems between pipelines (same name, same output path, outputs written into a watched
+/// folder). A pipeline with a cross-pipeline problem is refused too.
+pub fn load_dir(dir: &Path, defaults: Defaults) -> (Vec<Pipeline>, Vec<Diagnostic>) {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "toml")
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect(),
+        Err(e) => {
+            return (
+                Vec::new(),
+                vec![Diagnostic {
+                    file: dir.to_path_buf(),
+                    line: 1,
+                    col: 1,
+                    message: format!("cannot read the pipelines folder: {e}"),
+                }],
+            );
+        }
+    };
+    files.sort();
+    load_files(&files, defaults)
+}
+
+/// Like [`load_dir`] for a list of files.
+pub fn load_files(files: &[PathBuf], defaults: Defaults) -> (Vec<Pipeline>, Vec<Diagnostic>) {
+    let mut ok = Vec::new();
+    let mut problems = Vec::new();
+    let mut texts = BTreeMap::new();
+    for f in files {
+        match std::fs::read_to_string(f) {
+            Ok(text) => match parse(f, &text, defaults) {
+                Ok(p) => {
+                    texts.insert(f.clone(), text);
+                    ok.push(p);
+                }
+                Err(d) => problems.extend(d),
+            },
+            Err(e) => problems.push(Diagnostic {
+                file: f.clone(),
+                line: 1,
+                col: 1,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    let refused = cross_check(&ok, &texts, &mut problems);
+    ok.retain(|p| !refused.contains(&p.file));
+    (ok, problems)
+}
+
+/// Where the text of `needle` (a template's source) sits in `text`, for messages.
+fn locate(text: &str, needle: &str) -> (usize, usize) {
+    text.find(&format!("\"{needle}\""))
+        .or_else(|| text.find(&format!("'{needle}'")))
+        .or_else(|| text.find(needle))
+        .map_or((1, 1), |o| line_col(text, o))
+}
+
+/// Problems between pipelines; returns the files refused.
+fn cross_check(
+    ps: &[Pipeline],
+    texts: &BTreeMap<PathBuf, String>,
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<PathBuf> {
+    let mut refused = Vec::new();
+    let mut report = |p: &Pipeline, needle: &str, message: String| {
+        let (line, col) = texts.get(&p.file).map_or((1, 1), |t| locate(t, needle));
+        problems.push(Diagnostic {
+            file: p.file.clone(),
+            line,
+            col,
+            message,
+        });
+        refused.push(p.file.clone());
+    };
+    // A sample rendering: the same for every pipeline except {pipeline}, so two templates
+    // that render alike here write the same file for the same input.
+    let now = jiff::Timestamp::UNIX_EPOCH.to_zoned(jiff::tz::TimeZone::UTC);
+    let tags = BTreeMap::new();
+    let mut seen_names: BTreeMap<&str, &Pipeline> = BTreeMap::new();
+    let mut seen_paths: BTreeMap<PathBuf, (&Pipeline, String)> = BTreeMap::new();
+    for p in ps {
+        if let Some(first) = seen_names.insert(&p.name, p) {
+            report(
+                p,
+                "name",
+                format!(
+                    "pipeline name {:?} is already used by {}",
+                    p.name,
+                    first.file.display()
+                ),
+            );
+        }
+        let vars = crate::template::Vars {
+            stem: "\u{1}stem",
+            name: "\u{1}name",
+            ext: "\u{1}ext",
+            pipeline: &p.name,
+            now: &now,
+            job: 1,
+            tags: &tags,
+        };
+        let mut written: Vec<(&Template, &str)> =
+            p.outputs.iter().map(|o| (&o.path, "output path")).collect();
+        if let Some(r) = &p.report {
+            written.push((r, "report"));
+        }
+        if let SourceAction::Move(t) = &p.source {
+            written.push((t, "source.to"));
+        }
+        for (t, what) in written {
+            let rendered = t.render(&vars);
+            if let Some((other, other_tpl)) = seen_paths.get(&rendered) {
+                report(
+                    p,
+                    t.as_str(),
+                    format!(
+                        "{what} {:?} writes the same files as {:?} in {} (pipeline {:?}): make them differ, for example with {{pipeline}}",
+                        t.as_str(),
+                        other_tpl,
+                        other.file.display(),
+                        other.name
+                    ),
+                );
+            } else {
+                seen_paths.insert(rendered, (p, t.as_str().to_string()));
+            }
+            let dir = t.static_dir();
+            for q in ps {
+                for w in &q.watch {
+                    if dir.starts_with(w) || (w.starts_with(&dir) && t.variables().is_empty()) {
+                        report(
+                            p,
+                            t.as_str(),
+                            format!(
+                                "{what} {:?} is inside {}, which pipeline {:?} watches: its files would be taken as new input",
+                                t.as_str(),
+                                w.display(),
+                                q.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    refused.sort();
+    refused.dedup();
+    refused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Defaults = Defaults {
+        target_lufs: -16.0,
+        target_true_peak_dbtp: -1.0,
+    };
+
+    fn check(text: &str) -> Result<Pipeline, Vec<Diagnostic>> {
+        parse(Path::new("p.toml"), text, D)
+    }
+
+    #[test]
+    fn a_full_pipeline_parses() {
+        let p = check(
+            r#"
+name = "podcast"
+watch = "inbox/podcast"
+include = ["*.wav", "*.flac"]
+exclude = ["draft*"]
+
+[[step]]
+analyze = true
+[[step]]
+trim_silence = { threshold_dbfs = -55 }
+[[step]]
+normalize = { preset = "podcast" }
+
+[[output]]
+path = "outbox/podcast/{date:%Y/%m/%d}/{stem}.mp3"
+bitrate_kbps = 128
+[[output]]
+path = "archive/{stem}.flac"
+bit_depth = 24
+tags = { artist = "My Show" }
+
+[source]
+action = "move"
+to = "done/{name}"
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.name, "podcast");
+        assert_eq!(p.steps.len(), 3);
+        assert_eq!(p.outputs.len(), 2);
+        assert_eq!(p.outputs[0].format.kind, Kind::Mp3);
+        assert!(p.matches(Path::new("show.WAV")));
+        assert!(p.matches(Path::new("sub/show.flac")));
+        assert!(!p.matches(Path::new("draft1.wav")));
+        assert!(!p.matches(Path::new("show.mp3")));
+        assert!(p.analyze().is_some());
+    }
+
+    #[test]
+    fn errors_are_located() {
+        let text = "watch = \"in\"\n[[output]]\npath = \"out/{stem}.mp3\"\nbitrate_kbps = 129\n";
+        let e = check(text).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].line, e[0].col), (2, 1), "{e:?}");
+        assert!(e[0].message.contains("bitrate_kbps 129"), "{e:?}");
+
+        let e = check("watch = \"in\"\n[[output]]\npath = \"out/{stme}.wav\"\n").unwrap_err();
+        assert_eq!((e[0].line, e[0].col), (3, 13), "{e:?}");
+        assert!(e[0].message.contains("stme"), "{e:?}");
+
+        let e = check("watch = \"in\"\nwatchh = 1\n").unwrap_err();
+        assert_eq!(e[0].line, 2, "{e:?}");
+        assert!(e[0].message.contains("unknown field"), "{e:?}");
+
+        let e = check("watch = \"../etc\"\n[[step]]\nanalyze = true\n").unwrap_err();
+        assert!(e[0].message.contains("inside the root"), "{e:?}");
+
+        let e = check(
+            "watch = \"in\"\n[[step]]\nnormalize = { loudness_lufs = -16, peak_dbfs = -1 }\n",
+        )
+        .unwrap_err();
+        assert_eq!(e[0].line, 3);
+        let e = check("watch = \"in\"\n[[step]]\neffect = \"reverb\"\n").unwrap_err();
+        assert!(e[0].message.contains("effects runtime"), "{e:?}");
+        let e = check("watch = \"in\"\n").unwrap_err();
+        assert!(e[0].message.contains("do nothing"), "{e:?}");
+    }
+
+    #[test]
+    fn the_hash_ignores_comments_and_layout() {
+        let a = check("watch = \"in\"\n[[step]]\nanalyze = true\n").unwrap();
+        let b = check("# a comment\nwatch    = 'in'\n\n[[step]]\nanalyze = true # why\n").unwrap();
+        let c = check("watch = \"in2\"\n[[step]]\nanalyze = true\n").unwrap();
+        assert_eq!(a.hash, b.hash);
+        assert_ne!(a.hash, c.hash);
+    }
+
+    #[test]
+    fn pipelines_that_collide_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |n: &str, t: &str| std::fs::write(dir.path().join(n), t).unwrap();
+        w(
+            "a.toml",
+            "watch = \"in/a\"\n[[output]]\npath = \"out/{stem}.flac\"\n",
+        );
+        w(
+            "b.toml",
+            "watch = \"in/b\"\n[[output]]\npath = \"out/{stem}.flac\"\n",
+        );
+        w(
+            "c.toml",
+            "watch = \"in/c\"\n[[output]]\npath = \"in/a/{stem}.flac\"\n",
+        );
+        w(
+            "d.toml",
+            "watch = \"in/d\"\n[[output]]\npath = \"out/{pipeline}/{stem}.flac\"\n",
+        );
+        let (ok, problems) = load_dir(dir.path(), D);
+        let names: Vec<&str> = ok.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "d"], "{problems:#?}");
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(problems[0].message.contains("writes the same files"));
+        assert_eq!(problems[0].line, 3);
+        assert!(problems[1].message.contains("which pipeline \"a\" watches"));
+    }
+}
