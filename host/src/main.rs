@@ -16,6 +16,7 @@ mod parallel;
 mod pipeline;
 mod plot;
 mod render;
+mod store;
 mod template;
 
 #[derive(Parser)]

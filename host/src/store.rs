@@ -1,0 +1,785 @@
+//! The host's state in one redb file: the file index, jobs, the queue and an event log.
+//!
+//! Records are JSON inside redb values, so a field added later reads as its default; changes
+//! that need rewriting go through [`MIGRATIONS`], applied in order when an older file is
+//! opened. A file written by a newer sluice is refused, and a damaged one is an error: the host
+//! never starts over silently.
+//!
+//! The database is opened in redb's multi-writer mode, so `sluice jobs`, `sluice retry` and the
+//! other commands work while `sluice watch` runs; the host picks up what they queue.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// `schema_version`, `next_job`, `next_event`.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Relative path → [`FileRecord`].
+const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
+/// `pipeline \0 relative path` → content hash the pipeline has taken (or skipped) there.
+const SEEN: TableDefinition<&str, &str> = TableDefinition::new("seen");
+/// Job id → [`JobRecord`].
+const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+/// `pipeline \0 pipeline hash \0 content hash` → job id: the same content through the same
+/// pipeline version is done once.
+const JOB_KEYS: TableDefinition<&str, u64> = TableDefinition::new("job_keys");
+/// (not before, ms since the epoch; job id) for queued jobs.
+const QUEUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("queue");
+/// Event id → [`Event`].
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+
+/// The schema this build writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+type Migration = fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>;
+/// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`.
+const MIGRATIONS: &[Migration] = &[];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "{path}: the state database is damaged ({detail}). sluice does not start over on its own: move the file aside to start with an empty state (jobs and the file index are then forgotten), or restore a backup"
+    )]
+    Damaged { path: PathBuf, detail: String },
+    #[error(
+        "{path}: written by a newer sluice (schema {found}; this one knows up to {SCHEMA_VERSION}): upgrade sluice"
+    )]
+    Newer { path: PathBuf, found: u64 },
+    #[error("{path}: no state yet (has `sluice watch` run on this root?)")]
+    Missing { path: PathBuf },
+    #[error("{path}: {detail}")]
+    Db { path: PathBuf, detail: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// What the index knows about a file in a watch folder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileRecord {
+    pub size: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i128,
+    /// BLAKE3 of the content, hex.
+    pub hash: String,
+    pub indexed_ms: i64,
+    /// Format facts from the header, when it could be read.
+    #[serde(default)]
+    pub probe: Option<ProbeSummary>,
+    /// The last analysis of this content (integrated loudness, true peak...).
+    #[serde(default)]
+    pub analysis: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeSummary {
+    pub format: String,
+    pub sample_rate: u32,
+    pub channels: u32,
+    pub duration_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Quarantined,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Quarantined,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Quarantined => "quarantined",
+        }
+    }
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|j| j.name() == s)
+    }
+}
+
+/// An output a job wrote.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutputRecord {
+    /// Relative to the root.
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// BLAKE3, hex.
+    pub hash: String,
+    pub format: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobRecord {
+    pub id: u64,
+    pub pipeline: String,
+    pub pipeline_hash: String,
+    /// The source, relative to the root, where it arrived.
+    pub input: PathBuf,
+    pub content_hash: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub progress: f64,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub started_ms: Option<i64>,
+    #[serde(default)]
+    pub finished_ms: Option<i64>,
+    /// Earliest start (retries wait).
+    #[serde(default)]
+    pub not_before_ms: i64,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Where the outputs, report and moved source go, fixed when the job first starts so a
+    /// re-run after a crash writes the same files.
+    #[serde(default)]
+    pub planned: Vec<PathBuf>,
+    #[serde(default)]
+    pub outputs: Vec<OutputRecord>,
+    #[serde(default)]
+    pub report: Option<PathBuf>,
+    /// Where the source is now, when it was moved (done, or quarantined).
+    #[serde(default)]
+    pub source_now: Option<PathBuf>,
+    /// A source deletion decided but not yet done.
+    #[serde(default)]
+    pub delete_pending: bool,
+    /// Settle-to-start latency, ms (for the load figures).
+    #[serde(default)]
+    pub settled_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub id: u64,
+    pub time_ms: i64,
+    #[serde(default)]
+    pub job: Option<u64>,
+    pub kind: String,
+    pub message: String,
+}
+
+/// A file that settled, for [`Store::intake`].
+pub struct Arrival<'a> {
+    pub rel: &'a str,
+    pub record: FileRecord,
+    /// Pipelines that take this file: (name, version hash).
+    pub pipelines: Vec<(&'a str, &'a str)>,
+    pub settled_ms: i64,
+}
+
+/// What [`Store::intake`] decided for one pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intake {
+    Queued(u64),
+    /// This file, unchanged, was already taken by the pipeline.
+    AlreadySeen,
+    /// The same content already went through this pipeline version.
+    Duplicate(u64),
+}
+
+pub struct Store {
+    db: redb::Database,
+    path: PathBuf,
+}
+
+fn builder() -> redb::Builder {
+    let mut b = redb::Builder::new();
+    b.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
+    b
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize")
+}
+
+impl Store {
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Open the state database, creating it when `create` and it does not exist.
+    pub fn open(path: &Path, create: bool) -> Result<Store> {
+        let exists = path.exists();
+        if !exists && !create {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?;
+        }
+        let damaged = |detail: String| StoreError::Damaged {
+            path: path.to_path_buf(),
+            detail,
+        };
+        // redb may panic on some damage instead of returning an error.
+        let opened = std::panic::catch_unwind(|| {
+            let mut b = builder();
+            // Verify every page: damage is found here instead of trusted.
+            b.set_check_integrity_on_open(true);
+            if exists { b.open(path) } else { b.create(path) }
+        });
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(redb::DatabaseError::Storage(e))) => return Err(damaged(e.to_string())),
+            Ok(Err(redb::DatabaseError::UpgradeRequired(v))) => {
+                return Err(damaged(format!("redb file format {v} needs an upgrade")));
+            }
+            Ok(Err(e)) => {
+                return Err(StoreError::Db {
+                    path: path.to_path_buf(),
+                    detail: e.to_string(),
+                });
+            }
+            Err(_) => return Err(damaged("redb could not read it".into())),
+        };
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.init().map_err(|e| match e {
+            StoreError::Db { detail, .. } => damaged(detail),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// Create the tables of a new file, check the version of an existing one, migrate.
+    fn init(&self) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let version = {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let v = meta
+                .get("schema_version")
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value());
+            match v {
+                Some(v) => v,
+                None => {
+                    // A new file, or a redb file that is not ours.
+                    let foreign = tx
+                        .list_tables()
+                        .map_err(|e| self.err(e))?
+                        .any(|t| t.name() != "meta");
+                    if foreign {
+                        return Err(StoreError::Db {
+                            path: self.path.clone(),
+                            detail: "a redb file, but not a sluice state database".into(),
+                        });
+                    }
+                    meta.insert("schema_version", SCHEMA_VERSION)
+                        .map_err(|e| self.err(e))?;
+                    meta.insert("next_job", 1).map_err(|e| self.err(e))?;
+                    meta.insert("next_event", 1).map_err(|e| self.err(e))?;
+                    SCHEMA_VERSION
+                }
+            }
+        };
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Newer {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        for (i, m) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip((version as usize).saturating_sub(1))
+        {
+            m(&tx).map_err(|e| self.err(format!("migration to schema {}: {e}", i + 2)))?;
+        }
+        {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert("schema_version", SCHEMA_VERSION)
+                .map_err(|e| self.err(e))?;
+        }
+        // Open every table once so readers find them.
+        tx.open_table(FILES).map_err(|e| self.err(e))?;
+        tx.open_table(SEEN).map_err(|e| self.err(e))?;
+        tx.open_table(JOBS).map_err(|e| self.err(e))?;
+        tx.open_table(JOB_KEYS).map_err(|e| self.err(e))?;
+        tx.open_table(QUEUE).map_err(|e| self.err(e))?;
+        tx.open_table(EVENTS).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> std::result::Result<T, redb::Error>,
+    ) -> Result<T> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let v = f(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(v)
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> std::result::Result<T, redb::Error>,
+    ) -> Result<T> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        f(&tx).map_err(|e| self.err(e))
+    }
+
+    pub fn file(&self, rel: &str) -> Result<Option<FileRecord>> {
+        self.read(|tx| {
+            let t = tx.open_table(FILES)?;
+            Ok(t.get(rel)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok()))
+        })
+    }
+
+    /// Whether `pipeline` already took the file at `rel` with this content.
+    pub fn seen(&self, pipeline: &str, rel: &str) -> Result<Option<String>> {
+        self.read(|tx| {
+            let t = tx.open_table(SEEN)?;
+            Ok(t.get(format!("{pipeline}\0{rel}").as_str())?
+                .map(|v| v.value().to_string()))
+        })
+    }
+
+    /// Index settled files and create the jobs they call for, all in one transaction.
+    pub fn intake(&self, arrivals: &[Arrival]) -> Result<Vec<Vec<(String, Intake)>>> {
+        self.write(|tx| {
+            let mut files = tx.open_table(FILES)?;
+            let mut seen = tx.open_table(SEEN)?;
+            let mut jobs = tx.open_table(JOBS)?;
+            let mut keys = tx.open_table(JOB_KEYS)?;
+            let mut queue = tx.open_table(QUEUE)?;
+            let mut meta = tx.open_table(META)?;
+            let mut events = tx.open_table(EVENTS)?;
+            let mut out = Vec::new();
+            let now = now_ms();
+            for a in arrivals {
+                files.insert(a.rel, json(&a.record).as_slice())?;
+                let mut decided = Vec::new();
+                for (name, hash) in &a.pipelines {
+                    let seen_key = format!("{name}\0{}", a.rel);
+                    let already = seen
+                        .get(seen_key.as_str())?
+                        .map(|v| v.value() == a.record.hash);
+                    if already == Some(true) {
+                        decided.push((name.to_string(), Intake::AlreadySeen));
+                        continue;
+                    }
+                    seen.insert(seen_key.as_str(), a.record.hash.as_str())?;
+                    let key = format!("{name}\0{hash}\0{}", a.record.hash);
+                    if let Some(id) = keys.get(key.as_str())?.map(|v| v.value()) {
+                        log_event(
+                            &mut events,
+                            &mut meta,
+                            Some(id),
+                            "duplicate",
+                            format!(
+                                "{} has the content of job {id}'s input: not done again",
+                                a.rel
+                            ),
+                        )?;
+                        decided.push((name.to_string(), Intake::Duplicate(id)));
+                        continue;
+                    }
+                    let id = meta.get("next_job")?.map_or(1, |v| v.value());
+                    meta.insert("next_job", id + 1)?;
+                    let job = JobRecord {
+                        id,
+                        pipeline: name.to_string(),
+                        pipeline_hash: hash.to_string(),
+                        input: PathBuf::from(a.rel),
+                        content_hash: a.record.hash.clone(),
+                        state: JobState::Queued,
+                        attempts: 0,
+                        progress: 0.0,
+                        created_ms: now,
+                        started_ms: None,
+                        finished_ms: None,
+                        not_before_ms: 0,
+                        error: None,
+                        planned: Vec::new(),
+                        outputs: Vec::new(),
+                        report: None,
+                        source_now: None,
+                        delete_pending: false,
+                        settled_ms: Some(a.settled_ms),
+                    };
+                    jobs.insert(id, json(&job).as_slice())?;
+                    keys.insert(key.as_str(), id)?;
+                    queue.insert((0, id), ())?;
+                    log_event(
+                        &mut events,
+                        &mut meta,
+                        Some(id),
+                        "queued",
+                        format!("{} for pipeline {name}", a.rel),
+                    )?;
+                    decided.push((name.to_string(), Intake::Queued(id)));
+                }
+                out.push(decided);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Forget index entries of files that are gone.
+    pub fn forget_files(&self, rels: &[String]) -> Result<()> {
+        if rels.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut files = tx.open_table(FILES)?;
+            for r in rels {
+                files.remove(r.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Relative paths of every indexed file.
+    pub fn file_paths(&self) -> Result<Vec<String>> {
+        self.read(|tx| {
+            let t = tx.open_table(FILES)?;
+            t.iter()?
+                .map(|r| r.map(|(k, _)| k.value().to_string()).map_err(Into::into))
+                .collect()
+        })
+    }
+
+    /// Record the analysis summary of an indexed file.
+    pub fn set_analysis(&self, rel: &str, analysis: serde_json::Value) -> Result<()> {
+        self.write(|tx| {
+            let mut t = tx.open_table(FILES)?;
+            let rec = t
+                .get(rel)?
+                .and_then(|v| serde_json::from_slice::<FileRecord>(v.value()).ok());
+            if let Some(mut rec) = rec {
+                rec.analysis = Some(analysis);
+                t.insert(rel, json(&rec).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn job(&self, id: u64) -> Result<Option<JobRecord>> {
+        self.read(|tx| {
+            let t = tx.open_table(JOBS)?;
+            Ok(t.get(id)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok()))
+        })
+    }
+
+    /// Jobs, oldest first, optionally only in one state.
+    pub fn jobs(&self, state: Option<JobState>) -> Result<Vec<JobRecord>> {
+        self.read(|tx| {
+            let t = tx.open_table(JOBS)?;
+            let mut v = Vec::new();
+            for r in t.iter()? {
+                let (_, val) = r?;
+                if let Ok(j) = serde_json::from_slice::<JobRecord>(val.value())
+                    && state.is_none_or(|s| s == j.state)
+                {
+                    v.push(j);
+                }
+            }
+            Ok(v)
+        })
+    }
+
+    /// Change a job in one transaction (with an event), keeping the queue in step with its
+    /// state. Returns the job as written.
+    pub fn update_job(
+        &self,
+        id: u64,
+        event: Option<(&str, String)>,
+        f: impl FnOnce(&mut JobRecord),
+    ) -> Result<JobRecord> {
+        self.write(|tx| {
+            let mut jobs = tx.open_table(JOBS)?;
+            let mut queue = tx.open_table(QUEUE)?;
+            let mut job: JobRecord = jobs
+                .get(id)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok())
+                .ok_or_else(|| redb::Error::Io(std::io::Error::other(format!("no job {id}"))))?;
+            let was = (job.state, job.not_before_ms);
+            f(&mut job);
+            if was.0 == JobState::Queued {
+                queue.remove((was.1, id))?;
+            }
+            if job.state == JobState::Queued {
+                queue.insert((job.not_before_ms, id), ())?;
+            }
+            jobs.insert(id, json(&job).as_slice())?;
+            if let Some((kind, message)) = event {
+                let mut events = tx.open_table(EVENTS)?;
+                let mut meta = tx.open_table(META)?;
+                log_event(&mut events, &mut meta, Some(id), kind, message)?;
+            }
+            Ok(job.clone())
+        })
+    }
+
+    /// Take the next queued job that may start now: it becomes running, one more attempt.
+    pub fn claim_next(&self) -> Result<Option<JobRecord>> {
+        let now = now_ms();
+        let next = self.read(|tx| {
+            let q = tx.open_table(QUEUE)?;
+            let first = q.first()?.map(|(k, _)| k.value());
+            Ok(first.filter(|(nb, _)| *nb <= now).map(|(_, id)| id))
+        })?;
+        let Some(id) = next else { return Ok(None) };
+        let job = self.update_job(id, None, |j| {
+            if j.state == JobState::Queued {
+                j.state = JobState::Running;
+                j.attempts += 1;
+                j.progress = 0.0;
+                j.started_ms = Some(now);
+                j.error = None;
+            }
+        })?;
+        Ok((job.state == JobState::Running && job.started_ms == Some(now)).then_some(job))
+    }
+
+    /// At start: jobs left running by a host that died go back to the queue.
+    pub fn requeue_running(&self) -> Result<Vec<JobRecord>> {
+        let running = self.jobs(Some(JobState::Running))?;
+        for j in &running {
+            self.update_job(
+                j.id,
+                Some((
+                    "requeued",
+                    "was running when the host stopped: queued again".into(),
+                )),
+                |j| {
+                    j.state = JobState::Queued;
+                    j.not_before_ms = 0;
+                    j.attempts = j.attempts.saturating_sub(1);
+                },
+            )?;
+        }
+        Ok(running)
+    }
+
+    pub fn progress(&self, id: u64, p: f64) -> Result<()> {
+        self.update_job(id, None, |j| {
+            if j.state == JobState::Running {
+                j.progress = p.clamp(0.0, 1.0);
+            }
+        })
+        .map(|_| ())
+    }
+
+    pub fn event(&self, job: Option<u64>, kind: &str, message: String) -> Result<()> {
+        self.write(|tx| {
+            let mut events = tx.open_table(EVENTS)?;
+            let mut meta = tx.open_table(META)?;
+            log_event(&mut events, &mut meta, job, kind, message)
+        })
+    }
+
+    /// Events, oldest first, of one job or all.
+    pub fn events(&self, job: Option<u64>) -> Result<Vec<Event>> {
+        self.read(|tx| {
+            let t = tx.open_table(EVENTS)?;
+            let mut v = Vec::new();
+            for r in t.iter()? {
+                let (_, val) = r?;
+                if let Ok(e) = serde_json::from_slice::<Event>(val.value())
+                    && (job.is_none() || e.job == job)
+                {
+                    v.push(e);
+                }
+            }
+            Ok(v)
+        })
+    }
+
+    /// Queue jobs again (retry). Returns those that were in a state that allows it.
+    pub fn retry(&self, ids: &[u64]) -> Result<Vec<u64>> {
+        let mut done = Vec::new();
+        for &id in ids {
+            let Some(j) = self.job(id)? else { continue };
+            if matches!(j.state, JobState::Failed | JobState::Quarantined) {
+                self.update_job(id, Some(("retry", "queued again by hand".into())), |j| {
+                    j.state = JobState::Queued;
+                    j.not_before_ms = 0;
+                    j.attempts = 0;
+                })?;
+                done.push(id);
+            }
+        }
+        Ok(done)
+    }
+
+    pub fn schema_version(&self) -> Result<u64> {
+        self.read(|tx| {
+            let t = tx.open_table(META)?;
+            Ok(t.get("schema_version")?.map_or(0, |v| v.value()))
+        })
+    }
+}
+
+/// Append an event (the caller's transaction has the tables open).
+fn log_event(
+    events: &mut redb::Table<u64, &[u8]>,
+    meta: &mut redb::Table<&str, u64>,
+    job: Option<u64>,
+    kind: &str,
+    message: String,
+) -> std::result::Result<(), redb::Error> {
+    let id = meta.get("next_event")?.map_or(1, |v| v.value());
+    meta.insert("next_event", id + 1)?;
+    let e = Event {
+        id,
+        time_ms: now_ms(),
+        job,
+        kind: kind.to_string(),
+        message,
+    };
+    events.insert(id, json(&e).as_slice())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(hash: &str) -> FileRecord {
+        FileRecord {
+            size: 10,
+            mtime_ns: 1,
+            hash: hash.into(),
+            indexed_ms: 0,
+            probe: None,
+            analysis: None,
+        }
+    }
+
+    #[test]
+    fn intake_dedups_by_content_and_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb"), true).unwrap();
+        let arrive = |rel: &str, hash: &str, ver: &'static str| {
+            s.intake(&[Arrival {
+                rel,
+                record: rec(hash),
+                pipelines: vec![("p", ver)],
+                settled_ms: 0,
+            }])
+            .unwrap()
+            .remove(0)
+            .remove(0)
+            .1
+        };
+        assert_eq!(arrive("in/a.wav", "h1", "v1"), Intake::Queued(1));
+        assert_eq!(arrive("in/a.wav", "h1", "v1"), Intake::AlreadySeen);
+        // A rename: same content, same version.
+        assert_eq!(arrive("in/b.wav", "h1", "v1"), Intake::Duplicate(1));
+        // The same file is not redone when the pipeline changes...
+        assert_eq!(arrive("in/a.wav", "h1", "v2"), Intake::AlreadySeen);
+        // ...but the same content arriving anew goes through the new version.
+        assert_eq!(arrive("in/c.wav", "h1", "v2"), Intake::Queued(2));
+        // Changed content at the same path is new.
+        assert_eq!(arrive("in/a.wav", "h2", "v2"), Intake::Queued(3));
+        assert_eq!(s.jobs(Some(JobState::Queued)).unwrap().len(), 3);
+
+        let j = s.claim_next().unwrap().unwrap();
+        assert_eq!((j.id, j.state, j.attempts), (1, JobState::Running, 1));
+        drop(s);
+        let s = Store::open(&dir.path().join("s.redb"), false).unwrap();
+        let back = s.requeue_running().unwrap();
+        assert_eq!(back.len(), 1);
+        let order: Vec<u64> =
+            std::iter::from_fn(|| s.claim_next().unwrap().map(|j| j.id)).collect();
+        assert_eq!(order, [1, 2, 3]);
+        assert!(
+            s.events(Some(1))
+                .unwrap()
+                .iter()
+                .any(|e| e.kind == "requeued")
+        );
+    }
+
+    #[test]
+    fn damaged_foreign_and_newer_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.redb");
+        Store::open(&p, true).unwrap();
+        let good = std::fs::read(&p).unwrap();
+        // Damage of two kinds: pages overwritten after the header, and a cut-short file.
+        let mut scribbled = good.clone();
+        for (i, b) in scribbled[4096.min(good.len() / 2)..].iter_mut().enumerate() {
+            *b = (i * 7 + 3) as u8;
+        }
+        for damaged in [scribbled, good[..good.len() / 3].to_vec()] {
+            std::fs::write(&p, &damaged).unwrap();
+            let e = Store::open(&p, true).err().expect("refused");
+            assert!(matches!(e, StoreError::Damaged { .. }), "{e}");
+            assert!(e.to_string().contains("does not start over"), "{e}");
+            assert_eq!(std::fs::read(&p).unwrap(), damaged, "left as it was");
+        }
+
+        let p2 = dir.path().join("text.redb");
+        std::fs::write(&p2, "not a database at all, just some text").unwrap();
+        assert!(matches!(
+            Store::open(&p2, true).err().unwrap(),
+            StoreError::Damaged { .. }
+        ));
+
+        let p3 = dir.path().join("newer.redb");
+        drop(Store::open(&p3, true).unwrap());
+        {
+            let db = builder().open(&p3).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert("schema_version", SCHEMA_VERSION + 1)
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let e = Store::open(&p3, false).err().unwrap();
+        assert!(matches!(e, StoreError::Newer { .. }), "{e}");
+    }
+
+    #[test]
+    fn two_handles_share_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.redb");
+        let a = Store::open(&p, true).unwrap();
+        a.intake(&[Arrival {
+            rel: "x.wav",
+            record: rec("h"),
+            pipelines: vec![("p", "v")],
+            settled_ms: 0,
+        }])
+        .unwrap();
+        let j = a.claim_next().unwrap().unwrap();
+        a.update_job(j.id, None, |j| j.state = JobState::Failed)
+            .unwrap();
+        // Another handle (as `sluice retry` in another process would be) queues it again.
+        let b = Store::open(&p, false).unwrap();
+        assert_eq!(b.retry(&[j.id]).unwrap(), [j.id]);
+        drop(b);
+        assert_eq!(a.claim_next().unwrap().map(|j| j.id), Some(j.id));
+    }
+}
