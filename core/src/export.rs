@@ -101,6 +101,10 @@ pub struct OutputPlan {
     /// own `bext` is carried over with a coding-history line added.
     pub bext: bool,
     pub overwrite: bool,
+    /// Channel mapping for this output alone, after the shared stages.
+    pub channels: Option<ChannelMapping>,
+    /// Resample this output alone to this rate (high quality), after the shared stages.
+    pub sample_rate: Option<u32>,
 }
 
 /// What an export did.
@@ -288,12 +292,24 @@ pub fn export_stages(
     }
     let chains = outputs
         .iter()
-        .map(|o| OutputChain {
-            stages: match o.format.integer_bits() {
-                Some(b) => vec![Box::new(Quantize::new(b, o.dither)) as Box<dyn Stage>],
-                None => Vec::new(),
-            },
-            measure: true,
+        .map(|o| {
+            let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+            if let Some(m) = &o.channels {
+                stages.push(Box::new(Channels::new(m.clone())));
+            }
+            if let Some(rate) = o.sample_rate {
+                stages.push(Box::new(crate::render::resample::Resample::new(
+                    rate,
+                    crate::render::resample::ResampleQuality::High,
+                )));
+            }
+            if let Some(b) = o.format.integer_bits() {
+                stages.push(Box::new(Quantize::new(b, o.dither)));
+            }
+            OutputChain {
+                stages,
+                measure: true,
+            }
         })
         .collect();
     let src_frames = source.frames();

@@ -166,6 +166,8 @@ fn sluice_export(input: &Path, dir: &Path) -> Res<()> {
         },
         bext: false,
         overwrite: true,
+        channels: None,
+        sample_rate: None,
     };
     let outputs = [
         out(

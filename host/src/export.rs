@@ -267,6 +267,8 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
                 },
                 bext: !a.no_bext,
                 overwrite: a.overwrite,
+                channels: None,
+                sample_rate: None,
             },
             notes,
         });

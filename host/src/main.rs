@@ -7,10 +7,14 @@ use sluice_core::{FileInfo, InfoOptions, InputError};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::Layer;
 
 mod analyze;
+mod commands;
 mod config;
 mod export;
+mod host;
+mod job;
 mod outputs;
 mod parallel;
 mod pipeline;
@@ -28,6 +32,19 @@ mod template;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(clap::Args)]
+struct RootArg {
+    /// The root folder (default: $SLUICE_ROOT, else ~/Sluice).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+impl RootArg {
+    fn config(&self) -> Result<config::Config> {
+        config::Config::load(&config::root_from(self.root.as_deref())?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -82,6 +99,79 @@ enum Command {
     /// Render files to WAV, AIFF, FLAC, MP3 or Ogg Vorbis: normalize (peak, or loudness with
     /// a true-peak ceiling), resample, change channels, trim, fade, dither, and tag.
     Export(Box<export::ExportArgs>),
+    /// Watch folders and run every file that settles there through its pipelines: the main
+    /// job. With no root given and none at ~/Sluice, makes a ready-to-use one.
+    Watch {
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Run a pipeline over files now, with progress bars (the sources stay where they are).
+    Run {
+        /// Pipeline name (in the root's pipelines folder) or the path of a pipeline file.
+        pipeline: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        root: RootArg,
+        /// Print the job records as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List jobs.
+    Jobs {
+        /// Only jobs in this state: queued, running, done, failed, quarantined.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Show one job: its record, outputs and events.
+    Job {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Queue failed or quarantined jobs again.
+    Retry {
+        /// Job ids.
+        #[arg(required_unless_present = "failed")]
+        ids: Vec<u64>,
+        /// Every failed and quarantined job.
+        #[arg(long)]
+        failed: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Check pipelines (a file, a pipelines folder, or a root; default: the root's): problems
+    /// as file:line:column, exit 1 when there are any.
+    Check {
+        path: Option<PathBuf>,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Remove the outputs, reports and moved sources of jobs finished before an age (and the
+    /// folders left empty).
+    Clean {
+        /// Age like 30d, 12h, 2w.
+        #[arg(long, value_name = "AGE")]
+        older_than: String,
+        /// Say what would go without removing anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// What the root holds (files, bytes, by type, oldest and newest) and the jobs by state.
+    Stats {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
     /// List the formats Sluice knows, and whether it decodes and encodes each.
     Formats {
         /// Print JSON instead of a table.
@@ -91,15 +181,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let cli = Cli::parse();
+    let _log = logging(&cli);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -179,6 +262,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
             analyze_cmd(&files, &opts, json, plot.as_deref(), jobs)
         }
         Command::Export(args) => export::run(&args),
+        Command::Watch { root } => {
+            let dir = config::root_from(root.root.as_deref())?;
+            if commands::init_root(&dir)? {
+                println!(
+                    "sluice: made a new root at {} with example pipelines (podcast, streaming-master, broadcast, analysis, archive)",
+                    dir.display()
+                );
+            }
+            let cfg = config::Config::load(&dir)?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                // The second signal stops at once (running jobs run again at the next start).
+                signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+                signal_hook::flag::register(sig, stop.clone())?;
+            }
+            host::watch(cfg, stop, abort)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            pipeline,
+            files,
+            root,
+            json,
+        } => {
+            let dir = config::root_from(root.root.as_deref())?;
+            commands::init_root(&dir)?;
+            commands::run(&config::Config::load(&dir)?, &pipeline, &files, json)
+        }
+        Command::Jobs { state, json, root } => {
+            commands::jobs(&root.config()?, state.as_deref(), json)
+        }
+        Command::Job { id, json, root } => commands::job(&root.config()?, id, json),
+        Command::Retry { ids, failed, root } => commands::retry(&root.config()?, &ids, failed),
+        Command::Check { path, root } => {
+            commands::check(&config::root_from(root.root.as_deref())?, path.as_deref())
+        }
+        Command::Clean {
+            older_than,
+            dry_run,
+            root,
+        } => commands::clean(&root.config()?, &older_than, dry_run),
+        Command::Stats { json, root } => commands::stats(&root.config()?, json),
         Command::Formats { json } => {
             let mut out = std::io::stdout().lock();
             if json {
@@ -285,4 +411,47 @@ fn analyze_cmd(
         }
     }
     print_results(&results, json, failed, render::analysis)
+}
+
+/// Logs to stderr (SLUICE_LOG, default `warn`; `info` for `watch`), and for `watch` also to a
+/// daily file under the root's `.sluice/logs`, keeping the configured number of files.
+fn logging(cli: &Cli) -> Option<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let watch_root = match &cli.command {
+        Command::Watch { root } => Some(root.root.clone()),
+        _ => None,
+    };
+    let filter = |default: &str| {
+        tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    };
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter(if watch_root.is_some() { "info" } else { "warn" }));
+    let file = watch_root.and_then(|r| {
+        let root = config::root_from(r.as_deref()).ok()?;
+        let keep = config::Config::load(&root).map_or(7, |c| c.log_files);
+        let dir = root.join(".sluice").join("logs");
+        std::fs::create_dir_all(&dir).ok()?;
+        let appender = tracing_appender::rolling::Builder::new()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix("sluice")
+            .filename_suffix("log")
+            .max_log_files(keep)
+            .build(&dir)
+            .ok()?;
+        Some(
+            tracing_subscriber::fmt::layer()
+                .with_writer(appender)
+                .with_ansi(false)
+                .with_filter(filter("info")),
+        )
+    });
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .init();
+    Some(())
 }

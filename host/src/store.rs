@@ -442,6 +442,55 @@ impl Store {
         })
     }
 
+    /// A job started by hand (`sluice run`): recorded as running at once, outside the queue,
+    /// so a host watching the same root does not take it too.
+    pub fn add_running_job(
+        &self,
+        pipeline: &str,
+        pipeline_hash: &str,
+        input: PathBuf,
+        content_hash: String,
+    ) -> Result<JobRecord> {
+        self.write(|tx| {
+            let mut jobs = tx.open_table(JOBS)?;
+            let mut meta = tx.open_table(META)?;
+            let mut events = tx.open_table(EVENTS)?;
+            let id = meta.get("next_job")?.map_or(1, |v| v.value());
+            meta.insert("next_job", id + 1)?;
+            let now = now_ms();
+            let job = JobRecord {
+                id,
+                pipeline: pipeline.to_string(),
+                pipeline_hash: pipeline_hash.to_string(),
+                input: input.clone(),
+                content_hash,
+                state: JobState::Running,
+                attempts: 1,
+                progress: 0.0,
+                created_ms: now,
+                started_ms: Some(now),
+                finished_ms: None,
+                not_before_ms: 0,
+                error: None,
+                planned: Vec::new(),
+                outputs: Vec::new(),
+                report: None,
+                source_now: None,
+                delete_pending: false,
+                settled_ms: None,
+            };
+            jobs.insert(id, json(&job).as_slice())?;
+            log_event(
+                &mut events,
+                &mut meta,
+                Some(id),
+                "started",
+                format!("{} by hand (sluice run)", input.display()),
+            )?;
+            Ok(job)
+        })
+    }
+
     /// Forget index entries of files that are gone.
     pub fn forget_files(&self, rels: &[String]) -> Result<()> {
         if rels.is_empty() {

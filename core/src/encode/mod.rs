@@ -152,6 +152,12 @@ impl AtomicFile {
             let _ = std::fs::remove_file(&self.temp);
         }
         self.committed = true;
+        // The rename itself reaches the disk with the folder.
+        if let Some(dir) = self.dest.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
         Ok(size)
     }
 }

@@ -1,0 +1,575 @@
+//! The host's commands besides `watch`: `run`, `jobs`, `job`, `retry`, `check`, `clean`,
+//! `stats`, and the default root.
+
+use crate::config::{CONFIG_FILE, Config};
+use crate::job::{self, Ctx, Reserved};
+use crate::pipeline::{self, Defaults, Diagnostic, Pipeline, SourceAction};
+use crate::store::{JobRecord, JobState, Store};
+use anyhow::{Context, Result, anyhow, bail};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The example pipelines, built in: a new root gets them.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("podcast.toml", include_str!("../../pipelines/podcast.toml")),
+    (
+        "streaming-master.toml",
+        include_str!("../../pipelines/streaming-master.toml"),
+    ),
+    (
+        "broadcast.toml",
+        include_str!("../../pipelines/broadcast.toml"),
+    ),
+    (
+        "analysis.toml",
+        include_str!("../../pipelines/analysis.toml"),
+    ),
+    ("archive.toml", include_str!("../../pipelines/archive.toml")),
+];
+
+const DEFAULT_CONFIG: &str = "# sluice configuration. Every key is optional; the environment overrides them\n\
+# (SLUICE_WORKERS, SLUICE_SETTLE_SECONDS, SLUICE_RESCAN_SECONDS, SLUICE_TARGET_LUFS,\n\
+# SLUICE_TARGET_TRUE_PEAK).\n\
+\n\
+# workers = 2                  # jobs at once (default: the number of cores)\n\
+# settle_seconds = 2           # a file must keep its size and time this long before it is taken\n\
+# rescan_seconds = 30          # how often the watch folders are listed in full\n\
+# target_lufs = -16            # what `normalize = {}` aims at\n\
+# target_true_peak_dbtp = -1\n\
+# pipelines = \"pipelines\"     # the pipelines folder, inside the root\n\
+# quarantine = \"failed\"       # where sources that cannot be processed go\n\
+# log_files = 7                # daily log files kept in .sluice/logs\n";
+
+/// Make `root` ready to use when it has no pipelines folder yet: configuration, the example
+/// pipelines and their folders. Returns whether it did.
+pub fn init_root(root: &Path) -> Result<bool> {
+    if root.join("pipelines").exists() || root.join(CONFIG_FILE).exists() {
+        return Ok(false);
+    }
+    let mk = |p: PathBuf| std::fs::create_dir_all(&p).with_context(|| format!("{}", p.display()));
+    mk(root.join("pipelines"))?;
+    for d in ["outbox", "done", "failed", "reports", "archive"] {
+        mk(root.join(d))?;
+    }
+    std::fs::write(root.join(CONFIG_FILE), DEFAULT_CONFIG)
+        .with_context(|| format!("{}", root.join(CONFIG_FILE).display()))?;
+    for (name, text) in EXAMPLES {
+        std::fs::write(root.join("pipelines").join(name), text)
+            .with_context(|| format!("{}", root.join("pipelines").join(name).display()))?;
+        mk(root.join("inbox").join(name.trim_end_matches(".toml")))?;
+    }
+    Ok(true)
+}
+
+fn defaults(cfg: &Config) -> Defaults {
+    Defaults {
+        target_lufs: cfg.target_lufs,
+        target_true_peak_dbtp: cfg.target_true_peak_dbtp,
+    }
+}
+
+/// `sluice check [PATH]`: a pipeline file, a pipelines folder, or a root.
+pub fn check(root: &Path, path: Option<&Path>) -> Result<ExitCode> {
+    let (ok, problems) = match path {
+        Some(p) if p.is_file() => {
+            let cfg = Config::load(root).unwrap_or_else(|_| fallback_cfg(root));
+            pipeline::load_files(&[p.to_path_buf()], defaults(&cfg))
+        }
+        Some(p) if p.is_dir() => {
+            let (cfg, dir) = if p.join(CONFIG_FILE).exists() || p.join("pipelines").is_dir() {
+                let cfg = Config::load(p)?;
+                let d = cfg.pipelines_dir.clone();
+                (cfg, d)
+            } else {
+                (
+                    Config::load(root).unwrap_or_else(|_| fallback_cfg(root)),
+                    p.to_path_buf(),
+                )
+            };
+            pipeline::load_dir(&dir, defaults(&cfg))
+        }
+        Some(p) => bail!("{}: no such file or folder", p.display()),
+        None => {
+            let cfg = Config::load(root)?;
+            pipeline::load_dir(&cfg.pipelines_dir, defaults(&cfg))
+        }
+    };
+    for d in &problems {
+        eprintln!("{d}");
+    }
+    for p in &ok {
+        println!(
+            "ok  {} ({}): {} step(s), {} output(s), watching {}",
+            p.name,
+            p.file.display(),
+            p.steps.len(),
+            p.outputs.len(),
+            p.watch
+                .iter()
+                .map(|w| w.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{} problem(s)", problems.len());
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn fallback_cfg(root: &Path) -> Config {
+    Config {
+        root: root.to_path_buf(),
+        workers: 1,
+        settle: std::time::Duration::from_secs(2),
+        rescan: std::time::Duration::from_secs(30),
+        target_lufs: -16.0,
+        target_true_peak_dbtp: -1.0,
+        pipelines_dir: root.join("pipelines"),
+        quarantine_dir: root.join("failed"),
+        log_files: 7,
+    }
+}
+
+fn fmt_time(ms: Option<i64>) -> String {
+    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `sluice jobs`.
+pub fn jobs(cfg: &Config, state: Option<&str>, json: bool) -> Result<ExitCode> {
+    let state = state
+        .map(|s| {
+            JobState::parse(s)
+                .ok_or_else(|| anyhow!("--state {s}: queued, running, done, failed or quarantined"))
+        })
+        .transpose()?;
+    let store = Store::open(&cfg.db_path(), false)?;
+    let list = store.jobs(state)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!("no jobs");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>6}  {:<11} {:>5}  {:<18} {:<19}  input",
+        "id", "state", "done", "pipeline", "finished"
+    );
+    for j in &list {
+        println!(
+            "{:>6}  {:<11} {:>4.0}%  {:<18} {:<19}  {}{}",
+            j.id,
+            j.state.name(),
+            j.progress * 100.0,
+            j.pipeline,
+            fmt_time(j.finished_ms),
+            j.input.display(),
+            j.error
+                .as_ref()
+                .map(|e| format!("\n        {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice job ID`.
+pub fn job(cfg: &Config, id: u64, json: bool) -> Result<ExitCode> {
+    let store = Store::open(&cfg.db_path(), false)?;
+    let j = store.job(id)?.ok_or_else(|| anyhow!("no job {id}"))?;
+    let events = store.events(Some(id))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"job": j, "events": events}))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "job {}  {}  ({} attempt(s))",
+        j.id,
+        j.state.name(),
+        j.attempts
+    );
+    println!("  pipeline  {} (version {})", j.pipeline, j.pipeline_hash);
+    println!(
+        "  input     {}  [{}]",
+        j.input.display(),
+        &j.content_hash[..16.min(j.content_hash.len())]
+    );
+    println!("  created   {}", fmt_time(Some(j.created_ms)));
+    println!("  started   {}", fmt_time(j.started_ms));
+    println!("  finished  {}", fmt_time(j.finished_ms));
+    if let Some(e) = &j.error {
+        println!("  error     {e}");
+    }
+    for o in &j.outputs {
+        println!(
+            "  output    {}  {} bytes  [{}]",
+            o.path.display(),
+            o.bytes,
+            &o.hash[..16]
+        );
+    }
+    if let Some(r) = &j.report {
+        println!("  report    {}", r.display());
+    }
+    if let Some(s) = &j.source_now {
+        println!("  source    now at {}", s.display());
+    }
+    println!("  events");
+    for e in events {
+        println!(
+            "    {}  {:<16} {}",
+            fmt_time(Some(e.time_ms)),
+            e.kind,
+            e.message
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice retry ID... | --failed`.
+pub fn retry(cfg: &Config, ids: &[u64], failed: bool) -> Result<ExitCode> {
+    let store = Store::open(&cfg.db_path(), false)?;
+    let mut ids = ids.to_vec();
+    if failed {
+        for s in [JobState::Failed, JobState::Quarantined] {
+            ids.extend(store.jobs(Some(s))?.iter().map(|j| j.id));
+        }
+    }
+    if ids.is_empty() {
+        println!("nothing to retry");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let done = store.retry(&ids)?;
+    for id in &ids {
+        if done.contains(id) {
+            println!("job {id}: queued again");
+        } else {
+            eprintln!("job {id}: not failed or quarantined (or no such job): left alone");
+        }
+    }
+    Ok(if done.len() == ids.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Parse `30d`, `12h`, `90m`, `45s`, `2w`.
+pub fn parse_age(s: &str) -> Result<std::time::Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s}: write an age like 30d, 12h, 90m, 45s or 2w"))?;
+    let secs = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" | "" => 86_400.0,
+        "w" => 7.0 * 86_400.0,
+        _ => bail!("{s}: the unit is s, m, h, d or w"),
+    };
+    Ok(std::time::Duration::from_secs_f64(n * secs))
+}
+
+/// `sluice clean --older-than AGE [--dry-run]`: the outputs, reports and moved sources of jobs
+/// finished before then, and the folders they leave empty. Job records stay.
+pub fn clean(cfg: &Config, older_than: &str, dry_run: bool) -> Result<ExitCode> {
+    let age = parse_age(older_than)?;
+    let cutoff = crate::store::now_ms() - age.as_millis() as i64;
+    let store = Store::open(&cfg.db_path(), false)?;
+    let mut files = Vec::new();
+    for j in store.jobs(Some(JobState::Done))? {
+        if j.finished_ms.is_some_and(|f| f < cutoff) {
+            files.extend(j.outputs.iter().map(|o| o.path.clone()));
+            files.extend(j.report.clone());
+            files.extend(j.source_now.clone());
+        }
+    }
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let mut dirs = std::collections::BTreeSet::new();
+    for rel in files {
+        let p = cfg.root.join(&rel);
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if !m.is_file() {
+            continue;
+        }
+        println!(
+            "{} {}",
+            if dry_run { "would remove" } else { "remove" },
+            rel.display()
+        );
+        if !dry_run {
+            std::fs::remove_file(&p).with_context(|| format!("{}", p.display()))?;
+        }
+        n += 1;
+        bytes += m.len();
+        let mut d = rel.parent();
+        while let Some(x) = d.filter(|x| !x.as_os_str().is_empty()) {
+            dirs.insert(x.to_path_buf());
+            d = x.parent();
+        }
+    }
+    // Deepest first; folders pipelines watch stay.
+    let watched: Vec<PathBuf> = pipeline::load_dir(&cfg.pipelines_dir, defaults(cfg))
+        .0
+        .iter()
+        .flat_map(|p| p.watch.clone())
+        .collect();
+    let mut removed_dirs = 0;
+    for d in dirs.iter().rev() {
+        if watched.iter().any(|w| w.starts_with(d)) {
+            continue;
+        }
+        let p = cfg.root.join(d);
+        let empty = std::fs::read_dir(&p).is_ok_and(|mut r| r.next().is_none());
+        if empty {
+            removed_dirs += 1;
+            if !dry_run {
+                let _ = std::fs::remove_dir(&p);
+            }
+        }
+    }
+    println!(
+        "{} {n} file(s), {:.1} MB, and {removed_dirs} empty folder(s){}",
+        if dry_run { "would remove" } else { "removed" },
+        bytes as f64 / 1e6,
+        if dry_run {
+            " (dry run: nothing removed)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice stats`: what the root holds and the jobs by state.
+pub fn stats(cfg: &Config, json: bool) -> Result<ExitCode> {
+    #[derive(Default, serde::Serialize)]
+    struct Kind {
+        files: u64,
+        bytes: u64,
+    }
+    let mut by_type: BTreeMap<String, Kind> = BTreeMap::new();
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let (mut oldest, mut newest): (Option<(i128, PathBuf)>, Option<(i128, PathBuf)>) = (None, None);
+    let mut stack = vec![cfg.root.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            let p = e.path();
+            if m.is_dir() {
+                if p != cfg.state_dir() {
+                    stack.push(p);
+                }
+                continue;
+            }
+            if !m.is_file() {
+                continue;
+            }
+            files += 1;
+            bytes += m.len();
+            let ext = p
+                .extension()
+                .map(|x| x.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_else(|| "(none)".into());
+            let k = by_type.entry(ext).or_default();
+            k.files += 1;
+            k.bytes += m.len();
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as i128);
+            let rel = p.strip_prefix(&cfg.root).unwrap_or(&p).to_path_buf();
+            if oldest.as_ref().is_none_or(|(o, _)| t < *o) {
+                oldest = Some((t, rel.clone()));
+            }
+            if newest.as_ref().is_none_or(|(o, _)| t > *o) {
+                newest = Some((t, rel));
+            }
+        }
+    }
+    let mut by_state: BTreeMap<&str, u64> = JobState::ALL.iter().map(|s| (s.name(), 0)).collect();
+    let db = cfg.db_path();
+    let indexed = if db.exists() {
+        let store = Store::open(&db, false)?;
+        for j in store.jobs(None)? {
+            *by_state.entry(j.state.name()).or_default() += 1;
+        }
+        store.file_paths()?.len()
+    } else {
+        0
+    };
+    let when = |x: &Option<(i128, PathBuf)>| {
+        x.as_ref()
+            .map(|(t, p)| (fmt_time(Some(*t as i64)), p.display().to_string()))
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "root": cfg.root,
+                "files": files,
+                "bytes": bytes,
+                "by_type": by_type,
+                "oldest": when(&oldest),
+                "newest": when(&newest),
+                "indexed_files": indexed,
+                "jobs": by_state,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", cfg.root.display());
+    println!("  files     {files} ({:.1} MB)", bytes as f64 / 1e6);
+    for (t, k) in &by_type {
+        println!(
+            "    {t:<8} {:>6} file(s) {:>10.1} MB",
+            k.files,
+            k.bytes as f64 / 1e6
+        );
+    }
+    if let (Some(o), Some(n)) = (when(&oldest), when(&newest)) {
+        println!("  oldest    {}  {}", o.0, o.1);
+        println!("  newest    {}  {}", n.0, n.1);
+    }
+    println!("  indexed   {indexed} file(s) in watch folders");
+    println!(
+        "  jobs      {}",
+        by_state
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Find a pipeline by name in the root's pipelines, or by the path of its file.
+fn find_pipeline(cfg: &Config, name: &str) -> Result<Pipeline> {
+    let as_path = Path::new(name);
+    let (ok, problems) = if as_path.extension().is_some_and(|e| e == "toml") && as_path.is_file() {
+        pipeline::load_files(&[as_path.to_path_buf()], defaults(cfg))
+    } else {
+        pipeline::load_dir(&cfg.pipelines_dir, defaults(cfg))
+    };
+    if let Some(p) = ok.into_iter().find(|p| p.name == name || p.file == as_path) {
+        return Ok(p);
+    }
+    let mine: Vec<&Diagnostic> = problems
+        .iter()
+        .filter(|d| d.file.file_stem().is_some_and(|s| s == name) || d.file == as_path)
+        .collect();
+    if !mine.is_empty() {
+        for d in mine {
+            eprintln!("{d}");
+        }
+        bail!("pipeline {name} is invalid");
+    }
+    bail!(
+        "no pipeline {name} in {} (`sluice check` lists them)",
+        cfg.pipelines_dir.display()
+    )
+}
+
+/// `sluice run PIPELINE FILE...`: the pipeline over these files now, with progress bars; the
+/// sources are left where they are.
+pub fn run(cfg: &Config, pipeline: &str, files: &[PathBuf], json: bool) -> Result<ExitCode> {
+    let mut p = find_pipeline(cfg, pipeline)?;
+    p.source = SourceAction::Keep;
+    let store = Store::open(&cfg.db_path(), true)?;
+    let reserved = Reserved::default();
+    let ctx = Ctx {
+        cfg,
+        store: &store,
+        reserved: &reserved,
+    };
+    let multi = indicatif::MultiProgress::new();
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let total = indicatif::ProgressBar::new(files.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files  {elapsed}  {msg}")
+            .expect("valid template"),
+    );
+    let total = multi.add(total);
+    let results: Vec<Result<JobRecord>> = crate::parallel::map(files, cfg.workers, |f| {
+        let abs = std::path::absolute(f).with_context(|| format!("{}", f.display()))?;
+        let hash = job::hash_file(&abs).with_context(|| format!("{}", abs.display()))?;
+        let input = abs
+            .strip_prefix(&cfg.root)
+            .map(Path::to_path_buf)
+            .unwrap_or(abs);
+        let rec = store.add_running_job(&p.name, &p.hash, input, hash)?;
+        let r = job::run(&ctx, &p, rec);
+        total.inc(1);
+        total.set_message(format!("{}: {}", f.display(), r.state.name()));
+        Ok(r)
+    });
+    total.finish_and_clear();
+    let mut failed = 0;
+    let mut out = Vec::new();
+    for (f, r) in files.iter().zip(results) {
+        match r {
+            Ok(j) => {
+                if j.state != JobState::Done {
+                    failed += 1;
+                }
+                if !json {
+                    match j.state {
+                        JobState::Done => {
+                            println!("{}: job {} done", f.display(), j.id);
+                            for o in &j.outputs {
+                                println!("  → {}", cfg.root.join(&o.path).display());
+                            }
+                        }
+                        s => println!(
+                            "{}: job {} {}: {}",
+                            f.display(),
+                            j.id,
+                            s.name(),
+                            j.error.clone().unwrap_or_default()
+                        ),
+                    }
+                }
+                out.push(serde_json::to_value(&j)?);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}: {e:#}", f.display());
+                out.push(serde_json::json!({"path": f, "error": format!("{e:#}")}));
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,642 @@
+//! `sluice watch`: the watch-folder host.
+//!
+//! One coordinating thread watches (notify events plus a rescan at start and periodically,
+//! since events get lost on some file systems), lets files settle, indexes them, queues jobs in
+//! the store and hands them to a crossbeam pool of workers. Pipelines reload when their files
+//! change; an invalid one is refused and the others keep running.
+
+use crate::config::Config;
+use crate::job::{self, Ctx, Reserved};
+use crate::pipeline::{self, Defaults, Pipeline};
+use crate::store::{Arrival, FileRecord, Intake, JobRecord, JobState, ProbeSummary, Store, now_ms};
+use anyhow::{Context, Result};
+use notify::Watcher;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Names that are never taken as input: hidden files, our own and other programs' temporaries.
+pub fn ignored(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.starts_with('.')
+        || name.starts_with('~')
+        || name.starts_with('#')
+        || name.ends_with('~')
+        || [
+            ".part",
+            ".partial",
+            ".tmp",
+            ".temp",
+            ".crdownload",
+            ".download",
+            ".swp",
+            ".lock",
+            ".error.json",
+        ]
+        .iter()
+        .any(|s| lower.ends_with(s))
+}
+
+/// A file seen in a watch folder, waiting to settle.
+struct Settling {
+    size: u64,
+    mtime_ns: i128,
+    since: Instant,
+}
+
+fn mtime_ns(m: &std::fs::Metadata) -> i128 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// Remove temporaries left by a process that died (`.NAME.sluice-PID-N.part`), anywhere in
+/// the root except the state folder.
+pub fn sweep_temporaries(root: &Path) -> usize {
+    let me = std::process::id();
+    let mut removed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            let name = e.file_name().to_string_lossy().into_owned();
+            if ft.is_dir() {
+                if name != ".sluice" {
+                    stack.push(e.path());
+                }
+            } else if ft.is_file()
+                && name.starts_with('.')
+                && let Some(rest) = name.strip_suffix(".part")
+                && let Some((_, tail)) = rest.rsplit_once(".sluice-")
+                && let Some((pid, _)) = tail.split_once('-')
+                && let Ok(pid) = pid.parse::<u32>()
+                && pid != me
+                && !Path::new(&format!("/proc/{pid}")).exists()
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// Loaded pipelines, by name, with the watch folders they need.
+struct Pipelines {
+    by_name: BTreeMap<String, Arc<Pipeline>>,
+    /// The pipelines folder's files and mtimes when loaded.
+    stamp: Vec<(PathBuf, i128)>,
+}
+
+fn stamp(dir: &Path) -> Vec<(PathBuf, i128)> {
+    let mut v: Vec<(PathBuf, i128)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+                .map(|e| {
+                    let m = e
+                        .metadata()
+                        .map(|m| mtime_ns(&m) ^ m.len() as i128)
+                        .unwrap_or(0);
+                    (e.path(), m)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn load(cfg: &Config, store: &Store) -> Pipelines {
+    let defaults = Defaults {
+        target_lufs: cfg.target_lufs,
+        target_true_peak_dbtp: cfg.target_true_peak_dbtp,
+    };
+    let (ok, problems) = pipeline::load_dir(&cfg.pipelines_dir, defaults);
+    for d in &problems {
+        tracing::error!("pipeline refused: {d}");
+        let _ = store.event(None, "pipeline_refused", d.to_string());
+    }
+    for p in &ok {
+        tracing::info!(
+            "pipeline {} ({}): watching {}",
+            p.name,
+            p.hash,
+            p.watch
+                .iter()
+                .map(|w| w.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for w in &p.watch {
+            let _ = std::fs::create_dir_all(cfg.root.join(w));
+        }
+    }
+    Pipelines {
+        by_name: ok
+            .into_iter()
+            .map(|p| (p.name.clone(), Arc::new(p)))
+            .collect(),
+        stamp: stamp(&cfg.pipelines_dir),
+    }
+}
+
+/// Messages from the workers.
+enum Done {
+    Finished(JobRecord, Duration),
+}
+
+/// Run the host until `stop` is set (a signal). Returns when running jobs have finished.
+pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Result<()> {
+    let store = Arc::new(Store::open(&cfg.db_path(), true)?);
+    std::fs::create_dir_all(&cfg.quarantine_dir)
+        .with_context(|| format!("{}", cfg.quarantine_dir.display()))?;
+
+    // Recovery: jobs a dead host left running go back to the queue; interrupted deletions
+    // finish; temporaries go.
+    for j in store.requeue_running()? {
+        tracing::warn!(
+            job = j.id,
+            "{} was running when the host stopped: queued again",
+            j.input.display()
+        );
+    }
+    for j in store.jobs(Some(JobState::Done))? {
+        if j.delete_pending {
+            job::finish_delete(&store, &cfg.root, &j);
+        }
+    }
+    let swept = sweep_temporaries(&cfg.root);
+    if swept > 0 {
+        tracing::info!("removed {swept} temporary file(s) left by an earlier run");
+    }
+    let reserved = Arc::new(Reserved::default());
+    for s in [JobState::Queued, JobState::Running] {
+        for j in store.jobs(Some(s))? {
+            reserved.add(j.planned);
+        }
+    }
+
+    let mut pipelines = load(&cfg, &store);
+    let cfg = Arc::new(cfg);
+
+    // Watching.
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Reads (ours included) say nothing new.
+        if let Ok(ev) = res
+            && !matches!(ev.kind, notify::EventKind::Access(_))
+        {
+            for p in ev.paths {
+                let _ = ev_tx.send(p);
+            }
+        }
+    })
+    .context("cannot start watching files")?;
+    let mut watched: HashSet<PathBuf> = HashSet::new();
+    let rewatch = |watcher: &mut notify::RecommendedWatcher,
+                   watched: &mut HashSet<PathBuf>,
+                   ps: &Pipelines| {
+        let want: HashSet<PathBuf> = ps
+            .by_name
+            .values()
+            .flat_map(|p| p.watch.iter().map(|w| cfg.root.join(w)))
+            .chain([cfg.pipelines_dir.clone()])
+            .collect();
+        for gone in watched.difference(&want).cloned().collect::<Vec<_>>() {
+            let _ = watcher.unwatch(&gone);
+            watched.remove(&gone);
+        }
+        for new in want {
+            if !watched.contains(&new) {
+                let _ = std::fs::create_dir_all(&new);
+                match watcher.watch(&new, notify::RecursiveMode::Recursive) {
+                    Ok(()) => {
+                        watched.insert(new);
+                    }
+                    Err(e) => tracing::warn!(
+                        "{}: cannot watch ({e}); the periodic rescan still finds new files",
+                        new.display()
+                    ),
+                }
+            }
+        }
+    };
+    rewatch(&mut watcher, &mut watched, &pipelines);
+
+    // Workers.
+    let (job_tx, job_rx) = crossbeam_channel::unbounded::<(JobRecord, Arc<Pipeline>)>();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+    let busy = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for w in 0..cfg.workers {
+        let rx = job_rx.clone();
+        let tx = done_tx.clone();
+        let (cfg, store, reserved, busy) =
+            (cfg.clone(), store.clone(), reserved.clone(), busy.clone());
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{w}"))
+                .spawn(move || {
+                    for (job, p) in rx {
+                        let t = Instant::now();
+                        let ctx = Ctx {
+                            cfg: &cfg,
+                            store: &store,
+                            reserved: &reserved,
+                        };
+                        let id = job.id;
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            job::run(&ctx, &p, job.clone())
+                        }));
+                        let rec = match ran {
+                            Ok(r) => r,
+                            Err(_) => {
+                                // A bug of ours, not the file's: recorded, the host goes on.
+                                store
+                                    .update_job(
+                                        id,
+                                        Some((
+                                            "failed",
+                                            "internal error (panic) while running the job".into(),
+                                        )),
+                                        |j| {
+                                            j.state = JobState::Failed;
+                                            j.error =
+                                                Some("internal error (panic); see the log".into());
+                                            j.finished_ms = Some(now_ms());
+                                        },
+                                    )
+                                    .unwrap_or(job)
+                            }
+                        };
+                        busy.fetch_sub(1, Ordering::SeqCst);
+                        let _ = tx.send(Done::Finished(rec, t.elapsed()));
+                    }
+                })
+                .context("cannot start a worker thread")?,
+        );
+    }
+    drop(job_rx);
+
+    println!(
+        "sluice: watching {} with {} pipeline(s) and {} worker(s); drop files into {}",
+        cfg.root.display(),
+        pipelines.by_name.len(),
+        cfg.workers,
+        pipelines
+            .by_name
+            .values()
+            .flat_map(|p| p
+                .watch
+                .iter()
+                .map(|w| cfg.root.join(w).display().to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let mut settling: HashMap<PathBuf, Settling> = HashMap::new();
+    let mut last_rescan: Option<Instant> = None;
+    let mut warned_links: HashSet<PathBuf> = HashSet::new();
+    let mut pipelines_changed: Option<Instant> = None;
+    let mut last_stamp_check = Instant::now();
+    let mut stopping = false;
+    loop {
+        if stop.load(Ordering::SeqCst) && !stopping {
+            stopping = true;
+            let n = busy.load(Ordering::SeqCst);
+            if n > 0 {
+                println!(
+                    "sluice: stopping after the {n} running job(s) finish (signal again to stop now; they will run again at the next start)"
+                );
+            }
+        }
+        if abort.load(Ordering::SeqCst) || (stopping && busy.load(Ordering::SeqCst) == 0) {
+            break;
+        }
+
+        // Events.
+        let deadline = Instant::now() + Duration::from_millis(100);
+        while let Ok(p) = ev_rx.recv_deadline(deadline) {
+            if p.starts_with(&cfg.pipelines_dir) {
+                pipelines_changed = Some(Instant::now());
+            } else if !settling.contains_key(&p) {
+                consider(
+                    &cfg,
+                    &store,
+                    &pipelines,
+                    &p,
+                    &mut settling,
+                    &mut warned_links,
+                );
+            }
+        }
+        // Pipelines: reload after changes calm down (events, or a changed folder listing).
+        if last_stamp_check.elapsed() >= Duration::from_secs(2) {
+            last_stamp_check = Instant::now();
+            if stamp(&cfg.pipelines_dir) != pipelines.stamp && pipelines_changed.is_none() {
+                pipelines_changed = Some(Instant::now());
+            }
+        }
+        if pipelines_changed.is_some_and(|t| t.elapsed() >= Duration::from_millis(300)) {
+            pipelines_changed = None;
+            tracing::info!("pipelines changed: reloading");
+            pipelines = load(&cfg, &store);
+            rewatch(&mut watcher, &mut watched, &pipelines);
+            last_rescan = None;
+        }
+        // Rescan.
+        if !stopping && last_rescan.is_none_or(|t| t.elapsed() >= cfg.rescan) {
+            last_rescan = Some(Instant::now());
+            for p in rescan(&cfg, &pipelines, &mut warned_links) {
+                if !settling.contains_key(&p) {
+                    consider(
+                        &cfg,
+                        &store,
+                        &pipelines,
+                        &p,
+                        &mut settling,
+                        &mut warned_links,
+                    );
+                }
+            }
+        }
+        // Settling.
+        let mut settled = Vec::new();
+        settling.retain(|path, s| match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() => {
+                let (size, mt) = (m.len(), mtime_ns(&m));
+                if size != s.size || mt != s.mtime_ns {
+                    *s = Settling {
+                        size,
+                        mtime_ns: mt,
+                        since: Instant::now(),
+                    };
+                    true
+                } else if s.since.elapsed() >= cfg.settle && std::fs::File::open(path).is_ok() {
+                    settled.push((path.clone(), size, mt));
+                    false
+                } else {
+                    true
+                }
+            }
+            _ => false,
+        });
+        if !settled.is_empty() && !stopping {
+            intake(&cfg, &store, &pipelines, settled);
+        }
+        // Results.
+        while let Ok(Done::Finished(j, took)) = done_rx.try_recv() {
+            let what = match j.state {
+                JobState::Done => format!(
+                    "done ({} output(s), {:.1} s)",
+                    j.outputs.len(),
+                    took.as_secs_f64()
+                ),
+                s => format!("{}: {}", s.name(), j.error.clone().unwrap_or_default()),
+            };
+            tracing::info!(job = j.id, pipeline = %j.pipeline, "{} {what}", j.input.display());
+        }
+        // Dispatch.
+        while !stopping && busy.load(Ordering::SeqCst) < cfg.workers {
+            let Some(j) = store.claim_next()? else { break };
+            match pipelines.by_name.get(&j.pipeline) {
+                Some(p) => {
+                    if p.hash != j.pipeline_hash {
+                        let _ = store.event(
+                            Some(j.id),
+                            "note",
+                            format!(
+                                "pipeline {} changed since this job was queued: running version {}",
+                                p.name, p.hash
+                            ),
+                        );
+                    }
+                    busy.fetch_add(1, Ordering::SeqCst);
+                    job_tx.send((j, p.clone())).context("the workers stopped")?;
+                }
+                None => {
+                    store.update_job(
+                        j.id,
+                        Some((
+                            "waiting",
+                            format!(
+                                "pipeline {} is not loaded (removed or invalid): waiting",
+                                j.pipeline
+                            ),
+                        )),
+                        |r| {
+                            r.state = JobState::Queued;
+                            r.attempts = r.attempts.saturating_sub(1);
+                            r.not_before_ms = now_ms() + 30_000;
+                        },
+                    )?;
+                }
+            }
+        }
+    }
+    drop(job_tx);
+    if !abort.load(Ordering::SeqCst) {
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+    drop(watcher);
+    println!("sluice: stopped");
+    Ok(())
+}
+
+/// Relative path inside the root, when `p` is inside it.
+fn rel(root: &Path, p: &Path) -> Option<PathBuf> {
+    p.strip_prefix(root).ok().map(Path::to_path_buf)
+}
+
+/// The pipelines that take `relp`.
+fn takers<'a>(ps: &'a Pipelines, relp: &Path) -> Vec<&'a Arc<Pipeline>> {
+    ps.by_name
+        .values()
+        .filter(|p| p.watched(relp).is_some_and(|inner| p.matches(inner)))
+        .collect()
+}
+
+/// Start settling `path` if it is a candidate: a regular file (not a link), not ignored, taken
+/// by a pipeline, and not already taken unchanged.
+fn consider(
+    cfg: &Config,
+    store: &Store,
+    ps: &Pipelines,
+    path: &Path,
+    settling: &mut HashMap<PathBuf, Settling>,
+    warned_links: &mut HashSet<PathBuf>,
+) {
+    let Some(relp) = rel(&cfg.root, path) else {
+        return;
+    };
+    if relp
+        .components()
+        .any(|c| ignored(&c.as_os_str().to_string_lossy()))
+    {
+        return;
+    }
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if m.file_type().is_symlink() {
+        if warned_links.insert(path.to_path_buf()) {
+            tracing::warn!(
+                "{}: a symbolic link; links in watch folders are not followed",
+                path.display()
+            );
+            let _ = store.event(
+                None,
+                "ignored",
+                format!("{}: symbolic link not followed", relp.display()),
+            );
+        }
+        return;
+    }
+    if !m.is_file() {
+        return;
+    }
+    let takers = takers(ps, &relp);
+    if takers.is_empty() {
+        return;
+    }
+    let key = relp.to_string_lossy();
+    if let Ok(Some(f)) = store.file(&key)
+        && f.size == m.len()
+        && f.mtime_ns == mtime_ns(&m)
+        && takers
+            .iter()
+            .all(|p| store.seen(&p.name, &key).ok().flatten().as_deref() == Some(f.hash.as_str()))
+    {
+        return;
+    }
+    settling.insert(
+        path.to_path_buf(),
+        Settling {
+            size: m.len(),
+            mtime_ns: mtime_ns(&m),
+            since: Instant::now(),
+        },
+    );
+}
+
+/// Every candidate file in the watch folders (links are not followed).
+fn rescan(cfg: &Config, ps: &Pipelines, warned_links: &mut HashSet<PathBuf>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let roots: HashSet<PathBuf> = ps
+        .by_name
+        .values()
+        .flat_map(|p| p.watch.iter().map(|w| cfg.root.join(w)))
+        .collect();
+    for r in roots {
+        let mut stack = vec![r];
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if ignored(&name) {
+                    continue;
+                }
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() {
+                    stack.push(e.path());
+                } else if ft.is_file() {
+                    out.push(e.path());
+                } else if ft.is_symlink() && warned_links.insert(e.path()) {
+                    tracing::warn!(
+                        "{}: a symbolic link; links in watch folders are not followed",
+                        e.path().display()
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Hash and index settled files; queue their jobs.
+fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<(PathBuf, u64, i128)>) {
+    let settled_ms = now_ms();
+    let mut rels = Vec::new();
+    let mut records = Vec::new();
+    for (path, size, mt) in settled {
+        let Some(relp) = rel(&cfg.root, &path) else {
+            continue;
+        };
+        let hash = match job::hash_file(&path) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!("{}: cannot read ({e}); will look again", path.display());
+                continue;
+            }
+        };
+        let probe = sluice_core::probe(&path).ok().map(|i| ProbeSummary {
+            format: i.format.to_string(),
+            sample_rate: i.sample_rate,
+            channels: i.channels,
+            duration_seconds: i.duration_seconds,
+        });
+        rels.push(relp.to_string_lossy().into_owned());
+        records.push((
+            relp,
+            FileRecord {
+                size,
+                mtime_ns: mt,
+                hash,
+                indexed_ms: now_ms(),
+                probe,
+                analysis: None,
+            },
+        ));
+    }
+    let takers: Vec<Vec<(String, String)>> = records
+        .iter()
+        .map(|(r, _)| {
+            takers(ps, r)
+                .iter()
+                .map(|p| (p.name.clone(), p.hash.clone()))
+                .collect()
+        })
+        .collect();
+    let arrivals: Vec<Arrival> = records
+        .iter()
+        .zip(&rels)
+        .zip(&takers)
+        .map(|(((_, rec), r), t)| Arrival {
+            rel: r,
+            record: rec.clone(),
+            pipelines: t.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect(),
+            settled_ms,
+        })
+        .collect();
+    match store.intake(&arrivals) {
+        Ok(decisions) => {
+            for (a, d) in arrivals.iter().zip(decisions) {
+                for (p, i) in d {
+                    match i {
+                        Intake::Queued(id) => {
+                            tracing::info!(job = id, pipeline = %p, "{} queued", a.rel)
+                        }
+                        Intake::Duplicate(id) => tracing::info!(
+                            pipeline = %p,
+                            "{}: same content as job {id}'s input, not processed again",
+                            a.rel
+                        ),
+                        Intake::AlreadySeen => {}
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::error!("cannot record new files: {e}"),
+    }
+}

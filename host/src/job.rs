@@ -1,0 +1,678 @@
+//! Running one job: a source file through one pipeline.
+//!
+//! The order makes a crash at any moment harmless. Output paths (and the report's and the
+//! moved source's) are fixed and recorded before anything is written, so a re-run writes the
+//! same files. Every file appears under its final name only when complete (temporary file, sync,
+//! rename). The source is moved before the job is marked done; a re-run finds it at its
+//! recorded destination. It is deleted only after the done record is committed.
+
+use crate::config::Config;
+use crate::outputs::{Arriving, TOML_NAMES, channels_after};
+use crate::pipeline::{Pipeline, SourceAction, Step};
+use crate::store::{JobRecord, JobState, OutputRecord, Store, now_ms};
+use crate::template::{Template, Vars};
+use serde::Serialize;
+use sluice_core::analysis::{AnalysisOptions, AnalysisReport};
+use sluice_core::encode::tags::TagPlan;
+use sluice_core::encode::{AtomicFile, EncodeError};
+use sluice_core::export::{ExportError, ExportReport, OutputPlan, export_stages};
+use sluice_core::render::normalize::Normalize;
+use sluice_core::render::resample::{Resample, ResampleQuality};
+use sluice_core::render::stages::{Channels, Fade, Gain, Region, TrimSilence};
+use sluice_core::render::{RenderError, Stage};
+use sluice_core::{FileInfo, InfoOptions, InputError};
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// How a job failed, which decides what happens next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// Worth another try later (I/O: a full disk, a folder without permission, a network
+    /// share that went away).
+    Transient(String),
+    /// The source itself is bad: retrying cannot help. It goes to quarantine.
+    Input(String),
+    /// The source is gone.
+    Vanished(String),
+}
+
+impl Failure {
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Transient(m) | Failure::Input(m) | Failure::Vanished(m) => m,
+        }
+    }
+}
+
+fn classify_input(e: &InputError) -> Failure {
+    match e {
+        InputError::NotFound { .. } => Failure::Vanished(e.to_string()),
+        InputError::Io { .. } => Failure::Transient(e.to_string()),
+        _ => Failure::Input(e.to_string()),
+    }
+}
+
+fn classify(e: &ExportError) -> Failure {
+    match e {
+        ExportError::Render(RenderError::Input(i)) => classify_input(i),
+        ExportError::Render(RenderError::Encode(EncodeError::Io { .. }))
+        | ExportError::Encode(EncodeError::Io { .. }) => Failure::Transient(e.to_string()),
+        _ => Failure::Input(e.to_string()),
+    }
+}
+
+/// Paths promised to running jobs in this process, so two jobs never pick the same name.
+#[derive(Default)]
+pub struct Reserved(Mutex<HashSet<PathBuf>>);
+
+impl Reserved {
+    pub fn add(&self, paths: impl IntoIterator<Item = PathBuf>) {
+        self.0.lock().expect("not poisoned").extend(paths);
+    }
+    pub fn release(&self, paths: &[PathBuf]) {
+        let mut s = self.0.lock().expect("not poisoned");
+        for p in paths {
+            s.remove(p);
+        }
+    }
+}
+
+/// Everything a job needs from the host.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub store: &'a Store,
+    pub reserved: &'a Reserved,
+}
+
+/// The job's report file.
+#[derive(Serialize)]
+struct Report<'a> {
+    job: u64,
+    pipeline: &'a str,
+    pipeline_version: &'a str,
+    input: &'a Path,
+    content_hash: &'a str,
+    started: String,
+    finished: String,
+    source: &'a sluice_core::StreamInfo,
+    tags: &'a sluice_core::Tags,
+    analysis: Option<&'a AnalysisReport>,
+    export: Option<&'a ExportReport>,
+    outputs: &'a [OutputRecord],
+    source_now: Option<&'a Path>,
+    warnings: Vec<String>,
+}
+
+fn tag_map(info: &FileInfo) -> BTreeMap<String, String> {
+    let t = &info.tags;
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.trim().is_empty()) {
+            m.insert(k.to_string(), v);
+        }
+    };
+    put("title", t.title.clone());
+    put("artist", t.artist.clone());
+    put("album", t.album.clone());
+    put("album_artist", t.album_artist.clone());
+    put("genre", t.genre.clone());
+    put(
+        "year",
+        t.year
+            .map(|y| y.to_string())
+            .or_else(|| t.date.as_ref().map(|d| d.chars().take(4).collect())),
+    );
+    put("track", t.track.map(|n| format!("{n:02}")));
+    put("disc", t.disc.map(|n| n.to_string()));
+    put("isrc", t.isrc.clone());
+    put("bpm", t.bpm.map(|b| format!("{}", b.round())));
+    put("initial_key", t.initial_key.clone());
+    put("comment", t.comment.clone());
+    m
+}
+
+/// `a/b/name.ext` → `a/b/name (n).ext`.
+fn numbered(p: &Path, n: u32) -> PathBuf {
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match p.extension() {
+        Some(e) => format!("{stem} ({n}).{}", e.to_string_lossy()),
+        None => format!("{stem} ({n})"),
+    };
+    p.with_file_name(name)
+}
+
+/// Hash a file's content (BLAKE3, hex).
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(path)?)?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Write `bytes` to `dest` atomically (temporary file, sync, rename).
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<u64, EncodeError> {
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| EncodeError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let (atomic, mut f) = AtomicFile::create(dest, true)?;
+    f.write_all(bytes).map_err(|source| EncodeError::Io {
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    drop(f);
+    atomic.commit()
+}
+
+/// Move `from` to `to` (no clobbering), across file systems if need be.
+pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if to.exists() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} exists", to.display()),
+        ));
+    }
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
+            // Another file system: copy to a temporary beside the destination, then rename.
+            let (atomic, mut f) = AtomicFile::create(to, false).map_err(std::io::Error::other)?;
+            std::io::copy(&mut std::fs::File::open(from)?, &mut f)?;
+            drop(f);
+            atomic.commit().map_err(std::io::Error::other)?;
+            std::fs::remove_file(from)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+const fn libc_exdev() -> i32 {
+    18
+}
+
+/// Run `job` (already marked running) through `p`. Returns the job as recorded at the end.
+pub fn run(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> JobRecord {
+    let id = job.id;
+    let planned_before = job.planned.clone();
+    let result = attempt(ctx, p, job.clone());
+    let job_now = ctx.store.job(id).ok().flatten().unwrap_or(job);
+    ctx.reserved.release(&job_now.planned);
+    ctx.reserved.release(&planned_before);
+    match result {
+        Ok(j) => j,
+        Err(f) => fail(ctx, p, job_now, f),
+    }
+}
+
+/// Record a failure: retry later, or fail, or quarantine the source.
+fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
+    let id = job.id;
+    let msg = f.message().to_string();
+    tracing::warn!(job = id, pipeline = %p.name, "{msg}");
+    let store = ctx.store;
+    let update =
+        |state: JobState, kind: &str, extra: &str, not_before: i64, source_now: Option<PathBuf>| {
+            store
+                .update_job(id, Some((kind, format!("{msg}{extra}"))), |j| {
+                    j.state = state;
+                    j.error = Some(msg.clone());
+                    j.not_before_ms = not_before;
+                    j.finished_ms = (state != JobState::Queued).then(now_ms);
+                    if source_now.is_some() {
+                        j.source_now = source_now.clone();
+                    }
+                })
+                .unwrap_or_else(|e| {
+                    tracing::error!(job = id, "cannot record the failure: {e}");
+                    job.clone()
+                })
+        };
+    match f {
+        Failure::Transient(_) if job.attempts <= p.retries => {
+            // 2 s, 4 s, 8 s... up to 5 minutes.
+            let wait = (2_000i64 << job.attempts.saturating_sub(1).min(8)).min(300_000);
+            update(
+                JobState::Queued,
+                "retry_scheduled",
+                &format!(
+                    " (attempt {} of {}; next in {} s)",
+                    job.attempts,
+                    p.retries + 1,
+                    wait / 1000
+                ),
+                now_ms() + wait,
+                None,
+            )
+        }
+        Failure::Transient(_) | Failure::Vanished(_) => {
+            update(JobState::Failed, "failed", "", 0, None)
+        }
+        Failure::Input(_) => {
+            // Quarantine: the source beside its error, in the quarantine folder.
+            let src = ctx.cfg.root.join(&job.input);
+            let name = job
+                .input
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "source".into());
+            let dir = ctx
+                .cfg
+                .quarantine_dir
+                .join(crate::template::sanitize(&p.name));
+            let mut dest = dir.join(&name);
+            let mut n = 2;
+            while dest.exists() {
+                dest = numbered(&dir.join(&name), n);
+                n += 1;
+            }
+            let moved = src.exists() && move_file(&src, &dest).is_ok();
+            let error_file = PathBuf::from(format!("{}.error.json", dest.display()));
+            let record = serde_json::json!({
+                "job": id,
+                "pipeline": p.name,
+                "source": job.input,
+                "error": msg,
+                "attempts": job.attempts,
+                "time": jiff::Timestamp::now().to_string(),
+            });
+            let _ = write_atomic(
+                &error_file,
+                serde_json::to_string_pretty(&record)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
+            if moved {
+                let rel = dest
+                    .strip_prefix(&ctx.cfg.root)
+                    .map(Path::to_path_buf)
+                    .unwrap_or(dest);
+                update(
+                    JobState::Quarantined,
+                    "quarantined",
+                    &format!(" (source moved to {})", rel.display()),
+                    0,
+                    Some(rel),
+                )
+            } else {
+                update(
+                    JobState::Failed,
+                    "failed",
+                    " (the source could not be moved to quarantine)",
+                    0,
+                    None,
+                )
+            }
+        }
+    }
+}
+
+fn io_failure(path: &Path, e: std::io::Error) -> Failure {
+    Failure::Transient(format!("{}: {e}", path.display()))
+}
+
+fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure> {
+    let root = &ctx.cfg.root;
+    let started = jiff::Timestamp::now();
+    // Where the source is: where it arrived, or, after a crash between moving it and marking
+    // the job done, where it was moved to; a retried quarantined job reads it from quarantine.
+    let arrived = root.join(&job.input);
+    let move_to = match &p.source {
+        SourceAction::Move(_) => job.planned.last().map(|r| root.join(r)),
+        _ => None,
+    };
+    let source = if arrived.exists() {
+        arrived.clone()
+    } else if let Some(q) = job
+        .source_now
+        .as_ref()
+        .map(|r| root.join(r))
+        .filter(|q| q.exists())
+    {
+        q
+    } else if let Some(m) = move_to.clone().filter(|m| m.exists()) {
+        m
+    } else {
+        return Err(Failure::Vanished(format!(
+            "{}: the source is gone (moved or deleted before it was processed)",
+            arrived.display()
+        )));
+    };
+    let info = sluice_core::info(&source, &InfoOptions { decode: false })
+        .map_err(|e| classify_input(&e))?;
+    let tags = tag_map(&info);
+
+    // Fix the paths once.
+    let job = if job.planned.is_empty() {
+        let planned = plan_paths(ctx, p, &job, &tags);
+        ctx.store
+            .update_job(job.id, None, |j| j.planned = planned.clone())
+            .map_err(|e| Failure::Transient(e.to_string()))?
+    } else {
+        ctx.reserved.add(job.planned.clone());
+        job
+    };
+    let n_out = p.outputs.len();
+    let out_paths: Vec<PathBuf> = job.planned[..n_out].iter().map(|r| root.join(r)).collect();
+    let report_path = p.report.as_ref().map(|_| root.join(&job.planned[n_out]));
+    let move_to = match &p.source {
+        SourceAction::Move(_) => job.planned.last().map(|r| root.join(r)),
+        _ => None,
+    };
+
+    let mut warnings = Vec::new();
+    let mut progress = Progress::new(ctx.store, job.id);
+
+    // Analysis of the source, when asked.
+    let analysis = match p.analyze() {
+        Some(sections) => {
+            let opts = AnalysisOptions {
+                sections: sections.to_vec(),
+                ..AnalysisOptions::default()
+            };
+            let total = info.stream.frames.unwrap_or(0).max(1) as f64;
+            let share = if n_out == 0 { 1.0 } else { 0.2 };
+            let report = sluice_core::analysis::analyze(&source, &opts, &mut |f| {
+                progress.set(share * f as f64 / total)
+            })
+            .map_err(|e| classify_input(&e))?;
+            if let Some(l) = &report.loudness {
+                let summary = serde_json::json!({
+                    "integrated_lufs": l.summary.integrated_lufs,
+                    "loudness_range_lu": l.summary.loudness_range_lu,
+                    "true_peak_dbtp": l.true_peak_dbtp,
+                    "analysed_ms": now_ms(),
+                });
+                let _ = ctx
+                    .store
+                    .set_analysis(&job.input.to_string_lossy(), summary);
+            }
+            progress.base = share;
+            Some(report)
+        }
+        None => None,
+    };
+
+    // The render.
+    let export = if n_out > 0 {
+        let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+        let mut rate = info.stream.sample_rate;
+        let mut channels = info.stream.channels as usize;
+        for s in &p.steps {
+            match s {
+                Step::Analyze { .. } => {}
+                Step::Region { start, end } => stages.push(Box::new(Region::new(*start, *end))),
+                Step::TrimSilence {
+                    threshold_dbfs,
+                    pad_seconds,
+                } => stages.push(Box::new(TrimSilence::new(*threshold_dbfs, *pad_seconds))),
+                Step::Fade {
+                    fade_in,
+                    fade_out,
+                    curve,
+                } => stages.push(Box::new(Fade::new(*fade_in, *fade_out, *curve))),
+                Step::Gain { db } => stages.push(Box::new(Gain::new(*db))),
+                Step::Channels(m) => {
+                    channels = channels_after(m, channels);
+                    stages.push(Box::new(Channels::new(m.clone())));
+                }
+                Step::Resample { sample_rate, fast } => {
+                    if *sample_rate != rate {
+                        rate = *sample_rate;
+                        stages.push(Box::new(Resample::new(
+                            rate,
+                            if *fast {
+                                ResampleQuality::Fast
+                            } else {
+                                ResampleQuality::High
+                            },
+                        )));
+                    }
+                }
+                Step::Normalize(t) => stages.push(Box::new(Normalize::new(*t))),
+            }
+        }
+        let int_bits = (info.stream.sample_type == Some("int"))
+            .then_some(info.stream.bit_depth)
+            .flatten();
+        let mut plans = Vec::with_capacity(n_out);
+        for (o, path) in p.outputs.iter().zip(&out_paths) {
+            let out_channels = o.channels.as_ref().map(|m| channels_after(m, channels));
+            let arriving = Arriving {
+                sample_rate: o.sample_rate.unwrap_or(rate),
+                channels: out_channels.unwrap_or(channels),
+                int_bits,
+                float: info.stream.sample_type == Some("float"),
+            };
+            let resolved = o
+                .format
+                .resolve(&arriving, o.sample_rate.is_some(), &TOML_NAMES)
+                .map_err(|e| Failure::Input(format!("{}: {e}", source.display())))?;
+            warnings.extend(
+                resolved
+                    .notes
+                    .iter()
+                    .map(|n| format!("{}: {n}", path.display())),
+            );
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| io_failure(dir, e))?;
+            }
+            plans.push(OutputPlan {
+                path: path.clone(),
+                format: resolved.format,
+                dither: o.dither,
+                tags: TagPlan {
+                    carry_from: o.keep_tags.then(|| source.clone()),
+                    set: o.tags.clone(),
+                    replaygain: o.replaygain,
+                },
+                bext: o.bext,
+                // These paths belong to this job (fixed before the first attempt).
+                overwrite: true,
+                channels: resolved.channels.or_else(|| o.channels.clone()),
+                sample_rate: resolved
+                    .sample_rate
+                    .or(o.sample_rate.filter(|&r| r != rate)),
+            });
+        }
+        let base = progress.base;
+        let mut prepasses = false;
+        let report = export_stages(&source, stages, &plans, &mut |pr| {
+            let frac = pr.total.map_or(0.0, |t| pr.frames as f64 / t.max(1) as f64);
+            prepasses |= !pr.final_pass;
+            let within = match (pr.final_pass, prepasses) {
+                (true, true) => 0.5 + 0.5 * frac,
+                (true, false) => frac,
+                (false, _) => 0.5 * frac,
+            };
+            progress.set(base + (0.98 - base) * within);
+        })
+        .map_err(|e| classify(&e))?;
+        warnings.extend(report.warnings.iter().cloned());
+        Some(report)
+    } else {
+        None
+    };
+
+    let mut outputs = Vec::new();
+    if let Some(r) = &export {
+        for (o, rel) in r.outputs.iter().zip(&job.planned) {
+            let hash = hash_file(&o.path).map_err(|e| io_failure(&o.path, e))?;
+            outputs.push(OutputRecord {
+                path: rel.clone(),
+                bytes: o.bytes,
+                hash,
+                format: o.format.extension().to_string(),
+            });
+        }
+    }
+
+    // The source moves before the job is marked done (a re-run finds it there).
+    let source_now = match &move_to {
+        Some(m) if source != *m => {
+            move_file(&source, m).map_err(|e| io_failure(&source, e))?;
+            Some(m.strip_prefix(root).unwrap_or(m).to_path_buf())
+        }
+        Some(m) => Some(m.strip_prefix(root).unwrap_or(m).to_path_buf()),
+        None => None,
+    };
+
+    if let Some(rp) = &report_path {
+        let report = Report {
+            job: job.id,
+            pipeline: &p.name,
+            pipeline_version: &p.hash,
+            input: &job.input,
+            content_hash: &job.content_hash,
+            started: started.to_string(),
+            finished: jiff::Timestamp::now().to_string(),
+            source: &info.stream,
+            tags: &info.tags,
+            analysis: analysis.as_ref(),
+            export: export.as_ref(),
+            outputs: &outputs,
+            source_now: source_now.as_deref(),
+            warnings: warnings.clone(),
+        };
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        write_atomic(rp, text.as_bytes()).map_err(|e| Failure::Transient(e.to_string()))?;
+    }
+
+    // Done, with the outputs, in one transaction.
+    let delete = matches!(p.source, SourceAction::Delete);
+    let report_rel = report_path.as_ref().map(|_| job.planned[n_out].clone());
+    let summary = format!(
+        "{} output(s){}",
+        outputs.len(),
+        if warnings.is_empty() {
+            String::new()
+        } else {
+            format!("; warnings: {}", warnings.join("; "))
+        }
+    );
+    let done = ctx
+        .store
+        .update_job(job.id, Some(("done", summary)), |j| {
+            j.state = JobState::Done;
+            j.progress = 1.0;
+            j.finished_ms = Some(now_ms());
+            j.outputs = outputs.clone();
+            j.report = report_rel.clone();
+            j.source_now = source_now.clone();
+            j.delete_pending = delete;
+            j.error = None;
+        })
+        .map_err(|e| Failure::Transient(e.to_string()))?;
+    if delete {
+        finish_delete(ctx.store, &ctx.cfg.root, &done);
+    }
+    Ok(ctx.store.job(done.id).ok().flatten().unwrap_or(done))
+}
+
+/// Delete a done job's source (also used at start for deletions a crash interrupted).
+pub fn finish_delete(store: &Store, root: &Path, job: &JobRecord) {
+    let src = root.join(&job.input);
+    match std::fs::remove_file(&src) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            let _ = store.event(
+                Some(job.id),
+                "warning",
+                format!("{}: cannot delete the source: {e}", src.display()),
+            );
+        }
+    }
+    let _ = store.update_job(job.id, None, |j| j.delete_pending = false);
+}
+
+/// Output, report and source destinations for `job`: rendered, kept inside the root, made
+/// unique against existing files and paths other jobs hold.
+fn plan_paths(
+    ctx: &Ctx,
+    p: &Pipeline,
+    job: &JobRecord,
+    tags: &BTreeMap<String, String>,
+) -> Vec<PathBuf> {
+    let name = job
+        .input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s.to_string(), e.to_string()),
+        _ => (name.clone(), String::new()),
+    };
+    let now = jiff::Zoned::now();
+    let vars = Vars {
+        stem: &stem,
+        name: &name,
+        ext: &ext,
+        pipeline: &p.name,
+        now: &now,
+        job: job.id,
+        tags,
+    };
+    let mut templates: Vec<&Template> = p.outputs.iter().map(|o| &o.path).collect();
+    if let Some(r) = &p.report {
+        templates.push(r);
+    }
+    if let SourceAction::Move(t) = &p.source {
+        templates.push(t);
+    }
+    let mut held = ctx.reserved.0.lock().expect("not poisoned");
+    let mut out = Vec::with_capacity(templates.len());
+    for t in templates {
+        let rel = t.render(&vars);
+        let mut candidate = rel.clone();
+        let mut n = 2;
+        while held.contains(&candidate)
+            || out.contains(&candidate)
+            || ctx.cfg.root.join(&candidate).exists()
+        {
+            candidate = numbered(&rel, n);
+            n += 1;
+        }
+        held.insert(candidate.clone());
+        out.push(candidate);
+    }
+    out
+}
+
+/// Progress written to the store at most about once a second.
+struct Progress<'a> {
+    store: &'a Store,
+    id: u64,
+    last: std::time::Instant,
+    value: f64,
+    base: f64,
+}
+
+impl<'a> Progress<'a> {
+    fn new(store: &'a Store, id: u64) -> Self {
+        Progress {
+            store,
+            id,
+            last: std::time::Instant::now(),
+            value: 0.0,
+            base: 0.0,
+        }
+    }
+    fn set(&mut self, v: f64) {
+        if v > self.value {
+            self.value = v;
+            if self.last.elapsed() >= std::time::Duration::from_secs(1) {
+                self.last = std::time::Instant::now();
+                let _ = self.store.progress(self.id, v);
+            }
+        }
+    }
+}
