@@ -100,9 +100,13 @@ pub fn check(root: &Path, path: Option<&Path>) -> Result<ExitCode> {
     }
     for p in &ok {
         println!(
-            "ok  {} ({}): {} step(s), {} output(s), watching {}",
+            "ok  {} ({}{}): {} step(s), {} output(s), watching {}",
             p.name,
             p.file.display(),
+            p.description
+                .as_ref()
+                .map(|d| format!(", \"{d}\""))
+                .unwrap_or_default(),
             p.steps.len(),
             p.outputs.len(),
             p.watch
@@ -371,7 +375,8 @@ pub fn stats(cfg: &Config, json: bool) -> Result<ExitCode> {
     }
     let mut by_type: BTreeMap<String, Kind> = BTreeMap::new();
     let (mut files, mut bytes) = (0u64, 0u64);
-    let (mut oldest, mut newest): (Option<(i128, PathBuf)>, Option<(i128, PathBuf)>) = (None, None);
+    type Stamp = Option<(i128, PathBuf)>;
+    let (mut oldest, mut newest): (Stamp, Stamp) = (None, None);
     let mut stack = vec![cfg.root.clone()];
     while let Some(dir) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -414,16 +419,18 @@ pub fn stats(cfg: &Config, json: bool) -> Result<ExitCode> {
     }
     let mut by_state: BTreeMap<&str, u64> = JobState::ALL.iter().map(|s| (s.name(), 0)).collect();
     let db = cfg.db_path();
+    let mut schema = None;
     let indexed = if db.exists() {
         let store = Store::open(&db, false)?;
         for j in store.jobs(None)? {
             *by_state.entry(j.state.name()).or_default() += 1;
         }
+        schema = Some(store.schema_version()?);
         store.file_paths()?.len()
     } else {
         0
     };
-    let when = |x: &Option<(i128, PathBuf)>| {
+    let when = |x: &Stamp| {
         x.as_ref()
             .map(|(t, p)| (fmt_time(Some(*t as i64)), p.display().to_string()))
     };
@@ -439,6 +446,7 @@ pub fn stats(cfg: &Config, json: bool) -> Result<ExitCode> {
                 "newest": when(&newest),
                 "indexed_files": indexed,
                 "jobs": by_state,
+                "state_schema": schema,
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -457,6 +465,9 @@ pub fn stats(cfg: &Config, json: bool) -> Result<ExitCode> {
         println!("  newest    {}  {}", n.0, n.1);
     }
     println!("  indexed   {indexed} file(s) in watch folders");
+    if let Some(v) = schema {
+        println!("  state     {} (schema {v})", db.display());
+    }
     println!(
         "  jobs      {}",
         by_state

@@ -354,7 +354,20 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
         // Rescan.
         if !stopping && last_rescan.is_none_or(|t| t.elapsed() >= cfg.rescan) {
             last_rescan = Some(Instant::now());
-            for p in rescan(&cfg, &pipelines, &mut warned_links) {
+            let present = rescan(&cfg, &pipelines, &mut warned_links);
+            // The index keeps what is in the watch folders: forget files that left.
+            let here: HashSet<String> = present
+                .iter()
+                .filter_map(|p| rel(&cfg.root, p))
+                .map(|r| r.to_string_lossy().into_owned())
+                .collect();
+            if let Ok(known) = store.file_paths() {
+                let gone: Vec<String> = known.into_iter().filter(|k| !here.contains(k)).collect();
+                if let Err(e) = store.forget_files(&gone) {
+                    tracing::warn!("cannot update the file index: {e}");
+                }
+            }
+            for p in present {
                 if !settling.contains_key(&p) {
                     consider(
                         &cfg,

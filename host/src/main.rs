@@ -432,8 +432,8 @@ fn logging(cli: &Cli) -> Option<()> {
         .with_filter(filter(if watch_root.is_some() { "info" } else { "warn" }));
     let file = watch_root.and_then(|r| {
         let root = config::root_from(r.as_deref()).ok()?;
-        let keep = config::Config::load(&root).map_or(7, |c| c.log_files);
-        let dir = root.join(".sluice").join("logs");
+        let cfg = config::Config::load(&root).ok()?;
+        let (keep, dir) = (cfg.log_files, cfg.log_dir());
         std::fs::create_dir_all(&dir).ok()?;
         let appender = tracing_appender::rolling::Builder::new()
             .rotation(tracing_appender::rolling::Rotation::DAILY)

@@ -482,11 +482,8 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             );
             continue;
         }
-        if st.params.is_some() && st.effect.is_none() {
-            c.err(
-                st.params.as_ref().unwrap().span(),
-                "params belong to an effect step",
-            );
+        if let (Some(params), None) = (&st.params, &st.effect) {
+            c.err(params.span(), "params belong to an effect step");
         }
         if let Some(a) = &st.analyze {
             if i != 0 {
@@ -520,7 +517,8 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             steps.push(Step::Analyze { sections });
         } else if let Some(r) = &st.region {
             let (start, end) = (r.get_ref().start.unwrap_or(0.0), r.get_ref().end);
-            if !(start.is_finite() && start >= 0.0) || end.is_some_and(|e| !(e > start)) {
+            if !(start.is_finite() && start >= 0.0) || end.is_some_and(|e| e.is_nan() || e <= start)
+            {
                 c.err(
                     r.span(),
                     "region: start must be 0 or more seconds, and end after start",
