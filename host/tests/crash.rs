@@ -1,0 +1,227 @@
+//! Crash safety: the host is SIGKILLed at pseudo-random moments during a batch, 24 times,
+//! restarted each time, then left to finish. Every input must have produced exactly one
+//! complete set of outputs, every source must be in `done/` once, and no temporary may remain.
+
+mod common;
+
+use common::sluice;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const PIPELINE: &str = r#"
+name = "crash"
+watch = "inbox"
+
+[[step]]
+normalize = { loudness_lufs = -18, true_peak_dbtp = -1 }
+
+[[output]]
+path = "out/{stem}.flac"
+bit_depth = 16
+
+[[output]]
+path = "out/mp3/{stem}.mp3"
+bitrate_kbps = 128
+
+[source]
+action = "move"
+to = "done/{name}"
+"#;
+
+fn write_input(path: &Path, seconds: f64, seed: u64) {
+    let frames = (44_100.0 * seconds) as usize;
+    let planes = sluice_core::signal::programme(44_100, 2, frames, seed);
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..frames {
+        for p in &planes {
+            w.write_sample((p[i].clamp(-1.0, 1.0) * 32_767.0) as i16)
+                .unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn start(root: &Path, log: &Path) -> std::process::Child {
+    sluice()
+        .args(["watch", "--root"])
+        .arg(root)
+        .env("SLUICE_SETTLE_SECONDS", "0.3")
+        .env("SLUICE_RESCAN_SECONDS", "1")
+        .env("SLUICE_WORKERS", "2")
+        .stdout(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        ))
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new().append(true).open(log).unwrap(),
+        ))
+        .spawn()
+        .unwrap()
+}
+
+fn jobs(root: &Path) -> Vec<serde_json::Value> {
+    let out = sluice()
+        .args(["jobs", "--json", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Vec::new();
+    }
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::create_dir_all(root.join("inbox")).unwrap();
+    std::fs::write(root.join("pipelines/crash.toml"), PIPELINE).unwrap();
+    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    let log = dir.path().join("host.log");
+
+    // A batch that keeps arriving: some files at the start, one more before every restart, so
+    // the kills land while files settle, jobs run, outputs are renamed and sources move.
+    let rounds = 24;
+    let first = 6;
+    let n = first + rounds;
+    let mut sources = Vec::new();
+    let mut drop_file = |i: usize| {
+        let staged = dir.path().join(format!("take{i:02}.wav"));
+        write_input(&staged, 8.0 + (i % 5) as f64, i as u64 + 1);
+        sources.push((
+            format!("take{i:02}"),
+            blake3::hash(&std::fs::read(&staged).unwrap()),
+        ));
+        std::fs::rename(
+            &staged,
+            root.join("inbox").join(staged.file_name().unwrap()),
+        )
+        .unwrap();
+    };
+    for i in 0..first {
+        drop_file(i);
+    }
+
+    // Kill at pseudo-random moments (fixed seed: the same run every time).
+    let mut seed: u64 = 0x5eed_cafe;
+    let mut rnd = move || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        seed >> 33
+    };
+    for r in 0..rounds {
+        drop_file(first + r);
+        let mut child = start(&root, &log);
+        std::thread::sleep(Duration::from_millis(300 + rnd() % 1200));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    drop(drop_file);
+
+    // Let it finish.
+    let mut child = start(&root, &log);
+    let t = Instant::now();
+    loop {
+        let js = jobs(&root);
+        let finished = js.len() >= n
+            && js
+                .iter()
+                .all(|j| j["state"] != "queued" && j["state"] != "running")
+            && files_under(&root.join("inbox")).is_empty();
+        if finished {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(240),
+            "not finished: {js:#?}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    child.wait().unwrap();
+
+    let js = jobs(&root);
+    assert_eq!(js.len(), n, "one job per input: {js:#?}");
+    for j in &js {
+        assert_eq!(j["state"], "done", "{j:#?}");
+    }
+    let out = files_under(&root.join("out"));
+    assert_eq!(out.len(), 2 * n, "exactly one set per input: {out:#?}");
+    for (stem, hash) in &sources {
+        let flac = root.join(format!("out/{stem}.flac"));
+        let mp3 = root.join(format!("out/mp3/{stem}.mp3"));
+        for p in [&flac, &mp3] {
+            // Complete: it decodes to the end, without damage.
+            let info = sluice_core::probe_decoded(p).unwrap();
+            assert!(!info.truncated, "{}", p.display());
+            assert!(
+                info.warnings.is_empty(),
+                "{}: {:?}",
+                p.display(),
+                info.warnings
+            );
+        }
+        let moved = root.join(format!("done/{stem}.wav"));
+        assert_eq!(blake3::hash(&std::fs::read(&moved).unwrap()), *hash);
+        let job = js
+            .iter()
+            .find(|j| j["input"] == format!("inbox/{stem}.wav"))
+            .unwrap();
+        for o in job["outputs"].as_array().unwrap() {
+            let p = root.join(o["path"].as_str().unwrap());
+            assert_eq!(
+                o["hash"],
+                blake3::hash(&std::fs::read(&p).unwrap())
+                    .to_hex()
+                    .to_string()
+            );
+        }
+    }
+    assert_eq!(files_under(&root.join("done")).len(), n);
+    let temporaries: Vec<PathBuf> = files_under(&root)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(temporaries.is_empty(), "{temporaries:#?}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    eprintln!(
+        "{rounds} kills; jobs queued again after a kill: {}",
+        text.matches("was running when the host stopped").count()
+    );
+}
