@@ -149,7 +149,6 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
-    drop(drop_file);
 
     // Let it finish.
     let mut child = start(&root, &log);
