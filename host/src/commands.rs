@@ -73,7 +73,7 @@ fn defaults(cfg: &Config) -> Defaults {
 pub fn check(root: &Path, path: Option<&Path>) -> Result<ExitCode> {
     let (ok, problems) = match path {
         Some(p) if p.is_file() => {
-            let cfg = Config::load(root).unwrap_or_else(|_| fallback_cfg(root));
+            let cfg = Config::load(root).unwrap_or_else(|_| Config::defaults(root));
             pipeline::load_files(&[p.to_path_buf()], defaults(&cfg))
         }
         Some(p) if p.is_dir() => {
@@ -83,7 +83,7 @@ pub fn check(root: &Path, path: Option<&Path>) -> Result<ExitCode> {
                 (cfg, d)
             } else {
                 (
-                    Config::load(root).unwrap_or_else(|_| fallback_cfg(root)),
+                    Config::load(root).unwrap_or_else(|_| Config::defaults(root)),
                     p.to_path_buf(),
                 )
             };
@@ -121,20 +121,6 @@ pub fn check(root: &Path, path: Option<&Path>) -> Result<ExitCode> {
     } else {
         eprintln!("{} problem(s)", problems.len());
         Ok(ExitCode::from(1))
-    }
-}
-
-fn fallback_cfg(root: &Path) -> Config {
-    Config {
-        root: root.to_path_buf(),
-        workers: 1,
-        settle: std::time::Duration::from_secs(2),
-        rescan: std::time::Duration::from_secs(30),
-        target_lufs: -16.0,
-        target_true_peak_dbtp: -1.0,
-        pipelines_dir: root.join("pipelines"),
-        quarantine_dir: root.join("failed"),
-        log_files: 7,
     }
 }
 

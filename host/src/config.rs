@@ -60,7 +60,11 @@ pub fn root_from(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join("Sluice"))
 }
 
-fn env<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
+/// An environment override, when `enabled`.
+fn env<T: std::str::FromStr>(enabled: bool, name: &str) -> anyhow::Result<Option<T>> {
+    if !enabled {
+        return Ok(None);
+    }
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => v
             .trim()
@@ -80,6 +84,11 @@ fn seconds(name: &str, v: f64) -> Result<Duration, String> {
 }
 
 impl Config {
+    /// The defaults alone: no file, no environment.
+    pub fn defaults(root: &Path) -> Config {
+        Config::build(root, RawConfig::default(), false).expect("the defaults are valid")
+    }
+
     /// Read `root/sluice.toml` (absent is fine) and the environment.
     pub fn load(root: &Path) -> anyhow::Result<Config> {
         let file = root.join(CONFIG_FILE);
@@ -99,9 +108,14 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => RawConfig::default(),
             Err(e) => anyhow::bail!("{}: {e}", file.display()),
         };
+        Config::build(root, raw, true)
+    }
+
+    fn build(root: &Path, raw: RawConfig, use_env: bool) -> anyhow::Result<Config> {
+        let file = root.join(CONFIG_FILE);
         let bad = |m: String| anyhow::anyhow!("{}: {m}", file.display());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let workers = env::<usize>("SLUICE_WORKERS")?
+        let workers = env::<usize>(use_env, "SLUICE_WORKERS")?
             .or(raw.workers)
             .unwrap_or(cores);
         if !(1..=256).contains(&workers) {
@@ -109,22 +123,22 @@ impl Config {
         }
         let settle = seconds(
             "settle_seconds",
-            env("SLUICE_SETTLE_SECONDS")?
+            env(use_env, "SLUICE_SETTLE_SECONDS")?
                 .or(raw.settle_seconds)
                 .unwrap_or(2.0),
         )
         .map_err(bad)?;
         let rescan = seconds(
             "rescan_seconds",
-            env("SLUICE_RESCAN_SECONDS")?
+            env(use_env, "SLUICE_RESCAN_SECONDS")?
                 .or(raw.rescan_seconds)
                 .unwrap_or(30.0),
         )
         .map_err(bad)?;
-        let target_lufs = env("SLUICE_TARGET_LUFS")?
+        let target_lufs = env(use_env, "SLUICE_TARGET_LUFS")?
             .or(raw.target_lufs)
             .unwrap_or(-16.0);
-        let target_true_peak_dbtp = env("SLUICE_TARGET_TRUE_PEAK")?
+        let target_true_peak_dbtp = env(use_env, "SLUICE_TARGET_TRUE_PEAK")?
             .or(raw.target_true_peak_dbtp)
             .unwrap_or(-1.0);
         if !(-70.0..=0.0).contains(&target_lufs) {

@@ -147,11 +147,6 @@ fn load(cfg: &Config, store: &Store) -> Pipelines {
     }
 }
 
-/// Messages from the workers.
-enum Done {
-    Finished(JobRecord, Duration),
-}
-
 /// Run the host until `stop` is set (a signal). Returns when running jobs have finished.
 pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Result<()> {
     let store = Arc::new(Store::open(&cfg.db_path(), true)?);
@@ -232,7 +227,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
 
     // Workers.
     let (job_tx, job_rx) = crossbeam_channel::unbounded::<(JobRecord, Arc<Pipeline>)>();
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(JobRecord, Duration)>();
     let busy = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
     for w in 0..cfg.workers {
@@ -277,7 +272,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                             }
                         };
                         busy.fetch_sub(1, Ordering::SeqCst);
-                        let _ = tx.send(Done::Finished(rec, t.elapsed()));
+                        let _ = tx.send((rec, t.elapsed()));
                     }
                 })
                 .context("cannot start a worker thread")?,
@@ -326,7 +321,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
         while let Ok(p) = ev_rx.recv_deadline(deadline) {
             if p.starts_with(&cfg.pipelines_dir) {
                 pipelines_changed = Some(Instant::now());
-            } else if !settling.contains_key(&p) {
+            } else {
                 consider(
                     &cfg,
                     &store,
@@ -368,16 +363,14 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                 }
             }
             for p in present {
-                if !settling.contains_key(&p) {
-                    consider(
-                        &cfg,
-                        &store,
-                        &pipelines,
-                        &p,
-                        &mut settling,
-                        &mut warned_links,
-                    );
-                }
+                consider(
+                    &cfg,
+                    &store,
+                    &pipelines,
+                    &p,
+                    &mut settling,
+                    &mut warned_links,
+                );
             }
         }
         // Settling.
@@ -405,7 +398,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             intake(&cfg, &store, &pipelines, settled);
         }
         // Results.
-        while let Ok(Done::Finished(j, took)) = done_rx.try_recv() {
+        while let Ok((j, took)) = done_rx.try_recv() {
             let what = match j.state {
                 JobState::Done => format!(
                     "done ({} output(s), {:.1} s)",
@@ -478,8 +471,8 @@ fn takers<'a>(ps: &'a Pipelines, relp: &Path) -> Vec<&'a Arc<Pipeline>> {
         .collect()
 }
 
-/// Start settling `path` if it is a candidate: a regular file (not a link), not ignored, taken
-/// by a pipeline, and not already taken unchanged.
+/// Start settling `path` if it is a candidate: not settling already, a regular file (not a
+/// link), not ignored, taken by a pipeline, and not already taken unchanged.
 fn consider(
     cfg: &Config,
     store: &Store,
@@ -488,6 +481,9 @@ fn consider(
     settling: &mut HashMap<PathBuf, Settling>,
     warned_links: &mut HashSet<PathBuf>,
 ) {
+    if settling.contains_key(path) {
+        return;
+    }
     let Some(relp) = rel(&cfg.root, path) else {
         return;
     };
@@ -580,8 +576,13 @@ fn rescan(cfg: &Config, ps: &Pipelines, warned_links: &mut HashSet<PathBuf>) -> 
 /// Hash and index settled files; queue their jobs.
 fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<(PathBuf, u64, i128)>) {
     let settled_ms = now_ms();
-    let mut rels = Vec::new();
-    let mut records = Vec::new();
+    /// A settled file: where, what, and the pipelines that take it (name, version).
+    struct Found {
+        rel: String,
+        record: FileRecord,
+        pipelines: Vec<(String, String)>,
+    }
+    let mut found = Vec::new();
     for (path, size, mt) in settled {
         let Some(relp) = rel(&cfg.root, &path) else {
             continue;
@@ -599,36 +600,34 @@ fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<(PathBuf, u6
             channels: i.channels,
             duration_seconds: i.duration_seconds,
         });
-        rels.push(relp.to_string_lossy().into_owned());
-        records.push((
-            relp,
-            FileRecord {
-                size,
-                mtime_ns: mt,
-                hash,
-                indexed_ms: now_ms(),
-                probe,
-                analysis: None,
-            },
-        ));
+        let pipelines = takers(ps, &relp)
+            .iter()
+            .map(|p| (p.name.clone(), p.hash.clone()))
+            .collect();
+        let record = FileRecord {
+            size,
+            mtime_ns: mt,
+            hash,
+            indexed_ms: now_ms(),
+            probe,
+            analysis: None,
+        };
+        found.push(Found {
+            rel: relp.to_string_lossy().into_owned(),
+            record,
+            pipelines,
+        });
     }
-    let takers: Vec<Vec<(String, String)>> = records
+    let arrivals: Vec<Arrival> = found
         .iter()
-        .map(|(r, _)| {
-            takers(ps, r)
+        .map(|f| Arrival {
+            rel: &f.rel,
+            record: f.record.clone(),
+            pipelines: f
+                .pipelines
                 .iter()
-                .map(|p| (p.name.clone(), p.hash.clone()))
-                .collect()
-        })
-        .collect();
-    let arrivals: Vec<Arrival> = records
-        .iter()
-        .zip(&rels)
-        .zip(&takers)
-        .map(|(((_, rec), r), t)| Arrival {
-            rel: r,
-            record: rec.clone(),
-            pipelines: t.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect(),
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect(),
             settled_ms,
         })
         .collect();

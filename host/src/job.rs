@@ -183,7 +183,7 @@ pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     match std::fs::rename(from, to) {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
             // Another file system: copy to a temporary beside the destination, then rename.
             let (atomic, mut f) = AtomicFile::create(to, false).map_err(std::io::Error::other)?;
             std::io::copy(&mut std::fs::File::open(from)?, &mut f)?;
@@ -193,10 +193,6 @@ pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
         }
         Err(e) => Err(e),
     }
-}
-
-const fn libc_exdev() -> i32 {
-    18
 }
 
 /// Run `job` (already marked running) through `p`. Returns the job as recorded at the end.
@@ -325,8 +321,9 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
     // Where the source is: where it arrived, or, after a crash between moving it and marking
     // the job done, where it was moved to; a retried quarantined job reads it from quarantine.
     let arrived = root.join(&job.input);
-    let move_to = match &p.source {
-        SourceAction::Move(_) => job.planned.last().map(|r| root.join(r)),
+    // The planned paths end with the moved source's, when the pipeline moves it.
+    let move_to = |planned: &[PathBuf]| match &p.source {
+        SourceAction::Move(_) => planned.last().map(|r| root.join(r)),
         _ => None,
     };
     let source = if arrived.exists() {
@@ -338,7 +335,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
         .filter(|q| q.exists())
     {
         q
-    } else if let Some(m) = move_to.clone().filter(|m| m.exists()) {
+    } else if let Some(m) = move_to(&job.planned).filter(|m| m.exists()) {
         m
     } else {
         return Err(Failure::Vanished(format!(
@@ -363,10 +360,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
     let n_out = p.outputs.len();
     let out_paths: Vec<PathBuf> = job.planned[..n_out].iter().map(|r| root.join(r)).collect();
     let report_path = p.report.as_ref().map(|_| root.join(&job.planned[n_out]));
-    let move_to = match &p.source {
-        SourceAction::Move(_) => job.planned.last().map(|r| root.join(r)),
-        _ => None,
-    };
+    let move_to = move_to(&job.planned);
 
     let mut warnings = Vec::new();
     let mut progress = Progress::new(ctx.store, job.id);

@@ -165,6 +165,42 @@ pub struct JobRecord {
     pub settled_ms: Option<i64>,
 }
 
+impl JobRecord {
+    /// A new job for `input` (relative to the root, or absolute for `sluice run`).
+    fn new(
+        id: u64,
+        pipeline: &str,
+        pipeline_hash: &str,
+        input: PathBuf,
+        content_hash: String,
+        state: JobState,
+    ) -> JobRecord {
+        let now = now_ms();
+        let running = state == JobState::Running;
+        JobRecord {
+            id,
+            pipeline: pipeline.to_string(),
+            pipeline_hash: pipeline_hash.to_string(),
+            input,
+            content_hash,
+            state,
+            attempts: u32::from(running),
+            progress: 0.0,
+            created_ms: now,
+            started_ms: running.then_some(now),
+            finished_ms: None,
+            not_before_ms: 0,
+            error: None,
+            planned: Vec::new(),
+            outputs: Vec::new(),
+            report: None,
+            source_now: None,
+            delete_pending: false,
+            settled_ms: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     pub id: u64,
@@ -372,7 +408,6 @@ impl Store {
             let mut meta = tx.open_table(META)?;
             let mut events = tx.open_table(EVENTS)?;
             let mut out = Vec::new();
-            let now = now_ms();
             for a in arrivals {
                 files.insert(a.rel, json(&a.record).as_slice())?;
                 let mut decided = Vec::new();
@@ -404,25 +439,15 @@ impl Store {
                     let id = meta.get("next_job")?.map_or(1, |v| v.value());
                     meta.insert("next_job", id + 1)?;
                     let job = JobRecord {
-                        id,
-                        pipeline: name.to_string(),
-                        pipeline_hash: hash.to_string(),
-                        input: PathBuf::from(a.rel),
-                        content_hash: a.record.hash.clone(),
-                        state: JobState::Queued,
-                        attempts: 0,
-                        progress: 0.0,
-                        created_ms: now,
-                        started_ms: None,
-                        finished_ms: None,
-                        not_before_ms: 0,
-                        error: None,
-                        planned: Vec::new(),
-                        outputs: Vec::new(),
-                        report: None,
-                        source_now: None,
-                        delete_pending: false,
                         settled_ms: Some(a.settled_ms),
+                        ..JobRecord::new(
+                            id,
+                            name,
+                            hash,
+                            PathBuf::from(a.rel),
+                            a.record.hash.clone(),
+                            JobState::Queued,
+                        )
                     };
                     jobs.insert(id, json(&job).as_slice())?;
                     keys.insert(key.as_str(), id)?;
@@ -457,28 +482,14 @@ impl Store {
             let mut events = tx.open_table(EVENTS)?;
             let id = meta.get("next_job")?.map_or(1, |v| v.value());
             meta.insert("next_job", id + 1)?;
-            let now = now_ms();
-            let job = JobRecord {
+            let job = JobRecord::new(
                 id,
-                pipeline: pipeline.to_string(),
-                pipeline_hash: pipeline_hash.to_string(),
-                input: input.clone(),
+                pipeline,
+                pipeline_hash,
+                input.clone(),
                 content_hash,
-                state: JobState::Running,
-                attempts: 1,
-                progress: 0.0,
-                created_ms: now,
-                started_ms: Some(now),
-                finished_ms: None,
-                not_before_ms: 0,
-                error: None,
-                planned: Vec::new(),
-                outputs: Vec::new(),
-                report: None,
-                source_now: None,
-                delete_pending: false,
-                settled_ms: None,
-            };
+                JobState::Running,
+            );
             jobs.insert(id, json(&job).as_slice())?;
             log_event(
                 &mut events,

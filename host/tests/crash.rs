@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::sluice;
+use common::{sluice, write_wav};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -31,21 +31,12 @@ to = "done/{name}"
 
 fn write_input(path: &Path, seconds: f64, seed: u64) {
     let frames = (44_100.0 * seconds) as usize;
-    let planes = sluice_core::signal::programme(44_100, 2, frames, seed);
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 44_100,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..frames {
-        for p in &planes {
-            w.write_sample((p[i].clamp(-1.0, 1.0) * 32_767.0) as i16)
-                .unwrap();
-        }
-    }
-    w.finalize().unwrap();
+    write_wav(
+        path,
+        &sluice_core::signal::programme(44_100, 2, frames, seed),
+        44_100,
+        16,
+    );
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {

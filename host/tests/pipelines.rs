@@ -3,39 +3,17 @@
 
 mod common;
 
-use common::sluice;
-use std::path::{Path, PathBuf};
-
-fn root_with_examples(dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
-    for e in std::fs::read_dir(repo).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            std::fs::copy(&p, root.join("pipelines").join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    root
-}
+use common::{loudness, root_with_examples, sluice, write_wav};
+use std::path::Path;
 
 /// A loud, dense master (well above every target) as a 24-bit 44.1 kHz WAV.
 fn master_wav(path: &Path, seconds: f64) {
-    let planes = sluice_core::signal::hot_master(44_100, seconds);
-    let spec = hound::WavSpec {
-        channels: planes.len() as u16,
-        sample_rate: 44_100,
-        bits_per_sample: 24,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..planes[0].len() {
-        for p in &planes {
-            w.write_sample((p[i].clamp(-1.0, 1.0) * 8_388_607.0) as i32)
-                .unwrap();
-        }
-    }
-    w.finalize().unwrap();
+    write_wav(
+        path,
+        &sluice_core::signal::hot_master(44_100, seconds),
+        44_100,
+        24,
+    );
 }
 
 fn run(root: &Path, pipeline: &str, file: &Path) -> serde_json::Value {
@@ -57,21 +35,6 @@ fn run(root: &Path, pipeline: &str, file: &Path) -> serde_json::Value {
     job
 }
 
-fn measure(path: &Path) -> (f64, f64) {
-    let opts = sluice_core::analysis::AnalysisOptions {
-        sections: vec![sluice_core::analysis::Section::Loudness],
-        ..Default::default()
-    };
-    let l = sluice_core::analysis::analyze(path, &opts, &mut |_| {})
-        .unwrap()
-        .loudness
-        .unwrap();
-    (
-        l.summary.integrated_lufs.unwrap(),
-        l.true_peak_dbtp.unwrap(),
-    )
-}
-
 #[test]
 fn streaming_master_broadcast_and_analysis_examples() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,14 +46,14 @@ fn streaming_master_broadcast_and_analysis_examples() {
     // Streaming: -14 LUFS / -1 dBTP, 24-bit WAV and 320 kbit/s MP3.
     let job = run(&root, "streaming-master", &src);
     let wav = root.join("outbox/streaming-master/master.wav");
-    let (i, tp) = measure(&wav);
+    let (i, tp) = loudness(&wav);
     assert!(
         (i + 14.0).abs() <= 0.1 && tp <= -1.0 + 0.05,
         "{i} LUFS {tp} dBTP"
     );
     assert_eq!(sluice_core::probe(&wav).unwrap().bit_depth, Some(24));
     let mp3 = root.join("outbox/streaming-master/mp3/master.mp3");
-    assert!((measure(&mp3).0 + 14.0).abs() <= 0.5);
+    assert!((loudness(&mp3).0 + 14.0).abs() <= 0.5);
     assert_eq!(job["outputs"].as_array().unwrap().len(), 2);
 
     // Broadcast: 48 kHz 24-bit BWF at -23 LUFS with the loudness in bext.
@@ -102,7 +65,7 @@ fn streaming_master_broadcast_and_analysis_examples() {
         (info.stream.sample_rate, info.stream.bit_depth),
         (48_000, Some(24))
     );
-    let (i, tp) = measure(&bwf);
+    let (i, tp) = loudness(&bwf);
     assert!(
         (i + 23.0).abs() <= 0.1 && tp <= -1.0 + 0.05,
         "{i} LUFS {tp} dBTP"
@@ -120,7 +83,7 @@ fn streaming_master_broadcast_and_analysis_examples() {
     let measured = report["analysis"]["loudness"]["integrated_lufs"]
         .as_f64()
         .unwrap();
-    assert!((measured - measure(&src).0).abs() < 0.01);
+    assert!((measured - loudness(&src).0).abs() < 0.01);
     assert!(report["analysis"]["spectrum"].is_object());
 
     // `run` never moves or changes the sources.

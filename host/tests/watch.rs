@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::sluice;
+use common::{blake3_hex, loudness, root_with_examples, sluice, write_wav};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -93,56 +93,14 @@ impl Drop for Host {
     }
 }
 
-/// A new root holding the repository's example pipelines.
-fn root_with_examples(dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
-    for e in std::fs::read_dir(repo).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            std::fs::copy(&p, root.join("pipelines").join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    root
-}
-
-/// Speech-like programme at a known loudness, as a 24-bit WAV.
+/// Speech-like programme at a known level, as a 24-bit WAV.
 fn speech_wav(path: &Path, seconds: f64, level: f32) {
-    let planes = sluice_core::signal::speech(44_100, seconds, level);
-    let spec = hound::WavSpec {
-        channels: planes.len() as u16,
-        sample_rate: 44_100,
-        bits_per_sample: 24,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..planes[0].len() {
-        for p in &planes {
-            w.write_sample((p[i].clamp(-1.0, 1.0) * 8_388_607.0) as i32)
-                .unwrap();
-        }
-    }
-    w.finalize().unwrap();
-}
-
-fn loudness(path: &Path) -> (f64, f64) {
-    let opts = sluice_core::analysis::AnalysisOptions {
-        sections: vec![sluice_core::analysis::Section::Loudness],
-        ..Default::default()
-    };
-    let r = sluice_core::analysis::analyze(path, &opts, &mut |_| {}).unwrap();
-    let l = r.loudness.unwrap();
-    (
-        l.summary.integrated_lufs.unwrap(),
-        l.true_peak_dbtp.unwrap(),
-    )
-}
-
-fn blake3_hex(path: &Path) -> String {
-    blake3::hash(&std::fs::read(path).unwrap())
-        .to_hex()
-        .to_string()
+    write_wav(
+        path,
+        &sluice_core::signal::speech(44_100, seconds, level),
+        44_100,
+        24,
+    );
 }
 
 fn today() -> String {
