@@ -295,6 +295,8 @@ pub fn clean(cfg: &Config, older_than: &str, dry_run: bool) -> Result<ExitCode> 
     }
     let (mut n, mut bytes) = (0u64, 0u64);
     let mut dirs = std::collections::BTreeSet::new();
+    // What goes (or would go): a dry run counts the folders a real run would leave empty.
+    let mut gone = std::collections::HashSet::new();
     for rel in files {
         let p = cfg.root.join(&rel);
         let Ok(m) = std::fs::symlink_metadata(&p) else {
@@ -313,6 +315,7 @@ pub fn clean(cfg: &Config, older_than: &str, dry_run: bool) -> Result<ExitCode> 
         }
         n += 1;
         bytes += m.len();
+        gone.insert(p.clone());
         let mut d = rel.parent();
         while let Some(x) = d.filter(|x| !x.as_os_str().is_empty()) {
             dirs.insert(x.to_path_buf());
@@ -331,8 +334,10 @@ pub fn clean(cfg: &Config, older_than: &str, dry_run: bool) -> Result<ExitCode> 
             continue;
         }
         let p = cfg.root.join(d);
-        let empty = std::fs::read_dir(&p).is_ok_and(|mut r| r.next().is_none());
+        let empty =
+            std::fs::read_dir(&p).is_ok_and(|r| r.flatten().all(|e| gone.contains(&e.path())));
         if empty {
+            gone.insert(p.clone());
             removed_dirs += 1;
             if !dry_run {
                 let _ = std::fs::remove_dir(&p);

@@ -44,6 +44,8 @@ struct Settling {
     size: u64,
     mtime_ns: i128,
     since: Instant,
+    /// Settled but could not be opened (permissions): said once, looked at again each turn.
+    unreadable: bool,
 }
 
 fn mtime_ns(m: &std::fs::Metadata) -> i128 {
@@ -383,11 +385,29 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                         size,
                         mtime_ns: mt,
                         since: Instant::now(),
+                        unreadable: s.unreadable,
                     };
                     true
-                } else if s.since.elapsed() >= cfg.settle && std::fs::File::open(path).is_ok() {
-                    settled.push((path.clone(), size, mt));
-                    false
+                } else if s.since.elapsed() >= cfg.settle {
+                    match std::fs::File::open(path) {
+                        Ok(_) => {
+                            if s.unreadable {
+                                tracing::info!("{}: readable now", path.display());
+                            }
+                            settled.push((path.clone(), size, mt));
+                            false
+                        }
+                        Err(e) => {
+                            if !s.unreadable {
+                                s.unreadable = true;
+                                tracing::warn!(
+                                    "{}: cannot open ({e}); left where it is, and taken when it becomes readable",
+                                    path.display()
+                                );
+                            }
+                            true
+                        }
+                    }
                 } else {
                     true
                 }
@@ -533,6 +553,7 @@ fn consider(
             size: m.len(),
             mtime_ns: mtime_ns(&m),
             since: Instant::now(),
+            unreadable: false,
         },
     );
 }

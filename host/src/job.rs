@@ -214,6 +214,9 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
     let id = job.id;
     let msg = f.message().to_string();
     tracing::warn!(job = id, pipeline = %p.name, "{msg}");
+    if !matches!(f, Failure::Transient(_) if job.attempts <= p.retries) {
+        remove_committed(ctx, p, &job);
+    }
     let store = ctx.store;
     let update =
         |state: JobState, kind: &str, extra: &str, not_before: i64, source_now: Option<PathBuf>| {
@@ -307,6 +310,25 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
                     None,
                 )
             }
+        }
+    }
+}
+
+/// A job that ends failed keeps no outputs: what an attempt of it committed before a later
+/// step failed (outputs, report) is removed. Its planned paths were free when they were
+/// planned, so whatever is there now is its own.
+fn remove_committed(ctx: &Ctx, p: &Pipeline, job: &JobRecord) {
+    let n = p.outputs.len() + usize::from(p.report.is_some());
+    for rel in job.planned.iter().take(n) {
+        let path = ctx.cfg.root.join(rel);
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!(
+                job = job.id,
+                "{}: removed, as the job did not finish",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(job = job.id, "{}: cannot remove: {e}", path.display()),
         }
     }
 }
@@ -509,17 +531,16 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
         }
     }
 
-    // The source moves before the job is marked done (a re-run finds it there).
-    let source_now = match &move_to {
-        Some(m) if source != *m => {
-            move_file(&source, m).map_err(|e| io_failure(&source, e))?;
-            Some(m.strip_prefix(root).unwrap_or(m).to_path_buf())
-        }
-        Some(m) => Some(m.strip_prefix(root).unwrap_or(m).to_path_buf()),
-        None => None,
-    };
-
-    if let Some(rp) = &report_path {
+    // The report, then the source's move: the last steps that can fail before the job is
+    // marked done (a re-run finds the source where it was moved). A failure before the
+    // move leaves the source where it arrived.
+    let planned_source = move_to
+        .as_ref()
+        .map(|m| m.strip_prefix(root).unwrap_or(m).to_path_buf());
+    let write_report = |source_now: Option<&Path>, warnings: &[String]| {
+        let Some(rp) = &report_path else {
+            return Ok(());
+        };
         let report = Report {
             job: job.id,
             pipeline: &p.name,
@@ -533,12 +554,32 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
             analysis: analysis.as_ref(),
             export: export.as_ref(),
             outputs: &outputs,
-            source_now: source_now.as_deref(),
-            warnings: warnings.clone(),
+            source_now,
+            warnings: warnings.to_vec(),
         };
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        write_atomic(rp, text.as_bytes()).map_err(|e| Failure::Transient(e.to_string()))?;
-    }
+        write_atomic(rp, text.as_bytes())
+            .map(|_| ())
+            .map_err(|e| Failure::Transient(e.to_string()))
+    };
+    write_report(planned_source.as_deref(), &warnings)?;
+    let source_now = match &move_to {
+        Some(m) if source != *m => match move_file(&source, m) {
+            Ok(()) => planned_source,
+            // Deleted while the job ran, after it was read to the end: the outputs stand.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                warnings.push(format!(
+                    "{}: the source was gone when it was to be moved to {}",
+                    source.display(),
+                    m.display()
+                ));
+                write_report(None, &warnings)?;
+                None
+            }
+            Err(e) => return Err(io_failure(&source, e)),
+        },
+        _ => planned_source,
+    };
 
     // Done, with the outputs, in one transaction.
     let delete = matches!(p.source, SourceAction::Delete);

@@ -273,6 +273,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = config::Config::load(&dir)?;
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            survive_file_size_limit()?;
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 // The second signal stops at once (running jobs run again at the next start).
                 signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
@@ -287,6 +288,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             root,
             json,
         } => {
+            survive_file_size_limit()?;
             let dir = config::root_from(root.root.as_deref())?;
             commands::init_root(&dir)?;
             commands::run(&config::Config::load(&dir)?, &pipeline, &files, json)
@@ -454,4 +456,15 @@ fn logging(cli: &Cli) -> Option<()> {
         .with(file)
         .init();
     Some(())
+}
+
+/// Under a file size limit (`ulimit -f`), a write past it raises SIGXFSZ, which kills the
+/// process by default. Handled, the write fails with EFBIG instead, and that job fails (and
+/// is retried) like any other write error while the host carries on.
+fn survive_file_size_limit() -> std::io::Result<()> {
+    signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    )
+    .map(|_| ())
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{sluice, write_wav};
+use common::{files_under, sluice, write_wav};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -37,26 +37,6 @@ fn write_input(path: &Path, seconds: f64, seed: u64) {
         44_100,
         16,
     );
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn start(root: &Path, log: &Path) -> std::process::Child {

@@ -4,94 +4,10 @@
 
 mod common;
 
-use common::{blake3_hex, loudness, root_with_examples, sluice, write_wav};
+use common::{Host, blake3_hex, loudness, root_with_examples, sluice, write_wav};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
-
-/// `sluice watch` on a root, killed when dropped.
-struct Host {
-    child: Child,
-    root: PathBuf,
-    log: PathBuf,
-}
-
-impl Host {
-    fn start(root: &Path) -> Host {
-        let log = root.with_extension("log");
-        let child = sluice()
-            .args(["watch", "--root"])
-            .arg(root)
-            .env("SLUICE_SETTLE_SECONDS", "1")
-            .env("SLUICE_RESCAN_SECONDS", "2")
-            .env("SLUICE_WORKERS", "2")
-            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let h = Host {
-            child,
-            root: root.to_path_buf(),
-            log,
-        };
-        h.wait_for("the host to start", || {
-            std::fs::read_to_string(&h.log).is_ok_and(|l| l.contains("sluice: watching"))
-        });
-        h
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(90) {
-            if f() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("timed out waiting for {what}; host log:\n{}", self.log());
-    }
-
-    fn jobs(&self) -> Vec<serde_json::Value> {
-        let out = sluice()
-            .args(["jobs", "--json", "--root"])
-            .arg(&self.root)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// Wait until `n` jobs exist and none is queued or running.
-    fn settle_jobs(&self, n: usize) -> Vec<serde_json::Value> {
-        let mut last = Vec::new();
-        self.wait_for(&format!("{n} finished jobs"), || {
-            last = self.jobs();
-            last.len() >= n
-                && last
-                    .iter()
-                    .all(|j| j["state"] != "queued" && j["state"] != "running")
-        });
-        last
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::path::Path;
+use std::time::Duration;
 
 /// Speech-like programme at a known level, as a 24-bit WAV.
 fn speech_wav(path: &Path, seconds: f64, level: f32) {

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// The `sluice` binary under test.
 pub fn sluice() -> Command {
@@ -90,4 +91,147 @@ pub fn blake3_hex(path: &Path) -> String {
     blake3::hash(&std::fs::read(path).unwrap())
         .to_hex()
         .to_string()
+}
+
+/// `sluice watch --root ROOT` with quick settling and rescans and two workers; tests may add
+/// to it (environment, user, limits) before [`Host::start_with`].
+pub fn watch_command(root: &Path) -> Command {
+    let mut c = sluice();
+    c.args(["watch", "--root"])
+        .arg(root)
+        .env("SLUICE_SETTLE_SECONDS", "1")
+        .env("SLUICE_RESCAN_SECONDS", "2")
+        .env("SLUICE_WORKERS", "2");
+    c
+}
+
+/// A running `sluice watch`, killed when dropped. Its output goes to `ROOT.log`.
+pub struct Host {
+    pub child: Child,
+    pub root: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Host {
+    pub fn start(root: &Path) -> Host {
+        Host::start_with(root, watch_command(root))
+    }
+
+    /// Start `cmd` (a `sluice watch` of `root`) and wait until it is watching.
+    pub fn start_with(root: &Path, mut cmd: Command) -> Host {
+        let log = root.with_extension("log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = cmd
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap();
+        let h = Host {
+            child,
+            root: root.to_path_buf(),
+            log,
+        };
+        h.wait_for("the host to start", || {
+            std::fs::read_to_string(&h.log).is_ok_and(|l| l.contains("sluice: watching"))
+        });
+        h
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(90) {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; host log:\n{}", self.log());
+    }
+
+    pub fn jobs(&self) -> Vec<serde_json::Value> {
+        jobs(&self.root)
+    }
+
+    /// Wait until `n` jobs exist and none is queued or running.
+    pub fn settle_jobs(&self, n: usize) -> Vec<serde_json::Value> {
+        let mut last = Vec::new();
+        self.wait_for(&format!("{n} finished jobs"), || {
+            last = self.jobs();
+            last.len() >= n
+                && last
+                    .iter()
+                    .all(|j| j["state"] != "queued" && j["state"] != "running")
+        });
+        last
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(90),
+                "the host did not stop on SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sluice jobs --json` of a root.
+pub fn jobs(root: &Path) -> Vec<serde_json::Value> {
+    let out = sluice()
+        .args(["jobs", "--json", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every file under `dir`, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -1,0 +1,365 @@
+//! Bad input and a hostile environment, through the real binary: unreadable sources, a source
+//! that vanishes mid-job, a full disk, an output folder without permission, two pipelines
+//! writing the same path. None may crash the host or lose a source file.
+//!
+//! Permissions mean nothing to root, so when the tests run as root the host runs as `nobody`
+//! (the root folder is handed to that user); otherwise it runs as the tester.
+
+mod common;
+
+use common::{Host, blake3_hex, files_under, jobs, sluice, watch_command, write_wav};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A root with one pipeline, in a temporary folder the host's user can reach.
+fn root_with(dir: &Path, name: &str, pipeline: &str) -> PathBuf {
+    chmod(dir, 0o755);
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::create_dir_all(root.join("inbox")).unwrap();
+    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    std::fs::write(root.join(format!("pipelines/{name}.toml")), pipeline).unwrap();
+    root
+}
+
+/// The watch command, as `nobody` when we are root, with the root handed over to that user.
+fn unprivileged(root: &Path) -> Command {
+    let mut cmd = watch_command(root);
+    if is_root() {
+        for p in std::iter::once(root.to_path_buf()).chain(walk(root)) {
+            std::os::unix::fs::lchown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    cmd
+}
+
+/// Files and folders under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.symlink_metadata().unwrap().is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn programme(path: &Path, seconds: f64, seed: u64) {
+    let frames = (44_100.0 * seconds) as usize;
+    write_wav(
+        path,
+        &sluice_core::signal::programme(44_100, 2, frames, seed),
+        44_100,
+        16,
+    );
+}
+
+fn no_temporaries(root: &Path) {
+    let left: Vec<PathBuf> = files_under(root)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(left.is_empty(), "temporaries left: {left:#?}");
+}
+
+fn job_for<'a>(jobs: &'a [serde_json::Value], input: &str) -> &'a serde_json::Value {
+    jobs.iter()
+        .find(|j| j["input"] == input)
+        .unwrap_or_else(|| panic!("no job for {input}: {jobs:#?}"))
+}
+
+const FLAC_OUT: &str = r#"
+name = "p"
+watch = "inbox"
+retries = 1
+
+[[output]]
+path = "out/{stem}.flac"
+bit_depth = 16
+
+[source]
+action = "move"
+to = "done/{name}"
+"#;
+
+#[test]
+fn an_unreadable_source_waits_where_it_is_until_it_can_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with(dir.path(), "p", FLAC_OUT);
+    let host = Host::start_with(&root, unprivileged(&root));
+    let locked = root.join("inbox/locked.wav");
+    let staged = dir.path().join("locked.wav");
+    programme(&staged, 2.0, 1);
+    chmod(&staged, 0o000);
+    std::fs::rename(&staged, &locked).unwrap();
+    programme(&root.join("inbox/open.wav"), 2.0, 2);
+
+    let js = host.settle_jobs(1);
+    assert_eq!(job_for(&js, "inbox/open.wav")["state"], "done");
+    host.wait_for("a warning about the locked file", || {
+        host.log()
+            .contains("locked.wav: cannot open (Permission denied")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        host.jobs().len(),
+        1,
+        "no job for a file that cannot be read"
+    );
+    assert!(locked.is_file(), "the unreadable source stays where it is");
+
+    // Readable now: it is taken like any other file.
+    chmod(&locked, 0o644);
+    let js = host.settle_jobs(2);
+    let j = job_for(&js, "inbox/locked.wav");
+    assert_eq!(j["state"], "done", "{j:#?}");
+    assert!(root.join("out/locked.flac").is_file());
+    assert!(root.join("done/locked.wav").is_file());
+    assert!(host.log().contains("locked.wav: readable now"));
+}
+
+#[test]
+fn an_output_folder_without_permission_fails_the_job_clearly_and_retry_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with(dir.path(), "p", FLAC_OUT);
+    let out = root.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let host = Host::start_with(&root, unprivileged(&root));
+    chmod(&out, 0o555);
+    let src = root.join("inbox/take.wav");
+    programme(&src, 2.0, 3);
+    let hash = blake3_hex(&src);
+
+    // One retry with backoff, then failed, naming the folder and the problem.
+    let js = host.settle_jobs(1);
+    let j = job_for(&js, "inbox/take.wav");
+    assert_eq!(j["state"], "failed", "{j:#?}");
+    assert_eq!(j["attempts"], 2, "{j:#?}");
+    let err = j["error"].as_str().unwrap();
+    assert!(
+        err.contains(&out.display().to_string()) && err.contains("Permission denied"),
+        "{err}"
+    );
+    // The source is untouched and nothing was half-written.
+    assert_eq!(blake3_hex(&src), hash);
+    assert!(files_under(&out).is_empty());
+    no_temporaries(&root);
+
+    // Fixed by the operator, retried by hand: done.
+    chmod(&out, 0o755);
+    let st = sluice()
+        .args(["retry", "--failed", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    host.wait_for("the retried job to finish", || {
+        host.jobs()[0]["state"] == "done"
+    });
+    assert!(out.join("take.flac").is_file());
+    assert_eq!(blake3_hex(&root.join("done/take.wav")), hash);
+    assert!(!host.log().contains("panicked"), "{}", host.log());
+}
+
+#[test]
+fn a_full_disk_fails_the_job_leaves_no_partial_file_and_the_host_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = r#"
+name = "wide"
+watch = "inbox"
+retries = 0
+
+[[output]]
+path = "out/{stem}.wav"
+bit_depth = 24
+"#;
+    let root = root_with(dir.path(), "wide", pipeline);
+    // A file size limit stands in for a full disk: a write past 4 MB fails (EFBIG), as a
+    // write to a full disk fails with ENOSPC. The host must not die of SIGXFSZ.
+    let mut cmd = watch_command(&root);
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 4 << 20,
+                rlim_max: 4 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let host = Host::start_with(&root, cmd);
+    let big = root.join("inbox/long.wav");
+    programme(&big, 30.0, 4); // 5.3 MB in, 7.9 MB out as 24-bit
+    let hash = blake3_hex(&big);
+    let js = host.settle_jobs(1);
+    let j = job_for(&js, "inbox/long.wav");
+    assert_eq!(j["state"], "failed", "{j:#?}");
+    let err = j["error"].as_str().unwrap();
+    assert!(
+        err.contains("long.wav") && err.contains("File too large"),
+        "{err}"
+    );
+    assert!(!root.join("out/long.wav").exists());
+    no_temporaries(&root);
+    assert_eq!(blake3_hex(&big), hash, "the source is untouched");
+
+    // Still running, and a file that fits goes through.
+    programme(&root.join("inbox/short.wav"), 3.0, 5);
+    let js = host.settle_jobs(2);
+    assert_eq!(job_for(&js, "inbox/short.wav")["state"], "done");
+    assert!(root.join("out/short.wav").is_file());
+}
+
+#[test]
+fn a_source_vanishing_mid_job_leaves_no_partial_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = r#"
+name = "norm"
+watch = "inbox"
+
+[[step]]
+normalize = { loudness_lufs = -16, true_peak_dbtp = -1 }
+
+[[output]]
+path = "out/{stem}.flac"
+bit_depth = 24
+"#;
+    let root = root_with(dir.path(), "norm", pipeline);
+    let host = Host::start(&root);
+    let staged = dir.path().join("gone.wav");
+    programme(&staged, 180.0, 6);
+    let src = root.join("inbox/gone.wav");
+    std::fs::rename(&staged, &src).unwrap();
+    // Delete it as soon as its job runs.
+    let t = Instant::now();
+    loop {
+        let js = jobs(&root);
+        if js.first().is_some_and(|j| j["state"] == "running") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{js:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(&src).unwrap();
+
+    let js = host.settle_jobs(1);
+    let j = job_for(&js, "inbox/gone.wav");
+    let out = root.join("out/gone.flac");
+    // The decoder may already hold the file open and finish reading it; a later pass that
+    // opens it again finds it gone. Either way: a clear record, and never a partial output.
+    match j["state"].as_str().unwrap() {
+        "failed" => {
+            let err = j["error"].as_str().unwrap();
+            assert!(err.contains("gone.wav"), "{err}");
+            assert!(!out.exists(), "{j:#?}\n{}", host.log());
+        }
+        "done" => {
+            let info = sluice_core::probe_decoded(&out).unwrap();
+            assert!(!info.truncated && info.warnings.is_empty());
+            assert_eq!(j["outputs"][0]["hash"], blake3_hex(&out));
+        }
+        s => panic!("{s}: {j:#?}"),
+    }
+    eprintln!("vanished mid-job: {}\n{}", j["state"], host.log());
+    no_temporaries(&root);
+
+    programme(&root.join("inbox/next.wav"), 2.0, 7);
+    let js = host.settle_jobs(2);
+    assert_eq!(job_for(&js, "inbox/next.wav")["state"], "done");
+}
+
+#[test]
+fn two_pipelines_writing_the_same_path_are_refused_by_check_and_by_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = "name = \"a\"\nwatch = \"inbox/a\"\n\n[[output]]\npath = \"out/{stem}.flac\"\n";
+    let b = "name = \"b\"\nwatch = \"inbox/b\"\n\n[[output]]\npath = \"out/{stem}.flac\"\n";
+    let root = root_with(dir.path(), "a", a);
+    std::fs::write(root.join("pipelines/b.toml"), b).unwrap();
+
+    let out = sluice()
+        .args(["check", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let b_file = root.join("pipelines/b.toml");
+    assert!(
+        err.contains(&format!("{}:5:8:", b_file.display())) && err.contains("a.toml"),
+        "{err}"
+    );
+
+    // The host runs the first and refuses the second.
+    let host = Host::start(&root);
+    assert!(host.log().contains("pipeline refused"), "{}", host.log());
+    std::fs::create_dir_all(root.join("inbox/b")).unwrap();
+    programme(&root.join("inbox/b/x.wav"), 1.0, 8);
+    programme(&root.join("inbox/a/x.wav"), 1.0, 9);
+    let js = host.settle_jobs(1);
+    std::thread::sleep(Duration::from_secs(3));
+    let js2 = host.jobs();
+    assert_eq!(js2.len(), 1, "{js2:#?}");
+    assert_eq!(js[0]["pipeline"], "a");
+    assert_eq!(js[0]["state"], "done");
+    assert!(
+        root.join("inbox/b/x.wav").is_file(),
+        "b's file is left alone"
+    );
+}
+
+#[test]
+fn a_job_that_fails_after_writing_its_outputs_keeps_none_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with(
+        dir.path(),
+        "p",
+        &FLAC_OUT.replace("retries = 1", "retries = 0"),
+    );
+    // The outputs can be written, the report cannot.
+    let reports = root.join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    let host = Host::start_with(&root, unprivileged(&root));
+    chmod(&reports, 0o555);
+    let src = root.join("inbox/take.wav");
+    programme(&src, 2.0, 10);
+    let hash = blake3_hex(&src);
+    let js = host.settle_jobs(1);
+    let j = job_for(&js, "inbox/take.wav");
+    assert_eq!(j["state"], "failed", "{j:#?}");
+    assert!(
+        j["error"].as_str().unwrap().contains("Permission denied"),
+        "{j:#?}"
+    );
+    assert!(
+        host.log()
+            .contains("out/take.flac: removed, as the job did not finish")
+    );
+    assert!(files_under(&root.join("out")).is_empty());
+    no_temporaries(&root);
+    assert_eq!(blake3_hex(&src), hash, "the source stays, untouched");
+}
