@@ -318,9 +318,21 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             break;
         }
 
-        // Events.
+        // Events, until a worker frees up or a tenth of a second passes.
         let deadline = Instant::now() + Duration::from_millis(100);
-        while let Ok(p) = ev_rx.recv_deadline(deadline) {
+        let mut finished = Vec::new();
+        loop {
+            let p = crossbeam_channel::select! {
+                recv(ev_rx) -> p => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                recv(done_rx) -> r => {
+                    finished.extend(r.ok());
+                    break;
+                },
+                default(deadline.saturating_duration_since(Instant::now())) => break,
+            };
             if p.starts_with(&cfg.pipelines_dir) {
                 pipelines_changed = Some(Instant::now());
             } else {
@@ -418,7 +430,8 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             intake(&cfg, &store, &pipelines, settled);
         }
         // Results.
-        while let Ok((j, took)) = done_rx.try_recv() {
+        finished.extend(done_rx.try_iter());
+        for (j, took) in finished {
             let what = match j.state {
                 JobState::Done => format!(
                     "done ({} output(s), {:.1} s)",

@@ -188,15 +188,26 @@ enum RawReport {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "true, false, or the step's options (see pipelines/README.md)"
+)]
 enum Flag<T> {
     On(bool),
     With(T),
 }
 
+/// `analyze = ["loudness", ...]` or `analyze = { sections = [...] }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawAnalyze {
+    List(Vec<String>),
+    Table(RawAnalyzeTable),
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawAnalyze {
+struct RawAnalyzeTable {
     sections: Option<Vec<String>>,
 }
 
@@ -495,7 +506,10 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             let sections = match a.get_ref() {
                 Flag::On(false) => continue,
                 Flag::On(true) => Section::ALL.to_vec(),
-                Flag::With(r) => match &r.sections {
+                Flag::With(r) => match match r {
+                    RawAnalyze::List(l) => Some(l),
+                    RawAnalyze::Table(t) => t.sections.as_ref(),
+                } {
                     None => Section::ALL.to_vec(),
                     Some(list) => {
                         let mut v = Vec::new();
@@ -1002,6 +1016,28 @@ mod tests {
 
     fn check(text: &str) -> Result<Pipeline, Vec<Diagnostic>> {
         parse(Path::new("p.toml"), text, D)
+    }
+
+    #[test]
+    fn analyze_takes_a_flag_a_list_or_a_table() {
+        let base = "watch = \"in\"\n[[step]]\n";
+        let sections = |v: &str| {
+            check(&format!("{base}analyze = {v}\n")).map(|p| p.analyze().map(<[Section]>::to_vec))
+        };
+        assert_eq!(sections("true").unwrap(), Some(Section::ALL.to_vec()));
+        let two = Some(vec![Section::Loudness, Section::Levels]);
+        assert_eq!(sections("[\"loudness\", \"levels\"]").unwrap(), two);
+        assert_eq!(
+            sections("{ sections = [\"loudness\", \"levels\"] }").unwrap(),
+            two
+        );
+        let e = sections("\"loud\"").unwrap_err();
+        assert!(
+            e[0].to_string()
+                .contains("p.toml:3:11: true, false, or the step's options"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]
