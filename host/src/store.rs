@@ -28,12 +28,13 @@ const QUEUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("queue");
 /// Event id → [`Event`].
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 
-/// The schema this build writes.
-pub const SCHEMA_VERSION: u64 = 1;
-
 type Migration = fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>;
-/// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`.
+/// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`. A change to the tables or
+/// records that old files cannot be read as goes here, and never changes once released.
 const MIGRATIONS: &[Migration] = &[];
+
+/// The schema this build writes: the first, plus one per migration.
+pub const SCHEMA_VERSION: u64 = 1 + MIGRATIONS.len() as u64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -255,6 +256,10 @@ impl Store {
 
     /// Open the state database, creating it when `create` and it does not exist.
     pub fn open(path: &Path, create: bool) -> Result<Store> {
+        Store::open_migrating(path, create, MIGRATIONS)
+    }
+
+    fn open_migrating(path: &Path, create: bool, migrations: &[Migration]) -> Result<Store> {
         let exists = path.exists();
         if !exists && !create {
             return Err(StoreError::Missing {
@@ -296,15 +301,17 @@ impl Store {
             db,
             path: path.to_path_buf(),
         };
-        store.init().map_err(|e| match e {
+        store.init(migrations).map_err(|e| match e {
             StoreError::Db { detail, .. } => damaged(detail),
             other => other,
         })?;
         Ok(store)
     }
 
-    /// Create the tables of a new file, check the version of an existing one, migrate.
-    fn init(&self) -> Result<()> {
+    /// Create the tables of a new file, check the version of an existing one, migrate: all in
+    /// one transaction, so a failed migration leaves the file as it was.
+    fn init(&self, migrations: &[Migration]) -> Result<()> {
+        let target = 1 + migrations.len() as u64;
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let version = {
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
@@ -326,21 +333,21 @@ impl Store {
                             detail: "a redb file, but not a sluice state database".into(),
                         });
                     }
-                    meta.insert("schema_version", SCHEMA_VERSION)
+                    meta.insert("schema_version", target)
                         .map_err(|e| self.err(e))?;
                     meta.insert("next_job", 1).map_err(|e| self.err(e))?;
                     meta.insert("next_event", 1).map_err(|e| self.err(e))?;
-                    SCHEMA_VERSION
+                    target
                 }
             }
         };
-        if version > SCHEMA_VERSION {
+        if version > target {
             return Err(StoreError::Newer {
                 path: self.path.clone(),
                 found: version,
             });
         }
-        for (i, m) in MIGRATIONS
+        for (i, m) in migrations
             .iter()
             .enumerate()
             .skip((version as usize).saturating_sub(1))
@@ -349,7 +356,7 @@ impl Store {
         }
         {
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            meta.insert("schema_version", SCHEMA_VERSION)
+            meta.insert("schema_version", target)
                 .map_err(|e| self.err(e))?;
         }
         // Open every table once so readers find them.
@@ -819,6 +826,58 @@ mod tests {
         }
         let e = Store::open(&p3, false).err().unwrap();
         assert!(matches!(e, StoreError::Newer { .. }), "{e}");
+    }
+
+    #[test]
+    fn older_files_are_migrated_once_in_order_and_a_failed_migration_changes_nothing() {
+        const MARKS: TableDefinition<&str, u64> = TableDefinition::new("test_marks");
+        fn mark(tx: &redb::WriteTransaction, step: &str) -> std::result::Result<(), redb::Error> {
+            let mut t = tx.open_table(MARKS)?;
+            let n = t.get(step)?.map_or(0, |v| v.value());
+            t.insert(step, n + 1)?;
+            Ok(())
+        }
+        let to2: Migration = |tx| mark(tx, "to2");
+        let to3: Migration = |tx| {
+            // Rewrites what version 2 wrote, so it must run after it.
+            assert_eq!(
+                tx.open_table(MARKS)?.get("to2")?.map(|v| v.value()),
+                Some(1)
+            );
+            mark(tx, "to3")
+        };
+        let broken: Migration = |_| Err(redb::Error::Corrupted("test: cannot migrate".into()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.redb");
+        // A version 1 file with a job in it.
+        let s = Store::open_migrating(&p, true, &[]).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 1);
+        let job = s
+            .add_running_job("p", "h", "in/x.wav".into(), "c".into())
+            .unwrap();
+        drop(s);
+        // Opened by a build that knows schema 3: both migrations, in order, once.
+        let s = Store::open_migrating(&p, false, &[to2, to3]).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 3);
+        drop(s);
+        let s = Store::open_migrating(&p, false, &[to2, to3]).unwrap();
+        let marks = |s: &Store| {
+            let tx = s.db.begin_read().unwrap();
+            let t = tx.open_table(MARKS).unwrap();
+            ["to2", "to3"].map(|k| t.get(k).unwrap().map(|v| v.value()))
+        };
+        assert_eq!(marks(&s), [Some(1), Some(1)]);
+        assert_eq!(s.job(job.id).unwrap().unwrap().input, Path::new("in/x.wav"));
+        drop(s);
+        // A migration that fails: an error naming it, and the file still at version 3.
+        let e = Store::open_migrating(&p, false, &[to2, to3, broken])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("migration to schema 4"), "{e}");
+        let s = Store::open_migrating(&p, false, &[to2, to3]).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(marks(&s), [Some(1), Some(1)]);
     }
 
     #[test]
