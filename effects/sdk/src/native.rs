@@ -164,7 +164,11 @@ impl<'m, E: Effect<'m>> Instance<'m, E> {
             audio.iter().all(|a| a.len() == len),
             "signals of equal length"
         );
-        assert!(!blocks.is_empty());
+        let max = self.config().max_frames;
+        assert!(
+            !blocks.is_empty() && blocks.iter().all(|&b| (1..=max).contains(&b)),
+            "block lengths must be in 1..=max_frames ({max})"
+        );
         let (mut at, mut k) = (0, 0);
         while at < len {
             let n = blocks[k % blocks.len()].min(len - at);
