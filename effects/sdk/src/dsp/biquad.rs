@@ -177,3 +177,105 @@ impl State {
         *self = State::default();
     }
 }
+
+/// A biquad design whose frequency, Q and gain glide to new values instead of jumping: they
+/// ramp (frequency and Q on a log scale, gain in dB) over a fixed time, and the coefficients
+/// are recomputed every [`Smoothed::UPDATE_FRAMES`] frames of a ramp. A change of type jumps.
+/// The recomputation points count frames, not blocks, so the result does not depend on the
+/// host's block size.
+#[derive(Clone, Copy, Debug)]
+pub struct Smoothed {
+    kind: Kind,
+    sample_rate: f64,
+    log_freq: crate::dsp::Ramp,
+    log_q: crate::dsp::Ramp,
+    gain_db: crate::dsp::Ramp,
+    coefs: Coefs,
+    phase: u32,
+}
+
+impl Smoothed {
+    /// Frames between coefficient updates while gliding.
+    pub const UPDATE_FRAMES: u32 = 16;
+
+    /// A design resting at the given values; later changes glide over `ramp_frames`.
+    pub fn new(
+        sample_rate: f32,
+        ramp_frames: u32,
+        kind: Kind,
+        freq: f32,
+        q: f32,
+        gain_db: f32,
+    ) -> Self {
+        let ramp = |v| crate::dsp::Ramp::new(v, ramp_frames);
+        let mut s = Smoothed {
+            kind,
+            sample_rate: sample_rate as f64,
+            log_freq: ramp(libm::log2f(freq)),
+            log_q: ramp(libm::log2f(q)),
+            gain_db: ramp(gain_db),
+            coefs: Coefs::IDENTITY,
+            phase: 0,
+        };
+        s.redesign();
+        s
+    }
+
+    fn redesign(&mut self) {
+        self.coefs = Coefs::design(
+            self.kind,
+            self.sample_rate,
+            libm::exp2(self.log_freq.value() as f64),
+            libm::exp2(self.log_q.value() as f64),
+            self.gain_db.value() as f64,
+        );
+    }
+
+    /// Glides to new values (jumps if `kind` changes).
+    pub fn set(&mut self, kind: Kind, freq: f32, q: f32, gain_db: f32) {
+        if kind != self.kind {
+            self.kind = kind;
+            self.snap(freq, q, gain_db);
+            return;
+        }
+        self.log_freq.set(libm::log2f(freq));
+        self.log_q.set(libm::log2f(q));
+        self.gain_db.set(gain_db);
+    }
+
+    /// Jumps to new values.
+    pub fn snap(&mut self, freq: f32, q: f32, gain_db: f32) {
+        self.log_freq.snap(libm::log2f(freq));
+        self.log_q.snap(libm::log2f(q));
+        self.gain_db.snap(gain_db);
+        self.phase = 0;
+        self.redesign();
+    }
+
+    /// Whether a glide is in progress.
+    pub fn is_gliding(&self) -> bool {
+        self.log_freq.is_active() || self.log_q.is_active() || self.gain_db.is_active()
+    }
+
+    /// The coefficients for the next frame (advancing any glide by one frame).
+    #[inline]
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Coefs {
+        if self.is_gliding() {
+            self.log_freq.next();
+            self.log_q.next();
+            self.gain_db.next();
+            self.phase += 1;
+            if self.phase == Self::UPDATE_FRAMES || !self.is_gliding() {
+                self.phase = 0;
+                self.redesign();
+            }
+        }
+        self.coefs
+    }
+
+    /// The current coefficients.
+    pub fn coefs(&self) -> &Coefs {
+        &self.coefs
+    }
+}
