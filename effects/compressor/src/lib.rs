@@ -172,7 +172,7 @@ mod tests {
                 (got - expect).abs() < 0.01,
                 "{level} dB in: {got} out, expected {expect}"
             );
-            assert_eq!(out[0], out[1]);
+            assert!(out[0] == out[1], "channels differ");
         }
     }
 
@@ -184,7 +184,7 @@ mod tests {
         let input = signal::sine(200.0, 48_000.0, 20_000, 10f64.powf(-14.0 / 20.0), 0.0);
         let mut out = vec![input.clone()];
         fx.run(&mut out);
-        assert_eq!(out[0], input, "13 dB below the knee's top: unity");
+        assert!(out[0] == input, "13 dB below the knee top: unity");
         fx.set("ratio", 1.0).set("threshold_db", -60.0).reset();
         let loud = signal::noise(4, 20_000, 1.0);
         let mut out = vec![loud.clone()];
@@ -257,6 +257,9 @@ mod tests {
             fx.run_blocks(&mut out, blocks);
             results.push(out);
         }
-        assert_eq!(results[0], results[1]);
+        assert!(
+            results[0] == results[1],
+            "the result depends on the block size"
+        );
     }
 }

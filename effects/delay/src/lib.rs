@@ -246,6 +246,9 @@ mod tests {
             out.extend(more);
             results.push(out);
         }
-        assert_eq!(results[0], results[1]);
+        assert!(
+            results[0] == results[1],
+            "the result depends on the block size"
+        );
     }
 }

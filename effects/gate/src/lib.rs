@@ -219,7 +219,7 @@ mod tests {
         fx.set("range_db", 0.0).reset();
         let mut out = vec![x.clone(), noise.clone()];
         fx.run(&mut out);
-        assert_eq!(out, vec![x.clone(), noise.clone()]);
+        assert!(out == vec![x.clone(), noise.clone()], "not transparent");
         let mut results = vec![];
         for blocks in [&[512usize][..], &[1, 99, 512, 3]] {
             let mut fx = Instance::<Gate>::new(&mut mem, FS as u32, 2, 512).unwrap();
@@ -228,6 +228,9 @@ mod tests {
             fx.run_blocks(&mut out, blocks);
             results.push(out);
         }
-        assert_eq!(results[0], results[1]);
+        assert!(
+            results[0] == results[1],
+            "the result depends on the block size"
+        );
     }
 }

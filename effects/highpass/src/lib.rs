@@ -122,7 +122,7 @@ mod tests {
         assert!(mean.abs() < 1e-4, "DC left: {mean}");
         assert!(signal::tone_amplitude(tail, 25.0, 48_000.0) < 0.3 * 0.11);
         assert!((signal::tone_amplitude(tail, 300.0, 48_000.0) - 0.3).abs() < 0.3 * 0.01);
-        assert_eq!(out[0], out[1]);
+        assert!(out[0] == out[1], "channels differ");
     }
 
     #[test]
@@ -140,7 +140,10 @@ mod tests {
             out[0].extend(more.remove(0));
             results.push(out.remove(0));
         }
-        assert_eq!(results[0], results[1]);
+        assert!(
+            results[0] == results[1],
+            "the result depends on the block size"
+        );
         // No step: the output right after the change stays within the input's range.
         assert!(signal::peak(&results[0][30_000..31_000]) < 1.0);
     }

@@ -12,6 +12,20 @@ use crate::effect::InitError;
 /// Alignment of every slice the arena hands out, in bytes (room for SIMD loads).
 pub const ALIGN: usize = 16;
 
+/// Types for which all-zero bytes are a valid value, so the arena can hand out slices of them.
+///
+/// # Safety
+/// Implement it only for types whose every field is a number or an array of numbers.
+pub unsafe trait Zeroable: Copy {}
+
+macro_rules! zeroable {
+    ($($t:ty),*) => { $(
+        // SAFETY: all-zero bytes are 0 for integers and +0.0 for floats.
+        unsafe impl Zeroable for $t {}
+    )* };
+}
+zeroable!(f32, f64, u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
 /// Hands out zeroed, 16-byte aligned `f32` slices that live as long as `'a`.
 pub struct Arena<'a> {
     source: Source<'a>,
@@ -44,14 +58,26 @@ impl<'a> Arena<'a> {
 
     /// A zeroed slice of `len` floats, 16-byte aligned.
     pub fn take(&mut self, len: usize) -> Result<&'a mut [f32], InitError> {
+        self.take_zeroed::<f32>(len)
+    }
+
+    /// A zeroed slice of `len` values of a plain type (integers, floats), 16-byte aligned: for
+    /// index rings and other non-`f32` state.
+    pub fn take_zeroed<T: Zeroable>(&mut self, len: usize) -> Result<&'a mut [T], InitError> {
+        const { assert!(core::mem::align_of::<T>() <= ALIGN && core::mem::size_of::<T>() > 0) };
         if len == 0 {
             return Ok(&mut []);
         }
-        match &mut self.source {
+        let bytes = len
+            .checked_mul(core::mem::size_of::<T>())
+            .ok_or(InitError::Memory)?;
+        let ptr: *mut u8 = match &mut self.source {
             Source::Slice(rest) => {
                 let addr = rest.as_ptr() as usize;
-                let pad = (ALIGN - addr % ALIGN) % ALIGN / core::mem::size_of::<f32>();
-                let need = pad.checked_add(len).ok_or(InitError::Memory)?;
+                let pad = (ALIGN - addr % ALIGN) % ALIGN / 4;
+                let need = pad
+                    .checked_add(bytes.div_ceil(4))
+                    .ok_or(InitError::Memory)?;
                 if rest.len() < need {
                     return Err(InitError::Memory);
                 }
@@ -61,18 +87,17 @@ impl<'a> Arena<'a> {
                 self.used_bytes += need * 4;
                 let out = &mut head[pad..];
                 out.fill(0.0);
-                Ok(out)
+                out.as_mut_ptr() as *mut u8
             }
             #[cfg(target_arch = "wasm32")]
-            Source::Grow { .. } => {
-                let bytes = len.checked_mul(4).ok_or(InitError::Memory)?;
-                let ptr = self.grow(bytes, ALIGN)?;
-                // SAFETY: `grow` returned `bytes` bytes past the module's initial memory that
-                // nothing else uses, fresh from `memory.grow` (zeroed), aligned to 16; they are
-                // handed out once and the memory is never shrunk or freed.
-                Ok(unsafe { core::slice::from_raw_parts_mut(ptr as *mut f32, len) })
-            }
-        }
+            Source::Grow { .. } => self.grow(bytes, ALIGN)?,
+        };
+        // SAFETY: `ptr` starts `bytes` bytes of zeroed memory, aligned to 16 (>= the alignment
+        // of T), handed out once and for `'a`: natively carved off the exclusively borrowed
+        // slice, on wasm32 past the module's initial memory, fresh from `memory.grow`, which
+        // nothing else uses and which is never shrunk. All-zero bytes are a valid T
+        // (`Zeroable`).
+        Ok(unsafe { core::slice::from_raw_parts_mut(ptr as *mut T, len) })
     }
 
     /// `N` zeroed slices of `len` floats each (for example one delay line per channel).

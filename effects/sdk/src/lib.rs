@@ -40,7 +40,7 @@ pub mod native;
 #[doc(hidden)]
 pub mod wasm;
 
-pub use arena::Arena;
+pub use arena::{Arena, Zeroable};
 pub use descriptor::{EffectInfo, ParamKind, ParamSpec, Params};
 pub use effect::{Config, Effect, InitError};
 pub use runtime::Runtime;

@@ -162,6 +162,11 @@ fn arena_aligns_zeroes_and_runs_out() {
     assert_eq!(b.as_ptr() as usize % 16, 0);
     assert_eq!(c.as_ptr() as usize % 16, 0);
     assert!(b.as_ptr() as usize >= a.as_ptr() as usize + 20);
+    let idx = arena.take_zeroed::<u32>(3).unwrap();
+    assert_eq!(idx.as_ptr() as usize % 16, 0);
+    assert_eq!(idx, [0, 0, 0]);
+    let wide = arena.take_zeroed::<f64>(2).unwrap();
+    assert_eq!(wide.as_ptr() as usize % 16, 0);
     assert!(arena.take(1000).is_err());
     assert!(arena.take(0).unwrap().is_empty());
     assert!(arena.used_bytes() <= 4 * 102);
