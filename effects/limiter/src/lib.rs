@@ -10,8 +10,12 @@
 //! delayed by `L + 23` frames (the look-ahead plus the interpolator's half-length), which
 //! `sluice_latency` reports.
 //!
-//! The target is the ceiling minus a 0.05 dB margin for the difference between this detector
-//! and a finer true-peak meter. Changing `lookahead_ms` changes the latency and clears the
+//! The target is the ceiling minus a 0.1 dB margin for the difference between this detector
+//! and other true-peak meters. Measured by 4× oversampling (how BS.1770 defines true peak),
+//! hot programme stays under the ceiling (tested). The ideal reconstruction can be a little
+//! higher: for programme band-limited to 20 kHz at 48 kHz and driven 12 dB over, a 16×
+//! FFT reconstruction read up to 0.02 dB above the ceiling; content reaching the Nyquist
+//! frequency (white noise, single-sample clicks) reads differently on every meter. Changing `lookahead_ms` changes the latency and clears the
 //! limiter's state (a short gap): set it before processing.
 #![no_std]
 
@@ -43,7 +47,7 @@ pub const OVERSAMPLING: usize = 4;
 pub const HALF: usize = 24;
 const TAPS: usize = 2 * HALF;
 /// How far under the ceiling the limiter aims, in dB.
-pub const MARGIN_DB: f32 = 0.05;
+pub const MARGIN_DB: f32 = 0.1;
 const MAX_LOOKAHEAD_MS: f32 = 10.0;
 const KAISER_BETA: f64 = 8.0;
 
@@ -279,7 +283,10 @@ impl<'a> Effect<'a> for Limiter<'a> {
 mod tests {
     extern crate std;
     use super::*;
-    use sluice_effect_sdk::native::{Instance, memory, signal};
+    use sluice_effect_sdk::{
+        dsp::biquad::{Coefs, Kind, State},
+        native::{Instance, memory, signal},
+    };
     use std::{vec, vec::Vec};
 
     /// Runs `audio` followed by the latency's worth of silence, as the host does, so the end
@@ -293,9 +300,24 @@ mod tests {
         fx.run(audio);
     }
 
-    /// Loud programme: noise, a bass line, a bright tone that peaks between samples, and
-    /// clicks, driven `drive_db` over full scale.
+    /// Loud programme as it comes from real sources, band-limited to 20 kHz (4th-order
+    /// Butterworth): noise, a bass line, a bright tone, clicks, driven `drive_db`.
     fn programme(fs: f64, frames: usize, seed: u64, drive_db: f64) -> Vec<f32> {
+        let raw = full_band(fs, frames, seed, drive_db);
+        let lp = Coefs::design(
+            Kind::Lowpass,
+            fs,
+            20_000.0,
+            core::f64::consts::FRAC_1_SQRT_2,
+            0.0,
+        );
+        let (mut a, mut b) = (State::default(), State::default());
+        raw.iter().map(|&x| b.run(&lp, a.run(&lp, x))).collect()
+    }
+
+    /// The same without the band limit: white noise and single-sample clicks reach up to
+    /// the Nyquist frequency, where interpolating meters disagree with each other.
+    fn full_band(fs: f64, frames: usize, seed: u64, drive_db: f64) -> Vec<f32> {
         let noise = signal::noise(seed, frames, 0.4);
         let bass = signal::sine(55.0, fs, frames, 0.5, 0.0);
         let bright = signal::sine(fs / 4.0 - 3.0, fs, frames, 0.3, 0.7);
@@ -306,6 +328,21 @@ mod tests {
                 g * (noise[n] + bass[n] + bright[n] + click)
             })
             .collect()
+    }
+
+    #[test]
+    fn full_band_noise_stays_under_the_ceiling_by_the_detectors_meter() {
+        let mut mem = memory();
+        let mut fx = Instance::<Limiter>::new(&mut mem, 48_000, 2, 1024).unwrap();
+        let mut out = vec![
+            full_band(48_000.0, 96_000, 1, 12.0),
+            full_band(48_000.0, 96_000, 2, 12.0),
+        ];
+        flush(&mut fx, &mut out);
+        for ch in &out {
+            let tp = signal::db(signal::true_peak(ch));
+            assert!(tp <= -1.0 && tp > -2.0, "{tp}");
+        }
     }
 
     #[test]
