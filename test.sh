@@ -6,3 +6,6 @@ cd "$(dirname "$0")"
 .ci/toolchain
 cargo test --workspace --locked "$@"
 cargo build --manifest-path effects/Cargo.toml --workspace --release --locked --target wasm32-unknown-unknown
+# The effects' native tests (DSP on generated audio, the SDK, and a check of every module built
+# above), for the machine's own target since the effects workspace defaults to wasm32.
+cargo test --manifest-path effects/Cargo.toml --workspace --locked --target "$(rustc -vV | sed -n 's/^host: //p')"

@@ -1,0 +1,236 @@
+//! `gate`: a noise gate with hold and range.
+//!
+//! The key is the largest magnitude over all channels (stereo-linked). The gate opens in the
+//! frame the key reaches the threshold, stays open while it does and for `hold_ms` after it
+//! last did, then closes. Its gain moves linearly in dB: from `range_db` up to 0 dB in
+//! `attack_ms` when opening, from 0 dB down to `range_db` in `release_ms` when closing (a
+//! partial move takes the proportional time).
+#![no_std]
+
+use sluice_effect_sdk::{Arena, Config, Effect, InitError, dsp::db_to_gain, effect};
+
+effect! {
+    /// Parameters of `gate`.
+    pub struct GateParams for Gate {
+        name: "gate",
+        version: "1.0.0",
+        description: "Noise gate: stereo-linked peak key against a threshold, hold time, attack/release as linear-in-dB moves between 0 dB and the range.",
+        tail_seconds: 0.0,
+        max_channels: 32,
+    }
+    params {
+        threshold_db: { name: "Threshold", unit: "dB", min: -96.0, max: 0.0, default: -50.0 },
+        attack_ms: { name: "Attack", unit: "ms", min: 0.0, max: 500.0, default: 1.0 },
+        hold_ms: { name: "Hold", unit: "ms", min: 0.0, max: 5000.0, default: 50.0 },
+        release_ms: { name: "Release", unit: "ms", min: 1.0, max: 5000.0, default: 100.0 },
+        range_db: { name: "Range", unit: "dB", min: -96.0, max: 0.0, default: -80.0 },
+    }
+}
+
+/// Gate state.
+pub struct Gate {
+    config: Config,
+    threshold: f32,
+    range_db: f32,
+    /// dB per frame while opening / closing.
+    up: f32,
+    down: f32,
+    hold: u32,
+    hold_left: u32,
+    gain_db: f32,
+}
+
+impl Gate {
+    fn apply(&mut self, p: &GateParams) {
+        self.threshold = db_to_gain(p.threshold_db);
+        self.range_db = p.range_db;
+        let span = -p.range_db;
+        let rate = |ms: f32| {
+            let frames = ms * 0.001 * self.config.fs();
+            if frames < 1.0 {
+                f32::INFINITY
+            } else {
+                span / frames
+            }
+        };
+        self.up = rate(p.attack_ms);
+        self.down = rate(p.release_ms);
+        self.hold = self.config.ms_to_frames(p.hold_ms) as u32;
+        self.gain_db = self.gain_db.max(self.range_db);
+    }
+}
+
+impl<'a> Effect<'a> for Gate {
+    type Params = GateParams;
+
+    fn new(config: &Config, p: &GateParams, _: &mut Arena<'a>) -> Result<Self, InitError> {
+        let mut g = Gate {
+            config: *config,
+            threshold: 0.0,
+            range_db: 0.0,
+            up: 0.0,
+            down: 0.0,
+            hold: 0,
+            hold_left: 0,
+            gain_db: 0.0,
+        };
+        g.reset(p);
+        Ok(g)
+    }
+
+    fn update(&mut self, p: &GateParams) {
+        self.apply(p);
+    }
+
+    fn process(&mut self, channels: &mut [&mut [f32]]) {
+        let frames = channels.first().map_or(0, |c| c.len());
+        for i in 0..frames {
+            let key = channels.iter().fold(0.0f32, |m, c| m.max(c[i].abs()));
+            let open = if key >= self.threshold {
+                self.hold_left = self.hold;
+                true
+            } else if self.hold_left > 0 {
+                self.hold_left -= 1;
+                true
+            } else {
+                false
+            };
+            self.gain_db = if open {
+                (self.gain_db + self.up).min(0.0)
+            } else {
+                (self.gain_db - self.down).max(self.range_db)
+            };
+            if self.gain_db < 0.0 {
+                let g = db_to_gain(self.gain_db);
+                for c in channels.iter_mut() {
+                    c[i] *= g;
+                }
+            }
+        }
+    }
+
+    fn reset(&mut self, p: &GateParams) {
+        // A fresh gate is closed: audio before the first loud frame is attenuated.
+        self.gain_db = p.range_db;
+        self.hold_left = 0;
+        self.apply(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use sluice_effect_sdk::native::{Instance, memory, signal};
+    use std::{vec, vec::Vec};
+
+    const FS: usize = 48_000;
+
+    /// Noise at -70 dBFS with a 1 kHz tone at -20 dBFS from 0.2 s to 0.5 s.
+    fn burst() -> (Vec<f32>, Vec<f32>) {
+        let noise = signal::noise(5, FS, 10f64.powf(-70.0 / 20.0));
+        let tone = signal::sine(1_000.0, FS as f64, FS, 0.1, 0.0);
+        let x: Vec<f32> = (0..FS)
+            .map(|n| {
+                noise[n]
+                    + if (9_600..24_000).contains(&n) {
+                        tone[n]
+                    } else {
+                        0.0
+                    }
+            })
+            .collect();
+        (x, noise)
+    }
+
+    /// The gain applied at frame n.
+    fn gain_db(out: &[f32], input: &[f32], n: usize) -> f64 {
+        signal::db((out[n] / input[n]) as f64)
+    }
+
+    #[test]
+    fn opens_on_the_burst_and_attenuates_noise_by_the_range() {
+        let mut mem = memory();
+        let mut fx = Instance::<Gate>::new(&mut mem, FS as u32, 2, 512).unwrap();
+        fx.set("threshold_db", -40.0).set("range_db", -40.0).reset();
+        let (x, noise) = burst();
+        let mut out = vec![x.clone(), noise.clone()];
+        fx.run(&mut out);
+        // Before the burst: noise 40 dB down (both channels, linked).
+        assert!(
+            (signal::db(signal::rms(&out[1][1_000..9_000]) / signal::rms(&noise[1_000..9_000]))
+                + 40.0)
+                .abs()
+                < 0.01
+        );
+        // During it (after the 1 ms attack): untouched.
+        assert_eq!(&out[0][10_000..24_000], &x[10_000..24_000]);
+        // Well after it (hold 50 ms + release 100 ms): 40 dB down again.
+        assert!(
+            (signal::db(signal::rms(&out[0][32_000..]) / signal::rms(&x[32_000..])) + 40.0).abs()
+                < 0.01
+        );
+    }
+
+    #[test]
+    fn attack_hold_and_release_timing() {
+        let mut mem = memory();
+        let mut fx = Instance::<Gate>::new(&mut mem, FS as u32, 1, 512).unwrap();
+        fx.set("threshold_db", -30.0).set("range_db", -60.0);
+        fx.set("attack_ms", 2.0)
+            .set("hold_ms", 20.0)
+            .set("release_ms", 50.0)
+            .reset();
+        // DC keeps the key steady: 0.01 (-40 dB, closed), 0.5 from frame 1000 to 5000.
+        let x: Vec<f32> = (0..20_000)
+            .map(|n| {
+                if (1_000..5_000).contains(&n) {
+                    0.5
+                } else {
+                    0.01
+                }
+            })
+            .collect();
+        let mut out = vec![x.clone()];
+        fx.run(&mut out);
+        let g = |n| gain_db(&out[0], &x, n);
+        assert!((g(999) + 60.0).abs() < 1e-3);
+        // Opening: 60 dB in 2 ms = 96 frames, linearly in dB.
+        assert!((g(1_000) + 60.0 - 60.0 / 96.0).abs() < 1e-3, "{}", g(1_000));
+        assert!((g(1_047) + 30.0).abs() < 1e-3, "{}", g(1_047));
+        assert_eq!(g(1_095), 0.0);
+        // Held for 20 ms (960 frames) after the last loud frame 4999, then 60 dB in 50 ms.
+        assert_eq!(g(4_999 + 960), 0.0);
+        assert!(
+            (g(4_999 + 961) + 60.0 / 2_400.0).abs() < 1e-3,
+            "{}",
+            g(4_999 + 961)
+        );
+        assert!((g(4_999 + 960 + 1_200) + 30.0).abs() < 1e-3);
+        assert!((g(4_999 + 960 + 2_400) + 60.0).abs() < 1e-3);
+        assert!((g(19_999) + 60.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn zero_range_is_transparent_and_blocks_do_not_matter() {
+        let mut mem = memory();
+        let (x, noise) = burst();
+        let mut fx = Instance::<Gate>::new(&mut mem, FS as u32, 2, 512).unwrap();
+        fx.set("range_db", 0.0).reset();
+        let mut out = vec![x.clone(), noise.clone()];
+        fx.run(&mut out);
+        assert!(out == vec![x.clone(), noise.clone()], "not transparent");
+        let mut results = vec![];
+        for blocks in [&[512usize][..], &[1, 99, 512, 3]] {
+            let mut fx = Instance::<Gate>::new(&mut mem, FS as u32, 2, 512).unwrap();
+            fx.set("threshold_db", -40.0);
+            let mut out = vec![x.clone(), noise.clone()];
+            fx.run_blocks(&mut out, blocks);
+            results.push(out);
+        }
+        assert!(
+            results[0] == results[1],
+            "the result depends on the block size"
+        );
+    }
+}
