@@ -181,6 +181,40 @@ fn an_output_folder_without_permission_fails_the_job_clearly_and_retry_finishes_
     });
     assert!(out.join("take.flac").is_file());
     assert_eq!(blake3_hex(&root.join("done/take.wav")), hash);
+    // The job's history: a retry scheduled, failed, queued again by hand, done.
+    let id = host.jobs()[0]["id"].as_u64().unwrap().to_string();
+    let rec = sluice()
+        .args(["job", &id, "--json", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let rec: serde_json::Value = serde_json::from_slice(&rec.stdout).unwrap();
+    let kinds: Vec<&str> = rec["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    let at = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| *x == k)
+            .unwrap_or_else(|| panic!("no {k} in {kinds:?}"))
+    };
+    assert!(
+        at("retry_scheduled") < at("failed") && at("failed") < at("done"),
+        "{kinds:?}"
+    );
+    let text = sluice()
+        .args(["job", &id, "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("done") && text.contains("output    out/take.flac"),
+        "{text}"
+    );
     assert!(!host.log().contains("panicked"), "{}", host.log());
 }
 

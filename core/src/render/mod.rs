@@ -154,6 +154,10 @@ pub enum RenderError {
     /// An option does not make sense for this signal (a region past the end, 0 channels...).
     #[error("{0}")]
     Invalid(String),
+    /// A stage failed while running (a wasm effect that trapped, ran out of time or produced
+    /// NaN): the render stops; retrying the same input would fail the same way.
+    #[error("{stage}: {message}")]
+    Stage { stage: String, message: String },
 }
 
 /// A measurement a stage asked for, fed everything the chain in front of it produces.
@@ -198,6 +202,12 @@ pub trait Stage: Send {
     }
     /// What the stage did, for the report (gain applied, limiter reduction, warnings...).
     fn report(&self) -> Option<StageReport> {
+        None
+    }
+    /// Whether the stage has failed. Native stages cannot; a stage that can (a wasm effect)
+    /// leaves the block it could not process unchanged and reports the failure here, which
+    /// the renderer asks after every block and at the end, stopping the pass with it.
+    fn failure(&mut self) -> Option<RenderError> {
         None
     }
 }
@@ -795,6 +805,9 @@ fn run_chain(
         frames += block.frames() as u64;
         for s in chain.iter_mut() {
             s.process(&mut block);
+            if let Some(e) = s.failure() {
+                return Err(e);
+            }
         }
         if !block.is_empty() {
             sink(&block);
@@ -804,8 +817,14 @@ fn run_chain(
     for i in 0..chain.len() {
         block.reset(widths[i]);
         chain[i].finish(&mut block);
+        if let Some(e) = chain[i].failure() {
+            return Err(e);
+        }
         for s in chain[i + 1..].iter_mut() {
             s.process(&mut block);
+            if let Some(e) = s.failure() {
+                return Err(e);
+            }
         }
         if !block.is_empty() {
             sink(&block);

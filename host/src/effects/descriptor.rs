@@ -1,0 +1,395 @@
+//! The effect descriptor: the `sluice_effect` custom section of a module (effects/ABI.md),
+//! read without running the module and held to limits, so that a giant or lying descriptor is
+//! refused with a clear message before anything else happens.
+
+use serde::{Deserialize, Serialize};
+
+/// The custom section that carries the descriptor.
+pub const SECTION: &str = "sluice_effect";
+/// The ABI version this host speaks.
+pub const ABI: u32 = 1;
+
+/// Limits on what a descriptor may hold (effects/ABI.md, section 2).
+pub const MAX_SECTION_BYTES: usize = 64 * 1024;
+pub const MAX_PARAMS: usize = 64;
+pub const MAX_ID: usize = 64;
+pub const MAX_NAME: usize = 64;
+pub const MAX_UNIT: usize = 16;
+pub const MAX_DESCRIPTION: usize = 1024;
+pub const MAX_CHOICES: usize = 64;
+pub const MAX_CHANNELS: u32 = 32;
+pub const MAX_TAIL_SECONDS: f64 = 3600.0;
+
+/// Unknown fields are ignored: later revisions of ABI 1 may add optional ones.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Descriptor {
+    pub abi: u32,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub params: Vec<Param>,
+    #[serde(default)]
+    pub tail_seconds: f64,
+    pub max_channels: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Param {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub unit: String,
+    pub min: f64,
+    pub max: f64,
+    pub default: f64,
+    /// An enumerated parameter: its value is the index of one of these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<String>>,
+}
+
+impl Param {
+    /// The value a pipeline's TOML gives, as the number the effect takes: a number in range,
+    /// or for an enumerated parameter the name of a choice (or its index).
+    pub fn value_of(&self, v: &toml::Value) -> Result<f64, String> {
+        let n = match (v, &self.choices) {
+            (toml::Value::String(s), Some(choices)) => {
+                return choices
+                    .iter()
+                    .position(|c| c == s)
+                    .map(|i| i as f64)
+                    .ok_or_else(|| format!("{:?} is not one of {}", s, choices.join(", ")));
+            }
+            (toml::Value::Float(f), _) => *f,
+            (toml::Value::Integer(i), _) => *i as f64,
+            (toml::Value::Boolean(b), _) if self.min == 0.0 && self.max == 1.0 => {
+                f64::from(u8::from(*b))
+            }
+            _ => {
+                return Err(match &self.choices {
+                    Some(c) => format!("expects one of {}", c.join(", ")),
+                    None => format!("expects a number from {} to {}", self.min, self.max),
+                });
+            }
+        };
+        if !n.is_finite() || n < self.min || n > self.max {
+            return Err(format!(
+                "{n} is out of range ({} to {}{})",
+                self.min,
+                self.max,
+                if self.unit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", self.unit)
+                }
+            ));
+        }
+        if self.choices.is_some() && n.fract() != 0.0 {
+            return Err(format!("{n} is not the index of a choice"));
+        }
+        Ok(n)
+    }
+}
+
+/// A name (`[a-z0-9][a-z0-9_-]*`) or, with `snake`, a parameter id (`[a-z][a-z0-9_]*`).
+fn identifier(what: &str, s: &str, snake: bool) -> Result<(), String> {
+    let first = |c: char| c.is_ascii_lowercase() || (!snake && c.is_ascii_digit());
+    let rest =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (!snake && c == '-');
+    if !s.is_empty() && s.len() <= MAX_ID && s.starts_with(first) && s.chars().all(rest) {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} {:?} must be 1 to {MAX_ID} bytes of {}",
+        truncate(s),
+        if snake {
+            "[a-z][a-z0-9_]*"
+        } else {
+            "[a-z0-9][a-z0-9_-]*"
+        }
+    ))
+}
+
+fn text(what: &str, s: &str, max: usize) -> Result<(), String> {
+    if s.len() > max {
+        return Err(format!("{what} is {} bytes long (at most {max})", s.len()));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{what} {:?} holds control characters", truncate(s)));
+    }
+    Ok(())
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+impl Descriptor {
+    /// Parse and check the JSON of a descriptor section.
+    pub fn parse(bytes: &[u8]) -> Result<Descriptor, String> {
+        if bytes.len() > MAX_SECTION_BYTES {
+            return Err(format!(
+                "the descriptor is {} bytes (at most {MAX_SECTION_BYTES})",
+                bytes.len()
+            ));
+        }
+        let text_ = std::str::from_utf8(bytes).map_err(|_| "the descriptor is not UTF-8")?;
+        let d: Descriptor =
+            serde_json::from_str(text_).map_err(|e| format!("the descriptor is not valid: {e}"))?;
+        d.check()?;
+        Ok(d)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.abi != ABI {
+            return Err(format!(
+                "written for effect ABI {} (this sluice speaks ABI {ABI})",
+                self.abi
+            ));
+        }
+        identifier("the effect name", &self.name, false)?;
+        if self.version.is_empty()
+            || self.version.len() > 32
+            || !self
+                .version
+                .chars()
+                .all(|c| c.is_ascii_graphic() || c == ' ')
+        {
+            return Err(format!(
+                "the version {:?} must be 1 to 32 bytes of printable ASCII",
+                truncate(&self.version)
+            ));
+        }
+        text("the description", &self.description, MAX_DESCRIPTION)?;
+        if !(1..=MAX_CHANNELS).contains(&self.max_channels) {
+            return Err(format!(
+                "max_channels {} is not between 1 and {MAX_CHANNELS}",
+                self.max_channels
+            ));
+        }
+        if !(0.0..=MAX_TAIL_SECONDS).contains(&self.tail_seconds) {
+            return Err(format!(
+                "tail_seconds {} is not between 0 and {MAX_TAIL_SECONDS}",
+                self.tail_seconds
+            ));
+        }
+        if self.params.len() > MAX_PARAMS {
+            return Err(format!(
+                "{} parameters (at most {MAX_PARAMS})",
+                self.params.len()
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for p in &self.params {
+            identifier("parameter id", &p.id, true)?;
+            if !ids.insert(p.id.as_str()) {
+                return Err(format!("parameter {:?} is declared twice", p.id));
+            }
+            let what = |s: &str| format!("parameter {}: {s}", p.id);
+            text(&what("name"), &p.name, MAX_NAME)?;
+            if p.name.is_empty() {
+                return Err(what("the name is empty"));
+            }
+            text(&what("unit"), &p.unit, MAX_UNIT)?;
+            if ![p.min, p.max, p.default]
+                .iter()
+                .all(|v| v.is_finite() && (*v as f32).is_finite())
+            {
+                return Err(what("min, max and default must be finite f32 numbers"));
+            }
+            if p.choices.is_none() && p.min >= p.max {
+                return Err(what(&format!("min {} is not below max {}", p.min, p.max)));
+            }
+            if !(p.min <= p.default && p.default <= p.max) {
+                return Err(what(&format!(
+                    "the default {} is not within {} to {}",
+                    p.default, p.min, p.max
+                )));
+            }
+            if let Some(c) = &p.choices {
+                if c.is_empty() || c.len() > MAX_CHOICES {
+                    return Err(what(&format!("1 to {MAX_CHOICES} choices")));
+                }
+                for (i, x) in c.iter().enumerate() {
+                    identifier(&what("choice"), x, false)?;
+                    if c[..i].contains(x) {
+                        return Err(what(&format!("choice {x:?} appears twice")));
+                    }
+                }
+                if p.min != 0.0 || p.max != (c.len() - 1) as f64 || p.default.fract() != 0.0 {
+                    return Err(what(
+                        "an enumerated parameter runs from 0 to the number of choices less one, with a whole default",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn param(&self, id: &str) -> Option<(usize, &Param)> {
+        self.params.iter().enumerate().find(|(_, p)| p.id == id)
+    }
+}
+
+/// The descriptor section of a module's bytes, without compiling it.
+pub fn find_section(bytes: &[u8]) -> Result<&[u8], String> {
+    if !bytes.starts_with(b"\0asm") {
+        return Err("not a WebAssembly module".into());
+    }
+    let mut found = None;
+    for payload in wasmtime::wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| format!("not a valid WebAssembly module: {e}"))?;
+        match payload {
+            wasmtime::wasmparser::Payload::Version {
+                encoding: wasmtime::wasmparser::Encoding::Component,
+                ..
+            } => {
+                return Err(
+                    "a WebAssembly component; effects are core modules (effects/ABI.md)".into(),
+                );
+            }
+            wasmtime::wasmparser::Payload::CustomSection(c) if c.name() == SECTION => {
+                if found.is_some() {
+                    return Err(format!("two {SECTION} sections"));
+                }
+                found = Some(c.data());
+            }
+            _ => {}
+        }
+    }
+    found.ok_or_else(|| {
+        format!("no {SECTION} custom section: not a Sluice effect (see effects/ABI.md)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> serde_json::Value {
+        serde_json::json!({
+            "abi": 1, "name": "highpass", "version": "1.0.0", "description": "A high-pass filter",
+            "params": [
+                {"id": "cutoff_hz", "name": "Cutoff", "unit": "Hz", "min": 20.0, "max": 20000.0, "default": 80.0},
+                {"id": "type", "name": "Type", "min": 0, "max": 2, "default": 0, "choices": ["a", "b", "c"]}
+            ],
+            "tail_seconds": 0.0, "max_channels": 8
+        })
+    }
+
+    fn parse(v: &serde_json::Value) -> Result<Descriptor, String> {
+        Descriptor::parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn a_good_descriptor_and_its_values() {
+        let mut v = good();
+        v["surprise"] = true.into(); // a later revision's optional field
+        let d = parse(&v).unwrap();
+        let (i, p) = d.param("cutoff_hz").unwrap();
+        assert_eq!(i, 0);
+        assert_eq!(p.value_of(&toml::Value::Integer(100)).unwrap(), 100.0);
+        assert!(
+            p.value_of(&toml::Value::Float(10.0))
+                .unwrap_err()
+                .contains("out of range (20 to 20000 Hz)")
+        );
+        let (_, t) = d.param("type").unwrap();
+        assert_eq!(t.value_of(&toml::Value::String("c".into())).unwrap(), 2.0);
+        assert!(
+            t.value_of(&toml::Value::String("d".into()))
+                .unwrap_err()
+                .contains("not one of a, b, c")
+        );
+        assert!(t.value_of(&toml::Value::Float(1.5)).is_err());
+    }
+
+    #[test]
+    fn lying_giant_and_invalid_descriptors_are_refused() {
+        let mut cases: Vec<(serde_json::Value, &str)> = Vec::new();
+        let mut v = good();
+        v["abi"] = 2.into();
+        cases.push((v, "ABI 2"));
+        let mut v = good();
+        v["params"][0]["default"] = 5.0.into();
+        cases.push((v, "default 5 is not within"));
+        let mut v = good();
+        v["params"][0]["min"] = 30000.0.into();
+        cases.push((v, "min 30000 is not below max"));
+        let mut v = good();
+        v["params"][1]["max"] = 5.into();
+        cases.push((v, "enumerated"));
+        let mut v = good();
+        v["params"][1]["id"] = "cutoff_hz".into();
+        cases.push((v, "declared twice"));
+        let mut v = good();
+        v["name"] = "../../etc".into();
+        cases.push((v, "the effect name"));
+        let mut v = good();
+        v["description"] = "x".repeat(5000).into();
+        cases.push((v, "bytes long"));
+        let mut v = good();
+        v["max_channels"] = 0.into();
+        cases.push((v, "max_channels 0"));
+        let mut v = good();
+        v["tail_seconds"] = 3601.0.into();
+        cases.push((v, "tail_seconds"));
+        let mut v = good();
+        v["params"] = (0..65)
+            .map(|i| serde_json::json!({"id": format!("p{i}"), "name": "P", "min": 0, "max": 1, "default": 0}))
+            .collect::<Vec<_>>()
+            .into();
+        cases.push((v, "65 parameters"));
+        let mut v = good();
+        v["params"][0]["max"] = 20.0.into();
+        v["params"][0]["default"] = 20.0.into();
+        cases.push((v, "not below max"));
+        let mut v = good();
+        v["params"][0]["max"] = 1e39.into();
+        cases.push((v, "finite f32"));
+        for (v, want) in cases {
+            let e = parse(&v).unwrap_err();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert!(
+            Descriptor::parse(&vec![b' '; MAX_SECTION_BYTES + 1])
+                .unwrap_err()
+                .contains("at most")
+        );
+        assert!(
+            Descriptor::parse(b"\xff\xfe")
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+        assert!(
+            Descriptor::parse(b"{\"abi\": 1")
+                .unwrap_err()
+                .contains("not valid")
+        );
+    }
+
+    #[test]
+    fn sections_are_found_in_modules_only() {
+        assert!(
+            find_section(b"RIFF....WAVE")
+                .unwrap_err()
+                .contains("not a WebAssembly module")
+        );
+        // A minimal module: header, then a custom section named sluice_effect.
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        let body = [&[SECTION.len() as u8][..], SECTION.as_bytes(), b"{}"].concat();
+        m.push(0);
+        m.push(body.len() as u8);
+        m.extend(&body);
+        assert_eq!(find_section(&m).unwrap(), b"{}");
+        let mut twice = m.clone();
+        twice.extend_from_slice(&m[8..]);
+        assert!(find_section(&twice).unwrap_err().contains("two"));
+        assert!(
+            find_section(b"\0asm\x01\0\0\0")
+                .unwrap_err()
+                .contains("no sluice_effect")
+        );
+    }
+}

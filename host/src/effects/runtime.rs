@@ -1,0 +1,597 @@
+//! Running effects in wasmtime: one engine, modules checked against the ABI before use,
+//! compiled modules cached on disk, and instances that run each call under a time budget
+//! (epoch interruption) with their memory capped (store limits).
+
+use super::descriptor::{self, Descriptor};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::{
+    Config, Engine, Instance as WasmInstance, Linker, Memory, Module, Store, StoreLimits,
+    StoreLimitsBuilder, Trap, TypedFunc, ValType,
+};
+
+/// Epoch ticks per second: a time budget is honoured to within one tick.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Limits for one instance (effects/ABI.md, section 4).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// The least time a call gets. `sluice_process` gets [`REALTIME_FACTOR`] times the
+    /// block's duration when that is more.
+    pub time_budget: Duration,
+    /// What `sluice_init` (and instantiation) gets.
+    pub init_budget: Duration,
+    /// The most linear memory the instance may have.
+    pub memory_bytes: usize,
+}
+
+/// A block may take this many times its own duration.
+pub const REALTIME_FACTOR: f64 = 10.0;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            time_budget: Duration::from_millis(50),
+            init_budget: Duration::from_secs(5),
+            memory_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Why an effect could not be loaded or run. The message names the effect.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("effect {effect}: {message}")]
+pub struct EffectError {
+    pub effect: String,
+    pub message: String,
+}
+
+impl EffectError {
+    pub fn new(effect: &str, message: impl Into<String>) -> Self {
+        EffectError {
+            effect: effect.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The engine every effect runs on, its epoch ticker, and the compiled-module cache.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    cache: Option<PathBuf>,
+}
+
+impl Runtime {
+    /// A runtime whose compiled modules are cached in `cache` (none: compile every time).
+    pub fn new(cache: Option<PathBuf>) -> anyhow::Result<Runtime> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while let Some(e) = weak.upgrade() {
+                    e.increment_epoch();
+                    drop(e);
+                    std::thread::sleep(TICK);
+                }
+            })?;
+        Ok(Runtime { engine, cache })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Check `bytes` against the ABI and compile it (or take it from the cache).
+    pub fn load(&self, origin: &str, bytes: &[u8]) -> Result<Effect, EffectError> {
+        let section = descriptor::find_section(bytes).map_err(|m| EffectError::new(origin, m))?;
+        let desc = Descriptor::parse(section).map_err(|m| EffectError::new(origin, m))?;
+        let name = desc.name.clone();
+        let err = |m: String| EffectError::new(&name, m);
+        let hash = blake3::hash(bytes).to_hex().to_string();
+        let module = self.compile(bytes, &hash).map_err(err)?;
+        check_imports(&module).map_err(err)?;
+        let has_latency = check_exports(&module).map_err(err)?;
+        Ok(Effect {
+            descriptor: desc,
+            module,
+            hash,
+            has_latency,
+        })
+    }
+
+    fn compile(&self, bytes: &[u8], hash: &str) -> Result<Module, String> {
+        let compile = || {
+            Module::new(&self.engine, bytes)
+                .map_err(|e| format!("not a valid WebAssembly module: {e:#}"))
+        };
+        let Some(dir) = &self.cache else {
+            return compile();
+        };
+        // Keyed by the module's content and by what the engine can load (its version and
+        // configuration).
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let path = dir.join(format!("{}-{:016x}.cwasm", &hash[..32], h.finish()));
+        if path.is_file() {
+            // SAFETY: the file was written by `Module::serialize` of this engine configuration
+            // into the root's private state folder; a file that does not match is refused
+            // by wasmtime's own header checks and compiled again below.
+            if let Ok(m) = unsafe { Module::deserialize_file(&self.engine, &path) } {
+                return Ok(m);
+            }
+        }
+        let m = compile()?;
+        if let Ok(bytes) = m.serialize()
+            && std::fs::create_dir_all(dir).is_ok()
+            && let Err(e) = crate::job::write_atomic(&path, &bytes)
+        {
+            tracing::warn!("cannot cache the compiled effect: {e}");
+        }
+        Ok(m)
+    }
+}
+
+/// A module that passed the checks, compiled.
+#[derive(Clone)]
+pub struct Effect {
+    pub descriptor: Descriptor,
+    module: Module,
+    /// BLAKE3 of the module's bytes.
+    pub hash: String,
+    has_latency: bool,
+}
+
+impl std::fmt::Debug for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Effect")
+            .field("name", &self.descriptor.name)
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+fn sig(t: &wasmtime::FuncType) -> String {
+    let list = |v: &mut dyn Iterator<Item = ValType>| {
+        v.map(|t| match t {
+            ValType::I32 => "i32",
+            ValType::I64 => "i64",
+            ValType::F32 => "f32",
+            ValType::F64 => "f64",
+            _ => "?",
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+    };
+    format!(
+        "({}) -> ({})",
+        list(&mut t.params()),
+        list(&mut t.results())
+    )
+}
+
+/// The only import an effect may have is `sluice.log(i32, i32)`.
+fn check_imports(m: &Module) -> Result<(), String> {
+    for i in m.imports() {
+        let ok = i.module() == "sluice"
+            && i.name() == "log"
+            && i.ty().func().is_some_and(|f| sig(f) == "(i32, i32) -> ()");
+        if !ok {
+            return Err(format!(
+                "imports {}.{}, which the sandbox does not grant (only sluice.log(i32, i32) is allowed)",
+                i.module(),
+                i.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The exports the ABI requires, with their signatures. Returns whether the optional
+/// `sluice_latency` is there.
+fn check_exports(m: &Module) -> Result<bool, String> {
+    const REQUIRED: [(&str, &str); 5] = [
+        ("sluice_init", "(i32, i32, i32) -> (i32)"),
+        ("sluice_buffer", "(i32) -> (i32)"),
+        ("sluice_set_param", "(i32, f32) -> (i32)"),
+        ("sluice_process", "(i32) -> (i32)"),
+        ("sluice_reset", "() -> ()"),
+    ];
+    if !m
+        .exports()
+        .any(|e| e.name() == "memory" && e.ty().memory().is_some())
+    {
+        return Err("does not export its memory as \"memory\"".into());
+    }
+    let func = |name: &str| {
+        m.exports()
+            .find(|e| e.name() == name)
+            .map(|e| e.ty().func().map(sig))
+    };
+    for (name, want) in REQUIRED {
+        match func(name) {
+            None => return Err(format!("does not export {name}")),
+            Some(None) => return Err(format!("exports {name}, but not as a function")),
+            Some(Some(got)) if got != want => {
+                return Err(format!("exports {name} as {got}; the ABI says {want}"));
+            }
+            _ => {}
+        }
+    }
+    match func("sluice_latency") {
+        None => Ok(false),
+        Some(Some(s)) if s == "() -> (i32)" => Ok(true),
+        Some(s) => Err(format!(
+            "exports sluice_latency as {}; the ABI says () -> (i32)",
+            s.unwrap_or_else(|| "something else".into())
+        )),
+    }
+}
+
+struct Data {
+    limits: StoreLimits,
+    name: String,
+    logged: usize,
+}
+
+/// One running instance of an effect: initialised for a sample rate, a channel count and a
+/// largest block.
+pub struct Instance {
+    store: Store<Data>,
+    memory: Memory,
+    set_param_fn: TypedFunc<(i32, f32), i32>,
+    process_fn: TypedFunc<i32, i32>,
+    reset_fn: TypedFunc<(), ()>,
+    buffers: Vec<usize>,
+    max_frames: usize,
+    latency_fn: Option<TypedFunc<(), i32>>,
+    limits: Limits,
+    sample_rate: u32,
+    name: String,
+}
+
+/// A return code by its name (effects/ABI.md, section 3).
+fn code_name(code: i32) -> String {
+    let name = match code {
+        1 => "ERR_SAMPLE_RATE",
+        2 => "ERR_CHANNELS",
+        3 => "ERR_FRAMES",
+        4 => "ERR_MEMORY (it could not get the memory it needs within the cap)",
+        5 => "ERR_STATE",
+        6 => "ERR_PARAM_INDEX",
+        7 => "ERR_PARAM_VALUE",
+        8 => "ERR_UNSUPPORTED",
+        _ => return format!("unknown error code {code}"),
+    };
+    format!("{name} ({code})")
+}
+
+/// What went wrong in a call, in words.
+fn describe(e: &wasmtime::Error, limits: &Limits, budget: Duration, call: &str) -> String {
+    let text = format!("{e:#}");
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!(
+            "{call} ran past its time budget of {} ms and was stopped",
+            budget.as_millis()
+        ),
+        _ if text.contains("memory growth failure") || text.contains("exceeds memory limits") => {
+            format!(
+                "{call}: the effect wants more memory than its cap of {} MB",
+                limits.memory_bytes >> 20
+            )
+        }
+        Some(t) => format!("{call} trapped: {t}"),
+        None => format!("{call} failed: {text}"),
+    }
+}
+
+impl Instance {
+    pub fn new(
+        rt: &Runtime,
+        effect: &Effect,
+        sample_rate: u32,
+        channels: usize,
+        max_frames: usize,
+        limits: Limits,
+    ) -> Result<Instance, EffectError> {
+        let d = &effect.descriptor;
+        let name = d.name.clone();
+        let err = |m: String| EffectError::new(&name, m);
+        if channels == 0 || channels > d.max_channels as usize {
+            return Err(err(format!(
+                "takes 1 to {} channels; this signal has {channels}",
+                d.max_channels
+            )));
+        }
+        let data = Data {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .memories(1)
+                .tables(4)
+                .table_elements(100_000)
+                .instances(1)
+                .trap_on_grow_failure(false)
+                .build(),
+            name: name.clone(),
+            logged: 0,
+        };
+        let mut store = Store::new(rt.engine(), data);
+        store.limiter(|d| &mut d.limits);
+        store.epoch_deadline_trap();
+        let ticks = |b: Duration| (b.as_nanos() / TICK.as_nanos()) as u64 + 1;
+        let mut linker = Linker::new(rt.engine());
+        linker
+            .func_wrap(
+                "sluice",
+                "log",
+                |mut caller: wasmtime::Caller<'_, Data>, ptr: i32, len: i32| {
+                    if caller.data().logged >= 100 {
+                        return;
+                    }
+                    caller.data_mut().logged += 1;
+                    let Some(mem) = caller
+                        .get_export("memory")
+                        .and_then(wasmtime::Extern::into_memory)
+                    else {
+                        return;
+                    };
+                    let data = mem.data(&caller);
+                    let (p, n) = (ptr as u32 as usize, (len as u32 as usize).min(1024));
+                    if let Some(bytes) = data.get(p..p.saturating_add(n)) {
+                        let text: String = String::from_utf8_lossy(bytes)
+                            .chars()
+                            .filter(|c| !c.is_control())
+                            .collect();
+                        tracing::info!(effect = %caller.data().name, "{text}");
+                    }
+                },
+            )
+            .map_err(|e| err(format!("{e:#}")))?;
+        // Instantiation runs the module's start function, if any: under the budget too.
+        store.set_epoch_deadline(ticks(limits.init_budget));
+        let instance: WasmInstance = linker
+            .instantiate(&mut store, &effect.module)
+            .map_err(|e| err(describe(&e, &limits, limits.init_budget, "instantiation")))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| err("has no memory".into()))?;
+        let typed = |store: &mut Store<Data>, n: &str| {
+            instance
+                .get_func(&mut *store, n)
+                .ok_or_else(|| err(format!("does not export {n}")))
+        };
+        let init = typed(&mut store, "sluice_init")?
+            .typed::<(i32, i32, i32), i32>(&store)
+            .map_err(|e| err(e.to_string()))?;
+        let buffer = typed(&mut store, "sluice_buffer")?
+            .typed::<i32, i32>(&store)
+            .map_err(|e| err(e.to_string()))?;
+        let set_param_fn = typed(&mut store, "sluice_set_param")?
+            .typed::<(i32, f32), i32>(&store)
+            .map_err(|e| err(e.to_string()))?;
+        let process_fn = typed(&mut store, "sluice_process")?
+            .typed::<i32, i32>(&store)
+            .map_err(|e| err(e.to_string()))?;
+        let reset_fn = typed(&mut store, "sluice_reset")?
+            .typed::<(), ()>(&store)
+            .map_err(|e| err(e.to_string()))?;
+
+        // Initialisation allocates and prepares: it gets a budget of its own.
+        store.set_epoch_deadline(ticks(limits.init_budget));
+        let code = init
+            .call(
+                &mut store,
+                (sample_rate as i32, channels as i32, max_frames as i32),
+            )
+            .map_err(|e| err(describe(&e, &limits, limits.init_budget, "sluice_init")))?;
+        if code != 0 {
+            return Err(err(format!(
+                "cannot run at {sample_rate} Hz with {channels} channel(s) and blocks of {max_frames}: sluice_init returned {}",
+                code_name(code)
+            )));
+        }
+        let mut buffers = Vec::with_capacity(channels);
+        for ch in 0..channels {
+            store.set_epoch_deadline(ticks(limits.time_budget));
+            let addr = buffer
+                .call(&mut store, ch as i32)
+                .map_err(|e| err(describe(&e, &limits, limits.time_budget, "sluice_buffer")))?
+                as u32 as usize;
+            let end = addr + max_frames * 4;
+            if addr == 0 || !addr.is_multiple_of(16) || end > memory.data_size(&store) {
+                return Err(err(format!(
+                    "gave buffer address {addr} for channel {ch}, which is not a 16-byte aligned {max_frames}-sample f32 buffer inside its memory"
+                )));
+            }
+            if let Some(prev) = buffers
+                .iter()
+                .find(|&&b: &&usize| addr < b + max_frames * 4 && b < end)
+            {
+                return Err(err(format!(
+                    "gave overlapping buffers ({prev} and {addr}) for different channels"
+                )));
+            }
+            buffers.push(addr);
+        }
+        let latency_fn = match effect.has_latency {
+            true => Some(
+                typed(&mut store, "sluice_latency")?
+                    .typed::<(), i32>(&store)
+                    .map_err(|e| err(e.to_string()))?,
+            ),
+            false => None,
+        };
+        Ok(Instance {
+            store,
+            memory,
+            set_param_fn,
+            process_fn,
+            reset_fn,
+            buffers,
+            max_frames,
+            latency_fn,
+            limits,
+            sample_rate,
+            name,
+        })
+    }
+
+    fn err(&self, m: String) -> EffectError {
+        EffectError::new(&self.name, m)
+    }
+
+    fn arm(&mut self) {
+        self.arm_for(self.limits.time_budget);
+    }
+
+    fn arm_for(&mut self, budget: Duration) {
+        let t = (budget.as_nanos() / TICK.as_nanos()) as u64 + 1;
+        self.store.set_epoch_deadline(t);
+    }
+
+    /// Latency in frames at the initialised rate, with the parameters as now set.
+    pub fn latency(&mut self) -> Result<usize, EffectError> {
+        let Some(f) = self.latency_fn.clone() else {
+            return Ok(0);
+        };
+        self.arm();
+        let l = f.call(&mut self.store, ()).map_err(|e| {
+            self.err(describe(
+                &e,
+                &self.limits,
+                self.limits.time_budget,
+                "sluice_latency",
+            ))
+        })?;
+        if !(0..=self.sample_rate as i32 * 10).contains(&l) {
+            return Err(self.err(format!("reports a latency of {l} frames")));
+        }
+        Ok(l as usize)
+    }
+
+    pub fn max_frames(&self) -> usize {
+        self.max_frames
+    }
+
+    pub fn set_param(&mut self, index: usize, value: f64) -> Result<(), EffectError> {
+        self.arm();
+        let code = self
+            .set_param_fn
+            .call(&mut self.store, (index as i32, value as f32))
+            .map_err(|e| {
+                self.err(describe(
+                    &e,
+                    &self.limits,
+                    self.limits.time_budget,
+                    "sluice_set_param",
+                ))
+            })?;
+        if code != 0 {
+            return Err(self.err(format!(
+                "refused parameter {index} = {value}: sluice_set_param returned {}",
+                code_name(code)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the effect refuses a parameter index (the check for a lying descriptor).
+    pub fn refuses_param(&mut self, index: usize) -> Result<bool, EffectError> {
+        self.arm();
+        let code = self
+            .set_param_fn
+            .call(&mut self.store, (index as i32, 0.0))
+            .map_err(|e| {
+                self.err(describe(
+                    &e,
+                    &self.limits,
+                    self.limits.time_budget,
+                    "sluice_set_param",
+                ))
+            })?;
+        Ok(code != 0)
+    }
+
+    pub fn reset(&mut self) -> Result<(), EffectError> {
+        self.arm();
+        self.reset_fn.call(&mut self.store, ()).map_err(|e| {
+            self.err(describe(
+                &e,
+                &self.limits,
+                self.limits.time_budget,
+                "sluice_reset",
+            ))
+        })
+    }
+
+    /// Process `planes` (one per channel, equal lengths up to `max_frames`) in place: written
+    /// straight into the effect's buffers, processed there, read back. Non-finite output is
+    /// an error.
+    pub fn process(&mut self, planes: &mut [&mut [f32]]) -> Result<(), EffectError> {
+        let frames = planes.first().map_or(0, |p| p.len());
+        if frames == 0 {
+            return Ok(());
+        }
+        assert!(frames <= self.max_frames && planes.len() == self.buffers.len());
+        {
+            let mem = self.memory.data_mut(&mut self.store);
+            for (p, &addr) in planes.iter().zip(&self.buffers) {
+                let dst = &mut mem[addr..addr + frames * 4];
+                for (d, s) in dst.chunks_exact_mut(4).zip(p.iter()) {
+                    d.copy_from_slice(&s.to_le_bytes());
+                }
+            }
+        }
+        let budget = self.limits.time_budget.max(Duration::from_secs_f64(
+            frames as f64 / f64::from(self.sample_rate) * REALTIME_FACTOR,
+        ));
+        self.arm_for(budget);
+        let code = self
+            .process_fn
+            .call(&mut self.store, frames as i32)
+            .map_err(|e| self.err(describe(&e, &self.limits, budget, "sluice_process")))?;
+        if code != 0 {
+            return Err(self.err(format!("sluice_process returned {}", code_name(code))));
+        }
+        let mem = self.memory.data(&self.store);
+        for (ch, (p, &addr)) in planes.iter_mut().zip(&self.buffers).enumerate() {
+            let src = mem
+                .get(addr..addr + frames * 4)
+                .ok_or_else(|| self.err("its memory shrank".into()))?;
+            for (i, (d, s)) in p.iter_mut().zip(src.chunks_exact(4)).enumerate() {
+                let v = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                if !v.is_finite() {
+                    return Err(self.err(format!(
+                        "produced {v} (channel {ch}, frame {i} of the block): output must be finite"
+                    )));
+                }
+                *d = v;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A reference-counted effect, shared by the stages that run it.
+pub type SharedEffect = Arc<Effect>;
+
+/// Read a module from a file, refusing giant files before reading them.
+pub fn read_module(path: &Path) -> Result<Vec<u8>, String> {
+    const MAX: u64 = 64 << 20;
+    let m = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if m.len() > MAX {
+        return Err(format!(
+            "{}: {} MB is too large for an effect module (at most {} MB)",
+            path.display(),
+            m.len() >> 20,
+            MAX >> 20
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
