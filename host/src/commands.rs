@@ -49,7 +49,7 @@ pub fn init_root(root: &Path) -> Result<bool> {
     }
     let mk = |p: PathBuf| std::fs::create_dir_all(&p).with_context(|| format!("{}", p.display()));
     mk(root.join("pipelines"))?;
-    for d in ["outbox", "done", "failed", "reports", "archive"] {
+    for d in ["outbox", "done", "failed", "reports", "archive", "effects"] {
         mk(root.join(d))?;
     }
     std::fs::write(root.join(CONFIG_FILE), DEFAULT_CONFIG)
@@ -62,10 +62,11 @@ pub fn init_root(root: &Path) -> Result<bool> {
     Ok(true)
 }
 
-fn defaults(cfg: &Config) -> Defaults {
+fn defaults<'a>(cfg: &Config, effects: &'a crate::effects::Catalog) -> Defaults<'a> {
     Defaults {
         target_lufs: cfg.target_lufs,
         target_true_peak_dbtp: cfg.target_true_peak_dbtp,
+        effects: Some(effects),
     }
 }
 
@@ -74,7 +75,8 @@ pub fn check(root: &Path, path: Option<&Path>) -> Result<ExitCode> {
     let (ok, problems) = match path {
         Some(p) if p.is_file() => {
             let cfg = Config::load(root).unwrap_or_else(|_| Config::defaults(root));
-            pipeline::load_files(&[p.to_path_buf()], defaults(&cfg))
+            let fx = cfg.effects()?;
+            pipeline::load_files(&[p.to_path_buf()], defaults(&cfg, &fx))
         }
         Some(p) if p.is_dir() => {
             let (cfg, dir) = if p.join(CONFIG_FILE).exists() || p.join("pipelines").is_dir() {
@@ -87,12 +89,14 @@ pub fn check(root: &Path, path: Option<&Path>) -> Result<ExitCode> {
                     p.to_path_buf(),
                 )
             };
-            pipeline::load_dir(&dir, defaults(&cfg))
+            let fx = cfg.effects()?;
+            pipeline::load_dir(&dir, defaults(&cfg, &fx))
         }
         Some(p) => bail!("{}: no such file or folder", p.display()),
         None => {
             let cfg = Config::load(root)?;
-            pipeline::load_dir(&cfg.pipelines_dir, defaults(&cfg))
+            let fx = cfg.effects()?;
+            pipeline::load_dir(&cfg.pipelines_dir, defaults(&cfg, &fx))
         }
     };
     for d in &problems {
@@ -323,7 +327,8 @@ pub fn clean(cfg: &Config, older_than: &str, dry_run: bool) -> Result<ExitCode> 
         }
     }
     // Deepest first; folders pipelines watch stay.
-    let watched: Vec<PathBuf> = pipeline::load_dir(&cfg.pipelines_dir, defaults(cfg))
+    let fx = cfg.effects()?;
+    let watched: Vec<PathBuf> = pipeline::load_dir(&cfg.pipelines_dir, defaults(cfg, &fx))
         .0
         .iter()
         .flat_map(|p| p.watch.clone())
@@ -471,12 +476,12 @@ pub fn stats(cfg: &Config, json: bool) -> Result<ExitCode> {
 }
 
 /// Find a pipeline by name in the root's pipelines, or by the path of its file.
-fn find_pipeline(cfg: &Config, name: &str) -> Result<Pipeline> {
+fn find_pipeline(cfg: &Config, fx: &crate::effects::Catalog, name: &str) -> Result<Pipeline> {
     let as_path = Path::new(name);
     let (ok, problems) = if as_path.extension().is_some_and(|e| e == "toml") && as_path.is_file() {
-        pipeline::load_files(&[as_path.to_path_buf()], defaults(cfg))
+        pipeline::load_files(&[as_path.to_path_buf()], defaults(cfg, fx))
     } else {
-        pipeline::load_dir(&cfg.pipelines_dir, defaults(cfg))
+        pipeline::load_dir(&cfg.pipelines_dir, defaults(cfg, fx))
     };
     if let Some(p) = ok.into_iter().find(|p| p.name == name || p.file == as_path) {
         return Ok(p);
@@ -500,7 +505,8 @@ fn find_pipeline(cfg: &Config, name: &str) -> Result<Pipeline> {
 /// `sluice run PIPELINE FILE...`: the pipeline over these files now, with progress bars; the
 /// sources are left where they are.
 pub fn run(cfg: &Config, pipeline: &str, files: &[PathBuf], json: bool) -> Result<ExitCode> {
-    let mut p = find_pipeline(cfg, pipeline)?;
+    let fx = cfg.effects()?;
+    let mut p = find_pipeline(cfg, &fx, pipeline)?;
     p.source = SourceAction::Keep;
     let store = Store::open(&cfg.db_path(), true)?;
     let reserved = Reserved::default();
@@ -508,6 +514,7 @@ pub fn run(cfg: &Config, pipeline: &str, files: &[PathBuf], json: bool) -> Resul
         cfg,
         store: &store,
         reserved: &reserved,
+        effects: &fx,
     };
     let multi = indicatif::MultiProgress::new();
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {

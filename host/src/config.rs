@@ -186,4 +186,17 @@ impl Config {
     pub fn log_dir(&self) -> PathBuf {
         self.state_dir().join("logs")
     }
+    /// `.wasm` effects of this root, beside the built-in ones.
+    pub fn effects_dir(&self) -> PathBuf {
+        self.root.join("effects")
+    }
+    /// Compiled effects, kept between runs.
+    pub fn effects_cache(&self) -> PathBuf {
+        self.state_dir().join("cache/effects")
+    }
+    /// The effects this root can use.
+    pub fn effects(&self) -> anyhow::Result<crate::effects::Catalog> {
+        let rt = crate::effects::Runtime::new(Some(self.effects_cache()))?;
+        Ok(crate::effects::Catalog::load(rt, Some(&self.effects_dir())))
+    }
 }

@@ -6,6 +6,7 @@
 //! change; an invalid one is refused and the others keep running.
 
 use crate::config::Config;
+use crate::effects::{Catalog, Origin, Runtime};
 use crate::job::{self, Ctx, Reserved};
 use crate::pipeline::{self, Defaults, Pipeline};
 use crate::store::{Arrival, FileRecord, Intake, JobRecord, JobState, ProbeSummary, Store, now_ms};
@@ -92,6 +93,8 @@ pub fn sweep_temporaries(root: &Path) -> usize {
 /// Loaded pipelines, by name, with the watch folders they need.
 struct Pipelines {
     by_name: BTreeMap<String, Arc<Pipeline>>,
+    /// The effects they were checked against (and run with).
+    effects: Arc<Catalog>,
     /// The pipelines folder's files and mtimes when loaded.
     stamp: Vec<(PathBuf, i128)>,
 }
@@ -115,10 +118,32 @@ fn stamp(dir: &Path) -> Vec<(PathBuf, i128)> {
     v
 }
 
-fn load(cfg: &Config, store: &Store) -> Pipelines {
+/// The effects of a root, with what was refused said in the log and the event list.
+fn load_effects(store: &Store, catalog: Catalog) -> Arc<Catalog> {
+    for (what, why) in &catalog.refused {
+        tracing::error!("effect refused: {what}: {why}");
+        let _ = store.event(None, "effect_refused", format!("{what}: {why}"));
+    }
+    tracing::info!(
+        "effects: {}",
+        catalog
+            .effects
+            .iter()
+            .map(|(n, e)| match &e.origin {
+                Origin::Builtin => n.clone(),
+                o => format!("{n} ({o})"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Arc::new(catalog)
+}
+
+fn load(cfg: &Config, store: &Store, effects: Arc<Catalog>) -> Pipelines {
     let defaults = Defaults {
         target_lufs: cfg.target_lufs,
         target_true_peak_dbtp: cfg.target_true_peak_dbtp,
+        effects: Some(&effects),
     };
     let (ok, problems) = pipeline::load_dir(&cfg.pipelines_dir, defaults);
     for d in &problems {
@@ -141,6 +166,7 @@ fn load(cfg: &Config, store: &Store) -> Pipelines {
         }
     }
     Pipelines {
+        effects: effects.clone(),
         by_name: ok
             .into_iter()
             .map(|p| (p.name.clone(), Arc::new(p)))
@@ -180,7 +206,9 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
         }
     }
 
-    let mut pipelines = load(&cfg, &store);
+    let runtime = Runtime::new(Some(cfg.effects_cache())).context("the effects runtime")?;
+    let effects = load_effects(&store, Catalog::load(runtime, Some(&cfg.effects_dir())));
+    let mut pipelines = load(&cfg, &store, effects);
     let cfg = Arc::new(cfg);
 
     // Watching.
@@ -228,7 +256,8 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     rewatch(&mut watcher, &mut watched, &pipelines);
 
     // Workers.
-    let (job_tx, job_rx) = crossbeam_channel::unbounded::<(JobRecord, Arc<Pipeline>)>();
+    let (job_tx, job_rx) =
+        crossbeam_channel::unbounded::<(JobRecord, Arc<Pipeline>, Arc<Catalog>)>();
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<(JobRecord, Duration)>();
     let busy = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
@@ -241,12 +270,13 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             std::thread::Builder::new()
                 .name(format!("worker-{w}"))
                 .spawn(move || {
-                    for (job, p) in rx {
+                    for (job, p, effects) in rx {
                         let t = Instant::now();
                         let ctx = Ctx {
                             cfg: &cfg,
                             store: &store,
                             reserved: &reserved,
+                            effects: &effects,
                         };
                         let id = job.id;
                         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -352,11 +382,18 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             if stamp(&cfg.pipelines_dir) != pipelines.stamp && pipelines_changed.is_none() {
                 pipelines_changed = Some(Instant::now());
             }
+            // The effects folder: reloaded, and the pipelines checked again against it.
+            if pipelines.effects.changed() {
+                tracing::info!("effects changed: reloading");
+                let fx = load_effects(&store, pipelines.effects.reload());
+                pipelines = load(&cfg, &store, fx);
+                rewatch(&mut watcher, &mut watched, &pipelines);
+            }
         }
         if pipelines_changed.is_some_and(|t| t.elapsed() >= Duration::from_millis(300)) {
             pipelines_changed = None;
             tracing::info!("pipelines changed: reloading");
-            pipelines = load(&cfg, &store);
+            pipelines = load(&cfg, &store, pipelines.effects.clone());
             rewatch(&mut watcher, &mut watched, &pipelines);
             last_rescan = None;
         }
@@ -458,7 +495,9 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                         );
                     }
                     busy.fetch_add(1, Ordering::SeqCst);
-                    job_tx.send((j, p.clone())).context("the workers stopped")?;
+                    job_tx
+                        .send((j, p.clone(), pipelines.effects.clone()))
+                        .context("the workers stopped")?;
                 }
                 None => {
                     store.update_job(

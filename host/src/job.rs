@@ -36,12 +36,18 @@ pub enum Failure {
     Input(String),
     /// The source is gone.
     Vanished(String),
+    /// An effect failed (trapped, ran out of time or memory, produced NaN) or is missing:
+    /// not the source's fault, and the same again would fail the same way.
+    Effect(String),
 }
 
 impl Failure {
     pub fn message(&self) -> &str {
         match self {
-            Failure::Transient(m) | Failure::Input(m) | Failure::Vanished(m) => m,
+            Failure::Transient(m)
+            | Failure::Input(m)
+            | Failure::Vanished(m)
+            | Failure::Effect(m) => m,
         }
     }
 }
@@ -57,6 +63,7 @@ fn classify_input(e: &InputError) -> Failure {
 fn classify(e: &ExportError) -> Failure {
     match e {
         ExportError::Render(RenderError::Input(i)) => classify_input(i),
+        ExportError::Render(RenderError::Stage { .. }) => Failure::Effect(e.to_string()),
         ExportError::Render(RenderError::Encode(EncodeError::Io { .. }))
         | ExportError::Encode(EncodeError::Io { .. }) => Failure::Transient(e.to_string()),
         _ => Failure::Input(e.to_string()),
@@ -84,6 +91,7 @@ pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub store: &'a Store,
     pub reserved: &'a Reserved,
+    pub effects: &'a crate::effects::Catalog,
 }
 
 /// The job's report file.
@@ -252,7 +260,7 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
                 None,
             )
         }
-        Failure::Transient(_) | Failure::Vanished(_) => {
+        Failure::Transient(_) | Failure::Vanished(_) | Failure::Effect(_) => {
             update(JobState::Failed, "failed", "", 0, None)
         }
         Failure::Input(_) => {
@@ -331,6 +339,35 @@ fn remove_committed(ctx: &Ctx, p: &Pipeline, job: &JobRecord) {
             Err(e) => tracing::warn!(job = job.id, "{}: cannot remove: {e}", path.display()),
         }
     }
+}
+
+/// An effect step's stage, its parameters resolved against the effect as it is now.
+fn effect_stage(
+    effects: &crate::effects::Catalog,
+    name: &str,
+    params: &[(String, toml::Value)],
+    limits: crate::effects::Limits,
+) -> Result<crate::effects::stage::EffectStage, Failure> {
+    let entry = effects
+        .get(name)
+        .ok_or_else(|| Failure::Effect(format!("effect {name}: not available (removed?)")))?;
+    let d = &entry.effect.descriptor;
+    let mut resolved = Vec::with_capacity(params.len());
+    for (k, v) in params {
+        let (i, p) = d
+            .param(k)
+            .ok_or_else(|| Failure::Effect(format!("effect {name}: no parameter {k:?}")))?;
+        let x = p
+            .value_of(v)
+            .map_err(|m| Failure::Effect(format!("effect {name}: {k}: {m}")))?;
+        resolved.push((i, x));
+    }
+    Ok(crate::effects::stage::EffectStage::new(
+        effects.runtime().clone(),
+        entry.effect.clone(),
+        resolved,
+        limits,
+    ))
 }
 
 fn io_failure(path: &Path, e: std::io::Error) -> Failure {
@@ -454,6 +491,11 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
                     }
                 }
                 Step::Normalize(t) => stages.push(Box::new(Normalize::new(*t))),
+                Step::Effect {
+                    name,
+                    params,
+                    limits,
+                } => stages.push(Box::new(effect_stage(ctx.effects, name, params, *limits)?)),
             }
         }
         let int_bits = (info.stream.sample_type == Some("int"))

@@ -12,7 +12,6 @@ use tracing_subscriber::Layer;
 mod analyze;
 mod commands;
 mod config;
-#[allow(dead_code)] // wired into pipelines next
 mod effects;
 mod export;
 mod host;

@@ -76,6 +76,13 @@ pub enum Step {
         fast: bool,
     },
     Normalize(NormalizeTarget),
+    /// A wasm effect by name, with the parameters the pipeline sets (checked against its
+    /// descriptor) and the sandbox's limits.
+    Effect {
+        name: String,
+        params: Vec<(String, toml::Value)>,
+        limits: crate::effects::Limits,
+    },
 }
 
 /// One file a pipeline writes per input.
@@ -265,9 +272,14 @@ struct RawStep {
     channels: Option<Spanned<String>>,
     resample: Option<Spanned<RawResample>>,
     normalize: Option<Spanned<RawNormalize>>,
-    /// A wasm effect: arrives with the effects runtime.
+    /// A wasm effect by name (built in, or a .wasm file in the root's effects folder).
     effect: Option<Spanned<String>>,
     params: Option<Spanned<toml::Table>>,
+    /// The least time one call into the effect gets, in milliseconds (default 50; a block
+    /// also gets 10 times its own duration).
+    time_budget_ms: Option<Spanned<u64>>,
+    /// The effect's memory cap in MiB (default 256).
+    memory_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -336,15 +348,106 @@ impl Checker<'_> {
     }
 }
 
-/// Defaults a pipeline can refer to (from the configuration).
-#[derive(Debug, Clone, Copy)]
-pub struct Defaults {
+/// Defaults a pipeline can refer to (from the configuration), and the effects it may use.
+#[derive(Clone, Copy)]
+pub struct Defaults<'a> {
     pub target_lufs: f64,
     pub target_true_peak_dbtp: f64,
+    /// The effects catalog effect steps are checked against (none: effect steps are refused).
+    pub effects: Option<&'a crate::effects::Catalog>,
 }
 
 /// Parse and check one pipeline file's text. `file` names it in messages; its stem is the
 /// default name.
+/// An effect step checked against the catalog: the effect exists, every parameter is one it
+/// declares and in range, the limits are sane.
+fn effect_step(
+    c: &mut Checker,
+    st: &RawStep,
+    e: &Spanned<String>,
+    defaults: Defaults,
+) -> Option<Step> {
+    let name = e.get_ref();
+    let Some(catalog) = defaults.effects else {
+        c.err(
+            e.span(),
+            format!("effect {name:?}: no effects are available here"),
+        );
+        return None;
+    };
+    let Some(entry) = catalog.get(name) else {
+        let known: Vec<&str> = catalog.effects.keys().map(String::as_str).collect();
+        let refused = catalog
+            .refused
+            .iter()
+            .find(|(what, _)| {
+                Path::new(what)
+                    .file_stem()
+                    .is_some_and(|s| s == name.as_str())
+            })
+            .map(|(_, why)| format!(" ({why})"))
+            .unwrap_or_default();
+        c.err(
+            e.span(),
+            format!(
+                "effect {name:?} is not known{refused}; the effects are: {} (and .wasm files in the root's effects folder)",
+                known.join(", ")
+            ),
+        );
+        return None;
+    };
+    let d = &entry.effect.descriptor;
+    let mut params = Vec::new();
+    let mut ok = true;
+    if let Some(t) = &st.params {
+        for (k, v) in t.get_ref() {
+            match d.param(k) {
+                None => {
+                    ok = false;
+                    c.err(
+                        t.span(),
+                        format!(
+                            "effect {name}: no parameter {k:?} (it has: {})",
+                            d.params
+                                .iter()
+                                .map(|p| p.id.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                }
+                Some((_, p)) => match p.value_of(v) {
+                    Ok(_) => params.push((k.clone(), v.clone())),
+                    Err(m) => {
+                        ok = false;
+                        c.err(t.span(), format!("effect {name}: {k}: {m}"));
+                    }
+                },
+            }
+        }
+    }
+    let mut limits = crate::effects::Limits::default();
+    if let Some(b) = &st.time_budget_ms {
+        if !(1..=60_000).contains(b.get_ref()) {
+            ok = false;
+            c.err(b.span(), "time_budget_ms: from 1 to 60000");
+        }
+        limits.time_budget = std::time::Duration::from_millis(*b.get_ref());
+    }
+    if let Some(m) = &st.memory_mb {
+        if !(1..=4096).contains(m.get_ref()) {
+            ok = false;
+            c.err(m.span(), "memory_mb: from 1 to 4096");
+        }
+        limits.memory_bytes = (*m.get_ref() as usize) << 20;
+    }
+    ok.then(|| Step::Effect {
+        name: name.clone(),
+        params,
+        limits,
+    })
+}
+
 pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Vec<Diagnostic>> {
     let mut c = Checker {
         file,
@@ -493,8 +596,16 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             );
             continue;
         }
-        if let (Some(params), None) = (&st.params, &st.effect) {
-            c.err(params.span(), "params belong to an effect step");
+        if st.effect.is_none() {
+            if let Some(params) = &st.params {
+                c.err(params.span(), "params belong to an effect step");
+            }
+            if let Some(b) = &st.time_budget_ms {
+                c.err(b.span(), "time_budget_ms belongs to an effect step");
+            }
+            if let Some(m) = &st.memory_mb {
+                c.err(m.span(), "memory_mb belongs to an effect step");
+            }
         }
         if let Some(a) = &st.analyze {
             if i != 0 {
@@ -619,13 +730,9 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
                 Err(e) => c.err(n.span(), format!("normalize: {e}")),
             }
         } else if let Some(e) = &st.effect {
-            c.err(
-                e.span(),
-                format!(
-                    "effect {:?}: wasm effect steps need the effects runtime, which this version of sluice does not have yet",
-                    e.get_ref()
-                ),
-            );
+            if let Some(step) = effect_step(&mut c, st, e, defaults) {
+                steps.push(step);
+            }
         }
     }
     if steps
@@ -1012,6 +1119,7 @@ mod tests {
     const D: Defaults = Defaults {
         target_lufs: -16.0,
         target_true_peak_dbtp: -1.0,
+        effects: None,
     };
 
     fn check(text: &str) -> Result<Pipeline, Vec<Diagnostic>> {
@@ -1038,6 +1146,59 @@ mod tests {
             "{}",
             e[0]
         );
+    }
+
+    #[test]
+    fn effect_steps_are_checked_against_the_effects_descriptors() {
+        let catalog =
+            crate::effects::Catalog::load(crate::effects::Runtime::new(None).unwrap(), None);
+        let d = Defaults {
+            effects: Some(&catalog),
+            ..D
+        };
+        let step = |body: &str| {
+            parse(
+                Path::new("p.toml"),
+                &format!(
+                    "watch = \"in\"\n[[step]]\n{body}\n[[output]]\npath = \"o/{{stem}}.wav\"\n"
+                ),
+                d,
+            )
+        };
+        let p = step("effect = \"eq\"\nparams = { type = \"highshelf\", freq_hz = 8000, gain_db = -3.5 }\ntime_budget_ms = 200").unwrap();
+        match &p.steps[0] {
+            Step::Effect {
+                name,
+                params,
+                limits,
+            } => {
+                assert_eq!(name, "eq");
+                assert_eq!(params.len(), 3);
+                assert_eq!(limits.time_budget, std::time::Duration::from_millis(200));
+            }
+            s => panic!("{s:?}"),
+        }
+        for (body, want) in [
+            ("effect = \"flanger\"", "effect \"flanger\" is not known"),
+            (
+                "effect = \"eq\"\nparams = { cutoff = 3 }",
+                "no parameter \"cutoff\"",
+            ),
+            (
+                "effect = \"eq\"\nparams = { freq_hz = 5 }",
+                "out of range (20 to 20000 Hz)",
+            ),
+            (
+                "effect = \"eq\"\nparams = { type = \"wah\" }",
+                "not one of lowpass",
+            ),
+            ("effect = \"gain\"\nmemory_mb = 0", "memory_mb: from 1"),
+            ("gain_db = 3\nmemory_mb = 5", "belongs to an effect step"),
+        ] {
+            let e = step(body).unwrap_err();
+            assert!(e[0].to_string().contains(want), "{body}: {}", e[0]);
+            assert_eq!(e[0].line >= 3, true, "{}", e[0]);
+        }
     }
 
     #[test]
@@ -1106,7 +1267,7 @@ to = "done/{name}"
         .unwrap_err();
         assert_eq!(e[0].line, 3);
         let e = check("watch = \"in\"\n[[step]]\neffect = \"reverb\"\n").unwrap_err();
-        assert!(e[0].message.contains("effects runtime"), "{e:?}");
+        assert!(e[0].message.contains("no effects are available"), "{e:?}");
         let e = check("watch = \"in\"\n").unwrap_err();
         assert!(e[0].message.contains("do nothing"), "{e:?}");
     }

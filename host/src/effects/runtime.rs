@@ -4,7 +4,6 @@
 
 use super::descriptor::{self, Descriptor};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{
     Config, Engine, Instance as WasmInstance, Linker, Memory, Module, Store, StoreLimits,
@@ -577,9 +576,6 @@ impl Instance {
         Ok(())
     }
 }
-
-/// A reference-counted effect, shared by the stages that run it.
-pub type SharedEffect = Arc<Effect>;
 
 /// Read a module from a file, refusing giant files before reading them.
 pub fn read_module(path: &Path) -> Result<Vec<u8>, String> {
