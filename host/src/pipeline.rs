@@ -729,10 +729,10 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
                 Ok(t) => steps.push(Step::Normalize(t)),
                 Err(e) => c.err(n.span(), format!("normalize: {e}")),
             }
-        } else if let Some(e) = &st.effect {
-            if let Some(step) = effect_step(&mut c, st, e, defaults) {
-                steps.push(step);
-            }
+        } else if let Some(e) = &st.effect
+            && let Some(step) = effect_step(&mut c, st, e, defaults)
+        {
+            steps.push(step);
         }
     }
     if steps
@@ -1197,7 +1197,7 @@ mod tests {
         ] {
             let e = step(body).unwrap_err();
             assert!(e[0].to_string().contains(want), "{body}: {}", e[0]);
-            assert_eq!(e[0].line >= 3, true, "{}", e[0]);
+            assert!(e[0].line >= 3, "{}", e[0]);
         }
     }
 
