@@ -208,3 +208,196 @@ mod tests {
         assert!(c.effects.values().all(|e| e.origin == Origin::Builtin));
     }
 }
+
+/// Hostile and broken modules, written in WAT by the tests (effects/ABI.md's rules broken one
+/// at a time). Each must fail with a clear error naming the effect, within its budget.
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A module that follows the ABI with one parameter, and does `misbehave` in
+    /// `sluice_process` once it has been given more than 20,000 frames (so it passes the load
+    /// probe and goes wrong in a job). `extra` goes into the module (imports, say).
+    fn module(name: &str, misbehave: &str, extra: &str, descriptor: Option<String>) -> Vec<u8> {
+        let desc = descriptor.unwrap_or_else(|| {
+            format!(
+                r#"{{"abi":1,"name":"{name}","version":"1","params":[{{"id":"x","name":"X","min":0,"max":1,"default":0}}],"max_channels":2}}"#
+            )
+        });
+        let text = format!(
+            r#"(module
+  {extra}
+  (memory (export "memory") 2)
+  (global $frames (mut i32) (i32.const 0))
+  (func (export "sluice_init") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "sluice_buffer") (param $ch i32) (result i32)
+    (i32.add (i32.const 1024) (i32.mul (local.get $ch) (i32.const 16384))))
+  (func (export "sluice_set_param") (param i32 f32) (result i32)
+    (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 0)) (else (i32.const 6))))
+  (func (export "sluice_reset"))
+  (func (export "sluice_process") (param $n i32) (result i32)
+    (global.set $frames (i32.add (global.get $frames) (local.get $n)))
+    (if (i32.gt_u (global.get $frames) (i32.const 20000)) (then {misbehave}))
+    (i32.const 0))
+  (@custom "sluice_effect" {desc:?})
+)"#
+        );
+        wat::parse_str(text).unwrap()
+    }
+
+    fn rt() -> Runtime {
+        Runtime::new(None).unwrap()
+    }
+
+    /// Load through the catalog (checks and probe), then process a few seconds of audio.
+    fn run(bytes: &[u8], limits: Limits) -> Result<(), EffectError> {
+        let rt = rt();
+        let e = rt.load("test.wasm", bytes)?;
+        probe(&rt, &e)?;
+        let mut inst = Instance::new(&rt, &e, 48_000, 2, 4096, limits)?;
+        let mut planes = vec![vec![0.25f32; 4096]; 2];
+        for _ in 0..30 {
+            let mut views: Vec<&mut [f32]> = planes.iter_mut().map(|p| p.as_mut_slice()).collect();
+            inst.process(&mut views)?;
+        }
+        Ok(())
+    }
+
+    fn fails(bytes: &[u8], want: &[&str]) -> (EffectError, Duration) {
+        let t = Instant::now();
+        let e = run(bytes, Limits::default()).expect_err("must fail");
+        let took = t.elapsed();
+        let text = e.to_string();
+        for w in want {
+            assert!(text.contains(w), "{w:?} not in {text:?}");
+        }
+        (e, took)
+    }
+
+    #[test]
+    fn a_well_behaved_module_runs() {
+        run(&module("calm", "nop", "", None), Limits::default()).unwrap();
+    }
+
+    #[test]
+    fn an_infinite_loop_is_stopped_by_the_time_budget() {
+        let (e, took) = fails(
+            &module("spin", "(loop $l (br $l))", "", None),
+            &["effect spin", "time budget", "stopped"],
+        );
+        // A 4096-frame block at 48 kHz gets 10 x 85 ms.
+        assert!(took < Duration::from_secs(3), "{took:?}: {e}");
+    }
+
+    #[test]
+    fn a_memory_grow_bomb_stays_under_the_cap() {
+        // Grows until the host says no, then reports it.
+        let bomb = "(block $done (loop $l (br_if $done (i32.eq (memory.grow (i32.const 256)) (i32.const -1))) (br $l))) (return (i32.const 4))";
+        let limits = Limits {
+            memory_bytes: 16 << 20,
+            ..Limits::default()
+        };
+        let e = run(&module("bomb", bomb, "", None), limits).unwrap_err();
+        assert!(
+            e.to_string().contains("effect bomb") && e.to_string().contains("ERR_MEMORY"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn traps_are_errors() {
+        fails(
+            &module("crash", "unreachable", "", None),
+            &["effect crash", "trapped", "unreachable"],
+        );
+        fails(
+            &module("wild", "(drop (i32.load (i32.const -4)))", "", None),
+            &["effect wild", "trapped", "out of bounds"],
+        );
+    }
+
+    #[test]
+    fn non_finite_output_is_an_error() {
+        fails(
+            &module(
+                "nan",
+                "(f32.store (i32.const 1024) (f32.const nan))",
+                "",
+                None,
+            ),
+            &["effect nan", "produced NaN", "must be finite"],
+        );
+    }
+
+    #[test]
+    fn imports_other_than_log_are_refused() {
+        let wasi = r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#;
+        fails(
+            &module("wasi", "nop", wasi, None),
+            &[
+                "effect wasi",
+                "wasi_snapshot_preview1.fd_write",
+                "does not grant",
+            ],
+        );
+        let env = r#"(import "env" "abort" (func))"#;
+        fails(&module("env", "nop", env, None), &["env.abort"]);
+        // The log call is allowed.
+        let log = r#"(import "sluice" "log" (func (param i32 i32)))"#;
+        run(&module("logs", "nop", log, None), Limits::default()).unwrap();
+    }
+
+    #[test]
+    fn lying_giant_and_invalid_descriptors_are_refused() {
+        let two = r#"{"abi":1,"name":"liar","version":"1","params":[{"id":"x","name":"X","min":0,"max":1,"default":0},{"id":"y","name":"Y","min":0,"max":1,"default":0}],"max_channels":2}"#;
+        fails(
+            &module("liar", "nop", "", Some(two.into())),
+            &["effect liar", "does not match", "y ="],
+        );
+        let none = r#"{"abi":1,"name":"coy","version":"1","params":[],"max_channels":2}"#;
+        fails(
+            &module("coy", "nop", "", Some(none.into())),
+            &["effect coy", "declares 0 parameter(s) but accepts index 0"],
+        );
+        let giant = format!(
+            r#"{{"abi":1,"name":"big","version":"1","description":"{}","max_channels":2}}"#,
+            "x".repeat(70_000)
+        );
+        fails(&module("big", "nop", "", Some(giant)), &["at most 65536"]);
+        fails(
+            &module("junk", "nop", "", Some("{\"abi\": 1, ".into())),
+            &["not valid"],
+        );
+    }
+
+    #[test]
+    fn files_that_are_not_effects_are_refused() {
+        let e = rt().load("notes.wasm", b"these are notes").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("notes.wasm: not a WebAssembly module"),
+            "{e}"
+        );
+        let plain = wat::parse_str("(module)").unwrap();
+        let e = rt().load("plain.wasm", &plain).unwrap_err();
+        assert!(
+            e.to_string().contains("no sluice_effect custom section"),
+            "{e}"
+        );
+        // A folder holding all of these: the good ones stay usable.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.wasm"), b"notes").unwrap();
+        std::fs::write(
+            dir.path().join("calm.wasm"),
+            module("calm", "nop", "", None),
+        )
+        .unwrap();
+        let c = Catalog::load(rt(), Some(dir.path()));
+        assert!(c.get("calm").is_some());
+        assert_eq!(c.refused.len(), 1, "{:?}", c.refused);
+        assert!(!c.changed());
+        std::fs::write(dir.path().join("more.wasm"), b"more").unwrap();
+        assert!(c.changed());
+    }
+}

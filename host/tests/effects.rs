@@ -1,0 +1,148 @@
+//! Wasm effects through the real binary: the example podcast pipeline's built-in high-pass
+//! really filters, and a hostile effect dropped into the root's effects folder fails its own
+//! jobs with a clear error while the host and other pipelines carry on.
+
+mod common;
+
+use common::{Host, root_with_examples, write_wav};
+use std::f32::consts::TAU;
+use std::path::Path;
+
+/// Amplitude of the `freq` component of the first channel (a single-bin DFT over whole
+/// periods of the middle of the file).
+fn component(path: &Path, freq: f64) -> f64 {
+    let mut d = sluice_core::Decoder::open(path).unwrap();
+    let rate = f64::from(d.info().sample_rate);
+    let mut x = Vec::new();
+    while let Some(b) = d.next_block().unwrap() {
+        x.extend_from_slice(b.planes().next().unwrap());
+    }
+    let n = ((x.len() as f64 / 2.0 * freq / rate).floor() * rate / freq) as usize;
+    let start = (x.len() - n) / 2;
+    let (mut re, mut im) = (0.0f64, 0.0f64);
+    for (i, v) in x[start..start + n].iter().enumerate() {
+        let ph = std::f64::consts::TAU * freq * i as f64 / rate;
+        re += f64::from(*v) * ph.cos();
+        im += f64::from(*v) * ph.sin();
+    }
+    2.0 * (re * re + im * im).sqrt() / n as f64
+}
+
+#[test]
+fn the_podcast_example_high_passes_with_the_builtin_wasm_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with_examples(dir.path());
+    let host = Host::start(&root);
+    // Rumble at 40 Hz and a 1 kHz tone, equally loud, in a 24-bit mono WAV.
+    let rate = 44_100u32;
+    let tone: Vec<f32> = (0..rate as usize * 4)
+        .map(|i| {
+            let t = i as f32 / rate as f32;
+            0.2 * (TAU * 40.0 * t).sin() + 0.2 * (TAU * 1000.0 * t).sin()
+        })
+        .collect();
+    let src = dir.path().join("rumble.wav");
+    write_wav(&src, &[tone], rate, 24);
+    std::fs::copy(&src, root.join("inbox/podcast/rumble.wav")).unwrap();
+    let js = host.settle_jobs(1);
+    assert_eq!(js[0]["state"], "done", "{:#?}\n{}", js[0], host.log());
+    let flac = root.join("archive/podcast/rumble.flac");
+    let before = 20.0 * (component(&src, 40.0) / component(&src, 1000.0)).log10();
+    let after = 20.0 * (component(&flac, 40.0) / component(&flac, 1000.0)).log10();
+    // A second-order Butterworth high-pass at 80 Hz takes 12.3 dB off 40 Hz.
+    let drop = before - after;
+    assert!(
+        (drop - 12.3).abs() < 1.0,
+        "40 Hz fell {drop:.2} dB against 1 kHz"
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join(js[0]["report"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let stages = report["export"]["stages"].as_array().unwrap();
+    let hp = stages
+        .iter()
+        .find(|s| s["stage"] == "effect highpass")
+        .unwrap_or_else(|| panic!("{stages:#?}"));
+    assert_eq!(hp["values"]["cutoff_hz"], 80.0);
+}
+
+/// An effect that passes the checks at load, then spins forever once it has had more than
+/// 20,000 frames.
+fn spinner() -> Vec<u8> {
+    wat::parse_str(
+        r#"(module
+  (memory (export "memory") 2)
+  (global $frames (mut i32) (i32.const 0))
+  (func (export "sluice_init") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "sluice_buffer") (param $ch i32) (result i32)
+    (i32.add (i32.const 1024) (i32.mul (local.get $ch) (i32.const 16384))))
+  (func (export "sluice_set_param") (param i32 f32) (result i32) (i32.const 6))
+  (func (export "sluice_reset"))
+  (func (export "sluice_process") (param $n i32) (result i32)
+    (global.set $frames (i32.add (global.get $frames) (local.get $n)))
+    (if (i32.gt_u (global.get $frames) (i32.const 20000)) (then (loop $l (br $l))))
+    (i32.const 0))
+  (@custom "sluice_effect" "{\"abi\":1,\"name\":\"spin\",\"version\":\"1\",\"max_channels\":2}")
+)"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_hostile_effect_fails_its_jobs_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::create_dir_all(root.join("effects")).unwrap();
+    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    std::fs::write(root.join("effects/spin.wasm"), spinner()).unwrap();
+    std::fs::write(root.join("effects/notes.wasm"), "not a module").unwrap();
+    for (name, step) in [
+        ("hostile", "[[step]]\neffect = \"spin\"\n"),
+        (
+            "plain",
+            "[[step]]\neffect = \"gain\"\nparams = { gain_db = -6 }\n",
+        ),
+    ] {
+        std::fs::write(
+            root.join(format!("pipelines/{name}.toml")),
+            format!("name = \"{name}\"\nwatch = \"inbox/{name}\"\n{step}\n[[output]]\npath = \"out/{name}/{{stem}}.wav\"\n"),
+        )
+        .unwrap();
+    }
+    let host = Host::start(&root);
+    assert!(
+        host.log().contains("effect refused") && host.log().contains("notes.wasm"),
+        "{}",
+        host.log()
+    );
+    let planes = sluice_core::signal::programme(48_000, 2, 48_000 * 3, 1);
+    write_wav(&root.join("inbox/hostile/a.wav"), &planes, 48_000, 16);
+    write_wav(&root.join("inbox/plain/b.wav"), &planes, 48_000, 16);
+    let js = host.settle_jobs(2);
+    let by = |p: &str| js.iter().find(|j| j["pipeline"] == p).unwrap();
+    let bad = by("hostile");
+    assert_eq!(bad["state"], "failed", "{bad:#?}");
+    assert_eq!(bad["attempts"], 1, "not retried: {bad:#?}");
+    let err = bad["error"].as_str().unwrap();
+    assert!(
+        err.contains("effect spin") && err.contains("time budget"),
+        "{err}"
+    );
+    assert!(!root.join("out/hostile/a.wav").exists());
+    assert!(
+        root.join("inbox/hostile/a.wav").is_file(),
+        "the source stays"
+    );
+    assert_eq!(by("plain")["state"], "done");
+    assert!(root.join("out/plain/b.wav").is_file());
+    // Still running: another file through the good pipeline.
+    let other = sluice_core::signal::programme(48_000, 2, 48_000 * 2, 2);
+    write_wav(&root.join("inbox/plain/c.wav"), &other, 48_000, 16);
+    let js = host.settle_jobs(3);
+    assert!(
+        js.iter()
+            .all(|j| j["pipeline"] == "hostile" || j["state"] == "done")
+    );
+}
