@@ -582,3 +582,213 @@ pub fn run(cfg: &Config, pipeline: &str, files: &[PathBuf], json: bool) -> Resul
         ExitCode::from(1)
     })
 }
+
+/// `sluice effects list`: the effects a root can use (built in and in its effects folder), and
+/// the modules that were refused.
+pub fn effects_list(cfg: &Config, json: bool) -> Result<ExitCode> {
+    let fx = cfg.effects()?;
+    if json {
+        let list: Vec<serde_json::Value> = fx
+            .effects
+            .values()
+            .map(|e| {
+                serde_json::json!({
+                    "name": e.effect.descriptor.name,
+                    "version": e.effect.descriptor.version,
+                    "description": e.effect.descriptor.description,
+                    "origin": e.origin.to_string(),
+                    "hash": e.effect.hash,
+                })
+            })
+            .collect();
+        let refused: Vec<serde_json::Value> = fx
+            .refused
+            .iter()
+            .map(|(w, why)| serde_json::json!({"module": w, "error": why}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"effects": list, "refused": refused})
+            )?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in fx.effects.values() {
+        let d = &e.effect.descriptor;
+        println!(
+            "{:<12} {:<8} {:<10} {}",
+            d.name,
+            d.version,
+            match &e.origin {
+                crate::effects::Origin::Builtin => "built in".to_string(),
+                o => o.to_string(),
+            },
+            d.description
+        );
+    }
+    for (w, why) in &fx.refused {
+        eprintln!("refused: {w}: {why}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice effects info NAME`: an effect's descriptor.
+pub fn effects_info(cfg: &Config, name: &str, json: bool) -> Result<ExitCode> {
+    let fx = cfg.effects()?;
+    let e = fx
+        .get(name)
+        .ok_or_else(|| anyhow!("no effect {name:?} (sluice effects list shows them)"))?;
+    let d = &e.effect.descriptor;
+    if json {
+        println!("{}", serde_json::to_string_pretty(d)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} {} ({})", d.name, d.version, e.origin);
+    if !d.description.is_empty() {
+        println!("  {}", d.description);
+    }
+    println!(
+        "  channels up to {}; tail up to {} s; module {}",
+        d.max_channels,
+        d.tail_seconds,
+        &e.effect.hash[..16]
+    );
+    for p in &d.params {
+        let range = match &p.choices {
+            Some(c) => c.join(" | "),
+            None => format!("{} to {} {}", p.min, p.max, p.unit),
+        };
+        let default = match &p.choices {
+            Some(c) => c[p.default as usize].clone(),
+            None => p.default.to_string(),
+        };
+        println!("  {:<14} {:<22} {range}  (default {default})", p.id, p.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice effects test NAME [KEY=VALUE...]`: an impulse and a sweep through the effect, and
+/// its speed: latency, gain and CPU time per second of audio.
+pub fn effects_test(cfg: &Config, name: &str, params: &[String], rate: u32) -> Result<ExitCode> {
+    use crate::effects::{Instance, Limits};
+    let fx = cfg.effects()?;
+    let e = fx
+        .get(name)
+        .ok_or_else(|| anyhow!("no effect {name:?} (sluice effects list shows them)"))?;
+    let d = &e.effect.descriptor;
+    let channels = d.max_channels.min(2) as usize;
+    let mut values = Vec::new();
+    for kv in params {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("{kv}: give parameters as KEY=VALUE"))?;
+        let (i, p) = d.param(k).ok_or_else(|| {
+            anyhow!(
+                "effect {name}: no parameter {k:?} (it has: {})",
+                d.params
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let tv = v
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .unwrap_or_else(|_| toml::Value::String(v.to_string()));
+        let x = p
+            .value_of(&tv)
+            .map_err(|m| anyhow!("effect {name}: {k}: {m}"))?;
+        values.push((i, x));
+    }
+    let block = 512usize;
+    let make = || -> Result<Instance> {
+        let mut inst = Instance::new(
+            fx.runtime(),
+            &e.effect,
+            rate,
+            channels,
+            block,
+            Limits::default(),
+        )?;
+        for (i, p) in d.params.iter().enumerate() {
+            let v = values
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map_or(p.default, |(_, v)| *v);
+            inst.set_param(i, v)?;
+        }
+        Ok(inst)
+    };
+    let run = |inst: &mut Instance, input: &[f32]| -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(input.len());
+        for chunk in input.chunks(block) {
+            let mut planes: Vec<Vec<f32>> = vec![chunk.to_vec(); channels];
+            let mut views: Vec<&mut [f32]> = planes.iter_mut().map(|p| p.as_mut_slice()).collect();
+            inst.process(&mut views)?;
+            out.extend_from_slice(&planes[0]);
+        }
+        Ok(out)
+    };
+    let mut inst = make()?;
+    let latency = inst.latency()?;
+    // An impulse: where its response peaks.
+    let mut imp = vec![0.0f32; rate as usize + latency];
+    imp[0] = 1.0;
+    let resp = run(&mut inst, &imp)?;
+    let (peak_at, peak) =
+        resp.iter().enumerate().fold(
+            (0, 0.0f32),
+            |a, (i, v)| if v.abs() > a.1 { (i, v.abs()) } else { a },
+        );
+    // A logarithmic sweep, 20 Hz to 20 kHz over 5 s at -12 dBFS: the gain it sees.
+    let mut inst = make()?;
+    let n = rate as usize * 5;
+    let (f0, f1) = (20.0f64, (20_000.0f64).min(f64::from(rate) * 0.45));
+    let k = (f1 / f0).ln();
+    let sweep: Vec<f32> = (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            let ph = std::f64::consts::TAU * f0 * 5.0 / k * ((t / 5.0 * k).exp() - 1.0);
+            (0.25 * ph.sin()) as f32
+        })
+        .collect();
+    let out = run(&mut inst, &sweep)?;
+    let rms =
+        |x: &[f32]| (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+    let gain_db = 20.0 * (rms(&out) / rms(&sweep)).log10();
+    // Speed: 10 s of noise in 512-frame blocks.
+    let mut inst = make()?;
+    let mut seed = 0x1234_5678u32;
+    let noise: Vec<f32> = (0..rate as usize * 10)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32 - 0.5) * 0.5
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    run(&mut inst, &noise)?;
+    let took = t.elapsed().as_secs_f64();
+    println!(
+        "{} {} at {rate} Hz, {channels} channel(s), blocks of {block}",
+        d.name, d.version
+    );
+    println!(
+        "  latency       {latency} frames ({:.2} ms)",
+        latency as f64 * 1000.0 / f64::from(rate)
+    );
+    println!("  impulse       peak {:.3} at frame {peak_at}", peak);
+    println!(
+        "  sweep gain    {gain_db:+.2} dB (20 Hz to {:.0} Hz at -12 dBFS)",
+        f1
+    );
+    println!(
+        "  CPU           {:.2} ms per second of audio ({:.0}x real time)",
+        took * 100.0,
+        10.0 / took
+    );
+    Ok(ExitCode::SUCCESS)
+}

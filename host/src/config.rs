@@ -194,9 +194,11 @@ impl Config {
     pub fn effects_cache(&self) -> PathBuf {
         self.state_dir().join("cache/effects")
     }
-    /// The effects this root can use.
+    /// The effects this root can use. Compiled modules are cached once the root is in use
+    /// (a command that only looks makes no folders).
     pub fn effects(&self) -> anyhow::Result<crate::effects::Catalog> {
-        let rt = crate::effects::Runtime::new(Some(self.effects_cache()))?;
+        let cache = self.state_dir().is_dir().then(|| self.effects_cache());
+        let rt = crate::effects::Runtime::new(cache)?;
         Ok(crate::effects::Catalog::load(rt, Some(&self.effects_dir())))
     }
 }

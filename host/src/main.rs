@@ -49,6 +49,35 @@ impl RootArg {
 }
 
 #[derive(Subcommand)]
+enum EffectsAction {
+    /// The effects available, and modules that were refused (with why).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// An effect's descriptor: parameters with ranges, units and defaults.
+    Info {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Run an impulse, a sweep and 10 s of noise through an effect: latency, gain, CPU time.
+    Test {
+        name: String,
+        /// Parameters as KEY=VALUE.
+        params: Vec<String>,
+        #[arg(long, default_value_t = 48_000)]
+        sample_rate: u32,
+        #[command(flatten)]
+        root: RootArg,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Show format facts and tags of audio files (header-only unless --decode).
     Info {
@@ -172,6 +201,11 @@ enum Command {
         json: bool,
         #[command(flatten)]
         root: RootArg,
+    },
+    /// The wasm effects: built in, and `.wasm` files in the root's effects folder.
+    Effects {
+        #[command(subcommand)]
+        action: EffectsAction,
     },
     /// List the formats Sluice knows, and whether it decodes and encodes each.
     Formats {
@@ -308,6 +342,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             root,
         } => commands::clean(&root.config()?, &older_than, dry_run),
         Command::Stats { json, root } => commands::stats(&root.config()?, json),
+        Command::Effects { action } => {
+            let cfg = |root: &RootArg| -> Result<config::Config> {
+                let dir = config::root_from(root.root.as_deref())?;
+                Ok(config::Config::load(&dir).unwrap_or_else(|_| config::Config::defaults(&dir)))
+            };
+            match action {
+                EffectsAction::List { json, root } => commands::effects_list(&cfg(&root)?, json),
+                EffectsAction::Info { name, json, root } => {
+                    commands::effects_info(&cfg(&root)?, &name, json)
+                }
+                EffectsAction::Test {
+                    name,
+                    params,
+                    sample_rate,
+                    root,
+                } => commands::effects_test(&cfg(&root)?, &name, &params, sample_rate),
+            }
+        }
         Command::Formats { json } => {
             let mut out = std::io::stdout().lock();
             if json {

@@ -146,3 +146,71 @@ fn a_hostile_effect_fails_its_jobs_and_nothing_else() {
             .all(|j| j["pipeline"] == "hostile" || j["state"] == "done")
     );
 }
+
+#[test]
+fn effects_list_info_and_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("effects")).unwrap();
+    std::fs::write(root.join("effects/spin.wasm"), spinner()).unwrap();
+    std::fs::write(root.join("effects/junk.wasm"), "junk").unwrap();
+    let run = |args: &[&str]| {
+        let out = common::sluice()
+            .args(args)
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, _) = run(&["effects", "list", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for n in ["eq", "highpass", "limiter", "reverb", "spin"] {
+        assert!(names.contains(&n), "{names:?}");
+    }
+    assert!(
+        v["refused"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly module")
+    );
+
+    let (ok, out, _) = run(&["effects", "info", "eq"]);
+    assert!(
+        ok && out.contains("freq_hz") && out.contains("lowpass | highpass"),
+        "{out}"
+    );
+
+    // The limiter's latency is its look-ahead plus its filter delay, where its impulse peaks.
+    let (ok, out, err) = run(&["effects", "test", "limiter", "lookahead_ms=5"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("latency       263 frames"), "{out}");
+    assert!(out.contains("at frame 263"), "{out}");
+    assert!(out.contains("x real time"), "{out}");
+    let (ok, out, _) = run(&["effects", "test", "gain", "gain_db=-6"]);
+    assert!(ok, "{out}");
+    let gain: f64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sweep gain"))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    // -6 dB, less the first 20 ms the gain glides from 0 dB.
+    assert!((gain + 6.0).abs() < 0.05, "{out}");
+    let (ok, _, err) = run(&["effects", "test", "eq", "freq_hz=5"]);
+    assert!(!ok && err.contains("out of range"), "{err}");
+    // Looking made nothing in the root.
+    assert!(!root.join(".sluice").exists());
+}
