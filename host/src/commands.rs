@@ -683,23 +683,13 @@ pub fn effects_test(cfg: &Config, name: &str, params: &[String], rate: u32) -> R
         let (k, v) = kv
             .split_once('=')
             .ok_or_else(|| anyhow!("{kv}: give parameters as KEY=VALUE"))?;
-        let (i, p) = d.param(k).ok_or_else(|| {
-            anyhow!(
-                "effect {name}: no parameter {k:?} (it has: {})",
-                d.params
-                    .iter()
-                    .map(|p| p.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
         let tv = v
             .parse::<f64>()
             .map(toml::Value::Float)
             .unwrap_or_else(|_| toml::Value::String(v.to_string()));
-        let x = p
-            .value_of(&tv)
-            .map_err(|m| anyhow!("effect {name}: {k}: {m}"))?;
+        let (i, x) = d
+            .resolve(k, &tv)
+            .map_err(|m| anyhow!("effect {name}: {m}"))?;
         values.push((i, x));
     }
     let block = 512usize;
@@ -744,31 +734,15 @@ pub fn effects_test(cfg: &Config, name: &str, params: &[String], rate: u32) -> R
         );
     // A logarithmic sweep, 20 Hz to 20 kHz over 5 s at -12 dBFS: the gain it sees.
     let mut inst = make()?;
-    let n = rate as usize * 5;
-    let (f0, f1) = (20.0f64, (20_000.0f64).min(f64::from(rate) * 0.45));
-    let k = (f1 / f0).ln();
-    let sweep: Vec<f32> = (0..n)
-        .map(|i| {
-            let t = i as f64 / f64::from(rate);
-            let ph = std::f64::consts::TAU * f0 * 5.0 / k * ((t / 5.0 * k).exp() - 1.0);
-            (0.25 * ph.sin()) as f32
-        })
-        .collect();
+    let f1 = (20_000.0f64).min(f64::from(rate) * 0.45);
+    let sweep = sluice_core::signal::log_sweep(rate, 20.0, f1, 0.25, rate as usize * 5);
     let out = run(&mut inst, &sweep)?;
     let rms =
         |x: &[f32]| (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
     let gain_db = 20.0 * (rms(&out) / rms(&sweep)).log10();
     // Speed: 10 s of noise in 512-frame blocks.
     let mut inst = make()?;
-    let mut seed = 0x1234_5678u32;
-    let noise: Vec<f32> = (0..rate as usize * 10)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            (seed as f32 / u32::MAX as f32 - 0.5) * 0.5
-        })
-        .collect();
+    let noise = sluice_core::signal::noise(0x1234_5678, 0.25, rate as usize * 10);
     let t = std::time::Instant::now();
     run(&mut inst, &noise)?;
     let took = t.elapsed().as_secs_f64();

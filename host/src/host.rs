@@ -376,24 +376,28 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                 );
             }
         }
-        // Pipelines: reload after changes calm down (events, or a changed folder listing).
+        // Pipelines: reload after changes calm down (events, or a changed folder listing), and
+        // when the effects folder changed (the pipelines are checked again against it).
+        let mut effects_changed = false;
         if last_stamp_check.elapsed() >= Duration::from_secs(2) {
             last_stamp_check = Instant::now();
             if stamp(&cfg.pipelines_dir) != pipelines.stamp && pipelines_changed.is_none() {
                 pipelines_changed = Some(Instant::now());
             }
-            // The effects folder: reloaded, and the pipelines checked again against it.
-            if pipelines.effects.changed() {
-                tracing::info!("effects changed: reloading");
-                let fx = load_effects(&store, pipelines.effects.reload());
-                pipelines = load(&cfg, &store, fx);
-                rewatch(&mut watcher, &mut watched, &pipelines);
-            }
+            effects_changed = pipelines.effects.changed();
         }
-        if pipelines_changed.is_some_and(|t| t.elapsed() >= Duration::from_millis(300)) {
+        if effects_changed
+            || pipelines_changed.is_some_and(|t| t.elapsed() >= Duration::from_millis(300))
+        {
             pipelines_changed = None;
-            tracing::info!("pipelines changed: reloading");
-            pipelines = load(&cfg, &store, pipelines.effects.clone());
+            let fx = if effects_changed {
+                tracing::info!("effects changed: reloading them and the pipelines");
+                load_effects(&store, pipelines.effects.reload())
+            } else {
+                tracing::info!("pipelines changed: reloading");
+                pipelines.effects.clone()
+            };
+            pipelines = load(&cfg, &store, fx);
             rewatch(&mut watcher, &mut watched, &pipelines);
             last_rescan = None;
         }

@@ -351,17 +351,11 @@ fn effect_stage(
     let entry = effects
         .get(name)
         .ok_or_else(|| Failure::Effect(format!("effect {name}: not available (removed?)")))?;
-    let d = &entry.effect.descriptor;
-    let mut resolved = Vec::with_capacity(params.len());
-    for (k, v) in params {
-        let (i, p) = d
-            .param(k)
-            .ok_or_else(|| Failure::Effect(format!("effect {name}: no parameter {k:?}")))?;
-        let x = p
-            .value_of(v)
-            .map_err(|m| Failure::Effect(format!("effect {name}: {k}: {m}")))?;
-        resolved.push((i, x));
-    }
+    let resolved = params
+        .iter()
+        .map(|(k, v)| entry.effect.descriptor.resolve(k, v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| Failure::Effect(format!("effect {name}: {m}")))?;
     Ok(crate::effects::stage::EffectStage::new(
         effects.runtime().clone(),
         entry.effect.clone(),

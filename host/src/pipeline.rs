@@ -401,28 +401,12 @@ fn effect_step(
     let mut ok = true;
     if let Some(t) = &st.params {
         for (k, v) in t.get_ref() {
-            match d.param(k) {
-                None => {
+            match d.resolve(k, v) {
+                Ok(_) => params.push((k.clone(), v.clone())),
+                Err(m) => {
                     ok = false;
-                    c.err(
-                        t.span(),
-                        format!(
-                            "effect {name}: no parameter {k:?} (it has: {})",
-                            d.params
-                                .iter()
-                                .map(|p| p.id.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    );
+                    c.err(t.span(), format!("effect {name}: {m}"));
                 }
-                Some((_, p)) => match p.value_of(v) {
-                    Ok(_) => params.push((k.clone(), v.clone())),
-                    Err(m) => {
-                        ok = false;
-                        c.err(t.span(), format!("effect {name}: {k}: {m}"));
-                    }
-                },
             }
         }
     }

@@ -7,7 +7,10 @@
 
 mod common;
 
-use common::{Host, blake3_hex, files_under, jobs, sluice, watch_command, write_wav};
+use common::{
+    Host, assert_no_temporaries, blake3_hex, files_under, jobs, programme_wav, sluice,
+    watch_command,
+};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -63,24 +66,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn programme(path: &Path, seconds: f64, seed: u64) {
-    let frames = (44_100.0 * seconds) as usize;
-    write_wav(
-        path,
-        &sluice_core::signal::programme(44_100, 2, frames, seed),
-        44_100,
-        16,
-    );
-}
-
-fn no_temporaries(root: &Path) {
-    let left: Vec<PathBuf> = files_under(root)
-        .into_iter()
-        .filter(|p| p.to_string_lossy().ends_with(".part"))
-        .collect();
-    assert!(left.is_empty(), "temporaries left: {left:#?}");
-}
-
 fn job_for<'a>(jobs: &'a [serde_json::Value], input: &str) -> &'a serde_json::Value {
     jobs.iter()
         .find(|j| j["input"] == input)
@@ -108,10 +93,10 @@ fn an_unreadable_source_waits_where_it_is_until_it_can_be_read() {
     let host = Host::start_with(&root, unprivileged(&root));
     let locked = root.join("inbox/locked.wav");
     let staged = dir.path().join("locked.wav");
-    programme(&staged, 2.0, 1);
+    programme_wav(&staged, 2.0, 1);
     chmod(&staged, 0o000);
     std::fs::rename(&staged, &locked).unwrap();
-    programme(&root.join("inbox/open.wav"), 2.0, 2);
+    programme_wav(&root.join("inbox/open.wav"), 2.0, 2);
 
     let js = host.settle_jobs(1);
     assert_eq!(job_for(&js, "inbox/open.wav")["state"], "done");
@@ -146,7 +131,7 @@ fn an_output_folder_without_permission_fails_the_job_clearly_and_retry_finishes_
     let host = Host::start_with(&root, unprivileged(&root));
     chmod(&out, 0o555);
     let src = root.join("inbox/take.wav");
-    programme(&src, 2.0, 3);
+    programme_wav(&src, 2.0, 3);
     let hash = blake3_hex(&src);
 
     // One retry with backoff, then failed, naming the folder and the problem.
@@ -162,7 +147,7 @@ fn an_output_folder_without_permission_fails_the_job_clearly_and_retry_finishes_
     // The source is untouched and nothing was half-written.
     assert_eq!(blake3_hex(&src), hash);
     assert!(files_under(&out).is_empty());
-    no_temporaries(&root);
+    assert_no_temporaries(&root);
 
     // Fixed by the operator, retried by hand: done.
     chmod(&out, 0o755);
@@ -248,7 +233,7 @@ bit_depth = 24
     }
     let host = Host::start_with(&root, cmd);
     let big = root.join("inbox/long.wav");
-    programme(&big, 30.0, 4); // 5.3 MB in, 7.9 MB out as 24-bit
+    programme_wav(&big, 30.0, 4); // 5.3 MB in, 7.9 MB out as 24-bit
     let hash = blake3_hex(&big);
     let js = host.settle_jobs(1);
     let j = job_for(&js, "inbox/long.wav");
@@ -259,11 +244,11 @@ bit_depth = 24
         "{err}"
     );
     assert!(!root.join("out/long.wav").exists());
-    no_temporaries(&root);
+    assert_no_temporaries(&root);
     assert_eq!(blake3_hex(&big), hash, "the source is untouched");
 
     // Still running, and a file that fits goes through.
-    programme(&root.join("inbox/short.wav"), 3.0, 5);
+    programme_wav(&root.join("inbox/short.wav"), 3.0, 5);
     let js = host.settle_jobs(2);
     assert_eq!(job_for(&js, "inbox/short.wav")["state"], "done");
     assert!(root.join("out/short.wav").is_file());
@@ -286,7 +271,7 @@ bit_depth = 24
     let root = root_with(dir.path(), "norm", pipeline);
     let host = Host::start(&root);
     let staged = dir.path().join("gone.wav");
-    programme(&staged, 180.0, 6);
+    programme_wav(&staged, 180.0, 6);
     let src = root.join("inbox/gone.wav");
     std::fs::rename(&staged, &src).unwrap();
     // Delete it as soon as its job runs.
@@ -320,9 +305,9 @@ bit_depth = 24
         s => panic!("{s}: {j:#?}"),
     }
     eprintln!("vanished mid-job: {}\n{}", j["state"], host.log());
-    no_temporaries(&root);
+    assert_no_temporaries(&root);
 
-    programme(&root.join("inbox/next.wav"), 2.0, 7);
+    programme_wav(&root.join("inbox/next.wav"), 2.0, 7);
     let js = host.settle_jobs(2);
     assert_eq!(job_for(&js, "inbox/next.wav")["state"], "done");
 }
@@ -352,8 +337,8 @@ fn two_pipelines_writing_the_same_path_are_refused_by_check_and_by_the_host() {
     let host = Host::start(&root);
     assert!(host.log().contains("pipeline refused"), "{}", host.log());
     std::fs::create_dir_all(root.join("inbox/b")).unwrap();
-    programme(&root.join("inbox/b/x.wav"), 1.0, 8);
-    programme(&root.join("inbox/a/x.wav"), 1.0, 9);
+    programme_wav(&root.join("inbox/b/x.wav"), 1.0, 8);
+    programme_wav(&root.join("inbox/a/x.wav"), 1.0, 9);
     let js = host.settle_jobs(1);
     std::thread::sleep(Duration::from_secs(3));
     let js2 = host.jobs();
@@ -380,7 +365,7 @@ fn a_job_that_fails_after_writing_its_outputs_keeps_none_of_them() {
     let host = Host::start_with(&root, unprivileged(&root));
     chmod(&reports, 0o555);
     let src = root.join("inbox/take.wav");
-    programme(&src, 2.0, 10);
+    programme_wav(&src, 2.0, 10);
     let hash = blake3_hex(&src);
     let js = host.settle_jobs(1);
     let j = job_for(&js, "inbox/take.wav");
@@ -394,6 +379,6 @@ fn a_job_that_fails_after_writing_its_outputs_keeps_none_of_them() {
             .contains("out/take.flac: removed, as the job did not finish")
     );
     assert!(files_under(&root.join("out")).is_empty());
-    no_temporaries(&root);
+    assert_no_temporaries(&root);
     assert_eq!(blake3_hex(&src), hash, "the source stays, untouched");
 }

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{files_under, sluice, write_wav};
-use std::path::{Path, PathBuf};
+use common::{assert_no_temporaries, files_under, programme_wav, sluice};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -28,16 +28,6 @@ bitrate_kbps = 128
 action = "move"
 to = "done/{name}"
 "#;
-
-fn write_input(path: &Path, seconds: f64, seed: u64) {
-    let frames = (44_100.0 * seconds) as usize;
-    write_wav(
-        path,
-        &sluice_core::signal::programme(44_100, 2, frames, seed),
-        44_100,
-        16,
-    );
-}
 
 fn start(root: &Path, log: &Path) -> std::process::Child {
     sluice()
@@ -90,7 +80,7 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
     let mut sources = Vec::new();
     let mut drop_file = |i: usize| {
         let staged = dir.path().join(format!("take{i:02}.wav"));
-        write_input(&staged, 8.0 + (i % 5) as f64, i as u64 + 1);
+        programme_wav(&staged, 8.0 + (i % 5) as f64, i as u64 + 1);
         sources.push((
             format!("take{i:02}"),
             blake3::hash(&std::fs::read(&staged).unwrap()),
@@ -184,11 +174,7 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
         }
     }
     assert_eq!(files_under(&root.join("done")).len(), n);
-    let temporaries: Vec<PathBuf> = files_under(&root)
-        .into_iter()
-        .filter(|p| p.to_string_lossy().ends_with(".part"))
-        .collect();
-    assert!(temporaries.is_empty(), "{temporaries:#?}");
+    assert_no_temporaries(&root);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     eprintln!(
         "{rounds} kills; jobs queued again after a kill: {}",

@@ -4,24 +4,14 @@
 
 mod common;
 
-use common::{Host, files_under, jobs, sluice, watch_command, write_wav};
+use common::{Host, files_under, jobs, programme_wav, sluice, watch_command};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn programme(path: &Path, seconds: f64, seed: u64) {
-    let frames = (44_100.0 * seconds) as usize;
-    write_wav(
-        path,
-        &sluice_core::signal::programme(44_100, 2, frames, seed),
-        44_100,
-        16,
-    );
-}
 
 /// Write `path` whole under a temporary name, then rename it in (as a careful uploader does).
 fn drop_in(dir: &Path, name: &str, seconds: f64, seed: u64) {
     let staged = dir.join(format!(".{name}.staging"));
-    programme(&staged, seconds, seed);
+    programme_wav(&staged, seconds, seed);
     std::fs::rename(&staged, dir.join(name)).unwrap();
 }
 

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{Host, blake3_hex, loudness, root_with_examples, sluice, write_wav};
+use common::{
+    Host, assert_no_temporaries, blake3_hex, loudness, root_with_examples, sluice, write_wav,
+};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -94,17 +96,7 @@ fn podcast_files_dropped_come_out_once_at_the_target() {
         host.log().contains("same content as job")
     });
     assert_eq!(host.jobs().len(), 2);
-    // No temporaries anywhere.
-    let mut stack = vec![root.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            assert!(!p.to_string_lossy().ends_with(".part"), "{}", p.display());
-            if p.is_dir() {
-                stack.push(p);
-            }
-        }
-    }
+    assert_no_temporaries(&root);
 }
 
 #[test]

@@ -154,8 +154,8 @@ pub enum RenderError {
     /// An option does not make sense for this signal (a region past the end, 0 channels...).
     #[error("{0}")]
     Invalid(String),
-    /// A stage failed while running (a wasm effect that trapped, ran out of time or produced
-    /// NaN): the render stops; retrying the same input would fail the same way.
+    /// A stage failed while running (one that runs code it does not control and can report
+    /// that code's failure): the render stops; the same input would fail the same way.
     #[error("{stage}: {message}")]
     Stage { stage: String, message: String },
 }
@@ -204,9 +204,9 @@ pub trait Stage: Send {
     fn report(&self) -> Option<StageReport> {
         None
     }
-    /// Whether the stage has failed. Native stages cannot; a stage that can (a wasm effect)
-    /// leaves the block it could not process unchanged and reports the failure here, which
-    /// the renderer asks after every block and at the end, stopping the pass with it.
+    /// Whether the stage has failed. The stages here cannot; a stage that can leaves the block
+    /// it could not process unchanged and reports the failure here, which the renderer asks
+    /// after every block and at the end, stopping the pass with it.
     fn failure(&mut self) -> Option<RenderError> {
         None
     }

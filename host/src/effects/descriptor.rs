@@ -230,6 +230,23 @@ impl Descriptor {
     pub fn param(&self, id: &str) -> Option<(usize, &Param)> {
         self.params.iter().enumerate().find(|(_, p)| p.id == id)
     }
+
+    /// A parameter a pipeline or the command line sets, as (index, value) for
+    /// `sluice_set_param`; the error says what is wrong (without the effect's name).
+    pub fn resolve(&self, id: &str, value: &toml::Value) -> Result<(usize, f64), String> {
+        let (i, p) = self.param(id).ok_or_else(|| {
+            format!(
+                "no parameter {id:?} (it has: {})",
+                self.params
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let v = p.value_of(value).map_err(|m| format!("{id}: {m}"))?;
+        Ok((i, v))
+    }
 }
 
 /// The descriptor section of a module's bytes, without compiling it.

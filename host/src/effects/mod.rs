@@ -160,8 +160,6 @@ fn probe(rt: &Runtime, e: &Effect) -> Result<(), EffectError> {
             d.params.len()
         )));
     }
-    let mut noise = 0x2545_f491_u32;
-    let mut planes: Vec<Vec<f32>> = vec![vec![0.0; 512]; channels];
     for which in 0..3 {
         for (i, p) in d.params.iter().enumerate() {
             let v = [p.min, p.max, p.default][which];
@@ -169,14 +167,9 @@ fn probe(rt: &Runtime, e: &Effect) -> Result<(), EffectError> {
                 .map_err(|x| lie(format!("{} = {v} (within its range): {}", p.id, x.message)))?;
         }
         inst.latency()?;
-        for p in &mut planes {
-            for s in p.iter_mut() {
-                noise ^= noise << 13;
-                noise ^= noise >> 17;
-                noise ^= noise << 5;
-                *s = (noise as f32 / u32::MAX as f32 - 0.5) * 0.5;
-            }
-        }
+        let mut planes: Vec<Vec<f32>> = (0..channels)
+            .map(|ch| sluice_core::signal::noise((which * channels + ch) as u64, 0.25, 512))
+            .collect();
         let mut views: Vec<&mut [f32]> = planes.iter_mut().map(|p| p.as_mut_slice()).collect();
         inst.process(&mut views)?;
     }

@@ -460,14 +460,9 @@ impl Instance {
             return Ok(0);
         };
         self.arm();
-        let l = f.call(&mut self.store, ()).map_err(|e| {
-            self.err(describe(
-                &e,
-                &self.limits,
-                self.limits.time_budget,
-                "sluice_latency",
-            ))
-        })?;
+        let l = f
+            .call(&mut self.store, ())
+            .map_err(|e| self.failed(&e, "sluice_latency"))?;
         if !(0..=self.sample_rate as i32 * 10).contains(&l) {
             return Err(self.err(format!("reports a latency of {l} frames")));
         }
@@ -478,19 +473,21 @@ impl Instance {
         self.max_frames
     }
 
-    pub fn set_param(&mut self, index: usize, value: f64) -> Result<(), EffectError> {
+    /// A call that failed under the per-call budget, in words.
+    fn failed(&self, e: &wasmtime::Error, call: &str) -> EffectError {
+        self.err(describe(e, &self.limits, self.limits.time_budget, call))
+    }
+
+    /// `sluice_set_param`'s return code.
+    fn set_param_code(&mut self, index: usize, value: f32) -> Result<i32, EffectError> {
         self.arm();
-        let code = self
-            .set_param_fn
-            .call(&mut self.store, (index as i32, value as f32))
-            .map_err(|e| {
-                self.err(describe(
-                    &e,
-                    &self.limits,
-                    self.limits.time_budget,
-                    "sluice_set_param",
-                ))
-            })?;
+        self.set_param_fn
+            .call(&mut self.store, (index as i32, value))
+            .map_err(|e| self.failed(&e, "sluice_set_param"))
+    }
+
+    pub fn set_param(&mut self, index: usize, value: f64) -> Result<(), EffectError> {
+        let code = self.set_param_code(index, value as f32)?;
         if code != 0 {
             return Err(self.err(format!(
                 "refused parameter {index} = {value}: sluice_set_param returned {}",
@@ -502,31 +499,14 @@ impl Instance {
 
     /// Whether the effect refuses a parameter index (the check for a lying descriptor).
     pub fn refuses_param(&mut self, index: usize) -> Result<bool, EffectError> {
-        self.arm();
-        let code = self
-            .set_param_fn
-            .call(&mut self.store, (index as i32, 0.0))
-            .map_err(|e| {
-                self.err(describe(
-                    &e,
-                    &self.limits,
-                    self.limits.time_budget,
-                    "sluice_set_param",
-                ))
-            })?;
-        Ok(code != 0)
+        Ok(self.set_param_code(index, 0.0)? != 0)
     }
 
     pub fn reset(&mut self) -> Result<(), EffectError> {
         self.arm();
-        self.reset_fn.call(&mut self.store, ()).map_err(|e| {
-            self.err(describe(
-                &e,
-                &self.limits,
-                self.limits.time_budget,
-                "sluice_reset",
-            ))
-        })
+        self.reset_fn
+            .call(&mut self.store, ())
+            .map_err(|e| self.failed(&e, "sluice_reset"))
     }
 
     /// Process `planes` (one per channel, equal lengths up to `max_frames`) in place: written

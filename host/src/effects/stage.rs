@@ -11,6 +11,15 @@ pub const MAX_FRAMES: usize = 4096;
 /// Below this (−120 dBFS) a tail counts as silent.
 const SILENT: f32 = 1e-6;
 
+impl From<EffectError> for RenderError {
+    fn from(e: EffectError) -> Self {
+        RenderError::Stage {
+            stage: format!("effect {}", e.effect),
+            message: e.message,
+        }
+    }
+}
+
 pub struct EffectStage {
     rt: Runtime,
     effect: Arc<Effect>,
@@ -77,26 +86,20 @@ impl Stage for EffectStage {
 
     fn start(&mut self, input: &SignalSpec) -> Result<SignalSpec, RenderError> {
         let (rate, channels) = (input.sample_rate, input.channels());
-        let fail = |e: EffectError| RenderError::Stage {
-            stage: format!("effect {}", e.effect),
-            message: e.message,
-        };
-        let reuse = matches!(&self.instance, Some((r, c, _)) if *r == rate && *c == channels);
-        if reuse {
-            let (_, _, inst) = self.instance.as_mut().expect("checked");
-            inst.reset().map_err(fail)?;
-        } else {
-            self.instance = None;
-            let inst = Instance::new(
-                &self.rt,
-                &self.effect,
-                rate,
-                channels,
-                MAX_FRAMES,
-                self.limits,
-            )
-            .map_err(fail)?;
-            self.instance = Some((rate, channels, inst));
+        match &mut self.instance {
+            Some((r, c, inst)) if *r == rate && *c == channels => inst.reset()?,
+            slot => {
+                *slot = None;
+                let inst = Instance::new(
+                    &self.rt,
+                    &self.effect,
+                    rate,
+                    channels,
+                    MAX_FRAMES,
+                    self.limits,
+                )?;
+                *slot = Some((rate, channels, inst));
+            }
         }
         let (_, _, inst) = self.instance.as_mut().expect("made above");
         for (i, p) in self.effect.descriptor.params.iter().enumerate() {
@@ -105,9 +108,9 @@ impl Stage for EffectStage {
                 .iter()
                 .find(|(j, _)| *j == i)
                 .map_or(p.default, |(_, v)| *v);
-            inst.set_param(i, v).map_err(fail)?;
+            inst.set_param(i, v)?;
         }
-        self.to_drop = inst.latency().map_err(fail)?;
+        self.to_drop = inst.latency()?;
         self.latency = self.to_drop;
         self.failed = None;
         Ok(SignalSpec {
@@ -171,10 +174,7 @@ impl Stage for EffectStage {
     }
 
     fn failure(&mut self) -> Option<RenderError> {
-        self.failed.take().map(|e| RenderError::Stage {
-            stage: format!("effect {}", e.effect),
-            message: e.message,
-        })
+        self.failed.take().map(RenderError::from)
     }
 
     fn report(&self) -> Option<StageReport> {

@@ -70,6 +70,27 @@ pub fn write_wav(path: &Path, planes: &[Vec<f32>], rate: u32, bits: u16) {
     w.finalize().unwrap();
 }
 
+/// `seconds` of stereo programme material (the core's generator, from `seed`) as a 44.1 kHz
+/// 16-bit WAV.
+pub fn programme_wav(path: &Path, seconds: f64, seed: u64) {
+    let frames = (44_100.0 * seconds) as usize;
+    write_wav(
+        path,
+        &sluice_core::signal::programme(44_100, 2, frames, seed),
+        44_100,
+        16,
+    );
+}
+
+/// No temporary output (`*.part`) is left anywhere under `root`.
+pub fn assert_no_temporaries(root: &Path) {
+    let left: Vec<PathBuf> = files_under(root)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(left.is_empty(), "temporaries left: {left:#?}");
+}
+
 /// Integrated loudness (LUFS) and true peak (dBTP) of a file.
 pub fn loudness(path: &Path) -> (f64, f64) {
     let opts = sluice_core::analysis::AnalysisOptions {
