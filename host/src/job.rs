@@ -22,7 +22,6 @@ use sluice_core::render::stages::{Channels, Fade, Gain, Region, TrimSilence};
 use sluice_core::render::{RenderError, Stage};
 use sluice_core::{FileInfo, InfoOptions, InputError};
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -161,23 +160,6 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-/// Write `bytes` to `dest` atomically (temporary file, sync, rename).
-pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<u64, EncodeError> {
-    if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| EncodeError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    }
-    let (atomic, mut f) = AtomicFile::create(dest, true)?;
-    f.write_all(bytes).map_err(|source| EncodeError::Io {
-        path: dest.to_path_buf(),
-        source,
-    })?;
-    drop(f);
-    atomic.commit()
-}
-
 /// Move `from` to `to` (no clobbering), across file systems if need be.
 pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
     if let Some(dir) = to.parent() {
@@ -291,7 +273,7 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
                 "attempts": job.attempts,
                 "time": jiff::Timestamp::now().to_string(),
             });
-            let _ = write_atomic(
+            let _ = AtomicFile::write(
                 &error_file,
                 serde_json::to_string_pretty(&record)
                     .unwrap_or_default()
@@ -594,7 +576,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
             warnings: warnings.to_vec(),
         };
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        write_atomic(rp, text.as_bytes())
+        AtomicFile::write(rp, text.as_bytes())
             .map(|_| ())
             .map_err(|e| Failure::Transient(e.to_string()))
     };

@@ -116,6 +116,25 @@ impl AtomicFile {
         Err(io(std::io::Error::other("cannot create a temporary file")))
     }
 
+    /// Write `bytes` to `dest` (its folder made if need be) through a temporary file, replacing
+    /// what was there only once everything is on disk.
+    pub fn write(dest: &Path, bytes: &[u8]) -> Result<u64, EncodeError> {
+        use std::io::Write;
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| EncodeError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let (atomic, mut f) = AtomicFile::create(dest, true)?;
+        f.write_all(bytes).map_err(|source| EncodeError::Io {
+            path: dest.to_path_buf(),
+            source,
+        })?;
+        drop(f);
+        atomic.commit()
+    }
+
     /// The temporary file's path (tags are written there before the commit).
     pub fn temp_path(&self) -> &Path {
         &self.temp

@@ -11,7 +11,7 @@
 
 use sluice_effect_sdk::{
     Arena, Config, Effect, InitError,
-    dsp::{Ramp, db_to_gain, gain_to_db, one_pole_coef},
+    dsp::{Ramp, db_to_gain, gain_to_db, max, one_pole_coef},
     effect,
 };
 
@@ -50,7 +50,7 @@ pub fn static_curve(x: f32, threshold: f32, ratio: f32, knee: f32) -> f32 {
 const MAKEUP_RAMP_MS: f32 = 20.0;
 
 /// Compressor state: the smoothed gain reduction in dB.
-pub struct Compressor {
+pub struct Compressor<'a> {
     fs: f32,
     threshold: f32,
     ratio: f32,
@@ -59,9 +59,11 @@ pub struct Compressor {
     release: f32,
     makeup: Ramp,
     reduction_db: f32,
+    /// One value per frame of a block: the detector level, then the gain.
+    scratch: &'a mut [f32],
 }
 
-impl Compressor {
+impl Compressor<'_> {
     fn apply(&mut self, p: &CompressorParams) {
         self.threshold = p.threshold_db;
         self.ratio = p.ratio;
@@ -69,18 +71,16 @@ impl Compressor {
         self.attack = one_pole_coef(p.attack_ms, self.fs);
         self.release = one_pole_coef(p.release_ms, self.fs);
     }
-
-    /// The gain reduction (dB, ≤ 0) the static curve asks for at linear level `level`.
-    fn target(&self, level: f32) -> f32 {
-        let x = gain_to_db(level);
-        static_curve(x, self.threshold, self.ratio, self.knee) - x
-    }
 }
 
-impl<'a> Effect<'a> for Compressor {
+impl<'a> Effect<'a> for Compressor<'a> {
     type Params = CompressorParams;
 
-    fn new(config: &Config, p: &CompressorParams, _: &mut Arena<'a>) -> Result<Self, InitError> {
+    fn new(
+        config: &Config,
+        p: &CompressorParams,
+        arena: &mut Arena<'a>,
+    ) -> Result<Self, InitError> {
         let mut c = Compressor {
             fs: config.fs(),
             threshold: 0.0,
@@ -90,6 +90,7 @@ impl<'a> Effect<'a> for Compressor {
             release: 0.0,
             makeup: Ramp::new(p.makeup_db, config.ms_to_frames(MAKEUP_RAMP_MS) as u32),
             reduction_db: 0.0,
+            scratch: arena.take(config.max_frames)?,
         };
         c.apply(p);
         Ok(c)
@@ -100,22 +101,35 @@ impl<'a> Effect<'a> for Compressor {
         self.makeup.set(p.makeup_db);
     }
 
+    // In three passes over the block (the level of each frame, its gain, the gain applied to
+    // each channel), so that each loop is short and keeps its state in registers; wasm
+    // compilers do much worse with one loop over frames doing everything (effects/README.md).
     fn process(&mut self, channels: &mut [&mut [f32]]) {
         let frames = channels.first().map_or(0, |c| c.len());
-        for i in 0..frames {
-            let level = channels.iter().fold(0.0f32, |m, c| m.max(c[i].abs()));
-            let target = self.target(level);
-            let a = if target < self.reduction_db {
-                self.attack
-            } else {
-                self.release
-            };
-            self.reduction_db = a * self.reduction_db + (1.0 - a) * target;
-            let g = db_to_gain(self.reduction_db + self.makeup.next());
-            for c in channels.iter_mut() {
-                c[i] *= g;
+        let scratch = core::mem::take(&mut self.scratch);
+        let gains = &mut scratch[..frames];
+        gains.fill(0.0);
+        for c in channels.iter() {
+            for (g, s) in gains.iter_mut().zip(c.iter()) {
+                *g = max(s.abs(), *g);
             }
         }
+        let (threshold, ratio, knee) = (self.threshold, self.ratio, self.knee);
+        let (attack, release, mut reduction) = (self.attack, self.release, self.reduction_db);
+        for g in gains.iter_mut() {
+            let x = gain_to_db(*g);
+            let target = static_curve(x, threshold, ratio, knee) - x;
+            let a = if target < reduction { attack } else { release };
+            reduction = a * reduction + (1.0 - a) * target;
+            *g = db_to_gain(reduction + self.makeup.next());
+        }
+        self.reduction_db = reduction;
+        for c in channels.iter_mut() {
+            for (s, g) in c.iter_mut().zip(gains.iter()) {
+                *s *= g;
+            }
+        }
+        self.scratch = scratch;
     }
 
     fn reset(&mut self, p: &CompressorParams) {

@@ -7,7 +7,11 @@
 //! partial move takes the proportional time).
 #![no_std]
 
-use sluice_effect_sdk::{Arena, Config, Effect, InitError, dsp::db_to_gain, effect};
+use sluice_effect_sdk::{
+    Arena, Config, Effect, InitError,
+    dsp::{db_to_gain, max, min},
+    effect,
+};
 
 effect! {
     /// Parameters of `gate`.
@@ -85,7 +89,7 @@ impl<'a> Effect<'a> for Gate {
     fn process(&mut self, channels: &mut [&mut [f32]]) {
         let frames = channels.first().map_or(0, |c| c.len());
         for i in 0..frames {
-            let key = channels.iter().fold(0.0f32, |m, c| m.max(c[i].abs()));
+            let key = channels.iter().fold(0.0f32, |m, c| max(c[i].abs(), m));
             let open = if key >= self.threshold {
                 self.hold_left = self.hold;
                 true
@@ -96,9 +100,9 @@ impl<'a> Effect<'a> for Gate {
                 false
             };
             self.gain_db = if open {
-                (self.gain_db + self.up).min(0.0)
+                min(self.gain_db + self.up, 0.0)
             } else {
-                (self.gain_db - self.down).max(self.range_db)
+                max(self.gain_db - self.down, self.range_db)
             };
             if self.gain_db < 0.0 {
                 let g = db_to_gain(self.gain_db);

@@ -21,7 +21,7 @@
 
 use sluice_effect_sdk::{
     Arena, Config, Effect, InitError,
-    dsp::{db_to_gain, one_pole_coef},
+    dsp::{db_to_gain, max, min, one_pole_coef},
     effect, libm,
 };
 
@@ -156,13 +156,13 @@ impl Limiter<'_> {
         h[self.hist_pos] = x;
         h[self.hist_pos + TAPS] = x;
         let window = &h[self.hist_pos + 1..self.hist_pos + 1 + TAPS];
-        let mut peak = window[HALF - 1].abs().max(window[HALF].abs());
+        let mut peak = max(window[HALF - 1].abs(), window[HALF].abs());
         for row in &self.taps {
             let mut acc = 0.0f32;
             for (t, s) in row.iter().zip(window) {
                 acc += t * s;
             }
-            peak = peak.max(acc.abs());
+            peak = max(acc.abs(), peak);
         }
         peak
     }
@@ -239,7 +239,7 @@ impl<'a> Effect<'a> for Limiter<'a> {
             self.hist_pos = (self.hist_pos + 1) % TAPS;
             let mut peak = 0.0f32;
             for (c, ch) in channels.iter().enumerate() {
-                peak = peak.max(self.push_and_detect(c, ch[i]));
+                peak = max(self.push_and_detect(c, ch[i]), peak);
             }
             let need = if peak > self.target {
                 self.target / peak
@@ -247,7 +247,7 @@ impl<'a> Effect<'a> for Limiter<'a> {
                 1.0
             };
             let released = self.release * self.envelope + (1.0 - self.release) * need;
-            self.envelope = need.min(released);
+            self.envelope = min(need, released);
             let held = self.running_min(self.envelope);
             let l = self.lookahead;
             self.mean_sum += held as f64 - self.mean_ring[self.mean_pos] as f64;
@@ -257,7 +257,7 @@ impl<'a> Effect<'a> for Limiter<'a> {
             } else {
                 self.mean_pos + 1
             };
-            let gain = ((self.mean_sum / l as f64) as f32).min(1.0);
+            let gain = min((self.mean_sum / l as f64) as f32, 1.0);
             let read = (self.delay_pos + self.delay_len - delay) % self.delay_len;
             for (c, ch) in channels.iter_mut().enumerate() {
                 let line = &mut self.delays[c];

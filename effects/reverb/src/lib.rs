@@ -81,29 +81,22 @@ impl<'a> Bank<'a> {
         Ok(b)
     }
 
-    #[inline]
-    fn run(&mut self, input: f32, feedback: f32, damp1: f32, damp2: f32) -> f32 {
-        let mut out = 0.0;
-        for c in self.combs.iter_mut() {
-            let y = c.buf[c.idx];
-            c.store = flush(y * damp2 + c.store * damp1);
-            c.buf[c.idx] = input + c.store * feedback;
-            c.idx += 1;
-            if c.idx == c.buf.len() {
-                c.idx = 0;
-            }
-            out += y;
+    /// Runs the bank over a block: `out` becomes the all-passes' output for `input`. The
+    /// combs run four at a time over the whole block, their state in locals (four independent
+    /// feedback loops per frame keep the pipeline busy; one at a time would wait on each
+    /// loop's latency), then each all-pass over the block. Sums and products are those of
+    /// running the filters one frame at a time, in the same order.
+    fn run(&mut self, input: &[f32], out: &mut [f32], feedback: f32, damp1: f32, damp2: f32) {
+        out.fill(0.0);
+        for pair in self.combs.chunks_exact_mut(2) {
+            let [c0, c1] = pair else {
+                unreachable!("chunks of 2")
+            };
+            comb_pair(c0, c1, input, out, feedback, damp1, damp2);
         }
         for a in self.allpasses.iter_mut() {
-            let b = a.buf[a.idx];
-            a.buf[a.idx] = flush(out + b * 0.5);
-            a.idx += 1;
-            if a.idx == a.buf.len() {
-                a.idx = 0;
-            }
-            out = b - out;
+            allpass(a, out);
         }
-        out
     }
 
     fn clear(&mut self) {
@@ -119,6 +112,102 @@ impl<'a> Bank<'a> {
     }
 }
 
+/// Frames per turn of the filter loops. A wasm runtime that bounds run time checks the clock
+/// at the head of every loop, and the rarely taken call in that check makes its compiler keep
+/// the filter state in memory rather than in registers across the loop; eight frames per turn
+/// cut those checks and reloads eightfold.
+const UNROLL: usize = 8;
+
+/// Runs the statement `$frame` (with `$o: &mut f32` and `$x: f32` bound) over `$out` and
+/// `$input`, [`UNROLL`] frames per loop turn. A macro rather than a closure: a closure that
+/// the compiler does not inline everywhere puts the state it captures in memory.
+macro_rules! unrolled {
+    ($out:expr, $input:expr, |$o:ident, $x:ident| $frame:block) => {{
+        let mut outs = $out.chunks_exact_mut(UNROLL);
+        let mut ins = $input.chunks_exact(UNROLL);
+        for (o, x) in (&mut outs).zip(&mut ins) {
+            for k in 0..UNROLL {
+                let ($o, $x) = (&mut o[k], x[k]);
+                $frame
+            }
+        }
+        for ($o, &$x) in outs.into_remainder().iter_mut().zip(ins.remainder()) {
+            $frame
+        }
+    }};
+}
+
+/// One frame of a comb: returns its output and feeds `x` back in.
+#[inline(always)]
+fn comb_frame(
+    buf: &mut [f32],
+    idx: &mut usize,
+    store: &mut f32,
+    x: f32,
+    feedback: f32,
+    damp1: f32,
+    damp2: f32,
+) -> f32 {
+    let y = buf[*idx];
+    *store = flush(y * damp2 + *store * damp1);
+    buf[*idx] = x + *store * feedback;
+    *idx += 1;
+    if *idx == buf.len() {
+        *idx = 0;
+    }
+    y
+}
+
+/// Two combs over a block, their outputs added to `out`. Kept out of line: a small function
+/// whose state fits in registers is what wasm compilers do well with.
+#[inline(never)]
+fn comb_pair(
+    c0: &mut Comb,
+    c1: &mut Comb,
+    input: &[f32],
+    out: &mut [f32],
+    feedback: f32,
+    damp1: f32,
+    damp2: f32,
+) {
+    let (b0, b1) = (&mut *c0.buf, &mut *c1.buf);
+    let (mut i0, mut i1) = (c0.idx, c1.idx);
+    let (mut s0, mut s1) = (c0.store, c1.store);
+    unrolled!(out, input, |o, x| {
+        let y0 = comb_frame(b0, &mut i0, &mut s0, x, feedback, damp1, damp2);
+        let y1 = comb_frame(b1, &mut i1, &mut s1, x, feedback, damp1, damp2);
+        *o = *o + y0 + y1;
+    });
+    (c0.idx, c0.store, c1.idx, c1.store) = (i0, s0, i1, s1);
+}
+
+/// One all-pass over a block, in place.
+#[inline(never)]
+fn allpass(a: &mut Allpass, out: &mut [f32]) {
+    let (buf, mut idx) = (&mut *a.buf, a.idx);
+    let mut outs = out.chunks_exact_mut(UNROLL);
+    for o in &mut outs {
+        for v in o.iter_mut() {
+            allpass_frame(buf, &mut idx, v);
+        }
+    }
+    for v in outs.into_remainder() {
+        allpass_frame(buf, &mut idx, v);
+    }
+    a.idx = idx;
+}
+
+#[inline(always)]
+fn allpass_frame(buf: &mut [f32], idx: &mut usize, o: &mut f32) {
+    let b = buf[*idx];
+    buf[*idx] = flush(*o + b * 0.5);
+    *idx += 1;
+    if *idx == buf.len() {
+        *idx = 0;
+    }
+    *o = b - *o;
+}
+
 /// The reverb: one bank per channel.
 pub struct Reverb<'a> {
     banks: [Bank<'a>; 8],
@@ -128,6 +217,8 @@ pub struct Reverb<'a> {
     damp2: f32,
     mix: Ramp,
     width: Ramp,
+    /// Per block: each pair's input, the two banks' outputs, the mix and width of each frame.
+    scratch: [&'a mut [f32]; 5],
 }
 
 impl Reverb<'_> {
@@ -157,6 +248,7 @@ impl<'a> Effect<'a> for Reverb<'a> {
             damp2: 1.0,
             mix: Ramp::new(p.mix, ramp),
             width: Ramp::new(p.width, ramp),
+            scratch: arena.take_many(config.max_frames)?,
         };
         r.apply(p);
         Ok(r)
@@ -168,32 +260,50 @@ impl<'a> Effect<'a> for Reverb<'a> {
         self.width.set(p.width);
     }
 
-    // Frames outside, channel pairs inside: each pair's banks read both channels per frame.
-    #[allow(clippy::needless_range_loop)]
+    // Pair by pair, each bank over the whole block (see `Bank::run`).
     fn process(&mut self, channels: &mut [&mut [f32]]) {
         let frames = channels.first().map_or(0, |c| c.len());
         let (fb, d1, d2) = (self.feedback, self.damp1, self.damp2);
-        for i in 0..frames {
-            let (mix, width) = (self.mix.next(), self.width.next());
-            let dry = 1.0 - mix;
-            let wet = mix * WET_GAIN;
-            let wet1 = wet * (width / 2.0 + 0.5);
-            let wet2 = wet * ((1.0 - width) / 2.0);
-            let mut c = 0;
-            while c + 1 < self.channels {
-                let (l, r) = (channels[c][i], channels[c + 1][i]);
-                let input = (l + r) * FIXED_GAIN;
-                let (banks_l, banks_r) = self.banks.split_at_mut(c + 1);
-                let ol = banks_l[c].run(input, fb, d1, d2);
-                let or = banks_r[0].run(input, fb, d1, d2);
-                channels[c][i] = l * dry + ol * wet1 + or * wet2;
-                channels[c + 1][i] = r * dry + or * wet1 + ol * wet2;
-                c += 2;
+        let [input, out_a, out_b, mixes, widths] = &mut self.scratch;
+        let (input, out_a, out_b) = (
+            &mut input[..frames],
+            &mut out_a[..frames],
+            &mut out_b[..frames],
+        );
+        let (mixes, widths) = (&mut mixes[..frames], &mut widths[..frames]);
+        for (m, w) in mixes.iter_mut().zip(widths.iter_mut()) {
+            (*m, *w) = (self.mix.next(), self.width.next());
+        }
+        let mut c = 0;
+        while c + 1 < self.channels {
+            let (left, right) = channels[c..].split_at_mut(1);
+            let (l, r) = (&mut *left[0], &mut *right[0]);
+            for ((x, a), b) in input.iter_mut().zip(l.iter()).zip(r.iter()) {
+                *x = (a + b) * FIXED_GAIN;
             }
-            if c < self.channels {
-                let x = channels[c][i];
-                let o = self.banks[c].run(x * 2.0 * FIXED_GAIN, fb, d1, d2);
-                channels[c][i] = x * dry + o * wet;
+            let (banks_l, banks_r) = self.banks.split_at_mut(c + 1);
+            banks_l[c].run(input, out_a, fb, d1, d2);
+            banks_r[0].run(input, out_b, fb, d1, d2);
+            let wets = out_a.iter().zip(out_b.iter());
+            let ramps = mixes.iter().zip(widths.iter());
+            for (((l, r), (&ol, &or)), (&mix, &width)) in l.iter_mut().zip(r).zip(wets).zip(ramps) {
+                let dry = 1.0 - mix;
+                let wet = mix * WET_GAIN;
+                let wet1 = wet * (width / 2.0 + 0.5);
+                let wet2 = wet * ((1.0 - width) / 2.0);
+                *l = *l * dry + ol * wet1 + or * wet2;
+                *r = *r * dry + or * wet1 + ol * wet2;
+            }
+            c += 2;
+        }
+        if c < self.channels {
+            let x = &mut *channels[c];
+            for (i, s) in input.iter_mut().zip(x.iter()) {
+                *i = s * 2.0 * FIXED_GAIN;
+            }
+            self.banks[c].run(input, out_a, fb, d1, d2);
+            for ((s, o), m) in x.iter_mut().zip(out_a.iter()).zip(mixes.iter()) {
+                *s = *s * (1.0 - m) + o * (m * WET_GAIN);
             }
         }
     }

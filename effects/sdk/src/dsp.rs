@@ -8,25 +8,45 @@ pub mod biquad;
 /// (~20 KB) into the wasm module.
 #[inline]
 pub fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
-    x.max(lo).min(hi)
+    min(max(x, lo), hi)
 }
 
 /// [`clamp`] for `f64`.
 #[inline]
 pub fn clamp64(x: f64, lo: f64, hi: f64) -> f64 {
-    x.max(lo).min(hi)
+    let x = if x > lo { x } else { lo };
+    if x < hi { x } else { hi }
+}
+
+/// The larger of `a` and `b`: `a` if it is larger, else `b` (so a NaN `a` gives `b`).
+///
+/// Use it instead of `f32::max` in per-sample code. On wasm32 `f32::max` is a call into
+/// compiler-builtins' `fmaxf` (Rust's NaN rule differs from wasm's `f32.max` instruction),
+/// which costs more than a compressor's whole detector; this is one compare and select on
+/// every target.
+#[inline(always)]
+pub fn max(a: f32, b: f32) -> f32 {
+    if a > b { a } else { b }
+}
+
+/// The smaller of `a` and `b`: `a` if it is smaller, else `b` (so a NaN `a` gives `b`). See
+/// [`max`].
+#[inline(always)]
+pub fn min(a: f32, b: f32) -> f32 {
+    if a < b { a } else { b }
 }
 
 /// Decibels to a linear gain.
 #[inline]
 pub fn db_to_gain(db: f32) -> f32 {
-    libm::powf(10.0, db / 20.0)
+    // 10^(db/20) = e^(db·ln10/20); expf is several times cheaper than a general powf.
+    libm::expf(db * (core::f32::consts::LN_10 / 20.0))
 }
 
 /// A linear gain (or level) in decibels; levels below 1e-12 (−240 dB) count as 1e-12.
 #[inline]
 pub fn gain_to_db(gain: f32) -> f32 {
-    20.0 * libm::log10f(gain.abs().max(1e-12))
+    20.0 * libm::log10f(max(gain.abs(), 1e-12))
 }
 
 /// Zero for magnitudes below 1e-20: keeps feedback loops out of subnormal numbers, which are

@@ -200,6 +200,74 @@ mod tests {
         );
         assert!(c.effects.values().all(|e| e.origin == Origin::Builtin));
     }
+
+    /// The cache folder's files: name, inode and modification time.
+    fn cache_files(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let m = e.metadata().unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, m.ino(), m.modified().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Gain at −6 dB through a catalog's module: the output is half the input.
+    fn halves(c: &Catalog) {
+        let e = &c.get("gain").unwrap().effect;
+        let mut fx = Instance::new(c.runtime(), e, 48_000, 1, 256, Limits::default()).unwrap();
+        let (index, _) = e.descriptor.param("gain_db").unwrap();
+        fx.set_param(index, -6.0206).unwrap();
+        fx.set_param(e.descriptor.param("smoothing_ms").unwrap().0, 0.0)
+            .unwrap();
+        let mut block = vec![0.5f32; 256];
+        fx.process(&mut [&mut block]).unwrap();
+        assert!((block[255] - 0.25).abs() < 1e-4, "{}", block[255]);
+    }
+
+    #[test]
+    fn compiled_modules_are_cached_on_disk_and_reused() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = root.path().join("cache");
+        let load = || Catalog::load(Runtime::new(Some(cache.clone())).unwrap(), None);
+
+        // One file per module, named by its BLAKE3 and the engine's compatibility key.
+        let first = load();
+        assert!(first.refused.is_empty(), "{:?}", first.refused);
+        let files = cache_files(&cache);
+        assert_eq!(files.len(), first.effects.len(), "{files:?}");
+        for e in first.effects.values() {
+            let prefix = &e.effect.hash[..32];
+            assert!(
+                files
+                    .iter()
+                    .any(|(n, _, _)| n.starts_with(prefix) && n.ends_with(".cwasm")),
+                "no cache file for {} in {files:?}",
+                e.effect.descriptor.name
+            );
+        }
+
+        // A new engine (as in the next run of `sluice`) takes every module from the cache:
+        // nothing is compiled and written again, and the modules work.
+        let second = load();
+        assert!(second.refused.is_empty(), "{:?}", second.refused);
+        assert_eq!(cache_files(&cache), files, "the cache was rewritten");
+        halves(&second);
+
+        // A damaged file is not trusted: the module is compiled again and the file replaced.
+        let damaged = cache.join(&files[0].0);
+        std::fs::write(&damaged, b"not a compiled module").unwrap();
+        let third = load();
+        assert!(third.refused.is_empty(), "{:?}", third.refused);
+        assert!(std::fs::metadata(&damaged).unwrap().len() > 1000);
+        assert_eq!(cache_files(&cache).len(), files.len());
+        halves(&third);
+    }
 }
 
 /// Hostile and broken modules, written in WAT by the tests (effects/ABI.md's rules broken one

@@ -118,18 +118,20 @@ impl Runtime {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
         let path = dir.join(format!("{}-{:016x}.cwasm", &hash[..32], h.finish()));
-        if path.is_file() {
+        // Read into memory rather than mapped (`deserialize_file`): a mapped file that someone
+        // truncates while the module runs would crash the host with SIGBUS.
+        if let Ok(bytes) = std::fs::read(&path) {
             // SAFETY: the file was written by `Module::serialize` of this engine configuration
             // into the root's private state folder; a file that does not match is refused
             // by wasmtime's own header checks and compiled again below.
-            if let Ok(m) = unsafe { Module::deserialize_file(&self.engine, &path) } {
+            if let Ok(m) = unsafe { Module::deserialize(&self.engine, &bytes) } {
                 return Ok(m);
             }
         }
         let m = compile()?;
         if let Ok(bytes) = m.serialize()
             && std::fs::create_dir_all(dir).is_ok()
-            && let Err(e) = crate::job::write_atomic(&path, &bytes)
+            && let Err(e) = sluice_core::encode::AtomicFile::write(&path, &bytes)
         {
             tracing::warn!("cannot cache the compiled effect: {e}");
         }
@@ -521,10 +523,7 @@ impl Instance {
         {
             let mem = self.memory.data_mut(&mut self.store);
             for (p, &addr) in planes.iter().zip(&self.buffers) {
-                let dst = &mut mem[addr..addr + frames * 4];
-                for (d, s) in dst.chunks_exact_mut(4).zip(p.iter()) {
-                    d.copy_from_slice(&s.to_le_bytes());
-                }
+                write_floats(&mut mem[addr..addr + frames * 4], p);
             }
         }
         let budget = self.limits.time_budget.max(Duration::from_secs_f64(
@@ -543,17 +542,54 @@ impl Instance {
             let src = mem
                 .get(addr..addr + frames * 4)
                 .ok_or_else(|| self.err("its memory shrank".into()))?;
-            for (i, (d, s)) in p.iter_mut().zip(src.chunks_exact(4)).enumerate() {
-                let v = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-                if !v.is_finite() {
-                    return Err(self.err(format!(
-                        "produced {v} (channel {ch}, frame {i} of the block): output must be finite"
-                    )));
-                }
-                *d = v;
+            read_floats(src, p);
+            // One pass that vectorises; the position is looked for only on failure.
+            if !p.iter().fold(true, |ok, v| ok & v.is_finite()) {
+                let (i, v) = p
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| !v.is_finite())
+                    .expect("a non-finite value");
+                return Err(self.err(format!(
+                    "produced {v} (channel {ch}, frame {i} of the block): output must be finite"
+                )));
             }
         }
         Ok(())
+    }
+}
+
+/// Guest memory (little-endian `f32`s at a 4-byte aligned address) from `src`. On a
+/// little-endian host a plain copy.
+fn write_floats(dst: &mut [u8], src: &[f32]) {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: every bit pattern is a valid f32; `align_to_mut` puts only the aligned
+        // middle in `floats`, and its layout equals the guest's little-endian floats.
+        let (head, floats, _) = unsafe { dst.align_to_mut::<f32>() };
+        if head.is_empty() && floats.len() >= src.len() {
+            floats[..src.len()].copy_from_slice(src);
+            return;
+        }
+    }
+    for (d, s) in dst.chunks_exact_mut(4).zip(src) {
+        d.copy_from_slice(&s.to_le_bytes());
+    }
+}
+
+/// `dst` from guest memory (see [`write_floats`]).
+fn read_floats(src: &[u8], dst: &mut [f32]) {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: as in `write_floats`.
+        let (head, floats, _) = unsafe { src.align_to::<f32>() };
+        if head.is_empty() && floats.len() >= dst.len() {
+            dst.copy_from_slice(&floats[..dst.len()]);
+            return;
+        }
+    }
+    for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
+        *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
     }
 }
 

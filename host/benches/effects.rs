@@ -1,0 +1,203 @@
+//! Wasm effects against the same effects compiled natively, in the same run (issue 6: wasm
+//! within 1.25× of native):
+//!
+//! ```sh
+//! cargo bench -p sluice-host --bench effects
+//! cargo bench -p sluice-host --bench effects -- --seconds 20 --runs 5
+//! ```
+//!
+//! The biquad EQ, the compressor and the reverb process 60 s of 48 kHz stereo programme in
+//! 512-frame blocks. The native peer is each effect's own crate built for this machine and
+//! driven by the SDK's harness, which copies every block into the effect's buffers and back as
+//! the host does; the wasm side is the module built into `sluice`, run by the host's runtime
+//! with the sandbox on (epoch deadline armed per call, memory cap, finiteness check of the
+//! output). Each side runs `--runs` times (default 3), alternating, and the fastest run counts.
+//!
+//! The per-call overhead is measured on 1-frame blocks of the gain effect, where the DSP is
+//! negligible: the wasm time per call minus the native time per call is what crossing into the
+//! sandbox costs.
+
+use sluice_effect_sdk::Effect;
+use sluice_effect_sdk::native::{self, Instance as Native};
+use sluice_host::effects::{Catalog, Instance, Limits, Runtime};
+use std::process::ExitCode;
+use std::time::Instant;
+
+const RATE: u32 = 48_000;
+const BLOCK: usize = 512;
+const TARGET: f64 = 1.25;
+
+fn arg_value(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+struct Case {
+    effect: &'static str,
+    params: &'static [(&'static str, f32)],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        effect: "eq",
+        // Peaking (choice 4), +4 dB at 2 kHz.
+        params: &[
+            ("type", 4.0),
+            ("freq_hz", 2000.0),
+            ("q", 1.0),
+            ("gain_db", 4.0),
+        ],
+    },
+    Case {
+        effect: "compressor",
+        params: &[("threshold_db", -20.0), ("ratio", 4.0), ("makeup_db", 3.0)],
+    },
+    Case {
+        effect: "reverb",
+        params: &[("room_size", 0.7), ("damping", 0.4), ("mix", 0.3)],
+    },
+];
+
+/// Seconds taken to process `audio` natively in blocks of `block`.
+fn native<'m, E: Effect<'m>>(
+    memory: &'m mut [f32],
+    params: &[(&str, f32)],
+    audio: &[Vec<f32>],
+    block: usize,
+) -> f64 {
+    let mut work = audio.to_vec();
+    let mut fx = Native::<E>::new(memory, RATE, audio.len(), block).expect("native init");
+    for &(id, v) in params {
+        fx.set(id, v);
+    }
+    let t = Instant::now();
+    fx.run(&mut work);
+    let s = t.elapsed().as_secs_f64();
+    std::hint::black_box(&work);
+    s
+}
+
+fn native_by_name(
+    memory: &mut [f32],
+    case: &Case,
+    audio: &[Vec<f32>],
+    block: usize,
+) -> Result<f64, String> {
+    memory.fill(0.0);
+    Ok(match case.effect {
+        "gain" => native::<gain::Gain>(memory, case.params, audio, block),
+        "eq" => native::<eq::Eq>(memory, case.params, audio, block),
+        "compressor" => native::<compressor::Compressor>(memory, case.params, audio, block),
+        "reverb" => native::<reverb::Reverb>(memory, case.params, audio, block),
+        other => return Err(format!("no native build listed for {other}")),
+    })
+}
+
+/// Seconds taken to process `audio` through the wasm module in blocks of `block`.
+fn wasm(catalog: &Catalog, case: &Case, audio: &[Vec<f32>], block: usize) -> Result<f64, String> {
+    let effect = &catalog
+        .get(case.effect)
+        .ok_or_else(|| format!("no built-in effect {}", case.effect))?
+        .effect;
+    let mut fx = Instance::new(
+        catalog.runtime(),
+        effect,
+        RATE,
+        audio.len(),
+        block,
+        Limits::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    for &(id, v) in case.params {
+        let (index, _) = effect
+            .descriptor
+            .param(id)
+            .ok_or_else(|| format!("{}: no parameter {id}", case.effect))?;
+        fx.set_param(index, f64::from(v))
+            .map_err(|e| e.to_string())?;
+    }
+    let mut work = audio.to_vec();
+    let len = work[0].len();
+    let t = Instant::now();
+    let mut at = 0;
+    while at < len {
+        let n = block.min(len - at);
+        let mut planes: Vec<&mut [f32]> = work.iter_mut().map(|c| &mut c[at..at + n]).collect();
+        fx.process(&mut planes).map_err(|e| e.to_string())?;
+        at += n;
+    }
+    let s = t.elapsed().as_secs_f64();
+    std::hint::black_box(&work);
+    Ok(s)
+}
+
+fn run() -> Result<bool, String> {
+    let seconds: usize = arg_value("--seconds")
+        .map_or(Ok(60), |s| s.parse().map_err(|e| format!("--seconds: {e}")))?;
+    let runs: usize =
+        arg_value("--runs").map_or(Ok(5), |s| s.parse().map_err(|e| format!("--runs: {e}")))?;
+    let catalog = Catalog::load(Runtime::new(None).map_err(|e| e.to_string())?, None);
+    let audio = sluice_core::signal::programme(RATE, 2, seconds * RATE as usize, 60);
+    let mut memory = native::memory();
+    println!(
+        "{seconds} s of 48 kHz stereo in {BLOCK}-frame blocks, fastest of {runs} runs; \
+         wasm: the built-in module in the host's sandbox; native: the same crate built for this machine\n"
+    );
+    println!(
+        "{:<11} {:>11} {:>11} {:>10} {:>10} {:>7}  ≤ {TARGET}×",
+        "effect", "native s", "wasm s", "native ×RT", "wasm ×RT", "ratio"
+    );
+    let mut pass = true;
+    for case in CASES {
+        let (mut n, mut w) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..runs {
+            n = n.min(native_by_name(&mut memory, case, &audio, BLOCK)?);
+            w = w.min(wasm(&catalog, case, &audio, BLOCK)?);
+        }
+        let ratio = w / n;
+        let ok = ratio <= TARGET;
+        pass &= ok;
+        println!(
+            "{:<11} {n:>11.4} {w:>11.4} {:>10.0} {:>10.0} {ratio:>6.2}×  {}",
+            case.effect,
+            seconds as f64 / n,
+            seconds as f64 / w,
+            if ok { "PASS" } else { "FAIL" }
+        );
+    }
+
+    // Per-call overhead: 1-frame blocks of the gain effect.
+    let gain = Case {
+        effect: "gain",
+        params: &[("gain_db", -3.0)],
+    };
+    let calls = 200_000;
+    let short: Vec<Vec<f32>> = audio.iter().map(|c| c[..calls].to_vec()).collect();
+    let (mut n, mut w) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..runs {
+        n = n.min(native_by_name(&mut memory, &gain, &short, 1)?);
+        w = w.min(wasm(&catalog, &gain, &short, 1)?);
+    }
+    let (n_ns, w_ns) = (n / calls as f64 * 1e9, w / calls as f64 * 1e9);
+    let block_ms = BLOCK as f64 / f64::from(RATE) * 1e3;
+    println!(
+        "\nper call (gain, 1-frame blocks, {calls} calls): wasm {w_ns:.0} ns, native {n_ns:.0} ns; \
+         overhead {:.0} ns per call = {:.4} % of a {BLOCK}-frame block's real time ({block_ms:.1} ms)",
+        w_ns - n_ns,
+        (w_ns - n_ns) / (block_ms * 1e4)
+    );
+    Ok(pass)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
