@@ -235,6 +235,10 @@ impl Case {
         self.noise = noise;
         self
     }
+    fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
     fn at(mut self, sample_rate: u32, seconds: f64) -> Self {
         self.sample_rate = sample_rate;
         self.seconds = seconds;
@@ -401,14 +405,56 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-#[test]
-fn drum_patterns_accuracy() {
-    let cases = cases();
-    // Two workers: the machine has two cores and the cases are independent.
+/// Held-out validation set: the same pattern families at other tempi and seeds (and other
+/// sample-rate/pattern pairings); no constant of the estimator was chosen on it. Like the main
+/// set it has five half-time grooves, three of them with the felt half tempo in range.
+fn held_out_cases() -> Vec<Case> {
+    use Pattern::*;
+    vec![
+        case(62.0, Ballad, 48_000).human(6.0, 0.15).seed(1),
+        case(68.0, Ballad, 44_100).seed(2),
+        case(72.0, Swing16, 44_100).seed(3),
+        case(72.0, ThreeTwo, 48_000).seed(4),
+        case(82.0, Swing8, 48_000).seed(5),
+        case(86.0, HalfTime, 44_100).seed(6),
+        case(90.0, HalfNotesLoud, 44_100).human(5.0, 0.1).seed(7),
+        case(90.0, Funk, 48_000).human(6.0, 0.15).seed(8),
+        case(94.0, Swing16, 48_000).human(5.0, 0.1).seed(9),
+        case(100.0, Waltz, 44_100).seed(10),
+        case(108.0, Rock, 44_100).noisy(0.02).seed(11),
+        case(115.0, ThreeTwo, 44_100).human(5.0, 0.1).seed(12),
+        case(118.0, FourFloor, 48_000).seed(13),
+        case(120.0, Funk, 44_100).seed(14),
+        case(125.0, HalfTime, 48_000).seed(15),
+        case(126.0, FourFloor, 44_100)
+            .human(5.0, 0.1)
+            .noisy(0.01)
+            .seed(16),
+        case(128.0, Swing8, 44_100).human(8.0, 0.2).seed(17),
+        case(131.0, Rock, 48_000).human(6.0, 0.2).seed(18),
+        case(138.0, Waltz, 48_000).human(5.0, 0.1).seed(19),
+        case(145.0, HalfNotesLoud, 44_100).seed(20),
+        case(160.0, Dnb, 48_000).seed(21),
+        case(162.0, Rock, 44_100).seed(22),
+        case(165.0, HalfTime, 48_000).human(6.0, 0.1).seed(23),
+        case(174.0, Dnb, 44_100).human(5.0, 0.1).seed(24),
+    ]
+}
+
+/// Counts of a set's results: within 4 % of the notated tempo or, for half-time grooves, of the
+/// felt half tempo; within octave tolerance; cases. (The strict count is printed.)
+struct Score {
+    exact: usize,
+    octave: usize,
+    n: usize,
+}
+
+/// Analyses `cases` (two workers: the machine has two cores and the cases are independent),
+/// prints the table and returns the counts.
+fn score(cases: &[Case]) -> Score {
     let results: Vec<(Case, Option<Tempo>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|w| {
-                let cases = &cases;
                 s.spawn(move || {
                     cases
                         .iter()
@@ -438,7 +484,7 @@ fn drum_patterns_accuracy() {
             .map_or((f64::NAN, f64::NAN), |t| (t.bpm, t.confidence));
         let ok_strict = rel_err(est, c.bpm) <= 0.04;
         // Half-time grooves are the same signal as a groove at half the tempo (kick/snare
-        // alternating at T/2, hats at T): both levels are right answers.
+        // alternating at T/2, hats at T): the felt half tempo is printed as such.
         let ok_exact = ok_strict || (c.pattern.ambiguous() && rel_err(est, c.bpm / 2.0) <= 0.04);
         let ok_octave = [1.0 / 3.0, 0.5, 1.0, 2.0, 3.0]
             .iter()
@@ -467,9 +513,26 @@ fn drum_patterns_accuracy() {
     }
     let n = results.len();
     println!(
-        "within 4 %: {exact}/{n} ({strict}/{n} counting only the notated tempo); \
-         within octave tolerance: {octave}/{n}"
+        "within 4 % of the notated tempo: {strict}/{n} ({exact}/{n} also counting the felt half \
+         tempo of half-time grooves); within octave tolerance: {octave}/{n}"
     );
+    Score { exact, octave, n }
+}
+
+#[test]
+fn drum_patterns_accuracy() {
+    let Score { exact, octave, n } = score(&cases());
+    assert!(n >= 20);
+    assert!(exact * 10 >= n * 9, "only {exact}/{n} within 4 %");
+    assert_eq!(octave, n, "octave errors beyond ×{{1/3, 1/2, 2, 3}}");
+}
+
+/// The main test's criterion on the held-out set. Counted strictly against the notated tempo
+/// it is 20 of 24 (the three ambiguous half-time grooves at their felt half tempo and a funk
+/// groove at 90 BPM at double tempo); both counts are printed.
+#[test]
+fn held_out_drum_patterns() {
+    let Score { exact, octave, n } = score(&held_out_cases());
     assert!(n >= 20);
     assert!(exact * 10 >= n * 9, "only {exact}/{n} within 4 %");
     assert_eq!(octave, n, "octave errors beyond ×{{1/3, 1/2, 2, 3}}");
