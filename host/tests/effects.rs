@@ -1,6 +1,7 @@
 //! Wasm effects through the real binary: the example podcast pipeline's built-in high-pass
 //! really filters, and a hostile effect dropped into the root's effects folder fails its own
-//! jobs with a clear error while the host and other pipelines carry on.
+//! jobs with a clear error while the host and other pipelines carry on, and the effects folder
+//! reloads while the host runs.
 
 mod common;
 
@@ -213,4 +214,56 @@ fn effects_list_info_and_test() {
     assert!(!ok && err.contains("out of range"), "{err}");
     // Looking made nothing in the root.
     assert!(!root.join(".sluice").exists());
+}
+
+#[test]
+fn the_effects_folder_reloads_while_the_host_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::create_dir_all(root.join("effects")).unwrap();
+    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    std::fs::write(
+        root.join("pipelines/quieter.toml"),
+        "name = \"quieter\"\nwatch = \"inbox\"\n[[step]]\neffect = \"c-gain\"\n\
+         params = { gain_db = -6.0206 }\n[[output]]\npath = \"out/{stem}.wav\"\nbit_depth = 24\n",
+    )
+    .unwrap();
+    let host = Host::start(&root);
+    // No such effect yet: the pipeline is refused, naming it.
+    host.wait_for("the pipeline refused", || {
+        host.log().contains("pipeline refused") && host.log().contains("c-gain")
+    });
+
+    // The C effect arrives (written beside, then renamed in, as a copy tool would finish).
+    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("../effects/c-gain/c-gain.wasm");
+    std::fs::copy(&module, root.join("effects/.c-gain.partial")).unwrap();
+    std::fs::rename(
+        root.join("effects/.c-gain.partial"),
+        root.join("effects/c-gain.wasm"),
+    )
+    .unwrap();
+    host.wait_for("the effects reloaded", || {
+        host.log().contains("effects changed")
+    });
+    std::fs::create_dir_all(root.join("inbox")).unwrap();
+    let rate = 48_000u32;
+    let tone: Vec<f32> = (0..rate as usize * 2)
+        .map(|i| 0.5 * (TAU * 1000.0 * i as f32 / rate as f32).sin())
+        .collect();
+    let src = dir.path().join("tone.wav");
+    write_wav(&src, &[tone], rate, 24);
+    std::fs::copy(&src, root.join("inbox/tone.wav")).unwrap();
+    let js = host.settle_jobs(1);
+    assert_eq!(js[0]["state"], "done", "{:#?}\n{}", js[0], host.log());
+    let ratio = component(&root.join("out/tone.wav"), 1000.0) / component(&src, 1000.0);
+    assert!((ratio - 0.5).abs() < 0.005, "gain {ratio}");
+
+    // The module is removed: the pipeline that needs it is refused again.
+    let refusals = |log: &str| log.matches("pipeline refused").count();
+    let before = refusals(&host.log());
+    std::fs::remove_file(root.join("effects/c-gain.wasm")).unwrap();
+    host.wait_for("the pipeline refused again", || {
+        refusals(&host.log()) > before
+    });
 }
