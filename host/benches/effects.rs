@@ -17,6 +17,9 @@
 //! negligible: the wasm time per call minus the native time per call is what crossing into the
 //! sandbox costs.
 
+mod common;
+
+use common::{Res, arg_value, exit_code};
 use sluice_effect_sdk::Effect;
 use sluice_effect_sdk::native::{self, Instance as Native};
 use sluice_host::effects::{Catalog, Instance, Limits, Runtime};
@@ -26,13 +29,6 @@ use std::time::Instant;
 const RATE: u32 = 48_000;
 const BLOCK: usize = 512;
 const TARGET: f64 = 1.25;
-
-fn arg_value(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 struct Case {
     effect: &'static str,
@@ -79,24 +75,19 @@ fn native<'m, E: Effect<'m>>(
     s
 }
 
-fn native_by_name(
-    memory: &mut [f32],
-    case: &Case,
-    audio: &[Vec<f32>],
-    block: usize,
-) -> Result<f64, String> {
+fn native_by_name(memory: &mut [f32], case: &Case, audio: &[Vec<f32>], block: usize) -> Res<f64> {
     memory.fill(0.0);
     Ok(match case.effect {
         "gain" => native::<gain::Gain>(memory, case.params, audio, block),
         "eq" => native::<eq::Eq>(memory, case.params, audio, block),
         "compressor" => native::<compressor::Compressor>(memory, case.params, audio, block),
         "reverb" => native::<reverb::Reverb>(memory, case.params, audio, block),
-        other => return Err(format!("no native build listed for {other}")),
+        other => return Err(format!("no native build listed for {other}").into()),
     })
 }
 
 /// Seconds taken to process `audio` through the wasm module in blocks of `block`.
-fn wasm(catalog: &Catalog, case: &Case, audio: &[Vec<f32>], block: usize) -> Result<f64, String> {
+fn wasm(catalog: &Catalog, case: &Case, audio: &[Vec<f32>], block: usize) -> Res<f64> {
     let effect = &catalog
         .get(case.effect)
         .ok_or_else(|| format!("no built-in effect {}", case.effect))?
@@ -108,15 +99,13 @@ fn wasm(catalog: &Catalog, case: &Case, audio: &[Vec<f32>], block: usize) -> Res
         audio.len(),
         block,
         Limits::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     for &(id, v) in case.params {
         let (index, _) = effect
             .descriptor
             .param(id)
             .ok_or_else(|| format!("{}: no parameter {id}", case.effect))?;
-        fx.set_param(index, f64::from(v))
-            .map_err(|e| e.to_string())?;
+        fx.set_param(index, f64::from(v))?;
     }
     let mut work = audio.to_vec();
     let len = work[0].len();
@@ -125,7 +114,7 @@ fn wasm(catalog: &Catalog, case: &Case, audio: &[Vec<f32>], block: usize) -> Res
     while at < len {
         let n = block.min(len - at);
         let mut planes: Vec<&mut [f32]> = work.iter_mut().map(|c| &mut c[at..at + n]).collect();
-        fx.process(&mut planes).map_err(|e| e.to_string())?;
+        fx.process(&mut planes)?;
         at += n;
     }
     let s = t.elapsed().as_secs_f64();
@@ -133,12 +122,12 @@ fn wasm(catalog: &Catalog, case: &Case, audio: &[Vec<f32>], block: usize) -> Res
     Ok(s)
 }
 
-fn run() -> Result<bool, String> {
+fn run() -> Res<bool> {
     let seconds: usize = arg_value("--seconds")
         .map_or(Ok(60), |s| s.parse().map_err(|e| format!("--seconds: {e}")))?;
     let runs: usize =
         arg_value("--runs").map_or(Ok(5), |s| s.parse().map_err(|e| format!("--runs: {e}")))?;
-    let catalog = Catalog::load(Runtime::new(None).map_err(|e| e.to_string())?, None);
+    let catalog = Catalog::load(Runtime::new(None)?, None);
     let audio = sluice_core::signal::programme(RATE, 2, seconds * RATE as usize, 60);
     let mut memory = native::memory();
     println!(
@@ -192,12 +181,5 @@ fn run() -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("bench failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run())
 }

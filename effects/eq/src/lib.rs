@@ -5,7 +5,7 @@
 
 use sluice_effect_sdk::{
     Arena, Config, Effect, InitError,
-    dsp::biquad::{Kind, Smoothed, State},
+    dsp::biquad::{Band, Kind},
     effect,
 };
 
@@ -45,10 +45,9 @@ pub fn kind(index: usize) -> Kind {
 
 const GLIDE_MS: f32 = 20.0;
 
-/// The band: one design, one state per channel.
+/// The band.
 pub struct Eq {
-    design: Smoothed,
-    states: [State; 32],
+    band: Band,
 }
 
 impl<'a> Effect<'a> for Eq {
@@ -57,7 +56,7 @@ impl<'a> Effect<'a> for Eq {
     fn new(config: &Config, p: &EqParams, _: &mut Arena<'a>) -> Result<Self, InitError> {
         let frames = config.ms_to_frames(GLIDE_MS) as u32;
         Ok(Eq {
-            design: Smoothed::new(
+            band: Band::new(
                 config.fs(),
                 frames,
                 kind(p.r#type),
@@ -65,28 +64,19 @@ impl<'a> Effect<'a> for Eq {
                 p.q,
                 p.gain_db,
             ),
-            states: [State::default(); 32],
         })
     }
 
     fn update(&mut self, p: &EqParams) {
-        self.design.set(kind(p.r#type), p.freq_hz, p.q, p.gain_db);
+        self.band.set(kind(p.r#type), p.freq_hz, p.q, p.gain_db);
     }
 
     fn process(&mut self, channels: &mut [&mut [f32]]) {
-        let frames = channels.first().map_or(0, |c| c.len());
-        for i in 0..frames {
-            let c = self.design.next();
-            for (ch, st) in channels.iter_mut().zip(&mut self.states) {
-                ch[i] = st.run(&c, ch[i]);
-            }
-        }
+        self.band.process(channels);
     }
 
     fn reset(&mut self, p: &EqParams) {
-        self.design.set(kind(p.r#type), p.freq_hz, p.q, p.gain_db);
-        self.design.snap(p.freq_hz, p.q, p.gain_db);
-        self.states.iter_mut().for_each(State::clear);
+        self.band.reset(kind(p.r#type), p.freq_hz, p.q, p.gain_db);
     }
 }
 

@@ -6,7 +6,7 @@ use core::f32::consts::FRAC_1_SQRT_2;
 
 use sluice_effect_sdk::{
     Arena, Config, Effect, InitError,
-    dsp::biquad::{Kind, Smoothed, State},
+    dsp::biquad::{Band, Kind},
     effect,
 };
 
@@ -28,10 +28,9 @@ effect! {
 pub const Q: f32 = FRAC_1_SQRT_2;
 const GLIDE_MS: f32 = 20.0;
 
-/// The filter: one design, one state per channel.
+/// The filter.
 pub struct Highpass {
-    design: Smoothed,
-    states: [State; 32],
+    band: Band,
 }
 
 impl<'a> Effect<'a> for Highpass {
@@ -40,28 +39,20 @@ impl<'a> Effect<'a> for Highpass {
     fn new(config: &Config, p: &HighpassParams, _: &mut Arena<'a>) -> Result<Self, InitError> {
         let frames = config.ms_to_frames(GLIDE_MS) as u32;
         Ok(Highpass {
-            design: Smoothed::new(config.fs(), frames, Kind::Highpass, p.cutoff_hz, Q, 0.0),
-            states: [State::default(); 32],
+            band: Band::new(config.fs(), frames, Kind::Highpass, p.cutoff_hz, Q, 0.0),
         })
     }
 
     fn update(&mut self, p: &HighpassParams) {
-        self.design.set(Kind::Highpass, p.cutoff_hz, Q, 0.0);
+        self.band.set(Kind::Highpass, p.cutoff_hz, Q, 0.0);
     }
 
     fn process(&mut self, channels: &mut [&mut [f32]]) {
-        let frames = channels.first().map_or(0, |c| c.len());
-        for i in 0..frames {
-            let c = self.design.next();
-            for (ch, st) in channels.iter_mut().zip(&mut self.states) {
-                ch[i] = st.run(&c, ch[i]);
-            }
-        }
+        self.band.process(channels);
     }
 
     fn reset(&mut self, p: &HighpassParams) {
-        self.design.snap(p.cutoff_hz, Q, 0.0);
-        self.states.iter_mut().for_each(State::clear);
+        self.band.reset(Kind::Highpass, p.cutoff_hz, Q, 0.0);
     }
 }
 

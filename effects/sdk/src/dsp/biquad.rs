@@ -279,3 +279,51 @@ impl Smoothed {
         &self.coefs
     }
 }
+
+/// A whole filter effect: one [`Smoothed`] design run on up to 32 channels, each with its own
+/// [`State`] (the `eq` and `highpass` effects are this with their parameters mapped).
+#[derive(Clone, Copy, Debug)]
+pub struct Band {
+    design: Smoothed,
+    states: [State; 32],
+}
+
+impl Band {
+    /// A band resting at the given values; later changes glide over `ramp_frames`.
+    pub fn new(
+        sample_rate: f32,
+        ramp_frames: u32,
+        kind: Kind,
+        freq: f32,
+        q: f32,
+        gain_db: f32,
+    ) -> Self {
+        Band {
+            design: Smoothed::new(sample_rate, ramp_frames, kind, freq, q, gain_db),
+            states: [State::default(); 32],
+        }
+    }
+
+    /// Glides to new values (jumps if `kind` changes).
+    pub fn set(&mut self, kind: Kind, freq: f32, q: f32, gain_db: f32) {
+        self.design.set(kind, freq, q, gain_db);
+    }
+
+    /// Jumps to new values and clears every channel's state.
+    pub fn reset(&mut self, kind: Kind, freq: f32, q: f32, gain_db: f32) {
+        self.design.set(kind, freq, q, gain_db);
+        self.design.snap(freq, q, gain_db);
+        self.states.iter_mut().for_each(State::clear);
+    }
+
+    /// Filters `channels` (at most 32) in place.
+    pub fn process(&mut self, channels: &mut [&mut [f32]]) {
+        let frames = channels.first().map_or(0, |c| c.len());
+        for i in 0..frames {
+            let c = self.design.next();
+            for (ch, st) in channels.iter_mut().zip(&mut self.states) {
+                ch[i] = st.run(&c, ch[i]);
+            }
+        }
+    }
+}
