@@ -1,5 +1,115 @@
-//! Sluice Meter, the CLAP + VST3 plugin, lives here.
+//! Sluice Meter: the CLAP + VST3 loudness meter and recorder, on nice-plug.
 //!
-//! Nothing is built yet: this crate exists so the workspace has its final shape. The real-time
-//! meter and recorder engine, its parameters, the nice-plug exports and the editor arrive with
-//! their own issues; until then this crate exports no plugin and claims no functionality.
+//! The audio thread only reads its input (the audio passes through untouched, bit for bit),
+//! updates the meters and pushes samples into a preallocated ring; everything else happens on
+//! other threads. `lib.rs` holds only the plugin type and the format exports; the nice-plug
+//! export macros create modules named `clap` and `vst3` here, so those crate names are not used
+//! at this level.
+
+pub mod denormal;
+pub mod params;
+
+use nice_plug::prelude::*;
+use params::SluiceParams;
+use std::sync::Arc;
+
+pub struct SluiceMeter {
+    params: Arc<SluiceParams>,
+}
+
+impl Default for SluiceMeter {
+    // Cheap on purpose: hosts create instances to scan them. Nothing is allocated for audio, and
+    // no thread is started, before `activate`.
+    fn default() -> Self {
+        SluiceMeter {
+            params: Arc::new(SluiceParams::default()),
+        }
+    }
+}
+
+impl Plugin for SluiceMeter {
+    const NAME: &'static str = "Sluice Meter";
+    const VENDOR: &'static str = "Sluice";
+    const URL: &'static str = "https://github.com/sluice-audio/sluice";
+    const EMAIL: &'static str = "dev@sluice.invalid";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(2),
+            main_output_channels: NonZeroU32::new(2),
+            names: PortNames::const_default(),
+            ..AudioIOLayout::const_default()
+        },
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(1),
+            main_output_channels: NonZeroU32::new(1),
+            names: PortNames::const_default(),
+            ..AudioIOLayout::const_default()
+        },
+    ];
+
+    // Parameters are read once per block: nothing here needs sample-accurate automation, and
+    // splitting blocks would split the transport position too.
+    const SAMPLE_ACCURATE_AUTOMATION: bool = false;
+
+    type Editor = ();
+    type SysExMessage = ();
+    type BackgroundTask = ();
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn activate(
+        &mut self,
+        _layout: &AudioIOLayout,
+        _config: &BufferConfig,
+        _context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        true
+    }
+
+    fn reset(&mut self) {}
+
+    fn process(
+        &mut self,
+        _buffer: &mut Buffer,
+        _aux: &mut AuxiliaryBuffers,
+        _context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        let _fp = denormal::DenormalGuard::enable();
+        // The buffer is never written: the output is the input, bit for bit.
+        // KeepAlive, not Normal: meters must keep decaying and takes must have no gaps when the
+        // input is silent, so the host must not stop calling us on silence.
+        ProcessStatus::KeepAlive
+    }
+}
+
+impl ClapPlugin for SluiceMeter {
+    const CLAP_ID: &'static str = "org.sluice.meter";
+    const CLAP_DESCRIPTION: Option<&'static str> =
+        Some("Loudness, level, spectrum and stereo meters against delivery targets; records takes");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[
+        ClapFeature::AudioEffect,
+        ClapFeature::Analyzer,
+        ClapFeature::Utility,
+        ClapFeature::Stereo,
+        ClapFeature::Mono,
+    ];
+}
+
+impl Vst3Plugin for SluiceMeter {
+    // Never change: hosts identify the plugin (and its saved state) by these bytes.
+    const VST3_CLASS_ID: [u8; 16] = *b"SluiceMeterPlug1";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[
+        Vst3SubCategory::Fx,
+        Vst3SubCategory::Analyzer,
+        Vst3SubCategory::Tools,
+    ];
+}
+
+nice_export_clap!(SluiceMeter);
+nice_export_vst3!(SluiceMeter);

@@ -1,24 +1,183 @@
 //! `cargo xtask <task>`: Sluice's build tasks.
 //!
-//! The only planned task so far is `bundle` (CLAP + VST3 bundles of Sluice Meter through
-//! nice-plug-xtask), which arrives with the plugin. Until then every task is refused honestly.
+//! - `bundle <package> [--release] [cargo build flags]`: builds the plugin and writes the CLAP and
+//!   VST3 bundles to `target/bundled/` (nice-plug-xtask), then adds the VST3 bundle's
+//!   `Contents/Resources/moduleinfo.json`, which nice-plug-xtask does not write.
+//! - `install [--release]`: bundles in release mode (unless `--no-build`) and copies the bundles to
+//!   `~/.clap/` and `~/.vst3/` (the per-user locations both formats search on Linux).
 
+mod moduleinfo;
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  bundle <package> [--release] [cargo build flags]
+        build the plugin and write `target/bundled/<name>.clap` and `<name>.vst3`
+        (for Sluice Meter: cargo xtask bundle sluice-plugin --release)
+  install [--no-build] [--debug]
+        bundle sluice-plugin (release unless --debug) and copy the bundles into ~/.clap and ~/.vst3
+  moduleinfo <bundle.vst3>
+        (re)write a VST3 bundle's Contents/Resources/moduleinfo.json from its factory";
+
 fn main() -> ExitCode {
-    let task = std::env::args().nth(1);
-    match task.as_deref() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
         None | Some("help" | "-h" | "--help") => {
-            println!(
-                "usage: cargo xtask <task>\n\ntasks:\n  (none yet: `bundle` arrives with the Sluice Meter plugin)"
-            );
-            ExitCode::SUCCESS
+            println!("{USAGE}");
+            Ok(())
         }
-        Some(other) => {
-            eprintln!(
-                "xtask: unknown task `{other}` (no tasks exist yet; `bundle` arrives with the plugin)"
-            );
-            ExitCode::from(2)
+        Some("bundle") => bundle(&args),
+        Some("install") => install(&args[1..]),
+        Some("moduleinfo") => match args.get(1) {
+            Some(path) => moduleinfo::write(Path::new(path)).map(|p| {
+                println!("wrote {}", p.display());
+            }),
+            None => Err(anyhow::anyhow!("moduleinfo needs a bundle path\n\n{USAGE}")),
+        },
+        Some(other) => Err(anyhow::anyhow!("unknown task `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn target_dir() -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent folder")?;
+    let meta = cargo_metadata::MetadataCommand::new()
+        .manifest_path(root.join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .context("cargo metadata failed")?;
+    Ok(meta.target_directory.into_std_path_buf())
+}
+
+/// The bundle names nice-plug-xtask uses: `bundler.toml`'s `name`, else the package name.
+fn bundle_name(package: &str) -> Result<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent folder")?;
+    let text = std::fs::read_to_string(root.join("bundler.toml")).unwrap_or_default();
+    // A tiny reader for `[package]\nname = "..."`, the only shape bundler.toml has.
+    let mut in_section = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_section = line == format!("[{package}]");
+        } else if in_section && let Some(v) = line.strip_prefix("name") {
+            let v = v.trim_start().strip_prefix('=').unwrap_or("").trim();
+            return Ok(v.trim_matches('"').to_string());
+        }
+    }
+    Ok(package.to_string())
+}
+
+fn bundle(args: &[String]) -> Result<()> {
+    nice_plug_xtask::main_with_args("cargo xtask", args.iter().cloned())?;
+    // nice-plug-xtask accepts several packages (`-p a -p b`) or one positional package.
+    let mut packages = Vec::new();
+    let mut it = args[1..].iter();
+    while let Some(a) = it.next() {
+        if a == "-p" || a == "--package" {
+            packages.extend(it.next().cloned());
+        } else if !a.starts_with('-') && packages.is_empty() {
+            packages.push(a.clone());
+        } else if !a.starts_with('-') {
+            break;
+        }
+    }
+    let bundled = target_dir()?.join("bundled");
+    for p in packages {
+        let vst3 = bundled.join(format!("{}.vst3", bundle_name(&p)?));
+        if vst3.is_dir() {
+            let written = moduleinfo::write(&vst3)?;
+            println!("Wrote {}", written.display());
+        }
+    }
+    Ok(())
+}
+
+fn install(args: &[String]) -> Result<()> {
+    let debug = args.iter().any(|a| a == "--debug");
+    let build = !args.iter().any(|a| a == "--no-build");
+    if let Some(bad) = args
+        .iter()
+        .find(|a| !matches!(a.as_str(), "--debug" | "--no-build"))
+    {
+        bail!("install: unknown option `{bad}`\n\n{USAGE}");
+    }
+    if build {
+        let mut a = vec!["bundle".to_string(), "sluice-plugin".to_string()];
+        if !debug {
+            a.push("--release".into());
+        }
+        bundle(&a)?;
+    }
+    let name = bundle_name("sluice-plugin")?;
+    let bundled = target_dir()?.join("bundled");
+    let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
+    let clap_src = bundled.join(format!("{name}.clap"));
+    let vst3_src = bundled.join(format!("{name}.vst3"));
+    for src in [&clap_src, &vst3_src] {
+        if !src.exists() {
+            bail!(
+                "{} does not exist: run `cargo xtask bundle sluice-plugin --release` first",
+                src.display()
+            );
+        }
+    }
+    let clap_dir = home.join(".clap");
+    let vst3_dir = home.join(".vst3");
+    std::fs::create_dir_all(&clap_dir)
+        .with_context(|| format!("creating {}", clap_dir.display()))?;
+    std::fs::create_dir_all(&vst3_dir)
+        .with_context(|| format!("creating {}", vst3_dir.display()))?;
+
+    // Copy beside the destination, then rename over it: a host scanning meanwhile never sees a
+    // half-copied plugin.
+    let clap_dst = clap_dir.join(format!("{name}.clap"));
+    let tmp = clap_dir.join(format!(".{name}.clap.installing"));
+    std::fs::copy(&clap_src, &tmp).with_context(|| format!("copying to {}", tmp.display()))?;
+    std::fs::rename(&tmp, &clap_dst)
+        .with_context(|| format!("installing {}", clap_dst.display()))?;
+    println!("Installed {}", clap_dst.display());
+
+    let vst3_dst = vst3_dir.join(format!("{name}.vst3"));
+    let tmp = vst3_dir.join(format!(".{name}.vst3.installing"));
+    let old = vst3_dir.join(format!(".{name}.vst3.old"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(&old);
+    copy_dir(&vst3_src, &tmp)?;
+    if vst3_dst.exists() {
+        std::fs::rename(&vst3_dst, &old)
+            .with_context(|| format!("moving the old {} aside", vst3_dst.display()))?;
+    }
+    std::fs::rename(&tmp, &vst3_dst)
+        .with_context(|| format!("installing {}", vst3_dst.display()))?;
+    let _ = std::fs::remove_dir_all(&old);
+    println!("Installed {}", vst3_dst.display());
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let dst = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &dst)?;
+        } else {
+            std::fs::copy(entry.path(), &dst)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }

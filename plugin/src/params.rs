@@ -1,0 +1,186 @@
+//! Sluice Meter's parameters and persisted settings.
+//!
+//! Parameter ids are stable: hosts store automation and state under them, so they are never
+//! renamed. Meter readings are **not** parameters (they reach the editor and the tests through
+//! [`crate::shared`]); the only parameters are what a user sets.
+
+use nice_plug::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, RwLock};
+
+/// The delivery target the meters compare against. The variants mirror
+/// [`sluice_core::analysis::targets::PRESETS`] (a test keeps them in step), plus a custom target
+/// set by two parameters.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetPreset {
+    #[id = "spotify"]
+    #[name = "Spotify / YouTube (-14 LUFS)"]
+    Spotify,
+    #[id = "apple_music"]
+    #[name = "Apple Music (-16 LUFS)"]
+    AppleMusic,
+    #[id = "podcast"]
+    #[name = "Podcast (-16 LUFS)"]
+    Podcast,
+    #[id = "ebu_r128"]
+    #[name = "EBU R 128 (-23 LUFS)"]
+    EbuR128,
+    #[id = "atsc_a85"]
+    #[name = "ATSC A/85 (-24 LKFS)"]
+    AtscA85,
+    #[id = "custom"]
+    #[name = "Custom"]
+    Custom,
+}
+
+impl TargetPreset {
+    /// The core preset id, `None` for the custom target.
+    pub fn core_id(self) -> Option<&'static str> {
+        match self {
+            TargetPreset::Spotify => Some("spotify"),
+            TargetPreset::AppleMusic => Some("apple_music"),
+            TargetPreset::Podcast => Some("podcast"),
+            TargetPreset::EbuR128 => Some("ebu_r128"),
+            TargetPreset::AtscA85 => Some("atsc_a85"),
+            TargetPreset::Custom => None,
+        }
+    }
+
+    /// (integrated LUFS, true-peak ceiling dBTP) from the core's preset table, or the custom
+    /// values given.
+    pub fn levels(self, custom_lufs: f32, custom_ceiling: f32) -> (f32, f32) {
+        match self.core_id() {
+            Some(id) => sluice_core::analysis::targets::PRESETS
+                .iter()
+                .find(|p| p.0 == id)
+                .map(|p| (p.2 as f32, p.3 as f32))
+                .unwrap_or((custom_lufs, custom_ceiling)),
+            None => (custom_lufs, custom_ceiling),
+        }
+    }
+}
+
+/// What a take is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TakeFormat {
+    /// WAV, 24-bit integer (BWF with `bext`).
+    #[default]
+    Wav24,
+    /// WAV, 32-bit float (BWF with `bext`).
+    Wav32Float,
+    /// FLAC, 24-bit.
+    Flac24,
+}
+
+/// Persisted recording options. Every field has a default, so state saved by an older version
+/// (with fewer fields) still loads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExportSettings {
+    /// Folder the takes are written to; empty means the default (see [`crate::record`]).
+    pub folder: String,
+    pub format: TakeFormat,
+    /// After a take ends, write a copy normalized to the target preset beside it (offline).
+    pub normalize_on_finalize: bool,
+    /// Prefix of take file names.
+    pub name_prefix: String,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        ExportSettings {
+            folder: String::new(),
+            format: TakeFormat::Wav24,
+            normalize_on_finalize: false,
+            name_prefix: "Sluice take".into(),
+        }
+    }
+}
+
+#[derive(Params)]
+pub struct SluiceParams {
+    /// Arms recording: while on and the transport plays (or always, without a transport), what
+    /// passes through is written to a take.
+    #[id = "recarm"]
+    pub rec_arm: BoolParam,
+    #[id = "target"]
+    pub target: EnumParam<TargetPreset>,
+    #[id = "cuslufs"]
+    pub custom_lufs: FloatParam,
+    #[id = "custp"]
+    pub custom_ceiling: FloatParam,
+    #[persist = "export"]
+    pub export: Arc<RwLock<ExportSettings>>,
+}
+
+impl Default for SluiceParams {
+    fn default() -> Self {
+        SluiceParams {
+            rec_arm: BoolParam::new("Record arm", false),
+            target: EnumParam::new("Target", TargetPreset::Spotify),
+            custom_lufs: FloatParam::new(
+                "Custom target",
+                -14.0,
+                FloatRange::Linear {
+                    min: -40.0,
+                    max: 0.0,
+                },
+            )
+            .with_unit(" LUFS")
+            .with_step_size(0.1),
+            custom_ceiling: FloatParam::new(
+                "Custom ceiling",
+                -1.0,
+                FloatRange::Linear {
+                    min: -12.0,
+                    max: 0.0,
+                },
+            )
+            .with_unit(" dBTP")
+            .with_step_size(0.1),
+            export: Arc::new(RwLock::new(ExportSettings::default())),
+        }
+    }
+}
+
+impl SluiceParams {
+    /// The target in force: (integrated LUFS, true-peak ceiling dBTP).
+    pub fn target_levels(&self) -> (f32, f32) {
+        self.target
+            .value()
+            .levels(self.custom_lufs.value(), self.custom_ceiling.value())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::analysis::targets::PRESETS;
+
+    #[test]
+    fn presets_mirror_the_core_table() {
+        let ids = TargetPreset::ids().unwrap();
+        let core: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+        assert_eq!(
+            &ids[..ids.len() - 1],
+            &core[..],
+            "preset ids drifted from core"
+        );
+        for (i, p) in PRESETS.iter().enumerate() {
+            let v = TargetPreset::from_index(i);
+            assert_eq!(v.core_id(), Some(p.0));
+            assert_eq!(v.levels(0.0, 0.0), (p.2 as f32, p.3 as f32));
+        }
+        assert_eq!(TargetPreset::Custom.levels(-9.0, -0.3), (-9.0, -0.3));
+    }
+
+    #[test]
+    fn old_state_without_new_fields_still_loads() {
+        let s: ExportSettings = serde_json::from_str(r#"{"folder":"/takes"}"#).unwrap();
+        assert_eq!(s.folder, "/takes");
+        assert_eq!(s.format, TakeFormat::Wav24);
+        let s: ExportSettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(s, ExportSettings::default());
+    }
+}
