@@ -1,3 +1,55 @@
-//! Cross-component tests of Sluice live in `tests/tests/`. They need the host's watch loop and the
-//! plugin, which arrive with their issues; until then the input side is tested in `core/tests`
-//! and the `sluice` command line in `host/tests`.
+//! Cross-component tests of Sluice live in `tests/tests/`. This library holds what they share:
+//!
+//! - [`bundles`]: where the built plugin bundles are (`cargo xtask bundle sluice-plugin` writes
+//!   them; `./test.sh` does that before `cargo test`);
+//! - [`diagnostics`]: the plugin's exported `sluice_meter_diagnostics_v1` hook, and the
+//!   process-wide registry of plugin libraries (opened once, never closed);
+//! - [`audio`]: generated test audio and a bit-exact comparison that says where it differs.
+
+pub mod audio;
+pub mod bundles;
+pub mod diagnostics;
+
+/// The position of a host's transport for one `process` run: `playing` and the song position of
+/// the first sample, in samples. While playing, the position advances by each block's length;
+/// stopped, it stays where it is (as in a DAW).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    pub playing: bool,
+    pub position_samples: i64,
+}
+
+/// Splits `frames` into blocks of the sizes in `pattern`, repeated, the last block cut to what
+/// is left. `pattern` must not be empty or contain 0.
+pub fn block_lengths(frames: usize, pattern: &[usize]) -> anyhow::Result<Vec<usize>> {
+    anyhow::ensure!(!pattern.is_empty(), "the block pattern is empty");
+    anyhow::ensure!(
+        !pattern.contains(&0),
+        "the block pattern {pattern:?} contains a 0-frame block"
+    );
+    let mut out = Vec::new();
+    let mut done = 0;
+    for &len in pattern.iter().cycle() {
+        if done == frames {
+            break;
+        }
+        let len = len.min(frames - done);
+        out.push(len);
+        done += len;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block_lengths;
+
+    #[test]
+    fn blocks_cycle_and_the_last_is_cut() {
+        assert_eq!(block_lengths(10, &[3]).unwrap(), vec![3, 3, 3, 1]);
+        assert_eq!(block_lengths(10, &[1, 4]).unwrap(), vec![1, 4, 1, 4]);
+        assert_eq!(block_lengths(0, &[7]).unwrap(), Vec::<usize>::new());
+        assert!(block_lengths(5, &[]).is_err());
+        assert!(block_lengths(5, &[2, 0]).is_err());
+    }
+}
