@@ -1,0 +1,386 @@
+//! Sluice Meter's CLAP build (`target/bundled/Sluice Meter.clap`, the debug bundle with
+//! nice-plug's allocation checker: an allocation in `process` aborts this test binary) in the
+//! clack host of `sluice_tests::clap_host`.
+//!
+//! Run `cargo xtask bundle sluice-plugin` (or `./test.sh`) first.
+
+mod common;
+
+use common::*;
+use sluice_tests::audio::{assert_bit_exact, special_only, test_signal};
+use sluice_tests::clap_host::{ClapHost, ProcessStatus};
+use sluice_tests::{Transport, bundles};
+
+fn load() -> ClapHost {
+    let path = ok(bundles::clap());
+    ok(ClapHost::load(&path, bundles::CLAP_ID))
+}
+
+/// A CLAP value for a normalized one: nice-plug publishes stepped parameters as `0..=steps`.
+fn clap_value(p: &ExpectedParam, normalized: f64) -> f64 {
+    normalized * f64::from(p.steps.unwrap_or(1))
+}
+
+#[test]
+fn the_factory_lists_sluice_meter() {
+    let host = load();
+    let all = ok(host.factory_descriptors());
+    assert_eq!(all.len(), 1, "one plugin in the bundle: {all:?}");
+    let d = &all[0];
+    assert_eq!(d.id, bundles::CLAP_ID);
+    assert_eq!(d.name, bundles::NAME);
+    assert_eq!(d.vendor, "Sluice");
+    assert_eq!(d.version, env!("CARGO_PKG_VERSION"), "workspace version");
+    for f in ["audio-effect", "analyzer", "utility", "stereo", "mono"] {
+        assert!(
+            d.features.iter().any(|x| x == f),
+            "feature {f} missing from {:?}",
+            d.features
+        );
+    }
+    assert_eq!(
+        &ok(host.descriptor()),
+        d,
+        "the instance's descriptor is the factory's"
+    );
+}
+
+#[test]
+fn parameters_have_stable_ids_names_and_defaults() {
+    let mut host = load();
+    let params = ok(host.params());
+    let listed: Vec<(u32, &str)> = params.iter().map(|p| (p.id, p.name.as_str())).collect();
+    let expected: Vec<(u32, &str)> = PARAMS.iter().map(|p| (p.hash, p.name)).collect();
+    assert_eq!(listed, expected, "parameter ids and names, in order");
+    for (p, e) in params.iter().zip(&PARAMS) {
+        assert_eq!(p.min, 0.0, "{}: min", e.id);
+        assert_eq!(p.max, f64::from(e.steps.unwrap_or(1)), "{}: max", e.id);
+        assert_eq!(p.stepped, e.steps.is_some(), "{}: stepped", e.id);
+        assert!(p.automatable, "{}: automatable", e.id);
+        let default = clap_value(e, e.default_normalized);
+        assert!(
+            (p.default - default).abs() < 1e-6,
+            "{}: default {} != {default}",
+            e.id,
+            p.default
+        );
+        assert_eq!(
+            p.value, p.default,
+            "{}: a new instance holds its default",
+            e.id
+        );
+    }
+}
+
+/// Every rate and block pattern on one instance: activate, run each pattern (its own
+/// start/stop-processing), deactivate; the output must be the input, bit for bit.
+fn pass_through(channels: u32) {
+    let mut host = load();
+    ok(host.select_layout(channels));
+    for (r, &rate) in RATES.iter().enumerate() {
+        ok(host.activate(f64::from(rate), MAX_BLOCK));
+        for (k, pattern) in PATTERNS.iter().enumerate() {
+            let input = test_signal(
+                rate,
+                channels as usize,
+                seconds_for(pattern),
+                (r * 10 + k) as u64,
+            );
+            // Alternate: a playing transport, none, a stopped one.
+            let transport = match k % 3 {
+                0 => Some(Transport {
+                    playing: true,
+                    position_samples: 0,
+                }),
+                1 => None,
+                _ => Some(Transport {
+                    playing: false,
+                    position_samples: 12_345,
+                }),
+            };
+            let what = format!(
+                "CLAP {channels} ch, {rate} Hz, blocks {pattern:?}, transport {transport:?}"
+            );
+            let output = ok(host.process(&input, pattern, transport));
+            assert_bit_exact(&input, &output, &what);
+            assert_eq!(
+                host.last_status(),
+                Some(ProcessStatus::Continue),
+                "{what}: the plugin must ask to keep being processed (KeepAlive)"
+            );
+        }
+        host.deactivate();
+    }
+}
+
+#[test]
+fn mono_pass_through_is_bit_exact_at_every_rate_and_block_size() {
+    pass_through(1);
+}
+
+#[test]
+fn stereo_pass_through_is_bit_exact_at_every_rate_and_block_size() {
+    pass_through(2);
+}
+
+#[test]
+fn denormals_signed_zeros_and_full_scale_pass_bit_exact() {
+    for channels in [1, 2] {
+        let mut host = load();
+        ok(host.select_layout(channels));
+        ok(host.activate(48_000.0, MAX_BLOCK));
+        let input = special_only(channels as usize, 20_000);
+        for pattern in [&[1usize][..], &[7], VARYING] {
+            let output = ok(host.process(&input, pattern, None));
+            assert_bit_exact(
+                &input,
+                &output,
+                &format!("special values, {channels} ch, {pattern:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn pass_through_with_and_without_a_transport() {
+    let mut host = load();
+    ok(host.select_layout(2));
+    ok(host.activate(48_000.0, MAX_BLOCK));
+    let input = test_signal(48_000, 2, 1.0, 99);
+    let transports = [
+        None,
+        Some(Transport {
+            playing: true,
+            position_samples: 0,
+        }),
+        Some(Transport {
+            playing: false,
+            position_samples: 0,
+        }),
+        Some(Transport {
+            playing: true,
+            position_samples: 10 * 3600 * 48_000,
+        }), // 10 h in
+        Some(Transport {
+            playing: true,
+            position_samples: -4_800,
+        }), // pre-roll
+        None,
+    ];
+    for t in transports {
+        let output = ok(host.process(&input, VARYING, t));
+        assert_bit_exact(&input, &output, &format!("transport {t:?}"));
+    }
+}
+
+#[test]
+fn state_round_trips_and_saving_again_gives_the_same_bytes() {
+    let mut host = load();
+    let defaults = ok(host.save_state());
+    let json = clap_state_json(&defaults);
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    for p in &PARAMS {
+        assert!(
+            json["params"].get(p.id).is_some(),
+            "{} missing from the state: {json}",
+            p.id
+        );
+    }
+    assert!(
+        json["fields"]["export"].is_string(),
+        "persisted export settings: {json}"
+    );
+
+    // Change every parameter (while inactive, through params.flush).
+    let changed = [(0, 1.0), (1, 3.0), (2, 0.25), (3, 0.5)];
+    for (i, v) in changed {
+        ok(host.set_param(PARAMS[i].hash, v));
+    }
+    for (i, v) in changed {
+        assert_close(
+            ok(host.param_value(PARAMS[i].hash)),
+            v,
+            &format!("{} after set_param", PARAMS[i].id),
+        );
+    }
+    let modified = ok(host.save_state());
+    assert_ne!(modified, defaults);
+    let json = clap_state_json(&modified);
+    assert_eq!(json["params"]["recarm"]["bool"], true, "{json}");
+    assert_eq!(
+        json["params"]["target"]["string"], "ebu_r128",
+        "enum stored by variant id: {json}"
+    );
+    assert_eq!(json["params"]["cuslufs"]["f32"], -30.0, "{json}");
+    assert_eq!(json["params"]["custp"]["f32"], -6.0, "{json}");
+
+    // Back to the defaults, and forth again; each save after a load gives the same bytes.
+    let rescans = host.callbacks().param_rescans;
+    ok(host.load_state(&defaults));
+    assert!(
+        host.callbacks().param_rescans > rescans,
+        "after a state load the plugin asks the host to rescan parameter values"
+    );
+    for p in &PARAMS {
+        let v = ok(host.param_value(p.hash));
+        assert!(
+            (v - clap_value(p, p.default_normalized)).abs() < 1e-6,
+            "{} back to default: {v}",
+            p.id
+        );
+    }
+    assert_eq!(
+        ok(host.save_state()),
+        defaults,
+        "saved again after loading the defaults"
+    );
+    ok(host.load_state(&modified));
+    for (i, v) in changed {
+        assert_close(
+            ok(host.param_value(PARAMS[i].hash)),
+            v,
+            &format!("{} came back", PARAMS[i].id),
+        );
+    }
+    assert_eq!(
+        ok(host.save_state()),
+        modified,
+        "saved again after loading the modified state"
+    );
+
+    // Another instance restores the same state to the same bytes.
+    let mut other = load();
+    ok(other.load_state(&modified));
+    assert_eq!(ok(other.save_state()), modified, "another instance's save");
+}
+
+#[test]
+fn persisted_export_settings_round_trip() {
+    let mut host = load();
+    let mut json = clap_state_json(&ok(host.save_state()));
+    let export = custom_export_settings();
+    json["fields"]["export"] = serde_json::Value::String(export.to_string());
+    ok(host.load_state(&clap_state_bytes(&json)));
+    let saved = ok(host.save_state());
+    let back = clap_state_json(&saved);
+    let back_export: serde_json::Value = serde_json::from_str(
+        back["fields"]["export"]
+            .as_str()
+            .expect("export is a JSON string"),
+    )
+    .expect("export holds JSON");
+    assert_eq!(back_export, export, "the export settings came back");
+    assert_eq!(back["params"], json["params"]);
+    ok(host.load_state(&saved));
+    assert_eq!(ok(host.save_state()), saved, "reproducible");
+}
+
+#[test]
+fn a_damaged_state_is_refused_and_changes_nothing() {
+    let mut host = load();
+    ok(host.set_param(PARAMS[1].hash, 2.0));
+    let before = ok(host.save_state());
+    let mut truncated = before.clone();
+    truncated.truncate(before.len() / 2);
+    let not_json = clap_state_bytes(&serde_json::json!("not a state"));
+    let huge_length = u64::MAX.to_le_bytes().to_vec();
+    for (what, bytes) in [
+        ("empty", Vec::new()),
+        ("truncated", truncated),
+        ("not a state object", not_json),
+        ("a huge length", huge_length),
+    ] {
+        assert!(
+            host.load_state(&bytes).is_err(),
+            "a {what} state was accepted"
+        );
+        assert_eq!(
+            ok(host.save_state()),
+            before,
+            "a refused {what} state changed the plugin"
+        );
+    }
+}
+
+#[test]
+fn automation_while_active_and_state_while_processing() {
+    let mut host = load();
+    ok(host.select_layout(2));
+    ok(host.activate(96_000.0, MAX_BLOCK));
+    let input = test_signal(96_000, 2, 0.5, 5);
+    // Events queued while active go with the first block of the next run.
+    ok(host.set_param(PARAMS[0].hash, 1.0));
+    ok(host.set_param(PARAMS[1].hash, 4.0));
+    let output = ok(host.process(
+        &input,
+        &[512],
+        Some(Transport {
+            playing: true,
+            position_samples: 0,
+        }),
+    ));
+    assert_bit_exact(&input, &output, "with automation");
+    assert_close(
+        ok(host.param_value(PARAMS[0].hash)),
+        1.0,
+        "recarm set by a ParamValueEvent",
+    );
+    assert_close(
+        ok(host.param_value(PARAMS[1].hash)),
+        4.0,
+        "target set by a ParamValueEvent",
+    );
+    let armed = ok(host.save_state());
+    assert_eq!(
+        clap_state_json(&armed)["params"]["target"]["string"],
+        "atsc_a85"
+    );
+
+    // Load and save on the main thread while active (CLAP allows both).
+    let mut fresh = load();
+    let defaults = ok(fresh.save_state());
+    ok(host.load_state(&defaults));
+    assert_close(
+        ok(host.param_value(PARAMS[0].hash)),
+        0.0,
+        "recarm back to default",
+    );
+    let output = ok(host.process(&input, VARYING, None));
+    assert_bit_exact(&input, &output, "after loading a state while active");
+    assert_eq!(ok(host.save_state()), defaults);
+}
+
+#[test]
+fn instances_are_independent() {
+    let mut a = load();
+    let mut b = load();
+    ok(a.select_layout(1));
+    ok(b.select_layout(2));
+    ok(a.activate(44_100.0, MAX_BLOCK));
+    ok(b.activate(96_000.0, 256));
+    ok(a.set_param(PARAMS[0].hash, 1.0));
+    let ia = test_signal(44_100, 1, 0.5, 1);
+    let ib = test_signal(96_000, 2, 0.5, 2);
+    assert_bit_exact(&ia, &ok(a.process(&ia, VARYING, None)), "instance a");
+    assert_bit_exact(&ib, &ok(b.process(&ib, &[256, 13], None)), "instance b");
+    assert_close(ok(a.param_value(PARAMS[0].hash)), 1.0, "a armed");
+    assert_close(
+        ok(b.param_value(PARAMS[0].hash)),
+        0.0,
+        "b is not armed by a's automation",
+    );
+}
+
+#[test]
+fn the_diagnostics_hook_if_exported_reports_a_json_array() {
+    let mut host = load();
+    ok(host.activate(48_000.0, 512));
+    match host.diagnostics() {
+        None => eprintln!(
+            "note: {} does not export {} yet",
+            bundles::NAME,
+            sluice_tests::diagnostics::SYMBOL
+        ),
+        Some(v) => assert!(v.is_array(), "the diagnostics are not a JSON array: {v}"),
+    }
+}
