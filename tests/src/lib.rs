@@ -2,17 +2,18 @@
 //!
 //! - [`bundles`]: where the built plugin bundles are (`cargo xtask bundle sluice-plugin` writes
 //!   them; `./test.sh` does that before `cargo test`);
-//! - [`clap_host`]: a small but real CLAP host that loads the *built* Sluice Meter (never the
-//!   crate), lists and sets its parameters, activates it, processes audio on an audio thread of
-//!   its own, with or without a transport, and saves and restores its state;
-//! - [`diagnostics`]: the plugin's exported `sluice_meter_diagnostics_v1` hook, and the
-//!   process-wide registry of plugin libraries (opened once, never closed);
+//! - [`clap_host`] and [`vst3_host`]: two small but real hosts that load the *built* Sluice Meter
+//!   (never the crate), list and set its parameters, activate it, process audio on an audio
+//!   thread of their own, with or without a transport, and save and restore its state;
+//! - [`diagnostics`]: the plugin's exported `sluice_meter_diagnostics_v1` hook, read from either
+//!   host;
 //! - [`audio`]: generated test audio and a bit-exact comparison that says where it differs.
 
 pub mod audio;
 pub mod bundles;
 pub mod clap_host;
 pub mod diagnostics;
+pub mod vst3_host;
 
 /// The position of a host's transport for one `process` run: `playing` and the song position of
 /// the first sample, in samples. While playing, the position advances by each block's length;

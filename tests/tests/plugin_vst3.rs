@@ -1,0 +1,374 @@
+//! Sluice Meter's VST3 build (`target/bundled/Sluice Meter.vst3`, the debug bundle with
+//! nice-plug's allocation checker: an allocation in `process` aborts this test binary) in the
+//! host of `sluice_tests::vst3_host`.
+//!
+//! Run `cargo xtask bundle sluice-plugin` (or `./test.sh`) first.
+
+mod common;
+
+use common::*;
+use sluice_tests::audio::{assert_bit_exact, special_only, test_signal};
+use sluice_tests::vst3_host::{Vst3Host, Vst3Module};
+use sluice_tests::{Transport, bundles};
+
+fn load() -> Vst3Host {
+    let bundle = ok(bundles::vst3());
+    ok(Vst3Host::load(&bundle, bundles::VST3_CLASS_ID))
+}
+
+/// `kCanAutomate` in `ParameterInfo::flags`.
+const CAN_AUTOMATE: i32 = 1;
+
+#[test]
+fn the_factory_lists_one_audio_module_class() {
+    let module = ok(Vst3Module::load(&ok(bundles::vst3())));
+    let classes = ok(module.classes());
+    assert_eq!(
+        classes.len(),
+        1,
+        "one class (a single component): {classes:?}"
+    );
+    let c = &classes[0].basic;
+    assert_eq!(c.cid, bundles::VST3_CLASS_ID);
+    assert_eq!(c.category, "Audio Module Class");
+    assert_eq!(c.name, bundles::NAME);
+}
+
+#[test]
+fn parameters_have_stable_ids_names_and_defaults() {
+    let host = load();
+    let params = ok(host.params());
+    let listed: Vec<(u32, &str)> = params.iter().map(|p| (p.id, p.title.as_str())).collect();
+    let expected: Vec<(u32, &str)> = PARAMS.iter().map(|p| (p.hash, p.name)).collect();
+    assert_eq!(listed, expected, "parameter ids and titles, in order");
+    for (p, e) in params.iter().zip(&PARAMS) {
+        assert_eq!(p.short_title, e.name, "{}: short title", e.id);
+        assert_eq!(
+            p.step_count,
+            e.steps.unwrap_or(0) as i32,
+            "{}: step count",
+            e.id
+        );
+        assert_eq!(p.unit_id, 0, "{}: in the root unit", e.id);
+        assert!(p.flags & CAN_AUTOMATE != 0, "{}: automatable", e.id);
+        assert_close(
+            p.default_normalized,
+            e.default_normalized,
+            &format!("{}: default", e.id),
+        );
+        assert_eq!(
+            p.value, p.default_normalized,
+            "{}: a new instance holds its default",
+            e.id
+        );
+    }
+    assert_eq!(params[2].units, " LUFS");
+    assert_eq!(params[3].units, " dBTP");
+    // The target's steps are the presets, in order.
+    let names: Vec<String> = (0..=5)
+        .map(|i| ok(host.param_display(PARAMS[1].hash, f64::from(i) / 5.0)))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Spotify / YouTube (-14 LUFS)",
+            "Apple Music (-16 LUFS)",
+            "Podcast (-16 LUFS)",
+            "EBU R 128 (-23 LUFS)",
+            "ATSC A/85 (-24 LKFS)",
+            "Custom"
+        ]
+    );
+}
+
+/// Every rate and block pattern on one instance: set up, activate, run each pattern (its own
+/// setProcessing on/off), deactivate; the output must be the input, bit for bit.
+fn pass_through(channels: u32) {
+    let mut host = load();
+    ok(host.set_layout(channels));
+    for (r, &rate) in RATES.iter().enumerate() {
+        ok(host.activate(f64::from(rate), MAX_BLOCK));
+        for (k, pattern) in PATTERNS.iter().enumerate() {
+            let input = test_signal(
+                rate,
+                channels as usize,
+                seconds_for(pattern),
+                (r * 10 + k) as u64,
+            );
+            // Alternate: a playing transport, none (null ProcessContext), a stopped one.
+            let transport = match k % 3 {
+                0 => Some(Transport {
+                    playing: true,
+                    position_samples: 0,
+                }),
+                1 => None,
+                _ => Some(Transport {
+                    playing: false,
+                    position_samples: 12_345,
+                }),
+            };
+            let what = format!(
+                "VST3 {channels} ch, {rate} Hz, blocks {pattern:?}, transport {transport:?}"
+            );
+            let output = ok(host.process(&input, pattern, transport));
+            assert_bit_exact(&input, &output, &what);
+        }
+        ok(host.deactivate());
+    }
+}
+
+#[test]
+fn mono_pass_through_is_bit_exact_at_every_rate_and_block_size() {
+    pass_through(1);
+}
+
+#[test]
+fn stereo_pass_through_is_bit_exact_at_every_rate_and_block_size() {
+    pass_through(2);
+}
+
+#[test]
+fn denormals_signed_zeros_and_full_scale_pass_bit_exact() {
+    for channels in [1, 2] {
+        let mut host = load();
+        ok(host.set_layout(channels));
+        ok(host.activate(48_000.0, MAX_BLOCK));
+        let input = special_only(channels as usize, 20_000);
+        for pattern in [&[1usize][..], &[7], VARYING] {
+            let output = ok(host.process(&input, pattern, None));
+            assert_bit_exact(
+                &input,
+                &output,
+                &format!("special values, {channels} ch, {pattern:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn pass_through_with_and_without_a_transport() {
+    let mut host = load();
+    ok(host.set_layout(2));
+    ok(host.activate(48_000.0, MAX_BLOCK));
+    let input = test_signal(48_000, 2, 1.0, 99);
+    let transports = [
+        None,
+        Some(Transport {
+            playing: true,
+            position_samples: 0,
+        }),
+        Some(Transport {
+            playing: false,
+            position_samples: 0,
+        }),
+        Some(Transport {
+            playing: true,
+            position_samples: 10 * 3600 * 48_000,
+        }), // 10 h in
+        Some(Transport {
+            playing: true,
+            position_samples: -4_800,
+        }), // pre-roll
+        None,
+    ];
+    for t in transports {
+        let output = ok(host.process(&input, VARYING, t));
+        assert_bit_exact(&input, &output, &format!("transport {t:?}"));
+    }
+}
+
+#[test]
+fn state_round_trips_and_saving_again_gives_the_same_bytes() {
+    let mut host = load();
+    let defaults = ok(host.get_state());
+    let json = vst3_state_json(&defaults);
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    for p in &PARAMS {
+        assert!(
+            json["params"].get(p.id).is_some(),
+            "{} missing from the state: {json}",
+            p.id
+        );
+    }
+    assert!(
+        json["fields"]["export"].is_string(),
+        "persisted export settings: {json}"
+    );
+
+    // Change every parameter (normalized values).
+    let changed = [(0, 1.0), (1, 0.6), (2, 0.25), (3, 0.5)];
+    for (i, v) in changed {
+        ok(host.set_param_normalized(PARAMS[i].hash, v));
+    }
+    for (i, v) in changed {
+        assert_close(
+            host.param_normalized(PARAMS[i].hash),
+            v,
+            &format!("{} after setParamNormalized", PARAMS[i].id),
+        );
+    }
+    let modified = ok(host.get_state());
+    assert_ne!(modified, defaults);
+    let json = vst3_state_json(&modified);
+    assert_eq!(json["params"]["recarm"]["bool"], true, "{json}");
+    assert_eq!(json["params"]["target"]["string"], "ebu_r128", "{json}");
+    assert_eq!(json["params"]["cuslufs"]["f32"], -30.0, "{json}");
+    assert_eq!(json["params"]["custp"]["f32"], -6.0, "{json}");
+
+    ok(host.set_state(&defaults));
+    for p in &PARAMS {
+        assert_close(
+            host.param_normalized(p.hash),
+            p.default_normalized,
+            &format!("{} back to default", p.id),
+        );
+    }
+    assert_eq!(
+        ok(host.get_state()),
+        defaults,
+        "saved again after loading the defaults"
+    );
+    ok(host.set_state(&modified));
+    for (i, v) in changed {
+        assert_close(
+            host.param_normalized(PARAMS[i].hash),
+            v,
+            &format!("{} came back", PARAMS[i].id),
+        );
+    }
+    assert_eq!(
+        ok(host.get_state()),
+        modified,
+        "saved again after loading the modified state"
+    );
+
+    let mut other = load();
+    ok(other.set_state(&modified));
+    assert_eq!(ok(other.get_state()), modified, "another instance's save");
+}
+
+#[test]
+fn state_after_a_host_header_in_the_stream() {
+    // Some hosts (Bitwig) hand setState a stream positioned after their own header.
+    let mut host = load();
+    let defaults = ok(host.get_state());
+    ok(host.set_param_normalized(PARAMS[0].hash, 1.0));
+    let armed = ok(host.get_state());
+    let mut with_header = b"HOST-PRESET-HEADER:".to_vec();
+    let offset = with_header.len();
+    with_header.extend_from_slice(&defaults);
+    ok(host.set_state_at(&with_header, offset));
+    assert_eq!(host.param_normalized(PARAMS[0].hash), 0.0);
+    assert_eq!(ok(host.get_state()), defaults);
+    assert_ne!(armed, defaults);
+}
+
+#[test]
+fn persisted_export_settings_round_trip() {
+    let mut host = load();
+    let mut json = vst3_state_json(&ok(host.get_state()));
+    let export = custom_export_settings();
+    json["fields"]["export"] = serde_json::Value::String(export.to_string());
+    ok(host.set_state(&serde_json::to_vec(&json).expect("JSON")));
+    let saved = ok(host.get_state());
+    let back = vst3_state_json(&saved);
+    let back_export: serde_json::Value = serde_json::from_str(
+        back["fields"]["export"]
+            .as_str()
+            .expect("export is a JSON string"),
+    )
+    .expect("export holds JSON");
+    assert_eq!(back_export, export, "the export settings came back");
+    assert_eq!(back["params"], json["params"]);
+    ok(host.set_state(&saved));
+    assert_eq!(ok(host.get_state()), saved, "reproducible");
+}
+
+#[test]
+fn a_damaged_state_is_refused_and_changes_nothing() {
+    let mut host = load();
+    ok(host.set_param_normalized(PARAMS[1].hash, 0.4));
+    let before = ok(host.get_state());
+    let mut truncated = before.clone();
+    truncated.truncate(before.len() / 2);
+    for (what, bytes) in [
+        ("empty", Vec::new()),
+        ("truncated", truncated),
+        ("not a state object", b"\"not a state\"".to_vec()),
+        ("binary", vec![0xFF; 64]),
+    ] {
+        assert!(
+            host.set_state(&bytes).is_err(),
+            "a {what} state was accepted"
+        );
+        assert_eq!(
+            ok(host.get_state()),
+            before,
+            "a refused {what} state changed the plugin"
+        );
+    }
+}
+
+#[test]
+fn parameters_set_between_runs_while_active_and_state_while_active() {
+    let mut host = load();
+    ok(host.set_layout(2));
+    ok(host.activate(96_000.0, MAX_BLOCK));
+    let input = test_signal(96_000, 2, 0.5, 5);
+    let playing = Some(Transport {
+        playing: true,
+        position_samples: 0,
+    });
+    assert_bit_exact(&input, &ok(host.process(&input, &[512], playing)), "run 1");
+    ok(host.set_param_normalized(PARAMS[0].hash, 1.0));
+    ok(host.set_param_normalized(PARAMS[1].hash, 0.8));
+    assert_bit_exact(&input, &ok(host.process(&input, VARYING, playing)), "run 2");
+    assert_eq!(host.param_normalized(PARAMS[0].hash), 1.0);
+    assert_close(host.param_normalized(PARAMS[1].hash), 0.8, "target");
+    let armed = ok(host.get_state());
+    assert_eq!(
+        vst3_state_json(&armed)["params"]["target"]["string"],
+        "atsc_a85"
+    );
+
+    let defaults = ok(load().get_state());
+    ok(host.set_state(&defaults));
+    assert_eq!(host.param_normalized(PARAMS[0].hash), 0.0);
+    assert_bit_exact(&input, &ok(host.process(&input, &[64], None)), "run 3");
+    assert_eq!(ok(host.get_state()), defaults);
+}
+
+#[test]
+fn instances_are_independent() {
+    let mut a = load();
+    let mut b = load();
+    ok(a.set_layout(1));
+    ok(b.set_layout(2));
+    ok(a.activate(44_100.0, MAX_BLOCK));
+    ok(b.activate(96_000.0, 256));
+    ok(a.set_param_normalized(PARAMS[0].hash, 1.0));
+    let ia = test_signal(44_100, 1, 0.5, 1);
+    let ib = test_signal(96_000, 2, 0.5, 2);
+    assert_bit_exact(&ia, &ok(a.process(&ia, VARYING, None)), "instance a");
+    assert_bit_exact(&ib, &ok(b.process(&ib, &[256, 13], None)), "instance b");
+    assert_eq!(a.param_normalized(PARAMS[0].hash), 1.0);
+    assert_eq!(
+        b.param_normalized(PARAMS[0].hash),
+        0.0,
+        "b is not armed by a"
+    );
+}
+
+#[test]
+fn the_diagnostics_hook_if_exported_reports_a_json_array() {
+    let mut host = load();
+    ok(host.activate(48_000.0, 512));
+    match host.diagnostics() {
+        None => eprintln!(
+            "note: {} does not export {} yet",
+            bundles::NAME,
+            sluice_tests::diagnostics::SYMBOL
+        ),
+        Some(v) => assert!(v.is_array(), "the diagnostics are not a JSON array: {v}"),
+    }
+}
