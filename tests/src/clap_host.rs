@@ -235,33 +235,48 @@ impl ClapHost {
     /// Every parameter, in the plugin's order, with its current value.
     pub fn params(&mut self) -> Result<Vec<ClapParam>> {
         let ext = self.params_ext()?;
+        let count = ext.count(&self.instance.plugin_handle());
+        (0..count)
+            .map(|i| {
+                self.param_at(i)?
+                    .with_context(|| format!("params.get_info({i}) failed"))
+            })
+            .collect()
+    }
+
+    /// `params.count`.
+    pub fn param_count(&mut self) -> Result<u32> {
+        let ext = self.params_ext()?;
+        Ok(ext.count(&self.instance.plugin_handle()))
+    }
+
+    /// `params.get_info(index)` and the value: `None` when the plugin says there is no such
+    /// parameter (as it must for an index past the end).
+    pub fn param_at(&mut self, index: u32) -> Result<Option<ClapParam>> {
+        let ext = self.params_ext()?;
         let handle = self.instance.plugin_handle();
-        let mut out = Vec::new();
-        for i in 0..ext.count(&handle) {
-            let mut buf = ParamInfoBuffer::new();
-            let info = ext
-                .get_info(&handle, i, &mut buf)
-                .with_context(|| format!("params.get_info({i}) failed"))?;
-            let value = ext
-                .get_value(&handle, info.id)
-                .with_context(|| format!("params.get_value({}) failed", info.id))?;
-            out.push(ClapParam {
-                id: info.id.get(),
-                name: String::from_utf8_lossy(info.name).into_owned(),
-                module: String::from_utf8_lossy(info.module).into_owned(),
-                min: info.min_value,
-                max: info.max_value,
-                default: info.default_value,
-                value,
-                stepped: info
-                    .flags
-                    .contains(clack_extensions::params::ParamInfoFlags::IS_STEPPED),
-                automatable: info
-                    .flags
-                    .contains(clack_extensions::params::ParamInfoFlags::IS_AUTOMATABLE),
-            });
-        }
-        Ok(out)
+        let mut buf = ParamInfoBuffer::new();
+        let Some(info) = ext.get_info(&handle, index, &mut buf) else {
+            return Ok(None);
+        };
+        let value = ext
+            .get_value(&handle, info.id)
+            .with_context(|| format!("params.get_value({}) failed", info.id))?;
+        Ok(Some(ClapParam {
+            id: info.id.get(),
+            name: String::from_utf8_lossy(info.name).into_owned(),
+            module: String::from_utf8_lossy(info.module).into_owned(),
+            min: info.min_value,
+            max: info.max_value,
+            default: info.default_value,
+            value,
+            stepped: info
+                .flags
+                .contains(clack_extensions::params::ParamInfoFlags::IS_STEPPED),
+            automatable: info
+                .flags
+                .contains(clack_extensions::params::ParamInfoFlags::IS_AUTOMATABLE),
+        }))
     }
 
     /// The parameter's current value (`params.get_value`).

@@ -397,30 +397,36 @@ impl Vst3Host {
 
     /// Every parameter, in the plugin's order, with its current normalized value.
     pub fn params(&self) -> Result<Vec<Vst3Param>> {
-        let c = self.controller();
+        (0..self.param_count()).map(|i| self.param_at(i)).collect()
+    }
+
+    /// `getParameterCount`.
+    pub fn param_count(&self) -> i32 {
         // SAFETY: a valid controller.
-        let count = unsafe { c.getParameterCount() };
-        let mut out = Vec::new();
-        for i in 0..count {
-            // SAFETY: a plain C struct the plugin fills.
-            let mut info: ParameterInfo = unsafe { std::mem::zeroed() };
-            // SAFETY: a valid controller and out pointer.
-            let r = unsafe { c.getParameterInfo(i, &mut info) };
-            ensure!(r == kResultOk, "getParameterInfo({i}) returned {r}");
-            out.push(Vst3Param {
-                id: info.id,
-                title: title(&info.title),
-                short_title: title(&info.shortTitle),
-                units: title(&info.units),
-                step_count: info.stepCount,
-                default_normalized: info.defaultNormalizedValue,
-                // SAFETY: a valid controller.
-                value: unsafe { c.getParamNormalized(info.id) },
-                unit_id: info.unitId,
-                flags: info.flags,
-            });
-        }
-        Ok(out)
+        unsafe { self.controller().getParameterCount() }
+    }
+
+    /// `getParameterInfo(index)` and the value; an error carries the plugin's result code (an
+    /// index out of range must give `kInvalidArgument`).
+    pub fn param_at(&self, index: i32) -> Result<Vst3Param> {
+        let c = self.controller();
+        // SAFETY: a plain C struct the plugin fills.
+        let mut info: ParameterInfo = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid controller and out pointer.
+        let r = unsafe { c.getParameterInfo(index, &mut info) };
+        ensure!(r == kResultOk, "getParameterInfo({index}) returned {r}");
+        Ok(Vst3Param {
+            id: info.id,
+            title: title(&info.title),
+            short_title: title(&info.shortTitle),
+            units: title(&info.units),
+            step_count: info.stepCount,
+            default_normalized: info.defaultNormalizedValue,
+            // SAFETY: a valid controller.
+            value: unsafe { c.getParamNormalized(info.id) },
+            unit_id: info.unitId,
+            flags: info.flags,
+        })
     }
 
     /// `getParamNormalized`.
