@@ -543,6 +543,12 @@ impl ClapHost {
     pub fn library(&self) -> &'static Library {
         self.library
     }
+
+    /// The address of the `clap_entry` clack is using (to check it is the one in
+    /// [`library`](Self::library), i.e. both handles are the same loaded object).
+    pub fn entry_address(&self) -> usize {
+        std::ptr::from_ref(self.entry.raw_entry()) as usize
+    }
 }
 
 impl Drop for ClapHost {

@@ -78,8 +78,8 @@ pub fn read(hook: DiagnosticsFn) -> Result<serde_json::Value> {
     )
 }
 
-/// What the library at `path` reports: `None` when it does not export the hook, an error when
-/// what it writes is not JSON.
+/// What the library reports: `None` when it does not export the hook, an error when what it
+/// writes is not JSON.
 pub fn from_library(lib: &'static Library) -> Result<Option<serde_json::Value>> {
     lookup(lib).map(read).transpose()
 }

@@ -372,6 +372,22 @@ fn instances_are_independent() {
 }
 
 #[test]
+fn the_diagnostics_handle_is_the_library_clack_loaded() {
+    // The diagnostics hook must see the statics of the instances clack created: our dlopen of
+    // the same path has to be the same loaded object, not a second copy.
+    let host = load();
+    // SAFETY: `clap_entry` is a static; only its address is taken.
+    let ours = unsafe { host.library().get::<*const u8>(b"clap_entry") }
+        .map(|s| *s as usize)
+        .unwrap_or_else(|e| panic!("clap_entry not found through our handle: {e}"));
+    assert_eq!(
+        ours,
+        host.entry_address(),
+        "one loaded object, one clap_entry"
+    );
+}
+
+#[test]
 fn the_diagnostics_hook_if_exported_reports_a_json_array() {
     let mut host = load();
     ok(host.activate(48_000.0, 512));
