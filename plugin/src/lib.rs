@@ -7,24 +7,46 @@
 //! at this level.
 
 pub mod denormal;
+pub mod diagnostics;
+pub mod engine;
 pub mod params;
+pub mod shared;
 
+use engine::Engine;
 use nice_plug::prelude::*;
 use params::SluiceParams;
+use shared::{MAX_CHANNELS, MeterShared};
 use std::sync::Arc;
 
 pub struct SluiceMeter {
     params: Arc<SluiceParams>,
+    shared: Arc<MeterShared>,
+    engine: Option<Engine>,
 }
 
 impl Default for SluiceMeter {
     // Cheap on purpose: hosts create instances to scan them. Nothing is allocated for audio, and
     // no thread is started, before `activate`.
     fn default() -> Self {
+        let shared = Arc::new(MeterShared::default());
+        diagnostics::register(&shared);
         SluiceMeter {
             params: Arc::new(SluiceParams::default()),
+            shared,
+            engine: None,
         }
     }
+}
+
+impl Drop for SluiceMeter {
+    fn drop(&mut self) {
+        diagnostics::unregister(&self.shared);
+    }
+}
+
+/// BS.1770 weights of a layout's channels (mono and stereo: all front channels).
+fn weights(channels: usize) -> Vec<f64> {
+    vec![1.0; channels.clamp(1, MAX_CHANNELS)]
 }
 
 impl Plugin for SluiceMeter {
@@ -63,23 +85,55 @@ impl Plugin for SluiceMeter {
 
     fn activate(
         &mut self,
-        _layout: &AudioIOLayout,
-        _config: &BufferConfig,
+        layout: &AudioIOLayout,
+        config: &BufferConfig,
         _context: &mut impl ActivateContext<Self>,
     ) -> bool {
+        let channels = layout.main_input_channels.map_or(0, |c| c.get() as usize);
+        if channels == 0 || channels > MAX_CHANNELS || config.sample_rate < 1.0 {
+            return false;
+        }
+        let mut engine = Engine::new(
+            config.sample_rate.round() as u32,
+            &weights(channels),
+            config.max_buffer_size as usize,
+            self.shared.clone(),
+        );
+        let (t, c) = self.params.target_levels();
+        engine.set_target(t, c);
+        self.engine = Some(engine);
         true
     }
 
-    fn reset(&mut self) {}
+    fn reset(&mut self) {
+        if let Some(e) = &mut self.engine {
+            e.reset();
+        }
+    }
+
+    fn deactivate(&mut self) {}
 
     fn process(
         &mut self,
-        _buffer: &mut Buffer,
+        buffer: &mut Buffer,
         _aux: &mut AuxiliaryBuffers,
         _context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let _fp = denormal::DenormalGuard::enable();
-        // The buffer is never written: the output is the input, bit for bit.
+        // The buffer is only read: the output is the input, bit for bit.
+        if let Some(engine) = &mut self.engine {
+            let (t, c) = self.params.target_levels();
+            engine.set_target(t, c);
+            let slices = buffer.as_slice_immutable();
+            let mut planes: [&[f32]; MAX_CHANNELS] = [&[]; MAX_CHANNELS];
+            let n = slices.len().min(MAX_CHANNELS);
+            for (p, s) in planes.iter_mut().zip(slices.iter()) {
+                *p = s;
+            }
+            if n > 0 {
+                engine.process(&planes[..n]);
+            }
+        }
         // KeepAlive, not Normal: meters must keep decaying and takes must have no gaps when the
         // input is silent, so the host must not stop calling us on silence.
         ProcessStatus::KeepAlive
