@@ -10,6 +10,7 @@ pub mod denormal;
 pub mod diagnostics;
 pub mod engine;
 pub mod params;
+pub mod record;
 pub mod shared;
 
 use engine::Engine;
@@ -18,10 +19,14 @@ use params::SluiceParams;
 use shared::{MAX_CHANNELS, MeterShared};
 use std::sync::Arc;
 
+/// The plugin's name, in take files' metadata too.
+pub const PLUGIN_NAME: &str = "Sluice Meter";
+
 pub struct SluiceMeter {
     params: Arc<SluiceParams>,
     shared: Arc<MeterShared>,
     engine: Option<Engine>,
+    recorder: Option<(record::RecorderRt, record::Writer)>,
 }
 
 impl Default for SluiceMeter {
@@ -34,6 +39,7 @@ impl Default for SluiceMeter {
             params: Arc::new(SluiceParams::default()),
             shared,
             engine: None,
+            recorder: None,
         }
     }
 }
@@ -41,6 +47,15 @@ impl Default for SluiceMeter {
 impl Drop for SluiceMeter {
     fn drop(&mut self) {
         diagnostics::unregister(&self.shared);
+    }
+}
+
+impl SluiceMeter {
+    fn stop_recorder(&mut self) {
+        if let Some((mut rec, writer)) = self.recorder.take() {
+            rec.stop();
+            writer.finish();
+        }
     }
 }
 
@@ -102,6 +117,24 @@ impl Plugin for SluiceMeter {
         let (t, c) = self.params.target_levels();
         engine.set_target(t, c);
         self.engine = Some(engine);
+        // A new activation ends the previous writer (and its take) first.
+        self.stop_recorder();
+        let params = self.params.clone();
+        match record::start(record::TakeConfig {
+            sample_rate: config.sample_rate.round() as u32,
+            channels,
+            settings: self.params.export.clone(),
+            target: Arc::new(move || params.target_levels()),
+            shared: self.shared.clone(),
+        }) {
+            Ok(r) => self.recorder = Some(r),
+            Err(e) => {
+                // Metering still works; recording reports why it cannot.
+                self.shared
+                    .record
+                    .set_error(format!("cannot start the take writer: {e}"));
+            }
+        }
         true
     }
 
@@ -111,15 +144,26 @@ impl Plugin for SluiceMeter {
         }
     }
 
-    fn deactivate(&mut self) {}
+    fn deactivate(&mut self) {
+        self.stop_recorder();
+    }
 
     fn process(
         &mut self,
         buffer: &mut Buffer,
         _aux: &mut AuxiliaryBuffers,
-        _context: &mut impl ProcessContext<Self>,
+        context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let _fp = denormal::DenormalGuard::enable();
+        let t = context.transport();
+        let transport = record::TransportInfo {
+            // CLAP without a transport leaves `preroll_active` unset; VST3 without a process
+            // context leaves `pos_samples` unset.
+            has_transport: t.preroll_active.is_some() || t.pos_samples.is_some(),
+            playing: t.playing,
+            position: t.pos_samples(),
+        };
+        let armed = self.params.rec_arm.value();
         // The buffer is only read: the output is the input, bit for bit.
         if let Some(engine) = &mut self.engine {
             let (t, c) = self.params.target_levels();
@@ -132,6 +176,9 @@ impl Plugin for SluiceMeter {
             }
             if n > 0 {
                 engine.process(&planes[..n]);
+                if let Some((rec, _)) = &mut self.recorder {
+                    rec.process(&planes[..n], armed, transport);
+                }
             }
         }
         // KeepAlive, not Normal: meters must keep decaying and takes must have no gaps when the

@@ -80,6 +80,9 @@ pub struct MeterShared {
 
     /// Set by a reader to clear the meters; the audio thread clears it.
     pub reset_request: AtomicBool,
+
+    /// Recording: take status and overruns.
+    pub record: crate::record::RecordStatus,
 }
 
 impl Default for MeterShared {
@@ -115,6 +118,7 @@ impl Default for MeterShared {
             history_momentary: atomics(HISTORY_LEN, nan),
             history_short_term: atomics(HISTORY_LEN, nan),
             reset_request: AtomicBool::new(false),
+            record: Default::default(),
         }
     }
 }
@@ -182,6 +186,15 @@ impl MeterShared {
             "band_share_percent": nums(&self.band_share, self.band_share.len()),
             "history_momentary_lufs": hist(&self.history_momentary),
             "history_short_term_lufs": hist(&self.history_short_term),
+            "record": {
+                "recording": self.record.recording.load(Ordering::Relaxed),
+                "take_frames": self.record.take_frames.load(Ordering::Relaxed),
+                "takes": self.record.takes.load(Ordering::Relaxed),
+                "overruns": self.record.overruns.load(Ordering::Relaxed),
+                "dropped_frames": self.record.dropped_frames.load(Ordering::Relaxed),
+                "last_take": self.record.last_take().map(|p| p.to_string_lossy().into_owned()),
+                "last_error": self.record.last_error(),
+            },
         })
     }
 }
