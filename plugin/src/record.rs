@@ -143,9 +143,24 @@ impl RecorderRt {
             self.shared.record.recording.store(true, Ordering::Relaxed);
         }
         match self.samples.write_chunk_uninit(need) {
-            Ok(chunk) => {
+            Ok(mut chunk) => {
                 let ch = self.channels;
-                chunk.fill_from_iter((0..need).map(|i| planes[i % ch][i / ch]));
+                let (a, b) = chunk.as_mut_slices();
+                // Interleave frame by frame into the two parts of the ring (whole frames only
+                // cross the wrap, since the capacity is a multiple of the channel count).
+                let first = a.len() / ch;
+                for (f, slot) in a.chunks_exact_mut(ch).enumerate() {
+                    for (c, s) in slot.iter_mut().enumerate() {
+                        s.write(planes[c][f]);
+                    }
+                }
+                for (f, slot) in b.chunks_exact_mut(ch).enumerate() {
+                    for (c, s) in slot.iter_mut().enumerate() {
+                        s.write(planes[c][first + f]);
+                    }
+                }
+                // SAFETY: every slot of both slices was written above.
+                unsafe { chunk.commit_all() };
                 self.pushed += len as u64;
                 self.expected = t.position.map(|p| p + len as i64);
             }

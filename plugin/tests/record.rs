@@ -64,6 +64,8 @@ fn rig(dir: &Path, rate: u32, channels: usize, format: TakeFormat) -> Rig {
 }
 
 /// Feed `planes` in blocks of `block` frames; `transport(frame)` gives each block's transport.
+/// Paced at about 20× real time (a host is never faster than its offline render), so the
+/// writer keeps up.
 fn feed(
     rig: &mut Rig,
     planes: &[Vec<f32>],
@@ -71,14 +73,31 @@ fn feed(
     armed: bool,
     transport: impl Fn(usize) -> TransportInfo,
 ) {
+    feed_paced(rig, planes, block, armed, transport, true)
+}
+
+fn feed_paced(
+    rig: &mut Rig,
+    planes: &[Vec<f32>],
+    block: usize,
+    armed: bool,
+    transport: impl Fn(usize) -> TransportInfo,
+    paced: bool,
+) {
     let len = planes[0].len();
     let mut at = 0;
+    let mut since_pause = 0;
     while at < len {
         let n = block.min(len - at);
         let refs: Vec<&[f32]> = planes.iter().map(|p| &p[at..at + n]).collect();
         let t = transport(at);
         assert_no_alloc(|| rig.rt.process(&refs, armed, t));
         at += n;
+        since_pause += n;
+        if paced && since_pause >= 4_410 {
+            since_pause = 0;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 
@@ -94,7 +113,8 @@ fn playing_at(pos: i64) -> impl Fn(usize) -> TransportInfo {
 fn a_take_holds_the_input_and_its_timeline_position() {
     let dir = temp_dir("basic");
     let rate = 48_000;
-    let sig = programme(rate, 2, rate as usize * 3, 11);
+    // 20 s: more than the 8 s ring, so the take crosses its wrap several times.
+    let sig = programme(rate, 2, rate as usize * 20, 11);
     let mut r = rig(&dir, rate, 2, TakeFormat::Wav32Float);
     let start = 10 * 60 * i64::from(rate) + 12_345; // 10 min into the session
     // Stopped transport: nothing is recorded.
@@ -245,5 +265,52 @@ fn normalize_on_finalize_writes_a_copy_at_the_target() {
     let i = f64::from(bext.loudness_value.unwrap());
     assert!((i + 16.0).abs() <= 0.1, "normalized copy at {i} LUFS");
     assert!(f64::from(bext.max_true_peak_level.unwrap()) <= -1.0 + 1e-3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_overrun_is_counted_and_every_take_still_lines_up() {
+    let dir = temp_dir("overrun");
+    let rate = 48_000;
+    // A minute pushed as fast as memory allows: far faster than any disk, so the 8 s ring
+    // fills. The audio side must never wait; it drops, counts, and starts a new take later.
+    let sig = programme(rate, 2, rate as usize * 60, 21);
+    let mut r = rig(&dir, rate, 2, TakeFormat::Wav32Float);
+    let origin = 96_000i64;
+    feed_paced(&mut r, &sig, 512, true, playing_at(origin), false);
+    r.rt.stop();
+    r.writer.finish();
+    let overruns = r.shared.record.overruns.load(Ordering::Relaxed);
+    let dropped = r.shared.record.dropped_frames.load(Ordering::Relaxed);
+    assert!(
+        overruns > 0 && dropped > 0,
+        "no overrun: {overruns} / {dropped}"
+    );
+    let takes = takes_in(&dir);
+    assert!(!takes.is_empty());
+    let mut recorded = 0u64;
+    for t in &takes {
+        let (planes, _) = read_float_wav(t);
+        let at = sluice_core::read_tags(t)
+            .unwrap()
+            .bext
+            .unwrap()
+            .time_reference as i64
+            - origin;
+        let at = at as usize;
+        recorded += planes[0].len() as u64;
+        for c in 0..2 {
+            assert!(
+                planes[c]
+                    .iter()
+                    .zip(&sig[c][at..])
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{} does not match the input at its time reference",
+                t.display()
+            );
+        }
+    }
+    // Everything was either recorded or counted as dropped.
+    assert_eq!(recorded + dropped, sig[0].len() as u64);
     let _ = std::fs::remove_dir_all(&dir);
 }

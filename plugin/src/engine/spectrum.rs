@@ -98,9 +98,25 @@ impl LiveSpectrum {
         let mut at = 0;
         while at < len {
             let take = (hop - self.since_frame).min(len - at);
-            for i in at..at + take {
-                self.ring[self.pos] = Complex::new(a[i], b.map_or(0.0, |b| b[i]));
-                self.pos = (self.pos + 1) % self.n;
+            match b {
+                Some(b) => {
+                    for (&x, &y) in a[at..at + take].iter().zip(&b[at..at + take]) {
+                        self.ring[self.pos] = Complex::new(x, y);
+                        self.pos += 1;
+                        if self.pos == self.n {
+                            self.pos = 0;
+                        }
+                    }
+                }
+                None => {
+                    for &x in &a[at..at + take] {
+                        self.ring[self.pos] = Complex::new(x, 0.0);
+                        self.pos += 1;
+                        if self.pos == self.n {
+                            self.pos = 0;
+                        }
+                    }
+                }
             }
             self.since_frame += take;
             at += take;
@@ -113,8 +129,15 @@ impl LiveSpectrum {
 
     fn frame(&mut self) {
         let n = self.n;
-        for i in 0..n {
-            self.buf[i] = self.ring[(self.pos + i) % n] * self.window[i];
+        // The ring from its oldest sample (at `pos`) on, windowed.
+        let (newer, older) = self.ring.split_at(self.pos);
+        for ((o, &x), &w) in self
+            .buf
+            .iter_mut()
+            .zip(older.iter().chain(newer))
+            .zip(&self.window)
+        {
+            *o = x * w;
         }
         self.fft
             .process_with_scratch(&mut self.buf, &mut self.scratch);
