@@ -93,7 +93,8 @@ fn main() {
                     at += n;
                     // Read the figures every 100 ms, as Sluice Meter publishes them.
                     if at / 4_800 != (at - n) / 4_800 {
-                        std::hint::black_box((m.loudness_momentary(), m.loudness_shortterm()));
+                        let _ =
+                            std::hint::black_box((m.loudness_momentary(), m.loudness_shortterm()));
                     }
                 }
                 t0.elapsed().as_secs_f64()
