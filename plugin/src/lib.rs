@@ -7,24 +7,61 @@
 //! at this level.
 
 pub mod denormal;
+pub mod diagnostics;
+pub mod engine;
 pub mod params;
+pub mod record;
+pub mod shared;
 
+use engine::Engine;
 use nice_plug::prelude::*;
 use params::SluiceParams;
+use shared::{MAX_CHANNELS, MeterShared};
 use std::sync::Arc;
+
+/// The plugin's name, in take files' metadata too.
+pub const PLUGIN_NAME: &str = "Sluice Meter";
 
 pub struct SluiceMeter {
     params: Arc<SluiceParams>,
+    shared: Arc<MeterShared>,
+    engine: Option<Engine>,
+    recorder: Option<(record::RecorderRt, record::Writer)>,
 }
 
 impl Default for SluiceMeter {
     // Cheap on purpose: hosts create instances to scan them. Nothing is allocated for audio, and
     // no thread is started, before `activate`.
     fn default() -> Self {
+        let shared = Arc::new(MeterShared::default());
+        diagnostics::register(&shared);
         SluiceMeter {
             params: Arc::new(SluiceParams::default()),
+            shared,
+            engine: None,
+            recorder: None,
         }
     }
+}
+
+impl Drop for SluiceMeter {
+    fn drop(&mut self) {
+        diagnostics::unregister(&self.shared);
+    }
+}
+
+impl SluiceMeter {
+    fn stop_recorder(&mut self) {
+        if let Some((mut rec, writer)) = self.recorder.take() {
+            rec.stop();
+            writer.finish();
+        }
+    }
+}
+
+/// BS.1770 weights of a layout's channels (mono and stereo: all front channels).
+fn weights(channels: usize) -> Vec<f64> {
+    vec![1.0; channels.clamp(1, MAX_CHANNELS)]
 }
 
 impl Plugin for SluiceMeter {
@@ -63,23 +100,87 @@ impl Plugin for SluiceMeter {
 
     fn activate(
         &mut self,
-        _layout: &AudioIOLayout,
-        _config: &BufferConfig,
+        layout: &AudioIOLayout,
+        config: &BufferConfig,
         _context: &mut impl ActivateContext<Self>,
     ) -> bool {
+        let channels = layout.main_input_channels.map_or(0, |c| c.get() as usize);
+        if channels == 0 || channels > MAX_CHANNELS || config.sample_rate < 1.0 {
+            return false;
+        }
+        let mut engine = Engine::new(
+            config.sample_rate.round() as u32,
+            &weights(channels),
+            config.max_buffer_size as usize,
+            self.shared.clone(),
+        );
+        let (t, c) = self.params.target_levels();
+        engine.set_target(t, c);
+        self.engine = Some(engine);
+        // A new activation ends the previous writer (and its take) first.
+        self.stop_recorder();
+        let params = self.params.clone();
+        match record::start(record::TakeConfig {
+            sample_rate: config.sample_rate.round() as u32,
+            channels,
+            settings: self.params.export.clone(),
+            target: Arc::new(move || params.target_levels()),
+            shared: self.shared.clone(),
+        }) {
+            Ok(r) => self.recorder = Some(r),
+            Err(e) => {
+                // Metering still works; recording reports why it cannot.
+                self.shared
+                    .record
+                    .set_error(format!("cannot start the take writer: {e}"));
+            }
+        }
         true
     }
 
-    fn reset(&mut self) {}
+    fn reset(&mut self) {
+        if let Some(e) = &mut self.engine {
+            e.reset();
+        }
+    }
+
+    fn deactivate(&mut self) {
+        self.stop_recorder();
+    }
 
     fn process(
         &mut self,
-        _buffer: &mut Buffer,
+        buffer: &mut Buffer,
         _aux: &mut AuxiliaryBuffers,
-        _context: &mut impl ProcessContext<Self>,
+        context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let _fp = denormal::DenormalGuard::enable();
-        // The buffer is never written: the output is the input, bit for bit.
+        let t = context.transport();
+        let transport = record::TransportInfo {
+            // CLAP without a transport leaves `preroll_active` unset; VST3 without a process
+            // context leaves `pos_samples` unset.
+            has_transport: t.preroll_active.is_some() || t.pos_samples.is_some(),
+            playing: t.playing,
+            position: t.pos_samples(),
+        };
+        let armed = self.params.rec_arm.value();
+        // The buffer is only read: the output is the input, bit for bit.
+        if let Some(engine) = &mut self.engine {
+            let (t, c) = self.params.target_levels();
+            engine.set_target(t, c);
+            let slices = buffer.as_slice_immutable();
+            let mut planes: [&[f32]; MAX_CHANNELS] = [&[]; MAX_CHANNELS];
+            let n = slices.len().min(MAX_CHANNELS);
+            for (p, s) in planes.iter_mut().zip(slices.iter()) {
+                *p = s;
+            }
+            if n > 0 {
+                engine.process(&planes[..n]);
+                if let Some((rec, _)) = &mut self.recorder {
+                    rec.process(&planes[..n], armed, transport);
+                }
+            }
+        }
         // KeepAlive, not Normal: meters must keep decaying and takes must have no gaps when the
         // input is silent, so the host must not stop calling us on silence.
         ProcessStatus::KeepAlive

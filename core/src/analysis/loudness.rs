@@ -294,6 +294,37 @@ impl ChannelEnergy {
     pub fn take_steps(&mut self) -> Vec<f64> {
         std::mem::take(&mut self.steps)
     }
+
+    /// Forget the complete steps (keeping the memory), for callers that read [`Self::steps`]
+    /// after each feed. With [`Self::reserve_for_block`] this makes the meter allocation-free.
+    pub fn clear_steps(&mut self) {
+        self.steps.clear();
+    }
+
+    /// Make room for the steps a feed of up to `frames` frames can complete, so that feeding
+    /// blocks no longer than that (with [`Self::clear_steps`] after each) never allocates.
+    pub fn reserve_for_block(&mut self, frames: usize) {
+        let most = frames / self.step + 1;
+        self.steps.reserve(most.saturating_sub(self.steps.len()));
+    }
+
+    /// Back to the state of a new meter (filter history and the partial step cleared).
+    pub fn reset(&mut self) {
+        self.filter.s = KState::default();
+        self.filled = 0;
+        self.acc = 0.0;
+        self.steps.clear();
+    }
+
+    /// Frames in a 100 ms step.
+    pub fn step_frames(&self) -> usize {
+        self.step
+    }
+
+    /// Frames fed into the step in progress.
+    pub fn partial_frames(&self) -> usize {
+        self.filled
+    }
 }
 
 /// Weighted sum over channels of per-channel step energies (the shortest channel decides the
@@ -463,6 +494,162 @@ pub fn loudness_range(short_term: &[f64]) -> Option<f64> {
     Some(pct(0.95) - pct(0.10))
 }
 
+/// Integrated loudness and loudness range in bounded memory, for a meter that runs for hours
+/// (the plugin): the 400 ms block energies and the short-term energies go into histograms of
+/// 0.01 LU bins from −70 to +30 LUFS, each bin keeping the exact sum of its energies and its
+/// count. [`gated_loudness`] and [`loudness_range`] are then reproduced with one difference:
+/// blocks in the single bin that holds the relative gate are all counted in or all out (by the
+/// bin's lower edge), which moves the result by far less than 0.01 LU on real signals; the
+/// LRA percentiles are read at the bin's centre (±0.005 LU). Memory: 2 × 10,000 bins × 12
+/// bytes, allocated once; adding a value or reading a figure never allocates.
+#[derive(Debug, Clone)]
+pub struct LiveGating {
+    integrated: GateHistogram,
+    range: GateHistogram,
+}
+
+#[derive(Debug, Clone)]
+struct GateHistogram {
+    count: Vec<u32>,
+    sum: Vec<f64>,
+}
+
+const HIST_MIN: f64 = ABSOLUTE_GATE;
+const HIST_BINS_PER_LU: f64 = 100.0;
+const HIST_BINS: usize = 10_000;
+
+impl GateHistogram {
+    fn new() -> Self {
+        GateHistogram {
+            count: vec![0; HIST_BINS],
+            sum: vec![0.0; HIST_BINS],
+        }
+    }
+
+    fn clear(&mut self) {
+        self.count.fill(0);
+        self.sum.fill(0.0);
+    }
+
+    /// Bin of a loudness value at or above the absolute gate.
+    fn bin(l: f64) -> usize {
+        (((l - HIST_MIN) * HIST_BINS_PER_LU) as usize).min(HIST_BINS - 1)
+    }
+
+    fn lower_edge(bin: usize) -> f64 {
+        HIST_MIN + bin as f64 / HIST_BINS_PER_LU
+    }
+
+    /// Adds an energy; values under the absolute gate (−70 LUFS) are not kept (no figure
+    /// uses them).
+    fn add(&mut self, energy: f64) {
+        let l = lufs(energy);
+        if l >= ABSOLUTE_GATE && energy.is_finite() {
+            let b = Self::bin(l);
+            self.count[b] += 1;
+            self.sum[b] += energy;
+        }
+    }
+
+    /// (count, sum of energies) of the bins from `first` up.
+    fn totals_from(&self, first: usize) -> (u64, f64) {
+        self.count[first..]
+            .iter()
+            .zip(&self.sum[first..])
+            .fold((0u64, 0.0), |(n, s), (&c, &e)| (n + u64::from(c), s + e))
+    }
+
+    /// First bin whose lower edge is at or above the relative gate `offset_lu` below the mean
+    /// energy of everything kept; `None` when nothing is kept.
+    fn relative_gate_bin(&self, offset_lu: f64) -> Option<usize> {
+        let (n, sum) = self.totals_from(0);
+        if n == 0 {
+            return None;
+        }
+        let gate = lufs(sum / n as f64) + offset_lu;
+        if gate < HIST_MIN {
+            return Some(0);
+        }
+        let b = Self::bin(gate);
+        Some(if Self::lower_edge(b) < gate - 1e-9 {
+            b + 1
+        } else {
+            b
+        })
+    }
+}
+
+impl Default for LiveGating {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LiveGating {
+    pub fn new() -> Self {
+        LiveGating {
+            integrated: GateHistogram::new(),
+            range: GateHistogram::new(),
+        }
+    }
+
+    /// Forget everything (keeps the memory).
+    pub fn clear(&mut self) {
+        self.integrated.clear();
+        self.range.clear();
+    }
+
+    /// A complete 400 ms block's energy (mean square, weighted and summed over channels).
+    pub fn add_block(&mut self, energy: f64) {
+        self.integrated.add(energy);
+    }
+
+    /// A short-term (3 s) energy, one every 100 ms once 3 s have been measured.
+    pub fn add_short_term(&mut self, energy: f64) {
+        self.range.add(energy);
+    }
+
+    /// Integrated loudness so far (BS.1770-4 gating), LUFS; `None` when no block passes.
+    pub fn integrated(&self) -> Option<f64> {
+        let first = self.integrated.relative_gate_bin(-10.0)?;
+        let (n, sum) = self.integrated.totals_from(first.min(HIST_BINS));
+        (n > 0).then(|| lufs(sum / n as f64))
+    }
+
+    /// Loudness range so far (Tech 3342), LU; `None` when no short-term value passes the gates.
+    pub fn range(&self) -> Option<f64> {
+        let h = &self.range;
+        let first = h.relative_gate_bin(-20.0)?.min(HIST_BINS);
+        let n: u64 = h.count[first..].iter().map(|&c| u64::from(c)).sum();
+        if n == 0 {
+            return None;
+        }
+        // The value of rank `r` (0-based) among the kept values, at its bin's centre.
+        let value_at_rank = |r: u64| -> f64 {
+            let mut seen = 0u64;
+            for (i, &c) in h.count[first..].iter().enumerate() {
+                seen += u64::from(c);
+                if seen > r {
+                    return GateHistogram::lower_edge(first + i) + 0.5 / HIST_BINS_PER_LU;
+                }
+            }
+            GateHistogram::lower_edge(HIST_BINS - 1)
+        };
+        // Linear interpolation between the closest ranks, as `loudness_range` does.
+        let pct = |p: f64| {
+            let x = p * (n - 1) as f64;
+            let i = x.floor() as u64;
+            let f = x - i as f64;
+            if i + 1 < n {
+                value_at_rank(i) * (1.0 - f) + value_at_rank(i + 1) * f
+            } else {
+                value_at_rank(i)
+            }
+        };
+        Some(pct(0.95) - pct(0.10))
+    }
+}
+
 /// What [`LoudnessMeter::summary`] gives (true peak is measured separately).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LoudnessSummary {
@@ -523,5 +710,81 @@ pub fn summarize(steps: &[f64], history_step_seconds: Option<f64>) -> LoudnessSu
         max_momentary_lufs: max_over(4),
         max_short_term_lufs: max_over(30),
         history,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::{Rng, programme, speech};
+
+    /// The live (histogram) figures against the exact ones on the same 100 ms steps.
+    fn compare(steps: &[f64]) {
+        let mut live = LiveGating::new();
+        for end in 1..=steps.len() {
+            if end >= 4 {
+                live.add_block(steps[end - 4..end].iter().sum::<f64>() / 4.0);
+            }
+            if end >= 30 {
+                live.add_short_term(steps[end - 30..end].iter().sum::<f64>() / 30.0);
+            }
+        }
+        let exact = summarize(steps, None);
+        match (exact.integrated_lufs, live.integrated()) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 0.005, "integrated {a} vs live {b}"),
+            (a, b) => assert_eq!(a, b),
+        }
+        match (exact.loudness_range_lu, live.range()) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 0.011, "LRA {a} vs live {b}"),
+            (a, b) => assert_eq!(a, b),
+        }
+    }
+
+    fn steps_of(planes: &[Vec<f32>], rate: u32) -> Vec<f64> {
+        let mut m = LoudnessMeter::new(rate, vec![1.0; planes.len()]);
+        let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+        m.feed(&refs);
+        m.steps().to_vec()
+    }
+
+    #[test]
+    fn live_gating_matches_the_exact_figures() {
+        compare(&steps_of(&programme(48_000, 2, 48_000 * 40, 7), 48_000));
+        compare(&steps_of(&speech(44_100, 40.0, 0.3), 44_100));
+        // Random step energies over 80 dB, and a quiet passage the relative gate removes.
+        let mut rng = Rng::new(3);
+        let steps: Vec<f64> = (0..3000)
+            .map(|i| {
+                let db = -75.0 + 75.0 * rng.uniform() - if i % 700 < 200 { 30.0 } else { 0.0 };
+                10f64.powf(db / 10.0)
+            })
+            .collect();
+        compare(&steps);
+        // Nothing above the gate: undefined, not a number.
+        compare(&vec![1e-12; 100]);
+        compare(&[]);
+    }
+
+    #[test]
+    fn live_gating_clears() {
+        let mut live = LiveGating::new();
+        live.add_block(0.01);
+        live.add_short_term(0.01);
+        assert!(live.integrated().is_some() && live.range().is_some());
+        live.clear();
+        assert_eq!((live.integrated(), live.range()), (None, None));
+    }
+
+    #[test]
+    fn channel_energy_reserved_feeds_do_not_grow() {
+        let mut c = ChannelEnergy::new(48_000);
+        c.reserve_for_block(4096);
+        let cap = c.steps.capacity();
+        let x = crate::signal::noise(1, 0.5, 4096);
+        for _ in 0..100 {
+            c.feed(&x);
+            c.clear_steps();
+        }
+        assert_eq!(c.steps.capacity(), cap);
     }
 }

@@ -29,7 +29,7 @@ pub use targets::{Target, TargetCheck};
 pub use waveform::Waveform;
 
 /// A periodic Hann window of `n` samples (the STFT window of the spectrum and key analyzers).
-pub(crate) fn hann(n: usize) -> Vec<f32> {
+pub fn hann(n: usize) -> Vec<f32> {
     (0..n)
         .map(|i| (0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n as f64).cos()) as f32)
         .collect()

@@ -110,13 +110,30 @@ impl TruePeakMeter {
             .map(|p| p.iter().map(|c| c.abs()).sum::<f32>())
             .fold(1.0f32, f32::max)
             * 1.001;
+        // Room for the history and one chunk, so that feeding never allocates.
+        let mut buf = Vec::with_capacity(TAPS - 1 + CHUNK);
+        buf.resize(TAPS - 1, 0.0);
         TruePeakMeter {
             phases,
             gain_bound,
-            buf: vec![0.0; TAPS - 1],
+            buf,
             peak: 0.0,
             sample_peak: 0.0,
         }
+    }
+
+    /// The true peak (linear) of everything fed so far, without the reconstruction after the
+    /// last sample that [`Self::finish`] adds: what a live meter shows. Never allocates.
+    pub fn true_peak(&self) -> f64 {
+        f64::from(self.peak.max(self.sample_peak))
+    }
+
+    /// Back to the state of a new meter (history and peaks cleared; keeps the memory).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.buf.resize(TAPS - 1, 0.0);
+        self.peak = 0.0;
+        self.sample_peak = 0.0;
     }
 
     pub fn feed(&mut self, x: &[f32]) {
