@@ -1,15 +1,17 @@
 //! The plugin's diagnostics hook and the process-wide registry of loaded plugin libraries.
 //!
-//! Sluice Meter exports (or will export) an extra C symbol beside its CLAP and VST3 entry points:
+//! Sluice Meter exports an extra C symbol beside its CLAP and VST3 entry points
+//! (`plugin/src/diagnostics.rs`):
 //!
 //! ```c
 //! size_t sluice_meter_diagnostics_v1(uint8_t *out, size_t cap);
 //! ```
 //!
-//! It writes a UTF-8 JSON array describing every live, activated instance in that library (the
-//! meter readings) into `out`, at most `cap` bytes, and returns the full length it needs. The
-//! hosts look it up in the library they loaded: [`read`] calls it, grows the buffer and retries
-//! when the answer did not fit, and parses the JSON.
+//! It writes a UTF-8 JSON array describing every live instance in that library
+//! (`{"instance": N, "meters": {...}}`, the meter readings) into `out`, at most `cap` bytes, and
+//! returns the full length it needs. The hosts look it up in the library they loaded: [`read`]
+//! calls it, grows the buffer and retries when the answer did not fit, and parses the JSON; a
+//! library without the symbol gives `None`.
 //!
 //! Libraries are opened once per path and never closed ([`library`]): a Rust plugin leaves
 //! thread-locals and (nice-plug's) background threads behind, so `dlclose` is unsafe, and a

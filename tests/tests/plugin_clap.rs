@@ -304,13 +304,14 @@ fn a_damaged_state_is_refused_and_changes_nothing() {
 
 #[test]
 fn automation_while_active_and_state_while_processing() {
+    // (Recording stays disarmed: an armed instance would write takes to $HOME/Sluice Takes.)
     let mut host = load();
     ok(host.select_layout(2));
     ok(host.activate(96_000.0, MAX_BLOCK));
     let input = test_signal(96_000, 2, 0.5, 5);
     // Events queued while active go with the first block of the next run.
-    ok(host.set_param(PARAMS[0].hash, 1.0));
     ok(host.set_param(PARAMS[1].hash, 4.0));
+    ok(host.set_param(PARAMS[2].hash, 0.25));
     let output = ok(host.process(
         &input,
         &[512],
@@ -321,29 +322,28 @@ fn automation_while_active_and_state_while_processing() {
     ));
     assert_bit_exact(&input, &output, "with automation");
     assert_close(
-        ok(host.param_value(PARAMS[0].hash)),
-        1.0,
-        "recarm set by a ParamValueEvent",
-    );
-    assert_close(
         ok(host.param_value(PARAMS[1].hash)),
         4.0,
         "target set by a ParamValueEvent",
     );
-    let armed = ok(host.save_state());
-    assert_eq!(
-        clap_state_json(&armed)["params"]["target"]["string"],
-        "atsc_a85"
+    assert_close(
+        ok(host.param_value(PARAMS[2].hash)),
+        0.25,
+        "custom target set by a ParamValueEvent",
     );
+    let automated = ok(host.save_state());
+    let json = clap_state_json(&automated);
+    assert_eq!(json["params"]["target"]["string"], "atsc_a85", "{json}");
+    assert_eq!(json["params"]["cuslufs"]["f32"], -30.0, "{json}");
 
     // Load and save on the main thread while active (CLAP allows both).
     let mut fresh = load();
     let defaults = ok(fresh.save_state());
     ok(host.load_state(&defaults));
     assert_close(
-        ok(host.param_value(PARAMS[0].hash)),
+        ok(host.param_value(PARAMS[1].hash)),
         0.0,
-        "recarm back to default",
+        "target back to default",
     );
     let output = ok(host.process(&input, VARYING, None));
     assert_bit_exact(&input, &output, "after loading a state while active");
@@ -358,16 +358,16 @@ fn instances_are_independent() {
     ok(b.select_layout(2));
     ok(a.activate(44_100.0, MAX_BLOCK));
     ok(b.activate(96_000.0, 256));
-    ok(a.set_param(PARAMS[0].hash, 1.0));
+    ok(a.set_param(PARAMS[1].hash, 3.0));
     let ia = test_signal(44_100, 1, 0.5, 1);
     let ib = test_signal(96_000, 2, 0.5, 2);
     assert_bit_exact(&ia, &ok(a.process(&ia, VARYING, None)), "instance a");
     assert_bit_exact(&ib, &ok(b.process(&ib, &[256, 13], None)), "instance b");
-    assert_close(ok(a.param_value(PARAMS[0].hash)), 1.0, "a armed");
+    assert_close(ok(a.param_value(PARAMS[1].hash)), 3.0, "a's target");
     assert_close(
-        ok(b.param_value(PARAMS[0].hash)),
+        ok(b.param_value(PARAMS[1].hash)),
         0.0,
-        "b is not armed by a's automation",
+        "b's target is not changed by a's automation",
     );
 }
 
@@ -388,15 +388,46 @@ fn the_diagnostics_handle_is_the_library_clack_loaded() {
 }
 
 #[test]
-fn the_diagnostics_hook_if_exported_reports_a_json_array() {
+fn the_diagnostics_hook_reports_this_instance() {
+    // 32 kHz: no other test of this binary runs at that rate, so the instance at that rate is
+    // this one even while other tests run in parallel in the same process (and library).
     let mut host = load();
-    ok(host.activate(48_000.0, 512));
-    match host.diagnostics() {
-        None => eprintln!(
-            "note: {} does not export {} yet",
+    ok(host.select_layout(1));
+    ok(host.activate(32_000.0, 512));
+    // EBU R 128 (-23 LUFS), by a ParamValueEvent with the first block.
+    ok(host.set_param(PARAMS[1].hash, 3.0));
+    let input = vec![sluice_core::signal::sine(32_000, 997.0, 0.5, 32_000)];
+    let output = ok(host.process(&input, &[512], None));
+    assert_bit_exact(&input, &output, "997 Hz at 32 kHz");
+    let all = host.diagnostics().unwrap_or_else(|| {
+        panic!(
+            "{} does not export {}",
             bundles::NAME,
             sluice_tests::diagnostics::SYMBOL
-        ),
-        Some(v) => assert!(v.is_array(), "the diagnostics are not a JSON array: {v}"),
-    }
+        )
+    });
+    let all = all.as_array().expect("the diagnostics are a JSON array");
+    let ours: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|i| i["meters"]["sample_rate"].as_f64() == Some(32_000.0))
+        .collect();
+    assert_eq!(ours.len(), 1, "one instance at 32 kHz among {}", all.len());
+    let m = &ours[0]["meters"];
+    assert_eq!(m["channels"], 1, "{m}");
+    assert!(
+        m["steps"].as_u64().unwrap_or(0) > 0,
+        "meter steps after 1 s: {m}"
+    );
+    let peak = m["sample_peak_dbfs"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (peak - 20.0 * 0.5f64.log10()).abs() < 0.1,
+        "sample peak of a 0.5 sine: {peak} dBFS"
+    );
+    assert_eq!(
+        m["target_lufs"].as_f64(),
+        Some(-23.0),
+        "the target set by the host"
+    );
+    assert_eq!(m["record"]["recording"], false, "not armed, not recording");
+    assert_eq!(m["record"]["takes"], 0, "no takes");
 }

@@ -311,6 +311,7 @@ fn a_damaged_state_is_refused_and_changes_nothing() {
 
 #[test]
 fn parameters_set_between_runs_while_active_and_state_while_active() {
+    // (Recording stays disarmed: an armed instance would write takes to $HOME/Sluice Takes.)
     let mut host = load();
     ok(host.set_layout(2));
     ok(host.activate(96_000.0, MAX_BLOCK));
@@ -320,20 +321,19 @@ fn parameters_set_between_runs_while_active_and_state_while_active() {
         position_samples: 0,
     });
     assert_bit_exact(&input, &ok(host.process(&input, &[512], playing)), "run 1");
-    ok(host.set_param_normalized(PARAMS[0].hash, 1.0));
     ok(host.set_param_normalized(PARAMS[1].hash, 0.8));
+    ok(host.set_param_normalized(PARAMS[2].hash, 0.25));
     assert_bit_exact(&input, &ok(host.process(&input, VARYING, playing)), "run 2");
-    assert_eq!(host.param_normalized(PARAMS[0].hash), 1.0);
     assert_close(host.param_normalized(PARAMS[1].hash), 0.8, "target");
-    let armed = ok(host.get_state());
-    assert_eq!(
-        vst3_state_json(&armed)["params"]["target"]["string"],
-        "atsc_a85"
-    );
+    assert_close(host.param_normalized(PARAMS[2].hash), 0.25, "custom target");
+    let set = ok(host.get_state());
+    let json = vst3_state_json(&set);
+    assert_eq!(json["params"]["target"]["string"], "atsc_a85", "{json}");
+    assert_eq!(json["params"]["cuslufs"]["f32"], -30.0, "{json}");
 
     let defaults = ok(load().get_state());
     ok(host.set_state(&defaults));
-    assert_eq!(host.param_normalized(PARAMS[0].hash), 0.0);
+    assert_eq!(host.param_normalized(PARAMS[1].hash), 0.0);
     assert_bit_exact(&input, &ok(host.process(&input, &[64], None)), "run 3");
     assert_eq!(ok(host.get_state()), defaults);
 }
@@ -346,29 +346,60 @@ fn instances_are_independent() {
     ok(b.set_layout(2));
     ok(a.activate(44_100.0, MAX_BLOCK));
     ok(b.activate(96_000.0, 256));
-    ok(a.set_param_normalized(PARAMS[0].hash, 1.0));
+    ok(a.set_param_normalized(PARAMS[1].hash, 0.6));
     let ia = test_signal(44_100, 1, 0.5, 1);
     let ib = test_signal(96_000, 2, 0.5, 2);
     assert_bit_exact(&ia, &ok(a.process(&ia, VARYING, None)), "instance a");
     assert_bit_exact(&ib, &ok(b.process(&ib, &[256, 13], None)), "instance b");
-    assert_eq!(a.param_normalized(PARAMS[0].hash), 1.0);
+    assert_close(a.param_normalized(PARAMS[1].hash), 0.6, "a's target");
     assert_eq!(
-        b.param_normalized(PARAMS[0].hash),
+        b.param_normalized(PARAMS[1].hash),
         0.0,
-        "b is not armed by a"
+        "b's target is not changed by a"
     );
 }
 
 #[test]
-fn the_diagnostics_hook_if_exported_reports_a_json_array() {
+fn the_diagnostics_hook_reports_this_instance() {
+    // 32 kHz: no other test of this binary runs at that rate, so the instance at that rate is
+    // this one even while other tests run in parallel in the same process (and library).
     let mut host = load();
-    ok(host.activate(48_000.0, 512));
-    match host.diagnostics() {
-        None => eprintln!(
-            "note: {} does not export {} yet",
+    ok(host.set_layout(1));
+    ok(host.activate(32_000.0, 512));
+    // EBU R 128 (-23 LUFS).
+    ok(host.set_param_normalized(PARAMS[1].hash, 0.6));
+    let input = vec![sluice_core::signal::sine(32_000, 997.0, 0.5, 32_000)];
+    let output = ok(host.process(&input, &[512], None));
+    assert_bit_exact(&input, &output, "997 Hz at 32 kHz");
+    let all = host.diagnostics().unwrap_or_else(|| {
+        panic!(
+            "{} does not export {}",
             bundles::NAME,
             sluice_tests::diagnostics::SYMBOL
-        ),
-        Some(v) => assert!(v.is_array(), "the diagnostics are not a JSON array: {v}"),
-    }
+        )
+    });
+    let all = all.as_array().expect("the diagnostics are a JSON array");
+    let ours: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|i| i["meters"]["sample_rate"].as_f64() == Some(32_000.0))
+        .collect();
+    assert_eq!(ours.len(), 1, "one instance at 32 kHz among {}", all.len());
+    let m = &ours[0]["meters"];
+    assert_eq!(m["channels"], 1, "{m}");
+    assert!(
+        m["steps"].as_u64().unwrap_or(0) > 0,
+        "meter steps after 1 s: {m}"
+    );
+    let peak = m["sample_peak_dbfs"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (peak - 20.0 * 0.5f64.log10()).abs() < 0.1,
+        "sample peak of a 0.5 sine: {peak} dBFS"
+    );
+    assert_eq!(
+        m["target_lufs"].as_f64(),
+        Some(-23.0),
+        "the target set by the host"
+    );
+    assert_eq!(m["record"]["recording"], false, "not armed, not recording");
+    assert_eq!(m["record"]["takes"], 0, "no takes");
 }
