@@ -7,8 +7,8 @@
 mod common;
 
 use common::*;
-use sluice_tests::audio::{assert_bit_exact, special_only, test_signal};
-use sluice_tests::clap_host::{ClapHost, ProcessStatus};
+use sluice_tests::audio::{assert_bit_exact, test_signal};
+use sluice_tests::clap_host::ClapHost;
 use sluice_tests::{Transport, bundles};
 
 fn load() -> ClapHost {
@@ -72,105 +72,24 @@ fn parameters_have_stable_ids_names_and_defaults() {
     }
 }
 
-/// Every rate and block pattern on one instance: activate, run each pattern (its own
-/// start/stop-processing), deactivate; the output must be the input, bit for bit.
-fn pass_through(channels: u32) {
-    let mut host = load();
-    ok(host.select_layout(channels));
-    for (r, &rate) in RATES.iter().enumerate() {
-        ok(host.activate(f64::from(rate), MAX_BLOCK));
-        for (k, pattern) in PATTERNS.iter().enumerate() {
-            let input = test_signal(
-                rate,
-                channels as usize,
-                seconds_for(pattern),
-                (r * 10 + k) as u64,
-            );
-            // Alternate: a playing transport, none, a stopped one.
-            let transport = match k % 3 {
-                0 => Some(Transport {
-                    playing: true,
-                    position_samples: 0,
-                }),
-                1 => None,
-                _ => Some(Transport {
-                    playing: false,
-                    position_samples: 12_345,
-                }),
-            };
-            let what = format!(
-                "CLAP {channels} ch, {rate} Hz, blocks {pattern:?}, transport {transport:?}"
-            );
-            let output = ok(host.process(&input, pattern, transport));
-            assert_bit_exact(&input, &output, &what);
-            assert_eq!(
-                host.last_status(),
-                Some(ProcessStatus::Continue),
-                "{what}: the plugin must ask to keep being processed (KeepAlive)"
-            );
-        }
-        host.deactivate();
-    }
-}
-
 #[test]
 fn mono_pass_through_is_bit_exact_at_every_rate_and_block_size() {
-    pass_through(1);
+    pass_through(&mut load(), 1);
 }
 
 #[test]
 fn stereo_pass_through_is_bit_exact_at_every_rate_and_block_size() {
-    pass_through(2);
+    pass_through(&mut load(), 2);
 }
 
 #[test]
 fn denormals_signed_zeros_and_full_scale_pass_bit_exact() {
-    for channels in [1, 2] {
-        let mut host = load();
-        ok(host.select_layout(channels));
-        ok(host.activate(48_000.0, MAX_BLOCK));
-        let input = special_only(channels as usize, 20_000);
-        for pattern in [&[1usize][..], &[7], VARYING] {
-            let output = ok(host.process(&input, pattern, None));
-            assert_bit_exact(
-                &input,
-                &output,
-                &format!("special values, {channels} ch, {pattern:?}"),
-            );
-        }
-    }
+    special_values_pass(load);
 }
 
 #[test]
 fn pass_through_with_and_without_a_transport() {
-    let mut host = load();
-    ok(host.select_layout(2));
-    ok(host.activate(48_000.0, MAX_BLOCK));
-    let input = test_signal(48_000, 2, 1.0, 99);
-    let transports = [
-        None,
-        Some(Transport {
-            playing: true,
-            position_samples: 0,
-        }),
-        Some(Transport {
-            playing: false,
-            position_samples: 0,
-        }),
-        Some(Transport {
-            playing: true,
-            position_samples: 10 * 3600 * 48_000,
-        }), // 10 h in
-        Some(Transport {
-            playing: true,
-            position_samples: -4_800,
-        }), // pre-roll
-        None,
-    ];
-    for t in transports {
-        let output = ok(host.process(&input, VARYING, t));
-        assert_bit_exact(&input, &output, &format!("transport {t:?}"));
-    }
+    pass_through_with_any_transport(&mut load());
 }
 
 #[test]
@@ -279,27 +198,15 @@ fn persisted_export_settings_round_trip() {
 fn a_damaged_state_is_refused_and_changes_nothing() {
     let mut host = load();
     ok(host.set_param(PARAMS[1].hash, 2.0));
-    let before = ok(host.save_state());
-    let mut truncated = before.clone();
-    truncated.truncate(before.len() / 2);
     let not_json = clap_state_bytes(&serde_json::json!("not a state"));
     let huge_length = u64::MAX.to_le_bytes().to_vec();
-    for (what, bytes) in [
-        ("empty", Vec::new()),
-        ("truncated", truncated),
-        ("not a state object", not_json),
-        ("a huge length", huge_length),
-    ] {
-        assert!(
-            host.load_state(&bytes).is_err(),
-            "a {what} state was accepted"
-        );
-        assert_eq!(
-            ok(host.save_state()),
-            before,
-            "a refused {what} state changed the plugin"
-        );
-    }
+    damaged_states_are_refused(
+        &mut host,
+        vec![
+            ("not a state object", not_json),
+            ("a huge length", huge_length),
+        ],
+    );
 }
 
 #[test]

@@ -151,3 +151,187 @@ pub fn assert_close(actual: f64, expected: f64, what: &str) {
         "{what}: {actual} is not {expected}"
     );
 }
+
+/// What both test hosts offer, so the format-independent tests are written once.
+pub trait Host {
+    /// `CLAP` or `VST3`, for messages.
+    const FORMAT: &'static str;
+    fn layout(&mut self, channels: u32) -> anyhow::Result<()>;
+    fn start(&mut self, sample_rate: f64, max_frames: u32) -> anyhow::Result<()>;
+    fn stop(&mut self) -> anyhow::Result<()>;
+    fn run(
+        &mut self,
+        input: &[Vec<f32>],
+        pattern: &[usize],
+        transport: Option<sluice_tests::Transport>,
+    ) -> anyhow::Result<Vec<Vec<f32>>>;
+    fn save(&mut self) -> anyhow::Result<Vec<u8>>;
+    fn restore(&mut self, bytes: &[u8]) -> anyhow::Result<()>;
+    /// Checks of the format's own after a run (CLAP: the plugin asked to keep being processed).
+    fn after_run(&self, _what: &str) {}
+}
+
+impl Host for sluice_tests::clap_host::ClapHost {
+    const FORMAT: &'static str = "CLAP";
+    fn layout(&mut self, channels: u32) -> anyhow::Result<()> {
+        self.select_layout(channels)
+    }
+    fn start(&mut self, sample_rate: f64, max_frames: u32) -> anyhow::Result<()> {
+        self.activate(sample_rate, max_frames)
+    }
+    fn stop(&mut self) -> anyhow::Result<()> {
+        self.deactivate();
+        Ok(())
+    }
+    fn run(
+        &mut self,
+        input: &[Vec<f32>],
+        pattern: &[usize],
+        transport: Option<sluice_tests::Transport>,
+    ) -> anyhow::Result<Vec<Vec<f32>>> {
+        self.process(input, pattern, transport)
+    }
+    fn save(&mut self) -> anyhow::Result<Vec<u8>> {
+        self.save_state()
+    }
+    fn restore(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.load_state(bytes)
+    }
+    fn after_run(&self, what: &str) {
+        assert_eq!(
+            self.last_status(),
+            Some(sluice_tests::clap_host::ProcessStatus::Continue),
+            "{what}: the plugin must ask to keep being processed (KeepAlive)"
+        );
+    }
+}
+
+impl Host for sluice_tests::vst3_host::Vst3Host {
+    const FORMAT: &'static str = "VST3";
+    fn layout(&mut self, channels: u32) -> anyhow::Result<()> {
+        self.set_layout(channels)
+    }
+    fn start(&mut self, sample_rate: f64, max_frames: u32) -> anyhow::Result<()> {
+        self.activate(sample_rate, max_frames)
+    }
+    fn stop(&mut self) -> anyhow::Result<()> {
+        self.deactivate()
+    }
+    fn run(
+        &mut self,
+        input: &[Vec<f32>],
+        pattern: &[usize],
+        transport: Option<sluice_tests::Transport>,
+    ) -> anyhow::Result<Vec<Vec<f32>>> {
+        self.process(input, pattern, transport)
+    }
+    fn save(&mut self) -> anyhow::Result<Vec<u8>> {
+        self.get_state()
+    }
+    fn restore(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.set_state(bytes)
+    }
+}
+
+/// Every rate and block pattern on one instance: activate, run each pattern (its own
+/// start/stop of processing), deactivate; the output must be the input, bit for bit. The
+/// transport alternates: playing, none, stopped.
+pub fn pass_through<H: Host>(host: &mut H, channels: u32) {
+    use sluice_tests::Transport;
+    use sluice_tests::audio::{assert_bit_exact, test_signal};
+    ok(host.layout(channels));
+    for (r, &rate) in RATES.iter().enumerate() {
+        ok(host.start(f64::from(rate), MAX_BLOCK));
+        for (k, pattern) in PATTERNS.iter().enumerate() {
+            let input = test_signal(
+                rate,
+                channels as usize,
+                seconds_for(pattern),
+                (r * 10 + k) as u64,
+            );
+            let transport = match k % 3 {
+                0 => Some(Transport {
+                    playing: true,
+                    position_samples: 0,
+                }),
+                1 => None,
+                _ => Some(Transport {
+                    playing: false,
+                    position_samples: 12_345,
+                }),
+            };
+            let what = format!(
+                "{} {channels} ch, {rate} Hz, blocks {pattern:?}, transport {transport:?}",
+                H::FORMAT
+            );
+            let output = ok(host.run(&input, pattern, transport));
+            assert_bit_exact(&input, &output, &what);
+            host.after_run(&what);
+        }
+        ok(host.stop());
+    }
+}
+
+/// Subnormals, signed zeros and full-scale values come back bit for bit.
+pub fn special_values_pass<H: Host>(mut load: impl FnMut() -> H) {
+    use sluice_tests::audio::{assert_bit_exact, special_only};
+    for channels in [1, 2] {
+        let mut host = load();
+        ok(host.layout(channels));
+        ok(host.start(48_000.0, MAX_BLOCK));
+        let input = special_only(channels as usize, 20_000);
+        for pattern in [&[1usize][..], &[7], VARYING] {
+            let output = ok(host.run(&input, pattern, None));
+            assert_bit_exact(
+                &input,
+                &output,
+                &format!("{} special values, {channels} ch, {pattern:?}", H::FORMAT),
+            );
+        }
+    }
+}
+
+/// Pass-through with no transport, playing, stopped, ten hours in, and in a pre-roll.
+pub fn pass_through_with_any_transport<H: Host>(host: &mut H) {
+    use sluice_tests::Transport;
+    use sluice_tests::audio::{assert_bit_exact, test_signal};
+    ok(host.layout(2));
+    ok(host.start(48_000.0, MAX_BLOCK));
+    let input = test_signal(48_000, 2, 1.0, 99);
+    let at = |playing, position_samples| {
+        Some(Transport {
+            playing,
+            position_samples,
+        })
+    };
+    for t in [
+        None,
+        at(true, 0),
+        at(false, 0),
+        at(true, 10 * 3600 * 48_000),
+        at(true, -4_800),
+        None,
+    ] {
+        let output = ok(host.run(&input, VARYING, t));
+        assert_bit_exact(&input, &output, &format!("{} transport {t:?}", H::FORMAT));
+    }
+}
+
+/// Each of `damaged` (with an empty and a truncated copy of the current state added) is
+/// refused, and the state saved afterwards is the one before.
+pub fn damaged_states_are_refused<H: Host>(host: &mut H, damaged: Vec<(&str, Vec<u8>)>) {
+    let before = ok(host.save());
+    let mut truncated = before.clone();
+    truncated.truncate(before.len() / 2);
+    for (what, bytes) in [("empty", Vec::new()), ("truncated", truncated)]
+        .into_iter()
+        .chain(damaged)
+    {
+        assert!(host.restore(&bytes).is_err(), "a {what} state was accepted");
+        assert_eq!(
+            ok(host.save()),
+            before,
+            "a refused {what} state changed the plugin"
+        );
+    }
+}
