@@ -21,6 +21,19 @@ pub struct StereoMeter {
     min_corr: Option<f64>,
 }
 
+/// Correlation of left and right from their sums of squares and cross product; `None` when
+/// either side is silent.
+pub fn correlation(ll: f64, rr: f64, lr: f64) -> Option<f64> {
+    (ll > 0.0 && rr > 0.0).then(|| (lr / (ll * rr).sqrt()).clamp(-1.0, 1.0))
+}
+
+/// Width (side energy over mid plus side) from the same sums; `None` for silence.
+pub fn width(ll: f64, rr: f64, lr: f64) -> Option<f64> {
+    let mid = (ll + rr + 2.0 * lr) / 4.0;
+    let side = (ll + rr - 2.0 * lr) / 4.0;
+    (ll + rr > 0.0).then(|| (side / (mid + side)).clamp(0.0, 1.0))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stereo {
     pub correlation: Option<f64>,
@@ -78,11 +91,10 @@ impl StereoMeter {
         let (ll, rr, lr) = (self.ll, self.rr, self.lr);
         let mid = (ll + rr + 2.0 * lr) / 4.0;
         let side = (ll + rr - 2.0 * lr) / 4.0;
-        let some = ll + rr > 0.0;
         Stereo {
-            correlation: (ll > 0.0 && rr > 0.0).then(|| (lr / (ll * rr).sqrt()).clamp(-1.0, 1.0)),
+            correlation: correlation(ll, rr, lr),
             correlation_min: self.min_corr,
-            width: some.then(|| (side / (mid + side)).clamp(0.0, 1.0)),
+            width: width(ll, rr, lr),
             side_to_mid_db: (mid > 0.0 && side > 0.0).then(|| 10.0 * (side / mid).log10()),
             balance_db: (ll > 0.0 && rr > 0.0).then(|| 10.0 * (rr / ll).log10()),
         }

@@ -21,6 +21,7 @@ pub mod spectrum;
 
 use crate::shared::{HISTORY_LEN, MAX_CHANNELS, MeterShared};
 use sluice_core::analysis::loudness::{ChannelEnergy, LiveGating, lufs};
+use sluice_core::analysis::stereo;
 use sluice_core::analysis::truepeak::TruePeakMeter;
 use spectrum::LiveSpectrum;
 use std::sync::Arc;
@@ -337,25 +338,19 @@ impl Engine {
                 .fold((0.0, 0.0, 0.0), |(a, b, c), r| {
                     (a + r.sq[0], b + r.sq[1], c + r.lr)
                 });
-            let corr = |ll: f64, rr: f64, lr: f64| {
-                if ll > 0.0 && rr > 0.0 {
-                    (lr / (ll * rr).sqrt()).clamp(-1.0, 1.0) as f32
-                } else {
-                    f32::NAN
-                }
-            };
-            s.correlation.store(corr(ll, rr, lr), Ordering::Relaxed);
+            let nan = |v: Option<f64>| v.map_or(f32::NAN, |v| v as f32);
+            s.correlation
+                .store(nan(stereo::correlation(ll, rr, lr)), Ordering::Relaxed);
             s.correlation_integrated.store(
-                corr(self.total_sq[0], self.total_sq[1], self.total_lr),
+                nan(stereo::correlation(
+                    self.total_sq[0],
+                    self.total_sq[1],
+                    self.total_lr,
+                )),
                 Ordering::Relaxed,
             );
-            let (mid, side) = ((ll + rr + 2.0 * lr) / 4.0, (ll + rr - 2.0 * lr) / 4.0);
-            let width = if mid + side > 0.0 {
-                (side / (mid + side)).clamp(0.0, 1.0) as f32
-            } else {
-                f32::NAN
-            };
-            s.width.store(width, Ordering::Relaxed);
+            s.width
+                .store(nan(stereo::width(ll, rr, lr)), Ordering::Relaxed);
         }
         self.spectrum.publish(s);
         let k = (self.step_count as usize - 1) % HISTORY_LEN;
