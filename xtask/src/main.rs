@@ -66,18 +66,20 @@ fn bundle_name(package: &str) -> Result<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("xtask has no parent folder")?;
-    let text = std::fs::read_to_string(root.join("bundler.toml")).unwrap_or_default();
-    // A tiny reader for `[package]\nname = "..."`, the only shape bundler.toml has.
-    let mut in_section = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_section = line == format!("[{package}]");
-        } else if in_section && let Some(v) = line.strip_prefix("name") {
-            let v = v.trim_start().strip_prefix('=').unwrap_or("").trim();
-            return Ok(v.trim_matches('"').to_string());
-        }
-    }
-    Ok(package.to_string())
+    let path = root.join("bundler.toml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(package.to_string()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(table
+        .get(package)
+        .and_then(|t| t.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or(package)
+        .to_string())
 }
 
 fn bundle(args: &[String]) -> Result<()> {
