@@ -157,6 +157,153 @@ pub fn speech(rate: u32, seconds: f64, level: f32) -> Vec<Vec<f32>> {
     vec![out]
 }
 
+/// EBU Tech 3341 (loudness meters) and Tech 3342 (loudness range) test signals, generated from
+/// their published definitions (the EBU's own files may not be redistributed): 1 kHz sine
+/// sequences on both channels of a stereo pair. Shared by the core's conformance tests, the
+/// plugin engine's and the plugin tests through the CLAP and VST3 hosts.
+pub mod ebu {
+    use std::f64::consts::TAU;
+
+    /// A 1 kHz tone level (dBFS peak) or `None` for silence, and a duration in seconds.
+    pub type Segment = (Option<f64>, f64);
+
+    /// A 1 kHz sine whose peak is `dbfs`, `secs` long, continuing the phase of `phase`.
+    pub fn tone(rate: u32, dbfs: f64, secs: f64, phase: &mut f64) -> Vec<f32> {
+        let n = (secs * f64::from(rate)).round() as usize;
+        let a = 10f64.powf(dbfs / 20.0);
+        let w = TAU * 1000.0 / f64::from(rate);
+        (0..n)
+            .map(|_| {
+                let v = a * phase.sin();
+                *phase = (*phase + w) % TAU;
+                v as f32
+            })
+            .collect()
+    }
+
+    /// `secs` of digital silence.
+    pub fn silence(rate: u32, secs: f64) -> Vec<f32> {
+        vec![0.0; (secs * f64::from(rate)).round() as usize]
+    }
+
+    /// Segments as one channel, the tone's phase running on across them.
+    pub fn sequence(rate: u32, segs: &[Segment]) -> Vec<f32> {
+        let mut phase = 0.0;
+        let mut out = Vec::new();
+        for &(level, secs) in segs {
+            match level {
+                Some(db) => out.extend(tone(rate, db, secs, &mut phase)),
+                None => out.extend(silence(rate, secs)),
+            }
+        }
+        out
+    }
+
+    /// The same channel twice.
+    pub fn stereo(x: Vec<f32>) -> Vec<Vec<f32>> {
+        vec![x.clone(), x]
+    }
+
+    /// A stereo case with a published integrated loudness or loudness range.
+    #[derive(Debug, Clone)]
+    pub struct LoudnessCase {
+        /// `3341-N` or `3342-N`.
+        pub name: &'static str,
+        pub segments: Vec<Segment>,
+        /// Expected integrated loudness (±0.1 LU), where the case fixes it.
+        pub integrated_lufs: Option<f64>,
+        /// Expected loudness range (±1 LU), where the case fixes it.
+        pub loudness_range_lu: Option<f64>,
+    }
+
+    impl LoudnessCase {
+        /// The case's signal at `rate`, planar stereo.
+        pub fn signal(&self, rate: u32) -> Vec<Vec<f32>> {
+            stereo(sequence(rate, &self.segments))
+        }
+        /// Its length in seconds.
+        pub fn seconds(&self) -> f64 {
+            self.segments.iter().map(|s| s.1).sum()
+        }
+    }
+
+    /// Tech 3341 cases 1-5 (integrated loudness of steady and gated sequences) and Tech 3342
+    /// cases 1-4 (loudness range).
+    pub fn stereo_loudness_cases() -> Vec<LoudnessCase> {
+        let i = |name, segments, lufs| LoudnessCase {
+            name,
+            segments,
+            integrated_lufs: Some(lufs),
+            loudness_range_lu: None,
+        };
+        let lra = |name, segments, lu| LoudnessCase {
+            name,
+            segments,
+            integrated_lufs: None,
+            loudness_range_lu: Some(lu),
+        };
+        vec![
+            i("3341-1", vec![(Some(-23.0), 20.0)], -23.0),
+            i("3341-2", vec![(Some(-33.0), 20.0)], -33.0),
+            i(
+                "3341-3",
+                vec![
+                    (Some(-36.0), 10.0),
+                    (Some(-23.0), 60.0),
+                    (Some(-36.0), 10.0),
+                ],
+                -23.0,
+            ),
+            i(
+                "3341-4",
+                vec![
+                    (Some(-72.0), 10.0),
+                    (Some(-36.0), 10.0),
+                    (Some(-23.0), 60.0),
+                    (Some(-36.0), 10.0),
+                    (Some(-72.0), 10.0),
+                ],
+                -23.0,
+            ),
+            i(
+                "3341-5",
+                vec![
+                    (Some(-26.0), 20.0),
+                    (Some(-20.0), 20.1),
+                    (Some(-26.0), 20.0),
+                ],
+                -23.0,
+            ),
+            lra(
+                "3342-1",
+                vec![(Some(-20.0), 20.0), (Some(-30.0), 20.0)],
+                10.0,
+            ),
+            lra(
+                "3342-2",
+                vec![(Some(-20.0), 20.0), (Some(-15.0), 20.0)],
+                5.0,
+            ),
+            lra(
+                "3342-3",
+                vec![(Some(-40.0), 20.0), (Some(-20.0), 20.0)],
+                20.0,
+            ),
+            lra(
+                "3342-4",
+                vec![
+                    (Some(-50.0), 20.0),
+                    (Some(-35.0), 20.0),
+                    (Some(-20.0), 20.0),
+                    (Some(-35.0), 20.0),
+                    (Some(-50.0), 20.0),
+                ],
+                15.0,
+            ),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

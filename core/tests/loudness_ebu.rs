@@ -5,43 +5,10 @@
 
 use sluice_core::analysis::loudness::{LoudnessMeter, LoudnessSummary, channel_weight};
 use sluice_core::analysis::truepeak::TruePeakMeter;
+use sluice_core::signal::ebu::{sequence, silence, stereo, stereo_loudness_cases, tone};
 use std::f64::consts::{PI, TAU};
 
 const SR: u32 = 48_000;
-
-/// A 1 kHz sine whose peak is `dbfs`, `secs` long, continuing the phase of `phase`.
-fn tone(rate: u32, dbfs: f64, secs: f64, phase: &mut f64) -> Vec<f32> {
-    let n = (secs * f64::from(rate)).round() as usize;
-    let a = 10f64.powf(dbfs / 20.0);
-    let w = TAU * 1000.0 / f64::from(rate);
-    (0..n)
-        .map(|_| {
-            let v = a * phase.sin();
-            *phase = (*phase + w) % TAU;
-            v as f32
-        })
-        .collect()
-}
-
-fn silence(rate: u32, secs: f64) -> Vec<f32> {
-    vec![0.0; (secs * f64::from(rate)).round() as usize]
-}
-
-/// A tone level in dBFS (or `None` for silence) and a duration in seconds.
-type Segment = (Option<f64>, f64);
-
-/// Segments as one channel.
-fn sequence(rate: u32, segs: &[Segment]) -> Vec<f32> {
-    let mut phase = 0.0;
-    let mut out = Vec::new();
-    for &(level, secs) in segs {
-        match level {
-            Some(db) => out.extend(tone(rate, db, secs, &mut phase)),
-            None => out.extend(silence(rate, secs)),
-        }
-    }
-    out
-}
 
 struct Measured {
     summary: LoudnessSummary,
@@ -74,10 +41,6 @@ fn measure(rate: u32, planes: &[Vec<f32>], positions: &[&str]) -> Measured {
         summary: meter.summary(Some(0.1)),
         true_peak_db: 20.0 * tp.log10(),
     }
-}
-
-fn stereo(x: Vec<f32>) -> Vec<Vec<f32>> {
-    vec![x.clone(), x]
 }
 
 fn assert_lu(got: Option<f64>, want: f64, tol: f64, what: &str) {
@@ -122,41 +85,19 @@ fn tech3341_cases_1_and_2_steady_sines() {
 
 #[test]
 fn tech3341_cases_3_to_5_gating() {
-    let cases: [(u32, Vec<Segment>); 3] = [
-        (
-            3,
-            vec![
-                (Some(-36.0), 10.0),
-                (Some(-23.0), 60.0),
-                (Some(-36.0), 10.0),
-            ],
-        ),
-        (
-            4,
-            vec![
-                (Some(-72.0), 10.0),
-                (Some(-36.0), 10.0),
-                (Some(-23.0), 60.0),
-                (Some(-36.0), 10.0),
-                (Some(-72.0), 10.0),
-            ],
-        ),
-        (
-            5,
-            vec![
-                (Some(-26.0), 20.0),
-                (Some(-20.0), 20.1),
-                (Some(-26.0), 20.0),
-            ],
-        ),
-    ];
-    for (case, segs) in cases {
-        let m = measure(SR, &stereo(sequence(SR, &segs)), &["FL", "FR"]);
+    let cases: Vec<_> = stereo_loudness_cases()
+        .into_iter()
+        .filter(|c| ["3341-3", "3341-4", "3341-5"].contains(&c.name))
+        .collect();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        let m = measure(SR, &case.signal(SR), &["FL", "FR"]);
+        let want = case.integrated_lufs.expect("a gating case fixes I");
         assert_lu(
             m.summary.integrated_lufs,
-            -23.0,
+            want,
             0.1,
-            &format!("3341-{case} I"),
+            &format!("{} I", case.name),
         );
     }
 }
@@ -429,29 +370,19 @@ fn tech3341_cases_20_to_23_inter_sample_peaks() {
 
 #[test]
 fn tech3342_loudness_range_cases_1_to_4() {
-    let cases: [(u32, Vec<Segment>, f64); 4] = [
-        (1, vec![(Some(-20.0), 20.0), (Some(-30.0), 20.0)], 10.0),
-        (2, vec![(Some(-20.0), 20.0), (Some(-15.0), 20.0)], 5.0),
-        (3, vec![(Some(-40.0), 20.0), (Some(-20.0), 20.0)], 20.0),
-        (
-            4,
-            vec![
-                (Some(-50.0), 20.0),
-                (Some(-35.0), 20.0),
-                (Some(-20.0), 20.0),
-                (Some(-35.0), 20.0),
-                (Some(-50.0), 20.0),
-            ],
-            15.0,
-        ),
-    ];
-    for (case, segs, want) in cases {
-        let m = measure(SR, &stereo(sequence(SR, &segs)), &["FL", "FR"]);
+    let cases: Vec<_> = stereo_loudness_cases()
+        .into_iter()
+        .filter(|c| c.name.starts_with("3342-"))
+        .collect();
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        let m = measure(SR, &case.signal(SR), &["FL", "FR"]);
+        let want = case.loudness_range_lu.expect("a 3342 case fixes LRA");
         assert_lu(
             m.summary.loudness_range_lu,
             want,
             1.0,
-            &format!("3342-{case} LRA"),
+            &format!("{} LRA", case.name),
         );
     }
 }

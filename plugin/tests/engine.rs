@@ -6,6 +6,7 @@
 use nice_assert_no_alloc::assert_no_alloc;
 use sluice_core::analysis::loudness::LoudnessMeter;
 use sluice_core::analysis::truepeak::TruePeakMeter;
+use sluice_core::signal::ebu::{sequence, stereo, stereo_loudness_cases};
 use sluice_core::signal::{programme, sine};
 use sluice_plugin::engine::Engine;
 use sluice_plugin::shared::{MeterShared, spectrum_point_hz};
@@ -39,105 +40,35 @@ fn read(v: &nice_plug::prelude::AtomicF32) -> f32 {
     v.load(Ordering::Relaxed)
 }
 
-fn stereo_sine(rate: u32, dbfs: f64, seconds: f64) -> Vec<f32> {
-    sine(
-        rate,
-        1000.0,
-        10f64.powf(dbfs / 20.0),
-        (seconds * f64::from(rate)) as usize,
-    )
-}
-
-fn sequence(rate: u32, parts: &[(f64, f64)]) -> Vec<Vec<f32>> {
-    let mono: Vec<f32> = parts
-        .iter()
-        .flat_map(|&(db, s)| stereo_sine(rate, db, s))
-        .collect();
-    vec![mono.clone(), mono]
-}
-
 #[test]
 fn ebu_tech_3341_and_3342_cases() {
     let rate = 48_000;
-    // (signal, expected integrated, expected LRA) from Tech 3341 cases 1-5 and 3342 cases 1-4.
-    type Case = (&'static str, Vec<(f64, f64)>, Option<f64>, Option<f64>);
-    let cases: Vec<Case> = vec![
-        ("3341-1", vec![(-23.0, 20.0)], Some(-23.0), None),
-        ("3341-2", vec![(-33.0, 20.0)], Some(-33.0), None),
-        (
-            "3341-3",
-            vec![(-36.0, 10.0), (-23.0, 60.0), (-36.0, 10.0)],
-            Some(-23.0),
-            None,
-        ),
-        (
-            "3341-4",
-            vec![
-                (-72.0, 10.0),
-                (-36.0, 10.0),
-                (-23.0, 60.0),
-                (-36.0, 10.0),
-                (-72.0, 10.0),
-            ],
-            Some(-23.0),
-            None,
-        ),
-        (
-            "3341-5",
-            vec![(-26.0, 20.0), (-20.0, 20.1), (-26.0, 20.0)],
-            Some(-23.0),
-            None,
-        ),
-        (
-            "3342-1",
-            vec![(-20.0, 20.0), (-30.0, 20.0)],
-            None,
-            Some(10.0),
-        ),
-        (
-            "3342-2",
-            vec![(-20.0, 20.0), (-15.0, 20.0)],
-            None,
-            Some(5.0),
-        ),
-        (
-            "3342-3",
-            vec![(-40.0, 20.0), (-20.0, 20.0)],
-            None,
-            Some(20.0),
-        ),
-        (
-            "3342-4",
-            vec![
-                (-50.0, 20.0),
-                (-35.0, 20.0),
-                (-20.0, 20.0),
-                (-35.0, 20.0),
-                (-50.0, 20.0),
-            ],
-            None,
-            Some(15.0),
-        ),
-    ];
-    for (name, parts, want_i, want_lra) in cases {
+    let cases = stereo_loudness_cases();
+    assert_eq!(cases.len(), 9, "3341 cases 1-5, 3342 cases 1-4");
+    for case in cases {
+        let name = case.name;
         let mut e = engine(rate, 2, 4096);
-        feed(&mut e, &sequence(rate, &parts), &[512]);
+        feed(&mut e, &case.signal(rate), &[512]);
         let s = e.shared();
-        if let Some(i) = want_i {
+        if let Some(i) = case.integrated_lufs {
             let got = read(&s.integrated);
             assert!(
                 (got as f64 - i).abs() <= 0.1,
                 "{name}: integrated {got}, want {i}"
             );
         }
-        if let Some(l) = want_lra {
+        if let Some(l) = case.loudness_range_lu {
             let got = read(&s.loudness_range);
             assert!((got as f64 - l).abs() <= 1.0, "{name}: LRA {got}, want {l}");
         }
     }
     // Case 1 also fixes momentary and short-term at -23 once their windows are full.
     let mut e = engine(rate, 2, 4096);
-    feed(&mut e, &sequence(rate, &[(-23.0, 20.0)]), &[64]);
+    feed(
+        &mut e,
+        &stereo(sequence(rate, &[(Some(-23.0), 20.0)])),
+        &[64],
+    );
     for v in [&e.shared().momentary, &e.shared().short_term] {
         assert!((read(v) + 23.0).abs() <= 0.1, "M/S {}", read(v));
     }

@@ -169,6 +169,12 @@ pub trait Host {
     fn restore(&mut self, bytes: &[u8]) -> anyhow::Result<()>;
     /// Checks of the format's own after a run (CLAP: the plugin asked to keep being processed).
     fn after_run(&self, _what: &str) {}
+    /// What the plugin's diagnostics export reports for every live instance in its library.
+    fn diagnostics(&self) -> Option<serde_json::Value>;
+    /// The JSON inside a saved state of this format.
+    fn state_json(bytes: &[u8]) -> serde_json::Value;
+    /// A state of this format holding `json`.
+    fn state_bytes(json: &serde_json::Value) -> Vec<u8>;
 }
 
 impl Host for sluice_tests::clap_host::ClapHost {
@@ -196,6 +202,15 @@ impl Host for sluice_tests::clap_host::ClapHost {
     }
     fn restore(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.load_state(bytes)
+    }
+    fn diagnostics(&self) -> Option<serde_json::Value> {
+        sluice_tests::clap_host::ClapHost::diagnostics(self)
+    }
+    fn state_json(bytes: &[u8]) -> serde_json::Value {
+        clap_state_json(bytes)
+    }
+    fn state_bytes(json: &serde_json::Value) -> Vec<u8> {
+        clap_state_bytes(json)
     }
     fn after_run(&self, what: &str) {
         assert_eq!(
@@ -230,6 +245,15 @@ impl Host for sluice_tests::vst3_host::Vst3Host {
     }
     fn restore(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.set_state(bytes)
+    }
+    fn diagnostics(&self) -> Option<serde_json::Value> {
+        sluice_tests::vst3_host::Vst3Host::diagnostics(self)
+    }
+    fn state_json(bytes: &[u8]) -> serde_json::Value {
+        vst3_state_json(bytes)
+    }
+    fn state_bytes(json: &serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(json).expect("JSON")
     }
 }
 
