@@ -59,9 +59,14 @@ impl SluiceMeter {
     }
 }
 
-/// BS.1770 weights of a layout's channels (mono and stereo: all front channels).
-fn weights(channels: usize) -> Vec<f64> {
-    vec![1.0; channels.clamp(1, MAX_CHANNELS)]
+/// BS.1770 weights of a layout's channels, in the order both formats use (WAVE_FORMAT_EXTENSIBLE,
+/// VST3's `k51`, CLAP's SMPTE order): 5.1 is L R C LFE Ls Rs, the LFE left out and the surrounds
+/// weighted 1.41; mono and stereo are all front channels.
+pub fn weights(channels: usize) -> Vec<f64> {
+    sluice_core::render::default_layout(channels.clamp(1, MAX_CHANNELS))
+        .iter()
+        .map(|p| sluice_core::analysis::loudness::channel_weight(p))
+        .collect()
 }
 
 impl Plugin for SluiceMeter {
@@ -82,6 +87,18 @@ impl Plugin for SluiceMeter {
             main_input_channels: NonZeroU32::new(1),
             main_output_channels: NonZeroU32::new(1),
             names: PortNames::const_default(),
+            ..AudioIOLayout::const_default()
+        },
+        // 5.1 (L R C LFE Ls Rs): VST3 hosts see `k51`; CLAP hosts a 6-channel port in SMPTE order.
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(6),
+            main_output_channels: NonZeroU32::new(6),
+            names: PortNames {
+                layout: Some("5.1"),
+                main_input: Some("5.1 In"),
+                main_output: Some("5.1 Out"),
+                ..PortNames::const_default()
+            },
             ..AudioIOLayout::const_default()
         },
     ];
@@ -199,6 +216,7 @@ impl ClapPlugin for SluiceMeter {
         ClapFeature::Utility,
         ClapFeature::Stereo,
         ClapFeature::Mono,
+        ClapFeature::Surround,
     ];
 }
 

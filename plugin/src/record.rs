@@ -442,7 +442,11 @@ impl WriterState {
                     TakeFormat::Wav32Float => 32,
                     _ => 24,
                 },
-                if self.channels == 1 { "mono" } else { "stereo" },
+                match self.channels {
+                    1 => "mono",
+                    2 => "stereo",
+                    _ => "multichannel",
+                },
                 crate::PLUGIN_NAME,
                 env!("CARGO_PKG_VERSION")
             ),

@@ -75,6 +75,30 @@ fn ebu_tech_3341_and_3342_cases() {
 }
 
 #[test]
+fn surround_5_1_weights_and_the_lfe_left_out() {
+    // Tech 3341 case 6 in L R C LFE Ls Rs with a loud LFE (BS.1770 leaves it out): -23 LUFS.
+    let rate = 48_000;
+    let weights = sluice_plugin::weights(6);
+    assert_eq!(weights, [1.0, 1.0, 1.0, 0.0, 1.41, 1.41]);
+    let ch = |db| sequence(rate, &[(Some(db), 20.0)]);
+    let sig = vec![
+        ch(-28.0),
+        ch(-28.0),
+        ch(-24.0),
+        ch(-6.0),
+        ch(-30.0),
+        ch(-30.0),
+    ];
+    let mut e = Engine::new(rate, &weights, 4096, Arc::new(MeterShared::default()));
+    feed(&mut e, &sig, &[1000]);
+    let got = read(&e.shared().integrated);
+    assert!((got + 23.0).abs() <= 0.1, "3341-6 5.1: integrated {got}");
+    // The LFE still counts for peaks.
+    let tp = read(&e.shared().true_peak_channel[3]);
+    assert!((tp + 6.0).abs() < 0.1, "LFE true peak {tp}");
+}
+
+#[test]
 fn agrees_with_the_core_offline_analysis_at_every_rate_and_block_size() {
     let blocks: &[&[usize]] = &[
         &[1],

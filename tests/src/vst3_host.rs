@@ -369,7 +369,8 @@ fn speaker_arrangement(channels: u32) -> Result<SpeakerArrangement> {
     match channels {
         1 => Ok(SpeakerArr::kMono),
         2 => Ok(SpeakerArr::kStereo),
-        n => bail!("this test host knows mono and stereo arrangements, not {n} channels"),
+        6 => Ok(SpeakerArr::k51),
+        n => bail!("this test host knows mono, stereo and 5.1 arrangements, not {n} channels"),
     }
 }
 
@@ -460,7 +461,7 @@ impl Vst3Host {
         Ok(title(&s))
     }
 
-    /// Asks for `channels` in and out (mono or stereo) with `setBusArrangements`, then checks
+    /// Asks for `channels` in and out (mono, stereo or 5.1) with `setBusArrangements`, then checks
     /// `getBusArrangement`. Only while inactive.
     pub fn set_layout(&mut self, channels: u32) -> Result<()> {
         ensure!(

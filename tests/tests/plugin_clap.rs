@@ -31,7 +31,14 @@ fn the_factory_lists_sluice_meter() {
     assert_eq!(d.name, bundles::NAME);
     assert_eq!(d.vendor, "Sluice");
     assert_eq!(d.version, env!("CARGO_PKG_VERSION"), "workspace version");
-    for f in ["audio-effect", "analyzer", "utility", "stereo", "mono"] {
+    for f in [
+        "audio-effect",
+        "analyzer",
+        "utility",
+        "stereo",
+        "mono",
+        "surround",
+    ] {
         assert!(
             d.features.iter().any(|x| x == f),
             "feature {f} missing from {:?}",
@@ -80,6 +87,11 @@ fn mono_pass_through_is_bit_exact_at_every_rate_and_block_size() {
 #[test]
 fn stereo_pass_through_is_bit_exact_at_every_rate_and_block_size() {
     pass_through(&mut load(), 2);
+}
+
+#[test]
+fn surround_5_1_pass_through_is_bit_exact_at_every_rate_and_block_size() {
+    pass_through(&mut load(), 6);
 }
 
 #[test]

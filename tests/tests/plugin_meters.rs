@@ -6,6 +6,8 @@
 //!   blocks: every figure the diagnostics export reports (integrated within ±0.1 LU of
 //!   sluice-core's offline analysis of the same signal, as the issue asks, and in fact within
 //!   0.01 LU; LRA, max M/S, true peak, sample peak, PLR, step count).
+//! - 5.1 (EBU Tech 3341 case 6, with a loud LFE): the surround weights and the LFE left out,
+//!   recorded as a six-channel take.
 //! - Takes recorded under a simulated transport: a state arms recording into a temporary folder
 //!   as 32-bit float WAV; the takes hold the input bit for bit, their BWF time reference is the
 //!   transport position, a jump starts a new take, no transport records at once.
@@ -63,6 +65,18 @@ fn vst3_meters_match_the_offline_analysis() {
 }
 
 #[test]
+fn clap_5_1_is_measured_with_the_surround_weights_and_recorded() {
+    let _alone = alone(&CLAP);
+    surround_5_1(load_clap(), "clap51");
+}
+
+#[test]
+fn vst3_5_1_is_measured_with_the_surround_weights_and_recorded() {
+    let _alone = alone(&VST3);
+    surround_5_1(load_vst3(), "vst351");
+}
+
+#[test]
 fn clap_takes_hold_the_input_at_the_transport_position() {
     let _alone = alone(&CLAP);
     takes_under_a_simulated_transport(load_clap(), "clap");
@@ -106,7 +120,8 @@ struct Offline {
 }
 
 fn offline(rate: u32, planes: &[Vec<f32>]) -> Offline {
-    let mut meter = LoudnessMeter::new(rate, vec![1.0; planes.len()]);
+    let layout = sluice_core::render::default_layout(planes.len());
+    let mut meter = LoudnessMeter::for_layout(rate, &layout);
     let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
     meter.feed(&refs);
     let s = meter.summary(None);
@@ -240,6 +255,77 @@ fn programme_signals<H: Host>(host: &mut H) {
             }
         }
     }
+}
+
+/// EBU Tech 3341 case 6 in 5.1 (L R C LFE Ls Rs): L and R at −28 dBFS, C at −24, Ls and Rs at
+/// −30, and a loud LFE at −6 that BS.1770 leaves out: −23 LUFS. Recorded at the same time: the
+/// take has six channels, bit-exact, and its bext loudness is the same −23.
+fn surround_5_1<H: Host>(mut host: H, name: &str) {
+    use sluice_core::signal::ebu::sequence;
+    let rate = 48_000;
+    let folder = take_folder(name);
+    arm_into(&mut host, &folder);
+    ok(host.layout(6));
+    let ch = |db| sequence(rate, &[(Some(db), 20.0)]);
+    let signal = vec![
+        ch(-28.0),
+        ch(-28.0),
+        ch(-24.0),
+        ch(-6.0),
+        ch(-30.0),
+        ch(-30.0),
+    ];
+    let want = offline(rate, &signal);
+    ok(host.start(f64::from(rate), MAX_BLOCK));
+    let what = format!("{} 3341-6 in 5.1", H::FORMAT);
+    assert_bit_exact(&signal, &ok(host.run(&signal, VARYING, None)), &what);
+    let m = meters(&host);
+    assert_eq!(m["channels"], 6, "{what}: {m}");
+    let i = num(&m, "integrated_lufs");
+    within(i, -23.0, 0.1, &format!("{what}: integrated (published)"));
+    within(i, want.integrated, 0.01, &format!("{what}: integrated"));
+    within(
+        num(&m, "true_peak_dbtp"),
+        want.true_peak_db,
+        1e-3,
+        &format!("{what}: true peak (the LFE's)"),
+    );
+    ok(host.stop());
+    let files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .expect("the take folder")
+        .map(|e| e.expect("a directory entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{what}: one take: {files:?}");
+    let (planes, t) = read_take(&files[0]);
+    assert_eq!(t, 0, "{what}: no transport, placed at 0");
+    assert_bit_exact(&signal, &planes, &format!("{what}: the take"));
+    let info = sluice_core::decode::Decoder::open(&files[0])
+        .expect("the take")
+        .into_info();
+    assert_eq!(
+        info.channel_layout,
+        ["FL", "FR", "FC", "LFE", "BL", "BR"],
+        "{what}: the take's channel mask"
+    );
+    let bext = sluice_core::read_tags(&files[0])
+        .expect("the take's tags")
+        .bext
+        .expect("bext");
+    let lufs = f64::from(bext.loudness_value.expect("bext loudness"));
+    within(
+        lufs,
+        -23.0,
+        0.1,
+        &format!("{what}: the take's bext loudness"),
+    );
+    // bext stores hundredths of an LU.
+    within(
+        lufs,
+        want.integrated,
+        0.011,
+        &format!("{what}: the take's bext loudness"),
+    );
+    let _ = std::fs::remove_dir_all(&folder);
 }
 
 /// A fresh temporary folder for takes.

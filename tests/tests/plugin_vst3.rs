@@ -92,6 +92,11 @@ fn stereo_pass_through_is_bit_exact_at_every_rate_and_block_size() {
 }
 
 #[test]
+fn surround_5_1_pass_through_is_bit_exact_at_every_rate_and_block_size() {
+    pass_through(&mut load(), 6);
+}
+
+#[test]
 fn denormals_signed_zeros_and_full_scale_pass_bit_exact() {
     special_values_pass(load);
 }
