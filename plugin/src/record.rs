@@ -113,6 +113,23 @@ pub struct RecorderRt {
 impl RecorderRt {
     /// Record one block (planar, `channels` slices of the same length).
     pub fn process(&mut self, planes: &[&[f32]], armed: bool, t: TransportInfo) {
+        // A pre-roll: the host plays from before the timeline's 0 (Ardour's export starts a
+        // cycle early). BWF has no negative positions, so the frames before 0 are left out and
+        // the take starts exactly at 0, where its time reference says.
+        if let Some(p) = t.position.filter(|&p| p < 0 && t.playing) {
+            let len = planes.first().map_or(0, |x| x.len());
+            let skip = usize::try_from(p.unsigned_abs()).map_or(len, |s| s.min(len));
+            let n = planes.len().min(MAX_CHANNELS);
+            let mut from_zero: [&[f32]; MAX_CHANNELS] = [&[]; MAX_CHANNELS];
+            for (dst, src) in from_zero.iter_mut().zip(&planes[..n]) {
+                *dst = &src[skip..];
+            }
+            let t = TransportInfo {
+                position: Some(0),
+                ..t
+            };
+            return self.process(&from_zero[..n], armed, t);
+        }
         let len = planes.first().map_or(0, |p| p.len());
         let want = armed && (!t.has_transport || t.playing);
         let jumped = self.recording && t.position.is_some() && t.position != self.expected;
@@ -432,7 +449,7 @@ impl WriterState {
             originator_reference: String::new(),
             origination_date: now.0.clone(),
             origination_time: now.1.replace('-', ":"),
-            // BWF has no negative positions: a take started in a pre-roll is placed at 0.
+            // Never negative: the audio thread leaves out a pre-roll's frames before 0.
             time_reference: position.max(0) as u64,
             version: 2,
             coding_history: format!(

@@ -220,6 +220,50 @@ fn a_jump_starts_a_new_take_and_no_transport_records_at_once() {
 }
 
 #[test]
+fn a_pre_roll_is_left_out_and_the_take_starts_at_zero() {
+    // Ardour's export plays from 768 frames before the session start; blocks of 1024 straddle 0.
+    let dir = temp_dir("preroll");
+    let rate = 48_000;
+    let sig = programme(rate, 2, rate as usize * 2, 9);
+    let mut r = rig(&dir, rate, 2, TakeFormat::Wav32Float);
+    feed(&mut r, &sig, 1024, true, playing_at(-768));
+    r.rt.stop();
+    // A pre-roll longer than a block: whole blocks before 0 record nothing.
+    feed(&mut r, &sig, 256, true, playing_at(-1000));
+    r.rt.stop();
+    r.writer.finish();
+    let takes = takes_in(&dir);
+    assert_eq!(takes.len(), 2, "{takes:?}");
+    let mut got: Vec<(Vec<Vec<f32>>, u64)> = takes
+        .iter()
+        .map(|t| {
+            let tr = sluice_core::read_tags(t)
+                .unwrap()
+                .bext
+                .unwrap()
+                .time_reference;
+            (read_float_wav(t).0, tr)
+        })
+        .collect();
+    got.sort_by_key(|(p, _)| std::cmp::Reverse(p[0].len()));
+    for ((planes, tr), skip) in got.iter().zip([768usize, 1000]) {
+        assert_eq!(*tr, 0, "a take after a pre-roll of {skip} starts at 0");
+        for c in 0..2 {
+            assert_eq!(planes[c].len(), sig[c].len() - skip, "pre-roll {skip}");
+            assert!(
+                planes[c]
+                    .iter()
+                    .zip(&sig[c][skip..])
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "pre-roll {skip}: channel {c} is not the input from timeline 0"
+            );
+        }
+    }
+    assert_eq!(r.shared.record.overruns.load(Ordering::Relaxed), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn normalize_on_finalize_writes_a_copy_at_the_target() {
     let dir = temp_dir("normalize");
     let rate = 48_000;
