@@ -145,33 +145,36 @@ run() {
 }
 # export_render NAME SESSION_DIR SESSION OUT: ardour7-export to OUT (32-bit float, no dither, no
 # normalization), with LD_DEBUG=files so the log shows which shared objects the process loaded.
-# ardour7-export 7.3 sometimes aborts in glibc's heap checks ("double free or corruption", "free():
-# invalid next size") while tearing down after the export has finished (seen in ~PortExportChannel,
-# in sessions with and without the plugin): such an attempt, recognized by SIGABRT after its
-# "* Done." line (stdout line-buffered through stdbuf), is logged, counted, reported in the summary
-# and retried, up to 4 attempts. Any other failure stops the script.
-declare -A teardown_crashes=()
+# ardour7-export 7.3 sometimes crashes: in glibc's heap checks ("double free or corruption",
+# "free(): invalid next size") while tearing down after the export has finished (seen in
+# ~PortExportChannel), and also at the start of the export ("munmap_chunk(): invalid pointer",
+# SIGSEGV), in sessions with and without the plugin alike. Such an attempt (SIGABRT or SIGSEGV) is
+# logged, counted per session, reported in the summary and retried, up to 4 attempts; the summary
+# shows whether the control session (no plugin) crashed too. Any other failure stops the script.
+declare -A export_crashes=()
 export_render() {
   local name="$1" dir="$2" sess="$3" out="$4" attempt rc log
   local buf=(); command -v stdbuf >/dev/null && buf=(stdbuf -oL -eL)
-  teardown_crashes[$name]=0
+  export_crashes[$name]=0
   for attempt in 1 2 3 4; do
     log="$work/logs/export-$name.log"
     rm -f "$out"
     rc=0
     timeout 600 env LD_DEBUG=files "${buf[@]}" ardour7-export -b float -s "$rate" -o "$out" "$dir" "$sess" >"$log" 2>&1 || rc=$?
     [ "$rc" = 0 ] && return 0
-    if [ "$rc" = 134 ] && grep -q '^\* Done\.' "$log"; then
-      teardown_crashes[$name]=$((teardown_crashes[$name] + 1))
-      mv "$log" "$work/logs/export-$name.teardown-crash-$attempt.log"
-      echo "   ($name: ardour7-export aborted (SIGABRT) after '* Done.', attempt $attempt:" \
-        "$(grep -m1 -E 'free|corrupt|malloc' "$work/logs/export-$name.teardown-crash-$attempt.log" || echo '?'); retrying)"
+    if [ "$rc" = 134 ] || [ "$rc" = 139 ]; then
+      local when="at the start"
+      grep -q '^\* Done\.' "$log" && when="after '* Done.'"
+      export_crashes[$name]=$((export_crashes[$name] + 1))
+      mv "$log" "$work/logs/export-$name.crash-$attempt.log"
+      echo "   ($name: ardour7-export crashed (exit $rc) $when, attempt $attempt:" \
+        "$(grep -m1 -E 'free|corrupt|malloc|munmap|Segmentation' "$work/logs/export-$name.crash-$attempt.log" || echo '?'); retrying)"
       continue
     fi
     echo "---- $log (last 30 lines)" >&2; tail -n 30 "$log" >&2
     die "ardour7-export failed (exit $rc) for session '$sess'"
   done
-  die "ardour7-export aborted in its teardown in all 4 attempts for session '$sess'"
+  die "ardour7-export crashed in all 4 attempts for session '$sess'"
 }
 
 lua_step() { # lua_step LOG STEP ARGS...: also requires the step's success line
@@ -294,10 +297,10 @@ for cfg in default denormal-none; do
 done
 if [ "$take" = 1 ]; then echo "   recorded take: $(grep '^TAKE' "$work/logs/take.log")"; fi
 crashes=""
-for k in "${!teardown_crashes[@]}"; do
-  [ "${teardown_crashes[$k]}" = 0 ] || crashes="$crashes $k:${teardown_crashes[$k]}"
+for k in "${!export_crashes[@]}"; do
+  [ "${export_crashes[$k]}" = 0 ] || crashes="$crashes $k:${export_crashes[$k]}"
 done
-echo "   ardour7-export teardown aborts (Ardour 7.3 bug, retried):${crashes:- none}"
+echo "   ardour7-export crashes (Ardour 7.3 bug, retried):${crashes:- none}"
 if [ "$status" = 0 ]; then
   echo "ARDOUR RENDER CHECK: PASS"
 else
