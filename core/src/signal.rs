@@ -227,6 +227,21 @@ pub mod ebu {
         }
     }
 
+    /// Tech 3341 case 6 in 5.1, in WAVE_FORMAT_EXTENSIBLE order (L R C LFE Ls Rs): 20 s of L and
+    /// R at −28 dBFS, C at −24, Ls and Rs at −30 (−23 LUFS), and the LFE at `lfe_dbfs` or
+    /// silent; BS.1770 leaves the LFE out, so a loud one must not change the reading.
+    pub fn case_6_surround_5_1(rate: u32, lfe_dbfs: Option<f64>) -> Vec<Vec<f32>> {
+        let ch = |db| sequence(rate, &[(db, 20.0)]);
+        vec![
+            ch(Some(-28.0)),
+            ch(Some(-28.0)),
+            ch(Some(-24.0)),
+            ch(lfe_dbfs),
+            ch(Some(-30.0)),
+            ch(Some(-30.0)),
+        ]
+    }
+
     /// Tech 3341 cases 1-5 (integrated loudness of steady and gated sequences) and Tech 3342
     /// cases 1-4 (loudness range).
     pub fn stereo_loudness_cases() -> Vec<LoudnessCase> {

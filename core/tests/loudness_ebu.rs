@@ -5,7 +5,9 @@
 
 use sluice_core::analysis::loudness::{LoudnessMeter, LoudnessSummary, channel_weight};
 use sluice_core::analysis::truepeak::TruePeakMeter;
-use sluice_core::signal::ebu::{sequence, silence, stereo, stereo_loudness_cases, tone};
+use sluice_core::signal::ebu::{
+    case_6_surround_5_1, sequence, silence, stereo, stereo_loudness_cases, tone,
+};
 use std::f64::consts::{PI, TAU};
 
 const SR: u32 = 48_000;
@@ -110,18 +112,11 @@ fn tech3341_case_6_five_channels_and_lfe_excluded() {
     let m = measure(SR, &five, &["FL", "FR", "FC", "BL", "BR"]);
     assert_lu(m.summary.integrated_lufs, -23.0, 0.1, "3341-6 5.0 I");
     // 5.1 in WAVE_FORMAT_EXTENSIBLE order with a silent LFE...
-    let mut six = vec![
-        ch(-28.0),
-        ch(-28.0),
-        ch(-24.0),
-        silence(SR, 20.0),
-        ch(-30.0),
-        ch(-30.0),
-    ];
+    let six = case_6_surround_5_1(SR, None);
     let m = measure(SR, &six, &["FL", "FR", "FC", "LFE", "BL", "BR"]);
     assert_lu(m.summary.integrated_lufs, -23.0, 0.1, "3341-6 5.1 I");
     // ...and with a loud LFE, which BS.1770 leaves out.
-    six[3] = ch(-6.0);
+    let six = case_6_surround_5_1(SR, Some(-6.0));
     let m = measure(SR, &six, &["FL", "FR", "FC", "LFE", "SL", "SR"]);
     assert_lu(
         m.summary.integrated_lufs,

@@ -6,7 +6,7 @@
 use nice_assert_no_alloc::assert_no_alloc;
 use sluice_core::analysis::loudness::LoudnessMeter;
 use sluice_core::analysis::truepeak::TruePeakMeter;
-use sluice_core::signal::ebu::{sequence, stereo, stereo_loudness_cases};
+use sluice_core::signal::ebu::{case_6_surround_5_1, sequence, stereo, stereo_loudness_cases};
 use sluice_core::signal::{programme, sine};
 use sluice_plugin::engine::Engine;
 use sluice_plugin::shared::{MeterShared, spectrum_point_hz};
@@ -80,15 +80,7 @@ fn surround_5_1_weights_and_the_lfe_left_out() {
     let rate = 48_000;
     let weights = sluice_plugin::weights(6);
     assert_eq!(weights, [1.0, 1.0, 1.0, 0.0, 1.41, 1.41]);
-    let ch = |db| sequence(rate, &[(Some(db), 20.0)]);
-    let sig = vec![
-        ch(-28.0),
-        ch(-28.0),
-        ch(-24.0),
-        ch(-6.0),
-        ch(-30.0),
-        ch(-30.0),
-    ];
+    let sig = case_6_surround_5_1(rate, Some(-6.0));
     let mut e = Engine::new(rate, &weights, 4096, Arc::new(MeterShared::default()));
     feed(&mut e, &sig, &[1000]);
     let got = read(&e.shared().integrated);

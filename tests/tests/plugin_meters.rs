@@ -23,7 +23,7 @@ mod common;
 use common::*;
 use sluice_core::analysis::loudness::LoudnessMeter;
 use sluice_core::analysis::truepeak::TruePeakMeter;
-use sluice_core::signal::ebu::stereo_loudness_cases;
+use sluice_core::signal::ebu::{case_6_surround_5_1, stereo_loudness_cases};
 use sluice_core::signal::programme;
 use sluice_tests::audio::assert_bit_exact;
 use sluice_tests::clap_host::ClapHost;
@@ -261,20 +261,11 @@ fn programme_signals<H: Host>(host: &mut H) {
 /// −30, and a loud LFE at −6 that BS.1770 leaves out: −23 LUFS. Recorded at the same time: the
 /// take has six channels, bit-exact, and its bext loudness is the same −23.
 fn surround_5_1<H: Host>(mut host: H, name: &str) {
-    use sluice_core::signal::ebu::sequence;
     let rate = 48_000;
     let folder = take_folder(name);
     arm_into(&mut host, &folder);
     ok(host.layout(6));
-    let ch = |db| sequence(rate, &[(Some(db), 20.0)]);
-    let signal = vec![
-        ch(-28.0),
-        ch(-28.0),
-        ch(-24.0),
-        ch(-6.0),
-        ch(-30.0),
-        ch(-30.0),
-    ];
+    let signal = case_6_surround_5_1(rate, Some(-6.0));
     let want = offline(rate, &signal);
     ok(host.start(f64::from(rate), MAX_BLOCK));
     let what = format!("{} 3341-6 in 5.1", H::FORMAT);
