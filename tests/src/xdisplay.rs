@@ -65,7 +65,7 @@ fn start_xvfb() -> Result<XServer> {
         display.clone(),
         "-screen".into(),
         "0".into(),
-        "1280x1024x24".into(),
+        "2560x1600x24".into(),
         "-nolisten".into(),
         "tcp".into(),
         // No server reset when the last client leaves (connections would fail meanwhile).
