@@ -8,6 +8,7 @@
 
 pub mod denormal;
 pub mod diagnostics;
+pub mod editor;
 pub mod engine;
 pub mod params;
 pub mod record;
@@ -107,12 +108,16 @@ impl Plugin for SluiceMeter {
     // splitting blocks would split the transport position too.
     const SAMPLE_ACCURATE_AUTOMATION: bool = false;
 
-    type Editor = ();
+    type Editor = editor::SluiceEditor;
     type SysExMessage = ();
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(self.params.clone(), self.shared.clone())
     }
 
     fn activate(

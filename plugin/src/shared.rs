@@ -83,6 +83,9 @@ pub struct MeterShared {
 
     /// Recording: take status and overruns.
     pub record: crate::record::RecordStatus,
+
+    /// What the editor drew last (written by the editor, never by the audio thread).
+    pub editor: crate::editor::drawn::Drawn,
 }
 
 impl Default for MeterShared {
@@ -119,6 +122,7 @@ impl Default for MeterShared {
             history_short_term: atomics(HISTORY_LEN, nan),
             reset_request: AtomicBool::new(false),
             record: Default::default(),
+            editor: Default::default(),
         }
     }
 }
@@ -195,6 +199,7 @@ impl MeterShared {
                 "last_take": self.record.last_take().map(|p| p.to_string_lossy().into_owned()),
                 "last_error": self.record.last_error(),
             },
+            "editor": self.editor.to_json(),
         })
     }
 }

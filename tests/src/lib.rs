@@ -7,13 +7,17 @@
 //!   thread of their own, with or without a transport, and save and restore its state;
 //! - [`diagnostics`]: the plugin's exported `sluice_meter_diagnostics_v1` hook, read from either
 //!   host;
-//! - [`audio`]: generated test audio and a bit-exact comparison that says where it differs.
+//! - [`audio`]: generated test audio and a bit-exact comparison that says where it differs;
+//! - [`clap_gui`] and [`xdisplay`]: the editor tests' CLAP host with a GUI, an X display
+//!   (Xvfb when none is given), a parent window and its capture as PNG.
 
 pub mod audio;
 pub mod bundles;
+pub mod clap_gui;
 pub mod clap_host;
 pub mod diagnostics;
 pub mod vst3_host;
+pub mod xdisplay;
 
 /// The position of a host's transport for one `process` run: `playing` and the song position of
 /// the first sample, in samples. While playing, the position advances by each block's length;

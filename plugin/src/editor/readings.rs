@@ -1,0 +1,175 @@
+//! One frame's copy of the meters, read from [`MeterShared`] without locks.
+//!
+//! The buffers are allocated once (first frame) and reused; a frame copies about 6 000 atomics
+//! of history, 240 of spectrum and a few dozen scalars, which is nothing at display rate.
+
+use crate::params::{SluiceParams, TargetPreset};
+use crate::shared::{HISTORY_LEN, MAX_CHANNELS, MeterShared, SPECTRUM_POINTS};
+use nice_plug::prelude::*;
+use sluice_core::analysis::spectrum::BANDS;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+/// How much loudness history the editor shows, in 100 ms steps (5 minutes).
+pub const HISTORY_SHOWN: usize = 3_000;
+const _: () = assert!(HISTORY_SHOWN <= HISTORY_LEN);
+
+#[derive(Debug, Clone)]
+pub struct Readings {
+    pub sample_rate: f32,
+    pub channels: usize,
+    pub steps: u64,
+    pub momentary: f32,
+    pub short_term: f32,
+    pub integrated: f32,
+    pub max_momentary: f32,
+    pub max_short_term: f32,
+    pub loudness_range: f32,
+    pub true_peak: f32,
+    pub true_peak_channel: [f32; MAX_CHANNELS],
+    pub plr: f32,
+    pub correlation: f32,
+    pub width: f32,
+    pub target_lufs: f32,
+    pub target_ceiling: f32,
+    pub distance_lu: f32,
+    pub over_ceiling: bool,
+    pub band_share: [f32; BANDS.len()],
+    pub spectrum: Vec<f32>,
+    /// The last [`HISTORY_SHOWN`] steps (oldest first; shorter until that many were measured).
+    pub history_momentary: Vec<f32>,
+    pub history_short_term: Vec<f32>,
+
+    pub target: TargetPreset,
+    pub armed: bool,
+    pub recording: bool,
+    pub take_frames: u64,
+    pub takes: u64,
+    pub overruns: u64,
+    pub dropped_frames: u64,
+    pub last_take: Option<PathBuf>,
+    pub last_error: Option<String>,
+}
+
+impl Default for Readings {
+    fn default() -> Self {
+        let nan = f32::NAN;
+        Readings {
+            sample_rate: 0.0,
+            channels: 0,
+            steps: 0,
+            momentary: nan,
+            short_term: nan,
+            integrated: nan,
+            max_momentary: nan,
+            max_short_term: nan,
+            loudness_range: nan,
+            true_peak: nan,
+            true_peak_channel: [nan; MAX_CHANNELS],
+            plr: nan,
+            correlation: nan,
+            width: nan,
+            target_lufs: nan,
+            target_ceiling: nan,
+            distance_lu: nan,
+            over_ceiling: false,
+            band_share: [nan; BANDS.len()],
+            spectrum: Vec::new(),
+            history_momentary: Vec::new(),
+            history_short_term: Vec::new(),
+            target: TargetPreset::Spotify,
+            armed: false,
+            recording: false,
+            take_frames: 0,
+            takes: 0,
+            overruns: 0,
+            dropped_frames: 0,
+            last_take: None,
+            last_error: None,
+        }
+    }
+}
+
+fn ld(v: &AtomicF32) -> f32 {
+    v.load(Ordering::Relaxed)
+}
+
+impl Readings {
+    /// Copies the current readings. Lock-free for the meters; the take's file name and error
+    /// (written by the take writer under a mutex) are only taken when the mutex is free, else
+    /// the previous frame's are kept.
+    pub fn read(&mut self, s: &MeterShared, params: &SluiceParams) {
+        // Acquire on `steps` first: every value of that step is visible below.
+        self.steps = s.steps.load(Ordering::Acquire);
+        self.sample_rate = ld(&s.sample_rate);
+        self.channels = (s.channels.load(Ordering::Relaxed) as usize).min(MAX_CHANNELS);
+        self.momentary = ld(&s.momentary);
+        self.short_term = ld(&s.short_term);
+        self.integrated = ld(&s.integrated);
+        self.max_momentary = ld(&s.max_momentary);
+        self.max_short_term = ld(&s.max_short_term);
+        self.loudness_range = ld(&s.loudness_range);
+        self.true_peak = ld(&s.true_peak);
+        for (d, v) in self
+            .true_peak_channel
+            .iter_mut()
+            .zip(s.true_peak_channel.iter())
+        {
+            *d = ld(v);
+        }
+        self.plr = ld(&s.plr);
+        self.correlation = ld(&s.correlation);
+        self.width = ld(&s.width);
+        self.target_lufs = ld(&s.target_lufs);
+        self.target_ceiling = ld(&s.target_ceiling);
+        self.distance_lu = ld(&s.distance_lu);
+        self.over_ceiling = s.over_ceiling.load(Ordering::Relaxed);
+        for (d, v) in self.band_share.iter_mut().zip(s.band_share.iter()) {
+            *d = ld(v);
+        }
+        self.spectrum.clear();
+        self.spectrum
+            .extend(s.spectrum.iter().take(SPECTRUM_POINTS).map(ld));
+
+        let kept = (self.steps as usize).min(HISTORY_SHOWN);
+        let first = self.steps as usize - kept;
+        self.history_momentary.clear();
+        self.history_short_term.clear();
+        for k in first..self.steps as usize {
+            let i = k % HISTORY_LEN;
+            self.history_momentary.push(ld(&s.history_momentary[i]));
+            self.history_short_term.push(ld(&s.history_short_term[i]));
+        }
+
+        // The target comes from the parameters when nothing was measured yet (the engine
+        // publishes it with each step).
+        self.target = params.target.value();
+        if self.target_lufs.is_nan() {
+            let (t, c) = params.target_levels();
+            self.target_lufs = t;
+            self.target_ceiling = c;
+        }
+        self.armed = params.rec_arm.value();
+        let r = &s.record;
+        self.recording = r.recording.load(Ordering::Relaxed);
+        self.take_frames = r.take_frames.load(Ordering::Relaxed);
+        self.takes = r.takes.load(Ordering::Relaxed);
+        self.overruns = r.overruns.load(Ordering::Relaxed);
+        self.dropped_frames = r.dropped_frames.load(Ordering::Relaxed);
+        if let Ok(t) = r.last_take.try_lock() {
+            self.last_take.clone_from(&t);
+        }
+        if let Ok(e) = r.last_error.try_lock() {
+            self.last_error.clone_from(&e);
+        }
+    }
+
+    /// Seconds in the take being recorded.
+    pub fn take_seconds(&self) -> f64 {
+        if self.sample_rate > 0.0 {
+            self.take_frames as f64 / self.sample_rate as f64
+        } else {
+            0.0
+        }
+    }
+}
