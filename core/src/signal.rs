@@ -159,8 +159,8 @@ pub fn speech(rate: u32, seconds: f64, level: f32) -> Vec<Vec<f32>> {
 
 /// EBU Tech 3341 (loudness meters) and Tech 3342 (loudness range) test signals, generated from
 /// their published definitions (the EBU's own files may not be redistributed): 1 kHz sine
-/// sequences on both channels of a stereo pair. Shared by the core's conformance tests, the
-/// plugin engine's and the plugin tests through the CLAP and VST3 hosts.
+/// sequences on both channels of a stereo pair (and case 6 in 5.1), for every conformance test
+/// in the workspace.
 pub mod ebu {
     use std::f64::consts::TAU;
 

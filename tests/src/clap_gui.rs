@@ -13,7 +13,6 @@ use clack_extensions::gui::{
 };
 use clack_host::prelude::*;
 use libloading::Library;
-use std::ffi::CString;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -118,26 +117,13 @@ pub struct ClapGuiHost {
 impl ClapGuiHost {
     /// Loads the `.clap` at `path` and creates an instance of `plugin_id`.
     pub fn load(path: &Path, plugin_id: &str) -> Result<Self> {
-        let library = diagnostics::library(path)?;
-        // SAFETY: loading a CLAP entry runs plugin code; that is what a host does.
-        let entry = unsafe { PluginEntry::load(path) }
-            .map_err(|e| anyhow!("loading the CLAP entry of {}: {e}", path.display()))?;
-        let host_info = HostInfo::new(
+        let (library, entry, mut instance) = crate::clap_host::instantiate::<GuiTestHost, _, _>(
+            path,
+            plugin_id,
             "sluice-tests-gui",
-            "Sluice",
-            "https://github.com/sluice-audio/sluice",
-            env!("CARGO_PKG_VERSION"),
-        )
-        .map_err(|e| anyhow!("host info: {e}"))?;
-        let id = CString::new(plugin_id).context("the plugin id contains a NUL")?;
-        let mut instance = PluginInstance::<GuiTestHost>::new(
             |_| GuiShared::default(),
             |_| GuiMain,
-            &entry,
-            &id,
-            &host_info,
-        )
-        .map_err(|e| anyhow!("creating {plugin_id} from {}: {e}", path.display()))?;
+        )?;
         let gui = instance
             .plugin_handle()
             .get_extension::<PluginGui>()

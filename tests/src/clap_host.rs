@@ -161,32 +161,52 @@ pub struct ClapHost {
     steady_time: u64,
 }
 
+/// Loads the `.clap` at `path` and creates an instance of `plugin_id` with the host handlers `H`
+/// (`host_name` is what the plugin is told the host is called): our own handle on the library,
+/// the CLAP entry, the instance.
+///
+/// Our handle comes first: it keeps the library mapped for good (clack closes its handle when the
+/// last entry goes), and it is the same handle clack gets, so the diagnostics symbol sees the
+/// statics of the instance created here.
+pub fn instantiate<H, FS, FH>(
+    path: &Path,
+    plugin_id: &str,
+    host_name: &str,
+    shared: FS,
+    main_thread: FH,
+) -> Result<(&'static Library, PluginEntry, PluginInstance<H>)>
+where
+    H: HostHandlers,
+    FS: for<'b> FnOnce(&'b ()) -> <H as HostHandlers>::Shared<'b>,
+    FH: for<'b> FnOnce(&'b <H as HostHandlers>::Shared<'b>) -> <H as HostHandlers>::MainThread<'b>,
+{
+    let library = diagnostics::library(path)?;
+    // SAFETY: loading a CLAP entry runs plugin code; that is what a host does.
+    let entry = unsafe { PluginEntry::load(path) }
+        .map_err(|e| anyhow!("loading the CLAP entry of {}: {e}", path.display()))?;
+    let host_info = HostInfo::new(
+        host_name,
+        "Sluice",
+        "https://github.com/sluice-audio/sluice",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .map_err(|e| anyhow!("host info: {e}"))?;
+    let id = CString::new(plugin_id).context("the plugin id contains a NUL")?;
+    let instance = PluginInstance::<H>::new(shared, main_thread, &entry, &id, &host_info)
+        .map_err(|e| anyhow!("creating {plugin_id} from {}: {e}", path.display()))?;
+    Ok((library, entry, instance))
+}
+
 impl ClapHost {
     /// Loads the `.clap` at `path` and creates an instance of `plugin_id`.
     pub fn load(path: &Path, plugin_id: &str) -> Result<Self> {
-        // Our own handle first: it keeps the library mapped for good (clack closes its handle
-        // when the last entry goes), and it is the same handle clack gets, so the diagnostics
-        // symbol sees the statics of the instances created below.
-        let library = diagnostics::library(path)?;
-        // SAFETY: loading a CLAP entry runs plugin code; that is what a host does.
-        let entry = unsafe { PluginEntry::load(path) }
-            .map_err(|e| anyhow!("loading the CLAP entry of {}: {e}", path.display()))?;
-        let host_info = HostInfo::new(
+        let (library, entry, mut instance) = instantiate::<TestHost, _, _>(
+            path,
+            plugin_id,
             "sluice-tests",
-            "Sluice",
-            "https://github.com/sluice-audio/sluice",
-            env!("CARGO_PKG_VERSION"),
-        )
-        .map_err(|e| anyhow!("host info: {e}"))?;
-        let id = CString::new(plugin_id).context("the plugin id contains a NUL")?;
-        let mut instance = PluginInstance::<TestHost>::new(
             |_| Shared::default(),
             |_| MainThread::default(),
-            &entry,
-            &id,
-            &host_info,
-        )
-        .map_err(|e| anyhow!("creating {plugin_id} from {}: {e}", path.display()))?;
+        )?;
         let handle = instance.plugin_handle();
         let params = handle.get_extension::<PluginParams>();
         let state = handle.get_extension::<PluginState>();

@@ -308,45 +308,8 @@ fn the_diagnostics_handle_is_the_library_clack_loaded() {
 
 #[test]
 fn the_diagnostics_hook_reports_this_instance() {
-    // 32 kHz: no other test of this binary runs at that rate, so the instance at that rate is
-    // this one even while other tests run in parallel in the same process (and library).
-    let mut host = load();
-    ok(host.select_layout(1));
-    ok(host.activate(32_000.0, 512));
-    // EBU R 128 (-23 LUFS), by a ParamValueEvent with the first block.
-    ok(host.set_param(PARAMS[1].hash, 3.0));
-    let input = vec![sluice_core::signal::sine(32_000, 997.0, 0.5, 32_000)];
-    let output = ok(host.process(&input, &[512], None));
-    assert_bit_exact(&input, &output, "997 Hz at 32 kHz");
-    let all = host.diagnostics().unwrap_or_else(|| {
-        panic!(
-            "{} does not export {}",
-            bundles::NAME,
-            sluice_tests::diagnostics::SYMBOL
-        )
+    diagnostics_report_this_instance(&mut load(), |host| {
+        // EBU R 128 (-23 LUFS), by a ParamValueEvent with the first block.
+        ok(host.set_param(PARAMS[1].hash, 3.0));
     });
-    let all = all.as_array().expect("the diagnostics are a JSON array");
-    let ours: Vec<&serde_json::Value> = all
-        .iter()
-        .filter(|i| i["meters"]["sample_rate"].as_f64() == Some(32_000.0))
-        .collect();
-    assert_eq!(ours.len(), 1, "one instance at 32 kHz among {}", all.len());
-    let m = &ours[0]["meters"];
-    assert_eq!(m["channels"], 1, "{m}");
-    assert!(
-        m["steps"].as_u64().unwrap_or(0) > 0,
-        "meter steps after 1 s: {m}"
-    );
-    let peak = m["sample_peak_dbfs"].as_f64().unwrap_or(f64::NAN);
-    assert!(
-        (peak - 20.0 * 0.5f64.log10()).abs() < 0.1,
-        "sample peak of a 0.5 sine: {peak} dBFS"
-    );
-    assert_eq!(
-        m["target_lufs"].as_f64(),
-        Some(-23.0),
-        "the target set by the host"
-    );
-    assert_eq!(m["record"]["recording"], false, "not armed, not recording");
-    assert_eq!(m["record"]["takes"], 0, "no takes");
 }

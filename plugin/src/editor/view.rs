@@ -68,35 +68,34 @@ pub fn style(ctx: &egui::Context) {
     ctx.set_visuals(egui::Visuals::dark());
 }
 
+/// A reading with `decimals` decimals (with an explicit sign when `signed`), or "--" when
+/// undefined. Never "-0.0": what rounds to zero is written as zero.
+fn fmt_fixed(v: f32, decimals: usize, signed: bool) -> String {
+    if !v.is_finite() {
+        return "--".into();
+    }
+    let half_step = 0.5 / 10f32.powi(decimals as i32);
+    let v = if v.abs() < half_step { 0.0 } else { v };
+    if signed {
+        format!("{v:+.decimals$}")
+    } else {
+        format!("{v:.decimals$}")
+    }
+}
+
 /// A reading as the editor writes it: one decimal, or "--" when undefined.
 pub fn fmt1(v: f32) -> String {
-    if v.is_finite() {
-        // Never "-0.0".
-        let v = if v.abs() < 0.05 { 0.0 } else { v };
-        format!("{v:.1}")
-    } else {
-        "--".into()
-    }
+    fmt_fixed(v, 1, false)
 }
 
 /// Like [`fmt1`] with an explicit sign.
 pub fn fmt1_signed(v: f32) -> String {
-    if v.is_finite() {
-        let v = if v.abs() < 0.05 { 0.0 } else { v };
-        format!("{v:+.1}")
-    } else {
-        "--".into()
-    }
+    fmt_fixed(v, 1, true)
 }
 
 /// Correlation as drawn: two decimals with a sign.
 pub fn fmt_corr(v: f32) -> String {
-    if v.is_finite() {
-        let v = if v.abs() < 0.005 { 0.0 } else { v };
-        format!("{v:+.2}")
-    } else {
-        "--".into()
-    }
+    fmt_fixed(v, 2, true)
 }
 
 /// `m:ss.t` of a take's length.
