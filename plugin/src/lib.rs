@@ -48,6 +48,15 @@ impl Default for SluiceMeter {
 impl Drop for SluiceMeter {
     fn drop(&mut self) {
         diagnostics::unregister(&self.shared);
+        // The editor is closed by now (hosts close it before destroying the instance), but
+        // its window thread may still be ending: see `Drawn::wait_for_window_threads`.
+        if !self
+            .shared
+            .editor
+            .wait_for_window_threads(std::time::Duration::from_secs(3))
+        {
+            nice_plug::nice_warn!("an editor window thread is still running at destroy");
+        }
     }
 }
 

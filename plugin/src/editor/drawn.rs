@@ -7,6 +7,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
 pub struct Drawn {
@@ -19,6 +20,8 @@ pub struct Drawn {
     pub open_count: AtomicU64,
     /// The last frame's values and texts (see `view::draw`); `None` before the first frame.
     last: Mutex<Option<serde_json::Value>>,
+    /// `/proc/self/task/<tid>` of editor window threads that may still be running.
+    window_threads: Mutex<Vec<std::path::PathBuf>>,
 }
 
 impl Drawn {
@@ -33,6 +36,50 @@ impl Drawn {
         let _ = self
             .open_count
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Called on a new editor window's thread: remembers it, so the instance can wait for it to
+    /// end before it goes (see [`Self::wait_for_window_threads`]).
+    pub(crate) fn window_thread_started(&self) {
+        // "/proc/thread-self" links to "<pid>/task/<tid>": this thread's entry, gone when the
+        // thread has ended.
+        if let Ok(link) = std::fs::read_link("/proc/thread-self") {
+            let task = std::path::Path::new("/proc").join(link);
+            let mut threads = self
+                .window_threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            threads.retain(|t| t.exists());
+            threads.push(task);
+        }
+    }
+
+    /// Waits up to `timeout` for every editor window thread to have ended; returns whether
+    /// they all did.
+    ///
+    /// baseview (0.4.2) does not always join its window thread when a window is closed: its
+    /// handle's `Drop` asks the thread to show the window before joining it, and gives up
+    /// without joining when the thread has already left its event loop. The thread then tears
+    /// down its GL display (Mesa unloads its driver with `dlclose`) while the host goes on. If
+    /// the host unloads the plugin, or the process exits, meanwhile, that thread runs into
+    /// freed code and crashes the host. So the instance waits for its window threads when it
+    /// is destroyed, which hosts do after closing the editor and before unloading the plugin.
+    pub fn wait_for_window_threads(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut threads = self
+            .window_threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        loop {
+            threads.retain(|t| t.exists());
+            if threads.is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Records one drawn frame.

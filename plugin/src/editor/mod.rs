@@ -58,6 +58,8 @@ impl NiceEguiApp for MeterApp {
         gui: GuiContext,
         frame: &mut nice_plug_egui::Frame,
     ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
+        // `build` runs on the new window's own thread.
+        self.shared.editor.window_thread_started();
         #[cfg(target_os = "linux")]
         {
             // Before the host gets the window back: a VST3 host on XEmbed reads the property
