@@ -120,10 +120,6 @@ impl Readings {
         self.plr = ld(&s.plr);
         self.correlation = ld(&s.correlation);
         self.width = ld(&s.width);
-        self.target_lufs = ld(&s.target_lufs);
-        self.target_ceiling = ld(&s.target_ceiling);
-        self.distance_lu = ld(&s.distance_lu);
-        self.over_ceiling = s.over_ceiling.load(Ordering::Relaxed);
         for (d, v) in self.band_share.iter_mut().zip(s.band_share.iter()) {
             *d = ld(v);
         }
@@ -141,14 +137,15 @@ impl Readings {
             self.history_short_term.push(ld(&s.history_short_term[i]));
         }
 
-        // The target comes from the parameters when nothing was measured yet (the engine
-        // publishes it with each step).
+        // The target is the parameters' now, not the one the engine published with its last
+        // step: a target chosen while the transport is stopped is measured against at once.
+        // Same formulas as the engine's `publish_target`, so with audio running both agree.
         self.target = params.target.value();
-        if self.target_lufs.is_nan() {
-            let (t, c) = params.target_levels();
-            self.target_lufs = t;
-            self.target_ceiling = c;
-        }
+        let (t, c) = params.target_levels();
+        self.target_lufs = t;
+        self.target_ceiling = c;
+        self.distance_lu = self.integrated - t;
+        self.over_ceiling = self.true_peak > c;
         self.armed = params.rec_arm.value();
         let r = &s.record;
         self.recording = r.recording.load(Ordering::Relaxed);
