@@ -11,6 +11,12 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use clack_extensions::gui::{
     GuiApiType, GuiConfiguration, GuiSize, HostGui, HostGuiImpl, PluginGui, Window,
 };
+use clack_extensions::params::{
+    HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer,
+    ParamRescanFlags, PluginParams,
+};
+use clack_host::events::io::EventBuffer;
+use clack_host::events::spaces::CoreEventSpace;
 use clack_host::prelude::*;
 use libloading::Library;
 use std::path::Path;
@@ -25,6 +31,14 @@ pub struct GuiShared {
     /// Sizes the plugin asked for (`gui.request_resize`), in order.
     resize_requests: Mutex<Vec<(u32, u32)>>,
     closed: AtomicU32,
+    /// The plugin asked for `params.flush` (it has changes from its editor to send).
+    flush_requested: AtomicBool,
+}
+
+impl HostParamsImplShared for GuiShared {
+    fn request_flush(&self) {
+        self.flush_requested.store(true, Ordering::SeqCst);
+    }
 }
 
 impl SharedHandler<'_> for GuiShared {
@@ -60,6 +74,36 @@ pub struct GuiMain;
 
 impl MainThreadHandler<'_> for GuiMain {}
 
+impl HostParamsImplMainThread for GuiMain {
+    fn rescan(&self, _flags: ParamRescanFlags) {}
+    fn clear(&self, _param_id: ClapId, _flags: ParamClearFlags) {}
+}
+
+/// A parameter event the plugin sent the host (from its editor), as a DAW records automation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamEvent {
+    GestureBegin(u32),
+    Value(u32, f64),
+    GestureEnd(u32),
+}
+
+/// The parameter events in `buffer`, in order.
+fn param_events(buffer: &EventBuffer) -> Vec<ParamEvent> {
+    buffer
+        .iter()
+        .filter_map(|e| match e.as_core_event()? {
+            CoreEventSpace::ParamGestureBegin(g) => {
+                Some(ParamEvent::GestureBegin(g.param_id()?.get()))
+            }
+            CoreEventSpace::ParamValue(v) => {
+                Some(ParamEvent::Value(v.param_id()?.get(), v.value()))
+            }
+            CoreEventSpace::ParamGestureEnd(g) => Some(ParamEvent::GestureEnd(g.param_id()?.get())),
+            _ => None,
+        })
+        .collect()
+}
+
 pub struct GuiTestHost;
 
 impl HostHandlers for GuiTestHost {
@@ -68,7 +112,7 @@ impl HostHandlers for GuiTestHost {
     type AudioProcessor<'a> = ();
 
     fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
-        builder.register::<HostGui>();
+        builder.register::<HostGui>().register::<HostParams>();
     }
 }
 
@@ -109,6 +153,9 @@ pub struct ClapGuiHost {
     _entry: PluginEntry,
     library: &'static Library,
     gui: PluginGui,
+    params: Option<PluginParams>,
+    /// Parameter events the plugin sent (from `process` and `params.flush`), in order.
+    param_events: Vec<ParamEvent>,
     editor_open: bool,
     sample_rate: f64,
     max_frames: usize,
@@ -128,12 +175,15 @@ impl ClapGuiHost {
             .plugin_handle()
             .get_extension::<PluginGui>()
             .context("the plugin does not implement the CLAP gui extension")?;
+        let params = instance.plugin_handle().get_extension::<PluginParams>();
         Ok(ClapGuiHost {
             processor: None,
             instance,
             _entry: entry,
             library,
             gui,
+            params,
+            param_events: Vec::new(),
             editor_open: false,
             sample_rate: 0.0,
             max_frames: 0,
@@ -253,7 +303,8 @@ impl ClapGuiHost {
         }
     }
 
-    /// Runs the plugin's main-thread callback if it asked for one.
+    /// Runs the plugin's main-thread callback if it asked for one, and `params.flush` when it
+    /// asked for that and is not processing (while processing, `process` carries the changes).
     pub fn pump(&mut self) {
         let requested = self
             .instance
@@ -261,6 +312,48 @@ impl ClapGuiHost {
         if requested {
             self.instance.call_on_main_thread_callback();
         }
+        if let (Some(params), Some(processor)) = (self.params, self.processor.as_mut())
+            && self
+                .instance
+                .access_shared_handler(|s| s.flush_requested.swap(false, Ordering::SeqCst))
+        {
+            let mut out = EventBuffer::with_capacity(64);
+            params.flush_active(
+                &mut processor.plugin_handle(),
+                &InputEvents::empty(),
+                &mut out.as_output(),
+            );
+            self.param_events.extend(param_events(&out));
+        }
+    }
+
+    /// The parameter events the plugin sent since the last call (see [`ParamEvent`]).
+    pub fn take_param_events(&mut self) -> Vec<ParamEvent> {
+        std::mem::take(&mut self.param_events)
+    }
+
+    /// The id of the parameter named `name` (`params.get_info`).
+    pub fn param_id(&mut self, name: &str) -> Result<u32> {
+        let params = self.params.context("no CLAP params extension")?;
+        let handle = self.instance.plugin_handle();
+        for i in 0..params.count(&handle) {
+            let mut buf = ParamInfoBuffer::new();
+            if let Some(info) = params.get_info(&handle, i, &mut buf)
+                && String::from_utf8_lossy(info.name) == name
+            {
+                return Ok(info.id.get());
+            }
+        }
+        bail!("no parameter named {name:?}")
+    }
+
+    /// A parameter's current value (`params.get_value`).
+    pub fn param_value(&mut self, id: u32) -> Result<f64> {
+        let params = self.params.context("no CLAP params extension")?;
+        let id = ClapId::from_raw(id).context("invalid CLAP id")?;
+        params
+            .get_value(&self.instance.plugin_handle(), id)
+            .with_context(|| format!("params.get_value({id}) failed"))
     }
 
     /// Pumps main-thread callbacks for `d`.
@@ -287,6 +380,18 @@ impl ClapGuiHost {
     /// blocks are fed in real time (as a sound card would ask for them); otherwise as fast as
     /// the plugin goes. Returns what `process` cost the audio thread.
     pub fn process(&mut self, input: &[Vec<f32>], block: usize, paced: bool) -> Result<AudioCost> {
+        self.process_while(input, block, paced, |_, _| {})
+    }
+
+    /// [`process`](Self::process), calling `meanwhile` on this (main) thread between pumps with
+    /// the seconds since the audio started, as a person works the editor while audio plays.
+    pub fn process_while(
+        &mut self,
+        input: &[Vec<f32>],
+        block: usize,
+        paced: bool,
+        mut meanwhile: impl FnMut(&mut Self, f64),
+    ) -> Result<AudioCost> {
         ensure!(
             block > 0 && block <= self.max_frames,
             "block {block} not in 1..={}",
@@ -311,15 +416,18 @@ impl ClapGuiHost {
                     r
                 })
                 .map_err(|e| anyhow!("could not start the audio thread: {e}"));
+            let started = Instant::now();
             while !done.load(Ordering::SeqCst) {
                 self.pump();
+                meanwhile(self, started.elapsed().as_secs_f64());
                 std::thread::sleep(Duration::from_millis(2));
             }
             audio.map(|t| t.join())
         });
         match result {
-            Ok(Ok((processor, cost))) => {
+            Ok(Ok((processor, cost, events))) => {
                 self.processor = Some(processor);
+                self.param_events.extend(events);
                 cost
             }
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
@@ -363,7 +471,11 @@ impl Drop for ClapGuiHost {
     }
 }
 
-type Processed = (StoppedPluginAudioProcessor<GuiTestHost>, Result<AudioCost>);
+type Processed = (
+    StoppedPluginAudioProcessor<GuiTestHost>,
+    Result<AudioCost>,
+    Vec<ParamEvent>,
+);
 
 fn run_audio(
     processor: StoppedPluginAudioProcessor<GuiTestHost>,
@@ -380,6 +492,7 @@ fn run_audio(
             return (
                 e.into_stopped_processor(),
                 Err(anyhow!("start_processing failed")),
+                Vec::new(),
             );
         }
     };
@@ -388,6 +501,8 @@ fn run_audio(
     let mut out_bufs = vec![vec![0f32; max]; channels];
     let mut in_ports = AudioPorts::with_capacity(channels, 1);
     let mut out_ports = AudioPorts::with_capacity(channels, 1);
+    let mut out_events = EventBuffer::with_capacity(64);
+    let mut events = Vec::new();
     let mut cost = AudioCost {
         audio_seconds: frames as f64 / sample_rate,
         process_cpu_seconds: 0.0,
@@ -434,11 +549,15 @@ fn run_audio(
             &ins,
             &mut outs,
             &InputEvents::empty(),
-            &mut OutputEvents::void(),
+            &mut out_events.as_output(),
             Some(at as u64),
             None,
         );
         let wall = wall0.elapsed().as_secs_f64();
+        if !out_events.is_empty() {
+            events.extend(param_events(&out_events));
+            out_events.clear();
+        }
         cost.process_cpu_seconds += (thread_cpu_time() - cpu0).as_secs_f64();
         cost.process_wall_seconds += wall;
         cost.worst_block_seconds = cost.worst_block_seconds.max(wall);
@@ -457,5 +576,5 @@ fn run_audio(
         at += n;
     }
     let stopped = started.stop_processing();
-    (stopped, error.map_or(Ok(cost), Err))
+    (stopped, error.map_or(Ok(cost), Err), events)
 }

@@ -230,6 +230,46 @@ impl ParentWindow {
         Ok((g.width, g.height))
     }
 
+    /// Moves the pointer to `(x, y)` in `window`'s coordinates, as a person's mouse would
+    /// (XTest: the server sends the window the motion events of a real device).
+    pub fn pointer_to(&self, window: u32, x: i16, y: i16) -> Result<()> {
+        use x11rb::protocol::xtest::ConnectionExt as _;
+        let at = self
+            .conn
+            .translate_coordinates(window, self.root, x, y)?
+            .reply()?;
+        self.conn
+            .xtest_fake_input(
+                x11rb::protocol::xproto::MOTION_NOTIFY_EVENT,
+                0, // absolute
+                x11rb::CURRENT_TIME,
+                self.root,
+                at.dst_x,
+                at.dst_y,
+                0,
+            )?
+            .check()
+            .context("XTest motion (is the XTEST extension missing?)")?;
+        self.conn.flush()?;
+        Ok(())
+    }
+
+    /// Presses (`true`) or releases the left mouse button where the pointer is.
+    pub fn left_button(&self, down: bool) -> Result<()> {
+        use x11rb::protocol::xtest::ConnectionExt as _;
+        let kind = if down {
+            x11rb::protocol::xproto::BUTTON_PRESS_EVENT
+        } else {
+            x11rb::protocol::xproto::BUTTON_RELEASE_EVENT
+        };
+        self.conn
+            .xtest_fake_input(kind, 1, x11rb::CURRENT_TIME, self.root, 0, 0, 0)?
+            .check()
+            .context("XTest button")?;
+        self.conn.flush()?;
+        Ok(())
+    }
+
     /// Captures `window` (its contents, as the server has them) as RGB8.
     pub fn capture(&self, window: u32) -> Result<Image> {
         let g = self.conn.get_geometry(window)?.reply()?;

@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 use sluice_tests::bundles;
-use sluice_tests::clap_gui::ClapGuiHost;
+use sluice_tests::clap_gui::{ClapGuiHost, ParamEvent};
 use sluice_tests::xdisplay::{self, Image, ParentWindow, XServer};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -485,4 +485,242 @@ fn the_editor_follows_the_hosts_scale_factor() {
     assert_eq!((shot.width, shot.height), (1840, 1160));
     assert!(shot.non_background_share() > 0.15);
     host.close_editor();
+}
+
+/// The centre of a control's rectangle as the editor published it (window pixels).
+fn centre(rect: &Value, what: &str) -> (i16, i16) {
+    let r: Vec<f64> = rect
+        .as_array()
+        .unwrap_or_else(|| panic!("the editor drew no {what}: {rect}"))
+        .iter()
+        .map(f)
+        .collect();
+    (
+        ((r[0] + r[2]) / 2.0).round() as i16,
+        ((r[1] + r[3]) / 2.0).round() as i16,
+    )
+}
+
+/// Waits for `n` more editor frames (the editor reads input once per frame).
+fn frames(host: &mut ClapGuiHost, n: u64) {
+    let now = ok(host.meters())["editor"]["frames"].as_u64().unwrap_or(0);
+    wait_for(host, Duration::from_secs(10), "editor frames", |_, e| {
+        e["frames"].as_u64().unwrap_or(0) >= now + n
+    });
+}
+
+/// A left click at `at` in the editor's window, as a person makes it: the pointer arrives,
+/// the button goes down, comes up, each seen by the editor in a frame of its own.
+fn click(host: &mut ClapGuiHost, parent: &ParentWindow, child: u32, at: (i16, i16)) {
+    ok(parent.pointer_to(child, at.0, at.1));
+    frames(host, 2);
+    ok(parent.left_button(true));
+    frames(host, 2);
+    ok(parent.left_button(false));
+    frames(host, 2);
+}
+
+/// Pumps main-thread callbacks (so `params.flush` runs) until `cond` holds for the host.
+fn wait_until(host: &mut ClapGuiHost, what: &str, mut cond: impl FnMut(&mut ClapGuiHost) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond(host) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        host.pump_for(Duration::from_millis(20));
+    }
+}
+
+fn editor_last(host: &mut ClapGuiHost) -> Value {
+    ok(host.meters())["editor"]["last"].clone()
+}
+
+/// Plain values as they come back from the plugin (nice-plug keeps them as `f32`).
+fn near(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-5
+}
+
+/// One gesture on `id`: begin, one or more values, end; returns the values.
+fn gesture_values(events: &[ParamEvent], id: u32) -> Vec<f64> {
+    assert!(
+        matches!(events.first(), Some(ParamEvent::GestureBegin(p)) if *p == id),
+        "a gesture begins on parameter {id}: {events:?}"
+    );
+    assert!(
+        matches!(events.last(), Some(ParamEvent::GestureEnd(p)) if *p == id),
+        "the gesture ends on parameter {id}: {events:?}"
+    );
+    let inner = &events[1..events.len() - 1];
+    assert!(!inner.is_empty(), "values inside the gesture: {events:?}");
+    inner
+        .iter()
+        .map(|e| match e {
+            ParamEvent::Value(p, v) if *p == id => *v,
+            other => panic!("only values of parameter {id} inside its gesture: {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn clicking_the_editors_controls_changes_the_plugin_and_tells_the_host() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(x) = display() else { return };
+    let rate = 96_000.0;
+    let parent = ok(ParentWindow::new(&x.display, 1100, 760));
+    let mut host = load(rate);
+    ok(host.open_editor(parent.id, None));
+    let child = ok(parent.wait_for_child(Duration::from_secs(10)));
+    let rec = ok(host.param_id("Record arm"));
+    let target = ok(host.param_id("Target"));
+    let custom = ok(host.param_id("Custom target"));
+
+    // 4 s of a stereo sine at -20 dBFS: -20 LUFS integrated.
+    ok(host.process(&sine(rate, 4.0, -20.0, -20.0), 512, false));
+    let (_, e) = wait_for_frame_of_now(&mut host, 0);
+    let integrated = f(&e["last"]["values"]["integrated_lufs"]);
+    assert!((integrated + 20.0).abs() < 0.1, "integrated {integrated}");
+    let rects = e["last"]["controls"]["rects"].clone();
+    host.take_param_events();
+
+    // Record arm: a click arms, the host sees one gesture and the parameter is on; a second
+    // click disarms. (No audio runs while armed: takes are another test's business.)
+    for (clicks, armed) in [(1, 1.0), (2, 0.0)] {
+        click(
+            &mut host,
+            &parent,
+            child,
+            centre(&rects["rec_arm"], "REC ARM"),
+        );
+        wait_until(&mut host, "the record-arm change", |h| {
+            ok(h.param_value(rec)) == armed
+        });
+        assert_eq!(
+            gesture_values(&host.take_param_events(), rec),
+            vec![armed],
+            "click {clicks} on REC ARM"
+        );
+        frames(&mut host, 2);
+        assert_eq!(
+            editor_last(&mut host)["controls"]["armed"],
+            armed == 1.0,
+            "the button shows it"
+        );
+    }
+
+    // The target chooser: open it, pick EBU R 128 from its list.
+    let pick = |host: &mut ClapGuiHost, name: &str| {
+        click(
+            host,
+            &parent,
+            child,
+            centre(&rects["target"], "the target chooser"),
+        );
+        let (_, e) = wait_for(host, Duration::from_secs(10), "the target list", |_, e| {
+            e["last"]["controls"]["rects"]["target_items"][name].is_array()
+        });
+        let item = e["last"]["controls"]["rects"]["target_items"][name].clone();
+        click(host, &parent, child, centre(&item, name));
+    };
+    pick(&mut host, "EBU R 128 (-23 LUFS)");
+    wait_until(&mut host, "the target change", |h| {
+        near(ok(h.param_value(target)), 3.0)
+    });
+    let values = gesture_values(&host.take_param_events(), target);
+    assert!(
+        values.len() == 1 && near(values[0], 3.0),
+        "one value, EBU R 128 (index 3): {values:?}"
+    );
+    let (_, e) = wait_for(&mut host, Duration::from_secs(10), "EBU drawn", |_, e| {
+        e["last"]["texts"]["target"] == "EBU R 128 (-23 LUFS)"
+    });
+    let v = &e["last"]["values"];
+    assert_eq!(f(&v["target_lufs"]), -23.0);
+    assert!(
+        (f(&v["distance_lu"]) - (integrated + 23.0)).abs() < 0.05,
+        "distance from the new target: {}",
+        v["distance_lu"]
+    );
+    assert_eq!(e["last"]["controls"]["custom_target_shown"], false);
+
+    // Custom: the sliders appear; dragging the target slider left lowers the custom target,
+    // in one gesture, and the editor measures against it.
+    pick(&mut host, "Custom");
+    wait_until(&mut host, "the custom target", |h| {
+        near(ok(h.param_value(target)), 5.0)
+    });
+    host.take_param_events();
+    let (_, e) = wait_for(&mut host, Duration::from_secs(10), "the sliders", |_, e| {
+        e["last"]["controls"]["rects"]["custom_lufs"].is_array()
+    });
+    let (sx, sy) = centre(&e["last"]["controls"]["rects"]["custom_lufs"], "the slider");
+    ok(parent.pointer_to(child, sx, sy));
+    frames(&mut host, 2);
+    ok(parent.left_button(true));
+    frames(&mut host, 2);
+    for step in 1..=6 {
+        ok(parent.pointer_to(child, sx - 5 * step, sy));
+        frames(&mut host, 1);
+    }
+    ok(parent.left_button(false));
+    frames(&mut host, 2);
+    let mut events = Vec::new();
+    wait_until(&mut host, "the end of the slider gesture", |h| {
+        events.extend(h.take_param_events());
+        matches!(events.last(), Some(ParamEvent::GestureEnd(_)))
+    });
+    let values = gesture_values(&events, custom);
+    let normalized = ok(host.param_value(custom));
+    assert_eq!(values.last().copied(), Some(normalized));
+    // nice-plug gives CLAP hosts continuous parameters normalized; "Custom target" spans
+    // -40..0 LUFS linearly from the default -14 (params.rs).
+    let set = -40.0 + 40.0 * normalized;
+    assert!(set < -15.0, "dragged left lowers the target: {set} LUFS");
+    let (_, e) = wait_for(
+        &mut host,
+        Duration::from_secs(10),
+        "custom drawn",
+        |_, e| {
+            e["last"]["texts"]["target"] == "Custom"
+                && e["last"]["values"]["target_lufs"]
+                    .as_f64()
+                    .is_some_and(|t| (t - set).abs() < 0.01)
+        },
+    );
+    assert!((f(&e["last"]["values"]["distance_lu"]) - (integrated - set)).abs() < 0.05);
+    capture(
+        &mut host,
+        &parent,
+        child,
+        "sluice-meter-editor-clap-custom-target.png",
+    );
+
+    // Reset, clicked while audio plays (3 s, in real time): the meters start again from the
+    // next block, so the run ends with the steps measured since the click, not 30. (The
+    // meters also restart when processing starts, as nice-plug resets on start_processing;
+    // that is why the click must come mid-run to tell.)
+    let reset_at = centre(&rects["reset"], "Reset");
+    let mut clicked: Option<(f64, f64)> = None;
+    ok(
+        host.process_while(&sine(rate, 3.0, -20.0, -20.0), 512, true, |h, t| {
+            if clicked.is_none() && t >= 1.0 {
+                let t0 = Instant::now();
+                click(h, &parent, child, reset_at);
+                clicked = Some((t, t + t0.elapsed().as_secs_f64()));
+            }
+        }),
+    );
+    let (from, to) = clicked.expect("the run reached 1 s");
+    let m = ok(host.meters());
+    let steps = m["steps"].as_u64().expect("steps") as f64;
+    assert!(
+        steps >= (3.0 - to) * 10.0 - 2.0 && steps <= (3.0 - from) * 10.0 + 2.0,
+        "{steps} steps after a reset clicked between {from:.2} s and {to:.2} s of 3 s"
+    );
+    let (_, e) = wait_for_frame_of_now(&mut host, 0);
+    assert_eq!(
+        e["last"]["values"]["steps"], m["steps"],
+        "the editor shows the new run"
+    );
+    assert!(
+        host.take_param_events().is_empty(),
+        "Reset is not a parameter"
+    );
 }

@@ -109,12 +109,16 @@ fn num(v: f32) -> Value {
     if v.is_finite() { json!(v) } else { Value::Null }
 }
 
+const SURROUND_5_1: [&str; 6] = ["L", "R", "C", "LFE", "Ls", "Rs"];
+
 /// Channel names for per-channel readouts.
 fn channel_name(i: usize, channels: usize) -> String {
     match (channels, i) {
         (1, _) => "C".into(),
         (2, 0) => "L".into(),
         (2, 1) => "R".into(),
+        // The 5.1 layout the plugin offers (VST3 `k51`, CLAP `surround`): L R C LFE Ls Rs.
+        (6, i) if i < SURROUND_5_1.len() => SURROUND_5_1[i].into(),
         _ => format!("{}", i + 1),
     }
 }
@@ -210,6 +214,7 @@ pub fn draw(
         "controls": {
             "armed": controls.armed,
             "custom_target_shown": controls.custom_shown,
+            "rects": controls.rects.to_json(ui.ctx().pixels_per_point()),
         },
     })
 }
@@ -218,6 +223,43 @@ struct Controls {
     target: String,
     armed: bool,
     custom_shown: bool,
+    rects: ControlRects,
+}
+
+/// Where the controls were drawn this frame, so a test can click them as a person would.
+#[derive(Default)]
+struct ControlRects {
+    target: Option<Rect>,
+    /// The target chooser's entries, by name, while its list is open.
+    target_items: Vec<(String, Rect)>,
+    custom_lufs: Option<Rect>,
+    custom_ceiling: Option<Rect>,
+    rec_arm: Option<Rect>,
+    reset: Option<Rect>,
+}
+
+impl ControlRects {
+    /// In window pixels, `[left, top, right, bottom]`: logical points times pixels per point.
+    fn to_json(&self, ppp: f32) -> Value {
+        let px = |r: &Option<Rect>| {
+            r.map_or(Value::Null, |r| {
+                json!([r.min.x * ppp, r.min.y * ppp, r.max.x * ppp, r.max.y * ppp])
+            })
+        };
+        let items: serde_json::Map<String, Value> = self
+            .target_items
+            .iter()
+            .map(|(name, r)| (name.clone(), px(&Some(*r))))
+            .collect();
+        json!({
+            "target": px(&self.target),
+            "target_items": items,
+            "custom_lufs": px(&self.custom_lufs),
+            "custom_ceiling": px(&self.custom_ceiling),
+            "rec_arm": px(&self.rec_arm),
+            "reset": px(&self.reset),
+        })
+    }
 }
 
 fn top_bar(
@@ -234,6 +276,7 @@ fn top_bar(
     let target = names.get(current).copied().unwrap_or("?").to_string();
     let custom_shown = r.target == TargetPreset::Custom;
     let mut armed = r.armed;
+    let mut rects = ControlRects::default();
     let inner = rect.shrink2(vec2(8.0, 4.0));
     ui.scope_builder(
         UiBuilder::new()
@@ -249,16 +292,19 @@ fn top_bar(
             ui.add_space(12.0);
             ui.label(egui::RichText::new("Target").color(DIM));
             let mut chosen = None;
-            egui::ComboBox::from_id_salt("sluice-target")
+            let combo = egui::ComboBox::from_id_salt("sluice-target")
                 .selected_text(target.as_str())
                 .width(220.0)
                 .show_ui(ui, |ui| {
                     for (i, name) in names.iter().enumerate() {
-                        if ui.selectable_label(i == current, *name).clicked() {
+                        let item = ui.selectable_label(i == current, *name);
+                        rects.target_items.push((name.to_string(), item.rect));
+                        if item.clicked() {
                             chosen = Some(i);
                         }
                     }
                 });
+            rects.target = Some(combo.response.rect);
             if let (Some(i), Some(s)) = (chosen, setter)
                 && i != current
             {
@@ -267,16 +313,23 @@ fn top_bar(
                 s.end_set_parameter(&params.target);
             }
             if let (true, Some(s)) = (custom_shown, setter) {
-                ui.add(ParamSlider::for_param(&params.custom_lufs, s).with_width(90.0));
-                ui.add(ParamSlider::for_param(&params.custom_ceiling, s).with_width(90.0));
+                let lufs = ui.add(ParamSlider::for_param(&params.custom_lufs, s).with_width(90.0));
+                let ceiling =
+                    ui.add(ParamSlider::for_param(&params.custom_ceiling, s).with_width(90.0));
+                rects.custom_lufs = Some(lufs.rect);
+                rects.custom_ceiling = Some(ceiling.rect);
             }
             ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
-                if ui.button("Reset").clicked() {
+                let reset = ui.button("Reset");
+                rects.reset = Some(reset.rect);
+                if reset.clicked() {
                     shared.request_reset();
                 }
                 let label = egui::RichText::new(if armed { "REC ARMED" } else { "REC ARM" })
                     .color(if armed { BAD } else { DIM });
-                if ui.selectable_label(armed, label).clicked()
+                let arm = ui.selectable_label(armed, label);
+                rects.rec_arm = Some(arm.rect);
+                if arm.clicked()
                     && let Some(s) = setter
                 {
                     armed = !armed;
@@ -291,6 +344,7 @@ fn top_bar(
         target,
         armed,
         custom_shown,
+        rects,
     }
 }
 
@@ -834,6 +888,15 @@ fn status_bar(p: &egui::Painter, rect: Rect, r: &Readings) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_names_follow_the_layout() {
+        let names = |n: usize| (0..n).map(|i| channel_name(i, n)).collect::<Vec<_>>();
+        assert_eq!(names(1), ["C"]);
+        assert_eq!(names(2), ["L", "R"]);
+        assert_eq!(names(6), ["L", "R", "C", "LFE", "Ls", "Rs"]);
+        assert_eq!(names(4), ["1", "2", "3", "4"]);
+    }
 
     #[test]
     fn formats() {
