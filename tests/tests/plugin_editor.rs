@@ -724,3 +724,28 @@ fn clicking_the_editors_controls_changes_the_plugin_and_tells_the_host() {
         "Reset is not a parameter"
     );
 }
+
+#[test]
+fn destroying_the_instance_right_after_closing_the_editor_leaves_no_editor_thread_running() {
+    // A host may unload the plugin as soon as the instance is destroyed: no code of the
+    // plugin's (an editor window thread tearing down its GL display) may still run then.
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(x) = display() else { return };
+    let rate = 32_000.0;
+    let parent = ok(ParentWindow::new(&x.display, 1000, 700));
+    for n in 1..=5 {
+        let before = threads();
+        let mut host = load(rate);
+        ok(host.open_editor(parent.id, None));
+        wait_for(&mut host, Duration::from_secs(10), "a frame", |_, e| {
+            e["frames"].as_u64().unwrap_or(0) > 0
+        });
+        host.close_editor();
+        drop(host);
+        let after = threads();
+        assert!(
+            after <= before,
+            "round {n}: {before} threads before the instance, {after} right after destroying it"
+        );
+    }
+}
