@@ -2,12 +2,15 @@
 # Manual check of Sluice Meter's editor in real DAWs, under Xvfb: Ardour 7 (VST3) and Qtractor
 # (CLAP). Not part of CI (.ci/run, test.sh): the CI machines have neither DAW.
 #
-#   scripts/daw-editor-check.sh [--vst3 PATH] [--clap PATH] [--only ardour|qtractor] [--keep] OUTDIR
+#   scripts/daw-editor-check.sh [--vst3 PATH] [--clap PATH] [--only ardour|qtractor] [--xft-dpi N]
+#                               [--keep] OUTDIR
 #
 #   OUTDIR           where the screenshots (PNG), the DAWs' logs and summary.txt are written
 #   --vst3 PATH      "Sluice Meter.vst3" to use (default: target/bundled/Sluice Meter.vst3)
 #   --clap PATH      "Sluice Meter.clap" to use (default: target/bundled/Sluice Meter.clap)
 #   --only DAW       run only the Ardour or only the Qtractor part
+#   --xft-dpi N      set the X resource Xft.dpi to N (192: a 2x HiDPI desktop), the system scale
+#                    baseview reads (N/96); the expected editor sizes scale with it
 #   --keep           keep the work directory (private HOME, sessions) and print its path
 #
 # Needs (it installs nothing; on Debian 12, as root):
@@ -50,6 +53,7 @@ vst3="$repo/target/bundled/Sluice Meter.vst3"
 clap="$repo/target/bundled/Sluice Meter.clap"
 only=""
 keep=0
+dpi=
 out=""
 
 die() { echo "daw-editor-check: error: $*" >&2; exit 2; }
@@ -59,12 +63,14 @@ while [ $# -gt 0 ]; do
     --clap) clap="${2:?--clap needs a path}"; shift 2 ;;
     --only) only="${2:?--only needs ardour or qtractor}"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --xft-dpi) dpi="${2:?--xft-dpi needs a number}"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option: $1 (see --help)" ;;
     *) [ -z "$out" ] || die "only one OUTDIR"; out="$1"; shift ;;
   esac
 done
 [ -n "$out" ] || die "no OUTDIR given (see --help)"
+[ -z "$dpi" ] || [ "$dpi" -ge 48 ] 2>/dev/null || die "--xft-dpi takes a number of dots per inch (96 = scale 1)"
 case "$only" in ""|ardour|qtractor) ;; *) die "--only takes ardour or qtractor" ;; esac
 run_ardour=1; run_qtractor=1
 [ "$only" = qtractor ] && run_ardour=0
@@ -120,16 +126,27 @@ check() { # check NAME CONDITION-WORD DETAIL: records PASS/FAIL
 step() { echo; echo "== $*"; }
 
 # ---------------------------------------------------------------- X server
+# px LOGICAL: pixels for a logical size at the system scale (Xft.dpi / 96, as baseview computes it)
+px() { python3 -c "import sys; print(round($1 * ${dpi:-96} / 96))"; }
+ew=$(px 920); eh=$(px 580) # the size the editor opens at, 920x580 logical
+mw=$(px 720); mh=$(px 460) # its minimum, 720x460 logical
 for n in $(seq 90 140); do
   [ -e "/tmp/.X11-unix/X$n" ] || [ -e "/tmp/.X$n-lock" ] || { display=":$n"; break; }
 done
 [ -n "${display:-}" ] || die "no free X display number in :90..:140"
-Xvfb "$display" -screen 0 1600x1000x24 -nolisten tcp -noreset >"$out/xvfb.log" 2>&1 &
+Xvfb "$display" -screen 0 "$(px 1600)x$(px 1000)x24" -nolisten tcp -noreset >"$out/xvfb.log" 2>&1 &
 pids+=($!)
 export DISPLAY="$display"
 for _ in $(seq 50); do xwininfo -root >/dev/null 2>&1 && break; sleep 0.1; done
 xwininfo -root >/dev/null 2>&1 || die "Xvfb did not start on $display (see $out/xvfb.log)"
-note "X server: Xvfb $display 1600x1000x24, no window manager"
+note "X server: Xvfb $display $(px 1600)x$(px 1000)x24, no window manager"
+if [ -n "$dpi" ]; then
+  xprop -root -f RESOURCE_MANAGER 8s -set RESOURCE_MANAGER "$(printf 'Xft.dpi:\t%s\n' "$dpi")"
+  note "X resources: Xft.dpi $dpi (system scale $(python3 -c "print($dpi / 96)"))"
+  [ "$dpi" = 96 ] || note "NOTE: Qtractor 0.9.31 gives CLAP sizes to Qt as logical sizes (QWidget::resize) and Qt's sizes
+      back to the plugin, without clap_plugin_gui.set_scale: with Qt scaled by Xft.dpi its window is that
+      many times the editor, and its resizes reach the editor divided by the scale (qtractor resize fails)."
+fi
 
 # ---------------------------------------------------------------- helpers
 # wait_window REGEX SECONDS: the id of the first window whose name matches, or nothing
@@ -288,7 +305,7 @@ EOF
     check "ardour editor opens" no "no plugin window / editor window (see ardour-screen-loaded.png)"
   else
     check "ardour editor opens" yes "host window $(geom "$top"), editor '$(xdotool getwindowname "$ed")' $(geom "$ed")"
-    check "ardour editor size" "$([ "$(geom "$ed")" = 920x580 ] && echo yes || echo no)" "$(geom "$ed") (expected 920x580)"
+    check "ardour editor size" "$([ "$(geom "$ed")" = "${ew}x$eh" ] && echo yes || echo no)" "$(geom "$ed") (expected ${ew}x$eh)"
     note "      _XEMBED_INFO: $(xprop -id "$ed" _XEMBED_INFO | cut -d= -f2 | tr -d ' ')," \
       "host window min size hint: $(xprop -id "$top" WM_NORMAL_HINTS | awk '/minimum size/{print $5 "x" $7}')"
     sleep 2
@@ -305,19 +322,20 @@ EOF
       "stopped -> tones: $n pixels differ"
     # Resize the host window (the editor follows: IPlugView::onSize); Ardour's toolbar is above it.
     bar=$(( $(geom "$top" | cut -dx -f2) - $(geom "$ed" | cut -dx -f2) ))
-    xdotool windowsize "$top" 1200 $((766 + bar)); sleep 2
-    shot "$ed" "$out/ardour-resized-1200x766.png"
-    check "ardour resize" "$([ "$(geom "$ed")" = 1200x766 ] && echo yes || echo no)" "editor $(geom "$ed") after the host window was set to 1200x$((766 + bar))"
+    rw=$(px 1200); rh=$(px 766)
+    xdotool windowsize "$top" "$rw" $((rh + bar)); sleep 2
+    shot "$ed" "$out/ardour-resized.png"
+    check "ardour resize" "$([ "$(geom "$ed")" = "${rw}x$rh" ] && echo yes || echo no)" "editor $(geom "$ed") after the host window was set to ${rw}x$((rh + bar))"
     # Below the editor's minimum (720x460): Ardour 7.3 passes any size to onSize without
     # checkSizeConstraint; recorded, not judged (its min size hint stops a real window manager).
     xdotool windowsize "$top" 500 $((300 + bar)); sleep 2
     shot "$ed" "$out/ardour-below-minimum.png"
     note "INFO  ardour below minimum: host window set to 500x$((300 + bar)), editor became $(geom "$ed")"
-    xdotool windowsize "$top" 920 $((580 + bar)); sleep 1
+    xdotool windowsize "$top" "$ew" $((eh + bar)); sleep 1
     # Close (the window manager's close: Ardour hides the window, the plugin view stays
     # attached) and show it again by double-clicking the plugin in the mixer strip: Mixer
     # button at (1326,72) and Programme's first processor at (333,206) in the main window,
-    # Ardour 7.3's default 1348x713 layout.
+    # Ardour 7.3's default 1348x713 layout (Ardour's GTK 2 GUI does not follow Xft.dpi).
     wm_close "$top"; sleep 2
     check "ardour editor closes" "$(viewable "$top" && echo no || echo yes)" "plugin window unmapped after WM_DELETE_WINDOW"
     xdotool mousemove --window "$main" 1326 72 click 1; sleep 2
@@ -405,9 +423,10 @@ EOF
   sleep 2
   import -window root "$out/qtractor-screen-loaded.png"
   # Double-click the plugin in the track's plugin list (default layout of 0.9.31 with a
-  # 1024x768 main window: track 1's plugin list at (182,179) in the window). Qtractor opens the
-  # plugin's own editor (option "Open plugin's editor by default", on by default).
-  xdotool mousemove --window "$qmain" 182 179 click --repeat 2 --delay 80 1
+  # 1024x768 main window: track 1's plugin list at (182,179) in the window; Qt scales it by
+  # Xft.dpi / 96). Qtractor opens the plugin's own editor (option "Open plugin's editor by
+  # default", on by default).
+  xdotool mousemove --window "$qmain" "$(px 182)" "$(px 179)" click --repeat 2 --delay 80 1
   qtop="$(wait_window 'Sluice Meter - Programme' 20 || true)"
   qed="$(wait_window '^Sluice Meter$' 10 || true)"
   if [ -z "$qtop" ] || [ -z "$qed" ]; then
@@ -415,7 +434,7 @@ EOF
     check "qtractor editor opens" no "no editor window after the double-click (see qtractor-screen-no-editor.png)"
   else
     check "qtractor editor opens" yes "host window $(geom "$qtop"), editor '$(xdotool getwindowname "$qed")' $(geom "$qed")"
-    check "qtractor editor size" "$([ "$(geom "$qed")" = 920x580 ] && echo yes || echo no)" "$(geom "$qed") (expected 920x580)"
+    check "qtractor editor size" "$([ "$(geom "$qed")" = "${ew}x$eh" ] && echo yes || echo no)" "$(geom "$qed") (expected ${ew}x$eh)"
     sleep 2
     shot "$qed" "$out/qtractor-editor-stopped.png"
     check "qtractor capture not blank" "$([ "$(colours "$out/qtractor-editor-stopped.png")" -ge 64 ] && echo yes || echo no)" \
@@ -427,19 +446,20 @@ EOF
     n="$(differ "$out/qtractor-editor-stopped.png" "$out/qtractor-playing-tones.png")"
     check "qtractor playback reaches the editor" "$([ "$n" -gt 1000 ] 2>/dev/null && echo yes || echo no)" \
       "stopped -> tones: $n pixels differ"
-    xdotool windowsize "$qtop" 1100 700; sleep 2
-    shot "$qed" "$out/qtractor-resized-1100x700.png"
-    check "qtractor resize" "$([ "$(geom "$qed")" = 1100x700 ] && echo yes || echo no)" "editor $(geom "$qed") after the host window was set to 1100x700"
+    rw=$(px 1100); rh=$(px 700)
+    xdotool windowsize "$qtop" "$rw" "$rh"; sleep 2
+    shot "$qed" "$out/qtractor-resized.png"
+    check "qtractor resize" "$([ "$(geom "$qed")" = "${rw}x$rh" ] && echo yes || echo no)" "editor $(geom "$qed") after the host window was set to ${rw}x$rh"
     xdotool windowsize "$qtop" 500 300; sleep 2
     shot "$qed" "$out/qtractor-below-minimum.png"
-    check "qtractor minimum size" "$([ "$(geom "$qed")" = 720x460 ] && echo yes || echo no)" "editor $(geom "$qed") after the host window was set to 500x300 (minimum 720x460)"
+    check "qtractor minimum size" "$([ "$(geom "$qed")" = "${mw}x$mh" ] && echo yes || echo no)" "editor $(geom "$qed") after the host window was set to 500x300 (minimum ${mw}x$mh)"
     # Close (WM_DELETE_WINDOW) and open again by double-clicking the plugin (a double-click on
     # an open editor only raises it).
     wm_close "$qtop"; sleep 2
     gone=yes
     xdotool search --name '^Sluice Meter$' >/dev/null 2>&1 && gone=no
     check "qtractor editor closes" "$gone" "editor window destroyed after WM_DELETE_WINDOW: $gone"
-    xdotool mousemove --window "$qmain" 182 179 click --repeat 2 --delay 80 1
+    xdotool mousemove --window "$qmain" "$(px 182)" "$(px 179)" click --repeat 2 --delay 80 1
     qed="$(wait_window '^Sluice Meter$' 20 || true)"
     if [ -n "$qed" ]; then
       sleep 2
