@@ -15,6 +15,8 @@
 
 pub mod drawn;
 pub mod readings;
+#[cfg(target_os = "linux")]
+pub mod system_scale;
 pub mod view;
 #[cfg(target_os = "linux")]
 pub mod xembed;
@@ -98,6 +100,9 @@ impl NiceEguiApp for MeterApp {
 /// The plugin's editor type: nice-plug-egui's, plus open/close bookkeeping.
 pub struct SluiceEditor {
     inner: EguiEditor<MeterApp>,
+    /// The inner editor's state (its logical size), for [`Editor::size`] (X11 system scale).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    state: Arc<EguiEditorState>,
     shared: Arc<MeterShared>,
 }
 
@@ -119,8 +124,13 @@ pub fn create(params: Arc<SluiceParams>, shared: Arc<MeterShared>) -> Option<Slu
         readings: readings::Readings::default(),
         view: view::ViewState::default(),
     };
-    let inner = nice_plug_egui::create_egui_editor(state, RepaintNotifier::new(), settings, app)?;
-    Some(SluiceEditor { inner, shared })
+    let inner =
+        nice_plug_egui::create_egui_editor(state.clone(), RepaintNotifier::new(), settings, app)?;
+    Some(SluiceEditor {
+        inner,
+        state,
+        shared,
+    })
 }
 
 impl Editor for SluiceEditor {
@@ -153,7 +163,14 @@ impl Editor for SluiceEditor {
 
     fn size(&self) -> NativeSize<u32> {
         #[cfg(target_os = "linux")]
-        xembed::intern_atoms_once();
+        {
+            xembed::intern_atoms_once();
+            // With a system scale (Xft.dpi), the one baseview gives the window, also before the
+            // window has told nice-plug-egui about it ([`system_scale`]).
+            if let Some(scale) = system_scale::xft_scale() {
+                return NativeSize::from_size(self.state.logical_size().into(), scale);
+            }
+        }
         self.inner.size()
     }
 
