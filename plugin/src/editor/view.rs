@@ -47,6 +47,8 @@ const BAND_SHADES: [Color32; 5] = [
     Color32::from_rgb(0x2a, 0x2a, 0x36),
 ];
 const BAND_NAMES: [&str; 5] = ["Low", "Low-mid", "Mid", "High-mid", "High"];
+/// For bands narrower than their full name (small windows).
+const BAND_SHORT_NAMES: [&str; 5] = ["Low", "LM", "Mid", "HM", "High"];
 
 /// The loudness scale of the bars and the history, LUFS.
 pub const SCALE_LOW: f32 = -60.0;
@@ -747,25 +749,48 @@ fn freq_x(area: Rect, hz: f32) -> f32 {
 /// The spectrum over the five shaded bands with their shares. Returns the points drawn.
 fn spectrum_plot(p: &egui::Painter, rect: Rect, r: &Readings) -> usize {
     let area = plot_frame(p, rect, "Spectrum - band shares of the power");
-    for (i, (_, lo, hi)) in BANDS.iter().enumerate() {
-        let band = Rect::from_x_y_ranges(
-            freq_x(area, *lo as f32)..=freq_x(area, *hi as f32),
-            area.y_range(),
-        );
-        p.rect_filled(band, 0.0, BAND_SHADES[i % BAND_SHADES.len()]);
-        let share = r.band_share[i];
-        let text = if share.is_finite() {
-            format!("{} {:.0}%", BAND_NAMES[i], share)
-        } else {
-            BAND_NAMES[i].to_string()
+    let bands: Vec<Rect> = BANDS
+        .iter()
+        .map(|(_, lo, hi)| {
+            Rect::from_x_y_ranges(
+                freq_x(area, *lo as f32)..=freq_x(area, *hi as f32),
+                area.y_range(),
+            )
+        })
+        .collect();
+    for (i, band) in bands.iter().enumerate() {
+        p.rect_filled(*band, 0.0, BAND_SHADES[i % BAND_SHADES.len()]);
+    }
+    // Labels after every shade (so no shade covers a label), the name over the share, each
+    // kept inside its band: the short name when the full one is wider than the band.
+    let font = FontId::proportional(11.0);
+    for (i, band) in bands.iter().enumerate() {
+        let fits = |t: &str| {
+            p.layout_no_wrap(t.to_string(), font.clone(), TEXT).size().x <= band.width() - 4.0
         };
+        let name = if fits(BAND_NAMES[i]) {
+            BAND_NAMES[i]
+        } else {
+            BAND_SHORT_NAMES[i]
+        };
+        let x = band.center().x;
         p.text(
-            pos2(band.center().x, area.min.y + 2.0),
+            pos2(x, area.min.y + 2.0),
             Align2::CENTER_TOP,
-            text,
-            FontId::proportional(11.0),
+            name,
+            font.clone(),
             TEXT,
         );
+        let share = r.band_share[i];
+        if share.is_finite() {
+            p.text(
+                pos2(x, area.min.y + 15.0),
+                Align2::CENTER_TOP,
+                format!("{share:.0}%"),
+                font.clone(),
+                DIM,
+            );
+        }
     }
     let db_y = |db: f32| {
         let t = ((db - SPECTRUM_FLOOR_DB) / -SPECTRUM_FLOOR_DB).clamp(0.0, 1.0);
