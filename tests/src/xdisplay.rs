@@ -22,6 +22,14 @@ pub struct XServer {
     xvfb: Option<Child>,
 }
 
+impl XServer {
+    /// Whether this is an Xvfb these tests started (so its settings may be changed), not the
+    /// user's `$DISPLAY`.
+    pub fn is_own(&self) -> bool {
+        self.xvfb.is_some()
+    }
+}
+
 impl Drop for XServer {
     fn drop(&mut self) {
         if let Some(c) = &mut self.xvfb {
