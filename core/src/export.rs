@@ -149,8 +149,35 @@ impl From<crate::InputError> for ExportError {
     }
 }
 
-/// The shared stages for `plan`.
+/// The resampler precision that suffices for outputs of `formats`: `Single` (`f32`, THD+N
+/// about −128 dB) when every one is lossy or integer of at most 16 bits, whose own noise
+/// floor lies more than 30 dB higher (16-bit TPDF dither alone puts a −1 dBFS tone's THD+N
+/// near −92 dB); `Double` as soon as one keeps more (24/32-bit integer, float).
+pub fn resample_precision<'a>(
+    formats: impl IntoIterator<Item = &'a OutputFormat>,
+) -> crate::render::resample::ResamplePrecision {
+    use crate::render::resample::ResamplePrecision;
+    let single = formats.into_iter().all(|f| match f {
+        OutputFormat::Mp3 { .. } | OutputFormat::Ogg { .. } => true,
+        other => other.integer_bits().is_some_and(|b| b <= 16),
+    });
+    if single {
+        ResamplePrecision::Single
+    } else {
+        ResamplePrecision::Double
+    }
+}
+
+/// The shared stages for `plan` (the resampler in `f64`).
 pub fn stages_for(plan: &RenderPlan) -> Result<Vec<Box<dyn Stage>>, String> {
+    stages_with_precision(plan, crate::render::resample::ResamplePrecision::Double)
+}
+
+/// The shared stages for `plan`, the resampler computing in `precision`.
+pub fn stages_with_precision(
+    plan: &RenderPlan,
+    precision: crate::render::resample::ResamplePrecision,
+) -> Result<Vec<Box<dyn Stage>>, String> {
     let mut s: Vec<Box<dyn Stage>> = Vec::new();
     if let Some((start, end)) = plan.region {
         s.push(Box::new(Region::new(start, end)));
@@ -162,14 +189,17 @@ pub fn stages_for(plan: &RenderPlan) -> Result<Vec<Box<dyn Stage>>, String> {
         s.push(Box::new(Channels::new(m.clone())));
     }
     if let Some(rate) = plan.sample_rate {
-        s.push(Box::new(crate::render::resample::Resample::new(
-            rate,
-            if plan.fast_resampling {
-                crate::render::resample::ResampleQuality::Fast
-            } else {
-                crate::render::resample::ResampleQuality::High
-            },
-        )));
+        s.push(Box::new(
+            crate::render::resample::Resample::new(
+                rate,
+                if plan.fast_resampling {
+                    crate::render::resample::ResampleQuality::Fast
+                } else {
+                    crate::render::resample::ResampleQuality::High
+                },
+            )
+            .with_precision(precision),
+        ));
     }
     if plan.fade_in > 0.0 || plan.fade_out > 0.0 {
         s.push(Box::new(Fade::new(
@@ -247,6 +277,9 @@ pub fn create_encoder(
     })
 }
 
+/// Wraps an output's encoder (see [`export_with`]).
+pub type WrapEncoder = dyn FnMut(&OutputPlan, Box<dyn Encoder>) -> Box<dyn Encoder>;
+
 /// Export `input` to every output of `outputs` through `plan`.
 pub fn export(
     input: &Path,
@@ -254,11 +287,29 @@ pub fn export(
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportReport, ExportError> {
-    let stages = stages_for(plan).map_err(|detail| ExportError::Invalid {
+    export_with(input, plan, outputs, progress, &mut |_, e| e)
+}
+
+/// [`export`], each output's encoder passed through `wrap` (with the output's plan) once created and before the first block
+/// reaches it. The core encodes on the calling thread; a caller that may spawn threads (the
+/// host) wraps each encoder in one that runs it on a thread of its own, so the outputs
+/// encode in parallel with each other and with the render. The wrapper must keep the
+/// [`Encoder`] contract: every block in order, then `set_loudness`, then `finish`, whose
+/// result is the inner encoder's.
+pub fn export_with(
+    input: &Path,
+    plan: &RenderPlan,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+    wrap: &mut WrapEncoder,
+) -> Result<ExportReport, ExportError> {
+    // The shared resampler computes in `f32` when no output could carry the difference.
+    let precision = resample_precision(outputs.iter().map(|o| &o.format));
+    let stages = stages_with_precision(plan, precision).map_err(|detail| ExportError::Invalid {
         path: input.to_path_buf(),
         detail,
     })?;
-    export_stages(input, stages, outputs, progress)
+    export_stages_with(input, stages, outputs, progress, wrap)
 }
 
 /// Export `input` to every output of `outputs` through `stages`, in their order (a pipeline
@@ -268,6 +319,17 @@ pub fn export_stages(
     stages: Vec<Box<dyn Stage>>,
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
+) -> Result<ExportReport, ExportError> {
+    export_stages_with(input, stages, outputs, progress, &mut |_, e| e)
+}
+
+/// [`export_stages`] with each encoder passed through `wrap` (see [`export_with`]).
+pub fn export_stages_with(
+    input: &Path,
+    stages: Vec<Box<dyn Stage>>,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+    wrap: &mut WrapEncoder,
 ) -> Result<ExportReport, ExportError> {
     let invalid = |detail: String| ExportError::Invalid {
         path: input.to_path_buf(),
@@ -298,10 +360,13 @@ pub fn export_stages(
                 stages.push(Box::new(Channels::new(m.clone())));
             }
             if let Some(rate) = o.sample_rate {
-                stages.push(Box::new(crate::render::resample::Resample::new(
-                    rate,
-                    crate::render::resample::ResampleQuality::High,
-                )));
+                stages.push(Box::new(
+                    crate::render::resample::Resample::new(
+                        rate,
+                        crate::render::resample::ResampleQuality::High,
+                    )
+                    .with_precision(resample_precision([&o.format])),
+                ));
             }
             if let Some(b) = o.format.integer_bits() {
                 stages.push(Box::new(Quantize::new(b, o.dither)));
@@ -350,7 +415,7 @@ pub fn export_stages(
             // A region or trim moves the start: the time reference stays the source's.
             b
         });
-        let encoder = create_encoder(&o.format, file, &o.path, spec, bext)?;
+        let encoder = wrap(o, create_encoder(&o.format, file, &o.path, spec, bext)?);
         files.push(atomic);
         encoders.push(encoder);
     }

@@ -9,8 +9,9 @@
 //! loudness-normalized to −14 LUFS with a −1 dBTP ceiling, written as FLAC (16-bit, level 5)
 //! and MP3 (VBR V2) from one render.
 //!
-//! - Sluice: `sluice_core::export::export` with the two outputs, in a child process of this
-//!   bench (high-quality sinc resampling, TPDF dither, true-peak limiter).
+//! - Sluice: the export `sluice export` and pipelines run (`sluice_host::encode_thread::export`:
+//!   the core's render, each encoder on a thread of its own) with the two outputs, in a child
+//!   process of this bench (high-quality sinc resampling, TPDF dither, true-peak limiter).
 //! - ffmpeg: the usual two-pass loudnorm: pass 1 measures (`loudnorm=print_format=json`),
 //!   pass 2 applies the measured values (`linear=true`), resamples with soxr and encodes both
 //!   outputs in one process (`asplit`, FLAC level 5 s16, libmp3lame `-q:a 2`). Its time is the
@@ -144,9 +145,10 @@ fn run() -> Res<bool> {
 /// The Sluice side of the job, in this (child) process.
 fn sluice_export(input: &Path, dir: &Path) -> Res<()> {
     use sluice_core::encode::tags::TagPlan;
-    use sluice_core::export::{OutputFormat, OutputPlan, RenderPlan, export};
+    use sluice_core::export::{OutputFormat, OutputPlan, RenderPlan};
     use sluice_core::render::dither::DitherMode;
     use sluice_core::render::normalize::NormalizeTarget;
+    use sluice_host::encode_thread::export;
     let plan = RenderPlan {
         sample_rate: Some(44_100),
         normalize: Some(NormalizeTarget::Loudness {

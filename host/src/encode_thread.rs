@@ -1,0 +1,344 @@
+//! Encoders on threads of their own.
+//!
+//! The core renders and encodes on the calling thread (it never spawns one). The host wraps
+//! each encoder of an export in a [`ThreadedEncoder`]: the render thread copies every block
+//! into a bounded channel and goes on with the next block, while a thread per output runs the
+//! real encoder. An export with a FLAC and an MP3 output thus renders, encodes FLAC and
+//! encodes MP3 at the same time. Memory stays bounded: at most [`QUEUE`] blocks wait per
+//! output (the render waits when an encoder falls behind), and used blocks go back to the
+//! render thread to be filled again.
+//!
+//! The wrapper keeps the [`Encoder`] contract: blocks reach the inner encoder in order, then
+//! the loudness, then `finish`, whose result (or the first error) is the inner encoder's. An
+//! error in the encoder thread stops that thread; the next `write` (or `finish`) reports it.
+//! A panic in an encoder is reported as a codec error of that output. Dropped unfinished
+//! (the render failed), the wrapper lets the thread drop the inner encoder, as the core would
+//! have, and waits for it.
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use sluice_core::encode::{EncodeError, Encoder};
+use sluice_core::export::{ExportError, ExportReport, OutputFormat, OutputPlan, RenderPlan};
+use sluice_core::render::{Block, OutputLoudness, Progress, Stage};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+/// Blocks that may wait for an encoder.
+pub const QUEUE: usize = 16;
+
+enum Msg {
+    Block(Block),
+    Loudness(Box<OutputLoudness>),
+    Finish,
+}
+
+/// An [`Encoder`] that runs another on a thread of its own.
+pub struct ThreadedEncoder {
+    tx: Option<Sender<Msg>>,
+    spare: Receiver<Block>,
+    thread: Option<JoinHandle<Result<(), EncodeError>>>,
+    path: PathBuf,
+    format: &'static str,
+}
+
+impl ThreadedEncoder {
+    /// Move `inner` onto a new thread; `path` and `format` name the output in the wrapper's
+    /// own errors (a panic in the encoder).
+    pub fn new(
+        inner: Box<dyn Encoder>,
+        path: PathBuf,
+        format: &'static str,
+    ) -> Result<Self, EncodeError> {
+        let (tx, rx) = bounded::<Msg>(QUEUE);
+        let (spare_tx, spare) = unbounded::<Block>();
+        let thread = std::thread::Builder::new()
+            .name("sluice-encoder".into())
+            .spawn(move || run(inner, rx, spare_tx))
+            .map_err(|source| EncodeError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(ThreadedEncoder {
+            tx: Some(tx),
+            spare,
+            thread: Some(thread),
+            path,
+            format,
+        })
+    }
+
+    /// The thread's outcome, once it has stopped (its sender gone or an error it returned).
+    fn join(&mut self) -> Result<(), EncodeError> {
+        self.tx = None;
+        let Some(t) = self.thread.take() else {
+            return Err(self.codec("the encoder failed earlier and cannot go on".into()));
+        };
+        match t.join() {
+            Ok(r) => r,
+            Err(p) => {
+                let detail = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(self.codec(format!("the encoder thread panicked: {detail}")))
+            }
+        }
+    }
+
+    fn codec(&self, detail: String) -> EncodeError {
+        EncodeError::Codec {
+            path: self.path.clone(),
+            format: self.format,
+            detail,
+        }
+    }
+
+    /// Send `msg`; if the thread has stopped (it returned an error), that error.
+    fn send(&mut self, msg: Msg) -> Result<(), EncodeError> {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(msg).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        match self.join() {
+            // The thread ended without an error but before the end: never expected.
+            Ok(()) => Err(self.codec("the encoder thread stopped early".into())),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The encoder thread: every message in order until `Finish` (then the inner `finish`), an
+/// error (returned at once, which closes the channel), or the sender's drop (an abandoned
+/// export: the inner encoder is dropped unfinished).
+fn run(
+    mut inner: Box<dyn Encoder>,
+    rx: Receiver<Msg>,
+    spare: Sender<Block>,
+) -> Result<(), EncodeError> {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Block(b) => {
+                inner.write(&b)?;
+                // The render thread may be gone (an abandoned export): then the block is dropped.
+                let _ = spare.send(b);
+            }
+            Msg::Loudness(l) => inner.set_loudness(&l),
+            Msg::Finish => return inner.finish(),
+        }
+    }
+    Ok(())
+}
+
+impl Encoder for ThreadedEncoder {
+    fn write(&mut self, block: &Block) -> Result<(), EncodeError> {
+        let mut b = self.spare.try_recv().unwrap_or_default();
+        b.clone_from(block);
+        self.send(Msg::Block(b))
+    }
+
+    fn set_loudness(&mut self, loudness: &OutputLoudness) {
+        // An error the thread hit shows at `finish`.
+        let _ = self.send(Msg::Loudness(Box::new(loudness.clone())));
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), EncodeError> {
+        self.send(Msg::Finish)?;
+        self.join()
+    }
+}
+
+impl Drop for ThreadedEncoder {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.join();
+        }
+    }
+}
+
+/// Wrap `inner`, the encoder of output `plan`, in a [`ThreadedEncoder`]. Should no thread
+/// start (the system out of threads), the export fails on that output's first block.
+pub fn threaded(plan: &OutputPlan, inner: Box<dyn Encoder>) -> Box<dyn Encoder> {
+    let format = format_name(&plan.format);
+    match ThreadedEncoder::new(inner, plan.path.clone(), format) {
+        Ok(t) => Box::new(t),
+        Err(e) => Box::new(Failed(Some(e))),
+    }
+}
+
+fn format_name(f: &OutputFormat) -> &'static str {
+    match f {
+        OutputFormat::Wav { .. } => "WAV",
+        OutputFormat::Aiff { .. } => "AIFF",
+        OutputFormat::Flac { .. } => "FLAC",
+        OutputFormat::Mp3 { .. } => "MP3",
+        OutputFormat::Ogg { .. } => "Ogg Vorbis",
+    }
+}
+
+/// An encoder whose thread could not start: fails its first call.
+struct Failed(Option<EncodeError>);
+
+impl Encoder for Failed {
+    fn write(&mut self, _: &Block) -> Result<(), EncodeError> {
+        Err(self.0.take().unwrap_or_else(|| EncodeError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other("the encoder thread could not start"),
+        }))
+    }
+    fn finish(mut self: Box<Self>) -> Result<(), EncodeError> {
+        self.write(&Block::default())
+    }
+}
+
+/// [`sluice_core::export::export`] with every encoder on its own thread.
+pub fn export(
+    input: &Path,
+    plan: &RenderPlan,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ExportReport, ExportError> {
+    sluice_core::export::export_with(input, plan, outputs, progress, &mut threaded)
+}
+
+/// [`sluice_core::export::export_stages`] with every encoder on its own thread.
+pub fn export_stages(
+    input: &Path,
+    stages: Vec<Box<dyn Stage>>,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ExportReport, ExportError> {
+    sluice_core::export::export_stages_with(input, stages, outputs, progress, &mut threaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Records what reaches it; fails (or panics) on the block numbered `fail_at`.
+    struct Probe {
+        seen: Arc<Mutex<Vec<f32>>>,
+        loudness: Arc<Mutex<Option<f64>>>,
+        fail_at: Option<(usize, bool)>,
+    }
+
+    impl Encoder for Probe {
+        fn write(&mut self, block: &Block) -> Result<(), EncodeError> {
+            let mut seen = self.seen.lock().unwrap();
+            if let Some((n, panic)) = self.fail_at
+                && seen.len() == n
+            {
+                assert!(!panic, "probe panics");
+                return Err(EncodeError::Io {
+                    path: PathBuf::from("probe"),
+                    source: std::io::Error::other("disk full"),
+                });
+            }
+            seen.push(block.plane(0)[0]);
+            Ok(())
+        }
+        fn set_loudness(&mut self, l: &OutputLoudness) {
+            *self.loudness.lock().unwrap() = Some(l.true_peak_dbtp);
+        }
+        fn finish(self: Box<Self>) -> Result<(), EncodeError> {
+            self.seen.lock().unwrap().push(-1.0);
+            Ok(())
+        }
+    }
+
+    fn probe(fail_at: Option<(usize, bool)>) -> (ThreadedEncoder, Arc<Mutex<Vec<f32>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let p = Probe {
+            seen: Arc::clone(&seen),
+            loudness: Arc::new(Mutex::new(None)),
+            fail_at,
+        };
+        let t = ThreadedEncoder::new(Box::new(p), PathBuf::from("x.flac"), "FLAC").unwrap();
+        (t, seen)
+    }
+
+    fn block(v: f32) -> Block {
+        Block::from_planes(vec![vec![v; 64], vec![v; 64]])
+    }
+
+    #[test]
+    fn blocks_then_loudness_then_finish_in_order() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let loudness = Arc::new(Mutex::new(None));
+        let p = Probe {
+            seen: Arc::clone(&seen),
+            loudness: Arc::clone(&loudness),
+            fail_at: None,
+        };
+        let mut t: Box<dyn Encoder> =
+            Box::new(ThreadedEncoder::new(Box::new(p), PathBuf::from("x.flac"), "FLAC").unwrap());
+        for i in 0..1000 {
+            t.write(&block(i as f32)).unwrap();
+        }
+        t.set_loudness(&OutputLoudness {
+            true_peak_dbtp: -1.5,
+            ..OutputLoudness::default()
+        });
+        t.finish().unwrap();
+        let mut want: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        want.push(-1.0);
+        assert_eq!(*seen.lock().unwrap(), want);
+        assert_eq!(*loudness.lock().unwrap(), Some(-1.5));
+    }
+
+    #[test]
+    fn an_error_in_the_thread_reaches_the_caller() {
+        let (t, seen) = probe(Some((10, false)));
+        let mut t: Box<dyn Encoder> = Box::new(t);
+        // The error shows at a later write (once the channel closes) or at the latest at
+        // finish; nothing after the failed block reaches the encoder.
+        let mut err = None;
+        for i in 0..10_000 {
+            if let Err(e) = t.write(&block(i as f32)) {
+                err = Some(e);
+                break;
+            }
+        }
+        let e = match err {
+            Some(e) => e,
+            None => t.finish().unwrap_err(),
+        };
+        assert!(e.to_string().contains("disk full"), "{e}");
+        assert_eq!(seen.lock().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn a_panic_in_the_encoder_is_a_codec_error_naming_the_file() {
+        let (mut t, _) = probe(Some((3, true)));
+        let mut result = Ok(());
+        for i in 0..10_000 {
+            result = t.write(&block(i as f32));
+            if result.is_err() {
+                break;
+            }
+        }
+        let e = match result {
+            Err(e) => e,
+            Ok(()) => Box::new(t).finish().unwrap_err(),
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("x.flac") && msg.contains("FLAC") && msg.contains("panicked"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn dropped_unfinished_the_thread_ends_without_finishing() {
+        let (mut t, seen) = probe(None);
+        for i in 0..100 {
+            t.write(&block(i as f32)).unwrap();
+        }
+        drop(t);
+        // Every block sent reached the encoder; `finish` (which pushes -1) never ran.
+        assert_eq!(seen.lock().unwrap().len(), 100);
+    }
+}
