@@ -12,7 +12,7 @@ use sluice_tests::clap_gui::ClapGuiHost;
 use sluice_tests::xdisplay::{self, ParentWindow};
 use std::time::{Duration, Instant};
 use x11rb::connection::Connection as _;
-use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _, PropMode};
+use x11rb::protocol::xproto::{AtomEnum, PropMode};
 use x11rb::wrapper::ConnectionExt as _;
 
 fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
