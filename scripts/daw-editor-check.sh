@@ -229,6 +229,11 @@ x.XCloseDisplay(d)
 PYEOF
 }
 viewable() { xwininfo -id "$1" 2>/dev/null | grep -q 'IsViewable'; }
+stop() { # stop PID: TERM, up to 10 s to exit, then KILL
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 20); do kill -0 "$1" 2>/dev/null || break; sleep 0.5; done
+  kill -9 "$1" 2>/dev/null || true
+}
 # warnings LOG: lines of a DAW log that mention the plugin or its libraries, or errors
 warnings() {
   grep -aiE 'sluice|nice.plug|baseview|egui|xembed|panic|plugin.*(fail|error)|segfault|abort' "$1" |
@@ -364,9 +369,7 @@ EOF
     fi
   fi
   import -window root "$out/ardour-screen-end.png"
-  kill "$ardour_pid" 2>/dev/null || true
-  for _ in $(seq 20); do kill -0 "$ardour_pid" 2>/dev/null || break; sleep 0.5; done
-  kill -9 "$ardour_pid" 2>/dev/null || true
+  stop "$ardour_pid"
   w="$(warnings "$out/ardour.log")"
   note "      ardour.log lines about the plugin or errors: ${w:-none}"
 fi
@@ -484,9 +487,7 @@ EOF
     fi
   fi
   import -window root "$out/qtractor-screen-end.png"
-  kill "$qt_pid" 2>/dev/null || true
-  for _ in $(seq 20); do kill -0 "$qt_pid" 2>/dev/null || break; sleep 0.5; done
-  kill -9 "$qt_pid" 2>/dev/null || true
+  stop "$qt_pid"
   w="$(warnings "$out/qtractor.log")"
   note "      qtractor.log lines about the plugin or errors: ${w:-none}"
   note "      JACK xruns reported by jackd: $(grep -c 'XRun' "$out/jackd.log" || true)"
