@@ -6,14 +6,14 @@
 //! Separate from [`crate::clap_host`] (which has no GUI) so each stays small. Like it, the
 //! instance lives on the thread that created it (the host's main thread).
 
-use crate::diagnostics;
+use crate::{clap_host, diagnostics};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clack_extensions::gui::{
     GuiApiType, GuiConfiguration, GuiSize, HostGui, HostGuiImpl, PluginGui, Window,
 };
 use clack_extensions::params::{
-    HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer,
-    ParamRescanFlags, PluginParams,
+    HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamRescanFlags,
+    PluginParams,
 };
 use clack_host::events::io::EventBuffer;
 use clack_host::events::spaces::CoreEventSpace;
@@ -164,7 +164,7 @@ pub struct ClapGuiHost {
 impl ClapGuiHost {
     /// Loads the `.clap` at `path` and creates an instance of `plugin_id`.
     pub fn load(path: &Path, plugin_id: &str) -> Result<Self> {
-        let (library, entry, mut instance) = crate::clap_host::instantiate::<GuiTestHost, _, _>(
+        let (library, entry, mut instance) = clap_host::instantiate::<GuiTestHost, _, _>(
             path,
             plugin_id,
             "sluice-tests-gui",
@@ -193,18 +193,11 @@ impl ClapGuiHost {
     /// Activates the plugin for `sample_rate` and blocks of up to `max_frames`.
     pub fn activate(&mut self, sample_rate: f64, max_frames: u32) -> Result<()> {
         ensure!(self.processor.is_none(), "already active");
-        let p = self
-            .instance
-            .activate(
-                |_, _| (),
-                PluginAudioConfiguration {
-                    sample_rate,
-                    min_frames_count: 1,
-                    max_frames_count: max_frames,
-                },
-            )
-            .map_err(|e| anyhow!("activate({sample_rate} Hz, max {max_frames}): {e}"))?;
-        self.processor = Some(p);
+        self.processor = Some(clap_host::activate(
+            &mut self.instance,
+            sample_rate,
+            max_frames,
+        )?);
         self.sample_rate = sample_rate;
         self.max_frames = max_frames as usize;
         Ok(())
@@ -337,11 +330,10 @@ impl ClapGuiHost {
         let params = self.params.context("no CLAP params extension")?;
         let handle = self.instance.plugin_handle();
         for i in 0..params.count(&handle) {
-            let mut buf = ParamInfoBuffer::new();
-            if let Some(info) = params.get_info(&handle, i, &mut buf)
-                && String::from_utf8_lossy(info.name) == name
+            if let Some(p) = clap_host::param_info(params, &handle, i)?
+                && p.name == name
             {
-                return Ok(info.id.get());
+                return Ok(p.id);
             }
         }
         bail!("no parameter named {name:?}")
@@ -350,10 +342,7 @@ impl ClapGuiHost {
     /// A parameter's current value (`params.get_value`).
     pub fn param_value(&mut self, id: u32) -> Result<f64> {
         let params = self.params.context("no CLAP params extension")?;
-        let id = ClapId::from_raw(id).context("invalid CLAP id")?;
-        params
-            .get_value(&self.instance.plugin_handle(), id)
-            .with_context(|| format!("params.get_value({id}) failed"))
+        clap_host::param_value(params, &self.instance.plugin_handle(), id)
     }
 
     /// Pumps main-thread callbacks for `d`.

@@ -197,6 +197,65 @@ where
     Ok((library, entry, instance))
 }
 
+/// `activate` for blocks of 1 to `max_frames` frames at `sample_rate` (both test hosts).
+pub fn activate<H>(
+    instance: &mut PluginInstance<H>,
+    sample_rate: f64,
+    max_frames: u32,
+) -> Result<StoppedPluginAudioProcessor<H>>
+where
+    H: for<'a> HostHandlers<AudioProcessor<'a> = ()>,
+{
+    instance
+        .activate(
+            |_, _| (),
+            PluginAudioConfiguration {
+                sample_rate,
+                min_frames_count: 1,
+                max_frames_count: max_frames,
+            },
+        )
+        .map_err(|e| anyhow!("activate({sample_rate} Hz, max {max_frames}): {e}"))
+}
+
+/// `params.get_info(index)` and the value: `None` when the plugin says there is no such
+/// parameter (as it must for an index past the end).
+pub fn param_info(
+    ext: PluginParams,
+    handle: &PluginMainThreadHandle,
+    index: u32,
+) -> Result<Option<ClapParam>> {
+    let mut buf = ParamInfoBuffer::new();
+    let Some(info) = ext.get_info(handle, index, &mut buf) else {
+        return Ok(None);
+    };
+    let value = ext
+        .get_value(handle, info.id)
+        .with_context(|| format!("params.get_value({}) failed", info.id))?;
+    Ok(Some(ClapParam {
+        id: info.id.get(),
+        name: String::from_utf8_lossy(info.name).into_owned(),
+        module: String::from_utf8_lossy(info.module).into_owned(),
+        min: info.min_value,
+        max: info.max_value,
+        default: info.default_value,
+        value,
+        stepped: info
+            .flags
+            .contains(clack_extensions::params::ParamInfoFlags::IS_STEPPED),
+        automatable: info
+            .flags
+            .contains(clack_extensions::params::ParamInfoFlags::IS_AUTOMATABLE),
+    }))
+}
+
+/// A parameter's current value (`params.get_value`).
+pub fn param_value(ext: PluginParams, handle: &PluginMainThreadHandle, id: u32) -> Result<f64> {
+    let id = ClapId::from_raw(id).context("invalid CLAP id")?;
+    ext.get_value(handle, id)
+        .with_context(|| format!("params.get_value({id}) failed"))
+}
+
 impl ClapHost {
     /// Loads the `.clap` at `path` and creates an instance of `plugin_id`.
     pub fn load(path: &Path, plugin_id: &str) -> Result<Self> {
@@ -274,37 +333,13 @@ impl ClapHost {
     /// parameter (as it must for an index past the end).
     pub fn param_at(&mut self, index: u32) -> Result<Option<ClapParam>> {
         let ext = self.params_ext()?;
-        let handle = self.instance.plugin_handle();
-        let mut buf = ParamInfoBuffer::new();
-        let Some(info) = ext.get_info(&handle, index, &mut buf) else {
-            return Ok(None);
-        };
-        let value = ext
-            .get_value(&handle, info.id)
-            .with_context(|| format!("params.get_value({}) failed", info.id))?;
-        Ok(Some(ClapParam {
-            id: info.id.get(),
-            name: String::from_utf8_lossy(info.name).into_owned(),
-            module: String::from_utf8_lossy(info.module).into_owned(),
-            min: info.min_value,
-            max: info.max_value,
-            default: info.default_value,
-            value,
-            stepped: info
-                .flags
-                .contains(clack_extensions::params::ParamInfoFlags::IS_STEPPED),
-            automatable: info
-                .flags
-                .contains(clack_extensions::params::ParamInfoFlags::IS_AUTOMATABLE),
-        }))
+        param_info(ext, &self.instance.plugin_handle(), index)
     }
 
     /// The parameter's current value (`params.get_value`).
     pub fn param_value(&mut self, id: u32) -> Result<f64> {
         let ext = self.params_ext()?;
-        let id = ClapId::from_raw(id).context("invalid CLAP id")?;
-        ext.get_value(&self.instance.plugin_handle(), id)
-            .with_context(|| format!("params.get_value({id}) failed"))
+        param_value(ext, &self.instance.plugin_handle(), id)
     }
 
     /// Sets a parameter with a `ParamValueEvent`. While the plugin is inactive the event goes
@@ -401,18 +436,7 @@ impl ClapHost {
     /// Activates the plugin for `sample_rate` and blocks of 1 to `max_frames` frames.
     pub fn activate(&mut self, sample_rate: f64, max_frames: u32) -> Result<()> {
         ensure!(self.processor.is_none(), "already active");
-        let processor = self
-            .instance
-            .activate(
-                |_, _| (),
-                PluginAudioConfiguration {
-                    sample_rate,
-                    min_frames_count: 1,
-                    max_frames_count: max_frames,
-                },
-            )
-            .map_err(|e| anyhow!("activate({sample_rate} Hz, max {max_frames}): {e}"))?;
-        self.processor = Some(processor);
+        self.processor = Some(activate(&mut self.instance, sample_rate, max_frames)?);
         self.active = Some(Active {
             sample_rate,
             max_frames,
