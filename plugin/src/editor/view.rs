@@ -580,14 +580,12 @@ fn loudness_bars(p: &egui::Painter, rect: Rect, r: &Readings) -> (f32, f32) {
     let scale_x = s_bar.max.x + 8.0;
 
     // Target band across both bars.
-    if r.target_lufs.is_finite() {
-        let band = Rect::from_x_y_ranges(
-            m_bar.min.x..=s_bar.max.x,
-            level_y(area, r.target_lufs + TARGET_TOLERANCE_LU)
-                ..=level_y(area, r.target_lufs - TARGET_TOLERANCE_LU),
-        );
-        p.rect_filled(band, 0.0, TARGET_BAND);
-    }
+    target_band(
+        p,
+        area,
+        egui::Rangef::new(m_bar.min.x, s_bar.max.x),
+        r.target_lufs,
+    );
     // Scale: every 6 LU.
     let mut l = SCALE_LOW;
     while l <= SCALE_HIGH + 0.01 {
@@ -666,14 +664,7 @@ fn history_plot(p: &egui::Painter, rect: Rect, r: &Readings) -> usize {
         rect,
         "Loudness history (M, S) - last 5 minutes - target band",
     );
-    if r.target_lufs.is_finite() {
-        let band = Rect::from_x_y_ranges(
-            area.x_range(),
-            level_y(area, r.target_lufs + TARGET_TOLERANCE_LU)
-                ..=level_y(area, r.target_lufs - TARGET_TOLERANCE_LU),
-        );
-        p.rect_filled(band, 0.0, TARGET_BAND);
-    }
+    target_band(p, area, area.x_range(), r.target_lufs);
     let mut l = SCALE_LOW;
     while l <= SCALE_HIGH + 0.01 {
         let y = level_y(area, l);
@@ -739,6 +730,19 @@ fn history_plot(p: &egui::Painter, rect: Rect, r: &Readings) -> usize {
         }
     }
     n
+}
+
+/// The target band (target ± [`TARGET_TOLERANCE_LU`]) across `xs`, on `area`'s loudness scale;
+/// nothing while the target is undefined.
+fn target_band(p: &egui::Painter, area: Rect, xs: egui::Rangef, target_lufs: f32) {
+    if target_lufs.is_finite() {
+        let band = Rect::from_x_y_ranges(
+            xs,
+            level_y(area, target_lufs + TARGET_TOLERANCE_LU)
+                ..=level_y(area, target_lufs - TARGET_TOLERANCE_LU),
+        );
+        p.rect_filled(band, 0.0, TARGET_BAND);
+    }
 }
 
 fn freq_x(area: Rect, hz: f32) -> f32 {
