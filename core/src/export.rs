@@ -49,6 +49,16 @@ impl OutputFormat {
             OutputFormat::Ogg { .. } => Container::Ogg,
         }
     }
+    /// The format's name, as the encoders' errors give it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OutputFormat::Wav { .. } => "WAV",
+            OutputFormat::Aiff { .. } => "AIFF",
+            OutputFormat::Flac { .. } => crate::encode::flac::FORMAT,
+            OutputFormat::Mp3 { .. } => crate::encode::mp3::FORMAT,
+            OutputFormat::Ogg { .. } => crate::encode::vorbis::FORMAT,
+        }
+    }
     /// The usual file extension.
     pub fn extension(&self) -> &'static str {
         match self {

@@ -17,7 +17,7 @@
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use sluice_core::encode::{EncodeError, Encoder};
-use sluice_core::export::{ExportError, ExportReport, OutputFormat, OutputPlan, RenderPlan};
+use sluice_core::export::{ExportError, ExportReport, OutputPlan, RenderPlan};
 use sluice_core::render::{Block, OutputLoudness, Progress, Stage};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -161,20 +161,10 @@ impl Drop for ThreadedEncoder {
 /// Wrap `inner`, the encoder of output `plan`, in a [`ThreadedEncoder`]. Should no thread
 /// start (the system out of threads), the export fails on that output's first block.
 pub fn threaded(plan: &OutputPlan, inner: Box<dyn Encoder>) -> Box<dyn Encoder> {
-    let format = format_name(&plan.format);
+    let format = plan.format.name();
     match ThreadedEncoder::new(inner, plan.path.clone(), format) {
         Ok(t) => Box::new(t),
         Err(e) => Box::new(Failed(Some(e))),
-    }
-}
-
-fn format_name(f: &OutputFormat) -> &'static str {
-    match f {
-        OutputFormat::Wav { .. } => "WAV",
-        OutputFormat::Aiff { .. } => "AIFF",
-        OutputFormat::Flac { .. } => "FLAC",
-        OutputFormat::Mp3 { .. } => "MP3",
-        OutputFormat::Ogg { .. } => "Ogg Vorbis",
     }
 }
 

@@ -16,7 +16,8 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-const FORMAT: &str = "FLAC";
+/// The format's name in errors and reports.
+pub const FORMAT: &str = "FLAC";
 /// STREAMINFO has 20 bits for the rate, but the classic format limit (frame headers code at most
 /// 655,350 Hz) is what decoders enforce: symphonia refuses streams above it.
 const MAX_SAMPLE_RATE: u32 = 655_350;

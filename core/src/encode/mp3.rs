@@ -21,7 +21,8 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-const FORMAT: &str = "MP3";
+/// The format's name in errors and reports.
+pub const FORMAT: &str = "MP3";
 
 /// Frames handed to LAME per call, so the output buffer stays small whatever the block size.
 const CHUNK: usize = 8192;

@@ -13,7 +13,8 @@ use std::num::{NonZeroU8, NonZeroU32};
 use std::path::PathBuf;
 use vorbis_rs::{VorbisBitrateManagementStrategy, VorbisEncoderBuilder, VorbisError};
 
-const FORMAT: &str = "Ogg Vorbis";
+/// The format's name in errors and reports.
+pub const FORMAT: &str = "Ogg Vorbis";
 
 /// Frames handed to libvorbis per call (its analysis buffer grows to the block size).
 const CHUNK: usize = 4096;
