@@ -22,7 +22,7 @@ mod common;
 
 use common::*;
 use sluice_core::analysis::loudness::LoudnessMeter;
-use sluice_core::analysis::truepeak::TruePeakMeter;
+use sluice_core::analysis::truepeak::live_true_peak_dbtp;
 use sluice_core::signal::ebu::{case_6_surround_5_1, stereo_loudness_cases};
 use sluice_core::signal::programme;
 use sluice_tests::audio::assert_bit_exact;
@@ -125,14 +125,7 @@ fn offline(rate: u32, planes: &[Vec<f32>]) -> Offline {
     let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
     meter.feed(&refs);
     let s = meter.summary(None);
-    let true_peak_db = planes
-        .iter()
-        .map(|c| {
-            let mut t = TruePeakMeter::new(rate);
-            t.feed(c);
-            20.0 * t.true_peak().log10()
-        })
-        .fold(f64::NEG_INFINITY, f64::max);
+    let true_peak_db = live_true_peak_dbtp(rate, planes);
     let peak = planes.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
     Offline {
         integrated: s.integrated_lufs.unwrap_or(f64::NAN),

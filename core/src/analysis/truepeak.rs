@@ -84,6 +84,20 @@ pub fn oversampling(rate: u32) -> usize {
     }
 }
 
+/// The true peak (dBTP) over all channels of a planar signal, as a live meter reads it after
+/// the last sample ([`TruePeakMeter::true_peak`]: no reconstruction past the end); −∞ for
+/// silence. One meter per channel, in turn.
+pub fn live_true_peak_dbtp(rate: u32, planes: &[Vec<f32>]) -> f64 {
+    planes
+        .iter()
+        .map(|c| {
+            let mut t = TruePeakMeter::new(rate);
+            t.feed(c);
+            20.0 * t.true_peak().log10()
+        })
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
 /// True-peak meter of one channel. Channels are independent, so callers may run them on
 /// different threads.
 #[derive(Debug, Clone)]
