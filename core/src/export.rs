@@ -9,8 +9,8 @@ use crate::render::dither::{DitherMode, Quantize};
 use crate::render::normalize::{Normalize, NormalizeTarget};
 use crate::render::stages::{ChannelMapping, Channels, Fade, FadeCurve, Region, TrimSilence};
 use crate::render::{
-    FileSource, OutputChain, OutputLoudness, Progress, Render, RenderError, SignalSpec, Source,
-    Stage, StageReport,
+    FileSource, OutputChain, OutputLoudness, Probe, Progress, Render, RenderError, SignalSpec,
+    Source, Stage, StageReport,
 };
 use crate::riff::Bext;
 use serde::Serialize;
@@ -287,8 +287,28 @@ pub fn create_encoder(
     })
 }
 
-/// Wraps an output's encoder (see [`export_with`]).
-pub type WrapEncoder = dyn FnMut(&OutputPlan, Box<dyn Encoder>) -> Box<dyn Encoder>;
+/// Where an export may put work on other threads. The core renders, measures and encodes on
+/// the calling thread (it never spawns one); a caller that may spawn threads (the host)
+/// implements this to move each encoder, and each prepass probe, onto a thread of its own.
+/// The defaults keep everything on the calling thread.
+pub trait Offload {
+    /// Wrap the encoder of output `plan`, once created and before the first block reaches it.
+    /// The wrapper must keep the [`Encoder`] contract: every block in order, then
+    /// `set_loudness`, then `finish`, whose result is the inner encoder's.
+    fn encoder(&mut self, plan: &OutputPlan, encoder: Box<dyn Encoder>) -> Box<dyn Encoder> {
+        let _ = plan;
+        encoder
+    }
+    /// Wrap a prepass probe (a measuring pass's meter); see [`Render::prepare_with`].
+    fn probe(&mut self, probe: Box<dyn Probe>) -> Box<dyn Probe> {
+        probe
+    }
+}
+
+/// Everything on the calling thread.
+pub struct NoOffload;
+
+impl Offload for NoOffload {}
 
 /// Export `input` to every output of `outputs` through `plan`.
 pub fn export(
@@ -297,21 +317,18 @@ pub fn export(
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportReport, ExportError> {
-    export_with(input, plan, outputs, progress, &mut |_, e| e)
+    export_with(input, plan, outputs, progress, &mut NoOffload)
 }
 
-/// [`export`], each output's encoder passed through `wrap` (with the output's plan) once created and before the first block
-/// reaches it. The core encodes on the calling thread; a caller that may spawn threads (the
-/// host) wraps each encoder in one that runs it on a thread of its own, so the outputs
-/// encode in parallel with each other and with the render. The wrapper must keep the
-/// [`Encoder`] contract: every block in order, then `set_loudness`, then `finish`, whose
-/// result is the inner encoder's.
+/// [`export`], with encoders and measuring probes passed through `offload` (see [`Offload`]),
+/// so the outputs encode in parallel with each other and with the render, and a measuring
+/// pass meters while it decodes.
 pub fn export_with(
     input: &Path,
     plan: &RenderPlan,
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
-    wrap: &mut WrapEncoder,
+    offload: &mut dyn Offload,
 ) -> Result<ExportReport, ExportError> {
     // The shared resampler computes in `f32` when no output could carry the difference.
     let precision = resample_precision(outputs.iter().map(|o| &o.format));
@@ -319,7 +336,7 @@ pub fn export_with(
         path: input.to_path_buf(),
         detail,
     })?;
-    export_stages_with(input, stages, outputs, progress, wrap)
+    export_stages_with(input, stages, outputs, progress, offload)
 }
 
 /// Export `input` to every output of `outputs` through `stages`, in their order (a pipeline
@@ -330,16 +347,16 @@ pub fn export_stages(
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportReport, ExportError> {
-    export_stages_with(input, stages, outputs, progress, &mut |_, e| e)
+    export_stages_with(input, stages, outputs, progress, &mut NoOffload)
 }
 
-/// [`export_stages`] with each encoder passed through `wrap` (see [`export_with`]).
+/// [`export_stages`] with encoders and probes passed through `offload` (see [`Offload`]).
 pub fn export_stages_with(
     input: &Path,
     stages: Vec<Box<dyn Stage>>,
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
-    wrap: &mut WrapEncoder,
+    offload: &mut dyn Offload,
 ) -> Result<ExportReport, ExportError> {
     let invalid = |detail: String| ExportError::Invalid {
         path: input.to_path_buf(),
@@ -389,7 +406,7 @@ pub fn export_stages_with(
         .collect();
     let src_frames = source.frames();
     let mut render = Render::new(&mut source, stages, chains);
-    let specs = render.prepare(progress)?;
+    let specs = render.prepare_with(progress, &mut |p| offload.probe(p))?;
 
     // Temporary files and encoders, created only now that the options proved valid.
     let mut files = Vec::with_capacity(outputs.len());
@@ -425,7 +442,7 @@ pub fn export_stages_with(
             // A region or trim moves the start: the time reference stays the source's.
             b
         });
-        let encoder = wrap(o, create_encoder(&o.format, file, &o.path, spec, bext)?);
+        let encoder = offload.encoder(o, create_encoder(&o.format, file, &o.path, spec, bext)?);
         files.push(atomic);
         encoders.push(encoder);
     }

@@ -1,4 +1,4 @@
-//! Encoders on threads of their own.
+//! Encoders, and the meters of measuring passes, on threads of their own.
 //!
 //! The core renders and encodes on the calling thread (it never spawns one). The host wraps
 //! each encoder of an export in a [`ThreadedEncoder`]: the render thread copies every block
@@ -14,11 +14,15 @@
 //! A panic in an encoder is reported as a codec error of that output. Dropped unfinished
 //! (the render failed), the wrapper lets the thread drop the inner encoder, as the core would
 //! have, and waits for it.
+//!
+//! Measuring passes (normalization's prepass) work the same way: the [`ThreadedProbe`] meters
+//! (loudness and true peak) on a thread of its own while the pass's thread decodes, resamples
+//! and spills. [`Threads`] is the host's [`Offload`] that does both.
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use sluice_core::encode::{EncodeError, Encoder};
-use sluice_core::export::{ExportError, ExportReport, OutputPlan, RenderPlan};
-use sluice_core::render::{Block, OutputLoudness, Progress, Stage};
+use sluice_core::export::{ExportError, ExportReport, Offload, OutputPlan, RenderPlan};
+use sluice_core::render::{Block, OutputLoudness, Probe, Progress, Stage};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -183,24 +187,113 @@ impl Encoder for Failed {
     }
 }
 
-/// [`sluice_core::export::export`] with every encoder on its own thread.
+/// A measuring probe on a thread of its own: the pass's thread copies each block into a
+/// bounded channel and goes on decoding and resampling while this thread meters. `into_any`
+/// waits for the last block to be measured and gives back the inner probe's, so the stage
+/// that asked takes its own probe type back. A panic in the probe resumes on the caller's
+/// thread there, as it would have without the thread.
+pub struct ThreadedProbe {
+    tx: Option<Sender<Block>>,
+    spare: Receiver<Block>,
+    thread: Option<JoinHandle<Box<dyn Probe>>>,
+}
+
+impl ThreadedProbe {
+    /// Move `inner` onto a new thread; if no thread can start, `inner` comes back unwrapped.
+    pub fn wrap(inner: Box<dyn Probe>) -> Box<dyn Probe> {
+        let (tx, rx) = bounded::<Block>(QUEUE);
+        let (spare_tx, spare) = unbounded::<Block>();
+        // The probe travels after the spawn, so a failed spawn does not lose it.
+        let (probe_tx, probe_rx) = bounded::<Box<dyn Probe>>(1);
+        let spawned = std::thread::Builder::new()
+            .name("sluice-meter".into())
+            .spawn(move || {
+                let mut probe = probe_rx
+                    .recv()
+                    .expect("the probe is sent right after the spawn");
+                while let Ok(b) = rx.recv() {
+                    probe.feed(&b);
+                    let _ = spare_tx.send(b);
+                }
+                probe
+            });
+        match spawned {
+            Ok(thread) => {
+                probe_tx
+                    .send(inner)
+                    .expect("the thread holds the receiver until it has the probe");
+                Box::new(ThreadedProbe {
+                    tx: Some(tx),
+                    spare,
+                    thread: Some(thread),
+                })
+            }
+            Err(_) => inner,
+        }
+    }
+}
+
+impl Probe for ThreadedProbe {
+    fn feed(&mut self, block: &Block) {
+        let mut b = self.spare.try_recv().unwrap_or_default();
+        b.clone_from(block);
+        if let Some(tx) = &self.tx {
+            // The thread only stops early by panicking; `into_any` reports that.
+            let _ = tx.send(b);
+        }
+    }
+
+    fn into_any(mut self: Box<Self>) -> Box<dyn std::any::Any> {
+        self.tx = None;
+        let thread = self.thread.take().expect("joined only here or at drop");
+        match thread.join() {
+            Ok(inner) => inner.into_any(),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl Drop for ThreadedProbe {
+    /// Abandoned (the pass failed): end the thread and wait for it.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The host's [`Offload`]: every encoder and every measuring probe on a thread of its own.
+pub struct Threads;
+
+impl Offload for Threads {
+    fn encoder(&mut self, plan: &OutputPlan, encoder: Box<dyn Encoder>) -> Box<dyn Encoder> {
+        threaded(plan, encoder)
+    }
+    fn probe(&mut self, probe: Box<dyn Probe>) -> Box<dyn Probe> {
+        ThreadedProbe::wrap(probe)
+    }
+}
+
+/// [`sluice_core::export::export`] with every encoder and measuring probe on its own thread.
 pub fn export(
     input: &Path,
     plan: &RenderPlan,
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportReport, ExportError> {
-    sluice_core::export::export_with(input, plan, outputs, progress, &mut threaded)
+    sluice_core::export::export_with(input, plan, outputs, progress, &mut Threads)
 }
 
-/// [`sluice_core::export::export_stages`] with every encoder on its own thread.
+/// [`sluice_core::export::export_stages`] with every encoder and measuring probe on its own
+/// thread.
 pub fn export_stages(
     input: &Path,
     stages: Vec<Box<dyn Stage>>,
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportReport, ExportError> {
-    sluice_core::export::export_stages_with(input, stages, outputs, progress, &mut threaded)
+    sluice_core::export::export_stages_with(input, stages, outputs, progress, &mut Threads)
 }
 
 #[cfg(test)]
@@ -330,5 +423,134 @@ mod tests {
         drop(t);
         // Every block sent reached the encoder; `finish` (which pushes -1) never ran.
         assert_eq!(seen.lock().unwrap().len(), 100);
+    }
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+    use sluice_core::encode::tags::TagPlan;
+    use sluice_core::export::{NoOffload, OutputFormat, OutputPlan, RenderPlan};
+    use sluice_core::render::dither::DitherMode;
+    use sluice_core::render::normalize::NormalizeTarget;
+
+    /// Keeps the first sample of every block; panics on block `panic_at`.
+    struct Recorder {
+        seen: Vec<f32>,
+        panic_at: Option<usize>,
+    }
+
+    impl Probe for Recorder {
+        fn feed(&mut self, block: &Block) {
+            assert!(self.panic_at != Some(self.seen.len()), "recorder panics");
+            self.seen.push(block.plane(0)[0]);
+        }
+        fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+            self
+        }
+    }
+
+    fn fed(panic_at: Option<usize>, blocks: usize) -> Box<dyn Probe> {
+        let mut p = ThreadedProbe::wrap(Box::new(Recorder {
+            seen: Vec::new(),
+            panic_at,
+        }));
+        for i in 0..blocks {
+            p.feed(&Block::from_planes(vec![vec![i as f32; 32]; 2]));
+        }
+        p
+    }
+
+    #[test]
+    fn every_block_reaches_the_probe_in_order_and_the_inner_probe_comes_back() {
+        // Many more blocks than the queue holds, so the feeding side waits for the meter.
+        let n = QUEUE * 20;
+        let any = fed(None, n).into_any();
+        let r = any
+            .downcast::<Recorder>()
+            .expect("the inner probe's own type");
+        assert_eq!(r.seen, (0..n).map(|i| i as f32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_panic_in_the_probe_resumes_on_the_callers_thread() {
+        let p = fed(Some(5), 40);
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.into_any()))
+            .expect_err("the probe's panic must reach the caller");
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(msg.contains("recorder panics"), "{msg}");
+    }
+
+    #[test]
+    fn an_abandoned_probe_ends_its_thread() {
+        // Dropped mid-pass (the pass failed elsewhere): returns instead of hanging.
+        drop(fed(None, QUEUE * 3));
+    }
+
+    /// The same export with the host's threads and with everything on one thread: the same
+    /// bytes, gain and loudness (the measuring pass's meter on its own thread changes nothing).
+    #[test]
+    fn threaded_and_single_threaded_exports_are_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.wav");
+        let planes = sluice_core::signal::programme(48_000, 2, 48_000 * 8, 7);
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 48_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(&input, spec).unwrap();
+        for i in 0..planes[0].len() {
+            for p in &planes {
+                w.write_sample(p[i] * 0.3).unwrap();
+            }
+        }
+        w.finalize().unwrap();
+        let plan = RenderPlan {
+            sample_rate: Some(44_100),
+            normalize: Some(NormalizeTarget::Loudness {
+                lufs: -16.0,
+                true_peak_dbtp: -1.0,
+                limiter: true,
+            }),
+            ..RenderPlan::default()
+        };
+        let out = |name: &str| {
+            vec![OutputPlan {
+                path: dir.path().join(name),
+                format: OutputFormat::Flac {
+                    bits: 16,
+                    compression_level: 5,
+                },
+                dither: DitherMode::Tpdf,
+                tags: TagPlan::default(),
+                bext: false,
+                overwrite: false,
+                channels: None,
+                sample_rate: None,
+            }]
+        };
+        let a = export(&input, &plan, &out("threads.flac"), &mut |_| {}).unwrap();
+        let b = sluice_core::export::export_with(
+            &input,
+            &plan,
+            &out("one.flac"),
+            &mut |_| {},
+            &mut NoOffload,
+        )
+        .unwrap();
+        assert_eq!(a.passes, b.passes);
+        assert!(a.passes >= 2, "a measuring pass ran: {}", a.passes);
+        assert_eq!(
+            serde_json::to_value(&a.stages).unwrap(),
+            serde_json::to_value(&b.stages).unwrap()
+        );
+        let read = |n: &str| std::fs::read(dir.path().join(n)).unwrap();
+        assert!(read("threads.flac") == read("one.flac"), "outputs differ");
     }
 }

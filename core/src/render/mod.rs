@@ -167,6 +167,9 @@ pub trait Probe: Send {
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
+/// Wraps a prepass probe before it is fed (see [`Render::prepare_with`]).
+pub type WrapProbe<'a> = dyn FnMut(Box<dyn Probe>) -> Box<dyn Probe> + 'a;
+
 /// Where a prepass probe listens: at the stage's input (what the stages before it produce) or
 /// at its output (the stage itself included, e.g. to check a limiter's effect on loudness).
 pub enum Prepass {
@@ -488,12 +491,25 @@ impl<'a> Render<'a> {
         &mut self,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<SignalSpec>, RenderError> {
+        self.prepare_with(progress, &mut |p| p)
+    }
+
+    /// [`Render::prepare`], each prepass probe passed through `wrap` before the pass feeds it.
+    /// The core measures on the calling thread; a caller that may spawn threads (the host)
+    /// wraps each probe in one that measures on a thread of its own, so a prepass decodes and
+    /// resamples while its probe measures. The wrapper must feed the inner probe every block
+    /// in order, and its `into_any` must give back the inner probe's (after the last block).
+    pub fn prepare_with(
+        &mut self,
+        progress: &mut dyn FnMut(Progress),
+        wrap: &mut WrapProbe<'_>,
+    ) -> Result<Vec<SignalSpec>, RenderError> {
         for i in 0..self.stages.len() {
-            self.settle(None, i, progress)?;
+            self.settle(None, i, progress, wrap)?;
         }
         for o in 0..self.outputs.len() {
             for j in 0..self.outputs[o].stages.len() {
-                self.settle(Some(o), j, progress)?;
+                self.settle(Some(o), j, progress, wrap)?;
             }
         }
         (0..self.outputs.len())
@@ -521,11 +537,12 @@ impl<'a> Render<'a> {
         out: Option<usize>,
         at: usize,
         progress: &mut dyn FnMut(Progress),
+        wrap: &mut WrapProbe<'_>,
     ) -> Result<(), RenderError> {
         // Bound the conversation: a stage that keeps asking is a bug, not a reason to hang.
         for _ in 0..16 {
             if out.is_none() {
-                if self.settle_shared(at, progress)? {
+                if self.settle_shared(at, progress, wrap)? {
                     continue;
                 }
                 return Ok(());
@@ -546,8 +563,8 @@ impl<'a> Render<'a> {
                 return Ok(());
             };
             let (mut probe, inclusive) = match req {
-                Prepass::Input(p) => (p, false),
-                Prepass::Output(p) => (p, true),
+                Prepass::Input(p) => (wrap(p), false),
+                Prepass::Output(p) => (wrap(p), true),
             };
             self.passes += 1;
             let pass = self.passes;
@@ -597,6 +614,7 @@ impl<'a> Render<'a> {
         &mut self,
         at: usize,
         progress: &mut dyn FnMut(Progress),
+        wrap: &mut WrapProbe<'_>,
     ) -> Result<bool, RenderError> {
         let (spill, base, mut spec) = self.pass_start(at);
         for s in &mut self.stages[base..at] {
@@ -607,8 +625,8 @@ impl<'a> Render<'a> {
             return Ok(false);
         };
         let (mut probe, inclusive) = match req {
-            Prepass::Input(p) => (p, false),
-            Prepass::Output(p) => (p, true),
+            Prepass::Input(p) => (wrap(p), false),
+            Prepass::Output(p) => (wrap(p), true),
         };
         // An input prepass at a new position leaves its signal for the passes after it.
         let mut writer = (!inclusive && self.spill_enabled && (spill.is_none() || base < at))
