@@ -182,9 +182,14 @@ impl FrameEncoder {
         }
     }
 
-    /// Encode one frame of `planes` (all the same length, 1 to 65,535 samples); returns its
-    /// bytes.
-    pub(super) fn encode(&mut self, planes: &[Vec<i32>], frame_number: u64) -> &[u8] {
+    /// The bytes of the frame last encoded.
+    pub(super) fn bytes(&self) -> &[u8] {
+        self.out.bytes()
+    }
+
+    /// Encode one frame of `planes` (all the same length, 1 to 65,535 samples); its bytes are
+    /// then in [`FrameEncoder::bytes`].
+    pub(super) fn encode(&mut self, planes: &[Vec<i32>], frame_number: u64) {
         let n = planes[0].len();
         let stereo = self.channels == 2 && self.preset.mid_side;
         // 0–7: independent channels (count − 1); 8 left/side, 9 side/right, 10 mid/side.
@@ -260,7 +265,6 @@ impl FrameEncoder {
         self.out.align();
         let crc = crc16(self.out.bytes());
         self.out.push_bytes(&crc.to_be_bytes());
-        self.out.bytes()
     }
 
     fn write_header(&mut self, n: usize, assignment: u8, frame_number: u64) {
@@ -328,7 +332,7 @@ impl FrameEncoder {
             escapes: self.preset.escapes,
         };
 
-        let sums = lpc::fixed_error_sums(x);
+        let sums = lpc::fixed_error_sums(x, bps);
         if sums[1] == 0 && x.iter().all(|&s| s == x[0]) {
             best.kind = Kind::Constant;
             best.bits = header + u64::from(bps);

@@ -14,17 +14,25 @@ pub(super) const MAX_PRECISION: u32 = 15;
 const MAX_SHIFT: i32 = 15;
 
 /// Sums of |residual| of the fixed predictors of orders 0 to 4 over `x[4..]`, as libFLAC
-/// estimates them to guess the best fixed order. Exact in 64 bits for any input of up to 25
-/// bits: every term is at most 16 × 2^24, and the 32-bit partial sums cover at most 64
-/// samples.
-pub(super) fn fixed_error_sums(x: &[i32]) -> [u64; 5] {
+/// estimates them to guess the best fixed order; `x` holds samples of `bps` (≤ 25) bits.
+/// Exact: every term is at most 16 × 2^(bps − 1), and the 32-bit partial sums cover runs
+/// short enough not to overflow (64 samples up to 22 bits, 4 above).
+pub(super) fn fixed_error_sums(x: &[i32], bps: u32) -> [u64; 5] {
+    if bps <= 22 {
+        fixed_error_sums_runs::<64>(x)
+    } else {
+        fixed_error_sums_runs::<4>(x)
+    }
+}
+
+fn fixed_error_sums_runs<const RUN: usize>(x: &[i32]) -> [u64; 5] {
     let mut total = [0u64; 5];
     if x.len() <= 4 {
         return total;
     }
     let body = &x[4..];
-    for (c, chunk) in body.chunks(64).enumerate() {
-        let base = 4 + c * 64;
+    for (c, chunk) in body.chunks(RUN).enumerate() {
+        let base = 4 + c * RUN;
         let mut s = [0u32; 5];
         for (i, &x0) in chunk.iter().enumerate() {
             let n = base + i;
@@ -387,7 +395,7 @@ mod tests {
         let x: Vec<i32> = (0..300)
             .map(|i| ((i * i * 37) % 2001 - 1000) * 1000)
             .collect();
-        let sums = fixed_error_sums(&x);
+        let sums = fixed_error_sums(&x, 21);
         let mut res = vec![0; x.len()];
         for order in 0..5 {
             fixed_residual(&x, order, &mut res);
@@ -399,6 +407,22 @@ mod tests {
                 .sum();
             assert_eq!(sums[order], want, "order {order}");
         }
+    }
+
+    #[test]
+    fn fixed_sums_are_exact_at_25_bits() {
+        let m = (1 << 24) - 1;
+        let x: Vec<i32> = (0..1000)
+            .map(|i| if i % 2 == 0 { m } else { -m - 1 })
+            .collect();
+        let sums = fixed_error_sums(&x, 25);
+        let mut res = vec![0; x.len()];
+        fixed_residual(&x, 4, &mut res);
+        let want: u64 = res[..x.len() - 4]
+            .iter()
+            .map(|r| u64::from(r.unsigned_abs()))
+            .sum();
+        assert_eq!(sums[4], want);
     }
 
     #[test]

@@ -257,14 +257,12 @@ impl FlacEncoder {
         let frame_number = self.frame_number;
         let frames = &mut self.frames;
         let pending = &self.pending;
-        let bytes = match catch_panic(|| frames.encode(pending, frame_number).to_vec()) {
-            Ok(b) => b,
-            Err(detail) => {
-                self.failed = true;
-                return Err(self.codec(format!("internal error: {detail}")));
-            }
-        };
-        if let Err(e) = self.out.write_all(&bytes) {
+        if let Err(detail) = catch_panic(|| frames.encode(pending, frame_number)) {
+            self.failed = true;
+            return Err(self.codec(format!("internal error: {detail}")));
+        }
+        let bytes = self.frames.bytes();
+        if let Err(e) = self.out.write_all(bytes) {
             self.failed = true;
             return Err(self.io(e));
         }
