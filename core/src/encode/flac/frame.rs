@@ -420,7 +420,7 @@ impl FrameEncoder {
         best: &mut Best,
     ) {
         let n = x.len();
-        if !(autoc[0] > 0.0) || !autoc[0].is_finite() {
+        if !autoc[0].is_finite() || autoc[0] <= 0.0 {
             return;
         }
         let mut coefs = [[0.0f64; MAX_LPC_ORDER]; MAX_LPC_ORDER];
@@ -564,11 +564,11 @@ fn rate_code(rate: u32) -> (u8, Option<Vec<u8>>) {
     };
     if let Some(c) = direct {
         (c, None)
-    } else if rate % 1000 == 0 && rate / 1000 <= 255 {
+    } else if rate.is_multiple_of(1000) && rate / 1000 <= 255 {
         (12, Some(vec![(rate / 1000) as u8]))
     } else if rate <= 0xFFFF {
         (13, Some((rate as u16).to_be_bytes().to_vec()))
-    } else if rate % 10 == 0 && rate / 10 <= 0xFFFF {
+    } else if rate.is_multiple_of(10) && rate / 10 <= 0xFFFF {
         (14, Some(((rate / 10) as u16).to_be_bytes().to_vec()))
     } else {
         (0, None) // from STREAMINFO

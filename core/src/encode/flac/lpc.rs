@@ -118,17 +118,18 @@ pub(super) fn fixed_residual(x: &[i32], order: usize, res: &mut [i32]) {
 /// flat, with Hann halves of `p / 2 × len` samples at both ends.
 pub(super) fn tukey(len: usize, p: f32) -> Vec<f32> {
     let mut w = vec![1.0f32; len];
+    // np + 1 ≤ p / 2 × len < len, so both halves stay inside the window.
     let np = (p / 2.0 * len as f32) as i64 - 1;
     if np > 0 {
         let np = np as usize;
         for n in 0..=np {
-            if n < len && len >= np + 1 {
-                let a = std::f32::consts::PI * n as f32 / np as f32;
-                w[n] = 0.5 - 0.5 * a.cos();
-                let b = std::f32::consts::PI * (n + np) as f32 / np as f32;
-                if let Some(v) = w.get_mut(len - np - 1 + n) {
-                    *v = 0.5 - 0.5 * b.cos();
-                }
+            let a = std::f32::consts::PI * n as f32 / np as f32;
+            if let Some(v) = w.get_mut(n) {
+                *v = 0.5 - 0.5 * a.cos();
+            }
+            let b = std::f32::consts::PI * (n + np) as f32 / np as f32;
+            if let Some(v) = (len + n).checked_sub(np + 1).and_then(|i| w.get_mut(i)) {
+                *v = 0.5 - 0.5 * b.cos();
             }
         }
     }
@@ -428,7 +429,7 @@ mod tests {
     #[test]
     fn lpc_residual_paths_agree() {
         let x: Vec<i32> = (0..500)
-            .map(|i| (((i * 7919) % 65_536) - 32_768) as i32)
+            .map(|i: i32| ((i * 7919) % 65_536) - 32_768)
             .collect();
         for order in 1..=MAX_LPC_ORDER {
             let lp: Vec<f64> = (0..order)

@@ -80,7 +80,7 @@ fn rice_bits(sum: u64, n: u64, k: u32) -> u64 {
 /// at the neighbouring parameters.
 #[inline]
 fn choose_param(sum: u64, n: u64, max_param: u32) -> (u32, u64) {
-    let mean = if n == 0 { 0 } else { sum / n };
+    let mean = sum.checked_div(n).unwrap_or(0);
     let mut k = if mean == 0 {
         0
     } else {
@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(max_partition_order(4096, 8, 8), 8);
         assert_eq!(max_partition_order(1152, 2, 8), 7);
         assert_eq!(max_partition_order(1001, 2, 8), 0);
-        assert_eq!(max_partition_order(4096, 12, 15), 8.min(15)); // 4096 >> 9 = 8 ≤ 12
+        assert_eq!(max_partition_order(4096, 12, 15), 8); // 4096 >> 9 = 8 ≤ 12
         assert_eq!(max_partition_order(40, 12, 8), 1);
     }
 
