@@ -567,7 +567,7 @@ fn levels_differ_in_size_and_all_decode() {
     );
     let mut distinct = sizes.clone();
     distinct.dedup();
-    // flac-codec has fewer knobs than libFLAC: 0 and 1 can tie, and 8 is 7.
+    // Neighbouring presets can tie on some material (0 and 1 differ only in stereo coding).
     assert!(distinct.len() >= 6, "levels make a difference: {sizes:?}");
 }
 
@@ -587,6 +587,310 @@ fn noise_compresses_poorly_and_silence_well() {
     check_all(&out, &silent, rate, 16, "silence");
     let size = std::fs::metadata(&out.path).unwrap().len();
     assert!(size * 100 < pcm, "silence: {size} of {pcm} bytes");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frame layout: headers, stereo modes, wasted bits, seek table.
+
+/// Offset of the first frame: after "fLaC" and the metadata blocks.
+fn audio_start(b: &[u8]) -> usize {
+    let mut pos = 4;
+    loop {
+        let last = b[pos] & 0x80 != 0;
+        let len = u32::from_be_bytes([0, b[pos + 1], b[pos + 2], b[pos + 3]]) as usize;
+        pos += 4 + len;
+        if last {
+            return pos;
+        }
+    }
+}
+
+/// The metadata blocks: (type, body).
+fn metadata_blocks(b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut pos = 4;
+    let mut out = Vec::new();
+    loop {
+        let last = b[pos] & 0x80 != 0;
+        let len = u32::from_be_bytes([0, b[pos + 1], b[pos + 2], b[pos + 3]]) as usize;
+        out.push((b[pos] & 0x7f, b[pos + 4..pos + 4 + len].to_vec()));
+        pos += 4 + len;
+        if last {
+            return out;
+        }
+    }
+}
+
+/// The first frame's header bytes.
+fn first_frame(path: &Path) -> Vec<u8> {
+    let b = std::fs::read(path).unwrap();
+    let start = audio_start(&b);
+    assert_eq!(&b[start..start + 2], [0xFF, 0xF8], "frame sync");
+    b[start..].to_vec()
+}
+
+#[test]
+fn streaminfo_block_size_is_the_levels_not_the_short_last_blocks() {
+    let rate = 44_100;
+    for (level, block) in [(0u8, 1152u16), (2, 1152), (3, 4096), (5, 4096), (8, 4096)] {
+        for frames in [
+            usize::from(block) * 3 + 100,
+            usize::from(block) + 1,
+            usize::from(block) - 1,
+        ] {
+            let ints = to_ints(
+                &[
+                    sine(frames, rate, 440.0, 0.5, 0.0),
+                    noise(frames, 0.1, frames as u64),
+                ],
+                16,
+            );
+            let opts = FlacOptions {
+                bits: 16,
+                compression_level: level,
+            };
+            let out = encode_ints(&ints, rate, &opts);
+            let what = format!("level {level}, {frames} frames");
+            check_roundtrip(&out, &ints, rate, 16, &what);
+            let si = streaminfo(&out.path);
+            assert_eq!((si.min_block, si.max_block), (block, block), "{what}");
+        }
+    }
+}
+
+#[test]
+fn last_blocks_of_every_size_class_decode() {
+    // The last block's size goes in the header's table (192, 576, 1152, 2048...), in 8 bits
+    // (up to 256) or in 16 bits.
+    let rate = 48_000;
+    for (level, block) in [(5u8, 4096usize), (0, 1152)] {
+        for tail in [
+            1, 16, 17, 192, 255, 256, 257, 576, 1000, 1024, 1151, 2048, 4095,
+        ] {
+            if tail >= block {
+                continue;
+            }
+            let frames = block + tail;
+            let ints = to_ints(
+                &[
+                    sweep(frames, rate, 100.0, 10_000.0, 0.7),
+                    noise(frames, 0.4, tail as u64),
+                ],
+                16,
+            );
+            let opts = FlacOptions {
+                bits: 16,
+                compression_level: level,
+            };
+            let out = encode_ints(&ints, rate, &opts);
+            check_all(
+                &out,
+                &ints,
+                rate,
+                16,
+                &format!("level {level}, last block {tail}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn all_four_stereo_modes_occur_and_decode_exactly() {
+    let rate = 44_100;
+    let frames = 3 * 4096;
+    let loud = |seed| -> Vec<i32> {
+        to_ints(&[noise(frames, 0.9, seed)], 16)
+            .remove(0)
+            .into_iter()
+            .map(|v| (v / 4) * 4) // two wasted bits
+            .collect()
+    };
+    let small = |seed| to_ints(&[noise(frames, 0.0001, seed)], 16).remove(0);
+    let tone = to_ints(&[programme(frames, rate, 1, 3).remove(0)], 16).remove(0);
+    let base = loud(1);
+    let near: Vec<i32> = base
+        .iter()
+        .zip(small(2))
+        .map(|(&a, b)| (a + b + 1).clamp(-32_768, 32_767) | 1)
+        .collect();
+    let cases: [(&str, Vec<Vec<i32>>, u8); 5] = [
+        // Side is constant (0); left/side is the first of the equal options.
+        ("identical", vec![tone.clone(), tone.clone()], 8),
+        // Mid is constant (0).
+        (
+            "inverted",
+            vec![
+                tone.clone(),
+                tone.iter().map(|&v| -v.max(-32_767)).collect(),
+            ],
+            10,
+        ),
+        ("independent", vec![loud(5), loud(6)], 1),
+        // The channel with wasted bits is the cheap one; side is small.
+        ("left/side", vec![base.clone(), near.clone()], 8),
+        ("right/side", vec![near, base], 9),
+    ];
+    for (what, ints, want) in cases {
+        let out = encode_ints(&ints, rate, &FlacOptions::default());
+        check_all(&out, &ints, rate, 16, what);
+        let assignment = first_frame(&out.path)[3] >> 4;
+        assert_eq!(assignment, want, "{what}: channel assignment");
+    }
+}
+
+#[test]
+fn wasted_bits_are_found_and_coded() {
+    let rate = 44_100;
+    let frames = 20_000;
+    // 16-bit samples that are all multiples of 256: 8-bit content.
+    let ints: Vec<Vec<i32>> = to_ints(&[noise(frames, 0.8, 11)], 8)
+        .into_iter()
+        .map(|p| p.into_iter().map(|v| v * 256).collect())
+        .collect();
+    let out = encode_ints(&ints, rate, &FlacOptions::default());
+    check_all(&out, &ints, rate, 16, "multiples of 256");
+    // Header of frame 0 at 44.1 kHz with a 4096 block is 6 bytes; the subframe header's last
+    // bit is the wasted-bits flag, then unary 7 (k - 1 = 7 zeros and a one).
+    let f = first_frame(&out.path);
+    assert_eq!(f[6] & 1, 1, "wasted-bits flag");
+    assert_eq!(f[7], 0b0000_0001, "8 wasted bits in unary");
+    let size = std::fs::metadata(&out.path).unwrap().len();
+    // Noise costs its 8 real bits per sample, not 16.
+    assert!(size < (frames as u64) * 9 / 8 + 5000, "{size} bytes");
+}
+
+#[test]
+fn extreme_24_bit_signals_at_every_level() {
+    let rate = 48_000;
+    let frames = 4096 * 2 + 333;
+    let max = (1 << 23) - 1;
+    let min = -(1 << 23);
+    let alternate: Vec<i32> = (0..frames)
+        .map(|n| if n % 2 == 0 { max } else { min })
+        .collect();
+    let square: Vec<i32> = (0..frames)
+        .map(|n| if (n / 37) % 2 == 0 { max } else { min })
+        .collect();
+    let rails: Vec<i32> = (0..frames)
+        .map(|n| match n % 5 {
+            0 | 1 => min,
+            2 => max,
+            3 => 0,
+            _ => max - 1,
+        })
+        .collect();
+    let cases = [
+        ("±2^23 alternation", vec![alternate.clone(), square.clone()]),
+        ("square and rails", vec![square, rails.clone()]),
+        (
+            "inverted rails",
+            vec![rails.clone(), rails.iter().map(|&v| -v.max(-max)).collect()],
+        ),
+    ];
+    for level in 0..=8 {
+        for (what, ints) in &cases {
+            let opts = FlacOptions {
+                bits: 24,
+                compression_level: level,
+            };
+            let out = encode_ints(ints, rate, &opts);
+            check_all(&out, ints, rate, 24, &format!("{what}, level {level}"));
+        }
+    }
+}
+
+#[test]
+fn sample_rates_in_every_header_form() {
+    // (rate, the header's rate code): a table entry, kHz in 8 bits, Hz in 16 bits, tens of Hz
+    // in 16 bits, and none (decoders take STREAMINFO's).
+    for (rate, code) in [
+        (44_100, 9u8),
+        (11_000, 12),
+        (22_051, 13),
+        (176_410, 14),
+        (100_001, 0),
+        (1, 13),
+    ] {
+        let frames = 6000;
+        let ints = to_ints(
+            &[
+                sine(frames, rate, f64::from(rate) / 50.0, 0.5, 0.0),
+                noise(frames, 0.2, u64::from(rate)),
+            ],
+            16,
+        );
+        let out = encode_ints(&ints, rate, &FlacOptions::default());
+        check_all(&out, &ints, rate, 16, &format!("{rate} Hz"));
+        assert_eq!(first_frame(&out.path)[2] & 0x0F, code, "{rate} Hz");
+    }
+}
+
+#[test]
+fn seek_table_has_a_point_every_ten_seconds_while_it_fits() {
+    // At 100 Hz a 4096-sample frame lasts 41 s, so every frame holds a 10-second mark.
+    let rate = 100;
+    for (frames_count, table) in [(4usize, true), (227, true), (228, false)] {
+        let frames = frames_count * 4096 - 10;
+        let ints = vec![
+            (0..frames)
+                .map(|n| ((n / 300) % 7) as i32 * 100)
+                .collect::<Vec<i32>>(),
+        ];
+        let out = encode_ints(&ints, rate, &FlacOptions::default());
+        flac_test(&out.path);
+        let b = std::fs::read(&out.path).unwrap();
+        let blocks = metadata_blocks(&b);
+        let start = audio_start(&b);
+        assert_eq!(start, 4 + 38 + 4 + 4096, "the metadata keeps its size");
+        let seek: Vec<_> = blocks.iter().filter(|(t, _)| *t == 3).collect();
+        let padding = blocks.iter().find(|(t, _)| *t == 1).expect("padding");
+        if !table {
+            assert!(seek.is_empty(), "{frames_count} frames: no seek table");
+            assert_eq!(padding.1.len(), 4096);
+            continue;
+        }
+        assert_eq!(seek.len(), 1);
+        let points: Vec<(u64, u64, u16)> = seek[0]
+            .1
+            .chunks_exact(18)
+            .map(|p| {
+                (
+                    u64::from_be_bytes(p[..8].try_into().unwrap()),
+                    u64::from_be_bytes(p[8..16].try_into().unwrap()),
+                    u16::from_be_bytes([p[16], p[17]]),
+                )
+            })
+            .collect();
+        assert_eq!(points.len(), frames_count);
+        assert_eq!(padding.1.len(), 4096 - 4 - 18 * frames_count);
+        for (i, &(sample, offset, n)) in points.iter().enumerate() {
+            assert_eq!(sample, i as u64 * 4096);
+            let expect_n = if i + 1 == frames_count {
+                4096 - 10
+            } else {
+                4096
+            };
+            assert_eq!(n, expect_n);
+            let at = start + offset as usize;
+            assert_eq!(&b[at..at + 2], [0xFF, 0xF8], "point {i} is at a frame");
+        }
+    }
+    // At 44.1 kHz: points at 0, 10, 20 and 30 s, each in the frame holding the mark.
+    let rate = 44_100;
+    let frames = rate as usize * 35;
+    let ints = to_ints(&[sine(frames, rate, 220.0, 0.3, 0.0)], 16);
+    let out = encode_ints(&ints, rate, &FlacOptions::default());
+    let b = std::fs::read(&out.path).unwrap();
+    let blocks = metadata_blocks(&b);
+    let (_, table) = blocks.iter().find(|(t, _)| *t == 3).expect("seek table");
+    let samples: Vec<u64> = table
+        .chunks_exact(18)
+        .map(|p| u64::from_be_bytes(p[..8].try_into().unwrap()))
+        .collect();
+    let want: Vec<u64> = [0u64, 441_000, 882_000, 1_323_000]
+        .iter()
+        .map(|s| s / 4096 * 4096)
+        .collect();
+    assert_eq!(samples, want);
 }
 
 // ---------------------------------------------------------------------------------------------
