@@ -572,6 +572,37 @@ fn levels_differ_in_size_and_all_decode() {
 }
 
 #[test]
+fn level_8_escapes_noise_partitions_and_decodes() {
+    // Uniform noise whose scale steps every 512 samples: each partition is cheaper raw (at
+    // its own width) than Rice coded, and cheaper than a verbatim subframe.
+    let rate = 44_100;
+    let frames = 20_000;
+    let stepped: Vec<f64> = noise(frames, 1.0, 21)
+        .iter()
+        .enumerate()
+        .map(|(n, &x)| x / f64::from(1 << ((n / 512) % 6)))
+        .collect();
+    for bits in [16, 24] {
+        let ints = to_ints(
+            &[stepped.clone(), sweep(frames, rate, 50.0, 5000.0, 0.5)],
+            bits,
+        );
+        let opts = FlacOptions {
+            bits,
+            compression_level: 8,
+        };
+        let out = encode_ints(&ints, rate, &opts);
+        check_all(
+            &out,
+            &ints,
+            rate,
+            bits,
+            &format!("{bits}-bit noise, level 8"),
+        );
+    }
+}
+
+#[test]
 fn noise_compresses_poorly_and_silence_well() {
     let rate = 44_100;
     let frames = rate as usize * 5;
