@@ -572,6 +572,37 @@ fn levels_differ_in_size_and_all_decode() {
 }
 
 #[test]
+fn level_8_escapes_noise_partitions_and_decodes() {
+    // Uniform noise whose scale steps every 512 samples: each partition is cheaper raw (at
+    // its own width) than Rice coded, and cheaper than a verbatim subframe.
+    let rate = 44_100;
+    let frames = 20_000;
+    let stepped: Vec<f64> = noise(frames, 1.0, 21)
+        .iter()
+        .enumerate()
+        .map(|(n, &x)| x / f64::from(1 << ((n / 512) % 6)))
+        .collect();
+    for bits in [16, 24] {
+        let ints = to_ints(
+            &[stepped.clone(), sweep(frames, rate, 50.0, 5000.0, 0.5)],
+            bits,
+        );
+        let opts = FlacOptions {
+            bits,
+            compression_level: 8,
+        };
+        let out = encode_ints(&ints, rate, &opts);
+        check_all(
+            &out,
+            &ints,
+            rate,
+            bits,
+            &format!("{bits}-bit noise, level 8"),
+        );
+    }
+}
+
+#[test]
 fn noise_compresses_poorly_and_silence_well() {
     let rate = 44_100;
     let frames = rate as usize * 5;
@@ -891,6 +922,69 @@ fn seek_table_has_a_point_every_ten_seconds_while_it_fits() {
         .map(|s| s / 4096 * 4096)
         .collect();
     assert_eq!(samples, want);
+}
+
+#[test]
+fn random_signals_settings_and_block_sizes_round_trip() {
+    // Segments of silence, constants, rails, squares, tones and noise of random scale, at
+    // random depths, channel counts, levels and lengths: every file decodes to its input.
+    let mut r = Rng(0xF1AC);
+    let mut pick = |n: u64| (r.next_u64() % n) as usize;
+    for case in 0..40 {
+        let bits = [8, 16, 20, 24][pick(4)];
+        let channels = [1, 2, 2, 2, 3, 6, 8][pick(7)];
+        let level = pick(9) as u8;
+        let rate = [8_000, 44_100, 48_000, 96_000, 22_051][pick(5)];
+        let frames = [1, 3, 5, 31, 100, 1153, 4097, 9000][pick(8)];
+        let max = (1i64 << (bits - 1)) - 1;
+        let mut planes = vec![Vec::with_capacity(frames); channels];
+        for plane in planes.iter_mut() {
+            while plane.len() < frames {
+                let len = (1 + pick(3000)).min(frames - plane.len());
+                let kind = pick(7);
+                let scale = max >> pick(u64::from(bits));
+                let mut noise_rng = Rng(pick(1 << 30) as u64);
+                for n in 0..len {
+                    let v: i64 = match kind {
+                        0 => 0,
+                        1 => scale,
+                        2 => {
+                            if n % 2 == 0 {
+                                max
+                            } else {
+                                -max - 1
+                            }
+                        }
+                        3 => {
+                            if (n / 7) % 2 == 0 {
+                                scale
+                            } else {
+                                -scale
+                            }
+                        }
+                        4 => (scale as f64 * (n as f64 * 0.05).sin()) as i64,
+                        5 => (scale as f64 * noise_rng.uniform()).round() as i64,
+                        _ => -max - 1,
+                    };
+                    plane.push(v.clamp(-max - 1, max) as i32);
+                }
+            }
+        }
+        // Sometimes a channel pair is identical or inverted.
+        if channels >= 2 && pick(3) == 0 {
+            planes[1] = planes[0].iter().map(|&v| -(v.max(-max as i32))).collect();
+        }
+        let opts = FlacOptions {
+            bits,
+            compression_level: level,
+        };
+        let out = encode_ints(&planes, rate, &opts);
+        let what = format!(
+            "case {case}: {bits} bits, {channels} ch, level {level}, {rate} Hz, {frames} frames"
+        );
+        check_roundtrip(&out, &planes, rate, bits, &what);
+        flac_test(&out.path);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

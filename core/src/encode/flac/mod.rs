@@ -362,11 +362,11 @@ impl Encoder for FlacEncoder {
             let take = room.min(frames - pos);
             for (dst, src) in self.pending.iter_mut().zip(block.planes()) {
                 // Samples are on the grid already; rounding only absorbs float noise.
-                // Out-of-range samples clip; NaN becomes 0 (`as` maps it there).
+                // Out-of-range samples clip; NaN becomes 0.
                 dst.extend(
                     src[pos..pos + take]
                         .iter()
-                        .map(|&x| (x * scale).round().clamp(min, max) as i32),
+                        .map(|&x| to_int(x * scale, min, max)),
                 );
             }
             pos += take;
@@ -395,9 +395,72 @@ impl Encoder for FlacEncoder {
     }
 }
 
+/// `v.round().clamp(min, max) as i32` (rounding half away from zero, NaN to 0) for integer
+/// bounds of magnitude up to 2^23, without a call to `roundf` (baseline x86-64 has no rounding
+/// instruction), so the conversion loop vectorizes. Clamping first is the same because the
+/// bounds are integers; after it, `v - trunc(v)` is exact.
+#[inline(always)]
+fn to_int(v: f32, min: f32, max: f32) -> i32 {
+    let c = v.clamp(min, max);
+    let t = c as i32; // truncates; NaN → 0
+    let frac = c - t as f32;
+    t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conversion_rounds_and_clips_like_round_clamp() {
+        let mut values = vec![
+            0.0f32,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            -2.5,
+            0.499_999_97,
+            -0.499_999_97,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            1e-45,
+            f32::MAX,
+            f32::MIN,
+        ];
+        for bits in [8u32, 16, 20, 24] {
+            let s = (1u32 << (bits - 1)) as f32;
+            for k in -3i32..=3 {
+                for edge in [s, -s, s - 1.0, -s - 1.0] {
+                    values.push(edge + k as f32 * 0.5);
+                    values.push(edge + k as f32 * 0.25);
+                }
+            }
+        }
+        let mut seed = 7u64;
+        for _ in 0..200_000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let x = ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.4 - 1.2;
+            values.push(x);
+        }
+        for bits in [8u32, 16, 20, 24] {
+            let scale = (1u32 << (bits - 1)) as f32;
+            let (min, max) = (-scale, scale - 1.0);
+            for &x in &values {
+                for v in [x, x * scale] {
+                    let want = v.round().clamp(min, max) as i32;
+                    assert_eq!(to_int(v, min, max), want, "{v} at {bits} bits");
+                }
+            }
+        }
+    }
 
     #[test]
     fn metadata_keeps_its_size_with_or_without_a_seek_table() {

@@ -325,6 +325,9 @@ mod tests {
                 "estimate {est}, actual {actual}"
             );
             assert!(plan.order >= 1, "two halves of different scale: {plan:?}");
+            // Uniform noise costs fewer bits raw than Rice coded.
+            let escaped = plan.params[..1 << plan.order].contains(&ESCAPED);
+            assert_eq!(escaped, escapes, "{plan:?}");
         }
         // The chosen parameter is (near) optimal for one partition.
         let small = &res[..2048];
