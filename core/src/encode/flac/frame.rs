@@ -147,6 +147,8 @@ pub(super) struct FrameEncoder {
     best: Vec<Best>,
     mid: Vec<i32>,
     side: Vec<i32>,
+    /// The frame header being built (reused).
+    header: Vec<u8>,
     out: BitWriter,
 }
 
@@ -178,6 +180,7 @@ impl FrameEncoder {
             best: (0..coded).map(|_| Best::new()).collect(),
             mid: Vec::new(),
             side: Vec::new(),
+            header: Vec::with_capacity(16),
             out: BitWriter::new(),
         }
     }
@@ -202,17 +205,17 @@ impl FrameEncoder {
                 try_indep = lr < ms;
                 try_ms = !try_indep;
             }
-            self.mid.clear();
-            self.side.clear();
-            self.mid
-                .extend(l.iter().zip(r).map(|(&a, &b)| (a + b) >> 1));
-            self.side.extend(l.iter().zip(r).map(|(&a, &b)| a - b));
             let mut best = std::mem::take(&mut self.best);
             if try_indep {
                 self.analyze(l, self.bits, &mut best[0]);
                 self.analyze(r, self.bits, &mut best[1]);
             }
             if try_ms {
+                self.mid.clear();
+                self.side.clear();
+                self.mid
+                    .extend(l.iter().zip(r).map(|(&a, &b)| (a + b) >> 1));
+                self.side.extend(l.iter().zip(r).map(|(&a, &b)| a - b));
                 let (mid, side) = (
                     std::mem::take(&mut self.mid),
                     std::mem::take(&mut self.side),
@@ -248,18 +251,17 @@ impl FrameEncoder {
         self.out.clear();
         self.write_header(n, assignment, frame_number);
         let (mid, side) = (&self.mid, &self.side);
-        // (signal, analysis) per coded channel, in the frame's order.
-        let coded: Vec<(&[i32], usize)> = match assignment {
-            8 => vec![(planes[0].as_slice(), 0), (side.as_slice(), 3)],
-            9 => vec![(side.as_slice(), 3), (planes[1].as_slice(), 1)],
-            10 => vec![(mid.as_slice(), 2), (side.as_slice(), 3)],
-            _ => planes
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (p.as_slice(), i))
-                .collect(),
-        };
-        for (x, i) in coded {
+        // The signal and analysis of each coded channel, in the frame's order.
+        for (c, plane) in planes.iter().enumerate() {
+            let (x, i) = match (assignment, c) {
+                (8, 0) => (plane, 0),
+                (8, _) => (side, 3),
+                (9, 0) => (side, 3),
+                (9, _) => (plane, 1),
+                (10, 0) => (mid, 2),
+                (10, _) => (side, 3),
+                _ => (plane, c),
+            };
             write_subframe(&mut self.out, &self.best[i], x);
         }
         self.out.align();
@@ -268,37 +270,40 @@ impl FrameEncoder {
     }
 
     fn write_header(&mut self, n: usize, assignment: u8, frame_number: u64) {
-        let mut h = Vec::with_capacity(16);
+        let h = &mut self.header;
+        h.clear();
         h.extend_from_slice(&[0xFF, 0xF8]); // sync, fixed block size
-        let (bs_code, bs_extra): (u8, Option<Vec<u8>>) = match n {
-            192 => (1, None),
-            576 => (2, None),
-            1152 => (3, None),
-            2304 => (4, None),
-            4608 => (5, None),
-            256 => (8, None),
-            512 => (9, None),
-            1024 => (10, None),
-            2048 => (11, None),
-            4096 => (12, None),
-            8192 => (13, None),
-            16384 => (14, None),
-            32768 => (15, None),
-            _ if n <= 256 => (6, Some(vec![(n - 1) as u8])),
-            _ => (7, Some(((n - 1) as u16).to_be_bytes().to_vec())),
+        let bs_code: u8 = match n {
+            192 => 1,
+            576 => 2,
+            1152 => 3,
+            2304 => 4,
+            4608 => 5,
+            256 => 8,
+            512 => 9,
+            1024 => 10,
+            2048 => 11,
+            4096 => 12,
+            8192 => 13,
+            16384 => 14,
+            32768 => 15,
+            _ if n <= 256 => 6,
+            _ => 7,
         };
         h.push((bs_code << 4) | self.rate_code.0);
         h.push((assignment << 4) | (self.bits_code << 1));
-        utf8_number(frame_number, &mut h);
-        if let Some(e) = bs_extra {
-            h.extend_from_slice(&e);
+        utf8_number(frame_number, h);
+        match bs_code {
+            6 => h.push((n - 1) as u8),
+            7 => h.extend_from_slice(&((n - 1) as u16).to_be_bytes()),
+            _ => {}
         }
         if let Some(e) = &self.rate_code.1 {
             h.extend_from_slice(e);
         }
-        let crc = crc8(&h);
+        let crc = crc8(h);
         h.push(crc);
-        self.out.push_bytes(&h);
+        self.out.push_bytes(h);
     }
 
     /// Find the smallest subframe for signal `x` of `bps` bits.
