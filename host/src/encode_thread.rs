@@ -138,8 +138,7 @@ fn run(
 
 impl Encoder for ThreadedEncoder {
     fn write(&mut self, block: &Block) -> Result<(), EncodeError> {
-        let mut b = self.spare.try_recv().unwrap_or_default();
-        b.clone_from(block);
+        let b = recycled(&self.spare, block);
         self.send(Msg::Block(b))
     }
 
@@ -160,6 +159,13 @@ impl Drop for ThreadedEncoder {
             let _ = self.join();
         }
     }
+}
+
+/// A copy of `block` for a worker thread, in a block the thread gave back when there is one.
+fn recycled(spare: &Receiver<Block>, block: &Block) -> Block {
+    let mut b = spare.try_recv().unwrap_or_default();
+    b.clone_from(block);
+    b
 }
 
 /// Wrap `inner`, the encoder of output `plan`, in a [`ThreadedEncoder`]. Should no thread
@@ -235,8 +241,7 @@ impl ThreadedProbe {
 
 impl Probe for ThreadedProbe {
     fn feed(&mut self, block: &Block) {
-        let mut b = self.spare.try_recv().unwrap_or_default();
-        b.clone_from(block);
+        let b = recycled(&self.spare, block);
         if let Some(tx) = &self.tx {
             // The thread only stops early by panicking; `into_any` reports that.
             let _ = tx.send(b);
