@@ -26,6 +26,8 @@ fn main() {
         }
     }
 
+    ensure_wasm32_target();
+
     let target_dir = out.join("effects-target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -77,4 +79,44 @@ fn main() {
     }
     list.push_str("];\n");
     std::fs::write(out.join("builtin_effects.rs"), list).expect("OUT_DIR is writable");
+}
+
+/// rustup installs rust-toolchain.toml's `targets` only with a toolchain it installs itself: an
+/// already installed 1.95 without wasm32 would stop the build with "can't find crate for `core`".
+/// So look for the target's standard library in the sysroot and, when it is missing, ask rustup
+/// for it (the toolchain the outer build uses, via RUSTUP_TOOLCHAIN), with a clear error if that
+/// cannot be done.
+fn ensure_wasm32_target() {
+    const TARGET: &str = "wasm32-unknown-unknown";
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if let Some(root) = &sysroot
+        && root.join("lib/rustlib").join(TARGET).join("lib").is_dir()
+    {
+        return;
+    }
+    println!(
+        "cargo:warning=the {TARGET} target is missing from this toolchain; adding it with rustup"
+    );
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", TARGET]);
+    if let Ok(tc) = std::env::var("RUSTUP_TOOLCHAIN") {
+        add.args(["--toolchain", &tc]);
+    }
+    match add.status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!(
+            "`rustup target add {TARGET}` failed ({s}); the built-in effects need it: \
+             run it by hand, then build again"
+        ),
+        Err(e) => panic!(
+            "the {TARGET} target is missing and rustup could not be run ({e}); \
+             install the target for this toolchain, then build again"
+        ),
+    }
 }

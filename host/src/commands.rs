@@ -76,7 +76,7 @@ pub fn check(root: &Path, path: Option<&Path>) -> Result<ExitCode> {
         Some(p) if p.is_file() => {
             let cfg = Config::load(root).unwrap_or_else(|_| Config::defaults(root));
             let fx = cfg.effects()?;
-            pipeline::load_files(&[p.to_path_buf()], defaults(&cfg, &fx))
+            pipeline::load_files(&[p.to_path_buf()], defaults(&cfg, &fx), &Default::default())
         }
         Some(p) if p.is_dir() => {
             let (cfg, dir) = if p.join(CONFIG_FILE).exists() || p.join("pipelines").is_dir() {
@@ -191,10 +191,18 @@ pub fn job(cfg: &Config, id: u64, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "job {}  {}  ({} attempt(s))",
+        "job {}  {}  ({} attempt(s){})",
         j.id,
         j.state.name(),
-        j.attempts
+        j.attempts,
+        if j.interrupted > 0 {
+            format!(
+                ", {} cut short by the host stopping, run again",
+                j.interrupted
+            )
+        } else {
+            String::new()
+        }
     );
     println!("  pipeline  {} (version {})", j.pipeline, j.pipeline_hash);
     println!(
@@ -479,7 +487,11 @@ pub fn stats(cfg: &Config, json: bool) -> Result<ExitCode> {
 fn find_pipeline(cfg: &Config, fx: &crate::effects::Catalog, name: &str) -> Result<Pipeline> {
     let as_path = Path::new(name);
     let (ok, problems) = if as_path.extension().is_some_and(|e| e == "toml") && as_path.is_file() {
-        pipeline::load_files(&[as_path.to_path_buf()], defaults(cfg, fx))
+        pipeline::load_files(
+            &[as_path.to_path_buf()],
+            defaults(cfg, fx),
+            &Default::default(),
+        )
     } else {
         pipeline::load_dir(&cfg.pipelines_dir, defaults(cfg, fx))
     };

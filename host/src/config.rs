@@ -11,6 +11,7 @@
 //! | `pipelines` | — | `pipelines` |
 //! | `quarantine` | — | `failed` |
 //! | `log_files` | — | 7 (daily log files kept under `.sluice/logs`) |
+//! | `max_interrupted_runs` | `SLUICE_MAX_INTERRUPTED_RUNS` | 3 (a job cut short this often by the host stopping is quarantined) |
 
 use crate::pipeline::{Diagnostic, line_col};
 use serde::Deserialize;
@@ -31,6 +32,9 @@ pub struct Config {
     pub pipelines_dir: PathBuf,
     pub quarantine_dir: PathBuf,
     pub log_files: usize,
+    /// A job that was running when the host stopped this many times is quarantined instead of
+    /// run again: its input may be what stops the host.
+    pub max_interrupted_runs: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -44,6 +48,7 @@ struct RawConfig {
     pipelines: Option<PathBuf>,
     quarantine: Option<PathBuf>,
     log_files: Option<usize>,
+    max_interrupted_runs: Option<u32>,
 }
 
 /// The root: `--root`, else `SLUICE_ROOT`, else `~/Sluice`.
@@ -174,6 +179,10 @@ impl Config {
             pipelines_dir: inside(raw.pipelines, "pipelines")?,
             quarantine_dir: inside(raw.quarantine, "failed")?,
             log_files: raw.log_files.unwrap_or(7).max(1),
+            max_interrupted_runs: env(use_env, "SLUICE_MAX_INTERRUPTED_RUNS")?
+                .or(raw.max_interrupted_runs)
+                .unwrap_or(3)
+                .max(1),
         })
     }
 

@@ -9,7 +9,10 @@ use crate::config::Config;
 use crate::effects::{Catalog, Origin, Runtime};
 use crate::job::{self, Ctx, Reserved};
 use crate::pipeline::{self, Defaults, Pipeline};
-use crate::store::{Arrival, FileRecord, Intake, JobRecord, JobState, ProbeSummary, Store, now_ms};
+use crate::store::{
+    Arrival, FileRecord, Intake, JobRecord, JobState, ProbeSummary, Store, now_ms, path_codec,
+};
+use crate::writers;
 use anyhow::{Context, Result};
 use notify::Watcher;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -47,6 +50,8 @@ struct Settling {
     since: Instant,
     /// Settled but could not be opened (permissions): said once, looked at again each turn.
     unreadable: bool,
+    /// Quiet, but some program still has it open for writing: said once.
+    writing: bool,
 }
 
 fn mtime_ns(m: &std::fs::Metadata) -> i128 {
@@ -139,27 +144,54 @@ fn load_effects(store: &Store, catalog: Catalog) -> Arc<Catalog> {
     Arc::new(catalog)
 }
 
-fn load(cfg: &Config, store: &Store, effects: Arc<Catalog>) -> Pipelines {
+/// Load the pipelines. A name stays with the file that had it first (in this run, else as
+/// the store recorded it): a newcomer claiming it is refused, never the pipeline in use.
+fn load(
+    cfg: &Config,
+    store: &Store,
+    effects: Arc<Catalog>,
+    before: Option<&Pipelines>,
+) -> Pipelines {
     let defaults = Defaults {
         target_lufs: cfg.target_lufs,
         target_true_peak_dbtp: cfg.target_true_peak_dbtp,
         effects: Some(&effects),
     };
-    let (ok, problems) = pipeline::load_dir(&cfg.pipelines_dir, defaults);
+    let mut owners: BTreeMap<String, PathBuf> = store
+        .pipeline_files()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, f)| (n, cfg.pipelines_dir.join(f)))
+        .collect();
+    if let Some(b) = before {
+        owners.extend(b.by_name.values().map(|p| (p.name.clone(), p.file.clone())));
+    }
+    let (ok, problems) = pipeline::load_dir_keeping(&cfg.pipelines_dir, defaults, &owners);
+    let recorded: Vec<(String, String)> = ok
+        .iter()
+        .filter_map(|p| {
+            let f = p.file.strip_prefix(&cfg.pipelines_dir).ok()?;
+            Some((p.name.clone(), path_codec::encode(f)))
+        })
+        .collect();
+    if let Err(e) = store.set_pipeline_files(&recorded) {
+        tracing::warn!("cannot record the pipelines' files: {e}");
+    }
     for d in &problems {
         tracing::error!("pipeline refused: {d}");
         let _ = store.event(None, "pipeline_refused", d.to_string());
     }
     for p in &ok {
         tracing::info!(
-            "pipeline {} ({}): watching {}",
+            "pipeline {} ({}): watching {} for {}",
             p.name,
             p.hash,
             p.watch
                 .iter()
                 .map(|w| w.display().to_string())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            p.include_patterns.join(" ")
         );
         for w in &p.watch {
             let _ = std::fs::create_dir_all(cfg.root.join(w));
@@ -177,17 +209,20 @@ fn load(cfg: &Config, store: &Store, effects: Arc<Catalog>) -> Pipelines {
 
 /// Run the host until `stop` is set (a signal). Returns when running jobs have finished.
 pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Result<()> {
+    let _lock = lock_root(&cfg)?;
     let store = Arc::new(Store::open(&cfg.db_path(), true)?);
     std::fs::create_dir_all(&cfg.quarantine_dir)
         .with_context(|| format!("{}", cfg.quarantine_dir.display()))?;
 
     // Recovery: jobs a dead host left running go back to the queue; interrupted deletions
     // finish; temporaries go.
-    for j in store.requeue_running()? {
+    let (requeued, interrupted) = store.requeue_running(cfg.max_interrupted_runs)?;
+    for j in requeued {
         tracing::warn!(
             job = j.id,
-            "{} was running when the host stopped: queued again",
-            j.input.display()
+            "{} was running when the host stopped ({} time(s) so far): queued again",
+            j.input.display(),
+            j.interrupted
         );
     }
     for j in store.jobs(Some(JobState::Done))? {
@@ -208,15 +243,47 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
 
     let runtime = Runtime::new(Some(cfg.effects_cache())).context("the effects runtime")?;
     let effects = load_effects(&store, Catalog::load(runtime, Some(&cfg.effects_dir())));
-    let mut pipelines = load(&cfg, &store, effects);
+    let mut pipelines = load(&cfg, &store, effects, None);
+    // Jobs the host stopped under too often: their input may be what stops it.
+    for j in interrupted {
+        let ctx = Ctx {
+            cfg: &cfg,
+            store: &store,
+            reserved: &reserved,
+            effects: &pipelines.effects,
+        };
+        let msg = format!(
+            "{}: the host stopped {} times while this job ran (a crash, a kill, a power cut); the input may be what stops it, so it is not run again on its own: `sluice retry {}` runs it again",
+            j.input.display(),
+            j.interrupted,
+            j.id
+        );
+        let rec = match pipelines.by_name.get(&j.pipeline) {
+            Some(p) => job::give_up(&ctx, p, j, msg),
+            None => store.update_job(j.id, Some(("failed", msg.clone())), |r| {
+                r.state = JobState::Failed;
+                r.error = Some(msg.clone());
+                r.finished_ms = Some(now_ms());
+            })?,
+        };
+        tracing::error!(
+            job = rec.id,
+            "{}: {}",
+            rec.state.name(),
+            rec.error.clone().unwrap_or_default()
+        );
+    }
     let cfg = Arc::new(cfg);
 
     // Watching.
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        // Reads (ours included) say nothing new.
+        // Reads (ours included) say nothing new; a writer closing the file does (the file may
+        // be complete now).
+        use notify::event::{AccessKind, AccessMode};
         if let Ok(ev) = res
-            && !matches!(ev.kind, notify::EventKind::Access(_))
+            && !matches!(ev.kind, notify::EventKind::Access(a)
+                if a != AccessKind::Close(AccessMode::Write))
         {
             for p in ev.paths {
                 let _ = ev_tx.send(p);
@@ -312,25 +379,11 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     }
     drop(job_rx);
 
-    println!(
-        "sluice: watching {} with {} pipeline(s) and {} worker(s); drop files into {}",
-        cfg.root.display(),
-        pipelines.by_name.len(),
-        cfg.workers,
-        pipelines
-            .by_name
-            .values()
-            .flat_map(|p| p
-                .watch
-                .iter()
-                .map(|w| cfg.root.join(w).display().to_string()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("{}", welcome(&cfg, &pipelines));
 
     let mut settling: HashMap<PathBuf, Settling> = HashMap::new();
     let mut last_rescan: Option<Instant> = None;
-    let mut warned_links: HashSet<PathBuf> = HashSet::new();
+    let mut said_once: HashSet<PathBuf> = HashSet::new();
     let mut pipelines_changed: Option<Instant> = None;
     let mut last_stamp_check = Instant::now();
     let mut stopping = false;
@@ -366,14 +419,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             if p.starts_with(&cfg.pipelines_dir) {
                 pipelines_changed = Some(Instant::now());
             } else {
-                consider(
-                    &cfg,
-                    &store,
-                    &pipelines,
-                    &p,
-                    &mut settling,
-                    &mut warned_links,
-                );
+                consider(&cfg, &store, &pipelines, &p, &mut settling, &mut said_once);
             }
         }
         // Pipelines: reload after changes calm down (events, or a changed folder listing), and
@@ -397,19 +443,19 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                 tracing::info!("pipelines changed: reloading");
                 pipelines.effects.clone()
             };
-            pipelines = load(&cfg, &store, fx);
+            pipelines = load(&cfg, &store, fx, Some(&pipelines));
             rewatch(&mut watcher, &mut watched, &pipelines);
             last_rescan = None;
         }
         // Rescan.
         if !stopping && last_rescan.is_none_or(|t| t.elapsed() >= cfg.rescan) {
             last_rescan = Some(Instant::now());
-            let present = rescan(&cfg, &pipelines, &mut warned_links);
+            let present = rescan(&cfg, &pipelines, &mut said_once);
             // The index keeps what is in the watch folders: forget files that left.
             let here: HashSet<String> = present
                 .iter()
                 .filter_map(|p| rel(&cfg.root, p))
-                .map(|r| r.to_string_lossy().into_owned())
+                .map(|r| path_codec::encode(&r))
                 .collect();
             if let Ok(known) = store.file_paths() {
                 let gone: Vec<String> = known.into_iter().filter(|k| !here.contains(k)).collect();
@@ -418,18 +464,13 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                 }
             }
             for p in present {
-                consider(
-                    &cfg,
-                    &store,
-                    &pipelines,
-                    &p,
-                    &mut settling,
-                    &mut warned_links,
-                );
+                consider(&cfg, &store, &pipelines, &p, &mut settling, &mut said_once);
             }
         }
-        // Settling.
+        // Settling: quiet for the settle time, openable, and no program holding it open for
+        // writing (a writer that pauses longer than the settle time is still a writer).
         let mut settled = Vec::new();
+        let mut quiet = Vec::new();
         settling.retain(|path, s| match std::fs::symlink_metadata(path) {
             Ok(m) if m.is_file() => {
                 let (size, mt) = (m.len(), mtime_ns(&m));
@@ -438,17 +479,16 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                         size,
                         mtime_ns: mt,
                         since: Instant::now(),
-                        unreadable: s.unreadable,
+                        ..*s
                     };
-                    true
                 } else if s.since.elapsed() >= cfg.settle {
                     match std::fs::File::open(path) {
                         Ok(_) => {
                             if s.unreadable {
+                                s.unreadable = false;
                                 tracing::info!("{}: readable now", path.display());
                             }
-                            settled.push((path.clone(), size, mt));
-                            false
+                            quiet.push((path.clone(), size, mt, writers::id(&m)));
                         }
                         Err(e) => {
                             if !s.unreadable {
@@ -458,21 +498,44 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                                     path.display()
                                 );
                             }
-                            true
                         }
                     }
-                } else {
-                    true
                 }
+                true
             }
             _ => false,
         });
+        if !quiet.is_empty() {
+            let busy = writers::open_for_writing(&quiet.iter().map(|q| q.3).collect());
+            for (path, size, mt, id) in quiet {
+                if busy.contains(&id) {
+                    if let Some(s) = settling.get_mut(&path) {
+                        if !s.writing {
+                            s.writing = true;
+                            tracing::info!(
+                                "{}: quiet, but still open for writing by another program: taken once it is closed",
+                                path.display()
+                            );
+                        }
+                        // Looked at again after another settle time.
+                        s.since = Instant::now();
+                    }
+                } else {
+                    settling.remove(&path);
+                    settled.push((path, size, mt));
+                }
+            }
+        }
         if !settled.is_empty() && !stopping {
             intake(&cfg, &store, &pipelines, settled);
         }
         // Results.
         finished.extend(done_rx.try_iter());
         for (j, took) in finished {
+            if matches!(j.state, JobState::Failed | JobState::Quarantined) {
+                // Files with the same content, which waited on this job, are taken now.
+                last_rescan = None;
+            }
             let what = match j.state {
                 JobState::Done => format!(
                     "done ({} output(s), {:.1} s)",
@@ -555,7 +618,7 @@ fn consider(
     ps: &Pipelines,
     path: &Path,
     settling: &mut HashMap<PathBuf, Settling>,
-    warned_links: &mut HashSet<PathBuf>,
+    said_once: &mut HashSet<PathBuf>,
 ) {
     if settling.contains_key(path) {
         return;
@@ -573,7 +636,7 @@ fn consider(
         return;
     };
     if m.file_type().is_symlink() {
-        if warned_links.insert(path.to_path_buf()) {
+        if said_once.insert(path.to_path_buf()) {
             tracing::warn!(
                 "{}: a symbolic link; links in watch folders are not followed",
                 path.display()
@@ -591,9 +654,29 @@ fn consider(
     }
     let takers = takers(ps, &relp);
     if takers.is_empty() {
+        let watching: Vec<&Arc<Pipeline>> = ps
+            .by_name
+            .values()
+            .filter(|p| p.watched(&relp).is_some())
+            .collect();
+        if !watching.is_empty() && said_once.insert(path.to_path_buf()) {
+            tracing::info!(
+                "{}: not taken: {}",
+                path.display(),
+                watching
+                    .iter()
+                    .map(|p| format!(
+                        "pipeline {} takes only {}",
+                        p.name,
+                        p.include_patterns.join(" ")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
         return;
     }
-    let key = relp.to_string_lossy();
+    let key = path_codec::encode(&relp);
     if let Ok(Some(f)) = store.file(&key)
         && f.size == m.len()
         && f.mtime_ns == mtime_ns(&m)
@@ -610,12 +693,13 @@ fn consider(
             mtime_ns: mtime_ns(&m),
             since: Instant::now(),
             unreadable: false,
+            writing: false,
         },
     );
 }
 
 /// Every candidate file in the watch folders (links are not followed).
-fn rescan(cfg: &Config, ps: &Pipelines, warned_links: &mut HashSet<PathBuf>) -> Vec<PathBuf> {
+fn rescan(cfg: &Config, ps: &Pipelines, said_once: &mut HashSet<PathBuf>) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let roots: HashSet<PathBuf> = ps
         .by_name
@@ -638,7 +722,7 @@ fn rescan(cfg: &Config, ps: &Pipelines, warned_links: &mut HashSet<PathBuf>) -> 
                     stack.push(e.path());
                 } else if ft.is_file() {
                     out.push(e.path());
-                } else if ft.is_symlink() && warned_links.insert(e.path()) {
+                } else if ft.is_symlink() && said_once.insert(e.path()) {
                     tracing::warn!(
                         "{}: a symbolic link; links in watch folders are not followed",
                         e.path().display()
@@ -690,7 +774,7 @@ fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<(PathBuf, u6
             analysis: None,
         };
         found.push(Found {
-            rel: relp.to_string_lossy().into_owned(),
+            rel: path_codec::encode(&relp),
             record,
             pipelines,
         });
@@ -721,6 +805,11 @@ fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<(PathBuf, u6
                             "{}: same content as job {id}'s input, not processed again",
                             a.rel
                         ),
+                        Intake::Waiting(id) => tracing::info!(
+                            pipeline = %p,
+                            "{}: same content as job {id}'s input, which has not finished: taken if it fails",
+                            a.rel
+                        ),
                         Intake::AlreadySeen => {}
                     }
                 }
@@ -728,4 +817,68 @@ fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<(PathBuf, u6
         }
         Err(e) => tracing::error!("cannot record new files: {e}"),
     }
+}
+
+/// One host per root: an exclusive lock on `.sluice/host.lock`, held while the host runs. The
+/// kernel lets it go when the process ends, however it ends, so a crash never leaves a stale
+/// lock. A second host on the root is an error naming the first.
+fn lock_root(cfg: &Config) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let dir = cfg.state_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+    let path = dir.join("host.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("{}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => {
+            f.set_len(0)?;
+            f.rewind()?;
+            writeln!(f, "{}", std::process::id())?;
+            Ok(f)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            anyhow::bail!(
+                "{}: another `sluice watch` (pid {}) is already running on this root; two hosts on one root would run jobs twice. Stop that one first.",
+                cfg.root.display(),
+                pid.trim()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("{}: cannot lock", path.display()))
+        }
+    }
+}
+
+/// The start-up message: where to drop files, and what each pipeline takes from there.
+fn welcome(cfg: &Config, ps: &Pipelines) -> String {
+    let mut s = format!(
+        "sluice: watching {} with {} pipeline(s) and {} worker(s)",
+        cfg.root.display(),
+        ps.by_name.len(),
+        cfg.workers
+    );
+    if ps.by_name.is_empty() {
+        s.push_str(&format!(
+            "\n  no pipeline is loaded: add one to {} (see `sluice check`)",
+            cfg.pipelines_dir.display()
+        ));
+    }
+    for p in ps.by_name.values() {
+        for w in &p.watch {
+            s.push_str(&format!(
+                "\n  {}/  ->  pipeline {} ({})",
+                w.display(),
+                p.name,
+                p.include_patterns.join(" ")
+            ));
+        }
+    }
+    s
 }

@@ -39,6 +39,12 @@ pub enum Failure {
     /// An effect failed (trapped, ran out of time or memory, produced NaN) or is missing:
     /// not the source's fault, and the same again would fail the same way.
     Effect(String),
+    /// The pipeline asked for something the host refuses (a path out of the root through a
+    /// symbolic link): not the source's fault, it stays where it is.
+    Refused(String),
+    /// The source changed while the job ran (it was still being written, or was replaced):
+    /// the job's work is void, and the file is taken again once it settles.
+    Changed(String),
 }
 
 impl Failure {
@@ -47,7 +53,9 @@ impl Failure {
             Failure::Transient(m)
             | Failure::Input(m)
             | Failure::Vanished(m)
-            | Failure::Effect(m) => m,
+            | Failure::Effect(m)
+            | Failure::Refused(m)
+            | Failure::Changed(m) => m,
         }
     }
 }
@@ -200,11 +208,24 @@ pub fn run(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> JobRecord {
     }
 }
 
+/// Quarantine the source of a job that is not to run again on its own (`msg` says why), as
+/// bad input is.
+pub fn give_up(ctx: &Ctx, p: &Pipeline, job: JobRecord, msg: String) -> JobRecord {
+    fail(ctx, p, job, Failure::Input(msg))
+}
+
 /// Record a failure: retry later, or fail, or quarantine the source.
 fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
     let id = job.id;
     let msg = f.message().to_string();
     tracing::warn!(job = id, pipeline = %p.name, "{msg}");
+    if let Failure::Changed(_) = f {
+        remove_committed(ctx, p, &job);
+        return ctx.store.invalidate(id, msg).unwrap_or_else(|e| {
+            tracing::error!(job = id, "cannot record the failure: {e}");
+            job.clone()
+        });
+    }
     if !matches!(f, Failure::Transient(_) if job.attempts <= p.retries) {
         remove_committed(ctx, p, &job);
     }
@@ -243,9 +264,11 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
                 None,
             )
         }
-        Failure::Transient(_) | Failure::Vanished(_) | Failure::Effect(_) => {
-            update(JobState::Failed, "failed", "", 0, None)
-        }
+        Failure::Transient(_)
+        | Failure::Vanished(_)
+        | Failure::Effect(_)
+        | Failure::Refused(_)
+        | Failure::Changed(_) => update(JobState::Failed, "failed", "", 0, None),
         Failure::Input(_) => {
             // Quarantine: the source beside its error, in the quarantine folder.
             let src = ctx.cfg.root.join(&job.input);
@@ -258,6 +281,22 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
                 .cfg
                 .quarantine_dir
                 .join(crate::template::sanitize(&p.name));
+            let confined = dir
+                .strip_prefix(&ctx.cfg.root)
+                .map_err(|_| "the quarantine folder is outside the root".to_string())
+                .and_then(|rel| {
+                    crate::confine::prepare(&ctx.cfg.root, &rel.join("x"))
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = confined {
+                return update(
+                    JobState::Failed,
+                    "failed",
+                    &format!(" (the source could not be moved to quarantine: {e})"),
+                    0,
+                    None,
+                );
+            }
             let mut dest = dir.join(&name);
             let mut n = 2;
             while dest.exists() {
@@ -311,7 +350,13 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
 fn remove_committed(ctx: &Ctx, p: &Pipeline, job: &JobRecord) {
     let n = p.outputs.len() + usize::from(p.report.is_some());
     for rel in job.planned.iter().take(n) {
-        let path = ctx.cfg.root.join(rel);
+        let path = match crate::confine::resolve(&ctx.cfg.root, rel) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(job = job.id, "not removed: {e}");
+                continue;
+            }
+        };
         match std::fs::remove_file(&path) {
             Ok(()) => tracing::info!(
                 job = job.id,
@@ -349,6 +394,38 @@ fn effect_stage(
 
 fn io_failure(path: &Path, e: std::io::Error) -> Failure {
     Failure::Transient(format!("{}: {e}", path.display()))
+}
+
+/// `root/rel`, its folders made, confined to the root (see [`crate::confine`]).
+fn confined(root: &Path, rel: &Path) -> Result<PathBuf, Failure> {
+    crate::confine::prepare(root, rel).map_err(|e| {
+        if e.is_io() {
+            Failure::Transient(e.to_string())
+        } else {
+            Failure::Refused(e.to_string())
+        }
+    })
+}
+
+/// The source must be what was taken, complete: no program holds it open for writing and its
+/// content hash is the one the job was made for. Checked after the render, before anything is
+/// final (report, source moved, job done): a file that changed under the job voids it.
+fn unchanged(source: &Path, job: &JobRecord) -> Result<(), Failure> {
+    let changed = |why: String| {
+        Failure::Changed(format!(
+            "{}: {why} while the job ran; its outputs were removed and the file is taken again once it is complete",
+            source.display()
+        ))
+    };
+    if crate::writers::is_being_written(source) {
+        return Err(changed("still open for writing by another program".into()));
+    }
+    match hash_file(source) {
+        Ok(h) if h == job.content_hash => Ok(()),
+        Ok(_) => Err(changed("the content changed".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_failure(source, e)),
+    }
 }
 
 fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure> {
@@ -497,9 +574,8 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
                     .iter()
                     .map(|n| format!("{}: {n}", path.display())),
             );
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| io_failure(dir, e))?;
-            }
+            let rel = path.strip_prefix(root).unwrap_or(path);
+            confined(root, rel)?;
             plans.push(OutputPlan {
                 path: path.clone(),
                 format: resolved.format,
@@ -581,6 +657,13 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
             .map(|_| ())
             .map_err(|e| Failure::Transient(e.to_string()))
     };
+    unchanged(&source, &job)?;
+    if let Some(rp) = &report_path {
+        confined(root, rp.strip_prefix(root).unwrap_or(rp))?;
+    }
+    if let Some(m) = &move_to {
+        confined(root, m.strip_prefix(root).unwrap_or(m))?;
+    }
     write_report(planned_source.as_deref(), &warnings)?;
     let source_now = match &move_to {
         Some(m) if source != *m => match move_file(&source, m) {

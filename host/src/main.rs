@@ -13,6 +13,7 @@ use tracing_subscriber::Layer;
 mod analyze;
 mod commands;
 mod config;
+mod confine;
 mod export;
 mod host;
 mod job;
@@ -23,6 +24,7 @@ mod plot;
 mod render;
 mod store;
 mod template;
+mod writers;
 
 #[derive(Parser)]
 #[command(
@@ -481,9 +483,10 @@ fn logging(cli: &Cli) -> Option<()> {
         tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
     };
+    let ansi = std::io::stderr().is_terminal();
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(Escaping::new(std::io::stderr, ansi))
+        .with_ansi(ansi)
         .with_filter(filter(if watch_root.is_some() { "info" } else { "warn" }));
     let file = watch_root.and_then(|r| {
         let root = config::root_from(r.as_deref()).ok()?;
@@ -499,7 +502,7 @@ fn logging(cli: &Cli) -> Option<()> {
             .ok()?;
         Some(
             tracing_subscriber::fmt::layer()
-                .with_writer(appender)
+                .with_writer(Escaping::new(appender, false))
                 .with_ansi(false)
                 .with_filter(filter("info")),
         )
@@ -509,6 +512,70 @@ fn logging(cli: &Cli) -> Option<()> {
         .with(file)
         .init();
     Some(())
+}
+
+/// Log lines carry file names, and a name may hold a newline or a terminal escape. Every control
+/// character inside a line is written escaped (`\n`, `\x1b`), so one event is one line and a
+/// name cannot forge another line or drive the terminal; escapes are kept only where the log's
+/// own colours are on. (The formatter hands over each event in one write.)
+struct Escaping<M> {
+    make: M,
+    ansi: bool,
+}
+
+impl<M> Escaping<M> {
+    fn new(make: M, ansi: bool) -> Self {
+        Escaping { make, ansi }
+    }
+}
+
+struct EscapingWriter<W> {
+    inner: W,
+    ansi: bool,
+}
+
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a>
+    for Escaping<M>
+{
+    type Writer = EscapingWriter<M::Writer>;
+    fn make_writer(&'a self) -> Self::Writer {
+        EscapingWriter {
+            inner: self.make.make_writer(),
+            ansi: self.ansi,
+        }
+    }
+}
+
+/// `line` with its control characters escaped but a final newline (and, when `ansi`, escape
+/// characters).
+fn escape_controls(line: &[u8], ansi: bool) -> Vec<u8> {
+    let (body, end) = match line.strip_suffix(b"\n") {
+        Some(b) => (b, &b"\n"[..]),
+        None => (line, &b""[..]),
+    };
+    let mut out = Vec::with_capacity(line.len() + 8);
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.push(b),
+            0x1b if ansi => out.push(b),
+            0..=0x1f | 0x7f => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            _ => out.push(b),
+        }
+    }
+    out.extend_from_slice(end);
+    out
+}
+
+impl<W: Write> Write for EscapingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write_all(&escape_controls(buf, self.ansi))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Under a file size limit (`ulimit -f`), a write past it raises SIGXFSZ, which kills the

@@ -118,6 +118,9 @@ pub struct Pipeline {
     pub watch: Vec<PathBuf>,
     include: GlobSet,
     exclude: GlobSet,
+    /// The `include` patterns as written (the default: every decodable extension), to say
+    /// what the pipeline takes.
+    pub include_patterns: Vec<String>,
     pub steps: Vec<Step>,
     pub outputs: Vec<Output>,
     pub source: SourceAction,
@@ -526,19 +529,25 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         }
         b.build().unwrap_or_else(|_| GlobSet::empty())
     };
-    let include = match &raw.include {
+    let (include, include_patterns) = match &raw.include {
         Some(list) => {
             if list.get_ref().is_empty() {
                 c.err(list.span(), "include: an empty list matches nothing");
             }
-            globs(&mut c, list.get_ref())
+            (
+                globs(&mut c, list.get_ref()),
+                list.get_ref().iter().map(|g| g.get_ref().clone()).collect(),
+            )
         }
         None => {
             let all: Vec<Spanned<String>> = decodable_extensions()
                 .iter()
                 .map(|e| Spanned::new(0..0, format!("*.{e}")))
                 .collect();
-            globs(&mut c, &all)
+            (
+                globs(&mut c, &all),
+                all.into_iter().map(Spanned::into_inner).collect(),
+            )
         }
     };
     let exclude = globs(&mut c, &raw.exclude);
@@ -886,6 +895,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         watch,
         include,
         exclude,
+        include_patterns,
         steps,
         outputs,
         source,
@@ -942,6 +952,15 @@ fn normalize(r: &RawNormalize, d: Defaults) -> Result<NormalizeTarget, String> {
 /// the problems between pipelines (same name, same output path, outputs written into a watched
 /// folder). A pipeline with a cross-pipeline problem is refused too.
 pub fn load_dir(dir: &Path, defaults: Defaults) -> (Vec<Pipeline>, Vec<Diagnostic>) {
+    load_dir_keeping(dir, defaults, &BTreeMap::new())
+}
+
+/// [`load_dir`], keeping each name with the file `owners` gives for it (see [`load_files`]).
+pub fn load_dir_keeping(
+    dir: &Path,
+    defaults: Defaults,
+    owners: &BTreeMap<String, PathBuf>,
+) -> (Vec<Pipeline>, Vec<Diagnostic>) {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -965,11 +984,18 @@ pub fn load_dir(dir: &Path, defaults: Defaults) -> (Vec<Pipeline>, Vec<Diagnosti
         }
     };
     files.sort();
-    load_files(&files, defaults)
+    load_files(&files, defaults, owners)
 }
 
-/// Like [`load_dir`] for a list of files.
-pub fn load_files(files: &[PathBuf], defaults: Defaults) -> (Vec<Pipeline>, Vec<Diagnostic>) {
+/// Like [`load_dir`] for a list of files. When two files claim one pipeline name (or write
+/// the same paths), the one `owners` names for it keeps it (the host passes the file each
+/// name was first loaded from); without one, the file named after the pipeline, then the first
+/// in order. The other is refused.
+pub fn load_files(
+    files: &[PathBuf],
+    defaults: Defaults,
+    owners: &BTreeMap<String, PathBuf>,
+) -> (Vec<Pipeline>, Vec<Diagnostic>) {
     let mut ok = Vec::new();
     let mut problems = Vec::new();
     let mut texts = BTreeMap::new();
@@ -990,6 +1016,11 @@ pub fn load_files(files: &[PathBuf], defaults: Defaults) -> (Vec<Pipeline>, Vec<
             }),
         }
     }
+    ok.sort_by_key(|p| {
+        let owner = owners.get(&p.name).is_some_and(|f| *f == p.file);
+        let named = p.file.file_stem().is_some_and(|s| *s == *p.name);
+        (!owner, !named, p.file.clone())
+    });
     let refused = cross_check(&ok, &texts, &mut problems);
     ok.retain(|p| !refused.contains(&p.file));
     (ok, problems)

@@ -27,6 +27,9 @@ const JOB_KEYS: TableDefinition<&str, u64> = TableDefinition::new("job_keys");
 const QUEUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("queue");
 /// Event id → [`Event`].
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Pipeline name → the file (relative to the pipelines folder) that defines it: when two
+/// files claim one name, the one that had it first keeps it, across restarts too.
+const PIPELINE_FILES: TableDefinition<&str, &str> = TableDefinition::new("pipeline_files");
 
 type Migration = fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>;
 /// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`. A change to the tables or
@@ -131,7 +134,9 @@ pub struct JobRecord {
     pub id: u64,
     pub pipeline: String,
     pub pipeline_hash: String,
-    /// The source, relative to the root, where it arrived.
+    /// The source, relative to the root, where it arrived (any bytes the file system allows:
+    /// a name that is not UTF-8 is kept exactly, see [`path_codec`]).
+    #[serde(with = "path_codec")]
     pub input: PathBuf,
     pub content_hash: String,
     pub state: JobState,
@@ -164,6 +169,81 @@ pub struct JobRecord {
     /// Settle-to-start latency, ms (for the load figures).
     #[serde(default)]
     pub settled_ms: Option<i64>,
+    /// Runs of this job that a host stopping (a crash, `kill -9`, a power cut) cut short. They
+    /// count as attempts; past the ceiling the source is quarantined, since it may be what
+    /// stops the host.
+    #[serde(default)]
+    pub interrupted: u32,
+    /// Who runs it now: the process id, and whether by hand (`sluice run`) rather than by a
+    /// `sluice watch` host.
+    #[serde(default)]
+    pub runner: Option<Runner>,
+}
+
+/// The process running a job.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Runner {
+    pub pid: u32,
+    pub by_hand: bool,
+}
+
+impl Runner {
+    pub fn watch() -> Runner {
+        Runner {
+            pid: std::process::id(),
+            by_hand: false,
+        }
+    }
+}
+
+/// Whether process `pid` exists (Linux: `/proc`).
+fn alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// File paths in records and keys, exactly. A UTF-8 path is its text; any other is `\0x:`
+/// and the hex of its bytes, which no real name can be (a name cannot hold NUL).
+pub mod path_codec {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::path::{Path, PathBuf};
+
+    const RAW: &str = "\0x:";
+
+    pub fn encode(p: &Path) -> String {
+        match p.to_str() {
+            Some(s) => s.to_string(),
+            None => {
+                use std::os::unix::ffi::OsStrExt;
+                let mut s = String::from(RAW);
+                for b in p.as_os_str().as_bytes() {
+                    s.push_str(&format!("{b:02x}"));
+                }
+                s
+            }
+        }
+    }
+
+    pub fn decode(s: &str) -> PathBuf {
+        use std::os::unix::ffi::OsStringExt;
+        if let Some(hex) = s.strip_prefix(RAW)
+            && hex.len() % 2 == 0
+            && let Some(bytes) = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        {
+            return PathBuf::from(std::ffi::OsString::from_vec(bytes));
+        }
+        PathBuf::from(s)
+    }
+
+    pub fn serialize<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(p))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        String::deserialize(d).map(|s| decode(&s))
+    }
 }
 
 impl JobRecord {
@@ -198,6 +278,11 @@ impl JobRecord {
             source_now: None,
             delete_pending: false,
             settled_ms: None,
+            interrupted: 0,
+            runner: running.then(|| Runner {
+                pid: std::process::id(),
+                by_hand: true,
+            }),
         }
     }
 }
@@ -227,8 +312,11 @@ pub enum Intake {
     Queued(u64),
     /// This file, unchanged, was already taken by the pipeline.
     AlreadySeen,
-    /// The same content already went through this pipeline version.
+    /// The same content already went through this pipeline version and gave its outputs.
     Duplicate(u64),
+    /// The same content is queued or running in this pipeline version: if that job fails,
+    /// this file is taken on its own (see [`Store::update_job`]).
+    Waiting(u64),
 }
 
 pub struct Store {
@@ -366,6 +454,7 @@ impl Store {
         tx.open_table(JOB_KEYS).map_err(|e| self.err(e))?;
         tx.open_table(QUEUE).map_err(|e| self.err(e))?;
         tx.open_table(EVENTS).map_err(|e| self.err(e))?;
+        tx.open_table(PIPELINE_FILES).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -429,7 +518,30 @@ impl Store {
                     }
                     seen.insert(seen_key.as_str(), a.record.hash.as_str())?;
                     let key = format!("{name}\0{hash}\0{}", a.record.hash);
-                    if let Some(id) = keys.get(key.as_str())?.map(|v| v.value()) {
+                    let earlier = match keys.get(key.as_str())?.map(|v| v.value()) {
+                        Some(id) => jobs
+                            .get(id)?
+                            .and_then(|v| serde_json::from_slice::<JobRecord>(v.value()).ok())
+                            .map(|j| (id, j.state)),
+                        None => None,
+                    };
+                    if let Some((id, JobState::Queued | JobState::Running)) = earlier {
+                        log_event(
+                            &mut events,
+                            &mut meta,
+                            Some(id),
+                            "duplicate",
+                            format!(
+                                "{} has the content of job {id}'s input: taken if that job fails",
+                                a.rel
+                            ),
+                        )?;
+                        decided.push((name.to_string(), Intake::Waiting(id)));
+                        continue;
+                    }
+                    // Only content that gave its outputs is not done again: after a failure
+                    // (or a quarantine) the same content arriving is a new job.
+                    if let Some((id, JobState::Done)) = earlier {
                         log_event(
                             &mut events,
                             &mut meta,
@@ -451,7 +563,7 @@ impl Store {
                             id,
                             name,
                             hash,
-                            PathBuf::from(a.rel),
+                            path_codec::decode(a.rel),
                             a.record.hash.clone(),
                             JobState::Queued,
                         )
@@ -573,8 +685,13 @@ impl Store {
         })
     }
 
-    /// Change a job in one transaction (with an event), keeping the queue in step with its
-    /// state. Returns the job as written.
+    /// Change a job in one transaction (with an event), keeping the queue and the dedup keys
+    /// in step with its state. Returns the job as written.
+    ///
+    /// A job that ends failed or quarantined gives up its content: the key that made the same
+    /// content a duplicate is removed, and other files with that content (renames, copies,
+    /// which waited on this job) are forgotten by the index so the next look at the watch
+    /// folders takes them as new jobs. A failed job queued again takes its key back.
     pub fn update_job(
         &self,
         id: u64,
@@ -596,6 +713,16 @@ impl Store {
             if job.state == JobState::Queued {
                 queue.insert((job.not_before_ms, id), ())?;
             }
+            let failed = |s: JobState| matches!(s, JobState::Failed | JobState::Quarantined);
+            if failed(job.state) && !failed(was.0) {
+                release(tx, &job, false)?;
+            } else if !failed(job.state) && failed(was.0) {
+                let mut keys = tx.open_table(JOB_KEYS)?;
+                let key = job_key(&job);
+                if keys.get(key.as_str())?.is_none() {
+                    keys.insert(key.as_str(), id)?;
+                }
+            }
             jobs.insert(id, json(&job).as_slice())?;
             if let Some((kind, message)) = event {
                 let mut events = tx.open_table(EVENTS)?;
@@ -606,7 +733,65 @@ impl Store {
         })
     }
 
-    /// Take the next queued job that may start now: it becomes running, one more attempt.
+    /// End a job whose source changed under it (it was still being written, or was replaced):
+    /// failed with `message`, its content key given up, and its own file forgotten too, so it
+    /// is taken again once it settles, whatever its content is then.
+    pub fn invalidate(&self, id: u64, message: String) -> Result<JobRecord> {
+        self.write(|tx| {
+            let mut jobs = tx.open_table(JOBS)?;
+            let mut queue = tx.open_table(QUEUE)?;
+            let mut job: JobRecord = jobs
+                .get(id)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok())
+                .ok_or_else(|| redb::Error::Io(std::io::Error::other(format!("no job {id}"))))?;
+            if job.state == JobState::Queued {
+                queue.remove((job.not_before_ms, id))?;
+            }
+            job.state = JobState::Failed;
+            job.error = Some(message.clone());
+            job.finished_ms = Some(now_ms());
+            job.runner = None;
+            release(tx, &job, true)?;
+            jobs.insert(id, json(&job).as_slice())?;
+            let mut events = tx.open_table(EVENTS)?;
+            let mut meta = tx.open_table(META)?;
+            log_event(&mut events, &mut meta, Some(id), "invalidated", message)?;
+            Ok(job)
+        })
+    }
+
+    /// The file that defines each pipeline name, as first recorded.
+    pub fn pipeline_files(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        self.read(|tx| {
+            let t = tx.open_table(PIPELINE_FILES)?;
+            t.iter()?
+                .map(|r| {
+                    r.map(|(k, v)| (k.value().to_string(), v.value().to_string()))
+                        .map_err(Into::into)
+                })
+                .collect()
+        })
+    }
+
+    /// Record which file defines each loaded pipeline name.
+    pub fn set_pipeline_files(&self, owners: &[(String, String)]) -> Result<()> {
+        self.write(|tx| {
+            let mut t = tx.open_table(PIPELINE_FILES)?;
+            for (name, file) in owners {
+                if t.get(name.as_str())?
+                    .map(|v| v.value().to_string())
+                    .as_deref()
+                    != Some(file.as_str())
+                {
+                    t.insert(name.as_str(), file.as_str())?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Take the next queued job that may start now: it becomes running, one more attempt,
+    /// run by this process.
     pub fn claim_next(&self) -> Result<Option<JobRecord>> {
         let now = now_ms();
         let next = self.read(|tx| {
@@ -622,29 +807,55 @@ impl Store {
                 j.progress = 0.0;
                 j.started_ms = Some(now);
                 j.error = None;
+                j.runner = Some(Runner::watch());
             }
         })?;
         Ok((job.state == JobState::Running && job.started_ms == Some(now)).then_some(job))
     }
 
-    /// At start: jobs left running by a host that died go back to the queue.
-    pub fn requeue_running(&self) -> Result<Vec<JobRecord>> {
-        let running = self.jobs(Some(JobState::Running))?;
-        for j in &running {
-            self.update_job(
-                j.id,
-                Some((
-                    "requeued",
-                    "was running when the host stopped: queued again".into(),
-                )),
-                |j| {
-                    j.state = JobState::Queued;
-                    j.not_before_ms = 0;
-                    j.attempts = j.attempts.saturating_sub(1);
-                },
-            )?;
+    /// At start, with the root's lock held (so no other host runs): jobs a dead host left
+    /// running count one interrupted run and go back to the queue, except those interrupted
+    /// `ceiling` times or more, which stay running here and are returned apart for the caller
+    /// to quarantine. Jobs run by hand by a `sluice run` that is still alive are left alone.
+    pub fn requeue_running(&self, ceiling: u32) -> Result<(Vec<JobRecord>, Vec<JobRecord>)> {
+        let mut requeued = Vec::new();
+        let mut over = Vec::new();
+        for j in self.jobs(Some(JobState::Running))? {
+            if j.runner.is_some_and(|r| r.by_hand && alive(r.pid)) {
+                continue;
+            }
+            let n = j.interrupted + 1;
+            if n >= ceiling {
+                over.push(self.update_job(
+                    j.id,
+                    Some((
+                        "interrupted",
+                        format!("the host stopped while this job ran ({n} times)"),
+                    )),
+                    |j| {
+                        j.interrupted = n;
+                        j.runner = Some(Runner::watch());
+                    },
+                )?);
+            } else {
+                requeued.push(self.update_job(
+                    j.id,
+                    Some((
+                        "requeued",
+                        format!(
+                            "was running when the host stopped ({n} time(s) so far): queued again"
+                        ),
+                    )),
+                    |j| {
+                        j.state = JobState::Queued;
+                        j.not_before_ms = 0;
+                        j.interrupted = n;
+                        j.runner = None;
+                    },
+                )?);
+            }
         }
-        Ok(running)
+        Ok((requeued, over))
     }
 
     pub fn progress(&self, id: u64, p: f64) -> Result<()> {
@@ -706,6 +917,39 @@ impl Store {
     }
 }
 
+/// The dedup key of a job: its pipeline, the pipeline's version and the content.
+fn job_key(j: &JobRecord) -> String {
+    format!("{}\0{}\0{}", j.pipeline, j.pipeline_hash, j.content_hash)
+}
+
+/// A failed job gives up its content (see [`Store::update_job`]); `own` forgets its own file
+/// too.
+fn release(
+    tx: &redb::WriteTransaction,
+    job: &JobRecord,
+    own: bool,
+) -> std::result::Result<(), redb::Error> {
+    let mut keys = tx.open_table(JOB_KEYS)?;
+    let key = job_key(job);
+    if keys.get(key.as_str())?.map(|v| v.value()) == Some(job.id) {
+        keys.remove(key.as_str())?;
+    }
+    let mut seen = tx.open_table(SEEN)?;
+    let prefix = format!("{}\0", job.pipeline);
+    let mine = format!("{prefix}{}", path_codec::encode(&job.input));
+    let stale: Vec<String> = seen
+        .range(prefix.as_str()..)?
+        .map_while(|r| r.ok())
+        .take_while(|(k, _)| k.value().starts_with(&prefix))
+        .filter(|(k, v)| v.value() == job.content_hash && (own || k.value() != mine))
+        .map(|(k, _)| k.value().to_string())
+        .collect();
+    for k in stale {
+        seen.remove(k.as_str())?;
+    }
+    Ok(())
+}
+
 /// Append an event (the caller's transaction has the tables open).
 fn log_event(
     events: &mut redb::Table<u64, &[u8]>,
@@ -760,8 +1004,8 @@ mod tests {
         };
         assert_eq!(arrive("in/a.wav", "h1", "v1"), Intake::Queued(1));
         assert_eq!(arrive("in/a.wav", "h1", "v1"), Intake::AlreadySeen);
-        // A rename: same content, same version.
-        assert_eq!(arrive("in/b.wav", "h1", "v1"), Intake::Duplicate(1));
+        // A rename: same content, same version, while job 1 has not finished: it waits on it.
+        assert_eq!(arrive("in/b.wav", "h1", "v1"), Intake::Waiting(1));
         // The same file is not redone when the pipeline changes...
         assert_eq!(arrive("in/a.wav", "h1", "v2"), Intake::AlreadySeen);
         // ...but the same content arriving anew goes through the new version.
@@ -774,8 +1018,9 @@ mod tests {
         assert_eq!((j.id, j.state, j.attempts), (1, JobState::Running, 1));
         drop(s);
         let s = Store::open(&dir.path().join("s.redb"), false).unwrap();
-        let back = s.requeue_running().unwrap();
-        assert_eq!(back.len(), 1);
+        let (back, over) = s.requeue_running(3).unwrap();
+        assert_eq!((back.len(), over.len()), (1, 0));
+        assert_eq!((back[0].interrupted, back[0].attempts), (1, 1));
         let order: Vec<u64> =
             std::iter::from_fn(|| s.claim_next().unwrap().map(|j| j.id)).collect();
         assert_eq!(order, [1, 2, 3]);
@@ -785,6 +1030,105 @@ mod tests {
                 .iter()
                 .any(|e| e.kind == "requeued")
         );
+    }
+
+    fn arrive(s: &Store, rel: &str, hash: &str) -> Intake {
+        s.intake(&[Arrival {
+            rel,
+            record: rec(hash),
+            pipelines: vec![("p", "v1")],
+            settled_ms: 0,
+        }])
+        .unwrap()
+        .remove(0)
+        .remove(0)
+        .1
+    }
+
+    fn seen_again(s: &Store, rel: &str, hash: &str) -> bool {
+        s.seen("p", rel).unwrap().as_deref() != Some(hash)
+    }
+
+    #[test]
+    fn content_that_failed_is_taken_again_and_waiting_copies_are_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb"), true).unwrap();
+        assert_eq!(arrive(&s, "in/a.flac", "h"), Intake::Queued(1));
+        // A copy while the first is queued waits on it.
+        assert_eq!(arrive(&s, "in/copy.flac", "h"), Intake::Waiting(1));
+        let j = s.claim_next().unwrap().unwrap();
+        s.update_job(j.id, None, |j| j.state = JobState::Quarantined)
+            .unwrap();
+        // The copy is forgotten by the index (the host takes it at its next look), the
+        // failed file itself is not (it is not retried on its own).
+        assert!(seen_again(&s, "in/copy.flac", "h"));
+        assert!(!seen_again(&s, "in/a.flac", "h"));
+        assert_eq!(arrive(&s, "in/copy.flac", "h"), Intake::Queued(2));
+        // Content that failed, arriving under another name later: a new job too.
+        let j = s.claim_next().unwrap().unwrap();
+        s.update_job(j.id, None, |j| j.state = JobState::Failed)
+            .unwrap();
+        assert_eq!(arrive(&s, "in/b.wav", "h"), Intake::Queued(3));
+        let j = s.claim_next().unwrap().unwrap();
+        s.update_job(j.id, None, |j| j.state = JobState::Done)
+            .unwrap();
+        // Done: now the same content is a duplicate.
+        assert_eq!(arrive(&s, "in/c.wav", "h"), Intake::Duplicate(3));
+        // A failed job retried by hand takes its key back when no other job has it.
+        assert_eq!(s.retry(&[1]).unwrap(), [1]);
+    }
+
+    #[test]
+    fn a_job_whose_source_changed_forgets_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb"), true).unwrap();
+        assert_eq!(arrive(&s, "in/a.wav", "h"), Intake::Queued(1));
+        let j = s.claim_next().unwrap().unwrap();
+        let j = s.invalidate(j.id, "changed".into()).unwrap();
+        assert_eq!(j.state, JobState::Failed);
+        assert!(seen_again(&s, "in/a.wav", "h"));
+        // Taken again even with the same content (it was re-opened, then closed unchanged).
+        assert_eq!(arrive(&s, "in/a.wav", "h"), Intake::Queued(2));
+    }
+
+    #[test]
+    fn interrupted_runs_count_and_past_the_ceiling_are_handed_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.redb");
+        let s = Store::open(&p, true).unwrap();
+        arrive(&s, "in/a.wav", "h");
+        for n in 1..=2 {
+            let j = s.claim_next().unwrap().unwrap();
+            assert_eq!(j.attempts, n);
+            let (back, over) = s.requeue_running(3).unwrap();
+            assert_eq!((back.len(), over.len()), (1, 0));
+            assert_eq!(back[0].interrupted, n);
+        }
+        s.claim_next().unwrap().unwrap();
+        let (back, over) = s.requeue_running(3).unwrap();
+        assert_eq!((back.len(), over.len()), (0, 1));
+        assert_eq!((over[0].interrupted, over[0].state), (3, JobState::Running));
+        assert_eq!(over[0].attempts, 3, "interrupted runs are attempts");
+
+        // A job run by hand by a live `sluice run` (this process) is not taken from it.
+        let by_hand = s
+            .add_running_job("p", "v1", "x.wav".into(), "c".into())
+            .unwrap();
+        let (back, over) = s.requeue_running(3).unwrap();
+        assert!(back.iter().chain(&over).all(|j| j.id != by_hand.id));
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_are_kept_exactly() {
+        use std::os::unix::ffi::OsStrExt;
+        let raw = Path::new(std::ffi::OsStr::from_bytes(b"in/caf\xe9\n.wav"));
+        let enc = path_codec::encode(raw);
+        assert_eq!(path_codec::decode(&enc), raw);
+        assert_eq!(path_codec::encode(Path::new("in/ok.wav")), "in/ok.wav");
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb"), true).unwrap();
+        assert_eq!(arrive(&s, &enc, "h"), Intake::Queued(1));
+        assert_eq!(s.job(1).unwrap().unwrap().input, raw);
     }
 
     #[test]
