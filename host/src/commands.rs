@@ -310,7 +310,14 @@ pub fn clean(cfg: &Config, older_than: &str, dry_run: bool) -> Result<ExitCode> 
     // What goes (or would go): a dry run counts the folders a real run would leave empty.
     let mut gone = std::collections::HashSet::new();
     for rel in files {
-        let p = cfg.root.join(&rel);
+        // Never through a link out of the root.
+        let p = match crate::confine::resolve(&cfg.root, &rel) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                continue;
+            }
+        };
         let Ok(m) = std::fs::symlink_metadata(&p) else {
             continue;
         };

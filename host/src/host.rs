@@ -859,10 +859,15 @@ fn lock_root(cfg: &Config) -> Result<std::fs::File> {
 /// The start-up message: where to drop files, and what each pipeline takes from there.
 fn welcome(cfg: &Config, ps: &Pipelines) -> String {
     let mut s = format!(
-        "sluice: watching {} with {} pipeline(s) and {} worker(s)",
+        "sluice: watching {} with {} pipeline(s) and {} worker(s){}",
         cfg.root.display(),
         ps.by_name.len(),
-        cfg.workers
+        cfg.workers,
+        if ps.by_name.is_empty() {
+            ""
+        } else {
+            "; drop files into (inside the root):"
+        }
     );
     if ps.by_name.is_empty() {
         s.push_str(&format!(
