@@ -44,6 +44,15 @@ fn wav_bytes(seconds: f64, rate: u32, seed: u32) -> Vec<u8> {
     buf.into_inner()
 }
 
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn job_for<'a>(js: &'a [serde_json::Value], input: &str) -> &'a serde_json::Value {
     js.iter()
         .find(|j| j["input"] == input)
@@ -319,12 +328,27 @@ fn a_second_host_on_the_same_root_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let root = root_with(dir.path(), "copy.toml", COPY);
     let host = Host::start(&root);
-    let out = watch_command(&root)
+    let second = watch_command(&root)
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let mut second = KillOnDrop(second);
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = second.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "a second host on the same root kept running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.0.stderr.take().unwrap(), &mut err).unwrap();
     assert!(
         err.contains("already running") && err.contains(&host.child.id().to_string()),
         "{err}"
