@@ -301,6 +301,25 @@ pub fn export_stages(
     sluice_core::export::export_stages_with(input, stages, outputs, progress, &mut Threads)
 }
 
+/// [`sluice_core::export::export_split_with`] with every encoder and measuring probe on its
+/// own thread.
+pub fn export_split(
+    input: &Path,
+    stages: Vec<Box<dyn Stage>>,
+    per_output: &mut sluice_core::export::OutputStages<'_>,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ExportReport, ExportError> {
+    sluice_core::export::export_split_with(
+        input,
+        stages,
+        per_output,
+        outputs,
+        progress,
+        &mut Threads,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
