@@ -498,9 +498,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
     let export = if n_out > 0 {
         let (src_rate, src_channels) = (info.stream.sample_rate, info.stream.channels as usize);
         let (rate, channels) = signal_after(&p.steps, src_rate, src_channels);
-        let int_bits = (info.stream.sample_type == Some("int"))
-            .then_some(info.stream.bit_depth)
-            .flatten();
+        let int_bits = info.stream.integer_bits();
         let mut plans = Vec::with_capacity(n_out);
         for (o, path) in p.outputs.iter().zip(&out_paths) {
             let out_channels = o.channels.as_ref().map(|m| channels_after(m, channels));

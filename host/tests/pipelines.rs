@@ -236,3 +236,73 @@ fn check_refuses_a_channels_step_after_normalize() {
         "{err}"
     );
 }
+
+/// Decoded samples of a file, per channel.
+fn samples(path: &Path) -> Vec<Vec<f32>> {
+    let mut d = sluice_core::Decoder::open(path).unwrap();
+    let mut out: Vec<Vec<f32>> = vec![Vec::new(); d.info().channels as usize];
+    while let Some(b) = d.next_block().unwrap() {
+        for (o, p) in out.iter_mut().zip(b.planes()) {
+            o.extend_from_slice(p);
+        }
+    }
+    out
+}
+
+/// The archive example keeps a 16-bit FLAC lossless: 16-bit, the same samples bit for bit, no
+/// dither; a pipeline that asks for `bit_depth = 24` gets 24 bits, still exact and undithered.
+#[test]
+fn the_archive_example_keeps_a_16_bit_flac_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with_examples(dir.path());
+    std::fs::write(
+        root.join("pipelines/archive24.toml"),
+        "name = \"archive24\"\nwatch = \"inbox/archive24\"\n\n[[output]]\npath = \"archive24/{stem}.flac\"\nbit_depth = 24\n",
+    )
+    .unwrap();
+    // A 16-bit FLAC, made by the core from a 16-bit WAV.
+    let wav = dir.path().join("take.wav");
+    write_wav(
+        &wav,
+        &sluice_core::signal::programme(44_100, 2, 44_100 * 4, 3),
+        44_100,
+        16,
+    );
+    let src = dir.path().join("take.flac");
+    sluice_core::export::export(
+        &wav,
+        &sluice_core::export::RenderPlan::default(),
+        &[sluice_core::export::OutputPlan {
+            path: src.clone(),
+            format: sluice_core::export::OutputFormat::Flac {
+                bits: 16,
+                compression_level: 5,
+            },
+            dither: sluice_core::render::dither::DitherMode::Tpdf,
+            tags: Default::default(),
+            bext: false,
+            overwrite: false,
+            channels: None,
+            sample_rate: None,
+        }],
+        &mut |_| {},
+    )
+    .unwrap();
+    let want = samples(&src);
+    assert_eq!(want, samples(&wav));
+    for (pipeline, out, bits) in [
+        (
+            "archive",
+            "archive/Unknown Artist/Unknown Album/take.flac",
+            16,
+        ),
+        ("archive24", "archive24/take.flac", 24),
+    ] {
+        let job = run(&root, pipeline, &src);
+        let out = root.join(out);
+        assert_eq!(sluice_core::probe(&out).unwrap().bit_depth, Some(bits));
+        assert!(samples(&out) == want, "{pipeline}: the samples changed");
+        let report = std::fs::read_to_string(root.join(job["report"].as_str().unwrap())).unwrap();
+        assert!(!report.contains("dither"), "{pipeline}: {report}");
+    }
+}

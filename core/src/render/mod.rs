@@ -248,10 +248,7 @@ impl FileSource {
     pub fn open(path: &std::path::Path) -> Result<FileSource, RenderError> {
         let decoder = crate::Decoder::open(path)?;
         let info = decoder.info();
-        let exact_bits = match (info.sample_type, info.bit_depth) {
-            (Some("int"), Some(b)) => Some(b),
-            _ => None,
-        };
+        let exact_bits = info.integer_bits();
         let spec = SignalSpec {
             sample_rate: info.sample_rate,
             layout: info.channel_layout.clone(),
