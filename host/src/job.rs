@@ -55,17 +55,25 @@ impl Failure {
 fn classify_input(e: &InputError) -> Failure {
     match e {
         InputError::NotFound { .. } => Failure::Vanished(e.to_string()),
-        InputError::Io { .. } => Failure::Transient(e.to_string()),
+        // The machine's fault, not the file's: worth another try, never quarantine.
+        InputError::Io { .. } | InputError::PermissionDenied { .. } => {
+            Failure::Transient(e.to_string())
+        }
         _ => Failure::Input(e.to_string()),
     }
 }
 
+/// How an export failed. Only a fault of the source itself is bad input (quarantined); any
+/// failure with an I/O error underneath (a full disk or quota, a file too large, an I/O error,
+/// a permission), wherever it surfaced (an encoder, its thread, the tags, the commit), is an
+/// I/O failure: retried, then failed, the source left where it is.
 fn classify(e: &ExportError) -> Failure {
     match e {
         ExportError::Render(RenderError::Input(i)) => classify_input(i),
         ExportError::Render(RenderError::Stage { .. }) => Failure::Effect(e.to_string()),
         ExportError::Render(RenderError::Encode(EncodeError::Io { .. }))
         | ExportError::Encode(EncodeError::Io { .. }) => Failure::Transient(e.to_string()),
+        _ if sluice_core::encode::io_cause(e).is_some() => Failure::Transient(e.to_string()),
         _ => Failure::Input(e.to_string()),
     }
 }
