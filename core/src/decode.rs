@@ -74,6 +74,20 @@ pub struct StreamInfo {
     pub warnings: Vec<String>,
 }
 
+impl StreamInfo {
+    /// The integer bit depth the decoded samples are exact at: integer PCM, and every
+    /// lossless codec that stores integers (FLAC, ALAC...), decode to values that a PCM of
+    /// this depth holds bit for bit. `None` for float PCM and lossy codecs.
+    pub fn integer_bits(&self) -> Option<u32> {
+        match self.sample_type {
+            Some("int") => self.bit_depth,
+            Some(_) => None,
+            None if self.lossless => self.bit_depth,
+            None => None,
+        }
+    }
+}
+
 /// A block of planar `f32` audio: one slice per channel, all `frames` long.
 #[derive(Debug, Default)]
 pub struct AudioBlock {

@@ -138,8 +138,40 @@ pub struct OutputReport {
     pub frames: u64,
     pub duration_seconds: f64,
     pub bytes: u64,
-    /// Measured on what the encoder received.
+    /// Measured on what the encoder received, as it was written.
     pub loudness: Option<OutputLoudness>,
+    /// The stages only this output went through (its own normalization when its channels
+    /// differ from the other outputs', its dither...), with what they did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageReport>,
+}
+
+/// How far an output may measure from its loudness-normalization target before its export
+/// gets a warning, LU.
+pub const TARGET_TOLERANCE_LU: f64 = 0.5;
+
+/// Warnings for the outputs of `report` whose loudness, measured as they were written, lies
+/// more than [`TARGET_TOLERANCE_LU`] from the loudness `target` (none for a peak target).
+pub fn target_warnings(report: &ExportReport, target: &NormalizeTarget) -> Vec<String> {
+    let NormalizeTarget::Loudness { lufs, .. } = *target else {
+        return Vec::new();
+    };
+    report
+        .outputs
+        .iter()
+        .filter_map(|o| {
+            let i = o.loudness.as_ref()?.loudness.integrated_lufs?;
+            // Digital silence is not normalized (the normalize stage says so).
+            (i >= crate::render::normalize::SILENCE_LUFS && (i - lufs).abs() > TARGET_TOLERANCE_LU)
+                .then(|| {
+                    format!(
+                        "{}: measures {i:.1} LUFS as written, {:+.1} LU from the normalize target {lufs:.1} LUFS",
+                        o.path.display(),
+                        i - lufs
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Why an export failed; every message names the file.
@@ -332,12 +364,47 @@ pub fn export_with(
 ) -> Result<ExportReport, ExportError> {
     // The shared resampler computes in `f32` when no output could carry the difference.
     let precision = resample_precision(outputs.iter().map(|o| &o.format));
-    let stages = stages_with_precision(plan, precision).map_err(|detail| ExportError::Invalid {
-        path: input.to_path_buf(),
-        detail,
-    })?;
-    export_stages_with(input, stages, outputs, progress, offload)
+    // Loudness is measured on what each output receives: when an output maps its channels
+    // itself, normalization moves into every output's own chain, after that mapping (it is
+    // the last shared stage, so the order of everything else stays).
+    let per_output = plan
+        .normalize
+        .filter(|_| outputs.iter().any(|o| o.channels.is_some()));
+    let shared_plan = RenderPlan {
+        normalize: if per_output.is_some() {
+            None
+        } else {
+            plan.normalize
+        },
+        ..plan.clone()
+    };
+    let stages =
+        stages_with_precision(&shared_plan, precision).map_err(|detail| ExportError::Invalid {
+            path: input.to_path_buf(),
+            detail,
+        })?;
+    let mut report = export_split_with(
+        input,
+        stages,
+        &mut |_| {
+            Ok(per_output
+                .map(|t| Box::new(Normalize::new(t)) as Box<dyn Stage>)
+                .into_iter()
+                .collect())
+        },
+        outputs,
+        progress,
+        offload,
+    )?;
+    if let Some(t) = &plan.normalize {
+        let w = target_warnings(&report, t);
+        report.warnings.extend(w);
+    }
+    Ok(report)
 }
+
+/// Builds the stages one output runs on its own (see [`export_split_with`]).
+pub type OutputStages<'a> = dyn FnMut(&OutputPlan) -> Result<Vec<Box<dyn Stage>>, ExportError> + 'a;
 
 /// Export `input` to every output of `outputs` through `stages`, in their order (a pipeline
 /// chooses its own order, and may add stages of its own such as effects).
@@ -354,6 +421,28 @@ pub fn export_stages(
 pub fn export_stages_with(
     input: &Path,
     stages: Vec<Box<dyn Stage>>,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+    offload: &mut dyn Offload,
+) -> Result<ExportReport, ExportError> {
+    export_split_with(
+        input,
+        stages,
+        &mut |_| Ok(Vec::new()),
+        outputs,
+        progress,
+        offload,
+    )
+}
+
+/// [`export_stages_with`], each output also running stages of its own: `per_output` builds
+/// them for each output; they run after that output's channel mapping and before its
+/// resampling and dither. Stages that measure (normalization) belong there when the outputs'
+/// channels differ, so each output is measured as it will be written.
+pub fn export_split_with(
+    input: &Path,
+    stages: Vec<Box<dyn Stage>>,
+    per_output: &mut OutputStages<'_>,
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
     offload: &mut dyn Offload,
@@ -386,6 +475,7 @@ pub fn export_stages_with(
             if let Some(m) = &o.channels {
                 stages.push(Box::new(Channels::new(m.clone())));
             }
+            stages.extend(per_output(o)?);
             if let Some(rate) = o.sample_rate {
                 stages.push(Box::new(
                     crate::render::resample::Resample::new(
@@ -398,12 +488,12 @@ pub fn export_stages_with(
             if let Some(b) = o.format.integer_bits() {
                 stages.push(Box::new(Quantize::new(b, o.dither)));
             }
-            OutputChain {
+            Ok(OutputChain {
                 stages,
                 measure: true,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, ExportError>>()?;
     let src_frames = source.frames();
     let mut render = Render::new(&mut source, stages, chains);
     let specs = render.prepare_with(progress, &mut |p| offload.probe(p))?;
@@ -448,10 +538,22 @@ pub fn export_stages_with(
     }
     let results = render.run(&mut encoders, progress)?;
     let passes = render.passes();
-    let stage_reports = render.reports();
+    let stage_reports = render.shared_reports();
+    let mut own_reports: Vec<Vec<StageReport>> = (0..outputs.len())
+        .map(|o| render.output_reports(o))
+        .collect();
     drop(render);
     for r in &stage_reports {
         warnings.extend(r.warnings.iter().map(|w| format!("{}: {w}", r.stage)));
+    }
+    for (o, own) in outputs.iter().zip(&own_reports) {
+        for r in own {
+            warnings.extend(
+                r.warnings
+                    .iter()
+                    .map(|w| format!("{}: {}: {w}", o.path.display(), r.stage)),
+            );
+        }
     }
     if results.iter().all(|r| r.frames == 0) && src_frames.unwrap_or(1) > 0 {
         return Err(invalid(
@@ -483,7 +585,7 @@ pub fn export_stages_with(
     }
     // Everything encoded and tagged: now the outputs take their names.
     let mut out = Vec::with_capacity(reports.len());
-    for (o, atomic, result, spec) in reports {
+    for ((o, atomic, result, spec), own) in reports.into_iter().zip(own_reports.iter_mut()) {
         let bytes = atomic.commit()?;
         out.push(OutputReport {
             path: o.path.clone(),
@@ -494,6 +596,7 @@ pub fn export_stages_with(
             duration_seconds: result.frames as f64 / f64::from(spec.sample_rate),
             bytes,
             loudness: result.loudness,
+            stages: std::mem::take(own),
         });
     }
     Ok(ExportReport {

@@ -570,8 +570,35 @@ pub fn run(cfg: &Config, pipeline: &str, files: &[PathBuf], json: bool) -> Resul
                     match j.state {
                         JobState::Done => {
                             println!("{}: job {} done", f.display(), j.id);
-                            for o in &j.outputs {
-                                println!("  → {}", cfg.root.join(&o.path).display());
+                            // Each output's loudness as measured while it was written, and
+                            // the job's warnings, from its report.
+                            let report = j
+                                .report
+                                .as_ref()
+                                .and_then(|r| std::fs::read(cfg.root.join(r)).ok())
+                                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                            let measured = report
+                                .as_ref()
+                                .and_then(|r| r["export"]["outputs"].as_array().cloned())
+                                .unwrap_or_default();
+                            for (i, o) in j.outputs.iter().enumerate() {
+                                let l = &measured.get(i).map(|m| &m["loudness"]);
+                                let loudness = match l.map(|l| {
+                                    (l["integrated_lufs"].as_f64(), l["true_peak_dbtp"].as_f64())
+                                }) {
+                                    Some((Some(i), Some(tp))) => {
+                                        format!("  ({i:.1} LUFS, true peak {tp:.1} dBTP)")
+                                    }
+                                    _ => String::new(),
+                                };
+                                println!("  → {}{loudness}", cfg.root.join(&o.path).display());
+                            }
+                            for w in report
+                                .as_ref()
+                                .and_then(|r| r["warnings"].as_array().cloned())
+                                .unwrap_or_default()
+                            {
+                                println!("  warning: {}", w.as_str().unwrap_or_default());
                             }
                         }
                         s => println!(

@@ -10,7 +10,10 @@
 //!
 //! The wrapper keeps the [`Encoder`] contract: blocks reach the inner encoder in order, then
 //! the loudness, then `finish`, whose result (or the first error) is the inner encoder's. An
-//! error in the encoder thread stops that thread; the next `write` (or `finish`) reports it.
+//! error in the encoder thread stops that thread; the next `write`, `set_loudness` or
+//! `finish` learns it, and `finish` (or any later call) reports that same error, its type and
+//! its OS error kept: a disk that fills while the thread writes the last blocks is reported
+//! as the full disk it is, however late.
 //! A panic in an encoder is reported as a codec error of that output. Dropped unfinished
 //! (the render failed), the wrapper lets the thread drop the inner encoder, as the core would
 //! have, and waits for it.
@@ -42,6 +45,8 @@ pub struct ThreadedEncoder {
     thread: Option<JoinHandle<Result<(), EncodeError>>>,
     path: PathBuf,
     format: &'static str,
+    /// The error the thread stopped with, once learned: every later call reports it again.
+    failed: Option<EncodeError>,
 }
 
 impl ThreadedEncoder {
@@ -67,16 +72,21 @@ impl ThreadedEncoder {
             thread: Some(thread),
             path,
             format,
+            failed: None,
         })
     }
 
     /// The thread's outcome, once it has stopped (its sender gone or an error it returned).
+    /// An error is kept, so that a later call reports the same one.
     fn join(&mut self) -> Result<(), EncodeError> {
         self.tx = None;
         let Some(t) = self.thread.take() else {
-            return Err(self.codec("the encoder failed earlier and cannot go on".into()));
+            return match &self.failed {
+                Some(e) => Err(e.again()),
+                None => Err(self.codec("the encoder thread ended early".into())),
+            };
         };
-        match t.join() {
+        let r = match t.join() {
             Ok(r) => r,
             Err(p) => {
                 let detail = p
@@ -86,7 +96,11 @@ impl ThreadedEncoder {
                     .unwrap_or_else(|| "unknown panic".into());
                 Err(self.codec(format!("the encoder thread panicked: {detail}")))
             }
+        };
+        if let Err(e) = &r {
+            self.failed = Some(e.again());
         }
+        r
     }
 
     fn codec(&self, detail: String) -> EncodeError {
@@ -143,11 +157,14 @@ impl Encoder for ThreadedEncoder {
     }
 
     fn set_loudness(&mut self, loudness: &OutputLoudness) {
-        // An error the thread hit shows at `finish`.
+        // An error the thread hit is kept (in `join`) and reported by `finish`.
         let _ = self.send(Msg::Loudness(Box::new(loudness.clone())));
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), EncodeError> {
+        if let Some(e) = &self.failed {
+            return Err(e.again());
+        }
         self.send(Msg::Finish)?;
         self.join()
     }
@@ -301,6 +318,25 @@ pub fn export_stages(
     sluice_core::export::export_stages_with(input, stages, outputs, progress, &mut Threads)
 }
 
+/// [`sluice_core::export::export_split_with`] with every encoder and measuring probe on its
+/// own thread.
+pub fn export_split(
+    input: &Path,
+    stages: Vec<Box<dyn Stage>>,
+    per_output: &mut sluice_core::export::OutputStages<'_>,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ExportReport, ExportError> {
+    sluice_core::export::export_split_with(
+        input,
+        stages,
+        per_output,
+        outputs,
+        progress,
+        &mut Threads,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,6 +432,34 @@ mod tests {
         };
         assert!(e.to_string().contains("disk full"), "{e}");
         assert_eq!(seen.lock().unwrap().len(), 10);
+    }
+
+    /// The thread fails on the last block, after the render has handed over everything: the
+    /// loudness and `finish` still report that I/O error itself (not a vaguer one), as often
+    /// as asked.
+    #[test]
+    fn an_error_on_the_last_block_reaches_finish_as_the_same_io_error() {
+        let (mut t, seen) = probe(Some((4, false)));
+        for i in 0..5 {
+            t.write(&block(i as f32))
+                .expect("sent before the thread fails");
+        }
+        // Let the thread meet the failure and stop before the loudness is sent.
+        let t0 = std::time::Instant::now();
+        while t.tx.as_ref().is_some_and(|tx| !tx.is_empty())
+            && t0.elapsed() < std::time::Duration::from_secs(10)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        t.set_loudness(&OutputLoudness::default());
+        assert!(t.write(&block(9.0)).is_err());
+        let e = Box::new(t).finish().unwrap_err();
+        match &e {
+            EncodeError::Io { source, .. } => assert!(source.to_string().contains("disk full")),
+            other => panic!("not the I/O error: {other}"),
+        }
+        assert_eq!(seen.lock().unwrap().len(), 4);
     }
 
     #[test]

@@ -205,11 +205,7 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
             channels: channels.as_ref().map_or(info.channels as usize, |m| {
                 channels_after(m, info.channels as usize)
             }),
-            int_bits: if info.sample_type == Some("int") {
-                info.bit_depth
-            } else {
-                None
-            },
+            int_bits: info.integer_bits(),
             float: info.sample_type == Some("float"),
         };
         let resolved = request

@@ -15,13 +15,13 @@ use serde::Serialize;
 use sluice_core::analysis::{AnalysisOptions, AnalysisReport};
 use sluice_core::encode::tags::TagPlan;
 use sluice_core::encode::{AtomicFile, EncodeError};
-use sluice_core::export::{ExportError, ExportReport, OutputPlan};
+use sluice_core::export::{ExportError, ExportReport, OutputPlan, target_warnings};
 use sluice_core::render::normalize::Normalize;
 use sluice_core::render::resample::{Resample, ResampleQuality};
-use sluice_core::render::stages::{Channels, Fade, Gain, Region, TrimSilence};
+use sluice_core::render::stages::{ChannelMapping, Channels, Fade, Gain, Region, TrimSilence};
 use sluice_core::render::{RenderError, Stage};
 use sluice_core::{FileInfo, InfoOptions, InputError};
-use sluice_host::encode_thread::export_stages;
+use sluice_host::encode_thread::export_split;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -63,17 +63,25 @@ impl Failure {
 fn classify_input(e: &InputError) -> Failure {
     match e {
         InputError::NotFound { .. } => Failure::Vanished(e.to_string()),
-        InputError::Io { .. } => Failure::Transient(e.to_string()),
+        // The machine's fault, not the file's: worth another try, never quarantine.
+        InputError::Io { .. } | InputError::PermissionDenied { .. } => {
+            Failure::Transient(e.to_string())
+        }
         _ => Failure::Input(e.to_string()),
     }
 }
 
+/// How an export failed. Only a fault of the source itself is bad input (quarantined); any
+/// failure with an I/O error underneath (a full disk or quota, a file too large, an I/O error,
+/// a permission), wherever it surfaced (an encoder, its thread, the tags, the commit), is an
+/// I/O failure: retried, then failed, the source left where it is.
 fn classify(e: &ExportError) -> Failure {
     match e {
         ExportError::Render(RenderError::Input(i)) => classify_input(i),
         ExportError::Render(RenderError::Stage { .. }) => Failure::Effect(e.to_string()),
         ExportError::Render(RenderError::Encode(EncodeError::Io { .. }))
         | ExportError::Encode(EncodeError::Io { .. }) => Failure::Transient(e.to_string()),
+        _ if sluice_core::encode::io_cause(e).is_some() => Failure::Transient(e.to_string()),
         _ => Failure::Input(e.to_string()),
     }
 }
@@ -392,6 +400,69 @@ fn effect_stage(
     ))
 }
 
+/// Sample rate and channel count after `steps`, from `rate` and `channels`.
+fn signal_after(steps: &[Step], mut rate: u32, mut channels: usize) -> (u32, usize) {
+    for s in steps {
+        match s {
+            Step::Channels(m) => channels = channels_after(m, channels),
+            Step::Resample { sample_rate, .. } => rate = *sample_rate,
+            _ => {}
+        }
+    }
+    (rate, channels)
+}
+
+/// Whether mapping `m` leaves a signal of `channels` channels as it is.
+fn is_identity(m: &ChannelMapping, channels: usize) -> bool {
+    match m {
+        ChannelMapping::Mono => channels == 1,
+        ChannelMapping::Stereo => channels == 2,
+        ChannelMapping::Pick(v) => v.iter().copied().eq(0..channels),
+    }
+}
+
+/// The stages of `steps`, for a signal arriving at `rate`.
+fn step_stages(ctx: &Ctx, steps: &[Step], mut rate: u32) -> Result<Vec<Box<dyn Stage>>, Failure> {
+    let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+    for s in steps {
+        match s {
+            Step::Analyze { .. } => {}
+            Step::Region { start, end } => stages.push(Box::new(Region::new(*start, *end))),
+            Step::TrimSilence {
+                threshold_dbfs,
+                pad_seconds,
+            } => stages.push(Box::new(TrimSilence::new(*threshold_dbfs, *pad_seconds))),
+            Step::Fade {
+                fade_in,
+                fade_out,
+                curve,
+            } => stages.push(Box::new(Fade::new(*fade_in, *fade_out, *curve))),
+            Step::Gain { db } => stages.push(Box::new(Gain::new(*db))),
+            Step::Channels(m) => stages.push(Box::new(Channels::new(m.clone()))),
+            Step::Resample { sample_rate, fast } => {
+                if *sample_rate != rate {
+                    rate = *sample_rate;
+                    stages.push(Box::new(Resample::new(
+                        rate,
+                        if *fast {
+                            ResampleQuality::Fast
+                        } else {
+                            ResampleQuality::High
+                        },
+                    )));
+                }
+            }
+            Step::Normalize(t) => stages.push(Box::new(Normalize::new(*t))),
+            Step::Effect {
+                name,
+                params,
+                limits,
+            } => stages.push(Box::new(effect_stage(ctx.effects, name, params, *limits)?)),
+        }
+    }
+    Ok(stages)
+}
+
 fn io_failure(path: &Path, e: std::io::Error) -> Failure {
     Failure::Transient(format!("{}: {e}", path.display()))
 }
@@ -510,51 +581,9 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
 
     // The render.
     let export = if n_out > 0 {
-        let mut stages: Vec<Box<dyn Stage>> = Vec::new();
-        let mut rate = info.stream.sample_rate;
-        let mut channels = info.stream.channels as usize;
-        for s in &p.steps {
-            match s {
-                Step::Analyze { .. } => {}
-                Step::Region { start, end } => stages.push(Box::new(Region::new(*start, *end))),
-                Step::TrimSilence {
-                    threshold_dbfs,
-                    pad_seconds,
-                } => stages.push(Box::new(TrimSilence::new(*threshold_dbfs, *pad_seconds))),
-                Step::Fade {
-                    fade_in,
-                    fade_out,
-                    curve,
-                } => stages.push(Box::new(Fade::new(*fade_in, *fade_out, *curve))),
-                Step::Gain { db } => stages.push(Box::new(Gain::new(*db))),
-                Step::Channels(m) => {
-                    channels = channels_after(m, channels);
-                    stages.push(Box::new(Channels::new(m.clone())));
-                }
-                Step::Resample { sample_rate, fast } => {
-                    if *sample_rate != rate {
-                        rate = *sample_rate;
-                        stages.push(Box::new(Resample::new(
-                            rate,
-                            if *fast {
-                                ResampleQuality::Fast
-                            } else {
-                                ResampleQuality::High
-                            },
-                        )));
-                    }
-                }
-                Step::Normalize(t) => stages.push(Box::new(Normalize::new(*t))),
-                Step::Effect {
-                    name,
-                    params,
-                    limits,
-                } => stages.push(Box::new(effect_stage(ctx.effects, name, params, *limits)?)),
-            }
-        }
-        let int_bits = (info.stream.sample_type == Some("int"))
-            .then_some(info.stream.bit_depth)
-            .flatten();
+        let (src_rate, src_channels) = (info.stream.sample_rate, info.stream.channels as usize);
+        let (rate, channels) = signal_after(&p.steps, src_rate, src_channels);
+        let int_bits = info.stream.integer_bits();
         let mut plans = Vec::with_capacity(n_out);
         for (o, path) in p.outputs.iter().zip(&out_paths) {
             let out_channels = o.channels.as_ref().map(|m| channels_after(m, channels));
@@ -594,20 +623,55 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
                     .or(o.sample_rate.filter(|&r| r != rate)),
             });
         }
+        // Loudness is measured on what each output receives. When an output maps its channels
+        // itself (`channels = "mono"`, or MP3's downmix), the normalize step and the steps
+        // after it run in every output's own chain, after that output's mapping; otherwise
+        // all outputs share them. (`check` refuses a channels step after normalize.)
+        let split = p
+            .steps
+            .iter()
+            .position(|s| matches!(s, Step::Normalize(_)))
+            .filter(|_| {
+                plans.iter().any(|pl| {
+                    pl.channels
+                        .as_ref()
+                        .is_some_and(|m| !is_identity(m, channels))
+                })
+            });
+        let (shared_steps, tail_steps) = p.steps.split_at(split.unwrap_or(p.steps.len()));
+        let stages = step_stages(ctx, shared_steps, src_rate)?;
+        let (tail_rate, _) = signal_after(shared_steps, src_rate, src_channels);
+        let mut tails = Vec::with_capacity(plans.len());
+        for _ in &plans {
+            tails.push(step_stages(ctx, tail_steps, tail_rate)?);
+        }
+        let mut tails = tails.into_iter();
         let base = progress.base;
         let mut prepasses = false;
-        let report = export_stages(&source, stages, &plans, &mut |pr| {
-            let frac = pr.total.map_or(0.0, |t| pr.frames as f64 / t.max(1) as f64);
-            prepasses |= !pr.final_pass;
-            let within = match (pr.final_pass, prepasses) {
-                (true, true) => 0.5 + 0.5 * frac,
-                (true, false) => frac,
-                (false, _) => 0.5 * frac,
-            };
-            progress.set(base + (0.98 - base) * within);
-        })
+        let report = export_split(
+            &source,
+            stages,
+            &mut |_| Ok(tails.next().unwrap_or_default()),
+            &plans,
+            &mut |pr| {
+                let frac = pr.total.map_or(0.0, |t| pr.frames as f64 / t.max(1) as f64);
+                prepasses |= !pr.final_pass;
+                let within = match (pr.final_pass, prepasses) {
+                    (true, true) => 0.5 + 0.5 * frac,
+                    (true, false) => frac,
+                    (false, _) => 0.5 * frac,
+                };
+                progress.set(base + (0.98 - base) * within);
+            },
+        )
         .map_err(|e| classify(&e))?;
         warnings.extend(report.warnings.iter().cloned());
+        // Every output measured as written: one that misses the target says so.
+        for s in &p.steps {
+            if let Step::Normalize(t) = s {
+                warnings.extend(target_warnings(&report, t));
+            }
+        }
         Some(report)
     } else {
         None

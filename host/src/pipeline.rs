@@ -690,6 +690,14 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             }
             steps.push(Step::Gain { db: *g.get_ref() });
         } else if let Some(ch) = &st.channels {
+            if steps.iter().any(|s| matches!(s, Step::Normalize(_))) {
+                // The loudness was measured on the channels before this mapping: a downmix
+                // (or an upmix) after it would miss the target.
+                c.err(
+                    ch.span(),
+                    "channels after normalize: the loudness is measured before this step, so a changed channel layout would miss the target; move this channels step before the normalize step (or map the channels in the [[output]], which is measured on its own)",
+                );
+            }
             match parse_channels(ch.get_ref()) {
                 Ok(m) => steps.push(Step::Channels(m)),
                 Err(e) => c.err(ch.span(), e),

@@ -382,3 +382,180 @@ fn a_job_that_fails_after_writing_its_outputs_keeps_none_of_them() {
     assert_no_temporaries(&root);
     assert_eq!(blake3_hex(&src), hash, "the source stays, untouched");
 }
+
+/// A 16-bit stereo 44.1 kHz FLAC of `planes` in frames of `block` samples, stored verbatim (no
+/// prediction): the decoder hands out one block per frame, however large.
+fn verbatim_flac(path: &Path, planes: &[Vec<f32>], block: usize) {
+    fn crc8(data: &[u8]) -> u8 {
+        let mut c = 0u8;
+        for &b in data {
+            c ^= b;
+            for _ in 0..8 {
+                c = if c & 0x80 != 0 {
+                    (c << 1) ^ 0x07
+                } else {
+                    c << 1
+                };
+            }
+        }
+        c
+    }
+    fn crc16(data: &[u8]) -> u16 {
+        let mut c = 0u16;
+        for &b in data {
+            c ^= u16::from(b) << 8;
+            for _ in 0..8 {
+                c = if c & 0x8000 != 0 {
+                    (c << 1) ^ 0x8005
+                } else {
+                    c << 1
+                };
+            }
+        }
+        c
+    }
+    assert_eq!(planes.len(), 2);
+    assert!((1..=65535).contains(&block));
+    let frames = planes[0].len();
+    let mut out = b"fLaC".to_vec();
+    // The last metadata block: STREAMINFO (34 bytes).
+    out.extend([0x80, 0, 0, 34]);
+    out.extend((block as u16).to_be_bytes());
+    out.extend((block as u16).to_be_bytes());
+    out.extend([0u8; 6]); // frame sizes unknown
+    let packed: u64 = (44_100u64 << 44) | (1 << 41) | (15 << 36) | frames as u64;
+    out.extend(packed.to_be_bytes());
+    out.extend([0u8; 16]); // no MD5
+    for (n, start) in (0..frames).step_by(block).enumerate() {
+        let len = block.min(frames - start);
+        assert!(n < 128, "one-byte frame numbers");
+        let mut f = vec![0xFF, 0xF8, 0x79, 0x18, n as u8];
+        f.extend(((len - 1) as u16).to_be_bytes());
+        f.push(crc8(&f));
+        for p in planes {
+            f.push(0x02); // verbatim subframe
+            for &x in &p[start..start + len] {
+                let v = (f64::from(x) * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
+                f.extend(v.to_be_bytes());
+            }
+        }
+        let crc = crc16(&f);
+        f.extend(crc.to_be_bytes());
+        out.extend(f);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// A small tmpfs mounted at a folder (root may mount); unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, bytes: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = is_root()
+            && Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={bytes},mode=0777"),
+                    "tmpfs",
+                ])
+                .arg(at)
+                .status()
+                .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A disk that fills while the last block of an output is written (when the render has
+/// already handed over every block, so the encoder's thread reports the failure only at the
+/// end): the job fails as an I/O problem with the operating system's own error, is not
+/// taken for bad input, and the source stays where it is, not quarantined.
+#[test]
+fn a_disk_full_at_the_end_of_an_output_is_an_io_failure_not_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    // The MP3 first: its slow encoder keeps the export busy finishing it while the WAV's
+    // encoder thread writes its last block into the full disk and stops.
+    let pipeline = r#"
+name = "full"
+watch = "inbox"
+retries = 0
+
+[[output]]
+path = "mp3/{stem}.mp3"
+bitrate_kbps = 128
+
+[[output]]
+path = "full/{stem}.wav"
+bit_depth = 16
+
+[source]
+action = "keep"
+"#;
+    let root = root_with(dir.path(), "full", pipeline);
+    // 24 blocks of 65,535 frames, each written by the WAV encoder in one go (262,140 bytes).
+    const BLOCK: u64 = 65_535;
+    const BLOCKS: u64 = 24;
+    let planes = sluice_core::signal::programme(44_100, 2, (BLOCK * BLOCKS) as usize, 8);
+    let staged = dir.path().join("take.flac");
+    verbatim_flac(&staged, &planes, BLOCK as usize);
+    // Room for everything but the second half of the last block.
+    let bytes = BLOCK * 4;
+    let room = ((BLOCKS - 1) * bytes + bytes / 2) / 4096 * 4096;
+    let tmpfs = Tmpfs::mount(&root.join("full"), room);
+    let mut cmd = watch_command(&root);
+    if tmpfs.is_none() {
+        eprintln!(
+            "no tmpfs (not root, or no mount): a file size limit stands in for the full disk"
+        );
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: room,
+                    rlim_max: room,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let host = Host::start_with(&root, cmd);
+    let src = root.join("inbox/take.flac");
+    std::fs::rename(&staged, &src).unwrap();
+    let hash = blake3_hex(&src);
+    let js = host.settle_jobs(1);
+    let j = job_for(&js, "inbox/take.flac");
+    let err = j["error"].as_str().unwrap_or_default();
+    let os_error = if tmpfs.is_some() {
+        "No space left on device"
+    } else {
+        "File too large"
+    };
+    assert_eq!(j["state"], "failed", "{j:#?}\n{}", host.log());
+    assert!(
+        err.contains("take.wav") && err.contains(os_error),
+        "the operating system's error, naming the output: {err}"
+    );
+    assert!(!err.contains("failed earlier"), "{err}");
+    assert!(src.is_file(), "the source stays where it arrived");
+    assert_eq!(blake3_hex(&src), hash);
+    let quarantined = files_under(&root.join("failed"));
+    assert!(quarantined.is_empty(), "{quarantined:#?}");
+    assert!(!root.join("full/take.wav").exists());
+    assert!(
+        !root.join("mp3/take.mp3").exists(),
+        "no output of a failed job stays"
+    );
+    assert_no_temporaries(&root);
+    drop(host);
+    drop(tmpfs);
+}

@@ -621,3 +621,62 @@ fn bad_options_are_clear_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// A 16-bit FLAC made by the core from a 16-bit WAV (an exact copy of its samples).
+fn flac16(dir: &Path, name: &str) -> PathBuf {
+    let wav = dir.join(format!("{name}.wav"));
+    let planes = signal::programme(44_100, 2, 44_100 * 4, 21)
+        .into_iter()
+        .map(|p| p.into_iter().map(|x| x * 0.5).collect())
+        .collect::<Vec<Vec<f32>>>();
+    write_wav(&wav, 44_100, &planes, 16);
+    let flac = dir.join(format!("{name}.flac"));
+    sluice_core::export::export(
+        &wav,
+        &sluice_core::export::RenderPlan::default(),
+        &[sluice_core::export::OutputPlan {
+            path: flac.clone(),
+            format: sluice_core::export::OutputFormat::Flac {
+                bits: 16,
+                compression_level: 5,
+            },
+            dither: sluice_core::render::dither::DitherMode::Tpdf,
+            tags: Default::default(),
+            bext: false,
+            overwrite: false,
+            channels: None,
+            sample_rate: None,
+        }],
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(decode(&flac).0, decode(&wav).0, "the source FLAC is exact");
+    flac
+}
+
+/// An untouched lossless source stays lossless: a 16-bit FLAC exported to FLAC stays 16-bit
+/// with the source's samples bit for bit and no dither; asked for 24 bits it becomes 24-bit,
+/// still without dither (padding with zeros is exact).
+#[test]
+fn an_untouched_lossless_source_stays_bit_exact_at_its_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = flac16(dir.path(), "in");
+    let (want, _) = decode(&src);
+    for (args, bits) in [(&[][..], 16), (&["--bit-depth", "24"][..], 24)] {
+        let out = dir.path().join(format!("out{bits}.flac"));
+        let mut a = vec![src.to_str().unwrap(), "-o", out.to_str().unwrap(), "--json"];
+        a.extend(args);
+        let report: serde_json::Value = serde_json::from_str(&export(&a)).unwrap();
+        let text = report.to_string();
+        assert!(!text.contains("dither"), "no dither: {report:#}");
+        assert_eq!(report[0]["outputs"][0]["bits"], bits, "{report:#}");
+        assert_eq!(sluice_core::probe(&out).unwrap().bit_depth, Some(bits));
+        assert!(decode(&out).0 == want, "{bits}-bit: the samples changed");
+    }
+    // Same size as the source, not a padded 24-bit file 4.5 times as big.
+    let a = std::fs::metadata(&src).unwrap().len() as f64;
+    let b = std::fs::metadata(dir.path().join("out16.flac"))
+        .unwrap()
+        .len() as f64;
+    assert!((b / a - 1.0).abs() < 0.05, "{a} -> {b} bytes");
+}

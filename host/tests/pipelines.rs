@@ -89,3 +89,220 @@ fn streaming_master_broadcast_and_analysis_examples() {
     // `run` never moves or changes the sources.
     assert_eq!(std::fs::read(&src).unwrap(), before);
 }
+
+/// A pipeline file in a new root (no examples).
+fn root_with(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::write(root.join(format!("pipelines/{name}.toml")), text).unwrap();
+    root
+}
+
+/// The podcast example writes a mono MP3 and a stereo FLAC from a stereo source: each output
+/// lands on -16 LUFS / -1 dBTP, measured on the file itself, whether the source's channels
+/// are unrelated or identical (a downmix changes the loudness differently in each case). The
+/// report and the summary state each output's loudness as it was written.
+#[test]
+fn the_podcast_example_lands_every_output_on_target_from_a_stereo_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with_examples(dir.path());
+    let frames = 44_100 * 12;
+    let tune = sluice_core::signal::programme(44_100, 1, frames, 11).remove(0);
+    let hiss: Vec<f32> = sluice_core::signal::noise(5, 0.2, frames);
+    let day = jiff::Zoned::now().strftime("%Y/%m/%d").to_string();
+    for (name, planes) in [
+        ("unrelated", vec![tune.clone(), hiss]),
+        ("identical", vec![tune.clone(), tune.clone()]),
+    ] {
+        let src = dir.path().join(format!("{name}.wav"));
+        // Quiet, so normalization has work to do: about -28 LUFS.
+        let quiet: Vec<Vec<f32>> = planes
+            .iter()
+            .map(|p| p.iter().map(|x| x * 0.15).collect())
+            .collect();
+        write_wav(&src, &quiet, 44_100, 16);
+        let job = run(&root, "podcast", &src);
+        let mp3 = root.join(format!("outbox/podcast/{day}/{name}.mp3"));
+        let flac = root.join(format!("archive/podcast/{name}.flac"));
+        let mp3_info = sluice_core::probe(&mp3).unwrap();
+        assert_eq!(mp3_info.channels, 1, "{name}: the MP3 is mono");
+        assert_eq!(sluice_core::probe(&flac).unwrap().channels, 2);
+        for (path, tolerance) in [(&flac, 0.1), (&mp3, 0.3)] {
+            let (i, tp) = loudness(path);
+            assert!(
+                (i + 16.0).abs() <= tolerance,
+                "{name}: {} measures {i:.2} LUFS (target -16)",
+                path.display()
+            );
+            if path == &flac {
+                assert!(tp <= -1.0 + 0.05, "{name}: {tp} dBTP");
+            }
+        }
+        // The report: every output's loudness as written, on target, under the ceiling.
+        let report: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join(job["report"].as_str().unwrap())).unwrap(),
+        )
+        .unwrap();
+        let outs = report["export"]["outputs"].as_array().unwrap();
+        assert_eq!(outs.len(), 2);
+        for o in outs {
+            let i = o["loudness"]["integrated_lufs"].as_f64().unwrap();
+            let tp = o["loudness"]["true_peak_dbtp"].as_f64().unwrap();
+            assert!((i + 16.0).abs() <= 0.05 && tp <= -1.0, "{name}: {o:#}");
+        }
+        assert!(
+            report["warnings"].as_array().unwrap().is_empty(),
+            "{name}: {:#}",
+            report["warnings"]
+        );
+    }
+    // The summary names each output with its loudness as written.
+    let src = dir.path().join("unrelated.wav");
+    std::fs::remove_dir_all(root.join("archive")).unwrap();
+    std::fs::remove_dir_all(root.join("outbox")).unwrap();
+    let out = sluice()
+        .args(["run", "podcast", "--root"])
+        .arg(&root)
+        .arg(&src)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains('→')).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for l in lines {
+        assert!(l.contains("-16.0 LUFS") && l.contains("dBTP"), "{text}");
+    }
+}
+
+/// An output that misses its normalize target (a gain after the normalize step) gets a
+/// warning naming the file and how far it is, in the job's record and report.
+#[test]
+fn an_output_that_misses_its_normalize_target_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with(
+        dir.path(),
+        "quiet",
+        r#"
+name = "quiet"
+watch = "inbox"
+
+[[step]]
+normalize = { loudness_lufs = -16, true_peak_dbtp = -1 }
+
+[[step]]
+gain_db = -3
+
+[[output]]
+path = "out/{stem}.flac"
+"#,
+    );
+    let src = dir.path().join("song.wav");
+    master_wav(&src, 6.0);
+    let job = run(&root, "quiet", &src);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join(job["report"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("song.flac")
+            && warnings.contains("-19.0 LUFS")
+            && warnings.contains("-3.0 LU from the normalize target -16.0 LUFS"),
+        "{warnings}"
+    );
+}
+
+/// A channels step after normalize would change the layout the loudness was measured on:
+/// `check` refuses it, naming the file, the line and the fix.
+#[test]
+fn check_refuses_a_channels_step_after_normalize() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with(
+        dir.path(),
+        "late",
+        "name = \"late\"\nwatch = \"inbox\"\n\n[[step]]\nnormalize = { preset = \"podcast\" }\n\n[[step]]\nchannels = \"mono\"\n\n[[output]]\npath = \"out/{stem}.mp3\"\n",
+    );
+    let out = sluice()
+        .args(["check", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("late.toml:8:")
+            && err.contains("channels after normalize")
+            && err.contains("move this channels step before the normalize step"),
+        "{err}"
+    );
+}
+
+/// Decoded samples of a file, per channel.
+fn samples(path: &Path) -> Vec<Vec<f32>> {
+    let mut d = sluice_core::Decoder::open(path).unwrap();
+    let mut out: Vec<Vec<f32>> = vec![Vec::new(); d.info().channels as usize];
+    while let Some(b) = d.next_block().unwrap() {
+        for (o, p) in out.iter_mut().zip(b.planes()) {
+            o.extend_from_slice(p);
+        }
+    }
+    out
+}
+
+/// The archive example keeps a 16-bit FLAC lossless: 16-bit, the same samples bit for bit, no
+/// dither; a pipeline that asks for `bit_depth = 24` gets 24 bits, still exact and undithered.
+#[test]
+fn the_archive_example_keeps_a_16_bit_flac_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with_examples(dir.path());
+    std::fs::write(
+        root.join("pipelines/archive24.toml"),
+        "name = \"archive24\"\nwatch = \"inbox/archive24\"\n\n[[output]]\npath = \"archive24/{stem}.flac\"\nbit_depth = 24\n",
+    )
+    .unwrap();
+    // A 16-bit FLAC, made by the core from a 16-bit WAV.
+    let wav = dir.path().join("take.wav");
+    write_wav(
+        &wav,
+        &sluice_core::signal::programme(44_100, 2, 44_100 * 4, 3),
+        44_100,
+        16,
+    );
+    let src = dir.path().join("take.flac");
+    sluice_core::export::export(
+        &wav,
+        &sluice_core::export::RenderPlan::default(),
+        &[sluice_core::export::OutputPlan {
+            path: src.clone(),
+            format: sluice_core::export::OutputFormat::Flac {
+                bits: 16,
+                compression_level: 5,
+            },
+            dither: sluice_core::render::dither::DitherMode::Tpdf,
+            tags: Default::default(),
+            bext: false,
+            overwrite: false,
+            channels: None,
+            sample_rate: None,
+        }],
+        &mut |_| {},
+    )
+    .unwrap();
+    let want = samples(&src);
+    assert_eq!(want, samples(&wav));
+    for (pipeline, out, bits) in [
+        (
+            "archive",
+            "archive/Unknown Artist/Unknown Album/take.flac",
+            16,
+        ),
+        ("archive24", "archive24/take.flac", 24),
+    ] {
+        let job = run(&root, pipeline, &src);
+        let out = root.join(out);
+        assert_eq!(sluice_core::probe(&out).unwrap().bit_depth, Some(bits));
+        assert!(samples(&out) == want, "{pipeline}: the samples changed");
+        let report = std::fs::read_to_string(root.join(job["report"].as_str().unwrap())).unwrap();
+        assert!(!report.contains("dither"), "{pipeline}: {report}");
+    }
+}

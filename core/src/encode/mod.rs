@@ -29,6 +29,59 @@ pub enum EncodeError {
     Tags { path: PathBuf, detail: String },
 }
 
+impl EncodeError {
+    /// The same error again, for a caller that asks after the first report (an encoder that
+    /// failed cannot go on, and says why each time it is asked): an I/O error keeps its kind
+    /// and the operating system's code, so the root cause (a full disk, a missing permission)
+    /// stays typed however late it is reported.
+    pub fn again(&self) -> EncodeError {
+        match self {
+            EncodeError::Io { path, source } => EncodeError::Io {
+                path: path.clone(),
+                source: same_io_error(source),
+            },
+            EncodeError::Codec {
+                path,
+                format,
+                detail,
+            } => EncodeError::Codec {
+                path: path.clone(),
+                format,
+                detail: detail.clone(),
+            },
+            EncodeError::Unsupported { path, detail } => EncodeError::Unsupported {
+                path: path.clone(),
+                detail: detail.clone(),
+            },
+            EncodeError::Tags { path, detail } => EncodeError::Tags {
+                path: path.clone(),
+                detail: detail.clone(),
+            },
+        }
+    }
+}
+
+/// A copy of `e`: the same OS error code where it has one, else the same kind and message.
+pub fn same_io_error(e: &std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// The first I/O error in `e`'s chain of causes (itself included), if any: what tells a
+/// failure of the machine (a full disk, a permission) from a failure of the data.
+pub fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cur = c.source();
+    }
+    None
+}
+
 /// An encoder of one output stream. Blocks arrive with the channel count and rate the encoder
 /// was created for; integer formats get samples already on their grid (the dither stage
 /// quantizes), so their conversion is exact rounding; samples outside [-1, 1) clip.

@@ -99,10 +99,18 @@ impl TagPlan {
     }
 }
 
-fn tag_error(path: &Path, detail: impl std::fmt::Display) -> EncodeError {
-    EncodeError::Tags {
-        path: path.to_path_buf(),
-        detail: detail.to_string(),
+/// A failure to tag `path`: an I/O error underneath (the disk filled while the tags were
+/// written) stays an I/O error, with its kind and OS code; anything else is a tag error.
+fn tag_error(path: &Path, e: impl std::error::Error + 'static) -> EncodeError {
+    match super::io_cause(&e) {
+        Some(io) => EncodeError::Io {
+            path: path.to_path_buf(),
+            source: super::same_io_error(io),
+        },
+        None => EncodeError::Tags {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        },
     }
 }
 

@@ -248,10 +248,7 @@ impl FileSource {
     pub fn open(path: &std::path::Path) -> Result<FileSource, RenderError> {
         let decoder = crate::Decoder::open(path)?;
         let info = decoder.info();
-        let exact_bits = match (info.sample_type, info.bit_depth) {
-            (Some("int"), Some(b)) => Some(b),
-            _ => None,
-        };
+        let exact_bits = info.integer_bits();
         let spec = SignalSpec {
             sample_rate: info.sample_rate,
             layout: info.channel_layout.clone(),
@@ -547,19 +544,25 @@ impl<'a> Render<'a> {
                 }
                 return Ok(());
             }
-            let mut spec = self.source.spec().clone();
-            let front: Chain = match out {
-                None => self.stages[..at].iter_mut().collect(),
-                Some(o) => self
-                    .stages
-                    .iter_mut()
-                    .chain(self.outputs[o].stages[..at].iter_mut())
-                    .collect(),
-            };
+            let o = out.expect("shared stages settle above");
+            // An output's prepass starts where the final pass will: from the spill the shared
+            // stages left, when there is one, else from the source.
+            let (spill, base, mut spec) = self.pass_start(self.stages.len());
+            let front: Chain = self.stages[base..]
+                .iter_mut()
+                .chain(self.outputs[o].stages[..at].iter_mut())
+                .collect();
             for s in front {
-                spec = s.start(&spec)?;
+                match s.start(&spec) {
+                    Ok(next) => spec = next,
+                    Err(e) => {
+                        self.spill = spill;
+                        return Err(e);
+                    }
+                }
             }
-            let Some(req) = self.stage_mut(out, at).prepass(&spec) else {
+            let Some(req) = self.outputs[o].stages[at].prepass(&spec) else {
+                self.spill = spill;
                 return Ok(());
             };
             let (mut probe, inclusive) = match req {
@@ -568,27 +571,28 @@ impl<'a> Render<'a> {
             };
             self.passes += 1;
             let pass = self.passes;
-            let total = self.source.frames();
-            let source = &mut *self.source;
-            let mut chain = match out {
-                None => self.stages[..at + usize::from(inclusive)]
-                    .iter_mut()
-                    .collect::<Chain>(),
-                Some(o) => self
-                    .stages
-                    .iter_mut()
-                    .chain(self.outputs[o].stages[..at + usize::from(inclusive)].iter_mut())
-                    .collect(),
+            let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
+            let source: &mut dyn Source = match &mut spill_source {
+                Some(s) => s,
+                None => &mut *self.source,
             };
-            run_chain(source, &mut chain, &mut |b| probe.feed(b), &mut |frames| {
+            let total = source.frames();
+            let mut chain: Chain = self.stages[base..]
+                .iter_mut()
+                .chain(self.outputs[o].stages[..at + usize::from(inclusive)].iter_mut())
+                .collect();
+            let ran = run_chain(source, &mut chain, &mut |b| probe.feed(b), &mut |frames| {
                 progress(Progress {
                     pass,
                     final_pass: false,
                     frames,
                     total,
                 })
-            })?;
-            self.stage_mut(out, at).prepass_done(probe)?;
+            });
+            drop(spill_source);
+            self.spill = spill;
+            ran?;
+            self.outputs[o].stages[at].prepass_done(probe)?;
         }
         Err(RenderError::Invalid(format!(
             "the {} stage asked for too many passes",
@@ -772,6 +776,20 @@ impl<'a> Render<'a> {
         self.stages
             .iter()
             .chain(self.outputs.iter().flat_map(|o| o.stages.iter()))
+            .filter_map(|s| s.report())
+            .collect()
+    }
+
+    /// The reports of the shared stages.
+    pub fn shared_reports(&self) -> Vec<StageReport> {
+        self.stages.iter().filter_map(|s| s.report()).collect()
+    }
+
+    /// The reports of the stages only output `o` has.
+    pub fn output_reports(&self, o: usize) -> Vec<StageReport> {
+        self.outputs[o]
+            .stages
+            .iter()
             .filter_map(|s| s.report())
             .collect()
     }

@@ -75,8 +75,8 @@ struct SeekPoint {
 pub struct FlacEncoder {
     out: BufWriter<File>,
     path: PathBuf,
-    /// Set once a write failed: the stream cannot go on.
-    failed: bool,
+    /// Set once a write failed: the stream cannot go on, and every later call says why.
+    failed: Option<EncodeError>,
     channels: usize,
     bits: u32,
     rate: u32,
@@ -153,7 +153,7 @@ impl FlacEncoder {
         let mut enc = FlacEncoder {
             out: BufWriter::with_capacity(1 << 16, file),
             path,
-            failed: false,
+            failed: None,
             channels,
             bits,
             rate: spec.sample_rate,
@@ -258,13 +258,15 @@ impl FlacEncoder {
         let frames = &mut self.frames;
         let pending = &self.pending;
         if let Err(detail) = catch_panic(|| frames.encode(pending, frame_number)) {
-            self.failed = true;
-            return Err(self.codec(format!("internal error: {detail}")));
+            let e = self.codec(format!("internal error: {detail}"));
+            self.failed = Some(e.again());
+            return Err(e);
         }
         let bytes = self.frames.bytes();
         if let Err(e) = self.out.write_all(bytes) {
-            self.failed = true;
-            return Err(self.io(e));
+            let e = self.io(e);
+            self.failed = Some(e.again());
+            return Err(e);
         }
         let len = bytes.len() as u64;
         let len32 = u32::try_from(len).unwrap_or(u32::MAX);
@@ -342,8 +344,8 @@ impl Encoder for FlacEncoder {
                 self.channels
             )));
         }
-        if self.failed {
-            return Err(self.codec("the encoder failed earlier and cannot go on".to_string()));
+        if let Some(e) = &self.failed {
+            return Err(e.again());
         }
         if block.is_empty() {
             return Ok(());
@@ -378,8 +380,8 @@ impl Encoder for FlacEncoder {
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), EncodeError> {
-        if self.failed {
-            return Err(self.codec("the encoder failed earlier and cannot finish".to_string()));
+        if let Some(e) = &self.failed {
+            return Err(e.again());
         }
         // The last, short frame.
         self.flush_frame()?;
