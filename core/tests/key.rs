@@ -900,3 +900,153 @@ fn analyzer_is_send() {
     assert_send::<KeyAnalyzer>();
     assert_send::<Key>();
 }
+
+/// Pink noise (Voss–McCartney: 16 white sources, source k redrawn every 2^k samples, summed).
+fn pink_noise(seed: u64, frames: usize) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    let mut rows = [0.0f64; 16];
+    for r in &mut rows {
+        *r = rng.range(-1.0, 1.0);
+    }
+    let mut sum: f64 = rows.iter().sum();
+    (0..frames)
+        .map(|i| {
+            if i > 0 {
+                let k = (i.trailing_zeros() as usize).min(15);
+                sum -= rows[k];
+                rows[k] = rng.range(-1.0, 1.0);
+                sum += rows[k];
+            }
+            (0.05 * (sum + rng.range(-1.0, 1.0))) as f32
+        })
+        .collect()
+}
+
+/// Notes of one timbre struck together every `every` seconds for 10 s.
+fn repeated(midis: &[f64], timbre: Timbre, every: f64) -> Piece {
+    let count = (10.0 / every) as usize;
+    Piece {
+        notes: (0..count)
+            .flat_map(|i| {
+                midis.iter().map(move |&midi| Note {
+                    midi,
+                    start: i as f64 * every,
+                    dur: every * 0.9,
+                    gain: 0.5,
+                    timbre,
+                })
+            })
+            .collect(),
+        seconds: 10.0,
+        seed: 11,
+        ..Piece::default()
+    }
+}
+
+/// A band-limited sawtooth (or, `odd`, square) wave at `f0` for 10 s: partials `1/k` up to
+/// 5 kHz, the brightest harmonic tones.
+fn harmonic_tone(f0: f64, sr: u32, odd: bool) -> Vec<f32> {
+    let sr = f64::from(sr);
+    let partials = (5_000.0 / f0) as usize;
+    let mut out = vec![0f32; 10 * sr as usize];
+    for k in (1..=partials).filter(|k| !odd || k % 2 == 1) {
+        let w = TAU * k as f64 * f0 / sr;
+        for (i, o) in out.iter_mut().enumerate() {
+            *o += (0.3 * (w * i as f64).sin() / k as f64) as f32;
+        }
+    }
+    out
+}
+
+#[test]
+fn no_tonal_centre_gives_none() {
+    let sr = 44_100;
+    let mut cases: Vec<(String, Vec<f32>)> = Vec::new();
+    for f in [440.0, 261.63, 97.0, 1234.5] {
+        cases.push((
+            format!("sine {f} Hz"),
+            sluice_core::signal::sine(sr, f, 0.5, 10 * sr as usize),
+        ));
+    }
+    for timbre in [
+        Timbre::Piano,
+        Timbre::Organ,
+        Timbre::Strings,
+        Timbre::Bass,
+        Timbre::Flute,
+    ] {
+        for midi in [45.0, 57.0, 64.0, 70.0] {
+            cases.push((
+                format!("{timbre:?} note {midi}"),
+                render(&repeated(&[midi], timbre, 0.5), sr),
+            ));
+        }
+        cases.push((
+            format!("{timbre:?} held note"),
+            render(&repeated(&[60.0], timbre, 10.0), sr),
+        ));
+        for (lo, hi) in [(57.0, 64.0), (48.0, 55.0), (62.0, 69.0)] {
+            cases.push((
+                format!("{timbre:?} fifth {lo}+{hi}"),
+                render(&repeated(&[lo, hi], timbre, 0.5), sr),
+            ));
+        }
+    }
+    for f0 in [55.0, 110.0, 220.0, 330.0] {
+        cases.push((format!("sawtooth {f0} Hz"), harmonic_tone(f0, sr, false)));
+    }
+    for f0 in [98.0, 220.0] {
+        cases.push((format!("square {f0} Hz"), harmonic_tone(f0, sr, true)));
+    }
+    for (lo, hi) in [(57.0, 60.0), (57.0, 69.0), (50.0, 54.0)] {
+        cases.push((
+            format!("Piano interval {lo}+{hi}"),
+            render(&repeated(&[lo, hi], Timbre::Piano, 0.5), sr),
+        ));
+    }
+    let n = 10 * sr as usize;
+    let pair: Vec<f32> = sluice_core::signal::sine(sr, 440.0, 0.4, n)
+        .iter()
+        .zip(sluice_core::signal::sine(sr, 660.0, 0.4, n))
+        .map(|(a, b)| a + b)
+        .collect();
+    cases.push(("sines 440+660 Hz".into(), pair));
+    let mut rng = Rng::new(42);
+    cases.push((
+        "white noise".into(),
+        (0..10 * sr as usize)
+            .map(|_| (0.5 * (2.0 * rng.unit() - 1.0)) as f32)
+            .collect(),
+    ));
+    cases.push(("pink noise".into(), pink_noise(7, 10 * sr as usize)));
+    let drums = Piece {
+        drums: (0..40)
+            .flat_map(|i| {
+                let t = i as f64 * 0.25;
+                [
+                    (t, Drum::Hat),
+                    (t, if i % 2 == 0 { Drum::Kick } else { Drum::Snare }),
+                ]
+            })
+            .collect(),
+        seconds: 10.0,
+        seed: 3,
+        ..Piece::default()
+    };
+    cases.push(("drums only".into(), render(&drums, sr)));
+    let mut wrong = Vec::new();
+    for (name, x) in &cases {
+        let k = analyze(x, sr, 4096);
+        println!(
+            "{name:<28} {}",
+            k.as_ref().map_or("-".to_string(), |k| format!(
+                "{} ({:.2})",
+                k.name, k.confidence
+            ))
+        );
+        if let Some(k) = k {
+            wrong.push(format!("{name}: {}", k.name));
+        }
+    }
+    assert!(wrong.is_empty(), "keys for atonal inputs: {wrong:?}");
+}
