@@ -128,12 +128,12 @@ impl Stage for EffectStage {
         }
     }
 
-    fn finish(&mut self, block: &mut Block) {
+    fn finish(&mut self, block: &mut Block) -> bool {
         if self.failed.is_some() {
-            return;
+            return false;
         }
         let Some((rate, channels, _)) = self.instance.as_ref() else {
-            return;
+            return false;
         };
         // Silence through the effect: its latency flushes the last of the signal, then its
         // tail rings out, until `tail_seconds` or until the output has stayed silent for
@@ -156,7 +156,7 @@ impl Stage for EffectStage {
             let mut chunk = Block::from_planes(std::mem::take(&mut self.scratch));
             if let Err(e) = self.run(&mut chunk) {
                 self.failed = Some(e);
-                return;
+                return false;
             }
             let loud = chunk.planes().iter().flatten().any(|v| v.abs() > SILENT);
             quiet = if loud { 0 } else { quiet + n };
@@ -171,6 +171,7 @@ impl Stage for EffectStage {
             let frames = block.frames();
             block.truncate(frames - quiet.min(rung));
         }
+        false
     }
 
     fn failure(&mut self) -> Option<RenderError> {
