@@ -671,3 +671,97 @@ fn spilled_and_rerun_renders_are_identical() {
     );
     assert_eq!(a, b);
 }
+
+/// A stage that appends a tail of `pieces` blocks of `each` frames after the stream, one piece
+/// per `finish` call, and counts the calls and the largest piece it gave.
+struct PiecewiseTail {
+    pieces: usize,
+    each: usize,
+    given: usize,
+    channels: usize,
+    calls: Arc<Mutex<(usize, usize)>>,
+}
+
+impl Stage for PiecewiseTail {
+    fn name(&self) -> &'static str {
+        "piecewise"
+    }
+    fn start(
+        &mut self,
+        input: &SignalSpec,
+    ) -> Result<SignalSpec, sluice_core::render::RenderError> {
+        self.given = 0;
+        self.channels = input.channels();
+        Ok(input.clone())
+    }
+    fn process(&mut self, _block: &mut Block) {}
+    fn finish(&mut self, block: &mut Block) -> bool {
+        assert!(block.is_empty(), "finish gets an empty block each call");
+        assert_eq!(block.channels(), self.channels);
+        let mut c = self.calls.lock().unwrap();
+        c.0 += 1;
+        if self.given == self.pieces {
+            return false;
+        }
+        // Piece k holds the value k + 1 (so order and completeness show in the output).
+        self.given += 1;
+        let v = self.given as f32 / 100.0;
+        for p in block.planes_mut() {
+            p.resize(self.each, v);
+        }
+        c.1 = c.1.max(block.frames());
+        self.given < self.pieces
+    }
+}
+
+#[test]
+fn a_tail_given_in_pieces_goes_through_the_later_stages_in_order() {
+    let rate = 48_000;
+    let src = vec![vec![0.5f32; 10_000]; 2];
+    for shared in [true, false] {
+        let calls = Arc::new(Mutex::new((0, 0)));
+        let tail = || -> Box<dyn Stage> {
+            Box::new(PiecewiseTail {
+                pieces: 7,
+                each: 1000,
+                given: 0,
+                channels: 0,
+                calls: calls.clone(),
+            })
+        };
+        // In the shared chain before a gain and a fade-out (which holds frames back), or in the
+        // output's own chain before a gain.
+        type Stages = Vec<Box<dyn Stage>>;
+        let (stages, own): (Stages, Stages) = if shared {
+            (
+                vec![
+                    tail(),
+                    Box::new(Gain::new(-6.0206)),
+                    Box::new(Fade::new(0.0, 0.01, FadeCurve::Linear)),
+                ],
+                vec![],
+            )
+        } else {
+            (vec![], vec![tail(), Box::new(Gain::new(-6.0206))])
+        };
+        let out = render_with(rate, src.clone(), 4096, stages, own);
+        assert_eq!(out.planes[0].len(), 10_000 + 7 * 1000, "shared {shared}");
+        let fade = if shared { 480 } else { 0 };
+        let end = out.planes[0].len() - fade;
+        for (i, v) in out.planes[1][..end].iter().enumerate() {
+            let want = if i < 10_000 {
+                0.25
+            } else {
+                ((i - 10_000) / 1000 + 1) as f32 / 200.0
+            };
+            assert!(
+                (v - want).abs() < 1e-6,
+                "shared {shared}: frame {i} = {v}, want {want}"
+            );
+        }
+        // Called until it said no more, never given more than a piece at a time.
+        let (n, largest) = *calls.lock().unwrap();
+        assert_eq!(n, 7, "shared {shared}");
+        assert_eq!(largest, 1000);
+    }
+}

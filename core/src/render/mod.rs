@@ -188,9 +188,14 @@ pub trait Stage: Send {
     /// Transform `block` in place. Its length and channel count may change.
     fn process(&mut self, block: &mut Block);
     /// End of stream: `block` arrives empty (with the output channel count) and receives what
-    /// the stage still holds (a resampler's or limiter's tail).
-    fn finish(&mut self, block: &mut Block) {
+    /// the stage still holds (a resampler's or limiter's tail). Returns `true` when there is
+    /// more to come: the renderer passes the block on through the stages after this one and
+    /// calls again with an empty block, until `false`. A stage with a long tail (an effect's
+    /// reverb) gives it in bounded pieces this way instead of in one block. The default holds
+    /// nothing.
+    fn finish(&mut self, block: &mut Block) -> bool {
         let _ = block;
+        false
     }
     /// Before the final pass, a stage may ask for prepasses, one at a time: the renderer runs
     /// the chain and calls [`Stage::prepass_done`] with the fed probe, then asks again until
@@ -739,23 +744,29 @@ impl<'a> Render<'a> {
                 total,
             })
         })?;
-        // The outputs' own tails.
+        // The outputs' own tails, piece by piece.
         for (o, out) in self.outputs.iter_mut().enumerate() {
             for i in 0..out.stages.len() {
                 let channels = results[o].spec.as_ref().map_or(0, SignalSpec::channels);
                 let mut tail = Block::new(channels);
-                out.stages[i].finish(&mut tail);
-                // `finish` emits with the stage's output width; later stages may change it.
-                for s in &mut out.stages[i + 1..] {
-                    s.process(&mut tail);
+                loop {
+                    tail.reset(channels);
+                    let more = out.stages[i].finish(&mut tail);
+                    // `finish` emits with the stage's output width; later stages may change it.
+                    for s in &mut out.stages[i + 1..] {
+                        s.process(&mut tail);
+                    }
+                    deliver(
+                        &tail,
+                        &mut encoders[o],
+                        &mut meters[o],
+                        &mut results[o],
+                        &mut failure,
+                    );
+                    if !more || failure.is_some() {
+                        break;
+                    }
                 }
-                deliver(
-                    &tail,
-                    &mut encoders[o],
-                    &mut meters[o],
-                    &mut results[o],
-                    &mut failure,
-                );
             }
         }
         if let Some(e) = failure {
@@ -802,8 +813,8 @@ fn deliver(
 }
 
 /// One pass: rewind the source, start every stage, push every block through, flush the tails
-/// in order (each stage's tail goes through the stages after it), and hand every non-empty
-/// result to `sink`.
+/// in order (each stage's tail, piece by piece, goes through the stages after it), and hand
+/// every non-empty result to `sink`.
 fn run_chain(
     source: &mut dyn Source,
     chain: &mut Chain,
@@ -833,19 +844,24 @@ fn run_chain(
         progress(frames);
     }
     for i in 0..chain.len() {
-        block.reset(widths[i]);
-        chain[i].finish(&mut block);
-        if let Some(e) = chain[i].failure() {
-            return Err(e);
-        }
-        for s in chain[i + 1..].iter_mut() {
-            s.process(&mut block);
-            if let Some(e) = s.failure() {
+        loop {
+            block.reset(widths[i]);
+            let more = chain[i].finish(&mut block);
+            if let Some(e) = chain[i].failure() {
                 return Err(e);
             }
-        }
-        if !block.is_empty() {
-            sink(&block);
+            for s in chain[i + 1..].iter_mut() {
+                s.process(&mut block);
+                if let Some(e) = s.failure() {
+                    return Err(e);
+                }
+            }
+            if !block.is_empty() {
+                sink(&block);
+            }
+            if !more {
+                break;
+            }
         }
     }
     Ok(())

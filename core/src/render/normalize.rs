@@ -195,13 +195,14 @@ impl Stage for TruePeakLimiter {
         self.frames_in += block.frames() as u64;
         self.run(block);
     }
-    fn finish(&mut self, block: &mut Block) {
+    fn finish(&mut self, block: &mut Block) -> bool {
         let ch = self.delay.len();
         let pending = (self.frames_in - self.frames_out) as usize;
         let mut zeros = Block::from_planes(vec![vec![0.0; self.latency()]; ch]);
         self.run(&mut zeros);
         debug_assert_eq!(zeros.frames(), pending);
         *block = zeros;
+        false
     }
     fn report(&self) -> Option<StageReport> {
         Some(StageReport {
@@ -456,10 +457,8 @@ impl Stage for Normalize {
             l.process(block);
         }
     }
-    fn finish(&mut self, block: &mut Block) {
-        if let Some(l) = &mut self.limiter {
-            l.finish(block);
-        }
+    fn finish(&mut self, block: &mut Block) -> bool {
+        self.limiter.as_mut().is_some_and(|l| l.finish(block))
     }
     fn report(&self) -> Option<StageReport> {
         let mut values = BTreeMap::from([("gain_db".to_string(), self.gain_db)]);

@@ -217,10 +217,11 @@ impl Stage for Resample {
         }
     }
 
-    fn finish(&mut self, block: &mut Block) {
+    fn finish(&mut self, block: &mut Block) -> bool {
         if let Some(e) = &mut self.engine {
             e.finish(block);
         }
+        false
     }
 
     fn report(&self) -> Option<StageReport> {

@@ -265,9 +265,9 @@ impl Stage for Fade {
             self.held.drain_front(release);
         }
     }
-    fn finish(&mut self, block: &mut Block) {
+    fn finish(&mut self, block: &mut Block) -> bool {
         if self.out_len == 0 {
-            return;
+            return false;
         }
         // The held frames are the end of the stream (or all of it, if it is shorter).
         let n = self.held.frames();
@@ -280,6 +280,7 @@ impl Stage for Fade {
         }
         std::mem::swap(block, &mut self.held);
         self.held.reset(block.channels());
+        false
     }
 }
 
