@@ -731,7 +731,8 @@ fn a_tail_given_in_pieces_goes_through_the_later_stages_in_order() {
         };
         // In the shared chain before a gain and a fade-out (which holds frames back), or in the
         // output's own chain before a gain.
-        let (stages, own): (Vec<Box<dyn Stage>>, Vec<Box<dyn Stage>>) = if shared {
+        type Stages = Vec<Box<dyn Stage>>;
+        let (stages, own): (Stages, Stages) = if shared {
             (
                 vec![
                     tail(),

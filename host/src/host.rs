@@ -6,7 +6,7 @@
 //! change; an invalid one is refused and the others keep running.
 
 use crate::config::Config;
-use crate::effects::{Catalog, Origin, Runtime};
+use crate::effects::{Catalog, Loader, Origin, Runtime, Update};
 use crate::job::{self, Ctx, Reserved};
 use crate::pipeline::{self, Defaults, Pipeline};
 use crate::store::{
@@ -123,9 +123,9 @@ fn stamp(dir: &Path) -> Vec<(PathBuf, i128)> {
     v
 }
 
-/// The effects of a root, with what was refused said in the log and the event list.
-fn load_effects(store: &Store, catalog: Catalog) -> Arc<Catalog> {
-    for (what, why) in &catalog.refused {
+/// The effects of a root, with what was refused said in the log and the event list (once).
+fn load_effects(store: &Store, Update { catalog, refused }: Update) -> Arc<Catalog> {
+    for (what, why) in &refused {
         tracing::error!("effect refused: {what}: {why}");
         let _ = store.event(None, "effect_refused", format!("{what}: {why}"));
     }
@@ -141,6 +141,17 @@ fn load_effects(store: &Store, catalog: Catalog) -> Arc<Catalog> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if !catalog.loading.is_empty() {
+        tracing::info!(
+            "effects still being checked: {}",
+            catalog
+                .loading
+                .iter()
+                .map(|(n, l)| format!("{n} ({})", l.file.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Arc::new(catalog)
 }
 
@@ -180,6 +191,19 @@ fn load(
     for d in &problems {
         tracing::error!("pipeline refused: {d}");
         let _ = store.event(None, "pipeline_refused", d.to_string());
+    }
+    // A pipeline that names an effect still being checked waits for it (its folders ready).
+    let (ok, waiting): (Vec<Pipeline>, Vec<Pipeline>) =
+        ok.into_iter().partition(|p| p.waiting_for.is_empty());
+    for p in &waiting {
+        tracing::info!(
+            "pipeline {} waits for effect(s) still being checked: {}",
+            p.name,
+            p.waiting_for.join(", ")
+        );
+        for w in &p.watch {
+            let _ = std::fs::create_dir_all(cfg.root.join(w));
+        }
     }
     for p in &ok {
         tracing::info!(
@@ -241,8 +265,11 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
         }
     }
 
+    // The built-in effects now, the root's own in the background (crate::effects::loader).
     let runtime = Runtime::new(Some(cfg.effects_cache())).context("the effects runtime")?;
-    let effects = load_effects(&store, Catalog::load(runtime, Some(&cfg.effects_dir())));
+    let (loader, first) =
+        Loader::start(runtime, Some(cfg.effects_dir())).context("the effects loader")?;
+    let effects = load_effects(&store, first);
     let mut pipelines = load(&cfg, &store, effects, None);
     // Jobs the host stopped under too often: their input may be what stops it.
     for j in interrupted {
@@ -423,25 +450,27 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             }
         }
         // Pipelines: reload after changes calm down (events, or a changed folder listing), and
-        // when the effects folder changed (the pipelines are checked again against it).
-        let mut effects_changed = false;
+        // when the loader has new effects (the pipelines are checked again against them).
         if last_stamp_check.elapsed() >= Duration::from_secs(2) {
             last_stamp_check = Instant::now();
             if stamp(&cfg.pipelines_dir) != pipelines.stamp && pipelines_changed.is_none() {
                 pipelines_changed = Some(Instant::now());
             }
-            effects_changed = pipelines.effects.changed();
         }
-        if effects_changed
+        let new_effects = loader.poll();
+        if new_effects.is_some()
             || pipelines_changed.is_some_and(|t| t.elapsed() >= Duration::from_millis(300))
         {
             pipelines_changed = None;
-            let fx = if effects_changed {
-                tracing::info!("effects changed: reloading them and the pipelines");
-                load_effects(&store, pipelines.effects.reload())
-            } else {
-                tracing::info!("pipelines changed: reloading");
-                pipelines.effects.clone()
+            let fx = match new_effects {
+                Some(u) => {
+                    tracing::info!("effects checked: reloading the pipelines");
+                    load_effects(&store, u)
+                }
+                None => {
+                    tracing::info!("pipelines changed: reloading");
+                    pipelines.effects.clone()
+                }
             };
             pipelines = load(&cfg, &store, fx, Some(&pipelines));
             rewatch(&mut watcher, &mut watched, &pipelines);

@@ -127,6 +127,9 @@ pub struct Pipeline {
     pub report: Option<Template>,
     /// Attempts after the first for transient (I/O) errors.
     pub retries: u32,
+    /// Effects it names that are still being checked in the background (the watch host's
+    /// effects loader): the pipeline is valid, and runs once they are ready.
+    pub waiting_for: Vec<String>,
 }
 
 /// Extensions the decoder reads: the default `include`.
@@ -325,6 +328,8 @@ struct Checker<'a> {
     file: &'a Path,
     text: &'a str,
     problems: Vec<Diagnostic>,
+    /// Effects named that are still being checked.
+    waiting: Vec<String>,
 }
 
 impl Checker<'_> {
@@ -378,28 +383,21 @@ fn effect_step(
         );
         return None;
     };
-    let Some(entry) = catalog.get(name) else {
-        let known: Vec<&str> = catalog.effects.keys().map(String::as_str).collect();
-        let refused = catalog
-            .refused
-            .iter()
-            .find(|(what, _)| {
-                Path::new(what)
-                    .file_stem()
-                    .is_some_and(|s| s == name.as_str())
-            })
-            .map(|(_, why)| format!(" ({why})"))
-            .unwrap_or_default();
-        c.err(
-            e.span(),
-            format!(
-                "effect {name:?} is not known{refused}; the effects are: {} (and .wasm files in the root's effects folder)",
-                known.join(", ")
-            ),
-        );
-        return None;
+    let d = match (catalog.get(name), catalog.loading.get(name.as_str())) {
+        (Some(entry), _) => &entry.effect.descriptor,
+        // Still being checked in the background: its descriptor is known, so the step is
+        // checked against it now, and the pipeline waits for the effect.
+        (None, Some(l)) => {
+            if !c.waiting.contains(name) {
+                c.waiting.push(name.clone());
+            }
+            &l.descriptor
+        }
+        (None, None) => {
+            unknown(c, catalog, e);
+            return None;
+        }
     };
-    let d = &entry.effect.descriptor;
     let mut params = Vec::new();
     let mut ok = true;
     if let Some(t) = &st.params {
@@ -435,11 +433,29 @@ fn effect_step(
     })
 }
 
+/// An effect step naming an effect the catalog does not have: why, and what there is.
+fn unknown(c: &mut Checker, catalog: &crate::effects::Catalog, e: &Spanned<String>) {
+    let name = e.get_ref();
+    let known: Vec<&str> = catalog.effects.keys().map(String::as_str).collect();
+    let refused = catalog
+        .refusal(name)
+        .map(|why| format!(" ({why})"))
+        .unwrap_or_default();
+    c.err(
+            e.span(),
+            format!(
+                "effect {name:?} is not known{refused}; the effects are: {} (and .wasm files in the root's effects folder)",
+                known.join(", ")
+            ),
+        );
+}
+
 pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Vec<Diagnostic>> {
     let mut c = Checker {
         file,
         text,
         problems: Vec::new(),
+        waiting: Vec::new(),
     };
     let raw: RawPipeline = match toml::from_str(text) {
         Ok(r) => r,
@@ -909,6 +925,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         source,
         report,
         retries,
+        waiting_for: c.waiting,
     })
 }
 
@@ -1222,6 +1239,39 @@ mod tests {
             assert!(e[0].to_string().contains(want), "{body}: {}", e[0]);
             assert!(e[0].line >= 3, "{}", e[0]);
         }
+
+        // An effect still being checked in the background: the step is checked against its
+        // descriptor, and the pipeline says it waits for it (or is refused for a real problem).
+        let mut loading = catalog.clone();
+        loading.loading.insert(
+            "echo".into(),
+            crate::effects::Loading {
+                file: "effects/echo.wasm".into(),
+                descriptor: crate::effects::descriptor::Descriptor::parse(
+                    br#"{"abi":1,"name":"echo","version":"1","max_channels":2,
+                        "params":[{"id":"mix","name":"Mix","min":0,"max":1,"default":0.5}]}"#,
+                )
+                .unwrap(),
+            },
+        );
+        let d = Defaults {
+            effects: Some(&loading),
+            ..D
+        };
+        let step = |body: &str| {
+            parse(
+                Path::new("p.toml"),
+                &format!(
+                    "watch = \"in\"\n[[step]]\n{body}\n[[step]]\neffect = \"gain\"\n[[output]]\npath = \"o/{{stem}}.wav\"\n"
+                ),
+                d,
+            )
+        };
+        let p = step("effect = \"echo\"\nparams = { mix = 0.3 }").unwrap();
+        assert_eq!(p.waiting_for, ["echo"]);
+        let e = step("effect = \"echo\"\nparams = { mix = 3 }").unwrap_err();
+        assert!(e[0].message.contains("out of range"), "{e:?}");
+        assert!(step("effect = \"eq\"").unwrap().waiting_for.is_empty());
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! this binary, and `.wasm` files in the root's `effects/` folder.
 
 pub mod descriptor;
+pub mod loader;
 pub mod runtime;
 pub mod stage;
 
+pub use loader::{Loader, Update};
 pub use runtime::{Effect, EffectError, Instance, Limits, Runtime};
 
 use std::collections::BTreeMap;
@@ -36,12 +38,25 @@ pub struct Entry {
     pub origin: Origin,
 }
 
+/// A module of the effects folder still being checked (compiled and probed) in the background
+/// by the [`Loader`]: its descriptor, read without running it.
+#[derive(Debug, Clone)]
+pub struct Loading {
+    pub file: PathBuf,
+    pub descriptor: descriptor::Descriptor,
+}
+
 /// The effects a root can use, by name, and the modules that were refused (with why).
 #[derive(Clone)]
 pub struct Catalog {
     rt: Runtime,
     pub effects: BTreeMap<String, Entry>,
     pub refused: Vec<(String, String)>,
+    /// Effects whose modules are still being checked, by name (only the watch host's
+    /// [`Loader`] leaves any: [`Catalog::load`] checks everything before it returns).
+    pub loading: BTreeMap<String, Loading>,
+    /// Why the module that claimed a name was refused, when its descriptor could be read.
+    refused_names: BTreeMap<String, String>,
     /// The root's effects folder and what it held when read (names, sizes, times).
     dir: Option<PathBuf>,
     stamp: Vec<(PathBuf, u64, i128)>,
@@ -72,13 +87,7 @@ impl Catalog {
     /// The built-in effects plus the `.wasm` files in `dir`. A module that fails its checks is
     /// listed in `refused` and left out; the others stay usable.
     pub fn load(rt: Runtime, dir: Option<&Path>) -> Catalog {
-        let mut c = Catalog {
-            rt,
-            effects: BTreeMap::new(),
-            refused: Vec::new(),
-            dir: dir.map(Path::to_path_buf),
-            stamp: dir.map(stamp).unwrap_or_default(),
-        };
+        let mut c = Catalog::empty(rt, dir);
         for (name, bytes) in BUILTIN {
             c.add(name, bytes, Origin::Builtin);
         }
@@ -91,11 +100,21 @@ impl Catalog {
         c
     }
 
+    /// No effects yet, for `dir` as it is now.
+    fn empty(rt: Runtime, dir: Option<&Path>) -> Catalog {
+        Catalog {
+            rt,
+            effects: BTreeMap::new(),
+            refused: Vec::new(),
+            loading: BTreeMap::new(),
+            refused_names: BTreeMap::new(),
+            dir: dir.map(Path::to_path_buf),
+            stamp: dir.map(stamp).unwrap_or_default(),
+        }
+    }
+
     fn add(&mut self, what: &str, bytes: &[u8], origin: Origin) {
-        match self.rt.load(what, bytes).and_then(|e| {
-            probe(&self.rt, &e)?;
-            Ok(e)
-        }) {
+        match check(&self.rt, what, bytes) {
             Ok(e) => {
                 let name = e.descriptor.name.clone();
                 if let Some(prev) = self.effects.get(&name) {
@@ -125,11 +144,6 @@ impl Catalog {
         self.dir.as_deref().is_some_and(|d| stamp(d) != self.stamp)
     }
 
-    /// Read again (after a change of the effects folder).
-    pub fn reload(&self) -> Catalog {
-        Catalog::load(self.rt.clone(), self.dir.as_deref())
-    }
-
     pub fn runtime(&self) -> &Runtime {
         &self.rt
     }
@@ -137,6 +151,27 @@ impl Catalog {
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.effects.get(name)
     }
+
+    /// Why there is no effect `name`, when a module that claimed it (or a file named after it)
+    /// was refused.
+    pub fn refusal(&self, name: &str) -> Option<&str> {
+        self.refused_names
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| {
+                self.refused
+                    .iter()
+                    .find(|(what, _)| Path::new(what).file_stem().is_some_and(|s| s == name))
+                    .map(|(_, why)| why.as_str())
+            })
+    }
+}
+
+/// Check a module against the ABI, compile it (or take it from the cache) and probe it.
+fn check(rt: &Runtime, what: &str, bytes: &[u8]) -> Result<Effect, EffectError> {
+    let e = rt.load(what, bytes)?;
+    probe(rt, &e)?;
+    Ok(e)
 }
 
 /// Run a new module once before trusting it: every parameter at its minimum, maximum and

@@ -28,6 +28,11 @@ pub struct Limits {
 /// A block may take this many times its own duration.
 pub const REALTIME_FACTOR: f64 = 10.0;
 
+/// The most latency an effect may report, in seconds (effects/ABI.md, section 3): more is
+/// refused, since it cannot be clamped without misaligning the output (a look-ahead limiter
+/// needs milliseconds, a linear-phase filter a fraction of a second).
+pub const MAX_LATENCY_SECONDS: u32 = 1;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -465,8 +470,13 @@ impl Instance {
         let l = f
             .call(&mut self.store, ())
             .map_err(|e| self.failed(&e, "sluice_latency"))?;
-        if !(0..=self.sample_rate as i32 * 10).contains(&l) {
-            return Err(self.err(format!("reports a latency of {l} frames")));
+        let max = self.sample_rate as i32 * MAX_LATENCY_SECONDS as i32;
+        if !(0..=max).contains(&l) {
+            return Err(self.err(format!(
+                "reports a latency of {l} frames ({:.2} s at {} Hz); the host accepts 0 to at most {MAX_LATENCY_SECONDS} s",
+                f64::from(l) / f64::from(self.sample_rate),
+                self.sample_rate
+            )));
         }
         Ok(l as usize)
     }
