@@ -10,6 +10,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `println!` that returns the write's error instead of panicking: a reader that goes away
+/// early (`sluice jobs | head`) ends the command quietly (see `main`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)?
+    }};
+}
+
 /// The example pipelines, built in: a new root gets them.
 pub const EXAMPLES: &[(&str, &str)] = &[
     ("podcast.toml", include_str!("../../pipelines/podcast.toml")),
@@ -103,7 +112,7 @@ pub fn check(root: &Path, path: Option<&Path>) -> Result<ExitCode> {
         eprintln!("{d}");
     }
     for p in &ok {
-        println!(
+        outln!(
             "ok  {} ({}{}): {} step(s), {} output(s), watching {}",
             p.name,
             p.file.display(),
@@ -149,19 +158,23 @@ pub fn jobs(cfg: &Config, state: Option<&str>, json: bool) -> Result<ExitCode> {
     let store = Store::open(&cfg.db_path(), false)?;
     let list = store.jobs(state)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
     if list.is_empty() {
-        println!("no jobs");
+        outln!("no jobs");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:>6}  {:<11} {:>5}  {:<18} {:<19}  input",
-        "id", "state", "done", "pipeline", "finished"
+        "id",
+        "state",
+        "done",
+        "pipeline",
+        "finished"
     );
     for j in &list {
-        println!(
+        outln!(
             "{:>6}  {:<11} {:>4.0}%  {:<18} {:<19}  {}{}",
             j.id,
             j.state.name(),
@@ -184,13 +197,13 @@ pub fn job(cfg: &Config, id: u64, json: bool) -> Result<ExitCode> {
     let j = store.job(id)?.ok_or_else(|| anyhow!("no job {id}"))?;
     let events = store.events(Some(id))?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({"job": j, "events": events}))?
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "job {}  {}  ({} attempt(s){})",
         j.id,
         j.state.name(),
@@ -204,20 +217,20 @@ pub fn job(cfg: &Config, id: u64, json: bool) -> Result<ExitCode> {
             String::new()
         }
     );
-    println!("  pipeline  {} (version {})", j.pipeline, j.pipeline_hash);
-    println!(
+    outln!("  pipeline  {} (version {})", j.pipeline, j.pipeline_hash);
+    outln!(
         "  input     {}  [{}]",
         j.input.display(),
         &j.content_hash[..16.min(j.content_hash.len())]
     );
-    println!("  created   {}", fmt_time(Some(j.created_ms)));
-    println!("  started   {}", fmt_time(j.started_ms));
-    println!("  finished  {}", fmt_time(j.finished_ms));
+    outln!("  created   {}", fmt_time(Some(j.created_ms)));
+    outln!("  started   {}", fmt_time(j.started_ms));
+    outln!("  finished  {}", fmt_time(j.finished_ms));
     if let Some(e) = &j.error {
-        println!("  error     {e}");
+        outln!("  error     {e}");
     }
     for o in &j.outputs {
-        println!(
+        outln!(
             "  output    {}  {} bytes  [{}]",
             o.path.display(),
             o.bytes,
@@ -225,14 +238,14 @@ pub fn job(cfg: &Config, id: u64, json: bool) -> Result<ExitCode> {
         );
     }
     if let Some(r) = &j.report {
-        println!("  report    {}", r.display());
+        outln!("  report    {}", r.display());
     }
     if let Some(s) = &j.source_now {
-        println!("  source    now at {}", s.display());
+        outln!("  source    now at {}", s.display());
     }
-    println!("  events");
+    outln!("  events");
     for e in events {
-        println!(
+        outln!(
             "    {}  {:<16} {}",
             fmt_time(Some(e.time_ms)),
             e.kind,
@@ -252,13 +265,13 @@ pub fn retry(cfg: &Config, ids: &[u64], failed: bool) -> Result<ExitCode> {
         }
     }
     if ids.is_empty() {
-        println!("nothing to retry");
+        outln!("nothing to retry");
         return Ok(ExitCode::SUCCESS);
     }
     let done = store.retry(&ids)?;
     for id in &ids {
         if done.contains(id) {
-            println!("job {id}: queued again");
+            outln!("job {id}: queued again");
         } else {
             eprintln!("job {id}: not failed or quarantined (or no such job): left alone");
         }
@@ -293,8 +306,12 @@ pub fn parse_age(s: &str) -> Result<std::time::Duration> {
 
 /// `sluice clean --older-than AGE [--dry-run]`: the outputs, reports and moved sources of jobs
 /// finished before then, and the folders they leave empty. Job records stay.
-pub fn clean(cfg: &Config, older_than: &str, dry_run: bool) -> Result<ExitCode> {
-    let age = parse_age(older_than)?;
+pub fn clean(cfg: &Config, older_than: Option<&str>, dry_run: bool) -> Result<ExitCode> {
+    let age = match older_than {
+        Some(a) => parse_age(a)?,
+        // Only a dry run comes without an age (the command line insists): every finished job.
+        None => std::time::Duration::ZERO,
+    };
     let cutoff = crate::store::now_ms() - age.as_millis() as i64;
     let store = Store::open(&cfg.db_path(), false)?;
     let mut files = Vec::new();
@@ -324,7 +341,7 @@ pub fn clean(cfg: &Config, older_than: &str, dry_run: bool) -> Result<ExitCode> 
         if !m.is_file() {
             continue;
         }
-        println!(
+        outln!(
             "{} {}",
             if dry_run { "would remove" } else { "remove" },
             rel.display()
@@ -364,7 +381,7 @@ pub fn clean(cfg: &Config, older_than: &str, dry_run: bool) -> Result<ExitCode> 
             }
         }
     }
-    println!(
+    outln!(
         "{} {n} file(s), {:.1} MB, and {removed_dirs} empty folder(s){}",
         if dry_run { "would remove" } else { "removed" },
         bytes as f64 / 1e6,
@@ -446,7 +463,7 @@ pub fn stats(cfg: &Config, json: bool) -> Result<ExitCode> {
             .map(|(t, p)| (fmt_time(Some(*t as i64)), p.display().to_string()))
     };
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "root": cfg.root,
@@ -462,24 +479,24 @@ pub fn stats(cfg: &Config, json: bool) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}", cfg.root.display());
-    println!("  files     {files} ({:.1} MB)", bytes as f64 / 1e6);
+    outln!("{}", cfg.root.display());
+    outln!("  files     {files} ({:.1} MB)", bytes as f64 / 1e6);
     for (t, k) in &by_type {
-        println!(
+        outln!(
             "    {t:<8} {:>6} file(s) {:>10.1} MB",
             k.files,
             k.bytes as f64 / 1e6
         );
     }
     if let (Some(o), Some(n)) = (when(&oldest), when(&newest)) {
-        println!("  oldest    {}  {}", o.0, o.1);
-        println!("  newest    {}  {}", n.0, n.1);
+        outln!("  oldest    {}  {}", o.0, o.1);
+        outln!("  newest    {}  {}", n.0, n.1);
     }
-    println!("  indexed   {indexed} file(s) in watch folders");
+    outln!("  indexed   {indexed} file(s) in watch folders");
     if let Some(v) = schema {
-        println!("  state     {} (schema {v})", db.display());
+        outln!("  state     {} (schema {v})", db.display());
     }
-    println!(
+    outln!(
         "  jobs      {}",
         by_state
             .iter()
@@ -569,7 +586,7 @@ pub fn run(cfg: &Config, pipeline: &str, files: &[PathBuf], json: bool) -> Resul
                 if !json {
                     match j.state {
                         JobState::Done => {
-                            println!("{}: job {} done", f.display(), j.id);
+                            outln!("{}: job {} done", f.display(), j.id);
                             // Each output's loudness as measured while it was written, and
                             // the job's warnings, from its report.
                             let report = j
@@ -591,17 +608,17 @@ pub fn run(cfg: &Config, pipeline: &str, files: &[PathBuf], json: bool) -> Resul
                                     }
                                     _ => String::new(),
                                 };
-                                println!("  → {}{loudness}", cfg.root.join(&o.path).display());
+                                outln!("  → {}{loudness}", cfg.root.join(&o.path).display());
                             }
                             for w in report
                                 .as_ref()
                                 .and_then(|r| r["warnings"].as_array().cloned())
                                 .unwrap_or_default()
                             {
-                                println!("  warning: {}", w.as_str().unwrap_or_default());
+                                outln!("  warning: {}", w.as_str().unwrap_or_default());
                             }
                         }
-                        s => println!(
+                        s => outln!(
                             "{}: job {} {}: {}",
                             f.display(),
                             j.id,
@@ -620,7 +637,7 @@ pub fn run(cfg: &Config, pipeline: &str, files: &[PathBuf], json: bool) -> Resul
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -652,7 +669,7 @@ pub fn effects_list(cfg: &Config, json: bool) -> Result<ExitCode> {
             .iter()
             .map(|(w, why)| serde_json::json!({"module": w, "error": why}))
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({"effects": list, "refused": refused})
@@ -662,7 +679,7 @@ pub fn effects_list(cfg: &Config, json: bool) -> Result<ExitCode> {
     }
     for e in fx.effects.values() {
         let d = &e.effect.descriptor;
-        println!(
+        outln!(
             "{:<12} {:<8} {:<10} {}",
             d.name,
             d.version,
@@ -687,14 +704,14 @@ pub fn effects_info(cfg: &Config, name: &str, json: bool) -> Result<ExitCode> {
         .ok_or_else(|| anyhow!("no effect {name:?} (sluice effects list shows them)"))?;
     let d = &e.effect.descriptor;
     if json {
-        println!("{}", serde_json::to_string_pretty(d)?);
+        outln!("{}", serde_json::to_string_pretty(d)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} {} ({})", d.name, d.version, e.origin);
+    outln!("{} {} ({})", d.name, d.version, e.origin);
     if !d.description.is_empty() {
-        println!("  {}", d.description);
+        outln!("  {}", d.description);
     }
-    println!(
+    outln!(
         "  channels up to {}; tail up to {} s; module {}",
         d.max_channels,
         d.tail_seconds,
@@ -709,7 +726,7 @@ pub fn effects_info(cfg: &Config, name: &str, json: bool) -> Result<ExitCode> {
             Some(c) => c[p.default as usize].clone(),
             None => p.default.to_string(),
         };
-        println!("  {:<14} {:<22} {range}  (default {default})", p.id, p.name);
+        outln!("  {:<14} {:<22} {range}  (default {default})", p.id, p.name);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -792,20 +809,21 @@ pub fn effects_test(cfg: &Config, name: &str, params: &[String], rate: u32) -> R
     let t = std::time::Instant::now();
     run(&mut inst, &noise)?;
     let took = t.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "{} {} at {rate} Hz, {channels} channel(s), blocks of {block}",
-        d.name, d.version
+        d.name,
+        d.version
     );
-    println!(
+    outln!(
         "  latency       {latency} frames ({:.2} ms)",
         latency as f64 * 1000.0 / f64::from(rate)
     );
-    println!("  impulse       peak {:.3} at frame {peak_at}", peak);
-    println!(
+    outln!("  impulse       peak {:.3} at frame {peak_at}", peak);
+    outln!(
         "  sweep gain    {gain_db:+.2} dB (20 Hz to {:.0} Hz at -12 dBFS)",
         f1
     );
-    println!(
+    outln!(
         "  CPU           {:.2} ms per second of audio ({:.0}x real time)",
         took * 100.0,
         10.0 / took

@@ -406,7 +406,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     }
     drop(job_rx);
 
-    println!("{}", welcome(&cfg, &pipelines));
+    say(welcome(&cfg, &pipelines));
 
     let mut settling: HashMap<PathBuf, Settling> = HashMap::new();
     let mut last_rescan: Option<Instant> = None;
@@ -419,9 +419,9 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             stopping = true;
             let n = busy.load(Ordering::SeqCst);
             if n > 0 {
-                println!(
+                say(format!(
                     "sluice: stopping after the {n} running job(s) finish (signal again to stop now; they will run again at the next start)"
-                );
+                ));
             }
         }
         if abort.load(Ordering::SeqCst) || (stopping && busy.load(Ordering::SeqCst) == 0) {
@@ -622,7 +622,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
         }
     }
     drop(watcher);
-    println!("sluice: stopped");
+    say("sluice: stopped");
     Ok(())
 }
 
@@ -915,4 +915,11 @@ fn welcome(cfg: &Config, ps: &Pipelines) -> String {
         }
     }
     s
+}
+
+/// A line for whoever watches the host's standard output. A reader that went away
+/// (`sluice watch | head -3`) must not stop the host: the line is dropped, the log keeps it.
+fn say(line: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }

@@ -186,11 +186,11 @@ enum Command {
         root: RootArg,
     },
     /// Remove the outputs, reports and moved sources of jobs finished before an age (and the
-    /// folders left empty).
+    /// folders left empty). `--dry-run` alone lists what every finished job left.
     Clean {
-        /// Age like 30d, 12h, 2w.
-        #[arg(long, value_name = "AGE")]
-        older_than: String,
+        /// Age like 30d, 12h, 2w (needed to remove; a dry run without it counts every job).
+        #[arg(long, value_name = "AGE", required_unless_present = "dry_run")]
+        older_than: Option<String>,
         /// Say what would go without removing anything.
         #[arg(long)]
         dry_run: bool,
@@ -223,10 +223,16 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            // A closed pipe (`sluice analyze ... | head`) is not an error of ours.
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            {
+            // A closed pipe (`sluice jobs | head`) is not an error of ours: stop quietly,
+            // wherever the write that met it was (directly, or inside serde_json).
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                    || c.downcast_ref::<serde_json::Error>()
+                        .and_then(serde_json::Error::io_error_kind)
+                        == Some(std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
                 return ExitCode::SUCCESS;
             }
             eprintln!("sluice: {e:#}");
@@ -342,7 +348,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             older_than,
             dry_run,
             root,
-        } => commands::clean(&root.config()?, &older_than, dry_run),
+        } => commands::clean(&root.config()?, older_than.as_deref(), dry_run),
         Command::Stats { json, root } => commands::stats(&root.config()?, json),
         Command::Effects { action } => {
             let cfg = |root: &RootArg| -> Result<config::Config> {
@@ -470,7 +476,8 @@ fn analyze_cmd(
     print_results(&results, json, failed, render::analysis)
 }
 
-/// Logs to stderr (SLUICE_LOG, default `warn`; `info` for `watch`), and for `watch` also to a
+/// Logs to stderr (SLUICE_LOG; by default Sluice's own at `warn`, `info` for `watch`, other
+/// crates at `error`), and for `watch` also to a
 /// daily file under the root's `.sluice/logs`, keeping the configured number of files.
 fn logging(cli: &Cli) -> Option<()> {
     use tracing_subscriber::layer::SubscriberExt;
@@ -479,9 +486,15 @@ fn logging(cli: &Cli) -> Option<()> {
         Command::Watch { root } => Some(root.root.clone()),
         _ => None,
     };
-    let filter = |default: &str| {
-        tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    // Other crates (the decoders, the HTTP stack; their `log` records come through too)
+    // speak only of errors by default: their warnings ("skipping junk" on tagged MP3s) are
+    // ours to report or not. SLUICE_LOG overrides it all (SLUICE_LOG=warn shows them).
+    let filter = |own: &str| {
+        tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!(
+                "error,sluice={own},sluice_host={own},sluice_core={own}"
+            ))
+        })
     };
     let ansi = std::io::stderr().is_terminal();
     let stderr = tracing_subscriber::fmt::layer()

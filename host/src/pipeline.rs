@@ -893,12 +893,12 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
     };
     let report = match &raw.report {
         None => {
-            Some(Template::parse("reports/{pipeline}/{date:%Y/%m/%d}/{stem}.json").expect("valid"))
+            Some(Template::parse("reports/{pipeline}/{date:%Y/%m/%d}/{name}.json").expect("valid"))
         }
         Some(r) => match r.get_ref() {
             RawReport::Off(false) => None,
             RawReport::Off(true) => Some(
-                Template::parse("reports/{pipeline}/{date:%Y/%m/%d}/{stem}.json").expect("valid"),
+                Template::parse("reports/{pipeline}/{date:%Y/%m/%d}/{name}.json").expect("valid"),
             ),
             RawReport::Path(p) => c.template(&Spanned::new(r.span(), p.clone()), "report"),
         },

@@ -298,3 +298,168 @@ fn analyze_one_file_split_over_threads_gives_the_same_report() {
         assert_eq!(one, many, "-j {j} differs from -j 1");
     }
 }
+
+/// A root with one analysis-only pipeline and a finished job for each of `x.wav` and
+/// `x.flac` (the same name, two extensions).
+fn root_with_two_jobs(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::write(
+        root.join("pipelines/levels.toml"),
+        "name = \"levels\"\nwatch = \"inbox\"\n\n[[step]]\nanalyze = [\"levels\"]\n\n[[output]]\npath = \"out/{name}.flac\"\n",
+    )
+    .unwrap();
+    let planes = sluice_core::signal::programme(44_100, 2, 44_100, 2);
+    let wav = dir.join("x.wav");
+    common::write_wav(&wav, &planes, 44_100, 16);
+    let flac = dir.join("x.flac");
+    let out = sluice()
+        .args(["export", "--bit-depth", "16", "-o"])
+        .arg(&flac)
+        .arg(&wav)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sluice()
+        .args(["run", "levels", "--root"])
+        .arg(&root)
+        .arg(&wav)
+        .arg(&flac)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    root
+}
+
+/// Every command's output may go to a reader that stops early (`sluice jobs | head`): the
+/// command ends quietly, without a panic or an error.
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with_two_jobs(dir.path());
+    let r = root.to_str().unwrap();
+    for args in [
+        vec!["jobs", "--root", r],
+        vec!["jobs", "--json", "--root", r],
+        vec!["job", "1", "--root", r],
+        vec!["stats", "--root", r],
+        vec!["check", "--root", r],
+        vec!["formats"],
+        vec!["effects", "list", "--root", r],
+    ] {
+        // A pipe whose reading end is already closed: the first write meets EPIPE.
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        unsafe { libc::close(fds[0]) };
+        let write_end =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+        let out = sluice()
+            .args(&args)
+            .stdout(std::process::Stdio::from(write_end))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "sluice {args:?}: {:?}\n{stderr}",
+            out.status
+        );
+    }
+}
+
+/// Other libraries' chatter stays out of the way: decoding a tagged MP3 prints nothing on
+/// stderr by default (symphonia warns about the ID3 tag's bytes it skips), and SLUICE_LOG
+/// still lets it through for whoever asks.
+#[test]
+fn library_warnings_are_quiet_by_default_and_sluice_log_overrides() {
+    let args = ["analyze", "--only", "loudness"];
+    let out = sluice()
+        .args(args)
+        .arg(fixture("tagged.mp3"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+    let out = sluice()
+        .args(args)
+        .arg(fixture("tagged.mp3"))
+        .env("SLUICE_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("symphonia"),
+        "SLUICE_LOG=warn shows it: {stderr}"
+    );
+}
+
+/// `sluice clean --dry-run`, as the README shows it, lists what every finished job left and
+/// removes nothing; removing needs an age.
+#[test]
+fn clean_dry_run_works_as_the_readme_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with_two_jobs(dir.path());
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    assert!(
+        readme.contains("sluice clean --dry-run "),
+        "the README shows it"
+    );
+    let before = common::files_under(&root.join("out"));
+    assert_eq!(before.len(), 2, "{before:#?}");
+    let out = sluice()
+        .args(["clean", "--dry-run", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("would remove out/x.wav.flac")
+            && stdout.contains("would remove out/x.flac.flac"),
+        "{stdout}"
+    );
+    assert_eq!(common::files_under(&root.join("out")), before);
+    let out = sluice()
+        .args(["clean", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--older-than"));
+    assert_eq!(common::files_under(&root.join("out")), before);
+}
+
+/// The default report name keeps the source's extension: `x.wav` and `x.flac` in one
+/// pipeline get `x.wav.json` and `x.flac.json`, not `x.json` and `x (2).json`; the pipelines
+/// README documents that default.
+#[test]
+fn reports_of_the_same_stem_do_not_collide() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with_two_jobs(dir.path());
+    let day = jiff::Zoned::now().strftime("%Y/%m/%d").to_string();
+    let reports = root.join(format!("reports/levels/{day}"));
+    let names: Vec<String> = common::files_under(&reports)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["x.flac.json", "x.wav.json"], "{names:?}");
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../pipelines/README.md"
+    ))
+    .unwrap();
+    assert!(doc.contains("report = \"reports/{pipeline}/{date:%Y/%m/%d}/{name}.json\""));
+}

@@ -77,9 +77,10 @@ fn streaming_master_broadcast_and_analysis_examples() {
     // Analysis only: a report, no outputs.
     let job = run(&root, "analysis", &src);
     assert!(job["outputs"].as_array().unwrap().is_empty());
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("reports/analysis/master.json")).unwrap())
-            .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("reports/analysis/master.wav.json")).unwrap(),
+    )
+    .unwrap();
     let measured = report["analysis"]["loudness"]["integrated_lufs"]
         .as_f64()
         .unwrap();
