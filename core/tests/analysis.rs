@@ -158,8 +158,10 @@ fn spectrum_of(planes: &[Vec<f32>], rate: u32) -> sluice_core::analysis::Spectru
 fn spectrum_of_a_sine() {
     let s = spectrum_of(&[sine(SR, 1000.0, 0.5, SR as usize * 5)], SR);
     close(s.centroid_hz.unwrap(), 1000.0, 5.0, "centroid");
+    // librosa's bandwidth weights the magnitude (not the power) by the squared distance, so the
+    // Hann window's side lobes count: a few bins (23.4 Hz each at 2048 points), not zero.
     assert!(
-        s.bandwidth_hz.unwrap() < 30.0,
+        s.bandwidth_hz.unwrap() < 60.0,
         "bandwidth {:?}",
         s.bandwidth_hz
     );
@@ -198,12 +200,13 @@ fn ltas_reads_the_level_of_tones_low_and_high() {
 
 #[test]
 fn spectrum_of_white_noise() {
-    // Flat power from 20 Hz to 24 kHz: centroid at the middle, bandwidth = width/√12, roll-off
-    // at 85 % of the width, flatness near 1, band shares in proportion to their widths.
+    // Flat spectrum to 24 kHz: centroid at the middle, bandwidth = width/√12, roll-off at 85 %
+    // of the width, flatness e^−γ (each bin's power is exponentially distributed), band shares
+    // in proportion to their widths.
     let x = noise(9, 0.5, SR as usize * 20);
     let y = noise(10, 0.5, SR as usize * 20);
     let s = spectrum_of(&[x, y], SR);
-    let (lo, hi) = (20.0, 24_000.0);
+    let (lo, hi) = (0.0, 24_000.0);
     close(
         s.centroid_hz.unwrap(),
         (lo + hi) / 2.0,
@@ -222,7 +225,12 @@ fn spectrum_of_white_noise() {
         0.01 * 20_400.0,
         "roll-off",
     );
-    assert!(s.flatness.unwrap() > 0.95, "flatness {:?}", s.flatness);
+    close(
+        s.flatness.unwrap(),
+        (-0.577_215_664_9f64).exp(),
+        0.01,
+        "flatness",
+    );
     for b in &s.bands {
         let want = 100.0 * (b.high_hz - b.low_hz) / (20_000.0 - 20.0);
         close(
@@ -258,10 +266,12 @@ fn spectrum_of_band_limited_noise() {
     let x = band_noise(5, 500.0, 2000.0, SR as usize * 10);
     let s = spectrum_of(&[x], SR);
     close(s.centroid_hz.unwrap(), 1250.0, 0.02 * 1250.0, "centroid");
+    // The window's magnitude leakage past the band edges, weighted by the squared distance,
+    // adds a few percent to the ideal width/√12.
     close(
         s.bandwidth_hz.unwrap(),
         1500.0 / 12f64.sqrt(),
-        0.03 * 433.0,
+        0.05 * 433.0,
         "bandwidth",
     );
     close(
