@@ -47,7 +47,48 @@ fn levels_of_a_sine() {
     // One 3 s block of a steady sine: RMS+3 dB equals the peak, so DR is 0.
     close(l.dynamic_range_db.unwrap(), 0.0, 0.05, "DR of a sine");
     assert_eq!(l.clipped_samples, 0);
+    assert_eq!(l.clipped_fraction, Some(0.0));
     close(l.leading_silence_seconds, 0.0, 1e-3, "leading silence");
+}
+
+#[test]
+fn clipped_fraction_counts_full_scale_samples_on_every_channel() {
+    // A square wave at full scale is all full-scale samples, at the 16-bit maximum too; just
+    // below it (0.9999, which still counts as a clip run) none.
+    let square = |amp: f32| -> Vec<f32> {
+        (0..SR as usize)
+            .map(|i| if (i / 240) % 2 == 0 { amp } else { -amp })
+            .collect()
+    };
+    assert_eq!(feed_levels(&[square(1.0)]).clipped_fraction, Some(1.0));
+    assert_eq!(
+        feed_levels(&[square(32_767.0 / 32_768.0)]).clipped_fraction,
+        Some(1.0)
+    );
+    let l = feed_levels(&[square(0.9999)]);
+    assert_eq!(l.clipped_fraction, Some(0.0));
+    assert!(l.clipped_samples > 0);
+    // A sine at 0.5: none.
+    let l = feed_levels(&[sine(SR, 440.0, 0.5, SR as usize)]);
+    assert_eq!(l.clipped_fraction, Some(0.0));
+    // Stereo: a full-scale square on the left for a quarter of the file, a quiet sine on the
+    // right: 1/4 of one channel's samples, 1/8 of all.
+    let n = SR as usize * 2;
+    let mut left = vec![0.0f32; n];
+    left[..n / 4].copy_from_slice(&square(1.0)[..n / 4]);
+    let right = sine(SR, 1000.0, 0.25, n);
+    let l = feed_levels(&[left, right]);
+    assert_eq!(l.clipped_fraction, Some(0.125));
+    // Isolated full-scale samples count too, though they make no clip run.
+    let mut x = sine(SR, 100.0, 0.5, 48_000);
+    for i in (0..x.len()).step_by(100) {
+        x[i] = -1.0;
+    }
+    let l = feed_levels(&[x]);
+    assert_eq!(l.clip_events, 0);
+    assert_eq!(l.clipped_fraction, Some(480.0 / 48_000.0));
+    // No samples: undefined.
+    assert_eq!(feed_levels(&[Vec::new()]).clipped_fraction, None);
 }
 
 #[test]
@@ -102,6 +143,16 @@ fn clipping_and_silence() {
     );
     close(l.leading_silence_seconds, 1.0, 0.001, "leading silence");
     close(l.trailing_silence_seconds, 0.5, 0.001, "trailing silence");
+    // Full-scale share: 1.5·|sin| ≥ 32767/32768 for 1 − (2/π)·asin(c/1.5) of the time, over
+    // the 2 s of 3.5.
+    let c = 32_767.0 / 32_768.0;
+    let tops = 1.0 - 2.0 / std::f64::consts::PI * (c / 1.5f64).asin();
+    close(
+        l.clipped_fraction.unwrap(),
+        tops * 2.0 / 3.5,
+        2e-4,
+        "clipped fraction",
+    );
     // Pure silence: levels undefined, the whole file is silence.
     let l = feed_levels(&[vec![0.0; SR as usize]]);
     assert_eq!(l.peak_dbfs, None);
