@@ -14,7 +14,8 @@
 //! - **DC offset** — the mean sample value per channel (linear, −1..1);
 //! - **clipping** — runs of at least 3 consecutive samples at or above 0.9999 (−0.0009 dBFS)
 //!   in absolute value; `clipped_samples` counts the samples in those runs, `clip_events` the
-//!   runs;
+//!   runs; `clipped_fraction` is the share of all samples (every channel) at full scale,
+//!   |x| ≥ 32767/32768 (the largest 16-bit value), runs or not;
 //! - **zero crossings** — sign changes between successive non-zero samples, summed over
 //!   channels; the rate is per channel and second (Hz);
 //! - **silence** — leading and trailing time in which no channel rises above the threshold
@@ -27,6 +28,9 @@ use serde::Serialize;
 pub const CLIP_LEVEL: f32 = 0.9999;
 /// Minimum run of full-scale samples counted as clipping.
 pub const CLIP_RUN: u32 = 3;
+/// Samples at or above this (the largest 16-bit value, 32767/32768) count in
+/// `clipped_fraction`.
+pub const FULL_SCALE: f32 = 32_767.0 / 32_768.0;
 const DR_BLOCK_SECONDS: f64 = 3.0;
 
 #[derive(Debug, Clone, Default)]
@@ -39,6 +43,8 @@ struct Channel {
     run: u32,
     clipped: u64,
     clip_events: u64,
+    /// Samples at or above `FULL_SCALE`.
+    full_scale: u64,
     block_sq: f64,
     block_peak: f32,
     /// (mean square, peak) of each complete DR block.
@@ -73,6 +79,9 @@ pub struct Levels {
     pub dc_offset_per_channel: Vec<f64>,
     pub clipped_samples: u64,
     pub clip_events: u64,
+    /// Share of all samples (every channel) with |x| ≥ 32767/32768, 0–1; `None` for an empty
+    /// file.
+    pub clipped_fraction: Option<f64>,
     pub zero_crossings: u64,
     /// Zero crossings per channel per second, Hz.
     pub zero_crossing_rate_hz: Option<f64>,
@@ -171,6 +180,10 @@ impl LevelMeter {
                 .collect(),
             clipped_samples: self.ch.iter().map(|c| c.clipped).sum(),
             clip_events: self.ch.iter().map(|c| c.clip_events).sum(),
+            clipped_fraction: (n > 0.0 && !self.ch.is_empty()).then(|| {
+                self.ch.iter().map(|c| c.full_scale).sum::<u64>() as f64
+                    / (n * self.ch.len() as f64)
+            }),
             zero_crossings: crossings,
             zero_crossing_rate_hz: (n > 0.0 && !self.ch.is_empty())
                 .then(|| crossings as f64 / self.ch.len() as f64 / (n / rate)),
@@ -225,10 +238,12 @@ impl Channel {
                 .sum::<u64>();
             self.last_sign = if x[x.len() - 1] > 0.0 { 1 } else { -1 };
         }
-        // Clipping: only blocks that reach full scale need the run counter.
+        // Clipping: only blocks that reach full scale need the run counter (FULL_SCALE is above
+        // CLIP_LEVEL, so they hold every full-scale sample too).
         if peak >= CLIP_LEVEL || self.run > 0 {
             let mut run = self.run;
             for &v in x {
+                self.full_scale += u64::from(v.abs() >= FULL_SCALE);
                 if v.abs() >= CLIP_LEVEL {
                     run += 1;
                     if run == CLIP_RUN {

@@ -373,7 +373,8 @@ impl Analyzer for SpectrumA {
         r.spectrum = Some(self.0.finish());
     }
     fn cost(&self) -> f64 {
-        1.5 * self.1 as f64
+        // The long-term spectrum per channel, plus the features' 4×-overlapped frames.
+        1.5 * self.1 as f64 + 1.5
     }
     fn name(&self) -> &'static str {
         "spectrum"
@@ -381,7 +382,7 @@ impl Analyzer for SpectrumA {
 }
 
 /// Mean of all channels, for the tempo and key analyzers.
-fn mono_into(planes: &[&[f32]], out: &mut Vec<f32>) {
+pub(crate) fn mono_into(planes: &[&[f32]], out: &mut Vec<f32>) {
     let n = planes.first().map_or(0, |p| p.len());
     out.clear();
     out.resize(n, 0.0);
