@@ -574,6 +574,8 @@ struct Prescan {
     riff: Option<RiffScan>,
     aiff_cut: Option<AiffCut>,
     mp4: Option<crate::mp4::Mp4Scan>,
+    /// An MPEG audio stream that ends inside a frame.
+    mpa_cut: Option<crate::mpa::Cut>,
 }
 
 /// The frame accounting of one stream once the prescan is applied to symphonia's track.
@@ -609,10 +611,18 @@ impl Prescan {
         } else {
             None
         };
+        let mpa_cut = if head.starts_with(b"ID3")
+            || (head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0)
+        {
+            crate::mpa::cut(&mut r, len).unwrap_or(None)
+        } else {
+            None
+        };
         Ok(Prescan {
             riff,
             aiff_cut,
             mp4,
+            mpa_cut,
         })
     }
 
@@ -620,6 +630,21 @@ impl Prescan {
         self.riff
             .as_ref()
             .is_some_and(|r| matches!(r.form, Some(riff::RiffForm::Rf64 | riff::RiffForm::Bw64)))
+    }
+
+    /// A plain RIFF WAVE of PCM or float samples whose data chunk declares more than the file
+    /// holds: where its size field is, and the whole frames' bytes the file holds.
+    fn wav_cut(&self) -> Option<(u64, u64)> {
+        let scan = self.riff.as_ref()?;
+        if self.rf64() || !scan.data_truncated() {
+            return None;
+        }
+        let align = u64::from(scan.block_align.filter(|a| *a > 0)?);
+        if !matches!(scan.format_tag, Some(1 | 3 | 0xFFFE)) {
+            return None;
+        }
+        let d = scan.data?;
+        Some((d.offset - 4, scan.data_available / align * align))
     }
 
     /// The byte source symphonia reads: the file, or the file with size fields mended.
@@ -630,6 +655,14 @@ impl Prescan {
             // reads as "until the end of the file". So present the file with a RIFF id; the
             // frame count (and where the audio ends) comes from `ds64`.
             vec![(0, *b"RIFF")]
+        } else if let Some((data_size_at, available)) = self.wav_cut() {
+            // A WAV whose data chunk declares more than the file holds (cut short, or a
+            // header that lies, 2 GiB for a few seconds): symphonia refuses a data chunk
+            // larger than its RIFF chunk, so present sizes that fit what the file holds.
+            vec![
+                (4, clamp_u32(len - 8).to_le_bytes()),
+                (data_size_at, clamp_u32(available).to_le_bytes()),
+            ]
         } else if let Some(cut) = &self.aiff_cut {
             // Sizes that fit what the file holds, so the reader gets to the audio that exists.
             vec![
@@ -697,6 +730,20 @@ impl Prescan {
                 acc.limit = Some(n);
             }
         }
+        // An MP3 with a Xing/Info frame count is checked against it when decoding ends (the
+        // walk leaves those alone); one without has only its frames to say it was cut.
+        if let Some(cut) = self
+            .mpa_cut
+            .filter(|_| matches!(container, "mp1" | "mp2" | "mp3"))
+        {
+            acc.truncated = true;
+            acc.warnings.push(format!(
+                "truncated: the file ends inside MPEG audio frame {}, which holds {} of its {} bytes",
+                cut.whole_frames + 1,
+                cut.available,
+                cut.frame_bytes
+            ));
+        }
         if mp4.is_some_and(|m| m.truncated) {
             acc.truncated = true;
             acc.warnings.push(
@@ -714,6 +761,10 @@ impl Prescan {
                     acc.frames = Some(n);
                     acc.limit = Some(n);
                 }
+            } else if let Some((_, available)) = self.wav_cut() {
+                let n = available / u64::from(scan.block_align.unwrap_or(1).max(1));
+                acc.frames = Some(n);
+                acc.limit = Some(n);
             } else if let (Some(n), Some(d)) = (acc.frames, scan.data)
                 && scan.data_truncated()
                 && d.size > 0

@@ -12,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod formats;
 pub mod mp4;
+pub mod mpa;
 pub mod render;
 pub mod riff;
 pub mod signal;

@@ -463,3 +463,161 @@ fn reports_of_the_same_stem_do_not_collide() {
     .unwrap();
     assert!(doc.contains("report = \"reports/{pipeline}/{date:%Y/%m/%d}/{name}.json\""));
 }
+
+/// `sluice analyze --json` on a file: (exit success, its `stream` object).
+fn analyze_stream(path: &std::path::Path) -> (bool, String, serde_json::Value) {
+    let out = sluice()
+        .args(["analyze", "--json", "--only", "loudness"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (out.status.success(), stderr, v[0]["stream"].clone())
+}
+
+/// An MP3 cut short says so, with a frame count in a Xing/Info frame (checked against what
+/// decodes) and without one (the frames show the last one is not whole); whole files do not.
+#[test]
+fn a_truncated_mp3_reports_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let tagged = std::fs::read(fixture("tagged.mp3")).unwrap();
+    // tagged.mp3: an ID3v2 tag, then the Info frame, then the audio frames. Without the
+    // Info frame it is a plain CBR stream that declares no length (as `lame -t` writes).
+    let id3 = 10
+        + tagged[6..10]
+            .iter()
+            .fold(0usize, |a, b| (a << 7) | usize::from(b & 0x7F));
+    let h: [u8; 4] = tagged[id3..id3 + 4].try_into().unwrap();
+    let info_len = sluice_core::mpa::frame_len(h).unwrap() as usize;
+    assert_eq!(
+        &tagged[id3 + 36..id3 + 40],
+        b"Info",
+        "the Info frame is where expected"
+    );
+    let mut plain = tagged[..id3].to_vec();
+    plain.extend_from_slice(&tagged[id3 + info_len..]);
+    let cases = [
+        ("whole_info.mp3", tagged.clone(), false),
+        ("whole_plain.mp3", plain.clone(), false),
+        ("cut_info.mp3", tagged[..tagged.len() - 300].to_vec(), true),
+        ("cut_plain.mp3", plain[..plain.len() - 300].to_vec(), true),
+        (
+            "cut_plain_early.mp3",
+            plain[..plain.len() / 2 + 7].to_vec(),
+            true,
+        ),
+    ];
+    for (name, bytes, cut) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let (ok, stderr, stream) = analyze_stream(&p);
+        assert!(ok, "{name}: {stderr}");
+        assert_eq!(stream["truncated"], cut, "{name}: {stream}");
+        let warned = stream["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with("truncated"));
+        assert_eq!(warned, cut, "{name}: {stream}");
+    }
+}
+
+/// A WAV header that lies about its size (2 GiB of audio declared, one second held, or a
+/// copy cut short) decodes what the file holds and says it is truncated, instead of a
+/// reader's internal message.
+#[test]
+fn a_wav_header_that_lies_about_its_size_gets_a_clear_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let planes = sluice_core::signal::programme(48_000, 2, 48_000, 3);
+    let good = dir.path().join("good.wav");
+    common::write_wav(&good, &planes, 48_000, 16);
+    let bytes = std::fs::read(&good).unwrap();
+    let data_at = bytes.windows(4).position(|w| w == b"data").unwrap();
+    let held = (bytes.len() - data_at - 8) as u64;
+    let frames = held / 4;
+    let lie = |riff: Option<u32>, data: u32, keep: usize| {
+        let mut b = bytes[..keep].to_vec();
+        if let Some(r) = riff {
+            b[4..8].copy_from_slice(&r.to_le_bytes());
+        }
+        b[data_at + 4..data_at + 8].copy_from_slice(&data.to_le_bytes());
+        b
+    };
+    let n = bytes.len();
+    let cases = [
+        // 2 GiB declared by the data chunk only, by both, and the largest sizes there are.
+        ("data_2g.wav", lie(None, 0x8000_0000, n), frames),
+        (
+            "both_2g.wav",
+            lie(Some(0x8000_0024), 0x8000_0000, n),
+            frames,
+        ),
+        (
+            "both_max.wav",
+            lie(Some(0xFFFF_FFFF), 0xFFFF_FFDB, n),
+            frames,
+        ),
+        // A copy cut short in the middle of a frame.
+        ("cut.wav", bytes[..n - 4001].to_vec(), (held - 4001) / 4),
+    ];
+    for (name, b, expect) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, b).unwrap();
+        let (ok, stderr, stream) = analyze_stream(&p);
+        assert!(ok, "{name}: {stderr}");
+        assert_eq!(stream["truncated"], true, "{name}: {stream}");
+        assert_eq!(stream["frames"], expect, "{name}: {stream}");
+        let w = stream["warnings"][0].as_str().unwrap();
+        assert!(
+            w.starts_with("truncated: the data chunk declares") && w.contains("holds only"),
+            "{name}: {w}"
+        );
+    }
+}
+
+/// The watching host writes its start-up lines to standard output; a reader that went away
+/// (`sluice watch | head -3`) must not stop it: a file dropped afterwards is still processed.
+#[test]
+fn the_host_keeps_watching_when_its_output_reader_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    let write_end =
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+    let mut child = sluice()
+        .args(["watch", "--root"])
+        .arg(&root)
+        .env("SLUICE_SETTLE_SECONDS", "0.3")
+        .stdout(std::process::Stdio::from(write_end))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let planes = sluice_core::signal::programme(44_100, 2, 44_100, 3);
+    let src = dir.path().join("take.wav");
+    common::write_wav(&src, &planes, 44_100, 16);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let inbox = root.join("inbox/analysis");
+    while !inbox.is_dir() {
+        assert!(std::time::Instant::now() < deadline, "no inbox");
+        assert!(child.try_wait().unwrap().is_none(), "the host stopped");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Past the start-up lines, which met the closed pipe.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(child.try_wait().unwrap().is_none(), "the host stopped");
+    std::fs::rename(&src, inbox.join("take.wav")).unwrap();
+    let report = root.join("reports/analysis/take.wav.json");
+    while !report.is_file() {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("the host stopped or never processed the file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
