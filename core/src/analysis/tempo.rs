@@ -127,6 +127,10 @@ pub struct Tempo {
     pub bpm: f64,
     /// 0..=1, how clearly one periodicity dominates
     pub confidence: f64,
+    /// The runner-up metrical level (usually ×2 or ×½ of `bpm`), when there is one in range.
+    pub alternative_bpm: Option<f64>,
+    /// Its confidence, on the same scale as `confidence` and at most `confidence`.
+    pub alternative_confidence: Option<f64>,
 }
 
 /// Streaming tempo estimator. Feed mono samples (the caller mixes channels down by averaging) in
@@ -603,5 +607,10 @@ fn estimate(env: &[f32], frame_rate: f64) -> Option<Tempo> {
         return None;
     }
     let bpm = bpm_of(p).clamp(MIN_BPM, MAX_BPM);
-    Some(Tempo { bpm, confidence })
+    Some(Tempo {
+        bpm,
+        confidence,
+        alternative_bpm: None,
+        alternative_confidence: None,
+    })
 }
