@@ -288,7 +288,7 @@ fn bar(p: Pattern, bar_index: usize) -> (u32, Vec<Hit>) {
     (beats, h)
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Case {
     bpm: f64,
     pattern: Pattern,
@@ -630,13 +630,14 @@ struct Score {
 /// prints the table and returns the counts.
 fn score(cases: &[Case]) -> Score {
     let results: Vec<(Case, Option<Tempo>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2)
+        let workers = 2;
+        let handles: Vec<_> = (0..workers)
             .map(|w| {
                 s.spawn(move || {
                     cases
                         .iter()
                         .enumerate()
-                        .filter(|(i, _)| i % 2 == w)
+                        .filter(|(i, _)| i % workers == w)
                         .map(|(_, c)| (*c, analyse(&render(c), c.sample_rate, 4096)))
                         .collect::<Vec<_>>()
                 })
@@ -718,6 +719,71 @@ fn held_out_drum_patterns() {
     assert!(n >= 30);
     assert!(exact * 10 >= n * 9, "only {exact}/{n} within 4 %");
     assert_eq!(octave, n, "octave errors beyond ×{{1/3, 1/2, 2, 3}}");
+}
+
+fn analyse_in(samples: &[f32], sample_rate: u32, lo: f64, hi: f64) -> Option<Tempo> {
+    let mut a = TempoAnalyzer::with_range(sample_rate, lo, hi);
+    a.feed(samples);
+    a.finish()
+}
+
+/// A preferred range moves a reading outside it into it by an octave, and the other octave
+/// becomes the alternative.
+#[test]
+fn range_moves_reading_into_it() {
+    let sr = 44_100;
+    // A 93 BPM rock groove (eighth-note hats) reads 93 by default (78–200 BPM preferred)...
+    let slow = render(&case(93.0, Pattern::Rock, sr).human(5.0, 0.1));
+    let t = analyse(&slow, sr, 4096).expect("rock 93");
+    assert!(rel_err(t.bpm, 93.0) <= 0.04, "{t:?}");
+    // ...and 186 when 130–200 BPM is asked for, with 93 as the alternative.
+    let t = analyse_in(&slow, sr, 130.0, 200.0).expect("rock 93 in 130–200");
+    assert!(rel_err(t.bpm, 186.0) <= 0.04, "{t:?}");
+    assert!(rel_err(t.alternative_bpm.unwrap(), 93.0) <= 0.04, "{t:?}");
+    // A 60 BPM ballad whose eighths are faint hats only is not moved: 120 BPM has too little
+    // evidence of its own.
+    let ballad = render(&case(60.0, Pattern::Ballad, sr));
+    let t = analyse_in(&ballad, sr, 100.0, 180.0).expect("ballad in 100–180");
+    assert!(rel_err(t.bpm, 60.0) <= 0.04, "{t:?}");
+    // A 176 BPM rock groove reads 176 by default and 88 when 60–120 BPM is asked for.
+    let rock = render(&case(176.0, Pattern::Rock, sr).human(8.0, 0.2));
+    let t = analyse(&rock, sr, 4096).expect("rock");
+    assert!(rel_err(t.bpm, 176.0) <= 0.04, "{t:?}");
+    let t = analyse_in(&rock, sr, 60.0, 120.0).expect("rock in 60–120");
+    assert!(rel_err(t.bpm, 88.0) <= 0.04, "{t:?}");
+    assert!(rel_err(t.alternative_bpm.unwrap(), 176.0) <= 0.04, "{t:?}");
+    // A reading already in the range stays; a reversed or too narrow range is made a valid
+    // octave-wide one.
+    let house = render(&case(126.0, Pattern::House, sr).human(4.0, 0.1));
+    for (lo, hi) in [(90.0, 180.0), (180.0, 90.0), (120.0, 130.0)] {
+        let t = analyse_in(&house, sr, lo, hi).expect("house");
+        assert!(rel_err(t.bpm, 126.0) <= 0.04, "{lo}–{hi}: {t:?}");
+    }
+}
+
+/// The runner-up octave is reported, never above the reading's confidence.
+#[test]
+fn alternative_is_an_octave_relative() {
+    let sr = 48_000;
+    for c in [
+        case(128.0, Pattern::House, sr).human(4.0, 0.1),
+        case(93.0, Pattern::Rock, sr),
+        case(140.0, Pattern::Trap, sr).human(4.0, 0.15),
+    ] {
+        let t = analyse(&render(&c), sr, 4096).expect("tempo");
+        let (alt, conf) = (
+            t.alternative_bpm.unwrap(),
+            t.alternative_confidence.unwrap(),
+        );
+        let ratio = alt / t.bpm;
+        assert!(
+            [1.0 / 3.0, 0.5, 2.0, 3.0, 2.0 / 3.0, 1.5]
+                .iter()
+                .any(|m| (ratio / m - 1.0).abs() <= 0.04),
+            "{c:?}: {t:?}"
+        );
+        assert!((0.0..=t.confidence).contains(&conf), "{t:?}");
+    }
 }
 
 #[test]

@@ -110,15 +110,30 @@ const MIN_SECONDS: f64 = 6.0;
 const ACF_WINDOW_SECONDS: f64 = 12.0;
 /// Longest lag inspected (seconds): 3 s (20 BPM) plus room for refinement.
 const MAX_LAG_SECONDS: f64 = 4.0;
-/// Width (standard deviation, octaves) of the log-normal tempo prior centred at 120 BPM.
-const PRIOR_OCTAVES: f64 = 1.5;
+/// Default preferred tempo range (BPM) of [`TempoAnalyzer::new`].
+pub const DEFAULT_RANGE: (f64, f64) = (DEFAULT_LO, DEFAULT_HI);
+const DEFAULT_LO: f64 = 78.0;
+const DEFAULT_HI: f64 = 200.0;
+/// Fall-off of the tempo prior outside the preferred range: a half-normal in octaves with
+/// this standard deviation.
+const PRIOR_OCTAVES: f64 = 0.5;
+/// The low band (kick drums, bass) of the second onset envelope, Hz; the lower edge is
+/// raised to the first analysed bin (≥ 50 Hz).
+const LOW_BAND_HZ: (f64, f64) = (40.0, 150.0);
 /// A ×2/3 or ×3/2 family must beat the reference comb by this factor to replace it.
 const FAMILY_MARGIN: f64 = 1.1;
+/// Moving a reading into the preferred range: the new level's autocorrelation must be at least
+/// this share of the strongest level's...
+const MOVE_PULSE: f64 = 0.1;
+/// ...and its confidence at least this share of the reading's.
+const MOVE_CONFIDENCE: f64 = 0.8;
 /// Below this confidence the tempo is undefined (`None`).
 const MIN_CONFIDENCE: f64 = 0.25;
 /// Variance floor of the onset envelope per window (its unit is nepers of rise per frame):
 /// below it a window has no onsets (silence, steady tones).
 const VARIANCE_FLOOR: f64 = 5.0e-2;
+/// The same for the low-band envelope (one band, not a sum of ~18).
+const LOW_VARIANCE_FLOOR: f64 = 5.0e-3;
 
 /// Beats per minute and how sure the estimator is.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -162,11 +177,31 @@ pub struct TempoAnalyzer {
     cur: [Vec<f32>; 2],
     /// The onset-strength envelope, one value per frame.
     env: Vec<f32>,
+    /// Bins `low.0..low.1` form the low band.
+    low: (usize, usize),
+    /// Running peak of the low-band power, and its last `REFERENCE_FRAMES` log energies.
+    low_peak: f32,
+    low_prev: [f32; REFERENCE_FRAMES],
+    low_cur: [f32; 2],
+    /// The low-band onset envelope (kick drums), one value per frame.
+    env_low: Vec<f32>,
+    /// Preferred tempo range (BPM).
+    range: (f64, f64),
 }
 
 impl TempoAnalyzer {
-    /// A new analyzer for `sample_rate` Hz input (8 000..=384 000).
+    /// A new analyzer for `sample_rate` Hz input (8 000..=384 000), preferring tempi in
+    /// [`DEFAULT_RANGE`] (78–200 BPM).
     pub fn new(sample_rate: u32) -> Self {
+        Self::with_range(sample_rate, DEFAULT_LO, DEFAULT_HI)
+    }
+
+    /// A new analyzer preferring tempi in `lo_bpm..=hi_bpm`: a reading outside the range is
+    /// moved into it by octaves (×2, ×½, or ×3, ×⅓) when that level has comparable evidence.
+    /// The range is widened to at least an octave (around its geometric centre) and clamped to
+    /// 30–300 BPM; results also lie in 60–200 BPM unless the range reaches beyond.
+    pub fn with_range(sample_rate: u32, lo_bpm: f64, hi_bpm: f64) -> Self {
+        let range = preferred_range(lo_bpm, hi_bpm);
         let sr = sample_rate.clamp(DECIMATED_MIN_RATE, 384_000);
         let decim = (sr / DECIMATED_MIN_RATE).max(1) as usize;
         let fs = f64::from(sr) / decim as f64;
@@ -220,6 +255,17 @@ impl TempoAnalyzer {
             prev: vec![[0.0; REFERENCE_FRAMES]; bands],
             cur: [vec![0.0; bands], vec![0.0; bands]],
             env: Vec::new(),
+            low: (
+                first,
+                ((LOW_BAND_HZ.1 * n_fft as f64 / fs).round() as usize + 1)
+                    .max(first + 1)
+                    .min(n_fft / 2),
+            ),
+            low_peak: 0.0,
+            low_prev: [0.0; REFERENCE_FRAMES],
+            low_cur: [0.0; 2],
+            env_low: Vec::new(),
+            range,
         }
     }
 
@@ -237,7 +283,7 @@ impl TempoAnalyzer {
         if self.pending {
             self.process_pending(false);
         }
-        estimate(&self.env, self.frame_rate)
+        estimate(&self.env, &self.env_low, self.frame_rate, self.range)
     }
 
     fn decimate(&mut self, mut x: &[f32]) {
@@ -308,6 +354,16 @@ impl TempoAnalyzer {
             self.cur[0][b] = norm * ex;
             self.cur[1][b] = norm * ey;
         }
+        let (mut lx, mut ly) = (0f32, 0f32);
+        for k in self.low.0..self.low.1 {
+            let z = self.fft_buf[k];
+            let c = self.fft_buf[n - k];
+            let (sr, di) = (z.re + c.re, z.im - c.im);
+            let (dr, si) = (z.re - c.re, z.im + c.im);
+            lx += sr * sr + di * di;
+            ly += dr * dr + si * si;
+        }
+        self.low_cur = [norm * lx, norm * ly];
         for f in 0..if two { 2 } else { 1 } {
             let total: f32 = self.cur[f].iter().sum();
             self.peak = total.max(self.peak * self.peak_decay);
@@ -321,6 +377,15 @@ impl TempoAnalyzer {
                 hist[0] = c;
             }
             self.env.push(flux);
+            // The low band on its own, against its own running peak: a kick counts as much
+            // here as a clap does in the broadband envelope.
+            let e = self.low_cur[f];
+            self.low_peak = e.max(self.low_peak * self.peak_decay);
+            let c = (e / (KNEE * self.low_peak).max(ABS_FLOOR)).ln_1p();
+            let reference = self.low_prev.iter().copied().fold(0f32, f32::max);
+            self.low_prev.rotate_right(1);
+            self.low_prev[0] = c;
+            self.env_low.push((c - reference).max(0.0));
         }
     }
 }
@@ -346,7 +411,7 @@ fn group_sum(g: &[f32]) -> f32 {
 /// Autocorrelation of the envelope, lags `0..=max_lag` frames: mean-removed, unbiased and
 /// normalised per window (1 at lag 0), averaged over 12 s windows that overlap by half.
 /// `None` when no window has onsets.
-fn autocorrelation(env: &[f32], frame_rate: f64) -> Option<Vec<f64>> {
+fn autocorrelation(env: &[f32], frame_rate: f64, floor: f64) -> Option<Vec<f64>> {
     let len = env.len();
     let win = ((ACF_WINDOW_SECONDS * frame_rate).round() as usize).min(len);
     let max_lag = ((MAX_LAG_SECONDS * frame_rate).round() as usize).min(win / 2);
@@ -371,7 +436,7 @@ fn autocorrelation(env: &[f32], frame_rate: f64) -> Option<Vec<f64>> {
         ifft.process(&mut buf);
         let var = buf[0].re / n as f64 / win as f64;
         // Silent or steady stretches have no onsets to correlate: leave them out.
-        if var < VARIANCE_FLOOR {
+        if var < floor {
             continue;
         }
         used += 1;
@@ -413,9 +478,32 @@ fn peak_near(a: &[f64], p: f64) -> f64 {
     a[lo..=hi].iter().copied().fold(f64::MIN, f64::max)
 }
 
-/// Log-normal tempo prior (unnormalised).
-fn prior(bpm: f64) -> f64 {
-    let z = (bpm / 120.0).log2() / PRIOR_OCTAVES;
+/// The preferred range as used: finite, ordered, within 30–300 BPM, at least an octave wide.
+fn preferred_range(lo: f64, hi: f64) -> (f64, f64) {
+    if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && hi > 0.0) {
+        return DEFAULT_RANGE;
+    }
+    let (lo, hi) = (lo.min(hi).clamp(30.0, 300.0), lo.max(hi).clamp(30.0, 300.0));
+    if hi / lo >= 2.0 {
+        return (lo, hi);
+    }
+    let c = (lo * hi)
+        .sqrt()
+        .clamp(30.0 * 2f64.sqrt(), 300.0 / 2f64.sqrt());
+    (c / 2f64.sqrt(), c * 2f64.sqrt())
+}
+
+/// Tempo prior (unnormalised): 1 inside the preferred range, a half-normal in octaves
+/// (σ = [`PRIOR_OCTAVES`]) outside it.
+fn prior(bpm: f64, range: (f64, f64)) -> f64 {
+    let d = if bpm < range.0 {
+        (range.0 / bpm).log2()
+    } else if bpm > range.1 {
+        (bpm / range.1).log2()
+    } else {
+        0.0
+    };
+    let z = d / PRIOR_OCTAVES;
     (-0.5 * z * z).exp()
 }
 
@@ -513,28 +601,32 @@ fn refine(a: &[f64], p: f64) -> (f64, f64) {
     (best.1, best.0)
 }
 
-/// Whether a metrical level is an allowed answer (60..=200 BPM, with 3 % slack for the search).
-fn allowed(bpm: f64) -> bool {
-    (MIN_BPM * 0.97..=MAX_BPM * 1.03).contains(&bpm)
+/// Whether a metrical level is an allowed answer (within `bounds`, with 3 % slack for the
+/// search).
+fn allowed(bpm: f64, bounds: (f64, f64)) -> bool {
+    (bounds.0 * 0.97..=bounds.1 * 1.03).contains(&bpm)
 }
 
 /// Metrical relatives of the reference pulse that are candidates for the beat.
 const RELATIVES: [f64; 5] = [1.0 / 3.0, 0.5, 1.0, 2.0, 3.0];
 
-fn estimate(env: &[f32], frame_rate: f64) -> Option<Tempo> {
+fn estimate(env: &[f32], env_low: &[f32], frame_rate: f64, range: (f64, f64)) -> Option<Tempo> {
     if (env.len() as f64) < MIN_SECONDS * frame_rate {
         return None;
     }
-    let a = autocorrelation(env, frame_rate)?;
+    let a = autocorrelation(env, frame_rate, VARIANCE_FLOOR)?;
+    // The low band's own periodicity; `None` when it has no onsets (no kick, no bass).
+    let a_low = autocorrelation(env_low, frame_rate, LOW_VARIANCE_FLOOR);
+    let bounds = (MIN_BPM.min(range.0), MAX_BPM.max(range.1));
     let lag_of = |bpm: f64| 60.0 * frame_rate / bpm;
     let bpm_of = |lag: f64| 60.0 * frame_rate / lag;
 
-    // 1. Reference pulse: the prior-weighted autocorrelation maximum over 60..=200 BPM.
+    // 1. Reference pulse: the prior-weighted autocorrelation maximum over the allowed range.
     let steps = 400;
-    let mut reference = (f64::MIN, MIN_BPM);
+    let mut reference = (f64::MIN, bounds.0);
     for i in 0..=steps {
-        let bpm = MIN_BPM * (MAX_BPM / MIN_BPM).powf(f64::from(i) / f64::from(steps));
-        let score = prior(bpm) * interp(&a, lag_of(bpm));
+        let bpm = bounds.0 * (bounds.1 / bounds.0).powf(f64::from(i) / f64::from(steps));
+        let score = prior(bpm, range) * interp(&a, lag_of(bpm));
         if score > reference.0 {
             reference = (score, bpm);
         }
@@ -552,15 +644,24 @@ fn estimate(env: &[f32], frame_rate: f64) -> Option<Tempo> {
     }
 
     // 3. Metrical level: score the allowed duple/triple relatives of the reference.
+    let held_low = held(env_low);
     let held = held(env);
+    // Kick on every beat of period `q`: low-band onsets at both halves of `2q`, as strong as
+    // the low band's periodicity at `q`.
+    let kick = |q: f64| match &a_low {
+        Some(al) => {
+            phase_ratio(&held_low, frame_rate, 2.0 * q, &[0.5]) * peak_near(al, q).clamp(0.0, 1.0)
+        }
+        None => 0.0,
+    };
     let cands: Vec<(f64, f64)> = RELATIVES
         .iter()
         .map(|&r| refine(&a, p_ref / r).0)
-        .filter(|&p| allowed(bpm_of(p)))
+        .filter(|&p| allowed(bpm_of(p), bounds))
         .map(|p| (p, peak_near(&a, p)))
         .collect();
     let strongest = cands.iter().map(|c| c.1).fold(0.0, f64::max);
-    let mut best = (f64::MIN, p_ref);
+    let mut scored: Vec<(f64, f64)> = Vec::new();
     for &(p, pulse) in &cands {
         if pulse <= 0.0 {
             continue;
@@ -575,42 +676,83 @@ fn estimate(env: &[f32], frame_rate: f64) -> Option<Tempo> {
             (2.0, &[0.5])
         };
         // Are this level's beats even (else it is a subdivision of the slower level)? Only
-        // asked when the slower level is itself an allowed answer.
-        let even = if allowed(bpm / group) {
-            phase_ratio(&held, frame_rate, group * p, fracs)
+        // asked when the slower level is itself an allowed answer. A kick on every beat makes
+        // them even whatever the broadband accents say.
+        let even = if allowed(bpm / group, bounds) {
+            phase_ratio(&held, frame_rate, group * p, fracs).max(kick(p))
         } else {
             1.0
         };
         // Are its subdivisions weak (else the faster level is as good a beat)? Only asked for
-        // subdivisions that are allowed answers.
+        // subdivisions that are allowed answers; a kick on every half-period counts too.
         let mut sub = 0.0f64;
-        if allowed(2.0 * bpm) {
-            sub = sub.max(phase_ratio(&held, frame_rate, p, &[0.5]));
+        if allowed(2.0 * bpm, bounds) {
+            sub = sub.max(phase_ratio(&held, frame_rate, p, &[0.5]).max(kick(p / 2.0)));
         }
-        if allowed(3.0 * bpm) {
+        if allowed(3.0 * bpm, bounds) {
             sub = sub.max(phase_ratio(&held, frame_rate, p, &[1.0 / 3.0, 2.0 / 3.0]));
         }
-        let score = prior(bpm) * (pulse / strongest).sqrt() * even.max(0.0) * (1.0 - sub).max(0.0);
-        if score > best.0 {
-            best = (score, p);
-        }
+        let score =
+            prior(bpm, range) * (pulse / strongest).sqrt() * even.max(0.0) * (1.0 - sub).max(0.0);
+        scored.push((score, p));
     }
+    scored.sort_by(|x, y| y.0.total_cmp(&x.0));
+    let best = scored.first().copied().unwrap_or((0.0, p_ref));
 
     // 4. Precise period and confidence.
-    let (p, _) = refine(&a, best.1);
-    let confidence = [1.0, 2.0, 3.0, 4.0]
-        .iter()
-        .map(|&m| peak_near(&a, m * p))
-        .fold(0.0, f64::max)
-        .min(1.0);
+    let conf_of = |p: f64| {
+        [1.0, 2.0, 3.0, 4.0]
+            .iter()
+            .map(|&m| peak_near(&a, m * p))
+            .fold(0.0, f64::max)
+            .min(1.0)
+    };
+    let (mut p, _) = refine(&a, best.1);
+    // 5. Into the preferred range: a level outside it moves by an octave (×2 or ×½) into it
+    // when that level has comparable evidence: a periodicity of its own (the autocorrelation
+    // at its period at least `MOVE_PULSE` of the strongest level's) and a confidence at least
+    // `MOVE_CONFIDENCE` of this one's.
+    let bpm0 = bpm_of(p);
+    if !(range.0..=range.1).contains(&bpm0) {
+        let r = if bpm0 < range.0 { 2.0 } else { 0.5 };
+        let (q, _) = refine(&a, p / r);
+        let pulse = peak_near(&a, q);
+        if (range.0 * 0.97..=range.1 * 1.03).contains(&bpm_of(q))
+            && allowed(bpm_of(q), bounds)
+            && pulse >= MOVE_PULSE * strongest
+            && conf_of(q) >= MOVE_CONFIDENCE * conf_of(p)
+        {
+            p = q;
+        }
+    }
+    let confidence = conf_of(p);
     if confidence < MIN_CONFIDENCE {
         return None;
     }
-    let bpm = bpm_of(p).clamp(MIN_BPM, MAX_BPM);
+    let bpm = bpm_of(p).clamp(bounds.0, bounds.1);
+    let best = scored
+        .iter()
+        .find(|c| (c.1 / p - 1.0).abs() <= 0.1)
+        .copied()
+        .unwrap_or(best);
+    // 6. Runner-up: the best other level (not the reported tempo); its confidence is the
+    // reported one scaled by the ratio of the level scores.
+    let alternative = scored
+        .iter()
+        .find(|c| c.0 > 0.0 && (c.1 / p - 1.0).abs() > 0.1)
+        .map(|&(score, q)| {
+            let (q, _) = refine(&a, q);
+            let ratio = if best.0 > 0.0 {
+                (score / best.0).min(1.0)
+            } else {
+                0.0
+            };
+            (bpm_of(q).clamp(bounds.0, bounds.1), confidence * ratio)
+        });
     Some(Tempo {
         bpm,
         confidence,
-        alternative_bpm: None,
-        alternative_confidence: None,
+        alternative_bpm: alternative.map(|t| t.0),
+        alternative_confidence: alternative.map(|t| t.1),
     })
 }
