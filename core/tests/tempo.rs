@@ -577,8 +577,10 @@ fn cases() -> Vec<Case> {
 }
 
 /// Held-out validation set: the same pattern families at other tempi and seeds (and other
-/// sample-rate/pattern pairings); no constant of the estimator was chosen on it. Like the main
-/// set it has five half-time grooves, three of them with the felt half tempo in range.
+/// sample-rate/pattern pairings); no constant of the estimator was chosen on it (its figures
+/// were printed beside the tuned set's while the range defaults were swept, and agreed with
+/// them; the choice followed the tuned set). It has seven half-time grooves (the main set
+/// eight), counted against their notated tempo.
 fn held_out_cases() -> Vec<Case> {
     use Pattern::*;
     vec![
@@ -725,7 +727,9 @@ fn drum_patterns_accuracy() {
     assert_eq!(octave, n, "octave errors beyond ×{{1/3, 1/2, 2, 3}}");
 }
 
-/// The held-out set, not tuned on. HELD_OUT_NOTE
+/// The held-out set, not tuned on (31 of 34 within 4 % when the range defaults were chosen:
+/// a 90 BPM funk groove at double tempo, 145 BPM "half notes loud" and 165 BPM half-time
+/// grooves at half; the table prints the alternative, which is the notated tempo for all three).
 #[test]
 fn held_out_drum_patterns() {
     let Score { exact, octave, n } = score(&held_out_cases());
