@@ -91,6 +91,9 @@ pub struct AnalysisOptions {
     pub silence_threshold_dbfs: f64,
     /// Targets to check (the presets by default).
     pub targets: Vec<Target>,
+    /// Preferred tempo range (BPM, low and high); `None` for the default
+    /// ([`tempo::DEFAULT_RANGE`]). See [`tempo::TempoAnalyzer::with_range`].
+    pub tempo_range: Option<(f64, f64)>,
 }
 
 impl Default for AnalysisOptions {
@@ -101,6 +104,7 @@ impl Default for AnalysisOptions {
             waveform_buckets: 1000,
             silence_threshold_dbfs: -60.0,
             targets: Target::presets(),
+            tempo_range: None,
         }
     }
 }
@@ -130,6 +134,9 @@ pub struct Loudness {
 pub struct TempoSection {
     pub bpm: Option<f64>,
     pub confidence: Option<f64>,
+    /// The runner-up metrical level (usually ×2 or ×½ of `bpm`) and its confidence.
+    pub alternative_bpm: Option<f64>,
+    pub alternative_confidence: Option<f64>,
 }
 
 /// Key: `None` fields when the file is atonal, silent or too short.
@@ -418,6 +425,8 @@ impl Analyzer for MusicA {
                 Some(t) => TempoSection {
                     bpm: Some(t.bpm),
                     confidence: Some(t.confidence),
+                    alternative_bpm: t.alternative_bpm,
+                    alternative_confidence: t.alternative_confidence,
                 },
                 None => TempoSection::default(),
             });
@@ -539,9 +548,10 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
     }
     if opts.wants(Section::Tempo) || opts.wants(Section::Key) {
         out.push(Box::new(MusicA {
-            tempo: opts
-                .wants(Section::Tempo)
-                .then(|| tempo::TempoAnalyzer::new(rate)),
+            tempo: opts.wants(Section::Tempo).then(|| {
+                let (lo, hi) = opts.tempo_range.unwrap_or(tempo::DEFAULT_RANGE);
+                tempo::TempoAnalyzer::with_range(rate, lo, hi)
+            }),
             key: opts
                 .wants(Section::Key)
                 .then(|| key::KeyAnalyzer::new(rate)),
