@@ -9,8 +9,8 @@ use crate::render::dither::{DitherMode, Quantize};
 use crate::render::normalize::{Normalize, NormalizeTarget};
 use crate::render::stages::{ChannelMapping, Channels, Fade, FadeCurve, Region, TrimSilence};
 use crate::render::{
-    FileSource, OutputChain, OutputLoudness, Probe, Progress, Render, RenderError, SignalSpec,
-    Source, Stage, StageReport,
+    FileSource, OutputChain, OutputLoudness, OutputMeter, Probe, Progress, Render, RenderError,
+    SignalSpec, Source, Stage, StageReport,
 };
 use crate::riff::Bext;
 use serde::Serialize;
@@ -69,6 +69,11 @@ impl OutputFormat {
             OutputFormat::Ogg { .. } => "ogg",
         }
     }
+    /// Whether the format's codec changes the signal (MP3, Vorbis): its output is measured as
+    /// decoded (see [`OutputPlan::true_peak_check`]).
+    pub fn lossy(&self) -> bool {
+        matches!(self, OutputFormat::Mp3 { .. } | OutputFormat::Ogg { .. })
+    }
     /// Integer bit depth the format stores, where it has one (quantization target).
     pub fn integer_bits(&self) -> Option<u32> {
         match self {
@@ -115,6 +120,40 @@ pub struct OutputPlan {
     pub channels: Option<ChannelMapping>,
     /// Resample this output alone to this rate (high quality), after the shared stages.
     pub sample_rate: Option<u32>,
+    /// For a lossy format: decode the encoded file, measure it (the figures reported and
+    /// tagged are the file's), and where its true peak passes the loudness target's ceiling,
+    /// encode it again under a lower limiter ceiling (up to [`MAX_ENCODES`] encodes). Ignored
+    /// for lossless formats, which are measured exactly as written. Default on.
+    pub true_peak_check: bool,
+}
+
+/// Encodes of one lossy output at most (see [`OutputPlan::true_peak_check`]).
+pub const MAX_ENCODES: u32 = 4;
+
+/// A lossy output's decoded true peak is held this far under the ceiling: ffmpeg's ebur128
+/// meter reads up to about 0.1 dB above ours on codec overshoot.
+pub const CODEC_MARGIN_DB: f64 = 0.1;
+
+/// A lossy output's decoded loudness may lie this far from the target before it is encoded
+/// again with the difference made up, LU.
+pub const CODEC_LOUDNESS_TOLERANCE_LU: f64 = 0.1;
+
+/// What the check of a lossy output found.
+#[derive(Debug, Clone, Serialize)]
+pub struct TruePeakCheck {
+    /// The ceiling held (the loudness target's), when there is one.
+    pub ceiling_dbtp: Option<f64>,
+    /// Encodes made (1: the first held).
+    pub encodes: u32,
+    /// Whether the decoded output is at or under the ceiling (true without a ceiling).
+    pub met: bool,
+    /// By how much the limiter's ceiling was lowered for the codec, dB.
+    pub lowered_db: f64,
+    /// How far above the target the encoder's input was aimed for what the codec takes
+    /// away, LU.
+    pub loudness_offset_lu: f64,
+    /// What the encoder received (before the codec), for comparison with `loudness`.
+    pub rendered: Option<OutputLoudness>,
 }
 
 /// What an export did.
@@ -138,8 +177,12 @@ pub struct OutputReport {
     pub frames: u64,
     pub duration_seconds: f64,
     pub bytes: u64,
-    /// Measured on what the encoder received, as it was written.
+    /// The output as written: measured on what the encoder received for lossless formats,
+    /// on the decoded file for lossy ones.
     pub loudness: Option<OutputLoudness>,
+    /// For a lossy output: its decoded measurement against the ceiling, and the encodes made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub true_peak_check: Option<TruePeakCheck>,
     /// The stages only this output went through (its own normalization when its channels
     /// differ from the other outputs', its dither...), with what they did.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -403,6 +446,21 @@ pub fn export_with(
     Ok(report)
 }
 
+/// Decode an encoded output and measure it as a listener's player would see it.
+fn measure_encoded(path: &Path, offload: &mut dyn Offload) -> Result<OutputLoudness, ExportError> {
+    let mut source = FileSource::open(path)?;
+    let mut probe = offload.probe(Box::new(OutputMeter::new(source.spec())));
+    let mut block = crate::render::Block::default();
+    while source.next(&mut block)? {
+        probe.feed(&block);
+    }
+    Ok(probe
+        .into_any()
+        .downcast::<OutputMeter>()
+        .expect("the probe given back is ours")
+        .finish())
+}
+
 /// Builds the stages one output runs on its own (see [`export_split_with`]).
 pub type OutputStages<'a> = dyn FnMut(&OutputPlan) -> Result<Vec<Box<dyn Stage>>, ExportError> + 'a;
 
@@ -536,7 +594,99 @@ pub fn export_split_with(
         files.push(atomic);
         encoders.push(encoder);
     }
-    let results = render.run(&mut encoders, progress)?;
+    let mut results = render.run(&mut encoders, progress)?;
+    if results.iter().all(|r| r.frames == 0) && src_frames.unwrap_or(1) > 0 {
+        return Err(invalid(
+            "nothing is left to write after the region and trimming (see the warnings)".into(),
+        ));
+    }
+    for (mut enc, result) in encoders.into_iter().zip(&results) {
+        if let Some(l) = &result.loudness {
+            enc.set_loudness(l);
+        }
+        enc.finish()?;
+    }
+    // Lossy outputs are measured as a listener decodes them, and encoded again under a lower
+    // ceiling while the codec's overshoot takes them over it.
+    let mut checks: Vec<Option<TruePeakCheck>> = vec![None; outputs.len()];
+    for (o, plan) in outputs.iter().enumerate() {
+        if !(plan.true_peak_check && plan.format.lossy()) {
+            continue;
+        }
+        let target = render.loudness_target(o);
+        let ceiling = target.map(|t| t.1);
+        let mut encodes = 1;
+        let mut lowered = 0.0;
+        let mut offset = 0.0;
+        loop {
+            let decoded = measure_encoded(files[o].temp_path(), offload)?;
+            let over = ceiling.map_or(0.0, |c| decoded.true_peak_dbtp - (c - CODEC_MARGIN_DB));
+            // What the codec took from the loudness (a low-pass removes the top octave's
+            // energy), where the target was reached before it.
+            let short = match (target, decoded.loudness.integrated_lufs) {
+                (Some((lufs, _)), Some(i)) if i >= crate::render::normalize::SILENCE_LUFS => {
+                    lufs - i
+                }
+                _ => 0.0,
+            };
+            let short = if short.abs() > CODEC_LOUDNESS_TOLERANCE_LU {
+                short
+            } else {
+                0.0
+            };
+            let lower = if over > 0.0 { over + 0.05 } else { 0.0 };
+            if (lower > 0.0 || short != 0.0)
+                && encodes < MAX_ENCODES
+                && render.correct_for_codec(o, lower, short)
+            {
+                lowered += lower;
+                offset += short;
+                let specs = render.prepare_with(progress, &mut |p| offload.probe(p))?;
+                let temp = files[o].temp_path().to_path_buf();
+                let file = std::fs::File::create(&temp).map_err(|source| EncodeError::Io {
+                    path: temp.clone(),
+                    source,
+                })?;
+                let enc = create_encoder(&plan.format, file, &plan.path, &specs[o], None)?;
+                let mut encs = vec![offload.encoder(plan, enc)];
+                let again = render.run_outputs(&[o], &mut encs, progress)?;
+                results[o] = again.into_iter().next().expect("one output");
+                for mut enc in encs {
+                    if let Some(l) = &results[o].loudness {
+                        enc.set_loudness(l);
+                    }
+                    enc.finish()?;
+                }
+                encodes += 1;
+                continue;
+            }
+            let met = over <= 0.0;
+            if short != 0.0 {
+                warnings.push(format!(
+                    "{}: decoded, the output measures {:+.2} LU from the loudness target after {encodes} encode(s)",
+                    plan.path.display(),
+                    -short
+                ));
+            }
+            if !met && let Some(c) = ceiling {
+                warnings.push(format!(
+                    "{}: decoded, the output's true peak is {:.2} dBTP, over the {c:.1} dBTP ceiling after {encodes} encode(s)",
+                    plan.path.display(),
+                    decoded.true_peak_dbtp,
+                ));
+            }
+            checks[o] = Some(TruePeakCheck {
+                ceiling_dbtp: ceiling,
+                encodes,
+                met,
+                lowered_db: lowered,
+                loudness_offset_lu: offset,
+                rendered: results[o].loudness.take(),
+            });
+            results[o].loudness = Some(decoded);
+            break;
+        }
+    }
     let passes = render.passes();
     let stage_reports = render.shared_reports();
     let mut own_reports: Vec<Vec<StageReport>> = (0..outputs.len())
@@ -555,23 +705,14 @@ pub fn export_split_with(
             );
         }
     }
-    if results.iter().all(|r| r.frames == 0) && src_frames.unwrap_or(1) > 0 {
-        return Err(invalid(
-            "nothing is left to write after the region and trimming (see the warnings)".into(),
-        ));
-    }
     let mut reports = Vec::with_capacity(outputs.len());
-    for ((((o, mut enc), atomic), result), spec) in outputs
+    for ((((o, atomic), result), spec), check) in outputs
         .iter()
-        .zip(encoders)
         .zip(files)
         .zip(results)
         .zip(specs)
+        .zip(checks)
     {
-        if let Some(l) = &result.loudness {
-            enc.set_loudness(l);
-        }
-        enc.finish()?;
         let source_tag = o.tags.carry_from.as_ref().and(source_tag.as_ref());
         write_tags(
             atomic.temp_path(),
@@ -581,11 +722,11 @@ pub fn export_split_with(
             source_tag,
             result.loudness.as_ref(),
         )?;
-        reports.push((o, atomic, result, spec));
+        reports.push((o, atomic, result, spec, check));
     }
     // Everything encoded and tagged: now the outputs take their names.
     let mut out = Vec::with_capacity(reports.len());
-    for ((o, atomic, result, spec), own) in reports.into_iter().zip(own_reports.iter_mut()) {
+    for ((o, atomic, result, spec, check), own) in reports.into_iter().zip(own_reports.iter_mut()) {
         let bytes = atomic.commit()?;
         out.push(OutputReport {
             path: o.path.clone(),
@@ -596,6 +737,7 @@ pub fn export_split_with(
             duration_seconds: result.frames as f64 / f64::from(spec.sample_rate),
             bytes,
             loudness: result.loudness,
+            true_peak_check: check,
             stages: std::mem::take(own),
         });
     }

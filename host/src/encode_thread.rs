@@ -602,6 +602,7 @@ mod probe_tests {
                 overwrite: false,
                 channels: None,
                 sample_rate: None,
+                true_peak_check: true,
             }]
         };
         let a = export(&input, &plan, &out("threads.flac"), &mut |_| {}).unwrap();

@@ -105,6 +105,10 @@ pub struct ExportArgs {
     /// Do not write ReplayGain tags.
     #[arg(long)]
     pub no_replaygain: bool,
+    /// Do not decode MP3 and Ogg outputs to measure them and encode them again under a lower
+    /// limiter ceiling while the codec takes their true peak over the ceiling.
+    #[arg(long)]
+    pub no_true_peak_check: bool,
     /// Do not write a Broadcast Wave `bext` chunk in WAV outputs.
     #[arg(long)]
     pub no_bext: bool,
@@ -265,6 +269,7 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
                 overwrite: a.overwrite,
                 channels: None,
                 sample_rate: None,
+                true_peak_check: !a.no_true_peak_check,
             },
             notes,
         });
@@ -302,6 +307,14 @@ pub fn run(a: &ExportArgs) -> Result<std::process::ExitCode> {
     });
     batch.finish_and_clear();
     let failed = results.iter().filter(|r| r.is_err()).count();
+    // An output over its true-peak ceiling as decoded is written (and said in its warnings),
+    // but the export does not count as done.
+    let missed = results
+        .iter()
+        .flatten()
+        .flat_map(|r| &r.outputs)
+        .filter(|o| o.true_peak_check.as_ref().is_some_and(|c| !c.met))
+        .count();
     let mut out = std::io::stdout().lock();
     use std::io::Write;
     if a.json {
@@ -338,7 +351,10 @@ pub fn run(a: &ExportArgs) -> Result<std::process::ExitCode> {
             eprintln!("{failed} of {} files failed", results.len());
         }
     }
-    Ok(if failed > 0 {
+    if missed > 0 {
+        eprintln!("{missed} output(s) over the true-peak ceiling as decoded (see the warnings)");
+    }
+    Ok(if failed > 0 || missed > 0 {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
@@ -410,8 +426,20 @@ fn summary(
                 .map_or("-".to_string(), |v| format!("{v:.1} LUFS"));
             writeln!(
                 out,
-                "  loudness {i}, true peak {:.1} dBTP",
-                l.true_peak_dbtp
+                "  loudness {i}, true peak {:.1} dBTP{}",
+                l.true_peak_dbtp,
+                if o.true_peak_check.is_some() {
+                    " (the file, decoded)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        if let Some(c) = o.true_peak_check.as_ref().filter(|c| c.encodes > 1) {
+            writeln!(
+                out,
+                "  encoded {} times to hold the ceiling and the target as decoded (limiter {:.2} dB lower, aimed {:+.2} LU for the codec)",
+                c.encodes, c.lowered_db, c.loudness_offset_lu
             )?;
         }
     }

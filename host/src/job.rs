@@ -554,6 +554,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
         Some(sections) => {
             let opts = AnalysisOptions {
                 sections: sections.to_vec(),
+                tempo_range: p.tempo_range(),
                 ..AnalysisOptions::default()
             };
             let total = info.stream.frames.unwrap_or(0).max(1) as f64;
@@ -621,6 +622,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
                 sample_rate: resolved
                     .sample_rate
                     .or(o.sample_rate.filter(|&r| r != rate)),
+                true_peak_check: o.true_peak_check,
             });
         }
         // Loudness is measured on what each output receives. When an output maps its channels

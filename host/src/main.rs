@@ -127,6 +127,11 @@ enum Command {
         /// Threads to use in all (default: the number of cores).
         #[arg(long, short)]
         jobs: Option<usize>,
+        /// The tempo range to report in, BPM (default 78,200): of the octaves a groove could
+        /// be counted in, the one inside it wins when the evidence is comparable; at least an
+        /// octave wide. DJ software's conventions: 88,176 or 70,140.
+        #[arg(long, value_name = "LO,HI")]
+        tempo_range: Option<String>,
     },
     /// Render files to WAV, AIFF, FLAC, MP3 or Ogg Vorbis: normalize (peak, or loudness with
     /// a true-peak ceiling), resample, change channels, trim, fade, dither, and tag.
@@ -258,11 +263,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             silence_threshold,
             history,
             jobs,
+            tempo_range,
         } => {
+            let tempo_range = tempo_range
+                .map(|r| {
+                    let (lo, hi) = r
+                        .split_once(',')
+                        .and_then(|(lo, hi)| {
+                            Some((lo.trim().parse().ok()?, hi.trim().parse().ok()?))
+                        })
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("--tempo-range {r}: write LO,HI in BPM, e.g. 88,176")
+                        })?;
+                    pipeline::tempo_range(lo, hi).map_err(|e| anyhow::anyhow!("--tempo-range: {e}"))
+                })
+                .transpose()?;
             let mut opts = AnalysisOptions {
                 waveform_buckets: buckets as usize,
                 silence_threshold_dbfs: silence_threshold,
                 loudness_history_seconds: history,
+                tempo_range,
                 ..Default::default()
             };
             if !only.is_empty() {

@@ -53,6 +53,8 @@ pub enum Step {
     /// Measure the source (its report goes into the job's report and the file index).
     Analyze {
         sections: Vec<Section>,
+        /// The preferred tempo range (BPM), when not the default.
+        tempo_range: Option<(f64, f64)>,
     },
     Region {
         start: f64,
@@ -97,6 +99,9 @@ pub struct Output {
     pub replaygain: bool,
     pub keep_tags: bool,
     pub tags: Vec<(String, String)>,
+    /// Lossy formats: measure the encoded file and encode again under a lower ceiling while
+    /// the codec's overshoot passes the true-peak ceiling (default on).
+    pub true_peak_check: bool,
 }
 
 /// What becomes of the source after a job succeeds.
@@ -160,7 +165,15 @@ impl Pipeline {
 
     pub fn analyze(&self) -> Option<&[Section]> {
         self.steps.iter().find_map(|s| match s {
-            Step::Analyze { sections } => Some(sections.as_slice()),
+            Step::Analyze { sections, .. } => Some(sections.as_slice()),
+            _ => None,
+        })
+    }
+
+    /// The analyze step's preferred tempo range, when it sets one.
+    pub fn tempo_range(&self) -> Option<(f64, f64)> {
+        self.steps.iter().find_map(|s| match s {
+            Step::Analyze { tempo_range, .. } => *tempo_range,
             _ => None,
         })
     }
@@ -222,6 +235,28 @@ enum RawAnalyze {
 #[serde(deny_unknown_fields)]
 struct RawAnalyzeTable {
     sections: Option<Vec<String>>,
+    tempo_range: Option<[f64; 2]>,
+}
+
+/// A preferred tempo range as a user gives it: 30-300 BPM, at least an octave wide (so every
+/// tempo has an octave inside it).
+pub fn tempo_range(lo: f64, hi: f64) -> Result<(f64, f64), String> {
+    if !(lo.is_finite()
+        && hi.is_finite()
+        && (30.0..=300.0).contains(&lo)
+        && (30.0..=300.0).contains(&hi))
+    {
+        return Err(format!(
+            "tempo range {lo}-{hi} BPM: give two tempos from 30 to 300"
+        ));
+    }
+    if hi < 2.0 * lo {
+        return Err(format!(
+            "tempo range {lo}-{hi} BPM: make it at least an octave wide (the higher at least twice the lower, e.g. {lo}-{}) so every tempo has an octave inside it",
+            2.0 * lo
+        ));
+    }
+    Ok((lo, hi))
 }
 
 #[derive(Deserialize, Default)]
@@ -310,6 +345,7 @@ struct RawOutput {
     bext: Option<bool>,
     replaygain: Option<bool>,
     keep_tags: Option<bool>,
+    true_peak_check: Option<bool>,
     #[serde(default)]
     tags: BTreeMap<String, Spanned<String>>,
 }
@@ -648,7 +684,23 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
                     }
                 },
             };
-            steps.push(Step::Analyze { sections });
+            let tempo_range = match a.get_ref() {
+                Flag::With(RawAnalyze::Table(RawAnalyzeTable {
+                    tempo_range: Some([lo, hi]),
+                    ..
+                })) => match tempo_range(*lo, *hi) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        c.err(a.span(), format!("analyze: {e}"));
+                        None
+                    }
+                },
+                _ => None,
+            };
+            steps.push(Step::Analyze {
+                sections,
+                tempo_range,
+            });
         } else if let Some(r) = &st.region {
             let (start, end) = (r.get_ref().start.unwrap_or(0.0), r.get_ref().end);
             if !(start.is_finite() && start >= 0.0) || end.is_some_and(|e| e.is_nan() || e <= start)
@@ -853,6 +905,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             replaygain: r.replaygain.unwrap_or(true),
             keep_tags: r.keep_tags.unwrap_or(true),
             tags,
+            true_peak_check: r.true_peak_check.unwrap_or(true),
         });
     }
     let analyzes = steps.iter().any(|s| matches!(s, Step::Analyze { .. }));
@@ -1186,6 +1239,27 @@ mod tests {
             "{}",
             e[0]
         );
+    }
+
+    #[test]
+    fn analyze_takes_a_tempo_range_an_octave_wide() {
+        let base = "watch = \"in\"\n[[step]]\n";
+        let p = check(&format!("{base}analyze = {{ tempo_range = [88, 176] }}\n")).unwrap();
+        assert_eq!(p.tempo_range(), Some((88.0, 176.0)));
+        assert_eq!(
+            p.analyze().map(<[Section]>::to_vec),
+            Some(Section::ALL.to_vec())
+        );
+        assert_eq!(
+            check(&format!("{base}analyze = true\n"))
+                .unwrap()
+                .tempo_range(),
+            None
+        );
+        for (bad, says) in [("[100, 150]", "an octave"), ("[10, 400]", "30 to 300")] {
+            let e = check(&format!("{base}analyze = {{ tempo_range = {bad} }}\n")).unwrap_err();
+            assert!(e[0].to_string().contains(says), "{bad}: {}", e[0]);
+        }
     }
 
     #[test]

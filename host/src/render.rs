@@ -329,7 +329,13 @@ pub fn analysis(out: &mut impl Write, r: &sluice_core::analysis::AnalysisReport)
     }
     if let Some(t) = &r.tempo {
         match (t.bpm, t.confidence) {
-            (Some(b), Some(c)) => writeln!(out, "  Tempo      {b:.1} BPM (confidence {c:.2})")?,
+            (Some(b), Some(c)) => match (t.alternative_bpm, t.alternative_confidence) {
+                (Some(a), Some(ac)) => writeln!(
+                    out,
+                    "  Tempo      {b:.1} BPM (confidence {c:.2}; or {a:.1} BPM, {ac:.2})"
+                )?,
+                _ => writeln!(out, "  Tempo      {b:.1} BPM (confidence {c:.2})")?,
+            },
             _ => writeln!(out, "  Tempo      — (no clear beat)")?,
         }
     }

@@ -621,3 +621,86 @@ fn the_host_keeps_watching_when_its_output_reader_goes_away() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// A drum groove at `bpm`: kick on beats 1 and 3, snare on 2 and 4, hats on every eighth.
+fn groove(bpm: f64, rate: u32, seconds: f64) -> Vec<Vec<f32>> {
+    let n = (f64::from(rate) * seconds) as usize;
+    let sr = f64::from(rate);
+    let eighth = 60.0 / bpm / 2.0;
+    let mut out = vec![0f32; n];
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut noise = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let mut k = 0usize;
+    loop {
+        let start = (k as f64 * eighth * sr) as usize;
+        if start >= n {
+            break;
+        }
+        let slot = k % 8;
+        let len = (0.25 * sr) as usize;
+        let mut prev = 0.0;
+        for i in 0..len.min(n - start) {
+            let t = i as f64 / sr;
+            let w = noise();
+            let mut x = 0.25 * (w - prev) * (-t * 80.0).exp(); // hat
+            prev = w;
+            if slot == 0 || slot == 4 {
+                x += 0.8 * (2.0 * std::f64::consts::PI * 55.0 * t).sin() * (-t * 12.0).exp();
+            }
+            if slot == 2 || slot == 6 {
+                x += 0.5 * w * (-t * 25.0).exp();
+            }
+            out[start + i] += x as f32;
+        }
+        k += 1;
+    }
+    vec![out.clone(), out]
+}
+
+/// `--tempo-range` reports the groove's tempo in the range asked for (an octave of the
+/// default reading), and refuses a range narrower than an octave.
+#[test]
+fn tempo_range_moves_the_reading_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("groove.wav");
+    common::write_wav(&wav, &groove(93.0, 44_100, 24.0), 44_100, 16);
+    let bpm = |extra: &[&str]| -> f64 {
+        let out = sluice()
+            .args(["analyze", "--json", "--only", "tempo"])
+            .args(extra)
+            .arg(&wav)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["tempo"]["bpm"].as_f64().unwrap()
+    };
+    let default = bpm(&[]);
+    assert!(
+        (default / 93.0 - 1.0).abs() < 0.04,
+        "default range: {default}"
+    );
+    let fast = bpm(&["--tempo-range", "130,260"]);
+    assert!((fast / 186.0 - 1.0).abs() < 0.04, "130-260: {fast}");
+    let slow = bpm(&["--tempo-range", "40,80"]);
+    assert!((slow / 46.5 - 1.0).abs() < 0.04, "40-80: {slow}");
+    let out = sluice()
+        .args(["analyze", "--only", "tempo", "--tempo-range", "100,150"])
+        .arg(&wav)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("octave"),
+        "{stderr}"
+    );
+}

@@ -646,6 +646,7 @@ fn flac16(dir: &Path, name: &str) -> PathBuf {
             overwrite: false,
             channels: None,
             sample_rate: None,
+            true_peak_check: true,
         }],
         &mut |_| {},
     )
@@ -679,4 +680,174 @@ fn an_untouched_lossless_source_stays_bit_exact_at_its_depth() {
         .unwrap()
         .len() as f64;
     assert!((b / a - 1.0).abs() < 0.05, "{a} -> {b} bytes");
+}
+
+/// A loud, limited master: a dense mix (bass, chords, kick, noise bed) driven into soft
+/// saturation so it sits near full scale all the time, as a mastered pop track does.
+fn limited_master(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
+    let n = (f64::from(rate) * seconds) as usize;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let sr = f64::from(rate);
+    let beat = (sr * 0.5) as usize;
+    let mut out = vec![vec![0f32; n]; 2];
+    for i in 0..n {
+        let t = i as f64 / sr;
+        let in_beat = (i % beat) as f64 / sr;
+        let kick = (2.0 * std::f64::consts::PI * (50.0 + 90.0 * (-in_beat * 30.0).exp()) * in_beat)
+            .sin()
+            * (-in_beat * 9.0).exp();
+        let bass = 0.5 * (2.0 * std::f64::consts::PI * 55.0 * t).sin();
+        let chord: f64 = [220.0, 277.18, 329.63, 440.0]
+            .iter()
+            .map(|f| 0.18 * (2.0 * std::f64::consts::PI * f * t).sin())
+            .sum();
+        let bed = 0.25 * noise();
+        for (c, ch) in out.iter_mut().enumerate() {
+            let wide = if c == 0 { 0.1 } else { -0.1 } * noise();
+            let x = 1.6 * (kick + bass + chord + bed + wide);
+            ch[i] = (x.tanh() * 0.98) as f32;
+        }
+    }
+    out
+}
+
+/// Bright and transient-rich: hi-hat-like noise bursts, clicks and high partials over a quiet
+/// pad, the material whose inter-sample peaks a lossy codec raises most.
+fn bright_transients(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
+    let n = (f64::from(rate) * seconds) as usize;
+    let sr = f64::from(rate);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let step = (sr * 0.125) as usize;
+    let mut out = vec![vec![0f32; n]; 2];
+    let mut prev = [0.0f64; 2];
+    for i in 0..n {
+        let t = i as f64 / sr;
+        let since = (i % step) as f64 / sr;
+        let env = (-since * 60.0).exp();
+        let pad = 0.05 * (2.0 * std::f64::consts::PI * 3_520.0 * t).sin()
+            + 0.04 * (2.0 * std::f64::consts::PI * 7_040.0 * t).sin();
+        for (c, ch) in out.iter_mut().enumerate() {
+            // First difference of white noise: a hi-hat's bright spectrum.
+            let w = noise();
+            let hat = (w - prev[c]) * env * 0.45;
+            prev[c] = w;
+            let click = if i % (step * 4) < 3 { 0.9 } else { 0.0 };
+            ch[i] = (hat + click + pad) as f32;
+        }
+    }
+    out
+}
+
+/// Lossy outputs meet the true-peak ceiling as a listener decodes them (our decoder and
+/// ffmpeg's), at the loudness target, and what `sluice export` reports is what the file
+/// measures. Without the check, the same exports pass the ceiling (the codec's overshoot).
+#[test]
+fn lossy_outputs_hold_the_true_peak_ceiling_as_decoded() {
+    let ffmpeg = tool("ffmpeg");
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 44_100;
+    let sources = [
+        ("master", limited_master(rate, 12.0)),
+        ("bright", bright_transients(rate, 12.0)),
+    ];
+    let formats: [(&str, &[&str]); 3] = [
+        ("mp3cbr128", &["--format", "mp3", "--bitrate", "128"]),
+        ("mp3v2", &["--format", "mp3", "--quality", "2"]),
+        ("oggq3", &["--format", "ogg", "--quality", "3"]),
+    ];
+    let mut over_without_check = 0;
+    let mut second_encodes = 0;
+    for (name, planes) in &sources {
+        let src = dir.path().join(format!("{name}.wav"));
+        write_wav(&src, rate, planes, 24);
+        for (fname, fargs) in formats {
+            for lufs in [-14.0f64, -9.0] {
+                let ext = if fname.starts_with("ogg") {
+                    "ogg"
+                } else {
+                    "mp3"
+                };
+                let out = dir.path().join(format!("{name}_{fname}_{}.{ext}", -lufs));
+                let lufs_arg = format!("{lufs}");
+                let mut args = vec![
+                    src.to_str().unwrap(),
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--normalize-lufs",
+                    &lufs_arg,
+                    "--true-peak",
+                    "-1",
+                    "--json",
+                ];
+                args.extend_from_slice(fargs);
+                let case = format!("{name} {fname} {lufs} LUFS");
+                let report: serde_json::Value = serde_json::from_str(&export(&args)).unwrap();
+                let o = &report[0]["outputs"][0];
+                let reported_tp = o["loudness"]["true_peak_dbtp"].as_f64().unwrap();
+                let reported_i = o["loudness"]["integrated_lufs"].as_f64().unwrap();
+                let check = &o["true_peak_check"];
+                assert_eq!(check["met"], true, "{case}: {o}");
+                if check["encodes"].as_u64().unwrap() > 1 {
+                    second_encodes += 1;
+                }
+                // Our decoder: the file as it is.
+                let (back, r) = decode(&out);
+                let m = measure(&back, r);
+                let tp = m.true_peak_dbtp;
+                let i = m.loudness.integrated_lufs.unwrap();
+                assert!(tp <= -1.0, "{case}: decoded true peak {tp:.3} dBTP");
+                assert!((i - lufs).abs() <= 0.2, "{case}: decoded loudness {i:.3}");
+                assert!(
+                    (reported_tp - tp).abs() < 1e-6 && (reported_i - i).abs() < 1e-6,
+                    "{case}: reported {reported_i:.3} LUFS {reported_tp:.3} dBTP, the file {i:.3} / {tp:.3}"
+                );
+                if let Some(ff) = &ffmpeg {
+                    let (fi, ftp) = ffmpeg_ebur128(ff, &out);
+                    // ffmpeg prints 0.1 dB steps: its -0.95 reads as -0.9 or -1.0.
+                    assert!(ftp <= -0.95, "{case}: ffmpeg true peak {ftp}");
+                    assert!(
+                        (fi - lufs).abs() <= 0.2 + 0.05,
+                        "{case}: ffmpeg loudness {fi}"
+                    );
+                    // What we print equals what ffmpeg measures on the file, within 0.1 dB
+                    // (and ffmpeg's own rounding to 0.1).
+                    assert!(
+                        (reported_tp - ftp).abs() <= 0.15 && (reported_i - fi).abs() <= 0.15,
+                        "{case}: reported {reported_i:.2} LUFS {reported_tp:.2} dBTP, ffmpeg {fi} / {ftp}"
+                    );
+                }
+                // The same export without the check: the codec takes some over the ceiling.
+                let plain = dir
+                    .path()
+                    .join(format!("plain_{name}_{fname}_{}.{ext}", -lufs));
+                let mut args2 = args.clone();
+                args2[2] = plain.to_str().unwrap();
+                args2.push("--no-true-peak-check");
+                export(&args2);
+                let (back, r) = decode(&plain);
+                if measure(&back, r).true_peak_dbtp > -1.0 {
+                    over_without_check += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{second_encodes} of 12 exports needed more than one encode; without the check {over_without_check} of 12 pass the ceiling"
+    );
+    assert!(
+        over_without_check > 0 && second_encodes > 0,
+        "the material must be one where the codec's overshoot matters"
+    );
 }

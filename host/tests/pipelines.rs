@@ -285,6 +285,7 @@ fn the_archive_example_keeps_a_16_bit_flac_bit_exact() {
             overwrite: false,
             channels: None,
             sample_rate: None,
+            true_peak_check: true,
         }],
         &mut |_| {},
     )

@@ -601,6 +601,7 @@ pub fn normalize_take(
         overwrite: false,
         channels: None,
         sample_rate: None,
+        true_peak_check: true,
     };
     export(take, &plan, &[out], &mut |_| {}).map_err(|e| e.to_string())?;
     Ok(dest)

@@ -218,6 +218,19 @@ pub trait Stage: Send {
     fn failure(&mut self) -> Option<RenderError> {
         None
     }
+    /// The loudness (LUFS) and true-peak ceiling (dBTP) this stage brings its output to, if
+    /// it does (loudness normalization).
+    fn loudness_target(&self) -> Option<(f64, f64)> {
+        None
+    }
+    /// Correct for a lossy encoder downstream, which changes what the stage cannot see: hold
+    /// the true peak a further `lower_ceiling_db` under the ceiling (the codec's overshoot)
+    /// and aim `loudness_offset_lu` above the target (what the codec takes away). Further
+    /// calls add to both. The stage may ask for prepasses again. `false` when it cannot.
+    fn correct_for_codec(&mut self, lower_ceiling_db: f64, loudness_offset_lu: f64) -> bool {
+        let _ = (lower_ceiling_db, loudness_offset_lu);
+        false
+    }
 }
 
 /// One stage's account of the render, for reports.
@@ -683,16 +696,60 @@ impl<'a> Render<'a> {
         encoders: &mut [Box<dyn crate::encode::Encoder>],
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<OutputResult>, RenderError> {
-        assert_eq!(encoders.len(), self.outputs.len(), "one encoder per output");
+        let all: Vec<usize> = (0..self.outputs.len()).collect();
+        self.run_outputs(&all, encoders, progress)
+    }
+
+    /// The loudness target and true-peak ceiling output `o` is brought to (by its own stages
+    /// or the shared ones), if any.
+    pub fn loudness_target(&self, o: usize) -> Option<(f64, f64)> {
+        self.outputs[o]
+            .stages
+            .iter()
+            .rev()
+            .chain(self.stages.iter().rev())
+            .find_map(|s| s.loudness_target())
+    }
+
+    /// Correct output `o` for its lossy encoder (see [`Stage::correct_for_codec`]): the
+    /// nearest stage in front of the encoder that holds a loudness target does. Then run
+    /// [`Render::prepare`] again, and [`Render::run_outputs`] for `o`. A shared stage corrects
+    /// every output rendered after this.
+    pub fn correct_for_codec(&mut self, o: usize, lower_ceiling_db: f64, offset_lu: f64) -> bool {
+        let (shared, outs) = (&mut self.stages, &mut self.outputs);
+        for s in outs[o]
+            .stages
+            .iter_mut()
+            .rev()
+            .chain(shared.iter_mut().rev())
+        {
+            if s.loudness_target().is_some() {
+                return s.correct_for_codec(lower_ceiling_db, offset_lu);
+            }
+        }
+        false
+    }
+
+    /// [`Render::run`] for the outputs in `set` only (in that order; `encoders` holds one per
+    /// output in `set`): an output rendered again after [`Render::correct_for_codec`]. It starts
+    /// from the spill, when there is one, so the source is not decoded again.
+    pub fn run_outputs(
+        &mut self,
+        set: &[usize],
+        encoders: &mut [Box<dyn crate::encode::Encoder>],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<OutputResult>, RenderError> {
+        assert_eq!(encoders.len(), set.len(), "one encoder per output");
         // With a spill, the stages in front of it already ran (deterministically) in a
         // prepass: the final pass starts from what they produced.
         let (spill, base, mut spec) = self.pass_start(self.stages.len());
         for s in &mut self.stages[base..] {
             spec = s.start(&spec)?;
         }
-        let mut results = Vec::with_capacity(self.outputs.len());
+        let mut results = Vec::with_capacity(set.len());
         let mut meters = Vec::new();
-        for o in &mut self.outputs {
+        for &o in set {
+            let o = &mut self.outputs[o];
             let mut ospec = spec.clone();
             for s in &mut o.stages {
                 ospec = s.start(&ospec)?;
@@ -719,7 +776,8 @@ impl<'a> Render<'a> {
             if failure.is_some() {
                 return;
             }
-            for (o, out) in outputs.iter_mut().enumerate() {
+            for (o, &at) in set.iter().enumerate() {
+                let out = &mut outputs[at];
                 // Only an output with stages of its own needs a copy to change.
                 let block = if out.stages.is_empty() {
                     b
@@ -748,8 +806,12 @@ impl<'a> Render<'a> {
                 total,
             })
         })?;
+        // Kept for an output rendered again (see `lower_ceiling`).
+        drop(spill_source);
+        self.spill = spill;
         // The outputs' own tails, piece by piece.
-        for (o, out) in self.outputs.iter_mut().enumerate() {
+        for (o, &at) in set.iter().enumerate() {
+            let out = &mut self.outputs[at];
             for i in 0..out.stages.len() {
                 let channels = results[o].spec.as_ref().map_or(0, SignalSpec::channels);
                 let mut tail = Block::new(channels);

@@ -265,6 +265,11 @@ pub struct Normalize {
     settled: bool,
     result: Option<OutputLoudness>,
     warnings: Vec<String>,
+    /// How much further under the ceiling the output is held, dB (an encoder's overshoot,
+    /// see [`Stage::correct_for_codec`]).
+    lowered_db: f64,
+    /// How far above the target the output is aimed, LU (what an encoder takes away).
+    offset_lu: f64,
 }
 
 impl Normalize {
@@ -281,7 +286,15 @@ impl Normalize {
             settled: false,
             result: None,
             warnings: Vec::new(),
+            lowered_db: 0.0,
+            offset_lu: 0.0,
         }
+    }
+
+    /// Where the output's true peak is aimed: under the ceiling by the limiter's margin and
+    /// by what an encoder downstream was found to add.
+    fn aim(&self, true_peak_dbtp: f64) -> f64 {
+        true_peak_dbtp - LIMITER_MARGIN_DB - self.lowered_db
     }
 
     /// The gain decided on, dB.
@@ -317,17 +330,18 @@ impl Normalize {
                     self.settled = true;
                     return;
                 };
-                let gain = lufs - i;
-                if m.true_peak_dbtp + gain <= true_peak_dbtp - LIMITER_MARGIN_DB {
+                let gain = lufs + self.offset_lu - i;
+                let aim = self.aim(true_peak_dbtp);
+                if m.true_peak_dbtp + gain <= aim {
                     self.set_gain(gain);
                     self.settled = true;
                 } else if limiter {
                     self.set_gain(gain);
-                    self.limiter_ceiling = true_peak_dbtp - LIMITER_MARGIN_DB;
+                    self.limiter_ceiling = aim;
                     let l = TruePeakLimiter::new(self.limiter_ceiling);
                     self.limiter = Some(l);
                 } else {
-                    let g = true_peak_dbtp - LIMITER_MARGIN_DB - m.true_peak_dbtp;
+                    let g = aim - m.true_peak_dbtp;
                     self.set_gain(g);
                     self.warnings.push(format!(
                         "the loudness target {lufs:.1} LUFS needs {gain:+.2} dB, which would put the true peak at {:.2} dBTP over the {true_peak_dbtp:.1} dBTP ceiling; with the limiter off the gain is {g:+.2} dB and the output is {:.2} LU short of the target",
@@ -351,8 +365,9 @@ impl Normalize {
             return;
         };
         self.refine += 1;
+        let lufs = lufs + self.offset_lu;
         let err = m.loudness.integrated_lufs.map_or(0.0, |i| lufs - i);
-        let over = m.true_peak_dbtp - (true_peak_dbtp - LIMITER_MARGIN_DB);
+        let over = m.true_peak_dbtp - self.aim(true_peak_dbtp);
         let ok = err.abs() <= TOLERANCE_LU && over <= 0.0;
         if ok || self.refine >= MAX_REFINE {
             if !ok {
@@ -460,8 +475,53 @@ impl Stage for Normalize {
     fn finish(&mut self, block: &mut Block) -> bool {
         self.limiter.as_mut().is_some_and(|l| l.finish(block))
     }
+    fn loudness_target(&self) -> Option<(f64, f64)> {
+        match self.target {
+            NormalizeTarget::Loudness {
+                lufs,
+                true_peak_dbtp,
+                ..
+            } => Some((lufs, true_peak_dbtp)),
+            NormalizeTarget::Peak { .. } => None,
+        }
+    }
+    fn correct_for_codec(&mut self, lower_ceiling_db: f64, loudness_offset_lu: f64) -> bool {
+        if self.loudness_target().is_none()
+            || !(lower_ceiling_db.is_finite()
+                && lower_ceiling_db >= 0.0
+                && loudness_offset_lu.is_finite())
+        {
+            return false;
+        }
+        // Measured and loud enough to have been normalized: decide again from the input's
+        // measurement with the lower aim (a limiter where there was none, or a lower limiter
+        // ceiling), and refine the gain again so the loudness stays on target.
+        let Some(m) = self.measured.clone().filter(|m| {
+            m.loudness
+                .integrated_lufs
+                .is_some_and(|i| i >= SILENCE_LUFS)
+        }) else {
+            return false;
+        };
+        self.lowered_db += lower_ceiling_db;
+        self.offset_lu += loudness_offset_lu;
+        self.limiter = None;
+        self.refine = 0;
+        self.last = None;
+        self.settled = false;
+        self.result = None;
+        self.warnings.clear();
+        self.decide(&m);
+        true
+    }
     fn report(&self) -> Option<StageReport> {
         let mut values = BTreeMap::from([("gain_db".to_string(), self.gain_db)]);
+        if self.lowered_db > 0.0 {
+            values.insert("codec_ceiling_lowered_db".into(), self.lowered_db);
+        }
+        if self.offset_lu != 0.0 {
+            values.insert("codec_loudness_offset_lu".into(), self.offset_lu);
+        }
         if let Some(m) = &self.measured {
             if let Some(i) = m.loudness.integrated_lufs {
                 values.insert("input_integrated_lufs".into(), i);

@@ -12,9 +12,16 @@ pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 pub struct Run {
     pub wall: f64,
+    /// User + system CPU time of the process, seconds (the machine may be shared: wall time
+    /// alone says little).
+    pub cpu: f64,
     pub rss_mb: f64,
     /// What the process wrote to stderr.
     pub log: String,
+}
+
+pub fn has_flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
 }
 
 pub fn arg_value(name: &str) -> Option<String> {
@@ -79,8 +86,10 @@ pub fn time_process(exe: &Path, args: &[&str], file: &Path) -> Res<Run> {
     drop(child);
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Run {
         wall,
+        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
         rss_mb: usage.ru_maxrss as f64 / 1024.0,
         log,
     })
