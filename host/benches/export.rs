@@ -194,9 +194,11 @@ fn run() -> Res<bool> {
         ff_wall / mp3_alone.wall
     );
     let ratio = ff_wall / ours.wall;
-    let pass = ratio >= 5.0;
+    // Issue 22's ruling: >= 5x for a job without MP3 outputs, >= 3x for this FLAC + MP3 job
+    // (LAME's serial stream is the floor, see the MP3-alone line).
+    let pass = ratio >= 3.0;
     println!(
-        "  sluice is {ratio:.1}x faster than ffmpeg (target >= 5x): {}",
+        "  sluice is {ratio:.1}x faster than ffmpeg (target >= 3x with an MP3 output): {}",
         verdict(pass)
     );
     Ok(pass)
