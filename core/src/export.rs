@@ -446,6 +446,17 @@ pub fn export_with(
     Ok(report)
 }
 
+/// Complete an output's stream, giving its encoder the loudness measured as it went in.
+fn finish_encoder(
+    mut enc: Box<dyn Encoder>,
+    result: &crate::render::OutputResult,
+) -> Result<(), EncodeError> {
+    if let Some(l) = &result.loudness {
+        enc.set_loudness(l);
+    }
+    enc.finish()
+}
+
 /// Decode an encoded output and measure it as a listener's player would see it.
 fn measure_encoded(path: &Path, offload: &mut dyn Offload) -> Result<OutputLoudness, ExportError> {
     let mut source = FileSource::open(path)?;
@@ -600,11 +611,8 @@ pub fn export_split_with(
             "nothing is left to write after the region and trimming (see the warnings)".into(),
         ));
     }
-    for (mut enc, result) in encoders.into_iter().zip(&results) {
-        if let Some(l) = &result.loudness {
-            enc.set_loudness(l);
-        }
-        enc.finish()?;
+    for (enc, result) in encoders.into_iter().zip(&results) {
+        finish_encoder(enc, result)?;
     }
     // Lossy outputs are measured as a listener decodes them, and encoded again under a lower
     // ceiling while the codec's overshoot takes them over it.
@@ -651,11 +659,8 @@ pub fn export_split_with(
                 let mut encs = vec![offload.encoder(plan, enc)];
                 let again = render.run_outputs(&[o], &mut encs, progress)?;
                 results[o] = again.into_iter().next().expect("one output");
-                for mut enc in encs {
-                    if let Some(l) = &results[o].loudness {
-                        enc.set_loudness(l);
-                    }
-                    enc.finish()?;
+                for enc in encs {
+                    finish_encoder(enc, &results[o])?;
                 }
                 encodes += 1;
                 continue;

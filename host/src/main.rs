@@ -328,12 +328,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Watch { root } => {
             let dir = config::root_from(root.root.as_deref())?;
             if commands::init_root(&dir)? {
-                // Like the host's own lines: a reader that went away does not stop it.
-                let _ = writeln!(
-                    std::io::stdout().lock(),
+                host::say(format!(
                     "sluice: made a new root at {} with example pipelines (podcast, streaming-master, broadcast, analysis, archive)",
                     dir.display()
-                );
+                ));
             }
             let cfg = config::Config::load(&dir)?;
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

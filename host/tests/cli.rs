@@ -313,28 +313,18 @@ fn root_with_two_jobs(dir: &std::path::Path) -> std::path::PathBuf {
     let wav = dir.join("x.wav");
     common::write_wav(&wav, &planes, 44_100, 16);
     let flac = dir.join("x.flac");
-    let out = sluice()
-        .args(["export", "--bit-depth", "16", "-o"])
-        .arg(&flac)
-        .arg(&wav)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::succeed(
+        sluice()
+            .args(["export", "--bit-depth", "16", "-o"])
+            .arg(&flac)
+            .arg(&wav),
     );
-    let out = sluice()
-        .args(["run", "levels", "--root"])
-        .arg(&root)
-        .arg(&wav)
-        .arg(&flac)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::succeed(
+        sluice()
+            .args(["run", "levels", "--root"])
+            .arg(&root)
+            .arg(&wav)
+            .arg(&flac),
     );
     root
 }
@@ -355,15 +345,9 @@ fn a_reader_that_goes_away_ends_a_command_quietly() {
         vec!["formats"],
         vec!["effects", "list", "--root", r],
     ] {
-        // A pipe whose reading end is already closed: the first write meets EPIPE.
-        let mut fds = [0; 2];
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        unsafe { libc::close(fds[0]) };
-        let write_end =
-            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
         let out = sluice()
             .args(&args)
-            .stdout(std::process::Stdio::from(write_end))
+            .stdout(std::process::Stdio::from(common::closed_pipe()))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -415,17 +399,8 @@ fn clean_dry_run_works_as_the_readme_shows() {
     );
     let before = common::files_under(&root.join("out"));
     assert_eq!(before.len(), 2, "{before:#?}");
-    let out = sluice()
-        .args(["clean", "--dry-run", "--root"])
-        .arg(&root)
-        .output()
-        .unwrap();
+    let out = common::succeed(sluice().args(["clean", "--dry-run", "--root"]).arg(&root));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains("would remove out/x.wav.flac")
             && stdout.contains("would remove out/x.flac.flac"),
@@ -582,16 +557,11 @@ fn a_wav_header_that_lies_about_its_size_gets_a_clear_answer() {
 fn the_host_keeps_watching_when_its_output_reader_goes_away() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    let mut fds = [0; 2];
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    unsafe { libc::close(fds[0]) };
-    let write_end =
-        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
     let mut child = sluice()
         .args(["watch", "--root"])
         .arg(&root)
         .env("SLUICE_SETTLE_SECONDS", "0.3")
-        .stdout(std::process::Stdio::from(write_end))
+        .stdout(std::process::Stdio::from(common::closed_pipe()))
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

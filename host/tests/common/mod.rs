@@ -221,18 +221,32 @@ impl Drop for Host {
     }
 }
 
-/// `sluice jobs --json` of a root.
-pub fn jobs(root: &Path) -> Vec<serde_json::Value> {
-    let out = sluice()
-        .args(["jobs", "--json", "--root"])
-        .arg(root)
-        .output()
-        .unwrap();
+/// Run `cmd`, asserting it succeeds (its stderr in the failure message); its output.
+pub fn succeed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// The writing end of a pipe whose reading end is already closed: the first write to it
+/// meets EPIPE (a reader that went away, as in `sluice jobs | head`).
+pub fn closed_pipe() -> std::os::fd::OwnedFd {
+    let mut fds = [0; 2];
+    // SAFETY: `pipe` fills both descriptors; we close the reading one and own the other.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe {
+        libc::close(fds[0]);
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1])
+    }
+}
+
+/// `sluice jobs --json` of a root.
+pub fn jobs(root: &Path) -> Vec<serde_json::Value> {
+    let out = succeed(sluice().args(["jobs", "--json", "--root"]).arg(root));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
