@@ -806,21 +806,39 @@ impl Decoder {
         let prescan = Prescan::read(&mut file, &head, file_size).map_err(io)?;
         file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
         guard(path, "decoder", || {
-            Self::open_inner(path, file, file_size, &head, prescan)
+            let source = prescan.source(file, file_size);
+            Self::open_inner(path, source, file_size, &head, prescan)
+        })
+    }
+
+    /// Decode a stream read from start to end, never seeking: `reader` may still be growing
+    /// (an encoder's output read while it writes; see `export`). `path` names it in errors and
+    /// its extension hints the format. None of the file's own accounting applies (no prescan,
+    /// no gapless trim from a header still to be rewritten): the frames are all the codec's.
+    pub fn open_stream(
+        path: &Path,
+        reader: impl std::io::Read + Send + Sync + 'static,
+    ) -> Result<Decoder, InputError> {
+        let source = Box::new(symphonia::core::io::ReadOnlySource::new(reader));
+        let prescan = Prescan {
+            riff: None,
+            aiff_cut: None,
+            mp4: None,
+            mpa_cut: None,
+        };
+        guard(path, "decoder", || {
+            Self::open_inner(path, source, 0, &[], prescan)
         })
     }
 
     fn open_inner(
         path: &Path,
-        file: File,
+        source: Box<dyn symphonia::core::io::MediaSource>,
         file_size: u64,
         head: &[u8],
         prescan: Prescan,
     ) -> Result<Decoder, InputError> {
-        let mss = MediaSourceStream::new(
-            prescan.source(file, file_size),
-            MediaSourceStreamOptions::default(),
-        );
+        let mss = MediaSourceStream::new(source, MediaSourceStreamOptions::default());
         let mut hint = Hint::new();
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);

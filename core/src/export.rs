@@ -125,6 +125,9 @@ pub struct OutputPlan {
     /// encode it again under a lower limiter ceiling (up to [`MAX_ENCODES`] encodes). Ignored
     /// for lossless formats, which are measured exactly as written. Default on.
     pub true_peak_check: bool,
+    /// Encodes the check may make of this output, 1 (measure and report only) to
+    /// [`MAX_ENCODES`] (the usual; values outside are taken as the nearest).
+    pub max_encodes: u32,
 }
 
 /// Encodes of one lossy output at most (see [`OutputPlan::true_peak_check`]).
@@ -378,7 +381,20 @@ pub trait Offload {
     fn probe(&mut self, probe: Box<dyn Probe>) -> Box<dyn Probe> {
         probe
     }
+    /// Start `work` where it can run beside the render and the encoders (the host: a thread
+    /// of its own). The lossy outputs' check decodes each output this way while its encoder
+    /// writes it. The returned [`Pending`] waits for the work and gives its result; by default
+    /// the work runs only then, once the output is complete.
+    fn background(&mut self, work: Check) -> Pending {
+        work
+    }
 }
+
+/// A lossy output's measurement, run beside the encoder (see [`Offload::background`]).
+pub type Check = Box<dyn FnOnce() -> Result<OutputLoudness, ExportError> + Send>;
+
+/// The result of a [`Check`] once it is waited for.
+pub type Pending = Box<dyn FnOnce() -> Result<OutputLoudness, ExportError>>;
 
 /// Everything on the calling thread.
 pub struct NoOffload;
@@ -470,6 +486,153 @@ fn measure_encoded(path: &Path, offload: &mut dyn Offload) -> Result<OutputLoudn
         .downcast::<OutputMeter>()
         .expect("the probe given back is ours")
         .finish())
+}
+
+const WRITING: u8 = 0;
+const COMPLETE: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// A reader of an encoder's output that follows it while it is written: at the end of what
+/// is there it waits for more until the encoder has finished (or the export gave up). An
+/// extending write is visible to another reader only once its bytes are in the file, so the
+/// stream read is the stream written.
+struct Following {
+    file: std::fs::File,
+    state: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl std::io::Read for Following {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        loop {
+            // Read after looking: a write that completed before the look is in the read.
+            let state = self.state.load(Ordering::Acquire);
+            let n = self.file.read(buf)?;
+            if n > 0 || state == COMPLETE {
+                return Ok(n);
+            }
+            if state == ABANDONED {
+                return Err(std::io::Error::other(
+                    "the export stopped before the output was complete",
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+/// Marks every followed output abandoned when the export ends without completing it (an
+/// error returned early), so that no reader waits for more.
+struct Followed(Vec<Option<std::sync::Arc<std::sync::atomic::AtomicU8>>>);
+
+impl Followed {
+    fn complete(&self, o: usize) {
+        if let Some(s) = &self.0[o] {
+            s.store(COMPLETE, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Followed {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        for s in self.0.iter().flatten() {
+            let _ = s.compare_exchange(WRITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+}
+
+/// LAME's encoder delay (576) plus the MP3 decoder's (529): what a gapless decoder drops from
+/// the start of a LAME stream, after the Info frame.
+const LAME_LEAD: u64 = 576 + 529;
+
+/// Frames held back from the meter at the end of a followed stream until the finished file
+/// says how many of them its decoder drops (an MP3's padding is under two frames).
+const HOLD: usize = 8192;
+
+/// Decode and measure the output at `temp` (named `path` in errors) while its encoder writes
+/// it (see [`Following`]), feeding the meter exactly the samples a decoder of the finished file
+/// gives. An MP3's Info frame, with the gapless trim, is written over the start only when the
+/// stream ends, so the follower usually reads LAME's placeholder there (one silent frame) and
+/// gets no trim: the start is then skipped by that frame plus LAME's delay, and the end held
+/// back until the finished file's header gives its padding. The result stands only where the
+/// finished file's frame count and trim agree with what was skipped and dropped; otherwise
+/// (another encoder's delay) it is an error and the caller measures the finished file.
+fn measure_following(
+    path: &Path,
+    temp: &Path,
+    reader: Following,
+) -> Result<OutputLoudness, ExportError> {
+    let mismatch = |detail: String| ExportError::Invalid {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut decoder = crate::Decoder::open_stream(path, reader)?;
+    let info = decoder.info();
+    let spec = SignalSpec {
+        sample_rate: info.sample_rate,
+        layout: info.channel_layout.clone(),
+        exact_bits: None,
+    };
+    let placeholder = info.codec == "mp3" && info.encoder_delay.is_none();
+    let mut meter = OutputMeter::new(&spec);
+    // `lead`: frames still to skip at the start, known once the first frame is decoded.
+    let mut lead: Option<u64> = None;
+    let mut skipped = 0u64;
+    let mut decoded = 0u64;
+    let mut held = crate::render::Block::new(spec.channels());
+    let mut block = crate::render::Block::default();
+    while let Some(b) = decoder.next_block()? {
+        block.copy_from_decoded(b);
+        decoded += block.frames() as u64;
+        let lead = *lead.get_or_insert(if placeholder {
+            block.frames() as u64 + LAME_LEAD
+        } else {
+            0
+        });
+        if skipped < lead {
+            let n = ((lead - skipped) as usize).min(block.frames());
+            block.drain_front(n);
+            skipped += n as u64;
+        }
+        held.extend_from(&block);
+        if held.frames() > 2 * HOLD {
+            let release = held.frames() - HOLD;
+            let mut out = held.clone();
+            out.truncate(release);
+            meter.feed(&out);
+            held.drain_front(release);
+        }
+    }
+    drop(decoder);
+    // The finished file, its header only: how many frames its decoder gives.
+    let finished = crate::Decoder::open(temp)?;
+    let f = finished.info();
+    let frames = f
+        .frames
+        .ok_or_else(|| mismatch("the finished output states no frame count".into()))?;
+    let lead = lead.unwrap_or(0);
+    let kept = decoded.saturating_sub(lead);
+    let end = kept
+        .checked_sub(frames)
+        .filter(|&e| e as usize <= held.frames());
+    let agrees = match end {
+        Some(e) if placeholder => {
+            f.encoder_delay == Some(LAME_LEAD as u32)
+                && u64::from(f.encoder_padding.unwrap_or(0)) == e
+        }
+        Some(e) => e == 0,
+        None => false,
+    };
+    if !agrees {
+        return Err(mismatch(format!(
+            "the output read while written ({decoded} frames, {lead} skipped) does not match the finished file ({frames} frames, delay {:?}, padding {:?})",
+            f.encoder_delay, f.encoder_padding
+        )));
+    }
+    held.truncate(held.frames() - end.unwrap_or(0) as usize);
+    meter.feed(&held);
+    Ok(meter.finish())
 }
 
 /// Builds the stages one output runs on its own (see [`export_split_with`]).
@@ -605,14 +768,34 @@ pub fn export_split_with(
         files.push(atomic);
         encoders.push(encoder);
     }
+    // Each checked lossy output is decoded and measured while its encoder writes it.
+    let mut followed = Followed(Vec::with_capacity(outputs.len()));
+    let mut pending: Vec<Option<Pending>> = Vec::with_capacity(outputs.len());
+    for (o, atomic) in outputs.iter().zip(&files) {
+        let reader = (o.true_peak_check && o.format.lossy())
+            .then(|| std::fs::File::open(atomic.temp_path()).ok())
+            .flatten();
+        let Some(file) = reader else {
+            followed.0.push(None);
+            pending.push(None);
+            continue;
+        };
+        let state = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(WRITING));
+        followed.0.push(Some(state.clone()));
+        let (path, temp) = (o.path.clone(), atomic.temp_path().to_path_buf());
+        pending.push(Some(offload.background(Box::new(move || {
+            measure_following(&path, &temp, Following { file, state })
+        }))));
+    }
     let mut results = render.run(&mut encoders, progress)?;
     if results.iter().all(|r| r.frames == 0) && src_frames.unwrap_or(1) > 0 {
         return Err(invalid(
             "nothing is left to write after the region and trimming (see the warnings)".into(),
         ));
     }
-    for (enc, result) in encoders.into_iter().zip(&results) {
+    for (o, (enc, result)) in encoders.into_iter().zip(&results).enumerate() {
         finish_encoder(enc, result)?;
+        followed.complete(o);
     }
     // Lossy outputs are measured as a listener decodes them, and encoded again under a lower
     // ceiling while the codec's overshoot takes them over it.
@@ -627,7 +810,13 @@ pub fn export_split_with(
         let mut lowered = 0.0;
         let mut offset = 0.0;
         loop {
-            let decoded = measure_encoded(files[o].temp_path(), offload)?;
+            // The first encode was measured as it was written; should that reading have
+            // failed, the finished file is read again.
+            let streamed = pending[o].take().and_then(|p| p().ok());
+            let decoded = match streamed {
+                Some(d) => d,
+                None => measure_encoded(files[o].temp_path(), offload)?,
+            };
             let over = ceiling.map_or(0.0, |c| decoded.true_peak_dbtp - (c - CODEC_MARGIN_DB));
             // What the codec took from the loudness (a low-pass removes the top octave's
             // energy), where the target was reached before it.
@@ -644,7 +833,7 @@ pub fn export_split_with(
             };
             let lower = if over > 0.0 { over + 0.05 } else { 0.0 };
             if (lower > 0.0 || short != 0.0)
-                && encodes < MAX_ENCODES
+                && encodes < plan.max_encodes.clamp(1, MAX_ENCODES)
                 && render.correct_for_codec(o, lower, short)
             {
                 lowered += lower;
@@ -753,4 +942,125 @@ pub fn export_split_with(
         passes,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    /// Encode 20 s of programme material into a file as `format`, slowly (blocks, then a
+    /// pause), while a [`Following`] reader decodes and measures it on another thread; then
+    /// measure the finished file as [`measure_encoded`] does. The two must be the same to the
+    /// last digit: the check that reads the output as it is written reports what the file
+    /// holds.
+    fn follow_while_encoding(format: OutputFormat, ext: &str) {
+        let dir = std::env::temp_dir().join(format!("sluice-follow-{}-{ext}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("out.{ext}"));
+        let rate = 44_100;
+        let planes = crate::signal::programme(rate, 2, rate as usize * 20, 7);
+        let spec = SignalSpec::with_channels(rate, 2);
+        let file = std::fs::File::create(&path).unwrap();
+        let mut enc = create_encoder(&format, file, &path, &spec, None).unwrap();
+        let state = Arc::new(AtomicU8::new(WRITING));
+        let reader = Following {
+            file: std::fs::File::open(&path).unwrap(),
+            state: state.clone(),
+        };
+        let p = path.clone();
+        let follower = std::thread::spawn(move || measure_following(&p, &p, reader));
+        for start in (0..planes[0].len()).step_by(4096) {
+            let end = (start + 4096).min(planes[0].len());
+            let block = crate::render::Block::from_planes(
+                planes.iter().map(|c| c[start..end].to_vec()).collect(),
+            );
+            enc.write(&block).unwrap();
+            if start % (4096 * 16) == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        enc.finish().unwrap();
+        state.store(COMPLETE, Ordering::Release);
+        let followed = follower
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{ext}: {e}"));
+        let whole = measure_encoded(&path, &mut NoOffload).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        // The same samples in blocks of other sizes: the sums may differ in the last bit.
+        let same = |a: Option<f64>, b: Option<f64>, what: &str| {
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert!(
+                (a - b).abs() < 1e-9,
+                "{ext}: {what} {a} followed, {b} finished"
+            );
+        };
+        same(
+            followed.loudness.integrated_lufs,
+            whole.loudness.integrated_lufs,
+            "integrated",
+        );
+        same(
+            Some(followed.true_peak_dbtp),
+            Some(whole.true_peak_dbtp),
+            "true peak",
+        );
+        same(
+            Some(followed.sample_peak_dbfs),
+            Some(whole.sample_peak_dbfs),
+            "sample peak",
+        );
+        same(
+            followed.loudness.loudness_range_lu,
+            whole.loudness.loudness_range_lu,
+            "loudness range",
+        );
+    }
+
+    #[test]
+    fn an_mp3_read_while_it_is_written_measures_as_the_finished_file() {
+        follow_while_encoding(
+            OutputFormat::Mp3 {
+                vbr_quality: Some(2),
+                bitrate_kbps: None,
+            },
+            "mp3",
+        );
+        follow_while_encoding(
+            OutputFormat::Mp3 {
+                vbr_quality: None,
+                bitrate_kbps: Some(128),
+            },
+            "cbr.mp3",
+        );
+    }
+
+    #[test]
+    fn an_ogg_read_while_it_is_written_measures_as_the_finished_file() {
+        follow_while_encoding(OutputFormat::Ogg { quality: 3.0 }, "ogg");
+    }
+
+    #[test]
+    fn an_abandoned_output_ends_its_reader() {
+        let dir = std::env::temp_dir().join(format!("sluice-abandon-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.mp3");
+        std::fs::write(&path, b"").unwrap();
+        let state = Arc::new(AtomicU8::new(WRITING));
+        let followed = Followed(vec![Some(state.clone()), None]);
+        let reader = Following {
+            file: std::fs::File::open(&path).unwrap(),
+            state,
+        };
+        let p = path.clone();
+        let t = std::thread::spawn(move || measure_following(&p, &p, reader));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // The export returns early with an error: its guard lets the reader go.
+        drop(followed);
+        let r = t.join().unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(r.is_err(), "an abandoned output gives no measurement");
+    }
 }

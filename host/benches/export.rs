@@ -135,18 +135,32 @@ fn run() -> Res<bool> {
         pass2.wall
     );
     // The same export without the lossy output's check (decode, measure, encode again while
-    // the codec passes the ceiling or moves the loudness): what the check costs.
-    let unchecked = time_process(
-        &me,
-        &[
-            "--export",
-            "{}",
-            "--dir",
-            dir.to_str().ok_or("path")?,
-            "--no-true-peak-check",
-        ],
-        &input,
-    )?;
+    // the codec passes the ceiling or moves the loudness): what the check costs. On a shared
+    // machine one run of each differs by more than the check costs, so each is run twice
+    // more, alternately, and the best of each is compared.
+    let run = |check: bool| {
+        let mut args = vec!["--export", "{}", "--dir", dir.to_str().ok_or("path")?];
+        if !check {
+            args.push("--no-true-peak-check");
+        }
+        time_process(&me, &args, &input)
+    };
+    let mut checked = vec![(ours.wall, ours.cpu)];
+    let mut unchecked = Vec::new();
+    for _ in 0..2 {
+        let u = run(false)?;
+        unchecked.push((u.wall, u.cpu));
+        let c = run(true)?;
+        checked.push((c.wall, c.cpu));
+    }
+    let best = |runs: &[(f64, f64)]| {
+        (
+            runs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min),
+            runs.iter().map(|r| r.1).fold(f64::INFINITY, f64::min),
+        )
+    };
+    let (c_wall, c_cpu) = best(&checked);
+    let (u_wall, u_cpu) = best(&unchecked);
     let encodes = ours
         .log
         .lines()
@@ -154,11 +168,9 @@ fn run() -> Res<bool> {
         .unwrap_or("?")
         .to_string();
     println!(
-        "  sluice without the MP3's true-peak check {:>8.2} s (CPU {:.2} s): the check costs {:+.1} % wall, {:+.1} % CPU ({encodes} MP3 encode(s); target <= 15 %)",
-        unchecked.wall,
-        unchecked.cpu,
-        (ours.wall / unchecked.wall - 1.0) * 100.0,
-        (ours.cpu / unchecked.cpu - 1.0) * 100.0
+        "  the MP3's true-peak check, best of 3 with and 2 without: {c_wall:.2} s (CPU {c_cpu:.2} s) against {u_wall:.2} s (CPU {u_cpu:.2} s): it costs {:+.1} % wall, {:+.1} % CPU ({encodes} MP3 encode(s); target <= 15 %)",
+        (c_wall / u_wall - 1.0) * 100.0,
+        (c_cpu / u_cpu - 1.0) * 100.0
     );
     let split = passes(&ours.log);
     if let Some((measure, last)) = split {
@@ -240,6 +252,7 @@ fn sluice_export(input: &Path, dir: &Path, check: bool) -> Res<()> {
         channels: None,
         sample_rate: None,
         true_peak_check: check,
+        max_encodes: sluice_core::export::MAX_ENCODES,
     };
     let outputs = [
         out(

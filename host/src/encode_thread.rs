@@ -24,7 +24,9 @@
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use sluice_core::encode::{EncodeError, Encoder};
-use sluice_core::export::{ExportError, ExportReport, Offload, OutputPlan, RenderPlan};
+use sluice_core::export::{
+    Check, ExportError, ExportReport, Offload, OutputPlan, Pending, RenderPlan,
+};
 use sluice_core::render::{Block, OutputLoudness, Probe, Progress, Stage};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -294,6 +296,29 @@ impl Offload for Threads {
     }
     fn probe(&mut self, probe: Box<dyn Probe>) -> Box<dyn Probe> {
         ThreadedProbe::wrap(probe)
+    }
+    fn background(&mut self, work: Check) -> Pending {
+        // The work is shared with the thread so that, should no thread start, it runs here
+        // when waited for.
+        let work = std::sync::Arc::new(std::sync::Mutex::new(Some(work)));
+        let theirs = work.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sluice-check".into())
+            .spawn(move || {
+                let w = theirs.lock().ok().and_then(|mut w| w.take());
+                w.map(|w| w())
+            });
+        match spawned {
+            Ok(thread) => Box::new(move || match thread.join() {
+                Ok(Some(r)) => r,
+                Ok(None) => unreachable!("the thread took the work"),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }),
+            Err(_) => Box::new(move || {
+                let w = work.lock().ok().and_then(|mut w| w.take());
+                w.expect("no thread took the work")()
+            }),
+        }
     }
 }
 
@@ -603,6 +628,7 @@ mod probe_tests {
                 channels: None,
                 sample_rate: None,
                 true_peak_check: true,
+                max_encodes: sluice_core::export::MAX_ENCODES,
             }]
         };
         let a = export(&input, &plan, &out("threads.flac"), &mut |_| {}).unwrap();

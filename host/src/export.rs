@@ -270,6 +270,7 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
                 channels: None,
                 sample_rate: None,
                 true_peak_check: !a.no_true_peak_check,
+                max_encodes: sluice_core::export::MAX_ENCODES,
             },
             notes,
         });

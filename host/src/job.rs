@@ -623,6 +623,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
                     .sample_rate
                     .or(o.sample_rate.filter(|&r| r != rate)),
                 true_peak_check: o.true_peak_check,
+                max_encodes: o.true_peak_encodes,
             });
         }
         // Loudness is measured on what each output receives. When an output maps its channels
@@ -667,6 +668,21 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
             },
         )
         .map_err(|e| classify(&e))?;
+        // A lossy output still over its ceiling once decoded fails the job where the
+        // pipeline asks (`true_peak_miss = "fail"`); its outputs are removed with the job.
+        for (o, out) in p.outputs.iter().zip(&report.outputs) {
+            if let Some(c) = out.true_peak_check.as_ref().filter(|c| !c.met)
+                && o.fail_on_true_peak_miss
+            {
+                let tp = out.loudness.as_ref().map_or(f64::NAN, |l| l.true_peak_dbtp);
+                return Err(Failure::Refused(format!(
+                    "{}: decoded, the output's true peak is {tp:.2} dBTP, over the {:.1} dBTP ceiling after {} encode(s); the pipeline fails the job on a ceiling miss (true_peak_miss = \"fail\"): lower the ceiling or raise the bitrate",
+                    out.path.display(),
+                    c.ceiling_dbtp.unwrap_or(f64::NAN),
+                    c.encodes
+                )));
+            }
+        }
         warnings.extend(report.warnings.iter().cloned());
         // Every output measured as written: one that misses the target says so.
         for s in &p.steps {

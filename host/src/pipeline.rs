@@ -102,6 +102,12 @@ pub struct Output {
     /// Lossy formats: measure the encoded file and encode again under a lower ceiling while
     /// the codec's overshoot passes the true-peak ceiling (default on).
     pub true_peak_check: bool,
+    /// When the check cannot bring the decoded true peak under the ceiling: fail the job
+    /// (`true_peak_miss = "fail"`) rather than deliver the output with a warning (`"warn"`,
+    /// the default).
+    pub fail_on_true_peak_miss: bool,
+    /// Encodes the check may make (`true_peak_encodes`, 1 to 4; 1 measures and reports only).
+    pub true_peak_encodes: u32,
 }
 
 /// What becomes of the source after a job succeeds.
@@ -346,6 +352,8 @@ struct RawOutput {
     replaygain: Option<bool>,
     keep_tags: Option<bool>,
     true_peak_check: Option<bool>,
+    true_peak_miss: Option<Spanned<String>>,
+    true_peak_encodes: Option<Spanned<u32>>,
     #[serde(default)]
     tags: BTreeMap<String, Spanned<String>>,
 }
@@ -880,6 +888,38 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
                 DitherMode::Tpdf
             }),
         };
+        let fail_on_true_peak_miss = match r.true_peak_miss.as_ref() {
+            None => false,
+            Some(m) => match m.get_ref().as_str() {
+                "warn" => false,
+                "fail" if r.true_peak_check == Some(false) => {
+                    c.err(
+                        m.span(),
+                        "true_peak_miss = \"fail\" needs the check this output turns off (true_peak_check = false)",
+                    );
+                    false
+                }
+                "fail" => true,
+                _ => {
+                    c.err(m.span(), "true_peak_miss: warn or fail");
+                    false
+                }
+            },
+        };
+        let true_peak_encodes = match r.true_peak_encodes.as_ref() {
+            None => sluice_core::export::MAX_ENCODES,
+            Some(n) if (1..=sluice_core::export::MAX_ENCODES).contains(n.get_ref()) => *n.get_ref(),
+            Some(n) => {
+                c.err(
+                    n.span(),
+                    format!(
+                        "true_peak_encodes: 1 (measure and report only) to {}",
+                        sluice_core::export::MAX_ENCODES
+                    ),
+                );
+                sluice_core::export::MAX_ENCODES
+            }
+        };
         let mut tags = Vec::new();
         let plan = sluice_core::encode::tags::TagPlan {
             carry_from: None,
@@ -906,6 +946,8 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             keep_tags: r.keep_tags.unwrap_or(true),
             tags,
             true_peak_check: r.true_peak_check.unwrap_or(true),
+            fail_on_true_peak_miss,
+            true_peak_encodes,
         });
     }
     let analyzes = steps.iter().any(|s| matches!(s, Step::Analyze { .. }));

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{loudness, root_with_examples, sluice, write_wav};
+use common::{bright_transients, loudness, root_with_examples, sluice, write_wav};
+use sluice_core::render::Source;
 use std::path::Path;
 
 /// A loud, dense master (well above every target) as a 24-bit 44.1 kHz WAV.
@@ -213,6 +214,142 @@ path = "out/{stem}.flac"
     );
 }
 
+/// A lossy output the check leaves over its ceiling: delivered with a warning by default, and
+/// the job failed, with no output left, where the pipeline says `true_peak_miss = "fail"`.
+/// `true_peak_encodes = 1` measures without encoding again, so bright transients at -9 LUFS
+/// in a 128 kbps MP3 stay over -1 dBTP once decoded.
+#[test]
+fn a_lossy_output_over_its_ceiling_warns_or_fails_the_job_as_the_pipeline_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("hats.wav");
+    write_wav(&src, &bright_transients(44_100, 8.0), 44_100, 24);
+    let pipeline = |miss: &str| {
+        format!(
+            r#"
+name = "loud"
+watch = "inbox"
+report = "reports/{{stem}}.json"
+
+[[step]]
+normalize = {{ loudness_lufs = -9, true_peak_dbtp = -1 }}
+
+[[output]]
+path = "out/{{stem}}.mp3"
+bitrate_kbps = 128
+true_peak_encodes = 1
+true_peak_miss = "{miss}"
+"#
+        )
+    };
+    // Warned about: the output is delivered, the report says the check was not met.
+    let root = root_with(&dir.path().join("warn"), "loud", &pipeline("warn"));
+    let job = run(&root, "loud", &src);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join(job["report"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let out = &report["export"]["outputs"][0];
+    let check = &out["true_peak_check"];
+    assert_eq!(check["met"], false, "{check:#}");
+    assert_eq!(check["encodes"], 1, "{check:#}");
+    let tp = out["loudness"]["true_peak_dbtp"].as_f64().unwrap();
+    assert!(tp > -1.0, "decoded true peak {tp}");
+    // The figures reported were read while LAME wrote the file: they are the finished file's.
+    let mut file = sluice_core::render::FileSource::open(&root.join("out/hats.mp3")).unwrap();
+    let mut meter = sluice_core::render::OutputMeter::new(Source::spec(&file));
+    let mut block = sluice_core::render::Block::default();
+    while Source::next(&mut file, &mut block).unwrap() {
+        meter.feed(&block);
+    }
+    let m = meter.finish();
+    let i = out["loudness"]["integrated_lufs"].as_f64().unwrap();
+    assert!(
+        (m.true_peak_dbtp - tp).abs() < 1e-9
+            && (m.loudness.integrated_lufs.unwrap() - i).abs() < 1e-9,
+        "reported {i} LUFS {tp} dBTP, the file {:?} / {}",
+        m.loudness.integrated_lufs,
+        m.true_peak_dbtp
+    );
+    assert!(
+        report["warnings"]
+            .to_string()
+            .contains("over the -1.0 dBTP ceiling after 1 encode(s)"),
+        "{:#}",
+        report["warnings"]
+    );
+    assert!(root.join("out/hats.mp3").is_file());
+
+    // Failed: the job says why, and nothing of it is left in the root.
+    let root = root_with(&dir.path().join("fail"), "loud", &pipeline("fail"));
+    let out = sluice()
+        .args(["run", "loud", "--json", "--root"])
+        .arg(&root)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a missed ceiling fails the run");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = &v[0];
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("hats.mp3")
+            && error.contains("over the -1.0 dBTP ceiling after 1 encode(s)")
+            && error.contains("true_peak_miss"),
+        "{error}"
+    );
+    assert!(
+        !root.join("out/hats.mp3").exists(),
+        "the failed job's output is removed"
+    );
+    assert!(!root.join("reports/hats.json").exists(), "and its report");
+    assert!(src.is_file(), "the source stays where it was");
+}
+
+/// The check's options are checked: a miss cannot fail a check that is off, and the encodes
+/// are 1 to 4.
+#[test]
+fn true_peak_options_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, says) in [
+        (
+            "true_peak_check = false\ntrue_peak_miss = \"fail\"",
+            "needs the check",
+        ),
+        ("true_peak_miss = \"stop\"", "true_peak_miss: warn or fail"),
+        (
+            "true_peak_encodes = 0",
+            "true_peak_encodes: 1 (measure and report only) to 4",
+        ),
+        (
+            "true_peak_encodes = 9",
+            "true_peak_encodes: 1 (measure and report only) to 4",
+        ),
+    ] {
+        let root = root_with(
+            &dir.path().join(says.replace(' ', "_")),
+            "p",
+            &format!(
+                "name = \"p\"\nwatch = \"inbox\"\n[[step]]\nnormalize = {{ loudness_lufs = -14 }}\n[[output]]\npath = \"out/{{stem}}.mp3\"\n{extra}\n"
+            ),
+        );
+        let out = sluice()
+            .args(["check", "--root"])
+            .arg(&root)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{extra}: {text}");
+        assert!(
+            text.contains(says) && text.contains("p.toml"),
+            "{extra}: {text}"
+        );
+    }
+}
+
 /// A channels step after normalize would change the layout the loudness was measured on:
 /// `check` refuses it, naming the file, the line and the fix.
 #[test]
@@ -286,6 +423,7 @@ fn the_archive_example_keeps_a_16_bit_flac_bit_exact() {
             channels: None,
             sample_rate: None,
             true_peak_check: true,
+            max_encodes: sluice_core::export::MAX_ENCODES,
         }],
         &mut |_| {},
     )

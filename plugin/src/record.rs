@@ -602,6 +602,7 @@ pub fn normalize_take(
         channels: None,
         sample_rate: None,
         true_peak_check: true,
+        max_encodes: sluice_core::export::MAX_ENCODES,
     };
     export(take, &plan, &[out], &mut |_| {}).map_err(|e| e.to_string())?;
     Ok(dest)

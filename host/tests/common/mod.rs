@@ -270,3 +270,36 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Bright and transient-rich: hi-hat-like noise bursts, clicks and high partials over a quiet
+/// pad, the material whose inter-sample peaks a lossy codec raises most.
+pub fn bright_transients(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
+    let n = (f64::from(rate) * seconds) as usize;
+    let sr = f64::from(rate);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let step = (sr * 0.125) as usize;
+    let mut out = vec![vec![0f32; n]; 2];
+    let mut prev = [0.0f64; 2];
+    for i in 0..n {
+        let t = i as f64 / sr;
+        let since = (i % step) as f64 / sr;
+        let env = (-since * 60.0).exp();
+        let pad = 0.05 * (2.0 * std::f64::consts::PI * 3_520.0 * t).sin()
+            + 0.04 * (2.0 * std::f64::consts::PI * 7_040.0 * t).sin();
+        for (c, ch) in out.iter_mut().enumerate() {
+            // First difference of white noise: a hi-hat's bright spectrum.
+            let w = noise();
+            let hat = (w - prev[c]) * env * 0.45;
+            prev[c] = w;
+            let click = if i % (step * 4) < 3 { 0.9 } else { 0.0 };
+            ch[i] = (hat + click + pad) as f32;
+        }
+    }
+    out
+}
