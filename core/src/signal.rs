@@ -319,6 +319,233 @@ pub mod ebu {
     }
 }
 
+/// Pink noise (Paul Kellet's economy filter over white noise), about unit RMS × `amp`.
+struct Pink {
+    b: [f64; 3],
+}
+
+impl Pink {
+    fn new() -> Self {
+        Pink { b: [0.0; 3] }
+    }
+    fn next(&mut self, white: f64) -> f64 {
+        self.b[0] = 0.99765 * self.b[0] + white * 0.099_046;
+        self.b[1] = 0.96300 * self.b[1] + white * 0.296_516_4;
+        self.b[2] = 0.57000 * self.b[2] + white * 1.052_691_3;
+        (self.b[0] + self.b[1] + self.b[2] + white * 0.1848) * 0.25
+    }
+}
+
+/// A small Schroeder reverb (four combs, two all-passes), one per channel with its own
+/// delay lengths so the tails are decorrelated.
+struct Reverb {
+    combs: Vec<(Vec<f64>, usize, f64)>,
+    passes: Vec<(Vec<f64>, usize)>,
+}
+
+impl Reverb {
+    fn new(sample_rate: u32, spread: f64, decay: f64) -> Self {
+        let ms = |m: f64| ((m * spread * f64::from(sample_rate) / 1000.0) as usize).max(1);
+        Reverb {
+            combs: [29.7, 37.1, 41.1, 43.7]
+                .iter()
+                .map(|&m| (vec![0.0; ms(m)], 0, decay))
+                .collect(),
+            passes: [5.0, 1.7].iter().map(|&m| (vec![0.0; ms(m)], 0)).collect(),
+        }
+    }
+    fn next(&mut self, x: f64) -> f64 {
+        let mut y = 0.0;
+        for (buf, at, g) in &mut self.combs {
+            let d = buf[*at];
+            buf[*at] = x + d * *g;
+            *at = (*at + 1) % buf.len();
+            y += d;
+        }
+        y *= 0.25;
+        for (buf, at) in &mut self.passes {
+            let d = buf[*at];
+            let v = y + 0.7 * d;
+            buf[*at] = v;
+            *at = (*at + 1) % buf.len();
+            y = d - 0.7 * v;
+        }
+        y
+    }
+}
+
+/// MIDI note to Hz.
+fn hz(note: f64) -> f64 {
+    440.0 * 2f64.powf((note - 69.0) / 12.0)
+}
+
+/// A loud, dense master, the material real releases are: a 126 BPM groove (pitched kick on
+/// every beat, noisy snare, hats with random velocities on sixteenths), a bass line, detuned
+/// pads and a bright lead that change notes with a chord progression, a pink-noise bed, a room
+/// reverb on the snare and lead, then driven into a soft clipper and a hard ceiling, so it sits
+/// near full scale all the time with inter-sample peaks over 0 dBTP. Stereo, seeded.
+pub fn dense_master(sample_rate: u32, seconds: f64, seed: u64) -> Vec<Vec<f32>> {
+    let sr = f64::from(sample_rate);
+    let n = (sr * seconds) as usize;
+    let mut rng = Rng::new(seed);
+    let beat = 60.0 / 126.0;
+    let six = beat / 4.0;
+    let progression = [
+        [57.0, 60.0, 64.0],
+        [53.0, 57.0, 60.0],
+        [48.0, 52.0, 55.0],
+        [55.0, 59.0, 62.0],
+    ];
+    let scale = [0.0, 2.0, 3.0, 5.0, 7.0, 8.0, 10.0, 12.0];
+    let mut out = vec![vec![0f32; n]; 2];
+    let mut pinks = [Pink::new(), Pink::new()];
+    let mut verbs = [
+        Reverb::new(sample_rate, 1.0, 0.78),
+        Reverb::new(sample_rate, 1.13, 0.78),
+    ];
+    let mut hat_vel = 0.0;
+    let mut lead_note = 69.0;
+    let mut lead_vel = 0.0;
+    let mut last_six = usize::MAX;
+    let mut prev_w = [0.0f64; 2];
+    let mut phases = [0f64; 16];
+    for i in 0..n {
+        let t = i as f64 / sr;
+        let bar = (t / (4.0 * beat)) as usize;
+        let chord = progression[bar % 4];
+        let k = (t / six) as usize;
+        if k != last_six {
+            last_six = k;
+            hat_vel = 0.3 + 0.7 * (0.5 + 0.5 * rng.uniform());
+            if k.is_multiple_of(2) && rng.uniform() > -0.2 {
+                lead_note = chord[0] + 12.0 + scale[(rng.next_u64() % scale.len() as u64) as usize];
+                lead_vel = 0.6 + 0.4 * (0.5 + 0.5 * rng.uniform());
+            }
+        }
+        let in_beat = t % beat;
+        let in_six = t % six;
+        let in_bar_beat = (t / beat) as usize % 4;
+        // Kick: a pitch-swept sine.
+        let kick = (TAU * (45.0 * in_beat + 3.0 * (1.0 - (-in_beat * 25.0).exp()))).sin()
+            * (-in_beat * 7.0).exp();
+        let kick = kick.clamp(-1.0, 1.0);
+        // Snare on beats 2 and 4.
+        let snare_env = if in_bar_beat % 2 == 1 {
+            (-in_beat * 18.0).exp()
+        } else {
+            0.0
+        };
+        // Tones: bass (root, two octaves down), pads (detuned saws), lead (plucked, bright).
+        let mut tone = [0.0f64; 2];
+        let mut idx = 0;
+        let mut osc = |f: f64, harmonics: usize, idx: &mut usize| -> f64 {
+            let p = &mut phases[*idx];
+            *idx += 1;
+            *p = (*p + f / sr).fract();
+            (1..=harmonics)
+                .map(|h| (TAU * *p * h as f64).sin() / h as f64)
+                .sum::<f64>()
+        };
+        let bass = 0.45 * osc(hz(chord[0] - 24.0), 6, &mut idx);
+        for (v, &note) in chord.iter().enumerate() {
+            let a = osc(hz(note) * 1.003, 8, &mut idx);
+            let b = osc(hz(note) * 0.997, 8, &mut idx);
+            tone[v % 2] += 0.07 * a + 0.05 * b;
+            tone[(v + 1) % 2] += 0.05 * a + 0.07 * b;
+        }
+        let lead_env = lead_vel * (-(t % (2.0 * six)) * 9.0).exp();
+        let lead = 0.22 * lead_env * osc(hz(lead_note), 12, &mut idx);
+        for (c, ch) in out.iter_mut().enumerate() {
+            let w = rng.uniform();
+            let hat = (w - prev_w[c]) * hat_vel * (-in_six * 70.0).exp() * 0.22;
+            prev_w[c] = w;
+            let snare = snare_env * (0.5 * w + 0.3 * (TAU * 185.0 * in_beat).sin());
+            let bed = 0.05 * pinks[c].next(rng.uniform());
+            let wet = verbs[c].next(0.5 * snare + lead);
+            let pan = if c == 0 { 0.8 } else { 1.2 };
+            let x = 0.9 * kick
+                + bass
+                + tone[c]
+                + snare
+                + hat * pan
+                + lead * (2.0 - pan)
+                + bed
+                + 0.35 * wet;
+            // Mastered: soft clip, then a hard ceiling just under full scale.
+            ch[i] = ((1.1 * x).tanh() * 1.02).clamp(-0.999, 0.999) as f32;
+        }
+    }
+    out
+}
+
+/// Acoustic material with a wide dynamic range: plucked strings (Karplus–Strong) with rubato
+/// timing and phrases that swell and fall back, in a room (reverb), over a faint room tone.
+/// Stereo, seeded; peaks around −3 dBFS, quiet passages 30 dB lower.
+pub fn acoustic(sample_rate: u32, seconds: f64, seed: u64) -> Vec<Vec<f32>> {
+    let sr = f64::from(sample_rate);
+    let n = (sr * seconds) as usize;
+    let mut rng = Rng::new(seed);
+    let scale = [
+        50.0, 52.0, 54.0, 55.0, 57.0, 59.0, 61.0, 62.0, 64.0, 66.0, 67.0, 69.0,
+    ];
+    // Strings: each a delay line fed with a noise burst at a pluck.
+    struct Pluck {
+        line: Vec<f64>,
+        at: usize,
+        gain: f64,
+        pan: f64,
+    }
+    let mut strings: Vec<Pluck> = Vec::new();
+    let mut next_pluck = 0.0;
+    let mut pinks = [Pink::new(), Pink::new()];
+    let mut verbs = [
+        Reverb::new(sample_rate, 1.4, 0.84),
+        Reverb::new(sample_rate, 1.61, 0.84),
+    ];
+    let mut out = vec![vec![0f32; n]; 2];
+    for i in 0..n {
+        let t = i as f64 / sr;
+        // Phrases of 8 s: a swell from quiet to loud and back.
+        let phrase = (t / 8.0).fract();
+        let dynamics = 10f64.powf((-30.0 + 30.0 * (std::f64::consts::PI * phrase).sin()) / 20.0);
+        if t >= next_pluck {
+            let note = scale[(rng.next_u64() % scale.len() as u64) as usize]
+                + 12.0 * ((rng.next_u64() % 2) as f64);
+            let len = ((sr / hz(note)) as usize).max(2);
+            let amp = dynamics * (0.6 + 0.4 * (0.5 + 0.5 * rng.uniform()));
+            let line = (0..len).map(|_| amp * rng.uniform()).collect();
+            strings.push(Pluck {
+                line,
+                at: 0,
+                gain: 0.996,
+                pan: 0.5 + 0.4 * rng.uniform(),
+            });
+            if strings.len() > 12 {
+                strings.remove(0);
+            }
+            // Rubato: 0.12-0.5 s between notes.
+            next_pluck = t + 0.12 + 0.38 * (0.5 + 0.5 * rng.uniform());
+        }
+        let mut dry = [0.0f64; 2];
+        for s in &mut strings {
+            let len = s.line.len();
+            let a = s.line[s.at];
+            let b = s.line[(s.at + 1) % len];
+            let y = s.gain * 0.5 * (a + b);
+            s.line[s.at] = y;
+            s.at = (s.at + 1) % len;
+            dry[0] += a * (1.0 - s.pan);
+            dry[1] += a * s.pan;
+        }
+        for (c, ch) in out.iter_mut().enumerate() {
+            let room = 0.0008 * pinks[c].next(rng.uniform());
+            let wet = verbs[c].next(dry[c]);
+            ch[i] = (0.45 * dry[c] + 0.25 * wet + room).clamp(-1.0, 1.0) as f32;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

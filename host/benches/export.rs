@@ -32,7 +32,8 @@ fn main() -> ExitCode {
 fn run() -> Res<bool> {
     if let Some(m) = arg_value("--write-wav") {
         let dir = PathBuf::from(arg_value("--dir").ok_or("--dir missing")?);
-        write_programme_wav(&dir, m.parse()?)?;
+        let kind = arg_value("--kind").unwrap_or_else(|| "programme".into());
+        write_material_wav(&dir, &kind, m.parse()?)?;
         return Ok(true);
     }
     if let Some(input) = arg_value("--export") {

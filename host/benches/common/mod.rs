@@ -95,15 +95,26 @@ pub fn time_process(exe: &Path, args: &[&str], file: &Path) -> Res<Run> {
     })
 }
 
-/// A WAV of `minutes` minutes (written by a child process of this bench).
+/// The kinds of material the benches run on: our programme mix (regular, moderate level),
+/// a loud dense master (near full scale, inter-sample peaks) and acoustic material with a
+/// wide dynamic range in a room. Benches report the worst of them.
+pub const MATERIALS: [&str; 3] = ["programme", "dense", "acoustic"];
+
+/// A WAV of `minutes` minutes of programme material (written by a child process).
 pub fn programme_wav(dir: &Path, minutes: usize) -> Res<PathBuf> {
-    let path = dir.join(format!("programme-{minutes}min.wav"));
+    material_wav(dir, "programme", minutes)
+}
+
+/// A WAV of `minutes` minutes of `kind` (one of [`MATERIALS`]), written by a child process of
+/// this bench (`--write-wav MINUTES --kind KIND --dir DIR`, see [`write_material_wav`]).
+pub fn material_wav(dir: &Path, kind: &str, minutes: usize) -> Res<PathBuf> {
+    let path = dir.join(format!("{kind}-{minutes}min.wav"));
     let expected = 44 + (minutes * RATE as usize * 60 * 4) as u64;
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == expected) {
         return Ok(path);
     }
     let status = Command::new(std::env::current_exe()?)
-        .args(["--write-wav", &minutes.to_string(), "--dir"])
+        .args(["--write-wav", &minutes.to_string(), "--kind", kind, "--dir"])
         .arg(dir)
         .status()?;
     if !status.success() || !std::fs::metadata(&path).is_ok_and(|m| m.len() == expected) {
@@ -112,11 +123,16 @@ pub fn programme_wav(dir: &Path, minutes: usize) -> Res<PathBuf> {
     Ok(path)
 }
 
-/// One minute of programme material, repeated `minutes` times.
-pub fn write_programme_wav(dir: &Path, minutes: usize) -> Res<()> {
-    let path = dir.join(format!("programme-{minutes}min.wav"));
+/// The child's side of [`material_wav`]: one minute of `kind`, repeated `minutes` times.
+pub fn write_material_wav(dir: &Path, kind: &str, minutes: usize) -> Res<()> {
+    let path = dir.join(format!("{kind}-{minutes}min.wav"));
     let frames = RATE as usize * 60;
-    let planes = sluice_core::signal::programme(RATE, 2, frames, 2026);
+    let planes = match kind {
+        "programme" => sluice_core::signal::programme(RATE, 2, frames, 2026),
+        "dense" => sluice_core::signal::dense_master(RATE, 60.0, 2026),
+        "acoustic" => sluice_core::signal::acoustic(RATE, 60.0, 2026),
+        other => return Err(format!("unknown material {other}").into()),
+    };
     let spec = hound::WavSpec {
         channels: 2,
         sample_rate: RATE,
