@@ -74,15 +74,24 @@ pub fn frame_features(mag: &[f64], rate: u32) -> FrameFeatures {
     let df = f64::from(rate) / n.max(1) as f64;
     let (mut s0, mut s1, mut s2) = (0.0f64, 0.0f64, 0.0f64);
     let (mut logs, mut powers) = (0.0f64, 0.0f64);
+    // Σ ln p as the ln of products of 16 powers: each power lies in [1e-10, ~1e6] (the floor,
+    // and full scale over a 2048-point window), so a product of 16 stays within f64's
+    // range; one logarithm per 16 bins instead of one per bin.
+    let mut product = 1.0f64;
     for (k, &m) in mag.iter().enumerate() {
         let f = k as f64 * df;
         s0 += m;
         s1 += m * f;
         s2 += m * f * f;
         let p = (m * m).max(FLATNESS_AMIN);
-        logs += p.ln();
+        product *= p;
+        if k % 16 == 15 {
+            logs += product.ln();
+            product = 1.0;
+        }
         powers += p;
     }
+    logs += product.ln();
     let bins = mag.len().max(1) as f64;
     let flatness = (logs / bins).exp() / (powers / bins);
     if s0 <= 0.0 {
@@ -214,7 +223,9 @@ impl FeatureMeter {
             let b = self.buf[(m - k) % m].conj();
             let even = (a + b) * 0.5;
             let odd = (a - b) * Complex::new(0.0, -0.5);
-            *out = (even + tw * odd).norm();
+            // |z| as sqrt(re² + im²): `norm()` is libm's overflow-safe hypot, several times
+            // slower, and these magnitudes are nowhere near overflow.
+            *out = (even + tw * odd).norm_sqr().sqrt();
             sounding |= *out > 0.0;
         }
         let f = frame_features(&self.mag, self.rate);
