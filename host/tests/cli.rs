@@ -598,13 +598,8 @@ fn groove(bpm: f64, rate: u32, seconds: f64) -> Vec<Vec<f32>> {
     let sr = f64::from(rate);
     let eighth = 60.0 / bpm / 2.0;
     let mut out = vec![0f32; n];
-    let mut seed = 0x1234_5678_9abc_def1u64;
-    let mut noise = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    };
+    let mut seed = sluice_core::signal::Rng::new(0x1234_5678_9abc_def1u64);
+    let mut noise = move || seed.uniform();
     let mut k = 0usize;
     loop {
         let start = (k as f64 * eighth * sr) as usize;

@@ -687,13 +687,8 @@ fn an_untouched_lossless_source_stays_bit_exact_at_its_depth() {
 /// saturation so it sits near full scale all the time, as a mastered pop track does.
 fn limited_master(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
     let n = (f64::from(rate) * seconds) as usize;
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut noise = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    };
+    let mut rng = sluice_core::signal::Rng::new(0x9e37_79b9_7f4a_7c15u64);
+    let mut noise = move || rng.uniform();
     let sr = f64::from(rate);
     let beat = (sr * 0.5) as usize;
     let mut out = vec![vec![0f32; n]; 2];

@@ -276,13 +276,8 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 pub fn bright_transients(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
     let n = (f64::from(rate) * seconds) as usize;
     let sr = f64::from(rate);
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut noise = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    };
+    let mut rng = sluice_core::signal::Rng::new(0x2545_f491_4f6c_dd1du64);
+    let mut noise = move || rng.uniform();
     let step = (sr * 0.125) as usize;
     let mut out = vec![vec![0f32; n]; 2];
     let mut prev = [0.0f64; 2];
