@@ -19,8 +19,9 @@ type Lane = Vec<(usize, Box<dyn Analyzer>)>;
 const QUEUE: usize = 4;
 /// Frames per batch handed to the lanes.
 const BATCH: usize = 16_384;
-/// Relative cost of decoding, in the analyzers' units (see [`Analyzer::cost`]).
-const DECODE_COST: f64 = 4.5;
+/// Cost of decoding a 16-bit stereo WAV and batching its blocks, in the analyzers' units (see
+/// [`Analyzer::cost`]).
+const DECODE_COST: f64 = 12.0;
 
 /// Analyse `files` with up to `jobs` threads in all; results in the order of `files`.
 pub fn run(

@@ -209,7 +209,9 @@ impl AnalysisReport {
 pub trait Analyzer: Send {
     fn feed(&mut self, planes: &[&[f32]]);
     fn finish(self: Box<Self>, report: &mut AnalysisReport);
-    /// Relative CPU cost per frame, for spreading analyzers over threads.
+    /// CPU cost, for spreading analyzers over threads: milliseconds of CPU per minute of
+    /// 48 kHz audio on the machine the figures were measured on (only their ratios matter).
+    /// `cargo run --release -p sluice-core --example analyzer_costs -- FILE` measures them.
     fn cost(&self) -> f64;
     fn name(&self) -> &'static str;
 }
@@ -244,8 +246,8 @@ impl Analyzer for ChannelEnergyA {
         }
     }
     fn cost(&self) -> f64 {
-        // Measured: a channel costs about 3/4 of decoding a stereo WAV, a pair a little more.
-        if self.channels.len() == 2 { 3.0 } else { 2.4 }
+        // A pair is filtered together, for little more than one channel.
+        if self.channels.len() == 2 { 10.0 } else { 8.0 }
     }
     fn name(&self) -> &'static str {
         "k_weighting"
@@ -311,8 +313,9 @@ impl Analyzer for TruePeakA {
         }
     }
     fn cost(&self) -> f64 {
-        // Measured on programme material, where most chunks are skipped by the bound.
-        0.6
+        // 3 on programme material, where most chunks are skipped by the bound, 13 on a loud
+        // master, where none are.
+        8.0
     }
     fn name(&self) -> &'static str {
         "true_peak"
@@ -329,7 +332,7 @@ impl Analyzer for LevelsA {
         r.levels = Some(self.0.finish());
     }
     fn cost(&self) -> f64 {
-        1.0 * self.1 as f64
+        4.0 * self.1 as f64
     }
     fn name(&self) -> &'static str {
         "levels"
@@ -346,7 +349,7 @@ impl Analyzer for StereoA {
         r.stereo = Some(Some(self.0.finish()));
     }
     fn cost(&self) -> f64 {
-        0.5
+        4.0
     }
     fn name(&self) -> &'static str {
         "stereo"
@@ -363,7 +366,7 @@ impl Analyzer for WaveformA {
         r.waveform = Some(self.0.finish(self.1));
     }
     fn cost(&self) -> f64 {
-        0.3 * self.2 as f64
+        1.5 * self.2 as f64
     }
     fn name(&self) -> &'static str {
         "waveform"
@@ -380,15 +383,15 @@ impl Analyzer for SpectrumA {
         r.spectrum = Some(self.0.finish());
     }
     fn cost(&self) -> f64 {
-        // The long-term spectrum per channel, plus the features' 4×-overlapped frames.
-        1.5 * self.1 as f64 + 1.5
+        // The long-term spectrum per channel.
+        11.5 * self.1 as f64
     }
     fn name(&self) -> &'static str {
         "spectrum"
     }
 }
 
-/// Mean of all channels, for the tempo and key analyzers.
+/// Mean of all channels, for the analyzers of the mono mix.
 pub(crate) fn mono_into(planes: &[&[f32]], out: &mut Vec<f32>) {
     let n = planes.first().map_or(0, |p| p.len());
     out.clear();
@@ -402,16 +405,22 @@ pub(crate) fn mono_into(planes: &[&[f32]], out: &mut Vec<f32>) {
     out.iter_mut().for_each(|v| *v *= k);
 }
 
-/// Tempo and key, both from the mean of all channels, which is mixed once for the two.
-struct MusicA {
+/// What is measured on the mean of all channels, which is mixed once for them: tempo, key and
+/// the spectral features (see [`spectrum::FeatureMeter`]; added to the spectrum section, which
+/// [`SpectrumA`] wrote before).
+struct MonoA {
     tempo: Option<tempo::TempoAnalyzer>,
     key: Option<key::KeyAnalyzer>,
+    features: Option<spectrum::FeatureMeter>,
     mono: Vec<f32>,
 }
 
-impl Analyzer for MusicA {
+impl Analyzer for MonoA {
     fn feed(&mut self, planes: &[&[f32]]) {
         mono_into(planes, &mut self.mono);
+        if let Some(f) = &mut self.features {
+            f.feed(&self.mono);
+        }
         if let Some(t) = &mut self.tempo {
             t.feed(&self.mono);
         }
@@ -420,6 +429,15 @@ impl Analyzer for MusicA {
         }
     }
     fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        if let Some(meter) = self.features {
+            let f = meter.finish();
+            if let Some(s) = r.spectrum.as_mut() {
+                s.centroid_hz = f.map(|f| f.centroid_hz);
+                s.bandwidth_hz = f.map(|f| f.bandwidth_hz);
+                s.rolloff_hz = f.map(|f| f.rolloff_hz);
+                s.flatness = f.map(|f| f.flatness);
+            }
+        }
         if let Some(t) = self.tempo {
             r.tempo = Some(match t.finish() {
                 Some(t) => TempoSection {
@@ -451,10 +469,14 @@ impl Analyzer for MusicA {
         }
     }
     fn cost(&self) -> f64 {
-        f64::from(u8::from(self.tempo.is_some()) + u8::from(self.key.is_some()))
+        let on = |b: bool| f64::from(u8::from(b));
+        // The features: a 2048-point transform every 512 frames.
+        6.0 * on(self.tempo.is_some())
+            + 11.0 * on(self.key.is_some())
+            + 30.0 * on(self.features.is_some())
     }
     fn name(&self) -> &'static str {
-        "tempo_key"
+        "mono_mix"
     }
 }
 
@@ -535,7 +557,7 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             .collect();
         let n = chans.len();
         out.push(Box::new(SpectrumA(
-            spectrum::SpectrumMeter::new(rate, chans),
+            spectrum::SpectrumMeter::long_term_only(rate, chans),
             n,
         )));
     }
@@ -546,8 +568,9 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             ch,
         )));
     }
-    if opts.wants(Section::Tempo) || opts.wants(Section::Key) {
-        out.push(Box::new(MusicA {
+    let spectrum = opts.wants(Section::Spectrum);
+    if opts.wants(Section::Tempo) || opts.wants(Section::Key) || spectrum {
+        out.push(Box::new(MonoA {
             tempo: opts.wants(Section::Tempo).then(|| {
                 let (lo, hi) = opts.tempo_range.unwrap_or(tempo::DEFAULT_RANGE);
                 tempo::TempoAnalyzer::with_range(rate, lo, hi)
@@ -555,6 +578,7 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             key: opts
                 .wants(Section::Key)
                 .then(|| key::KeyAnalyzer::new(rate)),
+            features: spectrum.then(|| spectrum::FeatureMeter::new(rate)),
             mono: Vec::new(),
         }));
     }
