@@ -102,7 +102,8 @@ pub fn analyze_file(
         // Decoded packets are small (often ~1k frames); lanes get batches of BATCH frames so
         // the hand-over costs little per frame.
         let channels = dec.info().channels as usize;
-        let mut batch: Vec<Vec<f32>> = vec![Vec::with_capacity(BATCH); channels];
+        // Each plane with its own capacity (`vec![v; n]` would clone `v` without it).
+        let mut batch: Vec<Vec<f32>> = (0..channels).map(|_| Vec::with_capacity(BATCH)).collect();
         let flush = |batch: &mut Vec<Vec<f32>>, mine: &mut Lane| {
             if batch.first().is_none_or(Vec::is_empty) {
                 return;
@@ -121,16 +122,21 @@ pub fn analyze_file(
                 a.feed(&planes);
             }
         };
+        let mut handed = 0u64;
         loop {
             match dec.next_block() {
                 Ok(Some(block)) => {
-                    for (b, p) in batch.iter_mut().zip(block.planes()) {
-                        b.extend_from_slice(p);
-                    }
-                    if batch[0].len() >= BATCH {
+                    // A batch is handed on before a block would take it past its capacity (a
+                    // Vec that grows copies what it holds).
+                    let frames = block.planes().next().map_or(0, <[f32]>::len);
+                    if batch[0].len() + frames > BATCH && !batch[0].is_empty() {
                         flush(&mut batch, &mut mine);
                         // Per batch, not per packet: a progress update costs ~2 µs.
-                        pb.set_position(dec.frames_decoded());
+                        pb.set_position(handed);
+                    }
+                    handed += frames as u64;
+                    for (b, p) in batch.iter_mut().zip(block.planes()) {
+                        b.extend_from_slice(p);
                     }
                 }
                 Ok(None) => {

@@ -332,7 +332,7 @@ impl Analyzer for LevelsA {
         r.levels = Some(self.0.finish());
     }
     fn cost(&self) -> f64 {
-        4.0 * self.1 as f64
+        2.5 * self.1 as f64
     }
     fn name(&self) -> &'static str {
         "levels"
@@ -473,7 +473,7 @@ impl Analyzer for MonoA {
         // The features: a 2048-point transform every 512 frames.
         6.0 * on(self.tempo.is_some())
             + 11.0 * on(self.key.is_some())
-            + 30.0 * on(self.features.is_some())
+            + 36.0 * on(self.features.is_some())
     }
     fn name(&self) -> &'static str {
         "mono_mix"
