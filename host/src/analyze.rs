@@ -1,27 +1,21 @@
 //! `sluice analyze`: one decode pass per file feeding every analyzer, spread over threads.
 //!
 //! Files run in parallel up to `jobs` threads. When there are fewer files than threads, each
-//! file's analyzers are split into lanes (by their estimated cost) that run on their own
-//! threads: the decoding thread hands each block, shared and read-only, to every lane through
-//! a bounded channel, so memory stays bounded by a few blocks per file.
+//! file's analyzers share the file's threads round by round (see [`analyze_file`]): the
+//! decoding thread publishes each round's frames, shared and read-only, and every thread feeds
+//! them to the analyzers it claims, so memory stays bounded by two rounds per file.
 
-use crossbeam_channel::bounded;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_core::analysis::{self, AnalysisOptions, AnalysisReport, Analyzer};
 use sluice_core::{Decoder, InputError};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-/// Analyzers with their index in the plan.
-type Lane = Vec<(usize, Box<dyn Analyzer>)>;
-
-/// Batches in flight per lane.
-const QUEUE: usize = 4;
-/// Frames per batch handed to the lanes.
-const BATCH: usize = 16_384;
-/// Cost of decoding a 16-bit stereo WAV and batching its blocks, in the analyzers' units (see
-/// [`Analyzer::cost`]).
-const DECODE_COST: f64 = 12.0;
+/// Frames per round (see [`analyze_file`]): about 0.7 s at 48 kHz, so that a round's
+/// synchronisation costs little beside its work.
+const ROUND: usize = 32_768;
 
 /// Analyse `files` with up to `jobs` threads in all; results in the order of `files`.
 pub fn run(
@@ -62,6 +56,13 @@ fn bar(multi: &MultiProgress, path: &Path, frames: Option<u64>) -> ProgressBar {
 }
 
 /// Analyse one file, its analyzers spread over `lanes` threads (this one included).
+///
+/// The file is analysed in rounds of [`ROUND`] frames. In each round every analyzer is fed the
+/// round's frames once, by whichever thread claims it first (costliest first), while this
+/// thread decodes the next round before it joins in; a round ends when every thread has found
+/// nothing left to claim. An analyzer thus sees the blocks in order, as on one thread, and the
+/// threads share the work whatever it costs on this material (the true peak's cost, for
+/// example, varies fourfold between a quiet recording and a loud master).
 pub fn analyze_file(
     path: &Path,
     opts: &AnalysisOptions,
@@ -70,100 +71,62 @@ pub fn analyze_file(
 ) -> Result<AnalysisReport, InputError> {
     let mut dec = Decoder::open(path)?;
     let pb = bar(multi, path, dec.info().frames);
-    let plan = analysis::plan(dec.info(), opts);
-    let lanes = lanes.min(plan.len()).max(1);
-    let mut groups = split(plan, lanes);
-    for (i, g) in groups.iter().enumerate() {
-        let names: Vec<&str> = g.iter().map(|(_, a)| a.name()).collect();
-        tracing::debug!(
-            "{}: lane {i}{}: {names:?}",
-            path.display(),
-            if i == 0 { " (decodes)" } else { "" }
-        );
-    }
-    let mut mine = groups.remove(0);
-    let result = std::thread::scope(|s| -> Result<Lane, InputError> {
-        let mut senders = Vec::new();
-        let mut handles = Vec::new();
-        for mut group in groups {
-            let (tx, rx) = bounded::<Arc<Vec<Vec<f32>>>>(QUEUE);
-            senders.push(tx);
-            handles.push(s.spawn(move || {
-                for block in rx {
-                    let planes: Vec<&[f32]> = block.iter().map(Vec::as_slice).collect();
-                    for (_, a) in &mut group {
-                        a.feed(&planes);
+    let mut plan: Vec<(usize, Box<dyn Analyzer>)> = analysis::plan(dec.info(), opts)
+        .into_iter()
+        .enumerate()
+        .collect();
+    plan.sort_by(|a, b| b.1.cost().total_cmp(&a.1.cost()));
+    let helpers = lanes.min(plan.len()).max(1) - 1;
+    tracing::debug!(
+        "{}: {} threads, analyzers {:?}",
+        path.display(),
+        helpers + 1,
+        plan.iter().map(|(_, a)| a.name()).collect::<Vec<_>>()
+    );
+    let shared = Rounds {
+        tasks: plan.into_iter().map(Mutex::new).collect(),
+        batch: Mutex::new(Arc::new(Vec::new())),
+        next: AtomicUsize::new(0),
+        round: AtomicUsize::new(0),
+        arrived: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+    };
+    let channels = dec.info().channels as usize;
+    let outcome = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..helpers)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = catch_unwind(AssertUnwindSafe(|| shared.helper()));
+                    if r.is_err() {
+                        shared.stop.store(true, Ordering::Release);
                     }
-                }
-                group
-            }));
-        }
-        let mut failed = None;
-        // Decoded packets are small (often ~1k frames); lanes get batches of BATCH frames so
-        // the hand-over costs little per frame.
-        let channels = dec.info().channels as usize;
-        // Each plane with its own capacity (`vec![v; n]` would clone `v` without it).
-        let mut batch: Vec<Vec<f32>> = (0..channels).map(|_| Vec::with_capacity(BATCH)).collect();
-        let flush = |batch: &mut Vec<Vec<f32>>, mine: &mut Lane| {
-            if batch.first().is_none_or(Vec::is_empty) {
-                return;
-            }
-            let full = std::mem::replace(
-                batch,
-                (0..channels).map(|_| Vec::with_capacity(BATCH)).collect(),
-            );
-            let shared = Arc::new(full);
-            for tx in &senders {
-                // A lane only stops early by panicking, which join reports.
-                let _ = tx.send(Arc::clone(&shared));
-            }
-            let planes: Vec<&[f32]> = shared.iter().map(Vec::as_slice).collect();
-            for (_, a) in mine.iter_mut() {
-                a.feed(&planes);
-            }
-        };
-        let mut handed = 0u64;
-        loop {
-            match dec.next_block() {
-                Ok(Some(block)) => {
-                    // A batch is handed on before a block would take it past its capacity (a
-                    // Vec that grows copies what it holds).
-                    let frames = block.planes().next().map_or(0, <[f32]>::len);
-                    if batch[0].len() + frames > BATCH && !batch[0].is_empty() {
-                        flush(&mut batch, &mut mine);
-                        // Per batch, not per packet: a progress update costs ~2 µs.
-                        pb.set_position(handed);
-                    }
-                    handed += frames as u64;
-                    for (b, p) in batch.iter_mut().zip(block.planes()) {
-                        b.extend_from_slice(p);
-                    }
-                }
-                Ok(None) => {
-                    flush(&mut batch, &mut mine);
-                    break;
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(senders);
-        let mut all = mine;
+                    r
+                })
+            })
+            .collect();
+        let mine = catch_unwind(AssertUnwindSafe(|| {
+            shared.lead(&mut dec, channels, helpers, &pb)
+        }));
+        shared.stop.store(true, Ordering::Release);
+        let mut panic = None;
         for h in handles {
             match h.join() {
-                Ok(g) => all.extend(g),
-                Err(p) => std::panic::resume_unwind(p),
+                Ok(Ok(())) => {}
+                Ok(Err(p)) | Err(p) => panic = panic.or(Some(p)),
             }
         }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(all),
+        match (mine, panic) {
+            (Err(p), _) | (Ok(_), Some(p)) => std::panic::resume_unwind(p),
+            (Ok(r), None) => r,
         }
     });
     pb.finish_and_clear();
-    let mut all = result?;
+    outcome?;
+    let mut all: Vec<(usize, Box<dyn Analyzer>)> = shared
+        .tasks
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
     all.sort_by_key(|(i, _)| *i);
     Ok(analysis::conclude(
         dec,
@@ -172,22 +135,122 @@ pub fn analyze_file(
     ))
 }
 
-/// Split analyzers into `lanes` groups of similar cost (greedy, costliest first); lane 0 also
-/// decodes. Each analyzer keeps its plan index so they can be finished in plan order.
-fn split(plan: Vec<Box<dyn Analyzer>>, lanes: usize) -> Vec<Lane> {
-    let mut items: Vec<(usize, Box<dyn Analyzer>)> = plan.into_iter().enumerate().collect();
-    items.sort_by(|a, b| b.1.cost().total_cmp(&a.1.cost()));
-    let mut groups: Vec<Lane> = (0..lanes).map(|_| Vec::new()).collect();
-    let mut load = vec![0.0; lanes];
-    load[0] = DECODE_COST;
-    for item in items {
-        let (k, _) = load
-            .iter()
-            .enumerate()
-            .min_by(|a, b| a.1.total_cmp(b.1))
-            .expect("at least one lane");
-        load[k] += item.1.cost();
-        groups[k].push(item);
+/// What the threads analysing one file share (see [`analyze_file`]).
+struct Rounds {
+    /// The analyzers with their index in the plan, costliest first.
+    tasks: Vec<Mutex<(usize, Box<dyn Analyzer>)>>,
+    /// This round's frames, one plane per channel.
+    batch: Mutex<Arc<Vec<Vec<f32>>>>,
+    /// The next task to claim in this round.
+    next: AtomicUsize,
+    /// Rounds published so far.
+    round: AtomicUsize,
+    /// Rounds finished by the helpers, summed over the helpers.
+    arrived: AtomicUsize,
+    /// Set at the end of the file, on an error or a panic: the helpers return.
+    stop: AtomicBool,
+}
+
+impl Rounds {
+    /// Feeds this round's batch to every analyzer still unclaimed.
+    fn work(&self) {
+        let batch = Arc::clone(&self.batch.lock().unwrap_or_else(|e| e.into_inner()));
+        let planes: Vec<&[f32]> = batch.iter().map(Vec::as_slice).collect();
+        loop {
+            let i = self.next.fetch_add(1, Ordering::AcqRel);
+            let Some(task) = self.tasks.get(i) else {
+                return;
+            };
+            // Claimed by this thread alone for this round: never contended.
+            let mut task = task.lock().unwrap_or_else(|e| e.into_inner());
+            task.1.feed(&planes);
+        }
     }
-    groups
+
+    /// A helper thread: every round's share of the work, until `stop`.
+    fn helper(&self) {
+        let mut seen = 0;
+        loop {
+            if !wait_until(&self.stop, || self.round.load(Ordering::Acquire) > seen) {
+                return;
+            }
+            seen += 1;
+            self.work();
+            self.arrived.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The decoding thread: publishes each round, decodes the next while the helpers start on
+    /// it, takes its share, and waits for the helpers to finish the round.
+    fn lead(
+        &self,
+        dec: &mut Decoder,
+        channels: usize,
+        helpers: usize,
+        pb: &ProgressBar,
+    ) -> Result<(), InputError> {
+        let mut handed = 0u64;
+        let mut next = read_round(dec, channels)?;
+        let mut rounds = 0;
+        while let Some(batch) = next {
+            handed += batch.first().map_or(0, |p| p.len() as u64);
+            *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(batch);
+            self.next.store(0, Ordering::Release);
+            self.round.fetch_add(1, Ordering::AcqRel);
+            rounds += 1;
+            next = read_round(dec, channels)?;
+            self.work();
+            let all_in = || self.arrived.load(Ordering::Acquire) == helpers * rounds;
+            if !wait_until(&self.stop, all_in) {
+                // A helper panicked; the scope reports it.
+                return Ok(());
+            }
+            // Per round, not per packet: a progress update costs ~2 µs.
+            pb.set_position(handed);
+        }
+        Ok(())
+    }
+}
+
+/// Waits (spinning briefly, then yielding the core) until `ready` holds: true, or false when
+/// `stop` was set first.
+fn wait_until(stop: &AtomicBool, ready: impl Fn() -> bool) -> bool {
+    let mut spins = 0u32;
+    loop {
+        if ready() {
+            return true;
+        }
+        if stop.load(Ordering::Acquire) {
+            return ready();
+        }
+        if spins < 2_000 {
+            spins += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// The next [`ROUND`] frames or so (whole decoded blocks), or `None` at the end of the file.
+fn read_round(dec: &mut Decoder, channels: usize) -> Result<Option<Vec<Vec<f32>>>, InputError> {
+    // Each plane with its own capacity (`vec![v; n]` would clone `v` without it), and room
+    // for the block that takes the round past ROUND (a Vec that grows copies what it holds).
+    let mut batch: Vec<Vec<f32>> = (0..channels)
+        .map(|_| Vec::with_capacity(ROUND + 8192))
+        .collect();
+    while batch.first().is_some_and(|p| p.len() < ROUND) {
+        match dec.next_block()? {
+            Some(block) => {
+                for (b, p) in batch.iter_mut().zip(block.planes()) {
+                    b.extend_from_slice(p);
+                }
+            }
+            None => break,
+        }
+    }
+    Ok(batch
+        .first()
+        .is_some_and(|p| !p.is_empty())
+        .then_some(batch))
 }

@@ -299,6 +299,52 @@ fn analyze_one_file_split_over_threads_gives_the_same_report() {
     }
 }
 
+#[test]
+fn analyze_a_file_of_many_rounds_gives_the_same_report_on_any_number_of_threads() {
+    // 20 s at 48 kHz: about 30 rounds shared between the threads, the last one short.
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("long.wav");
+    let planes = sluice_core::signal::dense_master(48_000, 20.03, 7);
+    common::write_wav(&wav, &planes, 48_000, 24);
+    let one = run(sluice().args(["analyze", "--json", "-j", "1"]).arg(&wav)).1;
+    for j in ["2", "3"] {
+        let many = run(sluice().args(["analyze", "--json", "-j", j]).arg(&wav)).1;
+        assert_eq!(one, many, "-j {j} differs from -j 1");
+    }
+    // And the same figures as the library's one-thread analysis, fed block by block as
+    // decoded (other block boundaries: equal to rounding).
+    let lib = sluice_core::analysis::analyze(
+        &wav,
+        &sluice_core::analysis::AnalysisOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let lib = serde_json::to_value(&lib).unwrap();
+    let cli: serde_json::Value = serde_json::from_str(&one).unwrap();
+    let cli = if cli.is_array() { cli[0].clone() } else { cli };
+    for path in [
+        "/loudness/integrated_lufs",
+        "/loudness/true_peak_dbtp",
+        "/levels/rms_dbfs",
+        "/levels/zero_crossings",
+        "/spectrum/centroid_hz",
+        "/spectrum/flatness",
+        "/stereo/correlation",
+        "/tempo/bpm",
+        "/key/confidence",
+    ] {
+        let (a, b) = (&cli.pointer(path), &lib.pointer(path));
+        let (a, b) = (a.and_then(|v| v.as_f64()), b.and_then(|v| v.as_f64()));
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("{path}: {a:?} from the CLI, {b:?} from the library");
+        };
+        assert!(
+            (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+            "{path}: {a} from the CLI, {b} from the library"
+        );
+    }
+}
+
 /// A root with one analysis-only pipeline and a finished job for each of `x.wav` and
 /// `x.flac` (the same name, two extensions).
 fn root_with_two_jobs(dir: &std::path::Path) -> std::path::PathBuf {

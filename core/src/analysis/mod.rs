@@ -405,22 +405,45 @@ pub(crate) fn mono_into(planes: &[&[f32]], out: &mut Vec<f32>) {
     out.iter_mut().for_each(|v| *v *= k);
 }
 
-/// What is measured on the mean of all channels, which is mixed once for them: tempo, key and
-/// the spectral features (see [`spectrum::FeatureMeter`]; added to the spectrum section, which
-/// [`SpectrumA`] wrote before).
-struct MonoA {
+/// The spectral features of the mono mix (see [`spectrum::FeatureMeter`]), added to the
+/// spectrum section, which [`SpectrumA`] wrote before. Apart from tempo and key (which mix
+/// their own): each is a large share of the analysis, and two parts balance the threads better
+/// than one.
+struct FeaturesA(spectrum::FeatureMeter, Vec<f32>);
+
+impl Analyzer for FeaturesA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        mono_into(planes, &mut self.1);
+        self.0.feed(&self.1);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        let f = self.0.finish();
+        if let Some(s) = r.spectrum.as_mut() {
+            s.centroid_hz = f.map(|f| f.centroid_hz);
+            s.bandwidth_hz = f.map(|f| f.bandwidth_hz);
+            s.rolloff_hz = f.map(|f| f.rolloff_hz);
+            s.flatness = f.map(|f| f.flatness);
+        }
+    }
+    fn cost(&self) -> f64 {
+        // A 2048-point transform every 512 frames.
+        36.0
+    }
+    fn name(&self) -> &'static str {
+        "spectral_features"
+    }
+}
+
+/// Tempo and key, both from the mean of all channels, which is mixed once for the two.
+struct MusicA {
     tempo: Option<tempo::TempoAnalyzer>,
     key: Option<key::KeyAnalyzer>,
-    features: Option<spectrum::FeatureMeter>,
     mono: Vec<f32>,
 }
 
-impl Analyzer for MonoA {
+impl Analyzer for MusicA {
     fn feed(&mut self, planes: &[&[f32]]) {
         mono_into(planes, &mut self.mono);
-        if let Some(f) = &mut self.features {
-            f.feed(&self.mono);
-        }
         if let Some(t) = &mut self.tempo {
             t.feed(&self.mono);
         }
@@ -429,15 +452,6 @@ impl Analyzer for MonoA {
         }
     }
     fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        if let Some(meter) = self.features {
-            let f = meter.finish();
-            if let Some(s) = r.spectrum.as_mut() {
-                s.centroid_hz = f.map(|f| f.centroid_hz);
-                s.bandwidth_hz = f.map(|f| f.bandwidth_hz);
-                s.rolloff_hz = f.map(|f| f.rolloff_hz);
-                s.flatness = f.map(|f| f.flatness);
-            }
-        }
         if let Some(t) = self.tempo {
             r.tempo = Some(match t.finish() {
                 Some(t) => TempoSection {
@@ -470,13 +484,10 @@ impl Analyzer for MonoA {
     }
     fn cost(&self) -> f64 {
         let on = |b: bool| f64::from(u8::from(b));
-        // The features: a 2048-point transform every 512 frames.
-        6.0 * on(self.tempo.is_some())
-            + 11.0 * on(self.key.is_some())
-            + 36.0 * on(self.features.is_some())
+        6.0 * on(self.tempo.is_some()) + 11.0 * on(self.key.is_some())
     }
     fn name(&self) -> &'static str {
-        "mono_mix"
+        "tempo_key"
     }
 }
 
@@ -560,6 +571,10 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             spectrum::SpectrumMeter::long_term_only(rate, chans),
             n,
         )));
+        out.push(Box::new(FeaturesA(
+            spectrum::FeatureMeter::new(rate),
+            Vec::new(),
+        )));
     }
     if opts.wants(Section::Waveform) {
         out.push(Box::new(WaveformA(
@@ -568,9 +583,8 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             ch,
         )));
     }
-    let spectrum = opts.wants(Section::Spectrum);
-    if opts.wants(Section::Tempo) || opts.wants(Section::Key) || spectrum {
-        out.push(Box::new(MonoA {
+    if opts.wants(Section::Tempo) || opts.wants(Section::Key) {
+        out.push(Box::new(MusicA {
             tempo: opts.wants(Section::Tempo).then(|| {
                 let (lo, hi) = opts.tempo_range.unwrap_or(tempo::DEFAULT_RANGE);
                 tempo::TempoAnalyzer::with_range(rate, lo, hi)
@@ -578,7 +592,6 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             key: opts
                 .wants(Section::Key)
                 .then(|| key::KeyAnalyzer::new(rate)),
-            features: spectrum.then(|| spectrum::FeatureMeter::new(rate)),
             mono: Vec::new(),
         }));
     }
