@@ -4,7 +4,7 @@
 mod common;
 
 use sluice_core::analysis::levels::LevelMeter;
-use sluice_core::analysis::spectrum::SpectrumMeter;
+use sluice_core::analysis::spectrum::{FeatureMeter, SpectrumMeter};
 use sluice_core::analysis::stereo::StereoMeter;
 use sluice_core::analysis::waveform::WaveformMeter;
 use sluice_core::analysis::{AnalysisOptions, Section, Target, analyze};
@@ -195,14 +195,22 @@ fn stereo_correlation_width_balance() {
 }
 
 fn spectrum_of(planes: &[Vec<f32>], rate: u32) -> sluice_core::analysis::Spectrum {
+    // The long-term spectrum, and the features of the mono mix beside it, as `analyze` does.
     let mut m = SpectrumMeter::new(rate, (0..planes.len()).collect());
+    let mut features = FeatureMeter::new(rate);
     let n = planes[0].len();
     for at in (0..n).step_by(3000) {
         let e = (at + 3000).min(n);
         let s: Vec<&[f32]> = planes.iter().map(|p| &p[at..e]).collect();
         m.feed(&s);
+        let mono: Vec<f32> = (at..e)
+            .map(|i| planes.iter().map(|p| p[i]).sum::<f32>() / planes.len() as f32)
+            .collect();
+        features.feed(&mono);
     }
-    m.finish()
+    let mut s = m.finish();
+    s.set_features(features.finish());
+    s
 }
 
 #[test]

@@ -194,23 +194,13 @@ impl LevelMeter {
     }
 }
 
-impl Channel {
-    /// On AVX2 where the CPU has it (the same operations in the same order either way).
-    fn feed(&mut self, x: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has the feature the function is compiled for.
-                return unsafe { self.feed_avx2(x) };
-            }
-        }
-        self.feed_body(x)
-    }
+avx2_where_present! {
+    fn feed_channel(channel: &mut Channel, x: &[f32]) => Channel::feed_body
+}
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn feed_avx2(&mut self, x: &[f32]) {
-        self.feed_body(x)
+impl Channel {
+    fn feed(&mut self, x: &[f32]) {
+        feed_channel(self, x);
     }
 
     #[inline(always)]

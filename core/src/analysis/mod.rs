@@ -7,6 +7,30 @@
 //! channel. Memory is bounded by the block size plus each analyzer's reduced data (100 ms
 //! loudness energies, 3 s level blocks, the tempo onset envelope), never by the samples.
 
+/// Defines `fn $name(args) -> R` that runs `$body(args)` compiled with AVX2 enabled where the
+/// CPU has it, and as plain code elsewhere. The body is `#[inline(always)]` code written so
+/// that it vectorises (lanes of independent sums); AVX2 only widens the vectors, the operations
+/// and their order stay the same, so both give the same results.
+macro_rules! avx2_where_present {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has the feature `avx2` is compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 pub mod key;
 pub mod levels;
 pub mod loudness;
@@ -417,12 +441,8 @@ impl Analyzer for FeaturesA {
         self.0.feed(&self.1);
     }
     fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        let f = self.0.finish();
         if let Some(s) = r.spectrum.as_mut() {
-            s.centroid_hz = f.map(|f| f.centroid_hz);
-            s.bandwidth_hz = f.map(|f| f.bandwidth_hz);
-            s.rolloff_hz = f.map(|f| f.rolloff_hz);
-            s.flatness = f.map(|f| f.flatness);
+            s.set_features(self.0.finish());
         }
     }
     fn cost(&self) -> f64 {
@@ -568,7 +588,7 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             .collect();
         let n = chans.len();
         out.push(Box::new(SpectrumA(
-            spectrum::SpectrumMeter::long_term_only(rate, chans),
+            spectrum::SpectrumMeter::new(rate, chans),
             n,
         )));
         out.push(Box::new(FeaturesA(

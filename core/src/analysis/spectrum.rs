@@ -83,7 +83,8 @@ fn features_of(mag: &[f64], power: &[f64], df: f64) -> FrameFeatures {
     let mut sums = Sums::new();
     let chunks = mag.chunks_exact(LANES).zip(power.chunks_exact(LANES));
     for (c, (m, p)) in chunks.enumerate() {
-        sums.add(c, m, p.try_into().expect("LANES bins"));
+        let lanes = |x: &[f64]| -> [f64; LANES] { x.try_into().expect("LANES bins") };
+        sums.add(c, &lanes(m), &lanes(p));
     }
     let done = mag.len() / LANES * LANES;
     for (k, (&m, &p)) in mag.iter().zip(power).enumerate().skip(done) {
@@ -265,38 +266,19 @@ impl FeatureMeter {
     }
 }
 
-/// The features of a real frame of `2m` samples from `z`, the `m`-point complex FFT of its
-/// even samples (real parts) and odd samples (imaginary parts), leaving its magnitudes in `mag`
-/// (bins 0 ..= m, `df` Hz apart) and their squares in `power`. Bin k is `E + e^(−iπk/m)·O` with
-/// `E = (Z[k] + conj Z[m−k]) / 2` and `O = (Z[k] − conj Z[m−k]) / 2i`, `Z[m]` being `Z[0]`.
-/// On AVX2 where the CPU has it (the same operations in the same order either way).
-fn transformed_frame(
-    z: &[Complex<f64>],
-    twiddle: &[Complex<f64>],
-    mag: &mut [f64],
-    power: &mut [f64],
-    df: f64,
-) -> FrameFeatures {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has the feature the function is compiled for.
-            return unsafe { transformed_frame_avx2(z, twiddle, mag, power, df) };
-        }
-    }
-    transformed_frame_body(z, twiddle, mag, power, df)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn transformed_frame_avx2(
-    z: &[Complex<f64>],
-    twiddle: &[Complex<f64>],
-    mag: &mut [f64],
-    power: &mut [f64],
-    df: f64,
-) -> FrameFeatures {
-    transformed_frame_body(z, twiddle, mag, power, df)
+avx2_where_present! {
+    /// The features of a real frame of `2m` samples from `z`, the `m`-point complex FFT of its
+    /// even samples (real parts) and odd samples (imaginary parts), leaving its magnitudes in `mag`
+    /// (bins 0 ..= m, `df` Hz apart) and their squares in `power`. Bin k is `E + e^(−iπk/m)·O` with
+    /// `E = (Z[k] + conj Z[m−k]) / 2` and `O = (Z[k] − conj Z[m−k]) / 2i`, `Z[m]` being `Z[0]`.
+    /// On AVX2 where the CPU has it.
+    fn transformed_frame(
+        z: &[Complex<f64>],
+        twiddle: &[Complex<f64>],
+        mag: &mut [f64],
+        power: &mut [f64],
+        df: f64,
+    ) -> FrameFeatures => transformed_frame_body
 }
 
 #[inline(always)]
@@ -374,8 +356,7 @@ impl Sums {
 
     /// Bins `c·L .. c·L + L`: magnitudes `m`, powers `p`.
     #[inline(always)]
-    fn add(&mut self, c: usize, m: &[f64], p: &[f64; LANES]) {
-        let m: &[f64; LANES] = m.try_into().expect("LANES bins");
+    fn add(&mut self, c: usize, m: &[f64; LANES], p: &[f64; LANES]) {
         const MANTISSA: u64 = (1 << 52) - 1;
         const ONE: u64 = 1023 << 52;
         let product = &mut self.product;
@@ -440,25 +421,12 @@ impl Sums {
     }
 }
 
-/// Adds to `power` (bins 0 ..= n/2) the power of the two real frames packed in `x` (or of
-/// the one in its real part, when not `two`), from its FFT: with `Y[k] = conj X[n − k]`,
-/// `A = (X + Y)/2` and `B = (X − Y)/2i`, and `|A|² + |B|² = (|X|² + |Y|²)/2`. On AVX2 where
-/// the CPU has it.
-fn accumulate_power(x: &[Complex<f32>], power: &mut [f64], two: bool) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has the feature the function is compiled for.
-            return unsafe { accumulate_power_avx2(x, power, two) };
-        }
-    }
-    accumulate_power_body(x, power, two)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn accumulate_power_avx2(x: &[Complex<f32>], power: &mut [f64], two: bool) {
-    accumulate_power_body(x, power, two)
+avx2_where_present! {
+    /// Adds to `power` (bins 0 ..= n/2) the power of the two real frames packed in `x` (or of
+    /// the one in its real part, when not `two`), from its FFT: with `Y[k] = conj X[n − k]`,
+    /// `A = (X + Y)/2` and `B = (X − Y)/2i`, and `|A|² + |B|² = (|X|² + |Y|²)/2`. On AVX2 where
+    /// the CPU has it.
+    fn accumulate_power(x: &[Complex<f32>], power: &mut [f64], two: bool) => accumulate_power_body
 }
 
 #[inline(always)]
@@ -497,9 +465,6 @@ pub struct SpectrumMeter {
     power: Vec<f64>,
     /// Windowed frames analysed, over all channels.
     count: u64,
-    /// The spectral features, on the mean of all channels fed (taken at `finish`).
-    features: Option<FeatureMeter>,
-    mono: Vec<f32>,
 }
 
 impl std::fmt::Debug for SpectrumMeter {
@@ -528,6 +493,17 @@ pub struct Spectrum {
     pub ltas: Vec<LtasPoint>,
 }
 
+impl Spectrum {
+    /// Sets the spectral features (a [`FeatureMeter`]'s, measured beside the
+    /// [`SpectrumMeter`] that made this spectrum; `None` for silence).
+    pub fn set_features(&mut self, f: Option<FrameFeatures>) {
+        self.centroid_hz = f.map(|f| f.centroid_hz);
+        self.bandwidth_hz = f.map(|f| f.bandwidth_hz);
+        self.rolloff_hz = f.map(|f| f.rolloff_hz);
+        self.flatness = f.map(|f| f.flatness);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Band {
     pub name: &'static str,
@@ -550,18 +526,9 @@ pub fn fft_size(rate: u32) -> usize {
 
 impl SpectrumMeter {
     /// `channels`: indices of the channels of the long-term spectrum (the LFE left out by the
-    /// caller). The features are measured on the mean of every channel fed, as librosa's mono
-    /// mix.
+    /// caller). It measures no spectral features: a [`FeatureMeter`] does, on the mono mix
+    /// (see [`Spectrum::set_features`]).
     pub fn new(rate: u32, channels: Vec<usize>) -> Self {
-        let mut m = SpectrumMeter::long_term_only(rate, channels);
-        m.features = Some(FeatureMeter::new(rate));
-        m
-    }
-
-    /// The long-term spectrum only (bands, LTAS): the features are `None`. The analysis
-    /// measures the features with a [`FeatureMeter`] of their own, so that the two can run on
-    /// different threads.
-    pub fn long_term_only(rate: u32, channels: Vec<usize>) -> Self {
         let n = fft_size(rate);
         let fft = FftPlanner::new().plan_fft_forward(n);
         let window = super::hann(n);
@@ -578,16 +545,10 @@ impl SpectrumMeter {
             scratch,
             power: vec![0.0; n / 2 + 1],
             count: 0,
-            features: None,
-            mono: Vec::new(),
         }
     }
 
     pub fn feed(&mut self, planes: &[&[f32]]) {
-        if let Some(f) = &mut self.features {
-            super::mono_into(planes, &mut self.mono);
-            f.feed(&self.mono);
-        }
         let hop = self.n / 2;
         for k in 0..self.channels.len() {
             let src = planes[self.channels[k]];
@@ -649,11 +610,10 @@ impl SpectrumMeter {
         if self.half {
             self.transform(false);
         }
-        let features = self.features.take().and_then(FeatureMeter::finish);
-        self.long_term(features)
+        self.long_term()
     }
 
-    fn long_term(&self, features: Option<FrameFeatures>) -> Spectrum {
+    fn long_term(&self) -> Spectrum {
         let n = self.n;
         let df = f64::from(self.rate) / n as f64;
         let nyq = f64::from(self.rate) / 2.0;
@@ -715,10 +675,10 @@ impl SpectrumMeter {
         }
         Spectrum {
             fft_size: n,
-            centroid_hz: features.map(|f| f.centroid_hz),
-            bandwidth_hz: features.map(|f| f.bandwidth_hz),
-            rolloff_hz: features.map(|f| f.rolloff_hz),
-            flatness: features.map(|f| f.flatness),
+            centroid_hz: None,
+            bandwidth_hz: None,
+            rolloff_hz: None,
+            flatness: None,
             bands,
             ltas,
         }
