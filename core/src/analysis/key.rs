@@ -509,24 +509,15 @@ impl KeyAnalyzer {
         self.fft
             .process_with_scratch(&mut self.buf, &mut self.scratch);
 
-        // Unpack the real spectrum X[k] from the half-length complex one, with a running sum
-        // of the power for the local means.
-        let m = self.n / 2;
+        // Unpack the real spectrum X[k] of the analysed span from the half-length complex
+        // one, then a running sum of the power for the local means.
         let base = self.k_lo - self.margin;
-        let mut max_power = 0.0f32;
+        let max_power = unpack_power(&self.buf, base, &self.twiddle, &mut self.power);
         let mut acc = 0.0f64;
         self.cum[0] = 0.0;
-        for (i, (p, tw)) in self.power.iter_mut().zip(&self.twiddle).enumerate() {
-            let k = base + i;
-            let a = self.buf[k];
-            let b = self.buf[m - k].conj();
-            let even = (a + b) * 0.5;
-            let odd = (a - b) * 0.5;
-            let x = even + tw * Complex::new(odd.im, -odd.re);
-            *p = x.norm_sqr();
-            max_power = max_power.max(*p);
-            acc += f64::from(*p);
-            self.cum[i + 1] = acc;
+        for (c, &p) in self.cum[1..].iter_mut().zip(&self.power) {
+            acc += f64::from(p);
+            *c = acc;
         }
         let amp_scale = 4.0 / self.n as f32;
         let floor = (max_power * 10f32.powf(-PEAK_RANGE_DB / 10.0))
@@ -564,6 +555,43 @@ impl KeyAnalyzer {
             self.hist[(b0 + 1) % HIST_BINS] += weight * frac;
         }
     }
+}
+
+avx2_where_present! {
+    /// The power `|X[k]|²` of the real frame's bins `base .. base + power.len()` from `z`, the
+    /// `m`-point complex FFT of its even (real parts) and odd (imaginary parts) samples, `twiddle`
+    /// holding `e^(−2πik/2m)` for those bins; returns the largest. Bin k is
+    /// `E + e^(−iπk/m)·O` with `E = (Z[k] + conj Z[m−k]) / 2` and `O = (Z[k] − conj Z[m−k]) / 2i`.
+    /// Bins `1 ..= m − 1` only. On AVX2 where the CPU has it.
+    fn unpack_power(
+        z: &[Complex<f32>],
+        base: usize,
+        twiddle: &[Complex<f32>],
+        power: &mut [f32],
+    ) -> f32 => unpack_power_body
+}
+
+#[inline(always)]
+fn unpack_power_body(
+    z: &[Complex<f32>],
+    base: usize,
+    twiddle: &[Complex<f32>],
+    power: &mut [f32],
+) -> f32 {
+    let m = z.len();
+    let span = power.len();
+    assert!(base >= 1 && base + span <= m && twiddle.len() == span);
+    // Z[k] for k in base .., and Z[m − k] for the same k (walking down from m − base).
+    let ahead = &z[base..base + span];
+    let mirrored = z[m + 1 - base - span..=m - base].iter().rev();
+    for (((p, &a), &b), &tw) in power.iter_mut().zip(ahead).zip(mirrored).zip(twiddle) {
+        let b = b.conj();
+        let even = (a + b) * 0.5;
+        let odd = (a - b) * 0.5;
+        let x = even + tw * Complex::new(odd.im, -odd.re);
+        *p = x.norm_sqr();
+    }
+    power.iter().fold(0.0f32, |m, &p| m.max(p))
 }
 
 /// `Σ x²`, in 8 lanes so that it vectorises (one running sum is a chain of dependent

@@ -457,6 +457,8 @@ pub struct SpectrumMeter {
     channels: Vec<usize>,
     /// Per analysed channel: samples waiting for the next frame.
     pending: Vec<Vec<f32>>,
+    /// A frame put together from pending samples and new ones.
+    assembly: Vec<f32>,
     /// `buf` holds one windowed frame in its real part, waiting for a partner frame to go in
     /// the imaginary part so the two share an FFT.
     half: bool,
@@ -539,6 +541,7 @@ impl SpectrumMeter {
             fft,
             window,
             pending: vec![Vec::with_capacity(n); channels.len()],
+            assembly: Vec::with_capacity(n),
             channels,
             half: false,
             buf: vec![Complex::default(); n],
@@ -549,27 +552,45 @@ impl SpectrumMeter {
     }
 
     pub fn feed(&mut self, planes: &[&[f32]]) {
-        let hop = self.n / 2;
+        let (n, hop) = (self.n, self.n / 2);
         for k in 0..self.channels.len() {
             let src = planes[self.channels[k]];
-            let mut at = 0;
-            while at < src.len() {
-                let take = (self.n - self.pending[k].len()).min(src.len() - at);
-                self.pending[k].extend_from_slice(&src[at..at + take]);
-                at += take;
-                if self.pending[k].len() == self.n {
-                    self.push_frame(k);
-                    self.pending[k].drain(..hop);
-                }
+            // The next frame begins `pending.len()` samples before `src`.
+            let mut start = -(self.pending[k].len() as isize);
+            let end = src.len() as isize;
+            // Frames that begin in the pending samples, completed from `src`.
+            while start < 0 && start + n as isize <= end {
+                let mut frame = std::mem::take(&mut self.assembly);
+                frame.clear();
+                let held = &self.pending[k];
+                frame.extend_from_slice(&held[(held.len() as isize + start) as usize..]);
+                frame.extend_from_slice(&src[..(start + n as isize) as usize]);
+                self.push_frame(&frame);
+                self.assembly = frame;
+                start += hop as isize;
+            }
+            // Frames that lie wholly in `src`: windowed from it directly.
+            while start >= 0 && start + n as isize <= end {
+                let at = start as usize;
+                self.push_frame(&src[at..at + n]);
+                start += hop as isize;
+            }
+            // What the next frame needs waits in `pending`.
+            let held = &mut self.pending[k];
+            if start < 0 {
+                held.drain(..(held.len() as isize + start) as usize);
+                held.extend_from_slice(src);
+            } else {
+                held.clear();
+                held.extend_from_slice(&src[start as usize..]);
             }
         }
     }
 
-    /// Window channel `k`'s pending samples (zero-padded to the frame size) into `buf`, and
-    /// transform once two frames are there.
-    fn push_frame(&mut self, k: usize) {
+    /// Window one frame of samples (zero-padded to the frame size) into `buf`, and transform
+    /// once two frames are there.
+    fn push_frame(&mut self, x: &[f32]) {
         self.count += 1;
-        let x = &self.pending[k];
         let imag = self.half;
         let (head, tail) = self.buf.split_at_mut(x.len().min(self.n));
         if imag {
@@ -604,7 +625,8 @@ impl SpectrumMeter {
         for k in 0..self.pending.len() {
             let len = self.pending[k].len();
             if len > hop || (!analysed_any && len > 0) {
-                self.push_frame(k);
+                let frame = std::mem::take(&mut self.pending[k]);
+                self.push_frame(&frame);
             }
         }
         if self.half {

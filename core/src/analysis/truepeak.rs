@@ -14,11 +14,12 @@
 //! twice the taps cost little once vectorised. The EBU Tech 3341 cases 15–23 are in
 //! `core/tests/loudness_ebu.rs`.
 //!
-//! The filter runs in `f32` on blocks of 16 outputs, each input vector feeding all phases, so
-//! the compiler vectorises it; on x86-64 with AVX2 and FMA (detected at run time) the same code
-//! is compiled for those units. A chunk of 256 samples whose loudest sample (with the filter's
-//! history), times the filter's largest possible gain, cannot beat the peak found so far is
-//! skipped: an exact bound, so the result is the same, and most of a typical programme is
+//! The filter runs in `f32` on blocks of outputs, each input vector feeding all phases: on
+//! x86-64 with AVX2 and FMA (detected at run time) in intrinsics, 24 outputs at a time for the
+//! three phases of 4× (nine independent accumulators, enough to keep both FMA units busy),
+//! elsewhere in portable code on blocks of 16 that the compiler vectorises. A chunk of 256
+//! samples whose loudest sample (with the filter's history), times the filter's largest
+//! possible gain, cannot beat the peak found so far is skipped: an exact bound, so the result is the same, and most of a typical programme is
 //! skipped once its loudest passage has been seen.
 
 const TAPS: usize = 24;
@@ -192,7 +193,7 @@ impl TruePeakMeter {
 /// Receives the interpolated magnitudes of a kernel run, folded in by maximum: `value(i, v)`
 /// says the output at position `i` is at least `v` (several calls may come for one position).
 trait Sink {
-    fn block(&mut self, at: usize, v: &[f32; W]);
+    fn block<const N: usize>(&mut self, at: usize, v: &[f32; N]);
     fn value(&mut self, at: usize, v: f32);
 }
 
@@ -204,7 +205,7 @@ struct MaxSink(f32);
 
 impl Sink for MaxSink {
     #[inline(always)]
-    fn block(&mut self, _: usize, v: &[f32; W]) {
+    fn block<const N: usize>(&mut self, _: usize, v: &[f32; N]) {
         self.0 = v.iter().fold(self.0, |a, &b| a.max(b));
     }
     #[inline(always)]
@@ -218,8 +219,8 @@ struct EnvelopeSink<'a>(&'a mut [f32]);
 
 impl Sink for EnvelopeSink<'_> {
     #[inline(always)]
-    fn block(&mut self, at: usize, v: &[f32; W]) {
-        for (o, &x) in self.0[at..at + W].iter_mut().zip(v) {
+    fn block<const N: usize>(&mut self, at: usize, v: &[f32; N]) {
+        for (o, &x) in self.0[at..at + N].iter_mut().zip(v) {
             *o = o.max(x);
         }
     }
@@ -258,62 +259,81 @@ fn interpolate<S: Sink>(phases: &[Phase], buf: &[f32], sink: &mut S) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn interpolate_avx2<S: Sink>(phases: &[Phase], buf: &[f32], sink: &mut S) {
-    match phases {
-        [a, b, c] => kernel_avx2::<3, S>(&[*a, *b, *c], buf, sink),
-        [a] => kernel_avx2::<1, S>(&[*a], buf, sink),
-        _ => phases
-            .iter()
-            .for_each(|p| kernel_avx2::<1, S>(&[*p], buf, sink)),
-    }
+    // Blocks of 24 outputs for three phases (nine accumulators: two FMA units with four cycles
+    // of latency need eight chains in flight; 16 outputs gave six), 32 for one; the rest in
+    // blocks of 16 and 8, then one at a time.
+    let at = match phases {
+        [a, b, c] => {
+            let p = [*a, *b, *c];
+            let at = kernel_avx2::<3, 3, S>(&p, buf, 0, sink);
+            let at = kernel_avx2::<3, 2, S>(&p, buf, at, sink);
+            kernel_avx2::<3, 1, S>(&p, buf, at, sink)
+        }
+        [a] => {
+            let at = kernel_avx2::<1, 4, S>(&[*a], buf, 0, sink);
+            kernel_avx2::<1, 1, S>(&[*a], buf, at, sink)
+        }
+        _ => {
+            for p in phases {
+                let at = kernel_avx2::<1, 1, S>(&[*p], buf, 0, sink);
+                tail::<true, S>(std::slice::from_ref(p), buf, at, sink);
+            }
+            return;
+        }
+    };
+    tail::<true, S>(phases, buf, at, sink);
 }
 
-/// [`kernel`] written with AVX2/FMA intrinsics: the compiler left the portable kernel scalar
-/// (every accumulator spilled to the stack), 8–10× slower on material whose chunks cannot be
-/// skipped. The same fused multiply-adds in the same order, so the same results.
+/// [`kernel`] written with AVX2/FMA intrinsics, `8·V` outputs of `P` phases at a time from
+/// output `from` on, as far as whole blocks go; returns where it stopped. The compiler left
+/// the portable kernel scalar (every accumulator spilled to the stack), 8–10× slower on
+/// material whose chunks cannot be skipped. The same fused multiply-adds in the same order as
+/// the portable kernel, so the same results.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn kernel_avx2<const P: usize, S: Sink>(phases: &[Phase; P], buf: &[f32], sink: &mut S) {
+fn kernel_avx2<const P: usize, const V: usize, S: Sink>(
+    phases: &[Phase; P],
+    buf: &[f32],
+    from: usize,
+    sink: &mut S,
+) -> usize {
     use std::arch::x86_64::{
-        _mm256_andnot_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_set1_ps,
+        __m256, _mm256_andnot_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_set1_ps,
         _mm256_setzero_ps, _mm256_storeu_ps,
     };
-    const { assert!(W == 16) };
     let outputs = buf.len() + 1 - TAPS;
     let sign = _mm256_set1_ps(-0.0);
-    let mut at = 0;
-    while at + W <= outputs {
-        let mut acc = [[_mm256_setzero_ps(); 2]; P];
+    let mut at = from;
+    while at + 8 * V <= outputs {
+        let mut acc = [[_mm256_setzero_ps(); V]; P];
         for j in 0..TAPS {
             // Output i uses inputs at i + TAPS - 1 - j.
-            let x = &buf[at + TAPS - 1 - j..at + TAPS - 1 - j + W];
-            // SAFETY: `x` holds W = 16 floats: two loads of 8.
-            let (x0, x1) = unsafe {
-                (
-                    _mm256_loadu_ps(x.as_ptr()),
-                    _mm256_loadu_ps(x.as_ptr().add(8)),
-                )
-            };
-            for p in 0..P {
-                let c = _mm256_set1_ps(phases[p][j]);
-                acc[p][0] = _mm256_fmadd_ps(c, x0, acc[p][0]);
-                acc[p][1] = _mm256_fmadd_ps(c, x1, acc[p][1]);
+            let x = &buf[at + TAPS - 1 - j..at + TAPS - 1 - j + 8 * V];
+            let mut cs = [_mm256_setzero_ps(); P];
+            for (c, ph) in cs.iter_mut().zip(phases) {
+                *c = _mm256_set1_ps(ph[j]);
+            }
+            for v in 0..V {
+                // SAFETY: `x` holds 8·V floats: V loads of 8.
+                let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * v)) };
+                for (a, &c) in acc.iter_mut().zip(&cs) {
+                    a[v] = _mm256_fmadd_ps(c, xv, a[v]);
+                }
             }
         }
-        let (mut m0, mut m1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        for a in &acc {
-            m0 = _mm256_max_ps(m0, _mm256_andnot_ps(sign, a[0]));
-            m1 = _mm256_max_ps(m1, _mm256_andnot_ps(sign, a[1]));
+        for v in 0..V {
+            let mut m: __m256 = _mm256_setzero_ps();
+            for a in &acc {
+                m = _mm256_max_ps(m, _mm256_andnot_ps(sign, a[v]));
+            }
+            let mut out = [0f32; 8];
+            // SAFETY: `out` holds 8 floats.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), m) };
+            sink.block(at + 8 * v, &out);
         }
-        let mut m = [0f32; W];
-        // SAFETY: `m` holds W = 16 floats: two stores of 8.
-        unsafe {
-            _mm256_storeu_ps(m.as_mut_ptr(), m0);
-            _mm256_storeu_ps(m.as_mut_ptr().add(8), m1);
-        }
-        sink.block(at, &m);
-        at += W;
+        at += 8 * V;
     }
-    tail::<true, S>(phases, buf, at, sink);
+    at
 }
 
 #[inline(always)]
@@ -460,15 +480,23 @@ mod tests {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             let mut rng = crate::signal::Rng::new(3);
-            for l in [2, 4] {
+            // Lengths that end in each of the kernel's block sizes and in the one-at-a-time
+            // tail.
+            for (l, n) in [
+                (2, 1003),
+                (2, 1024),
+                (4, 1003),
+                (4, 1000),
+                (4, 995),
+                (4, 1008),
+            ] {
                 let phases = design(l);
-                let n = 1003;
                 let buf: Vec<f32> = (0..TAPS - 1 + n).map(|_| rng.uniform() as f32).collect();
                 let mut fast = vec![0f32; n];
                 let mut portable = vec![0f32; n];
                 interpolate(&phases, &buf, &mut EnvelopeSink(&mut fast));
                 dispatch::<true, _>(&phases, &buf, &mut EnvelopeSink(&mut portable));
-                assert_eq!(fast, portable, "{l}x");
+                assert_eq!(fast, portable, "{l}x, {n} outputs");
                 assert!(fast.iter().all(|v| *v > 0.0));
             }
         }
