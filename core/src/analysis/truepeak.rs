@@ -14,13 +14,15 @@
 //! twice the taps cost little once vectorised. The EBU Tech 3341 cases 15–23 are in
 //! `core/tests/loudness_ebu.rs`.
 //!
-//! The filter runs in `f32` on blocks of outputs, each input vector feeding all phases: on
-//! x86-64 with AVX2 and FMA (detected at run time) in intrinsics, 24 outputs at a time for the
-//! three phases of 4× (nine independent accumulators, enough to keep both FMA units busy),
-//! elsewhere in portable code on blocks of 16 that the compiler vectorises. A chunk of 256
+//! The phases are symmetric (the odd-length prototype is), which halves the multiply-adds:
+//! phases 1 and 3 of 4× are each other's reverse and run as their sum and difference, phase 2
+//! is its own reverse (see `Folded`). The filter runs in `f32` on blocks of outputs, each
+//! input vector feeding all phases: on x86-64 with AVX2 and FMA (detected at run time) in
+//! intrinsics, elsewhere in portable code that the compiler vectorises. A chunk of 256
 //! samples whose loudest sample (with the filter's history), times the filter's largest
-//! possible gain, cannot beat the peak found so far is skipped: an exact bound, so the result is the same, and most of a typical programme is
-//! skipped once its loudest passage has been seen.
+//! possible gain, cannot beat the peak found so far is skipped: an exact bound, so the result
+//! is the same, and most of a typical programme is skipped once its loudest passage has been
+//! seen.
 
 const TAPS: usize = 24;
 
@@ -58,18 +60,33 @@ fn design(l: usize) -> Vec<Phase> {
             sinc * bessel_i0(beta * (1.0 - r * r).max(0.0).sqrt()) / bessel_i0(beta)
         })
         .collect();
-    (1..l)
+    let phases: Vec<[f64; TAPS]> = (1..l)
         .map(|r| {
             let mut p = [0f64; TAPS];
             for (j, v) in p.iter_mut().enumerate() {
                 *v = h[r + j * l];
             }
             let sum: f64 = p.iter().sum();
-            let mut out = [0f32; TAPS];
-            for (o, v) in out.iter_mut().zip(p) {
-                *o = (v / sum) as f32;
-            }
-            out
+            p.map(|v| v / sum)
+        })
+        .collect();
+    // The prototype is symmetric, so phase l − r is phase r reversed and phase l/2 is its own
+    // reverse; made exact here (rounding could break it by an ulp), which the kernels rely on
+    // (see [`Folded`]).
+    (1..l)
+        .map(|r| {
+            let p = &phases[r - 1];
+            let q = &phases[l - r - 1];
+            std::array::from_fn(|j| {
+                let v = if 2 * r == l {
+                    0.5 * (p[j] + p[TAPS - 1 - j])
+                } else if 2 * r < l {
+                    p[j]
+                } else {
+                    q[TAPS - 1 - j]
+                };
+                v as f32
+            })
         })
         .collect()
 }
@@ -104,6 +121,7 @@ pub fn live_true_peak_dbtp(rate: u32, planes: &[Vec<f32>]) -> f64 {
 #[derive(Debug, Clone)]
 pub struct TruePeakMeter {
     phases: Vec<Phase>,
+    folded: Folded,
     /// The largest sum of absolute coefficients of any phase: no interpolated value can
     /// exceed the largest input in its window times this.
     gain_bound: f32,
@@ -129,6 +147,7 @@ impl TruePeakMeter {
         let mut buf = Vec::with_capacity(TAPS - 1 + CHUNK);
         buf.resize(TAPS - 1, 0.0);
         TruePeakMeter {
+            folded: Folded::new(&phases),
             phases,
             gain_bound,
             buf,
@@ -153,20 +172,18 @@ impl TruePeakMeter {
 
     pub fn feed(&mut self, x: &[f32]) {
         for chunk in x.chunks(CHUNK) {
-            let chunk_max = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let chunk_max = abs_max(chunk);
             self.sample_peak = self.sample_peak.max(chunk_max);
             if self.phases.is_empty() {
                 continue;
             }
-            let history_max = self.buf[..TAPS - 1]
-                .iter()
-                .fold(0f32, |m, v| m.max(v.abs()));
+            let history_max = abs_max(&self.buf[..TAPS - 1]);
             self.buf.truncate(TAPS - 1);
             self.buf.extend_from_slice(chunk);
             // Exact shortcut: when even the loudest input of this window, times the largest
             // possible filter gain, cannot beat the peak so far, the chunk cannot raise it.
             if chunk_max.max(history_max) * self.gain_bound > self.peak {
-                let p = peak_of(&self.phases, &self.buf);
+                let p = peak_of(&self.folded, &self.buf);
                 self.peak = self.peak.max(p);
             }
             let keep = self.buf.len() - (TAPS - 1);
@@ -190,9 +207,34 @@ impl TruePeakMeter {
     }
 }
 
+/// The largest magnitude in `x`, NaN ignored (as `f32::max` folds it): on the bit patterns,
+/// whose order is the order of the magnitudes, so that it vectorises (`f32::max`'s NaN rule
+/// kept the fold scalar).
+#[inline]
+fn abs_max(x: &[f32]) -> f32 {
+    const INF: u32 = 0x7f80_0000;
+    let bits = |v: f32| {
+        let b = v.to_bits() & 0x7fff_ffff;
+        if b > INF { 0 } else { b }
+    };
+    let mut lanes = [0u32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = (*l).max(bits(v));
+        }
+    }
+    let m = rest.iter().fold(0, |m, &v| m.max(bits(v)));
+    f32::from_bits(lanes.into_iter().fold(m, u32::max))
+}
+
 /// Receives the interpolated magnitudes of a kernel run, folded in by maximum: `value(i, v)`
 /// says the output at position `i` is at least `v` (several calls may come for one position).
 trait Sink {
+    /// Only the largest value counts (not where it is): the kernels may fold blocks together
+    /// before handing them over.
+    const MAX_ONLY: bool = false;
     fn block<const N: usize>(&mut self, at: usize, v: &[f32; N]);
     fn value(&mut self, at: usize, v: f32);
 }
@@ -204,6 +246,7 @@ const W: usize = 16;
 struct MaxSink(f32);
 
 impl Sink for MaxSink {
+    const MAX_ONLY: bool = true;
     #[inline(always)]
     fn block<const N: usize>(&mut self, _: usize, v: &[f32; N]) {
         self.0 = v.iter().fold(self.0, |a, &b| a.max(b));
@@ -231,120 +274,171 @@ impl Sink for EnvelopeSink<'_> {
 }
 
 /// Peak of all interpolated phases over `buf` (outputs for inputs `TAPS - 1 ..`).
-fn peak_of(phases: &[Phase], buf: &[f32]) -> f32 {
+fn peak_of(folded: &Folded, buf: &[f32]) -> f32 {
     let mut sink = MaxSink(0.0);
-    interpolate(phases, buf, &mut sink);
+    interpolate(folded, buf, &mut sink);
     sink.0
 }
 
 /// For every output position, the largest magnitude over all phases.
-fn envelope_of(phases: &[Phase], buf: &[f32], out: &mut [f32]) {
+fn envelope_of(folded: &Folded, buf: &[f32], out: &mut [f32]) {
     out.iter_mut().for_each(|o| *o = 0.0);
-    interpolate(phases, buf, &mut EnvelopeSink(out));
+    interpolate(folded, buf, &mut EnvelopeSink(out));
+}
+
+/// Half the taps of a phase.
+const HALF: usize = TAPS / 2;
+
+/// The phases folded along their symmetry. The prototype filter is symmetric, so phase `l − r`
+/// is phase `r` reversed, and phase `l/2` is its own reverse. Over one window of inputs
+/// `x[0..TAPS]`, with `s_k = x[k] + x[TAPS−1−k]` and `d_k = x[TAPS−1−k] − x[k]` (k < HALF):
+/// `y_r + y_(l−r) = Σ (c_r[k] + c_r[TAPS−1−k])·s_k`, `y_r − y_(l−r) = Σ (c_r[k] −
+/// c_r[TAPS−1−k])·d_k`, `y_(l/2) = Σ c_(l/2)[k]·s_k`, and the larger magnitude of the pair is
+/// `(|y_r + y_(l−r)| + |y_r − y_(l−r)|) / 2`. Half the multiply-adds of the plain phases.
+#[derive(Debug, Clone, Copy)]
+struct Folded {
+    /// Phases 1 and 3 of 4×: sum and difference coefficients (absent at 2×).
+    pair: Option<([f32; HALF], [f32; HALF])>,
+    /// Phase `l/2`: its first half.
+    mid: [f32; HALF],
+}
+
+impl Folded {
+    /// `phases` from [`design`] at 2× or 4× (symmetric as it makes them).
+    fn new(phases: &[Phase]) -> Folded {
+        let half = |p: &Phase| -> [f32; HALF] { std::array::from_fn(|k| p[k]) };
+        match phases {
+            [mid] => Folded {
+                pair: None,
+                mid: half(mid),
+            },
+            [first, mid, _] => Folded {
+                pair: Some((
+                    std::array::from_fn(|k| first[k] + first[TAPS - 1 - k]),
+                    std::array::from_fn(|k| first[k] - first[TAPS - 1 - k]),
+                )),
+                mid: half(mid),
+            },
+            // No oversampling (from 384 kHz up): nothing to run.
+            [] => Folded {
+                pair: None,
+                mid: [0.0; HALF],
+            },
+            _ => unreachable!("oversampling is 1x, 2x or 4x"),
+        }
+    }
 }
 
 /// Run every phase over `buf` into `sink`, on AVX2/FMA where the CPU has them.
-fn interpolate<S: Sink>(phases: &[Phase], buf: &[f32], sink: &mut S) {
+fn interpolate<S: Sink>(folded: &Folded, buf: &[f32], sink: &mut S) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { interpolate_avx2(phases, buf, sink) };
+            return unsafe { interpolate_avx2(folded, buf, sink) };
         }
     }
-    dispatch::<false, S>(phases, buf, sink)
+    let at = kernel::<false, S>(folded, buf, sink);
+    tail::<false, S>(folded, buf, at, sink);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn interpolate_avx2<S: Sink>(phases: &[Phase], buf: &[f32], sink: &mut S) {
-    // Blocks of 24 outputs for three phases (nine accumulators: two FMA units with four cycles
-    // of latency need eight chains in flight; 16 outputs gave six), 32 for one; the rest in
-    // blocks of 16 and 8, then one at a time.
-    let at = match phases {
-        [a, b, c] => {
-            let p = [*a, *b, *c];
-            let at = kernel_avx2::<3, 3, S>(&p, buf, 0, sink);
-            let at = kernel_avx2::<3, 2, S>(&p, buf, at, sink);
-            kernel_avx2::<3, 1, S>(&p, buf, at, sink)
+fn interpolate_avx2<S: Sink>(folded: &Folded, buf: &[f32], sink: &mut S) {
+    // Blocks of 16 outputs at 4× (six accumulators; 24 outputs ran out of registers and
+    // spilled them, a quarter slower), 48 at 2×; the rest in blocks of 8, then one at a time.
+    let at = match folded.pair {
+        Some(_) => {
+            let at = kernel_avx2::<true, 2, S>(folded, buf, 0, sink);
+            kernel_avx2::<true, 1, S>(folded, buf, at, sink)
         }
-        [a] => {
-            let at = kernel_avx2::<1, 4, S>(&[*a], buf, 0, sink);
-            kernel_avx2::<1, 1, S>(&[*a], buf, at, sink)
-        }
-        _ => {
-            for p in phases {
-                let at = kernel_avx2::<1, 1, S>(&[*p], buf, 0, sink);
-                tail::<true, S>(std::slice::from_ref(p), buf, at, sink);
-            }
-            return;
+        None => {
+            let at = kernel_avx2::<false, 6, S>(folded, buf, 0, sink);
+            kernel_avx2::<false, 1, S>(folded, buf, at, sink)
         }
     };
-    tail::<true, S>(phases, buf, at, sink);
+    tail::<true, S>(folded, buf, at, sink);
 }
 
-/// [`kernel`] written with AVX2/FMA intrinsics, `8·V` outputs of `P` phases at a time from
-/// output `from` on, as far as whole blocks go; returns where it stopped. The compiler left
-/// the portable kernel scalar (every accumulator spilled to the stack), 8–10× slower on
-/// material whose chunks cannot be skipped. The same fused multiply-adds in the same order as
-/// the portable kernel, so the same results.
+/// [`kernel`] written with AVX2/FMA intrinsics, `8·V` outputs at a time from output `from` on,
+/// as far as whole blocks go; returns where it stopped. `PAIR`: whether `folded` has the pair
+/// (4×). The compiler left the portable kernel scalar (every accumulator spilled to the stack),
+/// 8–10× slower on material whose chunks cannot be skipped. The same operations in the same
+/// order as the portable kernel, so the same results.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn kernel_avx2<const P: usize, const V: usize, S: Sink>(
-    phases: &[Phase; P],
+fn kernel_avx2<const PAIR: bool, const V: usize, S: Sink>(
+    folded: &Folded,
     buf: &[f32],
     from: usize,
     sink: &mut S,
 ) -> usize {
     use std::arch::x86_64::{
-        __m256, _mm256_andnot_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_set1_ps,
-        _mm256_setzero_ps, _mm256_storeu_ps,
+        _mm256_add_ps, _mm256_andnot_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps,
+        _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps,
     };
+    let (sum, diff) = folded.pair.unwrap_or(([0.0; HALF], [0.0; HALF]));
     let outputs = buf.len() + 1 - TAPS;
     let sign = _mm256_set1_ps(-0.0);
+    let half = _mm256_set1_ps(0.5);
     let mut at = from;
+    // The running largest value, when the sink only wants that.
+    let mut run = _mm256_setzero_ps();
     while at + 8 * V <= outputs {
-        let mut acc = [[_mm256_setzero_ps(); V]; P];
-        for j in 0..TAPS {
-            // Output i uses inputs at i + TAPS - 1 - j.
-            let x = &buf[at + TAPS - 1 - j..at + TAPS - 1 - j + 8 * V];
-            let mut cs = [_mm256_setzero_ps(); P];
-            for (c, ph) in cs.iter_mut().zip(phases) {
-                *c = _mm256_set1_ps(ph[j]);
-            }
-            for v in 0..V {
-                // SAFETY: `x` holds 8·V floats: V loads of 8.
-                let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * v)) };
-                for (a, &c) in acc.iter_mut().zip(&cs) {
-                    a[v] = _mm256_fmadd_ps(c, xv, a[v]);
+        let mut u = [_mm256_setzero_ps(); V];
+        let mut v = [_mm256_setzero_ps(); V];
+        let mut w = [_mm256_setzero_ps(); V];
+        for k in 0..HALF {
+            let cm = _mm256_set1_ps(folded.mid[k]);
+            let (cs, cd) = (_mm256_set1_ps(sum[k]), _mm256_set1_ps(diff[k]));
+            let lo = &buf[at + k..at + k + 8 * V];
+            let hi = &buf[at + TAPS - 1 - k..at + TAPS - 1 - k + 8 * V];
+            for b in 0..V {
+                // SAFETY: `lo` and `hi` hold 8·V floats: V loads of 8 each.
+                let (xl, xh) = unsafe {
+                    (
+                        _mm256_loadu_ps(lo.as_ptr().add(8 * b)),
+                        _mm256_loadu_ps(hi.as_ptr().add(8 * b)),
+                    )
+                };
+                let s = _mm256_add_ps(xl, xh);
+                w[b] = _mm256_fmadd_ps(cm, s, w[b]);
+                if PAIR {
+                    u[b] = _mm256_fmadd_ps(cs, s, u[b]);
+                    v[b] = _mm256_fmadd_ps(cd, _mm256_sub_ps(xh, xl), v[b]);
                 }
             }
         }
-        for v in 0..V {
-            let mut m: __m256 = _mm256_setzero_ps();
-            for a in &acc {
-                m = _mm256_max_ps(m, _mm256_andnot_ps(sign, a[v]));
+        for b in 0..V {
+            let mut m = _mm256_andnot_ps(sign, w[b]);
+            if PAIR {
+                let pair = _mm256_mul_ps(
+                    _mm256_add_ps(_mm256_andnot_ps(sign, u[b]), _mm256_andnot_ps(sign, v[b])),
+                    half,
+                );
+                m = _mm256_max_ps(m, pair);
             }
-            let mut out = [0f32; 8];
-            // SAFETY: `out` holds 8 floats.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), m) };
-            sink.block(at + 8 * v, &out);
+            if S::MAX_ONLY {
+                // NaN stays out of `run` (`max` returns its second operand when either is NaN),
+                // as the sink's own fold would keep it out.
+                run = _mm256_max_ps(m, run);
+            } else {
+                let mut out = [0f32; 8];
+                // SAFETY: `out` holds 8 floats.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), m) };
+                sink.block(at + 8 * b, &out);
+            }
         }
         at += 8 * V;
     }
-    at
-}
-
-#[inline(always)]
-fn dispatch<const FMA: bool, S: Sink>(phases: &[Phase], buf: &[f32], sink: &mut S) {
-    match phases {
-        [a, b, c] => kernel::<FMA, 3, S>(&[*a, *b, *c], buf, sink),
-        [a] => kernel::<FMA, 1, S>(&[*a], buf, sink),
-        _ => phases
-            .iter()
-            .for_each(|p| kernel::<FMA, 1, S>(&[*p], buf, sink)),
+    if S::MAX_ONLY && at > from {
+        let mut out = [0f32; 8];
+        // SAFETY: `out` holds 8 floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), run) };
+        sink.block(from, &out);
     }
+    at
 }
 
 /// `c * x + acc`, fused where the target has FMA (without it `mul_add` is a slow library call).
@@ -353,55 +447,66 @@ fn madd<const FMA: bool>(c: f32, x: f32, acc: f32) -> f32 {
     if FMA { c.mul_add(x, acc) } else { c * x + acc }
 }
 
-/// The kernel: `W` outputs at a time for all `P` phases; each input vector is loaded once and
-/// used by every phase. Each output position's largest magnitude over the phases goes to
-/// `sink`.
+/// The largest interpolated magnitude at one output from its three sums (see [`Folded`]).
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // j indexes the taps of every phase and the input
-fn kernel<const FMA: bool, const P: usize, S: Sink>(
-    phases: &[Phase; P],
-    buf: &[f32],
-    sink: &mut S,
-) {
+fn largest(pair: bool, u: f32, v: f32, w: f32) -> f32 {
+    if pair {
+        w.abs().max((u.abs() + v.abs()) * 0.5)
+    } else {
+        w.abs()
+    }
+}
+
+/// The portable kernel: `W` outputs at a time, as far as whole blocks go; returns where it
+/// stopped. Each output position's largest magnitude over the phases goes to `sink`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // i indexes the outputs of a block in three arrays
+fn kernel<const FMA: bool, S: Sink>(folded: &Folded, buf: &[f32], sink: &mut S) -> usize {
+    let (pair, (sum, diff)) = (
+        folded.pair.is_some(),
+        folded.pair.unwrap_or(([0.0; HALF], [0.0; HALF])),
+    );
     let outputs = buf.len() + 1 - TAPS;
     let mut at = 0;
     while at + W <= outputs {
-        let mut acc = [[0f32; W]; P];
-        for j in 0..TAPS {
-            // Output i uses inputs at i + TAPS - 1 - j.
-            let start = at + TAPS - 1 - j;
-            let x: &[f32; W] = buf[start..start + W].try_into().expect("W inputs");
-            for p in 0..P {
-                let c = phases[p][j];
-                for k in 0..W {
-                    acc[p][k] = madd::<FMA>(c, x[k], acc[p][k]);
-                }
+        let (mut u, mut v, mut w) = ([0f32; W], [0f32; W], [0f32; W]);
+        for k in 0..HALF {
+            let lo: &[f32; W] = buf[at + k..at + k + W].try_into().expect("W inputs");
+            let hi: &[f32; W] = buf[at + TAPS - 1 - k..at + TAPS - 1 - k + W]
+                .try_into()
+                .expect("W inputs");
+            for i in 0..W {
+                let s = lo[i] + hi[i];
+                w[i] = madd::<FMA>(folded.mid[k], s, w[i]);
+                u[i] = madd::<FMA>(sum[k], s, u[i]);
+                v[i] = madd::<FMA>(diff[k], hi[i] - lo[i], v[i]);
             }
         }
-        let mut m = [0f32; W];
-        for a in &acc {
-            for k in 0..W {
-                m[k] = m[k].max(a[k].abs());
-            }
-        }
+        let m: [f32; W] = std::array::from_fn(|i| largest(pair, u[i], v[i], w[i]));
         sink.block(at, &m);
         at += W;
     }
-    tail::<FMA, S>(phases, buf, at, sink);
+    at
 }
 
 /// The outputs from `from` on, one at a time (fewer than a kernel's block).
 #[inline(always)]
-fn tail<const FMA: bool, S: Sink>(phases: &[Phase], buf: &[f32], from: usize, sink: &mut S) {
+fn tail<const FMA: bool, S: Sink>(folded: &Folded, buf: &[f32], from: usize, sink: &mut S) {
+    let (pair, (sum, diff)) = (
+        folded.pair.is_some(),
+        folded.pair.unwrap_or(([0.0; HALF], [0.0; HALF])),
+    );
     let outputs = buf.len() + 1 - TAPS;
     for i in from..outputs {
-        for ph in phases {
-            let mut acc = 0f32;
-            for (j, &c) in ph.iter().enumerate() {
-                acc = madd::<FMA>(c, buf[i + TAPS - 1 - j], acc);
-            }
-            sink.value(i, acc.abs());
+        let (mut u, mut v, mut w) = (0f32, 0f32, 0f32);
+        for k in 0..HALF {
+            let (lo, hi) = (buf[i + k], buf[i + TAPS - 1 - k]);
+            let s = lo + hi;
+            w = madd::<FMA>(folded.mid[k], s, w);
+            u = madd::<FMA>(sum[k], s, u);
+            v = madd::<FMA>(diff[k], hi - lo, v);
         }
+        sink.value(i, largest(pair, u, v, w));
     }
 }
 
@@ -412,6 +517,7 @@ fn tail<const FMA: bool, S: Sink>(phases: &[Phase], buf: &[f32], from: usize, si
 #[derive(Debug, Clone)]
 pub struct PeakEnvelope {
     phases: Vec<Phase>,
+    folded: Folded,
     gain_bound: f32,
     buf: Vec<f32>,
     gaps: Vec<f32>,
@@ -426,6 +532,7 @@ impl PeakEnvelope {
     pub fn new(rate: u32) -> Self {
         let m = TruePeakMeter::new(rate);
         PeakEnvelope {
+            folded: m.folded,
             phases: m.phases,
             gain_bound: m.gain_bound,
             buf: vec![0.0; TAPS - 1],
@@ -454,7 +561,7 @@ impl PeakEnvelope {
                 }));
             } else {
                 self.gaps.resize(n, 0.0);
-                envelope_of(&self.phases, &self.buf, &mut self.gaps);
+                envelope_of(&self.folded, &self.buf, &mut self.gaps);
             }
             // The sample at buf[i + 11] lies between gap i - 1 and gap i.
             for i in 0..n {
@@ -494,8 +601,10 @@ mod tests {
                 let buf: Vec<f32> = (0..TAPS - 1 + n).map(|_| rng.uniform() as f32).collect();
                 let mut fast = vec![0f32; n];
                 let mut portable = vec![0f32; n];
-                interpolate(&phases, &buf, &mut EnvelopeSink(&mut fast));
-                dispatch::<true, _>(&phases, &buf, &mut EnvelopeSink(&mut portable));
+                let folded = Folded::new(&phases);
+                interpolate(&folded, &buf, &mut EnvelopeSink(&mut fast));
+                let at = kernel::<true, _>(&folded, &buf, &mut EnvelopeSink(&mut portable));
+                tail::<true, _>(&folded, &buf, at, &mut EnvelopeSink(&mut portable));
                 assert_eq!(fast, portable, "{l}x, {n} outputs");
                 assert!(fast.iter().all(|v| *v > 0.0));
             }
@@ -530,32 +639,66 @@ mod tests {
         }
     }
 
+    /// The meter (folded phases, chunks, skipping) against the plain phases evaluated in f64
+    /// over the whole signal, at 4× and at 2×.
     #[test]
     fn fast_path_matches_scalar_reference() {
-        let mut r = crate::signal::Rng::new(7);
-        let x: Vec<f32> = (0..5000).map(|_| r.uniform() as f32).collect();
-        let mut m = TruePeakMeter::new(48_000);
-        for c in x.chunks(333) {
-            m.feed(c);
+        for rate in [48_000, 192_000] {
+            let mut r = crate::signal::Rng::new(7);
+            let x: Vec<f32> = (0..5000).map(|_| r.uniform() as f32).collect();
+            let mut m = TruePeakMeter::new(rate);
+            for c in x.chunks(333) {
+                m.feed(c);
+            }
+            let fast = m.finish();
+            // Plain scalar evaluation over the whole signal with zero history and tail.
+            let phases = design(oversampling(rate));
+            let mut padded = vec![0f32; TAPS - 1];
+            padded.extend_from_slice(&x);
+            padded.extend_from_slice(&[0.0; TAPS / 2]);
+            let mut slow = 0f64;
+            for i in 0..padded.len() + 1 - TAPS {
+                slow = slow.max(f64::from(padded[i + TAPS - 1].abs()));
+                for ph in &phases {
+                    let acc: f64 = ph
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &c)| f64::from(c) * f64::from(padded[i + TAPS - 1 - j]))
+                        .sum();
+                    slow = slow.max(acc.abs());
+                }
+            }
+            assert!((fast - slow).abs() < 1e-5, "{rate} Hz: {fast} vs {slow}");
         }
-        let fast = m.finish();
-        // Plain scalar evaluation over the whole signal with zero history and tail.
-        let phases = design(4);
-        let mut padded = vec![0f32; TAPS - 1];
-        padded.extend_from_slice(&x);
-        padded.extend_from_slice(&[0.0; TAPS / 2]);
-        let mut slow = 0f64;
-        for i in 0..padded.len() + 1 - TAPS {
-            slow = slow.max(f64::from(padded[i + TAPS - 1].abs()));
-            for ph in &phases {
-                let acc: f64 = ph
+    }
+
+    /// Every phase's envelope through the folded kernels against the plain phases in f64, at
+    /// every position: the folding identities hold for each output, not only at the peak.
+    #[test]
+    fn folded_phases_give_each_positions_largest_phase() {
+        let mut rng = crate::signal::Rng::new(5);
+        for l in [2, 4] {
+            let phases = design(l);
+            let n = 999;
+            let buf: Vec<f32> = (0..TAPS - 1 + n).map(|_| rng.uniform() as f32).collect();
+            let mut got = vec![0f32; n];
+            envelope_of(&Folded::new(&phases), &buf, &mut got);
+            for (i, g) in got.iter().enumerate() {
+                let want = phases
                     .iter()
-                    .enumerate()
-                    .map(|(j, &c)| f64::from(c) * f64::from(padded[i + TAPS - 1 - j]))
-                    .sum();
-                slow = slow.max(acc.abs());
+                    .map(|ph| {
+                        ph.iter()
+                            .enumerate()
+                            .map(|(j, &c)| f64::from(c) * f64::from(buf[i + TAPS - 1 - j]))
+                            .sum::<f64>()
+                            .abs()
+                    })
+                    .fold(0.0, f64::max);
+                assert!(
+                    (f64::from(*g) - want).abs() < 1e-5,
+                    "{l}x at {i}: {g} vs {want}"
+                );
             }
         }
-        assert!((fast - slow).abs() < 1e-5, "{fast} vs {slow}");
     }
 }
