@@ -9,8 +9,9 @@
 //! It writes 48 kHz stereo 16-bit WAVs of three kinds of material (a minute of each repeated:
 //! `sluice_core::signal::programme`, the loud `dense_master` with inter-sample peaks, and the
 //! wide-range `acoustic` with room reverb), then times whole processes on each: `sluice analyze
-//! --only loudness`, the full `sluice analyze` (best of 3 each), `ffmpeg -af ebur128=peak=true`
-//! (best of 2) and the Python script once. Wall time, CPU time, × real time and peak RSS (from
+//! --only loudness`, the full `sluice analyze` and `ffmpeg -af ebur128=peak=true`, best of 3
+//! rounds that each go over all three materials (so that the machine's drift falls on all of
+//! them alike), and the Python script once. Wall time, CPU time, × real time and peak RSS (from
 //! `wait4`) of each, the
 //! ratios per material, and the worst material's against the targets. Memory independence of
 //! length: the full analysis of 1-, 10- and 60-minute files.
@@ -45,61 +46,71 @@ fn run() -> Res<bool> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("sluice analyze bench: {minutes}-minute 48 kHz stereo 16-bit WAV, {cores} cores");
     let seconds = (minutes * 60) as f64;
-    // Best of `n` runs by wall time: this VM's speed drifts by tens of percent from minute to
-    // minute (ffmpeg's own time on the same file has ranged over 2.7–5.3 s).
-    let best_of = |n: usize, program: &Path, args: &[&str], file: &Path| -> Res<Run> {
-        let mut best = time_process(program, args, file)?;
-        for _ in 1..n {
-            let r = time_process(program, args, file)?;
-            if r.wall < best.wall {
-                best = r;
+    // Best of 3 rounds by wall time, the rounds going over every material in turn: this VM's
+    // speed drifts by tens of percent from minute to minute (ffmpeg's own time on the same
+    // file has ranged over 2.7–5.3 s), and taking one material's runs back to back would let
+    // a slow minute land on that material alone.
+    const ROUNDS: usize = 3;
+    let ffmpeg_args = [
+        "-nostats",
+        "-hide_banner",
+        "-i",
+        "{}",
+        "-af",
+        "ebur128=peak=true",
+        "-f",
+        "null",
+        "-",
+    ];
+    let have_ffmpeg = which("ffmpeg");
+    if !have_ffmpeg {
+        println!("ffmpeg not installed: no ffmpeg figure");
+    }
+    let files = MATERIALS
+        .iter()
+        .map(|kind| material_wav(&dir, kind, minutes))
+        .collect::<Res<Vec<_>>>()?;
+    // Per material: the runs of each program, in the order of `names`.
+    let names = [
+        "sluice analyze --only loudness",
+        "sluice analyze (full)",
+        "ffmpeg -af ebur128=peak=true",
+    ];
+    let mut runs: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); names.len()]; MATERIALS.len()];
+    for round in 0..ROUNDS {
+        for (m, file) in files.iter().enumerate() {
+            runs[m][0].push(time_process(
+                &sluice,
+                &["analyze", "--json", "--only", "loudness", "{}"],
+                file,
+            )?);
+            runs[m][1].push(time_process(&sluice, &["analyze", "--json", "{}"], file)?);
+            if have_ffmpeg {
+                match time_process(Path::new("ffmpeg"), &ffmpeg_args, file) {
+                    Ok(r) => runs[m][2].push(r),
+                    Err(e) => println!("ffmpeg failed (round {}): {e}", round + 1),
+                }
             }
         }
-        Ok(best)
-    };
-    let best = |args: &[&str], file: &Path| best_of(3, &sluice, args, file);
+    }
+    let best =
+        |r: &[Run]| -> Option<Run> { r.iter().min_by(|a, b| a.wall.total_cmp(&b.wall)).cloned() };
     let mut ok = true;
     let mut worst: Vec<Material> = Vec::new();
-    for kind in MATERIALS {
-        let main_file = material_wav(&dir, kind, minutes)?;
-        let mut rows: Vec<(String, Run)> = Vec::new();
-        let loud = best(
-            &["analyze", "--json", "--only", "loudness", "{}"],
-            &main_file,
-        )?;
-        let full = best(&["analyze", "--json", "{}"], &main_file)?;
-        rows.push(("sluice analyze --only loudness".into(), loud));
-        rows.push(("sluice analyze (full)".into(), full));
-        let ffmpeg = which("ffmpeg").then(|| {
-            best_of(
-                2,
-                Path::new("ffmpeg"),
-                &[
-                    "-nostats",
-                    "-hide_banner",
-                    "-i",
-                    "{}",
-                    "-af",
-                    "ebur128=peak=true",
-                    "-f",
-                    "null",
-                    "-",
-                ],
-                &main_file,
-            )
-        });
-        match ffmpeg {
-            Some(Ok(r)) => rows.push(("ffmpeg -af ebur128=peak=true".into(), r)),
-            Some(Err(e)) => println!("ffmpeg failed: {e}"),
-            None => println!("ffmpeg not installed: no ffmpeg figure"),
-        }
+    for (m, kind) in MATERIALS.iter().enumerate() {
+        let main_file = &files[m];
+        let mut rows: Vec<(String, Run)> = names
+            .iter()
+            .zip(&runs[m])
+            .filter_map(|(n, r)| best(r).map(|b| (n.to_string(), b)))
+            .collect();
         // The Python peer is slow: once, on the first material.
-        if kind == MATERIALS[0] {
+        if *kind == MATERIALS[0] {
             match python_peer(&dir) {
                 Some(script) => match time_process(
                     Path::new("python3"),
                     &[script.to_str().unwrap(), "{}"],
-                    &main_file,
+                    main_file,
                 ) {
                     Ok(r) => rows.push(("python librosa + pyloudnorm".into(), r)),
                     Err(e) => println!("python peer failed: {e}"),
@@ -109,6 +120,12 @@ fn run() -> Res<bool> {
                 ),
             }
         }
+        let spread = |i: usize| {
+            let w: Vec<f64> = runs[m][i].iter().map(|r| r.wall).collect();
+            let lo = w.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = w.iter().copied().fold(0.0, f64::max);
+            format!("{lo:.2}–{hi:.2} s")
+        };
 
         println!();
         println!("material: {kind}");
@@ -145,6 +162,15 @@ fn run() -> Res<bool> {
             );
         }
         println!("  full analysis: {:.0}x real time", seconds / full.wall);
+        println!(
+            "  wall time over the {ROUNDS} rounds: full analysis {}, ffmpeg {} (the machine's drift)",
+            spread(1),
+            if runs[m][2].is_empty() {
+                "-".to_string()
+            } else {
+                spread(2)
+            }
+        );
         worst.push((kind.to_string(), vs_ffmpeg, seconds / full.wall));
     }
     println!();

@@ -10,6 +10,7 @@ pub const RATE: u32 = 48_000;
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+#[derive(Clone)]
 pub struct Run {
     pub wall: f64,
     /// User + system CPU time of the process, seconds (the machine may be shared: wall time
