@@ -417,16 +417,24 @@ impl Analyzer for SpectrumA {
 
 /// Mean of all channels, for the analyzers of the mono mix.
 pub(crate) fn mono_into(planes: &[&[f32]], out: &mut Vec<f32>) {
-    let n = planes.first().map_or(0, |p| p.len());
     out.clear();
-    out.resize(n, 0.0);
-    for p in planes {
-        for (o, v) in out.iter_mut().zip(*p) {
-            *o += v;
+    match planes {
+        [] => {}
+        // One pass for the usual layouts (zeroing, adding and scaling in turn went over the
+        // round three times).
+        [m] => out.extend_from_slice(m),
+        [l, r] => out.extend(l.iter().zip(*r).map(|(a, b)| (a + b) * 0.5)),
+        [first, rest @ ..] => {
+            out.extend_from_slice(first);
+            for p in rest {
+                for (o, v) in out.iter_mut().zip(*p) {
+                    *o += v;
+                }
+            }
+            let k = 1.0 / planes.len() as f32;
+            out.iter_mut().for_each(|v| *v *= k);
         }
     }
-    let k = 1.0 / planes.len().max(1) as f32;
-    out.iter_mut().for_each(|v| *v *= k);
 }
 
 /// The spectral features of the mono mix (see [`spectrum::FeatureMeter`]), added to the
