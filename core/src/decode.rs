@@ -398,6 +398,10 @@ pub struct Decoder {
     /// Plain integer or float PCM: packets are converted here directly (one tight loop instead
     /// of symphonia's decode and copy; the values are identical, the conversions are exact).
     pcm: Option<PcmLayout>,
+    /// Samples that were not finite numbers (NaN or ±infinity), read as silence: how many, and
+    /// the first (frame, channel).
+    non_finite: u64,
+    first_non_finite: Option<(u64, usize)>,
 }
 
 /// Sample encodings converted directly.
@@ -953,6 +957,8 @@ impl Decoder {
             path: path.to_path_buf(),
             riff: prescan.riff,
             pcm,
+            non_finite: 0,
+            first_non_finite: None,
             info,
             format,
             decoder: None,
@@ -1020,7 +1026,15 @@ impl Decoder {
             })
         });
         match got {
-            Ok(true) => Ok(Some(&self.block)),
+            Ok(true) => {
+                // Integer PCM cannot hold anything but numbers; float PCM and the decoders'
+                // float output can (a damaged or hostile file): such samples become silence,
+                // which every consumer can measure and encode, with a warning at the end.
+                if self.info.sample_type != Some("int") {
+                    self.silence_non_finite();
+                }
+                Ok(Some(&self.block))
+            }
             Ok(false) => {
                 self.finish();
                 Ok(None)
@@ -1038,8 +1052,46 @@ impl Decoder {
         Ok(self.info)
     }
 
+    /// Replaces the block's non-finite samples by zero and counts them.
+    fn silence_non_finite(&mut self) {
+        const EXP: u32 = 0x7f80_0000;
+        let n = self.block.frames;
+        let start = self.frames_decoded - n as u64;
+        for (ch, plane) in self.block.planes.iter_mut().enumerate() {
+            let len = n.min(plane.len());
+            let plane = &mut plane[..len];
+            // All exponent bits set: NaN or infinity. An or over the plane vectorises; the
+            // rare plane that has one is then walked.
+            let any = plane
+                .iter()
+                .fold(0u32, |a, v| a | u32::from(v.to_bits() & EXP == EXP));
+            if any == 0 {
+                continue;
+            }
+            for (i, v) in plane.iter_mut().enumerate() {
+                if !v.is_finite() {
+                    *v = 0.0;
+                    self.non_finite += 1;
+                    let at = (start + i as u64, ch);
+                    if self.first_non_finite.is_none_or(|f| at < f) {
+                        self.first_non_finite = Some(at);
+                    }
+                }
+            }
+        }
+    }
+
     fn finish(&mut self) {
         self.done = true;
+        if let Some((frame, ch)) = self.first_non_finite {
+            self.info.warnings.push(format!(
+                "{} sample(s) are NaN or infinite, the first at {:.3} s (frame \
+                 {frame}, channel {}): read as silence",
+                self.non_finite,
+                frame as f64 / f64::from(self.info.sample_rate.max(1)),
+                ch + 1
+            ));
+        }
         let decoded = self.frames_decoded;
         if let (Some(FrameCountSource::Container), Some(declared)) =
             (self.info.frames_source, self.info.frames)

@@ -93,6 +93,64 @@ fn float_wav_decodes_bit_exact() {
     assert_eq!(got, sig);
 }
 
+/// NaN and infinities in a float WAV (a damaged or hostile file) are read as silence, every
+/// other sample unchanged, and a warning says how many there were and where the first is:
+/// left in, one NaN would turn every sum over the file (loudness, RMS, spectrum) into NaN.
+#[test]
+fn non_finite_float_samples_are_read_as_silence_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sig = generated();
+    let bad = [
+        (30_000, 1, f32::NAN),
+        (1_234, 1, f32::INFINITY),
+        (1_234, 0, f32::NEG_INFINITY),
+        (FRAMES - 1, 0, -f32::NAN),
+    ];
+    let clean = sig.clone();
+    for &(n, c, v) in &bad {
+        sig[c][n] = v;
+    }
+    let p = dir.path().join("nan.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: SR,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(&p, spec).unwrap();
+    for n in 0..FRAMES {
+        for c in &sig {
+            w.write_sample(c[n]).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+    let (got, info) = decode_all(&p);
+    let mut want = clean;
+    for &(n, c, _) in &bad {
+        want[c][n] = 0.0;
+    }
+    assert_eq!(got, want);
+    let warning = info
+        .warnings
+        .iter()
+        .find(|w| w.contains("NaN or infinite"))
+        .unwrap_or_else(|| panic!("no warning in {:?}", info.warnings));
+    let at = format!("{:.3} s (frame 1234, channel 1)", 1234.0 / f64::from(SR));
+    assert!(warning.starts_with("4 sample(s)"), "{warning}");
+    assert!(warning.contains(&at), "{warning}");
+    // A clean float file has no such warning.
+    let p = dir.path().join("clean.wav");
+    let mut w = hound::WavWriter::create(&p, spec).unwrap();
+    for n in 0..FRAMES {
+        for c in &want {
+            w.write_sample(c[n]).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+    let (_, info) = decode_all(&p);
+    assert!(info.warnings.is_empty(), "{:?}", info.warnings);
+}
+
 #[test]
 fn aiff_decodes_sample_exact() {
     let dir = tempfile::tempdir().unwrap();
