@@ -524,41 +524,30 @@ fn long_term_spectrum_is_the_same_for_any_block_sizes() {
     let rate = 48_000;
     for frames in [110_257, 4096 * 20, 3_000] {
         let planes = sluice_core::signal::dense_master(rate, frames as f64 / f64::from(rate), 5);
-        let whole = {
-            let mut m = SpectrumMeter::new(rate, vec![0, 1]);
-            m.feed(&[&planes[0][..], &planes[1][..]]);
-            m.finish()
-        };
-        let mut rng = sluice_core::signal::Rng::new(11);
-        let sizes: [&dyn Fn() -> usize; 6] =
-            [&|| 1, &|| 7, &|| 2047, &|| 2048, &|| 4097, &|| 30_000];
-        for (i, size) in sizes.iter().enumerate() {
+        // The long-term spectrum of `planes` fed in blocks of `next()` frames.
+        let in_blocks = |mut next: Box<dyn FnMut() -> usize>| {
             let mut m = SpectrumMeter::new(rate, vec![0, 1]);
             let mut at = 0;
             while at < frames {
-                let e = (at + size()).min(frames);
+                let e = (at + next()).min(frames);
                 m.feed(&[&planes[0][at..e], &planes[1][at..e]]);
                 at = e;
             }
+            m.finish()
+        };
+        let whole = in_blocks(Box::new(move || frames));
+        for size in [1, 7, 2047, 2048, 4097, 30_000] {
+            let got = in_blocks(Box::new(move || size));
             same_spectrum(
-                &m.finish(),
+                &got,
                 &whole,
-                &format!("{frames} frames in blocks of kind {i}"),
+                &format!("{frames} frames in blocks of {size}"),
             );
         }
         // Random block sizes, including empty blocks.
-        let mut m = SpectrumMeter::new(rate, vec![0, 1]);
-        let mut at = 0;
-        while at < frames {
-            let e = (at + (rng.next_u64() % 9000) as usize).min(frames);
-            m.feed(&[&planes[0][at..e], &planes[1][at..e]]);
-            at = e;
-        }
-        same_spectrum(
-            &m.finish(),
-            &whole,
-            &format!("{frames} frames in random blocks"),
-        );
+        let mut rng = sluice_core::signal::Rng::new(11);
+        let got = in_blocks(Box::new(move || (rng.next_u64() % 9000) as usize));
+        same_spectrum(&got, &whole, &format!("{frames} frames in random blocks"));
     }
 }
 

@@ -69,24 +69,29 @@ fn wav_16_and_24_bit_decode_sample_exact() {
     }
 }
 
-#[test]
-fn float_wav_decodes_bit_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let sig = generated();
-    let p = dir.path().join("float.wav");
+/// `planes` (stereo, `FRAMES` long) as a 32-bit float WAV at `SR`.
+fn write_float_wav(path: &std::path::Path, planes: &[Vec<f32>]) {
     let spec = hound::WavSpec {
         channels: 2,
         sample_rate: SR,
         bits_per_sample: 32,
         sample_format: hound::SampleFormat::Float,
     };
-    let mut w = hound::WavWriter::create(&p, spec).unwrap();
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
     for n in 0..FRAMES {
-        for c in &sig {
+        for c in planes {
             w.write_sample(c[n]).unwrap();
         }
     }
     w.finalize().unwrap();
+}
+
+#[test]
+fn float_wav_decodes_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let sig = generated();
+    let p = dir.path().join("float.wav");
+    write_float_wav(&p, &sig);
     let (got, info) = decode_all(&p);
     assert_eq!(info.sample_type, Some("float"));
     assert_eq!(info.bit_depth, Some(32));
@@ -111,19 +116,7 @@ fn non_finite_float_samples_are_read_as_silence_with_a_warning() {
         sig[c][n] = v;
     }
     let p = dir.path().join("nan.wav");
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: SR,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(&p, spec).unwrap();
-    for n in 0..FRAMES {
-        for c in &sig {
-            w.write_sample(c[n]).unwrap();
-        }
-    }
-    w.finalize().unwrap();
+    write_float_wav(&p, &sig);
     let (got, info) = decode_all(&p);
     let mut want = clean;
     for &(n, c, _) in &bad {
@@ -140,13 +133,7 @@ fn non_finite_float_samples_are_read_as_silence_with_a_warning() {
     assert!(warning.contains(&at), "{warning}");
     // A clean float file has no such warning.
     let p = dir.path().join("clean.wav");
-    let mut w = hound::WavWriter::create(&p, spec).unwrap();
-    for n in 0..FRAMES {
-        for c in &want {
-            w.write_sample(c[n]).unwrap();
-        }
-    }
-    w.finalize().unwrap();
+    write_float_wav(&p, &want);
     let (_, info) = decode_all(&p);
     assert!(info.warnings.is_empty(), "{:?}", info.warnings);
 }

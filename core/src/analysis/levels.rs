@@ -240,7 +240,7 @@ impl Channel {
         if peak >= CLIP_LEVEL || self.run > 0 {
             let mut run = self.run;
             for stretch in x.chunks(64) {
-                let top = stretch.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let top = super::abs_max(stretch);
                 if run == 0 && top < CLIP_LEVEL {
                     continue;
                 }

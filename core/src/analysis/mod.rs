@@ -415,6 +415,28 @@ impl Analyzer for SpectrumA {
     }
 }
 
+/// The largest magnitude in `x`, NaN ignored (as `f32::max` folds it): on the bit patterns,
+/// whose order is the order of the magnitudes, so that it vectorises (`f32::max`'s NaN rule
+/// kept the fold scalar).
+#[inline]
+pub(crate) fn abs_max(x: &[f32]) -> f32 {
+    const INF: u32 = 0x7f80_0000;
+    let bits = |v: f32| {
+        let b = v.to_bits() & 0x7fff_ffff;
+        if b > INF { 0 } else { b }
+    };
+    let mut lanes = [0u32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = (*l).max(bits(v));
+        }
+    }
+    let m = rest.iter().fold(0, |m, &v| m.max(bits(v)));
+    f32::from_bits(lanes.into_iter().fold(m, u32::max))
+}
+
 /// Mean of all channels, for the analyzers of the mono mix.
 pub(crate) fn mono_into(planes: &[&[f32]], out: &mut Vec<f32>) {
     out.clear();

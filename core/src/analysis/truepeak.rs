@@ -172,12 +172,12 @@ impl TruePeakMeter {
 
     pub fn feed(&mut self, x: &[f32]) {
         for chunk in x.chunks(CHUNK) {
-            let chunk_max = abs_max(chunk);
+            let chunk_max = super::abs_max(chunk);
             self.sample_peak = self.sample_peak.max(chunk_max);
             if self.phases.is_empty() {
                 continue;
             }
-            let history_max = abs_max(&self.buf[..TAPS - 1]);
+            let history_max = super::abs_max(&self.buf[..TAPS - 1]);
             self.buf.truncate(TAPS - 1);
             self.buf.extend_from_slice(chunk);
             // Exact shortcut: when even the loudest input of this window, times the largest
@@ -205,28 +205,6 @@ impl TruePeakMeter {
         }
         f64::from(self.peak.max(self.sample_peak))
     }
-}
-
-/// The largest magnitude in `x`, NaN ignored (as `f32::max` folds it): on the bit patterns,
-/// whose order is the order of the magnitudes, so that it vectorises (`f32::max`'s NaN rule
-/// kept the fold scalar).
-#[inline]
-fn abs_max(x: &[f32]) -> f32 {
-    const INF: u32 = 0x7f80_0000;
-    let bits = |v: f32| {
-        let b = v.to_bits() & 0x7fff_ffff;
-        if b > INF { 0 } else { b }
-    };
-    let mut lanes = [0u32; 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l = (*l).max(bits(v));
-        }
-    }
-    let m = rest.iter().fold(0, |m, &v| m.max(bits(v)));
-    f32::from_bits(lanes.into_iter().fold(m, u32::max))
 }
 
 /// Receives the interpolated magnitudes of a kernel run, folded in by maximum: `value(i, v)`
@@ -304,6 +282,15 @@ struct Folded {
 }
 
 impl Folded {
+    /// Whether there is a pair, and its sum and difference coefficients (zeros without one).
+    #[inline(always)]
+    fn pair_parts(&self) -> (bool, [f32; HALF], [f32; HALF]) {
+        match self.pair {
+            Some((sum, diff)) => (true, sum, diff),
+            None => (false, [0.0; HALF], [0.0; HALF]),
+        }
+    }
+
     /// `phases` from [`design`] at 2× or 4× (symmetric as it makes them).
     fn new(phases: &[Phase]) -> Folded {
         let half = |p: &Phase| -> [f32; HALF] { std::array::from_fn(|k| p[k]) };
@@ -378,7 +365,7 @@ fn kernel_avx2<const PAIR: bool, const V: usize, S: Sink>(
         _mm256_add_ps, _mm256_andnot_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps,
         _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps,
     };
-    let (sum, diff) = folded.pair.unwrap_or(([0.0; HALF], [0.0; HALF]));
+    let (_, sum, diff) = folded.pair_parts();
     let outputs = buf.len() + 1 - TAPS;
     let sign = _mm256_set1_ps(-0.0);
     let half = _mm256_set1_ps(0.5);
@@ -462,10 +449,7 @@ fn largest(pair: bool, u: f32, v: f32, w: f32) -> f32 {
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // i indexes the outputs of a block in three arrays
 fn kernel<const FMA: bool, S: Sink>(folded: &Folded, buf: &[f32], sink: &mut S) -> usize {
-    let (pair, (sum, diff)) = (
-        folded.pair.is_some(),
-        folded.pair.unwrap_or(([0.0; HALF], [0.0; HALF])),
-    );
+    let (pair, sum, diff) = folded.pair_parts();
     let outputs = buf.len() + 1 - TAPS;
     let mut at = 0;
     while at + W <= outputs {
@@ -492,10 +476,7 @@ fn kernel<const FMA: bool, S: Sink>(folded: &Folded, buf: &[f32], sink: &mut S) 
 /// The outputs from `from` on, one at a time (fewer than a kernel's block).
 #[inline(always)]
 fn tail<const FMA: bool, S: Sink>(folded: &Folded, buf: &[f32], from: usize, sink: &mut S) {
-    let (pair, (sum, diff)) = (
-        folded.pair.is_some(),
-        folded.pair.unwrap_or(([0.0; HALF], [0.0; HALF])),
-    );
+    let (pair, sum, diff) = folded.pair_parts();
     let outputs = buf.len() + 1 - TAPS;
     for i in from..outputs {
         let (mut u, mut v, mut w) = (0f32, 0f32, 0f32);
@@ -551,7 +532,7 @@ impl PeakEnvelope {
             self.buf.extend_from_slice(chunk);
             let n = chunk.len();
             self.gaps.clear();
-            let max = self.buf.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let max = super::abs_max(&self.buf);
             if self.phases.is_empty() || max * self.gain_bound < floor {
                 // Output i lies between buf[i + 11] and buf[i + 12].
                 self.gaps.extend((0..n).map(|i| {
