@@ -786,6 +786,8 @@ impl Prescan {
 impl Decoder {
     /// Open `path` and read its headers. No audio is decoded yet.
     pub fn open(path: &Path) -> Result<Decoder, InputError> {
+        #[cfg(feature = "count-opens")]
+        opens::count(path);
         let (mut file, file_size) = open_checked(path)?;
         let head = read_head(&mut file, 64);
         if let Some(what) = formats::sniff_non_audio(&head)
@@ -1298,5 +1300,39 @@ impl Decoder {
         {
             self.info.warnings.push(format!("truncated: {why}"));
         }
+    }
+}
+
+/// How often a decoder was opened on each file in this process (the `count-opens` feature, for
+/// tests that assert a job decodes its source once).
+#[cfg(feature = "count-opens")]
+pub mod opens {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static OPENS: Mutex<BTreeMap<PathBuf, usize>> = Mutex::new(BTreeMap::new());
+
+    fn key(path: &Path) -> PathBuf {
+        path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+    }
+
+    pub(crate) fn count(path: &Path) {
+        let k = key(path);
+        *OPENS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(k)
+            .or_default() += 1;
+    }
+
+    /// Decoders opened on `path` so far ([`super::Decoder::open`] calls, failed ones included).
+    pub fn of(path: &Path) -> usize {
+        OPENS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key(path))
+            .copied()
+            .unwrap_or(0)
     }
 }

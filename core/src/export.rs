@@ -168,6 +168,9 @@ pub struct ExportReport {
     /// Passes over the input (prepasses for normalization and trimming, then the render).
     pub passes: u32,
     pub warnings: Vec<String>,
+    /// The source's stream as it was read to the end (frames decoded, truncation, warnings).
+    #[serde(skip)]
+    pub source: Option<crate::StreamInfo>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -679,6 +682,22 @@ pub fn export_split_with(
     progress: &mut dyn FnMut(Progress),
     offload: &mut dyn Offload,
 ) -> Result<ExportReport, ExportError> {
+    let source = FileSource::open(input)?;
+    export_source_with(source, stages, per_output, outputs, progress, offload)
+}
+
+/// [`export_split_with`] from a source already open (a job reads its format facts and tags
+/// from the decoder it renders with, so the file is decoded once). With no outputs the chain
+/// still runs, for the stages that measure (an analysis tap).
+pub fn export_source_with(
+    mut source: FileSource,
+    stages: Vec<Box<dyn Stage>>,
+    per_output: &mut OutputStages<'_>,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+    offload: &mut dyn Offload,
+) -> Result<ExportReport, ExportError> {
+    let input = &source.path().to_path_buf();
     let invalid = |detail: String| ExportError::Invalid {
         path: input.to_path_buf(),
         detail,
@@ -689,7 +708,6 @@ pub fn export_split_with(
             detail: d,
         })?;
     }
-    let mut source = FileSource::open(input)?;
     let source_bext = source.bext().cloned();
     let source_tag = if outputs.iter().any(|o| o.tags.carry_from.is_some()) {
         read_source_tag(input).ok().flatten()
@@ -697,9 +715,6 @@ pub fn export_split_with(
         None
     };
     let mut warnings = Vec::new();
-    if let Some(info) = source.info() {
-        warnings.extend(info.warnings.iter().cloned());
-    }
     let chains = outputs
         .iter()
         .map(|o| {
@@ -788,7 +803,7 @@ pub fn export_split_with(
         }))));
     }
     let mut results = render.run(&mut encoders, progress)?;
-    if results.iter().all(|r| r.frames == 0) && src_frames.unwrap_or(1) > 0 {
+    if !results.is_empty() && results.iter().all(|r| r.frames == 0) && src_frames.unwrap_or(1) > 0 {
         return Err(invalid(
             "nothing is left to write after the region and trimming (see the warnings)".into(),
         ));
@@ -887,6 +902,12 @@ pub fn export_split_with(
         .map(|o| render.output_reports(o))
         .collect();
     drop(render);
+    // The source's warnings as it was read to the end (a truncation, damaged packets or
+    // non-finite samples are found while decoding, not in the headers).
+    let source_info = source.info().cloned();
+    if let Some(info) = &source_info {
+        warnings.splice(0..0, info.warnings.iter().cloned());
+    }
     for r in &stage_reports {
         warnings.extend(r.warnings.iter().map(|w| format!("{}: {w}", r.stage)));
     }
@@ -941,6 +962,7 @@ pub fn export_split_with(
         stages: stage_reports,
         passes,
         warnings,
+        source: source_info,
     })
 }
 

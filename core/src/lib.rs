@@ -58,13 +58,28 @@ pub fn info(path: &Path, opts: &InfoOptions) -> Result<FileInfo, InputError> {
     let decoder = Decoder::open(path)?;
     // The decoder already walked a WAV's chunks; its `bext` and INFO are tags.
     let riff = decoder.riff_scan().cloned();
-    let mut stream = if opts.decode {
+    let stream = if opts.decode {
         decoder.decode_to_end()?
     } else {
         decoder.into_info()
     };
+    with_tags(path, stream, riff.as_ref())
+}
+
+/// The facts of a file whose decoder is already open (its stream as read so far) and its tags,
+/// without opening another decoder: a job renders with the decoder it read them from.
+pub fn info_of(decoder: &Decoder) -> Result<FileInfo, InputError> {
+    with_tags(decoder.path(), decoder.info().clone(), decoder.riff_scan())
+}
+
+/// `stream` with the tags of the file at `path` (`riff`: the decoder's walk of a WAV's chunks).
+fn with_tags(
+    path: &Path,
+    mut stream: StreamInfo,
+    riff: Option<&riff::RiffScan>,
+) -> Result<FileInfo, InputError> {
     let (file, _) = open_checked(path)?;
-    let tags = match tags::read_tags_with(path, file, riff.as_ref()) {
+    let tags = match tags::read_tags_with(path, file, riff) {
         Ok((t, kbps)) => {
             // lofty gives Ogg Vorbis's nominal rate; the file-size average (already set) is
             // the truthful figure there.

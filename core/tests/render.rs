@@ -765,3 +765,92 @@ fn a_tail_given_in_pieces_goes_through_the_later_stages_in_order() {
         assert_eq!(largest, 1000);
     }
 }
+
+/// The analysis tap measures the signal where it stands in the chain, from the render's one
+/// decode: at the head it reports exactly what `analyze` reports for the file; after a
+/// normalize it reports the normalized loudness. With the spill on, the head tap runs only in
+/// the normalize prepass (the final pass starts from the spill behind it) and must keep that
+/// report through the stages' later starts; with the spill off it runs in every pass. A render
+/// without outputs still runs the chain.
+#[test]
+fn the_analysis_tap_measures_the_signal_at_its_position() {
+    use sluice_core::analysis::{AnalysisOptions, analyze};
+    use sluice_core::render::FileSource;
+    use sluice_core::render::analyze::Analyze;
+
+    let rate = 48_000;
+    let planes = signal::hot_master(rate, 8.0);
+    let dir = std::env::temp_dir().join(format!("sluice-tap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hot.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for i in 0..planes[0].len() {
+        for p in &planes {
+            w.write_sample(p[i]).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+
+    let opts = AnalysisOptions::default();
+    let whole = serde_json::to_value(analyze(&path, &opts, &mut |_| {}).unwrap()).unwrap();
+    let source_loudness = whole["loudness"]["integrated_lufs"].as_f64().unwrap();
+    assert!(source_loudness > -15.0, "a hot master: {source_loudness}");
+
+    for (spill, outputs) in [(true, 1), (false, 1), (true, 0), (false, 0)] {
+        let mut source = FileSource::open(&path).unwrap();
+        let info = source.info().unwrap().clone();
+        let (head, head_tap) = Analyze::new(opts.clone(), path.clone(), info.clone(), info.frames);
+        let (tail, tail_tap) = Analyze::new(opts.clone(), path.clone(), info, None);
+        let stages: Vec<Box<dyn Stage>> = vec![
+            Box::new(head),
+            to_loudness(-20.0, -1.0, true),
+            Box::new(tail),
+        ];
+        let chains = (0..outputs).map(|_| OutputChain::default()).collect();
+        let mut r = Render::new(&mut source, stages, chains);
+        r.set_spill(spill);
+        assert_eq!(r.prepare(&mut |_| {}).unwrap().len(), outputs);
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let mut encoders: Vec<Box<dyn Encoder>> = (0..outputs)
+            .map(|_| Box::new(Collect(got.clone())) as Box<dyn Encoder>)
+            .collect();
+        let results = r.run(&mut encoders, &mut |_| {}).unwrap();
+        assert_eq!(results.len(), outputs);
+        assert!(
+            r.passes() >= 2,
+            "a prepass and the final pass: {}",
+            r.passes()
+        );
+        drop(r);
+
+        let at_head = serde_json::to_value(head_tap.take().expect("the head tap ran")).unwrap();
+        for section in [
+            "loudness", "levels", "spectrum", "stereo", "tempo", "key", "waveform", "targets",
+        ] {
+            assert_eq!(
+                at_head[section], whole[section],
+                "spill {spill}: {section} at the head differs from the file's analysis"
+            );
+        }
+        assert_eq!(at_head["stream"]["frames"], whole["stream"]["frames"]);
+
+        let at_tail = tail_tap.take().expect("the tail tap ran");
+        let l = at_tail.loudness.as_ref().unwrap();
+        let i = l.summary.integrated_lufs.unwrap();
+        assert!(
+            (i + 20.0).abs() < 0.1,
+            "spill {spill}: normalized to {i} LUFS"
+        );
+        assert!(l.true_peak_dbtp.unwrap() <= -0.9, "{:?}", l.true_peak_dbtp);
+        assert_eq!(at_tail.stream.frames, whole["stream"]["frames"].as_u64());
+        // Taken once: the report belongs to whoever takes it.
+        assert!(tail_tap.take().is_none());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -362,6 +362,24 @@ pub fn export_split(
     )
 }
 
+/// [`export_split`] from a source already open (see [`sluice_core::export::export_source_with`]).
+pub fn export_source(
+    source: sluice_core::render::FileSource,
+    stages: Vec<Box<dyn Stage>>,
+    per_output: &mut sluice_core::export::OutputStages<'_>,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ExportReport, ExportError> {
+    sluice_core::export::export_source_with(
+        source,
+        stages,
+        per_output,
+        outputs,
+        progress,
+        &mut Threads,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

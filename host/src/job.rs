@@ -16,12 +16,13 @@ use sluice_core::analysis::{AnalysisOptions, AnalysisReport};
 use sluice_core::encode::tags::TagPlan;
 use sluice_core::encode::{AtomicFile, EncodeError};
 use sluice_core::export::{ExportError, ExportReport, OutputPlan, target_warnings};
+use sluice_core::render::analyze::{AnalysisTap, Analyze};
 use sluice_core::render::normalize::Normalize;
 use sluice_core::render::resample::{Resample, ResampleQuality};
 use sluice_core::render::stages::{ChannelMapping, Channels, Fade, Gain, Region, TrimSilence};
-use sluice_core::render::{RenderError, Stage};
-use sluice_core::{FileInfo, InfoOptions, InputError};
-use sluice_host::encode_thread::export_split;
+use sluice_core::render::{FileSource, RenderError, Stage};
+use sluice_core::{FileInfo, InputError};
+use sluice_host::encode_thread::export_source;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -421,12 +422,34 @@ fn is_identity(m: &ChannelMapping, channels: usize) -> bool {
     }
 }
 
-/// The stages of `steps`, for a signal arriving at `rate`.
-fn step_stages(ctx: &Ctx, steps: &[Step], mut rate: u32) -> Result<Vec<Box<dyn Stage>>, Failure> {
+/// The analysis a job's analyze step asks for, until its tap is placed in a chain.
+struct Analysis<'t> {
+    opts: AnalysisOptions,
+    path: PathBuf,
+    stream: sluice_core::StreamInfo,
+    /// The source's length, when the tap sees the source as it is (the first step).
+    frames_hint: Option<u64>,
+    tap: &'t mut Option<AnalysisTap>,
+}
+
+/// The stages of `steps`, for a signal arriving at `rate`. The analyze step's tap is placed
+/// in the first chain that has the step (`analysis` is then spent).
+fn step_stages(
+    ctx: &Ctx,
+    steps: &[Step],
+    mut rate: u32,
+    analysis: &mut Option<Analysis>,
+) -> Result<Vec<Box<dyn Stage>>, Failure> {
     let mut stages: Vec<Box<dyn Stage>> = Vec::new();
     for s in steps {
         match s {
-            Step::Analyze { .. } => {}
+            Step::Analyze { .. } => {
+                if let Some(a) = analysis.take() {
+                    let (stage, tap) = Analyze::new(a.opts, a.path, a.stream, a.frames_hint);
+                    *a.tap = Some(tap);
+                    stages.push(Box::new(stage));
+                }
+            }
             Step::Region { start, end } => stages.push(Box::new(Region::new(*start, *end))),
             Step::TrimSilence {
                 threshold_dbfs,
@@ -527,8 +550,12 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
             arrived.display()
         )));
     };
-    let info = sluice_core::info(&source, &InfoOptions { decode: false })
-        .map_err(|e| classify_input(&e))?;
+    // The one decoder of the job: its format facts and tags now, its audio in the render.
+    let file_source = FileSource::open(&source).map_err(|e| classify(&ExportError::Render(e)))?;
+    let info = match file_source.decoder() {
+        Some(d) => sluice_core::info_of(d).map_err(|e| classify_input(&e))?,
+        None => unreachable!("a source just opened has its decoder"),
+    };
     let tags = tag_map(&info);
 
     // Fix the paths once.
@@ -549,39 +576,15 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
     let mut warnings = Vec::new();
     let mut progress = Progress::new(ctx.store, job.id);
 
-    // Analysis of the source, when asked.
-    let analysis = match p.analyze() {
-        Some(sections) => {
-            let opts = AnalysisOptions {
-                sections: sections.to_vec(),
-                tempo_range: p.tempo_range(),
-                ..AnalysisOptions::default()
-            };
-            let total = info.stream.frames.unwrap_or(0).max(1) as f64;
-            let share = if n_out == 0 { 1.0 } else { 0.2 };
-            let report = sluice_core::analysis::analyze(&source, &opts, &mut |f| {
-                progress.set(share * f as f64 / total)
-            })
-            .map_err(|e| classify_input(&e))?;
-            if let Some(l) = &report.loudness {
-                let summary = serde_json::json!({
-                    "integrated_lufs": l.summary.integrated_lufs,
-                    "loudness_range_lu": l.summary.loudness_range_lu,
-                    "true_peak_dbtp": l.true_peak_dbtp,
-                    "analysed_ms": now_ms(),
-                });
-                let _ = ctx
-                    .store
-                    .set_analysis(&job.input.to_string_lossy(), summary);
-            }
-            progress.base = share;
-            Some(report)
-        }
-        None => None,
-    };
-
-    // The render.
-    let export = if n_out > 0 {
+    // The render: every step in order, the analysis a tap at its position; with no outputs
+    // the chain still runs when there is an analysis to make.
+    let tap_opts = p.analyze().map(|sections| AnalysisOptions {
+        sections: sections.to_vec(),
+        tempo_range: p.tempo_range(),
+        ..AnalysisOptions::default()
+    });
+    let mut tap: Option<AnalysisTap> = None;
+    let export = if n_out > 0 || tap_opts.is_some() {
         let (src_rate, src_channels) = (info.stream.sample_rate, info.stream.channels as usize);
         let (rate, channels) = signal_after(&p.steps, src_rate, src_channels);
         let int_bits = info.stream.integer_bits();
@@ -642,17 +645,28 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
                 })
             });
         let (shared_steps, tail_steps) = p.steps.split_at(split.unwrap_or(p.steps.len()));
-        let stages = step_stages(ctx, shared_steps, src_rate)?;
+        // An analyze step after the split is measured in the first output's chain.
+        let mut analysis = tap_opts.map(|opts| Analysis {
+            opts,
+            path: source.clone(),
+            stream: info.stream.clone(),
+            frames_hint: info
+                .stream
+                .frames
+                .filter(|_| matches!(p.steps.first(), Some(Step::Analyze { .. }))),
+            tap: &mut tap,
+        });
+        let stages = step_stages(ctx, shared_steps, src_rate, &mut analysis)?;
         let (tail_rate, _) = signal_after(shared_steps, src_rate, src_channels);
         let mut tails = Vec::with_capacity(plans.len());
         for _ in &plans {
-            tails.push(step_stages(ctx, tail_steps, tail_rate)?);
+            tails.push(step_stages(ctx, tail_steps, tail_rate, &mut analysis)?);
         }
         let mut tails = tails.into_iter();
         let base = progress.base;
         let mut prepasses = false;
-        let report = export_split(
-            &source,
+        let report = export_source(
+            file_source,
             stages,
             &mut |_| Ok(tails.next().unwrap_or_default()),
             &plans,
@@ -694,6 +708,32 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
     } else {
         None
     };
+    // The source as it was read to the end (its decoded length, any truncation or damage).
+    let source_stream = export
+        .as_ref()
+        .and_then(|e| e.source.clone())
+        .unwrap_or_else(|| info.stream.clone());
+    let analysis = tap.and_then(|t| t.take()).map(|mut a| {
+        a.stream = sluice_core::render::analyze::measured(&source_stream, &a.stream);
+        a
+    });
+    // The file index keeps the loudness of the file as it arrived: an analysis at the head.
+    if let Some(l) = analysis
+        .as_ref()
+        .filter(|_| matches!(p.steps.first(), Some(Step::Analyze { .. })))
+        .and_then(|a| a.loudness.as_ref())
+    {
+        let summary = serde_json::json!({
+            "integrated_lufs": l.summary.integrated_lufs,
+            "loudness_range_lu": l.summary.loudness_range_lu,
+            "true_peak_dbtp": l.true_peak_dbtp,
+            "analysed_ms": now_ms(),
+        });
+        let _ = ctx
+            .store
+            .set_analysis(&job.input.to_string_lossy(), summary);
+    }
+    let export = export.filter(|_| n_out > 0);
 
     let mut outputs = Vec::new();
     if let Some(r) = &export {
@@ -726,7 +766,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
             content_hash: &job.content_hash,
             started: started.to_string(),
             finished: jiff::Timestamp::now().to_string(),
-            source: &info.stream,
+            source: &source_stream,
             tags: &info.tags,
             analysis: analysis.as_ref(),
             export: export.as_ref(),
@@ -893,5 +933,146 @@ impl<'a> Progress<'a> {
                 let _ = self.store.progress(self.id, v);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Defaults, parse};
+
+    /// A root with a hot 6 s stereo master in `in/NAME.wav`; returns its path.
+    fn source(root: &Path, name: &str) -> PathBuf {
+        let rate = 48_000;
+        let planes = sluice_core::signal::hot_master(rate, 6.0);
+        let path = root.join("in").join(format!("{name}.wav"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: rate,
+            bits_per_sample: 24,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).unwrap();
+        for i in 0..planes[0].len() {
+            for p in &planes {
+                w.write_sample((f64::from(p[i]) * 8_388_607.0).round() as i32)
+                    .unwrap();
+            }
+        }
+        w.finalize().unwrap();
+        path
+    }
+
+    /// Runs the pipeline `steps` (with `outputs`) on a fresh source in a fresh root; returns the
+    /// job's report and how many decoders were opened on the source.
+    fn run_job(name: &str, steps: &str, outputs: &str) -> (serde_json::Value, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let src = source(root, name);
+        let cfg = Config::defaults(root);
+        let store = Store::open(&cfg.db_path(), true).unwrap();
+        let fx = crate::effects::Catalog::load(crate::effects::Runtime::new(None).unwrap(), None);
+        let text = format!(
+            "watch = \"in\"\nreport = \"reports/{{stem}}.json\"\n{steps}\n{outputs}\n[source]\naction = \"keep\"\n"
+        );
+        let p = parse(
+            Path::new("p.toml"),
+            &text,
+            Defaults {
+                target_lufs: -16.0,
+                target_true_peak_dbtp: -1.0,
+                effects: Some(&fx),
+            },
+        )
+        .unwrap_or_else(|d| panic!("{d:?}"));
+        let reserved = Reserved::default();
+        let ctx = Ctx {
+            cfg: &cfg,
+            store: &store,
+            reserved: &reserved,
+            effects: &fx,
+        };
+        let rec = store
+            .add_running_job(
+                &p.name,
+                &p.hash,
+                PathBuf::from(format!("in/{name}.wav")),
+                hash_file(&src).unwrap(),
+            )
+            .unwrap();
+        let done = run(&ctx, &p, rec);
+        assert_eq!(done.state, JobState::Done, "{:?}", done.error);
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root.join(done.report.unwrap())).unwrap())
+                .unwrap();
+        let opens = sluice_core::decode::opens::of(&src);
+        (report, opens)
+    }
+
+    fn integrated(report: &serde_json::Value) -> f64 {
+        report["analysis"]["loudness"]["integrated_lufs"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no loudness in {report}"))
+    }
+
+    const OUT: &str = "[[output]]\npath = \"out/{stem}.flac\"\n";
+    const NORMALIZE: &str =
+        "[[step]]\nnormalize = { loudness_lufs = -20, true_peak_dbtp = -1, limiter = true }\n";
+    const ANALYZE: &str = "[[step]]\nanalyze = [\"loudness\", \"levels\"]\n";
+
+    #[test]
+    fn analyze_after_normalize_reports_the_normalized_signal_from_one_decode() {
+        let (after, opens) = run_job("after", &format!("{NORMALIZE}{ANALYZE}"), OUT);
+        let i = integrated(&after);
+        assert!((i + 20.0).abs() < 0.15, "after normalize: {i} LUFS");
+        // The output as written measures what the analysis saw.
+        let written = after["export"]["outputs"][0]["loudness"]["integrated_lufs"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (i - written).abs() < 0.05,
+            "analysed {i}, written {written}"
+        );
+        assert_eq!(
+            opens, 1,
+            "one decode for the normalize prepass, analysis and output"
+        );
+
+        let (head, opens) = run_job("head", &format!("{ANALYZE}{NORMALIZE}"), OUT);
+        let source = integrated(&head);
+        assert!(
+            source > -16.0,
+            "the hot source as it arrived: {source} LUFS"
+        );
+        assert_eq!(opens, 1, "analysis first: still one decode");
+
+        let (only, opens) = run_job("only", ANALYZE, "");
+        assert_eq!(
+            integrated(&only),
+            source,
+            "analysis only: the same source figure"
+        );
+        assert!(only.get("export").is_none_or(|e| e.is_null()));
+        assert_eq!(opens, 1, "analysis only: one decode");
+    }
+
+    #[test]
+    fn a_second_analyze_step_is_refused() {
+        let e = parse(
+            Path::new("p.toml"),
+            &format!("watch = \"in\"\n{ANALYZE}{NORMALIZE}{ANALYZE}"),
+            Defaults {
+                target_lufs: -16.0,
+                target_true_peak_dbtp: -1.0,
+                effects: None,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e[0].to_string().contains("one analyze step per pipeline"),
+            "{}",
+            e[0]
+        );
     }
 }

@@ -661,10 +661,10 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             }
         }
         if let Some(a) = &st.analyze {
-            if i != 0 {
+            if steps.iter().any(|s| matches!(s, Step::Analyze { .. })) {
                 c.err(
                     a.span(),
-                    "analyze measures the source as it arrives: make it the first step",
+                    "one analyze step per pipeline: it measures the signal where it stands (first: the source as it arrives; after normalize: what the outputs receive)",
                 );
             }
             let sections = match a.get_ref() {

@@ -678,7 +678,18 @@ pub fn conclude(
     opts: &AnalysisOptions,
 ) -> AnalysisReport {
     let path = decoder.path().to_path_buf();
-    let mut report = AnalysisReport::new(path, decoder.into_info());
+    conclude_stream(path, decoder.into_info(), analyzers, opts)
+}
+
+/// [`conclude`] for analyzers fed a signal other than a decoder's (the render's analysis tap):
+/// `stream` describes what they were fed.
+pub fn conclude_stream(
+    path: PathBuf,
+    stream: StreamInfo,
+    analyzers: impl IntoIterator<Item = Box<dyn Analyzer>>,
+    opts: &AnalysisOptions,
+) -> AnalysisReport {
+    let mut report = AnalysisReport::new(path, stream);
     for a in analyzers {
         a.finish(&mut report);
     }

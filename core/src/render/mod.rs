@@ -282,6 +282,10 @@ impl FileSource {
     pub fn info(&self) -> Option<&crate::StreamInfo> {
         self.decoder.as_ref().map(|d| d.info())
     }
+    /// The decoder the next pass reads from.
+    pub fn decoder(&self) -> Option<&crate::Decoder> {
+        self.decoder.as_ref()
+    }
     /// The Broadcast Wave `bext` chunk of a WAV source (from the decoder's own chunk walk).
     pub fn bext(&self) -> Option<&crate::Bext> {
         self.decoder
@@ -946,6 +950,7 @@ fn run_chain(
     }
     Ok(())
 }
+pub mod analyze;
 pub mod dither;
 pub mod normalize;
 pub mod resample;
