@@ -6,8 +6,11 @@
 use crate::encode::tags::{Container, TagPlan, read_source_tag, write_tags};
 use crate::encode::{AtomicFile, EncodeError, Encoder, PcmFormat};
 use crate::render::dither::{DitherMode, Quantize};
-use crate::render::normalize::{Normalize, NormalizeTarget};
-use crate::render::stages::{ChannelMapping, Channels, Fade, FadeCurve, Region, TrimSilence};
+use crate::render::normalize::NormalizeTarget;
+use crate::render::stages::{ChannelMapping, Channels};
+use crate::render::steps::{
+    NoResolver, StageResolver, StepError, StepSpec, build, normalize_target, signal_after,
+};
 use crate::render::{
     FileSource, OutputChain, OutputLoudness, OutputMeter, Probe, Progress, Render, RenderError,
     SignalSpec, Source, Stage, StageReport,
@@ -85,23 +88,6 @@ impl OutputFormat {
             _ => None,
         }
     }
-}
-
-/// The processing every output of an export shares, in this order: region, trim silence,
-/// channel mapping, resampling, fades, normalization.
-#[derive(Debug, Clone, Default)]
-pub struct RenderPlan {
-    /// Start and end in seconds (end `None` = to the end).
-    pub region: Option<(f64, Option<f64>)>,
-    /// Threshold (dBFS) and pad (seconds).
-    pub trim_silence: Option<(f64, f64)>,
-    pub channels: Option<ChannelMapping>,
-    pub sample_rate: Option<u32>,
-    pub fast_resampling: bool,
-    pub fade_in: f64,
-    pub fade_out: f64,
-    pub fade_curve: FadeCurve,
-    pub normalize: Option<NormalizeTarget>,
 }
 
 /// One output of an export.
@@ -232,6 +218,9 @@ pub enum ExportError {
     Encode(#[from] EncodeError),
     #[error("{}: {detail}", path.display())]
     Invalid { path: PathBuf, detail: String },
+    /// A step the caller's resolver could not build (an effect).
+    #[error(transparent)]
+    Step(#[from] StepError),
 }
 
 impl From<crate::InputError> for ExportError {
@@ -257,52 +246,6 @@ pub fn resample_precision<'a>(
     } else {
         ResamplePrecision::Double
     }
-}
-
-/// The shared stages for `plan` (the resampler in `f64`).
-pub fn stages_for(plan: &RenderPlan) -> Result<Vec<Box<dyn Stage>>, String> {
-    stages_with_precision(plan, crate::render::resample::ResamplePrecision::Double)
-}
-
-/// The shared stages for `plan`, the resampler computing in `precision`.
-pub fn stages_with_precision(
-    plan: &RenderPlan,
-    precision: crate::render::resample::ResamplePrecision,
-) -> Result<Vec<Box<dyn Stage>>, String> {
-    let mut s: Vec<Box<dyn Stage>> = Vec::new();
-    if let Some((start, end)) = plan.region {
-        s.push(Box::new(Region::new(start, end)));
-    }
-    if let Some((threshold, pad)) = plan.trim_silence {
-        s.push(Box::new(TrimSilence::new(threshold, pad)));
-    }
-    if let Some(m) = &plan.channels {
-        s.push(Box::new(Channels::new(m.clone())));
-    }
-    if let Some(rate) = plan.sample_rate {
-        s.push(Box::new(
-            crate::render::resample::Resample::new(
-                rate,
-                if plan.fast_resampling {
-                    crate::render::resample::ResampleQuality::Fast
-                } else {
-                    crate::render::resample::ResampleQuality::High
-                },
-            )
-            .with_precision(precision),
-        ));
-    }
-    if plan.fade_in > 0.0 || plan.fade_out > 0.0 {
-        s.push(Box::new(Fade::new(
-            plan.fade_in,
-            plan.fade_out,
-            plan.fade_curve,
-        )));
-    }
-    if let Some(t) = plan.normalize {
-        s.push(Box::new(Normalize::new(t)));
-    }
-    Ok(s)
 }
 
 /// Create the encoder for `format` writing into `file`.
@@ -404,62 +347,86 @@ pub struct NoOffload;
 
 impl Offload for NoOffload {}
 
-/// Export `input` to every output of `outputs` through `plan`.
+/// Export `input` to every output of `outputs` through `steps`, without effects or analysis
+/// (see [`export_with`]).
 pub fn export(
     input: &Path,
-    plan: &RenderPlan,
+    steps: &[StepSpec],
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportReport, ExportError> {
-    export_with(input, plan, outputs, progress, &mut NoOffload)
+    export_with(
+        input,
+        steps,
+        &mut NoResolver,
+        outputs,
+        progress,
+        &mut NoOffload,
+    )
 }
 
-/// [`export`], with encoders and measuring probes passed through `offload` (see [`Offload`]),
-/// so the outputs encode in parallel with each other and with the render, and a measuring
-/// pass meters while it decodes.
+/// [`export`], the effect and analyze steps built by `resolver`, and encoders and measuring
+/// probes passed through `offload` (see [`Offload`]), so the outputs encode in parallel with
+/// each other and with the render, and a measuring pass meters while it decodes.
 pub fn export_with(
     input: &Path,
-    plan: &RenderPlan,
+    steps: &[StepSpec],
+    resolver: &mut dyn StageResolver,
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
     offload: &mut dyn Offload,
 ) -> Result<ExportReport, ExportError> {
-    // The shared resampler computes in `f32` when no output could carry the difference.
-    let precision = resample_precision(outputs.iter().map(|o| &o.format));
-    // Loudness is measured on what each output receives: when an output maps its channels
-    // itself, normalization moves into every output's own chain, after that mapping (it is
-    // the last shared stage, so the order of everything else stays).
-    let per_output = plan
-        .normalize
-        .filter(|_| outputs.iter().any(|o| o.channels.is_some()));
-    let shared_plan = RenderPlan {
-        normalize: if per_output.is_some() {
-            None
-        } else {
-            plan.normalize
-        },
-        ..plan.clone()
+    let source = FileSource::open(input)?;
+    export_from(source, steps, resolver, outputs, progress, offload)
+}
+
+/// [`export_with`] from a source already open (a job reads the format facts and tags it names
+/// its outputs with from the decoder it renders with, so the file is decoded once).
+///
+/// The steps run in their order, shared by every output. Loudness is measured on what each
+/// output receives: when an output maps its channels itself (other than as they arrive), the
+/// normalize step and the steps after it run in every output's own chain, after that
+/// output's mapping. Resamplers compute in `f32` when no output could carry the difference.
+/// Every output that lands away from the normalize step's loudness target says so in the
+/// warnings.
+pub fn export_from(
+    source: FileSource,
+    steps: &[StepSpec],
+    resolver: &mut dyn StageResolver,
+    outputs: &[OutputPlan],
+    progress: &mut dyn FnMut(Progress),
+    offload: &mut dyn Offload,
+) -> Result<ExportReport, ExportError> {
+    let precision = if outputs.is_empty() {
+        crate::render::resample::ResamplePrecision::Double
+    } else {
+        resample_precision(outputs.iter().map(|o| &o.format))
     };
-    let stages =
-        stages_with_precision(&shared_plan, precision).map_err(|detail| ExportError::Invalid {
-            path: input.to_path_buf(),
-            detail,
-        })?;
-    let mut report = export_split_with(
-        input,
+    let (src_rate, src_channels) = (source.spec().sample_rate, source.spec().channels());
+    let (_, channels) = signal_after(steps, src_rate, src_channels);
+    let split = steps
+        .iter()
+        .position(|s| matches!(s, StepSpec::Normalize(_)))
+        .filter(|_| {
+            outputs.iter().any(|o| {
+                o.channels
+                    .as_ref()
+                    .is_some_and(|m| !m.is_identity(channels))
+            })
+        });
+    let (shared, tail) = steps.split_at(split.unwrap_or(steps.len()));
+    let stages = build(shared, src_rate, precision, resolver)?;
+    let (tail_rate, _) = signal_after(shared, src_rate, src_channels);
+    let mut report = export_source_with(
+        source,
         stages,
-        &mut |_| {
-            Ok(per_output
-                .map(|t| Box::new(Normalize::new(t)) as Box<dyn Stage>)
-                .into_iter()
-                .collect())
-        },
+        &mut |_| Ok(build(tail, tail_rate, precision, resolver)?),
         outputs,
         progress,
         offload,
     )?;
-    if let Some(t) = &plan.normalize {
-        let w = target_warnings(&report, t);
+    if let Some(t) = normalize_target(steps) {
+        let w = target_warnings(&report, &t);
         report.warnings.extend(w);
     }
     Ok(report)

@@ -227,19 +227,22 @@ fn passes(log: &str) -> Option<(f64, f64)> {
 /// The Sluice side of the job, in this (child) process.
 fn sluice_export(input: &Path, dir: &Path, check: bool) -> Res<()> {
     use sluice_core::encode::tags::TagPlan;
-    use sluice_core::export::{OutputFormat, OutputPlan, RenderPlan};
+    use sluice_core::export::{OutputFormat, OutputPlan};
     use sluice_core::render::dither::DitherMode;
     use sluice_core::render::normalize::NormalizeTarget;
+    use sluice_core::render::steps::StepSpec;
     use sluice_host::encode_thread::export;
-    let plan = RenderPlan {
-        sample_rate: Some(44_100),
-        normalize: Some(NormalizeTarget::Loudness {
+    let plan = [
+        StepSpec::Resample {
+            sample_rate: 44_100,
+            fast: false,
+        },
+        StepSpec::Normalize(NormalizeTarget::Loudness {
             lufs: -14.0,
             true_peak_dbtp: -1.0,
             limiter: true,
         }),
-        ..RenderPlan::default()
-    };
+    ];
     let out = |name: &str, format| OutputPlan {
         path: dir.join(name),
         format,

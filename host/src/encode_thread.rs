@@ -24,10 +24,9 @@
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use sluice_core::encode::{EncodeError, Encoder};
-use sluice_core::export::{
-    Check, ExportError, ExportReport, Offload, OutputPlan, Pending, RenderPlan,
-};
-use sluice_core::render::{Block, OutputLoudness, Probe, Progress, Stage};
+use sluice_core::export::{Check, ExportError, ExportReport, Offload, OutputPlan, Pending};
+use sluice_core::render::steps::{NoResolver, StageResolver, StepSpec};
+use sluice_core::render::{Block, OutputLoudness, Probe, Progress};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -322,62 +321,34 @@ impl Offload for Threads {
     }
 }
 
-/// [`sluice_core::export::export`] with every encoder and measuring probe on its own thread.
+/// [`sluice_core::export::export`] with every encoder and measuring probe on its own thread
+/// (no effects, no analysis).
 pub fn export(
     input: &Path,
-    plan: &RenderPlan,
+    steps: &[StepSpec],
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportReport, ExportError> {
-    sluice_core::export::export_with(input, plan, outputs, progress, &mut Threads)
-}
-
-/// [`sluice_core::export::export_stages`] with every encoder and measuring probe on its own
-/// thread.
-pub fn export_stages(
-    input: &Path,
-    stages: Vec<Box<dyn Stage>>,
-    outputs: &[OutputPlan],
-    progress: &mut dyn FnMut(Progress),
-) -> Result<ExportReport, ExportError> {
-    sluice_core::export::export_stages_with(input, stages, outputs, progress, &mut Threads)
-}
-
-/// [`sluice_core::export::export_split_with`] with every encoder and measuring probe on its
-/// own thread.
-pub fn export_split(
-    input: &Path,
-    stages: Vec<Box<dyn Stage>>,
-    per_output: &mut sluice_core::export::OutputStages<'_>,
-    outputs: &[OutputPlan],
-    progress: &mut dyn FnMut(Progress),
-) -> Result<ExportReport, ExportError> {
-    sluice_core::export::export_split_with(
+    sluice_core::export::export_with(
         input,
-        stages,
-        per_output,
+        steps,
+        &mut NoResolver,
         outputs,
         progress,
         &mut Threads,
     )
 }
 
-/// [`export_split`] from a source already open (see [`sluice_core::export::export_source_with`]).
-pub fn export_source(
+/// [`sluice_core::export::export_from`] with every encoder and measuring probe on its own
+/// thread: a source already open, effects and analysis built by `resolver`.
+pub fn export_from(
     source: sluice_core::render::FileSource,
-    stages: Vec<Box<dyn Stage>>,
-    per_output: &mut sluice_core::export::OutputStages<'_>,
+    steps: &[StepSpec],
+    resolver: &mut dyn StageResolver,
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ExportReport, ExportError> {
-    sluice_core::export::export_source_with(
-        source,
-        stages,
-        per_output,
-        outputs,
-        progress,
-        &mut Threads,
-    )
+    sluice_core::export::export_from(source, steps, resolver, outputs, progress, &mut Threads)
 }
 
 #[cfg(test)]
@@ -542,9 +513,10 @@ mod tests {
 mod probe_tests {
     use super::*;
     use sluice_core::encode::tags::TagPlan;
-    use sluice_core::export::{NoOffload, OutputFormat, OutputPlan, RenderPlan};
+    use sluice_core::export::{NoOffload, OutputFormat, OutputPlan};
     use sluice_core::render::dither::DitherMode;
     use sluice_core::render::normalize::NormalizeTarget;
+    use sluice_core::render::steps::StepSpec;
 
     /// Keeps the first sample of every block; panics on block `panic_at`.
     struct Recorder {
@@ -623,15 +595,17 @@ mod probe_tests {
             }
         }
         w.finalize().unwrap();
-        let plan = RenderPlan {
-            sample_rate: Some(44_100),
-            normalize: Some(NormalizeTarget::Loudness {
+        let plan = [
+            StepSpec::Resample {
+                sample_rate: 44_100,
+                fast: false,
+            },
+            StepSpec::Normalize(NormalizeTarget::Loudness {
                 lufs: -16.0,
                 true_peak_dbtp: -1.0,
                 limiter: true,
             }),
-            ..RenderPlan::default()
-        };
+        ];
         let out = |name: &str| {
             vec![OutputPlan {
                 path: dir.path().join(name),
@@ -653,6 +627,7 @@ mod probe_tests {
         let b = sluice_core::export::export_with(
             &input,
             &plan,
+            &mut sluice_core::render::steps::NoResolver,
             &out("one.flac"),
             &mut |_| {},
             &mut NoOffload,

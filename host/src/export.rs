@@ -1,18 +1,17 @@
 //! `sluice export`: render files to other formats with normalization, resampling, dither,
 //! fades, trimming and tags; several files in parallel with a progress bar over the batch.
 
-use crate::outputs::{
-    Arriving, CLI_NAMES, FormatRequest, KINDS, Kind, channels_after, parse_channels,
-};
+use crate::outputs::{Arriving, CLI_NAMES, FormatRequest, KINDS, Kind, parse_channels};
 use anyhow::{Result, anyhow, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_core::analysis::Target;
 use sluice_core::encode::PcmFormat;
 use sluice_core::encode::tags::TagPlan;
-use sluice_core::export::{ExportError, ExportReport, OutputFormat, OutputPlan, RenderPlan};
+use sluice_core::export::{ExportError, ExportReport, OutputFormat, OutputPlan};
 use sluice_core::render::dither::DitherMode;
 use sluice_core::render::normalize::NormalizeTarget;
-use sluice_core::render::stages::FadeCurve;
+use sluice_core::render::stages::{ChannelMapping, FadeCurve};
+use sluice_core::render::steps::StepSpec;
 use std::path::PathBuf;
 
 /// The command line's export options, as given.
@@ -126,9 +125,45 @@ pub struct ExportArgs {
 /// One input's job: where it goes and how.
 struct Job {
     input: PathBuf,
-    plan: RenderPlan,
+    steps: Vec<StepSpec>,
     output: OutputPlan,
     notes: Vec<String>,
+}
+
+/// The steps the flags ask for, in the order `sluice export` applies them: region, trim
+/// silence, channels, resample, fades, normalize.
+fn steps(
+    a: &ExportArgs,
+    channels: Option<ChannelMapping>,
+    sample_rate: Option<u32>,
+    curve: FadeCurve,
+    normalize: Option<NormalizeTarget>,
+) -> Vec<StepSpec> {
+    let mut steps = Vec::new();
+    if a.start.is_some() || a.end.is_some() {
+        steps.push(StepSpec::Region {
+            start: a.start.unwrap_or(0.0),
+            end: a.end,
+        });
+    }
+    if a.trim_silence {
+        steps.push(StepSpec::TrimSilence {
+            threshold_dbfs: a.silence_threshold,
+            pad_seconds: a.silence_pad,
+        });
+    }
+    steps.extend(channels.map(StepSpec::Channels));
+    steps.extend(sample_rate.map(|sample_rate| StepSpec::Resample {
+        sample_rate,
+        fast: a.fast_resampling,
+    }));
+    steps.push(StepSpec::Fade {
+        fade_in: a.fade_in,
+        fade_out: a.fade_out,
+        curve,
+    });
+    steps.extend(normalize.map(StepSpec::Normalize));
+    steps
 }
 
 /// Turn the arguments into one job per input (every option checked before anything runs).
@@ -207,7 +242,7 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
         let arriving = Arriving {
             sample_rate: a.sample_rate.unwrap_or(src_rate),
             channels: channels.as_ref().map_or(info.channels as usize, |m| {
-                channels_after(m, info.channels as usize)
+                m.channels_after(info.channels as usize)
             }),
             int_bits: info.integer_bits(),
             float: info.sample_type == Some("float"),
@@ -240,22 +275,7 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
         }
         out.push(Job {
             input: input.clone(),
-            plan: RenderPlan {
-                region: match (a.start, a.end) {
-                    (None, None) => None,
-                    (s, e) => Some((s.unwrap_or(0.0), e)),
-                },
-                trim_silence: a
-                    .trim_silence
-                    .then_some((a.silence_threshold, a.silence_pad)),
-                channels,
-                sample_rate: sample_rate.filter(|&r| r != src_rate),
-                fast_resampling: a.fast_resampling,
-                fade_in: a.fade_in,
-                fade_out: a.fade_out,
-                fade_curve,
-                normalize,
-            },
+            steps: steps(a, channels, sample_rate, fade_curve, normalize),
             output: OutputPlan {
                 path,
                 format,
@@ -378,7 +398,7 @@ fn export_one(job: &Job, multi: &MultiProgress) -> Result<ExportReport, ExportEr
     let mut last = 0u64;
     let r = sluice_host::encode_thread::export(
         &job.input,
-        &job.plan,
+        &job.steps,
         std::slice::from_ref(&job.output),
         &mut |p| {
             let Some(total) = p.total.filter(|t| *t > 0) else {

@@ -7,22 +7,22 @@
 //! recorded destination. It is deleted only after the done record is committed.
 
 use crate::config::Config;
-use crate::outputs::{Arriving, TOML_NAMES, channels_after};
-use crate::pipeline::{Pipeline, SourceAction, Step};
+use crate::outputs::{Arriving, TOML_NAMES};
+use crate::pipeline::{Pipeline, SourceAction};
 use crate::store::{JobRecord, JobState, OutputRecord, Store, now_ms};
 use crate::template::{Template, Vars};
 use serde::Serialize;
 use sluice_core::analysis::{AnalysisOptions, AnalysisReport};
 use sluice_core::encode::tags::TagPlan;
 use sluice_core::encode::{AtomicFile, EncodeError};
-use sluice_core::export::{ExportError, ExportReport, OutputPlan, target_warnings};
+use sluice_core::export::{ExportError, ExportReport, OutputPlan};
 use sluice_core::render::analyze::{AnalysisTap, Analyze};
-use sluice_core::render::normalize::Normalize;
-use sluice_core::render::resample::{Resample, ResampleQuality};
-use sluice_core::render::stages::{ChannelMapping, Channels, Fade, Gain, Region, TrimSilence};
+use sluice_core::render::steps::{
+    AnalyzeStep, EffectStep, ParamValue, StageResolver, StepError, StepSpec, signal_after,
+};
 use sluice_core::render::{FileSource, RenderError, Stage};
 use sluice_core::{FileInfo, InputError};
-use sluice_host::encode_thread::export_source;
+use sluice_host::encode_thread::export_from;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -79,7 +79,9 @@ fn classify_input(e: &InputError) -> Failure {
 fn classify(e: &ExportError) -> Failure {
     match e {
         ExportError::Render(RenderError::Input(i)) => classify_input(i),
-        ExportError::Render(RenderError::Stage { .. }) => Failure::Effect(e.to_string()),
+        ExportError::Render(RenderError::Stage { .. }) | ExportError::Step(_) => {
+            Failure::Effect(e.to_string())
+        }
         ExportError::Render(RenderError::Encode(EncodeError::Io { .. }))
         | ExportError::Encode(EncodeError::Io { .. }) => Failure::Transient(e.to_string()),
         _ if sluice_core::encode::io_cause(e).is_some() => Failure::Transient(e.to_string()),
@@ -378,112 +380,59 @@ fn remove_committed(ctx: &Ctx, p: &Pipeline, job: &JobRecord) {
     }
 }
 
-/// An effect step's stage, its parameters resolved against the effect as it is now.
-fn effect_stage(
-    effects: &crate::effects::Catalog,
-    name: &str,
-    params: &[(String, toml::Value)],
-    limits: crate::effects::Limits,
-) -> Result<crate::effects::stage::EffectStage, Failure> {
-    let entry = effects
-        .get(name)
-        .ok_or_else(|| Failure::Effect(format!("effect {name}: not available (removed?)")))?;
-    let resolved = params
-        .iter()
-        .map(|(k, v)| entry.effect.descriptor.resolve(k, v))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|m| Failure::Effect(format!("effect {name}: {m}")))?;
-    Ok(crate::effects::stage::EffectStage::new(
-        effects.runtime().clone(),
-        entry.effect.clone(),
-        resolved,
-        limits,
-    ))
+/// Builds a job's effect and analyze steps for the core's step builder: effects from the
+/// catalog as it is now (their parameters resolved against the effect's descriptor), the
+/// analysis as a tap given to the first chain that has the step (the shared chain, or after
+/// a per-output split the first output's).
+struct JobResolver<'a> {
+    effects: &'a crate::effects::Catalog,
+    /// The source, its stream, and its length when the tap sees the source as it is.
+    analysis: Option<(PathBuf, sluice_core::StreamInfo, Option<u64>)>,
+    tap: Option<AnalysisTap>,
 }
 
-/// Sample rate and channel count after `steps`, from `rate` and `channels`.
-fn signal_after(steps: &[Step], mut rate: u32, mut channels: usize) -> (u32, usize) {
-    for s in steps {
-        match s {
-            Step::Channels(m) => channels = channels_after(m, channels),
-            Step::Resample { sample_rate, .. } => rate = *sample_rate,
-            _ => {}
-        }
+impl StageResolver for JobResolver<'_> {
+    fn effect(&mut self, step: &EffectStep) -> Result<Box<dyn Stage>, StepError> {
+        let failed = |message: String| StepError::Effect {
+            name: step.name.clone(),
+            message,
+        };
+        let entry = self
+            .effects
+            .get(&step.name)
+            .ok_or_else(|| failed("not available (removed?)".into()))?;
+        let resolved = step
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    ParamValue::Bool(b) => toml::Value::Boolean(*b),
+                    ParamValue::Number(n) => toml::Value::Float(*n),
+                    ParamValue::Text(t) => toml::Value::String(t.clone()),
+                };
+                entry.effect.descriptor.resolve(k, &v)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        Ok(Box::new(crate::effects::stage::EffectStage::new(
+            self.effects.runtime().clone(),
+            entry.effect.clone(),
+            resolved,
+            crate::effects::Limits::for_step(step),
+        )))
     }
-    (rate, channels)
-}
 
-/// Whether mapping `m` leaves a signal of `channels` channels as it is.
-fn is_identity(m: &ChannelMapping, channels: usize) -> bool {
-    match m {
-        ChannelMapping::Mono => channels == 1,
-        ChannelMapping::Stereo => channels == 2,
-        ChannelMapping::Pick(v) => v.iter().copied().eq(0..channels),
+    fn analyze(&mut self, step: &AnalyzeStep) -> Option<Box<dyn Stage>> {
+        let (path, stream, frames_hint) = self.analysis.take()?;
+        let opts = AnalysisOptions {
+            sections: step.sections.clone(),
+            tempo_range: step.tempo_range,
+            ..AnalysisOptions::default()
+        };
+        let (stage, tap) = Analyze::new(opts, path, stream, frames_hint);
+        self.tap = Some(tap);
+        Some(Box::new(stage))
     }
-}
-
-/// The analysis a job's analyze step asks for, until its tap is placed in a chain.
-struct Analysis<'t> {
-    opts: AnalysisOptions,
-    path: PathBuf,
-    stream: sluice_core::StreamInfo,
-    /// The source's length, when the tap sees the source as it is (the first step).
-    frames_hint: Option<u64>,
-    tap: &'t mut Option<AnalysisTap>,
-}
-
-/// The stages of `steps`, for a signal arriving at `rate`. The analyze step's tap is placed
-/// in the first chain that has the step (`analysis` is then spent).
-fn step_stages(
-    ctx: &Ctx,
-    steps: &[Step],
-    mut rate: u32,
-    analysis: &mut Option<Analysis>,
-) -> Result<Vec<Box<dyn Stage>>, Failure> {
-    let mut stages: Vec<Box<dyn Stage>> = Vec::new();
-    for s in steps {
-        match s {
-            Step::Analyze { .. } => {
-                if let Some(a) = analysis.take() {
-                    let (stage, tap) = Analyze::new(a.opts, a.path, a.stream, a.frames_hint);
-                    *a.tap = Some(tap);
-                    stages.push(Box::new(stage));
-                }
-            }
-            Step::Region { start, end } => stages.push(Box::new(Region::new(*start, *end))),
-            Step::TrimSilence {
-                threshold_dbfs,
-                pad_seconds,
-            } => stages.push(Box::new(TrimSilence::new(*threshold_dbfs, *pad_seconds))),
-            Step::Fade {
-                fade_in,
-                fade_out,
-                curve,
-            } => stages.push(Box::new(Fade::new(*fade_in, *fade_out, *curve))),
-            Step::Gain { db } => stages.push(Box::new(Gain::new(*db))),
-            Step::Channels(m) => stages.push(Box::new(Channels::new(m.clone()))),
-            Step::Resample { sample_rate, fast } => {
-                if *sample_rate != rate {
-                    rate = *sample_rate;
-                    stages.push(Box::new(Resample::new(
-                        rate,
-                        if *fast {
-                            ResampleQuality::Fast
-                        } else {
-                            ResampleQuality::High
-                        },
-                    )));
-                }
-            }
-            Step::Normalize(t) => stages.push(Box::new(Normalize::new(*t))),
-            Step::Effect {
-                name,
-                params,
-                limits,
-            } => stages.push(Box::new(effect_stage(ctx.effects, name, params, *limits)?)),
-        }
-    }
-    Ok(stages)
 }
 
 fn io_failure(path: &Path, e: std::io::Error) -> Failure {
@@ -578,19 +527,27 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
 
     // The render: every step in order, the analysis a tap at its position; with no outputs
     // the chain still runs when there is an analysis to make.
-    let tap_opts = p.analyze().map(|sections| AnalysisOptions {
-        sections: sections.to_vec(),
-        tempo_range: p.tempo_range(),
-        ..AnalysisOptions::default()
-    });
-    let mut tap: Option<AnalysisTap> = None;
-    let export = if n_out > 0 || tap_opts.is_some() {
+    let analyzes = p.analyze().is_some();
+    // The tap at the head sees the source as it is: its length is known in advance.
+    let analysis_at_head = matches!(p.steps.first(), Some(StepSpec::Analyze(_)));
+    let mut resolver = JobResolver {
+        effects: ctx.effects,
+        analysis: analyzes.then(|| {
+            (
+                source.clone(),
+                info.stream.clone(),
+                info.stream.frames.filter(|_| analysis_at_head),
+            )
+        }),
+        tap: None,
+    };
+    let export = if n_out > 0 || analyzes {
         let (src_rate, src_channels) = (info.stream.sample_rate, info.stream.channels as usize);
         let (rate, channels) = signal_after(&p.steps, src_rate, src_channels);
         let int_bits = info.stream.integer_bits();
         let mut plans = Vec::with_capacity(n_out);
         for (o, path) in p.outputs.iter().zip(&out_paths) {
-            let out_channels = o.channels.as_ref().map(|m| channels_after(m, channels));
+            let out_channels = o.channels.as_ref().map(|m| m.channels_after(channels));
             let arriving = Arriving {
                 sample_rate: o.sample_rate.unwrap_or(rate),
                 channels: out_channels.unwrap_or(channels),
@@ -629,58 +586,22 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
                 max_encodes: o.true_peak_encodes,
             });
         }
-        // Loudness is measured on what each output receives. When an output maps its channels
-        // itself (`channels = "mono"`, or MP3's downmix), the normalize step and the steps
-        // after it run in every output's own chain, after that output's mapping; otherwise
-        // all outputs share them. (`check` refuses a channels step after normalize.)
-        let split = p
-            .steps
-            .iter()
-            .position(|s| matches!(s, Step::Normalize(_)))
-            .filter(|_| {
-                plans.iter().any(|pl| {
-                    pl.channels
-                        .as_ref()
-                        .is_some_and(|m| !is_identity(m, channels))
-                })
-            });
-        let (shared_steps, tail_steps) = p.steps.split_at(split.unwrap_or(p.steps.len()));
-        // An analyze step after the split is measured in the first output's chain.
-        let mut analysis = tap_opts.map(|opts| Analysis {
-            opts,
-            path: source.clone(),
-            stream: info.stream.clone(),
-            frames_hint: info
-                .stream
-                .frames
-                .filter(|_| matches!(p.steps.first(), Some(Step::Analyze { .. }))),
-            tap: &mut tap,
-        });
-        let stages = step_stages(ctx, shared_steps, src_rate, &mut analysis)?;
-        let (tail_rate, _) = signal_after(shared_steps, src_rate, src_channels);
-        let mut tails = Vec::with_capacity(plans.len());
-        for _ in &plans {
-            tails.push(step_stages(ctx, tail_steps, tail_rate, &mut analysis)?);
-        }
-        let mut tails = tails.into_iter();
+        // The steps in order; the core moves the normalize step and those after it into
+        // every output's own chain when an output maps its channels itself (`channels =
+        // "mono"`, or MP3's downmix), so loudness is measured on what each output receives.
+        // (`check` refuses a channels step after normalize.)
         let base = progress.base;
         let mut prepasses = false;
-        let report = export_source(
-            file_source,
-            stages,
-            &mut |_| Ok(tails.next().unwrap_or_default()),
-            &plans,
-            &mut |pr| {
-                let frac = pr.total.map_or(0.0, |t| pr.frames as f64 / t.max(1) as f64);
-                prepasses |= !pr.final_pass;
-                let within = match (pr.final_pass, prepasses) {
-                    (true, true) => 0.5 + 0.5 * frac,
-                    (true, false) => frac,
-                    (false, _) => 0.5 * frac,
-                };
-                progress.set(base + (0.98 - base) * within);
-            },
-        )
+        let report = export_from(file_source, &p.steps, &mut resolver, &plans, &mut |pr| {
+            let frac = pr.total.map_or(0.0, |t| pr.frames as f64 / t.max(1) as f64);
+            prepasses |= !pr.final_pass;
+            let within = match (pr.final_pass, prepasses) {
+                (true, true) => 0.5 + 0.5 * frac,
+                (true, false) => frac,
+                (false, _) => 0.5 * frac,
+            };
+            progress.set(base + (0.98 - base) * within);
+        })
         .map_err(|e| classify(&e))?;
         // A lossy output still over its ceiling once decoded fails the job where the
         // pipeline asks (`true_peak_miss = "fail"`); its outputs are removed with the job.
@@ -697,13 +618,9 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
                 )));
             }
         }
+        // With them, every output measured as written: one that misses the loudness
+        // target says so.
         warnings.extend(report.warnings.iter().cloned());
-        // Every output measured as written: one that misses the target says so.
-        for s in &p.steps {
-            if let Step::Normalize(t) = s {
-                warnings.extend(target_warnings(&report, t));
-            }
-        }
         Some(report)
     } else {
         None
@@ -713,14 +630,14 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
         .as_ref()
         .and_then(|e| e.source.clone())
         .unwrap_or_else(|| info.stream.clone());
-    let analysis = tap.and_then(|t| t.take()).map(|mut a| {
+    let analysis = resolver.tap.and_then(|t| t.take()).map(|mut a| {
         a.stream = sluice_core::render::analyze::measured(&source_stream, &a.stream);
         a
     });
     // The file index keeps the loudness of the file as it arrived: an analysis at the head.
     if let Some(l) = analysis
         .as_ref()
-        .filter(|_| matches!(p.steps.first(), Some(Step::Analyze { .. })))
+        .filter(|_| analysis_at_head)
         .and_then(|a| a.loudness.as_ref())
     {
         let summary = serde_json::json!({

@@ -305,16 +305,6 @@ pub fn parse_channels(s: &str) -> Result<ChannelMapping, String> {
     })
 }
 
-/// Channels after `m` is applied to `n` channels.
-pub fn channels_after(m: &ChannelMapping, n: usize) -> usize {
-    match m {
-        ChannelMapping::Mono => 1,
-        ChannelMapping::Stereo => 2,
-        ChannelMapping::Pick(v) => v.len(),
-    }
-    .max(if n == 0 { 0 } else { 1 })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use sluice_core::analysis::{Section, Target};
 use sluice_core::render::dither::DitherMode;
 use sluice_core::render::normalize::NormalizeTarget;
 use sluice_core::render::stages::{ChannelMapping, FadeCurve};
+use sluice_core::render::steps::{AnalyzeStep, EffectStep, ParamValue, StepSpec};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
@@ -45,46 +46,6 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
     (line, col)
-}
-
-/// What a pipeline does to each file, in order.
-#[derive(Debug, Clone)]
-pub enum Step {
-    /// Measure the source (its report goes into the job's report and the file index).
-    Analyze {
-        sections: Vec<Section>,
-        /// The preferred tempo range (BPM), when not the default.
-        tempo_range: Option<(f64, f64)>,
-    },
-    Region {
-        start: f64,
-        end: Option<f64>,
-    },
-    TrimSilence {
-        threshold_dbfs: f64,
-        pad_seconds: f64,
-    },
-    Fade {
-        fade_in: f64,
-        fade_out: f64,
-        curve: FadeCurve,
-    },
-    Gain {
-        db: f64,
-    },
-    Channels(ChannelMapping),
-    Resample {
-        sample_rate: u32,
-        fast: bool,
-    },
-    Normalize(NormalizeTarget),
-    /// A wasm effect by name, with the parameters the pipeline sets (checked against its
-    /// descriptor) and the sandbox's limits.
-    Effect {
-        name: String,
-        params: Vec<(String, toml::Value)>,
-        limits: crate::effects::Limits,
-    },
 }
 
 /// One file a pipeline writes per input.
@@ -132,7 +93,8 @@ pub struct Pipeline {
     /// The `include` patterns as written (the default: every decodable extension), to say
     /// what the pipeline takes.
     pub include_patterns: Vec<String>,
-    pub steps: Vec<Step>,
+    /// What the pipeline does to each file, in order.
+    pub steps: Vec<StepSpec>,
     pub outputs: Vec<Output>,
     pub source: SourceAction,
     pub report: Option<Template>,
@@ -171,15 +133,16 @@ impl Pipeline {
 
     pub fn analyze(&self) -> Option<&[Section]> {
         self.steps.iter().find_map(|s| match s {
-            Step::Analyze { sections, .. } => Some(sections.as_slice()),
+            StepSpec::Analyze(a) => Some(a.sections.as_slice()),
             _ => None,
         })
     }
 
     /// The analyze step's preferred tempo range, when it sets one.
+    #[cfg(test)]
     pub fn tempo_range(&self) -> Option<(f64, f64)> {
         self.steps.iter().find_map(|s| match s {
-            Step::Analyze { tempo_range, .. } => *tempo_range,
+            StepSpec::Analyze(a) => a.tempo_range,
             _ => None,
         })
     }
@@ -418,7 +381,7 @@ fn effect_step(
     st: &RawStep,
     e: &Spanned<String>,
     defaults: Defaults,
-) -> Option<Step> {
+) -> Option<StepSpec> {
     let name = e.get_ref();
     let Some(catalog) = defaults.effects else {
         c.err(
@@ -447,7 +410,17 @@ fn effect_step(
     if let Some(t) = &st.params {
         for (k, v) in t.get_ref() {
             match d.resolve(k, v) {
-                Ok(_) => params.push((k.clone(), v.clone())),
+                // What resolves is a number, a switch or a choice's name.
+                Ok(_) => params.push((
+                    k.clone(),
+                    match v {
+                        toml::Value::Boolean(b) => ParamValue::Bool(*b),
+                        toml::Value::String(s) => ParamValue::Text(s.clone()),
+                        toml::Value::Integer(i) => ParamValue::Number(*i as f64),
+                        toml::Value::Float(f) => ParamValue::Number(*f),
+                        other => unreachable!("{other:?} resolved as a parameter value"),
+                    },
+                )),
                 Err(m) => {
                     ok = false;
                     c.err(t.span(), format!("effect {name}: {m}"));
@@ -455,25 +428,25 @@ fn effect_step(
             }
         }
     }
-    let mut limits = crate::effects::Limits::default();
-    if let Some(b) = &st.time_budget_ms {
-        if !(1..=60_000).contains(b.get_ref()) {
-            ok = false;
-            c.err(b.span(), "time_budget_ms: from 1 to 60000");
-        }
-        limits.time_budget = std::time::Duration::from_millis(*b.get_ref());
+    if let Some(b) = &st.time_budget_ms
+        && !(1..=60_000).contains(b.get_ref())
+    {
+        ok = false;
+        c.err(b.span(), "time_budget_ms: from 1 to 60000");
     }
-    if let Some(m) = &st.memory_mb {
-        if !(1..=4096).contains(m.get_ref()) {
-            ok = false;
-            c.err(m.span(), "memory_mb: from 1 to 4096");
-        }
-        limits.memory_bytes = (*m.get_ref() as usize) << 20;
+    if let Some(m) = &st.memory_mb
+        && !(1..=4096).contains(m.get_ref())
+    {
+        ok = false;
+        c.err(m.span(), "memory_mb: from 1 to 4096");
     }
-    ok.then(|| Step::Effect {
-        name: name.clone(),
-        params,
-        limits,
+    ok.then(|| {
+        StepSpec::Effect(EffectStep {
+            name: name.clone(),
+            params,
+            time_budget_ms: st.time_budget_ms.as_ref().map(|b| *b.get_ref()),
+            memory_mb: st.memory_mb.as_ref().map(|m| *m.get_ref()),
+        })
     })
 }
 
@@ -661,7 +634,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             }
         }
         if let Some(a) = &st.analyze {
-            if steps.iter().any(|s| matches!(s, Step::Analyze { .. })) {
+            if steps.iter().any(|s| matches!(s, StepSpec::Analyze(_))) {
                 c.err(
                     a.span(),
                     "one analyze step per pipeline: it measures the signal where it stands (first: the source as it arrives; after normalize: what the outputs receive)",
@@ -705,10 +678,10 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
                 },
                 _ => None,
             };
-            steps.push(Step::Analyze {
+            steps.push(StepSpec::Analyze(AnalyzeStep {
                 sections,
                 tempo_range,
-            });
+            }));
         } else if let Some(r) = &st.region {
             let (start, end) = (r.get_ref().start.unwrap_or(0.0), r.get_ref().end);
             if !(start.is_finite() && start >= 0.0) || end.is_some_and(|e| e.is_nan() || e <= start)
@@ -718,7 +691,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
                     "region: start must be 0 or more seconds, and end after start",
                 );
             }
-            steps.push(Step::Region { start, end });
+            steps.push(StepSpec::Region { start, end });
         } else if let Some(t) = &st.trim_silence {
             let r = match t.get_ref() {
                 Flag::On(false) => continue,
@@ -733,7 +706,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
                     "trim_silence: threshold_dbfs from -120 to 0, pad_seconds from 0 to 60",
                 );
             }
-            steps.push(Step::TrimSilence {
+            steps.push(StepSpec::TrimSilence {
                 threshold_dbfs,
                 pad_seconds,
             });
@@ -755,7 +728,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             {
                 c.err(f.span(), "fade: give in and/or out in seconds (0 to 3600)");
             }
-            steps.push(Step::Fade {
+            steps.push(StepSpec::Fade {
                 fade_in: fi,
                 fade_out: fo,
                 curve: curve.unwrap_or(FadeCurve::EqualPower),
@@ -764,9 +737,9 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             if !(-96.0..=48.0).contains(g.get_ref()) {
                 c.err(g.span(), "gain_db: from -96 to 48 dB");
             }
-            steps.push(Step::Gain { db: *g.get_ref() });
+            steps.push(StepSpec::Gain { db: *g.get_ref() });
         } else if let Some(ch) = &st.channels {
-            if steps.iter().any(|s| matches!(s, Step::Normalize(_))) {
+            if steps.iter().any(|s| matches!(s, StepSpec::Normalize(_))) {
                 // The loudness was measured on the channels before this mapping: a downmix
                 // (or an upmix) after it would miss the target.
                 c.err(
@@ -775,7 +748,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
                 );
             }
             match parse_channels(ch.get_ref()) {
-                Ok(m) => steps.push(Step::Channels(m)),
+                Ok(m) => steps.push(StepSpec::Channels(m)),
                 Err(e) => c.err(ch.span(), e),
             }
         } else if let Some(r) = &st.resample {
@@ -797,13 +770,13 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
                     false
                 }
             };
-            steps.push(Step::Resample {
+            steps.push(StepSpec::Resample {
                 sample_rate: rate,
                 fast,
             });
         } else if let Some(n) = &st.normalize {
             match normalize(n.get_ref(), defaults) {
-                Ok(t) => steps.push(Step::Normalize(t)),
+                Ok(t) => steps.push(StepSpec::Normalize(t)),
                 Err(e) => c.err(n.span(), format!("normalize: {e}")),
             }
         } else if let Some(e) = &st.effect
@@ -814,7 +787,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
     }
     if steps
         .iter()
-        .filter(|s| matches!(s, Step::Normalize(_)))
+        .filter(|s| matches!(s, StepSpec::Normalize(_)))
         .count()
         > 1
     {
@@ -950,7 +923,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             true_peak_encodes,
         });
     }
-    let analyzes = steps.iter().any(|s| matches!(s, Step::Analyze { .. }));
+    let analyzes = steps.iter().any(|s| matches!(s, StepSpec::Analyze(_)));
     if raw.output.is_empty() && !analyzes {
         c.err(
             0..0,
@@ -1323,14 +1296,16 @@ mod tests {
         };
         let p = step("effect = \"eq\"\nparams = { type = \"highshelf\", freq_hz = 8000, gain_db = -3.5 }\ntime_budget_ms = 200").unwrap();
         match &p.steps[0] {
-            Step::Effect {
-                name,
-                params,
-                limits,
-            } => {
-                assert_eq!(name, "eq");
-                assert_eq!(params.len(), 3);
+            StepSpec::Effect(e) => {
+                assert_eq!(e.name, "eq");
+                assert_eq!(e.params.len(), 3);
+                assert_eq!(e.time_budget_ms, Some(200));
+                let limits = crate::effects::Limits::for_step(e);
                 assert_eq!(limits.time_budget, std::time::Duration::from_millis(200));
+                assert_eq!(
+                    limits.memory_bytes,
+                    crate::effects::Limits::default().memory_bytes
+                );
             }
             s => panic!("{s:?}"),
         }

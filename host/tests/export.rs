@@ -633,7 +633,7 @@ fn flac16(dir: &Path, name: &str) -> PathBuf {
     let flac = dir.join(format!("{name}.flac"));
     sluice_core::export::export(
         &wav,
-        &sluice_core::export::RenderPlan::default(),
+        &[],
         &[sluice_core::export::OutputPlan {
             path: flac.clone(),
             format: sluice_core::export::OutputFormat::Flac {

@@ -409,7 +409,7 @@ fn the_archive_example_keeps_a_16_bit_flac_bit_exact() {
     let src = dir.path().join("take.flac");
     sluice_core::export::export(
         &wav,
-        &sluice_core::export::RenderPlan::default(),
+        &[],
         &[sluice_core::export::OutputPlan {
             path: src.clone(),
             format: sluice_core::export::OutputFormat::Flac {

@@ -572,8 +572,9 @@ pub fn normalize_take(
     lufs: f32,
     ceiling: f32,
 ) -> Result<PathBuf, String> {
-    use sluice_core::export::{OutputPlan, RenderPlan, export};
+    use sluice_core::export::{OutputPlan, export};
     use sluice_core::render::normalize::NormalizeTarget;
+    use sluice_core::render::steps::StepSpec;
     let stem = take
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -584,14 +585,11 @@ pub fn normalize_take(
         .unwrap_or_default();
     let dest = take.with_file_name(format!("{stem} (normalized).{ext}"));
     let format = take_output_format(take_format).0;
-    let plan = RenderPlan {
-        normalize: Some(NormalizeTarget::Loudness {
-            lufs: f64::from(lufs),
-            true_peak_dbtp: f64::from(ceiling),
-            limiter: true,
-        }),
-        ..RenderPlan::default()
-    };
+    let plan = [StepSpec::Normalize(NormalizeTarget::Loudness {
+        lufs: f64::from(lufs),
+        true_peak_dbtp: f64::from(ceiling),
+        limiter: true,
+    })];
     let out = OutputPlan {
         path: dest.clone(),
         format,

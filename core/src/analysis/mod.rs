@@ -60,7 +60,7 @@ pub fn hann(n: usize) -> Vec<f32> {
 }
 
 /// A part of the analysis that can be asked for on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Section {
     Loudness,

@@ -956,3 +956,4 @@ pub mod normalize;
 pub mod resample;
 mod spill;
 pub mod stages;
+pub mod steps;

@@ -416,7 +416,8 @@ impl Stage for TrimSilence {
 }
 
 /// What a channel mapping produces.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ChannelMapping {
     /// Mix everything to one channel (see [`mix_matrix`] for the law).
     Mono,
@@ -424,6 +425,27 @@ pub enum ChannelMapping {
     Stereo,
     /// Take these source channels (0-based), in this order.
     Pick(Vec<usize>),
+}
+
+impl ChannelMapping {
+    /// Channels after the mapping is applied to `n` channels.
+    pub fn channels_after(&self, n: usize) -> usize {
+        match self {
+            ChannelMapping::Mono => 1,
+            ChannelMapping::Stereo => 2,
+            ChannelMapping::Pick(v) => v.len(),
+        }
+        .max(if n == 0 { 0 } else { 1 })
+    }
+
+    /// Whether the mapping leaves a signal of `channels` channels as it is.
+    pub fn is_identity(&self, channels: usize) -> bool {
+        match self {
+            ChannelMapping::Mono => channels == 1,
+            ChannelMapping::Stereo => channels == 2,
+            ChannelMapping::Pick(v) => v.iter().copied().eq(0..channels),
+        }
+    }
 }
 
 /// Downmix coefficient of centre and surround channels into left/right: −3 dB, as in

@@ -25,6 +25,20 @@ pub struct Limits {
     pub memory_bytes: usize,
 }
 
+impl Limits {
+    /// The limits an effect step asks for: the defaults, with what the step sets.
+    pub fn for_step(step: &sluice_core::render::steps::EffectStep) -> Limits {
+        let mut limits = Limits::default();
+        if let Some(ms) = step.time_budget_ms {
+            limits.time_budget = Duration::from_millis(ms);
+        }
+        if let Some(mb) = step.memory_mb {
+            limits.memory_bytes = usize::try_from(mb).map_or(usize::MAX, |mb| mb << 20);
+        }
+        limits
+    }
+}
+
 /// A block may take this many times its own duration.
 pub const REALTIME_FACTOR: f64 = 10.0;
 

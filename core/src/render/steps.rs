@@ -1,0 +1,280 @@
+//! The step language: what a pipeline, `sluice export` and the plugin's normalized take ask
+//! the render to do, as data. Pipeline TOML and command-line flags both lower into a
+//! `Vec<StepSpec>`; [`build`] turns steps into the chain of stages, in their order.
+//!
+//! The core runs no effects and opens no files for analysis: an effect step (a wasm module in
+//! the host) and an analyze step (a tap that needs the source's facts) are built by a
+//! [`StageResolver`] the caller supplies. [`NoResolver`] refuses effects and leaves analysis
+//! out.
+
+use super::Stage;
+use super::normalize::{Normalize, NormalizeTarget};
+use super::resample::{Resample, ResamplePrecision, ResampleQuality};
+use super::stages::{ChannelMapping, Channels, Fade, FadeCurve, Gain, Region, TrimSilence};
+use crate::analysis::Section;
+use serde::{Deserialize, Serialize};
+
+/// One step of a render, in the order given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepSpec {
+    /// Measure the signal where it stands (see [`super::analyze`]).
+    Analyze(AnalyzeStep),
+    /// Keep `start`..`end` seconds (`end` absent: to the end).
+    Region {
+        start: f64,
+        end: Option<f64>,
+    },
+    /// Drop leading and trailing frames under `threshold_dbfs`, keeping `pad_seconds`.
+    TrimSilence {
+        threshold_dbfs: f64,
+        pad_seconds: f64,
+    },
+    Fade {
+        fade_in: f64,
+        fade_out: f64,
+        curve: FadeCurve,
+    },
+    Gain {
+        db: f64,
+    },
+    Channels(ChannelMapping),
+    /// To `sample_rate` (nothing when the signal is at that rate already).
+    Resample {
+        sample_rate: u32,
+        fast: bool,
+    },
+    Normalize(NormalizeTarget),
+    /// An effect the [`StageResolver`] knows by name.
+    Effect(EffectStep),
+}
+
+/// What an analyze step measures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalyzeStep {
+    pub sections: Vec<Section>,
+    /// The preferred tempo range (BPM), when not the default.
+    pub tempo_range: Option<(f64, f64)>,
+}
+
+/// An effect by name, with its parameters and the sandbox's limits where the step sets them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EffectStep {
+    pub name: String,
+    /// Parameter id and value, in the order given; checked by the resolver.
+    pub params: Vec<(String, ParamValue)>,
+    pub time_budget_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+}
+
+/// An effect parameter's value as a user writes it: a number, a switch or a choice's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Bool(bool),
+    Number(f64),
+    Text(String),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Bool(b) => write!(f, "{b}"),
+            ParamValue::Number(n) => write!(f, "{n}"),
+            ParamValue::Text(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// Why steps could not become stages.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StepError {
+    /// An effect step the resolver could not build (unknown, or a parameter it refuses).
+    #[error("effect {name}: {message}")]
+    Effect { name: String, message: String },
+}
+
+/// Builds the steps the core cannot: effects and analysis taps.
+pub trait StageResolver {
+    /// The stage of an effect step.
+    fn effect(&mut self, step: &EffectStep) -> Result<Box<dyn Stage>, StepError>;
+    /// The stage of an analyze step, or `None` to leave the step out of this chain (an analysis
+    /// is made once: a resolver gives its tap to the first chain that asks).
+    fn analyze(&mut self, step: &AnalyzeStep) -> Option<Box<dyn Stage>> {
+        let _ = step;
+        None
+    }
+}
+
+/// A resolver for renders without effects: effect steps are refused, analysis left out.
+pub struct NoResolver;
+
+impl StageResolver for NoResolver {
+    fn effect(&mut self, step: &EffectStep) -> Result<Box<dyn Stage>, StepError> {
+        Err(StepError::Effect {
+            name: step.name.clone(),
+            message: "effects are not available here".into(),
+        })
+    }
+}
+
+/// The stages of `steps`, for a signal arriving at `rate`; resamplers compute in `precision`.
+pub fn build(
+    steps: &[StepSpec],
+    mut rate: u32,
+    precision: ResamplePrecision,
+    resolver: &mut dyn StageResolver,
+) -> Result<Vec<Box<dyn Stage>>, StepError> {
+    let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+    for s in steps {
+        match s {
+            StepSpec::Analyze(a) => stages.extend(resolver.analyze(a)),
+            StepSpec::Region { start, end } => stages.push(Box::new(Region::new(*start, *end))),
+            StepSpec::TrimSilence {
+                threshold_dbfs,
+                pad_seconds,
+            } => stages.push(Box::new(TrimSilence::new(*threshold_dbfs, *pad_seconds))),
+            StepSpec::Fade {
+                fade_in,
+                fade_out,
+                curve,
+            } => {
+                if *fade_in > 0.0 || *fade_out > 0.0 {
+                    stages.push(Box::new(Fade::new(*fade_in, *fade_out, *curve)));
+                }
+            }
+            StepSpec::Gain { db } => stages.push(Box::new(Gain::new(*db))),
+            StepSpec::Channels(m) => stages.push(Box::new(Channels::new(m.clone()))),
+            StepSpec::Resample { sample_rate, fast } => {
+                if *sample_rate != rate {
+                    rate = *sample_rate;
+                    let quality = if *fast {
+                        ResampleQuality::Fast
+                    } else {
+                        ResampleQuality::High
+                    };
+                    stages.push(Box::new(
+                        Resample::new(rate, quality).with_precision(precision),
+                    ));
+                }
+            }
+            StepSpec::Normalize(t) => stages.push(Box::new(Normalize::new(*t))),
+            StepSpec::Effect(e) => stages.push(resolver.effect(e)?),
+        }
+    }
+    Ok(stages)
+}
+
+/// Sample rate and channel count after `steps`, from `rate` and `channels`.
+pub fn signal_after(steps: &[StepSpec], mut rate: u32, mut channels: usize) -> (u32, usize) {
+    for s in steps {
+        match s {
+            StepSpec::Channels(m) => channels = m.channels_after(channels),
+            StepSpec::Resample { sample_rate, .. } => rate = *sample_rate,
+            _ => {}
+        }
+    }
+    (rate, channels)
+}
+
+/// The normalize step's target, if the steps have one.
+pub fn normalize_target(steps: &[StepSpec]) -> Option<NormalizeTarget> {
+    steps.iter().find_map(|s| match s {
+        StepSpec::Normalize(t) => Some(*t),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_kinds() -> Vec<StepSpec> {
+        vec![
+            StepSpec::Analyze(AnalyzeStep {
+                sections: vec![Section::Loudness, Section::Tempo],
+                tempo_range: Some((88.0, 176.0)),
+            }),
+            StepSpec::Region {
+                start: 1.5,
+                end: None,
+            },
+            StepSpec::TrimSilence {
+                threshold_dbfs: -60.0,
+                pad_seconds: 0.05,
+            },
+            StepSpec::Fade {
+                fade_in: 0.5,
+                fade_out: 2.0,
+                curve: FadeCurve::Logarithmic,
+            },
+            StepSpec::Gain { db: -3.0 },
+            StepSpec::Channels(ChannelMapping::Pick(vec![1, 0])),
+            StepSpec::Resample {
+                sample_rate: 44_100,
+                fast: true,
+            },
+            StepSpec::Normalize(NormalizeTarget::Loudness {
+                lufs: -16.0,
+                true_peak_dbtp: -1.0,
+                limiter: true,
+            }),
+            StepSpec::Effect(EffectStep {
+                name: "eq".into(),
+                params: vec![
+                    ("type".into(), ParamValue::Text("highshelf".into())),
+                    ("gain_db".into(), ParamValue::Number(-3.5)),
+                    ("bypass".into(), ParamValue::Bool(false)),
+                ],
+                time_budget_ms: Some(200),
+                memory_mb: None,
+            }),
+        ]
+    }
+
+    /// Steps are data a server or a cluster message can carry: every kind survives JSON.
+    #[test]
+    fn every_step_kind_round_trips_through_json() {
+        let steps = all_kinds();
+        let text = serde_json::to_string(&steps).unwrap();
+        let back: Vec<StepSpec> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, steps, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v[4], serde_json::json!({"gain": {"db": -3.0}}));
+        assert_eq!(v[5], serde_json::json!({"channels": {"pick": [1, 0]}}));
+    }
+
+    /// Without a resolver, effects are refused by name and analysis is left out; a resample to
+    /// the rate the signal already has is no stage; the others are one stage each, in order.
+    #[test]
+    fn build_without_a_resolver() {
+        let steps = all_kinds();
+        let e = build(&steps, 48_000, ResamplePrecision::Double, &mut NoResolver)
+            .err()
+            .expect("the effect is refused");
+        assert_eq!(e.to_string(), "effect eq: effects are not available here");
+        let no_effect = &steps[..steps.len() - 1];
+        let names = |rate| -> Vec<&'static str> {
+            build(no_effect, rate, ResamplePrecision::Single, &mut NoResolver)
+                .unwrap()
+                .iter()
+                .map(|s| s.name())
+                .collect()
+        };
+        let at_44k = names(44_100);
+        let at_48k = names(48_000);
+        assert_eq!(at_48k.len(), at_44k.len() + 1, "{at_48k:?} / {at_44k:?}");
+        assert!(!at_44k.contains(&"resample"), "{at_44k:?}");
+        assert_eq!(
+            at_48k.first(),
+            Some(&"region"),
+            "analysis left out: {at_48k:?}"
+        );
+        assert_eq!(at_48k.last(), Some(&"normalize"));
+        assert_eq!(signal_after(no_effect, 48_000, 2), (44_100, 2));
+        assert_eq!(
+            signal_after(&[StepSpec::Channels(ChannelMapping::Mono)], 48_000, 6),
+            (48_000, 1)
+        );
+    }
+}
