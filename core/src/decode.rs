@@ -261,7 +261,6 @@ static UNKNOWN_FORMAT: FormatInfo = FormatInfo {
     bit_depths: &[],
     float_bit_depths: &[],
     decode: true,
-    encode: false,
     note: "",
 };
 

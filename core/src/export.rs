@@ -3,8 +3,9 @@
 //! complete and tagged; on any error none of them is left behind, and existing files are never
 //! overwritten unless asked.
 
-use crate::encode::tags::{Container, TagPlan, read_source_tag, write_tags};
-use crate::encode::{AtomicFile, EncodeError, Encoder, PcmFormat};
+use crate::encode::tags::{TagPlan, read_source_tag, write_tags};
+use crate::encode::{EncodeError, Encoder, PcmFormat};
+use crate::io::AtomicFile;
 use crate::render::dither::{DitherMode, Quantize};
 use crate::render::normalize::NormalizeTarget;
 use crate::render::stages::{ChannelMapping, Channels};
@@ -15,80 +16,10 @@ use crate::render::{
     FileSource, OutputChain, OutputLoudness, OutputMeter, Probe, Progress, Render, RenderError,
     SignalSpec, Source, Stage, StageReport,
 };
-use crate::riff::Bext;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// An output's format and its options.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "format")]
-pub enum OutputFormat {
-    Wav {
-        sample: PcmFormat,
-    },
-    Aiff {
-        bits: u32,
-    },
-    Flac {
-        bits: u32,
-        compression_level: u8,
-    },
-    Mp3 {
-        vbr_quality: Option<u8>,
-        bitrate_kbps: Option<u32>,
-    },
-    Ogg {
-        quality: f32,
-    },
-}
-
-impl OutputFormat {
-    pub fn container(&self) -> Container {
-        match self {
-            OutputFormat::Wav { .. } => Container::Wav,
-            OutputFormat::Aiff { .. } => Container::Aiff,
-            OutputFormat::Flac { .. } => Container::Flac,
-            OutputFormat::Mp3 { .. } => Container::Mp3,
-            OutputFormat::Ogg { .. } => Container::Ogg,
-        }
-    }
-    /// The format's name, as the encoders' errors give it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            OutputFormat::Wav { .. } => "WAV",
-            OutputFormat::Aiff { .. } => "AIFF",
-            OutputFormat::Flac { .. } => crate::encode::flac::FORMAT,
-            OutputFormat::Mp3 { .. } => crate::encode::mp3::FORMAT,
-            OutputFormat::Ogg { .. } => crate::encode::vorbis::FORMAT,
-        }
-    }
-    /// The usual file extension.
-    pub fn extension(&self) -> &'static str {
-        match self {
-            OutputFormat::Wav { .. } => "wav",
-            OutputFormat::Aiff { .. } => "aiff",
-            OutputFormat::Flac { .. } => "flac",
-            OutputFormat::Mp3 { .. } => "mp3",
-            OutputFormat::Ogg { .. } => "ogg",
-        }
-    }
-    /// Whether the format's codec changes the signal (MP3, Vorbis): its output is measured as
-    /// decoded (see [`OutputPlan::true_peak_check`]).
-    pub fn lossy(&self) -> bool {
-        matches!(self, OutputFormat::Mp3 { .. } | OutputFormat::Ogg { .. })
-    }
-    /// Integer bit depth the format stores, where it has one (quantization target).
-    pub fn integer_bits(&self) -> Option<u32> {
-        match self {
-            OutputFormat::Wav {
-                sample: PcmFormat::Int(b),
-            }
-            | OutputFormat::Aiff { bits: b }
-            | OutputFormat::Flac { bits: b, .. } => Some(*b),
-            _ => None,
-        }
-    }
-}
+pub use crate::formats::OutputFormat;
 
 /// One output of an export.
 #[derive(Debug, Clone)]
@@ -223,6 +154,12 @@ pub enum ExportError {
     Step(#[from] StepError),
 }
 
+impl From<crate::io::FileError> for ExportError {
+    fn from(e: crate::io::FileError) -> Self {
+        ExportError::Encode(e.into())
+    }
+}
+
 impl From<crate::InputError> for ExportError {
     fn from(e: crate::InputError) -> Self {
         ExportError::Render(RenderError::Input(e))
@@ -237,78 +174,14 @@ pub fn resample_precision<'a>(
     formats: impl IntoIterator<Item = &'a OutputFormat>,
 ) -> crate::render::resample::ResamplePrecision {
     use crate::render::resample::ResamplePrecision;
-    let single = formats.into_iter().all(|f| match f {
-        OutputFormat::Mp3 { .. } | OutputFormat::Ogg { .. } => true,
-        other => other.integer_bits().is_some_and(|b| b <= 16),
-    });
+    let single = formats
+        .into_iter()
+        .all(|f| f.lossy() || f.integer_bits().is_some_and(|b| b <= 16));
     if single {
         ResamplePrecision::Single
     } else {
         ResamplePrecision::Double
     }
-}
-
-/// Create the encoder for `format` writing into `file`.
-pub fn create_encoder(
-    format: &OutputFormat,
-    file: std::fs::File,
-    path: &Path,
-    spec: &SignalSpec,
-    bext: Option<Bext>,
-) -> Result<Box<dyn Encoder>, EncodeError> {
-    let path = path.to_path_buf();
-    Ok(match format {
-        OutputFormat::Wav { sample } => Box::new(crate::encode::wav::WavEncoder::new(
-            file,
-            path,
-            spec,
-            &crate::encode::wav::WavOptions {
-                format: *sample,
-                bext,
-            },
-        )?),
-        OutputFormat::Aiff { bits } => Box::new(crate::encode::aiff::AiffEncoder::new(
-            file, path, spec, *bits,
-        )?),
-        OutputFormat::Flac {
-            bits,
-            compression_level,
-        } => Box::new(crate::encode::flac::FlacEncoder::new(
-            file,
-            path,
-            spec,
-            &crate::encode::flac::FlacOptions {
-                bits: *bits,
-                compression_level: *compression_level,
-            },
-        )?),
-        OutputFormat::Mp3 {
-            vbr_quality,
-            bitrate_kbps,
-        } => {
-            use crate::encode::mp3::{Mp3Encoder, Mp3Mode, Mp3Options};
-            let mode = match (vbr_quality, bitrate_kbps) {
-                (_, Some(kbps)) => Mp3Mode::Cbr { kbps: *kbps },
-                (Some(q), None) => Mp3Mode::Vbr { quality: *q },
-                (None, None) => Mp3Mode::Vbr { quality: 2 },
-            };
-            Box::new(Mp3Encoder::new(
-                file,
-                path,
-                spec,
-                &Mp3Options {
-                    mode,
-                    ..Mp3Options::default()
-                },
-            )?)
-        }
-        OutputFormat::Ogg { quality } => Box::new(crate::encode::vorbis::VorbisEncoder::new(
-            file,
-            path,
-            spec,
-            &crate::encode::vorbis::VorbisOptions { quality: *quality },
-        )?),
-    })
 }
 
 /// Where an export may put work on other threads. The core renders, measures and encodes on
@@ -717,7 +590,7 @@ pub fn export_source_with(
     let mut encoders = Vec::with_capacity(outputs.len());
     for (o, spec) in outputs.iter().zip(&specs) {
         let (atomic, file) = AtomicFile::create(&o.path, o.overwrite)?;
-        let bext = (o.bext && o.format.container() == Container::Wav).then(|| {
+        let bext = (o.bext && o.format.codec.bext()).then(|| {
             let mut b = source_bext.clone().unwrap_or_default();
             if b.originator.is_empty() {
                 b.originator = "Sluice".into();
@@ -725,11 +598,9 @@ pub fn export_source_with(
             if !b.coding_history.is_empty() && !b.coding_history.ends_with('\n') {
                 b.coding_history.push('\n');
             }
-            let (mode, bits) = match &o.format {
-                OutputFormat::Wav {
-                    sample: PcmFormat::Float32,
-                } => ("FLOAT", 32),
-                other => ("PCM", other.integer_bits().unwrap_or(16)),
+            let (mode, bits) = match o.format.settings.sample() {
+                Some(PcmFormat::Float32) => ("FLOAT", 32),
+                _ => ("PCM", o.format.integer_bits().unwrap_or(16)),
             };
             b.coding_history.push_str(&format!(
                 "A={mode},F={},W={bits},M={},T=Sluice {}",
@@ -746,7 +617,7 @@ pub fn export_source_with(
             // A region or trim moves the start: the time reference stays the source's.
             b
         });
-        let encoder = offload.encoder(o, create_encoder(&o.format, file, &o.path, spec, bext)?);
+        let encoder = offload.encoder(o, o.format.create(file, &o.path, spec, bext)?);
         files.push(atomic);
         encoders.push(encoder);
     }
@@ -826,7 +697,7 @@ pub fn export_source_with(
                     path: temp.clone(),
                     source,
                 })?;
-                let enc = create_encoder(&plan.format, file, &plan.path, &specs[o], None)?;
+                let enc = plan.format.create(file, &plan.path, &specs[o], None)?;
                 let mut encs = vec![offload.encoder(plan, enc)];
                 let again = render.run_outputs(&[o], &mut encs, progress)?;
                 results[o] = again.into_iter().next().expect("one output");
@@ -899,7 +770,7 @@ pub fn export_source_with(
         write_tags(
             atomic.temp_path(),
             &o.path,
-            o.format.container(),
+            o.format.codec.tags(),
             &o.tags,
             source_tag,
             result.loudness.as_ref(),
@@ -912,7 +783,7 @@ pub fn export_source_with(
         let bytes = atomic.commit()?;
         out.push(OutputReport {
             path: o.path.clone(),
-            format: o.format.clone(),
+            format: o.format,
             sample_rate: spec.sample_rate,
             channels: spec.channels(),
             frames: result.frames,
@@ -937,13 +808,14 @@ pub fn export_source_with(
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::atomic::AtomicU8;
 
     /// Encode 20 s of programme material into a file as `format`, slowly (blocks, then a
     /// pause), while a [`Following`] reader decodes and measures it on another thread; then
     /// measure the finished file as [`measure_encoded`] does. The two must be the same to the
     /// last digit: the check that reads the output as it is written reports what the file
     /// holds.
+    #[cfg(any(feature = "mp3", feature = "vorbis"))]
     fn follow_while_encoding(format: OutputFormat, ext: &str) {
         let dir = std::env::temp_dir().join(format!("sluice-follow-{}-{ext}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -952,7 +824,7 @@ mod tests {
         let planes = crate::signal::programme(rate, 2, rate as usize * 20, 7);
         let spec = SignalSpec::with_channels(rate, 2);
         let file = std::fs::File::create(&path).unwrap();
-        let mut enc = create_encoder(&format, file, &path, &spec, None).unwrap();
+        let mut enc = format.create(file, &path, &spec, None).unwrap();
         let state = Arc::new(AtomicU8::new(WRITING));
         let reader = Following {
             file: std::fs::File::open(&path).unwrap(),
@@ -971,7 +843,7 @@ mod tests {
             }
         }
         enc.finish().unwrap();
-        state.store(COMPLETE, Ordering::Release);
+        state.store(COMPLETE, std::sync::atomic::Ordering::Release);
         let followed = follower
             .join()
             .unwrap()
@@ -1008,27 +880,35 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "mp3")]
     #[test]
     fn an_mp3_read_while_it_is_written_measures_as_the_finished_file() {
+        use crate::formats::Settings;
+        let mp3 = |settings| OutputFormat::named("mp3", settings).unwrap();
         follow_while_encoding(
-            OutputFormat::Mp3 {
-                vbr_quality: Some(2),
-                bitrate_kbps: None,
-            },
+            mp3(Settings {
+                quality: Some(2.0),
+                ..Settings::default()
+            }),
             "mp3",
         );
         follow_while_encoding(
-            OutputFormat::Mp3 {
-                vbr_quality: None,
+            mp3(Settings {
                 bitrate_kbps: Some(128),
-            },
+                ..Settings::default()
+            }),
             "cbr.mp3",
         );
     }
 
+    #[cfg(feature = "vorbis")]
     #[test]
     fn an_ogg_read_while_it_is_written_measures_as_the_finished_file() {
-        follow_while_encoding(OutputFormat::Ogg { quality: 3.0 }, "ogg");
+        let settings = crate::formats::Settings {
+            quality: Some(3.0),
+            ..Default::default()
+        };
+        follow_while_encoding(OutputFormat::named("ogg", settings).unwrap(), "ogg");
     }
 
     #[test]

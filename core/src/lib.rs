@@ -11,12 +11,14 @@ pub mod encode;
 pub mod error;
 pub mod export;
 pub mod formats;
+pub mod io;
 pub mod mp4;
 pub mod mpa;
 pub mod render;
 pub mod riff;
 pub mod signal;
 pub mod tags;
+pub mod time;
 
 pub use decode::{AudioBlock, Decoder, FrameCountSource, StreamInfo, open_checked};
 pub use error::InputError;

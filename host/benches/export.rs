@@ -259,19 +259,17 @@ fn sluice_export(input: &Path, dir: &Path, check: bool) -> Res<()> {
         max_encodes: sluice_core::export::MAX_ENCODES,
     };
     let outputs = [
-        out(
-            "sluice.flac",
-            OutputFormat::Flac {
-                bits: 16,
-                compression_level: 5,
-            },
-        ),
+        out("sluice.flac", sluice_core::encode::flac::output(16, 5)),
         out(
             "sluice.mp3",
-            OutputFormat::Mp3 {
-                vbr_quality: Some(2),
-                bitrate_kbps: None,
-            },
+            OutputFormat::named(
+                "mp3",
+                sluice_core::formats::Settings {
+                    quality: Some(2.0),
+                    ..Default::default()
+                },
+            )
+            .expect("a build with MP3"),
         ),
     ];
     // When each pass ended, for the parent's split (the final pass is the last one).

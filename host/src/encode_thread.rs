@@ -513,7 +513,7 @@ mod tests {
 mod probe_tests {
     use super::*;
     use sluice_core::encode::tags::TagPlan;
-    use sluice_core::export::{NoOffload, OutputFormat, OutputPlan};
+    use sluice_core::export::{NoOffload, OutputPlan};
     use sluice_core::render::dither::DitherMode;
     use sluice_core::render::normalize::NormalizeTarget;
     use sluice_core::render::steps::StepSpec;
@@ -609,10 +609,7 @@ mod probe_tests {
         let out = |name: &str| {
             vec![OutputPlan {
                 path: dir.path().join(name),
-                format: OutputFormat::Flac {
-                    bits: 16,
-                    compression_level: 5,
-                },
+                format: sluice_core::encode::flac::output(16, 5),
                 dither: DitherMode::Tpdf,
                 tags: TagPlan::default(),
                 bext: false,

@@ -1,13 +1,12 @@
 //! `sluice export`: render files to other formats with normalization, resampling, dither,
 //! fades, trimming and tags; several files in parallel with a progress bar over the batch.
 
-use crate::outputs::{Arriving, CLI_NAMES, FormatRequest, KINDS, Kind, parse_channels};
 use anyhow::{Result, anyhow, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_core::analysis::Target;
-use sluice_core::encode::PcmFormat;
 use sluice_core::encode::tags::TagPlan;
-use sluice_core::export::{ExportError, ExportReport, OutputFormat, OutputPlan};
+use sluice_core::export::{ExportError, ExportReport, OutputPlan};
+use sluice_core::formats::{self, Arriving, OptionNames, Request};
 use sluice_core::render::dither::DitherMode;
 use sluice_core::render::normalize::NormalizeTarget;
 use sluice_core::render::stages::{ChannelMapping, FadeCurve};
@@ -26,7 +25,7 @@ pub struct ExportArgs {
     /// Write outputs into this folder, named after the inputs.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
-    /// wav, aiff, flac, mp3 or ogg.
+    /// wav, aiff, flac, mp3 or ogg (`sluice formats` lists what this build writes).
     #[arg(long)]
     pub format: Option<String>,
     /// Resample to this rate (Hz).
@@ -48,9 +47,9 @@ pub struct ExportArgs {
     /// MP3: constant bitrate in kbit/s.
     #[arg(long, value_name = "KBPS", conflicts_with = "quality")]
     pub bitrate: Option<u32>,
-    /// FLAC compression level 0-8.
-    #[arg(long, default_value_t = 5)]
-    pub compression_level: u8,
+    /// FLAC compression level 0-8 (default 5).
+    #[arg(long)]
+    pub compression_level: Option<u8>,
     /// Dither when the bit depth drops or processed audio is quantized: none, tpdf, shaped.
     #[arg(long, default_value = "tpdf")]
     pub dither: String,
@@ -174,28 +173,30 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
     if a.output.is_none() && a.out_dir.is_none() {
         bail!("say where the output goes: -o FILE or --out-dir DIR");
     }
-    let kind = match (&a.format, &a.output) {
-        (Some(f), _) => Kind::parse(f).ok_or_else(|| anyhow!("--format {f}: choose {KINDS}"))?,
+    let kinds = formats::codec_names();
+    let codec = match (&a.format, &a.output) {
+        (Some(f), _) => formats::codec(f).ok_or_else(|| anyhow!("--format {f}: choose {kinds}"))?,
         (None, Some(o)) => o
             .extension()
-            .and_then(|e| Kind::parse(&e.to_string_lossy()))
+            .and_then(|e| formats::codec(&e.to_string_lossy()))
             .ok_or_else(|| {
                 anyhow!(
                     "{}: cannot tell the format from the extension; add --format",
                     o.display()
                 )
             })?,
-        (None, None) => bail!("--out-dir needs --format ({KINDS})"),
+        (None, None) => bail!("--out-dir needs --format ({kinds})"),
     };
-    let request = FormatRequest {
-        kind,
+    let request = Request {
+        codec,
         bit_depth: a.bit_depth.clone(),
         quality: a.quality,
         bitrate_kbps: a.bitrate,
-        compression_level: (kind == Kind::Flac || a.compression_level != 5)
-            .then_some(a.compression_level),
+        compression_level: a.compression_level,
     };
-    request.check(&CLI_NAMES).map_err(|e| anyhow!(e))?;
+    request
+        .check()
+        .map_err(|e| anyhow!(e.message(&OptionNames::CLI)))?;
     let dither = DitherMode::parse(&a.dither)
         .ok_or_else(|| anyhow!("--dither {}: choose none, tpdf or shaped", a.dither))?;
     let fade_curve = FadeCurve::parse(&a.fade_curve).ok_or_else(|| {
@@ -207,7 +208,10 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
     let channels = a
         .channels
         .as_deref()
-        .map(|c| parse_channels(c).map_err(|e| anyhow!("--{e}")))
+        .map(|c| {
+            ChannelMapping::parse(c)
+                .ok_or_else(|| anyhow!("--channels {c}: {}", ChannelMapping::SPELLING))
+        })
         .transpose()?;
     let normalize = if let Some(p) = a.normalize_peak {
         Some(NormalizeTarget::Peak { dbfs: p })
@@ -247,9 +251,8 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
             int_bits: info.integer_bits(),
             float: info.sample_type == Some("float"),
         };
-        let resolved = request
-            .resolve(&arriving, a.sample_rate.is_some(), &CLI_NAMES)
-            .map_err(|e| anyhow!(e))?;
+        let resolved = formats::resolve(&request, &arriving, a.sample_rate.is_some())
+            .map_err(|e| anyhow!(e.message(&OptionNames::CLI)))?;
         let format = resolved.format;
         let notes = resolved.notes;
         let sample_rate = resolved.sample_rate.or(a.sample_rate);
@@ -434,7 +437,7 @@ fn summary(
         writeln!(
             out,
             "  {} {} Hz, {} ch, {:.2} s, {} bytes",
-            format_name(&o.format),
+            o.format.describe(),
             o.sample_rate,
             o.channels,
             o.duration_seconds,
@@ -475,26 +478,4 @@ fn summary(
         writeln!(out, "  warning: {w}")?;
     }
     Ok(())
-}
-
-fn format_name(f: &OutputFormat) -> String {
-    match f {
-        OutputFormat::Wav {
-            sample: PcmFormat::Float32,
-        } => "WAV 32-bit float".into(),
-        OutputFormat::Wav {
-            sample: PcmFormat::Int(b),
-        } => format!("WAV {b}-bit"),
-        OutputFormat::Aiff { bits } => format!("AIFF {bits}-bit"),
-        OutputFormat::Flac {
-            bits,
-            compression_level,
-        } => format!("FLAC {bits}-bit (level {compression_level})"),
-        OutputFormat::Mp3 {
-            bitrate_kbps: Some(k),
-            ..
-        } => format!("MP3 {k} kbit/s"),
-        OutputFormat::Mp3 { vbr_quality, .. } => format!("MP3 VBR V{}", vbr_quality.unwrap_or(2)),
-        OutputFormat::Ogg { quality } => format!("Ogg Vorbis q{quality}"),
-    }
 }

@@ -7,15 +7,15 @@
 //! recorded destination. It is deleted only after the done record is committed.
 
 use crate::config::Config;
-use crate::outputs::{Arriving, TOML_NAMES};
 use crate::pipeline::{Pipeline, SourceAction};
 use crate::store::{JobRecord, JobState, OutputRecord, Store, now_ms};
 use crate::template::{Template, Vars};
 use serde::Serialize;
 use sluice_core::analysis::{AnalysisOptions, AnalysisReport};
+use sluice_core::encode::EncodeError;
 use sluice_core::encode::tags::TagPlan;
-use sluice_core::encode::{AtomicFile, EncodeError};
 use sluice_core::export::{ExportError, ExportReport, OutputPlan};
+use sluice_core::io::AtomicFile;
 use sluice_core::render::analyze::{AnalysisTap, Analyze};
 use sluice_core::render::steps::{
     AnalyzeStep, EffectStep, ParamValue, StageResolver, StepError, StepSpec, signal_after,
@@ -195,10 +195,10 @@ pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
             // Another file system: copy to a temporary beside the destination, then rename.
-            let (atomic, mut f) = AtomicFile::create(to, false).map_err(std::io::Error::other)?;
+            let (atomic, mut f) = AtomicFile::create(to, false).map_err(|e| e.source)?;
             std::io::copy(&mut std::fs::File::open(from)?, &mut f)?;
             drop(f);
-            atomic.commit().map_err(std::io::Error::other)?;
+            atomic.commit().map_err(|e| e.source)?;
             std::fs::remove_file(from)
         }
         Err(e) => Err(e),
@@ -548,16 +548,15 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
         let mut plans = Vec::with_capacity(n_out);
         for (o, path) in p.outputs.iter().zip(&out_paths) {
             let out_channels = o.channels.as_ref().map(|m| m.channels_after(channels));
-            let arriving = Arriving {
+            let arriving = sluice_core::formats::Arriving {
                 sample_rate: o.sample_rate.unwrap_or(rate),
                 channels: out_channels.unwrap_or(channels),
                 int_bits,
                 float: info.stream.sample_type == Some("float"),
             };
-            let resolved = o
-                .format
-                .resolve(&arriving, o.sample_rate.is_some(), &TOML_NAMES)
-                .map_err(|e| Failure::Input(format!("{}: {e}", source.display())))?;
+            let resolved =
+                sluice_core::formats::resolve(&o.format, &arriving, o.sample_rate.is_some())
+                    .map_err(|e| Failure::Input(format!("{}: {e}", source.display())))?;
             warnings.extend(
                 resolved
                     .notes

@@ -17,7 +17,6 @@ mod confine;
 mod export;
 mod host;
 mod job;
-mod outputs;
 mod parallel;
 mod pipeline;
 mod plot;
@@ -391,7 +390,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Formats { json } => {
             let mut out = std::io::stdout().lock();
             if json {
-                serde_json::to_writer_pretty(&mut out, sluice_core::formats::FORMATS)?;
+                serde_json::to_writer_pretty(&mut out, &sluice_core::formats::formats())?;
                 writeln!(out)?;
             } else {
                 render::formats_table(&mut out)?;

@@ -2,7 +2,6 @@
 //! and where the results go. Parsed into [`Pipeline`] with every problem reported as
 //! `file:line:column: message`. The schema is in `pipelines/README.md`.
 
-use crate::outputs::{FormatRequest, KINDS, Kind, TOML_NAMES, parse_channels};
 use crate::template::Template;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
@@ -52,7 +51,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[derive(Debug, Clone)]
 pub struct Output {
     pub path: Template,
-    pub format: FormatRequest,
+    pub format: sluice_core::formats::Request,
     pub sample_rate: Option<u32>,
     pub channels: Option<ChannelMapping>,
     pub dither: DitherMode,
@@ -747,9 +746,12 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
                     "channels after normalize: the loudness is measured before this step, so a changed channel layout would miss the target; move this channels step before the normalize step (or map the channels in the [[output]], which is measured on its own)",
                 );
             }
-            match parse_channels(ch.get_ref()) {
-                Ok(m) => steps.push(StepSpec::Channels(m)),
-                Err(e) => c.err(ch.span(), e),
+            match ChannelMapping::parse(ch.get_ref()) {
+                Some(m) => steps.push(StepSpec::Channels(m)),
+                None => c.err(
+                    ch.span(),
+                    format!("channels {}: {}", ch.get_ref(), ChannelMapping::SPELLING),
+                ),
             }
         } else if let Some(r) = &st.resample {
             let (rate, q) = match r.get_ref() {
@@ -801,27 +803,28 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         let Some(path) = c.template(&r.path, "path") else {
             continue;
         };
-        let kind = match &r.format {
-            Some(f) => Kind::parse(f.get_ref()).or_else(|| {
-                c.err(f.span(), format!("format {:?}: choose {KINDS}", f.get_ref()));
+        let kinds = sluice_core::formats::codec_names();
+        let codec = match &r.format {
+            Some(f) => sluice_core::formats::codec(f.get_ref()).or_else(|| {
+                c.err(f.span(), format!("format {:?}: choose {kinds}", f.get_ref()));
                 None
             }),
             None => Path::new(r.path.get_ref())
                 .extension()
-                .and_then(|e| Kind::parse(&e.to_string_lossy()))
+                .and_then(|e| sluice_core::formats::codec(&e.to_string_lossy()))
                 .or_else(|| {
                     c.err(
                         r.path.span(),
                         format!(
-                            "cannot tell the format from the path's extension: add format = ({KINDS})"
+                            "cannot tell the format from the path's extension: add format = ({kinds})"
                         ),
                     );
                     None
                 }),
         };
-        let Some(kind) = kind else { continue };
-        let format = FormatRequest {
-            kind,
+        let Some(codec) = codec else { continue };
+        let format = sluice_core::formats::Request {
+            codec,
             bit_depth: r.bit_depth.as_ref().map(|b| match b.get_ref() {
                 BitDepth::Int(n) => n.to_string(),
                 BitDepth::Text(s) => s.clone(),
@@ -830,29 +833,35 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             bitrate_kbps: r.bitrate_kbps,
             compression_level: r.compression_level,
         };
-        if let Err(e) = format.check(&TOML_NAMES) {
-            c.err(o.span(), e);
+        if let Err(e) = format.check() {
+            c.err(
+                o.span(),
+                e.message(&sluice_core::formats::OptionNames::TOML),
+            );
         }
         if let Some(sr) = &r.sample_rate {
             let rate = *sr.get_ref();
             if !(8000..=384_000).contains(&rate)
-                || (kind == Kind::Mp3 && !crate::outputs::MP3_RATES.contains(&rate))
+                || codec
+                    .constraints()
+                    .sample_rates
+                    .is_some_and(|rates| !rates.contains(&rate))
             {
                 c.err(
                     sr.span(),
-                    format!("sample_rate {rate}: not a rate {} can store", kind.name()),
+                    format!("sample_rate {rate}: not a rate {} can store", codec.name()),
                 );
             }
         }
         let channels = match &r.channels {
             None => None,
-            Some(ch) => match parse_channels(ch.get_ref()) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    c.err(ch.span(), e);
-                    None
-                }
-            },
+            Some(ch) => ChannelMapping::parse(ch.get_ref()).or_else(|| {
+                c.err(
+                    ch.span(),
+                    format!("channels {}: {}", ch.get_ref(), ChannelMapping::SPELLING),
+                );
+                None
+            }),
         };
         let dither = match &r.dither {
             None => DitherMode::Tpdf,
@@ -1398,7 +1407,7 @@ to = "done/{name}"
         assert_eq!(p.name, "podcast");
         assert_eq!(p.steps.len(), 3);
         assert_eq!(p.outputs.len(), 2);
-        assert_eq!(p.outputs[0].format.kind, Kind::Mp3);
+        assert_eq!(p.outputs[0].format.codec.id(), "mp3");
         assert!(p.matches(Path::new("show.WAV")));
         assert!(p.matches(Path::new("sub/show.flac")));
         assert!(!p.matches(Path::new("draft1.wav")));

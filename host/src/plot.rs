@@ -10,10 +10,8 @@
 //! Every input is treated as untrusted: empty slices, NaN/inf values, zero
 //! durations and odd channel counts all yield a valid (if sparse) picture.
 
-use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::path::Path;
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -904,12 +902,8 @@ fn format_time(t: f64, step: f64, total: f64) -> String {
         };
         format!("{t:.decimals$}s")
     } else {
-        let s = t.round() as u64;
-        if total >= 3600.0 {
-            format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-        } else {
-            format!("{}:{:02}", s / 60, s % 60)
-        }
+        // Ticks are whole seconds here; round first so a tick a hair under one reads as it.
+        sluice_core::time::clock(t.round(), 0, total >= 3600.0)
     }
 }
 
@@ -917,13 +911,7 @@ fn format_duration(d: f64) -> String {
     if d < 60.0 {
         format!("{d:.2} s")
     } else {
-        let tenths = (d * 10.0).round() as u64;
-        let s = tenths / 10;
-        if s >= 3600 {
-            format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-        } else {
-            format!("{}:{:02}.{}", s / 60, s % 60, tenths % 10)
-        }
+        sluice_core::time::clock(d, if d >= 3600.0 { 0 } else { 1 }, false)
     }
 }
 
@@ -1305,34 +1293,19 @@ fn encode_png(c: &Canvas) -> Result<Vec<u8>, png::EncodingError> {
     Ok(out)
 }
 
-/// Encode `c` and move it into place at `path` via a temporary sibling file.
+/// Encode `c` and move it into place at `path` whole (through a temporary sibling file).
 fn write_png(path: &Path, c: &Canvas) -> io::Result<()> {
-    let named = |e: &dyn std::fmt::Display, kind: io::ErrorKind| {
-        io::Error::new(kind, format!("writing plot {}: {e}", path.display()))
+    let bytes = encode_png(c)
+        .map_err(|e| io::Error::other(format!("writing plot {}: {e}", path.display())))?;
+    // The folder must exist (the caller placed the picture); nothing is created for it.
+    let named = |e: sluice_core::io::FileError| {
+        io::Error::new(e.source.kind(), format!("writing plot {e}"))
     };
-    let bytes = encode_png(c).map_err(|e| named(&e, io::ErrorKind::Other))?;
-    let tmp =
-        temp_sibling(path).ok_or_else(|| named(&"not a file path", io::ErrorKind::InvalidInput))?;
-    let result = (|| -> io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(named(&e, e.kind()));
-    }
-    Ok(())
-}
-
-fn temp_sibling(path: &Path) -> Option<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name()?;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp_name = format!(".{}.{}-{n}.tmp", name.to_string_lossy(), std::process::id());
-    Some(path.with_file_name(tmp_name))
+    let (atomic, mut f) = sluice_core::io::AtomicFile::create(path, true).map_err(named)?;
+    io::Write::write_all(&mut f, &bytes)
+        .map_err(|e| io::Error::new(e.kind(), format!("writing plot {}: {e}", path.display())))?;
+    drop(f);
+    atomic.commit().map(|_| ()).map_err(named)
 }
 
 #[cfg(test)]

@@ -89,7 +89,9 @@ fn no_temp_files_left(dir: &Path) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        names.iter().all(|n| !n.ends_with(".tmp")),
+        names
+            .iter()
+            .all(|n| !n.ends_with(".tmp") && !n.ends_with(".part")),
         "temp files left: {names:?}"
     );
 }

@@ -18,18 +18,6 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn clock(seconds: f64) -> String {
-    let ms_total = (seconds * 1000.0).round() as u64;
-    let (h, rem) = (ms_total / 3_600_000, ms_total % 3_600_000);
-    let (m, rem) = (rem / 60_000, rem % 60_000);
-    let (s, ms) = (rem / 1000, rem % 1000);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}.{ms:03}")
-    } else {
-        format!("{m}:{s:02}.{ms:03}")
-    }
-}
-
 /// Replace control characters so a hostile tag cannot drive the terminal.
 fn clean(s: &str) -> String {
     s.chars()
@@ -67,7 +55,11 @@ pub fn info(out: &mut impl Write, i: &FileInfo) -> io::Result<()> {
                 Some(sluice_core::FrameCountSource::Decoded) => "decoded",
                 _ => "from header",
             };
-            writeln!(out, "  length      {} ({f} frames, {src})", clock(d))?;
+            writeln!(
+                out,
+                "  length      {} ({f} frames, {src})",
+                sluice_core::time::clock(d, 3, false)
+            )?;
         }
         _ => writeln!(
             out,
@@ -149,7 +141,11 @@ pub fn info(out: &mut impl Write, i: &FileInfo) -> io::Result<()> {
             format!(
                 "{} samples ({})",
                 b.time_reference,
-                clock(b.time_reference as f64 / f64::from(s.sample_rate))
+                sluice_core::time::clock(
+                    b.time_reference as f64 / f64::from(s.sample_rate),
+                    3,
+                    false
+                )
             )
         } else {
             b.time_reference.to_string()
@@ -183,7 +179,8 @@ pub fn formats_table(out: &mut impl Write) -> io::Result<()> {
         "{:<11} {:<9} {:<7} {:<7} {:>9}  {:<22} extensions",
         "id", "kind", "decode", "encode", "max rate", "bit depths"
     )?;
-    for f in sluice_core::formats::FORMATS {
+    for listed in sluice_core::formats::formats() {
+        let f = listed.info;
         let mut depths: Vec<String> = f.bit_depths.iter().map(|b| b.to_string()).collect();
         depths.extend(f.float_bit_depths.iter().map(|b| format!("{b}f")));
         let yn = |b: bool| if b { "yes" } else { "no" };
@@ -193,7 +190,7 @@ pub fn formats_table(out: &mut impl Write) -> io::Result<()> {
             f.id,
             if f.lossless { "lossless" } else { "lossy" },
             yn(f.decode),
-            yn(f.encode),
+            yn(listed.encode),
             if f.max_sample_rate > 0 {
                 f.max_sample_rate.to_string()
             } else {
@@ -239,7 +236,8 @@ pub fn analysis(out: &mut impl Write, r: &sluice_core::analysis::AnalysisReport)
         s.layout_name
             .clone()
             .unwrap_or_else(|| format!("{} ch", s.channels)),
-        s.duration_seconds.map_or_else(|| "?".into(), clock),
+        s.duration_seconds
+            .map_or_else(|| "?".into(), |d| sluice_core::time::clock(d, 3, false)),
         if s.truncated { " · TRUNCATED" } else { "" }
     )?;
     for w in &s.warnings {

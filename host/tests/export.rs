@@ -636,10 +636,7 @@ fn flac16(dir: &Path, name: &str) -> PathBuf {
         &[],
         &[sluice_core::export::OutputPlan {
             path: flac.clone(),
-            format: sluice_core::export::OutputFormat::Flac {
-                bits: 16,
-                compression_level: 5,
-            },
+            format: sluice_core::encode::flac::output(16, 5),
             dither: sluice_core::render::dither::DitherMode::Tpdf,
             tags: Default::default(),
             bext: false,

@@ -412,10 +412,7 @@ fn the_archive_example_keeps_a_16_bit_flac_bit_exact() {
         &[],
         &[sluice_core::export::OutputPlan {
             path: src.clone(),
-            format: sluice_core::export::OutputFormat::Flac {
-                bits: 16,
-                compression_level: 5,
-            },
+            format: sluice_core::encode::flac::output(16, 5),
             dither: sluice_core::render::dither::DitherMode::Tpdf,
             tags: Default::default(),
             bext: false,

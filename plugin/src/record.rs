@@ -24,8 +24,9 @@
 use crate::params::{ExportSettings, TakeFormat};
 use crate::shared::{MAX_CHANNELS, MeterShared};
 use rtrb::{Consumer, Producer, RingBuffer};
-use sluice_core::encode::{AtomicFile, Encoder, PcmFormat};
-use sluice_core::export::{OutputFormat, create_encoder};
+use sluice_core::encode::{Encoder, PcmFormat};
+use sluice_core::export::OutputFormat;
+use sluice_core::io::AtomicFile;
 use sluice_core::render::{Block, OutputMeter, SignalSpec};
 use sluice_core::riff::Bext;
 use std::path::{Path, PathBuf};
@@ -493,8 +494,9 @@ impl WriterState {
                 }
                 Err(e) => return Err(e.to_string()),
             };
-            let encoder =
-                create_encoder(&format, handle, &dest, &spec, bext).map_err(|e| e.to_string())?;
+            let encoder = format
+                .create(handle, &dest, &spec, bext)
+                .map_err(|e| e.to_string())?;
             return Ok(Take {
                 file,
                 encoder,
@@ -608,27 +610,12 @@ pub fn normalize_take(
 
 /// The core output format of a take format, and its file extension.
 fn take_output_format(f: TakeFormat) -> (OutputFormat, &'static str) {
-    match f {
-        TakeFormat::Wav24 => (
-            OutputFormat::Wav {
-                sample: PcmFormat::Int(24),
-            },
-            "wav",
-        ),
-        TakeFormat::Wav32Float => (
-            OutputFormat::Wav {
-                sample: PcmFormat::Float32,
-            },
-            "wav",
-        ),
-        TakeFormat::Flac24 => (
-            OutputFormat::Flac {
-                bits: 24,
-                compression_level: 5,
-            },
-            "flac",
-        ),
-    }
+    let format = match f {
+        TakeFormat::Wav24 => sluice_core::encode::wav::output(PcmFormat::Int(24)),
+        TakeFormat::Wav32Float => sluice_core::encode::wav::output(PcmFormat::Float32),
+        TakeFormat::Flac24 => sluice_core::encode::flac::output(24, 5),
+    };
+    (format, format.extension())
 }
 
 fn sanitize(name: &str) -> String {

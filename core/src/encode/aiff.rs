@@ -123,3 +123,69 @@ impl Encoder for AiffEncoder {
         self.close().map_err(|e| self.io(e))
     }
 }
+
+/// AIFF in the format registry.
+pub struct AiffCodec;
+
+/// The registered AIFF codec.
+pub static CODEC: AiffCodec = AiffCodec;
+
+impl crate::formats::OutputCodec for AiffCodec {
+    fn id(&self) -> &'static str {
+        "aiff"
+    }
+    fn name(&self) -> &'static str {
+        "AIFF"
+    }
+    fn names(&self) -> &'static [&'static str] {
+        &["aiff", "aif"]
+    }
+    fn extension(&self) -> &'static str {
+        "aiff"
+    }
+    fn writes(&self) -> &'static [&'static str] {
+        &["aiff"]
+    }
+    fn lossy(&self) -> bool {
+        false
+    }
+    fn options(&self) -> &'static [crate::formats::OptionSpec] {
+        use crate::formats::{Opt, OptionSpec, Values};
+        &[OptionSpec {
+            opt: Opt::BitDepth,
+            values: Values::Depths {
+                int: &[8, 16, 24, 32],
+                float: false,
+            },
+            says: "AIFF takes 8, 16, 24, 32",
+        }]
+    }
+    fn settle(
+        &self,
+        asked: &crate::formats::Request,
+        arriving: &crate::formats::Arriving,
+    ) -> crate::formats::Settings {
+        crate::formats::pcm_settings(asked, arriving, &[8, 16, 24, 32], false)
+    }
+    fn describe(&self, s: &crate::formats::Settings) -> String {
+        format!("AIFF {}-bit", s.bits.unwrap_or(24))
+    }
+    fn tags(&self) -> crate::formats::TagStyle {
+        crate::formats::TagStyle::AiffChunks
+    }
+    fn create(
+        &self,
+        s: &crate::formats::Settings,
+        file: File,
+        path: &std::path::Path,
+        spec: &SignalSpec,
+        _bext: Option<crate::riff::Bext>,
+    ) -> Result<Box<dyn Encoder>, EncodeError> {
+        Ok(Box::new(AiffEncoder::new(
+            file,
+            path.to_path_buf(),
+            spec,
+            s.bits.unwrap_or(24),
+        )?))
+    }
+}

@@ -3,6 +3,7 @@
 //! so a failed encode never leaves a partial file under the destination's name.
 
 use crate::render::Block;
+use std::fs::File;
 use std::path::PathBuf;
 
 /// Why an output could not be written.
@@ -27,6 +28,15 @@ pub enum EncodeError {
     /// The tags could not be written.
     #[error("{}: cannot write the tags: {detail}", path.display())]
     Tags { path: PathBuf, detail: String },
+}
+
+impl From<crate::io::FileError> for EncodeError {
+    fn from(e: crate::io::FileError) -> Self {
+        EncodeError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl EncodeError {
@@ -99,148 +109,26 @@ pub trait Encoder: Send {
 
 pub mod aiff;
 pub mod flac;
+#[cfg(feature = "mp3")]
 pub mod mp3;
 pub mod tags;
+#[cfg(feature = "vorbis")]
 pub mod vorbis;
 pub mod wav;
 
-use std::fs::{File, OpenOptions};
-use std::path::Path;
-
-/// A temporary file beside `dest`, renamed onto it by [`AtomicFile::commit`]. Dropped without
-/// a commit (an error, a panic, a cancelled job), it removes itself: no partial file is ever
-/// left under the destination's name, and an existing file there is untouched until the
-/// rename.
-#[derive(Debug)]
-pub struct AtomicFile {
-    dest: PathBuf,
-    temp: PathBuf,
-    overwrite: bool,
-    committed: bool,
-}
-
-impl AtomicFile {
-    /// Create the temporary file. With `overwrite` false an existing `dest` is an error (now,
-    /// and again at commit time).
-    pub fn create(dest: &Path, overwrite: bool) -> Result<(AtomicFile, File), EncodeError> {
-        let io = |source| EncodeError::Io {
-            path: dest.to_path_buf(),
-            source,
-        };
-        if !overwrite && dest.exists() {
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "the file exists (choose another name, or allow overwriting)",
-            )));
-        }
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output".into());
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        for _ in 0..100 {
-            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let temp = dir.join(format!(".{name}.sluice-{}-{n}.part", std::process::id()));
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-            {
-                Ok(f) => {
-                    return Ok((
-                        AtomicFile {
-                            dest: dest.to_path_buf(),
-                            temp,
-                            overwrite,
-                            committed: false,
-                        },
-                        f,
-                    ));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(io(e)),
-            }
-        }
-        Err(io(std::io::Error::other("cannot create a temporary file")))
-    }
-
-    /// Write `bytes` to `dest` (its folder made if need be) through a temporary file, replacing
-    /// what was there only once everything is on disk.
-    pub fn write(dest: &Path, bytes: &[u8]) -> Result<u64, EncodeError> {
-        use std::io::Write;
-        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| EncodeError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let (atomic, mut f) = AtomicFile::create(dest, true)?;
-        f.write_all(bytes).map_err(|source| EncodeError::Io {
-            path: dest.to_path_buf(),
-            source,
-        })?;
-        drop(f);
-        atomic.commit()
-    }
-
-    /// The temporary file's path (tags are written there before the commit).
-    pub fn temp_path(&self) -> &Path {
-        &self.temp
-    }
-
-    pub fn dest(&self) -> &Path {
-        &self.dest
-    }
-
-    /// Flush to disk and rename onto the destination.
-    pub fn commit(mut self) -> Result<u64, EncodeError> {
-        let io = |source| EncodeError::Io {
-            path: self.dest.clone(),
-            source,
-        };
-        let f = File::open(&self.temp).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        let size = f.metadata().map_err(io)?.len();
-        drop(f);
-        if self.overwrite {
-            std::fs::rename(&self.temp, &self.dest).map_err(io)?;
-        } else {
-            // A hard link fails if the destination appeared meanwhile: never clobber it.
-            std::fs::hard_link(&self.temp, &self.dest).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    io(std::io::Error::new(
-                        std::io::ErrorKind::AlreadyExists,
-                        "the file appeared while rendering; it was left alone",
-                    ))
-                } else {
-                    io(e)
-                }
-            })?;
-            let _ = std::fs::remove_file(&self.temp);
-        }
-        self.committed = true;
-        // The rename itself reaches the disk with the folder.
-        if let Some(dir) = self.dest.parent().filter(|d| !d.as_os_str().is_empty())
-            && let Ok(d) = File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(size)
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.temp);
-        }
-    }
-}
+/// The output formats Sluice writes, in the order they are listed: the one place a codec is
+/// registered (see [`crate::formats::OutputCodec`]). MP3 (LAME) and Vorbis (libvorbis) come
+/// with the `mp3` and `vorbis` features, on by default; the plugin, which records WAV and FLAC,
+/// builds without them.
+pub static CODECS: &[&dyn crate::formats::OutputCodec] = &[
+    &wav::CODEC,
+    &aiff::CODEC,
+    &flac::CODEC,
+    #[cfg(feature = "mp3")]
+    &mp3::CODEC,
+    #[cfg(feature = "vorbis")]
+    &vorbis::CODEC,
+];
 
 /// How integer or float PCM is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -28,7 +28,7 @@ pub const FORMAT: &str = "MP3";
 const CHUNK: usize = 8192;
 
 /// The sample rates MPEG-1/2/2.5 Layer III can carry.
-const RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
+pub const RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
 /// CBR bitrates (kbps) of MPEG-1 Layer III (32, 44.1 and 48 kHz).
 const MPEG1_KBPS: [u32; 14] = [
     32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
@@ -419,4 +419,116 @@ fn list(values: &[u32]) -> String {
 /// Full scale clips (the [`Encoder`] contract); NaN, which no codec should see, is silence.
 fn clip(v: f32) -> f32 {
     if v.is_nan() { 0.0 } else { v.clamp(-1.0, 1.0) }
+}
+
+/// MP3 (LAME) in the format registry.
+pub struct Mp3Codec;
+
+/// The registered MP3 codec.
+pub static CODEC: Mp3Codec = Mp3Codec;
+
+impl crate::formats::OutputCodec for Mp3Codec {
+    fn id(&self) -> &'static str {
+        "mp3"
+    }
+    fn name(&self) -> &'static str {
+        FORMAT
+    }
+    fn names(&self) -> &'static [&'static str] {
+        &["mp3"]
+    }
+    fn extension(&self) -> &'static str {
+        "mp3"
+    }
+    fn writes(&self) -> &'static [&'static str] {
+        &["mp3"]
+    }
+    fn lossy(&self) -> bool {
+        true
+    }
+    fn options(&self) -> &'static [crate::formats::OptionSpec] {
+        use crate::formats::{Opt, OptionSpec, Values};
+        &[
+            OptionSpec {
+                opt: Opt::Bitrate,
+                values: Values::List(&MPEG1_KBPS),
+                says: "MP3 bitrates are 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320",
+            },
+            OptionSpec {
+                opt: Opt::Quality,
+                values: Values::Range {
+                    min: 0.0,
+                    max: 9.0,
+                    integer: true,
+                },
+                says: "MP3 VBR quality runs from 0 (best) to 9",
+            },
+        ]
+    }
+    fn exclusive(&self) -> Option<(crate::formats::Opt, crate::formats::Opt, &'static str)> {
+        use crate::formats::Opt;
+        Some((
+            Opt::Bitrate,
+            Opt::Quality,
+            "constant bitrate or VBR quality",
+        ))
+    }
+    fn constraints(&self) -> crate::formats::Constraints {
+        crate::formats::Constraints {
+            sample_rates: Some(&RATES),
+            rates_say: "MP3 stores 8000 to 48000 Hz (44100 or 48000 for music)",
+            max_channels: Some(2),
+        }
+    }
+    fn settle(
+        &self,
+        asked: &crate::formats::Request,
+        _arriving: &crate::formats::Arriving,
+    ) -> crate::formats::Settings {
+        crate::formats::Settings {
+            bitrate_kbps: asked.bitrate_kbps,
+            quality: asked
+                .bitrate_kbps
+                .is_none()
+                .then(|| asked.quality.map_or(2.0, f32::round)),
+            ..Default::default()
+        }
+    }
+    fn describe(&self, s: &crate::formats::Settings) -> String {
+        match s.bitrate_kbps {
+            Some(k) => format!("MP3 {k} kbit/s"),
+            None => format!("MP3 VBR V{}", s.quality.unwrap_or(2.0)),
+        }
+    }
+    fn tags(&self) -> crate::formats::TagStyle {
+        crate::formats::TagStyle::Lofty {
+            file_type: lofty::file::FileType::Mpeg,
+            tag_type: lofty::tag::TagType::Id3v2,
+        }
+    }
+    fn create(
+        &self,
+        s: &crate::formats::Settings,
+        file: File,
+        path: &std::path::Path,
+        spec: &SignalSpec,
+        _bext: Option<crate::riff::Bext>,
+    ) -> Result<Box<dyn Encoder>, EncodeError> {
+        let mode = match (s.bitrate_kbps, s.quality) {
+            (Some(kbps), _) => Mp3Mode::Cbr { kbps },
+            (None, Some(q)) => Mp3Mode::Vbr {
+                quality: q.round().clamp(0.0, 9.0) as u8,
+            },
+            (None, None) => Mp3Mode::default(),
+        };
+        Ok(Box::new(Mp3Encoder::new(
+            file,
+            path.to_path_buf(),
+            spec,
+            &Mp3Options {
+                mode,
+                ..Mp3Options::default()
+            },
+        )?))
+    }
 }

@@ -16,14 +16,19 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// The containers Sluice writes.
+/// How a format's files are tagged (each codec says which, see
+/// [`crate::formats::OutputCodec::tags`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Container {
-    Wav,
-    Aiff,
-    Flac,
-    Mp3,
-    Ogg,
+pub enum TagStyle {
+    /// By lofty, in the finished temporary file: any format lofty reads and writes.
+    Lofty {
+        file_type: FileType,
+        tag_type: TagType,
+    },
+    /// RIFF chunks appended (a LIST/INFO list and an `id3 ` chunk): WAV.
+    RiffChunks,
+    /// AIFF chunks appended (an `ID3 ` chunk).
+    AiffChunks,
 }
 
 /// The user-facing tag keys of `--tag KEY=VALUE` and pipeline files, with lofty's key.
@@ -246,18 +251,16 @@ pub fn build_tag(
 pub fn write_tags(
     temp: &Path,
     dest: &Path,
-    container: Container,
+    style: TagStyle,
     plan: &TagPlan,
     source_tag: Option<&Tag>,
     loudness: Option<&OutputLoudness>,
 ) -> Result<(), EncodeError> {
-    match container {
-        Container::Flac | Container::Mp3 | Container::Ogg => {
-            let (file_type, tag_type) = match container {
-                Container::Flac => (FileType::Flac, TagType::VorbisComments),
-                Container::Mp3 => (FileType::Mpeg, TagType::Id3v2),
-                _ => (FileType::Vorbis, TagType::VorbisComments),
-            };
+    match style {
+        TagStyle::Lofty {
+            file_type,
+            tag_type,
+        } => {
             let tag = build_tag(plan, source_tag, tag_type, loudness);
             if tag.item_count() == 0 && tag.picture_count() == 0 {
                 return Ok(());
@@ -273,10 +276,11 @@ pub fn write_tags(
                 .save_to_path(temp, WriteOptions::default())
                 .map_err(|e| tag_error(dest, e))
         }
-        Container::Wav | Container::Aiff => {
+        TagStyle::RiffChunks | TagStyle::AiffChunks => {
+            let wav = style == TagStyle::RiffChunks;
             let tag = build_tag(plan, source_tag, TagType::Id3v2, loudness);
             let mut chunks: Vec<([u8; 4], Vec<u8>)> = Vec::new();
-            if container == Container::Wav {
+            if wav {
                 let info = riff_info(&tag);
                 if !info.is_empty() {
                     chunks.push((*b"LIST", info));
@@ -287,19 +291,12 @@ pub fn write_tags(
                 Id3v2Tag::from(tag)
                     .dump_to(&mut id3, WriteOptions::default())
                     .map_err(|e| tag_error(dest, e))?;
-                chunks.push((
-                    if container == Container::Wav {
-                        *b"id3 "
-                    } else {
-                        *b"ID3 "
-                    },
-                    id3,
-                ));
+                chunks.push((if wav { *b"id3 " } else { *b"ID3 " }, id3));
             }
             if chunks.is_empty() {
                 return Ok(());
             }
-            append_chunks(temp, container, &chunks).map_err(|e| tag_error(dest, e))
+            append_chunks(temp, wav, &chunks).map_err(|e| tag_error(dest, e))
         }
     }
 }
@@ -340,11 +337,7 @@ fn riff_info(tag: &Tag) -> Vec<u8> {
 
 /// Append chunks at the end of a finished WAV/RF64 or AIFF file and grow its container size
 /// (the RIFF size, ds64's 64-bit size, or the FORM size).
-fn append_chunks(
-    path: &Path,
-    container: Container,
-    chunks: &[([u8; 4], Vec<u8>)],
-) -> std::io::Result<()> {
+fn append_chunks(path: &Path, wav: bool, chunks: &[([u8; 4], Vec<u8>)]) -> std::io::Result<()> {
     let mut f = OpenOptions::new().read(true).write(true).open(path)?;
     let mut head = [0u8; 12];
     f.read_exact(&mut head)?;
@@ -352,7 +345,7 @@ fn append_chunks(
     let mut added = 0u64;
     for (id, payload) in chunks {
         let len = payload.len() as u32;
-        let size = if container == Container::Wav {
+        let size = if wav {
             len.to_le_bytes()
         } else {
             len.to_be_bytes()

@@ -279,6 +279,81 @@ fn clip(v: f32) -> f32 {
     if v.is_nan() { 0.0 } else { v.clamp(-1.0, 1.0) }
 }
 
+/// Ogg Vorbis (libvorbis) in the format registry.
+pub struct VorbisCodec;
+
+/// The registered Ogg Vorbis codec.
+pub static CODEC: VorbisCodec = VorbisCodec;
+
+impl crate::formats::OutputCodec for VorbisCodec {
+    fn id(&self) -> &'static str {
+        "ogg"
+    }
+    fn name(&self) -> &'static str {
+        FORMAT
+    }
+    fn names(&self) -> &'static [&'static str] {
+        &["ogg", "oga", "vorbis"]
+    }
+    fn extension(&self) -> &'static str {
+        "ogg"
+    }
+    fn writes(&self) -> &'static [&'static str] {
+        &["ogg_vorbis"]
+    }
+    fn lossy(&self) -> bool {
+        true
+    }
+    fn options(&self) -> &'static [crate::formats::OptionSpec] {
+        use crate::formats::{Opt, OptionSpec, Values};
+        &[OptionSpec {
+            opt: Opt::Quality,
+            values: Values::Range {
+                min: -1.0,
+                max: 10.0,
+                integer: false,
+            },
+            says: "Vorbis quality runs from -1 to 10",
+        }]
+    }
+    fn settle(
+        &self,
+        asked: &crate::formats::Request,
+        _arriving: &crate::formats::Arriving,
+    ) -> crate::formats::Settings {
+        crate::formats::Settings {
+            quality: Some(asked.quality.unwrap_or(5.0)),
+            ..Default::default()
+        }
+    }
+    fn describe(&self, s: &crate::formats::Settings) -> String {
+        format!("Ogg Vorbis q{}", s.quality.unwrap_or(5.0))
+    }
+    fn tags(&self) -> crate::formats::TagStyle {
+        crate::formats::TagStyle::Lofty {
+            file_type: lofty::file::FileType::Vorbis,
+            tag_type: lofty::tag::TagType::VorbisComments,
+        }
+    }
+    fn create(
+        &self,
+        s: &crate::formats::Settings,
+        file: File,
+        path: &std::path::Path,
+        spec: &SignalSpec,
+        _bext: Option<crate::riff::Bext>,
+    ) -> Result<Box<dyn Encoder>, EncodeError> {
+        Ok(Box::new(VorbisEncoder::new(
+            file,
+            path.to_path_buf(),
+            spec,
+            &VorbisOptions {
+                quality: s.quality.unwrap_or(5.0),
+            },
+        )?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::vorbis_order;

@@ -244,3 +244,90 @@ impl Encoder for WavEncoder {
         self.close().map_err(|e| self.io(e))
     }
 }
+
+/// WAV (Broadcast Wave with `bext` when asked; RF64 past 4 GiB) in the format registry.
+pub struct WavCodec;
+
+/// The registered WAV codec.
+pub static CODEC: WavCodec = WavCodec;
+
+/// WAV of `sample`, as an output format.
+pub fn output(sample: PcmFormat) -> crate::formats::OutputFormat {
+    crate::formats::OutputFormat::new(
+        &CODEC,
+        match sample {
+            PcmFormat::Int(b) => crate::formats::Settings::int(b),
+            PcmFormat::Float32 => crate::formats::Settings::float32(),
+        },
+    )
+}
+
+impl crate::formats::OutputCodec for WavCodec {
+    fn id(&self) -> &'static str {
+        "wav"
+    }
+    fn name(&self) -> &'static str {
+        "WAV"
+    }
+    fn names(&self) -> &'static [&'static str] {
+        &["wav", "wave", "bwf"]
+    }
+    fn extension(&self) -> &'static str {
+        "wav"
+    }
+    fn writes(&self) -> &'static [&'static str] {
+        &["wav", "rf64"]
+    }
+    fn lossy(&self) -> bool {
+        false
+    }
+    fn options(&self) -> &'static [crate::formats::OptionSpec] {
+        use crate::formats::{Opt, OptionSpec, Values};
+        &[OptionSpec {
+            opt: Opt::BitDepth,
+            values: Values::Depths {
+                int: &[8, 16, 24, 32],
+                float: true,
+            },
+            says: "WAV takes 8, 16, 24, 32 or 32f (float)",
+        }]
+    }
+    fn settle(
+        &self,
+        asked: &crate::formats::Request,
+        arriving: &crate::formats::Arriving,
+    ) -> crate::formats::Settings {
+        crate::formats::pcm_settings(asked, arriving, &[8, 16, 24, 32], true)
+    }
+    fn describe(&self, s: &crate::formats::Settings) -> String {
+        match s.sample() {
+            Some(PcmFormat::Float32) => "WAV 32-bit float".into(),
+            Some(PcmFormat::Int(b)) => format!("WAV {b}-bit"),
+            None => "WAV".into(),
+        }
+    }
+    fn tags(&self) -> crate::formats::TagStyle {
+        crate::formats::TagStyle::RiffChunks
+    }
+    fn bext(&self) -> bool {
+        true
+    }
+    fn create(
+        &self,
+        s: &crate::formats::Settings,
+        file: File,
+        path: &std::path::Path,
+        spec: &SignalSpec,
+        bext: Option<Bext>,
+    ) -> Result<Box<dyn Encoder>, EncodeError> {
+        Ok(Box::new(WavEncoder::new(
+            file,
+            path.to_path_buf(),
+            spec,
+            &WavOptions {
+                format: s.sample().unwrap_or(PcmFormat::Int(24)),
+                bext,
+            },
+        )?))
+    }
+}

@@ -428,6 +428,28 @@ pub enum ChannelMapping {
 }
 
 impl ChannelMapping {
+    /// How a mapping is written, for messages about one that does not parse.
+    pub const SPELLING: &str = "give mono, stereo, or channel numbers from 1 (like 2,1)";
+
+    /// A mapping as users write it: `mono`, `stereo`, or 1-based source channels (`2,1`).
+    pub fn parse(s: &str) -> Option<ChannelMapping> {
+        Some(match s.trim() {
+            "mono" | "1" => ChannelMapping::Mono,
+            "stereo" | "2" => ChannelMapping::Stereo,
+            list => ChannelMapping::Pick(
+                list.split(',')
+                    .map(|c| {
+                        c.trim()
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|&n| n >= 1)
+                            .map(|n| n - 1)
+                    })
+                    .collect::<Option<_>>()?,
+            ),
+        })
+    }
+
     /// Channels after the mapping is applied to `n` channels.
     pub fn channels_after(&self, n: usize) -> usize {
         match self {

@@ -150,7 +150,7 @@ impl Runtime {
         let m = compile()?;
         if let Ok(bytes) = m.serialize()
             && std::fs::create_dir_all(dir).is_ok()
-            && let Err(e) = sluice_core::encode::AtomicFile::write(&path, &bytes)
+            && let Err(e) = sluice_core::io::AtomicFile::write(&path, &bytes)
         {
             tracing::warn!("cannot cache the compiled effect: {e}");
         }

@@ -102,9 +102,7 @@ pub fn fmt_corr(v: f32) -> String {
 
 /// `m:ss.t` of a take's length.
 pub fn fmt_time(seconds: f64) -> String {
-    let tenths = (seconds.max(0.0) * 10.0).floor() as u64;
-    let (m, rest) = (tenths / 600, tenths % 600);
-    format!("{m}:{:02}.{}", rest / 10, rest % 10)
+    sluice_core::time::clock(seconds, 1, false)
 }
 
 fn num(v: f32) -> Value {

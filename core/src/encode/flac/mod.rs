@@ -409,6 +409,115 @@ fn to_int(v: f32, min: f32, max: f32) -> i32 {
     t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
 }
 
+/// FLAC in the format registry.
+pub struct FlacCodec;
+
+/// The registered FLAC codec.
+pub static CODEC: FlacCodec = FlacCodec;
+
+/// FLAC of `bits` at `compression_level`, as an output format.
+pub fn output(bits: u32, compression_level: u8) -> crate::formats::OutputFormat {
+    crate::formats::OutputFormat::new(
+        &CODEC,
+        crate::formats::Settings {
+            compression_level: Some(compression_level),
+            ..crate::formats::Settings::int(bits)
+        },
+    )
+}
+
+impl crate::formats::OutputCodec for FlacCodec {
+    fn id(&self) -> &'static str {
+        "flac"
+    }
+    fn name(&self) -> &'static str {
+        FORMAT
+    }
+    fn names(&self) -> &'static [&'static str] {
+        &["flac"]
+    }
+    fn extension(&self) -> &'static str {
+        "flac"
+    }
+    fn writes(&self) -> &'static [&'static str] {
+        &["flac"]
+    }
+    fn lossy(&self) -> bool {
+        false
+    }
+    fn options(&self) -> &'static [crate::formats::OptionSpec] {
+        use crate::formats::{Opt, OptionSpec, Values};
+        &[
+            OptionSpec {
+                opt: Opt::BitDepth,
+                values: Values::Depths {
+                    int: &[16, 24],
+                    float: false,
+                },
+                says: "FLAC takes 16, 24",
+            },
+            OptionSpec {
+                opt: Opt::CompressionLevel,
+                values: Values::Range {
+                    min: 0.0,
+                    max: 8.0,
+                    integer: true,
+                },
+                says: "FLAC levels are 0 to 8",
+            },
+        ]
+    }
+    fn settle(
+        &self,
+        asked: &crate::formats::Request,
+        arriving: &crate::formats::Arriving,
+    ) -> crate::formats::Settings {
+        use crate::formats::Depth;
+        let bits = match asked.depth() {
+            Some(Depth::Int(b)) => b,
+            // 16 bits keep a source of 16 or fewer exactly; 24 anything deeper.
+            _ => arriving
+                .int_bits
+                .map_or(24, |b| if b <= 16 { 16 } else { 24 }),
+        };
+        crate::formats::Settings {
+            compression_level: Some(asked.compression_level.unwrap_or(5)),
+            ..crate::formats::Settings::int(bits)
+        }
+    }
+    fn describe(&self, s: &crate::formats::Settings) -> String {
+        format!(
+            "FLAC {}-bit (level {})",
+            s.bits.unwrap_or(24),
+            s.compression_level.unwrap_or(5)
+        )
+    }
+    fn tags(&self) -> crate::formats::TagStyle {
+        crate::formats::TagStyle::Lofty {
+            file_type: lofty::file::FileType::Flac,
+            tag_type: lofty::tag::TagType::VorbisComments,
+        }
+    }
+    fn create(
+        &self,
+        s: &crate::formats::Settings,
+        file: File,
+        path: &std::path::Path,
+        spec: &SignalSpec,
+        _bext: Option<crate::riff::Bext>,
+    ) -> Result<Box<dyn Encoder>, EncodeError> {
+        Ok(Box::new(FlacEncoder::new(
+            file,
+            path.to_path_buf(),
+            spec,
+            &FlacOptions {
+                bits: s.bits.unwrap_or(24),
+                compression_level: s.compression_level.unwrap_or(5),
+            },
+        )?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

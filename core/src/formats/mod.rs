@@ -1,5 +1,16 @@
-//! The format registry: every audio format Sluice knows of, what it can carry, and whether
-//! Sluice decodes and/or encodes it. This is data, listed by `sluice formats`.
+//! The format registry: every audio format Sluice knows of ([`FORMATS`]: what it can carry and
+//! whether Sluice decodes it), and the output codecs that write them ([`OutputCodec`], registered
+//! in [`crate::encode::CODECS`]). Everything that lists or parses output formats (the CLI's
+//! `--format`, a pipeline's `format =`, `sluice formats`, the plugin's take formats) is derived
+//! from these two lists: adding an output format is a codec module and its registration.
+
+mod output;
+
+pub use output::{
+    Arriving, Constraints, Depth, FormatError, Opt, OptionNames, OptionSpec, OutputCodec,
+    OutputFormat, Request, Resolved, Settings, TagStyle, Values, codec, codec_names, codecs,
+    pcm_settings, resolve,
+};
 
 use serde::Serialize;
 
@@ -23,13 +34,11 @@ pub struct FormatInfo {
     pub float_bit_depths: &'static [u32],
     /// Sluice decodes this format.
     pub decode: bool,
-    /// Sluice encodes this format.
-    pub encode: bool,
     /// Anything a user should know.
     pub note: &'static str,
 }
 
-/// Every format Sluice knows of, decodable or not.
+/// Every format Sluice knows of, decodable or not (whether it encodes: [`formats`]).
 pub const FORMATS: &[FormatInfo] = &[
     FormatInfo {
         id: "wav",
@@ -40,7 +49,6 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[8, 16, 24, 32],
         float_bit_depths: &[32, 64],
         decode: true,
-        encode: true,
         note: "files over 4 GiB need RF64/BW64",
     },
     FormatInfo {
@@ -52,7 +60,6 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[8, 16, 24, 32],
         float_bit_depths: &[32, 64],
         decode: true,
-        encode: true,
         note: "",
     },
     FormatInfo {
@@ -64,7 +71,6 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[8, 16, 24, 32],
         float_bit_depths: &[32, 64],
         decode: true,
-        encode: true,
         note: "AIFF-C: uncompressed (NONE, sowt, fl32, fl64) only",
     },
     FormatInfo {
@@ -76,7 +82,6 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[8, 12, 16, 20, 24, 32],
         float_bit_depths: &[],
         decode: true,
-        encode: true,
         note: "",
     },
     FormatInfo {
@@ -88,7 +93,6 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[],
         float_bit_depths: &[],
         decode: true,
-        encode: true,
         note: "encoder delay and padding are trimmed when a LAME/Xing header gives them",
     },
     FormatInfo {
@@ -100,7 +104,6 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[],
         float_bit_depths: &[],
         decode: true,
-        encode: true,
         note: "",
     },
     FormatInfo {
@@ -112,7 +115,6 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[],
         float_bit_depths: &[],
         decode: true,
-        encode: false,
         note: "HE-AAC (SBR/PS) decodes at the core rate only",
     },
     FormatInfo {
@@ -124,7 +126,6 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[16, 20, 24, 32],
         float_bit_depths: &[],
         decode: true,
-        encode: false,
         note: "",
     },
     FormatInfo {
@@ -136,7 +137,6 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[],
         float_bit_depths: &[],
         decode: false,
-        encode: false,
         note: "no Opus decoder yet",
     },
     FormatInfo {
@@ -148,10 +148,34 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[],
         float_bit_depths: &[],
         decode: false,
-        encode: false,
         note: "MIDI holds notes, not audio: render it to audio with a synthesizer first",
     },
 ];
+
+/// A [`FORMATS`] entry as `sluice formats` lists it: with whether a registered codec writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub info: &'static FormatInfo,
+    /// Sluice encodes this format (a codec in [`crate::encode::CODECS`] writes it; MP3 and
+    /// Vorbis only in builds with the `mp3` and `vorbis` features).
+    pub encode: bool,
+}
+
+/// Every format Sluice knows of, with what it decodes and encodes.
+pub fn formats() -> Vec<Listed> {
+    let known = FORMATS.iter();
+    let new = codecs()
+        .filter_map(|c| c.info())
+        .filter(|i| by_id(i.id).is_none());
+    known
+        .chain(new)
+        .map(|info| Listed {
+            info,
+            encode: codecs().any(|c| c.writes().contains(&info.id)),
+        })
+        .collect()
+}
 
 /// Look up a registry entry by its id.
 pub fn by_id(id: &str) -> Option<&'static FormatInfo> {
