@@ -2,7 +2,7 @@
 //! `stats`, and the default root.
 
 use crate::config::{CONFIG_FILE, Config};
-use crate::job::{self, Ctx, Reserved};
+use crate::job::{self, Ctx};
 use crate::pipeline::{self, Defaults, Diagnostic, Pipeline, SourceAction};
 use crate::store::{JobRecord, JobState, Store};
 use anyhow::{Context, Result, anyhow, bail};
@@ -545,11 +545,9 @@ pub fn run(cfg: &Config, pipeline: &str, files: &[PathBuf], json: bool) -> Resul
     let mut p = find_pipeline(cfg, &fx, pipeline)?;
     p.source = SourceAction::Keep;
     let store = Store::open(&cfg.db_path(), true)?;
-    let reserved = Reserved::default();
     let ctx = Ctx {
         cfg,
         store: &store,
-        reserved: &reserved,
         effects: &fx,
     };
     let multi = indicatif::MultiProgress::new();

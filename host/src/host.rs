@@ -1,13 +1,14 @@
 //! `sluice watch`: the watch-folder host.
 //!
 //! One coordinating thread watches (notify events plus a rescan at start and periodically,
-//! since events get lost on some file systems), lets files settle, indexes them, queues jobs in
-//! the store and hands them to a crossbeam pool of workers. Pipelines reload when their files
-//! change; an invalid one is refused and the others keep running.
+//! since events get lost on some file systems), lets files settle, indexes them and queues jobs
+//! in the store. Workers claim jobs from the store themselves (a channel carrying nothing wakes
+//! them; the store is the only record of what is queued and running). Pipelines reload when
+//! their files change; an invalid one is refused and the others keep running.
 
 use crate::config::Config;
 use crate::effects::{Catalog, Loader, Origin, Runtime, Update};
-use crate::job::{self, Ctx, Reserved};
+use crate::job::{self, Ctx};
 use crate::pipeline::{self, Defaults, Pipeline};
 use crate::store::{
     Arrival, FileRecord, Intake, JobRecord, JobState, ProbeSummary, Store, now_ms, path_codec,
@@ -17,8 +18,8 @@ use anyhow::{Context, Result};
 use notify::Watcher;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Names that are never taken as input: hidden files, our own and other programs' temporaries.
@@ -238,6 +239,17 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     std::fs::create_dir_all(&cfg.quarantine_dir)
         .with_context(|| format!("{}", cfg.quarantine_dir.display()))?;
 
+    // The store's invariants (see crate::store), checked once at start: a problem is a bug
+    // of ours, reported so it can be fixed rather than worked around.
+    match store.check() {
+        Ok(problems) => {
+            for p in problems {
+                tracing::error!("state database inconsistent: {p}");
+            }
+        }
+        Err(e) => tracing::warn!("cannot check the state database: {e}"),
+    }
+
     // Recovery: jobs a dead host left running go back to the queue; interrupted deletions
     // finish; temporaries go.
     let (requeued, interrupted) = store.requeue_running(cfg.max_interrupted_runs)?;
@@ -258,12 +270,6 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     if swept > 0 {
         tracing::info!("removed {swept} temporary file(s) left by an earlier run");
     }
-    let reserved = Arc::new(Reserved::default());
-    for s in [JobState::Queued, JobState::Running] {
-        for j in store.jobs(Some(s))? {
-            reserved.add(j.planned);
-        }
-    }
 
     // The built-in effects now, the root's own in the background (crate::effects::loader).
     let runtime = Runtime::new(Some(cfg.effects_cache())).context("the effects runtime")?;
@@ -276,7 +282,6 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
         let ctx = Ctx {
             cfg: &cfg,
             store: &store,
-            reserved: &reserved,
             effects: &pipelines.effects,
         };
         let msg = format!(
@@ -349,62 +354,34 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     };
     rewatch(&mut watcher, &mut watched, &pipelines);
 
-    // Workers.
-    let (job_tx, job_rx) =
-        crossbeam_channel::unbounded::<(JobRecord, Arc<Pipeline>, Arc<Catalog>)>();
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(JobRecord, Duration)>();
+    // Workers: each claims from the store when woken (or every half second, for retries
+    // that come due and jobs queued by other processes), runs the job with the pipelines
+    // loaded at that moment, and logs the result.
+    let loaded: Arc<RwLock<Loaded>> = Arc::new(RwLock::new(Loaded::of(&pipelines)));
+    let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(cfg.workers.max(1));
     let busy = Arc::new(AtomicUsize::new(0));
+    let claiming = Arc::new(AtomicBool::new(true));
+    // A failed job's content may be waiting in copies: the coordinator rescans soon.
+    let rescan_soon = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for w in 0..cfg.workers {
-        let rx = job_rx.clone();
-        let tx = done_tx.clone();
-        let (cfg, store, reserved, busy) =
-            (cfg.clone(), store.clone(), reserved.clone(), busy.clone());
+        let worker = Worker {
+            cfg: cfg.clone(),
+            store: store.clone(),
+            loaded: loaded.clone(),
+            wake: wake_rx.clone(),
+            busy: busy.clone(),
+            claiming: claiming.clone(),
+            rescan_soon: rescan_soon.clone(),
+        };
         handles.push(
             std::thread::Builder::new()
                 .name(format!("worker-{w}"))
-                .spawn(move || {
-                    for (job, p, effects) in rx {
-                        let t = Instant::now();
-                        let ctx = Ctx {
-                            cfg: &cfg,
-                            store: &store,
-                            reserved: &reserved,
-                            effects: &effects,
-                        };
-                        let id = job.id;
-                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            job::run(&ctx, &p, job.clone())
-                        }));
-                        let rec = match ran {
-                            Ok(r) => r,
-                            Err(_) => {
-                                // A bug of ours, not the file's: recorded, the host goes on.
-                                store
-                                    .update_job(
-                                        id,
-                                        Some((
-                                            "failed",
-                                            "internal error (panic) while running the job".into(),
-                                        )),
-                                        |j| {
-                                            j.state = JobState::Failed;
-                                            j.error =
-                                                Some("internal error (panic); see the log".into());
-                                            j.finished_ms = Some(now_ms());
-                                        },
-                                    )
-                                    .unwrap_or(job)
-                            }
-                        };
-                        busy.fetch_sub(1, Ordering::SeqCst);
-                        let _ = tx.send((rec, t.elapsed()));
-                    }
-                })
+                .spawn(move || worker.run())
                 .context("cannot start a worker thread")?,
         );
     }
-    drop(job_rx);
+    drop(wake_rx);
 
     say(welcome(&cfg, &pipelines));
 
@@ -424,22 +401,20 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                 ));
             }
         }
+        if stopping {
+            claiming.store(false, Ordering::SeqCst);
+        }
         if abort.load(Ordering::SeqCst) || (stopping && busy.load(Ordering::SeqCst) == 0) {
             break;
         }
 
-        // Events, until a worker frees up or a tenth of a second passes.
+        // Events, for a tenth of a second.
         let deadline = Instant::now() + Duration::from_millis(100);
-        let mut finished = Vec::new();
         loop {
             let p = crossbeam_channel::select! {
                 recv(ev_rx) -> p => match p {
                     Ok(p) => p,
                     Err(_) => break,
-                },
-                recv(done_rx) -> r => {
-                    finished.extend(r.ok());
-                    break;
                 },
                 default(deadline.saturating_duration_since(Instant::now())) => break,
             };
@@ -473,6 +448,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                 }
             };
             pipelines = load(&cfg, &store, fx, Some(&pipelines));
+            *loaded.write().expect("not poisoned") = Loaded::of(&pipelines);
             rewatch(&mut watcher, &mut watched, &pipelines);
             last_rescan = None;
         }
@@ -558,64 +534,21 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
         if !settled.is_empty() && !stopping {
             intake(&cfg, &store, &pipelines, settled);
         }
-        // Results.
-        finished.extend(done_rx.try_iter());
-        for (j, took) in finished {
-            if matches!(j.state, JobState::Failed | JobState::Quarantined) {
-                // Files with the same content, which waited on this job, are taken now.
-                last_rescan = None;
-            }
-            let what = match j.state {
-                JobState::Done => format!(
-                    "done ({} output(s), {:.1} s)",
-                    j.outputs.len(),
-                    took.as_secs_f64()
-                ),
-                s => format!("{}: {}", s.name(), j.error.clone().unwrap_or_default()),
-            };
-            tracing::info!(job = j.id, pipeline = %j.pipeline, "{} {what}", j.input.display());
+        if rescan_soon.swap(false, Ordering::SeqCst) {
+            // Files with the same content as a failed job, which waited on it, are taken now.
+            last_rescan = None;
         }
-        // Dispatch.
-        while !stopping && busy.load(Ordering::SeqCst) < cfg.workers {
-            let Some(j) = store.claim_next()? else { break };
-            match pipelines.by_name.get(&j.pipeline) {
-                Some(p) => {
-                    if p.hash != j.pipeline_hash {
-                        let _ = store.event(
-                            Some(j.id),
-                            "note",
-                            format!(
-                                "pipeline {} changed since this job was queued: running version {}",
-                                p.name, p.hash
-                            ),
-                        );
-                    }
-                    busy.fetch_add(1, Ordering::SeqCst);
-                    job_tx
-                        .send((j, p.clone(), pipelines.effects.clone()))
-                        .context("the workers stopped")?;
-                }
-                None => {
-                    store.update_job(
-                        j.id,
-                        Some((
-                            "waiting",
-                            format!(
-                                "pipeline {} is not loaded (removed or invalid): waiting",
-                                j.pipeline
-                            ),
-                        )),
-                        |r| {
-                            r.state = JobState::Queued;
-                            r.attempts = r.attempts.saturating_sub(1);
-                            r.not_before_ms = now_ms() + 30_000;
-                        },
-                    )?;
-                }
-            }
+        // Wake the workers when there is work ready (a worker takes one wake and claims until
+        // the queue has nothing ready).
+        if !stopping
+            && busy.load(Ordering::SeqCst) < cfg.workers
+            && store.has_ready().unwrap_or(false)
+        {
+            let _ = wake_tx.try_send(());
         }
     }
-    drop(job_tx);
+    claiming.store(false, Ordering::SeqCst);
+    drop(wake_tx);
     if !abort.load(Ordering::SeqCst) {
         for h in handles {
             let _ = h.join();
@@ -624,6 +557,150 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     drop(watcher);
     say("sluice: stopped");
     Ok(())
+}
+
+/// The pipelines and effects the workers run jobs with (replaced when they reload).
+struct Loaded {
+    by_name: BTreeMap<String, Arc<Pipeline>>,
+    effects: Arc<Catalog>,
+}
+
+impl Loaded {
+    fn of(p: &Pipelines) -> Loaded {
+        Loaded {
+            by_name: p.by_name.clone(),
+            effects: p.effects.clone(),
+        }
+    }
+}
+
+/// One worker thread: claims jobs from the store and runs them.
+struct Worker {
+    cfg: Arc<Config>,
+    store: Arc<Store>,
+    loaded: Arc<RwLock<Loaded>>,
+    wake: crossbeam_channel::Receiver<()>,
+    busy: Arc<AtomicUsize>,
+    claiming: Arc<AtomicBool>,
+    rescan_soon: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn run(self) {
+        loop {
+            while self.claiming.load(Ordering::SeqCst) {
+                // Counted busy before the claim, so the coordinator never sees an idle host
+                // while a job is being taken.
+                self.busy.fetch_add(1, Ordering::SeqCst);
+                let claimed = if self.claiming.load(Ordering::SeqCst) {
+                    self.store.claim_next()
+                } else {
+                    Ok(None)
+                };
+                match claimed {
+                    Ok(Some(j)) => self.one(j),
+                    Ok(None) => {
+                        self.busy.fetch_sub(1, Ordering::SeqCst);
+                        break;
+                    }
+                    Err(e) => {
+                        self.busy.fetch_sub(1, Ordering::SeqCst);
+                        tracing::error!("cannot claim a job: {e}");
+                        break;
+                    }
+                }
+                self.busy.fetch_sub(1, Ordering::SeqCst);
+            }
+            match self.wake.recv_timeout(Duration::from_millis(500)) {
+                Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+            if !self.claiming.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
+    /// Run claimed job `j` with the pipeline it names, as loaded now.
+    fn one(&self, j: JobRecord) {
+        let (p, effects) = {
+            let l = self.loaded.read().expect("not poisoned");
+            (l.by_name.get(&j.pipeline).cloned(), l.effects.clone())
+        };
+        let Some(p) = p else {
+            let r = self.store.update_job(
+                j.id,
+                Some((
+                    "waiting",
+                    format!(
+                        "pipeline {} is not loaded (removed or invalid): waiting",
+                        j.pipeline
+                    ),
+                )),
+                |r| {
+                    r.state = JobState::Queued;
+                    r.attempts = r.attempts.saturating_sub(1);
+                    r.not_before_ms = now_ms() + 30_000;
+                },
+            );
+            if let Err(e) = r {
+                tracing::error!(job = j.id, "cannot put the job back in the queue: {e}");
+            }
+            return;
+        };
+        if p.hash != j.pipeline_hash {
+            let _ = self.store.event(
+                Some(j.id),
+                "note",
+                format!(
+                    "pipeline {} changed since this job was queued: running version {}",
+                    p.name, p.hash
+                ),
+            );
+        }
+        let t = Instant::now();
+        let ctx = Ctx {
+            cfg: &self.cfg,
+            store: &self.store,
+            effects: &effects,
+        };
+        let id = j.id;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            job::run(&ctx, &p, j.clone())
+        }));
+        let rec = match ran {
+            Ok(r) => r,
+            Err(_) => {
+                // A bug of ours, not the file's: recorded, the host goes on.
+                self.store
+                    .update_job(
+                        id,
+                        Some((
+                            "failed",
+                            "internal error (panic) while running the job".into(),
+                        )),
+                        |j| {
+                            j.state = JobState::Failed;
+                            j.error = Some("internal error (panic); see the log".into());
+                            j.finished_ms = Some(now_ms());
+                        },
+                    )
+                    .unwrap_or(j)
+            }
+        };
+        if matches!(rec.state, JobState::Failed | JobState::Quarantined) {
+            self.rescan_soon.store(true, Ordering::SeqCst);
+        }
+        let what = match rec.state {
+            JobState::Done => format!(
+                "done ({} output(s), {:.1} s)",
+                rec.outputs.len(),
+                t.elapsed().as_secs_f64()
+            ),
+            s => format!("{}: {}", s.name(), rec.error.clone().unwrap_or_default()),
+        };
+        tracing::info!(job = rec.id, pipeline = %rec.pipeline, "{} {what}", rec.input.display());
+    }
 }
 
 /// Relative path inside the root, when `p` is inside it.

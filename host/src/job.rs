@@ -23,9 +23,8 @@ use sluice_core::render::steps::{
 use sluice_core::render::{FileSource, RenderError, Stage};
 use sluice_core::{FileInfo, InputError};
 use sluice_host::encode_thread::export_from;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// How a job failed, which decides what happens next.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,27 +88,10 @@ fn classify(e: &ExportError) -> Failure {
     }
 }
 
-/// Paths promised to running jobs in this process, so two jobs never pick the same name.
-#[derive(Default)]
-pub struct Reserved(Mutex<HashSet<PathBuf>>);
-
-impl Reserved {
-    pub fn add(&self, paths: impl IntoIterator<Item = PathBuf>) {
-        self.0.lock().expect("not poisoned").extend(paths);
-    }
-    pub fn release(&self, paths: &[PathBuf]) {
-        let mut s = self.0.lock().expect("not poisoned");
-        for p in paths {
-            s.remove(p);
-        }
-    }
-}
-
 /// Everything a job needs from the host.
 pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub store: &'a Store,
-    pub reserved: &'a Reserved,
     pub effects: &'a crate::effects::Catalog,
 }
 
@@ -208,11 +190,8 @@ pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Run `job` (already marked running) through `p`. Returns the job as recorded at the end.
 pub fn run(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> JobRecord {
     let id = job.id;
-    let planned_before = job.planned.clone();
     let result = attempt(ctx, p, job.clone());
     let job_now = ctx.store.job(id).ok().flatten().unwrap_or(job);
-    ctx.reserved.release(&job_now.planned);
-    ctx.reserved.release(&planned_before);
     match result {
         Ok(j) => j,
         Err(f) => fail(ctx, p, job_now, f),
@@ -507,14 +486,10 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
     };
     let tags = tag_map(&info);
 
-    // Fix the paths once.
+    // Fix the paths once, reserved in the store.
     let job = if job.planned.is_empty() {
-        let planned = plan_paths(ctx, p, &job, &tags);
-        ctx.store
-            .update_job(job.id, None, |j| j.planned = planned.clone())
-            .map_err(|e| Failure::Transient(e.to_string()))?
+        plan_paths(ctx, p, &job, &tags).map_err(|e| Failure::Transient(e.to_string()))?
     } else {
-        ctx.reserved.add(job.planned.clone());
         job
     };
     let n_out = p.outputs.len();
@@ -769,14 +744,14 @@ pub fn finish_delete(store: &Store, root: &Path, job: &JobRecord) {
     let _ = store.update_job(job.id, None, |j| j.delete_pending = false);
 }
 
-/// Output, report and source destinations for `job`: rendered, kept inside the root, made
-/// unique against existing files and paths other jobs hold.
+/// Output, report and source destinations for `job`: rendered, made unique against existing
+/// files and paths other jobs hold, and reserved for it (see the store's invariant 3).
 fn plan_paths(
     ctx: &Ctx,
     p: &Pipeline,
     job: &JobRecord,
     tags: &BTreeMap<String, String>,
-) -> Vec<PathBuf> {
+) -> Result<JobRecord, crate::store::StoreError> {
     let name = job
         .input
         .file_name()
@@ -803,23 +778,11 @@ fn plan_paths(
     if let SourceAction::Move(t) = &p.source {
         templates.push(t);
     }
-    let mut held = ctx.reserved.0.lock().expect("not poisoned");
-    let mut out = Vec::with_capacity(templates.len());
-    for t in templates {
-        let rel = t.render(&vars);
-        let mut candidate = rel.clone();
-        let mut n = 2;
-        while held.contains(&candidate)
-            || out.contains(&candidate)
-            || ctx.cfg.root.join(&candidate).exists()
-        {
-            candidate = numbered(&rel, n);
-            n += 1;
-        }
-        held.insert(candidate.clone());
-        out.push(candidate);
-    }
-    out
+    let wanted: Vec<PathBuf> = templates.iter().map(|t| t.render(&vars)).collect();
+    ctx.store.plan(job.id, &wanted, numbered, |rel| {
+        // A dangling symlink is a name taken too.
+        ctx.cfg.root.join(rel).symlink_metadata().is_ok()
+    })
 }
 
 /// Progress written to the store at most about once a second.
@@ -902,11 +865,9 @@ mod tests {
             },
         )
         .unwrap_or_else(|d| panic!("{d:?}"));
-        let reserved = Reserved::default();
         let ctx = Ctx {
             cfg: &cfg,
             store: &store,
-            reserved: &reserved,
             effects: &fx,
         };
         let rec = store

@@ -7,6 +7,28 @@
 //!
 //! The database is opened in redb's multi-writer mode, so `sluice jobs`, `sluice retry` and the
 //! other commands work while `sluice watch` runs; the host picks up what they queue.
+//!
+//! ## The only truth
+//!
+//! Job state lives here and nowhere else: workers claim from the store (a channel only wakes
+//! them, carrying nothing), and the paths a job will write are reserved in a table, not in a
+//! process's memory. Every write transaction keeps these invariants; `Store::check` verifies
+//! them over a whole file, and the tests run it after every kind of change:
+//!
+//! 1. **QUEUE mirrors the queued jobs**: `(not_before_ms, id)` is in QUEUE exactly when job `id`
+//!    is queued with that `not_before_ms` (no running, finished or missing job is in it).
+//! 2. **JOB_KEYS names live or successful work**: a key `pipeline \0 version \0 content` maps
+//!    to a job with that pipeline, version and content that is not failed or quarantined;
+//!    so the same content through the same pipeline version is queued, run or done once, and
+//!    content whose job failed is taken again when it arrives.
+//! 3. **RESERVED holds the planned paths of queued and running jobs**: each of their `planned`
+//!    paths maps to the job, and nothing else is in it; a path is reserved by one job. A job
+//!    that ends (done, failed, quarantined) gives its paths up in the same transaction; a
+//!    failed job queued again is planned afresh at its next start (another job may have taken
+//!    its names meanwhile).
+//! 4. **A claim is one transaction**: a job goes from queued to running, off QUEUE, in the
+//!    transaction that finds it first in QUEUE; two claimers (threads or processes) never get
+//!    the same job.
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
@@ -27,6 +49,8 @@ const JOB_KEYS: TableDefinition<&str, u64> = TableDefinition::new("job_keys");
 const QUEUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("queue");
 /// Event id → [`Event`].
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Relative output path ([`path_codec`]) → the queued or running job it is planned for.
+const RESERVED: TableDefinition<&str, u64> = TableDefinition::new("reserved");
 /// Pipeline name → the file (relative to the pipelines folder) that defines it: when two
 /// files claim one name, the one that had it first keeps it, across restarts too.
 const PIPELINE_FILES: TableDefinition<&str, &str> = TableDefinition::new("pipeline_files");
@@ -34,7 +58,25 @@ const PIPELINE_FILES: TableDefinition<&str, &str> = TableDefinition::new("pipeli
 type Migration = fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>;
 /// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`. A change to the tables or
 /// records that old files cannot be read as goes here, and never changes once released.
-const MIGRATIONS: &[Migration] = &[];
+const MIGRATIONS: &[Migration] = &[reserve_planned_paths];
+
+/// Schema 1 → 2: the RESERVED table, filled from the queued and running jobs (before, the
+/// host kept their paths in memory).
+fn reserve_planned_paths(tx: &redb::WriteTransaction) -> std::result::Result<(), redb::Error> {
+    let jobs = tx.open_table(JOBS)?;
+    let mut reserved = tx.open_table(RESERVED)?;
+    for r in jobs.iter()? {
+        let (_, v) = r?;
+        if let Ok(j) = serde_json::from_slice::<JobRecord>(v.value())
+            && holds_paths(j.state)
+        {
+            for p in &j.planned {
+                reserved.insert(path_codec::encode(p).as_str(), j.id)?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The schema this build writes: the first, plus one per migration.
 pub const SCHEMA_VERSION: u64 = 1 + MIGRATIONS.len() as u64;
@@ -455,6 +497,7 @@ impl Store {
         tx.open_table(QUEUE).map_err(|e| self.err(e))?;
         tx.open_table(EVENTS).map_err(|e| self.err(e))?;
         tx.open_table(PIPELINE_FILES).map_err(|e| self.err(e))?;
+        tx.open_table(RESERVED).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -706,14 +749,20 @@ impl Store {
                 .and_then(|v| serde_json::from_slice(v.value()).ok())
                 .ok_or_else(|| redb::Error::Io(std::io::Error::other(format!("no job {id}"))))?;
             let was = (job.state, job.not_before_ms);
+            let before = job.clone();
             f(&mut job);
+            let failed = |s: JobState| matches!(s, JobState::Failed | JobState::Quarantined);
+            if failed(was.0) && holds_paths(job.state) {
+                // Its names were given up: planned afresh at its next start.
+                job.planned.clear();
+            }
+            reserve(tx, &before, &job)?;
             if was.0 == JobState::Queued {
                 queue.remove((was.1, id))?;
             }
             if job.state == JobState::Queued {
                 queue.insert((job.not_before_ms, id), ())?;
             }
-            let failed = |s: JobState| matches!(s, JobState::Failed | JobState::Quarantined);
             if failed(job.state) && !failed(was.0) {
                 release(tx, &job, false)?;
             } else if !failed(job.state) && failed(was.0) {
@@ -747,10 +796,12 @@ impl Store {
             if job.state == JobState::Queued {
                 queue.remove((job.not_before_ms, id))?;
             }
+            let before = job.clone();
             job.state = JobState::Failed;
             job.error = Some(message.clone());
             job.finished_ms = Some(now_ms());
             job.runner = None;
+            reserve(tx, &before, &job)?;
             release(tx, &job, true)?;
             jobs.insert(id, json(&job).as_slice())?;
             let mut events = tx.open_table(EVENTS)?;
@@ -790,27 +841,204 @@ impl Store {
         })
     }
 
-    /// Take the next queued job that may start now: it becomes running, one more attempt,
-    /// run by this process.
-    pub fn claim_next(&self) -> Result<Option<JobRecord>> {
+    /// Whether a queued job may start now.
+    pub fn has_ready(&self) -> Result<bool> {
         let now = now_ms();
-        let next = self.read(|tx| {
+        self.read(|tx| {
             let q = tx.open_table(QUEUE)?;
-            let first = q.first()?.map(|(k, _)| k.value());
-            Ok(first.filter(|(nb, _)| *nb <= now).map(|(_, id)| id))
-        })?;
-        let Some(id) = next else { return Ok(None) };
-        let job = self.update_job(id, None, |j| {
-            if j.state == JobState::Queued {
-                j.state = JobState::Running;
-                j.attempts += 1;
-                j.progress = 0.0;
-                j.started_ms = Some(now);
-                j.error = None;
-                j.runner = Some(Runner::watch());
+            Ok(q.first()?.is_some_and(|(k, _)| k.value().0 <= now))
+        })
+    }
+
+    /// Take the next queued job that may start now: it becomes running, one more attempt,
+    /// run by this process. One write transaction finds it and marks it (invariant 4), so
+    /// concurrent claimers never share a job.
+    pub fn claim_next(&self) -> Result<Option<JobRecord>> {
+        // A read first: an idle worker's look costs no write.
+        if !self.has_ready()? {
+            return Ok(None);
+        }
+        let now = now_ms();
+        self.write(|tx| {
+            let mut queue = tx.open_table(QUEUE)?;
+            let mut jobs = tx.open_table(JOBS)?;
+            let Some((nb, id)) = queue
+                .first()?
+                .map(|(k, _)| k.value())
+                .filter(|(nb, _)| *nb <= now)
+            else {
+                return Ok(None);
+            };
+            queue.remove((nb, id))?;
+            let Some(mut job) = jobs
+                .get(id)?
+                .and_then(|v| serde_json::from_slice::<JobRecord>(v.value()).ok())
+                .filter(|j| j.state == JobState::Queued)
+            else {
+                return Ok(None);
+            };
+            job.state = JobState::Running;
+            job.attempts += 1;
+            job.progress = 0.0;
+            job.started_ms = Some(now);
+            job.error = None;
+            job.runner = Some(Runner::watch());
+            // Queued and running jobs both hold their paths: RESERVED is unchanged.
+            jobs.insert(id, json(&job).as_slice())?;
+            Ok(Some(job))
+        })
+    }
+
+    /// Fix where running job `id` writes, once: each of `wanted` (relative to the root) as it
+    /// is, or numbered by `numbered(path, n)` from 2 until it is neither reserved by another
+    /// job, nor among the paths before it, nor `exists`. The paths are reserved in the same
+    /// transaction (invariant 3). A job already planned keeps its paths.
+    pub fn plan(
+        &self,
+        id: u64,
+        wanted: &[PathBuf],
+        numbered: impl Fn(&Path, u32) -> PathBuf,
+        exists: impl Fn(&Path) -> bool,
+    ) -> Result<JobRecord> {
+        self.write(|tx| {
+            let mut jobs = tx.open_table(JOBS)?;
+            let mut job: JobRecord = jobs
+                .get(id)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok())
+                .ok_or_else(|| redb::Error::Io(std::io::Error::other(format!("no job {id}"))))?;
+            if !job.planned.is_empty() || !holds_paths(job.state) {
+                return Ok(job);
             }
-        })?;
-        Ok((job.state == JobState::Running && job.started_ms == Some(now)).then_some(job))
+            let mut planned = Vec::with_capacity(wanted.len());
+            {
+                let reserved = tx.open_table(RESERVED)?;
+                for w in wanted {
+                    let mut candidate = w.clone();
+                    let mut n = 2;
+                    while reserved
+                        .get(path_codec::encode(&candidate).as_str())?
+                        .is_some_and(|v| v.value() != id)
+                        || planned.contains(&candidate)
+                        || exists(&candidate)
+                    {
+                        candidate = numbered(w, n);
+                        n += 1;
+                    }
+                    planned.push(candidate);
+                }
+            }
+            let before = job.clone();
+            job.planned = planned;
+            reserve(tx, &before, &job)?;
+            jobs.insert(id, json(&job).as_slice())?;
+            Ok(job)
+        })
+    }
+
+    /// The job each reserved path is planned for (see invariant 3).
+    #[cfg(test)]
+    pub fn reserved(&self) -> Result<Vec<(PathBuf, u64)>> {
+        self.read(|tx| {
+            let t = tx.open_table(RESERVED)?;
+            t.iter()?
+                .map(|r| {
+                    r.map(|(k, v)| (path_codec::decode(k.value()), v.value()))
+                        .map_err(Into::into)
+                })
+                .collect()
+        })
+    }
+
+    /// Check the invariants written at the top of this module over the whole file; the
+    /// problems found, in words (none for a sound file).
+    pub fn check(&self) -> Result<Vec<String>> {
+        self.read(|tx| {
+            let mut problems = Vec::new();
+            let jobs: Vec<JobRecord> = tx
+                .open_table(JOBS)?
+                .iter()?
+                .filter_map(|r| r.ok())
+                .filter_map(|(_, v)| serde_json::from_slice(v.value()).ok())
+                .collect();
+            let by_id: std::collections::HashMap<u64, &JobRecord> =
+                jobs.iter().map(|j| (j.id, j)).collect();
+            // 1. QUEUE mirrors the queued jobs.
+            let queue: Vec<(i64, u64)> = tx
+                .open_table(QUEUE)?
+                .iter()?
+                .filter_map(|r| r.ok())
+                .map(|(k, _)| k.value())
+                .collect();
+            for &(nb, id) in &queue {
+                match by_id.get(&id) {
+                    Some(j) if j.state == JobState::Queued && j.not_before_ms == nb => {}
+                    Some(j) => problems.push(format!(
+                        "QUEUE has job {id} at {nb}, which is {} at {}",
+                        j.state.name(),
+                        j.not_before_ms
+                    )),
+                    None => problems.push(format!("QUEUE has job {id}, which does not exist")),
+                }
+            }
+            for j in jobs.iter().filter(|j| j.state == JobState::Queued) {
+                if !queue.contains(&(j.not_before_ms, j.id)) {
+                    problems.push(format!("job {} is queued but not in QUEUE", j.id));
+                }
+            }
+            // 2. JOB_KEYS names live or successful work.
+            for r in tx.open_table(JOB_KEYS)?.iter()? {
+                let (k, v) = r?;
+                let (key, id) = (k.value().to_string(), v.value());
+                match by_id.get(&id) {
+                    Some(j) if job_key(j) != key => problems.push(format!(
+                        "JOB_KEYS {key:?} names job {id}, whose key is {:?}",
+                        job_key(j)
+                    )),
+                    Some(j) if matches!(j.state, JobState::Failed | JobState::Quarantined) => {
+                        problems.push(format!(
+                            "JOB_KEYS {key:?} names job {id}, which is {}",
+                            j.state.name()
+                        ))
+                    }
+                    Some(_) => {}
+                    None => problems.push(format!("JOB_KEYS {key:?} names missing job {id}")),
+                }
+            }
+            // 3. RESERVED holds the planned paths of queued and running jobs.
+            let reserved: std::collections::HashMap<String, u64> = tx
+                .open_table(RESERVED)?
+                .iter()?
+                .filter_map(|r| r.ok())
+                .map(|(k, v)| (k.value().to_string(), v.value()))
+                .collect();
+            let mut wanted = std::collections::HashMap::new();
+            for j in jobs.iter().filter(|j| holds_paths(j.state)) {
+                for p in &j.planned {
+                    if let Some(other) = wanted.insert(path_codec::encode(p), j.id) {
+                        problems.push(format!(
+                            "{} is planned by jobs {other} and {}",
+                            p.display(),
+                            j.id
+                        ));
+                    }
+                }
+            }
+            for (p, id) in &wanted {
+                if reserved.get(p) != Some(id) {
+                    problems.push(format!(
+                        "{p} is planned by job {id} but not reserved for it"
+                    ));
+                }
+            }
+            for (p, id) in &reserved {
+                if wanted.get(p) != Some(id) {
+                    problems.push(format!(
+                        "{p} is reserved for job {id}, which is not queued or running with it"
+                    ));
+                }
+            }
+            Ok(problems)
+        })
     }
 
     /// At start, with the root's lock held (so no other host runs): jobs a dead host left
@@ -920,6 +1148,40 @@ impl Store {
 /// The dedup key of a job: its pipeline, the pipeline's version and the content.
 fn job_key(j: &JobRecord) -> String {
     format!("{}\0{}\0{}", j.pipeline, j.pipeline_hash, j.content_hash)
+}
+
+/// Whether a job in `state` holds its planned paths (invariant 3).
+fn holds_paths(state: JobState) -> bool {
+    matches!(state, JobState::Queued | JobState::Running)
+}
+
+/// Move a job's path reservations from what `before` held to what `after` holds.
+fn reserve(
+    tx: &redb::WriteTransaction,
+    before: &JobRecord,
+    after: &JobRecord,
+) -> std::result::Result<(), redb::Error> {
+    let held = |j: &JobRecord| -> Vec<String> {
+        if holds_paths(j.state) {
+            j.planned.iter().map(|p| path_codec::encode(p)).collect()
+        } else {
+            Vec::new()
+        }
+    };
+    let (was, now) = (held(before), held(after));
+    if was == now {
+        return Ok(());
+    }
+    let mut t = tx.open_table(RESERVED)?;
+    for p in was.iter().filter(|p| !now.contains(p)) {
+        if t.get(p.as_str())?.is_some_and(|v| v.value() == after.id) {
+            t.remove(p.as_str())?;
+        }
+    }
+    for p in &now {
+        t.insert(p.as_str(), after.id)?;
+    }
+    Ok(())
 }
 
 /// A failed job gives up its content (see [`Store::update_job`]); `own` forgets its own file
@@ -1244,5 +1506,194 @@ mod tests {
         assert_eq!(b.retry(&[j.id]).unwrap(), [j.id]);
         drop(b);
         assert_eq!(a.claim_next().unwrap().map(|j| j.id), Some(j.id));
+    }
+
+    fn sound(s: &Store) {
+        let problems = s.check().unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    fn numbered(p: &Path, n: u32) -> PathBuf {
+        PathBuf::from(format!("{}-{n}", p.display()))
+    }
+
+    /// Every kind of change, with the invariants checked after each: intake (new, waiting,
+    /// duplicate), claim, plan, requeue after a crash, a retry wait, done, failure and its
+    /// released content, a retry by hand, invalidation, a job run by hand.
+    #[test]
+    fn the_invariants_hold_after_every_kind_of_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb"), true).unwrap();
+        let none = |_: &Path| false;
+        sound(&s);
+        assert_eq!(arrive(&s, "in/a.wav", "A"), Intake::Queued(1));
+        assert_eq!(arrive(&s, "in/b.wav", "B"), Intake::Queued(2));
+        assert_eq!(arrive(&s, "in/a2.wav", "A"), Intake::Waiting(1));
+        sound(&s);
+        let a = s.claim_next().unwrap().unwrap();
+        sound(&s);
+        let out = [PathBuf::from("out/a.flac"), PathBuf::from("out/a.json")];
+        let a = s.plan(a.id, &out, numbered, none).unwrap();
+        assert_eq!(a.planned, out);
+        sound(&s);
+        // A crash: back to the queue, paths still held; claimed again, planned the same.
+        let (back, _) = s.requeue_running(5).unwrap();
+        assert_eq!(back.len(), 1);
+        sound(&s);
+        let a = s.claim_next().unwrap().unwrap();
+        assert_eq!(s.plan(a.id, &[], numbered, none).unwrap().planned, out);
+        // A transient failure waits in the queue with its paths.
+        s.update_job(a.id, None, |j| {
+            j.state = JobState::Queued;
+            j.not_before_ms = now_ms() + 60_000;
+        })
+        .unwrap();
+        sound(&s);
+        assert_eq!(s.reserved().unwrap().len(), 2);
+        // The other job wants the same names: numbered around the reservation.
+        let b = s.claim_next().unwrap().unwrap();
+        assert_eq!(b.id, 2);
+        let b = s.plan(b.id, &out[..1], numbered, none).unwrap();
+        assert_eq!(b.planned, [PathBuf::from("out/a.flac-2")]);
+        sound(&s);
+        s.update_job(b.id, Some(("done", "ok".into())), |j| {
+            j.state = JobState::Done
+        })
+        .unwrap();
+        sound(&s);
+        assert!(s.reserved().unwrap().iter().all(|(_, id)| *id == a.id));
+        // Failure gives up the content key and the paths.
+        s.update_job(a.id, None, |j| {
+            j.state = JobState::Running;
+        })
+        .unwrap();
+        s.update_job(a.id, None, |j| j.state = JobState::Failed)
+            .unwrap();
+        sound(&s);
+        assert!(s.reserved().unwrap().is_empty());
+        // Queued again by hand: planned afresh at its next start.
+        assert_eq!(s.retry(&[a.id]).unwrap(), [a.id]);
+        let a = s.job(a.id).unwrap().unwrap();
+        assert!(a.planned.is_empty());
+        sound(&s);
+        let a = s.claim_next().unwrap().unwrap();
+        let a = s
+            .plan(a.id, &out, numbered, |p| p == Path::new("out/a.flac"))
+            .unwrap();
+        assert_eq!(a.planned[0], PathBuf::from("out/a.flac-2"));
+        sound(&s);
+        s.invalidate(a.id, "changed".into()).unwrap();
+        sound(&s);
+        assert!(s.reserved().unwrap().is_empty());
+        let by_hand = s
+            .add_running_job("p", "v1", "x.wav".into(), "c".into())
+            .unwrap();
+        s.plan(by_hand.id, &out, numbered, none).unwrap();
+        sound(&s);
+    }
+
+    #[test]
+    fn the_check_finds_each_broken_invariant() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb"), true).unwrap();
+        arrive(&s, "in/a.wav", "A");
+        let j = s.claim_next().unwrap().unwrap();
+        s.plan(j.id, &[PathBuf::from("o.wav")], numbered, |_| false)
+            .unwrap();
+        sound(&s);
+        let broken = |f: &dyn Fn(&redb::WriteTransaction)| {
+            let tx = s.db.begin_write().unwrap();
+            f(&tx);
+            tx.commit().unwrap();
+            let problems = s.check().unwrap();
+            assert!(!problems.is_empty(), "not found");
+            problems
+        };
+        let p = broken(&|tx| {
+            tx.open_table(QUEUE).unwrap().insert((0, j.id), ()).unwrap();
+        });
+        assert!(p[0].contains("QUEUE has job 1"), "{p:?}");
+        broken(&|tx| {
+            tx.open_table(QUEUE).unwrap().remove((0, j.id)).unwrap();
+            tx.open_table(RESERVED).unwrap().remove("o.wav").unwrap();
+        });
+        broken(&|tx| {
+            tx.open_table(RESERVED)
+                .unwrap()
+                .insert("o.wav", j.id)
+                .unwrap();
+            tx.open_table(RESERVED)
+                .unwrap()
+                .insert("stray.wav", 9)
+                .unwrap();
+        });
+        broken(&|tx| {
+            tx.open_table(RESERVED)
+                .unwrap()
+                .remove("stray.wav")
+                .unwrap();
+            tx.open_table(JOB_KEYS)
+                .unwrap()
+                .insert("p\0v1\0other", j.id)
+                .unwrap();
+        });
+    }
+
+    /// Four threads claim from one queue through their own handles: every job is run once.
+    #[test]
+    fn concurrent_claims_never_share_a_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let s = Store::open(&path, true).unwrap();
+        for i in 0..40 {
+            arrive(&s, &format!("in/{i}.wav"), &format!("h{i}"));
+        }
+        let s = std::sync::Arc::new(s);
+        let claimed: Vec<u64> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    let s = s.clone();
+                    sc.spawn(move || {
+                        let mut mine = Vec::new();
+                        while let Some(j) = s.claim_next().unwrap() {
+                            mine.push(j.id);
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        let mut sorted = claimed.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), claimed.len(), "a job was claimed twice");
+        assert_eq!(sorted, (1..=40).collect::<Vec<_>>());
+        assert!(s.jobs(Some(JobState::Running)).unwrap().len() == 40);
+        sound(&s);
+    }
+
+    /// A file of schema 1 (paths held in the host's memory) gets its queued and running jobs'
+    /// paths reserved when opened.
+    #[test]
+    fn a_schema_1_file_gets_its_reservations() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.redb");
+        {
+            let s = Store::open_migrating(&p, true, &[]).unwrap();
+            arrive(&s, "in/a.wav", "A");
+            let j = s.claim_next().unwrap().unwrap();
+            s.plan(j.id, &[PathBuf::from("o.wav")], numbered, |_| false)
+                .unwrap();
+            let tx = s.db.begin_write().unwrap();
+            tx.open_table(RESERVED).unwrap().remove("o.wav").unwrap();
+            tx.commit().unwrap();
+            assert!(!s.check().unwrap().is_empty());
+            assert_eq!(s.schema_version().unwrap(), 1);
+        }
+        let s = Store::open(&p, false).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        sound(&s);
+        assert_eq!(s.reserved().unwrap(), [(PathBuf::from("o.wav"), 1)]);
     }
 }
