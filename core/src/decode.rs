@@ -3,7 +3,7 @@
 //! [`Decoder::open`] reads only the headers; [`Decoder::next_block`] yields planar `f32` blocks
 //! into one reused buffer, so memory is bounded by the packet size whatever the file's length.
 
-use crate::error::{InputError, catch_panic, guard};
+use crate::error::{InputError, Panicked, catch_panic, guard};
 use crate::formats::{self, FormatInfo};
 use crate::riff::{self, RiffScan};
 use serde::Serialize;
@@ -1019,7 +1019,7 @@ impl Decoder {
         if self.done {
             return Ok(None);
         }
-        let got = catch_panic(|| self.decode_next()).unwrap_or_else(|detail| {
+        let got = catch_panic(|| self.decode_next()).unwrap_or_else(|Panicked(detail)| {
             Err(InputError::ParserFailure {
                 path: self.path.clone(),
                 component: "decoder",

@@ -138,16 +138,21 @@ impl InputError {
     }
 }
 
+/// A panic caught inside third-party code, with its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Panicked(pub String);
+
 /// Run `f`, returning the message of a panic inside it instead of unwinding further.
-pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
-        if let Some(s) = payload.downcast_ref::<&str>() {
+        Panicked(if let Some(s) = payload.downcast_ref::<&str>() {
             (*s).to_string()
         } else if let Some(s) = payload.downcast_ref::<String>() {
             s.clone()
         } else {
             "internal error".to_string()
-        }
+        })
     })
 }
 
@@ -160,7 +165,7 @@ pub(crate) fn guard<T>(
     component: &'static str,
     f: impl FnOnce() -> Result<T, InputError>,
 ) -> Result<T, InputError> {
-    catch_panic(f).unwrap_or_else(|detail| {
+    catch_panic(f).unwrap_or_else(|Panicked(detail)| {
         Err(InputError::ParserFailure {
             path: path.to_path_buf(),
             component,

@@ -545,7 +545,7 @@ pub fn export_source_with(
     for o in outputs {
         o.tags.validate().map_err(|d| ExportError::Invalid {
             path: o.path.clone(),
-            detail: d,
+            detail: d.to_string(),
         })?;
     }
     let source_bext = source.bext().cloned();

@@ -90,14 +90,18 @@ const BEXT_MAX: u64 = 1 << 20;
 /// Give up walking after this many chunks (a hostile file cannot make us loop for long).
 const MAX_CHUNKS: usize = 4096;
 
+/// A `bext` chunk too short for its fixed fields.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bext chunk is {len} bytes, shorter than the 348 the fixed fields need")]
+pub struct ShortBext {
+    pub len: usize,
+}
+
 impl Bext {
     /// Parse the payload of a `bext` chunk.
-    pub fn parse(b: &[u8]) -> Result<Bext, String> {
+    pub fn parse(b: &[u8]) -> Result<Bext, ShortBext> {
         if b.len() < 348 {
-            return Err(format!(
-                "bext chunk is {} bytes, shorter than the 348 the fixed fields need",
-                b.len()
-            ));
+            return Err(ShortBext { len: b.len() });
         }
         let s = |r: std::ops::Range<usize>| text(&b[r]);
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
@@ -285,7 +289,7 @@ pub fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> io::Result<Option<RiffS
                 b.truncate(n);
                 match Bext::parse(&b) {
                     Ok(bext) => out.bext = Some(bext),
-                    Err(e) => out.warnings.push(e),
+                    Err(e) => out.warnings.push(e.to_string()),
                 }
             }
             _ => {}

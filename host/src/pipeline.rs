@@ -1029,7 +1029,7 @@ fn normalize(r: &RawNormalize, d: Defaults) -> Result<NormalizeTarget, String> {
             Ok(NormalizeTarget::Peak { dbfs: p })
         }
         (None, Some(p), None) => {
-            let t = Target::parse(p)?;
+            let t = Target::parse(p).map_err(|e| e.to_string())?;
             Ok(NormalizeTarget::Loudness {
                 lufs: t.integrated_lufs,
                 true_peak_dbtp: ceiling(r.true_peak_dbtp.unwrap_or(t.true_peak_dbtp))?,

@@ -21,6 +21,29 @@ pub const PRESETS: &[(&str, &str, f64, f64)] = &[
     ("atsc_a85", "ATSC A/85 broadcast", -24.0, -2.0),
 ];
 
+/// Why a target (`NAME=LUFS[,DBTP]` or a preset id) was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TargetError {
+    #[error("`{spec}` is neither a preset ({presets}) nor NAME=LUFS[,DBTP]")]
+    NotATarget { spec: String, presets: String },
+    #[error("`{spec}`: the target needs a name before `=`")]
+    NoName { spec: String },
+    #[error("`{spec}`: {what} `{value}` is not a number")]
+    NotANumber {
+        spec: String,
+        what: &'static str,
+        value: String,
+    },
+    #[error("`{spec}`: give the loudness in LUFS after `=`")]
+    NoLoudness { spec: String },
+    #[error("`{spec}`: expected NAME=LUFS[,DBTP]")]
+    Shape { spec: String },
+    #[error("`{spec}`: loudness {lufs} LUFS is outside −70..0")]
+    Loudness { spec: String, lufs: f64 },
+    #[error("`{spec}`: true-peak ceiling {dbtp} dBTP is outside −20..+3")]
+    Ceiling { spec: String, dbtp: f64 },
+}
+
 impl Target {
     /// All built-in presets.
     pub fn presets() -> Vec<Target> {
@@ -52,22 +75,23 @@ impl Target {
 
     /// Parse `NAME=LUFS[,DBTP]` (for example `club=-9,-0.3`; the ceiling defaults to −1 dBTP)
     /// or a preset id.
-    pub fn parse(spec: &str) -> Result<Target, String> {
+    pub fn parse(spec: &str) -> Result<Target, TargetError> {
         if let Some(t) = Self::preset(spec) {
             return Ok(t);
         }
-        let (name, values) = spec.split_once('=').ok_or_else(|| {
-            format!(
-                "`{spec}` is neither a preset ({}) nor NAME=LUFS[,DBTP]",
-                PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
-            )
-        })?;
+        let spec_ = || spec.to_string();
+        let (name, values) = spec
+            .split_once('=')
+            .ok_or_else(|| TargetError::NotATarget {
+                spec: spec_(),
+                presets: PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", "),
+            })?;
         let name = name.trim();
         if name.is_empty() {
-            return Err(format!("`{spec}`: the target needs a name before `=`"));
+            return Err(TargetError::NoName { spec: spec_() });
         }
         let mut parts = values.split(',').map(str::trim);
-        let num = |s: Option<&str>, what: &str| -> Result<Option<f64>, String> {
+        let num = |s: Option<&str>, what: &'static str| -> Result<Option<f64>, TargetError> {
             match s {
                 None | Some("") => Ok(None),
                 Some(v) => v
@@ -75,22 +99,30 @@ impl Target {
                     .ok()
                     .filter(|x| x.is_finite())
                     .map(Some)
-                    .ok_or_else(|| format!("`{spec}`: {what} `{v}` is not a number")),
+                    .ok_or_else(|| TargetError::NotANumber {
+                        spec: spec_(),
+                        what,
+                        value: v.to_string(),
+                    }),
             }
         };
         let i = num(parts.next(), "loudness")?
-            .ok_or_else(|| format!("`{spec}`: give the loudness in LUFS after `=`"))?;
+            .ok_or_else(|| TargetError::NoLoudness { spec: spec_() })?;
         let tp = num(parts.next(), "true-peak ceiling")?.unwrap_or(-1.0);
         if parts.next().is_some() {
-            return Err(format!("`{spec}`: expected NAME=LUFS[,DBTP]"));
+            return Err(TargetError::Shape { spec: spec_() });
         }
         if !(-70.0..=0.0).contains(&i) {
-            return Err(format!("`{spec}`: loudness {i} LUFS is outside −70..0"));
+            return Err(TargetError::Loudness {
+                spec: spec_(),
+                lufs: i,
+            });
         }
         if !(-20.0..=3.0).contains(&tp) {
-            return Err(format!(
-                "`{spec}`: true-peak ceiling {tp} dBTP is outside −20..+3"
-            ));
+            return Err(TargetError::Ceiling {
+                spec: spec_(),
+                dbtp: tp,
+            });
         }
         Ok(Target {
             id: name.into(),

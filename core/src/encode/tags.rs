@@ -64,16 +64,31 @@ pub struct TagPlan {
     pub replaygain: bool,
 }
 
+/// A tag field the user set that cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    #[error("unknown tag key '{key}': known keys are {known}")]
+    UnknownKey { key: String, known: String },
+    #[error(
+        "isrc '{value}' is not an ISRC: 12 characters, CC-XXX-YY-NNNNN (country, registrant, year, number)"
+    )]
+    Isrc { value: String },
+    #[error("{key} '{value}' must be a whole number")]
+    NotWhole { key: String, value: String },
+    #[error("bpm '{value}' must be a number of beats per minute")]
+    Bpm { value: String },
+}
+
 impl TagPlan {
     /// Check the keys and values of [`TagPlan::set`]: unknown keys, malformed ISRCs and
     /// numbers are errors, with the offending entry named.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TagError> {
         for (k, v) in &self.set {
             let Some(_) = KEYS.iter().find(|(n, _)| n == k) else {
-                return Err(format!(
-                    "unknown tag key '{k}': known keys are {}",
-                    KEYS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                ));
+                return Err(TagError::UnknownKey {
+                    key: k.clone(),
+                    known: KEYS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                });
             };
             if v.is_empty() {
                 continue;
@@ -86,16 +101,17 @@ impl TagPlan {
                         && code[2..5].chars().all(|c| c.is_ascii_alphanumeric())
                         && code[5..].chars().all(|c| c.is_ascii_digit());
                     if !ok {
-                        return Err(format!(
-                            "isrc '{v}' is not an ISRC: 12 characters, CC-XXX-YY-NNNNN (country, registrant, year, number)"
-                        ));
+                        return Err(TagError::Isrc { value: v.clone() });
                     }
                 }
                 "track" | "track_total" | "disc" | "disc_total" if v.parse::<u32>().is_err() => {
-                    return Err(format!("{k} '{v}' must be a whole number"));
+                    return Err(TagError::NotWhole {
+                        key: k.clone(),
+                        value: v.clone(),
+                    });
                 }
                 "bpm" if !v.parse::<f64>().is_ok_and(|b| b > 0.0 && b < 1000.0) => {
-                    return Err(format!("bpm '{v}' must be a number of beats per minute"));
+                    return Err(TagError::Bpm { value: v.clone() });
                 }
                 _ => {}
             }
@@ -121,16 +137,16 @@ fn tag_error(path: &Path, e: impl std::error::Error + 'static) -> EncodeError {
 
 /// Every tag of `source` merged into one generic tag (the primary block first; other blocks
 /// fill what it lacks), pictures included.
-pub fn read_source_tag(source: &Path) -> Result<Option<Tag>, String> {
-    let file = std::fs::File::open(source).map_err(|e| e.to_string())?;
+pub fn read_source_tag(source: &Path) -> Result<Option<Tag>, EncodeError> {
+    let file = std::fs::File::open(source).map_err(|e| tag_error(source, e))?;
     let probe = Probe::new(std::io::BufReader::new(file))
         .options(ParseOptions::new().read_properties(false))
         .guess_file_type()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| tag_error(source, e))?;
     if probe.file_type().is_none() {
         return Ok(None);
     }
-    let tagged = probe.read().map_err(|e| e.to_string())?;
+    let tagged = probe.read().map_err(|e| tag_error(source, e))?;
     let mut blocks: Vec<&Tag> = tagged.primary_tag().into_iter().collect();
     for t in tagged.tags() {
         if !blocks.iter().any(|b| std::ptr::eq(*b, t)) {

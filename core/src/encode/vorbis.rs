@@ -98,7 +98,7 @@ impl VorbisEncoder {
                 "Vorbis quality is -1 (smallest) to 10 (best), not {q}"
             )));
         }
-        let order = vorbis_order(&spec.layout).map_err(unsupported)?;
+        let order = vorbis_order(&spec.layout).map_err(|e| unsupported(e.to_string()))?;
 
         let codec = |e: VorbisError| match e {
             VorbisError::Io(source) => EncodeError::Io {
@@ -227,10 +227,21 @@ fn vorbis_slots(channels: usize) -> &'static [&'static [&'static str]] {
     }
 }
 
+/// A channel layout Vorbis has no order for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "Ogg Vorbis has no place for the layout {layout} in {channels} channels (it expects {expected}): add a channel mapping"
+)]
+pub struct LayoutError {
+    layout: String,
+    channels: usize,
+    expected: String,
+}
+
 /// For each Vorbis channel, the input channel that goes there. Mono and stereo pass through;
 /// unnamed channels (`CH1`...) are taken to be in the conventional WAVE order for the count
 /// (6.1 as `FL FR FC LFE BC SL SR`).
-fn vorbis_order(layout: &[String]) -> Result<Vec<usize>, String> {
+fn vorbis_order(layout: &[String]) -> Result<Vec<usize>, LayoutError> {
     let n = layout.len();
     if n <= 2 {
         return Ok((0..n).collect());
@@ -258,16 +269,15 @@ fn vorbis_order(layout: &[String]) -> Result<Vec<usize>, String> {
                 order.push(i);
             }
             None => {
-                return Err(format!(
-                    "Ogg Vorbis has no place for the layout {} in {n} channels (it expects {}): \
-                     add a channel mapping",
-                    layout.join(" "),
-                    vorbis_slots(n)
+                return Err(LayoutError {
+                    layout: layout.join(" "),
+                    channels: n,
+                    expected: vorbis_slots(n)
                         .iter()
                         .map(|s| s[0])
                         .collect::<Vec<_>>()
-                        .join(" ")
-                ));
+                        .join(" "),
+                });
             }
         }
     }
@@ -358,7 +368,7 @@ impl crate::formats::OutputCodec for VorbisCodec {
 mod tests {
     use super::vorbis_order;
 
-    fn order(names: &[&str]) -> Result<Vec<usize>, String> {
+    fn order(names: &[&str]) -> Result<Vec<usize>, super::LayoutError> {
         vorbis_order(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
@@ -401,7 +411,7 @@ mod tests {
 
     #[test]
     fn layouts_vorbis_cannot_place() {
-        let e = order(&["FL", "FR", "LFE"]).unwrap_err();
+        let e = order(&["FL", "FR", "LFE"]).unwrap_err().to_string();
         assert!(e.contains("FL FR LFE") && e.contains("FL FC FR"), "{e}");
         assert!(order(&["FL", "FR", "FC", "LFE"]).is_err());
     }

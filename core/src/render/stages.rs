@@ -470,6 +470,17 @@ impl ChannelMapping {
     }
 }
 
+/// Why a channel mapping cannot apply to a signal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MixError {
+    #[error("the source has no channels")]
+    NoChannels,
+    #[error("pick at least one channel")]
+    NothingPicked,
+    #[error("channel {channel} does not exist: the source has {channels} channel{}", if *channels == 1 { "" } else { "s" })]
+    NoSuchChannel { channel: usize, channels: usize },
+}
+
 /// Downmix coefficient of centre and surround channels into left/right: −3 dB, as in
 /// ITU-R BS.775.
 const MINUS_3DB: f64 = std::f64::consts::FRAC_1_SQRT_2;
@@ -482,10 +493,10 @@ const MINUS_3DB: f64 = std::f64::consts::FRAC_1_SQRT_2;
 ///   is dropped; each output is then scaled so its coefficients sum to 1 (never clips);
 /// - surround → mono: the stereo downmix, then `(L' + R') / 2`;
 /// - mono → stereo: the channel on both sides, unchanged in level.
-pub fn mix_matrix(layout: &[String], mapping: &ChannelMapping) -> Result<Vec<Vec<f64>>, String> {
+pub fn mix_matrix(layout: &[String], mapping: &ChannelMapping) -> Result<Vec<Vec<f64>>, MixError> {
     let n = layout.len();
     if n == 0 {
-        return Err("the source has no channels".into());
+        return Err(MixError::NoChannels);
     }
     let stereo = |layout: &[String]| -> Vec<Vec<f64>> {
         if n == 1 {
@@ -533,17 +544,16 @@ pub fn mix_matrix(layout: &[String], mapping: &ChannelMapping) -> Result<Vec<Vec
         ChannelMapping::Stereo => stereo(layout),
         ChannelMapping::Pick(which) => {
             if which.is_empty() {
-                return Err("pick at least one channel".into());
+                return Err(MixError::NothingPicked);
             }
             which
                 .iter()
                 .map(|&c| {
                     if c >= n {
-                        Err(format!(
-                            "channel {} does not exist: the source has {n} channel{}",
-                            c + 1,
-                            if n == 1 { "" } else { "s" }
-                        ))
+                        Err(MixError::NoSuchChannel {
+                            channel: c + 1,
+                            channels: n,
+                        })
                     } else {
                         let mut row = vec![0.0; n];
                         row[c] = 1.0;
@@ -580,7 +590,8 @@ impl Stage for Channels {
         "channels"
     }
     fn start(&mut self, input: &SignalSpec) -> Result<SignalSpec, RenderError> {
-        let m = mix_matrix(&input.layout, &self.mapping).map_err(RenderError::Invalid)?;
+        let m = mix_matrix(&input.layout, &self.mapping)
+            .map_err(|e| RenderError::Invalid(e.to_string()))?;
         let n = input.channels();
         self.passthrough = m.len() == n
             && m.iter().enumerate().all(|(o, row)| {
