@@ -590,7 +590,7 @@ pub fn export_source_with(
     let mut encoders = Vec::with_capacity(outputs.len());
     for (o, spec) in outputs.iter().zip(&specs) {
         let (atomic, file) = AtomicFile::create(&o.path, o.overwrite)?;
-        let bext = (o.bext && o.format.codec.bext()).then(|| {
+        let bext = (o.bext && o.format.codec.about().bext).then(|| {
             let mut b = source_bext.clone().unwrap_or_default();
             if b.originator.is_empty() {
                 b.originator = "Sluice".into();
@@ -770,7 +770,7 @@ pub fn export_source_with(
         write_tags(
             atomic.temp_path(),
             &o.path,
-            o.format.codec.tags(),
+            o.format.codec.about().tags,
             &o.tags,
             source_tag,
             result.loudness.as_ref(),

@@ -843,7 +843,8 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             let rate = *sr.get_ref();
             if !(8000..=384_000).contains(&rate)
                 || codec
-                    .constraints()
+                    .about()
+                    .constraints
                     .sample_rates
                     .is_some_and(|rates| !rates.contains(&rate))
             {

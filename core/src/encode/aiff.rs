@@ -130,48 +130,41 @@ pub struct AiffCodec;
 /// The registered AIFF codec.
 pub static CODEC: AiffCodec = AiffCodec;
 
+static ABOUT: crate::formats::CodecInfo = crate::formats::CodecInfo {
+    id: "aiff",
+    name: "AIFF",
+    names: &["aiff", "aif"],
+    extension: "aiff",
+    writes: &["aiff"],
+    info: None,
+    lossy: false,
+    options: &[crate::formats::OptionSpec {
+        opt: crate::formats::Opt::BitDepth,
+        values: crate::formats::Values::Depths {
+            int: &[8, 16, 24, 32],
+            float: false,
+        },
+        says: "AIFF takes 8, 16, 24, 32",
+    }],
+    exclusive: None,
+    constraints: crate::formats::Constraints::ANY,
+    tags: crate::formats::TagStyle::AiffChunks,
+    bext: false,
+};
+
 impl crate::formats::OutputCodec for AiffCodec {
-    fn id(&self) -> &'static str {
-        "aiff"
-    }
-    fn name(&self) -> &'static str {
-        "AIFF"
-    }
-    fn names(&self) -> &'static [&'static str] {
-        &["aiff", "aif"]
-    }
-    fn extension(&self) -> &'static str {
-        "aiff"
-    }
-    fn writes(&self) -> &'static [&'static str] {
-        &["aiff"]
-    }
-    fn lossy(&self) -> bool {
-        false
-    }
-    fn options(&self) -> &'static [crate::formats::OptionSpec] {
-        use crate::formats::{Opt, OptionSpec, Values};
-        &[OptionSpec {
-            opt: Opt::BitDepth,
-            values: Values::Depths {
-                int: &[8, 16, 24, 32],
-                float: false,
-            },
-            says: "AIFF takes 8, 16, 24, 32",
-        }]
+    fn about(&self) -> &'static crate::formats::CodecInfo {
+        &ABOUT
     }
     fn settle(
         &self,
         asked: &crate::formats::Request,
         arriving: &crate::formats::Arriving,
     ) -> crate::formats::Settings {
-        crate::formats::pcm_settings(asked, arriving, &[8, 16, 24, 32], false)
+        crate::formats::pcm_settings(asked, arriving, &ABOUT)
     }
     fn describe(&self, s: &crate::formats::Settings) -> String {
         format!("AIFF {}-bit", s.bits.unwrap_or(24))
-    }
-    fn tags(&self) -> crate::formats::TagStyle {
-        crate::formats::TagStyle::AiffChunks
     }
     fn create(
         &self,

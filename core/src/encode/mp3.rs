@@ -427,58 +427,50 @@ pub struct Mp3Codec;
 /// The registered MP3 codec.
 pub static CODEC: Mp3Codec = Mp3Codec;
 
+static ABOUT: crate::formats::CodecInfo = crate::formats::CodecInfo {
+    id: "mp3",
+    name: FORMAT,
+    names: &["mp3"],
+    extension: "mp3",
+    writes: &["mp3"],
+    info: None,
+    lossy: true,
+    options: &[
+        crate::formats::OptionSpec {
+            opt: crate::formats::Opt::Bitrate,
+            values: crate::formats::Values::List(&MPEG1_KBPS),
+            says: "MP3 bitrates are 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320",
+        },
+        crate::formats::OptionSpec {
+            opt: crate::formats::Opt::Quality,
+            values: crate::formats::Values::Range {
+                min: 0.0,
+                max: 9.0,
+                integer: true,
+            },
+            says: "MP3 VBR quality runs from 0 (best) to 9",
+        },
+    ],
+    exclusive: Some((
+        crate::formats::Opt::Bitrate,
+        crate::formats::Opt::Quality,
+        "constant bitrate or VBR quality",
+    )),
+    constraints: crate::formats::Constraints {
+        sample_rates: Some(&RATES),
+        rates_say: "MP3 stores 8000 to 48000 Hz (44100 or 48000 for music)",
+        max_channels: Some(2),
+    },
+    tags: crate::formats::TagStyle::Lofty {
+        file_type: lofty::file::FileType::Mpeg,
+        tag_type: lofty::tag::TagType::Id3v2,
+    },
+    bext: false,
+};
+
 impl crate::formats::OutputCodec for Mp3Codec {
-    fn id(&self) -> &'static str {
-        "mp3"
-    }
-    fn name(&self) -> &'static str {
-        FORMAT
-    }
-    fn names(&self) -> &'static [&'static str] {
-        &["mp3"]
-    }
-    fn extension(&self) -> &'static str {
-        "mp3"
-    }
-    fn writes(&self) -> &'static [&'static str] {
-        &["mp3"]
-    }
-    fn lossy(&self) -> bool {
-        true
-    }
-    fn options(&self) -> &'static [crate::formats::OptionSpec] {
-        use crate::formats::{Opt, OptionSpec, Values};
-        &[
-            OptionSpec {
-                opt: Opt::Bitrate,
-                values: Values::List(&MPEG1_KBPS),
-                says: "MP3 bitrates are 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320",
-            },
-            OptionSpec {
-                opt: Opt::Quality,
-                values: Values::Range {
-                    min: 0.0,
-                    max: 9.0,
-                    integer: true,
-                },
-                says: "MP3 VBR quality runs from 0 (best) to 9",
-            },
-        ]
-    }
-    fn exclusive(&self) -> Option<(crate::formats::Opt, crate::formats::Opt, &'static str)> {
-        use crate::formats::Opt;
-        Some((
-            Opt::Bitrate,
-            Opt::Quality,
-            "constant bitrate or VBR quality",
-        ))
-    }
-    fn constraints(&self) -> crate::formats::Constraints {
-        crate::formats::Constraints {
-            sample_rates: Some(&RATES),
-            rates_say: "MP3 stores 8000 to 48000 Hz (44100 or 48000 for music)",
-            max_channels: Some(2),
-        }
+    fn about(&self) -> &'static crate::formats::CodecInfo {
+        &ABOUT
     }
     fn settle(
         &self,
@@ -498,12 +490,6 @@ impl crate::formats::OutputCodec for Mp3Codec {
         match s.bitrate_kbps {
             Some(k) => format!("MP3 {k} kbit/s"),
             None => format!("MP3 VBR V{}", s.quality.unwrap_or(2.0)),
-        }
-    }
-    fn tags(&self) -> crate::formats::TagStyle {
-        crate::formats::TagStyle::Lofty {
-            file_type: lofty::file::FileType::Mpeg,
-            tag_type: lofty::tag::TagType::Id3v2,
         }
     }
     fn create(

@@ -295,36 +295,35 @@ pub struct VorbisCodec;
 /// The registered Ogg Vorbis codec.
 pub static CODEC: VorbisCodec = VorbisCodec;
 
+static ABOUT: crate::formats::CodecInfo = crate::formats::CodecInfo {
+    id: "ogg",
+    name: FORMAT,
+    names: &["ogg", "oga", "vorbis"],
+    extension: "ogg",
+    writes: &["ogg_vorbis"],
+    info: None,
+    lossy: true,
+    options: &[crate::formats::OptionSpec {
+        opt: crate::formats::Opt::Quality,
+        values: crate::formats::Values::Range {
+            min: -1.0,
+            max: 10.0,
+            integer: false,
+        },
+        says: "Vorbis quality runs from -1 to 10",
+    }],
+    exclusive: None,
+    constraints: crate::formats::Constraints::ANY,
+    tags: crate::formats::TagStyle::Lofty {
+        file_type: lofty::file::FileType::Vorbis,
+        tag_type: lofty::tag::TagType::VorbisComments,
+    },
+    bext: false,
+};
+
 impl crate::formats::OutputCodec for VorbisCodec {
-    fn id(&self) -> &'static str {
-        "ogg"
-    }
-    fn name(&self) -> &'static str {
-        FORMAT
-    }
-    fn names(&self) -> &'static [&'static str] {
-        &["ogg", "oga", "vorbis"]
-    }
-    fn extension(&self) -> &'static str {
-        "ogg"
-    }
-    fn writes(&self) -> &'static [&'static str] {
-        &["ogg_vorbis"]
-    }
-    fn lossy(&self) -> bool {
-        true
-    }
-    fn options(&self) -> &'static [crate::formats::OptionSpec] {
-        use crate::formats::{Opt, OptionSpec, Values};
-        &[OptionSpec {
-            opt: Opt::Quality,
-            values: Values::Range {
-                min: -1.0,
-                max: 10.0,
-                integer: false,
-            },
-            says: "Vorbis quality runs from -1 to 10",
-        }]
+    fn about(&self) -> &'static crate::formats::CodecInfo {
+        &ABOUT
     }
     fn settle(
         &self,
@@ -338,12 +337,6 @@ impl crate::formats::OutputCodec for VorbisCodec {
     }
     fn describe(&self, s: &crate::formats::Settings) -> String {
         format!("Ogg Vorbis q{}", s.quality.unwrap_or(5.0))
-    }
-    fn tags(&self) -> crate::formats::TagStyle {
-        crate::formats::TagStyle::Lofty {
-            file_type: lofty::file::FileType::Vorbis,
-            tag_type: lofty::tag::TagType::VorbisComments,
-        }
     }
     fn create(
         &self,

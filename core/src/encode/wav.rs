@@ -262,42 +262,38 @@ pub fn output(sample: PcmFormat) -> crate::formats::OutputFormat {
     )
 }
 
+static ABOUT: crate::formats::CodecInfo = crate::formats::CodecInfo {
+    id: "wav",
+    name: "WAV",
+    names: &["wav", "wave", "bwf"],
+    extension: "wav",
+    writes: &["wav", "rf64"],
+    info: None,
+    lossy: false,
+    options: &[crate::formats::OptionSpec {
+        opt: crate::formats::Opt::BitDepth,
+        values: crate::formats::Values::Depths {
+            int: &[8, 16, 24, 32],
+            float: true,
+        },
+        says: "WAV takes 8, 16, 24, 32 or 32f (float)",
+    }],
+    exclusive: None,
+    constraints: crate::formats::Constraints::ANY,
+    tags: crate::formats::TagStyle::RiffChunks,
+    bext: true,
+};
+
 impl crate::formats::OutputCodec for WavCodec {
-    fn id(&self) -> &'static str {
-        "wav"
-    }
-    fn name(&self) -> &'static str {
-        "WAV"
-    }
-    fn names(&self) -> &'static [&'static str] {
-        &["wav", "wave", "bwf"]
-    }
-    fn extension(&self) -> &'static str {
-        "wav"
-    }
-    fn writes(&self) -> &'static [&'static str] {
-        &["wav", "rf64"]
-    }
-    fn lossy(&self) -> bool {
-        false
-    }
-    fn options(&self) -> &'static [crate::formats::OptionSpec] {
-        use crate::formats::{Opt, OptionSpec, Values};
-        &[OptionSpec {
-            opt: Opt::BitDepth,
-            values: Values::Depths {
-                int: &[8, 16, 24, 32],
-                float: true,
-            },
-            says: "WAV takes 8, 16, 24, 32 or 32f (float)",
-        }]
+    fn about(&self) -> &'static crate::formats::CodecInfo {
+        &ABOUT
     }
     fn settle(
         &self,
         asked: &crate::formats::Request,
         arriving: &crate::formats::Arriving,
     ) -> crate::formats::Settings {
-        crate::formats::pcm_settings(asked, arriving, &[8, 16, 24, 32], true)
+        crate::formats::pcm_settings(asked, arriving, &ABOUT)
     }
     fn describe(&self, s: &crate::formats::Settings) -> String {
         match s.sample() {
@@ -305,12 +301,6 @@ impl crate::formats::OutputCodec for WavCodec {
             Some(PcmFormat::Int(b)) => format!("WAV {b}-bit"),
             None => "WAV".into(),
         }
-    }
-    fn tags(&self) -> crate::formats::TagStyle {
-        crate::formats::TagStyle::RiffChunks
-    }
-    fn bext(&self) -> bool {
-        true
     }
     fn create(
         &self,

@@ -7,9 +7,9 @@
 mod output;
 
 pub use output::{
-    Arriving, Constraints, Depth, FormatError, Opt, OptionNames, OptionSpec, OutputCodec,
-    OutputFormat, Request, Resolved, Settings, TagStyle, Values, codec, codec_names, codecs,
-    pcm_settings, resolve,
+    Arriving, CodecInfo, Constraints, Depth, FormatError, Opt, OptionNames, OptionSpec,
+    OutputCodec, OutputFormat, Request, Resolved, Settings, TagStyle, Values, codec, codec_names,
+    codecs, pcm_settings, resolve,
 };
 
 use serde::Serialize;
@@ -166,13 +166,13 @@ pub struct Listed {
 pub fn formats() -> Vec<Listed> {
     let known = FORMATS.iter();
     let new = codecs()
-        .filter_map(|c| c.info())
+        .filter_map(|c| c.about().info)
         .filter(|i| by_id(i.id).is_none());
     known
         .chain(new)
         .map(|info| Listed {
             info,
-            encode: codecs().any(|c| c.writes().contains(&info.id)),
+            encode: codecs().any(|c| c.about().writes.contains(&info.id)),
         })
         .collect()
 }

@@ -100,6 +100,15 @@ pub struct Constraints {
     pub max_channels: Option<usize>,
 }
 
+impl Constraints {
+    /// No limit of the format's own.
+    pub const ANY: Constraints = Constraints {
+        sample_rates: None,
+        rates_say: "",
+        max_channels: None,
+    };
+}
+
 /// A format's settings once resolved: the options as the encoder takes them. Fields a format
 /// does not use stay `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
@@ -159,45 +168,67 @@ pub struct Arriving {
     pub float: bool,
 }
 
-/// A format Sluice writes. Implemented once per codec module and registered in
-/// [`crate::encode::CODECS`].
-pub trait OutputCodec: Send + Sync + 'static {
+/// What a codec is, as data: its names, the options it takes, the signal it holds and how its
+/// files are tagged. One `static` per codec module, returned by [`OutputCodec::about`].
+#[derive(Debug)]
+pub struct CodecInfo {
     /// Stable identifier, used in reports (`"format": "flac"`).
-    fn id(&self) -> &'static str;
+    pub id: &'static str,
     /// The name in messages ("Ogg Vorbis").
-    fn name(&self) -> &'static str;
+    pub name: &'static str,
     /// Names and file extensions that select it (case-insensitive), the id among them.
-    fn names(&self) -> &'static [&'static str];
+    pub names: &'static [&'static str],
     /// The extension its files get.
-    fn extension(&self) -> &'static str;
+    pub extension: &'static str,
     /// The [`super::FORMATS`] entries it writes.
-    fn writes(&self) -> &'static [&'static str];
+    pub writes: &'static [&'static str],
     /// The entry of a format [`super::FORMATS`] does not know (listed by `sluice formats`).
-    fn info(&self) -> Option<&'static super::FormatInfo> {
-        None
-    }
+    pub info: Option<&'static super::FormatInfo>,
     /// Whether the codec changes the signal (its output is measured decoded).
-    fn lossy(&self) -> bool;
+    pub lossy: bool,
     /// The options it takes.
-    fn options(&self) -> &'static [OptionSpec];
+    pub options: &'static [OptionSpec],
     /// Two of its options that cannot be given together, and why.
-    fn exclusive(&self) -> Option<(Opt, Opt, &'static str)> {
-        None
+    pub exclusive: Option<(Opt, Opt, &'static str)>,
+    /// What signal it holds.
+    pub constraints: Constraints,
+    /// How its files are tagged.
+    pub tags: TagStyle,
+    /// Whether it carries a Broadcast Wave `bext` chunk.
+    pub bext: bool,
+}
+
+impl CodecInfo {
+    /// The bit depths its `BitDepth` option takes: integer depths and whether float is one.
+    pub fn depths(&self) -> (&'static [u32], bool) {
+        self.options
+            .iter()
+            .find_map(|o| match o.values {
+                Values::Depths { int, float } if o.opt == Opt::BitDepth => Some((int, float)),
+                _ => None,
+            })
+            .unwrap_or((&[], false))
     }
-    fn constraints(&self) -> Constraints {
-        Constraints::default()
+}
+
+/// A format Sluice writes: its description ([`CodecInfo`]) and the behaviour that is code.
+/// Implemented once per codec module and registered in [`crate::encode::CODECS`].
+pub trait OutputCodec: Send + Sync + 'static {
+    /// What the codec is, as data.
+    fn about(&self) -> &'static CodecInfo;
+    /// Stable identifier, used in reports (`"format": "flac"`).
+    fn id(&self) -> &'static str {
+        self.about().id
+    }
+    /// The name in messages ("Ogg Vorbis").
+    fn name(&self) -> &'static str {
+        self.about().name
     }
     /// The settings for `asked` (already checked against [`OutputCodec::options`]) and the
     /// signal arriving (already within [`OutputCodec::constraints`]): defaults follow the source.
     fn settle(&self, asked: &Request, arriving: &Arriving) -> Settings;
     /// The format and settings in words ("FLAC 24-bit (level 5)").
     fn describe(&self, settings: &Settings) -> String;
-    /// How its files are tagged.
-    fn tags(&self) -> TagStyle;
-    /// Whether it carries a Broadcast Wave `bext` chunk.
-    fn bext(&self) -> bool {
-        false
-    }
     /// Its encoder, writing `spec` into `file` (`path` names it in errors).
     fn create(
         &self,
@@ -217,7 +248,7 @@ pub fn codecs() -> impl Iterator<Item = &'static dyn OutputCodec> {
 /// The codec a format name or file extension selects (case-insensitive).
 pub fn codec(name: &str) -> Option<&'static dyn OutputCodec> {
     let name = name.to_ascii_lowercase();
-    codecs().find(|c| c.id() == name || c.names().contains(&name.as_str()))
+    codecs().find(|c| c.id() == name || c.about().names.contains(&name.as_str()))
 }
 
 /// The codecs' ids for messages: "wav, aiff, flac, mp3 or ogg".
@@ -255,12 +286,12 @@ impl OutputFormat {
     }
     /// The usual file extension.
     pub fn extension(&self) -> &'static str {
-        self.codec.extension()
+        self.codec.about().extension
     }
     /// Whether the format's codec changes the signal (MP3, Vorbis): its output is measured as
     /// decoded.
     pub fn lossy(&self) -> bool {
-        self.codec.lossy()
+        self.codec.about().lossy
     }
     /// Integer bit depth the format stores, where it has one (quantization target).
     pub fn integer_bits(&self) -> Option<u32> {
@@ -386,11 +417,11 @@ impl Request {
         ];
         for (opt, value) in given {
             let Some(value) = value else { continue };
-            let Some(spec) = c.options().iter().find(|s| s.opt == opt) else {
+            let Some(spec) = c.about().options.iter().find(|s| s.opt == opt) else {
                 return Err(FormatError::NotApplicable {
                     option: opt,
                     format: c.name(),
-                    takes: c.options().iter().map(|s| s.opt).collect(),
+                    takes: c.about().options.iter().map(|s| s.opt).collect(),
                 });
             };
             let ok = match spec.values {
@@ -414,7 +445,7 @@ impl Request {
                 });
             }
         }
-        if let Some((a, b, says)) = c.exclusive() {
+        if let Some((a, b, says)) = c.about().exclusive {
             let has = |o: Opt| match o {
                 Opt::BitDepth => self.bit_depth.is_some(),
                 Opt::Quality => self.quality.is_some(),
@@ -446,7 +477,7 @@ pub struct Resolved {
 pub fn resolve(asked: &Request, a: &Arriving, rate_asked: bool) -> Result<Resolved, FormatError> {
     asked.check()?;
     let c = asked.codec;
-    let k = c.constraints();
+    let k = c.about().constraints;
     let mut notes = Vec::new();
     let mut arriving = *a;
     let mut sample_rate = None;
@@ -506,7 +537,8 @@ pub fn resolve(asked: &Request, a: &Arriving, rate_asked: bool) -> Result<Resolv
 
 /// A PCM codec's bit depth: as asked, else the source's where the codec stores it, else 24;
 /// a float source stays float where the codec stores float.
-pub fn pcm_settings(asked: &Request, a: &Arriving, int: &[u32], float: bool) -> Settings {
+pub fn pcm_settings(asked: &Request, a: &Arriving, codec: &CodecInfo) -> Settings {
+    let (int, float) = codec.depths();
     match asked.depth() {
         Some(Depth::Float) if float => Settings::float32(),
         Some(Depth::Int(b)) if int.contains(&b) => Settings::int(b),
@@ -595,12 +627,13 @@ mod tests {
         assert!(codec_names().starts_with("wav, aiff, flac"));
         // Every codec's own names select it, and no name selects two.
         for c in codecs() {
-            for n in c.names() {
+            for n in c.about().names {
                 assert_eq!(codec(n).unwrap().id(), c.id(), "{n}");
             }
-            for id in c.writes() {
+            for id in c.about().writes {
                 assert!(
-                    super::super::by_id(id).is_some() || c.info().is_some_and(|i| i.id == *id),
+                    super::super::by_id(id).is_some()
+                        || c.about().info.is_some_and(|i| i.id == *id),
                     "{}: writes {id}, which has no entry",
                     c.id()
                 );

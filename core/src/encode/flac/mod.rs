@@ -426,46 +426,45 @@ pub fn output(bits: u32, compression_level: u8) -> crate::formats::OutputFormat 
     )
 }
 
+static ABOUT: crate::formats::CodecInfo = crate::formats::CodecInfo {
+    id: "flac",
+    name: FORMAT,
+    names: &["flac"],
+    extension: "flac",
+    writes: &["flac"],
+    info: None,
+    lossy: false,
+    options: &[
+        crate::formats::OptionSpec {
+            opt: crate::formats::Opt::BitDepth,
+            values: crate::formats::Values::Depths {
+                int: &[16, 24],
+                float: false,
+            },
+            says: "FLAC takes 16, 24",
+        },
+        crate::formats::OptionSpec {
+            opt: crate::formats::Opt::CompressionLevel,
+            values: crate::formats::Values::Range {
+                min: 0.0,
+                max: 8.0,
+                integer: true,
+            },
+            says: "FLAC levels are 0 to 8",
+        },
+    ],
+    exclusive: None,
+    constraints: crate::formats::Constraints::ANY,
+    tags: crate::formats::TagStyle::Lofty {
+        file_type: lofty::file::FileType::Flac,
+        tag_type: lofty::tag::TagType::VorbisComments,
+    },
+    bext: false,
+};
+
 impl crate::formats::OutputCodec for FlacCodec {
-    fn id(&self) -> &'static str {
-        "flac"
-    }
-    fn name(&self) -> &'static str {
-        FORMAT
-    }
-    fn names(&self) -> &'static [&'static str] {
-        &["flac"]
-    }
-    fn extension(&self) -> &'static str {
-        "flac"
-    }
-    fn writes(&self) -> &'static [&'static str] {
-        &["flac"]
-    }
-    fn lossy(&self) -> bool {
-        false
-    }
-    fn options(&self) -> &'static [crate::formats::OptionSpec] {
-        use crate::formats::{Opt, OptionSpec, Values};
-        &[
-            OptionSpec {
-                opt: Opt::BitDepth,
-                values: Values::Depths {
-                    int: &[16, 24],
-                    float: false,
-                },
-                says: "FLAC takes 16, 24",
-            },
-            OptionSpec {
-                opt: Opt::CompressionLevel,
-                values: Values::Range {
-                    min: 0.0,
-                    max: 8.0,
-                    integer: true,
-                },
-                says: "FLAC levels are 0 to 8",
-            },
-        ]
+    fn about(&self) -> &'static crate::formats::CodecInfo {
+        &ABOUT
     }
     fn settle(
         &self,
@@ -491,12 +490,6 @@ impl crate::formats::OutputCodec for FlacCodec {
             s.bits.unwrap_or(24),
             s.compression_level.unwrap_or(5)
         )
-    }
-    fn tags(&self) -> crate::formats::TagStyle {
-        crate::formats::TagStyle::Lofty {
-            file_type: lofty::file::FileType::Flac,
-            tag_type: lofty::tag::TagType::VorbisComments,
-        }
     }
     fn create(
         &self,
