@@ -1,23 +1,16 @@
-//! The host's commands besides `watch`: `run`, `jobs`, `job`, `retry`, `check`, `clean`,
-//! `stats`, and the default root.
+//! The host's commands besides `watch`, as functions that return what they found or did:
+//! `run`, `jobs`, `job`, `retry`, `check`, `clean`, `stats`, the effects commands, and the
+//! default root. They print nothing: the `sluice` binary prints their results as text or JSON,
+//! and a server returns them as they are.
 
 use crate::config::{CONFIG_FILE, Config};
 use crate::job::{self, Ctx};
 use crate::pipeline::{self, Defaults, Diagnostic, Pipeline, SourceAction};
-use crate::store::{JobRecord, JobState, Store};
+use crate::store::{Event, JobRecord, JobState, Store};
 use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-
-/// `println!` that returns the write's error instead of panicking: a reader that goes away
-/// early (`sluice jobs | head`) ends the command quietly (see `main`).
-macro_rules! outln {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($t)*)?
-    }};
-}
 
 /// The example pipelines, built in: a new root gets them.
 pub const EXAMPLES: &[(&str, &str)] = &[
@@ -79,8 +72,39 @@ fn defaults<'a>(cfg: &Config, effects: &'a crate::effects::Catalog) -> Defaults<
     }
 }
 
+/// A pipeline that loaded, in short.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineSummary {
+    pub name: String,
+    pub file: PathBuf,
+    pub description: Option<String>,
+    pub steps: usize,
+    pub outputs: usize,
+    pub watch: Vec<PathBuf>,
+}
+
+impl From<&Pipeline> for PipelineSummary {
+    fn from(p: &Pipeline) -> Self {
+        PipelineSummary {
+            name: p.name.clone(),
+            file: p.file.clone(),
+            description: p.description.clone(),
+            steps: p.steps.len(),
+            outputs: p.outputs.len(),
+            watch: p.watch.clone(),
+        }
+    }
+}
+
+/// What `check` found: the pipelines that load, and every problem, located.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub ok: Vec<PipelineSummary>,
+    pub problems: Vec<Diagnostic>,
+}
+
 /// `sluice check [PATH]`: a pipeline file, a pipelines folder, or a root.
-pub fn check(root: &Path, path: Option<&Path>) -> Result<ExitCode> {
+pub fn check(root: &Path, path: Option<&Path>) -> Result<Checked> {
     let (ok, problems) = match path {
         Some(p) if p.is_file() => {
             let cfg = Config::load(root).unwrap_or_else(|_| Config::defaults(root));
@@ -108,155 +132,43 @@ pub fn check(root: &Path, path: Option<&Path>) -> Result<ExitCode> {
             pipeline::load_dir(&cfg.pipelines_dir, defaults(&cfg, &fx))
         }
     };
-    for d in &problems {
-        eprintln!("{d}");
-    }
-    for p in &ok {
-        outln!(
-            "ok  {} ({}{}): {} step(s), {} output(s), watching {}",
-            p.name,
-            p.file.display(),
-            p.description
-                .as_ref()
-                .map(|d| format!(", \"{d}\""))
-                .unwrap_or_default(),
-            p.steps.len(),
-            p.outputs.len(),
-            p.watch
-                .iter()
-                .map(|w| w.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    if problems.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("{} problem(s)", problems.len());
-        Ok(ExitCode::from(1))
-    }
+    Ok(Checked {
+        ok: ok.iter().map(PipelineSummary::from).collect(),
+        problems,
+    })
 }
 
-fn fmt_time(ms: Option<i64>) -> String {
-    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
-        .map(|t| {
-            t.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_else(|| "-".into())
+/// `sluice jobs`: the jobs, all or in one state.
+pub fn jobs(cfg: &Config, state: Option<JobState>) -> Result<Vec<JobRecord>> {
+    Ok(Store::open(&cfg.db_path(), false)?.jobs(state)?)
 }
 
-/// `sluice jobs`.
-pub fn jobs(cfg: &Config, state: Option<&str>, json: bool) -> Result<ExitCode> {
-    let state = state
-        .map(|s| {
-            JobState::parse(s)
-                .ok_or_else(|| anyhow!("--state {s}: queued, running, done, failed or quarantined"))
-        })
-        .transpose()?;
-    let store = Store::open(&cfg.db_path(), false)?;
-    let list = store.jobs(state)?;
-    if json {
-        outln!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    if list.is_empty() {
-        outln!("no jobs");
-        return Ok(ExitCode::SUCCESS);
-    }
-    outln!(
-        "{:>6}  {:<11} {:>5}  {:<18} {:<19}  input",
-        "id",
-        "state",
-        "done",
-        "pipeline",
-        "finished"
-    );
-    for j in &list {
-        outln!(
-            "{:>6}  {:<11} {:>4.0}%  {:<18} {:<19}  {}{}",
-            j.id,
-            j.state.name(),
-            j.progress * 100.0,
-            j.pipeline,
-            fmt_time(j.finished_ms),
-            j.input.display(),
-            j.error
-                .as_ref()
-                .map(|e| format!("\n        {e}"))
-                .unwrap_or_default()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+/// One job with its history.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobDetail {
+    pub job: JobRecord,
+    pub events: Vec<Event>,
 }
 
 /// `sluice job ID`.
-pub fn job(cfg: &Config, id: u64, json: bool) -> Result<ExitCode> {
+pub fn job(cfg: &Config, id: u64) -> Result<JobDetail> {
     let store = Store::open(&cfg.db_path(), false)?;
-    let j = store.job(id)?.ok_or_else(|| anyhow!("no job {id}"))?;
+    let job = store.job(id)?.ok_or_else(|| anyhow!("no job {id}"))?;
     let events = store.events(Some(id))?;
-    if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"job": j, "events": events}))?
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    outln!(
-        "job {}  {}  ({} attempt(s){})",
-        j.id,
-        j.state.name(),
-        j.attempts,
-        if j.interrupted > 0 {
-            format!(
-                ", {} cut short by the host stopping, run again",
-                j.interrupted
-            )
-        } else {
-            String::new()
-        }
-    );
-    outln!("  pipeline  {} (version {})", j.pipeline, j.pipeline_hash);
-    outln!(
-        "  input     {}  [{}]",
-        j.input.display(),
-        &j.content_hash[..16.min(j.content_hash.len())]
-    );
-    outln!("  created   {}", fmt_time(Some(j.created_ms)));
-    outln!("  started   {}", fmt_time(j.started_ms));
-    outln!("  finished  {}", fmt_time(j.finished_ms));
-    if let Some(e) = &j.error {
-        outln!("  error     {e}");
-    }
-    for o in &j.outputs {
-        outln!(
-            "  output    {}  {} bytes  [{}]",
-            o.path.display(),
-            o.bytes,
-            &o.hash[..16]
-        );
-    }
-    if let Some(r) = &j.report {
-        outln!("  report    {}", r.display());
-    }
-    if let Some(s) = &j.source_now {
-        outln!("  source    now at {}", s.display());
-    }
-    outln!("  events");
-    for e in events {
-        outln!(
-            "    {}  {:<16} {}",
-            fmt_time(Some(e.time_ms)),
-            e.kind,
-            e.message
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(JobDetail { job, events })
 }
 
-/// `sluice retry ID... | --failed`.
-pub fn retry(cfg: &Config, ids: &[u64], failed: bool) -> Result<ExitCode> {
+/// What `retry` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Retried {
+    /// Queued again.
+    pub queued: Vec<u64>,
+    /// Not failed or quarantined, or no such job: left alone.
+    pub left_alone: Vec<u64>,
+}
+
+/// `sluice retry ID... | --failed`: queue failed or quarantined jobs again.
+pub fn retry(cfg: &Config, ids: &[u64], failed: bool) -> Result<Retried> {
     let store = Store::open(&cfg.db_path(), false)?;
     let mut ids = ids.to_vec();
     if failed {
@@ -265,22 +177,11 @@ pub fn retry(cfg: &Config, ids: &[u64], failed: bool) -> Result<ExitCode> {
         }
     }
     if ids.is_empty() {
-        outln!("nothing to retry");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Retried::default());
     }
     let done = store.retry(&ids)?;
-    for id in &ids {
-        if done.contains(id) {
-            outln!("job {id}: queued again");
-        } else {
-            eprintln!("job {id}: not failed or quarantined (or no such job): left alone");
-        }
-    }
-    Ok(if done.len() == ids.len() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    let (queued, left_alone) = ids.into_iter().partition(|id| done.contains(id));
+    Ok(Retried { queued, left_alone })
 }
 
 /// Parse `30d`, `12h`, `90m`, `45s`, `2w`.
@@ -304,14 +205,22 @@ pub fn parse_age(s: &str) -> Result<std::time::Duration> {
     Ok(std::time::Duration::from_secs_f64(n * secs))
 }
 
+/// What `clean` removed (or, in a dry run, would remove).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Cleaned {
+    pub dry_run: bool,
+    /// The files, relative to the root.
+    pub files: Vec<PathBuf>,
+    pub bytes: u64,
+    /// Folders left empty, removed.
+    pub folders: usize,
+    /// Recorded paths not touched, and why (a link out of the root).
+    pub skipped: Vec<String>,
+}
+
 /// `sluice clean --older-than AGE [--dry-run]`: the outputs, reports and moved sources of jobs
-/// finished before then, and the folders they leave empty. Job records stay.
-pub fn clean(cfg: &Config, older_than: Option<&str>, dry_run: bool) -> Result<ExitCode> {
-    let age = match older_than {
-        Some(a) => parse_age(a)?,
-        // Only a dry run comes without an age (the command line insists): every finished job.
-        None => std::time::Duration::ZERO,
-    };
+/// finished more than `age` ago, and the folders they leave empty. Job records stay.
+pub fn clean(cfg: &Config, age: std::time::Duration, dry_run: bool) -> Result<Cleaned> {
     let cutoff = crate::store::now_ms() - age.as_millis() as i64;
     let store = Store::open(&cfg.db_path(), false)?;
     let mut files = Vec::new();
@@ -322,7 +231,10 @@ pub fn clean(cfg: &Config, older_than: Option<&str>, dry_run: bool) -> Result<Ex
             files.extend(j.source_now.clone());
         }
     }
-    let (mut n, mut bytes) = (0u64, 0u64);
+    let mut done = Cleaned {
+        dry_run,
+        ..Cleaned::default()
+    };
     let mut dirs = std::collections::BTreeSet::new();
     // What goes (or would go): a dry run counts the folders a real run would leave empty.
     let mut gone = std::collections::HashSet::new();
@@ -331,7 +243,7 @@ pub fn clean(cfg: &Config, older_than: Option<&str>, dry_run: bool) -> Result<Ex
         let p = match crate::confine::resolve(&cfg.root, &rel) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("skipped: {e}");
+                done.skipped.push(e.to_string());
                 continue;
             }
         };
@@ -341,22 +253,17 @@ pub fn clean(cfg: &Config, older_than: Option<&str>, dry_run: bool) -> Result<Ex
         if !m.is_file() {
             continue;
         }
-        outln!(
-            "{} {}",
-            if dry_run { "would remove" } else { "remove" },
-            rel.display()
-        );
         if !dry_run {
             std::fs::remove_file(&p).with_context(|| format!("{}", p.display()))?;
         }
-        n += 1;
-        bytes += m.len();
+        done.bytes += m.len();
         gone.insert(p.clone());
         let mut d = rel.parent();
         while let Some(x) = d.filter(|x| !x.as_os_str().is_empty()) {
             dirs.insert(x.to_path_buf());
             d = x.parent();
         }
+        done.files.push(rel);
     }
     // Deepest first; folders pipelines watch stay.
     let fx = cfg.effects()?;
@@ -365,7 +272,6 @@ pub fn clean(cfg: &Config, older_than: Option<&str>, dry_run: bool) -> Result<Ex
         .iter()
         .flat_map(|p| p.watch.clone())
         .collect();
-    let mut removed_dirs = 0;
     for d in dirs.iter().rev() {
         if watched.iter().any(|w| w.starts_with(d)) {
             continue;
@@ -375,33 +281,51 @@ pub fn clean(cfg: &Config, older_than: Option<&str>, dry_run: bool) -> Result<Ex
             std::fs::read_dir(&p).is_ok_and(|r| r.flatten().all(|e| gone.contains(&e.path())));
         if empty {
             gone.insert(p.clone());
-            removed_dirs += 1;
+            done.folders += 1;
             if !dry_run {
                 let _ = std::fs::remove_dir(&p);
             }
         }
     }
-    outln!(
-        "{} {n} file(s), {:.1} MB, and {removed_dirs} empty folder(s){}",
-        if dry_run { "would remove" } else { "removed" },
-        bytes as f64 / 1e6,
-        if dry_run {
-            " (dry run: nothing removed)"
-        } else {
-            ""
-        }
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(done)
+}
+
+/// Files of one type.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Count {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// A file and when it was last modified (local time).
+#[derive(Debug, Clone, Serialize)]
+pub struct Stamped {
+    pub time: String,
+    pub path: PathBuf,
+}
+
+/// What a root holds and its jobs by state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub root: PathBuf,
+    pub files: u64,
+    pub bytes: u64,
+    /// By file extension, lower case (`(none)` without one).
+    pub by_type: BTreeMap<String, Count>,
+    pub oldest: Option<Stamped>,
+    pub newest: Option<Stamped>,
+    /// Files the store has indexed in watch folders.
+    pub indexed_files: usize,
+    pub jobs: BTreeMap<&'static str, u64>,
+    /// The state file's schema version, when there is one.
+    pub state_schema: Option<u64>,
+    #[serde(skip)]
+    pub state_file: PathBuf,
 }
 
 /// `sluice stats`: what the root holds and the jobs by state.
-pub fn stats(cfg: &Config, json: bool) -> Result<ExitCode> {
-    #[derive(Default, serde::Serialize)]
-    struct Kind {
-        files: u64,
-        bytes: u64,
-    }
-    let mut by_type: BTreeMap<String, Kind> = BTreeMap::new();
+pub fn stats(cfg: &Config) -> Result<Stats> {
+    let mut by_type: BTreeMap<String, Count> = BTreeMap::new();
     let (mut files, mut bytes) = (0u64, 0u64);
     type Stamp = Option<(i128, PathBuf)>;
     let (mut oldest, mut newest): (Stamp, Stamp) = (None, None);
@@ -445,66 +369,48 @@ pub fn stats(cfg: &Config, json: bool) -> Result<ExitCode> {
             }
         }
     }
-    let mut by_state: BTreeMap<&str, u64> = JobState::ALL.iter().map(|s| (s.name(), 0)).collect();
+    let mut jobs: BTreeMap<&str, u64> = JobState::ALL.iter().map(|s| (s.name(), 0)).collect();
     let db = cfg.db_path();
-    let mut schema = None;
-    let indexed = if db.exists() {
+    let mut state_schema = None;
+    let indexed_files = if db.exists() {
         let store = Store::open(&db, false)?;
         for j in store.jobs(None)? {
-            *by_state.entry(j.state.name()).or_default() += 1;
+            *jobs.entry(j.state.name()).or_default() += 1;
         }
-        schema = Some(store.schema_version()?);
+        state_schema = Some(store.schema_version()?);
         store.file_paths()?.len()
     } else {
         0
     };
-    let when = |x: &Stamp| {
-        x.as_ref()
-            .map(|(t, p)| (fmt_time(Some(*t as i64)), p.display().to_string()))
+    let stamped = |x: Stamp| {
+        x.map(|(t, path)| Stamped {
+            time: local_time(Some(t as i64)),
+            path,
+        })
     };
-    if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "root": cfg.root,
-                "files": files,
-                "bytes": bytes,
-                "by_type": by_type,
-                "oldest": when(&oldest),
-                "newest": when(&newest),
-                "indexed_files": indexed,
-                "jobs": by_state,
-                "state_schema": schema,
-            }))?
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    outln!("{}", cfg.root.display());
-    outln!("  files     {files} ({:.1} MB)", bytes as f64 / 1e6);
-    for (t, k) in &by_type {
-        outln!(
-            "    {t:<8} {:>6} file(s) {:>10.1} MB",
-            k.files,
-            k.bytes as f64 / 1e6
-        );
-    }
-    if let (Some(o), Some(n)) = (when(&oldest), when(&newest)) {
-        outln!("  oldest    {}  {}", o.0, o.1);
-        outln!("  newest    {}  {}", n.0, n.1);
-    }
-    outln!("  indexed   {indexed} file(s) in watch folders");
-    if let Some(v) = schema {
-        outln!("  state     {} (schema {v})", db.display());
-    }
-    outln!(
-        "  jobs      {}",
-        by_state
-            .iter()
-            .map(|(s, n)| format!("{s} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(Stats {
+        root: cfg.root.clone(),
+        files,
+        bytes,
+        by_type,
+        oldest: stamped(oldest),
+        newest: stamped(newest),
+        indexed_files,
+        jobs,
+        state_schema,
+        state_file: db,
+    })
+}
+
+/// A time in milliseconds since the epoch as local time, `-` for none.
+pub fn local_time(ms: Option<i64>) -> String {
+    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Find a pipeline by name in the root's pipelines, or by the path of its file.
@@ -522,15 +428,13 @@ fn find_pipeline(cfg: &Config, fx: &crate::effects::Catalog, name: &str) -> Resu
     if let Some(p) = ok.into_iter().find(|p| p.name == name || p.file == as_path) {
         return Ok(p);
     }
-    let mine: Vec<&Diagnostic> = problems
+    let mine: Vec<String> = problems
         .iter()
         .filter(|d| d.file.file_stem().is_some_and(|s| s == name) || d.file == as_path)
+        .map(Diagnostic::to_string)
         .collect();
     if !mine.is_empty() {
-        for d in mine {
-            eprintln!("{d}");
-        }
-        bail!("pipeline {name} is invalid");
+        bail!("pipeline {name} is invalid:\n{}", mine.join("\n"));
     }
     bail!(
         "no pipeline {name} in {} (`sluice check` lists them)",
@@ -538,9 +442,44 @@ fn find_pipeline(cfg: &Config, fx: &crate::effects::Catalog, name: &str) -> Resu
     )
 }
 
-/// `sluice run PIPELINE FILE...`: the pipeline over these files now, with progress bars; the
-/// sources are left where they are.
-pub fn run(cfg: &Config, pipeline: &str, files: &[PathBuf], json: bool) -> Result<ExitCode> {
+/// An output a job wrote, with its loudness as measured while it was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct WrittenOutput {
+    pub path: PathBuf,
+    pub integrated_lufs: Option<f64>,
+    pub true_peak_dbtp: Option<f64>,
+}
+
+/// One file of `run`: its job, or why none could be made.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Job {
+        job: Box<JobRecord>,
+        /// The outputs (absolute paths) with their loudness, from the job's report.
+        outputs: Vec<WrittenOutput>,
+        /// The job's warnings, from its report.
+        warnings: Vec<String>,
+    },
+    Refused {
+        error: anyhow::Error,
+    },
+}
+
+impl RunOutcome {
+    /// Whether the file was processed to the end.
+    pub fn done(&self) -> bool {
+        matches!(self, RunOutcome::Job { job, .. } if job.state == JobState::Done)
+    }
+}
+
+/// `sluice run PIPELINE FILE...`: the pipeline over these files now; the sources are left where
+/// they are. `each` hears of every file as it finishes (in the order they finish).
+pub fn run(
+    cfg: &Config,
+    pipeline: &str,
+    files: &[PathBuf],
+    each: &(dyn Fn(&Path, &RunOutcome) + Sync),
+) -> Result<Vec<(PathBuf, RunOutcome)>> {
     let fx = cfg.effects()?;
     let mut p = find_pipeline(cfg, &fx, pipeline)?;
     p.source = SourceAction::Keep;
@@ -550,193 +489,166 @@ pub fn run(cfg: &Config, pipeline: &str, files: &[PathBuf], json: bool) -> Resul
         store: &store,
         effects: &fx,
     };
-    let multi = indicatif::MultiProgress::new();
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let total = indicatif::ProgressBar::new(files.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files  {elapsed}  {msg}")
-            .expect("valid template"),
-    );
-    let total = multi.add(total);
-    let results: Vec<Result<JobRecord>> = crate::parallel::map(files, cfg.workers, |f| {
-        let abs = std::path::absolute(f).with_context(|| format!("{}", f.display()))?;
-        let hash = job::hash_file(&abs).with_context(|| format!("{}", abs.display()))?;
-        let input = abs
-            .strip_prefix(&cfg.root)
-            .map(Path::to_path_buf)
-            .unwrap_or(abs);
-        let rec = store.add_running_job(&p.name, &p.hash, input, hash)?;
-        let r = job::run(&ctx, &p, rec);
-        total.inc(1);
-        total.set_message(format!("{}: {}", f.display(), r.state.name()));
-        Ok(r)
+    let outcomes = crate::parallel::map(files, cfg.workers, |f| {
+        let made = (|| -> Result<JobRecord> {
+            let abs = std::path::absolute(f).with_context(|| format!("{}", f.display()))?;
+            let hash = job::hash_file(&abs).with_context(|| format!("{}", abs.display()))?;
+            let input = abs
+                .strip_prefix(&cfg.root)
+                .map(Path::to_path_buf)
+                .unwrap_or(abs);
+            Ok(store.add_running_job(&p.name, &p.hash, input, hash)?)
+        })();
+        let outcome = match made {
+            Ok(rec) => finished(cfg, job::run(&ctx, &p, rec)),
+            Err(error) => RunOutcome::Refused { error },
+        };
+        each(f, &outcome);
+        outcome
     });
-    total.finish_and_clear();
-    let mut failed = 0;
-    let mut out = Vec::new();
-    for (f, r) in files.iter().zip(results) {
-        match r {
-            Ok(j) => {
-                if j.state != JobState::Done {
-                    failed += 1;
-                }
-                if !json {
-                    match j.state {
-                        JobState::Done => {
-                            outln!("{}: job {} done", f.display(), j.id);
-                            // Each output's loudness as measured while it was written, and
-                            // the job's warnings, from its report.
-                            let report = j
-                                .report
-                                .as_ref()
-                                .and_then(|r| std::fs::read(cfg.root.join(r)).ok())
-                                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-                            let measured = report
-                                .as_ref()
-                                .and_then(|r| r["export"]["outputs"].as_array().cloned())
-                                .unwrap_or_default();
-                            for (i, o) in j.outputs.iter().enumerate() {
-                                let l = &measured.get(i).map(|m| &m["loudness"]);
-                                let loudness = match l.map(|l| {
-                                    (l["integrated_lufs"].as_f64(), l["true_peak_dbtp"].as_f64())
-                                }) {
-                                    Some((Some(i), Some(tp))) => {
-                                        format!("  ({i:.1} LUFS, true peak {tp:.1} dBTP)")
-                                    }
-                                    _ => String::new(),
-                                };
-                                outln!("  → {}{loudness}", cfg.root.join(&o.path).display());
-                            }
-                            for w in report
-                                .as_ref()
-                                .and_then(|r| r["warnings"].as_array().cloned())
-                                .unwrap_or_default()
-                            {
-                                outln!("  warning: {}", w.as_str().unwrap_or_default());
-                            }
-                        }
-                        s => outln!(
-                            "{}: job {} {}: {}",
-                            f.display(),
-                            j.id,
-                            s.name(),
-                            j.error.clone().unwrap_or_default()
-                        ),
-                    }
-                }
-                out.push(serde_json::to_value(&j)?);
+    Ok(files.iter().cloned().zip(outcomes).collect())
+}
+
+/// A finished job with its outputs' loudness and its warnings read from its report.
+fn finished(cfg: &Config, job: JobRecord) -> RunOutcome {
+    let report = job
+        .report
+        .as_ref()
+        .and_then(|r| std::fs::read(cfg.root.join(r)).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let measured = report
+        .as_ref()
+        .and_then(|r| r["export"]["outputs"].as_array().cloned())
+        .unwrap_or_default();
+    let outputs = job
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let l = measured.get(i).map(|m| &m["loudness"]);
+            WrittenOutput {
+                path: cfg.root.join(&o.path),
+                integrated_lufs: l.and_then(|l| l["integrated_lufs"].as_f64()),
+                true_peak_dbtp: l.and_then(|l| l["true_peak_dbtp"].as_f64()),
             }
-            Err(e) => {
-                failed += 1;
-                eprintln!("{}: {e:#}", f.display());
-                out.push(serde_json::json!({"path": f, "error": format!("{e:#}")}));
-            }
-        }
+        })
+        .collect();
+    let warnings = report
+        .as_ref()
+        .and_then(|r| r["warnings"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|w| w.as_str().unwrap_or_default().to_string())
+        .collect();
+    RunOutcome::Job {
+        job: Box::new(job),
+        outputs,
+        warnings,
     }
-    if json {
-        outln!("{}", serde_json::to_string_pretty(&out)?);
-    }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+}
+
+/// An effect a root can use.
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectEntry {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// `built in`, or the module's path.
+    pub origin: String,
+    pub hash: String,
+}
+
+/// A module that was refused, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedModule {
+    pub module: String,
+    pub error: String,
+}
+
+/// The effects a root can use and the modules refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectList {
+    pub effects: Vec<EffectEntry>,
+    pub refused: Vec<RefusedModule>,
 }
 
 /// `sluice effects list`: the effects a root can use (built in and in its effects folder), and
 /// the modules that were refused.
-pub fn effects_list(cfg: &Config, json: bool) -> Result<ExitCode> {
+pub fn effects_list(cfg: &Config) -> Result<EffectList> {
     let fx = cfg.effects()?;
-    if json {
-        let list: Vec<serde_json::Value> = fx
+    Ok(EffectList {
+        effects: fx
             .effects
             .values()
-            .map(|e| {
-                serde_json::json!({
-                    "name": e.effect.descriptor.name,
-                    "version": e.effect.descriptor.version,
-                    "description": e.effect.descriptor.description,
-                    "origin": e.origin.to_string(),
-                    "hash": e.effect.hash,
-                })
+            .map(|e| EffectEntry {
+                name: e.effect.descriptor.name.clone(),
+                version: e.effect.descriptor.version.clone(),
+                description: e.effect.descriptor.description.clone(),
+                origin: e.origin.to_string(),
+                hash: e.effect.hash.clone(),
             })
-            .collect();
-        let refused: Vec<serde_json::Value> = fx
+            .collect(),
+        refused: fx
             .refused
             .iter()
-            .map(|(w, why)| serde_json::json!({"module": w, "error": why}))
-            .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"effects": list, "refused": refused})
-            )?
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    for e in fx.effects.values() {
-        let d = &e.effect.descriptor;
-        outln!(
-            "{:<12} {:<8} {:<10} {}",
-            d.name,
-            d.version,
-            match &e.origin {
-                crate::effects::Origin::Builtin => "built in".to_string(),
-                o => o.to_string(),
-            },
-            d.description
-        );
-    }
-    for (w, why) in &fx.refused {
-        eprintln!("refused: {w}: {why}");
-    }
-    Ok(ExitCode::SUCCESS)
+            .map(|(module, error)| RefusedModule {
+                module: module.clone(),
+                error: error.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// An effect's descriptor with where its module came from.
+#[derive(Debug, Clone)]
+pub struct EffectInfo {
+    pub descriptor: crate::effects::descriptor::Descriptor,
+    pub origin: String,
+    pub hash: String,
+}
+
+fn effect<'a>(fx: &'a crate::effects::Catalog, name: &str) -> Result<&'a crate::effects::Entry> {
+    fx.get(name)
+        .ok_or_else(|| anyhow!("no effect {name:?} (sluice effects list shows them)"))
 }
 
 /// `sluice effects info NAME`: an effect's descriptor.
-pub fn effects_info(cfg: &Config, name: &str, json: bool) -> Result<ExitCode> {
+pub fn effects_info(cfg: &Config, name: &str) -> Result<EffectInfo> {
     let fx = cfg.effects()?;
-    let e = fx
-        .get(name)
-        .ok_or_else(|| anyhow!("no effect {name:?} (sluice effects list shows them)"))?;
-    let d = &e.effect.descriptor;
-    if json {
-        outln!("{}", serde_json::to_string_pretty(d)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    outln!("{} {} ({})", d.name, d.version, e.origin);
-    if !d.description.is_empty() {
-        outln!("  {}", d.description);
-    }
-    outln!(
-        "  channels up to {}; tail up to {} s; module {}",
-        d.max_channels,
-        d.tail_seconds,
-        &e.effect.hash[..16]
-    );
-    for p in &d.params {
-        let range = match &p.choices {
-            Some(c) => c.join(" | "),
-            None => format!("{} to {} {}", p.min, p.max, p.unit),
-        };
-        let default = match &p.choices {
-            Some(c) => c[p.default as usize].clone(),
-            None => p.default.to_string(),
-        };
-        outln!("  {:<14} {:<22} {range}  (default {default})", p.id, p.name);
-    }
-    Ok(ExitCode::SUCCESS)
+    let e = effect(&fx, name)?;
+    Ok(EffectInfo {
+        descriptor: e.effect.descriptor.clone(),
+        origin: e.origin.to_string(),
+        hash: e.effect.hash.clone(),
+    })
+}
+
+/// What `effects test` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectTest {
+    pub name: String,
+    pub version: String,
+    pub sample_rate: u32,
+    pub channels: usize,
+    pub block: usize,
+    /// Reported latency, frames.
+    pub latency_frames: usize,
+    /// The impulse response's largest magnitude and where it is.
+    pub impulse_peak: f32,
+    pub impulse_peak_frame: usize,
+    /// RMS gain on a -12 dBFS log sweep from 20 Hz to `sweep_top_hz`.
+    pub sweep_gain_db: f64,
+    pub sweep_top_hz: f64,
+    /// Seconds of CPU (wall) time per second of audio, on 10 s of noise.
+    pub seconds_per_second: f64,
 }
 
 /// `sluice effects test NAME [KEY=VALUE...]`: an impulse and a sweep through the effect, and
 /// its speed: latency, gain and CPU time per second of audio.
-pub fn effects_test(cfg: &Config, name: &str, params: &[String], rate: u32) -> Result<ExitCode> {
+pub fn effects_test(cfg: &Config, name: &str, params: &[String], rate: u32) -> Result<EffectTest> {
     use crate::effects::{Instance, Limits};
     let fx = cfg.effects()?;
-    let e = fx
-        .get(name)
-        .ok_or_else(|| anyhow!("no effect {name:?} (sluice effects list shows them)"))?;
+    let e = effect(&fx, name)?;
     let d = &e.effect.descriptor;
     let channels = d.max_channels.min(2) as usize;
     let mut values = Vec::new();
@@ -807,24 +719,17 @@ pub fn effects_test(cfg: &Config, name: &str, params: &[String], rate: u32) -> R
     let t = std::time::Instant::now();
     run(&mut inst, &noise)?;
     let took = t.elapsed().as_secs_f64();
-    outln!(
-        "{} {} at {rate} Hz, {channels} channel(s), blocks of {block}",
-        d.name,
-        d.version
-    );
-    outln!(
-        "  latency       {latency} frames ({:.2} ms)",
-        latency as f64 * 1000.0 / f64::from(rate)
-    );
-    outln!("  impulse       peak {:.3} at frame {peak_at}", peak);
-    outln!(
-        "  sweep gain    {gain_db:+.2} dB (20 Hz to {:.0} Hz at -12 dBFS)",
-        f1
-    );
-    outln!(
-        "  CPU           {:.2} ms per second of audio ({:.0}x real time)",
-        took * 100.0,
-        10.0 / took
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(EffectTest {
+        name: d.name.clone(),
+        version: d.version.clone(),
+        sample_rate: rate,
+        channels,
+        block,
+        latency_frames: latency,
+        impulse_peak: peak,
+        impulse_peak_frame: peak_at,
+        sweep_gain_db: gain_db,
+        sweep_top_hz: f1,
+        seconds_per_second: took / 10.0,
+    })
 }

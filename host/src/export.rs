@@ -399,7 +399,7 @@ fn export_one(job: &Job, multi: &MultiProgress) -> Result<ExportReport, ExportEr
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut last = 0u64;
-    let r = sluice_host::encode_thread::export(
+    let r = crate::encode_thread::export(
         &job.input,
         &job.steps,
         std::slice::from_ref(&job.output),

@@ -996,7 +996,7 @@ fn welcome(cfg: &Config, ps: &Pipelines) -> String {
 
 /// A line for whoever watches the host's standard output. A reader that went away
 /// (`sluice watch | head -3`) must not stop the host: the line is dropped, the log keeps it.
-pub(crate) fn say(line: impl std::fmt::Display) {
+pub fn say(line: impl std::fmt::Display) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }

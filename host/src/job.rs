@@ -7,6 +7,7 @@
 //! recorded destination. It is deleted only after the done record is committed.
 
 use crate::config::Config;
+use crate::encode_thread::export_from;
 use crate::pipeline::{Pipeline, SourceAction};
 use crate::store::{JobRecord, JobState, OutputRecord, Store, now_ms};
 use crate::template::{Template, Vars};
@@ -22,7 +23,6 @@ use sluice_core::render::steps::{
 };
 use sluice_core::render::{FileSource, RenderError, Stage};
 use sluice_core::{FileInfo, InputError};
-use sluice_host::encode_thread::export_from;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

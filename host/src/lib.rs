@@ -1,7 +1,21 @@
-//! The library half of `sluice-host`: the wasm effects runtime (effects/ABI.md), and exports
-//! with each encoder on a thread of its own, so that benches and tests outside the `sluice`
-//! binary can drive effects and exports exactly as pipelines and `sluice export` do.
-//! Everything else of the host lives in the binary.
+//! The engine of `sluice-host`: the watch-folder host, job store and pipelines, the wasm effects
+//! runtime (effects/ABI.md), exports with each encoder on a thread of its own, analysis and
+//! pictures. The `sluice` binary (main.rs) is the command line over it; benches, tests, and the
+//! HTTP and cluster faces call the same functions.
 
+pub mod analyze;
+pub mod commands;
+pub mod config;
+pub mod confine;
 pub mod effects;
 pub mod encode_thread;
+pub mod export;
+pub mod host;
+pub mod job;
+pub mod parallel;
+pub mod pipeline;
+pub mod plot;
+pub mod render;
+pub mod store;
+pub mod template;
+pub mod writers;

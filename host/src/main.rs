@@ -4,26 +4,14 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use sluice_core::analysis::{AnalysisOptions, Section, Target};
 use sluice_core::{FileInfo, InfoOptions, InputError};
-use sluice_host::effects;
+use sluice_host::store::JobState;
+use sluice_host::{analyze, commands, config, export, host, pipeline, render};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tracing_subscriber::Layer;
 
-mod analyze;
-mod commands;
-mod config;
-mod confine;
-mod export;
-mod host;
-mod job;
-mod parallel;
-mod pipeline;
-mod plot;
-mod render;
-mod store;
-mod template;
-mod writers;
+mod print;
+use tracing_subscriber::Layer;
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +61,9 @@ enum EffectsAction {
         params: Vec<String>,
         #[arg(long, default_value_t = 48_000)]
         sample_rate: u32,
+        /// Print JSON instead of the readable summary.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         root: RootArg,
     },
@@ -353,38 +344,63 @@ fn run(cli: Cli) -> Result<ExitCode> {
             survive_file_size_limit()?;
             let dir = config::root_from(root.root.as_deref())?;
             commands::init_root(&dir)?;
-            commands::run(&config::Config::load(&dir)?, &pipeline, &files, json)
+            run_cmd(&config::Config::load(&dir)?, &pipeline, &files, json)
         }
         Command::Jobs { state, json, root } => {
-            commands::jobs(&root.config()?, state.as_deref(), json)
+            let state = state
+                .map(|s| {
+                    JobState::parse(&s).ok_or_else(|| {
+                        anyhow::anyhow!("--state {s}: queued, running, done, failed or quarantined")
+                    })
+                })
+                .transpose()?;
+            print::jobs(&commands::jobs(&root.config()?, state)?, json)
         }
-        Command::Job { id, json, root } => commands::job(&root.config()?, id, json),
-        Command::Retry { ids, failed, root } => commands::retry(&root.config()?, &ids, failed),
-        Command::Check { path, root } => {
-            commands::check(&config::root_from(root.root.as_deref())?, path.as_deref())
+        Command::Job { id, json, root } => print::job(&commands::job(&root.config()?, id)?, json),
+        Command::Retry { ids, failed, root } => {
+            print::retry(&commands::retry(&root.config()?, &ids, failed)?)
         }
+        Command::Check { path, root } => print::check(&commands::check(
+            &config::root_from(root.root.as_deref())?,
+            path.as_deref(),
+        )?),
         Command::Clean {
             older_than,
             dry_run,
             root,
-        } => commands::clean(&root.config()?, older_than.as_deref(), dry_run),
-        Command::Stats { json, root } => commands::stats(&root.config()?, json),
+        } => {
+            // Only a dry run comes without an age (the command line insists): every finished
+            // job.
+            let age = older_than
+                .as_deref()
+                .map(commands::parse_age)
+                .transpose()?
+                .unwrap_or_default();
+            print::clean(&commands::clean(&root.config()?, age, dry_run)?)
+        }
+        Command::Stats { json, root } => print::stats(&commands::stats(&root.config()?)?, json),
         Command::Effects { action } => {
             let cfg = |root: &RootArg| -> Result<config::Config> {
                 let dir = config::root_from(root.root.as_deref())?;
                 Ok(config::Config::load(&dir).unwrap_or_else(|_| config::Config::defaults(&dir)))
             };
             match action {
-                EffectsAction::List { json, root } => commands::effects_list(&cfg(&root)?, json),
+                EffectsAction::List { json, root } => {
+                    print::effects_list(&commands::effects_list(&cfg(&root)?)?, json)
+                }
                 EffectsAction::Info { name, json, root } => {
-                    commands::effects_info(&cfg(&root)?, &name, json)
+                    print::effects_info(&commands::effects_info(&cfg(&root)?, &name)?, json)
                 }
                 EffectsAction::Test {
                     name,
                     params,
                     sample_rate,
+                    json,
                     root,
-                } => commands::effects_test(&cfg(&root)?, &name, &params, sample_rate),
+                } => print::effects_test(
+                    &commands::effects_test(&cfg(&root)?, &name, &params, sample_rate)?,
+                    json,
+                ),
             }
         }
         Command::Formats { json } => {
@@ -464,6 +480,42 @@ fn print_results<T: serde::Serialize>(
     } else {
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `sluice run`: a progress bar over the files, each file's result as it finishes (text), then
+/// the JSON of all.
+fn run_cmd(
+    cfg: &config::Config,
+    pipeline: &str,
+    files: &[PathBuf],
+    json: bool,
+) -> Result<ExitCode> {
+    let total = indicatif::ProgressBar::new(files.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files  {elapsed}  {msg}")
+            .expect("valid template"),
+    );
+    if !std::io::stderr().is_terminal() {
+        total.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let each = |f: &std::path::Path, r: &commands::RunOutcome| {
+        total.inc(1);
+        let state = match r {
+            commands::RunOutcome::Job { job, .. } => job.state.name(),
+            commands::RunOutcome::Refused { .. } => "refused",
+        };
+        total.set_message(format!("{}: {state}", f.display()));
+        if !json {
+            let mut text = Vec::new();
+            if print::run_outcome(&mut text, f, r).is_ok() {
+                total.suspend(|| {
+                    let _ = std::io::stdout().lock().write_all(&text);
+                });
+            }
+        }
+    };
+    let results = commands::run(cfg, pipeline, files, &each)?;
+    total.finish_and_clear();
+    print::run(&results, json)
 }
 
 fn info(files: &[PathBuf], json: bool, decode: bool) -> Result<ExitCode> {
