@@ -10,13 +10,13 @@ use crate::config::Config;
 use crate::effects::{Catalog, Loader, Origin, Runtime, Update};
 use crate::job::{self, Ctx};
 use crate::pipeline::{self, Defaults, Pipeline};
+use crate::settle::{Disk, Look, Note, Settled, Settler, mtime_ns};
 use crate::store::{
     Arrival, FileRecord, Intake, JobRecord, JobState, ProbeSummary, Store, now_ms, path_codec,
 };
-use crate::writers;
 use anyhow::{Context, Result};
 use notify::Watcher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -42,24 +42,6 @@ pub fn ignored(name: &str) -> bool {
         ]
         .iter()
         .any(|s| lower.ends_with(s))
-}
-
-/// A file seen in a watch folder, waiting to settle.
-struct Settling {
-    size: u64,
-    mtime_ns: i128,
-    since: Instant,
-    /// Settled but could not be opened (permissions): said once, looked at again each turn.
-    unreadable: bool,
-    /// Quiet, but some program still has it open for writing: said once.
-    writing: bool,
-}
-
-fn mtime_ns(m: &std::fs::Metadata) -> i128 {
-    m.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i128)
 }
 
 /// Remove temporaries left by a process that died (`.NAME.sluice-PID-N.part`), anywhere in
@@ -385,7 +367,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
 
     say(welcome(&cfg, &pipelines));
 
-    let mut settling: HashMap<PathBuf, Settling> = HashMap::new();
+    let mut settling = Settler::new(cfg.settle);
     let mut last_rescan: Option<Instant> = None;
     let mut said_once: HashSet<PathBuf> = HashSet::new();
     let mut pipelines_changed: Option<Instant> = None;
@@ -472,63 +454,20 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
                 consider(&cfg, &store, &pipelines, &p, &mut settling, &mut said_once);
             }
         }
-        // Settling: quiet for the settle time, openable, and no program holding it open for
-        // writing (a writer that pauses longer than the settle time is still a writer).
-        let mut settled = Vec::new();
-        let mut quiet = Vec::new();
-        settling.retain(|path, s| match std::fs::symlink_metadata(path) {
-            Ok(m) if m.is_file() => {
-                let (size, mt) = (m.len(), mtime_ns(&m));
-                if size != s.size || mt != s.mtime_ns {
-                    *s = Settling {
-                        size,
-                        mtime_ns: mt,
-                        since: Instant::now(),
-                        ..*s
-                    };
-                } else if s.since.elapsed() >= cfg.settle {
-                    match std::fs::File::open(path) {
-                        Ok(_) => {
-                            if s.unreadable {
-                                s.unreadable = false;
-                                tracing::info!("{}: readable now", path.display());
-                            }
-                            quiet.push((path.clone(), size, mt, writers::id(&m)));
-                        }
-                        Err(e) => {
-                            if !s.unreadable {
-                                s.unreadable = true;
-                                tracing::warn!(
-                                    "{}: cannot open ({e}); left where it is, and taken when it becomes readable",
-                                    path.display()
-                                );
-                            }
-                        }
-                    }
-                }
-                true
-            }
-            _ => false,
-        });
-        if !quiet.is_empty() {
-            let busy = writers::open_for_writing(&quiet.iter().map(|q| q.3).collect());
-            for (path, size, mt, id) in quiet {
-                if busy.contains(&id) {
-                    if let Some(s) = settling.get_mut(&path) {
-                        if !s.writing {
-                            s.writing = true;
-                            tracing::info!(
-                                "{}: quiet, but still open for writing by another program: taken once it is closed",
-                                path.display()
-                            );
-                        }
-                        // Looked at again after another settle time.
-                        s.since = Instant::now();
-                    }
-                } else {
-                    settling.remove(&path);
-                    settled.push((path, size, mt));
-                }
+        // Settling (crate::settle): quiet for the settle time, openable, and no program
+        // holding it open for writing.
+        let (settled, notes) = settling.step(Instant::now(), &Disk);
+        for n in notes {
+            match n {
+                Note::Readable(p) => tracing::info!("{}: readable now", p.display()),
+                Note::Unreadable(p, e) => tracing::warn!(
+                    "{}: cannot open ({e}); left where it is, and taken when it becomes readable",
+                    p.display()
+                ),
+                Note::Writing(p) => tracing::info!(
+                    "{}: quiet, but still open for writing by another program: taken once it is closed",
+                    p.display()
+                ),
             }
         }
         if !settled.is_empty() && !stopping {
@@ -723,10 +662,10 @@ fn consider(
     store: &Store,
     ps: &Pipelines,
     path: &Path,
-    settling: &mut HashMap<PathBuf, Settling>,
+    settling: &mut Settler,
     said_once: &mut HashSet<PathBuf>,
 ) {
-    if settling.contains_key(path) {
+    if settling.contains(path) {
         return;
     }
     let Some(relp) = rel(&cfg.root, path) else {
@@ -792,16 +731,7 @@ fn consider(
     {
         return;
     }
-    settling.insert(
-        path.to_path_buf(),
-        Settling {
-            size: m.len(),
-            mtime_ns: mtime_ns(&m),
-            since: Instant::now(),
-            unreadable: false,
-            writing: false,
-        },
-    );
+    settling.watch(path.to_path_buf(), &Look::of(&m), Instant::now());
 }
 
 /// Every candidate file in the watch folders (links are not followed).
@@ -841,7 +771,7 @@ fn rescan(cfg: &Config, ps: &Pipelines, said_once: &mut HashSet<PathBuf>) -> Vec
 }
 
 /// Hash and index settled files; queue their jobs.
-fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<(PathBuf, u64, i128)>) {
+fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<Settled>) {
     let settled_ms = now_ms();
     /// A settled file: where, what, and the pipelines that take it (name, version).
     struct Found {
@@ -850,7 +780,12 @@ fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<(PathBuf, u6
         pipelines: Vec<(String, String)>,
     }
     let mut found = Vec::new();
-    for (path, size, mt) in settled {
+    for Settled {
+        path,
+        size,
+        mtime_ns: mt,
+    } in settled
+    {
         let Some(relp) = rel(&cfg.root, &path) else {
             continue;
         };

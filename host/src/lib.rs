@@ -16,6 +16,7 @@ pub mod parallel;
 pub mod pipeline;
 pub mod plot;
 pub mod render;
+pub mod settle;
 pub mod store;
 pub mod template;
 pub mod writers;
