@@ -450,58 +450,179 @@ fn unchanged(source: &Path, job: &JobRecord) -> Result<(), Failure> {
     }
 }
 
+/// One attempt at a job, in phases: find the source ([`locate`]), open its one decoder, fix
+/// the paths ([`plan_paths`], once), [`render`] the outputs and the analysis, and [`finish`]
+/// (report, source moved, done).
 fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure> {
-    let root = &ctx.cfg.root;
     let started = jiff::Timestamp::now();
-    // Where the source is: where it arrived, or, after a crash between moving it and marking
-    // the job done, where it was moved to; a retried quarantined job reads it from quarantine.
-    let arrived = root.join(&job.input);
-    // The planned paths end with the moved source's, when the pipeline moves it.
-    let move_to = |planned: &[PathBuf]| match &p.source {
-        SourceAction::Move(_) => planned.last().map(|r| root.join(r)),
-        _ => None,
-    };
-    let source = if arrived.exists() {
-        arrived.clone()
-    } else if let Some(q) = job
-        .source_now
-        .as_ref()
-        .map(|r| root.join(r))
-        .filter(|q| q.exists())
-    {
-        q
-    } else if let Some(m) = move_to(&job.planned).filter(|m| m.exists()) {
-        m
-    } else {
-        return Err(Failure::Vanished(format!(
-            "{}: the source is gone (moved or deleted before it was processed)",
-            arrived.display()
-        )));
-    };
+    let source = locate(ctx, p, &job)?;
     // The one decoder of the job: its format facts and tags now, its audio in the render.
     let file_source = FileSource::open(&source).map_err(|e| classify(&ExportError::Render(e)))?;
     let info = match file_source.decoder() {
         Some(d) => sluice_core::info_of(d).map_err(|e| classify_input(&e))?,
         None => unreachable!("a source just opened has its decoder"),
     };
-    let tags = tag_map(&info);
-
     // Fix the paths once, reserved in the store.
     let job = if job.planned.is_empty() {
-        plan_paths(ctx, p, &job, &tags).map_err(|e| Failure::Transient(e.to_string()))?
+        plan_paths(ctx, p, &job, &tag_map(&info)).map_err(|e| Failure::Transient(e.to_string()))?
     } else {
         job
     };
-    let n_out = p.outputs.len();
-    let out_paths: Vec<PathBuf> = job.planned[..n_out].iter().map(|r| root.join(r)).collect();
-    let report_path = p.report.as_ref().map(|_| root.join(&job.planned[n_out]));
-    let move_to = move_to(&job.planned);
-
+    let paths = Paths::of(ctx, p, &job);
     let mut warnings = Vec::new();
-    let mut progress = Progress::new(ctx.store, job.id);
+    let rendered = render(
+        ctx,
+        p,
+        &job,
+        &source,
+        file_source,
+        &info,
+        &paths,
+        &mut warnings,
+    )?;
+    finish(
+        ctx,
+        p,
+        job,
+        Finished {
+            started,
+            source,
+            info,
+            paths,
+            rendered,
+            warnings,
+        },
+    )
+}
 
-    // The render: every step in order, the analysis a tap at its position; with no outputs
-    // the chain still runs when there is an analysis to make.
+/// Where the job's source is: where it arrived, or, after a crash between moving it and
+/// marking the job done, where it was moved to; a retried quarantined job reads it from
+/// quarantine.
+fn locate(ctx: &Ctx, p: &Pipeline, job: &JobRecord) -> Result<PathBuf, Failure> {
+    let root = &ctx.cfg.root;
+    let arrived = root.join(&job.input);
+    if arrived.exists() {
+        return Ok(arrived);
+    }
+    let quarantined = job.source_now.as_ref().map(|r| root.join(r));
+    let moved = Paths::move_to(root, p, &job.planned);
+    quarantined
+        .into_iter()
+        .chain(moved)
+        .find(|q| q.exists())
+        .ok_or_else(|| {
+            Failure::Vanished(format!(
+                "{}: the source is gone (moved or deleted before it was processed)",
+                arrived.display()
+            ))
+        })
+}
+
+/// A planned job's files, absolute.
+struct Paths {
+    outputs: Vec<PathBuf>,
+    report: Option<PathBuf>,
+    /// Where the source goes, when the pipeline moves it.
+    move_to: Option<PathBuf>,
+}
+
+impl Paths {
+    /// The planned paths are the outputs', then the report's, then the moved source's.
+    fn of(ctx: &Ctx, p: &Pipeline, job: &JobRecord) -> Paths {
+        let root = &ctx.cfg.root;
+        let n = p.outputs.len();
+        Paths {
+            outputs: job.planned[..n].iter().map(|r| root.join(r)).collect(),
+            report: p.report.as_ref().map(|_| root.join(&job.planned[n])),
+            move_to: Paths::move_to(root, p, &job.planned),
+        }
+    }
+
+    fn move_to(root: &Path, p: &Pipeline, planned: &[PathBuf]) -> Option<PathBuf> {
+        match &p.source {
+            SourceAction::Move(_) => planned.last().map(|r| root.join(r)),
+            _ => None,
+        }
+    }
+}
+
+/// What the render left: the export's report (with outputs), the analysis, and the source as
+/// it was read to the end.
+struct Rendered {
+    export: Option<ExportReport>,
+    analysis: Option<AnalysisReport>,
+    source: sluice_core::StreamInfo,
+}
+
+/// Every output's plan: its format resolved against the signal arriving (adjustments noted
+/// in `warnings`), its path confined to the root.
+fn output_plans(
+    ctx: &Ctx,
+    p: &Pipeline,
+    source: &Path,
+    info: &FileInfo,
+    paths: &Paths,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<OutputPlan>, Failure> {
+    let root = &ctx.cfg.root;
+    let (src_rate, src_channels) = (info.stream.sample_rate, info.stream.channels as usize);
+    let (rate, channels) = signal_after(&p.steps, src_rate, src_channels);
+    let int_bits = info.stream.integer_bits();
+    let mut plans = Vec::with_capacity(p.outputs.len());
+    for (o, path) in p.outputs.iter().zip(&paths.outputs) {
+        let out_channels = o.channels.as_ref().map(|m| m.channels_after(channels));
+        let arriving = sluice_core::formats::Arriving {
+            sample_rate: o.sample_rate.unwrap_or(rate),
+            channels: out_channels.unwrap_or(channels),
+            int_bits,
+            float: info.stream.sample_type == Some("float"),
+        };
+        let resolved = sluice_core::formats::resolve(&o.format, &arriving, o.sample_rate.is_some())
+            .map_err(|e| Failure::Input(format!("{}: {e}", source.display())))?;
+        warnings.extend(
+            resolved
+                .notes
+                .iter()
+                .map(|n| format!("{}: {n}", path.display())),
+        );
+        confined(root, path.strip_prefix(root).unwrap_or(path))?;
+        plans.push(OutputPlan {
+            path: path.clone(),
+            format: resolved.format,
+            dither: o.dither,
+            tags: TagPlan {
+                carry_from: o.keep_tags.then(|| source.to_path_buf()),
+                set: o.tags.clone(),
+                replaygain: o.replaygain,
+            },
+            bext: o.bext,
+            // These paths belong to this job (fixed before the first attempt).
+            overwrite: true,
+            channels: resolved.channels.or_else(|| o.channels.clone()),
+            sample_rate: resolved
+                .sample_rate
+                .or(o.sample_rate.filter(|&r| r != rate)),
+            true_peak_check: o.true_peak_check,
+            max_encodes: o.true_peak_encodes,
+        });
+    }
+    Ok(plans)
+}
+
+/// The render: every step in order, the analysis a tap at its position; with no outputs the
+/// chain still runs when there is an analysis to make. The file index keeps the loudness of
+/// the file as it arrived (an analysis at the head).
+#[allow(clippy::too_many_arguments)]
+fn render(
+    ctx: &Ctx,
+    p: &Pipeline,
+    job: &JobRecord,
+    source: &Path,
+    file_source: FileSource,
+    info: &FileInfo,
+    paths: &Paths,
+    warnings: &mut Vec<String>,
+) -> Result<Rendered, Failure> {
     let analyzes = p.analyze().is_some();
     // The tap at the head sees the source as it is: its length is known in advance.
     let analysis_at_head = matches!(p.steps.first(), Some(StepSpec::Analyze(_)));
@@ -509,61 +630,20 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
         effects: ctx.effects,
         analysis: analyzes.then(|| {
             (
-                source.clone(),
+                source.to_path_buf(),
                 info.stream.clone(),
                 info.stream.frames.filter(|_| analysis_at_head),
             )
         }),
         tap: None,
     };
-    let export = if n_out > 0 || analyzes {
-        let (src_rate, src_channels) = (info.stream.sample_rate, info.stream.channels as usize);
-        let (rate, channels) = signal_after(&p.steps, src_rate, src_channels);
-        let int_bits = info.stream.integer_bits();
-        let mut plans = Vec::with_capacity(n_out);
-        for (o, path) in p.outputs.iter().zip(&out_paths) {
-            let out_channels = o.channels.as_ref().map(|m| m.channels_after(channels));
-            let arriving = sluice_core::formats::Arriving {
-                sample_rate: o.sample_rate.unwrap_or(rate),
-                channels: out_channels.unwrap_or(channels),
-                int_bits,
-                float: info.stream.sample_type == Some("float"),
-            };
-            let resolved =
-                sluice_core::formats::resolve(&o.format, &arriving, o.sample_rate.is_some())
-                    .map_err(|e| Failure::Input(format!("{}: {e}", source.display())))?;
-            warnings.extend(
-                resolved
-                    .notes
-                    .iter()
-                    .map(|n| format!("{}: {n}", path.display())),
-            );
-            let rel = path.strip_prefix(root).unwrap_or(path);
-            confined(root, rel)?;
-            plans.push(OutputPlan {
-                path: path.clone(),
-                format: resolved.format,
-                dither: o.dither,
-                tags: TagPlan {
-                    carry_from: o.keep_tags.then(|| source.clone()),
-                    set: o.tags.clone(),
-                    replaygain: o.replaygain,
-                },
-                bext: o.bext,
-                // These paths belong to this job (fixed before the first attempt).
-                overwrite: true,
-                channels: resolved.channels.or_else(|| o.channels.clone()),
-                sample_rate: resolved
-                    .sample_rate
-                    .or(o.sample_rate.filter(|&r| r != rate)),
-                true_peak_check: o.true_peak_check,
-                max_encodes: o.true_peak_encodes,
-            });
-        }
+    let export = if !p.outputs.is_empty() || analyzes {
+        let plans = output_plans(ctx, p, source, info, paths, warnings)?;
         // The steps in order; the core moves the normalize step and those after it into
         // every output's own chain when an output maps its channels itself (`channels =
         // "mono"`, or MP3's downmix), so loudness is measured on what each output receives.
         // (`check` refuses a channels step after normalize.)
+        let mut progress = Progress::new(ctx.store, job.id);
         let base = progress.base;
         let mut prepasses = false;
         let report = export_from(file_source, &p.steps, &mut resolver, &plans, &mut |pr| {
@@ -577,21 +657,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
             progress.set(base + (0.98 - base) * within);
         })
         .map_err(|e| classify(&e))?;
-        // A lossy output still over its ceiling once decoded fails the job where the
-        // pipeline asks (`true_peak_miss = "fail"`); its outputs are removed with the job.
-        for (o, out) in p.outputs.iter().zip(&report.outputs) {
-            if let Some(c) = out.true_peak_check.as_ref().filter(|c| !c.met)
-                && o.fail_on_true_peak_miss
-            {
-                let tp = out.loudness.as_ref().map_or(f64::NAN, |l| l.true_peak_dbtp);
-                return Err(Failure::Refused(format!(
-                    "{}: decoded, the output's true peak is {tp:.2} dBTP, over the {:.1} dBTP ceiling after {} encode(s); the pipeline fails the job on a ceiling miss (true_peak_miss = \"fail\"): lower the ceiling or raise the bitrate",
-                    out.path.display(),
-                    c.ceiling_dbtp.unwrap_or(f64::NAN),
-                    c.encodes
-                )));
-            }
-        }
+        ceilings_met(p, &report)?;
         // With them, every output measured as written: one that misses the loudness
         // target says so.
         warnings.extend(report.warnings.iter().cloned());
@@ -608,7 +674,6 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
         a.stream = sluice_core::render::analyze::measured(&source_stream, &a.stream);
         a
     });
-    // The file index keeps the loudness of the file as it arrived: an analysis at the head.
     if let Some(l) = analysis
         .as_ref()
         .filter(|_| analysis_at_head)
@@ -624,10 +689,59 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
             .store
             .set_analysis(&job.input.to_string_lossy(), summary);
     }
-    let export = export.filter(|_| n_out > 0);
+    Ok(Rendered {
+        export: export.filter(|_| !p.outputs.is_empty()),
+        analysis,
+        source: source_stream,
+    })
+}
 
+/// A lossy output still over its ceiling once decoded fails the job where the pipeline asks
+/// (`true_peak_miss = "fail"`); its outputs are removed with the job.
+fn ceilings_met(p: &Pipeline, report: &ExportReport) -> Result<(), Failure> {
+    for (o, out) in p.outputs.iter().zip(&report.outputs) {
+        if let Some(c) = out.true_peak_check.as_ref().filter(|c| !c.met)
+            && o.fail_on_true_peak_miss
+        {
+            let tp = out.loudness.as_ref().map_or(f64::NAN, |l| l.true_peak_dbtp);
+            return Err(Failure::Refused(format!(
+                "{}: decoded, the output's true peak is {tp:.2} dBTP, over the {:.1} dBTP ceiling after {} encode(s); the pipeline fails the job on a ceiling miss (true_peak_miss = \"fail\"): lower the ceiling or raise the bitrate",
+                out.path.display(),
+                c.ceiling_dbtp.unwrap_or(f64::NAN),
+                c.encodes
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A rendered job, to be finished.
+struct Finished {
+    started: jiff::Timestamp,
+    source: PathBuf,
+    info: FileInfo,
+    paths: Paths,
+    rendered: Rendered,
+    warnings: Vec<String>,
+}
+
+/// The outputs hashed, the report written, the source moved, and the job marked done with its
+/// outputs in one transaction (then the source deleted, where the pipeline says so). The
+/// report and the move are the last steps that can fail before the job is done (a re-run
+/// finds the source where it was moved); a failure before the move leaves the source where
+/// it arrived.
+fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRecord, Failure> {
+    let root = &ctx.cfg.root;
+    let Finished {
+        started,
+        source,
+        info,
+        paths,
+        rendered,
+        mut warnings,
+    } = f;
     let mut outputs = Vec::new();
-    if let Some(r) = &export {
+    if let Some(r) = &rendered.export {
         for (o, rel) in r.outputs.iter().zip(&job.planned) {
             let hash = hash_file(&o.path).map_err(|e| io_failure(&o.path, e))?;
             outputs.push(OutputRecord {
@@ -638,15 +752,12 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
             });
         }
     }
-
-    // The report, then the source's move: the last steps that can fail before the job is
-    // marked done (a re-run finds the source where it was moved). A failure before the
-    // move leaves the source where it arrived.
-    let planned_source = move_to
+    let planned_source = paths
+        .move_to
         .as_ref()
         .map(|m| m.strip_prefix(root).unwrap_or(m).to_path_buf());
     let write_report = |source_now: Option<&Path>, warnings: &[String]| {
-        let Some(rp) = &report_path else {
+        let Some(rp) = &paths.report else {
             return Ok(());
         };
         let report = Report {
@@ -657,10 +768,10 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
             content_hash: &job.content_hash,
             started: started.to_string(),
             finished: jiff::Timestamp::now().to_string(),
-            source: &source_stream,
+            source: &rendered.source,
             tags: &info.tags,
-            analysis: analysis.as_ref(),
-            export: export.as_ref(),
+            analysis: rendered.analysis.as_ref(),
+            export: rendered.export.as_ref(),
             outputs: &outputs,
             source_now,
             warnings: warnings.to_vec(),
@@ -671,14 +782,11 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
             .map_err(|e| Failure::Transient(e.to_string()))
     };
     unchanged(&source, &job)?;
-    if let Some(rp) = &report_path {
-        confined(root, rp.strip_prefix(root).unwrap_or(rp))?;
-    }
-    if let Some(m) = &move_to {
-        confined(root, m.strip_prefix(root).unwrap_or(m))?;
+    for path in paths.report.iter().chain(&paths.move_to) {
+        confined(root, path.strip_prefix(root).unwrap_or(path))?;
     }
     write_report(planned_source.as_deref(), &warnings)?;
-    let source_now = match &move_to {
+    let source_now = match &paths.move_to {
         Some(m) if source != *m => match move_file(&source, m) {
             Ok(()) => planned_source,
             // Deleted while the job ran, after it was read to the end: the outputs stand.
@@ -698,7 +806,10 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
 
     // Done, with the outputs, in one transaction.
     let delete = matches!(p.source, SourceAction::Delete);
-    let report_rel = report_path.as_ref().map(|_| job.planned[n_out].clone());
+    let report_rel = paths
+        .report
+        .as_ref()
+        .map(|_| job.planned[p.outputs.len()].clone());
     let summary = format!(
         "{} output(s){}",
         outputs.len(),
