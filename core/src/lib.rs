@@ -6,6 +6,7 @@
 //! Everything is streaming: memory is bounded by the block size, not the file's length.
 
 pub mod analysis;
+pub mod block;
 pub mod decode;
 pub mod encode;
 pub mod error;

@@ -22,6 +22,7 @@
 //!   (−60 dBFS by default).
 
 use super::db;
+use super::{AnalysisReport, Analyzer};
 use serde::Serialize;
 
 /// Samples at or above this are at full scale for clip detection.
@@ -326,6 +327,23 @@ impl Channel {
         peaks.sort_by(|a, b| b.total_cmp(a));
         let pk2 = f64::from(*peaks.get(1).unwrap_or(&peaks[0]));
         (level > 0.0 && pk2 > 0.0).then(|| 20.0 * (pk2 / level).log10())
+    }
+}
+
+pub(super) struct LevelsA(pub(super) LevelMeter, pub(super) usize);
+
+impl Analyzer for LevelsA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        self.0.feed(planes);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        r.levels = Some(self.0.finish());
+    }
+    fn cost(&self) -> f64 {
+        2.5 * self.1 as f64
+    }
+    fn name(&self) -> &'static str {
+        "levels"
     }
 }
 

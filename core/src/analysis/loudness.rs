@@ -25,6 +25,7 @@
 //! (docs/BENCHMARKS.md). The tests check this meter against the crate on programme material at
 //! several sample rates and channel layouts, and against the EBU test cases.
 
+use super::{AnalysisReport, Analyzer, Loudness};
 use serde::Serialize;
 
 /// Channel weight of BS.1770-4 (table 3), by speaker position name as [`crate::StreamInfo`]
@@ -710,6 +711,83 @@ pub fn summarize(steps: &[f64], history_step_seconds: Option<f64>) -> LoudnessSu
         max_momentary_lufs: max_over(4),
         max_short_term_lufs: max_over(30),
         history,
+    }
+}
+
+/// The loudness of what an output received, measured in the final pass (for the `bext` chunk,
+/// ReplayGain and reports).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct OutputLoudness {
+    #[serde(flatten)]
+    pub loudness: LoudnessSummary,
+    /// dBTP (−inf for digital silence).
+    pub true_peak_dbtp: f64,
+    /// dBFS.
+    pub sample_peak_dbfs: f64,
+}
+
+/// K-weighting of one channel or a pair (filtered together, which costs little more than one);
+/// the energies go to [`LoudnessA`] through the report's scratch.
+pub(super) struct ChannelEnergyA {
+    pub(super) channels: Vec<(usize, ChannelEnergy)>,
+}
+
+impl Analyzer for ChannelEnergyA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        match self.channels.as_mut_slice() {
+            [(ca, a), (cb, b)] => {
+                ChannelEnergy::feed_pair(a, b, planes[*ca], planes[*cb]);
+            }
+            list => {
+                for (c, e) in list {
+                    e.feed(planes[*c]);
+                }
+            }
+        }
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        for (c, mut e) in self.channels {
+            r.scratch.channel_energy.push((c, e.take_steps()));
+        }
+    }
+    fn cost(&self) -> f64 {
+        // A pair is filtered together, for little more than one channel.
+        if self.channels.len() == 2 { 10.0 } else { 8.0 }
+    }
+    fn name(&self) -> &'static str {
+        "k_weighting"
+    }
+}
+
+/// Combines the channels' energies into the loudness figures (after every [`ChannelEnergyA`]).
+pub(super) struct LoudnessA {
+    pub(super) weights: Vec<f64>,
+    pub(super) history: Option<f64>,
+    pub(super) channels: usize,
+}
+
+impl Analyzer for LoudnessA {
+    fn feed(&mut self, _: &[&[f32]]) {}
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        let mut parts = std::mem::take(&mut r.scratch.channel_energy);
+        parts.sort_by_key(|p| p.0);
+        let weights: Vec<f64> = parts.iter().map(|p| self.weights[p.0]).collect();
+        let energies: Vec<Vec<f64>> = parts.into_iter().map(|p| p.1).collect();
+        let steps = combine(&weights, &energies);
+        let summary = summarize(&steps, self.history);
+        r.loudness = Some(Loudness {
+            summary,
+            sample_peak_dbfs: None,
+            true_peak_dbtp: None,
+            true_peak_dbtp_per_channel: vec![None; self.channels],
+            plr_lu: None,
+        });
+    }
+    fn cost(&self) -> f64 {
+        0.0
+    }
+    fn name(&self) -> &'static str {
+        "loudness"
     }
 }
 

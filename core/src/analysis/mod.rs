@@ -6,6 +6,12 @@
 //! threads (they are `Send` and independent), which is why true peak is one analyzer per
 //! channel. Memory is bounded by the block size plus each analyzer's reduced data (100 ms
 //! loudness energies, 3 s level blocks, the tempo onset envelope), never by the samples.
+//!
+//! One file per analyzer: each module holds its meter and the [`Analyzer`] adapter that feeds
+//! it and writes its section (`loudness.rs`: K-weighting and the loudness figures,
+//! `truepeak.rs`, `levels.rs`, `stereo.rs`, `waveform.rs`, `spectrum.rs`: the long-term
+//! spectrum and the spectral features, `music.rs`: tempo and key from one mono mix,
+//! `targets.rs`); this file has the report, the options and [`plan`].
 
 /// Defines `fn $name(args) -> R` that runs `$body(args)` compiled with AVX2 enabled where the
 /// CPU has it, and as plain code elsewhere. The body is `#[inline(always)]` code written so
@@ -34,6 +40,7 @@ macro_rules! avx2_where_present {
 pub mod key;
 pub mod levels;
 pub mod loudness;
+mod music;
 pub mod spectrum;
 pub mod stereo;
 pub mod targets;
@@ -245,176 +252,6 @@ pub(crate) fn db(lin: f64) -> Option<f64> {
     (lin > 0.0).then(|| 20.0 * lin.log10())
 }
 
-/// K-weighting of one channel or a pair (filtered together, which costs little more than one);
-/// the energies go to [`LoudnessA`] through the report's scratch.
-struct ChannelEnergyA {
-    channels: Vec<(usize, loudness::ChannelEnergy)>,
-}
-
-impl Analyzer for ChannelEnergyA {
-    fn feed(&mut self, planes: &[&[f32]]) {
-        match self.channels.as_mut_slice() {
-            [(ca, a), (cb, b)] => {
-                loudness::ChannelEnergy::feed_pair(a, b, planes[*ca], planes[*cb]);
-            }
-            list => {
-                for (c, e) in list {
-                    e.feed(planes[*c]);
-                }
-            }
-        }
-    }
-    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        for (c, mut e) in self.channels {
-            r.scratch.channel_energy.push((c, e.take_steps()));
-        }
-    }
-    fn cost(&self) -> f64 {
-        // A pair is filtered together, for little more than one channel.
-        if self.channels.len() == 2 { 10.0 } else { 8.0 }
-    }
-    fn name(&self) -> &'static str {
-        "k_weighting"
-    }
-}
-
-/// Combines the channels' energies into the loudness figures (after every [`ChannelEnergyA`]).
-struct LoudnessA {
-    weights: Vec<f64>,
-    history: Option<f64>,
-    channels: usize,
-}
-
-impl Analyzer for LoudnessA {
-    fn feed(&mut self, _: &[&[f32]]) {}
-    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        let mut parts = std::mem::take(&mut r.scratch.channel_energy);
-        parts.sort_by_key(|p| p.0);
-        let weights: Vec<f64> = parts.iter().map(|p| self.weights[p.0]).collect();
-        let energies: Vec<Vec<f64>> = parts.into_iter().map(|p| p.1).collect();
-        let steps = loudness::combine(&weights, &energies);
-        let summary = loudness::summarize(&steps, self.history);
-        r.loudness = Some(Loudness {
-            summary,
-            sample_peak_dbfs: None,
-            true_peak_dbtp: None,
-            true_peak_dbtp_per_channel: vec![None; self.channels],
-            plr_lu: None,
-        });
-    }
-    fn cost(&self) -> f64 {
-        0.0
-    }
-    fn name(&self) -> &'static str {
-        "loudness"
-    }
-}
-
-struct TruePeakA {
-    channel: usize,
-    meter: truepeak::TruePeakMeter,
-}
-
-impl Analyzer for TruePeakA {
-    fn feed(&mut self, planes: &[&[f32]]) {
-        self.meter.feed(planes[self.channel]);
-    }
-    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        let sp = self.meter.sample_peak();
-        let tp = self.meter.finish();
-        if let Some(l) = r.loudness.as_mut() {
-            l.true_peak_dbtp_per_channel[self.channel] = db(tp);
-            let best = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            l.true_peak_dbtp = best(l.true_peak_dbtp, db(tp));
-            l.sample_peak_dbfs = best(l.sample_peak_dbfs, db(sp));
-            l.plr_lu = l
-                .true_peak_dbtp
-                .zip(l.summary.integrated_lufs)
-                .map(|(t, i)| t - i);
-        }
-    }
-    fn cost(&self) -> f64 {
-        // 3 on programme material, where most chunks are skipped by the bound, 13 on a loud
-        // master, where none are.
-        8.0
-    }
-    fn name(&self) -> &'static str {
-        "true_peak"
-    }
-}
-
-struct LevelsA(levels::LevelMeter, usize);
-
-impl Analyzer for LevelsA {
-    fn feed(&mut self, planes: &[&[f32]]) {
-        self.0.feed(planes);
-    }
-    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        r.levels = Some(self.0.finish());
-    }
-    fn cost(&self) -> f64 {
-        2.5 * self.1 as f64
-    }
-    fn name(&self) -> &'static str {
-        "levels"
-    }
-}
-
-struct StereoA(stereo::StereoMeter, usize, usize);
-
-impl Analyzer for StereoA {
-    fn feed(&mut self, planes: &[&[f32]]) {
-        self.0.feed(planes[self.1], planes[self.2]);
-    }
-    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        r.stereo = Some(Some(self.0.finish()));
-    }
-    fn cost(&self) -> f64 {
-        4.0
-    }
-    fn name(&self) -> &'static str {
-        "stereo"
-    }
-}
-
-struct WaveformA(waveform::WaveformMeter, u32, usize);
-
-impl Analyzer for WaveformA {
-    fn feed(&mut self, planes: &[&[f32]]) {
-        self.0.feed(planes);
-    }
-    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        r.waveform = Some(self.0.finish(self.1));
-    }
-    fn cost(&self) -> f64 {
-        1.5 * self.2 as f64
-    }
-    fn name(&self) -> &'static str {
-        "waveform"
-    }
-}
-
-struct SpectrumA(spectrum::SpectrumMeter, usize);
-
-impl Analyzer for SpectrumA {
-    fn feed(&mut self, planes: &[&[f32]]) {
-        self.0.feed(planes);
-    }
-    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        r.spectrum = Some(self.0.finish());
-    }
-    fn cost(&self) -> f64 {
-        // The long-term spectrum per channel.
-        11.5 * self.1 as f64
-    }
-    fn name(&self) -> &'static str {
-        "spectrum"
-    }
-}
-
 /// The largest magnitude in `x`, NaN ignored (as `f32::max` folds it): on the bit patterns,
 /// whose order is the order of the magnitudes, so that it vectorises (`f32::max`'s NaN rule
 /// kept the fold scalar).
@@ -459,107 +296,6 @@ pub(crate) fn mono_into(planes: &[&[f32]], out: &mut Vec<f32>) {
     }
 }
 
-/// The spectral features of the mono mix (see [`spectrum::FeatureMeter`]), added to the
-/// spectrum section, which [`SpectrumA`] wrote before. Apart from tempo and key (which mix
-/// their own): each is a large share of the analysis, and two parts balance the threads better
-/// than one.
-struct FeaturesA(spectrum::FeatureMeter, Vec<f32>);
-
-impl Analyzer for FeaturesA {
-    fn feed(&mut self, planes: &[&[f32]]) {
-        mono_into(planes, &mut self.1);
-        self.0.feed(&self.1);
-    }
-    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        if let Some(s) = r.spectrum.as_mut() {
-            s.set_features(self.0.finish());
-        }
-    }
-    fn cost(&self) -> f64 {
-        // A 2048-point transform every 512 frames.
-        36.0
-    }
-    fn name(&self) -> &'static str {
-        "spectral_features"
-    }
-}
-
-/// Tempo and key, both from the mean of all channels, which is mixed once for the two.
-struct MusicA {
-    tempo: Option<tempo::TempoAnalyzer>,
-    key: Option<key::KeyAnalyzer>,
-    mono: Vec<f32>,
-}
-
-impl Analyzer for MusicA {
-    fn feed(&mut self, planes: &[&[f32]]) {
-        mono_into(planes, &mut self.mono);
-        if let Some(t) = &mut self.tempo {
-            t.feed(&self.mono);
-        }
-        if let Some(k) = &mut self.key {
-            k.feed(&self.mono);
-        }
-    }
-    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        if let Some(t) = self.tempo {
-            r.tempo = Some(match t.finish() {
-                Some(t) => TempoSection {
-                    bpm: Some(t.bpm),
-                    confidence: Some(t.confidence),
-                    alternative_bpm: t.alternative_bpm,
-                    alternative_confidence: t.alternative_confidence,
-                },
-                None => TempoSection::default(),
-            });
-        }
-        if let Some(k) = self.key {
-            r.key = Some(match k.finish() {
-                Some(k) => KeySection {
-                    key: Some(k.name),
-                    tonic: Some(k.tonic_name),
-                    mode: Some(
-                        match k.mode {
-                            key::Mode::Major => "major",
-                            key::Mode::Minor => "minor",
-                        }
-                        .to_string(),
-                    ),
-                    confidence: Some(k.confidence),
-                    tuning_cents: Some(k.tuning_cents),
-                },
-                None => KeySection::default(),
-            });
-        }
-    }
-    fn cost(&self) -> f64 {
-        let on = |b: bool| f64::from(u8::from(b));
-        6.0 * on(self.tempo.is_some()) + 11.0 * on(self.key.is_some())
-    }
-    fn name(&self) -> &'static str {
-        "tempo_key"
-    }
-}
-
-/// Targets need the loudness and true peak: finished after them.
-struct TargetsA(Vec<Target>);
-
-impl Analyzer for TargetsA {
-    fn feed(&mut self, _: &[&[f32]]) {}
-    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        let (i, tp) = r.loudness.as_ref().map_or((None, None), |l| {
-            (l.summary.integrated_lufs, l.true_peak_dbtp)
-        });
-        r.targets = Some(self.0.iter().map(|t| t.assess(i, tp)).collect());
-    }
-    fn cost(&self) -> f64 {
-        0.0
-    }
-    fn name(&self) -> &'static str {
-        "targets"
-    }
-}
-
 /// Index of the left and right channels, when the file has such a pair.
 fn front_pair(info: &StreamInfo) -> Option<(usize, usize)> {
     let pos = |name: &str| info.channel_layout.iter().position(|p| p == name);
@@ -582,27 +318,27 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             .collect();
         let weighted: Vec<usize> = (0..ch).filter(|&c| weights[c] != 0.0).collect();
         for pair in weighted.chunks(2) {
-            out.push(Box::new(ChannelEnergyA {
+            out.push(Box::new(loudness::ChannelEnergyA {
                 channels: pair
                     .iter()
                     .map(|&c| (c, loudness::ChannelEnergy::new(rate)))
                     .collect(),
             }));
         }
-        out.push(Box::new(LoudnessA {
+        out.push(Box::new(loudness::LoudnessA {
             weights,
             history: opts.loudness_history_seconds,
             channels: ch,
         }));
         for c in 0..ch {
-            out.push(Box::new(TruePeakA {
+            out.push(Box::new(truepeak::TruePeakA {
                 channel: c,
                 meter: truepeak::TruePeakMeter::new(rate),
             }));
         }
     }
     if opts.wants(Section::Levels) {
-        out.push(Box::new(LevelsA(
+        out.push(Box::new(levels::LevelsA(
             levels::LevelMeter::new(rate, ch, opts.silence_threshold_dbfs),
             ch,
         )));
@@ -610,31 +346,35 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
     if opts.wants(Section::Stereo)
         && let Some((l, r)) = front_pair(info)
     {
-        out.push(Box::new(StereoA(stereo::StereoMeter::new(rate), l, r)));
+        out.push(Box::new(stereo::StereoA(
+            stereo::StereoMeter::new(rate),
+            l,
+            r,
+        )));
     }
     if opts.wants(Section::Spectrum) {
         let chans: Vec<usize> = (0..ch)
             .filter(|&c| info.channel_layout.get(c).is_none_or(|p| p != "LFE"))
             .collect();
         let n = chans.len();
-        out.push(Box::new(SpectrumA(
+        out.push(Box::new(spectrum::SpectrumA(
             spectrum::SpectrumMeter::new(rate, chans),
             n,
         )));
-        out.push(Box::new(FeaturesA(
+        out.push(Box::new(spectrum::FeaturesA(
             spectrum::FeatureMeter::new(rate),
             Vec::new(),
         )));
     }
     if opts.wants(Section::Waveform) {
-        out.push(Box::new(WaveformA(
+        out.push(Box::new(waveform::WaveformA(
             waveform::WaveformMeter::new(ch, opts.waveform_buckets, info.frames),
             rate,
             ch,
         )));
     }
     if opts.wants(Section::Tempo) || opts.wants(Section::Key) {
-        out.push(Box::new(MusicA {
+        out.push(Box::new(music::MusicA {
             tempo: opts.wants(Section::Tempo).then(|| {
                 let (lo, hi) = opts.tempo_range.unwrap_or(tempo::DEFAULT_RANGE);
                 tempo::TempoAnalyzer::with_range(rate, lo, hi)
@@ -646,7 +386,7 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
         }));
     }
     if opts.wants(Section::Targets) {
-        out.push(Box::new(TargetsA(opts.targets.clone())));
+        out.push(Box::new(targets::TargetsA(opts.targets.clone())));
     }
     out
 }

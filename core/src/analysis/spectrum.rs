@@ -35,6 +35,7 @@
 //!   the window's main lobe (4 bins, below ~700 Hz at 48 kHz) integrate the 4 bins around
 //!   their centre, so a low tone is not under-read; noise there reads as its power in 4 bins.
 
+use super::{AnalysisReport, Analyzer, mono_into};
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 use serde::Serialize;
@@ -706,5 +707,48 @@ impl SpectrumMeter {
             bands,
             ltas,
         }
+    }
+}
+
+pub(super) struct SpectrumA(pub(super) SpectrumMeter, pub(super) usize);
+
+impl Analyzer for SpectrumA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        self.0.feed(planes);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        r.spectrum = Some(self.0.finish());
+    }
+    fn cost(&self) -> f64 {
+        // The long-term spectrum per channel.
+        11.5 * self.1 as f64
+    }
+    fn name(&self) -> &'static str {
+        "spectrum"
+    }
+}
+
+/// The spectral features of the mono mix (see [`FeatureMeter`]), added to the
+/// spectrum section, which [`SpectrumA`] wrote before. Apart from tempo and key (which mix
+/// their own): each is a large share of the analysis, and two parts balance the threads better
+/// than one.
+pub(super) struct FeaturesA(pub(super) FeatureMeter, pub(super) Vec<f32>);
+
+impl Analyzer for FeaturesA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        mono_into(planes, &mut self.1);
+        self.0.feed(&self.1);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        if let Some(s) = r.spectrum.as_mut() {
+            s.set_features(self.0.finish());
+        }
+    }
+    fn cost(&self) -> f64 {
+        // A 2048-point transform every 512 frames.
+        36.0
+    }
+    fn name(&self) -> &'static str {
+        "spectral_features"
     }
 }

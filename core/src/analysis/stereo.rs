@@ -8,6 +8,7 @@
 //!   given as side-to-mid ratio in dB;
 //! - **balance** — right energy over left energy in dB (positive: the right side is louder).
 
+use super::{AnalysisReport, Analyzer};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Default)]
@@ -98,5 +99,22 @@ impl StereoMeter {
             side_to_mid_db: (mid > 0.0 && side > 0.0).then(|| 10.0 * (side / mid).log10()),
             balance_db: (ll > 0.0 && rr > 0.0).then(|| 10.0 * (rr / ll).log10()),
         }
+    }
+}
+
+pub(super) struct StereoA(pub(super) StereoMeter, pub(super) usize, pub(super) usize);
+
+impl Analyzer for StereoA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        self.0.feed(planes[self.1], planes[self.2]);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        r.stereo = Some(Some(self.0.finish()));
+    }
+    fn cost(&self) -> f64 {
+        4.0
+    }
+    fn name(&self) -> &'static str {
+        "stereo"
     }
 }

@@ -1,5 +1,6 @@
 //! Loudness delivery targets: presets as data, and how far a measured file is from each.
 
+use super::{AnalysisReport, Analyzer};
 use serde::{Deserialize, Serialize};
 
 /// A delivery target: integrated loudness and a true-peak ceiling.
@@ -159,4 +160,23 @@ pub struct TargetCheck {
     pub exceeds_ceiling: Option<bool>,
     /// The most gain the file takes before its true peak reaches the ceiling, dB.
     pub max_gain_within_ceiling_db: Option<f64>,
+}
+
+/// Targets need the loudness and true peak: finished after them.
+pub(super) struct TargetsA(pub(super) Vec<Target>);
+
+impl Analyzer for TargetsA {
+    fn feed(&mut self, _: &[&[f32]]) {}
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        let (i, tp) = r.loudness.as_ref().map_or((None, None), |l| {
+            (l.summary.integrated_lufs, l.true_peak_dbtp)
+        });
+        r.targets = Some(self.0.iter().map(|t| t.assess(i, tp)).collect());
+    }
+    fn cost(&self) -> f64 {
+        0.0
+    }
+    fn name(&self) -> &'static str {
+        "targets"
+    }
 }

@@ -5,6 +5,7 @@
 //! not, the meter keeps between `n` and `2n` buckets and merges neighbours whenever it runs
 //! out, then resamples to `n` at the end, so memory stays bounded either way.
 
+use super::{AnalysisReport, Analyzer};
 use serde::Serialize;
 
 #[derive(Debug, Clone)]
@@ -153,5 +154,22 @@ impl WaveformMeter {
             bucket_seconds: frames as f64 / n as f64 / f64::from(sample_rate),
             channels,
         }
+    }
+}
+
+pub(super) struct WaveformA(pub(super) WaveformMeter, pub(super) u32, pub(super) usize);
+
+impl Analyzer for WaveformA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        self.0.feed(planes);
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        r.waveform = Some(self.0.finish(self.1));
+    }
+    fn cost(&self) -> f64 {
+        1.5 * self.2 as f64
+    }
+    fn name(&self) -> &'static str {
+        "waveform"
     }
 }

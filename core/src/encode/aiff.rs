@@ -2,7 +2,7 @@
 //! would pass 4 GiB is refused as it is written (choose WAV, which becomes RF64, or FLAC).
 
 use super::{EncodeError, Encoder, PcmFormat, interleave};
-use crate::render::{Block, SignalSpec};
+use crate::block::{Block, SignalSpec};
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! beside the destination ([`AtomicFile`]); only a finished, tagged file is renamed into place,
 //! so a failed encode never leaves a partial file under the destination's name.
 
-use crate::render::Block;
+use crate::block::Block;
 use std::fs::File;
 use std::path::PathBuf;
 
@@ -99,7 +99,7 @@ pub trait Encoder: Send {
     fn write(&mut self, block: &Block) -> Result<(), EncodeError>;
     /// The loudness measured on everything written, before [`Encoder::finish`] (formats that
     /// store it, like the Broadcast Wave `bext` chunk, use it).
-    fn set_loudness(&mut self, loudness: &crate::render::OutputLoudness) {
+    fn set_loudness(&mut self, loudness: &crate::analysis::loudness::OutputLoudness) {
         let _ = loudness;
     }
     /// Complete the stream (headers, sizes, trailing frames). The file stays temporary until

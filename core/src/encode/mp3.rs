@@ -15,7 +15,7 @@
 //! bitrates MPEG audio cannot carry are refused with [`EncodeError::Unsupported`].
 
 use super::{EncodeError, Encoder};
-use crate::render::{Block, SignalSpec};
+use crate::block::{Block, SignalSpec};
 use mp3lame_encoder::{Builder, FlushGap, MonoPcm, VbrMode, ffi};
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};

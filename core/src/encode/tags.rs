@@ -5,7 +5,7 @@
 //! list on WAV), which never rewrites the audio of a large file.
 
 use super::EncodeError;
-use crate::render::OutputLoudness;
+use crate::analysis::loudness::OutputLoudness;
 use lofty::config::{ParseOptions, WriteOptions};
 use lofty::file::{FileType, TaggedFileExt};
 use lofty::id3::v2::Id3v2Tag;

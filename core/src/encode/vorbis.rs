@@ -6,7 +6,7 @@
 //! count, so decoders drop the padding of the last block.
 
 use super::{EncodeError, Encoder};
-use crate::render::{Block, SignalSpec, default_layout};
+use crate::block::{Block, SignalSpec, default_layout};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::num::{NonZeroU8, NonZeroU32};

@@ -6,8 +6,8 @@
 //! Adding a format is two files: the codec module (an encoder and its `OutputCodec`) and its
 //! line in [`crate::encode::CODECS`]; see docs/ARCHITECTURE.md for the walk-through.
 
+use crate::block::SignalSpec;
 use crate::encode::{EncodeError, Encoder, PcmFormat};
-use crate::render::SignalSpec;
 use crate::render::stages::ChannelMapping;
 use crate::riff::Bext;
 use serde::Serialize;

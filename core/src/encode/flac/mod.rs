@@ -22,8 +22,8 @@ mod lpc;
 mod rice;
 
 use super::{EncodeError, Encoder};
+use crate::block::{Block, SignalSpec};
 use crate::error::catch_panic;
-use crate::render::{Block, SignalSpec};
 use md5::{Digest, Md5};
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
