@@ -1,0 +1,33 @@
+//! `sluice watch`: the watch-folder host, the main job.
+
+use super::RootArg;
+use anyhow::Result;
+use sluice_host::{commands, config, host};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let dir = config::root_from(a.root.root.as_deref())?;
+    if commands::init_root(&dir)? {
+        host::say(format!(
+            "sluice: made a new root at {} with example pipelines (podcast, streaming-master, broadcast, analysis, archive)",
+            dir.display()
+        ));
+    }
+    let cfg = config::Config::load(&dir)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    super::survive_file_size_limit()?;
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The second signal stops at once (running jobs run again at the next start).
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    host::watch(cfg, stop, abort)?;
+    Ok(ExitCode::SUCCESS)
+}
