@@ -80,11 +80,19 @@ fn env<T: std::str::FromStr>(enabled: bool, name: &str) -> anyhow::Result<Option
     }
 }
 
-fn seconds(name: &str, v: f64) -> Result<Duration, String> {
-    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
-        Ok(Duration::from_secs_f64(v))
+/// A number of seconds out of range.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("{name} = {value}: give seconds from 0 to 86400")]
+pub struct SecondsError {
+    pub name: &'static str,
+    pub value: f64,
+}
+
+fn seconds(name: &'static str, value: f64) -> Result<Duration, SecondsError> {
+    if value.is_finite() && (0.0..=86_400.0).contains(&value) {
+        Ok(Duration::from_secs_f64(value))
     } else {
-        Err(format!("{name} = {v}: give seconds from 0 to 86400"))
+        Err(SecondsError { name, value })
     }
 }
 
@@ -119,6 +127,7 @@ impl Config {
     fn build(root: &Path, raw: RawConfig, use_env: bool) -> anyhow::Result<Config> {
         let file = root.join(CONFIG_FILE);
         let bad = |m: String| anyhow::anyhow!("{}: {m}", file.display());
+        let bad_seconds = |e: SecondsError| bad(e.to_string());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let workers = env::<usize>(use_env, "SLUICE_WORKERS")?
             .or(raw.workers)
@@ -132,14 +141,14 @@ impl Config {
                 .or(raw.settle_seconds)
                 .unwrap_or(2.0),
         )
-        .map_err(bad)?;
+        .map_err(bad_seconds)?;
         let rescan = seconds(
             "rescan_seconds",
             env(use_env, "SLUICE_RESCAN_SECONDS")?
                 .or(raw.rescan_seconds)
                 .unwrap_or(30.0),
         )
-        .map_err(bad)?;
+        .map_err(bad_seconds)?;
         let target_lufs = env(use_env, "SLUICE_TARGET_LUFS")?
             .or(raw.target_lufs)
             .unwrap_or(-16.0);

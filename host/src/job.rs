@@ -392,7 +392,7 @@ impl StageResolver for JobResolver<'_> {
                 entry.effect.descriptor.resolve(k, &v)
             })
             .collect::<Result<Vec<_>, _>>()
-            .map_err(failed)?;
+            .map_err(|e| failed(e.to_string()))?;
         Ok(Box::new(crate::effects::stage::EffectStage::new(
             self.effects.runtime().clone(),
             entry.effect.clone(),

@@ -208,23 +208,30 @@ struct RawAnalyzeTable {
 
 /// A preferred tempo range as a user gives it: 30-300 BPM, at least an octave wide (so every
 /// tempo has an octave inside it).
-pub fn tempo_range(lo: f64, hi: f64) -> Result<(f64, f64), String> {
+pub fn tempo_range(lo: f64, hi: f64) -> Result<(f64, f64), TempoRangeError> {
     if !(lo.is_finite()
         && hi.is_finite()
         && (30.0..=300.0).contains(&lo)
         && (30.0..=300.0).contains(&hi))
     {
-        return Err(format!(
-            "tempo range {lo}-{hi} BPM: give two tempos from 30 to 300"
-        ));
+        return Err(TempoRangeError::Bounds { lo, hi });
     }
     if hi < 2.0 * lo {
-        return Err(format!(
-            "tempo range {lo}-{hi} BPM: make it at least an octave wide (the higher at least twice the lower, e.g. {lo}-{}) so every tempo has an octave inside it",
-            2.0 * lo
-        ));
+        return Err(TempoRangeError::Narrow { lo, hi });
     }
     Ok((lo, hi))
+}
+
+/// Why a tempo range is refused.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum TempoRangeError {
+    #[error("tempo range {lo}-{hi} BPM: give two tempos from 30 to 300")]
+    Bounds { lo: f64, hi: f64 },
+    #[error(
+        "tempo range {lo}-{hi} BPM: make it at least an octave wide (the higher at least twice the lower, e.g. {lo}-{}) so every tempo has an octave inside it",
+        2.0 * lo
+    )]
+    Narrow { lo: f64, hi: f64 },
 }
 
 #[derive(Deserialize, Default)]
@@ -1007,30 +1014,47 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
     })
 }
 
-fn normalize(r: &RawNormalize, d: Defaults) -> Result<NormalizeTarget, String> {
+/// Why a `normalize` step is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum NormalizeError {
+    #[error("give one of loudness_lufs, preset or peak_dbfs")]
+    Several,
+    #[error("peak_dbfs takes no true_peak_dbtp or limiter")]
+    PeakExtras,
+    #[error("peak_dbfs {0}: from -60 to 0 dBFS")]
+    Peak(f64),
+    #[error("loudness_lufs {0}: from -70 to 0 LUFS")]
+    Loudness(f64),
+    #[error("true_peak_dbtp {0}: from -20 to 0 dBTP")]
+    Ceiling(f64),
+    #[error(transparent)]
+    Preset(#[from] sluice_core::analysis::targets::TargetError),
+}
+
+fn normalize(r: &RawNormalize, d: Defaults) -> Result<NormalizeTarget, NormalizeError> {
     let limiter = r.limiter.unwrap_or(true);
     let ceiling = |tp: f64| {
         if (-20.0..=0.0).contains(&tp) {
             Ok(tp)
         } else {
-            Err(format!("true_peak_dbtp {tp}: from -20 to 0 dBTP"))
+            Err(NormalizeError::Ceiling(tp))
         }
     };
     match (r.loudness_lufs, &r.preset, r.peak_dbfs) {
         (Some(_), Some(_), _) | (_, Some(_), Some(_)) | (Some(_), _, Some(_)) => {
-            Err("give one of loudness_lufs, preset or peak_dbfs".into())
+            Err(NormalizeError::Several)
         }
         (None, None, Some(p)) => {
             if r.true_peak_dbtp.is_some() || r.limiter.is_some() {
-                return Err("peak_dbfs takes no true_peak_dbtp or limiter".into());
+                return Err(NormalizeError::PeakExtras);
             }
             if !(-60.0..=0.0).contains(&p) {
-                return Err(format!("peak_dbfs {p}: from -60 to 0 dBFS"));
+                return Err(NormalizeError::Peak(p));
             }
             Ok(NormalizeTarget::Peak { dbfs: p })
         }
         (None, Some(p), None) => {
-            let t = Target::parse(p).map_err(|e| e.to_string())?;
+            let t = Target::parse(p)?;
             Ok(NormalizeTarget::Loudness {
                 lufs: t.integrated_lufs,
                 true_peak_dbtp: ceiling(r.true_peak_dbtp.unwrap_or(t.true_peak_dbtp))?,
@@ -1040,7 +1064,7 @@ fn normalize(r: &RawNormalize, d: Defaults) -> Result<NormalizeTarget, String> {
         (l, None, None) => {
             let lufs = l.unwrap_or(d.target_lufs);
             if !(-70.0..=0.0).contains(&lufs) {
-                return Err(format!("loudness_lufs {lufs}: from -70 to 0 LUFS"));
+                return Err(NormalizeError::Loudness(lufs));
             }
             Ok(NormalizeTarget::Loudness {
                 lufs,

@@ -40,6 +40,24 @@ const RING_SECONDS: usize = 8;
 /// How often the writer looks at the rings.
 const POLL: Duration = Duration::from_millis(5);
 
+/// Why a take, or its normalized copy, could not be written. Shown in the editor.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    #[error("cannot create the take folder {}: {source}", path.display())]
+    Folder {
+        path: PathBuf,
+        source: Box<std::io::Error>,
+    },
+    #[error("no free take name in {} (10,000 takes with the same second?)", .0.display())]
+    NoFreeName(PathBuf),
+    #[error(transparent)]
+    File(#[from] sluice_core::io::FileError),
+    #[error(transparent)]
+    Encode(#[from] sluice_core::encode::EncodeError),
+    #[error(transparent)]
+    Export(#[from] sluice_core::export::ExportError),
+}
+
 /// What the audio thread knows about the host's transport for one block.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TransportInfo {
@@ -427,7 +445,7 @@ impl WriterState {
                 self.take = Some(t);
             }
             Err(e) => {
-                self.cfg.shared.record.set_error(e);
+                self.cfg.shared.record.set_error(e.to_string());
                 self.take = None;
             }
         }
@@ -438,9 +456,11 @@ impl WriterState {
         folder: &Path,
         settings: &ExportSettings,
         position: i64,
-    ) -> Result<Take, String> {
-        std::fs::create_dir_all(folder)
-            .map_err(|e| format!("cannot create the take folder {}: {e}", folder.display()))?;
+    ) -> Result<Take, TakeError> {
+        std::fs::create_dir_all(folder).map_err(|source| TakeError::Folder {
+            path: folder.to_path_buf(),
+            source: source.into(),
+        })?;
         let (format, ext) = take_output_format(settings.format);
         let spec = SignalSpec::with_channels(self.cfg.sample_rate, self.channels);
         let now = civil_now();
@@ -492,11 +512,9 @@ impl WriterState {
                     let _ = e;
                     continue;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             };
-            let encoder = format
-                .create(handle, &dest, &spec, bext)
-                .map_err(|e| e.to_string())?;
+            let encoder = format.create(handle, &dest, &spec, bext)?;
             return Ok(Take {
                 file,
                 encoder,
@@ -505,10 +523,7 @@ impl WriterState {
                 failed: false,
             });
         }
-        Err(format!(
-            "no free take name in {} (10,000 takes with the same second?)",
-            folder.display()
-        ))
+        Err(TakeError::NoFreeName(folder.to_path_buf()))
     }
 
     fn close_take(&mut self) {
@@ -556,12 +571,12 @@ impl WriterState {
                         .name("sluice-take-normalize".into())
                         .spawn(move || {
                             if let Err(e) = normalize_take(&dest, format, lufs, ceiling) {
-                                shared.record.set_error(e);
+                                shared.record.set_error(e.to_string());
                             }
                         });
                 }
             }
-            Err(e) => self.cfg.shared.record.set_error(e),
+            Err(e) => self.cfg.shared.record.set_error(e.to_string()),
         }
     }
 }
@@ -573,7 +588,7 @@ pub fn normalize_take(
     take_format: TakeFormat,
     lufs: f32,
     ceiling: f32,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, TakeError> {
     use sluice_core::export::{OutputPlan, export};
     use sluice_core::render::normalize::NormalizeTarget;
     use sluice_core::render::steps::StepSpec;
@@ -604,7 +619,7 @@ pub fn normalize_take(
         true_peak_check: true,
         max_encodes: sluice_core::export::MAX_ENCODES,
     };
-    export(take, &plan, &[out], &mut |_| {}).map_err(|e| e.to_string())?;
+    export(take, &plan, &[out], &mut |_| {})?;
     Ok(dest)
 }
 

@@ -49,17 +49,78 @@ pub struct Param {
     pub choices: Option<Vec<String>>,
 }
 
+/// Why a module's descriptor is refused (effects/ABI.md).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DescriptorError {
+    #[error("not a WebAssembly module")]
+    NotWasm,
+    #[error("not a valid WebAssembly module: {0}")]
+    InvalidWasm(String),
+    #[error("a WebAssembly component; effects are core modules (effects/ABI.md)")]
+    Component,
+    #[error("no {SECTION} custom section: not a Sluice effect (see effects/ABI.md)")]
+    NoSection,
+    #[error("two {SECTION} sections")]
+    TwoSections,
+    #[error("the descriptor is {0} bytes (at most {MAX_SECTION_BYTES})")]
+    TooLarge(usize),
+    #[error("the descriptor is not UTF-8")]
+    NotUtf8,
+    #[error("the descriptor is not valid: {0}")]
+    Json(String),
+    #[error("written for effect ABI {0} (this sluice speaks ABI {ABI})")]
+    Abi(u32),
+    /// A field of the effect breaks a rule of the ABI, in words.
+    #[error("{0}")]
+    Field(String),
+    /// A parameter's declaration breaks a rule of the ABI.
+    #[error("parameter {id}: {problem}")]
+    Param { id: String, problem: String },
+}
+
+/// Why a value cannot be given to a parameter.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    #[error("{given:?} is not one of {choices}")]
+    NotAChoice { given: String, choices: String },
+    #[error("expects one of {0}")]
+    ExpectsChoice(String),
+    #[error("expects a number from {min} to {max}")]
+    ExpectsNumber { min: f64, max: f64 },
+    #[error("{value} is out of range ({min} to {max}{unit})")]
+    OutOfRange {
+        value: f64,
+        min: f64,
+        max: f64,
+        unit: String,
+    },
+    #[error("{0} is not the index of a choice")]
+    NotAnIndex(f64),
+}
+
+/// Why a parameter setting is refused (the message leaves out the effect's name).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    #[error("no parameter {id:?} (it has: {known})")]
+    Unknown { id: String, known: String },
+    #[error("{id}: {error}")]
+    Value { id: String, error: ValueError },
+}
+
 impl Param {
     /// The value a pipeline's TOML gives, as the number the effect takes: a number in range,
     /// or for an enumerated parameter the name of a choice (or its index).
-    pub fn value_of(&self, v: &toml::Value) -> Result<f64, String> {
+    pub fn value_of(&self, v: &toml::Value) -> Result<f64, ValueError> {
         let n = match (v, &self.choices) {
             (toml::Value::String(s), Some(choices)) => {
                 return choices
                     .iter()
                     .position(|c| c == s)
                     .map(|i| i as f64)
-                    .ok_or_else(|| format!("{:?} is not one of {}", s, choices.join(", ")));
+                    .ok_or_else(|| ValueError::NotAChoice {
+                        given: s.clone(),
+                        choices: choices.join(", "),
+                    });
             }
             (toml::Value::Float(f), _) => *f,
             (toml::Value::Integer(i), _) => *i as f64,
@@ -68,39 +129,42 @@ impl Param {
             }
             _ => {
                 return Err(match &self.choices {
-                    Some(c) => format!("expects one of {}", c.join(", ")),
-                    None => format!("expects a number from {} to {}", self.min, self.max),
+                    Some(c) => ValueError::ExpectsChoice(c.join(", ")),
+                    None => ValueError::ExpectsNumber {
+                        min: self.min,
+                        max: self.max,
+                    },
                 });
             }
         };
         if !n.is_finite() || n < self.min || n > self.max {
-            return Err(format!(
-                "{n} is out of range ({} to {}{})",
-                self.min,
-                self.max,
-                if self.unit.is_empty() {
+            return Err(ValueError::OutOfRange {
+                value: n,
+                min: self.min,
+                max: self.max,
+                unit: if self.unit.is_empty() {
                     String::new()
                 } else {
                     format!(" {}", self.unit)
-                }
-            ));
+                },
+            });
         }
         if self.choices.is_some() && n.fract() != 0.0 {
-            return Err(format!("{n} is not the index of a choice"));
+            return Err(ValueError::NotAnIndex(n));
         }
         Ok(n)
     }
 }
 
 /// A name (`[a-z0-9][a-z0-9_-]*`) or, with `snake`, a parameter id (`[a-z][a-z0-9_]*`).
-fn identifier(what: &str, s: &str, snake: bool) -> Result<(), String> {
+fn identifier(what: &str, s: &str, snake: bool) -> Result<(), DescriptorError> {
     let first = |c: char| c.is_ascii_lowercase() || (!snake && c.is_ascii_digit());
     let rest =
         |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (!snake && c == '-');
     if !s.is_empty() && s.len() <= MAX_ID && s.starts_with(first) && s.chars().all(rest) {
         return Ok(());
     }
-    Err(format!(
+    Err(DescriptorError::Field(format!(
         "{what} {:?} must be 1 to {MAX_ID} bytes of {}",
         truncate(s),
         if snake {
@@ -108,15 +172,21 @@ fn identifier(what: &str, s: &str, snake: bool) -> Result<(), String> {
         } else {
             "[a-z0-9][a-z0-9_-]*"
         }
-    ))
+    )))
 }
 
-fn text(what: &str, s: &str, max: usize) -> Result<(), String> {
+fn text(what: &str, s: &str, max: usize) -> Result<(), DescriptorError> {
     if s.len() > max {
-        return Err(format!("{what} is {} bytes long (at most {max})", s.len()));
+        return Err(DescriptorError::Field(format!(
+            "{what} is {} bytes long (at most {max})",
+            s.len()
+        )));
     }
     if s.chars().any(char::is_control) {
-        return Err(format!("{what} {:?} holds control characters", truncate(s)));
+        return Err(DescriptorError::Field(format!(
+            "{what} {:?} holds control characters",
+            truncate(s)
+        )));
     }
     Ok(())
 }
@@ -127,26 +197,20 @@ fn truncate(s: &str) -> String {
 
 impl Descriptor {
     /// Parse and check the JSON of a descriptor section.
-    pub fn parse(bytes: &[u8]) -> Result<Descriptor, String> {
+    pub fn parse(bytes: &[u8]) -> Result<Descriptor, DescriptorError> {
         if bytes.len() > MAX_SECTION_BYTES {
-            return Err(format!(
-                "the descriptor is {} bytes (at most {MAX_SECTION_BYTES})",
-                bytes.len()
-            ));
+            return Err(DescriptorError::TooLarge(bytes.len()));
         }
-        let text_ = std::str::from_utf8(bytes).map_err(|_| "the descriptor is not UTF-8")?;
+        let text_ = std::str::from_utf8(bytes).map_err(|_| DescriptorError::NotUtf8)?;
         let d: Descriptor =
-            serde_json::from_str(text_).map_err(|e| format!("the descriptor is not valid: {e}"))?;
+            serde_json::from_str(text_).map_err(|e| DescriptorError::Json(e.to_string()))?;
         d.check()?;
         Ok(d)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), DescriptorError> {
         if self.abi != ABI {
-            return Err(format!(
-                "written for effect ABI {} (this sluice speaks ABI {ABI})",
-                self.abi
-            ));
+            return Err(DescriptorError::Abi(self.abi));
         }
         identifier("the effect name", &self.name, false)?;
         if self.version.is_empty()
@@ -156,42 +220,49 @@ impl Descriptor {
                 .chars()
                 .all(|c| c.is_ascii_graphic() || c == ' ')
         {
-            return Err(format!(
+            return Err(DescriptorError::Field(format!(
                 "the version {:?} must be 1 to 32 bytes of printable ASCII",
                 truncate(&self.version)
-            ));
+            )));
         }
         text("the description", &self.description, MAX_DESCRIPTION)?;
         if !(1..=MAX_CHANNELS).contains(&self.max_channels) {
-            return Err(format!(
+            return Err(DescriptorError::Field(format!(
                 "max_channels {} is not between 1 and {MAX_CHANNELS}",
                 self.max_channels
-            ));
+            )));
         }
         if !(0.0..=MAX_TAIL_SECONDS).contains(&self.tail_seconds) {
-            return Err(format!(
+            return Err(DescriptorError::Field(format!(
                 "tail_seconds {} is not between 0 and {MAX_TAIL_SECONDS}",
                 self.tail_seconds
-            ));
+            )));
         }
         if self.params.len() > MAX_PARAMS {
-            return Err(format!(
+            return Err(DescriptorError::Field(format!(
                 "{} parameters (at most {MAX_PARAMS})",
                 self.params.len()
-            ));
+            )));
         }
         let mut ids = std::collections::HashSet::new();
         for p in &self.params {
             identifier("parameter id", &p.id, true)?;
             if !ids.insert(p.id.as_str()) {
-                return Err(format!("parameter {:?} is declared twice", p.id));
+                return Err(DescriptorError::Field(format!(
+                    "parameter {:?} is declared twice",
+                    p.id
+                )));
             }
-            let what = |s: &str| format!("parameter {}: {s}", p.id);
-            text(&what("name"), &p.name, MAX_NAME)?;
+            let label = |s: &str| format!("parameter {}: {s}", p.id);
+            let what = |s: &str| DescriptorError::Param {
+                id: p.id.clone(),
+                problem: s.to_string(),
+            };
+            text(&label("name"), &p.name, MAX_NAME)?;
             if p.name.is_empty() {
                 return Err(what("the name is empty"));
             }
-            text(&what("unit"), &p.unit, MAX_UNIT)?;
+            text(&label("unit"), &p.unit, MAX_UNIT)?;
             if ![p.min, p.max, p.default]
                 .iter()
                 .all(|v| v.is_finite() && (*v as f32).is_finite())
@@ -212,7 +283,7 @@ impl Descriptor {
                     return Err(what(&format!("1 to {MAX_CHOICES} choices")));
                 }
                 for (i, x) in c.iter().enumerate() {
-                    identifier(&what("choice"), x, false)?;
+                    identifier(&label("choice"), x, false)?;
                     if c[..i].contains(x) {
                         return Err(what(&format!("choice {x:?} appears twice")));
                     }
@@ -233,51 +304,49 @@ impl Descriptor {
 
     /// A parameter a pipeline or the command line sets, as (index, value) for
     /// `sluice_set_param`; the error says what is wrong (without the effect's name).
-    pub fn resolve(&self, id: &str, value: &toml::Value) -> Result<(usize, f64), String> {
-        let (i, p) = self.param(id).ok_or_else(|| {
-            format!(
-                "no parameter {id:?} (it has: {})",
-                self.params
-                    .iter()
-                    .map(|p| p.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+    pub fn resolve(&self, id: &str, value: &toml::Value) -> Result<(usize, f64), ParamError> {
+        let (i, p) = self.param(id).ok_or_else(|| ParamError::Unknown {
+            id: id.to_string(),
+            known: self
+                .params
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         })?;
-        let v = p.value_of(value).map_err(|m| format!("{id}: {m}"))?;
+        let v = p.value_of(value).map_err(|error| ParamError::Value {
+            id: id.to_string(),
+            error,
+        })?;
         Ok((i, v))
     }
 }
 
 /// The descriptor section of a module's bytes, without compiling it.
-pub fn find_section(bytes: &[u8]) -> Result<&[u8], String> {
+pub fn find_section(bytes: &[u8]) -> Result<&[u8], DescriptorError> {
     if !bytes.starts_with(b"\0asm") {
-        return Err("not a WebAssembly module".into());
+        return Err(DescriptorError::NotWasm);
     }
     let mut found = None;
     for payload in wasmtime::wasmparser::Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| format!("not a valid WebAssembly module: {e}"))?;
+        let payload = payload.map_err(|e| DescriptorError::InvalidWasm(e.to_string()))?;
         match payload {
             wasmtime::wasmparser::Payload::Version {
                 encoding: wasmtime::wasmparser::Encoding::Component,
                 ..
             } => {
-                return Err(
-                    "a WebAssembly component; effects are core modules (effects/ABI.md)".into(),
-                );
+                return Err(DescriptorError::Component);
             }
             wasmtime::wasmparser::Payload::CustomSection(c) if c.name() == SECTION => {
                 if found.is_some() {
-                    return Err(format!("two {SECTION} sections"));
+                    return Err(DescriptorError::TwoSections);
                 }
                 found = Some(c.data());
             }
             _ => {}
         }
     }
-    found.ok_or_else(|| {
-        format!("no {SECTION} custom section: not a Sluice effect (see effects/ABI.md)")
-    })
+    found.ok_or(DescriptorError::NoSection)
 }
 
 #[cfg(test)]
@@ -296,7 +365,7 @@ mod tests {
     }
 
     fn parse(v: &serde_json::Value) -> Result<Descriptor, String> {
-        Descriptor::parse(v.to_string().as_bytes())
+        Descriptor::parse(v.to_string().as_bytes()).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -307,19 +376,29 @@ mod tests {
         let (i, p) = d.param("cutoff_hz").unwrap();
         assert_eq!(i, 0);
         assert_eq!(p.value_of(&toml::Value::Integer(100)).unwrap(), 100.0);
-        assert!(
-            p.value_of(&toml::Value::Float(10.0))
-                .unwrap_err()
-                .contains("out of range (20 to 20000 Hz)")
-        );
+        let e = p.value_of(&toml::Value::Float(10.0)).unwrap_err();
+        assert!(matches!(e, ValueError::OutOfRange { value, .. } if value == 10.0));
+        assert!(e.to_string().contains("out of range (20 to 20000 Hz)"));
         let (_, t) = d.param("type").unwrap();
         assert_eq!(t.value_of(&toml::Value::String("c".into())).unwrap(), 2.0);
-        assert!(
-            t.value_of(&toml::Value::String("d".into()))
-                .unwrap_err()
-                .contains("not one of a, b, c")
+        let e = t.value_of(&toml::Value::String("d".into())).unwrap_err();
+        assert!(matches!(e, ValueError::NotAChoice { .. }));
+        assert!(e.to_string().contains("not one of a, b, c"));
+        assert_eq!(
+            t.value_of(&toml::Value::Float(1.5)),
+            Err(ValueError::NotAnIndex(1.5))
         );
-        assert!(t.value_of(&toml::Value::Float(1.5)).is_err());
+        // Through the descriptor, the parameter is named.
+        assert_eq!(
+            d.resolve("nope", &toml::Value::Integer(1))
+                .unwrap_err()
+                .to_string(),
+            "no parameter \"nope\" (it has: cutoff_hz, type)"
+        );
+        assert!(matches!(
+            d.resolve("cutoff_hz", &toml::Value::Float(10.0)),
+            Err(ParamError::Value { id, error: ValueError::OutOfRange { .. } }) if id == "cutoff_hz"
+        ));
     }
 
     #[test]
@@ -369,30 +448,22 @@ mod tests {
             let e = parse(&v).unwrap_err();
             assert!(e.contains(want), "{want}: {e}");
         }
-        assert!(
-            Descriptor::parse(&vec![b' '; MAX_SECTION_BYTES + 1])
-                .unwrap_err()
-                .contains("at most")
-        );
-        assert!(
-            Descriptor::parse(b"\xff\xfe")
-                .unwrap_err()
-                .contains("UTF-8")
-        );
-        assert!(
-            Descriptor::parse(b"{\"abi\": 1")
-                .unwrap_err()
-                .contains("not valid")
-        );
+        let big = Descriptor::parse(&vec![b' '; MAX_SECTION_BYTES + 1]).unwrap_err();
+        assert_eq!(big, DescriptorError::TooLarge(MAX_SECTION_BYTES + 1));
+        assert!(big.to_string().contains("at most"));
+        let e = Descriptor::parse(b"\xff\xfe").unwrap_err();
+        assert_eq!(e, DescriptorError::NotUtf8);
+        assert!(e.to_string().contains("UTF-8"));
+        let e = Descriptor::parse(b"{\"abi\": 1").unwrap_err();
+        assert!(matches!(e, DescriptorError::Json(_)));
+        assert!(e.to_string().contains("not valid"));
     }
 
     #[test]
     fn sections_are_found_in_modules_only() {
-        assert!(
-            find_section(b"RIFF....WAVE")
-                .unwrap_err()
-                .contains("not a WebAssembly module")
-        );
+        let e = find_section(b"RIFF....WAVE").unwrap_err();
+        assert_eq!(e, DescriptorError::NotWasm);
+        assert!(e.to_string().contains("not a WebAssembly module"));
         // A minimal module: header, then a custom section named sluice_effect.
         let mut m = b"\0asm\x01\0\0\0".to_vec();
         let body = [&[SECTION.len() as u8][..], SECTION.as_bytes(), b"{}"].concat();
@@ -402,11 +473,9 @@ mod tests {
         assert_eq!(find_section(&m).unwrap(), b"{}");
         let mut twice = m.clone();
         twice.extend_from_slice(&m[8..]);
-        assert!(find_section(&twice).unwrap_err().contains("two"));
-        assert!(
-            find_section(b"\0asm\x01\0\0\0")
-                .unwrap_err()
-                .contains("no sluice_effect")
-        );
+        assert_eq!(find_section(&twice), Err(DescriptorError::TwoSections));
+        let e = find_section(b"\0asm\x01\0\0\0").unwrap_err();
+        assert_eq!(e, DescriptorError::NoSection);
+        assert!(e.to_string().contains("no sluice_effect"));
     }
 }

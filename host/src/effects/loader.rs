@@ -267,7 +267,7 @@ impl Coordinator {
             let read = read_module(&file).and_then(|bytes| {
                 let d = descriptor::find_section(&bytes)
                     .and_then(Descriptor::parse)
-                    .map_err(|m| EffectError::new(&what, m).to_string())?;
+                    .map_err(|m| EffectError::new(&what, m.to_string()).to_string())?;
                 Ok((bytes, d))
             });
             match read {

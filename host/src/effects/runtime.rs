@@ -107,10 +107,12 @@ impl Runtime {
 
     /// Check `bytes` against the ABI and compile it (or take it from the cache).
     pub fn load(&self, origin: &str, bytes: &[u8]) -> Result<Effect, EffectError> {
-        let section = descriptor::find_section(bytes).map_err(|m| EffectError::new(origin, m))?;
-        let desc = Descriptor::parse(section).map_err(|m| EffectError::new(origin, m))?;
+        let section =
+            descriptor::find_section(bytes).map_err(|m| EffectError::new(origin, m.to_string()))?;
+        let desc =
+            Descriptor::parse(section).map_err(|m| EffectError::new(origin, m.to_string()))?;
         let name = desc.name.clone();
-        let err = |m: String| EffectError::new(&name, m);
+        let err = |e: ModuleError| EffectError::new(&name, e.to_string());
         let hash = blake3::hash(bytes).to_hex().to_string();
         let module = self.compile(bytes, &hash).map_err(err)?;
         check_imports(&module).map_err(err)?;
@@ -123,11 +125,9 @@ impl Runtime {
         })
     }
 
-    fn compile(&self, bytes: &[u8], hash: &str) -> Result<Module, String> {
-        let compile = || {
-            Module::new(&self.engine, bytes)
-                .map_err(|e| format!("not a valid WebAssembly module: {e:#}"))
-        };
+    fn compile(&self, bytes: &[u8], hash: &str) -> Result<Module, ModuleError> {
+        let compile =
+            || Module::new(&self.engine, bytes).map_err(|e| ModuleError::Compile(format!("{e:#}")));
         let Some(dir) = &self.cache else {
             return compile();
         };
@@ -196,18 +196,41 @@ fn sig(t: &wasmtime::FuncType) -> String {
     )
 }
 
+/// Why a module's code is refused (effects/ABI.md): it does not compile, or its imports and
+/// exports are not the ABI's.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModuleError {
+    #[error("not a valid WebAssembly module: {0}")]
+    Compile(String),
+    #[error(
+        "imports {module}.{name}, which the sandbox does not grant (only sluice.log(i32, i32) is allowed)"
+    )]
+    Import { module: String, name: String },
+    #[error("does not export its memory as \"memory\"")]
+    NoMemory,
+    #[error("does not export {0}")]
+    Missing(&'static str),
+    #[error("exports {0}, but not as a function")]
+    NotAFunction(&'static str),
+    #[error("exports {name} as {got}; the ABI says {want}")]
+    Signature {
+        name: &'static str,
+        got: String,
+        want: String,
+    },
+}
+
 /// The only import an effect may have is `sluice.log(i32, i32)`.
-fn check_imports(m: &Module) -> Result<(), String> {
+fn check_imports(m: &Module) -> Result<(), ModuleError> {
     for i in m.imports() {
         let ok = i.module() == "sluice"
             && i.name() == "log"
             && i.ty().func().is_some_and(|f| sig(f) == "(i32, i32) -> ()");
         if !ok {
-            return Err(format!(
-                "imports {}.{}, which the sandbox does not grant (only sluice.log(i32, i32) is allowed)",
-                i.module(),
-                i.name()
-            ));
+            return Err(ModuleError::Import {
+                module: i.module().to_string(),
+                name: i.name().to_string(),
+            });
         }
     }
     Ok(())
@@ -215,7 +238,7 @@ fn check_imports(m: &Module) -> Result<(), String> {
 
 /// The exports the ABI requires, with their signatures. Returns whether the optional
 /// `sluice_latency` is there.
-fn check_exports(m: &Module) -> Result<bool, String> {
+fn check_exports(m: &Module) -> Result<bool, ModuleError> {
     const REQUIRED: [(&str, &str); 5] = [
         ("sluice_init", "(i32, i32, i32) -> (i32)"),
         ("sluice_buffer", "(i32) -> (i32)"),
@@ -227,7 +250,7 @@ fn check_exports(m: &Module) -> Result<bool, String> {
         .exports()
         .any(|e| e.name() == "memory" && e.ty().memory().is_some())
     {
-        return Err("does not export its memory as \"memory\"".into());
+        return Err(ModuleError::NoMemory);
     }
     let func = |name: &str| {
         m.exports()
@@ -236,10 +259,14 @@ fn check_exports(m: &Module) -> Result<bool, String> {
     };
     for (name, want) in REQUIRED {
         match func(name) {
-            None => return Err(format!("does not export {name}")),
-            Some(None) => return Err(format!("exports {name}, but not as a function")),
+            None => return Err(ModuleError::Missing(name)),
+            Some(None) => return Err(ModuleError::NotAFunction(name)),
             Some(Some(got)) if got != want => {
-                return Err(format!("exports {name} as {got}; the ABI says {want}"));
+                return Err(ModuleError::Signature {
+                    name,
+                    got,
+                    want: want.to_string(),
+                });
             }
             _ => {}
         }
@@ -247,10 +274,11 @@ fn check_exports(m: &Module) -> Result<bool, String> {
     match func("sluice_latency") {
         None => Ok(false),
         Some(Some(s)) if s == "() -> (i32)" => Ok(true),
-        Some(s) => Err(format!(
-            "exports sluice_latency as {}; the ABI says () -> (i32)",
-            s.unwrap_or_else(|| "something else".into())
-        )),
+        Some(s) => Err(ModuleError::Signature {
+            name: "sluice_latency",
+            got: s.unwrap_or_else(|| "something else".into()),
+            want: "() -> (i32)".into(),
+        }),
     }
 }
 

@@ -42,17 +42,36 @@ pub fn intern_atoms_once() {
     });
 }
 
+/// Why `_XEMBED_INFO` could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum XembedError {
+    #[error("no window handle: {0}")]
+    Handle(String),
+    #[error("Xlib window id {0:#x} out of range")]
+    WindowId(std::ffi::c_ulong),
+    #[error("not an X11 window: {0}")]
+    NotX11(String),
+    #[error("cannot reach the X server: {0}")]
+    Connect(String),
+    #[error("window {window:#x}: {message}")]
+    Property { window: u32, message: String },
+}
+
 /// Sets `_XEMBED_INFO` = `[XEMBED_VERSION, 0]` on the window `w` (of display `d`), and makes
-/// sure the `_XEMBED` atom exists. Returns a description of what failed, if anything did.
-pub fn set_xembed_info(w: &impl HasWindowHandle, d: &impl HasDisplayHandle) -> Result<(), String> {
-    let window = match w.window_handle().map_err(|e| e.to_string())?.as_raw() {
+/// sure the `_XEMBED` atom exists.
+pub fn set_xembed_info(
+    w: &impl HasWindowHandle,
+    d: &impl HasDisplayHandle,
+) -> Result<(), XembedError> {
+    let handle = |e: raw_window_handle::HandleError| XembedError::Handle(e.to_string());
+    let window = match w.window_handle().map_err(handle)?.as_raw() {
         RawWindowHandle::Xcb(h) => h.window.get(),
         RawWindowHandle::Xlib(h) => {
-            u32::try_from(h.window).map_err(|_| "Xlib window id out of range".to_string())?
+            u32::try_from(h.window).map_err(|_| XembedError::WindowId(h.window))?
         }
-        other => return Err(format!("not an X11 window: {other:?}")),
+        other => return Err(XembedError::NotX11(format!("{other:?}"))),
     };
-    let raw = match d.display_handle().map_err(|e| e.to_string())?.as_raw() {
+    let raw = match d.display_handle().map_err(handle)?.as_raw() {
         RawDisplayHandle::Xcb(h) => h.connection,
         _ => None,
     };
@@ -61,10 +80,17 @@ pub fn set_xembed_info(w: &impl HasWindowHandle, d: &impl HasDisplayHandle) -> R
         // baseview's window thread (the one that owns it) during `build`; `false`: not ours to
         // disconnect.
         Some(ptr) => unsafe { XCBConnection::from_raw_xcb_connection(ptr.as_ptr(), false) }
-            .map_err(|e| e.to_string())?,
-        None => XCBConnection::connect(None).map_err(|e| e.to_string())?.0,
+            .map_err(|e| XembedError::Connect(e.to_string()))?,
+        None => {
+            XCBConnection::connect(None)
+                .map_err(|e| XembedError::Connect(e.to_string()))?
+                .0
+        }
     };
-    set_on(&conn, window).map_err(|e| format!("window {window:#x}: {e}"))
+    set_on(&conn, window).map_err(|e| XembedError::Property {
+        window,
+        message: e.to_string(),
+    })
 }
 
 fn set_on(conn: &XCBConnection, window: u32) -> Result<(), Box<dyn std::error::Error>> {
