@@ -3,168 +3,24 @@
 //! complete and tagged; on any error none of them is left behind, and existing files are never
 //! overwritten unless asked.
 
-use crate::encode::tags::{TagPlan, read_source_tag, write_tags};
+use crate::encode::tags::{read_source_tag, write_tags};
 use crate::encode::{EncodeError, Encoder, PcmFormat};
 use crate::io::AtomicFile;
-use crate::render::dither::{DitherMode, Quantize};
-use crate::render::normalize::NormalizeTarget;
-use crate::render::stages::{ChannelMapping, Channels};
+use crate::render::dither::Quantize;
+use crate::render::stages::Channels;
 use crate::render::steps::{
-    NoResolver, StageResolver, StepError, StepSpec, build, normalize_target, signal_after,
+    NoResolver, StageResolver, StepSpec, build, normalize_target, signal_after,
 };
 use crate::render::{
-    FileSource, OutputChain, OutputLoudness, OutputMeter, Probe, Progress, Render, RenderError,
-    SignalSpec, Source, Stage, StageReport,
+    FileSource, OutputChain, OutputLoudness, Probe, Progress, Render, Source, Stage, StageReport,
 };
-use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub use crate::formats::OutputFormat;
+mod measure;
+mod plan;
 
-/// One output of an export.
-#[derive(Debug, Clone)]
-pub struct OutputPlan {
-    pub path: PathBuf,
-    pub format: OutputFormat,
-    /// Used where the format's integer depth needs quantization.
-    pub dither: DitherMode,
-    pub tags: TagPlan,
-    /// On WAV: a `bext` chunk (version 2, loudness measured on this output). A WAV source's
-    /// own `bext` is carried over with a coding-history line added.
-    pub bext: bool,
-    pub overwrite: bool,
-    /// Channel mapping for this output alone, after the shared stages.
-    pub channels: Option<ChannelMapping>,
-    /// Resample this output alone to this rate (high quality), after the shared stages.
-    pub sample_rate: Option<u32>,
-    /// For a lossy format: decode the encoded file, measure it (the figures reported and
-    /// tagged are the file's), and where its true peak passes the loudness target's ceiling,
-    /// encode it again under a lower limiter ceiling (up to [`MAX_ENCODES`] encodes). Ignored
-    /// for lossless formats, which are measured exactly as written. Default on.
-    pub true_peak_check: bool,
-    /// Encodes the check may make of this output, 1 (measure and report only) to
-    /// [`MAX_ENCODES`] (the usual; values outside are taken as the nearest).
-    pub max_encodes: u32,
-}
-
-/// Encodes of one lossy output at most (see [`OutputPlan::true_peak_check`]).
-pub const MAX_ENCODES: u32 = 4;
-
-/// A lossy output's decoded true peak is held this far under the ceiling: ffmpeg's ebur128
-/// meter reads up to about 0.1 dB above ours on codec overshoot.
-pub const CODEC_MARGIN_DB: f64 = 0.1;
-
-/// A lossy output's decoded loudness may lie this far from the target before it is encoded
-/// again with the difference made up, LU.
-pub const CODEC_LOUDNESS_TOLERANCE_LU: f64 = 0.1;
-
-/// What the check of a lossy output found.
-#[derive(Debug, Clone, Serialize)]
-pub struct TruePeakCheck {
-    /// The ceiling held (the loudness target's), when there is one.
-    pub ceiling_dbtp: Option<f64>,
-    /// Encodes made (1: the first held).
-    pub encodes: u32,
-    /// Whether the decoded output is at or under the ceiling (true without a ceiling).
-    pub met: bool,
-    /// By how much the limiter's ceiling was lowered for the codec, dB.
-    pub lowered_db: f64,
-    /// How far above the target the encoder's input was aimed for what the codec takes
-    /// away, LU.
-    pub loudness_offset_lu: f64,
-    /// What the encoder received (before the codec), for comparison with `loudness`.
-    pub rendered: Option<OutputLoudness>,
-}
-
-/// What an export did.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExportReport {
-    pub input: PathBuf,
-    pub outputs: Vec<OutputReport>,
-    pub stages: Vec<StageReport>,
-    /// Passes over the input (prepasses for normalization and trimming, then the render).
-    pub passes: u32,
-    pub warnings: Vec<String>,
-    /// The source's stream as it was read to the end (frames decoded, truncation, warnings).
-    #[serde(skip)]
-    pub source: Option<crate::StreamInfo>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct OutputReport {
-    pub path: PathBuf,
-    #[serde(flatten)]
-    pub format: OutputFormat,
-    pub sample_rate: u32,
-    pub channels: usize,
-    pub frames: u64,
-    pub duration_seconds: f64,
-    pub bytes: u64,
-    /// The output as written: measured on what the encoder received for lossless formats,
-    /// on the decoded file for lossy ones.
-    pub loudness: Option<OutputLoudness>,
-    /// For a lossy output: its decoded measurement against the ceiling, and the encodes made.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub true_peak_check: Option<TruePeakCheck>,
-    /// The stages only this output went through (its own normalization when its channels
-    /// differ from the other outputs', its dither...), with what they did.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub stages: Vec<StageReport>,
-}
-
-/// How far an output may measure from its loudness-normalization target before its export
-/// gets a warning, LU.
-pub const TARGET_TOLERANCE_LU: f64 = 0.5;
-
-/// Warnings for the outputs of `report` whose loudness, measured as they were written, lies
-/// more than [`TARGET_TOLERANCE_LU`] from the loudness `target` (none for a peak target).
-pub fn target_warnings(report: &ExportReport, target: &NormalizeTarget) -> Vec<String> {
-    let NormalizeTarget::Loudness { lufs, .. } = *target else {
-        return Vec::new();
-    };
-    report
-        .outputs
-        .iter()
-        .filter_map(|o| {
-            let i = o.loudness.as_ref()?.loudness.integrated_lufs?;
-            // Digital silence is not normalized (the normalize stage says so).
-            (i >= crate::render::normalize::SILENCE_LUFS && (i - lufs).abs() > TARGET_TOLERANCE_LU)
-                .then(|| {
-                    format!(
-                        "{}: measures {i:.1} LUFS as written, {:+.1} LU from the normalize target {lufs:.1} LUFS",
-                        o.path.display(),
-                        i - lufs
-                    )
-                })
-        })
-        .collect()
-}
-
-/// Why an export failed; every message names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error(transparent)]
-    Render(#[from] RenderError),
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-    #[error("{}: {detail}", path.display())]
-    Invalid { path: PathBuf, detail: String },
-    /// A step the caller's resolver could not build (an effect).
-    #[error(transparent)]
-    Step(#[from] StepError),
-}
-
-impl From<crate::io::FileError> for ExportError {
-    fn from(e: crate::io::FileError) -> Self {
-        ExportError::Encode(e.into())
-    }
-}
-
-impl From<crate::InputError> for ExportError {
-    fn from(e: crate::InputError) -> Self {
-        ExportError::Render(RenderError::Input(e))
-    }
-}
+use measure::{Followed, Following, WRITING, finish_encoder, measure_encoded, measure_following};
+pub use plan::*;
 
 /// The resampler precision that suffices for outputs of `formats`: `Single` (`f32`, THD+N
 /// about −128 dB) when every one is lossy or integer of at most 16 bits, whose own noise
@@ -305,231 +161,15 @@ pub fn export_from(
     Ok(report)
 }
 
-/// Complete an output's stream, giving its encoder the loudness measured as it went in.
-fn finish_encoder(
-    mut enc: Box<dyn Encoder>,
-    result: &crate::render::OutputResult,
-) -> Result<(), EncodeError> {
-    if let Some(l) = &result.loudness {
-        enc.set_loudness(l);
-    }
-    enc.finish()
-}
+/// Builds the stages one output runs on its own (the normalize step and those after it, when
+/// the outputs map their channels differently: see [`export_from`]).
+type OutputStages<'a> = dyn FnMut(&OutputPlan) -> Result<Vec<Box<dyn Stage>>, ExportError> + 'a;
 
-/// Decode an encoded output and measure it as a listener's player would see it.
-fn measure_encoded(path: &Path, offload: &mut dyn Offload) -> Result<OutputLoudness, ExportError> {
-    let mut source = FileSource::open(path)?;
-    let mut probe = offload.probe(Box::new(OutputMeter::new(source.spec())));
-    let mut block = crate::render::Block::default();
-    while source.next(&mut block)? {
-        probe.feed(&block);
-    }
-    Ok(probe
-        .into_any()
-        .downcast::<OutputMeter>()
-        .expect("the probe given back is ours")
-        .finish())
-}
-
-const WRITING: u8 = 0;
-const COMPLETE: u8 = 1;
-const ABANDONED: u8 = 2;
-
-/// A reader of an encoder's output that follows it while it is written: at the end of what
-/// is there it waits for more until the encoder has finished (or the export gave up). An
-/// extending write is visible to another reader only once its bytes are in the file, so the
-/// stream read is the stream written.
-struct Following {
-    file: std::fs::File,
-    state: std::sync::Arc<std::sync::atomic::AtomicU8>,
-}
-
-impl std::io::Read for Following {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::sync::atomic::Ordering;
-        loop {
-            // Read after looking: a write that completed before the look is in the read.
-            let state = self.state.load(Ordering::Acquire);
-            let n = self.file.read(buf)?;
-            if n > 0 || state == COMPLETE {
-                return Ok(n);
-            }
-            if state == ABANDONED {
-                return Err(std::io::Error::other(
-                    "the export stopped before the output was complete",
-                ));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    }
-}
-
-/// Marks every followed output abandoned when the export ends without completing it (an
-/// error returned early), so that no reader waits for more.
-struct Followed(Vec<Option<std::sync::Arc<std::sync::atomic::AtomicU8>>>);
-
-impl Followed {
-    fn complete(&self, o: usize) {
-        if let Some(s) = &self.0[o] {
-            s.store(COMPLETE, std::sync::atomic::Ordering::Release);
-        }
-    }
-}
-
-impl Drop for Followed {
-    fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        for s in self.0.iter().flatten() {
-            let _ = s.compare_exchange(WRITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire);
-        }
-    }
-}
-
-/// LAME's encoder delay (576) plus the MP3 decoder's (529): what a gapless decoder drops from
-/// the start of a LAME stream, after the Info frame.
-const LAME_LEAD: u64 = 576 + 529;
-
-/// Frames held back from the meter at the end of a followed stream until the finished file
-/// says how many of them its decoder drops (an MP3's padding is under two frames).
-const HOLD: usize = 8192;
-
-/// Decode and measure the output at `temp` (named `path` in errors) while its encoder writes
-/// it (see [`Following`]), feeding the meter exactly the samples a decoder of the finished file
-/// gives. An MP3's Info frame, with the gapless trim, is written over the start only when the
-/// stream ends, so the follower usually reads LAME's placeholder there (one silent frame) and
-/// gets no trim: the start is then skipped by that frame plus LAME's delay, and the end held
-/// back until the finished file's header gives its padding. The result stands only where the
-/// finished file's frame count and trim agree with what was skipped and dropped; otherwise
-/// (another encoder's delay) it is an error and the caller measures the finished file.
-fn measure_following(
-    path: &Path,
-    temp: &Path,
-    reader: Following,
-) -> Result<OutputLoudness, ExportError> {
-    let mismatch = |detail: String| ExportError::Invalid {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let mut decoder = crate::Decoder::open_stream(path, reader)?;
-    let info = decoder.info();
-    let spec = SignalSpec {
-        sample_rate: info.sample_rate,
-        layout: info.channel_layout.clone(),
-        exact_bits: None,
-    };
-    let placeholder = info.codec == "mp3" && info.encoder_delay.is_none();
-    let mut meter = OutputMeter::new(&spec);
-    // `lead`: frames still to skip at the start, known once the first frame is decoded.
-    let mut lead: Option<u64> = None;
-    let mut skipped = 0u64;
-    let mut decoded = 0u64;
-    let mut held = crate::render::Block::new(spec.channels());
-    let mut block = crate::render::Block::default();
-    while let Some(b) = decoder.next_block()? {
-        block.copy_from_decoded(b);
-        decoded += block.frames() as u64;
-        let lead = *lead.get_or_insert(if placeholder {
-            block.frames() as u64 + LAME_LEAD
-        } else {
-            0
-        });
-        if skipped < lead {
-            let n = ((lead - skipped) as usize).min(block.frames());
-            block.drain_front(n);
-            skipped += n as u64;
-        }
-        held.extend_from(&block);
-        if held.frames() > 2 * HOLD {
-            let release = held.frames() - HOLD;
-            let mut out = held.clone();
-            out.truncate(release);
-            meter.feed(&out);
-            held.drain_front(release);
-        }
-    }
-    drop(decoder);
-    // The finished file, its header only: how many frames its decoder gives.
-    let finished = crate::Decoder::open(temp)?;
-    let f = finished.info();
-    let frames = f
-        .frames
-        .ok_or_else(|| mismatch("the finished output states no frame count".into()))?;
-    let lead = lead.unwrap_or(0);
-    let kept = decoded.saturating_sub(lead);
-    let end = kept
-        .checked_sub(frames)
-        .filter(|&e| e as usize <= held.frames());
-    let agrees = match end {
-        Some(e) if placeholder => {
-            f.encoder_delay == Some(LAME_LEAD as u32)
-                && u64::from(f.encoder_padding.unwrap_or(0)) == e
-        }
-        Some(e) => e == 0,
-        None => false,
-    };
-    if !agrees {
-        return Err(mismatch(format!(
-            "the output read while written ({decoded} frames, {lead} skipped) does not match the finished file ({frames} frames, delay {:?}, padding {:?})",
-            f.encoder_delay, f.encoder_padding
-        )));
-    }
-    held.truncate(held.frames() - end.unwrap_or(0) as usize);
-    meter.feed(&held);
-    Ok(meter.finish())
-}
-
-/// Builds the stages one output runs on its own (see [`export_split_with`]).
-pub type OutputStages<'a> = dyn FnMut(&OutputPlan) -> Result<Vec<Box<dyn Stage>>, ExportError> + 'a;
-
-/// Export `input` to every output of `outputs` through `stages`, in their order (a pipeline
-/// chooses its own order, and may add stages of its own such as effects).
-pub fn export_stages(
-    input: &Path,
-    stages: Vec<Box<dyn Stage>>,
-    outputs: &[OutputPlan],
-    progress: &mut dyn FnMut(Progress),
-) -> Result<ExportReport, ExportError> {
-    export_stages_with(input, stages, outputs, progress, &mut NoOffload)
-}
-
-/// [`export_stages`] with encoders and probes passed through `offload` (see [`Offload`]).
-pub fn export_stages_with(
-    input: &Path,
-    stages: Vec<Box<dyn Stage>>,
-    outputs: &[OutputPlan],
-    progress: &mut dyn FnMut(Progress),
-    offload: &mut dyn Offload,
-) -> Result<ExportReport, ExportError> {
-    export_split_with(
-        input,
-        stages,
-        &mut |_| Ok(Vec::new()),
-        outputs,
-        progress,
-        offload,
-    )
-}
-
-/// [`export_stages_with`], each output also running stages of its own: `per_output` builds
-/// them for each output; they run after that output's channel mapping and before its
-/// resampling and dither. Stages that measure (normalization) belong there when the outputs'
-/// channels differ, so each output is measured as it will be written.
-pub fn export_split_with(
-    input: &Path,
-    stages: Vec<Box<dyn Stage>>,
-    per_output: &mut OutputStages<'_>,
-    outputs: &[OutputPlan],
-    progress: &mut dyn FnMut(Progress),
-    offload: &mut dyn Offload,
-) -> Result<ExportReport, ExportError> {
-    let source = FileSource::open(input)?;
-    export_source_with(source, stages, per_output, outputs, progress, offload)
-}
-
-/// [`export_split_with`] from a source already open (a job reads its format facts and tags
-/// from the decoder it renders with, so the file is decoded once). With no outputs the chain
-/// still runs, for the stages that measure (an analysis tap).
-pub fn export_source_with(
+/// The outputs rendered from a source already open, through `stages` shared by all and the
+/// stages `per_output` builds for each (after that output's channel mapping, before its
+/// resampling and dither). With no outputs the chain still runs, for the stages that measure
+/// (an analysis tap).
+fn export_source_with(
     mut source: FileSource,
     stages: Vec<Box<dyn Stage>>,
     per_output: &mut OutputStages<'_>,
@@ -689,6 +329,25 @@ pub fn export_source_with(
                 && encodes < plan.max_encodes.clamp(1, MAX_ENCODES)
                 && render.correct_for_codec(o, lower, short)
             {
+                tracing::info!(
+                    "{}: decoded, {} (encode {encodes}): encoding again{}{}",
+                    plan.path.display(),
+                    if over > 0.0 {
+                        format!("the true peak is {over:.2} dB over the ceiling")
+                    } else {
+                        format!("the loudness is {:+.2} LU from the target", -short)
+                    },
+                    if lower > 0.0 {
+                        format!(", {lower:.2} dB lower")
+                    } else {
+                        String::new()
+                    },
+                    if short != 0.0 {
+                        format!(", {short:+.2} LU")
+                    } else {
+                        String::new()
+                    }
+                );
                 lowered += lower;
                 offset += short;
                 let specs = render.prepare_with(progress, &mut |p| offload.probe(p))?;
@@ -806,7 +465,9 @@ pub fn export_source_with(
 
 #[cfg(test)]
 mod tests {
+    use super::measure::COMPLETE;
     use super::*;
+    use crate::render::SignalSpec;
     use std::sync::Arc;
     use std::sync::atomic::AtomicU8;
 

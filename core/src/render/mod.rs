@@ -451,6 +451,13 @@ impl<'a> Render<'a> {
             };
             self.passes += 1;
             let pass = self.passes;
+            tracing::debug!(
+                pass,
+                stage = self.outputs[o].stages[at].name(),
+                output = o,
+                from_spill = spill.is_some(),
+                "measuring pass"
+            );
             let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
             let source: &mut dyn Source = match &mut spill_source {
                 Some(s) => s,
@@ -517,6 +524,13 @@ impl<'a> Render<'a> {
             .then(|| spill::SpillWriter::new(at, spec.clone()));
         self.passes += 1;
         let pass = self.passes;
+        tracing::debug!(
+            pass,
+            stage = self.stages[at].name(),
+            from_spill = spill.is_some(),
+            keeps_spill = writer.is_some(),
+            "measuring pass"
+        );
         let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
         let source: &mut dyn Source = match &mut spill_source {
             Some(s) => s,

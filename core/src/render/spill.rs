@@ -26,10 +26,17 @@ pub(crate) struct SpillWriter {
 
 impl SpillWriter {
     pub fn new(at: usize, spec: SignalSpec) -> Self {
+        let out = match tempfile::tempfile() {
+            Ok(f) => Some(BufWriter::with_capacity(1 << 20, f)),
+            Err(e) => {
+                tracing::warn!(
+                    "no temporary file to keep the rendered signal in ({e}): each later pass decodes the source again"
+                );
+                None
+            }
+        };
         SpillWriter {
-            out: tempfile::tempfile()
-                .ok()
-                .map(|f| BufWriter::with_capacity(1 << 20, f)),
+            out,
             at,
             spec,
             frames: 0,
@@ -49,7 +56,10 @@ impl SpillWriter {
                 self.bytes.extend_from_slice(&x.to_ne_bytes());
             }
         }
-        if out.write_all(&self.bytes).is_err() {
+        if let Err(e) = out.write_all(&self.bytes) {
+            tracing::warn!(
+                "the temporary file keeping the rendered signal failed ({e}): each later pass decodes the source again"
+            );
             self.out = None;
         }
         self.frames += block.frames() as u64;
