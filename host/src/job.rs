@@ -162,29 +162,48 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-/// Move `from` to `to` (no clobbering), across file systems if need be.
+/// Move `from` to `to` (no clobbering), across file systems if need be. Nothing at `to` is ever
+/// replaced, however late it appeared: a hard link fails on any name that is taken (a file, a
+/// folder, a link, even a dangling one), and only then is the source's own name removed.
 pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
     if let Some(dir) = to.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    if to.exists() {
-        return Err(std::io::Error::new(
+    let taken = || {
+        std::io::Error::new(
             std::io::ErrorKind::AlreadyExists,
             format!("{} exists", to.display()),
-        ));
-    }
-    match std::fs::rename(from, to) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
-            // Another file system: copy to a temporary beside the destination, then rename.
-            let (atomic, mut f) = AtomicFile::create(to, false).map_err(|e| e.source)?;
-            std::io::copy(&mut std::fs::File::open(from)?, &mut f)?;
-            drop(f);
-            atomic.commit().map_err(|e| e.source)?;
-            std::fs::remove_file(from)
+        )
+    };
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {
+            if let Err(e) = std::fs::remove_file(from) {
+                // Not moved after all: one name, as before.
+                let _ = std::fs::remove_file(to);
+                return Err(e);
+            }
+            return Ok(());
         }
-        Err(e) => Err(e),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(taken()),
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {}
+        // A file system without hard links: checked, then renamed.
+        Err(_) => {
+            if to.symlink_metadata().is_ok() {
+                return Err(taken());
+            }
+            match std::fs::rename(from, to) {
+                Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {}
+                r => return r,
+            }
+        }
     }
+    // Another file system: copy to a temporary beside the destination, then link it into
+    // place (AtomicFile without overwrite refuses a name taken meanwhile).
+    let (atomic, mut f) = AtomicFile::create(to, false).map_err(|e| e.source)?;
+    std::io::copy(&mut std::fs::File::open(from)?, &mut f)?;
+    drop(f);
+    atomic.commit().map_err(|e| e.source)?;
+    std::fs::remove_file(from)
 }
 
 /// Run `job` (already marked running) through `p`. Returns the job as recorded at the end.
@@ -930,6 +949,32 @@ impl<'a> Progress<'a> {
 mod tests {
     use super::*;
     use crate::pipeline::{Defaults, parse};
+
+    #[test]
+    fn a_move_never_replaces_what_is_at_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("a.wav"), dir.path().join("out/a.wav"));
+        std::fs::write(&from, b"source").unwrap();
+        move_file(&from, &to).unwrap();
+        assert!(!from.exists());
+        assert_eq!(std::fs::read(&to).unwrap(), b"source");
+
+        // A file there already: refused, both left as they were.
+        std::fs::write(&from, b"second").unwrap();
+        let e = move_file(&from, &to).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&from).unwrap(), b"second");
+        assert_eq!(std::fs::read(&to).unwrap(), b"source");
+
+        // A dangling symbolic link is a name taken too (`exists()` says no to it): the link
+        // stays, the source stays.
+        let link = dir.path().join("out/link.wav");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+        let e = move_file(&from, &link).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&from).unwrap(), b"second");
+    }
 
     /// A root with a hot 6 s stereo master in `in/NAME.wav`; returns its path.
     fn source(root: &Path, name: &str) -> PathBuf {
