@@ -16,11 +16,6 @@ fn load() -> ClapHost {
     ok(ClapHost::load(&path, bundles::CLAP_ID))
 }
 
-/// A CLAP value for a normalized one: nice-plug publishes stepped parameters as `0..=steps`.
-fn clap_value(p: &ExpectedParam, normalized: f64) -> f64 {
-    normalized * f64::from(p.steps.unwrap_or(1))
-}
-
 #[test]
 fn the_factory_lists_sluice_meter() {
     let host = load();
@@ -106,104 +101,12 @@ fn pass_through_with_and_without_a_transport() {
 
 #[test]
 fn state_round_trips_and_saving_again_gives_the_same_bytes() {
-    let mut host = load();
-    let defaults = ok(host.save_state());
-    let json = clap_state_json(&defaults);
-    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
-    for p in &PARAMS {
-        assert!(
-            json["params"].get(p.id).is_some(),
-            "{} missing from the state: {json}",
-            p.id
-        );
-    }
-    assert!(
-        json["fields"]["export"].is_string(),
-        "persisted export settings: {json}"
-    );
-
-    // Change every parameter (while inactive, through params.flush).
-    let changed = [(0, 1.0), (1, 3.0), (2, 0.25), (3, 0.5)];
-    for (i, v) in changed {
-        ok(host.set_param(PARAMS[i].hash, v));
-    }
-    for (i, v) in changed {
-        assert_close(
-            ok(host.param_value(PARAMS[i].hash)),
-            v,
-            &format!("{} after set_param", PARAMS[i].id),
-        );
-    }
-    let modified = ok(host.save_state());
-    assert_ne!(modified, defaults);
-    let json = clap_state_json(&modified);
-    assert_eq!(json["params"]["recarm"]["bool"], true, "{json}");
-    assert_eq!(
-        json["params"]["target"]["string"], "ebu_r128",
-        "enum stored by variant id: {json}"
-    );
-    assert_eq!(json["params"]["cuslufs"]["f32"], -30.0, "{json}");
-    assert_eq!(json["params"]["custp"]["f32"], -6.0, "{json}");
-
-    // Back to the defaults, and forth again; each save after a load gives the same bytes.
-    let rescans = host.callbacks().param_rescans;
-    ok(host.load_state(&defaults));
-    assert!(
-        host.callbacks().param_rescans > rescans,
-        "after a state load the plugin asks the host to rescan parameter values"
-    );
-    for p in &PARAMS {
-        let v = ok(host.param_value(p.hash));
-        assert!(
-            (v - clap_value(p, p.default_normalized)).abs() < 1e-6,
-            "{} back to default: {v}",
-            p.id
-        );
-    }
-    assert_eq!(
-        ok(host.save_state()),
-        defaults,
-        "saved again after loading the defaults"
-    );
-    ok(host.load_state(&modified));
-    for (i, v) in changed {
-        assert_close(
-            ok(host.param_value(PARAMS[i].hash)),
-            v,
-            &format!("{} came back", PARAMS[i].id),
-        );
-    }
-    assert_eq!(
-        ok(host.save_state()),
-        modified,
-        "saved again after loading the modified state"
-    );
-
-    // Another instance restores the same state to the same bytes.
-    let mut other = load();
-    ok(other.load_state(&modified));
-    assert_eq!(ok(other.save_state()), modified, "another instance's save");
+    common::state_round_trips::<ClapHost>();
 }
 
 #[test]
 fn persisted_export_settings_round_trip() {
-    let mut host = load();
-    let mut json = clap_state_json(&ok(host.save_state()));
-    let export = custom_export_settings();
-    json["fields"]["export"] = serde_json::Value::String(export.to_string());
-    ok(host.load_state(&clap_state_bytes(&json)));
-    let saved = ok(host.save_state());
-    let back = clap_state_json(&saved);
-    let back_export: serde_json::Value = serde_json::from_str(
-        back["fields"]["export"]
-            .as_str()
-            .expect("export is a JSON string"),
-    )
-    .expect("export holds JSON");
-    assert_eq!(back_export, export, "the export settings came back");
-    assert_eq!(back["params"], json["params"]);
-    ok(host.load_state(&saved));
-    assert_eq!(ok(host.save_state()), saved, "reproducible");
+    common::persisted_export_settings_round_trip::<ClapHost>();
 }
 
 #[test]
@@ -271,23 +174,7 @@ fn automation_while_active_and_state_while_processing() {
 
 #[test]
 fn instances_are_independent() {
-    let mut a = load();
-    let mut b = load();
-    ok(a.select_layout(1));
-    ok(b.select_layout(2));
-    ok(a.activate(44_100.0, MAX_BLOCK));
-    ok(b.activate(96_000.0, 256));
-    ok(a.set_param(PARAMS[1].hash, 3.0));
-    let ia = test_signal(44_100, 1, 0.5, 1);
-    let ib = test_signal(96_000, 2, 0.5, 2);
-    assert_bit_exact(&ia, &ok(a.process(&ia, VARYING, None)), "instance a");
-    assert_bit_exact(&ib, &ok(b.process(&ib, &[256, 13], None)), "instance b");
-    assert_close(ok(a.param_value(PARAMS[1].hash)), 3.0, "a's target");
-    assert_close(
-        ok(b.param_value(PARAMS[1].hash)),
-        0.0,
-        "b's target is not changed by a's automation",
-    );
+    common::instances_are_independent::<ClapHost>();
 }
 
 #[test]

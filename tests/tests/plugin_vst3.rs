@@ -108,72 +108,7 @@ fn pass_through_with_and_without_a_transport() {
 
 #[test]
 fn state_round_trips_and_saving_again_gives_the_same_bytes() {
-    let mut host = load();
-    let defaults = ok(host.get_state());
-    let json = vst3_state_json(&defaults);
-    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
-    for p in &PARAMS {
-        assert!(
-            json["params"].get(p.id).is_some(),
-            "{} missing from the state: {json}",
-            p.id
-        );
-    }
-    assert!(
-        json["fields"]["export"].is_string(),
-        "persisted export settings: {json}"
-    );
-
-    // Change every parameter (normalized values).
-    let changed = [(0, 1.0), (1, 0.6), (2, 0.25), (3, 0.5)];
-    for (i, v) in changed {
-        ok(host.set_param_normalized(PARAMS[i].hash, v));
-    }
-    for (i, v) in changed {
-        assert_close(
-            host.param_normalized(PARAMS[i].hash),
-            v,
-            &format!("{} after setParamNormalized", PARAMS[i].id),
-        );
-    }
-    let modified = ok(host.get_state());
-    assert_ne!(modified, defaults);
-    let json = vst3_state_json(&modified);
-    assert_eq!(json["params"]["recarm"]["bool"], true, "{json}");
-    assert_eq!(json["params"]["target"]["string"], "ebu_r128", "{json}");
-    assert_eq!(json["params"]["cuslufs"]["f32"], -30.0, "{json}");
-    assert_eq!(json["params"]["custp"]["f32"], -6.0, "{json}");
-
-    ok(host.set_state(&defaults));
-    for p in &PARAMS {
-        assert_close(
-            host.param_normalized(p.hash),
-            p.default_normalized,
-            &format!("{} back to default", p.id),
-        );
-    }
-    assert_eq!(
-        ok(host.get_state()),
-        defaults,
-        "saved again after loading the defaults"
-    );
-    ok(host.set_state(&modified));
-    for (i, v) in changed {
-        assert_close(
-            host.param_normalized(PARAMS[i].hash),
-            v,
-            &format!("{} came back", PARAMS[i].id),
-        );
-    }
-    assert_eq!(
-        ok(host.get_state()),
-        modified,
-        "saved again after loading the modified state"
-    );
-
-    let mut other = load();
-    ok(other.set_state(&modified));
-    assert_eq!(ok(other.get_state()), modified, "another instance's save");
+    common::state_round_trips::<Vst3Host>();
 }
 
 #[test]
@@ -194,23 +129,7 @@ fn state_after_a_host_header_in_the_stream() {
 
 #[test]
 fn persisted_export_settings_round_trip() {
-    let mut host = load();
-    let mut json = vst3_state_json(&ok(host.get_state()));
-    let export = custom_export_settings();
-    json["fields"]["export"] = serde_json::Value::String(export.to_string());
-    ok(host.set_state(&serde_json::to_vec(&json).expect("JSON")));
-    let saved = ok(host.get_state());
-    let back = vst3_state_json(&saved);
-    let back_export: serde_json::Value = serde_json::from_str(
-        back["fields"]["export"]
-            .as_str()
-            .expect("export is a JSON string"),
-    )
-    .expect("export holds JSON");
-    assert_eq!(back_export, export, "the export settings came back");
-    assert_eq!(back["params"], json["params"]);
-    ok(host.set_state(&saved));
-    assert_eq!(ok(host.get_state()), saved, "reproducible");
+    common::persisted_export_settings_round_trip::<Vst3Host>();
 }
 
 #[test]
@@ -257,23 +176,7 @@ fn parameters_set_between_runs_while_active_and_state_while_active() {
 
 #[test]
 fn instances_are_independent() {
-    let mut a = load();
-    let mut b = load();
-    ok(a.set_layout(1));
-    ok(b.set_layout(2));
-    ok(a.activate(44_100.0, MAX_BLOCK));
-    ok(b.activate(96_000.0, 256));
-    ok(a.set_param_normalized(PARAMS[1].hash, 0.6));
-    let ia = test_signal(44_100, 1, 0.5, 1);
-    let ib = test_signal(96_000, 2, 0.5, 2);
-    assert_bit_exact(&ia, &ok(a.process(&ia, VARYING, None)), "instance a");
-    assert_bit_exact(&ib, &ok(b.process(&ib, &[256, 13], None)), "instance b");
-    assert_close(a.param_normalized(PARAMS[1].hash), 0.6, "a's target");
-    assert_eq!(
-        b.param_normalized(PARAMS[1].hash),
-        0.0,
-        "b's target is not changed by a"
-    );
+    common::instances_are_independent::<Vst3Host>();
 }
 
 #[test]

@@ -153,9 +153,20 @@ pub fn assert_close(actual: f64, expected: f64, what: &str) {
 }
 
 /// What both test hosts offer, so the format-independent tests are written once.
-pub trait Host {
+pub trait Host: Sized {
     /// `CLAP` or `VST3`, for messages.
     const FORMAT: &'static str;
+    /// A new instance from the format's bundle.
+    fn load() -> Self;
+    /// Set a parameter by its normalized value (CLAP: the plain value nice-plug publishes).
+    fn set_normalized(&mut self, hash: u32, normalized: f64) -> anyhow::Result<()>;
+    /// A parameter's normalized value as the plugin reports it.
+    fn normalized(&mut self, hash: u32) -> anyhow::Result<f64>;
+    /// How often the plugin asked the host to rescan its parameter values, where the format
+    /// has such a request (CLAP).
+    fn rescans(&self) -> Option<u64> {
+        None
+    }
     fn layout(&mut self, channels: u32) -> anyhow::Result<()>;
     fn start(&mut self, sample_rate: f64, max_frames: u32) -> anyhow::Result<()>;
     fn stop(&mut self) -> anyhow::Result<()>;
@@ -177,8 +188,33 @@ pub trait Host {
     fn state_bytes(json: &serde_json::Value) -> Vec<u8>;
 }
 
+fn param(hash: u32) -> &'static ExpectedParam {
+    PARAMS
+        .iter()
+        .find(|p| p.hash == hash)
+        .expect("one of Sluice Meter's parameters")
+}
+
+/// A CLAP value for a normalized one: nice-plug publishes stepped parameters as `0..=steps`.
+pub fn clap_value(p: &ExpectedParam, normalized: f64) -> f64 {
+    normalized * f64::from(p.steps.unwrap_or(1))
+}
+
 impl Host for sluice_tests::clap_host::ClapHost {
     const FORMAT: &'static str = "CLAP";
+    fn load() -> Self {
+        let path = ok(sluice_tests::bundles::clap());
+        ok(Self::load(&path, sluice_tests::bundles::CLAP_ID))
+    }
+    fn set_normalized(&mut self, hash: u32, normalized: f64) -> anyhow::Result<()> {
+        self.set_param(hash, clap_value(param(hash), normalized))
+    }
+    fn normalized(&mut self, hash: u32) -> anyhow::Result<f64> {
+        Ok(self.param_value(hash)? / f64::from(param(hash).steps.unwrap_or(1)))
+    }
+    fn rescans(&self) -> Option<u64> {
+        Some(self.callbacks().param_rescans as u64)
+    }
     fn layout(&mut self, channels: u32) -> anyhow::Result<()> {
         self.select_layout(channels)
     }
@@ -223,6 +259,16 @@ impl Host for sluice_tests::clap_host::ClapHost {
 
 impl Host for sluice_tests::vst3_host::Vst3Host {
     const FORMAT: &'static str = "VST3";
+    fn load() -> Self {
+        let bundle = ok(sluice_tests::bundles::vst3());
+        ok(Self::load(&bundle, sluice_tests::bundles::VST3_CLASS_ID))
+    }
+    fn set_normalized(&mut self, hash: u32, normalized: f64) -> anyhow::Result<()> {
+        self.set_param_normalized(hash, normalized)
+    }
+    fn normalized(&mut self, hash: u32) -> anyhow::Result<f64> {
+        Ok(self.param_normalized(hash))
+    }
     fn layout(&mut self, channels: u32) -> anyhow::Result<()> {
         self.set_layout(channels)
     }
@@ -407,4 +453,130 @@ pub fn diagnostics_report_this_instance<H: Host>(
     );
     assert_eq!(m["record"]["recording"], false, "not armed, not recording");
     assert_eq!(m["record"]["takes"], 0, "no takes");
+}
+
+/// A state saved, changed, restored and saved again gives the same bytes, in this instance and
+/// in another; every parameter is in it, the enum by its variant id.
+pub fn state_round_trips<H: Host>() {
+    let mut host = H::load();
+    let defaults = ok(host.save());
+    let json = H::state_json(&defaults);
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    for p in &PARAMS {
+        assert!(
+            json["params"].get(p.id).is_some(),
+            "{} missing from the state: {json}",
+            p.id
+        );
+    }
+    assert!(
+        json["fields"]["export"].is_string(),
+        "persisted export settings: {json}"
+    );
+
+    // Change every parameter (while inactive).
+    let changed = [(0, 1.0), (1, 0.6), (2, 0.25), (3, 0.5)];
+    for (i, v) in changed {
+        ok(host.set_normalized(PARAMS[i].hash, v));
+    }
+    for (i, v) in changed {
+        assert_close(
+            ok(host.normalized(PARAMS[i].hash)),
+            v,
+            &format!("{} {} after setting it", H::FORMAT, PARAMS[i].id),
+        );
+    }
+    let modified = ok(host.save());
+    assert_ne!(modified, defaults);
+    let json = H::state_json(&modified);
+    assert_eq!(json["params"]["recarm"]["bool"], true, "{json}");
+    assert_eq!(
+        json["params"]["target"]["string"], "ebu_r128",
+        "enum stored by variant id: {json}"
+    );
+    assert_eq!(json["params"]["cuslufs"]["f32"], -30.0, "{json}");
+    assert_eq!(json["params"]["custp"]["f32"], -6.0, "{json}");
+
+    // Back to the defaults, and forth again; each save after a load gives the same bytes.
+    let rescans = host.rescans();
+    ok(host.restore(&defaults));
+    if let Some(before) = rescans {
+        assert!(
+            host.rescans().is_some_and(|now| now > before),
+            "after a state load the plugin asks the host to rescan parameter values"
+        );
+    }
+    for p in &PARAMS {
+        assert_close(
+            ok(host.normalized(p.hash)),
+            p.default_normalized,
+            &format!("{} {} back to default", H::FORMAT, p.id),
+        );
+    }
+    assert_eq!(
+        ok(host.save()),
+        defaults,
+        "saved again after loading the defaults"
+    );
+    ok(host.restore(&modified));
+    for (i, v) in changed {
+        assert_close(
+            ok(host.normalized(PARAMS[i].hash)),
+            v,
+            &format!("{} {} came back", H::FORMAT, PARAMS[i].id),
+        );
+    }
+    assert_eq!(
+        ok(host.save()),
+        modified,
+        "saved again after loading the modified state"
+    );
+
+    // Another instance restores the same state to the same bytes.
+    let mut other = H::load();
+    ok(other.restore(&modified));
+    assert_eq!(ok(other.save()), modified, "another instance's save");
+}
+
+/// The export settings kept in the state come back as they were, reproducibly.
+pub fn persisted_export_settings_round_trip<H: Host>() {
+    let mut host = H::load();
+    let mut json = H::state_json(&ok(host.save()));
+    let export = custom_export_settings();
+    json["fields"]["export"] = serde_json::Value::String(export.to_string());
+    ok(host.restore(&H::state_bytes(&json)));
+    let saved = ok(host.save());
+    let back = H::state_json(&saved);
+    let back_export: serde_json::Value = serde_json::from_str(
+        back["fields"]["export"]
+            .as_str()
+            .expect("export is a JSON string"),
+    )
+    .expect("export holds JSON");
+    assert_eq!(back_export, export, "the export settings came back");
+    assert_eq!(back["params"], json["params"]);
+    ok(host.restore(&saved));
+    assert_eq!(ok(host.save()), saved, "reproducible");
+}
+
+/// Two instances with different layouts, rates and parameters do not touch each other.
+pub fn instances_are_independent<H: Host>() {
+    use sluice_tests::audio::{assert_bit_exact, test_signal};
+    let mut a = H::load();
+    let mut b = H::load();
+    ok(a.layout(1));
+    ok(b.layout(2));
+    ok(a.start(44_100.0, MAX_BLOCK));
+    ok(b.start(96_000.0, 256));
+    ok(a.set_normalized(PARAMS[1].hash, 0.6));
+    let ia = test_signal(44_100, 1, 0.5, 1);
+    let ib = test_signal(96_000, 2, 0.5, 2);
+    assert_bit_exact(&ia, &ok(a.run(&ia, VARYING, None)), "instance a");
+    assert_bit_exact(&ib, &ok(b.run(&ib, &[256, 13], None)), "instance b");
+    assert_close(ok(a.normalized(PARAMS[1].hash)), 0.6, "a's target");
+    assert_close(
+        ok(b.normalized(PARAMS[1].hash)),
+        0.0,
+        "b's target is not changed by a's",
+    );
 }
