@@ -1,10 +1,12 @@
 //! PNG pictures for `sluice analyze --plot`: waveform, loudness history and
 //! long-term spectrum.
 //!
-//! Everything is drawn by hand into an RGB buffer (dark theme, 1200 px wide)
-//! with a built-in 5x7 bitmap font, then encoded with the pure-Rust `png`
-//! crate. No system fonts or C libraries are involved. Each file is written to
-//! a temporary sibling and renamed into place, so a reader never sees a
+//! Drawn with `plotters` on its bitmap backend into an RGB buffer (dark theme,
+//! 1200 px wide): charts, grids and tick labels come from plotters' chart
+//! builder and mesh, text is DejaVu Sans embedded in the binary (plotters'
+//! `ab_glyph` font support, so no system fonts are looked up), lines are
+//! anti-aliased. The buffer is encoded with the pure-Rust `png` crate and
+//! written through [`sluice_core::io::AtomicFile`], so a reader never sees a
 //! half-written picture.
 //!
 //! Every input is treated as untrusted: empty slices, NaN/inf values, zero
@@ -12,6 +14,16 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::coord::combinators::LogCoord;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::text_anchor::HPos;
+
+use ab_glyph::{Font, FontRef, PxScale, PxScaleFont, ScaleFont};
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -57,79 +69,98 @@ pub struct SpectrumPlot<'a> {
 
 /// Render the waveform overview and write it as a PNG at `path`.
 pub fn write_waveform(path: &Path, plot: &WaveformPlot) -> io::Result<()> {
-    write_png(path, &render_waveform(plot))
+    let height = waveform_layout(plot.channels.len()).height;
+    write_png(path, height, |root| draw_waveform(root, plot))
 }
 
 /// Render the loudness history and write it as a PNG at `path`.
 pub fn write_loudness(path: &Path, plot: &LoudnessPlot) -> io::Result<()> {
-    write_png(path, &render_loudness(plot))
+    write_png(path, 540, |root| draw_loudness(root, plot))
 }
 
 /// Render the long-term spectrum and write it as a PNG at `path`.
 pub fn write_spectrum(path: &Path, plot: &SpectrumPlot) -> io::Result<()> {
-    write_png(path, &render_spectrum(plot))
+    write_png(path, 560, |root| draw_spectrum(root, plot))
 }
 
 // ---------------------------------------------------------------------------
 // Theme and layout
 // ---------------------------------------------------------------------------
 
-type Rgb = [u8; 3];
+const WIDTH: u32 = 1200;
+const MARGIN_LEFT: i32 = 76;
+const MARGIN_RIGHT: i32 = 28;
+const HEADER: i32 = 58;
+const FOOTER: i32 = 46;
 
-const WIDTH: i64 = 1200;
-const MARGIN_LEFT: i64 = 76;
-const MARGIN_RIGHT: i64 = 28;
-const HEADER: i64 = 58;
-const FOOTER: i64 = 46;
+const BG: RGBColor = RGBColor(17, 20, 26);
+const PANEL: RGBColor = RGBColor(24, 28, 36);
+const GRID: RGBColor = RGBColor(40, 46, 58);
+const GRID_MINOR: RGBColor = RGBColor(31, 36, 46);
+const AXIS: RGBColor = RGBColor(92, 100, 116);
+const TEXT: RGBColor = RGBColor(196, 202, 212);
+const TEXT_DIM: RGBColor = RGBColor(128, 136, 150);
+const TITLE: RGBColor = RGBColor(238, 241, 246);
 
-const BG: Rgb = [17, 20, 26];
-const PANEL: Rgb = [24, 28, 36];
-const GRID: Rgb = [40, 46, 58];
-const GRID_MINOR: Rgb = [31, 36, 46];
-const AXIS: Rgb = [92, 100, 116];
-const TEXT: Rgb = [196, 202, 212];
-const TEXT_DIM: Rgb = [128, 136, 150];
-const TITLE: Rgb = [238, 241, 246];
+const WAVE: RGBColor = RGBColor(72, 166, 226);
+const WAVE_OVER: RGBColor = RGBColor(240, 84, 72);
+const FULL_SCALE: RGBColor = RGBColor(128, 96, 56);
 
-const WAVE: Rgb = [72, 166, 226];
-const WAVE_OVER: Rgb = [240, 84, 72];
-const FULL_SCALE: Rgb = [128, 96, 56];
+const MOMENTARY: RGBColor = RGBColor(84, 118, 150);
+const SHORT_TERM: RGBColor = RGBColor(92, 204, 255);
+const INTEGRATED: RGBColor = RGBColor(255, 196, 72);
+const TARGET: RGBColor = RGBColor(118, 222, 128);
 
-const MOMENTARY: Rgb = [84, 118, 150];
-const SHORT_TERM: Rgb = [92, 204, 255];
-const INTEGRATED: Rgb = [255, 196, 72];
-const TARGET: Rgb = [118, 222, 128];
-
-const SPECTRUM: Rgb = [255, 170, 96];
-const BAND_COLOURS: [Rgb; 5] = [
-    [150, 110, 255],
-    [80, 150, 255],
-    [70, 200, 170],
-    [230, 200, 80],
-    [255, 110, 130],
+const SPECTRUM: RGBColor = RGBColor(255, 170, 96);
+const BAND_COLOURS: [RGBColor; 5] = [
+    RGBColor(150, 110, 255),
+    RGBColor(80, 150, 255),
+    RGBColor(70, 200, 170),
+    RGBColor(230, 200, 80),
+    RGBColor(255, 110, 130),
 ];
 
-/// Text sizes (multiples of the 5x7 font's pixel).
-const TITLE_SCALE: i64 = 3;
-const LABEL_SCALE: i64 = 2;
-const SMALL_SCALE: i64 = 1;
+/// Text sizes in pixels.
+const TITLE_SIZE: f64 = 24.0;
+const LABEL_SIZE: f64 = 15.0;
+const SMALL_SIZE: f64 = 12.0;
+
+/// The font family name the embedded DejaVu Sans is registered under.
+const FONT: &str = "sluice-sans";
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+type Drawn<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 // ---------------------------------------------------------------------------
 // Waveform
 // ---------------------------------------------------------------------------
 
-fn render_waveform(p: &WaveformPlot) -> Canvas {
-    let n = p.channels.len();
-    let lanes = n.max(1) as i64;
-    let gap: i64 = if lanes > 8 { 3 } else { 8 };
+struct WaveformLayout {
+    lanes: i32,
+    lane_h: i32,
+    gap: i32,
+    height: u32,
+}
+
+fn waveform_layout(channels: usize) -> WaveformLayout {
+    let lanes = channels.clamp(1, 4096) as i32;
+    let gap = if lanes > 8 { 3 } else { 8 };
     let avail = 800 - HEADER - FOOTER - gap * (lanes - 1);
     let lane_h = (avail / lanes).clamp(28, 220);
     let height = HEADER + lanes * lane_h + gap * (lanes - 1) + FOOTER;
-    let mut c = Canvas::new(WIDTH, height, BG);
+    WaveformLayout {
+        lanes,
+        lane_h,
+        gap,
+        height: height as u32,
+    }
+}
 
-    let x0 = MARGIN_LEFT;
-    let x1 = WIDTH - MARGIN_RIGHT;
-    let plot_w = x1 - x0;
+fn draw_waveform(root: &Area, p: &WaveformPlot) -> Drawn {
+    let n = p.channels.len();
+    let WaveformLayout {
+        lanes, lane_h, gap, ..
+    } = waveform_layout(n);
 
     // Peak over all channels, to label it and to make room for overs in float files.
     let peak = p
@@ -152,104 +183,116 @@ fn render_waveform(p: &WaveformPlot) -> Canvas {
     });
     if n > 0 {
         info.push(if peak > 0.0 {
-            let db = 20.0 * peak.log10();
-            let sign = if fmt1(db).starts_with('-') || fmt1(db) == "0.0" {
+            let db = fmt1(20.0 * peak.log10());
+            let sign = if db.starts_with('-') || db == "0.0" {
                 ""
             } else {
                 "+"
             };
-            format!("peak {sign}{} dBFS", fmt1(db))
+            format!("peak {sign}{db} dBFS")
         } else {
             "peak -inf dBFS".to_string()
         });
     }
-    draw_header(&mut c, p.title, &info.join("   "));
+    draw_header(root, p.title, &info.join("   "))?;
 
-    let time_axis = Axis::linear(x0 as f64, x1 as f64, 0.0, dur.unwrap_or(1.0));
-    let ticks = match dur {
-        Some(d) => time_ticks(d, plot_w),
-        None => Vec::new(),
-    };
-
+    let ticks = time_ticks(dur, WIDTH as i32 - MARGIN_LEFT - MARGIN_RIGHT);
     for lane in 0..lanes {
-        let y0 = HEADER + lane * (lane_h + gap);
-        let y1 = y0 + lane_h;
-        c.fill_rect(x0, y0, x1, y1, PANEL, 1.0);
-        for &(t, _) in &ticks {
-            let x = time_axis.px(t).round() as i64;
-            c.vline(x, y0, y1, GRID, 1.0);
-        }
-        let mid = (y0 + y1) as f64 / 2.0;
+        let last = lane == lanes - 1;
+        let top = HEADER + lane * (lane_h + gap);
+        let area = root.clone().shrink(
+            (0, top),
+            (WIDTH, (lane_h + if last { FOOTER } else { 0 }) as u32),
+        );
+        // Full scale at +-1, with room above and below for overs.
         let half = (lane_h as f64 / 2.0 - 4.0).max(1.0);
-        let amp_y = |a: f64| mid - a / scale * half;
-        let fs_top = amp_y(1.0).round() as i64;
-        let fs_bot = amp_y(-1.0).round() as i64;
-        c.hline(x0, x1, fs_top, FULL_SCALE, 1.0);
-        c.hline(x0, x1, fs_bot, FULL_SCALE, 1.0);
+        let reach = scale * (lane_h as f64 / 2.0) / half;
+        let channel = p.channels.get(lane as usize);
+        let y_keys = if channel.is_some() && lane_h >= 100 {
+            vec![-1.0, 1.0]
+        } else {
+            Vec::new()
+        };
+        let mut chart = ChartBuilder::on(&area)
+            .margin_right(MARGIN_RIGHT)
+            .y_label_area_size(MARGIN_LEFT)
+            .x_label_area_size(if last { FOOTER } else { 0 })
+            .build_cartesian_2d(
+                Ticked::new(time_range(dur), ticks.ticks.clone()),
+                Ticked::new(-reach..reach, y_keys),
+            )?;
+        chart.plotting_area().fill(&PANEL)?;
+        let time = |t: f64| ticks.label(t);
+        let full_scale = |v: f64| if v > 0.0 { "+1" } else { "-1" }.to_string();
+        draw_mesh(
+            root,
+            &mut chart,
+            Mesh {
+                x_label: last.then_some(&time),
+                y_label: &full_scale,
+                y_colour: TEXT_DIM,
+                y_lines: false,
+                light: None,
+            },
+        )?;
+        let (x0, x1, _, _) = frame_of(&chart);
+        let y = |a: f64| chart.backend_coord(&(0.0, a)).1;
+        let (fs_top, fs_bot, mid) = (y(1.0), y(-1.0), y(0.0));
+        hline(root, x0, x1, fs_top, FULL_SCALE, 1.0)?;
+        hline(root, x0, x1, fs_bot, FULL_SCALE, 1.0)?;
         if lane_h >= 90 {
             // -6 dBFS guides
-            c.dashed_hline(x0, x1, amp_y(0.5).round() as i64, 2, 4, GRID);
-            c.dashed_hline(x0, x1, amp_y(-0.5).round() as i64, 2, 4, GRID);
+            dashed_hline(root, x0, x1, y(0.5), 2, 4, GRID)?;
+            dashed_hline(root, x0, x1, y(-0.5), 2, 4, GRID)?;
         }
-
         // Centre line under the waveform, so digital silence still shows as a line.
-        c.hline(x0, x1, mid.round() as i64, AXIS, 0.55);
-        if let Some(&(label, mins, maxs)) = p.channels.get(lane as usize) {
-            let cols = resample_columns(mins, maxs, plot_w as usize);
-            for (i, col) in cols.iter().enumerate() {
-                let Some((lo, hi)) = *col else { continue };
-                let x = x0 + i as i64;
-                let lo = (lo as f64).clamp(-scale, scale);
-                let hi = (hi as f64).clamp(-scale, scale);
-                let mut ya = amp_y(hi).round() as i64;
-                let mut yb = amp_y(lo).round() as i64;
-                if yb < ya {
-                    std::mem::swap(&mut ya, &mut yb);
-                }
-                for y in ya..=yb {
-                    let colour = if y < fs_top || y > fs_bot {
-                        WAVE_OVER
-                    } else {
-                        WAVE
-                    };
-                    c.blend(x, y, colour, 1.0);
-                }
-            }
+        hline(root, x0, x1, mid, AXIS, 0.55)?;
 
-            // Channel label in the margin; full-scale labels when there is room.
-            let label = if label.is_empty() {
-                format!("{}", lane + 1)
-            } else {
-                label.to_string()
-            };
-            let big = if lane_h >= 40 {
-                LABEL_SCALE
-            } else {
-                SMALL_SCALE
-            };
-            let max_label_w = MARGIN_LEFT - 16;
-            let label = truncate_to_width(&label, big, max_label_w);
-            c.text(12, mid.round() as i64, &label, big, TITLE, Align::Left);
-            if lane_h >= 100 {
-                let tx = x0 - 6;
-                c.text(tx, fs_top, "+1", LABEL_SCALE, TEXT_DIM, Align::Right);
-                c.text(tx, fs_bot, "-1", LABEL_SCALE, TEXT_DIM, Align::Right);
+        let Some(&(label, mins, maxs)) = channel else {
+            let centre = (x0 + x1) / 2;
+            let style = Text::new(LABEL_SIZE, TEXT_DIM, HPos::Center);
+            style.draw(root, "no audio channels", (centre, mid))?;
+            continue;
+        };
+        let cols = resample_columns(mins, maxs, (x1 - x0).max(0) as usize);
+        for (i, col) in cols.iter().enumerate() {
+            let Some((lo, hi)) = *col else { continue };
+            let x = x0 + i as i32;
+            let ya = y((hi as f64).clamp(-scale, scale));
+            let yb = y((lo as f64).clamp(-scale, scale));
+            let (ya, yb) = (ya.min(yb), ya.max(yb));
+            // Above full scale, within it, below it.
+            for (a, b, colour) in [
+                (ya, yb.min(fs_top - 1), WAVE_OVER),
+                (ya.max(fs_top), yb.min(fs_bot), WAVE),
+                (ya.max(fs_bot + 1), yb, WAVE_OVER),
+            ] {
+                if a <= b {
+                    fill(root, (x, a), (x + 1, b + 1), colour, 1.0)?;
+                }
             }
-        } else {
-            c.text(
-                (x0 + x1) / 2,
-                mid.round() as i64,
-                "no audio channels",
-                LABEL_SCALE,
-                TEXT_DIM,
-                Align::Center,
-            );
         }
-    }
 
-    let axis_y = HEADER + lanes * lane_h + gap * (lanes - 1);
-    draw_time_axis(&mut c, &time_axis, &ticks, axis_y, dur.is_none());
-    c
+        // Channel label in the margin.
+        let label = if label.is_empty() {
+            format!("{}", lane + 1)
+        } else {
+            label.to_string()
+        };
+        let size = if lane_h >= 40 { LABEL_SIZE } else { SMALL_SIZE };
+        let style = Text::bold(size, TITLE, HPos::Left);
+        let label = fit(&label, &style, MARGIN_LEFT - 16);
+        style.draw(root, &label, (12, mid))?;
+    }
+    if dur.is_none() {
+        let style = Text::new(LABEL_SIZE, TEXT, HPos::Center);
+        style.draw(
+            root,
+            "0:00",
+            (MARGIN_LEFT, waveform_layout(n).height as i32 - FOOTER + 18),
+        )?;
+    }
+    Ok(())
 }
 
 /// Map per-bucket min/max onto `width` pixel columns. With more buckets than
@@ -307,13 +350,7 @@ fn resample_columns(mins: &[f32], maxs: &[f32], width: usize) -> Vec<Option<(f32
 // Loudness
 // ---------------------------------------------------------------------------
 
-fn render_loudness(p: &LoudnessPlot) -> Canvas {
-    let height: i64 = 540;
-    let mut c = Canvas::new(WIDTH, height, BG);
-    let (x0, x1) = (MARGIN_LEFT, WIDTH - MARGIN_RIGHT);
-    let (y0, y1) = (HEADER + 26, height - FOOTER);
-    let plot_w = x1 - x0;
-
+fn draw_loudness(root: &Area, p: &LoudnessPlot) -> Drawn {
     let finite = |v: &Option<f64>| v.filter(|x| x.is_finite());
     let values: Vec<f64> = p
         .momentary
@@ -339,7 +376,10 @@ fn render_loudness(p: &LoudnessPlot) -> Canvas {
         bottom = (bottom / 12.0).floor() * 12.0;
     }
     let grid_step = if top - bottom > 72.0 { 12.0 } else { 6.0 };
-    let y_axis = Axis::linear(y1 as f64, y0 as f64, bottom, top);
+    let grid: Vec<f64> = (0..)
+        .map(|k| bottom + k as f64 * grid_step)
+        .take_while(|g| *g <= top + 1e-9)
+        .collect();
 
     let step = finite_positive(p.step_seconds).unwrap_or(1.0);
     let n = p.momentary.len().max(p.short_term.len());
@@ -348,14 +388,10 @@ fn render_loudness(p: &LoudnessPlot) -> Canvas {
     } else {
         None
     };
-    let time_axis = Axis::linear(x0 as f64, x1 as f64, 0.0, dur.unwrap_or(1.0));
-    let ticks = match dur {
-        Some(d) => time_ticks(d, plot_w),
-        None => Vec::new(),
-    };
+    let ticks = time_ticks(dur, WIDTH as i32 - MARGIN_LEFT - MARGIN_RIGHT);
 
     // Header with legend on the right.
-    let mut legend: Vec<(&str, Rgb, LegendKind)> = vec![
+    let mut legend = vec![
         ("Momentary", MOMENTARY, LegendKind::Thin),
         ("Short-term", SHORT_TERM, LegendKind::Bold),
     ];
@@ -365,65 +401,70 @@ fn render_loudness(p: &LoudnessPlot) -> Canvas {
     if p.target.is_some_and(|t| t.1.is_finite()) {
         legend.push(("Target", TARGET, LegendKind::Thin));
     }
-    draw_header(&mut c, p.title, "");
-    draw_legend(&mut c, &legend, x1, HEADER / 2 - 2);
+    draw_header(root, p.title, "")?;
+    draw_legend(root, &legend, WIDTH as i32 - MARGIN_RIGHT, HEADER / 2 - 2)?;
 
-    // Plot frame and grid.
-    c.fill_rect(x0, y0, x1, y1, PANEL, 1.0);
-    for &(t, _) in &ticks {
-        c.vline(time_axis.px(t).round() as i64, y0, y1, GRID_MINOR, 1.0);
+    let mut chart = ChartBuilder::on(root)
+        .margin_top(HEADER + 26)
+        .margin_right(MARGIN_RIGHT)
+        .x_label_area_size(FOOTER)
+        .y_label_area_size(MARGIN_LEFT)
+        .build_cartesian_2d(
+            Ticked::new(time_range(dur), ticks.ticks.clone()),
+            Ticked::new(bottom..top, grid),
+        )?;
+    let (x0, x1, y0, y1) = frame_of(&chart);
+    chart.plotting_area().fill(&PANEL)?;
+    let time = |t: f64| ticks.label(t);
+    draw_mesh(
+        root,
+        &mut chart,
+        Mesh {
+            x_label: Some(&time),
+            y_label: &fmt0,
+            y_colour: TEXT,
+            y_lines: true,
+            light: None,
+        },
+    )?;
+    if bottom < 0.0 && top >= 0.0 {
+        hline(root, x0, x1, chart.backend_coord(&(0.0, 0.0)).1, AXIS, 1.0)?;
     }
-    let mut g = bottom;
-    while g <= top + 1e-9 {
-        let y = y_axis.px(g).round() as i64;
-        c.hline(x0, x1, y, if g == 0.0 { AXIS } else { GRID }, 1.0);
-        c.text(x0 - 8, y, &fmt0(g), LABEL_SCALE, TEXT, Align::Right);
-        g += grid_step;
-    }
-    c.text(x0 - 8, y0 - 20, "LUFS", LABEL_SCALE, TEXT_DIM, Align::Right);
+    let unit = Text::new(LABEL_SIZE, TEXT_DIM, HPos::Right);
+    unit.draw(root, "LUFS", (x0 - 8, y0 - 16))?;
 
-    c.set_clip(x0, y0, x1, y1 + 1);
-    let map = |i: usize, v: f64| -> (f64, f64) {
+    let map = |i: usize, v: f64| -> (i32, i32) {
         let t = (i as f64 + 0.5) * step;
-        let v = v.clamp(bottom - 2.0, top + 2.0);
-        (time_axis.px(t), y_axis.px(v))
+        chart.backend_coord(&(t, v.clamp(bottom - 2.0, top + 2.0)))
     };
-    let mut mask = Mask::new(&c);
-    draw_history(&mut mask, p.momentary, plot_w as usize, 1.3, &map);
-    c.composite(&mask, MOMENTARY, 1.0);
-    let mut mask = Mask::new(&c);
-    draw_history(&mut mask, p.short_term, plot_w as usize, 2.8, &map);
-    c.composite(&mask, SHORT_TERM, 1.0);
+    let plot_w = (x1 - x0).max(1) as usize;
+    draw_history(root, p.momentary, plot_w, MOMENTARY.stroke_width(1), &map)?;
+    draw_history(root, p.short_term, plot_w, SHORT_TERM.stroke_width(3), &map)?;
 
     // Reference lines with labelled values.
-    let mut labels: Vec<(String, Rgb, i64, Align)> = Vec::new();
+    let mut labels = Vec::new();
     if let Some((name, t)) = p.target.filter(|t| t.1.is_finite()) {
-        let y = y_axis.px(t).round() as i64;
-        c.fill_rect(x0, y - 1, x1, y + 1, TARGET, 1.0);
+        let y = chart.backend_coord(&(0.0, t)).1;
+        fill(root, (x0, y - 1), (x1, y + 2), TARGET, 1.0)?;
         let name = if name.is_empty() { "Target" } else { name };
-        labels.push((format!("{name}  {} LUFS", fmt1(t)), TARGET, y, Align::Left));
+        labels.push((format!("{name}  {} LUFS", fmt1(t)), TARGET, y, HPos::Left));
     }
     if let Some(i) = p.integrated.filter(|v| v.is_finite()) {
-        let y = y_axis.px(i).round() as i64;
-        c.dashed_hline(x0, x1, y - 1, 10, 6, INTEGRATED);
-        c.dashed_hline(x0, x1, y, 10, 6, INTEGRATED);
-        labels.push((
-            format!("Integrated  {} LUFS", fmt1(i)),
-            INTEGRATED,
-            y,
-            Align::Right,
-        ));
+        let y = chart.backend_coord(&(0.0, i)).1;
+        dashed_hline(root, x0, x1, y - 1, 10, 6, INTEGRATED)?;
+        dashed_hline(root, x0, x1, y, 10, 6, INTEGRATED)?;
+        let text = format!("Integrated  {} LUFS", fmt1(i));
+        labels.push((text, INTEGRATED, y, HPos::Right));
     }
     for (text, colour, y, align) in labels {
         let x = match align {
-            Align::Left => x0 + 10,
+            HPos::Left => x0 + 10,
             _ => x1 - 10,
         };
         // Put the label above the line, or below it when too close to the top.
         let ty = if y - 22 > y0 { y - 14 } else { y + 14 };
-        c.label_box(x, ty, &text, LABEL_SCALE, colour, align);
+        label_box(root, (x, ty), &text, colour, align)?;
     }
-    c.reset_clip();
 
     let has_history = p
         .momentary
@@ -431,37 +472,39 @@ fn render_loudness(p: &LoudnessPlot) -> Canvas {
         .chain(p.short_term.iter())
         .any(|v| v.is_some_and(f64::is_finite));
     if !has_history {
-        c.label_box(
-            (x0 + x1) / 2,
-            (y0 + y1) / 2,
+        let centre = ((x0 + x1) / 2, (y0 + y1) / 2);
+        label_box(
+            root,
+            centre,
             "no loudness data (silence)",
-            LABEL_SCALE,
             TEXT_DIM,
-            Align::Center,
-        );
+            HPos::Center,
+        )?;
     }
-    draw_frame(&mut c, x0, y0, x1, y1);
-    draw_time_axis(&mut c, &time_axis, &ticks, y1, dur.is_none());
-    c
+    if dur.is_none() {
+        let style = Text::new(LABEL_SIZE, TEXT, HPos::Center);
+        style.draw(root, "0:00", (x0, y1 + 18))?;
+    }
+    Ok(())
 }
 
 /// Per-pixel-column accumulator while decimating: (column, (index, min), (index, max)).
-type ColumnExtremes = (i64, (usize, f64), (usize, f64));
+type ColumnExtremes = (i32, (usize, f64), (usize, f64));
 
-/// Add one history series to `mask` as polylines broken at `None`. Long
-/// histories are reduced to per-pixel-column extremes first.
+/// Draw one history series as polylines broken at `None`. Long histories are reduced to
+/// per-pixel-column extremes first.
 fn draw_history(
-    mask: &mut Mask,
+    root: &Area,
     values: &[Option<f64>],
     plot_w: usize,
-    width: f64,
-    map: &dyn Fn(usize, f64) -> (f64, f64),
-) {
-    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
-    let mut run: Vec<(f64, f64)> = Vec::new();
-    let decimate = values.len() > plot_w.max(1) * 2;
+    style: ShapeStyle,
+    map: &dyn Fn(usize, f64) -> (i32, i32),
+) -> Drawn {
+    let mut runs: Vec<Vec<(i32, i32)>> = Vec::new();
+    let mut run: Vec<(i32, i32)> = Vec::new();
+    let decimate = values.len() > plot_w * 2;
     let mut col: Option<ColumnExtremes> = None;
-    let flush = |col: &mut Option<ColumnExtremes>, run: &mut Vec<(f64, f64)>| {
+    let flush = |col: &mut Option<ColumnExtremes>, run: &mut Vec<(i32, i32)>| {
         if let Some((_, a, b)) = col.take() {
             let (first, second) = if a.0 <= b.0 { (a, b) } else { (b, a) };
             run.push(map(first.0, first.1));
@@ -479,7 +522,7 @@ fn draw_history(
                 }
             }
             Some(v) if decimate => {
-                let cx = map(i, v).0.floor() as i64;
+                let cx = map(i, v).0;
                 match &mut col {
                     Some((c, lo, hi)) if *c == cx => {
                         if v < lo.1 {
@@ -502,13 +545,15 @@ fn draw_history(
     if !run.is_empty() {
         runs.push(run);
     }
-    for run in &runs {
-        if run.len() == 1 {
-            mask.disc(run[0], width.max(3.0));
+    for run in runs {
+        if run.len() == 1 || run.iter().all(|p| *p == run[0]) {
+            let r = style.stroke_width.max(3) as i32 / 2 + 1;
+            root.draw(&Circle::new(run[0], r, style.color.filled()))?;
         } else {
-            mask.polyline(run, width);
+            root.draw(&PathElement::new(run, style))?;
         }
     }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -519,39 +564,36 @@ enum LegendKind {
 }
 
 /// Legend entries laid out right-to-left ending at `right`, centred on `cy`.
-fn draw_legend(c: &mut Canvas, items: &[(&str, Rgb, LegendKind)], right: i64, cy: i64) {
-    const SWATCH: i64 = 22;
-    let widths: Vec<i64> = items
-        .iter()
-        .map(|(t, _, _)| SWATCH + 8 + text_width(t, LABEL_SCALE))
-        .collect();
-    let total: i64 = widths.iter().sum::<i64>() + 22 * (items.len() as i64 - 1).max(0);
+fn draw_legend(root: &Area, items: &[(&str, RGBColor, LegendKind)], right: i32, cy: i32) -> Drawn {
+    const SWATCH: i32 = 22;
+    let style = Text::new(LABEL_SIZE, TEXT, HPos::Left);
+    let mut widths = Vec::new();
+    for (t, _, _) in items {
+        widths.push(SWATCH + 8 + style.width(t));
+    }
+    let total: i32 = widths.iter().sum::<i32>() + 22 * (items.len() as i32 - 1).max(0);
     let mut x = right - total;
     for ((text, colour, kind), w) in items.iter().zip(widths) {
         match kind {
-            LegendKind::Thin => c.fill_rect(x, cy, x + SWATCH, cy + 1, *colour, 1.0),
-            LegendKind::Bold => c.fill_rect(x, cy - 1, x + SWATCH, cy + 2, *colour, 1.0),
+            LegendKind::Thin => fill(root, (x, cy), (x + SWATCH, cy + 1), *colour, 1.0)?,
+            LegendKind::Bold => fill(root, (x, cy - 1), (x + SWATCH, cy + 2), *colour, 1.0)?,
             LegendKind::Dashed => {
-                c.fill_rect(x, cy - 1, x + 8, cy + 1, *colour, 1.0);
-                c.fill_rect(x + 13, cy - 1, x + SWATCH, cy + 1, *colour, 1.0);
+                fill(root, (x, cy - 1), (x + 8, cy + 1), *colour, 1.0)?;
+                fill(root, (x + 13, cy - 1), (x + SWATCH, cy + 1), *colour, 1.0)?;
             }
         }
-        c.text(x + SWATCH + 8, cy, text, LABEL_SCALE, TEXT, Align::Left);
+        style.draw(root, text, (x + SWATCH + 8, cy))?;
         x += w + 22;
     }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // Spectrum
 // ---------------------------------------------------------------------------
 
-fn render_spectrum(p: &SpectrumPlot) -> Canvas {
-    let height: i64 = 560;
+fn draw_spectrum(root: &Area, p: &SpectrumPlot) -> Drawn {
     let strip = 48; // band names live in this strip above the plot
-    let mut c = Canvas::new(WIDTH, height, BG);
-    let (x0, x1) = (MARGIN_LEFT, WIDTH - MARGIN_RIGHT);
-    let (sy0, y0, y1) = (HEADER + 6, HEADER + 6 + strip, height - FOOTER);
-
     let n = p.freqs_hz.len().min(p.db.len());
     let (freqs, db) = (&p.freqs_hz[..n], &p.db[..n]);
 
@@ -566,75 +608,78 @@ fn render_spectrum(p: &SpectrumPlot) -> Canvas {
     } else {
         20_000.0
     };
-    let f_axis = Axis::log(x0 as f64, x1 as f64, 20.0, f_max);
 
     // Level range: from the loudest bin inside the shown range down 90 dB.
-    let shown_max = freqs
-        .iter()
-        .zip(db)
-        .filter(|(f, d)| **f >= 20.0 * 0.9 && **f <= f_max * 1.1 && d.is_finite())
-        .map(|(_, d)| *d)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let any_max = db
-        .iter()
-        .copied()
-        .filter(|d| d.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
-    let peak = if shown_max.is_finite() {
-        shown_max
-    } else {
-        any_max
+    let loudest = |shown: bool| {
+        freqs
+            .iter()
+            .zip(db)
+            .filter(|(f, d)| d.is_finite() && (!shown || (**f >= 18.0 && **f <= f_max * 1.1)))
+            .map(|(_, d)| *d)
+            .fold(f64::NEG_INFINITY, f64::max)
     };
+    let peak = Some(loudest(true))
+        .filter(|d| d.is_finite())
+        .unwrap_or(loudest(false));
     let db_top = if peak.is_finite() {
         ((peak + 3.0) / 10.0).ceil() * 10.0
     } else {
         0.0
     };
     let db_bottom = db_top - 90.0;
-    let y_axis = Axis::linear(y1 as f64, y0 as f64, db_bottom, db_top);
 
-    draw_header(&mut c, p.title, "long-term average spectrum");
+    draw_header(root, p.title, "long-term average spectrum")?;
 
-    c.fill_rect(x0, y0, x1, y1, PANEL, 1.0);
-    // Minor log grid (30, 40, ... 90, 300, ...), then major ticks.
-    let mut decade = 10.0;
-    while decade < f_max {
-        for m in 2..10 {
-            let f = decade * m as f64;
-            if f > 20.0 && f < f_max {
-                c.vline(f_axis.px(f).round() as i64, y0, y1, GRID_MINOR, 1.0);
-            }
-        }
-        decade *= 10.0;
-    }
-    let major: Vec<(f64, &str)> = [
-        (20.0, "20"),
-        (50.0, "50"),
-        (100.0, "100"),
-        (200.0, "200"),
-        (500.0, "500"),
-        (1000.0, "1k"),
-        (2000.0, "2k"),
-        (5000.0, "5k"),
-        (10_000.0, "10k"),
-        (20_000.0, "20k"),
+    // Major ticks with labels, and a minor log grid (30, 40, ... 90, 300, ...).
+    let major: Vec<f64> = [
+        20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10_000.0, 20_000.0,
     ]
     .into_iter()
-    .filter(|(f, _)| *f <= f_max * 1.0001)
+    .filter(|f| *f <= f_max * 1.0001)
     .collect();
-    for &(f, _) in &major {
-        c.vline(f_axis.px(f).round() as i64, y0, y1, GRID, 1.0);
-    }
-    let mut g = db_bottom;
-    while g <= db_top + 1e-9 {
-        let y = y_axis.px(g).round() as i64;
-        c.hline(x0, x1, y, GRID, 1.0);
-        c.text(x0 - 8, y, &fmt0(g), LABEL_SCALE, TEXT, Align::Right);
-        g += 10.0;
-    }
-    c.text(x0 - 8, y0 - 16, "dB", LABEL_SCALE, TEXT_DIM, Align::Right);
+    let minor: Vec<f64> = [10.0, 100.0, 1000.0, 10_000.0]
+        .into_iter()
+        .flat_map(|decade| (2..10).map(move |m| decade * m as f64))
+        .filter(|f| *f > 20.0 && *f < f_max)
+        .collect();
+    let levels: Vec<f64> = (0..=9).map(|k| db_bottom + 10.0 * k as f64).collect();
+    let mut chart = ChartBuilder::on(root)
+        .margin_top(HEADER + 6 + strip)
+        .margin_right(MARGIN_RIGHT)
+        .x_label_area_size(FOOTER)
+        .y_label_area_size(MARGIN_LEFT)
+        .build_cartesian_2d(
+            Ticked {
+                inner: LogCoord::from((20.0..f_max).log_scale()),
+                bold: major,
+                light: minor,
+            },
+            Ticked::new(db_bottom..db_top, levels),
+        )?;
+    let (x0, x1, y0, y1) = frame_of(&chart);
+    chart.plotting_area().fill(&PANEL)?;
+    let hz = |f: f64| match f {
+        f if f >= 1000.0 => format!("{}k", f / 1000.0),
+        f => format!("{f}"),
+    };
+    draw_mesh(
+        root,
+        &mut chart,
+        Mesh {
+            x_label: Some(&hz),
+            y_label: &fmt0,
+            y_colour: TEXT,
+            y_lines: true,
+            light: Some(GRID_MINOR),
+        },
+    )?;
+    let unit = Text::new(LABEL_SIZE, TEXT_DIM, HPos::Right);
+    unit.draw(root, "dB", (x0 - 8, y0 - 16))?;
+    unit.draw(root, "Hz", (x0 - 24, y1 + 18))?;
+    let px = |f: f64| chart.backend_coord(&(f, db_bottom)).0;
 
     // Bands: shaded columns through the strip and the plot, labelled in the strip.
+    let sy0 = y0 - strip;
     for (i, &(name, lo, hi, share)) in p.bands.iter().enumerate() {
         if !(lo.is_finite() && hi.is_finite()) {
             continue;
@@ -644,12 +689,11 @@ fn render_spectrum(p: &SpectrumPlot) -> Canvas {
             continue;
         }
         let colour = BAND_COLOURS[i % BAND_COLOURS.len()];
-        let bx0 = f_axis.px(lo).round() as i64;
-        let bx1 = f_axis.px(hi).round() as i64;
-        c.fill_rect(bx0, sy0, bx1, y0, colour, 0.16);
-        c.fill_rect(bx0, y0, bx1, y1, colour, 0.07);
-        c.vline(bx0, sy0, y1, colour, 0.35);
-        c.vline(bx1 - 1, sy0, y1, colour, 0.35);
+        let (bx0, bx1) = (px(lo), px(hi));
+        fill(root, (bx0, sy0), (bx1, y0), colour, 0.16)?;
+        fill(root, (bx0, y0), (bx1, y1), colour, 0.07)?;
+        fill(root, (bx0, sy0), (bx0 + 1, y1), colour, 0.35)?;
+        fill(root, (bx1 - 1, sy0), (bx1, y1), colour, 0.35)?;
         let cx = (bx0 + bx1) / 2;
         let room = bx1 - bx0 - 6;
         let share = if share.is_finite() {
@@ -657,223 +701,431 @@ fn render_spectrum(p: &SpectrumPlot) -> Canvas {
         } else {
             "-".to_string()
         };
-        let (scale, name_y, share_y) = if room >= text_width(name, LABEL_SCALE) {
-            (LABEL_SCALE, sy0 + 13, sy0 + 34)
+        let big = Text::bold(LABEL_SIZE, TITLE, HPos::Center);
+        let (name_style, name_y, share_y) = if big.width(name) <= room {
+            (big, sy0 + 13, sy0 + 34)
         } else {
-            (SMALL_SCALE, sy0 + 14, sy0 + 32)
+            (
+                Text::bold(SMALL_SIZE, TITLE, HPos::Center),
+                sy0 + 14,
+                sy0 + 32,
+            )
         };
-        let name = truncate_to_width(name, scale, room);
-        c.text(cx, name_y, &name, scale, TITLE, Align::Center);
-        let share_scale = if room >= text_width(&share, LABEL_SCALE) {
-            LABEL_SCALE
-        } else {
-            SMALL_SCALE
-        };
-        c.text(cx, share_y, &share, share_scale, colour, Align::Center);
+        let name = fit(name, &name_style, room);
+        name_style.draw(root, &name, (cx, name_y))?;
+        let mut share_style = Text::new(LABEL_SIZE, colour, HPos::Center);
+        if share_style.width(&share) > room {
+            share_style = Text::new(SMALL_SIZE, colour, HPos::Center);
+        }
+        share_style.draw(root, &share, (cx, share_y))?;
     }
 
     // The curve: bins grouped per pixel column (power mean), clamped to the range.
-    let mut pts: Vec<(f64, f64)> = Vec::new();
-    let mut group: Option<(i64, f64, f64, usize)> = None; // (column, sum x, sum power, count)
-    let push = |g: Option<(i64, f64, f64, usize)>, pts: &mut Vec<(f64, f64)>| {
-        if let Some((_, sx, sp, k)) = g {
+    let mut pts: Vec<(i32, i32)> = Vec::new();
+    let mut group: Option<(i32, f64, usize)> = None; // (column, sum of power, count)
+    let push = |g: Option<(i32, f64, usize)>, pts: &mut Vec<(i32, i32)>| {
+        if let Some((x, sp, k)) = g {
             let level = if sp > 0.0 {
                 10.0 * (sp / k as f64).log10()
             } else {
                 f64::NEG_INFINITY
             };
-            let level = level.clamp(db_bottom, db_top);
-            pts.push((sx / k as f64, y_axis.px(level)));
+            let y = chart
+                .backend_coord(&(20.0, level.clamp(db_bottom, db_top)))
+                .1;
+            pts.push((x, y));
         }
     };
     for (&f, &d) in freqs.iter().zip(db) {
-        if !(f.is_finite() && f > 0.0) || d.is_nan() {
+        // Only what the axis shows (bins above it would bend the curve down at its end).
+        if !(f.is_finite() && (20.0..=f_max).contains(&f)) || d.is_nan() {
             continue;
         }
-        let x = f_axis.px(f);
-        let col = x.floor() as i64;
+        let col = px(f);
         let power = if d == f64::INFINITY {
             10f64.powf(db_top / 10.0)
         } else {
             10f64.powf(d / 10.0)
         };
         match &mut group {
-            Some((gc, sx, sp, k)) if *gc == col => {
-                *sx += x;
+            Some((gc, sp, k)) if *gc == col => {
                 *sp += power;
                 *k += 1;
             }
             _ => {
                 push(group.take(), &mut pts);
-                group = Some((col, x, power, 1));
+                group = Some((col, power, 1));
             }
         }
     }
     push(group, &mut pts);
 
-    c.set_clip(x0, y0, x1, y1);
     if pts.len() >= 2 {
-        // Soft fill under the curve.
-        let first = pts[0].0.max(x0 as f64).ceil() as i64;
-        let last = pts[pts.len() - 1].0.min(x1 as f64).floor() as i64;
-        let mut j = 0;
-        for x in first..=last {
-            let xf = x as f64 + 0.5;
-            while j + 2 < pts.len() && pts[j + 1].0 < xf {
-                j += 1;
-            }
-            let (a, b) = (pts[j], pts[j + 1]);
-            let t = if b.0 > a.0 {
-                ((xf - a.0) / (b.0 - a.0)).clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-            let y = (a.1 + (b.1 - a.1) * t).round() as i64;
-            for yy in y..y1 {
-                let fade = 0.2 - 0.17 * (yy - y) as f64 / (y1 - y).max(1) as f64;
-                c.blend(x, yy, SPECTRUM, fade.max(0.03));
-            }
-        }
-        let mut mask = Mask::new(&c);
-        mask.polyline(&pts, 2.2);
-        c.composite(&mask, SPECTRUM, 1.0);
-    } else if pts.len() == 1 {
-        let mut mask = Mask::new(&c);
-        mask.disc(pts[0], 3.0);
-        c.composite(&mask, SPECTRUM, 1.0);
+        // Soft fill under the curve, then the curve.
+        let mut area = pts.clone();
+        area.push((pts[pts.len() - 1].0, y1));
+        area.push((pts[0].0, y1));
+        root.draw(&Polygon::new(area, SPECTRUM.mix(0.12).filled()))?;
+        root.draw(&PathElement::new(pts.clone(), SPECTRUM.stroke_width(2)))?;
+    } else if let Some(&p) = pts.first() {
+        root.draw(&Circle::new(p, 3, SPECTRUM.filled()))?;
     }
-    c.reset_clip();
     if pts.is_empty() {
-        c.label_box(
-            (x0 + x1) / 2,
-            (y0 + y1) / 2,
-            "no spectrum data",
-            LABEL_SCALE,
-            TEXT_DIM,
-            Align::Center,
-        );
+        let centre = ((x0 + x1) / 2, (y0 + y1) / 2);
+        label_box(root, centre, "no spectrum data", TEXT_DIM, HPos::Center)?;
     }
-
-    draw_frame(&mut c, x0, y0, x1, y1);
-    for &(f, label) in &major {
-        let x = f_axis.px(f).round() as i64;
-        c.vline(x, y1, y1 + 5, AXIS, 1.0);
-        c.text(x, y1 + 18, label, LABEL_SCALE, TEXT, Align::Center);
-    }
-    c.text(x0 - 24, y1 + 18, "Hz", LABEL_SCALE, TEXT_DIM, Align::Right);
-    c
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // Shared chart pieces
 // ---------------------------------------------------------------------------
 
-fn draw_header(c: &mut Canvas, title: &str, info: &str) {
+/// The plotting area's edges in pixels: left, right (exclusive), top, bottom.
+fn frame_of<X: Ranged, Y: Ranged>(
+    chart: &ChartContext<'_, BitMapBackend<'_>, Cartesian2d<X, Y>>,
+) -> (i32, i32, i32, i32) {
+    let (xs, ys) = chart.plotting_area().get_pixel_range();
+    (xs.start, xs.end, ys.start, ys.end)
+}
+
+/// An axis whose grid lines and labels fall on the values given: `bold` get a line and a
+/// label, `light` a fainter line. (plotters' own `WithKeyPoints` cannot be labelled by a
+/// chart's mesh: it has no value formatting.)
+struct Ticked<R> {
+    inner: R,
+    bold: Vec<f64>,
+    light: Vec<f64>,
+}
+
+impl Ticked<RangedCoordf64> {
+    fn new(range: std::ops::Range<f64>, bold: Vec<f64>) -> Self {
+        Ticked {
+            inner: range.into(),
+            bold,
+            light: Vec::new(),
+        }
+    }
+}
+
+impl<R: Ranged<ValueType = f64>> Ranged for Ticked<R> {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.inner.map(value, limit)
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            self.light.clone()
+        } else {
+            self.bold.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.inner.range()
+    }
+
+    fn axis_pixel_range(&self, limit: (i32, i32)) -> std::ops::Range<i32> {
+        self.inner.axis_pixel_range(limit)
+    }
+}
+
+/// How a chart's grid and tick labels are drawn.
+struct Mesh<'f> {
+    /// Labels under the time or frequency axis (none: no labels).
+    x_label: Option<&'f dyn Fn(f64) -> String>,
+    y_label: &'f dyn Fn(f64) -> String,
+    y_colour: RGBColor,
+    /// Horizontal grid lines at the level ticks.
+    y_lines: bool,
+    /// The colour of the light (minor) grid lines, if there are any.
+    light: Option<RGBColor>,
+}
+
+/// Grid, axes and tick marks by plotters' mesh, in the house style; the tick labels are
+/// drawn with [`Text`] (the mesh is given empty ones).
+fn draw_mesh<X, Y>(
+    root: &Area,
+    chart: &mut ChartContext<'_, BitMapBackend<'_>, Cartesian2d<Ticked<X>, Ticked<Y>>>,
+    m: Mesh,
+) -> Drawn
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let mut mesh = chart.configure_mesh();
+    match m.light {
+        Some(c) => mesh.light_line_style(c),
+        None => mesh.light_line_style(TRANSPARENT),
+    };
+    mesh.bold_line_style(GRID)
+        .axis_style(AXIS)
+        .set_all_tick_mark_size(5)
+        .label_style((FONT, LABEL_SIZE))
+        .x_label_formatter(&|_| String::new())
+        .y_label_formatter(&|_| String::new());
+    if !m.y_lines {
+        mesh.disable_y_mesh();
+    }
+    mesh.draw()?;
+
+    let (x0, _, _, y1) = frame_of(chart);
+    let spec = chart.as_coord_spec();
+    if let Some(label) = m.x_label {
+        let style = Text::new(LABEL_SIZE, TEXT, HPos::Center);
+        for &t in &spec.x_spec().bold {
+            let text = label(t);
+            // Keep the first and last labels inside the picture.
+            let half = style.width(&text) / 2;
+            let x = chart.backend_coord(&(t, 0.0)).0;
+            let x = x.clamp(half + 2, (WIDTH as i32 - half - 2).max(half + 2));
+            style.draw(root, &text, (x, y1 + 18))?;
+        }
+    }
+    let style = Text::new(LABEL_SIZE, m.y_colour, HPos::Right);
+    for &v in &spec.y_spec().bold {
+        let y = chart.backend_coord(&(0.0, v)).1;
+        style.draw(root, &(m.y_label)(v), (x0 - 8, y))?;
+    }
+    Ok(())
+}
+
+fn draw_header(root: &Area, title: &str, info: &str) -> Drawn {
     let cy = HEADER / 2 - 2;
+    let right = WIDTH as i32 - MARGIN_RIGHT;
+    let info_style = Text::new(LABEL_SIZE, TEXT_DIM, HPos::Right);
     let info_w = if info.is_empty() {
         0
     } else {
-        text_width(info, LABEL_SCALE) + 40
+        info_style.width(info) + 40
     };
-    let room = WIDTH - MARGIN_RIGHT - 16 - info_w;
+    let room = right - 16 - info_w;
     let title = if title.is_empty() { "untitled" } else { title };
-    let scale = if text_width(title, TITLE_SCALE) <= room {
-        TITLE_SCALE
-    } else {
-        LABEL_SCALE
-    };
-    let title = truncate_to_width(title, scale, room);
-    c.text(16, cy, &title, scale, TITLE, Align::Left);
+    let mut style = Text::bold(TITLE_SIZE, TITLE, HPos::Left);
+    if style.width(title) > room {
+        style = Text::bold(LABEL_SIZE, TITLE, HPos::Left);
+    }
+    let title = fit(title, &style, room);
+    style.draw(root, &title, (16, cy))?;
     if !info.is_empty() {
-        c.text(
-            WIDTH - MARGIN_RIGHT,
-            cy,
-            info,
-            LABEL_SCALE,
-            TEXT_DIM,
-            Align::Right,
-        );
+        info_style.draw(root, info, (right, cy))?;
+    }
+    Ok(())
+}
+
+/// Text on a dark box, so it reads over curves and grid lines.
+fn label_box(root: &Area, (x, y): (i32, i32), s: &str, colour: RGBColor, align: HPos) -> Drawn {
+    let style = Text::new(LABEL_SIZE, colour, align);
+    let w = style.width(s);
+    let left = match align {
+        HPos::Left => x,
+        HPos::Center => x - w / 2,
+        HPos::Right => x - w,
+    };
+    let (pad, half) = (5, LABEL_SIZE as i32 / 2);
+    fill(
+        root,
+        (left - pad, y - half - pad),
+        (left + w + pad, y + half + pad + 1),
+        BG,
+        0.82,
+    )?;
+    style.draw(root, s, (x, y))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Text and drawing primitives
+// ---------------------------------------------------------------------------
+
+/// DejaVu Sans registered with plotters once per process: its mesh lays out (empty) tick
+/// labels with it; all visible text is drawn by [`Text`].
+fn register_font() -> io::Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let registered = REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
+    });
+    if *registered {
+        Ok(())
+    } else {
+        Err(io::Error::other("the embedded font could not be read"))
     }
 }
 
-fn draw_frame(c: &mut Canvas, x0: i64, y0: i64, x1: i64, y1: i64) {
-    c.hline(x0, x1, y1, AXIS, 1.0);
-    c.vline(x0 - 1, y0, y1 + 1, AXIS, 1.0);
+/// The embedded fonts, for [`Text`].
+struct Fonts {
+    regular: FontRef<'static>,
+    bold: FontRef<'static>,
 }
 
-/// Tick marks and labels under a plot whose bottom edge is `y`.
-fn draw_time_axis(c: &mut Canvas, axis: &Axis, ticks: &[(f64, String)], y: i64, empty: bool) {
-    let (x0, x1) = (axis.p0.round() as i64, axis.p1.round() as i64);
-    c.hline(x0, x1, y, AXIS, 1.0);
-    for (t, label) in ticks {
-        let x = axis.px(*t).round() as i64;
-        c.vline(x, y, y + 5, AXIS, 1.0);
-        // Keep the first and last labels inside the image.
-        let w = text_width(label, LABEL_SCALE);
-        let cx = x.clamp(w / 2 + 2, WIDTH - w / 2 - 2);
-        c.text(cx, y + 18, label, LABEL_SCALE, TEXT, Align::Center);
-    }
-    if empty {
-        c.text(x0, y + 18, "0:00", LABEL_SCALE, TEXT, Align::Center);
-    }
+fn fonts() -> &'static Fonts {
+    static FONTS: OnceLock<Fonts> = OnceLock::new();
+    FONTS.get_or_init(|| Fonts {
+        regular: FontRef::try_from_slice(dejavu::sans::regular()).expect("DejaVu Sans is a font"),
+        bold: FontRef::try_from_slice(dejavu::sans::bold()).expect("DejaVu Sans Bold is a font"),
+    })
 }
 
+/// A line of text: size in pixels, colour, weight and which of its ends (or its middle) sits
+/// at the point it is drawn at; it is centred vertically on that point.
+///
+/// Glyphs are laid out and rasterised with `ab_glyph` directly: plotters' own ab_glyph text
+/// places each glyph without its left side bearing, which reads as "You Tube" and "-14. 0".
 #[derive(Clone, Copy)]
-struct Axis {
-    p0: f64,
-    p1: f64,
-    v0: f64,
-    v1: f64,
-    log: bool,
+struct Text {
+    size: f32,
+    colour: RGBColor,
+    bold: bool,
+    align: HPos,
 }
 
-impl Axis {
-    fn linear(p0: f64, p1: f64, v0: f64, v1: f64) -> Axis {
-        Axis {
-            p0,
-            p1,
-            v0,
-            v1,
-            log: false,
+impl Text {
+    fn new(size: f64, colour: RGBColor, align: HPos) -> Text {
+        Text {
+            size: size as f32,
+            colour,
+            bold: false,
+            align,
         }
     }
 
-    fn log(p0: f64, p1: f64, v0: f64, v1: f64) -> Axis {
-        Axis {
-            p0,
-            p1,
-            v0: v0.ln(),
-            v1: v1.ln(),
-            log: true,
+    fn bold(size: f64, colour: RGBColor, align: HPos) -> Text {
+        Text {
+            bold: true,
+            ..Text::new(size, colour, align)
         }
     }
 
-    fn px(&self, v: f64) -> f64 {
-        let v = if self.log { v.ln() } else { v };
-        let span = self.v1 - self.v0;
-        if span.abs() < 1e-300 || !span.is_finite() {
-            return self.p0;
+    fn font(&self) -> PxScaleFont<&'static FontRef<'static>> {
+        let f = fonts();
+        let font = if self.bold { &f.bold } else { &f.regular };
+        font.as_scaled(PxScale::from(self.size))
+    }
+
+    /// Each glyph of `s` with its pen position from the start of the line; and the width.
+    fn layout(&self, s: &str) -> (Vec<ab_glyph::Glyph>, f32) {
+        let font = self.font();
+        let mut pen = 0.0;
+        let mut prev = None;
+        let mut glyphs = Vec::new();
+        for c in s.chars() {
+            let id = font.glyph_id(c);
+            if let Some(p) = prev {
+                pen += font.kern(p, id);
+            }
+            glyphs.push(id.with_scale_and_position(font.scale(), ab_glyph::point(pen, 0.0)));
+            pen += font.h_advance(id);
+            prev = Some(id);
         }
-        let px = self.p0 + (v - self.v0) / span * (self.p1 - self.p0);
-        // Keep far-off values finite and within a sane distance of the plot.
-        if px.is_nan() {
-            self.p0
-        } else {
-            px.clamp(-1e6, 1e6)
+        (glyphs, pen)
+    }
+
+    fn width(&self, s: &str) -> i32 {
+        self.layout(s).1.ceil() as i32
+    }
+
+    fn draw(&self, root: &Area, s: &str, (x, y): (i32, i32)) -> Drawn {
+        let font = self.font();
+        let (glyphs, width) = self.layout(s);
+        let left = x as f32
+            - match self.align {
+                HPos::Left => 0.0,
+                HPos::Center => width / 2.0,
+                HPos::Right => width,
+            };
+        // Baseline so the middle of the font's ascent..descent sits on `y`.
+        let baseline = y as f32 + (font.ascent() + font.descent()) / 2.0;
+        for mut g in glyphs {
+            g.position = ab_glyph::point(left.round() + g.position.x, baseline.round());
+            let Some(outline) = font.outline_glyph(g) else {
+                continue;
+            };
+            let b = outline.px_bounds();
+            let mut pixels = Vec::new();
+            outline.draw(|gx, gy, cover| {
+                if cover > 0.0 {
+                    pixels.push((
+                        b.min.x as i32 + gx as i32,
+                        b.min.y as i32 + gy as i32,
+                        cover,
+                    ));
+                }
+            });
+            for (px, py, cover) in pixels {
+                root.draw_pixel((px, py), &self.colour.mix(cover.min(1.0) as f64))?;
+            }
         }
+        Ok(())
     }
 }
 
-fn finite_positive(v: f64) -> Option<f64> {
-    (v.is_finite() && v > 0.0).then_some(v)
+/// `s`, or as much of it as fits in `max_w` pixels followed by an ellipsis.
+fn fit(s: &str, style: &Text, max_w: i32) -> String {
+    if style.width(s) <= max_w {
+        return s.to_string();
+    }
+    let chars: Vec<char> = s.chars().collect();
+    (0..chars.len())
+        .rev()
+        .map(|keep| chars[..keep].iter().chain(['…'].iter()).collect::<String>())
+        .find(|t| style.width(t) <= max_w)
+        .unwrap_or_default()
 }
 
-/// Evenly spaced "nice" time ticks for a span of `dur` seconds over `width` px.
-fn time_ticks(dur: f64, width: i64) -> Vec<(f64, String)> {
+/// Fill the pixels from `(x0, y0)` up to, not including, `(x1, y1)`.
+fn fill(root: &Area, (x0, y0): (i32, i32), (x1, y1): (i32, i32), c: RGBColor, alpha: f64) -> Drawn {
+    if x1 > x0 && y1 > y0 {
+        // The bitmap backend fills a rectangle up to, not including, its second corner.
+        root.draw(&Rectangle::new([(x0, y0), (x1, y1)], c.mix(alpha).filled()))?;
+    }
+    Ok(())
+}
+
+fn hline(root: &Area, x0: i32, x1: i32, y: i32, c: RGBColor, alpha: f64) -> Drawn {
+    fill(root, (x0, y), (x1, y + 1), c, alpha)
+}
+
+fn dashed_hline(root: &Area, x0: i32, x1: i32, y: i32, on: i32, off: i32, c: RGBColor) -> Drawn {
+    let mut x = x0;
+    while x < x1 {
+        hline(root, x, (x + on).min(x1), y, c, 1.0)?;
+        x += on + off;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Time and numbers
+// ---------------------------------------------------------------------------
+
+/// A time axis from 0: its range, and its ticks at a "nice" spacing with their labels.
+struct TimeTicks {
+    ticks: Vec<f64>,
+    step: f64,
+    total: f64,
+}
+
+fn time_range(dur: Option<f64>) -> std::ops::Range<f64> {
+    0.0..dur.unwrap_or(1.0)
+}
+
+/// Evenly spaced "nice" time ticks for a span of `dur` seconds over `width` px (none when
+/// the span is unknown).
+fn time_ticks(dur: Option<f64>, width: i32) -> TimeTicks {
     const STEPS: [f64; 25] = [
         0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0,
         60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0,
     ];
+    let Some(dur) = dur else {
+        return TimeTicks {
+            ticks: Vec::new(),
+            step: 1.0,
+            total: 0.0,
+        };
+    };
     let max_ticks = (width / 110).max(2) as f64;
     let step = STEPS
         .iter()
@@ -881,30 +1133,35 @@ fn time_ticks(dur: f64, width: i64) -> Vec<(f64, String)> {
         .find(|s| dur / s <= max_ticks)
         .unwrap_or_else(|| ((dur / max_ticks) / 3600.0).ceil() * 3600.0);
     let count = (dur / step + 1e-9).floor() as usize;
-    (0..=count)
-        .map(|k| {
-            let t = k as f64 * step;
-            (t, format_time(t, step, dur))
-        })
-        .collect()
+    TimeTicks {
+        ticks: (0..=count).map(|k| k as f64 * step).collect(),
+        step,
+        total: dur,
+    }
 }
 
-fn format_time(t: f64, step: f64, total: f64) -> String {
-    if total < 60.0 {
-        let decimals = if step >= 1.0 {
-            0
-        } else if step >= 0.1 {
-            1
-        } else if step >= 0.01 {
-            2
+impl TimeTicks {
+    fn label(&self, t: f64) -> String {
+        if self.total < 60.0 {
+            let decimals = if self.step >= 1.0 {
+                0
+            } else if self.step >= 0.1 {
+                1
+            } else if self.step >= 0.01 {
+                2
+            } else {
+                3
+            };
+            format!("{t:.decimals$}s")
         } else {
-            3
-        };
-        format!("{t:.decimals$}s")
-    } else {
-        // Ticks are whole seconds here; round first so a tick a hair under one reads as it.
-        sluice_core::time::clock(t.round(), 0, total >= 3600.0)
+            // Ticks are whole seconds here; round first so a tick a hair under one reads as it.
+            sluice_core::time::clock(t.round(), 0, self.total >= 3600.0)
+        }
     }
+}
+
+fn finite_positive(v: f64) -> Option<f64> {
+    (v.is_finite() && v > 0.0).then_some(v)
 }
 
 fn format_duration(d: f64) -> String {
@@ -928,375 +1185,24 @@ fn fmt0(v: f64) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Canvas and drawing primitives
-// ---------------------------------------------------------------------------
-
-#[derive(Clone, Copy)]
-enum Align {
-    Left,
-    Center,
-    Right,
-}
-
-#[derive(Clone, Copy)]
-struct Clip {
-    x0: i64,
-    y0: i64,
-    x1: i64,
-    y1: i64,
-}
-
-struct Canvas {
-    w: i64,
-    h: i64,
-    px: Vec<u8>,
-    clip: Clip,
-}
-
-impl Canvas {
-    fn new(w: i64, h: i64, bg: Rgb) -> Canvas {
-        let (w, h) = (w.max(1), h.max(1));
-        let mut px = Vec::with_capacity((w * h * 3) as usize);
-        for _ in 0..w * h {
-            px.extend_from_slice(&bg);
-        }
-        Canvas {
-            w,
-            h,
-            px,
-            clip: Clip {
-                x0: 0,
-                y0: 0,
-                x1: w,
-                y1: h,
-            },
-        }
-    }
-
-    fn set_clip(&mut self, x0: i64, y0: i64, x1: i64, y1: i64) {
-        self.clip = Clip {
-            x0: x0.clamp(0, self.w),
-            y0: y0.clamp(0, self.h),
-            x1: x1.clamp(0, self.w),
-            y1: y1.clamp(0, self.h),
-        };
-    }
-
-    fn reset_clip(&mut self) {
-        self.set_clip(0, 0, self.w, self.h);
-    }
-
-    fn blend(&mut self, x: i64, y: i64, c: Rgb, a: f64) {
-        let k = &self.clip;
-        if x < k.x0 || x >= k.x1 || y < k.y0 || y >= k.y1 || a <= 0.0 {
-            return;
-        }
-        let i = ((y * self.w + x) * 3) as usize;
-        let a = a.min(1.0);
-        for (ch, &src) in self.px[i..i + 3].iter_mut().zip(&c) {
-            *ch = (*ch as f64 + (src as f64 - *ch as f64) * a).round() as u8;
-        }
-    }
-
-    /// Fill the half-open rectangle [x0, x1) x [y0, y1).
-    fn fill_rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb, a: f64) {
-        let k = self.clip;
-        for y in y0.max(k.y0)..y1.min(k.y1) {
-            for x in x0.max(k.x0)..x1.min(k.x1) {
-                self.blend(x, y, c, a);
-            }
-        }
-    }
-
-    fn hline(&mut self, x0: i64, x1: i64, y: i64, c: Rgb, a: f64) {
-        self.fill_rect(x0, y, x1, y + 1, c, a);
-    }
-
-    fn vline(&mut self, x: i64, y0: i64, y1: i64, c: Rgb, a: f64) {
-        self.fill_rect(x, y0, x + 1, y1, c, a);
-    }
-
-    fn dashed_hline(&mut self, x0: i64, x1: i64, y: i64, dash: i64, gap: i64, c: Rgb) {
-        let mut x = x0;
-        while x < x1 {
-            self.hline(x, (x + dash).min(x1), y, c, 1.0);
-            x += dash + gap;
-        }
-    }
-
-    /// Blend `c` wherever `mask` has coverage.
-    fn composite(&mut self, mask: &Mask, c: Rgb, a: f64) {
-        let k = mask.clip;
-        for y in k.y0..k.y1 {
-            for x in k.x0..k.x1 {
-                let cov = mask.cov[(y * mask.w + x) as usize];
-                if cov > 0.0 {
-                    self.blend(x, y, c, cov as f64 * a);
-                }
-            }
-        }
-    }
-
-    /// Draw `s` with the built-in font; `(x, y)` is the anchor given by `align`
-    /// horizontally and the middle of the capitals vertically.
-    fn text(&mut self, x: i64, y: i64, s: &str, scale: i64, c: Rgb, align: Align) {
-        let w = text_width(s, scale);
-        let left = match align {
-            Align::Left => x,
-            Align::Center => x - w / 2,
-            Align::Right => x - w,
-        };
-        let top = y - (7 * scale) / 2;
-        let mut cx = left;
-        for ch in s.chars() {
-            let (drop, rows) = glyph(ch);
-            for (r, bits) in rows.iter().enumerate() {
-                for col in 0..5 {
-                    if bits & (0b10000 >> col) != 0 {
-                        let px = cx + col * scale;
-                        let py = top + (r as i64 + drop as i64) * scale;
-                        self.fill_rect(px, py, px + scale, py + scale, c, 1.0);
-                    }
-                }
-            }
-            cx += 6 * scale;
-        }
-    }
-
-    /// Text on a translucent background box, for labels over data.
-    fn label_box(&mut self, x: i64, y: i64, s: &str, scale: i64, c: Rgb, align: Align) {
-        let w = text_width(s, scale);
-        let left = match align {
-            Align::Left => x,
-            Align::Center => x - w / 2,
-            Align::Right => x - w,
-        };
-        let (pad, half) = (5, (7 * scale) / 2);
-        self.fill_rect(
-            left - pad,
-            y - half - pad,
-            left + w + pad,
-            y + half + pad + 1,
-            BG,
-            0.82,
-        );
-        self.text(left, y, s, scale, c, Align::Left);
-    }
-}
-
-/// Coverage buffer for anti-aliased strokes: segments take the maximum
-/// coverage, so joints of a polyline are not blended twice.
-struct Mask {
-    w: i64,
-    cov: Vec<f32>,
-    clip: Clip,
-}
-
-impl Mask {
-    fn new(canvas: &Canvas) -> Mask {
-        Mask {
-            w: canvas.w,
-            cov: vec![0.0; (canvas.w * canvas.h) as usize],
-            clip: canvas.clip,
-        }
-    }
-
-    fn put(&mut self, x: i64, y: i64, cov: f64) {
-        let i = (y * self.w + x) as usize;
-        let cov = cov as f32;
-        if cov > self.cov[i] {
-            self.cov[i] = cov;
-        }
-    }
-
-    /// A round-capped stroke of `width` px between two points (pixel centres at +0.5).
-    fn segment(&mut self, a: (f64, f64), b: (f64, f64), width: f64) {
-        if !(a.0.is_finite() && a.1.is_finite() && b.0.is_finite() && b.1.is_finite()) {
-            return;
-        }
-        let hw = width / 2.0;
-        let k = self.clip;
-        let bx0 = ((a.0.min(b.0) - hw - 1.0).floor() as i64).max(k.x0);
-        let bx1 = ((a.0.max(b.0) + hw + 1.0).ceil() as i64).min(k.x1);
-        let by0 = ((a.1.min(b.1) - hw - 1.0).floor() as i64).max(k.y0);
-        let by1 = ((a.1.max(b.1) + hw + 1.0).ceil() as i64).min(k.y1);
-        let (dx, dy) = (b.0 - a.0, b.1 - a.1);
-        let len2 = dx * dx + dy * dy;
-        for y in by0..by1 {
-            let cy = y as f64 + 0.5;
-            for x in bx0..bx1 {
-                let cx = x as f64 + 0.5;
-                let t = if len2 > 0.0 {
-                    (((cx - a.0) * dx + (cy - a.1) * dy) / len2).clamp(0.0, 1.0)
-                } else {
-                    0.0
-                };
-                let (ex, ey) = (cx - (a.0 + t * dx), cy - (a.1 + t * dy));
-                let d = (ex * ex + ey * ey).sqrt();
-                let cov = (hw + 0.5 - d).clamp(0.0, 1.0);
-                if cov > 0.0 {
-                    self.put(x, y, cov);
-                }
-            }
-        }
-    }
-
-    fn polyline(&mut self, pts: &[(f64, f64)], width: f64) {
-        for w in pts.windows(2) {
-            self.segment(w[0], w[1], width);
-        }
-    }
-
-    fn disc(&mut self, p: (f64, f64), radius: f64) {
-        self.segment(p, p, radius * 2.0);
-    }
-}
-
-fn text_width(s: &str, scale: i64) -> i64 {
-    let n = s.chars().count() as i64;
-    if n == 0 { 0 } else { n * 6 * scale - scale }
-}
-
-/// Shorten `s` with a trailing ".." so it fits in `max_w` px at `scale`.
-fn truncate_to_width(s: &str, scale: i64, max_w: i64) -> String {
-    if text_width(s, scale) <= max_w {
-        return s.to_string();
-    }
-    let max_chars = ((max_w + scale) / (6 * scale)).max(0) as usize;
-    if max_chars <= 2 {
-        return s.chars().take(max_chars).collect();
-    }
-    let mut out: String = s.chars().take(max_chars - 2).collect();
-    out.push_str("..");
-    out
-}
-
-/// The 5x7 font: (rows to drop the glyph by, seven rows of five bits with the
-/// leftmost pixel in bit 4). Capitals sit on rows 0-6; lower-case x-height is
-/// rows 2-6; descenders are drawn by dropping the glyph two rows.
-fn glyph(c: char) -> (u8, [u8; 7]) {
-    let rows: [u8; 7] = match c {
-        ' ' => [0, 0, 0, 0, 0, 0, 0],
-        '!' => [0x04, 0x04, 0x04, 0x04, 0x04, 0x00, 0x04],
-        '"' => [0x0A, 0x0A, 0, 0, 0, 0, 0],
-        '#' => [0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A],
-        '$' => [0x04, 0x0F, 0x14, 0x0E, 0x05, 0x1E, 0x04],
-        '%' => [0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03],
-        '&' => [0x0C, 0x12, 0x14, 0x08, 0x15, 0x12, 0x0D],
-        '\'' => [0x04, 0x04, 0, 0, 0, 0, 0],
-        '(' => [0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02],
-        ')' => [0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08],
-        '*' => [0x00, 0x04, 0x15, 0x0E, 0x15, 0x04, 0x00],
-        '+' => [0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00],
-        ',' => return (2, [0, 0, 0, 0x0C, 0x0C, 0x04, 0x08]),
-        '-' => [0x00, 0x00, 0x00, 0x0E, 0x00, 0x00, 0x00],
-        '.' => [0, 0, 0, 0, 0, 0x0C, 0x0C],
-        '/' => [0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10],
-        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
-        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
-        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
-        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
-        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
-        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
-        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
-        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
-        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
-        ':' => [0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00],
-        ';' => [0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x04, 0x08],
-        '<' => [0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02],
-        '=' => [0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00],
-        '>' => [0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08],
-        '?' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04],
-        '@' => [0x0E, 0x11, 0x01, 0x0D, 0x15, 0x15, 0x0E],
-        'A' => [0x0E, 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11],
-        'B' => [0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E],
-        'C' => [0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E],
-        'D' => [0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C],
-        'E' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
-        'F' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
-        'G' => [0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F],
-        'H' => [0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-        'I' => [0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        'J' => [0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C],
-        'K' => [0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11],
-        'L' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F],
-        'M' => [0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11],
-        'N' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
-        'O' => [0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'P' => [0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10],
-        'Q' => [0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D],
-        'R' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
-        'S' => [0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E],
-        'T' => [0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
-        'U' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'V' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04],
-        'W' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A],
-        'X' => [0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11],
-        'Y' => [0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04],
-        'Z' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F],
-        '[' => [0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E],
-        '\\' => [0x10, 0x10, 0x08, 0x04, 0x02, 0x01, 0x01],
-        ']' => [0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E],
-        '^' => [0x04, 0x0A, 0x11, 0, 0, 0, 0],
-        '_' => return (1, [0, 0, 0, 0, 0, 0, 0x1F]),
-        '`' => [0x08, 0x04, 0, 0, 0, 0, 0],
-        'a' => [0, 0, 0x0E, 0x01, 0x0F, 0x11, 0x0F],
-        'b' => [0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x1E],
-        'c' => [0, 0, 0x0E, 0x10, 0x10, 0x11, 0x0E],
-        'd' => [0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F],
-        'e' => [0, 0, 0x0E, 0x11, 0x1F, 0x10, 0x0E],
-        'f' => [0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08],
-        'g' => return (2, [0x0F, 0x11, 0x11, 0x13, 0x0D, 0x01, 0x0E]),
-        'h' => [0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11],
-        'i' => [0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E],
-        'j' => return (1, [0x02, 0x00, 0x06, 0x02, 0x02, 0x12, 0x0C]),
-        'k' => [0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12],
-        'l' => [0x0C, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        'm' => [0, 0, 0x1A, 0x15, 0x15, 0x11, 0x11],
-        'n' => [0, 0, 0x16, 0x19, 0x11, 0x11, 0x11],
-        'o' => [0, 0, 0x0E, 0x11, 0x11, 0x11, 0x0E],
-        'p' => return (2, [0x16, 0x19, 0x11, 0x11, 0x1E, 0x10, 0x10]),
-        'q' => return (2, [0x0D, 0x13, 0x11, 0x11, 0x0F, 0x01, 0x01]),
-        'r' => [0, 0, 0x16, 0x19, 0x10, 0x10, 0x10],
-        's' => [0, 0, 0x0F, 0x10, 0x0E, 0x01, 0x1E],
-        't' => [0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06],
-        'u' => [0, 0, 0x11, 0x11, 0x11, 0x13, 0x0D],
-        'v' => [0, 0, 0x11, 0x11, 0x11, 0x0A, 0x04],
-        'w' => [0, 0, 0x11, 0x11, 0x15, 0x15, 0x0A],
-        'x' => [0, 0, 0x11, 0x0A, 0x04, 0x0A, 0x11],
-        'y' => return (2, [0x11, 0x11, 0x11, 0x13, 0x0D, 0x01, 0x0E]),
-        'z' => [0, 0, 0x1F, 0x02, 0x04, 0x08, 0x1F],
-        '{' => [0x02, 0x04, 0x04, 0x08, 0x04, 0x04, 0x02],
-        '|' => [0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
-        '}' => [0x08, 0x04, 0x04, 0x02, 0x04, 0x04, 0x08],
-        '~' => [0, 0, 0x08, 0x15, 0x02, 0, 0],
-        // Anything outside printable ASCII (accents, CJK, ...) shows as '?'.
-        _ => return glyph('?'),
-    };
-    (0, rows)
-}
-
-// ---------------------------------------------------------------------------
 // PNG output
 // ---------------------------------------------------------------------------
 
-fn encode_png(c: &Canvas) -> Result<Vec<u8>, png::EncodingError> {
-    let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, c.w as u32, c.h as u32);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    enc.set_compression(png::Compression::Balanced);
-    let mut writer = enc.write_header()?;
-    writer.write_image_data(&c.px)?;
-    writer.finish()?;
-    Ok(out)
-}
-
-/// Encode `c` and move it into place at `path` whole (through a temporary sibling file).
-fn write_png(path: &Path, c: &Canvas) -> io::Result<()> {
-    let bytes = encode_png(c)
-        .map_err(|e| io::Error::other(format!("writing plot {}: {e}", path.display())))?;
+/// Draw a `WIDTH` x `height` picture and move it into place at `path` whole (through a
+/// temporary sibling file).
+fn write_png(path: &Path, height: u32, draw: impl FnOnce(&Area) -> Drawn) -> io::Result<()> {
+    let failed = |e: &dyn std::fmt::Display| {
+        io::Error::other(format!("writing plot {}: {e}", path.display()))
+    };
+    register_font().map_err(|e| failed(&e))?;
+    let mut rgb = vec![0u8; WIDTH as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, height)).into_drawing_area();
+        root.fill(&BG).map_err(|e| failed(&e))?;
+        draw(&root).map_err(|e| failed(&e))?;
+        root.present().map_err(|e| failed(&e))?;
+    }
+    let bytes = encode_png(&rgb, height).map_err(|e| failed(&e))?;
     // The folder must exist (the caller placed the picture); nothing is created for it.
     let named = |e: sluice_core::io::FileError| {
         io::Error::new(e.source.kind(), format!("writing plot {e}"))
@@ -1306,6 +1212,18 @@ fn write_png(path: &Path, c: &Canvas) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("writing plot {}: {e}", path.display())))?;
     drop(f);
     atomic.commit().map(|_| ()).map_err(named)
+}
+
+fn encode_png(rgb: &[u8], height: u32) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, WIDTH, height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Balanced);
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()?;
+    Ok(out)
 }
 
 #[cfg(test)]
