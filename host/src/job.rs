@@ -19,7 +19,7 @@ use sluice_core::export::{ExportError, ExportReport, OutputPlan};
 use sluice_core::io::AtomicFile;
 use sluice_core::render::analyze::{AnalysisTap, Analyze};
 use sluice_core::render::steps::{
-    AnalyzeStep, EffectStep, ParamValue, StageResolver, StepError, StepSpec, signal_after,
+    AnalyzeStep, EffectStep, StageResolver, StepError, StepSpec, signal_after,
 };
 use sluice_core::render::{FileSource, RenderError, Stage};
 use sluice_core::{FileInfo, InputError};
@@ -403,11 +403,7 @@ impl StageResolver for JobResolver<'_> {
             .params
             .iter()
             .map(|(k, v)| {
-                let v = match v {
-                    ParamValue::Bool(b) => toml::Value::Boolean(*b),
-                    ParamValue::Number(n) => toml::Value::Float(*n),
-                    ParamValue::Text(t) => toml::Value::String(t.clone()),
-                };
+                let v = crate::effects::toml_value(v);
                 entry.effect.descriptor.resolve(k, &v)
             })
             .collect::<Result<Vec<_>, _>>()

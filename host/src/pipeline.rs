@@ -5,11 +5,13 @@
 use crate::template::Template;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
-use sluice_core::analysis::{Section, Target};
+use sluice_core::analysis::Section;
 use sluice_core::render::dither::DitherMode;
-use sluice_core::render::normalize::NormalizeTarget;
-use sluice_core::render::stages::{ChannelMapping, FadeCurve};
-use sluice_core::render::steps::{AnalyzeStep, EffectStep, ParamValue, StepSpec};
+use sluice_core::render::stages::ChannelMapping;
+use sluice_core::render::steps::{
+    EffectCheck, EffectStep, Problem, StepSpec, WrittenDefaults, WrittenStep,
+};
+pub use sluice_core::render::steps::{TempoRangeError, tempo_range};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
@@ -166,7 +168,7 @@ struct RawPipeline {
     #[serde(default)]
     exclude: Vec<Spanned<String>>,
     #[serde(default)]
-    step: Vec<Spanned<RawStep>>,
+    step: Vec<Spanned<WrittenStep>>,
     #[serde(default)]
     output: Vec<Spanned<RawOutput>>,
     source: Option<Spanned<RawSource>>,
@@ -179,123 +181,6 @@ struct RawPipeline {
 enum RawReport {
     Off(bool),
     Path(String),
-}
-
-#[derive(Deserialize)]
-#[serde(
-    untagged,
-    expecting = "true, false, or the step's options (see pipelines/README.md)"
-)]
-enum Flag<T> {
-    On(bool),
-    With(T),
-}
-
-/// `analyze = ["loudness", ...]` or `analyze = { sections = [...] }`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawAnalyze {
-    List(Vec<String>),
-    Table(RawAnalyzeTable),
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAnalyzeTable {
-    sections: Option<Vec<String>>,
-    tempo_range: Option<[f64; 2]>,
-}
-
-/// A preferred tempo range as a user gives it: 30-300 BPM, at least an octave wide (so every
-/// tempo has an octave inside it).
-pub fn tempo_range(lo: f64, hi: f64) -> Result<(f64, f64), TempoRangeError> {
-    if !(lo.is_finite()
-        && hi.is_finite()
-        && (30.0..=300.0).contains(&lo)
-        && (30.0..=300.0).contains(&hi))
-    {
-        return Err(TempoRangeError::Bounds { lo, hi });
-    }
-    if hi < 2.0 * lo {
-        return Err(TempoRangeError::Narrow { lo, hi });
-    }
-    Ok((lo, hi))
-}
-
-/// Why a tempo range is refused.
-#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
-pub enum TempoRangeError {
-    #[error("tempo range {lo}-{hi} BPM: give two tempos from 30 to 300")]
-    Bounds { lo: f64, hi: f64 },
-    #[error(
-        "tempo range {lo}-{hi} BPM: make it at least an octave wide (the higher at least twice the lower, e.g. {lo}-{}) so every tempo has an octave inside it",
-        2.0 * lo
-    )]
-    Narrow { lo: f64, hi: f64 },
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawTrim {
-    threshold_dbfs: Option<f64>,
-    pad_seconds: Option<f64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRegion {
-    start: Option<f64>,
-    end: Option<f64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFade {
-    #[serde(rename = "in")]
-    fade_in: Option<f64>,
-    out: Option<f64>,
-    curve: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawResample {
-    Rate(u32),
-    With {
-        sample_rate: u32,
-        quality: Option<String>,
-    },
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawNormalize {
-    loudness_lufs: Option<f64>,
-    true_peak_dbtp: Option<f64>,
-    preset: Option<String>,
-    peak_dbfs: Option<f64>,
-    limiter: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStep {
-    analyze: Option<Spanned<Flag<RawAnalyze>>>,
-    region: Option<Spanned<RawRegion>>,
-    trim_silence: Option<Spanned<Flag<RawTrim>>>,
-    fade: Option<Spanned<RawFade>>,
-    gain_db: Option<Spanned<f64>>,
-    channels: Option<Spanned<String>>,
-    resample: Option<Spanned<RawResample>>,
-    normalize: Option<Spanned<RawNormalize>>,
-    /// A wasm effect by name (built in, or a .wasm file in the root's effects folder).
-    effect: Option<Spanned<String>>,
-    params: Option<Spanned<toml::Table>>,
-    /// The least time one call into the effect gets, in milliseconds (default 50; a block
-    /// also gets 10 times its own duration).
-    time_budget_ms: Option<Spanned<u64>>,
-    /// The effect's memory cap in MiB (default 256).
-    memory_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -378,101 +263,67 @@ pub struct Defaults<'a> {
     pub effects: Option<&'a crate::effects::Catalog>,
 }
 
+/// Effect steps checked against the catalog: the effect exists, every parameter is one it
+/// declares and in range.
+struct Effects<'a> {
+    catalog: Option<&'a crate::effects::Catalog>,
+    /// Effects named that are still being checked.
+    waiting: Vec<String>,
+}
+
+impl EffectCheck for Effects<'_> {
+    fn check(
+        &mut self,
+        step: &EffectStep,
+        name: Range<usize>,
+        params: Range<usize>,
+    ) -> Vec<Problem> {
+        let id = &step.name;
+        let at = |span: &Range<usize>, message: String| Problem {
+            span: span.clone(),
+            message,
+        };
+        let Some(catalog) = self.catalog else {
+            return vec![at(
+                &name,
+                format!("effect {id:?}: no effects are available here"),
+            )];
+        };
+        let d = match (catalog.get(id), catalog.loading.get(id.as_str())) {
+            (Some(entry), _) => &entry.effect.descriptor,
+            // Still being checked in the background: its descriptor is known, so the step is
+            // checked against it now, and the pipeline waits for the effect.
+            (None, Some(l)) => {
+                if !self.waiting.contains(id) {
+                    self.waiting.push(id.clone());
+                }
+                &l.descriptor
+            }
+            (None, None) => {
+                let known: Vec<&str> = catalog.effects.keys().map(String::as_str).collect();
+                let refused = catalog
+                    .refusal(id)
+                    .map(|why| format!(" ({why})"))
+                    .unwrap_or_default();
+                return vec![at(
+                    &name,
+                    format!(
+                        "effect {id:?} is not known{refused}; the effects are: {} (and .wasm files in the root's effects folder)",
+                        known.join(", ")
+                    ),
+                )];
+            }
+        };
+        step.params
+            .iter()
+            .filter_map(|(k, v)| d.resolve(k, &crate::effects::toml_value(v)).err())
+            .map(|m| at(&params, format!("effect {id}: {m}")))
+            .collect()
+    }
+}
+
 /// Parse and check one pipeline file's text. `file` names it in messages; its stem is the
 /// default name.
-/// An effect step checked against the catalog: the effect exists, every parameter is one it
-/// declares and in range, the limits are sane.
-fn effect_step(
-    c: &mut Checker,
-    st: &RawStep,
-    e: &Spanned<String>,
-    defaults: Defaults,
-) -> Option<StepSpec> {
-    let name = e.get_ref();
-    let Some(catalog) = defaults.effects else {
-        c.err(
-            e.span(),
-            format!("effect {name:?}: no effects are available here"),
-        );
-        return None;
-    };
-    let d = match (catalog.get(name), catalog.loading.get(name.as_str())) {
-        (Some(entry), _) => &entry.effect.descriptor,
-        // Still being checked in the background: its descriptor is known, so the step is
-        // checked against it now, and the pipeline waits for the effect.
-        (None, Some(l)) => {
-            if !c.waiting.contains(name) {
-                c.waiting.push(name.clone());
-            }
-            &l.descriptor
-        }
-        (None, None) => {
-            unknown(c, catalog, e);
-            return None;
-        }
-    };
-    let mut params = Vec::new();
-    let mut ok = true;
-    if let Some(t) = &st.params {
-        for (k, v) in t.get_ref() {
-            match d.resolve(k, v) {
-                // What resolves is a number, a switch or a choice's name.
-                Ok(_) => params.push((
-                    k.clone(),
-                    match v {
-                        toml::Value::Boolean(b) => ParamValue::Bool(*b),
-                        toml::Value::String(s) => ParamValue::Text(s.clone()),
-                        toml::Value::Integer(i) => ParamValue::Number(*i as f64),
-                        toml::Value::Float(f) => ParamValue::Number(*f),
-                        other => unreachable!("{other:?} resolved as a parameter value"),
-                    },
-                )),
-                Err(m) => {
-                    ok = false;
-                    c.err(t.span(), format!("effect {name}: {m}"));
-                }
-            }
-        }
-    }
-    if let Some(b) = &st.time_budget_ms
-        && !(1..=60_000).contains(b.get_ref())
-    {
-        ok = false;
-        c.err(b.span(), "time_budget_ms: from 1 to 60000");
-    }
-    if let Some(m) = &st.memory_mb
-        && !(1..=4096).contains(m.get_ref())
-    {
-        ok = false;
-        c.err(m.span(), "memory_mb: from 1 to 4096");
-    }
-    ok.then(|| {
-        StepSpec::Effect(EffectStep {
-            name: name.clone(),
-            params,
-            time_budget_ms: st.time_budget_ms.as_ref().map(|b| *b.get_ref()),
-            memory_mb: st.memory_mb.as_ref().map(|m| *m.get_ref()),
-        })
-    })
-}
-
-/// An effect step naming an effect the catalog does not have: why, and what there is.
-fn unknown(c: &mut Checker, catalog: &crate::effects::Catalog, e: &Spanned<String>) {
-    let name = e.get_ref();
-    let known: Vec<&str> = catalog.effects.keys().map(String::as_str).collect();
-    let refused = catalog
-        .refusal(name)
-        .map(|why| format!(" ({why})"))
-        .unwrap_or_default();
-    c.err(
-            e.span(),
-            format!(
-                "effect {name:?} is not known{refused}; the effects are: {} (and .wasm files in the root's effects folder)",
-                known.join(", ")
-            ),
-        );
-}
-
 pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Vec<Diagnostic>> {
     let mut c = Checker {
         file,
@@ -592,216 +443,19 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
     let exclude = globs(&mut c, &raw.exclude);
 
     // Steps.
-    let mut steps = Vec::new();
-    for (i, s) in raw.step.iter().enumerate() {
-        let span = s.span();
-        let st = s.get_ref();
-        let mut kinds = Vec::new();
-        macro_rules! kind {
-            ($f:ident) => {
-                if st.$f.is_some() {
-                    kinds.push(stringify!($f));
-                }
-            };
-        }
-        kind!(analyze);
-        kind!(region);
-        kind!(trim_silence);
-        kind!(fade);
-        kind!(gain_db);
-        kind!(channels);
-        kind!(resample);
-        kind!(normalize);
-        kind!(effect);
-        if kinds.len() != 1 {
-            c.err(
-                span,
-                format!(
-                    "step {}: each [[step]] does one thing (analyze, region, trim_silence, fade, gain_db, channels, resample, normalize or effect); this one has {}",
-                    i + 1,
-                    if kinds.is_empty() {
-                        "none".to_string()
-                    } else {
-                        kinds.join(", ")
-                    }
-                ),
-            );
-            continue;
-        }
-        if st.effect.is_none() {
-            if let Some(params) = &st.params {
-                c.err(params.span(), "params belong to an effect step");
-            }
-            if let Some(b) = &st.time_budget_ms {
-                c.err(b.span(), "time_budget_ms belongs to an effect step");
-            }
-            if let Some(m) = &st.memory_mb {
-                c.err(m.span(), "memory_mb belongs to an effect step");
-            }
-        }
-        if let Some(a) = &st.analyze {
-            if steps.iter().any(|s| matches!(s, StepSpec::Analyze(_))) {
-                c.err(
-                    a.span(),
-                    "one analyze step per pipeline: it measures the signal where it stands (first: the source as it arrives; after normalize: what the outputs receive)",
-                );
-            }
-            let sections = match a.get_ref() {
-                Flag::On(false) => continue,
-                Flag::On(true) => Section::ALL.to_vec(),
-                Flag::With(r) => match match r {
-                    RawAnalyze::List(l) => Some(l),
-                    RawAnalyze::Table(t) => t.sections.as_ref(),
-                } {
-                    None => Section::ALL.to_vec(),
-                    Some(list) => {
-                        let mut v = Vec::new();
-                        for s in list {
-                            match Section::parse(s) {
-                                Some(sec) => v.push(sec),
-                                None => c.err(
-                                    a.span(),
-                                    format!(
-                                        "analyze: unknown section {s:?} (loudness, levels, spectrum, stereo, tempo, key, waveform, targets)"
-                                    ),
-                                ),
-                            }
-                        }
-                        v
-                    }
-                },
-            };
-            let tempo_range = match a.get_ref() {
-                Flag::With(RawAnalyze::Table(RawAnalyzeTable {
-                    tempo_range: Some([lo, hi]),
-                    ..
-                })) => match tempo_range(*lo, *hi) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        c.err(a.span(), format!("analyze: {e}"));
-                        None
-                    }
-                },
-                _ => None,
-            };
-            steps.push(StepSpec::Analyze(AnalyzeStep {
-                sections,
-                tempo_range,
-            }));
-        } else if let Some(r) = &st.region {
-            let (start, end) = (r.get_ref().start.unwrap_or(0.0), r.get_ref().end);
-            if !(start.is_finite() && start >= 0.0) || end.is_some_and(|e| e.is_nan() || e <= start)
-            {
-                c.err(
-                    r.span(),
-                    "region: start must be 0 or more seconds, and end after start",
-                );
-            }
-            steps.push(StepSpec::Region { start, end });
-        } else if let Some(t) = &st.trim_silence {
-            let r = match t.get_ref() {
-                Flag::On(false) => continue,
-                Flag::On(true) => &RawTrim::default(),
-                Flag::With(r) => r,
-            };
-            let threshold_dbfs = r.threshold_dbfs.unwrap_or(-60.0);
-            let pad_seconds = r.pad_seconds.unwrap_or(0.05);
-            if !(-120.0..=0.0).contains(&threshold_dbfs) || !(0.0..=60.0).contains(&pad_seconds) {
-                c.err(
-                    t.span(),
-                    "trim_silence: threshold_dbfs from -120 to 0, pad_seconds from 0 to 60",
-                );
-            }
-            steps.push(StepSpec::TrimSilence {
-                threshold_dbfs,
-                pad_seconds,
-            });
-        } else if let Some(f) = &st.fade {
-            let r = f.get_ref();
-            let curve = match r.curve.as_deref() {
-                None => Some(FadeCurve::EqualPower),
-                Some(s) => FadeCurve::parse(s),
-            };
-            let (fi, fo) = (r.fade_in.unwrap_or(0.0), r.out.unwrap_or(0.0));
-            if curve.is_none() {
-                c.err(
-                    f.span(),
-                    "fade: curve is linear, equal-power or logarithmic",
-                );
-            } else if !(0.0..=3600.0).contains(&fi)
-                || !(0.0..=3600.0).contains(&fo)
-                || fi + fo == 0.0
-            {
-                c.err(f.span(), "fade: give in and/or out in seconds (0 to 3600)");
-            }
-            steps.push(StepSpec::Fade {
-                fade_in: fi,
-                fade_out: fo,
-                curve: curve.unwrap_or(FadeCurve::EqualPower),
-            });
-        } else if let Some(g) = &st.gain_db {
-            if !(-96.0..=48.0).contains(g.get_ref()) {
-                c.err(g.span(), "gain_db: from -96 to 48 dB");
-            }
-            steps.push(StepSpec::Gain { db: *g.get_ref() });
-        } else if let Some(ch) = &st.channels {
-            if steps.iter().any(|s| matches!(s, StepSpec::Normalize(_))) {
-                // The loudness was measured on the channels before this mapping: a downmix
-                // (or an upmix) after it would miss the target.
-                c.err(
-                    ch.span(),
-                    "channels after normalize: the loudness is measured before this step, so a changed channel layout would miss the target; move this channels step before the normalize step (or map the channels in the [[output]], which is measured on its own)",
-                );
-            }
-            match ChannelMapping::parse(ch.get_ref()) {
-                Some(m) => steps.push(StepSpec::Channels(m)),
-                None => c.err(
-                    ch.span(),
-                    format!("channels {}: {}", ch.get_ref(), ChannelMapping::SPELLING),
-                ),
-            }
-        } else if let Some(r) = &st.resample {
-            let (rate, q) = match r.get_ref() {
-                RawResample::Rate(n) => (*n, None),
-                RawResample::With {
-                    sample_rate,
-                    quality,
-                } => (*sample_rate, quality.as_deref()),
-            };
-            if !(8000..=384_000).contains(&rate) {
-                c.err(r.span(), "resample: sample_rate from 8000 to 384000 Hz");
-            }
-            let fast = match q {
-                None | Some("high") => false,
-                Some("fast") => true,
-                Some(o) => {
-                    c.err(r.span(), format!("resample: quality {o:?} is high or fast"));
-                    false
-                }
-            };
-            steps.push(StepSpec::Resample {
-                sample_rate: rate,
-                fast,
-            });
-        } else if let Some(n) = &st.normalize {
-            match normalize(n.get_ref(), defaults) {
-                Ok(t) => steps.push(StepSpec::Normalize(t)),
-                Err(e) => c.err(n.span(), format!("normalize: {e}")),
-            }
-        } else if let Some(e) = &st.effect
-            && let Some(step) = effect_step(&mut c, st, e, defaults)
-        {
-            steps.push(step);
-        }
+    let mut effects = Effects {
+        catalog: defaults.effects,
+        waiting: Vec::new(),
+    };
+    let written = WrittenDefaults {
+        target_lufs: defaults.target_lufs,
+        target_true_peak_dbtp: defaults.target_true_peak_dbtp,
+    };
+    let (steps, problems) = sluice_core::render::steps::lower(&raw.step, written, &mut effects);
+    for p in problems {
+        c.err(p.span, p.message);
     }
-    if steps
-        .iter()
-        .filter(|s| matches!(s, StepSpec::Normalize(_)))
-        .count()
-        > 1
-    {
-        c.err(0..0, "only one normalize step per pipeline");
-    }
+    c.waiting = effects.waiting;
 
     // Outputs.
     let mut outputs = Vec::new();
@@ -1012,67 +666,6 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         retries,
         waiting_for: c.waiting,
     })
-}
-
-/// Why a `normalize` step is refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-enum NormalizeError {
-    #[error("give one of loudness_lufs, preset or peak_dbfs")]
-    Several,
-    #[error("peak_dbfs takes no true_peak_dbtp or limiter")]
-    PeakExtras,
-    #[error("peak_dbfs {0}: from -60 to 0 dBFS")]
-    Peak(f64),
-    #[error("loudness_lufs {0}: from -70 to 0 LUFS")]
-    Loudness(f64),
-    #[error("true_peak_dbtp {0}: from -20 to 0 dBTP")]
-    Ceiling(f64),
-    #[error(transparent)]
-    Preset(#[from] sluice_core::analysis::targets::TargetError),
-}
-
-fn normalize(r: &RawNormalize, d: Defaults) -> Result<NormalizeTarget, NormalizeError> {
-    let limiter = r.limiter.unwrap_or(true);
-    let ceiling = |tp: f64| {
-        if (-20.0..=0.0).contains(&tp) {
-            Ok(tp)
-        } else {
-            Err(NormalizeError::Ceiling(tp))
-        }
-    };
-    match (r.loudness_lufs, &r.preset, r.peak_dbfs) {
-        (Some(_), Some(_), _) | (_, Some(_), Some(_)) | (Some(_), _, Some(_)) => {
-            Err(NormalizeError::Several)
-        }
-        (None, None, Some(p)) => {
-            if r.true_peak_dbtp.is_some() || r.limiter.is_some() {
-                return Err(NormalizeError::PeakExtras);
-            }
-            if !(-60.0..=0.0).contains(&p) {
-                return Err(NormalizeError::Peak(p));
-            }
-            Ok(NormalizeTarget::Peak { dbfs: p })
-        }
-        (None, Some(p), None) => {
-            let t = Target::parse(p)?;
-            Ok(NormalizeTarget::Loudness {
-                lufs: t.integrated_lufs,
-                true_peak_dbtp: ceiling(r.true_peak_dbtp.unwrap_or(t.true_peak_dbtp))?,
-                limiter,
-            })
-        }
-        (l, None, None) => {
-            let lufs = l.unwrap_or(d.target_lufs);
-            if !(-70.0..=0.0).contains(&lufs) {
-                return Err(NormalizeError::Loudness(lufs));
-            }
-            Ok(NormalizeTarget::Loudness {
-                lufs,
-                true_peak_dbtp: ceiling(r.true_peak_dbtp.unwrap_or(d.target_true_peak_dbtp))?,
-                limiter,
-            })
-        }
-    }
 }
 
 /// Every pipeline of a folder (`*.toml`, sorted), with the problems of those that failed and

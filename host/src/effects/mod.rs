@@ -211,6 +211,16 @@ fn probe(rt: &Runtime, e: &Effect) -> Result<(), EffectError> {
     Ok(())
 }
 
+/// A step's parameter value as the effect descriptors read it.
+pub fn toml_value(v: &sluice_core::render::steps::ParamValue) -> toml::Value {
+    use sluice_core::render::steps::ParamValue;
+    match v {
+        ParamValue::Bool(b) => toml::Value::Boolean(*b),
+        ParamValue::Number(n) => toml::Value::Float(*n),
+        ParamValue::Text(t) => toml::Value::String(t.clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

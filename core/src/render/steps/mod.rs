@@ -1,11 +1,20 @@
 //! The step language: what a pipeline, `sluice export` and the plugin's normalized take ask
-//! the render to do, as data. Pipeline TOML and command-line flags both lower into a
-//! `Vec<StepSpec>`; [`build`] turns steps into the chain of stages, in their order.
+//! the render to do, as data. Pipeline TOML (written.rs: [`WrittenStep`], [`lower`]) and
+//! command-line flags both lower into a `Vec<StepSpec>`; [`build`] turns steps into the chain of
+//! stages, in their order. Adding a step is this folder: its variant here and its arm in
+//! [`build`], its key and lowering in written.rs.
 //!
 //! The core runs no effects and opens no files for analysis: an effect step (a wasm module in
 //! the host) and an analyze step (a tap that needs the source's facts) are built by a
 //! [`StageResolver`] the caller supplies. [`NoResolver`] refuses effects and leaves analysis
 //! out.
+
+mod written;
+
+pub use written::{
+    EffectCheck, NormalizeError, Problem, TempoRangeError, WrittenDefaults, WrittenStep, lower,
+    tempo_range,
+};
 
 use super::Stage;
 use super::normalize::{Normalize, NormalizeTarget};

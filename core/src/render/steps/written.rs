@@ -1,0 +1,718 @@
+//! The written form of steps: a pipeline's `[[step]]` tables as TOML gives them, every value
+//! with its place in the file, and their lowering into [`StepSpec`] with messages that point at
+//! the value they are about.
+//!
+//! Adding a step is this folder: its [`StepSpec`] variant and its arm in [`super::build`]
+//! (mod.rs), and here its key in [`WrittenStep`] and its arm in [`lower`]. The host's pipeline
+//! parser holds `Vec<Spanned<WrittenStep>>` and reports the [`Problem`]s; the one thing it
+//! checks itself is an effect step against the effects there are ([`EffectCheck`]).
+
+use super::{AnalyzeStep, EffectStep, ParamValue, StepSpec};
+use crate::analysis::Section;
+use crate::analysis::targets::Target;
+use crate::render::normalize::NormalizeTarget;
+use crate::render::stages::{ChannelMapping, FadeCurve};
+use serde::Deserialize;
+use std::ops::Range;
+use toml::Spanned;
+
+/// A problem with a written step, at the byte range (in the file's text) of what it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub span: Range<usize>,
+    pub message: String,
+}
+
+/// What a written step may leave to the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct WrittenDefaults {
+    /// `normalize = {}`'s loudness, LUFS.
+    pub target_lufs: f64,
+    /// A loudness normalize step's true-peak ceiling when it gives none, dBTP.
+    pub target_true_peak_dbtp: f64,
+}
+
+fn problem(problems: &mut Vec<Problem>, span: Range<usize>, message: impl Into<String>) {
+    problems.push(Problem {
+        span,
+        message: message.into(),
+    });
+}
+
+/// An effect step: its parameters as values (a number, a switch or a choice's name), its
+/// limits in range, then checked by `effects` against the effect's own description.
+fn effect_step(
+    problems: &mut Vec<Problem>,
+    st: &WrittenStep,
+    name: &Spanned<String>,
+    effects: &mut dyn EffectCheck,
+) -> Option<StepSpec> {
+    let before = problems.len();
+    let mut params = Vec::new();
+    if let Some(t) = &st.params {
+        for (k, v) in t.get_ref() {
+            let value = match v {
+                toml::Value::Boolean(b) => ParamValue::Bool(*b),
+                toml::Value::String(s) => ParamValue::Text(s.clone()),
+                toml::Value::Integer(i) => ParamValue::Number(*i as f64),
+                toml::Value::Float(f) => ParamValue::Number(*f),
+                other => {
+                    problem(
+                        problems,
+                        t.span(),
+                        format!(
+                            "effect {}: {k} = {other}: give a number, true or false, or a choice's name",
+                            name.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            params.push((k.clone(), value));
+        }
+    }
+    if let Some(b) = &st.time_budget_ms
+        && !(1..=60_000).contains(b.get_ref())
+    {
+        problem(problems, b.span(), "time_budget_ms: from 1 to 60000");
+    }
+    if let Some(m) = &st.memory_mb
+        && !(1..=4096).contains(m.get_ref())
+    {
+        problem(problems, m.span(), "memory_mb: from 1 to 4096");
+    }
+    let step = EffectStep {
+        name: name.get_ref().clone(),
+        params,
+        time_budget_ms: st.time_budget_ms.as_ref().map(|b| *b.get_ref()),
+        memory_mb: st.memory_mb.as_ref().map(|m| *m.get_ref()),
+    };
+    let params_span = st.params.as_ref().map_or(name.span(), |t| t.span());
+    problems.extend(effects.check(&step, name.span(), params_span));
+    (problems.len() == before).then_some(StepSpec::Effect(step))
+}
+
+/// The check the core cannot make: an effect step against the effects there are.
+pub trait EffectCheck {
+    /// The problems of `step`; `name` is the span of the effect's name, `params` of its
+    /// parameters table (the name's when it has none).
+    fn check(
+        &mut self,
+        step: &EffectStep,
+        name: Range<usize>,
+        params: Range<usize>,
+    ) -> Vec<Problem>;
+}
+
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "true, false, or the step's options (see pipelines/README.md)"
+)]
+enum Flag<T> {
+    On(bool),
+    With(T),
+}
+
+/// `analyze = ["loudness", ...]` or `analyze = { sections = [...] }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WrittenAnalyze {
+    List(Vec<String>),
+    Table(WrittenAnalyzeTable),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WrittenAnalyzeTable {
+    sections: Option<Vec<String>>,
+    tempo_range: Option<[f64; 2]>,
+}
+
+/// A preferred tempo range as a user gives it: 30-300 BPM, at least an octave wide (so every
+/// tempo has an octave inside it).
+pub fn tempo_range(lo: f64, hi: f64) -> Result<(f64, f64), TempoRangeError> {
+    if !(lo.is_finite()
+        && hi.is_finite()
+        && (30.0..=300.0).contains(&lo)
+        && (30.0..=300.0).contains(&hi))
+    {
+        return Err(TempoRangeError::Bounds { lo, hi });
+    }
+    if hi < 2.0 * lo {
+        return Err(TempoRangeError::Narrow { lo, hi });
+    }
+    Ok((lo, hi))
+}
+
+/// Why a tempo range is refused.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum TempoRangeError {
+    #[error("tempo range {lo}-{hi} BPM: give two tempos from 30 to 300")]
+    Bounds { lo: f64, hi: f64 },
+    #[error(
+        "tempo range {lo}-{hi} BPM: make it at least an octave wide (the higher at least twice the lower, e.g. {lo}-{}) so every tempo has an octave inside it",
+        2.0 * lo
+    )]
+    Narrow { lo: f64, hi: f64 },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WrittenTrim {
+    threshold_dbfs: Option<f64>,
+    pad_seconds: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenRegion {
+    start: Option<f64>,
+    end: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenFade {
+    #[serde(rename = "in")]
+    fade_in: Option<f64>,
+    out: Option<f64>,
+    curve: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WrittenResample {
+    Rate(u32),
+    With {
+        sample_rate: u32,
+        quality: Option<String>,
+    },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WrittenNormalize {
+    loudness_lufs: Option<f64>,
+    true_peak_dbtp: Option<f64>,
+    preset: Option<String>,
+    peak_dbfs: Option<f64>,
+    limiter: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WrittenStep {
+    analyze: Option<Spanned<Flag<WrittenAnalyze>>>,
+    region: Option<Spanned<WrittenRegion>>,
+    trim_silence: Option<Spanned<Flag<WrittenTrim>>>,
+    fade: Option<Spanned<WrittenFade>>,
+    gain_db: Option<Spanned<f64>>,
+    channels: Option<Spanned<String>>,
+    resample: Option<Spanned<WrittenResample>>,
+    normalize: Option<Spanned<WrittenNormalize>>,
+    /// A wasm effect by name (built in, or a .wasm file in the root's effects folder).
+    effect: Option<Spanned<String>>,
+    params: Option<Spanned<toml::Table>>,
+    /// The least time one call into the effect gets, in milliseconds (default 50; a block
+    /// also gets 10 times its own duration).
+    time_budget_ms: Option<Spanned<u64>>,
+    /// The effect's memory cap in MiB (default 256).
+    memory_mb: Option<Spanned<u64>>,
+}
+
+/// The steps written, in order, and every problem found in them (the steps are only used when
+/// there is none). Besides each step's own values, the chain is checked: one analyze step,
+/// one normalize step, no channels step after the normalize step.
+pub fn lower(
+    written: &[Spanned<WrittenStep>],
+    defaults: WrittenDefaults,
+    effects: &mut dyn EffectCheck,
+) -> (Vec<StepSpec>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let mut steps = Vec::new();
+    for (i, s) in written.iter().enumerate() {
+        let span = s.span();
+        let st = s.get_ref();
+        let mut kinds = Vec::new();
+        macro_rules! kind {
+            ($f:ident) => {
+                if st.$f.is_some() {
+                    kinds.push(stringify!($f));
+                }
+            };
+        }
+        kind!(analyze);
+        kind!(region);
+        kind!(trim_silence);
+        kind!(fade);
+        kind!(gain_db);
+        kind!(channels);
+        kind!(resample);
+        kind!(normalize);
+        kind!(effect);
+        if kinds.len() != 1 {
+            problem(
+                &mut problems,
+                span,
+                format!(
+                    "step {}: each [[step]] does one thing (analyze, region, trim_silence, fade, gain_db, channels, resample, normalize or effect); this one has {}",
+                    i + 1,
+                    if kinds.is_empty() {
+                        "none".to_string()
+                    } else {
+                        kinds.join(", ")
+                    }
+                ),
+            );
+            continue;
+        }
+        if st.effect.is_none() {
+            if let Some(params) = &st.params {
+                problem(
+                    &mut problems,
+                    params.span(),
+                    "params belong to an effect step",
+                );
+            }
+            if let Some(b) = &st.time_budget_ms {
+                problem(
+                    &mut problems,
+                    b.span(),
+                    "time_budget_ms belongs to an effect step",
+                );
+            }
+            if let Some(m) = &st.memory_mb {
+                problem(
+                    &mut problems,
+                    m.span(),
+                    "memory_mb belongs to an effect step",
+                );
+            }
+        }
+        if let Some(a) = &st.analyze {
+            if steps.iter().any(|s| matches!(s, StepSpec::Analyze(_))) {
+                problem(
+                    &mut problems,
+                    a.span(),
+                    "one analyze step per pipeline: it measures the signal where it stands (first: the source as it arrives; after normalize: what the outputs receive)",
+                );
+            }
+            let sections = match a.get_ref() {
+                Flag::On(false) => continue,
+                Flag::On(true) => Section::ALL.to_vec(),
+                Flag::With(r) => match match r {
+                    WrittenAnalyze::List(l) => Some(l),
+                    WrittenAnalyze::Table(t) => t.sections.as_ref(),
+                } {
+                    None => Section::ALL.to_vec(),
+                    Some(list) => {
+                        let mut v = Vec::new();
+                        for s in list {
+                            match Section::parse(s) {
+                                Some(sec) => v.push(sec),
+                                None => problem(
+                                    &mut problems,
+                                    a.span(),
+                                    format!(
+                                        "analyze: unknown section {s:?} (loudness, levels, spectrum, stereo, tempo, key, waveform, targets)"
+                                    ),
+                                ),
+                            }
+                        }
+                        v
+                    }
+                },
+            };
+            let tempo_range = match a.get_ref() {
+                Flag::With(WrittenAnalyze::Table(WrittenAnalyzeTable {
+                    tempo_range: Some([lo, hi]),
+                    ..
+                })) => match tempo_range(*lo, *hi) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        problem(&mut problems, a.span(), format!("analyze: {e}"));
+                        None
+                    }
+                },
+                _ => None,
+            };
+            steps.push(StepSpec::Analyze(AnalyzeStep {
+                sections,
+                tempo_range,
+            }));
+        } else if let Some(r) = &st.region {
+            let (start, end) = (r.get_ref().start.unwrap_or(0.0), r.get_ref().end);
+            if !(start.is_finite() && start >= 0.0) || end.is_some_and(|e| e.is_nan() || e <= start)
+            {
+                problem(
+                    &mut problems,
+                    r.span(),
+                    "region: start must be 0 or more seconds, and end after start",
+                );
+            }
+            steps.push(StepSpec::Region { start, end });
+        } else if let Some(t) = &st.trim_silence {
+            let r = match t.get_ref() {
+                Flag::On(false) => continue,
+                Flag::On(true) => &WrittenTrim::default(),
+                Flag::With(r) => r,
+            };
+            let threshold_dbfs = r.threshold_dbfs.unwrap_or(-60.0);
+            let pad_seconds = r.pad_seconds.unwrap_or(0.05);
+            if !(-120.0..=0.0).contains(&threshold_dbfs) || !(0.0..=60.0).contains(&pad_seconds) {
+                problem(
+                    &mut problems,
+                    t.span(),
+                    "trim_silence: threshold_dbfs from -120 to 0, pad_seconds from 0 to 60",
+                );
+            }
+            steps.push(StepSpec::TrimSilence {
+                threshold_dbfs,
+                pad_seconds,
+            });
+        } else if let Some(f) = &st.fade {
+            let r = f.get_ref();
+            let curve = match r.curve.as_deref() {
+                None => Some(FadeCurve::EqualPower),
+                Some(s) => FadeCurve::parse(s),
+            };
+            let (fi, fo) = (r.fade_in.unwrap_or(0.0), r.out.unwrap_or(0.0));
+            if curve.is_none() {
+                problem(
+                    &mut problems,
+                    f.span(),
+                    "fade: curve is linear, equal-power or logarithmic",
+                );
+            } else if !(0.0..=3600.0).contains(&fi)
+                || !(0.0..=3600.0).contains(&fo)
+                || fi + fo == 0.0
+            {
+                problem(
+                    &mut problems,
+                    f.span(),
+                    "fade: give in and/or out in seconds (0 to 3600)",
+                );
+            }
+            steps.push(StepSpec::Fade {
+                fade_in: fi,
+                fade_out: fo,
+                curve: curve.unwrap_or(FadeCurve::EqualPower),
+            });
+        } else if let Some(g) = &st.gain_db {
+            if !(-96.0..=48.0).contains(g.get_ref()) {
+                problem(&mut problems, g.span(), "gain_db: from -96 to 48 dB");
+            }
+            steps.push(StepSpec::Gain { db: *g.get_ref() });
+        } else if let Some(ch) = &st.channels {
+            if steps.iter().any(|s| matches!(s, StepSpec::Normalize(_))) {
+                // The loudness was measured on the channels before this mapping: a downmix
+                // (or an upmix) after it would miss the target.
+                problem(
+                    &mut problems,
+                    ch.span(),
+                    "channels after normalize: the loudness is measured before this step, so a changed channel layout would miss the target; move this channels step before the normalize step (or map the channels in the [[output]], which is measured on its own)",
+                );
+            }
+            match ChannelMapping::parse(ch.get_ref()) {
+                Some(m) => steps.push(StepSpec::Channels(m)),
+                None => problem(
+                    &mut problems,
+                    ch.span(),
+                    format!("channels {}: {}", ch.get_ref(), ChannelMapping::SPELLING),
+                ),
+            }
+        } else if let Some(r) = &st.resample {
+            let (rate, q) = match r.get_ref() {
+                WrittenResample::Rate(n) => (*n, None),
+                WrittenResample::With {
+                    sample_rate,
+                    quality,
+                } => (*sample_rate, quality.as_deref()),
+            };
+            if !(8000..=384_000).contains(&rate) {
+                problem(
+                    &mut problems,
+                    r.span(),
+                    "resample: sample_rate from 8000 to 384000 Hz",
+                );
+            }
+            let fast = match q {
+                None | Some("high") => false,
+                Some("fast") => true,
+                Some(o) => {
+                    problem(
+                        &mut problems,
+                        r.span(),
+                        format!("resample: quality {o:?} is high or fast"),
+                    );
+                    false
+                }
+            };
+            steps.push(StepSpec::Resample {
+                sample_rate: rate,
+                fast,
+            });
+        } else if let Some(n) = &st.normalize {
+            match normalize(n.get_ref(), defaults) {
+                Ok(t) => steps.push(StepSpec::Normalize(t)),
+                Err(e) => problem(&mut problems, n.span(), format!("normalize: {e}")),
+            }
+        } else if let Some(e) = &st.effect
+            && let Some(step) = effect_step(&mut problems, st, e, effects)
+        {
+            steps.push(step);
+        }
+    }
+    if steps
+        .iter()
+        .filter(|s| matches!(s, StepSpec::Normalize(_)))
+        .count()
+        > 1
+    {
+        problem(&mut problems, 0..0, "only one normalize step per pipeline");
+    }
+
+    (steps, problems)
+}
+
+/// Why a `normalize` step is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("give one of loudness_lufs, preset or peak_dbfs")]
+    Several,
+    #[error("peak_dbfs takes no true_peak_dbtp or limiter")]
+    PeakExtras,
+    #[error("peak_dbfs {0}: from -60 to 0 dBFS")]
+    Peak(f64),
+    #[error("loudness_lufs {0}: from -70 to 0 LUFS")]
+    Loudness(f64),
+    #[error("true_peak_dbtp {0}: from -20 to 0 dBTP")]
+    Ceiling(f64),
+    #[error(transparent)]
+    Preset(#[from] crate::analysis::targets::TargetError),
+}
+
+fn normalize(r: &WrittenNormalize, d: WrittenDefaults) -> Result<NormalizeTarget, NormalizeError> {
+    let limiter = r.limiter.unwrap_or(true);
+    let ceiling = |tp: f64| {
+        if (-20.0..=0.0).contains(&tp) {
+            Ok(tp)
+        } else {
+            Err(NormalizeError::Ceiling(tp))
+        }
+    };
+    match (r.loudness_lufs, &r.preset, r.peak_dbfs) {
+        (Some(_), Some(_), _) | (_, Some(_), Some(_)) | (Some(_), _, Some(_)) => {
+            Err(NormalizeError::Several)
+        }
+        (None, None, Some(p)) => {
+            if r.true_peak_dbtp.is_some() || r.limiter.is_some() {
+                return Err(NormalizeError::PeakExtras);
+            }
+            if !(-60.0..=0.0).contains(&p) {
+                return Err(NormalizeError::Peak(p));
+            }
+            Ok(NormalizeTarget::Peak { dbfs: p })
+        }
+        (None, Some(p), None) => {
+            let t = Target::parse(p)?;
+            Ok(NormalizeTarget::Loudness {
+                lufs: t.integrated_lufs,
+                true_peak_dbtp: ceiling(r.true_peak_dbtp.unwrap_or(t.true_peak_dbtp))?,
+                limiter,
+            })
+        }
+        (l, None, None) => {
+            let lufs = l.unwrap_or(d.target_lufs);
+            if !(-70.0..=0.0).contains(&lufs) {
+                return Err(NormalizeError::Loudness(lufs));
+            }
+            Ok(NormalizeTarget::Loudness {
+                lufs,
+                true_peak_dbtp: ceiling(r.true_peak_dbtp.unwrap_or(d.target_true_peak_dbtp))?,
+                limiter,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        step: Vec<Spanned<WrittenStep>>,
+    }
+
+    /// Records what it is asked and refuses parameters named `bad`.
+    #[derive(Default)]
+    struct Recorder {
+        asked: Vec<(String, Range<usize>, Range<usize>)>,
+    }
+
+    impl EffectCheck for Recorder {
+        fn check(
+            &mut self,
+            step: &EffectStep,
+            name: Range<usize>,
+            params: Range<usize>,
+        ) -> Vec<Problem> {
+            self.asked
+                .push((step.name.clone(), name.clone(), params.clone()));
+            step.params
+                .iter()
+                .filter(|(k, _)| k == "bad")
+                .map(|_| Problem {
+                    span: params.clone(),
+                    message: "bad is not a parameter".into(),
+                })
+                .collect()
+        }
+    }
+
+    const DEFAULTS: WrittenDefaults = WrittenDefaults {
+        target_lufs: -16.0,
+        target_true_peak_dbtp: -1.5,
+    };
+
+    fn lowered(text: &str) -> (Vec<StepSpec>, Vec<Problem>, Recorder) {
+        let file: File = toml::from_str(text).unwrap();
+        let mut effects = Recorder::default();
+        let (steps, problems) = lower(&file.step, DEFAULTS, &mut effects);
+        (steps, problems, effects)
+    }
+
+    /// Every kind of written step lowers to its StepSpec, in order, with the defaults filled in.
+    #[test]
+    fn every_written_step_lowers() {
+        let text = r#"
+[[step]]
+analyze = { sections = ["loudness", "tempo"], tempo_range = [80, 160] }
+[[step]]
+region = { start = 1.5 }
+[[step]]
+trim_silence = true
+[[step]]
+fade = { in = 0.5, out = 2, curve = "logarithmic" }
+[[step]]
+gain_db = -3
+[[step]]
+channels = "mono"
+[[step]]
+resample = { sample_rate = 44100, quality = "fast" }
+[[step]]
+normalize = {}
+[[step]]
+effect = "eq"
+params = { type = "highshelf", gain_db = -3.5, bypass = false, order = 2 }
+time_budget_ms = 200
+"#;
+        let (steps, problems, effects) = lowered(text);
+        assert_eq!(problems, vec![]);
+        assert_eq!(
+            steps,
+            vec![
+                StepSpec::Analyze(AnalyzeStep {
+                    sections: vec![Section::Loudness, Section::Tempo],
+                    tempo_range: Some((80.0, 160.0)),
+                }),
+                StepSpec::Region {
+                    start: 1.5,
+                    end: None
+                },
+                StepSpec::TrimSilence {
+                    threshold_dbfs: -60.0,
+                    pad_seconds: 0.05
+                },
+                StepSpec::Fade {
+                    fade_in: 0.5,
+                    fade_out: 2.0,
+                    curve: FadeCurve::Logarithmic
+                },
+                StepSpec::Gain { db: -3.0 },
+                StepSpec::Channels(ChannelMapping::Mono),
+                StepSpec::Resample {
+                    sample_rate: 44_100,
+                    fast: true
+                },
+                StepSpec::Normalize(NormalizeTarget::Loudness {
+                    lufs: -16.0,
+                    true_peak_dbtp: -1.5,
+                    limiter: true
+                }),
+                StepSpec::Effect(EffectStep {
+                    name: "eq".into(),
+                    params: vec![
+                        ("bypass".into(), ParamValue::Bool(false)),
+                        ("gain_db".into(), ParamValue::Number(-3.5)),
+                        ("order".into(), ParamValue::Number(2.0)),
+                        ("type".into(), ParamValue::Text("highshelf".into())),
+                    ],
+                    time_budget_ms: Some(200),
+                    memory_mb: None,
+                }),
+            ]
+        );
+        // The effect was checked with the spans of its name and of its table.
+        let (name, at_name, at_params) = &effects.asked[0];
+        assert_eq!(name, "eq");
+        assert_eq!(&text[at_name.clone()], "\"eq\"");
+        assert!(text[at_params.clone()].starts_with("{ type"));
+    }
+
+    /// Problems point at the value they are about; the chain rules hold across steps.
+    #[test]
+    fn problems_are_located_and_the_chain_is_checked() {
+        let text = r#"
+[[step]]
+gain_db = 99
+[[step]]
+normalize = { peak_dbfs = -1 }
+[[step]]
+channels = "mono"
+[[step]]
+effect = "eq"
+params = { bad = 1, list = [1, 2] }
+memory_mb = 0
+[[step]]
+fade = { in = 1 }
+gain_db = 1
+[[step]]
+normalize = { preset = "podcast" }
+[[step]]
+resample = { sample_rate = 44100, quality = "best" }
+"#;
+        let (_, problems, effects) = lowered(text);
+        let at = |p: &Problem| text[p.span.clone()].to_string();
+        let found: Vec<(String, String)> = problems
+            .iter()
+            .map(|p| (at(p), p.message.clone()))
+            .collect();
+        let has = |value: &str, words: &str| {
+            assert!(
+                found
+                    .iter()
+                    .any(|(v, m)| v.starts_with(value) && m.contains(words)),
+                "{value} / {words}: {found:#?}"
+            )
+        };
+        has("99", "gain_db: from -96 to 48 dB");
+        has("\"mono\"", "channels after normalize");
+        has("{ bad", "list = [1, 2]: give a number");
+        has("{ bad", "bad is not a parameter");
+        has("0", "memory_mb: from 1 to 4096");
+        // A table's span is its header.
+        has("[[step]]", "step 5: each [[step]] does one thing");
+        has("{ sample_rate", "resample: quality \"best\" is high or fast");
+        assert!(
+            found
+                .iter()
+                .any(|(_, m)| m == "only one normalize step per pipeline"),
+            "{found:#?}"
+        );
+        // The effect step's own problems do not stop the effect check.
+        assert_eq!(effects.asked.len(), 1);
+    }
+}
