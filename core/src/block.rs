@@ -1,5 +1,8 @@
-//! The bottom layer: planar audio blocks and the signal they carry. Everything that moves
-//! audio (decoders, stages, analyzers, encoders) speaks these types and imports nothing above.
+//! The bottom layer: planar audio blocks and the signal they carry, how channels are mapped,
+//! and loudness figures as measured. Everything that moves audio (decoders, stages, analyzers,
+//! encoders, the format registry) speaks these types and imports nothing above.
+
+use serde::Serialize;
 
 /// Planar `f32` audio: one `Vec` per channel, all the same length.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -132,4 +135,98 @@ pub fn default_layout(channels: usize) -> Vec<String> {
     } else {
         (1..=channels).map(|i| format!("CH{i}")).collect()
     }
+}
+
+/// What a channel mapping produces.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelMapping {
+    /// Mix everything to one channel (see `render::stages::mix_matrix` for the law).
+    Mono,
+    /// Two channels: mono is copied to both, stereo passes, more channels are downmixed.
+    Stereo,
+    /// Take these source channels (0-based), in this order.
+    Pick(Vec<usize>),
+}
+
+impl ChannelMapping {
+    /// How a mapping is written, for messages about one that does not parse.
+    pub const SPELLING: &str = "give mono, stereo, or channel numbers from 1 (like 2,1)";
+
+    /// A mapping as users write it: `mono`, `stereo`, or 1-based source channels (`2,1`).
+    pub fn parse(s: &str) -> Option<ChannelMapping> {
+        Some(match s.trim() {
+            "mono" | "1" => ChannelMapping::Mono,
+            "stereo" | "2" => ChannelMapping::Stereo,
+            list => ChannelMapping::Pick(
+                list.split(',')
+                    .map(|c| {
+                        c.trim()
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|&n| n >= 1)
+                            .map(|n| n - 1)
+                    })
+                    .collect::<Option<_>>()?,
+            ),
+        })
+    }
+
+    /// Channels after the mapping is applied to `n` channels.
+    pub fn channels_after(&self, n: usize) -> usize {
+        match self {
+            ChannelMapping::Mono => 1,
+            ChannelMapping::Stereo => 2,
+            ChannelMapping::Pick(v) => v.len(),
+        }
+        .max(if n == 0 { 0 } else { 1 })
+    }
+
+    /// Whether the mapping leaves a signal of `channels` channels as it is.
+    pub fn is_identity(&self, channels: usize) -> bool {
+        match self {
+            ChannelMapping::Mono => channels == 1,
+            ChannelMapping::Stereo => channels == 2,
+            ChannelMapping::Pick(v) => v.iter().copied().eq(0..channels),
+        }
+    }
+}
+
+/// What `analysis::loudness::LoudnessMeter::summary` gives (true peak is measured separately).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LoudnessSummary {
+    /// Integrated (programme) loudness, LUFS; `None` when nothing passes the gates (silence or
+    /// under 400 ms).
+    pub integrated_lufs: Option<f64>,
+    /// Loudness range, LU; `None` when no short-term value passes the gates.
+    pub loudness_range_lu: Option<f64>,
+    /// Highest momentary loudness, LUFS.
+    pub max_momentary_lufs: Option<f64>,
+    /// Highest short-term loudness, LUFS.
+    pub max_short_term_lufs: Option<f64>,
+    /// Momentary and short-term loudness over time, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<LoudnessHistory>,
+}
+
+/// Momentary and short-term loudness at regular times; `None` entries are below −70 LUFS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LoudnessHistory {
+    /// Seconds between entries (a multiple of 0.1 s).
+    pub step_seconds: f64,
+    /// Value `i` is measured over the window ending at `(i + 1) * step_seconds`.
+    pub momentary_lufs: Vec<Option<f64>>,
+    pub short_term_lufs: Vec<Option<f64>>,
+}
+
+/// The loudness of what an output received, measured in the final pass (for the `bext` chunk,
+/// ReplayGain and reports).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct OutputLoudness {
+    #[serde(flatten)]
+    pub loudness: LoudnessSummary,
+    /// dBTP (−inf for digital silence).
+    pub true_peak_dbtp: f64,
+    /// dBFS.
+    pub sample_peak_dbfs: f64,
 }

@@ -148,3 +148,24 @@ impl Drop for AtomicFile {
         }
     }
 }
+
+/// A copy of `e`: the same OS error code where it has one, else the same kind and message.
+pub fn same_io_error(e: &std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// The first I/O error in `e`'s chain of causes (itself included), if any: what tells a
+/// failure of the machine (a full disk, a permission) from a failure of the data.
+pub fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cur = c.source();
+    }
+    None
+}

@@ -227,7 +227,7 @@ fn passes(log: &str) -> Option<(f64, f64)> {
 /// The Sluice side of the job, in this (child) process.
 fn sluice_export(input: &Path, dir: &Path, check: bool) -> Res<()> {
     use sluice_core::encode::tags::TagPlan;
-    use sluice_core::export::{OutputFormat, OutputPlan};
+    use sluice_core::export::OutputPlan;
     use sluice_core::render::dither::DitherMode;
     use sluice_core::render::normalize::NormalizeTarget;
     use sluice_core::render::steps::StepSpec;
@@ -262,7 +262,7 @@ fn sluice_export(input: &Path, dir: &Path, check: bool) -> Res<()> {
         out("sluice.flac", sluice_core::encode::flac::output(16, 5)),
         out(
             "sluice.mp3",
-            OutputFormat::named(
+            sluice_core::encode::named(
                 "mp3",
                 sluice_core::formats::Settings {
                     quality: Some(2.0),

@@ -173,12 +173,14 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
     if a.output.is_none() && a.out_dir.is_none() {
         bail!("say where the output goes: -o FILE or --out-dir DIR");
     }
-    let kinds = formats::codec_names();
+    let kinds = sluice_core::encode::codec_names();
     let codec = match (&a.format, &a.output) {
-        (Some(f), _) => formats::codec(f).ok_or_else(|| anyhow!("--format {f}: choose {kinds}"))?,
+        (Some(f), _) => {
+            sluice_core::encode::codec(f).ok_or_else(|| anyhow!("--format {f}: choose {kinds}"))?
+        }
         (None, Some(o)) => o
             .extension()
-            .and_then(|e| formats::codec(&e.to_string_lossy()))
+            .and_then(|e| sluice_core::encode::codec(&e.to_string_lossy()))
             .ok_or_else(|| {
                 anyhow!(
                     "{}: cannot tell the format from the extension; add --format",

@@ -464,15 +464,15 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         let Some(path) = c.template(&r.path, "path") else {
             continue;
         };
-        let kinds = sluice_core::formats::codec_names();
+        let kinds = sluice_core::encode::codec_names();
         let codec = match &r.format {
-            Some(f) => sluice_core::formats::codec(f.get_ref()).or_else(|| {
+            Some(f) => sluice_core::encode::codec(f.get_ref()).or_else(|| {
                 c.err(f.span(), format!("format {:?}: choose {kinds}", f.get_ref()));
                 None
             }),
             None => Path::new(r.path.get_ref())
                 .extension()
-                .and_then(|e| sluice_core::formats::codec(&e.to_string_lossy()))
+                .and_then(|e| sluice_core::encode::codec(&e.to_string_lossy()))
                 .or_else(|| {
                     c.err(
                         r.path.span(),

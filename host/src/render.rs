@@ -179,7 +179,7 @@ pub fn formats_table(out: &mut impl Write) -> io::Result<()> {
         "{:<11} {:<9} {:<7} {:<7} {:>9}  {:<22} extensions",
         "id", "kind", "decode", "encode", "max rate", "bit depths"
     )?;
-    for listed in sluice_core::formats::formats() {
+    for listed in sluice_core::encode::formats() {
         let f = listed.info;
         let mut depths: Vec<String> = f.bit_depths.iter().map(|b| b.to_string()).collect();
         depths.extend(f.float_bit_depths.iter().map(|b| format!("{b}f")));

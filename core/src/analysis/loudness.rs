@@ -26,7 +26,8 @@
 //! several sample rates and channel layouts, and against the EBU test cases.
 
 use super::{AnalysisReport, Analyzer, Loudness};
-use serde::Serialize;
+
+pub use crate::block::{LoudnessHistory, LoudnessSummary, OutputLoudness};
 
 /// Channel weight of BS.1770-4 (table 3), by speaker position name as [`crate::StreamInfo`]
 /// gives them.
@@ -651,33 +652,6 @@ impl LiveGating {
     }
 }
 
-/// What [`LoudnessMeter::summary`] gives (true peak is measured separately).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct LoudnessSummary {
-    /// Integrated (programme) loudness, LUFS; `None` when nothing passes the gates (silence or
-    /// under 400 ms).
-    pub integrated_lufs: Option<f64>,
-    /// Loudness range, LU; `None` when no short-term value passes the gates.
-    pub loudness_range_lu: Option<f64>,
-    /// Highest momentary loudness, LUFS.
-    pub max_momentary_lufs: Option<f64>,
-    /// Highest short-term loudness, LUFS.
-    pub max_short_term_lufs: Option<f64>,
-    /// Momentary and short-term loudness over time, when asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub history: Option<LoudnessHistory>,
-}
-
-/// Momentary and short-term loudness at regular times; `None` entries are below −70 LUFS.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct LoudnessHistory {
-    /// Seconds between entries (a multiple of 0.1 s).
-    pub step_seconds: f64,
-    /// Value `i` is measured over the window ending at `(i + 1) * step_seconds`.
-    pub momentary_lufs: Vec<Option<f64>>,
-    pub short_term_lufs: Vec<Option<f64>>,
-}
-
 /// Every loudness figure from a series of 100 ms energies.
 pub fn summarize(steps: &[f64], history_step_seconds: Option<f64>) -> LoudnessSummary {
     let n = steps.len();
@@ -712,18 +686,6 @@ pub fn summarize(steps: &[f64], history_step_seconds: Option<f64>) -> LoudnessSu
         max_short_term_lufs: max_over(30),
         history,
     }
-}
-
-/// The loudness of what an output received, measured in the final pass (for the `bext` chunk,
-/// ReplayGain and reports).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct OutputLoudness {
-    #[serde(flatten)]
-    pub loudness: LoudnessSummary,
-    /// dBTP (−inf for digital silence).
-    pub true_peak_dbtp: f64,
-    /// dBFS.
-    pub sample_peak_dbfs: f64,
 }
 
 /// K-weighting of one channel or a pair (filtered together, which costs little more than one);

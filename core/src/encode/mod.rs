@@ -3,109 +3,11 @@
 //! so a failed encode never leaves a partial file under the destination's name.
 
 use crate::block::Block;
+
+pub use crate::formats::{EncodeError, Encoder, PcmFormat};
+use crate::formats::{FORMATS, Listed, OutputCodec, OutputFormat, Settings};
+pub use crate::io::{io_cause, same_io_error};
 use std::fs::File;
-use std::path::PathBuf;
-
-/// Why an output could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum EncodeError {
-    #[error("{}: cannot write: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The encoder library refused or failed.
-    #[error("{}: {format} encoder failed: {detail}", path.display())]
-    Codec {
-        path: PathBuf,
-        format: &'static str,
-        detail: String,
-    },
-    /// The options cannot be encoded in this format (24-bit MP3, 400 kHz FLAC...).
-    #[error("{}: {detail}", path.display())]
-    Unsupported { path: PathBuf, detail: String },
-    /// The tags could not be written.
-    #[error("{}: cannot write the tags: {detail}", path.display())]
-    Tags { path: PathBuf, detail: String },
-}
-
-impl From<crate::io::FileError> for EncodeError {
-    fn from(e: crate::io::FileError) -> Self {
-        EncodeError::Io {
-            path: e.path,
-            source: e.source,
-        }
-    }
-}
-
-impl EncodeError {
-    /// The same error again, for a caller that asks after the first report (an encoder that
-    /// failed cannot go on, and says why each time it is asked): an I/O error keeps its kind
-    /// and the operating system's code, so the root cause (a full disk, a missing permission)
-    /// stays typed however late it is reported.
-    pub fn again(&self) -> EncodeError {
-        match self {
-            EncodeError::Io { path, source } => EncodeError::Io {
-                path: path.clone(),
-                source: same_io_error(source),
-            },
-            EncodeError::Codec {
-                path,
-                format,
-                detail,
-            } => EncodeError::Codec {
-                path: path.clone(),
-                format,
-                detail: detail.clone(),
-            },
-            EncodeError::Unsupported { path, detail } => EncodeError::Unsupported {
-                path: path.clone(),
-                detail: detail.clone(),
-            },
-            EncodeError::Tags { path, detail } => EncodeError::Tags {
-                path: path.clone(),
-                detail: detail.clone(),
-            },
-        }
-    }
-}
-
-/// A copy of `e`: the same OS error code where it has one, else the same kind and message.
-pub fn same_io_error(e: &std::io::Error) -> std::io::Error {
-    match e.raw_os_error() {
-        Some(code) => std::io::Error::from_raw_os_error(code),
-        None => std::io::Error::new(e.kind(), e.to_string()),
-    }
-}
-
-/// The first I/O error in `e`'s chain of causes (itself included), if any: what tells a
-/// failure of the machine (a full disk, a permission) from a failure of the data.
-pub fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
-    let mut cur = Some(e);
-    while let Some(c) = cur {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return Some(io);
-        }
-        cur = c.source();
-    }
-    None
-}
-
-/// An encoder of one output stream. Blocks arrive with the channel count and rate the encoder
-/// was created for; integer formats get samples already on their grid (the dither stage
-/// quantizes), so their conversion is exact rounding; samples outside [-1, 1) clip.
-pub trait Encoder: Send {
-    fn write(&mut self, block: &Block) -> Result<(), EncodeError>;
-    /// The loudness measured on everything written, before [`Encoder::finish`] (formats that
-    /// store it, like the Broadcast Wave `bext` chunk, use it).
-    fn set_loudness(&mut self, loudness: &crate::analysis::loudness::OutputLoudness) {
-        let _ = loudness;
-    }
-    /// Complete the stream (headers, sizes, trailing frames). The file stays temporary until
-    /// the caller commits it.
-    fn finish(self: Box<Self>) -> Result<(), EncodeError>;
-}
 
 pub mod aiff;
 pub mod flac;
@@ -130,29 +32,46 @@ pub static CODECS: &[&dyn crate::formats::OutputCodec] = &[
     &vorbis::CODEC,
 ];
 
-/// How integer or float PCM is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PcmFormat {
-    /// Signed integers of this many bits (8-bit WAV is unsigned, as WAV requires).
-    Int(u32),
-    /// 32-bit IEEE float.
-    Float32,
+/// The registered codecs, in the order they are listed.
+pub fn codecs() -> impl Iterator<Item = &'static dyn OutputCodec> {
+    CODECS.iter().copied()
 }
 
-impl PcmFormat {
-    pub fn bytes(self) -> usize {
-        match self {
-            PcmFormat::Int(b) => b.div_ceil(8) as usize,
-            PcmFormat::Float32 => 4,
-        }
+/// The codec a format name or file extension selects (case-insensitive).
+pub fn codec(name: &str) -> Option<&'static dyn OutputCodec> {
+    let name = name.to_ascii_lowercase();
+    codecs().find(|c| c.id() == name || c.about().names.contains(&name.as_str()))
+}
+
+/// The codecs' ids for messages: "wav, aiff, flac, mp3 or ogg".
+pub fn codec_names() -> String {
+    let ids: Vec<&str> = codecs().map(|c| c.id()).collect();
+    match ids.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
     }
-    pub fn bits(self) -> u32 {
-        match self {
-            PcmFormat::Int(b) => b,
-            PcmFormat::Float32 => 32,
-        }
-    }
+}
+
+/// The format `name` (an id, name or extension) selects, with `settings`; `None` where no
+/// registered codec answers to it (MP3 and Vorbis in a build without them).
+pub fn named(name: &str, settings: Settings) -> Option<OutputFormat> {
+    codec(name).map(|c| OutputFormat::new(c, settings))
+}
+
+/// Every format Sluice knows of, with what it decodes and encodes.
+pub fn formats() -> Vec<Listed> {
+    let known = FORMATS.iter();
+    let new = codecs()
+        .filter_map(|c| c.about().info)
+        .filter(|i| crate::formats::by_id(i.id).is_none());
+    known
+        .chain(new)
+        .map(|info| Listed {
+            info,
+            encode: codecs().any(|c| c.about().writes.contains(&info.id)),
+        })
+        .collect()
 }
 
 /// Interleave `block` into `out` as little- or big-endian PCM.

@@ -5,9 +5,10 @@
 //! list on WAV), which never rewrites the audio of a large file.
 
 use super::EncodeError;
-use crate::analysis::loudness::OutputLoudness;
+use crate::block::OutputLoudness;
+pub use crate::formats::TagStyle;
 use lofty::config::{ParseOptions, WriteOptions};
-use lofty::file::{FileType, TaggedFileExt};
+use lofty::file::TaggedFileExt;
 use lofty::id3::v2::Id3v2Tag;
 use lofty::prelude::*;
 use lofty::probe::Probe;
@@ -15,21 +16,6 @@ use lofty::tag::{ItemKey, Tag, TagType};
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-
-/// How a format's files are tagged (each codec says which, see
-/// [`crate::formats::OutputCodec::tags`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TagStyle {
-    /// By lofty, in the finished temporary file: any format lofty reads and writes.
-    Lofty {
-        file_type: FileType,
-        tag_type: TagType,
-    },
-    /// RIFF chunks appended (a LIST/INFO list and an `id3 ` chunk): WAV.
-    RiffChunks,
-    /// AIFF chunks appended (an `ID3 ` chunk).
-    AiffChunks,
-}
 
 /// The user-facing tag keys of `--tag KEY=VALUE` and pipeline files, with lofty's key.
 pub const KEYS: &[(&str, ItemKey)] = &[

@@ -7,7 +7,7 @@
 //! own; hound reads our files back in the tests, as do symphonia, ffmpeg and sox.
 
 use super::{EncodeError, Encoder, PcmFormat, interleave};
-use crate::analysis::loudness::OutputLoudness;
+use crate::block::OutputLoudness;
 use crate::block::{Block, SignalSpec};
 use crate::riff::Bext;
 use std::fs::File;

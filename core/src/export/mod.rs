@@ -545,7 +545,7 @@ mod tests {
     #[test]
     fn an_mp3_read_while_it_is_written_measures_as_the_finished_file() {
         use crate::formats::Settings;
-        let mp3 = |settings| OutputFormat::named("mp3", settings).unwrap();
+        let mp3 = |settings| crate::encode::named("mp3", settings).unwrap();
         follow_while_encoding(
             mp3(Settings {
                 quality: Some(2.0),
@@ -569,7 +569,7 @@ mod tests {
             quality: Some(3.0),
             ..Default::default()
         };
-        follow_while_encoding(OutputFormat::named("ogg", settings).unwrap(), "ogg");
+        follow_while_encoding(crate::encode::named("ogg", settings).unwrap(), "ogg");
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! `--format`, a pipeline's `format =`, `sluice formats`, the plugin's take formats) is derived
 //! from these two lists: adding an output format is a codec module and its registration.
 
+mod encoder;
 mod output;
+
+pub use encoder::{EncodeError, Encoder, PcmFormat, TagStyle};
 
 pub use output::{
     Arriving, CodecInfo, Constraints, Depth, FormatError, Opt, OptionNames, OptionSpec,
-    OutputCodec, OutputFormat, Request, Resolved, Settings, TagStyle, Values, codec, codec_names,
-    codecs, pcm_settings, resolve,
+    OutputCodec, OutputFormat, Request, Resolved, Settings, Values, pcm_settings, resolve,
 };
 
 use serde::Serialize;
@@ -160,21 +162,6 @@ pub struct Listed {
     /// Sluice encodes this format (a codec in [`crate::encode::CODECS`] writes it; MP3 and
     /// Vorbis only in builds with the `mp3` and `vorbis` features).
     pub encode: bool,
-}
-
-/// Every format Sluice knows of, with what it decodes and encodes.
-pub fn formats() -> Vec<Listed> {
-    let known = FORMATS.iter();
-    let new = codecs()
-        .filter_map(|c| c.about().info)
-        .filter(|i| by_id(i.id).is_none());
-    known
-        .chain(new)
-        .map(|info| Listed {
-            info,
-            encode: codecs().any(|c| c.about().writes.contains(&info.id)),
-        })
-        .collect()
 }
 
 /// Look up a registry entry by its id.

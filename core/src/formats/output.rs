@@ -6,15 +6,15 @@
 //! Adding a format is two files: the codec module (an encoder and its `OutputCodec`) and its
 //! line in [`crate::encode::CODECS`]; see docs/ARCHITECTURE.md for the walk-through.
 
+use super::{EncodeError, Encoder, PcmFormat};
+use crate::block::ChannelMapping;
 use crate::block::SignalSpec;
-use crate::encode::{EncodeError, Encoder, PcmFormat};
-use crate::render::stages::ChannelMapping;
 use crate::riff::Bext;
 use serde::Serialize;
 use std::fmt;
 use std::path::Path;
 
-pub use crate::encode::tags::TagStyle;
+use super::TagStyle;
 
 /// An option an output format may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,27 +240,6 @@ pub trait OutputCodec: Send + Sync + 'static {
     ) -> Result<Box<dyn Encoder>, EncodeError>;
 }
 
-/// The registered codecs, in the order they are listed.
-pub fn codecs() -> impl Iterator<Item = &'static dyn OutputCodec> {
-    crate::encode::CODECS.iter().copied()
-}
-
-/// The codec a format name or file extension selects (case-insensitive).
-pub fn codec(name: &str) -> Option<&'static dyn OutputCodec> {
-    let name = name.to_ascii_lowercase();
-    codecs().find(|c| c.id() == name || c.about().names.contains(&name.as_str()))
-}
-
-/// The codecs' ids for messages: "wav, aiff, flac, mp3 or ogg".
-pub fn codec_names() -> String {
-    let ids: Vec<&str> = codecs().map(|c| c.id()).collect();
-    match ids.split_last() {
-        None => String::new(),
-        Some((last, [])) => last.to_string(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-    }
-}
-
 /// An output's format: its codec and settings.
 #[derive(Clone, Copy)]
 pub struct OutputFormat {
@@ -271,11 +250,6 @@ pub struct OutputFormat {
 impl OutputFormat {
     pub fn new(codec: &'static dyn OutputCodec, settings: Settings) -> OutputFormat {
         OutputFormat { codec, settings }
-    }
-    /// The format `name` (an id, name or extension) selects, with `settings`; `None` where no
-    /// registered codec answers to it (MP3 and Vorbis in a build without them).
-    pub fn named(name: &str, settings: Settings) -> Option<OutputFormat> {
-        codec(name).map(|c| OutputFormat::new(c, settings))
     }
     pub fn id(&self) -> &'static str {
         self.codec.id()
@@ -612,6 +586,8 @@ impl std::error::Error for FormatError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The registry's codecs (tests sit above every layer).
+    use crate::encode::{codec, codec_names, codecs};
 
     fn codec_(name: &str) -> &'static dyn OutputCodec {
         codec(name).unwrap()

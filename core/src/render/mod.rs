@@ -20,7 +20,7 @@ pub enum RenderError {
     #[error(transparent)]
     Input(#[from] crate::InputError),
     #[error(transparent)]
-    Encode(#[from] crate::encode::EncodeError),
+    Encode(#[from] crate::formats::EncodeError),
     /// An option does not make sense for this signal (a region past the end, 0 channels...).
     #[error("{0}")]
     Invalid(String),
@@ -569,7 +569,7 @@ impl<'a> Render<'a> {
     /// them, e.g. after giving them the measured loudness).
     pub fn run(
         &mut self,
-        encoders: &mut [Box<dyn crate::encode::Encoder>],
+        encoders: &mut [Box<dyn crate::formats::Encoder>],
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<OutputResult>, RenderError> {
         let all: Vec<usize> = (0..self.outputs.len()).collect();
@@ -612,7 +612,7 @@ impl<'a> Render<'a> {
     pub fn run_outputs(
         &mut self,
         set: &[usize],
-        encoders: &mut [Box<dyn crate::encode::Encoder>],
+        encoders: &mut [Box<dyn crate::formats::Encoder>],
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<OutputResult>, RenderError> {
         assert_eq!(encoders.len(), set.len(), "one encoder per output");
@@ -646,7 +646,7 @@ impl<'a> Render<'a> {
         };
         let total = source.frames();
         let mut scratch = Block::default();
-        let mut failure: Option<crate::encode::EncodeError> = None;
+        let mut failure: Option<crate::formats::EncodeError> = None;
         let outputs = &mut self.outputs;
         let mut sink = |b: &Block| {
             if failure.is_some() {
@@ -751,10 +751,10 @@ impl<'a> Render<'a> {
 
 fn deliver(
     b: &Block,
-    enc: &mut Box<dyn crate::encode::Encoder>,
+    enc: &mut Box<dyn crate::formats::Encoder>,
     meter: &mut Option<OutputMeter>,
     result: &mut OutputResult,
-    failure: &mut Option<crate::encode::EncodeError>,
+    failure: &mut Option<crate::formats::EncodeError>,
 ) {
     if b.is_empty() || failure.is_some() {
         return;

@@ -3,6 +3,8 @@
 use super::{Block, Prepass, Probe, RenderError, SignalSpec, Stage, StageReport};
 use std::collections::BTreeMap;
 
+pub use crate::block::ChannelMapping;
+
 /// dB to a linear factor.
 pub fn db_to_gain(db: f64) -> f64 {
     10f64.powf(db / 20.0)
@@ -412,61 +414,6 @@ impl Stage for TrimSilence {
             ));
         }
         Some(r)
-    }
-}
-
-/// What a channel mapping produces.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChannelMapping {
-    /// Mix everything to one channel (see [`mix_matrix`] for the law).
-    Mono,
-    /// Two channels: mono is copied to both, stereo passes, more channels are downmixed.
-    Stereo,
-    /// Take these source channels (0-based), in this order.
-    Pick(Vec<usize>),
-}
-
-impl ChannelMapping {
-    /// How a mapping is written, for messages about one that does not parse.
-    pub const SPELLING: &str = "give mono, stereo, or channel numbers from 1 (like 2,1)";
-
-    /// A mapping as users write it: `mono`, `stereo`, or 1-based source channels (`2,1`).
-    pub fn parse(s: &str) -> Option<ChannelMapping> {
-        Some(match s.trim() {
-            "mono" | "1" => ChannelMapping::Mono,
-            "stereo" | "2" => ChannelMapping::Stereo,
-            list => ChannelMapping::Pick(
-                list.split(',')
-                    .map(|c| {
-                        c.trim()
-                            .parse::<usize>()
-                            .ok()
-                            .filter(|&n| n >= 1)
-                            .map(|n| n - 1)
-                    })
-                    .collect::<Option<_>>()?,
-            ),
-        })
-    }
-
-    /// Channels after the mapping is applied to `n` channels.
-    pub fn channels_after(&self, n: usize) -> usize {
-        match self {
-            ChannelMapping::Mono => 1,
-            ChannelMapping::Stereo => 2,
-            ChannelMapping::Pick(v) => v.len(),
-        }
-        .max(if n == 0 { 0 } else { 1 })
-    }
-
-    /// Whether the mapping leaves a signal of `channels` channels as it is.
-    pub fn is_identity(&self, channels: usize) -> bool {
-        match self {
-            ChannelMapping::Mono => channels == 1,
-            ChannelMapping::Stereo => channels == 2,
-            ChannelMapping::Pick(v) => v.iter().copied().eq(0..channels),
-        }
     }
 }
 

@@ -15,7 +15,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if a.json {
-        serde_json::to_writer_pretty(&mut out, &sluice_core::formats::formats())?;
+        serde_json::to_writer_pretty(&mut out, &sluice_core::encode::formats())?;
         writeln!(out)?;
     } else {
         render::formats_table(&mut out)?;

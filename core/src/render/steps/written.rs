@@ -705,7 +705,10 @@ resample = { sample_rate = 44100, quality = "best" }
         has("0", "memory_mb: from 1 to 4096");
         // A table's span is its header.
         has("[[step]]", "step 5: each [[step]] does one thing");
-        has("{ sample_rate", "resample: quality \"best\" is high or fast");
+        has(
+            "{ sample_rate",
+            "resample: quality \"best\" is high or fast",
+        );
         assert!(
             found
                 .iter()
