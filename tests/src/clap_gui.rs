@@ -486,10 +486,7 @@ fn run_audio(
         }
     };
     let frames = input.first().map_or(0, Vec::len);
-    let mut in_bufs = vec![vec![0f32; max]; channels];
-    let mut out_bufs = vec![vec![0f32; max]; channels];
-    let mut in_ports = AudioPorts::with_capacity(channels, 1);
-    let mut out_ports = AudioPorts::with_capacity(channels, 1);
+    let mut ports = clap_host::PortBuffers::new(channels, channels, max);
     let mut out_events = EventBuffer::with_capacity(64);
     let mut events = Vec::new();
     let mut cost = AudioCost {
@@ -512,31 +509,12 @@ fn run_audio(
                 std::thread::sleep(due - now);
             }
         }
-        for (b, c) in in_bufs.iter_mut().zip(input) {
-            b[..n].copy_from_slice(&c[at..at + n]);
-        }
-        for b in &mut out_bufs {
-            b[..n].fill(crate::clap_host::OUTPUT_SENTINEL);
-        }
-        let ins = in_ports.with_input_buffers([AudioPortBuffer {
-            latency: 0,
-            channels: AudioPortBufferType::f32_input_only(
-                in_bufs
-                    .iter_mut()
-                    .map(|b| InputChannel::variable(&mut b[..n])),
-            ),
-        }]);
-        let mut outs = out_ports.with_output_buffers([AudioPortBuffer {
-            latency: 0,
-            channels: AudioPortBufferType::f32_output_only(
-                out_bufs.iter_mut().map(|b| &mut b[..n]),
-            ),
-        }]);
+        ports.load(input, at, n);
         let cpu0 = thread_cpu_time();
         let wall0 = Instant::now();
-        let r = started.process(
-            &ins,
-            &mut outs,
+        let r = ports.process(
+            &mut started,
+            n,
             &InputEvents::empty(),
             &mut out_events.as_output(),
             Some(at as u64),
@@ -555,8 +533,8 @@ fn run_audio(
             error = Some(anyhow!("process failed at frame {at}: {e}"));
             break;
         }
-        for (o, i) in out_bufs.iter().zip(input) {
-            cost.mismatched_samples += o[..n]
+        for (o, i) in ports.outputs(n).zip(input) {
+            cost.mismatched_samples += o
                 .iter()
                 .zip(&i[at..at + n])
                 .filter(|(a, b)| a.to_bits() != b.to_bits())

@@ -688,59 +688,33 @@ impl AudioJob<'_> {
     }
 
     fn blocks(&self, started: &mut StartedPluginAudioProcessor<TestHost>) -> AudioResult {
-        let in_channels = self.input.len();
         let frames: usize = self.blocks.iter().sum();
-        // The host's own port buffers, allocated once for the activated maximum.
-        let mut in_bufs = vec![vec![0f32; self.max_frames]; in_channels];
-        let mut out_bufs = vec![vec![0f32; self.max_frames]; self.out_channels];
-        let mut in_ports = AudioPorts::with_capacity(in_channels, 1);
-        let mut out_ports = AudioPorts::with_capacity(self.out_channels, 1);
+        let mut ports = PortBuffers::new(self.input.len(), self.out_channels, self.max_frames);
         let mut output = vec![Vec::with_capacity(frames); self.out_channels];
         let mut position = self.transport.map_or(0, |t| t.position_samples);
         let mut done = 0usize;
         let mut status = None;
         for (k, &n) in self.blocks.iter().enumerate() {
-            for (buf, ch) in in_bufs.iter_mut().zip(self.input) {
-                buf[..n].copy_from_slice(&ch[done..done + n]);
-            }
-            for buf in &mut out_bufs {
-                buf[..n].fill(OUTPUT_SENTINEL);
-            }
+            ports.load(self.input, done, n);
             let transport = self
                 .transport
                 .map(|t| transport_event(t.playing, position, self.sample_rate));
             let events: &[ParamValueEvent] = if k == 0 { self.events } else { &[] };
-            {
-                let ins = in_ports.with_input_buffers([AudioPortBuffer {
-                    latency: 0,
-                    channels: AudioPortBufferType::f32_input_only(
-                        in_bufs
-                            .iter_mut()
-                            .map(|b| InputChannel::variable(&mut b[..n])),
-                    ),
-                }]);
-                let mut outs = out_ports.with_output_buffers([AudioPortBuffer {
-                    latency: 0,
-                    channels: AudioPortBufferType::f32_output_only(
-                        out_bufs.iter_mut().map(|b| &mut b[..n]),
-                    ),
-                }]);
-                let s = started
-                    .process(
-                        &ins,
-                        &mut outs,
-                        &InputEvents::from_buffer(&events),
-                        &mut OutputEvents::void(),
-                        Some(self.steady_start + done as u64),
-                        transport.as_ref(),
-                    )
-                    .map_err(|e| {
-                        anyhow!("process failed on block {k} ({n} frames from frame {done}): {e}")
-                    })?;
-                status = Some(s);
-            }
-            for (out, buf) in output.iter_mut().zip(&out_bufs) {
-                out.extend_from_slice(&buf[..n]);
+            let s = ports
+                .process(
+                    started,
+                    n,
+                    &InputEvents::from_buffer(&events),
+                    &mut OutputEvents::void(),
+                    Some(self.steady_start + done as u64),
+                    transport.as_ref(),
+                )
+                .map_err(|e| {
+                    anyhow!("process failed on block {k} ({n} frames from frame {done}): {e}")
+                })?;
+            status = Some(s);
+            for (out, buf) in output.iter_mut().zip(ports.outputs(n)) {
+                out.extend_from_slice(buf);
             }
             done += n;
             if self.transport.is_some_and(|t| t.playing) {
@@ -748,6 +722,69 @@ impl AudioJob<'_> {
             }
         }
         Ok((output, status))
+    }
+}
+
+/// A host's own port buffers (one input port, one output port), allocated once for the
+/// activated maximum and handed to the plugin a block at a time.
+pub(crate) struct PortBuffers {
+    ins: Vec<Vec<f32>>,
+    outs: Vec<Vec<f32>>,
+    in_ports: AudioPorts,
+    out_ports: AudioPorts,
+}
+
+impl PortBuffers {
+    pub(crate) fn new(in_channels: usize, out_channels: usize, max_frames: usize) -> Self {
+        PortBuffers {
+            ins: vec![vec![0f32; max_frames]; in_channels],
+            outs: vec![vec![0f32; max_frames]; out_channels],
+            in_ports: AudioPorts::with_capacity(in_channels, 1),
+            out_ports: AudioPorts::with_capacity(out_channels, 1),
+        }
+    }
+
+    /// Frames `at..at + n` of `input` into the inputs, and [`OUTPUT_SENTINEL`] into the first
+    /// `n` frames of every output (so a plugin that leaves an output unwritten is seen).
+    pub(crate) fn load(&mut self, input: &[Vec<f32>], at: usize, n: usize) {
+        for (buf, ch) in self.ins.iter_mut().zip(input) {
+            buf[..n].copy_from_slice(&ch[at..at + n]);
+        }
+        for buf in &mut self.outs {
+            buf[..n].fill(OUTPUT_SENTINEL);
+        }
+    }
+
+    /// One process call over the first `n` frames.
+    pub(crate) fn process<H: HostHandlers>(
+        &mut self,
+        started: &mut StartedPluginAudioProcessor<H>,
+        n: usize,
+        events: &InputEvents,
+        out_events: &mut OutputEvents,
+        steady_time: Option<u64>,
+        transport: Option<&TransportEvent>,
+    ) -> Result<ProcessStatus, PluginInstanceError> {
+        let ins = self.in_ports.with_input_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_input_only(
+                self.ins
+                    .iter_mut()
+                    .map(|b| InputChannel::variable(&mut b[..n])),
+            ),
+        }]);
+        let mut outs = self.out_ports.with_output_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_output_only(
+                self.outs.iter_mut().map(|b| &mut b[..n]),
+            ),
+        }]);
+        started.process(&ins, &mut outs, events, out_events, steady_time, transport)
+    }
+
+    /// The first `n` frames of each output, as the last call left them.
+    pub(crate) fn outputs(&self, n: usize) -> impl Iterator<Item = &[f32]> {
+        self.outs.iter().map(move |b| &b[..n])
     }
 }
 

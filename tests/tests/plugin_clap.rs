@@ -16,6 +16,8 @@ fn load() -> ClapHost {
     ok(ClapHost::load(&path, bundles::CLAP_ID))
 }
 
+common::every_format_passes!(ClapHost);
+
 #[test]
 fn the_factory_lists_sluice_meter() {
     let host = load();
@@ -72,41 +74,6 @@ fn parameters_have_stable_ids_names_and_defaults() {
             e.id
         );
     }
-}
-
-#[test]
-fn mono_pass_through_is_bit_exact_at_every_rate_and_block_size() {
-    pass_through(&mut load(), 1);
-}
-
-#[test]
-fn stereo_pass_through_is_bit_exact_at_every_rate_and_block_size() {
-    pass_through(&mut load(), 2);
-}
-
-#[test]
-fn surround_5_1_pass_through_is_bit_exact_at_every_rate_and_block_size() {
-    pass_through(&mut load(), 6);
-}
-
-#[test]
-fn denormals_signed_zeros_and_full_scale_pass_bit_exact() {
-    special_values_pass(load);
-}
-
-#[test]
-fn pass_through_with_and_without_a_transport() {
-    pass_through_with_any_transport(&mut load());
-}
-
-#[test]
-fn state_round_trips_and_saving_again_gives_the_same_bytes() {
-    common::state_round_trips::<ClapHost>();
-}
-
-#[test]
-fn persisted_export_settings_round_trip() {
-    common::persisted_export_settings_round_trip::<ClapHost>();
 }
 
 #[test]
@@ -170,11 +137,6 @@ fn automation_while_active_and_state_while_processing() {
     let output = ok(host.process(&input, VARYING, None));
     assert_bit_exact(&input, &output, "after loading a state while active");
     assert_eq!(ok(host.save_state()), defaults);
-}
-
-#[test]
-fn instances_are_independent() {
-    common::instances_are_independent::<ClapHost>();
 }
 
 #[test]

@@ -16,6 +16,8 @@ fn load() -> Vst3Host {
     ok(Vst3Host::load(&bundle, bundles::VST3_CLASS_ID))
 }
 
+common::every_format_passes!(Vst3Host);
+
 /// `kCanAutomate` in `ParameterInfo::flags`.
 const CAN_AUTOMATE: i32 = 1;
 
@@ -82,36 +84,6 @@ fn parameters_have_stable_ids_names_and_defaults() {
 }
 
 #[test]
-fn mono_pass_through_is_bit_exact_at_every_rate_and_block_size() {
-    pass_through(&mut load(), 1);
-}
-
-#[test]
-fn stereo_pass_through_is_bit_exact_at_every_rate_and_block_size() {
-    pass_through(&mut load(), 2);
-}
-
-#[test]
-fn surround_5_1_pass_through_is_bit_exact_at_every_rate_and_block_size() {
-    pass_through(&mut load(), 6);
-}
-
-#[test]
-fn denormals_signed_zeros_and_full_scale_pass_bit_exact() {
-    special_values_pass(load);
-}
-
-#[test]
-fn pass_through_with_and_without_a_transport() {
-    pass_through_with_any_transport(&mut load());
-}
-
-#[test]
-fn state_round_trips_and_saving_again_gives_the_same_bytes() {
-    common::state_round_trips::<Vst3Host>();
-}
-
-#[test]
 fn state_after_a_host_header_in_the_stream() {
     // Some hosts (Bitwig) hand setState a stream positioned after their own header.
     let mut host = load();
@@ -125,11 +97,6 @@ fn state_after_a_host_header_in_the_stream() {
     assert_eq!(host.param_normalized(PARAMS[0].hash), 0.0);
     assert_eq!(ok(host.get_state()), defaults);
     assert_ne!(armed, defaults);
-}
-
-#[test]
-fn persisted_export_settings_round_trip() {
-    common::persisted_export_settings_round_trip::<Vst3Host>();
 }
 
 #[test]
@@ -172,11 +139,6 @@ fn parameters_set_between_runs_while_active_and_state_while_active() {
     assert_eq!(host.param_normalized(PARAMS[1].hash), 0.0);
     assert_bit_exact(&input, &ok(host.process(&input, &[64], None)), "run 3");
     assert_eq!(ok(host.get_state()), defaults);
-}
-
-#[test]
-fn instances_are_independent() {
-    common::instances_are_independent::<Vst3Host>();
 }
 
 #[test]

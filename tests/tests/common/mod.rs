@@ -2,6 +2,60 @@
 //! nice-plug state format.
 #![allow(dead_code)]
 
+/// The tests every build of the plugin passes whatever its format, declared once: each test
+/// binary (`plugin_clap`, `plugin_vst3`) names its [`Host`] and gets these alongside the tests
+/// only its format has.
+#[allow(unused_macros)] // only the two format test binaries use it
+macro_rules! every_format_passes {
+    ($host:ty) => {
+        fn load_host() -> $host {
+            <$host as $crate::common::Host>::load()
+        }
+
+        #[test]
+        fn mono_pass_through_is_bit_exact_at_every_rate_and_block_size() {
+            $crate::common::pass_through(&mut load_host(), 1);
+        }
+
+        #[test]
+        fn stereo_pass_through_is_bit_exact_at_every_rate_and_block_size() {
+            $crate::common::pass_through(&mut load_host(), 2);
+        }
+
+        #[test]
+        fn surround_5_1_pass_through_is_bit_exact_at_every_rate_and_block_size() {
+            $crate::common::pass_through(&mut load_host(), 6);
+        }
+
+        #[test]
+        fn denormals_signed_zeros_and_full_scale_pass_bit_exact() {
+            $crate::common::special_values_pass(load_host);
+        }
+
+        #[test]
+        fn pass_through_with_and_without_a_transport() {
+            $crate::common::pass_through_with_any_transport(&mut load_host());
+        }
+
+        #[test]
+        fn state_round_trips_and_saving_again_gives_the_same_bytes() {
+            $crate::common::state_round_trips::<$host>();
+        }
+
+        #[test]
+        fn persisted_export_settings_round_trip() {
+            $crate::common::persisted_export_settings_round_trip::<$host>();
+        }
+
+        #[test]
+        fn instances_are_independent() {
+            $crate::common::instances_are_independent::<$host>();
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use every_format_passes;
+
 /// Sample rates every pass-through test runs at.
 pub const RATES: [u32; 3] = [44_100, 48_000, 96_000];
 
