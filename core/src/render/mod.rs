@@ -11,7 +11,7 @@
 //! every pass re-runs the chain from the source. Nothing is held in memory (see
 //! `docs/RENDERING.md`).
 
-pub use crate::analysis::loudness::OutputLoudness;
+pub use crate::block::OutputLoudness;
 pub use crate::block::{Block, SignalSpec, default_layout};
 
 /// Why rendering could not go on. Each message names the file or option at fault.
