@@ -527,6 +527,30 @@ fn region_fades_and_trim() {
             assert!(y[3000..].windows(2).all(|w| w[1] <= w[0]));
         }
     }
+    // A fade-out longer than the stage may hold in memory is not held: the stream's length is
+    // counted in a prepass, and the fade applied as the frames pass, to the same samples.
+    let noise = vec![signal::noise(7, 0.5, 5000), signal::noise(8, 0.5, 5000)];
+    for curve in [FadeCurve::Linear, FadeCurve::Logarithmic] {
+        for block in [1, 333, 5000] {
+            let held = render_with(
+                rate,
+                noise.clone(),
+                block,
+                vec![Box::new(Fade::new(1.0, 2.0, curve))],
+                vec![],
+            );
+            let counted = render_with(
+                rate,
+                noise.clone(),
+                block,
+                vec![Box::new(Fade::new(1.0, 2.0, curve).holding_at_most(100))],
+                vec![],
+            );
+            assert_eq!(held.passes, 1, "a short fade-out is held, not counted");
+            assert_eq!(counted.passes, 2, "a long fade-out is counted in a prepass");
+            assert_eq!(counted.planes, held.planes, "{curve:?}, blocks of {block}");
+        }
+    }
     assert!((FadeCurve::EqualPower.gain(0.5) - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-12);
     assert!((20.0 * FadeCurve::Logarithmic.gain(0.5).log10() + 30.0).abs() < 0.5);
 

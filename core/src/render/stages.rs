@@ -188,8 +188,13 @@ impl FadeCurve {
     }
 }
 
-/// Fade in over the first `in_s` seconds and out over the last `out_s` seconds. The fade out
-/// holds back `out_s` seconds of audio (the end is only known when the stream ends).
+/// Fade in over the first `in_s` seconds and out over the last `out_s` seconds.
+///
+/// Where the fade out begins is only known at the end of the stream. A short fade out (up to
+/// [`Fade::HOLD_SAMPLES`] samples over all channels, 32 MiB) holds its length of audio back
+/// until the stream ends; a longer one counts the stream's frames in a prepass instead and
+/// fades the frames as they pass, holding nothing (a ten-minute fade would otherwise hold
+/// ten minutes of audio in memory).
 #[derive(Debug, Clone)]
 pub struct Fade {
     in_s: f64,
@@ -199,9 +204,16 @@ pub struct Fade {
     out_len: usize,
     pos: u64,
     held: Block,
+    /// The most samples the fade out may hold back.
+    hold_samples: usize,
+    /// The stream's length in frames, when a prepass counted it.
+    total: Option<u64>,
 }
 
 impl Fade {
+    /// The most samples (frames × channels) a fade out holds back in memory by default.
+    pub const HOLD_SAMPLES: usize = 8 << 20;
+
     pub fn new(in_s: f64, out_s: f64, curve: FadeCurve) -> Self {
         Fade {
             in_s,
@@ -211,7 +223,28 @@ impl Fade {
             out_len: 0,
             pos: 0,
             held: Block::default(),
+            hold_samples: Self::HOLD_SAMPLES,
+            total: None,
         }
+    }
+
+    /// Hold at most `samples` samples of a fade out back; a longer fade out is counted in a
+    /// prepass (see [`Fade`]).
+    pub fn holding_at_most(mut self, samples: usize) -> Self {
+        self.hold_samples = samples;
+        self
+    }
+}
+
+/// Counts the frames of a stream.
+struct FrameCount(u64);
+
+impl Probe for FrameCount {
+    fn feed(&mut self, block: &Block) {
+        self.0 += block.frames() as u64;
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
     }
 }
 
@@ -252,8 +285,23 @@ impl Stage for Fade {
                 }
             }
         }
+        let first = self.pos;
         self.pos += n as u64;
         if self.out_len == 0 {
+            return;
+        }
+        if let Some(total) = self.total {
+            // The end is known: fade the frames within `out_len` of it as they pass.
+            let fade_from = total.saturating_sub(self.out_len as u64);
+            if self.pos > fade_from {
+                let skip = fade_from.saturating_sub(first) as usize;
+                for p in block.planes_mut() {
+                    for (i, x) in p.iter_mut().enumerate().skip(skip) {
+                        let left = total.saturating_sub(first + i as u64 + 1) as f64;
+                        *x *= self.curve.gain(left / self.out_len as f64) as f32;
+                    }
+                }
+            }
             return;
         }
         // Keep the last `out_len` frames back; release what is older.
@@ -267,17 +315,31 @@ impl Stage for Fade {
             self.held.drain_front(release);
         }
     }
+    fn prepass(&mut self, input: &SignalSpec) -> Option<Prepass> {
+        let out_len = (self.out_s * f64::from(input.sample_rate)).round();
+        let samples = out_len * input.channels() as f64;
+        (self.total.is_none() && samples > self.hold_samples as f64)
+            .then(|| Prepass::Input(Box::new(FrameCount(0))))
+    }
+    fn prepass_done(&mut self, probe: Box<dyn Probe>) -> Result<(), RenderError> {
+        let count = probe
+            .into_any()
+            .downcast::<FrameCount>()
+            .expect("our own probe");
+        self.total = Some(count.0);
+        Ok(())
+    }
     fn finish(&mut self, block: &mut Block) -> bool {
-        if self.out_len == 0 {
+        if self.out_len == 0 || self.total.is_some() {
             return false;
         }
         // The held frames are the end of the stream (or all of it, if it is shorter).
         let n = self.held.frames();
-        let len = self.out_len as f64;
+        let (curve, len) = (self.curve, self.out_len as f64);
         for p in self.held.planes_mut() {
             for (i, x) in p.iter_mut().enumerate() {
-                let left = (n - i) as f64 - 1.0;
-                *x *= self.curve.gain(left / len) as f32;
+                let left = (n - i - 1) as f64;
+                *x *= curve.gain(left / len) as f32;
             }
         }
         std::mem::swap(block, &mut self.held);
