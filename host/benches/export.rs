@@ -260,7 +260,7 @@ fn ffmpeg_two_pass(input: &Path, dir: &Path, job: Job) -> Res<PeerRun> {
     let m: serde_json::Value = serde_json::from_str(&pass1.log[json_start..=json_end])?;
     let get = |k: &str| m[k].as_str().unwrap_or("0").to_string();
     let apply = format!(
-        "[0:a]loudnorm=I=-14:TP=-1:LRA=20:measured_I={}:measured_LRA={}:measured_TP={}:measured_thresh={}:offset={}:linear=true,aresample=44100:resampler=soxr:precision=28",
+        "[0:a]loudnorm=I=-14:TP=-1:LRA=20:measured_I={}:measured_LRA={}:measured_TP={}:measured_thresh={}:offset={}:linear=true,aresample=44100:resampler=soxr:precision=28,aformat=channel_layouts=stereo",
         get("input_i"),
         get("input_lra"),
         get("input_tp"),
