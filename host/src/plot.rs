@@ -159,7 +159,10 @@ fn waveform_layout(channels: usize) -> WaveformLayout {
 fn draw_waveform(root: &Area, p: &WaveformPlot) -> Drawn {
     let n = p.channels.len();
     let WaveformLayout {
-        lanes, lane_h, gap, ..
+        lanes,
+        lane_h,
+        gap,
+        height,
     } = waveform_layout(n);
 
     // Peak over all channels, to label it and to make room for overs in float files.
@@ -286,11 +289,7 @@ fn draw_waveform(root: &Area, p: &WaveformPlot) -> Drawn {
     }
     if dur.is_none() {
         let style = Text::new(LABEL_SIZE, TEXT, HPos::Center);
-        style.draw(
-            root,
-            "0:00",
-            (MARGIN_LEFT, waveform_layout(n).height as i32 - FOOTER + 18),
-        )?;
+        style.draw(root, "0:00", (MARGIN_LEFT, height as i32 - FOOTER + 18))?;
     }
     Ok(())
 }

@@ -228,6 +228,11 @@ impl Fade {
         }
     }
 
+    /// The fade out's length in frames at `rate`.
+    fn out_frames(&self, rate: u32) -> usize {
+        (self.out_s * f64::from(rate)).round() as usize
+    }
+
     /// Hold at most `samples` samples of a fade out back; a longer fade out is counted in a
     /// prepass (see [`Fade`]).
     pub fn holding_at_most(mut self, samples: usize) -> Self {
@@ -262,7 +267,7 @@ impl Stage for Fade {
         }
         let rate = f64::from(input.sample_rate);
         self.in_len = (self.in_s * rate).round() as u64;
-        self.out_len = (self.out_s * rate).round() as usize;
+        self.out_len = self.out_frames(input.sample_rate);
         self.pos = 0;
         self.held.reset(input.channels());
         let mut out = input.clone();
@@ -316,9 +321,10 @@ impl Stage for Fade {
         }
     }
     fn prepass(&mut self, input: &SignalSpec) -> Option<Prepass> {
-        let out_len = (self.out_s * f64::from(input.sample_rate)).round();
-        let samples = out_len * input.channels() as f64;
-        (self.total.is_none() && samples > self.hold_samples as f64)
+        let samples = self
+            .out_frames(input.sample_rate)
+            .saturating_mul(input.channels());
+        (self.total.is_none() && samples > self.hold_samples)
             .then(|| Prepass::Input(Box::new(FrameCount(0))))
     }
     fn prepass_done(&mut self, probe: Box<dyn Probe>) -> Result<(), RenderError> {
