@@ -878,3 +878,98 @@ fn the_analysis_tap_measures_the_signal_at_its_position() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A source that counts how often a pass starts reading it.
+struct CountingSource {
+    inner: MemorySource,
+    reads: Arc<Mutex<usize>>,
+}
+
+impl sluice_core::render::Source for CountingSource {
+    fn spec(&self) -> &SignalSpec {
+        self.inner.spec()
+    }
+    fn frames(&self) -> Option<u64> {
+        self.inner.frames()
+    }
+    fn rewind(&mut self) -> Result<(), sluice_core::render::RenderError> {
+        *self.reads.lock().unwrap() += 1;
+        self.inner.rewind()
+    }
+    fn next(&mut self, block: &mut Block) -> Result<bool, sluice_core::render::RenderError> {
+        self.inner.next(block)
+    }
+}
+
+/// A lossy output's correction (a lower ceiling, a loudness offset) runs the normalize stage's
+/// refinement again and renders the output again, all from the spill the first prepass left:
+/// the source is read once, however many stages stand in front of the normalize step. (The
+/// spill at the normalize step was dropped when the stages in front of it were started again,
+/// so every later pass decoded and resampled the source again.)
+#[test]
+fn a_codec_correction_renders_again_from_the_spill() {
+    let rate = 44_100;
+    let src = signal::hot_master(rate, 4.0);
+    let (first, again, reads) = corrected_render(rate, &src, true);
+    assert_eq!(
+        reads, 1,
+        "after the correction every pass starts from the spill"
+    );
+    let (a, b) = (measure(rate, &first), measure(rate, &again));
+    assert!(
+        (b.true_peak_dbtp - (a.true_peak_dbtp - 0.5)).abs() < 0.05,
+        "{a:?} {b:?}"
+    );
+    assert!((b.loudness.integrated_lufs.unwrap() + 9.0).abs() < 0.05);
+    // What the spill gave is what the stages give: the same render without a spill (every
+    // pass from the source) is the same to the bit.
+    let (first_unspilled, again_unspilled, reads) = corrected_render(rate, &src, false);
+    assert!(reads > 1);
+    assert_eq!(first, first_unspilled);
+    assert_eq!(again, again_unspilled);
+}
+
+/// A render through a gain and a limited normalize, then the same after a codec correction
+/// (0.5 dB lower): both outputs and how often the source was read.
+fn corrected_render(
+    rate: u32,
+    src: &[Vec<f32>],
+    spill: bool,
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, usize) {
+    let reads = Arc::new(Mutex::new(0));
+    let mut s = CountingSource {
+        inner: MemorySource::new(rate, src.to_vec(), 1000),
+        reads: reads.clone(),
+    };
+    let stages: Vec<Box<dyn Stage>> =
+        vec![Box::new(Gain::new(-2.0)), to_loudness(-9.0, -1.0, true)];
+    let mut r = Render::new(&mut s, stages, vec![OutputChain::default()]);
+    r.set_spill(spill);
+    r.prepare(&mut |_| {}).unwrap();
+    let run = |r: &mut Render| {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        r.run(
+            &mut [Box::new(Collect(got.clone())) as Box<dyn Encoder>],
+            &mut |_| {},
+        )
+        .unwrap();
+        let planes = std::mem::take(&mut *got.lock().unwrap());
+        planes
+    };
+    let first = run(&mut r);
+    if spill {
+        assert_eq!(
+            *reads.lock().unwrap(),
+            1,
+            "the first prepass reads the source"
+        );
+    }
+    let passes = r.passes();
+    assert!(r.correct_for_codec(0, 0.5, 0.0));
+    r.prepare(&mut |_| {}).unwrap();
+    let again = run(&mut r);
+    assert!(r.passes() > passes + 1, "the refinement ran again");
+    drop(r);
+    let reads = *reads.lock().unwrap();
+    (first, again, reads)
+}

@@ -65,6 +65,13 @@ fn run() -> Res<bool> {
         return Ok(true);
     }
     if let Some(input) = arg_value("--export") {
+        // RUST_LOG=sluice_core=debug shows each pass and the normalize stage's decisions.
+        if std::env::var_os("RUST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .init();
+        }
         let dir = PathBuf::from(arg_value("--dir").ok_or("--dir missing")?);
         let job = if has_flag("--flac-only") {
             Job::Flac

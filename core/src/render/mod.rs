@@ -436,13 +436,13 @@ impl<'a> Render<'a> {
                 match s.start(&spec) {
                     Ok(next) => spec = next,
                     Err(e) => {
-                        self.spill = spill;
+                        self.put_back(spill);
                         return Err(e);
                     }
                 }
             }
             let Some(req) = self.outputs[o].stages[at].prepass(&spec) else {
-                self.spill = spill;
+                self.put_back(spill);
                 return Ok(());
             };
             let (mut probe, inclusive) = match req {
@@ -477,7 +477,7 @@ impl<'a> Render<'a> {
                 })
             });
             drop(spill_source);
-            self.spill = spill;
+            self.put_back(spill);
             ran?;
             self.outputs[o].stages[at].prepass_done(probe)?;
         }
@@ -489,14 +489,27 @@ impl<'a> Render<'a> {
 
     /// Where a pass through the shared stages up to `at` starts: the spill in front of `at`
     /// when there is one (taken out of `self`; the caller puts back what should stay), its
-    /// position, and the signal there.
+    /// position, and the signal there. A spill further on stays where it is: the stages in
+    /// front of it are settled, so what it holds is still what they produce (a stage behind
+    /// it, corrected for a codec, asks for passes again and starts from it).
     fn pass_start(&mut self, at: usize) -> (Option<spill::Spill>, usize, SignalSpec) {
-        let spill = self.spill.take().filter(|s| s.at <= at);
+        let spill = if self.spill.as_ref().is_some_and(|s| s.at <= at) {
+            self.spill.take()
+        } else {
+            None
+        };
         let base = spill.as_ref().map_or(0, |s| s.at);
         let spec = spill
             .as_ref()
             .map_or_else(|| self.source.spec().clone(), |s| s.spec.clone());
         (spill, base, spec)
+    }
+
+    /// Give back a spill [`Render::pass_start`] took (nothing to do when it took none).
+    fn put_back(&mut self, spill: Option<spill::Spill>) {
+        if spill.is_some() {
+            self.spill = spill;
+        }
     }
 
     /// One prepass for shared stage `at`, from the spill when there is one in front of it;
@@ -512,9 +525,14 @@ impl<'a> Render<'a> {
             spec = s.start(&spec)?;
         }
         let Some(req) = self.stages[at].prepass(&spec) else {
-            self.spill = spill;
+            self.put_back(spill);
             return Ok(false);
         };
+        // The stage will change what it produces: a spill behind it no longer holds what the
+        // stages in front of that spill give.
+        if self.spill.as_ref().is_some_and(|s| s.at > at) {
+            self.spill = None;
+        }
         let (mut probe, inclusive) = match req {
             Prepass::Input(p) => (wrap(p), false),
             Prepass::Output(p) => (wrap(p), true),
@@ -559,7 +577,10 @@ impl<'a> Render<'a> {
             },
         )?;
         drop(spill_source);
-        self.spill = writer.and_then(spill::SpillWriter::finish).or(spill);
+        match writer.and_then(spill::SpillWriter::finish) {
+            Some(new) => self.spill = Some(new),
+            None => self.put_back(spill),
+        }
         self.stages[at].prepass_done(probe)?;
         Ok(true)
     }
@@ -684,7 +705,7 @@ impl<'a> Render<'a> {
         })?;
         // Kept for an output rendered again (see `lower_ceiling`).
         drop(spill_source);
-        self.spill = spill;
+        self.put_back(spill);
         // The outputs' own tails, piece by piece.
         for (o, &at) in set.iter().enumerate() {
             let out = &mut self.outputs[at];

@@ -369,6 +369,14 @@ impl Normalize {
         let err = m.loudness.integrated_lufs.map_or(0.0, |i| lufs - i);
         let over = m.true_peak_dbtp - self.aim(true_peak_dbtp);
         let ok = err.abs() <= TOLERANCE_LU && over <= 0.0;
+        tracing::debug!(
+            refine = self.refine,
+            gain_db = self.gain_db,
+            ceiling_db = self.limiter_ceiling,
+            measured_lufs = ?m.loudness.integrated_lufs,
+            true_peak_dbtp = m.true_peak_dbtp,
+            "normalize: limited output measured"
+        );
         if ok || self.refine >= MAX_REFINE {
             if !ok {
                 self.warnings.push(format!(
