@@ -32,15 +32,21 @@ pub struct TruePeakLimiter {
     delay_start: usize,
     /// Sliding minimum of the required gain: (index, gain).
     minq: VecDeque<(u64, f32)>,
-    /// The last `lookahead + 1` released gains and their sum.
-    avg: VecDeque<f32>,
+    /// The last `lookahead + 1` released gains (a ring from `avg_at`, `avg_len` of them) and
+    /// their sum.
+    avg: Vec<f32>,
+    avg_at: usize,
+    avg_len: usize,
     avg_sum: f64,
     released: f32,
     env_index: u64,
     frames_in: u64,
     frames_out: u64,
     limited_frames: u64,
-    max_reduction_db: f64,
+    /// The lowest gain applied so far (1 when none was below 1).
+    min_gain: f32,
+    /// The gains of the frames that leave in the current block (scratch).
+    gains: Vec<f32>,
 }
 
 impl TruePeakLimiter {
@@ -62,14 +68,17 @@ impl TruePeakLimiter {
             delay: Vec::new(),
             delay_start: 0,
             minq: VecDeque::new(),
-            avg: VecDeque::new(),
+            avg: Vec::new(),
+            avg_at: 0,
+            avg_len: 0,
             avg_sum: 0.0,
             released: 1.0,
             env_index: 0,
             frames_in: 0,
             frames_out: 0,
             limited_frames: 0,
-            max_reduction_db: 0.0,
+            min_gain: 1.0,
+            gains: Vec::new(),
         }
     }
 
@@ -80,7 +89,10 @@ impl TruePeakLimiter {
 
     /// Frames whose gain was below 1, and the deepest reduction (dB, positive), so far.
     pub fn stats(&self) -> (u64, f64) {
-        (self.limited_frames, self.max_reduction_db)
+        (
+            self.limited_frames,
+            -20.0 * f64::from(self.min_gain).log10(),
+        )
     }
 
     /// Total delay between input and the gain's decision, in frames.
@@ -99,6 +111,9 @@ impl TruePeakLimiter {
         block.clear();
         let l = self.lookahead as u64;
         let latency = self.latency() as u64;
+        let ring = self.avg.len();
+        let first_out = self.delay_start;
+        self.gains.clear();
         for i in 0..n {
             // Envelope value for input index env_index - DELAY (negative ones are the start's
             // silence and need no gain).
@@ -120,10 +135,22 @@ impl TruePeakLimiter {
             let hold = self.minq.front().map_or(1.0, |&(_, g)| g);
             let released = self.released + (1.0 - self.released) * self.release;
             self.released = released.min(hold);
-            self.avg.push_back(self.released);
+            // The ring's newest entry in, then (once it holds more than lookahead + 1) its
+            // oldest out: the same sums in the same order as a queue.
+            let mut head = self.avg_at + self.avg_len;
+            if head >= ring {
+                head -= ring;
+            }
+            self.avg[head] = self.released;
+            self.avg_len += 1;
             self.avg_sum += f64::from(self.released);
-            if self.avg.len() > self.lookahead + 1 {
-                self.avg_sum -= f64::from(self.avg.pop_front().unwrap_or(1.0));
+            if self.avg_len > self.lookahead + 1 {
+                self.avg_sum -= f64::from(self.avg[self.avg_at]);
+                self.avg_at += 1;
+                if self.avg_at == ring {
+                    self.avg_at = 0;
+                }
+                self.avg_len -= 1;
             }
             // Envelope index k is input k - DELAY; the averaged gain belongs to input
             // k - DELAY - lookahead, the oldest sample in the delay line.
@@ -132,7 +159,6 @@ impl TruePeakLimiter {
             }
             let gain = (self.avg_sum / (self.lookahead + 1) as f64) as f32;
             let gain = gain.min(1.0);
-            let at = self.delay_start;
             self.delay_start += 1;
             if self.frames_out >= self.frames_in {
                 continue; // flushing past the end
@@ -140,12 +166,20 @@ impl TruePeakLimiter {
             self.frames_out += 1;
             if gain < 1.0 {
                 self.limited_frames += 1;
-                self.max_reduction_db = self.max_reduction_db.max(-20.0 * f64::from(gain).log10());
+                self.min_gain = self.min_gain.min(gain);
             }
-            for c in 0..channels {
-                let x = self.delay[c][at] * gain;
-                block.plane_mut(c).push(x);
-            }
+            self.gains.push(gain);
+        }
+        // The frames that left, from the oldest in the delay line on, times their gains.
+        let m = self.gains.len();
+        for c in 0..channels {
+            let out = block.plane_mut(c);
+            out.extend(
+                self.delay[c][first_out..first_out + m]
+                    .iter()
+                    .zip(&self.gains)
+                    .map(|(x, g)| x * g),
+            );
         }
         if self.delay_start > 65_536 {
             for d in &mut self.delay {
@@ -180,13 +214,16 @@ impl Stage for TruePeakLimiter {
         self.delay_start = 0;
         self.minq.clear();
         self.avg.clear();
+        self.avg.resize(self.lookahead + 2, 0.0);
+        self.avg_at = 0;
+        self.avg_len = 0;
         self.avg_sum = 0.0;
         self.released = 1.0;
         self.env_index = 0;
         self.frames_in = 0;
         self.frames_out = 0;
         self.limited_frames = 0;
-        self.max_reduction_db = 0.0;
+        self.min_gain = 1.0;
         let mut out = input.clone();
         out.exact_bits = None;
         Ok(out)
@@ -209,7 +246,7 @@ impl Stage for TruePeakLimiter {
             stage: "limiter".into(),
             values: BTreeMap::from([
                 ("limited_frames".into(), self.limited_frames as f64),
-                ("max_reduction_db".into(), self.max_reduction_db),
+                ("max_reduction_db".into(), self.stats().1),
             ]),
             warnings: Vec::new(),
         })
@@ -270,6 +307,18 @@ pub struct Normalize {
     lowered_db: f64,
     /// How far above the target the output is aimed, LU (what an encoder takes away).
     offset_lu: f64,
+    /// Where the last limited refinement settled, to start from when corrected for a codec.
+    settled_at: Option<SettledAt>,
+}
+
+/// A limited refinement's outcome: the gain, the loudness it measured, the limiter's ceiling
+/// and the loudness's slope against the gain there.
+#[derive(Debug, Clone, Copy)]
+struct SettledAt {
+    gain_db: f64,
+    lufs: f64,
+    ceiling_db: f64,
+    slope: f64,
 }
 
 impl Normalize {
@@ -288,6 +337,7 @@ impl Normalize {
             warnings: Vec::new(),
             lowered_db: 0.0,
             offset_lu: 0.0,
+            settled_at: None,
         }
     }
 
@@ -369,6 +419,15 @@ impl Normalize {
         let err = m.loudness.integrated_lufs.map_or(0.0, |i| lufs - i);
         let over = m.true_peak_dbtp - self.aim(true_peak_dbtp);
         let ok = err.abs() <= TOLERANCE_LU && over <= 0.0;
+        let measured = m.loudness.integrated_lufs.unwrap_or(lufs);
+        // The loudness's slope against the gain: the secant through the previous refinement
+        // (the limiter gives back less than each added dB), 1 before there is one.
+        let slope = match self.last {
+            Some((g0, i0)) if (self.gain_db - g0).abs() > 1e-6 => {
+                ((measured - i0) / (self.gain_db - g0)).clamp(0.2, 1.0)
+            }
+            _ => 1.0,
+        };
         tracing::debug!(
             refine = self.refine,
             gain_db = self.gain_db,
@@ -386,17 +445,14 @@ impl Normalize {
             }
             self.settled = true;
             self.result = Some(m.clone());
+            self.settled_at = self.limiter.as_ref().map(|_| SettledAt {
+                gain_db: self.gain_db,
+                lufs: measured,
+                ceiling_db: self.limiter_ceiling,
+                slope,
+            });
             return;
         }
-        // Secant step: the limiter gives back less than each added dB, so the loudness's
-        // slope against the gain (measured from the previous refinement) scales the step.
-        let measured = m.loudness.integrated_lufs.unwrap_or(lufs);
-        let slope = match self.last {
-            Some((g0, i0)) if (self.gain_db - g0).abs() > 1e-6 => {
-                ((measured - i0) / (self.gain_db - g0)).clamp(0.2, 1.0)
-            }
-            _ => 1.0,
-        };
         self.last = Some((self.gain_db, measured));
         self.set_gain(self.gain_db + err / slope);
         if over > 0.0 {
@@ -520,6 +576,17 @@ impl Stage for Normalize {
         self.result = None;
         self.warnings.clear();
         self.decide(&m);
+        // Start from where the last limited refinement settled. The limiter is homogeneous
+        // (a gain and its ceiling both d dB lower give the same output d dB lower), so the
+        // settled point, moved d dB down, is a measurement under the new ceiling, and the
+        // output must come up by d + the offset from there along the slope found.
+        if let (Some(w), Some(l)) = (self.settled_at, &mut self.limiter) {
+            let d = lower_ceiling_db;
+            self.limiter_ceiling = self.limiter_ceiling.min(w.ceiling_db - d);
+            l.set_ceiling(self.limiter_ceiling);
+            self.last = Some((w.gain_db - d, w.lufs - d));
+            self.set_gain(w.gain_db - d + (d + loudness_offset_lu) / w.slope);
+        }
         true
     }
     fn report(&self) -> Option<StageReport> {
