@@ -953,8 +953,7 @@ fn corrected_render(
             &mut |_| {},
         )
         .unwrap();
-        let planes = std::mem::take(&mut *got.lock().unwrap());
-        planes
+        std::mem::take(&mut *got.lock().unwrap())
     };
     let first = run(&mut r);
     if spill {
@@ -999,8 +998,7 @@ fn a_codec_correction_starts_from_the_settled_gain() {
             &mut |_| {},
         )
         .unwrap();
-        let planes = std::mem::take(&mut *got.lock().unwrap());
-        planes
+        std::mem::take(&mut *got.lock().unwrap())
     };
     let a = measure(rate, &run(&mut r));
     let before = r.passes();
