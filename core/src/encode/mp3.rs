@@ -19,7 +19,7 @@ use crate::block::{Block, SignalSpec};
 use mp3lame_encoder::{Builder, FlushGap, MonoPcm, VbrMode, ffi};
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The format's name in errors and reports.
 pub const FORMAT: &str = "MP3";
@@ -99,6 +99,137 @@ impl std::fmt::Debug for Mp3Encoder {
     }
 }
 
+/// LAME set up for `spec` and `opts` (not yet initialised: `build` does that), or why it cannot
+/// be (`path` names the output in errors).
+fn configure(path: &Path, spec: &SignalSpec, opts: &Mp3Options) -> Result<Builder, EncodeError> {
+    let unsupported = |detail: String| EncodeError::Unsupported {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let channels = spec.channels();
+    match channels {
+        0 => {
+            return Err(unsupported(
+                "the signal has no channels: nothing to encode".into(),
+            ));
+        }
+        1 | 2 => {}
+        n => {
+            return Err(unsupported(format!(
+                "MP3 carries at most 2 channels, the signal has {n}: add a channel \
+                     mapping (--channels 2)"
+            )));
+        }
+    }
+    let rate = spec.sample_rate;
+    if !RATES.contains(&rate) {
+        let advice = if rate > 48000 {
+            "resample to 48000 or 44100".to_string()
+        } else {
+            let nearest = RATES
+                .iter()
+                .min_by_key(|r| r.abs_diff(rate))
+                .expect("RATES is not empty");
+            format!("resample to {nearest} (MP3 rates: {})", list(&RATES))
+        };
+        return Err(unsupported(format!("MP3 cannot store {rate} Hz: {advice}")));
+    }
+    if opts.quality > 9 {
+        return Err(unsupported(format!(
+            "LAME's algorithm quality is 0 (best, slowest) to 9 (fastest), not {}",
+            opts.quality
+        )));
+    }
+    let table = if rate >= 32000 {
+        &MPEG1_KBPS
+    } else {
+        &MPEG2_KBPS
+    };
+    match opts.mode {
+        Mp3Mode::Cbr { kbps } if !table.contains(&kbps) => {
+            return Err(unsupported(format!(
+                "MP3 at {rate} Hz has no {kbps} kbps bitrate: use one of {} kbps",
+                list(table)
+            )));
+        }
+        Mp3Mode::Vbr { quality } if quality > 9 => {
+            return Err(unsupported(format!(
+                "MP3 VBR quality is V0 (best, biggest) to V9 (smallest), not V{quality}"
+            )));
+        }
+        _ => {}
+    }
+
+    let codec = |what: &str, e: &dyn std::fmt::Display| EncodeError::Codec {
+        path: path.to_path_buf(),
+        format: FORMAT,
+        detail: format!("{what}: {e}"),
+    };
+    let mut b = Builder::new().ok_or_else(|| codec("lame_init", &"out of memory"))?;
+    // Setters through the raw pointer: the wrapper's `Bitrate` lacks 56 and 144 kbps, and it
+    // has no setter for the output rate or the automatic ID3 tags.
+    // SAFETY: `b` owns a live `lame_global_flags`; these setters only store parameters.
+    let set = unsafe {
+        let p = b.as_ptr();
+        ffi::lame_set_write_id3tag_automatic(p, 0);
+        let mpeg_mode = if channels == 1 {
+            ffi::MPEG_mode::MONO
+        } else {
+            ffi::MPEG_mode::JOINT_STEREO
+        };
+        [
+            ("channels", ffi::lame_set_num_channels(p, channels as i32)),
+            ("mode", ffi::lame_set_mode(p, mpeg_mode)),
+            ("input rate", ffi::lame_set_in_samplerate(p, rate as i32)),
+            // Pinned, or LAME picks a lower rate for low bitrates and resamples.
+            ("output rate", ffi::lame_set_out_samplerate(p, rate as i32)),
+            ("quality", ffi::lame_set_quality(p, i32::from(opts.quality))),
+            ("Info tag", ffi::lame_set_bWriteVbrTag(p, 1)),
+        ]
+    };
+    for (what, rc) in set {
+        if rc < 0 {
+            return Err(codec(&format!("setting the {what}"), &rc));
+        }
+    }
+    match opts.mode {
+        Mp3Mode::Cbr { kbps } => {
+            b.set_vbr_mode(VbrMode::Off)
+                .map_err(|e| codec("setting CBR", &e))?;
+            // SAFETY: as above.
+            let rc = unsafe { ffi::lame_set_brate(b.as_ptr(), kbps as i32) };
+            if rc < 0 {
+                return Err(codec("setting the bitrate", &rc));
+            }
+        }
+        Mp3Mode::Vbr { quality } => {
+            // LAME's default VBR algorithm (what `lame -V` uses).
+            b.set_vbr_mode(VbrMode::Mtrh)
+                .map_err(|e| codec("setting VBR", &e))?;
+            // SAFETY: as above.
+            let rc = unsafe { ffi::lame_set_VBR_q(b.as_ptr(), i32::from(quality)) };
+            if rc < 0 {
+                return Err(codec("setting the VBR quality", &rc));
+            }
+        }
+    }
+    Ok(b)
+}
+
+/// The frequency LAME low-passes at (Hz) for `spec` and `opts`, where it does: what it says
+/// once its parameters are initialised (18.5 kHz for V2, 17 kHz for 128 kbit/s at 44.1 kHz;
+/// none for V0 at 44.1 kHz).
+pub fn lowpass_hz(spec: &SignalSpec, opts: &Mp3Options) -> Option<f64> {
+    let mut b = configure(Path::new(""), spec, opts).ok()?;
+    // SAFETY: as in `Mp3Encoder::new`: the state moves into the encoder built from it, which
+    // lives until the end of this function; it is only read.
+    let raw = unsafe { b.as_ptr() };
+    let _lame = b.build().ok()?;
+    // SAFETY: see `raw`.
+    let hz = unsafe { ffi::lame_get_lowpassfreq(raw) };
+    (hz > 0 && f64::from(hz) < f64::from(spec.sample_rate) / 2.0).then_some(f64::from(hz))
+}
+
 impl Mp3Encoder {
     /// Start an MP3 stream of `spec` into `file` (`path` names it in errors). `file` must be
     /// seekable: the Info frame is written over the start at [`Encoder::finish`].
@@ -108,117 +239,17 @@ impl Mp3Encoder {
         spec: &SignalSpec,
         opts: &Mp3Options,
     ) -> Result<Mp3Encoder, EncodeError> {
-        let unsupported = |detail: String| EncodeError::Unsupported {
-            path: path.clone(),
-            detail,
-        };
-        let channels = spec.channels();
-        match channels {
-            0 => {
-                return Err(unsupported(
-                    "the signal has no channels: nothing to encode".into(),
-                ));
-            }
-            1 | 2 => {}
-            n => {
-                return Err(unsupported(format!(
-                    "MP3 carries at most 2 channels, the signal has {n}: add a channel \
-                     mapping (--channels 2)"
-                )));
-            }
-        }
-        let rate = spec.sample_rate;
-        if !RATES.contains(&rate) {
-            let advice = if rate > 48000 {
-                "resample to 48000 or 44100".to_string()
-            } else {
-                let nearest = RATES
-                    .iter()
-                    .min_by_key(|r| r.abs_diff(rate))
-                    .expect("RATES is not empty");
-                format!("resample to {nearest} (MP3 rates: {})", list(&RATES))
-            };
-            return Err(unsupported(format!("MP3 cannot store {rate} Hz: {advice}")));
-        }
-        if opts.quality > 9 {
-            return Err(unsupported(format!(
-                "LAME's algorithm quality is 0 (best, slowest) to 9 (fastest), not {}",
-                opts.quality
-            )));
-        }
-        let table = if rate >= 32000 {
-            &MPEG1_KBPS
-        } else {
-            &MPEG2_KBPS
-        };
-        match opts.mode {
-            Mp3Mode::Cbr { kbps } if !table.contains(&kbps) => {
-                return Err(unsupported(format!(
-                    "MP3 at {rate} Hz has no {kbps} kbps bitrate: use one of {} kbps",
-                    list(table)
-                )));
-            }
-            Mp3Mode::Vbr { quality } if quality > 9 => {
-                return Err(unsupported(format!(
-                    "MP3 VBR quality is V0 (best, biggest) to V9 (smallest), not V{quality}"
-                )));
-            }
-            _ => {}
-        }
-
+        let mut b = configure(&path, spec, opts)?;
+        let (rate, channels) = (spec.sample_rate, spec.channels());
         let codec = |what: &str, e: &dyn std::fmt::Display| EncodeError::Codec {
             path: path.clone(),
             format: FORMAT,
             detail: format!("{what}: {e}"),
         };
-        let mut b = Builder::new().ok_or_else(|| codec("lame_init", &"out of memory"))?;
-        // Setters through the raw pointer: the wrapper's `Bitrate` lacks 56 and 144 kbps, and it
-        // has no setter for the output rate or the automatic ID3 tags.
-        // SAFETY: `b` owns a live `lame_global_flags`; these setters only store parameters.
-        let set = unsafe {
-            let p = b.as_ptr();
-            ffi::lame_set_write_id3tag_automatic(p, 0);
-            let mpeg_mode = if channels == 1 {
-                ffi::MPEG_mode::MONO
-            } else {
-                ffi::MPEG_mode::JOINT_STEREO
-            };
-            [
-                ("channels", ffi::lame_set_num_channels(p, channels as i32)),
-                ("mode", ffi::lame_set_mode(p, mpeg_mode)),
-                ("input rate", ffi::lame_set_in_samplerate(p, rate as i32)),
-                // Pinned, or LAME picks a lower rate for low bitrates and resamples.
-                ("output rate", ffi::lame_set_out_samplerate(p, rate as i32)),
-                ("quality", ffi::lame_set_quality(p, i32::from(opts.quality))),
-                ("Info tag", ffi::lame_set_bWriteVbrTag(p, 1)),
-            ]
+        let unsupported = |detail: String| EncodeError::Unsupported {
+            path: path.clone(),
+            detail,
         };
-        for (what, rc) in set {
-            if rc < 0 {
-                return Err(codec(&format!("setting the {what}"), &rc));
-            }
-        }
-        match opts.mode {
-            Mp3Mode::Cbr { kbps } => {
-                b.set_vbr_mode(VbrMode::Off)
-                    .map_err(|e| codec("setting CBR", &e))?;
-                // SAFETY: as above.
-                let rc = unsafe { ffi::lame_set_brate(b.as_ptr(), kbps as i32) };
-                if rc < 0 {
-                    return Err(codec("setting the bitrate", &rc));
-                }
-            }
-            Mp3Mode::Vbr { quality } => {
-                // LAME's default VBR algorithm (what `lame -V` uses).
-                b.set_vbr_mode(VbrMode::Mtrh)
-                    .map_err(|e| codec("setting VBR", &e))?;
-                // SAFETY: as above.
-                let rc = unsafe { ffi::lame_set_VBR_q(b.as_ptr(), i32::from(quality)) };
-                if rc < 0 {
-                    return Err(codec("setting the VBR quality", &rc));
-                }
-            }
-        }
         // SAFETY: the pointer stays valid: `build` moves the same LAME state into the encoder,
         // which lives as long as `self`; it is only read, right after the build.
         let raw = unsafe { b.as_ptr() };
@@ -492,6 +523,9 @@ impl crate::formats::OutputCodec for Mp3Codec {
             None => format!("MP3 VBR V{}", s.quality.unwrap_or(2.0)),
         }
     }
+    fn lowpass_hz(&self, s: &crate::formats::Settings, spec: &SignalSpec) -> Option<f64> {
+        lowpass_hz(spec, &options(s))
+    }
     fn create(
         &self,
         s: &crate::formats::Settings,
@@ -500,21 +534,26 @@ impl crate::formats::OutputCodec for Mp3Codec {
         spec: &SignalSpec,
         _bext: Option<crate::riff::Bext>,
     ) -> Result<Box<dyn Encoder>, EncodeError> {
-        let mode = match (s.bitrate_kbps, s.quality) {
-            (Some(kbps), _) => Mp3Mode::Cbr { kbps },
-            (None, Some(q)) => Mp3Mode::Vbr {
-                quality: q.round().clamp(0.0, 9.0) as u8,
-            },
-            (None, None) => Mp3Mode::default(),
-        };
         Ok(Box::new(Mp3Encoder::new(
             file,
             path.to_path_buf(),
             spec,
-            &Mp3Options {
-                mode,
-                ..Mp3Options::default()
-            },
+            &options(s),
         )?))
+    }
+}
+
+/// LAME's options for the registry's settings.
+fn options(s: &crate::formats::Settings) -> Mp3Options {
+    let mode = match (s.bitrate_kbps, s.quality) {
+        (Some(kbps), _) => Mp3Mode::Cbr { kbps },
+        (None, Some(q)) => Mp3Mode::Vbr {
+            quality: q.round().clamp(0.0, 9.0) as u8,
+        },
+        (None, None) => Mp3Mode::default(),
+    };
+    Mp3Options {
+        mode,
+        ..Mp3Options::default()
     }
 }

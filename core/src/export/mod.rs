@@ -132,7 +132,14 @@ pub fn export_from(
         resample_precision(outputs.iter().map(|o| &o.format))
     };
     let (src_rate, src_channels) = (source.spec().sample_rate, source.spec().channels());
-    let (_, channels) = signal_after(steps, src_rate, src_channels);
+    let (rate, channels) = signal_after(steps, src_rate, src_channels);
+    let lowpasses: Vec<Option<f64>> = outputs
+        .iter()
+        .map(|o| codec_lowpass(o, rate, channels))
+        .collect();
+    // The normalize step runs in each output's own chain when the outputs need different
+    // things of it: other channels, or a lossy codec's low-pass whose ringing the peak
+    // ceiling must allow for (a lossless output beside an MP3 keeps its full ceiling).
     let split = steps
         .iter()
         .position(|s| matches!(s, StepSpec::Normalize(_)))
@@ -141,7 +148,7 @@ pub fn export_from(
                 o.channels
                     .as_ref()
                     .is_some_and(|m| !m.is_identity(channels))
-            })
+            }) || lowpasses.windows(2).any(|w| w[0] != w[1])
         });
     let (shared, tail) = steps.split_at(split.unwrap_or(steps.len()));
     let stages = build(shared, src_rate, precision, resolver)?;
@@ -150,6 +157,7 @@ pub fn export_from(
         source,
         stages,
         &mut |_| Ok(build(tail, tail_rate, precision, resolver)?),
+        &lowpasses,
         outputs,
         progress,
         offload,
@@ -159,6 +167,21 @@ pub fn export_from(
         report.warnings.extend(w);
     }
     Ok(report)
+}
+
+/// The low-pass of output `o`'s codec (Hz) when its decoded true peak is checked, for the
+/// signal arriving at `rate` with `channels` (before the output's own mapping and rate).
+fn codec_lowpass(o: &OutputPlan, rate: u32, channels: usize) -> Option<f64> {
+    if !(o.true_peak_check && o.format.lossy()) {
+        return None;
+    }
+    let rate = o.sample_rate.unwrap_or(rate);
+    let channels = o
+        .channels
+        .as_ref()
+        .map_or(channels, |m| m.channels_after(channels));
+    o.format
+        .lowpass_hz(&crate::render::SignalSpec::with_channels(rate, channels))
 }
 
 /// Builds the stages one output runs on its own (the normalize step and those after it, when
@@ -173,6 +196,7 @@ fn export_source_with(
     mut source: FileSource,
     stages: Vec<Box<dyn Stage>>,
     per_output: &mut OutputStages<'_>,
+    lowpasses: &[Option<f64>],
     outputs: &[OutputPlan],
     progress: &mut dyn FnMut(Progress),
     offload: &mut dyn Offload,
@@ -223,6 +247,13 @@ fn export_source_with(
         .collect::<Result<Vec<_>, ExportError>>()?;
     let src_frames = source.frames();
     let mut render = Render::new(&mut source, stages, chains);
+    // A checked lossy output's low-pass rings over the peaks the normalize step holds: it
+    // holds the low-passed signal's peak too, so that the first encode usually holds.
+    for (o, hz) in lowpasses.iter().enumerate() {
+        if let Some(hz) = hz {
+            render.expect_codec_lowpass(o, *hz);
+        }
+    }
     let specs = render.prepare_with(progress, &mut |p| offload.probe(p))?;
 
     // Temporary files and encoders, created only now that the options proved valid.

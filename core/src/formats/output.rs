@@ -229,6 +229,14 @@ pub trait OutputCodec: Send + Sync + 'static {
     fn settle(&self, asked: &Request, arriving: &Arriving) -> Settings;
     /// The format and settings in words ("FLAC 24-bit (level 5)").
     fn describe(&self, settings: &Settings) -> String;
+    /// The frequency above which the codec removes the signal (a lossy codec's low-pass), Hz,
+    /// for these settings and `spec`; `None` when it keeps the whole band. A band-limited
+    /// signal rings over sharp peaks, so a true-peak ceiling held before the encoder is held
+    /// on the low-passed signal too (see `Stage::expect_codec_lowpass`).
+    fn lowpass_hz(&self, settings: &Settings, spec: &SignalSpec) -> Option<f64> {
+        let _ = (settings, spec);
+        None
+    }
     /// Its encoder, writing `spec` into `file` (`path` names it in errors).
     fn create(
         &self,
@@ -266,6 +274,10 @@ impl OutputFormat {
     /// decoded.
     pub fn lossy(&self) -> bool {
         self.codec.about().lossy
+    }
+    /// The codec's low-pass for `spec`, Hz (see [`OutputCodec::lowpass_hz`]).
+    pub fn lowpass_hz(&self, spec: &SignalSpec) -> Option<f64> {
+        self.codec.lowpass_hz(&self.settings, spec)
     }
     /// Integer bit depth the format stores, where it has one (quantization target).
     pub fn integer_bits(&self) -> Option<u32> {

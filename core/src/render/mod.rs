@@ -101,6 +101,15 @@ pub trait Stage: Send {
         let _ = (lower_ceiling_db, loudness_offset_lu);
         false
     }
+    /// A lossy encoder downstream removes everything above `cutoff_hz` (its low-pass), and
+    /// the band-limited signal rings over sharp peaks: a stage that holds a true-peak ceiling
+    /// holds the low-passed signal's peak under it too, so that the first encode usually
+    /// holds (called before [`Render::prepare`]; several calls keep the lowest cutoff).
+    /// `false` when the stage holds no ceiling.
+    fn expect_codec_lowpass(&mut self, cutoff_hz: f64) -> bool {
+        let _ = cutoff_hz;
+        false
+    }
 }
 
 /// One stage's account of the render, for reports.
@@ -427,7 +436,7 @@ impl<'a> Render<'a> {
             let o = out.expect("shared stages settle above");
             // An output's prepass starts where the final pass will: from the spill the shared
             // stages left, when there is one, else from the source.
-            let (spill, base, mut spec) = self.pass_start(self.stages.len());
+            let (mut spill, mut base, mut spec) = self.pass_start(self.stages.len());
             let front: Chain = self.stages[base..]
                 .iter_mut()
                 .chain(self.outputs[o].stages[..at].iter_mut())
@@ -445,6 +454,15 @@ impl<'a> Render<'a> {
                 self.put_back(spill);
                 return Ok(());
             };
+            // An output stage that asks for passes (a normalize step in each output's chain)
+            // first gets the shared stages' signal kept, so that its passes, every other
+            // output's and the final pass start from there.
+            let end = self.stages.len();
+            if self.spill_enabled && spill.as_ref().is_none_or(|s| s.at < end) {
+                self.put_back(spill);
+                self.spill_shared(progress)?;
+                (spill, base, _) = self.pass_start(end);
+            }
             let (mut probe, inclusive) = match req {
                 Prepass::Input(p) => (wrap(p), false),
                 Prepass::Output(p) => (wrap(p), true),
@@ -503,6 +521,51 @@ impl<'a> Render<'a> {
             .as_ref()
             .map_or_else(|| self.source.spec().clone(), |s| s.spec.clone());
         (spill, base, spec)
+    }
+
+    /// One pass through the shared stages that keeps what they produce in a spill at their
+    /// end (from the spill in front of them when there is one).
+    fn spill_shared(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<(), RenderError> {
+        let end = self.stages.len();
+        let (spill, base, mut spec) = self.pass_start(end);
+        for s in &mut self.stages[base..] {
+            spec = s.start(&spec)?;
+        }
+        let mut writer = spill::SpillWriter::new(end, spec);
+        self.passes += 1;
+        let pass = self.passes;
+        tracing::debug!(pass, from_spill = spill.is_some(), "spill pass");
+        let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
+        let source: &mut dyn Source = match &mut spill_source {
+            Some(s) => s,
+            None => &mut *self.source,
+        };
+        let total = source.frames();
+        let mut chain: Chain = self.stages[base..].iter_mut().collect();
+        let ran = run_chain(
+            source,
+            &mut chain,
+            &mut |b| writer.write(b),
+            &mut |frames| {
+                progress(Progress {
+                    pass,
+                    final_pass: false,
+                    frames,
+                    total,
+                })
+            },
+        );
+        drop(spill_source);
+        match (ran, writer.finish()) {
+            (Ok(()), Some(new)) => self.spill = Some(new),
+            (ran, _) => {
+                // Not kept (the disk full): every pass reads the source, as without a spill.
+                self.spill_enabled = false;
+                self.put_back(spill);
+                ran?;
+            }
+        }
+        Ok(())
     }
 
     /// Give back a spill [`Render::pass_start`] took (nothing to do when it took none).
@@ -622,6 +685,24 @@ impl<'a> Render<'a> {
         {
             if s.loudness_target().is_some() {
                 return s.correct_for_codec(lower_ceiling_db, offset_lu);
+            }
+        }
+        false
+    }
+
+    /// Tell the stage that holds output `o`'s true-peak ceiling (as
+    /// [`Render::correct_for_codec`] finds it) that its encoder low-passes at `cutoff_hz`
+    /// (see [`Stage::expect_codec_lowpass`]). Before [`Render::prepare`].
+    pub fn expect_codec_lowpass(&mut self, o: usize, cutoff_hz: f64) -> bool {
+        let (shared, outs) = (&mut self.stages, &mut self.outputs);
+        for s in outs[o]
+            .stages
+            .iter_mut()
+            .rev()
+            .chain(shared.iter_mut().rev())
+        {
+            if s.loudness_target().is_some() {
+                return s.expect_codec_lowpass(cutoff_hz);
             }
         }
         false
@@ -845,6 +926,7 @@ fn run_chain(
 }
 pub mod analyze;
 pub mod dither;
+pub mod lowpass;
 pub mod normalize;
 pub mod resample;
 mod spill;

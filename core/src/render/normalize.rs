@@ -1,6 +1,7 @@
 //! Normalization (to a peak level, or to a loudness with a true-peak ceiling) and the
 //! true-peak limiter it uses.
 
+use super::lowpass::Lowpassed;
 use super::stages::db_to_gain;
 use super::{
     Block, OutputLoudness, OutputMeter, Prepass, Probe, RenderError, SignalSpec, Stage, StageReport,
@@ -297,8 +298,9 @@ pub struct Normalize {
     /// The ceiling the limiter aims at (lowered if its output measured over the ceiling).
     limiter_ceiling: f64,
     refine: u32,
-    /// The previous refinement's gain and measured loudness.
-    last: Option<(f64, f64)>,
+    /// The last refinements' gains and measured loudness (at most three, the newest last),
+    /// moved with the limiter's ceiling when it comes down.
+    points: Vec<(f64, f64)>,
     settled: bool,
     result: Option<OutputLoudness>,
     warnings: Vec<String>,
@@ -309,6 +311,37 @@ pub struct Normalize {
     offset_lu: f64,
     /// Where the last limited refinement settled, to start from when corrected for a codec.
     settled_at: Option<SettledAt>,
+    /// The lowest low-pass of the lossy encoders downstream, Hz (see
+    /// [`Stage::expect_codec_lowpass`]).
+    codec_lowpass_hz: Option<f64>,
+    /// What the input measures low-passed there, and the output at the last measurement.
+    input_lowpassed: Option<Lowpassed>,
+    output_lowpassed: Option<Lowpassed>,
+}
+
+/// Room held for a lossy codec's own noise over its low-pass's ringing, dB: where the
+/// low-pass is expected, the low-passed signal's true peak is held this far under the aim.
+/// (LAME V2 on limited acoustic material: the decoded file's true peak lies 0.2 dB over the
+/// low-passed signal's.)
+pub const CODEC_NOISE_DB: f64 = 0.3;
+
+/// A prepass's probe: the loudness and peaks, and the peak after the codec's low-pass when
+/// one is expected.
+struct NormalizeMeter {
+    meter: OutputMeter,
+    lowpass: Option<super::lowpass::LowpassPeak>,
+}
+
+impl Probe for NormalizeMeter {
+    fn feed(&mut self, block: &Block) {
+        self.meter.feed(block);
+        if let Some(l) = &mut self.lowpass {
+            l.feed(block.planes());
+        }
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
 }
 
 /// A limited refinement's outcome: the gain, the loudness it measured, the limiter's ceiling
@@ -331,13 +364,16 @@ impl Normalize {
             limiter: None,
             limiter_ceiling: 0.0,
             refine: 0,
-            last: None,
+            points: Vec::new(),
             settled: false,
             result: None,
             warnings: Vec::new(),
             lowered_db: 0.0,
             offset_lu: 0.0,
             settled_at: None,
+            codec_lowpass_hz: None,
+            input_lowpassed: None,
+            output_lowpassed: None,
         }
     }
 
@@ -357,7 +393,24 @@ impl Normalize {
         self.factor = db_to_gain(db) as f32;
     }
 
-    fn decide(&mut self, m: &OutputLoudness) {
+    /// The peak the ceiling holds: the true peak, and where a codec's low-pass is expected,
+    /// the low-passed signal's true peak with room for the codec's own noise.
+    fn held_peak(m: &OutputLoudness, lowpassed: Option<Lowpassed>) -> f64 {
+        lowpassed.map_or(m.true_peak_dbtp, |lp| {
+            m.true_peak_dbtp.max(lp.true_peak_dbtp + CODEC_NOISE_DB)
+        })
+    }
+
+    /// The loudness aimed at the target: where a codec's low-pass is expected, the
+    /// low-passed signal's (what the decoded file will measure), else the signal's.
+    fn steered_loudness(m: &OutputLoudness, lowpassed: Option<Lowpassed>) -> Option<f64> {
+        lowpassed
+            .and_then(|lp| lp.integrated_lufs)
+            .or(m.loudness.integrated_lufs)
+    }
+
+    fn decide(&mut self, m: &OutputLoudness, lowpassed: Option<Lowpassed>) {
+        let peak = Self::held_peak(m, lowpassed);
         match self.target {
             NormalizeTarget::Peak { dbfs } => {
                 if m.sample_peak_dbfs.is_finite() {
@@ -373,7 +426,12 @@ impl Normalize {
                 true_peak_dbtp,
                 limiter,
             } => {
-                let Some(i) = m.loudness.integrated_lufs.filter(|i| *i >= SILENCE_LUFS) else {
+                let silent = !m
+                    .loudness
+                    .integrated_lufs
+                    .is_some_and(|i| i >= SILENCE_LUFS);
+                let steered = Self::steered_loudness(m, lowpassed);
+                let Some(i) = steered.filter(|_| !silent) else {
                     self.warnings.push(format!(
                         "the input is silent (below {SILENCE_LUFS} LUFS): loudness normalization skipped"
                     ));
@@ -382,7 +440,7 @@ impl Normalize {
                 };
                 let gain = lufs + self.offset_lu - i;
                 let aim = self.aim(true_peak_dbtp);
-                if m.true_peak_dbtp + gain <= aim {
+                if peak + gain <= aim {
                     self.set_gain(gain);
                     self.settled = true;
                 } else if limiter {
@@ -391,11 +449,11 @@ impl Normalize {
                     let l = TruePeakLimiter::new(self.limiter_ceiling);
                     self.limiter = Some(l);
                 } else {
-                    let g = aim - m.true_peak_dbtp;
+                    let g = aim - peak;
                     self.set_gain(g);
                     self.warnings.push(format!(
                         "the loudness target {lufs:.1} LUFS needs {gain:+.2} dB, which would put the true peak at {:.2} dBTP over the {true_peak_dbtp:.1} dBTP ceiling; with the limiter off the gain is {g:+.2} dB and the output is {:.2} LU short of the target",
-                        m.true_peak_dbtp + gain,
+                        peak + gain,
                         gain - g
                     ));
                     self.settled = true;
@@ -404,7 +462,7 @@ impl Normalize {
         }
     }
 
-    fn refine_with(&mut self, m: &OutputLoudness) {
+    fn refine_with(&mut self, m: &OutputLoudness, lowpassed: Option<Lowpassed>) {
         let NormalizeTarget::Loudness {
             lufs,
             true_peak_dbtp,
@@ -416,14 +474,15 @@ impl Normalize {
         };
         self.refine += 1;
         let lufs = lufs + self.offset_lu;
-        let err = m.loudness.integrated_lufs.map_or(0.0, |i| lufs - i);
-        let over = m.true_peak_dbtp - self.aim(true_peak_dbtp);
+        let steered = Self::steered_loudness(m, lowpassed);
+        let err = steered.map_or(0.0, |i| lufs - i);
+        let over = Self::held_peak(m, lowpassed) - self.aim(true_peak_dbtp);
         let ok = err.abs() <= TOLERANCE_LU && over <= 0.0;
-        let measured = m.loudness.integrated_lufs.unwrap_or(lufs);
+        let measured = steered.unwrap_or(lufs);
         // The loudness's slope against the gain: the secant through the previous refinement
         // (the limiter gives back less than each added dB), 1 before there is one.
-        let slope = match self.last {
-            Some((g0, i0)) if (self.gain_db - g0).abs() > 1e-6 => {
+        let slope = match self.points.last() {
+            Some(&(g0, i0)) if (self.gain_db - g0).abs() > 1e-6 => {
                 ((measured - i0) / (self.gain_db - g0)).clamp(0.2, 1.0)
             }
             _ => 1.0,
@@ -434,6 +493,7 @@ impl Normalize {
             ceiling_db = self.limiter_ceiling,
             measured_lufs = ?m.loudness.integrated_lufs,
             true_peak_dbtp = m.true_peak_dbtp,
+            lowpassed = ?lowpassed,
             "normalize: limited output measured"
         );
         if ok || self.refine >= MAX_REFINE {
@@ -453,14 +513,60 @@ impl Normalize {
             });
             return;
         }
-        self.last = Some((self.gain_db, measured));
-        self.set_gain(self.gain_db + err / slope);
+        // Over the aim: the limiter's ceiling comes down by the excess. The limiter is
+        // homogeneous (gain and ceiling d dB lower give the same output d dB lower), so this
+        // measurement, moved d dB down, is one under the new ceiling: the step starts there.
+        self.points.push((self.gain_db, measured));
+        if self.points.len() > 3 {
+            self.points.remove(0);
+        }
         if over > 0.0 {
-            self.limiter_ceiling -= over + 0.005;
+            let d = over + 0.005;
+            self.limiter_ceiling -= d;
             if let Some(l) = &mut self.limiter {
                 l.set_ceiling(self.limiter_ceiling);
             }
+            self.points.iter_mut().for_each(|p| {
+                p.0 -= d;
+                p.1 -= d;
+            });
         }
+        let next = next_gain(&self.points, lufs, slope);
+        self.set_gain(next);
+    }
+}
+
+/// The next gain to try for loudness `target`, from the last measurements `points` (gain,
+/// loudness; the newest last) and the secant `slope` through the last two (or 1). The
+/// limiter gives back less of each added dB the harder it works, so the loudness is a concave
+/// function of the gain and secant steps fall short: with three measurements the gain is
+/// interpolated as a quadratic function of the loudness (inverse quadratic interpolation),
+/// kept between the secant step and three times it.
+fn next_gain(points: &[(f64, f64)], target: f64, slope: f64) -> f64 {
+    let &(g2, l2) = points.last().expect("a measurement");
+    let secant = g2 + (target - l2) / slope;
+    let [(g0, l0), (g1, l1), _] = points else {
+        return secant;
+    };
+    let (g0, l0, g1, l1) = (*g0, *l0, *g1, *l1);
+    let distinct = (l0 - l1).abs() > 1e-9 && (l0 - l2).abs() > 1e-9 && (l1 - l2).abs() > 1e-9;
+    if !distinct {
+        return secant;
+    }
+    let t = target;
+    let iqi = g0 * (t - l1) * (t - l2) / ((l0 - l1) * (l0 - l2))
+        + g1 * (t - l0) * (t - l2) / ((l1 - l0) * (l1 - l2))
+        + g2 * (t - l0) * (t - l1) / ((l2 - l0) * (l2 - l1));
+    let step = secant - g2;
+    let (lo, hi) = if step >= 0.0 {
+        (g2 + step, g2 + 3.0 * step)
+    } else {
+        (g2 + 3.0 * step, g2 + step)
+    };
+    if iqi.is_finite() {
+        iqi.clamp(lo, hi)
+    } else {
+        secant
     }
 }
 
@@ -503,7 +609,12 @@ impl Stage for Normalize {
         if self.settled {
             return None;
         }
-        let meter = Box::new(OutputMeter::new(input));
+        let meter = Box::new(NormalizeMeter {
+            meter: OutputMeter::new(input),
+            lowpass: self
+                .codec_lowpass_hz
+                .and_then(|hz| super::lowpass::LowpassPeak::new(input, hz)),
+        });
         Some(if self.measured.is_none() {
             Prepass::Input(meter)
         } else {
@@ -511,16 +622,19 @@ impl Stage for Normalize {
         })
     }
     fn prepass_done(&mut self, probe: Box<dyn Probe>) -> Result<(), RenderError> {
-        let m = probe
+        let probe = probe
             .into_any()
-            .downcast::<OutputMeter>()
-            .expect("our own probe")
-            .finish();
+            .downcast::<NormalizeMeter>()
+            .expect("our own probe");
+        let m = probe.meter.finish();
+        let lowpassed = probe.lowpass.map(super::lowpass::LowpassPeak::finish);
         if self.measured.is_none() {
-            self.decide(&m);
+            self.decide(&m, lowpassed);
             self.measured = Some(m);
+            self.input_lowpassed = lowpassed;
         } else {
-            self.refine_with(&m);
+            self.refine_with(&m, lowpassed);
+            self.output_lowpassed = lowpassed;
         }
         Ok(())
     }
@@ -571,11 +685,12 @@ impl Stage for Normalize {
         self.offset_lu += loudness_offset_lu;
         self.limiter = None;
         self.refine = 0;
-        self.last = None;
+        self.points.clear();
         self.settled = false;
         self.result = None;
         self.warnings.clear();
-        self.decide(&m);
+        self.output_lowpassed = None;
+        self.decide(&m, self.input_lowpassed);
         // Start from where the last limited refinement settled. The limiter is homogeneous
         // (a gain and its ceiling both d dB lower give the same output d dB lower), so the
         // settled point, moved d dB down, is a measurement under the new ceiling, and the
@@ -584,13 +699,38 @@ impl Stage for Normalize {
             let d = lower_ceiling_db;
             self.limiter_ceiling = self.limiter_ceiling.min(w.ceiling_db - d);
             l.set_ceiling(self.limiter_ceiling);
-            self.last = Some((w.gain_db - d, w.lufs - d));
+            self.points = vec![(w.gain_db - d, w.lufs - d)];
             self.set_gain(w.gain_db - d + (d + loudness_offset_lu) / w.slope);
         }
         true
     }
+    fn expect_codec_lowpass(&mut self, cutoff_hz: f64) -> bool {
+        if self.loudness_target().is_none() || !(cutoff_hz.is_finite() && cutoff_hz > 0.0) {
+            return false;
+        }
+        self.codec_lowpass_hz = Some(
+            self.codec_lowpass_hz
+                .map_or(cutoff_hz, |c| c.min(cutoff_hz)),
+        );
+        true
+    }
     fn report(&self) -> Option<StageReport> {
         let mut values = BTreeMap::from([("gain_db".to_string(), self.gain_db)]);
+        if let Some(hz) = self.codec_lowpass_hz {
+            values.insert("codec_lowpass_hz".into(), hz);
+            let lowpassed = self
+                .output_lowpassed
+                .or(self.input_lowpassed.map(|p| Lowpassed {
+                    true_peak_dbtp: p.true_peak_dbtp + self.gain_db,
+                    integrated_lufs: p.integrated_lufs.map(|i| i + self.gain_db),
+                }));
+            if let Some(p) = lowpassed {
+                values.insert("codec_lowpassed_true_peak_dbtp".into(), p.true_peak_dbtp);
+                if let Some(i) = p.integrated_lufs {
+                    values.insert("codec_lowpassed_integrated_lufs".into(), i);
+                }
+            }
+        }
         if self.lowered_db > 0.0 {
             values.insert("codec_ceiling_lowered_db".into(), self.lowered_db);
         }
