@@ -348,6 +348,10 @@ pub struct Render<'a> {
 
 type Chain<'c> = Vec<&'c mut Box<dyn Stage>>;
 
+/// An output's first stage that asks for a prepass at its input: the output, the stage, its
+/// probe, and the channel widths after each stage in front of it.
+type FirstAsk = (usize, usize, Box<dyn Probe>, Vec<usize>);
+
 impl<'a> Render<'a> {
     pub fn new(
         source: &'a mut dyn Source,
@@ -393,6 +397,7 @@ impl<'a> Render<'a> {
         for i in 0..self.stages.len() {
             self.settle(None, i, progress, wrap)?;
         }
+        self.first_output_passes(progress, wrap)?;
         for o in 0..self.outputs.len() {
             for j in 0..self.outputs[o].stages.len() {
                 self.settle(Some(o), j, progress, wrap)?;
@@ -521,6 +526,137 @@ impl<'a> Render<'a> {
             .as_ref()
             .map_or_else(|| self.source.spec().clone(), |s| s.spec.clone());
         (spill, base, spec)
+    }
+
+    /// Before the outputs' stages settle one by one: where an output's first stage that asks
+    /// for passes listens at its input (a normalize step in each output's chain measures what
+    /// arrives), one pass through the shared stages keeps their signal (the spill) and feeds
+    /// every such probe, each through its output's stages in front of it. The passes after
+    /// it, and the final pass, start from that spill.
+    fn first_output_passes(
+        &mut self,
+        progress: &mut dyn FnMut(Progress),
+        wrap: &mut WrapProbe<'_>,
+    ) -> Result<(), RenderError> {
+        let end = self.stages.len();
+        if !self.spill_enabled || self.spill.as_ref().is_some_and(|s| s.at >= end) {
+            return Ok(());
+        }
+        let (spill, base, mut spec) = self.pass_start(end);
+        // The signal at the end of the shared stages, then each output's first request.
+        let mut asks: Vec<FirstAsk> = Vec::new();
+        let found = (|| {
+            for s in &mut self.stages[base..] {
+                spec = s.start(&spec)?;
+            }
+            for (o, out) in self.outputs.iter_mut().enumerate() {
+                let mut ospec = spec.clone();
+                let mut widths = Vec::new();
+                for (at, stage) in out.stages.iter_mut().enumerate() {
+                    match stage.prepass(&ospec) {
+                        Some(Prepass::Input(p)) => {
+                            asks.push((o, at, wrap(p), widths));
+                            break;
+                        }
+                        Some(Prepass::Output(_)) => break,
+                        None => {}
+                    }
+                    ospec = stage.start(&ospec)?;
+                    widths.push(ospec.channels());
+                }
+            }
+            Ok::<(), RenderError>(())
+        })();
+        if let Err(e) = found {
+            self.put_back(spill);
+            return Err(e);
+        }
+        if asks.is_empty() {
+            self.put_back(spill);
+            return Ok(());
+        }
+        let mut writer = spill::SpillWriter::new(end, spec);
+        self.passes += 1;
+        let pass = self.passes;
+        tracing::debug!(
+            pass,
+            outputs = asks.len(),
+            from_spill = spill.is_some(),
+            "measuring pass for the outputs' first steps"
+        );
+        let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
+        let source: &mut dyn Source = match &mut spill_source {
+            Some(s) => s,
+            None => &mut *self.source,
+        };
+        let total = source.frames();
+        let (stages, outputs) = (&mut self.stages, &mut self.outputs);
+        let mut scratch = Block::default();
+        let mut chain: Chain = stages[base..].iter_mut().collect();
+        let ran = run_chain(
+            source,
+            &mut chain,
+            &mut |b| {
+                writer.write(b);
+                for (o, at, probe, _) in asks.iter_mut() {
+                    let front = &mut outputs[*o].stages[..*at];
+                    if front.is_empty() {
+                        probe.feed(b);
+                        continue;
+                    }
+                    scratch.clone_from(b);
+                    for s in front.iter_mut() {
+                        s.process(&mut scratch);
+                    }
+                    probe.feed(&scratch);
+                }
+            },
+            &mut |frames| {
+                progress(Progress {
+                    pass,
+                    final_pass: false,
+                    frames,
+                    total,
+                })
+            },
+        );
+        drop(spill_source);
+        if let Err(e) = ran {
+            self.put_back(spill);
+            return Err(e);
+        }
+        // The tails of the stages in front of each probe, piece by piece.
+        for (o, at, probe, widths) in asks.iter_mut() {
+            let front = &mut self.outputs[*o].stages[..*at];
+            for i in 0..front.len() {
+                let mut tail = Block::new(widths[i]);
+                loop {
+                    tail.reset(widths[i]);
+                    let more = front[i].finish(&mut tail);
+                    for s in &mut front[i + 1..] {
+                        s.process(&mut tail);
+                    }
+                    if !tail.is_empty() {
+                        probe.feed(&tail);
+                    }
+                    if !more {
+                        break;
+                    }
+                }
+            }
+        }
+        match writer.finish() {
+            Some(new) => self.spill = Some(new),
+            None => {
+                // Not kept (the disk full): every pass reads the source, as without a spill.
+                self.spill_enabled = false;
+                self.put_back(spill);
+            }
+        }
+        for (o, at, probe, _) in asks {
+            self.outputs[o].stages[at].prepass_done(probe)?;
+        }
+        Ok(())
     }
 
     /// One pass through the shared stages that keeps what they produce in a spill at their
