@@ -441,7 +441,7 @@ impl<'a> Render<'a> {
             let o = out.expect("shared stages settle above");
             // An output's prepass starts where the final pass will: from the spill the shared
             // stages left, when there is one, else from the source.
-            let (mut spill, mut base, mut spec) = self.pass_start(self.stages.len());
+            let (spill, base, mut spec) = self.pass_start(self.stages.len());
             let front: Chain = self.stages[base..]
                 .iter_mut()
                 .chain(self.outputs[o].stages[..at].iter_mut())
@@ -459,15 +459,6 @@ impl<'a> Render<'a> {
                 self.put_back(spill);
                 return Ok(());
             };
-            // An output stage that asks for passes (a normalize step in each output's chain)
-            // first gets the shared stages' signal kept, so that its passes, every other
-            // output's and the final pass start from there.
-            let end = self.stages.len();
-            if self.spill_enabled && spill.as_ref().is_none_or(|s| s.at < end) {
-                self.put_back(spill);
-                self.spill_shared(progress)?;
-                (spill, base, _) = self.pass_start(end);
-            }
             let (mut probe, inclusive) = match req {
                 Prepass::Input(p) => (wrap(p), false),
                 Prepass::Output(p) => (wrap(p), true),
@@ -655,51 +646,6 @@ impl<'a> Render<'a> {
         }
         for (o, at, probe, _) in asks {
             self.outputs[o].stages[at].prepass_done(probe)?;
-        }
-        Ok(())
-    }
-
-    /// One pass through the shared stages that keeps what they produce in a spill at their
-    /// end (from the spill in front of them when there is one).
-    fn spill_shared(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<(), RenderError> {
-        let end = self.stages.len();
-        let (spill, base, mut spec) = self.pass_start(end);
-        for s in &mut self.stages[base..] {
-            spec = s.start(&spec)?;
-        }
-        let mut writer = spill::SpillWriter::new(end, spec);
-        self.passes += 1;
-        let pass = self.passes;
-        tracing::debug!(pass, from_spill = spill.is_some(), "spill pass");
-        let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
-        let source: &mut dyn Source = match &mut spill_source {
-            Some(s) => s,
-            None => &mut *self.source,
-        };
-        let total = source.frames();
-        let mut chain: Chain = self.stages[base..].iter_mut().collect();
-        let ran = run_chain(
-            source,
-            &mut chain,
-            &mut |b| writer.write(b),
-            &mut |frames| {
-                progress(Progress {
-                    pass,
-                    final_pass: false,
-                    frames,
-                    total,
-                })
-            },
-        );
-        drop(spill_source);
-        match (ran, writer.finish()) {
-            (Ok(()), Some(new)) => self.spill = Some(new),
-            (ran, _) => {
-                // Not kept (the disk full): every pass reads the source, as without a spill.
-                self.spill_enabled = false;
-                self.put_back(spill);
-                ran?;
-            }
         }
         Ok(())
     }
