@@ -946,15 +946,7 @@ fn corrected_render(
     let mut r = Render::new(&mut s, stages, vec![OutputChain::default()]);
     r.set_spill(spill);
     r.prepare(&mut |_| {}).unwrap();
-    let run = |r: &mut Render| {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        r.run(
-            &mut [Box::new(Collect(got.clone())) as Box<dyn Encoder>],
-            &mut |_| {},
-        )
-        .unwrap();
-        std::mem::take(&mut *got.lock().unwrap())
-    };
+    let run = run_once;
     let first = run(&mut r);
     if spill {
         assert_eq!(
@@ -991,15 +983,7 @@ fn a_codec_correction_starts_from_the_settled_gain() {
     );
     r.prepare(&mut |_| {}).unwrap();
     let first = r.passes();
-    let run = |r: &mut Render| {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        r.run(
-            &mut [Box::new(Collect(got.clone())) as Box<dyn Encoder>],
-            &mut |_| {},
-        )
-        .unwrap();
-        std::mem::take(&mut *got.lock().unwrap())
-    };
+    let run = run_once;
     let a = measure(rate, &run(&mut r));
     let before = r.passes();
     assert!(r.correct_for_codec(0, 1.6, 0.3));
@@ -1018,4 +1002,15 @@ fn a_codec_correction_starts_from_the_settled_gain() {
         refined < first - 1,
         "{refined} refinement passes after the correction, {first} before"
     );
+}
+
+/// The final pass of a prepared render into one collecting encoder.
+fn run_once(r: &mut Render) -> Vec<Vec<f32>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    r.run(
+        &mut [Box::new(Collect(got.clone())) as Box<dyn Encoder>],
+        &mut |_| {},
+    )
+    .unwrap();
+    std::mem::take(&mut *got.lock().unwrap())
 }

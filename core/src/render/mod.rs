@@ -473,23 +473,21 @@ impl<'a> Render<'a> {
                 "measuring pass"
             );
             let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
-            let source: &mut dyn Source = match &mut spill_source {
-                Some(s) => s,
-                None => &mut *self.source,
-            };
-            let total = source.frames();
+            let source = reader(&mut spill_source, &mut *self.source);
             let mut chain: Chain = self.stages[base..]
                 .iter_mut()
                 .chain(self.outputs[o].stages[..at + usize::from(inclusive)].iter_mut())
                 .collect();
-            let ran = run_chain(source, &mut chain, &mut |b| probe.feed(b), &mut |frames| {
-                progress(Progress {
+            let ran = run_chain(
+                source,
+                &mut chain,
+                &mut |b| probe.feed(b),
+                Tick {
+                    progress,
                     pass,
                     final_pass: false,
-                    frames,
-                    total,
-                })
-            });
+                },
+            );
             drop(spill_source);
             self.put_back(spill);
             ran?;
@@ -576,11 +574,7 @@ impl<'a> Render<'a> {
             "measuring pass for the outputs' first steps"
         );
         let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
-        let source: &mut dyn Source = match &mut spill_source {
-            Some(s) => s,
-            None => &mut *self.source,
-        };
-        let total = source.frames();
+        let source = reader(&mut spill_source, &mut *self.source);
         let (stages, outputs) = (&mut self.stages, &mut self.outputs);
         let mut scratch = Block::default();
         let mut chain: Chain = stages[base..].iter_mut().collect();
@@ -602,13 +596,10 @@ impl<'a> Render<'a> {
                     probe.feed(&scratch);
                 }
             },
-            &mut |frames| {
-                progress(Progress {
-                    pass,
-                    final_pass: false,
-                    frames,
-                    total,
-                })
+            Tick {
+                progress,
+                pass,
+                final_pass: false,
             },
         );
         drop(spill_source);
@@ -695,11 +686,7 @@ impl<'a> Render<'a> {
             "measuring pass"
         );
         let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
-        let source: &mut dyn Source = match &mut spill_source {
-            Some(s) => s,
-            None => &mut *self.source,
-        };
-        let total = source.frames();
+        let source = reader(&mut spill_source, &mut *self.source);
         let mut chain: Chain = self.stages[base..at + usize::from(inclusive)]
             .iter_mut()
             .collect();
@@ -712,13 +699,10 @@ impl<'a> Render<'a> {
                     w.write(b);
                 }
             },
-            &mut |frames| {
-                progress(Progress {
-                    pass,
-                    final_pass: false,
-                    frames,
-                    total,
-                })
+            Tick {
+                progress,
+                pass,
+                final_pass: false,
             },
         )?;
         drop(spill_source);
@@ -758,36 +742,27 @@ impl<'a> Render<'a> {
     /// [`Render::prepare`] again, and [`Render::run_outputs`] for `o`. A shared stage corrects
     /// every output rendered after this.
     pub fn correct_for_codec(&mut self, o: usize, lower_ceiling_db: f64, offset_lu: f64) -> bool {
+        self.loudness_stage(o)
+            .is_some_and(|s| s.correct_for_codec(lower_ceiling_db, offset_lu))
+    }
+
+    /// The stage nearest in front of output `o`'s encoder that holds a loudness target.
+    fn loudness_stage(&mut self, o: usize) -> Option<&mut Box<dyn Stage>> {
         let (shared, outs) = (&mut self.stages, &mut self.outputs);
-        for s in outs[o]
+        outs[o]
             .stages
             .iter_mut()
             .rev()
             .chain(shared.iter_mut().rev())
-        {
-            if s.loudness_target().is_some() {
-                return s.correct_for_codec(lower_ceiling_db, offset_lu);
-            }
-        }
-        false
+            .find(|s| s.loudness_target().is_some())
     }
 
     /// Tell the stage that holds output `o`'s true-peak ceiling (as
     /// [`Render::correct_for_codec`] finds it) that its encoder low-passes at `cutoff_hz`
     /// (see [`Stage::expect_codec_lowpass`]). Before [`Render::prepare`].
     pub fn expect_codec_lowpass(&mut self, o: usize, cutoff_hz: f64) -> bool {
-        let (shared, outs) = (&mut self.stages, &mut self.outputs);
-        for s in outs[o]
-            .stages
-            .iter_mut()
-            .rev()
-            .chain(shared.iter_mut().rev())
-        {
-            if s.loudness_target().is_some() {
-                return s.expect_codec_lowpass(cutoff_hz);
-            }
-        }
-        false
+        self.loudness_stage(o)
+            .is_some_and(|s| s.expect_codec_lowpass(cutoff_hz))
     }
 
     /// [`Render::run`] for the outputs in `set` only (in that order; `encoders` holds one per
@@ -824,11 +799,7 @@ impl<'a> Render<'a> {
         self.passes += 1;
         let pass = self.passes;
         let mut spill_source = spill.as_ref().map(spill::SpillSource::new);
-        let source: &mut dyn Source = match &mut spill_source {
-            Some(s) => s,
-            None => &mut *self.source,
-        };
-        let total = source.frames();
+        let source = reader(&mut spill_source, &mut *self.source);
         let mut scratch = Block::default();
         let mut failure: Option<crate::formats::EncodeError> = None;
         let outputs = &mut self.outputs;
@@ -858,14 +829,16 @@ impl<'a> Render<'a> {
             }
         };
         let mut chain: Chain = self.stages[base..].iter_mut().collect();
-        run_chain(source, &mut chain, &mut sink, &mut |frames| {
-            progress(Progress {
+        run_chain(
+            source,
+            &mut chain,
+            &mut sink,
+            Tick {
+                progress,
                 pass,
                 final_pass: true,
-                frames,
-                total,
-            })
-        })?;
+            },
+        )?;
         // Kept for an output rendered again (see `lower_ceiling`).
         drop(spill_source);
         self.put_back(spill);
@@ -955,13 +928,33 @@ fn deliver(
 /// One pass: rewind the source, start every stage, push every block through, flush the tails
 /// in order (each stage's tail, piece by piece, goes through the stages after it), and hand
 /// every non-empty result to `sink`.
+/// How a pass reports its progress: the caller's callback, the pass's number, and whether it
+/// is the final one.
+struct Tick<'p> {
+    progress: &'p mut dyn FnMut(Progress),
+    pass: u32,
+    final_pass: bool,
+}
+
+/// What a pass reads: the spill when it starts from one, else the source.
+fn reader<'s>(
+    spill: &'s mut Option<spill::SpillSource<'_>>,
+    source: &'s mut dyn Source,
+) -> &'s mut dyn Source {
+    match spill {
+        Some(s) => s,
+        None => source,
+    }
+}
+
 fn run_chain(
     source: &mut dyn Source,
     chain: &mut Chain,
     sink: &mut dyn FnMut(&Block),
-    progress: &mut dyn FnMut(u64),
+    tick: Tick<'_>,
 ) -> Result<(), RenderError> {
     source.rewind()?;
+    let total = source.frames();
     let mut spec = source.spec().clone();
     let mut widths = Vec::with_capacity(chain.len());
     for s in chain.iter_mut() {
@@ -981,7 +974,12 @@ fn run_chain(
         if !block.is_empty() {
             sink(&block);
         }
-        progress(frames);
+        (tick.progress)(Progress {
+            pass: tick.pass,
+            final_pass: tick.final_pass,
+            frames,
+            total,
+        });
     }
     for i in 0..chain.len() {
         loop {
