@@ -30,6 +30,12 @@ const TAPS: usize = 24;
 /// One interpolating phase: output at `m - 6 + frac` from inputs `m - 11 ..= m`.
 type Phase = [f32; TAPS];
 
+/// `value` weighted by the Kaiser window of shape `beta` at `r` (−1 to 1 across the window,
+/// 0 at its centre): a windowed-sinc filter's tap.
+pub(crate) fn kaiser_windowed(value: f64, r: f64, beta: f64) -> f64 {
+    value * bessel_i0(beta * (1.0 - r * r).max(0.0).sqrt()) / bessel_i0(beta)
+}
+
 fn bessel_i0(x: f64) -> f64 {
     let mut sum = 1.0;
     let mut term = 1.0;
@@ -58,7 +64,7 @@ fn design(l: usize) -> Vec<Phase> {
                 (std::f64::consts::PI * t).sin() / (std::f64::consts::PI * t)
             };
             let r = (i as f64 - centre) / centre;
-            sinc * bessel_i0(beta * (1.0 - r * r).max(0.0).sqrt()) / bessel_i0(beta)
+            kaiser_windowed(sinc, r, beta)
         })
         .collect();
     let phases: Vec<[f64; TAPS]> = (1..l)

@@ -10,7 +10,7 @@
 //! two channels per complex transform), then the BS.1770 true-peak and loudness meters.
 
 use crate::analysis::loudness::LoudnessMeter;
-use crate::analysis::truepeak::TruePeakMeter;
+use crate::analysis::truepeak::{TruePeakMeter, kaiser_windowed};
 use crate::block::SignalSpec;
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
@@ -57,7 +57,6 @@ impl LowpassPeak {
             return None;
         }
         let centre = (TAPS - 1) as f64 / 2.0;
-        let i0_beta = bessel_i0(BETA);
         let mut h: Vec<f64> = (0..TAPS)
             .map(|n| {
                 let t = n as f64 - centre;
@@ -67,7 +66,7 @@ impl LowpassPeak {
                     (2.0 * std::f64::consts::PI * fc * t).sin() / (std::f64::consts::PI * t)
                 };
                 let r = t / centre;
-                sinc * bessel_i0(BETA * (1.0 - r * r).max(0.0).sqrt()) / i0_beta
+                kaiser_windowed(sinc, r, BETA)
             })
             .collect();
         let dc: f64 = h.iter().sum();
@@ -172,17 +171,6 @@ impl LowpassPeak {
             buf.drain(..outputs);
         }
     }
-}
-
-/// The modified Bessel function of the first kind, order 0 (its power series).
-fn bessel_i0(x: f64) -> f64 {
-    let (mut sum, mut term, mut k) = (1.0, 1.0, 1.0);
-    while term > sum * 1e-16 {
-        term *= (x / (2.0 * k)) * (x / (2.0 * k));
-        sum += term;
-        k += 1.0;
-    }
-    sum
 }
 
 #[cfg(test)]

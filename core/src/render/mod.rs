@@ -505,16 +505,22 @@ impl<'a> Render<'a> {
     /// front of it are settled, so what it holds is still what they produce (a stage behind
     /// it, corrected for a codec, asks for passes again and starts from it).
     fn pass_start(&mut self, at: usize) -> (Option<spill::Spill>, usize, SignalSpec) {
+        let (base, spec) = self.pass_origin(at);
         let spill = if self.spill.as_ref().is_some_and(|s| s.at <= at) {
             self.spill.take()
         } else {
             None
         };
-        let base = spill.as_ref().map_or(0, |s| s.at);
-        let spec = spill
-            .as_ref()
-            .map_or_else(|| self.source.spec().clone(), |s| s.spec.clone());
         (spill, base, spec)
+    }
+
+    /// Where [`Render::pass_start`] would start, without taking the spill: its position and
+    /// the signal there.
+    fn pass_origin(&self, at: usize) -> (usize, SignalSpec) {
+        match self.spill.as_ref().filter(|s| s.at <= at) {
+            Some(s) => (s.at, s.spec.clone()),
+            None => (0, self.source.spec().clone()),
+        }
     }
 
     /// Before the outputs' stages settle one by one: where an output's first stage that asks
@@ -531,39 +537,32 @@ impl<'a> Render<'a> {
         if !self.spill_enabled || self.spill.as_ref().is_some_and(|s| s.at >= end) {
             return Ok(());
         }
-        let (spill, base, mut spec) = self.pass_start(end);
         // The signal at the end of the shared stages, then each output's first request.
+        let (base, mut spec) = self.pass_origin(end);
+        for s in &mut self.stages[base..] {
+            spec = s.start(&spec)?;
+        }
         let mut asks: Vec<FirstAsk> = Vec::new();
-        let found = (|| {
-            for s in &mut self.stages[base..] {
-                spec = s.start(&spec)?;
-            }
-            for (o, out) in self.outputs.iter_mut().enumerate() {
-                let mut ospec = spec.clone();
-                let mut widths = Vec::new();
-                for (at, stage) in out.stages.iter_mut().enumerate() {
-                    match stage.prepass(&ospec) {
-                        Some(Prepass::Input(p)) => {
-                            asks.push((o, at, wrap(p), widths));
-                            break;
-                        }
-                        Some(Prepass::Output(_)) => break,
-                        None => {}
+        for (o, out) in self.outputs.iter_mut().enumerate() {
+            let mut ospec = spec.clone();
+            let mut widths = Vec::new();
+            for (at, stage) in out.stages.iter_mut().enumerate() {
+                match stage.prepass(&ospec) {
+                    Some(Prepass::Input(p)) => {
+                        asks.push((o, at, wrap(p), widths));
+                        break;
                     }
-                    ospec = stage.start(&ospec)?;
-                    widths.push(ospec.channels());
+                    Some(Prepass::Output(_)) => break,
+                    None => {}
                 }
+                ospec = stage.start(&ospec)?;
+                widths.push(ospec.channels());
             }
-            Ok::<(), RenderError>(())
-        })();
-        if let Err(e) = found {
-            self.put_back(spill);
-            return Err(e);
         }
         if asks.is_empty() {
-            self.put_back(spill);
             return Ok(());
         }
+        let (spill, base, _) = self.pass_start(end);
         let mut writer = spill::SpillWriter::new(end, spec);
         self.passes += 1;
         let pass = self.passes;
@@ -607,25 +606,18 @@ impl<'a> Render<'a> {
             self.put_back(spill);
             return Err(e);
         }
-        // The tails of the stages in front of each probe, piece by piece.
+        // The tails of the stages in front of each probe.
         for (o, at, probe, widths) in asks.iter_mut() {
-            let front = &mut self.outputs[*o].stages[..*at];
-            for i in 0..front.len() {
-                let mut tail = Block::new(widths[i]);
-                loop {
-                    tail.reset(widths[i]);
-                    let more = front[i].finish(&mut tail);
-                    for s in &mut front[i + 1..] {
-                        s.process(&mut tail);
-                    }
+            drain_tails(
+                &mut self.outputs[*o].stages[..*at],
+                &|i| widths[i],
+                &mut |tail| {
                     if !tail.is_empty() {
-                        probe.feed(&tail);
+                        probe.feed(tail);
                     }
-                    if !more {
-                        break;
-                    }
-                }
-            }
+                    true
+                },
+            );
         }
         match writer.finish() {
             Some(new) => self.spill = Some(new),
@@ -842,31 +834,19 @@ impl<'a> Render<'a> {
         // Kept for an output rendered again (see `lower_ceiling`).
         drop(spill_source);
         self.put_back(spill);
-        // The outputs' own tails, piece by piece.
+        // The outputs' own tails.
         for (o, &at) in set.iter().enumerate() {
-            let out = &mut self.outputs[at];
-            for i in 0..out.stages.len() {
-                let channels = results[o].spec.as_ref().map_or(0, SignalSpec::channels);
-                let mut tail = Block::new(channels);
-                loop {
-                    tail.reset(channels);
-                    let more = out.stages[i].finish(&mut tail);
-                    // `finish` emits with the stage's output width; later stages may change it.
-                    for s in &mut out.stages[i + 1..] {
-                        s.process(&mut tail);
-                    }
-                    deliver(
-                        &tail,
-                        &mut encoders[o],
-                        &mut meters[o],
-                        &mut results[o],
-                        &mut failure,
-                    );
-                    if !more || failure.is_some() {
-                        break;
-                    }
-                }
-            }
+            let channels = results[o].spec.as_ref().map_or(0, SignalSpec::channels);
+            drain_tails(&mut self.outputs[at].stages, &|_| channels, &mut |tail| {
+                deliver(
+                    tail,
+                    &mut encoders[o],
+                    &mut meters[o],
+                    &mut results[o],
+                    &mut failure,
+                );
+                failure.is_none()
+            });
         }
         if let Some(e) = failure {
             return Err(e.into());
@@ -934,6 +914,33 @@ struct Tick<'p> {
     progress: &'p mut dyn FnMut(Progress),
     pass: u32,
     final_pass: bool,
+}
+
+/// The tails `stages` give after the stream (a limiter's delay line, a resampler's filter),
+/// piece by piece, each through the stages after it, into `sink` (which says whether to go
+/// on). `width(i)` is the channel count stage `i` gives.
+fn drain_tails(
+    stages: &mut [Box<dyn Stage>],
+    width: &dyn Fn(usize) -> usize,
+    sink: &mut dyn FnMut(&Block) -> bool,
+) {
+    for i in 0..stages.len() {
+        let mut tail = Block::new(width(i));
+        loop {
+            tail.reset(width(i));
+            let more = stages[i].finish(&mut tail);
+            // `finish` emits with the stage's output width; later stages may change it.
+            for s in &mut stages[i + 1..] {
+                s.process(&mut tail);
+            }
+            if !sink(&tail) {
+                return;
+            }
+            if !more {
+                break;
+            }
+        }
+    }
 }
 
 /// What a pass reads: the spill when it starts from one, else the source.
