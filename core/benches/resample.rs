@@ -35,7 +35,7 @@ fn run() -> Res<()> {
     for (from, to) in [(44_100u32, 48_000u32), (96_000, 44_100)] {
         let planes = signal::programme(from, 2, from as usize * SECONDS, 1);
         println!("{} kHz → {} kHz, {SECONDS} s stereo:", khz(from), khz(to));
-        for q in [ResampleQuality::High, ResampleQuality::Fast] {
+        for q in [ResampleQuality::Sinc, ResampleQuality::Fft] {
             let t = best(|| stage_once(&planes, from, to, q));
             println!(
                 "  sluice {:<28} {:>7.0} × real time",

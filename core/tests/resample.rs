@@ -11,8 +11,8 @@ use sluice_core::signal;
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 
-const HIGH: ResampleQuality = ResampleQuality::High;
-const FAST: ResampleQuality = ResampleQuality::Fast;
+const SINC: ResampleQuality = ResampleQuality::Sinc;
+const FFT_RS: ResampleQuality = ResampleQuality::Fft;
 
 /// −1 dBFS.
 const AMP: f64 = 0.891_250_938_133_745_5;
@@ -135,14 +135,14 @@ fn sine_offset(x: &[f32], rate: u32, f: f64, amp: f64) -> (f64, f64) {
     (d, err / amp)
 }
 
-// 1. Distortion and noise. Measured (x86-64, AVX2): High −150.7 dB round trip and −152.3 dB
-// one pass; Fast −151.5 dB and −152.3 dB. That is the floor of the `f32` samples the stage
+// 1. Distortion and noise. Measured (x86-64, AVX2): Sinc −150.7 dB round trip and −152.3 dB
+// one pass; Fft −151.5 dB and −152.3 dB. That is the floor of the `f32` samples the stage
 // hands on (the resampler computes in `f64`).
 
 #[test]
 fn thd_n_round_trip_44k1_48k() {
     let x = signal::sine(44_100, 1000.0, AMP, 4 * 44_100);
-    for q in [HIGH, FAST] {
+    for q in [SINC, FFT_RS] {
         let up = convert(std::slice::from_ref(&x), 44_100, 48_000, q, 4096);
         let back = convert(&up, 48_000, 44_100, q, 4096);
         assert_eq!(back[0].len(), x.len());
@@ -155,7 +155,7 @@ fn thd_n_round_trip_44k1_48k() {
 #[test]
 fn thd_n_one_pass_48k_to_44k1() {
     let x = signal::sine(48_000, 1000.0, AMP, 4 * 48_000);
-    for q in [HIGH, FAST] {
+    for q in [SINC, FFT_RS] {
         let y = convert(std::slice::from_ref(&x), 48_000, 44_100, q, 4096);
         let d = thd_n_db(&y[0], 44_100, 1000);
         eprintln!("{q:?} 48k→44.1k THD+N {d:.1} dB");
@@ -163,60 +163,72 @@ fn thd_n_one_pass_48k_to_44k1() {
     }
 }
 
-// 1b. The single-precision (`f32`) sinc resampler, which export uses when no output keeps
-// more than 16 bits (see docs/RENDERING.md). Same filter and alignment as the `f64` one; the
-// arithmetic sets a floor. Measured (x86-64, AVX2): THD+N −128.4 dB round trip, −129.6 dB
-// 48 → 44.1 kHz; 23 kHz at −133.1 dB; the sweep above the stopband −131.7 dB; offset
-// 7e-9 frames. Bounds −125 dB: over 30 dB under what 16-bit TPDF dither alone gives a
+// 1b. The single-precision (`f32`) resamplers, which export uses when no output keeps more
+// than 16 bits (see docs/RENDERING.md). Same filters and alignment as the `f64` ones; the
+// arithmetic sets a floor. Measured (x86-64, AVX2): Sinc THD+N −128.4 dB round trip,
+// −129.6 dB 48 → 44.1 kHz; 23 kHz at −133.1 dB; the sweep above the stopband −131.7 dB;
+// offset 7e-9 frames. Fft −132.1 / −135.5 dB, 23 kHz −138.9 dB, sweep −139.5 dB, offset
+// 7e-7 frames. Bounds −125 dB: over 30 dB under what 16-bit TPDF dither alone gives a
 // −1 dBFS tone (THD+N about −92 dB).
 
-fn convert_single(planes: &[Vec<f32>], from: u32, to: u32, block: usize) -> Vec<Vec<f32>> {
-    let mut st = Resample::new(to, HIGH).with_precision(ResamplePrecision::Single);
+fn convert_single(
+    planes: &[Vec<f32>],
+    from: u32,
+    to: u32,
+    q: ResampleQuality,
+    block: usize,
+) -> Vec<Vec<f32>> {
+    let mut st = Resample::new(to, q).with_precision(ResamplePrecision::Single);
     run(&mut st, planes, from, &mut std::iter::repeat(block))
 }
 
 #[test]
 fn single_precision_thd_n_aliasing_and_alignment() {
-    let x = signal::sine(44_100, 1000.0, AMP, 4 * 44_100);
-    let up = convert_single(std::slice::from_ref(&x), 44_100, 48_000, 4096);
-    let back = convert_single(&up, 48_000, 44_100, 4096);
-    assert_eq!(back[0].len(), x.len());
-    let d = thd_n_db(&back[0], 44_100, 1000);
-    let x48 = signal::sine(48_000, 1000.0, AMP, 4 * 48_000);
-    let y = convert_single(std::slice::from_ref(&x48), 48_000, 44_100, 4096);
-    let one = thd_n_db(&y[0], 44_100, 1000);
-    let (off, _) = sine_offset(&y[0], 44_100, 1000.0, AMP);
-    let t = signal::sine(48_000, 23_000.0, AMP, 4 * 48_000);
-    let z = convert_single(std::slice::from_ref(&t), 48_000, 44_100, 4096);
-    let alias = db(rms(middle_second(&z[0], 44_100)) / (AMP / 2f64.sqrt()));
-    let (f0, f1, secs) = (20.0, 23_900.0, 10.0);
-    let sw = signal::log_sweep(48_000, f0, f1, 0.5, (secs * 48_000.0) as usize);
-    let s = convert_single(std::slice::from_ref(&sw), 48_000, 44_100, 4096);
-    let above = sweep_window_db(&s[0], 44_100, (f0, f1, secs), 21_600.0, 23_850.0, 0.01);
-    let pass = sweep_window_db(&s[0], 44_100, (f0, f1, secs), 1000.0, 20_000.0, 0.01);
-    eprintln!(
-        "single: THD+N round trip {d:.1} dB, 48k→44.1k {one:.1} dB, offset {off:.1e}, 23 kHz {alias:.1} dB, sweep above {above:.1} dB, 1–20 kHz {pass:.4} dB"
-    );
-    assert!(d < -125.0, "round trip THD+N {d:.1} dB");
-    assert!(one < -125.0, "48k→44.1k THD+N {one:.1} dB");
-    assert!(off.abs() < 1e-6, "{off:e}");
-    assert!(alias < -125.0, "23 kHz at {alias:.1} dB");
-    assert!(above < -125.0, "sweep above the band at {above:.1} dB");
-    assert!(pass.abs() < 0.01, "passband {pass:.4} dB");
+    for (q, stop) in [(SINC, 21_600.0), (FFT_RS, 22_100.0)] {
+        let x = signal::sine(44_100, 1000.0, AMP, 4 * 44_100);
+        let up = convert_single(std::slice::from_ref(&x), 44_100, 48_000, q, 4096);
+        let back = convert_single(&up, 48_000, 44_100, q, 4096);
+        assert_eq!(back[0].len(), x.len());
+        let d = thd_n_db(&back[0], 44_100, 1000);
+        let x48 = signal::sine(48_000, 1000.0, AMP, 4 * 48_000);
+        let y = convert_single(std::slice::from_ref(&x48), 48_000, 44_100, q, 4096);
+        let one = thd_n_db(&y[0], 44_100, 1000);
+        let (off, _) = sine_offset(&y[0], 44_100, 1000.0, AMP);
+        let t = signal::sine(48_000, 23_000.0, AMP, 4 * 48_000);
+        let z = convert_single(std::slice::from_ref(&t), 48_000, 44_100, q, 4096);
+        let alias = db(rms(middle_second(&z[0], 44_100)) / (AMP / 2f64.sqrt()));
+        let (f0, f1, secs) = (20.0, 23_900.0, 10.0);
+        let sw = signal::log_sweep(48_000, f0, f1, 0.5, (secs * 48_000.0) as usize);
+        let s = convert_single(std::slice::from_ref(&sw), 48_000, 44_100, q, 4096);
+        let above = sweep_window_db(&s[0], 44_100, (f0, f1, secs), stop, 23_850.0, 0.01);
+        let pass = sweep_window_db(&s[0], 44_100, (f0, f1, secs), 1000.0, 20_000.0, 0.01);
+        eprintln!(
+            "{q:?} single: THD+N round trip {d:.1} dB, 48k→44.1k {one:.1} dB, offset {off:.1e}, 23 kHz {alias:.1} dB, sweep above {above:.1} dB, 1–20 kHz {pass:.4} dB"
+        );
+        assert!(d < -125.0, "{q:?}: round trip THD+N {d:.1} dB");
+        assert!(one < -125.0, "{q:?}: 48k→44.1k THD+N {one:.1} dB");
+        assert!(off.abs() < 1e-6, "{q:?}: {off:e}");
+        assert!(alias < -125.0, "{q:?}: 23 kHz at {alias:.1} dB");
+        assert!(
+            above < -125.0,
+            "{q:?}: sweep above the band at {above:.1} dB"
+        );
+        assert!(pass.abs() < 0.01, "{q:?}: passband {pass:.4} dB");
+    }
 }
 
 // 2. Aliasing and passband, 48 kHz → 44.1 kHz. Measured band edges (the same for every
 // ratio, in fractions of the lower Nyquist; `band_edges` prints them):
-//   High: −0.001 dB at 20.50 kHz, −0.1 dB at 20.66 kHz, −3 dB at 20.88 kHz,
+//   Sinc: −0.001 dB at 20.50 kHz, −0.1 dB at 20.66 kHz, −3 dB at 20.88 kHz,
 //         −100 dB at 21.46 kHz, −140 dB at 21.52 kHz.
-//   Fast: −0.001 dB at 21.60 kHz, −0.1 dB at 21.67 kHz, −3 dB at 21.76 kHz,
+//   Fft:  −0.001 dB at 21.60 kHz, −0.1 dB at 21.67 kHz, −3 dB at 21.76 kHz,
 //         −100 dB at 22.02 kHz, −140 dB at 22.045 kHz.
 
 #[test]
 fn tone_above_nyquist_is_removed() {
     // 23 kHz at 48 kHz would fold to 21.1 kHz at 44.1 kHz. Measured −156.7 dB (both).
     let x = signal::sine(48_000, 23_000.0, AMP, 4 * 48_000);
-    for q in [HIGH, FAST] {
+    for q in [SINC, FFT_RS] {
         let y = convert(std::slice::from_ref(&x), 48_000, 44_100, q, 4096);
         let level = db(rms(middle_second(&y[0], 44_100)) / (AMP / 2f64.sqrt()));
         eprintln!("{q:?} 23 kHz 48k→44.1k: {level:.1} dB");
@@ -246,12 +258,12 @@ fn sweep_window_db(
 fn sweep_above_the_band_does_not_fold_back() {
     // A 10 s log sweep 20 Hz → 23.9 kHz at 48 kHz, to 44.1 kHz. While the sweep is above the
     // stopband edge nothing must come out (whatever came out would be an alias, or a tone
-    // the filter let through); in the passband it must come out whole. Measured: High
-    // −154.3 dB over 21.6–23.85 kHz; Fast −154.0 dB over 22.1–23.85 kHz; 1–20 kHz within
+    // the filter let through); in the passband it must come out whole. Measured: Sinc
+    // −154.3 dB over 21.6–23.85 kHz; Fft −154.0 dB over 22.1–23.85 kHz; 1–20 kHz within
     // 0.0001 dB.
     let (f0, f1, secs) = (20.0, 23_900.0, 10.0);
     let x = signal::log_sweep(48_000, f0, f1, 0.5, (secs * 48_000.0) as usize);
-    for (q, stop) in [(HIGH, 21_600.0), (FAST, 22_100.0)] {
+    for (q, stop) in [(SINC, 21_600.0), (FFT_RS, 22_100.0)] {
         let y = convert(std::slice::from_ref(&x), 48_000, 44_100, q, 4096);
         let above = sweep_window_db(&y[0], 44_100, (f0, f1, secs), stop, 23_850.0, 0.01);
         let pass = sweep_window_db(&y[0], 44_100, (f0, f1, secs), 1000.0, 20_000.0, 0.01);
@@ -264,15 +276,15 @@ fn sweep_above_the_band_does_not_fold_back() {
 #[test]
 fn passband_20k_48k_to_44k1() {
     // Measured: both within 0.000001 dB.
-    for q in [HIGH, FAST] {
+    for q in [SINC, FFT_RS] {
         let g = gain_db(48_000, 44_100, q, 20_000);
         eprintln!("{q:?} 20 kHz 48k→44.1k: {g:.6} dB");
         assert!(g.abs() < 0.001, "{q:?}: {g:.6} dB");
     }
-    // And the −3 dB point of High, at the documented 20.88 kHz (±50 Hz).
+    // And the −3 dB point of Sinc, at the documented 20.88 kHz (±50 Hz).
     let (below, above) = (
-        gain_db(48_000, 44_100, HIGH, 20_830),
-        gain_db(48_000, 44_100, HIGH, 20_930),
+        gain_db(48_000, 44_100, SINC, 20_830),
+        gain_db(48_000, 44_100, SINC, 20_930),
     );
     assert!(below > -3.0 && above < -3.0, "{below:.2} dB, {above:.2} dB");
 }
@@ -283,7 +295,7 @@ fn passband_20k_48k_to_44k1() {
 fn click_lands_where_it_should() {
     let mut x = vec![0f32; 30_000];
     x[10_000] = 1.0;
-    for q in [HIGH, FAST] {
+    for q in [SINC, FFT_RS] {
         let y = convert(std::slice::from_ref(&x), 44_100, 48_000, q, 4096);
         assert_eq!(y[0].len(), expected_len(x.len(), 44_100, 48_000));
         let peak = y[0]
@@ -295,6 +307,37 @@ fn click_lands_where_it_should() {
         let want = 10_000.0 * 48_000.0 / 44_100.0;
         eprintln!("{q:?} click at {peak}, ideal {want:.2}");
         assert!((peak as f64 - want).abs() <= 1.0, "{q:?}: {peak} vs {want}");
+    }
+}
+
+#[test]
+fn impulse_response_length() {
+    // How long a click rings, 48 → 44.1 kHz: the span of output (ms) before and after the peak
+    // where it is louder than −120 dB of the peak. Both filters are linear-phase, so the
+    // ringing is symmetric; it lies at the band edge (near 21–22 kHz). Measured: Sinc 4.3 ms
+    // each side, FFT 9.2 ms each side (its filter is as long as its block, and its band edge
+    // steeper). The bounds keep the documented figures honest.
+    let mut x = vec![0f32; 48_000];
+    x[24_000] = 1.0;
+    for (q, most_ms) in [(SINC, 5.0), (FFT_RS, 10.0)] {
+        let y = convert(std::slice::from_ref(&x), 48_000, 44_100, q, 4096);
+        let (peak_at, peak) = y[0]
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .map(|(i, v)| (i, v.abs()))
+            .unwrap();
+        let floor = peak * 1e-6;
+        let first = y[0].iter().position(|v| v.abs() > floor).unwrap();
+        let last = y[0].iter().rposition(|v| v.abs() > floor).unwrap();
+        let ms = |n: usize| n as f64 * 1000.0 / 44_100.0;
+        let (before, after) = (ms(peak_at - first), ms(last - peak_at));
+        eprintln!("{q:?} click rings {before:.1} ms before and {after:.1} ms after its peak");
+        assert!(
+            before <= most_ms && after <= most_ms,
+            "{q:?}: {before:.1} / {after:.1} ms"
+        );
+        assert!((before - after).abs() < 0.1, "{q:?}: not symmetric");
     }
 }
 
@@ -314,7 +357,7 @@ fn sub_frame_alignment() {
         (384_000, 8_000, 1e-8),
         (44_100, 47_999, 1e-3),
     ] {
-        for q in [HIGH, FAST] {
+        for q in [SINC, FFT_RS] {
             let x = signal::sine(from, 997.0, 0.5, 3 * from as usize);
             let y = convert(&[x], from, to, q, 4096);
             assert_eq!(y[0].len(), 3 * to as usize);
@@ -341,7 +384,7 @@ fn lengths_are_exact() {
         (44_100, 47_999),
     ] {
         for n in [0usize, 1, 2, 3, 146, 147, 160, 4095, 4096, 4097, 20_011] {
-            for q in [HIGH, FAST] {
+            for q in [SINC, FFT_RS] {
                 let x = signal::noise(n as u64, 0.5, n);
                 let y = convert(&[x.clone(), x], from, to, q, 1000);
                 assert_eq!(
@@ -366,7 +409,7 @@ fn channels_stay_distinct() {
         signal::sine(44_100, 1000.0, -0.5, n),
         signal::log_sweep(44_100, 20.0, 20_000.0, 0.5, n),
     ];
-    for q in [HIGH, FAST] {
+    for q in [SINC, FFT_RS] {
         let y = convert(&planes, 44_100, 48_000, q, 4096);
         assert_eq!(y.len(), 6);
         assert!(
@@ -398,7 +441,7 @@ fn output_does_not_depend_on_block_sizes() {
     let n = 1_200_000;
     let planes = signal::programme(44_100, 2, n, 5);
     for (from, to) in [(44_100, 48_000), (44_100, 96_000)] {
-        for q in [HIGH, FAST] {
+        for q in [SINC, FFT_RS] {
             let whole = convert(&planes, from, to, q, n);
             let mut rng = signal::Rng::new(9);
             let mut st = Resample::new(to, q);
@@ -426,7 +469,7 @@ fn output_does_not_depend_on_block_sizes() {
 #[test]
 fn restart_reproduces_the_output() {
     let planes = signal::programme(48_000, 2, 100_000, 2);
-    for q in [HIGH, FAST] {
+    for q in [SINC, FFT_RS] {
         let mut st = Resample::new(44_100, q);
         let a = run(&mut st, &planes, 48_000, &mut std::iter::repeat(3000));
         let b = run(&mut st, &planes, 48_000, &mut std::iter::repeat(3000));
@@ -452,7 +495,7 @@ fn same_rate_passes_through() {
         exact_bits: Some(24),
         ..SignalSpec::with_channels(48_000, 2)
     };
-    let mut st = Resample::new(48_000, HIGH);
+    let mut st = Resample::new(48_000, SINC);
     assert_eq!(st.start(&spec).unwrap(), spec);
     let mut b = Block::from_planes(planes.clone());
     st.process(&mut b);
@@ -469,7 +512,7 @@ fn spec_changes_rate_and_drops_exact_bits() {
         exact_bits: Some(16),
         ..SignalSpec::with_channels(44_100, 6)
     };
-    let mut st = Resample::new(48_000, HIGH);
+    let mut st = Resample::new(48_000, SINC);
     let out = st.start(&spec).unwrap();
     assert_eq!(out.sample_rate, 48_000);
     assert_eq!(out.layout, spec.layout);
@@ -482,16 +525,16 @@ fn spec_changes_rate_and_drops_exact_bits() {
 
 #[test]
 fn impossible_conversions_are_refused() {
-    let mut st = Resample::new(48_000, HIGH);
+    let mut st = Resample::new(48_000, SINC);
     assert!(st.start(&SignalSpec::with_channels(0, 2)).is_err());
     assert!(st.start(&SignalSpec::with_channels(44_100, 0)).is_err());
     assert!(
-        Resample::new(0, HIGH)
+        Resample::new(0, SINC)
             .start(&SignalSpec::with_channels(44_100, 2))
             .is_err()
     );
     assert!(
-        Resample::new(1_000, FAST)
+        Resample::new(1_000, FFT_RS)
             .start(&SignalSpec::with_channels(384_000, 2))
             .is_err()
     );
@@ -509,7 +552,7 @@ fn up_and_down() {
         (96_000, 44_100, 30_000.0, 14_100),      // alias of 30 kHz at 44.1 − 30 kHz
         (192_000, 48_000, 40_000.0, 8_000),      // alias of 40 kHz at 48 − 40 kHz
     ] {
-        for q in [HIGH, FAST] {
+        for q in [SINC, FFT_RS] {
             let x = signal::sine(from, 1000.0, AMP, 4 * from as usize);
             let y = convert(&[x], from, to, q, 4096);
             assert_eq!(y[0].len(), 4 * to as usize);
@@ -553,7 +596,7 @@ fn edge(from: u32, to: u32, q: ResampleQuality, level: f64, mut lo: usize, mut h
 #[ignore]
 fn band_edges() {
     for (from, to) in [(48_000, 44_100), (44_100, 48_000), (96_000, 44_100)] {
-        for q in [HIGH, FAST] {
+        for q in [SINC, FFT_RS] {
             let ny = from.min(to) as usize / 2;
             let e = |l| edge(from, to, q, l, 15_000, ny - 1);
             eprintln!(

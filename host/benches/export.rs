@@ -343,7 +343,7 @@ fn sluice_export(input: &Path, dir: &Path, job: Job, check: bool) -> Res<()> {
     let plan = [
         StepSpec::Resample {
             sample_rate: 44_100,
-            fast: false,
+            quality: Default::default(),
         },
         StepSpec::Normalize(NormalizeTarget::Loudness {
             lufs: -14.0,

@@ -598,7 +598,7 @@ mod probe_tests {
         let plan = [
             StepSpec::Resample {
                 sample_rate: 44_100,
-                fast: false,
+                quality: Default::default(),
             },
             StepSpec::Normalize(NormalizeTarget::Loudness {
                 lufs: -16.0,

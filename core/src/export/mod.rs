@@ -231,7 +231,7 @@ fn export_source_with(
                 stages.push(Box::new(
                     crate::render::resample::Resample::new(
                         rate,
-                        crate::render::resample::ResampleQuality::High,
+                        crate::render::resample::ResampleQuality::default(),
                     )
                     .with_precision(resample_precision([&o.format])),
                 ));

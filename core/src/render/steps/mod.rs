@@ -51,7 +51,7 @@ pub enum StepSpec {
     /// To `sample_rate` (nothing when the signal is at that rate already).
     Resample {
         sample_rate: u32,
-        fast: bool,
+        quality: ResampleQuality,
     },
     Normalize(NormalizeTarget),
     /// An effect the [`StageResolver`] knows by name.
@@ -154,16 +154,14 @@ pub fn build(
             }
             StepSpec::Gain { db } => stages.push(Box::new(Gain::new(*db))),
             StepSpec::Channels(m) => stages.push(Box::new(Channels::new(m.clone()))),
-            StepSpec::Resample { sample_rate, fast } => {
+            StepSpec::Resample {
+                sample_rate,
+                quality,
+            } => {
                 if *sample_rate != rate {
                     rate = *sample_rate;
-                    let quality = if *fast {
-                        ResampleQuality::Fast
-                    } else {
-                        ResampleQuality::High
-                    };
                     stages.push(Box::new(
-                        Resample::new(rate, quality).with_precision(precision),
+                        Resample::new(rate, *quality).with_precision(precision),
                     ));
                 }
             }
@@ -221,7 +219,7 @@ mod tests {
             StepSpec::Channels(ChannelMapping::Pick(vec![1, 0])),
             StepSpec::Resample {
                 sample_rate: 44_100,
-                fast: true,
+                quality: ResampleQuality::Fft,
             },
             StepSpec::Normalize(NormalizeTarget::Loudness {
                 lufs: -16.0,

@@ -11,6 +11,7 @@ use super::{AnalyzeStep, EffectStep, ParamValue, StepSpec};
 use crate::analysis::Section;
 use crate::analysis::targets::Target;
 use crate::render::normalize::NormalizeTarget;
+use crate::render::resample::ResampleQuality;
 use crate::render::stages::{ChannelMapping, FadeCurve};
 use serde::Deserialize;
 use std::ops::Range;
@@ -437,21 +438,23 @@ pub fn lower(
                     "resample: sample_rate from 8000 to 384000 Hz",
                 );
             }
-            let fast = match q {
-                None | Some("high") => false,
-                Some("fast") => true,
+            // "fast" and "high" are the names the two filters had before the FFT one became
+            // the default; files that say them keep their filter.
+            let quality = match q {
+                None | Some("fft") | Some("fast") => ResampleQuality::Fft,
+                Some("sinc") | Some("high") => ResampleQuality::Sinc,
                 Some(o) => {
                     problem(
                         &mut problems,
                         r.span(),
-                        format!("resample: quality {o:?} is high or fast"),
+                        format!("resample: quality {o:?} is fft (the default) or sinc"),
                     );
-                    false
+                    ResampleQuality::Fft
                 }
             };
             steps.push(StepSpec::Resample {
                 sample_rate: rate,
-                fast,
+                quality,
             });
         } else if let Some(n) = &st.normalize {
             match normalize(n.get_ref(), defaults) {
@@ -635,7 +638,7 @@ time_budget_ms = 200
                 StepSpec::Channels(ChannelMapping::Mono),
                 StepSpec::Resample {
                     sample_rate: 44_100,
-                    fast: true
+                    quality: ResampleQuality::Fft
                 },
                 StepSpec::Normalize(NormalizeTarget::Loudness {
                     lufs: -16.0,
@@ -663,6 +666,29 @@ time_budget_ms = 200
     }
 
     /// Problems point at the value they are about; the chain rules hold across steps.
+    #[test]
+    fn resample_quality_names() {
+        for (q, want) in [
+            ("", ResampleQuality::Fft),
+            (", quality = \"fft\"", ResampleQuality::Fft),
+            (", quality = \"fast\"", ResampleQuality::Fft),
+            (", quality = \"sinc\"", ResampleQuality::Sinc),
+            (", quality = \"high\"", ResampleQuality::Sinc),
+        ] {
+            let text = format!("[[step]]\nresample = {{ sample_rate = 44100{q} }}\n");
+            let (steps, problems, _) = lowered(&text);
+            assert_eq!(problems, vec![], "{text}");
+            assert_eq!(
+                steps,
+                vec![StepSpec::Resample {
+                    sample_rate: 44_100,
+                    quality: want
+                }],
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn problems_are_located_and_the_chain_is_checked() {
         let text = r#"
@@ -707,7 +733,7 @@ resample = { sample_rate = 44100, quality = "best" }
         has("[[step]]", "step 5: each [[step]] does one thing");
         has(
             "{ sample_rate",
-            "resample: quality \"best\" is high or fast",
+            "resample: quality \"best\" is fft (the default) or sinc",
         );
         assert!(
             found
