@@ -66,7 +66,8 @@ fn run() -> Res<bool> {
     if !have_ffmpeg {
         println!("ffmpeg not installed: no ffmpeg figure");
     }
-    let files = MATERIALS
+    let kinds = materials();
+    let files = kinds
         .iter()
         .map(|kind| material_wav(&dir, kind, minutes))
         .collect::<Res<Vec<_>>>()?;
@@ -76,7 +77,7 @@ fn run() -> Res<bool> {
         "sluice analyze (full)",
         "ffmpeg -af ebur128=peak=true",
     ];
-    let mut runs: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); names.len()]; MATERIALS.len()];
+    let mut runs: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); names.len()]; kinds.len()];
     for round in 0..ROUNDS {
         for (m, file) in files.iter().enumerate() {
             runs[m][0].push(time_process(
@@ -97,7 +98,7 @@ fn run() -> Res<bool> {
         |r: &[Run]| -> Option<Run> { r.iter().min_by(|a, b| a.wall.total_cmp(&b.wall)).cloned() };
     let mut ok = true;
     let mut worst: Vec<Material> = Vec::new();
-    for (m, kind) in MATERIALS.iter().enumerate() {
+    for (m, kind) in kinds.iter().enumerate() {
         let main_file = &files[m];
         let mut rows: Vec<(String, Run)> = names
             .iter()
@@ -105,7 +106,7 @@ fn run() -> Res<bool> {
             .filter_map(|(n, r)| best(r).map(|b| (n.to_string(), b)))
             .collect();
         // The Python peer is slow: once, on the first material.
-        if *kind == MATERIALS[0] {
+        if *kind == kinds[0] {
             match python_peer(&dir) {
                 Some(script) => match time_process(
                     Path::new("python3"),

@@ -6,14 +6,15 @@
 //! ```
 //!
 //! The jobs, on a 48 kHz stereo 16-bit WAV of each material the benches use (programme, the
-//! loud dense master, acoustic; see `common::MATERIALS`): resampled to 44.1 kHz,
+//! loud dense master, acoustic; see `common::MATERIALS`; and real recordings with
+//! `host/benches/recordings.sh`, see `common::RECORDINGS_ENV`): resampled to 44.1 kHz,
 //! loudness-normalized to −14 LUFS with a −1 dBTP ceiling, and written as FLAC (16-bit,
 //! level 5) and MP3 (VBR V2) from one render, and as FLAC alone. The verdicts are issue 22's
 //! targets on the worst material: ≥ 3× ffmpeg for FLAC + MP3, ≥ 5× for FLAC alone.
 //!
 //! - Sluice: the export `sluice export` and pipelines run (`sluice_host::encode_thread::export`:
 //!   the core's render, each encoder on a thread of its own) with the two outputs, in a child
-//!   process of this bench (high-quality sinc resampling, TPDF dither, true-peak limiter).
+//!   process of this bench (the default FFT resampling, TPDF dither, true-peak limiter).
 //! - ffmpeg: the usual two-pass loudnorm: pass 1 measures (`loudnorm=print_format=json`),
 //!   pass 2 applies the measured values (`linear=true`), resamples with soxr and encodes both
 //!   outputs in one process (`asplit`, FLAC level 5 s16, libmp3lame `-q:a 2`). Its time is the
@@ -112,8 +113,9 @@ fn run() -> Res<bool> {
     }
     // The worst ratio of each job over the materials (by wall time), with its material.
     let mut worst: Vec<(Job, f64, &str)> = Vec::new();
-    let mut worst_mp3_material = MATERIALS[0];
-    for kind in MATERIALS {
+    let kinds = materials();
+    let mut worst_mp3_material = kinds[0];
+    for kind in kinds.iter().copied() {
         let input = material_wav(&dir, kind, minutes)?;
         println!("{kind}:");
         for job in [Job::FlacMp3, Job::Flac] {

@@ -101,6 +101,22 @@ pub fn time_process(exe: &Path, args: &[&str], file: &Path) -> Res<Run> {
 /// wide dynamic range in a room. Benches report the worst of them.
 pub const MATERIALS: [&str; 3] = ["programme", "dense", "acoustic"];
 
+/// The environment variable naming a folder of recordings (any audio ffmpeg decodes) that the
+/// benches add as a fourth material, `recordings`: real music no generator of ours made.
+/// `host/benches/recordings.sh` installs one (Debian's Wesnoth soundtrack, 2.5 hours of
+/// orchestral music) and runs the benches with it.
+pub const RECORDINGS_ENV: &str = "SLUICE_BENCH_RECORDINGS";
+
+/// The materials of this run: [`MATERIALS`], and `recordings` when [`RECORDINGS_ENV`] names a
+/// folder.
+pub fn materials() -> Vec<&'static str> {
+    let mut m = MATERIALS.to_vec();
+    if std::env::var_os(RECORDINGS_ENV).is_some() {
+        m.push("recordings");
+    }
+    m
+}
+
 /// A WAV of `minutes` minutes of programme material (written by a child process).
 pub fn programme_wav(dir: &Path, minutes: usize) -> Res<PathBuf> {
     material_wav(dir, "programme", minutes)
@@ -127,6 +143,9 @@ pub fn material_wav(dir: &Path, kind: &str, minutes: usize) -> Res<PathBuf> {
 /// The child's side of [`material_wav`]: one minute of `kind`, repeated `minutes` times.
 pub fn write_material_wav(dir: &Path, kind: &str, minutes: usize) -> Res<()> {
     let path = dir.join(format!("{kind}-{minutes}min.wav"));
+    if kind == "recordings" {
+        return write_recordings_wav(&path, minutes);
+    }
     let frames = RATE as usize * 60;
     let planes = match kind {
         "programme" => sluice_core::signal::programme(RATE, 2, frames, 2026),
@@ -153,6 +172,79 @@ pub fn write_material_wav(dir: &Path, kind: &str, minutes: usize) -> Res<()> {
     }
     w.finalize()?;
     std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+/// `minutes` of the recordings in the folder [`RECORDINGS_ENV`] names, one after another in
+/// the order of their names (from the first again when they run out), converted by ffmpeg to
+/// 48 kHz stereo 16-bit: the same format as the generated materials.
+fn write_recordings_wav(path: &Path, minutes: usize) -> Res<()> {
+    let folder = std::env::var_os(RECORDINGS_ENV).ok_or("no recordings folder")?;
+    let folder = Path::new(&folder);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(|e| format!("{}: {e}", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                ["ogg", "flac", "mp3", "wav", "opus", "m4a"]
+                    .contains(&e.to_ascii_lowercase().as_str())
+            })
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("{}: no audio files", folder.display()).into());
+    }
+    let dir = path.parent().ok_or("no folder")?;
+    let list = dir.join("recordings.txt");
+    let text: String = files
+        .iter()
+        .map(|f| {
+            format!(
+                "file '{}'\n",
+                f.display().to_string().replace('\'', "'\\''")
+            )
+        })
+        .collect();
+    std::fs::write(&list, text)?;
+    let frames = minutes * RATE as usize * 60;
+    let tmp = path.with_extension("part.wav");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-stream_loop",
+            "-1",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+        ])
+        .arg(&list)
+        .args(["-af"])
+        .arg(format!(
+            "aresample={RATE}:resampler=soxr:precision=28,atrim=end_sample={frames}"
+        ))
+        .args([
+            "-ac",
+            "2",
+            "-c:a",
+            "pcm_s16le",
+            "-bitexact",
+            "-map_metadata",
+            "-1",
+            "-f",
+            "wav",
+        ])
+        .arg(&tmp)
+        .status()
+        .map_err(|e| format!("ffmpeg: {e}"))?;
+    if !status.success() {
+        return Err(format!("ffmpeg could not write {}", tmp.display()).into());
+    }
+    std::fs::rename(&tmp, path)?;
     Ok(())
 }
 
