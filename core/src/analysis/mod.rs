@@ -37,6 +37,7 @@ macro_rules! avx2_where_present {
     };
 }
 
+pub mod bands;
 pub mod key;
 pub mod levels;
 pub mod loudness;
