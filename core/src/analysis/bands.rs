@@ -11,7 +11,8 @@
 //! −0.2 dB in the middle of the narrowest band (low-mid, 316 Hz). (A Linkwitz-Riley split,
 //! −6 dB at the edges, would read a band's middle 1–1.3 dB low.) The high band's 20 kHz
 //! low-pass is left out where 20 kHz is above 0.45 of the sample rate. All ten filters (five
-//! bands, two channels) run side by side in `f32` lanes, transposed direct form II, their
+//! bands, two channels) run side by side in two 8-lane `f32` vectors, transposed direct form II
+//! with fused multiply-adds (see `Filters` for the layout), their
 //! coefficients from the bilinear transform prewarped to the edges; their sums are kept per
 //! 100 ms block and added up in `f64`.
 //!
@@ -19,8 +20,11 @@
 //! channels, fed as both sides (a mono file then reads width 0 and correlation 1 in every
 //! band, which is what it is).
 //!
-//! Not yet one of the analysis sections: it costs 0.35 s of CPU per 10 minutes of the dense
-//! master (`analyzer_costs`), 28 % of the whole analysis, where issue 23 allows 15 %.
+//! Not yet one of the analysis sections: it costs 0.20 s of CPU per 10 minutes of the dense
+//! master (`cargo run --release -p sluice-core --example bands_cost`; 0.35 s before the fused
+//! multiply-adds and the high band's pipeline), about 22 % of the whole analysis's 0.9 s,
+//! where issue 23 allows 15 %. Without FMA instructions (x86-64 before 2013) `mul_add` is a
+//! library call, several times slower, but gives the same results.
 //!
 //! **Figures**, per band:
 //! - `share_percent` — the band's energy (left plus right) over the five bands' sum (which is,
@@ -42,9 +46,6 @@ use super::spectrum::BANDS;
 use super::stereo::{correlation, width};
 use serde::Serialize;
 
-/// Lanes: 5 bands × 2 channels, padded to two 8-lane vectors.
-const LANES: usize = 16;
-const _: () = assert!(2 * BANDS.len() <= LANES);
 /// Biquad sections per lane: high-pass twice, low-pass twice.
 const SECTIONS: usize = 4;
 /// Seconds of a block of sums (the short-term windows are made of them).
@@ -125,40 +126,107 @@ fn band_sections(b: usize, rate: f64) -> [Biquad; SECTIONS] {
     [hp(q1), hp(q2), lp(q1), lp(q2)]
 }
 
-/// Coefficients of one section for every lane (`f32`, as the lanes compute).
-#[derive(Clone, Copy)]
-struct LaneSection {
-    b0: [f32; LANES],
-    b1: [f32; LANES],
-    b2: [f32; LANES],
-    a1: [f32; LANES],
-    a2: [f32; LANES],
+/// Lanes of one vector of filters.
+const W: usize = 8;
+
+/// Coefficients of one section for the [`W`] lanes of a vector (`f32`, as the lanes compute;
+/// the feedback ones negated).
+#[derive(Clone, Copy, Default)]
+struct Coefs {
+    b0: [f32; W],
+    b1: [f32; W],
+    b2: [f32; W],
+    na1: [f32; W],
+    na2: [f32; W],
 }
 
-/// Sums of one block (or of the file), per lane.
+impl Coefs {
+    fn set(&mut self, lane: usize, q: &Biquad) {
+        self.b0[lane] = q.b0 as f32;
+        self.b1[lane] = q.b1 as f32;
+        self.b2[lane] = q.b2 as f32;
+        self.na1[lane] = -q.a1 as f32;
+        self.na2[lane] = -q.a2 as f32;
+    }
+}
+
+/// Transposed direct form II state of one section's lanes: `s1`, `s2`.
+type State = [[f32; W]; 2];
+
+/// One sample through one section, every lane (fused multiply-adds: the same results with or
+/// without the instructions for them).
+#[inline(always)]
+fn step(x: &[f32; W], c: &Coefs, s: &mut State) -> [f32; W] {
+    let mut out = [0f32; W];
+    for i in 0..W {
+        let y = c.b0[i].mul_add(x[i], s[0][i]);
+        s[0][i] = c.na1[i].mul_add(y, c.b1[i].mul_add(x[i], s[1][i]));
+        s[1][i] = c.na2[i].mul_add(y, c.b2[i] * x[i]);
+        out[i] = y;
+    }
+    out
+}
+
+/// The filters in two vectors of [`W`] lanes:
+/// - `low`: bands 0–3 (low to high-mid), lane `2·band + channel`, each sample through the four
+///   sections in turn;
+/// - `high`: the high band as a pipeline, lane `2·section + channel`: every sample each
+///   section takes what the one before it gave the sample before, so the four sections run
+///   side by side and the band comes out of lanes 6 and 7 three samples late (the sums do not
+///   see the delay; [`BandMeter::finish`] flushes it).
+#[derive(Clone, Copy)]
+struct Filters {
+    low: [Coefs; SECTIONS],
+    low_state: [State; SECTIONS],
+    high: Coefs,
+    high_state: State,
+    /// The high pipeline's last output.
+    high_out: [f32; W],
+}
+
+/// Sums of one block, per lane of the two vectors (`low` lanes 0–7, `high` lanes 8–15; of
+/// `high` only the last section's lanes, 14 and 15, are the band).
 #[derive(Clone, Copy)]
 struct LaneSums {
     /// Σ y².
-    sq: [f32; LANES],
+    sq: [f32; 2 * W],
     /// Σ y·(the other channel's y of the same band).
-    cross: [f32; LANES],
+    cross: [f32; 2 * W],
     /// max |y|.
-    peak: [f32; LANES],
+    peak: [f32; 2 * W],
 }
 
 impl LaneSums {
     const ZERO: LaneSums = LaneSums {
-        sq: [0.0; LANES],
-        cross: [0.0; LANES],
-        peak: [0.0; LANES],
+        sq: [0.0; 2 * W],
+        cross: [0.0; 2 * W],
+        peak: [0.0; 2 * W],
     };
+
+    /// The lanes of band `b`'s left and right channels.
+    fn lanes(b: usize) -> (usize, usize) {
+        if b < 4 { (2 * b, 2 * b + 1) } else { (14, 15) }
+    }
+}
+
+/// Adds one output vector to the sums at `at`.
+#[inline(always)]
+fn add_sums(y: &[f32; W], sums: &mut LaneSums, at: usize) {
+    for i in 0..W {
+        sums.sq[at + i] = y[i].mul_add(y[i], sums.sq[at + i]);
+        sums.cross[at + i] = y[i].mul_add(y[i ^ 1], sums.cross[at + i]);
+        let a = y[i].abs();
+        // Not f32::max: its NaN rule keeps it from being one instruction (the filters' output
+        // is finite for finite input).
+        if a > sums.peak[at + i] {
+            sums.peak[at + i] = a;
+        }
+    }
 }
 
 /// The band filters and their running sums (see the module documentation).
 pub struct BandMeter {
-    sections: [LaneSection; SECTIONS],
-    /// Transposed direct form II state per section: `s1`, `s2`.
-    state: [[[f32; LANES]; 2]; SECTIONS],
+    filters: Filters,
     block_len: usize,
     in_block: usize,
     block: LaneSums,
@@ -178,81 +246,67 @@ impl std::fmt::Debug for BandMeter {
     }
 }
 
-avx2_where_present! {
-    /// Runs the frames of `l` and `r` through every band's filters, adding to `sums`: one call
-    /// per stretch of a block. On AVX2 where the CPU has it.
-    fn filter_frames(
-        l: &[f32],
-        r: &[f32],
-        sections: &[LaneSection; SECTIONS],
-        state: &mut [[[f32; LANES]; 2]; SECTIONS],
-        sums: &mut LaneSums,
-    ) => filter_frames_body
+/// Runs the frames of `l` and `r` through every band's filters, adding to `sums`: one call per
+/// stretch of a block. With AVX2 and FMA where the CPU has them.
+fn filter_frames(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn fast(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums) {
+            filter_frames_body(l, r, f, sums)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features `fast` is compiled for.
+            return unsafe { fast(l, r, f, sums) };
+        }
+    }
+    filter_frames_body(l, r, f, sums)
 }
 
 #[inline(always)]
-fn filter_frames_body(
-    l: &[f32],
-    r: &[f32],
-    sections: &[LaneSection; SECTIONS],
-    state: &mut [[[f32; LANES]; 2]; SECTIONS],
-    sums: &mut LaneSums,
-) {
-    let mut st = *state;
+fn filter_frames_body(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums) {
+    let mut st = *f;
     let mut acc = *sums;
     for (&a, &b) in l.iter().zip(r) {
-        let mut y = [0f32; LANES];
-        for (i, v) in y.iter_mut().enumerate() {
-            *v = if i % 2 == 0 { a } else { b };
+        let mut y = [a, b, a, b, a, b, a, b];
+        for (c, s) in st.low.iter().zip(&mut st.low_state) {
+            y = step(&y, c, s);
         }
-        for (s, c) in st.iter_mut().zip(sections) {
-            let [s1, s2] = s;
-            let mut out = [0f32; LANES];
-            for i in 0..LANES {
-                let x = y[i];
-                let o = c.b0[i] * x + s1[i];
-                s1[i] = c.b1[i] * x - c.a1[i] * o + s2[i];
-                s2[i] = c.b2[i] * x - c.a2[i] * o;
-                out[i] = o;
-            }
-            y = out;
-        }
-        for i in 0..LANES {
-            acc.sq[i] += y[i] * y[i];
-            acc.cross[i] += y[i] * y[i ^ 1];
-            acc.peak[i] = acc.peak[i].max(y[i].abs());
-        }
+        let h = &st.high_out;
+        let x = [a, b, h[0], h[1], h[2], h[3], h[4], h[5]];
+        st.high_out = step(&x, &st.high, &mut st.high_state);
+        add_sums(&y, &mut acc, 0);
+        add_sums(&st.high_out, &mut acc, W);
     }
-    *state = st;
+    *f = st;
     *sums = acc;
 }
 
 impl BandMeter {
     pub fn new(rate: u32) -> Self {
-        let zero = LaneSection {
-            b0: [0.0; LANES],
-            b1: [0.0; LANES],
-            b2: [0.0; LANES],
-            a1: [0.0; LANES],
-            a2: [0.0; LANES],
+        let rate = f64::from(rate);
+        let mut filters = Filters {
+            low: [Coefs::default(); SECTIONS],
+            low_state: [[[0.0; W]; 2]; SECTIONS],
+            high: Coefs::default(),
+            high_state: [[0.0; W]; 2],
+            high_out: [0.0; W],
         };
-        let mut sections = [zero; SECTIONS];
         for b in 0..BANDS.len() {
-            for (k, q) in band_sections(b, f64::from(rate)).iter().enumerate() {
-                for lane in [2 * b, 2 * b + 1] {
-                    let s = &mut sections[k];
-                    s.b0[lane] = q.b0 as f32;
-                    s.b1[lane] = q.b1 as f32;
-                    s.b2[lane] = q.b2 as f32;
-                    s.a1[lane] = q.a1 as f32;
-                    s.a2[lane] = q.a2 as f32;
+            for (k, q) in band_sections(b, rate).iter().enumerate() {
+                for c in 0..2 {
+                    if b < 4 {
+                        filters.low[k].set(2 * b + c, q);
+                    } else {
+                        filters.high.set(2 * k + c, q);
+                    }
                 }
             }
         }
         BandMeter {
-            sections,
-            state: [[[0.0; LANES]; 2]; SECTIONS],
-            block_len: ((f64::from(rate) * BLOCK_SECONDS).round() as usize).max(1),
+            filters,
+            block_len: ((rate * BLOCK_SECONDS).round() as usize).max(1),
             in_block: 0,
             block: LaneSums::ZERO,
             block_energy: Vec::new(),
@@ -272,8 +326,7 @@ impl BandMeter {
             filter_frames(
                 &l[at..at + take],
                 &r[at..at + take],
-                &self.sections,
-                &mut self.state,
+                &mut self.filters,
                 &mut self.block,
             );
             self.in_block += take;
@@ -289,7 +342,7 @@ impl BandMeter {
         let s = &self.block;
         let mut energy = [0f64; 5];
         for (b, e) in energy.iter_mut().enumerate() {
-            let (l, r) = (2 * b, 2 * b + 1);
+            let (l, r) = LaneSums::lanes(b);
             let t = &mut self.totals[b];
             t[0] += f64::from(s.sq[l]);
             t[1] += f64::from(s.sq[r]);
@@ -305,6 +358,12 @@ impl BandMeter {
     }
 
     pub fn finish(mut self) -> Vec<BandMetrics> {
+        // The high band's last three samples are still in its pipeline: three silent frames
+        // bring them out (they add the band's decay to the sums, nothing else).
+        if self.frames > 0 {
+            let z = [0f32; 3];
+            filter_frames(&z, &z, &mut self.filters, &mut self.block);
+        }
         if self.in_block > 0 {
             self.close_block();
         }
