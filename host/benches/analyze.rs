@@ -76,7 +76,15 @@ fn run() -> Res<bool> {
         "sluice analyze --only loudness",
         "sluice analyze (full)",
         "ffmpeg -af ebur128=peak=true",
+        "sluice analyze (full and bands)",
     ];
+    // The full analysis and the per-band metrics (issue 23, not yet in the full analysis):
+    // what they would add.
+    let with_bands: String = sluice_core::analysis::Section::KNOWN
+        .iter()
+        .map(|s| s.name())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut runs: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); names.len()]; kinds.len()];
     for round in 0..ROUNDS {
         for (m, file) in files.iter().enumerate() {
@@ -86,6 +94,11 @@ fn run() -> Res<bool> {
                 file,
             )?);
             runs[m][1].push(time_process(&sluice, &["analyze", "--json", "{}"], file)?);
+            runs[m][3].push(time_process(
+                &sluice,
+                &["analyze", "--json", "--only", &with_bands, "{}"],
+                file,
+            )?);
             if have_ffmpeg {
                 match time_process(Path::new("ffmpeg"), &ffmpeg_args, file) {
                     Ok(r) => runs[m][2].push(r),
@@ -98,6 +111,7 @@ fn run() -> Res<bool> {
         |r: &[Run]| -> Option<Run> { r.iter().min_by(|a, b| a.wall.total_cmp(&b.wall)).cloned() };
     let mut ok = true;
     let mut worst: Vec<Material> = Vec::new();
+    let mut bands_worst: Vec<(String, f64)> = Vec::new();
     for (m, kind) in kinds.iter().enumerate() {
         let main_file = &files[m];
         let mut rows: Vec<(String, Run)> = names
@@ -163,6 +177,10 @@ fn run() -> Res<bool> {
             );
         }
         println!("  full analysis: {:.0}x real time", seconds / full.wall);
+        let bands_add = get("sluice analyze (full and bands)").map(|b| b.wall / full.wall - 1.0);
+        if let Some(a) = bands_add {
+            println!("  the per-band metrics add {:+.1} % wall time", 100.0 * a);
+        }
         println!(
             "  wall time over the {ROUNDS} rounds: full analysis {}, ffmpeg {} (the machine's drift)",
             spread(1),
@@ -173,6 +191,7 @@ fn run() -> Res<bool> {
             }
         );
         worst.push((kind.to_string(), vs_ffmpeg, seconds / full.wall));
+        bands_worst.push((kind.to_string(), bands_add.unwrap_or(0.0)));
     }
     println!();
     if let Some((kind, Some((w, c)), _)) = worst
@@ -192,6 +211,14 @@ fn run() -> Res<bool> {
             verdict(*xrt >= 1000.0)
         );
         ok &= *xrt >= 1000.0;
+    }
+
+    if let Some((kind, a)) = bands_worst.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        println!(
+            "the per-band metrics would add at most {:+.1} % to the full analysis, on {kind} (issue 23's target <= 15 %: {}; not yet part of it)",
+            100.0 * a,
+            verdict(*a <= 0.15)
+        );
     }
 
     // Memory against length.

@@ -20,30 +20,18 @@
 //! channels, fed as both sides (a mono file then reads width 0 and correlation 1 in every
 //! band, which is what it is).
 //!
-//! Not yet one of the analysis sections: it costs 0.20 s of CPU per 10 minutes of the dense
-//! master (`cargo run --release -p sluice-core --example bands_cost`; 0.35 s before the fused
-//! multiply-adds and the high band's pipeline), about 22 % of the whole analysis's 0.9 s,
-//! where issue 23 allows 15 %. Without FMA instructions (x86-64 before 2013) `mul_add` is a
-//! library call, several times slower, but gives the same results.
-//!
-//! **Figures**, per band:
-//! - `share_percent` — the band's energy (left plus right) over the five bands' sum (which is,
-//!   within the slopes' overlap, the signal's energy from 20 Hz to 20 kHz).
-//! - `rms_dbfs` — RMS of the band signal over the file and both channels, dB re full scale
-//!   (a full-scale sine reads −3.01 dBFS, as in `levels`).
-//! - `peak_dbfs` — largest absolute sample of the band signal in either channel.
-//! - `crest_db` — `peak_dbfs − rms_dbfs`.
-//! - `spread_db` — how much the band's level moves: its level over 3 s windows (hop 1 s), those
-//!   more than 70 dB under full scale and more than 20 dB under the band's mean level left out
-//!   (EBU loudness range's gates, on the band's unweighted power), and the spread between the
-//!   10th and the 95th percentile: what the loudness range is for the whole signal, per band.
-//! - `width`, `correlation` — as the `stereo` section defines them, on the band signals.
-//!
-//! Digital silence reads `None` everywhere (a band's filters never ring from nothing).
+//! The `bands` section: asked for by name (`sluice analyze --only ...,bands`), not yet part of
+//! the full analysis ([`super::Section::ALL`]). With the stereo section it measures that too,
+//! in the same pass (in place of [`super::stereo::StereoMeter`]: the same figures to 1e-5).
+//! Its cost: 0.20 s of CPU per 10 minutes of the dense master alone (`cargo run --release -p
+//! sluice-core --example bands_cost`), and +29–31 % to the full analysis's wall time in
+//! `cargo bench -p sluice-host --bench analyze` (both threads busy), where issue 23 allows
+//! 15 %. Without FMA instructions (x86-64 before 2013) `mul_add` is a library call, several
+//! times slower, but gives the same results.
 
-use super::db;
 use super::spectrum::BANDS;
-use super::stereo::{correlation, width};
+use super::stereo::{Stereo, correlation, width};
+use super::{AnalysisReport, Analyzer, db};
 use serde::Serialize;
 
 /// Biquad sections per lane: high-pass twice, low-pass twice.
@@ -185,7 +173,7 @@ struct Filters {
 }
 
 /// Sums of one block, per lane of the two vectors (`low` lanes 0–7, `high` lanes 8–15; of
-/// `high` only the last section's lanes, 14 and 15, are the band).
+/// `high`, lanes 8 and 9 are the unfiltered signal and 14 and 15 the band).
 #[derive(Clone, Copy)]
 struct LaneSums {
     /// Σ y².
@@ -234,6 +222,12 @@ pub struct BandMeter {
     block_energy: Vec<[f64; 5]>,
     /// Per band: Σ left², Σ right², Σ left·right over the file.
     totals: [[f64; 3]; 5],
+    /// The same of the unfiltered signal, over the file and over the current 400 ms window
+    /// (four blocks), and the lowest correlation of a window above −60 dBFS.
+    wide: [f64; 3],
+    window: [f64; 3],
+    window_blocks: usize,
+    correlation_min: Option<f64>,
     peaks: [f32; 5],
     frames: u64,
 }
@@ -277,7 +271,12 @@ fn filter_frames_body(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums
         let x = [a, b, h[0], h[1], h[2], h[3], h[4], h[5]];
         st.high_out = step(&x, &st.high, &mut st.high_state);
         add_sums(&y, &mut acc, 0);
-        add_sums(&st.high_out, &mut acc, W);
+        // Lanes 0 and 1 of the high pipeline's output are an intermediate section's: the sums
+        // take the unfiltered signal there instead (the stereo section's wideband sums).
+        let mut h = st.high_out;
+        h[0] = a;
+        h[1] = b;
+        add_sums(&h, &mut acc, W);
     }
     *f = st;
     *sums = acc;
@@ -311,6 +310,10 @@ impl BandMeter {
             block: LaneSums::ZERO,
             block_energy: Vec::new(),
             totals: [[0.0; 3]; 5],
+            wide: [0.0; 3],
+            window: [0.0; 3],
+            window_blocks: 0,
+            correlation_min: None,
             peaks: [0.0; 5],
             frames: 0,
         }
@@ -350,14 +353,41 @@ impl BandMeter {
             *e = f64::from(s.sq[l]) + f64::from(s.sq[r]);
             self.peaks[b] = self.peaks[b].max(s.peak[l]).max(s.peak[r]);
         }
+        let wide = [s.sq[W], s.sq[W + 1], s.cross[W]].map(f64::from);
+        for ((t, w), v) in self.wide.iter_mut().zip(&mut self.window).zip(wide) {
+            *t += v;
+            *w += v;
+        }
         if self.in_block == self.block_len {
             self.block_energy.push(energy);
+            self.window_blocks += 1;
+            if self.window_blocks == 4 {
+                let [wl, wr, wlr] = self.window;
+                let floor = (4 * self.block_len) as f64 * 1e-6; // −60 dBFS mean square
+                if wl > floor && wr > floor {
+                    let c = wlr / (wl * wr).sqrt();
+                    self.correlation_min = Some(self.correlation_min.map_or(c, |m| m.min(c)));
+                }
+                self.window = [0.0; 3];
+                self.window_blocks = 0;
+            }
         }
         self.block = LaneSums::ZERO;
         self.in_block = 0;
     }
 
-    pub fn finish(mut self) -> Vec<BandMetrics> {
+    /// The stereo section of the pair fed (as [`super::stereo::StereoMeter`] measures it, the
+    /// sums kept per 100 ms block in `f32` and the 400 ms windows made of four blocks), and the
+    /// bands.
+    pub fn finish_with_stereo(mut self) -> (Stereo, Vec<BandMetrics>) {
+        self.flush();
+        let [ll, rr, lr] = self.wide;
+        let stereo = Stereo::from_sums(ll, rr, lr, self.correlation_min);
+        (stereo, self.metrics())
+    }
+
+    /// Brings the high band's last samples out of its pipeline and closes the last block.
+    fn flush(&mut self) {
         // The high band's last three samples are still in its pipeline: three silent frames
         // bring them out (they add the band's decay to the sums, nothing else).
         if self.frames > 0 {
@@ -367,6 +397,15 @@ impl BandMeter {
         if self.in_block > 0 {
             self.close_block();
         }
+    }
+
+    pub fn finish(mut self) -> Vec<BandMetrics> {
+        self.flush();
+        self.metrics()
+    }
+
+    /// The bands' figures, once flushed.
+    fn metrics(&self) -> Vec<BandMetrics> {
         let all: f64 = self.totals.iter().map(|t| t[0] + t[1]).sum();
         let samples = 2.0 * self.frames as f64;
         (0..BANDS.len())
@@ -449,6 +488,42 @@ pub struct BandMetrics {
     /// 0 (mono) .. 0.5 (unrelated) .. 1 (inverted).
     pub width: Option<f64>,
     pub correlation: Option<f64>,
+}
+
+/// The analyzer: the front pair (or the mono mix as both sides); with `stereo`, it also writes
+/// the stereo section from the same pass, in place of [`super::stereo::StereoMeter`].
+pub(super) struct BandsA {
+    pub(super) meter: BandMeter,
+    pub(super) pair: Option<(usize, usize)>,
+    pub(super) stereo: bool,
+    pub(super) mono: Vec<f32>,
+}
+
+impl Analyzer for BandsA {
+    fn feed(&mut self, planes: &[&[f32]]) {
+        match self.pair {
+            Some((l, r)) => self.meter.feed(planes[l], planes[r]),
+            None => {
+                super::mono_into(planes, &mut self.mono);
+                self.meter.feed(&self.mono, &self.mono);
+            }
+        }
+    }
+    fn finish(self: Box<Self>, r: &mut AnalysisReport) {
+        if self.stereo {
+            let (stereo, bands) = self.meter.finish_with_stereo();
+            r.stereo = Some(Some(stereo));
+            r.bands = Some(bands);
+        } else {
+            r.bands = Some(self.meter.finish());
+        }
+    }
+    fn cost(&self) -> f64 {
+        20.0
+    }
+    fn name(&self) -> &'static str {
+        "bands"
+    }
 }
 
 #[cfg(test)]

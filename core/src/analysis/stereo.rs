@@ -89,12 +89,19 @@ impl StereoMeter {
     }
 
     pub fn finish(self) -> Stereo {
-        let (ll, rr, lr) = (self.ll, self.rr, self.lr);
+        Stereo::from_sums(self.ll, self.rr, self.lr, self.min_corr)
+    }
+}
+
+impl Stereo {
+    /// The section from the file's Σ left², Σ right², Σ left·right and the lowest 400 ms
+    /// correlation (also what [`super::bands::BandMeter`] measures beside its bands).
+    pub fn from_sums(ll: f64, rr: f64, lr: f64, correlation_min: Option<f64>) -> Stereo {
         let mid = (ll + rr + 2.0 * lr) / 4.0;
         let side = (ll + rr - 2.0 * lr) / 4.0;
         Stereo {
             correlation: correlation(ll, rr, lr),
-            correlation_min: self.min_corr,
+            correlation_min,
             width: width(ll, rr, lr),
             side_to_mid_db: (mid > 0.0 && side > 0.0).then(|| 10.0 * (side / mid).log10()),
             balance_db: (ll > 0.0 && rr > 0.0).then(|| 10.0 * (rr / ll).log10()),

@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Only these sections, comma-separated: loudness, levels, spectrum, stereo, tempo, key,
-    /// waveform, targets.
+    /// waveform, targets (the full analysis); bands (per-band metrics, only when asked for).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Write PNG pictures (waveform, loudness over time, spectrum) into this folder.
@@ -85,7 +85,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 Section::parse(s.trim()).ok_or_else(|| {
                     anyhow::anyhow!(
                         "--only: unknown section `{s}` (known: {})",
-                        Section::ALL.map(Section::name).join(", ")
+                        Section::KNOWN.map(Section::name).join(", ")
                     )
                 })
             })
