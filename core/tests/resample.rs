@@ -25,7 +25,11 @@ fn convert(
     q: ResampleQuality,
     block: usize,
 ) -> Vec<Vec<f32>> {
-    let mut st = Resample::new(to, q);
+    convert_in(planes, from, Resample::new(to, q), block)
+}
+
+/// Run `planes` at `from` Hz through `st` in blocks of `block` frames.
+fn convert_in(planes: &[Vec<f32>], from: u32, mut st: Resample, block: usize) -> Vec<Vec<f32>> {
     run(&mut st, planes, from, &mut std::iter::repeat(block))
 }
 
@@ -178,8 +182,8 @@ fn convert_single(
     q: ResampleQuality,
     block: usize,
 ) -> Vec<Vec<f32>> {
-    let mut st = Resample::new(to, q).with_precision(ResamplePrecision::Single);
-    run(&mut st, planes, from, &mut std::iter::repeat(block))
+    let st = Resample::new(to, q).with_precision(ResamplePrecision::Single);
+    convert_in(planes, from, st, block)
 }
 
 #[test]

@@ -85,18 +85,6 @@ pub enum Section {
 }
 
 impl Section {
-    /// The full analysis.
-    pub const ALL: [Section; 8] = [
-        Section::Loudness,
-        Section::Levels,
-        Section::Spectrum,
-        Section::Stereo,
-        Section::Tempo,
-        Section::Key,
-        Section::Waveform,
-        Section::Targets,
-    ];
-
     /// Every section that can be asked for: [`Section::ALL`] and the per-band metrics.
     pub const KNOWN: [Section; 9] = [
         Section::Loudness,
@@ -109,6 +97,17 @@ impl Section {
         Section::Targets,
         Section::Bands,
     ];
+
+    /// The full analysis: every known section but the per-band metrics (the last).
+    pub const ALL: [Section; 8] = {
+        let mut all = [Section::Loudness; 8];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = Section::KNOWN[i];
+            i += 1;
+        }
+        all
+    };
 
     pub fn name(self) -> &'static str {
         match self {
