@@ -518,7 +518,7 @@ pub struct Band {
     pub share_percent: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LtasPoint {
     pub hz: f64,
     pub db: f64,
