@@ -572,3 +572,111 @@ mod tests {
         assert!((1998..=2001).contains(&zc), "{zc}");
     }
 }
+
+/// The shape of a [`styled`] track: what a family of tracks shares and the reference-library
+/// tests tell apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Style {
+    /// Spectral tilt, dB per octave around 1 kHz.
+    pub tilt_db_per_octave: f64,
+    /// Gain of each of the five analysis bands (low, low-mid, mid, high-mid, high), dB, eased
+    /// into each other over log frequency.
+    pub band_gains_db: [f64; 5],
+    /// Correlation of left and right (1 mono, 0 unrelated).
+    pub correlation: f64,
+    /// Depth of a decaying pulse on every beat, 0 (steady) to 1 (silent between beats).
+    pub pulse_depth: f64,
+    /// Level difference between alternate 2-second sections, dB (a loudness range).
+    pub sections_db: f64,
+    /// Beats per minute of the pulse.
+    pub bpm: f64,
+}
+
+impl Default for Style {
+    fn default() -> Self {
+        Style {
+            tilt_db_per_octave: -3.0,
+            band_gains_db: [0.0; 5],
+            correlation: 0.7,
+            pulse_depth: 0.3,
+            sections_db: 3.0,
+            bpm: 120.0,
+        }
+    }
+}
+
+/// A stereo noise "track" of `style`: seeded noise with the style's spectrum (20 Hz–20 kHz)
+/// and stereo correlation, under its pulse and section envelope, at an RMS of −20 dBFS.
+pub fn styled(sample_rate: u32, seconds: f64, style: &Style, seed: u64) -> Vec<Vec<f32>> {
+    use rustfft::FftPlanner;
+    use rustfft::num_complex::Complex;
+    let sr = f64::from(sample_rate);
+    let n = ((sr * seconds) as usize).max(1);
+    let a = noise(seed, 1.0, n);
+    let b = noise(seed ^ 0x5DEE_CE66, 1.0, n);
+    let c = style.correlation.clamp(-1.0, 1.0);
+    let s = (1.0 - c * c).sqrt();
+    let centres = [63.0f64, 316.0, 1000.0, 3464.0, 10954.0];
+    let gain = |f: f64| -> f64 {
+        if !(20.0..=20_000.0).contains(&f) {
+            return 0.0;
+        }
+        let lf = f.log2();
+        let g = &style.band_gains_db;
+        let band_db = if lf <= centres[0].log2() {
+            g[0]
+        } else if lf >= centres[4].log2() {
+            g[4]
+        } else {
+            let k = centres
+                .iter()
+                .rposition(|c| c.log2() <= lf)
+                .unwrap_or(0)
+                .min(3);
+            let (x0, x1) = (centres[k].log2(), centres[k + 1].log2());
+            let t = (lf - x0) / (x1 - x0);
+            let t = t * t * (3.0 - 2.0 * t);
+            g[k] + (g[k + 1] - g[k]) * t
+        };
+        10f64.powf((style.tilt_db_per_octave * (f / 1000.0).log2() + band_db) / 20.0)
+    };
+    let mut planner = FftPlanner::<f64>::new();
+    let fwd = planner.plan_fft_forward(n);
+    let inv = planner.plan_fft_inverse(n);
+    let shape = |x: &[f32]| -> Vec<f64> {
+        let mut z: Vec<Complex<f64>> = x.iter().map(|&v| Complex::new(f64::from(v), 0.0)).collect();
+        fwd.process(&mut z);
+        for (k, v) in z.iter_mut().enumerate() {
+            *v *= gain(k.min(n - k) as f64 * sr / n as f64);
+        }
+        inv.process(&mut z);
+        z.iter().map(|v| v.re).collect()
+    };
+    let (l, r2) = (shape(&a), shape(&b));
+    let beat = 60.0 / style.bpm.max(1.0);
+    let depth = style.pulse_depth.clamp(0.0, 1.0);
+    let env = |i: usize| {
+        let t = i as f64 / sr;
+        let since = t % beat;
+        let pulse = 1.0 - depth + depth * (-since / (0.25 * beat)).exp();
+        let section = if (t / 2.0) as u64 % 2 == 1 {
+            10f64.powf(-style.sections_db / 20.0)
+        } else {
+            1.0
+        };
+        pulse * section
+    };
+    let mut left: Vec<f64> = Vec::with_capacity(n);
+    let mut right: Vec<f64> = Vec::with_capacity(n);
+    for i in 0..n {
+        let e = env(i);
+        left.push(l[i] * e);
+        right.push((c * l[i] + s * r2[i]) * e);
+    }
+    let ms = (left.iter().chain(&right).map(|v| v * v).sum::<f64>() / (2 * n) as f64).max(1e-30);
+    let k = 0.1 / ms.sqrt();
+    vec![
+        left.iter().map(|v| (v * k) as f32).collect(),
+        right.iter().map(|v| (v * k) as f32).collect(),
+    ]
+}

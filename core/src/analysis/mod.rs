@@ -38,10 +38,12 @@ macro_rules! avx2_where_present {
 }
 
 pub mod bands;
+pub mod compare;
 pub mod key;
 pub mod levels;
 pub mod loudness;
 mod music;
+pub mod signature;
 pub mod spectrum;
 pub mod stereo;
 pub mod targets;
@@ -451,7 +453,16 @@ pub fn conclude(
     opts: &AnalysisOptions,
 ) -> AnalysisReport {
     let path = decoder.path().to_path_buf();
-    conclude_stream(path, decoder.into_info(), analyzers, opts)
+    let decoded = decoder.frames_decoded();
+    let mut info = decoder.into_info();
+    // A stream whose header gave no length (a raw MP3 without an Info tag) has it now.
+    if info.frames.is_none() {
+        info.frames = Some(decoded);
+        info.frames_source = Some(crate::decode::FrameCountSource::Decoded);
+        info.duration_seconds =
+            (info.sample_rate > 0).then(|| decoded as f64 / f64::from(info.sample_rate));
+    }
+    conclude_stream(path, info, analyzers, opts)
 }
 
 /// [`conclude`] for analyzers fed a signal other than a decoder's (the render's analysis tap):

@@ -496,6 +496,24 @@ pub struct Spectrum {
     pub bands: Vec<Band>,
     /// Long-term average spectrum in 1/12-octave bands.
     pub ltas: Vec<LtasPoint>,
+    /// The same in the third-octave bands of [`THIRD_OCTAVES`] that lie under the Nyquist
+    /// frequency: each band's power from the bins it covers (a bin across an edge split in
+    /// proportion), so that noise reads the same at every FFT size and sample rate.
+    pub third_octave: Vec<LtasPoint>,
+}
+
+/// The centres of the third-octave bands (base-10 nominal series, 25 Hz to 16 kHz, Hz); a
+/// band spans a sixth of an octave either side of its exact centre `1000 · 2^(k/3)`.
+pub const THIRD_OCTAVES: [f64; 29] = [
+    25.0, 31.5, 40.0, 50.0, 63.0, 80.0, 100.0, 125.0, 160.0, 200.0, 250.0, 315.0, 400.0, 500.0,
+    630.0, 800.0, 1000.0, 1250.0, 1600.0, 2000.0, 2500.0, 3150.0, 4000.0, 5000.0, 6300.0, 8000.0,
+    10000.0, 12500.0, 16000.0,
+];
+
+/// The edges of third-octave band `k` of [`THIRD_OCTAVES`], Hz.
+pub fn third_octave_edges(k: usize) -> (f64, f64) {
+    let exact = 1000.0 * 2f64.powf((k as f64 - 16.0) / 3.0);
+    (exact * 2f64.powf(-1.0 / 6.0), exact * 2f64.powf(1.0 / 6.0))
 }
 
 impl Spectrum {
@@ -671,6 +689,22 @@ impl SpectrumMeter {
             .map(|&w| f64::from(w) * f64::from(w))
             .sum();
         let count = self.count.max(1) as f64;
+        let level = |p: f64| {
+            let amp = 2.0 * (p / count / (n as f64 * sum_w2)).sqrt();
+            if amp > 0.0 {
+                (20.0 * amp.log10()).max(-200.0)
+            } else {
+                -200.0
+            }
+        };
+        let third_octave = (0..THIRD_OCTAVES.len())
+            .map(|k| (THIRD_OCTAVES[k], third_octave_edges(k)))
+            .filter(|&(_, (_, hi))| hi <= nyq)
+            .map(|(hz, (lo, hi))| LtasPoint {
+                hz,
+                db: level(in_band(lo, hi)),
+            })
+            .collect();
         let mut ltas = Vec::new();
         let mut lo = 20.0f64;
         while lo < nyq {
@@ -687,14 +721,9 @@ impl SpectrumMeter {
                 .filter(|&(f, _)| f >= a && f < b)
                 .map(|(_, p)| p)
                 .sum();
-            let amp = 2.0 * (p / count / (n as f64 * sum_w2)).sqrt();
             ltas.push(LtasPoint {
                 hz: centre,
-                db: if amp > 0.0 {
-                    (20.0 * amp.log10()).max(-200.0)
-                } else {
-                    -200.0
-                },
+                db: level(p),
             });
             lo = hi;
         }
@@ -706,6 +735,7 @@ impl SpectrumMeter {
             flatness: None,
             bands,
             ltas,
+            third_octave,
         }
     }
 }
