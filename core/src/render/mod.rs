@@ -1014,6 +1014,7 @@ fn run_chain(
 pub mod analyze;
 pub mod dither;
 pub mod lowpass;
+pub mod matching;
 pub mod normalize;
 pub mod resample;
 mod spill;

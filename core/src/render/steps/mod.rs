@@ -5,9 +5,10 @@
 //! [`build`], its key and lowering in written.rs.
 //!
 //! The core runs no effects and opens no files for analysis: an effect step (a wasm module in
-//! the host) and an analyze step (a tap that needs the source's facts) are built by a
-//! [`StageResolver`] the caller supplies. [`NoResolver`] refuses effects and leaves analysis
-//! out.
+//! the host), an analyze step (a tap that needs the source's facts) and a match step's named
+//! target (a reference track or a genre in the host's library) are resolved by a
+//! [`StageResolver`] the caller supplies. [`NoResolver`] refuses effects and named match
+//! targets, and leaves analysis out.
 
 mod written;
 
@@ -17,6 +18,7 @@ pub use written::{
 };
 
 use super::Stage;
+use super::matching::{Match, MatchOptions, MatchTarget};
 use super::normalize::{Normalize, NormalizeTarget};
 use super::resample::{Resample, ResamplePrecision, ResampleQuality};
 use super::stages::{ChannelMapping, Channels, Fade, FadeCurve, Gain, Region, TrimSilence};
@@ -56,6 +58,39 @@ pub enum StepSpec {
     Normalize(NormalizeTarget),
     /// An effect the [`StageResolver`] knows by name.
     Effect(EffectStep),
+    /// Move the tonal balance, loudness and width toward a target's (see
+    /// [`super::matching`]).
+    Match(MatchStep),
+}
+
+/// A match step: what to match, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchStep {
+    pub target: MatchSource,
+    #[serde(default)]
+    pub options: MatchOptions,
+}
+
+/// Where a match step's target comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchSource {
+    /// A reference track by name, from the [`StageResolver`]'s library.
+    Reference(String),
+    /// A genre's profile by name, from the [`StageResolver`]'s library.
+    Genre(String),
+    /// The figures themselves.
+    Given(MatchTarget),
+}
+
+impl std::fmt::Display for MatchSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MatchSource::Reference(n) => write!(f, "reference {n:?}"),
+            MatchSource::Genre(g) => write!(f, "genre {g:?}"),
+            MatchSource::Given(_) => write!(f, "the given target"),
+        }
+    }
 }
 
 /// What an analyze step measures.
@@ -101,6 +136,9 @@ pub enum StepError {
     /// An effect step the resolver could not build (unknown, or a parameter it refuses).
     #[error("effect {name}: {message}")]
     Effect { name: String, message: String },
+    /// A match step whose target could not be found, or whose options or target are refused.
+    #[error("match {target}: {message}")]
+    Match { target: String, message: String },
 }
 
 /// Builds the steps the core cannot: effects and analysis taps.
@@ -112,6 +150,14 @@ pub trait StageResolver {
     fn analyze(&mut self, step: &AnalyzeStep) -> Option<Box<dyn Stage>> {
         let _ = step;
         None
+    }
+    /// The target a match step names (a reference track or a genre; [`MatchSource::Given`]
+    /// never reaches the resolver). By default there is no library to look in.
+    fn match_target(&mut self, source: &MatchSource) -> Result<MatchTarget, StepError> {
+        Err(StepError::Match {
+            target: source.to_string(),
+            message: "no reference library here: give the target's figures instead, or run the step where a library is (sluice with its references)".into(),
+        })
     }
 }
 
@@ -167,6 +213,19 @@ pub fn build(
             }
             StepSpec::Normalize(t) => stages.push(Box::new(Normalize::new(*t))),
             StepSpec::Effect(e) => stages.push(resolver.effect(e)?),
+            StepSpec::Match(m) => {
+                let refused = |message: String| StepError::Match {
+                    target: m.target.to_string(),
+                    message,
+                };
+                m.options.check().map_err(refused)?;
+                let target = match &m.target {
+                    MatchSource::Given(t) => t.clone(),
+                    named => resolver.match_target(named)?,
+                };
+                target.check().map_err(refused)?;
+                stages.push(Box::new(Match::new(target, m.options)));
+            }
         }
     }
     Ok(stages)
@@ -221,6 +280,27 @@ mod tests {
                 sample_rate: 44_100,
                 quality: ResampleQuality::Fft,
             },
+            StepSpec::Match(MatchStep {
+                target: MatchSource::Given(MatchTarget {
+                    ltas: vec![
+                        crate::analysis::spectrum::LtasPoint {
+                            hz: 20.6,
+                            db: -40.5,
+                        },
+                        crate::analysis::spectrum::LtasPoint {
+                            hz: 21.8,
+                            db: -41.25,
+                        },
+                    ],
+                    loudness_lufs: Some(-11.5),
+                    width: None,
+                }),
+                options: MatchOptions {
+                    strength: 0.75,
+                    loudness: true,
+                    ..MatchOptions::default()
+                },
+            }),
             StepSpec::Normalize(NormalizeTarget::Loudness {
                 lufs: -16.0,
                 true_peak_dbtp: -1.0,
@@ -249,6 +329,79 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v[4], serde_json::json!({"gain": {"db": -3.0}}));
         assert_eq!(v[5], serde_json::json!({"channels": {"pick": [1, 0]}}));
+        assert_eq!(v[7]["match"]["target"]["given"]["loudness_lufs"], -11.5);
+        assert_eq!(v[7]["match"]["options"]["strength"], 0.75);
+        // The options may be left out (the defaults), and so may any one of them.
+        let named: StepSpec = serde_json::from_str(
+            r#"{"match": {"target": {"genre": "techno"}, "options": {"width": true}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            named,
+            StepSpec::Match(MatchStep {
+                target: MatchSource::Genre("techno".into()),
+                options: MatchOptions {
+                    width: true,
+                    ..MatchOptions::default()
+                },
+            })
+        );
+    }
+
+    /// A named match target needs a resolver with a library; a given one does not; bad
+    /// options are refused when the chain is built.
+    #[test]
+    fn match_targets_are_resolved_or_refused() {
+        for source in [
+            MatchSource::Reference("Night Drive".into()),
+            MatchSource::Genre("techno".into()),
+        ] {
+            let step = StepSpec::Match(MatchStep {
+                target: source.clone(),
+                options: MatchOptions::default(),
+            });
+            let e = build(&[step], 48_000, ResamplePrecision::Double, &mut NoResolver)
+                .err()
+                .expect("refused without a library");
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("match {source}: no reference library here")),
+                "{text}"
+            );
+        }
+        let given = |options| {
+            StepSpec::Match(MatchStep {
+                target: MatchSource::Given(MatchTarget {
+                    ltas: Vec::new(),
+                    loudness_lufs: Some(-14.0),
+                    width: Some(0.3),
+                }),
+                options,
+            })
+        };
+        let stages = build(
+            &[given(MatchOptions::default())],
+            48_000,
+            ResamplePrecision::Double,
+            &mut NoResolver,
+        )
+        .unwrap();
+        assert_eq!(stages[0].name(), "match");
+        let e = build(
+            &[given(MatchOptions {
+                strength: 1.5,
+                ..MatchOptions::default()
+            })],
+            48_000,
+            ResamplePrecision::Double,
+            &mut NoResolver,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "match the given target: strength 1.5: from 0 to 1 (0 % to 100 %)"
+        );
     }
 
     /// Without a resolver, effects are refused by name and analysis is left out; a resample to

@@ -7,9 +7,10 @@
 //! parser holds `Vec<Spanned<WrittenStep>>` and reports the [`Problem`]s; the one thing it
 //! checks itself is an effect step against the effects there are ([`EffectCheck`]).
 
-use super::{AnalyzeStep, EffectStep, ParamValue, StepSpec};
+use super::{AnalyzeStep, EffectStep, MatchSource, MatchStep, ParamValue, StepSpec};
 use crate::analysis::Section;
 use crate::analysis::targets::Target;
+use crate::render::matching::{MAX_GAIN_DB, MAX_SMOOTHING_OCTAVES, MatchOptions};
 use crate::render::normalize::NormalizeTarget;
 use crate::render::resample::ResampleQuality;
 use crate::render::stages::{ChannelMapping, FadeCurve};
@@ -201,6 +202,142 @@ struct WrittenNormalize {
     limiter: Option<bool>,
 }
 
+/// `match = { reference = "NAME" | genre = "G", strength = 0.5 | "50%", eq = true, ... }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenMatch {
+    reference: Option<Spanned<String>>,
+    genre: Option<Spanned<String>>,
+    strength: Option<Spanned<WrittenStrength>>,
+    eq: Option<bool>,
+    loudness: Option<bool>,
+    width: Option<bool>,
+    max_gain_db: Option<Spanned<f64>>,
+    smoothing_octaves: Option<Spanned<f64>>,
+}
+
+/// A strength as a fraction (0.5) or a percentage ("50%").
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WrittenStrength {
+    Fraction(f64),
+    Percent(String),
+}
+
+/// A match step's values checked; its problems pushed, pointing at the value they are about.
+fn match_step(
+    problems: &mut Vec<Problem>,
+    m: &Spanned<WrittenMatch>,
+    normalized: bool,
+) -> Option<StepSpec> {
+    let before = problems.len();
+    let w = m.get_ref();
+    if normalized {
+        problem(
+            problems,
+            m.span(),
+            "match after normalize: it changes the loudness and the peaks the normalize step settled; move the match step before the normalize step",
+        );
+    }
+    let name = |n: &Spanned<String>, problems: &mut Vec<Problem>, what: &str| {
+        let v = n.get_ref().trim().to_string();
+        if v.is_empty() {
+            problem(problems, n.span(), format!("match: {what} needs a name"));
+        }
+        v
+    };
+    let target = match (&w.reference, &w.genre) {
+        (Some(r), None) => Some(MatchSource::Reference(name(r, problems, "reference"))),
+        (None, Some(g)) => Some(MatchSource::Genre(name(g, problems, "genre"))),
+        (Some(_), Some(g)) => {
+            problem(
+                problems,
+                g.span(),
+                "match: give reference or genre, not both",
+            );
+            None
+        }
+        (None, None) => {
+            problem(
+                problems,
+                m.span(),
+                "match: give what to match: reference = \"NAME\" (a track in the library) or genre = \"GENRE\"",
+            );
+            None
+        }
+    };
+    let defaults = MatchOptions::default();
+    let strength = match &w.strength {
+        None => defaults.strength,
+        Some(s) => {
+            let value = match s.get_ref() {
+                WrittenStrength::Fraction(f) => Some(*f),
+                WrittenStrength::Percent(p) => p
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|n| n.trim().parse::<f64>().ok())
+                    .map(|n| n / 100.0),
+            };
+            match value.filter(|v| (0.0..=1.0).contains(v)) {
+                Some(v) => v,
+                None => {
+                    problem(
+                        problems,
+                        s.span(),
+                        "match: strength from 0 to 1, or a percentage from \"0%\" to \"100%\"",
+                    );
+                    defaults.strength
+                }
+            }
+        }
+    };
+    let max_gain_db = match &w.max_gain_db {
+        None => defaults.max_gain_db,
+        Some(g) => {
+            let v = *g.get_ref();
+            if !(v > 0.0 && v <= MAX_GAIN_DB) {
+                problem(
+                    problems,
+                    g.span(),
+                    format!("match: max_gain_db more than 0, at most {MAX_GAIN_DB} dB"),
+                );
+            }
+            v
+        }
+    };
+    let smoothing_octaves = match &w.smoothing_octaves {
+        None => defaults.smoothing_octaves,
+        Some(o) => {
+            let v = *o.get_ref();
+            if !(0.0..=MAX_SMOOTHING_OCTAVES).contains(&v) {
+                problem(
+                    problems,
+                    o.span(),
+                    format!("match: smoothing_octaves from 0 to {MAX_SMOOTHING_OCTAVES}"),
+                );
+            }
+            v
+        }
+    };
+    let options = MatchOptions {
+        strength,
+        eq: w.eq.unwrap_or(defaults.eq),
+        loudness: w.loudness.unwrap_or(defaults.loudness),
+        width: w.width.unwrap_or(defaults.width),
+        max_gain_db,
+        smoothing_octaves,
+    };
+    if !(options.eq || options.loudness || options.width) {
+        problem(
+            problems,
+            m.span(),
+            "match: eq, loudness and width are all off: turn at least one on",
+        );
+    }
+    let target = target?;
+    (problems.len() == before).then_some(StepSpec::Match(MatchStep { target, options }))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WrittenStep {
@@ -212,6 +349,9 @@ pub struct WrittenStep {
     channels: Option<Spanned<String>>,
     resample: Option<Spanned<WrittenResample>>,
     normalize: Option<Spanned<WrittenNormalize>>,
+    /// Match a reference's or a genre's tonal balance, loudness and width.
+    #[serde(rename = "match")]
+    matching: Option<Spanned<WrittenMatch>>,
     /// A wasm effect by name (built in, or a .wasm file in the root's effects folder).
     effect: Option<Spanned<String>>,
     params: Option<Spanned<toml::Table>>,
@@ -224,7 +364,7 @@ pub struct WrittenStep {
 
 /// The steps written, in order, and every problem found in them (the steps are only used when
 /// there is none). Besides each step's own values, the chain is checked: one analyze step,
-/// one normalize step, no channels step after the normalize step.
+/// one normalize step, no channels or match step after the normalize step.
 pub fn lower(
     written: &[Spanned<WrittenStep>],
     defaults: WrittenDefaults,
@@ -251,13 +391,16 @@ pub fn lower(
         kind!(channels);
         kind!(resample);
         kind!(normalize);
+        if st.matching.is_some() {
+            kinds.push("match");
+        }
         kind!(effect);
         if kinds.len() != 1 {
             problem(
                 &mut problems,
                 span,
                 format!(
-                    "step {}: each [[step]] does one thing (analyze, region, trim_silence, fade, gain_db, channels, resample, normalize or effect); this one has {}",
+                    "step {}: each [[step]] does one thing (analyze, region, trim_silence, fade, gain_db, channels, resample, normalize, match or effect); this one has {}",
                     i + 1,
                     if kinds.is_empty() {
                         "none".to_string()
@@ -461,6 +604,9 @@ pub fn lower(
                 Ok(t) => steps.push(StepSpec::Normalize(t)),
                 Err(e) => problem(&mut problems, n.span(), format!("normalize: {e}")),
             }
+        } else if let Some(m) = &st.matching {
+            let normalized = steps.iter().any(|s| matches!(s, StepSpec::Normalize(_)));
+            steps.extend(match_step(&mut problems, m, normalized));
         } else if let Some(e) = &st.effect
             && let Some(step) = effect_step(&mut problems, st, e, effects)
         {
@@ -687,6 +833,102 @@ time_budget_ms = 200
                 "{text}"
             );
         }
+    }
+
+    /// The match step: a reference or a genre, the options with their defaults, a strength as
+    /// a fraction or a percentage; bad values are located.
+    #[test]
+    fn match_steps_lower_and_their_problems_are_located() {
+        let text = r#"
+[[step]]
+match = { reference = "Night Drive" }
+[[step]]
+match = { genre = "techno", strength = "50%", loudness = true, width = true, eq = false, max_gain_db = 6, smoothing_octaves = 0.5 }
+[[step]]
+match = { genre = "jazz", strength = 0.25 }
+"#;
+        let (steps, problems, _) = lowered(text);
+        assert_eq!(problems, vec![]);
+        assert_eq!(
+            steps,
+            vec![
+                StepSpec::Match(MatchStep {
+                    target: MatchSource::Reference("Night Drive".into()),
+                    options: MatchOptions::default(),
+                }),
+                StepSpec::Match(MatchStep {
+                    target: MatchSource::Genre("techno".into()),
+                    options: MatchOptions {
+                        strength: 0.5,
+                        eq: false,
+                        loudness: true,
+                        width: true,
+                        max_gain_db: 6.0,
+                        smoothing_octaves: 0.5,
+                    },
+                }),
+                StepSpec::Match(MatchStep {
+                    target: MatchSource::Genre("jazz".into()),
+                    options: MatchOptions {
+                        strength: 0.25,
+                        ..MatchOptions::default()
+                    },
+                }),
+            ]
+        );
+
+        let text = r#"
+[[step]]
+match = { reference = "a", genre = "b" }
+[[step]]
+match = { strength = 0.5 }
+[[step]]
+match = { genre = "pop", strength = 1.5 }
+[[step]]
+match = { genre = "pop", strength = "150%" }
+[[step]]
+match = { genre = "pop", max_gain_db = 0 }
+[[step]]
+match = { genre = "pop", smoothing_octaves = 3 }
+[[step]]
+match = { genre = "pop", eq = false }
+[[step]]
+match = { reference = " " }
+[[step]]
+normalize = {}
+[[step]]
+match = { genre = "pop" }
+"#;
+        let (steps, problems, _) = lowered(text);
+        let at = |p: &Problem| text[p.span.clone()].to_string();
+        let found: Vec<(String, String)> = problems
+            .iter()
+            .map(|p| (at(p), p.message.clone()))
+            .collect();
+        let has = |value: &str, words: &str| {
+            assert!(
+                found.iter().any(|(v, m)| v == value && m.contains(words)),
+                "{value} / {words}: {found:#?}"
+            )
+        };
+        has("\"b\"", "give reference or genre, not both");
+        has("{ strength = 0.5 }", "give what to match");
+        has("1.5", "strength from 0 to 1");
+        has("\"150%\"", "strength from 0 to 1");
+        has("0", "max_gain_db more than 0, at most 24 dB");
+        has("3", "smoothing_octaves from 0 to 2");
+        has("{ genre = \"pop\", eq = false }", "all off");
+        has("\" \"", "reference needs a name");
+        has("{ genre = \"pop\" }", "match after normalize");
+        assert_eq!(found.len(), 9, "{found:#?}");
+        // Only the normalize step is kept.
+        assert_eq!(steps.len(), 1, "{steps:?}");
+
+        // An unknown key is TOML's error, at the key.
+        let e = toml::from_str::<File>("[[step]]\nmatch = { genre = \"pop\", tilt = 3 }\n")
+            .err()
+            .expect("unknown key");
+        assert!(e.to_string().contains("unknown field `tilt`"), "{e}");
     }
 
     #[test]
