@@ -12,7 +12,8 @@
 //!   strength (and centred again). Points are corrected from 20 Hz to the lowest of 20 kHz,
 //!   0.45 of the input's rate and 0.45 of the target's (beyond a spectrum's Nyquist frequency
 //!   nothing is known), and only where both spectra are above −100 dB; the curve fades to 0 dB
-//!   over a third of an octave outside that range. It is applied as a linear-phase FIR
+//!   over a third of an octave outside that range (above it, by 0.49 of the rate at the
+//!   latest). It is applied as a linear-phase FIR
 //!   (frequency sampling of the curve on a dense grid, then a Hann window) of about 0.43 s of
 //!   taps (1/3-octave resolution at 20–40 Hz at any rate) by FFT convolution
 //!   ([`FftConvolver`]); the filter's delay is removed, so the output has the input's length
@@ -204,21 +205,28 @@ fn grid(rate: u32) -> Vec<GridPoint> {
     out
 }
 
+/// The sample rates an LTAS's own rate is recognised among.
+const RATES: [u32; 16] = [
+    8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 64_000, 88_200, 96_000,
+    176_400, 192_000, 352_800, 384_000,
+];
+
 /// The sample rate an LTAS was measured at, when its points are [`SpectrumMeter`]'s grid at
-/// some rate (the last point, cut at the Nyquist frequency, tells which).
+/// a common rate (the last point, cut at the Nyquist frequency, tells which). A spectrum
+/// without that last point (a profile averaged over files) has none.
 fn ltas_rate(ltas: &[LtasPoint]) -> Option<u32> {
     let last = ltas.last()?;
     let lo_last = 20.0 * 2f64.powf((ltas.len() - 1) as f64 / 12.0);
-    let rate = (2.0 * last.hz * last.hz / lo_last).round();
-    if !(1000.0..=1e6).contains(&rate) {
-        return None;
-    }
-    let g = grid(rate as u32);
+    let nearly = 2.0 * last.hz * last.hz / lo_last;
+    let &rate = RATES
+        .iter()
+        .find(|&&r| (f64::from(r) - nearly).abs() < 1.0)?;
+    let g = grid(rate);
     (g.len() == ltas.len()
         && g.iter()
             .zip(ltas)
             .all(|(g, p)| (g.centre - p.hz).abs() <= 1e-6 * p.hz))
-    .then_some(rate as u32)
+    .then_some(rate)
 }
 
 /// Linear interpolation of `ys` over rising `xs` at `x`, `None` outside them.
@@ -267,11 +275,14 @@ pub struct Curve {
     pub offset_db: f64,
     /// Points held at the limit.
     pub clamped: usize,
+    /// Over how many octaves the curve fades to 0 dB above the corrected range (a third of an
+    /// octave, or less to be flat by 0.49 of the rate).
+    pub fade_high_octaves: f64,
 }
 
 impl Curve {
     /// The correction at `hz`: the points interpolated in log frequency inside the corrected
-    /// range, fading to 0 dB over a third of an octave outside it.
+    /// range, fading to 0 dB outside it (over a third of an octave, or by 0.49 of the rate).
     pub fn at(&self, hz: f64) -> f64 {
         if hz <= 0.0 || self.hz.is_empty() {
             return 0.0;
@@ -285,17 +296,17 @@ impl Curve {
                 interpolate(&xs, &self.db, x).unwrap_or(self.db[self.db.len() - 1])
             }
         };
-        let fade = |octaves: f64| {
-            if octaves >= TAPER_OCTAVES {
+        let fade = |octaves: f64, width: f64| {
+            if octaves >= width {
                 0.0
             } else {
-                0.5 + 0.5 * (std::f64::consts::PI * octaves / TAPER_OCTAVES).cos()
+                0.5 + 0.5 * (std::f64::consts::PI * octaves / width).cos()
             }
         };
         if hz < self.low_hz {
-            inside(self.low_hz) * fade((self.low_hz / hz).log2())
+            inside(self.low_hz) * fade((self.low_hz / hz).log2(), TAPER_OCTAVES)
         } else if hz > self.high_hz {
-            inside(self.high_hz) * fade((hz / self.high_hz).log2())
+            inside(self.high_hz) * fade((hz / self.high_hz).log2(), self.fade_high_octaves)
         } else {
             inside(hz)
         }
@@ -472,6 +483,9 @@ pub fn correction_curve(
         high_hz,
         offset_db,
         clamped,
+        fade_high_octaves: (0.49 * f64::from(rate) / high_hz)
+            .log2()
+            .clamp(0.02, TAPER_OCTAVES),
     }
 }
 
@@ -1003,5 +1017,181 @@ impl Stage for Match {
             values,
             warnings,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An LTAS on `rate`'s grid whose density (dB per Hz) is `density(hz)`.
+    fn on_grid(rate: u32, density: &dyn Fn(f64) -> f64) -> Vec<LtasPoint> {
+        grid(rate)
+            .iter()
+            .map(|g| LtasPoint {
+                hz: g.centre,
+                db: density(g.centre) + 10.0 * g.measured_hz.log10(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_grid_is_the_spectrum_meters_and_gives_the_rate_back() {
+        for rate in [22_050, 32_000, 44_100, 48_000, 88_200, 96_000, 192_000] {
+            let noise = crate::signal::noise(rate.into(), 0.5, rate as usize / 2);
+            let mut m = SpectrumMeter::new(rate, vec![0]);
+            m.feed(&[&noise]);
+            let ltas = m.finish().ltas;
+            let g = grid(rate);
+            assert_eq!(ltas.len(), g.len(), "{rate}");
+            for (p, g) in ltas.iter().zip(&g) {
+                assert_eq!(p.hz, g.centre, "{rate}");
+                assert!(g.measured_hz > 0.0 && g.hi > g.lo);
+            }
+            assert_eq!(ltas_rate(&ltas), Some(rate));
+            // Without its last point (a profile's averaged spectrum) the rate is unknown.
+            assert_eq!(ltas_rate(&ltas[..ltas.len() - 1]), None);
+        }
+    }
+
+    #[test]
+    fn white_noise_at_two_rates_needs_no_correction() {
+        // The same density at 44.1 and 96 kHz: the LTAS points differ (the bins are 10.8 and
+        // 11.7 Hz wide, and the lowest points sum 4 of them), the curve does not.
+        let measure = |rate: u32, seconds: f64| {
+            let amp = (f64::from(rate) / 44_100.0).sqrt() * 0.3;
+            let planes: Vec<Vec<f32>> = (0..2)
+                .map(|c| {
+                    crate::signal::noise(rate as u64 + c, amp, (seconds * f64::from(rate)) as usize)
+                })
+                .collect();
+            let mut m = SpectrumMeter::new(rate, vec![0, 1]);
+            m.feed(&[&planes[0], &planes[1]]);
+            m.finish().ltas
+        };
+        let (input, target) = (measure(44_100, 20.0), measure(96_000, 20.0));
+        let low = (input[0].db - target[0].db).abs();
+        assert!(low > 0.2, "the raw points differ at 20 Hz: {low}");
+        let c = correction_curve(&input, 44_100, &target, &MatchOptions::default());
+        let (boost, cut) = c.extremes();
+        assert!(boost < 0.25 && cut > -0.25, "{boost} {cut}");
+        assert_eq!(c.high_hz, 0.45 * 44_100.0);
+        assert_eq!(c.corrected.iter().filter(|&&u| u).count(), 119);
+    }
+
+    #[test]
+    fn a_spike_is_smoothed_limited_and_centred() {
+        let rate = 48_000;
+        let input = on_grid(rate, &|_| -60.0);
+        let spike = |f: f64| {
+            if (f / 1000.0).log2().abs() < 1.0 / 24.0 {
+                -40.0
+            } else {
+                -60.0
+            }
+        };
+        let target = on_grid(rate, &spike);
+        let at = input
+            .iter()
+            .position(|p| (p.hz / 1000.0).log2().abs() < 1.0 / 24.0)
+            .unwrap();
+        let x = |i: usize| input[i].hz.log2();
+        for octaves in [0.0, 1.0 / 3.0, 1.0] {
+            let options = MatchOptions {
+                smoothing_octaves: octaves,
+                max_gain_db: 24.0,
+                ..MatchOptions::default()
+            };
+            let c = correction_curve(&input, rate, &target, &options);
+            // Away from the spike (farther than the window reaches) every point has the same
+            // value: the offset that keeps the weighted power.
+            let far: Vec<f64> = (0..c.db.len())
+                .filter(|&i| {
+                    c.corrected[i] && (x(i) - x(at)).abs() >= octaves.max(1.0 / 24.0) + 1e-9
+                })
+                .map(|i| c.db[i])
+                .collect();
+            assert!(
+                far.iter().all(|v| (v - far[0]).abs() < 1e-9),
+                "{octaves}: {far:?}"
+            );
+            assert!(far[0] < 0.0);
+            // The spike spreads over the window: 20 dB at 1 point, less over more points.
+            let peak = c.db[at];
+            eprintln!(
+                "smoothing {octaves}: peak {peak:.2}, elsewhere {:.3}",
+                far[0]
+            );
+            if octaves == 0.0 {
+                assert!((peak - far[0] - 20.0).abs() < 1e-6, "{peak}");
+            } else {
+                assert!(peak - far[0] < 20.0 / 3.0, "{peak}");
+                assert!(c.db[at + 1] > far[0] && c.db[at - 1] > far[0]);
+            }
+        }
+        // Limited: no point beyond the limit, and the K-weighted power kept.
+        let options = MatchOptions {
+            smoothing_octaves: 0.0,
+            max_gain_db: 6.0,
+            ..MatchOptions::default()
+        };
+        let c = correction_curve(&input, rate, &target, &options);
+        let (boost, cut) = c.extremes();
+        assert!((boost - 6.0).abs() < 1e-9 && cut >= -6.0, "{boost} {cut}");
+        assert_eq!(c.clamped, 1);
+        let g = grid(rate);
+        let power = |db: &[f64]| -> f64 {
+            (0..db.len())
+                .filter(|&i| c.corrected[i])
+                .map(|i| (g[i].hi - g[i].lo) * k_weight(g[i].centre) * 10f64.powf(db[i] / 10.0))
+                .sum()
+        };
+        let kept = power(&c.db) / power(&vec![0.0; c.db.len()]);
+        assert!((10.0 * kept.log10()).abs() < 1e-4, "{kept}");
+    }
+
+    #[test]
+    fn strength_scales_the_curve_and_the_fir_follows_it() {
+        let rate = 44_100;
+        let input = on_grid(rate, &|_| -60.0);
+        let tilt = |f: f64| -60.0 + 2.0 * (f / 1000.0).log2();
+        let target = on_grid(rate, &tilt);
+        let full = correction_curve(&input, rate, &target, &MatchOptions::default());
+        let half = correction_curve(
+            &input,
+            rate,
+            &target,
+            &MatchOptions {
+                strength: 0.5,
+                ..MatchOptions::default()
+            },
+        );
+        for (f, h) in full.db.iter().zip(&half.db) {
+            assert!((h - f / 2.0).abs() < 0.1, "{f} {h}");
+        }
+        // The FIR is symmetric (linear phase) and its response is the curve's, within 0.2 dB
+        // from 30 Hz to 18 kHz.
+        let taps = eq_taps(rate, 1.0 / 3.0);
+        let h = design_fir(&full, rate, taps);
+        assert_eq!(h.len(), taps);
+        assert!((0..taps / 2).all(|i| (h[i] - h[taps - 1 - i]).abs() < 1e-12));
+        for f in [30.0, 50.0, 100.0, 440.0, 1000.0, 5000.0, 12_000.0, 18_000.0] {
+            let w = std::f64::consts::TAU * f / f64::from(rate);
+            let (re, im) = h.iter().enumerate().fold((0.0, 0.0), |(re, im), (n, &v)| {
+                (re + v * (w * n as f64).cos(), im - v * (w * n as f64).sin())
+            });
+            let got = 10.0 * (re * re + im * im).log10();
+            let want = full.at(f);
+            assert!(
+                (got - want).abs() < 0.2,
+                "{f} Hz: {got:.3} dB, curve {want:.3}"
+            );
+        }
+        // Flat outside the corrected range.
+        let at = |f: f64| full.at(f);
+        assert_eq!(at(10.0), 0.0);
+        assert_eq!(at(0.49 * 44_100.0), 0.0);
+        assert!(at(21_000.0).abs() < at(19_845.0).abs() / 2.0);
+        assert!(at(20.0).abs() > 5.0);
     }
 }
