@@ -848,7 +848,8 @@ impl Match {
         }
     }
 
-    /// `block` replaced by what the filter gives back for it (`None`: the end of the stream).
+    /// `block` replaced by what the filter gives back for it (`end`: the tail after the
+    /// stream, into the empty `block`).
     fn filter(&mut self, block: &mut Block, end: bool) {
         let Some(conv) = &mut self.conv else {
             return;
