@@ -12,6 +12,7 @@ pub mod encode_thread;
 pub mod export;
 pub mod host;
 pub mod job;
+pub mod library;
 pub mod parallel;
 pub mod pipeline;
 pub mod plot;

@@ -56,6 +56,15 @@ enum Command {
     },
     /// List the formats Sluice knows, and whether it decodes and encodes each.
     Formats(cli::formats::Args),
+    /// The reference library: add, import, list, remove references; find the nearest.
+    #[command(name = "ref")]
+    Ref {
+        #[command(subcommand)]
+        action: cli::reference::Action,
+    },
+    /// Compare a track with a genre's profile or a reference: bands, dynamics, stereo, and
+    /// recommendations (gentle, suggestive or assertive).
+    Compare(cli::compare::Args),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +106,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stats(a) => cli::stats::run(a),
         Command::Effects { action } => cli::effects::run(action),
         Command::Formats(a) => cli::formats::run(a),
+        Command::Ref { action } => cli::reference::run(action),
+        Command::Compare(a) => cli::compare::run(a),
     }
 }
 

@@ -67,6 +67,23 @@ pub struct SpectrumPlot<'a> {
     pub bands: &'a [(&'a str, f64, f64, f64)],
 }
 
+/// A track's tonal balance over a target's tolerance (`sluice compare --plot`).
+pub struct TonalPlot<'a> {
+    pub title: &'a str,
+    /// What the track is held against, e.g. "genre house profile (12 references)".
+    pub target: &'a str,
+    /// Per third-octave point: Hz, the track's level, the target's mean, the tolerance
+    /// (dB re loudness; the track level-matched).
+    pub points: &'a [(f64, f64, f64, f64)],
+    /// The five bands: name, low Hz, high Hz, the track's difference (dB), inside or not.
+    pub bands: &'a [(&'a str, f64, f64, f64, bool)],
+}
+
+/// Render the tonal balance and write it as a PNG at `path`.
+pub fn write_tonal(path: &Path, plot: &TonalPlot) -> io::Result<()> {
+    write_png(path, 560, |root| draw_tonal(root, plot))
+}
+
 /// Render the waveform overview and write it as a PNG at `path`.
 pub fn write_waveform(path: &Path, plot: &WaveformPlot) -> io::Result<()> {
     let height = waveform_layout(plot.channels.len()).height;
@@ -772,6 +789,134 @@ fn draw_spectrum(root: &Area, p: &SpectrumPlot) -> Drawn {
     if pts.is_empty() {
         let centre = ((x0 + x1) / 2, (y0 + y1) / 2);
         label_box(root, centre, "no spectrum data", TEXT_DIM, HPos::Center)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Tonal balance
+// ---------------------------------------------------------------------------
+
+const TOLERANCE: RGBColor = RGBColor(118, 222, 128);
+const OUTSIDE: RGBColor = RGBColor(240, 84, 72);
+
+fn draw_tonal(root: &Area, p: &TonalPlot) -> Drawn {
+    let strip = 48;
+    let pts: Vec<(f64, f64, f64, f64)> = p
+        .points
+        .iter()
+        .copied()
+        .filter(|(f, a, b, t)| {
+            f.is_finite() && *f >= 20.0 && a.is_finite() && b.is_finite() && t.is_finite()
+        })
+        .collect();
+    // Level range: 10 dB steps around the curves' loudest points, 60 dB tall.
+    let top = pts
+        .iter()
+        .map(|&(_, a, b, t)| a.max(b + t))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let db_top = if top.is_finite() {
+        ((top + 3.0) / 10.0).ceil() * 10.0
+    } else {
+        0.0
+    };
+    let db_bottom = db_top - 60.0;
+    draw_header(root, p.title, p.target)?;
+    let f_max = 20_000.0;
+    let major: Vec<f64> = vec![
+        20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10_000.0, 20_000.0,
+    ];
+    let levels: Vec<f64> = (0..=6).map(|k| db_bottom + 10.0 * k as f64).collect();
+    let mut chart = ChartBuilder::on(root)
+        .margin_top(HEADER + 6 + strip)
+        .margin_right(MARGIN_RIGHT)
+        .x_label_area_size(FOOTER)
+        .y_label_area_size(MARGIN_LEFT)
+        .build_cartesian_2d(
+            Ticked {
+                inner: LogCoord::from((20.0..f_max).log_scale()),
+                bold: major,
+                light: Vec::new(),
+            },
+            Ticked::new(db_bottom..db_top, levels),
+        )?;
+    let (x0, x1, y0, y1) = frame_of(&chart);
+    chart.plotting_area().fill(&PANEL)?;
+    let hz = |f: f64| match f {
+        f if f >= 1000.0 => format!("{}k", f / 1000.0),
+        f => format!("{f}"),
+    };
+    draw_mesh(
+        root,
+        &mut chart,
+        Mesh {
+            x_label: Some(&hz),
+            y_label: &fmt0,
+            y_colour: TEXT,
+            y_lines: true,
+            light: None,
+        },
+    )?;
+    let unit = Text::new(LABEL_SIZE, TEXT_DIM, HPos::Right);
+    unit.draw(root, "dB LU", (x0 - 8, y0 - 16))?;
+    unit.draw(root, "Hz", (x0 - 24, y1 + 18))?;
+    let at = |f: f64, d: f64| chart.backend_coord(&(f, d.clamp(db_bottom, db_top)));
+
+    // The bands in the strip: name and the track's difference, red when outside.
+    let sy0 = y0 - strip;
+    for (i, &(name, lo, hi, delta, inside)) in p.bands.iter().enumerate() {
+        if !(lo.is_finite() && hi.is_finite() && hi > lo) {
+            continue;
+        }
+        let (bx0, bx1) = (
+            at(lo.max(20.0), db_bottom).0,
+            at(hi.min(f_max), db_bottom).0,
+        );
+        let colour = BAND_COLOURS[i % BAND_COLOURS.len()];
+        fill(root, (bx0, sy0), (bx1, y0), colour, 0.12)?;
+        fill(root, (bx0, sy0), (bx0 + 1, y1), colour, 0.30)?;
+        let cx = (bx0 + bx1) / 2;
+        let room = bx1 - bx0 - 6;
+        let style = Text::bold(SMALL_SIZE, TITLE, HPos::Center);
+        style.draw(root, &fit(name, &style, room), (cx, sy0 + 13))?;
+        let text = if delta.is_finite() {
+            format!("{delta:+.1} dB")
+        } else {
+            "-".into()
+        };
+        let c = if inside { TOLERANCE } else { OUTSIDE };
+        Text::new(LABEL_SIZE, c, HPos::Center).draw(root, &text, (cx, sy0 + 33))?;
+    }
+
+    if pts.len() >= 2 {
+        // The tolerance band around the target's mean, then the mean, then the track.
+        let mut band: Vec<(i32, i32)> = pts.iter().map(|&(f, _, b, t)| at(f, b + t)).collect();
+        band.extend(pts.iter().rev().map(|&(f, _, b, t)| at(f, b - t)));
+        root.draw(&Polygon::new(band, TOLERANCE.mix(0.18).filled()))?;
+        let mean: Vec<(i32, i32)> = pts.iter().map(|&(f, _, b, _)| at(f, b)).collect();
+        root.draw(&PathElement::new(mean, TOLERANCE.stroke_width(1)))?;
+        let track: Vec<(i32, i32)> = pts.iter().map(|&(f, a, _, _)| at(f, a)).collect();
+        root.draw(&PathElement::new(track.clone(), SPECTRUM.stroke_width(2)))?;
+        for (&(_, a, b, t), &xy) in pts.iter().zip(&track) {
+            let c = if (a - b).abs() <= t {
+                SPECTRUM
+            } else {
+                OUTSIDE
+            };
+            root.draw(&Circle::new(xy, 3, c.filled()))?;
+        }
+        draw_legend(
+            root,
+            &[
+                ("track", SPECTRUM, LegendKind::Bold),
+                ("target ± tolerance", TOLERANCE, LegendKind::Thin),
+            ],
+            x1 - 10,
+            y0 + 16,
+        )?;
+    } else {
+        let centre = ((x0 + x1) / 2, (y0 + y1) / 2);
+        label_box(root, centre, "no tonal data", TEXT_DIM, HPos::Center)?;
     }
     Ok(())
 }

@@ -165,7 +165,7 @@ impl Signature {
             bands: band_figures,
             tonal_db: tonal_curve(&spectrum.third_octave, r.stream.sample_rate)
                 .into_iter()
-                .map(|d| rel(d))
+                .map(rel)
                 .collect(),
             ltas: spectrum.ltas.clone(),
         })

@@ -29,6 +29,9 @@
 //! 4. **A claim is one transaction**: a job goes from queued to running, off QUEUE, in the
 //!    transaction that finds it first in QUEUE; two claimers (threads or processes) never get
 //!    the same job.
+//! 5. **The reference library's tables agree**: every reference in REFS has its vector in
+//!    REF_VECTORS under its genre and its content hash in REF_HASHES, and nothing else is in
+//!    either (see `references.rs`).
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
@@ -55,10 +58,14 @@ const RESERVED: TableDefinition<&str, u64> = TableDefinition::new("reserved");
 /// files claim one name, the one that had it first keeps it, across restarts too.
 const PIPELINE_FILES: TableDefinition<&str, &str> = TableDefinition::new("pipeline_files");
 
+mod references;
+pub use references::{Duplicate, NewReference, ReferenceRecord, genre_key};
+use references::{REF_HASHES, REF_VECTORS, REFS};
+
 type Migration = fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>;
 /// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`. A change to the tables or
 /// records that old files cannot be read as goes here, and never changes once released.
-const MIGRATIONS: &[Migration] = &[reserve_planned_paths];
+const MIGRATIONS: &[Migration] = &[reserve_planned_paths, references::reference_tables];
 
 /// Schema 1 → 2: the RESERVED table, filled from the queued and running jobs (before, the
 /// host kept their paths in memory).
@@ -467,6 +474,7 @@ impl Store {
                         .map_err(|e| self.err(e))?;
                     meta.insert("next_job", 1).map_err(|e| self.err(e))?;
                     meta.insert("next_event", 1).map_err(|e| self.err(e))?;
+                    meta.insert("next_reference", 1).map_err(|e| self.err(e))?;
                     target
                 }
             }
@@ -498,6 +506,11 @@ impl Store {
         tx.open_table(EVENTS).map_err(|e| self.err(e))?;
         tx.open_table(PIPELINE_FILES).map_err(|e| self.err(e))?;
         tx.open_table(RESERVED).map_err(|e| self.err(e))?;
+        if target >= 3 {
+            tx.open_table(REFS).map_err(|e| self.err(e))?;
+            tx.open_table(REF_VECTORS).map_err(|e| self.err(e))?;
+            tx.open_table(REF_HASHES).map_err(|e| self.err(e))?;
+        }
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -1037,6 +1050,8 @@ impl Store {
                     ));
                 }
             }
+            // 5. The reference tables name the same references.
+            references::check(tx, &mut problems)?;
             Ok(problems)
         })
     }

@@ -1,0 +1,373 @@
+//! The reference library as a user drives it: `sluice ref import/add/list/genres/remove/
+//! similar` and `sluice compare`, on generated tracks of known families, with bad input.
+
+mod common;
+
+use common::{sluice, write_wav};
+use serde_json::Value;
+use sluice_core::signal::{Style, styled};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn run(root: &Path, args: &[&str]) -> (Output, String, String) {
+    let out = sluice()
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .expect("run sluice");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+fn json(root: &Path, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let (out, stdout, stderr) = run(root, &a);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Three genres whose tracks differ in spectrum, dynamics and width.
+fn genres() -> [(&'static str, Style); 3] {
+    [
+        (
+            "Ambient",
+            Style {
+                tilt_db_per_octave: -4.5,
+                band_gains_db: [3.0, 1.0, 0.0, -2.0, -4.0],
+                correlation: 0.4,
+                pulse_depth: 0.05,
+                sections_db: 6.0,
+                bpm: 70.0,
+            },
+        ),
+        (
+            "techno",
+            Style {
+                tilt_db_per_octave: -2.0,
+                band_gains_db: [5.0, -2.0, -2.0, 1.0, 2.0],
+                correlation: 0.8,
+                pulse_depth: 0.7,
+                sections_db: 1.0,
+                bpm: 130.0,
+            },
+        ),
+        (
+            "podcast",
+            Style {
+                tilt_db_per_octave: -3.0,
+                band_gains_db: [-6.0, 2.0, 4.0, 1.0, -5.0],
+                correlation: 1.0,
+                pulse_depth: 0.4,
+                sections_db: 3.0,
+                bpm: 100.0,
+            },
+        ),
+    ]
+}
+
+fn track(path: &Path, rate: u32, style: &Style, seed: u64) -> PathBuf {
+    write_wav(path, &styled(rate, 6.0, style, seed), rate, 24);
+    path.to_path_buf()
+}
+
+#[test]
+fn a_library_is_built_searched_compared_and_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+
+    // An empty library says so.
+    let probe = track(&dir.path().join("probe.wav"), 44_100, &genres()[1].1, 999);
+    let (out, _, stderr) = run(&root, &["ref", "similar", probe.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr.contains("the library is empty"), "{stderr}");
+
+    // A folder per genre, imported (some at 48 or 96 kHz, one in a subfolder).
+    for (g, (name, style)) in genres().iter().enumerate() {
+        let folder = dir.path().join(format!("refs-{name}"));
+        std::fs::create_dir_all(folder.join("more")).unwrap();
+        for k in 0..3u64 {
+            let rate = [44_100, 48_000, 96_000][k as usize];
+            let sub = if k == 2 { "more/" } else { "" };
+            track(
+                &folder.join(format!("{sub}{name}-{k}.wav")),
+                rate,
+                style,
+                10 * g as u64 + k + 1,
+            );
+        }
+        std::fs::write(folder.join("notes.txt"), "not audio").unwrap();
+        let added = json(
+            &root,
+            &["ref", "import", folder.to_str().unwrap(), "--genre", name],
+        );
+        let added = added.as_array().unwrap();
+        assert_eq!(added.len(), 3, "{added:?}");
+        for a in added {
+            assert_eq!(a["outcome"], "added", "{a}");
+            assert_eq!(a["genre"], name.to_lowercase());
+        }
+    }
+    let listed = json(&root, &["ref", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 9);
+    let techno = json(&root, &["ref", "list", "--genre", "TECHNO"]);
+    assert_eq!(techno.as_array().unwrap().len(), 3);
+    assert!(
+        techno
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["sample_rate"] == 96_000),
+        "{techno}"
+    );
+    let g = json(&root, &["ref", "genres"]);
+    assert_eq!(
+        g,
+        serde_json::json!([["ambient", 3], ["podcast", 3], ["techno", 3]])
+    );
+
+    // The nearest references of a techno track are the techno ones.
+    let near = json(
+        &root,
+        &["ref", "similar", probe.to_str().unwrap(), "--top", "3"],
+    );
+    assert_eq!(near["compared"], 9);
+    let nearest = near["nearest"].as_array().unwrap();
+    assert_eq!(nearest.len(), 3);
+    for n in nearest {
+        assert_eq!(n["genre"], "techno", "{near}");
+    }
+    assert!(near["search_ms"].as_f64().unwrap() >= 0.0);
+
+    // A reference added changes the answer at once: the probe's own audio 6 dB down (other
+    // content, the same loudness-normalised figures) is nearest.
+    let twin = dir.path().join("twin.wav");
+    let half: Vec<Vec<f32>> = styled(44_100, 6.0, &genres()[1].1, 999)
+        .into_iter()
+        .map(|p| p.into_iter().map(|v| v * 0.5).collect())
+        .collect();
+    write_wav(&twin, &half, 44_100, 24);
+    let added = json(
+        &root,
+        &[
+            "ref",
+            "add",
+            twin.to_str().unwrap(),
+            "--genre",
+            "minimal",
+            "--name",
+            "Twin",
+            "--artist",
+            "Someone",
+            "--year",
+            "2024",
+        ],
+    );
+    assert_eq!(added[0]["outcome"], "added");
+    let twin_id = added[0]["id"].as_u64().unwrap();
+    let near = json(
+        &root,
+        &["ref", "similar", probe.to_str().unwrap(), "--top", "1"],
+    );
+    assert_eq!(near["nearest"][0]["name"], "Twin", "{near}");
+    assert_eq!(near["nearest"][0]["artist"], "Someone");
+    assert_eq!(near["nearest"][0]["year"], 2024);
+    // Within a genre, only that genre is searched.
+    let near = json(
+        &root,
+        &[
+            "ref",
+            "similar",
+            probe.to_str().unwrap(),
+            "--genre",
+            "podcast",
+        ],
+    );
+    assert_eq!(near["compared"], 3);
+
+    // The same audio again is kept once.
+    let again = json(
+        &root,
+        &["ref", "add", twin.to_str().unwrap(), "--genre", "x"],
+    );
+    assert_eq!(again[0]["outcome"], "already_there", "{again}");
+    assert_eq!(again[0]["id"], twin_id);
+
+    // Compared with its genre's profile: a techno track is inside; a podcast one is not, and
+    // the picture is written.
+    let c = json(
+        &root,
+        &[
+            "compare",
+            probe.to_str().unwrap(),
+            "--genre",
+            "techno",
+            "--level",
+            "gentle",
+        ],
+    );
+    assert_eq!(c["references"], 3);
+    assert!(
+        c["bands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["inside"] == true),
+        "{c}"
+    );
+    let voice = track(&dir.path().join("voice.wav"), 48_000, &genres()[2].1, 77);
+    let plots = dir.path().join("plots");
+    let (out, stdout, stderr) = run(
+        &root,
+        &[
+            "compare",
+            voice.to_str().unwrap(),
+            "--genre",
+            "techno",
+            "--plot",
+            plots.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("OUTSIDE") && stdout.contains("recommendations:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("low -"),
+        "the voice's thin low end: {stdout}"
+    );
+    let png = std::fs::read(plots.join("voice.tonal.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    // Against one reference, by name.
+    let c = json(
+        &root,
+        &["compare", voice.to_str().unwrap(), "--reference", "twin"],
+    );
+    assert_eq!(c["target"], "reference 'Twin'");
+    // Unknown genre and reference.
+    let (out, _, stderr) = run(
+        &root,
+        &["compare", voice.to_str().unwrap(), "--genre", "jazz"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("genre \"jazz\" has no references") && stderr.contains("techno (3)"),
+        "{stderr}"
+    );
+    let (out, _, stderr) = run(
+        &root,
+        &["compare", voice.to_str().unwrap(), "--reference", "nobody"],
+    );
+    assert!(
+        !out.status.success() && stderr.contains("no reference \"nobody\""),
+        "{stderr}"
+    );
+
+    // Remove: an unknown one removes nothing; by id and by name.
+    let (out, _, stderr) = run(&root, &["ref", "remove", &twin_id.to_string(), "nope"]);
+    assert!(!out.status.success() && stderr.contains("nope"), "{stderr}");
+    assert_eq!(json(&root, &["ref", "list"]).as_array().unwrap().len(), 10);
+    let gone = json(&root, &["ref", "remove", &format!("#{twin_id}")]);
+    assert_eq!(gone[0]["name"], "Twin");
+    let near = json(
+        &root,
+        &["ref", "similar", probe.to_str().unwrap(), "--top", "1"],
+    );
+    assert_eq!(near["nearest"][0]["genre"], "techno", "{near}");
+    assert_eq!(json(&root, &["ref", "list"]).as_array().unwrap().len(), 9);
+}
+
+#[test]
+fn bad_references_are_refused_with_their_reason_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let rate = 48_000;
+    let silent = dir.path().join("silent.wav");
+    write_wav(
+        &silent,
+        &[vec![0.0; 5 * rate], vec![0.0; 5 * rate]],
+        rate as u32,
+        16,
+    );
+    let short = track(
+        &dir.path().join("short.wav"),
+        rate as u32,
+        &Style::default(),
+        1,
+    );
+    // Cut to 2 s.
+    write_wav(
+        &short,
+        &styled(rate as u32, 2.0, &Style::default(), 1),
+        rate as u32,
+        16,
+    );
+    let text = dir.path().join("text.wav");
+    std::fs::write(&text, "this is not audio at all, just words").unwrap();
+    let good = track(
+        &dir.path().join("good.wav"),
+        rate as u32,
+        &Style::default(),
+        2,
+    );
+    let (out, stdout, stderr) = run(
+        &root,
+        &[
+            "ref",
+            "add",
+            silent.to_str().unwrap(),
+            short.to_str().unwrap(),
+            text.to_str().unwrap(),
+            good.to_str().unwrap(),
+            "--genre",
+            "test",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("silent.wav: not usable as a reference: it is silent"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("short.wav: not usable as a reference: it is 2.0 s long"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("text.wav"), "{stderr}");
+    assert!(stdout.contains("added #1 good"), "{stdout}");
+    let listed = json(&root, &["ref", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    // No genre, and --name for several files, are usage errors.
+    let (out, _, stderr) = run(
+        &root,
+        &["ref", "add", good.to_str().unwrap(), "--genre", " "],
+    );
+    assert!(
+        !out.status.success() && stderr.contains("needs a genre"),
+        "{stderr}"
+    );
+    let (out, _, stderr) = run(
+        &root,
+        &[
+            "ref",
+            "add",
+            good.to_str().unwrap(),
+            short.to_str().unwrap(),
+            "--genre",
+            "g",
+            "--name",
+            "N",
+        ],
+    );
+    assert!(
+        !out.status.success() && stderr.contains("--name names one file"),
+        "{stderr}"
+    );
+    // The state stays sound.
+    let stats = json(&root, &["stats"]);
+    assert_eq!(stats["state_schema"], 3, "{stats}");
+}
