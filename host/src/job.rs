@@ -18,8 +18,9 @@ use sluice_core::encode::tags::TagPlan;
 use sluice_core::export::{ExportError, ExportReport, OutputPlan};
 use sluice_core::io::AtomicFile;
 use sluice_core::render::analyze::{AnalysisTap, Analyze};
+use sluice_core::render::matching::MatchTarget;
 use sluice_core::render::steps::{
-    AnalyzeStep, EffectStep, StageResolver, StepError, StepSpec, signal_after,
+    AnalyzeStep, EffectStep, MatchSource, StageResolver, StepError, StepSpec, signal_after,
 };
 use sluice_core::render::{FileSource, RenderError, Stage};
 use sluice_core::{FileInfo, InputError};
@@ -384,6 +385,8 @@ fn remove_committed(ctx: &Ctx, p: &Pipeline, job: &JobRecord) {
 /// a per-output split the first output's).
 struct JobResolver<'a> {
     effects: &'a crate::effects::Catalog,
+    /// The root's reference library, for match steps.
+    store: &'a Store,
     /// The source, its stream, and its length when the tap sees the source as it is.
     analysis: Option<(PathBuf, sluice_core::StreamInfo, Option<u64>)>,
     tap: Option<AnalysisTap>,
@@ -426,6 +429,13 @@ impl StageResolver for JobResolver<'_> {
         let (stage, tap) = Analyze::new(opts, path, stream, frames_hint);
         self.tap = Some(tap);
         Some(Box::new(stage))
+    }
+
+    fn match_target(&mut self, source: &MatchSource) -> Result<MatchTarget, StepError> {
+        crate::library::match_target(self.store, source).map_err(|e| StepError::Match {
+            target: source.to_string(),
+            message: e.to_string(),
+        })
     }
 }
 
@@ -643,6 +653,7 @@ fn render(
     let analysis_at_head = matches!(p.steps.first(), Some(StepSpec::Analyze(_)));
     let mut resolver = JobResolver {
         effects: ctx.effects,
+        store: ctx.store,
         analysis: analyzes.then(|| {
             (
                 source.to_path_buf(),

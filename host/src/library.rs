@@ -14,6 +14,8 @@ use sluice_core::analysis::signature::{
     self, DIMENSIONS, FEATURE_VERSION, Signature, SignatureError,
 };
 use sluice_core::analysis::{AnalysisOptions, AnalysisReport};
+use sluice_core::render::matching::MatchTarget;
+use sluice_core::render::steps::MatchSource;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -461,4 +463,20 @@ pub fn compare(
     let profile = profile(&store, target)?;
     let sig = measure(path, jobs)?;
     Ok(compare::compare(&sig, &profile, level))
+}
+
+/// What a pipeline's `match` step aims at: a reference's or a genre profile's spectrum,
+/// loudness and width, from the library as it is when the job runs.
+pub fn match_target(store: &Store, source: &MatchSource) -> Result<MatchTarget, LibraryError> {
+    let target = match source {
+        MatchSource::Given(t) => return Ok(t.clone()),
+        MatchSource::Reference(r) => Target::Reference(r.clone()),
+        MatchSource::Genre(g) => Target::Genre(g.clone()),
+    };
+    let p = profile(store, &target)?;
+    Ok(MatchTarget {
+        ltas: p.ltas,
+        loudness_lufs: Some(p.integrated_lufs.mean),
+        width: Some(p.width.mean),
+    })
 }

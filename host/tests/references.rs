@@ -371,3 +371,94 @@ fn bad_references_are_refused_with_their_reason_and_nothing_is_stored() {
     let stats = json(&root, &["stats"]);
     assert_eq!(stats["state_schema"], 3, "{stats}");
 }
+
+#[test]
+fn a_pipeline_matches_a_track_to_a_genre_of_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    // A bright genre (high band up, low band down) of three references.
+    let bright = Style {
+        band_gains_db: [-4.0, -1.0, 0.0, 2.0, 5.0],
+        ..Style::default()
+    };
+    let mut files = Vec::new();
+    for k in 0..3 {
+        files.push(track(
+            &dir.path().join(format!("b{k}.wav")),
+            48_000,
+            &bright,
+            40 + k,
+        ));
+    }
+    let mut args = vec!["ref", "add"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    args.extend(["--genre", "bright"]);
+    json(&root, &args);
+    std::fs::write(
+        root.join("pipelines/master.toml"),
+        r#"name = "master"
+watch = "inbox"
+[[step]]
+match = { genre = "bright", max_gain_db = 24 }
+[[step]]
+normalize = { loudness_lufs = -14.0, true_peak_dbtp = -1.0 }
+[[output]]
+path = "out/{stem}.wav"
+format = "wav"
+bit_depth = 24
+"#,
+    )
+    .unwrap();
+    let dark = track(&dir.path().join("dark.wav"), 44_100, &genres()[0].1, 5);
+    let out = sluice()
+        .args(["run", "master", "--json", "--root"])
+        .arg(&root)
+        .arg(&dark)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["state"], "done", "{v:#}");
+    let matched = root.join("out/dark.wav");
+    let before = json(
+        &root,
+        &["compare", dark.to_str().unwrap(), "--genre", "bright"],
+    );
+    let after = json(
+        &root,
+        &["compare", matched.to_str().unwrap(), "--genre", "bright"],
+    );
+    let worst = |c: &Value| {
+        c["bands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["delta_db"].as_f64().unwrap().abs())
+            .fold(0f64, f64::max)
+    };
+    assert!(worst(&before) > 4.0, "{before:#}");
+    assert!(worst(&after) < 0.7, "after matching: {after:#}");
+    // A genre the library does not have fails the job with that said.
+    std::fs::write(
+        root.join("pipelines/master.toml"),
+        std::fs::read_to_string(root.join("pipelines/master.toml"))
+            .unwrap()
+            .replace("bright", "polka"),
+    )
+    .unwrap();
+    let out = sluice()
+        .args(["run", "master", "--json", "--root"])
+        .arg(&root)
+        .arg(&dark)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = v[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("genre \"polka\" has no references"), "{v:#}");
+}
