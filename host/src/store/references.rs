@@ -83,46 +83,60 @@ fn decode(v: &[u8]) -> Option<ReferenceRecord> {
     serde_json::from_slice(v).ok()
 }
 
+/// Adds one reference in `tx` (see [`Store::add_reference`]).
+fn add_one(
+    tx: &redb::WriteTransaction,
+    r: NewReference,
+) -> std::result::Result<std::result::Result<ReferenceRecord, Duplicate>, redb::Error> {
+    let mut hashes = tx.open_table(REF_HASHES)?;
+    let mut refs = tx.open_table(REFS)?;
+    if let Some(id) = hashes.get(r.hash.as_str())?.map(|v| v.value()) {
+        let name = refs
+            .get(id)?
+            .and_then(|v| decode(v.value()))
+            .map(|x| x.name)
+            .unwrap_or_default();
+        return Ok(Err(Duplicate { id, name }));
+    }
+    let mut meta = tx.open_table(META)?;
+    let id = meta.get("next_reference")?.map_or(1, |v| v.value());
+    meta.insert("next_reference", id + 1)?;
+    let rec = ReferenceRecord {
+        id,
+        name: r.name,
+        artist: r.artist,
+        genre: genre_key(&r.genre),
+        year: r.year,
+        source: r.source,
+        hash: r.hash,
+        added_ms: super::now_ms(),
+        feature_version: r.feature_version,
+        signature: r.signature,
+    };
+    refs.insert(id, json(&rec).as_slice())?;
+    hashes.insert(rec.hash.as_str(), id)?;
+    tx.open_table(REF_VECTORS)?.insert(
+        (rec.genre.as_str(), id),
+        vector_bytes(&r.features).as_slice(),
+    )?;
+    Ok(Ok(rec))
+}
+
 impl Store {
     /// Add a reference, unless its content is there already (then the one that holds it).
     pub fn add_reference(
         &self,
         r: NewReference,
     ) -> Result<std::result::Result<ReferenceRecord, Duplicate>> {
-        self.write(|tx| {
-            let mut hashes = tx.open_table(REF_HASHES)?;
-            let mut refs = tx.open_table(REFS)?;
-            if let Some(id) = hashes.get(r.hash.as_str())?.map(|v| v.value()) {
-                let name = refs
-                    .get(id)?
-                    .and_then(|v| decode(v.value()))
-                    .map(|x| x.name)
-                    .unwrap_or_default();
-                return Ok(Err(Duplicate { id, name }));
-            }
-            let mut meta = tx.open_table(META)?;
-            let id = meta.get("next_reference")?.map_or(1, |v| v.value());
-            meta.insert("next_reference", id + 1)?;
-            let rec = ReferenceRecord {
-                id,
-                name: r.name,
-                artist: r.artist,
-                genre: genre_key(&r.genre),
-                year: r.year,
-                source: r.source,
-                hash: r.hash,
-                added_ms: super::now_ms(),
-                feature_version: r.feature_version,
-                signature: r.signature,
-            };
-            refs.insert(id, json(&rec).as_slice())?;
-            hashes.insert(rec.hash.as_str(), id)?;
-            tx.open_table(REF_VECTORS)?.insert(
-                (rec.genre.as_str(), id),
-                vector_bytes(&r.features).as_slice(),
-            )?;
-            Ok(Ok(rec))
-        })
+        self.write(|tx| add_one(tx, r))
+    }
+
+    /// [`Store::add_reference`] for many, in one transaction (a library built at once).
+    pub fn add_references(
+        &self,
+        refs: Vec<NewReference>,
+    ) -> Result<Vec<std::result::Result<ReferenceRecord, Duplicate>>> {
+        self.write(|tx| refs.into_iter().map(|r| add_one(tx, r)).collect())
     }
 
     /// The references, of one genre or all, by id.
