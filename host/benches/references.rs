@@ -51,6 +51,11 @@ fn signature(rng: &mut Rng) -> Signature {
             .collect(),
         tonal_db: (0..29).map(|_| x(-15.0, 10.0)).collect(),
         ltas: Vec::new(),
+        onset_density: x(3.0, 2.0),
+        attack_ms: x(10.0, 8.0),
+        transient_db: x(10.0, 6.0),
+        hnr_db: x(3.0, 8.0),
+        thd_percent: x(5.0, 4.9),
     }
 }
 

@@ -66,6 +66,9 @@ enum Kind {
     Width,
     Correlation,
     Balance,
+    Attack,
+    Onsets,
+    Hnr,
 }
 
 impl Kind {
@@ -79,6 +82,9 @@ impl Kind {
             Kind::Width => [0.12, 0.08, 0.05],
             Kind::Correlation => [0.3, 0.2, 0.15],
             Kind::Balance => [2.0, 1.5, 1.0],
+            Kind::Attack => [8.0, 5.0, 3.0],
+            Kind::Onsets => [1.5, 1.0, 0.6],
+            Kind::Hnr => [6.0, 4.0, 3.0],
         };
         match level {
             Level::Gentle => g,
@@ -149,6 +155,16 @@ pub struct Profile {
     pub correlation: Stat,
     pub balance_db: Stat,
     pub bands: Vec<BandProfile>,
+    #[serde(default)]
+    pub onset_density: Stat,
+    #[serde(default)]
+    pub attack_ms: Stat,
+    #[serde(default)]
+    pub transient_db: Stat,
+    #[serde(default)]
+    pub hnr_db: Stat,
+    #[serde(default)]
+    pub thd_percent: Stat,
     pub tonal: Vec<TonalStat>,
     /// The references' long-term spectra averaged (each taken relative to its loudness, then
     /// put at the mean loudness), for the matching EQ.
@@ -208,6 +224,11 @@ impl Profile {
             correlation: stat(&|x| x.correlation),
             balance_db: stat(&|x| x.balance_db),
             bands,
+            onset_density: stat(&|x| x.onset_density),
+            attack_ms: stat(&|x| x.attack_ms),
+            transient_db: stat(&|x| x.transient_db),
+            hnr_db: stat(&|x| x.hnr_db),
+            thd_percent: stat(&|x| x.thd_percent),
             tonal,
             ltas: mean_ltas(&s, loudness.mean),
         })
@@ -430,6 +451,21 @@ pub fn compare(track: &Signature, target: &Profile, level: Level) -> Comparison 
             t.width,
         );
     }
+    metric(
+        "onset_density",
+        "1/s",
+        Kind::Onsets,
+        track.onset_density,
+        target.onset_density,
+    );
+    metric(
+        "attack",
+        "ms",
+        Kind::Attack,
+        track.attack_ms,
+        target.attack_ms,
+    );
+    metric("hnr", "dB", Kind::Hnr, track.hnr_db, target.hnr_db);
     if let (Some(b), Some(t)) = (track.bands.first(), target.bands.first()) {
         metric(
             "low_correlation",
@@ -596,6 +632,19 @@ fn metric_advice(
             ),
             "the low end is less mono than the target's",
             "make the low end mono below about 120 Hz (a high-pass on the side signal)",
+        ),
+        "attack" => (
+            format!("median attack {value:.1} ms against the {who}'s {target:.1} (±{tol:.1})"),
+            if over {
+                "the transients are softer than the target's (a compressor's fast attack or a limiter takes them)"
+            } else {
+                "the transients are sharper than the target's"
+            },
+            if over {
+                "let the transients through: a slower compressor attack, less limiting, or a transient shaper"
+            } else {
+                "soften the transients: a faster compressor attack or gentle clipping"
+            },
         ),
         n if n.ends_with("_width") => (
             format!(

@@ -38,6 +38,7 @@ macro_rules! avx2_where_present {
 }
 
 pub mod bands;
+pub mod character;
 pub mod compare;
 pub mod key;
 pub mod levels;
@@ -84,11 +85,14 @@ pub enum Section {
     /// Per-band metrics (see [`bands`]): asked for by name, not yet part of [`Section::ALL`]
     /// (they add about 30 % to the full analysis, where 15 % is the budget).
     Bands,
+    /// Transients and harmonic figures (see [`character`]): asked for by name.
+    Character,
 }
 
 impl Section {
-    /// Every section that can be asked for: [`Section::ALL`] and the per-band metrics.
-    pub const KNOWN: [Section; 9] = [
+    /// Every section that can be asked for: [`Section::ALL`], the per-band metrics and the
+    /// character.
+    pub const KNOWN: [Section; 10] = [
         Section::Loudness,
         Section::Levels,
         Section::Spectrum,
@@ -98,9 +102,11 @@ impl Section {
         Section::Waveform,
         Section::Targets,
         Section::Bands,
+        Section::Character,
     ];
 
-    /// The full analysis: every known section but the per-band metrics (the last).
+    /// The full analysis: every known section but the per-band metrics and the character (the
+    /// last two).
     pub const ALL: [Section; 8] = {
         let mut all = [Section::Loudness; 8];
         let mut i = 0;
@@ -122,6 +128,7 @@ impl Section {
             Section::Waveform => "waveform",
             Section::Targets => "targets",
             Section::Bands => "bands",
+            Section::Character => "character",
         }
     }
 
@@ -229,6 +236,9 @@ pub struct AnalysisReport {
     /// Per-band metrics of the front pair (or the mono mix), see [`bands`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bands: Option<Vec<bands::BandMetrics>>,
+    /// Transients and harmonic figures of the mono mix, see [`character`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub character: Option<character::Character>,
     /// Partial results passed between analyzers while finishing.
     #[serde(skip)]
     scratch: Scratch,
@@ -254,6 +264,7 @@ impl AnalysisReport {
             waveform: None,
             targets: None,
             bands: None,
+            character: None,
             scratch: Scratch::default(),
         }
     }
@@ -419,6 +430,9 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
                 .then(|| key::KeyAnalyzer::new(rate)),
             mono: Vec::new(),
         }));
+    }
+    if opts.wants(Section::Character) {
+        out.push(Box::new(character::CharacterA::new(rate)));
     }
     if opts.wants(Section::Targets) {
         out.push(Box::new(targets::TargetsA(opts.targets.clone())));

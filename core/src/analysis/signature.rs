@@ -11,8 +11,9 @@
 //! band, balance). The absolute loudness and the 1/12-octave spectrum are kept beside them
 //! (for level matching and for the matching EQ), not in the vector. See docs/MASTERING.md.
 //!
-//! **Feature vector** ([`FEATURE_VERSION`] 1, [`dimensions`]): 61 named dimensions in four
-//! groups — tonal (29), energy distribution (5), dynamics (14), stereo (13). Each dimension is
+//! **Feature vector** ([`FEATURE_VERSION`] 2, [`dimensions`]): 66 named dimensions in five
+//! groups — tonal (29), energy distribution (5), dynamics (14), stereo (13), character (5:
+//! onset density, attack time, transient rise, harmonic-to-noise ratio, THD). Each dimension is
 //! its figure divided by a *scale* (the difference that is about as audible as another
 //! dimension's: 3 dB of a third-octave band, 2 dB of a band level or of PLR, 0.1 of width,
 //! 0.2 of correlation...) and by the square root of its group's size, so that each group
@@ -31,20 +32,21 @@ use serde::{Deserialize, Serialize};
 
 /// The version of [`Signature`]'s figures: a library built with another version is measured
 /// again before it is compared.
-pub const SIGNATURE_VERSION: u32 = 1;
+pub const SIGNATURE_VERSION: u32 = 2;
 /// The version of the feature vector's dimensions (names, scales, order).
-pub const FEATURE_VERSION: u32 = 1;
+pub const FEATURE_VERSION: u32 = 2;
 /// The shortest track that makes a signature, seconds (the loudness range and the bands'
 /// spread need 3 s windows).
 pub const MIN_SECONDS: f64 = 3.0;
 
 /// The sections a signature is made of.
-pub const SECTIONS: [Section; 5] = [
+pub const SECTIONS: [Section; 6] = [
     Section::Loudness,
     Section::Levels,
     Section::Spectrum,
     Section::Stereo,
     Section::Bands,
+    Section::Character,
 ];
 
 /// The centres of the tonal curve's third-octave bands, Hz.
@@ -103,6 +105,19 @@ pub struct Signature {
     pub tonal_db: Vec<f64>,
     /// The 1/12-octave long-term spectrum (dB re a full-scale sine), for the matching EQ.
     pub ltas: Vec<LtasPoint>,
+    /// Transients and harmonics (see [`super::character`]); the defaults stand for a figure
+    /// the track does not have: no onsets (attack 0 ms, rise 0 dB), no harmonic frame (HNR
+    /// −40 dB), no partial (THD 0.1 %).
+    #[serde(default)]
+    pub onset_density: f64,
+    #[serde(default)]
+    pub attack_ms: f64,
+    #[serde(default)]
+    pub transient_db: f64,
+    #[serde(default)]
+    pub hnr_db: f64,
+    #[serde(default)]
+    pub thd_percent: f64,
 }
 
 impl Signature {
@@ -119,6 +134,10 @@ impl Signature {
             .ok_or(SignatureError::Missing("spectrum"))?;
         let bands = r.bands.as_ref().ok_or(SignatureError::Missing("bands"))?;
         let stereo = r.stereo.as_ref().ok_or(SignatureError::Missing("stereo"))?;
+        let character = r
+            .character
+            .as_ref()
+            .ok_or(SignatureError::Missing("character"))?;
         let seconds = r.stream.duration_seconds.unwrap_or(0.0);
         if seconds < MIN_SECONDS {
             return Err(SignatureError::TooShort { seconds });
@@ -168,6 +187,11 @@ impl Signature {
                 .map(rel)
                 .collect(),
             ltas: spectrum.ltas.clone(),
+            onset_density: character.onset_density,
+            attack_ms: character.attack_ms.unwrap_or(0.0),
+            transient_db: character.transient_db.unwrap_or(0.0),
+            hnr_db: character.hnr_db.unwrap_or(-40.0),
+            thd_percent: character.thd_percent.unwrap_or(0.1),
         })
     }
 
@@ -202,6 +226,11 @@ impl Signature {
         for b in &self.bands {
             push(Group::Stereo, b.correlation, 0.2);
         }
+        push(Group::Character, self.onset_density, 1.0);
+        push(Group::Character, self.attack_ms, 5.0);
+        push(Group::Character, self.transient_db, 3.0);
+        push(Group::Character, self.hnr_db, 3.0);
+        push(Group::Character, thd_db(self.thd_percent), 6.0);
         debug_assert_eq!(v.len(), DIMENSIONS);
         v
     }
@@ -226,6 +255,11 @@ pub fn tonal_curve(third_octave: &[LtasPoint], rate: u32) -> Vec<Option<f64>> {
     out.into_iter().map(|d| d.filter(|&d| d > -199.0)).collect()
 }
 
+/// THD as a level, dB (floored at −60: 0.1 %).
+fn thd_db(percent: f64) -> f64 {
+    20.0 * (percent / 100.0).max(1e-3).log10()
+}
+
 /// The groups of the feature vector (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Group {
@@ -233,6 +267,7 @@ enum Group {
     Energy,
     Dynamics,
     Stereo,
+    Character,
 }
 
 impl Group {
@@ -242,6 +277,7 @@ impl Group {
             Group::Energy => BANDS.len(),
             Group::Dynamics => 4 + 2 * BANDS.len(),
             Group::Stereo => 3 + 2 * BANDS.len(),
+            Group::Character => 5,
         }
     }
     fn weight_divisor(self) -> f64 {
@@ -253,12 +289,13 @@ impl Group {
             Group::Energy => "energy",
             Group::Dynamics => "dynamics",
             Group::Stereo => "stereo",
+            Group::Character => "character",
         }
     }
 }
 
 /// Dimensions of the feature vector.
-pub const DIMENSIONS: usize = 29 + 5 + 14 + 13;
+pub const DIMENSIONS: usize = 29 + 5 + 14 + 13 + 5;
 
 /// One dimension of the feature vector: its name, group, unit and scale.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -306,6 +343,11 @@ pub fn dimensions() -> Vec<Dimension> {
     for (b, _, _) in BANDS {
         push(Group::Stereo, format!("{b}_correlation"), "", 0.2);
     }
+    push(Group::Character, "onset_density".into(), "1/s", 1.0);
+    push(Group::Character, "attack".into(), "ms", 5.0);
+    push(Group::Character, "transient_rise".into(), "dB", 3.0);
+    push(Group::Character, "hnr".into(), "dB", 3.0);
+    push(Group::Character, "thd".into(), "dB", 6.0);
     d
 }
 
@@ -385,7 +427,13 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), DIMENSIONS, "names are unique");
-        for g in [Group::Tonal, Group::Energy, Group::Dynamics, Group::Stereo] {
+        for g in [
+            Group::Tonal,
+            Group::Energy,
+            Group::Dynamics,
+            Group::Stereo,
+            Group::Character,
+        ] {
             assert_eq!(d.iter().filter(|x| x.group == g.name()).count(), g.size());
         }
     }

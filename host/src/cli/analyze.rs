@@ -17,7 +17,8 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Only these sections, comma-separated: loudness, levels, spectrum, stereo, tempo, key,
-    /// waveform, targets (the full analysis); bands (per-band metrics, only when asked for).
+    /// waveform, targets (the full analysis); bands (per-band metrics) and character
+    /// (transients, HNR, THD), only when asked for.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Write PNG pictures (waveform, loudness over time, spectrum) into this folder.

@@ -339,6 +339,11 @@ mod tests {
             ],
             tonal_db: vec![-10.0; 29],
             ltas: Vec::new(),
+            onset_density: 2.0,
+            attack_ms: 10.0,
+            transient_db: 12.0,
+            hnr_db: 5.0,
+            thd_percent: 3.0,
         }
     }
 
