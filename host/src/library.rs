@@ -352,26 +352,22 @@ pub struct Similar {
     pub search_ms: f64,
 }
 
-/// The `top` stored references nearest a feature vector: `(id, similarity)`, nearest first.
+/// The `top` stored references nearest a feature vector: `(id, similarity)`, nearest first,
+/// and how many were compared.
 pub fn nearest_to(
     store: &Store,
     vector: &[f32],
     genre: Option<&str>,
     top: usize,
 ) -> Result<(Vec<(u64, f64)>, usize), LibraryError> {
-    let (ids, flat) = store.reference_vectors(genre, DIMENSIONS)?;
-    if ids.is_empty() {
+    let (near, compared) = store.nearest_references(vector, genre, top)?;
+    if compared == 0 {
         return Err(LibraryError::NoReferences {
             genre: genre.map(store::genre_key),
             genres: store.genres()?,
         });
     }
-    let centre = signature::mean(&flat, DIMENSIONS);
-    let near = signature::nearest(vector, &flat, DIMENSIONS, &centre, top);
-    Ok((
-        near.into_iter().map(|(i, s)| (ids[i], s)).collect(),
-        ids.len(),
-    ))
+    Ok((near, compared as usize))
 }
 
 /// The references nearest the track at `path`.
@@ -384,7 +380,7 @@ pub fn similar(
 ) -> Result<Similar, LibraryError> {
     let store = open(cfg)?;
     // An empty library or genre says so before the track is measured.
-    if store.reference_vectors(genre, DIMENSIONS)?.0.is_empty() {
+    if store.reference_centre(genre, DIMENSIONS)?.1 == 0 {
         return Err(LibraryError::NoReferences {
             genre: genre.map(store::genre_key),
             genres: store.genres()?,

@@ -391,28 +391,64 @@ pub fn nearest(
     centre: &[f32],
     top: usize,
 ) -> Vec<(usize, f64)> {
-    let q: Vec<f32> = query.iter().zip(centre).map(|(x, m)| x - m).collect();
-    let qq: f32 = q.iter().map(|x| x * x).sum();
-    let mut best: Vec<(usize, f64)> = Vec::with_capacity(top + 1);
+    let mut n = Nearest::new(query, centre, top);
     for (i, v) in vectors.chunks_exact(dims).enumerate() {
+        n.offer(i as u64, v);
+    }
+    n.finish()
+        .into_iter()
+        .map(|(i, s)| (i as usize, s))
+        .collect()
+}
+
+/// The running `top` of vectors offered one by one, by their centred cosine with a query
+/// (see [`nearest`]): for a library read in pieces.
+#[derive(Debug, Clone)]
+pub struct Nearest {
+    q: Vec<f32>,
+    centre: Vec<f32>,
+    qq: f32,
+    top: usize,
+    best: Vec<(u64, f64)>,
+}
+
+impl Nearest {
+    pub fn new(query: &[f32], centre: &[f32], top: usize) -> Nearest {
+        let q: Vec<f32> = query.iter().zip(centre).map(|(x, m)| x - m).collect();
+        Nearest {
+            qq: q.iter().map(|x| x * x).sum(),
+            q,
+            centre: centre.to_vec(),
+            top,
+            best: Vec::with_capacity(top + 1),
+        }
+    }
+
+    /// Offers vector `v` (the query's length) under `id`.
+    #[inline]
+    pub fn offer(&mut self, id: u64, v: &[f32]) {
         let (mut qv, mut vv) = (0f32, 0f32);
-        for ((&x, &m), &y) in v.iter().zip(centre).zip(&q) {
+        for ((&x, &m), &y) in v.iter().zip(&self.centre).zip(&self.q) {
             let c = x - m;
             qv += c * y;
             vv += c * c;
         }
-        let s = if qq > 0.0 && vv > 0.0 {
-            f64::from(qv) / (f64::from(qq) * f64::from(vv)).sqrt()
+        let s = if self.qq > 0.0 && vv > 0.0 {
+            f64::from(qv) / (f64::from(self.qq) * f64::from(vv)).sqrt()
         } else {
             0.0
         };
-        if best.len() < top || best.last().is_some_and(|&(_, w)| s > w) {
-            let at = best.partition_point(|&(_, w)| w >= s);
-            best.insert(at, (i, s));
-            best.truncate(top);
+        if self.best.len() < self.top || self.best.last().is_some_and(|&(_, w)| s > w) {
+            let at = self.best.partition_point(|&(_, w)| w >= s);
+            self.best.insert(at, (id, s));
+            self.best.truncate(self.top);
         }
     }
-    best
+
+    /// `(id, similarity)`, most similar first.
+    pub fn finish(self) -> Vec<(u64, f64)> {
+        self.best
+    }
 }
 
 #[cfg(test)]

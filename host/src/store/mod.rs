@@ -29,9 +29,9 @@
 //! 4. **A claim is one transaction**: a job goes from queued to running, off QUEUE, in the
 //!    transaction that finds it first in QUEUE; two claimers (threads or processes) never get
 //!    the same job.
-//! 5. **The reference library's tables agree**: every reference in REFS has its vector in
-//!    REF_VECTORS under its genre and its content hash in REF_HASHES, and nothing else is in
-//!    either (see `references.rs`).
+//! 5. **The reference library's tables agree**: every reference in REFS has its vector once in
+//!    REF_CHUNKS under its genre and its content hash in REF_HASHES, nothing else is in either,
+//!    and REF_SUMS holds each genre's count and the sum of its vectors (see `references.rs`).
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
@@ -60,7 +60,7 @@ const PIPELINE_FILES: TableDefinition<&str, &str> = TableDefinition::new("pipeli
 
 mod references;
 pub use references::{Duplicate, NewReference, ReferenceRecord, genre_key};
-use references::{REF_HASHES, REF_VECTORS, REFS};
+use references::{REF_CHUNKS, REF_HASHES, REF_SUMS, REFS};
 
 type Migration = fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>;
 /// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`. A change to the tables or
@@ -508,7 +508,8 @@ impl Store {
         tx.open_table(RESERVED).map_err(|e| self.err(e))?;
         if target >= 3 {
             tx.open_table(REFS).map_err(|e| self.err(e))?;
-            tx.open_table(REF_VECTORS).map_err(|e| self.err(e))?;
+            tx.open_table(REF_CHUNKS).map_err(|e| self.err(e))?;
+            tx.open_table(REF_SUMS).map_err(|e| self.err(e))?;
             tx.open_table(REF_HASHES).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
