@@ -12,6 +12,7 @@ use crate::pipeline::{Pipeline, SourceAction};
 use crate::store::{JobRecord, JobState, OutputRecord, Store, now_ms};
 use crate::template::{Template, Vars};
 use serde::Serialize;
+use sluice_core::analysis::compare::Profile;
 use sluice_core::analysis::{AnalysisOptions, AnalysisReport};
 use sluice_core::encode::EncodeError;
 use sluice_core::encode::tags::TagPlan;
@@ -20,7 +21,8 @@ use sluice_core::io::AtomicFile;
 use sluice_core::render::analyze::{AnalysisTap, Analyze};
 use sluice_core::render::matching::MatchTarget;
 use sluice_core::render::steps::{
-    AnalyzeStep, EffectStep, MatchSource, StageResolver, StepError, StepSpec, signal_after,
+    AnalyzeStep, CompareStep, EffectStep, MatchSource, StageResolver, StepError, StepSpec,
+    signal_after,
 };
 use sluice_core::render::{FileSource, RenderError, Stage};
 use sluice_core::{FileInfo, InputError};
@@ -109,6 +111,9 @@ struct Report<'a> {
     source: &'a sluice_core::StreamInfo,
     tags: &'a sluice_core::Tags,
     analysis: Option<&'a AnalysisReport>,
+    /// The compare step's comparison with its reference or genre.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comparison: Option<&'a sluice_core::analysis::compare::Comparison>,
     export: Option<&'a ExportReport>,
     outputs: &'a [OutputRecord],
     source_now: Option<&'a Path>,
@@ -390,6 +395,10 @@ struct JobResolver<'a> {
     /// The source, its stream, and its length when the tap sees the source as it is.
     analysis: Option<(PathBuf, sluice_core::StreamInfo, Option<u64>)>,
     tap: Option<AnalysisTap>,
+    /// The source and its stream, for a compare step's tap.
+    source: (PathBuf, sluice_core::StreamInfo),
+    /// The compare step's tap and the profile it compares with.
+    compare: Option<(AnalysisTap, Profile, CompareStep)>,
 }
 
 impl StageResolver for JobResolver<'_> {
@@ -429,6 +438,28 @@ impl StageResolver for JobResolver<'_> {
         let (stage, tap) = Analyze::new(opts, path, stream, frames_hint);
         self.tap = Some(tap);
         Some(Box::new(stage))
+    }
+
+    fn compare(&mut self, step: &CompareStep) -> Result<Box<dyn Stage>, StepError> {
+        let target = match &step.target {
+            MatchSource::Genre(g) => crate::library::Target::Genre(g.clone()),
+            MatchSource::Reference(r) => crate::library::Target::Reference(r.clone()),
+            MatchSource::Given(_) => {
+                return Err(StepError::Compare {
+                    target: step.target.to_string(),
+                    message: "compares with a reference or a genre of the library".into(),
+                });
+            }
+        };
+        let profile =
+            crate::library::profile(self.store, &target).map_err(|e| StepError::Compare {
+                target: step.target.to_string(),
+                message: e.to_string(),
+            })?;
+        let (path, stream) = self.source.clone();
+        let (stage, tap) = Analyze::new(crate::library::signature_options(), path, stream, None);
+        self.compare = Some((tap, profile, step.clone()));
+        Ok(Box::new(stage))
     }
 
     fn match_target(&mut self, source: &MatchSource) -> Result<MatchTarget, StepError> {
@@ -576,6 +607,7 @@ impl Paths {
 struct Rendered {
     export: Option<ExportReport>,
     analysis: Option<AnalysisReport>,
+    comparison: Option<sluice_core::analysis::compare::Comparison>,
     source: sluice_core::StreamInfo,
 }
 
@@ -662,8 +694,11 @@ fn render(
             )
         }),
         tap: None,
+        source: (source.to_path_buf(), info.stream.clone()),
+        compare: None,
     };
-    let export = if !p.outputs.is_empty() || analyzes {
+    let compares = p.steps.iter().any(|s| matches!(s, StepSpec::Compare(_)));
+    let export = if !p.outputs.is_empty() || analyzes || compares {
         let plans = output_plans(ctx, p, source, info, paths, warnings)?;
         // The steps in order; the core moves the normalize step and those after it into
         // every output's own chain when an output maps its channels itself (`channels =
@@ -715,9 +750,22 @@ fn render(
             .store
             .set_analysis(&job.input.to_string_lossy(), summary);
     }
+    let comparison = resolver.compare.and_then(|(tap, profile, step)| {
+        let report = tap.take()?;
+        match crate::library::signature_of(&report) {
+            Ok(sig) => Some(sluice_core::analysis::compare::compare(
+                &sig, &profile, step.level,
+            )),
+            Err(e) => {
+                warnings.push(format!("compare with the {}: {e}", profile.name));
+                None
+            }
+        }
+    });
     Ok(Rendered {
         export: export.filter(|_| !p.outputs.is_empty()),
         analysis,
+        comparison,
         source: source_stream,
     })
 }
@@ -797,6 +845,7 @@ fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRec
             source: &rendered.source,
             tags: &info.tags,
             analysis: rendered.analysis.as_ref(),
+            comparison: rendered.comparison.as_ref(),
             export: rendered.export.as_ref(),
             outputs: &outputs,
             source_now,

@@ -594,11 +594,13 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
             true_peak_encodes,
         });
     }
-    let analyzes = steps.iter().any(|s| matches!(s, StepSpec::Analyze(_)));
+    let analyzes = steps
+        .iter()
+        .any(|s| matches!(s, StepSpec::Analyze(_) | StepSpec::Compare(_)));
     if raw.output.is_empty() && !analyzes {
         c.err(
             0..0,
-            "the pipeline neither writes an [[output]] nor has an analyze step: it would do nothing",
+            "the pipeline neither writes an [[output]] nor has an analyze or compare step: it would do nothing",
         );
     }
 

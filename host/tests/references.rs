@@ -443,6 +443,54 @@ bit_depth = 24
     };
     assert!(worst(&before) > 4.0, "{before:#}");
     assert!(worst(&after) < 0.7, "after matching: {after:#}");
+
+    // A compare step puts the comparison in the job's report: before matching, the dark
+    // track is outside the bright genre; after, inside.
+    std::fs::write(
+        root.join("pipelines/check.toml"),
+        "name = \"check\"\nwatch = \"inbox-check\"\n[[step]]\ncompare = { genre = \"bright\", level = \"gentle\" }\n",
+    )
+    .unwrap();
+    for (file, outside) in [(&dark, true), (&matched, false)] {
+        let out = sluice()
+            .args(["run", "check", "--json", "--root"])
+            .arg(&root)
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = v[0]["report"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!("no report path: {v:#}");
+            });
+        let report: Value =
+            serde_json::from_slice(&std::fs::read(root.join(&report)).unwrap()).unwrap();
+        let c = &report["comparison"];
+        assert_eq!(c["target"], "genre bright profile", "{report:#}");
+        assert_eq!(c["level"], "gentle");
+        let any_outside = c["bands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["inside"] == false);
+        assert_eq!(any_outside, outside, "{c:#}");
+        // Band recommendations exactly when a band is outside (the matched file was also
+        // normalized to -14 LUFS, so its loudness may draw one of its own).
+        let bands = ["low", "low_mid", "mid", "high_mid", "high"];
+        let band_advice = c["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| bands.contains(&r["subject"].as_str().unwrap_or_default()));
+        assert_eq!(band_advice, outside, "{c:#}");
+    }
     // A genre the library does not have fails the job with that said.
     std::fs::write(
         root.join("pipelines/master.toml"),

@@ -61,6 +61,18 @@ pub enum StepSpec {
     /// Move the tonal balance, loudness and width toward a target's (see
     /// [`super::matching`]).
     Match(MatchStep),
+    /// Compare the signal where it stands with a reference or a genre's profile (see
+    /// [`crate::analysis::compare`]): a tap the [`StageResolver`] builds.
+    Compare(CompareStep),
+}
+
+/// A compare step: what with, and at which level recommendations are made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareStep {
+    /// A reference or a genre of the resolver's library (not given figures).
+    pub target: MatchSource,
+    #[serde(default)]
+    pub level: crate::analysis::compare::Level,
 }
 
 /// A match step: what to match, and how.
@@ -139,6 +151,9 @@ pub enum StepError {
     /// A match step whose target could not be found, or whose options or target are refused.
     #[error("match {target}: {message}")]
     Match { target: String, message: String },
+    /// A compare step whose target could not be found.
+    #[error("compare {target}: {message}")]
+    Compare { target: String, message: String },
 }
 
 /// Builds the steps the core cannot: effects and analysis taps.
@@ -157,6 +172,16 @@ pub trait StageResolver {
         Err(StepError::Match {
             target: source.to_string(),
             message: "no reference library here: give the target's figures instead, or run the step where a library is (sluice with its references)".into(),
+        })
+    }
+    /// The tap of a compare step: it measures the signal at its position; the resolver makes
+    /// the comparison from what it measured. Refused where there is no library.
+    fn compare(&mut self, step: &CompareStep) -> Result<Box<dyn Stage>, StepError> {
+        Err(StepError::Compare {
+            target: step.target.to_string(),
+            message:
+                "no reference library here: compare where a library is (sluice with its references)"
+                    .into(),
         })
     }
 }
@@ -226,6 +251,7 @@ pub fn build(
                 target.check().map_err(refused)?;
                 stages.push(Box::new(Match::new(target, m.options)));
             }
+            StepSpec::Compare(c) => stages.push(resolver.compare(c)?),
         }
     }
     Ok(stages)
@@ -435,6 +461,29 @@ mod tests {
         assert_eq!(
             signal_after(&[StepSpec::Channels(ChannelMapping::Mono)], 48_000, 6),
             (48_000, 1)
+        );
+    }
+
+    /// A compare step survives JSON, and without a library it is refused by name.
+    #[test]
+    fn compare_steps_round_trip_and_are_refused_without_a_library() {
+        let step = StepSpec::Compare(CompareStep {
+            target: MatchSource::Genre("techno".into()),
+            level: crate::analysis::compare::Level::Gentle,
+        });
+        let text = serde_json::to_string(&step).unwrap();
+        assert_eq!(
+            text,
+            r#"{"compare":{"target":{"genre":"techno"},"level":"gentle"}}"#
+        );
+        assert_eq!(serde_json::from_str::<StepSpec>(&text).unwrap(), step);
+        let e = build(&[step], 48_000, ResamplePrecision::Double, &mut NoResolver)
+            .err()
+            .expect("refused");
+        assert!(
+            e.to_string()
+                .starts_with("compare genre \"techno\": no reference library here"),
+            "{e}"
         );
     }
 }

@@ -7,7 +7,7 @@
 //! parser holds `Vec<Spanned<WrittenStep>>` and reports the [`Problem`]s; the one thing it
 //! checks itself is an effect step against the effects there are ([`EffectCheck`]).
 
-use super::{AnalyzeStep, EffectStep, MatchSource, MatchStep, ParamValue, StepSpec};
+use super::{AnalyzeStep, CompareStep, EffectStep, MatchSource, MatchStep, ParamValue, StepSpec};
 use crate::analysis::Section;
 use crate::analysis::targets::Target;
 use crate::render::matching::{MAX_GAIN_DB, MAX_SMOOTHING_OCTAVES, MatchOptions};
@@ -224,6 +224,85 @@ enum WrittenStrength {
     Percent(String),
 }
 
+/// `compare = { reference = "NAME" | genre = "G", level = "suggestive" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenCompare {
+    reference: Option<Spanned<String>>,
+    genre: Option<Spanned<String>>,
+    level: Option<Spanned<String>>,
+}
+
+/// The reference or genre a match or compare step names (exactly one, not blank).
+fn library_target(
+    problems: &mut Vec<Problem>,
+    span: std::ops::Range<usize>,
+    reference: &Option<Spanned<String>>,
+    genre: &Option<Spanned<String>>,
+    step: &str,
+) -> Option<MatchSource> {
+    let name = |n: &Spanned<String>, problems: &mut Vec<Problem>, what: &str| {
+        let v = n.get_ref().trim().to_string();
+        if v.is_empty() {
+            problem(problems, n.span(), format!("{step}: {what} needs a name"));
+        }
+        v
+    };
+    match (reference, genre) {
+        (Some(r), None) => Some(MatchSource::Reference(name(r, problems, "reference"))),
+        (None, Some(g)) => Some(MatchSource::Genre(name(g, problems, "genre"))),
+        (Some(_), Some(g)) => {
+            problem(
+                problems,
+                g.span(),
+                format!("{step}: give reference or genre, not both"),
+            );
+            None
+        }
+        (None, None) => {
+            problem(
+                problems,
+                span,
+                format!(
+                    "{step}: give what to {}: reference = \"NAME\" (a track in the library) or genre = \"GENRE\"",
+                    if step == "match" {
+                        "match"
+                    } else {
+                        "compare with"
+                    }
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A compare step's values checked.
+fn compare_step(problems: &mut Vec<Problem>, c: &Spanned<WrittenCompare>) -> Option<StepSpec> {
+    let before = problems.len();
+    let w = c.get_ref();
+    let target = library_target(problems, c.span(), &w.reference, &w.genre, "compare");
+    let level = match &w.level {
+        None => crate::analysis::compare::Level::default(),
+        Some(l) => match crate::analysis::compare::Level::parse(l.get_ref().trim()) {
+            Some(l) => l,
+            None => {
+                problem(
+                    problems,
+                    l.span(),
+                    format!(
+                        "compare: level {:?}: gentle, suggestive or assertive",
+                        l.get_ref()
+                    ),
+                );
+                crate::analysis::compare::Level::default()
+            }
+        },
+    };
+    let target = target?;
+    (problems.len() == before).then_some(StepSpec::Compare(CompareStep { target, level }))
+}
+
 /// A match step's values checked; its problems pushed, pointing at the value they are about.
 fn match_step(
     problems: &mut Vec<Problem>,
@@ -239,33 +318,7 @@ fn match_step(
             "match after normalize: it changes the loudness and the peaks the normalize step settled; move the match step before the normalize step",
         );
     }
-    let name = |n: &Spanned<String>, problems: &mut Vec<Problem>, what: &str| {
-        let v = n.get_ref().trim().to_string();
-        if v.is_empty() {
-            problem(problems, n.span(), format!("match: {what} needs a name"));
-        }
-        v
-    };
-    let target = match (&w.reference, &w.genre) {
-        (Some(r), None) => Some(MatchSource::Reference(name(r, problems, "reference"))),
-        (None, Some(g)) => Some(MatchSource::Genre(name(g, problems, "genre"))),
-        (Some(_), Some(g)) => {
-            problem(
-                problems,
-                g.span(),
-                "match: give reference or genre, not both",
-            );
-            None
-        }
-        (None, None) => {
-            problem(
-                problems,
-                m.span(),
-                "match: give what to match: reference = \"NAME\" (a track in the library) or genre = \"GENRE\"",
-            );
-            None
-        }
-    };
+    let target = library_target(problems, m.span(), &w.reference, &w.genre, "match");
     let defaults = MatchOptions::default();
     let strength = match &w.strength {
         None => defaults.strength,
@@ -352,6 +405,8 @@ pub struct WrittenStep {
     /// Match a reference's or a genre's tonal balance, loudness and width.
     #[serde(rename = "match")]
     matching: Option<Spanned<WrittenMatch>>,
+    /// Compare the signal here with a reference or a genre (the comparison goes in the report).
+    compare: Option<Spanned<WrittenCompare>>,
     /// A wasm effect by name (built in, or a .wasm file in the root's effects folder).
     effect: Option<Spanned<String>>,
     params: Option<Spanned<toml::Table>>,
@@ -394,13 +449,14 @@ pub fn lower(
         if st.matching.is_some() {
             kinds.push("match");
         }
+        kind!(compare);
         kind!(effect);
         if kinds.len() != 1 {
             problem(
                 &mut problems,
                 span,
                 format!(
-                    "step {}: each [[step]] does one thing (analyze, region, trim_silence, fade, gain_db, channels, resample, normalize, match or effect); this one has {}",
+                    "step {}: each [[step]] does one thing (analyze, region, trim_silence, fade, gain_db, channels, resample, normalize, match, compare or effect); this one has {}",
                     i + 1,
                     if kinds.is_empty() {
                         "none".to_string()
@@ -603,6 +659,12 @@ pub fn lower(
             match normalize(n.get_ref(), defaults) {
                 Ok(t) => steps.push(StepSpec::Normalize(t)),
                 Err(e) => problem(&mut problems, n.span(), format!("normalize: {e}")),
+            }
+        } else if let Some(c) = &st.compare {
+            if steps.iter().any(|s| matches!(s, StepSpec::Compare(_))) {
+                problem(&mut problems, c.span(), "one compare step per pipeline");
+            } else {
+                steps.extend(compare_step(&mut problems, c));
             }
         } else if let Some(m) = &st.matching {
             let normalized = steps.iter().any(|s| matches!(s, StepSpec::Normalize(_)));
@@ -837,6 +899,64 @@ time_budget_ms = 200
 
     /// The match step: a reference or a genre, the options with their defaults, a strength as
     /// a fraction or a percentage; bad values are located.
+    /// The compare step: a reference or a genre, a level (default suggestive); one per
+    /// pipeline; problems located.
+    #[test]
+    fn compare_steps_lower_and_their_problems_are_located() {
+        use crate::analysis::compare::Level;
+        let (steps, problems, _) =
+            lowered("[[step]]\ncompare = { genre = \"techno\", level = \"assertive\" }\n");
+        assert_eq!(problems, vec![]);
+        assert_eq!(
+            steps,
+            [StepSpec::Compare(CompareStep {
+                target: MatchSource::Genre("techno".into()),
+                level: Level::Assertive,
+            })]
+        );
+        let (steps, _, _) = lowered("[[step]]\ncompare = { reference = \"Night Drive\" }\n");
+        assert_eq!(
+            steps,
+            [StepSpec::Compare(CompareStep {
+                target: MatchSource::Reference("Night Drive".into()),
+                level: Level::Suggestive,
+            })]
+        );
+        let text = r#"
+[[step]]
+compare = { genre = "a", level = "loud" }
+[[step]]
+compare = { level = "gentle" }
+[[step]]
+compare = { genre = "b" }
+[[step]]
+compare = { genre = "c" }
+"#;
+        let (steps, problems, _) = lowered(text);
+        let found: Vec<(String, String)> = problems
+            .iter()
+            .map(|p| (text[p.span.clone()].to_string(), p.message.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "\"loud\"".to_string(),
+                    "compare: level \"loud\": gentle, suggestive or assertive".to_string()
+                ),
+                (
+                    "{ level = \"gentle\" }".to_string(),
+                    "compare: give what to compare with: reference = \"NAME\" (a track in the library) or genre = \"GENRE\"".to_string()
+                ),
+                (
+                    "{ genre = \"c\" }".to_string(),
+                    "one compare step per pipeline".to_string()
+                ),
+            ]
+        );
+        assert_eq!(steps.len(), 1);
+    }
+
     #[test]
     fn match_steps_lower_and_their_problems_are_located() {
         let text = r#"
