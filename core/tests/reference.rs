@@ -180,6 +180,16 @@ fn a_reference_at_96k_compares_with_a_track_at_44k() {
         assert!((a - b).abs() < allowed, "tonal band {k}: {a:.2} / {b:.2}");
     }
     let profile = Profile::from_signatures("reference 'ref96'", [&at_96]).unwrap();
+    // One rate: the profile's spectrum is the reference's grid, its last point (which tells
+    // the matching EQ the rate) kept, levels moved by nothing (one reference).
+    assert_eq!(profile.ltas.len(), at_96.ltas.len());
+    for (p, r) in profile.ltas.iter().zip(&at_96.ltas) {
+        assert_eq!(p.hz, r.hz);
+        assert!((p.db - r.db).abs() < 1e-9 || r.db <= -200.0);
+    }
+    // Two rates: the points both have, each file's last point left out.
+    let mixed = Profile::from_signatures("mixed", [&at_96, &at_44]).unwrap();
+    assert_eq!(mixed.ltas.len(), at_96.ltas.len() - 1);
     let c = compare(&at_44, &profile, Level::Assertive);
     for b in &c.bands {
         assert!(b.delta_db.abs() < 0.5, "{b:?}");

@@ -236,16 +236,22 @@ impl Profile {
 }
 
 /// The references' spectra on the common 1/12-octave grid, each relative to its loudness,
-/// averaged in dB where they have the point (a file's last point, cut at its Nyquist
-/// frequency, is left out), and put at `lufs`.
+/// averaged in dB where they have the point, and put at `lufs`. When the references are of
+/// one sample rate the result is that rate's grid, its last point (cut at the Nyquist
+/// frequency) included, so the matching EQ knows the rate it was measured at; across rates a
+/// file's last point is left out.
 fn mean_ltas(s: &[&Signature], lufs: f64) -> Vec<LtasPoint> {
+    let one_rate = s.windows(2).all(|w| w[0].sample_rate == w[1].sample_rate);
     let mut acc: Vec<(f64, f64, usize)> = Vec::new();
     for x in s {
-        let full = x
-            .ltas
-            .len()
-            .saturating_sub(1)
-            .max(usize::from(x.ltas.len() == 1));
+        let full = if one_rate {
+            x.ltas.len()
+        } else {
+            x.ltas
+                .len()
+                .saturating_sub(1)
+                .max(usize::from(x.ltas.len() == 1))
+        };
         for (k, p) in x.ltas.iter().take(full).enumerate() {
             if acc.len() <= k {
                 acc.push((p.hz, 0.0, 0));
