@@ -9,6 +9,7 @@ use crate::pipeline::{self, Defaults, Diagnostic, Pipeline, SourceAction};
 use crate::store::{Event, JobRecord, JobState, Store};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
+use sluice_core::io::AtomicFile;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -54,11 +55,10 @@ pub fn init_root(root: &Path) -> Result<bool> {
     for d in ["outbox", "done", "failed", "reports", "archive", "effects"] {
         mk(root.join(d))?;
     }
-    std::fs::write(root.join(CONFIG_FILE), DEFAULT_CONFIG)
-        .with_context(|| format!("{}", root.join(CONFIG_FILE).display()))?;
+    // Written whole or not at all, as every file Sluice writes (the error names the file).
+    AtomicFile::write(&root.join(CONFIG_FILE), DEFAULT_CONFIG.as_bytes())?;
     for (name, text) in EXAMPLES {
-        std::fs::write(root.join("pipelines").join(name), text)
-            .with_context(|| format!("{}", root.join("pipelines").join(name).display()))?;
+        AtomicFile::write(&root.join("pipelines").join(name), text.as_bytes())?;
         mk(root.join("inbox").join(name.trim_end_matches(".toml")))?;
     }
     Ok(true)

@@ -6,12 +6,34 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_core::analysis::Target;
 use sluice_core::encode::tags::TagPlan;
 use sluice_core::export::{ExportError, ExportReport, OutputPlan};
-use sluice_core::formats::{self, Arriving, OptionNames, Request};
+use sluice_core::formats::{self, Arriving, Opt, OptionNames, Request};
 use sluice_core::render::dither::DitherMode;
 use sluice_core::render::normalize::NormalizeTarget;
 use sluice_core::render::stages::{ChannelMapping, FadeCurve};
 use sluice_core::render::steps::StepSpec;
 use std::path::PathBuf;
+
+/// `--format`'s help: the formats this build writes, from the registry.
+fn format_help() -> String {
+    format!(
+        "{} (`sluice formats` lists every format Sluice knows and which ones this build writes)",
+        sluice_core::encode::codec_names()
+    )
+}
+
+/// An option's help: `what`, then the values each registered codec takes for `opt`.
+fn option_help(what: &str, opt: Opt) -> String {
+    let says: Vec<&str> = sluice_core::encode::codecs()
+        .flat_map(|c| c.about().options.iter())
+        .filter(|o| o.opt == opt)
+        .map(|o| o.says)
+        .collect();
+    if says.is_empty() {
+        format!("{what} (no format this build writes takes it)")
+    } else {
+        format!("{what}. {}", says.join("; "))
+    }
+}
 
 /// The command line's export options, as given.
 #[derive(clap::Args, Debug, Clone)]
@@ -25,8 +47,8 @@ pub struct ExportArgs {
     /// Write outputs into this folder, named after the inputs.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
-    /// wav, aiff, flac, mp3 or ogg (`sluice formats` lists what this build writes).
-    #[arg(long)]
+    // The output format; its help lists the registry's codecs (`format_help`).
+    #[arg(long, help = format_help())]
     pub format: Option<String>,
     /// Resample to this rate (Hz).
     #[arg(long, value_name = "HZ")]
@@ -45,11 +67,20 @@ pub struct ExportArgs {
     /// mono, stereo, or the source channels to keep, 1-based and comma-separated (`2,1`).
     #[arg(long)]
     pub channels: Option<String>,
-    /// MP3: VBR quality 0 (best) to 9; Ogg Vorbis: quality -1 to 10.
-    #[arg(long, allow_negative_numbers = true)]
+    // A codec's quality scale; its help gives each codec's range from the registry.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        help = option_help("A codec's quality scale", Opt::Quality)
+    )]
     pub quality: Option<f32>,
-    /// MP3: constant bitrate in kbit/s.
-    #[arg(long, value_name = "KBPS", conflicts_with = "quality")]
+    // A constant bitrate; its help gives each codec's bitrates from the registry.
+    #[arg(
+        long,
+        value_name = "KBPS",
+        conflicts_with = "quality",
+        help = option_help("Constant bitrate in kbit/s", Opt::Bitrate)
+    )]
     pub bitrate: Option<u32>,
     /// FLAC compression level 0-8 (default 5).
     #[arg(long)]
@@ -107,7 +138,7 @@ pub struct ExportArgs {
     /// Do not write ReplayGain tags.
     #[arg(long)]
     pub no_replaygain: bool,
-    /// Do not decode MP3 and Ogg outputs to measure them and encode them again under a lower
+    /// Do not decode lossy outputs to measure them and encode them again under a lower
     /// limiter ceiling while the codec takes their true peak over the ceiling.
     #[arg(long)]
     pub no_true_peak_check: bool,

@@ -27,8 +27,9 @@ enum Command {
     /// Measure audio files: loudness (EBU R 128), levels, spectrum, stereo, tempo, key,
     /// waveform, and the distance to delivery targets. One decode pass per file.
     Analyze(cli::analyze::Args),
-    /// Render files to WAV, AIFF, FLAC, MP3 or Ogg Vorbis: normalize (peak, or loudness with
-    /// a true-peak ceiling), resample, change channels, trim, fade, dither, and tag.
+    /// Render files to the formats this build writes (`sluice formats`): normalize (peak, or
+    /// loudness with a true-peak ceiling), resample, change channels, trim, fade, dither, and
+    /// tag.
     Export(Box<export::ExportArgs>),
     /// Watch folders and run every file that settles there through its pipelines: the main
     /// job. With no root given and none at ~/Sluice, makes a ready-to-use one.

@@ -646,27 +646,13 @@ fn sanitize(name: &str) -> String {
 }
 
 /// The date and time in UTC as (`yyyy-mm-dd`, `hh-mm-ss`) (the plugin does not read time
-/// zones).
+/// zones). A clock jiff cannot represent reads as the Unix epoch.
 fn civil_now() -> (String, String) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let tod = secs % 86_400;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
+    let now = jiff::Timestamp::try_from(std::time::SystemTime::now())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let t = jiff::tz::Offset::UTC.to_datetime(now);
     (
-        format!("{y:04}-{m:02}-{d:02}"),
-        format!("{:02}-{:02}-{:02}", tod / 3600, tod / 60 % 60, tod % 60),
+        t.strftime("%Y-%m-%d").to_string(),
+        t.strftime("%H-%M-%S").to_string(),
     )
 }

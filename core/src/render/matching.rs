@@ -55,33 +55,54 @@ pub struct MatchTarget {
 impl MatchTarget {
     /// Why the target cannot be matched to, if it cannot: values that are not numbers, points
     /// out of order, a width outside 0..=1.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), MatchError> {
         if self
             .ltas
             .iter()
             .any(|p| !(p.hz.is_finite() && p.hz > 0.0) || p.db.is_nan())
         {
-            return Err("the target's spectrum has a point that is not a number".into());
+            return Err(MatchError::SpectrumNotANumber);
         }
         if self.ltas.windows(2).any(|w| w[1].hz <= w[0].hz) {
-            return Err("the target's spectrum points are not in rising frequency order".into());
+            return Err(MatchError::SpectrumOrder);
         }
         if let Some(l) = self.loudness_lufs
             && !(l.is_finite() && l <= 0.0)
         {
-            return Err(format!(
-                "the target's loudness {l} LUFS: give a loudness of 0 LUFS or lower"
-            ));
+            return Err(MatchError::Loudness(l));
         }
         if let Some(w) = self.width
             && !(0.0..=1.0).contains(&w)
         {
-            return Err(format!(
-                "the target's width {w}: from 0 (mono) to 1 (inverted)"
-            ));
+            return Err(MatchError::Width(w));
         }
         Ok(())
     }
+}
+
+/// Why a match target or match options cannot be used ([`MatchTarget::check`],
+/// [`MatchOptions::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum MatchError {
+    #[error("the target's spectrum has a point that is not a number")]
+    SpectrumNotANumber,
+    #[error("the target's spectrum points are not in rising frequency order")]
+    SpectrumOrder,
+    /// The target's loudness (LUFS) is not a number or above 0.
+    #[error("the target's loudness {0} LUFS: give a loudness of 0 LUFS or lower")]
+    Loudness(f64),
+    /// The target's width is outside 0..=1.
+    #[error("the target's width {0}: from 0 (mono) to 1 (inverted)")]
+    Width(f64),
+    /// The strength is outside 0..=1.
+    #[error("strength {0}: from 0 to 1 (0 % to 100 %)")]
+    Strength(f64),
+    /// `max_gain_db` is not in (0, [`MAX_GAIN_DB`]].
+    #[error("max_gain_db {0}: more than 0, at most {max} dB", max = MAX_GAIN_DB)]
+    MaxGain(f64),
+    /// `smoothing_octaves` is not in 0..=[`MAX_SMOOTHING_OCTAVES`].
+    #[error("smoothing_octaves {0}: from 0 to {max} octaves", max = MAX_SMOOTHING_OCTAVES)]
+    Smoothing(f64),
 }
 
 /// How far and in what to match.
@@ -123,24 +144,15 @@ pub const MAX_SMOOTHING_OCTAVES: f64 = 2.0;
 
 impl MatchOptions {
     /// Why the options cannot be used, if they cannot.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), MatchError> {
         if !(0.0..=1.0).contains(&self.strength) {
-            return Err(format!(
-                "strength {}: from 0 to 1 (0 % to 100 %)",
-                self.strength
-            ));
+            return Err(MatchError::Strength(self.strength));
         }
         if !(self.max_gain_db > 0.0 && self.max_gain_db <= MAX_GAIN_DB) {
-            return Err(format!(
-                "max_gain_db {}: more than 0, at most {MAX_GAIN_DB} dB",
-                self.max_gain_db
-            ));
+            return Err(MatchError::MaxGain(self.max_gain_db));
         }
         if !(0.0..=MAX_SMOOTHING_OCTAVES).contains(&self.smoothing_octaves) {
-            return Err(format!(
-                "smoothing_octaves {}: from 0 to {MAX_SMOOTHING_OCTAVES} octaves",
-                self.smoothing_octaves
-            ));
+            return Err(MatchError::Smoothing(self.smoothing_octaves));
         }
         Ok(())
     }
@@ -665,7 +677,7 @@ impl Match {
     /// Why the options or the target cannot be used, if they cannot.
     fn refusal(&self) -> Option<String> {
         if let Err(e) = self.options.check().and_then(|()| self.target.check()) {
-            return Some(e);
+            return Some(e.to_string());
         }
         (self.options.eq && self.target.ltas.is_empty() && self.active())
             .then(|| "the EQ is on but the target has no spectrum".into())

@@ -264,12 +264,14 @@ impl Coordinator {
         let mut claims: BTreeMap<String, VecDeque<Claim>> = BTreeMap::new();
         for (file, _, _) in catalog.stamp.clone() {
             let what = file.display().to_string();
-            let read = read_module(&file).and_then(|bytes| {
-                let d = descriptor::find_section(&bytes)
-                    .and_then(Descriptor::parse)
-                    .map_err(|m| EffectError::new(&what, m.to_string()).to_string())?;
-                Ok((bytes, d))
-            });
+            let read = read_module(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    let d = descriptor::find_section(&bytes)
+                        .and_then(Descriptor::parse)
+                        .map_err(|m| EffectError::new(&what, m.to_string()).to_string())?;
+                    Ok((bytes, d))
+                });
             match read {
                 Err(why) => refuse(&mut catalog, what, why),
                 Ok((_, d)) if catalog.effects.contains_key(&d.name) => {

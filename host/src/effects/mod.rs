@@ -94,7 +94,7 @@ impl Catalog {
         for (p, _, _) in c.stamp.clone() {
             match runtime::read_module(&p) {
                 Ok(bytes) => c.add(&p.display().to_string(), &bytes, Origin::File(p.clone())),
-                Err(e) => c.refused.push((p.display().to_string(), e)),
+                Err(e) => c.refused.push((p.display().to_string(), e.to_string())),
             }
         }
         c

@@ -645,17 +645,40 @@ fn read_floats(src: &[u8], dst: &mut [f32]) {
     }
 }
 
+/// The largest effect module file read, bytes.
+const MAX_MODULE_BYTES: u64 = 64 << 20;
+
+/// Why a module file could not be read ([`read_module`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadModuleError {
+    /// The file could not be examined or read.
+    #[error("{}: {error}", .path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file is larger than an effect module may be.
+    #[error(
+        "{}: {} MB is too large for an effect module (at most {} MB)",
+        .path.display(),
+        .bytes >> 20,
+        MAX_MODULE_BYTES >> 20
+    )]
+    TooLarge { path: PathBuf, bytes: u64 },
+}
+
 /// Read a module from a file, refusing giant files before reading them.
-pub fn read_module(path: &Path) -> Result<Vec<u8>, String> {
-    const MAX: u64 = 64 << 20;
-    let m = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if m.len() > MAX {
-        return Err(format!(
-            "{}: {} MB is too large for an effect module (at most {} MB)",
-            path.display(),
-            m.len() >> 20,
-            MAX >> 20
-        ));
+pub fn read_module(path: &Path) -> Result<Vec<u8>, ReadModuleError> {
+    let io = |error| ReadModuleError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let m = std::fs::metadata(path).map_err(io)?;
+    if m.len() > MAX_MODULE_BYTES {
+        return Err(ReadModuleError::TooLarge {
+            path: path.to_path_buf(),
+            bytes: m.len(),
+        });
     }
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::read(path).map_err(io)
 }

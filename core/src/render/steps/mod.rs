@@ -18,7 +18,7 @@ pub use written::{
 };
 
 use super::Stage;
-use super::matching::{Match, MatchOptions, MatchTarget};
+use super::matching::{Match, MatchError, MatchOptions, MatchTarget};
 use super::normalize::{Normalize, NormalizeTarget};
 use super::resample::{Resample, ResamplePrecision, ResampleQuality};
 use super::stages::{ChannelMapping, Channels, Fade, FadeCurve, Gain, Region, TrimSilence};
@@ -239,9 +239,9 @@ pub fn build(
             StepSpec::Normalize(t) => stages.push(Box::new(Normalize::new(*t))),
             StepSpec::Effect(e) => stages.push(resolver.effect(e)?),
             StepSpec::Match(m) => {
-                let refused = |message: String| StepError::Match {
+                let refused = |e: MatchError| StepError::Match {
                     target: m.target.to_string(),
-                    message,
+                    message: e.to_string(),
                 };
                 m.options.check().map_err(refused)?;
                 let target = match &m.target {
