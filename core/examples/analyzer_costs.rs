@@ -8,10 +8,12 @@
 //! The file is decoded once into memory (timed: the decode cost), then every analyzer of the
 //! full analysis is fed the same 16,384-frame batches the host hands its lanes, one analyzer at
 //! a time, each timed by this thread's CPU time. Best of three runs per analyzer.
-//! `SLUICE_ONLY=name` times only the analyzers of that name (for profiling one with `perf`).
+//! `SLUICE_ONLY=name` times only the analyzers of that name (for profiling one with `perf`);
+//! `SLUICE_SECTIONS=loudness,bands,...` times the analyzers of those sections instead of the
+//! full analysis's (the sections a reference's signature needs, say).
 
 use sluice_core::Decoder;
-use sluice_core::analysis::{AnalysisOptions, plan};
+use sluice_core::analysis::{AnalysisOptions, Section, plan};
 use std::time::Duration;
 
 const BATCH: usize = 16_384;
@@ -55,7 +57,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             decode = decode.min(cpu_time() - t);
         }
         let info = Decoder::open(std::path::Path::new(&file))?.into_info();
-        let opts = AnalysisOptions::default();
+        let mut opts = AnalysisOptions::default();
+        if let Ok(list) = std::env::var("SLUICE_SECTIONS") {
+            opts.sections = list
+                .split(',')
+                .map(|s| Section::parse(s.trim()).ok_or(format!("no section '{s}'")))
+                .collect::<Result<_, _>>()?;
+        }
         println!(
             "{file}: decode {:.3} s CPU (cost 1.0 here)",
             decode.as_secs_f64()

@@ -23,8 +23,8 @@
 //! music, how strongly the dominant partial's harmonic series stands out.
 
 use super::{AnalysisReport, Analyzer, mono_into};
-use rustfft::num_complex::Complex;
-use rustfft::{Fft, FftPlanner};
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -90,10 +90,12 @@ impl TransientMeter {
 
     pub fn feed(&mut self, x: &[f32]) {
         self.frames += x.len() as u64;
-        for &v in x {
-            let v = if v.is_finite() { f64::from(v) } else { 0.0 };
-            self.sum += v * v;
-            self.in_step += 1;
+        let mut rest = x;
+        while !rest.is_empty() {
+            let (now, later) = rest.split_at((self.step - self.in_step).min(rest.len()));
+            self.sum += sum_of_squares(now);
+            self.in_step += now.len();
+            rest = later;
             if self.in_step == self.step {
                 let amp = (self.sum / self.step as f64).sqrt();
                 self.in_step = 0;
@@ -172,6 +174,24 @@ impl TransientMeter {
     }
 }
 
+/// Σ x² in `f64`, a non-finite sample counted as silence (four partial sums, so that it
+/// vectorises).
+fn sum_of_squares(x: &[f32]) -> f64 {
+    let sq = |v: f32| {
+        let v = f64::from(v);
+        if v.is_finite() { v * v } else { 0.0 }
+    };
+    let mut acc = [0f64; 4];
+    let mut quads = x.chunks_exact(4);
+    for q in &mut quads {
+        for (a, &v) in acc.iter_mut().zip(q) {
+            *a += sq(v);
+        }
+    }
+    let tail: f64 = quads.remainder().iter().map(|&v| sq(v)).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
@@ -185,33 +205,36 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// Frames of the mono mix for the harmonic figures: one size and hop, a window, a transform.
+/// Frames of the mono mix for the harmonic figures: one size and hop, a window, a real
+/// transform (zero-padded to `transform`).
 struct Framer {
     n: usize,
     hop: usize,
     window: Vec<f64>,
     pending: Vec<f64>,
-    fft: Arc<dyn Fft<f64>>,
-    buf: Vec<Complex<f64>>,
+    fft: Arc<dyn RealToComplex<f64>>,
+    frame: Vec<f64>,
+    spectrum: Vec<Complex<f64>>,
     scratch: Vec<Complex<f64>>,
 }
 
 impl Framer {
     fn new(n: usize, transform: usize) -> Framer {
-        let fft = FftPlanner::new().plan_fft_forward(transform);
+        let fft = RealFftPlanner::new().plan_fft_forward(transform);
         Framer {
             n,
             hop: n / 2,
             window: super::hann(n).into_iter().map(f64::from).collect(),
             pending: Vec::with_capacity(2 * n),
-            scratch: vec![Complex::default(); fft.get_inplace_scratch_len()],
-            buf: vec![Complex::default(); transform],
+            frame: fft.make_input_vec(),
+            spectrum: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
             fft,
         }
     }
 
-    /// Calls `f` with each complete frame's transform (windowed, zero-padded) and its mean
-    /// square.
+    /// Calls `f` with each complete frame's transform (windowed, zero-padded; bins 0 to half
+    /// the transform's length) and its mean square.
     fn feed(&mut self, x: &[f32], mut f: impl FnMut(&[Complex<f64>], f64)) {
         self.pending.extend(
             x.iter()
@@ -220,14 +243,26 @@ impl Framer {
         let mut at = 0;
         while at + self.n <= self.pending.len() {
             let frame = &self.pending[at..at + self.n];
-            let ms = frame.iter().map(|v| v * v).sum::<f64>() / self.n as f64;
-            self.buf.fill(Complex::default());
-            for ((b, &v), &w) in self.buf.iter_mut().zip(frame).zip(&self.window) {
-                b.re = v * w;
+            let (head, tail) = self.frame.split_at_mut(self.n);
+            let mut acc = [0f64; 4];
+            for (((b, x), w), k) in head
+                .chunks_exact_mut(4)
+                .zip(frame.chunks_exact(4))
+                .zip(self.window.chunks_exact(4))
+                .map(|c| (c, 0..4))
+            {
+                for i in k {
+                    acc[i] += x[i] * x[i];
+                    b[i] = x[i] * w[i];
+                }
             }
+            let ms = ((acc[0] + acc[1]) + (acc[2] + acc[3])) / self.n as f64;
+            // The transform uses its input as scratch: the padding is cleared every frame.
+            tail.fill(0.0);
             self.fft
-                .process_with_scratch(&mut self.buf, &mut self.scratch);
-            f(&self.buf, ms);
+                .process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch)
+                .expect("buffers of the planned lengths");
+            f(&self.spectrum, ms);
             at += self.hop;
         }
         self.pending.drain(..at);
@@ -238,10 +273,12 @@ impl Framer {
 pub struct HarmonicMeter {
     rate: u32,
     hnr: Framer,
-    inverse: Arc<dyn Fft<f64>>,
-    inv_buf: Vec<Complex<f64>>,
+    inverse: Arc<dyn ComplexToReal<f64>>,
+    /// The power spectrum of a frame, and its inverse transform: the autocorrelation.
+    inv_in: Vec<Complex<f64>>,
+    inv_out: Vec<f64>,
     inv_scratch: Vec<Complex<f64>>,
-    /// The window's normalised autocorrelation.
+    /// The reciprocal of the window's normalised autocorrelation.
     window_ac: Vec<f64>,
     hnr_sum: f64,
     hnr_weight: f64,
@@ -264,8 +301,9 @@ impl HarmonicMeter {
     pub fn new(rate: u32) -> Self {
         let r = f64::from(rate.max(1));
         let n = ((r * 0.04) as usize).next_power_of_two().max(256);
-        let hnr = Framer::new(n, 2 * n);
-        let inverse = FftPlanner::new().plan_fft_inverse(2 * n);
+        // Zero-padded by half a frame: the lags read (under half a frame) do not wrap.
+        let hnr = Framer::new(n, 3 * n / 2);
+        let inverse = RealFftPlanner::new().plan_fft_inverse(3 * n / 2);
         // The window's autocorrelation, directly (once).
         let w = &hnr.window;
         let w0: f64 = w.iter().map(|v| v * v).sum();
@@ -278,12 +316,14 @@ impl HarmonicMeter {
                     .sum::<f64>()
                     / w0
             })
+            .map(|a: f64| if a > 0.0 { 1.0 / a } else { 0.0 })
             .collect();
         let thd_n = ((r / 6.0) as usize).next_power_of_two().max(1024);
         HarmonicMeter {
             rate,
-            inv_scratch: vec![Complex::default(); inverse.get_inplace_scratch_len()],
-            inv_buf: vec![Complex::default(); 2 * n],
+            inv_scratch: inverse.make_scratch_vec(),
+            inv_in: inverse.make_input_vec(),
+            inv_out: inverse.make_output_vec(),
             inverse,
             window_ac,
             hnr,
@@ -298,7 +338,7 @@ impl HarmonicMeter {
         let rate = f64::from(self.rate.max(1));
         let (lo, hi) = ((rate / 1000.0) as usize, (rate / 60.0) as usize);
         let inv = &self.inverse;
-        let (buf, scratch) = (&mut self.inv_buf, &mut self.inv_scratch);
+        let (spectrum, ac, scratch) = (&mut self.inv_in, &mut self.inv_out, &mut self.inv_scratch);
         let wac = &self.window_ac;
         let (sum, weight) = (&mut self.hnr_sum, &mut self.hnr_weight);
         let n = self.hnr.n;
@@ -306,18 +346,20 @@ impl HarmonicMeter {
             if ms < HNR_GATE {
                 return;
             }
-            for (b, s) in buf.iter_mut().zip(spec) {
+            for (b, s) in spectrum.iter_mut().zip(spec) {
                 *b = Complex::new(s.norm_sqr(), 0.0);
             }
-            inv.process_with_scratch(buf, scratch);
-            let r0 = buf[0].re;
+            inv.process_with_scratch(spectrum, ac, scratch)
+                .expect("a real spectrum of the planned length");
+            let r0 = ac[0];
             if r0 <= 0.0 {
                 return;
             }
             let hi = hi.min(n / 2);
             let r = (lo.max(1)..hi)
-                .map(|lag| buf[lag].re / r0 / wac[lag])
-                .fold(f64::NEG_INFINITY, f64::max);
+                .map(|lag| ac[lag] * wac[lag])
+                .fold(f64::NEG_INFINITY, f64::max)
+                / r0;
             if r.is_finite() {
                 let r = r.clamp(1e-4, 1.0 - 1e-4);
                 *sum += ms * 10.0 * (r / (1.0 - r)).log10();
@@ -418,7 +460,7 @@ impl Analyzer for CharacterA {
         });
     }
     fn cost(&self) -> f64 {
-        30.0
+        100.0
     }
     fn name(&self) -> &'static str {
         "character"
