@@ -118,38 +118,47 @@ fn band_sections(b: usize, rate: f64) -> [Biquad; SECTIONS] {
 const W: usize = 8;
 
 /// Coefficients of one section for the [`W`] lanes of a vector (`f32`, as the lanes compute;
-/// the feedback ones negated).
+/// the feedback ones negated), its numerator divided by `b0`: a Butterworth section's is
+/// then `1, ±2, 1`, so `b0` and `b2` take no multiply (each band's product of the `b0`s is
+/// applied to its sums instead, in `f64`). An identity section is `c1 = 0, na1 = 0,
+/// na2 = −1`: its state stays zero and it passes `x` exactly.
 #[derive(Clone, Copy, Default)]
 struct Coefs {
-    b0: [f32; W],
-    b1: [f32; W],
-    b2: [f32; W],
+    /// `b1 / b0`.
+    c1: [f32; W],
     na1: [f32; W],
     na2: [f32; W],
 }
 
 impl Coefs {
-    fn set(&mut self, lane: usize, q: &Biquad) {
-        self.b0[lane] = q.b0 as f32;
-        self.b1[lane] = q.b1 as f32;
-        self.b2[lane] = q.b2 as f32;
+    /// Sets `lane` to section `q` and returns the gain taken out of it (`b0`).
+    fn set(&mut self, lane: usize, q: &Biquad) -> f64 {
+        if *q == Biquad::IDENTITY {
+            self.c1[lane] = 0.0;
+            self.na1[lane] = 0.0;
+            self.na2[lane] = -1.0;
+            return 1.0;
+        }
+        debug_assert!((q.b2 / q.b0 - 1.0).abs() < 1e-12, "a Butterworth section");
+        self.c1[lane] = (q.b1 / q.b0) as f32;
         self.na1[lane] = -q.a1 as f32;
         self.na2[lane] = -q.a2 as f32;
+        q.b0
     }
 }
 
 /// Transposed direct form II state of one section's lanes: `s1`, `s2`.
 type State = [[f32; W]; 2];
 
-/// One sample through one section, every lane (fused multiply-adds: the same results with or
-/// without the instructions for them).
+/// One sample through one section, every lane, without its gain (see [`Coefs`]; fused
+/// multiply-adds: the same results with or without the instructions for them).
 #[inline(always)]
 fn step(x: &[f32; W], c: &Coefs, s: &mut State) -> [f32; W] {
     let mut out = [0f32; W];
     for i in 0..W {
-        let y = c.b0[i].mul_add(x[i], s[0][i]);
-        s[0][i] = c.na1[i].mul_add(y, c.b1[i].mul_add(x[i], s[1][i]));
-        s[1][i] = c.na2[i].mul_add(y, c.b2[i] * x[i]);
+        let y = x[i] + s[0][i];
+        s[0][i] = c.na1[i].mul_add(y, c.c1[i].mul_add(x[i], s[1][i]));
+        s[1][i] = c.na2[i].mul_add(y, x[i]);
         out[i] = y;
     }
     out
@@ -228,7 +237,9 @@ pub struct BandMeter {
     window: [f64; 3],
     window_blocks: usize,
     correlation_min: Option<f64>,
-    peaks: [f32; 5],
+    /// Per band: the product of its sections' `b0`, which the lanes leave out (see [`Coefs`]).
+    gains: [f64; 5],
+    peaks: [f64; 5],
     frames: u64,
 }
 
@@ -258,11 +269,43 @@ fn filter_frames(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums) {
     filter_frames_body(l, r, f, sums)
 }
 
+/// Frames filtered before their sums are taken: the filters' states stay in registers while
+/// they run, and the sums' while they add up (one loop doing both spills them).
+const STRETCH: usize = 64;
+
 #[inline(always)]
 fn filter_frames_body(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums) {
+    let mut out = [[[0f32; W]; 2]; STRETCH];
+    for (l, r) in l.chunks(STRETCH).zip(r.chunks(STRETCH)) {
+        let out = &mut out[..l.len()];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { avx2::filter_stretch(l, r, f, out) };
+        } else {
+            filter_stretch(l, r, f, out);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        filter_stretch(l, r, f, out);
+        let mut acc = *sums;
+        for o in out.iter() {
+            add_sums(&o[0], &mut acc, 0);
+            // Lanes 0 and 1 of the high pipeline's output are an intermediate section's: the
+            // sums take the unfiltered signal there instead (see `filter_stretch`).
+            add_sums(&o[1], &mut acc, W);
+        }
+        *sums = acc;
+    }
+}
+
+/// The frames of `l` and `r` through the filters: per frame the `low` vector's output and
+/// the `high` pipeline's, lanes 0 and 1 of the latter replaced by the unfiltered frame (the
+/// stereo section's wideband sums).
+#[inline(always)]
+fn filter_stretch(l: &[f32], r: &[f32], f: &mut Filters, out: &mut [[[f32; W]; 2]]) {
     let mut st = *f;
-    let mut acc = *sums;
-    for (&a, &b) in l.iter().zip(r) {
+    for ((&a, &b), o) in l.iter().zip(r).zip(out.iter_mut()) {
         let mut y = [a, b, a, b, a, b, a, b];
         for (c, s) in st.low.iter().zip(&mut st.low_state) {
             y = step(&y, c, s);
@@ -270,16 +313,86 @@ fn filter_frames_body(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums
         let h = &st.high_out;
         let x = [a, b, h[0], h[1], h[2], h[3], h[4], h[5]];
         st.high_out = step(&x, &st.high, &mut st.high_state);
-        add_sums(&y, &mut acc, 0);
-        // Lanes 0 and 1 of the high pipeline's output are an intermediate section's: the sums
-        // take the unfiltered signal there instead (the stereo section's wideband sums).
         let mut h = st.high_out;
         h[0] = a;
         h[1] = b;
-        add_sums(&h, &mut acc, W);
+        *o = [y, h];
     }
     *f = st;
-    *sums = acc;
+}
+
+/// [`filter_stretch`] in AVX2 and FMA instructions: the same operations in the same order
+/// (the same results to the bit), with the high pipeline's shift one permute and the input
+/// pair one broadcast, which the compiler does not find from the portable code.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Coefs, Filters, SECTIONS, State, W};
+    use std::arch::x86_64::*;
+
+    type V = __m256;
+
+    #[inline(always)]
+    fn load(a: &[f32; W]) -> V {
+        // SAFETY: `a` holds the eight floats read.
+        unsafe { _mm256_loadu_ps(a.as_ptr()) }
+    }
+
+    #[inline(always)]
+    fn store(a: &mut [f32; W], v: V) {
+        // SAFETY: `a` holds the eight floats written.
+        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) }
+    }
+
+    /// `[c1, -a1, -a2]` of a section.
+    #[inline(always)]
+    fn coefs(c: &Coefs) -> [V; 3] {
+        [load(&c.c1), load(&c.na1), load(&c.na2)]
+    }
+
+    #[inline(always)]
+    fn state(s: &State) -> [V; 2] {
+        [load(&s[0]), load(&s[1])]
+    }
+
+    /// [`super::step`] on vectors.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn step(x: V, c: &[V; 3], s: &mut [V; 2]) -> V {
+        let y = _mm256_add_ps(x, s[0]);
+        s[0] = _mm256_fmadd_ps(c[1], y, _mm256_fmadd_ps(c[0], x, s[1]));
+        s[1] = _mm256_fmadd_ps(c[2], y, x);
+        y
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn filter_stretch(l: &[f32], r: &[f32], f: &mut Filters, out: &mut [[[f32; W]; 2]]) {
+        let low: [[V; 3]; SECTIONS] = std::array::from_fn(|k| coefs(&f.low[k]));
+        let mut low_state: [[V; 2]; SECTIONS] = std::array::from_fn(|k| state(&f.low_state[k]));
+        let high = coefs(&f.high);
+        let mut high_state = state(&f.high_state);
+        let mut high_out = load(&f.high_out);
+        // Lanes 2..8 take lanes 0..6 of the pipeline's last output.
+        let shift = _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5);
+        for ((&a, &b), o) in l.iter().zip(r).zip(out.iter_mut()) {
+            let pair = f64::from_bits(u64::from(a.to_bits()) | (u64::from(b.to_bits()) << 32));
+            let ab = _mm256_castpd_ps(_mm256_set1_pd(pair));
+            let mut y = ab;
+            for (c, s) in low.iter().zip(&mut low_state) {
+                y = step(y, c, s);
+            }
+            let x = _mm256_blend_ps::<0b0000_0011>(_mm256_permutevar8x32_ps(high_out, shift), ab);
+            high_out = step(x, &high, &mut high_state);
+            store(&mut o[0], y);
+            store(&mut o[1], _mm256_blend_ps::<0b0000_0011>(high_out, ab));
+        }
+        for (s, v) in f.low_state.iter_mut().zip(&low_state) {
+            store(&mut s[0], v[0]);
+            store(&mut s[1], v[1]);
+        }
+        store(&mut f.high_state[0], high_state[0]);
+        store(&mut f.high_state[1], high_state[1]);
+        store(&mut f.high_out, high_out);
+    }
 }
 
 impl BandMeter {
@@ -292,13 +405,17 @@ impl BandMeter {
             high_state: [[0.0; W]; 2],
             high_out: [0.0; W],
         };
-        for b in 0..BANDS.len() {
+        let mut gains = [1.0; 5];
+        for (b, gain) in gains.iter_mut().enumerate() {
             for (k, q) in band_sections(b, rate).iter().enumerate() {
                 for c in 0..2 {
-                    if b < 4 {
-                        filters.low[k].set(2 * b + c, q);
+                    let g = if b < 4 {
+                        filters.low[k].set(2 * b + c, q)
                     } else {
-                        filters.high.set(2 * k + c, q);
+                        filters.high.set(2 * k + c, q)
+                    };
+                    if c == 0 {
+                        *gain *= g;
                     }
                 }
             }
@@ -314,6 +431,7 @@ impl BandMeter {
             window: [0.0; 3],
             window_blocks: 0,
             correlation_min: None,
+            gains,
             peaks: [0.0; 5],
             frames: 0,
         }
@@ -346,12 +464,14 @@ impl BandMeter {
         let mut energy = [0f64; 5];
         for (b, e) in energy.iter_mut().enumerate() {
             let (l, r) = LaneSums::lanes(b);
+            let g = self.gains[b];
+            let (ll, rr) = (g * g * f64::from(s.sq[l]), g * g * f64::from(s.sq[r]));
             let t = &mut self.totals[b];
-            t[0] += f64::from(s.sq[l]);
-            t[1] += f64::from(s.sq[r]);
-            t[2] += f64::from(s.cross[l]);
-            *e = f64::from(s.sq[l]) + f64::from(s.sq[r]);
-            self.peaks[b] = self.peaks[b].max(s.peak[l]).max(s.peak[r]);
+            t[0] += ll;
+            t[1] += rr;
+            t[2] += g * g * f64::from(s.cross[l]);
+            *e = ll + rr;
+            self.peaks[b] = self.peaks[b].max(g * f64::from(s.peak[l].max(s.peak[r])));
         }
         let wide = [s.sq[W], s.sq[W + 1], s.cross[W]].map(f64::from);
         for ((t, w), v) in self.wide.iter_mut().zip(&mut self.window).zip(wide) {
@@ -416,11 +536,7 @@ impl BandMeter {
                 let sounds = energy > 0.0 && samples > 0.0;
                 let rms = sounds.then(|| (energy / samples).sqrt());
                 let rms_dbfs = rms.and_then(db);
-                let peak_dbfs = if sounds {
-                    db(f64::from(self.peaks[b]))
-                } else {
-                    None
-                };
+                let peak_dbfs = if sounds { db(self.peaks[b]) } else { None };
                 BandMetrics {
                     name,
                     low_hz,
