@@ -80,8 +80,9 @@ fn run() -> Res<bool> {
     ];
     // The full analysis and the per-band metrics (issue 23, not yet in the full analysis):
     // what they would add.
-    let with_bands: String = sluice_core::analysis::Section::KNOWN
+    let with_bands: String = sluice_core::analysis::Section::ALL
         .iter()
+        .chain(&[sluice_core::analysis::Section::Bands])
         .map(|s| s.name())
         .collect::<Vec<_>>()
         .join(",");
@@ -177,9 +178,14 @@ fn run() -> Res<bool> {
             );
         }
         println!("  full analysis: {:.0}x real time", seconds / full.wall);
-        let bands_add = get("sluice analyze (full and bands)").map(|b| b.wall / full.wall - 1.0);
-        if let Some(a) = bands_add {
-            println!("  the per-band metrics add {:+.1} % wall time", 100.0 * a);
+        let with_bands = get("sluice analyze (full and bands)");
+        let bands_add = with_bands.map(|b| b.wall / full.wall - 1.0);
+        if let Some(b) = with_bands {
+            println!(
+                "  the per-band metrics add {:+.1} % wall time, {:+.1} % CPU time",
+                100.0 * (b.wall / full.wall - 1.0),
+                100.0 * (b.cpu / full.cpu - 1.0)
+            );
         }
         println!(
             "  wall time over the {ROUNDS} rounds: full analysis {}, ffmpeg {} (the machine's drift)",

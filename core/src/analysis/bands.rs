@@ -120,8 +120,10 @@ const W: usize = 8;
 /// Coefficients of one section for the [`W`] lanes of a vector (`f32`, as the lanes compute;
 /// the feedback ones negated), its numerator divided by `b0`: a Butterworth section's is
 /// then `1, ±2, 1`, so `b0` and `b2` take no multiply (each band's product of the `b0`s is
-/// applied to its sums instead, in `f64`). An identity section is `c1 = 0, na1 = 0,
-/// na2 = −1`: its state stays zero and it passes `x` exactly.
+/// applied to its sums instead, in `f64`), and `c1` is −2 in a high-pass section, 2 in a
+/// low-pass one. An identity section is `c1 = 2,
+/// na1 = −2, na2 = −1` (it stands only where a low-pass would): from a zero state it passes
+/// `x` exactly and its state stays zero.
 #[derive(Clone, Copy, Default)]
 struct Coefs {
     /// `b1 / b0`.
@@ -134,8 +136,8 @@ impl Coefs {
     /// Sets `lane` to section `q` and returns the gain taken out of it (`b0`).
     fn set(&mut self, lane: usize, q: &Biquad) -> f64 {
         if *q == Biquad::IDENTITY {
-            self.c1[lane] = 0.0;
-            self.na1[lane] = 0.0;
+            self.c1[lane] = 2.0;
+            self.na1[lane] = -2.0;
             self.na2[lane] = -1.0;
             return 1.0;
         }
@@ -354,6 +356,24 @@ mod avx2 {
         [load(&s[0]), load(&s[1])]
     }
 
+    /// [`super::step`] on vectors of one kind of section (`c1` = 2, or −2 when `high_pass`):
+    /// `s1 ± 2x` as additions (the same rounding as the multiply-add by ±2), so that only
+    /// two of the five operations need the multiply-add units.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn step_of_kind(x: V, c: &[V; 3], s: &mut [V; 2], high_pass: bool) -> V {
+        let y = _mm256_add_ps(x, s[0]);
+        let x2 = _mm256_add_ps(x, x);
+        let t = if high_pass {
+            _mm256_sub_ps(s[1], x2)
+        } else {
+            _mm256_add_ps(s[1], x2)
+        };
+        s[0] = _mm256_fmadd_ps(c[1], y, t);
+        s[1] = _mm256_fmadd_ps(c[2], y, x);
+        y
+    }
+
     /// [`super::step`] on vectors.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -377,8 +397,9 @@ mod avx2 {
             let pair = f64::from_bits(u64::from(a.to_bits()) | (u64::from(b.to_bits()) << 32));
             let ab = _mm256_castpd_ps(_mm256_set1_pd(pair));
             let mut y = ab;
-            for (c, s) in low.iter().zip(&mut low_state) {
-                y = step(y, c, s);
+            // The low vector's sections: two high-passes, then two low-passes.
+            for (k, (c, s)) in low.iter().zip(&mut low_state).enumerate() {
+                y = step_of_kind(y, c, s, k < 2);
             }
             let x = _mm256_blend_ps::<0b0000_0011>(_mm256_permutevar8x32_ps(high_out, shift), ab);
             high_out = step(x, &high, &mut high_state);
@@ -419,6 +440,11 @@ impl BandMeter {
                     }
                 }
             }
+        }
+        // The AVX2 path takes the low vector's sections as two high-passes then two low-passes.
+        for (k, c) in filters.low.iter().enumerate() {
+            let c1 = if k < 2 { -2.0 } else { 2.0 };
+            debug_assert!(c.c1.iter().all(|&v| v == c1), "section {k}: {:?}", c.c1);
         }
         BandMeter {
             filters,
