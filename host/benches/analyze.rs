@@ -108,6 +108,39 @@ fn run() -> Res<bool> {
             }
         }
     }
+    // What the per-band metrics add: the best of 3 of each program can come from different
+    // minutes of the machine, whose speed moves by tens of percent, so the figure is taken
+    // from pairs of runs seconds apart (the full analysis, and it with the bands, in
+    // alternating order), the median of the pairs' ratios.
+    const PAIRS: usize = 7;
+    let mut bands_pairs: Vec<(f64, f64)> = Vec::new();
+    for file in &files {
+        let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+        for p in 0..PAIRS {
+            let full = || time_process(&sluice, &["analyze", "--json", "{}"], file);
+            let with = || {
+                time_process(
+                    &sluice,
+                    &["analyze", "--json", "--only", &with_bands, "{}"],
+                    file,
+                )
+            };
+            let (f, w) = if p % 2 == 0 {
+                let f = full()?;
+                (f, with()?)
+            } else {
+                let w = with()?;
+                (full()?, w)
+            };
+            wall.push(w.wall / f.wall);
+            cpu.push(w.cpu / f.cpu);
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        bands_pairs.push((median(wall) - 1.0, median(cpu) - 1.0));
+    }
     let best =
         |r: &[Run]| -> Option<Run> { r.iter().min_by(|a, b| a.wall.total_cmp(&b.wall)).cloned() };
     let mut ok = true;
@@ -178,15 +211,12 @@ fn run() -> Res<bool> {
             );
         }
         println!("  full analysis: {:.0}x real time", seconds / full.wall);
-        let with_bands = get("sluice analyze (full and bands)");
-        let bands_add = with_bands.map(|b| b.wall / full.wall - 1.0);
-        if let Some(b) = with_bands {
-            println!(
-                "  the per-band metrics add {:+.1} % wall time, {:+.1} % CPU time",
-                100.0 * (b.wall / full.wall - 1.0),
-                100.0 * (b.cpu / full.cpu - 1.0)
-            );
-        }
+        let (bands_wall, bands_cpu) = bands_pairs[m];
+        println!(
+            "  the per-band metrics add {:+.1} % wall time, {:+.1} % CPU time (median of {PAIRS} pairs of runs)",
+            100.0 * bands_wall,
+            100.0 * bands_cpu
+        );
         println!(
             "  wall time over the {ROUNDS} rounds: full analysis {}, ffmpeg {} (the machine's drift)",
             spread(1),
@@ -197,7 +227,7 @@ fn run() -> Res<bool> {
             }
         );
         worst.push((kind.to_string(), vs_ffmpeg, seconds / full.wall));
-        bands_worst.push((kind.to_string(), bands_add.unwrap_or(0.0)));
+        bands_worst.push((kind.to_string(), bands_wall));
     }
     println!();
     if let Some((kind, Some((w, c)), _)) = worst

@@ -182,23 +182,28 @@ pub fn add(
     }
     let store = open(cfg)?;
     let reports = crate::analyze::run(files, &signature_options(), jobs, progress);
-    let mut out = Vec::with_capacity(files.len());
+    // Every file's outcome in order; those to store are added in one transaction (one commit
+    // for the folder, not one per file: a duplicate within the batch is still found).
+    let mut out: Vec<Option<Added>> = Vec::with_capacity(files.len());
+    let mut pending: Vec<(usize, NewReference)> = Vec::new();
     for (path, report) in files.iter().zip(reports) {
-        let failed = |e: LibraryError| Added::Failed {
-            path: path.clone(),
-            error: e.to_string(),
-        };
         let made = report
             .map_err(LibraryError::from)
             .and_then(|r| new_reference(path, &r, meta, &genre));
-        let new = match made {
-            Ok(n) => n,
-            Err(e) => {
-                out.push(failed(e));
-                continue;
+        match made {
+            Ok(n) => {
+                pending.push((out.len(), n));
+                out.push(None);
             }
-        };
-        out.push(match store.add_reference(new)? {
+            Err(e) => out.push(Some(Added::Failed {
+                path: path.clone(),
+                error: e.to_string(),
+            })),
+        }
+    }
+    let (slots, news): (Vec<usize>, Vec<NewReference>) = pending.into_iter().unzip();
+    for (slot, added) in slots.into_iter().zip(store.add_references(news)?) {
+        out[slot] = Some(match added {
             Ok(rec) => {
                 tracing::info!(id = rec.id, name = %rec.name, genre = %rec.genre, "reference added");
                 Added::Added {
@@ -206,13 +211,13 @@ pub fn add(
                 }
             }
             Err(d) => Added::AlreadyThere {
-                path: path.clone(),
+                path: files[slot].clone(),
                 id: d.id,
                 name: d.name,
             },
         });
     }
-    Ok(out)
+    Ok(out.into_iter().flatten().collect())
 }
 
 fn new_reference(
