@@ -24,7 +24,8 @@
 
 use super::{AnalysisReport, Analyzer, mono_into};
 use realfft::num_complex::Complex;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use realfft::num_traits::Float;
+use realfft::{ComplexToReal, FftNum, RealFftPlanner, RealToComplex};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -206,25 +207,29 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 /// Frames of the mono mix for the harmonic figures: one size and hop, a window, a real
-/// transform (zero-padded to `transform`).
-struct Framer {
+/// transform (zero-padded to `transform`) in `f32` or `f64`.
+struct Framer<T: FftNum> {
     n: usize,
     hop: usize,
-    window: Vec<f64>,
-    pending: Vec<f64>,
-    fft: Arc<dyn RealToComplex<f64>>,
-    frame: Vec<f64>,
-    spectrum: Vec<Complex<f64>>,
-    scratch: Vec<Complex<f64>>,
+    window: Vec<T>,
+    pending: Vec<T>,
+    fft: Arc<dyn RealToComplex<T>>,
+    frame: Vec<T>,
+    spectrum: Vec<Complex<T>>,
+    scratch: Vec<Complex<T>>,
 }
 
-impl Framer {
-    fn new(n: usize, transform: usize) -> Framer {
+impl<T: FftNum + Float> Framer<T> {
+    fn new(n: usize, transform: usize) -> Self {
         let fft = RealFftPlanner::new().plan_fft_forward(transform);
         Framer {
             n,
             hop: n / 2,
-            window: super::hann(n).into_iter().map(f64::from).collect(),
+            window: super::hann(n)
+                .into_iter()
+                .map(T::from_f32)
+                .map(|w| w.unwrap_or_else(T::zero))
+                .collect(),
             pending: Vec::with_capacity(2 * n),
             frame: fft.make_input_vec(),
             spectrum: fft.make_output_vec(),
@@ -235,11 +240,11 @@ impl Framer {
 
     /// Calls `f` with each complete frame's transform (windowed, zero-padded; bins 0 to half
     /// the transform's length) and its mean square.
-    fn feed(&mut self, x: &[f32], mut f: impl FnMut(&[Complex<f64>], f64)) {
-        self.pending.extend(
-            x.iter()
-                .map(|&v| if v.is_finite() { f64::from(v) } else { 0.0 }),
-        );
+    fn feed(&mut self, x: &[f32], mut f: impl FnMut(&[Complex<T>], f64)) {
+        self.pending
+            .extend(x.iter().map(|&v| {
+                T::from_f32(if v.is_finite() { v } else { 0.0 }).unwrap_or_else(T::zero)
+            }));
         let mut at = 0;
         while at + self.n <= self.pending.len() {
             let frame = &self.pending[at..at + self.n];
@@ -252,13 +257,13 @@ impl Framer {
                 .map(|c| (c, 0..4))
             {
                 for i in k {
-                    acc[i] += x[i] * x[i];
+                    acc[i] += (x[i] * x[i]).to_f64().unwrap_or(0.0);
                     b[i] = x[i] * w[i];
                 }
             }
             let ms = ((acc[0] + acc[1]) + (acc[2] + acc[3])) / self.n as f64;
             // The transform uses its input as scratch: the padding is cleared every frame.
-            tail.fill(0.0);
+            tail.fill(T::zero());
             self.fft
                 .process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch)
                 .expect("buffers of the planned lengths");
@@ -272,17 +277,19 @@ impl Framer {
 /// Harmonic-to-noise ratio and THD (see the module documentation).
 pub struct HarmonicMeter {
     rate: u32,
-    hnr: Framer,
-    inverse: Arc<dyn ComplexToReal<f64>>,
+    /// The HNR's frames in `f32`: its autocorrelations are read to 1e-6 of their value at lag
+    /// 0, far inside the 1e-4 that separates 40 dB (the clamp) from a perfect period.
+    hnr: Framer<f32>,
+    inverse: Arc<dyn ComplexToReal<f32>>,
     /// The power spectrum of a frame, and its inverse transform: the autocorrelation.
-    inv_in: Vec<Complex<f64>>,
-    inv_out: Vec<f64>,
-    inv_scratch: Vec<Complex<f64>>,
+    inv_in: Vec<Complex<f32>>,
+    inv_out: Vec<f32>,
+    inv_scratch: Vec<Complex<f32>>,
     /// The reciprocal of the window's normalised autocorrelation.
     window_ac: Vec<f64>,
     hnr_sum: f64,
     hnr_weight: f64,
-    thd: Framer,
+    thd: Framer<f64>,
     power: Vec<f64>,
 }
 
@@ -305,7 +312,7 @@ impl HarmonicMeter {
         let hnr = Framer::new(n, 3 * n / 2);
         let inverse = RealFftPlanner::new().plan_fft_inverse(3 * n / 2);
         // The window's autocorrelation, directly (once).
-        let w = &hnr.window;
+        let w: Vec<f64> = hnr.window.iter().map(|&v| f64::from(v)).collect();
         let w0: f64 = w.iter().map(|v| v * v).sum();
         let window_ac = (0..n)
             .map(|lag| {
@@ -351,13 +358,13 @@ impl HarmonicMeter {
             }
             inv.process_with_scratch(spectrum, ac, scratch)
                 .expect("a real spectrum of the planned length");
-            let r0 = ac[0];
+            let r0 = f64::from(ac[0]);
             if r0 <= 0.0 {
                 return;
             }
             let hi = hi.min(n / 2);
             let r = (lo.max(1)..hi)
-                .map(|lag| ac[lag] * wac[lag])
+                .map(|lag| f64::from(ac[lag]) * wac[lag])
                 .fold(f64::NEG_INFINITY, f64::max)
                 / r0;
             if r.is_finite() {
