@@ -659,39 +659,17 @@ fn draw_spectrum(root: &Area, p: &SpectrumPlot) -> Drawn {
         .filter(|f| *f > 20.0 && *f < f_max)
         .collect();
     let levels: Vec<f64> = (0..=9).map(|k| db_bottom + 10.0 * k as f64).collect();
-    let mut chart = ChartBuilder::on(root)
-        .margin_top(HEADER + 6 + strip)
-        .margin_right(MARGIN_RIGHT)
-        .x_label_area_size(FOOTER)
-        .y_label_area_size(MARGIN_LEFT)
-        .build_cartesian_2d(
-            Ticked {
-                inner: LogCoord::from((20.0..f_max).log_scale()),
-                bold: major,
-                light: minor,
-            },
-            Ticked::new(db_bottom..db_top, levels),
-        )?;
-    let (x0, x1, y0, y1) = frame_of(&chart);
-    chart.plotting_area().fill(&PANEL)?;
-    let hz = |f: f64| match f {
-        f if f >= 1000.0 => format!("{}k", f / 1000.0),
-        f => format!("{f}"),
-    };
-    draw_mesh(
+    let (chart, (x0, x1, y0, y1)) = frequency_chart(
         root,
-        &mut chart,
-        Mesh {
-            x_label: Some(&hz),
-            y_label: &fmt0,
-            y_colour: TEXT,
-            y_lines: true,
-            light: Some(GRID_MINOR),
+        strip,
+        Ticked {
+            inner: LogCoord::from((20.0..f_max).log_scale()),
+            bold: major,
+            light: minor,
         },
+        Ticked::new(db_bottom..db_top, levels),
+        "dB",
     )?;
-    let unit = Text::new(LABEL_SIZE, TEXT_DIM, HPos::Right);
-    unit.draw(root, "dB", (x0 - 8, y0 - 16))?;
-    unit.draw(root, "Hz", (x0 - 24, y1 + 18))?;
     let px = |f: f64| chart.backend_coord(&(f, db_bottom)).0;
 
     // Bands: shaded columns through the strip and the plot, labelled in the strip.
@@ -827,39 +805,17 @@ fn draw_tonal(root: &Area, p: &TonalPlot) -> Drawn {
         20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10_000.0, 20_000.0,
     ];
     let levels: Vec<f64> = (0..=6).map(|k| db_bottom + 10.0 * k as f64).collect();
-    let mut chart = ChartBuilder::on(root)
-        .margin_top(HEADER + 6 + strip)
-        .margin_right(MARGIN_RIGHT)
-        .x_label_area_size(FOOTER)
-        .y_label_area_size(MARGIN_LEFT)
-        .build_cartesian_2d(
-            Ticked {
-                inner: LogCoord::from((20.0..f_max).log_scale()),
-                bold: major,
-                light: Vec::new(),
-            },
-            Ticked::new(db_bottom..db_top, levels),
-        )?;
-    let (x0, x1, y0, y1) = frame_of(&chart);
-    chart.plotting_area().fill(&PANEL)?;
-    let hz = |f: f64| match f {
-        f if f >= 1000.0 => format!("{}k", f / 1000.0),
-        f => format!("{f}"),
-    };
-    draw_mesh(
+    let (chart, (x0, x1, y0, y1)) = frequency_chart(
         root,
-        &mut chart,
-        Mesh {
-            x_label: Some(&hz),
-            y_label: &fmt0,
-            y_colour: TEXT,
-            y_lines: true,
-            light: None,
+        strip,
+        Ticked {
+            inner: LogCoord::from((20.0..f_max).log_scale()),
+            bold: major,
+            light: Vec::new(),
         },
+        Ticked::new(db_bottom..db_top, levels),
+        "dB LU",
     )?;
-    let unit = Text::new(LABEL_SIZE, TEXT_DIM, HPos::Right);
-    unit.draw(root, "dB LU", (x0 - 8, y0 - 16))?;
-    unit.draw(root, "Hz", (x0 - 24, y1 + 18))?;
     let at = |f: f64, d: f64| chart.backend_coord(&(f, d.clamp(db_bottom, db_top)));
 
     // The bands in the strip: name and the track's difference, red when outside.
@@ -924,6 +880,49 @@ fn draw_tonal(root: &Area, p: &TonalPlot) -> Drawn {
 // ---------------------------------------------------------------------------
 // Shared chart pieces
 // ---------------------------------------------------------------------------
+
+/// A chart of level over frequency (the spectrum's and the tonal balance's) under the header
+/// and a strip `strip` pixels tall: panel, grid (the light one where `x` has light ticks),
+/// labels in Hz ("2k") and dB, and the units; with its edges in pixels (see [`frame_of`]).
+type FrequencyChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<Ticked<LogCoord<f64>>, Ticked<RangedCoordf64>>>;
+
+fn frequency_chart<'a, 'b>(
+    root: &'a Area<'b>,
+    strip: i32,
+    x: Ticked<LogCoord<f64>>,
+    y: Ticked<RangedCoordf64>,
+    y_unit: &str,
+) -> Drawn<(FrequencyChart<'a, 'b>, (i32, i32, i32, i32))> {
+    let light = (!x.light.is_empty()).then_some(GRID_MINOR);
+    let mut chart = ChartBuilder::on(root)
+        .margin_top(HEADER + 6 + strip)
+        .margin_right(MARGIN_RIGHT)
+        .x_label_area_size(FOOTER)
+        .y_label_area_size(MARGIN_LEFT)
+        .build_cartesian_2d(x, y)?;
+    let (x0, x1, y0, y1) = frame_of(&chart);
+    chart.plotting_area().fill(&PANEL)?;
+    let hz = |f: f64| match f {
+        f if f >= 1000.0 => format!("{}k", f / 1000.0),
+        f => format!("{f}"),
+    };
+    draw_mesh(
+        root,
+        &mut chart,
+        Mesh {
+            x_label: Some(&hz),
+            y_label: &fmt0,
+            y_colour: TEXT,
+            y_lines: true,
+            light,
+        },
+    )?;
+    let unit = Text::new(LABEL_SIZE, TEXT_DIM, HPos::Right);
+    unit.draw(root, y_unit, (x0 - 8, y0 - 16))?;
+    unit.draw(root, "Hz", (x0 - 24, y1 + 18))?;
+    Ok((chart, (x0, x1, y0, y1)))
+}
 
 /// The plotting area's edges in pixels: left, right (exclusive), top, bottom.
 fn frame_of<X: Ranged, Y: Ranged>(
