@@ -108,7 +108,7 @@ fn main() -> ExitCode {
                     source: format!("/music/{i}.flac").into(),
                     hash: format!("{i:064x}"),
                     features: signature.features(),
-                    feature_version: 1,
+                    feature_version: sluice_core::analysis::signature::FEATURE_VERSION,
                     signature,
                 }
             })
