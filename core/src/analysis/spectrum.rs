@@ -543,6 +543,45 @@ pub struct LtasPoint {
 }
 
 /// FFT size for `rate`.
+/// One band of the long-term spectrum's 1/12-octave grid: its edges, its centre, and the
+/// frequencies whose FFT bins its level sums, `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LtasBand {
+    pub lo: f64,
+    pub hi: f64,
+    pub centre: f64,
+    pub from: f64,
+    pub to: f64,
+}
+
+/// The long-term spectrum's grid at `rate` for bins `df` Hz apart: 1/12-octave bands from
+/// 20 Hz, the last cut at the Nyquist frequency. A band narrower than the window's main lobe
+/// (4 bins) integrates over the lobe around its centre instead, so a low tone reads its level
+/// and no band is empty. The meter and the matching EQ both read it from here.
+pub(crate) fn ltas_bands(rate: u32, df: f64) -> Vec<LtasBand> {
+    let nyq = f64::from(rate) / 2.0;
+    let mut out = Vec::new();
+    let mut lo = 20.0f64;
+    while lo < nyq {
+        let hi = (lo * 2f64.powf(1.0 / 12.0)).min(nyq);
+        let centre = (lo * hi).sqrt();
+        let (from, to) = if hi - lo < 4.0 * df {
+            (centre - 2.0 * df, centre + 2.0 * df)
+        } else {
+            (lo, hi)
+        };
+        out.push(LtasBand {
+            lo,
+            hi,
+            centre,
+            from,
+            to,
+        });
+        lo = hi;
+    }
+    out
+}
+
 pub fn fft_size(rate: u32) -> usize {
     ((rate / 12) as usize).next_power_of_two().max(256)
 }
@@ -705,28 +744,19 @@ impl SpectrumMeter {
                 db: level(in_band(lo, hi)),
             })
             .collect();
-        let mut ltas = Vec::new();
-        let mut lo = 20.0f64;
-        while lo < nyq {
-            let hi = (lo * 2f64.powf(1.0 / 12.0)).min(nyq);
-            let centre = (lo * hi).sqrt();
-            // A band narrower than the window's main lobe (4 bins) integrates over the lobe
-            // around its centre instead, so a low tone reads its level and no band is empty.
-            let (a, b) = if hi - lo < 4.0 * df {
-                (centre - 2.0 * df, centre + 2.0 * df)
-            } else {
-                (lo, hi)
-            };
-            let p: f64 = bins()
-                .filter(|&(f, _)| f >= a && f < b)
-                .map(|(_, p)| p)
-                .sum();
-            ltas.push(LtasPoint {
-                hz: centre,
-                db: level(p),
-            });
-            lo = hi;
-        }
+        let ltas = ltas_bands(self.rate, df)
+            .into_iter()
+            .map(|band| {
+                let p: f64 = bins()
+                    .filter(|&(f, _)| f >= band.from && f < band.to)
+                    .map(|(_, p)| p)
+                    .sum();
+                LtasPoint {
+                    hz: band.centre,
+                    db: level(p),
+                }
+            })
+            .collect();
         Spectrum {
             fft_size: n,
             centroid_hz: None,

@@ -34,7 +34,7 @@ use super::lowpass::FftConvolver;
 use super::stages::db_to_gain;
 use super::{Block, Prepass, Probe, RenderError, SignalSpec, Stage, StageReport};
 use crate::analysis::loudness::LoudnessMeter;
-use crate::analysis::spectrum::{LtasPoint, SpectrumMeter, fft_size};
+use crate::analysis::spectrum::{LtasPoint, SpectrumMeter, fft_size, ltas_bands};
 use crate::analysis::stereo;
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
@@ -188,33 +188,24 @@ struct GridPoint {
 fn grid(rate: u32) -> Vec<GridPoint> {
     let n = fft_size(rate);
     let df = f64::from(rate) / n as f64;
-    let nyq = f64::from(rate) / 2.0;
-    let mut out = Vec::new();
-    let mut lo = 20.0f64;
-    while lo < nyq {
-        let hi = (lo * 2f64.powf(1.0 / 12.0)).min(nyq);
-        let centre = (lo * hi).sqrt();
-        let (a, b) = if hi - lo < 4.0 * df {
-            (centre - 2.0 * df, centre + 2.0 * df)
-        } else {
-            (lo, hi)
-        };
-        // The bins k·df in [a, b), counted as the meter sums them.
-        let first = ((a / df).floor() as i64 - 1).max(0) as usize;
-        let bins = (first..=n / 2)
-            .map(|k| k as f64 * df)
-            .skip_while(|&f| f < a)
-            .take_while(|&f| f < b)
-            .count();
-        out.push(GridPoint {
-            centre,
-            lo,
-            hi,
-            measured_hz: bins as f64 * df,
-        });
-        lo = hi;
-    }
-    out
+    ltas_bands(rate, df)
+        .into_iter()
+        .map(|band| {
+            // The bins k·df in [from, to), counted as the meter sums them.
+            let first = ((band.from / df).floor() as i64 - 1).max(0) as usize;
+            let bins = (first..=n / 2)
+                .map(|k| k as f64 * df)
+                .skip_while(|&f| f < band.from)
+                .take_while(|&f| f < band.to)
+                .count();
+            GridPoint {
+                centre: band.centre,
+                lo: band.lo,
+                hi: band.hi,
+                measured_hz: bins as f64 * df,
+            }
+        })
+        .collect()
 }
 
 /// The sample rates an LTAS's own rate is recognised among.
