@@ -2,6 +2,8 @@
 //! in each band, a sine of known level, a mix that is mono below 120 Hz and wide in the high
 //! band, a band whose level steps, silence and a mono file.
 
+mod common;
+
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 use sluice_core::analysis::bands::{BandMeter, BandMetrics};
@@ -182,22 +184,6 @@ fn silence_reads_nothing_and_the_rate_does_not_matter() {
     }
 }
 
-fn write_wav(path: &std::path::Path, planes: &[Vec<f32>]) {
-    let spec = hound::WavSpec {
-        channels: planes.len() as u16,
-        sample_rate: RATE,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..planes[0].len() {
-        for p in planes {
-            w.write_sample(p[i]).unwrap();
-        }
-    }
-    w.finalize().unwrap();
-}
-
 #[test]
 fn the_bands_section_of_an_analysis_also_measures_the_stereo_section() {
     // Asked for with the stereo section, the bands analyzer measures it in the same pass (sums
@@ -213,7 +199,7 @@ fn the_bands_section_of_an_analysis_also_measures_the_stereo_section() {
         .map(|(a, b)| 0.5 * a + 0.8 * b)
         .collect();
     let stereo = dir.path().join("stereo.wav");
-    write_wav(&stereo, &[l.clone(), r]);
+    common::write_float_wav(&stereo, RATE, &[l.clone(), r]);
     let opts = |sections: Vec<Section>| AnalysisOptions {
         sections,
         ..AnalysisOptions::default()
@@ -246,7 +232,7 @@ fn the_bands_section_of_an_analysis_also_measures_the_stereo_section() {
     assert!(full.bands.is_none() && full.stereo.is_some());
 
     let mono = dir.path().join("mono.wav");
-    write_wav(&mono, &[l]);
+    common::write_float_wav(&mono, RATE, &[l]);
     let m = analyze(
         &mono,
         &opts(vec![Section::Stereo, Section::Bands]),

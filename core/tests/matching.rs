@@ -3,35 +3,19 @@
 //! stereo pairs of chosen width, targets measured from other signals (other seeds, other
 //! rates), and silence.
 
+mod common;
+
+use common::Collect;
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 use sluice_core::analysis::loudness::LoudnessMeter;
 use sluice_core::analysis::spectrum::{LtasPoint, SpectrumMeter};
 use sluice_core::analysis::stereo;
-use sluice_core::encode::{EncodeError, Encoder};
+use sluice_core::encode::Encoder;
 use sluice_core::render::matching::{Match, MatchOptions, MatchTarget};
-use sluice_core::render::{Block, MemorySource, OutputChain, Render, Stage, StageReport};
+use sluice_core::render::{MemorySource, OutputChain, Render, Stage, StageReport};
 use sluice_core::signal;
 use std::sync::{Arc, Mutex};
-
-/// An encoder that keeps what it receives.
-struct Collect(Arc<Mutex<Vec<Vec<f32>>>>);
-
-impl Encoder for Collect {
-    fn write(&mut self, block: &Block) -> Result<(), EncodeError> {
-        let mut v = self.0.lock().unwrap();
-        if v.is_empty() {
-            *v = vec![Vec::new(); block.channels()];
-        }
-        for (d, s) in v.iter_mut().zip(block.planes()) {
-            d.extend_from_slice(s);
-        }
-        Ok(())
-    }
-    fn finish(self: Box<Self>) -> Result<(), EncodeError> {
-        Ok(())
-    }
-}
 
 /// `planes` at `rate` through one match stage, `block` frames at a time: the output, the
 /// stage's report and the passes over the source.

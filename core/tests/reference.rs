@@ -2,6 +2,8 @@
 //! generated tracks whose differences are known: families that differ in spectrum, dynamics
 //! and width, the same track at two sample rates, and a track with a known band excess.
 
+mod common;
+
 use sluice_core::analysis::compare::{Level, Profile, compare};
 use sluice_core::analysis::signature::{self, Signature, dimensions, mean, nearest};
 use sluice_core::analysis::{self, AnalysisOptions};
@@ -13,22 +15,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn write_wav(path: &Path, rate: u32, planes: &[Vec<f32>]) {
-    let spec = hound::WavSpec {
-        channels: planes.len() as u16,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..planes[0].len() {
-        for p in planes {
-            w.write_sample(p[i]).unwrap();
-        }
-    }
-    w.finalize().unwrap();
 }
 
 fn signature_of(path: &Path) -> Signature {
@@ -47,7 +33,7 @@ fn track(dir: &Path, name: &str, rate: u32, style: &Style, seed: u64, gain_db: f
         .into_iter()
         .map(|p| p.into_iter().map(|v| v * k).collect())
         .collect();
-    write_wav(&path, rate, &planes);
+    common::write_float_wav(&path, rate, &planes);
     signature_of(&path)
 }
 
@@ -234,7 +220,7 @@ fn a_low_band_excess_is_recommended_at_every_level_and_a_track_inside_gets_nothi
     for k in 0..5 {
         let s = member(&house, &mut rng);
         let path = dir.join(format!("ref{k}.wav"));
-        write_wav(
+        common::write_float_wav(
             &path,
             rate,
             &at_loudness(styled(rate, 8.0, &s, 300 + k), rate, -14.0),
@@ -246,7 +232,7 @@ fn a_low_band_excess_is_recommended_at_every_level_and_a_track_inside_gets_nothi
 
     // The same style, another seed, at the same loudness: inside everywhere.
     let inside = dir.join("inside.wav");
-    write_wav(
+    common::write_float_wav(
         &inside,
         rate,
         &at_loudness(styled(rate, 8.0, &house, 999), rate, -14.0),
@@ -256,7 +242,7 @@ fn a_low_band_excess_is_recommended_at_every_level_and_a_track_inside_gets_nothi
     let mut heavy = house;
     heavy.band_gains_db[0] += 4.0;
     let excess = dir.join("excess.wav");
-    write_wav(
+    common::write_float_wav(
         &excess,
         rate,
         &at_loudness(styled(rate, 8.0, &heavy, 999), rate, -14.0),
@@ -310,13 +296,13 @@ fn silence_and_short_tracks_make_no_signature() {
     let dir = temp_dir("refuse");
     let rate = 48_000;
     let silent = dir.join("silent.wav");
-    write_wav(
+    common::write_float_wav(
         &silent,
         rate,
         &[vec![0.0; 5 * rate as usize], vec![0.0; 5 * rate as usize]],
     );
     let short = dir.join("short.wav");
-    write_wav(&short, rate, &styled(rate, 2.0, &Style::default(), 1));
+    common::write_float_wav(&short, rate, &styled(rate, 2.0, &Style::default(), 1));
     let opts = AnalysisOptions {
         sections: signature::SECTIONS.to_vec(),
         ..AnalysisOptions::default()

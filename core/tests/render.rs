@@ -1,9 +1,12 @@
 //! Render stages and the renderer: exactness, normalization accuracy, the true-peak limiter,
 //! dither, fades, regions, trimming and channel mapping, on generated audio.
 
+mod common;
+
+use common::Collect;
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
-use sluice_core::encode::{EncodeError, Encoder};
+use sluice_core::encode::Encoder;
 use sluice_core::render::dither::{DitherMode, Quantize};
 use sluice_core::render::normalize::{Normalize, NormalizeTarget, TruePeakLimiter};
 use sluice_core::render::stages::{
@@ -15,25 +18,6 @@ use sluice_core::render::{
 };
 use sluice_core::signal::{self, Rng};
 use std::sync::{Arc, Mutex};
-
-/// An encoder that keeps what it receives.
-struct Collect(Arc<Mutex<Vec<Vec<f32>>>>);
-
-impl Encoder for Collect {
-    fn write(&mut self, block: &Block) -> Result<(), EncodeError> {
-        let mut v = self.0.lock().unwrap();
-        if v.is_empty() {
-            *v = vec![Vec::new(); block.channels()];
-        }
-        for (d, s) in v.iter_mut().zip(block.planes()) {
-            d.extend_from_slice(s);
-        }
-        Ok(())
-    }
-    fn finish(self: Box<Self>) -> Result<(), EncodeError> {
-        Ok(())
-    }
-}
 
 struct Rendered {
     planes: Vec<Vec<f32>>,

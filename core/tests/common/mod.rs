@@ -1,8 +1,11 @@
 //! Helpers shared by the core's integration tests.
 #![allow(dead_code)]
 
+use sluice_core::encode::{EncodeError, Encoder};
+use sluice_core::render::Block;
 use sluice_core::{Decoder, StreamInfo};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -139,4 +142,40 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         eprintln!("SKIPPED: {name} not found (set SLUICE_REQUIRE_TOOLS=1 to make this fail)");
     }
     found
+}
+
+/// An encoder that keeps what it receives (planar).
+pub struct Collect(pub Arc<Mutex<Vec<Vec<f32>>>>);
+
+impl Encoder for Collect {
+    fn write(&mut self, block: &Block) -> Result<(), EncodeError> {
+        let mut v = self.0.lock().unwrap();
+        if v.is_empty() {
+            *v = vec![Vec::new(); block.channels()];
+        }
+        for (d, s) in v.iter_mut().zip(block.planes()) {
+            d.extend_from_slice(s);
+        }
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<(), EncodeError> {
+        Ok(())
+    }
+}
+
+/// `planes` as a 32-bit float WAV at `rate`.
+pub fn write_float_wav(path: &Path, rate: u32, planes: &[Vec<f32>]) {
+    let spec = hound::WavSpec {
+        channels: planes.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..planes[0].len() {
+        for p in planes {
+            w.write_sample(p[i]).unwrap();
+        }
+    }
+    w.finalize().unwrap();
 }
