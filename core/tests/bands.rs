@@ -244,3 +244,31 @@ fn the_bands_section_of_an_analysis_also_measures_the_stereo_section() {
         assert!(band.width.unwrap() < 1e-9, "{band:?}");
     }
 }
+
+#[test]
+fn telephone_rates_measure_the_bands_they_hold() {
+    // At 8, 11.025 and 12 kHz the high band (from 6 kHz) is above what the file can hold:
+    // it reads nothing, and the others are measured as at any rate — their shares add up to
+    // 100 % and noise in the mid band is found there. (The high band's high-pass at 6 kHz,
+    // past the Nyquist frequency, once turned every band's share into nothing.)
+    for rate in [8_000u32, 11_025, 12_000] {
+        let frames = 8 * rate as usize;
+        let l = band_noise(5, 700.0, 1400.0, 0.1, frames, rate);
+        let r = band_noise(6, 700.0, 1400.0, 0.1, frames, rate);
+        let m = measure(&l, &r, rate);
+        let high = &m[4];
+        assert_eq!(high.rms_dbfs, None, "{rate} Hz: {high:?}");
+        assert_eq!(high.share_percent, None, "{rate} Hz: {high:?}");
+        let shares: f64 = m[..4].iter().map(|b| b.share_percent.unwrap()).sum();
+        assert!((shares - 100.0).abs() < 1e-6, "{rate} Hz: {m:#?}");
+        let mid = &m[2];
+        assert!(mid.share_percent.unwrap() > 95.0, "{rate} Hz: {m:#?}");
+        assert!(
+            (mid.rms_dbfs.unwrap() + 20.0).abs() < 0.3,
+            "{rate} Hz: {mid:?}"
+        );
+        for b in &m[..4] {
+            assert!(b.peak_dbfs.is_some_and(f64::is_finite), "{rate} Hz: {b:?}");
+        }
+    }
+}

@@ -10,7 +10,9 @@
 //! band the response is flat to −0.03 dB an octave from both edges (the mid band at 1 kHz) and
 //! −0.2 dB in the middle of the narrowest band (low-mid, 316 Hz). (A Linkwitz-Riley split,
 //! −6 dB at the edges, would read a band's middle 1–1.3 dB low.) The high band's 20 kHz
-//! low-pass is left out where 20 kHz is above 0.45 of the sample rate. All ten filters (five
+//! low-pass is left out where 20 kHz is above 0.45 of the sample rate, and a band whose lower
+//! edge is above 0.45 of the rate (the high band at 8 to 12 kHz) reads nothing (its share
+//! too: the others' add up to 100 %). All ten filters (five
 //! bands, two channels) run side by side in two 8-lane `f32` vectors, transposed direct form II
 //! with fused multiply-adds (see `Filters` for the layout), their
 //! coefficients from the bilinear transform prewarped to the edges; their sums are kept per
@@ -100,8 +102,18 @@ impl Biquad {
 /// `1 / (2 cos(3π/8))`.
 const BUTTERWORTH4_Q: [f64; 2] = [0.541_196_100_146_197, 1.306_562_964_876_376_6];
 
-/// The four sections of band `b` at `rate`: the high-pass pair, then the low-pass pair.
+/// Whether band `b` is measured at `rate`: its lower edge under 0.45 of the rate (at 8 to
+/// 12 kHz the high band, from 6 kHz, is not: it reads nothing).
+fn held(b: usize, rate: f64) -> bool {
+    BANDS[b].1 < 0.45 * rate
+}
+
+/// The four sections of band `b` at `rate`: the high-pass pair, then the low-pass pair
+/// (identities for a band not [`held`], whose gain is then 0).
 fn band_sections(b: usize, rate: f64) -> [Biquad; SECTIONS] {
+    if !held(b, rate) {
+        return [Biquad::IDENTITY; SECTIONS];
+    }
     let (_, lo, hi) = BANDS[b];
     let [q1, q2] = BUTTERWORTH4_Q;
     let hp = |q| Biquad::section(lo, rate, q, true);
@@ -122,9 +134,8 @@ const W: usize = 8;
 /// the feedback ones negated), its numerator divided by `b0`: a Butterworth section's is
 /// then `1, ±2, 1`, so `b0` and `b2` take no multiply (each band's product of the `b0`s is
 /// applied to its sums instead, in `f64`), and `c1` is −2 in a high-pass section, 2 in a
-/// low-pass one. An identity section is `c1 = 2,
-/// na1 = −2, na2 = −1` (it stands only where a low-pass would): from a zero state it passes
-/// `x` exactly and its state stays zero.
+/// low-pass one. An identity section is `c1 = ±2` (as its slot's kind), `na1 = −c1`,
+/// `na2 = −1`: from a zero state it passes `x` exactly and its state stays zero.
 #[derive(Clone, Copy, Default)]
 struct Coefs {
     /// `b1 / b0`.
@@ -134,11 +145,13 @@ struct Coefs {
 }
 
 impl Coefs {
-    /// Sets `lane` to section `q` and returns the gain taken out of it (`b0`).
-    fn set(&mut self, lane: usize, q: &Biquad) -> f64 {
+    /// Sets `lane` to section `q`, in a high-pass slot or a low-pass one, and returns the gain
+    /// taken out of it (`b0`).
+    fn set(&mut self, lane: usize, q: &Biquad, high_pass: bool) -> f64 {
         if *q == Biquad::IDENTITY {
-            self.c1[lane] = 2.0;
-            self.na1[lane] = -2.0;
+            let c1 = if high_pass { -2.0 } else { 2.0 };
+            self.c1[lane] = c1;
+            self.na1[lane] = -c1;
             self.na2[lane] = -1.0;
             return 1.0;
         }
@@ -432,14 +445,17 @@ impl BandMeter {
             for (k, q) in band_sections(b, rate).iter().enumerate() {
                 for c in 0..2 {
                     let g = if b < 4 {
-                        filters.low[k].set(2 * b + c, q)
+                        filters.low[k].set(2 * b + c, q, k < 2)
                     } else {
-                        filters.high.set(2 * k + c, q)
+                        filters.high.set(2 * k + c, q, k < 2)
                     };
                     if c == 0 {
                         *gain *= g;
                     }
                 }
+            }
+            if !held(b, rate) {
+                *gain = 0.0;
             }
         }
         // The AVX2 path takes the low vector's sections as two high-passes then two low-passes.
@@ -568,7 +584,7 @@ impl BandMeter {
                     name,
                     low_hz,
                     high_hz,
-                    share_percent: (all > 0.0).then(|| 100.0 * energy / all),
+                    share_percent: (all > 0.0 && self.gains[b] > 0.0).then(|| 100.0 * energy / all),
                     rms_dbfs,
                     peak_dbfs,
                     crest_db: rms_dbfs.zip(peak_dbfs).map(|(r, p)| p - r),
