@@ -66,6 +66,9 @@ enum Command {
     /// Compare a track with a genre's profile or a reference: bands, dynamics, stereo, and
     /// recommendations (gentle, suggestive or assertive).
     Compare(cli::compare::Args),
+    /// Serve the HTTP API over a root: uploads, metadata, analysis, waveforms and formats,
+    /// with its OpenAPI document at /openapi.json (docs/API.md).
+    Serve(cli::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +112,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Formats(a) => cli::formats::run(a),
         Command::Ref { action } => cli::reference::run(action),
         Command::Compare(a) => cli::compare::run(a),
+        Command::Serve(a) => cli::serve::run(a),
     }
 }
 

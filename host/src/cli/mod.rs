@@ -26,6 +26,7 @@ pub mod jobs;
 pub mod reference;
 pub mod retry;
 pub mod run;
+pub mod serve;
 pub mod stats;
 pub mod watch;
 

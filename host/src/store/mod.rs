@@ -61,11 +61,18 @@ const PIPELINE_FILES: TableDefinition<&str, &str> = TableDefinition::new("pipeli
 mod references;
 pub use references::{Duplicate, NewReference, ReferenceRecord, genre_key};
 use references::{REF_CHUNKS, REF_HASHES, REF_SUMS, REFS};
+mod uploads;
+use uploads::UPLOADS;
+pub use uploads::UploadRecord;
 
 type Migration = fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>;
 /// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`. A change to the tables or
 /// records that old files cannot be read as goes here, and never changes once released.
-const MIGRATIONS: &[Migration] = &[reserve_planned_paths, references::reference_tables];
+const MIGRATIONS: &[Migration] = &[
+    reserve_planned_paths,
+    references::reference_tables,
+    uploads::upload_table,
+];
 
 /// Schema 1 → 2: the RESERVED table, filled from the queued and running jobs (before, the
 /// host kept their paths in memory).
@@ -511,6 +518,9 @@ impl Store {
             tx.open_table(REF_CHUNKS).map_err(|e| self.err(e))?;
             tx.open_table(REF_SUMS).map_err(|e| self.err(e))?;
             tx.open_table(REF_HASHES).map_err(|e| self.err(e))?;
+        }
+        if target >= 4 {
+            tx.open_table(UPLOADS).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }

@@ -1,0 +1,723 @@
+//! The routes of the specifications Sluice grew from, with their JSON field names: uploads,
+//! metadata, analysis, waveform, formats and health.
+//!
+//! A file's id is the BLAKE3 hash of its content (hex): the same audio uploaded twice is one
+//! file, kept under the name it first came with. Uploads stream to a temporary file in
+//! `uploads/.incoming/` while they are hashed (never whole in memory), are probed, and only
+//! then take their place in `uploads/YYYY/MM/DD/` (a name already there gets `-2`, `-3`...);
+//! a refused or broken upload leaves nothing behind.
+
+use super::{ApiError, AppState, ErrorBody};
+use crate::confine;
+use crate::store::UploadRecord;
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sluice_core::analysis::{AnalysisOptions, Section};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::AsyncWriteExt;
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+
+type St = State<Arc<AppState>>;
+
+pub(super) fn routes(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
+    // The multipart body around the file: its headers and the other fields.
+    let limit = usize::try_from(max_upload_bytes.saturating_add(1 << 20)).unwrap_or(usize::MAX);
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(upload).layer(DefaultBodyLimit::max(limit)))
+        .routes(routes!(metadata))
+        .routes(routes!(analysis))
+        .routes(routes!(waveform))
+        .routes(routes!(formats))
+        .routes(routes!(format))
+}
+
+/// Runs blocking work (the store, decoding) off the server's threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// `healthy`.
+    status: &'static str,
+    version: &'static str,
+}
+
+/// Whether the server is up.
+#[utoipa::path(get, path = "/health", tag = "audio", responses((status = 200, body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "healthy",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// A file's facts and tags (the specification's metadata object).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AudioMetadata {
+    /// The content's BLAKE3 hash, hex: the file's id in every route.
+    file_id: String,
+    file_name: String,
+    /// Seconds.
+    duration: Option<f64>,
+    sample_rate: u32,
+    channels: u32,
+    /// Sluice's format id (`wav`, `flac`, `mp3`, `ogg_vorbis`, `m4a_aac`...).
+    format: String,
+    /// Bytes.
+    file_size: u64,
+    /// Bits per sample of stored PCM; null for lossy codecs.
+    bit_depth: Option<u32>,
+    title: Option<String>,
+    artist: Option<String>,
+    album: Option<String>,
+    genre: Option<String>,
+    year: Option<i32>,
+    /// From the file's tags.
+    bpm: Option<f64>,
+    /// From the file's tags (`Am`, `F#`, `8A`...).
+    key_signature: Option<String>,
+}
+
+fn metadata_of(rec: &UploadRecord, tags: bool) -> AudioMetadata {
+    let i = &rec.info;
+    let s = |p: &str| {
+        i.pointer(p)
+            .and_then(Value::as_str)
+            .filter(|_| tags)
+            .map(str::to_string)
+    };
+    AudioMetadata {
+        file_id: rec.id.clone(),
+        file_name: rec.file_name.clone(),
+        duration: i.pointer("/duration_seconds").and_then(Value::as_f64),
+        sample_rate: u32_at(i, "/sample_rate"),
+        channels: u32_at(i, "/channels"),
+        format: i
+            .pointer("/format")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        file_size: rec.size,
+        bit_depth: i
+            .pointer("/bit_depth")
+            .and_then(Value::as_u64)
+            .map(|v| v as u32),
+        title: s("/tags/title"),
+        artist: s("/tags/artist"),
+        album: s("/tags/album"),
+        genre: s("/tags/genre"),
+        year: i
+            .pointer("/tags/year")
+            .and_then(Value::as_i64)
+            .filter(|_| tags)
+            .map(|v| v as i32),
+        bpm: i
+            .pointer("/tags/bpm")
+            .and_then(Value::as_f64)
+            .filter(|_| tags),
+        key_signature: s("/tags/initial_key"),
+    }
+}
+
+fn u32_at(v: &Value, p: &str) -> u32 {
+    v.pointer(p).and_then(Value::as_u64).unwrap_or(0) as u32
+}
+
+/// The multipart form of an upload (for the OpenAPI document).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// The audio file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Read the file's tags (default true); false leaves the tag fields null.
+    extract_metadata: Option<bool>,
+}
+
+/// Temporary files of uploads in progress, numbered in this process.
+static INCOMING: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary file removed when dropped unless kept.
+struct Incoming {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The last component of a client's file name, without control characters and never hidden.
+fn safe_name(given: Option<&str>) -> String {
+    let last = given.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = last.chars().filter(|c| !c.is_control()).collect();
+    let clean = clean.trim().trim_start_matches('.').to_string();
+    let clean: String = clean.chars().take(200).collect();
+    if clean.is_empty() {
+        "upload".to_string()
+    } else {
+        clean
+    }
+}
+
+/// Upload an audio file (multipart `file`, `extract_metadata`).
+#[utoipa::path(
+    post,
+    path = "/api/audio/upload",
+    tag = "audio",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The file's metadata", body = AudioMetadata),
+        (status = 400, description = "No file, or not audio Sluice reads", body = ErrorBody),
+        (status = 401, description = "No or wrong bearer token", body = ErrorBody),
+        (status = 413, description = "Larger than the server's upload limit", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn upload(
+    State(st): St,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Json<AudioMetadata>, ApiError> {
+    let mut form = form.map_err(|e| {
+        ApiError::bad_request(
+            "bad_multipart",
+            format!("{}: send the file as multipart/form-data", e.body_text()),
+        )
+    })?;
+    let mut extract = true;
+    let mut got: Option<(Incoming, String, String, u64)> = None;
+    let multipart = |e: axum::extract::multipart::MultipartError| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(st.max_upload_bytes)
+        } else {
+            ApiError::new(status, "bad_multipart", e.body_text())
+        }
+    };
+    while let Some(mut field) = form.next_field().await.map_err(multipart)? {
+        match field.name() {
+            Some("file") => {
+                if got.is_some() {
+                    return Err(ApiError::bad_request(
+                        "bad_multipart",
+                        "more than one `file` field: upload one file per request",
+                    ));
+                }
+                let name = safe_name(field.file_name());
+                let n = INCOMING.fetch_add(1, Ordering::Relaxed);
+                let rel = Path::new("uploads")
+                    .join(".incoming")
+                    .join(format!("{}-{n}-{name}", std::process::id()));
+                let root = st.root.clone();
+                let path = blocking(move || {
+                    confine::prepare(&root, &rel).map_err(|e| ApiError::internal(e.to_string()))
+                })
+                .await?;
+                let tmp = Incoming { path, keep: false };
+                let mut file = tokio::fs::File::create(&tmp.path)
+                    .await
+                    .map_err(ApiError::internal)?;
+                let mut hasher = blake3::Hasher::new();
+                let mut size = 0u64;
+                while let Some(chunk) = field.chunk().await.map_err(multipart)? {
+                    size += chunk.len() as u64;
+                    if size > st.max_upload_bytes {
+                        return Err(too_large(st.max_upload_bytes));
+                    }
+                    hasher.update(&chunk);
+                    file.write_all(&chunk).await.map_err(ApiError::internal)?;
+                }
+                file.sync_all().await.map_err(ApiError::internal)?;
+                drop(file);
+                got = Some((tmp, name, hasher.finalize().to_hex().to_string(), size));
+            }
+            Some("extract_metadata") => {
+                let text = field.text().await.map_err(multipart)?;
+                extract = match text.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" | "" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    other => {
+                        return Err(ApiError::bad_request(
+                            "bad_field",
+                            format!("extract_metadata: `{other}` is not true or false"),
+                        ));
+                    }
+                };
+            }
+            _ => {}
+        }
+    }
+    let Some((tmp, name, hash, size)) = got else {
+        return Err(ApiError::bad_request(
+            "no_file",
+            "no `file` field in the form: send the audio as multipart field `file`",
+        ));
+    };
+    if size == 0 {
+        return Err(ApiError::bad_request(
+            "unsupported_audio",
+            format!("{name}: the file is empty"),
+        ));
+    }
+    let st2 = Arc::clone(&st);
+    let rec = blocking(move || keep_upload(&st2, tmp, name, hash, size)).await?;
+    Ok(Json(metadata_of(&rec, extract)))
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "the upload is larger than this server accepts ({} MB; `sluice serve --max-upload-mb`)",
+            max / 1_000_000
+        ),
+    )
+}
+
+/// Probes the uploaded file and gives it its place (or finds its content already there).
+fn keep_upload(
+    st: &AppState,
+    tmp: Incoming,
+    name: String,
+    hash: String,
+    size: u64,
+) -> Result<UploadRecord, ApiError> {
+    if let Some(old) = st.store.upload(&hash).map_err(ApiError::internal)? {
+        return Ok(old);
+    }
+    let info = sluice_core::info(&tmp.path, &sluice_core::InfoOptions::default()).map_err(|e| {
+        // The message names the client's file, not the server's temporary path.
+        let msg = e
+            .to_string()
+            .replace(&tmp.path.display().to_string(), &name);
+        ApiError::bad_request("unsupported_audio", msg)
+    })?;
+    let mut info = serde_json::to_value(&info).map_err(ApiError::internal)?;
+    if let Some(o) = info.as_object_mut() {
+        o.remove("path");
+    }
+    let day = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let dir = Path::new("uploads").join(day.strftime("%Y/%m/%d").to_string());
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
+        _ => (name.clone(), String::new()),
+    };
+    let mut placed = None;
+    for k in 1..10_000 {
+        let candidate = if k == 1 {
+            name.clone()
+        } else {
+            format!("{stem}-{k}{ext}")
+        };
+        let rel = dir.join(&candidate);
+        let dest =
+            confine::prepare(&st.root, &rel).map_err(|e| ApiError::internal(e.to_string()))?;
+        // A hard link never replaces what is there: the name is ours once it succeeds.
+        match std::fs::hard_link(&tmp.path, &dest) {
+            Ok(()) => {
+                placed = Some((rel, dest));
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(ApiError::internal(format!("{}: {e}", dest.display()))),
+        }
+    }
+    let Some((rel, dest)) = placed else {
+        return Err(ApiError::internal(format!(
+            "no free name for {name} in {}",
+            dir.display()
+        )));
+    };
+    // `tmp` goes when dropped: the content stays under `dest`.
+    let rec = UploadRecord {
+        id: hash,
+        file_name: name,
+        rel: rel.to_string_lossy().into_owned(),
+        size,
+        uploaded_ms: crate::store::now_ms(),
+        info,
+        analysis: None,
+    };
+    let kept = st.store.add_upload(&rec).map_err(ApiError::internal)?;
+    if kept.rel != rec.rel {
+        // The same content arrived at the same time and was recorded first.
+        let _ = std::fs::remove_file(&dest);
+    }
+    Ok(kept)
+}
+
+/// The upload `id` names, or 404.
+fn find(st: &AppState, id: &str) -> Result<UploadRecord, ApiError> {
+    let valid = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    let rec = if valid {
+        st.store.upload(id).map_err(ApiError::internal)?
+    } else {
+        None
+    };
+    rec.ok_or_else(|| ApiError::not_found(format!("no uploaded file with id `{id}`")))
+}
+
+/// An uploaded file's metadata.
+#[utoipa::path(
+    get,
+    path = "/api/audio/files/{file_id}/metadata",
+    tag = "audio",
+    params(("file_id" = String, Path, description = "The id the upload answered with")),
+    responses(
+        (status = 200, body = AudioMetadata),
+        (status = 404, body = ErrorBody),
+    )
+)]
+async fn metadata(
+    State(st): St,
+    UrlPath(file_id): UrlPath<String>,
+) -> Result<Json<AudioMetadata>, ApiError> {
+    let rec = blocking(move || find(&st, &file_id)).await?;
+    Ok(Json(metadata_of(&rec, true)))
+}
+
+/// The specification's analysis fields, and Sluice's whole report under `sluice`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AudioAnalysis {
+    file_id: String,
+    /// Seconds.
+    duration: Option<f64>,
+    sample_rate: u32,
+    channels: u32,
+    /// Integrated loudness, LUFS (EBU R 128 / ITU-R BS.1770-4).
+    loudness_lufs: Option<f64>,
+    /// True peak, dBTP.
+    loudness_peak: Option<f64>,
+    /// RMS of all samples, dBFS (a full-scale sine reads −3.01).
+    rms_level: Option<f64>,
+    /// The "DR" figure mastering engineers know, dB.
+    dynamic_range: Option<f64>,
+    /// Sign changes, summed over channels.
+    zero_crossings: Option<u64>,
+    /// Hz.
+    spectral_centroid: Option<f64>,
+    /// Hz.
+    spectral_bandwidth: Option<f64>,
+    /// Hz (85 % of the energy below).
+    spectral_rolloff: Option<f64>,
+    /// Beats per minute; null where the music has no steady beat.
+    tempo: Option<f64>,
+    /// `A minor`, `F# major`...; null where no key is clear.
+    key: Option<String>,
+    /// Sluice's full analysis report (docs/ANALYSIS.md).
+    #[schema(value_type = Object)]
+    sluice: Value,
+}
+
+fn analysis_of(rec: &UploadRecord, report: &Value) -> AudioAnalysis {
+    let f = |p: &str| report.pointer(p).and_then(Value::as_f64);
+    AudioAnalysis {
+        file_id: rec.id.clone(),
+        duration: f("/stream/duration_seconds"),
+        sample_rate: u32_at(report, "/stream/sample_rate"),
+        channels: u32_at(report, "/stream/channels"),
+        loudness_lufs: f("/loudness/integrated_lufs"),
+        loudness_peak: f("/loudness/true_peak_dbtp"),
+        rms_level: f("/levels/rms_dbfs"),
+        dynamic_range: f("/levels/dynamic_range_db"),
+        zero_crossings: report
+            .pointer("/levels/zero_crossings")
+            .and_then(Value::as_u64),
+        spectral_centroid: f("/spectrum/centroid_hz"),
+        spectral_bandwidth: f("/spectrum/bandwidth_hz"),
+        spectral_rolloff: f("/spectrum/rolloff_hz"),
+        tempo: f("/tempo/bpm"),
+        key: report
+            .pointer("/key/key")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        sluice: report.clone(),
+    }
+}
+
+/// Runs the analysis of an upload with `opts` on this thread and the others the machine has.
+fn analyse(st: &AppState, rec: &UploadRecord, opts: &AnalysisOptions) -> Result<Value, ApiError> {
+    let path = confine::resolve(&st.root, Path::new(&rec.rel))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hidden =
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let report = crate::analyze::analyze_file(&path, opts, lanes, &hidden).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "undecodable_audio",
+            e.to_string()
+                .replace(&path.display().to_string(), &rec.file_name),
+        )
+    })?;
+    let mut v = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("path");
+    }
+    Ok(v)
+}
+
+/// An uploaded file's analysis: run once per content, then kept.
+#[utoipa::path(
+    get,
+    path = "/api/audio/files/{file_id}/analysis",
+    tag = "audio",
+    params(("file_id" = String, Path, description = "The id the upload answered with")),
+    responses(
+        (status = 200, body = AudioAnalysis),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "The audio could not be decoded to its end", body = ErrorBody),
+    )
+)]
+async fn analysis(
+    State(st): St,
+    UrlPath(file_id): UrlPath<String>,
+) -> Result<Json<AudioAnalysis>, ApiError> {
+    let out = blocking(move || {
+        let rec = find(&st, &file_id)?;
+        let report = match &rec.analysis {
+            Some(a) => a.clone(),
+            None => {
+                let a = analyse(&st, &rec, &AnalysisOptions::default())?;
+                st.store
+                    .set_upload_analysis(&rec.id, a.clone())
+                    .map_err(ApiError::internal)?;
+                a
+            }
+        };
+        Ok(analysis_of(&rec, &report))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+struct WaveformQuery {
+    /// Points wanted (1 to 100,000; default 1000).
+    target_length: Option<usize>,
+}
+
+/// The waveform overview (the specification's object).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WaveformPeaks {
+    /// Per point, the largest magnitude of any channel in its stretch of time (0..1).
+    peaks: Vec<f32>,
+    /// The number of points.
+    length: usize,
+    sample_rate: u32,
+    /// Seconds each point covers.
+    seconds_per_point: f64,
+}
+
+const MAX_WAVEFORM: usize = 100_000;
+
+/// An uploaded file's waveform overview, `target_length` points.
+#[utoipa::path(
+    get,
+    path = "/api/audio/files/{file_id}/waveform",
+    tag = "audio",
+    params(
+        ("file_id" = String, Path, description = "The id the upload answered with"),
+        WaveformQuery
+    ),
+    responses(
+        (status = 200, body = WaveformPeaks),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+async fn waveform(
+    State(st): St,
+    UrlPath(file_id): UrlPath<String>,
+    Query(q): Query<WaveformQuery>,
+) -> Result<Json<WaveformPeaks>, ApiError> {
+    let n = q.target_length.unwrap_or(1000);
+    if n == 0 || n > MAX_WAVEFORM {
+        return Err(ApiError::bad_request(
+            "bad_field",
+            format!("target_length: {n} is not between 1 and {MAX_WAVEFORM}"),
+        ));
+    }
+    let out = blocking(move || {
+        let rec = find(&st, &file_id)?;
+        let default = AnalysisOptions::default();
+        let report = match &rec.analysis {
+            Some(a) if n == default.waveform_buckets => a.clone(),
+            _ => {
+                let opts = AnalysisOptions {
+                    sections: vec![Section::Waveform],
+                    waveform_buckets: n,
+                    ..default
+                };
+                analyse(&st, &rec, &opts)?
+            }
+        };
+        let w = report
+            .get("waveform")
+            .ok_or_else(|| ApiError::internal("no waveform in the report"))?;
+        let buckets = w.get("buckets").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let mut peaks = vec![0f32; buckets];
+        let values = |c: &Value, k: &str| -> Vec<f32> {
+            c.get(k)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect())
+                .unwrap_or_default()
+        };
+        for c in w
+            .get("channels")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for (p, (lo, hi)) in peaks
+                .iter_mut()
+                .zip(values(c, "min").into_iter().zip(values(c, "max")))
+            {
+                *p = p.max(lo.abs()).max(hi.abs());
+            }
+        }
+        let seconds_per_point = w
+            .get("bucket_seconds")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        Ok(WaveformPeaks {
+            length: peaks.len(),
+            peaks,
+            sample_rate: u32_at(&report, "/stream/sample_rate"),
+            seconds_per_point,
+        })
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// The formats Sluice writes.
+#[derive(Serialize, ToSchema)]
+struct FormatList {
+    /// Format names, as `GET /api/audio/formats/{name}` takes them.
+    formats: Vec<String>,
+    /// Every file extension of those formats.
+    extensions: Vec<String>,
+}
+
+/// One output format (the specification's object).
+#[derive(Serialize, ToSchema)]
+struct FormatDetail {
+    name: String,
+    /// The usual extension.
+    extension: String,
+    /// `lossless` or `lossy`.
+    compression: String,
+    /// What sets the quality: `lossless`, or the encoder's settings.
+    quality: String,
+    max_sample_rate: u32,
+    /// Bits of integer PCM; null for lossy formats.
+    max_bit_depth: Option<u32>,
+    supported_bit_depths: Vec<u32>,
+    /// Bytes per minute of 44.1 kHz stereo at the default settings (for lossless
+    /// compression, typical music).
+    file_size_estimate: u64,
+}
+
+fn writable() -> Vec<&'static sluice_core::formats::FormatInfo> {
+    sluice_core::encode::formats()
+        .into_iter()
+        .filter(|l| l.encode)
+        .map(|l| l.info)
+        .collect()
+}
+
+/// Output formats.
+#[utoipa::path(get, path = "/api/audio/formats", tag = "audio", responses((status = 200, body = FormatList)))]
+async fn formats() -> Json<FormatList> {
+    let all = writable();
+    let mut extensions: Vec<String> = Vec::new();
+    for e in all.iter().flat_map(|f| f.extensions.iter()) {
+        if !extensions.iter().any(|x| x == e) {
+            extensions.push(e.to_string());
+        }
+    }
+    Json(FormatList {
+        formats: all.iter().map(|f| f.id.to_string()).collect(),
+        extensions,
+    })
+}
+
+/// One output format, by name or extension.
+#[utoipa::path(
+    get,
+    path = "/api/audio/formats/{name}",
+    tag = "audio",
+    params(("name" = String, Path, description = "A format id (`wav`, `flac`...) or extension")),
+    responses((status = 200, body = FormatDetail), (status = 404, body = ErrorBody))
+)]
+async fn format(UrlPath(name): UrlPath<String>) -> Result<Json<FormatDetail>, ApiError> {
+    let lower = name.to_ascii_lowercase();
+    let f = writable()
+        .into_iter()
+        .find(|f| f.id == lower || f.extensions.contains(&lower.as_str()))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no output format `{name}` (formats: {})",
+                sluice_core::encode::codec_names()
+            ))
+        })?;
+    // 16-bit 44.1 kHz stereo PCM: 10,584,000 bytes a minute.
+    const PCM_MINUTE: u64 = 44_100 * 2 * 2 * 60;
+    let (quality, estimate) = match f.id {
+        "flac" => (
+            "lossless (compression level 0-8, default 5)",
+            PCM_MINUTE * 6 / 10,
+        ),
+        "mp3" => (
+            "VBR quality 0-9 or a constant bitrate (kbps)",
+            192_000 / 8 * 60,
+        ),
+        "ogg_vorbis" => ("quality -1 to 10", 160_000 / 8 * 60),
+        _ if f.lossless => ("lossless", PCM_MINUTE),
+        _ => ("the encoder's default", 160_000 / 8 * 60),
+    };
+    Ok(Json(FormatDetail {
+        name: f.id.to_string(),
+        extension: f.extensions.first().copied().unwrap_or(f.id).to_string(),
+        compression: if f.lossless { "lossless" } else { "lossy" }.to_string(),
+        quality: quality.to_string(),
+        max_sample_rate: f.max_sample_rate,
+        max_bit_depth: f.bit_depths.iter().copied().max(),
+        supported_bit_depths: f.bit_depths.to_vec(),
+        file_size_estimate: estimate,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_name;
+
+    #[test]
+    fn client_file_names_lose_their_folders_and_never_hide() {
+        assert_eq!(safe_name(Some("../../etc/passwd")), "passwd");
+        assert_eq!(safe_name(Some("C:\\music\\a.wav")), "a.wav");
+        assert_eq!(safe_name(Some(".hidden.wav")), "hidden.wav");
+        assert_eq!(safe_name(Some("a\u{0}b\n.wav")), "ab.wav");
+        assert_eq!(safe_name(Some("..")), "upload");
+        assert_eq!(safe_name(None), "upload");
+    }
+}

@@ -1,0 +1,302 @@
+//! `sluice serve`: the HTTP face of the engine (axum), with its OpenAPI 3.1 document at
+//! `/openapi.json` (utoipa).
+//!
+//! The routes of the specifications Sluice grew from keep their paths and JSON field names
+//! (see `audio.rs` and docs/API.md), so their clients work unchanged. What the server keeps
+//! lives in the root like everything else: uploads under `uploads/YYYY/MM/DD/`, their index and
+//! cached analyses in the root's state database (the same redb file as the watch folders'), the
+//! API token in `.sluice/api-token`.
+//!
+//! Security: it listens on loopback unless told otherwise; every mutating route (POST, PUT,
+//! PATCH, DELETE) needs `Authorization: Bearer TOKEN`, and on a non-loopback address every
+//! route but `/health` does. Errors are a JSON object `{"detail": MESSAGE, "error": {"kind":
+//! KIND, "message": MESSAGE}}` (`detail` as FastAPI clients expect it) and never carry a stack
+//! trace or a path outside what the client sent.
+
+mod audio;
+
+use crate::config::Config;
+use crate::store::Store;
+use anyhow::{Context, Result};
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// How `sluice serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// The largest upload accepted, bytes.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
+            max_upload_bytes: 2 << 30,
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub root: PathBuf,
+    pub store: Store,
+    pub token: String,
+    /// Listening on a loopback address: reads need no token.
+    pub loopback: bool,
+    pub max_upload_bytes: u64,
+}
+
+/// An error as the API answers it.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn not_found(what: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+    pub fn bad_request(kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, kind, message)
+    }
+    /// A failure of the server itself: logged in full, answered without internals.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server could not complete the request (see its log)",
+        )
+    }
+}
+
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    /// The message (FastAPI's field).
+    detail: String,
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// A stable name for the kind of error (`not_found`, `too_large`, `unsupported_audio`...).
+    kind: String,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            detail: self.message.clone(),
+            error: ErrorDetail {
+                kind: self.kind.to_string(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice",
+        description = "The Sluice audio engine over HTTP: uploads, metadata, analysis, waveforms and formats (the routes of the specifications Sluice grew from), with Sluice's full reports.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = api.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The documented routes.
+fn api(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(audio::routes(max_upload_bytes))
+}
+
+/// The API's router and its OpenAPI document.
+fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (api_router, api) = api(state.max_upload_bytes).split_for_parts();
+    let doc = api.clone();
+    let router = api_router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { Json(doc) }
+            }),
+        )
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authorize,
+        ))
+        .with_state(state);
+    (router, api)
+}
+
+/// Checks the bearer token where one is needed (see the module documentation).
+async fn authorize(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let needed = !reads || (!st.loopback && req.uri().path() != "/health");
+    if needed {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = given.is_some_and(|g| same(g.as_bytes(), st.token.as_bytes()));
+        if !ok {
+            let message = if given.is_some() {
+                "wrong bearer token"
+            } else if reads {
+                "this server listens beyond loopback: every route needs `Authorization: Bearer TOKEN` (the token is in the root's .sluice/api-token)"
+            } else {
+                "this route changes state: it needs `Authorization: Bearer TOKEN` (the token is in the root's .sluice/api-token)"
+            };
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Equality in a time that does not depend on where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The root's API token: read, or made (random, 256 bits) and written owner-only on first use;
+/// `true` when it was made now.
+pub fn token(root: &Path) -> Result<(String, bool)> {
+    let path = root.join(".sluice").join("api-token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_string(), false)),
+        Ok(_) => anyhow::bail!(
+            "{}: empty; delete it to have a new token made",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("reading /dev/urandom for the API token")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(root.join(".sluice"))
+        .with_context(|| root.join(".sluice").display().to_string())?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&path)
+        .with_context(|| path.display().to_string())?;
+    f.write_all(token.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| path.display().to_string())?;
+    Ok((token, true))
+}
+
+/// The OpenAPI document of the server, as JSON (for docs and tests).
+pub fn openapi_json() -> String {
+    let (_, doc) = api(ServeOptions::default().max_upload_bytes).split_for_parts();
+    doc.to_pretty_json().unwrap_or_default()
+}
+
+/// Serves the root until `stop` resolves (Ctrl-C or SIGTERM in `sluice serve`). Prints
+/// `listening on http://ADDR` once the socket is bound (with the port the system chose when
+/// asked for port 0).
+pub fn run(cfg: &Config, opts: &ServeOptions) -> Result<()> {
+    let store = Store::open(&cfg.db_path(), true)?;
+    let (token, made) = token(&cfg.root)?;
+    if made {
+        eprintln!(
+            "sluice serve: a new API token, kept in {} (mutating routes need it as `Authorization: Bearer TOKEN`):\n{token}",
+            cfg.root.join(".sluice").join("api-token").display()
+        );
+    }
+    let state = Arc::new(AppState {
+        root: cfg.root.clone(),
+        store,
+        token,
+        loopback: opts.listen.ip().is_loopback(),
+        max_upload_bytes: opts.max_upload_bytes,
+    });
+    let (app, _) = router(state);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice-serve")
+        .build()
+        .context("starting the server's runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .with_context(|| format!("listening on {}", opts.listen))?;
+        let addr = listener.local_addr()?;
+        println!("listening on http://{addr}");
+        std::io::stdout().flush().ok();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("serving")
+    })
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    ctrl_c.await.ok();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.ok();
+}

@@ -1,0 +1,90 @@
+//! Files uploaded through `sluice serve` (schema 4): one record per content, by its BLAKE3
+//! hash (the `file_id` of the HTTP API), with the facts read at upload and the analysis,
+//! cached for the content.
+
+use super::{Result, Store, json};
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+/// File id (content hash, hex) → [`UploadRecord`] (JSON).
+pub(super) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+
+/// Schema 3 → 4: the uploads table, empty.
+pub(super) fn upload_table(tx: &redb::WriteTransaction) -> std::result::Result<(), redb::Error> {
+    tx.open_table(UPLOADS)?;
+    Ok(())
+}
+
+/// An uploaded file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UploadRecord {
+    /// BLAKE3 of the content, hex.
+    pub id: String,
+    /// The name the client gave (its last path component).
+    pub file_name: String,
+    /// Where it is kept, relative to the root (`uploads/YYYY/MM/DD/NAME`).
+    pub rel: String,
+    pub size: u64,
+    pub uploaded_ms: i64,
+    /// The format facts and tags read at upload ([`sluice_core::FileInfo`] as JSON).
+    pub info: serde_json::Value,
+    /// The full analysis of this content, once asked for.
+    #[serde(default)]
+    pub analysis: Option<serde_json::Value>,
+}
+
+impl Store {
+    /// The upload with this id.
+    pub fn upload(&self, id: &str) -> Result<Option<UploadRecord>> {
+        self.read(|tx| {
+            let t = tx.open_table(UPLOADS)?;
+            Ok(t.get(id)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok()))
+        })
+    }
+
+    /// Records `rec` unless its content is already there; returns the record kept (the first
+    /// upload of the content wins, and the caller removes its copy when it is not `rec`).
+    pub fn add_upload(&self, rec: &UploadRecord) -> Result<UploadRecord> {
+        self.write(|tx| {
+            let mut t = tx.open_table(UPLOADS)?;
+            let old = t
+                .get(rec.id.as_str())?
+                .and_then(|v| serde_json::from_slice::<UploadRecord>(v.value()).ok());
+            if let Some(old) = old {
+                return Ok(old);
+            }
+            t.insert(rec.id.as_str(), json(rec).as_slice())?;
+            Ok(rec.clone())
+        })
+    }
+
+    /// Keeps the analysis of an upload's content.
+    pub fn set_upload_analysis(&self, id: &str, analysis: serde_json::Value) -> Result<()> {
+        self.write(|tx| {
+            let mut t = tx.open_table(UPLOADS)?;
+            let rec = t
+                .get(id)?
+                .and_then(|v| serde_json::from_slice::<UploadRecord>(v.value()).ok());
+            if let Some(mut rec) = rec {
+                rec.analysis = Some(analysis);
+                t.insert(id, json(&rec).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every upload, oldest first.
+    pub fn uploads(&self) -> Result<Vec<UploadRecord>> {
+        self.read(|tx| {
+            let t = tx.open_table(UPLOADS)?;
+            let mut all: Vec<UploadRecord> = t
+                .iter()?
+                .filter_map(|r| r.ok())
+                .filter_map(|(_, v)| serde_json::from_slice(v.value()).ok())
+                .collect();
+            all.sort_by_key(|r: &UploadRecord| r.uploaded_ms);
+            Ok(all)
+        })
+    }
+}

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""A client of the specifications' routes, written as their users write them (Python,
+`requests`), walked against a running `sluice serve`.
+
+    spec_flows.py BASE_URL TOKEN ROOT AUDIO_FILE TAGGED_FILE
+
+Checks every field of every answer with its type, and the refusals: no token, a wrong token,
+an upload that is not audio, an unknown id, a bad `target_length`. Exits non-zero with a
+message on the first thing that is not as the contract says. Run by host/tests/serve.rs.
+"""
+
+import os
+import sys
+
+import requests
+
+BASE, TOKEN, ROOT, AUDIO, TAGGED = sys.argv[1:6]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NUM = (int, float)
+
+
+def fail(msg):
+    print(f"spec_flows: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def expect(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def fields(obj, spec, where):
+    """`spec`: field -> type or tuple of types; None in the tuple allows null."""
+    expect(isinstance(obj, dict), f"{where}: not an object: {obj!r}")
+    for name, types in spec.items():
+        expect(name in obj, f"{where}: no field `{name}` in {sorted(obj)}")
+        types = types if isinstance(types, tuple) else (types,)
+        value = obj[name]
+        if value is None:
+            expect(None in types, f"{where}: `{name}` is null")
+            continue
+        real = tuple(t for t in types if t is not None)
+        # bool is an int in Python: a number field must not be a bool.
+        ok = isinstance(value, real) and not (isinstance(value, bool) and bool not in real)
+        expect(ok, f"{where}: `{name}` = {value!r} is not {real}")
+
+
+def error_of(r, status, kind, where):
+    expect(r.status_code == status, f"{where}: status {r.status_code}, not {status}: {r.text}")
+    body = r.json()
+    fields(body, {"detail": str, "error": dict}, where)
+    fields(body["error"], {"kind": str, "message": str}, where)
+    expect(body["error"]["kind"] == kind, f"{where}: kind {body['error']['kind']}, not {kind}")
+    expect(ROOT not in r.text, f"{where}: the answer shows a server path: {r.text}")
+    return body
+
+
+METADATA = {
+    "file_id": str,
+    "file_name": str,
+    "duration": (float, int, None),
+    "sample_rate": int,
+    "channels": int,
+    "format": str,
+    "file_size": int,
+    "bit_depth": (int, None),
+    "title": (str, None),
+    "artist": (str, None),
+    "album": (str, None),
+    "genre": (str, None),
+    "year": (int, None),
+    "bpm": (float, int, None),
+    "key_signature": (str, None),
+}
+
+# Health.
+r = requests.get(f"{BASE}/health", timeout=10)
+expect(r.status_code == 200, f"health: {r.status_code}")
+fields(r.json(), {"status": str, "version": str}, "health")
+
+# An upload needs the token; a wrong one is refused too.
+with open(AUDIO, "rb") as f:
+    r = requests.post(f"{BASE}/api/audio/upload", files={"file": ("take.wav", f)}, timeout=60)
+error_of(r, 401, "unauthorized", "upload without a token")
+with open(AUDIO, "rb") as f:
+    r = requests.post(
+        f"{BASE}/api/audio/upload",
+        files={"file": ("take.wav", f)},
+        headers={"Authorization": "Bearer nope"},
+        timeout=60,
+    )
+error_of(r, 401, "unauthorized", "upload with a wrong token")
+
+# Upload, metadata.
+with open(AUDIO, "rb") as f:
+    r = requests.post(
+        f"{BASE}/api/audio/upload",
+        files={"file": ("take.wav", f, "audio/wav")},
+        data={"extract_metadata": "true"},
+        headers=AUTH,
+        timeout=60,
+    )
+expect(r.status_code == 200, f"upload: {r.status_code} {r.text}")
+meta = r.json()
+fields(meta, METADATA, "upload")
+expect(meta["file_name"] == "take.wav", f"upload: file_name {meta['file_name']}")
+expect(meta["sample_rate"] == 48000 and meta["channels"] == 2, f"upload: {meta}")
+expect(meta["format"] == "wav" and meta["bit_depth"] == 24, f"upload: {meta}")
+expect(meta["file_size"] == os.path.getsize(AUDIO), "upload: file_size")
+expect(abs(meta["duration"] - 6.0) < 0.01, f"upload: duration {meta['duration']}")
+fid = meta["file_id"]
+
+r = requests.get(f"{BASE}/api/audio/files/{fid}/metadata", timeout=10)
+expect(r.status_code == 200, f"metadata: {r.status_code}")
+fields(r.json(), METADATA, "metadata")
+expect(r.json() == meta, "metadata differs from the upload's answer")
+
+# The same content again: the same id, the name it first had.
+with open(AUDIO, "rb") as f:
+    r = requests.post(
+        f"{BASE}/api/audio/upload", files={"file": ("again.wav", f)}, headers=AUTH, timeout=60
+    )
+expect(r.status_code == 200 and r.json()["file_id"] == fid, f"re-upload: {r.text}")
+expect(r.json()["file_name"] == "take.wav", "re-upload: the first name is kept")
+
+# Tags come through (and stay null when extract_metadata is false).
+with open(TAGGED, "rb") as f:
+    r = requests.post(
+        f"{BASE}/api/audio/upload",
+        files={"file": ("../../tagged.flac", f)},
+        headers=AUTH,
+        timeout=60,
+    )
+expect(r.status_code == 200, f"tagged upload: {r.status_code} {r.text}")
+tagged = r.json()
+fields(tagged, METADATA, "tagged upload")
+expect(tagged["file_name"] == "tagged.flac", f"tagged: file_name {tagged['file_name']}")
+expect(tagged["format"] == "flac", f"tagged: {tagged['format']}")
+want = {"title": "Night Drive", "artist": "The Testers", "album": "Fixtures", "genre": "Ambient",
+        "year": 2024, "bpm": 120, "key_signature": "Am"}
+for k, v in want.items():
+    expect(tagged[k] == v, f"tagged: {k} = {tagged[k]!r}, not {v!r}")
+with open(TAGGED, "rb") as f:
+    r = requests.post(
+        f"{BASE}/api/audio/upload",
+        files={"file": ("tagged.flac", f)},
+        data={"extract_metadata": "false"},
+        headers=AUTH,
+        timeout=60,
+    )
+expect(r.status_code == 200 and r.json()["title"] is None, f"extract_metadata=false: {r.text}")
+
+# Analysis.
+r = requests.get(f"{BASE}/api/audio/files/{fid}/analysis", timeout=120)
+expect(r.status_code == 200, f"analysis: {r.status_code} {r.text}")
+a = r.json()
+fields(
+    a,
+    {
+        "duration": NUM,
+        "sample_rate": int,
+        "channels": int,
+        "loudness_lufs": NUM,
+        "loudness_peak": NUM,
+        "rms_level": NUM,
+        "dynamic_range": NUM,
+        "zero_crossings": int,
+        "spectral_centroid": NUM,
+        "spectral_bandwidth": NUM,
+        "spectral_rolloff": NUM,
+        "tempo": (float, int, None),
+        "key": (str, None),
+        "sluice": dict,
+    },
+    "analysis",
+)
+expect(-40 < a["loudness_lufs"] < 0, f"analysis: loudness {a['loudness_lufs']}")
+expect(a["loudness_peak"] >= a["rms_level"], "analysis: peak under RMS")
+expect("loudness" in a["sluice"] and "levels" in a["sluice"], "analysis: no full report")
+r2 = requests.get(f"{BASE}/api/audio/files/{fid}/analysis", timeout=30)
+expect(r2.json() == a, "analysis: the cached answer differs")
+
+# Waveform.
+r = requests.get(f"{BASE}/api/audio/files/{fid}/waveform", params={"target_length": 500}, timeout=60)
+expect(r.status_code == 200, f"waveform: {r.status_code} {r.text}")
+w = r.json()
+fields(w, {"peaks": list, "length": int, "sample_rate": int}, "waveform")
+expect(w["length"] == 500 and len(w["peaks"]) == 500, f"waveform: length {w['length']}")
+expect(all(isinstance(p, NUM) and 0 <= p <= 1 for p in w["peaks"]), "waveform: peaks not 0..1")
+expect(max(w["peaks"]) > 0.05, "waveform: silent peaks for a programme")
+r = requests.get(f"{BASE}/api/audio/files/{fid}/waveform", timeout=60)
+expect(r.status_code == 200 and r.json()["length"] == 1000, "waveform: default length 1000")
+error_of(
+    requests.get(f"{BASE}/api/audio/files/{fid}/waveform", params={"target_length": 0}, timeout=10),
+    400, "bad_field", "waveform target_length=0")
+
+# Formats.
+r = requests.get(f"{BASE}/api/audio/formats", timeout=10)
+expect(r.status_code == 200, f"formats: {r.status_code}")
+fields(r.json(), {"formats": list, "extensions": list}, "formats")
+expect({"wav", "flac"} <= set(r.json()["formats"]), f"formats: {r.json()}")
+for name in ["wav", "flac", "FLAC"]:
+    r = requests.get(f"{BASE}/api/audio/formats/{name}", timeout=10)
+    expect(r.status_code == 200, f"format {name}: {r.status_code}")
+    fields(
+        r.json(),
+        {
+            "name": str,
+            "extension": str,
+            "compression": str,
+            "quality": str,
+            "max_sample_rate": int,
+            "max_bit_depth": (int, None),
+            "supported_bit_depths": list,
+            "file_size_estimate": int,
+        },
+        f"format {name}",
+    )
+expect(r.json()["compression"] == "lossless", "flac is lossless")
+error_of(requests.get(f"{BASE}/api/audio/formats/xyz", timeout=10), 404, "not_found", "format xyz")
+
+# Refusals: not audio, no file, unknown ids.
+r = requests.post(
+    f"{BASE}/api/audio/upload",
+    files={"file": ("notes.wav", b"this is text, not a wave file" * 100)},
+    headers=AUTH,
+    timeout=10,
+)
+body = error_of(r, 400, "unsupported_audio", "a text file as .wav")
+expect("notes.wav" in body["detail"], f"the refusal names the file: {body['detail']}")
+error_of(
+    requests.post(f"{BASE}/api/audio/upload", files={"extract_metadata": (None, "true")},
+                  headers=AUTH, timeout=10),
+    400, "no_file", "a form without a file field")
+error_of(
+    requests.post(f"{BASE}/api/audio/upload", data={"extract_metadata": "true"}, headers=AUTH,
+                  timeout=10),
+    400, "bad_multipart", "a urlencoded form")
+for bad in ["0" * 64, "../../etc/passwd", "zz"]:
+    r = requests.get(f"{BASE}/api/audio/files/{bad}/metadata", timeout=10)
+    expect(r.status_code == 404, f"unknown id {bad}: {r.status_code}")
+error_of(requests.get(f"{BASE}/api/nothing", timeout=10), 404, "not_found", "unknown route")
+
+print(f"spec_flows: every route and field as the contract says ({BASE})")

@@ -1,0 +1,262 @@
+//! `sluice serve` from outside: a Python client of the specifications' routes (`requests`,
+//! as their users write them) walks every route and field against the real binary on a
+//! loopback port, and attacks: a missing or wrong token, uploads over the limit or not audio,
+//! a listen beyond loopback. Each refusal leaves nothing in the root and the server serving.
+
+mod common;
+
+use common::{files_under, sluice, tool, write_wav};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A running `sluice serve`, stopped (SIGTERM) when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Server {
+    fn start(root: &Path, listen: &str, extra: &[&str]) -> Server {
+        let mut child = sluice()
+            .args(["serve", "--root"])
+            .arg(root)
+            .args(["--listen", listen])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sluice serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("first line: {line:?}"));
+        // Reached on loopback whatever address it listens on.
+        let port = addr.rsplit(':').next().unwrap();
+        let token = std::fs::read_to_string(root.join(".sluice/api-token")).unwrap();
+        Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            token: token.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// `python3` with `requests`, or `None` (skipped unless SLUICE_REQUIRE_TOOLS=1).
+fn python() -> Option<PathBuf> {
+    let py = tool("python3")?;
+    let ok = Command::new(&py)
+        .args(["-c", "import requests"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "python3 with requests is required (SLUICE_REQUIRE_TOOLS=1): pip install requests"
+        );
+        eprintln!("SKIPPED: python3 has no `requests` (pip install requests)");
+        return None;
+    }
+    Some(py)
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/api")
+        .join(name)
+}
+
+fn run_script(py: &Path, name: &str, args: &[&str]) {
+    let out = Command::new(py)
+        .arg(script(name))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{name} failed:\n{text}");
+    eprint!("{text}");
+}
+
+/// Nothing is left in the uploads' temporary folder.
+fn no_incoming(root: &Path) {
+    let left = files_under(&root.join("uploads/.incoming"));
+    assert!(left.is_empty(), "temporaries left: {left:?}");
+}
+
+#[test]
+fn a_client_of_the_specification_walks_every_route() {
+    let Some(py) = python() else { return };
+    let Some(flac) = tool("flac") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    // A 6 s programme, 48 kHz 24-bit, and a tagged FLAC made by the reference encoder.
+    let audio = dir.path().join("take.wav");
+    let planes = sluice_core::signal::programme(48_000, 2, 6 * 48_000, 7);
+    write_wav(&audio, &planes, 48_000, 24);
+    let short = dir.path().join("short.wav");
+    write_wav(
+        &short,
+        &planes
+            .iter()
+            .map(|p| p[..2 * 48_000].to_vec())
+            .collect::<Vec<_>>(),
+        48_000,
+        16,
+    );
+    let tagged = dir.path().join("tagged.flac");
+    let made = Command::new(flac)
+        .args(["-s", "-f"])
+        .args(["-T", "TITLE=Night Drive", "-T", "ARTIST=The Testers"])
+        .args([
+            "-T",
+            "ALBUM=Fixtures",
+            "-T",
+            "GENRE=Ambient",
+            "-T",
+            "DATE=2024",
+        ])
+        .args(["-T", "BPM=120", "-T", "INITIALKEY=Am", "-o"])
+        .arg(&tagged)
+        .arg(&short)
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let server = Server::start(&root, "127.0.0.1:0", &[]);
+    run_script(
+        &py,
+        "spec_flows.py",
+        &[
+            &server.url,
+            &server.token,
+            &root.display().to_string(),
+            &audio.display().to_string(),
+            &tagged.display().to_string(),
+        ],
+    );
+    // Two contents kept, each once, in the dated layout; nothing else.
+    let kept: Vec<PathBuf> = files_under(&root.join("uploads"));
+    let day = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y/%m/%d")
+        .to_string();
+    let names: Vec<String> = kept
+        .iter()
+        .map(|p| {
+            p.strip_prefix(root.join("uploads"))
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "one file per content, nothing else: {names:?}"
+    );
+    for n in ["take.wav", "tagged.flac"] {
+        assert!(names.contains(&format!("{day}/{n}")), "{n} in {names:?}");
+    }
+    assert_eq!(
+        common::blake3_hex(&root.join("uploads").join(&day).join("take.wav")),
+        common::blake3_hex(&audio)
+    );
+    no_incoming(&root);
+}
+
+#[test]
+fn refusals_leave_nothing_behind_and_the_server_serves_on() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let audio = dir.path().join("take.wav");
+    let planes = sluice_core::signal::programme(48_000, 2, 3 * 48_000, 3);
+    write_wav(&audio, &planes, 48_000, 16);
+    // A limit of 1 MB; the take is 576 kB.
+    let server = Server::start(&root, "127.0.0.1:0", &["--max-upload-mb", "1"]);
+    run_script(
+        &py,
+        "attacks.py",
+        &[
+            "loopback",
+            &server.url,
+            &server.token,
+            &root.display().to_string(),
+            &audio.display().to_string(),
+        ],
+    );
+    no_incoming(&root);
+    drop(server);
+
+    // Beyond loopback every route but /health needs the token.
+    let server = Server::start(&root, "0.0.0.0:0", &[]);
+    run_script(
+        &py,
+        "attacks.py",
+        &[
+            "open",
+            &server.url,
+            &server.token,
+            &root.display().to_string(),
+            &audio.display().to_string(),
+        ],
+    );
+}
+
+#[test]
+fn the_openapi_document_names_every_route() {
+    let out = common::succeed(sluice().args(["serve", "--openapi"]));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/health",
+        "/api/audio/upload",
+        "/api/audio/files/{file_id}/metadata",
+        "/api/audio/files/{file_id}/analysis",
+        "/api/audio/files/{file_id}/waveform",
+        "/api/audio/formats",
+        "/api/audio/formats/{name}",
+    ] {
+        assert!(paths.contains_key(p), "{p} not in {:?}", paths.keys());
+    }
+    let upload = &doc["paths"]["/api/audio/upload"]["post"];
+    assert!(
+        upload["requestBody"]["content"]
+            .get("multipart/form-data")
+            .is_some(),
+        "{upload}"
+    );
+    for s in [
+        "AudioMetadata",
+        "AudioAnalysis",
+        "WaveformPeaks",
+        "ErrorBody",
+    ] {
+        assert!(
+            doc["components"]["schemas"].get(s).is_some(),
+            "schema {s} missing"
+        );
+    }
+}
