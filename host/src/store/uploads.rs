@@ -88,3 +88,53 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{MIGRATIONS, SCHEMA_VERSION};
+    use super::*;
+
+    fn rec(id: &str, rel: &str, ms: i64) -> UploadRecord {
+        UploadRecord {
+            id: id.into(),
+            file_name: rel.rsplit('/').next().unwrap().into(),
+            rel: rel.into(),
+            size: 10,
+            uploaded_ms: ms,
+            info: serde_json::json!({"format": "wav"}),
+            analysis: None,
+        }
+    }
+
+    #[test]
+    fn a_schema_3_file_gains_the_uploads_and_the_first_upload_of_a_content_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.redb");
+        {
+            let s = Store::open_migrating(&p, true, &MIGRATIONS[..2]).unwrap();
+            assert_eq!(s.schema_version().unwrap(), 3);
+            s.event(None, "test", "before the uploads".into()).unwrap();
+        }
+        let s = Store::open(&p, false).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(s.events(None).unwrap().len(), 1);
+        assert!(s.uploads().unwrap().is_empty());
+        let a = rec("aa", "uploads/2026/11/25/a.wav", 2);
+        assert_eq!(s.add_upload(&a).unwrap(), a);
+        // The same content under another name: the first record is what stays.
+        let again = rec("aa", "uploads/2026/11/25/b.wav", 3);
+        assert_eq!(s.add_upload(&again).unwrap(), a);
+        let b = rec("bb", "uploads/2026/11/24/c.wav", 1);
+        s.add_upload(&b).unwrap();
+        let ids: Vec<String> = s.uploads().unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["bb", "aa"], "oldest first");
+        s.set_upload_analysis("aa", serde_json::json!({"loudness": -14.0}))
+            .unwrap();
+        assert_eq!(
+            s.upload("aa").unwrap().unwrap().analysis,
+            Some(serde_json::json!({"loudness": -14.0}))
+        );
+        assert!(s.upload("cc").unwrap().is_none());
+        assert!(s.check().unwrap().is_empty());
+    }
+}
