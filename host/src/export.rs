@@ -342,6 +342,57 @@ fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
     Ok(out)
 }
 
+/// `sluice export`'s options from its command-line words (without `sluice export`): how the
+/// HTTP API turns a request's settings into the same checked options.
+pub fn parse_args<I, T>(words: I) -> std::result::Result<ExportArgs, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(clap::Parser)]
+    #[command(no_binary_name = true)]
+    struct Words {
+        #[command(flatten)]
+        args: ExportArgs,
+    }
+    <Words as clap::Parser>::try_parse_from(words).map(|w| w.args)
+}
+
+/// One input's export, as [`export_quiet`] gives it: the report or the error, and the notes
+/// about settings the format could not take as asked.
+pub struct Exported {
+    pub input: PathBuf,
+    pub result: std::result::Result<ExportReport, ExportError>,
+    pub notes: Vec<String>,
+}
+
+/// The export `a` asks for, without progress bars or printing, each input in turn on this
+/// thread; `progress` gets each input's share done (0..1) as it renders. Options that do not
+/// hold together are the error.
+pub fn export_quiet(a: &ExportArgs, progress: &mut dyn FnMut(usize, f64)) -> Result<Vec<Exported>> {
+    let jobs = jobs(a)?;
+    let mut out = Vec::new();
+    for (i, job) in jobs.into_iter().enumerate() {
+        let result = crate::encode_thread::export(
+            &job.input,
+            &job.steps,
+            std::slice::from_ref(&job.output),
+            &mut |p| {
+                if let Some(total) = p.total.filter(|t| *t > 0) {
+                    let done = p.frames.min(total) as f64 / total as f64;
+                    progress(i, if p.final_pass { done } else { 0.0 });
+                }
+            },
+        );
+        out.push(Exported {
+            input: job.input,
+            result,
+            notes: job.notes,
+        });
+    }
+    Ok(out)
+}
+
 /// Run the export; returns the process exit code (0 all done, 1 some failed).
 pub fn run(a: &ExportArgs) -> Result<std::process::ExitCode> {
     let jobs = jobs(a)?;

@@ -179,6 +179,17 @@ fn a_client_of_the_specification_walks_every_route() {
         common::blake3_hex(&audio)
     );
     no_incoming(&root);
+    // The export as another program reads it: 48 kHz 24-bit, 5 s, at -16 LUFS.
+    let out = root.join("exports/mixes/take-48k.wav");
+    let info = sluice_core::probe(&out).unwrap();
+    assert_eq!(
+        (info.sample_rate, info.bit_depth, info.channels),
+        (48_000, Some(24), 2)
+    );
+    assert!((info.duration_seconds.unwrap() - 5.0).abs() < 0.01);
+    let (lufs, _) = common::loudness(&out);
+    assert!((lufs + 16.0).abs() < 0.5, "{lufs}");
+    assert!(root.join("exports/mixes/take.flac").is_file());
 }
 
 #[test]
@@ -189,6 +200,13 @@ fn refusals_leave_nothing_behind_and_the_server_serves_on() {
     let audio = dir.path().join("take.wav");
     let planes = sluice_core::signal::programme(48_000, 2, 3 * 48_000, 3);
     write_wav(&audio, &planes, 48_000, 16);
+    // Links in the export area: out of the root, and to elsewhere in it.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(root.join("exports")).unwrap();
+    std::fs::create_dir_all(root.join("uploads")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("exports/link")).unwrap();
+    std::os::unix::fs::symlink(root.join("uploads"), root.join("exports/inner")).unwrap();
     // A limit of 1 MB; the take is 576 kB.
     let server = Server::start(&root, "127.0.0.1:0", &["--max-upload-mb", "1"]);
     run_script(
@@ -203,6 +221,21 @@ fn refusals_leave_nothing_behind_and_the_server_serves_on() {
         ],
     );
     no_incoming(&root);
+    let escaped: Vec<PathBuf> = files_under(&outside)
+        .into_iter()
+        .chain(files_under(dir.path()).into_iter().filter(|p| {
+            // The upload named escape.wav is in uploads/ (reached through the link, too).
+            p.file_name().is_some_and(|n| n == "escape.wav")
+                && !p
+                    .canonicalize()
+                    .unwrap()
+                    .starts_with(root.join("uploads").canonicalize().unwrap())
+        }))
+        .collect();
+    assert!(
+        escaped.is_empty(),
+        "written outside the export area: {escaped:?}"
+    );
     drop(server);
 
     // Beyond loopback every route but /health needs the token.
@@ -238,6 +271,7 @@ fn the_openapi_document_names_every_route() {
         "/api/audio/files/{file_id}/waveform",
         "/api/audio/formats",
         "/api/audio/formats/{name}",
+        "/api/audio/export",
     ] {
         assert!(paths.contains_key(p), "{p} not in {:?}", paths.keys());
     }

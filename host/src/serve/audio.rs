@@ -40,7 +40,7 @@ pub(super) fn routes(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
 }
 
 /// Runs blocking work (the store, decoding) off the server's threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -365,7 +365,7 @@ fn keep_upload(
 }
 
 /// The upload `id` names, or 404.
-fn find(st: &AppState, id: &str) -> Result<UploadRecord, ApiError> {
+pub(super) fn find(st: &AppState, id: &str) -> Result<UploadRecord, ApiError> {
     let valid = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
     let rec = if valid {
         st.store.upload(id).map_err(ApiError::internal)?

@@ -14,6 +14,7 @@
 //! trace or a path outside what the client sent.
 
 mod audio;
+mod export;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -146,7 +147,9 @@ impl utoipa::Modify for BearerAuth {
 
 /// The documented routes.
 fn api(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(audio::routes(max_upload_bytes))
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(audio::routes(max_upload_bytes))
+        .merge(export::routes())
 }
 
 /// The API's router and its OpenAPI document.

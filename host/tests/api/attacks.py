@@ -77,6 +77,19 @@ if MODE == "loopback":
     expect(r.json()["file_name"] == "escape.wav", f"a traversing name: {r.json()['file_name']}")
     expect(not os.path.exists(os.path.join(ROOT, "..", "escape.wav")), "the name left the root")
 
+    # Exports that try to leave the export area.
+    fid = r.json()["file_id"]
+    for where in ["../escape.wav", "../../escape.wav", "/etc/escape.wav", "a/../../b.wav", "",
+                  "link/escape.wav", "inner/escape.wav"]:
+        r2 = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=30,
+                           json={"file_id": fid, "output_path": where})
+        refused(r2, 400, "path_escape", f"an export to {where!r}")
+    r2 = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=60,
+                       json={"file_id": fid, "output_path": os.path.join(ROOT, "exports", "ok.wav")})
+    expect(r2.status_code == 200 and r2.json()["output_path"] == "ok.wav",
+           f"an absolute path inside the export area: {r2.status_code} {r2.text}")
+    healthy("the export attacks")
+
     # Many at once: every one answered, one record for the one content.
     with open(AUDIO, "rb") as f:
         audio = f.read()

@@ -194,6 +194,56 @@ error_of(
     requests.get(f"{BASE}/api/audio/files/{fid}/waveform", params={"target_length": 0}, timeout=10),
     400, "bad_field", "waveform target_length=0")
 
+# Export: 48 kHz 24-bit WAV, normalized, triangular dither, fades, a region.
+body = {
+    "file_id": fid,
+    "output_path": "mixes/take-48k.wav",
+    "settings": {
+        "format": "wav",
+        "sample_rate": 48000,
+        "bit_depth": 24,
+        "channels": 2,
+        "dither": "triangular",
+        "normalize": True,
+        "normalize_target": -16.0,
+        "trim_silence": False,
+        "fade_in": 0.5,
+        "fade_out": 1.0,
+    },
+    "start_time": 0.5,
+    "end_time": 5.5,
+}
+r = requests.post(f"{BASE}/api/audio/export", json=body, timeout=120)
+error_of(r, 401, "unauthorized", "export without a token")
+r = requests.post(f"{BASE}/api/audio/export", json=body, headers=AUTH, timeout=120)
+expect(r.status_code == 200, f"export: {r.status_code} {r.text}")
+fields(r.json(), {"output_path": str, "warnings": list, "sluice": dict}, "export")
+out0 = r.json()["sluice"]["outputs"][0]
+expect(out0["sample_rate"] == 48000 and out0["bits"] == 24, f"export: {out0}")
+expect(abs(out0["loudness"]["integrated_lufs"] + 16.0) < 0.5, f"export loudness: {out0}")
+expect(abs(out0["duration_seconds"] - 5.0) < 0.01, f"export region: {out0['duration_seconds']}")
+expect(r.json()["output_path"] == "mixes/take-48k.wav", f"export: {r.json()['output_path']}")
+expect(ROOT not in r.text, "export: the answer shows a server path")
+r = requests.post(f"{BASE}/api/audio/export", json=body, headers=AUTH, timeout=120)
+error_of(r, 409, "exists", "export over an existing file")
+bad = dict(body, output_path="mixes/x.wav", settings={"dither": "purple"})
+error_of(requests.post(f"{BASE}/api/audio/export", json=bad, headers=AUTH, timeout=30),
+         400, "bad_field", "export with a dither that does not exist")
+bad = dict(body, output_path="mixes/x.flac", settings={"channels": 6})
+error_of(requests.post(f"{BASE}/api/audio/export", json=bad, headers=AUTH, timeout=30),
+         400, "bad_field", "export to 6 channels")
+bad = dict(body, output_path="mixes/y.wav", colour="blue")
+error_of(requests.post(f"{BASE}/api/audio/export", json=bad, headers=AUTH, timeout=30),
+         400, "bad_json", "export with an unknown field")
+bad = dict(body, file_id="0" * 64, output_path="mixes/z.wav")
+error_of(requests.post(f"{BASE}/api/audio/export", json=bad, headers=AUTH, timeout=30),
+         404, "not_found", "export of an unknown file")
+r = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=30,
+                  json={"file_id": fid, "output_path": "mixes/take.flac"})
+expect(r.status_code == 200, f"export with no settings (format from the name): {r.text}")
+out0 = r.json()["sluice"]["outputs"][0]
+expect(out0["format"] == "flac" and out0["path"] == "mixes/take.flac", f"export to .flac: {out0}")
+
 # Formats.
 r = requests.get(f"{BASE}/api/audio/formats", timeout=10)
 expect(r.status_code == 200, f"formats: {r.status_code}")

@@ -1,0 +1,269 @@
+//! `POST /api/audio/export`: an uploaded file rendered by the same code as `sluice export`,
+//! into the root's export area (`exports/`) and nowhere else.
+
+use super::audio::{blocking, find};
+use super::{ApiError, AppState, ErrorBody};
+use crate::confine;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(export))
+}
+
+/// The folder of the root that exports are written into.
+pub(crate) const AREA: &str = "exports";
+
+/// An export's settings (the specification's object; every field optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportSettings {
+    /// `wav`, `flac`, `mp3`, `ogg`... (default: from `output_path`'s extension).
+    format: Option<String>,
+    sample_rate: Option<u32>,
+    /// 8, 16, 24 or 32 (integer PCM).
+    bit_depth: Option<u32>,
+    /// 1 (mono) or 2 (stereo).
+    channels: Option<u32>,
+    /// The lossy encoders' quality (MP3 VBR 0-9, Vorbis −1 to 10).
+    quality: Option<f32>,
+    /// `none`, `triangular` (TPDF, the default) or `shaped`.
+    dither: Option<String>,
+    /// Normalize the integrated loudness to `normalize_target` (with a −1 dBTP ceiling).
+    normalize: Option<bool>,
+    /// LUFS (default −14).
+    normalize_target: Option<f64>,
+    trim_silence: Option<bool>,
+    /// Seconds.
+    fade_in: Option<f64>,
+    /// Seconds.
+    fade_out: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportRequest {
+    file_id: String,
+    /// Where to write, inside the root's `exports/` folder (relative, or absolute inside it).
+    output_path: String,
+    #[serde(default)]
+    settings: ExportSettings,
+    /// Seconds from the start of the file.
+    start_time: Option<f64>,
+    /// Seconds from the start of the file.
+    end_time: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ExportResponse {
+    /// The file written, relative to the root's `exports/` folder.
+    output_path: String,
+    /// Settings the format could not take as asked, and what was done instead.
+    warnings: Vec<String>,
+    /// Sluice's export report (format, loudness, true peak of the file as written...).
+    #[schema(value_type = Object)]
+    sluice: Value,
+}
+
+/// `given` inside the export area: the path relative to it, or a refusal for anything that
+/// would leave it (`..`, an absolute path elsewhere, a symbolic link out of it).
+pub(crate) fn export_target(root: &Path, given: &str) -> Result<(PathBuf, PathBuf), ApiError> {
+    let escape = |why: &str| {
+        ApiError::bad_request(
+            "path_escape",
+            format!("{given}: {why}; exports are written inside the export area only"),
+        )
+    };
+    let area = root.join(AREA);
+    std::fs::create_dir_all(&area).map_err(ApiError::internal)?;
+    let path = Path::new(given);
+    let rel = if path.is_absolute() {
+        let canon_area = area.canonicalize().map_err(ApiError::internal)?;
+        path.strip_prefix(&area)
+            .or_else(|_| path.strip_prefix(&canon_area))
+            .map_err(|_| escape("an absolute path outside the export area"))?
+            .to_path_buf()
+    } else {
+        path.to_path_buf()
+    };
+    if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(escape("not a plain path (no `..`, no root)"));
+    }
+    let full = confine::prepare(root, &Path::new(AREA).join(&rel)).map_err(|e| {
+        if e.is_io() {
+            ApiError::internal(e)
+        } else {
+            escape("a symbolic link on the way leads out of the root")
+        }
+    })?;
+    // Inside the root is not enough: a link in the area to elsewhere in the root is refused.
+    let canon_area = area.canonicalize().map_err(ApiError::internal)?;
+    let parent = full
+        .parent()
+        .and_then(|p| p.canonicalize().ok())
+        .ok_or_else(|| escape("its folder cannot be made"))?;
+    if !parent.starts_with(&canon_area) {
+        return Err(escape(
+            "a symbolic link on the way leads out of the export area",
+        ));
+    }
+    if full
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return Err(escape("a symbolic link"));
+    }
+    Ok((rel, full))
+}
+
+/// The `sluice export` words for a request.
+fn words(input: &Path, out: &Path, req: &ExportRequest) -> Result<Vec<String>, ApiError> {
+    let s = &req.settings;
+    let mut w = vec![
+        input.display().to_string(),
+        "-o".into(),
+        out.display().to_string(),
+    ];
+    let mut opt = |k: &str, v: String| {
+        w.push(k.to_string());
+        w.push(v);
+    };
+    if let Some(f) = &s.format {
+        opt("--format", f.clone());
+    }
+    if let Some(r) = s.sample_rate {
+        opt("--sample-rate", r.to_string());
+    }
+    if let Some(b) = s.bit_depth {
+        opt("--bit-depth", b.to_string());
+    }
+    if let Some(c) = s.channels {
+        let name = match c {
+            1 => "mono",
+            2 => "stereo",
+            n => {
+                return Err(ApiError::bad_request(
+                    "bad_field",
+                    format!("settings.channels: {n}: choose 1 (mono) or 2 (stereo)"),
+                ));
+            }
+        };
+        opt("--channels", name.into());
+    }
+    if let Some(q) = s.quality {
+        opt("--quality", q.to_string());
+    }
+    if let Some(d) = &s.dither {
+        let mode = match d.to_ascii_lowercase().as_str() {
+            "none" => "none",
+            "triangular" | "tpdf" => "tpdf",
+            "shaped" => "shaped",
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad_field",
+                    format!("settings.dither: `{other}`: choose none, triangular or shaped"),
+                ));
+            }
+        };
+        opt("--dither", mode.into());
+    }
+    if s.normalize == Some(true) {
+        opt(
+            "--normalize-lufs",
+            s.normalize_target.unwrap_or(-14.0).to_string(),
+        );
+    }
+    if let Some(f) = s.fade_in {
+        opt("--fade-in", f.to_string());
+    }
+    if let Some(f) = s.fade_out {
+        opt("--fade-out", f.to_string());
+    }
+    if let Some(t) = req.start_time {
+        opt("--start", t.to_string());
+    }
+    if let Some(t) = req.end_time {
+        opt("--end", t.to_string());
+    }
+    if s.trim_silence == Some(true) {
+        w.push("--trim-silence".into());
+    }
+    Ok(w)
+}
+
+/// A message with the server's paths taken out: the root becomes nothing, the input its name.
+fn scrub(msg: &str, root: &Path, input: &Path, name: &str) -> String {
+    let area = root.join(AREA).display().to_string() + "/";
+    msg.replace(&input.display().to_string(), name)
+        .replace(&area, "")
+        .replace(&root.display().to_string(), "")
+}
+
+/// Render an uploaded file to another format and settings.
+#[utoipa::path(
+    post,
+    path = "/api/audio/export",
+    tag = "audio",
+    request_body = ExportRequest,
+    responses(
+        (status = 200, body = ExportResponse),
+        (status = 400, description = "Bad settings, or an output path that leaves the export area", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The output exists", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn export(
+    State(st): State<Arc<AppState>>,
+    req: Result<Json<ExportRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ExportResponse>, ApiError> {
+    let Json(req) = req.map_err(|e| ApiError::bad_request("bad_json", e.body_text()))?;
+    let out = blocking(move || {
+        let rec = find(&st, &req.file_id)?;
+        let input = confine::resolve(&st.root, Path::new(&rec.rel)).map_err(ApiError::internal)?;
+        let (rel, full) = export_target(&st.root, &req.output_path)?;
+        if full.exists() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "exists",
+                format!("{}: exists; exports never replace a file", rel.display()),
+            ));
+        }
+        let clean = |m: &str| scrub(m, &st.root, &input, &rec.file_name);
+        let args = crate::export::parse_args(words(&input, &full, &req)?)
+            .map_err(|e| ApiError::bad_request("bad_field", clean(&e.to_string())))?;
+        let mut done = crate::export::export_quiet(&args, &mut |_, _| {})
+            .map_err(|e| ApiError::bad_request("bad_field", clean(&format!("{e:#}"))))?;
+        let one = done
+            .pop()
+            .ok_or_else(|| ApiError::internal("an export of one file gave nothing"))?;
+        let report = one.result.map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "export_failed",
+                clean(&e.to_string()),
+            )
+        })?;
+        let mut sluice = serde_json::to_value(&report).map_err(ApiError::internal)?;
+        // Paths in the report, as the client knows them.
+        let text = clean(&sluice.to_string());
+        sluice = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let mut warnings = one.notes;
+        warnings.extend(report.warnings.iter().map(|w| clean(w)));
+        Ok(ExportResponse {
+            output_path: rel.to_string_lossy().into_owned(),
+            warnings,
+            sluice,
+        })
+    })
+    .await?;
+    Ok(Json(out))
+}
