@@ -190,6 +190,15 @@ fn a_client_of_the_specification_walks_every_route() {
     let (lufs, _) = common::loudness(&out);
     assert!((lufs + 16.0).abs() < 0.5, "{lufs}");
     assert!(root.join("exports/mixes/take.flac").is_file());
+    // The batch's outputs: 44.1 kHz 16-bit FLAC.
+    for name in ["take.flac", "tagged.flac"] {
+        let info = sluice_core::probe(&root.join("exports/batch1").join(name)).unwrap();
+        assert_eq!(
+            (info.format, info.sample_rate, info.bit_depth),
+            ("flac", 44_100, Some(16)),
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -254,6 +263,62 @@ fn refusals_leave_nothing_behind_and_the_server_serves_on() {
 }
 
 #[test]
+fn a_batch_cut_off_by_a_kill_finishes_after_a_restart_with_each_output_once() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let files: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let p = dir.path().join(format!("in{i}.wav"));
+            let planes = sluice_core::signal::programme(48_000, 2, 40 * 48_000, 20 + i);
+            write_wav(&p, &planes, 48_000, 24);
+            p
+        })
+        .collect();
+    let mut server = Server::start(&root, "127.0.0.1:0", &[]);
+    let mut args: Vec<String> = vec![
+        script("crash.py").display().to_string(),
+        "start".into(),
+        server.url.clone(),
+        server.token.clone(),
+    ];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let out = Command::new(&py).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // Killed while the batch runs (its first file takes a good part of a second).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    std::mem::forget(server);
+
+    let server = Server::start(&root, "127.0.0.1:0", &[]);
+    run_script(
+        &py,
+        "crash.py",
+        &["finish", &server.url, &server.token, &job, "3"],
+    );
+    drop(server);
+    // Each output once, whole; no temporary left anywhere.
+    let written: Vec<PathBuf> = files_under(&root.join("exports"));
+    assert_eq!(written.len(), 3, "{written:?}");
+    for w in &written {
+        let info = sluice_core::probe(w).unwrap();
+        assert_eq!((info.format, info.sample_rate), ("flac", 44_100), "{w:?}");
+        assert!(
+            (info.duration_seconds.unwrap() - 40.0).abs() < 0.01,
+            "{w:?}"
+        );
+    }
+    common::assert_no_temporaries(&root);
+    no_incoming(&root);
+}
+
+#[test]
 fn the_openapi_document_names_every_route() {
     let out = common::succeed(sluice().args(["serve", "--openapi"]));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -272,6 +337,9 @@ fn the_openapi_document_names_every_route() {
         "/api/audio/formats",
         "/api/audio/formats/{name}",
         "/api/audio/export",
+        "/api/audio/batch/create",
+        "/api/audio/batch/{job_id}/process",
+        "/api/audio/batch/{job_id}",
     ] {
         assert!(paths.contains_key(p), "{p} not in {:?}", paths.keys());
     }

@@ -177,6 +177,25 @@ fn safe_name(given: Option<&str>) -> String {
     }
 }
 
+/// Removes uploads in progress (`uploads/.incoming/PID-N-NAME`) of processes that are gone;
+/// returns how many.
+pub(super) fn sweep_incoming(root: &Path) -> usize {
+    let me = std::process::id();
+    let Ok(rd) = std::fs::read_dir(root.join("uploads").join(".incoming")) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.split_once('-')
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+                .is_some_and(|pid| pid != me && !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// Upload an audio file (multipart `file`, `extract_metadata`).
 #[utoipa::path(
     post,

@@ -4,6 +4,7 @@
 use super::audio::{blocking, find};
 use super::{ApiError, AppState, ErrorBody};
 use crate::confine;
+use crate::store::UploadRecord;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,7 +24,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
 pub(crate) const AREA: &str = "exports";
 
 /// An export's settings (the specification's object; every field optional).
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExportSettings {
     /// `wav`, `flac`, `mp3`, `ogg`... (default: from `output_path`'s extension).
@@ -65,7 +66,7 @@ pub(crate) struct ExportRequest {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ExportResponse {
     /// The file written, relative to the root's `exports/` folder.
-    output_path: String,
+    pub(super) output_path: String,
     /// Settings the format could not take as asked, and what was done instead.
     warnings: Vec<String>,
     /// Sluice's export report (format, loudness, true peak of the file as written...).
@@ -125,8 +126,12 @@ pub(crate) fn export_target(root: &Path, given: &str) -> Result<(PathBuf, PathBu
 }
 
 /// The `sluice export` words for a request.
-fn words(input: &Path, out: &Path, req: &ExportRequest) -> Result<Vec<String>, ApiError> {
-    let s = &req.settings;
+fn words(
+    input: &Path,
+    out: &Path,
+    s: &ExportSettings,
+    (start, end): (Option<f64>, Option<f64>),
+) -> Result<Vec<String>, ApiError> {
     let mut w = vec![
         input.display().to_string(),
         "-o".into(),
@@ -187,10 +192,10 @@ fn words(input: &Path, out: &Path, req: &ExportRequest) -> Result<Vec<String>, A
     if let Some(f) = s.fade_out {
         opt("--fade-out", f.to_string());
     }
-    if let Some(t) = req.start_time {
+    if let Some(t) = start {
         opt("--start", t.to_string());
     }
-    if let Some(t) = req.end_time {
+    if let Some(t) = end {
         opt("--end", t.to_string());
     }
     if s.trim_silence == Some(true) {
@@ -205,6 +210,86 @@ fn scrub(msg: &str, root: &Path, input: &Path, name: &str) -> String {
     msg.replace(&input.display().to_string(), name)
         .replace(&area, "")
         .replace(&root.display().to_string(), "")
+}
+
+/// `stem` with the extension of the format `settings` ask for (else the upload's own).
+pub(super) fn with_extension(
+    rec: &UploadRecord,
+    stem: &str,
+    settings: &ExportSettings,
+) -> Result<String, ApiError> {
+    let ext = match &settings.format {
+        Some(f) => sluice_core::encode::codec(f)
+            .and_then(|c| sluice_core::formats::by_id(c.id()))
+            .and_then(|i| i.extensions.first().copied())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_field",
+                    format!(
+                        "format `{f}`: choose {}",
+                        sluice_core::encode::codec_names()
+                    ),
+                )
+            })?
+            .to_string(),
+        None => rec
+            .file_name
+            .rsplit_once('.')
+            .map_or("wav".to_string(), |(_, e)| e.to_string()),
+    };
+    Ok(format!("{stem}.{ext}"))
+}
+
+/// Exports upload `rec` to `output_path` in the export area (with the format's extension
+/// added when `add_extension`); `progress` gets the share rendered (0..1).
+pub(super) fn run_export(
+    st: &AppState,
+    rec: &UploadRecord,
+    output_path: &str,
+    settings: &ExportSettings,
+    region: (Option<f64>, Option<f64>),
+    add_extension: bool,
+    progress: &mut dyn FnMut(f64),
+) -> Result<ExportResponse, ApiError> {
+    let input = confine::resolve(&st.root, Path::new(&rec.rel)).map_err(ApiError::internal)?;
+    let output_path = if add_extension {
+        with_extension(rec, output_path, settings)?
+    } else {
+        output_path.to_string()
+    };
+    let (rel, full) = export_target(&st.root, &output_path)?;
+    if full.exists() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("{}: exists; exports never replace a file", rel.display()),
+        ));
+    }
+    let clean = |m: &str| scrub(m, &st.root, &input, &rec.file_name);
+    let args = crate::export::parse_args(words(&input, &full, settings, region)?)
+        .map_err(|e| ApiError::bad_request("bad_field", clean(&e.to_string())))?;
+    let mut done = crate::export::export_quiet(&args, &mut |_, p| progress(p))
+        .map_err(|e| ApiError::bad_request("bad_field", clean(&format!("{e:#}"))))?;
+    let one = done
+        .pop()
+        .ok_or_else(|| ApiError::internal("an export of one file gave nothing"))?;
+    let report = one.result.map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "export_failed",
+            clean(&e.to_string()),
+        )
+    })?;
+    let sluice = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    // Paths in the report, as the client knows them.
+    let sluice = serde_json::from_str(&clean(&sluice.to_string())).unwrap_or(Value::Null);
+    let mut warnings = one.notes;
+    warnings.extend(report.warnings.iter().map(|w| clean(w)));
+    Ok(ExportResponse {
+        output_path: rel.to_string_lossy().into_owned(),
+        warnings,
+        sluice,
+    })
 }
 
 /// Render an uploaded file to another format and settings.
@@ -228,41 +313,15 @@ async fn export(
     let Json(req) = req.map_err(|e| ApiError::bad_request("bad_json", e.body_text()))?;
     let out = blocking(move || {
         let rec = find(&st, &req.file_id)?;
-        let input = confine::resolve(&st.root, Path::new(&rec.rel)).map_err(ApiError::internal)?;
-        let (rel, full) = export_target(&st.root, &req.output_path)?;
-        if full.exists() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "exists",
-                format!("{}: exists; exports never replace a file", rel.display()),
-            ));
-        }
-        let clean = |m: &str| scrub(m, &st.root, &input, &rec.file_name);
-        let args = crate::export::parse_args(words(&input, &full, &req)?)
-            .map_err(|e| ApiError::bad_request("bad_field", clean(&e.to_string())))?;
-        let mut done = crate::export::export_quiet(&args, &mut |_, _| {})
-            .map_err(|e| ApiError::bad_request("bad_field", clean(&format!("{e:#}"))))?;
-        let one = done
-            .pop()
-            .ok_or_else(|| ApiError::internal("an export of one file gave nothing"))?;
-        let report = one.result.map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "export_failed",
-                clean(&e.to_string()),
-            )
-        })?;
-        let mut sluice = serde_json::to_value(&report).map_err(ApiError::internal)?;
-        // Paths in the report, as the client knows them.
-        let text = clean(&sluice.to_string());
-        sluice = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let mut warnings = one.notes;
-        warnings.extend(report.warnings.iter().map(|w| clean(w)));
-        Ok(ExportResponse {
-            output_path: rel.to_string_lossy().into_owned(),
-            warnings,
-            sluice,
-        })
+        run_export(
+            &st,
+            &rec,
+            &req.output_path,
+            &req.settings,
+            (req.start_time, req.end_time),
+            false,
+            &mut |_| {},
+        )
     })
     .await?;
     Ok(Json(out))

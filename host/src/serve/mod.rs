@@ -14,6 +14,7 @@
 //! trace or a path outside what the client sent.
 
 mod audio;
+mod batch;
 mod export;
 
 use crate::config::Config;
@@ -57,6 +58,8 @@ pub(crate) struct AppState {
     /// Listening on a loopback address: reads need no token.
     pub loopback: bool,
     pub max_upload_bytes: u64,
+    /// Progress of the batches being processed.
+    pub live: batch::Live,
 }
 
 /// An error as the API answers it.
@@ -150,6 +153,7 @@ fn api(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(audio::routes(max_upload_bytes))
         .merge(export::routes())
+        .merge(batch::routes())
 }
 
 /// The API's router and its OpenAPI document.
@@ -249,6 +253,16 @@ pub fn openapi_json() -> String {
 /// asked for port 0).
 pub fn run(cfg: &Config, opts: &ServeOptions) -> Result<()> {
     let store = Store::open(&cfg.db_path(), true)?;
+    // What a server or host killed mid-write left: exports' temporaries, uploads in progress.
+    let swept = crate::host::sweep_temporaries(&cfg.root) + audio::sweep_incoming(&cfg.root);
+    if swept > 0 {
+        eprintln!("sluice serve: removed {swept} temporary file(s) left by a stopped process");
+    }
+    for id in store.interrupted_batches()? {
+        eprintln!(
+            "sluice serve: batch {id} was cut off by a stop: pending again (process it to finish)"
+        );
+    }
     let (token, made) = token(&cfg.root)?;
     if made {
         eprintln!(
@@ -262,6 +276,7 @@ pub fn run(cfg: &Config, opts: &ServeOptions) -> Result<()> {
         token,
         loopback: opts.listen.ip().is_loopback(),
         max_upload_bytes: opts.max_upload_bytes,
+        live: batch::Live::default(),
     });
     let (app, _) = router(state);
     let rt = tokio::runtime::Builder::new_multi_thread()

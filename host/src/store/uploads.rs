@@ -1,6 +1,6 @@
 //! Files uploaded through `sluice serve` (schema 4): one record per content, by its BLAKE3
 //! hash (the `file_id` of the HTTP API), with the facts read at upload and the analysis,
-//! cached for the content.
+//! cached for the content; and the API's batches of exports.
 
 use super::{Result, Store, json};
 use redb::{ReadableTable, TableDefinition};
@@ -9,10 +9,41 @@ use serde::{Deserialize, Serialize};
 /// File id (content hash, hex) → [`UploadRecord`] (JSON).
 pub(super) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 
-/// Schema 3 → 4: the uploads table, empty.
+/// Batch id → [`BatchRecord`] (JSON).
+pub(super) const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
+
+/// Schema 3 → 4: the uploads and batches tables, empty.
 pub(super) fn upload_table(tx: &redb::WriteTransaction) -> std::result::Result<(), redb::Error> {
     tx.open_table(UPLOADS)?;
+    tx.open_table(BATCHES)?;
     Ok(())
+}
+
+/// A batch of exports made through the API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BatchRecord {
+    pub id: u64,
+    /// `pending`, `processing`, `completed` or `failed`.
+    pub status: String,
+    /// The export settings, as the request gave them.
+    pub settings: serde_json::Value,
+    /// Inside the root's export area.
+    pub output_directory: String,
+    pub files: Vec<BatchFile>,
+    pub created_ms: i64,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+}
+
+/// One file of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BatchFile {
+    pub file_id: String,
+    /// `pending`, `completed` or `failed`.
+    pub status: String,
+    /// Relative to the export area, once written.
+    pub output_path: Option<String>,
+    pub error: Option<String>,
 }
 
 /// An uploaded file.
@@ -71,6 +102,70 @@ impl Store {
                 t.insert(id, json(&rec).as_slice())?;
             }
             Ok(())
+        })
+    }
+
+    /// Records a new batch; its id is given here.
+    pub fn add_batch(&self, mut rec: BatchRecord) -> Result<BatchRecord> {
+        self.write(|tx| {
+            let mut meta = tx.open_table(super::META)?;
+            let id = meta.get("next_batch")?.map_or(1, |v| v.value());
+            meta.insert("next_batch", id + 1)?;
+            rec.id = id;
+            tx.open_table(BATCHES)?.insert(id, json(&rec).as_slice())?;
+            Ok(rec)
+        })
+    }
+
+    pub fn batch(&self, id: u64) -> Result<Option<BatchRecord>> {
+        self.read(|tx| {
+            let t = tx.open_table(BATCHES)?;
+            Ok(t.get(id)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok()))
+        })
+    }
+
+    /// Changes a batch in one transaction: `f` gets the stored record (or `None`) and says
+    /// what to store; the stored record is returned.
+    pub fn update_batch(
+        &self,
+        id: u64,
+        f: impl FnOnce(&mut BatchRecord) -> bool,
+    ) -> Result<Option<(BatchRecord, bool)>> {
+        self.write(|tx| {
+            let mut t = tx.open_table(BATCHES)?;
+            let rec = t
+                .get(id)?
+                .and_then(|v| serde_json::from_slice::<BatchRecord>(v.value()).ok());
+            let Some(mut rec) = rec else {
+                return Ok(None);
+            };
+            let changed = f(&mut rec);
+            if changed {
+                t.insert(id, json(&rec).as_slice())?;
+            }
+            Ok(Some((rec, changed)))
+        })
+    }
+
+    /// Batches left `processing` by a server that stopped go back to `pending` (their
+    /// finished files stay finished); returns their ids.
+    pub fn interrupted_batches(&self) -> Result<Vec<u64>> {
+        self.write(|tx| {
+            let mut t = tx.open_table(BATCHES)?;
+            let stuck: Vec<BatchRecord> = t
+                .iter()?
+                .filter_map(|r| r.ok())
+                .filter_map(|(_, v)| serde_json::from_slice::<BatchRecord>(v.value()).ok())
+                .filter(|b| b.status == "processing")
+                .collect();
+            let mut ids = Vec::new();
+            for mut b in stuck {
+                b.status = "pending".into();
+                t.insert(b.id, json(&b).as_slice())?;
+                ids.push(b.id);
+            }
+            Ok(ids)
         })
     }
 

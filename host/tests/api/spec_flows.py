@@ -11,6 +11,7 @@ message on the first thing that is not as the contract says. Run by host/tests/s
 
 import os
 import sys
+import time
 
 import requests
 
@@ -243,6 +244,58 @@ r = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=30,
 expect(r.status_code == 200, f"export with no settings (format from the name): {r.text}")
 out0 = r.json()["sluice"]["outputs"][0]
 expect(out0["format"] == "flac" and out0["path"] == "mixes/take.flac", f"export to .flac: {out0}")
+
+# Batch: create, process, poll to completed.
+BATCH = {
+    "job_id": str,
+    "status": str,
+    "progress": NUM,
+    "completed_files": list,
+    "failed_files": list,
+    "start_time": (str, None),
+    "end_time": (str, None),
+}
+tid = tagged["file_id"]
+body = {"input_files": [fid, tid], "output_directory": "batch1",
+        "export_settings": {"format": "flac", "sample_rate": 44100, "bit_depth": 16}}
+error_of(requests.post(f"{BASE}/api/audio/batch/create", json=body, timeout=10),
+         401, "unauthorized", "batch without a token")
+r = requests.post(f"{BASE}/api/audio/batch/create", json=body, headers=AUTH, timeout=10)
+expect(r.status_code == 200, f"batch create: {r.status_code} {r.text}")
+fields(r.json(), {"job_id": str}, "batch create")
+job = r.json()["job_id"]
+r = requests.get(f"{BASE}/api/audio/batch/{job}", timeout=10)
+fields(r.json(), BATCH, "batch status")
+expect(r.json()["status"] == "pending" and r.json()["progress"] == 0, f"new batch: {r.json()}")
+r = requests.post(f"{BASE}/api/audio/batch/{job}/process", headers=AUTH, timeout=10)
+expect(r.status_code == 200, f"batch process: {r.status_code} {r.text}")
+fields(r.json(), {"message": str}, "batch process")
+seen = []
+deadline = time.time() + 120
+while True:
+    st = requests.get(f"{BASE}/api/audio/batch/{job}", timeout=10).json()
+    fields(st, BATCH, "batch poll")
+    seen.append(st["progress"])
+    if st["status"] in ("completed", "failed"):
+        break
+    expect(st["status"] == "processing", f"batch poll: {st}")
+    expect(time.time() < deadline, f"batch did not finish: {st}")
+    time.sleep(0.05)
+expect(st["status"] == "completed", f"batch: {st}")
+expect(st["progress"] == 1 and sorted(seen) == seen, f"batch progress not rising to 1: {seen}")
+expect(set(st["completed_files"]) == {"batch1/take.flac", "batch1/tagged.flac"},
+       f"batch outputs: {st['completed_files']}")
+expect(st["failed_files"] == [] and st["start_time"] and st["end_time"], f"batch: {st}")
+r = requests.post(f"{BASE}/api/audio/batch/{job}/process", headers=AUTH, timeout=10)
+expect(r.status_code == 200 and "already" in r.json()["message"], f"batch again: {r.text}")
+bad = dict(body, output_directory="../outside")
+error_of(requests.post(f"{BASE}/api/audio/batch/create", json=bad, headers=AUTH, timeout=10),
+         400, "path_escape", "a batch writing out of the export area")
+bad = dict(body, input_files=["1" * 64])
+error_of(requests.post(f"{BASE}/api/audio/batch/create", json=bad, headers=AUTH, timeout=10),
+         404, "not_found", "a batch of a file never uploaded")
+error_of(requests.get(f"{BASE}/api/audio/batch/999", timeout=10), 404, "not_found",
+         "an unknown batch")
 
 # Formats.
 r = requests.get(f"{BASE}/api/audio/formats", timeout=10)

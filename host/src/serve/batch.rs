@@ -1,0 +1,366 @@
+//! Batches of exports (the specification's routes): created with their files and settings,
+//! processed in the background one file after another, polled for progress. Kept in the
+//! state database: a batch the server was processing when it stopped is `pending` again at
+//! the next start, its finished files finished, and processing it again does the rest.
+
+use super::audio::{blocking, find};
+use super::export::{AREA, ExportSettings, export_target, run_export, with_extension};
+use super::{ApiError, AppState, ErrorBody};
+use crate::store::{BatchFile, BatchRecord};
+use axum::Json;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(process))
+        .routes(routes!(status))
+}
+
+/// The share done of each batch being processed now, between its files.
+#[derive(Default)]
+pub(crate) struct Live(Mutex<HashMap<u64, f64>>);
+
+impl Live {
+    fn set(&self, id: u64, p: f64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, p);
+    }
+    fn get(&self, id: u64) -> Option<f64> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .copied()
+    }
+    fn end(&self, id: u64) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BatchCreate {
+    /// Ids of uploaded files.
+    input_files: Vec<String>,
+    #[serde(default)]
+    export_settings: ExportSettings,
+    /// Inside the root's `exports/` folder; each file is written there as its upload's name
+    /// with the format's extension.
+    output_directory: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BatchCreated {
+    job_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BatchMessage {
+    message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BatchStatus {
+    job_id: String,
+    /// `pending`, `processing`, `completed` or `failed` (every file failed).
+    status: String,
+    /// 0..1.
+    progress: f64,
+    /// Output paths written, relative to `exports/`.
+    completed_files: Vec<String>,
+    /// The file ids that failed, each with its reason in `errors`.
+    failed_files: Vec<String>,
+    errors: Vec<BatchError>,
+    /// RFC 3339, UTC.
+    start_time: Option<String>,
+    end_time: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BatchError {
+    file_id: String,
+    error: String,
+}
+
+fn batch_id(s: &str) -> Result<u64, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::not_found(format!("no batch `{s}`")))
+}
+
+fn time(ms: Option<i64>) -> Option<String> {
+    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+        .map(|t| t.to_string())
+}
+
+/// Create a batch of exports (not started until processed).
+#[utoipa::path(
+    post,
+    path = "/api/audio/batch/create",
+    tag = "audio",
+    request_body = BatchCreate,
+    responses(
+        (status = 200, body = BatchCreated),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "An input file is not uploaded", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn create(
+    State(st): State<Arc<AppState>>,
+    req: Result<Json<BatchCreate>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<BatchCreated>, ApiError> {
+    let Json(req) = req.map_err(|e| ApiError::bad_request("bad_json", e.body_text()))?;
+    let rec = blocking(move || {
+        if req.input_files.is_empty() {
+            return Err(ApiError::bad_request(
+                "bad_field",
+                "input_files: name at least one uploaded file",
+            ));
+        }
+        for id in &req.input_files {
+            find(&st, id)?;
+        }
+        // Checked now, so a batch that would write out of the area is never made.
+        let probe = Path::new(&req.output_directory).join("x");
+        export_target(&st.root, &probe.to_string_lossy())?;
+        let rec = BatchRecord {
+            id: 0,
+            status: "pending".into(),
+            settings: serde_json::to_value(&req.export_settings).map_err(ApiError::internal)?,
+            output_directory: req.output_directory.clone(),
+            files: req
+                .input_files
+                .iter()
+                .map(|f| BatchFile {
+                    file_id: f.clone(),
+                    status: "pending".into(),
+                    output_path: None,
+                    error: None,
+                })
+                .collect(),
+            created_ms: crate::store::now_ms(),
+            start_ms: None,
+            end_ms: None,
+        };
+        st.store.add_batch(rec).map_err(ApiError::internal)
+    })
+    .await?;
+    Ok(Json(BatchCreated {
+        job_id: rec.id.to_string(),
+    }))
+}
+
+/// Start processing a batch in the background.
+#[utoipa::path(
+    post,
+    path = "/api/audio/batch/{job_id}/process",
+    tag = "audio",
+    params(("job_id" = String, Path)),
+    responses(
+        (status = 200, body = BatchMessage),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Already processing", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn process(
+    State(st): State<Arc<AppState>>,
+    UrlPath(job_id): UrlPath<String>,
+) -> Result<Json<BatchMessage>, ApiError> {
+    let id = batch_id(&job_id)?;
+    let st2 = Arc::clone(&st);
+    // Claimed in one transaction: two calls never both start it.
+    let claimed = blocking(move || {
+        st2.store
+            .update_batch(id, |b| {
+                if b.status == "processing" || b.status == "completed" {
+                    return false;
+                }
+                b.status = "processing".into();
+                b.start_ms.get_or_insert(crate::store::now_ms());
+                b.end_ms = None;
+                true
+            })
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found(format!("no batch `{id}`")))
+    })
+    .await?;
+    let (rec, started) = claimed;
+    if !started {
+        return match rec.status.as_str() {
+            "completed" => Ok(Json(BatchMessage {
+                message: format!("batch {id} is already completed"),
+            })),
+            _ => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "busy",
+                format!("batch {id} is already processing"),
+            )),
+        };
+    }
+    st.live.set(id, progress_of(&rec, 0.0));
+    let n = rec.files.len();
+    tokio::task::spawn_blocking(move || run_batch(&st, rec));
+    Ok(Json(BatchMessage {
+        message: format!("batch {id}: processing {n} file(s)"),
+    }))
+}
+
+fn progress_of(rec: &BatchRecord, current: f64) -> f64 {
+    let n = rec.files.len().max(1) as f64;
+    let done = rec.files.iter().filter(|f| f.status != "pending").count() as f64;
+    ((done + current) / n).min(1.0)
+}
+
+/// Exports each pending file of the batch in turn, recording each as it ends.
+fn run_batch(st: &AppState, rec: BatchRecord) {
+    let id = rec.id;
+    let settings: ExportSettings = serde_json::from_value(rec.settings.clone()).unwrap_or_default();
+    for (i, f) in rec.files.iter().enumerate() {
+        if f.status != "pending" {
+            continue;
+        }
+        let outcome = find(st, &f.file_id).and_then(|up| {
+            let stem = up
+                .file_name
+                .rsplit_once('.')
+                .map_or(up.file_name.as_str(), |(s, _)| s);
+            let planned =
+                with_extension(&up, &format!("{}/{stem}", rec.output_directory), &settings)?;
+            // An output planned by a run that was stopped after its rename (which is atomic)
+            // and before its record: that file is this one, whole.
+            if f.output_path.as_deref() == Some(planned.as_str())
+                && st.root.join(AREA).join(&planned).is_file()
+            {
+                return Ok(planned);
+            }
+            st.store
+                .update_batch(id, |b| {
+                    if let Some(g) = b.files.get_mut(i) {
+                        g.output_path = Some(planned.clone());
+                    }
+                    true
+                })
+                .map_err(ApiError::internal)?;
+            run_export(
+                st,
+                &up,
+                &planned,
+                &settings,
+                (None, None),
+                false,
+                &mut |p| {
+                    let mut now = rec.clone();
+                    for g in now.files.iter_mut().take(i) {
+                        g.status = "done".into();
+                    }
+                    st.live.set(id, progress_of(&now, p));
+                },
+            )
+            .map(|done| done.output_path)
+        });
+        let stored = st.store.update_batch(id, |b| {
+            if let Some(g) = b.files.get_mut(i) {
+                match &outcome {
+                    Ok(path) => {
+                        g.status = "completed".into();
+                        g.output_path = Some(path.clone());
+                    }
+                    Err(e) => {
+                        g.status = "failed".into();
+                        g.output_path = None;
+                        g.error = Some(e.message.clone());
+                    }
+                }
+            }
+            true
+        });
+        match stored {
+            Ok(Some((b, _))) => st.live.set(id, progress_of(&b, 0.0)),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!("batch {id}: {e}");
+                st.live.end(id);
+                return;
+            }
+        }
+    }
+    let ended = st.store.update_batch(id, |b| {
+        let all_failed = b.files.iter().all(|f| f.status == "failed");
+        b.status = if all_failed { "failed" } else { "completed" }.into();
+        b.end_ms = Some(crate::store::now_ms());
+        true
+    });
+    if let Err(e) = ended {
+        tracing::error!("batch {id}: {e}");
+    }
+    st.live.end(id);
+}
+
+/// A batch's status and progress.
+#[utoipa::path(
+    get,
+    path = "/api/audio/batch/{job_id}",
+    tag = "audio",
+    params(("job_id" = String, Path)),
+    responses((status = 200, body = BatchStatus), (status = 404, body = ErrorBody))
+)]
+async fn status(
+    State(st): State<Arc<AppState>>,
+    UrlPath(job_id): UrlPath<String>,
+) -> Result<Json<BatchStatus>, ApiError> {
+    let id = batch_id(&job_id)?;
+    let st2 = Arc::clone(&st);
+    let rec = blocking(move || {
+        st2.store
+            .batch(id)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found(format!("no batch `{id}`")))
+    })
+    .await?;
+    let progress = match rec.status.as_str() {
+        "completed" | "failed" => 1.0,
+        "processing" => st.live.get(id).unwrap_or_else(|| progress_of(&rec, 0.0)),
+        _ => progress_of(&rec, 0.0),
+    };
+    Ok(Json(BatchStatus {
+        job_id: id.to_string(),
+        status: rec.status.clone(),
+        progress,
+        completed_files: rec
+            .files
+            .iter()
+            .filter(|f| f.status == "completed")
+            .filter_map(|f| f.output_path.clone())
+            .collect(),
+        failed_files: rec
+            .files
+            .iter()
+            .filter(|f| f.status == "failed")
+            .map(|f| f.file_id.clone())
+            .collect(),
+        errors: rec
+            .files
+            .iter()
+            .filter_map(|f| {
+                f.error.clone().map(|error| BatchError {
+                    file_id: f.file_id.clone(),
+                    error,
+                })
+            })
+            .collect(),
+        start_time: time(rec.start_ms),
+        end_time: time(rec.end_ms),
+    }))
+}
