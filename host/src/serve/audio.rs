@@ -56,7 +56,7 @@ struct Health {
 }
 
 /// Whether the server is up.
-#[utoipa::path(get, path = "/health", tag = "audio", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health", tag = "audio", responses((status = 200, description = "OK", body = Health)))]
 async fn health() -> Json<Health> {
     Json(Health {
         status: "healthy",
@@ -401,8 +401,8 @@ pub(super) fn find(st: &AppState, id: &str) -> Result<UploadRecord, ApiError> {
     tag = "audio",
     params(("file_id" = String, Path, description = "The id the upload answered with")),
     responses(
-        (status = 200, body = AudioMetadata),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "OK", body = AudioMetadata),
+        (status = 404, description = "No such item", body = ErrorBody),
     )
 )]
 async fn metadata(
@@ -501,8 +501,8 @@ fn analyse(st: &AppState, rec: &UploadRecord, opts: &AnalysisOptions) -> Result<
     tag = "audio",
     params(("file_id" = String, Path, description = "The id the upload answered with")),
     responses(
-        (status = 200, body = AudioAnalysis),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "OK", body = AudioAnalysis),
+        (status = 404, description = "No such item", body = ErrorBody),
         (status = 422, description = "The audio could not be decoded to its end", body = ErrorBody),
     )
 )]
@@ -529,6 +529,7 @@ async fn analysis(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WaveformQuery {
     /// Points wanted (1 to 100,000; default 1000).
     target_length: Option<usize>,
@@ -558,9 +559,9 @@ const MAX_WAVEFORM: usize = 100_000;
         WaveformQuery
     ),
     responses(
-        (status = 200, body = WaveformPeaks),
-        (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "OK", body = WaveformPeaks),
+        (status = 400, description = "A field or form the server cannot take", body = ErrorBody),
+        (status = 404, description = "No such item", body = ErrorBody),
     )
 )]
 async fn waveform(
@@ -665,7 +666,7 @@ fn writable() -> Vec<&'static sluice_core::formats::FormatInfo> {
 }
 
 /// Output formats.
-#[utoipa::path(get, path = "/api/audio/formats", tag = "audio", responses((status = 200, body = FormatList)))]
+#[utoipa::path(get, path = "/api/audio/formats", tag = "audio", responses((status = 200, description = "OK", body = FormatList)))]
 async fn formats() -> Json<FormatList> {
     let all = writable();
     let mut extensions: Vec<String> = Vec::new();
@@ -686,7 +687,7 @@ async fn formats() -> Json<FormatList> {
     path = "/api/audio/formats/{name}",
     tag = "audio",
     params(("name" = String, Path, description = "A format id (`wav`, `flac`...) or extension")),
-    responses((status = 200, body = FormatDetail), (status = 404, body = ErrorBody))
+    responses((status = 200, description = "OK", body = FormatDetail), (status = 404, description = "No such item", body = ErrorBody))
 )]
 async fn format(UrlPath(name): UrlPath<String>) -> Result<Json<FormatDetail>, ApiError> {
     let lower = name.to_ascii_lowercase();

@@ -110,8 +110,8 @@ fn time(ms: Option<i64>) -> Option<String> {
     tag = "audio",
     request_body = BatchCreate,
     responses(
-        (status = 200, body = BatchCreated),
-        (status = 400, body = ErrorBody),
+        (status = 200, description = "OK", body = BatchCreated),
+        (status = 400, description = "A field or form the server cannot take", body = ErrorBody),
         (status = 404, description = "An input file is not uploaded", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -168,8 +168,8 @@ async fn create(
     tag = "audio",
     params(("job_id" = String, Path)),
     responses(
-        (status = 200, body = BatchMessage),
-        (status = 404, body = ErrorBody),
+        (status = 200, description = "OK", body = BatchMessage),
+        (status = 404, description = "No such item", body = ErrorBody),
         (status = 409, description = "Already processing", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -314,7 +314,7 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
     path = "/api/audio/batch/{job_id}",
     tag = "audio",
     params(("job_id" = String, Path)),
-    responses((status = 200, body = BatchStatus), (status = 404, body = ErrorBody))
+    responses((status = 200, description = "OK", body = BatchStatus), (status = 404, description = "No such item", body = ErrorBody))
 )]
 async fn status(
     State(st): State<Arc<AppState>>,

@@ -299,9 +299,9 @@ pub(super) fn run_export(
     tag = "audio",
     request_body = ExportRequest,
     responses(
-        (status = 200, body = ExportResponse),
+        (status = 200, description = "OK", body = ExportResponse),
         (status = 400, description = "Bad settings, or an output path that leaves the export area", body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 404, description = "No such item", body = ErrorBody),
         (status = 409, description = "The output exists", body = ErrorBody),
     ),
     security(("bearer" = []))

@@ -16,6 +16,7 @@
 mod audio;
 mod batch;
 mod export;
+mod regions;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -154,6 +155,7 @@ fn api(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
         .merge(audio::routes(max_upload_bytes))
         .merge(export::routes())
         .merge(batch::routes())
+        .merge(regions::routes())
 }
 
 /// The API's router and its OpenAPI document.

@@ -62,8 +62,8 @@ mod references;
 pub use references::{Duplicate, NewReference, ReferenceRecord, genre_key};
 use references::{REF_CHUNKS, REF_HASHES, REF_SUMS, REFS};
 mod uploads;
-use uploads::{BATCHES, UPLOADS};
-pub use uploads::{BatchFile, BatchRecord, UploadRecord};
+use uploads::{BATCHES, REGIONS, UPLOADS};
+pub use uploads::{BatchFile, BatchRecord, RegionRecord, UploadRecord};
 
 type Migration = fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>;
 /// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`. A change to the tables or
@@ -522,6 +522,7 @@ impl Store {
         if target >= 4 {
             tx.open_table(UPLOADS).map_err(|e| self.err(e))?;
             tx.open_table(BATCHES).map_err(|e| self.err(e))?;
+            tx.open_table(REGIONS).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }

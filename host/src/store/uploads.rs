@@ -12,11 +12,32 @@ pub(super) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("u
 /// Batch id → [`BatchRecord`] (JSON).
 pub(super) const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
 
-/// Schema 3 → 4: the uploads and batches tables, empty.
+/// Region id → [`RegionRecord`] (JSON).
+pub(super) const REGIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("regions");
+
+/// Schema 3 → 4: the uploads, batches and regions tables, empty.
 pub(super) fn upload_table(tx: &redb::WriteTransaction) -> std::result::Result<(), redb::Error> {
     tx.open_table(UPLOADS)?;
     tx.open_table(BATCHES)?;
+    tx.open_table(REGIONS)?;
     Ok(())
+}
+
+/// A region of an uploaded file placed on a track (the specification's regions).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct RegionRecord {
+    pub region_id: String,
+    pub track_id: String,
+    pub file_id: String,
+    /// Seconds into the file.
+    pub start_time: f64,
+    /// Seconds; null for the rest of the file.
+    pub duration: Option<f64>,
+    pub name: Option<String>,
+    /// Linear gain.
+    pub gain: f64,
+    /// RFC 3339, UTC.
+    pub created_at: String,
 }
 
 /// A batch of exports made through the API.
@@ -166,6 +187,41 @@ impl Store {
                 ids.push(b.id);
             }
             Ok(ids)
+        })
+    }
+
+    /// Records a new region; its id is given here.
+    pub fn add_region(&self, mut rec: RegionRecord) -> Result<RegionRecord> {
+        self.write(|tx| {
+            let mut meta = tx.open_table(super::META)?;
+            let id = meta.get("next_region")?.map_or(1, |v| v.value());
+            meta.insert("next_region", id + 1)?;
+            rec.region_id = id.to_string();
+            tx.open_table(REGIONS)?.insert(id, json(&rec).as_slice())?;
+            Ok(rec)
+        })
+    }
+
+    /// The regions of a track, in the order they were made.
+    pub fn regions(&self, track_id: &str) -> Result<Vec<RegionRecord>> {
+        self.read(|tx| {
+            let t = tx.open_table(REGIONS)?;
+            Ok(t.iter()?
+                .filter_map(|r| r.ok())
+                .filter_map(|(_, v)| serde_json::from_slice::<RegionRecord>(v.value()).ok())
+                .filter(|r| r.track_id == track_id)
+                .collect())
+        })
+    }
+
+    /// Removes a region; returns it, or `None` when there was none.
+    pub fn remove_region(&self, id: u64) -> Result<Option<RegionRecord>> {
+        self.write(|tx| {
+            let mut t = tx.open_table(REGIONS)?;
+            let old = t
+                .remove(id)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok());
+            Ok(old)
         })
     }
 

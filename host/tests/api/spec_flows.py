@@ -297,6 +297,49 @@ error_of(requests.post(f"{BASE}/api/audio/batch/create", json=bad, headers=AUTH,
 error_of(requests.get(f"{BASE}/api/audio/batch/999", timeout=10), 404, "not_found",
          "an unknown batch")
 
+# Regions.
+REGION = {"region_id": str, "track_id": str, "file_id": str, "start_time": NUM,
+          "duration": (float, int, None), "name": (str, None), "gain": NUM, "created_at": str}
+form = {"track_id": (None, "t1"), "file_id": (None, fid), "start_time": (None, "1.5"),
+        "duration": (None, "2"), "name": (None, "verse")}
+error_of(requests.post(f"{BASE}/api/audio/regions", files=form, timeout=10),
+         401, "unauthorized", "region without a token")
+r = requests.post(f"{BASE}/api/audio/regions", files=form, headers=AUTH, timeout=10)
+expect(r.status_code == 200, f"region: {r.status_code} {r.text}")
+fields(r.json(), REGION, "region")
+expect(r.json()["gain"] == 1.0 and r.json()["name"] == "verse", f"region: {r.json()}")
+first = r.json()["region_id"]
+r = requests.post(f"{BASE}/api/audio/regions", headers=AUTH, timeout=10,
+                  files={"track_id": (None, "t1"), "file_id": (None, tid),
+                         "start_time": (None, "0"), "gain": (None, "0.5")})
+expect(r.status_code == 200 and r.json()["duration"] is None, f"region 2: {r.text}")
+second = r.json()["region_id"]
+r = requests.get(f"{BASE}/api/audio/regions/track/t1", timeout=10)
+expect(r.status_code == 200 and isinstance(r.json(), list), f"regions of t1: {r.text}")
+for reg in r.json():
+    fields(reg, REGION, "regions of t1")
+expect([x["region_id"] for x in r.json()] == [first, second], f"regions of t1: {r.json()}")
+expect(requests.get(f"{BASE}/api/audio/regions/track/none", timeout=10).json() == [],
+       "an empty track")
+for bad, why in [({"start_time": (None, "99")}, "a start past the end"),
+                 ({"duration": (None, "5")}, "a duration past the end"),
+                 ({"start_time": (None, "abc")}, "a start that is not a number"),
+                 ({"gain": (None, "-1")}, "a negative gain"),
+                 ({"track_id": (None, "")}, "no track")]:
+    error_of(requests.post(f"{BASE}/api/audio/regions", files=dict(form, **bad), headers=AUTH,
+                           timeout=10), 400, "bad_field", why)
+error_of(requests.post(f"{BASE}/api/audio/regions", headers=AUTH, timeout=10,
+                       files=dict(form, file_id=(None, "2" * 64))), 404, "not_found",
+         "a region of a file never uploaded")
+error_of(requests.delete(f"{BASE}/api/audio/regions/{first}", timeout=10), 401, "unauthorized",
+         "a delete without a token")
+r = requests.delete(f"{BASE}/api/audio/regions/{first}", headers=AUTH, timeout=10)
+expect(r.status_code == 200, f"delete: {r.status_code} {r.text}")
+error_of(requests.delete(f"{BASE}/api/audio/regions/{first}", headers=AUTH, timeout=10),
+         404, "not_found", "a region deleted twice")
+r = requests.get(f"{BASE}/api/audio/regions/track/t1", timeout=10)
+expect([x["region_id"] for x in r.json()] == [second], f"after the delete: {r.json()}")
+
 # Formats.
 r = requests.get(f"{BASE}/api/audio/formats", timeout=10)
 expect(r.status_code == 200, f"formats: {r.status_code}")
@@ -343,5 +386,27 @@ for bad in ["0" * 64, "../../etc/passwd", "zz"]:
     r = requests.get(f"{BASE}/api/audio/files/{bad}/metadata", timeout=10)
     expect(r.status_code == 404, f"unknown id {bad}: {r.status_code}")
 error_of(requests.get(f"{BASE}/api/nothing", timeout=10), 404, "not_found", "unknown route")
+
+# The OpenAPI document: valid, and naming every route walked above.
+doc = requests.get(f"{BASE}/openapi.json", timeout=10).json()
+try:
+    from openapi_spec_validator import validate
+except ImportError:
+    if os.environ.get("SLUICE_REQUIRE_TOOLS") == "1":
+        fail("openapi-spec-validator is required (SLUICE_REQUIRE_TOOLS=1)")
+    print("spec_flows: SKIPPED the OpenAPI validation: pip install openapi-spec-validator")
+else:
+    validate(doc)
+walked = {
+    ("get", "/health"), ("post", "/api/audio/upload"),
+    ("get", "/api/audio/files/{file_id}/metadata"), ("get", "/api/audio/files/{file_id}/analysis"),
+    ("get", "/api/audio/files/{file_id}/waveform"), ("post", "/api/audio/export"),
+    ("post", "/api/audio/batch/create"), ("post", "/api/audio/batch/{job_id}/process"),
+    ("get", "/api/audio/batch/{job_id}"), ("post", "/api/audio/regions"),
+    ("get", "/api/audio/regions/track/{track_id}"), ("delete", "/api/audio/regions/{region_id}"),
+    ("get", "/api/audio/formats"), ("get", "/api/audio/formats/{name}"),
+}
+for method, path in walked:
+    expect(method in doc["paths"].get(path, {}), f"openapi.json: no {method.upper()} {path}")
 
 print(f"spec_flows: every route and field as the contract says ({BASE})")
