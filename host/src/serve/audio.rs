@@ -56,7 +56,8 @@ struct Health {
 }
 
 /// Whether the server is up.
-#[utoipa::path(get, path = "/health", tag = "audio", responses((status = 200, description = "OK", body = Health)))]
+#[utoipa::path(get, path = "/health",
+    operation_id = "health", tag = "audio", responses((status = 200, description = "OK", body = Health)))]
 async fn health() -> Json<Health> {
     Json(Health {
         status: "healthy",
@@ -200,6 +201,7 @@ pub(super) fn sweep_incoming(root: &Path) -> usize {
 #[utoipa::path(
     post,
     path = "/api/audio/upload",
+    operation_id = "upload_audio",
     tag = "audio",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
@@ -398,6 +400,7 @@ pub(super) fn find(st: &AppState, id: &str) -> Result<UploadRecord, ApiError> {
 #[utoipa::path(
     get,
     path = "/api/audio/files/{file_id}/metadata",
+    operation_id = "file_metadata",
     tag = "audio",
     params(("file_id" = String, Path, description = "The id the upload answered with")),
     responses(
@@ -498,6 +501,7 @@ fn analyse(st: &AppState, rec: &UploadRecord, opts: &AnalysisOptions) -> Result<
 #[utoipa::path(
     get,
     path = "/api/audio/files/{file_id}/analysis",
+    operation_id = "file_analysis",
     tag = "audio",
     params(("file_id" = String, Path, description = "The id the upload answered with")),
     responses(
@@ -553,6 +557,7 @@ const MAX_WAVEFORM: usize = 100_000;
 #[utoipa::path(
     get,
     path = "/api/audio/files/{file_id}/waveform",
+    operation_id = "file_waveform",
     tag = "audio",
     params(
         ("file_id" = String, Path, description = "The id the upload answered with"),
@@ -666,7 +671,8 @@ fn writable() -> Vec<&'static sluice_core::formats::FormatInfo> {
 }
 
 /// Output formats.
-#[utoipa::path(get, path = "/api/audio/formats", tag = "audio", responses((status = 200, description = "OK", body = FormatList)))]
+#[utoipa::path(get, path = "/api/audio/formats",
+    operation_id = "list_formats", tag = "audio", responses((status = 200, description = "OK", body = FormatList)))]
 async fn formats() -> Json<FormatList> {
     let all = writable();
     let mut extensions: Vec<String> = Vec::new();
@@ -685,6 +691,7 @@ async fn formats() -> Json<FormatList> {
 #[utoipa::path(
     get,
     path = "/api/audio/formats/{name}",
+    operation_id = "get_format",
     tag = "audio",
     params(("name" = String, Path, description = "A format id (`wav`, `flac`...) or extension")),
     responses((status = 200, description = "OK", body = FormatDetail), (status = 404, description = "No such item", body = ErrorBody))

@@ -107,6 +107,7 @@ fn time(ms: Option<i64>) -> Option<String> {
 #[utoipa::path(
     post,
     path = "/api/audio/batch/create",
+    operation_id = "batch_create",
     tag = "audio",
     request_body = BatchCreate,
     responses(
@@ -165,6 +166,7 @@ async fn create(
 #[utoipa::path(
     post,
     path = "/api/audio/batch/{job_id}/process",
+    operation_id = "batch_process",
     tag = "audio",
     params(("job_id" = String, Path)),
     responses(
@@ -312,6 +314,7 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
 #[utoipa::path(
     get,
     path = "/api/audio/batch/{job_id}",
+    operation_id = "batch_status",
     tag = "audio",
     params(("job_id" = String, Path)),
     responses((status = 200, description = "OK", body = BatchStatus), (status = 404, description = "No such item", body = ErrorBody))

@@ -296,6 +296,7 @@ pub(super) fn run_export(
 #[utoipa::path(
     post,
     path = "/api/audio/export",
+    operation_id = "export_audio",
     tag = "audio",
     request_body = ExportRequest,
     responses(

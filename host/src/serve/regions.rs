@@ -86,6 +86,7 @@ fn number(f: &HashMap<String, String>, k: &str) -> Result<Option<f64>, ApiError>
 #[utoipa::path(
     post,
     path = "/api/audio/regions",
+    operation_id = "region_create",
     tag = "audio",
     request_body(content = RegionForm, content_type = "multipart/form-data"),
     responses(
@@ -168,6 +169,7 @@ async fn create(
 #[utoipa::path(
     get,
     path = "/api/audio/regions/track/{track_id}",
+    operation_id = "regions_of_track",
     tag = "audio",
     params(("track_id" = String, Path)),
     responses((status = 200, description = "OK", body = Vec<RegionRecord>))
@@ -184,6 +186,7 @@ async fn of_track(
 #[utoipa::path(
     delete,
     path = "/api/audio/regions/{region_id}",
+    operation_id = "region_delete",
     tag = "audio",
     params(("region_id" = String, Path)),
     responses((status = 200, description = "OK", body = Deleted), (status = 404, description = "No such item", body = ErrorBody)),
