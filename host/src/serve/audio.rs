@@ -216,12 +216,7 @@ async fn upload(
     State(st): St,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Json<AudioMetadata>, ApiError> {
-    let mut form = form.map_err(|e| {
-        ApiError::bad_request(
-            "bad_multipart",
-            format!("{}: send the file as multipart/form-data", e.body_text()),
-        )
-    })?;
+    let mut form = form?;
     let mut extract = true;
     let mut got: Option<(Incoming, String, String, u64)> = None;
     let multipart = |e: axum::extract::multipart::MultipartError| {

@@ -121,7 +121,7 @@ async fn create(
     State(st): State<Arc<AppState>>,
     req: Result<Json<BatchCreate>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<BatchCreated>, ApiError> {
-    let Json(req) = req.map_err(|e| ApiError::bad_request("bad_json", e.body_text()))?;
+    let Json(req) = req?;
     let rec = blocking(move || {
         if req.input_files.is_empty() {
             return Err(ApiError::bad_request(
@@ -229,6 +229,9 @@ fn progress_of(rec: &BatchRecord, current: f64) -> f64 {
 fn run_batch(st: &AppState, rec: BatchRecord) {
     let id = rec.id;
     let settings: ExportSettings = serde_json::from_value(rec.settings.clone()).unwrap_or_default();
+    let n = rec.files.len().max(1) as f64;
+    // Files finished (by this run or an earlier one): the progress between files.
+    let mut finished = rec.files.iter().filter(|f| f.status != "pending").count();
     for (i, f) in rec.files.iter().enumerate() {
         if f.status != "pending" {
             continue;
@@ -262,13 +265,7 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
                 &settings,
                 (None, None),
                 false,
-                &mut |p| {
-                    let mut now = rec.clone();
-                    for g in now.files.iter_mut().take(i) {
-                        g.status = "done".into();
-                    }
-                    st.live.set(id, progress_of(&now, p));
-                },
+                &mut |p| st.live.set(id, ((finished as f64 + p) / n).min(1.0)),
             )
             .map(|done| done.output_path)
         });
@@ -289,7 +286,10 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
             true
         });
         match stored {
-            Ok(Some((b, _))) => st.live.set(id, progress_of(&b, 0.0)),
+            Ok(Some((b, _))) => {
+                finished += 1;
+                st.live.set(id, progress_of(&b, 0.0));
+            }
             Ok(None) => return,
             Err(e) => {
                 tracing::error!("batch {id}: {e}");

@@ -220,8 +220,7 @@ pub(super) fn with_extension(
 ) -> Result<String, ApiError> {
     let ext = match &settings.format {
         Some(f) => sluice_core::encode::codec(f)
-            .and_then(|c| sluice_core::formats::by_id(c.id()))
-            .and_then(|i| i.extensions.first().copied())
+            .map(|c| c.about().extension)
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "bad_field",
@@ -311,7 +310,7 @@ async fn export(
     State(st): State<Arc<AppState>>,
     req: Result<Json<ExportRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<ExportResponse>, ApiError> {
-    let Json(req) = req.map_err(|e| ApiError::bad_request("bad_json", e.body_text()))?;
+    let Json(req) = req?;
     let out = blocking(move || {
         let rec = find(&st, &req.file_id)?;
         run_export(

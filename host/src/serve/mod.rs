@@ -96,6 +96,21 @@ impl ApiError {
     }
 }
 
+impl From<axum::extract::multipart::MultipartRejection> for ApiError {
+    fn from(e: axum::extract::multipart::MultipartRejection) -> Self {
+        ApiError::bad_request(
+            "bad_multipart",
+            format!("{}: send the form as multipart/form-data", e.body_text()),
+        )
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        ApiError::bad_request("bad_json", e.body_text())
+    }
+}
+
 /// The body of every error answer.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorBody {

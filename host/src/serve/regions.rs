@@ -46,7 +46,7 @@ async fn fields(
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<HashMap<String, String>, ApiError> {
     let bad = |e: String| ApiError::bad_request("bad_multipart", e);
-    let mut form = form.map_err(|e| bad(e.body_text()))?;
+    let mut form = form?;
     let mut out = HashMap::new();
     while let Some(f) = form.next_field().await.map_err(|e| bad(e.body_text()))? {
         let name = f.name().unwrap_or("").to_string();
