@@ -318,6 +318,84 @@ fn a_batch_cut_off_by_a_kill_finishes_after_a_restart_with_each_output_once() {
     no_incoming(&root);
 }
 
+/// The mastering routes walked by a Python client: references of two families of generated
+/// tracks, a track with a low-mid boost analysed against its family at the three levels, the
+/// closest references, refusals. Then the library as `sluice ref list` sees it.
+#[test]
+fn a_client_walks_the_mastering_flow() {
+    use sluice_core::signal::{Style, styled};
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let tracks = dir.path().join("tracks");
+    std::fs::create_dir_all(&tracks).unwrap();
+    let techno = Style {
+        tilt_db_per_octave: -2.0,
+        band_gains_db: [5.0, -2.0, -2.0, 1.0, 2.0],
+        correlation: 0.8,
+        pulse_depth: 0.7,
+        sections_db: 1.0,
+        bpm: 130.0,
+    };
+    let ambient = Style {
+        tilt_db_per_octave: -4.5,
+        band_gains_db: [3.0, 1.0, 0.0, -2.0, -4.0],
+        correlation: 0.4,
+        pulse_depth: 0.05,
+        sections_db: 6.0,
+        bpm: 70.0,
+    };
+    let muddy = Style {
+        band_gains_db: [5.0, 4.0, -2.0, 1.0, 2.0],
+        ..techno
+    };
+    let rate = 44_100;
+    for (name, style, seed) in [
+        ("techno1", &techno, 1),
+        ("techno2", &techno, 2),
+        ("techno3", &techno, 3),
+        ("ambient1", &ambient, 4),
+        ("ambient2", &ambient, 5),
+        ("muddy", &muddy, 6),
+    ] {
+        let planes = styled(rate, 6.0, style, seed);
+        write_wav(&tracks.join(format!("{name}.wav")), &planes, rate, 24);
+    }
+    write_wav(
+        &tracks.join("silent.wav"),
+        &[vec![0.0; 5 * rate as usize], vec![0.0; 5 * rate as usize]],
+        rate,
+        16,
+    );
+    let server = Server::start(&root, "127.0.0.1:0", &[]);
+    run_script(
+        &py,
+        "mastering_flow.py",
+        &[
+            &server.url,
+            &server.token,
+            &root.display().to_string(),
+            &tracks.display().to_string(),
+        ],
+    );
+    drop(server);
+    no_incoming(&root);
+    // The library the API built is the one `sluice ref` keeps.
+    let out = common::succeed(
+        sluice()
+            .args(["ref", "list", "--json", "--root"])
+            .arg(&root),
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let genres: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["genre"].as_str().unwrap())
+        .collect();
+    assert_eq!(genres, ["techno", "techno", "ambient", "ambient"], "{list}");
+}
+
 #[test]
 fn the_openapi_document_names_every_route() {
     let out = common::succeed(sluice().args(["serve", "--openapi"]));
@@ -340,6 +418,11 @@ fn the_openapi_document_names_every_route() {
         "/api/audio/batch/create",
         "/api/audio/batch/{job_id}/process",
         "/api/audio/batch/{job_id}",
+        "/api/analyze",
+        "/api/analysis/{analysis_id}",
+        "/api/references",
+        "/api/references/{reference_id}",
+        "/api/similarity/{analysis_id}",
     ] {
         assert!(paths.contains_key(p), "{p} not in {:?}", paths.keys());
     }

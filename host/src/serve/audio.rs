@@ -7,6 +7,7 @@
 //! then take their place in `uploads/YYYY/MM/DD/` (a name already there gets `-2`, `-3`...);
 //! a refused or broken upload leaves nothing behind.
 
+use super::form::{self, Received};
 use super::{ApiError, AppState, ErrorBody};
 use crate::confine;
 use crate::store::UploadRecord;
@@ -16,10 +17,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_core::analysis::{AnalysisOptions, Section};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
@@ -148,36 +147,6 @@ struct UploadForm {
     extract_metadata: Option<bool>,
 }
 
-/// Temporary files of uploads in progress, numbered in this process.
-static INCOMING: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary file removed when dropped unless kept.
-struct Incoming {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for Incoming {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// The last component of a client's file name, without control characters and never hidden.
-fn safe_name(given: Option<&str>) -> String {
-    let last = given.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = last.chars().filter(|c| !c.is_control()).collect();
-    let clean = clean.trim().trim_start_matches('.').to_string();
-    let clean: String = clean.chars().take(200).collect();
-    if clean.is_empty() {
-        "upload".to_string()
-    } else {
-        clean
-    }
-}
-
 /// Removes uploads in progress (`uploads/.incoming/PID-N-NAME`) of processes that are gone;
 /// returns how many.
 pub(super) fn sweep_incoming(root: &Path) -> usize {
@@ -216,106 +185,22 @@ async fn upload(
     State(st): St,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Json<AudioMetadata>, ApiError> {
-    let mut form = form?;
-    let mut extract = true;
-    let mut got: Option<(Incoming, String, String, u64)> = None;
-    let multipart = |e: axum::extract::multipart::MultipartError| {
-        let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large(st.max_upload_bytes)
-        } else {
-            ApiError::new(status, "bad_multipart", e.body_text())
-        }
-    };
-    while let Some(mut field) = form.next_field().await.map_err(multipart)? {
-        match field.name() {
-            Some("file") => {
-                if got.is_some() {
-                    return Err(ApiError::bad_request(
-                        "bad_multipart",
-                        "more than one `file` field: upload one file per request",
-                    ));
-                }
-                let name = safe_name(field.file_name());
-                let n = INCOMING.fetch_add(1, Ordering::Relaxed);
-                let rel = Path::new("uploads")
-                    .join(".incoming")
-                    .join(format!("{}-{n}-{name}", std::process::id()));
-                let root = st.root.clone();
-                let path = blocking(move || {
-                    confine::prepare(&root, &rel).map_err(|e| ApiError::internal(e.to_string()))
-                })
-                .await?;
-                let tmp = Incoming { path, keep: false };
-                let mut file = tokio::fs::File::create(&tmp.path)
-                    .await
-                    .map_err(ApiError::internal)?;
-                let mut hasher = blake3::Hasher::new();
-                let mut size = 0u64;
-                while let Some(chunk) = field.chunk().await.map_err(multipart)? {
-                    size += chunk.len() as u64;
-                    if size > st.max_upload_bytes {
-                        return Err(too_large(st.max_upload_bytes));
-                    }
-                    hasher.update(&chunk);
-                    file.write_all(&chunk).await.map_err(ApiError::internal)?;
-                }
-                file.sync_all().await.map_err(ApiError::internal)?;
-                drop(file);
-                got = Some((tmp, name, hasher.finalize().to_hex().to_string(), size));
-            }
-            Some("extract_metadata") => {
-                let text = field.text().await.map_err(multipart)?;
-                extract = match text.trim().to_ascii_lowercase().as_str() {
-                    "true" | "1" | "yes" | "on" | "" => true,
-                    "false" | "0" | "no" | "off" => false,
-                    other => {
-                        return Err(ApiError::bad_request(
-                            "bad_field",
-                            format!("extract_metadata: `{other}` is not true or false"),
-                        ));
-                    }
-                };
-            }
-            _ => {}
-        }
-    }
-    let Some((tmp, name, hash, size)) = got else {
-        return Err(ApiError::bad_request(
-            "no_file",
-            "no `file` field in the form: send the audio as multipart field `file`",
-        ));
-    };
-    if size == 0 {
-        return Err(ApiError::bad_request(
-            "unsupported_audio",
-            format!("{name}: the file is empty"),
-        ));
-    }
+    let mut form = form::receive(&st, form, Some("file")).await?;
+    let extract = form.flag("extract_metadata", true)?;
+    let got = form.take_file("file")?;
     let st2 = Arc::clone(&st);
-    let rec = blocking(move || keep_upload(&st2, tmp, name, hash, size)).await?;
+    let rec = blocking(move || keep_upload(&st2, got)).await?;
     Ok(Json(metadata_of(&rec, extract)))
 }
 
-fn too_large(max: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        format!(
-            "the upload is larger than this server accepts ({} MB; `sluice serve --max-upload-mb`)",
-            max / 1_000_000
-        ),
-    )
-}
-
 /// Probes the uploaded file and gives it its place (or finds its content already there).
-fn keep_upload(
-    st: &AppState,
-    tmp: Incoming,
-    name: String,
-    hash: String,
-    size: u64,
-) -> Result<UploadRecord, ApiError> {
+pub(super) fn keep_upload(st: &AppState, got: Received) -> Result<UploadRecord, ApiError> {
+    let Received {
+        tmp,
+        name,
+        hash,
+        size,
+    } = got;
     if let Some(old) = st.store.upload(&hash).map_err(ApiError::internal)? {
         return Ok(old);
     }
@@ -371,6 +256,7 @@ fn keep_upload(
         uploaded_ms: crate::store::now_ms(),
         info,
         analysis: None,
+        signature: None,
     };
     let kept = st.store.add_upload(&rec).map_err(ApiError::internal)?;
     if kept.rel != rec.rel {
@@ -509,7 +395,18 @@ async fn analysis(
     State(st): St,
     UrlPath(file_id): UrlPath<String>,
 ) -> Result<Json<AudioAnalysis>, ApiError> {
+    let st2 = Arc::clone(&st);
+    let id = file_id.clone();
+    let rec = blocking(move || find(&st2, &id)).await?;
+    if let Some(a) = &rec.analysis {
+        return Ok(Json(analysis_of(&rec, a)));
+    }
+    // One analysis at a time (each takes every core); a request for the same content that
+    // waited finds the first one's result.
+    let _permit = st.heavy.acquire().await.map_err(ApiError::internal)?;
+    let st2 = Arc::clone(&st);
     let out = blocking(move || {
+        let st = st2;
         let rec = find(&st, &file_id)?;
         let report = match &rec.analysis {
             Some(a) => a.clone(),
@@ -727,19 +624,4 @@ async fn format(UrlPath(name): UrlPath<String>) -> Result<Json<FormatDetail>, Ap
         supported_bit_depths: f.bit_depths.to_vec(),
         file_size_estimate: estimate,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::safe_name;
-
-    #[test]
-    fn client_file_names_lose_their_folders_and_never_hide() {
-        assert_eq!(safe_name(Some("../../etc/passwd")), "passwd");
-        assert_eq!(safe_name(Some("C:\\music\\a.wav")), "a.wav");
-        assert_eq!(safe_name(Some(".hidden.wav")), "hidden.wav");
-        assert_eq!(safe_name(Some("a\u{0}b\n.wav")), "ab.wav");
-        assert_eq!(safe_name(Some("..")), "upload");
-        assert_eq!(safe_name(None), "upload");
-    }
 }

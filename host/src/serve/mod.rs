@@ -16,6 +16,8 @@
 mod audio;
 mod batch;
 mod export;
+mod form;
+mod mastering;
 mod regions;
 
 use crate::config::Config;
@@ -61,6 +63,8 @@ pub(crate) struct AppState {
     pub max_upload_bytes: u64,
     /// Progress of the batches being processed.
     pub live: batch::Live,
+    /// Analyses run one at a time: each takes every core (a queue, not a pile-up).
+    pub heavy: tokio::sync::Semaphore,
 }
 
 /// An error as the API answers it.
@@ -143,7 +147,7 @@ impl IntoResponse for ApiError {
 #[openapi(
     info(
         title = "Sluice",
-        description = "The Sluice audio engine over HTTP: uploads, metadata, analysis, waveforms and formats (the routes of the specifications Sluice grew from), with Sluice's full reports.",
+        description = "The Sluice audio engine over HTTP: uploads, metadata, analysis, waveforms, exports, batches, regions and formats, and mastering analysis against a reference library (the routes of the specifications Sluice grew from), with Sluice's full reports.",
         license(name = "MIT OR Apache-2.0")
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -171,6 +175,7 @@ fn api(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
         .merge(export::routes())
         .merge(batch::routes())
         .merge(regions::routes())
+        .merge(mastering::routes(max_upload_bytes))
 }
 
 /// The API's router and its OpenAPI document.
@@ -294,6 +299,7 @@ pub fn run(cfg: &Config, opts: &ServeOptions) -> Result<()> {
         loopback: opts.listen.ip().is_loopback(),
         max_upload_bytes: opts.max_upload_bytes,
         live: batch::Live::default(),
+        heavy: tokio::sync::Semaphore::new(1),
     });
     let (app, _) = router(state);
     let rt = tokio::runtime::Builder::new_multi_thread()

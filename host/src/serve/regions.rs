@@ -2,12 +2,12 @@
 //! name and a gain, kept in the state database.
 
 use super::audio::{blocking, find};
+use super::form;
 use super::{ApiError, AppState, ErrorBody};
 use crate::store::RegionRecord;
 use axum::Json;
 use axum::extract::{Multipart, Path as UrlPath, State};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -41,47 +41,6 @@ struct Deleted {
     message: String,
 }
 
-/// The form's text fields (files are refused: a region names an upload).
-async fn fields(
-    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<HashMap<String, String>, ApiError> {
-    let bad = |e: String| ApiError::bad_request("bad_multipart", e);
-    let mut form = form?;
-    let mut out = HashMap::new();
-    while let Some(f) = form.next_field().await.map_err(|e| bad(e.body_text()))? {
-        let name = f.name().unwrap_or("").to_string();
-        if f.file_name().is_some() {
-            return Err(bad(format!(
-                "{name}: a region takes text fields, not files (upload the file first)"
-            )));
-        }
-        let text = f.text().await.map_err(|e| bad(e.body_text()))?;
-        if text.len() > 4096 {
-            return Err(ApiError::bad_request(
-                "bad_field",
-                format!("{name}: longer than 4096 bytes"),
-            ));
-        }
-        out.insert(name, text);
-    }
-    Ok(out)
-}
-
-fn number(f: &HashMap<String, String>, k: &str) -> Result<Option<f64>, ApiError> {
-    f.get(k)
-        .filter(|v| !v.trim().is_empty())
-        .map(|v| {
-            v.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| {
-                    ApiError::bad_request("bad_field", format!("{k}: `{v}` is not a number"))
-                })
-        })
-        .transpose()
-}
-
 /// Place a region of an uploaded file on a track (multipart form).
 #[utoipa::path(
     post,
@@ -100,22 +59,19 @@ async fn create(
     State(st): State<Arc<AppState>>,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Json<RegionRecord>, ApiError> {
-    let f = fields(form).await?;
-    let text = |k: &str| {
-        f.get(k)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let f = form::receive(&st, form, None).await?;
     let need = |k: &str| {
-        text(k).ok_or_else(|| ApiError::bad_request("bad_field", format!("{k}: required")))
+        f.get(k)
+            .ok_or_else(|| ApiError::bad_request("bad_field", format!("{k}: required")))
     };
     let track_id = need("track_id")?;
     let file_id = need("file_id")?;
-    let start = number(&f, "start_time")?
+    let start = f
+        .number("start_time")?
         .ok_or_else(|| ApiError::bad_request("bad_field", "start_time: required"))?;
-    let duration = number(&f, "duration")?;
-    let gain = number(&f, "gain")?.unwrap_or(1.0);
-    let name = text("name");
+    let duration = f.number("duration")?;
+    let gain = f.number("gain")?.unwrap_or(1.0);
+    let name = f.get("name");
     let rec = blocking(move || {
         let up = find(&st, &file_id)?;
         let length = up

@@ -62,8 +62,8 @@ mod references;
 pub use references::{Duplicate, NewReference, ReferenceRecord, genre_key};
 use references::{REF_CHUNKS, REF_HASHES, REF_SUMS, REFS};
 mod uploads;
-use uploads::{BATCHES, REGIONS, UPLOADS};
-pub use uploads::{BatchFile, BatchRecord, RegionRecord, UploadRecord};
+use uploads::{ANALYSES, BATCHES, REGIONS, UPLOADS};
+pub use uploads::{AnalysisRecord, BatchFile, BatchRecord, RegionRecord, UploadRecord};
 
 type Migration = fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>;
 /// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`. A change to the tables or
@@ -72,6 +72,7 @@ const MIGRATIONS: &[Migration] = &[
     reserve_planned_paths,
     references::reference_tables,
     uploads::upload_table,
+    uploads::analysis_table,
 ];
 
 /// Schema 1 → 2: the RESERVED table, filled from the queued and running jobs (before, the
@@ -523,6 +524,9 @@ impl Store {
             tx.open_table(UPLOADS).map_err(|e| self.err(e))?;
             tx.open_table(BATCHES).map_err(|e| self.err(e))?;
             tx.open_table(REGIONS).map_err(|e| self.err(e))?;
+        }
+        if target >= 5 {
+            tx.open_table(ANALYSES).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }

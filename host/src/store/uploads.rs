@@ -15,6 +15,34 @@ pub(super) const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("ba
 /// Region id → [`RegionRecord`] (JSON).
 pub(super) const REGIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("regions");
 
+/// Analysis id → [`AnalysisRecord`] (JSON): the mastering analyses asked of the API.
+pub(super) const ANALYSES: TableDefinition<u64, &[u8]> = TableDefinition::new("analyses");
+
+/// Schema 4 → 5: the mastering analyses' table, empty.
+pub(super) fn analysis_table(tx: &redb::WriteTransaction) -> std::result::Result<(), redb::Error> {
+    tx.open_table(ANALYSES)?;
+    Ok(())
+}
+
+/// A mastering analysis asked of the API (`POST /api/analyze`): an uploaded file measured
+/// (its signature is kept with the upload) and, when a genre was given, compared with that
+/// genre's profile as the library held it then.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AnalysisRecord {
+    pub id: u64,
+    /// The upload measured.
+    pub file_id: String,
+    pub file_name: String,
+    /// The genre compared with (its key), if one was given.
+    pub genre: Option<String>,
+    /// `gentle`, `suggestive` or `assertive`.
+    pub recommendation_level: String,
+    pub created_ms: i64,
+    /// The comparison with the genre's profile ([`sluice_core::analysis::compare::Comparison`]
+    /// as JSON).
+    pub comparison: Option<serde_json::Value>,
+}
+
 /// Schema 3 → 4: the uploads, batches and regions tables, empty.
 pub(super) fn upload_table(tx: &redb::WriteTransaction) -> std::result::Result<(), redb::Error> {
     tx.open_table(UPLOADS)?;
@@ -83,6 +111,10 @@ pub struct UploadRecord {
     /// The full analysis of this content, once asked for.
     #[serde(default)]
     pub analysis: Option<serde_json::Value>,
+    /// The mastering signature of this content (features for references and comparisons),
+    /// once measured.
+    #[serde(default)]
+    pub signature: Option<sluice_core::analysis::signature::Signature>,
 }
 
 impl Store {
@@ -123,6 +155,45 @@ impl Store {
                 t.insert(id, json(&rec).as_slice())?;
             }
             Ok(())
+        })
+    }
+
+    /// Keeps the mastering signature of an upload's content.
+    pub fn set_upload_signature(
+        &self,
+        id: &str,
+        signature: &sluice_core::analysis::signature::Signature,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let mut t = tx.open_table(UPLOADS)?;
+            let rec = t
+                .get(id)?
+                .and_then(|v| serde_json::from_slice::<UploadRecord>(v.value()).ok());
+            if let Some(mut rec) = rec {
+                rec.signature = Some(signature.clone());
+                t.insert(id, json(&rec).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records a new mastering analysis; its id is given here.
+    pub fn add_analysis(&self, mut rec: AnalysisRecord) -> Result<AnalysisRecord> {
+        self.write(|tx| {
+            let mut meta = tx.open_table(super::META)?;
+            let id = meta.get("next_analysis")?.map_or(1, |v| v.value());
+            meta.insert("next_analysis", id + 1)?;
+            rec.id = id;
+            tx.open_table(ANALYSES)?.insert(id, json(&rec).as_slice())?;
+            Ok(rec)
+        })
+    }
+
+    pub fn analysis(&self, id: u64) -> Result<Option<AnalysisRecord>> {
+        self.read(|tx| {
+            let t = tx.open_table(ANALYSES)?;
+            Ok(t.get(id)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok()))
         })
     }
 
@@ -254,6 +325,7 @@ mod tests {
             uploaded_ms: ms,
             info: serde_json::json!({"format": "wav"}),
             analysis: None,
+            signature: None,
         }
     }
 
@@ -286,6 +358,47 @@ mod tests {
             Some(serde_json::json!({"loudness": -14.0}))
         );
         assert!(s.upload("cc").unwrap().is_none());
+        assert!(s.check().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_schema_4_file_gains_the_analyses_and_its_uploads_read_without_a_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.redb");
+        {
+            let s = Store::open_migrating(&p, true, &MIGRATIONS[..3]).unwrap();
+            assert_eq!(s.schema_version().unwrap(), 4);
+            // An upload as schema 4 wrote it: no `signature` field.
+            let mut v = serde_json::to_value(rec("aa", "uploads/2026/11/25/a.wav", 1)).unwrap();
+            v.as_object_mut().unwrap().remove("signature");
+            s.write(|tx| {
+                tx.open_table(UPLOADS)?
+                    .insert("aa", serde_json::to_vec(&v).unwrap().as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let s = Store::open(&p, false).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let up = s.upload("aa").unwrap().expect("read without a signature");
+        assert_eq!(up.signature, None);
+        let a = AnalysisRecord {
+            id: 0,
+            file_id: "aa".into(),
+            file_name: "a.wav".into(),
+            genre: Some("techno".into()),
+            recommendation_level: "gentle".into(),
+            created_ms: 5,
+            comparison: Some(serde_json::json!({"bands": []})),
+        };
+        let first = s.add_analysis(a.clone()).unwrap();
+        let second = s.add_analysis(a.clone()).unwrap();
+        assert_eq!((first.id, second.id), (1, 2));
+        assert_eq!(
+            s.analysis(1).unwrap().unwrap(),
+            AnalysisRecord { id: 1, ..a }
+        );
+        assert!(s.analysis(3).unwrap().is_none());
         assert!(s.check().unwrap().is_empty());
     }
 }
