@@ -42,7 +42,12 @@ const DEFAULT_CONFIG: &str = "# sluice configuration. Every key is optional; the
 # target_true_peak_dbtp = -1\n\
 # pipelines = \"pipelines\"     # the pipelines folder, inside the root\n\
 # quarantine = \"failed\"       # where sources that cannot be processed go\n\
-# log_files = 7                # daily log files kept in .sluice/logs\n";
+# log_files = 7                # daily log files kept in .sluice/logs\n\
+\n\
+# The HTTP API and dashboard served by `sluice watch` too (docs/API.md); off unless set.\n\
+# [server]\n\
+# listen = \"127.0.0.1:8750\"     # beyond loopback every route needs the API token\n\
+# max_upload_mb = 2048\n";
 
 /// Make `root` ready to use when it has no pipelines folder yet: configuration, the example
 /// pipelines and their folders. Returns whether it did.

@@ -35,11 +35,29 @@ pub struct Config {
     /// A job that was running when the host stopped this many times is quarantined instead of
     /// run again: its input may be what stops the host.
     pub max_interrupted_runs: u32,
+    /// `[server]`: `sluice watch` serves the HTTP API too (docs/API.md).
+    pub server: Option<ServerConfig>,
+}
+
+/// `[server]` in sluice.toml.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: std::net::SocketAddr,
+    /// The largest upload accepted, bytes.
+    pub max_upload_bytes: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    max_upload_mb: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    server: Option<RawServer>,
     workers: Option<usize>,
     settle_seconds: Option<f64>,
     rescan_seconds: Option<f64>,
@@ -178,8 +196,28 @@ impl Config {
             }
             Ok(root.join(p))
         };
+        let server = match raw.server {
+            None => None,
+            Some(sv) => {
+                let listen = sv.listen.unwrap_or_else(|| "127.0.0.1:8750".into());
+                let listen = listen.trim().parse().map_err(|_| {
+                    bad(format!(
+                        "[server] listen = {listen:?}: give an address and port, as \"127.0.0.1:8750\""
+                    ))
+                })?;
+                let mb = sv.max_upload_mb.unwrap_or(2048);
+                if mb == 0 {
+                    return Err(bad("[server] max_upload_mb = 0: give at least 1".into()));
+                }
+                Some(ServerConfig {
+                    listen,
+                    max_upload_bytes: mb.saturating_mul(1_000_000),
+                })
+            }
+        };
         Ok(Config {
             root: root.to_path_buf(),
+            server,
             workers,
             settle,
             rescan,

@@ -863,6 +863,17 @@ fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<Settled>) {
 /// One host per root: an exclusive lock on `.sluice/host.lock`, held while the host runs. The
 /// kernel lets it go when the process ends, however it ends, so a crash never leaves a stale
 /// lock. A second host on the root is an error naming the first.
+/// Whether a `sluice watch` host holds this root now.
+pub fn host_running(cfg: &Config) -> bool {
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .open(cfg.state_dir().join("host.lock"))
+    else {
+        return false;
+    };
+    matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 fn lock_root(cfg: &Config) -> Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
     let dir = cfg.state_dir();

@@ -396,6 +396,61 @@ fn a_client_walks_the_mastering_flow() {
     assert_eq!(genres, ["techno", "techno", "ambient", "ambient"], "{list}");
 }
 
+/// `sluice watch` with `[server]` in sluice.toml: the host and the API in one process. A
+/// Python client submits files to a pipeline over `/api/v1/`, follows them on the live feed,
+/// reads the job, its report and events, retries the one that failed.
+#[test]
+fn the_watch_host_serves_its_jobs_over_api_v1() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    sluice_host::commands::init_root(&root).unwrap();
+    let mut toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap();
+    toml = format!(
+        "settle_seconds = 0.3\nrescan_seconds = 1\nworkers = 1\n{toml}\n[server]\nlisten = \"127.0.0.1:0\"\n"
+    );
+    std::fs::write(root.join("sluice.toml"), toml).unwrap();
+    let audio = dir.path().join("episode.wav");
+    let planes = sluice_core::signal::programme(44_100, 2, 5 * 44_100, 3);
+    write_wav(&audio, &planes, 44_100, 16);
+    let mut child = sluice()
+        .args(["watch", "--root"])
+        .arg(&root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the watch host says where it listens")
+            .unwrap();
+        if let Some(a) = line.trim().strip_prefix("listening on ") {
+            break a.to_string();
+        }
+    };
+    let token = std::fs::read_to_string(root.join(".sluice/api-token")).unwrap();
+    let server = Server {
+        child,
+        url,
+        token: token.trim().to_string(),
+    };
+    run_script(
+        &py,
+        "v1_flow.py",
+        &[
+            &server.url,
+            &server.token,
+            &root.display().to_string(),
+            &audio.display().to_string(),
+        ],
+    );
+    // SIGTERM stops the host and its server together.
+    drop(server);
+    no_incoming(&root);
+}
+
 #[test]
 fn the_openapi_document_names_every_route() {
     let out = common::succeed(sluice().args(["serve", "--openapi"]));

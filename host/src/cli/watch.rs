@@ -28,6 +28,29 @@ pub fn run(a: Args) -> Result<ExitCode> {
         signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    host::watch(cfg, stop, abort)?;
+    // `[server]`: the HTTP API beside the host, stopping with it.
+    let server = cfg.server.clone().map(|sv| {
+        let (cfg, stop) = (cfg.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("sluice-server".into())
+            .spawn(move || {
+                let opts = sluice_host::serve::ServeOptions {
+                    listen: sv.listen,
+                    max_upload_bytes: sv.max_upload_bytes,
+                };
+                let r = sluice_host::serve::run_until(&cfg, &opts, stop.clone());
+                if let Err(e) = &r {
+                    host::say(format!("sluice: the HTTP server stopped: {e:#}"));
+                }
+                r
+            })
+    });
+    let hosted = host::watch(cfg, stop.clone(), abort);
+    // The server stops with the host (or alone, on an error it has reported).
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(Ok(t)) = server {
+        let _ = t.join();
+    }
+    hosted?;
     Ok(ExitCode::SUCCESS)
 }

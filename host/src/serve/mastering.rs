@@ -444,6 +444,7 @@ impl From<&ReferenceRecord> for ReferenceView {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GenreQuery {
     /// Only this genre's references (any case).
     genre: Option<String>,
@@ -598,6 +599,7 @@ async fn remove_reference(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SimilarityQuery {
     /// Only this genre's references (default: the whole library).
     genre: Option<String>,

@@ -19,6 +19,7 @@ mod export;
 mod form;
 mod mastering;
 mod regions;
+mod v1;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -65,6 +66,8 @@ pub(crate) struct AppState {
     pub live: batch::Live,
     /// Analyses run one at a time: each takes every core (a queue, not a pile-up).
     pub heavy: tokio::sync::Semaphore,
+    /// The live feed of job events (`/api/v1/events`).
+    pub feed: tokio::sync::broadcast::Sender<v1::Live>,
 }
 
 /// An error as the API answers it.
@@ -176,6 +179,7 @@ fn api(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
         .merge(batch::routes())
         .merge(regions::routes())
         .merge(mastering::routes(max_upload_bytes))
+        .merge(v1::routes(max_upload_bytes))
 }
 
 /// The API's router and its OpenAPI document.
@@ -274,6 +278,27 @@ pub fn openapi_json() -> String {
 /// `listening on http://ADDR` once the socket is bound (with the port the system chose when
 /// asked for port 0).
 pub fn run(cfg: &Config, opts: &ServeOptions) -> Result<()> {
+    serve(cfg, opts, shutdown())
+}
+
+/// Serves the root beside `sluice watch` (its `[server]`) until `stop` is set.
+pub fn run_until(
+    cfg: &Config,
+    opts: &ServeOptions,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<()> {
+    serve(cfg, opts, async move {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+}
+
+fn serve(
+    cfg: &Config,
+    opts: &ServeOptions,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let store = Store::open(&cfg.db_path(), true)?;
     // What a server or host killed mid-write left: exports' temporaries, uploads in progress.
     let swept = crate::host::sweep_temporaries(&cfg.root) + audio::sweep_incoming(&cfg.root);
@@ -300,14 +325,16 @@ pub fn run(cfg: &Config, opts: &ServeOptions) -> Result<()> {
         max_upload_bytes: opts.max_upload_bytes,
         live: batch::Live::default(),
         heavy: tokio::sync::Semaphore::new(1),
+        feed: v1::feed(),
     });
-    let (app, _) = router(state);
+    let (app, _) = router(Arc::clone(&state));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice-serve")
         .build()
         .context("starting the server's runtime")?;
     rt.block_on(async move {
+        v1::start_feed(&state);
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .with_context(|| format!("listening on {}", opts.listen))?;
@@ -315,7 +342,7 @@ pub fn run(cfg: &Config, opts: &ServeOptions) -> Result<()> {
         println!("listening on http://{addr}");
         std::io::stdout().flush().ok();
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
+            .with_graceful_shutdown(stop)
             .await
             .context("serving")
     })

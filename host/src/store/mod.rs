@@ -1152,6 +1152,30 @@ impl Store {
         })
     }
 
+    /// Up to `limit` events after event `after`, oldest first (a range read: what a live
+    /// view polls).
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        self.read(|tx| {
+            let t = tx.open_table(EVENTS)?;
+            let mut v = Vec::new();
+            for r in t.range(after.saturating_add(1)..)?.take(limit) {
+                let (_, val) = r?;
+                if let Ok(e) = serde_json::from_slice::<Event>(val.value()) {
+                    v.push(e);
+                }
+            }
+            Ok(v)
+        })
+    }
+
+    /// The id of the newest event (0 when there is none).
+    pub fn last_event_id(&self) -> Result<u64> {
+        self.read(|tx| {
+            let t = tx.open_table(EVENTS)?;
+            Ok(t.last()?.map_or(0, |(k, _)| k.value()))
+        })
+    }
+
     /// Queue jobs again (retry). Returns those that were in a state that allows it.
     pub fn retry(&self, ids: &[u64]) -> Result<Vec<u64>> {
         let mut done = Vec::new();

@@ -663,7 +663,6 @@ mod tests {
         }
         let s = Store::open(&p, false).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 4);
         assert_eq!(s.events(None).unwrap().len(), 1);
         assert!(s.references(None).unwrap().is_empty());
         let r = s.add_reference(new("a", " House ", "h1")).unwrap().unwrap();

@@ -1,0 +1,712 @@
+//! Sluice's own routes, under `/api/v1/`: the watch-folder host over HTTP — pipelines, jobs
+//! (list, filter, detail with events, report, retry, and new ones from an upload into a
+//! pipeline's watch folder), effects, what the root holds, and a live feed of job events
+//! (server-sent events). The jobs are the ones `sluice watch` runs on the same root (in this
+//! process when `[server]` is set in sluice.toml, or in another).
+
+use super::audio::blocking;
+use super::form;
+use super::{ApiError, AppState, ErrorBody};
+use crate::commands;
+use crate::confine;
+use crate::store::{Event, JobRecord, JobState};
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{self, KeepAlive, Sse};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+
+type St = State<Arc<AppState>>;
+
+pub(super) fn routes(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
+    let limit = usize::try_from(max_upload_bytes.saturating_add(1 << 20)).unwrap_or(usize::MAX);
+    OpenApiRouter::new()
+        .routes(routes!(pipelines))
+        .routes(routes!(jobs, submit).layer(DefaultBodyLimit::max(limit)))
+        .routes(routes!(job))
+        .routes(routes!(job_report))
+        .routes(routes!(retry))
+        .routes(routes!(effects))
+        .routes(routes!(effect))
+        .routes(routes!(stats))
+        .routes(routes!(events))
+}
+
+/// A job as the API shows it.
+#[derive(Serialize, Clone, ToSchema)]
+pub(crate) struct JobView {
+    id: u64,
+    pipeline: String,
+    /// The source, relative to the root, where it arrived.
+    input: String,
+    /// `queued`, `running`, `done`, `failed` or `quarantined`.
+    state: String,
+    /// 0..1.
+    progress: f64,
+    attempts: u32,
+    error: Option<String>,
+    /// RFC 3339, UTC.
+    created_at: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    /// Written outputs, relative to the root.
+    outputs: Vec<OutputView>,
+    /// The report (JSON), relative to the root.
+    report: Option<String>,
+    /// Where the source is now, relative to the root (moved when done or quarantined).
+    source_now: Option<String>,
+}
+
+#[derive(Serialize, Clone, ToSchema)]
+struct OutputView {
+    path: String,
+    bytes: u64,
+    /// BLAKE3, hex.
+    hash: String,
+    format: String,
+}
+
+fn time(ms: Option<i64>) -> Option<String> {
+    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+        .map(|t| t.to_string())
+}
+
+fn rel(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+impl From<&JobRecord> for JobView {
+    fn from(j: &JobRecord) -> Self {
+        JobView {
+            id: j.id,
+            pipeline: j.pipeline.clone(),
+            input: rel(&j.input),
+            state: j.state.name().to_string(),
+            progress: j.progress,
+            attempts: j.attempts,
+            error: j.error.clone(),
+            created_at: time(Some(j.created_ms)),
+            started_at: time(j.started_ms),
+            finished_at: time(j.finished_ms),
+            outputs: j
+                .outputs
+                .iter()
+                .map(|o| OutputView {
+                    path: rel(&o.path),
+                    bytes: o.bytes,
+                    hash: o.hash.clone(),
+                    format: o.format.clone(),
+                })
+                .collect(),
+            report: j.report.as_deref().map(rel),
+            source_now: j.source_now.as_deref().map(rel),
+        }
+    }
+}
+
+/// A store event as the API shows it.
+#[derive(Serialize, Clone, ToSchema)]
+pub(crate) struct EventView {
+    id: u64,
+    /// RFC 3339, UTC.
+    time: Option<String>,
+    job: Option<u64>,
+    /// `queued`, `started`, `done`, `failed`, `quarantined`, `retry`, `pipeline_refused`...
+    kind: String,
+    message: String,
+}
+
+impl From<&Event> for EventView {
+    fn from(e: &Event) -> Self {
+        EventView {
+            id: e.id,
+            time: time(Some(e.time_ms)),
+            job: e.job,
+            kind: e.kind.clone(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+/// A pipeline that loads.
+#[derive(Serialize, ToSchema)]
+struct PipelineView {
+    name: String,
+    /// Its file, relative to the root.
+    file: String,
+    description: Option<String>,
+    steps: usize,
+    outputs: usize,
+    /// Watch folders, relative to the root.
+    watch: Vec<String>,
+}
+
+/// The root's pipelines.
+#[derive(Serialize, ToSchema)]
+struct PipelineList {
+    pipelines: Vec<PipelineView>,
+    /// Problems of the pipeline files that do not load, as `file:line:column: message`.
+    problems: Vec<String>,
+}
+
+fn under_root(root: &Path, p: &Path) -> String {
+    rel(p.strip_prefix(root).unwrap_or(p))
+}
+
+fn config(st: &AppState) -> Result<crate::config::Config, ApiError> {
+    crate::config::Config::load(&st.root).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bad_config",
+            e.to_string()
+                .replace(&st.root.display().to_string(), "(root)"),
+        )
+    })
+}
+
+fn list_pipelines(st: &AppState) -> Result<PipelineList, ApiError> {
+    let checked = commands::check(&st.root, None).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bad_config",
+            e.to_string()
+                .replace(&st.root.display().to_string(), "(root)"),
+        )
+    })?;
+    Ok(PipelineList {
+        pipelines: checked
+            .ok
+            .iter()
+            .map(|p| PipelineView {
+                name: p.name.clone(),
+                file: under_root(&st.root, &p.file),
+                description: p.description.clone(),
+                steps: p.steps,
+                outputs: p.outputs,
+                watch: p.watch.iter().map(|w| under_root(&st.root, w)).collect(),
+            })
+            .collect(),
+        problems: checked
+            .problems
+            .iter()
+            .map(|d| {
+                d.to_string()
+                    .replace(&format!("{}/", st.root.display()), "")
+            })
+            .collect(),
+    })
+}
+
+/// The root's pipelines (those that load) and the problems of those that do not.
+#[utoipa::path(get, path = "/api/v1/pipelines", operation_id = "v1_pipelines", tag = "v1",
+    responses((status = 200, description = "OK", body = PipelineList)))]
+async fn pipelines(State(st): St) -> Result<Json<PipelineList>, ApiError> {
+    Ok(Json(blocking(move || list_pipelines(&st)).await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct JobsQuery {
+    /// `queued`, `running`, `done`, `failed` or `quarantined`.
+    state: Option<String>,
+    /// Only this pipeline's jobs.
+    pipeline: Option<String>,
+    /// The newest N (default 200, at most 10000).
+    limit: Option<usize>,
+}
+
+/// Jobs, newest first, filtered by state and pipeline.
+#[utoipa::path(get, path = "/api/v1/jobs", operation_id = "v1_jobs", tag = "v1",
+    params(JobsQuery),
+    responses((status = 200, description = "OK", body = Vec<JobView>),
+        (status = 400, description = "An unknown state", body = ErrorBody)))]
+async fn jobs(State(st): St, Query(q): Query<JobsQuery>) -> Result<Json<Vec<JobView>>, ApiError> {
+    let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_field",
+                format!("state: `{s}` is not queued, running, done, failed or quarantined"),
+            )
+        })?),
+    };
+    let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
+    let out = blocking(move || {
+        let mut all = st.store.jobs(state).map_err(ApiError::internal)?;
+        if let Some(p) = q.pipeline.as_deref().filter(|p| !p.is_empty()) {
+            all.retain(|j| j.pipeline == p);
+        }
+        all.sort_by_key(|j| std::cmp::Reverse(j.id));
+        all.truncate(limit);
+        Ok(all.iter().map(JobView::from).collect())
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+fn job_id(s: &str) -> Result<u64, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::not_found(format!("no job `{s}`")))
+}
+
+fn find_job(st: &AppState, id: &str) -> Result<JobRecord, ApiError> {
+    let n = job_id(id)?;
+    st.store
+        .job(n)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no job `{id}`")))
+}
+
+/// A job and its events.
+#[derive(Serialize, ToSchema)]
+struct JobDetail {
+    job: JobView,
+    events: Vec<EventView>,
+}
+
+/// One job with its events, oldest first.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", operation_id = "v1_job", tag = "v1",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "OK", body = JobDetail),
+        (status = 404, description = "No such job", body = ErrorBody)))]
+async fn job(State(st): St, UrlPath(id): UrlPath<String>) -> Result<Json<JobDetail>, ApiError> {
+    let out = blocking(move || {
+        let j = find_job(&st, &id)?;
+        let events = st.store.events(Some(j.id)).map_err(ApiError::internal)?;
+        Ok(JobDetail {
+            job: JobView::from(&j),
+            events: events.iter().map(EventView::from).collect(),
+        })
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// A job's report (the JSON file it wrote beside its outputs).
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/report", operation_id = "v1_job_report", tag = "v1",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The report (docs/PIPELINES.md)", body = Object),
+        (status = 404, description = "No such job, or it has no report (yet)", body = ErrorBody)))]
+async fn job_report(State(st): St, UrlPath(id): UrlPath<String>) -> Result<Json<Value>, ApiError> {
+    let out = blocking(move || {
+        let j = find_job(&st, &id)?;
+        let Some(report) = &j.report else {
+            return Err(ApiError::not_found(format!(
+                "job {id} has no report ({})",
+                j.state.name()
+            )));
+        };
+        let path = confine::resolve(&st.root, report).map_err(|e| {
+            ApiError::internal(format!("job {id}'s report {}: {e}", report.display()))
+        })?;
+        let text = std::fs::read(&path).map_err(|e| {
+            ApiError::not_found(format!(
+                "job {id}'s report {} cannot be read: {e}",
+                report.display()
+            ))
+        })?;
+        serde_json::from_slice(&text).map_err(ApiError::internal)
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+#[derive(Serialize, ToSchema)]
+struct Retried {
+    job: JobView,
+    message: String,
+}
+
+/// Queue a failed or quarantined job again.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", operation_id = "v1_job_retry", tag = "v1",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "Queued again", body = Retried),
+        (status = 401, description = "No or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "Not failed or quarantined (kind `busy`)", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn retry(State(st): St, UrlPath(id): UrlPath<String>) -> Result<Json<Retried>, ApiError> {
+    let out = blocking(move || {
+        let j = find_job(&st, &id)?;
+        let done = st.store.retry(&[j.id]).map_err(ApiError::internal)?;
+        if done.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "busy",
+                format!(
+                    "job {id} is {}: only failed or quarantined jobs are retried",
+                    j.state.name()
+                ),
+            ));
+        }
+        let j = find_job(&st, &id)?;
+        Ok(Retried {
+            job: JobView::from(&j),
+            message: format!("job {id} queued again"),
+        })
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// The multipart form of a new job (for the OpenAPI document).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct SubmitForm {
+    /// The audio file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// The pipeline to run it through (its first watch folder receives the file).
+    pipeline: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Submitted {
+    pipeline: String,
+    /// Where the file was placed, relative to the root: the watch host takes it from there.
+    path: String,
+    /// Whether a `sluice watch` host is running on this root now (else the file waits for one).
+    host_running: bool,
+    message: String,
+}
+
+/// Places an upload into `dir` under its own name (`-2`, `-3`... when taken), complete at
+/// once: a hard link of the finished temporary file, which never replaces a file.
+fn place(root: &Path, dir: &Path, name: &str, tmp: &Path) -> Result<PathBuf, ApiError> {
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
+        _ => (name.to_string(), String::new()),
+    };
+    for k in 1..10_000 {
+        let candidate = if k == 1 {
+            name.to_string()
+        } else {
+            format!("{stem}-{k}{ext}")
+        };
+        let relp = dir.join(&candidate);
+        let dest = confine::prepare(root, &relp).map_err(|e| {
+            ApiError::bad_request("path_escape", format!("{}: {e}", relp.display()))
+        })?;
+        match std::fs::hard_link(tmp, &dest) {
+            Ok(()) => return Ok(relp),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(ApiError::internal(format!("{}: {e}", dest.display()))),
+        }
+    }
+    Err(ApiError::internal(format!(
+        "no free name for {name} in {}",
+        dir.display()
+    )))
+}
+
+/// Submit a file to a pipeline: it is placed, complete, into the pipeline's first watch
+/// folder, where the watch host takes it like any file that settles there (multipart `file`,
+/// `pipeline`).
+#[utoipa::path(post, path = "/api/v1/jobs", operation_id = "v1_job_submit", tag = "v1",
+    request_body(content = SubmitForm, content_type = "multipart/form-data"),
+    responses((status = 202, description = "Placed in the watch folder", body = Submitted),
+        (status = 400, description = "No file, or no such pipeline (kind `bad_field`)", body = ErrorBody),
+        (status = 401, description = "No or wrong bearer token", body = ErrorBody),
+        (status = 413, description = "Larger than the server's upload limit", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn submit(
+    State(st): St,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    let mut form = form::receive(&st, form, Some("file")).await?;
+    let pipeline = form
+        .get("pipeline")
+        .ok_or_else(|| ApiError::bad_request("bad_field", "pipeline: required"))?;
+    let got = form.take_file("file")?;
+    let out = blocking(move || {
+        let list = list_pipelines(&st)?;
+        let Some(p) = list.pipelines.iter().find(|p| p.name == pipeline) else {
+            return Err(ApiError::bad_request(
+                "bad_field",
+                format!(
+                    "pipeline: no pipeline `{pipeline}` (this root has {})",
+                    list.pipelines
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let Some(dir) = p.watch.first() else {
+            return Err(ApiError::bad_request(
+                "bad_field",
+                format!("pipeline: `{pipeline}` watches no folder"),
+            ));
+        };
+        let placed = place(&st.root, Path::new(dir), &got.name, &got.tmp.path)?;
+        let cfg = config(&st)?;
+        let running = crate::host::host_running(&cfg);
+        Ok(Submitted {
+            pipeline: pipeline.clone(),
+            path: rel(&placed),
+            host_running: running,
+            message: if running {
+                format!("placed in {dir}: the watch host takes it once it settles")
+            } else {
+                format!(
+                    "placed in {dir}; no `sluice watch` runs on this root now: it is taken when one starts"
+                )
+            },
+        })
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(out)))
+}
+
+/// An effect a pipeline can use.
+#[derive(Serialize, ToSchema)]
+struct EffectView {
+    name: String,
+    version: String,
+    description: String,
+    /// `built in`, or the module's file relative to the root.
+    origin: String,
+    hash: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct EffectList {
+    effects: Vec<EffectView>,
+    /// Modules in the root's effects folder that were refused, and why.
+    refused: Vec<RefusedView>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RefusedView {
+    module: String,
+    error: String,
+}
+
+/// The effects this root's pipelines can use: built in, and the modules of its effects
+/// folder (with those refused and why).
+#[utoipa::path(get, path = "/api/v1/effects", operation_id = "v1_effects", tag = "v1",
+    responses((status = 200, description = "OK", body = EffectList)))]
+async fn effects(State(st): St) -> Result<Json<EffectList>, ApiError> {
+    let out = blocking(move || {
+        let cfg = config(&st)?;
+        let l = commands::effects_list(&cfg).map_err(ApiError::internal)?;
+        let strip = |s: &str| s.replace(&format!("{}/", st.root.display()), "");
+        Ok(EffectList {
+            effects: l
+                .effects
+                .iter()
+                .map(|e| EffectView {
+                    name: e.name.clone(),
+                    version: e.version.clone(),
+                    description: e.description.clone(),
+                    origin: strip(&e.origin),
+                    hash: e.hash.clone(),
+                })
+                .collect(),
+            refused: l
+                .refused
+                .iter()
+                .map(|r| RefusedView {
+                    module: strip(&r.module),
+                    error: strip(&r.error),
+                })
+                .collect(),
+        })
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// One effect: its descriptor (parameters with ranges and units, channels, latency).
+#[utoipa::path(get, path = "/api/v1/effects/{name}", operation_id = "v1_effect", tag = "v1",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "The descriptor, its origin and hash", body = Object),
+        (status = 404, description = "No such effect", body = ErrorBody)))]
+async fn effect(State(st): St, UrlPath(name): UrlPath<String>) -> Result<Json<Value>, ApiError> {
+    let out = blocking(move || {
+        let cfg = config(&st)?;
+        let fx = cfg.effects().map_err(ApiError::internal)?;
+        let e = fx.get(&name).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no effect `{name}` (GET /api/v1/effects lists them)"
+            ))
+        })?;
+        let mut v = serde_json::to_value(&e.effect.descriptor).map_err(ApiError::internal)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "origin".into(),
+                Value::String(
+                    e.origin
+                        .to_string()
+                        .replace(&format!("{}/", st.root.display()), ""),
+                ),
+            );
+            o.insert("hash".into(), Value::String(e.effect.hash.clone()));
+        }
+        Ok(v)
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// What the root holds: files by type, jobs by state.
+#[utoipa::path(get, path = "/api/v1/stats", operation_id = "v1_stats", tag = "v1",
+    responses((status = 200, description = "`sluice stats --json`", body = Object)))]
+async fn stats(State(st): St) -> Result<Json<Value>, ApiError> {
+    let out = blocking(move || {
+        let cfg = config(&st)?;
+        let s = commands::stats(&cfg).map_err(ApiError::internal)?;
+        let mut v = serde_json::to_value(&s).map_err(ApiError::internal)?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("root");
+        }
+        Ok(v)
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// What the live feed carries.
+#[derive(Clone, Debug)]
+pub(crate) enum Live {
+    /// A job's state or progress changed.
+    Job(Arc<String>, u64),
+    /// An event was logged.
+    Log(Arc<String>, Option<u64>, u64),
+}
+
+/// The live feed's channel (one per server; [`start_feed`] fills it).
+pub(crate) fn feed() -> broadcast::Sender<Live> {
+    broadcast::channel(4096).0
+}
+
+/// Starts the feed's poller: it reads the store's new events and the running jobs' progress
+/// twice a second and tells every subscriber; it stops with the server.
+pub(crate) fn start_feed(st: &Arc<AppState>) {
+    let weak = Arc::downgrade(st);
+    let sender = st.feed.clone();
+    tokio::spawn(async move {
+        let mut last = None::<u64>;
+        let mut running: HashMap<u64, (String, f64)> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let Some(st) = weak.upgrade() else { break };
+            if sender.receiver_count() == 0 && last.is_some() {
+                // Nobody listens: keep the place, skip the reads.
+                let st2 = Arc::clone(&st);
+                if let Ok(Ok(n)) =
+                    tokio::task::spawn_blocking(move || st2.store.last_event_id()).await
+                {
+                    last = Some(n);
+                }
+                running.clear();
+                continue;
+            }
+            let from = last;
+            let seen: HashSet<u64> = running.keys().copied().collect();
+            let polled = tokio::task::spawn_blocking(move || poll(&st, from, &seen)).await;
+            let Ok(Ok((new_last, events, jobs))) = polled else {
+                continue;
+            };
+            last = Some(new_last);
+            for e in &events {
+                if let Ok(text) = serde_json::to_string(&EventView::from(e)) {
+                    let _ = sender.send(Live::Log(Arc::new(text), e.job, e.id));
+                }
+            }
+            for j in jobs {
+                let key = (j.state.name().to_string(), j.progress);
+                let changed = running.get(&j.id) != Some(&key);
+                if j.state == JobState::Running {
+                    running.insert(j.id, key);
+                } else {
+                    running.remove(&j.id);
+                }
+                if changed && let Ok(text) = serde_json::to_string(&JobView::from(&j)) {
+                    let _ = sender.send(Live::Job(Arc::new(text), j.id));
+                }
+            }
+        }
+    });
+}
+
+/// New events after `from` (none on the first poll, which only finds the place and the
+/// running jobs), and the jobs they name plus those running.
+fn poll(
+    st: &AppState,
+    from: Option<u64>,
+    running: &HashSet<u64>,
+) -> Result<(u64, Vec<Event>, Vec<JobRecord>), crate::store::StoreError> {
+    let Some(from) = from else {
+        let last = st.store.last_event_id()?;
+        let jobs = st.store.jobs(Some(JobState::Running))?;
+        return Ok((last, Vec::new(), jobs));
+    };
+    let events = st.store.events_after(from, 1000)?;
+    let last = events.last().map_or(from, |e| e.id);
+    let mut ids: Vec<u64> = running.iter().copied().collect();
+    ids.extend(events.iter().filter_map(|e| e.job));
+    ids.sort_unstable();
+    ids.dedup();
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(j) = st.store.job(id)? {
+            jobs.push(j);
+        }
+    }
+    Ok((last, events, jobs))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EventsQuery {
+    /// Only this job's events.
+    job: Option<u64>,
+}
+
+/// The live feed of job events (server-sent events): `event: job` with the job (as in
+/// `/api/v1/jobs`) whenever its state or progress changes, and `event: log` with each event
+/// the host logs; a comment every 15 s keeps the connection open.
+#[utoipa::path(get, path = "/api/v1/events", operation_id = "v1_events", tag = "v1",
+    params(EventsQuery),
+    responses((status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String)))]
+async fn events(
+    State(st): St,
+    Query(q): Query<EventsQuery>,
+) -> Sse<impl futures_util::Stream<Item = Result<sse::Event, std::convert::Infallible>>> {
+    let rx = st.feed.subscribe();
+    let only = q.job;
+    let stream = futures_util::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            let ev = match rx.recv().await {
+                Ok(Live::Job(text, id)) if only.is_none_or(|j| j == id) => {
+                    sse::Event::default().event("job").data(text.as_str())
+                }
+                Ok(Live::Log(text, job, id)) if only.is_none() || job == only => {
+                    sse::Event::default()
+                        .event("log")
+                        .id(id.to_string())
+                        .data(text.as_str())
+                }
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(n)) => sse::Event::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{n}}}")),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            return Some((Ok(ev), rx));
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
