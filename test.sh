@@ -5,11 +5,12 @@ cd "$(dirname "$0")"
 # The effects are built for wasm32: fetch the target once if this toolchain lacks it.
 .ci/toolchain
 # The plugin tests (tests/tests/plugin_*.rs) load the built bundles, not the crate: bundle the
-# debug build (nice-plug's allocation checker on) into target/bundled first. `--workspace`:
-# the build resolves features for the whole workspace as `cargo test --workspace` does, so the
-# test build reuses every crate built here (with the plugin alone, ~40 crates shared with the
-# host, egui and sluice-core among them, were built twice with other features: ~2 minutes of CI).
-cargo run --locked -q -p xtask -- bundle sluice-plugin --locked --workspace
+# debug build (nice-plug's allocation checker on) into target/bundled first. The build is the
+# test build itself (`--workspace --lib --bins --tests --examples`): cargo resolves features
+# per command, and with the plugin alone (or without the test targets, whose dev-dependencies
+# add features such as sluice-core's `count-opens`) ~40 crates, sluice-core, egui and the host
+# among them, were built twice with other features, minutes of CI. `cargo test` then only runs.
+cargo run --locked -q -p xtask -- bundle sluice-plugin --locked --workspace --lib --bins --tests --examples
 cargo test --workspace --locked "$@"
 cargo build --manifest-path effects/Cargo.toml --workspace --release --locked --target wasm32-unknown-unknown
 # The effects' native tests (DSP on generated audio, the SDK, and a check of every module built
