@@ -396,26 +396,18 @@ fn a_client_walks_the_mastering_flow() {
     assert_eq!(genres, ["techno", "techno", "ambient", "ambient"], "{list}");
 }
 
-/// `sluice watch` with `[server]` in sluice.toml: the host and the API in one process. A
-/// Python client submits files to a pipeline over `/api/v1/`, follows them on the live feed,
-/// reads the job, its report and events, retries the one that failed.
-#[test]
-fn the_watch_host_serves_its_jobs_over_api_v1() {
-    let Some(py) = python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    sluice_host::commands::init_root(&root).unwrap();
-    let mut toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap();
-    toml = format!(
+/// A new root with the example pipelines and `[server]` on a loopback port the system
+/// chooses, and `sluice watch` running on it (its first stdout line says where it listens).
+fn watch_with_server(root: &Path) -> Server {
+    sluice_host::commands::init_root(root).unwrap();
+    let toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap();
+    let toml = format!(
         "settle_seconds = 0.3\nrescan_seconds = 1\nworkers = 1\n{toml}\n[server]\nlisten = \"127.0.0.1:0\"\n"
     );
     std::fs::write(root.join("sluice.toml"), toml).unwrap();
-    let audio = dir.path().join("episode.wav");
-    let planes = sluice_core::signal::programme(44_100, 2, 5 * 44_100, 3);
-    write_wav(&audio, &planes, 44_100, 16);
     let mut child = sluice()
         .args(["watch", "--root"])
-        .arg(&root)
+        .arg(root)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -431,11 +423,25 @@ fn the_watch_host_serves_its_jobs_over_api_v1() {
         }
     };
     let token = std::fs::read_to_string(root.join(".sluice/api-token")).unwrap();
-    let server = Server {
+    Server {
         child,
         url,
         token: token.trim().to_string(),
-    };
+    }
+}
+
+/// `sluice watch` with `[server]` in sluice.toml: the host and the API in one process. A
+/// Python client submits files to a pipeline over `/api/v1/`, follows them on the live feed,
+/// reads the job, its report and events, retries the one that failed.
+#[test]
+fn the_watch_host_serves_its_jobs_over_api_v1() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let audio = dir.path().join("episode.wav");
+    let planes = sluice_core::signal::programme(44_100, 2, 5 * 44_100, 3);
+    write_wav(&audio, &planes, 44_100, 16);
+    let server = watch_with_server(&root);
     run_script(
         &py,
         "v1_flow.py",
@@ -446,8 +452,85 @@ fn the_watch_host_serves_its_jobs_over_api_v1() {
             &audio.display().to_string(),
         ],
     );
-    // SIGTERM stops the host and its server together.
+    // SIGTERM stops the host and its server together, and a client left on the live feed (a
+    // dashboard left open) does not hold the stop.
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut feed = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut feed,
+        format!("GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut head = [0u8; 64];
+    let n = std::io::Read::read(&mut feed, &mut head).unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    let mut server = server;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let t = std::time::Instant::now();
+    loop {
+        if server.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(8),
+            "sluice watch still running 8 s after SIGTERM with a client on the live feed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(feed);
     drop(server);
+    no_incoming(&root);
+}
+
+/// The dashboard in headless Chromium (the Debian package), driven over the DevTools protocol
+/// by a Python script: a file dropped on the drop zone, its job followed to done in the live
+/// table, its report's facts and pictures shown; screenshots of the dashboard and the API
+/// reference kept in `target/tmp/dashboard/` and checked for content.
+#[test]
+fn the_dashboard_works_in_a_real_browser() {
+    let Some(py) = python() else { return };
+    let Some(chromium) = tool("chromium") else {
+        return;
+    };
+    let modules = Command::new(&py)
+        .args(["-c", "import websocket, PIL"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !modules {
+        assert!(
+            std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "the browser test needs websocket-client and pillow (SLUICE_REQUIRE_TOOLS=1)"
+        );
+        eprintln!("SKIPPED: pip install websocket-client pillow");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let audio = dir.path().join("interview take 2.wav");
+    let planes = sluice_core::signal::programme(44_100, 2, 8 * 44_100, 11);
+    write_wav(&audio, &planes, 44_100, 24);
+    let server = watch_with_server(&root);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    run_script(
+        &py,
+        "dashboard.py",
+        &[
+            &server.url,
+            &server.token,
+            &audio.display().to_string(),
+            &chromium.display().to_string(),
+            &out.display().to_string(),
+        ],
+    );
+    drop(server);
+    // The pictures were drawn once, kept by content.
+    let plots = files_under(&root.join(".sluice/plots"));
+    assert_eq!(plots.len(), 3, "{plots:?}");
     no_incoming(&root);
 }
 
@@ -478,6 +561,11 @@ fn the_openapi_document_names_every_route() {
         "/api/references",
         "/api/references/{reference_id}",
         "/api/similarity/{analysis_id}",
+        "/api/v1/jobs",
+        "/api/v1/jobs/{id}/plots/{kind}",
+        "/api/v1/events",
+        "/",
+        "/api/docs",
     ] {
         assert!(paths.contains_key(p), "{p} not in {:?}", paths.keys());
     }

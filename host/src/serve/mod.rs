@@ -18,6 +18,7 @@ mod batch;
 mod export;
 mod form;
 mod mastering;
+mod pages;
 mod regions;
 mod v1;
 
@@ -68,6 +69,9 @@ pub(crate) struct AppState {
     pub heavy: tokio::sync::Semaphore,
     /// The live feed of job events (`/api/v1/events`).
     pub feed: tokio::sync::broadcast::Sender<v1::Live>,
+    /// Set when the server stops: endless responses (the live feed) end, so the graceful
+    /// shutdown is not held open by a dashboard left open.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// An error as the API answers it.
@@ -150,7 +154,7 @@ impl IntoResponse for ApiError {
 #[openapi(
     info(
         title = "Sluice",
-        description = "The Sluice audio engine over HTTP: uploads, metadata, analysis, waveforms, exports, batches, regions and formats, and mastering analysis against a reference library (the routes of the specifications Sluice grew from), with Sluice's full reports.",
+        description = "The Sluice audio engine over HTTP: the routes of the specifications Sluice grew from (uploads, metadata, analysis, waveforms, exports, batches, regions, formats; mastering analysis against a reference library), with Sluice's full reports; Sluice's own /api/v1 (the watch-folder host's pipelines, jobs with their events, reports and pictures, effects, and a live feed of job events); the dashboard at /.",
         license(name = "MIT OR Apache-2.0")
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -180,6 +184,7 @@ fn api(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
         .merge(regions::routes())
         .merge(mastering::routes(max_upload_bytes))
         .merge(v1::routes(max_upload_bytes))
+        .merge(pages::routes())
 }
 
 /// The API's router and its OpenAPI document.
@@ -311,12 +316,7 @@ fn serve(
         );
     }
     let (token, made) = token(&cfg.root)?;
-    if made {
-        eprintln!(
-            "sluice serve: a new API token, kept in {} (mutating routes need it as `Authorization: Bearer TOKEN`):\n{token}",
-            cfg.root.join(".sluice").join("api-token").display()
-        );
-    }
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         root: cfg.root.clone(),
         store,
@@ -326,6 +326,7 @@ fn serve(
         live: batch::Live::default(),
         heavy: tokio::sync::Semaphore::new(1),
         feed: v1::feed(),
+        closing,
     });
     let (app, _) = router(Arc::clone(&state));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -341,10 +342,38 @@ fn serve(
         let addr = listener.local_addr()?;
         println!("listening on http://{addr}");
         std::io::stdout().flush().ok();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-            .context("serving")
+        if made {
+            // Shown once: from now on it is read from the root.
+            eprintln!(
+                "sluice: a new API token, kept in {} (changes need it as `Authorization: Bearer TOKEN`):\n{}\nthe dashboard, signed in: http://{addr}/#token={}",
+                cfg.root.join(".sluice").join("api-token").display(),
+                state.token,
+                state.token
+            );
+        } else {
+            eprintln!(
+                "sluice: the dashboard is at http://{addr}/ (the API token is in {})",
+                cfg.root.join(".sluice").join("api-token").display()
+            );
+        }
+        let stopping = async move {
+            stop.await;
+            let _ = closing_tx.send(true);
+        };
+        let served = axum::serve(listener, app).with_graceful_shutdown(stopping);
+        // Requests under way get 10 s to finish after the stop; then the server closes.
+        let mut closing = state.closing.clone();
+        let bound = async move {
+            let _ = closing.wait_for(|c| *c).await;
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        };
+        tokio::select! {
+            r = served => r.context("serving"),
+            _ = bound => {
+                eprintln!("sluice: requests still under way 10 s after the stop were cut off");
+                Ok(())
+            }
+        }
     })
 }
 

@@ -34,6 +34,7 @@ pub(super) fn routes(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(jobs, submit).layer(DefaultBodyLimit::max(limit)))
         .routes(routes!(job))
         .routes(routes!(job_report))
+        .routes(routes!(job_plot))
         .routes(routes!(retry))
         .routes(routes!(effects))
         .routes(routes!(effect))
@@ -320,6 +321,109 @@ async fn job_report(State(st): St, UrlPath(id): UrlPath<String>) -> Result<Json<
     Ok(Json(out))
 }
 
+/// The audio a job's pictures are drawn from: its source where it is now, else where it
+/// arrived, else its first output; with the content hash that keys the pictures.
+fn picture_source(st: &AppState, j: &JobRecord) -> Option<(PathBuf, String)> {
+    let mut candidates: Vec<(&Path, &str)> = Vec::new();
+    if let Some(now) = &j.source_now {
+        candidates.push((now, &j.content_hash));
+    }
+    candidates.push((&j.input, &j.content_hash));
+    for o in &j.outputs {
+        candidates.push((&o.path, &o.hash));
+    }
+    candidates.into_iter().find_map(|(p, hash)| {
+        let path = confine::resolve(&st.root, p).ok()?;
+        (path.is_file() && hash.bytes().all(|b| b.is_ascii_hexdigit()) && !hash.is_empty())
+            .then(|| (path, hash.to_string()))
+    })
+}
+
+/// Draws (once per content, kept in `.sluice/plots/HASH/`) and reads a picture.
+fn picture(st: &AppState, j: &JobRecord, kind: &str) -> Result<Vec<u8>, ApiError> {
+    let (path, hash) = picture_source(st, j).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "job {}: neither its source nor an output is there to draw",
+            j.id
+        ))
+    })?;
+    let dir = st.root.join(".sluice").join("plots").join(&hash);
+    let png = dir.join(format!("{kind}.png"));
+    if let Ok(bytes) = std::fs::read(&png) {
+        return Ok(bytes);
+    }
+    std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
+    let opts = sluice_core::analysis::AnalysisOptions {
+        sections: vec![
+            sluice_core::analysis::Section::Loudness,
+            sluice_core::analysis::Section::Spectrum,
+            sluice_core::analysis::Section::Waveform,
+        ],
+        loudness_history_seconds: Some(0.1),
+        ..Default::default()
+    };
+    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hidden =
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let report = crate::analyze::analyze_file(&path, &opts, lanes, &hidden).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "undecodable_audio",
+            e.to_string()
+                .replace(&format!("{}/", st.root.display()), ""),
+        )
+    })?;
+    // Drawn under the file's name, then kept under the picture's kind (each an atomic write
+    // and a rename: a reader never sees half a picture).
+    for drawn in crate::render::plots(&dir, &report).map_err(ApiError::internal)? {
+        let name = drawn
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(k) = ["waveform", "loudness", "spectrum"]
+            .into_iter()
+            .find(|k| name.ends_with(&format!(".{k}.png")))
+        {
+            std::fs::rename(&drawn, dir.join(format!("{k}.png"))).map_err(ApiError::internal)?;
+        }
+    }
+    std::fs::read(&png).map_err(|e| ApiError::internal(format!("{}: {e}", png.display())))
+}
+
+/// A picture of a job's audio (PNG, 1200 px wide): the waveform, the loudness history
+/// (momentary and short-term, with the integrated loudness), or the long-term spectrum with
+/// its bands. Drawn once per content.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/plots/{kind}", operation_id = "v1_job_plot", tag = "v1",
+    params(("id" = String, Path), ("kind" = String, Path, description = "`waveform`, `loudness` or `spectrum`")),
+    responses((status = 200, description = "The picture", content_type = "image/png", body = Vec<u8>),
+        (status = 404, description = "No such job or kind, or no audio left to draw", body = ErrorBody),
+        (status = 422, description = "The audio cannot be decoded", body = ErrorBody)))]
+async fn job_plot(
+    State(st): St,
+    UrlPath((id, kind)): UrlPath<(String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    if !matches!(kind.as_str(), "waveform" | "loudness" | "spectrum") {
+        return Err(ApiError::not_found(format!(
+            "no picture `{kind}`: waveform, loudness or spectrum"
+        )));
+    }
+    let st2 = Arc::clone(&st);
+    let j = blocking(move || find_job(&st2, &id)).await?;
+    // Drawing decodes the file: one at a time, as the analyses.
+    let _permit = st.heavy.acquire().await.map_err(ApiError::internal)?;
+    let st2 = Arc::clone(&st);
+    let bytes = blocking(move || picture(&st2, &j, &kind)).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/png"),
+            (axum::http::header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 #[derive(Serialize, ToSchema)]
 struct Retried {
     job: JobView,
@@ -602,14 +706,10 @@ pub(crate) fn start_feed(st: &Arc<AppState>) {
         loop {
             tick.tick().await;
             let Some(st) = weak.upgrade() else { break };
-            if sender.receiver_count() == 0 && last.is_some() {
-                // Nobody listens: keep the place, skip the reads.
-                let st2 = Arc::clone(&st);
-                if let Ok(Ok(n)) =
-                    tokio::task::spawn_blocking(move || st2.store.last_event_id()).await
-                {
-                    last = Some(n);
-                }
+            if sender.receiver_count() == 0 {
+                // Nobody listens: no reads; the next listener starts from the store as it is
+                // then (having read the jobs first).
+                last = None;
                 running.clear();
                 continue;
             }
@@ -686,27 +786,33 @@ async fn events(
     Query(q): Query<EventsQuery>,
 ) -> Sse<impl futures_util::Stream<Item = Result<sse::Event, std::convert::Infallible>>> {
     let rx = st.feed.subscribe();
+    let closing = st.closing.clone();
     let only = q.job;
-    let stream = futures_util::stream::unfold(rx, move |mut rx| async move {
-        loop {
-            let ev = match rx.recv().await {
-                Ok(Live::Job(text, id)) if only.is_none_or(|j| j == id) => {
-                    sse::Event::default().event("job").data(text.as_str())
-                }
-                Ok(Live::Log(text, job, id)) if only.is_none() || job == only => {
-                    sse::Event::default()
-                        .event("log")
-                        .id(id.to_string())
-                        .data(text.as_str())
-                }
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(n)) => sse::Event::default()
-                    .event("lagged")
-                    .data(format!("{{\"missed\":{n}}}")),
-                Err(broadcast::error::RecvError::Closed) => return None,
-            };
-            return Some((Ok(ev), rx));
-        }
-    });
+    let stream =
+        futures_util::stream::unfold((rx, closing), move |(mut rx, mut closing)| async move {
+            loop {
+                let got = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = closing.wait_for(|c| *c) => return None,
+                };
+                let ev = match got {
+                    Ok(Live::Job(text, id)) if only.is_none_or(|j| j == id) => {
+                        sse::Event::default().event("job").data(text.as_str())
+                    }
+                    Ok(Live::Log(text, job, id)) if only.is_none() || job == only => {
+                        sse::Event::default()
+                            .event("log")
+                            .id(id.to_string())
+                            .data(text.as_str())
+                    }
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(n)) => sse::Event::default()
+                        .event("lagged")
+                        .data(format!("{{\"missed\":{n}}}")),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                };
+                return Some((Ok(ev), (rx, closing)));
+            }
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
