@@ -534,6 +534,58 @@ fn the_dashboard_works_in_a_real_browser() {
     no_incoming(&root);
 }
 
+/// A module of the effect ABI that passes audio through, and traps (`unreachable`) when a
+/// block starts above 0.9 (the host's load probe feeds quieter noise, so it loads).
+fn trapping_effect() -> Vec<u8> {
+    let desc = r#"{"abi":1,"name":"trap","version":"1","tail_seconds":0,"max_channels":2}"#;
+    wat::parse_str(format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (func (export "sluice_init") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "sluice_buffer") (param $ch i32) (result i32)
+    (i32.add (i32.const 1024) (i32.mul (local.get $ch) (i32.const 32768))))
+  (func (export "sluice_set_param") (param i32 f32) (result i32) (i32.const 6))
+  (func (export "sluice_reset"))
+  (func (export "sluice_process") (param $n i32) (result i32)
+    (if (f32.gt (f32.abs (f32.load (i32.const 1024))) (f32.const 0.9)) (then unreachable))
+    (i32.const 0))
+  (@custom "sluice_effect" {desc:?})
+)"#
+    ))
+    .unwrap()
+}
+
+/// Real-time processing over the WebSocket, from a Python client (websocket-client): the
+/// built-in gain measured, EQ + compressor in 128-frame blocks, meters; bad openings, a
+/// malformed block, a flood and a trapping effect each end their own session with a reason,
+/// and the server serves on.
+#[test]
+fn live_audio_is_processed_over_the_websocket_and_attacks_end_only_their_session() {
+    let Some(py) = python() else { return };
+    let ok = Command::new(&py)
+        .args(["-c", "import websocket"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "the stream test needs websocket-client (SLUICE_REQUIRE_TOOLS=1)"
+        );
+        eprintln!("SKIPPED: pip install websocket-client");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("effects")).unwrap();
+    std::fs::write(root.join("effects/trap.wasm"), trapping_effect()).unwrap();
+    let server = Server::start(&root, "127.0.0.1:0", &[]);
+    run_script(
+        &py,
+        "stream_flow.py",
+        &[&server.url, &root.display().to_string()],
+    );
+}
+
 #[test]
 fn the_openapi_document_names_every_route() {
     let out = common::succeed(sluice().args(["serve", "--openapi"]));
@@ -564,6 +616,7 @@ fn the_openapi_document_names_every_route() {
         "/api/v1/jobs",
         "/api/v1/jobs/{id}/plots/{kind}",
         "/api/v1/events",
+        "/api/v1/stream",
         "/",
         "/api/docs",
     ] {

@@ -20,6 +20,7 @@ mod form;
 mod mastering;
 mod pages;
 mod regions;
+mod stream;
 mod v1;
 
 use crate::config::Config;
@@ -185,6 +186,7 @@ fn api(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
         .merge(mastering::routes(max_upload_bytes))
         .merge(v1::routes(max_upload_bytes))
         .merge(pages::routes())
+        .merge(stream::routes())
 }
 
 /// The API's router and its OpenAPI document.
@@ -360,6 +362,12 @@ fn serve(
             stop.await;
             let _ = closing_tx.send(true);
         };
+        // No Nagle delay: a live stream's small blocks go out at once (with it, one round trip
+        // in a hundred waited ~40 ms for a delayed acknowledgement).
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let served = axum::serve(listener, app).with_graceful_shutdown(stopping);
         // Requests under way get 10 s to finish after the stop; then the server closes.
         let mut closing = state.closing.clone();

@@ -1,0 +1,439 @@
+//! Real-time processing over a WebSocket: `GET /api/v1/stream`.
+//!
+//! The client opens a session with a text message (JSON: `sample_rate`, `channels`, `chain`
+//! of effects with their parameters, optional `max_frames`), gets `{"type":"ready"}` with the
+//! chain's latency, then sends binary messages of interleaved little-endian `f32` PCM and gets
+//! each back processed, the same length, in order; text messages `{"type":"meters"}` carry
+//! the output's momentary and short-term loudness and true peak every 100 ms of audio (the
+//! integrated loudness every second). Effects are the built-in ones and the root's modules,
+//! run by the same runtime and limits as in pipelines.
+//!
+//! Each session runs on its own thread with a bounded queue in front: a client that sends
+//! faster than the chain runs (a flood), a malformed message or an effect that traps ends that
+//! session with `{"type":"error"}` and a close frame, never the server.
+
+use super::{ApiError, AppState};
+use crate::effects::{Instance, Limits};
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sluice_core::analysis::loudness::LoudnessMeter;
+use sluice_core::analysis::truepeak::TruePeakMeter;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Blocks a session may have waiting; one more and the session is a flood.
+pub(crate) const QUEUE: usize = 64;
+/// The largest block a message may carry, frames.
+const MAX_FRAMES: usize = 8192;
+const MAX_CHANNELS: usize = 8;
+/// Sessions at once per server.
+const MAX_SESSIONS: usize = 16;
+
+/// Sessions open now.
+static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+
+pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(stream))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Open {
+    sample_rate: u32,
+    channels: usize,
+    chain: Vec<ChainEffect>,
+    /// The largest block the client will send (default and at most 8192 frames).
+    max_frames: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChainEffect {
+    effect: String,
+    #[serde(default)]
+    params: BTreeMap<String, f64>,
+}
+
+/// Process live audio through a chain of effects (WebSocket; see the module documentation
+/// and docs/API.md for the messages).
+#[utoipa::path(get, path = "/api/v1/stream", operation_id = "v1_stream", tag = "v1",
+    responses((status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade", body = super::ErrorBody)))]
+async fn stream(
+    State(st): State<Arc<AppState>>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return ApiError::bad_request(
+                "bad_request",
+                format!("{}: open it as a WebSocket", e.body_text()),
+            )
+            .into_response();
+        }
+    };
+    let bytes = MAX_FRAMES * MAX_CHANNELS * 4;
+    ws.max_message_size(bytes + 1024)
+        .max_frame_size(bytes + 1024)
+        .on_upgrade(move |socket| session(st, socket))
+}
+
+/// What the session's thread sends back.
+enum Out {
+    Audio(Vec<u8>),
+    Text(String),
+    /// The session ends with this message.
+    Fail(String),
+}
+
+fn json(v: serde_json::Value) -> String {
+    v.to_string()
+}
+
+async fn close(mut socket: WebSocket, code: u16, message: String) {
+    let _ = socket
+        .send(Message::Text(
+            json(serde_json::json!({"type": "error", "message": message})).into(),
+        ))
+        .await;
+    let reason: String = message.chars().take(100).collect();
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+    // The closing handshake: what the client still sends is read and dropped (for at most a
+    // second) so that closing does not reset the connection under the reason sent above.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// A guard on the count of open sessions.
+struct Slot;
+impl Drop for Slot {
+    fn drop(&mut self) {
+        SESSIONS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn session(st: Arc<AppState>, mut socket: WebSocket) {
+    if SESSIONS.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
+        SESSIONS.fetch_sub(1, Ordering::SeqCst);
+        return close(
+            socket,
+            1013,
+            format!("this server runs {MAX_SESSIONS} sessions at once: try again later"),
+        )
+        .await;
+    }
+    let _slot = Slot;
+    // The opening message, within 10 s.
+    let open = match tokio::time::timeout(Duration::from_secs(10), socket.recv()).await {
+        Ok(Some(Ok(Message::Text(t)))) => {
+            serde_json::from_str::<Open>(&t).map_err(|e| format!("the opening message: {e}"))
+        }
+        Ok(Some(Ok(_))) => {
+            Err("open the session with a text message (JSON: sample_rate, channels, chain)".into())
+        }
+        Ok(_) => return,
+        Err(_) => Err("no opening message within 10 s".into()),
+    };
+    let open = match open {
+        Ok(o) => o,
+        Err(m) => return close(socket, 1008, m).await,
+    };
+    let root = st.root.clone();
+    let built = tokio::task::spawn_blocking(move || Chain::build(&root, &open)).await;
+    let mut chain = match built {
+        Ok(Ok(c)) => c,
+        Ok(Err(m)) => return close(socket, 1008, m).await,
+        Err(e) => return close(socket, 1011, format!("the session could not start: {e}")).await,
+    };
+    let ready = json(serde_json::json!({
+        "type": "ready",
+        "sample_rate": chain.rate,
+        "channels": chain.channels,
+        "max_frames": chain.max_frames,
+        "latency_frames": chain.latency,
+        "queue": QUEUE,
+        "effects": chain.names,
+    }));
+    if socket.send(Message::Text(ready.into())).await.is_err() {
+        return;
+    }
+    let (in_tx, in_rx) = crossbeam_channel::bounded::<Vec<u8>>(QUEUE);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Out>();
+    let worker = std::thread::Builder::new()
+        .name("sluice-stream".into())
+        .spawn(move || {
+            for msg in in_rx {
+                match chain.process(&msg) {
+                    Ok((audio, meters)) => {
+                        if out_tx.send(Out::Audio(audio)).is_err() {
+                            return;
+                        }
+                        for m in meters {
+                            let _ = out_tx.send(Out::Text(m));
+                        }
+                    }
+                    Err(m) => {
+                        let _ = out_tx.send(Out::Fail(m));
+                        return;
+                    }
+                }
+            }
+        });
+    if worker.is_err() {
+        return close(socket, 1011, "the session could not start a thread".into()).await;
+    }
+    let mut closing = st.closing.clone();
+    loop {
+        tokio::select! {
+            got = socket.recv() => match got {
+                Some(Ok(Message::Binary(b))) => {
+                    if let Err(e) = in_tx.try_send(b.to_vec()) {
+                        let m = match e {
+                            crossbeam_channel::TrySendError::Full(_) => format!(
+                                "flooding: {QUEUE} blocks were already waiting (send in real time, or wait for each block's answer)"
+                            ),
+                            crossbeam_channel::TrySendError::Disconnected(_) => "the session has ended".into(),
+                        };
+                        return close(socket, 1008, m).await;
+                    }
+                }
+                Some(Ok(Message::Text(_))) => {
+                    return close(socket, 1003, "after the opening message, send audio as binary messages".into()).await;
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            out = out_rx.recv() => match out {
+                Some(Out::Audio(a)) => {
+                    if socket.send(Message::Binary(a.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Out::Text(t)) => {
+                    if socket.send(Message::Text(t.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Out::Fail(m)) => return close(socket, 1011, m).await,
+                None => return,
+            },
+            () = stopped(&mut closing) => {
+                return close(socket, 1001, "the server is stopping".into()).await;
+            }
+        }
+    }
+}
+
+/// Resolves when the server stops.
+async fn stopped(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = closing.wait_for(|c| *c).await;
+}
+
+/// A session's effects and meters.
+struct Chain {
+    rate: u32,
+    channels: usize,
+    max_frames: usize,
+    latency: usize,
+    names: Vec<String>,
+    instances: Vec<Instance>,
+    planes: Vec<Vec<f32>>,
+    loudness: LoudnessMeter,
+    peaks: Vec<TruePeakMeter>,
+    /// Frames since the last meters, and in all.
+    since_meters: usize,
+    frames: u64,
+    steps_reported: u64,
+}
+
+impl Chain {
+    fn build(root: &std::path::Path, open: &Open) -> Result<Chain, String> {
+        if !(8_000..=384_000).contains(&open.sample_rate) {
+            return Err(format!(
+                "sample_rate {}: give 8000 to 384000 Hz",
+                open.sample_rate
+            ));
+        }
+        if !(1..=MAX_CHANNELS).contains(&open.channels) {
+            return Err(format!(
+                "channels {}: give 1 to {MAX_CHANNELS}",
+                open.channels
+            ));
+        }
+        let max_frames = open.max_frames.unwrap_or(MAX_FRAMES);
+        if !(1..=MAX_FRAMES).contains(&max_frames) {
+            return Err(format!("max_frames {max_frames}: give 1 to {MAX_FRAMES}"));
+        }
+        if open.chain.len() > 16 {
+            return Err(format!(
+                "a chain of {} effects: at most 16",
+                open.chain.len()
+            ));
+        }
+        let cfg = crate::config::Config::load(root).map_err(|e| e.to_string())?;
+        let fx = cfg.effects().map_err(|e| e.to_string())?;
+        let mut instances = Vec::new();
+        let mut names = Vec::new();
+        let mut latency = 0;
+        for c in &open.chain {
+            let entry = fx
+                .get(&c.effect)
+                .ok_or_else(|| match fx.refusal(&c.effect) {
+                    Some(why) => format!("effect {:?} was refused: {why}", c.effect),
+                    None => format!("no effect {:?} (GET /api/v1/effects lists them)", c.effect),
+                })?;
+            let d = &entry.effect.descriptor;
+            let mut inst = Instance::new(
+                fx.runtime(),
+                &entry.effect,
+                open.sample_rate,
+                open.channels,
+                max_frames,
+                Limits::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            for (k, v) in &c.params {
+                let (i, p) = d
+                    .params
+                    .iter()
+                    .enumerate()
+                    .find(|(_, p)| &p.id == k)
+                    .ok_or_else(|| {
+                        format!(
+                            "{}: no parameter {k:?} (it has {})",
+                            d.name,
+                            d.params
+                                .iter()
+                                .map(|p| p.id.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })?;
+                if !v.is_finite() || *v < p.min || *v > p.max {
+                    return Err(format!(
+                        "{}: {k} = {v} is outside {} to {}",
+                        d.name, p.min, p.max
+                    ));
+                }
+                inst.set_param(i, *v).map_err(|e| e.to_string())?;
+            }
+            latency += inst.latency().map_err(|e| e.to_string())?;
+            names.push(d.name.clone());
+            instances.push(inst);
+        }
+        Ok(Chain {
+            rate: open.sample_rate,
+            channels: open.channels,
+            max_frames,
+            latency,
+            names,
+            instances,
+            planes: vec![Vec::with_capacity(max_frames); open.channels],
+            loudness: LoudnessMeter::new(open.sample_rate, vec![1.0; open.channels]),
+            peaks: (0..open.channels)
+                .map(|_| TruePeakMeter::new(open.sample_rate))
+                .collect(),
+            since_meters: 0,
+            frames: 0,
+            steps_reported: 0,
+        })
+    }
+
+    /// One block: its processed audio, and the meters due.
+    fn process(&mut self, msg: &[u8]) -> Result<(Vec<u8>, Vec<String>), String> {
+        let ch = self.channels;
+        if msg.is_empty() || !msg.len().is_multiple_of(4 * ch) {
+            return Err(format!(
+                "a block of {} bytes: give interleaved 32-bit float frames of {ch} channel(s) ({} bytes each)",
+                msg.len(),
+                4 * ch
+            ));
+        }
+        let frames = msg.len() / (4 * ch);
+        if frames > self.max_frames {
+            return Err(format!(
+                "a block of {frames} frames: at most {} (max_frames)",
+                self.max_frames
+            ));
+        }
+        for p in &mut self.planes {
+            p.clear();
+        }
+        for (i, s) in msg.chunks_exact(4).enumerate() {
+            let v = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+            self.planes[i % ch].push(if v.is_finite() { v } else { 0.0 });
+        }
+        for inst in &mut self.instances {
+            // In pieces no longer than the effect takes at once.
+            let mut at = 0;
+            while at < frames {
+                let n = (frames - at).min(inst.max_frames().max(1));
+                let mut planes: Vec<&mut [f32]> =
+                    self.planes.iter_mut().map(|p| &mut p[at..at + n]).collect();
+                inst.process(&mut planes).map_err(|e| e.to_string())?;
+                at += n;
+            }
+        }
+        let views: Vec<&[f32]> = self.planes.iter().map(|p| p.as_slice()).collect();
+        self.loudness.feed(&views);
+        for (m, p) in self.peaks.iter_mut().zip(&self.planes) {
+            m.feed(p);
+        }
+        let mut out = Vec::with_capacity(msg.len());
+        for i in 0..frames {
+            for p in &self.planes {
+                out.extend_from_slice(&p[i].to_le_bytes());
+            }
+        }
+        self.frames += frames as u64;
+        self.since_meters += frames;
+        let mut meters = Vec::new();
+        let step = (self.rate / 10) as usize;
+        if self.since_meters >= step {
+            self.since_meters %= step;
+            let steps = self.loudness.steps().len() as u64;
+            // The integrated loudness (over everything so far) once a second.
+            let integrated = if steps >= self.steps_reported + 10 {
+                self.steps_reported = steps;
+                Some(self.loudness.summary(None).integrated_lufs)
+            } else {
+                None
+            };
+            let peak = self
+                .peaks
+                .iter()
+                .map(TruePeakMeter::true_peak)
+                .fold(0.0, f64::max);
+            let mut m = serde_json::json!({
+                "type": "meters",
+                "seconds": self.frames as f64 / f64::from(self.rate),
+                "momentary_lufs": self.loudness.momentary(),
+                "short_term_lufs": self.loudness.short_term(),
+                "true_peak_dbtp": if peak > 0.0 { Some(20.0 * peak.log10()) } else { None },
+            });
+            if let Some(i) = integrated {
+                m["integrated_lufs"] = serde_json::json!(i);
+            }
+            meters.push(json(m));
+        }
+        Ok((out, meters))
+    }
+}
