@@ -47,7 +47,11 @@ const DEFAULT_CONFIG: &str = "# sluice configuration. Every key is optional; the
 # The HTTP API and dashboard served by `sluice watch` too (docs/API.md); off unless set.\n\
 # [server]\n\
 # listen = \"127.0.0.1:8750\"     # beyond loopback every route needs the API token\n\
-# max_upload_mb = 2048\n";
+# max_upload_mb = 2048\n\
+# [[server.webhook]]           # job events posted as signed JSON (docs/API.md)\n\
+# url = \"http://127.0.0.1:9000/sluice\"\n\
+# events = [\"done\", \"failed\", \"quarantined\"]\n\
+# secret = \"a long random string\"\n";
 
 /// Make `root` ready to use when it has no pipelines folder yet: configuration, the example
 /// pipelines and their folders. Returns whether it did.

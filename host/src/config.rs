@@ -45,6 +45,35 @@ pub struct ServerConfig {
     pub listen: std::net::SocketAddr,
     /// The largest upload accepted, bytes.
     pub max_upload_bytes: u64,
+    /// `[[server.webhook]]`: where job events are posted.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// A webhook: job events of these kinds are posted to `url` as JSON, signed with `secret`
+/// (HMAC-SHA256 in `X-Sluice-Signature: sha256=HEX`), retried with backoff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub url: String,
+    pub events: Vec<String>,
+    pub secret: String,
+}
+
+/// The job events a webhook can ask for.
+pub const WEBHOOK_EVENTS: [&str; 6] = [
+    "queued",
+    "started",
+    "done",
+    "failed",
+    "quarantined",
+    "retry",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    events: Option<Vec<String>>,
+    secret: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -52,6 +81,8 @@ pub struct ServerConfig {
 struct RawServer {
     listen: Option<String>,
     max_upload_mb: Option<u64>,
+    #[serde(default)]
+    webhook: Vec<RawWebhook>,
 }
 
 #[derive(Deserialize, Default)]
@@ -209,9 +240,44 @@ impl Config {
                 if mb == 0 {
                     return Err(bad("[server] max_upload_mb = 0: give at least 1".into()));
                 }
+                let mut webhooks = Vec::new();
+                for w in sv.webhook {
+                    let url = w.url.trim().to_string();
+                    let Some(rest) = url.strip_prefix("http://") else {
+                        return Err(bad(format!(
+                            "[[server.webhook]] url = {url:?}: give an http:// address (https is not supported yet: post to a local relay)"
+                        )));
+                    };
+                    if rest.is_empty() || rest.starts_with('/') {
+                        return Err(bad(format!("[[server.webhook]] url = {url:?}: no host")));
+                    }
+                    let events = w.events.unwrap_or_else(|| {
+                        ["done", "failed", "quarantined"].map(String::from).to_vec()
+                    });
+                    if let Some(e) = events
+                        .iter()
+                        .find(|e| !WEBHOOK_EVENTS.contains(&e.as_str()))
+                    {
+                        return Err(bad(format!(
+                            "[[server.webhook]] events: {e:?} is not one of {}",
+                            WEBHOOK_EVENTS.join(", ")
+                        )));
+                    }
+                    if w.secret.trim().len() < 16 {
+                        return Err(bad(format!(
+                            "[[server.webhook]] {url}: give a secret of at least 16 characters (the receiver checks the signature with it)"
+                        )));
+                    }
+                    webhooks.push(Webhook {
+                        url,
+                        events,
+                        secret: w.secret.trim().to_string(),
+                    });
+                }
                 Some(ServerConfig {
                     listen,
                     max_upload_bytes: mb.saturating_mul(1_000_000),
+                    webhooks,
                 })
             }
         };
@@ -256,5 +322,80 @@ impl Config {
         let cache = self.state_dir().is_dir().then(|| self.effects_cache());
         let rt = crate::effects::Runtime::new(cache)?;
         Ok(crate::effects::Catalog::load(rt, Some(&self.effects_dir())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
+        Config::load(dir.path())
+    }
+
+    #[test]
+    fn the_server_table_and_its_webhooks_are_read_and_checked() {
+        assert_eq!(load("").unwrap().server, None);
+        let c = load("[server]\n").unwrap().server.unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8750".parse().unwrap());
+        assert_eq!(c.max_upload_bytes, 2_048_000_000);
+        assert!(c.webhooks.is_empty());
+        let c = load(
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[[server.webhook]]\nurl = \"http://10.0.0.2:8080/in\"\nsecret = \"0123456789abcdef\"\n",
+        )
+        .unwrap()
+        .server
+        .unwrap();
+        assert_eq!(c.webhooks[0].events, ["done", "failed", "quarantined"]);
+        for (bad, says) in [
+            ("[server]\nlisten = \"nowhere\"\n", "listen"),
+            ("[server]\nmax_upload_mb = 0\n", "max_upload_mb"),
+            ("[server]\nport = 1\n", "port"),
+            (
+                "[[server.webhook]]\nurl = \"https://x.example/in\"\nsecret = \"0123456789abcdef\"\n",
+                "https",
+            ),
+            (
+                "[[server.webhook]]\nurl = \"http://x.example/in\"\nsecret = \"short\"\n",
+                "16 characters",
+            ),
+            (
+                "[[server.webhook]]\nurl = \"http://x.example/in\"\nsecret = \"0123456789abcdef\"\nevents = [\"finished\"]\n",
+                "\"finished\" is not one of",
+            ),
+            (
+                "[[server.webhook]]\nurl = \"http://x.example/in\"\n",
+                "secret",
+            ),
+        ] {
+            let e = load(bad).err().unwrap_or_else(|| panic!("{bad} was taken"));
+            assert!(format!("{e:#}").contains(says), "{bad}: {e:#}");
+        }
+    }
+
+    /// The configuration a new root gets, with every example line uncommented, is valid.
+    #[test]
+    fn the_default_configuration_uncommented_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::commands::init_root(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(CONFIG_FILE)).unwrap();
+        let uncommented: String = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("# ") && !l.starts_with("# The") && !l.starts_with("# sluice")
+            })
+            .map(|l| {
+                let l = &l[2..];
+                // The comment after the value.
+                let l = l.split("  #").next().unwrap_or(l);
+                format!("{}\n", l.trim_end())
+            })
+            .filter(|l| l.contains('=') || l.starts_with('['))
+            .collect();
+        std::fs::write(dir.path().join(CONFIG_FILE), &uncommented).unwrap();
+        let c = Config::load(dir.path()).unwrap_or_else(|e| panic!("{e:#}\n{uncommented}"));
+        assert_eq!(c.server.unwrap().webhooks.len(), 1);
     }
 }

@@ -398,11 +398,11 @@ fn a_client_walks_the_mastering_flow() {
 
 /// A new root with the example pipelines and `[server]` on a loopback port the system
 /// chooses, and `sluice watch` running on it (its first stdout line says where it listens).
-fn watch_with_server(root: &Path) -> Server {
+fn watch_with_server(root: &Path, server_toml: &str) -> Server {
     sluice_host::commands::init_root(root).unwrap();
     let toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap();
     let toml = format!(
-        "settle_seconds = 0.3\nrescan_seconds = 1\nworkers = 1\n{toml}\n[server]\nlisten = \"127.0.0.1:0\"\n"
+        "settle_seconds = 0.3\nrescan_seconds = 1\nworkers = 1\n{toml}\n[server]\nlisten = \"127.0.0.1:0\"\n{server_toml}"
     );
     std::fs::write(root.join("sluice.toml"), toml).unwrap();
     let mut child = sluice()
@@ -441,7 +441,7 @@ fn the_watch_host_serves_its_jobs_over_api_v1() {
     let audio = dir.path().join("episode.wav");
     let planes = sluice_core::signal::programme(44_100, 2, 5 * 44_100, 3);
     write_wav(&audio, &planes, 44_100, 16);
-    let server = watch_with_server(&root);
+    let server = watch_with_server(&root, "");
     run_script(
         &py,
         "v1_flow.py",
@@ -514,7 +514,7 @@ fn the_dashboard_works_in_a_real_browser() {
     let audio = dir.path().join("interview take 2.wav");
     let planes = sluice_core::signal::programme(44_100, 2, 8 * 44_100, 11);
     write_wav(&audio, &planes, 44_100, 24);
-    let server = watch_with_server(&root);
+    let server = watch_with_server(&root, "");
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     run_script(
         &py,
@@ -584,6 +584,161 @@ fn live_audio_is_processed_over_the_websocket_and_attacks_end_only_their_session
         "stream_flow.py",
         &[&server.url, &root.display().to_string()],
     );
+}
+
+/// One request a webhook receiver got: its headers (names in lower case) and body, and the
+/// status it was answered with.
+struct Hook {
+    headers: std::collections::HashMap<String, String>,
+    body: Vec<u8>,
+    status: u16,
+}
+
+/// A webhook receiver on a loopback port: answers 500 to the first request (to be retried),
+/// 200 to the others, and keeps them all.
+fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Hook>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/sluice", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Hook>::new()));
+    let kept = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let head_end = loop {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break Some(i + 4);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+            let headers: std::collections::HashMap<String, String> = head
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < head_end + len {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let mut all = kept.lock().unwrap();
+            let status = if all.is_empty() { 500 } else { 200 };
+            all.push(Hook {
+                headers,
+                body: buf[head_end..].to_vec(),
+                status,
+            });
+            drop(all);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, got)
+}
+
+/// `[[server.webhook]]`: a finished job and a quarantined one are posted to the receiver,
+/// signed (HMAC-SHA256 of the body with the secret), the first delivery retried after the
+/// receiver's 500; events the webhook did not ask for are not posted.
+#[test]
+fn webhooks_post_job_events_signed_and_retry_a_failing_receiver() {
+    use hmac::Mac;
+    let (url, got) = webhook_receiver();
+    let secret = "a-long-enough-test-secret";
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let server = watch_with_server(
+        &root,
+        &format!(
+            "[[server.webhook]]\nurl = \"{url}\"\nevents = [\"done\", \"quarantined\"]\nsecret = \"{secret}\"\n"
+        ),
+    );
+    let staged = dir.path().join("show.wav");
+    let planes = sluice_core::signal::programme(44_100, 2, 4 * 44_100, 5);
+    write_wav(&staged, &planes, 44_100, 16);
+    std::fs::rename(&staged, root.join("inbox/podcast/show.wav")).unwrap();
+    std::fs::write(
+        dir.path().join("bad.wav"),
+        b"not audio at all, only text".repeat(50),
+    )
+    .unwrap();
+    std::fs::rename(
+        dir.path().join("bad.wav"),
+        root.join("inbox/podcast/bad.wav"),
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let events = loop {
+        let done: Vec<(String, u16)> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|h| (h.headers["x-sluice-event"].clone(), h.status))
+            .collect();
+        let ok = |k: &str| done.iter().any(|(e, s)| e == k && *s == 200);
+        if ok("done") && ok("quarantined") {
+            break done;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(90),
+            "deliveries so far: {done:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    drop(server);
+    let hooks = got.lock().unwrap();
+    // The first was refused and sent again, with the same delivery id.
+    assert_eq!(hooks[0].status, 500);
+    assert_eq!(
+        hooks[0].headers["x-sluice-delivery"],
+        hooks[1].headers["x-sluice-delivery"]
+    );
+    assert_eq!(hooks[0].body, hooks[1].body);
+    assert!(
+        events
+            .iter()
+            .all(|(e, _)| e == "done" || e == "quarantined"),
+        "only the events asked for: {events:?}"
+    );
+    for h in hooks.iter() {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(&h.body);
+        let want: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(h.headers["x-sluice-signature"], format!("sha256={want}"));
+        assert_eq!(h.headers["content-type"], "application/json");
+        let body: serde_json::Value = serde_json::from_slice(&h.body).unwrap();
+        assert_eq!(body["event"], h.headers["x-sluice-event"].as_str());
+        assert_eq!(body["job"]["state"], body["event"], "{body}");
+        let input = body["job"]["input"].as_str().unwrap();
+        match body["event"].as_str().unwrap() {
+            "done" => {
+                assert_eq!(input, "inbox/podcast/show.wav");
+                assert_eq!(body["job"]["outputs"].as_array().unwrap().len(), 2);
+            }
+            _ => assert_eq!(input, "inbox/podcast/bad.wav"),
+        }
+    }
 }
 
 #[test]

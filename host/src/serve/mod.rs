@@ -22,6 +22,7 @@ mod pages;
 mod regions;
 mod stream;
 mod v1;
+mod webhooks;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -338,6 +339,9 @@ fn serve(
         .context("starting the server's runtime")?;
     rt.block_on(async move {
         v1::start_feed(&state);
+        if let Some(sv) = &cfg.server {
+            webhooks::start(&state, &sv.webhooks);
+        }
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .with_context(|| format!("listening on {}", opts.listen))?;

@@ -1152,6 +1152,18 @@ impl Store {
         })
     }
 
+    /// A number kept under `key` in the META table (cursors and counters).
+    pub fn meta(&self, key: &str) -> Result<Option<u64>> {
+        self.read(|tx| Ok(tx.open_table(META)?.get(key)?.map(|v| v.value())))
+    }
+
+    pub fn set_meta(&self, key: &str, value: u64) -> Result<()> {
+        self.write(|tx| {
+            tx.open_table(META)?.insert(key, value)?;
+            Ok(())
+        })
+    }
+
     /// Up to `limit` events after event `after`, oldest first (a range read: what a live
     /// view polls).
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {

@@ -1,0 +1,214 @@
+//! Webhooks (`[[server.webhook]]` in sluice.toml): each job event of the kinds a webhook asks
+//! for is posted to its URL as JSON, signed with its secret (`X-Sluice-Signature:
+//! sha256=HEX`, HMAC-SHA256 of the body), and retried with backoff (0.5, 1, 2, 4, 8 s) when
+//! the receiver fails or cannot be reached.
+//!
+//! Delivery follows the state database's event log with a cursor per webhook kept in the
+//! store, so events that happen while no server runs are posted when one starts again, in
+//! order, each once per success (a receiver may see an event twice if the server stops between
+//! its success and the cursor's write: `X-Sluice-Delivery` is the event's id, to de-duplicate).
+//! One process per root delivers (it holds `.sluice/webhooks.lock`).
+
+use super::AppState;
+use super::v1::{EventView, JobView};
+use crate::config::Webhook;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Delays before the retries of a failed delivery.
+const BACKOFF_MS: [u64; 5] = [500, 1_000, 2_000, 4_000, 8_000];
+
+/// `sha256=HEX` of HMAC-SHA256(secret, body).
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    let sum = mac.finalize().into_bytes();
+    format!(
+        "sha256={}",
+        sum.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Starts delivering (one task per webhook) if this process gets the root's webhook lock.
+pub(crate) fn start(st: &Arc<AppState>, hooks: &[Webhook]) {
+    if hooks.is_empty() {
+        return;
+    }
+    let lock = st.root.join(".sluice").join("webhooks.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock);
+    let held = match file {
+        Ok(f) => match f.try_lock() {
+            Ok(()) => f,
+            Err(_) => {
+                eprintln!(
+                    "sluice: another process on this root delivers its webhooks ({} is held)",
+                    lock.display()
+                );
+                return;
+            }
+        },
+        Err(e) => {
+            eprintln!("sluice: webhooks not delivered: {}: {e}", lock.display());
+            return;
+        }
+    };
+    let held = Arc::new(held);
+    for h in hooks {
+        let (st, h, held) = (Arc::downgrade(st), h.clone(), Arc::clone(&held));
+        tokio::spawn(async move {
+            let _held = held;
+            deliver_all(st, h).await;
+        });
+    }
+}
+
+async fn deliver_all(weak: std::sync::Weak<AppState>, hook: Webhook) {
+    let key = format!("webhook:{}", hook.url);
+    let mut closing = match weak.upgrade() {
+        Some(st) => st.closing.clone(),
+        None => return,
+    };
+    loop {
+        let Some(st) = weak.upgrade() else { return };
+        if *closing.borrow() {
+            return;
+        }
+        let (st2, key2) = (Arc::clone(&st), key.clone());
+        // The cursor, or (the first time) the newest event: history is not replayed.
+        let read = tokio::task::spawn_blocking(move || {
+            let cursor = match st2.store.meta(&key2)? {
+                Some(c) => c,
+                None => {
+                    let last = st2.store.last_event_id()?;
+                    st2.store.set_meta(&key2, last)?;
+                    last
+                }
+            };
+            let events = st2.store.events_after(cursor, 100)?;
+            let mut out = Vec::new();
+            for e in events {
+                let job = match e.job {
+                    Some(id) => st2.store.job(id)?,
+                    None => None,
+                };
+                out.push((e, job));
+            }
+            Ok::<_, crate::store::StoreError>(out)
+        })
+        .await;
+        let events = match read {
+            Ok(Ok(ev)) => ev,
+            Ok(Err(e)) => {
+                tracing::warn!("webhook {}: reading events: {e}", hook.url);
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        };
+        let idle = events.is_empty();
+        for (e, job) in events {
+            if hook.events.contains(&e.kind) && e.job.is_some() {
+                let body = serde_json::json!({
+                    "event": e.kind,
+                    "delivery": e.id,
+                    "event_detail": EventView::from(&e),
+                    "job": job.as_ref().map(JobView::from),
+                });
+                let body = body.to_string();
+                let mut delivered = false;
+                for (attempt, wait) in std::iter::once(0).chain(BACKOFF_MS).enumerate() {
+                    if wait > 0 {
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                            _ = closing.changed() => return,
+                        }
+                    }
+                    match post(&hook, &e.kind, e.id, &body).await {
+                        Ok(()) => {
+                            delivered = true;
+                            break;
+                        }
+                        Err(why) => tracing::warn!(
+                            "webhook {}: event {} ({}), attempt {}: {why}",
+                            hook.url,
+                            e.id,
+                            e.kind,
+                            attempt + 1
+                        ),
+                    }
+                }
+                if !delivered {
+                    tracing::error!(
+                        "webhook {}: event {} ({}) not delivered after {} attempts: given up",
+                        hook.url,
+                        e.id,
+                        e.kind,
+                        BACKOFF_MS.len() + 1
+                    );
+                }
+            }
+            let (st2, key2, id) = (Arc::clone(&st), key.clone(), e.id);
+            let _ = tokio::task::spawn_blocking(move || st2.store.set_meta(&key2, id)).await;
+        }
+        drop(st);
+        if idle {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = closing.changed() => return,
+            }
+        }
+    }
+}
+
+/// One POST; a 2xx answer within 10 s is a success.
+async fn post(hook: &Webhook, kind: &str, id: u64, body: &str) -> Result<(), String> {
+    let uri: hyper::Uri = hook.url.parse().map_err(|e| format!("{e}"))?;
+    let host = uri.host().ok_or("no host")?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("connecting: {e}"))?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| format!("{e}"))?;
+        tokio::spawn(conn);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let req = hyper::Request::post(path)
+            .header(
+                hyper::header::HOST,
+                uri.authority().map_or(host.clone(), |a| a.to_string()),
+            )
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("sluice/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("X-Sluice-Event", kind)
+            .header("X-Sluice-Delivery", id.to_string())
+            .header(
+                "X-Sluice-Signature",
+                signature(&hook.secret, body.as_bytes()),
+            )
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| format!("{e}"))?;
+        let res = send.send_request(req).await.map_err(|e| format!("{e}"))?;
+        let status = res.status();
+        let _ = res.into_body().collect().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the receiver answered {status}"))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .map_err(|_| "no answer within 10 s".to_string())?
+}
