@@ -48,6 +48,8 @@ const DEFAULT_CONFIG: &str = "# sluice configuration. Every key is optional; the
 # [server]\n\
 # listen = \"127.0.0.1:8750\"     # beyond loopback every route needs the API token\n\
 # max_upload_mb = 2048\n\
+# max_uploads = 8              # uploads received at once\n\
+# cors_origins = [\"https://app.example.com\"]   # browser pages of other origins allowed\n\
 # [[server.webhook]]           # job events posted as signed JSON (docs/API.md)\n\
 # url = \"http://127.0.0.1:9000/sluice\"\n\
 # events = [\"done\", \"failed\", \"quarantined\"]\n\

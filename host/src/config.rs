@@ -47,6 +47,27 @@ pub struct ServerConfig {
     pub max_upload_bytes: u64,
     /// `[[server.webhook]]`: where job events are posted.
     pub webhooks: Vec<Webhook>,
+    /// Uploads received at once.
+    pub max_uploads: usize,
+    /// Web origins allowed to call the API from a browser (CORS).
+    pub cors_origins: Vec<String>,
+}
+
+/// A web origin as CORS names it: `scheme://host[:port]`, nothing after; returned trimmed.
+pub fn check_origin(o: &str) -> Result<String, String> {
+    let o = o.trim().trim_end_matches('/');
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("cors origin {o:?}: give scheme://host[:port], as \"https://app.example.com\"")
+        })?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '*', ' ']) {
+        return Err(format!(
+            "cors origin {o:?}: give scheme://host[:port] and nothing after (no path, no wildcard)"
+        ));
+    }
+    Ok(o.to_string())
 }
 
 /// A webhook: job events of these kinds are posted to `url` as JSON, signed with `secret`
@@ -81,6 +102,9 @@ struct RawWebhook {
 struct RawServer {
     listen: Option<String>,
     max_upload_mb: Option<u64>,
+    max_uploads: Option<usize>,
+    #[serde(default)]
+    cors_origins: Vec<String>,
     #[serde(default)]
     webhook: Vec<RawWebhook>,
 }
@@ -274,10 +298,23 @@ impl Config {
                         secret: w.secret.trim().to_string(),
                     });
                 }
+                let max_uploads = sv.max_uploads.unwrap_or(8);
+                if !(1..=1024).contains(&max_uploads) {
+                    return Err(bad(format!(
+                        "[server] max_uploads = {max_uploads}: give 1 to 1024"
+                    )));
+                }
+                let cors_origins = sv
+                    .cors_origins
+                    .iter()
+                    .map(|o| check_origin(o).map_err(|e| bad(format!("[server] {e}"))))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 Some(ServerConfig {
                     listen,
                     max_upload_bytes: mb.saturating_mul(1_000_000),
                     webhooks,
+                    max_uploads,
+                    cors_origins,
                 })
             }
         };
@@ -352,6 +389,12 @@ mod tests {
         for (bad, says) in [
             ("[server]\nlisten = \"nowhere\"\n", "listen"),
             ("[server]\nmax_upload_mb = 0\n", "max_upload_mb"),
+            ("[server]\nmax_uploads = 0\n", "max_uploads"),
+            ("[server]\ncors_origins = [\"*\"]\n", "cors origin"),
+            (
+                "[server]\ncors_origins = [\"https://a.example/app\"]\n",
+                "nothing after",
+            ),
             ("[server]\nport = 1\n", "port"),
             (
                 "[[server.webhook]]\nurl = \"https://x.example/in\"\nsecret = \"0123456789abcdef\"\n",

@@ -741,6 +741,126 @@ fn webhooks_post_job_events_signed_and_retry_a_failing_receiver() {
     }
 }
 
+/// Sends a raw HTTP/1.1 request (with `Connection: close`) and returns the whole answer.
+fn raw_http(addr: &str, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    c.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A multipart upload of `body` as `name`, with the token.
+fn upload_request(addr: &str, token: &str, name: &str, body: &[u8]) -> Vec<u8> {
+    let mut form = format!(
+        "--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"{name}\"\r\ncontent-type: audio/wav\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend_from_slice(body);
+    form.extend_from_slice(b"\r\n--XyZ--\r\n");
+    let mut req = format!(
+        "POST /api/audio/upload HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: multipart/form-data; boundary=XyZ\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        form.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&form);
+    req
+}
+
+/// Uploads beyond `--max-uploads` at once are told to wait (429 `busy`) and the slot comes
+/// back when an upload ends, even one cut off; CORS answers only the configured origin.
+#[test]
+fn uploads_past_the_limit_wait_and_cors_answers_only_its_origin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let wav = dir.path().join("a.wav");
+    let planes = sluice_core::signal::programme(44_100, 1, 44_100, 2);
+    write_wav(&wav, &planes, 44_100, 16);
+    let audio = std::fs::read(&wav).unwrap();
+    let server = Server::start(
+        &root,
+        "127.0.0.1:0",
+        &["--max-uploads", "1", "--cors-origin", "https://app.example"],
+    );
+    let addr = server.url.trim_start_matches("http://").to_string();
+    // An upload that takes its time: headers and half the file sent, the rest held back.
+    let slow = upload_request(&addr, &server.token, "slow.wav", &audio);
+    let mut held = std::net::TcpStream::connect(&addr).unwrap();
+    held.write_all(&slow[..slow.len() / 2]).unwrap();
+    let t = std::time::Instant::now();
+    let busy = loop {
+        let answer = raw_http(
+            &addr,
+            &upload_request(&addr, &server.token, "a.wav", &audio),
+        );
+        if answer.starts_with("HTTP/1.1 429") {
+            break answer;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "a second upload at once was not refused: {answer}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(busy.contains("\"kind\":\"busy\""), "{busy}");
+    // The slow client gives up: its slot comes back, its temporary goes.
+    drop(held);
+    let t = std::time::Instant::now();
+    loop {
+        let answer = raw_http(
+            &addr,
+            &upload_request(&addr, &server.token, "a.wav", &audio),
+        );
+        if answer.starts_with("HTTP/1.1 200") {
+            assert!(answer.contains("\"file_name\":\"a.wav\""), "{answer}");
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "the slot did not come back: {answer}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    no_incoming(&root);
+    // CORS: the configured origin is answered, another is not.
+    let preflight = |origin: &str| {
+        raw_http(
+            &addr,
+            format!(
+                "OPTIONS /api/audio/upload HTTP/1.1\r\nhost: {addr}\r\norigin: {origin}\r\naccess-control-request-method: POST\r\naccess-control-request-headers: authorization\r\nconnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .to_ascii_lowercase()
+    };
+    let ok = preflight("https://app.example");
+    assert!(
+        ok.contains("access-control-allow-origin: https://app.example"),
+        "{ok}"
+    );
+    assert!(ok.contains("authorization"), "{ok}");
+    let other = preflight("https://evil.example");
+    assert!(!other.contains("access-control-allow-origin"), "{other}");
+    drop(server);
+    // Without origins configured no page of another origin is answered.
+    let plain = Server::start(&root, "127.0.0.1:0", &[]);
+    let addr = plain.url.trim_start_matches("http://").to_string();
+    let answer = raw_http(
+        &addr,
+        format!(
+            "GET /health HTTP/1.1\r\nhost: {addr}\r\norigin: https://app.example\r\nconnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(!answer.contains("access-control-allow-origin"), "{answer}");
+}
+
 #[test]
 fn the_openapi_document_names_every_route() {
     let out = common::succeed(sluice().args(["serve", "--openapi"]));

@@ -17,6 +17,14 @@ pub struct Args {
     /// The largest upload accepted, in MB.
     #[arg(long, value_name = "MB", default_value_t = 2048)]
     max_upload_mb: u64,
+    /// Uploads received at once (one more is answered 429).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    max_uploads: usize,
+    /// A web origin allowed to call the API from a browser (CORS), as
+    /// https://app.example.com; repeat for several. Default: the root's [server] cors_origins,
+    /// else none.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
     /// Print the OpenAPI document and exit.
     #[arg(long)]
     openapi: bool,
@@ -30,9 +38,28 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let root = sluice_host::config::root_from(a.root.root.as_deref())?;
     std::fs::create_dir_all(&root).with_context(|| root.display().to_string())?;
     let cfg = a.root.config()?;
+    if a.max_uploads == 0 {
+        anyhow::bail!("--max-uploads 0: give at least 1");
+    }
+    let cors_origins = if a.cors_origins.is_empty() {
+        cfg.server
+            .as_ref()
+            .map(|s| s.cors_origins.clone())
+            .unwrap_or_default()
+    } else {
+        a.cors_origins
+            .iter()
+            .map(|o| {
+                sluice_host::config::check_origin(o)
+                    .map_err(|e| anyhow::anyhow!("--cors-origin: {e}"))
+            })
+            .collect::<Result<_>>()?
+    };
     let opts = ServeOptions {
         listen: a.listen,
         max_upload_bytes: a.max_upload_mb.saturating_mul(1_000_000),
+        max_uploads: a.max_uploads,
+        cors_origins,
     };
     serve::run(&cfg, &opts)?;
     Ok(ExitCode::SUCCESS)

@@ -34,10 +34,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         std::thread::Builder::new()
             .name("sluice-server".into())
             .spawn(move || {
-                let opts = sluice_host::serve::ServeOptions {
-                    listen: sv.listen,
-                    max_upload_bytes: sv.max_upload_bytes,
-                };
+                let opts = sluice_host::serve::ServeOptions::from_config(&sv);
                 let r = sluice_host::serve::run_until(&cfg, &opts, stop.clone());
                 if let Err(e) = &r {
                     host::say(format!("sluice: the HTTP server stopped: {e:#}"));

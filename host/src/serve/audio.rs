@@ -197,6 +197,7 @@ async fn upload(
 pub(super) fn keep_upload(st: &AppState, got: Received) -> Result<UploadRecord, ApiError> {
     let Received {
         tmp,
+        _slot,
         name,
         hash,
         size,

@@ -9,6 +9,7 @@ use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::http::StatusCode;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt;
 
@@ -32,6 +33,8 @@ impl Drop for Incoming {
 /// The file a form carried.
 pub(super) struct Received {
     pub tmp: Incoming,
+    /// The upload's slot, given back when the upload is kept or refused.
+    pub _slot: tokio::sync::OwnedSemaphorePermit,
     /// The client's file name, made safe ([`safe_name`]).
     pub name: String,
     /// BLAKE3 of the content, hex.
@@ -156,6 +159,16 @@ pub(super) async fn receive(
                     format!("more than one `{name}` field: send one file per request"),
                 ));
             }
+            let slot = Arc::clone(&st.uploads).try_acquire_owned().map_err(|_| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "busy",
+                    format!(
+                        "{} uploads are being received: try again when one has finished (`sluice serve --max-uploads`)",
+                        st.max_uploads
+                    ),
+                )
+            })?;
             let file_name = safe_name(field.file_name());
             let n = INCOMING.fetch_add(1, Ordering::Relaxed);
             let rel = Path::new("uploads")
@@ -184,6 +197,7 @@ pub(super) async fn receive(
             drop(file);
             out.file = Some(Received {
                 tmp,
+                _slot: slot,
                 name: file_name,
                 hash: hasher.finalize().to_hex().to_string(),
                 size,

@@ -46,6 +46,10 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// The largest upload accepted, bytes.
     pub max_upload_bytes: u64,
+    /// Uploads received at once; one more is answered 429 `busy`.
+    pub max_uploads: usize,
+    /// Web origins allowed to call the API from a browser (CORS); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServeOptions {
@@ -53,6 +57,20 @@ impl Default for ServeOptions {
         ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
             max_upload_bytes: 2 << 30,
+            max_uploads: 8,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+impl ServeOptions {
+    /// The options of a root's `[server]` table.
+    pub fn from_config(sv: &crate::config::ServerConfig) -> ServeOptions {
+        ServeOptions {
+            listen: sv.listen,
+            max_upload_bytes: sv.max_upload_bytes,
+            max_uploads: sv.max_uploads,
+            cors_origins: sv.cors_origins.clone(),
         }
     }
 }
@@ -69,6 +87,9 @@ pub(crate) struct AppState {
     pub live: batch::Live,
     /// Analyses run one at a time: each takes every core (a queue, not a pile-up).
     pub heavy: tokio::sync::Semaphore,
+    /// Uploads being received.
+    pub uploads: Arc<tokio::sync::Semaphore>,
+    pub max_uploads: usize,
     /// The live feed of job events (`/api/v1/events`).
     pub feed: tokio::sync::broadcast::Sender<v1::Live>,
     /// Set when the server stops: endless responses (the live feed) end, so the graceful
@@ -211,6 +232,31 @@ fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
     (router, api)
 }
 
+/// The CORS layer for these origins (`scheme://host[:port]`), or none: without it a browser
+/// page of another origin cannot read the API's answers.
+fn cors(origins: &[String]) -> Result<Option<tower_http::cors::CorsLayer>> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let mut values = Vec::new();
+    for o in origins {
+        values.push(crate::config::check_origin(o).map_err(|e| anyhow::anyhow!(e))?);
+    }
+    let values: Vec<axum::http::HeaderValue> = values
+        .iter()
+        .map(|o| axum::http::HeaderValue::from_str(o))
+        .collect::<std::result::Result<_, _>>()
+        .context("a CORS origin")?;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(values))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(600)),
+    ))
+}
+
 /// Checks the bearer token where one is needed (see the module documentation).
 async fn authorize(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -328,10 +374,16 @@ fn serve(
         max_upload_bytes: opts.max_upload_bytes,
         live: batch::Live::default(),
         heavy: tokio::sync::Semaphore::new(1),
+        uploads: Arc::new(tokio::sync::Semaphore::new(opts.max_uploads.max(1))),
+        max_uploads: opts.max_uploads.max(1),
         feed: v1::feed(),
         closing,
     });
     let (app, _) = router(Arc::clone(&state));
+    let app = match cors(&opts.cors_origins)? {
+        Some(layer) => app.layer(layer),
+        None => app,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice-serve")
