@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{sluice, write_wav};
+use common::{genres, sluice, write_wav};
 use serde_json::Value;
 use sluice_core::signal::{Style, styled};
 use std::path::{Path, PathBuf};
@@ -27,45 +27,6 @@ fn json(root: &Path, args: &[&str]) -> Value {
     let (out, stdout, stderr) = run(root, &a);
     assert!(out.status.success(), "{args:?}: {stderr}");
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
-/// Three genres whose tracks differ in spectrum, dynamics and width.
-fn genres() -> [(&'static str, Style); 3] {
-    [
-        (
-            "Ambient",
-            Style {
-                tilt_db_per_octave: -4.5,
-                band_gains_db: [3.0, 1.0, 0.0, -2.0, -4.0],
-                correlation: 0.4,
-                pulse_depth: 0.05,
-                sections_db: 6.0,
-                bpm: 70.0,
-            },
-        ),
-        (
-            "techno",
-            Style {
-                tilt_db_per_octave: -2.0,
-                band_gains_db: [5.0, -2.0, -2.0, 1.0, 2.0],
-                correlation: 0.8,
-                pulse_depth: 0.7,
-                sections_db: 1.0,
-                bpm: 130.0,
-            },
-        ),
-        (
-            "podcast",
-            Style {
-                tilt_db_per_octave: -3.0,
-                band_gains_db: [-6.0, 2.0, 4.0, 1.0, -5.0],
-                correlation: 1.0,
-                pulse_depth: 0.4,
-                sections_db: 3.0,
-                bpm: 100.0,
-            },
-        ),
-    ]
 }
 
 fn track(path: &Path, rate: u32, style: &Style, seed: u64) -> PathBuf {

@@ -57,17 +57,23 @@ impl Drop for Server {
 
 /// `python3` with `requests`, or `None` (skipped unless SLUICE_REQUIRE_TOOLS=1).
 fn python() -> Option<PathBuf> {
+    python_with("requests", "requests")
+}
+
+/// `python3` that can import `modules` (a Python import list) as well as `requests`, or
+/// `None` (skipped unless SLUICE_REQUIRE_TOOLS=1); `pip` names the packages.
+fn python_with(modules: &str, pip: &str) -> Option<PathBuf> {
     let py = tool("python3")?;
     let ok = Command::new(&py)
-        .args(["-c", "import requests"])
+        .args(["-c", &format!("import requests, {modules}")])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
         assert!(
             std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "python3 with requests is required (SLUICE_REQUIRE_TOOLS=1): pip install requests"
+            "python3 with {modules} is required (SLUICE_REQUIRE_TOOLS=1): pip install requests {pip}"
         );
-        eprintln!("SKIPPED: python3 has no `requests` (pip install requests)");
+        eprintln!("SKIPPED: python3 lacks {modules} (pip install requests {pip})");
         return None;
     }
     Some(py)
@@ -329,22 +335,9 @@ fn a_client_walks_the_mastering_flow() {
     let root = dir.path().join("root");
     let tracks = dir.path().join("tracks");
     std::fs::create_dir_all(&tracks).unwrap();
-    let techno = Style {
-        tilt_db_per_octave: -2.0,
-        band_gains_db: [5.0, -2.0, -2.0, 1.0, 2.0],
-        correlation: 0.8,
-        pulse_depth: 0.7,
-        sections_db: 1.0,
-        bpm: 130.0,
-    };
-    let ambient = Style {
-        tilt_db_per_octave: -4.5,
-        band_gains_db: [3.0, 1.0, 0.0, -2.0, -4.0],
-        correlation: 0.4,
-        pulse_depth: 0.05,
-        sections_db: 6.0,
-        bpm: 70.0,
-    };
+    // Two of the reference tests' families (Ambient, techno), and techno with +6 dB in the
+    // low-mid band.
+    let [(_, ambient), (_, techno), _] = common::genres();
     let muddy = Style {
         band_gains_db: [5.0, 4.0, -2.0, 1.0, 2.0],
         ..techno
@@ -493,22 +486,12 @@ fn the_watch_host_serves_its_jobs_over_api_v1() {
 /// reference kept in `target/tmp/dashboard/` and checked for content.
 #[test]
 fn the_dashboard_works_in_a_real_browser() {
-    let Some(py) = python() else { return };
+    let Some(py) = python_with("websocket, PIL", "websocket-client pillow") else {
+        return;
+    };
     let Some(chromium) = tool("chromium") else {
         return;
     };
-    let modules = Command::new(&py)
-        .args(["-c", "import websocket, PIL"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !modules {
-        assert!(
-            std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "the browser test needs websocket-client and pillow (SLUICE_REQUIRE_TOOLS=1)"
-        );
-        eprintln!("SKIPPED: pip install websocket-client pillow");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let audio = dir.path().join("interview take 2.wav");
@@ -561,19 +544,9 @@ fn trapping_effect() -> Vec<u8> {
 /// and the server serves on.
 #[test]
 fn live_audio_is_processed_over_the_websocket_and_attacks_end_only_their_session() {
-    let Some(py) = python() else { return };
-    let ok = Command::new(&py)
-        .args(["-c", "import websocket"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "the stream test needs websocket-client (SLUICE_REQUIRE_TOOLS=1)"
-        );
-        eprintln!("SKIPPED: pip install websocket-client");
+    let Some(py) = python_with("websocket", "websocket-client") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join("effects")).unwrap();

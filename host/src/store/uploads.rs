@@ -143,19 +143,24 @@ impl Store {
         })
     }
 
-    /// Keeps the analysis of an upload's content.
-    pub fn set_upload_analysis(&self, id: &str, analysis: serde_json::Value) -> Result<()> {
+    /// Changes an upload's record in one transaction (nothing when there is none).
+    fn update_upload(&self, id: &str, f: impl FnOnce(&mut UploadRecord)) -> Result<()> {
         self.write(|tx| {
             let mut t = tx.open_table(UPLOADS)?;
             let rec = t
                 .get(id)?
                 .and_then(|v| serde_json::from_slice::<UploadRecord>(v.value()).ok());
             if let Some(mut rec) = rec {
-                rec.analysis = Some(analysis);
+                f(&mut rec);
                 t.insert(id, json(&rec).as_slice())?;
             }
             Ok(())
         })
+    }
+
+    /// Keeps the analysis of an upload's content.
+    pub fn set_upload_analysis(&self, id: &str, analysis: serde_json::Value) -> Result<()> {
+        self.update_upload(id, |r| r.analysis = Some(analysis))
     }
 
     /// Keeps the mastering signature of an upload's content.
@@ -164,17 +169,7 @@ impl Store {
         id: &str,
         signature: &sluice_core::analysis::signature::Signature,
     ) -> Result<()> {
-        self.write(|tx| {
-            let mut t = tx.open_table(UPLOADS)?;
-            let rec = t
-                .get(id)?
-                .and_then(|v| serde_json::from_slice::<UploadRecord>(v.value()).ok());
-            if let Some(mut rec) = rec {
-                rec.signature = Some(signature.clone());
-                t.insert(id, json(&rec).as_slice())?;
-            }
-            Ok(())
-        })
+        self.update_upload(id, |r| r.signature = Some(signature.clone()))
     }
 
     /// Records a new mastering analysis; its id is given here.

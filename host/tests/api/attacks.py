@@ -16,18 +16,12 @@ from urllib.parse import urlparse
 
 import requests
 
+import client
+from client import expect, fail
+
 MODE, BASE, TOKEN, ROOT, AUDIO = sys.argv[1:6]
+client.setup("attacks", ROOT)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def fail(msg):
-    print(f"attacks: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def expect(cond, msg):
-    if not cond:
-        fail(msg)
 
 
 def refused(r, status, kind, where):

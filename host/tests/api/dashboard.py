@@ -21,17 +21,11 @@ import urllib.request
 import websocket
 from PIL import Image, ImageStat
 
+import client
+from client import expect, fail
+
 BASE, TOKEN, AUDIO, CHROMIUM, OUT = sys.argv[1:6]
-
-
-def fail(msg):
-    print(f"dashboard: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def expect(cond, msg):
-    if not cond:
-        fail(msg)
+client.setup("dashboard", None)
 
 
 class Browser:

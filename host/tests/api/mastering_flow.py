@@ -16,42 +16,14 @@ import sys
 
 import requests
 
+import client
+from client import error_of, expect, fields
+
 BASE, TOKEN, ROOT, DIR = sys.argv[1:5]
+client.setup("mastering_flow", ROOT)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NUM = (int, float)
 BANDS = ["low", "low_mid", "mid", "high_mid", "high"]
-
-
-def fail(msg):
-    print(f"mastering_flow: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def expect(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def fields(obj, spec, where):
-    expect(isinstance(obj, dict), f"{where}: not an object: {obj!r}")
-    for name, types in spec.items():
-        expect(name in obj, f"{where}: no field `{name}` in {sorted(obj)}")
-        types = types if isinstance(types, tuple) else (types,)
-        value = obj[name]
-        if value is None:
-            expect(None in types, f"{where}: `{name}` is null")
-            continue
-        real = tuple(t for t in types if t is not None)
-        ok = isinstance(value, real) and not (isinstance(value, bool) and bool not in real)
-        expect(ok, f"{where}: `{name}` = {value!r} is not {real}")
-
-
-def error_of(r, status, kind, where):
-    expect(r.status_code == status, f"{where}: status {r.status_code}, not {status}: {r.text}")
-    body = r.json()
-    expect(body["error"]["kind"] == kind, f"{where}: kind {body['error']['kind']}, not {kind}")
-    expect(ROOT not in r.text, f"{where}: the answer shows a server path: {r.text}")
-    return body
 
 
 def path(name):

@@ -19,19 +19,13 @@ import time
 import requests
 import websocket
 
+import client
+from client import expect
+
 BASE, ROOT = sys.argv[1:3]
+client.setup("stream_flow", ROOT)
 WS = BASE.replace("http://", "ws://") + "/api/v1/stream"
 RATE = 48000
-
-
-def fail(msg):
-    print(f"stream_flow: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def expect(cond, msg):
-    if not cond:
-        fail(msg)
 
 
 def connect(open_msg):

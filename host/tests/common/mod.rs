@@ -298,3 +298,43 @@ pub fn bright_transients(rate: u32, seconds: f64) -> Vec<Vec<f32>> {
     }
     out
 }
+
+/// Three genres whose tracks differ in spectrum, dynamics and width.
+pub fn genres() -> [(&'static str, sluice_core::signal::Style); 3] {
+    use sluice_core::signal::Style;
+    [
+        (
+            "Ambient",
+            Style {
+                tilt_db_per_octave: -4.5,
+                band_gains_db: [3.0, 1.0, 0.0, -2.0, -4.0],
+                correlation: 0.4,
+                pulse_depth: 0.05,
+                sections_db: 6.0,
+                bpm: 70.0,
+            },
+        ),
+        (
+            "techno",
+            Style {
+                tilt_db_per_octave: -2.0,
+                band_gains_db: [5.0, -2.0, -2.0, 1.0, 2.0],
+                correlation: 0.8,
+                pulse_depth: 0.7,
+                sections_db: 1.0,
+                bpm: 130.0,
+            },
+        ),
+        (
+            "podcast",
+            Style {
+                tilt_db_per_octave: -3.0,
+                band_gains_db: [-6.0, 2.0, 4.0, 1.0, -5.0],
+                correlation: 1.0,
+                pulse_depth: 0.4,
+                sections_db: 3.0,
+                bpm: 100.0,
+            },
+        ),
+    ]
+}
