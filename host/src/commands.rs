@@ -149,6 +149,18 @@ pub fn check(root: &Path, path: Option<&Path>) -> Result<Checked> {
     })
 }
 
+/// Whether the root's pipeline `pipeline` takes a file named `file_name` placed in its watch
+/// folder, with its `include` patterns to say so; `None` when no pipeline of that name loads.
+pub fn takes(root: &Path, pipeline: &str, file_name: &str) -> Result<Option<(bool, Vec<String>)>> {
+    let cfg = Config::load(root)?;
+    let fx = cfg.effects()?;
+    let (ok, _) = pipeline::load_dir(&cfg.pipelines_dir, defaults(&cfg, &fx));
+    Ok(ok
+        .iter()
+        .find(|p| p.name == pipeline)
+        .map(|p| (p.matches(Path::new(file_name)), p.include_patterns.clone())))
+}
+
 /// `sluice jobs`: the jobs, all or in one state.
 pub fn jobs(cfg: &Config, state: Option<JobState>) -> Result<Vec<JobRecord>> {
     Ok(Store::open(&cfg.db_path(), false)?.jobs(state)?)

@@ -546,6 +546,25 @@ async fn submit(
                 ),
             ));
         };
+        // A name the pipeline does not take would wait in its folder, unprocessed, for ever.
+        let taken = commands::takes(&st.root, &pipeline, &got.name).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "bad_config",
+                e.to_string()
+                    .replace(&st.root.display().to_string(), "(root)"),
+            )
+        })?;
+        if let Some((false, include)) = taken {
+            return Err(ApiError::bad_request(
+                "bad_field",
+                format!(
+                    "{}: the pipeline `{pipeline}` takes only {} (its `include`)",
+                    got.name,
+                    include.join(", ")
+                ),
+            ));
+        }
         let Some(dir) = p.watch.first() else {
             return Err(ApiError::bad_request(
                 "bad_field",

@@ -78,6 +78,10 @@ def submit(name, content, pipeline="podcast", auth=True):
 audio = open(AUDIO, "rb").read()
 error_of(submit("episode.wav", audio, auth=False), 401, "unauthorized", "submit without token")
 error_of(submit("episode.wav", audio, pipeline="nope"), 400, "bad_field", "unknown pipeline")
+# A name the pipeline does not take would wait in its folder for ever: refused, saying why.
+body = error_of(submit("episode.txt", audio), 400, "bad_field", "a file the pipeline skips")
+expect("*.wav" in body["detail"] and "episode.txt" in body["detail"], body["detail"])
+expect(not os.path.exists(os.path.join(ROOT, "inbox/podcast/episode.txt")), "placed anyway")
 r = submit("episode.wav", audio)
 expect(r.status_code == 202, f"submit: {r.status_code} {r.text}")
 sub = r.json()
