@@ -402,7 +402,7 @@ fn watch_with_server(root: &Path, server_toml: &str) -> Server {
         .args(["watch", "--root"])
         .arg(root)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(root.with_extension("log")).unwrap())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -670,7 +670,8 @@ fn webhooks_post_job_events_signed_and_retry_a_failing_receiver() {
         }
         assert!(
             t.elapsed() < std::time::Duration::from_secs(90),
-            "deliveries so far: {done:?}"
+            "deliveries so far: {done:?}; the host said:\n{}",
+            std::fs::read_to_string(root.with_extension("log")).unwrap_or_default()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };

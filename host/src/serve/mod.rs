@@ -384,6 +384,10 @@ fn serve(
         Some(layer) => app.layer(layer),
         None => app,
     };
+    let hooks = cfg
+        .server
+        .as_ref()
+        .and_then(|sv| webhooks::prepare(&state, &sv.webhooks));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice-serve")
@@ -391,8 +395,8 @@ fn serve(
         .context("starting the server's runtime")?;
     rt.block_on(async move {
         v1::start_feed(&state);
-        if let Some(sv) = &cfg.server {
-            webhooks::start(&state, &sv.webhooks);
+        if let Some(p) = hooks {
+            webhooks::spawn(&state, p);
         }
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await

@@ -32,10 +32,18 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     )
 }
 
-/// Starts delivering (one task per webhook) if this process gets the root's webhook lock.
-pub(crate) fn start(st: &Arc<AppState>, hooks: &[Webhook]) {
+/// What [`spawn`] needs: the root's webhook lock, held while delivering.
+pub(crate) struct Prepared {
+    held: Arc<std::fs::File>,
+    hooks: Vec<Webhook>,
+}
+
+/// Takes the root's webhook lock and fixes each new webhook's cursor at the newest event,
+/// before the server answers anything: what happens from then on is delivered. `None` when
+/// there are no webhooks or another process delivers them.
+pub(crate) fn prepare(st: &AppState, hooks: &[Webhook]) -> Option<Prepared> {
     if hooks.is_empty() {
-        return;
+        return None;
     }
     let lock = st.root.join(".sluice").join("webhooks.lock");
     let file = std::fs::OpenOptions::new()
@@ -51,17 +59,34 @@ pub(crate) fn start(st: &Arc<AppState>, hooks: &[Webhook]) {
                     "sluice: another process on this root delivers its webhooks ({} is held)",
                     lock.display()
                 );
-                return;
+                return None;
             }
         },
         Err(e) => {
             eprintln!("sluice: webhooks not delivered: {}: {e}", lock.display());
-            return;
+            return None;
         }
     };
-    let held = Arc::new(held);
     for h in hooks {
-        let (st, h, held) = (Arc::downgrade(st), h.clone(), Arc::clone(&held));
+        let key = format!("webhook:{}", h.url);
+        let first = st.store.meta(&key).and_then(|c| match c {
+            Some(_) => Ok(()),
+            None => st.store.set_meta(&key, st.store.last_event_id()?),
+        });
+        if let Err(e) = first {
+            eprintln!("sluice: webhook {}: {e}", h.url);
+        }
+    }
+    Some(Prepared {
+        held: Arc::new(held),
+        hooks: hooks.to_vec(),
+    })
+}
+
+/// Starts delivering, one task per webhook.
+pub(crate) fn spawn(st: &Arc<AppState>, prepared: Prepared) {
+    for h in prepared.hooks {
+        let (st, held) = (Arc::downgrade(st), Arc::clone(&prepared.held));
         tokio::spawn(async move {
             let _held = held;
             deliver_all(st, h).await;
