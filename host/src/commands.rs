@@ -49,6 +49,8 @@ const DEFAULT_CONFIG: &str = "# sluice configuration. Every key is optional; the
 # listen = \"127.0.0.1:8750\"     # beyond loopback every route needs the API token\n\
 # max_upload_mb = 2048\n\
 # max_uploads = 8              # uploads received at once\n\
+# request_timeout = 30         # seconds a client may send nothing (request head, upload)\n\
+# max_connections = 1024       # connections open at once\n\
 # cors_origins = [\"https://app.example.com\"]   # browser pages of other origins allowed\n\
 # [[server.webhook]]           # job events posted as signed JSON (docs/API.md)\n\
 # url = \"http://127.0.0.1:9000/sluice\"\n\
@@ -138,9 +140,8 @@ pub fn check(root: &Path, path: Option<&Path>) -> Result<Checked> {
         }
         Some(p) => bail!("{}: no such file or folder", p.display()),
         None => {
-            let cfg = Config::load(root)?;
-            let fx = cfg.effects()?;
-            pipeline::load_dir(&cfg.pipelines_dir, defaults(&cfg, &fx))
+            let (_, ok, problems) = load_root(root)?;
+            (ok, problems)
         }
     };
     Ok(Checked {
@@ -149,16 +150,12 @@ pub fn check(root: &Path, path: Option<&Path>) -> Result<Checked> {
     })
 }
 
-/// Whether the root's pipeline `pipeline` takes a file named `file_name` placed in its watch
-/// folder, with its `include` patterns to say so; `None` when no pipeline of that name loads.
-pub fn takes(root: &Path, pipeline: &str, file_name: &str) -> Result<Option<(bool, Vec<String>)>> {
+/// The root's configuration, the pipelines that load and the problems of those that do not.
+pub fn load_root(root: &Path) -> Result<(Config, Vec<Pipeline>, Vec<Diagnostic>)> {
     let cfg = Config::load(root)?;
     let fx = cfg.effects()?;
-    let (ok, _) = pipeline::load_dir(&cfg.pipelines_dir, defaults(&cfg, &fx));
-    Ok(ok
-        .iter()
-        .find(|p| p.name == pipeline)
-        .map(|p| (p.matches(Path::new(file_name)), p.include_patterns.clone())))
+    let (ok, problems) = pipeline::load_dir(&cfg.pipelines_dir, defaults(&cfg, &fx));
+    Ok((cfg, ok, problems))
 }
 
 /// `sluice jobs`: the jobs, all or in one state.

@@ -51,6 +51,10 @@ pub struct ServerConfig {
     pub max_uploads: usize,
     /// Web origins allowed to call the API from a browser (CORS).
     pub cors_origins: Vec<String>,
+    /// A client that sends no request head, or no upload data, for this long is disconnected.
+    pub request_timeout: std::time::Duration,
+    /// Connections open at once; one more is closed at once.
+    pub max_connections: usize,
 }
 
 /// A web origin as CORS names it: `scheme://host[:port]`, nothing after; returned trimmed.
@@ -103,6 +107,8 @@ struct RawServer {
     listen: Option<String>,
     max_upload_mb: Option<u64>,
     max_uploads: Option<usize>,
+    request_timeout: Option<u64>,
+    max_connections: Option<usize>,
     #[serde(default)]
     cors_origins: Vec<String>,
     #[serde(default)]
@@ -304,6 +310,18 @@ impl Config {
                         "[server] max_uploads = {max_uploads}: give 1 to 1024"
                     )));
                 }
+                let request_timeout = sv.request_timeout.unwrap_or(30);
+                if !(1..=3600).contains(&request_timeout) {
+                    return Err(bad(format!(
+                        "[server] request_timeout = {request_timeout}: give 1 to 3600 seconds"
+                    )));
+                }
+                let max_connections = sv.max_connections.unwrap_or(1024);
+                if !(16..=65_536).contains(&max_connections) {
+                    return Err(bad(format!(
+                        "[server] max_connections = {max_connections}: give 16 to 65536"
+                    )));
+                }
                 let cors_origins = sv
                     .cors_origins
                     .iter()
@@ -315,6 +333,8 @@ impl Config {
                     webhooks,
                     max_uploads,
                     cors_origins,
+                    request_timeout: std::time::Duration::from_secs(request_timeout),
+                    max_connections,
                 })
             }
         };
@@ -390,6 +410,8 @@ mod tests {
             ("[server]\nlisten = \"nowhere\"\n", "listen"),
             ("[server]\nmax_upload_mb = 0\n", "max_upload_mb"),
             ("[server]\nmax_uploads = 0\n", "max_uploads"),
+            ("[server]\nrequest_timeout = 0\n", "request_timeout"),
+            ("[server]\nmax_connections = 2\n", "max_connections"),
             ("[server]\ncors_origins = [\"*\"]\n", "cors origin"),
             (
                 "[server]\ncors_origins = [\"https://a.example/app\"]\n",

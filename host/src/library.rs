@@ -227,31 +227,46 @@ fn new_reference(
     genre: &str,
 ) -> Result<NewReference, LibraryError> {
     let signature = signature_of(report)?;
-    let tags = sluice_core::read_tags(path).unwrap_or_default();
     let hash = crate::job::hash_file(path).map_err(|source| LibraryError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let stem = path
+    let source = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let shown = path.file_name().map(Path::new).unwrap_or(path);
+    Ok(describe(source, shown, meta, genre, hash, signature))
+}
+
+/// A reference to add, its name, artist and year from `meta`, else from the file's tags, and
+/// its name else from the stem of `shown` (the name the user knows the file by).
+pub(crate) fn describe(
+    source: PathBuf,
+    shown: &Path,
+    meta: &Meta,
+    genre: &str,
+    hash: String,
+    signature: Signature,
+) -> NewReference {
+    let tags = sluice_core::read_tags(&source).unwrap_or_default();
+    let stem = shown
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
+        .unwrap_or_else(|| shown.display().to_string());
     let clean = |s: &Option<String>| {
         s.as_ref()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
     };
-    Ok(NewReference {
+    NewReference {
         name: clean(&meta.name).or(clean(&tags.title)).unwrap_or(stem),
         artist: clean(&meta.artist).or(clean(&tags.artist)),
         genre: genre.to_string(),
         year: meta.year.or(tags.year),
-        source: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+        source,
         hash,
         features: signature.features(),
         feature_version: FEATURE_VERSION,
         signature,
-    })
+    }
 }
 
 /// The audio files under `dir` (any depth; hidden files and folders left out), by path.

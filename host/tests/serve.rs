@@ -414,6 +414,10 @@ fn watch_with_server(root: &Path, server_toml: &str) -> Server {
         if let Some(a) = line.trim().strip_prefix("listening on ") {
             break a.to_string();
         }
+        assert!(
+            !line.contains("HTTP server stopped"),
+            "the server did not start: {line}"
+        );
     };
     let token = std::fs::read_to_string(root.join(".sluice/api-token")).unwrap();
     Server {
@@ -889,4 +893,169 @@ fn the_openapi_document_names_every_route() {
             "schema {s} missing"
         );
     }
+}
+
+/// Reads until the server closes the connection (or 20 s pass): what it sent, and when.
+fn read_until_closed(c: &mut std::net::TcpStream) -> (String, std::time::Duration) {
+    use std::io::Read;
+    let t = std::time::Instant::now();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    (String::from_utf8_lossy(&out).into_owned(), t.elapsed())
+}
+
+/// Slow clients: one that never finishes its request head (slowloris), an idle one, one that
+/// stops in the middle of an upload holding the only upload slot, and more connections than
+/// the server takes. Each is cut off after `--request-timeout` (or at once past
+/// `--max-connections`), while the server answers everyone else throughout.
+#[test]
+fn slow_and_idle_clients_are_cut_off_and_the_connection_limit_holds() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let wav = dir.path().join("a.wav");
+    write_wav(
+        &wav,
+        &sluice_core::signal::programme(44_100, 1, 44_100, 5),
+        44_100,
+        16,
+    );
+    let audio = std::fs::read(&wav).unwrap();
+    let server = Server::start(
+        &root,
+        "127.0.0.1:0",
+        &[
+            "--request-timeout",
+            "2",
+            "--max-connections",
+            "16",
+            "--max-uploads",
+            "1",
+        ],
+    );
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let health = || {
+        let t = std::time::Instant::now();
+        let answer = raw_http(
+            &addr,
+            format!("GET /health HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes(),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    };
+    // Half a request head, then nothing; an upload stopped halfway (it holds the one slot);
+    // a connection that sends nothing at all.
+    let mut slowloris = TcpStream::connect(&addr).unwrap();
+    slowloris
+        .write_all(format!("GET /health HTTP/1.1\r\nhost: {addr}\r\nx-a: ").as_bytes())
+        .unwrap();
+    let req = upload_request(&addr, &server.token, "slow.wav", &audio);
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled.write_all(&req[..req.len() / 2]).unwrap();
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    health();
+    let (said, after) = read_until_closed(&mut slowloris);
+    assert!(
+        said.is_empty() || said.starts_with("HTTP/1.1 408"),
+        "{said}"
+    );
+    assert!(
+        after >= Duration::from_millis(1000) && after < Duration::from_secs(6),
+        "the slow request head was cut off after {after:?} (timeout 2 s)"
+    );
+    let (said, after) = read_until_closed(&mut stalled);
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+    assert!(said.contains("\"kind\":\"timeout\""), "{said}");
+    assert!(after < Duration::from_secs(6), "{after:?}");
+    let (_, after) = read_until_closed(&mut idle);
+    assert!(after < Duration::from_secs(6), "{after:?}");
+    // The upload slot is free again, the stalled upload's temporary gone.
+    let answer = raw_http(
+        &addr,
+        &upload_request(&addr, &server.token, "a.wav", &audio),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    no_incoming(&root);
+    // 16 connections held open: the 17th is closed at once, unanswered; once they go, the
+    // server answers again.
+    let held: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let c = TcpStream::connect(&addr).unwrap();
+            // Each is accepted before the next (the limit counts accepted connections).
+            std::thread::sleep(Duration::from_millis(20));
+            c
+        })
+        .collect();
+    let mut extra = TcpStream::connect(&addr).unwrap();
+    let _ = extra.write_all(format!("GET /health HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes());
+    let (said, after) = read_until_closed(&mut extra);
+    assert!(said.is_empty(), "past the limit: {said}");
+    assert!(after < Duration::from_secs(1), "{after:?}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    health();
+}
+
+/// `POST /api/v1/jobs` into a pipeline whose watch folder is a symbolic link out of the root:
+/// refused, and nothing lands outside the root.
+#[test]
+fn a_job_is_never_placed_through_a_watch_folder_that_leads_out_of_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    sluice_host::commands::init_root(&root).unwrap();
+    let wav = dir.path().join("a.wav");
+    write_wav(
+        &wav,
+        &sluice_core::signal::programme(44_100, 2, 44_100, 6),
+        44_100,
+        16,
+    );
+    let server = Server::start(&root, "127.0.0.1:0", &[]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let list = raw_http(
+        &addr,
+        format!("GET /api/v1/pipelines HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    let body = &list[list.find("\r\n\r\n").unwrap() + 4..];
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    let p = &v["pipelines"][0];
+    let (name, watch) = (
+        p["name"].as_str().unwrap().to_string(),
+        p["watch"][0].as_str().unwrap().to_string(),
+    );
+    let folder = root.join(&watch);
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::os::unix::fs::symlink(&outside, &folder).unwrap();
+    let mut form = format!(
+        "--XyZ\r\ncontent-disposition: form-data; name=\"pipeline\"\r\n\r\n{name}\r\n--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\ncontent-type: audio/wav\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend_from_slice(&std::fs::read(&wav).unwrap());
+    form.extend_from_slice(b"\r\n--XyZ--\r\n");
+    let mut req = format!(
+        "POST /api/v1/jobs HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-type: multipart/form-data; boundary=XyZ\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        server.token,
+        form.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&form);
+    let answer = raw_http(&addr, &req);
+    assert!(!answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(
+        answer.contains("path_escape") || answer.contains("bad_field"),
+        "{answer}"
+    );
+    assert!(
+        !answer.contains(&root.display().to_string()),
+        "the answer shows the server's paths: {answer}"
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    no_incoming(&root);
 }

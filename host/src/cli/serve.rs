@@ -20,6 +20,14 @@ pub struct Args {
     /// Uploads received at once (one more is answered 429).
     #[arg(long, value_name = "N", default_value_t = 8)]
     max_uploads: usize,
+    /// Seconds a client may send nothing (its request head, or upload data) before it is
+    /// disconnected. Default: the root's [server] request_timeout, else 30.
+    #[arg(long, value_name = "SECS")]
+    request_timeout: Option<u64>,
+    /// Connections open at once (one more is closed at once). Default: the root's [server]
+    /// max_connections, else 1024.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// A web origin allowed to call the API from a browser (CORS), as
     /// https://app.example.com; repeat for several. Default: the root's [server] cors_origins,
     /// else none.
@@ -55,11 +63,32 @@ pub fn run(a: Args) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?
     };
+    let defaults = cfg
+        .server
+        .as_ref()
+        .map(ServeOptions::from_config)
+        .unwrap_or_default();
+    let request_timeout = match a.request_timeout {
+        Some(s) if !(1..=3600).contains(&s) => {
+            anyhow::bail!("--request-timeout {s}: give 1 to 3600 seconds")
+        }
+        Some(s) => std::time::Duration::from_secs(s),
+        None => defaults.request_timeout,
+    };
+    let max_connections = match a.max_connections {
+        Some(n) if !(16..=65_536).contains(&n) => {
+            anyhow::bail!("--max-connections {n}: give 16 to 65536")
+        }
+        Some(n) => n,
+        None => defaults.max_connections,
+    };
     let opts = ServeOptions {
         listen: a.listen,
         max_upload_bytes: a.max_upload_mb.saturating_mul(1_000_000),
         max_uploads: a.max_uploads,
         cors_origins,
+        request_timeout,
+        max_connections,
     };
     serve::run(&cfg, &opts)?;
     Ok(ExitCode::SUCCESS)

@@ -218,36 +218,7 @@ pub(super) fn keep_upload(st: &AppState, got: Received) -> Result<UploadRecord, 
     }
     let day = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
     let dir = Path::new("uploads").join(day.strftime("%Y/%m/%d").to_string());
-    let (stem, ext) = match name.rsplit_once('.') {
-        Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
-        _ => (name.clone(), String::new()),
-    };
-    let mut placed = None;
-    for k in 1..10_000 {
-        let candidate = if k == 1 {
-            name.clone()
-        } else {
-            format!("{stem}-{k}{ext}")
-        };
-        let rel = dir.join(&candidate);
-        let dest =
-            confine::prepare(&st.root, &rel).map_err(|e| ApiError::internal(e.to_string()))?;
-        // A hard link never replaces what is there: the name is ours once it succeeds.
-        match std::fs::hard_link(&tmp.path, &dest) {
-            Ok(()) => {
-                placed = Some((rel, dest));
-                break;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(ApiError::internal(format!("{}: {e}", dest.display()))),
-        }
-    }
-    let Some((rel, dest)) = placed else {
-        return Err(ApiError::internal(format!(
-            "no free name for {name} in {}",
-            dir.display()
-        )));
-    };
+    let (rel, dest) = super::form::link_unique(&st.root, &dir, &name, &tmp.path)?;
     // `tmp` goes when dropped: the content stays under `dest`.
     let rec = UploadRecord {
         id: hash,

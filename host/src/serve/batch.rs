@@ -98,11 +98,6 @@ fn batch_id(s: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::not_found(format!("no batch `{s}`")))
 }
 
-fn time(ms: Option<i64>) -> Option<String> {
-    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
-        .map(|t| t.to_string())
-}
-
 /// Create a batch of exports (not started until processed).
 #[utoipa::path(
     post,
@@ -363,7 +358,7 @@ async fn status(
                 })
             })
             .collect(),
-        start_time: time(rec.start_ms),
-        end_time: time(rec.end_ms),
+        start_time: super::rfc3339(rec.start_ms),
+        end_time: super::rfc3339(rec.end_ms),
     }))
 }

@@ -30,6 +30,45 @@ impl Drop for Incoming {
     }
 }
 
+/// Link `tmp` into `dir` (relative to `root`) as `name`, or `stem-2.ext`, `stem-3.ext`... when
+/// the name is taken: a hard link never replaces what is there, so the name is ours once it
+/// succeeds. Returns the path relative to the root and the full path.
+pub(super) fn link_unique(
+    root: &Path,
+    dir: &Path,
+    name: &str,
+    tmp: &Path,
+) -> Result<(PathBuf, PathBuf), ApiError> {
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (name, String::new()),
+    };
+    for k in 1..10_000 {
+        let rel = if k == 1 {
+            dir.join(name)
+        } else {
+            dir.join(format!("{stem}-{k}{ext}"))
+        };
+        // A folder of the root's that leads out of it is the root's fault, not the request's.
+        let dest = confine::prepare(root, &rel).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "path_escape",
+                format!("{}: {e}", rel.display()).replace(&root.display().to_string(), "(root)"),
+            )
+        })?;
+        match std::fs::hard_link(tmp, &dest) {
+            Ok(()) => return Ok((rel, dest)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(ApiError::internal(format!("{}: {e}", rel.display()))),
+        }
+    }
+    Err(ApiError::internal(format!(
+        "no free name for {name} in {}",
+        dir.display()
+    )))
+}
+
 /// The file a form carried.
 pub(super) struct Received {
     pub tmp: Incoming,
@@ -150,7 +189,24 @@ pub(super) async fn receive(
         file: None,
         text: HashMap::new(),
     };
-    while let Some(mut field) = form.next_field().await.map_err(multipart)? {
+    // A client that sends nothing for `request_timeout` in the middle of its form (holding an
+    // upload slot, say) is cut off.
+    let idle = st.request_timeout;
+    let timeout = || {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "nothing arrived for {} s in the middle of the form",
+                idle.as_secs()
+            ),
+        )
+    };
+    while let Some(mut field) = tokio::time::timeout(idle, form.next_field())
+        .await
+        .map_err(|_| timeout())?
+        .map_err(multipart)?
+    {
         let name = field.name().unwrap_or("").to_string();
         if Some(name.as_str()) == file_field {
             if out.file.is_some() {
@@ -185,7 +241,11 @@ pub(super) async fn receive(
                 .map_err(ApiError::internal)?;
             let mut hasher = blake3::Hasher::new();
             let mut size = 0u64;
-            while let Some(chunk) = field.chunk().await.map_err(multipart)? {
+            while let Some(chunk) = tokio::time::timeout(idle, field.chunk())
+                .await
+                .map_err(|_| timeout())?
+                .map_err(multipart)?
+            {
                 size += chunk.len() as u64;
                 if size > max {
                     return Err(too_large(max));
@@ -214,7 +274,11 @@ pub(super) async fn receive(
         } else {
             // Read in chunks so a huge "text" field is refused without being held.
             let mut bytes = Vec::new();
-            while let Some(chunk) = field.chunk().await.map_err(multipart)? {
+            while let Some(chunk) = tokio::time::timeout(idle, field.chunk())
+                .await
+                .map_err(|_| timeout())?
+                .map_err(multipart)?
+            {
                 if bytes.len() + chunk.len() > MAX_TEXT {
                     return Err(ApiError::bad_request(
                         "bad_field",

@@ -11,7 +11,7 @@ use super::audio::{blocking, find, keep_upload};
 use super::form;
 use super::{ApiError, AppState, ErrorBody};
 use crate::library::{self, LibraryError, Target};
-use crate::store::{self, AnalysisRecord, NewReference, ReferenceRecord, UploadRecord};
+use crate::store::{self, AnalysisRecord, ReferenceRecord, UploadRecord};
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, Query, State};
 use axum::http::StatusCode;
@@ -532,23 +532,20 @@ async fn add_reference(
     let added = blocking(move || {
         let path = crate::confine::resolve(&st2.root, Path::new(&up.rel))
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let tags = sluice_core::read_tags(&path).unwrap_or_default();
-        let stem = Path::new(&up.file_name)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| up.file_name.clone());
-        let clean = |s: Option<String>| s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-        let new = NewReference {
-            name: name.or(clean(tags.title)).unwrap_or(stem),
-            artist: artist.or(clean(tags.artist)),
-            genre,
-            year: year.or(tags.year),
-            source: path,
-            hash: up.id.clone(),
-            features: sig.features(),
-            feature_version: FEATURE_VERSION,
-            signature: sig,
+        let meta = library::Meta {
+            genre: genre.clone(),
+            name,
+            artist,
+            year,
         };
+        let new = library::describe(
+            path,
+            Path::new(&up.file_name),
+            &meta,
+            &genre,
+            up.id.clone(),
+            sig,
+        );
         st2.store.add_reference(new).map_err(ApiError::internal)
     })
     .await?;

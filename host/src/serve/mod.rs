@@ -50,6 +50,11 @@ pub struct ServeOptions {
     pub max_uploads: usize,
     /// Web origins allowed to call the API from a browser (CORS); none by default.
     pub cors_origins: Vec<String>,
+    /// A client that sends no request head, or no upload data, for this long is disconnected
+    /// (a slow client cannot hold a connection or an upload slot for ever).
+    pub request_timeout: std::time::Duration,
+    /// Connections open at once; one more is closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServeOptions {
@@ -59,6 +64,8 @@ impl Default for ServeOptions {
             max_upload_bytes: 2 << 30,
             max_uploads: 8,
             cors_origins: Vec::new(),
+            request_timeout: std::time::Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -71,6 +78,8 @@ impl ServeOptions {
             max_upload_bytes: sv.max_upload_bytes,
             max_uploads: sv.max_uploads,
             cors_origins: sv.cors_origins.clone(),
+            request_timeout: sv.request_timeout,
+            max_connections: sv.max_connections,
         }
     }
 }
@@ -90,6 +99,10 @@ pub(crate) struct AppState {
     /// Uploads being received.
     pub uploads: Arc<tokio::sync::Semaphore>,
     pub max_uploads: usize,
+    /// How long a client may send nothing in the middle of a request.
+    pub request_timeout: std::time::Duration,
+    /// Real-time sessions (`/api/v1/stream`) open now, at most [`stream::MAX_SESSIONS`].
+    pub streams: Arc<tokio::sync::Semaphore>,
     /// The live feed of job events (`/api/v1/events`).
     pub feed: tokio::sync::broadcast::Sender<v1::Live>,
     /// Set when the server stops: endless responses (the live feed) end, so the graceful
@@ -128,6 +141,21 @@ impl ApiError {
             "the server could not complete the request (see its log)",
         )
     }
+    /// The root's configuration (sluice.toml, pipelines, effects) does not load: said with the
+    /// root's path left out.
+    pub fn config(root: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bad_config",
+            e.to_string().replace(&root.display().to_string(), "(root)"),
+        )
+    }
+}
+
+/// A time in milliseconds since the epoch as RFC 3339, UTC.
+pub(super) fn rfc3339(ms: Option<i64>) -> Option<String> {
+    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+        .map(|t| t.to_string())
 }
 
 impl From<axum::extract::multipart::MultipartRejection> for ApiError {
@@ -376,6 +404,8 @@ fn serve(
         heavy: tokio::sync::Semaphore::new(1),
         uploads: Arc::new(tokio::sync::Semaphore::new(opts.max_uploads.max(1))),
         max_uploads: opts.max_uploads.max(1),
+        request_timeout: opts.request_timeout,
+        streams: Arc::new(tokio::sync::Semaphore::new(stream::MAX_SESSIONS)),
         feed: v1::feed(),
         closing,
     });
@@ -422,13 +452,12 @@ fn serve(
             stop.await;
             let _ = closing_tx.send(true);
         };
-        // No Nagle delay: a live stream's small blocks go out at once (with it, one round trip
-        // in a hundred waited ~40 ms for a delayed acknowledgement).
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let served = axum::serve(listener, app).with_graceful_shutdown(stopping);
+        let served = async {
+            tokio::join!(
+                stopping,
+                accept(listener, app, opts, state.closing.clone())
+            );
+        };
         // Requests under way get 10 s to finish after the stop; then the server closes.
         let mut closing = state.closing.clone();
         let bound = async move {
@@ -436,13 +465,74 @@ fn serve(
             tokio::time::sleep(std::time::Duration::from_secs(10)).await;
         };
         tokio::select! {
-            r = served => r.context("serving"),
+            () = served => Ok(()),
             _ = bound => {
                 eprintln!("sluice: requests still under way 10 s after the stop were cut off");
                 Ok(())
             }
         }
     })
+}
+
+/// Serves HTTP/1.1 connections until the server stops, then lets each finish the request it
+/// is in. A connection that sends no request head within `request_timeout` (a slow or idle
+/// client) is closed; beyond `max_connections` a new one is closed at once, so that no client
+/// can take every socket the process may open.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    opts: &ServeOptions,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let limit = opts.max_connections.max(1);
+    let conns = Arc::new(tokio::sync::Semaphore::new(limit));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(opts.request_timeout);
+    let mut refusing = false;
+    loop {
+        let tcp = tokio::select! {
+            got = listener.accept() => match got {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, rather than spin.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = closing.wait_for(|c| *c) => break,
+        };
+        let Ok(permit) = Arc::clone(&conns).try_acquire_owned() else {
+            if !refusing {
+                tracing::warn!("{limit} connections are open: new ones are closed at once");
+                refusing = true;
+            }
+            drop(tcp);
+            continue;
+        };
+        refusing = false;
+        // No Nagle delay: a live stream's small blocks go out at once (with it, one round trip
+        // in a hundred waited ~40 ms for a delayed acknowledgement).
+        let _ = tcp.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = http
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+            .with_upgrades();
+        let mut closing = closing.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = closing.wait_for(|c| *c) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    // Every connection done: every permit back.
+    let _ = conns.acquire_many(limit as u32).await;
 }
 
 async fn shutdown() {

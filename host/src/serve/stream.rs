@@ -22,7 +22,6 @@ use sluice_core::analysis::loudness::LoudnessMeter;
 use sluice_core::analysis::truepeak::TruePeakMeter;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -33,10 +32,7 @@ pub(crate) const QUEUE: usize = 64;
 const MAX_FRAMES: usize = 8192;
 const MAX_CHANNELS: usize = 8;
 /// Sessions at once per server.
-const MAX_SESSIONS: usize = 16;
-
-/// Sessions open now.
-static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+pub(super) const MAX_SESSIONS: usize = 16;
 
 pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new().routes(routes!(stream))
@@ -122,25 +118,15 @@ async fn close(mut socket: WebSocket, code: u16, message: String) {
     .await;
 }
 
-/// A guard on the count of open sessions.
-struct Slot;
-impl Drop for Slot {
-    fn drop(&mut self) {
-        SESSIONS.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 async fn session(st: Arc<AppState>, mut socket: WebSocket) {
-    if SESSIONS.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
-        SESSIONS.fetch_sub(1, Ordering::SeqCst);
+    let Ok(_slot) = Arc::clone(&st.streams).try_acquire_owned() else {
         return close(
             socket,
             1013,
             format!("this server runs {MAX_SESSIONS} sessions at once: try again later"),
         )
         .await;
-    }
-    let _slot = Slot;
+    };
     // The opening message, within 10 s.
     let open = match tokio::time::timeout(Duration::from_secs(10), socket.recv()).await {
         Ok(Some(Ok(Message::Text(t)))) => {

@@ -76,11 +76,6 @@ struct OutputView {
     format: String,
 }
 
-fn time(ms: Option<i64>) -> Option<String> {
-    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
-        .map(|t| t.to_string())
-}
-
 fn rel(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
@@ -95,9 +90,9 @@ impl From<&JobRecord> for JobView {
             progress: j.progress,
             attempts: j.attempts,
             error: j.error.clone(),
-            created_at: time(Some(j.created_ms)),
-            started_at: time(j.started_ms),
-            finished_at: time(j.finished_ms),
+            created_at: super::rfc3339(Some(j.created_ms)),
+            started_at: super::rfc3339(j.started_ms),
+            finished_at: super::rfc3339(j.finished_ms),
             outputs: j
                 .outputs
                 .iter()
@@ -130,7 +125,7 @@ impl From<&Event> for EventView {
     fn from(e: &Event) -> Self {
         EventView {
             id: e.id,
-            time: time(Some(e.time_ms)),
+            time: super::rfc3339(Some(e.time_ms)),
             job: e.job,
             kind: e.kind.clone(),
             message: e.message.clone(),
@@ -164,54 +159,52 @@ fn under_root(root: &Path, p: &Path) -> String {
 }
 
 fn config(st: &AppState) -> Result<crate::config::Config, ApiError> {
-    crate::config::Config::load(&st.root).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "bad_config",
-            e.to_string()
-                .replace(&st.root.display().to_string(), "(root)"),
-        )
-    })
+    crate::config::Config::load(&st.root).map_err(|e| ApiError::config(&st.root, e))
 }
 
-fn list_pipelines(st: &AppState) -> Result<PipelineList, ApiError> {
-    let checked = commands::check(&st.root, None).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "bad_config",
-            e.to_string()
-                .replace(&st.root.display().to_string(), "(root)"),
-        )
-    })?;
-    Ok(PipelineList {
-        pipelines: checked
-            .ok
-            .iter()
-            .map(|p| PipelineView {
-                name: p.name.clone(),
-                file: under_root(&st.root, &p.file),
-                description: p.description.clone(),
-                steps: p.steps,
-                outputs: p.outputs,
-                watch: p.watch.iter().map(|w| under_root(&st.root, w)).collect(),
-            })
-            .collect(),
-        problems: checked
-            .problems
+fn view(root: &Path, p: &crate::pipeline::Pipeline) -> PipelineView {
+    let s = commands::PipelineSummary::from(p);
+    PipelineView {
+        name: s.name,
+        file: under_root(root, &s.file),
+        description: s.description,
+        steps: s.steps,
+        outputs: s.outputs,
+        watch: s.watch.iter().map(|w| under_root(root, w)).collect(),
+    }
+}
+
+/// The root's configuration and its pipelines, loaded once.
+fn load(
+    st: &AppState,
+) -> Result<
+    (
+        crate::config::Config,
+        Vec<crate::pipeline::Pipeline>,
+        PipelineList,
+    ),
+    ApiError,
+> {
+    let (cfg, ok, problems) =
+        commands::load_root(&st.root).map_err(|e| ApiError::config(&st.root, e))?;
+    let list = PipelineList {
+        pipelines: ok.iter().map(|p| view(&st.root, p)).collect(),
+        problems: problems
             .iter()
             .map(|d| {
                 d.to_string()
                     .replace(&format!("{}/", st.root.display()), "")
             })
             .collect(),
-    })
+    };
+    Ok((cfg, ok, list))
 }
 
 /// The root's pipelines (those that load) and the problems of those that do not.
 #[utoipa::path(get, path = "/api/v1/pipelines", operation_id = "v1_pipelines", tag = "v1",
     responses((status = 200, description = "OK", body = PipelineList)))]
 async fn pipelines(State(st): St) -> Result<Json<PipelineList>, ApiError> {
-    Ok(Json(blocking(move || list_pipelines(&st)).await?))
+    Ok(Json(blocking(move || load(&st).map(|(_, _, l)| l)).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -485,33 +478,6 @@ struct Submitted {
 
 /// Places an upload into `dir` under its own name (`-2`, `-3`... when taken), complete at
 /// once: a hard link of the finished temporary file, which never replaces a file.
-fn place(root: &Path, dir: &Path, name: &str, tmp: &Path) -> Result<PathBuf, ApiError> {
-    let (stem, ext) = match name.rsplit_once('.') {
-        Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
-        _ => (name.to_string(), String::new()),
-    };
-    for k in 1..10_000 {
-        let candidate = if k == 1 {
-            name.to_string()
-        } else {
-            format!("{stem}-{k}{ext}")
-        };
-        let relp = dir.join(&candidate);
-        let dest = confine::prepare(root, &relp).map_err(|e| {
-            ApiError::bad_request("path_escape", format!("{}: {e}", relp.display()))
-        })?;
-        match std::fs::hard_link(tmp, &dest) {
-            Ok(()) => return Ok(relp),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(ApiError::internal(format!("{}: {e}", dest.display()))),
-        }
-    }
-    Err(ApiError::internal(format!(
-        "no free name for {name} in {}",
-        dir.display()
-    )))
-}
-
 /// Submit a file to a pipeline: it is placed, complete, into the pipeline's first watch
 /// folder, where the watch host takes it like any file that settles there (multipart `file`,
 /// `pipeline`).
@@ -532,8 +498,8 @@ async fn submit(
         .ok_or_else(|| ApiError::bad_request("bad_field", "pipeline: required"))?;
     let got = form.take_file("file")?;
     let out = blocking(move || {
-        let list = list_pipelines(&st)?;
-        let Some(p) = list.pipelines.iter().find(|p| p.name == pipeline) else {
+        let (cfg, loaded, list) = load(&st)?;
+        let Some(p) = loaded.iter().find(|p| p.name == pipeline) else {
             return Err(ApiError::bad_request(
                 "bad_field",
                 format!(
@@ -547,32 +513,24 @@ async fn submit(
             ));
         };
         // A name the pipeline does not take would wait in its folder, unprocessed, for ever.
-        let taken = commands::takes(&st.root, &pipeline, &got.name).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "bad_config",
-                e.to_string()
-                    .replace(&st.root.display().to_string(), "(root)"),
-            )
-        })?;
-        if let Some((false, include)) = taken {
+        if !p.matches(Path::new(&got.name)) {
             return Err(ApiError::bad_request(
                 "bad_field",
                 format!(
                     "{}: the pipeline `{pipeline}` takes only {} (its `include`)",
                     got.name,
-                    include.join(", ")
+                    p.include_patterns.join(", ")
                 ),
             ));
         }
-        let Some(dir) = p.watch.first() else {
+        let watch = view(&st.root, p).watch;
+        let Some(dir) = watch.first() else {
             return Err(ApiError::bad_request(
                 "bad_field",
                 format!("pipeline: `{pipeline}` watches no folder"),
             ));
         };
-        let placed = place(&st.root, Path::new(dir), &got.name, &got.tmp.path)?;
-        let cfg = config(&st)?;
+        let (placed, _) = form::link_unique(&st.root, Path::new(dir), &got.name, &got.tmp.path)?;
         let running = crate::host::host_running(&cfg);
         Ok(Submitted {
             pipeline: pipeline.clone(),

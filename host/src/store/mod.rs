@@ -1316,6 +1316,57 @@ mod tests {
         }
     }
 
+    /// A host and its server (or two processes) opening a root's new database at the same
+    /// moment: both get it, made once.
+    #[test]
+    fn a_new_database_opened_twice_at_once_is_made_once() {
+        for _ in 0..40 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(".sluice/state.redb");
+            let barrier = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                let opens: Vec<_> = (0..2)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            Store::open(&path, true).map(|_| ())
+                        })
+                    })
+                    .collect();
+                for o in opens {
+                    o.join().unwrap().unwrap();
+                }
+            });
+            assert!(Store::open(&path, false).is_ok());
+        }
+    }
+
+    /// A second handle opened while the first writes (the server starting beside a busy
+    /// host): it opens.
+    #[test]
+    fn a_database_opens_while_another_handle_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let a = Store::open(&path, true).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    a.set_meta(&format!("k{}", i % 50), i).unwrap();
+                    i += 1;
+                }
+            });
+            for _ in 0..100 {
+                if let Err(e) = Store::open(&path, true) {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    panic!("{e}");
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+
     #[test]
     fn intake_dedups_by_content_and_version() {
         let dir = tempfile::tempdir().unwrap();
