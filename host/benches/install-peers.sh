@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The benches' peer tools that Debian does not package: ffmpeg-normalize (PyPI), installed in a
-# virtual environment under target/bench-peers (nothing system-wide). ffmpeg itself comes
-# from Debian.
+# The benches' peer tools: ffmpeg and nginx (the serve bench's peer) from Debian, and
+# ffmpeg-normalize (PyPI), which Debian does not package, in a virtual environment under
+# target/bench-peers (nothing system-wide).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-if ! command -v ffmpeg >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null
+missing=()
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 python3 -m venv target/bench-peers
 target/bench-peers/bin/pip install -q 'ffmpeg-normalize==1.43.0'

@@ -366,34 +366,43 @@ fn analyse(st: &AppState, rec: &UploadRecord, opts: &AnalysisOptions) -> Result<
 async fn analysis(
     State(st): St,
     UrlPath(file_id): UrlPath<String>,
-) -> Result<Json<AudioAnalysis>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    let key = format!("analysis:{file_id}");
+    if let Some(body) = st.answers.get(&key) {
+        return Ok(super::json_bytes(body));
+    }
     let st2 = Arc::clone(&st);
     let id = file_id.clone();
     let rec = blocking(move || find(&st2, &id)).await?;
-    if let Some(a) = &rec.analysis {
-        return Ok(Json(analysis_of(&rec, a)));
-    }
-    // One analysis at a time (each takes every core); a request for the same content that
-    // waited finds the first one's result.
-    let _permit = st.heavy.acquire().await.map_err(ApiError::internal)?;
-    let st2 = Arc::clone(&st);
-    let out = blocking(move || {
-        let st = st2;
-        let rec = find(&st, &file_id)?;
-        let report = match &rec.analysis {
-            Some(a) => a.clone(),
-            None => {
-                let a = analyse(&st, &rec, &AnalysisOptions::default())?;
-                st.store
-                    .set_upload_analysis(&rec.id, a.clone())
-                    .map_err(ApiError::internal)?;
-                a
-            }
-        };
-        Ok(analysis_of(&rec, &report))
-    })
-    .await?;
-    Ok(Json(out))
+    let out = match &rec.analysis {
+        Some(a) => analysis_of(&rec, a),
+        None => {
+            // One analysis at a time (each takes every core); a request for the same content
+            // that waited finds the first one's result.
+            let _permit = st.heavy.acquire().await.map_err(ApiError::internal)?;
+            let st2 = Arc::clone(&st);
+            blocking(move || {
+                let st = st2;
+                let rec = find(&st, &file_id)?;
+                let report = match &rec.analysis {
+                    Some(a) => a.clone(),
+                    None => {
+                        let a = analyse(&st, &rec, &AnalysisOptions::default())?;
+                        st.store
+                            .set_upload_analysis(&rec.id, a.clone())
+                            .map_err(ApiError::internal)?;
+                        a
+                    }
+                };
+                Ok(analysis_of(&rec, &report))
+            })
+            .await?
+        }
+    };
+    let body = axum::body::Bytes::from(serde_json::to_vec(&out).map_err(ApiError::internal)?);
+    // Under the upload's id (its content's hash): the same for as long as the content is.
+    st.answers.put(format!("analysis:{}", out.file_id), body.clone());
+    Ok(super::json_bytes(body))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

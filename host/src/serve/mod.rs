@@ -101,6 +101,8 @@ pub(crate) struct AppState {
     pub max_uploads: usize,
     /// How long a client may send nothing in the middle of a request.
     pub request_timeout: std::time::Duration,
+    /// Answers that never change once made (an upload's analysis), kept serialized.
+    pub answers: Answers,
     /// Real-time sessions (`/api/v1/stream`) open now, at most [`stream::MAX_SESSIONS`].
     pub streams: Arc<tokio::sync::Semaphore>,
     /// The live feed of job events (`/api/v1/events`).
@@ -108,6 +110,67 @@ pub(crate) struct AppState {
     /// Set when the server stops: endless responses (the live feed) end, so the graceful
     /// shutdown is not held open by a dashboard left open.
     pub closing: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Serialized answers that are facts about content (an upload's analysis is the same for as
+/// long as its content is), kept in memory up to a number of bytes, the oldest dropped first:
+/// a client polling an analysis gets it without a database read or a serialization.
+pub(crate) struct Answers {
+    max_bytes: usize,
+    kept: std::sync::Mutex<AnswersInner>,
+}
+
+#[derive(Default)]
+struct AnswersInner {
+    map: std::collections::HashMap<String, axum::body::Bytes>,
+    order: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+impl Answers {
+    pub fn new(max_bytes: usize) -> Answers {
+        Answers {
+            max_bytes,
+            kept: std::sync::Mutex::new(AnswersInner::default()),
+        }
+    }
+    pub fn get(&self, key: &str) -> Option<axum::body::Bytes> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.map.get(key).cloned()
+    }
+    pub fn put(&self, key: String, value: axum::body::Bytes) {
+        if value.len() > self.max_bytes / 4 {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.map.contains_key(&key) {
+            return;
+        }
+        kept.bytes += value.len();
+        kept.order.push_back(key.clone());
+        kept.map.insert(key, value);
+        while kept.bytes > self.max_bytes {
+            let Some(old) = kept.order.pop_front() else {
+                break;
+            };
+            if let Some(v) = kept.map.remove(&old) {
+                kept.bytes -= v.len();
+            }
+        }
+    }
+}
+
+/// A JSON answer from bytes serialized before.
+pub(crate) fn json_bytes(body: axum::body::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// An error as the API answers it.
@@ -256,6 +319,10 @@ fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
             Arc::clone(&state),
             authorize,
         ))
+        // Answers gzip-compressed for clients that ask (not pictures, not the live feed), and
+        // each request traced (`RUST_LOG=tower_http=debug` shows them).
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state);
     (router, api)
 }
@@ -406,6 +473,7 @@ fn serve(
         max_uploads: opts.max_uploads.max(1),
         request_timeout: opts.request_timeout,
         streams: Arc::new(tokio::sync::Semaphore::new(stream::MAX_SESSIONS)),
+        answers: Answers::new(64 << 20),
         feed: v1::feed(),
         closing,
     });
@@ -554,4 +622,31 @@ async fn shutdown() {
     }
     #[cfg(not(unix))]
     ctrl_c.await.ok();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Answers;
+    use axum::body::Bytes;
+
+    #[test]
+    fn kept_answers_stay_under_their_budget_dropping_the_oldest() {
+        let a = Answers::new(1000);
+        a.put("a".into(), Bytes::from(vec![1u8; 200]));
+        a.put("b".into(), Bytes::from(vec![2u8; 200]));
+        // The same key again keeps the first answer.
+        a.put("a".into(), Bytes::from(vec![9u8; 10]));
+        assert_eq!(a.get("a").unwrap().len(), 200);
+        for k in ["c", "d", "e"] {
+            a.put(k.into(), Bytes::from(vec![3u8; 200]));
+        }
+        assert!(a.get("a").is_some(), "1000 bytes fit exactly");
+        a.put("f".into(), Bytes::from(vec![4u8; 200]));
+        assert!(a.get("a").is_none(), "the oldest goes first");
+        assert!(a.get("b").is_some() && a.get("f").is_some());
+        // An answer larger than a quarter of the budget is not kept.
+        a.put("big".into(), Bytes::from(vec![5u8; 300]));
+        assert!(a.get("big").is_none());
+        assert!(a.get("b").is_some());
+    }
 }
