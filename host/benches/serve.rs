@@ -743,6 +743,9 @@ fn run() -> Res<bool> {
     let n_uploads = num("--uploads", 50);
     let upload_mb = num("--upload-mb", 100);
     let blocks = num("--blocks", 4000);
+    // Which parts run (all by default): `--parts load,uploads,stream`.
+    let parts = arg_value("--parts").unwrap_or_else(|| "load,uploads,stream".into());
+    let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -767,166 +770,172 @@ fn run() -> Res<bool> {
     let ng = nginx(&www)?;
     let mut pass = true;
 
-    println!(
-        "\n1. A cached analysis: {clients} clients (keep-alive), {secs} s per server and material"
-    );
-    println!(
-        "  {:<11} {:>7} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>7} {:>7}",
-        "material",
-        "bytes",
-        "sluice/s",
-        "p50 ms",
-        "p99 ms",
-        "cpu/1k s",
-        "nginx/s",
-        "p50 ms",
-        "p99 ms",
-        "cpu/1k s",
-        "rps ×",
-        "cpu ×"
-    );
-    let mut worst_rps_ratio = f64::INFINITY;
-    for kind in materials() {
-        let wav = material_wav(&wavs, kind, 1)?;
-        let (id, report) = rt.block_on(analysed(sl.port, &wav))?;
-        std::fs::write(www.join(format!("{kind}.json")), &report)?;
-        let s = rt.block_on(load(
-            &sl,
-            &format!("/api/audio/files/{id}/analysis"),
-            report.len(),
-            clients,
-            secs,
-        ))?;
-        let n = match &ng {
-            Some(ng) => Some(rt.block_on(load(
-                ng,
-                &format!("/{kind}.json"),
+    if part("load") {
+        println!(
+            "\n1. A cached analysis: {clients} clients (keep-alive), {secs} s per server and material"
+        );
+        println!(
+            "  {:<11} {:>7} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>7} {:>7}",
+            "material",
+            "bytes",
+            "sluice/s",
+            "p50 ms",
+            "p99 ms",
+            "cpu/1k s",
+            "nginx/s",
+            "p50 ms",
+            "p99 ms",
+            "cpu/1k s",
+            "rps ×",
+            "cpu ×"
+        );
+        let mut worst_rps_ratio = f64::INFINITY;
+        for kind in materials() {
+            let wav = material_wav(&wavs, kind, 1)?;
+            let (id, report) = rt.block_on(analysed(sl.port, &wav))?;
+            std::fs::write(www.join(format!("{kind}.json")), &report)?;
+            let s = rt.block_on(load(
+                &sl,
+                &format!("/api/audio/files/{id}/analysis"),
                 report.len(),
                 clients,
                 secs,
-            ))?),
-            None => None,
-        };
-        let f = |v: Option<f64>, w: usize, d: usize| {
-            v.map_or(format!("{:>w$}", "-"), |v| format!("{v:>w$.d$}"))
-        };
-        let ratio = n.as_ref().map(|n| s.rps / n.rps);
-        let cpu_ratio = n.as_ref().map(|n| s.cpu_per_1000 / n.cpu_per_1000);
-        if let Some(r) = ratio {
-            worst_rps_ratio = worst_rps_ratio.min(r);
-        }
-        println!(
-            "  {:<11} {:>7} | {:>9.0} {:>8.2} {:>8.2} {:>9.3} | {} {} {} {} | {} {}",
-            kind,
-            report.len(),
-            s.rps,
-            s.p50_ms,
-            s.p99_ms,
-            s.cpu_per_1000,
-            f(n.as_ref().map(|n| n.rps), 9, 0),
-            f(n.as_ref().map(|n| n.p50_ms), 8, 2),
-            f(n.as_ref().map(|n| n.p99_ms), 8, 2),
-            f(n.as_ref().map(|n| n.cpu_per_1000), 9, 3),
-            f(ratio, 7, 2),
-            f(cpu_ratio, 7, 2),
-        );
-        let errors = s.errors + n.as_ref().map_or(0, |n| n.errors);
-        if errors > 0 {
+            ))?;
+            let n = match &ng {
+                Some(ng) => Some(rt.block_on(load(
+                    ng,
+                    &format!("/{kind}.json"),
+                    report.len(),
+                    clients,
+                    secs,
+                ))?),
+                None => None,
+            };
+            let f = |v: Option<f64>, w: usize, d: usize| {
+                v.map_or(format!("{:>w$}", "-"), |v| format!("{v:>w$.d$}"))
+            };
+            let ratio = n.as_ref().map(|n| s.rps / n.rps);
+            let cpu_ratio = n.as_ref().map(|n| s.cpu_per_1000 / n.cpu_per_1000);
+            if let Some(r) = ratio {
+                worst_rps_ratio = worst_rps_ratio.min(r);
+            }
             println!(
-                "  {kind}: {errors} requests failed (sluice {}, nginx {})",
-                s.errors,
-                errors - s.errors
+                "  {:<11} {:>7} | {:>9.0} {:>8.2} {:>8.2} {:>9.3} | {} {} {} {} | {} {}",
+                kind,
+                report.len(),
+                s.rps,
+                s.p50_ms,
+                s.p99_ms,
+                s.cpu_per_1000,
+                f(n.as_ref().map(|n| n.rps), 9, 0),
+                f(n.as_ref().map(|n| n.p50_ms), 8, 2),
+                f(n.as_ref().map(|n| n.p99_ms), 8, 2),
+                f(n.as_ref().map(|n| n.cpu_per_1000), 9, 3),
+                f(ratio, 7, 2),
+                f(cpu_ratio, 7, 2),
             );
-            pass = false;
+            let errors = s.errors + n.as_ref().map_or(0, |n| n.errors);
+            if errors > 0 {
+                println!(
+                    "  {kind}: {errors} requests failed (sluice {}, nginx {})",
+                    s.errors,
+                    errors - s.errors
+                );
+                pass = false;
+            }
+        }
+        if worst_rps_ratio.is_finite() {
+            println!(
+                "  worst: sluice answers {worst_rps_ratio:.2}× nginx's requests per second (no target; nginx sends a file it has open)"
+            );
         }
     }
-    if worst_rps_ratio.is_finite() {
+    if part("uploads") {
         println!(
-            "  worst: sluice answers {worst_rps_ratio:.2}× nginx's requests per second (no target; nginx sends a file it has open)"
+            "\n2. {n_uploads} uploads of {upload_mb} MB at once (distinct noise WAVs, streamed)"
         );
-    }
-
-    println!("\n2. {n_uploads} uploads of {upload_mb} MB at once (distinct noise WAVs, streamed)");
-    println!(
-        "  {:<7} {:>8} {:>9} {:>12} {:>8} {:>9} {:>8}",
-        "server", "idle MB", "peak MB", "over idle MB", "wall s", "MB/s", "cpu s"
-    );
-    let total_mb = (n_uploads * upload_mb) as f64;
-    let up = rt.block_on(uploads(&sl, n_uploads, upload_mb, |_| {
-        "/api/audio/upload".into()
-    }))?;
-    let show = |name: &str, u: &Uploads| {
         println!(
-            "  {:<7} {:>8.1} {:>9.1} {:>12.1} {:>8.1} {:>9.0} {:>8.1}",
-            name,
-            u.idle_mb,
-            u.peak_mb,
-            u.peak_mb - u.idle_mb,
-            u.wall,
-            total_mb / u.wall,
-            u.cpu
+            "  {:<7} {:>8} {:>9} {:>12} {:>8} {:>9} {:>8}",
+            "server", "idle MB", "peak MB", "over idle MB", "wall s", "MB/s", "cpu s"
         );
-        for f in u.failed.iter().take(5) {
-            println!("    failed: {f}");
-        }
-    };
-    show(sl.name, &up);
-    let over = up.peak_mb - up.idle_mb;
-    let ok = up.failed.is_empty() && over <= UPLOAD_OVER_IDLE_MB;
-    pass &= ok;
-    // The uploads take disk: gone before the peer's arrive.
-    let _ = std::fs::remove_dir_all(root.join("uploads"));
-    if let Some(ng) = &ng {
-        let u = rt.block_on(uploads(ng, n_uploads, upload_mb, |k| {
-            format!("/up/noise-{k}.wav")
+        let total_mb = (n_uploads * upload_mb) as f64;
+        let up = rt.block_on(uploads(&sl, n_uploads, upload_mb, |_| {
+            "/api/audio/upload".into()
         }))?;
-        show(ng.name, &u);
+        let show = |name: &str, u: &Uploads| {
+            println!(
+                "  {:<7} {:>8.1} {:>9.1} {:>12.1} {:>8.1} {:>9.0} {:>8.1}",
+                name,
+                u.idle_mb,
+                u.peak_mb,
+                u.peak_mb - u.idle_mb,
+                u.wall,
+                total_mb / u.wall,
+                u.cpu
+            );
+            for f in u.failed.iter().take(5) {
+                println!("    failed: {f}");
+            }
+        };
+        show(sl.name, &up);
+        let over = up.peak_mb - up.idle_mb;
+        let ok = up.failed.is_empty() && over <= UPLOAD_OVER_IDLE_MB;
+        pass &= ok;
+        // The uploads take disk: gone before the peer's arrive.
+        let _ = std::fs::remove_dir_all(root.join("uploads"));
+        if let Some(ng) = &ng {
+            let u = rt.block_on(uploads(ng, n_uploads, upload_mb, |k| {
+                format!("/up/noise-{k}.wav")
+            }))?;
+            show(ng.name, &u);
+            println!(
+                "  sluice/nginx: wall {:.2}×, cpu {:.2}× (sluice hashes each upload with BLAKE3 and probes it)",
+                up.wall / u.wall,
+                up.cpu / u.cpu
+            );
+            let _ = std::fs::remove_dir_all(www.join("up"));
+        }
         println!(
-            "  sluice/nginx: wall {:.2}×, cpu {:.2}× (sluice hashes each upload with BLAKE3 and probes it)",
-            up.wall / u.wall,
-            up.cpu / u.cpu
-        );
-        let _ = std::fs::remove_dir_all(www.join("up"));
-    }
-    println!(
-        "  sluice's peak over idle: {over:.1} MB (target ≤ {UPLOAD_OVER_IDLE_MB} MB): {}",
-        verdict(ok)
-    );
-
-    println!(
-        "\n3. Real-time stream: {blocks} blocks of {BLOCK} frames, 48 kHz stereo, EQ + compressor, one at a time"
-    );
-    println!(
-        "  {:<11} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>10}",
-        "material", "ws p50", "ws p99", "ws max", "in p50", "in p99", "in max", "p99 added"
-    );
-    let catalog = Catalog::load(Runtime::new(None)?, None);
-    let mut worst_p99 = 0.0f64;
-    for kind in materials() {
-        let wav = material_wav(&wavs, kind, 1)?;
-        let audio = interleaved(&wav, blocks)?;
-        let ws = rt.block_on(stream(sl.port, &audio))?;
-        let inp = in_process(&catalog, &audio)?;
-        worst_p99 = worst_p99.max(pct(&ws, 0.99));
-        println!(
-            "  {:<11} | {:>8.3} {:>8.3} {:>8.3} | {:>8.3} {:>8.3} {:>8.3} | {:>10.3}",
-            kind,
-            pct(&ws, 0.5),
-            pct(&ws, 0.99),
-            pct(&ws, 1.0),
-            pct(&inp, 0.5),
-            pct(&inp, 0.99),
-            pct(&inp, 1.0),
-            pct(&ws, 0.99) - pct(&inp, 0.99)
+            "  sluice's peak over idle: {over:.1} MB (target ≤ {UPLOAD_OVER_IDLE_MB} MB): {}",
+            verdict(ok)
         );
     }
-    let ok = worst_p99 <= STREAM_P99_MS;
-    pass &= ok;
-    println!(
-        "  worst p99 round trip: {worst_p99:.3} ms (target ≤ {STREAM_P99_MS} ms; a block is {:.2} ms of audio): {}",
-        BLOCK as f64 / f64::from(RATE) * 1e3,
-        verdict(ok)
-    );
+    if part("stream") {
+        println!(
+            "\n3. Real-time stream: {blocks} blocks of {BLOCK} frames, 48 kHz stereo, EQ + compressor, one at a time"
+        );
+        println!(
+            "  {:<11} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>10}",
+            "material", "ws p50", "ws p99", "ws max", "in p50", "in p99", "in max", "p99 added"
+        );
+        let catalog = Catalog::load(Runtime::new(None)?, None);
+        let mut worst_p99 = 0.0f64;
+        for kind in materials() {
+            let wav = material_wav(&wavs, kind, 1)?;
+            let audio = interleaved(&wav, blocks)?;
+            let ws = rt.block_on(stream(sl.port, &audio))?;
+            let inp = in_process(&catalog, &audio)?;
+            worst_p99 = worst_p99.max(pct(&ws, 0.99));
+            println!(
+                "  {:<11} | {:>8.3} {:>8.3} {:>8.3} | {:>8.3} {:>8.3} {:>8.3} | {:>10.3}",
+                kind,
+                pct(&ws, 0.5),
+                pct(&ws, 0.99),
+                pct(&ws, 1.0),
+                pct(&inp, 0.5),
+                pct(&inp, 0.99),
+                pct(&inp, 1.0),
+                pct(&ws, 0.99) - pct(&inp, 0.99)
+            );
+        }
+        let ok = worst_p99 <= STREAM_P99_MS;
+        pass &= ok;
+        println!(
+            "  worst p99 round trip: {worst_p99:.3} ms (target ≤ {STREAM_P99_MS} ms; a block is {:.2} ms of audio): {}",
+            BLOCK as f64 / f64::from(RATE) * 1e3,
+            verdict(ok)
+        );
+    }
     drop(ng);
     drop(sl);
     Ok(pass)

@@ -1003,16 +1003,26 @@ fn slow_and_idle_clients_are_cut_off_and_the_connection_limit_holds() {
     let doc = |extra: &str| {
         raw_http(
             &addr,
-            format!("GET /openapi.json HTTP/1.1\r\nhost: {addr}\r\n{extra}connection: close\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "GET /openapi.json HTTP/1.1\r\nhost: {addr}\r\n{extra}connection: close\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .to_ascii_lowercase()
     };
     let gz = doc("accept-encoding: gzip\r\n");
     assert!(gz.starts_with("http/1.1 200"), "{gz}");
-    assert!(gz.contains("content-encoding: gzip"), "{}", &gz[..300.min(gz.len())]);
+    assert!(
+        gz.contains("content-encoding: gzip"),
+        "{}",
+        &gz[..300.min(gz.len())]
+    );
     let plain = doc("");
-    assert!(!plain.contains("content-encoding"), "{}", &plain[..300.min(plain.len())]);
+    assert!(
+        !plain.contains("content-encoding"),
+        "{}",
+        &plain[..300.min(plain.len())]
+    );
     assert!(plain.contains("\"openapi\""));
 }
 

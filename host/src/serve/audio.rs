@@ -401,7 +401,8 @@ async fn analysis(
     };
     let body = axum::body::Bytes::from(serde_json::to_vec(&out).map_err(ApiError::internal)?);
     // Under the upload's id (its content's hash): the same for as long as the content is.
-    st.answers.put(format!("analysis:{}", out.file_id), body.clone());
+    st.answers
+        .put(format!("analysis:{}", out.file_id), body.clone());
     Ok(super::json_bytes(body))
 }
 

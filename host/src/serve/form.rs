@@ -239,6 +239,9 @@ pub(super) async fn receive(
             let mut file = tokio::fs::File::create(&tmp.path)
                 .await
                 .map_err(ApiError::internal)?;
+            // Written in pieces of at most 64 KB (tokio copies each write into a buffer of its
+            // own: up to 2 MB per upload otherwise).
+            file.set_max_buf_size(64 << 10);
             let mut hasher = blake3::Hasher::new();
             let mut size = 0u64;
             while let Some(chunk) = tokio::time::timeout(idle, field.chunk())
