@@ -643,6 +643,131 @@ pub fn effects_info(cfg: &Config, name: &str) -> Result<EffectInfo> {
     })
 }
 
+/// What `effects check FILE.wasm` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectCheck {
+    pub file: PathBuf,
+    /// Whether the host would load it.
+    pub ok: bool,
+    /// Why not, when it would not.
+    pub error: Option<String>,
+    pub descriptor: Option<crate::effects::descriptor::Descriptor>,
+    /// BLAKE3 of the module.
+    pub hash: Option<String>,
+    /// The effect of the same name the root has now (built in, or which file), if any: installing
+    /// this module would clash with it.
+    pub same_name: Option<String>,
+}
+
+/// `sluice effects check FILE.wasm`: the host's load checks and probe on one module.
+pub fn effects_check(cfg: &Config, file: &Path) -> Result<EffectCheck> {
+    let fx = cfg.effects()?;
+    Ok(match fx.check_file(file) {
+        Ok(e) => {
+            let d = e.effect.descriptor.clone();
+            EffectCheck {
+                file: file.to_path_buf(),
+                ok: true,
+                error: None,
+                same_name: fx.get(&d.name).map(|o| o.origin.to_string()),
+                hash: Some(e.effect.hash.clone()),
+                descriptor: Some(d),
+            }
+        }
+        Err(error) => EffectCheck {
+            file: file.to_path_buf(),
+            ok: false,
+            error: Some(error),
+            descriptor: None,
+            hash: None,
+            same_name: None,
+        },
+    })
+}
+
+/// What `effects install` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectInstalled {
+    pub name: String,
+    pub version: String,
+    /// Where the module now is.
+    pub path: PathBuf,
+    /// `installed`, `replaced` (with `--force`) or `unchanged` (the same module was there).
+    pub action: &'static str,
+}
+
+/// `sluice effects install FILE.wasm`: the module checked, then copied (temporary file and
+/// rename) into the root's effects folder as `NAME.wasm`, where the watch host picks it up.
+/// Never replaces a built-in effect; replaces another module of the same name only with
+/// `force`.
+pub fn effects_install(cfg: &Config, file: &Path, force: bool) -> Result<EffectInstalled> {
+    let fx = cfg.effects()?;
+    let e = fx
+        .check_file(file)
+        .map_err(|why| anyhow!("not installed: {why}"))?;
+    let d = &e.effect.descriptor;
+    let dir = cfg.effects_dir();
+    let dest = dir.join(format!("{}.wasm", d.name));
+    let mut action = "installed";
+    if let Some(old) = fx.get(&d.name) {
+        match &old.origin {
+            crate::effects::Origin::Builtin => bail!(
+                "not installed: {} declares the name `{}`, which is a built-in effect: give the effect another name",
+                file.display(),
+                d.name
+            ),
+            crate::effects::Origin::File(p) if old.effect.hash == e.effect.hash => {
+                return Ok(EffectInstalled {
+                    name: d.name.clone(),
+                    version: d.version.clone(),
+                    path: p.clone(),
+                    action: "unchanged",
+                });
+            }
+            crate::effects::Origin::File(p) => {
+                if !force {
+                    bail!(
+                        "not installed: the root has effect `{}` {} already ({}); --force replaces it",
+                        d.name,
+                        old.effect.descriptor.version,
+                        p.display()
+                    );
+                }
+                if *p != dest {
+                    // The old module under another file name: it goes, or two would claim the name.
+                    std::fs::remove_file(p).with_context(|| p.display().to_string())?;
+                }
+                action = "replaced";
+            }
+        }
+    } else if dest.exists() {
+        // A file of that name that is not this effect (refused, or another effect's).
+        if !force {
+            bail!(
+                "not installed: {} exists (a module the root refused, or named otherwise); --force replaces it",
+                dest.display()
+            );
+        }
+        action = "replaced";
+    }
+    // The bytes that were checked, written whole under the final name at once (the watch
+    // host reads `*.wasm` only; the temporary is `.NAME.wasm....part`).
+    let bytes = crate::effects::runtime::read_module(file)?;
+    if blake3::hash(&bytes).to_hex().as_str() != e.effect.hash {
+        bail!(
+            "not installed: {} changed while it was checked",
+            file.display()
+        );
+    }
+    AtomicFile::write(&dest, &bytes)?;
+    Ok(EffectInstalled {
+        name: d.name.clone(),
+        version: d.version.clone(),
+        path: dest,
+        action,
+    })
+}
+
 /// What `effects test` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct EffectTest {
@@ -668,8 +793,16 @@ pub struct EffectTest {
 pub fn effects_test(cfg: &Config, name: &str, params: &[String], rate: u32) -> Result<EffectTest> {
     use crate::effects::{Instance, Limits};
     let fx = cfg.effects()?;
-    let e = effect(&fx, name)?;
+    // A module file (`effects test my.wasm`), or an effect of the root by name.
+    let from_file;
+    let e = if name.ends_with(".wasm") && Path::new(name).is_file() {
+        from_file = fx.check_file(Path::new(name)).map_err(|why| anyhow!(why))?;
+        &from_file
+    } else {
+        effect(&fx, name)?
+    };
     let d = &e.effect.descriptor;
+    let name = d.name.as_str();
     let channels = d.max_channels.min(2) as usize;
     let mut values = Vec::new();
     for kv in params {

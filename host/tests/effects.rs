@@ -267,3 +267,144 @@ fn the_effects_folder_reloads_while_the_host_runs() {
         refusals(&host.log()) > before
     });
 }
+
+/// A module in the effect ABI that scales by a `gain` parameter (linear, 0 to 2), declaring
+/// `name`, `abi` and `version` as given.
+fn scaler(name: &str, abi: u32, version: &str) -> Vec<u8> {
+    let desc = format!(
+        r#"{{"abi":{abi},"name":"{name}","version":"{version}","max_channels":2,"params":[{{"id":"gain","name":"Gain","min":0,"max":2,"default":1}}]}}"#
+    );
+    wat::parse_str(format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (global $g (mut f32) (f32.const 1))
+  (func (export "sluice_init") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "sluice_buffer") (param $ch i32) (result i32)
+    (i32.add (i32.const 1024) (i32.mul (local.get $ch) (i32.const 32768))))
+  (func (export "sluice_set_param") (param $i i32) (param $v f32) (result i32)
+    (if (result i32) (i32.eqz (local.get $i))
+      (then (global.set $g (local.get $v)) (i32.const 0))
+      (else (i32.const 6))))
+  (func (export "sluice_reset"))
+  (func (export "sluice_process") (param $n i32) (result i32)
+    (local $k i32) (local $a i32)
+    (local.set $k (i32.const 0))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $k) (i32.mul (local.get $n) (i32.const 1))))
+      (local.set $a (i32.add (i32.const 1024) (i32.shl (local.get $k) (i32.const 2))))
+      (f32.store (local.get $a) (f32.mul (f32.load (local.get $a)) (global.get $g)))
+      (local.set $a (i32.add (local.get $a) (i32.const 32768)))
+      (f32.store (local.get $a) (f32.mul (f32.load (local.get $a)) (global.get $g)))
+      (local.set $k (i32.add (local.get $k) (i32.const 1)))
+      (br $l)))
+    (i32.const 0))
+  (@custom "sluice_effect" {desc:?})
+)"#
+    ))
+    .unwrap()
+}
+
+/// A module written outside the root: `effects check` says whether the host would load it
+/// (and why not: not wasm, another ABI version, a built-in's name), `effects test FILE.wasm`
+/// measures it, `effects install` puts it in the root's effects folder (never over a built-in,
+/// over another module only with --force, the same module twice is a no-op), and the root
+/// then lists it.
+#[test]
+fn a_module_file_is_checked_tested_and_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    sluice_host::commands::init_root(&root).unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let put = |name: &str, bytes: &[u8]| {
+        let p = work.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    };
+    let good = put("scale.wasm", &scaler("scale", 1, "1.0.0"));
+    let newer = put("scale2.wasm", &scaler("scale", 1, "1.1.0"));
+    let future = put("future.wasm", &scaler("future", 2, "1"));
+    let clash = put("eq.wasm", &scaler("eq", 1, "1"));
+    let junk = put("junk.wasm", b"not a module");
+    let run = |args: &[&str]| {
+        let out = common::sluice()
+            .args(args)
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["effects", "check", &good]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("loads (effect ABI 1)") && out.contains("scale 1.0.0"),
+        "{out}"
+    );
+    assert!(out.contains("gain") && out.contains("0 to 2"), "{out}");
+    let (ok, _, err) = run(&["effects", "check", &junk]);
+    assert!(
+        !ok && err.contains("refused") && err.contains("junk.wasm"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["effects", "check", &future]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("ABI 2") && err.contains("ABI 1"),
+        "both versions named: {err}"
+    );
+    let (ok, out, _) = run(&["effects", "check", &clash, "--json"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["same_name"], "built in");
+
+    // Measured from the file: -6 dB at gain 0.5.
+    let (ok, out, err) = run(&["effects", "test", &good, "gain=0.5"]);
+    assert!(ok, "{err}");
+    let gain: f64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sweep gain"))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((gain + 6.02).abs() < 0.05, "{out}");
+
+    let (ok, _, err) = run(&["effects", "install", &clash]);
+    assert!(!ok && err.contains("built-in effect"), "{err}");
+    let (ok, _, err) = run(&["effects", "install", &junk]);
+    assert!(!ok && err.contains("not installed"), "{err}");
+    let (ok, out, err) = run(&["effects", "install", &good]);
+    assert!(ok && out.contains("scale 1.0.0 installed"), "{out}{err}");
+    let installed = root.join("effects/scale.wasm");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&good).unwrap()
+    );
+    let (ok, out, _) = run(&["effects", "install", &good]);
+    assert!(ok && out.contains("unchanged"), "{out}");
+    let (ok, _, err) = run(&["effects", "install", &newer]);
+    assert!(!ok && err.contains("--force"), "{err}");
+    let (ok, out, err) = run(&["effects", "install", &newer, "--force"]);
+    assert!(ok && out.contains("scale 1.1.0 replaced"), "{out}{err}");
+    let (ok, out, _) = run(&["effects", "list", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let scale = v["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "scale")
+        .expect("the installed effect is listed");
+    assert_eq!(scale["version"], "1.1.0");
+    // Nothing half-written is left in the effects folder.
+    let names: Vec<String> = std::fs::read_dir(root.join("effects"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["scale.wasm"]);
+}

@@ -1,9 +1,12 @@
-//! `sluice effects list | info NAME | test NAME`: the wasm effects a root can use.
+//! `sluice effects list | info NAME | test NAME|FILE.wasm | check FILE.wasm | install
+//! FILE.wasm`: the wasm effects a root can use, and modules written outside it.
 
 use super::{RootArg, emit};
 use anyhow::Result;
 use clap::Subcommand;
-use sluice_host::commands::{self, EffectInfo, EffectList, EffectTest};
+use sluice_host::commands::{
+    self, EffectCheck, EffectInfo, EffectInstalled, EffectList, EffectTest,
+};
 use sluice_host::config;
 use std::io::Write;
 use std::process::ExitCode;
@@ -27,12 +30,34 @@ pub enum Action {
     },
     /// Run an impulse, a sweep and 10 s of noise through an effect: latency, gain, CPU time.
     Test {
+        /// An effect of the root, or a module file (`FILE.wasm`).
         name: String,
         /// Parameters as KEY=VALUE.
         params: Vec<String>,
         #[arg(long, default_value_t = 48_000)]
         sample_rate: u32,
         /// Print JSON instead of the readable summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Check a module file as the host would before loading it (the ABI, the descriptor,
+    /// compiling, a probe run): its descriptor, or every reason it is refused (exit 1).
+    Check {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Check a module file, then copy it into the root's effects folder as NAME.wasm (the
+    /// watch host picks it up while it runs).
+    Install {
+        file: std::path::PathBuf,
+        /// Replace a module of the same name the root has.
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -61,7 +86,69 @@ pub fn run(action: Action) -> Result<ExitCode> {
             &commands::effects_test(&cfg(&root)?, &name, &params, sample_rate)?,
             json,
         ),
+        Action::Check { file, json, root } => {
+            check(&commands::effects_check(&cfg(&root)?, &file)?, json)
+        }
+        Action::Install {
+            file,
+            force,
+            json,
+            root,
+        } => {
+            // Installing makes the root's effects folder: the root must be one.
+            let dir = config::root_from(root.root.as_deref())?;
+            let cfg = config::Config::load(&dir)?;
+            installed(&commands::effects_install(&cfg, &file, force)?, json)
+        }
     }
+}
+
+/// `sluice effects check FILE.wasm`: exit 1 when the host would refuse the module.
+fn check(c: &EffectCheck, json: bool) -> Result<ExitCode> {
+    if json {
+        emit(true, c, |_, _| Ok(()))?;
+    } else if let (Some(d), Some(hash)) = (&c.descriptor, &c.hash) {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}: loads (effect ABI {})", c.file.display(), d.abi)?;
+        describe(&mut out, d, &c.file.display().to_string(), hash)?;
+        if let Some(other) = &c.same_name {
+            writeln!(
+                out,
+                "note: the root has an effect `{}` already ({other}); installing this one {}",
+                d.name,
+                if other == "built in" {
+                    "is refused: rename it"
+                } else {
+                    "needs --force"
+                }
+            )?;
+        }
+    } else {
+        eprintln!(
+            "{}: refused: {}",
+            c.file.display(),
+            c.error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(if c.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn installed(i: &EffectInstalled, json: bool) -> Result<ExitCode> {
+    emit(json, i, |out, i| {
+        writeln!(
+            out,
+            "{} {} {}: {}",
+            i.name,
+            i.version,
+            i.action,
+            i.path.display()
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `sluice effects list`: refused modules on stderr in text.
@@ -90,9 +177,19 @@ fn info(e: &EffectInfo, json: bool) -> Result<ExitCode> {
         emit(true, &e.descriptor, |_, _| Ok(()))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let d = &e.descriptor;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{} {} ({})", d.name, d.version, e.origin)?;
+    describe(&mut out, &e.descriptor, &e.origin, &e.hash)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An effect's descriptor, for a person.
+fn describe(
+    out: &mut impl Write,
+    d: &sluice_host::effects::descriptor::Descriptor,
+    origin: &str,
+    hash: &str,
+) -> Result<()> {
+    writeln!(out, "{} {} ({})", d.name, d.version, origin)?;
     if !d.description.is_empty() {
         writeln!(out, "  {}", d.description)?;
     }
@@ -101,7 +198,7 @@ fn info(e: &EffectInfo, json: bool) -> Result<ExitCode> {
         "  channels up to {}; tail up to {} s; module {}",
         d.max_channels,
         d.tail_seconds,
-        &e.hash[..16.min(e.hash.len())]
+        &hash[..16.min(hash.len())]
     )?;
     for p in &d.params {
         let range = match &p.choices {
@@ -118,7 +215,7 @@ fn info(e: &EffectInfo, json: bool) -> Result<ExitCode> {
             p.id, p.name
         )?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `sluice effects test`.

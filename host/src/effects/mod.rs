@@ -152,6 +152,18 @@ impl Catalog {
         self.effects.get(name)
     }
 
+    /// A module file checked as the effects folder would check it (read, the ABI and the
+    /// descriptor, compiled, probed), without adding it: the effect, or every reason it is
+    /// refused.
+    pub fn check_file(&self, path: &Path) -> Result<Entry, String> {
+        let bytes = runtime::read_module(path).map_err(|e| e.to_string())?;
+        let e = check(&self.rt, &path.display().to_string(), &bytes).map_err(|e| e.to_string())?;
+        Ok(Entry {
+            effect: Arc::new(e),
+            origin: Origin::File(path.to_path_buf()),
+        })
+    }
+
     /// Why there is no effect `name`, when a module that claimed it (or a file named after it)
     /// was refused.
     pub fn refusal(&self, name: &str) -> Option<&str> {
