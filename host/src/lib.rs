@@ -17,6 +17,7 @@ pub mod parallel;
 pub mod pipeline;
 pub mod plot;
 pub mod render;
+pub mod scaffold;
 pub mod serve;
 pub mod settle;
 pub mod store;

@@ -408,3 +408,138 @@ fn a_module_file_is_checked_tested_and_installed() {
         .collect();
     assert_eq!(names, ["scale.wasm"]);
 }
+
+/// `sluice effects new NAME --lang LANG` into a folder outside the repository, the project
+/// built there with `build` (its own tools), checked by the binary, installed into a new root
+/// and run in a pipeline through `sluice run`: a 1 kHz tone comes out `expect_db` louder.
+fn new_project_builds_and_runs(lang: &str, build: &[&[&str]], param: &str, expect_db: f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::sluice()
+        .args(["effects", "new", "my_fx", "--lang", lang, "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let project = dir.path().join("my_fx");
+    // Nothing in the project points into this repository.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for e in std::fs::read_dir(&project).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(
+                !text.contains(&repo.display().to_string()),
+                "{} names the repository",
+                p.display()
+            );
+        }
+    }
+    for cmd in build {
+        let mut c = std::process::Command::new(cmd[0]);
+        c.args(&cmd[1..]).current_dir(&project);
+        // The project is built as a stranger would: none of this test's cargo settings.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CARGO_") || k == "RUSTFLAGS" || k == "RUSTC_WRAPPER" {
+                c.env_remove(k);
+            }
+        }
+        let o = c.output().unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let module = if lang == "rust" {
+        project.join("target/wasm32-unknown-unknown/release/my_fx.wasm")
+    } else {
+        project.join("my_fx.wasm")
+    };
+    let root = dir.path().join("root");
+    sluice_host::commands::init_root(&root).unwrap();
+    let sluice = |args: &[&str]| {
+        let o = common::sluice()
+            .args(args)
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "sluice {args:?}: {text}");
+        text
+    };
+    let m = module.display().to_string();
+    let checked = sluice(&["effects", "check", &m]);
+    assert!(
+        checked.contains("my_fx") && checked.contains("loads"),
+        "{checked}"
+    );
+    sluice(&["effects", "install", &m]);
+    let rate = 48_000u32;
+    let tone: Vec<f32> = (0..rate as usize)
+        .map(|i| 0.25 * (TAU * 1000.0 * i as f32 / rate as f32).sin())
+        .collect();
+    let src = dir.path().join("tone.wav");
+    write_wav(&src, &[tone.clone(), tone], rate, 24);
+    let pipeline = dir.path().join("fx.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name = \"fx\"\nwatch = \"inbox/fx\"\n[[step]]\neffect = \"my_fx\"\nparams = {{ {param} }}\n[[output]]\npath = \"out/{{stem}}.wav\"\n"
+        ),
+    )
+    .unwrap();
+    sluice(&[
+        "run",
+        &pipeline.display().to_string(),
+        &src.display().to_string(),
+    ]);
+    let made = root.join("out/tone.wav");
+    let db = 20.0 * (component(&made, 1000.0) / component(&src, 1000.0)).log10();
+    assert!(
+        (db - expect_db).abs() < 0.1,
+        "the tone came out {db:.2} dB, expected {expect_db}"
+    );
+}
+
+#[test]
+fn a_rust_effect_project_builds_outside_the_repository_and_runs_in_a_pipeline() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let host = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        })
+        .expect("rustc -vV names the host");
+    new_project_builds_and_runs(
+        "rust",
+        &[
+            &[&cargo, "build", "--release"],
+            // The native test the template carries, through the SDK's harness.
+            &[&cargo, "test", "--target", &host],
+        ],
+        "trim_db = -6.0",
+        -6.0,
+    );
+}
+
+#[test]
+fn a_c_effect_project_builds_with_clang_and_runs_in_a_pipeline() {
+    if common::tool("clang").is_none() || common::tool("wasm-ld").is_none() {
+        return;
+    }
+    new_project_builds_and_runs("c", &[&["make"]], "gain_db = -6.0", -6.0);
+}

@@ -42,6 +42,19 @@ pub enum Action {
         #[command(flatten)]
         root: RootArg,
     },
+    /// Write a new effect project, NAME/, built with its language's own tools: Rust (cargo,
+    /// with the guest SDK written out beside it) or C (a Makefile for clang's wasm32 target).
+    New {
+        name: String,
+        /// rust or c.
+        #[arg(long, default_value = "rust")]
+        lang: sluice_host::scaffold::Lang,
+        /// The folder the project's folder is made in.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a module file as the host would before loading it (the ABI, the descriptor,
     /// compiling, a probe run): its descriptor, or every reason it is refused (exit 1).
     Check {
@@ -86,6 +99,23 @@ pub fn run(action: Action) -> Result<ExitCode> {
             &commands::effects_test(&cfg(&root)?, &name, &params, sample_rate)?,
             json,
         ),
+        Action::New {
+            name,
+            lang,
+            dir,
+            json,
+        } => {
+            let made = sluice_host::scaffold::new_effect(&name, lang, &dir)?;
+            emit(json, &made, |out, m| {
+                writeln!(out, "wrote {} ({} files)", m.dir.display(), m.files.len())?;
+                writeln!(out, "next:")?;
+                writeln!(out, "  cd {}", m.dir.display())?;
+                writeln!(out, "  {}", m.build)?;
+                writeln!(out, "  sluice effects check {}", m.module.display())?;
+                writeln!(out, "  sluice effects install {}", m.module.display())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Action::Check { file, json, root } => {
             check(&commands::effects_check(&cfg(&root)?, &file)?, json)
         }
