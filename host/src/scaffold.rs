@@ -1,8 +1,9 @@
-//! `sluice effects new NAME --lang rust|c`: a standalone effect project anywhere, built with its
-//! language's own tools and nothing from this repository. The Rust project carries the guest
-//! SDK beside it (written out from this binary, so it is the SDK of the ABI this `sluice`
-//! speaks, and works offline); the C project is one file against `effects/ABI.md` and a
-//! Makefile for clang's wasm32 target.
+//! `sluice effects new NAME --lang rust|c|faust`: a standalone effect project anywhere, built
+//! with its language's own tools and nothing from this repository. The Rust project carries
+//! the guest SDK beside it (written out from this binary, so it is the SDK of the ABI this
+//! `sluice` speaks, and works offline); the C project is one file against `effects/ABI.md` and
+//! a Makefile for clang's wasm32 target; the Faust project is a `.dsp` file and the glue that
+//! turns `faust -lang c` output into a module of the ABI (its controls as parameters).
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub enum Lang {
     Rust,
     C,
+    Faust,
 }
 
 impl std::str::FromStr for Lang {
@@ -22,7 +24,8 @@ impl std::str::FromStr for Lang {
         match s {
             "rust" => Ok(Lang::Rust),
             "c" => Ok(Lang::C),
-            other => Err(format!("--lang {other}: give rust or c")),
+            "faust" => Ok(Lang::Faust),
+            other => Err(format!("--lang {other}: give rust, c or faust")),
         }
     }
 }
@@ -95,6 +98,10 @@ libm = "0.2.16"
 const ABI_DOC: &str = include_str!("../../effects/ABI.md");
 const RUST_TEMPLATE: &str = include_str!("../../effects/template/src/lib.rs");
 const C_TEMPLATE: &str = include_str!("../../effects/c-gain/gain.c");
+const FAUST_HEADER: &str = include_str!("scaffold_faust/sluice_faust.h");
+const FAUST_GLUE: &str = include_str!("scaffold_faust/sluice_glue.c");
+const FAUST_DESCRIBE: &str = include_str!("scaffold_faust/describe.c");
+const FAUST_STARTER: &str = include_str!("scaffold_faust/starter.dsp");
 
 /// What `effects new` wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -154,6 +161,7 @@ pub fn new_effect(name: &str, lang: Lang, parent: &Path) -> Result<Created> {
     let files: Vec<(PathBuf, String)> = match lang {
         Lang::Rust => rust_files(name),
         Lang::C => c_files(name),
+        Lang::Faust => faust_files(name),
     };
     let mut written = Vec::new();
     for (rel, text) in &files {
@@ -169,7 +177,7 @@ pub fn new_effect(name: &str, lang: Lang, parent: &Path) -> Result<Created> {
             "cargo build --release".to_string(),
             PathBuf::from(format!("target/wasm32-unknown-unknown/release/{name}.wasm")),
         ),
-        Lang::C => ("make".to_string(), PathBuf::from(format!("{name}.wasm"))),
+        Lang::C | Lang::Faust => ("make".to_string(), PathBuf::from(format!("{name}.wasm"))),
     };
     Ok(Created {
         name: name.to_string(),
@@ -333,6 +341,79 @@ sluice effects install {name}.wasm --root ~/Sluice
         (PathBuf::from("Makefile"), makefile),
         (PathBuf::from("README.md"), readme),
         (PathBuf::from("ABI.md"), ABI_DOC.to_string()),
+    ]
+}
+
+fn faust_files(name: &str) -> Vec<(PathBuf, String)> {
+    let makefile = format!(
+        "# Builds {name}.wasm from {name}.dsp: faust writes the DSP as C (dsp.c), describe (built\n\
+         # for this machine) prints its descriptor (descriptor.json), and clang builds the module\n\
+         # for wasm32 with the glue (sluice_glue.c) and wasi-libc's maths. Debian/Ubuntu:\n\
+         # apt-get install faust clang lld wasi-libc libclang-rt-14-dev-wasm32 (clang's version).\n\
+         FAUST ?= faust\n\
+         CLANG ?= clang\n\
+         HOSTCC ?= cc\n\
+         \n\
+         {name}.wasm: sluice_glue.c sluice_faust.h dsp.c descriptor.json\n\
+         \t$(CLANG) --target=wasm32-wasi -O2 -nostartfiles -Wl,--no-entry -Wl,--strip-debug -o $@ sluice_glue.c\n\
+         \n\
+         dsp.c: {name}.dsp\n\
+         \t$(FAUST) -lang c -cn fx -o $@ {name}.dsp\n\
+         \n\
+         describe: describe.c sluice_faust.h dsp.c\n\
+         \t$(HOSTCC) -O1 -o $@ describe.c -lm\n\
+         \n\
+         descriptor.json: describe\n\
+         \t./describe {name} > $@\n\
+         \n\
+         clean:\n\
+         \trm -f {name}.wasm dsp.c describe descriptor.json\n\
+         \n\
+         .PHONY: clean\n"
+    );
+    let readme = format!(
+        r#"# {name}: a Sluice effect in Faust
+
+Written by `sluice effects new {name} --lang faust`. `{name}.dsp` is the DSP (it starts as
+the compressor of Faust's library); any Faust program works, library effects included
+(`re.zita_rev1_stereo`, `co.compressor_mono`, `fi.lowpass`...):
+
+- its sliders, buttons and number entries are the effect's parameters, in order: the id is
+  the label in snake_case (`"threshold [unit:dB]"` is `threshold`, unit dB), the range and
+  default the control's;
+- `declare version`, `declare description` and `declare tail_seconds` (how long the output may
+  ring after the input stops: set it for reverbs and delays) are the descriptor's;
+- a DSP with one input and one output runs once per channel; another runs once per file, its
+  inputs fed from the channels in turn and its outputs mixed back onto them (a stereo reverb
+  on a mono file is fed the mono twice and gives the mean of its two outputs).
+
+```sh
+make                          # faust, clang + lld, wasi-libc (see the Makefile)
+sluice effects check {name}.wasm
+sluice effects test {name}.wasm threshold=-30
+sluice effects install {name}.wasm --root ~/Sluice
+```
+
+`sluice_glue.c` implements the effect ABI (`ABI.md` here) around the generated code,
+`describe.c` prints the descriptor, `sluice_faust.h` is what the generated code expects of its
+host (the control and metadata callbacks).
+"#
+    );
+    vec![
+        (
+            PathBuf::from(format!("{name}.dsp")),
+            FAUST_STARTER.replace("NAME", name),
+        ),
+        (PathBuf::from("sluice_glue.c"), FAUST_GLUE.to_string()),
+        (PathBuf::from("describe.c"), FAUST_DESCRIBE.to_string()),
+        (PathBuf::from("sluice_faust.h"), FAUST_HEADER.to_string()),
+        (PathBuf::from("Makefile"), makefile),
+        (PathBuf::from("README.md"), readme),
+        (PathBuf::from("ABI.md"), ABI_DOC.to_string()),
+        (
+            PathBuf::from(".gitignore"),
+            "/dsp.c\n/describe\n/descriptor.json\n/*.wasm\n".to_string(),
+        ),
     ]
 }
 

@@ -412,7 +412,12 @@ fn a_module_file_is_checked_tested_and_installed() {
 /// `sluice effects new NAME --lang LANG` into a folder outside the repository, the project
 /// built there with `build` (its own tools), checked by the binary, installed into a new root
 /// and run in a pipeline through `sluice run`: a 1 kHz tone comes out `expect_db` louder.
-fn new_project_builds_and_runs(lang: &str, build: &[&[&str]], param: &str, expect_db: f64) {
+fn new_project_builds_and_runs(
+    lang: &str,
+    build: &[&[&str]],
+    param: &str,
+    amplitudes: &[f32],
+) -> Vec<f64> {
     let dir = tempfile::tempdir().unwrap();
     let out = common::sluice()
         .args(["effects", "new", "my_fx", "--lang", lang, "--dir"])
@@ -484,12 +489,6 @@ fn new_project_builds_and_runs(lang: &str, build: &[&[&str]], param: &str, expec
         "{checked}"
     );
     sluice(&["effects", "install", &m]);
-    let rate = 48_000u32;
-    let tone: Vec<f32> = (0..rate as usize)
-        .map(|i| 0.25 * (TAU * 1000.0 * i as f32 / rate as f32).sin())
-        .collect();
-    let src = dir.path().join("tone.wav");
-    write_wav(&src, &[tone.clone(), tone], rate, 24);
     let pipeline = dir.path().join("fx.toml");
     std::fs::write(
         &pipeline,
@@ -498,17 +497,25 @@ fn new_project_builds_and_runs(lang: &str, build: &[&[&str]], param: &str, expec
         ),
     )
     .unwrap();
-    sluice(&[
-        "run",
-        &pipeline.display().to_string(),
-        &src.display().to_string(),
-    ]);
-    let made = root.join("out/tone.wav");
-    let db = 20.0 * (component(&made, 1000.0) / component(&src, 1000.0)).log10();
-    assert!(
-        (db - expect_db).abs() < 0.1,
-        "the tone came out {db:.2} dB, expected {expect_db}"
-    );
+    let rate = 48_000u32;
+    amplitudes
+        .iter()
+        .enumerate()
+        .map(|(k, &a)| {
+            let tone: Vec<f32> = (0..rate as usize)
+                .map(|i| a * (TAU * 1000.0 * i as f32 / rate as f32).sin())
+                .collect();
+            let src = dir.path().join(format!("tone{k}.wav"));
+            write_wav(&src, &[tone.clone(), tone], rate, 24);
+            sluice(&[
+                "run",
+                &pipeline.display().to_string(),
+                &src.display().to_string(),
+            ]);
+            let made = root.join(format!("out/tone{k}.wav"));
+            20.0 * (component(&made, 1000.0) / component(&src, 1000.0)).log10()
+        })
+        .collect()
 }
 
 #[test]
@@ -524,7 +531,7 @@ fn a_rust_effect_project_builds_outside_the_repository_and_runs_in_a_pipeline() 
                 .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
         })
         .expect("rustc -vV names the host");
-    new_project_builds_and_runs(
+    let db = new_project_builds_and_runs(
         "rust",
         &[
             &[&cargo, "build", "--release"],
@@ -532,7 +539,12 @@ fn a_rust_effect_project_builds_outside_the_repository_and_runs_in_a_pipeline() 
             &[&cargo, "test", "--target", &host],
         ],
         "trim_db = -6.0",
-        -6.0,
+        &[0.25],
+    );
+    assert!(
+        (db[0] + 6.0).abs() < 0.05,
+        "a tone came out {:.2} dB at trim -6",
+        db[0]
     );
 }
 
@@ -541,5 +553,152 @@ fn a_c_effect_project_builds_with_clang_and_runs_in_a_pipeline() {
     if common::tool("clang").is_none() || common::tool("wasm-ld").is_none() {
         return;
     }
-    new_project_builds_and_runs("c", &[&["make"]], "gain_db = -6.0", -6.0);
+    let db = new_project_builds_and_runs("c", &[&["make"]], "gain_db = -6.0", &[0.25]);
+    assert!(
+        (db[0] + 6.0).abs() < 0.05,
+        "a tone came out {:.2} dB at gain -6",
+        db[0]
+    );
+}
+
+/// faust, clang, wasm-ld and wasi-libc (for the maths the generated code calls), or `false`
+/// (skipped unless SLUICE_REQUIRE_TOOLS=1).
+fn faust_tools() -> bool {
+    let tools = ["faust", "clang", "wasm-ld", "make", "cc"]
+        .iter()
+        .all(|t| common::tool(t).is_some());
+    let wasi = Path::new("/usr/lib/wasm32-wasi/libc.a").exists()
+        || Path::new("/usr/share/wasi-sysroot").exists();
+    if tools && !wasi {
+        assert!(
+            std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "wasi-libc is required (SLUICE_REQUIRE_TOOLS=1)"
+        );
+        eprintln!("SKIPPED: no wasi-libc (apt-get install wasi-libc libclang-rt-14-dev-wasm32)");
+    }
+    tools && wasi
+}
+
+/// The Faust project as written: the library's compressor, its sliders as parameters
+/// (threshold -20 dB, ratio 4). A tone far below the threshold passes unchanged; above it,
+/// 6 dB more input is 1.5 dB more output (the ratio), 4.5 dB more gain reduction.
+#[test]
+fn a_faust_effect_project_compresses_in_a_pipeline() {
+    if !faust_tools() {
+        return;
+    }
+    // -6, -12 and -34 dBFS.
+    let db = new_project_builds_and_runs(
+        "faust",
+        &[&["make"]],
+        "threshold = -20.0, ratio = 4.0",
+        &[0.5, 0.25, 0.02],
+    );
+    assert!(db[2].abs() < 0.1, "below the threshold: {:.2} dB", db[2]);
+    assert!(db[1] < -3.0, "above it: {:.2} dB", db[1]);
+    let more = db[1] - db[0];
+    assert!(
+        (more - 4.5).abs() < 0.3,
+        "6 dB more input took {more:.2} dB more off (ratio 4: 4.5)"
+    );
+}
+
+/// A Faust library reverb (`re.zita_rev1_stereo`) made a Sluice effect: a burst of noise
+/// followed by silence comes out with a tail that rings on into the silence.
+#[test]
+fn a_faust_library_reverb_rings_on_after_its_input() {
+    if !faust_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::sluice()
+        .args(["effects", "new", "hall", "--lang", "faust", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let project = dir.path().join("hall");
+    std::fs::write(
+        project.join("hall.dsp"),
+        "declare version \"1.0.0\";\ndeclare tail_seconds \"6\";\nimport(\"stdfaust.lib\");\n\
+         mix = hslider(\"mix [unit:%]\", 100, 0, 100, 1) / 100;\n\
+         process = _,_ <: (re.zita_rev1_stereo(0, 200, 6000, 3, 3, 48000) : *(mix), *(mix)), (*(1 - mix), *(1 - mix)) :> _,_;\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new("make")
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let root = dir.path().join("root");
+    sluice_host::commands::init_root(&root).unwrap();
+    let module = project.join("hall.wasm").display().to_string();
+    let o = common::sluice()
+        .args(["effects", "install", &module, "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // 0.5 s of noise, then 2.5 s of digital silence, mono: the stereo reverb is fed it twice.
+    let rate = 48_000usize;
+    let mut x = 0x2545F4914F6CDD1Du64;
+    let audio: Vec<f32> = (0..rate * 3)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if i < rate / 2 {
+                ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let src = dir.path().join("burst.wav");
+    write_wav(&src, &[audio], rate as u32, 24);
+    let pipeline = dir.path().join("verb.toml");
+    std::fs::write(
+        &pipeline,
+        "name = \"verb\"\nwatch = \"inbox/verb\"\n[[step]]\neffect = \"hall\"\n[[output]]\npath = \"out/{stem}.wav\"\nbit_depth = 32\n",
+    )
+    .unwrap();
+    let o = common::sluice()
+        .args(["run"])
+        .arg(&pipeline)
+        .arg(&src)
+        .arg("--root")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut r = hound::WavReader::open(root.join("out/burst.wav")).unwrap();
+    let spec = r.spec();
+    let y: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().map(Result::unwrap).collect(),
+        hound::SampleFormat::Int => r
+            .samples::<i32>()
+            .map(|v| v.unwrap() as f32 / (1u64 << (spec.bits_per_sample - 1)) as f32)
+            .collect(),
+    };
+    let rms = |a: usize, b: usize| -> f64 {
+        let s: f64 = y[a..b].iter().map(|v| f64::from(*v).powi(2)).sum();
+        10.0 * (s / (b - a) as f64).log10()
+    };
+    // Interleaved samples: seconds 1.0-1.5 and 2.5-3.0 of the silence that followed the burst.
+    let ch = spec.channels as usize;
+    let early = rms(rate * ch, rate * 3 / 2 * ch);
+    let late = rms(rate * 5 / 2 * ch, rate * 3 * ch);
+    assert!(
+        early > -70.0,
+        "0.5-1.0 s after the burst the tail is at {early:.1} dB"
+    );
+    assert!(
+        late > -90.0 && late < early - 6.0,
+        "the tail decays: {early:.1} then {late:.1} dB"
+    );
 }
