@@ -1,9 +1,10 @@
-//! `sluice effects new NAME --lang rust|c|faust`: a standalone effect project anywhere, built
+//! `sluice effects new NAME --lang rust|c|faust|assemblyscript`: a standalone effect project anywhere, built
 //! with its language's own tools and nothing from this repository. The Rust project carries
 //! the guest SDK beside it (written out from this binary, so it is the SDK of the ABI this
 //! `sluice` speaks, and works offline); the C project is one file against `effects/ABI.md` and
 //! a Makefile for clang's wasm32 target; the Faust project is a `.dsp` file and the glue that
-//! turns `faust -lang c` output into a module of the ABI (its controls as parameters).
+//! turns `faust -lang c` output into a module of the ABI (its controls as parameters); the
+//! AssemblyScript project an npm package whose build appends the descriptor section.
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -16,6 +17,8 @@ pub enum Lang {
     Rust,
     C,
     Faust,
+    #[serde(rename = "assemblyscript")]
+    AssemblyScript,
 }
 
 impl std::str::FromStr for Lang {
@@ -25,7 +28,10 @@ impl std::str::FromStr for Lang {
             "rust" => Ok(Lang::Rust),
             "c" => Ok(Lang::C),
             "faust" => Ok(Lang::Faust),
-            other => Err(format!("--lang {other}: give rust, c or faust")),
+            "assemblyscript" | "as" => Ok(Lang::AssemblyScript),
+            other => Err(format!(
+                "--lang {other}: give rust, c, faust or assemblyscript"
+            )),
         }
     }
 }
@@ -102,6 +108,8 @@ const FAUST_HEADER: &str = include_str!("scaffold_faust/sluice_faust.h");
 const FAUST_GLUE: &str = include_str!("scaffold_faust/sluice_glue.c");
 const FAUST_DESCRIBE: &str = include_str!("scaffold_faust/describe.c");
 const FAUST_STARTER: &str = include_str!("scaffold_faust/starter.dsp");
+const AS_SOURCE: &str = include_str!("scaffold_as/index.ts");
+const AS_BUILD: &str = include_str!("scaffold_as/build.js");
 
 /// What `effects new` wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -162,6 +170,7 @@ pub fn new_effect(name: &str, lang: Lang, parent: &Path) -> Result<Created> {
         Lang::Rust => rust_files(name),
         Lang::C => c_files(name),
         Lang::Faust => faust_files(name),
+        Lang::AssemblyScript => as_files(name),
     };
     let mut written = Vec::new();
     for (rel, text) in &files {
@@ -178,6 +187,10 @@ pub fn new_effect(name: &str, lang: Lang, parent: &Path) -> Result<Created> {
             PathBuf::from(format!("target/wasm32-unknown-unknown/release/{name}.wasm")),
         ),
         Lang::C | Lang::Faust => ("make".to_string(), PathBuf::from(format!("{name}.wasm"))),
+        Lang::AssemblyScript => (
+            "npm install && npm run build".to_string(),
+            PathBuf::from(format!("{name}.wasm")),
+        ),
     };
     Ok(Created {
         name: name.to_string(),
@@ -413,6 +426,61 @@ host (the control and metadata callbacks).
         (
             PathBuf::from(".gitignore"),
             "/dsp.c\n/describe\n/descriptor.json\n/*.wasm\n".to_string(),
+        ),
+    ]
+}
+
+fn as_files(name: &str) -> Vec<(PathBuf, String)> {
+    let package = format!(
+        r#"{{
+  "name": "{pkg}",
+  "version": "0.1.0",
+  "private": true,
+  "description": "The Sluice effect {name}, in AssemblyScript.",
+  "scripts": {{
+    "build": "asc assembly/index.ts -o build/raw.wasm --runtime stub --use abort= -O3 --noAssert && node build.js"
+  }},
+  "devDependencies": {{
+    "assemblyscript": "^0.28.20"
+  }}
+}}
+"#,
+        pkg = name.replace('_', "-")
+    );
+    let descriptor = format!(
+        r#"{{"abi":1,"name":"{name}","version":"0.1.0","description":"{name}: a gain, ramped over 20 ms (change it).","params":[{{"id":"gain_db","name":"Gain","unit":"dB","min":-96.0,"max":24.0,"default":0.0}}],"tail_seconds":0.0,"max_channels":8}}
+"#
+    );
+    let readme = format!(
+        r#"# {name}: a Sluice effect in AssemblyScript
+
+Written by `sluice effects new {name} --lang assemblyscript`. `assembly/index.ts` implements
+the effect ABI (`ABI.md` here) directly: the `sluice_*` exports, the channel buffers taken once
+in `sluice_init`, no imports (`--runtime stub`, `--use abort=`: an abort traps). It starts as a
+gain with a 20 ms ramp. `descriptor.json` is the descriptor; `build.js` appends it to the
+module as its `sluice_effect` section (AssemblyScript cannot declare custom sections).
+
+```sh
+npm install && npm run build          # -> {name}.wasm
+sluice effects check {name}.wasm
+sluice effects test {name}.wasm gain_db=-6
+sluice effects install {name}.wasm --root ~/Sluice
+```
+"#
+    );
+    vec![
+        (PathBuf::from("package.json"), package),
+        (
+            PathBuf::from("assembly/index.ts"),
+            AS_SOURCE.replace("NAME", name),
+        ),
+        (PathBuf::from("build.js"), AS_BUILD.replace("NAME", name)),
+        (PathBuf::from("descriptor.json"), descriptor),
+        (PathBuf::from("README.md"), readme),
+        (PathBuf::from("ABI.md"), ABI_DOC.to_string()),
+        (
+            PathBuf::from(".gitignore"),
+            "/node_modules\n/build\n/*.wasm\n".to_string(),
         ),
     ]
 }

@@ -561,6 +561,27 @@ fn a_c_effect_project_builds_with_clang_and_runs_in_a_pipeline() {
     );
 }
 
+#[test]
+fn an_assemblyscript_effect_project_builds_with_npm_and_runs_in_a_pipeline() {
+    if common::tool("npm").is_none() || common::tool("node").is_none() {
+        return;
+    }
+    let db = new_project_builds_and_runs(
+        "assemblyscript",
+        &[
+            &["npm", "install", "--no-audit", "--no-fund"],
+            &["npm", "run", "build"],
+        ],
+        "gain_db = -6.0",
+        &[0.25],
+    );
+    assert!(
+        (db[0] + 6.0).abs() < 0.05,
+        "a tone came out {:.2} dB at gain -6",
+        db[0]
+    );
+}
+
 /// faust, clang, wasm-ld and wasi-libc (for the maths the generated code calls), or `false`
 /// (skipped unless SLUICE_REQUIRE_TOOLS=1).
 fn faust_tools() -> bool {

@@ -43,11 +43,12 @@ pub enum Action {
         root: RootArg,
     },
     /// Write a new effect project, NAME/, built with its language's own tools: Rust (cargo,
-    /// with the guest SDK written out beside it), C (a Makefile for clang's wasm32 target) or
-    /// Faust (a .dsp file and the glue that makes `faust -lang c` output a module).
+    /// with the guest SDK written out beside it), C (a Makefile for clang's wasm32 target),
+    /// Faust (a .dsp file and the glue that makes `faust -lang c` output a module) or
+    /// AssemblyScript (an npm package).
     New {
         name: String,
-        /// rust, c or faust.
+        /// rust, c, faust or assemblyscript.
         #[arg(long, default_value = "rust")]
         lang: sluice_host::scaffold::Lang,
         /// The folder the project's folder is made in.
