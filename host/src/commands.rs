@@ -786,11 +786,46 @@ pub struct EffectTest {
     pub sweep_top_hz: f64,
     /// Seconds of CPU (wall) time per second of audio, on 10 s of noise.
     pub seconds_per_second: f64,
+    /// The pictures written (`--plots DIR`): the frequency response and the impulse response.
+    pub plots: Vec<PathBuf>,
+}
+
+/// The magnitude response (dB) at 1/24-octave points from 20 Hz to `top` Hz, from an impulse
+/// response (the first 2^16 samples, zero-padded).
+fn magnitude_response(resp: &[f32], rate: u32, top: f64) -> (Vec<f64>, Vec<f64>) {
+    let n = 1 << 16;
+    let mut buf: Vec<f64> = resp.iter().take(n).map(|v| f64::from(*v)).collect();
+    buf.resize(n, 0.0);
+    let fft = realfft::RealFftPlanner::<f64>::new().plan_fft_forward(n);
+    let mut spec = fft.make_output_vec();
+    if fft.process(&mut buf, &mut spec).is_err() {
+        return (Vec::new(), Vec::new());
+    }
+    let bin_hz = f64::from(rate) / n as f64;
+    let (mut freqs, mut db) = (Vec::new(), Vec::new());
+    let mut f = 20.0f64;
+    while f <= top {
+        // The mean power of the bins within ±1/48 octave of f.
+        let lo = ((f * 2f64.powf(-1.0 / 48.0)) / bin_hz).floor() as usize;
+        let hi = (((f * 2f64.powf(1.0 / 48.0)) / bin_hz).ceil() as usize).min(spec.len() - 1);
+        let bins = &spec[lo.min(hi)..=hi];
+        let p = bins.iter().map(|c| c.norm_sqr()).sum::<f64>() / bins.len() as f64;
+        freqs.push(f);
+        db.push(10.0 * p.max(1e-30).log10());
+        f *= 2f64.powf(1.0 / 24.0);
+    }
+    (freqs, db)
 }
 
 /// `sluice effects test NAME [KEY=VALUE...]`: an impulse and a sweep through the effect, and
 /// its speed: latency, gain and CPU time per second of audio.
-pub fn effects_test(cfg: &Config, name: &str, params: &[String], rate: u32) -> Result<EffectTest> {
+pub fn effects_test(
+    cfg: &Config,
+    name: &str,
+    params: &[String],
+    rate: u32,
+    plots: Option<&Path>,
+) -> Result<EffectTest> {
     use crate::effects::{Instance, Limits};
     let fx = cfg.effects()?;
     // A module file (`effects test my.wasm`), or an effect of the root by name.
@@ -872,6 +907,55 @@ pub fn effects_test(cfg: &Config, name: &str, params: &[String], rate: u32) -> R
     let t = std::time::Instant::now();
     run(&mut inst, &noise)?;
     let took = t.elapsed().as_secs_f64();
+    let mut written = Vec::new();
+    if let Some(dir) = plots {
+        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+        let setting = if params.is_empty() {
+            "defaults".to_string()
+        } else {
+            params.join(" ")
+        };
+        // Parameters glide to their values: the impulse comes after half a second of silence.
+        let pre = rate as usize / 2;
+        let mut inst = make()?;
+        let mut imp = vec![0.0f32; pre + rate as usize + latency];
+        imp[pre] = 1.0;
+        let resp = run(&mut inst, &imp)?.split_off(pre);
+        let peak = resp.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let (freqs, db) = magnitude_response(&resp, rate, f1);
+        let title = format!("{} {}: frequency response ({setting})", d.name, d.version);
+        let path = dir.join(format!("{}-frequency.png", d.name));
+        crate::plot::write_response(&path, &title, &freqs, &db)
+            .with_context(|| path.display().to_string())?;
+        written.push(path);
+        // The impulse response until it has fallen 60 dB below its peak (10 ms to 1 s).
+        let floor = peak * 1e-3;
+        let last = resp.iter().rposition(|v| v.abs() > floor).unwrap_or(0);
+        let shown = (last + 1).clamp(rate as usize / 100, resp.len());
+        let cols = 1200.min(shown);
+        let per = shown.div_ceil(cols);
+        let (mins, maxs): (Vec<f32>, Vec<f32>) = resp[..shown]
+            .chunks(per)
+            .map(|c| {
+                (
+                    c.iter().copied().fold(f32::INFINITY, f32::min),
+                    c.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+                )
+            })
+            .unzip();
+        let title = format!("{} {}: impulse response ({setting})", d.name, d.version);
+        let path = dir.join(format!("{}-impulse.png", d.name));
+        crate::plot::write_waveform(
+            &path,
+            &crate::plot::WaveformPlot {
+                title: &title,
+                duration_seconds: shown as f64 / f64::from(rate),
+                channels: vec![("out", &mins, &maxs)],
+            },
+        )
+        .with_context(|| path.display().to_string())?;
+        written.push(path);
+    }
     Ok(EffectTest {
         name: d.name.clone(),
         version: d.version.clone(),
@@ -884,5 +968,27 @@ pub fn effects_test(cfg: &Config, name: &str, params: &[String], rate: u32) -> R
         sweep_gain_db: gain_db,
         sweep_top_hz: f1,
         seconds_per_second: took / 10.0,
+        plots: written,
     })
+}
+
+#[cfg(test)]
+mod response_tests {
+    use super::magnitude_response;
+
+    #[test]
+    fn the_magnitude_response_of_known_impulses() {
+        // Half, delayed: -6.02 dB everywhere.
+        let mut h = vec![0.0f32; 100];
+        h[10] = 0.5;
+        let (f, db) = magnitude_response(&h, 48_000, 20_000.0);
+        assert!(f[0] == 20.0 && *f.last().unwrap() <= 20_000.0 && f.len() > 200);
+        assert!(db.iter().all(|d| (d + 6.0206).abs() < 1e-6), "{db:?}");
+        // The mean of two neighbours: |cos(pi f / fs)|, -3.01 dB at fs/4 = 12 kHz.
+        let (f, db) = magnitude_response(&[0.5, 0.5], 48_000, 20_000.0);
+        for (f, d) in f.iter().zip(&db) {
+            let want = 20.0 * (std::f64::consts::PI * f / 48_000.0).cos().log10();
+            assert!((d - want).abs() < 0.05, "{f} Hz: {d} vs {want}");
+        }
+    }
 }

@@ -97,7 +97,23 @@ pub fn write_loudness(path: &Path, plot: &LoudnessPlot) -> io::Result<()> {
 
 /// Render the long-term spectrum and write it as a PNG at `path`.
 pub fn write_spectrum(path: &Path, plot: &SpectrumPlot) -> io::Result<()> {
-    write_png(path, 560, |root| draw_spectrum(root, plot))
+    write_png(path, 560, |root| {
+        draw_spectrum(root, plot, "long-term average spectrum")
+    })
+}
+
+/// An effect's magnitude response (dB over frequency, `sluice effects test --plots`), drawn
+/// as the spectrum is, without bands.
+pub fn write_response(path: &Path, title: &str, freqs_hz: &[f64], db: &[f64]) -> io::Result<()> {
+    let plot = SpectrumPlot {
+        title,
+        freqs_hz,
+        db,
+        bands: &[],
+    };
+    write_png(path, 560, |root| {
+        draw_spectrum(root, &plot, "magnitude, from the impulse response")
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -608,7 +624,7 @@ fn draw_legend(root: &Area, items: &[(&str, RGBColor, LegendKind)], right: i32, 
 // Spectrum
 // ---------------------------------------------------------------------------
 
-fn draw_spectrum(root: &Area, p: &SpectrumPlot) -> Drawn {
+fn draw_spectrum(root: &Area, p: &SpectrumPlot, info: &str) -> Drawn {
     let strip = 48; // band names live in this strip above the plot
     let n = p.freqs_hz.len().min(p.db.len());
     let (freqs, db) = (&p.freqs_hz[..n], &p.db[..n]);
@@ -644,7 +660,7 @@ fn draw_spectrum(root: &Area, p: &SpectrumPlot) -> Drawn {
     };
     let db_bottom = db_top - 90.0;
 
-    draw_header(root, p.title, "long-term average spectrum")?;
+    draw_header(root, p.title, info)?;
 
     // Major ticks with labels, and a minor log grid (30, 40, ... 90, 300, ...).
     let major: Vec<f64> = [

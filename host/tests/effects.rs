@@ -362,9 +362,22 @@ fn a_module_file_is_checked_tested_and_installed() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["same_name"], "built in");
 
-    // Measured from the file: -6 dB at gain 0.5.
-    let (ok, out, err) = run(&["effects", "test", &good, "gain=0.5"]);
+    // Measured from the file: -6 dB at gain 0.5; its pictures drawn.
+    let pictures = dir.path().join("pictures");
+    let (ok, out, err) = run(&[
+        "effects",
+        "test",
+        &good,
+        "gain=0.5",
+        "--plots",
+        &pictures.display().to_string(),
+    ]);
     assert!(ok, "{err}");
+    for p in ["scale-frequency.png", "scale-impulse.png"] {
+        let bytes = std::fs::read(pictures.join(p)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5000, "{p}");
+        assert!(out.contains(p), "{out}");
+    }
     let gain: f64 = out
         .lines()
         .find_map(|l| l.trim().strip_prefix("sweep gain"))

@@ -36,6 +36,9 @@ pub enum Action {
         params: Vec<String>,
         #[arg(long, default_value_t = 48_000)]
         sample_rate: u32,
+        /// Write the frequency response and the impulse response as PNGs into this folder.
+        #[arg(long, value_name = "DIR")]
+        plots: Option<std::path::PathBuf>,
         /// Print JSON instead of the readable summary.
         #[arg(long)]
         json: bool,
@@ -95,10 +98,11 @@ pub fn run(action: Action) -> Result<ExitCode> {
             name,
             params,
             sample_rate,
+            plots,
             json,
             root,
         } => test(
-            &commands::effects_test(&cfg(&root)?, &name, &params, sample_rate)?,
+            &commands::effects_test(&cfg(&root)?, &name, &params, sample_rate, plots.as_deref())?,
             json,
         ),
         Action::New {
@@ -279,7 +283,11 @@ fn test(t: &EffectTest, json: bool) -> Result<ExitCode> {
             "  CPU           {:.2} ms per second of audio ({:.0}x real time)",
             t.seconds_per_second * 1000.0,
             1.0 / t.seconds_per_second
-        )
+        )?;
+        for p in &t.plots {
+            writeln!(out, "  picture       {}", p.display())?;
+        }
+        Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
