@@ -16,6 +16,12 @@
 //! The per-call overhead is measured on 1-frame blocks of the gain effect, where the DSP is
 //! negligible: the wasm time per call minus the native time per call is what crossing into the
 //! sandbox costs.
+//!
+//! Languages (issue 28): the same peaking biquad (RBJ, 2 kHz, +4 dB, Q 1) written in Faust
+//! (`sluice effects new --lang faust`'s project with the cookbook formulas and `fi.tf2`, built
+//! by its Makefile) against the built-in EQ (Rust) in wasm and natively, per second of 48 kHz
+//! stereo, with the difference of their outputs to show it is the same filter. Skipped when
+//! faust, clang or wasi-libc is missing.
 
 mod common;
 
@@ -92,6 +98,17 @@ fn wasm(catalog: &Catalog, case: &Case, audio: &[Vec<f32>], block: usize) -> Res
         .get(case.effect)
         .ok_or_else(|| format!("no built-in effect {}", case.effect))?
         .effect;
+    Ok(wasm_effect(catalog, effect, case.params, audio, block)?.0)
+}
+
+/// Seconds taken to process `audio` through `effect` in blocks of `block`, and the output.
+fn wasm_effect(
+    catalog: &Catalog,
+    effect: &sluice_host::effects::runtime::Effect,
+    params: &[(&str, f32)],
+    audio: &[Vec<f32>],
+    block: usize,
+) -> Res<(f64, Vec<Vec<f32>>)> {
     let mut fx = Instance::new(
         catalog.runtime(),
         effect,
@@ -100,11 +117,11 @@ fn wasm(catalog: &Catalog, case: &Case, audio: &[Vec<f32>], block: usize) -> Res
         block,
         Limits::default(),
     )?;
-    for &(id, v) in case.params {
+    for &(id, v) in params {
         let (index, _) = effect
             .descriptor
             .param(id)
-            .ok_or_else(|| format!("{}: no parameter {id}", case.effect))?;
+            .ok_or_else(|| format!("{}: no parameter {id}", effect.descriptor.name))?;
         fx.set_param(index, f64::from(v))?;
     }
     let mut work = audio.to_vec();
@@ -119,7 +136,51 @@ fn wasm(catalog: &Catalog, case: &Case, audio: &[Vec<f32>], block: usize) -> Res
     }
     let s = t.elapsed().as_secs_f64();
     std::hint::black_box(&work);
-    Ok(s)
+    Ok((s, work))
+}
+
+/// The peaking biquad of the built-in EQ's case, in Faust: RBJ cookbook coefficients from the
+/// sliders, `fi.tf2` per channel.
+const FAUST_PEAK: &str = r#"declare version "1.0.0";
+import("stdfaust.lib");
+f = hslider("freq_hz", 1000, 20, 20000, 1);
+g = hslider("gain_db", 0, -24, 24, 0.1);
+q = hslider("q", 0.7, 0.1, 10, 0.01);
+A = 10 ^ (g / 40);
+w = 2 * ma.PI * f / ma.SR;
+alpha = sin(w) / (2 * q);
+a0 = 1 + alpha / A;
+peak = fi.tf2((1 + alpha * A) / a0, -2 * cos(w) / a0, (1 - alpha * A) / a0, -2 * cos(w) / a0, (1 - alpha / A) / a0);
+process = peak, peak;
+"#;
+
+/// Builds the Faust peaking EQ with `sluice effects new`'s project; `None` when a tool is
+/// missing.
+fn faust_eq(catalog: &Catalog, dir: &std::path::Path) -> Res<Option<sluice_host::effects::Entry>> {
+    let have = |t: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !["faust", "clang", "wasm-ld", "make", "cc"]
+        .iter()
+        .all(|t| have(t))
+        || !std::path::Path::new("/usr/lib/wasm32-wasi/libc.a").exists()
+    {
+        println!("\nlanguages: skipped (faust, clang, lld, wasi-libc are needed)");
+        return Ok(None);
+    }
+    let made =
+        sluice_host::scaffold::new_effect("faust_peak", sluice_host::scaffold::Lang::Faust, dir)?;
+    std::fs::write(made.dir.join("faust_peak.dsp"), FAUST_PEAK)?;
+    let o = std::process::Command::new("make")
+        .current_dir(&made.dir)
+        .output()?;
+    if !o.status.success() {
+        return Err(format!("make: {}", String::from_utf8_lossy(&o.stderr)).into());
+    }
+    Ok(Some(catalog.check_file(&made.dir.join(&made.module))?))
 }
 
 fn run() -> Res<bool> {
@@ -177,6 +238,50 @@ fn run() -> Res<bool> {
         w_ns - n_ns,
         (w_ns - n_ns) / (block_ms * 1e4)
     );
+
+    // Languages: the same biquad from Faust and from Rust.
+    let dir = tempfile::tempdir()?;
+    if let Some(faust) = faust_eq(&catalog, dir.path())? {
+        let eq_case = &CASES[0];
+        let faust_params: &[(&str, f32)] = &[("freq_hz", 2000.0), ("gain_db", 4.0), ("q", 1.0)];
+        let rust = &catalog.get("eq").ok_or("no eq")?.effect;
+        let (mut f, mut r, mut n) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+        let (mut f_out, mut r_out) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let (t, out) = wasm_effect(&catalog, &faust.effect, faust_params, &audio, BLOCK)?;
+            f = f.min(t);
+            f_out = out;
+            let (t, out) = wasm_effect(&catalog, rust, eq_case.params, &audio, BLOCK)?;
+            r = r.min(t);
+            r_out = out;
+            n = n.min(native_by_name(&mut memory, eq_case, &audio, BLOCK)?);
+        }
+        // Past the first 0.1 s (the built-in EQ glides to its settings).
+        let skip = RATE as usize / 10;
+        let (mut diff, mut sig) = (0.0f64, 0.0f64);
+        for (a, b) in f_out.iter().zip(&r_out) {
+            for (x, y) in a[skip..].iter().zip(&b[skip..]) {
+                diff += f64::from(x - y).powi(2);
+                sig += f64::from(*y).powi(2);
+            }
+        }
+        let per_s = |t: f64| t / seconds as f64 * 1e3;
+        println!(
+            "\nlanguages: a peaking biquad (2 kHz, +4 dB, Q 1), ms (wall, fastest run) per second of 48 kHz stereo"
+        );
+        println!(
+            "  Faust (wasm) {:.3} ms   Rust (wasm, built-in eq) {:.3} ms   native Rust {:.3} ms",
+            per_s(f),
+            per_s(r),
+            per_s(n)
+        );
+        println!(
+            "  Faust / Rust {:.2}×, Faust / native {:.2}×; the outputs differ by {:.1} dB (re the signal)",
+            f / r,
+            f / n,
+            10.0 * (diff / sig).log10()
+        );
+    }
     Ok(pass)
 }
 
