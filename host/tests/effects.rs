@@ -9,6 +9,21 @@ use common::{Host, root_with_examples, write_wav};
 use std::f32::consts::TAU;
 use std::path::Path;
 
+/// `sluice ARGS --root ROOT`: whether it succeeded, its stdout and its stderr.
+fn sluice_in(root: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = common::sluice()
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Amplitude of the `freq` component of the first channel (a single-bin DFT over whole
 /// periods of the middle of the file).
 fn component(path: &Path, freq: f64) -> f64 {
@@ -155,19 +170,7 @@ fn effects_list_info_and_test() {
     std::fs::create_dir_all(root.join("effects")).unwrap();
     std::fs::write(root.join("effects/spin.wasm"), spinner()).unwrap();
     std::fs::write(root.join("effects/junk.wasm"), "junk").unwrap();
-    let run = |args: &[&str]| {
-        let out = common::sluice()
-            .args(args)
-            .arg("--root")
-            .arg(&root)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| sluice_in(&root, args);
     let (ok, out, _) = run(&["effects", "list", "--json"]);
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -326,19 +329,7 @@ fn a_module_file_is_checked_tested_and_installed() {
     let future = put("future.wasm", &scaler("future", 2, "1"));
     let clash = put("eq.wasm", &scaler("eq", 1, "1"));
     let junk = put("junk.wasm", b"not a module");
-    let run = |args: &[&str]| {
-        let out = common::sluice()
-            .args(args)
-            .arg("--root")
-            .arg(&root)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| sluice_in(&root, args);
     let (ok, out, err) = run(&["effects", "check", &good]);
     assert!(ok, "{err}");
     assert!(
@@ -481,19 +472,9 @@ fn new_project_builds_and_runs(
     let root = dir.path().join("root");
     sluice_host::commands::init_root(&root).unwrap();
     let sluice = |args: &[&str]| {
-        let o = common::sluice()
-            .args(args)
-            .arg("--root")
-            .arg(&root)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(o.status.success(), "sluice {args:?}: {text}");
-        text
+        let (ok, out, err) = sluice_in(&root, args);
+        assert!(ok, "sluice {args:?}: {out}{err}");
+        out
     };
     let m = module.display().to_string();
     let checked = sluice(&["effects", "check", &m]);
