@@ -239,7 +239,8 @@ pub struct Cleaned {
 }
 
 /// `sluice clean --older-than AGE [--dry-run]`: the outputs, reports and moved sources of jobs
-/// finished more than `age` ago, and the folders they leave empty. Job records stay.
+/// finished more than `age` ago, and the folders they leave empty; and the HTTP API's pictures
+/// not drawn for as long. Job records stay.
 pub fn clean(cfg: &Config, age: std::time::Duration, dry_run: bool) -> Result<Cleaned> {
     let cutoff = crate::store::now_ms() - age.as_millis() as i64;
     let store = Store::open(&cfg.db_path(), false)?;
@@ -285,6 +286,7 @@ pub fn clean(cfg: &Config, age: std::time::Duration, dry_run: bool) -> Result<Cl
         }
         done.files.push(rel);
     }
+    prune_pictures(cfg, cutoff, dry_run, &mut done)?;
     // Deepest first; folders pipelines watch stay.
     let fx = cfg.effects()?;
     let watched: Vec<PathBuf> = pipeline::load_dir(&cfg.pipelines_dir, defaults(cfg, &fx))
@@ -308,6 +310,54 @@ pub fn clean(cfg: &Config, age: std::time::Duration, dry_run: bool) -> Result<Cl
         }
     }
     Ok(done)
+}
+
+/// The pictures the HTTP API drew (`.sluice/plots/HASH/`, redrawn when asked for again): a
+/// folder none of whose files was written since `cutoff` goes. Never through a link.
+fn prune_pictures(cfg: &Config, cutoff: i64, dry_run: bool, done: &mut Cleaned) -> Result<()> {
+    let plots = cfg.root.join(".sluice").join("plots");
+    if !std::fs::symlink_metadata(&plots).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    let old = |m: &std::fs::Metadata| {
+        m.modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .is_some_and(|d| (d.as_millis() as i64) < cutoff)
+    };
+    for e in std::fs::read_dir(&plots)
+        .with_context(|| plots.display().to_string())?
+        .flatten()
+    {
+        let dir = e.path();
+        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let files: Vec<(PathBuf, std::fs::Metadata)> = std::fs::read_dir(&dir)
+            .with_context(|| dir.display().to_string())?
+            .flatten()
+            .filter_map(|f| {
+                let m = std::fs::symlink_metadata(f.path()).ok()?;
+                (!m.is_dir()).then(|| (f.path(), m))
+            })
+            .collect();
+        if !files.iter().all(|(_, m)| old(m)) {
+            continue;
+        }
+        for (p, m) in &files {
+            if !dry_run {
+                std::fs::remove_file(p).with_context(|| p.display().to_string())?;
+            }
+            done.bytes += m.len();
+            done.files
+                .push(p.strip_prefix(&cfg.root).unwrap_or(p).to_path_buf());
+        }
+        done.folders += 1;
+        if !dry_run {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+    Ok(())
 }
 
 /// Files of one type.

@@ -211,16 +211,25 @@ to = "done/{name}"
     assert!(clean("1d", false).contains("removed 0 file(s)"));
     assert_eq!(files_under(&root.join("out")).len(), 4);
 
+    // Pictures the HTTP API drew for a content (`.sluice/plots/HASH/`): a cache.
+    let pictures = root.join(".sluice/plots");
+    std::fs::create_dir_all(pictures.join("old")).unwrap();
+    std::fs::write(pictures.join("old/waveform.png"), b"png").unwrap();
     std::thread::sleep(Duration::from_millis(1100));
+    std::fs::create_dir_all(pictures.join("new")).unwrap();
+    std::fs::write(pictures.join("new/waveform.png"), b"png").unwrap();
     let dry = clean("1s", true);
-    // Four outputs, two reports and two moved sources; the dated folders they leave empty.
-    assert!(dry.contains("would remove 8 file(s)"), "{dry}");
+    // Four outputs, two reports and two moved sources; the dated folders they leave empty; and
+    // the picture not drawn for a second (the one just drawn stays).
+    assert!(dry.contains("would remove 9 file(s)"), "{dry}");
     assert!(dry.contains("dry run: nothing removed"), "{dry}");
     assert_eq!(
         files_under(&root.join("out")).len(),
         4,
         "a dry run removes nothing"
     );
+    // Drawn again just now (the dry run took its time).
+    std::fs::write(pictures.join("new/waveform.png"), b"png").unwrap();
     let real = clean("1s", false);
     let folders = |t: &str| {
         t.lines()
@@ -233,7 +242,9 @@ to = "done/{name}"
             .to_string()
     };
     assert_eq!(folders(&dry), folders(&real), "{dry}\n{real}");
-    assert!(real.contains("removed 8 file(s)"), "{real}");
+    assert!(real.contains("removed 9 file(s)"), "{real}");
+    assert!(!pictures.join("old").exists());
+    assert!(pictures.join("new/waveform.png").is_file());
     assert!(files_under(&root.join("out")).is_empty());
     assert!(!root.join("out").exists(), "empty folders go too");
     assert!(root.join("inbox").is_dir(), "watched folders stay");
