@@ -405,7 +405,9 @@ impl Store {
     }
 
     fn open_migrating(path: &Path, create: bool, migrations: &[Migration]) -> Result<Store> {
-        let exists = path.exists();
+        // An empty file is a database another handle is making this moment (a watch host and
+        // its server starting together): made (or joined) here too, not taken for damage.
+        let exists = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
         if !exists && !create {
             return Err(StoreError::Missing {
                 path: path.to_path_buf(),
@@ -426,7 +428,9 @@ impl Store {
             let mut b = builder();
             // Verify every page: damage is found here instead of trusted.
             b.set_check_integrity_on_open(true);
-            if exists { b.open(path) } else { b.create(path) }
+            // `create` opens a valid database as it is and makes a new one in a missing or
+            // empty file.
+            if create { b.create(path) } else { b.open(path) }
         });
         let db = match opened {
             Ok(Ok(db)) => db,
@@ -1339,6 +1343,26 @@ mod tests {
             });
             assert!(Store::open(&path, false).is_ok());
         }
+    }
+
+    /// A database file that exists but is empty (another handle is making it): opened with
+    /// `create` it is made, not called damaged; without, it is missing.
+    #[test]
+    fn an_empty_database_file_is_one_being_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        std::fs::File::create(&path).unwrap();
+        assert!(matches!(
+            Store::open(&path, false),
+            Err(StoreError::Missing { .. })
+        ));
+        let s = Store::open(&path, true).unwrap();
+        s.set_meta("k", 7).unwrap();
+        drop(s);
+        assert_eq!(
+            Store::open(&path, false).unwrap().meta("k").unwrap(),
+            Some(7)
+        );
     }
 
     /// A second handle opened while the first writes (the server starting beside a busy
