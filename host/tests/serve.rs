@@ -769,6 +769,16 @@ fn uploads_past_the_limit_wait_and_cors_answers_only_its_origin() {
     let slow = upload_request(&addr, &server.token, "slow.wav", &audio);
     let mut held = std::net::TcpStream::connect(&addr).unwrap();
     held.write_all(&slow[..slow.len() / 2]).unwrap();
+    // Only once its temporary exists does the slow upload hold the slot (before that a
+    // second upload could take the slot first and the slow one be the one refused).
+    let t = std::time::Instant::now();
+    while files_under(&root.join("uploads/.incoming")).is_empty() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "the slow upload never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let t = std::time::Instant::now();
     let busy = loop {
         let answer = raw_http(
