@@ -12,6 +12,7 @@
 //! | `quarantine` | — | `failed` |
 //! | `log_files` | — | 7 (daily log files kept under `.sluice/logs`) |
 //! | `max_interrupted_runs` | `SLUICE_MAX_INTERRUPTED_RUNS` | 3 (a job cut short this often by the host stopping is quarantined) |
+//! | `[cluster]` | — | none: jobs run on this machine (with it, on `sluice worker`s: docs/CLUSTER.md) |
 
 use crate::pipeline::{Diagnostic, line_col};
 use serde::Deserialize;
@@ -37,6 +38,201 @@ pub struct Config {
     pub max_interrupted_runs: u32,
     /// `[server]`: `sluice watch` serves the HTTP API too (docs/API.md).
     pub server: Option<ServerConfig>,
+    /// `[cluster]`: jobs run on `sluice worker`s over NATS JetStream (docs/CLUSTER.md).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]` in sluice.toml: the NATS servers, how to log in, and the names of the
+/// JetStream stream, key-value bucket and object store a farm shares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// `nats://host:port` (or `tls://`), tried in turn.
+    pub servers: Vec<String>,
+    pub auth: ClusterAuth,
+    /// Require TLS; `tls_ca`: a PEM file of the authorities to trust besides the system's.
+    pub tls: bool,
+    pub tls_ca: Option<PathBuf>,
+    /// This node's name in the farm (the host name by default): job messages and results are
+    /// addressed with it, and `sluice jobs` shows the worker a job ran on by its name.
+    pub node: String,
+    /// Subject prefix, work-queue stream, results stream, key-value bucket and object store.
+    pub subject: String,
+    pub stream: String,
+    pub results: String,
+    pub bucket: String,
+    pub objects: String,
+    /// A job not acknowledged (nor heartbeat) for this long goes to another worker.
+    pub ack_wait: Duration,
+    /// Deliveries of one job (each a worker that took it and died or hung) before it is
+    /// given up and its source quarantined.
+    pub max_deliveries: u32,
+    /// Jobs the ingest node has out on the farm at once.
+    pub in_flight: usize,
+}
+
+/// How a node logs in to NATS.
+#[derive(Clone, PartialEq)]
+pub enum ClusterAuth {
+    None,
+    Token(String),
+    User {
+        user: String,
+        password: String,
+    },
+    /// An nkey seed (`SU...`).
+    Nkey(String),
+    /// A `.creds` file (a JWT and its nkey seed).
+    Credentials(PathBuf),
+}
+
+impl std::fmt::Debug for ClusterAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets themselves.
+        f.write_str(match self {
+            ClusterAuth::None => "none",
+            ClusterAuth::Token(_) => "token",
+            ClusterAuth::User { .. } => "user and password",
+            ClusterAuth::Nkey(_) => "nkey",
+            ClusterAuth::Credentials(_) => "credentials file",
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    #[serde(default)]
+    servers: Vec<String>,
+    token: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    nkey: Option<String>,
+    credentials: Option<PathBuf>,
+    tls: Option<bool>,
+    tls_ca: Option<PathBuf>,
+    node: Option<String>,
+    subject: Option<String>,
+    stream: Option<String>,
+    results_stream: Option<String>,
+    bucket: Option<String>,
+    objects: Option<String>,
+    ack_wait_seconds: Option<f64>,
+    max_deliveries: Option<u32>,
+    in_flight: Option<usize>,
+}
+
+/// A name NATS takes for a stream, bucket or token of a subject: letters, digits, `-`, `_`.
+fn nats_name(what: &str, v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.is_empty()
+        || v.len() > 64
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "[cluster] {what} = {v:?}: give 1 to 64 letters, digits, '-' or '_'"
+        ));
+    }
+    Ok(v.to_string())
+}
+
+impl RawCluster {
+    fn build(self) -> Result<ClusterConfig, String> {
+        let servers = if self.servers.is_empty() {
+            vec!["nats://127.0.0.1:4222".to_string()]
+        } else {
+            self.servers
+        };
+        for s in &servers {
+            let ok = ["nats://", "tls://", "ws://", "wss://"]
+                .iter()
+                .any(|p| s.starts_with(p) && s.len() > p.len());
+            if !ok {
+                return Err(format!(
+                    "[cluster] servers: {s:?}: give nats://host:port (or tls://host:port)"
+                ));
+            }
+        }
+        let auth = match (
+            self.token,
+            self.user,
+            self.password,
+            self.nkey,
+            self.credentials,
+        ) {
+            (None, None, None, None, None) => ClusterAuth::None,
+            (Some(t), None, None, None, None) => ClusterAuth::Token(t),
+            (None, Some(user), Some(password), None, None) => ClusterAuth::User { user, password },
+            (None, Some(_), None, None, None) | (None, None, Some(_), None, None) => {
+                return Err("[cluster]: give both user and password".into());
+            }
+            (None, None, None, Some(seed), None) => {
+                if !seed.trim().starts_with("SU") {
+                    return Err("[cluster] nkey: give the user's seed (it starts with SU)".into());
+                }
+                ClusterAuth::Nkey(seed.trim().to_string())
+            }
+            (None, None, None, None, Some(path)) => ClusterAuth::Credentials(path),
+            _ => {
+                return Err(
+                    "[cluster]: give one way to log in: token, user and password, nkey, or credentials"
+                        .into(),
+                );
+            }
+        };
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into());
+        let node: String = self
+            .node
+            .unwrap_or(host)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let ack_wait = self.ack_wait_seconds.unwrap_or(60.0);
+        if !(1.0..=3600.0).contains(&ack_wait) {
+            return Err(format!(
+                "[cluster] ack_wait_seconds = {ack_wait}: give 1 to 3600"
+            ));
+        }
+        let max_deliveries = self.max_deliveries.unwrap_or(3);
+        if !(1..=100).contains(&max_deliveries) {
+            return Err(format!(
+                "[cluster] max_deliveries = {max_deliveries}: give 1 to 100"
+            ));
+        }
+        let in_flight = self.in_flight.unwrap_or(16);
+        if !(1..=4096).contains(&in_flight) {
+            return Err(format!("[cluster] in_flight = {in_flight}: give 1 to 4096"));
+        }
+        Ok(ClusterConfig {
+            servers,
+            auth,
+            tls: self.tls.unwrap_or(false),
+            tls_ca: self.tls_ca,
+            node: nats_name("node", &node)?,
+            subject: nats_name("subject", self.subject.as_deref().unwrap_or("sluice"))?,
+            stream: nats_name("stream", self.stream.as_deref().unwrap_or("SLUICE_JOBS"))?,
+            results: nats_name(
+                "results_stream",
+                self.results_stream.as_deref().unwrap_or("SLUICE_RESULTS"),
+            )?,
+            bucket: nats_name("bucket", self.bucket.as_deref().unwrap_or("sluice-jobs"))?,
+            objects: nats_name("objects", self.objects.as_deref().unwrap_or("sluice-files"))?,
+            ack_wait: Duration::from_secs_f64(ack_wait),
+            max_deliveries,
+            in_flight,
+        })
+    }
 }
 
 /// `[server]` in sluice.toml.
@@ -119,6 +315,7 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     server: Option<RawServer>,
+    cluster: Option<RawCluster>,
     workers: Option<usize>,
     settle_seconds: Option<f64>,
     rescan_seconds: Option<f64>,
@@ -338,9 +535,11 @@ impl Config {
                 })
             }
         };
+        let cluster = raw.cluster.map(|c| c.build().map_err(bad)).transpose()?;
         Ok(Config {
             root: root.to_path_buf(),
             server,
+            cluster,
             workers,
             settle,
             rescan,

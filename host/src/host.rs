@@ -234,7 +234,8 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
 
     // Recovery: jobs a dead host left running go back to the queue; interrupted deletions
     // finish; temporaries go.
-    let (requeued, interrupted) = store.requeue_running(cfg.max_interrupted_runs)?;
+    let (requeued, interrupted) =
+        store.requeue_running(cfg.max_interrupted_runs, cfg.cluster.is_some())?;
     for j in requeued {
         tracing::warn!(
             job = j.id,
@@ -340,6 +341,42 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     // that come due and jobs queued by other processes), runs the job with the pipelines
     // loaded at that moment, and logs the result.
     let loaded: Arc<RwLock<Loaded>> = Arc::new(RwLock::new(Loaded::of(&pipelines)));
+    // `[cluster]`: jobs go out to the farm's workers, their results come back here.
+    let lookup = {
+        let loaded = loaded.clone();
+        move |name: &str| {
+            let l = loaded.read().expect("not poisoned");
+            l.by_name.get(name).cloned().map(|p| (p, l.effects.clone()))
+        }
+    };
+    let farm = match &cfg.cluster {
+        Some(c) => {
+            let farm = crate::cluster::Farm::connect(c, Duration::from_secs(30))?;
+            let ingest = Arc::new(crate::cluster::ingest::Ingest::new(farm, &store));
+            ingest.republish(&cfg, &store, &lookup);
+            Some(ingest)
+        }
+        None => None,
+    };
+    let results_stop = Arc::new(AtomicBool::new(false));
+    let results = match &farm {
+        Some(ingest) => {
+            let (ingest, cfg, store, stop) = (
+                ingest.clone(),
+                cfg.clone(),
+                store.clone(),
+                results_stop.clone(),
+            );
+            let lookup = lookup.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("farm-results".into())
+                    .spawn(move || ingest.results(&cfg, &store, &lookup, &stop))
+                    .context("cannot start the farm's results thread")?,
+            )
+        }
+        None => None,
+    };
     let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(cfg.workers.max(1));
     let busy = Arc::new(AtomicUsize::new(0));
     let claiming = Arc::new(AtomicBool::new(true));
@@ -355,6 +392,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             busy: busy.clone(),
             claiming: claiming.clone(),
             rescan_soon: rescan_soon.clone(),
+            farm: farm.clone(),
         };
         handles.push(
             std::thread::Builder::new()
@@ -494,6 +532,12 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
         }
     }
     drop(watcher);
+    results_stop.store(true, Ordering::SeqCst);
+    if let Some(r) = results
+        && !abort.load(Ordering::SeqCst)
+    {
+        let _ = r.join();
+    }
     say("sluice: stopped");
     Ok(())
 }
@@ -522,6 +566,8 @@ struct Worker {
     busy: Arc<AtomicUsize>,
     claiming: Arc<AtomicBool>,
     rescan_soon: Arc<AtomicBool>,
+    /// On a farm: jobs are sent out rather than run here.
+    farm: Option<Arc<crate::cluster::ingest::Ingest>>,
 }
 
 impl Worker {
@@ -531,7 +577,8 @@ impl Worker {
                 // Counted busy before the claim, so the coordinator never sees an idle host
                 // while a job is being taken.
                 self.busy.fetch_add(1, Ordering::SeqCst);
-                let claimed = if self.claiming.load(Ordering::SeqCst) {
+                let room = self.farm.as_ref().is_none_or(|f| f.has_room());
+                let claimed = if self.claiming.load(Ordering::SeqCst) && room {
                     self.store.claim_next()
                 } else {
                     Ok(None)
@@ -604,6 +651,13 @@ impl Worker {
             effects: &effects,
         };
         let id = j.id;
+        if let Some(farm) = &self.farm {
+            let rec = farm.dispatch(&ctx, &p, j);
+            if rec.state != JobState::Running {
+                tracing::info!(job = rec.id, pipeline = %rec.pipeline, "{} {}: {}", rec.input.display(), rec.state.name(), rec.error.clone().unwrap_or_default());
+            }
+            return;
+        }
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             job::run(&ctx, &p, j.clone())
         }));

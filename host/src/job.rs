@@ -11,9 +11,9 @@ use crate::encode_thread::export_from;
 use crate::pipeline::{Pipeline, SourceAction};
 use crate::store::{JobRecord, JobState, OutputRecord, Store, now_ms};
 use crate::template::{Template, Vars};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sluice_core::analysis::AnalysisOptions;
 use sluice_core::analysis::compare::Profile;
-use sluice_core::analysis::{AnalysisOptions, AnalysisReport};
 use sluice_core::encode::EncodeError;
 use sluice_core::encode::tags::TagPlan;
 use sluice_core::export::{ExportError, ExportReport, OutputPlan};
@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// How a job failed, which decides what happens next.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Failure {
     /// Worth another try later (I/O: a full disk, a folder without permission, a network
     /// share that went away).
@@ -108,13 +108,13 @@ struct Report<'a> {
     content_hash: &'a str,
     started: String,
     finished: String,
-    source: &'a sluice_core::StreamInfo,
-    tags: &'a sluice_core::Tags,
-    analysis: Option<&'a AnalysisReport>,
+    source: &'a serde_json::Value,
+    tags: &'a serde_json::Value,
+    analysis: Option<&'a serde_json::Value>,
     /// The compare step's comparison with its reference or genre.
     #[serde(skip_serializing_if = "Option::is_none")]
-    comparison: Option<&'a sluice_core::analysis::compare::Comparison>,
-    export: Option<&'a ExportReport>,
+    comparison: Option<&'a serde_json::Value>,
+    export: Option<&'a serde_json::Value>,
     outputs: &'a [OutputRecord],
     source_now: Option<&'a Path>,
     warnings: Vec<String>,
@@ -525,17 +525,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
         job
     };
     let paths = Paths::of(ctx, p, &job);
-    let mut warnings = Vec::new();
-    let rendered = render(
-        ctx,
-        p,
-        &job,
-        &source,
-        file_source,
-        &info,
-        &paths,
-        &mut warnings,
-    )?;
+    let rendition = render(ctx, p, &job, &source, file_source, &info, &paths)?;
     finish(
         ctx,
         p,
@@ -543,12 +533,130 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
         Finished {
             started,
             source,
-            info,
             paths,
-            rendered,
-            warnings,
+            rendition,
         },
     )
+}
+
+/// What a render leaves, as the report and the job record take it: made here, or by a cluster
+/// worker, which sends it back as JSON (its paths then under the worker's folder for the job,
+/// see [`Rendition::moved`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rendition {
+    /// The export's report (with its outputs), when the pipeline has outputs.
+    pub export: Option<serde_json::Value>,
+    /// Per output, in order: its size and its format's extension.
+    pub outputs: Vec<(u64, String)>,
+    pub analysis: Option<serde_json::Value>,
+    pub comparison: Option<serde_json::Value>,
+    /// The source's stream as it was read to the end (its decoded length, any damage).
+    pub source: serde_json::Value,
+    pub tags: serde_json::Value,
+    /// The file index's loudness of the file as it arrived (an analysis at the head).
+    pub index: Option<serde_json::Value>,
+    pub warnings: Vec<String>,
+}
+
+impl Rendition {
+    /// The same with every path under `from` (the folder it was rendered in) under `to`.
+    pub fn moved(mut self, from: &Path, to: &Path) -> Rendition {
+        fn walk(v: &mut serde_json::Value, from: &str, to: &str) {
+            match v {
+                serde_json::Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+                serde_json::Value::Array(a) => a.iter_mut().for_each(|v| walk(v, from, to)),
+                serde_json::Value::Object(o) => o.values_mut().for_each(|v| walk(v, from, to)),
+                _ => {}
+            }
+        }
+        let (from, to) = (from.to_string_lossy(), to.to_string_lossy());
+        for v in [&mut self.export, &mut self.analysis, &mut self.comparison]
+            .into_iter()
+            .flatten()
+            .chain([&mut self.source])
+        {
+            walk(v, &from, &to);
+        }
+        for w in &mut self.warnings {
+            *w = w.replace(&*from, &to);
+        }
+        self
+    }
+}
+
+/// The render of `job` (its paths planned) from `source`, for a cluster worker: every output
+/// written where `job.planned` puts it under `ctx`'s root, nothing recorded.
+pub fn render_detached(
+    ctx: &Ctx,
+    p: &Pipeline,
+    job: &JobRecord,
+    source: &Path,
+) -> Result<Rendition, Failure> {
+    let file_source = FileSource::open(source).map_err(|e| classify(&ExportError::Render(e)))?;
+    let info = match file_source.decoder() {
+        Some(d) => sluice_core::info_of(d).map_err(|e| classify_input(&e))?,
+        None => unreachable!("a source just opened has its decoder"),
+    };
+    let paths = Paths::of(ctx, p, job);
+    render(ctx, p, job, source, file_source, &info, &paths)
+}
+
+/// For a job run elsewhere (a cluster worker): its source found and its paths fixed and
+/// reserved, as a local run does first. Returns the job as planned and where the source is.
+pub fn plan_detached(
+    ctx: &Ctx,
+    p: &Pipeline,
+    job: &JobRecord,
+) -> Result<(JobRecord, PathBuf), Failure> {
+    let source = locate(ctx, p, job)?;
+    let info = sluice_core::info(&source, &Default::default()).map_err(|e| classify_input(&e))?;
+    let job = if job.planned.is_empty() {
+        plan_paths(ctx, p, job, &tag_map(&info)).map_err(|e| Failure::Transient(e.to_string()))?
+    } else {
+        job.clone()
+    };
+    Ok((job, source))
+}
+
+/// The end of a job rendered elsewhere: its outputs already in place (see
+/// [`crate::cluster`]), the report written, the source moved, the job done; or, on a
+/// failure, what a local failure does. Returns the job as recorded.
+pub fn finish_detached(
+    ctx: &Ctx,
+    p: &Pipeline,
+    job: JobRecord,
+    started: jiff::Timestamp,
+    rendition: Result<Rendition, Failure>,
+) -> JobRecord {
+    let id = job.id;
+    let result = rendition.and_then(|rendition| {
+        let source = locate(ctx, p, &job)?;
+        let paths = Paths::of(ctx, p, &job);
+        finish(
+            ctx,
+            p,
+            job.clone(),
+            Finished {
+                started,
+                source,
+                paths,
+                rendition,
+            },
+        )
+    });
+    match result {
+        Ok(j) => j,
+        Err(f) => {
+            let job_now = ctx.store.job(id).ok().flatten().unwrap_or(job);
+            fail(ctx, p, job_now, f)
+        }
+    }
+}
+
+/// A failure of a job that ran elsewhere, recorded as a local one is (retry, fail or
+/// quarantine).
+pub fn fail_detached(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
+    fail(ctx, p, job, f)
 }
 
 /// Where the job's source is: where it arrived, or, after a crash between moving it and
@@ -600,15 +708,6 @@ impl Paths {
             _ => None,
         }
     }
-}
-
-/// What the render left: the export's report (with outputs), the analysis, and the source as
-/// it was read to the end.
-struct Rendered {
-    export: Option<ExportReport>,
-    analysis: Option<AnalysisReport>,
-    comparison: Option<sluice_core::analysis::compare::Comparison>,
-    source: sluice_core::StreamInfo,
 }
 
 /// Every output's plan: its format resolved against the signal arriving (adjustments noted
@@ -678,8 +777,9 @@ fn render(
     file_source: FileSource,
     info: &FileInfo,
     paths: &Paths,
-    warnings: &mut Vec<String>,
-) -> Result<Rendered, Failure> {
+) -> Result<Rendition, Failure> {
+    let mut warnings = Vec::new();
+    let warnings = &mut warnings;
     let analyzes = p.analyze().is_some();
     // The tap at the head sees the source as it is: its length is known in advance.
     let analysis_at_head = matches!(p.steps.first(), Some(StepSpec::Analyze(_)));
@@ -735,21 +835,18 @@ fn render(
         a.stream = sluice_core::render::analyze::measured(&source_stream, &a.stream);
         a
     });
-    if let Some(l) = analysis
+    let index = analysis
         .as_ref()
         .filter(|_| analysis_at_head)
         .and_then(|a| a.loudness.as_ref())
-    {
-        let summary = serde_json::json!({
-            "integrated_lufs": l.summary.integrated_lufs,
-            "loudness_range_lu": l.summary.loudness_range_lu,
-            "true_peak_dbtp": l.true_peak_dbtp,
-            "analysed_ms": now_ms(),
+        .map(|l| {
+            serde_json::json!({
+                "integrated_lufs": l.summary.integrated_lufs,
+                "loudness_range_lu": l.summary.loudness_range_lu,
+                "true_peak_dbtp": l.true_peak_dbtp,
+                "analysed_ms": now_ms(),
+            })
         });
-        let _ = ctx
-            .store
-            .set_analysis(&job.input.to_string_lossy(), summary);
-    }
     let comparison = resolver.compare.and_then(|(tap, profile, step)| {
         let report = tap.take()?;
         match crate::library::signature_of(&report) {
@@ -762,12 +859,34 @@ fn render(
             }
         }
     });
-    Ok(Rendered {
-        export: export.filter(|_| !p.outputs.is_empty()),
-        analysis,
-        comparison,
-        source: source_stream,
+    let export = export.filter(|_| !p.outputs.is_empty());
+    let json = |v: &dyn erased::Json| v.json();
+    Ok(Rendition {
+        outputs: export
+            .iter()
+            .flat_map(|e| &e.outputs)
+            .map(|o| (o.bytes, o.format.extension().to_string()))
+            .collect(),
+        export: export.as_ref().map(|e| json(e)),
+        analysis: analysis.as_ref().map(|a| json(a)),
+        comparison: comparison.as_ref().map(|c| json(c)),
+        source: json(&source_stream),
+        tags: json(&info.tags),
+        index,
+        warnings: std::mem::take(warnings),
     })
+}
+
+/// Values as JSON (what the report writes).
+mod erased {
+    pub trait Json {
+        fn json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
 }
 
 /// A lossy output still over its ceiling once decoded fails the job where the pipeline asks
@@ -793,10 +912,8 @@ fn ceilings_met(p: &Pipeline, report: &ExportReport) -> Result<(), Failure> {
 struct Finished {
     started: jiff::Timestamp,
     source: PathBuf,
-    info: FileInfo,
     paths: Paths,
-    rendered: Rendered,
-    warnings: Vec<String>,
+    rendition: Rendition,
 }
 
 /// The outputs hashed, the report written, the source moved, and the job marked done with its
@@ -809,22 +926,29 @@ fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRec
     let Finished {
         started,
         source,
-        info,
         paths,
-        rendered,
-        mut warnings,
+        rendition,
     } = f;
+    let mut warnings = rendition.warnings.clone();
+    if let Some(summary) = &rendition.index {
+        let _ = ctx
+            .store
+            .set_analysis(&job.input.to_string_lossy(), summary.clone());
+    }
     let mut outputs = Vec::new();
-    if let Some(r) = &rendered.export {
-        for (o, rel) in r.outputs.iter().zip(&job.planned) {
-            let hash = hash_file(&o.path).map_err(|e| io_failure(&o.path, e))?;
-            outputs.push(OutputRecord {
-                path: rel.clone(),
-                bytes: o.bytes,
-                hash,
-                format: o.format.extension().to_string(),
-            });
-        }
+    for (((bytes, format), rel), path) in rendition
+        .outputs
+        .iter()
+        .zip(&job.planned)
+        .zip(&paths.outputs)
+    {
+        let hash = hash_file(path).map_err(|e| io_failure(path, e))?;
+        outputs.push(OutputRecord {
+            path: rel.clone(),
+            bytes: *bytes,
+            hash,
+            format: format.clone(),
+        });
     }
     let planned_source = paths
         .move_to
@@ -842,11 +966,11 @@ fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRec
             content_hash: &job.content_hash,
             started: started.to_string(),
             finished: jiff::Timestamp::now().to_string(),
-            source: &rendered.source,
-            tags: &info.tags,
-            analysis: rendered.analysis.as_ref(),
-            comparison: rendered.comparison.as_ref(),
-            export: rendered.export.as_ref(),
+            source: &rendition.source,
+            tags: &rendition.tags,
+            analysis: rendition.analysis.as_ref(),
+            comparison: rendition.comparison.as_ref(),
+            export: rendition.export.as_ref(),
             outputs: &outputs,
             source_now,
             warnings: warnings.to_vec(),

@@ -4,6 +4,7 @@
 //! HTTP and cluster faces call the same functions.
 
 pub mod analyze;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod confine;

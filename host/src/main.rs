@@ -34,6 +34,9 @@ enum Command {
     /// Watch folders and run every file that settles there through its pipelines: the main
     /// job. With no root given and none at ~/Sluice, makes a ready-to-use one.
     Watch(cli::watch::Args),
+    /// Take jobs from a farm's NATS JetStream queue and run them (`[cluster]` in the
+    /// worker's sluice.toml; the ingest node is `sluice watch` with the same table).
+    Worker(cli::worker::Args),
     /// Run a pipeline over files now, with progress bars (the sources stay where they are).
     Run(cli::run::Args),
     /// List jobs.
@@ -101,6 +104,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Analyze(a) => cli::analyze::run(a),
         Command::Export(a) => export::run(&a),
         Command::Watch(a) => cli::watch::run(a),
+        Command::Worker(a) => cli::worker::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Jobs(a) => cli::jobs::run(a),
         Command::Job(a) => cli::job::run(a),
@@ -124,6 +128,7 @@ fn logging(cli: &Cli) -> Option<()> {
     use tracing_subscriber::util::SubscriberInitExt;
     let watch_root = match &cli.command {
         Command::Watch(a) => Some(a.root.root.clone()),
+        Command::Worker(a) => Some(a.root.root.clone()),
         _ => None,
     };
     // Other crates (the decoders, the HTTP stack; their `log` records come through too)

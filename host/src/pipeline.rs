@@ -104,6 +104,8 @@ pub struct Pipeline {
     /// Effects it names that are still being checked in the background (the watch host's
     /// effects loader): the pipeline is valid, and runs once they are ready.
     pub waiting_for: Vec<String>,
+    /// The definition as written (a cluster worker parses the same text).
+    pub text: std::sync::Arc<str>,
 }
 
 /// Extensions the decoder reads: the default `include`.
@@ -667,6 +669,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         report,
         retries,
         waiting_for: c.waiting,
+        text: text.into(),
     })
 }
 

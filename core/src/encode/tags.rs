@@ -248,6 +248,20 @@ pub fn build_tag(
     tag
 }
 
+/// `tag` as ID3v2 with its frames in one order (by frame ID, then content): lofty's
+/// conversion collects them in a hash set, whose order changes from process to process, so
+/// the same output written twice (by two runs, or by two machines of a farm) would differ in
+/// its bytes.
+fn id3_in_order(tag: Tag) -> Id3v2Tag {
+    let mut frames: Vec<_> = Id3v2Tag::from(tag).into_iter().collect();
+    frames.sort_by_cached_key(|f| (f.id_str().to_string(), format!("{f:?}")));
+    let mut out = Id3v2Tag::new();
+    for f in frames {
+        out.insert(f);
+    }
+    out
+}
+
 /// Write the tags of `plan` into the finished, still temporary output `temp` (`dest` names it
 /// in errors).
 pub fn write_tags(
@@ -266,6 +280,12 @@ pub fn write_tags(
             let tag = build_tag(plan, source_tag, tag_type, loudness);
             if tag.item_count() == 0 && tag.picture_count() == 0 {
                 return Ok(());
+            }
+            if tag_type == TagType::Id3v2 {
+                // Written directly, its frames in a fixed order (see `id3_in_order`).
+                return id3_in_order(tag)
+                    .save_to_path(temp, WriteOptions::default())
+                    .map_err(|e| tag_error(dest, e));
             }
             let file = std::fs::File::open(temp).map_err(|e| tag_error(dest, e))?;
             let mut tagged = Probe::new(std::io::BufReader::new(file))
@@ -290,7 +310,7 @@ pub fn write_tags(
             }
             if tag.item_count() > 0 || tag.picture_count() > 0 {
                 let mut id3 = Vec::new();
-                Id3v2Tag::from(tag)
+                id3_in_order(tag)
                     .dump_to(&mut id3, WriteOptions::default())
                     .map_err(|e| tag_error(dest, e))?;
                 chunks.push((if wav { *b"id3 " } else { *b"ID3 " }, id3));
@@ -388,4 +408,40 @@ fn append_chunks(path: &Path, wav: bool, chunks: &[([u8; 4], Vec<u8>)]) -> std::
         _ => return Err(std::io::Error::other("not a WAV or AIFF file")),
     }
     f.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same tag written several times gives the same bytes (lofty alone orders the frames
+    /// by a hash set's seed, new for every set).
+    #[test]
+    fn an_id3_tag_is_written_the_same_every_time() {
+        let dump = || {
+            let mut tag = Tag::new(TagType::Id3v2);
+            for (k, v) in [
+                (ItemKey::TrackTitle, "Title"),
+                (ItemKey::TrackArtist, "Artist"),
+                (ItemKey::AlbumTitle, "Album"),
+                (ItemKey::Genre, "Genre"),
+                (ItemKey::ReplayGainTrackGain, "-1.00 dB"),
+                (ItemKey::ReplayGainTrackPeak, "0.500000"),
+                (ItemKey::EncoderSoftware, "Sluice"),
+                (ItemKey::Isrc, "USRC17607839"),
+            ] {
+                tag.insert_text(k, v.to_string());
+            }
+            let mut out = Vec::new();
+            id3_in_order(tag)
+                .dump_to(&mut out, WriteOptions::default())
+                .unwrap();
+            out
+        };
+        let first = dump();
+        assert!(first.windows(4).any(|w| w == b"TSSE"));
+        for _ in 0..16 {
+            assert_eq!(dump(), first);
+        }
+    }
 }

@@ -29,6 +29,7 @@ pub mod run;
 pub mod serve;
 pub mod stats;
 pub mod watch;
+pub mod worker;
 
 #[derive(clap::Args)]
 pub struct RootArg {

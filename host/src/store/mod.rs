@@ -235,6 +235,10 @@ pub struct JobRecord {
     /// `sluice watch` host.
     #[serde(default)]
     pub runner: Option<Runner>,
+    /// On a farm (`[cluster]`): the worker the job ran on, `?` while it is out on the farm
+    /// and no worker has answered yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_on: Option<String>,
 }
 
 /// The process running a job.
@@ -304,6 +308,30 @@ pub mod path_codec {
 }
 
 impl JobRecord {
+    /// A job another node owns, as a farm worker runs it: its paths already planned, nothing
+    /// recorded here.
+    pub fn detached(
+        id: u64,
+        pipeline: &str,
+        pipeline_hash: &str,
+        input: PathBuf,
+        content_hash: String,
+        planned: Vec<PathBuf>,
+    ) -> JobRecord {
+        JobRecord {
+            planned,
+            runner: None,
+            ..JobRecord::new(
+                id,
+                pipeline,
+                pipeline_hash,
+                input,
+                content_hash,
+                JobState::Running,
+            )
+        }
+    }
+
     /// A new job for `input` (relative to the root, or absolute for `sluice run`).
     fn new(
         id: u64,
@@ -340,6 +368,7 @@ impl JobRecord {
                 pid: std::process::id(),
                 by_hand: true,
             }),
+            ran_on: None,
         }
     }
 }
@@ -917,6 +946,7 @@ impl Store {
             job.started_ms = Some(now);
             job.error = None;
             job.runner = Some(Runner::watch());
+            job.ran_on = None;
             // Queued and running jobs both hold their paths: RESERVED is unchanged.
             jobs.insert(id, json(&job).as_slice())?;
             Ok(Some(job))
@@ -1081,11 +1111,20 @@ impl Store {
     /// running count one interrupted run and go back to the queue, except those interrupted
     /// `ceiling` times or more, which stay running here and are returned apart for the caller
     /// to quarantine. Jobs run by hand by a `sluice run` that is still alive are left alone.
-    pub fn requeue_running(&self, ceiling: u32) -> Result<(Vec<JobRecord>, Vec<JobRecord>)> {
+    /// With `farmed` (a host on a farm), jobs out on the farm stay running: their results
+    /// come back to the host's next run.
+    pub fn requeue_running(
+        &self,
+        ceiling: u32,
+        farmed: bool,
+    ) -> Result<(Vec<JobRecord>, Vec<JobRecord>)> {
         let mut requeued = Vec::new();
         let mut over = Vec::new();
         for j in self.jobs(Some(JobState::Running))? {
             if j.runner.is_some_and(|r| r.by_hand && alive(r.pid)) {
+                continue;
+            }
+            if farmed && j.ran_on.is_some() {
                 continue;
             }
             let n = j.interrupted + 1;
@@ -1423,7 +1462,7 @@ mod tests {
         assert_eq!((j.id, j.state, j.attempts), (1, JobState::Running, 1));
         drop(s);
         let s = Store::open(&dir.path().join("s.redb"), false).unwrap();
-        let (back, over) = s.requeue_running(3).unwrap();
+        let (back, over) = s.requeue_running(3, false).unwrap();
         assert_eq!((back.len(), over.len()), (1, 0));
         assert_eq!((back[0].interrupted, back[0].attempts), (1, 1));
         let order: Vec<u64> =
@@ -1505,12 +1544,12 @@ mod tests {
         for n in 1..=2 {
             let j = s.claim_next().unwrap().unwrap();
             assert_eq!(j.attempts, n);
-            let (back, over) = s.requeue_running(3).unwrap();
+            let (back, over) = s.requeue_running(3, false).unwrap();
             assert_eq!((back.len(), over.len()), (1, 0));
             assert_eq!(back[0].interrupted, n);
         }
         s.claim_next().unwrap().unwrap();
-        let (back, over) = s.requeue_running(3).unwrap();
+        let (back, over) = s.requeue_running(3, false).unwrap();
         assert_eq!((back.len(), over.len()), (0, 1));
         assert_eq!((over[0].interrupted, over[0].state), (3, JobState::Running));
         assert_eq!(over[0].attempts, 3, "interrupted runs are attempts");
@@ -1519,7 +1558,7 @@ mod tests {
         let by_hand = s
             .add_running_job("p", "v1", "x.wav".into(), "c".into())
             .unwrap();
-        let (back, over) = s.requeue_running(3).unwrap();
+        let (back, over) = s.requeue_running(3, false).unwrap();
         assert!(back.iter().chain(&over).all(|j| j.id != by_hand.id));
     }
 
@@ -1680,7 +1719,7 @@ mod tests {
         assert_eq!(a.planned, out);
         sound(&s);
         // A crash: back to the queue, paths still held; claimed again, planned the same.
-        let (back, _) = s.requeue_running(5).unwrap();
+        let (back, _) = s.requeue_running(5, false).unwrap();
         assert_eq!(back.len(), 1);
         sound(&s);
         let a = s.claim_next().unwrap().unwrap();

@@ -1,0 +1,411 @@
+//! The ingest node's side of the farm: jobs out, results in (see [`super`]).
+
+use super::{Farm, JobMsg, JobState as FarmState, Outcome, ResultMsg, job_key, now_ms};
+use crate::config::Config;
+use crate::effects::Catalog;
+use crate::job::{self, Ctx, Failure};
+use crate::pipeline::Pipeline;
+use crate::store::{JobRecord, JobState, Store};
+use async_nats::jetstream;
+use futures_util::StreamExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// The ingest node's handle on the farm.
+pub struct Ingest {
+    pub farm: Farm,
+    /// Jobs out on the farm now.
+    pub out: AtomicUsize,
+}
+
+/// The pipeline a job names and the effects loaded with it, as the host has them now.
+pub type Lookup<'a> = &'a (dyn Fn(&str) -> Option<(Arc<Pipeline>, Arc<Catalog>)> + Sync);
+
+fn source_object(node: &str, hash: &str) -> String {
+    format!("src/{node}/{hash}")
+}
+
+fn message(farm: &Farm, cfg: &Config, p: &Pipeline, job: &JobRecord) -> JobMsg {
+    let node = farm.cfg.node.clone();
+    JobMsg {
+        source_object: source_object(&node, &job.content_hash),
+        node,
+        job: job.id,
+        attempt: job.attempts,
+        input: job.input.clone(),
+        content_hash: job.content_hash.clone(),
+        pipeline: p.name.clone(),
+        pipeline_hash: p.hash.clone(),
+        pipeline_file: p
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        pipeline_text: p.text.to_string(),
+        target_lufs: cfg.target_lufs,
+        target_true_peak_dbtp: cfg.target_true_peak_dbtp,
+        planned: job.planned.clone(),
+    }
+}
+
+impl Ingest {
+    pub fn new(farm: Farm, store: &Store) -> Ingest {
+        let out = store
+            .jobs(Some(JobState::Running))
+            .map(|js| js.iter().filter(|j| j.ran_on.is_some()).count())
+            .unwrap_or(0);
+        Ingest {
+            farm,
+            out: AtomicUsize::new(out),
+        }
+    }
+
+    /// Whether another job may go out now.
+    pub fn has_room(&self) -> bool {
+        self.out.load(Ordering::SeqCst) < self.farm.cfg.in_flight
+    }
+
+    /// Sends claimed job `job` to the farm: its paths planned and reserved here, its source
+    /// in the object store, marked out on the farm, then published. Returns the job as
+    /// recorded (failed as a local job fails when that cannot be done).
+    pub fn dispatch(&self, ctx: &Ctx, p: &Pipeline, job: JobRecord) -> JobRecord {
+        let (job, source) = match job::plan_detached(ctx, p, &job) {
+            Ok(x) => x,
+            Err(f) => return job::fail_detached(ctx, p, job, f),
+        };
+        // Marked first: a crash between the mark and the publish is mended at the next start
+        // (the publish made again, a no-op if it had been made).
+        let job = match ctx.store.update_job(
+            job.id,
+            Some((
+                "farmed",
+                format!("sent to the farm ({})", self.farm.cfg.node),
+            )),
+            |j| j.ran_on = Some("?".into()),
+        ) {
+            Ok(j) => j,
+            Err(e) => {
+                return job::fail_detached(ctx, p, job, Failure::Transient(e.to_string()));
+            }
+        };
+        self.out.fetch_add(1, Ordering::SeqCst);
+        if let Err(e) = self.publish(ctx.cfg, p, &job, &source) {
+            self.out.fetch_sub(1, Ordering::SeqCst);
+            let job = ctx
+                .store
+                .update_job(job.id, None, |j| j.ran_on = None)
+                .unwrap_or(job);
+            return job::fail_detached(
+                ctx,
+                p,
+                job,
+                Failure::Transient(format!("cannot send the job to the farm: {e:#}")),
+            );
+        }
+        job
+    }
+
+    fn publish(
+        &self,
+        cfg: &Config,
+        p: &Pipeline,
+        job: &JobRecord,
+        source: &Path,
+    ) -> anyhow::Result<()> {
+        let farm = &self.farm;
+        let msg = message(farm, cfg, p, job);
+        farm.rt.block_on(async {
+            farm.put_file(&msg.source_object, source).await?;
+            farm.set_state(
+                &msg.key(),
+                &FarmState {
+                    state: "queued".into(),
+                    attempt: msg.attempt,
+                    worker: None,
+                    input: msg.input.to_string_lossy().into_owned(),
+                    pipeline: msg.pipeline.clone(),
+                    updated_ms: now_ms(),
+                },
+            )
+            .await?;
+            let dup = farm
+                .publish(farm.jobs_subject(), msg.msg_id(), serde_json::to_vec(&msg)?)
+                .await?;
+            if dup {
+                tracing::info!(
+                    job = job.id,
+                    "already on the farm (the publish was a duplicate)"
+                );
+            }
+            anyhow::Ok(())
+        })
+    }
+
+    /// At start: jobs marked out on the farm are published again (a no-op for those the
+    /// stream has; the others were cut off between the mark and the publish).
+    pub fn republish(&self, cfg: &Config, store: &Store, lookup: Lookup) {
+        let Ok(running) = store.jobs(Some(JobState::Running)) else {
+            return;
+        };
+        for j in running.into_iter().filter(|j| j.ran_on.is_some()) {
+            let Some((p, _)) = lookup(&j.pipeline) else {
+                continue;
+            };
+            let source = cfg.root.join(&j.input);
+            let source = if source.exists() {
+                source
+            } else {
+                match j.source_now.as_ref().map(|s| cfg.root.join(s)) {
+                    Some(s) if s.exists() => s,
+                    _ => continue,
+                }
+            };
+            if let Err(e) = self.publish(cfg, &p, &j, &source) {
+                tracing::warn!(job = j.id, "cannot publish the job again: {e:#}");
+            }
+        }
+    }
+
+    /// Applies the farm's results for this node until `stop`.
+    pub fn results(&self, cfg: &Config, store: &Store, lookup: Lookup, stop: &AtomicBool) {
+        let farm = &self.farm;
+        let consumer = farm.rt.block_on(async {
+            let stream = farm.js.get_stream(&farm.cfg.results).await?;
+            anyhow::Ok(
+                stream
+                    .get_or_create_consumer(
+                        &format!("ingest-{}", farm.cfg.node),
+                        jetstream::consumer::pull::Config {
+                            durable_name: Some(format!("ingest-{}", farm.cfg.node)),
+                            filter_subject: farm.results_subject(&farm.cfg.node),
+                            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                            // A result being applied is kept by heartbeats; one the host
+                            // took and died with goes again after this wait.
+                            ack_wait: farm.cfg.ack_wait,
+                            ..Default::default()
+                        },
+                    )
+                    .await?,
+            )
+        });
+        let consumer = match consumer {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    "the farm's results cannot be read: {e:#}; jobs sent out stay running until the host starts again"
+                );
+                return;
+            }
+        };
+        while !stop.load(Ordering::SeqCst) {
+            let batch = farm.rt.block_on(async {
+                let mut msgs = consumer
+                    .fetch()
+                    .max_messages(1)
+                    .expires(Duration::from_millis(500))
+                    .messages()
+                    .await?;
+                let mut out = Vec::new();
+                while let Some(m) = msgs.next().await {
+                    match m {
+                        Ok(m) => out.push(m),
+                        Err(e) => tracing::debug!("results: {e}"),
+                    }
+                }
+                anyhow::Ok(out)
+            });
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!("results: {e:#}");
+                    std::thread::sleep(Duration::from_millis(250));
+                    continue;
+                }
+            };
+            for m in batch {
+                let beat = {
+                    let m = m.clone();
+                    let every = farm.cfg.ack_wait / 3;
+                    farm.rt.spawn(async move {
+                        loop {
+                            tokio::time::sleep(every).await;
+                            let _ = m.ack_with(jetstream::AckKind::Progress).await;
+                        }
+                    })
+                };
+                match serde_json::from_slice::<ResultMsg>(&m.payload) {
+                    Ok(r) => self.apply(cfg, store, lookup, r),
+                    Err(e) => tracing::error!("a result that is not one: {e}"),
+                }
+                beat.abort();
+                if !farm.rt.block_on(super::ack(&m)) {
+                    tracing::info!(
+                        "a result could not be acknowledged (the server away?): it comes again and is then dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    /// One result: a job still out on the farm with that attempt takes it; anything else is
+    /// a late or second answer, dropped.
+    fn apply(&self, cfg: &Config, store: &Store, lookup: Lookup, r: ResultMsg) {
+        let farm = &self.farm;
+        let objects: Vec<String> = match &r.outcome {
+            Outcome::Done { outputs, .. } => outputs.iter().map(|o| o.object.clone()).collect(),
+            Outcome::Failed(_) => Vec::new(),
+        };
+        let job = match store.job(r.job) {
+            Ok(Some(j))
+                if j.state == JobState::Running
+                    && j.attempts == r.attempt
+                    && j.ran_on.is_some() =>
+            {
+                j
+            }
+            Ok(_) => {
+                tracing::info!(
+                    job = r.job,
+                    "a result from {} for attempt {} that is no longer awaited: dropped",
+                    r.worker,
+                    r.attempt
+                );
+                farm.rt.block_on(farm.delete_objects(objects));
+                return;
+            }
+            Err(e) => {
+                tracing::error!(job = r.job, "cannot read the job: {e}");
+                return;
+            }
+        };
+        let Some((p, effects)) = lookup(&job.pipeline) else {
+            // Taken again when the pipeline is back (the job waits as a local one does).
+            let _ = store.update_job(
+                job.id,
+                Some((
+                    "waiting",
+                    format!(
+                        "pipeline {} is not loaded (removed or invalid): waiting",
+                        job.pipeline
+                    ),
+                )),
+                |j| {
+                    j.state = JobState::Queued;
+                    j.ran_on = None;
+                    j.attempts = j.attempts.saturating_sub(1);
+                    j.not_before_ms = now_ms() + 30_000;
+                },
+            );
+            self.out.fetch_sub(1, Ordering::SeqCst);
+            farm.rt.block_on(farm.delete_objects(objects));
+            return;
+        };
+        let ctx = Ctx {
+            cfg,
+            store,
+            effects: &effects,
+        };
+        let job = store
+            .update_job(job.id, None, |j| j.ran_on = Some(r.worker.clone()))
+            .unwrap_or(job);
+        let started = job
+            .started_ms
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            .unwrap_or_else(jiff::Timestamp::now);
+        let rendition = match r.outcome {
+            Outcome::Failed(f) => Err(f),
+            Outcome::Done {
+                rendition,
+                outputs,
+                work_root,
+            } => self
+                .place(cfg, &job, &outputs)
+                .map(|()| (*rendition).moved(&work_root, &cfg.root)),
+        };
+        let rec = job::finish_detached(&ctx, &p, job, started, rendition);
+        self.out.fetch_sub(1, Ordering::SeqCst);
+        let key = job_key(&farm.cfg.node, rec.id);
+        let state = FarmState {
+            state: rec.state.name().to_string(),
+            attempt: r.attempt,
+            worker: Some(r.worker.clone()),
+            input: rec.input.to_string_lossy().into_owned(),
+            pipeline: rec.pipeline.clone(),
+            updated_ms: now_ms(),
+        };
+        let still_needed = store
+            .jobs(None)
+            .map(|js| {
+                js.iter().any(|j| {
+                    j.content_hash == rec.content_hash
+                        && j.id != rec.id
+                        && matches!(j.state, JobState::Running | JobState::Queued)
+                })
+            })
+            .unwrap_or(true);
+        farm.rt.block_on(async {
+            if let Err(e) = farm.set_state(&key, &state).await {
+                tracing::warn!(job = rec.id, "{e:#}");
+            }
+            farm.delete_objects(objects).await;
+            if rec.state != JobState::Queued && !still_needed {
+                farm.delete_objects([source_object(&farm.cfg.node, &rec.content_hash)])
+                    .await;
+            }
+        });
+        let what = match rec.state {
+            JobState::Done => format!(
+                "done on {} ({} output(s), {:.1} s)",
+                r.worker,
+                rec.outputs.len(),
+                r.seconds
+            ),
+            s => format!(
+                "{} on {}: {}",
+                s.name(),
+                r.worker,
+                rec.error.clone().unwrap_or_default()
+            ),
+        };
+        tracing::info!(job = rec.id, pipeline = %rec.pipeline, "{} {what}", rec.input.display());
+    }
+
+    /// The worker's outputs into their planned paths in the root, each complete under its
+    /// name only once fetched whole and checked.
+    fn place(
+        &self,
+        cfg: &Config,
+        job: &JobRecord,
+        outputs: &[super::OutputObject],
+    ) -> Result<(), Failure> {
+        let farm = &self.farm;
+        for (o, rel) in outputs.iter().zip(&job.planned) {
+            let dest = crate::confine::prepare(&cfg.root, rel).map_err(|e| {
+                if e.is_io() {
+                    Failure::Transient(e.to_string())
+                } else {
+                    Failure::Refused(e.to_string())
+                }
+            })?;
+            let transient = |e: String| Failure::Transient(format!("{}: {e}", dest.display()));
+            let (atomic, mut file) = sluice_core::io::AtomicFile::create(&dest, true)
+                .map_err(|e| transient(e.to_string()))?;
+            let (hash, size) = farm
+                .rt
+                .block_on(farm.get_into(&o.object, &mut file))
+                .map_err(|e| transient(format!("fetching the output from the farm: {e:#}")))?;
+            if hash != o.blake3 || size != o.bytes {
+                return Err(transient(format!(
+                    "the output fetched from the farm is not what the worker wrote ({size} bytes, BLAKE3 {hash}; the worker's: {} bytes, {})",
+                    o.bytes, o.blake3
+                )));
+            }
+            file.sync_all().map_err(|e| transient(e.to_string()))?;
+            drop(file);
+            atomic.commit().map_err(|e| transient(e.to_string()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,398 @@
+//! A Sluice farm on NATS JetStream (`[cluster]` in sluice.toml; docs/CLUSTER.md).
+//!
+//! - The **ingest node** is `sluice watch` with `[cluster]`: it watches, settles, indexes and
+//!   queues files as a single machine does, and where a local worker would run a job it plans
+//!   its paths (reserved in its redb store), puts the source into the object store under its
+//!   content hash, and publishes a [`JobMsg`] to the work-queue stream with the message ID
+//!   `node.job.attempt`, so a publish made again after a crash is a no-op. When a worker's
+//!   [`ResultMsg`] arrives on `SUBJECT.results.NODE` it fetches each output into its root as a
+//!   local job writes one (temporary file, sync, rename; the BLAKE3 hash checked), writes the
+//!   report, moves the source, and records the job done in redb, then acknowledges the result.
+//! - A **worker** is `sluice worker`: it pulls one job at a time per thread from a durable
+//!   consumer (explicit acks; `ack_wait`; heartbeats while a job runs), fetches the source by
+//!   hash and checks it, parses the pipeline text the message carries, renders with the same
+//!   code as the local host into a folder of its own, uploads the outputs, publishes the
+//!   result, and only then acknowledges the job.
+//! - Job state farm-wide lives in a key-value bucket (`NODE.JOB` → [`JobState`]); each node's
+//!   redb stays its own truth.
+//!
+//! Exactly once: a job is acknowledged only after its result is stored in the results stream,
+//! and a result is applied only to a job still out on the farm with the same attempt; a second
+//! result (a worker thought dead that finished after all, or a redelivery) is dropped. A job
+//! delivered more than `max_deliveries` times (every worker that took it died or hung) is
+//! answered with a failure by the worker that sees it next, and its source is quarantined.
+
+pub mod ingest;
+pub mod worker;
+
+use crate::config::{ClusterAuth, ClusterConfig};
+use anyhow::{Context, Result};
+use async_nats::jetstream;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A job sent to the farm.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobMsg {
+    /// The ingest node that owns the job, and the job's id and attempt there.
+    pub node: String,
+    pub job: u64,
+    pub attempt: u32,
+    /// The source relative to the ingest node's root, and its BLAKE3 hash.
+    #[serde(with = "crate::store::path_codec")]
+    pub input: PathBuf,
+    pub content_hash: String,
+    /// The object holding the source.
+    pub source_object: String,
+    pub pipeline: String,
+    pub pipeline_hash: String,
+    /// The pipeline file's name (for messages) and its text (the worker parses it).
+    pub pipeline_file: String,
+    pub pipeline_text: String,
+    /// The ingest node's `target_lufs` and `target_true_peak_dbtp` (what `normalize = {}`
+    /// means there).
+    pub target_lufs: f64,
+    pub target_true_peak_dbtp: f64,
+    /// Output, report and moved-source paths, relative to the root, fixed by the ingest node.
+    pub planned: Vec<PathBuf>,
+}
+
+impl JobMsg {
+    /// The key of the job in the state bucket, and the ID of its publish.
+    pub fn key(&self) -> String {
+        job_key(&self.node, self.job)
+    }
+    pub fn msg_id(&self) -> String {
+        format!("{}.{}.{}", self.node, self.job, self.attempt)
+    }
+}
+
+pub fn job_key(node: &str, job: u64) -> String {
+    format!("{node}.{job}")
+}
+
+/// One output a worker uploaded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputObject {
+    pub object: String,
+    pub blake3: String,
+    pub bytes: u64,
+}
+
+/// What a worker made of a job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Outcome {
+    Done {
+        rendition: Box<crate::job::Rendition>,
+        outputs: Vec<OutputObject>,
+        /// The folder the worker rendered in (the rendition's paths are under it).
+        work_root: PathBuf,
+    },
+    Failed(crate::job::Failure),
+}
+
+/// A worker's answer for one job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultMsg {
+    pub node: String,
+    pub job: u64,
+    pub attempt: u32,
+    pub worker: String,
+    /// Which delivery of the job this was (1 for the first worker to take it).
+    pub delivery: i64,
+    pub seconds: f64,
+    pub outcome: Outcome,
+}
+
+/// A job's state in the farm's key-value bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobState {
+    /// `queued`, `running`, `rendered`, `done`, `failed` or `quarantined`.
+    pub state: String,
+    pub attempt: u32,
+    #[serde(default)]
+    pub worker: Option<String>,
+    pub input: String,
+    pub pipeline: String,
+    pub updated_ms: i64,
+}
+
+/// A connection to the farm: the work-queue stream, the results stream, the state bucket and
+/// the object store, made when missing. Blocking methods for the host's threads (its own
+/// runtime underneath).
+pub struct Farm {
+    pub cfg: ClusterConfig,
+    pub rt: tokio::runtime::Runtime,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub kv: jetstream::kv::Store,
+    pub objects: jetstream::object_store::ObjectStore,
+}
+
+impl Farm {
+    /// Connects (trying for up to `patience`: the NATS server may be starting) and makes what
+    /// is missing.
+    pub fn connect(cfg: &ClusterConfig, patience: Duration) -> Result<Farm> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sluice-nats")
+            .enable_all()
+            .build()
+            .context("the cluster's runtime")?;
+        let servers = cfg.servers.join(", ");
+        let (client, js, kv, objects) = rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + patience;
+            let client = loop {
+                match options(cfg).await?.connect(cfg.servers.as_slice()).await {
+                    Ok(c) => break c,
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        anyhow::bail!("cannot reach the cluster's NATS server at {servers}: {e}")
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            };
+            let js = jetstream::new(client.clone());
+            let setup = async {
+                js.get_or_create_stream(jetstream::stream::Config {
+                    name: cfg.stream.clone(),
+                    subjects: vec![format!("{}.jobs", cfg.subject)],
+                    retention: jetstream::stream::RetentionPolicy::WorkQueue,
+                    storage: jetstream::stream::StorageType::File,
+                    duplicate_window: Duration::from_secs(3600),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("the job stream {}: {e}", cfg.stream))?;
+                js.get_or_create_stream(jetstream::stream::Config {
+                    name: cfg.results.clone(),
+                    subjects: vec![format!("{}.results.*", cfg.subject)],
+                    retention: jetstream::stream::RetentionPolicy::WorkQueue,
+                    storage: jetstream::stream::StorageType::File,
+                    duplicate_window: Duration::from_secs(3600),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("the results stream {}: {e}", cfg.results))?;
+                let kv = match js.get_key_value(&cfg.bucket).await {
+                    Ok(kv) => kv,
+                    Err(_) => js
+                        .create_key_value(jetstream::kv::Config {
+                            bucket: cfg.bucket.clone(),
+                            description: "Sluice: job state across the farm".into(),
+                            history: 1,
+                            storage: jetstream::stream::StorageType::File,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| anyhow::anyhow!("the state bucket {}: {e}", cfg.bucket))?,
+                };
+                let objects = match js.get_object_store(&cfg.objects).await {
+                    Ok(o) => o,
+                    Err(_) => js
+                        .create_object_store(jetstream::object_store::Config {
+                            bucket: cfg.objects.clone(),
+                            description: Some("Sluice: sources and outputs in transit".into()),
+                            // What a crash leaves behind goes in a week.
+                            max_age: Duration::from_secs(7 * 86_400),
+                            storage: jetstream::stream::StorageType::File,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| anyhow::anyhow!("the object store {}: {e}", cfg.objects))?,
+                };
+                anyhow::Ok((kv, objects))
+            };
+            let (kv, objects) = tokio::time::timeout(Duration::from_secs(30), setup)
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "the NATS server at {servers} did not answer JetStream requests in 30 s (is it started with -js?)"
+                    )
+                })??;
+            anyhow::Ok((client, js, kv, objects))
+        })?;
+        Ok(Farm {
+            cfg: cfg.clone(),
+            rt,
+            client,
+            js,
+            kv,
+            objects,
+        })
+    }
+
+    /// The job's state in the bucket.
+    pub async fn state(&self, key: &str) -> Option<JobState> {
+        let v = self.kv.get(key).await.ok().flatten()?;
+        serde_json::from_slice(&v).ok()
+    }
+
+    /// Sets the job's state (retried while the server is away, for up to a minute).
+    pub async fn set_state(&self, key: &str, s: &JobState) -> Result<()> {
+        let bytes: bytes::Bytes = serde_json::to_vec(s)?.into();
+        retry("a job state", || async {
+            self.kv.put(key, bytes.clone()).await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Puts the file at `path` into the object store as `name`, unless an object of that
+    /// name and size is there already.
+    pub async fn put_file(&self, name: &str, path: &Path) -> Result<()> {
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("{}", path.display()))?
+            .len();
+        if let Ok(info) = self.objects.info(name).await
+            && !info.deleted
+            && info.size as u64 == size
+        {
+            return Ok(());
+        }
+        retry("an upload", || async {
+            let mut f = tokio::fs::File::open(path).await?;
+            self.objects
+                .put(name, &mut f)
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        })
+        .await
+        .with_context(|| format!("{} into the object store as {name}", path.display()))
+    }
+
+    /// Fetches object `name` into `out`, returning its BLAKE3 hash and size (the writes are
+    /// the caller's file's, made on this thread).
+    pub async fn get_into(
+        &self,
+        name: &str,
+        out: &mut impl std::io::Write,
+    ) -> Result<(String, u64)> {
+        use tokio::io::AsyncReadExt;
+        let mut obj = self
+            .objects
+            .get(name)
+            .await
+            .map_err(|e| anyhow::anyhow!("object {name}: {e}"))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 << 10];
+        let mut size = 0u64;
+        loop {
+            let n = obj
+                .read(&mut buf)
+                .await
+                .map_err(|e| anyhow::anyhow!("object {name}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            size += n as u64;
+        }
+        Ok((hasher.finalize().to_hex().to_string(), size))
+    }
+
+    /// Deletes objects, quietly (they expire anyway).
+    pub async fn delete_objects(&self, names: impl IntoIterator<Item = String>) {
+        for n in names {
+            let _ = self.objects.delete(&n).await;
+        }
+    }
+
+    /// Publishes `payload` on `subject` with message ID `id` and waits for the stream's
+    /// acknowledgement (retried while the server is away). Returns whether the stream had the
+    /// ID already (a duplicate, not stored again).
+    pub async fn publish(&self, subject: String, id: String, payload: Vec<u8>) -> Result<bool> {
+        let payload: bytes::Bytes = payload.into();
+        let ack = retry("a publish", || async {
+            let ack = self
+                .js
+                .send_publish(
+                    subject.clone(),
+                    jetstream::message::PublishMessage::build()
+                        .payload(payload.clone())
+                        .message_id(&id),
+                )
+                .await?
+                .await?;
+            anyhow::Ok(ack)
+        })
+        .await?;
+        Ok(ack.duplicate)
+    }
+
+    pub fn jobs_subject(&self) -> String {
+        format!("{}.jobs", self.cfg.subject)
+    }
+    pub fn results_subject(&self, node: &str) -> String {
+        format!("{}.results.{node}", self.cfg.subject)
+    }
+}
+
+/// `f` until it works, for up to a minute (a NATS server restarting, a connection being made
+/// again), with a short wait between tries.
+async fn retry<F, Fut, T, E>(what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let e = anyhow::anyhow!("{e:#}");
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(e.context(format!("{what} failed for a minute")));
+                }
+                tracing::debug!("{what}: {e:#}; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Acknowledges `m` and waits for the server's word, tried a few times over a few seconds.
+/// Not acknowledged (the server away), the message comes again after its wait, and is
+/// then found answered already: acks are not worth waiting a minute for.
+pub async fn ack(m: &jetstream::Message) -> bool {
+    for _ in 0..3 {
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), m.double_ack()).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+async fn options(cfg: &ClusterConfig) -> Result<async_nats::ConnectOptions> {
+    let mut o = match &cfg.auth {
+        ClusterAuth::None => async_nats::ConnectOptions::new(),
+        ClusterAuth::Token(t) => async_nats::ConnectOptions::with_token(t.clone()),
+        ClusterAuth::User { user, password } => {
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        ClusterAuth::Nkey(seed) => async_nats::ConnectOptions::with_nkey(seed.clone()),
+        ClusterAuth::Credentials(path) => {
+            async_nats::ConnectOptions::with_credentials_file(path.clone())
+                .await
+                .with_context(|| format!("[cluster] credentials {}", path.display()))?
+        }
+    };
+    if cfg.tls {
+        o = o.require_tls(true);
+    }
+    if let Some(ca) = &cfg.tls_ca {
+        o = o.add_root_certificates(ca.clone());
+    }
+    Ok(o.name(format!("sluice {}", cfg.node))
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None))
+}
+
+pub fn now_ms() -> i64 {
+    crate::store::now_ms()
+}

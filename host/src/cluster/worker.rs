@@ -1,0 +1,348 @@
+//! `sluice worker`: takes jobs from the farm and runs them (see [`super`]).
+
+use super::{Farm, JobMsg, JobState as FarmState, Outcome, OutputObject, ResultMsg, now_ms};
+use crate::config::Config;
+use crate::effects::Catalog;
+use crate::job::{self, Ctx, Failure};
+use crate::pipeline::{self, Defaults};
+use crate::store::{JobRecord, Store};
+use anyhow::{Context, Result};
+use async_nats::jetstream;
+use futures_util::StreamExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A worker process: its root (for its state, its compiled effects and the folders jobs run
+/// in), the farm, and what it runs jobs with.
+struct Worker {
+    cfg: Config,
+    farm: Farm,
+    store: Store,
+    effects: Catalog,
+    consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+}
+
+/// Runs jobs from the farm on `cfg.workers` threads until `stop`; each running job finishes
+/// first.
+pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<()> {
+    let Some(cluster) = cfg.cluster.clone() else {
+        anyhow::bail!(
+            "{}: no [cluster] table: a worker needs the farm's NATS server (docs/CLUSTER.md)",
+            cfg.root.join(crate::config::CONFIG_FILE).display()
+        );
+    };
+    std::fs::create_dir_all(cfg.state_dir())
+        .with_context(|| format!("{}", cfg.state_dir().display()))?;
+    let store = Store::open(&cfg.db_path(), true)?;
+    let runtime =
+        crate::effects::Runtime::new(Some(cfg.effects_cache())).context("the effects runtime")?;
+    let effects = Catalog::load(runtime, Some(&cfg.effects_dir()));
+    // Folders of jobs a killed worker left.
+    let work = work_dir(&cfg);
+    let _ = std::fs::remove_dir_all(&work);
+    let farm = Farm::connect(&cluster, Duration::from_secs(60))?;
+    let consumer = farm.rt.block_on(async {
+        let stream = farm.js.get_stream(&cluster.stream).await?;
+        anyhow::Ok(
+            stream
+                .get_or_create_consumer(
+                    "workers",
+                    jetstream::consumer::pull::Config {
+                        durable_name: Some("workers".into()),
+                        filter_subject: farm.jobs_subject(),
+                        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                        ack_wait: cluster.ack_wait,
+                        // One more than the deliveries allowed: the worker that sees it answers
+                        // with the failure.
+                        max_deliver: i64::from(cluster.max_deliveries) + 1,
+                        ..Default::default()
+                    },
+                )
+                .await?,
+        )
+    })?;
+    let threads = cfg.workers;
+    crate::host::say(format!(
+        "sluice worker {}: {threads} thread(s), jobs from {} on {}",
+        cluster.node,
+        cluster.stream,
+        cluster.servers.join(", ")
+    ));
+    let w = Arc::new(Worker {
+        cfg,
+        farm,
+        store,
+        effects,
+        consumer,
+    });
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (w, stop) = (w.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("farm-worker-{t}"))
+                .spawn(move || w.take_jobs(t, &stop))
+        })
+        .collect::<std::io::Result<_>>()?;
+    for h in handles {
+        let _ = h.join();
+    }
+    crate::host::say(format!("sluice worker {}: stopped", w.farm.cfg.node));
+    Ok(())
+}
+
+fn work_dir(cfg: &Config) -> PathBuf {
+    cfg.state_dir().join("farm")
+}
+
+impl Worker {
+    fn take_jobs(&self, thread: usize, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            let got = self.farm.rt.block_on(async {
+                let mut msgs = self
+                    .consumer
+                    .fetch()
+                    .max_messages(1)
+                    .expires(Duration::from_secs(1))
+                    .messages()
+                    .await?;
+                let m = msgs
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                anyhow::Ok(m)
+            });
+            match got {
+                Ok(Some(m)) => self.one(thread, m),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!("fetching a job: {e:#}");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        }
+    }
+
+    /// One delivery of a job: answered (a result published) and then acknowledged.
+    fn one(&self, thread: usize, m: jetstream::Message) {
+        let farm = &self.farm;
+        let me = farm.cfg.node.clone();
+        let delivery = m.info().map(|i| i.delivered).unwrap_or(1);
+        let job: JobMsg = match serde_json::from_slice(&m.payload) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!("a job message that is not one ({e}): dropped");
+                let _ = farm.rt.block_on(m.ack_with(jetstream::AckKind::Term));
+                return;
+            }
+        };
+        let key = job.key();
+        // Answered already (a redelivery after the answer, or an older attempt): nothing to do.
+        if let Some(s) = farm.rt.block_on(farm.state(&key))
+            && (s.attempt > job.attempt
+                || (s.attempt == job.attempt && s.state != "queued" && s.state != "running"))
+        {
+            tracing::info!(job = job.job, node = %job.node, "answered already ({}): skipped", s.state);
+            farm.rt.block_on(super::ack(&m));
+            return;
+        }
+        let t = Instant::now();
+        let outcome = if delivery > i64::from(farm.cfg.max_deliveries) {
+            Outcome::Failed(Failure::Input(format!(
+                "{}: {} workers took this job and none finished it (each died or stopped answering): the file may be what stops them",
+                job.input.display(),
+                delivery - 1
+            )))
+        } else {
+            let state = FarmState {
+                state: "running".into(),
+                attempt: job.attempt,
+                worker: Some(me.clone()),
+                input: job.input.to_string_lossy().into_owned(),
+                pipeline: job.pipeline.clone(),
+                updated_ms: now_ms(),
+            };
+            if let Err(e) = farm.rt.block_on(farm.set_state(&key, &state)) {
+                tracing::warn!("{e:#}");
+            }
+            tracing::info!(job = job.job, node = %job.node, "{}: running ({})", job.input.display(), job.pipeline);
+            // Heartbeats while it runs: the stream gives the job to another worker only if
+            // this one stops answering.
+            let beat = {
+                let m = m.clone();
+                let every = farm.cfg.ack_wait / 3;
+                farm.rt.spawn(async move {
+                    loop {
+                        tokio::time::sleep(every).await;
+                        let _ = m.ack_with(jetstream::AckKind::Progress).await;
+                    }
+                })
+            };
+            let dir = work_dir(&self.cfg).join(format!(
+                "{}-{}-{}-{}-{thread}",
+                job.node,
+                job.job,
+                job.attempt,
+                std::process::id()
+            ));
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.render(&job, &dir, delivery)
+            }));
+            beat.abort();
+            let outcome = match ran {
+                Ok(Ok(o)) => o,
+                Ok(Err(f)) => Outcome::Failed(f),
+                Err(_) => Outcome::Failed(Failure::Effect(format!(
+                    "{}: internal error (panic) on worker {me}; see its log",
+                    job.input.display()
+                ))),
+            };
+            let _ = std::fs::remove_dir_all(&dir);
+            outcome
+        };
+        let what = match &outcome {
+            Outcome::Done { outputs, .. } => format!("rendered ({} output(s))", outputs.len()),
+            Outcome::Failed(f) => format!("failed: {}", f.message()),
+        };
+        let result = ResultMsg {
+            node: job.node.clone(),
+            job: job.job,
+            attempt: job.attempt,
+            worker: me.clone(),
+            delivery,
+            seconds: t.elapsed().as_secs_f64(),
+            outcome,
+        };
+        let sent = farm.rt.block_on(async {
+            let payload = serde_json::to_vec(&result)?;
+            farm.publish(
+                farm.results_subject(&job.node),
+                format!("{}.r{delivery}", job.msg_id()),
+                payload,
+            )
+            .await?;
+            let state = FarmState {
+                state: "rendered".into(),
+                attempt: job.attempt,
+                worker: Some(me.clone()),
+                input: job.input.to_string_lossy().into_owned(),
+                pipeline: job.pipeline.clone(),
+                updated_ms: now_ms(),
+            };
+            if let Err(e) = farm.set_state(&key, &state).await {
+                tracing::warn!("{e:#}");
+            }
+            if !super::ack(&m).await {
+                tracing::info!(job = job.job, node = %job.node, "the job could not be acknowledged (the server away?): it comes again and is then skipped");
+            }
+            anyhow::Ok(())
+        });
+        match sent {
+            Ok(()) => {
+                tracing::info!(job = job.job, node = %job.node, "{} {what}", job.input.display())
+            }
+            // Not acknowledged: the job goes to a worker again once its wait runs out.
+            Err(e) => tracing::error!(job = job.job, node = %job.node, "cannot answer: {e:#}"),
+        }
+    }
+
+    /// The job rendered in `dir` (a root of its own) and its outputs uploaded.
+    fn render(&self, msg: &JobMsg, dir: &Path, delivery: i64) -> Result<Outcome, Failure> {
+        let farm = &self.farm;
+        let transient = |e: String| {
+            Failure::Transient(format!(
+                "{} on worker {}: {e}",
+                msg.input.display(),
+                farm.cfg.node
+            ))
+        };
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).map_err(|e| transient(format!("{}: {e}", dir.display())))?;
+        let source = crate::confine::prepare(dir, &msg.input)
+            .map_err(|e| Failure::Refused(format!("{}: {e}", msg.input.display())))?;
+        let mut f = std::fs::File::create(&source)
+            .map_err(|e| transient(format!("{}: {e}", source.display())))?;
+        let (hash, _) = farm
+            .rt
+            .block_on(farm.get_into(&msg.source_object, &mut f))
+            .map_err(|e| transient(format!("cannot fetch the source from the farm: {e:#}")))?;
+        drop(f);
+        if hash != msg.content_hash {
+            return Err(transient(format!(
+                "the source fetched from the farm has BLAKE3 {hash}, not the job's {}",
+                msg.content_hash
+            )));
+        }
+        let p = pipeline::parse(
+            Path::new(&msg.pipeline_file),
+            &msg.pipeline_text,
+            Defaults {
+                target_lufs: msg.target_lufs,
+                target_true_peak_dbtp: msg.target_true_peak_dbtp,
+                effects: Some(&self.effects),
+            },
+        )
+        .map_err(|ds| {
+            Failure::Refused(format!(
+                "pipeline {} does not load on worker {}: {}",
+                msg.pipeline,
+                farm.cfg.node,
+                ds.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })?;
+        if p.hash != msg.pipeline_hash {
+            return Err(Failure::Refused(format!(
+                "pipeline {}: version {} on worker {}, {} sent",
+                msg.pipeline, p.hash, farm.cfg.node, msg.pipeline_hash
+            )));
+        }
+        let cfg = Config {
+            target_lufs: msg.target_lufs,
+            target_true_peak_dbtp: msg.target_true_peak_dbtp,
+            ..Config::defaults(dir)
+        };
+        let ctx = Ctx {
+            cfg: &cfg,
+            store: &self.store,
+            effects: &self.effects,
+        };
+        let record = JobRecord::detached(
+            msg.job,
+            &p.name,
+            &p.hash,
+            msg.input.clone(),
+            msg.content_hash.clone(),
+            msg.planned.clone(),
+        );
+        let rendition = job::render_detached(&ctx, &p, &record, &source)?;
+        let mut outputs = Vec::new();
+        for (i, rel) in msg.planned.iter().take(rendition.outputs.len()).enumerate() {
+            let path = dir.join(rel);
+            let blake3 =
+                job::hash_file(&path).map_err(|e| transient(format!("{}: {e}", path.display())))?;
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let object = format!(
+                "out/{}/{}/{}/{}-{delivery}/{i}",
+                msg.node, msg.job, msg.attempt, farm.cfg.node
+            );
+            farm.rt
+                .block_on(farm.put_file(&object, &path))
+                .map_err(|e| transient(format!("cannot upload an output: {e:#}")))?;
+            outputs.push(OutputObject {
+                object,
+                blake3,
+                bytes,
+            });
+        }
+        Ok(Outcome::Done {
+            rendition: Box::new(rendition),
+            outputs,
+            work_root: dir.to_path_buf(),
+        })
+    }
+}

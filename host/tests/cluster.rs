@@ -1,0 +1,402 @@
+//! The farm (`[cluster]`, docs/CLUSTER.md) against a real `nats-server -js` on a loopback
+//! port: one ingest host (`sluice watch`) and worker processes with roots of their own
+//! (machines of a farm), through the faults a farm meets.
+
+mod common;
+
+use common::{assert_no_temporaries, files_under, programme_wav, sluice, tool};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const PIPELINE: &str = r#"
+name = "farm"
+watch = "inbox"
+
+[[step]]
+analyze = { sections = ["loudness"] }
+
+[[step]]
+normalize = { loudness_lufs = -18, true_peak_dbtp = -1 }
+
+[[output]]
+path = "out/{stem}.flac"
+bit_depth = 16
+
+[[output]]
+path = "out/mp3/{stem}.mp3"
+bitrate_kbps = 128
+
+[source]
+action = "move"
+to = "done/{name}"
+"#;
+
+/// A `nats-server` with JetStream on a loopback port, its store in a folder that outlives a
+/// restart.
+struct Nats {
+    bin: PathBuf,
+    port: u16,
+    store: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Nats {
+    fn start(bin: PathBuf, dir: &Path) -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = Nats {
+            bin,
+            port,
+            store: dir.join("nats-store"),
+            log: dir.join("nats.log"),
+            child: None,
+        };
+        n.up();
+        n
+    }
+
+    fn up(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = std::process::Command::new(&self.bin)
+            .args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-sd")
+            .arg(&self.store)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Killed and started again on the same port and store.
+    fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.up();
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A `sluice watch` or `sluice worker` process, its output appended to `log`.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn start(args: &[&str], root: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut c = sluice();
+        c.args(args).arg("--root").arg(root);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap();
+        Proc {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn farm_toml(nats: &Nats, node: &str, extra: &str) -> String {
+    format!(
+        "settle_seconds = 0.3\nrescan_seconds = 1\n{extra}\n[cluster]\nservers = [\"{}\"]\nnode = \"{node}\"\nack_wait_seconds = 3\nmax_deliveries = 2\n",
+        nats.url()
+    )
+}
+
+fn ingest(dir: &Path, nats: &Nats) -> (PathBuf, PathBuf) {
+    let root = dir.join("ingest");
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::create_dir_all(root.join("inbox")).unwrap();
+    std::fs::write(root.join("pipelines/farm.toml"), PIPELINE).unwrap();
+    std::fs::write(root.join("sluice.toml"), farm_toml(nats, "ingest", "")).unwrap();
+    (root.clone(), dir.join("ingest.log"))
+}
+
+fn worker_root(dir: &Path, nats: &Nats, name: &str) -> PathBuf {
+    let root = dir.join(name);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("sluice.toml"),
+        farm_toml(nats, name, "workers = 1"),
+    )
+    .unwrap();
+    root
+}
+
+fn start_ingest(root: &Path, log: &Path) -> Proc {
+    Proc::start(
+        &["watch"],
+        root,
+        log,
+        &[
+            ("SLUICE_WORKERS", "2"),
+            ("SLUICE_MAX_INTERRUPTED_RUNS", "1000"),
+        ],
+    )
+}
+
+fn start_worker(root: &Path, dir: &Path, name: &str) -> Proc {
+    Proc::start(&["worker"], root, &dir.join(format!("{name}.log")), &[])
+}
+
+fn jobs(root: &Path) -> Vec<serde_json::Value> {
+    let out = sluice()
+        .args(["jobs", "--json", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn finished(js: &[serde_json::Value]) -> usize {
+    js.iter()
+        .filter(|j| j["state"] != "queued" && j["state"] != "running")
+        .count()
+}
+
+/// The job states in the farm's key-value bucket, by key.
+fn kv_states(url: &str) -> BTreeMap<String, serde_json::Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use futures_util::StreamExt;
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let kv = js.get_key_value("sluice-jobs").await.unwrap();
+        let mut keys = kv.keys().await.unwrap();
+        let mut out = BTreeMap::new();
+        while let Some(k) = keys.next().await {
+            let k = k.unwrap();
+            let v = kv.get(&k).await.unwrap().unwrap();
+            out.insert(k, serde_json::from_slice(&v).unwrap());
+        }
+        out
+    })
+}
+
+/// 100 files through an ingest host and three workers while one worker is killed mid-job,
+/// the NATS server is restarted and the ingest host is killed: every input ends with one set
+/// of outputs, byte-identical to a single machine's, the bucket agrees with the ingest
+/// node's store, and nothing temporary is left.
+#[test]
+fn a_farm_takes_every_file_once_through_kills_and_a_server_restart() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    let names: Vec<&str> = vec!["w1", "w2", "w3"];
+    let roots: Vec<PathBuf> = names
+        .iter()
+        .map(|n| worker_root(dir.path(), &nats, n))
+        .collect();
+    let mut workers: Vec<Proc> = names
+        .iter()
+        .zip(&roots)
+        .map(|(n, r)| start_worker(r, dir.path(), n))
+        .collect();
+    let mut host = start_ingest(&root, &ingest_log);
+    // The inputs: made beside the root, then moved in whole.
+    let made = dir.path().join("made");
+    std::fs::create_dir_all(&made).unwrap();
+    let n = 100;
+    for i in 0..n {
+        let p = made.join(format!("take{i:03}.wav"));
+        programme_wav(&p, 2.0 + (i % 5) as f64 * 0.5, i as u64);
+    }
+    let copies = dir.path().join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    for e in std::fs::read_dir(&made).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, copies.join(p.file_name().unwrap())).unwrap();
+        std::fs::rename(&p, root.join("inbox").join(p.file_name().unwrap())).unwrap();
+    }
+    let t = Instant::now();
+    let deadline = Duration::from_secs(180);
+    let nats_log = nats.log.clone();
+    let logs = |host: &Proc, workers: &[Proc]| {
+        let mut s = format!("ingest log:\n{}\n", host.log());
+        for w in workers {
+            s += &format!("{}:\n{}\n", w.log.display(), w.log());
+        }
+        s += &std::fs::read_to_string(&nats_log).unwrap_or_default();
+        s
+    };
+    // A worker killed mid-job: w1 as soon as it says it is running one.
+    while !workers[0].log().contains(": running (") {
+        assert!(
+            t.elapsed() < deadline,
+            "w1 never ran a job:\n{}",
+            logs(&host, &workers)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    workers[0].kill();
+    // The server restarted once a third is done, the ingest host killed at two thirds.
+    let mut restarted = false;
+    let mut ingest_killed = false;
+    loop {
+        let js = jobs(&root);
+        let done = finished(&js);
+        if js.len() == n && done == n {
+            break;
+        }
+        assert!(
+            t.elapsed() < deadline,
+            "{done} of {n} jobs finished in {:?}:\n{}",
+            t.elapsed(),
+            logs(&host, &workers)
+        );
+        if !restarted && done >= n / 3 {
+            restarted = true;
+            eprintln!("{:?}: {done} done: the NATS server restarts", t.elapsed());
+            nats.restart();
+            // The killed worker's machine comes back too.
+            workers[0] = start_worker(&roots[0], dir.path(), "w1");
+        }
+        if restarted && !ingest_killed && done >= 2 * n / 3 {
+            ingest_killed = true;
+            eprintln!("{:?}: {done} done: the ingest host is killed", t.elapsed());
+            host.kill();
+            host = start_ingest(&root, &ingest_log);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = t.elapsed();
+    assert!(restarted && ingest_killed, "the faults did not all happen");
+    let js = jobs(&root);
+    let bad: Vec<_> = js.iter().filter(|j| j["state"] != "done").collect();
+    assert!(
+        bad.is_empty(),
+        "jobs not done: {bad:#?}\n{}",
+        logs(&host, &workers)
+    );
+    // Where each ran is recorded, and the three workers shared the work.
+    let mut by_worker: BTreeMap<String, usize> = BTreeMap::new();
+    for j in &js {
+        *by_worker
+            .entry(j["ran_on"].as_str().unwrap_or("none").to_string())
+            .or_default() += 1;
+    }
+    assert!(
+        by_worker.keys().all(|k| names.contains(&k.as_str())),
+        "{by_worker:?}"
+    );
+    assert!(by_worker.len() >= 2, "{by_worker:?}");
+    // One set of outputs per input, and every source moved once.
+    let outputs = files_under(&root.join("out"));
+    assert_eq!(outputs.len(), 2 * n, "{outputs:#?}");
+    assert_eq!(files_under(&root.join("done")).len(), n);
+    assert!(files_under(&root.join("inbox")).is_empty());
+    assert_no_temporaries(&root);
+    // The same files on one machine, without the farm: the same bytes.
+    let single = dir.path().join("single");
+    std::fs::create_dir_all(single.join("pipelines")).unwrap();
+    std::fs::write(single.join("pipelines/farm.toml"), PIPELINE).unwrap();
+    let mut cmd = sluice();
+    cmd.args(["run", "farm", "--root"]).arg(&single);
+    for e in std::fs::read_dir(&copies).unwrap() {
+        cmd.arg(e.unwrap().path());
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for o in &outputs {
+        let rel = o.strip_prefix(&root).unwrap();
+        assert_eq!(
+            common::blake3_hex(o),
+            common::blake3_hex(&single.join(rel)),
+            "{} differs from the single machine's (kept in {})",
+            rel.display(),
+            dir.keep().display()
+        );
+    }
+    // The farm's bucket says what the ingest node's store says.
+    let kv = kv_states(&nats.url());
+    for j in &js {
+        let key = format!("ingest.{}", j["id"]);
+        let s = kv
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key} not in the bucket"));
+        assert_eq!(s["state"], "done", "{key}: {s}");
+        assert_eq!(s["worker"], j["ran_on"], "{key}: {s}");
+        assert_eq!(s["attempt"], j["attempts"], "{key}: {s}");
+    }
+    // The worker's folders for jobs are gone (w1's with its restart).
+    for w in &mut workers {
+        w.kill();
+    }
+    for r in &roots {
+        let left = files_under(&r.join(".sluice/farm"));
+        assert!(left.is_empty(), "{left:?}");
+    }
+    eprintln!("{n} files through the farm with the faults in {took:?}; by worker: {by_worker:?}");
+    if std::env::var_os("KEEPDIR").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
+}
