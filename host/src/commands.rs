@@ -387,6 +387,9 @@ pub struct Stats {
     /// Files the store has indexed in watch folders.
     pub indexed_files: usize,
     pub jobs: BTreeMap<&'static str, u64>,
+    /// On a farm: jobs by the worker they ran on (`?`: out on the farm, no answer yet).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ran_on: BTreeMap<String, u64>,
     /// The state file's schema version, when there is one.
     pub state_schema: Option<u64>,
     #[serde(skip)]
@@ -442,10 +445,14 @@ pub fn stats(cfg: &Config) -> Result<Stats> {
     let mut jobs: BTreeMap<&str, u64> = JobState::ALL.iter().map(|s| (s.name(), 0)).collect();
     let db = cfg.db_path();
     let mut state_schema = None;
+    let mut ran_on: BTreeMap<String, u64> = BTreeMap::new();
     let indexed_files = if db.exists() {
         let store = Store::open(&db, false)?;
         for j in store.jobs(None)? {
             *jobs.entry(j.state.name()).or_default() += 1;
+            if let Some(w) = j.ran_on {
+                *ran_on.entry(w).or_default() += 1;
+            }
         }
         state_schema = Some(store.schema_version()?);
         store.file_paths()?.len()
@@ -467,6 +474,7 @@ pub fn stats(cfg: &Config) -> Result<Stats> {
         newest: stamped(newest),
         indexed_files,
         jobs,
+        ran_on,
         state_schema,
         state_file: db,
     })

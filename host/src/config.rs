@@ -592,6 +592,49 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_table_is_read_and_checked() {
+        assert_eq!(load("").unwrap().cluster, None);
+        let c = load("[cluster]\nnode = \"ingest 1\"\n")
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.servers, ["nats://127.0.0.1:4222"]);
+        assert_eq!(c.node, "ingest_1");
+        assert_eq!(c.auth, ClusterAuth::None);
+        assert_eq!(
+            (c.stream.as_str(), c.bucket.as_str()),
+            ("SLUICE_JOBS", "sluice-jobs")
+        );
+        assert_eq!(c.ack_wait, Duration::from_secs(60));
+        let c = load("[cluster]\nservers = [\"nats://a:4222\", \"tls://b:4222\"]\nuser = \"u\"\npassword = \"p\"\n")
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(format!("{:?}", c.auth), "user and password");
+        for (bad, says) in [
+            ("servers = [\"127.0.0.1:4222\"]", "give nats://host:port"),
+            (
+                "token = \"t\"\nuser = \"u\"\npassword = \"p\"",
+                "give one way to log in",
+            ),
+            ("user = \"u\"", "give both user and password"),
+            ("nkey = \"UA123\"", "starts with SU"),
+            ("stream = \"a.b\"", "stream = \"a.b\""),
+            ("ack_wait_seconds = 0", "give 1 to 3600"),
+            ("max_deliveries = 0", "give 1 to 100"),
+            ("in_flight = 0", "give 1 to 4096"),
+            ("colour = 1", "unknown field"),
+        ] {
+            let e = load(&format!("[cluster]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(e.contains("sluice.toml"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn the_server_table_and_its_webhooks_are_read_and_checked() {
         assert_eq!(load("").unwrap().server, None);
         let c = load("[server]\n").unwrap().server.unwrap();

@@ -345,6 +345,11 @@ fn a_farm_takes_every_file_once_through_kills_and_a_server_restart() {
         "{by_worker:?}"
     );
     assert!(by_worker.len() >= 2, "{by_worker:?}");
+    let stats = common::succeed(sluice().args(["stats", "--json", "--root"]).arg(&root));
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    for (w, k) in &by_worker {
+        assert_eq!(stats["ran_on"][w], *k as u64, "{stats:#}");
+    }
     // One set of outputs per input, and every source moved once.
     let outputs = files_under(&root.join("out"));
     assert_eq!(outputs.len(), 2 * n, "{outputs:#?}");
@@ -399,4 +404,196 @@ fn a_farm_takes_every_file_once_through_kills_and_a_server_restart() {
     if std::env::var_os("KEEPDIR").is_some() {
         eprintln!("kept {}", dir.keep().display());
     }
+}
+
+/// A file that stops every worker that takes it (each is killed while running it) is
+/// answered, once the delivery limit is reached, with a failure by the next worker to see it:
+/// its source goes to quarantine with the reason, and the other files are not held up.
+#[test]
+fn a_job_that_stops_every_worker_is_quarantined_at_the_delivery_limit() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    let names = ["w1", "w2"];
+    let roots: Vec<PathBuf> = names
+        .iter()
+        .map(|n| worker_root(dir.path(), &nats, n))
+        .collect();
+    let mut workers: Vec<Proc> = names
+        .iter()
+        .zip(&roots)
+        .map(|(n, r)| start_worker(r, dir.path(), n))
+        .collect();
+    let host = start_ingest(&root, &ingest_log);
+    for (seed, name) in ["poison", "fine"].into_iter().enumerate() {
+        let made = dir.path().join(format!("{name}.wav"));
+        programme_wav(&made, 3.0, 7 + seed as u64);
+        std::fs::rename(&made, root.join("inbox").join(format!("{name}.wav"))).unwrap();
+    }
+    let t = Instant::now();
+    let mut seen = [0usize; 2];
+    let mut kills = 0;
+    loop {
+        // A worker running the poison file dies (as a crash in its decoder would make it).
+        for (i, w) in workers.iter_mut().enumerate() {
+            let now = w.log().matches("inbox/poison.wav: running").count();
+            if now > seen[i] {
+                seen[i] = now;
+                w.kill();
+                kills += 1;
+                *w = start_worker(&roots[i], dir.path(), names[i]);
+            }
+        }
+        let js = jobs(&root);
+        if js.len() == 2 && finished(&js) == 2 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "not finished: {js:#?}\ningest:\n{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let js = jobs(&root);
+    let by_input = |n: &str| {
+        js.iter()
+            .find(|j| j["input"] == format!("inbox/{n}.wav"))
+            .unwrap()
+            .clone()
+    };
+    let fine = by_input("fine");
+    assert_eq!(fine["state"], "done", "{fine:#}");
+    let poison = by_input("poison");
+    assert_eq!(poison["state"], "quarantined", "{poison:#}");
+    let error = poison["error"].as_str().unwrap();
+    assert!(
+        error.contains("2 workers took this job and none finished it"),
+        "{error}"
+    );
+    assert_eq!(kills, 2, "the limit is 2 deliveries");
+    assert!(root.join("failed/farm/poison.wav").is_file());
+    assert!(root.join("failed/farm/poison.wav.error.json").is_file());
+    assert!(files_under(&root.join("out")).len() == 2);
+    assert_no_temporaries(&root);
+}
+
+/// A user effect in WAT (the ABI of effects/ABI.md, two channels, no parameters) whose
+/// `sluice_process` multiplies every sample by `gain`.
+fn gain_module(name: &str, gain: f32) -> Vec<u8> {
+    let desc = format!(r#"{{"abi":1,"name":"{name}","version":"1","max_channels":2}}"#);
+    let text = format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (func (export "sluice_init") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "sluice_buffer") (param $ch i32) (result i32)
+    (i32.add (i32.const 1024) (i32.mul (local.get $ch) (i32.const 16384))))
+  (func (export "sluice_set_param") (param i32 f32) (result i32) (i32.const 6))
+  (func (export "sluice_reset"))
+  (func (export "sluice_process") (param $n i32) (result i32)
+    (local $i i32) (local $a i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $a (i32.add (i32.const 1024) (i32.shl (local.get $i) (i32.const 2))))
+      (f32.store (local.get $a) (f32.mul (f32.load (local.get $a)) (f32.const {gain})))
+      (local.set $a (i32.add (local.get $a) (i32.const 16384)))
+      (f32.store (local.get $a) (f32.mul (f32.load (local.get $a)) (f32.const {gain})))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i32.const 0))
+  (@custom "sluice_effect" {desc:?})
+)"#
+    );
+    wat::parse_str(text).unwrap()
+}
+
+/// A user effect of the ingest root travels with the job by hash: a worker without it runs
+/// it, and a worker with its own module of the same name runs the ingest node's, so the
+/// outputs are the single machine's.
+#[test]
+fn user_effects_travel_with_the_job_by_hash() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    // The effect in place of the normalization (which would undo its gain).
+    let pipeline = PIPELINE.replace(
+        "normalize = { loudness_lufs = -18, true_peak_dbtp = -1 }",
+        "effect = \"halve\"",
+    );
+    assert!(pipeline.contains("halve"));
+    std::fs::write(root.join("pipelines/farm.toml"), &pipeline).unwrap();
+    std::fs::create_dir_all(root.join("effects")).unwrap();
+    std::fs::write(root.join("effects/halve.wasm"), gain_module("halve", 0.5)).unwrap();
+    // w2 has a module of the same name of its own that does something else.
+    let w1 = worker_root(dir.path(), &nats, "w1");
+    let w2 = worker_root(dir.path(), &nats, "w2");
+    std::fs::create_dir_all(w2.join("effects")).unwrap();
+    std::fs::write(w2.join("effects/halve.wasm"), gain_module("halve", 0.9)).unwrap();
+    let _workers = [
+        start_worker(&w1, dir.path(), "w1"),
+        start_worker(&w2, dir.path(), "w2"),
+    ];
+    let host = start_ingest(&root, &ingest_log);
+    let copies = dir.path().join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    let n = 6;
+    for i in 0..n {
+        let made = copies.join(format!("take{i}.wav"));
+        programme_wav(&made, 2.0, 100 + i as u64);
+        std::fs::copy(&made, root.join("inbox").join(format!("take{i}.wav"))).unwrap();
+    }
+    let t = Instant::now();
+    let js = loop {
+        let js = jobs(&root);
+        if js.len() == n && finished(&js) == n {
+            break js;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "{js:#?}\n{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for j in &js {
+        assert_eq!(j["state"], "done", "{j:#}\n{}", host.log());
+    }
+    let workers: std::collections::BTreeSet<&str> =
+        js.iter().filter_map(|j| j["ran_on"].as_str()).collect();
+    assert_eq!(workers.len(), 2, "both workers ran jobs: {workers:?}");
+    // The single machine with the ingest root's module.
+    let single = dir.path().join("single");
+    std::fs::create_dir_all(single.join("pipelines")).unwrap();
+    std::fs::create_dir_all(single.join("effects")).unwrap();
+    std::fs::write(single.join("pipelines/farm.toml"), &pipeline).unwrap();
+    std::fs::copy(
+        root.join("effects/halve.wasm"),
+        single.join("effects/halve.wasm"),
+    )
+    .unwrap();
+    let mut cmd = sluice();
+    cmd.args(["run", "farm", "--root"]).arg(&single);
+    for i in 0..n {
+        cmd.arg(copies.join(format!("take{i}.wav")));
+    }
+    common::succeed(&mut cmd);
+    for o in files_under(&root.join("out")) {
+        let rel = o.strip_prefix(&root).unwrap();
+        assert_eq!(
+            common::blake3_hex(&o),
+            common::blake3_hex(&single.join(rel)),
+            "{}",
+            rel.display()
+        );
+    }
+    assert!(
+        w1.join(".sluice/farm-effects").read_dir().unwrap().count() == 1,
+        "w1 keeps the module it fetched"
+    );
 }

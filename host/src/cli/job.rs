@@ -52,6 +52,11 @@ fn print(d: &JobDetail, json: bool) -> Result<ExitCode> {
         writeln!(out, "  created   {}", local_time(Some(j.created_ms)))?;
         writeln!(out, "  started   {}", local_time(j.started_ms))?;
         writeln!(out, "  finished  {}", local_time(j.finished_ms))?;
+        match j.ran_on.as_deref() {
+            Some("?") => writeln!(out, "  ran on    the farm (no worker has answered yet)")?,
+            Some(w) => writeln!(out, "  ran on    farm worker {w}")?,
+            None => {}
+        }
         if let Some(e) = &j.error {
             writeln!(out, "  error     {e}")?;
         }

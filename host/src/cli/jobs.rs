@@ -44,13 +44,18 @@ fn print(list: &[JobRecord], json: bool) -> Result<ExitCode> {
         for j in list {
             writeln!(
                 out,
-                "{:>6}  {:<11} {:>4.0}%  {:<18} {:<19}  {}{}",
+                "{:>6}  {:<11} {:>4.0}%  {:<18} {:<19}  {}{}{}",
                 j.id,
                 j.state.name(),
                 j.progress * 100.0,
                 j.pipeline,
                 local_time(j.finished_ms),
                 j.input.display(),
+                match j.ran_on.as_deref() {
+                    Some("?") => "  (on the farm)".to_string(),
+                    Some(w) => format!("  (on {w})"),
+                    None => String::new(),
+                },
                 j.error
                     .as_ref()
                     .map(|e| format!("\n        {e}"))

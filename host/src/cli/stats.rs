@@ -56,7 +56,22 @@ fn print(s: &Stats, json: bool) -> Result<ExitCode> {
                 .map(|(s, n)| format!("{s} {n}"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        )
+        )?;
+        if !s.ran_on.is_empty() {
+            writeln!(
+                out,
+                "  farm      {}",
+                s.ran_on
+                    .iter()
+                    .map(|(w, n)| match w.as_str() {
+                        "?" => format!("{n} out, not answered yet"),
+                        _ => format!("{n} on {w}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+        }
+        Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
 }

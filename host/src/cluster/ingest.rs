@@ -27,9 +27,42 @@ fn source_object(node: &str, hash: &str) -> String {
     format!("src/{node}/{hash}")
 }
 
-fn message(farm: &Farm, cfg: &Config, p: &Pipeline, job: &JobRecord) -> JobMsg {
+/// The user effects `p` names, with the files they were loaded from.
+fn user_effects(p: &Pipeline, effects: &Catalog) -> Vec<(String, std::path::PathBuf)> {
+    let mut out: Vec<(String, std::path::PathBuf)> = Vec::new();
+    for s in &p.steps {
+        if let sluice_core::render::steps::StepSpec::Effect(e) = s
+            && let Some(entry) = effects.get(&e.name)
+            && let crate::effects::Origin::File(path) = &entry.origin
+            && !out.iter().any(|(n, _)| *n == e.name)
+        {
+            out.push((e.name.clone(), path.clone()));
+        }
+    }
+    out
+}
+
+fn message(
+    farm: &Farm,
+    cfg: &Config,
+    p: &Pipeline,
+    effects: &Catalog,
+    job: &JobRecord,
+) -> anyhow::Result<(JobMsg, Vec<std::path::PathBuf>)> {
     let node = farm.cfg.node.clone();
-    JobMsg {
+    let mut modules = Vec::new();
+    let mut files = Vec::new();
+    for (name, path) in user_effects(p, effects) {
+        let blake3 = job::hash_file(&path)
+            .map_err(|e| anyhow::anyhow!("effect {name}: {}: {e}", path.display()))?;
+        modules.push(super::EffectModule {
+            name,
+            object: format!("fx/{blake3}"),
+            blake3,
+        });
+        files.push(path);
+    }
+    let msg = JobMsg {
         source_object: source_object(&node, &job.content_hash),
         node,
         job: job.id,
@@ -47,7 +80,9 @@ fn message(farm: &Farm, cfg: &Config, p: &Pipeline, job: &JobRecord) -> JobMsg {
         target_lufs: cfg.target_lufs,
         target_true_peak_dbtp: cfg.target_true_peak_dbtp,
         planned: job.planned.clone(),
-    }
+        effects: modules,
+    };
+    Ok((msg, files))
 }
 
 impl Ingest {
@@ -91,7 +126,7 @@ impl Ingest {
             }
         };
         self.out.fetch_add(1, Ordering::SeqCst);
-        if let Err(e) = self.publish(ctx.cfg, p, &job, &source) {
+        if let Err(e) = self.publish(ctx.cfg, p, ctx.effects, &job, &source) {
             self.out.fetch_sub(1, Ordering::SeqCst);
             let job = ctx
                 .store
@@ -111,13 +146,17 @@ impl Ingest {
         &self,
         cfg: &Config,
         p: &Pipeline,
+        effects: &Catalog,
         job: &JobRecord,
         source: &Path,
     ) -> anyhow::Result<()> {
         let farm = &self.farm;
-        let msg = message(farm, cfg, p, job);
+        let (msg, modules) = message(farm, cfg, p, effects, job)?;
         farm.rt.block_on(async {
             farm.put_file(&msg.source_object, source).await?;
+            for (m, path) in msg.effects.iter().zip(&modules) {
+                farm.put_file(&m.object, path).await?;
+            }
             farm.set_state(
                 &msg.key(),
                 &FarmState {
@@ -150,7 +189,7 @@ impl Ingest {
             return;
         };
         for j in running.into_iter().filter(|j| j.ran_on.is_some()) {
-            let Some((p, _)) = lookup(&j.pipeline) else {
+            let Some((p, effects)) = lookup(&j.pipeline) else {
                 continue;
             };
             let source = cfg.root.join(&j.input);
@@ -162,7 +201,7 @@ impl Ingest {
                     _ => continue,
                 }
             };
-            if let Err(e) = self.publish(cfg, &p, &j, &source) {
+            if let Err(e) = self.publish(cfg, &p, &effects, &j, &source) {
                 tracing::warn!(job = j.id, "cannot publish the job again: {e:#}");
             }
         }

@@ -56,6 +56,19 @@ pub struct JobMsg {
     pub target_true_peak_dbtp: f64,
     /// Output, report and moved-source paths, relative to the root, fixed by the ingest node.
     pub planned: Vec<PathBuf>,
+    /// The user effects (wasm modules of the ingest root's `effects/`) the pipeline names,
+    /// by BLAKE3 hash: a worker fetches each from the object store, checks it, and runs it
+    /// rather than any module of its own of that name.
+    #[serde(default)]
+    pub effects: Vec<EffectModule>,
+}
+
+/// A user effect a job needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EffectModule {
+    pub name: String,
+    pub blake3: String,
+    pub object: String,
 }
 
 impl JobMsg {

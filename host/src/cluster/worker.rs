@@ -22,6 +22,8 @@ struct Worker {
     store: Store,
     effects: Catalog,
     consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+    /// User effects fetched from the farm and checked, by module hash.
+    modules: std::sync::Mutex<std::collections::HashMap<String, crate::effects::Entry>>,
 }
 
 /// Runs jobs from the farm on `cfg.workers` threads until `stop`; each running job finishes
@@ -76,6 +78,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<()> {
         store,
         effects,
         consumer,
+        modules: Default::default(),
     });
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -248,6 +251,81 @@ impl Worker {
         }
     }
 
+    /// This worker's effects with the job's user effects put in: each module fetched once
+    /// (kept under `.sluice/farm-effects/HASH.wasm`), its hash checked, and checked as the
+    /// effects folder checks a module.
+    fn catalog_for(&self, msg: &JobMsg) -> Result<Catalog, Failure> {
+        let mut c = self.effects.clone();
+        let me = &self.farm.cfg.node;
+        for m in &msg.effects {
+            let cached = self
+                .modules
+                .lock()
+                .expect("not poisoned")
+                .get(&m.blake3)
+                .cloned();
+            let entry = match cached {
+                Some(e) => e,
+                None => {
+                    let transient = |e: String| {
+                        Failure::Transient(format!(
+                            "effect {} (module {}) on worker {me}: {e}",
+                            m.name, m.blake3
+                        ))
+                    };
+                    let dir = self.cfg.state_dir().join("farm-effects");
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| transient(format!("{}: {e}", dir.display())))?;
+                    let path = dir.join(format!("{}.wasm", m.blake3));
+                    if !path.is_file() {
+                        let tmp = dir.join(format!(".{}-{}.part", m.blake3, std::process::id()));
+                        let mut f = std::fs::File::create(&tmp)
+                            .map_err(|e| transient(format!("{}: {e}", tmp.display())))?;
+                        let fetched = self.farm.rt.block_on(self.farm.get_into(&m.object, &mut f));
+                        let ok = match fetched {
+                            Ok((hash, _)) if hash == m.blake3 => f.sync_all().is_ok(),
+                            Ok((hash, _)) => {
+                                let _ = std::fs::remove_file(&tmp);
+                                return Err(transient(format!(
+                                    "the module fetched from the farm has BLAKE3 {hash}"
+                                )));
+                            }
+                            Err(e) => {
+                                let _ = std::fs::remove_file(&tmp);
+                                return Err(transient(format!(
+                                    "cannot fetch the module from the farm: {e:#}"
+                                )));
+                            }
+                        };
+                        if !ok || std::fs::rename(&tmp, &path).is_err() {
+                            let _ = std::fs::remove_file(&tmp);
+                            return Err(transient("cannot keep the module".into()));
+                        }
+                    }
+                    let e = c.check_file(&path).map_err(|e| {
+                        Failure::Effect(format!(
+                            "effect {} (module {}) is refused on worker {me}: {e}",
+                            m.name, m.blake3
+                        ))
+                    })?;
+                    if e.effect.descriptor.name != m.name {
+                        return Err(Failure::Effect(format!(
+                            "module {} names itself {}, not {}",
+                            m.blake3, e.effect.descriptor.name, m.name
+                        )));
+                    }
+                    self.modules
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(m.blake3.clone(), e.clone());
+                    e
+                }
+            };
+            c.insert(entry);
+        }
+        Ok(c)
+    }
+
     /// The job rendered in `dir` (a root of its own) and its outputs uploaded.
     fn render(&self, msg: &JobMsg, dir: &Path, delivery: i64) -> Result<Outcome, Failure> {
         let farm = &self.farm;
@@ -275,13 +353,14 @@ impl Worker {
                 msg.content_hash
             )));
         }
+        let effects = self.catalog_for(msg)?;
         let p = pipeline::parse(
             Path::new(&msg.pipeline_file),
             &msg.pipeline_text,
             Defaults {
                 target_lufs: msg.target_lufs,
                 target_true_peak_dbtp: msg.target_true_peak_dbtp,
-                effects: Some(&self.effects),
+                effects: Some(&effects),
             },
         )
         .map_err(|ds| {
@@ -309,7 +388,7 @@ impl Worker {
         let ctx = Ctx {
             cfg: &cfg,
             store: &self.store,
-            effects: &self.effects,
+            effects: &effects,
         };
         let record = JobRecord::detached(
             msg.job,

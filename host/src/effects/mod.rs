@@ -148,6 +148,12 @@ impl Catalog {
         &self.rt
     }
 
+    /// `entry` under its descriptor's name, in place of any effect of that name.
+    pub fn insert(&mut self, entry: Entry) {
+        self.effects
+            .insert(entry.effect.descriptor.name.clone(), entry);
+    }
+
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.effects.get(name)
     }
