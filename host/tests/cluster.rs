@@ -37,6 +37,8 @@ to = "done/{name}"
 /// restart.
 struct Nats {
     bin: PathBuf,
+    /// More arguments (a login the server asks for).
+    extra: Vec<String>,
     port: u16,
     store: PathBuf,
     log: PathBuf,
@@ -45,6 +47,10 @@ struct Nats {
 
 impl Nats {
     fn start(bin: PathBuf, dir: &Path) -> Nats {
+        Nats::start_with(bin, dir, &[])
+    }
+
+    fn start_with(bin: PathBuf, dir: &Path, extra: &[&str]) -> Nats {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -52,6 +58,7 @@ impl Nats {
             .port();
         let mut n = Nats {
             bin,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             port,
             store: dir.join("nats-store"),
             log: dir.join("nats.log"),
@@ -72,6 +79,7 @@ impl Nats {
             .arg(self.port.to_string())
             .arg("-sd")
             .arg(&self.store)
+            .args(&self.extra)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -198,6 +206,17 @@ fn start_worker(root: &Path, dir: &Path, name: &str) -> Proc {
     Proc::start(&["worker"], root, &dir.join(format!("{name}.log")), &[])
 }
 
+/// Worker roots named `names` under `dir`, and a worker started on each.
+fn workers_of(dir: &Path, nats: &Nats, names: &[&str]) -> (Vec<PathBuf>, Vec<Proc>) {
+    let roots: Vec<PathBuf> = names.iter().map(|n| worker_root(dir, nats, n)).collect();
+    let procs = names
+        .iter()
+        .zip(&roots)
+        .map(|(n, r)| start_worker(r, dir, n))
+        .collect();
+    (roots, procs)
+}
+
 fn jobs(root: &Path) -> Vec<serde_json::Value> {
     let out = sluice()
         .args(["jobs", "--json", "--root"])
@@ -247,16 +266,8 @@ fn a_farm_takes_every_file_once_through_kills_and_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::start(bin, dir.path());
     let (root, ingest_log) = ingest(dir.path(), &nats);
-    let names: Vec<&str> = vec!["w1", "w2", "w3"];
-    let roots: Vec<PathBuf> = names
-        .iter()
-        .map(|n| worker_root(dir.path(), &nats, n))
-        .collect();
-    let mut workers: Vec<Proc> = names
-        .iter()
-        .zip(&roots)
-        .map(|(n, r)| start_worker(r, dir.path(), n))
-        .collect();
+    let names = ["w1", "w2", "w3"];
+    let (roots, mut workers) = workers_of(dir.path(), &nats, &names);
     let mut host = start_ingest(&root, &ingest_log);
     // The inputs: made beside the root, then moved in whole.
     let made = dir.path().join("made");
@@ -418,15 +429,7 @@ fn a_job_that_stops_every_worker_is_quarantined_at_the_delivery_limit() {
     let nats = Nats::start(bin, dir.path());
     let (root, ingest_log) = ingest(dir.path(), &nats);
     let names = ["w1", "w2"];
-    let roots: Vec<PathBuf> = names
-        .iter()
-        .map(|n| worker_root(dir.path(), &nats, n))
-        .collect();
-    let mut workers: Vec<Proc> = names
-        .iter()
-        .zip(&roots)
-        .map(|(n, r)| start_worker(r, dir.path(), n))
-        .collect();
+    let (roots, mut workers) = workers_of(dir.path(), &nats, &names);
     let host = start_ingest(&root, &ingest_log);
     for (seed, name) in ["poison", "fine"].into_iter().enumerate() {
         let made = dir.path().join(format!("{name}.wav"));
@@ -596,4 +599,135 @@ fn user_effects_travel_with_the_job_by_hash() {
         w1.join(".sluice/farm-effects").read_dir().unwrap().count() == 1,
         "w1 keeps the module it fetched"
     );
+}
+
+/// A server that asks for a user and password: nodes with them work; a worker with a wrong
+/// password stops at once with the server's refusal, naming the kind of login.
+#[test]
+fn a_farm_logs_in_and_a_wrong_password_is_refused_at_once() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start_with(
+        bin,
+        dir.path(),
+        &["--user", "sluice", "--pass", "s3cret-pass"],
+    );
+    let login = "user = \"sluice\"\npassword = \"s3cret-pass\"\n";
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    let toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap() + login;
+    std::fs::write(root.join("sluice.toml"), toml).unwrap();
+    let w1 = worker_root(dir.path(), &nats, "w1");
+    let toml = std::fs::read_to_string(w1.join("sluice.toml")).unwrap() + login;
+    std::fs::write(w1.join("sluice.toml"), toml).unwrap();
+    let _w = start_worker(&w1, dir.path(), "w1");
+    let host = start_ingest(&root, &ingest_log);
+    let made = dir.path().join("a.wav");
+    programme_wav(&made, 2.0, 3);
+    std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
+    let t = Instant::now();
+    loop {
+        let js = jobs(&root);
+        if js.len() == 1 && js[0]["state"] == "done" {
+            assert_eq!(js[0]["ran_on"], "w1");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{js:#?}\n{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The wrong password.
+    let w2 = worker_root(dir.path(), &nats, "w2");
+    let toml = std::fs::read_to_string(w2.join("sluice.toml")).unwrap()
+        + "user = \"sluice\"\npassword = \"wrong\"\n";
+    std::fs::write(w2.join("sluice.toml"), toml).unwrap();
+    let t = Instant::now();
+    let out = sluice()
+        .args(["worker", "--root"])
+        .arg(&w2)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused this node (user and password login"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong"), "the password is not printed: {err}");
+}
+
+/// A job whose user effect cannot be fetched (the module gone from the object store when the
+/// worker asks for it) fails on the worker as a transient fault; the ingest node retries it,
+/// putting the module in again, and it is done on the second attempt.
+#[test]
+fn an_effect_the_worker_cannot_fetch_fails_the_attempt_and_the_retry_heals() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    let pipeline = PIPELINE.replace(
+        "normalize = { loudness_lufs = -18, true_peak_dbtp = -1 }",
+        "effect = \"halve\"",
+    );
+    std::fs::write(root.join("pipelines/farm.toml"), &pipeline).unwrap();
+    std::fs::create_dir_all(root.join("effects")).unwrap();
+    let module = gain_module("halve", 0.5);
+    let hash = blake3::hash(&module).to_hex().to_string();
+    std::fs::write(root.join("effects/halve.wasm"), &module).unwrap();
+    // No worker yet: the job waits on the farm.
+    let host = start_ingest(&root, &ingest_log);
+    let made = dir.path().join("a.wav");
+    programme_wav(&made, 2.0, 5);
+    std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
+    // The module leaves the object store (once it is there) before any worker asks for it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let t = Instant::now();
+        let store = loop {
+            if let Ok(s) = js.get_object_store("sluice-files").await
+                && s.info(format!("fx/{hash}")).await.is_ok()
+            {
+                break s;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "{}", host.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        store.delete(format!("fx/{hash}")).await.unwrap();
+    });
+    let w1 = worker_root(dir.path(), &nats, "w1");
+    let w = start_worker(&w1, dir.path(), "w1");
+    let t = Instant::now();
+    let job = loop {
+        let js = jobs(&root);
+        if js.len() == 1 && js[0]["state"] == "done" {
+            break js[0].clone();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{js:#?}\n{}\n{}",
+            host.log(),
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(job["attempts"], 2, "{job:#}");
+    let events = common::succeed(sluice().args(["job", "1", "--root"]).arg(&root));
+    let events = String::from_utf8_lossy(&events.stdout);
+    assert!(
+        events.contains("cannot fetch the module from the farm"),
+        "{events}"
+    );
+    assert_eq!(files_under(&root.join("out")).len(), 2);
 }

@@ -264,16 +264,7 @@ impl Ingest {
                 }
             };
             for m in batch {
-                let beat = {
-                    let m = m.clone();
-                    let every = farm.cfg.ack_wait / 3;
-                    farm.rt.spawn(async move {
-                        loop {
-                            tokio::time::sleep(every).await;
-                            let _ = m.ack_with(jetstream::AckKind::Progress).await;
-                        }
-                    })
-                };
+                let beat = farm.heartbeat(&m);
                 match serde_json::from_slice::<ResultMsg>(&m.payload) {
                     Ok(r) => self.apply(cfg, store, lookup, r),
                     Err(e) => tracing::error!("a result that is not one: {e}"),

@@ -159,6 +159,21 @@ impl Farm {
             let client = loop {
                 match options(cfg).await?.connect(cfg.servers.as_slice()).await {
                     Ok(c) => break c,
+                    // Waiting does not mend refused credentials or a bad address.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            async_nats::ConnectErrorKind::AuthorizationViolation
+                                | async_nats::ConnectErrorKind::Authentication
+                                | async_nats::ConnectErrorKind::ServerParse
+                                | async_nats::ConnectErrorKind::Tls
+                        ) =>
+                    {
+                        anyhow::bail!(
+                            "the cluster's NATS server at {servers} refused this node ({:?} login of [cluster]): {e}",
+                            cfg.auth
+                        )
+                    }
                     Err(e) if tokio::time::Instant::now() >= deadline => {
                         anyhow::bail!("cannot reach the cluster's NATS server at {servers}: {e}")
                     }
@@ -332,6 +347,19 @@ impl Farm {
         })
         .await?;
         Ok(ack.duplicate)
+    }
+
+    /// Tells the stream every third of `ack_wait` that `m` is still being worked on, until
+    /// the returned task is aborted.
+    pub fn heartbeat(&self, m: &jetstream::Message) -> tokio::task::JoinHandle<()> {
+        let m = m.clone();
+        let every = self.cfg.ack_wait / 3;
+        self.rt.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let _ = m.ack_with(jetstream::AckKind::Progress).await;
+            }
+        })
     }
 
     pub fn jobs_subject(&self) -> String {

@@ -173,16 +173,7 @@ impl Worker {
             tracing::info!(job = job.job, node = %job.node, "{}: running ({})", job.input.display(), job.pipeline);
             // Heartbeats while it runs: the stream gives the job to another worker only if
             // this one stops answering.
-            let beat = {
-                let m = m.clone();
-                let every = farm.cfg.ack_wait / 3;
-                farm.rt.spawn(async move {
-                    loop {
-                        tokio::time::sleep(every).await;
-                        let _ = m.ack_with(jetstream::AckKind::Progress).await;
-                    }
-                })
-            };
+            let beat = farm.heartbeat(&m);
             let dir = work_dir(&self.cfg).join(format!(
                 "{}-{}-{}-{}-{thread}",
                 job.node,
