@@ -68,6 +68,10 @@ pub struct ClusterConfig {
     pub max_deliveries: u32,
     /// Jobs the ingest node has out on the farm at once.
     pub in_flight: usize,
+    /// Where the root the farm's nodes share is mounted on this node: an ingest node with it
+    /// sends sources by path instead of through the object store (it must be its own root);
+    /// a worker with it reads such sources there.
+    pub shared_root: Option<PathBuf>,
 }
 
 /// How a node logs in to NATS.
@@ -119,6 +123,7 @@ struct RawCluster {
     ack_wait_seconds: Option<f64>,
     max_deliveries: Option<u32>,
     in_flight: Option<usize>,
+    shared_root: Option<PathBuf>,
 }
 
 /// A name NATS takes for a stream, bucket or token of a subject: letters, digits, `-`, `_`.
@@ -214,6 +219,14 @@ impl RawCluster {
         if !(1..=4096).contains(&in_flight) {
             return Err(format!("[cluster] in_flight = {in_flight}: give 1 to 4096"));
         }
+        if let Some(p) = &self.shared_root
+            && !p.is_absolute()
+        {
+            return Err(format!(
+                "[cluster] shared_root = {:?}: give the absolute path where the shared root is mounted on this node",
+                p.display().to_string()
+            ));
+        }
         Ok(ClusterConfig {
             servers,
             auth,
@@ -231,6 +244,7 @@ impl RawCluster {
             ack_wait: Duration::from_secs_f64(ack_wait),
             max_deliveries,
             in_flight,
+            shared_root: self.shared_root,
         })
     }
 }
@@ -624,6 +638,7 @@ mod tests {
             ("ack_wait_seconds = 0", "give 1 to 3600"),
             ("max_deliveries = 0", "give 1 to 100"),
             ("in_flight = 0", "give 1 to 4096"),
+            ("shared_root = \"mnt/x\"", "give the absolute path"),
             ("colour = 1", "unknown field"),
         ] {
             let e = load(&format!("[cluster]\n{bad}\n"))

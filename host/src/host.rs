@@ -351,6 +351,18 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     };
     let farm = match &cfg.cluster {
         Some(c) => {
+            if let Some(shared) = &c.shared_root {
+                let same =
+                    std::fs::canonicalize(shared).ok() == std::fs::canonicalize(&cfg.root).ok();
+                if !same {
+                    anyhow::bail!(
+                        "{}: [cluster] shared_root = {} is not this root ({}): on the ingest node it names its own root, as the farm shares it",
+                        cfg.root.join(crate::config::CONFIG_FILE).display(),
+                        shared.display(),
+                        cfg.root.display()
+                    );
+                }
+            }
             let farm = crate::cluster::Farm::connect(c, Duration::from_secs(30))?;
             let ingest = Arc::new(crate::cluster::ingest::Ingest::new(farm, &store));
             ingest.republish(&cfg, &store, &lookup);

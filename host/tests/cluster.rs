@@ -731,3 +731,70 @@ fn an_effect_the_worker_cannot_fetch_fails_the_attempt_and_the_retry_heals() {
     );
     assert_eq!(files_under(&root.join("out")).len(), 2);
 }
+
+/// With `shared_root` (every node mounts the root), sources go by path: the worker reads them
+/// where it mounts the root, the object store never holds one, and the outputs are the same.
+#[test]
+fn with_a_shared_root_sources_go_by_path() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    let shared = format!("shared_root = {:?}\n", root.display().to_string());
+    let toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap() + &shared;
+    std::fs::write(root.join("sluice.toml"), toml).unwrap();
+    let w1 = worker_root(dir.path(), &nats, "w1");
+    let toml = std::fs::read_to_string(w1.join("sluice.toml")).unwrap() + &shared;
+    std::fs::write(w1.join("sluice.toml"), toml).unwrap();
+    let w = start_worker(&w1, dir.path(), "w1");
+    let host = start_ingest(&root, &ingest_log);
+    let n = 4;
+    for i in 0..n {
+        let made = dir.path().join(format!("take{i}.wav"));
+        programme_wav(&made, 2.0, 40 + i as u64);
+        std::fs::rename(&made, root.join("inbox").join(format!("take{i}.wav"))).unwrap();
+    }
+    let t = Instant::now();
+    loop {
+        let js = jobs(&root);
+        if js.len() == n && js.iter().all(|j| j["state"] == "done") {
+            assert!(js.iter().all(|j| j["ran_on"] == "w1"), "{js:#?}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{js:#?}\n{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(files_under(&root.join("out")).len(), 2 * n);
+    // No source ever went into the object store (the outputs' objects are deleted once in
+    // place; what is left is nothing).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let names = rt.block_on(async {
+        use futures_util::StreamExt;
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let store = js.get_object_store("sluice-files").await.unwrap();
+        let mut list = store.list().await.unwrap();
+        let mut names = Vec::new();
+        while let Some(o) = list.next().await {
+            names.push(o.unwrap().name);
+        }
+        names
+    });
+    assert!(names.is_empty(), "{names:?}");
+    assert!(!w.log().contains("failed"), "{}", w.log());
+    assert_eq!(
+        w.log().matches("the source on the shared root").count(),
+        n,
+        "{}",
+        w.log()
+    );
+}

@@ -48,7 +48,17 @@ fn message(
     p: &Pipeline,
     effects: &Catalog,
     job: &JobRecord,
+    source: &Path,
 ) -> anyhow::Result<(JobMsg, Vec<std::path::PathBuf>)> {
+    // With a shared root the source goes by its path in the root.
+    let shared_source = match &farm.cfg.shared_root {
+        Some(_) => Some(crate::store::path_codec::encode(
+            source
+                .strip_prefix(&cfg.root)
+                .map_err(|_| anyhow::anyhow!("{}: not under the shared root", source.display()))?,
+        )),
+        None => None,
+    };
     let node = farm.cfg.node.clone();
     let mut modules = Vec::new();
     let mut files = Vec::new();
@@ -63,7 +73,12 @@ fn message(
         files.push(path);
     }
     let msg = JobMsg {
-        source_object: source_object(&node, &job.content_hash),
+        source_object: if shared_source.is_some() {
+            String::new()
+        } else {
+            source_object(&node, &job.content_hash)
+        },
+        shared_source,
         node,
         job: job.id,
         attempt: job.attempts,
@@ -151,9 +166,11 @@ impl Ingest {
         source: &Path,
     ) -> anyhow::Result<()> {
         let farm = &self.farm;
-        let (msg, modules) = message(farm, cfg, p, effects, job)?;
+        let (msg, modules) = message(farm, cfg, p, effects, job, source)?;
         farm.rt.block_on(async {
-            farm.put_file(&msg.source_object, source).await?;
+            if msg.shared_source.is_none() {
+                farm.put_file(&msg.source_object, source).await?;
+            }
             for (m, path) in msg.effects.iter().zip(&modules) {
                 farm.put_file(&m.object, path).await?;
             }

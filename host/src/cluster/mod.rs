@@ -43,8 +43,12 @@ pub struct JobMsg {
     #[serde(with = "crate::store::path_codec")]
     pub input: PathBuf,
     pub content_hash: String,
-    /// The object holding the source.
+    /// The object holding the source, or (`shared_root`) none: the source is then at
+    /// `shared_source` under the shared root.
     pub source_object: String,
+    /// (`path_codec`'s form: any bytes a file name may hold.)
+    #[serde(default)]
+    pub shared_source: Option<String>,
     pub pipeline: String,
     pub pipeline_hash: String,
     /// The pipeline file's name (for messages) and its text (the worker parses it).
@@ -279,8 +283,16 @@ impl Farm {
         }
         retry("an upload", || async {
             let mut f = tokio::fs::File::open(path).await?;
+            // Chunks of 512 KiB (half NATS's default largest message): each is published
+            // and acknowledged in turn, so the library's 128 KiB meant four times the round
+            // trips.
+            let meta = jetstream::object_store::ObjectMetadata {
+                name: name.to_string(),
+                chunk_size: Some(512 << 10),
+                ..Default::default()
+            };
             self.objects
-                .put(name, &mut f)
+                .put(meta, &mut f)
                 .await
                 .map(|_| ())
                 .map_err(anyhow::Error::from)

@@ -170,7 +170,14 @@ impl Worker {
             if let Err(e) = farm.rt.block_on(farm.set_state(&key, &state)) {
                 tracing::warn!("{e:#}");
             }
-            tracing::info!(job = job.job, node = %job.node, "{}: running ({})", job.input.display(), job.pipeline);
+            tracing::info!(
+                job = job.job,
+                node = %job.node,
+                "{}: running ({}{})",
+                job.input.display(),
+                job.pipeline,
+                if job.shared_source.is_some() { ", the source on the shared root" } else { "" }
+            );
             // Heartbeats while it runs: the stream gives the job to another worker only if
             // this one stops answering.
             let beat = farm.heartbeat(&m);
@@ -329,15 +336,35 @@ impl Worker {
         };
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).map_err(|e| transient(format!("{}: {e}", dir.display())))?;
-        let source = crate::confine::prepare(dir, &msg.input)
-            .map_err(|e| Failure::Refused(format!("{}: {e}", msg.input.display())))?;
-        let mut f = std::fs::File::create(&source)
-            .map_err(|e| transient(format!("{}: {e}", source.display())))?;
-        let (hash, _) = farm
-            .rt
-            .block_on(farm.get_into(&msg.source_object, &mut f))
-            .map_err(|e| transient(format!("cannot fetch the source from the farm: {e:#}")))?;
-        drop(f);
+        let (source, hash) = match &msg.shared_source {
+            // On the shared root: read there, where this node mounts it.
+            Some(rel) => {
+                let Some(mount) = &farm.cfg.shared_root else {
+                    return Err(transient(
+                        "the source is on the farm's shared root, and this worker has no [cluster] shared_root".into(),
+                    ));
+                };
+                let rel = crate::store::path_codec::decode(rel);
+                let source = crate::confine::resolve(mount, &rel)
+                    .map_err(|e| transient(format!("on the shared root: {e}")))?;
+                let hash = job::hash_file(&source)
+                    .map_err(|e| transient(format!("{}: {e}", source.display())))?;
+                (source, hash)
+            }
+            None => {
+                let source = crate::confine::prepare(dir, &msg.input)
+                    .map_err(|e| Failure::Refused(format!("{}: {e}", msg.input.display())))?;
+                let mut f = std::fs::File::create(&source)
+                    .map_err(|e| transient(format!("{}: {e}", source.display())))?;
+                let (hash, _) = farm
+                    .rt
+                    .block_on(farm.get_into(&msg.source_object, &mut f))
+                    .map_err(|e| {
+                        transient(format!("cannot fetch the source from the farm: {e:#}"))
+                    })?;
+                (source, hash)
+            }
+        };
         if hash != msg.content_hash {
             return Err(transient(format!(
                 "the source fetched from the farm has BLAKE3 {hash}, not the job's {}",
