@@ -630,6 +630,17 @@ pub fn finish_detached(
 ) -> JobRecord {
     let id = job.id;
     let result = rendition.and_then(|rendition| {
+        // The pipeline as loaded now must have the paths the job was planned with.
+        let wanted = p.outputs.len()
+            + usize::from(p.report.is_some())
+            + usize::from(matches!(p.source, SourceAction::Move(_)));
+        if job.planned.len() != wanted || rendition.outputs.len() != p.outputs.len() {
+            return Err(Failure::Refused(format!(
+                "{}: pipeline {} changed while the job was out on the farm (its outputs no longer match): `sluice retry {id}` runs it with the pipeline as it is now",
+                job.input.display(),
+                p.name
+            )));
+        }
         let source = locate(ctx, p, &job)?;
         let paths = Paths::of(ctx, p, &job);
         finish(

@@ -798,3 +798,59 @@ fn with_a_shared_root_sources_go_by_path() {
         w.log()
     );
 }
+
+/// A pipeline edited while its job is out on the farm (an output added): the result, made
+/// with the version sent, no longer fits; the job fails with that reason rather than placing
+/// outputs the edited pipeline does not plan, and `sluice retry` runs it as it is now.
+#[test]
+fn a_pipeline_edited_while_its_job_is_out_fails_it_with_the_reason() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    let host = start_ingest(&root, &ingest_log);
+    let made = dir.path().join("a.wav");
+    programme_wav(&made, 2.0, 9);
+    std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
+    let t = Instant::now();
+    while jobs(&root).first().is_none_or(|j| j["ran_on"] != "?") {
+        assert!(t.elapsed() < Duration::from_secs(30), "{}", host.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let edited = PIPELINE.to_string() + "\n[[output]]\npath = \"out/wav/{stem}.wav\"\n";
+    std::fs::write(root.join("pipelines/farm.toml"), edited).unwrap();
+    let t = Instant::now();
+    while !host.log().contains("pipelines changed: reloading") {
+        assert!(t.elapsed() < Duration::from_secs(30), "{}", host.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let w1 = worker_root(dir.path(), &nats, "w1");
+    let _w = start_worker(&w1, dir.path(), "w1");
+    let t = Instant::now();
+    let job = loop {
+        let js = jobs(&root);
+        if js.len() == 1 && finished(&js) == 1 {
+            break js[0].clone();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{js:#?}\n{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("changed while the job was out on the farm"),
+        "{error}"
+    );
+    assert!(files_under(&root.join("out")).is_empty());
+    assert!(
+        root.join("inbox/a.wav").is_file(),
+        "the source stays where it arrived"
+    );
+    assert_no_temporaries(&root);
+}

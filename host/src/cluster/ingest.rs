@@ -18,6 +18,8 @@ pub struct Ingest {
     pub farm: Farm,
     /// Jobs out on the farm now.
     pub out: AtomicUsize,
+    /// Of those, how many by source content (the source's object goes when none is left).
+    sources: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 /// The pipeline a job names and the effects loaded with it, as the host has them now.
@@ -102,14 +104,40 @@ fn message(
 
 impl Ingest {
     pub fn new(farm: Farm, store: &Store) -> Ingest {
-        let out = store
-            .jobs(Some(JobState::Running))
-            .map(|js| js.iter().filter(|j| j.ran_on.is_some()).count())
-            .unwrap_or(0);
+        let mut sources = std::collections::HashMap::new();
+        let mut out = 0;
+        for j in store.jobs(Some(JobState::Running)).unwrap_or_default() {
+            if j.ran_on.is_some() {
+                out += 1;
+                *sources.entry(j.content_hash).or_insert(0) += 1;
+            }
+        }
         Ingest {
             farm,
             out: AtomicUsize::new(out),
+            sources: std::sync::Mutex::new(sources),
         }
+    }
+
+    fn hold(&self, hash: &str) {
+        *self
+            .sources
+            .lock()
+            .expect("not poisoned")
+            .entry(hash.to_string())
+            .or_insert(0) += 1;
+    }
+
+    /// One job of content `hash` off the farm: how many are left.
+    fn release(&self, hash: &str) -> usize {
+        let mut m = self.sources.lock().expect("not poisoned");
+        let left = m.get(hash).map_or(0, |n| n.saturating_sub(1));
+        if left == 0 {
+            m.remove(hash);
+        } else {
+            m.insert(hash.to_string(), left);
+        }
+        left
     }
 
     /// Whether another job may go out now.
@@ -141,8 +169,10 @@ impl Ingest {
             }
         };
         self.out.fetch_add(1, Ordering::SeqCst);
+        self.hold(&job.content_hash);
         if let Err(e) = self.publish(ctx.cfg, p, ctx.effects, &job, &source) {
             self.out.fetch_sub(1, Ordering::SeqCst);
+            self.release(&job.content_hash);
             let job = ctx
                 .store
                 .update_job(job.id, None, |j| j.ran_on = None)
@@ -346,6 +376,7 @@ impl Ingest {
                 },
             );
             self.out.fetch_sub(1, Ordering::SeqCst);
+            self.release(&job.content_hash);
             farm.rt.block_on(farm.delete_objects(objects));
             return;
         };
@@ -382,16 +413,7 @@ impl Ingest {
             pipeline: rec.pipeline.clone(),
             updated_ms: now_ms(),
         };
-        let still_needed = store
-            .jobs(None)
-            .map(|js| {
-                js.iter().any(|j| {
-                    j.content_hash == rec.content_hash
-                        && j.id != rec.id
-                        && matches!(j.state, JobState::Running | JobState::Queued)
-                })
-            })
-            .unwrap_or(true);
+        let still_needed = self.release(&rec.content_hash) > 0;
         farm.rt.block_on(async {
             if let Err(e) = farm.set_state(&key, &state).await {
                 tracing::warn!(job = rec.id, "{e:#}");
