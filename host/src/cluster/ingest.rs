@@ -342,7 +342,30 @@ impl Ingest {
             {
                 j
             }
-            Ok(_) => {
+            Ok(other) => {
+                // The same attempt ended here already (this node died between recording it
+                // and acknowledging the result): the bucket gets its end again, in case the
+                // death came before the bucket had it.
+                if let Some(j) = other.filter(|j| {
+                    j.attempts == r.attempt
+                        && matches!(
+                            j.state,
+                            JobState::Done | JobState::Failed | JobState::Quarantined
+                        )
+                }) {
+                    let state = FarmState {
+                        state: j.state.name().to_string(),
+                        attempt: j.attempts,
+                        worker: j.ran_on.clone(),
+                        input: j.input.to_string_lossy().into_owned(),
+                        pipeline: j.pipeline.clone(),
+                        updated_ms: now_ms(),
+                    };
+                    let key = job_key(&farm.cfg.node, j.id);
+                    if let Err(e) = farm.rt.block_on(farm.set_state(&key, &state)) {
+                        tracing::warn!(job = j.id, "{e:#}");
+                    }
+                }
                 tracing::info!(
                     job = r.job,
                     "a result from {} for attempt {} that is no longer awaited: dropped",

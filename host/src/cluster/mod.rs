@@ -281,6 +281,12 @@ impl Farm {
         {
             return Ok(());
         }
+        self.put_new(name, path).await
+    }
+
+    /// Puts the file at `path` into the object store as `name`, a name no object has yet
+    /// (an output's): no look for an existing one first.
+    pub async fn put_new(&self, name: &str, path: &Path) -> Result<()> {
         retry("an upload", || async {
             let mut f = tokio::fs::File::open(path).await?;
             // Chunks of 512 KiB (half NATS's default largest message): each is published

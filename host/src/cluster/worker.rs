@@ -56,9 +56,9 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<()> {
                         filter_subject: farm.jobs_subject(),
                         ack_policy: jetstream::consumer::AckPolicy::Explicit,
                         ack_wait: cluster.ack_wait,
-                        // One more than the deliveries allowed: the worker that sees it answers
-                        // with the failure.
-                        max_deliver: i64::from(cluster.max_deliveries) + 1,
+                        // Unlimited here: the worker that sees a job past `max_deliveries`
+                        // answers it with the failure, unless another still runs it.
+                        max_deliver: -1,
                         ..Default::default()
                     },
                 )
@@ -142,8 +142,9 @@ impl Worker {
             }
         };
         let key = job.key();
+        let known = farm.rt.block_on(farm.state(&key));
         // Answered already (a redelivery after the answer, or an older attempt): nothing to do.
-        if let Some(s) = farm.rt.block_on(farm.state(&key))
+        if let Some(s) = &known
             && (s.attempt > job.attempt
                 || (s.attempt == job.attempt && s.state != "queued" && s.state != "running"))
         {
@@ -151,7 +152,26 @@ impl Worker {
             farm.rt.block_on(super::ack(&m));
             return;
         }
+        // Past the delivery limit while another worker still runs it (its state kept fresh by
+        // its heartbeats: JetStream also delivers again around a server restart or a lost
+        // connection): not a job that stops workers; asked for again later.
+        let fresh = (farm.cfg.ack_wait.as_millis() as i64) * 2 / 3;
+        if delivery > i64::from(farm.cfg.max_deliveries)
+            && let Some(s) = &known
+            && s.attempt == job.attempt
+            && s.state == "running"
+            && now_ms() - s.updated_ms < fresh
+        {
+            tracing::info!(job = job.job, node = %job.node, "still running on {}: later", s.worker.clone().unwrap_or_default());
+            let _ = farm
+                .rt
+                .block_on(m.ack_with(jetstream::AckKind::Nak(Some(farm.cfg.ack_wait))));
+            return;
+        }
         let t = Instant::now();
+        // The revision of this worker's `running` state, which its `rendered` replaces only
+        // if nothing came between (the ingest node may have the answer applied already).
+        let revision = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let outcome = if delivery > i64::from(farm.cfg.max_deliveries) {
             Outcome::Failed(Failure::Input(format!(
                 "{}: {} workers took this job and none finished it (each died or stopped answering): the file may be what stops them",
@@ -167,9 +187,46 @@ impl Worker {
                 pipeline: job.pipeline.clone(),
                 updated_ms: now_ms(),
             };
-            if let Err(e) = farm.rt.block_on(farm.set_state(&key, &state)) {
-                tracing::warn!("{e:#}");
-            }
+            // Recorded while the job starts (awaited before the answer is recorded).
+            let running = {
+                let (kv, key) = (farm.kv.clone(), key.clone());
+                let bytes: bytes::Bytes = serde_json::to_vec(&state).unwrap_or_default().into();
+                let revision = revision.clone();
+                farm.rt.spawn(async move {
+                    match kv.put(&key, bytes).await {
+                        Ok(r) => revision.store(r, Ordering::SeqCst),
+                        Err(e) => tracing::warn!("the job's state: {e}"),
+                    }
+                })
+            };
+            // The state's time kept fresh while the job runs (each time only over this
+            // worker's own last write), so a worker that sees the job again knows it runs.
+            let keep = {
+                let (kv, key, revision, mut state) = (
+                    farm.kv.clone(),
+                    key.clone(),
+                    revision.clone(),
+                    state.clone(),
+                );
+                let every = farm.cfg.ack_wait / 3;
+                farm.rt.spawn(async move {
+                    loop {
+                        tokio::time::sleep(every).await;
+                        let rev = revision.load(Ordering::SeqCst);
+                        if rev == 0 {
+                            continue;
+                        }
+                        state.updated_ms = now_ms();
+                        let Ok(bytes) = serde_json::to_vec(&state) else {
+                            return;
+                        };
+                        match kv.update(&key, bytes.into(), rev).await {
+                            Ok(r) => revision.store(r, Ordering::SeqCst),
+                            Err(_) => return,
+                        }
+                    }
+                })
+            };
             tracing::info!(
                 job = job.job,
                 node = %job.node,
@@ -192,6 +249,8 @@ impl Worker {
                 self.render(&job, &dir, delivery)
             }));
             beat.abort();
+            keep.abort();
+            let _ = farm.rt.block_on(running);
             let outcome = match ran {
                 Ok(Ok(o)) => o,
                 Ok(Err(f)) => Outcome::Failed(f),
@@ -232,10 +291,18 @@ impl Worker {
                 pipeline: job.pipeline.clone(),
                 updated_ms: now_ms(),
             };
-            if let Err(e) = farm.set_state(&key, &state).await {
-                tracing::warn!("{e:#}");
-            }
-            if !super::ack(&m).await {
+            // The answer is stored: the state (unless the ingest node has written its own
+            // since) and the acknowledgement together.
+            let rendered = async {
+                let rev = revision.load(Ordering::SeqCst);
+                if rev != 0
+                    && let Ok(bytes) = serde_json::to_vec(&state)
+                {
+                    let _ = farm.kv.update(&key, bytes.into(), rev).await;
+                }
+            };
+            let ((), acked) = tokio::join!(rendered, super::ack(&m));
+            if !acked {
                 tracing::info!(job = job.job, node = %job.node, "the job could not be acknowledged (the server away?): it comes again and is then skipped");
             }
             anyhow::Ok(())
@@ -428,7 +495,7 @@ impl Worker {
                 msg.node, msg.job, msg.attempt, farm.cfg.node
             );
             farm.rt
-                .block_on(farm.put_file(&object, &path))
+                .block_on(farm.put_new(&object, &path))
                 .map_err(|e| transient(format!("cannot upload an output: {e:#}")))?;
             outputs.push(OutputObject {
                 object,
