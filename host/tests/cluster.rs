@@ -275,7 +275,14 @@ fn a_farm_takes_every_file_once_through_kills_and_a_server_restart() {
     let n = 100;
     for i in 0..n {
         let p = made.join(format!("take{i:03}.wav"));
-        programme_wav(&p, 2.0 + (i % 5) as f64 * 0.5, i as u64);
+        // One in ten short enough to travel in its job message (the rest through the
+        // object store).
+        let seconds = if i % 10 == 0 {
+            0.6
+        } else {
+            2.0 + (i % 5) as f64 * 0.5
+        };
+        programme_wav(&p, seconds, i as u64);
     }
     let copies = dir.path().join("copies");
     std::fs::create_dir_all(&copies).unwrap();
@@ -403,6 +410,12 @@ fn a_farm_takes_every_file_once_through_kills_and_a_server_restart() {
         assert_eq!(s["worker"], j["ran_on"], "{key}: {s}");
         assert_eq!(s["attempt"], j["attempts"], "{key}: {s}");
     }
+    // Sources went both ways: in their job messages and through the object store.
+    let all: String = workers.iter().map(|w| w.log()).collect();
+    assert!(
+        all.contains(", the source in the message)") && all.contains(": running (farm)"),
+        "{all}"
+    );
     // The worker's folders for jobs are gone (w1's with its restart).
     for w in &mut workers {
         w.kill();

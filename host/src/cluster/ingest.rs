@@ -20,6 +20,8 @@ pub struct Ingest {
     pub out: AtomicUsize,
     /// Of those, how many by source content (the source's object goes when none is left).
     sources: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Contents whose source may be in the object store (not carried in their messages).
+    stored: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// The pipeline a job names and the effects loaded with it, as the host has them now.
@@ -81,6 +83,7 @@ fn message(
             source_object(&node, &job.content_hash)
         },
         shared_source,
+        source_inline: None,
         node,
         job: job.id,
         attempt: job.attempts,
@@ -115,6 +118,8 @@ impl Ingest {
         Ingest {
             farm,
             out: AtomicUsize::new(out),
+            // Those of jobs out before a restart may have their source in the store.
+            stored: std::sync::Mutex::new(sources.keys().cloned().collect()),
             sources: std::sync::Mutex::new(sources),
         }
     }
@@ -196,9 +201,27 @@ impl Ingest {
         source: &Path,
     ) -> anyhow::Result<()> {
         let farm = &self.farm;
-        let (msg, modules) = message(farm, cfg, p, effects, job, source)?;
+        let (mut msg, modules) = message(farm, cfg, p, effects, job, source)?;
+        // A small source goes in the message itself.
+        let mut in_store = msg.shared_source.is_none();
+        if in_store {
+            let size = std::fs::metadata(source)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", source.display()))?
+                .len();
+            if size <= farm.inline_limit() {
+                let data = std::fs::read(source)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", source.display()))?;
+                msg.source_inline = Some(super::encode_inline(&data));
+                msg.source_object = String::new();
+                in_store = false;
+            }
+        }
         farm.rt.block_on(async {
-            if msg.shared_source.is_none() {
+            if in_store {
+                self.stored
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(job.content_hash.clone());
                 farm.put_file(&msg.source_object, source).await?;
             }
             for (m, path) in msg.effects.iter().zip(&modules) {
@@ -442,7 +465,14 @@ impl Ingest {
                 tracing::warn!(job = rec.id, "{e:#}");
             }
             farm.delete_objects(objects).await;
-            if rec.state != JobState::Queued && !still_needed {
+            if rec.state != JobState::Queued
+                && !still_needed
+                && self
+                    .stored
+                    .lock()
+                    .expect("not poisoned")
+                    .remove(&rec.content_hash)
+            {
                 farm.delete_objects([source_object(&farm.cfg.node, &rec.content_hash)])
                     .await;
             }
@@ -484,10 +514,20 @@ impl Ingest {
             let transient = |e: String| Failure::Transient(format!("{}: {e}", dest.display()));
             let (atomic, mut file) = sluice_core::io::AtomicFile::create(&dest, true)
                 .map_err(|e| transient(e.to_string()))?;
-            let (hash, size) = farm
-                .rt
-                .block_on(farm.get_into(&o.object, &mut file))
-                .map_err(|e| transient(format!("fetching the output from the farm: {e:#}")))?;
+            let (hash, size) = match &o.inline {
+                // A small output came in the result.
+                Some(text) => {
+                    let data =
+                        super::decode_inline(text).map_err(|e| transient(format!("{e:#}")))?;
+                    std::io::Write::write_all(&mut file, &data)
+                        .map_err(|e| transient(e.to_string()))?;
+                    (blake3::hash(&data).to_hex().to_string(), data.len() as u64)
+                }
+                None => farm
+                    .rt
+                    .block_on(farm.get_into(&o.object, &mut file))
+                    .map_err(|e| transient(format!("fetching the output from the farm: {e:#}")))?,
+            };
             if hash != o.blake3 || size != o.bytes {
                 return Err(transient(format!(
                     "the output fetched from the farm is not what the worker wrote ({size} bytes, BLAKE3 {hash}; the worker's: {} bytes, {})",

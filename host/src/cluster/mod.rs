@@ -49,6 +49,10 @@ pub struct JobMsg {
     /// (`path_codec`'s form: any bytes a file name may hold.)
     #[serde(default)]
     pub shared_source: Option<String>,
+    /// A small source carried in the message itself (base64), not through the object store:
+    /// see [`Farm::inline_limit`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_inline: Option<String>,
     pub pipeline: String,
     pub pipeline_hash: String,
     /// The pipeline file's name (for messages) and its text (the worker parses it).
@@ -92,9 +96,27 @@ pub fn job_key(node: &str, job: u64) -> String {
 /// One output a worker uploaded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutputObject {
+    /// The object holding the output; empty when it travels in the result (`inline`).
     pub object: String,
     pub blake3: String,
     pub bytes: u64,
+    /// A small output carried in the result message itself (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
+}
+
+/// Bytes as the messages carry them.
+pub fn encode_inline(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The bytes a message carries, or what is wrong with them.
+pub fn decode_inline(text: &str) -> Result<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| anyhow::anyhow!("the bytes carried in the message are not base64: {e}"))
 }
 
 /// What a worker made of a job.
@@ -338,9 +360,19 @@ impl Farm {
         Ok((hasher.finalize().to_hex().to_string(), size))
     }
 
-    /// Deletes objects, quietly (they expire anyway).
+    /// How many bytes of files a message may carry itself instead of through the object
+    /// store (for a short file the object store's own requests — a lookup, the chunks, the
+    /// metadata, a consumer to read it back, a purge — cost more than the bytes): a quarter
+    /// of the server's largest message, at most 256 KiB.
+    pub fn inline_limit(&self) -> u64 {
+        let max = self.client.server_info().max_payload as u64;
+        (max / 4).min(256 << 10)
+    }
+
+    /// Deletes objects, quietly (they expire anyway); empty names (files carried in their
+    /// message) are skipped.
     pub async fn delete_objects(&self, names: impl IntoIterator<Item = String>) {
-        for n in names {
+        for n in names.into_iter().filter(|n| !n.is_empty()) {
             let _ = self.objects.delete(&n).await;
         }
     }

@@ -100,7 +100,10 @@ fn work_dir(cfg: &Config) -> PathBuf {
 }
 
 impl Worker {
-    fn take_jobs(&self, thread: usize, stop: &AtomicBool) {
+    fn take_jobs(self: &Arc<Self>, thread: usize, stop: &AtomicBool) {
+        // The previous job's uploads and answer, still going while this thread takes and
+        // renders the next one.
+        let mut answering: Option<tokio::task::JoinHandle<()>> = None;
         while !stop.load(Ordering::SeqCst) {
             let got = self.farm.rt.block_on(async {
                 let mut msgs = self
@@ -118,7 +121,7 @@ impl Worker {
                 anyhow::Ok(m)
             });
             match got {
-                Ok(Some(m)) => self.one(thread, m),
+                Ok(Some(m)) => self.one(thread, m, &mut answering),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::debug!("fetching a job: {e:#}");
@@ -126,10 +129,20 @@ impl Worker {
                 }
             }
         }
+        if let Some(a) = answering.take() {
+            let _ = self.farm.rt.block_on(a);
+        }
     }
 
-    /// One delivery of a job: answered (a result published) and then acknowledged.
-    fn one(&self, thread: usize, m: jetstream::Message) {
+    /// One delivery of a job: rendered here, then its outputs uploaded, its result published
+    /// and the job acknowledged in `answering` (awaited before the next job's answer starts,
+    /// so at most one is in flight per thread).
+    fn one(
+        self: &Arc<Self>,
+        thread: usize,
+        m: jetstream::Message,
+        answering: &mut Option<tokio::task::JoinHandle<()>>,
+    ) {
         let farm = &self.farm;
         let me = farm.cfg.node.clone();
         let delivery = m.info().map(|i| i.delivered).unwrap_or(1);
@@ -172,12 +185,14 @@ impl Worker {
         // The revision of this worker's `running` state, which its `rendered` replaces only
         // if nothing came between (the ingest node may have the answer applied already).
         let revision = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let outcome = if delivery > i64::from(farm.cfg.max_deliveries) {
-            Outcome::Failed(Failure::Input(format!(
+        // What was made, and what keeps the job's claim alive until it is answered.
+        let (made, claim) = if delivery > i64::from(farm.cfg.max_deliveries) {
+            let f = Failure::Input(format!(
                 "{}: {} workers took this job and none finished it (each died or stopped answering): the file may be what stops them",
                 job.input.display(),
                 delivery - 1
-            )))
+            ));
+            (Err(f), None)
         } else {
             let state = FarmState {
                 state: "running".into(),
@@ -233,10 +248,16 @@ impl Worker {
                 "{}: running ({}{})",
                 job.input.display(),
                 job.pipeline,
-                if job.shared_source.is_some() { ", the source on the shared root" } else { "" }
+                if job.shared_source.is_some() {
+                    ", the source on the shared root"
+                } else if job.source_inline.is_some() {
+                    ", the source in the message"
+                } else {
+                    ""
+                }
             );
-            // Heartbeats while it runs: the stream gives the job to another worker only if
-            // this one stops answering.
+            // Heartbeats until it is answered: the stream gives the job to another worker
+            // only if this one stops answering.
             let beat = farm.heartbeat(&m);
             let dir = work_dir(&self.cfg).join(format!(
                 "{}-{}-{}-{}-{thread}",
@@ -245,75 +266,167 @@ impl Worker {
                 job.attempt,
                 std::process::id()
             ));
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.render(&job, &dir, delivery)
-            }));
-            beat.abort();
-            keep.abort();
-            let _ = farm.rt.block_on(running);
-            let outcome = match ran {
-                Ok(Ok(o)) => o,
-                Ok(Err(f)) => Outcome::Failed(f),
-                Err(_) => Outcome::Failed(Failure::Effect(format!(
+            let ran =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.render(&job, &dir)));
+            let made = match ran {
+                Ok(r) => r,
+                Err(_) => Err(Failure::Effect(format!(
                     "{}: internal error (panic) on worker {me}; see its log",
                     job.input.display()
                 ))),
             };
-            let _ = std::fs::remove_dir_all(&dir);
-            outcome
+            (made, Some((beat, keep, running, dir)))
         };
-        let what = match &outcome {
-            Outcome::Done { outputs, .. } => format!("rendered ({} output(s))", outputs.len()),
-            Outcome::Failed(f) => format!("failed: {}", f.message()),
-        };
-        let result = ResultMsg {
-            node: job.node.clone(),
-            job: job.job,
-            attempt: job.attempt,
-            worker: me.clone(),
-            delivery,
-            seconds: t.elapsed().as_secs_f64(),
-            outcome,
-        };
-        let sent = farm.rt.block_on(async {
-            let payload = serde_json::to_vec(&result)?;
-            farm.publish(
-                farm.results_subject(&job.node),
-                format!("{}.r{delivery}", job.msg_id()),
-                payload,
-            )
-            .await?;
-            let state = FarmState {
-                state: "rendered".into(),
+        let w = Arc::clone(self);
+        let answer = async move {
+            let farm = &w.farm;
+            let outcome = match made {
+                Ok(r) => match w.upload(&job, delivery, &r.files).await {
+                    Ok(outputs) => Outcome::Done {
+                        rendition: Box::new(r.rendition),
+                        outputs,
+                        work_root: r.work_root,
+                    },
+                    Err(f) => Outcome::Failed(f),
+                },
+                Err(f) => Outcome::Failed(f),
+            };
+            if let Some((beat, keep, running, dir)) = claim {
+                beat.abort();
+                keep.abort();
+                let _ = running.await;
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+            }
+            let what = match &outcome {
+                Outcome::Done { outputs, .. } => format!("rendered ({} output(s))", outputs.len()),
+                Outcome::Failed(f) => format!("failed: {}", f.message()),
+            };
+            let result = ResultMsg {
+                node: job.node.clone(),
+                job: job.job,
                 attempt: job.attempt,
-                worker: Some(me.clone()),
-                input: job.input.to_string_lossy().into_owned(),
-                pipeline: job.pipeline.clone(),
-                updated_ms: now_ms(),
+                worker: me.clone(),
+                delivery,
+                seconds: t.elapsed().as_secs_f64(),
+                outcome,
             };
-            // The answer is stored: the state (unless the ingest node has written its own
-            // since) and the acknowledgement together.
-            let rendered = async {
-                let rev = revision.load(Ordering::SeqCst);
-                if rev != 0
-                    && let Ok(bytes) = serde_json::to_vec(&state)
-                {
-                    let _ = farm.kv.update(&key, bytes.into(), rev).await;
+            let sent = async {
+                let payload = serde_json::to_vec(&result)?;
+                farm.publish(
+                    farm.results_subject(&job.node),
+                    format!("{}.r{delivery}", job.msg_id()),
+                    payload,
+                )
+                .await?;
+                let state = FarmState {
+                    state: "rendered".into(),
+                    attempt: job.attempt,
+                    worker: Some(me.clone()),
+                    input: job.input.to_string_lossy().into_owned(),
+                    pipeline: job.pipeline.clone(),
+                    updated_ms: now_ms(),
+                };
+                // The answer is stored: the state (unless the ingest node has written its own
+                // since) and the acknowledgement together.
+                let rendered = async {
+                    let rev = revision.load(Ordering::SeqCst);
+                    if rev != 0
+                        && let Ok(bytes) = serde_json::to_vec(&state)
+                    {
+                        let _ = farm.kv.update(&key, bytes.into(), rev).await;
+                    }
+                };
+                let ((), acked) = tokio::join!(rendered, super::ack(&m));
+                if !acked {
+                    tracing::info!(job = job.job, node = %job.node, "the job could not be acknowledged (the server away?): it comes again and is then skipped");
                 }
-            };
-            let ((), acked) = tokio::join!(rendered, super::ack(&m));
-            if !acked {
-                tracing::info!(job = job.job, node = %job.node, "the job could not be acknowledged (the server away?): it comes again and is then skipped");
+                anyhow::Ok(())
             }
-            anyhow::Ok(())
-        });
-        match sent {
-            Ok(()) => {
-                tracing::info!(job = job.job, node = %job.node, "{} {what}", job.input.display())
+            .await;
+            match sent {
+                Ok(()) => {
+                    tracing::info!(job = job.job, node = %job.node, "{} {what}", job.input.display())
+                }
+                // Not acknowledged: the job goes to a worker again once its wait runs out.
+                Err(e) => tracing::error!(job = job.job, node = %job.node, "cannot answer: {e:#}"),
             }
-            // Not acknowledged: the job goes to a worker again once its wait runs out.
-            Err(e) => tracing::error!(job = job.job, node = %job.node, "cannot answer: {e:#}"),
+        };
+        if let Some(a) = answering.take() {
+            let _ = farm.rt.block_on(a);
         }
+        *answering = Some(farm.rt.spawn(answer));
+    }
+
+    /// The rendered outputs into the object store, all at once, each hashed first.
+    async fn upload(
+        &self,
+        msg: &JobMsg,
+        delivery: i64,
+        files: &[PathBuf],
+    ) -> Result<Vec<OutputObject>, Failure> {
+        let farm = &self.farm;
+        let transient = |e: String| {
+            Failure::Transient(format!(
+                "{} on worker {}: {e}",
+                msg.input.display(),
+                farm.cfg.node
+            ))
+        };
+        // Small outputs travel in the result itself, as long as together they stay under
+        // the limit; the others through the object store.
+        let limit = farm.inline_limit();
+        let mut carried = 0u64;
+        let mut plan = Vec::new();
+        for path in files {
+            let bytes = std::fs::metadata(path)
+                .map_err(|e| transient(format!("{}: {e}", path.display())))?
+                .len();
+            let inline = carried + bytes <= limit;
+            if inline {
+                carried += bytes;
+            }
+            plan.push((path, bytes, inline));
+        }
+        let each = plan
+            .into_iter()
+            .enumerate()
+            .map(|(i, (path, bytes, inline))| async move {
+                if inline {
+                    let p = path.clone();
+                    let data = tokio::task::spawn_blocking(move || std::fs::read(p))
+                        .await
+                        .map_err(|e| transient(e.to_string()))?
+                        .map_err(|e| transient(format!("{}: {e}", path.display())))?;
+                    if data.len() as u64 != bytes {
+                        return Err(transient(format!("{}: changed while read", path.display())));
+                    }
+                    return Ok(OutputObject {
+                        object: String::new(),
+                        blake3: blake3::hash(&data).to_hex().to_string(),
+                        bytes,
+                        inline: Some(super::encode_inline(&data)),
+                    });
+                }
+                let p = path.clone();
+                let blake3 = tokio::task::spawn_blocking(move || job::hash_file(&p))
+                    .await
+                    .map_err(|e| transient(e.to_string()))?
+                    .map_err(|e| transient(format!("{}: {e}", path.display())))?;
+                let object = format!(
+                    "out/{}/{}/{}/{}-{delivery}/{i}",
+                    msg.node, msg.job, msg.attempt, farm.cfg.node
+                );
+                farm.put_new(&object, path)
+                    .await
+                    .map_err(|e| transient(format!("cannot upload an output: {e:#}")))?;
+                Ok(OutputObject {
+                    object,
+                    blake3,
+                    bytes,
+                    inline: None,
+                })
+            });
+        futures_util::future::try_join_all(each).await
     }
 
     /// This worker's effects with the job's user effects put in: each module fetched once
@@ -392,7 +505,7 @@ impl Worker {
     }
 
     /// The job rendered in `dir` (a root of its own) and its outputs uploaded.
-    fn render(&self, msg: &JobMsg, dir: &Path, delivery: i64) -> Result<Outcome, Failure> {
+    fn render(&self, msg: &JobMsg, dir: &Path) -> Result<Rendered, Failure> {
         let farm = &self.farm;
         let transient = |e: String| {
             Failure::Transient(format!(
@@ -423,13 +536,22 @@ impl Worker {
                     .map_err(|e| Failure::Refused(format!("{}: {e}", msg.input.display())))?;
                 let mut f = std::fs::File::create(&source)
                     .map_err(|e| transient(format!("{}: {e}", source.display())))?;
-                let (hash, _) = farm
-                    .rt
-                    .block_on(farm.get_into(&msg.source_object, &mut f))
-                    .map_err(|e| {
-                        transient(format!("cannot fetch the source from the farm: {e:#}"))
-                    })?;
-                (source, hash)
+                // A small source came in the message.
+                if let Some(text) = &msg.source_inline {
+                    let data =
+                        super::decode_inline(text).map_err(|e| transient(format!("{e:#}")))?;
+                    std::io::Write::write_all(&mut f, &data)
+                        .map_err(|e| transient(format!("{}: {e}", source.display())))?;
+                    (source, blake3::hash(&data).to_hex().to_string())
+                } else {
+                    let (hash, _) = farm
+                        .rt
+                        .block_on(farm.get_into(&msg.source_object, &mut f))
+                        .map_err(|e| {
+                            transient(format!("cannot fetch the source from the farm: {e:#}"))
+                        })?;
+                    (source, hash)
+                }
             }
         };
         if hash != msg.content_hash {
@@ -484,29 +606,25 @@ impl Worker {
             msg.planned.clone(),
         );
         let rendition = job::render_detached(&ctx, &p, &record, &source)?;
-        let mut outputs = Vec::new();
-        for (i, rel) in msg.planned.iter().take(rendition.outputs.len()).enumerate() {
-            let path = dir.join(rel);
-            let blake3 =
-                job::hash_file(&path).map_err(|e| transient(format!("{}: {e}", path.display())))?;
-            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let object = format!(
-                "out/{}/{}/{}/{}-{delivery}/{i}",
-                msg.node, msg.job, msg.attempt, farm.cfg.node
-            );
-            farm.rt
-                .block_on(farm.put_new(&object, &path))
-                .map_err(|e| transient(format!("cannot upload an output: {e:#}")))?;
-            outputs.push(OutputObject {
-                object,
-                blake3,
-                bytes,
-            });
-        }
-        Ok(Outcome::Done {
-            rendition: Box::new(rendition),
-            outputs,
+        let files = msg
+            .planned
+            .iter()
+            .take(rendition.outputs.len())
+            .map(|rel| dir.join(rel))
+            .collect();
+        Ok(Rendered {
+            rendition,
+            files,
             work_root: dir.to_path_buf(),
         })
     }
+}
+
+/// A job rendered on this worker, its outputs not yet uploaded.
+struct Rendered {
+    rendition: job::Rendition,
+    /// The outputs, in the order of the job's planned paths.
+    files: Vec<PathBuf>,
+    /// The folder it was rendered in.
+    work_root: PathBuf,
 }
