@@ -324,6 +324,52 @@ fn a_batch_cut_off_by_a_kill_finishes_after_a_restart_with_each_output_once() {
     no_incoming(&root);
 }
 
+/// Two batches at once share the root's `workers` export slots (never more running, both
+/// used), progress only rises, and a file whose stored upload is spoiled fails alone with
+/// its reason.
+#[test]
+fn batches_share_the_export_workers_and_a_bad_file_fails_alone() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("sluice.toml"), "workers = 2\n").unwrap();
+    let mut files: Vec<String> = (0..6)
+        .map(|i| {
+            let p = dir.path().join(format!("in{i}.wav"));
+            let planes = sluice_core::signal::programme(48_000, 2, 20 * 48_000, 60 + i);
+            write_wav(&p, &planes, 48_000, 24);
+            p.display().to_string()
+        })
+        .collect();
+    let bad = dir.path().join("spoiled.wav");
+    write_wav(
+        &bad,
+        &sluice_core::signal::programme(48_000, 2, 48_000, 99),
+        48_000,
+        24,
+    );
+    files.push(bad.display().to_string());
+    let server = Server::start(&root, "127.0.0.1:0", &[]);
+    let mut args = vec![
+        server.url.clone(),
+        server.token.clone(),
+        root.display().to_string(),
+    ];
+    args.extend(files);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_script(&py, "batch_pool.py", &args);
+    drop(server);
+    // Six outputs, each whole; nothing for the spoiled file; no temporary.
+    let written: Vec<PathBuf> = files_under(&root.join("exports"));
+    assert_eq!(written.len(), 6, "{written:?}");
+    for w in &written {
+        let info = sluice_core::probe(w).unwrap();
+        assert_eq!((info.format, info.sample_rate), ("flac", 44_100), "{w:?}");
+    }
+    common::assert_no_temporaries(&root);
+}
+
 /// The mastering routes walked by a Python client: references of two families of generated
 /// tracks, a track with a low-mid boost analysed against its family at the three levels, the
 /// closest references, refusals. Then the library as `sluice ref list` sees it.

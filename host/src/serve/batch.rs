@@ -1,7 +1,13 @@
 //! Batches of exports (the specification's routes): created with their files and settings,
-//! processed in the background one file after another, polled for progress. Kept in the
-//! state database: a batch the server was processing when it stopped is `pending` again at
-//! the next start, its finished files finished, and processing it again does the rest.
+//! processed in the background on the server's export workers, polled for progress. Kept in
+//! the state database: a batch the server was processing when it stopped is `pending` again
+//! at the next start, its finished files finished, and processing it again does the rest.
+//!
+//! Every export the server makes — a batch's files and single exports alike — runs in one of
+//! the root's `workers` slots (the watch-folder host's count of workers, by default the number
+//! of cores): a batch's files spread over the free slots, and two batches share them instead
+//! of each taking every core. A file that cannot be exported is recorded as failed with its
+//! reason (the batch goes on with the others); its upload stays as it was.
 
 use super::audio::{blocking, find};
 use super::export::{AREA, ExportSettings, export_target, run_export, with_extension};
@@ -23,6 +29,56 @@ pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(create))
         .routes(routes!(process))
         .routes(routes!(status))
+}
+
+/// The server's export slots: at most `capacity` exports at once, the others waiting.
+pub(crate) struct Slots {
+    capacity: usize,
+    /// Running, waiting.
+    now: Mutex<(usize, usize)>,
+    freed: std::sync::Condvar,
+}
+
+/// A taken slot, given back when dropped.
+pub(crate) struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    pub(crate) fn new(capacity: usize) -> Slots {
+        Slots {
+            capacity: capacity.max(1),
+            now: Mutex::new((0, 0)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot (call from a blocking thread).
+    pub(crate) fn take(&self) -> Slot<'_> {
+        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        now.1 += 1;
+        while now.0 >= self.capacity {
+            now = self.freed.wait(now).unwrap_or_else(|e| e.into_inner());
+        }
+        now.1 -= 1;
+        now.0 += 1;
+        Slot(self)
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Exports running and waiting now.
+    pub(crate) fn now(&self) -> (usize, usize) {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut now = self.0.now.lock().unwrap_or_else(|e| e.into_inner());
+        now.0 -= 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// The share done of each batch being processed now, between its files.
@@ -220,17 +276,40 @@ fn progress_of(rec: &BatchRecord, current: f64) -> f64 {
     ((done + current) / n).min(1.0)
 }
 
-/// Exports each pending file of the batch in turn, recording each as it ends.
+/// Exports the pending files of the batch on the server's export slots, recording each as it
+/// ends.
 fn run_batch(st: &AppState, rec: BatchRecord) {
     let id = rec.id;
     let settings: ExportSettings = serde_json::from_value(rec.settings.clone()).unwrap_or_default();
     let n = rec.files.len().max(1) as f64;
-    // Files finished (by this run or an earlier one): the progress between files.
-    let mut finished = rec.files.iter().filter(|f| f.status != "pending").count();
-    for (i, f) in rec.files.iter().enumerate() {
-        if f.status != "pending" {
-            continue;
+    let pending: Vec<usize> = (0..rec.files.len())
+        .filter(|&i| rec.files[i].status == "pending")
+        .collect();
+    // Files finished (by this run or an earlier one), and the share done of each running
+    // one: the progress, only ever rising (set under the one lock).
+    let shares = Mutex::new((
+        rec.files.iter().filter(|f| f.status != "pending").count(),
+        vec![0.0f64; rec.files.len()],
+    ));
+    let report = |i: usize, p: Option<f64>| {
+        let mut s = shares.lock().unwrap_or_else(|e| e.into_inner());
+        match p {
+            Some(p) => s.1[i] = p.clamp(0.0, 1.0),
+            None => {
+                s.0 += 1;
+                s.1[i] = 0.0;
+            }
         }
+        let running: f64 = s.1.iter().sum();
+        st.live.set(id, ((s.0 as f64 + running) / n).min(1.0));
+    };
+    let stopped = std::sync::atomic::AtomicBool::new(false);
+    crate::parallel::map(&pending, st.exports.capacity(), |&i| {
+        if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let _slot = st.exports.take();
+        let f = &rec.files[i];
         let outcome = find(st, &f.file_id).and_then(|up| {
             let stem = up
                 .file_name
@@ -260,7 +339,7 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
                 &settings,
                 (None, None),
                 false,
-                &mut |p| st.live.set(id, ((finished as f64 + p) / n).min(1.0)),
+                &mut |p| report(i, Some(p)),
             )
             .map(|done| done.output_path)
         });
@@ -281,17 +360,17 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
             true
         });
         match stored {
-            Ok(Some((b, _))) => {
-                finished += 1;
-                st.live.set(id, progress_of(&b, 0.0));
-            }
-            Ok(None) => return,
+            Ok(Some(_)) => report(i, None),
+            Ok(None) => stopped.store(true, std::sync::atomic::Ordering::SeqCst),
             Err(e) => {
                 tracing::error!("batch {id}: {e}");
-                st.live.end(id);
-                return;
+                stopped.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         }
+    });
+    if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        st.live.end(id);
+        return;
     }
     let ended = st.store.update_batch(id, |b| {
         let all_failed = b.files.iter().all(|f| f.status == "failed");

@@ -313,6 +313,7 @@ async fn export(
     let Json(req) = req?;
     let out = blocking(move || {
         let rec = find(&st, &req.file_id)?;
+        let _slot = st.exports.take();
         run_export(
             &st,
             &rec,

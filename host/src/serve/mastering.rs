@@ -222,7 +222,7 @@ fn view(rec: &AnalysisRecord, sig: &Signature) -> MasteringAnalysis {
 }
 
 /// A library error as the API answers it (the server's paths replaced by the client's name).
-fn library_error(e: LibraryError, path: &Path, name: &str) -> ApiError {
+pub(super) fn library_error(e: LibraryError, path: &Path, name: &str) -> ApiError {
     let mut msg = e.to_string();
     if !path.as_os_str().is_empty() {
         msg = msg.replace(&path.display().to_string(), name);

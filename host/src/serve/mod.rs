@@ -94,6 +94,8 @@ pub(crate) struct AppState {
     pub max_upload_bytes: u64,
     /// Progress of the batches being processed.
     pub live: batch::Live,
+    /// Every export (a batch's files, single exports) runs in one of these.
+    pub exports: batch::Slots,
     /// Analyses run one at a time: each takes every core (a queue, not a pile-up).
     pub heavy: tokio::sync::Semaphore,
     /// Uploads being received.
@@ -468,6 +470,7 @@ fn serve(
         loopback: opts.listen.ip().is_loopback(),
         max_upload_bytes: opts.max_upload_bytes,
         live: batch::Live::default(),
+        exports: batch::Slots::new(cfg.workers),
         heavy: tokio::sync::Semaphore::new(1),
         uploads: Arc::new(tokio::sync::Semaphore::new(opts.max_uploads.max(1))),
         max_uploads: opts.max_uploads.max(1),

@@ -39,6 +39,10 @@ pub(super) fn routes(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(effects))
         .routes(routes!(effect))
         .routes(routes!(stats))
+        .routes(routes!(references))
+        .routes(routes!(reference))
+        .routes(routes!(genres))
+        .routes(routes!(genre_profile))
         .routes(routes!(events))
 }
 
@@ -640,7 +644,8 @@ async fn effect(State(st): St, UrlPath(name): UrlPath<String>) -> Result<Json<Va
     Ok(Json(out))
 }
 
-/// What the root holds: files by type, jobs by state.
+/// What the root holds: files by type, jobs by state; and the server's exports now
+/// (`exports`: its `workers` slots, how many `running` and `waiting`).
 #[utoipa::path(get, path = "/api/v1/stats", operation_id = "v1_stats", tag = "v1",
     responses((status = 200, description = "`sluice stats --json`", body = Object)))]
 async fn stats(State(st): St) -> Result<Json<Value>, ApiError> {
@@ -650,8 +655,128 @@ async fn stats(State(st): St) -> Result<Json<Value>, ApiError> {
         let mut v = serde_json::to_value(&s).map_err(ApiError::internal)?;
         if let Some(o) = v.as_object_mut() {
             o.remove("root");
+            // The server's exports (batches and single ones): its slots, and how many are
+            // running and waiting now.
+            let (running, waiting) = st.exports.now();
+            o.insert(
+                "exports".into(),
+                serde_json::json!({
+                    "workers": st.exports.capacity(),
+                    "running": running,
+                    "waiting": waiting,
+                }),
+            );
         }
         Ok(v)
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct GenreFilter {
+    /// Only this genre's references (any case).
+    genre: Option<String>,
+}
+
+/// A reference as `/api/v1` shows it: every stored figure (its signature: loudness, the five
+/// bands' metrics, the feature vector), its source by file name only.
+fn reference_json(r: &crate::store::ReferenceRecord) -> Result<Value, ApiError> {
+    let mut v = serde_json::to_value(r).map_err(ApiError::internal)?;
+    if let Some(o) = v.as_object_mut() {
+        let name = r
+            .source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        o.insert("source".into(), Value::String(name));
+        o.insert("added_at".into(), super::rfc3339(Some(r.added_ms)).into());
+    }
+    Ok(v)
+}
+
+/// The reference library with every measured figure, or one genre of it.
+#[utoipa::path(get, path = "/api/v1/references", operation_id = "v1_references", tag = "v1",
+    params(GenreFilter),
+    responses((status = 200, description = "The references, oldest first, each with its signature", body = Vec<Object>)))]
+async fn references(
+    State(st): St,
+    Query(q): Query<GenreFilter>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let out = blocking(move || {
+        let genre = q.genre.filter(|g| !g.trim().is_empty());
+        st.store
+            .references(genre.as_deref())
+            .map_err(ApiError::internal)?
+            .iter()
+            .map(reference_json)
+            .collect()
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// One reference with every measured figure.
+#[utoipa::path(get, path = "/api/v1/references/{reference_id}", operation_id = "v1_reference", tag = "v1",
+    params(("reference_id" = u64, Path)),
+    responses((status = 200, description = "The reference", body = Object),
+        (status = 404, description = "No such item", body = ErrorBody)))]
+async fn reference(
+    State(st): St,
+    UrlPath(reference_id): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let out = blocking(move || {
+        let missing = || ApiError::not_found(format!("no reference `{reference_id}`"));
+        let id: u64 = reference_id.parse().map_err(|_| missing())?;
+        let r = st
+            .store
+            .reference(id)
+            .map_err(ApiError::internal)?
+            .ok_or_else(missing)?;
+        reference_json(&r)
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+#[derive(Serialize, ToSchema)]
+struct GenreView {
+    genre: String,
+    references: usize,
+}
+
+/// The library's genres and how many references each has.
+#[utoipa::path(get, path = "/api/v1/genres", operation_id = "v1_genres", tag = "v1",
+    responses((status = 200, description = "Genres, by name", body = Vec<GenreView>)))]
+async fn genres(State(st): St) -> Result<Json<Vec<GenreView>>, ApiError> {
+    let out = blocking(move || {
+        Ok(st
+            .store
+            .genres()
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|(genre, references)| GenreView { genre, references })
+            .collect())
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// A genre's profile: the mean and spread of every figure over its references (what a track
+/// is compared with; `sluice ref profile GENRE --json`).
+#[utoipa::path(get, path = "/api/v1/genres/{genre}/profile", operation_id = "v1_genre_profile", tag = "v1",
+    params(("genre" = String, Path)),
+    responses((status = 200, description = "The profile", body = Object),
+        (status = 404, description = "No references of that genre", body = ErrorBody)))]
+async fn genre_profile(
+    State(st): St,
+    UrlPath(genre): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let out = blocking(move || {
+        let p = crate::library::profile(&st.store, &crate::library::Target::Genre(genre))
+            .map_err(|e| super::mastering::library_error(e, Path::new(""), ""))?;
+        serde_json::to_value(&p).map_err(ApiError::internal)
     })
     .await?;
     Ok(Json(out))

@@ -200,11 +200,43 @@ error_of(requests.delete(f"{BASE}/api/references/{rid}", headers=AUTH, timeout=1
 r = requests.get(f"{BASE}/api/references", params={"genre": "techno"}, timeout=10)
 expect(len(r.json()) == 2, f"two techno references left: {r.json()}")
 
+# The same library under /api/v1, with every measured figure.
+r = requests.get(f"{BASE}/api/v1/references", params={"genre": "techno"}, timeout=10)
+expect(r.status_code == 200 and len(r.json()) == 2, f"v1 references: {r.status_code} {r.text[:300]}")
+for ref in r.json():
+    fields(ref, {"id": int, "name": str, "genre": str, "source": str, "hash": str,
+                 "added_at": str, "feature_version": int, "signature": dict}, "v1 reference")
+    sig = ref["signature"]
+    fields(sig, {"integrated_lufs": NUM, "plr_lu": NUM, "width": NUM, "bands": list},
+           "v1 reference signature")
+    expect(len(sig["bands"]) == 5, f"five bands: {sig['bands']}")
+    expect("/" not in ref["source"], f"a server path in the reference: {ref['source']}")
+one = r.json()[0]
+r = requests.get(f"{BASE}/api/v1/references/{one['id']}", timeout=10)
+expect(r.status_code == 200 and r.json() == one, f"v1 reference {one['id']}: {r.text[:300]}")
+error_of(requests.get(f"{BASE}/api/v1/references/{rid}", timeout=10), 404, "not_found",
+         "a removed reference under v1")
+error_of(requests.get(f"{BASE}/api/v1/references/nope", timeout=10), 404, "not_found",
+         "a reference id that is not one")
+r = requests.get(f"{BASE}/api/v1/genres", timeout=10)
+expect(r.status_code == 200 and {g["genre"]: g["references"] for g in r.json()}.get("techno") == 2,
+       f"v1 genres: {r.text}")
+r = requests.get(f"{BASE}/api/v1/genres/Techno/profile", timeout=10)
+expect(r.status_code == 200, f"v1 profile: {r.status_code} {r.text[:300]}")
+prof = r.json()
+fields(prof, {"name": str, "references": int, "integrated_lufs": dict, "bands": list}, "v1 profile")
+fields(prof["integrated_lufs"], {"mean": NUM, "spread": NUM}, "v1 profile loudness")
+expect(prof["references"] == 2 and len(prof["bands"]) == 5, f"v1 profile: {prof['references']}")
+error_of(requests.get(f"{BASE}/api/v1/genres/jazz/profile", timeout=10), 404, "no_references",
+         "the profile of a genre with no references")
+
 doc = requests.get(f"{BASE}/openapi.json", timeout=10).json()
 for method, p in [("post", "/api/analyze"), ("get", "/api/analysis/{analysis_id}"),
                   ("get", "/api/references"), ("post", "/api/references"),
                   ("delete", "/api/references/{reference_id}"),
-                  ("post", "/api/similarity/{analysis_id}")]:
+                  ("post", "/api/similarity/{analysis_id}"), ("get", "/api/v1/references"),
+                  ("get", "/api/v1/references/{reference_id}"), ("get", "/api/v1/genres"),
+                  ("get", "/api/v1/genres/{genre}/profile")]:
     expect(method in doc["paths"].get(p, {}), f"openapi.json: no {method.upper()} {p}")
 
 print(f"mastering_flow: references, analyses at three levels, similarity and refusals ({BASE})")
