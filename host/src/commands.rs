@@ -53,7 +53,7 @@ const DEFAULT_CONFIG: &str = "# sluice configuration. Every key is optional; the
 # max_connections = 1024       # connections open at once\n\
 # cors_origins = [\"https://app.example.com\"]   # browser pages of other origins allowed\n\
 # [[server.webhook]]           # job events posted as signed JSON (docs/API.md)\n\
-# url = \"http://127.0.0.1:9000/sluice\"\n\
+# url = \"http://127.0.0.1:9000/sluice\"   # or https:// (ca_file = for a private authority)\n\
 # events = [\"done\", \"failed\", \"quarantined\"]\n\
 # secret = \"a long random string\"\n";
 

@@ -291,6 +291,9 @@ pub struct Webhook {
     pub url: String,
     pub events: Vec<String>,
     pub secret: String,
+    /// For an https:// receiver whose certificate a private authority signed: that
+    /// authority's certificate(s), PEM (otherwise the system's trusted roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The job events a webhook can ask for.
@@ -309,6 +312,7 @@ struct RawWebhook {
     url: String,
     events: Option<Vec<String>>,
     secret: String,
+    ca_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -484,10 +488,29 @@ impl Config {
                 let mut webhooks = Vec::new();
                 for w in sv.webhook {
                     let url = w.url.trim().to_string();
-                    let Some(rest) = url.strip_prefix("http://") else {
+                    let https = url.starts_with("https://");
+                    let Some(rest) = url
+                        .strip_prefix("http://")
+                        .or_else(|| url.strip_prefix("https://"))
+                    else {
                         return Err(bad(format!(
-                            "[[server.webhook]] url = {url:?}: give an http:// address (https is not supported yet: post to a local relay)"
+                            "[[server.webhook]] url = {url:?}: give an http:// or https:// address"
                         )));
+                    };
+                    let ca_file = match w.ca_file {
+                        None => None,
+                        Some(_) if !https => {
+                            return Err(bad(format!(
+                                "[[server.webhook]] {url}: ca_file is for https:// receivers"
+                            )));
+                        }
+                        Some(f) => {
+                            let path = root.join(f.trim());
+                            crate::serve::webhooks::read_ca(&path).map_err(|e| {
+                                bad(format!("[[server.webhook]] {url}: ca_file: {e}"))
+                            })?;
+                            Some(path)
+                        }
                     };
                     if rest.is_empty() || rest.starts_with('/') {
                         return Err(bad(format!("[[server.webhook]] url = {url:?}: no host")));
@@ -513,6 +536,7 @@ impl Config {
                         url,
                         events,
                         secret: w.secret.trim().to_string(),
+                        ca_file,
                     });
                 }
                 let max_uploads = sv.max_uploads.unwrap_or(8);
@@ -676,8 +700,16 @@ mod tests {
             ),
             ("[server]\nport = 1\n", "port"),
             (
-                "[[server.webhook]]\nurl = \"https://x.example/in\"\nsecret = \"0123456789abcdef\"\n",
-                "https",
+                "[[server.webhook]]\nurl = \"ftp://x.example/in\"\nsecret = \"0123456789abcdef\"\n",
+                "https://",
+            ),
+            (
+                "[[server.webhook]]\nurl = \"http://x.example/in\"\nsecret = \"0123456789abcdef\"\nca_file = \"ca.pem\"\n",
+                "ca_file is for https",
+            ),
+            (
+                "[[server.webhook]]\nurl = \"https://x.example/in\"\nsecret = \"0123456789abcdef\"\nca_file = \"missing.pem\"\n",
+                "missing.pem",
             ),
             (
                 "[[server.webhook]]\nurl = \"http://x.example/in\"\nsecret = \"short\"\n",

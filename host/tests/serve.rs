@@ -765,6 +765,152 @@ fn webhooks_post_job_events_signed_and_retry_a_failing_receiver() {
     }
 }
 
+/// `[[server.webhook]]` over https: a receiver whose certificate the webhook's `ca_file` (a
+/// private authority, made here with openssl) signed gets the job's event, signed; the same
+/// receiver named by a webhook without that authority gets nothing (the system's roots do not
+/// know it), and the host says why.
+#[test]
+fn webhooks_reach_https_receivers_and_check_their_certificate() {
+    use hmac::Mac;
+    let (Some(py), Some(openssl)) = (tool("python3"), tool("openssl")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Sluice test authority",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        d.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    let got = d.join("received.jsonl");
+    let mut receiver = Command::new(&py)
+        .arg(script("https_receiver.py"))
+        .args([d.join("leaf.pem"), d.join("leaf.key"), got.clone()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(receiver.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("port ")
+        .expect("the receiver's port");
+    let secret = "a-long-enough-test-secret";
+    let root = d.join("root");
+    let server = watch_with_server(
+        &root,
+        &format!(
+            "[[server.webhook]]\nurl = \"https://localhost:{port}/trusted\"\nevents = [\"done\"]\nsecret = \"{secret}\"\nca_file = \"{}\"\n\
+             [[server.webhook]]\nurl = \"https://localhost:{port}/untrusted\"\nevents = [\"done\"]\nsecret = \"{secret}\"\n",
+            d.join("ca.pem").display()
+        ),
+    );
+    let staged = d.join("show.wav");
+    let planes = sluice_core::signal::programme(44_100, 2, 3 * 44_100, 8);
+    write_wav(&staged, &planes, 44_100, 16);
+    std::fs::rename(&staged, root.join("inbox/podcast/show.wav")).unwrap();
+    let log = root.with_extension("log");
+    let t = std::time::Instant::now();
+    let hooks: Vec<serde_json::Value> = loop {
+        let hooks: Vec<serde_json::Value> = std::fs::read_to_string(&got)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        let refused = said
+            .lines()
+            .any(|l| l.contains("/untrusted") && l.contains("certificate"));
+        if !hooks.is_empty() && refused {
+            break hooks;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(90),
+            "deliveries so far: {hooks:?}; the host said:\n{said}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    drop(server);
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    assert!(
+        hooks.iter().all(|h| h["path"] == "/trusted"),
+        "only the webhook that trusts the authority was delivered: {hooks:?}"
+    );
+    let h = &hooks[0];
+    assert_eq!(h["headers"]["x-sluice-event"], "done");
+    let body = h["body"].as_str().unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let want: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(h["headers"]["x-sluice-signature"], format!("sha256={want}"));
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["job"]["input"], "inbox/podcast/show.wav");
+}
+
 /// Sends a raw HTTP/1.1 request (with `Connection: close`) and returns the whole answer.
 fn raw_http(addr: &str, request: &[u8]) -> String {
     use std::io::{Read, Write};

@@ -22,7 +22,7 @@ mod pages;
 mod regions;
 mod stream;
 mod v1;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use crate::config::Config;
 use crate::store::Store;

@@ -8,6 +8,11 @@
 //! order, each once per success (a receiver may see an event twice if the server stops between
 //! its success and the cursor's write: `X-Sluice-Delivery` is the event's id, to de-duplicate).
 //! One process per root delivers (it holds `.sluice/webhooks.lock`).
+//!
+//! An `https://` receiver is reached over TLS (rustls: TLS 1.2 or 1.3), its certificate
+//! checked against the system's trusted roots, or against the webhook's `ca_file` for a
+//! receiver whose certificate a private authority signed; a certificate that does not check
+//! out gets nothing (each attempt logs why).
 
 use super::AppState;
 use super::v1::{EventView, JobView};
@@ -96,6 +101,19 @@ pub(crate) fn spawn(st: &Arc<AppState>, prepared: Prepared) {
 
 async fn deliver_all(weak: std::sync::Weak<AppState>, hook: Webhook) {
     let key = format!("webhook:{}", hook.url);
+    // Made once per webhook (the system's roots read once).
+    let tls = if hook.url.starts_with("https://") {
+        match tls_for(&hook) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!("webhook {}: {e}: not delivered", hook.url);
+                eprintln!("sluice: webhook {}: {e}: not delivered", hook.url);
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let mut closing = match weak.upgrade() {
         Some(st) => st.closing.clone(),
         None => return,
@@ -154,7 +172,7 @@ async fn deliver_all(weak: std::sync::Weak<AppState>, hook: Webhook) {
                             _ = closing.changed() => return,
                         }
                     }
-                    match post(&hook, &e.kind, e.id, &body).await {
+                    match post(&hook, tls.as_ref(), &e.kind, e.id, &body).await {
                         Ok(()) => {
                             delivered = true;
                             break;
@@ -191,20 +209,85 @@ async fn deliver_all(weak: std::sync::Weak<AppState>, hook: Webhook) {
     }
 }
 
+/// The certificates of a PEM file (a private authority's, for `ca_file`).
+pub(crate) fn read_ca(
+    path: &std::path::Path,
+) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let certs: Vec<_> = tokio_rustls::rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+/// What an https:// webhook is reached with: the system's roots, or its `ca_file`'s.
+fn tls_for(hook: &Webhook) -> Result<tokio_rustls::TlsConnector, String> {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    match &hook.ca_file {
+        Some(path) => {
+            for c in read_ca(path)? {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(
+                    "no trusted root certificates on this system (install ca-certificates, or give the webhook a ca_file)".into(),
+                );
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 /// One POST; a 2xx answer within 10 s is a success.
-async fn post(hook: &Webhook, kind: &str, id: u64, body: &str) -> Result<(), String> {
+async fn post(
+    hook: &Webhook,
+    tls: Option<&tokio_rustls::TlsConnector>,
+    kind: &str,
+    id: u64,
+    body: &str,
+) -> Result<(), String> {
     let uri: hyper::Uri = hook.url.parse().map_err(|e| format!("{e}"))?;
     let host = uri.host().ok_or("no host")?.to_string();
-    let port = uri.port_u16().unwrap_or(80);
+    let https = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let attempt = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| format!("connecting: {e}"))?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        let mut send = if https {
+            let tls = tls.ok_or("no TLS configuration for an https:// webhook")?;
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            )
+            .map_err(|e| format!("{host}: {e}"))?;
+            let stream = tls
+                .connect(name, tcp)
                 .await
-                .map_err(|e| format!("{e}"))?;
-        tokio::spawn(conn);
+                .map_err(|e| format!("TLS with {host}: {e}"))?;
+            handshake(stream).await?
+        } else {
+            handshake(tcp).await?
+        };
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         let req = hyper::Request::post(path)
             .header(
@@ -236,4 +319,18 @@ async fn post(hook: &Webhook, kind: &str, id: u64, body: &str) -> Result<(), Str
     tokio::time::timeout(Duration::from_secs(10), attempt)
         .await
         .map_err(|_| "no answer within 10 s".to_string())?
+}
+
+/// An HTTP/1.1 client connection over `io` (its driving task spawned).
+async fn handshake<IO>(
+    io: IO,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| format!("{e}"))?;
+    tokio::spawn(conn);
+    Ok(send)
 }
