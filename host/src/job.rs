@@ -556,6 +556,10 @@ pub struct Rendition {
     /// The file index's loudness of the file as it arrived (an analysis at the head).
     pub index: Option<serde_json::Value>,
     pub warnings: Vec<String>,
+    /// The outputs' BLAKE3 hashes when they are known already (a farm's outputs, checked as
+    /// they were fetched): not read again to hash them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashes: Vec<String>,
 }
 
 impl Rendition {
@@ -885,6 +889,7 @@ fn render(
         tags: json(&info.tags),
         index,
         warnings: std::mem::take(warnings),
+        hashes: Vec::new(),
     })
 }
 
@@ -947,13 +952,19 @@ fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRec
             .set_analysis(&job.input.to_string_lossy(), summary.clone());
     }
     let mut outputs = Vec::new();
-    for (((bytes, format), rel), path) in rendition
+    let known = rendition.hashes.len() == rendition.outputs.len();
+    for (i, (((bytes, format), rel), path)) in rendition
         .outputs
         .iter()
         .zip(&job.planned)
         .zip(&paths.outputs)
+        .enumerate()
     {
-        let hash = hash_file(path).map_err(|e| io_failure(path, e))?;
+        let hash = if known {
+            rendition.hashes[i].clone()
+        } else {
+            hash_file(path).map_err(|e| io_failure(path, e))?
+        };
         outputs.push(OutputRecord {
             path: rel.clone(),
             bytes: *bytes,

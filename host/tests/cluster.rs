@@ -232,6 +232,29 @@ fn finished(js: &[serde_json::Value]) -> usize {
         .count()
 }
 
+/// `sluice jobs` on `root` until its `n` jobs have all finished (done, failed or quarantined),
+/// for up to `secs` seconds (failing with `logs()`); the jobs then.
+fn wait_finished(
+    root: &Path,
+    n: usize,
+    secs: u64,
+    logs: impl Fn() -> String,
+) -> Vec<serde_json::Value> {
+    let t = Instant::now();
+    loop {
+        let js = jobs(root);
+        if js.len() == n && finished(&js) == n {
+            return js;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "{js:#?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The job states in the farm's key-value bucket, by key.
 fn kv_states(url: &str) -> BTreeMap<String, serde_json::Value> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -500,30 +523,21 @@ fn a_job_that_stops_every_worker_is_quarantined_at_the_delivery_limit() {
 /// A user effect in WAT (the ABI of effects/ABI.md, two channels, no parameters) whose
 /// `sluice_process` multiplies every sample by `gain`.
 fn gain_module(name: &str, gain: f32) -> Vec<u8> {
-    let desc = format!(r#"{{"abi":1,"name":"{name}","version":"1","max_channels":2}}"#);
-    let text = format!(
-        r#"(module
-  (memory (export "memory") 2)
-  (func (export "sluice_init") (param i32 i32 i32) (result i32) (i32.const 0))
-  (func (export "sluice_buffer") (param $ch i32) (result i32)
-    (i32.add (i32.const 1024) (i32.mul (local.get $ch) (i32.const 16384))))
-  (func (export "sluice_set_param") (param i32 f32) (result i32) (i32.const 6))
-  (func (export "sluice_reset"))
-  (func (export "sluice_process") (param $n i32) (result i32)
-    (local $i i32) (local $a i32)
-    (block $done (loop $l
+    let process = format!(
+        r#"(block $done (loop $l
       (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
       (local.set $a (i32.add (i32.const 1024) (i32.shl (local.get $i) (i32.const 2))))
       (f32.store (local.get $a) (f32.mul (f32.load (local.get $a)) (f32.const {gain})))
       (local.set $a (i32.add (local.get $a) (i32.const 16384)))
       (f32.store (local.get $a) (f32.mul (f32.load (local.get $a)) (f32.const {gain})))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $l)))
-    (i32.const 0))
-  (@custom "sluice_effect" {desc:?})
-)"#
+      (br $l)))"#
     );
-    wat::parse_str(text).unwrap()
+    common::Wat {
+        process: &process,
+        ..common::Wat::plain(name)
+    }
+    .bytes()
 }
 
 /// A user effect of the ingest root travels with the job by hash: a worker without it runs
@@ -564,19 +578,7 @@ fn user_effects_travel_with_the_job_by_hash() {
         programme_wav(&made, 2.0, 100 + i as u64);
         std::fs::copy(&made, root.join("inbox").join(format!("take{i}.wav"))).unwrap();
     }
-    let t = Instant::now();
-    let js = loop {
-        let js = jobs(&root);
-        if js.len() == n && finished(&js) == n {
-            break js;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(90),
-            "{js:#?}\n{}",
-            host.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let js = wait_finished(&root, n, 90, || host.log());
     for j in &js {
         assert_eq!(j["state"], "done", "{j:#}\n{}", host.log());
     }
@@ -639,20 +641,9 @@ fn a_farm_logs_in_and_a_wrong_password_is_refused_at_once() {
     let made = dir.path().join("a.wav");
     programme_wav(&made, 2.0, 3);
     std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
-    let t = Instant::now();
-    loop {
-        let js = jobs(&root);
-        if js.len() == 1 && js[0]["state"] == "done" {
-            assert_eq!(js[0]["ran_on"], "w1");
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{js:#?}\n{}",
-            host.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let js = wait_finished(&root, 1, 60, || host.log());
+    assert_eq!(js[0]["state"], "done", "{js:#?}");
+    assert_eq!(js[0]["ran_on"], "w1");
     // The wrong password.
     let w2 = worker_root(dir.path(), &nats, "w2");
     let toml = std::fs::read_to_string(w2.join("sluice.toml")).unwrap()
@@ -721,20 +712,8 @@ fn an_effect_the_worker_cannot_fetch_fails_the_attempt_and_the_retry_heals() {
     });
     let w1 = worker_root(dir.path(), &nats, "w1");
     let w = start_worker(&w1, dir.path(), "w1");
-    let t = Instant::now();
-    let job = loop {
-        let js = jobs(&root);
-        if js.len() == 1 && js[0]["state"] == "done" {
-            break js[0].clone();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{js:#?}\n{}\n{}",
-            host.log(),
-            w.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let job = wait_finished(&root, 1, 60, || host.log() + &w.log()).remove(0);
+    assert_eq!(job["state"], "done", "{job:#}");
     assert_eq!(job["attempts"], 2, "{job:#}");
     let events = common::succeed(sluice().args(["job", "1", "--root"]).arg(&root));
     let events = String::from_utf8_lossy(&events.stdout);
@@ -769,20 +748,12 @@ fn with_a_shared_root_sources_go_by_path() {
         programme_wav(&made, 2.0, 40 + i as u64);
         std::fs::rename(&made, root.join("inbox").join(format!("take{i}.wav"))).unwrap();
     }
-    let t = Instant::now();
-    loop {
-        let js = jobs(&root);
-        if js.len() == n && js.iter().all(|j| j["state"] == "done") {
-            assert!(js.iter().all(|j| j["ran_on"] == "w1"), "{js:#?}");
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{js:#?}\n{}",
-            host.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let js = wait_finished(&root, n, 60, || host.log());
+    assert!(
+        js.iter()
+            .all(|j| j["state"] == "done" && j["ran_on"] == "w1"),
+        "{js:#?}"
+    );
     assert_eq!(files_under(&root.join("out")).len(), 2 * n);
     // No source ever went into the object store (the outputs' objects are deleted once in
     // place; what is left is nothing).
@@ -841,19 +812,7 @@ fn a_pipeline_edited_while_its_job_is_out_fails_it_with_the_reason() {
     }
     let w1 = worker_root(dir.path(), &nats, "w1");
     let _w = start_worker(&w1, dir.path(), "w1");
-    let t = Instant::now();
-    let job = loop {
-        let js = jobs(&root);
-        if js.len() == 1 && finished(&js) == 1 {
-            break js[0].clone();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{js:#?}\n{}",
-            host.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let job = wait_finished(&root, 1, 60, || host.log()).remove(0);
     assert_eq!(job["state"], "failed", "{job:#}");
     let error = job["error"].as_str().unwrap();
     assert!(

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{Host, write_wav};
+use common::{Host, Wat, write_wav};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,72 +21,6 @@ use std::time::{Duration, Instant};
 const PEAK_MB: u64 = 100;
 /// The host's cap on an effect's tail (effects/ABI.md), in seconds.
 const TAIL_CAP_S: u64 = 30;
-
-/// An effect module in WAT that follows the ABI (two channels, no parameters, buffers at 1024
-/// and 1024 + 16384, so blocks of up to 4096 frames) with its descriptor's `tail_seconds`, and
-/// hostile parts put in: `init` runs in `sluice_init` (the rate is in `$rate`), `start` is the
-/// body of a wasm start function, `latency` the body of `sluice_latency`, `process` the body of
-/// `sluice_process` (frames in `$n`, locals `$i` and `$a`; pass-through when empty).
-struct Wat<'a> {
-    name: &'a str,
-    tail_seconds: f64,
-    init: &'a str,
-    start: Option<&'a str>,
-    latency: Option<&'a str>,
-    process: &'a str,
-}
-
-impl Wat<'_> {
-    fn plain(name: &str) -> Wat<'_> {
-        Wat {
-            name,
-            tail_seconds: 0.0,
-            init: "",
-            start: None,
-            latency: None,
-            process: "",
-        }
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let desc = format!(
-            r#"{{"abi":1,"name":"{}","version":"1","tail_seconds":{},"max_channels":2}}"#,
-            self.name, self.tail_seconds
-        );
-        let start = self
-            .start
-            .map(|b| format!("(func $start {b}) (start $start)"))
-            .unwrap_or_default();
-        let latency = self
-            .latency
-            .map(|b| format!(r#"(func (export "sluice_latency") (result i32) {b})"#))
-            .unwrap_or_default();
-        let text = format!(
-            r#"(module
-  (memory (export "memory") 2)
-  (global $rate (mut i32) (i32.const 0))
-  {start}
-  (func (export "sluice_init") (param i32 i32 i32) (result i32)
-    (global.set $rate (local.get 0))
-    {init}
-    (i32.const 0))
-  (func (export "sluice_buffer") (param $ch i32) (result i32)
-    (i32.add (i32.const 1024) (i32.mul (local.get $ch) (i32.const 16384))))
-  (func (export "sluice_set_param") (param i32 f32) (result i32) (i32.const 6))
-  (func (export "sluice_reset"))
-  {latency}
-  (func (export "sluice_process") (param $n i32) (result i32)
-    (local $i i32) (local $a i32)
-    {process}
-    (i32.const 0))
-  (@custom "sluice_effect" {desc:?})
-)"#,
-            init = self.init,
-            process = self.process,
-        );
-        wat::parse_str(text).unwrap()
-    }
-}
 
 /// Every sample of both channels becomes `x / 2 + 0.1`: never silent, even on silence.
 const NEVER_SILENT: &str = r#"

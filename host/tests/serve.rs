@@ -268,6 +268,21 @@ fn refusals_leave_nothing_behind_and_the_server_serves_on() {
     );
 }
 
+/// The root's `n` exports, each a 44.1 kHz FLAC that probes: with its length in seconds.
+fn exported_flacs(root: &Path, n: usize) -> Vec<(PathBuf, f64)> {
+    let written: Vec<PathBuf> = files_under(&root.join("exports"));
+    assert_eq!(written.len(), n, "{written:?}");
+    written
+        .into_iter()
+        .map(|w| {
+            let info = sluice_core::probe(&w).unwrap();
+            assert_eq!((info.format, info.sample_rate), ("flac", 44_100), "{w:?}");
+            let seconds = info.duration_seconds.unwrap();
+            (w, seconds)
+        })
+        .collect()
+}
+
 #[test]
 fn a_batch_cut_off_by_a_kill_finishes_after_a_restart_with_each_output_once() {
     let Some(py) = python() else { return };
@@ -310,15 +325,8 @@ fn a_batch_cut_off_by_a_kill_finishes_after_a_restart_with_each_output_once() {
     );
     drop(server);
     // Each output once, whole; no temporary left anywhere.
-    let written: Vec<PathBuf> = files_under(&root.join("exports"));
-    assert_eq!(written.len(), 3, "{written:?}");
-    for w in &written {
-        let info = sluice_core::probe(w).unwrap();
-        assert_eq!((info.format, info.sample_rate), ("flac", 44_100), "{w:?}");
-        assert!(
-            (info.duration_seconds.unwrap() - 40.0).abs() < 0.01,
-            "{w:?}"
-        );
+    for (w, seconds) in exported_flacs(&root, 3) {
+        assert!((seconds - 40.0).abs() < 0.01, "{w:?}");
     }
     common::assert_no_temporaries(&root);
     no_incoming(&root);
@@ -361,11 +369,8 @@ fn batches_share_the_export_workers_and_a_bad_file_fails_alone() {
     run_script(&py, "batch_pool.py", &args);
     drop(server);
     // Six outputs, each whole; nothing for the spoiled file; no temporary.
-    let written: Vec<PathBuf> = files_under(&root.join("exports"));
-    assert_eq!(written.len(), 6, "{written:?}");
-    for w in &written {
-        let info = sluice_core::probe(w).unwrap();
-        assert_eq!((info.format, info.sample_rate), ("flac", 44_100), "{w:?}");
+    for (w, seconds) in exported_flacs(&root, 6) {
+        assert!((seconds - 20.0).abs() < 0.01, "{w:?}");
     }
     common::assert_no_temporaries(&root);
 }

@@ -1,6 +1,6 @@
 //! The ingest node's side of the farm: jobs out, results in (see [`super`]).
 
-use super::{Farm, JobMsg, JobState as FarmState, Outcome, ResultMsg, job_key, now_ms};
+use super::{Farm, FarmState, JobMsg, Outcome, ResultMsg, job_key, now_ms};
 use crate::config::Config;
 use crate::effects::Catalog;
 use crate::job::{self, Ctx, Failure};
@@ -31,16 +31,18 @@ fn source_object(node: &str, hash: &str) -> String {
     format!("src/{node}/{hash}")
 }
 
-/// The user effects `p` names, with the files they were loaded from.
-fn user_effects(p: &Pipeline, effects: &Catalog) -> Vec<(String, std::path::PathBuf)> {
-    let mut out: Vec<(String, std::path::PathBuf)> = Vec::new();
+/// The user effects `p` names, with the files they were loaded from and their modules'
+/// BLAKE3 hashes (taken when the catalog loaded them: a module changed since is loaded again
+/// by the catalog, and a worker that fetches other bytes than the hash says refuses them).
+fn user_effects(p: &Pipeline, effects: &Catalog) -> Vec<(String, std::path::PathBuf, String)> {
+    let mut out: Vec<(String, std::path::PathBuf, String)> = Vec::new();
     for s in &p.steps {
         if let sluice_core::render::steps::StepSpec::Effect(e) = s
             && let Some(entry) = effects.get(&e.name)
             && let crate::effects::Origin::File(path) = &entry.origin
-            && !out.iter().any(|(n, _)| *n == e.name)
+            && !out.iter().any(|(n, _, _)| *n == e.name)
         {
-            out.push((e.name.clone(), path.clone()));
+            out.push((e.name.clone(), path.clone(), entry.effect.hash.clone()));
         }
     }
     out
@@ -66,9 +68,7 @@ fn message(
     let node = farm.cfg.node.clone();
     let mut modules = Vec::new();
     let mut files = Vec::new();
-    for (name, path) in user_effects(p, effects) {
-        let blake3 = job::hash_file(&path)
-            .map_err(|e| anyhow::anyhow!("effect {name}: {}: {e}", path.display()))?;
+    for (name, path, blake3) in user_effects(p, effects) {
         modules.push(super::EffectModule {
             name,
             object: format!("fx/{blake3}"),
@@ -229,14 +229,7 @@ impl Ingest {
             }
             farm.set_state(
                 &msg.key(),
-                &FarmState {
-                    state: "queued".into(),
-                    attempt: msg.attempt,
-                    worker: None,
-                    input: msg.input.to_string_lossy().into_owned(),
-                    pipeline: msg.pipeline.clone(),
-                    updated_ms: now_ms(),
-                },
+                &FarmState::now("queued", msg.attempt, None, &msg.input, &msg.pipeline),
             )
             .await?;
             let dup = farm
@@ -376,14 +369,13 @@ impl Ingest {
                             JobState::Done | JobState::Failed | JobState::Quarantined
                         )
                 }) {
-                    let state = FarmState {
-                        state: j.state.name().to_string(),
-                        attempt: j.attempts,
-                        worker: j.ran_on.clone(),
-                        input: j.input.to_string_lossy().into_owned(),
-                        pipeline: j.pipeline.clone(),
-                        updated_ms: now_ms(),
-                    };
+                    let state = FarmState::now(
+                        j.state.name(),
+                        j.attempts,
+                        j.ran_on.clone(),
+                        &j.input,
+                        &j.pipeline,
+                    );
                     let key = job_key(&farm.cfg.node, j.id);
                     if let Err(e) = farm.rt.block_on(farm.set_state(&key, &state)) {
                         tracing::warn!(job = j.id, "{e:#}");
@@ -444,21 +436,23 @@ impl Ingest {
                 rendition,
                 outputs,
                 work_root,
-            } => self
-                .place(cfg, &job, &outputs)
-                .map(|()| (*rendition).moved(&work_root, &cfg.root)),
+            } => self.place(cfg, &job, &outputs).map(|()| {
+                let mut r = (*rendition).moved(&work_root, &cfg.root);
+                // Each checked against the bytes placed.
+                r.hashes = outputs.iter().map(|o| o.blake3.clone()).collect();
+                r
+            }),
         };
         let rec = job::finish_detached(&ctx, &p, job, started, rendition);
         self.out.fetch_sub(1, Ordering::SeqCst);
         let key = job_key(&farm.cfg.node, rec.id);
-        let state = FarmState {
-            state: rec.state.name().to_string(),
-            attempt: r.attempt,
-            worker: Some(r.worker.clone()),
-            input: rec.input.to_string_lossy().into_owned(),
-            pipeline: rec.pipeline.clone(),
-            updated_ms: now_ms(),
-        };
+        let state = FarmState::now(
+            rec.state.name(),
+            r.attempt,
+            Some(r.worker.clone()),
+            &rec.input,
+            &rec.pipeline,
+        );
         let still_needed = self.release(&rec.content_hash) > 0;
         farm.rt.block_on(async {
             if let Err(e) = farm.set_state(&key, &state).await {

@@ -13,7 +13,7 @@
 //!   hash and checks it, parses the pipeline text the message carries, renders with the same
 //!   code as the local host into a folder of its own, uploads the outputs, publishes the
 //!   result, and only then acknowledges the job.
-//! - Job state farm-wide lives in a key-value bucket (`NODE.JOB` → [`JobState`]); each node's
+//! - Job state farm-wide lives in a key-value bucket (`NODE.JOB` → [`FarmState`]); each node's
 //!   redb stays its own truth.
 //!
 //! Exactly once: a job is acknowledged only after its result is stored in the results stream,
@@ -146,7 +146,7 @@ pub struct ResultMsg {
 
 /// A job's state in the farm's key-value bucket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct JobState {
+pub struct FarmState {
     /// `queued`, `running`, `rendered`, `done`, `failed` or `quarantined`.
     pub state: String,
     pub attempt: u32,
@@ -155,6 +155,26 @@ pub struct JobState {
     pub input: String,
     pub pipeline: String,
     pub updated_ms: i64,
+}
+
+impl FarmState {
+    /// `state` of attempt `attempt` of the job of `input` through `pipeline`, as of now.
+    pub fn now(
+        state: &str,
+        attempt: u32,
+        worker: Option<String>,
+        input: &std::path::Path,
+        pipeline: &str,
+    ) -> FarmState {
+        FarmState {
+            state: state.to_string(),
+            attempt,
+            worker,
+            input: input.to_string_lossy().into_owned(),
+            pipeline: pipeline.to_string(),
+            updated_ms: now_ms(),
+        }
+    }
 }
 
 /// A connection to the farm: the work-queue stream, the results stream, the state bucket and
@@ -277,16 +297,17 @@ impl Farm {
     }
 
     /// The job's state in the bucket.
-    pub async fn state(&self, key: &str) -> Option<JobState> {
+    pub async fn state(&self, key: &str) -> Option<FarmState> {
         let v = self.kv.get(key).await.ok().flatten()?;
         serde_json::from_slice(&v).ok()
     }
 
-    /// Sets the job's state (retried while the server is away, for up to a minute).
-    pub async fn set_state(&self, key: &str, s: &JobState) -> Result<()> {
+    /// Sets the job's state (retried while the server is away, for up to a minute); returns
+    /// the bucket's revision of it.
+    pub async fn set_state(&self, key: &str, s: &FarmState) -> Result<u64> {
         let bytes: bytes::Bytes = serde_json::to_vec(s)?.into();
         retry("a job state", || async {
-            self.kv.put(key, bytes.clone()).await.map(|_| ())
+            self.kv.put(key, bytes.clone()).await
         })
         .await
     }

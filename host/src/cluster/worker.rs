@@ -1,6 +1,6 @@
 //! `sluice worker`: takes jobs from the farm and runs them (see [`super`]).
 
-use super::{Farm, JobMsg, JobState as FarmState, Outcome, OutputObject, ResultMsg, now_ms};
+use super::{Farm, FarmState, JobMsg, Outcome, OutputObject, ResultMsg, now_ms};
 use crate::config::Config;
 use crate::effects::Catalog;
 use crate::job::{self, Ctx, Failure};
@@ -194,23 +194,21 @@ impl Worker {
             ));
             (Err(f), None)
         } else {
-            let state = FarmState {
-                state: "running".into(),
-                attempt: job.attempt,
-                worker: Some(me.clone()),
-                input: job.input.to_string_lossy().into_owned(),
-                pipeline: job.pipeline.clone(),
-                updated_ms: now_ms(),
-            };
+            let state = FarmState::now(
+                "running",
+                job.attempt,
+                Some(me.clone()),
+                &job.input,
+                &job.pipeline,
+            );
             // Recorded while the job starts (awaited before the answer is recorded).
             let running = {
-                let (kv, key) = (farm.kv.clone(), key.clone());
-                let bytes: bytes::Bytes = serde_json::to_vec(&state).unwrap_or_default().into();
+                let (w, key, state) = (Arc::clone(self), key.clone(), state.clone());
                 let revision = revision.clone();
                 farm.rt.spawn(async move {
-                    match kv.put(&key, bytes).await {
+                    match w.farm.set_state(&key, &state).await {
                         Ok(r) => revision.store(r, Ordering::SeqCst),
-                        Err(e) => tracing::warn!("the job's state: {e}"),
+                        Err(e) => tracing::warn!("the job's state: {e:#}"),
                     }
                 })
             };
@@ -318,14 +316,13 @@ impl Worker {
                     payload,
                 )
                 .await?;
-                let state = FarmState {
-                    state: "rendered".into(),
-                    attempt: job.attempt,
-                    worker: Some(me.clone()),
-                    input: job.input.to_string_lossy().into_owned(),
-                    pipeline: job.pipeline.clone(),
-                    updated_ms: now_ms(),
-                };
+                let state = FarmState::now(
+                    "rendered",
+                    job.attempt,
+                    Some(me.clone()),
+                    &job.input,
+                    &job.pipeline,
+                );
                 // The answer is stored: the state (unless the ingest node has written its own
                 // since) and the acknowledgement together.
                 let rendered = async {
