@@ -151,6 +151,7 @@ fn scenario(
     threads: usize,
     farm_workers: Option<usize>,
     pinned: bool,
+    shared: bool,
 ) -> Res<Outcome> {
     let name = match farm_workers {
         None => format!("single-{threads}"),
@@ -188,6 +189,13 @@ fn scenario(
         cluster = format!(
             "[cluster]\nservers = [\"nats://127.0.0.1:{port}\"]\nnode = \"NODE\"\nin_flight = 64\n"
         );
+        // Every node mounting the ingest's root: sources go by path.
+        if shared {
+            cluster += &format!(
+                "shared_root = {:?}\n",
+                root.canonicalize()?.display().to_string()
+            );
+        }
         for w in 0..k {
             let wr = base.join(format!("w{w}"));
             std::fs::create_dir_all(&wr)?;
@@ -365,17 +373,19 @@ fn row(label: &str, o: &Outcome, n: usize) {
 fn scaling(dir: &Path, inputs: &[PathBuf], seconds: f64) -> Res<bool> {
     header(inputs.len(), seconds);
     let mut r = Vec::new();
-    for (label, threads, farm, pinned) in [
-        ("single machine, 1 worker", 1, None, false),
-        ("single machine, 2 workers", 2, None, false),
-        ("farm, 1 worker", 2, Some(1), false),
-        ("farm, 2 workers", 2, Some(2), false),
-        ("farm, 4 workers", 2, Some(4), false),
-        ("single machine, 1 worker, 1 core", 1, None, true),
-        ("farm, 1 worker on 1 core", 2, Some(1), true),
-        ("farm, 2 workers on a core each", 2, Some(2), true),
+    for (label, threads, farm, pinned, shared) in [
+        ("single machine, 1 worker", 1, None, false, false),
+        ("single machine, 2 workers", 2, None, false, false),
+        ("farm, 1 worker", 2, Some(1), false, false),
+        ("farm, 2 workers", 2, Some(2), false, false),
+        ("farm, 4 workers", 2, Some(4), false, false),
+        ("single machine, 1 worker, 1 core", 1, None, true, false),
+        ("farm, 1 worker on 1 core", 2, Some(1), true, false),
+        ("farm, 2 workers on a core each", 2, Some(2), true, false),
+        ("  the same, shared root: 1 worker", 2, Some(1), true, true),
+        ("  the same, shared root: 2 workers", 2, Some(2), true, true),
     ] {
-        let o = scenario(dir, inputs, threads, farm, pinned)?;
+        let o = scenario(dir, inputs, threads, farm, pinned, shared)?;
         row(label, &o, inputs.len());
         r.push(o);
     }
@@ -400,6 +410,10 @@ fn scaling(dir: &Path, inputs: &[PathBuf], seconds: f64) -> Res<bool> {
         rate(&r[6]) / rate(&r[5])
     );
     println!(
+        "with a shared root (sources by path, outputs through the object store): farm 2 workers / 1 worker, a core each {:.2}x",
+        rate(&r[9]) / rate(&r[8])
+    );
+    println!(
         "farm, 1 worker against single machine, 1 worker (transfers included): {:.1} ms wall, {:.1} ms CPU per job",
         (r[2].wall - r[0].wall) / inputs.len() as f64 * 1000.0,
         (r[2].cpu() - r[0].cpu()) / inputs.len() as f64 * 1000.0
@@ -419,13 +433,13 @@ fn overhead(dir: &Path, inputs: &[PathBuf], rounds: usize) -> Res<bool> {
     let n = inputs.len() as f64;
     let (mut wall, mut cpu) = (Vec::new(), Vec::new());
     for round in 1..=rounds.max(1) {
-        let single = scenario(dir, inputs, 1, None, false)?;
+        let single = scenario(dir, inputs, 1, None, false, false)?;
         row(
             &format!("single machine, 1 worker ({round})"),
             &single,
             inputs.len(),
         );
-        let farm = scenario(dir, inputs, 2, Some(1), false)?;
+        let farm = scenario(dir, inputs, 2, Some(1), false, false)?;
         row(&format!("farm, 1 worker ({round})"), &farm, inputs.len());
         wall.push((farm.wall - single.wall) / n * 1000.0);
         cpu.push((farm.cpu() - single.cpu()) / n * 1000.0);
