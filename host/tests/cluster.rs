@@ -783,6 +783,57 @@ fn with_a_shared_root_sources_go_by_path() {
     );
 }
 
+/// A worker whose mount of the shared root leads out of it through a link (a mistaken or
+/// hostile mount: its `inbox` a link to a folder elsewhere holding the same bytes) reads
+/// nothing there: the job fails with the reason and nothing is written.
+#[test]
+fn a_shared_source_through_a_link_out_of_the_workers_mount_is_refused() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    // No retries: the refusal is the job's end at once.
+    std::fs::write(
+        root.join("pipelines/farm.toml"),
+        PIPELINE.replacen("watch = \"inbox\"\n", "watch = \"inbox\"\nretries = 0\n", 1),
+    )
+    .unwrap();
+    let toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap()
+        + &format!("shared_root = {:?}\n", root.display().to_string());
+    std::fs::write(root.join("sluice.toml"), toml).unwrap();
+    // The worker's "mount": its inbox a link to a folder outside it.
+    let mount = dir.path().join("mount");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&mount).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, mount.join("inbox")).unwrap();
+    let w1 = worker_root(dir.path(), &nats, "w1");
+    let toml = std::fs::read_to_string(w1.join("sluice.toml")).unwrap()
+        + &format!("shared_root = {:?}\n", mount.display().to_string());
+    std::fs::write(w1.join("sluice.toml"), toml).unwrap();
+    let made = dir.path().join("a.wav");
+    programme_wav(&made, 2.0, 11);
+    std::fs::copy(&made, outside.join("a.wav")).unwrap();
+    let w = start_worker(&w1, dir.path(), "w1");
+    let host = start_ingest(&root, &ingest_log);
+    std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
+    let job = wait_finished(&root, 1, 60, || host.log() + &w.log()).remove(0);
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("on the shared root") && error.contains("w1"),
+        "{error}"
+    );
+    eprintln!("the job: {error}");
+    assert!(files_under(&root.join("out")).is_empty());
+    assert!(files_under(&w1.join(".sluice/farm")).is_empty());
+    // The file outside is as it was, and the source stays where it arrived.
+    assert!(outside.join("a.wav").is_file());
+    assert!(root.join("inbox/a.wav").is_file());
+}
+
 /// A pipeline edited while its job is out on the farm (an output added): the result, made
 /// with the version sent, no longer fits; the job fails with that reason rather than placing
 /// outputs the edited pipeline does not plan, and `sluice retry` runs it as it is now.
