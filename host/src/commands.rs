@@ -566,6 +566,7 @@ pub fn run(
         cfg,
         store: &store,
         effects: &fx,
+        progress: None,
     };
     let outcomes = crate::parallel::map(files, cfg.workers, |f| {
         let made = (|| -> Result<JobRecord> {

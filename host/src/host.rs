@@ -266,6 +266,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             cfg: &cfg,
             store: &store,
             effects: &pipelines.effects,
+            progress: None,
         };
         let msg = format!(
             "{}: the host stopped {} times while this job ran (a crash, a kill, a power cut); the input may be what stops it, so it is not run again on its own: `sluice retry {}` runs it again",
@@ -661,6 +662,7 @@ impl Worker {
             cfg: &self.cfg,
             store: &self.store,
             effects: &effects,
+            progress: None,
         };
         let id = j.id;
         if let Some(farm) = &self.farm {

@@ -96,6 +96,9 @@ pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub store: &'a Store,
     pub effects: &'a crate::effects::Catalog,
+    /// Where a render's progress goes (at most about once a second) instead of the job's
+    /// record in `store`: a farm worker's renders report to their ingest node.
+    pub progress: Option<&'a (dyn Fn(f64) + Sync)>,
 }
 
 /// The job's report file.
@@ -819,7 +822,7 @@ fn render(
         // every output's own chain when an output maps its channels itself (`channels =
         // "mono"`, or MP3's downmix), so loudness is measured on what each output receives.
         // (`check` refuses a channels step after normalize.)
-        let mut progress = Progress::new(ctx.store, job.id);
+        let mut progress = Progress::new(ctx, job.id);
         let base = progress.base;
         let mut prepasses = false;
         let report = export_from(file_source, &p.steps, &mut resolver, &plans, &mut |pr| {
@@ -1117,9 +1120,11 @@ fn plan_paths(
     })
 }
 
-/// Progress written to the store at most about once a second.
+/// Progress written to the store (or given to the context's `progress`) at most about once a
+/// second.
 struct Progress<'a> {
     store: &'a Store,
+    report: Option<&'a (dyn Fn(f64) + Sync)>,
     id: u64,
     last: std::time::Instant,
     value: f64,
@@ -1127,9 +1132,10 @@ struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
-    fn new(store: &'a Store, id: u64) -> Self {
+    fn new(ctx: &Ctx<'a>, id: u64) -> Self {
         Progress {
-            store,
+            store: ctx.store,
+            report: ctx.progress,
             id,
             last: std::time::Instant::now(),
             value: 0.0,
@@ -1141,7 +1147,12 @@ impl<'a> Progress<'a> {
             self.value = v;
             if self.last.elapsed() >= std::time::Duration::from_secs(1) {
                 self.last = std::time::Instant::now();
-                let _ = self.store.progress(self.id, v);
+                match self.report {
+                    Some(report) => report(v),
+                    None => {
+                        let _ = self.store.progress(self.id, v);
+                    }
+                }
             }
         }
     }
@@ -1227,6 +1238,7 @@ mod tests {
             cfg: &cfg,
             store: &store,
             effects: &fx,
+            progress: None,
         };
         let rec = store
             .add_running_job(

@@ -834,6 +834,54 @@ fn a_shared_source_through_a_link_out_of_the_workers_mount_is_refused() {
     assert!(root.join("inbox/a.wav").is_file());
 }
 
+/// A long job's progress on the farm reaches the ingest node's record while it runs (the
+/// worker reports about once a second), and ends at 1 when it is done.
+#[test]
+fn a_job_on_the_farm_shows_its_progress_on_the_ingest_node() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    let w1 = worker_root(dir.path(), &nats, "w1");
+    let w = start_worker(&w1, dir.path(), "w1");
+    let host = start_ingest(&root, &ingest_log);
+    let made = dir.path().join("long.wav");
+    programme_wav(&made, 240.0, 12);
+    std::fs::rename(&made, root.join("inbox/long.wav")).unwrap();
+    let t = Instant::now();
+    let mut seen = Vec::new();
+    let job = loop {
+        let js = jobs(&root);
+        if let Some(j) = js.first() {
+            if j["state"] == "running" {
+                seen.push(j["progress"].as_f64().unwrap());
+            } else if finished(&js) == 1 {
+                break j.clone();
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "{js:#?}\n{}\n{}",
+            host.log(),
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(job["state"], "done", "{job:#}");
+    assert_eq!(job["progress"], 1.0, "{job:#}");
+    assert!(
+        seen.iter().any(|p| *p > 0.0 && *p < 1.0),
+        "no progress while it ran on the farm: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "progress went back: {seen:?}"
+    );
+    eprintln!("progress seen on the ingest node: {seen:?}");
+}
+
 /// A pipeline edited while its job is out on the farm (an output added): the result, made
 /// with the version sent, no longer fits; the job fails with that reason rather than placing
 /// outputs the edited pipeline does not plan, and `sluice retry` runs it as it is now.

@@ -301,6 +301,58 @@ impl Ingest {
                 return;
             }
         };
+        std::thread::scope(|s| {
+            // Workers' progress, into the jobs' records (beside the results).
+            s.spawn(|| self.progress(store, stop));
+            self.apply_results(cfg, store, lookup, stop, &consumer);
+        });
+    }
+
+    /// Workers' progress reports for this node's jobs into their records, until `stop` (a
+    /// report for an attempt no longer out is ignored).
+    fn progress(&self, store: &Store, stop: &AtomicBool) {
+        let farm = &self.farm;
+        farm.rt.block_on(async {
+            let mut sub = match farm
+                .client
+                .subscribe(farm.progress_subject(&farm.cfg.node))
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("the farm's progress reports cannot be read: {e}");
+                    return;
+                }
+            };
+            while !stop.load(Ordering::SeqCst) {
+                let next = tokio::time::timeout(Duration::from_millis(500), sub.next()).await;
+                let m = match next {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return,
+                    Err(_) => continue,
+                };
+                let Ok(p) = serde_json::from_slice::<super::ProgressMsg>(&m.payload) else {
+                    continue;
+                };
+                let _ = store.update_job(p.job, None, |j| {
+                    if j.state == JobState::Running && j.attempts == p.attempt && j.ran_on.is_some()
+                    {
+                        j.progress = p.progress.clamp(0.0, 1.0).max(j.progress);
+                    }
+                });
+            }
+        });
+    }
+
+    fn apply_results(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        lookup: Lookup,
+        stop: &AtomicBool,
+        consumer: &jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+    ) {
+        let farm = &self.farm;
         while !stop.load(Ordering::SeqCst) {
             let batch = farm.rt.block_on(async {
                 let mut msgs = consumer
@@ -422,6 +474,7 @@ impl Ingest {
             cfg,
             store,
             effects: &effects,
+            progress: None,
         };
         let job = store
             .update_job(job.id, None, |j| j.ran_on = Some(r.worker.clone()))

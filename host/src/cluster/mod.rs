@@ -131,6 +131,15 @@ pub enum Outcome {
     Failed(crate::job::Failure),
 }
 
+/// How far a worker's render of a job has come (sent about once a second while it runs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProgressMsg {
+    pub job: u64,
+    pub attempt: u32,
+    /// 0..1.
+    pub progress: f64,
+}
+
 /// A worker's answer for one job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResultMsg {
@@ -438,6 +447,9 @@ impl Farm {
     }
     pub fn results_subject(&self, node: &str) -> String {
         format!("{}.results.{node}", self.cfg.subject)
+    }
+    pub fn progress_subject(&self, node: &str) -> String {
+        format!("{}.progress.{node}", self.cfg.subject)
     }
 }
 

@@ -589,10 +589,26 @@ impl Worker {
             target_true_peak_dbtp: msg.target_true_peak_dbtp,
             ..Config::defaults(dir)
         };
+        // The render's progress to the ingest node (core NATS: a progress message lost is
+        // only a less fresh figure).
+        let subject = farm.progress_subject(&msg.node);
+        let report = |progress: f64| {
+            let m = super::ProgressMsg {
+                job: msg.job,
+                attempt: msg.attempt,
+                progress,
+            };
+            if let Ok(payload) = serde_json::to_vec(&m) {
+                let _ = farm
+                    .rt
+                    .block_on(farm.client.publish(subject.clone(), payload.into()));
+            }
+        };
         let ctx = Ctx {
             cfg: &cfg,
             store: &self.store,
             effects: &effects,
+            progress: Some(&report),
         };
         let record = JobRecord::detached(
             msg.job,
