@@ -567,6 +567,7 @@ pub fn run(
         store: &store,
         effects: &fx,
         progress: None,
+        profiles: None,
     };
     let outcomes = crate::parallel::map(files, cfg.workers, |f| {
         let made = (|| -> Result<JobRecord> {

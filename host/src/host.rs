@@ -267,6 +267,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             store: &store,
             effects: &pipelines.effects,
             progress: None,
+            profiles: None,
         };
         let msg = format!(
             "{}: the host stopped {} times while this job ran (a crash, a kill, a power cut); the input may be what stops it, so it is not run again on its own: `sluice retry {}` runs it again",
@@ -663,6 +664,7 @@ impl Worker {
             store: &self.store,
             effects: &effects,
             progress: None,
+            profiles: None,
         };
         let id = j.id;
         if let Some(farm) = &self.farm {

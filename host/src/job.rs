@@ -99,6 +99,45 @@ pub struct Ctx<'a> {
     /// Where a render's progress goes (at most about once a second) instead of the job's
     /// record in `store`: a farm worker's renders report to their ingest node.
     pub progress: Option<&'a (dyn Fn(f64) + Sync)>,
+    /// The profiles compare and match steps name, as another node's library gave them (a
+    /// farm worker's renders: its own library is not the ingest node's); otherwise they come
+    /// from `store`'s library.
+    pub profiles: Option<&'a [SentProfile]>,
+}
+
+/// A compare or match step's target (`MatchSource`'s words: "genre techno") and the profile
+/// the library gave for it, or why it gave none.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SentProfile {
+    pub target: String,
+    pub profile: Result<Profile, String>,
+}
+
+/// The profiles `p`'s compare and match steps name, from `store`'s library (for a job that
+/// runs on another node).
+pub fn profiles_for(p: &Pipeline, store: &Store) -> Vec<SentProfile> {
+    let mut out: Vec<SentProfile> = Vec::new();
+    for s in &p.steps {
+        let source = match s {
+            StepSpec::Compare(c) => &c.target,
+            StepSpec::Match(m) => &m.target,
+            _ => continue,
+        };
+        let target = match source {
+            MatchSource::Genre(g) => crate::library::Target::Genre(g.clone()),
+            MatchSource::Reference(r) => crate::library::Target::Reference(r.clone()),
+            MatchSource::Given(_) => continue,
+        };
+        let key = source.to_string();
+        if out.iter().any(|s| s.target == key) {
+            continue;
+        }
+        out.push(SentProfile {
+            target: key,
+            profile: crate::library::profile(store, &target).map_err(|e| e.to_string()),
+        });
+    }
+    out
 }
 
 /// The job's report file.
@@ -395,6 +434,8 @@ struct JobResolver<'a> {
     effects: &'a crate::effects::Catalog,
     /// The root's reference library, for match steps.
     store: &'a Store,
+    /// Profiles given with the job (see [`Ctx::profiles`]).
+    profiles: Option<&'a [SentProfile]>,
     /// The source, its stream, and its length when the tap sees the source as it is.
     analysis: Option<(PathBuf, sluice_core::StreamInfo, Option<u64>)>,
     tap: Option<AnalysisTap>,
@@ -455,10 +496,11 @@ impl StageResolver for JobResolver<'_> {
             }
         };
         let profile =
-            crate::library::profile(self.store, &target).map_err(|e| StepError::Compare {
-                target: step.target.to_string(),
-                message: e.to_string(),
-            })?;
+            self.profile(&step.target, &target)
+                .map_err(|message| StepError::Compare {
+                    target: step.target.to_string(),
+                    message,
+                })?;
         let (path, stream) = self.source.clone();
         let (stage, tap) = Analyze::new(crate::library::signature_options(), path, stream, None);
         self.compare = Some((tap, profile, step.clone()));
@@ -466,10 +508,35 @@ impl StageResolver for JobResolver<'_> {
     }
 
     fn match_target(&mut self, source: &MatchSource) -> Result<MatchTarget, StepError> {
-        crate::library::match_target(self.store, source).map_err(|e| StepError::Match {
+        let refused = |message: String| StepError::Match {
             target: source.to_string(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let target = match source {
+            MatchSource::Given(t) => return Ok(t.clone()),
+            MatchSource::Reference(r) => crate::library::Target::Reference(r.clone()),
+            MatchSource::Genre(g) => crate::library::Target::Genre(g.clone()),
+        };
+        let p = self.profile(source, &target).map_err(refused)?;
+        Ok(crate::library::match_target_of(&p))
+    }
+}
+
+impl JobResolver<'_> {
+    /// The profile `source` names: given with the job, or from the root's library.
+    fn profile(
+        &self,
+        source: &MatchSource,
+        target: &crate::library::Target,
+    ) -> Result<Profile, String> {
+        match self.profiles {
+            Some(given) => given
+                .iter()
+                .find(|s| s.target == source.to_string())
+                .map(|s| s.profile.clone())
+                .unwrap_or_else(|| Err(format!("no profile for {source} was sent with the job"))),
+            None => crate::library::profile(self.store, target).map_err(|e| e.to_string()),
+        }
     }
 }
 
@@ -804,6 +871,7 @@ fn render(
     let mut resolver = JobResolver {
         effects: ctx.effects,
         store: ctx.store,
+        profiles: ctx.profiles,
         analysis: analyzes.then(|| {
             (
                 source.to_path_buf(),
@@ -1239,6 +1307,7 @@ mod tests {
             store: &store,
             effects: &fx,
             progress: None,
+            profiles: None,
         };
         let rec = store
             .add_running_job(

@@ -489,10 +489,14 @@ pub fn match_target(store: &Store, source: &MatchSource) -> Result<MatchTarget, 
         MatchSource::Reference(r) => Target::Reference(r.clone()),
         MatchSource::Genre(g) => Target::Genre(g.clone()),
     };
-    let p = profile(store, &target)?;
-    Ok(MatchTarget {
-        ltas: p.ltas,
+    Ok(match_target_of(&profile(store, &target)?))
+}
+
+/// What a match step moves toward, from a profile.
+pub fn match_target_of(p: &Profile) -> MatchTarget {
+    MatchTarget {
+        ltas: p.ltas.clone(),
         loudness_lufs: Some(p.integrated_lufs.mean),
         width: Some(p.width.mean),
-    })
+    }
 }

@@ -882,6 +882,77 @@ fn a_job_on_the_farm_shows_its_progress_on_the_ingest_node() {
     eprintln!("progress seen on the ingest node: {seen:?}");
 }
 
+/// Compare and match steps name the ingest node's reference library: a worker (whose own
+/// library is empty) renders with the profiles sent with the job, so the output and the
+/// report's comparison are the single machine's with the same library.
+#[test]
+fn compare_and_match_steps_use_the_ingest_nodes_library() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    let single = dir.path().join("single");
+    std::fs::create_dir_all(single.join("pipelines")).unwrap();
+    let pipeline = r#"name = "farm"
+watch = "inbox"
+[[step]]
+match = { genre = "house", max_gain_db = 12 }
+[[step]]
+compare = { genre = "house", level = "gentle" }
+[[output]]
+path = "out/{stem}.flac"
+bit_depth = 16
+"#;
+    let mut refs = Vec::new();
+    for k in 0..2 {
+        let r = dir.path().join(format!("ref{k}.wav"));
+        programme_wav(&r, 12.0, 200 + k);
+        refs.push(r);
+    }
+    for r in [&root, &single] {
+        std::fs::write(r.join("pipelines/farm.toml"), pipeline).unwrap();
+        common::succeed(
+            sluice()
+                .args(["ref", "add"])
+                .args(&refs)
+                .args(["--genre", "house", "--root"])
+                .arg(r),
+        );
+    }
+    let w1 = worker_root(dir.path(), &nats, "w1");
+    let w = start_worker(&w1, dir.path(), "w1");
+    let host = start_ingest(&root, &ingest_log);
+    let copy = dir.path().join("copy.wav");
+    programme_wav(&copy, 6.0, 13);
+    std::fs::copy(&copy, root.join("inbox/a.wav")).unwrap();
+    let job = wait_finished(&root, 1, 60, || host.log() + &w.log()).remove(0);
+    assert_eq!(job["state"], "done", "{job:#}");
+    assert_eq!(job["ran_on"], "w1", "{job:#}");
+    let a = dir.path().join("a.wav");
+    std::fs::rename(&copy, &a).unwrap();
+    let out = common::succeed(
+        sluice()
+            .args(["run", "farm", "--json", "--root"])
+            .arg(&single)
+            .arg(&a),
+    );
+    let local: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        common::blake3_hex(&root.join("out/a.flac")),
+        common::blake3_hex(&single.join("out/a.flac")),
+        "the matched output differs from the single machine's"
+    );
+    let report_of = |root: &Path, rel: &serde_json::Value| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(root.join(rel.as_str().unwrap())).unwrap()).unwrap()
+    };
+    let farm = report_of(&root, &job["report"]);
+    let one = report_of(&single, &local[0]["report"]);
+    assert!(farm["comparison"].is_object(), "{farm:#}");
+    assert_eq!(farm["comparison"], one["comparison"]);
+}
+
 /// A pipeline edited while its job is out on the farm (an output added): the result, made
 /// with the version sent, no longer fits; the job fails with that reason rather than placing
 /// outputs the edited pipeline does not plan, and `sluice retry` runs it as it is now.

@@ -51,6 +51,7 @@ fn user_effects(p: &Pipeline, effects: &Catalog) -> Vec<(String, std::path::Path
 fn message(
     farm: &Farm,
     cfg: &Config,
+    store: &Store,
     p: &Pipeline,
     effects: &Catalog,
     job: &JobRecord,
@@ -101,6 +102,7 @@ fn message(
         target_true_peak_dbtp: cfg.target_true_peak_dbtp,
         planned: job.planned.clone(),
         effects: modules,
+        profiles: job::profiles_for(p, store),
     };
     Ok((msg, files))
 }
@@ -175,7 +177,7 @@ impl Ingest {
         };
         self.out.fetch_add(1, Ordering::SeqCst);
         self.hold(&job.content_hash);
-        if let Err(e) = self.publish(ctx.cfg, p, ctx.effects, &job, &source) {
+        if let Err(e) = self.publish(ctx.cfg, ctx.store, p, ctx.effects, &job, &source) {
             self.out.fetch_sub(1, Ordering::SeqCst);
             self.release(&job.content_hash);
             let job = ctx
@@ -195,13 +197,14 @@ impl Ingest {
     fn publish(
         &self,
         cfg: &Config,
+        store: &Store,
         p: &Pipeline,
         effects: &Catalog,
         job: &JobRecord,
         source: &Path,
     ) -> anyhow::Result<()> {
         let farm = &self.farm;
-        let (mut msg, modules) = message(farm, cfg, p, effects, job, source)?;
+        let (mut msg, modules) = message(farm, cfg, store, p, effects, job, source)?;
         // A small source goes in the message itself.
         let mut in_store = msg.shared_source.is_none();
         if in_store {
@@ -264,7 +267,7 @@ impl Ingest {
                     _ => continue,
                 }
             };
-            if let Err(e) = self.publish(cfg, &p, &effects, &j, &source) {
+            if let Err(e) = self.publish(cfg, store, &p, &effects, &j, &source) {
                 tracing::warn!(job = j.id, "cannot publish the job again: {e:#}");
             }
         }
@@ -475,6 +478,7 @@ impl Ingest {
             store,
             effects: &effects,
             progress: None,
+            profiles: None,
         };
         let job = store
             .update_job(job.id, None, |j| j.ran_on = Some(r.worker.clone()))

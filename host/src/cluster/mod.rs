@@ -69,6 +69,10 @@ pub struct JobMsg {
     /// rather than any module of its own of that name.
     #[serde(default)]
     pub effects: Vec<EffectModule>,
+    /// The profiles the pipeline's compare and match steps name, from the ingest node's
+    /// reference library (a worker's own library is not the one the pipeline means).
+    #[serde(default)]
+    pub profiles: Vec<crate::job::SentProfile>,
 }
 
 /// A user effect a job needs.

@@ -609,6 +609,7 @@ impl Worker {
             store: &self.store,
             effects: &effects,
             progress: Some(&report),
+            profiles: Some(&msg.profiles),
         };
         let record = JobRecord::detached(
             msg.job,
