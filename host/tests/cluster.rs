@@ -783,6 +783,49 @@ fn with_a_shared_root_sources_go_by_path() {
     );
 }
 
+/// With `shared_root`, the report names the source where the ingest node has it, not where
+/// the worker mounts the shared root (here a folder of hard links to the same files).
+#[test]
+fn with_a_shared_root_the_report_names_the_ingest_nodes_paths() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    let toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap()
+        + &format!("shared_root = {:?}\n", root.display().to_string());
+    std::fs::write(root.join("sluice.toml"), toml).unwrap();
+    let mount = dir.path().join("mount");
+    std::fs::create_dir_all(mount.join("inbox")).unwrap();
+    let w1 = worker_root(dir.path(), &nats, "w1");
+    let toml = std::fs::read_to_string(w1.join("sluice.toml")).unwrap()
+        + &format!("shared_root = {:?}\n", mount.display().to_string());
+    std::fs::write(w1.join("sluice.toml"), toml).unwrap();
+    let made = dir.path().join("a.wav");
+    programme_wav(&made, 2.0, 14);
+    std::fs::hard_link(&made, mount.join("inbox/a.wav")).unwrap();
+    let w = start_worker(&w1, dir.path(), "w1");
+    let host = start_ingest(&root, &ingest_log);
+    std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
+    let job = wait_finished(&root, 1, 60, || host.log() + &w.log()).remove(0);
+    assert_eq!(job["state"], "done", "{job:#}");
+    assert!(
+        w.log().contains("the source on the shared root"),
+        "{}",
+        w.log()
+    );
+    let report = std::fs::read_to_string(root.join(job["report"].as_str().unwrap())).unwrap();
+    let mount = mount.display().to_string();
+    assert!(!report.contains(&mount), "{report}");
+    let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(
+        v["analysis"]["path"],
+        root.join("inbox/a.wav").display().to_string(),
+        "{v:#}"
+    );
+}
+
 /// A worker whose mount of the shared root leads out of it through a link (a mistaken or
 /// hostile mount: its `inbox` a link to a folder elsewhere holding the same bytes) reads
 /// nothing there: the job fails with the reason and nothing is written.

@@ -493,8 +493,13 @@ impl Ingest {
                 rendition,
                 outputs,
                 work_root,
+                source_at,
             } => self.place(cfg, &job, &outputs).map(|()| {
                 let mut r = (*rendition).moved(&work_root, &cfg.root);
+                // The source as this node names it, not where the worker mounts it.
+                if let Some(at) = source_at {
+                    r = r.moved(&at, &cfg.root.join(&job.input));
+                }
                 // Each checked against the bytes placed.
                 r.hashes = outputs.iter().map(|o| o.blake3.clone()).collect();
                 r

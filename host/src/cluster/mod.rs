@@ -131,6 +131,10 @@ pub enum Outcome {
         outputs: Vec<OutputObject>,
         /// The folder the worker rendered in (the rendition's paths are under it).
         work_root: PathBuf,
+        /// Where the worker read the source, when that was not under `work_root` (on the
+        /// shared root, where the worker mounts it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_at: Option<PathBuf>,
     },
     Failed(crate::job::Failure),
 }

@@ -284,6 +284,7 @@ impl Worker {
                         rendition: Box::new(r.rendition),
                         outputs,
                         work_root: r.work_root,
+                        source_at: r.source_at,
                     },
                     Err(f) => Outcome::Failed(f),
                 },
@@ -630,6 +631,7 @@ impl Worker {
             rendition,
             files,
             work_root: dir.to_path_buf(),
+            source_at: msg.shared_source.is_some().then_some(source),
         })
     }
 }
@@ -641,4 +643,6 @@ struct Rendered {
     files: Vec<PathBuf>,
     /// The folder it was rendered in.
     work_root: PathBuf,
+    /// Where the source was read, when not in that folder (the shared root).
+    source_at: Option<PathBuf>,
 }
