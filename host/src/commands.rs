@@ -398,6 +398,12 @@ pub struct Stats {
 
 /// `sluice stats`: what the root holds and the jobs by state.
 pub fn stats(cfg: &Config) -> Result<Stats> {
+    stats_in(cfg, None)
+}
+
+/// [`stats`], reading the jobs through `store` when the caller has the root's state open
+/// already (a server: a second handle on the file would check it while the first writes).
+pub fn stats_in(cfg: &Config, store: Option<&Store>) -> Result<Stats> {
     let mut by_type: BTreeMap<String, Count> = BTreeMap::new();
     let (mut files, mut bytes) = (0u64, 0u64);
     type Stamp = Option<(i128, PathBuf)>;
@@ -446,8 +452,16 @@ pub fn stats(cfg: &Config) -> Result<Stats> {
     let db = cfg.db_path();
     let mut state_schema = None;
     let mut ran_on: BTreeMap<String, u64> = BTreeMap::new();
-    let indexed_files = if db.exists() {
-        let store = Store::open(&db, false)?;
+    let opened;
+    let store = match store {
+        Some(s) => Some(s),
+        None if db.exists() => {
+            opened = Store::open(&db, false)?;
+            Some(&opened)
+        }
+        None => None,
+    };
+    let indexed_files = if let Some(store) = store {
         for j in store.jobs(None)? {
             *jobs.entry(j.state.name()).or_default() += 1;
             if let Some(w) = j.ran_on {

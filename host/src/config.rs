@@ -573,7 +573,20 @@ impl Config {
                 })
             }
         };
-        let cluster = raw.cluster.map(|c| c.build().map_err(bad)).transpose()?;
+        let mut cluster = raw.cluster.map(|c| c.build().map_err(bad)).transpose()?;
+        // Files named relative to the root.
+        if let Some(c) = &mut cluster {
+            if let Some(ca) = &mut c.tls_ca
+                && ca.is_relative()
+            {
+                *ca = root.join(&*ca);
+            }
+            if let ClusterAuth::Credentials(creds) = &mut c.auth
+                && creds.is_relative()
+            {
+                *creds = root.join(&*creds);
+            }
+        }
         Ok(Config {
             root: root.to_path_buf(),
             server,

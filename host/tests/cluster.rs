@@ -665,6 +665,67 @@ fn a_farm_logs_in_and_a_wrong_password_is_refused_at_once() {
     assert!(!err.contains("wrong"), "the password is not printed: {err}");
 }
 
+/// A NATS server that requires TLS, its certificate signed by a private authority: nodes
+/// with `tls = true` and the authority in `tls_ca` (relative to their roots) work; a worker
+/// without the authority is refused at once, saying why.
+#[test]
+fn a_farm_over_tls_with_a_private_authority() {
+    let (Some(bin), Some(openssl)) = (tool("nats-server"), tool("openssl")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    common::test_authority(&openssl, dir.path());
+    let nats = Nats::start_with(
+        bin,
+        dir.path(),
+        &[
+            "--tls",
+            "--tlscert",
+            dir.path().join("leaf.pem").to_str().unwrap(),
+            "--tlskey",
+            dir.path().join("leaf.key").to_str().unwrap(),
+        ],
+    );
+    let tls = |root: &Path| {
+        std::fs::copy(dir.path().join("ca.pem"), root.join("ca.pem")).unwrap();
+        let toml = std::fs::read_to_string(root.join("sluice.toml"))
+            .unwrap()
+            .replace("nats://127.0.0.1", "tls://localhost")
+            + "tls = true\ntls_ca = \"ca.pem\"\n";
+        std::fs::write(root.join("sluice.toml"), toml).unwrap();
+    };
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    tls(&root);
+    let w1 = worker_root(dir.path(), &nats, "w1");
+    tls(&w1);
+    let w = start_worker(&w1, dir.path(), "w1");
+    let host = start_ingest(&root, &ingest_log);
+    let made = dir.path().join("a.wav");
+    programme_wav(&made, 2.0, 15);
+    std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
+    let job = wait_finished(&root, 1, 60, || host.log() + &w.log()).remove(0);
+    assert_eq!(job["state"], "done", "{job:#}");
+    assert_eq!(job["ran_on"], "w1", "{job:#}");
+    // Without the authority the server's certificate is not trusted.
+    let w2 = worker_root(dir.path(), &nats, "w2");
+    let toml = std::fs::read_to_string(w2.join("sluice.toml"))
+        .unwrap()
+        .replace("nats://127.0.0.1", "tls://localhost")
+        + "tls = true\n";
+    std::fs::write(w2.join("sluice.toml"), toml).unwrap();
+    let t = Instant::now();
+    let out = sluice()
+        .args(["worker", "--root"])
+        .arg(&w2)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("without the authority ({:?}): {err}", t.elapsed());
+    assert!(!out.status.success());
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
 /// A job whose user effect cannot be fetched (the module gone from the object store when the
 /// worker asks for it) fails on the worker as a transient fault; the ingest node retries it,
 /// putting the module in again, and it is done on the second attempt.

@@ -237,6 +237,12 @@ impl Farm {
                             cfg.auth
                         )
                     }
+                    // Nor a server certificate this node does not trust.
+                    Err(e) if tls_refused(&e) => {
+                        anyhow::bail!(
+                            "the cluster's NATS server at {servers} has a certificate this node does not trust ({e}): give its authority in [cluster] tls_ca"
+                        )
+                    }
                     Err(e) if tokio::time::Instant::now() >= deadline => {
                         anyhow::bail!("cannot reach the cluster's NATS server at {servers}: {e}")
                     }
@@ -523,6 +529,23 @@ async fn options(cfg: &ClusterConfig) -> Result<async_nats::ConnectOptions> {
     Ok(o.name(format!("sluice {}", cfg.node))
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None))
+}
+
+/// Whether a failed connection was a TLS handshake the server's certificate failed.
+fn tls_refused(e: &async_nats::ConnectError) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<tokio_rustls::rustls::Error>()
+            || s.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>())
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    // (As async-nats words it when it keeps no source.)
+    e.to_string().contains("invalid peer certificate")
 }
 
 pub fn now_ms() -> i64 {

@@ -651,7 +651,7 @@ async fn effect(State(st): St, UrlPath(name): UrlPath<String>) -> Result<Json<Va
 async fn stats(State(st): St) -> Result<Json<Value>, ApiError> {
     let out = blocking(move || {
         let cfg = config(&st)?;
-        let s = commands::stats(&cfg).map_err(ApiError::internal)?;
+        let s = commands::stats_in(&cfg, Some(&st.store)).map_err(ApiError::internal)?;
         let mut v = serde_json::to_value(&s).map_err(ApiError::internal)?;
         if let Some(o) = v.as_object_mut() {
             o.remove("root");
