@@ -217,6 +217,13 @@ fn workers_of(dir: &Path, nats: &Nats, names: &[&str]) -> (Vec<PathBuf>, Vec<Pro
     (roots, procs)
 }
 
+/// `node_root`'s configuration says the farm's shared root is mounted at `mount` there.
+fn mount_shared(node_root: &Path, mount: &Path) {
+    let toml = std::fs::read_to_string(node_root.join("sluice.toml")).unwrap()
+        + &format!("shared_root = {:?}\n", mount.display().to_string());
+    std::fs::write(node_root.join("sluice.toml"), toml).unwrap();
+}
+
 fn jobs(root: &Path) -> Vec<serde_json::Value> {
     let out = sluice()
         .args(["jobs", "--json", "--root"])
@@ -795,12 +802,9 @@ fn with_a_shared_root_sources_go_by_path() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(bin, dir.path());
     let (root, ingest_log) = ingest(dir.path(), &nats);
-    let shared = format!("shared_root = {:?}\n", root.display().to_string());
-    let toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap() + &shared;
-    std::fs::write(root.join("sluice.toml"), toml).unwrap();
+    mount_shared(&root, &root);
     let w1 = worker_root(dir.path(), &nats, "w1");
-    let toml = std::fs::read_to_string(w1.join("sluice.toml")).unwrap() + &shared;
-    std::fs::write(w1.join("sluice.toml"), toml).unwrap();
+    mount_shared(&w1, &root);
     let w = start_worker(&w1, dir.path(), "w1");
     let host = start_ingest(&root, &ingest_log);
     let n = 4;
@@ -854,15 +858,11 @@ fn with_a_shared_root_the_report_names_the_ingest_nodes_paths() {
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(bin, dir.path());
     let (root, ingest_log) = ingest(dir.path(), &nats);
-    let toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap()
-        + &format!("shared_root = {:?}\n", root.display().to_string());
-    std::fs::write(root.join("sluice.toml"), toml).unwrap();
+    mount_shared(&root, &root);
     let mount = dir.path().join("mount");
     std::fs::create_dir_all(mount.join("inbox")).unwrap();
     let w1 = worker_root(dir.path(), &nats, "w1");
-    let toml = std::fs::read_to_string(w1.join("sluice.toml")).unwrap()
-        + &format!("shared_root = {:?}\n", mount.display().to_string());
-    std::fs::write(w1.join("sluice.toml"), toml).unwrap();
+    mount_shared(&w1, &mount);
     let made = dir.path().join("a.wav");
     programme_wav(&made, 2.0, 14);
     std::fs::hard_link(&made, mount.join("inbox/a.wav")).unwrap();
@@ -904,9 +904,7 @@ fn a_shared_source_through_a_link_out_of_the_workers_mount_is_refused() {
         PIPELINE.replacen("watch = \"inbox\"\n", "watch = \"inbox\"\nretries = 0\n", 1),
     )
     .unwrap();
-    let toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap()
-        + &format!("shared_root = {:?}\n", root.display().to_string());
-    std::fs::write(root.join("sluice.toml"), toml).unwrap();
+    mount_shared(&root, &root);
     // The worker's "mount": its inbox a link to a folder outside it.
     let mount = dir.path().join("mount");
     let outside = dir.path().join("outside");
@@ -914,9 +912,7 @@ fn a_shared_source_through_a_link_out_of_the_workers_mount_is_refused() {
     std::fs::create_dir_all(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, mount.join("inbox")).unwrap();
     let w1 = worker_root(dir.path(), &nats, "w1");
-    let toml = std::fs::read_to_string(w1.join("sluice.toml")).unwrap()
-        + &format!("shared_root = {:?}\n", mount.display().to_string());
-    std::fs::write(w1.join("sluice.toml"), toml).unwrap();
+    mount_shared(&w1, &mount);
     let made = dir.path().join("a.wav");
     programme_wav(&made, 2.0, 11);
     std::fs::copy(&made, outside.join("a.wav")).unwrap();
