@@ -35,10 +35,10 @@ use vst3::Steinberg::Vst::{
     String128, SymbolicSampleSizes_,
 };
 use vst3::Steinberg::{
-    FIDString, IBStream, IBStreamTrait, IPluginBaseTrait, IPluginFactory, IPluginFactory2,
-    IPluginFactory2Trait, IPluginFactory3, IPluginFactory3Trait, IPluginFactoryTrait, PClassInfo,
-    PClassInfo2, PClassInfoW, PFactoryInfo, int32, int64, kInvalidArgument, kResultFalse,
-    kResultOk, tresult,
+    FIDString, IBStream, IBStreamTrait, IPlugView, IPlugViewTrait, IPluginBaseTrait,
+    IPluginFactory, IPluginFactory2, IPluginFactory2Trait, IPluginFactory3, IPluginFactory3Trait,
+    IPluginFactoryTrait, PClassInfo, PClassInfo2, PClassInfoW, PFactoryInfo, ViewRect, int32,
+    int64, kInvalidArgument, kResultFalse, kResultOk, tresult,
 };
 use vst3::{Class, ComPtr, ComWrapper, Interface};
 
@@ -310,6 +310,7 @@ impl Vst3Module {
             binary: self.binary.clone(),
             active: None,
             continuous_samples: 0,
+            view: None,
         };
         host.processor = Some(
             host.component
@@ -363,6 +364,8 @@ pub struct Vst3Host {
     binary: PathBuf,
     active: Option<Active>,
     continuous_samples: i64,
+    /// The open editor view, if any (released before everything else).
+    view: Option<ComPtr<IPlugView>>,
 }
 
 fn speaker_arrangement(channels: u32) -> Result<SpeakerArrangement> {
@@ -677,8 +680,64 @@ impl Vst3Host {
     }
 }
 
+/// The X11 platform type of `IPlugView::attached`.
+const X11_EMBED: &std::ffi::CStr = c"X11EmbedWindowID";
+
+impl Vst3Host {
+    /// Opens the editor as a host does: `createView("editor")`, `isPlatformTypeSupported`,
+    /// `getSize`, `attached` to the X11 window `parent`. Returns the size the view asked for.
+    pub fn open_editor(&mut self, parent: u32) -> Result<(i32, i32)> {
+        ensure!(self.view.is_none(), "the editor is already open");
+        // SAFETY: a valid controller and a NUL-terminated view type.
+        let raw = unsafe {
+            self.controller()
+                .createView(c"editor".as_ptr() as FIDString)
+        };
+        // SAFETY: createView hands over one reference, or null.
+        let view = unsafe { ComPtr::from_raw(raw) }.context("createView(\"editor\") gave null")?;
+        // SAFETY: a valid view and a NUL-terminated platform type.
+        let r = unsafe { view.isPlatformTypeSupported(X11_EMBED.as_ptr() as FIDString) };
+        ensure!(
+            r == kResultOk,
+            "isPlatformTypeSupported(X11EmbedWindowID) returned {r}"
+        );
+        let mut rect = ViewRect {
+            left: 0,
+            top: 0,
+            right: 0,
+            bottom: 0,
+        };
+        // SAFETY: a valid view and rect.
+        let r = unsafe { view.getSize(&mut rect) };
+        ensure!(r == kResultOk, "IPlugView::getSize returned {r}");
+        // SAFETY: the parent is an X11 window id passed as the pointer-sized handle, as VST3
+        // hosts on Linux do.
+        let r = unsafe {
+            view.attached(
+                parent as usize as *mut c_void,
+                X11_EMBED.as_ptr() as FIDString,
+            )
+        };
+        ensure!(r == kResultOk, "IPlugView::attached returned {r}");
+        self.view = Some(view);
+        Ok((rect.right - rect.left, rect.bottom - rect.top))
+    }
+
+    /// Closes the editor: `removed`, then the view's last reference released.
+    pub fn close_editor(&mut self) {
+        if let Some(view) = self.view.take() {
+            // SAFETY: an attached view, removed once.
+            let r = unsafe { view.removed() };
+            if r != kResultOk {
+                eprintln!("vst3 host: IPlugView::removed returned {r}");
+            }
+        }
+    }
+}
+
 impl Drop for Vst3Host {
     fn drop(&mut self) {
+        self.close_editor();
         if let Err(e) = self.deactivate() {
             eprintln!("vst3 host: {e:#}");
         }

@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
-    AtomEnum, ConnectionExt as _, CreateWindowAux, EventMask, ImageFormat, WindowClass,
+    AtomEnum, ConfigureWindowAux, ConnectionExt as _, CreateWindowAux, EventMask, ImageFormat,
+    WindowClass,
 };
 use x11rb::xcb_ffi::XCBConnection;
 
@@ -185,6 +186,26 @@ impl ParentWindow {
         conn.map_window(id)?.check()?;
         conn.flush()?;
         Ok(ParentWindow { conn, id, root })
+    }
+
+    /// Maps or unmaps the parent (a host hiding and showing its plugin window).
+    pub fn set_mapped(&self, mapped: bool) -> Result<()> {
+        if mapped {
+            self.conn.map_window(self.id)?.check()?;
+        } else {
+            self.conn.unmap_window(self.id)?.check()?;
+        }
+        self.conn.flush()?;
+        Ok(())
+    }
+
+    /// Moves the parent to `(x, y)` on the root window (off the screen, too).
+    pub fn move_to(&self, x: i32, y: i32) -> Result<()> {
+        self.conn
+            .configure_window(self.id, &ConfigureWindowAux::new().x(x).y(y))?
+            .check()?;
+        self.conn.flush()?;
+        Ok(())
     }
 
     /// The parent's child windows (the embedded editor, once it is there).

@@ -384,7 +384,7 @@ fn opening_and_closing_the_editor_many_times_leaks_nothing_and_never_disturbs_au
             host,
             Duration::from_secs(10),
             "a frame of this opening",
-            |_, e| e["opens"] == n && e["frames"].as_u64().unwrap_or(0) >= n,
+            |_, e| e["opens"] == n && e["frames_this_opening"].as_u64().unwrap_or(0) >= 1,
         );
         host.close_editor();
         let cost = ok(host.process(&audio, 256, false));

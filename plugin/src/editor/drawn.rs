@@ -18,19 +18,64 @@ pub struct Drawn {
     pub closes: AtomicU64,
     /// Open editors now (0 or 1; hosts open one at a time).
     pub open_count: AtomicU64,
+    /// The current (or last) opening: when it began and [`Self::frames`] then.
+    opening: Mutex<Opening>,
+    /// Openings closed without one frame drawn.
+    pub undrawn_opens: AtomicU64,
+    /// The longest time from an opening to its first frame (µs), over all openings.
+    pub first_frame_us_max: AtomicU64,
+    /// Times the watchdog found an open, viewable window that had not drawn for
+    /// [`super::watchdog::STALL`] and asked it to draw, and how many of those openings then drew.
+    pub stalls: AtomicU64,
+    pub stalls_mended: AtomicU64,
     /// The last frame's values and texts (see `view::draw`); `None` before the first frame.
     last: Mutex<Option<serde_json::Value>>,
     /// `/proc/self/task/<tid>` of editor window threads that may still be running.
     window_threads: Mutex<Vec<std::path::PathBuf>>,
 }
 
+/// One opening of the editor, for the per-opening figures.
+#[derive(Debug, Default, Clone, Copy)]
+struct Opening {
+    /// When the host asked for the window (before it exists).
+    began: Option<Instant>,
+    /// [`Drawn::frames`] when it began.
+    frames_before: u64,
+    /// Time to its first frame, once drawn.
+    first_frame: Option<Duration>,
+}
+
 impl Drawn {
+    /// Called before the window is made, so a first frame drawn before `spawn` returns belongs
+    /// to this opening.
+    pub(crate) fn opening(&self) {
+        let mut o = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        *o = Opening {
+            began: Some(Instant::now()),
+            frames_before: self.frames.load(Ordering::Relaxed),
+            first_frame: None,
+        };
+    }
+
     pub(crate) fn opened(&self) {
         self.opens.fetch_add(1, Ordering::Relaxed);
         self.open_count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Frames drawn in the current opening.
+    pub fn frames_this_opening(&self) -> u64 {
+        let before = self
+            .opening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .frames_before;
+        self.frames.load(Ordering::Relaxed).saturating_sub(before)
+    }
+
     pub(crate) fn closed(&self) {
+        if self.frames_this_opening() == 0 {
+            self.undrawn_opens.fetch_add(1, Ordering::Relaxed);
+        }
         self.closes.fetch_add(1, Ordering::Relaxed);
         // Never below zero, whatever order a host drops things in.
         let _ = self
@@ -85,6 +130,18 @@ impl Drawn {
     /// Records one drawn frame.
     pub(crate) fn publish(&self, frame: serde_json::Value) {
         let n = self.frames.fetch_add(1, Ordering::Relaxed) + 1;
+        {
+            // Uncontended: the window thread, and readers of the figures, hold it briefly.
+            let mut o = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+            if o.first_frame.is_none()
+                && let Some(began) = o.began
+            {
+                let first = began.elapsed();
+                o.first_frame = Some(first);
+                self.first_frame_us_max
+                    .fetch_max(first.as_micros() as u64, Ordering::Relaxed);
+            }
+        }
         if let Ok(mut last) = self.last.try_lock() {
             let mut frame = frame;
             if let Some(o) = frame.as_object_mut() {
@@ -101,11 +158,19 @@ impl Drawn {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .unwrap_or(serde_json::Value::Null);
+        let opening = *self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        let ms = |us: u64| us as f64 / 1000.0;
         serde_json::json!({
             "frames": self.frames.load(Ordering::Relaxed),
             "opens": self.opens.load(Ordering::Relaxed),
             "closes": self.closes.load(Ordering::Relaxed),
             "open": self.open_count.load(Ordering::Relaxed) > 0,
+            "frames_this_opening": self.frames_this_opening(),
+            "first_frame_ms": opening.first_frame.map(|d| ms(d.as_micros() as u64)),
+            "first_frame_ms_max": ms(self.first_frame_us_max.load(Ordering::Relaxed)),
+            "undrawn_opens": self.undrawn_opens.load(Ordering::Relaxed),
+            "stalls": self.stalls.load(Ordering::Relaxed),
+            "stalls_mended": self.stalls_mended.load(Ordering::Relaxed),
             "last": last,
         })
     }

@@ -19,6 +19,8 @@ pub mod readings;
 pub mod system_scale;
 pub mod view;
 #[cfg(target_os = "linux")]
+pub mod watchdog;
+#[cfg(target_os = "linux")]
 pub mod xembed;
 
 use crate::params::SluiceParams;
@@ -69,6 +71,15 @@ impl NiceEguiApp for MeterApp {
             let w = frame.baseview_window();
             if let Err(e) = xembed::set_xembed_info(w, w) {
                 nice_plug::nice_warn!("could not set _XEMBED_INFO on the editor window: {e}");
+            }
+            match xembed::window_id(w) {
+                Ok(id) => watchdog::start(
+                    egui_ctx.clone(),
+                    self.shared.clone(),
+                    id,
+                    self.shared.editor.closes.load(Ordering::Relaxed),
+                ),
+                Err(e) => nice_plug::nice_warn!("no editor watchdog: {e}"),
             }
         }
         frame.set_clear_color(view::BACKGROUND.into());
@@ -144,6 +155,7 @@ impl Editor for SluiceEditor {
         gui_context: GuiContext,
         host: Option<HostMethods>,
     ) -> Result<SpawnedEditor<Self::Handle>, Box<dyn std::error::Error>> {
+        self.shared.editor.opening();
         let spawned = self.inner.spawn(
             parent,
             wait_for_parent,

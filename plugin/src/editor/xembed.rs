@@ -64,13 +64,7 @@ pub fn set_xembed_info(
     d: &impl HasDisplayHandle,
 ) -> Result<(), XembedError> {
     let handle = |e: raw_window_handle::HandleError| XembedError::Handle(e.to_string());
-    let window = match w.window_handle().map_err(handle)?.as_raw() {
-        RawWindowHandle::Xcb(h) => h.window.get(),
-        RawWindowHandle::Xlib(h) => {
-            u32::try_from(h.window).map_err(|_| XembedError::WindowId(h.window))?
-        }
-        other => return Err(XembedError::NotX11(format!("{other:?}"))),
-    };
+    let window = window_id(w)?;
     let raw = match d.display_handle().map_err(handle)?.as_raw() {
         RawDisplayHandle::Xcb(h) => h.connection,
         _ => None,
@@ -90,6 +84,18 @@ pub fn set_xembed_info(
     set_on(&conn, window).map_err(|e| XembedError::Property {
         window,
         message: e.to_string(),
+    })
+}
+
+/// The X11 id of window `w`.
+pub fn window_id(w: &impl HasWindowHandle) -> Result<u32, XembedError> {
+    let handle = |e: raw_window_handle::HandleError| XembedError::Handle(e.to_string());
+    Ok(match w.window_handle().map_err(handle)?.as_raw() {
+        RawWindowHandle::Xcb(h) => h.window.get(),
+        RawWindowHandle::Xlib(h) => {
+            u32::try_from(h.window).map_err(|_| XembedError::WindowId(h.window))?
+        }
+        other => return Err(XembedError::NotX11(format!("{other:?}"))),
     })
 }
 
