@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 pub const MAX_CHANNELS: usize = 8;
 /// Loudness history: 10 minutes at 10 values per second.
 pub const HISTORY_LEN: usize = 6_000;
+/// Steps (of 100 ms) per second.
+pub const STEPS_PER_SECOND: u64 = 10;
+/// Long loudness history: 6 hours at one value per second.
+pub const LONG_HISTORY_LEN: usize = 6 * 3_600;
 /// Points of the displayed spectrum (log-spaced from 20 Hz to 20 kHz).
 pub const SPECTRUM_POINTS: usize = 240;
 pub const SPECTRUM_LOW_HZ: f32 = 20.0;
@@ -77,6 +81,11 @@ pub struct MeterShared {
     /// step `k` (1-based, up to `steps`) is at `(k - 1) % HISTORY_LEN`.
     pub history_momentary: Box<[AtomicF32]>,
     pub history_short_term: Box<[AtomicF32]>,
+    /// Per second: the highest momentary loudness in it and the short-term loudness at its
+    /// end, a ring of [`LONG_HISTORY_LEN`]; second `j` (1-based, up to `steps / 10`) is at
+    /// `(j - 1) % LONG_HISTORY_LEN`.
+    pub long_history_momentary: Box<[AtomicF32]>,
+    pub long_history_short_term: Box<[AtomicF32]>,
 
     /// Set by a reader to clear the meters; the audio thread clears it.
     pub reset_request: AtomicBool,
@@ -120,6 +129,8 @@ impl Default for MeterShared {
             band_share: atomics(sluice_core::analysis::spectrum::BANDS.len(), nan),
             history_momentary: atomics(HISTORY_LEN, nan),
             history_short_term: atomics(HISTORY_LEN, nan),
+            long_history_momentary: atomics(LONG_HISTORY_LEN, nan),
+            long_history_short_term: atomics(LONG_HISTORY_LEN, nan),
             reset_request: AtomicBool::new(false),
             record: Default::default(),
             editor: Default::default(),

@@ -294,3 +294,48 @@ fn allocation_checker_is_live() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The per-second history (for spans past the 10 minutes of 100 ms steps): each second holds
+/// its highest momentary loudness and the short-term loudness at its end, exactly the fine
+/// history's values.
+#[test]
+fn the_long_history_keeps_each_seconds_highest_momentary_and_its_last_short_term() {
+    let rate = 48_000;
+    let mut e = engine(rate, 2, 512);
+    let mut signal = Vec::new();
+    for (seconds, db) in [(5.0, -20.0), (1.0, -10.0), (4.0, -30.0)] {
+        let frames = (seconds * rate as f64) as usize;
+        signal.extend(sine(rate, 997.0, 10f64.powf(db / 20.0), frames));
+    }
+    feed(&mut e, &[signal.clone(), signal], &[512, 100, 4096]);
+    let s = e.shared().clone();
+    assert_eq!(s.steps.load(Ordering::Relaxed), 100);
+    let fine_m: Vec<f32> = (0..100).map(|k| read(&s.history_momentary[k])).collect();
+    let fine_s: Vec<f32> = (0..100).map(|k| read(&s.history_short_term[k])).collect();
+    for j in 0..10 {
+        let want_m = fine_m[10 * j..10 * j + 10]
+            .iter()
+            .fold(f32::NAN, |a, &b| a.max(b));
+        let got_m = read(&s.long_history_momentary[j]);
+        let got_s = read(&s.long_history_short_term[j]);
+        assert_eq!(
+            got_m.to_bits(),
+            want_m.to_bits(),
+            "second {j}: M {got_m} vs {want_m}"
+        );
+        assert_eq!(
+            got_s.to_bits(),
+            fine_s[10 * j + 9].to_bits(),
+            "second {j}: S"
+        );
+    }
+    // The loud second: its highest momentary is the -10 dBFS sine's (-10 dB + 3 dB for two
+    // channels of a full-scale sine's -3 dB = about -10 LUFS), well above its neighbours'.
+    let loud = read(&s.long_history_momentary[5]);
+    assert!((loud - -10.0).abs() < 1.0, "{loud}");
+    assert!(read(&s.long_history_momentary[3]) < loud - 8.0);
+    assert!(
+        read(&s.long_history_momentary[10]).is_nan(),
+        "no 11th second yet"
+    );
+}

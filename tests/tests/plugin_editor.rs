@@ -766,3 +766,232 @@ fn destroying_the_instance_right_after_closing_the_editor_leaves_no_editor_threa
         );
     }
 }
+
+/// A programme whose loudness moves: two tones and a little noise, the level swinging ±9 dB
+/// around −22 dBFS with a 47 s period, seconds `from..from + seconds` of it.
+fn programme(rate: f64, from: f64, seconds: f64) -> Vec<Vec<f32>> {
+    let n = (rate * seconds).round() as usize;
+    let mut seed = 0x2545_f491_4f6c_dd1du64 ^ from.to_bits();
+    let mut noise = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let mut l = Vec::with_capacity(n);
+    let mut r = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = from + i as f64 / rate;
+        let db = -22.0 + 9.0 * (std::f64::consts::TAU * t / 47.0).sin();
+        let a = 10f64.powf(db / 20.0);
+        let tone = (std::f64::consts::TAU * 440.0 * t).sin() * 0.7
+            + (std::f64::consts::TAU * 2_500.0 * t).sin() * 0.3;
+        let hiss = noise() * 0.05;
+        l.push((a * (tone + hiss)) as f32);
+        r.push((a * (tone * 0.9 - hiss)) as f32);
+    }
+    vec![l, r]
+}
+
+fn rect_of(v: &Value) -> [f64; 4] {
+    let a = v.as_array().unwrap_or_else(|| panic!("a rectangle: {v}"));
+    [f(&a[0]), f(&a[1]), f(&a[2]), f(&a[3])]
+}
+
+/// Checks the layout the editor published for its last frame: every text inside the window
+/// and inside its own panel, no two texts overlapping, the spectrum's labels clear of its
+/// trace, and the history filling the width for `seconds` of programme (span "Session").
+fn check_layout(e: &Value, session_seconds: Option<f64>, what: &str) {
+    let last = &e["last"];
+    let size = &last["logical_size"];
+    let ppp = f(&last["pixels_per_point"]);
+    let (w, h) = (f(&size[0]) * ppp, f(&size[1]) * ppp);
+    let layout = &last["layout"];
+    let panels = &layout["panels"];
+    let texts: Vec<(String, String, [f64; 4])> = layout["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .map(|t| {
+            (
+                t["group"].as_str().unwrap_or("").to_string(),
+                t["text"].as_str().unwrap_or("").to_string(),
+                rect_of(&t["rect"]),
+            )
+        })
+        .collect();
+    assert!(texts.len() > 60, "{what}: only {} texts", texts.len());
+    const TOL: f64 = 0.5;
+    for (g, t, r) in &texts {
+        assert!(
+            r[0] >= -TOL && r[1] >= -TOL && r[2] <= w + TOL && r[3] <= h + TOL,
+            "{what}: \"{t}\" ({g}) at {r:?} leaves the {w}x{h} window"
+        );
+        let panel = match g.as_str() {
+            "history-readout" => "history",
+            "spectrum-bands" => "spectrum",
+            g => g,
+        };
+        let p = rect_of(&panels[panel]);
+        assert!(
+            r[0] >= p[0] - TOL && r[1] >= p[1] - TOL && r[2] <= p[2] + TOL && r[3] <= p[3] + TOL,
+            "{what}: \"{t}\" ({g}) at {r:?} leaves its panel {p:?}"
+        );
+    }
+    for (i, (ga, ta, a)) in texts.iter().enumerate() {
+        for (gb, tb, b) in &texts[i + 1..] {
+            let dx = a[2].min(b[2]) - a[0].max(b[0]);
+            let dy = a[3].min(b[3]) - a[1].max(b[1]);
+            assert!(
+                dx <= TOL || dy <= TOL,
+                "{what}: \"{ta}\" ({ga}) at {a:?} overlaps \"{tb}\" ({gb}) at {b:?}"
+            );
+        }
+    }
+    // The spectrum's band labels sit in their strip, above the plot the trace is clipped to.
+    let strip = rect_of(&last["spectrum"]["label_strip"]);
+    let plot = rect_of(&layout["spectrum_plot"]);
+    assert!(
+        strip[3] <= plot[1] + TOL,
+        "{what}: strip {strip:?} over plot {plot:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .filter(|(g, _, _)| g == "spectrum-bands")
+            .count()
+            >= 5,
+        "{what}: the band names"
+    );
+    for (g, t, r) in &texts {
+        if g == "spectrum-bands" {
+            assert!(
+                r[1] >= strip[1] - TOL && r[3] <= strip[3] + TOL,
+                "{what}: band label \"{t}\" at {r:?} outside the strip {strip:?}"
+            );
+        }
+    }
+    let Some(seconds) = session_seconds else {
+        return;
+    };
+    let hist = &last["history"];
+    assert_eq!(hist["span"], "Session", "{what}");
+    assert!(
+        (f(&hist["span_seconds"]) - seconds).abs() <= 0.2,
+        "{what}: span {} s for {seconds} s of programme",
+        hist["span_seconds"]
+    );
+    assert!(
+        f(&hist["fill"]) >= 0.97,
+        "{what}: history fills {}",
+        hist["fill"]
+    );
+    // The range follows the programme (it swings −31 to −13 dBFS): not the fixed −60..0.
+    let range = &hist["range_lufs"];
+    assert!(
+        f(&range[0]) >= -48.0 && f(&range[1]) <= 0.0,
+        "{what}: range {range}"
+    );
+    assert!(f(&hist["histogram_bins"]) >= 3.0, "{what}: {hist}");
+}
+
+/// The editor at three window sizes with a 20 s and a 10 min programme: the history fills the
+/// width at the fitting span, and no text is cut off or overlaps another (checked on the
+/// layout the editor publishes; screenshots under target/editor-screenshots/).
+#[test]
+fn the_history_fits_the_programme_and_no_text_collides_at_three_sizes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(x) = display() else { return };
+    let rate = 16_000.0;
+    let parent = ok(ParentWindow::new(&x.display, 1500, 1000));
+    let mut host = load(rate);
+    ok(host.open_editor(parent.id, None));
+    let child = ok(parent.wait_for_child(Duration::from_secs(10)));
+    for (seconds, name) in [(20.0f64, "20s"), (600.0, "10min")] {
+        // One run of processing (the meters restart when processing starts).
+        let cost = ok(host.process(&programme(rate, 0.0, seconds), 1024, false));
+        assert_eq!(cost.mismatched_samples, 0);
+        for (w, h) in [(720u32, 460u32), (920, 580), (1400, 900)] {
+            ok(host.set_editor_size((w, h)));
+            let (m, e) = wait_for(
+                &mut host,
+                Duration::from_secs(10),
+                "a frame at the size with the programme's last step",
+                |m, e| {
+                    e["last"]["logical_size"] == serde_json::json!([w as f64, h as f64])
+                        && e["last"]["values"]["steps"] == m["steps"]
+                },
+            );
+            assert_eq!(f(&m["steps"]), seconds * 10.0);
+            check_layout(&e, Some(seconds), &format!("{name} at {w}x{h}"));
+            capture(
+                &mut host,
+                &parent,
+                child,
+                &format!("sluice-meter-editor-{name}-{w}x{h}.png"),
+            );
+        }
+    }
+    // The span chooser and the readout, used with the pointer as a person would.
+    let chips = editor_last(&mut host)["history"]["chips"].clone();
+    click(
+        &mut host,
+        &parent,
+        child,
+        centre(&chips["1 min"], "the 1 min chip"),
+    );
+    let (_, e) = wait_for(&mut host, Duration::from_secs(10), "span 1 min", |_, e| {
+        e["last"]["history"]["span"] == "1 min"
+    });
+    let hist = &e["last"]["history"];
+    assert_eq!(f(&hist["span_seconds"]), 60.0);
+    assert_eq!(f(&hist["point_seconds"]), 0.1);
+    assert!(f(&hist["fill"]) >= 0.99, "{hist}");
+    click(
+        &mut host,
+        &parent,
+        child,
+        centre(&chips["30 min"], "the 30 min chip"),
+    );
+    let (_, e) = wait_for(&mut host, Duration::from_secs(10), "span 30 min", |_, e| {
+        e["last"]["history"]["span"] == "30 min"
+    });
+    let hist = &e["last"]["history"];
+    assert_eq!(f(&hist["span_seconds"]), 1800.0);
+    // Past the 10 minutes of 100 ms steps: the per-second history, 600 points for 10 minutes.
+    assert_eq!(f(&hist["point_seconds"]), 1.0);
+    assert_eq!(f(&hist["points"]), 600.0);
+    assert!((f(&hist["fill"]) - 599.0 / 1800.0).abs() < 0.01, "{hist}");
+    // The pointer 80 % across the plot (6 minutes back): the readout names the time and
+    // both values there.
+    let plot = rect_of(&e["last"]["layout"]["history_plot"]);
+    let at = (
+        (plot[0] + 0.8 * (plot[2] - plot[0])) as i16,
+        ((plot[1] + plot[3]) / 2.0) as i16,
+    );
+    ok(parent.pointer_to(child, at.0, at.1));
+    let (_, e) = wait_for(&mut host, Duration::from_secs(10), "a readout", |_, e| {
+        e["last"]["history"]["readout"].is_string()
+    });
+    let readout = e["last"]["history"]["readout"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(readout.starts_with("-6:0"), "{readout}");
+    let numbers: Vec<f64> = readout
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 2, "M and S in {readout}");
+    for v in numbers {
+        assert!((-35.0..-10.0).contains(&v), "{readout}");
+    }
+    check_layout(&e, None, "30 min with the readout");
+    capture(
+        &mut host,
+        &parent,
+        child,
+        "sluice-meter-editor-10min-30min-span-readout.png",
+    );
+    host.close_editor();
+}

@@ -89,7 +89,8 @@ impl NiceEguiApp for MeterApp {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
-        self.readings.read(&self.shared, &self.params);
+        self.readings
+            .read(&self.shared, &self.params, self.view.span);
         let setter = self.gui.as_ref().map(|g| g.param_setter());
         let drawn = view::draw(
             ui,

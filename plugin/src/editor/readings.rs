@@ -4,15 +4,62 @@
 //! of history, 240 of spectrum and a few dozen scalars, which is nothing at display rate.
 
 use crate::params::{SluiceParams, TargetPreset};
-use crate::shared::{HISTORY_LEN, MAX_CHANNELS, MeterShared, SPECTRUM_POINTS};
+use crate::shared::{
+    HISTORY_LEN, LONG_HISTORY_LEN, MAX_CHANNELS, MeterShared, SPECTRUM_POINTS, STEPS_PER_SECOND,
+};
 use nice_plug::prelude::*;
 use sluice_core::analysis::spectrum::BANDS;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-/// How much loudness history the editor shows, in 100 ms steps (5 minutes).
-pub const HISTORY_SHOWN: usize = 3_000;
-const _: () = assert!(HISTORY_SHOWN <= HISTORY_LEN);
+/// The time spans the loudness history can show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Span {
+    TenSeconds,
+    Minute,
+    FiveMinutes,
+    HalfHour,
+    /// Everything since the meters were reset (at least 10 s, at most the long history's
+    /// 6 hours): the programme always fills the width.
+    #[default]
+    Session,
+}
+
+impl Span {
+    pub const ALL: [Span; 5] = [
+        Span::TenSeconds,
+        Span::Minute,
+        Span::FiveMinutes,
+        Span::HalfHour,
+        Span::Session,
+    ];
+
+    /// The chooser's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Span::TenSeconds => "10 s",
+            Span::Minute => "1 min",
+            Span::FiveMinutes => "5 min",
+            Span::HalfHour => "30 min",
+            Span::Session => "Session",
+        }
+    }
+
+    /// Seconds across the plot for `elapsed` seconds of programme.
+    pub fn seconds(self, elapsed: f64) -> f64 {
+        let s = match self {
+            Span::TenSeconds => 10.0,
+            Span::Minute => 60.0,
+            Span::FiveMinutes => 300.0,
+            Span::HalfHour => 1_800.0,
+            Span::Session => elapsed.max(10.0),
+        };
+        s.min(LONG_HISTORY_LEN as f64)
+    }
+}
+
+/// Seconds the fine history (100 ms steps) holds; longer spans read the per-second one.
+pub const FINE_HISTORY_SECONDS: f64 = (HISTORY_LEN as u64 / STEPS_PER_SECOND) as f64;
 
 #[derive(Debug, Clone)]
 pub struct Readings {
@@ -36,9 +83,15 @@ pub struct Readings {
     pub over_ceiling: bool,
     pub band_share: [f32; BANDS.len()],
     pub spectrum: Vec<f32>,
-    /// The last [`HISTORY_SHOWN`] steps (oldest first; shorter until that many were measured).
+    /// The loudness history in the span asked for (oldest first; shorter until that much was
+    /// measured), one point per [`Self::history_point_seconds`]: momentary (per second: the
+    /// second's highest) and short-term.
     pub history_momentary: Vec<f32>,
     pub history_short_term: Vec<f32>,
+    pub history_point_seconds: f64,
+    /// Seconds across the plot, and of programme measured since the reset.
+    pub history_span_seconds: f64,
+    pub elapsed_seconds: f64,
 
     pub target: TargetPreset,
     pub armed: bool,
@@ -77,6 +130,9 @@ impl Default for Readings {
             spectrum: Vec::new(),
             history_momentary: Vec::new(),
             history_short_term: Vec::new(),
+            history_point_seconds: 0.1,
+            history_span_seconds: 10.0,
+            elapsed_seconds: 0.0,
             target: TargetPreset::Spotify,
             armed: false,
             recording: false,
@@ -98,7 +154,7 @@ impl Readings {
     /// Copies the current readings. Lock-free for the meters; the take's file name and error
     /// (written by the take writer under a mutex) are only taken when the mutex is free, else
     /// the previous frame's are kept.
-    pub fn read(&mut self, s: &MeterShared, params: &SluiceParams) {
+    pub fn read(&mut self, s: &MeterShared, params: &SluiceParams, span: Span) {
         // Acquire on `steps` first: every value of that step is visible below.
         self.steps = s.steps.load(Ordering::Acquire);
         self.sample_rate = ld(&s.sample_rate);
@@ -127,14 +183,34 @@ impl Readings {
         self.spectrum
             .extend(s.spectrum.iter().take(SPECTRUM_POINTS).map(ld));
 
-        let kept = (self.steps as usize).min(HISTORY_SHOWN);
-        let first = self.steps as usize - kept;
+        self.elapsed_seconds = self.steps as f64 / STEPS_PER_SECOND as f64;
+        self.history_span_seconds = span.seconds(self.elapsed_seconds);
         self.history_momentary.clear();
         self.history_short_term.clear();
-        for k in first..self.steps as usize {
-            let i = k % HISTORY_LEN;
-            self.history_momentary.push(ld(&s.history_momentary[i]));
-            self.history_short_term.push(ld(&s.history_short_term[i]));
+        let (m, st, len, done, per_point) = if self.history_span_seconds <= FINE_HISTORY_SECONDS {
+            (
+                &s.history_momentary,
+                &s.history_short_term,
+                HISTORY_LEN,
+                self.steps as usize,
+                1.0 / STEPS_PER_SECOND as f64,
+            )
+        } else {
+            (
+                &s.long_history_momentary,
+                &s.long_history_short_term,
+                LONG_HISTORY_LEN,
+                (self.steps / STEPS_PER_SECOND) as usize,
+                1.0,
+            )
+        };
+        self.history_point_seconds = per_point;
+        let wanted = (self.history_span_seconds / per_point).round() as usize;
+        let kept = done.min(wanted).min(len);
+        for k in done - kept..done {
+            let i = k % len;
+            self.history_momentary.push(ld(&m[i]));
+            self.history_short_term.push(ld(&st[i]));
         }
 
         // The target is the parameters' now, not the one the engine published with its last

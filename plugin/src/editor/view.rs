@@ -15,7 +15,7 @@
 //! [`super::MIN_SIZE`]); egui scales it by the display's pixels per point (HiDPI), so sizes here
 //! are logical points.
 
-use super::readings::{HISTORY_SHOWN, Readings};
+use super::readings::{Readings, Span};
 use crate::params::{SluiceParams, TargetPreset};
 use crate::shared::{SPECTRUM_HIGH_HZ, SPECTRUM_LOW_HZ, SPECTRUM_POINTS, spectrum_point_hz};
 use egui::{
@@ -37,6 +37,7 @@ const SHORT_TERM: Color32 = Color32::from_rgb(0xf0, 0xa0, 0x3c);
 const GOOD: Color32 = Color32::from_rgb(0x4c, 0xc3, 0x6a);
 const WARN: Color32 = Color32::from_rgb(0xe8, 0xc1, 0x3a);
 const BAD: Color32 = Color32::from_rgb(0xe5, 0x48, 0x3f);
+const BUTTON: Color32 = Color32::from_rgb(0x2c, 0x31, 0x38);
 const LIGHT_OFF: Color32 = Color32::from_rgb(0x3a, 0x2a, 0x2a);
 const TARGET_BAND: Color32 = Color32::from_rgba_premultiplied(0x1c, 0x36, 0x22, 0x80);
 const BAND_SHADES: [Color32; 5] = [
@@ -58,11 +59,111 @@ pub const SPECTRUM_FLOOR_DB: f32 = -100.0;
 /// Half-width of the target band around the target loudness, LU.
 pub const TARGET_TOLERANCE_LU: f32 = 1.0;
 
-/// State kept across frames (nothing yet beyond what egui keeps itself).
-#[derive(Debug, Default)]
+/// State kept across frames.
+#[derive(Debug)]
 pub struct ViewState {
     /// Frames drawn by this editor (all openings).
     pub frames: u64,
+    /// The history's time span.
+    pub span: Span,
+    /// The history's loudness range (LUFS, bottom and top), which follows the programme.
+    pub range: (f32, f32),
+    /// The spectrum's peak hold: on or off, the held level per point (dB) and when it was
+    /// last raised (seconds of egui's clock).
+    pub peak_hold: bool,
+    pub peaks: Vec<f32>,
+    pub peak_times: Vec<f64>,
+}
+
+impl Default for ViewState {
+    fn default() -> Self {
+        ViewState {
+            frames: 0,
+            span: Span::default(),
+            range: DEFAULT_RANGE,
+            peak_hold: true,
+            peaks: Vec::new(),
+            peak_times: Vec::new(),
+        }
+    }
+}
+
+/// The history's range before there is anything to follow.
+const DEFAULT_RANGE: (f32, f32) = (-42.0, -6.0);
+/// The history's range: never narrower than this (LU), in steps of [`RANGE_STEP`].
+const RANGE_MIN_LU: f32 = 18.0;
+const RANGE_STEP: f32 = 6.0;
+/// How long a spectrum peak is held before it falls (s), and how fast it falls (dB/s).
+const PEAK_HOLD_S: f64 = 2.0;
+const PEAK_FALL_DB_PER_S: f32 = 20.0;
+
+/// Every text the frame draws, with where (logical points) and in which part of the editor,
+/// so a test can check that none is cut off by the window or overlaps another; and the scale
+/// the text is drawn at.
+pub struct Texts {
+    /// Font and spacing scale: 1 up to the default size, then growing with the window.
+    pub k: f32,
+    group: &'static str,
+    items: Vec<(&'static str, String, Rect)>,
+}
+
+impl Texts {
+    fn new(k: f32) -> Self {
+        Texts {
+            k,
+            group: "",
+            items: Vec::with_capacity(128),
+        }
+    }
+
+    fn prop(&self, size: f32) -> FontId {
+        FontId::proportional(size * self.k)
+    }
+
+    fn mono(&self, size: f32) -> FontId {
+        FontId::monospace(size * self.k)
+    }
+
+    /// Draws `text` as `Painter::text` does and records it.
+    fn text(
+        &mut self,
+        p: &egui::Painter,
+        pos: Pos2,
+        align: Align2,
+        text: impl ToString,
+        font: FontId,
+        colour: Color32,
+    ) -> Rect {
+        let text = text.to_string();
+        let rect = p.text(pos, align, &text, font, colour);
+        self.items.push((self.group, text, rect));
+        rect
+    }
+
+    /// Records a widget's text drawn by egui (a button).
+    fn widget(&mut self, group: &'static str, text: &str, rect: Rect) {
+        self.items.push((group, text.to_string(), rect));
+    }
+
+    fn to_json(&self, ppp: f32) -> Value {
+        Value::Array(
+            self.items
+                .iter()
+                .map(|(g, t, r)| {
+                    json!({
+                        "group": g,
+                        "text": t,
+                        "rect": [r.min.x * ppp, r.min.y * ppp, r.max.x * ppp, r.max.y * ppp],
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A rectangle in window pixels, `[left, top, right, bottom]`.
+fn px_rect(r: Rect, ppp: f32) -> Value {
+    json!([r.min.x * ppp, r.min.y * ppp, r.max.x * ppp, r.max.y * ppp])
 }
 
 /// Sets the editor's look once per window.
@@ -148,30 +249,37 @@ pub fn draw(
     let full = ui.max_rect();
     let painter = ui.painter().clone();
     painter.rect_filled(full, 0.0, BACKGROUND);
+    let k = (full.width() / super::DEFAULT_SIZE.0)
+        .min(full.height() / super::DEFAULT_SIZE.1)
+        .clamp(1.0, 2.0);
+    let mut texts = Texts::new(k);
+    let ppp = ui.ctx().pixels_per_point();
 
-    let top = Rect::from_min_size(full.min, vec2(full.width(), 36.0));
-    let bottom = Rect::from_min_max(pos2(full.min.x, full.max.y - 28.0), full.max);
+    let top = Rect::from_min_size(full.min, vec2(full.width(), 36.0 * k));
+    let bottom = Rect::from_min_max(pos2(full.min.x, full.max.y - 28.0 * k), full.max);
     let body =
         Rect::from_min_max(pos2(full.min.x, top.max.y), pos2(full.max.x, bottom.min.y)).shrink(6.0);
 
-    let controls = top_bar(ui, top, r, params, shared, setter);
+    let controls = top_bar(ui, top, r, params, shared, setter, &mut texts);
 
-    let left_w = (body.width() * 0.28).clamp(220.0, 300.0);
+    let left_w = (body.width() * 0.28).clamp(220.0, 300.0 * k);
     let left = Rect::from_min_size(body.min, vec2(left_w, body.height()));
     let bars = Rect::from_min_size(
         pos2(left.max.x + 6.0, body.min.y),
-        vec2(150.0, body.height()),
+        vec2(150.0 * k, body.height()),
     );
     let right = Rect::from_min_max(pos2(bars.max.x + 6.0, body.min.y), body.max);
     let split = right.min.y + right.height() * 0.55;
     let history = Rect::from_min_max(right.min, pos2(right.max.x, split - 3.0));
     let spectrum = Rect::from_min_max(pos2(right.min.x, split + 3.0), right.max);
 
-    let numbers = numbers_panel(&painter, left, r);
-    let bar_values = loudness_bars(&painter, bars, r);
-    let history_points = history_plot(&painter, history, r);
-    let spectrum_points = spectrum_plot(&painter, spectrum, r);
-    let record = status_bar(&painter, bottom, r);
+    let numbers = numbers_panel(&painter, &mut texts, left, r);
+    let bar_values = loudness_bars(&painter, &mut texts, bars, r);
+    let hist = history_plot(ui, &painter, &mut texts, history, r, state);
+    let spec = spectrum_plot(ui, &painter, &mut texts, spectrum, r, state);
+    let record = status_bar(&painter, &mut texts, bottom, r);
+    let history_points = hist.points;
+    let spectrum_points = spec.points;
 
     json!({
         "logical_size": [full.width(), full.height()],
@@ -214,7 +322,23 @@ pub fn draw(
         "controls": {
             "armed": controls.armed,
             "custom_target_shown": controls.custom_shown,
-            "rects": controls.rects.to_json(ui.ctx().pixels_per_point()),
+            "rects": controls.rects.to_json(ppp),
+        },
+        "history": hist.json,
+        "spectrum": spec.json,
+        "layout": {
+            "scale": k,
+            "panels": {
+                "top": px_rect(top, ppp),
+                "numbers": px_rect(left, ppp),
+                "bars": px_rect(bars, ppp),
+                "history": px_rect(history, ppp),
+                "spectrum": px_rect(spectrum, ppp),
+                "status": px_rect(bottom, ppp),
+            },
+            "history_plot": px_rect(hist.area, ppp),
+            "spectrum_plot": px_rect(spec.area, ppp),
+            "texts": texts.to_json(ppp),
         },
     })
 }
@@ -269,8 +393,10 @@ fn top_bar(
     params: &SluiceParams,
     shared: &crate::shared::MeterShared,
     setter: Option<&ParamSetter>,
+    texts: &mut Texts,
 ) -> Controls {
     ui.painter().rect_filled(rect, 0.0, PANEL);
+    let k = texts.k;
     let names = TargetPreset::variants();
     let current = r.target.to_index();
     let target = names.get(current).copied().unwrap_or("?").to_string();
@@ -283,18 +409,22 @@ fn top_bar(
             .max_rect(inner)
             .layout(Layout::left_to_right(Align::Center)),
         |ui| {
-            ui.label(
+            // The chooser's text (and its list) grows with the window like the rest.
+            ui.style_mut().override_font_id = Some(FontId::proportional(13.0 * k));
+            let title = ui.label(
                 egui::RichText::new("Sluice Meter")
                     .strong()
                     .color(TEXT)
-                    .size(15.0),
+                    .size(15.0 * k),
             );
+            texts.widget("top", "Sluice Meter", title.rect);
             ui.add_space(12.0);
-            ui.label(egui::RichText::new("Target").color(DIM));
+            let label = ui.label(egui::RichText::new("Target").color(DIM).size(13.0 * k));
+            texts.widget("top", "Target", label.rect);
             let mut chosen = None;
             let combo = egui::ComboBox::from_id_salt("sluice-target")
                 .selected_text(target.as_str())
-                .width(220.0)
+                .width(220.0 * k)
                 .show_ui(ui, |ui| {
                     for (i, name) in names.iter().enumerate() {
                         let item = ui.selectable_label(i == current, *name);
@@ -305,6 +435,7 @@ fn top_bar(
                     }
                 });
             rects.target = Some(combo.response.rect);
+            texts.widget("top", &target, combo.response.rect);
             if let (Some(i), Some(s)) = (chosen, setter)
                 && i != current
             {
@@ -320,14 +451,42 @@ fn top_bar(
                 rects.custom_ceiling = Some(ceiling.rect);
             }
             ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
-                let reset = ui.button("Reset");
+                let reset = ui.add(
+                    egui::Button::new(egui::RichText::new("Reset").size(13.0 * k))
+                        .min_size(vec2(56.0 * k, 24.0 * k)),
+                );
+                texts.widget("top", "Reset", reset.rect);
                 rects.reset = Some(reset.rect);
                 if reset.clicked() {
                     shared.request_reset();
                 }
-                let label = egui::RichText::new(if armed { "REC ARMED" } else { "REC ARM" })
-                    .color(if armed { BAD } else { DIM });
-                let arm = ui.selectable_label(armed, label);
+                // A button that looks like one: framed, a record dot, filled red while armed.
+                let text = if armed { "REC ARMED" } else { "REC ARM" };
+                let arm = ui.add(
+                    egui::Button::new(
+                        egui::RichText::new(text)
+                            .size(13.0 * k)
+                            .strong()
+                            .color(if armed { Color32::WHITE } else { TEXT }),
+                    )
+                    .fill(if armed { BAD } else { BUTTON })
+                    .stroke(Stroke::new(1.0, if armed { BAD } else { DIM }))
+                    .corner_radius(4.0)
+                    .min_size(vec2(112.0 * k, 24.0 * k)),
+                );
+                // The dot, in the button's left padding (the text is centred).
+                let text_w = ui
+                    .painter()
+                    .layout_no_wrap(text.into(), FontId::proportional(13.0 * k), TEXT)
+                    .size()
+                    .x;
+                let dot = pos2(
+                    arm.rect.center().x - text_w / 2.0 - 10.0 * k,
+                    arm.rect.center().y,
+                );
+                ui.painter()
+                    .circle_filled(dot, 4.5 * k, if armed { Color32::WHITE } else { BAD });
+                texts.widget("top", text, arm.rect);
                 rects.rec_arm = Some(arm.rect);
                 if arm.clicked()
                     && let Some(s) = setter
@@ -354,38 +513,43 @@ struct Numbers {
     peaks: Vec<String>,
 }
 
-fn numbers_panel(p: &egui::Painter, rect: Rect, r: &Readings) -> Numbers {
+fn numbers_panel(p: &egui::Painter, t: &mut Texts, rect: Rect, r: &Readings) -> Numbers {
+    t.group = "numbers";
+    let k = t.k;
     p.rect_filled(rect, 4.0, PANEL);
     let x = rect.min.x + 12.0;
     let mut y = rect.min.y + 10.0;
-    p.text(
+    t.text(
+        p,
         pos2(x, y),
         Align2::LEFT_TOP,
         "INTEGRATED",
-        FontId::proportional(12.0),
+        t.prop(12.0),
         DIM,
     );
-    y += 16.0;
+    y += 16.0 * k;
     let integrated = fmt1(r.integrated);
-    let big = p.text(
+    let big = t.text(
+        p,
         pos2(x, y),
         Align2::LEFT_TOP,
         &integrated,
-        FontId::proportional(46.0),
+        t.prop(46.0),
         if r.integrated.is_finite() {
             distance_colour(r.distance_lu)
         } else {
             TEXT
         },
     );
-    p.text(
-        pos2(big.max.x + 6.0, big.max.y - 8.0),
+    t.text(
+        p,
+        pos2(big.max.x + 6.0, big.max.y - 8.0 * k),
         Align2::LEFT_BOTTOM,
         "LUFS",
-        FontId::proportional(14.0),
+        t.prop(14.0),
         DIM,
     );
-    y = big.max.y + 4.0;
+    y = big.max.y + 4.0 * k;
     let distance = if r.distance_lu.is_finite() {
         format!(
             "{} LU from {} LUFS",
@@ -395,14 +559,15 @@ fn numbers_panel(p: &egui::Painter, rect: Rect, r: &Readings) -> Numbers {
     } else {
         format!("target {} LUFS", fmt1(r.target_lufs))
     };
-    p.text(
+    t.text(
+        p,
         pos2(x, y),
         Align2::LEFT_TOP,
         &distance,
-        FontId::proportional(14.0),
+        t.prop(14.0),
         distance_colour(r.distance_lu),
     );
-    y += 26.0;
+    y += 26.0 * k;
 
     let rows: [(&str, String, &str); 6] = [
         ("Momentary", fmt1(r.momentary), "LUFS"),
@@ -412,108 +577,111 @@ fn numbers_panel(p: &egui::Painter, rect: Rect, r: &Readings) -> Numbers {
         ("Loudness range", fmt1(r.loudness_range), "LU"),
         ("PLR", fmt1(r.plr), "LU"),
     ];
-    let value_x = rect.max.x - 52.0;
+    let value_x = rect.max.x - 52.0 * k;
     for (label, value, unit) in rows {
-        p.text(
-            pos2(x, y),
-            Align2::LEFT_TOP,
-            label,
-            FontId::proportional(13.0),
-            DIM,
-        );
-        p.text(
+        t.text(p, pos2(x, y), Align2::LEFT_TOP, label, t.prop(13.0), DIM);
+        t.text(
+            p,
             pos2(value_x, y),
             Align2::RIGHT_TOP,
             value,
-            FontId::monospace(13.0),
+            t.mono(13.0),
             TEXT,
         );
-        p.text(
+        t.text(
+            p,
             pos2(value_x + 6.0, y),
             Align2::LEFT_TOP,
             unit,
-            FontId::proportional(11.0),
+            t.prop(11.0),
             DIM,
         );
-        y += 19.0;
+        y += 19.0 * k;
     }
 
     // True peak with the over-ceiling light.
-    y += 6.0;
-    p.text(
+    y += 6.0 * k;
+    t.text(
+        p,
         pos2(x, y),
         Align2::LEFT_TOP,
         "True peak max",
-        FontId::proportional(13.0),
+        t.prop(13.0),
         DIM,
     );
     let over = r.over_ceiling;
-    p.text(
+    t.text(
+        p,
         pos2(value_x, y),
         Align2::RIGHT_TOP,
         fmt1(r.true_peak),
-        FontId::monospace(13.0),
+        t.mono(13.0),
         if over { BAD } else { TEXT },
     );
-    p.text(
+    t.text(
+        p,
         pos2(value_x + 6.0, y),
         Align2::LEFT_TOP,
         "dBTP",
-        FontId::proportional(11.0),
+        t.prop(11.0),
         DIM,
     );
-    y += 20.0;
-    let light = pos2(x + 8.0, y + 8.0);
-    p.circle_filled(light, 7.0, if over { BAD } else { LIGHT_OFF });
-    p.text(
-        pos2(x + 22.0, y + 1.0),
+    y += 20.0 * k;
+    let light = pos2(x + 8.0 * k, y + 8.0 * k);
+    p.circle_filled(light, 7.0 * k, if over { BAD } else { LIGHT_OFF });
+    t.text(
+        p,
+        pos2(x + 22.0 * k, y + 1.0),
         Align2::LEFT_TOP,
         format!("OVER  (ceiling {} dBTP)", fmt1(r.target_ceiling)),
-        FontId::proportional(12.0),
+        t.prop(12.0),
         if over { BAD } else { DIM },
     );
-    y += 22.0;
+    y += 22.0 * k;
     let mut peaks = Vec::with_capacity(r.channels);
     let mut cx = x;
     for c in 0..r.channels {
         let text = fmt1(r.true_peak_channel[c]);
         let shown = format!("{} {}", channel_name(c, r.channels), text);
         let over_c = r.true_peak_channel[c] > r.target_ceiling;
-        let t = p.text(
+        let drawn = t.text(
+            p,
             pos2(cx, y),
             Align2::LEFT_TOP,
             &shown,
-            FontId::monospace(12.0),
+            t.mono(12.0),
             if over_c { BAD } else { TEXT },
         );
-        cx = t.max.x + 12.0;
+        cx = drawn.max.x + 12.0;
         if cx > rect.max.x - 60.0 {
             cx = x;
-            y += 16.0;
+            y += 16.0 * k;
         }
         peaks.push(text);
     }
-    y += 26.0;
+    y += 26.0 * k;
 
     // Correlation meter: -1 .. +1.
-    p.text(
+    t.text(
+        p,
         pos2(x, y),
         Align2::LEFT_TOP,
         "Correlation",
-        FontId::proportional(13.0),
+        t.prop(13.0),
         DIM,
     );
-    p.text(
+    t.text(
+        p,
         pos2(rect.max.x - 12.0, y),
         Align2::RIGHT_TOP,
         fmt_corr(r.correlation),
-        FontId::monospace(13.0),
+        t.mono(13.0),
         TEXT,
     );
-    y += 20.0;
+    y += 20.0 * k;
     let meter = Rect::from_min_max(
         pos2(x, y),
-        pos2(rect.max.x - 12.0, (y + 14.0).min(rect.max.y - 18.0)),
+        pos2(rect.max.x - 12.0, (y + 14.0 * k).min(rect.max.y - 18.0 * k)),
     );
     p.rect_filled(meter, 2.0, BACKGROUND);
     let mid = meter.center().x;
@@ -531,7 +699,7 @@ fn numbers_panel(p: &egui::Painter, rect: Rect, r: &Readings) -> Numbers {
             Stroke::new(2.0, TEXT),
         );
     }
-    for (t, a) in [
+    for (label, a) in [
         ("-1", Align2::LEFT_TOP),
         ("0", Align2::CENTER_TOP),
         ("+1", Align2::RIGHT_TOP),
@@ -541,13 +709,7 @@ fn numbers_panel(p: &egui::Painter, rect: Rect, r: &Readings) -> Numbers {
             Align2::RIGHT_TOP => meter.max.x,
             _ => mid,
         };
-        p.text(
-            pos2(px, meter.max.y + 2.0),
-            a,
-            t,
-            FontId::proportional(10.0),
-            DIM,
-        );
+        t.text(p, pos2(px, meter.max.y + 2.0), a, label, t.prop(10.0), DIM);
     }
 
     Numbers {
@@ -563,16 +725,18 @@ fn level_y(rect: Rect, lufs: f32) -> f32 {
 }
 
 /// The M and S bars with their scale, target band and maxima. Returns the levels drawn.
-fn loudness_bars(p: &egui::Painter, rect: Rect, r: &Readings) -> (f32, f32) {
+fn loudness_bars(p: &egui::Painter, t: &mut Texts, rect: Rect, r: &Readings) -> (f32, f32) {
+    t.group = "bars";
+    let k = t.k;
     p.rect_filled(rect, 4.0, PANEL);
     let area = Rect::from_min_max(
-        pos2(rect.min.x + 8.0, rect.min.y + 24.0),
-        pos2(rect.max.x - 8.0, rect.max.y - 10.0),
+        pos2(rect.min.x + 8.0, rect.min.y + 24.0 * k),
+        pos2(rect.max.x - 8.0, rect.max.y - 10.0 * k),
     );
-    let bar_w = 34.0;
+    let bar_w = 34.0 * k;
     let m_bar = Rect::from_min_size(area.min, vec2(bar_w, area.height()));
     let s_bar = Rect::from_min_size(
-        pos2(area.min.x + bar_w + 10.0, area.min.y),
+        pos2(area.min.x + bar_w + 10.0 * k, area.min.y),
         vec2(bar_w, area.height()),
     );
     let scale_x = s_bar.max.x + 8.0;
@@ -582,6 +746,7 @@ fn loudness_bars(p: &egui::Painter, rect: Rect, r: &Readings) -> (f32, f32) {
         p,
         area,
         egui::Rangef::new(m_bar.min.x, s_bar.max.x),
+        (SCALE_LOW, SCALE_HIGH),
         r.target_lufs,
     );
     // Scale: every 6 LU.
@@ -592,11 +757,12 @@ fn loudness_bars(p: &egui::Painter, rect: Rect, r: &Readings) -> (f32, f32) {
             [pos2(m_bar.min.x, y), pos2(s_bar.max.x + 4.0, y)],
             Stroke::new(1.0, GRID),
         );
-        p.text(
+        t.text(
+            p,
             pos2(scale_x, y),
             Align2::LEFT_CENTER,
             format!("{l:.0}"),
-            FontId::monospace(10.0),
+            t.mono(10.0),
             DIM,
         );
         l += 6.0;
@@ -625,11 +791,12 @@ fn loudness_bars(p: &egui::Painter, rect: Rect, r: &Readings) -> (f32, f32) {
                 Stroke::new(2.0, TEXT),
             );
         }
-        p.text(
+        t.text(
+            p,
             pos2(bar.center().x, rect.min.y + 6.0),
             Align2::CENTER_TOP,
             name,
-            FontId::proportional(13.0),
+            t.prop(13.0),
             colour,
         );
     }
@@ -643,101 +810,384 @@ fn loudness_bars(p: &egui::Painter, rect: Rect, r: &Readings) -> (f32, f32) {
     (r.momentary, r.short_term)
 }
 
-fn plot_frame(p: &egui::Painter, rect: Rect, title: &str) -> Rect {
-    p.rect_filled(rect, 4.0, PANEL);
-    p.text(
-        rect.min + vec2(10.0, 6.0),
-        Align2::LEFT_TOP,
-        title,
-        FontId::proportional(12.0),
-        DIM,
-    );
-    Rect::from_min_max(rect.min + vec2(40.0, 24.0), rect.max - vec2(10.0, 18.0))
+/// What a plot drew: its points, its plotting area, and its part of the published frame.
+struct Plot {
+    points: usize,
+    area: Rect,
+    json: Value,
 }
 
-/// M and S over the last minutes, with the target band. Returns how many steps it drew.
-fn history_plot(p: &egui::Painter, rect: Rect, r: &Readings) -> usize {
-    let area = plot_frame(
-        p,
-        rect,
-        "Loudness history (M, S) - last 5 minutes - target band",
+/// A `-m:ss` / `-h:mm:ss` label for `seconds` before now ("now" at 0).
+pub fn fmt_ago(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    if s == 0 {
+        "now".into()
+    } else if s < 60 {
+        format!("-{s}s")
+    } else if s < 3_600 {
+        format!("-{}:{:02}", s / 60, s % 60)
+    } else {
+        format!("-{}:{:02}:{:02}", s / 3_600, s / 60 % 60, s % 60)
+    }
+}
+
+/// The interval between time ticks for a plot `width` points wide showing `span` seconds:
+/// the shortest of a 1-2-5-like series whose ticks are at least `min_px` apart.
+pub fn time_tick(span: f64, width: f32, min_px: f32) -> f64 {
+    const STEPS: [f64; 16] = [
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1_800.0, 3_600.0,
+        7_200.0, 10_800.0, 21_600.0,
+    ];
+    STEPS
+        .into_iter()
+        .find(|s| s / span * width as f64 >= min_px as f64)
+        .unwrap_or(21_600.0)
+}
+
+/// The history's loudness range for the values shown and the target: whole multiples of
+/// [`RANGE_STEP`] around everything with a margin, the target band always inside, at least
+/// [`RANGE_MIN_LU`] tall; [`DEFAULT_RANGE`] (or around the target) before any value.
+pub fn history_range(momentary: &[f32], short_term: &[f32], target: f32) -> (f32, f32) {
+    let finite = |v: &&f32| v.is_finite();
+    let lo = short_term
+        .iter()
+        .filter(finite)
+        .fold(f32::INFINITY, |a, &b| a.min(b));
+    let hi = momentary
+        .iter()
+        .chain(short_term)
+        .filter(finite)
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() {
+        (lo, hi)
+    } else if target.is_finite() {
+        (target, target)
+    } else {
+        return DEFAULT_RANGE;
+    };
+    if target.is_finite() {
+        lo = lo.min(target - TARGET_TOLERANCE_LU);
+        hi = hi.max(target + TARGET_TOLERANCE_LU);
+    }
+    let mut bottom = ((lo - 2.0) / RANGE_STEP).floor() * RANGE_STEP;
+    let top = (((hi + 2.0) / RANGE_STEP).ceil() * RANGE_STEP).min(12.0);
+    if top - bottom < RANGE_MIN_LU {
+        bottom = top - RANGE_MIN_LU;
+    }
+    (bottom.max(-84.0), top)
+}
+
+fn range_y(area: Rect, range: (f32, f32), lufs: f32) -> f32 {
+    let t = ((lufs - range.0) / (range.1 - range.0)).clamp(0.0, 1.0);
+    area.max.y - t * area.height()
+}
+
+/// A panel's title: the first of `choices` that ends before `right` (the last one otherwise).
+fn title(p: &egui::Painter, t: &mut Texts, at: Pos2, right: f32, choices: &[&str]) {
+    let font = t.prop(12.0);
+    let text = choices
+        .iter()
+        .find(|c| at.x + p.layout_no_wrap(c.to_string(), font.clone(), DIM).size().x <= right)
+        .or(choices.last())
+        .copied()
+        .unwrap_or("");
+    t.text(p, at, Align2::LEFT_TOP, text, font, DIM);
+}
+
+/// A clickable chip drawn by hand (so its text is measured and recorded like every other).
+fn chip(
+    ui: &mut Ui,
+    p: &egui::Painter,
+    t: &mut Texts,
+    right: f32,
+    y: f32,
+    text: &str,
+    on: bool,
+) -> (Rect, bool) {
+    let font = t.prop(11.0);
+    let size = p
+        .layout_no_wrap(text.to_string(), font.clone(), TEXT)
+        .size();
+    let rect = Rect::from_min_max(
+        pos2(right - size.x - 12.0 * t.k, y),
+        pos2(right, y + size.y + 4.0 * t.k),
     );
-    target_band(p, area, area.x_range(), r.target_lufs);
-    let mut l = SCALE_LOW;
-    while l <= SCALE_HIGH + 0.01 {
-        let y = level_y(area, l);
+    let resp = ui.interact(
+        rect,
+        ui.scope_id().with(("sluice-chip", text)),
+        egui::Sense::click(),
+    );
+    p.rect_filled(
+        rect,
+        3.0,
+        if on {
+            Color32::from_rgb(0x2f, 0x4a, 0x63)
+        } else {
+            BUTTON
+        },
+    );
+    if resp.hovered() {
+        p.rect_stroke(rect, 3.0, Stroke::new(1.0, DIM), StrokeKind::Inside);
+    }
+    t.text(
+        p,
+        rect.center(),
+        Align2::CENTER_CENTER,
+        text,
+        font,
+        if on { TEXT } else { DIM },
+    );
+    (rect, resp.clicked())
+}
+
+/// Loudness history: M and S over the chosen span with the target band, a range that follows
+/// the programme, a time and value readout under the pointer, and a histogram of the
+/// short-term loudness shown beside it.
+fn history_plot(
+    ui: &mut Ui,
+    p: &egui::Painter,
+    t: &mut Texts,
+    rect: Rect,
+    r: &Readings,
+    state: &mut ViewState,
+) -> Plot {
+    t.group = "history";
+    let k = t.k;
+    p.rect_filled(rect, 4.0, PANEL);
+    // The span chooser, right to left at the title's height.
+    let mut chips = serde_json::Map::new();
+    let mut right = rect.max.x - 8.0;
+    for span in Span::ALL.iter().rev() {
+        let (c, clicked) = chip(
+            ui,
+            p,
+            t,
+            right,
+            rect.min.y + 4.0,
+            span.label(),
+            state.span == *span,
+        );
+        if clicked {
+            state.span = *span;
+        }
+        chips.insert(span.label().into(), px_rect(c, ui.ctx().pixels_per_point()));
+        right = c.min.x - 4.0;
+    }
+    title(
+        p,
+        t,
+        rect.min + vec2(10.0, 6.0),
+        right - 6.0,
+        &[
+            "Loudness history (LUFS: M, S) and target band",
+            "Loudness history (LUFS)",
+            "LUFS",
+        ],
+    );
+    let hist_w = 64.0 * k;
+    let area = Rect::from_min_max(
+        rect.min + vec2(40.0 * k, 32.0 * k),
+        pos2(rect.max.x - hist_w - 14.0 * k, rect.max.y - 18.0 * k),
+    );
+    let hist_area = Rect::from_min_max(
+        pos2(area.max.x + 6.0 * k, area.min.y),
+        pos2(rect.max.x - 8.0, area.max.y),
+    );
+    let span = r.history_span_seconds;
+    let n = r.history_short_term.len();
+    state.range = history_range(&r.history_momentary, &r.history_short_term, r.target_lufs);
+    let range = state.range;
+    target_band(p, area, area.x_range(), range, r.target_lufs);
+    target_band(p, hist_area, hist_area.x_range(), range, r.target_lufs);
+    // Loudness grid: every 3, 6 or 12 LU, whichever keeps the labels apart.
+    let per_lu = area.height() / (range.1 - range.0);
+    let step = [3.0f32, 6.0, 12.0]
+        .into_iter()
+        .find(|s| s * per_lu >= 18.0 * k)
+        .unwrap_or(24.0);
+    let mut l = (range.0 / step).ceil() * step;
+    while l <= range.1 + 0.01 {
+        let y = range_y(area, range, l);
         p.line_segment(
             [pos2(area.min.x, y), pos2(area.max.x, y)],
             Stroke::new(1.0, GRID),
         );
-        p.text(
+        t.text(
+            p,
             pos2(area.min.x - 4.0, y),
             Align2::RIGHT_CENTER,
             format!("{l:.0}"),
-            FontId::monospace(10.0),
+            t.mono(10.0),
             DIM,
         );
-        l += 12.0;
+        l += step;
     }
-    // A minute tick every 600 steps, counted back from now (the right edge).
-    for minute in 0..=HISTORY_SHOWN / 600 {
-        let x = area.max.x - (minute * 600) as f32 / HISTORY_SHOWN as f32 * area.width();
+    // Time ticks back from now (the right edge), as far apart as their labels need.
+    let tick = time_tick(span, area.width(), 56.0 * k);
+    let mut i = 0;
+    loop {
+        let ago = i as f64 * tick;
+        if ago > span + 1e-9 {
+            break;
+        }
+        let x = area.max.x - (ago / span) as f32 * area.width();
         p.line_segment(
             [pos2(x, area.max.y), pos2(x, area.max.y + 4.0)],
             Stroke::new(1.0, DIM),
         );
-        p.text(
+        let label = fmt_ago(ago);
+        let w = p.layout_no_wrap(label.clone(), t.prop(10.0), DIM).size().x;
+        // Centred on its tick, or kept over the plot at either end.
+        let align = if x + w / 2.0 > area.max.x {
+            Align2::RIGHT_TOP
+        } else if x - w / 2.0 < area.min.x {
+            Align2::LEFT_TOP
+        } else {
+            Align2::CENTER_TOP
+        };
+        t.text(
+            p,
             pos2(x, area.max.y + 4.0),
-            Align2::CENTER_TOP,
-            if minute == 0 {
-                "now".to_string()
-            } else {
-                format!("-{minute}m")
-            },
-            FontId::proportional(10.0),
+            align,
+            label,
+            t.prop(10.0),
             DIM,
         );
+        i += 1;
     }
-    let n = r.history_momentary.len();
-    let step_x = area.width() / HISTORY_SHOWN as f32;
-    // About one point per pixel column.
-    let stride = (HISTORY_SHOWN as f32 / area.width().max(1.0))
-        .ceil()
-        .max(1.0) as usize;
+    // The traces: about one point per pixel column, sampled back from the newest.
+    let per = r.history_point_seconds;
+    let step_x = (per / span) as f32 * area.width();
+    let stride = ((1.0 / step_x.max(1e-6)).ceil() as usize).max(1);
+    let plot = p.with_clip_rect(area.expand(1.0));
     for (values, colour, width) in [
         (&r.history_momentary, MOMENTARY, 1.0),
         (&r.history_short_term, SHORT_TERM, 2.0),
     ] {
         let mut line: Vec<Pos2> = Vec::with_capacity(n / stride + 2);
-        // Sampled back from the newest point, so the newest is always drawn.
         let mut i = n.saturating_sub(1) % stride;
         while i < n {
             let v = values[i];
             let x = area.max.x - (n - 1 - i) as f32 * step_x;
             if v.is_finite() {
-                line.push(pos2(x, level_y(area, v)));
+                line.push(pos2(x, range_y(area, range, v)));
             } else if line.len() > 1 {
-                p.line(std::mem::take(&mut line), Stroke::new(width, colour));
+                plot.line(std::mem::take(&mut line), Stroke::new(width, colour));
             } else {
                 line.clear();
             }
             i += stride;
         }
         if line.len() > 1 {
-            p.line(line, Stroke::new(width, colour));
+            plot.line(line, Stroke::new(width, colour));
         }
     }
-    n
+    // The histogram of the short-term loudness shown: 1 LU bins over the range.
+    let bins = (range.1 - range.0).round().max(1.0) as usize;
+    let mut counts = vec![0u32; bins];
+    for v in r.history_short_term.iter().filter(|v| v.is_finite()) {
+        let b = ((v - range.0).floor() as isize).clamp(0, bins as isize - 1) as usize;
+        counts[b] += 1;
+    }
+    let most = counts.iter().copied().max().unwrap_or(0);
+    p.rect_stroke(hist_area, 2.0, Stroke::new(1.0, GRID), StrokeKind::Inside);
+    if most > 0 {
+        for (b, &c) in counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            let y0 = range_y(area, range, range.0 + b as f32);
+            let y1 = range_y(area, range, range.0 + b as f32 + 1.0);
+            let len = c as f32 / most as f32 * (hist_area.width() - 2.0);
+            p.rect_filled(
+                Rect::from_min_max(
+                    pos2(hist_area.min.x + 1.0, y1 + 0.5),
+                    pos2(hist_area.min.x + 1.0 + len, y0 - 0.5),
+                ),
+                0.0,
+                SHORT_TERM.gamma_multiply(0.7),
+            );
+        }
+    }
+    t.text(
+        p,
+        pos2(hist_area.center().x, hist_area.max.y + 4.0),
+        Align2::CENTER_TOP,
+        "S spread",
+        t.prop(10.0),
+        DIM,
+    );
+    // Readout under the pointer.
+    let hover = ui.interact(
+        area,
+        ui.scope_id().with("sluice-history-plot"),
+        egui::Sense::hover(),
+    );
+    let mut readout = Value::Null;
+    if let Some(pos) = hover.hover_pos()
+        && n > 0
+    {
+        let ago = ((area.max.x - pos.x) / area.width()) as f64 * span;
+        let back = (ago / per).round() as usize;
+        if back < n {
+            let i = n - 1 - back;
+            let x = area.max.x - back as f32 * step_x;
+            p.line_segment(
+                [pos2(x, area.min.y), pos2(x, area.max.y)],
+                Stroke::new(1.0, TEXT),
+            );
+            let text = format!(
+                "{}  M {}  S {} LUFS",
+                fmt_ago(back as f64 * per),
+                fmt1(r.history_momentary[i]),
+                fmt1(r.history_short_term[i])
+            );
+            let g = t.group;
+            t.group = "history-readout";
+            let at = pos2(area.min.x + 6.0, area.min.y + 4.0);
+            let galley = p.layout_no_wrap(text.clone(), t.mono(11.0), TEXT);
+            p.rect_filled(
+                Rect::from_min_size(at, galley.size()).expand(3.0),
+                3.0,
+                BACKGROUND.gamma_multiply(0.9),
+            );
+            t.text(p, at, Align2::LEFT_TOP, &text, t.mono(11.0), TEXT);
+            t.group = g;
+            readout = json!(text);
+        }
+    }
+    let fill = if n > 1 {
+        ((n - 1) as f64 * per / span).min(1.0)
+    } else {
+        0.0
+    };
+    Plot {
+        points: n,
+        area,
+        json: json!({
+            "span": state.span.label(),
+            "span_seconds": span,
+            "point_seconds": per,
+            "points": n,
+            "fill": fill,
+            "range_lufs": [range.0, range.1],
+            "tick_seconds": tick,
+            "histogram_bins": counts.iter().filter(|&&c| c > 0).count(),
+            "readout": readout,
+            "chips": chips,
+            "histogram": px_rect(hist_area, ui.ctx().pixels_per_point()),
+        }),
+    }
 }
 
-/// The target band (target ± [`TARGET_TOLERANCE_LU`]) across `xs`, on `area`'s loudness scale;
-/// nothing while the target is undefined.
-fn target_band(p: &egui::Painter, area: Rect, xs: egui::Rangef, target_lufs: f32) {
-    if target_lufs.is_finite() {
+/// The target band (target ± [`TARGET_TOLERANCE_LU`]) across `xs`, on `area`'s loudness scale
+/// `range`; nothing while the target is undefined.
+fn target_band(p: &egui::Painter, area: Rect, xs: egui::Rangef, range: (f32, f32), target: f32) {
+    if target.is_finite() {
         let band = Rect::from_x_y_ranges(
             xs,
-            level_y(area, target_lufs + TARGET_TOLERANCE_LU)
-                ..=level_y(area, target_lufs - TARGET_TOLERANCE_LU),
+            range_y(area, range, target + TARGET_TOLERANCE_LU)
+                ..=range_y(area, range, target - TARGET_TOLERANCE_LU),
         );
         p.rect_filled(band, 0.0, TARGET_BAND);
     }
@@ -748,36 +1198,76 @@ fn freq_x(area: Rect, hz: f32) -> f32 {
     area.min.x + t.clamp(0.0, 1.0) * area.width()
 }
 
-/// The spectrum over the five shaded bands with their shares. Returns the points drawn.
-fn spectrum_plot(p: &egui::Painter, rect: Rect, r: &Readings) -> usize {
-    let area = plot_frame(p, rect, "Spectrum - band shares of the power");
-    let bands: Vec<Rect> = BANDS
-        .iter()
-        .map(|(_, lo, hi)| {
-            Rect::from_x_y_ranges(
-                freq_x(area, *lo as f32)..=freq_x(area, *hi as f32),
-                area.y_range(),
-            )
-        })
-        .collect();
-    for (i, band) in bands.iter().enumerate() {
-        p.rect_filled(*band, 0.0, BAND_SHADES[i % BAND_SHADES.len()]);
+/// The spectrum over the five shaded bands, their names and shares in a strip of their own
+/// above the plot (the trace is clipped to the plot, so it never crosses a label), a dB axis,
+/// and an optional peak hold.
+fn spectrum_plot(
+    ui: &mut Ui,
+    p: &egui::Painter,
+    t: &mut Texts,
+    rect: Rect,
+    r: &Readings,
+    state: &mut ViewState,
+) -> Plot {
+    t.group = "spectrum";
+    let k = t.k;
+    p.rect_filled(rect, 4.0, PANEL);
+    let (hold_chip, clicked) = chip(
+        ui,
+        p,
+        t,
+        rect.max.x - 8.0,
+        rect.min.y + 4.0,
+        "Peak hold",
+        state.peak_hold,
+    );
+    title(
+        p,
+        t,
+        rect.min + vec2(10.0, 6.0),
+        hold_chip.min.x - 6.0,
+        &[
+            "Spectrum (dB re full-scale sine, Hz) and band shares",
+            "Spectrum (dB, Hz) and band shares",
+            "Spectrum (dB, Hz)",
+        ],
+    );
+    if clicked {
+        state.peak_hold = !state.peak_hold;
     }
-    // Labels after every shade (so no shade covers a label), the name over the share, each
-    // kept inside its band: the short name when the full one is wider than the band.
-    let font = FontId::proportional(11.0);
-    for (i, band) in bands.iter().enumerate() {
-        let fits = |t: &str| {
-            p.layout_no_wrap(t.to_string(), font.clone(), TEXT).size().x <= band.width() - 4.0
+    let strip_h = 30.0 * k;
+    let area = Rect::from_min_max(
+        rect.min + vec2(40.0 * k, 28.0 * k + strip_h),
+        rect.max - vec2(10.0, 18.0 * k),
+    );
+    let strip = Rect::from_min_max(
+        pos2(area.min.x, area.min.y - strip_h),
+        pos2(area.max.x, area.min.y - 2.0),
+    );
+    let bands: Vec<egui::Rangef> = BANDS
+        .iter()
+        .map(|(_, lo, hi)| egui::Rangef::new(freq_x(area, *lo as f32), freq_x(area, *hi as f32)))
+        .collect();
+    for (i, xs) in bands.iter().enumerate() {
+        let shade = BAND_SHADES[i % BAND_SHADES.len()];
+        p.rect_filled(Rect::from_x_y_ranges(*xs, area.y_range()), 0.0, shade);
+        p.rect_filled(Rect::from_x_y_ranges(*xs, strip.y_range()), 0.0, shade);
+    }
+    let font = t.prop(11.0);
+    t.group = "spectrum-bands";
+    for (i, xs) in bands.iter().enumerate() {
+        let fits = |s: &str| {
+            p.layout_no_wrap(s.to_string(), font.clone(), TEXT).size().x <= xs.span() - 4.0
         };
         let name = if fits(BAND_NAMES[i]) {
             BAND_NAMES[i]
         } else {
             BAND_SHORT_NAMES[i]
         };
-        let x = band.center().x;
-        p.text(
-            pos2(x, area.min.y + 2.0),
+        let x = xs.center();
+        t.text(
+            p,
+            pos2(x, strip.min.y + 1.0),
             Align2::CENTER_TOP,
             name,
             font.clone(),
@@ -785,49 +1275,116 @@ fn spectrum_plot(p: &egui::Painter, rect: Rect, r: &Readings) -> usize {
         );
         let share = r.band_share[i];
         if share.is_finite() {
-            p.text(
-                pos2(x, area.min.y + 15.0),
-                Align2::CENTER_TOP,
+            t.text(
+                p,
+                pos2(x, strip.max.y - 1.0),
+                Align2::CENTER_BOTTOM,
                 format!("{share:.0}%"),
                 font.clone(),
                 DIM,
             );
         }
     }
+    t.group = "spectrum";
     let db_y = |db: f32| {
-        let t = ((db - SPECTRUM_FLOOR_DB) / -SPECTRUM_FLOOR_DB).clamp(0.0, 1.0);
-        area.max.y - t * area.height()
+        let v = ((db - SPECTRUM_FLOOR_DB) / -SPECTRUM_FLOOR_DB).clamp(0.0, 1.0);
+        area.max.y - v * area.height()
     };
-    for db in [-80.0f32, -60.0, -40.0, -20.0, 0.0] {
+    // dB grid: every 20 dB, or 40 when the plot is too short for their labels.
+    let step = if 20.0 / -SPECTRUM_FLOOR_DB * area.height() >= 16.0 * k {
+        20.0
+    } else {
+        40.0
+    };
+    let mut db = 0.0f32;
+    while db > SPECTRUM_FLOOR_DB + 0.01 {
         let y = db_y(db);
         p.line_segment(
             [pos2(area.min.x, y), pos2(area.max.x, y)],
             Stroke::new(1.0, GRID),
         );
-        p.text(
+        t.text(
+            p,
             pos2(area.min.x - 4.0, y),
             Align2::RIGHT_CENTER,
             format!("{db:.0}"),
-            FontId::monospace(10.0),
+            t.mono(10.0),
             DIM,
         );
+        db -= step;
     }
+    t.text(
+        p,
+        pos2(area.min.x - 4.0, strip.min.y + 1.0),
+        Align2::RIGHT_TOP,
+        "dB",
+        t.prop(10.0),
+        DIM,
+    );
+    let mut last_right = f32::NEG_INFINITY;
     for (hz, label) in [
         (50.0, "50"),
         (100.0, "100"),
+        (200.0, "200"),
         (500.0, "500"),
         (1000.0, "1k"),
+        (2000.0, "2k"),
         (5000.0, "5k"),
         (10000.0, "10k"),
     ] {
         let x = freq_x(area, hz);
-        p.text(
+        let w = p
+            .layout_no_wrap(label.to_string(), t.prop(10.0), DIM)
+            .size()
+            .x;
+        // Skip a label that would touch the one before it (narrow windows).
+        if x - w / 2.0 < last_right + 4.0 * k {
+            continue;
+        }
+        let drawn = t.text(
+            p,
             pos2(x, area.max.y + 2.0),
             Align2::CENTER_TOP,
             label,
-            FontId::proportional(10.0),
+            t.prop(10.0),
             DIM,
         );
+        last_right = drawn.max.x;
+    }
+    // Peak hold: each point held for PEAK_HOLD_S, then falling.
+    let now = ui.input(|i| i.time);
+    if state.peaks.len() != r.spectrum.len() {
+        state.peaks = vec![f32::NAN; r.spectrum.len()];
+        state.peak_times = vec![now; r.spectrum.len()];
+    }
+    let dt = ui.input(|i| i.stable_dt).clamp(0.0, 0.5);
+    for (i, &db) in r.spectrum.iter().enumerate() {
+        let held = &mut state.peaks[i];
+        if db.is_finite() && (!held.is_finite() || db >= *held) {
+            *held = db;
+            state.peak_times[i] = now;
+        } else if held.is_finite() && now - state.peak_times[i] > PEAK_HOLD_S {
+            *held -= PEAK_FALL_DB_PER_S * dt;
+            if db.is_finite() && *held < db {
+                *held = db;
+            }
+            if *held < SPECTRUM_FLOOR_DB {
+                *held = f32::NAN;
+            }
+        }
+    }
+    let plot = p.with_clip_rect(area);
+    if state.peak_hold {
+        let peak: Vec<Pos2> = state
+            .peaks
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, &v)| pos2(freq_x(area, spectrum_point_hz(i)), db_y(v)))
+            .collect();
+        if peak.len() > 1 {
+            plot.line(peak, Stroke::new(1.0, DIM));
+        }
     }
     let mut points = Vec::with_capacity(SPECTRUM_POINTS);
     for (i, &db) in r.spectrum.iter().enumerate() {
@@ -837,13 +1394,24 @@ fn spectrum_plot(p: &egui::Painter, rect: Rect, r: &Readings) -> usize {
     }
     let n = points.len();
     if n > 1 {
-        p.line(points, Stroke::new(1.5, TEXT));
+        plot.line(points, Stroke::new(1.5, TEXT));
     }
-    n
+    let ppp = ui.ctx().pixels_per_point();
+    Plot {
+        points: n,
+        area,
+        json: json!({
+            "peak_hold": state.peak_hold,
+            "peak_hold_chip": px_rect(hold_chip, ppp),
+            "label_strip": px_rect(strip, ppp),
+            "db_step": step,
+        }),
+    }
 }
 
 /// The take status line. Returns its texts.
-fn status_bar(p: &egui::Painter, rect: Rect, r: &Readings) -> Value {
+fn status_bar(p: &egui::Painter, t: &mut Texts, rect: Rect, r: &Readings) -> Value {
+    t.group = "status";
     p.rect_filled(rect, 0.0, PANEL);
     let state = if r.recording {
         "recording"
@@ -885,19 +1453,21 @@ fn status_bar(p: &egui::Painter, rect: Rect, r: &Readings) -> Value {
             LIGHT_OFF
         },
     );
-    p.text(
+    t.text(
+        p,
         pos2(rect.min.x + 28.0, rect.center().y),
         Align2::LEFT_CENTER,
         &text,
-        FontId::proportional(12.0),
+        t.prop(12.0),
         TEXT,
     );
     if let Some(e) = &r.last_error {
-        p.text(
+        t.text(
+            p,
             pos2(rect.max.x - 10.0, rect.center().y),
             Align2::RIGHT_CENTER,
             e,
-            FontId::proportional(12.0),
+            t.prop(12.0),
             BAD,
         );
     }
@@ -939,6 +1509,45 @@ mod tests {
         assert_eq!(fmt_time(61.26), "1:01.2");
         assert_eq!(fmt_time(-3.0), "0:00.0");
         assert_eq!(fmt_time(3599.99), "59:59.9");
+    }
+
+    #[test]
+    fn history_range_follows_the_programme_with_the_target_inside() {
+        // Nothing yet: the default, or around the target.
+        assert_eq!(history_range(&[], &[], f32::NAN), DEFAULT_RANGE);
+        assert_eq!(history_range(&[], &[], -14.0), (-24.0, -6.0));
+        // A programme at -31..-13 with a -14 target: -36..-6 (6 LU steps, 2 LU margins).
+        let s = [-31.0, -20.0, -13.0];
+        assert_eq!(history_range(&s, &s, -14.0), (-36.0, -6.0));
+        // A quiet programme far below the target still shows the target band.
+        let q = [-45.0, -44.0];
+        assert_eq!(history_range(&q, &q, -23.0), (-48.0, -18.0));
+        // Never narrower than 18 LU; momentary dips (NaN) ignored; the top capped.
+        let flat = [-20.0, f32::NAN];
+        assert_eq!(history_range(&flat, &flat, f32::NAN), (-36.0, -18.0));
+        assert_eq!(history_range(&[30.0], &[-3.0], f32::NAN).1, 12.0);
+    }
+
+    #[test]
+    fn time_ticks_and_labels() {
+        // 20 s over 600 points: 2 s would be 60 points apart.
+        assert_eq!(time_tick(20.0, 600.0, 56.0), 2.0);
+        assert_eq!(time_tick(600.0, 232.0, 56.0), 300.0);
+        assert_eq!(time_tick(1_800.0, 900.0, 56.0), 120.0);
+        assert_eq!(time_tick(6.0 * 3_600.0, 100.0, 56.0), 21_600.0);
+        assert_eq!(fmt_ago(0.0), "now");
+        assert_eq!(fmt_ago(10.0), "-10s");
+        assert_eq!(fmt_ago(90.0), "-1:30");
+        assert_eq!(fmt_ago(3_725.0), "-1:02:05");
+    }
+
+    #[test]
+    fn spans() {
+        assert_eq!(Span::default(), Span::Session);
+        assert_eq!(Span::Session.seconds(3.0), 10.0);
+        assert_eq!(Span::Session.seconds(612.5), 612.5);
+        assert_eq!(Span::Session.seconds(1e9), 6.0 * 3_600.0);
+        assert_eq!(Span::Minute.seconds(1e9), 60.0);
     }
 
     #[test]

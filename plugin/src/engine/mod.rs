@@ -19,7 +19,7 @@
 
 pub mod spectrum;
 
-use crate::shared::{HISTORY_LEN, MAX_CHANNELS, MeterShared};
+use crate::shared::{HISTORY_LEN, LONG_HISTORY_LEN, MAX_CHANNELS, MeterShared, STEPS_PER_SECOND};
 use sluice_core::analysis::loudness::{ChannelEnergy, LiveGating, lufs};
 use sluice_core::analysis::stereo;
 use sluice_core::analysis::truepeak::TruePeakMeter;
@@ -61,6 +61,8 @@ pub struct Engine {
     raw: [RawStep; M_STEPS],
     raw_now: RawStep,
     step_count: u64,
+    /// The highest momentary loudness of the second in progress (for the long history).
+    second_max_m: f32,
     gating: LiveGating,
     max_m: f64,
     max_s: f64,
@@ -101,6 +103,7 @@ impl Engine {
             raw: [RawStep::default(); M_STEPS],
             raw_now: RawStep::default(),
             step_count: 0,
+            second_max_m: f32::NAN,
             gating: LiveGating::new(),
             max_m: f64::NEG_INFINITY,
             max_s: f64::NEG_INFINITY,
@@ -141,6 +144,7 @@ impl Engine {
         self.raw = [RawStep::default(); M_STEPS];
         self.raw_now = RawStep::default();
         self.step_count = 0;
+        self.second_max_m = f32::NAN;
         self.gating.clear();
         self.max_m = f64::NEG_INFINITY;
         self.max_s = f64::NEG_INFINITY;
@@ -356,6 +360,14 @@ impl Engine {
         let k = (self.step_count as usize - 1) % HISTORY_LEN;
         s.history_momentary[k].store(gated(ml), Ordering::Relaxed);
         s.history_short_term[k].store(gated(sl), Ordering::Relaxed);
+        // f32::max keeps the number when one side is NaN.
+        self.second_max_m = self.second_max_m.max(gated(ml));
+        if self.step_count.is_multiple_of(STEPS_PER_SECOND) {
+            let j = (self.step_count / STEPS_PER_SECOND - 1) as usize % LONG_HISTORY_LEN;
+            s.long_history_momentary[j].store(self.second_max_m, Ordering::Relaxed);
+            s.long_history_short_term[j].store(gated(sl), Ordering::Relaxed);
+            self.second_max_m = f32::NAN;
+        }
         self.publish_target();
         self.shared.steps.store(self.step_count, Ordering::Release);
     }
