@@ -12,6 +12,7 @@ pub mod editor;
 pub mod engine;
 pub mod params;
 pub mod record;
+pub mod reference;
 pub mod shared;
 
 use engine::Engine;
@@ -28,6 +29,8 @@ pub struct SluiceMeter {
     shared: Arc<MeterShared>,
     engine: Option<Engine>,
     recorder: Option<(record::RecorderRt, record::Writer)>,
+    /// Plays the A/B references (the audio thread's side of `shared.references`).
+    player: Option<reference::AbPlayer>,
 }
 
 impl Default for SluiceMeter {
@@ -41,6 +44,7 @@ impl Default for SluiceMeter {
             shared,
             engine: None,
             recorder: None,
+            player: None,
         }
     }
 }
@@ -148,6 +152,19 @@ impl Plugin for SluiceMeter {
         let (t, c) = self.params.target_levels();
         engine.set_target(t, c);
         self.engine = Some(engine);
+        // The references, at this session's rate and channels (also those of a state the host
+        // just restored); loaded on threads of their own.
+        let refs = &self.shared.references;
+        let settings = self
+            .params
+            .references
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        refs.reload_all(&settings, config.sample_rate.round() as u32, channels);
+        if self.player.is_none() {
+            self.player = refs.player();
+        }
         // A new activation ends the previous writer (and its take) first.
         self.stop_recorder();
         let params = self.params.clone();
@@ -211,6 +228,30 @@ impl Plugin for SluiceMeter {
                     rec.process(&planes[..n], armed, transport);
                 }
             }
+        }
+        // A/B: after metering and recording the mix, the reference may replace it.
+        if let Some(player) = &mut self.player {
+            let (target, _) = self.params.target_levels();
+            let control = reference::AbControl {
+                listen: self.params.listen_reference.value() && !self.params.bypass.value(),
+                slot: (self.params.reference_slot.value().max(1) - 1) as usize,
+                sync: self.params.reference_sync.value(),
+                mix_lufs: self
+                    .shared
+                    .integrated
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                target_lufs: target,
+                playing: transport.playing,
+                position: transport.position,
+            };
+            let out = buffer.as_slice();
+            let mut planes: [&mut [f32]; MAX_CHANNELS] = Default::default();
+            let mut n = 0;
+            for (p, s) in planes.iter_mut().zip(out.iter_mut()) {
+                *p = s;
+                n += 1;
+            }
+            player.process(&mut planes[..n], control);
         }
         // KeepAlive, not Normal: meters must keep decaying and takes must have no gaps when the
         // input is silent, so the host must not stop calling us on silence.

@@ -112,6 +112,21 @@ pub struct SluiceParams {
     pub custom_ceiling: FloatParam,
     #[persist = "export"]
     pub export: Arc<RwLock<ExportSettings>>,
+    /// The host's bypass: the output is the input (no reference played).
+    #[id = "bypass"]
+    pub bypass: BoolParam,
+    /// The Mix / Ref switch: on, the output is the chosen reference, level-matched.
+    #[id = "abref"]
+    pub listen_reference: BoolParam,
+    /// Which reference slot plays (1-based).
+    #[id = "refslot"]
+    pub reference_slot: IntParam,
+    /// The reference follows the host's timeline (on) or loops freely.
+    #[id = "refsync"]
+    pub reference_sync: BoolParam,
+    /// The references' files (see [`crate::reference::ReferenceSettings`]).
+    #[persist = "references"]
+    pub references: Arc<RwLock<crate::reference::ReferenceSettings>>,
 }
 
 impl Default for SluiceParams {
@@ -140,6 +155,19 @@ impl Default for SluiceParams {
             .with_unit(" dBTP")
             .with_step_size(0.1),
             export: Arc::new(RwLock::new(ExportSettings::default())),
+            bypass: BoolParam::new("Bypass", false).make_bypass(),
+            listen_reference: BoolParam::new("Listen to reference", false)
+                .with_value_to_string(Arc::new(|v| if v { "Ref" } else { "Mix" }.into())),
+            reference_slot: IntParam::new(
+                "Reference",
+                1,
+                IntRange::Linear {
+                    min: 1,
+                    max: crate::reference::MAX_REFERENCES as i32,
+                },
+            ),
+            reference_sync: BoolParam::new("Reference follows transport", true),
+            references: Arc::new(RwLock::new(crate::reference::ReferenceSettings::default())),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! reader that loads it with acquire sees at least that step's values.
 
 use nice_plug::prelude::AtomicF32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Most channels a layout has (5.1 is 6).
@@ -95,6 +96,9 @@ pub struct MeterShared {
 
     /// What the editor drew last (written by the editor, never by the audio thread).
     pub editor: crate::editor::drawn::Drawn,
+
+    /// The reference tracks for A/B (loaded off the audio thread).
+    pub references: Arc<crate::reference::References>,
 }
 
 impl Default for MeterShared {
@@ -134,6 +138,7 @@ impl Default for MeterShared {
             reset_request: AtomicBool::new(false),
             record: Default::default(),
             editor: Default::default(),
+            references: Default::default(),
         }
     }
 }
@@ -211,6 +216,10 @@ impl MeterShared {
                 "last_error": self.record.last_error(),
             },
             "editor": self.editor.to_json(),
+            "references": {
+                "slots": self.references.statuses(),
+                "gain_db": num(&nice_plug::prelude::AtomicF32::new(self.references.gain_db())),
+            },
         })
     }
 }

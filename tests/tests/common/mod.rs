@@ -89,7 +89,7 @@ pub struct ExpectedParam {
 }
 
 /// Sluice Meter's parameters, in order.
-pub const PARAMS: [ExpectedParam; 4] = [
+pub const PARAMS: [ExpectedParam; 8] = [
     ExpectedParam {
         id: "recarm",
         hash: 1_212_561_356,
@@ -119,6 +119,35 @@ pub const PARAMS: [ExpectedParam; 4] = [
         steps: None,
         // -1 dBTP in -12..0
         default_normalized: 11.0 / 12.0,
+    },
+    ExpectedParam {
+        id: "bypass",
+        hash: 773_352_680,
+        name: "Bypass",
+        steps: Some(1),
+        default_normalized: 0.0,
+    },
+    ExpectedParam {
+        id: "abref",
+        hash: 92_613_842,
+        name: "Listen to reference",
+        steps: Some(1),
+        default_normalized: 0.0,
+    },
+    ExpectedParam {
+        id: "refslot",
+        hash: 1_085_481_233,
+        name: "Reference",
+        // 1..=4
+        steps: Some(3),
+        default_normalized: 0.0,
+    },
+    ExpectedParam {
+        id: "refsync",
+        hash: 1_085_493_678,
+        name: "Reference follows transport",
+        steps: Some(1),
+        default_normalized: 1.0,
     },
 ];
 

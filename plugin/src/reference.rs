@@ -1,0 +1,545 @@
+//! Reference A/B: up to [`MAX_REFERENCES`] reference tracks, decoded by sluice-core on a
+//! thread of their own, played instead of the mix while the Mix/Ref switch says Ref,
+//! level-matched to the mix's integrated loudness.
+//!
+//! - **Loading** ([`References::request`]): a thread per request decodes the file, measures it
+//!   (integrated loudness, loudness range, true peak, PLR and the five bands' shares, the
+//!   core's analysis of the file itself), resamples it to the session's rate with the core's
+//!   resampler and maps its channels onto the plugin's (mono to both sides; stereo to L R; a
+//!   mono session hears the mean; 5.1 gets L R and silence elsewhere). A file that cannot be
+//!   read, is silent, or is longer than [`MAX_SECONDS`] fails with the reason, shown in the
+//!   editor; nothing else changes.
+//! - **Handing over** without the audio thread waiting, allocating or freeing: each slot has a
+//!   generation counter and a mutex the audio thread only `try_lock`s (a busy slot costs it
+//!   one block of the old reference). The audio thread never drops a reference: the one it
+//!   replaces goes back through a ring ([`rtrb`]) and is freed by whoever next drains it (a
+//!   load, the editor, deactivation).
+//! - **Playing** ([`AbPlayer::process`]): while Ref is on (and bypass off), the output is the
+//!   chosen reference times the level-match gain: the mix's integrated loudness minus the
+//!   reference's (before the mix has one, the target's), ramped over a block when it changes.
+//!   With "sync" the reference follows the host's timeline (position modulo its length, silent
+//!   while the transport stands); without it, it loops from where it was. The meters keep
+//!   measuring the mix (the input), which is what the level match needs.
+
+use crate::shared::MAX_CHANNELS;
+use rtrb::{Consumer, Producer, RingBuffer};
+use serde::{Deserialize, Serialize};
+use sluice_core::analysis::{AnalysisOptions, Section};
+use sluice_core::block::{Block, SignalSpec};
+use sluice_core::render::Stage;
+use sluice_core::render::resample::{Resample, ResampleQuality};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Reference slots.
+pub const MAX_REFERENCES: usize = 4;
+/// The longest reference kept in memory (a 15-minute stereo file at 48 kHz is 346 MB).
+pub const MAX_SECONDS: f64 = 15.0 * 60.0;
+/// References that cannot be handed back at once wait here (the ring's size).
+const RETURN_RING: usize = 4 * MAX_REFERENCES;
+
+/// What the state saves: the references' files and how they play.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReferenceSettings {
+    /// One path per slot (empty: no reference there).
+    pub paths: Vec<String>,
+    /// Follow the host's timeline (true) or loop freely.
+    pub sync_to_transport: bool,
+}
+
+impl Default for ReferenceSettings {
+    fn default() -> Self {
+        ReferenceSettings {
+            paths: vec![String::new(); MAX_REFERENCES],
+            sync_to_transport: true,
+        }
+    }
+}
+
+/// A reference's figures (the core's analysis of the file).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Figures {
+    pub integrated_lufs: f64,
+    pub loudness_range_lu: Option<f64>,
+    pub true_peak_dbtp: Option<f64>,
+    pub plr_lu: Option<f64>,
+    pub band_share_percent: Vec<Option<f64>>,
+    pub seconds: f64,
+    pub sample_rate: u32,
+    pub channels: usize,
+}
+
+/// A decoded reference at the session's rate and channel count.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub figures: Figures,
+    /// Planar, one plane per session channel, all the same length.
+    pub planes: Vec<Vec<f32>>,
+    pub frames: usize,
+}
+
+/// A slot as the editor shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SlotStatus {
+    pub path: String,
+    /// "empty", "loading", "ready" or "error".
+    pub state: &'static str,
+    pub error: Option<String>,
+    pub figures: Option<Figures>,
+}
+
+struct Slot {
+    /// Raised whenever `audio` changes.
+    generation: AtomicU64,
+    audio: Mutex<Option<Arc<Loaded>>>,
+    status: Mutex<SlotStatus>,
+    /// Requests made for this slot; a load whose number is not the latest is dropped.
+    requests: AtomicU64,
+}
+
+/// The references of one plugin instance, shared by the audio thread, the editor and the
+/// loader threads.
+pub struct References {
+    slots: [Slot; MAX_REFERENCES],
+    /// The session's rate and channel count (0 before activation).
+    pub rate: AtomicU32,
+    pub channels: AtomicU32,
+    returned: Mutex<Consumer<Arc<Loaded>>>,
+    return_to: Mutex<Option<Producer<Arc<Loaded>>>>,
+    /// The gain the audio thread applies to the reference now (dB, f32 bits), for the editor.
+    pub gain_db_bits: AtomicU32,
+}
+
+impl Default for References {
+    fn default() -> Self {
+        let (tx, rx) = RingBuffer::new(RETURN_RING);
+        References {
+            slots: std::array::from_fn(|_| Slot {
+                generation: AtomicU64::new(0),
+                audio: Mutex::new(None),
+                status: Mutex::new(SlotStatus {
+                    state: "empty",
+                    ..SlotStatus::default()
+                }),
+                requests: AtomicU64::new(0),
+            }),
+            rate: AtomicU32::new(0),
+            channels: AtomicU32::new(0),
+            returned: Mutex::new(rx),
+            return_to: Mutex::new(Some(tx)),
+            gain_db_bits: AtomicU32::new(f32::NAN.to_bits()),
+        }
+    }
+}
+
+/// Why a reference could not be loaded.
+pub fn load(path: &Path, rate: u32, channels: usize) -> Result<Loaded, String> {
+    let shown = path.display();
+    let opts = AnalysisOptions {
+        sections: vec![Section::Loudness, Section::Spectrum],
+        targets: Vec::new(),
+        ..AnalysisOptions::default()
+    };
+    let report = sluice_core::analysis::analyze(path, &opts, &mut |_| {})
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let seconds = report.stream.duration_seconds.unwrap_or(0.0);
+    if seconds > MAX_SECONDS {
+        return Err(format!(
+            "{shown}: {:.0} minutes long; references up to {:.0} minutes are kept in memory",
+            seconds / 60.0,
+            MAX_SECONDS / 60.0
+        ));
+    }
+    let loudness = report
+        .loudness
+        .as_ref()
+        .ok_or_else(|| format!("{shown}: no loudness measured"))?;
+    let integrated = loudness
+        .summary
+        .integrated_lufs
+        .ok_or_else(|| format!("{shown}: silent (no integrated loudness), nothing to match"))?;
+    let figures = Figures {
+        integrated_lufs: integrated,
+        loudness_range_lu: loudness.summary.loudness_range_lu,
+        true_peak_dbtp: loudness.true_peak_dbtp,
+        plr_lu: loudness.plr_lu,
+        band_share_percent: report
+            .spectrum
+            .as_ref()
+            .map(|s| s.bands.iter().map(|b| b.share_percent).collect())
+            .unwrap_or_default(),
+        seconds,
+        sample_rate: report.stream.sample_rate,
+        channels: report.stream.channels as usize,
+    };
+    let planes = decode_at(path, rate).map_err(|e| format!("{shown}: {e}"))?;
+    let planes = map_channels(planes, channels);
+    let frames = planes.first().map_or(0, Vec::len);
+    if frames == 0 {
+        return Err(format!("{shown}: no audio"));
+    }
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        figures,
+        planes,
+        frames,
+    })
+}
+
+/// The file's audio, planar, at `rate`.
+fn decode_at(path: &Path, rate: u32) -> Result<Vec<Vec<f32>>, String> {
+    let mut dec = sluice_core::Decoder::open(path).map_err(|e| e.to_string())?;
+    let info = dec.info().clone();
+    let spec = SignalSpec::with_channels(info.sample_rate, info.channels.max(1) as usize);
+    let mut resample =
+        (info.sample_rate != rate).then(|| Resample::new(rate, ResampleQuality::Fft));
+    if let Some(r) = &mut resample {
+        r.start(&spec).map_err(|e| e.to_string())?;
+    }
+    let mut out = Block::new(spec.channels());
+    let mut block = Block::new(spec.channels());
+    while let Some(decoded) = dec.next_block().map_err(|e| e.to_string())? {
+        block.copy_from_decoded(decoded);
+        if let Some(r) = &mut resample {
+            r.process(&mut block);
+        }
+        out.extend_from(&block);
+    }
+    if let Some(r) = &mut resample {
+        loop {
+            block.reset(spec.channels());
+            let more = r.finish(&mut block);
+            out.extend_from(&block);
+            if !more {
+                break;
+            }
+        }
+    }
+    Ok(out.into_planes())
+}
+
+/// Maps a reference's channels onto `channels` session channels.
+fn map_channels(planes: Vec<Vec<f32>>, channels: usize) -> Vec<Vec<f32>> {
+    let frames = planes.first().map_or(0, Vec::len);
+    let channels = channels.clamp(1, MAX_CHANNELS);
+    let mut out = vec![Vec::new(); channels];
+    match (planes.len(), channels) {
+        (0, _) => return vec![vec![0.0; 0]; channels],
+        // A mono session hears the mean of the reference's front pair.
+        (n, 1) if n >= 2 => {
+            out[0] = planes[0]
+                .iter()
+                .zip(&planes[1])
+                .map(|(l, r)| 0.5 * (l + r))
+                .collect();
+        }
+        // A mono reference on both (or every front) channel.
+        (1, c) => {
+            for o in out.iter_mut().take(c.min(2)) {
+                o.clone_from(&planes[0]);
+            }
+        }
+        _ => {
+            for (o, p) in out.iter_mut().zip(planes) {
+                *o = p;
+            }
+        }
+    }
+    for o in &mut out {
+        o.resize(frames, 0.0);
+    }
+    out
+}
+
+impl References {
+    /// Frees the references the audio thread has handed back.
+    pub fn drain_returned(&self) {
+        if let Ok(mut rx) = self.returned.lock() {
+            while rx.pop().is_ok() {}
+        }
+    }
+
+    /// The audio thread's side; `None` after the first call (one player per instance).
+    pub fn player(self: &Arc<Self>) -> Option<AbPlayer> {
+        let tx = self.return_to.lock().ok()?.take()?;
+        Some(AbPlayer {
+            refs: self.clone(),
+            cached: std::array::from_fn(|_| None),
+            seen: [0; MAX_REFERENCES],
+            pending: Vec::with_capacity(MAX_REFERENCES * 2),
+            return_to: tx,
+            free_pos: 0,
+            gain: f32::NAN,
+        })
+    }
+
+    /// Gives the player back its ring end (when the engine is rebuilt at activation).
+    pub fn return_player(&self, p: AbPlayer) {
+        let AbPlayer {
+            mut pending,
+            return_to,
+            cached,
+            ..
+        } = p;
+        pending.extend(cached.into_iter().flatten());
+        drop(pending);
+        if let Ok(mut slot) = self.return_to.lock() {
+            *slot = Some(return_to);
+        }
+        self.drain_returned();
+    }
+
+    /// The slots as the editor shows them.
+    pub fn statuses(&self) -> Vec<SlotStatus> {
+        self.slots
+            .iter()
+            .map(|s| s.status.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+
+    /// Loads `path` into `slot` on a thread of its own (an empty path clears the slot). The
+    /// session's rate and channels must be known (after activation); before that the request
+    /// waits for [`Self::reload_all`].
+    pub fn request(self: &Arc<Self>, slot: usize, path: &str) {
+        if slot >= MAX_REFERENCES {
+            return;
+        }
+        self.drain_returned();
+        let s = &self.slots[slot];
+        let n = s.requests.fetch_add(1, Ordering::AcqRel) + 1;
+        let path = path.trim().to_string();
+        {
+            let mut st = s.status.lock().unwrap_or_else(|p| p.into_inner());
+            *st = SlotStatus {
+                path: path.clone(),
+                state: if path.is_empty() { "empty" } else { "loading" },
+                ..SlotStatus::default()
+            };
+        }
+        if path.is_empty() {
+            self.set_audio(slot, None);
+            return;
+        }
+        let rate = self.rate.load(Ordering::Relaxed);
+        let channels = self.channels.load(Ordering::Relaxed) as usize;
+        if rate == 0 || channels == 0 {
+            // Not active yet: `reload_all` at activation loads it.
+            return;
+        }
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sluice-reference-load".into())
+            .spawn(move || {
+                let result = load(Path::new(&path), rate, channels);
+                let s = &me.slots[slot];
+                if s.requests.load(Ordering::Acquire) != n {
+                    return; // a later request for this slot wins
+                }
+                let mut st = s.status.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(loaded) => {
+                        st.state = "ready";
+                        st.figures = Some(loaded.figures.clone());
+                        drop(st);
+                        me.set_audio(slot, Some(Arc::new(loaded)));
+                    }
+                    Err(e) => {
+                        st.state = "error";
+                        st.error = Some(e);
+                        drop(st);
+                        me.set_audio(slot, None);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            let mut st = s.status.lock().unwrap_or_else(|p| p.into_inner());
+            st.state = "error";
+            st.error = Some(format!("cannot start loading: {e}"));
+        }
+    }
+
+    fn set_audio(&self, slot: usize, audio: Option<Arc<Loaded>>) {
+        let s = &self.slots[slot];
+        let old = {
+            let mut a = s.audio.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *a, audio)
+        };
+        s.generation.fetch_add(1, Ordering::Release);
+        drop(old);
+        self.drain_returned();
+    }
+
+    /// Loads every path of `settings` for the session now known (activation, or a state
+    /// restored by the host).
+    pub fn reload_all(self: &Arc<Self>, settings: &ReferenceSettings, rate: u32, channels: usize) {
+        let old_rate = self.rate.swap(rate, Ordering::Relaxed);
+        let old_channels = self.channels.swap(channels as u32, Ordering::Relaxed);
+        let changed = old_rate != rate || old_channels != channels as u32;
+        for slot in 0..MAX_REFERENCES {
+            let path = settings.paths.get(slot).cloned().unwrap_or_default();
+            let status = self.slots[slot]
+                .status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            // Loaded already for this session: keep it.
+            if !changed && status.path == path.trim() && status.state != "loading" {
+                continue;
+            }
+            self.request(slot, &path);
+        }
+    }
+
+    /// Whether a load is under way.
+    pub fn loading(&self) -> bool {
+        self.statuses().iter().any(|s| s.state == "loading")
+    }
+
+    /// The level-match gain the audio thread applies now (dB; NaN while not playing a
+    /// reference).
+    pub fn gain_db(&self) -> f32 {
+        f32::from_bits(self.gain_db_bits.load(Ordering::Relaxed))
+    }
+}
+
+/// The audio thread's reference player.
+pub struct AbPlayer {
+    refs: Arc<References>,
+    cached: [Option<Arc<Loaded>>; MAX_REFERENCES],
+    seen: [u64; MAX_REFERENCES],
+    /// References replaced while the return ring was full (sent back later, never dropped).
+    pending: Vec<Arc<Loaded>>,
+    return_to: Producer<Arc<Loaded>>,
+    /// The free-running playhead (frames).
+    free_pos: u64,
+    /// The linear gain applied at the end of the last block (NaN: none yet).
+    gain: f32,
+}
+
+/// How the reference plays in one block.
+#[derive(Debug, Clone, Copy)]
+pub struct AbControl {
+    /// Ref on (and not bypassed).
+    pub listen: bool,
+    /// 0-based slot.
+    pub slot: usize,
+    pub sync: bool,
+    /// The mix's integrated loudness (NaN before it has one) and the target's.
+    pub mix_lufs: f32,
+    pub target_lufs: f32,
+    /// The host's transport: playing, and the position of the block's first frame.
+    pub playing: bool,
+    pub position: Option<i64>,
+}
+
+impl AbPlayer {
+    /// Picks up new references (without waiting) and, while `c.listen`, writes the chosen one
+    /// over `out` (the block's channels, already metered). Never allocates or frees.
+    pub fn process(&mut self, out: &mut [&mut [f32]], c: AbControl) {
+        let refs = self.refs.clone();
+        for (i, s) in refs.slots.iter().enumerate() {
+            let g = s.generation.load(Ordering::Acquire);
+            if g == self.seen[i] {
+                continue;
+            }
+            let new = match s.audio.try_lock() {
+                Ok(a) => a.clone(),
+                Err(_) => continue,
+            };
+            if let Some(old) = std::mem::replace(&mut self.cached[i], new) {
+                self.retire(old);
+            }
+            self.seen[i] = g;
+        }
+        self.send_back_pending();
+        let frames = out.first().map_or(0, |o| o.len());
+        let chosen = if c.listen {
+            self.cached.get(c.slot).and_then(Option::as_ref)
+        } else {
+            None
+        };
+        let Some(r) = chosen else {
+            self.gain = f32::NAN;
+            self.refs
+                .gain_db_bits
+                .store(f32::NAN.to_bits(), Ordering::Relaxed);
+            return;
+        };
+        let to = if c.mix_lufs.is_finite() {
+            c.mix_lufs
+        } else {
+            c.target_lufs
+        };
+        let gain_db = (to as f64 - r.figures.integrated_lufs) as f32;
+        let target_gain = 10f32.powf(gain_db / 20.0);
+        let from_gain = if self.gain.is_finite() {
+            self.gain
+        } else {
+            target_gain
+        };
+        self.refs
+            .gain_db_bits
+            .store(gain_db.to_bits(), Ordering::Relaxed);
+        let len = r.frames as u64;
+        let (start, silent) = if c.sync {
+            match c.position {
+                Some(p) if c.playing => (p.rem_euclid(len as i64) as u64, false),
+                Some(p) => (p.rem_euclid(len as i64) as u64, true),
+                None => (self.free_pos % len, false),
+            }
+        } else {
+            (self.free_pos % len, false)
+        };
+        let step = if frames > 0 {
+            (target_gain - from_gain) / frames as f32
+        } else {
+            0.0
+        };
+        for (ch, o) in out.iter_mut().enumerate() {
+            let Some(plane) = r.planes.get(ch) else {
+                o.fill(0.0);
+                continue;
+            };
+            if silent {
+                o.fill(0.0);
+                continue;
+            }
+            let mut pos = start as usize;
+            for (n, v) in o.iter_mut().enumerate() {
+                *v = plane[pos] * (from_gain + step * (n + 1) as f32);
+                pos += 1;
+                if pos == r.frames {
+                    pos = 0;
+                }
+            }
+        }
+        if !c.sync || c.position.is_none() {
+            self.free_pos = (self.free_pos + frames as u64) % len;
+        }
+        self.gain = target_gain;
+    }
+
+    fn retire(&mut self, old: Arc<Loaded>) {
+        if let Err(rtrb::PushError::Full(old)) = self.return_to.push(old) {
+            // Within its capacity (reserved at creation): no allocation.
+            if self.pending.len() < self.pending.capacity() {
+                self.pending.push(old);
+            } else {
+                // More replacements than the editor can make between two drains: keep the
+                // reference alive for good rather than free it here.
+                std::mem::forget(old);
+            }
+        }
+    }
+
+    fn send_back_pending(&mut self) {
+        while let Some(old) = self.pending.pop() {
+            if let Err(rtrb::PushError::Full(old)) = self.return_to.push(old) {
+                self.pending.push(old);
+                break;
+            }
+        }
+    }
+}

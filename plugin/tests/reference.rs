@@ -1,0 +1,243 @@
+//! Reference A/B (`plugin/src/reference.rs`) with the meter engine, as `process` drives them:
+//! references decoded off the audio thread, the chosen one played level-matched to the mix's
+//! integrated loudness, the audio thread neither allocating nor freeing (every engine and
+//! player call runs under `assert_no_alloc`), the timeline followed, bad files refused with
+//! their reason.
+
+use nice_assert_no_alloc::assert_no_alloc;
+use sluice_core::analysis::loudness::LoudnessMeter;
+use sluice_core::signal::programme;
+use sluice_plugin::engine::Engine;
+use sluice_plugin::reference::{AbControl, AbPlayer, ReferenceSettings, References};
+use sluice_plugin::shared::MeterShared;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const RATE: u32 = 48_000;
+const BLOCK: usize = 512;
+
+fn write_wav(path: &Path, rate: u32, planes: &[Vec<f32>]) {
+    let spec = hound::WavSpec {
+        channels: planes.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..planes[0].len() {
+        for p in planes {
+            w.write_sample(p[i]).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+fn scaled(planes: Vec<Vec<f32>>, db: f32) -> Vec<Vec<f32>> {
+    let g = 10f32.powf(db / 20.0);
+    planes
+        .into_iter()
+        .map(|p| p.into_iter().map(|v| v * g).collect())
+        .collect()
+}
+
+fn integrated(rate: u32, planes: &[Vec<f32>]) -> f64 {
+    let mut m = LoudnessMeter::new(rate, vec![1.0; planes.len()]);
+    let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+    m.feed(&refs);
+    m.summary(None).integrated_lufs.expect("a loudness")
+}
+
+/// Waits until every slot has left "loading".
+fn wait_loaded(refs: &References) {
+    let t = Instant::now();
+    while refs.loading() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            refs.statuses()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Session {
+    engine: Engine,
+    player: AbPlayer,
+    shared: Arc<MeterShared>,
+}
+
+impl Session {
+    fn new(refs_settings: &ReferenceSettings) -> Session {
+        let shared = Arc::new(MeterShared::default());
+        let engine = Engine::new(RATE, &[1.0, 1.0], BLOCK, shared.clone());
+        shared.references.reload_all(refs_settings, RATE, 2);
+        wait_loaded(&shared.references);
+        let player = shared.references.player().expect("the first player");
+        Session {
+            engine,
+            player,
+            shared,
+        }
+    }
+
+    /// Runs `input` through in blocks as `process` does (meter, then A/B); returns the output.
+    fn run(
+        &mut self,
+        input: &[Vec<f32>],
+        listen: bool,
+        sync: bool,
+        start: Option<i64>,
+        playing: bool,
+    ) -> Vec<Vec<f32>> {
+        let mut out = input.to_vec();
+        let frames = input[0].len();
+        let mut at = 0;
+        while at < frames {
+            let n = BLOCK.min(frames - at);
+            let (l, r) = out.split_at_mut(1);
+            let mut planes: [&mut [f32]; 2] = [&mut l[0][at..at + n], &mut r[0][at..at + n]];
+            let c = AbControl {
+                listen,
+                slot: 0,
+                sync,
+                mix_lufs: self.shared.integrated.load(Ordering::Relaxed),
+                target_lufs: -14.0,
+                playing,
+                position: start.map(|s| s + at as i64),
+            };
+            let engine = &mut self.engine;
+            let player = &mut self.player;
+            assert_no_alloc(|| {
+                let ins: [&[f32]; 2] = [&planes[0][..], &planes[1][..]];
+                engine.process(&ins);
+                player.process(&mut planes, c);
+            });
+            at += n;
+        }
+        out
+    }
+}
+
+#[test]
+fn a_reference_6_db_louder_plays_at_the_mixs_loudness() {
+    let dir = tempfile::tempdir().unwrap();
+    // The reference: another programme, 6 dB louder, at 44.1 kHz (resampled to the session's
+    // 48 kHz), 12 s long.
+    let reference = scaled(programme(44_100, 2, 44_100 * 12, 7), 0.0);
+    let path = dir.path().join("reference.wav");
+    write_wav(&path, 44_100, &reference);
+    // 10 s of mix, then 24 s (two whole loops of the reference) listening to Ref.
+    let mix = scaled(programme(RATE, 2, RATE as usize * 34, 3), -6.0);
+    let ref_lufs = integrated(44_100, &reference);
+    let mix_lufs = integrated(RATE, &mix);
+    assert!(
+        (ref_lufs - mix_lufs - 6.0).abs() < 1.0,
+        "ref {ref_lufs}, mix {mix_lufs}"
+    );
+
+    let mut settings = ReferenceSettings::default();
+    settings.paths[0] = path.display().to_string();
+    let mut s = Session::new(&settings);
+    let st = &s.shared.references.statuses()[0];
+    assert_eq!(st.state, "ready", "{st:?}");
+    let fig = st.figures.as_ref().unwrap();
+    assert!(
+        (fig.integrated_lufs - ref_lufs).abs() < 0.05,
+        "{fig:?} vs {ref_lufs}"
+    );
+    assert_eq!(fig.sample_rate, 44_100);
+
+    // Mix: the output is the input, bit for bit.
+    let first = 10 * RATE as usize;
+    let head: Vec<Vec<f32>> = mix.iter().map(|p| p[..first].to_vec()).collect();
+    let out = s.run(&head, false, false, None, false);
+    assert_eq!(out, head, "Mix passes the input through");
+    // Ref: the reference at the mix's integrated loudness.
+    let tail: Vec<Vec<f32>> = mix.iter().map(|p| p[first..].to_vec()).collect();
+    let out = s.run(&tail, true, false, None, false);
+    let played = integrated(RATE, &out);
+    let mix_now = s.shared.integrated.load(Ordering::Relaxed) as f64;
+    eprintln!(
+        "mix {mix_now:.2} LUFS (offline {mix_lufs:.2}), reference {ref_lufs:.2} LUFS, played at {played:.2} LUFS, gain {:.2} dB",
+        s.shared.references.gain_db()
+    );
+    assert!(
+        (played - mix_now).abs() <= 0.5,
+        "played {played} vs mix {mix_now}"
+    );
+    assert!((s.shared.references.gain_db() as f64 - (mix_now - ref_lufs)).abs() < 0.05);
+    // The meters kept measuring the mix, not what was played.
+    assert!((mix_now - mix_lufs).abs() < 0.1, "{mix_now} vs {mix_lufs}");
+    // Back to Mix: the input again.
+    let again: Vec<Vec<f32>> = mix.iter().map(|p| p[..RATE as usize].to_vec()).collect();
+    assert_eq!(s.run(&again, false, false, None, false), again);
+}
+
+#[test]
+fn with_sync_the_reference_follows_the_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = programme(RATE, 2, RATE as usize * 4, 11);
+    let path = dir.path().join("ref48.wav");
+    write_wav(&path, RATE, &reference);
+    let mut settings = ReferenceSettings::default();
+    settings.paths[0] = path.display().to_string();
+    let mut s = Session::new(&settings);
+    let gain_of = |s: &Session| 10f32.powf(s.shared.references.gain_db() / 20.0);
+    // Mix silence for a start, so the level match uses the target until the mix has a
+    // loudness: the gain is then constant.
+    let silence = vec![vec![0.0f32; RATE as usize]; 2];
+    // Playing from timeline position 5 s (past the 4 s reference: it wraps).
+    let start = 5 * RATE as i64;
+    let out = s.run(&silence, true, true, Some(start), true);
+    let g = gain_of(&s);
+    let len = reference[0].len() as i64;
+    for i in [BLOCK as i64 * 3, 10_000, 40_000] {
+        let want = reference[0][((start + i) % len) as usize] * g;
+        let got = out[0][i as usize];
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+            "frame {i}: {got} vs {want}"
+        );
+    }
+    // The transport stopped: silence.
+    let stopped = s.run(&silence, true, true, Some(start), false);
+    assert!(stopped.iter().flatten().all(|v| *v == 0.0));
+    // Not synced: it loops on from where it was, whatever the timeline says.
+    let free = s.run(&silence, true, false, Some(0), true);
+    assert!(free[0].iter().any(|v| *v != 0.0));
+}
+
+#[test]
+fn bad_references_are_refused_with_their_reason_and_nothing_else_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = dir.path().join("silent.wav");
+    write_wav(&silent, RATE, &vec![vec![0.0; RATE as usize * 4]; 2]);
+    let junk = dir.path().join("junk.wav");
+    std::fs::write(&junk, b"RIFF....WAVEfmt nonsense").unwrap();
+    let good = dir.path().join("good.wav");
+    write_wav(&good, RATE, &programme(RATE, 2, RATE as usize * 3, 5));
+    let settings = ReferenceSettings {
+        paths: vec![
+            dir.path().join("missing.wav").display().to_string(),
+            silent.display().to_string(),
+            junk.display().to_string(),
+            good.display().to_string(),
+        ],
+        ..ReferenceSettings::default()
+    };
+    let s = Session::new(&settings);
+    let st = s.shared.references.statuses();
+    for (i, name) in ["missing.wav", "silent.wav", "junk.wav"].iter().enumerate() {
+        assert_eq!(st[i].state, "error", "{:?}", st[i]);
+        let e = st[i].error.as_deref().unwrap();
+        assert!(e.contains(name), "the error names the file: {e}");
+    }
+    assert!(
+        st[1].error.as_deref().unwrap().contains("silent"),
+        "{:?}",
+        st[1]
+    );
+    assert_eq!(st[3].state, "ready", "{:?}", st[3]);
+}
