@@ -73,6 +73,8 @@ pub struct ViewState {
     pub peak_hold: bool,
     pub peaks: Vec<f32>,
     pub peak_times: Vec<f64>,
+    /// The A/B row's path field.
+    pub reference_path: String,
 }
 
 impl Default for ViewState {
@@ -84,6 +86,7 @@ impl Default for ViewState {
             peak_hold: true,
             peaks: Vec::new(),
             peak_times: Vec::new(),
+            reference_path: String::new(),
         }
     }
 }
@@ -257,10 +260,15 @@ pub fn draw(
 
     let top = Rect::from_min_size(full.min, vec2(full.width(), 36.0 * k));
     let bottom = Rect::from_min_max(pos2(full.min.x, full.max.y - 28.0 * k), full.max);
+    let ab = Rect::from_min_max(
+        pos2(full.min.x + 6.0, top.max.y + 4.0),
+        pos2(full.max.x - 6.0, top.max.y + 4.0 + 28.0 * k),
+    );
     let body =
-        Rect::from_min_max(pos2(full.min.x, top.max.y), pos2(full.max.x, bottom.min.y)).shrink(6.0);
+        Rect::from_min_max(pos2(full.min.x, ab.max.y), pos2(full.max.x, bottom.min.y)).shrink(6.0);
 
     let controls = top_bar(ui, top, r, params, shared, setter, &mut texts);
+    let ab_json = ab_row(ui, &painter, &mut texts, ab, params, shared, setter, state);
 
     let left_w = (body.width() * 0.28).clamp(220.0, 300.0 * k);
     let left = Rect::from_min_size(body.min, vec2(left_w, body.height()));
@@ -324,12 +332,14 @@ pub fn draw(
             "custom_target_shown": controls.custom_shown,
             "rects": controls.rects.to_json(ppp),
         },
+        "ab": ab_json,
         "history": hist.json,
         "spectrum": spec.json,
         "layout": {
             "scale": k,
             "panels": {
                 "top": px_rect(top, ppp),
+                "ab": px_rect(ab, ppp),
                 "numbers": px_rect(left, ppp),
                 "bars": px_rect(bars, ppp),
                 "history": px_rect(history, ppp),
@@ -1407,6 +1417,201 @@ fn spectrum_plot(
             "db_step": step,
         }),
     }
+}
+
+/// Chips placed left to right in a row.
+struct Row {
+    x: f32,
+    y: f32,
+    ppp: f32,
+    rects: serde_json::Map<String, Value>,
+}
+
+impl Row {
+    /// A chip after the last one; returns whether it was clicked. Its rectangle goes into the
+    /// published frame under `key`.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        ui: &mut Ui,
+        p: &egui::Painter,
+        t: &mut Texts,
+        text: &str,
+        on: bool,
+        key: &str,
+    ) -> bool {
+        let w = p
+            .layout_no_wrap(text.to_string(), t.prop(11.0), TEXT)
+            .size()
+            .x
+            + 12.0 * t.k;
+        let (r, clicked) = chip(ui, p, t, self.x + w, self.y, text, on);
+        self.rects.insert(key.to_string(), px_rect(r, self.ppp));
+        self.x = r.max.x + 4.0;
+        clicked
+    }
+}
+
+/// The A/B row: Mix / Ref, the four reference slots, a path to load into the chosen slot,
+/// timeline sync, and the chosen reference's figures and level match.
+#[allow(clippy::too_many_arguments)]
+fn ab_row(
+    ui: &mut Ui,
+    p: &egui::Painter,
+    t: &mut Texts,
+    rect: Rect,
+    params: &SluiceParams,
+    shared: &crate::shared::MeterShared,
+    setter: Option<&ParamSetter>,
+    state: &mut ViewState,
+) -> Value {
+    t.group = "ab";
+    let k = t.k;
+    p.rect_filled(rect, 4.0, PANEL);
+    let ppp = ui.ctx().pixels_per_point();
+    let refs = &shared.references;
+    let slots = refs.statuses();
+    let listen = params.listen_reference.value();
+    let chosen = (params.reference_slot.value().max(1) - 1) as usize;
+    let sync = params.reference_sync.value();
+    let y = rect.min.y + (rect.height() - 18.0 * k) / 2.0;
+    let mut row = Row {
+        x: rect.min.x + 8.0,
+        y,
+        ppp,
+        rects: serde_json::Map::new(),
+    };
+    let set_bool = |param: &BoolParam, v: bool| {
+        if let Some(s) = setter {
+            s.begin_set_parameter(param);
+            s.set_parameter(param, v);
+            s.end_set_parameter(param);
+        }
+    };
+    if row.place(ui, p, t, "MIX", !listen, "mix") && listen {
+        set_bool(&params.listen_reference, false);
+    }
+    if row.place(ui, p, t, "REF", listen, "ref") && !listen {
+        set_bool(&params.listen_reference, true);
+    }
+    row.x += 6.0 * k;
+    for (i, s) in slots.iter().enumerate() {
+        let name = std::path::Path::new(&s.path)
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let short: String = name.chars().take(10).collect();
+        let mark = match s.state {
+            "loading" => " …",
+            "error" => " !",
+            _ => "",
+        };
+        let text = if short.is_empty() {
+            format!("{}", i + 1)
+        } else {
+            format!("{} {short}{mark}", i + 1)
+        };
+        if row.place(ui, p, t, &text, i == chosen, &format!("slot{}", i + 1))
+            && i != chosen
+            && let Some(set) = setter
+        {
+            set.begin_set_parameter(&params.reference_slot);
+            set.set_parameter(&params.reference_slot, i as i32 + 1);
+            set.end_set_parameter(&params.reference_slot);
+        }
+    }
+    row.x += 6.0 * k;
+    // The path of a file to load into the chosen slot.
+    let field_w = (rect.max.x - row.x - 260.0 * k).clamp(60.0 * k, 260.0 * k);
+    let field = Rect::from_min_size(pos2(row.x, y - 2.0), vec2(field_w, 20.0 * k));
+    let edit = ui.put(
+        field,
+        egui::TextEdit::singleline(&mut state.reference_path)
+            .hint_text("reference file path")
+            .font(t.prop(11.0)),
+    );
+    t.widget("ab", "reference file path", edit.rect);
+    row.rects.insert("path".into(), px_rect(edit.rect, ppp));
+    row.x = edit.rect.max.x + 4.0;
+    let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+    let load = row.place(ui, p, t, "Load", false, "load") || entered;
+    let clear = row.place(ui, p, t, "Clear", false, "clear");
+    if load || clear {
+        let path = if clear {
+            String::new()
+        } else {
+            state.reference_path.trim().to_string()
+        };
+        if let Ok(mut settings) = params.references.write() {
+            settings
+                .paths
+                .resize(crate::reference::MAX_REFERENCES, String::new());
+            settings.paths[chosen].clone_from(&path);
+        }
+        refs.request(chosen, &path);
+    }
+    if row.place(ui, p, t, "Sync", sync, "sync") {
+        set_bool(&params.reference_sync, !sync);
+    }
+    // The chosen reference: its figures and the gain it plays at, or why it is missing.
+    let s = &slots[chosen.min(slots.len() - 1)];
+    let (text, colour) = match (s.state, &s.figures, &s.error) {
+        ("ready", Some(f), _) => {
+            let gain = refs.gain_db();
+            let mut line = format!(
+                "{} LUFS  LRA {}  TP {}",
+                fmt1(f.integrated_lufs as f32),
+                f.loudness_range_lu.map_or("--".into(), |v| fmt1(v as f32)),
+                f.true_peak_dbtp.map_or("--".into(), |v| fmt1(v as f32)),
+            );
+            if gain.is_finite() {
+                line.push_str(&format!("  at {} dB", fmt1_signed(gain)));
+            }
+            (line, TEXT)
+        }
+        ("loading", _, _) => ("loading…".to_string(), DIM),
+        ("error", _, Some(e)) => (e.clone(), BAD),
+        _ => ("no reference in this slot".to_string(), DIM),
+    };
+    // Shortened to the room left (the whole message is in the diagnostics).
+    let x = row.x;
+    let room = rect.max.x - 8.0 - x;
+    let font = t.prop(11.0);
+    let mut shown = text.clone();
+    while !shown.is_empty()
+        && p.layout_no_wrap(shown.clone(), font.clone(), colour)
+            .size()
+            .x
+            > room
+    {
+        shown.pop();
+        while !shown.is_char_boundary(shown.len()) {
+            shown.pop();
+        }
+        if shown.len() > 1 {
+            shown.pop();
+            shown.push('…');
+        }
+    }
+    if !shown.is_empty() {
+        t.text(
+            p,
+            pos2(x + 4.0, rect.center().y),
+            Align2::LEFT_CENTER,
+            &shown,
+            font,
+            colour,
+        );
+    }
+    json!({
+        "listen": listen,
+        "slot": chosen + 1,
+        "sync": sync,
+        "slots": slots,
+        "line": text,
+        "gain_db": num(refs.gain_db()),
+        "rects": row.rects,
+    })
 }
 
 /// The take status line. Returns its texts.

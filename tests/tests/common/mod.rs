@@ -51,6 +51,11 @@ macro_rules! every_format_passes {
         fn instances_are_independent() {
             $crate::common::instances_are_independent::<$host>();
         }
+
+        #[test]
+        fn a_reference_plays_level_matched_and_a_missing_one_is_reported_after_reload() {
+            $crate::common::reference_ab::<$host>();
+        }
     };
 }
 #[allow(unused_imports)]
@@ -661,5 +666,137 @@ pub fn instances_are_independent<H: Host>() {
         ok(b.normalized(PARAMS[1].hash)),
         0.0,
         "b's target is not changed by a's",
+    );
+}
+
+/// The integrated loudness of `planes` at `rate` (the core's meter).
+pub fn integrated_lufs(rate: u32, planes: &[Vec<f32>]) -> f64 {
+    let mut m = sluice_core::analysis::loudness::LoudnessMeter::new(rate, vec![1.0; planes.len()]);
+    let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+    m.feed(&refs);
+    m.summary(None).integrated_lufs.expect("a loudness")
+}
+
+/// This instance's reference slots in the diagnostics: the one whose first slot names `path`.
+fn reference_slots<H: Host>(host: &H, path: &str) -> Option<serde_json::Value> {
+    let all = host.diagnostics()?;
+    all.as_array()?
+        .iter()
+        .map(|i| i["meters"]["references"].clone())
+        .find(|r| r["slots"][0]["path"] == path)
+}
+
+fn wait_for_slot<H: Host>(host: &H, path: &str, state: &str) -> serde_json::Value {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(r) = reference_slots(host, path)
+            && r["slots"][0]["state"] == state
+        {
+            return r;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "{}: slot 1 never became {state}: {:?}",
+            H::FORMAT,
+            reference_slots(host, path)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Reference A/B through the host: a state naming a reference 6 dB louder than the mix, with
+/// the switch on Ref, plays it at the mix's loudness (one whole loop of it within 0.5 LU);
+/// the state saved afterwards still names it; restored into a new instance after the file
+/// was deleted, the slot reports the missing file by name, and the mix passes untouched.
+pub fn reference_ab<H: Host>() {
+    let rate = 48_000u32;
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("reference.wav");
+    let seconds = 6usize;
+    let reference = sluice_core::signal::programme(44_100, 2, 44_100 * seconds, 21);
+    {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).expect("a WAV");
+        for i in 0..reference[0].len() {
+            for p in &reference {
+                w.write_sample(p[i]).expect("written");
+            }
+        }
+        w.finalize().expect("finished");
+    }
+    let path_s = path.display().to_string();
+    let g = 10f32.powf(-6.0 / 20.0);
+    let mix: Vec<Vec<f32>> =
+        sluice_core::signal::programme(rate, 2, rate as usize * 2 * seconds, 4)
+            .into_iter()
+            .map(|p| p.into_iter().map(|v| v * g).collect())
+            .collect();
+
+    let mut host = H::load();
+    let mut json = H::state_json(&ok(host.save()));
+    json["fields"]["references"] = serde_json::Value::String(
+        serde_json::json!({"paths": [path_s, "", "", ""], "sync_to_transport": false}).to_string(),
+    );
+    json["params"]["abref"] = serde_json::json!({"bool": true});
+    json["params"]["refsync"] = serde_json::json!({"bool": false});
+    ok(host.restore(&H::state_bytes(&json)));
+    ok(host.layout(2));
+    ok(host.start(f64::from(rate), MAX_BLOCK));
+    let r = wait_for_slot(&host, &path_s, "ready");
+    let ref_lufs = r["slots"][0]["figures"]["integrated_lufs"]
+        .as_f64()
+        .expect("figures");
+    let out = ok(host.run(&mix, &[512], None));
+    // The second loop of the reference (its first began before the mix had a loudness).
+    let second: Vec<Vec<f32>> = out
+        .iter()
+        .map(|p| p[rate as usize * seconds..].to_vec())
+        .collect();
+    let played = integrated_lufs(rate, &second);
+    let mix_lufs = integrated_lufs(rate, &mix);
+    eprintln!(
+        "{}: reference {ref_lufs:.2} LUFS, mix {mix_lufs:.2} LUFS, played {played:.2} LUFS",
+        H::FORMAT
+    );
+    assert!(
+        (ref_lufs - mix_lufs - 6.0).abs() < 1.5,
+        "a reference about 6 dB louder"
+    );
+    assert!(
+        (played - mix_lufs).abs() <= 0.5,
+        "{}: played at {played:.2} LUFS, the mix is {mix_lufs:.2}",
+        H::FORMAT
+    );
+    let saved = H::state_json(&ok(host.save()));
+    let fields: serde_json::Value = serde_json::from_str(
+        saved["fields"]["references"]
+            .as_str()
+            .expect("the references in the state"),
+    )
+    .expect("JSON");
+    assert_eq!(fields["paths"][0], path_s.as_str());
+    assert_eq!(saved["params"]["abref"]["bool"], true, "{saved}");
+    ok(host.stop());
+    drop(host);
+
+    // Reloaded after the file was deleted: reported, not fatal; the mix passes.
+    std::fs::remove_file(&path).expect("deleted");
+    let mut host = H::load();
+    ok(host.restore(&H::state_bytes(&saved)));
+    ok(host.layout(2));
+    ok(host.start(f64::from(rate), MAX_BLOCK));
+    let r = wait_for_slot(&host, &path_s, "error");
+    let e = r["slots"][0]["error"].as_str().unwrap_or("");
+    assert!(e.contains("reference.wav"), "the error names the file: {e}");
+    let head: Vec<Vec<f32>> = mix.iter().map(|p| p[..rate as usize].to_vec()).collect();
+    assert_eq!(
+        ok(host.run(&head, &[512], None)),
+        head,
+        "the mix passes untouched"
     );
 }
