@@ -3,8 +3,9 @@
 //! - `bundle <package> [--release] [cargo build flags]`: builds the plugin and writes the CLAP and
 //!   VST3 bundles to `target/bundled/` (nice-plug-xtask), then adds the VST3 bundle's
 //!   `Contents/Resources/moduleinfo.json`, which nice-plug-xtask does not write.
-//! - `install [--release]`: bundles in release mode (unless `--no-build`) and copies the bundles to
-//!   `~/.clap/` and `~/.vst3/` (the per-user locations both formats search on Linux).
+//! - `install [--no-build] [--debug] [--into DIR]`: bundles in release mode (unless `--no-build`)
+//!   and copies the bundles to `~/.clap/` and `~/.vst3/` (the per-user locations both formats
+//!   search on Linux), or both into `DIR`.
 
 mod moduleinfo;
 
@@ -18,8 +19,9 @@ tasks:
   bundle <package> [--release] [cargo build flags]
         build the plugin and write `target/bundled/<name>.clap` and `<name>.vst3`
         (for Sluice Meter: cargo xtask bundle sluice-plugin --release)
-  install [--no-build] [--debug]
-        bundle sluice-plugin (release unless --debug) and copy the bundles into ~/.clap and ~/.vst3
+  install [--no-build] [--debug] [--into DIR]
+        bundle sluice-plugin (release unless --debug) and copy the bundles into ~/.clap and
+        ~/.vst3 (or both into DIR)
   moduleinfo <bundle.vst3>
         (re)write a VST3 bundle's Contents/Resources/moduleinfo.json from its factory";
 
@@ -108,13 +110,22 @@ fn bundle(args: &[String]) -> Result<()> {
 }
 
 fn install(args: &[String]) -> Result<()> {
-    let debug = args.iter().any(|a| a == "--debug");
-    let build = !args.iter().any(|a| a == "--no-build");
-    if let Some(bad) = args
-        .iter()
-        .find(|a| !matches!(a.as_str(), "--debug" | "--no-build"))
-    {
-        bail!("install: unknown option `{bad}`\n\n{USAGE}");
+    let mut debug = false;
+    let mut build = true;
+    let mut into: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--debug" => debug = true,
+            "--no-build" => build = false,
+            "--into" => {
+                let dir = it
+                    .next()
+                    .with_context(|| format!("install: --into needs a folder\n\n{USAGE}"))?;
+                into = Some(PathBuf::from(dir));
+            }
+            bad => bail!("install: unknown option `{bad}`\n\n{USAGE}"),
+        }
     }
     if build {
         let mut a = vec!["bundle".to_string(), "sluice-plugin".to_string()];
@@ -125,7 +136,6 @@ fn install(args: &[String]) -> Result<()> {
     }
     let name = bundle_name("sluice-plugin")?;
     let bundled = target_dir()?.join("bundled");
-    let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
     let clap_src = bundled.join(format!("{name}.clap"));
     let vst3_src = bundled.join(format!("{name}.vst3"));
     for src in [&clap_src, &vst3_src] {
@@ -136,8 +146,13 @@ fn install(args: &[String]) -> Result<()> {
             );
         }
     }
-    let clap_dir = home.join(".clap");
-    let vst3_dir = home.join(".vst3");
+    let (clap_dir, vst3_dir) = match into {
+        Some(dir) => (dir.clone(), dir),
+        None => {
+            let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
+            (home.join(".clap"), home.join(".vst3"))
+        }
+    };
     std::fs::create_dir_all(&clap_dir)
         .with_context(|| format!("creating {}", clap_dir.display()))?;
     std::fs::create_dir_all(&vst3_dir)
@@ -150,7 +165,11 @@ fn install(args: &[String]) -> Result<()> {
     std::fs::copy(&clap_src, &tmp).with_context(|| format!("copying to {}", tmp.display()))?;
     std::fs::rename(&tmp, &clap_dst)
         .with_context(|| format!("installing {}", clap_dst.display()))?;
-    println!("Installed {}", clap_dst.display());
+    println!(
+        "Installed {} ({:.1} MB)",
+        clap_dst.display(),
+        size_of(&clap_dst)? as f64 / 1e6
+    );
 
     let vst3_dst = vst3_dir.join(format!("{name}.vst3"));
     let tmp = vst3_dir.join(format!(".{name}.vst3.installing"));
@@ -165,8 +184,25 @@ fn install(args: &[String]) -> Result<()> {
     std::fs::rename(&tmp, &vst3_dst)
         .with_context(|| format!("installing {}", vst3_dst.display()))?;
     let _ = std::fs::remove_dir_all(&old);
-    println!("Installed {}", vst3_dst.display());
+    println!(
+        "Installed {} ({:.1} MB)",
+        vst3_dst.display(),
+        size_of(&vst3_dst)? as f64 / 1e6
+    );
     Ok(())
+}
+
+/// Bytes in a file, or in every file under a folder.
+fn size_of(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
+        total += size_of(&entry?.path())?;
+    }
+    Ok(total)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
