@@ -90,6 +90,47 @@ fn a_library_is_built_searched_compared_and_pruned() {
         serde_json::json!([["ambient", 3], ["podcast", 3], ["techno", 3]])
     );
 
+    // A genre's profile exported for Sluice Meter: a file the core reads back as a profile of
+    // the genre's three references; a genre with none says so and writes nothing.
+    let file = dir.path().join("techno.profile.json");
+    let (out, _, stderr) = run(
+        &root,
+        &[
+            "ref",
+            "profile",
+            "export",
+            "--genre",
+            "techno",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{stderr}");
+    let profile: sluice_core::analysis::compare::Profile =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(profile.references, 3);
+    assert_eq!(profile.bands.len(), 5);
+    assert!(profile.name.contains("techno"), "{}", profile.name);
+    let (out, stdout, _) = run(&root, &["ref", "profile", "export", "--genre", "techno"]);
+    assert!(out.status.success());
+    assert_eq!(stdout.as_bytes(), std::fs::read(&file).unwrap(), "the same on stdout");
+    let none = dir.path().join("none.json");
+    let (out, _, stderr) = run(
+        &root,
+        &[
+            "ref",
+            "profile",
+            "export",
+            "--genre",
+            "jazz",
+            "--out",
+            none.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr.contains("jazz"), "{stderr}");
+    assert!(!none.exists());
+
     // The nearest references of a techno track are the techno ones.
     let near = json(
         &root,

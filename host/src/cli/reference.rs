@@ -1,7 +1,8 @@
-//! `sluice ref add | import | list | genres | remove | similar`: the root's reference library.
+//! `sluice ref add | import | list | genres | remove | similar | profile export`: the root's
+//! reference library.
 
 use super::{RootArg, emit};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use sluice_host::library::{self, Added, Meta, ReferenceSummary, Similar};
 use std::io::{IsTerminal, Write};
@@ -78,6 +79,11 @@ pub enum Action {
         #[command(flatten)]
         root: RootArg,
     },
+    /// A genre's (or one reference's) profile: the mean and spread of every figure.
+    Profile {
+        #[command(subcommand)]
+        action: ProfileAction,
+    },
     /// The references most like a track (centred cosine similarity of the feature vectors).
     Similar {
         file: PathBuf,
@@ -90,6 +96,24 @@ pub enum Action {
         jobs: Option<usize>,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        root: RootArg,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ProfileAction {
+    /// Write the profile as JSON (to `--out FILE`, or standard output): what Sluice Meter loads
+    /// to show a mix's tonal balance against it.
+    Export {
+        #[arg(long, conflicts_with = "reference", required_unless_present = "reference")]
+        genre: Option<String>,
+        /// One reference, by id (3 or #3) or name.
+        #[arg(long)]
+        reference: Option<String>,
+        /// The file to write (written beside it first, then renamed into place).
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         root: RootArg,
     },
@@ -171,6 +195,43 @@ pub fn run(action: Action) -> Result<ExitCode> {
                 }
                 Ok(())
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Profile {
+            action:
+                ProfileAction::Export {
+                    genre,
+                    reference,
+                    out,
+                    root,
+                },
+        } => {
+            let target = match (genre, reference) {
+                (Some(g), _) => library::Target::Genre(g),
+                (None, Some(r)) => library::Target::Reference(r),
+                (None, None) => bail!("give --genre or --reference"),
+            };
+            let profile = library::target_profile(&root.config()?, &target)?;
+            let text = serde_json::to_string_pretty(&profile)? + "\n";
+            match out {
+                Some(path) => {
+                    let name = path
+                        .file_name()
+                        .with_context(|| format!("{}: not a file name", path.display()))?;
+                    let tmp = path.with_file_name(format!(".{}.part", name.to_string_lossy()));
+                    std::fs::write(&tmp, &text)
+                        .with_context(|| format!("writing {}", tmp.display()))?;
+                    std::fs::rename(&tmp, &path)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "{}: {} ({} reference(s))",
+                        path.display(),
+                        profile.name,
+                        profile.references
+                    );
+                }
+                None => print!("{text}"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Action::Similar {
