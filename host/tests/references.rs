@@ -113,7 +113,11 @@ fn a_library_is_built_searched_compared_and_pruned() {
     assert!(profile.name.contains("techno"), "{}", profile.name);
     let (out, stdout, _) = run(&root, &["ref", "profile", "export", "--genre", "techno"]);
     assert!(out.status.success());
-    assert_eq!(stdout.as_bytes(), std::fs::read(&file).unwrap(), "the same on stdout");
+    assert_eq!(
+        stdout.as_bytes(),
+        std::fs::read(&file).unwrap(),
+        "the same on stdout"
+    );
     let none = dir.path().join("none.json");
     let (out, _, stderr) = run(
         &root,

@@ -157,7 +157,12 @@ impl Default for SluiceParams {
             export: Arc::new(RwLock::new(ExportSettings::default())),
             bypass: BoolParam::new("Bypass", false).make_bypass(),
             listen_reference: BoolParam::new("Listen to reference", false)
-                .with_value_to_string(Arc::new(|v| if v { "Ref" } else { "Mix" }.into())),
+                .with_value_to_string(Arc::new(|v| if v { "Ref" } else { "Mix" }.into()))
+                .with_string_to_value(Arc::new(|s| match s.trim().to_ascii_lowercase().as_str() {
+                    "ref" | "reference" | "on" | "true" | "1" => Some(true),
+                    "mix" | "off" | "false" | "0" => Some(false),
+                    _ => None,
+                })),
             reference_slot: IntParam::new(
                 "Reference",
                 1,
@@ -185,6 +190,27 @@ impl SluiceParams {
 mod tests {
     use super::*;
     use sluice_core::analysis::targets::PRESETS;
+
+    /// Every parameter's text converts back to the value it was made from (clap-validator's
+    /// `param-conversions`: value → text → value → text must agree).
+    #[test]
+    fn every_parameter_reads_back_its_own_text() {
+        let params = SluiceParams::default();
+        for (id, ptr, _) in params.param_map() {
+            for i in 0..=20 {
+                let v = i as f32 / 20.0;
+                // SAFETY: the pointer is to a parameter of `params`, alive for the loop.
+                unsafe {
+                    let text = ptr.normalized_value_to_string(v, true);
+                    let back = ptr
+                        .string_to_normalized_value(&text)
+                        .unwrap_or_else(|| panic!("{id}: '{text}' does not parse"));
+                    let again = ptr.normalized_value_to_string(back, true);
+                    assert_eq!(text, again, "{id}: {v} -> '{text}' -> {back} -> '{again}'");
+                }
+            }
+        }
+    }
 
     #[test]
     fn presets_mirror_the_core_table() {

@@ -47,6 +47,9 @@ pub struct ReferenceSettings {
     pub paths: Vec<String>,
     /// Follow the host's timeline (true) or loop freely.
     pub sync_to_transport: bool,
+    /// A profile file (`sluice ref profile export`) to hold the mix's tonal balance against
+    /// (empty: the loaded references are the target).
+    pub profile: String,
 }
 
 impl Default for ReferenceSettings {
@@ -54,6 +57,7 @@ impl Default for ReferenceSettings {
         ReferenceSettings {
             paths: vec![String::new(); MAX_REFERENCES],
             sync_to_transport: true,
+            profile: String::new(),
         }
     }
 }
@@ -90,6 +94,111 @@ pub struct SlotStatus {
     pub figures: Option<Figures>,
 }
 
+/// The smallest tolerance of a tonal-balance target, dB (a single reference has no spread).
+pub const MIN_TOLERANCE_DB: f64 = 1.0;
+
+/// What a mix's tonal balance is held against: per band of [`BANDS`](sluice_core::analysis::spectrum::BANDS),
+/// the level relative to the mean of the bands (dB) and the tolerance around it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TonalTarget {
+    pub name: String,
+    pub mean_db: Vec<f64>,
+    pub tolerance_db: Vec<f64>,
+}
+
+/// `levels` relative to their mean (`None` when one is not finite).
+fn relative(levels: &[f64]) -> Option<Vec<f64>> {
+    if levels.is_empty() || levels.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let mean = levels.iter().sum::<f64>() / levels.len() as f64;
+    Some(levels.iter().map(|v| v - mean).collect())
+}
+
+/// Band shares (percent of the power) as levels, dB.
+fn share_levels(shares: impl Iterator<Item = f64>) -> Vec<f64> {
+    shares.map(|s| 10.0 * (s / 100.0).log10()).collect()
+}
+
+impl TonalTarget {
+    /// From per-band levels (any common reference) and their spreads.
+    pub fn from_band_levels(name: &str, levels: &[f64], spreads: &[f64]) -> Option<TonalTarget> {
+        Some(TonalTarget {
+            name: name.to_string(),
+            mean_db: relative(levels)?,
+            tolerance_db: spreads.iter().map(|s| s.max(MIN_TOLERANCE_DB)).collect(),
+        })
+    }
+
+    /// From a profile: each band's power from the profile's tonal curve (its third-octave
+    /// levels summed over the band, sharp-edged like the plugin's band shares; the bands' filter
+    /// levels, whose 24 dB/octave skirts take in a neighbour's tone near an edge, disagreed with
+    /// the shares by up to 12 dB on tonal material), the spread of the references' band levels
+    /// as the tolerance. Third-octave resolution puts a tone within a sixth of an octave of a
+    /// band edge on either side of it, so strongly tonal material near an edge can read a few dB
+    /// off; on broadband material the two agree within 0.3 dB (`plugin/tests/reference.rs`).
+    /// Without a tonal curve in the profile, the band levels themselves.
+    pub fn from_profile(p: &sluice_core::analysis::compare::Profile) -> Option<TonalTarget> {
+        use sluice_core::analysis::spectrum::BANDS;
+        let spreads: Vec<f64> = p.bands.iter().map(|b| b.level_db.spread).collect();
+        let levels: Vec<f64> = if p.tonal.is_empty() {
+            p.bands.iter().map(|b| b.level_db.mean).collect()
+        } else {
+            BANDS
+                .iter()
+                .map(|&(_, lo, hi)| {
+                    let power: f64 = p
+                        .tonal
+                        .iter()
+                        .filter(|x| x.hz >= lo && x.hz < hi)
+                        .map(|x| 10f64.powf(x.mean_db / 10.0))
+                        .sum();
+                    10.0 * power.log10()
+                })
+                .collect()
+        };
+        Self::from_band_levels(&p.name, &levels, &spreads)
+    }
+
+    /// From references' band shares: per band the mean of their relative levels, the spread
+    /// between them as the tolerance.
+    pub fn from_references(name: &str, figures: &[&Figures]) -> Option<TonalTarget> {
+        let rel: Vec<Vec<f64>> = figures
+            .iter()
+            .filter_map(|f| {
+                let shares: Option<Vec<f64>> = f.band_share_percent.iter().copied().collect();
+                relative(&share_levels(shares?.into_iter()))
+            })
+            .collect();
+        let bands = rel.first()?.len();
+        let n = rel.len() as f64;
+        let mean: Vec<f64> = (0..bands)
+            .map(|b| rel.iter().map(|r| r[b]).sum::<f64>() / n)
+            .collect();
+        let spread: Vec<f64> = (0..bands)
+            .map(|b| (rel.iter().map(|r| (r[b] - mean[b]).powi(2)).sum::<f64>() / n).sqrt())
+            .collect();
+        Self::from_band_levels(name, &mean, &spread)
+    }
+
+    /// The mix's difference from the target per band (dB; positive: the mix has more there),
+    /// from its band shares; `None` while a share is undefined or zero.
+    pub fn deltas(&self, shares: &[f32]) -> Option<Vec<f64>> {
+        if shares.len() != self.mean_db.len() || shares.iter().any(|s| s.is_nan() || *s <= 0.0) {
+            return None;
+        }
+        let mix = relative(&share_levels(shares.iter().map(|&s| s as f64)))?;
+        Some(mix.iter().zip(&self.mean_db).map(|(m, t)| m - t).collect())
+    }
+}
+
+/// The profile file the tonal balance is held against.
+#[derive(Debug, Clone, Default)]
+struct ProfileFile {
+    path: String,
+    target: Option<Result<TonalTarget, String>>,
+}
+
 struct Slot {
     /// Raised whenever `audio` changes.
     generation: AtomicU64,
@@ -110,6 +219,7 @@ pub struct References {
     return_to: Mutex<Option<Producer<Arc<Loaded>>>>,
     /// The gain the audio thread applies to the reference now (dB, f32 bits), for the editor.
     pub gain_db_bits: AtomicU32,
+    profile: Mutex<ProfileFile>,
 }
 
 impl Default for References {
@@ -130,6 +240,7 @@ impl Default for References {
             returned: Mutex::new(rx),
             return_to: Mutex::new(Some(tx)),
             gain_db_bits: AtomicU32::new(f32::NAN.to_bits()),
+            profile: Mutex::new(ProfileFile::default()),
         }
     }
 }
@@ -374,6 +485,10 @@ impl References {
     /// Loads every path of `settings` for the session now known (activation, or a state
     /// restored by the host).
     pub fn reload_all(self: &Arc<Self>, settings: &ReferenceSettings, rate: u32, channels: usize) {
+        if self.profile_status().0 != settings.profile.trim() {
+            // Its error, if any, is shown in the editor.
+            let _ = self.load_profile(&settings.profile);
+        }
         let old_rate = self.rate.swap(rate, Ordering::Relaxed);
         let old_channels = self.channels.swap(channels as u32, Ordering::Relaxed);
         let changed = old_rate != rate || old_channels != channels as u32;
@@ -390,6 +505,61 @@ impl References {
             }
             self.request(slot, &path);
         }
+    }
+
+    /// Reads the profile file at `path` (`sluice ref profile export`; empty: none), which the
+    /// tonal balance is then held against. Returns why it cannot be used.
+    pub fn load_profile(&self, path: &str) -> Result<(), String> {
+        let path = path.trim().to_string();
+        let target = if path.is_empty() {
+            None
+        } else {
+            Some(
+                std::fs::read(&path)
+                    .map_err(|e| format!("{path}: {e}"))
+                    .and_then(|b| {
+                        serde_json::from_slice::<sluice_core::analysis::compare::Profile>(&b)
+                            .map_err(|e| format!("{path}: not a Sluice profile: {e}"))
+                    })
+                    .and_then(|p| {
+                        TonalTarget::from_profile(&p)
+                            .ok_or_else(|| format!("{path}: the profile has no band levels"))
+                    }),
+            )
+        };
+        let result = match &target {
+            Some(Err(e)) => Err(e.clone()),
+            _ => Ok(()),
+        };
+        *self.profile.lock().unwrap_or_else(|p| p.into_inner()) = ProfileFile { path, target };
+        result
+    }
+
+    /// The profile file's path and, when it could not be read, why.
+    pub fn profile_status(&self) -> (String, Option<String>) {
+        let p = self.profile.lock().unwrap_or_else(|p| p.into_inner());
+        let error = match &p.target {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        };
+        (p.path.clone(), error)
+    }
+
+    /// What the tonal balance is held against: the profile file when one is loaded, else the
+    /// references that are loaded (none: `None`).
+    pub fn tonal_target(&self) -> Option<TonalTarget> {
+        if let Some(Ok(t)) = &self
+            .profile
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .target
+        {
+            return Some(t.clone());
+        }
+        let statuses = self.statuses();
+        let figures: Vec<&Figures> = statuses.iter().filter_map(|s| s.figures.as_ref()).collect();
+        let name = format!("{} reference(s)", figures.len());
+        TonalTarget::from_references(&name, &figures)
     }
 
     /// Whether a load is under way.

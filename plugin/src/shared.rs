@@ -75,8 +75,10 @@ pub struct MeterShared {
 
     /// dB relative to a full-scale sine, smoothed (≈ 300 ms), at [`spectrum_point_hz`].
     pub spectrum: Box<[AtomicF32]>,
-    /// Share of the 20 Hz–20 kHz power in the core's five bands, percent.
+    /// Share of the 20 Hz–20 kHz power in the core's five bands, percent: of the smoothed
+    /// spectrum (now), and of all the power since the reset (the long-term balance).
     pub band_share: Box<[AtomicF32]>,
+    pub band_share_long: Box<[AtomicF32]>,
 
     /// Momentary and short-term loudness of each step, a ring of [`HISTORY_LEN`]; the value of
     /// step `k` (1-based, up to `steps`) is at `(k - 1) % HISTORY_LEN`.
@@ -131,6 +133,7 @@ impl Default for MeterShared {
             over_ceiling: AtomicBool::new(false),
             spectrum: atomics(SPECTRUM_POINTS, nan),
             band_share: atomics(sluice_core::analysis::spectrum::BANDS.len(), nan),
+            band_share_long: atomics(sluice_core::analysis::spectrum::BANDS.len(), nan),
             history_momentary: atomics(HISTORY_LEN, nan),
             history_short_term: atomics(HISTORY_LEN, nan),
             long_history_momentary: atomics(LONG_HISTORY_LEN, nan),
@@ -204,6 +207,7 @@ impl MeterShared {
             "spectrum_db": nums(&self.spectrum, SPECTRUM_POINTS),
             "spectrum_hz": (0..SPECTRUM_POINTS).map(spectrum_point_hz).collect::<Vec<_>>(),
             "band_share_percent": nums(&self.band_share, self.band_share.len()),
+            "band_share_long_percent": nums(&self.band_share_long, self.band_share_long.len()),
             "history_momentary_lufs": hist(&self.history_momentary),
             "history_short_term_lufs": hist(&self.history_short_term),
             "record": {

@@ -241,3 +241,134 @@ fn bad_references_are_refused_with_their_reason_and_nothing_else_changes() {
     );
     assert_eq!(st[3].state, "ready", "{:?}", st[3]);
 }
+
+#[test]
+fn tonal_balance_against_a_target_band_by_band() {
+    use sluice_plugin::reference::{Figures, TonalTarget};
+    // Levels falling 2 dB a band, spreads from none to 3 dB: relative to their mean, the
+    // tolerance never under 1 dB.
+    let t = TonalTarget::from_band_levels(
+        "test",
+        &[0.0, -2.0, -4.0, -6.0, -8.0],
+        &[0.0, 0.5, 1.5, 3.0, 1.0],
+    )
+    .unwrap();
+    assert_eq!(t.mean_db, [4.0, 2.0, 0.0, -2.0, -4.0]);
+    assert_eq!(t.tolerance_db, [1.0, 1.0, 1.5, 3.0, 1.0]);
+    // A mix with the target's balance reads 0 everywhere; with 4 dB more in the low band,
+    // +3.2 there and -0.8 elsewhere (the balance is relative to the bands' mean).
+    let shares = |levels: [f64; 5]| -> Vec<f32> {
+        let p: Vec<f64> = levels.iter().map(|l| 10f64.powf(l / 10.0)).collect();
+        let sum: f64 = p.iter().sum();
+        p.iter().map(|v| (100.0 * v / sum) as f32).collect()
+    };
+    let even = t.deltas(&shares([0.0, -2.0, -4.0, -6.0, -8.0])).unwrap();
+    assert!(even.iter().all(|d| d.abs() < 1e-4), "{even:?}");
+    let low = t.deltas(&shares([4.0, -2.0, -4.0, -6.0, -8.0])).unwrap();
+    let want = [3.2, -0.8, -0.8, -0.8, -0.8];
+    for (d, w) in low.iter().zip(want) {
+        assert!((d - w).abs() < 1e-4, "{low:?}");
+    }
+    // Undefined shares (silence): no deltas.
+    assert!(t.deltas(&[f32::NAN; 5]).is_none());
+    assert!(t.deltas(&[0.0, 25.0, 25.0, 25.0, 25.0]).is_none());
+    // From references: the mean of their balances, their spread as the tolerance.
+    let fig = |levels: [f64; 5]| Figures {
+        band_share_percent: shares(levels).iter().map(|&s| Some(s as f64)).collect(),
+        ..Figures::default()
+    };
+    let (a, b) = (fig([0.0; 5]), fig([2.0, 0.0, 0.0, 0.0, -2.0]));
+    let r = TonalTarget::from_references("two", &[&a, &b]).unwrap();
+    assert!(
+        (r.mean_db[0] - 1.0).abs() < 1e-4 && (r.mean_db[4] + 1.0).abs() < 1e-4,
+        "{r:?}"
+    );
+    assert!((r.tolerance_db[0] - 1.0).abs() < 1e-4, "{r:?}");
+    assert!(TonalTarget::from_references("none", &[]).is_none());
+}
+
+#[test]
+fn a_profile_file_that_cannot_be_used_says_why() {
+    let refs = References::default();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("gone.json");
+    let e = refs.load_profile(missing.to_str().unwrap()).unwrap_err();
+    assert!(e.contains("gone.json"), "{e}");
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, b"{\"name\": 3}").unwrap();
+    let e = refs.load_profile(junk.to_str().unwrap()).unwrap_err();
+    assert!(
+        e.contains("junk.json") && e.contains("not a Sluice profile"),
+        "{e}"
+    );
+    assert_eq!(refs.profile_status().1.as_deref(), Some(e.as_str()));
+    // No profile and no references: no target; cleared, no error.
+    assert!(refs.tonal_target().is_none());
+    refs.load_profile("").unwrap();
+    assert_eq!(refs.profile_status(), (String::new(), None));
+}
+
+/// A profile made by the core from a track (as `sluice ref profile export` writes it), loaded
+/// from its file: the same track played as the mix is within its tolerance in every band
+/// (the plugin's live band shares against the profile's band-filter levels).
+#[test]
+fn a_profile_file_of_the_same_track_finds_the_mix_in_balance() {
+    use sluice_core::analysis::compare::Profile;
+    use sluice_core::analysis::signature::Signature;
+    use sluice_core::analysis::{AnalysisOptions, Section};
+    let dir = tempfile::tempdir().unwrap();
+    // Broadband material (shaped noise with a beat), as music is: band edges fall inside
+    // its spectrum's slopes, not on a tone (see `TonalTarget::from_profile` on tones near an
+    // edge).
+    let style = sluice_core::signal::Style {
+        tilt_db_per_octave: -3.0,
+        band_gains_db: [2.0, 0.0, -1.0, -3.0, -2.0],
+        correlation: 0.6,
+        pulse_depth: 0.3,
+        sections_db: 3.0,
+        bpm: 120.0,
+    };
+    let track = sluice_core::signal::styled(RATE, 20.0, &style, 8);
+    let wav = dir.path().join("track.wav");
+    write_wav(&wav, RATE, &track);
+    let opts = AnalysisOptions {
+        sections: vec![
+            Section::Loudness,
+            Section::Levels,
+            Section::Spectrum,
+            Section::Stereo,
+            Section::Bands,
+            Section::Character,
+        ],
+        targets: Vec::new(),
+        ..AnalysisOptions::default()
+    };
+    let report = sluice_core::analysis::analyze(&wav, &opts, &mut |_| {}).unwrap();
+    let sig = Signature::from_report(&report).unwrap();
+    let profile = Profile::from_signatures("genre test profile", [&sig]).unwrap();
+    let file = dir.path().join("test.profile.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&profile).unwrap()).unwrap();
+
+    let mut s = Session::new(&ReferenceSettings {
+        profile: file.display().to_string(),
+        ..ReferenceSettings::default()
+    });
+    assert_eq!(s.shared.references.profile_status().1, None);
+    let target = s.shared.references.tonal_target().unwrap();
+    assert_eq!(target.name, "genre test profile");
+    s.run(&track, false, false, None, false);
+    let shares: Vec<f32> = s
+        .shared
+        .band_share_long
+        .iter()
+        .map(|v| v.load(Ordering::Relaxed))
+        .collect();
+    let d = target.deltas(&shares).unwrap();
+    eprintln!(
+        "shares {shares:?}, deltas {d:?}, tolerance {:?}",
+        target.tolerance_db
+    );
+    for (b, (d, tol)) in d.iter().zip(&target.tolerance_db).enumerate() {
+        assert!(d.abs() <= *tol, "band {b}: {d:+.2} dB outside ±{tol}");
+    }
+}

@@ -106,7 +106,11 @@ pub enum ProfileAction {
     /// Write the profile as JSON (to `--out FILE`, or standard output): what Sluice Meter loads
     /// to show a mix's tonal balance against it.
     Export {
-        #[arg(long, conflicts_with = "reference", required_unless_present = "reference")]
+        #[arg(
+            long,
+            conflicts_with = "reference",
+            required_unless_present = "reference"
+        )]
         genre: Option<String>,
         /// One reference, by id (3 or #3) or name.
         #[arg(long)]

@@ -82,6 +82,8 @@ pub struct Readings {
     pub distance_lu: f32,
     pub over_ceiling: bool,
     pub band_share: [f32; BANDS.len()],
+    /// Of all the power since the reset.
+    pub band_share_long: [f32; BANDS.len()],
     pub spectrum: Vec<f32>,
     /// The loudness history in the span asked for (oldest first; shorter until that much was
     /// measured), one point per [`Self::history_point_seconds`]: momentary (per second: the
@@ -127,6 +129,7 @@ impl Default for Readings {
             distance_lu: nan,
             over_ceiling: false,
             band_share: [nan; BANDS.len()],
+            band_share_long: [nan; BANDS.len()],
             spectrum: Vec::new(),
             history_momentary: Vec::new(),
             history_short_term: Vec::new(),
@@ -177,6 +180,13 @@ impl Readings {
         self.correlation = ld(&s.correlation);
         self.width = ld(&s.width);
         for (d, v) in self.band_share.iter_mut().zip(s.band_share.iter()) {
+            *d = ld(v);
+        }
+        for (d, v) in self
+            .band_share_long
+            .iter_mut()
+            .zip(s.band_share_long.iter())
+        {
             *d = ld(v);
         }
         self.spectrum.clear();

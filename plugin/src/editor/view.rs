@@ -75,6 +75,9 @@ pub struct ViewState {
     pub peak_times: Vec<f64>,
     /// The A/B row's path field.
     pub reference_path: String,
+    /// The spectrum's band strip shows the mix's tonal balance against the target (the
+    /// profile file, or the references) instead of the shares.
+    pub tonal: bool,
 }
 
 impl Default for ViewState {
@@ -87,6 +90,7 @@ impl Default for ViewState {
             peaks: Vec::new(),
             peak_times: Vec::new(),
             reference_path: String::new(),
+            tonal: false,
         }
     }
 }
@@ -284,7 +288,12 @@ pub fn draw(
     let numbers = numbers_panel(&painter, &mut texts, left, r);
     let bar_values = loudness_bars(&painter, &mut texts, bars, r);
     let hist = history_plot(ui, &painter, &mut texts, history, r, state);
-    let spec = spectrum_plot(ui, &painter, &mut texts, spectrum, r, state);
+    let tonal = if state.tonal {
+        shared.references.tonal_target()
+    } else {
+        None
+    };
+    let spec = spectrum_plot(ui, &painter, &mut texts, spectrum, r, state, tonal.as_ref());
     let record = status_bar(&painter, &mut texts, bottom, r);
     let history_points = hist.points;
     let spectrum_points = spec.points;
@@ -1211,6 +1220,7 @@ fn freq_x(area: Rect, hz: f32) -> f32 {
 /// The spectrum over the five shaded bands, their names and shares in a strip of their own
 /// above the plot (the trace is clipped to the plot, so it never crosses a label), a dB axis,
 /// and an optional peak hold.
+#[allow(clippy::too_many_arguments)]
 fn spectrum_plot(
     ui: &mut Ui,
     p: &egui::Painter,
@@ -1218,6 +1228,7 @@ fn spectrum_plot(
     rect: Rect,
     r: &Readings,
     state: &mut ViewState,
+    tonal: Option<&crate::reference::TonalTarget>,
 ) -> Plot {
     t.group = "spectrum";
     let k = t.k;
@@ -1264,6 +1275,7 @@ fn spectrum_plot(
         p.rect_filled(Rect::from_x_y_ranges(*xs, strip.y_range()), 0.0, shade);
     }
     let font = t.prop(11.0);
+    let deltas = tonal.and_then(|t| t.deltas(&r.band_share_long));
     t.group = "spectrum-bands";
     for (i, xs) in bands.iter().enumerate() {
         let fits = |s: &str| {
@@ -1284,7 +1296,25 @@ fn spectrum_plot(
             TEXT,
         );
         let share = r.band_share[i];
-        if share.is_finite() {
+        // With a tonal target: the mix's difference from it, coloured by its tolerance.
+        if let Some(d) = deltas.as_ref().and_then(|d| d.get(i)) {
+            let tol = tonal.map_or(1.0, |t| t.tolerance_db[i]);
+            let colour = if d.abs() <= tol {
+                GOOD
+            } else if d.abs() <= 2.0 * tol {
+                WARN
+            } else {
+                BAD
+            };
+            t.text(
+                p,
+                pos2(x, strip.max.y - 1.0),
+                Align2::CENTER_BOTTOM,
+                format!("{} dB", fmt1_signed(*d as f32)),
+                font.clone(),
+                colour,
+            );
+        } else if share.is_finite() {
             t.text(
                 p,
                 pos2(x, strip.max.y - 1.0),
@@ -1412,6 +1442,11 @@ fn spectrum_plot(
         area,
         json: json!({
             "peak_hold": state.peak_hold,
+            "tonal": tonal.map(|t| json!({
+                "target": t.name,
+                "deltas_db": deltas,
+                "tolerance_db": t.tolerance_db,
+            })),
             "peak_hold_chip": px_rect(hold_chip, ppp),
             "label_strip": px_rect(strip, ppp),
             "db_step": step,
@@ -1536,12 +1571,26 @@ fn ab_row(
     let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
     let load = row.place(ui, p, t, "Load", false, "load") || entered;
     let clear = row.place(ui, p, t, "Clear", false, "clear");
-    if load || clear {
-        let path = if clear {
-            String::new()
-        } else {
-            state.reference_path.trim().to_string()
-        };
+    let typed = state.reference_path.trim().to_string();
+    let slot_empty = slots.get(chosen).is_none_or(|s| s.path.is_empty());
+    // A profile file (`sluice ref profile export`) is loaded as the tonal target; Clear on an
+    // empty slot clears it.
+    let profile = if load && typed.to_ascii_lowercase().ends_with(".json") {
+        Some(typed.clone())
+    } else if clear && slot_empty {
+        Some(String::new())
+    } else {
+        None
+    };
+    if let Some(path) = profile {
+        if let Ok(mut settings) = params.references.write() {
+            settings.profile.clone_from(&path);
+        }
+        if refs.load_profile(&path).is_ok() && !path.is_empty() {
+            state.tonal = true;
+        }
+    } else if load || clear {
+        let path = if clear { String::new() } else { typed };
         if let Ok(mut settings) = params.references.write() {
             settings
                 .paths
@@ -1550,12 +1599,17 @@ fn ab_row(
         }
         refs.request(chosen, &path);
     }
+    if row.place(ui, p, t, "Tonal", state.tonal, "tonal") {
+        state.tonal = !state.tonal;
+    }
     if row.place(ui, p, t, "Sync", sync, "sync") {
         set_bool(&params.reference_sync, !sync);
     }
     // The chosen reference: its figures and the gain it plays at, or why it is missing.
     let s = &slots[chosen.min(slots.len() - 1)];
+    let (profile_path, profile_error) = refs.profile_status();
     let (text, colour) = match (s.state, &s.figures, &s.error) {
+        _ if profile_error.is_some() => (profile_error.clone().unwrap_or_default(), BAD),
         ("ready", Some(f), _) => {
             let gain = refs.gain_db();
             let mut line = format!(
@@ -1609,6 +1663,9 @@ fn ab_row(
         "sync": sync,
         "slots": slots,
         "line": text,
+        "profile": profile_path,
+        "profile_error": profile_error,
+        "tonal": state.tonal,
         "gain_db": num(refs.gain_db()),
         "rects": row.rects,
     })

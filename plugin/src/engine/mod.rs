@@ -180,6 +180,7 @@ impl Engine {
             &s.rms_channel,
             &s.spectrum,
             &s.band_share,
+            &s.band_share_long,
         ] {
             for v in arr.iter() {
                 v.store(nan, Ordering::Relaxed);

@@ -27,6 +27,8 @@ pub struct LiveSpectrum {
     scratch: Vec<Complex<f32>>,
     /// Smoothed power per FFT bin (`0..=n/2`), normalised so a full-scale sine's bins sum to 1.
     power: Vec<f64>,
+    /// Each bin's power summed over every frame since the reset (the long-term balance).
+    long_power: Vec<f64>,
     alpha: f64,
     norm: f64,
     /// FFT bin ranges of the display points.
@@ -75,6 +77,7 @@ impl LiveSpectrum {
             buf: vec![Complex::default(); n],
             scratch,
             power: vec![0.0; n / 2 + 1],
+            long_power: vec![0.0; n / 2 + 1],
             alpha: (-(hop as f64) / (f64::from(rate) * SMOOTHING_S)).exp(),
             norm,
             points,
@@ -85,6 +88,7 @@ impl LiveSpectrum {
     pub fn reset(&mut self) {
         self.ring.fill(Complex::default());
         self.power.fill(0.0);
+        self.long_power.fill(0.0);
         self.pos = 0;
         self.since_frame = 0;
         self.frames = 0;
@@ -150,6 +154,7 @@ impl LiveSpectrum {
                 * 0.5
                 * per_channel;
             let p = if k == 0 || k == n / 2 { p * 0.5 } else { p };
+            self.long_power[k] += p;
             self.power[k] = if first {
                 p
             } else {
@@ -169,25 +174,29 @@ impl LiveSpectrum {
             let db = if p > 0.0 { 10.0 * p.log10() } else { -200.0 };
             slot.store(db.max(-200.0) as f32, Ordering::Relaxed);
         }
-        let df = self.rate / self.n as f64;
-        let band_power = |f0: f64, f1: f64| -> f64 {
-            // Bins straddling an edge count in proportion, as in the core.
-            (0..=self.n / 2)
-                .map(|k| {
-                    let (lo, hi) = ((k as f64 - 0.5) * df, (k as f64 + 0.5) * df);
-                    let overlap = (hi.min(f1) - lo.max(f0)).max(0.0) / df;
-                    self.power[k] * overlap
-                })
-                .sum()
-        };
-        let total = band_power(20.0, 20_000.0);
-        for (slot, (_, f0, f1)) in shared.band_share.iter().zip(BANDS) {
-            let share = if total > 0.0 {
-                100.0 * band_power(f0, f1) / total
-            } else {
-                f64::NAN
+        let shares = |power: &[f64], out: &[nice_plug::prelude::AtomicF32]| {
+            let df = self.rate / self.n as f64;
+            let band_power = |f0: f64, f1: f64| -> f64 {
+                // Bins straddling an edge count in proportion, as in the core.
+                (0..=self.n / 2)
+                    .map(|k| {
+                        let (lo, hi) = ((k as f64 - 0.5) * df, (k as f64 + 0.5) * df);
+                        let overlap = (hi.min(f1) - lo.max(f0)).max(0.0) / df;
+                        power[k] * overlap
+                    })
+                    .sum()
             };
-            slot.store(share as f32, Ordering::Relaxed);
-        }
+            let total = band_power(20.0, 20_000.0);
+            for (slot, (_, f0, f1)) in out.iter().zip(BANDS) {
+                let share = if total > 0.0 {
+                    100.0 * band_power(f0, f1) / total
+                } else {
+                    f64::NAN
+                };
+                slot.store(share as f32, Ordering::Relaxed);
+            }
+        };
+        shares(&self.power, &shared.band_share);
+        shares(&self.long_power, &shared.band_share_long);
     }
 }
