@@ -154,6 +154,22 @@ pub fn server() -> Result<&'static XServer> {
         .map_err(|e| anyhow!("{e}"))
 }
 
+/// The display for a test, or `None` (the test is skipped, with a notice) when there is none
+/// and tools are not required; with `SLUICE_REQUIRE_TOOLS=1` a missing display fails the test.
+pub fn display_or_skip() -> Option<&'static XServer> {
+    match server() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            assert!(
+                std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "an X display is required (SLUICE_REQUIRE_TOOLS=1): {e:#}"
+            );
+            eprintln!("SKIPPED: {e:#} (SLUICE_REQUIRE_TOOLS=1 makes this fail)");
+            None
+        }
+    }
+}
+
 /// A top-level window standing in for a host's plugin window.
 pub struct ParentWindow {
     pub conn: XCBConnection,

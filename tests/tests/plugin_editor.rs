@@ -22,19 +22,8 @@ fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// The display, or `None` (test skipped) when there is none and tools are not required.
 fn display() -> Option<&'static XServer> {
-    match xdisplay::server() {
-        Ok(s) => Some(s),
-        Err(e) => {
-            assert!(
-                std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-                "an X display is required (SLUICE_REQUIRE_TOOLS=1): {e:#}"
-            );
-            eprintln!("SKIPPED: {e:#} (SLUICE_REQUIRE_TOOLS=1 makes this fail)");
-            None
-        }
-    }
+    xdisplay::display_or_skip()
 }
 
 fn load(rate: f64) -> ClapGuiHost {

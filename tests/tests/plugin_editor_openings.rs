@@ -29,17 +29,7 @@ fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
 }
 
 fn display() -> Option<&'static XServer> {
-    match xdisplay::server() {
-        Ok(s) => Some(s),
-        Err(e) => {
-            assert!(
-                std::env::var("SLUICE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-                "an X display is required (SLUICE_REQUIRE_TOOLS=1): {e:#}"
-            );
-            eprintln!("SKIPPED: {e:#} (SLUICE_REQUIRE_TOOLS=1 makes this fail)");
-            None
-        }
-    }
+    xdisplay::display_or_skip()
 }
 
 /// What a host has to offer this test.
