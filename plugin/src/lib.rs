@@ -31,6 +31,9 @@ pub struct SluiceMeter {
     recorder: Option<(record::RecorderRt, record::Writer)>,
     /// Plays the A/B references (the audio thread's side of `shared.references`).
     player: Option<reference::AbPlayer>,
+    /// Measures what is heard while the reference plays (its own meters, beside the mix's).
+    ref_engine: Option<(Engine, Arc<MeterShared>)>,
+    ref_was_playing: bool,
 }
 
 impl Default for SluiceMeter {
@@ -45,6 +48,8 @@ impl Default for SluiceMeter {
             engine: None,
             recorder: None,
             player: None,
+            ref_engine: None,
+            ref_was_playing: false,
         }
     }
 }
@@ -165,6 +170,17 @@ impl Plugin for SluiceMeter {
         if self.player.is_none() {
             self.player = refs.player();
         }
+        let ref_shared = Arc::new(MeterShared::default());
+        self.ref_engine = Some((
+            Engine::new(
+                config.sample_rate.round() as u32,
+                &weights(channels),
+                config.max_buffer_size as usize,
+                ref_shared.clone(),
+            ),
+            ref_shared,
+        ));
+        self.ref_was_playing = false;
         // A new activation ends the previous writer (and its take) first.
         self.stop_recorder();
         let params = self.params.clone();
@@ -252,6 +268,32 @@ impl Plugin for SluiceMeter {
                 n += 1;
             }
             player.process(&mut planes[..n], control);
+            // The reference's own meters, on what is heard, from the moment it is switched on.
+            let playing = player.playing();
+            if let Some((engine, meters)) = &mut self.ref_engine {
+                let refs = &self.shared.references;
+                if playing {
+                    if !self.ref_was_playing {
+                        engine.reset();
+                    }
+                    let heard: [&[f32]; MAX_CHANNELS] =
+                        std::array::from_fn(|i| if i < n { &*planes[i] } else { &[][..] });
+                    engine.process(&heard[..n]);
+                    let ord = std::sync::atomic::Ordering::Relaxed;
+                    for (slot, v) in refs.playing_lufs_bits.iter().zip([
+                        &meters.momentary,
+                        &meters.short_term,
+                        &meters.integrated,
+                    ]) {
+                        slot.store(v.load(ord).to_bits(), ord);
+                    }
+                } else if self.ref_was_playing {
+                    for slot in &refs.playing_lufs_bits {
+                        slot.store(f32::NAN.to_bits(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+            self.ref_was_playing = playing;
         }
         // KeepAlive, not Normal: meters must keep decaying and takes must have no gaps when the
         // input is silent, so the host must not stop calling us on silence.

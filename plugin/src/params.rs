@@ -127,6 +127,29 @@ pub struct SluiceParams {
     /// The references' files (see [`crate::reference::ReferenceSettings`]).
     #[persist = "references"]
     pub references: Arc<RwLock<crate::reference::ReferenceSettings>>,
+    /// How the editor shows things (history span, tonal balance, peak hold).
+    #[persist = "editor"]
+    pub editor: Arc<RwLock<EditorSettings>>,
+}
+
+/// The editor's choices, saved with the state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EditorSettings {
+    /// The history's span, by its label ("10 s", "1 min", "5 min", "30 min", "Session").
+    pub span: String,
+    pub tonal: bool,
+    pub peak_hold: bool,
+}
+
+impl Default for EditorSettings {
+    fn default() -> Self {
+        EditorSettings {
+            span: "Session".into(),
+            tonal: false,
+            peak_hold: true,
+        }
+    }
 }
 
 impl Default for SluiceParams {
@@ -173,6 +196,7 @@ impl Default for SluiceParams {
             ),
             reference_sync: BoolParam::new("Reference follows transport", true),
             references: Arc::new(RwLock::new(crate::reference::ReferenceSettings::default())),
+            editor: Arc::new(RwLock::new(EditorSettings::default())),
         }
     }
 }

@@ -36,6 +36,8 @@ use std::sync::{Arc, Mutex};
 pub const MAX_REFERENCES: usize = 4;
 /// The longest reference kept in memory (a 15-minute stereo file at 48 kHz is 346 MB).
 pub const MAX_SECONDS: f64 = 15.0 * 60.0;
+/// How long switching between the mix and the reference crossfades (no click).
+pub const FADE_SECONDS: f32 = 0.02;
 /// References that cannot be handed back at once wait here (the ring's size).
 const RETURN_RING: usize = 4 * MAX_REFERENCES;
 
@@ -219,6 +221,9 @@ pub struct References {
     return_to: Mutex<Option<Producer<Arc<Loaded>>>>,
     /// The gain the audio thread applies to the reference now (dB, f32 bits), for the editor.
     pub gain_db_bits: AtomicU32,
+    /// What is heard while the reference plays, measured (f32 bits, NaN otherwise): momentary,
+    /// short-term and integrated loudness since Ref was switched on.
+    pub playing_lufs_bits: [AtomicU32; 3],
     profile: Mutex<ProfileFile>,
 }
 
@@ -240,6 +245,7 @@ impl Default for References {
             returned: Mutex::new(rx),
             return_to: Mutex::new(Some(tx)),
             gain_db_bits: AtomicU32::new(f32::NAN.to_bits()),
+            playing_lufs_bits: std::array::from_fn(|_| AtomicU32::new(f32::NAN.to_bits())),
             profile: Mutex::new(ProfileFile::default()),
         }
     }
@@ -383,6 +389,7 @@ impl References {
             return_to: tx,
             free_pos: 0,
             gain: f32::NAN,
+            fade: 0.0,
         })
     }
 
@@ -567,6 +574,12 @@ impl References {
         self.statuses().iter().any(|s| s.state == "loading")
     }
 
+    /// What is heard while the reference plays: momentary, short-term and integrated LUFS
+    /// (NaN while the mix is heard, or before a value).
+    pub fn playing_lufs(&self) -> [f32; 3] {
+        std::array::from_fn(|i| f32::from_bits(self.playing_lufs_bits[i].load(Ordering::Relaxed)))
+    }
+
     /// The level-match gain the audio thread applies now (dB; NaN while not playing a
     /// reference).
     pub fn gain_db(&self) -> f32 {
@@ -586,6 +599,9 @@ pub struct AbPlayer {
     free_pos: u64,
     /// The linear gain applied at the end of the last block (NaN: none yet).
     gain: f32,
+    /// How much of the output is the reference: 0 (the mix) to 1, moving over [`FADE_SECONDS`]
+    /// when the switch changes.
+    fade: f32,
 }
 
 /// How the reference plays in one block.
@@ -625,70 +641,93 @@ impl AbPlayer {
         }
         self.send_back_pending();
         let frames = out.first().map_or(0, |o| o.len());
-        let chosen = if c.listen {
-            self.cached.get(c.slot).and_then(Option::as_ref)
+        if frames == 0 {
+            return;
+        }
+        let chosen = self.cached.get(c.slot).and_then(Option::as_ref);
+        let want: f32 = if c.listen && chosen.is_some() {
+            1.0
         } else {
-            None
+            0.0
         };
-        let Some(r) = chosen else {
+        if self.fade == 0.0 && want == 0.0 {
+            // The mix, untouched (bit for bit).
             self.gain = f32::NAN;
             self.refs
                 .gain_db_bits
                 .store(f32::NAN.to_bits(), Ordering::Relaxed);
             return;
-        };
-        let to = if c.mix_lufs.is_finite() {
-            c.mix_lufs
-        } else {
-            c.target_lufs
-        };
-        let gain_db = (to as f64 - r.figures.integrated_lufs) as f32;
-        let target_gain = 10f32.powf(gain_db / 20.0);
-        let from_gain = if self.gain.is_finite() {
-            self.gain
-        } else {
-            target_gain
-        };
-        self.refs
-            .gain_db_bits
-            .store(gain_db.to_bits(), Ordering::Relaxed);
-        let len = r.frames as u64;
-        let (start, silent) = if c.sync {
-            match c.position {
-                Some(p) if c.playing => (p.rem_euclid(len as i64) as u64, false),
-                Some(p) => (p.rem_euclid(len as i64) as u64, true),
-                None => (self.free_pos % len, false),
+        }
+        let rate = self.refs.rate.load(Ordering::Relaxed).max(1) as f32;
+        let fade_step = (want - self.fade).signum() / (FADE_SECONDS * rate);
+        let fade0 = self.fade;
+        let fade_at = |n: usize| (fade0 + fade_step * (n + 1) as f32).clamp(0.0, 1.0);
+        // The reference's gain and where it plays (none while the slot is being emptied: the
+        // fade then goes to the mix over silence).
+        let (plan, from_gain, step) = match chosen {
+            Some(r) => {
+                let to = if c.mix_lufs.is_finite() {
+                    c.mix_lufs
+                } else {
+                    c.target_lufs
+                };
+                let gain_db = (to as f64 - r.figures.integrated_lufs) as f32;
+                let target_gain = 10f32.powf(gain_db / 20.0);
+                let from_gain = if self.gain.is_finite() {
+                    self.gain
+                } else {
+                    target_gain
+                };
+                self.refs
+                    .gain_db_bits
+                    .store(gain_db.to_bits(), Ordering::Relaxed);
+                let len = r.frames as u64;
+                let (start, silent) = match (c.sync, c.position) {
+                    (true, Some(p)) => (p.rem_euclid(len as i64) as u64, !c.playing),
+                    _ => (self.free_pos % len, false),
+                };
+                if !c.sync || c.position.is_none() {
+                    self.free_pos = (self.free_pos + frames as u64) % len;
+                }
+                self.gain = target_gain;
+                let step = if frames > 0 {
+                    (target_gain - from_gain) / frames as f32
+                } else {
+                    0.0
+                };
+                ((!silent).then_some((r, start as usize)), from_gain, step)
             }
-        } else {
-            (self.free_pos % len, false)
-        };
-        let step = if frames > 0 {
-            (target_gain - from_gain) / frames as f32
-        } else {
-            0.0
+            None => (None, 0.0, 0.0),
         };
         for (ch, o) in out.iter_mut().enumerate() {
-            let Some(plane) = r.planes.get(ch) else {
-                o.fill(0.0);
-                continue;
-            };
-            if silent {
-                o.fill(0.0);
-                continue;
-            }
-            let mut pos = start as usize;
+            let plane = plan.and_then(|(r, start)| r.planes.get(ch).map(|p| (r, p, start)));
+            let mut pos = plan.map_or(0, |(_, start)| start);
             for (n, v) in o.iter_mut().enumerate() {
-                *v = plane[pos] * (from_gain + step * (n + 1) as f32);
-                pos += 1;
-                if pos == r.frames {
-                    pos = 0;
-                }
+                let reference = match plane {
+                    Some((r, p, _)) => {
+                        let x = p[pos] * (from_gain + step * (n + 1) as f32);
+                        pos += 1;
+                        if pos == r.frames {
+                            pos = 0;
+                        }
+                        x
+                    }
+                    None => 0.0,
+                };
+                let a = fade_at(n);
+                *v = if a >= 1.0 {
+                    reference
+                } else {
+                    *v * (1.0 - a) + reference * a
+                };
             }
         }
-        if !c.sync || c.position.is_none() {
-            self.free_pos = (self.free_pos + frames as u64) % len;
-        }
-        self.gain = target_gain;
+        self.fade = fade_at(frames.saturating_sub(1));
+    }
+
+    /// Whether the reference is heard (wholly or fading).
+    pub fn playing(&self) -> bool {
+        self.fade > 0.0
     }
 
     fn retire(&mut self, old: Arc<Loaded>) {

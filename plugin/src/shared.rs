@@ -223,6 +223,9 @@ impl MeterShared {
             "references": {
                 "slots": self.references.statuses(),
                 "gain_db": num(&nice_plug::prelude::AtomicF32::new(self.references.gain_db())),
+                "playing_lufs": self.references.playing_lufs().iter()
+                    .map(|v| num(&nice_plug::prelude::AtomicF32::new(*v)))
+                    .collect::<Vec<_>>(),
             },
         })
     }

@@ -8,7 +8,7 @@ use nice_assert_no_alloc::assert_no_alloc;
 use sluice_core::analysis::loudness::LoudnessMeter;
 use sluice_core::signal::programme;
 use sluice_plugin::engine::Engine;
-use sluice_plugin::reference::{AbControl, AbPlayer, ReferenceSettings, References};
+use sluice_plugin::reference::{AbControl, AbPlayer, FADE_SECONDS, ReferenceSettings, References};
 use sluice_plugin::shared::MeterShared;
 use std::path::Path;
 use std::sync::Arc;
@@ -170,9 +170,25 @@ fn a_reference_6_db_louder_plays_at_the_mixs_loudness() {
     assert!((s.shared.references.gain_db() as f64 - (mix_now - ref_lufs)).abs() < 0.05);
     // The meters kept measuring the mix, not what was played.
     assert!((mix_now - mix_lufs).abs() < 0.1, "{mix_now} vs {mix_lufs}");
-    // Back to Mix: the input again.
+    // Back to Mix: a crossfade of FADE_SECONDS (no click), then the input again, bit for bit.
     let again: Vec<Vec<f32>> = mix.iter().map(|p| p[..RATE as usize].to_vec()).collect();
-    assert_eq!(s.run(&again, false, false, None, false), again);
+    let back = s.run(&again, false, false, None, false);
+    let fade = (FADE_SECONDS * RATE as f32) as usize;
+    for (b, a) in back.iter().zip(&again) {
+        assert_eq!(b[fade..], a[fade..], "the mix after the crossfade");
+        let jump = b
+            .windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .fold(0f32, f32::max);
+        let own = a
+            .windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            jump <= own + 0.05,
+            "no click: steps up to {jump} against the mix's {own}"
+        );
+    }
 }
 
 #[test]

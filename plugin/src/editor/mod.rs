@@ -83,6 +83,9 @@ impl NiceEguiApp for MeterApp {
             }
         }
         frame.set_clear_color(view::BACKGROUND.into());
+        if let Ok(saved) = self.params.editor.read() {
+            self.view.load(&saved);
+        }
         view::style(&egui_ctx);
         self.gui = Some(gui);
         Ok(())
@@ -101,6 +104,14 @@ impl NiceEguiApp for MeterApp {
             &mut self.view,
         );
         self.shared.editor.publish(drawn);
+        // A choice made in this frame goes into the state (read without waiting; written only
+        // when it changed).
+        let now = self.view.settings();
+        if self.params.editor.try_read().is_ok_and(|s| *s != now)
+            && let Ok(mut s) = self.params.editor.try_write()
+        {
+            *s = now;
+        }
         ui.ctx().request_repaint_after(FRAME_INTERVAL);
     }
 

@@ -80,6 +80,27 @@ pub struct ViewState {
     pub tonal: bool,
 }
 
+impl ViewState {
+    /// Takes the choices saved with the state.
+    pub fn load(&mut self, saved: &crate::params::EditorSettings) {
+        self.span = Span::ALL
+            .into_iter()
+            .find(|s| s.label() == saved.span)
+            .unwrap_or_default();
+        self.tonal = saved.tonal;
+        self.peak_hold = saved.peak_hold;
+    }
+
+    /// The choices to save with the state.
+    pub fn settings(&self) -> crate::params::EditorSettings {
+        crate::params::EditorSettings {
+            span: self.span.label().into(),
+            tonal: self.tonal,
+            peak_hold: self.peak_hold,
+        }
+    }
+}
+
 impl Default for ViewState {
     fn default() -> Self {
         ViewState {
@@ -1620,6 +1641,16 @@ fn ab_row(
             );
             if gain.is_finite() {
                 line.push_str(&format!("  at {} dB", fmt1_signed(gain)));
+            }
+            // What is heard while Ref is on, measured like the mix.
+            let [m, st, i] = refs.playing_lufs();
+            if m.is_finite() || i.is_finite() {
+                line.push_str(&format!(
+                    "  heard M {} S {} I {}",
+                    fmt1(m),
+                    fmt1(st),
+                    fmt1(i)
+                ));
             }
             (line, TEXT)
         }

@@ -772,6 +772,18 @@ pub fn reference_ab<H: Host>() {
         "{}: played at {played:.2} LUFS, the mix is {mix_lufs:.2}",
         H::FORMAT
     );
+    // Its own meters measure what was heard: the output, measured offline (its first
+    // 400 ms played at the target's loudness, before the mix had one).
+    let r = reference_slots(&host, &path_s).expect("the instance");
+    let heard = r["playing_lufs"][2]
+        .as_f64()
+        .expect("an integrated loudness of what was heard");
+    let output = integrated_lufs(rate, &out);
+    assert!(
+        (heard - output).abs() <= 0.1,
+        "{}: the reference's meter says {heard:.2} LUFS, the output is {output:.2}",
+        H::FORMAT
+    );
     let saved = H::state_json(&ok(host.save()));
     let fields: serde_json::Value = serde_json::from_str(
         saved["fields"]["references"]
