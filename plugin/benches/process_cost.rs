@@ -6,7 +6,7 @@
 //!
 //! A third column runs the same with reference A/B active: a 44.1 kHz reference (decoded and
 //! resampled beforehand, as the plugin's loader thread does) played over the output,
-//! level-matched. Every figure is the fastest of 3 runs, wall time with the thread's CPU time
+//! level-matched, and measured by a second engine (the reference's meters), as `process` does. Every figure is the fastest of 3 runs, wall time with the thread's CPU time
 //! beside it.
 //!
 //! `cargo bench -p sluice-plugin --bench process_cost [-- --seconds N]`. Exits non-zero when
@@ -93,6 +93,10 @@ fn run(sig: &[Vec<f32>], block: usize, dir: &std::path::Path, ab: Option<&str>) 
     })
     .expect("writer thread");
     let mut out = vec![vec![0f32; block]; 2];
+    // As the plugin does while Ref is on: a second engine measures what is heard.
+    let mut heard_engine = ab.map(|_| {
+        Engine::new(RATE, &[1.0, 1.0], block, Arc::new(MeterShared::default()))
+    });
     let t0 = Instant::now();
     let c0 = thread_cpu();
     let mut at = 0;
@@ -126,6 +130,9 @@ fn run(sig: &[Vec<f32>], block: usize, dir: &std::path::Path, ab: Option<&str>) 
                     position: Some(at as i64),
                 },
             );
+            if let Some(h) = &mut heard_engine {
+                h.process(&[&o[0][..], &o[1][..]]);
+            }
             std::hint::black_box(&o);
         }
         at += n;
