@@ -94,9 +94,8 @@ fn run(sig: &[Vec<f32>], block: usize, dir: &std::path::Path, ab: Option<&str>) 
     .expect("writer thread");
     let mut out = vec![vec![0f32; block]; 2];
     // As the plugin does while Ref is on: a second engine measures what is heard.
-    let mut heard_engine = ab.map(|_| {
-        Engine::new(RATE, &[1.0, 1.0], block, Arc::new(MeterShared::default()))
-    });
+    let mut heard_engine =
+        ab.map(|_| Engine::new(RATE, &[1.0, 1.0], block, Arc::new(MeterShared::default())));
     let t0 = Instant::now();
     let c0 = thread_cpu();
     let mut at = 0;
