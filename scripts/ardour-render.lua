@@ -107,7 +107,9 @@ local function check_plugins(route, with_plugin, armed)
 				n = n + 1
 			end
 		end
-		check(n == 4, "Sluice Meter exposes " .. n .. " input parameters, expected 4")
+		-- Record arm, Target, Custom target, Custom ceiling, Bypass, Listen to reference,
+		-- Reference, Reference follows transport
+		check(n == 8, "Sluice Meter exposes " .. n .. " input parameters, expected 8")
 	else
 		check(#ins == 0, "the control session has " .. #ins .. " plugin insert(s) on Programme, expected none")
 	end
