@@ -26,6 +26,7 @@ tasks:
         (re)write a VST3 bundle's Contents/Resources/moduleinfo.json from its factory";
 
 fn main() -> ExitCode {
+    forget_cargo_run_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None | Some("help" | "-h" | "--help") => {
@@ -48,6 +49,38 @@ fn main() -> ExitCode {
             eprintln!("xtask: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `cargo run` (which `cargo xtask` is) gives this process the variables cargo sets for a crate it
+/// runs: `CARGO_MANIFEST_DIR` (xtask's folder), `CARGO_PKG_NAME` and the like. The `cargo build`
+/// that nice-plug-xtask spawns inherited them, and a build script that watches one of them
+/// (ring's watches `CARGO_MANIFEST_DIR`) then saw another value than a plain `cargo build` or
+/// `cargo test` does: ring, rustls, async-nats and sluice-host, and every test binary linking
+/// them, were built twice in each CI run (about 3 minutes and gigabytes of disk, which filled
+/// the CI machine once). Go to the workspace root, which nice-plug-xtask otherwise finds from
+/// `CARGO_MANIFEST_DIR`, and drop them. Called first in `main`, before any thread exists.
+fn forget_cargo_run_env() {
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR")
+        && let Some(root) = Path::new(&dir).parent()
+    {
+        let _ = std::env::set_current_dir(root);
+    }
+    let names: Vec<_> = std::env::vars_os()
+        .filter_map(|(name, _)| {
+            let n = name.to_str()?;
+            let set_by_cargo_run = n.starts_with("CARGO_PKG_")
+                || n.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    n,
+                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+                );
+            set_by_cargo_run.then_some(name)
+        })
+        .collect();
+    for name in names {
+        // SAFETY: main's first call, while this process has one thread.
+        unsafe { std::env::remove_var(name) };
     }
 }
 
