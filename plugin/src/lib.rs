@@ -66,6 +66,15 @@ impl Drop for SluiceMeter {
         {
             nice_plug::nice_warn!("an editor window thread is still running at destroy");
         }
+        // A reference still loading stops between two blocks; its thread must be gone before
+        // the host may unload this library.
+        if !self
+            .shared
+            .references
+            .close(std::time::Duration::from_secs(3))
+        {
+            nice_plug::nice_warn!("a reference loader thread is still running at destroy");
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use sluice_core::block::{Block, SignalSpec};
 use sluice_core::render::Stage;
 use sluice_core::render::resample::{Resample, ResampleQuality};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Reference slots.
@@ -225,6 +225,10 @@ pub struct References {
     /// short-term and integrated loudness since Ref was switched on.
     pub playing_lufs_bits: [AtomicU32; 3],
     profile: Mutex<ProfileFile>,
+    /// The loader threads (joined by `close`), and whether the instance is going (they stop
+    /// between blocks; no new one starts).
+    loaders: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    closing: AtomicBool,
 }
 
 impl Default for References {
@@ -247,28 +251,88 @@ impl Default for References {
             gain_db_bits: AtomicU32::new(f32::NAN.to_bits()),
             playing_lufs_bits: std::array::from_fn(|_| AtomicU32::new(f32::NAN.to_bits())),
             profile: Mutex::new(ProfileFile::default()),
+            loaders: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
         }
     }
 }
 
-/// Why a reference could not be loaded.
-pub fn load(path: &Path, rate: u32, channels: usize) -> Result<Loaded, String> {
+/// Decodes, measures and resamples the reference at `path` in one pass: why it cannot be used,
+/// or "cancelled" when `stop` turned true between two decoded blocks (the instance is going, or
+/// a later request for the slot replaced this one).
+pub fn load(
+    path: &Path,
+    rate: u32,
+    channels: usize,
+    stop: &dyn Fn() -> bool,
+) -> Result<Loaded, String> {
     let shown = path.display();
     let opts = AnalysisOptions {
         sections: vec![Section::Loudness, Section::Spectrum],
         targets: Vec::new(),
         ..AnalysisOptions::default()
     };
-    let report = sluice_core::analysis::analyze(path, &opts, &mut |_| {})
-        .map_err(|e| format!("{shown}: {e}"))?;
-    let seconds = report.stream.duration_seconds.unwrap_or(0.0);
-    if seconds > MAX_SECONDS {
-        return Err(format!(
+    let mut dec = sluice_core::Decoder::open(path).map_err(|e| e.to_string())?;
+    let info = dec.info().clone();
+    let too_long = |seconds: f64| {
+        format!(
             "{shown}: {:.0} minutes long; references up to {:.0} minutes are kept in memory",
             seconds / 60.0,
             MAX_SECONDS / 60.0
-        ));
+        )
+    };
+    if let Some(seconds) = info.duration_seconds
+        && seconds > MAX_SECONDS
+    {
+        return Err(too_long(seconds));
     }
+    let mut analyzers = sluice_core::analysis::plan(&info, &opts);
+    let spec = SignalSpec::with_channels(info.sample_rate, info.channels.max(1) as usize);
+    let mut resample =
+        (info.sample_rate != rate).then(|| Resample::new(rate, ResampleQuality::Fft));
+    if let Some(r) = &mut resample {
+        r.start(&spec).map_err(|e| format!("{shown}: {e}"))?;
+    }
+    let most_frames = (MAX_SECONDS * f64::from(info.sample_rate.max(1))) as u64;
+    let mut out = Block::new(spec.channels());
+    let mut block = Block::new(spec.channels());
+    let mut frames_read = 0u64;
+    while let Some(decoded) = dec.next_block().map_err(|e| e.to_string())? {
+        if stop() {
+            return Err(format!("{shown}: cancelled"));
+        }
+        {
+            let planes: Vec<&[f32]> = decoded.planes().collect();
+            // A file whose header gave no length is refused once it proves too long, before
+            // more of it is held.
+            frames_read += planes.first().map_or(0, |p| p.len()) as u64;
+            if frames_read > most_frames {
+                return Err(too_long(
+                    frames_read as f64 / f64::from(info.sample_rate.max(1)),
+                ));
+            }
+            for a in &mut analyzers {
+                a.feed(&planes);
+            }
+        }
+        block.copy_from_decoded(decoded);
+        if let Some(r) = &mut resample {
+            r.process(&mut block);
+        }
+        out.extend_from(&block);
+    }
+    if let Some(r) = &mut resample {
+        loop {
+            block.reset(spec.channels());
+            let more = r.finish(&mut block);
+            out.extend_from(&block);
+            if !more {
+                break;
+            }
+        }
+    }
+    let report = sluice_core::analysis::conclude(dec, analyzers, &opts);
+    let seconds = report.stream.duration_seconds.unwrap_or(0.0);
     let loudness = report
         .loudness
         .as_ref()
@@ -291,8 +355,7 @@ pub fn load(path: &Path, rate: u32, channels: usize) -> Result<Loaded, String> {
         sample_rate: report.stream.sample_rate,
         channels: report.stream.channels as usize,
     };
-    let planes = decode_at(path, rate).map_err(|e| format!("{shown}: {e}"))?;
-    let planes = map_channels(planes, channels);
+    let planes = map_channels(out.into_planes(), channels);
     let frames = planes.first().map_or(0, Vec::len);
     if frames == 0 {
         return Err(format!("{shown}: no audio"));
@@ -303,38 +366,6 @@ pub fn load(path: &Path, rate: u32, channels: usize) -> Result<Loaded, String> {
         planes,
         frames,
     })
-}
-
-/// The file's audio, planar, at `rate`.
-fn decode_at(path: &Path, rate: u32) -> Result<Vec<Vec<f32>>, String> {
-    let mut dec = sluice_core::Decoder::open(path).map_err(|e| e.to_string())?;
-    let info = dec.info().clone();
-    let spec = SignalSpec::with_channels(info.sample_rate, info.channels.max(1) as usize);
-    let mut resample =
-        (info.sample_rate != rate).then(|| Resample::new(rate, ResampleQuality::Fft));
-    if let Some(r) = &mut resample {
-        r.start(&spec).map_err(|e| e.to_string())?;
-    }
-    let mut out = Block::new(spec.channels());
-    let mut block = Block::new(spec.channels());
-    while let Some(decoded) = dec.next_block().map_err(|e| e.to_string())? {
-        block.copy_from_decoded(decoded);
-        if let Some(r) = &mut resample {
-            r.process(&mut block);
-        }
-        out.extend_from(&block);
-    }
-    if let Some(r) = &mut resample {
-        loop {
-            block.reset(spec.channels());
-            let more = r.finish(&mut block);
-            out.extend_from(&block);
-            if !more {
-                break;
-            }
-        }
-    }
-    Ok(out.into_planes())
 }
 
 /// Maps a reference's channels onto `channels` session channels.
@@ -446,36 +477,79 @@ impl References {
             // Not active yet: `reload_all` at activation loads it.
             return;
         }
+        // Held while the thread starts, so `close` either sees it in the list or it sees
+        // `closing`.
+        let mut loaders = self.loaders.lock().unwrap_or_else(|p| p.into_inner());
+        if self.closing.load(Ordering::Acquire) {
+            return;
+        }
+        // Those that ended are joined here; the list holds the running ones.
+        for done in loaders.extract_if(.., |h| h.is_finished()) {
+            let _ = done.join();
+        }
         let me = self.clone();
         let spawned = std::thread::Builder::new()
             .name("sluice-reference-load".into())
             .spawn(move || {
-                let result = load(Path::new(&path), rate, channels);
                 let s = &me.slots[slot];
-                if s.requests.load(Ordering::Acquire) != n {
-                    return; // a later request for this slot wins
-                }
-                let mut st = s.status.lock().unwrap_or_else(|p| p.into_inner());
-                match result {
-                    Ok(loaded) => {
-                        st.state = "ready";
-                        st.figures = Some(loaded.figures.clone());
-                        drop(st);
-                        me.set_audio(slot, Some(Arc::new(loaded)));
-                    }
-                    Err(e) => {
-                        st.state = "error";
-                        st.error = Some(e);
-                        drop(st);
-                        me.set_audio(slot, None);
+                let stop = || {
+                    me.closing.load(Ordering::Acquire) || s.requests.load(Ordering::Acquire) != n
+                };
+                let result = load(Path::new(&path), rate, channels, &stop);
+                if !stop() {
+                    let mut st = s.status.lock().unwrap_or_else(|p| p.into_inner());
+                    match result {
+                        Ok(loaded) => {
+                            st.state = "ready";
+                            st.figures = Some(loaded.figures.clone());
+                            drop(st);
+                            me.set_audio(slot, Some(Arc::new(loaded)));
+                        }
+                        Err(e) => {
+                            st.state = "error";
+                            st.error = Some(e);
+                            drop(st);
+                            me.set_audio(slot, None);
+                        }
                     }
                 }
             });
-        if let Err(e) = spawned {
-            let mut st = s.status.lock().unwrap_or_else(|p| p.into_inner());
-            st.state = "error";
-            st.error = Some(format!("cannot start loading: {e}"));
+        match spawned {
+            Ok(handle) => loaders.push(handle),
+            Err(e) => {
+                drop(loaders);
+                let mut st = s.status.lock().unwrap_or_else(|p| p.into_inner());
+                st.state = "error";
+                st.error = Some(format!("cannot start loading: {e}"));
+            }
         }
+    }
+
+    /// Stops the loads under way (each between two decoded blocks) and waits up to `timeout`
+    /// for their threads to end; no load starts after this. Called when the instance is
+    /// destroyed: a host may unload the plugin's library right after, and a thread still
+    /// running its code would then crash the host. Returns whether every loader ended.
+    pub fn close(&self, timeout: std::time::Duration) -> bool {
+        let mut loaders = self.loaders.lock().unwrap_or_else(|p| p.into_inner());
+        self.closing.store(true, Ordering::Release);
+        let until = std::time::Instant::now() + timeout;
+        while !loaders.iter().all(|h| h.is_finished()) {
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // Joined, not only finished: the thread has left this library's code entirely.
+        for h in loaders.drain(..) {
+            let _ = h.join();
+        }
+        true
+    }
+
+    /// Loader threads not yet joined (running, or ended since the last request).
+    pub fn loads_running(&self) -> usize {
+        let loaders = self.loaders.lock().unwrap_or_else(|p| p.into_inner());
+        loaders.iter().filter(|h| !h.is_finished()).count()
     }
 
     fn set_audio(&self, slot: usize, audio: Option<Arc<Loaded>>) {

@@ -388,3 +388,71 @@ fn a_profile_file_of_the_same_track_finds_the_mix_in_balance() {
         assert!(d.abs() <= *tol, "band {b}: {d:+.2} dB outside ±{tol}");
     }
 }
+
+/// A long mono WAV at 44.1 kHz: seconds to decode, measure and resample to 48 kHz.
+fn long_reference(dir: &Path, minutes: usize) -> String {
+    let path = dir.join("long.wav");
+    let n = 44_100 * 60 * minutes;
+    let tone: Vec<f32> = (0..n)
+        .map(|i| 0.25 * (std::f32::consts::TAU * 441.0 * i as f32 / 44_100.0).sin())
+        .collect();
+    write_wav(&path, 44_100, &[tone]);
+    path.display().to_string()
+}
+
+#[test]
+fn closing_stops_the_loads_under_way_and_waits_for_their_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = long_reference(dir.path(), 6);
+    let refs = Arc::new(References::default());
+    refs.rate.store(RATE, Ordering::Relaxed);
+    refs.channels.store(2, Ordering::Relaxed);
+    for slot in 0..4 {
+        refs.request(slot, &long);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(refs.loads_running(), 4);
+    let t = Instant::now();
+    assert!(refs.close(Duration::from_secs(30)), "every loader ended");
+    let took = t.elapsed();
+    eprintln!("closed in {:.1} ms", took.as_secs_f64() * 1e3);
+    assert_eq!(refs.loads_running(), 0);
+    assert!(
+        took < Duration::from_secs(1),
+        "closing took {took:?}: the loads ran to their end instead of stopping"
+    );
+    for s in refs.statuses() {
+        assert_eq!(s.state, "loading", "a stopped load sets nothing: {s:?}");
+    }
+    // Nothing starts once closed.
+    refs.request(0, &long);
+    assert_eq!(refs.loads_running(), 0);
+}
+
+#[test]
+fn a_later_request_for_a_slot_stops_the_load_it_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = long_reference(dir.path(), 6);
+    let short = dir.path().join("short.wav");
+    write_wav(&short, RATE, &programme(RATE, 2, RATE as usize * 3, 7));
+    let short = short.display().to_string();
+    let refs = Arc::new(References::default());
+    refs.rate.store(RATE, Ordering::Relaxed);
+    refs.channels.store(2, Ordering::Relaxed);
+    refs.request(0, &long);
+    std::thread::sleep(Duration::from_millis(50));
+    refs.request(0, &short);
+    wait_loaded(&refs);
+    let st = &refs.statuses()[0];
+    assert_eq!((st.state, st.path.as_str()), ("ready", short.as_str()));
+    // The long load stopped at its next block rather than running its seconds out.
+    let t = Instant::now();
+    while refs.loads_running() > 0 {
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "the replaced load is still running"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(refs.close(Duration::from_secs(1)));
+}

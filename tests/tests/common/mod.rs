@@ -56,6 +56,11 @@ macro_rules! every_format_passes {
         fn a_reference_plays_level_matched_and_a_missing_one_is_reported_after_reload() {
             $crate::common::reference_ab::<$host>();
         }
+
+        #[test]
+        fn destroying_the_instance_while_references_load_leaves_no_loader_running() {
+            $crate::common::destroy_while_references_load::<$host>();
+        }
     };
 }
 #[allow(unused_imports)]
@@ -811,4 +816,93 @@ pub fn reference_ab<H: Host>() {
         head,
         "the mix passes untouched"
     );
+}
+
+/// Threads of this process whose name starts with `prefix` (Linux shows 15 characters).
+fn threads_named(prefix: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|name| name.trim_end().starts_with(prefix))
+        })
+        .count()
+}
+
+/// A host may unload the plugin's library as soon as an instance is destroyed, so no thread
+/// may still run the plugin's code then. An instance whose state names four long references
+/// is activated (four loads start) and destroyed at once: destroying takes well under the time
+/// the loads need, and no loader thread is left.
+pub fn destroy_while_references_load<H: Host>() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("long.wav");
+    // Six minutes of mono at 44.1 kHz (64 MB): seconds to decode, measure and resample.
+    {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 44_100,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).expect("a WAV");
+        for i in 0..44_100 * 360 {
+            let t = i as f32 / 44_100.0;
+            w.write_sample(0.25 * (std::f32::consts::TAU * 441.0 * t).sin())
+                .expect("written");
+        }
+        w.finalize().expect("finished");
+    }
+    let path_s = path.display().to_string();
+    let loader = "sluice-referenc";
+    let before = threads_named(loader);
+    for round in 1..=3 {
+        let mut host = H::load();
+        let mut json = H::state_json(&ok(host.save()));
+        json["fields"]["references"] = serde_json::Value::String(
+            serde_json::json!({"paths": [path_s, path_s, path_s, path_s]}).to_string(),
+        );
+        ok(host.restore(&H::state_bytes(&json)));
+        ok(host.layout(2));
+        ok(host.start(48_000.0, MAX_BLOCK));
+        let t = std::time::Instant::now();
+        while threads_named(loader) < before + 4 {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "{}: round {round}: the four loads never started",
+                H::FORMAT
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50 * round));
+        let r = reference_slots(&host, &path_s).expect("the instance");
+        assert_eq!(
+            r["slots"][0]["state"],
+            "loading",
+            "{}: round {round}: the load ended before the instance was destroyed, nothing shown",
+            H::FORMAT
+        );
+        ok(host.stop());
+        let t = std::time::Instant::now();
+        drop(host);
+        let took = t.elapsed();
+        let left = threads_named(loader) - before;
+        eprintln!(
+            "{}: round {round}: destroyed in {:.1} ms, {left} loader(s) left",
+            H::FORMAT,
+            took.as_secs_f64() * 1e3
+        );
+        assert_eq!(
+            left,
+            0,
+            "{}: round {round}: loader threads still running after destroy",
+            H::FORMAT
+        );
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{}: round {round}: destroying took {took:?}: the loads were waited for, not stopped",
+            H::FORMAT
+        );
+    }
 }
