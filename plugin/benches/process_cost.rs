@@ -6,15 +6,16 @@
 //!
 //! A third column runs the same with reference A/B active: a 44.1 kHz reference (decoded and
 //! resampled beforehand, as the plugin's loader thread does) played over the output,
-//! level-matched, and measured by a second engine (the reference's meters), as `process` does. Every figure is the fastest of 3 runs, wall time with the thread's CPU time
-//! beside it.
+//! level-matched, and its loudness measured (the reference's M, S and I) with the engine's
+//! `LiveLoudness`, as `process` does. Every figure is the fastest of 3 runs, wall time with the
+//! thread's CPU time beside it.
 //!
 //! `cargo bench -p sluice-plugin --bench process_cost [-- --seconds N]`. Exits non-zero when
 //! the engine costs more than 0.5 % of a core at any block size, or with A/B active more than
 //! 1 % at 128 frames.
 
 use ebur128::{EbuR128, Mode};
-use sluice_plugin::engine::Engine;
+use sluice_plugin::engine::{Engine, LiveLoudness};
 use sluice_plugin::params::ExportSettings;
 use sluice_plugin::record::{self, TakeConfig, TransportInfo};
 use sluice_plugin::reference::{AbControl, ReferenceSettings};
@@ -93,9 +94,8 @@ fn run(sig: &[Vec<f32>], block: usize, dir: &std::path::Path, ab: Option<&str>) 
     })
     .expect("writer thread");
     let mut out = vec![vec![0f32; block]; 2];
-    // As the plugin does while Ref is on: a second engine measures what is heard.
-    let mut heard_engine =
-        ab.map(|_| Engine::new(RATE, &[1.0, 1.0], block, Arc::new(MeterShared::default())));
+    // As the plugin does while Ref is on: what is heard is measured.
+    let mut heard = ab.map(|_| LiveLoudness::new(RATE, &[1.0, 1.0], block));
     let t0 = Instant::now();
     let c0 = thread_cpu();
     let mut at = 0;
@@ -129,8 +129,9 @@ fn run(sig: &[Vec<f32>], block: usize, dir: &std::path::Path, ab: Option<&str>) 
                     position: Some(at as i64),
                 },
             );
-            if let Some(h) = &mut heard_engine {
+            if let Some(h) = &mut heard {
                 h.process(&[&o[0][..], &o[1][..]]);
+                std::hint::black_box(h.readings());
             }
             std::hint::black_box(&o);
         }

@@ -32,7 +32,7 @@ pub struct SluiceMeter {
     /// Plays the A/B references (the audio thread's side of `shared.references`).
     player: Option<reference::AbPlayer>,
     /// Measures what is heard while the reference plays (its own meters, beside the mix's).
-    ref_engine: Option<(Engine, Arc<MeterShared>)>,
+    ref_loudness: Option<engine::LiveLoudness>,
     ref_was_playing: bool,
 }
 
@@ -48,7 +48,7 @@ impl Default for SluiceMeter {
             engine: None,
             recorder: None,
             player: None,
-            ref_engine: None,
+            ref_loudness: None,
             ref_was_playing: false,
         }
     }
@@ -179,15 +179,10 @@ impl Plugin for SluiceMeter {
         if self.player.is_none() {
             self.player = refs.player();
         }
-        let ref_shared = Arc::new(MeterShared::default());
-        self.ref_engine = Some((
-            Engine::new(
-                config.sample_rate.round() as u32,
-                &weights(channels),
-                config.max_buffer_size as usize,
-                ref_shared.clone(),
-            ),
-            ref_shared,
+        self.ref_loudness = Some(engine::LiveLoudness::new(
+            config.sample_rate.round() as u32,
+            &weights(channels),
+            config.max_buffer_size as usize,
         ));
         self.ref_was_playing = false;
         // A new activation ends the previous writer (and its take) first.
@@ -279,22 +274,18 @@ impl Plugin for SluiceMeter {
             player.process(&mut planes[..n], control);
             // The reference's own meters, on what is heard, from the moment it is switched on.
             let playing = player.playing();
-            if let Some((engine, meters)) = &mut self.ref_engine {
+            if let Some(loud) = &mut self.ref_loudness {
                 let refs = &self.shared.references;
                 if playing {
                     if !self.ref_was_playing {
-                        engine.reset();
+                        loud.reset();
                     }
                     let heard: [&[f32]; MAX_CHANNELS] =
                         std::array::from_fn(|i| if i < n { &*planes[i] } else { &[][..] });
-                    engine.process(&heard[..n]);
+                    loud.process(&heard[..n]);
                     let ord = std::sync::atomic::Ordering::Relaxed;
-                    for (slot, v) in refs.playing_lufs_bits.iter().zip([
-                        &meters.momentary,
-                        &meters.short_term,
-                        &meters.integrated,
-                    ]) {
-                        slot.store(v.load(ord).to_bits(), ord);
+                    for (slot, v) in refs.playing_lufs_bits.iter().zip(loud.readings()) {
+                        slot.store(v.to_bits(), ord);
                     }
                 } else if self.ref_was_playing {
                     for slot in &refs.playing_lufs_bits {

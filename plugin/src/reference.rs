@@ -629,6 +629,11 @@ impl References {
     /// What the tonal balance is held against: the profile file when one is loaded, else the
     /// references that are loaded (none: `None`).
     pub fn tonal_target(&self) -> Option<TonalTarget> {
+        self.tonal_target_of(&self.statuses())
+    }
+
+    /// [`Self::tonal_target`] with the slots' statuses already read.
+    pub fn tonal_target_of(&self, statuses: &[SlotStatus]) -> Option<TonalTarget> {
         if let Some(Ok(t)) = &self
             .profile
             .lock()
@@ -637,7 +642,6 @@ impl References {
         {
             return Some(t.clone());
         }
-        let statuses = self.statuses();
         let figures: Vec<&Figures> = statuses.iter().filter_map(|s| s.figures.as_ref()).collect();
         let name = format!("{} reference(s)", figures.len());
         TonalTarget::from_references(&name, &figures)
@@ -698,8 +702,8 @@ impl AbPlayer {
     /// Picks up new references (without waiting) and, while `c.listen`, writes the chosen one
     /// over `out` (the block's channels, already metered). Never allocates or frees.
     pub fn process(&mut self, out: &mut [&mut [f32]], c: AbControl) {
-        let refs = self.refs.clone();
-        for (i, s) in refs.slots.iter().enumerate() {
+        for i in 0..MAX_REFERENCES {
+            let s = &self.refs.slots[i];
             let g = s.generation.load(Ordering::Acquire);
             if g == self.seen[i] {
                 continue;
@@ -708,10 +712,10 @@ impl AbPlayer {
                 Ok(a) => a.clone(),
                 Err(_) => continue,
             };
+            self.seen[i] = g;
             if let Some(old) = std::mem::replace(&mut self.cached[i], new) {
                 self.retire(old);
             }
-            self.seen[i] = g;
         }
         self.send_back_pending();
         let frames = out.first().map_or(0, |o| o.len());

@@ -4,7 +4,7 @@
 use super::emit;
 use anyhow::{Result, bail};
 use sluice_core::analysis::compare::{Comparison, Level};
-use sluice_host::library::{self, Target};
+use sluice_host::library;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,16 +12,8 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     file: PathBuf,
-    /// Compare with the profile of this genre's references.
-    #[arg(
-        long,
-        conflicts_with = "reference",
-        required_unless_present = "reference"
-    )]
-    genre: Option<String>,
-    /// Compare with one reference (id or name).
-    #[arg(long)]
-    reference: Option<String>,
+    #[command(flatten)]
+    target: super::TargetArgs,
     /// How readily a difference becomes a recommendation: gentle, suggestive, assertive.
     #[arg(long, default_value = "suggestive")]
     level: String,
@@ -43,11 +35,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             a.level
         );
     };
-    let target = match (a.genre, a.reference) {
-        (Some(g), _) => Target::Genre(g),
-        (None, Some(r)) => Target::Reference(r),
-        (None, None) => bail!("give --genre G or --reference REF"),
-    };
+    let target = a.target.target()?;
     let jobs = a
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -44,6 +44,32 @@ impl RootArg {
     }
 }
 
+/// What a track is held against (`sluice compare`, `sluice ref profile export`).
+#[derive(clap::Args)]
+pub struct TargetArgs {
+    /// The profile of this genre's references.
+    #[arg(
+        long,
+        conflicts_with = "reference",
+        required_unless_present = "reference"
+    )]
+    genre: Option<String>,
+    /// One reference, by id (3 or #3) or name.
+    #[arg(long)]
+    reference: Option<String>,
+}
+
+impl TargetArgs {
+    pub fn target(self) -> Result<sluice_host::library::Target> {
+        use sluice_host::library::Target;
+        match (self.genre, self.reference) {
+            (Some(g), _) => Ok(Target::Genre(g)),
+            (None, Some(r)) => Ok(Target::Reference(r)),
+            (None, None) => anyhow::bail!("give --genre G or --reference REF"),
+        }
+    }
+}
+
 type Out = std::io::StdoutLock<'static>;
 
 /// `value` as pretty JSON when `json`, else as `text` writes it.

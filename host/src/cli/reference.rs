@@ -106,15 +106,8 @@ pub enum ProfileAction {
     /// Write the profile as JSON (to `--out FILE`, or standard output): what Sluice Meter loads
     /// to show a mix's tonal balance against it.
     Export {
-        #[arg(
-            long,
-            conflicts_with = "reference",
-            required_unless_present = "reference"
-        )]
-        genre: Option<String>,
-        /// One reference, by id (3 or #3) or name.
-        #[arg(long)]
-        reference: Option<String>,
+        #[command(flatten)]
+        target: super::TargetArgs,
         /// The file to write (written beside it first, then renamed into place).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -202,19 +195,9 @@ pub fn run(action: Action) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Action::Profile {
-            action:
-                ProfileAction::Export {
-                    genre,
-                    reference,
-                    out,
-                    root,
-                },
+            action: ProfileAction::Export { target, out, root },
         } => {
-            let target = match (genre, reference) {
-                (Some(g), _) => library::Target::Genre(g),
-                (None, Some(r)) => library::Target::Reference(r),
-                (None, None) => bail!("give --genre or --reference"),
-            };
+            let target = target.target()?;
             let profile = library::target_profile(&root.config()?, &target)?;
             let text = serde_json::to_string_pretty(&profile)? + "\n";
             match out {

@@ -293,7 +293,11 @@ pub fn draw(
         Rect::from_min_max(pos2(full.min.x, ab.max.y), pos2(full.max.x, bottom.min.y)).shrink(6.0);
 
     let controls = top_bar(ui, top, r, params, shared, setter, &mut texts);
-    let ab_json = ab_row(ui, &painter, &mut texts, ab, params, shared, setter, state);
+    // The slots once per frame (each is a clone under the slot's lock).
+    let slots = shared.references.statuses();
+    let ab_json = ab_row(
+        ui, &painter, &mut texts, ab, params, shared, &slots, setter, state,
+    );
 
     let left_w = (body.width() * 0.28).clamp(220.0, 300.0 * k);
     let left = Rect::from_min_size(body.min, vec2(left_w, body.height()));
@@ -310,7 +314,7 @@ pub fn draw(
     let bar_values = loudness_bars(&painter, &mut texts, bars, r);
     let hist = history_plot(ui, &painter, &mut texts, history, r, state);
     let tonal = if state.tonal {
-        shared.references.tonal_target()
+        shared.references.tonal_target_of(&slots)
     } else {
         None
     };
@@ -1518,6 +1522,7 @@ fn ab_row(
     rect: Rect,
     params: &SluiceParams,
     shared: &crate::shared::MeterShared,
+    slots: &[crate::reference::SlotStatus],
     setter: Option<&ParamSetter>,
     state: &mut ViewState,
 ) -> Value {
@@ -1526,7 +1531,6 @@ fn ab_row(
     p.rect_filled(rect, 4.0, PANEL);
     let ppp = ui.ctx().pixels_per_point();
     let refs = &shared.references;
-    let slots = refs.statuses();
     let listen = params.listen_reference.value();
     let chosen = (params.reference_slot.value().max(1) - 1) as usize;
     let sync = params.reference_sync.value();
@@ -1662,22 +1666,33 @@ fn ab_row(
     let x = row.x;
     let room = rect.max.x - 8.0 - x;
     let font = t.prop(11.0);
-    let mut shown = text.clone();
-    while !shown.is_empty()
-        && p.layout_no_wrap(shown.clone(), font.clone(), colour)
+    let fits = |s: &str| {
+        p.layout_no_wrap(s.to_string(), font.clone(), colour)
             .size()
             .x
-            > room
-    {
-        shown.pop();
-        while !shown.is_char_boundary(shown.len()) {
-            shown.pop();
+            <= room
+    };
+    let shown = if fits(&text) {
+        text.clone()
+    } else {
+        // The longest prefix that fits with an ellipsis: a binary search over the characters,
+        // a dozen layouts rather than one per character of a long error.
+        let ends: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        let (mut lo, mut hi) = (0usize, ends.len());
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits(&format!("{}…", &text[..ends[mid - 1]])) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
         }
-        if shown.len() > 1 {
-            shown.pop();
-            shown.push('…');
+        if lo == 0 {
+            String::new()
+        } else {
+            format!("{}…", &text[..ends[lo - 1]])
         }
-    }
+    };
     if !shown.is_empty() {
         t.text(
             p,

@@ -9,7 +9,7 @@
 //! What is measured, on the 100 ms steps of BS.1770 (every figure is published at the end of
 //! each step):
 //! - loudness with the core's K-weighting filter: momentary (400 ms) and short-term (3 s), their
-//!   maxima, integrated and loudness range through the core's [`LiveGating`] histograms;
+//!   maxima, integrated and loudness range ([`LiveLoudness`], on the core's filter and gating);
 //! - true peak per channel with the core's oversampling meter, and sample peak, since the reset;
 //!   the loudest sample of the last step, for bars;
 //! - RMS per channel over 400 ms, and over everything since the reset;
@@ -17,19 +17,17 @@
 //! - stereo (first two channels): correlation over 400 ms and since the reset, width;
 //! - the spectrum ([`spectrum`]).
 
+pub mod loudness;
 pub mod spectrum;
 
 use crate::shared::{HISTORY_LEN, LONG_HISTORY_LEN, MAX_CHANNELS, MeterShared, STEPS_PER_SECOND};
-use sluice_core::analysis::loudness::{ChannelEnergy, LiveGating, lufs};
+pub use loudness::LiveLoudness;
+use loudness::M_STEPS;
 use sluice_core::analysis::stereo;
 use sluice_core::analysis::truepeak::TruePeakMeter;
 use spectrum::LiveSpectrum;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-
-/// Steps in a momentary and a short-term window.
-const M_STEPS: usize = 4;
-const S_STEPS: usize = 30;
 
 fn db(power_or_amplitude: f64, amplitude: bool) -> f32 {
     if power_or_amplitude > 0.0 {
@@ -50,20 +48,14 @@ struct RawStep {
 
 pub struct Engine {
     channels: usize,
-    weights: [f64; MAX_CHANNELS],
     step_frames: usize,
-    filled: usize,
-    energy: Vec<ChannelEnergy>,
+    loud: LiveLoudness,
     true_peak: Vec<TruePeakMeter>,
-    /// Weighted step energies, a ring of the last 30.
-    steps: [f64; S_STEPS],
     /// Raw sums of the last 4 steps, a ring, and of the step in progress.
     raw: [RawStep; M_STEPS],
     raw_now: RawStep,
-    step_count: u64,
     /// The highest momentary loudness of the second in progress (for the long history).
     second_max_m: f32,
-    gating: LiveGating,
     max_m: f64,
     max_s: f64,
     sample_peak: [f32; MAX_CHANNELS],
@@ -79,32 +71,19 @@ impl Engine {
     /// An engine for `rate` Hz and these BS.1770 channel weights (1 for front channels, 1.41
     /// for surrounds, 0 for the LFE), fed blocks of at most `max_block` frames.
     pub fn new(rate: u32, weights: &[f64], max_block: usize, shared: Arc<MeterShared>) -> Self {
-        let channels = weights.len().clamp(1, MAX_CHANNELS);
-        let mut w = [0.0; MAX_CHANNELS];
-        w[..channels].copy_from_slice(&weights[..channels]);
-        let energy = (0..channels)
-            .map(|_| {
-                let mut e = ChannelEnergy::new(rate);
-                e.reserve_for_block(max_block.max(1));
-                e
-            })
-            .collect::<Vec<_>>();
-        let step_frames = energy[0].step_frames();
+        let loud = LiveLoudness::new(rate, weights, max_block);
+        let channels = loud.channels();
+        let step_frames = loud.step_frames();
         shared.sample_rate.store(rate as f32, Ordering::Relaxed);
         shared.channels.store(channels as u32, Ordering::Relaxed);
         let mut engine = Engine {
             channels,
-            weights: w,
             step_frames,
-            filled: 0,
-            energy,
+            loud,
             true_peak: (0..channels).map(|_| TruePeakMeter::new(rate)).collect(),
-            steps: [0.0; S_STEPS],
             raw: [RawStep::default(); M_STEPS],
             raw_now: RawStep::default(),
-            step_count: 0,
             second_max_m: f32::NAN,
-            gating: LiveGating::new(),
             max_m: f64::NEG_INFINITY,
             max_s: f64::NEG_INFINITY,
             sample_peak: [0.0; MAX_CHANNELS],
@@ -133,19 +112,13 @@ impl Engine {
 
     /// Clears every meter (allocation-free).
     pub fn reset(&mut self) {
-        for e in &mut self.energy {
-            e.reset();
-        }
+        self.loud.reset();
         for t in &mut self.true_peak {
             t.reset();
         }
-        self.filled = 0;
-        self.steps = [0.0; S_STEPS];
         self.raw = [RawStep::default(); M_STEPS];
         self.raw_now = RawStep::default();
-        self.step_count = 0;
         self.second_max_m = f32::NAN;
-        self.gating.clear();
         self.max_m = f64::NEG_INFINITY;
         self.max_s = f64::NEG_INFINITY;
         self.sample_peak = [0.0; MAX_CHANNELS];
@@ -199,22 +172,12 @@ impl Engine {
         let len = planes.first().map_or(0, |p| p.len());
         let mut at = 0;
         while at < len {
-            let take = (self.step_frames - self.filled).min(len - at);
+            let take = self.loud.room().min(len - at);
             let seg = |c: usize| &planes[c][at..at + take];
-            // K-weighted energy (pairs share a loop: their filters overlap in the CPU).
-            let mut c = 0;
-            while c < ch {
-                if c + 1 < ch && self.weights[c] != 0.0 && self.weights[c + 1] != 0.0 {
-                    let (a, b) = self.energy.split_at_mut(c + 1);
-                    ChannelEnergy::feed_pair(&mut a[c], &mut b[0], seg(c), seg(c + 1));
-                    c += 2;
-                } else {
-                    if self.weights[c] != 0.0 {
-                        self.energy[c].feed(seg(c));
-                    }
-                    c += 1;
-                }
-            }
+            let segs: [&[f32]; MAX_CHANNELS] =
+                std::array::from_fn(|c| if c < ch { seg(c) } else { &[][..] });
+            // K-weighted energy first; the step ends after the raw sums below.
+            let step_end = self.loud.feed_step(&segs[..ch]);
             for c in 0..ch {
                 let x = seg(c);
                 let (sq, peak) = x.iter().fold((0.0f64, 0.0f32), |(s, p), &v| {
@@ -233,52 +196,23 @@ impl Engine {
             }
             let sub: [&[f32]; 2] = [seg(0), if ch >= 2 { seg(1) } else { seg(0) }];
             self.spectrum.feed(&sub[..ch.min(2)]);
-            self.filled += take;
             at += take;
-            if self.filled == self.step_frames {
-                self.filled = 0;
-                self.finish_step();
+            if let Some((ml, sl)) = step_end {
+                self.finish_step(ml, sl);
             }
         }
     }
 
-    fn finish_step(&mut self) {
-        let mut e = 0.0;
-        for c in 0..self.channels {
-            if self.weights[c] != 0.0 {
-                e += self.weights[c] * self.energy[c].steps().first().copied().unwrap_or(0.0);
-                self.energy[c].clear_steps();
-            }
-        }
-        let k = self.step_count as usize;
-        self.steps[k % S_STEPS] = e;
+    fn finish_step(&mut self, ml: f64, sl: f64) {
+        let k = self.loud.step_count() as usize - 1;
         self.raw[k % M_STEPS] = self.raw_now;
         self.raw_now = RawStep::default();
-        self.step_count += 1;
-        let n = self.step_count as usize;
         for c in 0..self.channels {
             self.total_sq[c] += self.raw[k % M_STEPS].sq[c];
             self.sample_peak[c] = self.sample_peak[c].max(self.raw[k % M_STEPS].peak[c]);
         }
         self.total_lr += self.raw[k % M_STEPS].lr;
         self.total_frames += self.step_frames as u64;
-
-        // Windows hold silence before the start, as the core's meter does.
-        let window = |len: usize| -> f64 {
-            (0..len.min(n))
-                .map(|i| self.steps[(n - 1 - i) % S_STEPS])
-                .sum::<f64>()
-                / len as f64
-        };
-        let m = window(M_STEPS);
-        let s = window(S_STEPS);
-        if n >= M_STEPS {
-            self.gating.add_block(m);
-        }
-        if n >= S_STEPS {
-            self.gating.add_short_term(s);
-        }
-        let (ml, sl) = (lufs(m), lufs(s));
         if ml >= -70.0 {
             self.max_m = self.max_m.max(ml);
         }
@@ -298,16 +232,17 @@ impl Engine {
             .store(defined(self.max_m), Ordering::Relaxed);
         s.max_short_term
             .store(defined(self.max_s), Ordering::Relaxed);
-        let integrated = self.gating.integrated();
+        let integrated = self.loud.integrated();
         s.integrated
             .store(integrated.map_or(f32::NAN, |v| v as f32), Ordering::Relaxed);
         s.loudness_range.store(
-            self.gating.range().map_or(f32::NAN, |v| v as f32),
+            self.loud.range().map_or(f32::NAN, |v| v as f32),
             Ordering::Relaxed,
         );
         let mut tp_max = 0.0f64;
         let mut sp_max = 0.0f32;
-        let steps_in_window = (self.step_count as usize).min(M_STEPS);
+        let step_count = self.loud.step_count();
+        let steps_in_window = (step_count as usize).min(M_STEPS);
         for c in 0..self.channels {
             let tp = self.true_peak[c].true_peak();
             tp_max = tp_max.max(tp);
@@ -315,7 +250,7 @@ impl Engine {
             s.true_peak_channel[c].store(db(tp, true), Ordering::Relaxed);
             s.sample_peak_channel[c]
                 .store(db(f64::from(self.sample_peak[c]), true), Ordering::Relaxed);
-            let last = self.raw[(self.step_count as usize - 1) % M_STEPS].peak[c];
+            let last = self.raw[(step_count as usize - 1) % M_STEPS].peak[c];
             s.peak_now_channel[c].store(db(f64::from(last), true), Ordering::Relaxed);
             let sq: f64 = self.raw[..steps_in_window].iter().map(|r| r.sq[c]).sum();
             let rms = sq / (steps_in_window * self.step_frames) as f64;
@@ -358,19 +293,19 @@ impl Engine {
                 .store(nan(stereo::width(ll, rr, lr)), Ordering::Relaxed);
         }
         self.spectrum.publish(s);
-        let k = (self.step_count as usize - 1) % HISTORY_LEN;
+        let k = (step_count as usize - 1) % HISTORY_LEN;
         s.history_momentary[k].store(gated(ml), Ordering::Relaxed);
         s.history_short_term[k].store(gated(sl), Ordering::Relaxed);
         // f32::max keeps the number when one side is NaN.
         self.second_max_m = self.second_max_m.max(gated(ml));
-        if self.step_count.is_multiple_of(STEPS_PER_SECOND) {
-            let j = (self.step_count / STEPS_PER_SECOND - 1) as usize % LONG_HISTORY_LEN;
+        if step_count.is_multiple_of(STEPS_PER_SECOND) {
+            let j = (step_count / STEPS_PER_SECOND - 1) as usize % LONG_HISTORY_LEN;
             s.long_history_momentary[j].store(self.second_max_m, Ordering::Relaxed);
             s.long_history_short_term[j].store(gated(sl), Ordering::Relaxed);
             self.second_max_m = f32::NAN;
         }
         self.publish_target();
-        self.shared.steps.store(self.step_count, Ordering::Release);
+        self.shared.steps.store(step_count, Ordering::Release);
     }
 
     fn publish_target(&self) {
