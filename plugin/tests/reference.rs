@@ -456,3 +456,56 @@ fn a_later_request_for_a_slot_stops_the_load_it_replaces() {
     }
     assert!(refs.close(Duration::from_secs(1)));
 }
+
+#[test]
+fn a_reference_over_15_minutes_is_refused_before_it_is_decoded() {
+    // A 16-minute 48 kHz stereo 16-bit WAV, sparse on disk (its samples read as zeros): its
+    // header says how long it is, and that is enough to refuse it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sixteen-minutes.wav");
+    let frames: u32 = 48_000 * 60 * 16;
+    let data = frames * 4;
+    let mut h = Vec::new();
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(36 + data).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&48_000u32.to_le_bytes());
+    h.extend_from_slice(&(48_000u32 * 4).to_le_bytes());
+    h.extend_from_slice(&4u16.to_le_bytes());
+    h.extend_from_slice(&16u16.to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&data.to_le_bytes());
+    std::fs::write(&path, &h).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(h.len() as u64 + u64::from(data))
+        .unwrap();
+    let shown = path.display().to_string();
+    let t = Instant::now();
+    let e = sluice_plugin::reference::load(&path, RATE, 2, &|| false)
+        .err()
+        .expect("refused");
+    assert!(
+        e.contains("sixteen-minutes.wav") && e.contains("16 minutes long"),
+        "{e}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "refused after {:?}: it was decoded first",
+        t.elapsed()
+    );
+    // Through a slot: the reason is shown, nothing is loaded.
+    let refs = Arc::new(References::default());
+    refs.rate.store(RATE, Ordering::Relaxed);
+    refs.channels.store(2, Ordering::Relaxed);
+    refs.request(0, &shown);
+    wait_loaded(&refs);
+    let st = &refs.statuses()[0];
+    assert_eq!(st.state, "error", "{st:?}");
+    assert!(refs.close(Duration::from_secs(1)));
+}

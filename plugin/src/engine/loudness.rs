@@ -23,6 +23,9 @@ pub struct LiveLoudness {
     gating: LiveGating,
     /// Momentary and short-term loudness at the last step end (LUFS, ungated: −∞ in silence).
     last: (f64, f64),
+    /// The integrated loudness at the last step end (the gating's histogram is walked once a
+    /// step, not per read).
+    integrated: Option<f64>,
 }
 
 impl LiveLoudness {
@@ -50,6 +53,7 @@ impl LiveLoudness {
             step_count: 0,
             gating: LiveGating::new(),
             last: (f64::NEG_INFINITY, f64::NEG_INFINITY),
+            integrated: None,
         }
     }
 
@@ -80,6 +84,7 @@ impl LiveLoudness {
         self.step_count = 0;
         self.gating.clear();
         self.last = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+        self.integrated = None;
     }
 
     /// Feeds one slice per channel, at most [`Self::room`] frames; returns the momentary and
@@ -156,6 +161,7 @@ impl LiveLoudness {
             self.gating.add_short_term(s);
         }
         self.last = (lufs(m), lufs(s));
+        self.integrated = self.gating.integrated();
         self.last
     }
 
@@ -170,10 +176,12 @@ impl LiveLoudness {
         ]
     }
 
+    /// At the last step end.
     pub fn integrated(&self) -> Option<f64> {
-        self.gating.integrated()
+        self.integrated
     }
 
+    /// Computed from the gating's histogram at each call.
     pub fn range(&self) -> Option<f64> {
         self.gating.range()
     }
