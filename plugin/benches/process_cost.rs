@@ -91,6 +91,7 @@ fn run(sig: &[Vec<f32>], block: usize, dir: &std::path::Path, ab: Option<&str>) 
         })),
         target: Arc::new(|| (-14.0, -1.0)),
         shared: shared.clone(),
+        offline: false,
     })
     .expect("writer thread");
     let mut out = vec![vec![0f32; block]; 2];

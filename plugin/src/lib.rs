@@ -151,7 +151,7 @@ impl Plugin for SluiceMeter {
         &mut self,
         layout: &AudioIOLayout,
         config: &BufferConfig,
-        _context: &mut impl ActivateContext<Self>,
+        context: &mut impl ActivateContext<Self>,
     ) -> bool {
         let channels = layout.main_input_channels.map_or(0, |c| c.get() as usize);
         if channels == 0 || channels > MAX_CHANNELS || config.sample_rate < 1.0 {
@@ -194,6 +194,11 @@ impl Plugin for SluiceMeter {
             settings: self.params.export.clone(),
             target: Arc::new(move || params.target_levels()),
             shared: self.shared.clone(),
+            // Only CLAP's: nice-plug's VST3 wrapper hands `activate` the process mode of the
+            // `setupProcessing` before the last (docs/PLUGIN.md, "nice-plug defects"), so a
+            // real-time session after a bounce would be told "offline" and could wait.
+            offline: config.process_mode == ProcessMode::Offline
+                && context.plugin_api() == PluginApi::Clap,
         }) {
             Ok(r) => self.recorder = Some(r),
             Err(e) => {

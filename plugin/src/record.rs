@@ -17,9 +17,12 @@
 //! A take starts when recording is armed and the transport plays (or at once, when the host
 //! has no transport), and ends when either stops, when the transport position jumps (a loop or
 //! a relocation: each take stays aligned to the timeline), or when the ring overruns. An overrun
-//! (the writer fell behind, e.g. an offline render faster than the disk) is counted, never
-//! waited for: the take in progress ends where the ring filled, and a new one starts once half
-//! the ring is free again.
+//! (the writer fell behind the audio) is counted, never waited for in real time: the take in
+//! progress ends where the ring filled, and a new one starts once half the ring is free again.
+//! In an offline render (the host said so at activation: CLAP's render extension; see
+//! [`TakeConfig::offline`]) nothing is waiting for the audio, and a bounce faster than the disk
+//! must not lose any of it: there the audio thread waits for room in the ring instead, up to
+//! [`OFFLINE_WAIT`] (a writer stuck that long is not coming back).
 
 use crate::params::{ExportSettings, TakeFormat};
 use crate::shared::{MAX_CHANNELS, MeterShared};
@@ -39,6 +42,8 @@ use std::time::Duration;
 const RING_SECONDS: usize = 8;
 /// How often the writer looks at the rings.
 const POLL: Duration = Duration::from_millis(5);
+/// The longest an offline render waits for the writer before dropping audio as in real time.
+pub const OFFLINE_WAIT: Duration = Duration::from_secs(30);
 
 /// Why a take, or its normalized copy, could not be written. Shown in the editor.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +92,10 @@ pub struct RecordStatus {
     pub takes: AtomicU64,
     /// Times the ring was full and audio was dropped (audio thread).
     pub overruns: AtomicU64,
+    /// The session renders offline: the audio thread waits for the writer (set at activation).
+    pub offline: AtomicBool,
+    /// Times an offline render waited for the writer (audio thread).
+    pub offline_waits: AtomicU64,
     /// Frames dropped by those overruns.
     pub dropped_frames: AtomicU64,
     /// The last take's file and the last error (writer; never touched by the audio thread).
@@ -126,6 +135,8 @@ pub struct RecorderRt {
     expected: Option<i64>,
     /// After an overrun: wait for this many free slots before starting again.
     wait_for_room: usize,
+    /// An offline render: wait for room rather than drop.
+    offline: bool,
     shared: Arc<MeterShared>,
 }
 
@@ -159,6 +170,9 @@ impl RecorderRt {
             return;
         }
         let need = len * self.channels;
+        if self.offline {
+            self.wait_for_writer(need);
+        }
         if !self.recording {
             if self.samples.slots() < need.max(self.wait_for_room) || self.events.is_full() {
                 return self.overrun(len);
@@ -206,6 +220,23 @@ impl RecorderRt {
                 self.wait_for_room = self.samples.buffer().capacity() / 2;
                 self.overrun(len);
             }
+        }
+    }
+
+    /// Offline only: sleeps until the ring has `need` free slots and the event ring room for a
+    /// start and a stop, or [`OFFLINE_WAIT`] has passed.
+    fn wait_for_writer(&mut self, need: usize) {
+        let room = |me: &Self| me.samples.slots() >= need && me.events.slots() >= 2;
+        if room(self) {
+            return;
+        }
+        self.shared
+            .record
+            .offline_waits
+            .fetch_add(1, Ordering::Relaxed);
+        let since = std::time::Instant::now();
+        while !room(self) && since.elapsed() < OFFLINE_WAIT {
+            std::thread::sleep(Duration::from_micros(500));
         }
     }
 
@@ -262,6 +293,9 @@ pub struct TakeConfig {
     /// The target preset in force (integrated LUFS, ceiling dBTP), read when a take closes.
     pub target: Arc<dyn Fn() -> (f32, f32) + Send + Sync>,
     pub shared: Arc<MeterShared>,
+    /// The host renders offline (faster than real time, nothing waiting for the audio): the
+    /// audio thread waits for the writer instead of dropping audio.
+    pub offline: bool,
 }
 
 /// Creates the rings and starts the writer thread.
@@ -271,6 +305,8 @@ pub fn start(cfg: TakeConfig) -> std::io::Result<(RecorderRt, Writer)> {
     let (ep, ec) = RingBuffer::new(256);
     let stop = Arc::new(AtomicBool::new(false));
     let shared = cfg.shared.clone();
+    let offline = cfg.offline;
+    shared.record.offline.store(offline, Ordering::Relaxed);
     let mut w = WriterState {
         samples: sc,
         events: ec,
@@ -293,6 +329,7 @@ pub fn start(cfg: TakeConfig) -> std::io::Result<(RecorderRt, Writer)> {
             pushed: 0,
             expected: None,
             wait_for_room: 0,
+            offline,
             shared,
         },
         Writer {

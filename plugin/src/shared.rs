@@ -216,6 +216,8 @@ impl MeterShared {
                 "takes": self.record.takes.load(Ordering::Relaxed),
                 "overruns": self.record.overruns.load(Ordering::Relaxed),
                 "dropped_frames": self.record.dropped_frames.load(Ordering::Relaxed),
+                "offline": self.record.offline.load(Ordering::Relaxed),
+                "offline_waits": self.record.offline_waits.load(Ordering::Relaxed),
                 "last_take": self.record.last_take().map(|p| p.to_string_lossy().into_owned()),
                 "last_error": self.record.last_error(),
             },

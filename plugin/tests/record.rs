@@ -46,6 +46,10 @@ struct Rig {
 }
 
 fn rig(dir: &Path, rate: u32, channels: usize, format: TakeFormat) -> Rig {
+    rig_in_mode(dir, rate, channels, format, false)
+}
+
+fn rig_in_mode(dir: &Path, rate: u32, channels: usize, format: TakeFormat, offline: bool) -> Rig {
     let shared = Arc::new(MeterShared::default());
     let settings = ExportSettings {
         folder: dir.to_string_lossy().into_owned(),
@@ -58,6 +62,7 @@ fn rig(dir: &Path, rate: u32, channels: usize, format: TakeFormat) -> Rig {
         settings: Arc::new(RwLock::new(settings)),
         target: Arc::new(|| (-14.0, -1.0)),
         shared: shared.clone(),
+        offline,
     })
     .unwrap();
     Rig { rt, writer, shared }
@@ -281,6 +286,7 @@ fn normalize_on_finalize_writes_a_copy_at_the_target() {
         settings: Arc::new(RwLock::new(settings)),
         target: Arc::new(|| (-16.0, -1.0)),
         shared: shared.clone(),
+        offline: false,
     })
     .unwrap();
     let mut r = Rig { rt, writer, shared };
@@ -357,4 +363,44 @@ fn an_overrun_is_counted_and_every_take_still_lines_up() {
     // Everything was either recorded or counted as dropped.
     assert_eq!(recorded + dropped, sig[0].len() as u64);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_offline_render_waits_for_the_writer_and_loses_nothing() {
+    let dir = temp_dir("offline");
+    let rate = 48_000;
+    // The minute that overruns the ring in real time (above), in an offline render: the audio
+    // thread waits for the writer, so it is one take, whole and bit-exact.
+    let sig = programme(rate, 2, rate as usize * 60, 21);
+    let mut r = rig_in_mode(&dir, rate, 2, TakeFormat::Wav32Float, true);
+    let origin = 96_000i64;
+    feed_paced(&mut r, &sig, 512, true, playing_at(origin), false);
+    r.rt.stop();
+    r.writer.finish();
+    let rec = &r.shared.record;
+    assert_eq!(rec.overruns.load(Ordering::Relaxed), 0);
+    assert_eq!(rec.dropped_frames.load(Ordering::Relaxed), 0);
+    assert!(
+        rec.offline_waits.load(Ordering::Relaxed) > 0,
+        "the ring never filled: nothing was shown"
+    );
+    let takes = takes_in(&dir);
+    assert_eq!(takes.len(), 1, "{takes:?}");
+    let (planes, _) = read_float_wav(&takes[0]);
+    let at = sluice_core::read_tags(&takes[0])
+        .unwrap()
+        .bext
+        .unwrap()
+        .time_reference as i64;
+    assert_eq!(at, origin);
+    for c in 0..2 {
+        assert_eq!(planes[c].len(), sig[c].len());
+        assert!(
+            planes[c]
+                .iter()
+                .zip(&sig[c])
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "channel {c} differs"
+        );
+    }
 }

@@ -20,6 +20,7 @@ use clack_extensions::params::{
     HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer,
     ParamRescanFlags, PluginParams,
 };
+use clack_extensions::render::{PluginRender, RenderMode};
 use clack_extensions::state::{HostState, HostStateImpl, PluginState};
 use clack_host::events::EventFlags;
 use clack_host::events::event_types::{ParamValueEvent, TransportEvent, TransportFlags};
@@ -157,6 +158,8 @@ pub struct ClapHost {
     pending: Vec<ParamValueEvent>,
     active: Option<Active>,
     last_status: Option<ProcessStatus>,
+    /// At most this many times real time (`None`: as fast as it goes).
+    pace: Option<f64>,
     /// Frames processed so far: the `steady_time` of the next block (it never goes back).
     steady_time: u64,
 }
@@ -284,8 +287,30 @@ impl ClapHost {
             pending: Vec::new(),
             active: None,
             last_status: None,
+            pace: None,
             steady_time: 0,
         })
+    }
+
+    /// Processes at most `speed` times real time from now on (`None`: as fast as it goes).
+    pub fn set_pace(&mut self, speed: Option<f64>) {
+        self.pace = speed;
+    }
+
+    /// The render extension (before `start`): offline, faster than real time as a bounce, or
+    /// real time.
+    pub fn set_render_offline(&mut self, offline: bool) -> Result<()> {
+        let handle = self.instance.plugin_handle();
+        let ext = handle
+            .get_extension::<PluginRender>()
+            .context("the plugin has no render extension")?;
+        let mode = if offline {
+            RenderMode::Offline
+        } else {
+            RenderMode::Realtime
+        };
+        ext.set(&handle, mode)
+            .map_err(|_| anyhow!("render.set({mode:?}) was refused"))
     }
 
     /// The descriptors of every plugin the entry's factory lists.
@@ -503,6 +528,7 @@ impl ClapHost {
             max_frames: active.max_frames as usize,
             out_channels,
             steady_start: self.steady_time,
+            pace: self.pace,
         };
         let joined = std::thread::scope(|s| {
             std::thread::Builder::new()
@@ -665,6 +691,7 @@ struct AudioJob<'a> {
     max_frames: usize,
     out_channels: usize,
     steady_start: u64,
+    pace: Option<f64>,
 }
 
 impl AudioJob<'_> {
@@ -694,6 +721,7 @@ impl AudioJob<'_> {
         let mut position = self.transport.map_or(0, |t| t.position_samples);
         let mut done = 0usize;
         let mut status = None;
+        let pace = crate::Pace::new(self.sample_rate, self.pace);
         for (k, &n) in self.blocks.iter().enumerate() {
             ports.load(self.input, done, n);
             let transport = self
@@ -720,6 +748,7 @@ impl AudioJob<'_> {
             if self.transport.is_some_and(|t| t.playing) {
                 position += n as i64;
             }
+            pace.after(done);
         }
         Ok((output, status))
     }

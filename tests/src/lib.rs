@@ -30,6 +30,33 @@ pub struct Transport {
 
 /// Splits `frames` into blocks of the sizes in `pattern`, repeated, the last block cut to what
 /// is left. `pattern` must not be empty or contain 0.
+/// Holds a host's audio loop to at most `speed` times real time (`None`: as fast as it goes),
+/// as a DAW playing or bouncing does; a test host otherwise runs far faster than any.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    start: std::time::Instant,
+    frames_per_second: Option<f64>,
+}
+
+impl Pace {
+    pub fn new(sample_rate: f64, speed: Option<f64>) -> Self {
+        Pace {
+            start: std::time::Instant::now(),
+            frames_per_second: speed.map(|s| s * sample_rate),
+        }
+    }
+
+    /// After `frames` frames since `new`: waits until their time has come.
+    pub fn after(&self, frames: usize) {
+        if let Some(fps) = self.frames_per_second {
+            let due = std::time::Duration::from_secs_f64(frames as f64 / fps);
+            if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
 pub fn block_lengths(frames: usize, pattern: &[usize]) -> anyhow::Result<Vec<usize>> {
     anyhow::ensure!(!pattern.is_empty(), "the block pattern is empty");
     anyhow::ensure!(

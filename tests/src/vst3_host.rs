@@ -310,6 +310,7 @@ impl Vst3Module {
             binary: self.binary.clone(),
             active: None,
             continuous_samples: 0,
+            pace: None,
             view: None,
         };
         host.processor = Some(
@@ -364,6 +365,8 @@ pub struct Vst3Host {
     binary: PathBuf,
     active: Option<Active>,
     continuous_samples: i64,
+    /// At most this many times real time (`None`: as fast as it goes).
+    pace: Option<f64>,
     /// The open editor view, if any (released before everything else).
     view: Option<ComPtr<IPlugView>>,
 }
@@ -382,6 +385,11 @@ fn title(s: &String128) -> String {
 }
 
 impl Vst3Host {
+    /// Processes at most `speed` times real time from now on (`None`: as fast as it goes).
+    pub fn set_pace(&mut self, speed: Option<f64>) {
+        self.pace = speed;
+    }
+
     /// Loads the bundle and creates an instance of `cid`.
     pub fn load(bundle: &Path, cid: [u8; 16]) -> Result<Self> {
         Vst3Module::load(bundle)?.create(cid)
@@ -605,6 +613,7 @@ impl Vst3Host {
             transport,
             active,
             continuous_start: self.continuous_samples,
+            pace: self.pace,
         };
         let joined = std::thread::scope(|s| {
             std::thread::Builder::new()
@@ -757,6 +766,7 @@ struct AudioJob<'a> {
     transport: Option<Transport>,
     active: Active,
     continuous_start: i64,
+    pace: Option<f64>,
 }
 
 impl AudioJob<'_> {
@@ -781,6 +791,7 @@ impl AudioJob<'_> {
         let mut output = vec![Vec::with_capacity(frames); channels];
         let mut position = self.transport.map_or(0, |t| t.position_samples);
         let mut done = 0usize;
+        let pace = crate::Pace::new(self.active.sample_rate, self.pace);
         for (k, &n) in self.blocks.iter().enumerate() {
             for (buf, ch) in in_bufs.iter_mut().zip(self.input) {
                 buf[..n].copy_from_slice(&ch[done..done + n]);
@@ -850,6 +861,7 @@ impl AudioJob<'_> {
             if self.transport.is_some_and(|t| t.playing) {
                 position += n as i64;
             }
+            pace.after(done);
         }
         Ok(output)
     }

@@ -335,6 +335,13 @@ fn arm_into<H: Host>(host: &mut H, folder: &Path) {
     ok(host.restore(&H::state_bytes(&json)));
     let back = H::state_json(&ok(host.save()));
     assert_eq!(back["params"]["recarm"]["bool"], true, "armed: {back}");
+    // The plugin is told it plays in real time, and a DAW playing is not faster than that.
+    // Unpaced, the test host ran a 20 s 5.1 programme in a fraction of a second, and with the
+    // machine loaded the writer thread, starved, fell the ring's 8 s behind: an overrun that
+    // cut the take (seen twice, once with the test process niced under a CI build). At 4× real
+    // time the writer has 2 s of slack. Offline renders, which may outrun the disk, have their
+    // own test.
+    host.set_pace(Some(4.0));
 }
 
 /// A take read back by the core's decoder: planar samples and the BWF time reference.
@@ -447,5 +454,40 @@ fn takes_under_a_simulated_transport<H: Host>(mut host: H, name: &str) {
         assert_eq!(*t, want_t, "{}: time reference", what(label));
         assert_bit_exact(input, planes, &format!("{} as written", what(label)));
     }
+    let _ = std::fs::remove_dir_all(&folder);
+}
+
+/// A bounce in a CLAP host (the render extension set to offline before activation): a minute
+/// of stereo pushed as fast as the host goes, far faster than the writer, is one whole take,
+/// bit-exact, with no overrun: the audio thread waited for the writer. The same minute in real
+/// time (the default) overruns, as `plugin/tests/record.rs` shows for the recorder itself.
+#[test]
+fn clap_an_offline_render_records_every_frame() {
+    let _alone = alone(&CLAP);
+    let mut host = load_clap();
+    let folder = take_folder("clap-offline");
+    arm_into(&mut host, &folder);
+    host.set_pace(None);
+    ok(host.set_render_offline(true));
+    ok(host.layout(2));
+    let rate = 48_000;
+    ok(host.start(f64::from(rate), MAX_BLOCK));
+    let signal = sluice_core::signal::programme(rate, 2, rate as usize * 60, 33);
+    let t = std::time::Instant::now();
+    assert_bit_exact(&signal, &ok(host.run(&signal, &[4096], None)), "offline");
+    let took = t.elapsed();
+    let record = meters(&host)["record"].clone();
+    ok(host.stop());
+    eprintln!("a minute rendered offline in {took:?}: {record}");
+    assert_eq!(record["offline"], true, "the plugin was told: {record}");
+    assert_eq!(record["overruns"], 0, "{record}");
+    assert_eq!(record["dropped_frames"], 0, "{record}");
+    let files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .expect("the take folder")
+        .map(|e| e.expect("a directory entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "one take: {files:?}");
+    let (planes, _) = read_take(&files[0]);
+    assert_bit_exact(&signal, &planes, "the offline take");
     let _ = std::fs::remove_dir_all(&folder);
 }

@@ -271,6 +271,8 @@ pub trait Host: Sized {
     ) -> anyhow::Result<Vec<Vec<f32>>>;
     fn save(&mut self) -> anyhow::Result<Vec<u8>>;
     fn restore(&mut self, bytes: &[u8]) -> anyhow::Result<()>;
+    /// Processes at most `speed` times real time from now on (`None`: as fast as it goes).
+    fn set_pace(&mut self, speed: Option<f64>);
     /// Checks of the format's own after a run (CLAP: the plugin asked to keep being processed).
     fn after_run(&self, _what: &str) {}
     /// What the plugin's diagnostics export reports for every live instance in its library.
@@ -326,6 +328,9 @@ impl Host for sluice_tests::clap_host::ClapHost {
     ) -> anyhow::Result<Vec<Vec<f32>>> {
         self.process(input, pattern, transport)
     }
+    fn set_pace(&mut self, speed: Option<f64>) {
+        sluice_tests::clap_host::ClapHost::set_pace(self, speed);
+    }
     fn save(&mut self) -> anyhow::Result<Vec<u8>> {
         self.save_state()
     }
@@ -378,6 +383,9 @@ impl Host for sluice_tests::vst3_host::Vst3Host {
         transport: Option<sluice_tests::Transport>,
     ) -> anyhow::Result<Vec<Vec<f32>>> {
         self.process(input, pattern, transport)
+    }
+    fn set_pace(&mut self, speed: Option<f64>) {
+        sluice_tests::vst3_host::Vst3Host::set_pace(self, speed);
     }
     fn save(&mut self) -> anyhow::Result<Vec<u8>> {
         self.get_state()
@@ -719,21 +727,7 @@ pub fn reference_ab<H: Host>() {
     let path = dir.path().join("reference.wav");
     let seconds = 6usize;
     let reference = sluice_core::signal::programme(44_100, 2, 44_100 * seconds, 21);
-    {
-        let spec = hound::WavSpec {
-            channels: 2,
-            sample_rate: 44_100,
-            bits_per_sample: 32,
-            sample_format: hound::SampleFormat::Float,
-        };
-        let mut w = hound::WavWriter::create(&path, spec).expect("a WAV");
-        for i in 0..reference[0].len() {
-            for p in &reference {
-                w.write_sample(p[i]).expect("written");
-            }
-        }
-        w.finalize().expect("finished");
-    }
+    write_float_wav(&path, 44_100, &reference);
     let path_s = path.display().to_string();
     let g = 10f32.powf(-6.0 / 20.0);
     let mix: Vec<Vec<f32>> =
@@ -818,6 +812,23 @@ pub fn reference_ab<H: Host>() {
     );
 }
 
+/// Writes planar audio as a 32-bit float WAV.
+fn write_float_wav(path: &std::path::Path, rate: u32, planes: &[Vec<f32>]) {
+    let spec = hound::WavSpec {
+        channels: planes.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("a WAV");
+    for i in 0..planes[0].len() {
+        for p in planes {
+            w.write_sample(p[i]).expect("written");
+        }
+    }
+    w.finalize().expect("finished");
+}
+
 /// Threads of this process whose name starts with `prefix` (Linux shows 15 characters).
 fn threads_named(prefix: &str) -> usize {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
@@ -839,21 +850,10 @@ pub fn destroy_while_references_load<H: Host>() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let path = dir.path().join("long.wav");
     // Six minutes of mono at 44.1 kHz (64 MB): seconds to decode, measure and resample.
-    {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 44_100,
-            bits_per_sample: 32,
-            sample_format: hound::SampleFormat::Float,
-        };
-        let mut w = hound::WavWriter::create(&path, spec).expect("a WAV");
-        for i in 0..44_100 * 360 {
-            let t = i as f32 / 44_100.0;
-            w.write_sample(0.25 * (std::f32::consts::TAU * 441.0 * t).sin())
-                .expect("written");
-        }
-        w.finalize().expect("finished");
-    }
+    let tone: Vec<f32> = (0..44_100 * 360)
+        .map(|i| 0.25 * (std::f32::consts::TAU * 441.0 * i as f32 / 44_100.0).sin())
+        .collect();
+    write_float_wav(&path, 44_100, &[tone]);
     let path_s = path.display().to_string();
     let loader = "sluice-referenc";
     let before = threads_named(loader);
