@@ -368,6 +368,31 @@ pub fn load(
     })
 }
 
+/// The largest profile file read: one is a few kilobytes of JSON; anything near this is the
+/// wrong file, and is not read into memory on the thread that asked (the editor's).
+pub const MAX_PROFILE_BYTES: u64 = 4 << 20;
+
+/// A regular file of at most [`MAX_PROFILE_BYTES`] (a FIFO would block the reader; a large
+/// file is not a profile).
+fn read_small_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_PROFILE_BYTES {
+        return Err(format!(
+            "{:.1} MB: not a Sluice profile (those are a few kilobytes of JSON)",
+            meta.len() as f64 / 1e6
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PROFILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
 /// Maps a reference's channels onto `channels` session channels.
 fn map_channels(planes: Vec<Vec<f32>>, channels: usize) -> Vec<Vec<f32>> {
     let frames = planes.first().map_or(0, Vec::len);
@@ -596,7 +621,7 @@ impl References {
             None
         } else {
             Some(
-                std::fs::read(&path)
+                read_small_file(Path::new(&path))
                     .map_err(|e| format!("{path}: {e}"))
                     .and_then(|b| {
                         serde_json::from_slice::<sluice_core::analysis::compare::Profile>(&b)

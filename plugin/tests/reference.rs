@@ -318,6 +318,31 @@ fn a_profile_file_that_cannot_be_used_says_why() {
         "{e}"
     );
     assert_eq!(refs.profile_status().1.as_deref(), Some(e.as_str()));
+    // The wrong file chosen: a 200 MB one (sparse) is refused from its size, unread; a folder
+    // and a FIFO (which would block a reader) are not files.
+    let big = dir.path().join("a-recording.wav");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(200_000_000)
+        .unwrap();
+    let t = Instant::now();
+    let e = refs.load_profile(big.to_str().unwrap()).unwrap_err();
+    assert!(
+        e.contains("a-recording.wav") && e.contains("200.0 MB"),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_millis(200), "it was read");
+    let e = refs.load_profile(dir.path().to_str().unwrap()).unwrap_err();
+    assert!(e.contains("not a regular file"), "{e}");
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let e = refs.load_profile(fifo.to_str().unwrap()).unwrap_err();
+        assert!(
+            e.contains("fifo") && e.contains("not a regular file"),
+            "{e}"
+        );
+    }
     // No profile and no references: no target; cleared, no error.
     assert!(refs.tonal_target().is_none());
     refs.load_profile("").unwrap();
