@@ -984,3 +984,105 @@ fn the_history_fits_the_programme_and_no_text_collides_at_three_sizes() {
     );
     host.close_editor();
 }
+
+/// The A/B row's Browse button opens a file chooser of its own (a program, so no toolkit is
+/// loaded into the host): what it prints is loaded into the chosen slot; closed without a
+/// choice, nothing changes; with no chooser to run, the row says so. The chooser here is a
+/// script named by `SLUICE_FILE_CHOOSER` standing in for zenity.
+#[test]
+fn browse_loads_the_file_the_chooser_returns() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(x) = display() else { return };
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let wav = dir.path().join("chosen reference.wav");
+    {
+        let reference = sluice_core::signal::programme(44_100, 2, 44_100 * 3, 8);
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&wav, spec).expect("a WAV");
+        for i in 0..reference[0].len() {
+            for p in &reference {
+                w.write_sample((p[i] * 32767.0) as i16).expect("written");
+            }
+        }
+        w.finalize().expect("finished");
+    }
+    let script = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("a script");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    };
+    let chooses = script("chooses", &format!("printf '%s\\n' '{}'", wav.display()));
+    let cancels = script("cancels", "exit 1");
+    let set_chooser = |p: &std::path::Path| {
+        // SAFETY: every test of this binary holds SERIAL before doing anything, so no other
+        // thread of it reads the environment now (the plugin reads it when Browse is clicked,
+        // on the editor's thread, which this test drives).
+        unsafe { std::env::set_var("SLUICE_FILE_CHOOSER", p) };
+    };
+
+    let parent = ok(ParentWindow::new(&x.display, 1100, 760));
+    let mut host = load(48_000.0);
+    ok(host.open_editor(parent.id, None));
+    let child = ok(parent.wait_for_child(Duration::from_secs(10)));
+    ok(host.process(&sine(48_000.0, 1.0, -20.0, -20.0), 512, false));
+    wait_for_frame_of_now(&mut host, 0);
+    // Where Browse is now (the row reflows as the slots' names change).
+    let browse =
+        |host: &mut ClapGuiHost| centre(&editor_last(host)["ab"]["rects"]["browse"], "Browse");
+    let slot_path = |m: &Value| m["references"]["slots"][0]["path"].clone();
+
+    // Closed without a choice: nothing changes.
+    set_chooser(&cancels);
+    let at = browse(&mut host);
+    click(&mut host, &parent, child, at);
+    wait_for(
+        &mut host,
+        Duration::from_secs(10),
+        "the chooser to close",
+        |_, e| e["last"]["ab"]["browsing"] == false,
+    );
+    frames(&mut host, 3);
+    let m = ok(host.meters());
+    assert_eq!(slot_path(&m), "", "{}", m["references"]);
+    assert_eq!(m["editor"]["last"]["ab"]["chooser_error"], Value::Null);
+
+    // A file chosen: loaded into slot 1 and measured.
+    set_chooser(&chooses);
+    let at = browse(&mut host);
+    click(&mut host, &parent, child, at);
+    let (m, _) = wait_for(
+        &mut host,
+        Duration::from_secs(20),
+        "the chosen file loaded",
+        |m, _| m["references"]["slots"][0]["state"] == "ready",
+    );
+    assert_eq!(slot_path(&m), wav.display().to_string().as_str());
+    assert!(
+        m["references"]["slots"][0]["figures"]["integrated_lufs"].is_f64(),
+        "{}",
+        m["references"]
+    );
+
+    // No chooser to run: the row says why; the slot keeps its file.
+    set_chooser(&dir.path().join("no-such-chooser"));
+    frames(&mut host, 2);
+    let at = browse(&mut host);
+    click(&mut host, &parent, child, at);
+    let (m, e) = wait_for(&mut host, Duration::from_secs(10), "the error", |_, e| {
+        e["last"]["ab"]["chooser_error"].is_string()
+    });
+    let why = e["last"]["ab"]["chooser_error"].as_str().unwrap_or("");
+    assert!(
+        why.contains("no-such-chooser") && why.contains("type the path"),
+        "{why}"
+    );
+    assert_eq!(slot_path(&m), wav.display().to_string().as_str());
+    host.close_editor();
+}

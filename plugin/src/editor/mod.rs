@@ -13,6 +13,7 @@
 //! never calls `NiceEguiApp::editor_closed`), and the app's `build` sets `_XEMBED_INFO` on the
 //! new window ([`xembed`]), which VST3 hosts embedding through XEmbed require.
 
+pub mod chooser;
 pub mod drawn;
 pub mod readings;
 #[cfg(target_os = "linux")]

@@ -75,6 +75,9 @@ pub struct ViewState {
     pub peak_times: Vec<f64>,
     /// The A/B row's path field.
     pub reference_path: String,
+    /// The file chooser while it is open, and why the last one could not be opened.
+    pub chooser: Option<super::chooser::Chooser>,
+    pub chooser_error: Option<String>,
     /// The spectrum's band strip shows the mix's tonal balance against the target (the
     /// profile file, or the references) instead of the shares.
     pub tonal: bool,
@@ -111,6 +114,8 @@ impl Default for ViewState {
             peaks: Vec::new(),
             peak_times: Vec::new(),
             reference_path: String::new(),
+            chooser: None,
+            chooser_error: None,
             tonal: false,
         }
     }
@@ -1582,7 +1587,7 @@ fn ab_row(
     }
     row.x += 6.0 * k;
     // The path of a file to load into the chosen slot.
-    let field_w = (rect.max.x - row.x - 260.0 * k).clamp(60.0 * k, 260.0 * k);
+    let field_w = (rect.max.x - row.x - 330.0 * k).clamp(60.0 * k, 260.0 * k);
     let field = Rect::from_min_size(pos2(row.x, y - 2.0), vec2(field_w, 20.0 * k));
     let edit = ui.put(
         field,
@@ -1594,8 +1599,39 @@ fn ab_row(
     row.rects.insert("path".into(), px_rect(edit.rect, ppp));
     row.x = edit.rect.max.x + 4.0;
     let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-    let load = row.place(ui, p, t, "Load", false, "load") || entered;
+    // Browse: a chooser of its own (a process; polled here once a frame). What it returns is
+    // loaded as if typed and loaded.
+    let browsing = state.chooser.is_some();
+    if row.place(ui, p, t, "Browse", browsing, "browse") && !browsing {
+        match super::chooser::Chooser::open() {
+            Ok(c) => {
+                state.chooser = Some(c);
+                state.chooser_error = None;
+            }
+            Err(e) => state.chooser_error = Some(e),
+        }
+    }
+    let mut picked = false;
+    if let Some(c) = &mut state.chooser {
+        match c.poll() {
+            Ok(super::chooser::Chosen::Open) => ui.ctx().request_repaint(),
+            Ok(super::chooser::Chosen::File(path)) => {
+                state.reference_path = path;
+                state.chooser = None;
+                picked = true;
+            }
+            Ok(super::chooser::Chosen::Nothing) => state.chooser = None,
+            Err(e) => {
+                state.chooser_error = Some(e);
+                state.chooser = None;
+            }
+        }
+    }
+    let load = row.place(ui, p, t, "Load", false, "load") || entered || picked;
     let clear = row.place(ui, p, t, "Clear", false, "clear");
+    if load || clear {
+        state.chooser_error = None;
+    }
     let typed = state.reference_path.trim().to_string();
     let slot_empty = slots.get(chosen).is_none_or(|s| s.path.is_empty());
     // A profile file (`sluice ref profile export`) is loaded as the tonal target; Clear on an
@@ -1634,6 +1670,9 @@ fn ab_row(
     let s = &slots[chosen.min(slots.len() - 1)];
     let (profile_path, profile_error) = refs.profile_status();
     let (text, colour) = match (s.state, &s.figures, &s.error) {
+        _ if state.chooser_error.is_some() => {
+            (state.chooser_error.clone().unwrap_or_default(), BAD)
+        }
         _ if profile_error.is_some() => (profile_error.clone().unwrap_or_default(), BAD),
         ("ready", Some(f), _) => {
             let gain = refs.gain_db();
@@ -1713,6 +1752,8 @@ fn ab_row(
         "profile_error": profile_error,
         "tonal": state.tonal,
         "gain_db": num(refs.gain_db()),
+        "browsing": state.chooser.is_some(),
+        "chooser_error": state.chooser_error,
         "rects": row.rects,
     })
 }
