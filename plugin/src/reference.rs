@@ -36,6 +36,10 @@ use std::sync::{Arc, Mutex};
 pub const MAX_REFERENCES: usize = 4;
 /// The longest reference kept in memory (a 15-minute stereo file at 48 kHz is 346 MB).
 pub const MAX_SECONDS: f64 = 15.0 * 60.0;
+/// The most audio one reference may hold in memory, in samples at the session's rate (kept
+/// channels × frames): 15 minutes of 96 kHz stereo, 691 MB. A 15-minute reference in a
+/// 192 kHz 5.1 session would take 4 GB: it is refused, saying how long one may be there.
+pub const MAX_SAMPLES: u64 = 15 * 60 * 96_000 * 2;
 /// How long switching between the mix and the reference crossfades (no click).
 pub const FADE_SECONDS: f32 = 0.02;
 /// References that cannot be handed back at once wait here (the ring's size).
@@ -272,50 +276,79 @@ pub fn load(
         targets: Vec::new(),
         ..AnalysisOptions::default()
     };
-    let mut dec = sluice_core::Decoder::open(path).map_err(|e| e.to_string())?;
-    let info = dec.info().clone();
-    let too_long = |seconds: f64| {
-        format!(
-            "{shown}: {:.0} minutes long; references up to {:.0} minutes are kept in memory",
-            seconds / 60.0,
-            MAX_SECONDS / 60.0
-        )
+    // The decoder's errors name the file; others get its name here.
+    let named = |e: String| {
+        if e.contains(&*shown.to_string()) {
+            e
+        } else {
+            format!("{shown}: {e}")
+        }
     };
+    let mut dec = sluice_core::Decoder::open(path).map_err(|e| named(e.to_string()))?;
+    let info = dec.info().clone();
+    let src_rate = f64::from(info.sample_rate.max(1));
+    // Only the channels the session hears are kept (see `map_channels`): a mono session hears
+    // the mean of the front pair, others the first channels.
+    let src_channels = info.channels.max(1) as usize;
+    let keep = if channels <= 1 {
+        src_channels.min(2)
+    } else {
+        src_channels.min(channels.min(MAX_CHANNELS))
+    };
+    let samples_kept = |seconds: f64| seconds * f64::from(rate) * keep as f64;
+    let too_long = |seconds: f64| {
+        if seconds > MAX_SECONDS {
+            format!(
+                "{shown}: {:.0} minutes long; references up to {:.0} minutes are kept in memory",
+                seconds / 60.0,
+                MAX_SECONDS / 60.0
+            )
+        } else {
+            format!(
+                "{shown}: {:.1} minutes of {keep} channel(s) at this session's {rate} Hz would take \
+                 {:.0} MB; a reference may take {:.0} MB here ({:.1} minutes)",
+                seconds / 60.0,
+                samples_kept(seconds) * 4.0 / 1e6,
+                MAX_SAMPLES as f64 * 4.0 / 1e6,
+                MAX_SAMPLES as f64 / (f64::from(rate) * keep as f64) / 60.0
+            )
+        }
+    };
+    let fits = |seconds: f64| seconds <= MAX_SECONDS && samples_kept(seconds) <= MAX_SAMPLES as f64;
     if let Some(seconds) = info.duration_seconds
-        && seconds > MAX_SECONDS
+        && !fits(seconds)
     {
         return Err(too_long(seconds));
     }
     let mut analyzers = sluice_core::analysis::plan(&info, &opts);
-    let spec = SignalSpec::with_channels(info.sample_rate, info.channels.max(1) as usize);
+    let spec = SignalSpec::with_channels(info.sample_rate, keep);
     let mut resample =
         (info.sample_rate != rate).then(|| Resample::new(rate, ResampleQuality::Fft));
     if let Some(r) = &mut resample {
-        r.start(&spec).map_err(|e| format!("{shown}: {e}"))?;
+        r.start(&spec).map_err(|e| named(e.to_string()))?;
     }
-    let most_frames = (MAX_SECONDS * f64::from(info.sample_rate.max(1))) as u64;
-    let mut out = Block::new(spec.channels());
-    let mut block = Block::new(spec.channels());
+    let mut out = Block::new(keep);
+    let mut block = Block::new(keep);
     let mut frames_read = 0u64;
-    while let Some(decoded) = dec.next_block().map_err(|e| e.to_string())? {
+    while let Some(decoded) = dec.next_block().map_err(|e| named(e.to_string()))? {
         if stop() {
             return Err(format!("{shown}: cancelled"));
         }
-        {
-            let planes: Vec<&[f32]> = decoded.planes().collect();
-            // A file whose header gave no length is refused once it proves too long, before
-            // more of it is held.
-            frames_read += planes.first().map_or(0, |p| p.len()) as u64;
-            if frames_read > most_frames {
-                return Err(too_long(
-                    frames_read as f64 / f64::from(info.sample_rate.max(1)),
-                ));
-            }
-            for a in &mut analyzers {
-                a.feed(&planes);
-            }
+        let planes: Vec<&[f32]> = decoded.planes().collect();
+        // A file whose header gave no length is refused once it proves too long, before more
+        // of it is held.
+        frames_read += planes.first().map_or(0, |p| p.len()) as u64;
+        let seconds = frames_read as f64 / src_rate;
+        if !fits(seconds) {
+            return Err(too_long(seconds));
         }
-        block.copy_from_decoded(decoded);
+        for a in &mut analyzers {
+            a.feed(&planes);
+        }
+        block.reset(keep);
+        for (c, plane) in planes.iter().take(keep).enumerate() {
+            block.plane_mut(c).extend_from_slice(plane);
+        }
         if let Some(r) = &mut resample {
             r.process(&mut block);
         }

@@ -482,34 +482,58 @@ fn a_later_request_for_a_slot_stops_the_load_it_replaces() {
     assert!(refs.close(Duration::from_secs(1)));
 }
 
-#[test]
-fn a_reference_over_15_minutes_is_refused_before_it_is_decoded() {
-    // A 16-minute 48 kHz stereo 16-bit WAV, sparse on disk (its samples read as zeros): its
-    // header says how long it is, and that is enough to refuse it.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sixteen-minutes.wav");
-    let frames: u32 = 48_000 * 60 * 16;
-    let data = frames * 4;
+/// A WAV header for `frames` of 16-bit PCM, the file extended to its full length without
+/// writing it (sparse: its samples read as zeros, and it takes no room on disk).
+fn sparse_wav(path: &Path, rate: u32, channels: u16, frames: u32) {
+    let block = u32::from(channels) * 2;
+    let data = frames * block;
     let mut h = Vec::new();
     h.extend_from_slice(b"RIFF");
     h.extend_from_slice(&(36 + data).to_le_bytes());
     h.extend_from_slice(b"WAVEfmt ");
     h.extend_from_slice(&16u32.to_le_bytes());
     h.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    h.extend_from_slice(&2u16.to_le_bytes());
-    h.extend_from_slice(&48_000u32.to_le_bytes());
-    h.extend_from_slice(&(48_000u32 * 4).to_le_bytes());
-    h.extend_from_slice(&4u16.to_le_bytes());
+    h.extend_from_slice(&channels.to_le_bytes());
+    h.extend_from_slice(&rate.to_le_bytes());
+    h.extend_from_slice(&(rate * block).to_le_bytes());
+    h.extend_from_slice(&(block as u16).to_le_bytes());
     h.extend_from_slice(&16u16.to_le_bytes());
     h.extend_from_slice(b"data");
     h.extend_from_slice(&data.to_le_bytes());
-    std::fs::write(&path, &h).unwrap();
+    std::fs::write(path, &h).unwrap();
     std::fs::OpenOptions::new()
         .write(true)
-        .open(&path)
+        .open(path)
         .unwrap()
         .set_len(h.len() as u64 + u64::from(data))
         .unwrap();
+}
+
+#[test]
+fn a_reference_too_big_for_memory_is_refused_from_its_header() {
+    // Ten minutes of 8 channels at 192 kHz in a 192 kHz 5.1 session: 2.8 GB kept. Refused at
+    // once, saying how long a reference may be there; the 15-minute limit alone let it in.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ten-minutes-7.1-192k.wav");
+    sparse_wav(&path, 192_000, 8, 192_000 * 600);
+    let t = Instant::now();
+    let e = sluice_plugin::reference::load(&path, 192_000, 6, &|| false)
+        .err()
+        .expect("refused");
+    assert!(
+        e.contains("ten-minutes-7.1-192k.wav") && e.contains("2765 MB") && e.contains("691 MB"),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "it was decoded first");
+}
+
+#[test]
+fn a_reference_over_15_minutes_is_refused_before_it_is_decoded() {
+    // A 16-minute 48 kHz stereo 16-bit WAV, sparse on disk (its samples read as zeros): its
+    // header says how long it is, and that is enough to refuse it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sixteen-minutes.wav");
+    sparse_wav(&path, 48_000, 2, 48_000 * 60 * 16);
     let shown = path.display().to_string();
     let t = Instant::now();
     let e = sluice_plugin::reference::load(&path, RATE, 2, &|| false)
