@@ -245,8 +245,12 @@ if [ "$run_ardour" = 1 ]; then
   step "Ardour: private HOME, scan, session"
   ah="$work/ardour-home"
   mkdir -p "$ah/.vst3" "$ah/.config/ardour7" "$work/ardour"
+  # The A/B row's Browse runs SLUICE_FILE_CHOOSER instead of zenity: a script that "chooses"
+  # the programme itself as the reference.
+  printf '#!/bin/sh\nprintf "%%s\\n" "%s"\n' "$work/programme.wav" >"$work/chooser.sh"
+  chmod +x "$work/chooser.sh"
   ardour_env=(env HOME="$ah" XDG_CONFIG_HOME="$ah/.config" XDG_CACHE_HOME="$ah/.cache"
-    XDG_DATA_HOME="$ah/.local/share" LC_ALL=C VST3_PATH=)
+    XDG_DATA_HOME="$ah/.local/share" LC_ALL=C VST3_PATH= SLUICE_FILE_CHOOSER="$work/chooser.sh")
   ardour_version="$(ardour --version 2>/dev/null | grep -m1 -i '^Ardour' || echo '?')"
   note "Ardour: $ardour_version ($(dpkg-query -W -f '${Package} ${Version}' ardour 2>/dev/null || echo 'no dpkg'))"
   cp -r "$vst3" "$ah/.vst3/Sluice Meter.vst3"
@@ -340,6 +344,22 @@ EOF
     n="$(differ "$out/ardour-editor-stopped.png" "$out/ardour-playing-tones.png")"
     check "ardour playback reaches the editor" "$([ "$n" -gt 1000 ] 2>/dev/null && echo yes || echo no)" \
       "stopped -> tones: $n pixels differ"
+    # Reference A/B inside the DAW: Browse (at 472,53 logical in the 920x580 layout with empty
+    # slots) runs the chooser script; the plugin logs the load; then Ref on (the REF chip at
+    # 65,53) while the transport rolls, and off again.
+    xdotool mousemove --window "$ed" "$(px 472)" "$(px 53)" click 1
+    loaded=no
+    for _ in $(seq 1 40); do
+      grep -q "reference slot 1: loaded" "$out/ardour.log" && { loaded=yes; break; }
+      sleep 0.5
+    done
+    check "ardour A/B: Browse loads a reference" "$loaded" \
+      "$(grep -m1 -o 'reference slot 1: .*' "$out/ardour.log" || echo 'nothing in ardour.log')"
+    xdotool mousemove --window "$ed" "$(px 65)" "$(px 53)" click 1; sleep 2
+    shot "$ed" "$out/ardour-ab-ref.png"
+    xdotool mousemove --window "$ed" "$(px 65)" "$(px 53)" click 1; sleep 1
+    n="$(differ "$out/ardour-playing-tones.png" "$out/ardour-ab-ref.png")"
+    note "INFO  ardour A/B: Ref on while playing, ardour-ab-ref.png ($n pixels differ from playing)"
     # Resize the host window (the editor follows: IPlugView::onSize); Ardour's toolbar is above it.
     bar=$(( $(geom "$top" | cut -dx -f2) - $(geom "$ed" | cut -dx -f2) ))
     rw=$(px 1200); rh=$(px 766)

@@ -556,6 +556,17 @@ impl References {
                 let result = load(Path::new(&path), rate, channels, &stop);
                 if !stop() {
                     let mut st = s.status.lock().unwrap_or_else(|p| p.into_inner());
+                    // For the host's log (a DAW check reads it there).
+                    match &result {
+                        Ok(l) => nice_plug::nice_log!(
+                            "reference slot {}: loaded {} ({:.1} LUFS integrated, {:.1} s)",
+                            slot + 1,
+                            path,
+                            l.figures.integrated_lufs,
+                            l.figures.seconds
+                        ),
+                        Err(e) => nice_plug::nice_log!("reference slot {}: {e}", slot + 1),
+                    }
                     match result {
                         Ok(loaded) => {
                             st.state = "ready";
