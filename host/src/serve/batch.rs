@@ -398,6 +398,12 @@ async fn status(
     UrlPath(job_id): UrlPath<String>,
 ) -> Result<Json<BatchStatus>, ApiError> {
     let id = batch_id(&job_id)?;
+    // The live progress first, the record after: the run writes the record's last file and
+    // status before it drops its live progress, so either the live value is read, or the run
+    // had ended and the record read after it is final. (Read the other way round, a run ending
+    // between the two reads left a stale "processing" record without its live value, and the
+    // progress fell back to the files done before the last: 0.92, then 0.67, then 1.)
+    let live = st.live.get(id);
     let st2 = Arc::clone(&st);
     let rec = blocking(move || {
         st2.store
@@ -408,7 +414,7 @@ async fn status(
     .await?;
     let progress = match rec.status.as_str() {
         "completed" | "failed" => 1.0,
-        "processing" => st.live.get(id).unwrap_or_else(|| progress_of(&rec, 0.0)),
+        "processing" => live.unwrap_or_else(|| progress_of(&rec, 0.0)),
         _ => progress_of(&rec, 0.0),
     };
     Ok(Json(BatchStatus {
