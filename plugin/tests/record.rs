@@ -39,6 +39,22 @@ fn read_float_wav(path: &Path) -> (Vec<Vec<f32>>, u32) {
     (planes, spec.sample_rate)
 }
 
+/// Whether `got` is `want`'s first samples, bit for bit.
+fn same_bits(got: &[f32], want: &[f32]) -> bool {
+    got.iter()
+        .zip(want)
+        .all(|(a, b)| a.to_bits() == b.to_bits())
+}
+
+/// A take that holds the whole input, bit for bit.
+fn assert_whole_input(planes: &[Vec<f32>], sig: &[Vec<f32>]) {
+    assert_eq!(planes.len(), sig.len());
+    for (c, (p, s)) in planes.iter().zip(sig).enumerate() {
+        assert_eq!(p.len(), s.len(), "channel {c}");
+        assert!(same_bits(p, s), "channel {c} differs from the input");
+    }
+}
+
 struct Rig {
     rt: record::RecorderRt,
     writer: record::Writer,
@@ -154,16 +170,7 @@ fn a_take_holds_the_input_and_its_timeline_position() {
     let (planes, got_rate) = read_float_wav(&takes[0]);
     assert_eq!(got_rate, rate);
     assert_eq!(planes.len(), 2);
-    for c in 0..2 {
-        assert_eq!(planes[c].len(), sig[c].len());
-        assert!(
-            planes[c]
-                .iter()
-                .zip(&sig[c])
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "channel {c} differs from the input"
-        );
-    }
+    assert_whole_input(&planes, &sig);
     let tags = sluice_core::read_tags(&takes[0]).unwrap();
     let bext = tags.bext.expect("bext chunk");
     assert_eq!(bext.time_reference, start as u64);
@@ -256,10 +263,7 @@ fn a_pre_roll_is_left_out_and_the_take_starts_at_zero() {
         for c in 0..2 {
             assert_eq!(planes[c].len(), sig[c].len() - skip, "pre-roll {skip}");
             assert!(
-                planes[c]
-                    .iter()
-                    .zip(&sig[c][skip..])
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                same_bits(&planes[c], &sig[c][skip..]),
                 "pre-roll {skip}: channel {c} is not the input from timeline 0"
             );
         }
@@ -351,10 +355,7 @@ fn an_overrun_is_counted_and_every_take_still_lines_up() {
         recorded += planes[0].len() as u64;
         for c in 0..2 {
             assert!(
-                planes[c]
-                    .iter()
-                    .zip(&sig[c][at..])
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                same_bits(&planes[c], &sig[c][at..]),
                 "{} does not match the input at its time reference",
                 t.display()
             );
@@ -393,14 +394,5 @@ fn an_offline_render_waits_for_the_writer_and_loses_nothing() {
         .unwrap()
         .time_reference as i64;
     assert_eq!(at, origin);
-    for c in 0..2 {
-        assert_eq!(planes[c].len(), sig[c].len());
-        assert!(
-            planes[c]
-                .iter()
-                .zip(&sig[c])
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "channel {c} differs"
-        );
-    }
+    assert_whole_input(&planes, &sig);
 }
