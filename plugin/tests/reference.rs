@@ -354,9 +354,9 @@ fn a_profile_file_that_cannot_be_used_says_why() {
 /// (the plugin's live band shares against the profile's band-filter levels).
 #[test]
 fn a_profile_file_of_the_same_track_finds_the_mix_in_balance() {
+    use sluice_core::analysis::AnalysisOptions;
     use sluice_core::analysis::compare::Profile;
     use sluice_core::analysis::signature::Signature;
-    use sluice_core::analysis::{AnalysisOptions, Section};
     let dir = tempfile::tempdir().unwrap();
     // Broadband material (shaped noise with a beat), as music is: band edges fall inside
     // its spectrum's slopes, not on a tone (see `TonalTarget::from_profile` on tones near an
@@ -373,14 +373,8 @@ fn a_profile_file_of_the_same_track_finds_the_mix_in_balance() {
     let wav = dir.path().join("track.wav");
     write_wav(&wav, RATE, &track);
     let opts = AnalysisOptions {
-        sections: vec![
-            Section::Loudness,
-            Section::Levels,
-            Section::Spectrum,
-            Section::Stereo,
-            Section::Bands,
-            Section::Character,
-        ],
+        // What a profile is made of (the signature's sections).
+        sections: sluice_core::analysis::signature::SECTIONS.to_vec(),
         targets: Vec::new(),
         ..AnalysisOptions::default()
     };
