@@ -127,14 +127,18 @@ struct RawCluster {
 }
 
 /// A name NATS takes for a stream, bucket or token of a subject: letters, digits, `-`, `_`.
+/// Whether `v` may name a node of a farm (or a stream or bucket): 1 to 64 letters, digits,
+/// '-' or '_'.
+pub fn is_node_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 fn nats_name(what: &str, v: &str) -> Result<String, String> {
     let v = v.trim();
-    if v.is_empty()
-        || v.len() > 64
-        || !v
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if !is_node_name(v) {
         return Err(format!(
             "[cluster] {what} = {v:?}: give 1 to 64 letters, digits, '-' or '_'"
         ));

@@ -404,31 +404,7 @@ fn a_farm_takes_every_file_once_through_kills_and_a_server_restart() {
     assert_eq!(files_under(&root.join("done")).len(), n);
     assert!(files_under(&root.join("inbox")).is_empty());
     assert_no_temporaries(&root);
-    // The same files on one machine, without the farm: the same bytes.
-    let single = dir.path().join("single");
-    std::fs::create_dir_all(single.join("pipelines")).unwrap();
-    std::fs::write(single.join("pipelines/farm.toml"), PIPELINE).unwrap();
-    let mut cmd = sluice();
-    cmd.args(["run", "farm", "--root"]).arg(&single);
-    for e in std::fs::read_dir(&copies).unwrap() {
-        cmd.arg(e.unwrap().path());
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for o in &outputs {
-        let rel = o.strip_prefix(&root).unwrap();
-        assert_eq!(
-            common::blake3_hex(o),
-            common::blake3_hex(&single.join(rel)),
-            "{} differs from the single machine's (kept in {})",
-            rel.display(),
-            dir.keep().display()
-        );
-    }
+    same_as_one_machine(dir.path(), &copies, &root, &outputs);
     // The farm's bucket says what the ingest node's store says.
     let kv = kv_states(&nats.url());
     for j in &js {
@@ -457,6 +433,35 @@ fn a_farm_takes_every_file_once_through_kills_and_a_server_restart() {
     eprintln!("{n} files through the farm with the faults in {took:?}; by worker: {by_worker:?}");
     if std::env::var_os("KEEPDIR").is_some() {
         eprintln!("kept {}", dir.keep().display());
+    }
+}
+
+/// The files of `copies` run on one machine, without the farm (in `dir/single`): each of
+/// `outputs` (under `root`) has the same bytes as its counterpart there.
+fn same_as_one_machine(dir: &Path, copies: &Path, root: &Path, outputs: &[PathBuf]) {
+    let single = dir.join("single");
+    std::fs::create_dir_all(single.join("pipelines")).unwrap();
+    std::fs::write(single.join("pipelines/farm.toml"), PIPELINE).unwrap();
+    let mut cmd = sluice();
+    cmd.args(["run", "farm", "--root"]).arg(&single);
+    for e in std::fs::read_dir(copies).unwrap() {
+        cmd.arg(e.unwrap().path());
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for o in outputs {
+        let rel = o.strip_prefix(root).unwrap();
+        assert_eq!(
+            common::blake3_hex(o),
+            common::blake3_hex(&single.join(rel)),
+            "{} differs from the single machine's (under {})",
+            rel.display(),
+            dir.display()
+        );
     }
 }
 
@@ -792,8 +797,10 @@ fn an_effect_the_worker_cannot_fetch_fails_the_attempt_and_the_retry_heals() {
     assert_eq!(files_under(&root.join("out")).len(), 2);
 }
 
-/// With `shared_root` (every node mounts the root), sources go by path: the worker reads them
-/// where it mounts the root, the object store never holds one, and the outputs are the same.
+/// With `shared_root` (every node mounts the root), sources go by path and outputs are staged
+/// on it: the worker reads each source where it mounts the root and renders into a staging
+/// folder there, the ingest node moves the outputs into place, and the object store never
+/// holds a file.
 #[test]
 fn with_a_shared_root_sources_go_by_path() {
     let Some(bin) = tool("nats-server") else {
@@ -846,10 +853,21 @@ fn with_a_shared_root_sources_go_by_path() {
         "{}",
         w.log()
     );
+    assert_eq!(
+        w.log().matches("staged on the shared root").count(),
+        n,
+        "{}",
+        w.log()
+    );
+    // Every staging folder removed once its outputs were in place.
+    let staging: Vec<_> = std::fs::read_dir(root.join(".sluice/farm-staging"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "{staging:?}");
 }
 
-/// With `shared_root`, the report names the source where the ingest node has it, not where
-/// the worker mounts the shared root (here a folder of hard links to the same files).
+/// With `shared_root`, the report names the source and outputs where the ingest node has them,
+/// not where the worker mounts the shared root (here through a link to the root).
 #[test]
 fn with_a_shared_root_the_report_names_the_ingest_nodes_paths() {
     let Some(bin) = tool("nats-server") else {
@@ -860,12 +878,11 @@ fn with_a_shared_root_the_report_names_the_ingest_nodes_paths() {
     let (root, ingest_log) = ingest(dir.path(), &nats);
     mount_shared(&root, &root);
     let mount = dir.path().join("mount");
-    std::fs::create_dir_all(mount.join("inbox")).unwrap();
+    std::os::unix::fs::symlink(&root, &mount).unwrap();
     let w1 = worker_root(dir.path(), &nats, "w1");
     mount_shared(&w1, &mount);
     let made = dir.path().join("a.wav");
     programme_wav(&made, 2.0, 14);
-    std::fs::hard_link(&made, mount.join("inbox/a.wav")).unwrap();
     let w = start_worker(&w1, dir.path(), "w1");
     let host = start_ingest(&root, &ingest_log);
     std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
@@ -879,12 +896,121 @@ fn with_a_shared_root_the_report_names_the_ingest_nodes_paths() {
     let report = std::fs::read_to_string(root.join(job["report"].as_str().unwrap())).unwrap();
     let mount = mount.display().to_string();
     assert!(!report.contains(&mount), "{report}");
+    assert!(!report.contains("farm-staging"), "{report}");
     let v: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(
         v["analysis"]["path"],
         root.join("inbox/a.wav").display().to_string(),
         "{v:#}"
     );
+}
+
+/// A farm on a shared root through a worker killed while it renders into its staging folder
+/// and the ingest node killed while results come in: every file once, the same bytes as one
+/// machine's, no staging folder or temporary left, and no file ever in the object store.
+#[test]
+fn a_shared_root_farm_through_kills_leaves_one_output_each_and_no_staging() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    mount_shared(&root, &root);
+    let names = ["w1", "w2"];
+    let roots: Vec<PathBuf> = names
+        .iter()
+        .map(|n| {
+            let r = worker_root(dir.path(), &nats, n);
+            mount_shared(&r, &root);
+            r
+        })
+        .collect();
+    let mut workers: Vec<Proc> = names
+        .iter()
+        .zip(&roots)
+        .map(|(n, r)| start_worker(r, dir.path(), n))
+        .collect();
+    let mut host = start_ingest(&root, &ingest_log);
+    let copies = dir.path().join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    let n = 12;
+    for i in 0..n {
+        let name = format!("take{i:02}.wav");
+        programme_wav(&copies.join(&name), 3.0, 300 + i as u64);
+        let made = dir.path().join(&name);
+        std::fs::copy(copies.join(&name), &made).unwrap();
+        std::fs::rename(&made, root.join("inbox").join(&name)).unwrap();
+    }
+    let logs = |host: &Proc, workers: &[Proc]| {
+        workers
+            .iter()
+            .fold(format!("ingest:\n{}\n", host.log()), |s, w| {
+                s + &format!("{}:\n{}\n", w.log.display(), w.log())
+            })
+    };
+    let t = Instant::now();
+    // w1 killed while it renders a job into its staging folder.
+    let staging = root.join(".sluice/farm-staging");
+    loop {
+        let rendering = std::fs::read_dir(&staging).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains(".w1."))
+        });
+        if rendering && workers[0].log().contains(": running (") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{}",
+            logs(&host, &workers)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    workers[0].kill();
+    let mut ingest_killed = false;
+    loop {
+        let js = jobs(&root);
+        let done = finished(&js);
+        if js.len() == n && done == n {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(150),
+            "{done} of {n}:\n{}",
+            logs(&host, &workers)
+        );
+        if !ingest_killed && done >= 2 {
+            ingest_killed = true;
+            eprintln!("{:?}: {done} done: the ingest host is killed", t.elapsed());
+            host.kill();
+            host = start_ingest(&root, &ingest_log);
+            workers[0] = start_worker(&roots[0], dir.path(), "w1");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ingest_killed);
+    eprintln!("{n} files in {:?}", t.elapsed());
+    let js = jobs(&root);
+    assert!(
+        js.iter().all(|j| j["state"] == "done"),
+        "{js:#?}\n{}",
+        logs(&host, &workers)
+    );
+    let outputs = files_under(&root.join("out"));
+    assert_eq!(outputs.len(), 2 * n, "{outputs:#?}");
+    assert_eq!(files_under(&root.join("done")).len(), n);
+    assert_no_temporaries(&root);
+    let left: Vec<_> = std::fs::read_dir(&staging)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "staging left: {left:?}");
+    assert!(
+        logs(&host, &workers).contains("staged on the shared root"),
+        "{}",
+        logs(&host, &workers)
+    );
+    same_as_one_machine(dir.path(), &copies, &root, &outputs);
 }
 
 /// A worker whose mount of the shared root leads out of it through a link (a mistaken or
@@ -929,6 +1055,7 @@ fn a_shared_source_through_a_link_out_of_the_workers_mount_is_refused() {
     eprintln!("the job: {error}");
     assert!(files_under(&root.join("out")).is_empty());
     assert!(files_under(&w1.join(".sluice/farm")).is_empty());
+    assert!(files_under(&mount.join(".sluice/farm-staging")).is_empty());
     // The file outside is as it was, and the source stays where it arrived.
     assert!(outside.join("a.wav").is_file());
     assert!(root.join("inbox/a.wav").is_file());

@@ -77,8 +77,9 @@ fn message(
         });
         files.push(path);
     }
+    let stage = shared_source.is_some();
     let msg = JobMsg {
-        source_object: if shared_source.is_some() {
+        source_object: if stage {
             String::new()
         } else {
             source_object(&node, &job.content_hash)
@@ -103,6 +104,7 @@ fn message(
         planned: job.planned.clone(),
         effects: modules,
         profiles: job::profiles_for(p, store),
+        stage,
     };
     Ok((msg, files))
 }
@@ -304,6 +306,9 @@ impl Ingest {
                 return;
             }
         };
+        // Staging folders of deliveries no longer awaited (a worker killed while it
+        // rendered, a result this node applied before it died).
+        self.sweep(cfg, store, None);
         std::thread::scope(|s| {
             // Workers' progress, into the jobs' records (beside the results).
             s.spawn(|| self.progress(store, stop));
@@ -443,6 +448,7 @@ impl Ingest {
                     r.attempt
                 );
                 farm.rt.block_on(farm.delete_objects(objects));
+                self.sweep(cfg, store, Some(r.job));
                 return;
             }
             Err(e) => {
@@ -471,6 +477,7 @@ impl Ingest {
             self.out.fetch_sub(1, Ordering::SeqCst);
             self.release(&job.content_hash);
             farm.rt.block_on(farm.delete_objects(objects));
+            self.sweep(cfg, store, Some(job.id));
             return;
         };
         let ctx = Ctx {
@@ -494,7 +501,13 @@ impl Ingest {
                 outputs,
                 work_root,
                 source_at,
-            } => self.place(cfg, &job, &outputs).map(|()| {
+            } => {
+                let staging =
+                    super::staging_name(&farm.cfg.node, r.job, r.attempt, &r.worker, r.delivery)
+                        .map(|name| Path::new(super::STAGING).join(name));
+                self.place(cfg, &job, &outputs, staging.as_deref())
+            }
+            .map(|()| {
                 let mut r = (*rendition).moved(&work_root, &cfg.root);
                 // The source as this node names it, not where the worker mounts it.
                 if let Some(at) = source_at {
@@ -507,6 +520,7 @@ impl Ingest {
         };
         let rec = job::finish_detached(&ctx, &p, job, started, rendition);
         self.out.fetch_sub(1, Ordering::SeqCst);
+        self.sweep(cfg, store, Some(rec.id));
         let key = job_key(&farm.cfg.node, rec.id);
         let state = FarmState::now(
             rec.state.name(),
@@ -550,23 +564,62 @@ impl Ingest {
         tracing::info!(job = rec.id, pipeline = %rec.pipeline, "{} {what}", rec.input.display());
     }
 
+    /// The staging folders (see [`super::STAGING`]) of this node's deliveries that are no
+    /// longer awaited, removed: job `only`'s, or every job's. A delivery is awaited while its
+    /// job is out on the farm with its attempt.
+    fn sweep(&self, cfg: &Config, store: &Store, only: Option<u64>) {
+        let Ok(dir) = crate::confine::resolve(&cfg.root, Path::new(super::STAGING)) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some((node, id, attempt)) = name.to_str().and_then(super::staging_of) else {
+                continue;
+            };
+            if node != self.farm.cfg.node || only.is_some_and(|j| j != id) {
+                continue;
+            }
+            let awaited = matches!(
+                store.job(id),
+                Ok(Some(j)) if j.state == JobState::Running && j.ran_on.is_some() && j.attempts == attempt
+            );
+            if !awaited {
+                // (A link there is removed, not followed.)
+                if let Err(e) = std::fs::remove_dir_all(entry.path())
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(job = id, "{}: {e}", entry.path().display());
+                }
+            }
+        }
+    }
+
     /// The worker's outputs into their planned paths in the root, each complete under its
-    /// name only once fetched whole and checked.
+    /// name only once fetched whole (or, staged on the shared root, found in the delivery's
+    /// folder `staging`) and checked.
     fn place(
         &self,
         cfg: &Config,
         job: &JobRecord,
         outputs: &[super::OutputObject],
+        staging: Option<&Path>,
     ) -> Result<(), Failure> {
         let farm = &self.farm;
         for (o, rel) in outputs.iter().zip(&job.planned) {
-            let dest = crate::confine::prepare(&cfg.root, rel).map_err(|e| {
-                if e.is_io() {
-                    Failure::Transient(e.to_string())
-                } else {
-                    Failure::Refused(e.to_string())
-                }
-            })?;
+            let dest = crate::confine::prepare(&cfg.root, rel).map_err(confined)?;
+            if o.staged {
+                let Some(staging) = staging else {
+                    return Err(Failure::Refused(format!(
+                        "{}: a worker whose name cannot name a folder says it left the output on the shared root",
+                        dest.display()
+                    )));
+                };
+                place_staged(&cfg.root, &staging.join(rel), &dest, o)?;
+                continue;
+            }
             let transient = |e: String| Failure::Transient(format!("{}: {e}", dest.display()));
             let (atomic, mut file) = sluice_core::io::AtomicFile::create(&dest, true)
                 .map_err(|e| transient(e.to_string()))?;
@@ -595,5 +648,201 @@ impl Ingest {
             atomic.commit().map_err(|e| transient(e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+/// A path refused by [`crate::confine`]: a refusal, or an I/O failure worth retrying.
+fn confined(e: crate::confine::ConfineError) -> Failure {
+    if e.is_io() {
+        Failure::Transient(e.to_string())
+    } else {
+        Failure::Refused(e.to_string())
+    }
+}
+
+/// One output a worker left on the shared root (at `staged`, relative to `root`) moved to
+/// `dest`: it must be a regular file of its own (not a link, nor a second name of another
+/// file) with the size and BLAKE3 the worker gave, and is then renamed (one file system: no
+/// copy), the rename synced with its folder. When it is gone and `dest` holds those bytes, it
+/// was placed already (this node died after moving it, before recording the job).
+fn place_staged(
+    root: &Path,
+    staged: &Path,
+    dest: &Path,
+    o: &super::OutputObject,
+) -> Result<(), Failure> {
+    use std::os::unix::fs::MetadataExt;
+    let transient = |e: String| Failure::Transient(format!("{}: {e}", dest.display()));
+    let from = crate::confine::resolve(root, staged).map_err(confined)?;
+    let meta = match std::fs::symlink_metadata(&from) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let placed = std::fs::symlink_metadata(dest)
+                .is_ok_and(|m| m.is_file() && m.len() == o.bytes)
+                && job::hash_file(dest).is_ok_and(|h| h == o.blake3);
+            if placed {
+                return Ok(());
+            }
+            return Err(transient(format!(
+                "the worker's output {} is not on the shared root here (does every node mount the same root?)",
+                from.display()
+            )));
+        }
+        Err(e) => return Err(transient(format!("{}: {e}", from.display()))),
+    };
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
+        return Err(Failure::Refused(format!(
+            "{}: the worker's output on the shared root is not a file of its own ({}): not moved",
+            from.display(),
+            if meta.file_type().is_symlink() {
+                "a symbolic link".to_string()
+            } else if meta.is_file() {
+                format!("{} names for it", meta.nlink())
+            } else {
+                "not a regular file".to_string()
+            }
+        )));
+    }
+    let hash = job::hash_file(&from).map_err(|e| transient(format!("{}: {e}", from.display())))?;
+    if hash != o.blake3 || meta.len() != o.bytes {
+        return Err(transient(format!(
+            "the output on the shared root is not what the worker wrote ({} bytes, BLAKE3 {hash}; the worker's: {} bytes, {})",
+            meta.len(),
+            o.bytes,
+            o.blake3
+        )));
+    }
+    std::fs::rename(&from, dest).map_err(|e| transient(e.to_string()))?;
+    if let Some(dir) = dest.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{OutputObject, STAGING, staging_name, staging_of};
+    use super::*;
+
+    /// A root with one staged output (`bytes`) of delivery `name`, and the output's record as
+    /// its worker would send it.
+    fn staged(root: &Path, bytes: &[u8]) -> (std::path::PathBuf, OutputObject) {
+        let name = staging_name("ingest", 7, 1, "w1", 1).unwrap();
+        let rel = Path::new(STAGING).join(name).join("out/a.flac");
+        std::fs::create_dir_all(root.join(&rel).parent().unwrap()).unwrap();
+        std::fs::write(root.join(&rel), bytes).unwrap();
+        let o = OutputObject {
+            object: String::new(),
+            blake3: blake3::hash(bytes).to_hex().to_string(),
+            bytes: bytes.len() as u64,
+            inline: None,
+            staged: true,
+        };
+        (rel, o)
+    }
+
+    fn dest(root: &Path) -> std::path::PathBuf {
+        crate::confine::prepare(root, Path::new("out/a.flac")).unwrap()
+    }
+
+    #[test]
+    fn a_staged_output_is_checked_then_moved_and_a_second_apply_finds_it_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (rel, o) = staged(root, b"the output's bytes");
+        let to = dest(root);
+        place_staged(root, &rel, &to, &o).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"the output's bytes");
+        assert!(!root.join(&rel).exists());
+        // This node died after the move, before recording the job: the result comes again.
+        place_staged(root, &rel, &to, &o).unwrap();
+        // Gone, and not at the destination either: the reason, nothing placed.
+        std::fs::remove_file(&to).unwrap();
+        let e = place_staged(root, &rel, &to, &o).unwrap_err();
+        assert!(matches!(e, Failure::Transient(_)), "{e:?}");
+        assert!(
+            e.message().contains("does every node mount the same root"),
+            "{}",
+            e.message()
+        );
+        assert!(!to.exists());
+    }
+
+    #[test]
+    fn a_staged_output_that_is_not_what_the_worker_wrote_stays_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (rel, mut o) = staged(root, b"what is on the shared root");
+        let to = dest(root);
+        o.blake3 = blake3::hash(b"what the worker wrote").to_hex().to_string();
+        let e = place_staged(root, &rel, &to, &o).unwrap_err();
+        assert!(e.message().contains("not what the worker wrote"), "{e:?}");
+        assert!(!to.exists());
+        assert!(root.join(&rel).is_file());
+        // The right hash but another size: refused too.
+        let (rel, mut o) = staged(root, b"what is on the shared root");
+        o.bytes += 1;
+        assert!(place_staged(root, &rel, &to, &o).is_err());
+        assert!(!to.exists());
+    }
+
+    #[test]
+    fn a_link_or_a_second_name_on_the_shared_root_is_not_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let secret = dir.path().join("secret.txt");
+        std::fs::write(&secret, b"not the root's").unwrap();
+        let (rel, mut o) = staged(&root, b"x");
+        o.blake3 = blake3::hash(b"not the root's").to_hex().to_string();
+        o.bytes = 14;
+        let to = dest(&root);
+        // A symbolic link to a file outside the root, with that file's hash.
+        std::fs::remove_file(root.join(&rel)).unwrap();
+        std::os::unix::fs::symlink(&secret, root.join(&rel)).unwrap();
+        let e = place_staged(&root, &rel, &to, &o).unwrap_err();
+        assert!(matches!(e, Failure::Refused(_)), "{e:?}");
+        assert!(e.message().contains("a symbolic link"), "{}", e.message());
+        // A hard link to a file of the root (another job's output, say).
+        std::fs::remove_file(root.join(&rel)).unwrap();
+        let other = root.join("done/other.flac");
+        std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+        std::fs::write(&other, b"not the root's").unwrap();
+        std::fs::hard_link(&other, root.join(&rel)).unwrap();
+        let e = place_staged(&root, &rel, &to, &o).unwrap_err();
+        assert!(e.message().contains("2 names for it"), "{}", e.message());
+        assert!(!to.exists());
+        assert!(other.is_file());
+        // The staging folder itself a link out of the root.
+        let (rel, o) = staged(&root, b"y");
+        let staging = root.join(STAGING);
+        let outside = dir.path().join("outside");
+        std::fs::rename(&staging, &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, &staging).unwrap();
+        let e = place_staged(&root, &rel, &to, &o).unwrap_err();
+        assert!(matches!(e, Failure::Refused(_)), "{e:?}");
+        assert!(!to.exists());
+        assert_eq!(std::fs::read(&secret).unwrap(), b"not the root's");
+    }
+
+    #[test]
+    fn staging_folders_are_named_only_for_node_names() {
+        let n = staging_name("ingest-1", 12, 3, "w_2", 4).unwrap();
+        assert_eq!(n, "ingest-1.12.3.w_2.4");
+        assert_eq!(staging_of(&n), Some(("ingest-1", 12, 3)));
+        for worker in ["..", "a/b", "", "w.1", "w 1"] {
+            assert_eq!(staging_name("ingest", 1, 1, worker, 1), None, "{worker:?}");
+        }
+        assert_eq!(staging_name("ingest", 1, 1, "w1", -1), None);
+        for name in [
+            "ingest.1.1.w1",
+            "ingest.1.1.w1.1.x",
+            "ingest.x.1.w1.1",
+            ".1.1.w1.1",
+        ] {
+            assert_eq!(staging_of(name), None, "{name:?}");
+        }
     }
 }

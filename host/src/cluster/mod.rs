@@ -73,6 +73,11 @@ pub struct JobMsg {
     /// reference library (a worker's own library is not the one the pipeline means).
     #[serde(default)]
     pub profiles: Vec<crate::job::SentProfile>,
+    /// Outputs rendered on the shared root, in the delivery's staging folder ([`STAGING`]),
+    /// and moved into place from there by the ingest node, rather than sent through the
+    /// object store (set with `shared_root`).
+    #[serde(default)]
+    pub stage: bool,
 }
 
 /// A user effect a job needs.
@@ -107,6 +112,43 @@ pub struct OutputObject {
     /// A small output carried in the result message itself (base64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline: Option<String>,
+    /// Left on the shared root at its planned path in the delivery's staging folder (see
+    /// [`STAGING`]), for the ingest node to check and move into place.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staged: bool,
+}
+
+/// Where workers render the jobs of a shared root (`shared_root`, every node mounting the
+/// same root): a folder in the root's own `.sluice` (hidden, never watched), one folder per
+/// delivery of a job ([`staging_name`]). The ingest node checks each output there and moves
+/// it into place (one file system: a rename, no copy and nothing through NATS), and removes
+/// the folders of deliveries it no longer awaits.
+pub const STAGING: &str = ".sluice/farm-staging";
+
+/// The staging folder of one delivery of a job, `NODE.JOB.ATTEMPT.WORKER.DELIVERY`; `None`
+/// when a node's name is not one a node may have (a result naming a worker `..` would
+/// otherwise point the ingest node at another folder).
+pub fn staging_name(
+    node: &str,
+    job: u64,
+    attempt: u32,
+    worker: &str,
+    delivery: i64,
+) -> Option<String> {
+    let ok = crate::config::is_node_name;
+    (ok(node) && ok(worker) && delivery >= 0)
+        .then(|| format!("{node}.{job}.{attempt}.{worker}.{delivery}"))
+}
+
+/// The node, job and attempt of a staging folder's name (see [`staging_name`]).
+pub fn staging_of(name: &str) -> Option<(&str, u64, u32)> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let [node, job, attempt, worker, delivery] = parts[..] else {
+        return None;
+    };
+    let (job, attempt) = (job.parse().ok()?, attempt.parse().ok()?);
+    let delivery: i64 = delivery.parse().ok()?;
+    (staging_name(node, job, attempt, worker, delivery)? == name).then_some((node, job, attempt))
 }
 
 /// Bytes as the messages carry them.

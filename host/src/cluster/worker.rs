@@ -257,15 +257,20 @@ impl Worker {
             // Heartbeats until it is answered: the stream gives the job to another worker
             // only if this one stops answering.
             let beat = farm.heartbeat(&m);
-            let dir = work_dir(&self.cfg).join(format!(
-                "{}-{}-{}-{}-{thread}",
-                job.node,
-                job.job,
-                job.attempt,
-                std::process::id()
-            ));
-            let ran =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.render(&job, &dir)));
+            let staging = self.staging(&job, delivery);
+            let dir = match &staging {
+                Some((mount, rel)) => mount.join(rel),
+                None => work_dir(&self.cfg).join(format!(
+                    "{}-{}-{}-{}-{thread}",
+                    job.node,
+                    job.job,
+                    job.attempt,
+                    std::process::id()
+                )),
+            };
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.render(&job, &dir, staging.as_ref())
+            }));
             let made = match ran {
                 Ok(r) => r,
                 Err(_) => Err(Failure::Effect(format!(
@@ -279,7 +284,7 @@ impl Worker {
         let answer = async move {
             let farm = &w.farm;
             let outcome = match made {
-                Ok(r) => match w.upload(&job, delivery, &r.files).await {
+                Ok(r) => match w.upload(&job, delivery, &r.files, r.staged).await {
                     Ok(outputs) => Outcome::Done {
                         rendition: Box::new(r.rendition),
                         outputs,
@@ -290,14 +295,27 @@ impl Worker {
                 },
                 Err(f) => Outcome::Failed(f),
             };
+            // Staged outputs stay for the ingest node, which moves them into place and
+            // removes the folder.
+            let staged = matches!(&outcome, Outcome::Done { outputs, .. } if outputs.iter().any(|o| o.staged));
             if let Some((beat, keep, running, dir)) = claim {
                 beat.abort();
                 keep.abort();
                 let _ = running.await;
-                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+                if !staged {
+                    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+                }
             }
             let what = match &outcome {
-                Outcome::Done { outputs, .. } => format!("rendered ({} output(s))", outputs.len()),
+                Outcome::Done { outputs, .. } => format!(
+                    "rendered ({} output(s){})",
+                    outputs.len(),
+                    if staged {
+                        ", staged on the shared root"
+                    } else {
+                        ""
+                    }
+                ),
                 Outcome::Failed(f) => format!("failed: {}", f.message()),
             };
             let result = ResultMsg {
@@ -355,12 +373,31 @@ impl Worker {
         *answering = Some(farm.rt.spawn(answer));
     }
 
-    /// The rendered outputs into the object store, all at once, each hashed first.
+    /// Where a delivery of `job` renders when its outputs are staged on the shared root (the
+    /// job asks for it, and this worker mounts the root): the mount, and the folder in it.
+    fn staging(&self, job: &JobMsg, delivery: i64) -> Option<(PathBuf, PathBuf)> {
+        let mount = self.farm.cfg.shared_root.as_ref()?;
+        if !job.stage || job.shared_source.is_none() {
+            return None;
+        }
+        let name = super::staging_name(
+            &job.node,
+            job.job,
+            job.attempt,
+            &self.farm.cfg.node,
+            delivery,
+        )?;
+        Some((mount.clone(), Path::new(super::STAGING).join(name)))
+    }
+
+    /// The rendered outputs into the object store, all at once, each hashed first; or, when
+    /// `staged`, only hashed: they stay where they are on the shared root.
     async fn upload(
         &self,
         msg: &JobMsg,
         delivery: i64,
         files: &[PathBuf],
+        staged: bool,
     ) -> Result<Vec<OutputObject>, Failure> {
         let farm = &self.farm;
         let transient = |e: String| {
@@ -370,6 +407,29 @@ impl Worker {
                 farm.cfg.node
             ))
         };
+        if staged {
+            let files = files.to_vec();
+            return tokio::task::spawn_blocking(move || {
+                files
+                    .iter()
+                    .map(|path| {
+                        let named = |e: std::io::Error| format!("{}: {e}", path.display());
+                        let bytes = std::fs::metadata(path).map_err(named)?.len();
+                        let blake3 = job::hash_file(path).map_err(named)?;
+                        Ok(OutputObject {
+                            object: String::new(),
+                            blake3,
+                            bytes,
+                            inline: None,
+                            staged: true,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .await
+            .map_err(|e| transient(e.to_string()))?
+            .map_err(transient);
+        }
         // Small outputs travel in the result itself, as long as together they stay under
         // the limit; the others through the object store.
         let limit = farm.inline_limit();
@@ -403,6 +463,7 @@ impl Worker {
                         blake3: blake3::hash(&data).to_hex().to_string(),
                         bytes,
                         inline: Some(super::encode_inline(&data)),
+                        staged: false,
                     });
                 }
                 let p = path.clone();
@@ -422,6 +483,7 @@ impl Worker {
                     blake3,
                     bytes,
                     inline: None,
+                    staged: false,
                 })
             });
         futures_util::future::try_join_all(each).await
@@ -502,8 +564,14 @@ impl Worker {
         Ok(c)
     }
 
-    /// The job rendered in `dir` (a root of its own) and its outputs uploaded.
-    fn render(&self, msg: &JobMsg, dir: &Path) -> Result<Rendered, Failure> {
+    /// The job rendered in `dir` (a root of its own; with `staging`, the delivery's staging
+    /// folder on the shared root: the mount and the folder in it).
+    fn render(
+        &self,
+        msg: &JobMsg,
+        dir: &Path,
+        staging: Option<&(PathBuf, PathBuf)>,
+    ) -> Result<Rendered, Failure> {
         let farm = &self.farm;
         let transient = |e: String| {
             Failure::Transient(format!(
@@ -513,7 +581,17 @@ impl Worker {
             ))
         };
         let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).map_err(|e| transient(format!("{}: {e}", dir.display())))?;
+        match staging {
+            // Made a step at a time inside the shared root (a link on the way out of it is
+            // refused), as the ingest node will look for it.
+            Some((mount, rel)) => {
+                crate::confine::prepare(mount, &rel.join("_")).map_err(|e| {
+                    transient(format!("the staging folder on the shared root: {e}"))
+                })?;
+            }
+            None => std::fs::create_dir_all(dir)
+                .map_err(|e| transient(format!("{}: {e}", dir.display())))?,
+        }
         let (source, hash) = match &msg.shared_source {
             // On the shared root: read there, where this node mounts it.
             Some(rel) => {
@@ -630,6 +708,7 @@ impl Worker {
         Ok(Rendered {
             rendition,
             files,
+            staged: staging.is_some(),
             work_root: dir.to_path_buf(),
             source_at: msg.shared_source.is_some().then_some(source),
         })
@@ -641,6 +720,8 @@ struct Rendered {
     rendition: job::Rendition,
     /// The outputs, in the order of the job's planned paths.
     files: Vec<PathBuf>,
+    /// Rendered in the staging folder on the shared root (left there for the ingest node).
+    staged: bool,
     /// The folder it was rendered in.
     work_root: PathBuf,
     /// Where the source was read, when not in that folder (the shared root).
