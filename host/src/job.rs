@@ -544,15 +544,20 @@ fn io_failure(path: &Path, e: std::io::Error) -> Failure {
     Failure::Transient(format!("{}: {e}", path.display()))
 }
 
-/// `root/rel`, its folders made, confined to the root (see [`crate::confine`]).
-fn confined(root: &Path, rel: &Path) -> Result<PathBuf, Failure> {
-    crate::confine::prepare(root, rel).map_err(|e| {
+/// A path [`crate::confine`] refused: a refusal, or an I/O failure worth retrying.
+impl From<crate::confine::ConfineError> for Failure {
+    fn from(e: crate::confine::ConfineError) -> Failure {
         if e.is_io() {
             Failure::Transient(e.to_string())
         } else {
             Failure::Refused(e.to_string())
         }
-    })
+    }
+}
+
+/// `root/rel`, its folders made, confined to the root (see [`crate::confine`]).
+fn confined(root: &Path, rel: &Path) -> Result<PathBuf, Failure> {
+    Ok(crate::confine::prepare(root, rel)?)
 }
 
 /// The source must be what was taken, complete: no program holds it open for writing and its

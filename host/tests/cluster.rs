@@ -325,12 +325,7 @@ fn a_farm_takes_every_file_once_through_kills_and_a_server_restart() {
     let deadline = Duration::from_secs(180);
     let nats_log = nats.log.clone();
     let logs = |host: &Proc, workers: &[Proc]| {
-        let mut s = format!("ingest log:\n{}\n", host.log());
-        for w in workers {
-            s += &format!("{}:\n{}\n", w.log.display(), w.log());
-        }
-        s += &std::fs::read_to_string(&nats_log).unwrap_or_default();
-        s
+        farm_logs(host, workers) + &std::fs::read_to_string(&nats_log).unwrap_or_default()
     };
     // A worker killed mid-job: w1 as soon as it says it is running one.
     while !workers[0].log().contains(": running (") {
@@ -434,6 +429,15 @@ fn a_farm_takes_every_file_once_through_kills_and_a_server_restart() {
     if std::env::var_os("KEEPDIR").is_some() {
         eprintln!("kept {}", dir.keep().display());
     }
+}
+
+/// The ingest host's log and each worker's, for a failing assertion.
+fn farm_logs(host: &Proc, workers: &[Proc]) -> String {
+    workers
+        .iter()
+        .fold(format!("ingest log:\n{}\n", host.log()), |s, w| {
+            s + &format!("{}:\n{}\n", w.log.display(), w.log())
+        })
 }
 
 /// The files of `copies` run on one machine, without the farm (in `dir/single`): each of
@@ -942,13 +946,7 @@ fn a_shared_root_farm_through_kills_leaves_one_output_each_and_no_staging() {
         std::fs::copy(copies.join(&name), &made).unwrap();
         std::fs::rename(&made, root.join("inbox").join(&name)).unwrap();
     }
-    let logs = |host: &Proc, workers: &[Proc]| {
-        workers
-            .iter()
-            .fold(format!("ingest:\n{}\n", host.log()), |s, w| {
-                s + &format!("{}:\n{}\n", w.log.display(), w.log())
-            })
-    };
+    let logs = farm_logs;
     let t = Instant::now();
     // w1 killed while it renders a job into its staging folder.
     let staging = root.join(".sluice/farm-staging");

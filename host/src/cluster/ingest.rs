@@ -609,7 +609,7 @@ impl Ingest {
     ) -> Result<(), Failure> {
         let farm = &self.farm;
         for (o, rel) in outputs.iter().zip(&job.planned) {
-            let dest = crate::confine::prepare(&cfg.root, rel).map_err(confined)?;
+            let dest = crate::confine::prepare(&cfg.root, rel)?;
             if o.staged {
                 let Some(staging) = staging else {
                     return Err(Failure::Refused(format!(
@@ -651,15 +651,6 @@ impl Ingest {
     }
 }
 
-/// A path refused by [`crate::confine`]: a refusal, or an I/O failure worth retrying.
-fn confined(e: crate::confine::ConfineError) -> Failure {
-    if e.is_io() {
-        Failure::Transient(e.to_string())
-    } else {
-        Failure::Refused(e.to_string())
-    }
-}
-
 /// One output a worker left on the shared root (at `staged`, relative to `root`) moved to
 /// `dest`: it must be a regular file of its own (not a link, nor a second name of another
 /// file) with the size and BLAKE3 the worker gave, and is then renamed (one file system: no
@@ -673,7 +664,7 @@ fn place_staged(
 ) -> Result<(), Failure> {
     use std::os::unix::fs::MetadataExt;
     let transient = |e: String| Failure::Transient(format!("{}: {e}", dest.display()));
-    let from = crate::confine::resolve(root, staged).map_err(confined)?;
+    let from = crate::confine::resolve(root, staged)?;
     let meta = match std::fs::symlink_metadata(&from) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
