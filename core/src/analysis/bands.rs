@@ -182,15 +182,21 @@ fn step(x: &[f32; W], c: &Coefs, s: &mut State) -> [f32; W] {
 
 /// The filters in two vectors of [`W`] lanes:
 /// - `low`: bands 0–3 (low to high-mid), lane `2·band + channel`, each sample through the four
-///   sections in turn;
+///   sections in turn, skewed: every frame section `k` takes what section `k − 1` gave the
+///   frame before (`low_carry`), so the four sections of a frame do not wait for each other
+///   (in a chain of four, the frames in flight overran the processor's out-of-order window);
+///   the bands come out three samples late;
 /// - `high`: the high band as a pipeline, lane `2·section + channel`: every sample each
 ///   section takes what the one before it gave the sample before, so the four sections run
-///   side by side and the band comes out of lanes 6 and 7 three samples late (the sums do not
-///   see the delay; [`BandMeter::finish`] flushes it).
+///   side by side and the band comes out of lanes 6 and 7 three samples late.
+///
+/// The sums do not see the delay; [`BandMeter::finish`] flushes it.
 #[derive(Clone, Copy)]
 struct Filters {
     low: [Coefs; SECTIONS],
     low_state: [State; SECTIONS],
+    /// What the first three `low` sections gave the last frame.
+    low_carry: [[f32; W]; SECTIONS - 1],
     high: Coefs,
     high_state: State,
     /// The high pipeline's last output.
@@ -268,21 +274,34 @@ impl std::fmt::Debug for BandMeter {
 }
 
 /// Runs the frames of `l` and `r` through every band's filters, adding to `sums`: one call per
-/// stretch of a block. With AVX2 and FMA where the CPU has them.
+/// stretch of a block. With AVX2 and FMA where the CPU has them, and AVX-512's 32 registers
+/// (on 8-lane vectors) where it has those too: the skewed sections' states, inputs and
+/// coefficients are 30 vectors, which in 16 registers spill.
 fn filter_frames(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2,fma")]
         fn fast(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums) {
-            filter_frames_body(l, r, f, sums)
+            // (The closure has the features of the function it is in.)
+            filter_frames_body(l, r, f, sums, |l, r, f, o| avx2::filter_stretch(l, r, f, o))
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+        fn fast_512(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums) {
+            filter_frames_body(l, r, f, sums, |l, r, f, o| {
+                avx2::filter_stretch_512(l, r, f, o)
+            })
+        }
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            if has!("avx512f") && has!("avx512vl") {
+                // SAFETY: the CPU has the features `fast_512` is compiled for.
+                return unsafe { fast_512(l, r, f, sums) };
+            }
             // SAFETY: the CPU has the features `fast` is compiled for.
             return unsafe { fast(l, r, f, sums) };
         }
     }
-    filter_frames_body(l, r, f, sums)
+    filter_frames_body(l, r, f, sums, filter_stretch)
 }
 
 /// Frames filtered before their sums are taken: the filters' states stay in registers while
@@ -290,20 +309,17 @@ fn filter_frames(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums) {
 const STRETCH: usize = 64;
 
 #[inline(always)]
-fn filter_frames_body(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums) {
+fn filter_frames_body(
+    l: &[f32],
+    r: &[f32],
+    f: &mut Filters,
+    sums: &mut LaneSums,
+    stretch: impl Fn(&[f32], &[f32], &mut Filters, &mut [[[f32; W]; 2]]),
+) {
     let mut out = [[[0f32; W]; 2]; STRETCH];
     for (l, r) in l.chunks(STRETCH).zip(r.chunks(STRETCH)) {
         let out = &mut out[..l.len()];
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { avx2::filter_stretch(l, r, f, out) };
-        } else {
-            filter_stretch(l, r, f, out);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        filter_stretch(l, r, f, out);
+        stretch(l, r, f, out);
         let mut acc = *sums;
         for o in out.iter() {
             add_sums(&o[0], &mut acc, 0);
@@ -322,10 +338,14 @@ fn filter_frames_body(l: &[f32], r: &[f32], f: &mut Filters, sums: &mut LaneSums
 fn filter_stretch(l: &[f32], r: &[f32], f: &mut Filters, out: &mut [[[f32; W]; 2]]) {
     let mut st = *f;
     for ((&a, &b), o) in l.iter().zip(r).zip(out.iter_mut()) {
-        let mut y = [a, b, a, b, a, b, a, b];
-        for (c, s) in st.low.iter().zip(&mut st.low_state) {
-            y = step(&y, c, s);
+        let c = st.low_carry;
+        let inputs = [[a, b, a, b, a, b, a, b], c[0], c[1], c[2]];
+        let mut y = [[0f32; W]; SECTIONS];
+        for k in 0..SECTIONS {
+            y[k] = step(&inputs[k], &st.low[k], &mut st.low_state[k]);
         }
+        st.low_carry = [y[0], y[1], y[2]];
+        let y = y[3];
         let h = &st.high_out;
         let x = [a, b, h[0], h[1], h[2], h[3], h[4], h[5]];
         st.high_out = step(&x, &st.high, &mut st.high_state);
@@ -398,36 +418,55 @@ mod avx2 {
         y
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn filter_stretch(l: &[f32], r: &[f32], f: &mut Filters, out: &mut [[[f32; W]; 2]]) {
-        let low: [[V; 3]; SECTIONS] = std::array::from_fn(|k| coefs(&f.low[k]));
-        let mut low_state: [[V; 2]; SECTIONS] = std::array::from_fn(|k| state(&f.low_state[k]));
-        let high = coefs(&f.high);
-        let mut high_state = state(&f.high_state);
-        let mut high_out = load(&f.high_out);
-        // Lanes 2..8 take lanes 0..6 of the pipeline's last output.
-        let shift = _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5);
-        for ((&a, &b), o) in l.iter().zip(r).zip(out.iter_mut()) {
-            let pair = f64::from_bits(u64::from(a.to_bits()) | (u64::from(b.to_bits()) << 32));
-            let ab = _mm256_castpd_ps(_mm256_set1_pd(pair));
-            let mut y = ab;
-            // The low vector's sections: two high-passes, then two low-passes.
-            for (k, (c, s)) in low.iter().zip(&mut low_state).enumerate() {
-                y = step_of_kind(y, c, s, k < 2);
+    /// [`super::filter_stretch`] on vectors, as a function with the target features given
+    /// (the same instructions, in more registers with AVX-512's).
+    macro_rules! filter_stretch {
+        ($name:ident, $features:literal) => {
+            #[target_feature(enable = $features)]
+            pub(super) fn $name(l: &[f32], r: &[f32], f: &mut Filters, out: &mut [[[f32; W]; 2]]) {
+                let low: [[V; 3]; SECTIONS] = std::array::from_fn(|k| coefs(&f.low[k]));
+                let mut low_state: [[V; 2]; SECTIONS] =
+                    std::array::from_fn(|k| state(&f.low_state[k]));
+                let mut carry: [V; SECTIONS - 1] = std::array::from_fn(|k| load(&f.low_carry[k]));
+                let high = coefs(&f.high);
+                let mut high_state = state(&f.high_state);
+                let mut high_out = load(&f.high_out);
+                // Lanes 2..8 take lanes 0..6 of the pipeline's last output.
+                let shift = _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5);
+                for ((&a, &b), o) in l.iter().zip(r).zip(out.iter_mut()) {
+                    let pair =
+                        f64::from_bits(u64::from(a.to_bits()) | (u64::from(b.to_bits()) << 32));
+                    let ab = _mm256_castpd_ps(_mm256_set1_pd(pair));
+                    // The low vector's sections, skewed: two high-passes, then two low-passes.
+                    let inputs = [ab, carry[0], carry[1], carry[2]];
+                    let mut y = [ab; SECTIONS];
+                    for k in 0..SECTIONS {
+                        y[k] = step_of_kind(inputs[k], &low[k], &mut low_state[k], k < 2);
+                    }
+                    carry = [y[0], y[1], y[2]];
+                    let x = _mm256_blend_ps::<0b0000_0011>(
+                        _mm256_permutevar8x32_ps(high_out, shift),
+                        ab,
+                    );
+                    high_out = step(x, &high, &mut high_state);
+                    store(&mut o[0], y[3]);
+                    store(&mut o[1], _mm256_blend_ps::<0b0000_0011>(high_out, ab));
+                }
+                for (s, v) in f.low_state.iter_mut().zip(&low_state) {
+                    store(&mut s[0], v[0]);
+                    store(&mut s[1], v[1]);
+                }
+                for (c, v) in f.low_carry.iter_mut().zip(carry) {
+                    store(c, v);
+                }
+                store(&mut f.high_state[0], high_state[0]);
+                store(&mut f.high_state[1], high_state[1]);
+                store(&mut f.high_out, high_out);
             }
-            let x = _mm256_blend_ps::<0b0000_0011>(_mm256_permutevar8x32_ps(high_out, shift), ab);
-            high_out = step(x, &high, &mut high_state);
-            store(&mut o[0], y);
-            store(&mut o[1], _mm256_blend_ps::<0b0000_0011>(high_out, ab));
-        }
-        for (s, v) in f.low_state.iter_mut().zip(&low_state) {
-            store(&mut s[0], v[0]);
-            store(&mut s[1], v[1]);
-        }
-        store(&mut f.high_state[0], high_state[0]);
-        store(&mut f.high_state[1], high_state[1]);
-        store(&mut f.high_out, high_out);
+        };
     }
+    filter_stretch!(filter_stretch, "avx2,fma");
+    filter_stretch!(filter_stretch_512, "avx2,fma,avx512f,avx512vl");
 }
 
 impl BandMeter {
@@ -436,6 +475,7 @@ impl BandMeter {
         let mut filters = Filters {
             low: [Coefs::default(); SECTIONS],
             low_state: [[[0.0; W]; 2]; SECTIONS],
+            low_carry: [[0.0; W]; SECTIONS - 1],
             high: Coefs::default(),
             high_state: [[0.0; W]; 2],
             high_out: [0.0; W],
@@ -688,6 +728,39 @@ impl Analyzer for BandsA {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_form_of_the_filters_gives_the_same_sums_to_the_bit() {
+        // The portable loop, the AVX2 one and the AVX2 one in AVX-512's registers (where this
+        // CPU has them), on two seconds of a dense master cut into uneven stretches.
+        let planes = crate::signal::dense_master(48_000, 2.0, 7);
+        let start = BandMeter::new(48_000).filters;
+        let run = |stretch: &dyn Fn(&[f32], &[f32], &mut Filters, &mut [[[f32; W]; 2]])| {
+            let mut f = start;
+            let mut sums = LaneSums::ZERO;
+            for (l, r) in planes[0].chunks(1000).zip(planes[1].chunks(1000)) {
+                filter_frames_body(l, r, &mut f, &mut sums, stretch);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            (bits(&sums.sq), bits(&sums.cross), bits(&sums.peak))
+        };
+        let portable = run(&filter_stretch);
+        assert!(portable.0.iter().all(|&b| f32::from_bits(b) > 0.0));
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA.
+                let avx2 = run(&|l, r, f, o| unsafe { avx2::filter_stretch(l, r, f, o) });
+                assert_eq!(avx2, portable, "AVX2");
+            }
+            if has!("avx2") && has!("fma") && has!("avx512f") && has!("avx512vl") {
+                // SAFETY: the CPU has the features.
+                let avx512 = run(&|l, r, f, o| unsafe { avx2::filter_stretch_512(l, r, f, o) });
+                assert_eq!(avx512, portable, "AVX-512");
+            }
+        }
+    }
 
     #[test]
     fn every_band_edge_is_minus_3_db_and_the_bands_are_power_complementary() {
