@@ -735,7 +735,8 @@ mod tests {
         // CPU has them), on two seconds of a dense master cut into uneven stretches.
         let planes = crate::signal::dense_master(48_000, 2.0, 7);
         let start = BandMeter::new(48_000).filters;
-        let run = |stretch: &dyn Fn(&[f32], &[f32], &mut Filters, &mut [[[f32; W]; 2]])| {
+        type Stretch<'a> = &'a dyn Fn(&[f32], &[f32], &mut Filters, &mut [[[f32; W]; 2]]);
+        let run = |stretch: Stretch| {
             let mut f = start;
             let mut sums = LaneSums::ZERO;
             for (l, r) in planes[0].chunks(1000).zip(planes[1].chunks(1000)) {
