@@ -320,12 +320,28 @@ fn filter_frames_body(
     for (l, r) in l.chunks(STRETCH).zip(r.chunks(STRETCH)) {
         let out = &mut out[..l.len()];
         stretch(l, r, f, out);
+        // Two sets of sums, of the even frames and of the odd ones, so that each sum's chain
+        // of multiply-adds is half as long (one set waited on its last multiply-add every
+        // frame); added together at the stretch's end.
+        // Lanes 0 and 1 of the high pipeline's output are an intermediate section's: the sums
+        // take the unfiltered signal there instead (see `filter_stretch`).
         let mut acc = *sums;
-        for o in out.iter() {
+        let mut odd = LaneSums::ZERO;
+        let mut two = out.chunks_exact(2);
+        for t in &mut two {
+            add_sums(&t[0][0], &mut acc, 0);
+            add_sums(&t[0][1], &mut acc, W);
+            add_sums(&t[1][0], &mut odd, 0);
+            add_sums(&t[1][1], &mut odd, W);
+        }
+        for o in two.remainder() {
             add_sums(&o[0], &mut acc, 0);
-            // Lanes 0 and 1 of the high pipeline's output are an intermediate section's: the
-            // sums take the unfiltered signal there instead (see `filter_stretch`).
             add_sums(&o[1], &mut acc, W);
+        }
+        for i in 0..2 * W {
+            acc.sq[i] += odd.sq[i];
+            acc.cross[i] += odd.cross[i];
+            acc.peak[i] = acc.peak[i].max(odd.peak[i]);
         }
         *sums = acc;
     }
