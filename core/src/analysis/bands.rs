@@ -25,11 +25,12 @@
 //! The `bands` section: asked for by name (`sluice analyze --only ...,bands`), not yet part of
 //! the full analysis ([`super::Section::ALL`]). With the stereo section it measures that too,
 //! in the same pass (in place of [`super::stereo::StereoMeter`]: the same figures to 1e-5).
-//! Its cost: 0.16–0.18 s of CPU per 10 minutes of the dense master alone on the machine where
-//! the first version took 0.32–0.35 s (`cargo run --release -p sluice-core --example
-//! bands_cost`), and +2 to +16 % to the full analysis's time depending on the material in
-//! `cargo bench -p sluice-host --bench analyze` (both threads busy), where issue 23 allows
-//! 15 %. Without FMA instructions (x86-64 before 2013) `mul_add` is a library call, several
+//! Its cost: 0.100 s of CPU per 10 minutes, on every material alike (`cargo run --release -p
+//! sluice-core --example bands_cost`; 0.124 s before the low vector's sections were skewed
+//! over frames and the sums split in two sets, on the same machine the same hour; the first
+//! version took 0.32–0.35 s), and +9.4 to +9.8 % to the full analysis of the 60-minute file
+//! in `cargo bench -p sluice-host --bench analyze` (paired medians, both threads busy), where
+//! issue 23 allows 15 % (before: +15.2 % on programme). Without FMA instructions (x86-64 before 2013) `mul_add` is a library call, several
 //! times slower, but gives the same results.
 
 use super::spectrum::BANDS;
