@@ -30,8 +30,8 @@
 //! over frames and the sums split in two sets, on the same machine the same hour; the first
 //! version took 0.32–0.35 s), and +9.4 to +9.8 % to the full analysis of the 60-minute file
 //! in `cargo bench -p sluice-host --bench analyze` (paired medians, both threads busy), where
-//! issue 23 allows 15 % (before: +15.2 % on programme). Without FMA instructions (x86-64 before 2013) `mul_add` is a library call, several
-//! times slower, but gives the same results.
+//! issue 23 allows 15 % (before: +15.2 % on programme). Without FMA instructions (x86-64
+//! before 2013) `mul_add` is a library call, several times slower, but gives the same results.
 
 use super::spectrum::BANDS;
 use super::stereo::{Stereo, correlation, width};
