@@ -292,6 +292,44 @@ fn codec_short_name(params: &AudioCodecParameters) -> Option<&'static str> {
         .map(|reg| reg.codec.info.short_name)
 }
 
+/// Refuse a stream whose header declares what Sluice does not support (rate, channels, bit
+/// depth, packet size: [`formats::limits`]), before the codec's decoder or any analyzer sizes a
+/// buffer from it.
+fn check_supported(
+    path: &Path,
+    head: &[u8],
+    container: &str,
+    codec: &str,
+    params: &AudioCodecParameters,
+    sample_rate: u32,
+    channels: u32,
+) -> Result<(), InputError> {
+    use formats::limits;
+    let bits = params.bits_per_sample.or_else(|| pcm_bits(codec));
+    let lossless_int = matches!(codec, "flac" | "alac")
+        || codec.starts_with("pcm_s")
+        || codec.starts_with("pcm_u");
+    limits::check_rate(sample_rate)
+        .and_then(|()| limits::check_channels(u64::from(channels)))
+        .and_then(|()| match bits {
+            Some(b) if codec.starts_with("pcm_f") => limits::check_bits(b, true),
+            Some(b) if lossless_int => limits::check_bits(b, false),
+            _ => Ok(()),
+        })
+        .and_then(|()| {
+            params
+                .max_frames_per_packet
+                .map_or(Ok(()), limits::check_packet_frames)
+        })
+        .map_err(|range| InputError::OutOfRange {
+            path: path.to_path_buf(),
+            format: container_from_magic(head)
+                .map(str::to_string)
+                .unwrap_or_else(|| container.to_uppercase()),
+            range,
+        })
+}
+
 /// A file seen with a few 4-byte fields replaced: used to present RF64/BW64 as RIFF and to
 /// give a truncated AIFF chunk sizes that fit the file, so symphonia reads what exists.
 struct PatchedFile {
@@ -579,6 +617,9 @@ struct Prescan {
     mp4: Option<crate::mp4::Mp4Scan>,
     /// An MPEG audio stream that ends inside a frame.
     mpa_cut: Option<crate::mpa::Cut>,
+    /// What the container's own header declares, against what Sluice supports
+    /// ([`crate::headers`]).
+    header: Result<(), formats::limits::OutOfRange>,
 }
 
 /// The frame accounting of one stream once the prescan is applied to symphonia's track.
@@ -604,11 +645,19 @@ impl Prescan {
     fn read(file: &mut File, head: &[u8], len: u64) -> std::io::Result<Prescan> {
         let mut r = BufReader::with_capacity(8192, file);
         let riff = riff::scan(&mut r, len)?;
-        let aiff_cut = if head.starts_with(b"FORM") {
-            aiff_cut(&mut r, len).unwrap_or(None)
+        let (aiff_cut, aiff_header) = if head.starts_with(b"FORM") {
+            (
+                aiff_cut(&mut r, len).unwrap_or(None),
+                crate::headers::check_aiff(&mut r, len).unwrap_or(Ok(())),
+            )
         } else {
-            None
+            (None, Ok(()))
         };
+        let header = riff
+            .as_ref()
+            .map_or(Ok(()), crate::headers::check_wav)
+            .and(aiff_header)
+            .and_then(|()| crate::headers::check_flac(head));
         let mp4 = if head.get(4..8) == Some(b"ftyp") {
             crate::mp4::scan(&mut r, len).unwrap_or(None)
         } else {
@@ -626,6 +675,7 @@ impl Prescan {
             aiff_cut,
             mp4,
             mpa_cut,
+            header,
         })
     }
 
@@ -809,6 +859,13 @@ impl Decoder {
         }
         let io = |e| InputError::from_io(path, e);
         let prescan = Prescan::read(&mut file, &head, file_size).map_err(io)?;
+        if let Err(range) = prescan.header.clone() {
+            return Err(InputError::OutOfRange {
+                path: path.to_path_buf(),
+                format: container_from_magic(&head).unwrap_or("audio").to_string(),
+                range,
+            });
+        }
         file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
         guard(path, "decoder", || {
             let source = prescan.source(file, file_size);
@@ -830,6 +887,7 @@ impl Decoder {
             aiff_cut: None,
             mp4: None,
             mpa_cut: None,
+            header: Ok(()),
         };
         guard(path, "decoder", || {
             Self::open_inner(path, source, 0, &[], prescan)
@@ -891,6 +949,7 @@ impl Decoder {
             .as_ref()
             .map(|c| c.count() as u32)
             .unwrap_or(0);
+        check_supported(path, head, container, codec, &params, sample_rate, channels)?;
         let (channel_layout, layout_name) = layout(params.channels.as_ref(), channels);
         let is_pcm = codec.starts_with("pcm");
         let sample_type = if is_pcm {

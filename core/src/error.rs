@@ -59,6 +59,16 @@ pub enum InputError {
         detail: String,
     },
 
+    /// The header declares a stream outside what Sluice supports (a sample rate, channel count,
+    /// bit depth or packet size outside [`crate::formats::limits`]). Refused before anything
+    /// is sized from it.
+    #[error("{}: {format} header: {range}", path.display())]
+    OutOfRange {
+        path: PathBuf,
+        format: String,
+        range: crate::formats::limits::OutOfRange,
+    },
+
     /// Audio data could not be decoded (and could not be skipped).
     #[error("{}: cannot decode the audio: {detail}", path.display())]
     Decode { path: PathBuf, detail: String },
@@ -99,6 +109,7 @@ impl InputError {
             | InputError::UnsupportedCodec { path, .. }
             | InputError::NoAudioTrack { path }
             | InputError::Malformed { path, .. }
+            | InputError::OutOfRange { path, .. }
             | InputError::Decode { path, .. }
             | InputError::Tags { path, .. }
             | InputError::Io { path, .. }
@@ -119,6 +130,7 @@ impl InputError {
             InputError::UnsupportedCodec { .. } => "unsupported_codec",
             InputError::NoAudioTrack { .. } => "no_audio_track",
             InputError::Malformed { .. } => "malformed",
+            InputError::OutOfRange { .. } => "out_of_range",
             InputError::Decode { .. } => "decode",
             InputError::Tags { .. } => "tags",
             InputError::Io { .. } => "io",

@@ -12,6 +12,7 @@ pub mod encode;
 pub mod error;
 pub mod export;
 pub mod formats;
+mod headers;
 pub mod io;
 pub mod mp4;
 pub mod mpa;

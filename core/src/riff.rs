@@ -36,6 +36,13 @@ pub struct RiffScan {
     pub format_tag: Option<u16>,
     /// Bytes per frame (all channels), from `fmt `.
     pub block_align: Option<u16>,
+    /// Channels, sample rate and bits per sample as `fmt ` declares them (checked against
+    /// [`crate::formats::limits`] before any parser sizes anything from them).
+    pub channels: Option<u16>,
+    pub sample_rate: Option<u32>,
+    pub bits_per_sample: Option<u16>,
+    /// WAVE_FORMAT_EXTENSIBLE: the first two bytes of the sub-format GUID (1 = PCM, 3 = float).
+    pub sub_format: Option<u16>,
     /// The `data` chunk as declared.
     pub data: Option<Chunk>,
     /// How many bytes of `data` the file actually holds.
@@ -274,10 +281,14 @@ pub fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> io::Result<Option<RiffS
                 ds64_data_size = Some(u64::from_le_bytes(b[8..16].try_into().unwrap()));
             }
             b"fmt " if available >= 14 => {
-                let mut b = [0u8; 14];
-                read_full(r, &mut b)?;
+                let mut b = [0u8; 26];
+                let n = read_full(r, &mut b[..available.min(26) as usize])?;
                 out.format_tag = Some(u16::from_le_bytes([b[0], b[1]]));
+                out.channels = Some(u16::from_le_bytes([b[2], b[3]]));
+                out.sample_rate = Some(u32::from_le_bytes([b[4], b[5], b[6], b[7]]));
                 out.block_align = Some(u16::from_le_bytes([b[12], b[13]]));
+                out.bits_per_sample = (n >= 16).then(|| u16::from_le_bytes([b[14], b[15]]));
+                out.sub_format = (n >= 26).then(|| u16::from_le_bytes([b[24], b[25]]));
             }
             b"data" => {
                 out.data = Some(chunk);

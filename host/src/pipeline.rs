@@ -504,7 +504,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         }
         if let Some(sr) = &r.sample_rate {
             let rate = *sr.get_ref();
-            if !(8000..=384_000).contains(&rate)
+            if !sluice_core::formats::limits::SAMPLE_RATES.contains(&rate)
                 || codec
                     .about()
                     .constraints

@@ -154,7 +154,14 @@ impl Plugin for SluiceMeter {
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
         let channels = layout.main_input_channels.map_or(0, |c| c.get() as usize);
-        if channels == 0 || channels > MAX_CHANNELS || config.sample_rate < 1.0 {
+        // The engine's meters are sized from the rate and the channels: only what Sluice
+        // supports (formats::limits) is taken.
+        // (`as` saturates: NaN is 0, a huge rate u32::MAX, both refused.)
+        let rate = config.sample_rate.round() as u32;
+        if channels == 0
+            || channels > MAX_CHANNELS
+            || sluice_core::formats::limits::check_rate(rate).is_err()
+        {
             return false;
         }
         let mut engine = Engine::new(

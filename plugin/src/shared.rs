@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Most channels a layout has (5.1 is 6).
-pub const MAX_CHANNELS: usize = 8;
+pub const MAX_CHANNELS: usize = *sluice_core::formats::limits::CHANNELS.end() as usize;
 /// Loudness history: 10 minutes at 10 values per second.
 pub const HISTORY_LEN: usize = 6_000;
 /// Steps (of 100 ms) per second.

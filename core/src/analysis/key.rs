@@ -52,7 +52,7 @@ use rustfft::{Fft, FftPlanner};
 use serde::Serialize;
 
 /// Supported input sample rates, Hz.
-const RATE_RANGE: std::ops::RangeInclusive<u32> = 8_000..=384_000;
+const RATE_RANGE: std::ops::RangeInclusive<u32> = crate::formats::limits::SAMPLE_RATES;
 /// The decimated rate is `rate / ⌊rate / TARGET_RATE⌋`, i.e. in `TARGET_RATE..2 * TARGET_RATE`.
 const TARGET_RATE: u32 = 11_025;
 /// Minimum STFT window length, seconds (rounded up to a power of two of samples).

@@ -253,7 +253,10 @@ impl TempoAnalyzer {
     /// 30–300 BPM; results also lie in 60–200 BPM unless the range reaches beyond.
     pub fn with_range(sample_rate: u32, lo_bpm: f64, hi_bpm: f64) -> Self {
         let range = preferred_range(lo_bpm, hi_bpm);
-        let sr = sample_rate.clamp(DECIMATED_MIN_RATE, 384_000);
+        let sr = sample_rate.clamp(
+            DECIMATED_MIN_RATE,
+            *crate::formats::limits::SAMPLE_RATES.end(),
+        );
         let decim = (sr / DECIMATED_MIN_RATE).max(1) as usize;
         let fs = f64::from(sr) / decim as f64;
         let n_fft = 1usize << (fs * WINDOW_SECONDS).log2().round() as u32;

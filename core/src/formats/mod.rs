@@ -5,6 +5,7 @@
 //! from these two lists: adding an output format is a codec module and its registration.
 
 mod encoder;
+pub mod limits;
 mod output;
 
 pub use encoder::{EncodeError, Encoder, PcmFormat, TagStyle};

@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 pub(crate) const QUEUE: usize = 64;
 /// The largest block a message may carry, frames.
 const MAX_FRAMES: usize = 8192;
-const MAX_CHANNELS: usize = 8;
+const MAX_CHANNELS: usize = *sluice_core::formats::limits::CHANNELS.end() as usize;
 /// Sessions at once per server.
 pub(super) const MAX_SESSIONS: usize = 16;
 
@@ -252,11 +252,8 @@ struct Chain {
 
 impl Chain {
     fn build(root: &std::path::Path, open: &Open) -> Result<Chain, String> {
-        if !(8_000..=384_000).contains(&open.sample_rate) {
-            return Err(format!(
-                "sample_rate {}: give 8000 to 384000 Hz",
-                open.sample_rate
-            ));
+        if let Err(e) = sluice_core::formats::limits::check_rate(open.sample_rate) {
+            return Err(e.to_string().replace("sample rate", "sample_rate"));
         }
         if !(1..=MAX_CHANNELS).contains(&open.channels) {
             return Err(format!(

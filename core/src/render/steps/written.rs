@@ -630,11 +630,14 @@ pub fn lower(
                     quality,
                 } => (*sample_rate, quality.as_deref()),
             };
-            if !(8000..=384_000).contains(&rate) {
+            if let Err(e) = crate::formats::limits::check_rate(rate) {
                 problem(
                     &mut problems,
                     r.span(),
-                    "resample: sample_rate from 8000 to 384000 Hz",
+                    format!(
+                        "resample: {}",
+                        e.to_string().replace("sample rate", "sample_rate")
+                    ),
                 );
             }
             // "fast" and "high" are the names the two filters had before the FFT one became

@@ -1,0 +1,288 @@
+//! Forged headers: real fixture files (made by sox, ffmpeg and flac, see fixtures/make.sh) with
+//! one header field set to what a hostile or broken writer might put there: absurd sample
+//! rates, channel counts, bit depths, declared lengths, block and chunk sizes. Shared by the
+//! tests that feed them to every way in (core's decoder, `sluice info/analyze/export`, a
+//! pipeline job, an HTTP upload, the plugin's reference loader): include it with
+//! `#[path = ".../core/tests/common/forge.rs"] mod forge;`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// One forged file.
+pub struct Forged {
+    /// A short name (`wav_rate_1778428996`), also the file's stem.
+    pub name: String,
+    /// The file name extension of the container.
+    pub ext: &'static str,
+    /// The header field forged, as errors should name it (`sample rate`, `channels`, ...).
+    /// `None` where the forged value is legal or only inconsistent (a declared length past the
+    /// end of the file, a block size): a correct result or a clear error are both right.
+    pub field: Option<&'static str>,
+    pub bytes: Vec<u8>,
+}
+
+impl Forged {
+    /// Write it into `dir` as `name.ext`.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let p = dir.join(format!("{}.{}", self.name, self.ext));
+        std::fs::write(&p, &self.bytes).unwrap();
+        p
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap_or_else(|| panic!("{:?} not in the fixture", String::from_utf8_lossy(needle)))
+}
+
+fn patched(base: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut b = base.to_vec();
+    b[at..at + bytes.len()].copy_from_slice(bytes);
+    b
+}
+
+/// An IEEE 754 80-bit extended float (AIFF's sample rate field) from an `f64`.
+pub fn extended(v: f64) -> [u8; 10] {
+    let mut out = [0u8; 10];
+    if v == 0.0 {
+        return out;
+    }
+    if v.is_nan() || v.is_infinite() {
+        out[0] = 0x7F;
+        out[1] = 0xFF;
+        out[2] = if v.is_nan() { 0xC0 } else { 0x80 };
+        return out;
+    }
+    let bits = v.to_bits();
+    let sign = (bits >> 63) as u16;
+    let exp = ((bits >> 52) & 0x7FF) as i32 - 1023;
+    let mantissa = (bits & ((1 << 52) - 1)) | (1 << 52);
+    let e = (exp + 16383) as u16 | (sign << 15);
+    out[0..2].copy_from_slice(&e.to_be_bytes());
+    out[2..10].copy_from_slice(&(mantissa << 11).to_be_bytes());
+    out
+}
+
+/// Every forged file, made from the fixtures in `fixtures` (core/tests/fixtures).
+pub fn all(fixtures: &Path) -> Vec<Forged> {
+    let mut out = Vec::new();
+    let read = |n: &str| std::fs::read(fixtures.join(n)).unwrap();
+    let mut add = |name: String, ext, field, bytes| {
+        out.push(Forged {
+            name,
+            ext,
+            field,
+            bytes,
+        })
+    };
+
+    // WAV (source.wav: 16-bit stereo 44.1 kHz, 2 s, PCM): the `fmt ` chunk's fields.
+    let wav = read("source.wav");
+    let fmt = find(&wav, b"fmt ") + 8;
+    let data = find(&wav, b"data");
+    for rate in [
+        1_778_428_996u32,
+        4_000_000_000,
+        0,
+        1,
+        7_999,
+        384_001,
+        u32::MAX,
+    ] {
+        add(
+            format!("wav_rate_{rate}"),
+            "wav",
+            Some("sample rate"),
+            patched(&wav, fmt + 4, &rate.to_le_bytes()),
+        );
+    }
+    for ch in [0u16, 9, 30_000, u16::MAX] {
+        add(
+            format!("wav_channels_{ch}"),
+            "wav",
+            Some("channels"),
+            patched(&wav, fmt + 2, &ch.to_le_bytes()),
+        );
+    }
+    for bits in [0u16, 1, 200, u16::MAX] {
+        add(
+            format!("wav_bits_{bits}"),
+            "wav",
+            Some("bit depth"),
+            patched(&wav, fmt + 14, &bits.to_le_bytes()),
+        );
+    }
+    for align in [0u16, 1, u16::MAX] {
+        add(
+            format!("wav_block_align_{align}"),
+            "wav",
+            None,
+            patched(&wav, fmt + 12, &align.to_le_bytes()),
+        );
+    }
+    // A declared length of hours (4 GiB of data) in a 350 KB file; and a RIFF size to match.
+    add(
+        "wav_data_len_4g".into(),
+        "wav",
+        None,
+        patched(&wav, data + 4, &0xFFFF_FFF0u32.to_le_bytes()),
+    );
+    add(
+        "wav_riff_len_4g".into(),
+        "wav",
+        None,
+        patched(&wav, 4, &0xFFFF_FFF0u32.to_le_bytes()),
+    );
+
+    // RF64 (rf64.wav: its ds64 chunk gives the RIFF size, the data size and the sample count as
+    // 64-bit numbers).
+    let rf = read("rf64.wav");
+    let ds64 = find(&rf, b"ds64") + 8;
+    let rfmt = find(&rf, b"fmt ") + 8;
+    add(
+        "rf64_data_len_2e62".into(),
+        "wav",
+        None,
+        patched(&rf, ds64 + 8, &(1u64 << 62).to_le_bytes()),
+    );
+    add(
+        "rf64_sample_count_2e62".into(),
+        "wav",
+        None,
+        patched(&rf, ds64 + 16, &(1u64 << 62).to_le_bytes()),
+    );
+    add(
+        "rf64_rate_1778428996".into(),
+        "wav",
+        Some("sample rate"),
+        patched(&rf, rfmt + 4, &1_778_428_996u32.to_le_bytes()),
+    );
+    add(
+        "rf64_channels_30000".into(),
+        "wav",
+        Some("channels"),
+        patched(&rf, rfmt + 2, &30_000u16.to_le_bytes()),
+    );
+
+    // AIFF (source.aiff): COMM is channels (2), frames (4), sample size (2), rate (10).
+    let aiff = read("source.aiff");
+    let comm = find(&aiff, b"COMM") + 8;
+    let ssnd = find(&aiff, b"SSND");
+    for (name, rate) in [
+        ("1e12", 1e12),
+        ("1e300", 1e300),
+        ("4e9", 4e9),
+        ("1778428996", 1_778_428_996.0),
+        ("0", 0.0),
+        ("0_5", 0.5),
+        ("inf", f64::INFINITY),
+        ("nan", f64::NAN),
+        ("neg", -48_000.0),
+        ("384001", 384_001.0),
+    ] {
+        add(
+            format!("aiff_rate_{name}"),
+            "aiff",
+            Some("sample rate"),
+            patched(&aiff, comm + 8, &extended(rate)),
+        );
+    }
+    for ch in [0u16, 9, 30_000, u16::MAX] {
+        add(
+            format!("aiff_channels_{ch}"),
+            "aiff",
+            Some("channels"),
+            patched(&aiff, comm, &ch.to_be_bytes()),
+        );
+    }
+    for bits in [0u16, 200, u16::MAX] {
+        add(
+            format!("aiff_bits_{bits}"),
+            "aiff",
+            Some("bit depth"),
+            patched(&aiff, comm + 6, &bits.to_be_bytes()),
+        );
+    }
+    add(
+        "aiff_frames_4g".into(),
+        "aiff",
+        None,
+        patched(&aiff, comm + 2, &u32::MAX.to_be_bytes()),
+    );
+    add(
+        "aiff_ssnd_len_4g".into(),
+        "aiff",
+        None,
+        patched(&aiff, ssnd + 4, &0xFFFF_FFF0u32.to_be_bytes()),
+    );
+
+    // FLAC (s24.flac): STREAMINFO at byte 8: min/max block size (2+2), min/max frame size
+    // (3+3), then rate (20 bits), channels - 1 (3), bits - 1 (5), total frames (36), MD5.
+    let flac = read("s24.flac");
+    let si = 8;
+    let packed = u64::from_be_bytes(flac[si + 10..si + 18].try_into().unwrap());
+    let with = |rate: u64, ch: u64, bits: u64, total: u64| -> Vec<u8> {
+        let p = (rate << 44) | ((ch - 1) << 41) | ((bits - 1) << 36) | total;
+        patched(&flac, si + 10, &p.to_be_bytes())
+    };
+    let (rate0, ch0, bits0, total0) = (
+        packed >> 44,
+        ((packed >> 41) & 7) + 1,
+        ((packed >> 36) & 31) + 1,
+        packed & ((1 << 36) - 1),
+    );
+    for rate in [(1u64 << 20) - 1, 655_350, 384_001, 1] {
+        add(
+            format!("flac_rate_{rate}"),
+            "flac",
+            Some("sample rate"),
+            with(rate, ch0, bits0, total0),
+        );
+    }
+    add(
+        "flac_rate_0".into(),
+        "flac",
+        None,
+        with(0, ch0, bits0, total0),
+    );
+    add(
+        "flac_channels_8".into(),
+        "flac",
+        None,
+        with(rate0, 8, bits0, total0),
+    );
+    for bits in [1u64, 3, 32] {
+        add(
+            format!("flac_bits_{bits}"),
+            "flac",
+            if bits < 4 { Some("bit depth") } else { None },
+            with(rate0, ch0, bits, total0),
+        );
+    }
+    add(
+        "flac_frames_2e36".into(),
+        "flac",
+        None,
+        with(rate0, ch0, bits0, (1 << 36) - 1),
+    );
+    add(
+        "flac_max_block_65535".into(),
+        "flac",
+        None,
+        patched(&flac, si + 2, &u16::MAX.to_be_bytes()),
+    );
+    add(
+        "flac_min_block_0".into(),
+        "flac",
+        None,
+        patched(&flac, si, &0u16.to_be_bytes()),
+    );
+    add(
+        "flac_max_frame_16m".into(),
+        "flac",
+        None,
+        patched(&flac, si + 7, &[0xFF, 0xFF, 0xFF]),
+    );
+    out
+}
