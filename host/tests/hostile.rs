@@ -348,3 +348,92 @@ fn the_server_refuses_forged_uploads_clearly_and_serves_on() {
         incoming.display()
     );
 }
+
+/// An RF64 file of 32-bit float noise at `rate` Hz and `channels` channels, `seconds` long,
+/// whose `ds64` chunk declares `declared_seconds` (hours, for a hostile or cut-off file).
+fn rf64_noise(path: &Path, rate: u32, channels: u16, seconds: u32, declared_seconds: u64) {
+    let frames = u64::from(rate) * u64::from(seconds);
+    let align = u32::from(channels) * 4;
+    let declared = declared_seconds * u64::from(rate);
+    let mut out = Vec::with_capacity((frames * u64::from(align)) as usize + 100);
+    out.extend_from_slice(b"RF64\xFF\xFF\xFF\xFFWAVEds64");
+    out.extend_from_slice(&28u32.to_le_bytes());
+    out.extend_from_slice(&u64::MAX.to_le_bytes());
+    out.extend_from_slice(&(declared * u64::from(align)).to_le_bytes());
+    out.extend_from_slice(&declared.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(b"fmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&3u16.to_le_bytes());
+    out.extend_from_slice(&channels.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * align).to_le_bytes());
+    out.extend_from_slice(&(align as u16).to_le_bytes());
+    out.extend_from_slice(&32u16.to_le_bytes());
+    out.extend_from_slice(b"data\xFF\xFF\xFF\xFF");
+    let mut rng = sluice_core::signal::Rng::new(7);
+    for _ in 0..frames * u64::from(channels) {
+        let v = (rng.uniform() - 0.5) as f32 * 0.8;
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// Runs `cmd` to its end; its exit status and peak resident memory in MB (wait4's rusage of
+/// that one child).
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std's `Child` cannot do
+fn peak_mb(mut cmd: Command) -> (std::process::ExitStatus, f64) {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, filling the two values we pass; the `Child` is not
+    // waited for again.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid);
+    (
+        std::process::ExitStatus::from_raw(status),
+        usage.ru_maxrss as f64 / 1024.0,
+    )
+}
+
+/// docs/ANALYSIS.md ("Memory"): the analysis of any file takes at most this much resident
+/// memory, whatever its header says, plus what it keeps per hour of audio it holds.
+const ANALYSIS_BOUND_MB: f64 = 96.0;
+
+#[test]
+fn the_worst_legal_header_analyses_within_the_documented_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    // 384 kHz, 8 channels of float: the largest stream Sluice takes, 3 s of it; once with an
+    // honest header and once declaring 3 hours.
+    let honest = dir.path().join("honest.wav");
+    let hours = dir.path().join("hours.wav");
+    rf64_noise(&honest, 384_000, 8, 3, 3);
+    rf64_noise(&hours, 384_000, 8, 3, 3 * 3600);
+    let mut peaks = Vec::new();
+    for p in [&honest, &hours] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.args(["analyze", "--json"]).arg(p);
+        let (st, mb) = peak_mb(cmd);
+        assert!(st.success(), "{}: {st:?}", p.display());
+        eprintln!("{}: {mb:.1} MB", p.display());
+        assert!(
+            mb < ANALYSIS_BOUND_MB,
+            "{}: {mb:.1} MB, over the documented {ANALYSIS_BOUND_MB} MB",
+            p.display()
+        );
+        peaks.push(mb);
+    }
+    // The declared length changes nothing that is held.
+    assert!(
+        (peaks[1] - peaks[0]).abs() < 8.0,
+        "honest {:.1} MB, hours declared {:.1} MB",
+        peaks[0],
+        peaks[1]
+    );
+}

@@ -6,6 +6,7 @@
 //! out, then resamples to `n` at the end, so memory stays bounded either way.
 
 use super::{AnalysisReport, Analyzer};
+use crate::formats::limits::MAX_WAVEFORM_BUCKETS;
 use serde::Serialize;
 
 #[derive(Debug, Clone)]
@@ -35,9 +36,11 @@ pub struct WaveformChannel {
 }
 
 impl WaveformMeter {
-    /// `frames`: the length if known. `buckets` is at least 1.
+    /// `frames`: the length if known (a header's word: it only sets the bucket width).
+    /// `buckets` is taken between 1 and [`MAX_WAVEFORM_BUCKETS`], so the meter keeps at most
+    /// twice that many min/max pairs per channel whatever it is asked or the file says.
     pub fn new(channels: usize, buckets: usize, frames: Option<u64>) -> Self {
-        let buckets = buckets.max(1);
+        let buckets = buckets.clamp(1, MAX_WAVEFORM_BUCKETS);
         let (per, known) = match frames {
             Some(f) if f > 0 => (f as f64 / buckets as f64, true),
             _ => (1.0, false),

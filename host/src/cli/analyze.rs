@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long = "target", value_name = "TARGET")]
     targets: Vec<String>,
     /// Waveform buckets in the report.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=sluice_core::formats::limits::MAX_WAVEFORM_BUCKETS as i64))]
     buckets: u32,
     /// Level below which the start and end of a file count as silence, dBFS.
     #[arg(long, default_value_t = -60.0, allow_negative_numbers = true)]
