@@ -77,6 +77,11 @@ pub enum InputError {
     #[error("{}: cannot read the tags: {detail}", path.display())]
     Tags { path: PathBuf, detail: String },
 
+    /// The caller stopped the work before the end of the file (a client that went away, a
+    /// time limit, a server or host that is stopping). Not a fault of the file.
+    #[error("{}: stopped before the end ({reason})", path.display())]
+    Interrupted { path: PathBuf, reason: String },
+
     /// Any other I/O failure while reading.
     #[error("{}: read error: {source}", path.display())]
     Io {
@@ -113,6 +118,7 @@ impl InputError {
             | InputError::Decode { path, .. }
             | InputError::Tags { path, .. }
             | InputError::Io { path, .. }
+            | InputError::Interrupted { path, .. }
             | InputError::ParserFailure { path, .. } => path,
         }
     }
@@ -134,6 +140,7 @@ impl InputError {
             InputError::Decode { .. } => "decode",
             InputError::Tags { .. } => "tags",
             InputError::Io { .. } => "io",
+            InputError::Interrupted { .. } => "interrupted",
             InputError::ParserFailure { .. } => "parser_failure",
         }
     }

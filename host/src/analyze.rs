@@ -69,6 +69,18 @@ pub fn analyze_file(
     lanes: usize,
     multi: &MultiProgress,
 ) -> Result<AnalysisReport, InputError> {
+    analyze_file_until(path, opts, lanes, multi, &|| None)
+}
+
+/// [`analyze_file`], stopped between two rounds (a fraction of a second of work) when `stop`
+/// gives a reason: the result is then [`InputError::Interrupted`] with that reason.
+pub fn analyze_file_until(
+    path: &Path,
+    opts: &AnalysisOptions,
+    lanes: usize,
+    multi: &MultiProgress,
+    stop: &(dyn Fn() -> Option<String> + Sync),
+) -> Result<AnalysisReport, InputError> {
     let mut dec = Decoder::open(path)?;
     let pb = bar(multi, path, dec.info().frames);
     let mut plan: Vec<(usize, Box<dyn Analyzer>)> = analysis::plan(dec.info(), opts)
@@ -105,7 +117,7 @@ pub fn analyze_file(
             })
             .collect();
         let mine = catch_unwind(AssertUnwindSafe(|| {
-            shared.lead(&mut dec, channels, helpers, &pb)
+            shared.lead(&mut dec, channels, helpers, &pb, stop)
         }));
         shared.stop.store(true, Ordering::Release);
         let mut panic = None;
@@ -188,11 +200,18 @@ impl Rounds {
         channels: usize,
         helpers: usize,
         pb: &ProgressBar,
+        stop: &(dyn Fn() -> Option<String> + Sync),
     ) -> Result<(), InputError> {
         let mut handed = 0u64;
         let mut next = read_round(dec, channels)?;
         let mut rounds = 0;
         while let Some(batch) = next {
+            if let Some(reason) = stop() {
+                return Err(InputError::Interrupted {
+                    path: dec.path().to_path_buf(),
+                    reason,
+                });
+            }
             handed += batch.first().map_or(0, |p| p.len() as u64);
             *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(batch);
             self.next.store(0, Ordering::Release);

@@ -269,7 +269,14 @@ pub struct ServerConfig {
     pub request_timeout: std::time::Duration,
     /// Connections open at once; one more is closed at once.
     pub max_connections: usize,
+    /// The longest an analysis asked for over HTTP may run before it is stopped and answered
+    /// 503 `time_limit`.
+    pub work_limit: std::time::Duration,
 }
+
+/// `[server] work_limit`'s default, seconds: an hour of audio analyses in well under a minute
+/// on 2 cores, so ten minutes is only reached by something wrong.
+pub const DEFAULT_WORK_LIMIT: u64 = 600;
 
 /// A web origin as CORS names it: `scheme://host[:port]`, nothing after; returned trimmed.
 pub fn check_origin(o: &str) -> Result<String, String> {
@@ -327,6 +334,7 @@ struct RawServer {
     max_uploads: Option<usize>,
     request_timeout: Option<u64>,
     max_connections: Option<usize>,
+    work_limit: Option<u64>,
     #[serde(default)]
     cors_origins: Vec<String>,
     #[serde(default)]
@@ -555,6 +563,12 @@ impl Config {
                         "[server] request_timeout = {request_timeout}: give 1 to 3600 seconds"
                     )));
                 }
+                let work_limit = sv.work_limit.unwrap_or(DEFAULT_WORK_LIMIT);
+                if !(1..=86_400).contains(&work_limit) {
+                    return Err(bad(format!(
+                        "[server] work_limit = {work_limit}: give 1 to 86400 seconds"
+                    )));
+                }
                 let max_connections = sv.max_connections.unwrap_or(1024);
                 if !(16..=65_536).contains(&max_connections) {
                     return Err(bad(format!(
@@ -574,6 +588,7 @@ impl Config {
                     cors_origins,
                     request_timeout: std::time::Duration::from_secs(request_timeout),
                     max_connections,
+                    work_limit: std::time::Duration::from_secs(work_limit),
                 })
             }
         };

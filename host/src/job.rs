@@ -67,9 +67,9 @@ fn classify_input(e: &InputError) -> Failure {
     match e {
         InputError::NotFound { .. } => Failure::Vanished(e.to_string()),
         // The machine's fault, not the file's: worth another try, never quarantine.
-        InputError::Io { .. } | InputError::PermissionDenied { .. } => {
-            Failure::Transient(e.to_string())
-        }
+        InputError::Io { .. }
+        | InputError::PermissionDenied { .. }
+        | InputError::Interrupted { .. } => Failure::Transient(e.to_string()),
         _ => Failure::Input(e.to_string()),
     }
 }

@@ -201,14 +201,38 @@ struct Server {
     child: std::process::Child,
     addr: String,
     token: String,
+    /// Its standard error.
+    log: PathBuf,
 }
 
 impl Server {
     fn start(root: &Path) -> Server {
-        let mut child = limited(&["serve", "--root", root.to_str().unwrap(), "--listen"])
+        Server::start_with(root, &[])
+    }
+
+    fn start_with(root: &Path, extra: &[&str]) -> Server {
+        Server::launch(
+            limited(&["serve", "--root", root.to_str().unwrap(), "--listen"]),
+            root,
+            extra,
+        )
+    }
+
+    /// Without the address-space limit: for the tests that measure resident memory (glibc
+    /// reserves 64 MB of address space per malloc arena, up to 8 per core, for the blocking
+    /// threads of many requests at once; reserved, not resident).
+    fn start_unlimited(root: &Path, extra: &[&str]) -> Server {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        c.args(["serve", "--root", root.to_str().unwrap(), "--listen"]);
+        Server::launch(c, root, extra)
+    }
+
+    fn launch(mut cmd: Command, root: &Path, extra: &[&str]) -> Server {
+        let mut child = cmd
             .arg("127.0.0.1:0")
+            .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(root.with_extension("log")).unwrap())
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -225,12 +249,19 @@ impl Server {
             child,
             addr,
             token: token.trim().to_string(),
+            log: root.with_extension("log"),
         }
     }
 
     /// One request with `Connection: close`: the status and the body.
     fn request(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> (u16, String) {
-        let mut c = std::net::TcpStream::connect(&self.addr).unwrap();
+        let mut c = std::net::TcpStream::connect(&self.addr).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; the server's log:\n{}",
+                self.addr,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        });
         c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
             .unwrap();
         let mut req = format!(
@@ -258,15 +289,18 @@ impl Server {
             }
             None => req.extend_from_slice(b"\r\n"),
         }
-        c.write_all(&req).unwrap();
+        // A server that answers before the body is in (429 `busy`, a refusal) may close the
+        // connection while it is sent: its answer is still read.
+        let _ = c.write_all(&req);
         let mut out = Vec::new();
         let _ = c.read_to_end(&mut out);
         let text = String::from_utf8_lossy(&out).into_owned();
+        // 0: no answer at all (the connection was reset).
         let status = text
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {text:?}"));
+            .unwrap_or(0);
         let body = text
             .split_once("\r\n\r\n")
             .map_or("", |(_, b)| b)
@@ -276,6 +310,40 @@ impl Server {
 
     fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Uploads `bytes` as `name` (waiting while the server answers 429 `busy`): its id.
+    fn upload(&self, name: &str, bytes: &[u8]) -> Result<String, (u16, String)> {
+        loop {
+            let (st, body) = self.request("POST", "/api/audio/upload", Some((name, bytes)));
+            match (st, file_id(&body)) {
+                (200 | 201, Some(id)) => return Ok(id),
+                (429 | 0, _) => std::thread::sleep(std::time::Duration::from_millis(100)),
+                _ => return Err((st, body)),
+            }
+        }
+    }
+
+    /// CPU seconds the server has used so far (user + system, from /proc).
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split(' ').collect();
+        // utime and stime are fields 14 and 15 of the whole line (11 and 12 after the name).
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        // SAFETY: sysconf only reads a configuration value.
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+
+    /// The server's peak resident memory so far, MB (VmHWM).
+    fn peak_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kb / 1024.0
     }
 }
 
@@ -379,27 +447,30 @@ fn rf64_noise(path: &Path, rate: u32, channels: u16, seconds: u32, declared_seco
     std::fs::write(path, out).unwrap();
 }
 
-/// Runs `cmd` to its end; its exit status and peak resident memory in MB (wait4's rusage of
-/// that one child).
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std's `Child` cannot do
+/// Runs `cmd` to its end; its exit status and peak resident memory in MB: the largest
+/// `VmHWM` read from /proc while it runs, every 2 ms. (`wait4`'s `ru_maxrss` would not do: a
+/// child spawned with vfork inherits the test process's own high-water mark through exec.)
 fn peak_mb(mut cmd: Command) -> (std::process::ExitStatus, f64) {
-    let child = cmd
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, filling the two values we pass; the `Child` is not
-    // waited for again.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid);
-    (
-        std::process::ExitStatus::from_raw(status),
-        usage.ru_maxrss as f64 / 1024.0,
-    )
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0f64;
+    loop {
+        if let Some(kb) = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        }) {
+            peak = peak.max(kb / 1024.0);
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            return (st, peak);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// docs/ANALYSIS.md ("Memory"): the analysis of any file takes at most this much resident
@@ -436,4 +507,200 @@ fn the_worst_legal_header_analyses_within_the_documented_bound() {
         peaks[0],
         peaks[1]
     );
+}
+
+/// An analysis runs at most the server's work limit (answered 503 `time_limit`), stops when its
+/// client goes away, and SIGTERM stops the server within a few seconds while one runs.
+#[test]
+fn analyses_stop_at_the_work_limit_when_their_client_goes_and_on_sigterm() {
+    if !prlimit() {
+        return;
+    }
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    // Three hours of silence in 2 MB: tens of seconds of analysis in a debug build.
+    let bomb = forge::silent_flac(3 * 3600);
+
+    // The work limit.
+    let root = dir.path().join("limited");
+    let mut server = Server::start_with(&root, &["--work-limit", "1"]);
+    let id = server.upload("bomb.flac", &bomb).unwrap();
+    let t = Instant::now();
+    let (st, body) = server.request("GET", &format!("/api/audio/files/{id}/analysis"), None);
+    assert_eq!(st, 503, "{body}");
+    assert!(body.contains("time_limit"), "{body}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(server.alive());
+    drop(server);
+
+    // A client that goes away: the server stops working for it.
+    let root = dir.path().join("gone");
+    let server = Server::start(&root);
+    let id = server.upload("bomb.flac", &bomb).unwrap();
+    {
+        let mut c = std::net::TcpStream::connect(&server.addr).unwrap();
+        write!(
+            c,
+            "GET /api/audio/files/{id}/analysis HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n",
+            server.token
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let busy = server.cpu_seconds();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            server.cpu_seconds() - busy > 0.2,
+            "the analysis was not running"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = server.cpu_seconds();
+    std::thread::sleep(Duration::from_millis(2000));
+    let spent = server.cpu_seconds() - before;
+    assert!(
+        spent < 0.4,
+        "the server spent {spent:.2} s of CPU in 2 s after its client went away"
+    );
+    let (st, _) = server.request("GET", "/health", None);
+    assert_eq!(st, 200);
+    drop(server);
+
+    // SIGTERM while an analysis runs: the server is gone within a few seconds.
+    let root = dir.path().join("term");
+    let mut server = Server::start(&root);
+    let id = server.upload("bomb.flac", &bomb).unwrap();
+    let addr = server.addr.clone();
+    let token = server.token.clone();
+    let asking = std::thread::spawn(move || {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            c,
+            "GET /api/audio/files/{id}/analysis HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    while server.alive() {
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "the server still runs 8 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = asking.join().unwrap();
+    assert!(
+        answer.is_empty() || answer.contains("503"),
+        "the request was answered: {answer}"
+    );
+    assert!(
+        files_named_part(&root).is_empty(),
+        "temporaries left: {:?}",
+        files_named_part(&root)
+    );
+}
+
+fn files_named_part(root: &Path) -> Vec<PathBuf> {
+    common::files_under(root)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .collect()
+}
+
+/// Twenty hostile uploads analysed at once: forged headers, the largest legal stream with hours
+/// declared, and an hour of silence in a few hundred KB. The server stays under 512 MB resident
+/// and answers ordinary requests throughout.
+#[test]
+fn twenty_hostile_uploads_analysed_at_once_keep_the_server_small_and_answering() {
+    if !prlimit() {
+        return;
+    }
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let server = std::sync::Arc::new(Server::start_unlimited(&root, &["--work-limit", "5"]));
+    let mut files: Vec<(String, Vec<u8>)> = forge::all(&fixture(""))
+        .into_iter()
+        .filter(|f| f.field.is_some())
+        .step_by(3)
+        .take(12)
+        .map(|f| (format!("{}.{}", f.name, f.ext), f.bytes))
+        .collect();
+    let worst = dir.path().join("worst.wav");
+    rf64_noise(&worst, 384_000, 8, 1, 3 * 3600);
+    let worst = std::fs::read(&worst).unwrap();
+    for k in 0..4 {
+        // Each its own content (a file's id is its hash).
+        let mut w = worst.clone();
+        let n = w.len();
+        w[n - 4..].copy_from_slice(&(k as f32 * 1e-3).to_le_bytes());
+        files.push((format!("worst{k}.wav"), w));
+    }
+    for k in 0..4 {
+        let mut b = forge::silent_flac(3600 + k);
+        b.truncate(b.len() - 15 * k as usize);
+        files.push((format!("bomb{k}.flac"), b));
+    }
+    assert_eq!(files.len(), 20);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = files
+        .into_iter()
+        .map(|(name, bytes)| {
+            let server = std::sync::Arc::clone(&server);
+            std::thread::spawn(move || match server.upload(&name, &bytes) {
+                Ok(id) => {
+                    let (st, body) =
+                        server.request("GET", &format!("/api/audio/files/{id}/analysis"), None);
+                    (name, st, body)
+                }
+                Err((st, body)) => (name, st, body),
+            })
+        })
+        .collect();
+    // Ordinary requests meanwhile.
+    let health = {
+        let server = std::sync::Arc::clone(&server);
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut slowest = Duration::ZERO;
+            let mut n = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let (st, _) = server.request("GET", "/health", None);
+                assert_eq!(st, 200);
+                slowest = slowest.max(t.elapsed());
+                n += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (n, slowest)
+        })
+    };
+    let mut answers = Vec::new();
+    for c in clients {
+        answers.push(c.join().unwrap());
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (n, slowest) = health.join().unwrap();
+    let peak = server.peak_mb();
+    for (name, st, body) in &answers {
+        eprintln!(
+            "{name:28} {st} {}",
+            body.chars().take(100).collect::<String>()
+        );
+        assert!(
+            matches!(st, 200 | 400 | 415 | 422 | 503),
+            "{name}: {st} {body}"
+        );
+    }
+    eprintln!("health: {n} answers, slowest {slowest:?}; server peak {peak:.0} MB");
+    assert!(
+        n >= 5 && slowest < Duration::from_secs(2),
+        "{n} {slowest:?}"
+    );
+    assert!(peak < 512.0, "the server reached {peak:.0} MB");
 }

@@ -286,3 +286,67 @@ pub fn all(fixtures: &Path) -> Vec<Forged> {
     );
     out
 }
+
+/// A FLAC file of digital silence, `seconds` long at 48 kHz stereo 16-bit, in frames of 4096
+/// samples with CONSTANT subframes: 15 bytes a frame, about 650 KB for an hour. Small to send,
+/// long to decode: the shape of a decompression bomb, for tests of time limits and of work
+/// stopped when its client goes away.
+pub fn silent_flac(seconds: u64) -> Vec<u8> {
+    const RATE: u64 = 48_000;
+    const BLOCK: u64 = 4096;
+    let frames = (seconds * RATE).div_ceil(BLOCK);
+    let total = frames * BLOCK;
+    let mut out = b"fLaC".to_vec();
+    // STREAMINFO, the last metadata block: block sizes, frame sizes unknown, 48 kHz, 2
+    // channels, 16 bits, the total, no MD5.
+    out.extend_from_slice(&[0x80, 0, 0, 34]);
+    out.extend_from_slice(&(BLOCK as u16).to_be_bytes());
+    out.extend_from_slice(&(BLOCK as u16).to_be_bytes());
+    out.extend_from_slice(&[0; 6]);
+    let packed = (RATE << 44) | (1 << 41) | (15 << 36) | total;
+    out.extend_from_slice(&packed.to_be_bytes());
+    out.extend_from_slice(&[0; 16]);
+    for n in 0..frames {
+        let start = out.len();
+        // Sync and fixed block size; 4096 samples (code 12), 48 kHz (code 10); two
+        // independent channels, 16 bits.
+        out.extend_from_slice(&[0xFF, 0xF8, 0xCA, 0x18]);
+        // The frame number, UTF-8 coded.
+        match n {
+            0..0x80 => out.push(n as u8),
+            0x80..0x800 => out.extend_from_slice(&[0xC0 | (n >> 6) as u8, 0x80 | (n & 0x3F) as u8]),
+            _ => out.extend_from_slice(&[
+                0xE0 | (n >> 12) as u8,
+                0x80 | ((n >> 6) & 0x3F) as u8,
+                0x80 | (n & 0x3F) as u8,
+            ]),
+        }
+        let crc8 = out[start..].iter().fold(0u8, |mut c, &b| {
+            c ^= b;
+            for _ in 0..8 {
+                c = if c & 0x80 != 0 {
+                    (c << 1) ^ 0x07
+                } else {
+                    c << 1
+                };
+            }
+            c
+        });
+        out.push(crc8);
+        // Two CONSTANT subframes of value 0.
+        out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let crc16 = out[start..].iter().fold(0u16, |mut c, &b| {
+            c ^= u16::from(b) << 8;
+            for _ in 0..8 {
+                c = if c & 0x8000 != 0 {
+                    (c << 1) ^ 0x8005
+                } else {
+                    c << 1
+                };
+            }
+            c
+        });
+        out.extend_from_slice(&crc16.to_be_bytes());
+    }
+    out
+}

@@ -28,6 +28,10 @@ pub struct Args {
     /// max_connections, else 1024.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Seconds an analysis asked for over HTTP may run before it is stopped and answered 503
+    /// `time_limit`. Default: the root's [server] work_limit, else 600.
+    #[arg(long, value_name = "SECS")]
+    work_limit: Option<u64>,
     /// A web origin allowed to call the API from a browser (CORS), as
     /// https://app.example.com; repeat for several. Default: the root's [server] cors_origins,
     /// else none.
@@ -82,6 +86,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Some(n) => n,
         None => defaults.max_connections,
     };
+    let work_limit = match a.work_limit {
+        Some(s) if !(1..=86_400).contains(&s) => {
+            anyhow::bail!("--work-limit {s}: give 1 to 86400 seconds")
+        }
+        Some(s) => std::time::Duration::from_secs(s),
+        None => defaults.work_limit,
+    };
     let opts = ServeOptions {
         listen: a.listen,
         max_upload_bytes: a.max_upload_mb.saturating_mul(1_000_000),
@@ -89,6 +100,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         cors_origins,
         request_timeout,
         max_connections,
+        work_limit,
     };
     serve::run(&cfg, &opts)?;
     Ok(ExitCode::SUCCESS)

@@ -329,19 +329,26 @@ fn analysis_of(rec: &UploadRecord, report: &Value) -> AudioAnalysis {
 }
 
 /// Runs the analysis of an upload with `opts` on this thread and the others the machine has.
-fn analyse(st: &AppState, rec: &UploadRecord, opts: &AnalysisOptions) -> Result<Value, ApiError> {
+fn analyse(
+    st: &AppState,
+    rec: &UploadRecord,
+    opts: &AnalysisOptions,
+    work: &super::Work,
+) -> Result<Value, ApiError> {
     let path = confine::resolve(&st.root, Path::new(&rec.rel))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
     let hidden =
         indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    let report = crate::analyze::analyze_file(&path, opts, lanes, &hidden).map_err(|e| {
-        ApiError::new(
+    let report = crate::analyze::analyze_file_until(&path, opts, lanes, &hidden, &|| work.stop())
+        .map_err(|e| match e {
+        sluice_core::InputError::Interrupted { reason, .. } => ApiError::interrupted(&reason),
+        e => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "undecodable_audio",
             e.to_string()
                 .replace(&path.display().to_string(), &rec.file_name),
-        )
+        ),
     })?;
     let mut v = serde_json::to_value(&report).map_err(ApiError::internal)?;
     if let Some(o) = v.as_object_mut() {
@@ -381,13 +388,14 @@ async fn analysis(
             // that waited finds the first one's result.
             let _permit = st.heavy.acquire().await.map_err(ApiError::internal)?;
             let st2 = Arc::clone(&st);
+            let (work, _guard) = super::Work::start(&st);
             blocking(move || {
                 let st = st2;
                 let rec = find(&st, &file_id)?;
                 let report = match &rec.analysis {
                     Some(a) => a.clone(),
                     None => {
-                        let a = analyse(&st, &rec, &AnalysisOptions::default())?;
+                        let a = analyse(&st, &rec, &AnalysisOptions::default(), &work)?;
                         st.store
                             .set_upload_analysis(&rec.id, a.clone())
                             .map_err(ApiError::internal)?;
@@ -455,7 +463,20 @@ async fn waveform(
             format!("target_length: {n} is not between 1 and {MAX_WAVEFORM}"),
         ));
     }
+    let st2 = Arc::clone(&st);
+    let id = file_id.clone();
+    let rec = blocking(move || find(&st2, &id)).await?;
+    let kept = rec.analysis.is_some() && n == AnalysisOptions::default().waveform_buckets;
+    // A waveform of another resolution decodes the file: in the analyses' queue, one at a time.
+    let _permit = if kept {
+        None
+    } else {
+        Some(st.heavy.acquire().await.map_err(ApiError::internal)?)
+    };
+    let (work, _guard) = super::Work::start(&st);
+    let st2 = Arc::clone(&st);
     let out = blocking(move || {
+        let st = st2;
         let rec = find(&st, &file_id)?;
         let default = AnalysisOptions::default();
         let report = match &rec.analysis {
@@ -466,7 +487,7 @@ async fn waveform(
                     waveform_buckets: n,
                     ..default
                 };
-                analyse(&st, &rec, &opts)?
+                analyse(&st, &rec, &opts, &work)?
             }
         };
         let w = report

@@ -305,6 +305,10 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
     };
     let stopped = std::sync::atomic::AtomicBool::new(false);
     crate::parallel::map(&pending, st.exports.capacity(), |&i| {
+        // A server that is stopping starts no more files (the batch resumes at the next start).
+        if *st.closing.borrow() {
+            stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         if stopped.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }

@@ -55,6 +55,9 @@ pub struct ServeOptions {
     pub request_timeout: std::time::Duration,
     /// Connections open at once; one more is closed at once.
     pub max_connections: usize,
+    /// The longest an analysis may run for one request before it is stopped and answered
+    /// 503 `time_limit`.
+    pub work_limit: std::time::Duration,
 }
 
 impl Default for ServeOptions {
@@ -66,6 +69,7 @@ impl Default for ServeOptions {
             cors_origins: Vec::new(),
             request_timeout: std::time::Duration::from_secs(30),
             max_connections: 1024,
+            work_limit: std::time::Duration::from_secs(crate::config::DEFAULT_WORK_LIMIT),
         }
     }
 }
@@ -80,6 +84,7 @@ impl ServeOptions {
             cors_origins: sv.cors_origins.clone(),
             request_timeout: sv.request_timeout,
             max_connections: sv.max_connections,
+            work_limit: sv.work_limit,
         }
     }
 }
@@ -112,6 +117,66 @@ pub(crate) struct AppState {
     /// Set when the server stops: endless responses (the live feed) end, so the graceful
     /// shutdown is not held open by a dashboard left open.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// How long one request's analysis may run ([`ServeOptions::work_limit`]).
+    pub work_limit: std::time::Duration,
+}
+
+/// The stop condition of one request's blocking work (an analysis, a picture): its client went
+/// away (the handler was dropped, and with it the [`WorkGuard`]), it ran past the work limit, or
+/// the server is stopping. The work asks [`Work::stop`] between rounds of a fraction of a second
+/// and ends with [`InputError::Interrupted`](sluice_core::InputError::Interrupted).
+pub(crate) struct Work {
+    gone: Arc<std::sync::atomic::AtomicBool>,
+    closing: tokio::sync::watch::Receiver<bool>,
+    started: std::time::Instant,
+    limit: std::time::Duration,
+}
+
+/// Held by the request's handler: dropped (the client went away, or the request ended), it
+/// stops the work it was made with.
+pub(crate) struct WorkGuard(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for WorkGuard {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Why the work was stopped, in words: matched by [`ApiError::interrupted`].
+const GONE: &str = "the client went away";
+const STOPPING: &str = "the server is stopping";
+const OVER_LIMIT: &str = "the server's work limit";
+
+impl Work {
+    /// Work for one request, timed from now.
+    pub fn start(st: &AppState) -> (Work, WorkGuard) {
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        (
+            Work {
+                gone: Arc::clone(&gone),
+                closing: st.closing.clone(),
+                started: std::time::Instant::now(),
+                limit: st.work_limit,
+            },
+            WorkGuard(gone),
+        )
+    }
+
+    /// Why the work should stop now, if it should.
+    pub fn stop(&self) -> Option<String> {
+        if self.gone.load(std::sync::atomic::Ordering::Relaxed) {
+            Some(GONE.to_string())
+        } else if *self.closing.borrow() {
+            Some(STOPPING.to_string())
+        } else if self.started.elapsed() > self.limit {
+            Some(format!(
+                "{OVER_LIMIT} of {} s was reached",
+                self.limit.as_secs()
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 /// Serialized answers that are facts about content (an upload's analysis is the same for as
@@ -204,6 +269,20 @@ impl ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "the server could not complete the request (see its log)",
+        )
+    }
+    /// Work stopped by its [`Work`]: 503 `time_limit` past the work limit, 503 `stopping` when
+    /// the server stops (a client that went away reads no answer).
+    pub fn interrupted(reason: &str) -> Self {
+        let kind = if reason.starts_with(OVER_LIMIT) {
+            "time_limit"
+        } else {
+            "stopping"
+        };
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            kind,
+            format!("the work was stopped: {reason}"),
         )
     }
     /// The root's configuration (sluice.toml, pipelines, effects) does not load: said with the
@@ -479,6 +558,7 @@ fn serve(
         answers: Answers::new(64 << 20),
         feed: v1::feed(),
         closing,
+        work_limit: opts.work_limit,
     });
     let (app, _) = router(Arc::clone(&state));
     let app = match cors(&opts.cors_origins)? {
@@ -494,7 +574,7 @@ fn serve(
         .thread_name("sluice-serve")
         .build()
         .context("starting the server's runtime")?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         v1::start_feed(&state);
         if let Some(p) = hooks {
             webhooks::spawn(&state, p);
@@ -529,20 +609,26 @@ fn serve(
                 accept(listener, app, opts, state.closing.clone())
             );
         };
-        // Requests under way get 10 s to finish after the stop; then the server closes.
+        // Requests under way get 5 s to finish after the stop (analyses stop at once: their
+        // `Work` sees `closing`, and they answer 503 `stopping`); then the server closes.
         let mut closing = state.closing.clone();
         let bound = async move {
             let _ = closing.wait_for(|c| *c).await;
-            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         };
         tokio::select! {
             () = served => Ok(()),
             _ = bound => {
-                eprintln!("sluice: requests still under way 10 s after the stop were cut off");
+                eprintln!("sluice: requests still under way 5 s after the stop were cut off");
                 Ok(())
             }
         }
-    })
+    });
+    // Dropping the runtime would wait for every blocking task to end (an export of an hour's
+    // file, a store write): the stop waits at most 2 s more. Work cut off here leaves only
+    // temporaries (outputs appear by rename), swept at the next start; a batch resumes.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    served
 }
 
 /// Serves HTTP/1.1 connections until the server stops, then lets each finish the request it

@@ -337,7 +337,12 @@ fn picture_source(st: &AppState, j: &JobRecord) -> Option<(PathBuf, String)> {
 }
 
 /// Draws (once per content, kept in `.sluice/plots/HASH/`) and reads a picture.
-fn picture(st: &AppState, j: &JobRecord, kind: &str) -> Result<Vec<u8>, ApiError> {
+fn picture(
+    st: &AppState,
+    j: &JobRecord,
+    kind: &str,
+    work: &super::Work,
+) -> Result<Vec<u8>, ApiError> {
     let (path, hash) = picture_source(st, j).ok_or_else(|| {
         ApiError::not_found(format!(
             "job {}: neither its source nor an output is there to draw",
@@ -362,14 +367,16 @@ fn picture(st: &AppState, j: &JobRecord, kind: &str) -> Result<Vec<u8>, ApiError
     let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
     let hidden =
         indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    let report = crate::analyze::analyze_file(&path, &opts, lanes, &hidden).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "undecodable_audio",
-            e.to_string()
-                .replace(&format!("{}/", st.root.display()), ""),
-        )
-    })?;
+    let report = crate::analyze::analyze_file_until(&path, &opts, lanes, &hidden, &|| work.stop())
+        .map_err(|e| match e {
+            sluice_core::InputError::Interrupted { reason, .. } => ApiError::interrupted(&reason),
+            e => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "undecodable_audio",
+                e.to_string()
+                    .replace(&format!("{}/", st.root.display()), ""),
+            ),
+        })?;
     // Drawn under the file's name, then kept under the picture's kind (each an atomic write
     // and a rename: a reader never sees half a picture).
     for drawn in crate::render::plots(&dir, &report).map_err(ApiError::internal)? {
@@ -410,7 +417,8 @@ async fn job_plot(
     // Drawing decodes the file: one at a time, as the analyses.
     let _permit = st.heavy.acquire().await.map_err(ApiError::internal)?;
     let st2 = Arc::clone(&st);
-    let bytes = blocking(move || picture(&st2, &j, &kind)).await?;
+    let (work, _guard) = super::Work::start(&st);
+    let bytes = blocking(move || picture(&st2, &j, &kind, &work)).await?;
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "image/png"),
