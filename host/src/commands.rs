@@ -577,6 +577,7 @@ pub fn run(
     p.source = SourceAction::Keep;
     let store = Store::open(&cfg.db_path(), true)?;
     let ctx = Ctx {
+        interrupt: None,
         cfg,
         store: &store,
         effects: &fx,

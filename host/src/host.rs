@@ -44,6 +44,11 @@ pub fn ignored(name: &str) -> bool {
         .any(|s| lower.ends_with(s))
 }
 
+/// How long a stopping host lets its running jobs finish before it interrupts them (each
+/// render ends at its next block, its temporaries removed, and the job goes back to the queue).
+/// Container runtimes send SIGKILL 10 s after SIGTERM by default.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
 /// Remove temporaries left by a process that died (`.NAME.sluice-PID-N.part`), anywhere in
 /// the root except the state folder.
 pub fn sweep_temporaries(root: &Path) -> usize {
@@ -263,6 +268,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     // Jobs the host stopped under too often: their input may be what stops it.
     for j in interrupted {
         let ctx = Ctx {
+            interrupt: None,
             cfg: &cfg,
             store: &store,
             effects: &pipelines.effects,
@@ -394,6 +400,9 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(cfg.workers.max(1));
     let busy = Arc::new(AtomicUsize::new(0));
     let claiming = Arc::new(AtomicBool::new(true));
+    // Set once a stop has waited STOP_GRACE for the running jobs: their renders end at the next
+    // block and the jobs go back to the queue (job::Failure::Interrupted).
+    let interrupt = Arc::new(AtomicBool::new(false));
     // A failed job's content may be waiting in copies: the coordinator rescans soon.
     let rescan_soon = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
@@ -407,6 +416,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             claiming: claiming.clone(),
             rescan_soon: rescan_soon.clone(),
             farm: farm.clone(),
+            interrupt: interrupt.clone(),
         };
         handles.push(
             std::thread::Builder::new()
@@ -424,17 +434,26 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     let mut said_once: HashSet<PathBuf> = HashSet::new();
     let mut pipelines_changed: Option<Instant> = None;
     let mut last_stamp_check = Instant::now();
-    let mut stopping = false;
+    let mut stopping: Option<Instant> = None;
     loop {
-        if stop.load(Ordering::SeqCst) && !stopping {
-            stopping = true;
+        if stop.load(Ordering::SeqCst) && stopping.is_none() {
+            stopping = Some(Instant::now());
             let n = busy.load(Ordering::SeqCst);
             if n > 0 {
                 say(format!(
-                    "sluice: stopping after the {n} running job(s) finish (signal again to stop now; they will run again at the next start)"
+                    "sluice: stopping: the {n} running job(s) have {} s to finish, then run again at the next start (signal again to stop now)",
+                    STOP_GRACE.as_secs()
                 ));
             }
         }
+        if let Some(since) = stopping
+            && since.elapsed() >= STOP_GRACE
+            && busy.load(Ordering::SeqCst) > 0
+            && !interrupt.swap(true, Ordering::SeqCst)
+        {
+            say("sluice: interrupting the running job(s); they are back in the queue");
+        }
+        let stopping = stopping.is_some();
         if stopping {
             claiming.store(false, Ordering::SeqCst);
         }
@@ -582,6 +601,8 @@ struct Worker {
     rescan_soon: Arc<AtomicBool>,
     /// On a farm: jobs are sent out rather than run here.
     farm: Option<Arc<crate::cluster::ingest::Ingest>>,
+    /// The host is stopping and its grace is over: renders end at their next block.
+    interrupt: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -660,6 +681,7 @@ impl Worker {
         }
         let t = Instant::now();
         let ctx = Ctx {
+            interrupt: Some(self.interrupt.clone()),
             cfg: &self.cfg,
             store: &self.store,
             effects: &effects,

@@ -48,6 +48,8 @@ pub enum Failure {
     /// The source changed while the job ran (it was still being written, or was replaced):
     /// the job's work is void, and the file is taken again once it settles.
     Changed(String),
+    /// The host stopped the job (it is stopping): back in the queue, the attempt not counted.
+    Interrupted(String),
 }
 
 impl Failure {
@@ -58,18 +60,36 @@ impl Failure {
             | Failure::Vanished(m)
             | Failure::Effect(m)
             | Failure::Refused(m)
-            | Failure::Changed(m) => m,
+            | Failure::Changed(m)
+            | Failure::Interrupted(m) => m,
         }
     }
+}
+
+/// The opened source, stopping at its next block once the host is stopping ([`Ctx::interrupt`]).
+fn stoppable(ctx: &Ctx, opened: Result<FileSource, RenderError>) -> Result<FileSource, Failure> {
+    let source = opened.map_err(|e| classify(&ExportError::Render(e)))?;
+    Ok(match &ctx.interrupt {
+        Some(flag) => {
+            let flag = std::sync::Arc::clone(flag);
+            source.stop_when(std::sync::Arc::new(move || {
+                flag.load(std::sync::atomic::Ordering::Relaxed).then(|| {
+                    "the host is stopping; the job runs again at its next start".to_string()
+                })
+            }))
+        }
+        None => source,
+    })
 }
 
 fn classify_input(e: &InputError) -> Failure {
     match e {
         InputError::NotFound { .. } => Failure::Vanished(e.to_string()),
         // The machine's fault, not the file's: worth another try, never quarantine.
-        InputError::Io { .. }
-        | InputError::PermissionDenied { .. }
-        | InputError::Interrupted { .. } => Failure::Transient(e.to_string()),
+        InputError::Io { .. } | InputError::PermissionDenied { .. } => {
+            Failure::Transient(e.to_string())
+        }
+        InputError::Interrupted { .. } => Failure::Interrupted(e.to_string()),
         _ => Failure::Input(e.to_string()),
     }
 }
@@ -99,6 +119,9 @@ pub struct Ctx<'a> {
     /// Where a render's progress goes (at most about once a second) instead of the job's
     /// record in `store`: a farm worker's renders report to their ingest node.
     pub progress: Option<&'a (dyn Fn(f64) + Sync)>,
+    /// Set when the host is stopping: a render under way ends at its next block with
+    /// [`Failure::Interrupted`] (the job goes back to the queue), so the host stops promptly.
+    pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// The profiles compare and match steps name, as another node's library gave them (a
     /// farm worker's renders: its own library is not the ingest node's); otherwise they come
     /// from `store`'s library.
@@ -276,6 +299,20 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
     let id = job.id;
     let msg = f.message().to_string();
     tracing::warn!(job = id, pipeline = %p.name, "{msg}");
+    if let Failure::Interrupted(_) = f {
+        return ctx
+            .store
+            .update_job(id, Some(("interrupted", msg.clone())), |j| {
+                j.state = JobState::Queued;
+                j.attempts = j.attempts.saturating_sub(1);
+                j.progress = 0.0;
+                j.not_before_ms = now_ms();
+            })
+            .unwrap_or_else(|e| {
+                tracing::error!(job = id, "cannot put the job back in the queue: {e}");
+                job.clone()
+            });
+    }
     if let Failure::Changed(_) = f {
         remove_committed(ctx, p, &job);
         return ctx.store.invalidate(id, msg).unwrap_or_else(|e| {
@@ -325,7 +362,8 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
         | Failure::Vanished(_)
         | Failure::Effect(_)
         | Failure::Refused(_)
-        | Failure::Changed(_) => update(JobState::Failed, "failed", "", 0, None),
+        | Failure::Changed(_)
+        | Failure::Interrupted(_) => update(JobState::Failed, "failed", "", 0, None),
         Failure::Input(_) => {
             // Quarantine: the source beside its error, in the quarantine folder.
             let src = ctx.cfg.root.join(&job.input);
@@ -588,7 +626,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
     let started = jiff::Timestamp::now();
     let source = locate(ctx, p, &job)?;
     // The one decoder of the job: its format facts and tags now, its audio in the render.
-    let file_source = FileSource::open(&source).map_err(|e| classify(&ExportError::Render(e)))?;
+    let file_source = stoppable(ctx, FileSource::open(&source))?;
     let info = match file_source.decoder() {
         Some(d) => sluice_core::info_of(d).map_err(|e| classify_input(&e))?,
         None => unreachable!("a source just opened has its decoder"),
@@ -671,7 +709,7 @@ pub fn render_detached(
     job: &JobRecord,
     source: &Path,
 ) -> Result<Rendition, Failure> {
-    let file_source = FileSource::open(source).map_err(|e| classify(&ExportError::Render(e)))?;
+    let file_source = stoppable(ctx, FileSource::open(source))?;
     let info = match file_source.decoder() {
         Some(d) => sluice_core::info_of(d).map_err(|e| classify_input(&e))?,
         None => unreachable!("a source just opened has its decoder"),
@@ -1308,6 +1346,7 @@ mod tests {
         )
         .unwrap_or_else(|d| panic!("{d:?}"));
         let ctx = Ctx {
+            interrupt: None,
             cfg: &cfg,
             store: &store,
             effects: &fx,

@@ -1,8 +1,10 @@
 //! The host's life through the real binary: the default root made on first start, pipelines
-//! reloaded while it runs, a graceful stop on SIGTERM that lets running jobs finish, and the
-//! storage commands (`stats`, `clean`).
+//! reloaded while it runs, a prompt stop on SIGTERM (running jobs get a short grace, then go
+//! back to the queue), and the storage commands (`stats`, `clean`).
 
 mod common;
+#[path = "../../core/tests/common/forge.rs"]
+mod forge;
 
 use common::{Host, files_under, jobs, programme_wav, sluice, watch_command};
 use std::path::Path;
@@ -16,16 +18,19 @@ fn drop_in(dir: &Path, name: &str, seconds: f64, seed: u64) {
 }
 
 #[test]
-fn first_start_makes_a_default_root_and_sigterm_lets_running_jobs_finish() {
+fn first_start_makes_a_default_root_and_sigterm_stops_promptly_requeueing_running_jobs() {
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = sluice();
-    cmd.arg("watch")
-        .env("HOME", home.path())
-        .env_remove("SLUICE_ROOT")
-        .env("SLUICE_SETTLE_SECONDS", "1")
-        .env("SLUICE_WORKERS", "1");
+    let command = || {
+        let mut cmd = sluice();
+        cmd.arg("watch")
+            .env("HOME", home.path())
+            .env_remove("SLUICE_ROOT")
+            .env("SLUICE_SETTLE_SECONDS", "1")
+            .env("SLUICE_WORKERS", "1");
+        cmd
+    };
     let root = home.path().join("Sluice");
-    let host = Host::start_with(&root, cmd);
+    let host = Host::start_with(&root, command());
     let log = host.log();
     assert!(
         log.contains(&format!("made a new root at {}", root.display())),
@@ -57,29 +62,63 @@ fn first_start_makes_a_default_root_and_sigterm_lets_running_jobs_finish() {
         String::from_utf8_lossy(&st.stderr)
     );
 
-    // A long job, and SIGTERM while it runs: it finishes, then the host exits cleanly.
-    drop_in(&root.join("inbox/podcast"), "long.wav", 120.0, 1);
+    // A short job finishes.
+    drop_in(&root.join("inbox/podcast"), "short.wav", 2.0, 1);
+    let js = host.settle_jobs(1);
+    assert_eq!(js[0]["state"], "done", "{js:#?}");
+    let short_output = root.join(js[0]["outputs"][0]["path"].as_str().unwrap());
+    assert!(short_output.is_file());
+
+    // A long job (three hours of silence in 2 MB: minutes of rendering), and SIGTERM while it
+    // runs: it has its grace, then its render stops and it goes back to the queue; the host
+    // exits within seconds, leaving no output of it and no temporary.
+    std::fs::write(
+        root.join("inbox/podcast/long.flac"),
+        forge::silent_flac(3 * 3600),
+    )
+    .unwrap();
+    let long = |root: &Path| {
+        jobs(root)
+            .into_iter()
+            .find(|j| j["input"] == "inbox/podcast/long.flac")
+    };
     let t = Instant::now();
-    while !jobs(&root).first().is_some_and(|j| j["state"] == "running") {
+    while !long(&root).is_some_and(|j| j["state"] == "running") {
         assert!(t.elapsed() < Duration::from_secs(60), "{}", host.log());
         std::thread::sleep(Duration::from_millis(20));
     }
     let log_path = host.log.clone();
+    let t = Instant::now();
     let status = host.stop();
+    let took = t.elapsed();
     assert!(status.success(), "{status:?}");
-    let log = std::fs::read_to_string(log_path).unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
-        log.contains("stopping after the 1 running job(s) finish"),
-        "{log}"
+        took < Duration::from_secs(10),
+        "the host took {took:?} to stop: {log}"
     );
-    let js = jobs(&root);
-    assert_eq!(js[0]["state"], "done", "{js:#?}");
-    assert!(
-        root.join(js[0]["outputs"][0]["path"].as_str().unwrap())
-            .is_file()
-    );
+    assert!(log.contains("interrupting the running job(s)"), "{log}");
+    let j = long(&root).unwrap();
+    assert_eq!(j["state"], "queued", "{j:#?}");
+    assert_eq!(j["attempts"], 0, "{j:#?}");
+    let left: Vec<_> = files_under(&root)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.ends_with(".part")
+                || (name.starts_with("long.") && !p.starts_with(root.join("inbox")))
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(short_output.is_file());
     // And it logged to a file too.
     assert!(!files_under(&root.join(".sluice/logs")).is_empty());
+
+    // Started again, the host takes the job up again.
+    let host = Host::start_with(&root, command());
+    host.wait_for("the interrupted job to run again", || {
+        long(&root).is_some_and(|j| j["state"] == "running")
+    });
 }
 
 #[test]

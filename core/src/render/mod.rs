@@ -133,12 +133,17 @@ pub trait Source: Send {
     fn next(&mut self, block: &mut Block) -> Result<bool, RenderError>;
 }
 
+/// Asked before each block a [`FileSource`] reads: a reason to stop (the host is stopping),
+/// or `None` to go on.
+pub type StopCheck = std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// A file, decoded; rewinding opens it again.
 pub struct FileSource {
     path: std::path::PathBuf,
     decoder: Option<crate::Decoder>,
     spec: SignalSpec,
     frames: Option<u64>,
+    stop: Option<StopCheck>,
 }
 
 impl FileSource {
@@ -156,7 +161,14 @@ impl FileSource {
             frames: info.frames,
             decoder: Some(decoder),
             spec,
+            stop: None,
         })
+    }
+    /// Ends the read with [`InputError::Interrupted`](crate::InputError::Interrupted) at the
+    /// first block `stop` gives a reason for.
+    pub fn stop_when(mut self, stop: StopCheck) -> Self {
+        self.stop = Some(stop);
+        self
     }
     pub fn info(&self) -> Option<&crate::StreamInfo> {
         self.decoder.as_ref().map(|d| d.info())
@@ -194,6 +206,13 @@ impl Source for FileSource {
         let Some(d) = self.decoder.as_mut() else {
             return Ok(false);
         };
+        if let Some(reason) = self.stop.as_ref().and_then(|s| s()) {
+            return Err(crate::InputError::Interrupted {
+                path: self.path.clone(),
+                reason,
+            }
+            .into());
+        }
         match d.next_block()? {
             Some(b) => {
                 block.copy_from_decoded(b);

@@ -481,6 +481,7 @@ impl Ingest {
             return;
         };
         let ctx = Ctx {
+            interrupt: None,
             cfg,
             store,
             effects: &effects,

@@ -684,6 +684,7 @@ impl Worker {
             }
         };
         let ctx = Ctx {
+            interrupt: None,
             cfg: &cfg,
             store: &self.store,
             effects: &effects,
