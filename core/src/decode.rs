@@ -277,13 +277,17 @@ fn pcm_bits(codec: &str) -> Option<u32> {
 
 /// Bit depth from an ALAC magic cookie (ALACSpecificConfig, optionally inside its atom).
 fn alac_bit_depth(cookie: &[u8]) -> Option<u32> {
+    alac_cookie_depth(cookie).filter(|d| matches!(d, 16 | 20 | 24 | 32))
+}
+
+/// The bit depth field of an ALAC magic cookie, whatever it says.
+fn alac_cookie_depth(cookie: &[u8]) -> Option<u32> {
     let cfg = if cookie.get(4..8) == Some(b"alac") {
         cookie.get(12..)?
     } else {
         cookie
     };
-    let depth = u32::from(*cfg.get(5)?);
-    matches!(depth, 16 | 20 | 24 | 32).then_some(depth)
+    Some(u32::from(*cfg.get(5)?))
 }
 
 fn codec_short_name(params: &AudioCodecParameters) -> Option<&'static str> {
@@ -306,6 +310,27 @@ fn check_supported(
 ) -> Result<(), InputError> {
     use formats::limits;
     let bits = params.bits_per_sample.or_else(|| pcm_bits(codec));
+    // ALAC stores 16, 20, 24 or 32 bits (its decoder's arithmetic assumes one of them): the
+    // sample entry's size and the magic cookie's depth are both checked.
+    let cookie_bits = (codec == "alac")
+        .then(|| params.extra_data.as_deref().and_then(alac_cookie_depth))
+        .flatten();
+    for b in [bits.filter(|_| codec == "alac"), cookie_bits]
+        .into_iter()
+        .flatten()
+    {
+        if !matches!(b, 16 | 20 | 24 | 32) {
+            return Err(InputError::OutOfRange {
+                path: path.to_path_buf(),
+                format: "MP4".to_string(),
+                range: limits::OutOfRange {
+                    field: "bit depth",
+                    value: b.to_string(),
+                    supported: "16, 20, 24 or 32 for ALAC".to_string(),
+                },
+            });
+        }
+    }
     let lossless_int = matches!(codec, "flac" | "alac")
         || codec.starts_with("pcm_s")
         || codec.starts_with("pcm_u");
@@ -859,6 +884,20 @@ impl Decoder {
         }
         let io = |e| InputError::from_io(path, e);
         let prescan = Prescan::read(&mut file, &head, file_size).map_err(io)?;
+        // (A file cut short keeps the offsets of what it lost: refused only when it says it is
+        // whole, or when the offset is past anything a file can be.)
+        if let Some((index, offset)) = prescan.mp4.as_ref().and_then(|m| {
+            m.bad_chunk_offset
+                .filter(|(_, o)| !m.truncated || *o >= 1 << 62)
+        }) {
+            return Err(InputError::Malformed {
+                path: path.to_path_buf(),
+                format: "MP4".to_string(),
+                detail: format!(
+                    "chunk offset {index} is {offset}, past the end of the file ({file_size} bytes)"
+                ),
+            });
+        }
         if let Err(range) = prescan.header.clone() {
             return Err(InputError::OutOfRange {
                 path: path.to_path_buf(),

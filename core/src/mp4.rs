@@ -23,6 +23,9 @@ pub struct Mp4Scan {
     pub window: Option<EditWindow>,
     /// A top-level atom declares more bytes than the file holds.
     pub truncated: bool,
+    /// A chunk offset (`stco`/`co64`) of a track past the end of the file: its index and value.
+    /// Such a file is refused before symphonia seeks there (it asserted on 2^64 - 2).
+    pub bad_chunk_offset: Option<(u64, u64)>,
 }
 
 const MAX_ATOMS: usize = 10_000;
@@ -126,7 +129,71 @@ pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Option<Mp4Scan>> 
     }
     // An edit list that cannot be read leaves the audio untrimmed; it does not fail the file.
     let window = edit_window(r, &top, &mut budget).ok().flatten();
-    Ok(Some(Mp4Scan { window, truncated }))
+    let bad_chunk_offset = chunk_offsets_past(r, &top, len, &mut budget).ok().flatten();
+    Ok(Some(Mp4Scan {
+        window,
+        truncated,
+        bad_chunk_offset,
+    }))
+}
+
+/// The first chunk offset of any track (`moov/trak/mdia/minf/stbl/stco` or `co64`) at or past
+/// `len`, the file's length: its index and value. Read in pieces of 4 KB, never whole.
+fn chunk_offsets_past<R: Read + Seek>(
+    r: &mut R,
+    top: &[Atom],
+    len: u64,
+    budget: &mut usize,
+) -> io::Result<Option<(u64, u64)>> {
+    let Some(moov) = find(top, b"moov") else {
+        return Ok(None);
+    };
+    let (moov_kids, _) = children(r, moov.payload, moov.end, budget)?;
+    for trak in moov_kids.iter().filter(|a| &a.kind == b"trak") {
+        let mut level = children(r, trak.payload, trak.end, budget)?.0;
+        for kind in [b"mdia", b"minf", b"stbl"] {
+            let Some(a) = find(&level, kind) else {
+                level = Vec::new();
+                break;
+            };
+            level = children(r, a.payload, a.end, budget)?.0;
+        }
+        for table in level
+            .iter()
+            .filter(|a| &a.kind == b"stco" || &a.kind == b"co64")
+        {
+            let width: u64 = if &table.kind == b"co64" { 8 } else { 4 };
+            // Version and flags, then the entry count; entries only as far as the box holds.
+            let head = read_payload(r, table, 8)?;
+            let Some(count) = head
+                .get(4..8)
+                .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            else {
+                continue;
+            };
+            let held = (table.end - table.payload).saturating_sub(8) / width;
+            let n = u64::from(count).min(held);
+            r.seek(SeekFrom::Start(table.payload + 8))?;
+            let mut buf = vec![0u8; 4096];
+            let mut index = 0u64;
+            while index < n {
+                let take = ((n - index) * width).min(4096) as usize;
+                r.read_exact(&mut buf[..take])?;
+                for e in buf[..take].chunks_exact(width as usize) {
+                    let off = if width == 8 {
+                        u64::from_be_bytes(e.try_into().unwrap())
+                    } else {
+                        u64::from(u32::from_be_bytes(e.try_into().unwrap()))
+                    };
+                    if off >= len {
+                        return Ok(Some((index, off)));
+                    }
+                    index += 1;
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The edit window of the first `soun` track. `Ok(None)` when the track has no edit list, or
