@@ -2955,8 +2955,6 @@ mod structured {
         );
     }
 
-    /// Every input kept in `fixtures/regressions/` still holds the property.
-
     /// Regression files whose panic is inside symphonia, past anything Sluice reads of the
     /// header itself: the replay accepts `parser_failure` for them (the panic is caught; the
     /// error names the file) until symphonia is fixed. Each with where it panics.
@@ -2966,6 +2964,7 @@ mod structured {
          whose dimensions overflow (value + 1)^dimensions",
     )];
 
+    /// Every input kept in `fixtures/regressions/` still holds the property.
     #[test]
     fn regressions_replay() {
         limit_address_space();
