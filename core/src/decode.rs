@@ -408,35 +408,16 @@ struct AiffCut {
 
 /// Walk the chunks of an AIFF file; `Some` when its SSND chunk runs past the end of the file.
 fn aiff_cut<R: Read + std::io::Seek>(r: &mut R, len: u64) -> std::io::Result<Option<AiffCut>> {
-    use std::io::SeekFrom;
-    let mut head = [0u8; 12];
-    r.seek(SeekFrom::Start(0))?;
-    if r.read(&mut head)? < 12
-        || &head[0..4] != b"FORM"
-        || !matches!(&head[8..12], b"AIFF" | b"AIFC")
-    {
-        return Ok(None);
-    }
-    let mut pos = 12u64;
-    for _ in 0..4096 {
-        if pos + 8 > len {
-            break;
-        }
-        r.seek(SeekFrom::Start(pos))?;
-        let mut h = [0u8; 8];
-        r.read_exact(&mut h)?;
-        let size = u64::from(u32::from_be_bytes(h[4..8].try_into().unwrap()));
-        let payload = pos + 8;
-        if &h[0..4] == b"SSND" {
-            let available = len.saturating_sub(payload);
-            return Ok((available < size).then_some(AiffCut {
-                ssnd_size_at: pos + 4,
+    let cut = crate::headers::walk_aiff(r, len, |_, chunk| {
+        Ok((&chunk.id == b"SSND").then(|| {
+            let available = len.saturating_sub(chunk.payload);
+            (available < chunk.size).then_some(AiffCut {
+                ssnd_size_at: chunk.size_at,
                 ssnd_available: available,
-            }));
-        }
-        pos = payload + size + (size & 1);
-    }
-    Ok(None)
+            })
+        }))
+    })?;
+    Ok(cut.flatten())
 }
 
 /// A streaming decoder of one file's default audio track.

@@ -37,20 +37,33 @@ pub(crate) fn check_wav(scan: &RiffScan) -> Result<(), OutOfRange> {
     }
 }
 
-/// Reads an AIFF/AIFF-C `COMM` chunk and checks its channels, sample size and rate.
-pub(crate) fn check_aiff<R: Read + Seek>(
+/// A chunk of an AIFF/AIFF-C file as [`walk_aiff`] visits it.
+pub(crate) struct AiffChunk {
+    pub id: [u8; 4],
+    /// Where its size field is, and its payload.
+    pub size_at: u64,
+    pub payload: u64,
+    pub size: u64,
+    /// The form is AIFF-C.
+    pub aifc: bool,
+}
+
+/// Walks the chunks of an AIFF/AIFF-C file (at most 4096), giving each to `visit` until it
+/// returns `Some`. `Ok(None)` when the file is not AIFF or no visit returned anything.
+pub(crate) fn walk_aiff<R: Read + Seek, T>(
     r: &mut R,
     len: u64,
-) -> std::io::Result<Result<(), OutOfRange>> {
+    mut visit: impl FnMut(&mut R, &AiffChunk) -> std::io::Result<Option<T>>,
+) -> std::io::Result<Option<T>> {
     let mut head = [0u8; 12];
     r.seek(SeekFrom::Start(0))?;
     if r.read(&mut head)? < 12 || &head[0..4] != b"FORM" {
-        return Ok(Ok(()));
+        return Ok(None);
     }
     let aifc = match &head[8..12] {
         b"AIFF" => false,
         b"AIFC" => true,
-        _ => return Ok(Ok(())),
+        _ => return Ok(None),
     };
     let mut pos = 12u64;
     for _ in 0..4096 {
@@ -60,28 +73,49 @@ pub(crate) fn check_aiff<R: Read + Seek>(
         r.seek(SeekFrom::Start(pos))?;
         let mut h = [0u8; 8];
         r.read_exact(&mut h)?;
-        let size = u64::from(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
-        if &h[0..4] == b"COMM" {
-            let mut c = [0u8; 22];
-            let n = r.take(22).read(&mut c)?;
-            if n < 18 {
-                return Ok(Ok(()));
-            }
-            // Signed shorts in the specification; a negative one is shown as its bits read
-            // unsigned (65535), which is as absurd and clearer.
-            let channels = u16::from_be_bytes([c[0], c[1]]);
-            let bits = u16::from_be_bytes([c[6], c[7]]);
-            let rate = extended_to_f64(c[8..18].try_into().unwrap());
-            return Ok(check_comm(
-                channels,
-                bits,
-                rate,
-                (aifc && n >= 22).then(|| [c[18], c[19], c[20], c[21]]),
-            ));
+        let chunk = AiffChunk {
+            id: [h[0], h[1], h[2], h[3]],
+            size_at: pos + 4,
+            payload: pos + 8,
+            size: u64::from(u32::from_be_bytes([h[4], h[5], h[6], h[7]])),
+            aifc,
+        };
+        if let Some(found) = visit(r, &chunk)? {
+            return Ok(Some(found));
         }
-        pos = pos + 8 + size + (size & 1);
+        pos = chunk.payload + chunk.size + (chunk.size & 1);
     }
-    Ok(Ok(()))
+    Ok(None)
+}
+
+/// Reads an AIFF/AIFF-C `COMM` chunk and checks its channels, sample size and rate.
+pub(crate) fn check_aiff<R: Read + Seek>(
+    r: &mut R,
+    len: u64,
+) -> std::io::Result<Result<(), OutOfRange>> {
+    let checked = walk_aiff(r, len, |r, chunk| {
+        if &chunk.id != b"COMM" {
+            return Ok(None);
+        }
+        r.seek(SeekFrom::Start(chunk.payload))?;
+        let mut c = [0u8; 22];
+        let n = r.take(22).read(&mut c)?;
+        if n < 18 {
+            return Ok(Some(Ok(())));
+        }
+        // Signed shorts in the specification; a negative one is shown as its bits read
+        // unsigned (65535), which is as absurd and clearer.
+        let channels = u16::from_be_bytes([c[0], c[1]]);
+        let bits = u16::from_be_bytes([c[6], c[7]]);
+        let rate = extended_to_f64(c[8..18].try_into().unwrap());
+        Ok(Some(check_comm(
+            channels,
+            bits,
+            rate,
+            (chunk.aifc && n >= 22).then(|| [c[18], c[19], c[20], c[21]]),
+        )))
+    })?;
+    Ok(checked.unwrap_or(Ok(())))
 }
 
 fn check_comm(

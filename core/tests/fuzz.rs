@@ -186,7 +186,7 @@ fn mutated_fixtures_never_panic() {
 /// input over 10 s. An input running for two minutes aborts the run as a hang.
 mod structured {
     use super::common::fixture;
-    use super::forge::extended;
+    use super::forge::{crc8_flac, crc16_flac, extended};
     use sluice_core::formats::limits;
     use sluice_core::signal::Rng;
     use sluice_core::{Decoder, InfoOptions, InputError};
@@ -720,34 +720,6 @@ mod structured {
             }
             c
         })
-    }
-
-    /// CRC-8 of a FLAC frame header: polynomial 0x07, initial value 0.
-    fn crc8_flac(bytes: &[u8]) -> u8 {
-        bytes.iter().fold(0u8, |mut c, &b| {
-            c ^= b;
-            for _ in 0..8 {
-                c = if c & 0x80 != 0 {
-                    (c << 1) ^ 0x07
-                } else {
-                    c << 1
-                };
-            }
-            c
-        })
-    }
-
-    /// CRC-16 of a FLAC frame: polynomial 0x8005, initial value 0, no reflection.
-    fn crc16_flac(crc: u16, b: u8) -> u16 {
-        let mut c = crc ^ (u16::from(b) << 8);
-        for _ in 0..8 {
-            c = if c & 0x8000 != 0 {
-                (c << 1) ^ 0x8005
-            } else {
-                c << 1
-            };
-        }
-        c
     }
 
     /// CRC-16 of the LAME tag: polynomial 0x8005 reflected (0xA001), initial value 0.

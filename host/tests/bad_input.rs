@@ -6,6 +6,8 @@
 //! (the root folder is handed to that user); otherwise it runs as the tester.
 
 mod common;
+#[path = "../../core/tests/common/forge.rs"]
+mod forge;
 
 use common::{
     Host, assert_no_temporaries, blake3_hex, files_under, jobs, programme_wav, sluice,
@@ -386,34 +388,6 @@ fn a_job_that_fails_after_writing_its_outputs_keeps_none_of_them() {
 /// A 16-bit stereo 44.1 kHz FLAC of `planes` in frames of `block` samples, stored verbatim (no
 /// prediction): the decoder hands out one block per frame, however large.
 fn verbatim_flac(path: &Path, planes: &[Vec<f32>], block: usize) {
-    fn crc8(data: &[u8]) -> u8 {
-        let mut c = 0u8;
-        for &b in data {
-            c ^= b;
-            for _ in 0..8 {
-                c = if c & 0x80 != 0 {
-                    (c << 1) ^ 0x07
-                } else {
-                    c << 1
-                };
-            }
-        }
-        c
-    }
-    fn crc16(data: &[u8]) -> u16 {
-        let mut c = 0u16;
-        for &b in data {
-            c ^= u16::from(b) << 8;
-            for _ in 0..8 {
-                c = if c & 0x8000 != 0 {
-                    (c << 1) ^ 0x8005
-                } else {
-                    c << 1
-                };
-            }
-        }
-        c
-    }
     assert_eq!(planes.len(), 2);
     assert!((1..=65535).contains(&block));
     let frames = planes[0].len();
@@ -431,7 +405,7 @@ fn verbatim_flac(path: &Path, planes: &[Vec<f32>], block: usize) {
         assert!(n < 128, "one-byte frame numbers");
         let mut f = vec![0xFF, 0xF8, 0x79, 0x18, n as u8];
         f.extend(((len - 1) as u16).to_be_bytes());
-        f.push(crc8(&f));
+        f.push(forge::crc8_flac(&f));
         for p in planes {
             f.push(0x02); // verbatim subframe
             for &x in &p[start..start + len] {
@@ -439,7 +413,7 @@ fn verbatim_flac(path: &Path, planes: &[Vec<f32>], block: usize) {
                 f.extend(v.to_be_bytes());
             }
         }
-        let crc = crc16(&f);
+        let crc = f.iter().fold(0, |c, &b| forge::crc16_flac(c, b));
         f.extend(crc.to_be_bytes());
         out.extend(f);
     }

@@ -321,32 +321,40 @@ pub fn silent_flac(seconds: u64) -> Vec<u8> {
                 0x80 | (n & 0x3F) as u8,
             ]),
         }
-        let crc8 = out[start..].iter().fold(0u8, |mut c, &b| {
-            c ^= b;
-            for _ in 0..8 {
-                c = if c & 0x80 != 0 {
-                    (c << 1) ^ 0x07
-                } else {
-                    c << 1
-                };
-            }
-            c
-        });
+        let crc8 = crc8_flac(&out[start..]);
         out.push(crc8);
         // Two CONSTANT subframes of value 0.
         out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-        let crc16 = out[start..].iter().fold(0u16, |mut c, &b| {
-            c ^= u16::from(b) << 8;
-            for _ in 0..8 {
-                c = if c & 0x8000 != 0 {
-                    (c << 1) ^ 0x8005
-                } else {
-                    c << 1
-                };
-            }
-            c
-        });
+        let crc16 = out[start..].iter().fold(0, |c, &b| crc16_flac(c, b));
         out.extend_from_slice(&crc16.to_be_bytes());
     }
     out
+}
+
+/// CRC-8 of a FLAC frame header: polynomial 0x07, initial value 0.
+pub fn crc8_flac(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0u8, |mut c, &b| {
+        c ^= b;
+        for _ in 0..8 {
+            c = if c & 0x80 != 0 {
+                (c << 1) ^ 0x07
+            } else {
+                c << 1
+            };
+        }
+        c
+    })
+}
+
+/// One byte more of a FLAC frame's CRC-16: polynomial 0x8005, initial value 0, no reflection.
+pub fn crc16_flac(crc: u16, b: u8) -> u16 {
+    let mut c = crc ^ (u16::from(b) << 8);
+    for _ in 0..8 {
+        c = if c & 0x8000 != 0 {
+            (c << 1) ^ 0x8005
+        } else {
+            c << 1
+        };
+    }
+    c
 }

@@ -13,7 +13,6 @@ use crate::confine;
 use crate::store::UploadRecord;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, Query, State};
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_core::analysis::{AnalysisOptions, Section};
@@ -341,15 +340,7 @@ fn analyse(
     let hidden =
         indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
     let report = crate::analyze::analyze_file_until(&path, opts, lanes, &hidden, &|| work.stop())
-        .map_err(|e| match e {
-        sluice_core::InputError::Interrupted { reason, .. } => ApiError::interrupted(&reason),
-        e => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "undecodable_audio",
-            e.to_string()
-                .replace(&path.display().to_string(), &rec.file_name),
-        ),
-    })?;
+        .map_err(|e| ApiError::analysis(e, &path.display().to_string(), &rec.file_name))?;
     let mut v = serde_json::to_value(&report).map_err(ApiError::internal)?;
     if let Some(o) = v.as_object_mut() {
         o.remove("path");

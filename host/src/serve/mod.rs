@@ -271,6 +271,18 @@ impl ApiError {
             "the server could not complete the request (see its log)",
         )
     }
+    /// An analysis's failure as answered: 503 where its [`Work`] stopped it, else 422
+    /// `undecodable_audio`, the message with `hide` (a server path) shown as `shown`.
+    pub fn analysis(e: sluice_core::InputError, hide: &str, shown: &str) -> Self {
+        match e {
+            sluice_core::InputError::Interrupted { reason, .. } => ApiError::interrupted(&reason),
+            e => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "undecodable_audio",
+                e.to_string().replace(hide, shown),
+            ),
+        }
+    }
     /// Work stopped by its [`Work`]: 503 `time_limit` past the work limit, 503 `stopping` when
     /// the server stops (a client that went away reads no answer).
     pub fn interrupted(reason: &str) -> Self {

@@ -368,15 +368,7 @@ fn picture(
     let hidden =
         indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
     let report = crate::analyze::analyze_file_until(&path, &opts, lanes, &hidden, &|| work.stop())
-        .map_err(|e| match e {
-            sluice_core::InputError::Interrupted { reason, .. } => ApiError::interrupted(&reason),
-            e => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "undecodable_audio",
-                e.to_string()
-                    .replace(&format!("{}/", st.root.display()), ""),
-            ),
-        })?;
+        .map_err(|e| ApiError::analysis(e, &format!("{}/", st.root.display()), ""))?;
     // Drawn under the file's name, then kept under the picture's kind (each an atomic write
     // and a rename: a reader never sees half a picture).
     for drawn in crate::render::plots(&dir, &report).map_err(ApiError::internal)? {
