@@ -507,7 +507,37 @@ fn the_worst_legal_header_analyses_within_the_documented_bound() {
         peaks[0],
         peaks[1]
     );
+    // Nor in an export (decode, normalize with its measuring pass, resample, encode).
+    let mut peaks = Vec::new();
+    for p in [&honest, &hours] {
+        let out = p.with_extension("out.flac");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("export")
+            .arg(p)
+            .args(["--normalize-lufs", "-16", "--sample-rate", "48000", "-o"])
+            .arg(&out);
+        let (st, mb) = peak_mb(cmd);
+        assert!(st.success(), "{}: {st:?}", p.display());
+        assert!(out.is_file());
+        eprintln!("export {}: {mb:.1} MB", p.display());
+        assert!(
+            mb < EXPORT_BOUND_MB,
+            "{}: {mb:.1} MB, over the documented {EXPORT_BOUND_MB} MB",
+            p.display()
+        );
+        peaks.push(mb);
+    }
+    assert!(
+        (peaks[1] - peaks[0]).abs() < 8.0,
+        "export: honest {:.1} MB, hours declared {:.1} MB",
+        peaks[0],
+        peaks[1]
+    );
 }
+
+/// docs/RENDERING.md ("Memory"): an export of the largest stream Sluice takes holds at most this
+/// much resident memory, whatever its header says.
+const EXPORT_BOUND_MB: f64 = 256.0;
 
 /// An analysis runs at most the server's work limit (answered 503 `time_limit`), stops when its
 /// client goes away, and SIGTERM stops the server within a few seconds while one runs.
