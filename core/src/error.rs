@@ -66,7 +66,7 @@ pub enum InputError {
     OutOfRange {
         path: PathBuf,
         format: String,
-        range: crate::formats::limits::OutOfRange,
+        range: OutOfRange,
     },
 
     /// Audio data could not be decoded (and could not be skipped).
@@ -192,3 +192,26 @@ pub(crate) fn guard<T>(
         })
     })
 }
+
+/// A stream fact outside what Sluice supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfRange {
+    /// The fact, in words an error can show (`sample rate`, `channels`, `bit depth`...).
+    pub field: &'static str,
+    /// Its value as given.
+    pub value: String,
+    /// What is supported, in words (`8000 to 384000 Hz`).
+    pub supported: String,
+}
+
+impl std::fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} is outside what Sluice supports ({})",
+            self.field, self.value, self.supported
+        )
+    }
+}
+
+impl std::error::Error for OutOfRange {}

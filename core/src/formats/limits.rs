@@ -6,7 +6,6 @@
 //! `SAMPLE_RATES.end()` and `CHANNELS.end()`, never by a header's word (docs/ANALYSIS.md gives
 //! the resulting memory bound).
 
-use std::fmt;
 use std::ops::RangeInclusive;
 
 /// Sample rates in Hz: telephone speech to 8× 48 kHz.
@@ -31,28 +30,8 @@ pub const MAX_PACKET_FRAMES: u64 = 1 << 20;
 /// channel; a screen needs a few thousand).
 pub const MAX_WAVEFORM_BUCKETS: usize = 1_000_000;
 
-/// A stream fact outside what Sluice supports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutOfRange {
-    /// The fact, in words an error can show (`sample rate`, `channels`, `bit depth`...).
-    pub field: &'static str,
-    /// Its value as given.
-    pub value: String,
-    /// What is supported, in words (`8000 to 384000 Hz`).
-    pub supported: String,
-}
-
-impl fmt::Display for OutOfRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} is outside what Sluice supports ({})",
-            self.field, self.value, self.supported
-        )
-    }
-}
-
-impl std::error::Error for OutOfRange {}
+/// A stream fact outside these ranges (defined with the errors, the layer below).
+pub use crate::error::OutOfRange;
 
 /// `rate` against [`SAMPLE_RATES`].
 pub fn check_rate(rate: u32) -> Result<(), OutOfRange> {
