@@ -335,7 +335,16 @@ fn check_supported(
         || codec.starts_with("pcm_s")
         || codec.starts_with("pcm_u");
     limits::check_rate(sample_rate)
-        .and_then(|()| limits::check_channels(u64::from(channels)))
+        .and_then(|()| {
+            limits::check_channels(u64::from(channels)).map_err(|mut e| {
+                // Symphonia gives no channel set for a count it cannot lay out (9 and more in
+                // Vorbis, 255 in an ALAC cookie): the header's own number is not known here.
+                if channels == 0 {
+                    e.value = "0 (none the decoder could lay out)".to_string();
+                }
+                e
+            })
+        })
         .and_then(|()| match bits {
             Some(b) if codec.starts_with("pcm_f") => limits::check_bits(b, true),
             Some(b) if lossless_int => limits::check_bits(b, false),

@@ -186,7 +186,7 @@ fn mutated_fixtures_never_panic() {
 /// input over 10 s. An input running for two minutes aborts the run as a hang.
 mod structured {
     use super::common::fixture;
-    use super::forge::{crc8_flac, crc16_flac, extended};
+    use super::forge::{crc8_flac, crc16_flac, crc32_ogg, extended};
     use sluice_core::formats::limits;
     use sluice_core::signal::Rng;
     use sluice_core::{Decoder, InfoOptions, InputError};
@@ -706,21 +706,6 @@ mod structured {
     }
 
     // ---- Checksums ------------------------------------------------------------------------
-
-    /// CRC-32 as Ogg uses it: polynomial 0x04C11DB7, initial value 0, no reflection.
-    fn crc32_ogg(crc: u32, bytes: &[u8]) -> u32 {
-        bytes.iter().fold(crc, |mut c, &b| {
-            c ^= u32::from(b) << 24;
-            for _ in 0..8 {
-                c = if c & 0x8000_0000 != 0 {
-                    (c << 1) ^ 0x04C1_1DB7
-                } else {
-                    c << 1
-                };
-            }
-            c
-        })
-    }
 
     /// CRC-16 of the LAME tag: polynomial 0x8005 reflected (0xA001), initial value 0.
     fn crc16_lame(bytes: &[u8]) -> u16 {

@@ -113,7 +113,7 @@ fn the_commands_refuse_forged_headers_clearly_in_bounded_memory() {
 const PIPELINE: &str = r#"
 name = "p"
 watch = "inbox"
-include = ["*.wav", "*.aiff", "*.flac"]
+include = ["*.wav", "*.aiff", "*.flac", "*.ogg", "*.m4a", "*.mp3"]
 
 [[output]]
 path = "out/{stem}.flac"
@@ -154,11 +154,14 @@ fn a_watch_host_fails_forged_files_clearly_and_carries_on() {
                 "flac_rate_1048575",
                 "flac_bits_3",
                 "wav_data_len_4g",
+                "ogg_rate_1778428996",
+                "alac_channels_255",
+                "mp3_frames_4g",
             ]
             .contains(&f.name.as_str())
         })
         .collect();
-    assert_eq!(cases.len(), 8);
+    assert_eq!(cases.len(), 11);
     for f in &cases {
         f.write(&root.join("inbox"));
     }

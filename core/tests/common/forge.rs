@@ -284,7 +284,89 @@ pub fn all(fixtures: &Path) -> Vec<Forged> {
         None,
         patched(&flac, si + 7, &[0xFF, 0xFF, 0xFF]),
     );
+
+    // Ogg Vorbis (tagged.ogg): the identification header in the first page (channels, rate);
+    // the page's CRC is computed again so the forged value reaches the parser.
+    let ogg = read("tagged.ogg");
+    let id = find(&ogg, b"\x01vorbis");
+    let page_len = 27
+        + usize::from(ogg[26])
+        + ogg[27..27 + usize::from(ogg[26])]
+            .iter()
+            .map(|&l| usize::from(l))
+            .sum::<usize>();
+    let ogg_with = |at: usize, bytes: &[u8]| {
+        let mut b = patched(&ogg, at, bytes);
+        b[22..26].fill(0);
+        let crc = crc32_ogg(0, &b[..page_len]);
+        b[22..26].copy_from_slice(&crc.to_le_bytes());
+        b
+    };
+    for (rate, field) in [
+        (1_778_428_996u32, Some("sample rate")),
+        (384_001, Some("sample rate")),
+        (0, None),
+    ] {
+        add(
+            format!("ogg_rate_{rate}"),
+            "ogg",
+            field,
+            ogg_with(id + 12, &rate.to_le_bytes()),
+        );
+    }
+    for (ch, field) in [(255u8, Some("channels")), (9, Some("channels")), (0, None)] {
+        add(
+            format!("ogg_channels_{ch}"),
+            "ogg",
+            field,
+            ogg_with(id + 11, &[ch]),
+        );
+    }
+
+    // MP4 with ALAC (alac.m4a): the magic cookie (ALACSpecificConfig, after the inner `alac`
+    // atom's type and its version and flags) gives the channels (byte 9) and the rate (20..24);
+    // the sample entry (the outer `alac`) its channels at +20.
+    let m4a = read("alac.m4a");
+    let entry = find(&m4a, b"alac");
+    let cookie = entry + 4 + find(&m4a[entry + 4..], b"alac") + 8;
+    for rate in [1_778_428_996u32, 384_001] {
+        add(
+            format!("alac_rate_{rate}"),
+            "m4a",
+            Some("sample rate"),
+            patched(&m4a, cookie + 20, &rate.to_be_bytes()),
+        );
+    }
+    let mut both = patched(&m4a, cookie + 9, &[255]);
+    both[entry + 20..entry + 22].copy_from_slice(&255u16.to_be_bytes());
+    add("alac_channels_255".into(), "m4a", Some("channels"), both);
+
+    // MP3 (tagged.mp3): the Info tag's frame count (hours declared for 2 s of audio).
+    let mp3 = read("tagged.mp3");
+    let info = find(&mp3, b"Info");
+    add(
+        "mp3_frames_4g".into(),
+        "mp3",
+        None,
+        patched(&mp3, info + 8, &u32::MAX.to_be_bytes()),
+    );
     out
+}
+
+/// CRC-32 of an Ogg page (computed with its CRC field zeroed): polynomial 0x04C11DB7, initial
+/// value `crc` (0 for a page), no reflection.
+pub fn crc32_ogg(crc: u32, bytes: &[u8]) -> u32 {
+    bytes.iter().fold(crc, |mut c, &b| {
+        c ^= u32::from(b) << 24;
+        for _ in 0..8 {
+            c = if c & 0x8000_0000 != 0 {
+                (c << 1) ^ 0x04C1_1DB7
+            } else {
+                c << 1
+            };
+        }
+        c
+    })
 }
 
 /// A FLAC file of digital silence, `seconds` long at 48 kHz stereo 16-bit, in frames of 4096
