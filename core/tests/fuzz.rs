@@ -186,7 +186,7 @@ fn mutated_fixtures_never_panic() {
 /// input over 10 s. An input running for two minutes aborts the run as a hang.
 mod structured {
     use super::common::fixture;
-    use super::forge::{crc8_flac, crc16_flac, crc32_ogg, extended};
+    use super::forge::{crc8_flac, crc16_flac, crc32_ogg, extended, limit_address_space};
     use sluice_core::formats::limits;
     use sluice_core::signal::Rng;
     use sluice_core::{Decoder, InfoOptions, InputError};
@@ -197,8 +197,6 @@ mod structured {
     use std::sync::{Arc, Mutex, Once};
     use std::time::{Duration, Instant};
 
-    /// The address-space limit the targets run under.
-    const ADDRESS_SPACE: u64 = 1 << 30;
     /// Mutated inputs per target when `SLUICE_FUZZ_ITERS` is not set.
     const DEFAULT_ITERS: usize = 120;
     /// The most one input may take.
@@ -208,20 +206,6 @@ mod structured {
 
     /// The targets share one address space and the time limit: they run one at a time.
     static SERIAL: Mutex<()> = Mutex::new(());
-
-    fn limit_address_space() {
-        static ONCE: Once = Once::new();
-        ONCE.call_once(|| {
-            let lim = libc::rlimit {
-                rlim_cur: ADDRESS_SPACE,
-                rlim_max: ADDRESS_SPACE,
-            };
-            // SAFETY: setrlimit only reads the struct we pass, which lives across the call;
-            // lowering this process's own limit is always allowed and affects nothing else.
-            let rc = unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) };
-            assert_eq!(rc, 0, "setrlimit(RLIMIT_AS) failed");
-        });
-    }
 
     thread_local! {
         /// Where the last panic on this thread happened (`crate-version/src/file.rs:line:col`).

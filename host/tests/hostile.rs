@@ -32,23 +32,6 @@ fn prlimit() -> bool {
     common::tool("prlimit").is_some()
 }
 
-/// What is wrong with the message `msg` about the forged file `f` at `path`, if anything.
-fn judge(f: &forge::Forged, shown: &str, msg: &str) -> Option<String> {
-    if !msg.contains(shown) {
-        return Some(format!(
-            "{}: the error does not name the file: {msg}",
-            f.name
-        ));
-    }
-    match f.field {
-        Some(field) if !msg.contains(field) => Some(format!(
-            "{}: the error does not name the field {field:?}: {msg}",
-            f.name
-        )),
-        _ => None,
-    }
-}
-
 #[test]
 fn the_commands_refuse_forged_headers_clearly_in_bounded_memory() {
     if !prlimit() {
@@ -93,7 +76,7 @@ fn the_commands_refuse_forged_headers_clearly_in_bounded_memory() {
                 f.name,
                 stderr.lines().last().unwrap_or("")
             );
-            wrong.extend(judge(f, &shown, &msg).map(|w| format!("{w} (via {what})")));
+            wrong.extend(f.judge(&shown, &msg).map(|w| format!("{w} (via {what})")));
             assert!(
                 !out.exists(),
                 "{}: a refused export left {}",
@@ -393,7 +376,10 @@ fn the_server_refuses_forged_uploads_clearly_and_serves_on() {
                 }
             }
             (400..=499, _) => {
-                wrong.extend(judge(&f, &name, &body).map(|w| format!("{w} (upload {status})")));
+                wrong.extend(
+                    f.judge(&name, &body)
+                        .map(|w| format!("{w} (upload {status})")),
+                );
             }
             _ => wrong.push(format!("{name}: upload answered {status}: {body}")),
         }

@@ -21,7 +21,41 @@ pub struct Forged {
     pub bytes: Vec<u8>,
 }
 
+/// Limits this process's address space to 1 GiB (once): a header that makes Sluice size an
+/// allocation from its word then aborts the test instead of passing.
+pub fn limit_address_space() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let lim = libc::rlimit {
+            rlim_cur: 1 << 30,
+            rlim_max: 1 << 30,
+        };
+        // SAFETY: setrlimit only reads the struct we pass, which lives across the call;
+        // lowering this process's own limit is always allowed and affects nothing else.
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) };
+        assert_eq!(rc, 0, "setrlimit(RLIMIT_AS) failed");
+    });
+}
+
 impl Forged {
+    /// What is wrong with the error message `msg` about this file (shown as `shown`), if
+    /// anything: it must name the file, and the forged field where the value is out of range.
+    pub fn judge(&self, shown: &str, msg: &str) -> Option<String> {
+        if !msg.contains(shown) {
+            return Some(format!(
+                "{}: the error does not name the file: {msg}",
+                self.name
+            ));
+        }
+        match self.field {
+            Some(field) if !msg.contains(field) => Some(format!(
+                "{}: the error does not name the field {field:?}: {msg}",
+                self.name
+            )),
+            _ => None,
+        }
+    }
+
     /// Write it into `dir` as `name.ext`.
     pub fn write(&self, dir: &Path) -> PathBuf {
         let p = dir.join(format!("{}.{}", self.name, self.ext));

@@ -142,10 +142,27 @@ impl Drop for WorkGuard {
     }
 }
 
-/// Why the work was stopped, in words: matched by [`ApiError::interrupted`].
-const GONE: &str = "the client went away";
-const STOPPING: &str = "the server is stopping";
-const OVER_LIMIT: &str = "the server's work limit";
+/// Why a request's work was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Gone,
+    Stopping,
+    OverLimit(std::time::Duration),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Gone => f.write_str("the client went away"),
+            Stop::Stopping => f.write_str("the server is stopping"),
+            Stop::OverLimit(limit) => write!(
+                f,
+                "the server's work limit of {} s was reached",
+                limit.as_secs()
+            ),
+        }
+    }
+}
 
 impl Work {
     /// Work for one request, timed from now.
@@ -163,19 +180,21 @@ impl Work {
     }
 
     /// Why the work should stop now, if it should.
-    pub fn stop(&self) -> Option<String> {
+    pub fn why(&self) -> Option<Stop> {
         if self.gone.load(std::sync::atomic::Ordering::Relaxed) {
-            Some(GONE.to_string())
+            Some(Stop::Gone)
         } else if *self.closing.borrow() {
-            Some(STOPPING.to_string())
+            Some(Stop::Stopping)
         } else if self.started.elapsed() > self.limit {
-            Some(format!(
-                "{OVER_LIMIT} of {} s was reached",
-                self.limit.as_secs()
-            ))
+            Some(Stop::OverLimit(self.limit))
         } else {
             None
         }
+    }
+
+    /// [`Work::why`] in words, as the analysis's stop check takes it.
+    pub fn stop(&self) -> Option<String> {
+        self.why().map(|s| s.to_string())
     }
 }
 
@@ -271,31 +290,27 @@ impl ApiError {
             "the server could not complete the request (see its log)",
         )
     }
-    /// An analysis's failure as answered: 503 where its [`Work`] stopped it, else 422
+    /// An analysis's failure as answered: 503 where `work` stopped it, else 422
     /// `undecodable_audio`, the message with `hide` (a server path) shown as `shown`.
-    pub fn analysis(e: sluice_core::InputError, hide: &str, shown: &str) -> Self {
-        match e {
-            sluice_core::InputError::Interrupted { reason, .. } => ApiError::interrupted(&reason),
-            e => ApiError::new(
+    pub fn analysis(e: sluice_core::InputError, work: &Work, hide: &str, shown: &str) -> Self {
+        match (e, work.why()) {
+            (sluice_core::InputError::Interrupted { reason, .. }, why) => {
+                let kind = match why {
+                    Some(Stop::OverLimit(_)) => "time_limit",
+                    _ => "stopping",
+                };
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    kind,
+                    format!("the work was stopped: {reason}"),
+                )
+            }
+            (e, _) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "undecodable_audio",
                 e.to_string().replace(hide, shown),
             ),
         }
-    }
-    /// Work stopped by its [`Work`]: 503 `time_limit` past the work limit, 503 `stopping` when
-    /// the server stops (a client that went away reads no answer).
-    pub fn interrupted(reason: &str) -> Self {
-        let kind = if reason.starts_with(OVER_LIMIT) {
-            "time_limit"
-        } else {
-            "stopping"
-        };
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            kind,
-            format!("the work was stopped: {reason}"),
-        )
     }
     /// The root's configuration (sluice.toml, pipelines, effects) does not load: said with the
     /// root's path left out.
