@@ -91,7 +91,9 @@ pub struct Readings {
     pub history_momentary: Vec<f32>,
     pub history_short_term: Vec<f32>,
     pub history_point_seconds: f64,
-    /// Seconds across the plot, and of programme measured since the reset.
+    /// The span these points were read for (a span chosen during a frame is read on the
+    /// next), its seconds across the plot, and the programme measured since the reset.
+    pub history_span: Span,
     pub history_span_seconds: f64,
     pub elapsed_seconds: f64,
 
@@ -134,6 +136,7 @@ impl Default for Readings {
             history_momentary: Vec::new(),
             history_short_term: Vec::new(),
             history_point_seconds: 0.1,
+            history_span: Span::default(),
             history_span_seconds: 10.0,
             elapsed_seconds: 0.0,
             target: TargetPreset::Spotify,
@@ -194,6 +197,7 @@ impl Readings {
             .extend(s.spectrum.iter().take(SPECTRUM_POINTS).map(ld));
 
         self.elapsed_seconds = self.steps as f64 / STEPS_PER_SECOND as f64;
+        self.history_span = span;
         self.history_span_seconds = span.seconds(self.elapsed_seconds);
         self.history_momentary.clear();
         self.history_short_term.clear();

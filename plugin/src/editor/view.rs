@@ -1018,6 +1018,7 @@ fn history_plot(
         );
         if clicked {
             state.span = *span;
+            ui.ctx().request_repaint();
         }
         chips.insert(span.label().into(), px_rect(c, ui.ctx().pixels_per_point()));
         right = c.min.x - 4.0;
@@ -1214,7 +1215,7 @@ fn history_plot(
         points: n,
         area,
         json: json!({
-            "span": state.span.label(),
+            "span": r.history_span.label(),
             "span_seconds": span,
             "point_seconds": per,
             "points": n,
