@@ -9,8 +9,11 @@ use sluice_core::export::{ExportError, ExportReport, OutputPlan};
 use sluice_core::formats::{self, Arriving, Opt, OptionNames, Request};
 use sluice_core::render::dither::DitherMode;
 use sluice_core::render::normalize::NormalizeTarget;
+use sluice_core::render::resample::ResampleQuality;
 use sluice_core::render::stages::{ChannelMapping, FadeCurve};
+use sluice_core::render::steps::NoResolver;
 use sluice_core::render::steps::StepSpec;
+use sluice_core::render::{FileSource, StopCheck};
 use std::path::PathBuf;
 
 /// `--format`'s help: the formats this build writes, from the registry.
@@ -156,6 +159,231 @@ pub struct ExportArgs {
     pub jobs: Option<usize>,
 }
 
+/// Where an export's outputs go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// One output file (one input only).
+    File(PathBuf),
+    /// A folder: each output named after its input, with the format's extension.
+    Dir(PathBuf),
+}
+
+/// Trim leading and trailing silence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trim {
+    /// Level under which audio counts as silence (dBFS).
+    pub threshold_dbfs: f64,
+    /// Silence kept at each trimmed end (seconds).
+    pub pad_seconds: f64,
+}
+
+impl Default for Trim {
+    fn default() -> Self {
+        Trim {
+            threshold_dbfs: -60.0,
+            pad_seconds: 0.05,
+        }
+    }
+}
+
+/// An export with every option read and typed: what `sluice export`'s options
+/// ([`ExportArgs::order`]) and the HTTP API's settings both become before anything runs.
+/// [`export_quiet`] checks it against each input.
+#[derive(Debug, Clone)]
+pub struct ExportOrder {
+    pub inputs: Vec<PathBuf>,
+    pub destination: Destination,
+    /// The format and its options, as asked (checked with [`Request::check`]).
+    pub request: Request,
+    /// How option names are spelt in messages (`--bit-depth`, `settings.bit_depth`).
+    pub names: OptionNames,
+    pub sample_rate: Option<u32>,
+    pub resampler: ResampleQuality,
+    pub channels: Option<ChannelMapping>,
+    pub dither: DitherMode,
+    pub normalize: Option<NormalizeTarget>,
+    /// Start and end (seconds).
+    pub region: Option<(f64, Option<f64>)>,
+    pub trim: Option<Trim>,
+    pub fade_in: f64,
+    pub fade_out: f64,
+    pub fade_curve: FadeCurve,
+    /// Tags set (lower-case keys; an empty value removes the field).
+    pub tags: Vec<(String, String)>,
+    pub source_tags: bool,
+    pub replaygain: bool,
+    pub true_peak_check: bool,
+    pub bext: bool,
+    pub overwrite: bool,
+}
+
+impl ExportOrder {
+    /// An export of `inputs` to `destination` as `request` says, every other option at
+    /// `sluice export`'s default.
+    pub fn new(
+        inputs: Vec<PathBuf>,
+        destination: Destination,
+        request: Request,
+        names: OptionNames,
+    ) -> ExportOrder {
+        ExportOrder {
+            inputs,
+            destination,
+            request,
+            names,
+            sample_rate: None,
+            resampler: ResampleQuality::Fft,
+            channels: None,
+            dither: DitherMode::Tpdf,
+            normalize: None,
+            region: None,
+            trim: None,
+            fade_in: 0.0,
+            fade_out: 0.0,
+            fade_curve: FadeCurve::EqualPower,
+            tags: Vec::new(),
+            source_tags: true,
+            replaygain: true,
+            true_peak_check: true,
+            bext: true,
+            overwrite: false,
+        }
+    }
+}
+
+/// Why an export could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// Options that do not hold together (said with the caller's option names).
+    #[error("{0}")]
+    Usage(String),
+    /// An input that cannot be read.
+    #[error(transparent)]
+    Input(#[from] sluice_core::InputError),
+}
+
+/// The codec `format` names, else the one `output`'s extension names (`format_option` is how
+/// the caller spells the format's option, for the message).
+pub fn codec_for(
+    format: Option<&str>,
+    output: Option<&std::path::Path>,
+    format_option: &str,
+) -> Result<&'static dyn sluice_core::formats::OutputCodec, OrderError> {
+    let kinds = sluice_core::encode::codec_names();
+    let usage = OrderError::Usage;
+    match (format, output) {
+        (Some(f), _) => sluice_core::encode::codec(f)
+            .ok_or_else(|| usage(format!("{format_option} {f}: choose {kinds}"))),
+        (None, Some(o)) => o
+            .extension()
+            .and_then(|e| sluice_core::encode::codec(&e.to_string_lossy()))
+            .ok_or_else(|| {
+                usage(format!(
+                    "{}: cannot tell the format from the extension; add {format_option}",
+                    o.display()
+                ))
+            }),
+        (None, None) => Err(usage(format!("{format_option} is needed ({kinds})"))),
+    }
+}
+
+impl ExportArgs {
+    /// The export these options ask for, every option read (the inputs are checked when it
+    /// runs).
+    pub fn order(&self) -> Result<ExportOrder> {
+        let a = self;
+        if a.output.is_some() && a.inputs.len() > 1 {
+            bail!("-o names one output file: with several inputs use --out-dir");
+        }
+        let destination = match (&a.output, &a.out_dir) {
+            (Some(o), _) => Destination::File(o.clone()),
+            (None, Some(d)) => Destination::Dir(d.clone()),
+            (None, None) => bail!("say where the output goes: -o FILE or --out-dir DIR"),
+        };
+        let codec = match (&a.format, &a.output) {
+            (None, None) => bail!(
+                "--out-dir needs --format ({})",
+                sluice_core::encode::codec_names()
+            ),
+            (f, o) => codec_for(f.as_deref(), o.as_deref(), "--format").map_err(|e| anyhow!(e))?,
+        };
+        let request = Request {
+            codec,
+            bit_depth: a.bit_depth.clone(),
+            quality: a.quality,
+            bitrate_kbps: a.bitrate,
+            compression_level: a.compression_level,
+        };
+        let dither = DitherMode::parse(&a.dither)
+            .ok_or_else(|| anyhow!("--dither {}: choose none, tpdf or shaped", a.dither))?;
+        let fade_curve = FadeCurve::parse(&a.fade_curve).ok_or_else(|| {
+            anyhow!(
+                "--fade-curve {}: choose linear, equal-power or logarithmic",
+                a.fade_curve
+            )
+        })?;
+        let channels = a
+            .channels
+            .as_deref()
+            .map(|c| {
+                ChannelMapping::parse(c)
+                    .ok_or_else(|| anyhow!("--channels {c}: {}", ChannelMapping::SPELLING))
+            })
+            .transpose()?;
+        let normalize = if let Some(p) = a.normalize_peak {
+            Some(NormalizeTarget::Peak { dbfs: p })
+        } else if let Some(l) = a.normalize_lufs {
+            Some(NormalizeTarget::Loudness {
+                lufs: l,
+                true_peak_dbtp: a.true_peak,
+                limiter: !a.no_limiter,
+            })
+        } else if let Some(p) = &a.preset {
+            let t = Target::parse(p).map_err(|e| anyhow!("--preset {e}"))?;
+            Some(NormalizeTarget::Loudness {
+                lufs: t.integrated_lufs,
+                true_peak_dbtp: t.true_peak_dbtp,
+                limiter: !a.no_limiter,
+            })
+        } else {
+            None
+        };
+        let mut tags = Vec::new();
+        for t in &a.tags {
+            let (k, v) = t
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--tag {t}: write KEY=VALUE"))?;
+            tags.push((k.trim().to_ascii_lowercase(), v.to_string()));
+        }
+        Ok(ExportOrder {
+            sample_rate: a.sample_rate,
+            resampler: if a.resampler == "sinc" && !a.fast_resampling {
+                ResampleQuality::Sinc
+            } else {
+                ResampleQuality::Fft
+            },
+            channels,
+            dither,
+            normalize,
+            region: (a.start.is_some() || a.end.is_some()).then(|| (a.start.unwrap_or(0.0), a.end)),
+            trim: a.trim_silence.then_some(Trim {
+                threshold_dbfs: a.silence_threshold,
+                pad_seconds: a.silence_pad,
+            }),
+            fade_in: a.fade_in,
+            fade_out: a.fade_out,
+            fade_curve,
+            tags,
+            source_tags: !a.no_source_tags,
+            replaygain: !a.no_replaygain,
+            true_peak_check: !a.no_true_peak_check,
+            bext: !a.no_bext,
+            overwrite: a.overwrite,
+            ..ExportOrder::new(a.inputs.clone(), destination, request, OptionNames::CLI)
+        })
+    }
+}
+
 /// One input's job: where it goes and how.
 struct Job {
     input: PathBuf,
@@ -164,198 +392,109 @@ struct Job {
     notes: Vec<String>,
 }
 
-/// The steps the flags ask for, in the order `sluice export` applies them: region, trim
+/// The steps the order asks for, in the order `sluice export` applies them: region, trim
 /// silence, channels, resample, fades, normalize.
 fn steps(
-    a: &ExportArgs,
+    o: &ExportOrder,
     channels: Option<ChannelMapping>,
     sample_rate: Option<u32>,
-    curve: FadeCurve,
-    normalize: Option<NormalizeTarget>,
 ) -> Vec<StepSpec> {
     let mut steps = Vec::new();
-    if a.start.is_some() || a.end.is_some() {
-        steps.push(StepSpec::Region {
-            start: a.start.unwrap_or(0.0),
-            end: a.end,
-        });
+    if let Some((start, end)) = o.region {
+        steps.push(StepSpec::Region { start, end });
     }
-    if a.trim_silence {
+    if let Some(t) = o.trim {
         steps.push(StepSpec::TrimSilence {
-            threshold_dbfs: a.silence_threshold,
-            pad_seconds: a.silence_pad,
+            threshold_dbfs: t.threshold_dbfs,
+            pad_seconds: t.pad_seconds,
         });
     }
     steps.extend(channels.map(StepSpec::Channels));
     steps.extend(sample_rate.map(|sample_rate| StepSpec::Resample {
         sample_rate,
-        quality: if a.resampler == "sinc" && !a.fast_resampling {
-            sluice_core::render::resample::ResampleQuality::Sinc
-        } else {
-            sluice_core::render::resample::ResampleQuality::Fft
-        },
+        quality: o.resampler,
     }));
     steps.push(StepSpec::Fade {
-        fade_in: a.fade_in,
-        fade_out: a.fade_out,
-        curve,
+        fade_in: o.fade_in,
+        fade_out: o.fade_out,
+        curve: o.fade_curve,
     });
-    steps.extend(normalize.map(StepSpec::Normalize));
+    steps.extend(o.normalize.map(StepSpec::Normalize));
     steps
 }
 
-/// Turn the arguments into one job per input (every option checked before anything runs).
-fn jobs(a: &ExportArgs) -> Result<Vec<Job>> {
-    if a.output.is_some() && a.inputs.len() > 1 {
-        bail!("-o names one output file: with several inputs use --out-dir");
+/// One job per input (every option checked against every input before anything runs).
+fn jobs(o: &ExportOrder) -> Result<Vec<Job>, OrderError> {
+    let usage = OrderError::Usage;
+    if matches!(o.destination, Destination::File(_)) && o.inputs.len() > 1 {
+        return Err(usage(
+            "one output file names one input: with several inputs name a folder".into(),
+        ));
     }
-    if a.output.is_none() && a.out_dir.is_none() {
-        bail!("say where the output goes: -o FILE or --out-dir DIR");
-    }
-    let kinds = sluice_core::encode::codec_names();
-    let codec = match (&a.format, &a.output) {
-        (Some(f), _) => {
-            sluice_core::encode::codec(f).ok_or_else(|| anyhow!("--format {f}: choose {kinds}"))?
-        }
-        (None, Some(o)) => o
-            .extension()
-            .and_then(|e| sluice_core::encode::codec(&e.to_string_lossy()))
-            .ok_or_else(|| {
-                anyhow!(
-                    "{}: cannot tell the format from the extension; add --format",
-                    o.display()
-                )
-            })?,
-        (None, None) => bail!("--out-dir needs --format ({kinds})"),
-    };
-    let request = Request {
-        codec,
-        bit_depth: a.bit_depth.clone(),
-        quality: a.quality,
-        bitrate_kbps: a.bitrate,
-        compression_level: a.compression_level,
-    };
-    request
-        .check()
-        .map_err(|e| anyhow!(e.message(&OptionNames::CLI)))?;
-    let dither = DitherMode::parse(&a.dither)
-        .ok_or_else(|| anyhow!("--dither {}: choose none, tpdf or shaped", a.dither))?;
-    let fade_curve = FadeCurve::parse(&a.fade_curve).ok_or_else(|| {
-        anyhow!(
-            "--fade-curve {}: choose linear, equal-power or logarithmic",
-            a.fade_curve
-        )
-    })?;
-    let channels = a
-        .channels
-        .as_deref()
-        .map(|c| {
-            ChannelMapping::parse(c)
-                .ok_or_else(|| anyhow!("--channels {c}: {}", ChannelMapping::SPELLING))
-        })
-        .transpose()?;
-    let normalize = if let Some(p) = a.normalize_peak {
-        Some(NormalizeTarget::Peak { dbfs: p })
-    } else if let Some(l) = a.normalize_lufs {
-        Some(NormalizeTarget::Loudness {
-            lufs: l,
-            true_peak_dbtp: a.true_peak,
-            limiter: !a.no_limiter,
-        })
-    } else if let Some(p) = &a.preset {
-        let t = Target::parse(p).map_err(|e| anyhow!("--preset {e}"))?;
-        Some(NormalizeTarget::Loudness {
-            lufs: t.integrated_lufs,
-            true_peak_dbtp: t.true_peak_dbtp,
-            limiter: !a.no_limiter,
-        })
-    } else {
-        None
-    };
-    let mut set = Vec::new();
-    for t in &a.tags {
-        let (k, v) = t
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--tag {t}: write KEY=VALUE"))?;
-        set.push((k.trim().to_ascii_lowercase(), v.to_string()));
-    }
+    o.request.check().map_err(|e| usage(e.message(&o.names)))?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for input in &a.inputs {
-        let info = sluice_core::probe(input).map_err(|e| anyhow!("{e}"))?;
+    for input in &o.inputs {
+        let info = sluice_core::probe(input)?;
         let src_rate = info.sample_rate;
         let arriving = Arriving {
-            sample_rate: a.sample_rate.unwrap_or(src_rate),
-            channels: channels.as_ref().map_or(info.channels as usize, |m| {
+            sample_rate: o.sample_rate.unwrap_or(src_rate),
+            channels: o.channels.as_ref().map_or(info.channels as usize, |m| {
                 m.channels_after(info.channels as usize)
             }),
             int_bits: info.integer_bits(),
             float: info.sample_type == Some("float"),
         };
-        let resolved = formats::resolve(&request, &arriving, a.sample_rate.is_some())
-            .map_err(|e| anyhow!(e.message(&OptionNames::CLI)))?;
+        let resolved = formats::resolve(&o.request, &arriving, o.sample_rate.is_some())
+            .map_err(|e| usage(e.message(&o.names)))?;
         let format = resolved.format;
         let notes = resolved.notes;
-        let sample_rate = resolved.sample_rate.or(a.sample_rate);
-        let channels = resolved.channels.or(channels.clone());
-        let path = match (&a.output, &a.out_dir) {
-            (Some(o), _) => o.clone(),
-            (None, Some(dir)) => {
+        let sample_rate = resolved.sample_rate.or(o.sample_rate);
+        let channels = resolved.channels.or(o.channels.clone());
+        let path = match &o.destination {
+            Destination::File(f) => f.clone(),
+            Destination::Dir(dir) => {
                 let stem = input
                     .file_stem()
-                    .ok_or_else(|| anyhow!("{}: no file name", input.display()))?;
+                    .ok_or_else(|| usage(format!("{}: no file name", input.display())))?;
                 dir.join(stem).with_extension(format.extension())
             }
-            _ => unreachable!("checked above"),
         };
         if !seen.insert(path.clone()) {
-            bail!(
+            return Err(usage(format!(
                 "two inputs would both be written to {}: rename one, or export them separately",
                 path.display()
-            );
+            )));
         }
         if std::fs::canonicalize(&path).ok() == std::fs::canonicalize(input).ok() && path.exists() {
-            bail!("{}: the output would replace its own input", path.display());
+            return Err(usage(format!(
+                "{}: the output would replace its own input",
+                path.display()
+            )));
         }
         out.push(Job {
             input: input.clone(),
-            steps: steps(a, channels, sample_rate, fade_curve, normalize),
+            steps: steps(o, channels, sample_rate),
             output: OutputPlan {
                 path,
                 format,
-                dither,
+                dither: o.dither,
                 tags: TagPlan {
-                    carry_from: (!a.no_source_tags).then(|| input.clone()),
-                    set: set.clone(),
-                    replaygain: !a.no_replaygain,
+                    carry_from: o.source_tags.then(|| input.clone()),
+                    set: o.tags.clone(),
+                    replaygain: o.replaygain,
                 },
-                bext: !a.no_bext,
-                overwrite: a.overwrite,
+                bext: o.bext,
+                overwrite: o.overwrite,
                 channels: None,
                 sample_rate: None,
-                true_peak_check: !a.no_true_peak_check,
+                true_peak_check: o.true_peak_check,
                 max_encodes: sluice_core::export::MAX_ENCODES,
             },
             notes,
         });
     }
     Ok(out)
-}
-
-/// `sluice export`'s options from its command-line words (without `sluice export`): how the
-/// HTTP API turns a request's settings into the same checked options.
-pub fn parse_args<I, T>(words: I) -> std::result::Result<ExportArgs, clap::Error>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    #[derive(clap::Parser)]
-    #[command(no_binary_name = true)]
-    struct Words {
-        #[command(flatten)]
-        args: ExportArgs,
-    }
-    <Words as clap::Parser>::try_parse_from(words).map(|w| w.args)
 }
 
 /// One input's export, as [`export_quiet`] gives it: the report or the error, and the notes
@@ -366,24 +505,38 @@ pub struct Exported {
     pub notes: Vec<String>,
 }
 
-/// The export `a` asks for, without progress bars or printing, each input in turn on this
-/// thread; `progress` gets each input's share done (0..1) as it renders. Options that do not
-/// hold together are the error.
-pub fn export_quiet(a: &ExportArgs, progress: &mut dyn FnMut(usize, f64)) -> Result<Vec<Exported>> {
-    let jobs = jobs(a)?;
+/// The export `o` asks for, without progress bars or printing, each input in turn on this
+/// thread; `progress` gets each input's share done (0..1) as it renders, and `stop` is asked
+/// before every block (its reason ends the input with
+/// [`InputError::Interrupted`](sluice_core::InputError::Interrupted), nothing written).
+pub fn export_quiet(
+    o: &ExportOrder,
+    progress: &mut dyn FnMut(usize, f64),
+    stop: Option<StopCheck>,
+) -> Result<Vec<Exported>, OrderError> {
+    let jobs = jobs(o)?;
     let mut out = Vec::new();
     for (i, job) in jobs.into_iter().enumerate() {
-        let result = crate::encode_thread::export(
-            &job.input,
-            &job.steps,
-            std::slice::from_ref(&job.output),
-            &mut |p| {
-                if let Some(total) = p.total.filter(|t| *t > 0) {
-                    let done = p.frames.min(total) as f64 / total as f64;
-                    progress(i, if p.final_pass { done } else { 0.0 });
-                }
-            },
-        );
+        let result = FileSource::open(&job.input)
+            .map(|s| match &stop {
+                Some(stop) => s.stop_when(std::sync::Arc::clone(stop)),
+                None => s,
+            })
+            .map_err(ExportError::from)
+            .and_then(|source| {
+                crate::encode_thread::export_from(
+                    source,
+                    &job.steps,
+                    &mut NoResolver,
+                    std::slice::from_ref(&job.output),
+                    &mut |p| {
+                        if let Some(total) = p.total.filter(|t| *t > 0) {
+                            let done = p.frames.min(total) as f64 / total as f64;
+                            progress(i, if p.final_pass { done } else { 0.0 });
+                        }
+                    },
+                )
+            });
         out.push(Exported {
             input: job.input,
             result,
@@ -395,8 +548,9 @@ pub fn export_quiet(a: &ExportArgs, progress: &mut dyn FnMut(usize, f64)) -> Res
 
 /// Run the export; returns the process exit code (0 all done, 1 some failed).
 pub fn run(a: &ExportArgs) -> Result<std::process::ExitCode> {
-    let jobs = jobs(a)?;
-    if let Some(dir) = &a.out_dir {
+    let order = a.order()?;
+    let jobs = jobs(&order).map_err(|e| anyhow!(e))?;
+    if let Destination::Dir(dir) = &order.destination {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
     }

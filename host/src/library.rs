@@ -147,10 +147,16 @@ pub fn signature_of(report: &AnalysisReport) -> Result<Signature, LibraryError> 
     })
 }
 
-/// Measure `path` (its analyzers over up to `jobs` threads).
-pub fn measure(path: &Path, jobs: usize) -> Result<Signature, LibraryError> {
+/// Measure `path` (its analyzers over up to `jobs` threads), stopped between two rounds when
+/// `stop` gives a reason ([`InputError::Interrupted`]).
+pub fn measure_until(
+    path: &Path,
+    jobs: usize,
+    stop: &(dyn Fn() -> Option<String> + Sync),
+) -> Result<Signature, LibraryError> {
     let multi = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    let report = crate::analyze::analyze_file(path, &signature_options(), jobs.max(1), &multi)?;
+    let report =
+        crate::analyze::analyze_file_until(path, &signature_options(), jobs.max(1), &multi, stop)?;
     signature_of(&report)
 }
 
@@ -406,7 +412,7 @@ pub fn similar(
             genres: store.genres()?,
         });
     }
-    let sig = measure(path, jobs)?;
+    let sig = measure_until(path, jobs, &|| None)?;
     let t = std::time::Instant::now();
     let (near, compared) = nearest_to(&store, &sig.features(), genre, top)?;
     let search_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -477,7 +483,7 @@ pub fn compare(
 ) -> Result<Comparison, LibraryError> {
     let store = open(cfg)?;
     let profile = profile(&store, target)?;
-    let sig = measure(path, jobs)?;
+    let sig = measure_until(path, jobs, &|| None)?;
     Ok(compare::compare(&sig, &profile, level))
 }
 

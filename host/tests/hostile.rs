@@ -239,24 +239,16 @@ impl Server {
         }
     }
 
-    /// One request with `Connection: close`: the status and the body.
-    fn request(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> (u16, String) {
-        let mut c = std::net::TcpStream::connect(&self.addr).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; the server's log:\n{}",
-                self.addr,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            )
-        });
-        c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
-            .unwrap();
+    /// One request with `Connection: close` and `body` (a file as multipart `file`, or JSON):
+    /// the raw bytes sent.
+    fn raw(&self, method: &str, path: &str, body: Body) -> Vec<u8> {
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\nconnection: close\r\n",
             self.addr, self.token
         )
         .into_bytes();
-        match body {
-            Some((name, bytes)) => {
+        let (kind, content) = match body {
+            Body::File(name, bytes) => {
                 let mut form = format!(
                     "--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
                      content-type: application/octet-stream\r\n\r\n"
@@ -264,17 +256,53 @@ impl Server {
                 .into_bytes();
                 form.extend_from_slice(bytes);
                 form.extend_from_slice(b"\r\n--XyZ--\r\n");
-                req.extend_from_slice(
-                    format!(
-                        "content-type: multipart/form-data; boundary=XyZ\r\ncontent-length: {}\r\n\r\n",
-                        form.len()
-                    )
-                    .as_bytes(),
-                );
-                req.extend_from_slice(&form);
+                ("multipart/form-data; boundary=XyZ", form)
             }
-            None => req.extend_from_slice(b"\r\n"),
-        }
+            Body::Json(v) => ("application/json", v.to_string().into_bytes()),
+            Body::None => {
+                req.extend_from_slice(b"\r\n");
+                return req;
+            }
+        };
+        req.extend_from_slice(
+            format!(
+                "content-type: {kind}\r\ncontent-length: {}\r\n\r\n",
+                content.len()
+            )
+            .as_bytes(),
+        );
+        req.extend_from_slice(&content);
+        req
+    }
+
+    fn connect(&self) -> std::net::TcpStream {
+        std::net::TcpStream::connect(&self.addr).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; the server's log:\n{}",
+                self.addr,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        })
+    }
+
+    /// One request with a file as multipart `file` (or none): the status and the body.
+    fn request(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> (u16, String) {
+        self.send(
+            method,
+            path,
+            match body {
+                Some((name, bytes)) => Body::File(name, bytes),
+                None => Body::None,
+            },
+        )
+    }
+
+    /// One request: the status and the body.
+    fn send(&self, method: &str, path: &str, body: Body) -> (u16, String) {
+        let mut c = self.connect();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let req = self.raw(method, path, body);
         // A server that answers before the body is in (429 `busy`, a refusal) may close the
         // connection while it is sent: its answer is still read.
         let _ = c.write_all(&req);
@@ -338,6 +366,12 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+enum Body<'a> {
+    None,
+    File(&'a str, &'a [u8]),
+    Json(serde_json::Value),
 }
 
 fn file_id(body: &str) -> Option<String> {
@@ -556,32 +590,12 @@ fn analyses_stop_at_the_work_limit_when_their_client_goes_and_on_sigterm() {
     let root = dir.path().join("gone");
     let server = Server::start(&root);
     let id = server.upload("bomb.flac", &bomb).unwrap();
-    {
-        let mut c = std::net::TcpStream::connect(&server.addr).unwrap();
-        write!(
-            c,
-            "GET /api/audio/files/{id}/analysis HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n",
-            server.token
-        )
-        .unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
-        let busy = server.cpu_seconds();
-        std::thread::sleep(Duration::from_millis(1500));
-        assert!(
-            server.cpu_seconds() - busy > 0.2,
-            "the analysis was not running"
-        );
-    }
-    std::thread::sleep(Duration::from_millis(1000));
-    let before = server.cpu_seconds();
-    std::thread::sleep(Duration::from_millis(2000));
-    let spent = server.cpu_seconds() - before;
-    assert!(
-        spent < 0.4,
-        "the server spent {spent:.2} s of CPU in 2 s after its client went away"
+    let ask = server.raw(
+        "GET",
+        &format!("/api/audio/files/{id}/analysis"),
+        Body::None,
     );
-    let (st, _) = server.request("GET", "/health", None);
-    assert_eq!(st, 200);
+    stops_when_its_client_goes(&server, &ask, "an analysis");
     drop(server);
 
     // SIGTERM while an analysis runs: the server is gone within a few seconds.
@@ -622,6 +636,116 @@ fn analyses_stop_at_the_work_limit_when_their_client_goes_and_on_sigterm() {
         "temporaries left: {:?}",
         files_named_part(&root)
     );
+}
+
+/// Sends `request`, checks the server works on it, goes away: the server stops working within
+/// a second and answers on.
+fn stops_when_its_client_goes(server: &Server, request: &[u8], what: &str) {
+    use std::time::Duration;
+    {
+        let mut c = server.connect();
+        c.write_all(request).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let busy = server.cpu_seconds();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(server.cpu_seconds() - busy > 0.2, "{what} was not running");
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = server.cpu_seconds();
+    std::thread::sleep(Duration::from_millis(2000));
+    let spent = server.cpu_seconds() - before;
+    assert!(
+        spent < 0.4,
+        "the server spent {spent:.2} s of CPU in 2 s after the client of {what} went away"
+    );
+    let (st, _) = server.request("GET", "/health", None);
+    assert_eq!(st, 200);
+}
+
+/// Exports, batch files and mastering signatures run at most the server's work limit (the
+/// request answered 503 `time_limit`, the batch's file failed with the reason), stop when
+/// their client goes away, and leave no output or temporary behind.
+#[test]
+fn exports_batches_and_signatures_stop_at_the_work_limit_and_when_their_client_goes() {
+    if !prlimit() {
+        return;
+    }
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = forge::silent_flac(3 * 3600);
+    let exports = |root: &Path| common::files_under(&root.join("exports"));
+
+    let root = dir.path().join("limited");
+    let mut server = Server::start_with(&root, &["--work-limit", "1"]);
+    let id = server.upload("bomb.flac", &bomb).unwrap();
+    // A single export: three hours to WAV.
+    let t = Instant::now();
+    let (st, body) = server.send(
+        "POST",
+        "/api/audio/export",
+        Body::Json(serde_json::json!({"file_id": id, "output_path": "bomb.wav"})),
+    );
+    assert_eq!(st, 503, "{body}");
+    assert!(
+        body.contains("time_limit") && body.contains("work limit"),
+        "{body}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(exports(&root).is_empty(), "{:?}", exports(&root));
+    // The mastering analysis (the signature measured from the upload).
+    let t = Instant::now();
+    let (st, body) = server.request("POST", "/api/analyze", Some(("bomb.flac", &bomb)));
+    assert_eq!(st, 503, "{body}");
+    assert!(body.contains("time_limit"), "{body}");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    // A batch: the file fails with the reason; the batch ends.
+    let (st, body) = server.send(
+        "POST",
+        "/api/audio/batch/create",
+        Body::Json(serde_json::json!({
+            "input_files": [id],
+            "output_directory": "b",
+            "export_settings": {"format": "flac"},
+        })),
+    );
+    assert_eq!(st, 200, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let job = job["job_id"].as_str().unwrap().to_string();
+    let (st, body) = server.request("POST", &format!("/api/audio/batch/{job}/process"), None);
+    assert_eq!(st, 200, "{body}");
+    let t = Instant::now();
+    let status = loop {
+        let (_, body) = server.request("GET", &format!("/api/audio/batch/{job}"), None);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["status"] == "completed" || v["status"] == "failed" {
+            break v;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["status"], "failed", "{status}");
+    assert_eq!(status["failed_files"], serde_json::json!([id]), "{status}");
+    assert!(
+        status["errors"].to_string().contains("work limit"),
+        "{status}"
+    );
+    assert!(exports(&root).is_empty(), "{:?}", exports(&root));
+    assert!(server.alive());
+    drop(server);
+
+    // Clients that go away.
+    let root = dir.path().join("gone");
+    let server = Server::start(&root);
+    let id = server.upload("bomb.flac", &bomb).unwrap();
+    let ask = server.raw(
+        "POST",
+        "/api/audio/export",
+        Body::Json(serde_json::json!({"file_id": id, "output_path": "bomb.wav"})),
+    );
+    stops_when_its_client_goes(&server, &ask, "an export");
+    assert!(exports(&root).is_empty(), "{:?}", exports(&root));
+    let ask = server.raw("POST", "/api/analyze", Body::File("bomb.flac", &bomb));
+    stops_when_its_client_goes(&server, &ask, "a mastering analysis");
 }
 
 fn files_named_part(root: &Path) -> Vec<PathBuf> {

@@ -341,7 +341,8 @@ fn analyse(
         indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
     let report = crate::analyze::analyze_file_until(&path, opts, lanes, &hidden, &|| work.stop())
         .map_err(|e| {
-        ApiError::analysis(e, work, &path.display().to_string(), &rec.file_name)
+        ApiError::analysis(e, work)
+            .map_message(|m| m.replace(&path.display().to_string(), &rec.file_name))
     })?;
     let mut v = serde_json::to_value(&report).map_err(ApiError::internal)?;
     if let Some(o) = v.as_object_mut() {

@@ -11,7 +11,7 @@
 
 use super::audio::{blocking, find};
 use super::export::{AREA, ExportSettings, export_target, run_export, with_extension};
-use super::{ApiError, AppState, ErrorBody};
+use super::{ApiError, AppState, ErrorBody, Work};
 use crate::store::{BatchFile, BatchRecord};
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
@@ -342,11 +342,17 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
                 &planned,
                 &settings,
                 (None, None),
-                false,
+                &Arc::new(Work::background(st)),
                 &mut |p| report(i, Some(p)),
             )
             .map(|done| done.output_path)
         });
+        // Stopped with the server: the file stays pending, and the batch resumes with it at
+        // the next start (its output was never renamed into place).
+        if outcome.as_ref().is_err_and(|e| e.kind == "stopping") {
+            stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
         let stored = st.store.update_batch(id, |b| {
             if let Some(g) = b.files.get_mut(i) {
                 match &outcome {

@@ -2,14 +2,21 @@
 //! into the root's export area (`exports/`) and nowhere else.
 
 use super::audio::{blocking, find};
-use super::{ApiError, AppState, ErrorBody};
+use super::{ApiError, AppState, ErrorBody, Work};
 use crate::confine;
+use crate::export::{Destination, ExportOrder, OrderError, Trim};
 use crate::store::UploadRecord;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sluice_core::block::ChannelMapping;
+use sluice_core::export::ExportError;
+use sluice_core::formats::{OptionNames, Request};
+use sluice_core::render::RenderError;
+use sluice_core::render::dither::DitherMode;
+use sluice_core::render::normalize::NormalizeTarget;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -125,83 +132,81 @@ pub(crate) fn export_target(root: &Path, given: &str) -> Result<(PathBuf, PathBu
     Ok((rel, full))
 }
 
-/// The `sluice export` words for a request.
-fn words(
+/// The export of `input` to `out` that a request's settings ask for (messages name the
+/// request's fields).
+fn order(
     input: &Path,
     out: &Path,
     s: &ExportSettings,
     (start, end): (Option<f64>, Option<f64>),
-) -> Result<Vec<String>, ApiError> {
-    let mut w = vec![
-        input.display().to_string(),
-        "-o".into(),
-        out.display().to_string(),
-    ];
-    let mut opt = |k: &str, v: String| {
-        w.push(k.to_string());
-        w.push(v);
+) -> Result<ExportOrder, ApiError> {
+    let bad = |m: String| ApiError::bad_request("bad_field", m);
+    let codec = crate::export::codec_for(s.format.as_deref(), Some(out), "settings.format")
+        .map_err(|e| bad(e.to_string()))?;
+    let request = Request {
+        codec,
+        bit_depth: s.bit_depth.map(|b| b.to_string()),
+        quality: s.quality,
+        bitrate_kbps: None,
+        compression_level: None,
     };
-    if let Some(f) = &s.format {
-        opt("--format", f.clone());
-    }
-    if let Some(r) = s.sample_rate {
-        opt("--sample-rate", r.to_string());
-    }
-    if let Some(b) = s.bit_depth {
-        opt("--bit-depth", b.to_string());
-    }
-    if let Some(c) = s.channels {
-        let name = match c {
-            1 => "mono",
-            2 => "stereo",
-            n => {
-                return Err(ApiError::bad_request(
-                    "bad_field",
-                    format!("settings.channels: {n}: choose 1 (mono) or 2 (stereo)"),
-                ));
-            }
-        };
-        opt("--channels", name.into());
-    }
-    if let Some(q) = s.quality {
-        opt("--quality", q.to_string());
-    }
+    let mut o = ExportOrder::new(
+        vec![input.to_path_buf()],
+        Destination::File(out.to_path_buf()),
+        request,
+        OptionNames::API,
+    );
+    o.sample_rate = s.sample_rate;
+    o.channels = match s.channels {
+        None => None,
+        Some(1) => Some(ChannelMapping::Mono),
+        Some(2) => Some(ChannelMapping::Stereo),
+        Some(n) => {
+            return Err(bad(format!(
+                "settings.channels: {n}: choose 1 (mono) or 2 (stereo)"
+            )));
+        }
+    };
     if let Some(d) = &s.dither {
-        let mode = match d.to_ascii_lowercase().as_str() {
-            "none" => "none",
-            "triangular" | "tpdf" => "tpdf",
-            "shaped" => "shaped",
-            other => {
-                return Err(ApiError::bad_request(
-                    "bad_field",
-                    format!("settings.dither: `{other}`: choose none, triangular or shaped"),
-                ));
-            }
+        o.dither = match d.to_ascii_lowercase().as_str() {
+            "triangular" => DitherMode::Tpdf,
+            other => DitherMode::parse(other).ok_or_else(|| {
+                bad(format!(
+                    "settings.dither: `{d}`: choose none, triangular or shaped"
+                ))
+            })?,
         };
-        opt("--dither", mode.into());
     }
     if s.normalize == Some(true) {
-        opt(
-            "--normalize-lufs",
-            s.normalize_target.unwrap_or(-14.0).to_string(),
-        );
+        let lufs = s.normalize_target.unwrap_or(-14.0);
+        if !(-70.0..=0.0).contains(&lufs) {
+            return Err(bad(format!(
+                "settings.normalize_target: {lufs}: a loudness from -70 to 0 LUFS"
+            )));
+        }
+        o.normalize = Some(NormalizeTarget::Loudness {
+            lufs,
+            true_peak_dbtp: -1.0,
+            limiter: true,
+        });
     }
-    if let Some(f) = s.fade_in {
-        opt("--fade-in", f.to_string());
+    let seconds = |name: &str, v: Option<f64>| match v {
+        Some(t) if !(t >= 0.0 && t.is_finite()) => {
+            Err(bad(format!("{name}: {t}: a time in seconds, 0 or more")))
+        }
+        v => Ok(v),
+    };
+    o.fade_in = seconds("settings.fade_in", s.fade_in)?.unwrap_or(0.0);
+    o.fade_out = seconds("settings.fade_out", s.fade_out)?.unwrap_or(0.0);
+    let (start, end) = (seconds("start_time", start)?, seconds("end_time", end)?);
+    if let (Some(a), Some(b)) = (start, end)
+        && b <= a
+    {
+        return Err(bad(format!("end_time {b} is not after start_time {a}")));
     }
-    if let Some(f) = s.fade_out {
-        opt("--fade-out", f.to_string());
-    }
-    if let Some(t) = start {
-        opt("--start", t.to_string());
-    }
-    if let Some(t) = end {
-        opt("--end", t.to_string());
-    }
-    if s.trim_silence == Some(true) {
-        w.push("--trim-silence".into());
-    }
-    Ok(w)
+    o.region = (start.is_some() || end.is_some()).then(|| (start.unwrap_or(0.0), end));
+    o.trim = (s.trim_silence == Some(true)).then(Trim::default);
+    Ok(o)
 }
 
 /// A message with the server's paths taken out: the root becomes nothing, the input its name.
@@ -239,24 +244,19 @@ pub(super) fn with_extension(
     Ok(format!("{stem}.{ext}"))
 }
 
-/// Exports upload `rec` to `output_path` in the export area (with the format's extension
-/// added when `add_extension`); `progress` gets the share rendered (0..1).
+/// Exports upload `rec` to `output_path` in the export area; `progress` gets the share
+/// rendered (0..1); `work` stops it (503, nothing written).
 pub(super) fn run_export(
     st: &AppState,
     rec: &UploadRecord,
     output_path: &str,
     settings: &ExportSettings,
     region: (Option<f64>, Option<f64>),
-    add_extension: bool,
+    work: &Arc<Work>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<ExportResponse, ApiError> {
     let input = confine::resolve(&st.root, Path::new(&rec.rel)).map_err(ApiError::internal)?;
-    let output_path = if add_extension {
-        with_extension(rec, output_path, settings)?
-    } else {
-        output_path.to_string()
-    };
-    let (rel, full) = export_target(&st.root, &output_path)?;
+    let (rel, full) = export_target(&st.root, output_path)?;
     if full.exists() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -265,19 +265,31 @@ pub(super) fn run_export(
         ));
     }
     let clean = |m: &str| scrub(m, &st.root, &input, &rec.file_name);
-    let args = crate::export::parse_args(words(&input, &full, settings, region)?)
-        .map_err(|e| ApiError::bad_request("bad_field", clean(&e.to_string())))?;
-    let mut done = crate::export::export_quiet(&args, &mut |_, p| progress(p))
-        .map_err(|e| ApiError::bad_request("bad_field", clean(&format!("{e:#}"))))?;
+    let order = order(&input, &full, settings, region).map_err(|mut e| {
+        e.message = clean(&e.message);
+        e
+    })?;
+    let stop: sluice_core::render::StopCheck = {
+        let work = std::sync::Arc::clone(work);
+        std::sync::Arc::new(move || work.stop())
+    };
+    let mut done = crate::export::export_quiet(&order, &mut |_, p| progress(p), Some(stop))
+        .map_err(|e| match e {
+            OrderError::Usage(m) => ApiError::bad_request("bad_field", clean(&m)),
+            OrderError::Input(e) => ApiError::analysis(e, work).map_message(clean),
+        })?;
     let one = done
         .pop()
         .ok_or_else(|| ApiError::internal("an export of one file gave nothing"))?;
-    let report = one.result.map_err(|e| {
-        ApiError::new(
+    let report = one.result.map_err(|e| match e {
+        ExportError::Render(RenderError::Input(
+            e @ sluice_core::InputError::Interrupted { .. },
+        )) => ApiError::analysis(e, work).map_message(clean),
+        e => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "export_failed",
             clean(&e.to_string()),
-        )
+        ),
     })?;
     let sluice = serde_json::to_value(&report).map_err(ApiError::internal)?;
     // Paths in the report, as the client knows them.
@@ -311,6 +323,8 @@ async fn export(
     req: Result<Json<ExportRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<ExportResponse>, ApiError> {
     let Json(req) = req?;
+    let (work, _guard) = Work::start(&st);
+    let work = Arc::new(work);
     let out = blocking(move || {
         let rec = find(&st, &req.file_id)?;
         let _slot = st.exports.take();
@@ -320,7 +334,7 @@ async fn export(
             &req.output_path,
             &req.settings,
             (req.start_time, req.end_time),
-            false,
+            &work,
             &mut |_| {},
         )
     })

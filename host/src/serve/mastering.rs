@@ -260,6 +260,7 @@ async fn signature(st: &Arc<AppState>, rec: &UploadRecord) -> Result<Signature, 
         return Ok(s);
     }
     let _permit = st.heavy.acquire().await.map_err(ApiError::internal)?;
+    let (work, _guard) = super::Work::start(st);
     let st = Arc::clone(st);
     let id = rec.id.clone();
     blocking(move || {
@@ -270,8 +271,12 @@ async fn signature(st: &Arc<AppState>, rec: &UploadRecord) -> Result<Signature, 
         let path = crate::confine::resolve(&st.root, Path::new(&rec.rel))
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let sig =
-            library::measure(&path, lanes).map_err(|e| library_error(e, &path, &rec.file_name))?;
+        let sig = library::measure_until(&path, lanes, &|| work.stop()).map_err(|e| match e {
+            LibraryError::Input(e @ sluice_core::InputError::Interrupted { .. }) => {
+                ApiError::analysis(e, &work)
+            }
+            e => library_error(e, &path, &rec.file_name),
+        })?;
         st.store
             .set_upload_signature(&rec.id, &sig)
             .map_err(ApiError::internal)?;

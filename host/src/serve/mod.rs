@@ -179,6 +179,17 @@ impl Work {
         )
     }
 
+    /// Work no client waits for (a batch's file), timed from now: stopped by the work limit
+    /// and by the server stopping.
+    pub fn background(st: &AppState) -> Work {
+        Work {
+            gone: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            closing: st.closing.clone(),
+            started: std::time::Instant::now(),
+            limit: st.work_limit,
+        }
+    }
+
     /// Why the work should stop now, if it should.
     pub fn why(&self) -> Option<Stop> {
         if self.gone.load(std::sync::atomic::Ordering::Relaxed) {
@@ -291,8 +302,8 @@ impl ApiError {
         )
     }
     /// An analysis's failure as answered: 503 where `work` stopped it, else 422
-    /// `undecodable_audio`, the message with `hide` (a server path) shown as `shown`.
-    pub fn analysis(e: sluice_core::InputError, work: &Work, hide: &str, shown: &str) -> Self {
+    /// `undecodable_audio` (server paths are taken out with [`ApiError::map_message`]).
+    pub fn analysis(e: sluice_core::InputError, work: &Work) -> Self {
         match (e, work.why()) {
             (sluice_core::InputError::Interrupted { reason, .. }, why) => {
                 let kind = match why {
@@ -308,9 +319,14 @@ impl ApiError {
             (e, _) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "undecodable_audio",
-                e.to_string().replace(hide, shown),
+                e.to_string(),
             ),
         }
+    }
+    /// The same error, its message passed through `f` (a server path taken out).
+    pub fn map_message(mut self, f: impl Fn(&str) -> String) -> Self {
+        self.message = f(&self.message);
+        self
     }
     /// The root's configuration (sluice.toml, pipelines, effects) does not load: said with the
     /// root's path left out.

@@ -368,7 +368,10 @@ fn picture(
     let hidden =
         indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
     let report = crate::analyze::analyze_file_until(&path, &opts, lanes, &hidden, &|| work.stop())
-        .map_err(|e| ApiError::analysis(e, work, &format!("{}/", st.root.display()), ""))?;
+        .map_err(|e| {
+            ApiError::analysis(e, work)
+                .map_message(|m| m.replace(&format!("{}/", st.root.display()), ""))
+        })?;
     // Drawn under the file's name, then kept under the picture's kind (each an atomic write
     // and a rename: a reader never sees half a picture).
     for drawn in crate::render::plots(&dir, &report).map_err(ApiError::internal)? {
