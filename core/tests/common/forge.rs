@@ -431,8 +431,14 @@ pub fn silent_flac(seconds: u64) -> Vec<u8> {
         match n {
             0..0x80 => out.push(n as u8),
             0x80..0x800 => out.extend_from_slice(&[0xC0 | (n >> 6) as u8, 0x80 | (n & 0x3F) as u8]),
-            _ => out.extend_from_slice(&[
+            0x800..0x10000 => out.extend_from_slice(&[
                 0xE0 | (n >> 12) as u8,
+                0x80 | ((n >> 6) & 0x3F) as u8,
+                0x80 | (n & 0x3F) as u8,
+            ]),
+            _ => out.extend_from_slice(&[
+                0xF0 | (n >> 18) as u8,
+                0x80 | ((n >> 12) & 0x3F) as u8,
                 0x80 | ((n >> 6) & 0x3F) as u8,
                 0x80 | (n & 0x3F) as u8,
             ]),
