@@ -587,7 +587,8 @@ pub fn run(
     let outcomes = crate::parallel::map(files, cfg.workers, |f| {
         let made = (|| -> Result<JobRecord> {
             let abs = std::path::absolute(f).with_context(|| format!("{}", f.display()))?;
-            let hash = job::hash_file(&abs).with_context(|| format!("{}", abs.display()))?;
+            let hash =
+                crate::digest::hash_file(&abs).with_context(|| format!("{}", abs.display()))?;
             let input = abs
                 .strip_prefix(&cfg.root)
                 .map(Path::to_path_buf)
@@ -1065,5 +1066,33 @@ mod response_tests {
             let want = 20.0 * (std::f64::consts::PI * f / 48_000.0).cos().log10();
             assert!((d - want).abs() < 0.05, "{f} Hz: {d} vs {want}");
         }
+    }
+}
+
+#[cfg(test)]
+mod root_tests {
+    /// The configuration a new root gets, with every example line uncommented, is valid.
+    #[test]
+    fn the_default_configuration_uncommented_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        super::init_root(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(crate::config::CONFIG_FILE)).unwrap();
+        let uncommented: String = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("# ") && !l.starts_with("# The") && !l.starts_with("# sluice")
+            })
+            .map(|l| {
+                let l = &l[2..];
+                // The comment after the value.
+                let l = l.split("  #").next().unwrap_or(l);
+                format!("{}\n", l.trim_end())
+            })
+            .filter(|l| l.contains('=') || l.starts_with('['))
+            .collect();
+        std::fs::write(dir.path().join(crate::config::CONFIG_FILE), &uncommented).unwrap();
+        let c = crate::config::Config::load(dir.path())
+            .unwrap_or_else(|e| panic!("{e:#}\n{uncommented}"));
+        assert_eq!(c.server.unwrap().webhooks.len(), 1);
     }
 }

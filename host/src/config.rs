@@ -518,7 +518,7 @@ impl Config {
                         }
                         Some(f) => {
                             let path = root.join(f.trim());
-                            crate::serve::webhooks::read_ca(&path).map_err(|e| {
+                            crate::tls::read_ca(&path).map_err(|e| {
                                 bad(format!("[[server.webhook]] {url}: ca_file: {e}"))
                             })?;
                             Some(path)
@@ -759,29 +759,5 @@ mod tests {
             let e = load(bad).err().unwrap_or_else(|| panic!("{bad} was taken"));
             assert!(format!("{e:#}").contains(says), "{bad}: {e:#}");
         }
-    }
-
-    /// The configuration a new root gets, with every example line uncommented, is valid.
-    #[test]
-    fn the_default_configuration_uncommented_loads() {
-        let dir = tempfile::tempdir().unwrap();
-        crate::commands::init_root(dir.path()).unwrap();
-        let text = std::fs::read_to_string(dir.path().join(CONFIG_FILE)).unwrap();
-        let uncommented: String = text
-            .lines()
-            .filter(|l| {
-                l.starts_with("# ") && !l.starts_with("# The") && !l.starts_with("# sluice")
-            })
-            .map(|l| {
-                let l = &l[2..];
-                // The comment after the value.
-                let l = l.split("  #").next().unwrap_or(l);
-                format!("{}\n", l.trim_end())
-            })
-            .filter(|l| l.contains('=') || l.starts_with('['))
-            .collect();
-        std::fs::write(dir.path().join(CONFIG_FILE), &uncommented).unwrap();
-        let c = Config::load(dir.path()).unwrap_or_else(|e| panic!("{e:#}\n{uncommented}"));
-        assert_eq!(c.server.unwrap().webhooks.len(), 1);
     }
 }

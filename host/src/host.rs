@@ -219,8 +219,14 @@ fn load(
     }
 }
 
-/// Run the host until `stop` is set (a signal). Returns when running jobs have finished.
-pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Result<()> {
+/// Run the host until `stop` is set (a signal). Returns when running jobs have finished;
+/// `notify` hears what its operator is told ([`Notice`]).
+pub fn watch(
+    cfg: Config,
+    stop: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
+    notify: &dyn Fn(Notice),
+) -> Result<()> {
     let _lock = lock_root(&cfg)?;
     let store = Arc::new(Store::open(&cfg.db_path(), true)?);
     std::fs::create_dir_all(&cfg.quarantine_dir)
@@ -427,7 +433,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     }
     drop(wake_rx);
 
-    say(welcome(&cfg, &pipelines));
+    notify(Notice::Watching(welcome(&cfg, &pipelines)));
 
     let mut settling = Settler::new(cfg.settle);
     let mut last_rescan: Option<Instant> = None;
@@ -440,10 +446,10 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             stopping = Some(Instant::now());
             let n = busy.load(Ordering::SeqCst);
             if n > 0 {
-                say(format!(
-                    "sluice: stopping: the {n} running job(s) have {} s to finish, then run again at the next start (signal again to stop now)",
-                    STOP_GRACE.as_secs()
-                ));
+                notify(Notice::Stopping {
+                    running: n,
+                    grace: STOP_GRACE,
+                });
             }
         }
         if let Some(since) = stopping
@@ -451,7 +457,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
             && busy.load(Ordering::SeqCst) > 0
             && !interrupt.swap(true, Ordering::SeqCst)
         {
-            say("sluice: interrupting the running job(s); they are back in the queue");
+            notify(Notice::Interrupting);
         }
         let stopping = stopping.is_some();
         if stopping {
@@ -571,7 +577,7 @@ pub fn watch(cfg: Config, stop: Arc<AtomicBool>, abort: Arc<AtomicBool>) -> Resu
     {
         let _ = r.join();
     }
-    say("sluice: stopped");
+    notify(Notice::Stopped);
     Ok(())
 }
 
@@ -881,7 +887,7 @@ fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<Settled>) {
         let Some(relp) = rel(&cfg.root, &path) else {
             continue;
         };
-        let hash = match job::hash_file(&path) {
+        let hash = match crate::digest::hash_file(&path) {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!("{}: cannot read ({e}); will look again", path.display());
@@ -1032,9 +1038,32 @@ fn welcome(cfg: &Config, ps: &Pipelines) -> String {
     s
 }
 
-/// A line for whoever watches the host's standard output. A reader that went away
-/// (`sluice watch | head -3`) must not stop the host: the line is dropped, the log keeps it.
-pub fn say(line: impl std::fmt::Display) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
+/// What the host tells whoever runs it, as it runs (`sluice watch` prints each as a line).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// Watching: what the root holds and how the host runs it.
+    Watching(String),
+    /// A stop was asked for while `running` jobs run: they have `grace` to finish.
+    Stopping { running: usize, grace: Duration },
+    /// The grace is over: the running jobs are interrupted and go back to the queue.
+    Interrupting,
+    /// The host has stopped.
+    Stopped,
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::Watching(w) => f.write_str(w),
+            Notice::Stopping { running, grace } => write!(
+                f,
+                "sluice: stopping: the {running} running job(s) have {} s to finish, then run again at the next start (signal again to stop now)",
+                grace.as_secs()
+            ),
+            Notice::Interrupting => {
+                f.write_str("sluice: interrupting the running job(s); they are back in the queue")
+            }
+            Notice::Stopped => f.write_str("sluice: stopped"),
+        }
+    }
 }

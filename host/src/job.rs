@@ -226,13 +226,6 @@ fn numbered(p: &Path, n: u32) -> PathBuf {
     p.with_file_name(name)
 }
 
-/// Hash a file's content (BLAKE3, hex).
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut h = blake3::Hasher::new();
-    h.update_reader(std::fs::File::open(path)?)?;
-    Ok(h.finalize().to_hex().to_string())
-}
-
 /// Move `from` to `to` (no clobbering), across file systems if need be. Nothing at `to` is ever
 /// replaced, however late it appeared: a hard link fails on any name that is taken (a file, a
 /// folder, a link, even a dangling one), and only then is the source's own name removed.
@@ -611,7 +604,7 @@ fn unchanged(source: &Path, job: &JobRecord) -> Result<(), Failure> {
     if crate::writers::is_being_written(source) {
         return Err(changed("still open for writing by another program".into()));
     }
-    match hash_file(source) {
+    match crate::digest::hash_file(source) {
         Ok(h) if h == job.content_hash => Ok(()),
         Ok(_) => Err(changed("the content changed".into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -1077,7 +1070,7 @@ fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRec
         let hash = if known {
             rendition.hashes[i].clone()
         } else {
-            hash_file(path).map_err(|e| io_failure(path, e))?
+            crate::digest::hash_file(path).map_err(|e| io_failure(path, e))?
         };
         outputs.push(OutputRecord {
             path: rel.clone(),
@@ -1358,7 +1351,7 @@ mod tests {
                 &p.name,
                 &p.hash,
                 PathBuf::from(format!("in/{name}.wav")),
-                hash_file(&src).unwrap(),
+                crate::digest::hash_file(&src).unwrap(),
             )
             .unwrap();
         let done = run(&ctx, &p, rec);

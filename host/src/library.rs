@@ -233,7 +233,7 @@ fn new_reference(
     genre: &str,
 ) -> Result<NewReference, LibraryError> {
     let signature = signature_of(report)?;
-    let hash = crate::job::hash_file(path).map_err(|source| LibraryError::Io {
+    let hash = crate::digest::hash_file(path).map_err(|source| LibraryError::Io {
         path: path.to_path_buf(),
         source,
     })?;

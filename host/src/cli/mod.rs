@@ -165,3 +165,10 @@ pub fn survive_file_size_limit() -> std::io::Result<()> {
     )
     .map(|_| ())
 }
+
+/// The CLI's one printer: a line for whoever watches standard output. A reader that went away
+/// (`sluice watch | head -3`) must not stop the host: the line is dropped, the log keeps it.
+pub fn say(line: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}

@@ -14,7 +14,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let dir = config::root_from(a.root.root.as_deref())?;
     if commands::init_root(&dir)? {
-        host::say(format!(
+        super::say(format!(
             "sluice: made a new root at {} with example pipelines (podcast, streaming-master, broadcast, analysis, archive)",
             dir.display()
         ));
@@ -37,12 +37,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 let opts = sluice_host::serve::ServeOptions::from_config(&sv);
                 let r = sluice_host::serve::run_until(&cfg, &opts, stop.clone());
                 if let Err(e) = &r {
-                    host::say(format!("sluice: the HTTP server stopped: {e:#}"));
+                    super::say(format!("sluice: the HTTP server stopped: {e:#}"));
                 }
                 r
             })
     });
-    let hosted = host::watch(cfg, stop.clone(), abort);
+    let hosted = host::watch(cfg, stop.clone(), abort, &|n| super::say(n));
     // The server stops with the host (or alone, on an error it has reported).
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(Ok(t)) = server {

@@ -24,6 +24,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
         signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    cluster::worker::run(cfg, stop)?;
+    cluster::worker::run(cfg, stop, &|n| super::say(n))?;
     Ok(ExitCode::SUCCESS)
 }

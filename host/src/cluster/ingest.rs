@@ -671,7 +671,7 @@ fn place_staged(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let placed = std::fs::symlink_metadata(dest)
                 .is_ok_and(|m| m.is_file() && m.len() == o.bytes)
-                && job::hash_file(dest).is_ok_and(|h| h == o.blake3);
+                && crate::digest::hash_file(dest).is_ok_and(|h| h == o.blake3);
             if placed {
                 return Ok(());
             }
@@ -695,7 +695,8 @@ fn place_staged(
             }
         )));
     }
-    let hash = job::hash_file(&from).map_err(|e| transient(format!("{}: {e}", from.display())))?;
+    let hash = crate::digest::hash_file(&from)
+        .map_err(|e| transient(format!("{}: {e}", from.display())))?;
     if hash != o.blake3 || meta.len() != o.bytes {
         return Err(transient(format!(
             "the output on the shared root is not what the worker wrote ({} bytes, BLAKE3 {hash}; the worker's: {} bytes, {})",

@@ -26,9 +26,41 @@ struct Worker {
     modules: std::sync::Mutex<std::collections::HashMap<String, crate::effects::Entry>>,
 }
 
+/// What a worker tells whoever runs it (`sluice worker` prints each as a line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    Started {
+        node: String,
+        threads: usize,
+        stream: String,
+        servers: Vec<String>,
+    },
+    Stopped {
+        node: String,
+    },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::Started {
+                node,
+                threads,
+                stream,
+                servers,
+            } => write!(
+                f,
+                "sluice worker {node}: {threads} thread(s), jobs from {stream} on {}",
+                servers.join(", ")
+            ),
+            Notice::Stopped { node } => write!(f, "sluice worker {node}: stopped"),
+        }
+    }
+}
+
 /// Runs jobs from the farm on `cfg.workers` threads until `stop`; each running job finishes
-/// first.
-pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<()> {
+/// first. `notify` hears what its operator is told ([`Notice`]).
+pub fn run(cfg: Config, stop: Arc<AtomicBool>, notify: &dyn Fn(Notice)) -> Result<()> {
     let Some(cluster) = cfg.cluster.clone() else {
         anyhow::bail!(
             "{}: no [cluster] table: a worker needs the farm's NATS server (docs/CLUSTER.md)",
@@ -66,12 +98,12 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<()> {
         )
     })?;
     let threads = cfg.workers;
-    crate::host::say(format!(
-        "sluice worker {}: {threads} thread(s), jobs from {} on {}",
-        cluster.node,
-        cluster.stream,
-        cluster.servers.join(", ")
-    ));
+    notify(Notice::Started {
+        node: cluster.node.clone(),
+        threads,
+        stream: cluster.stream.clone(),
+        servers: cluster.servers.clone(),
+    });
     let w = Arc::new(Worker {
         cfg,
         farm,
@@ -91,7 +123,9 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<()> {
     for h in handles {
         let _ = h.join();
     }
-    crate::host::say(format!("sluice worker {}: stopped", w.farm.cfg.node));
+    notify(Notice::Stopped {
+        node: w.farm.cfg.node.clone(),
+    });
     Ok(())
 }
 
@@ -415,7 +449,7 @@ impl Worker {
                     .map(|path| {
                         let named = |e: std::io::Error| format!("{}: {e}", path.display());
                         let bytes = std::fs::metadata(path).map_err(named)?.len();
-                        let blake3 = job::hash_file(path).map_err(named)?;
+                        let blake3 = crate::digest::hash_file(path).map_err(named)?;
                         Ok(OutputObject {
                             object: String::new(),
                             blake3,
@@ -467,7 +501,7 @@ impl Worker {
                     });
                 }
                 let p = path.clone();
-                let blake3 = tokio::task::spawn_blocking(move || job::hash_file(&p))
+                let blake3 = tokio::task::spawn_blocking(move || crate::digest::hash_file(&p))
                     .await
                     .map_err(|e| transient(e.to_string()))?
                     .map_err(|e| transient(format!("{}: {e}", path.display())))?;
@@ -603,7 +637,7 @@ impl Worker {
                 let rel = crate::store::path_codec::decode(rel);
                 let source = crate::confine::resolve(mount, &rel)
                     .map_err(|e| transient(format!("on the shared root: {e}")))?;
-                let hash = job::hash_file(&source)
+                let hash = crate::digest::hash_file(&source)
                     .map_err(|e| transient(format!("{}: {e}", source.display())))?;
                 (source, hash)
             }

@@ -60,15 +60,15 @@ pub(crate) fn prepare(st: &AppState, hooks: &[Webhook]) -> Option<Prepared> {
         Ok(f) => match f.try_lock() {
             Ok(()) => f,
             Err(_) => {
-                eprintln!(
-                    "sluice: another process on this root delivers its webhooks ({} is held)",
+                tracing::warn!(
+                    "another process on this root delivers its webhooks ({} is held)",
                     lock.display()
                 );
                 return None;
             }
         },
         Err(e) => {
-            eprintln!("sluice: webhooks not delivered: {}: {e}", lock.display());
+            tracing::error!("webhooks not delivered: {}: {e}", lock.display());
             return None;
         }
     };
@@ -79,7 +79,7 @@ pub(crate) fn prepare(st: &AppState, hooks: &[Webhook]) -> Option<Prepared> {
             None => st.store.set_meta(&key, st.store.last_event_id()?),
         });
         if let Err(e) = first {
-            eprintln!("sluice: webhook {}: {e}", h.url);
+            tracing::error!("webhook {}: {e}", h.url);
         }
     }
     Some(Prepared {
@@ -107,7 +107,6 @@ async fn deliver_all(weak: std::sync::Weak<AppState>, hook: Webhook) {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::error!("webhook {}: {e}: not delivered", hook.url);
-                eprintln!("sluice: webhook {}: {e}: not delivered", hook.url);
                 return;
             }
         }
@@ -209,28 +208,13 @@ async fn deliver_all(weak: std::sync::Weak<AppState>, hook: Webhook) {
     }
 }
 
-/// The certificates of a PEM file (a private authority's, for `ca_file`).
-pub(crate) fn read_ca(
-    path: &std::path::Path,
-) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    let certs: Vec<_> = tokio_rustls::rustls::pki_types::CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", path.display()));
-    }
-    Ok(certs)
-}
-
 /// What an https:// webhook is reached with: the system's roots, or its `ca_file`'s.
 fn tls_for(hook: &Webhook) -> Result<tokio_rustls::TlsConnector, String> {
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
     match &hook.ca_file {
         Some(path) => {
-            for c in read_ca(path)? {
+            for c in crate::tls::read_ca(path).map_err(|e| e.to_string())? {
                 roots
                     .add(c)
                     .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
