@@ -8,6 +8,32 @@ use nice_plug::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock};
 
+/// Reference slots.
+pub const MAX_REFERENCES: usize = 4;
+
+/// What the state saves: the references' files and how they play.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReferenceSettings {
+    /// One path per slot (empty: no reference there).
+    pub paths: Vec<String>,
+    /// Follow the host's timeline (true) or loop freely.
+    pub sync_to_transport: bool,
+    /// A profile file (`sluice ref profile export`) to hold the mix's tonal balance against
+    /// (empty: the loaded references are the target).
+    pub profile: String,
+}
+
+impl Default for ReferenceSettings {
+    fn default() -> Self {
+        ReferenceSettings {
+            paths: vec![String::new(); MAX_REFERENCES],
+            sync_to_transport: true,
+            profile: String::new(),
+        }
+    }
+}
+
 /// The delivery target the meters compare against. The variants mirror
 /// [`sluice_core::analysis::targets::PRESETS`] (a test keeps them in step), plus a custom target
 /// set by two parameters.
@@ -124,9 +150,9 @@ pub struct SluiceParams {
     /// The reference follows the host's timeline (on) or loops freely.
     #[id = "refsync"]
     pub reference_sync: BoolParam,
-    /// The references' files (see [`crate::reference::ReferenceSettings`]).
+    /// The references' files (see [`ReferenceSettings`]).
     #[persist = "references"]
-    pub references: Arc<RwLock<crate::reference::ReferenceSettings>>,
+    pub references: Arc<RwLock<ReferenceSettings>>,
     /// How the editor shows things (history span, tonal balance, peak hold).
     #[persist = "editor"]
     pub editor: Arc<RwLock<EditorSettings>>,
@@ -191,11 +217,11 @@ impl Default for SluiceParams {
                 1,
                 IntRange::Linear {
                     min: 1,
-                    max: crate::reference::MAX_REFERENCES as i32,
+                    max: MAX_REFERENCES as i32,
                 },
             ),
             reference_sync: BoolParam::new("Reference follows transport", true),
-            references: Arc::new(RwLock::new(crate::reference::ReferenceSettings::default())),
+            references: Arc::new(RwLock::new(ReferenceSettings::default())),
             editor: Arc::new(RwLock::new(EditorSettings::default())),
         }
     }

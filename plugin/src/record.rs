@@ -25,6 +25,7 @@
 //! [`OFFLINE_WAIT`] (a writer stuck that long is not coming back).
 
 use crate::params::{ExportSettings, TakeFormat};
+pub use crate::shared::RecordStatus;
 use crate::shared::{MAX_CHANNELS, MeterShared};
 use rtrb::{Consumer, Producer, RingBuffer};
 use sluice_core::encode::{Encoder, PcmFormat};
@@ -33,8 +34,8 @@ use sluice_core::io::AtomicFile;
 use sluice_core::render::{Block, OutputMeter, SignalSpec};
 use sluice_core::riff::Bext;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -79,48 +80,6 @@ enum Event {
     Start { at: u64, position: i64 },
     /// The take ends before frame `at`.
     Stop { at: u64 },
-}
-
-/// Take status, written by the audio and writer threads, read by the editor and the tests.
-#[derive(Debug, Default)]
-pub struct RecordStatus {
-    /// A take is being recorded (audio thread).
-    pub recording: AtomicBool,
-    /// Frames in the take in progress (writer).
-    pub take_frames: AtomicU64,
-    /// Takes completed since activation (writer).
-    pub takes: AtomicU64,
-    /// Times the ring was full and audio was dropped (audio thread).
-    pub overruns: AtomicU64,
-    /// The session renders offline: the audio thread waits for the writer (set at activation).
-    pub offline: AtomicBool,
-    /// Times an offline render waited for the writer (audio thread).
-    pub offline_waits: AtomicU64,
-    /// Frames dropped by those overruns.
-    pub dropped_frames: AtomicU64,
-    /// The last take's file and the last error (writer; never touched by the audio thread).
-    pub last_take: Mutex<Option<PathBuf>>,
-    pub last_error: Mutex<Option<String>>,
-}
-
-impl RecordStatus {
-    pub fn set_error(&self, e: String) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-    }
-
-    pub fn last_take(&self) -> Option<PathBuf> {
-        self.last_take
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
 }
 
 /// The audio-thread side.

@@ -21,19 +21,18 @@
 //!   while the transport stands); without it, it loops from where it was. The meters keep
 //!   measuring the mix (the input), which is what the level match needs.
 
-use crate::shared::MAX_CHANNELS;
+pub use crate::params::{MAX_REFERENCES, ReferenceSettings};
 use rtrb::{Consumer, Producer, RingBuffer};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sluice_core::analysis::{AnalysisOptions, Section};
 use sluice_core::block::{Block, SignalSpec};
+use sluice_core::formats::limits::MAX_CHANNELS;
 use sluice_core::render::Stage;
 use sluice_core::render::resample::{Resample, ResampleQuality};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Reference slots.
-pub const MAX_REFERENCES: usize = 4;
 /// The longest reference kept in memory (a 15-minute stereo file at 48 kHz is 346 MB).
 pub const MAX_SECONDS: f64 = 15.0 * 60.0;
 /// The most audio one reference may hold in memory, in samples at the session's rate (kept
@@ -44,29 +43,6 @@ pub const MAX_SAMPLES: u64 = 15 * 60 * 96_000 * 2;
 pub const FADE_SECONDS: f32 = 0.02;
 /// References that cannot be handed back at once wait here (the ring's size).
 const RETURN_RING: usize = 4 * MAX_REFERENCES;
-
-/// What the state saves: the references' files and how they play.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ReferenceSettings {
-    /// One path per slot (empty: no reference there).
-    pub paths: Vec<String>,
-    /// Follow the host's timeline (true) or loop freely.
-    pub sync_to_transport: bool,
-    /// A profile file (`sluice ref profile export`) to hold the mix's tonal balance against
-    /// (empty: the loaded references are the target).
-    pub profile: String,
-}
-
-impl Default for ReferenceSettings {
-    fn default() -> Self {
-        ReferenceSettings {
-            paths: vec![String::new(); MAX_REFERENCES],
-            sync_to_transport: true,
-            profile: String::new(),
-        }
-    }
-}
 
 /// A reference's figures (the core's analysis of the file).
 #[derive(Debug, Clone, Default, Serialize)]

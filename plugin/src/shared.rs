@@ -8,11 +8,13 @@
 //! reader that loads it with acquire sees at least that step's values.
 
 use nice_plug::prelude::AtomicF32;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Most channels a layout has (5.1 is 6).
-pub const MAX_CHANNELS: usize = *sluice_core::formats::limits::CHANNELS.end() as usize;
+pub use sluice_core::formats::limits::MAX_CHANNELS;
 /// Loudness history: 10 minutes at 10 values per second.
 pub const HISTORY_LEN: usize = 6_000;
 /// Steps (of 100 ms) per second.
@@ -94,7 +96,7 @@ pub struct MeterShared {
     pub reset_request: AtomicBool,
 
     /// Recording: take status and overruns.
-    pub record: crate::record::RecordStatus,
+    pub record: RecordStatus,
 
     /// What the editor drew last (written by the editor, never by the audio thread).
     pub editor: crate::editor::drawn::Drawn,
@@ -230,5 +232,47 @@ impl MeterShared {
                     .collect::<Vec<_>>(),
             },
         })
+    }
+}
+
+/// Take status, written by the audio and writer threads, read by the editor and the tests.
+#[derive(Debug, Default)]
+pub struct RecordStatus {
+    /// A take is being recorded (audio thread).
+    pub recording: AtomicBool,
+    /// Frames in the take in progress (writer).
+    pub take_frames: AtomicU64,
+    /// Takes completed since activation (writer).
+    pub takes: AtomicU64,
+    /// Times the ring was full and audio was dropped (audio thread).
+    pub overruns: AtomicU64,
+    /// The session renders offline: the audio thread waits for the writer (set at activation).
+    pub offline: AtomicBool,
+    /// Times an offline render waited for the writer (audio thread).
+    pub offline_waits: AtomicU64,
+    /// Frames dropped by those overruns.
+    pub dropped_frames: AtomicU64,
+    /// The last take's file and the last error (writer; never touched by the audio thread).
+    pub last_take: Mutex<Option<PathBuf>>,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl RecordStatus {
+    pub fn set_error(&self, e: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+
+    pub fn last_take(&self) -> Option<PathBuf> {
+        self.last_take
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }

@@ -13,6 +13,8 @@ pub const SAMPLE_RATES: RangeInclusive<u32> = 8_000..=384_000;
 
 /// Channels per stream: mono to 7.1.
 pub const CHANNELS: RangeInclusive<u32> = 1..=8;
+/// The most channels, as a count to size arrays by.
+pub const MAX_CHANNELS: usize = *CHANNELS.end() as usize;
 
 /// Bits per sample of integer PCM and lossless codecs (FLAC's smallest is 4).
 pub const INT_BITS: RangeInclusive<u32> = 4..=32;

@@ -7,7 +7,7 @@
 //! caller-supplied slice ([`Arena::new`]), so the slices it hands out borrow that memory and
 //! the borrow checker ties them to it.
 
-use crate::effect::InitError;
+use crate::error::InitError;
 
 /// Alignment of every slice the arena hands out, in bytes (room for SIMD loads).
 pub const ALIGN: usize = 16;

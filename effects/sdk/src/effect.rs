@@ -1,6 +1,6 @@
 //! The trait an effect implements.
 
-use crate::{abi, arena::Arena, descriptor::Params};
+use crate::{arena::Arena, descriptor::Params, error::InitError};
 
 /// The configuration `sluice_init` was called with (already checked against the ABI's limits
 /// and the descriptor's `max_channels`).
@@ -22,43 +22,6 @@ impl Config {
     /// `ms` milliseconds in frames (rounded to nearest).
     pub fn ms_to_frames(&self, ms: f32) -> usize {
         libm::roundf(ms * 0.001 * self.fs()).max(0.0) as usize
-    }
-}
-
-/// Why an effect cannot run in a configuration; each is one of `ABI.md`'s return codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InitError {
-    /// [`abi::ERR_SAMPLE_RATE`]
-    SampleRate,
-    /// [`abi::ERR_CHANNELS`]
-    Channels,
-    /// [`abi::ERR_FRAMES`]
-    MaxFrames,
-    /// [`abi::ERR_MEMORY`]
-    Memory,
-    /// [`abi::ERR_STATE`]
-    State,
-    /// [`abi::ERR_UNSUPPORTED`]
-    Unsupported,
-}
-
-impl InitError {
-    /// The ABI return code.
-    pub const fn code(self) -> i32 {
-        match self {
-            InitError::SampleRate => abi::ERR_SAMPLE_RATE,
-            InitError::Channels => abi::ERR_CHANNELS,
-            InitError::MaxFrames => abi::ERR_FRAMES,
-            InitError::Memory => abi::ERR_MEMORY,
-            InitError::State => abi::ERR_STATE,
-            InitError::Unsupported => abi::ERR_UNSUPPORTED,
-        }
-    }
-}
-
-impl core::fmt::Display for InitError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} (code {})", abi::error_name(self.code()), self.code())
     }
 }
 

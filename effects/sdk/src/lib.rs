@@ -31,6 +31,7 @@ mod arena;
 pub mod descriptor;
 pub mod dsp;
 mod effect;
+mod error;
 mod macros;
 mod runtime;
 
@@ -42,7 +43,8 @@ pub mod wasm;
 
 pub use arena::{Arena, Zeroable};
 pub use descriptor::{EffectInfo, ParamKind, ParamSpec, Params};
-pub use effect::{Config, Effect, InitError};
+pub use effect::{Config, Effect};
+pub use error::InitError;
 pub use runtime::Runtime;
 
 /// Sends a message to the host's log (the optional `sluice.log` import). The import is only

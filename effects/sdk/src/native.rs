@@ -22,7 +22,8 @@ use crate::{
     abi,
     arena::Arena,
     descriptor::Params,
-    effect::{Config, Effect, InitError},
+    effect::{Config, Effect},
+    error::InitError,
     runtime::Runtime,
 };
 

@@ -5,7 +5,8 @@ use crate::{
     abi,
     arena::{ALIGN, Arena},
     descriptor::Params,
-    effect::{Config, Effect, InitError},
+    effect::{Config, Effect},
+    error::InitError,
 };
 
 /// The most channels any effect can have (the ABI's limit).

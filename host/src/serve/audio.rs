@@ -7,6 +7,7 @@
 //! then take their place in `uploads/YYYY/MM/DD/` (a name already there gets `-2`, `-3`...);
 //! a refused or broken upload leaves nothing behind.
 
+use super::blocking;
 use super::form::{self, Received};
 use super::{ApiError, AppState, ErrorBody};
 use crate::confine;
@@ -35,15 +36,6 @@ pub(super) fn routes(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(waveform))
         .routes(routes!(formats))
         .routes(routes!(format))
-}
-
-/// Runs blocking work (the store, decoding) off the server's threads.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)?
 }
 
 #[derive(Serialize, ToSchema)]

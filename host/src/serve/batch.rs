@@ -9,7 +9,8 @@
 //! of each taking every core. A file that cannot be exported is recorded as failed with its
 //! reason (the batch goes on with the others); its upload stays as it was.
 
-use super::audio::{blocking, find};
+use super::audio::find;
+use super::blocking;
 use super::export::{AREA, ExportSettings, export_target, run_export, with_extension};
 use super::{ApiError, AppState, ErrorBody, Work};
 use crate::store::{BatchFile, BatchRecord};

@@ -1,7 +1,8 @@
 //! `POST /api/audio/export`: an uploaded file rendered by the same code as `sluice export`,
 //! into the root's export area (`exports/`) and nowhere else.
 
-use super::audio::{blocking, find};
+use super::audio::find;
+use super::blocking;
 use super::{ApiError, AppState, ErrorBody, Work};
 use crate::confine;
 use crate::export::{Destination, ExportOrder, OrderError, Trim};

@@ -1,7 +1,7 @@
 //! Multipart forms: at most one audio file, streamed to a temporary file in
 //! `uploads/.incoming/` while it is hashed (never whole in memory), and short text fields.
 
-use super::audio::blocking;
+use super::blocking;
 use super::{ApiError, AppState};
 use crate::confine;
 use axum::extract::Multipart;

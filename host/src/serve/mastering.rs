@@ -7,7 +7,8 @@
 //! `sluice compare` (docs/MASTERING.md). A track's signature is measured once per content and
 //! kept with its upload; an analysis records the comparison as the library stood when it ran.
 
-use super::audio::{blocking, find, keep_upload};
+use super::audio::{find, keep_upload};
+use super::blocking;
 use super::form;
 use super::{ApiError, AppState, ErrorBody};
 use crate::library::{self, LibraryError, Target};

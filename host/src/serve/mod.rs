@@ -121,6 +121,15 @@ pub(crate) struct AppState {
     pub work_limit: std::time::Duration,
 }
 
+/// Runs blocking work (the store, decoding) off the server's threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
 /// The stop condition of one request's blocking work (an analysis, a picture): its client went
 /// away (the handler was dropped, and with it the [`WorkGuard`]), it ran past the work limit, or
 /// the server is stopping. The work asks [`Work::stop`] between rounds of a fraction of a second

@@ -1,7 +1,8 @@
 //! Regions (the specification's routes): stretches of uploaded files placed on tracks, with a
 //! name and a gain, kept in the state database.
 
-use super::audio::{blocking, find};
+use super::audio::find;
+use super::blocking;
 use super::form;
 use super::{ApiError, AppState, ErrorBody};
 use crate::store::RegionRecord;

@@ -4,7 +4,7 @@
 //! (server-sent events). The jobs are the ones `sluice watch` runs on the same root (in this
 //! process when `[server]` is set in sluice.toml, or in another).
 
-use super::audio::blocking;
+use super::blocking;
 use super::form;
 use super::{ApiError, AppState, ErrorBody};
 use crate::commands;
