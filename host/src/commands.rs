@@ -753,7 +753,7 @@ pub fn effects_check(cfg: &Config, file: &Path) -> Result<EffectCheck> {
         Err(error) => EffectCheck {
             file: file.to_path_buf(),
             ok: false,
-            error: Some(error),
+            error: Some(error.to_string()),
             descriptor: None,
             hash: None,
             same_name: None,
@@ -907,7 +907,7 @@ pub fn effects_test(
     // A module file (`effects test my.wasm`), or an effect of the root by name.
     let from_file;
     let e = if name.ends_with(".wasm") && Path::new(name).is_file() {
-        from_file = fx.check_file(Path::new(name)).map_err(|why| anyhow!(why))?;
+        from_file = fx.check_file(Path::new(name))?;
         &from_file
     } else {
         effect(&fx, name)?

@@ -136,18 +136,24 @@ pub fn is_node_name(v: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn nats_name(what: &str, v: &str) -> Result<String, String> {
+/// A value of the configuration that is not one Sluice takes: the message names the key and
+/// says what to give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn nats_name(what: &str, v: &str) -> Result<String, Invalid> {
     let v = v.trim();
     if !is_node_name(v) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "[cluster] {what} = {v:?}: give 1 to 64 letters, digits, '-' or '_'"
-        ));
+        )));
     }
     Ok(v.to_string())
 }
 
 impl RawCluster {
-    fn build(self) -> Result<ClusterConfig, String> {
+    fn build(self) -> Result<ClusterConfig, Invalid> {
         let servers = if self.servers.is_empty() {
             vec!["nats://127.0.0.1:4222".to_string()]
         } else {
@@ -158,9 +164,9 @@ impl RawCluster {
                 .iter()
                 .any(|p| s.starts_with(p) && s.len() > p.len());
             if !ok {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "[cluster] servers: {s:?}: give nats://host:port (or tls://host:port)"
-                ));
+                )));
             }
         }
         let auth = match (
@@ -174,20 +180,22 @@ impl RawCluster {
             (Some(t), None, None, None, None) => ClusterAuth::Token(t),
             (None, Some(user), Some(password), None, None) => ClusterAuth::User { user, password },
             (None, Some(_), None, None, None) | (None, None, Some(_), None, None) => {
-                return Err("[cluster]: give both user and password".into());
+                return Err(Invalid("[cluster]: give both user and password".into()));
             }
             (None, None, None, Some(seed), None) => {
                 if !seed.trim().starts_with("SU") {
-                    return Err("[cluster] nkey: give the user's seed (it starts with SU)".into());
+                    return Err(Invalid(
+                        "[cluster] nkey: give the user's seed (it starts with SU)".into(),
+                    ));
                 }
                 ClusterAuth::Nkey(seed.trim().to_string())
             }
             (None, None, None, None, Some(path)) => ClusterAuth::Credentials(path),
             _ => {
-                return Err(
+                return Err(Invalid(
                     "[cluster]: give one way to log in: token, user and password, nkey, or credentials"
                         .into(),
-                );
+                ));
             }
         };
         let host = std::fs::read_to_string("/etc/hostname")
@@ -209,27 +217,29 @@ impl RawCluster {
             .collect();
         let ack_wait = self.ack_wait_seconds.unwrap_or(60.0);
         if !(1.0..=3600.0).contains(&ack_wait) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "[cluster] ack_wait_seconds = {ack_wait}: give 1 to 3600"
-            ));
+            )));
         }
         let max_deliveries = self.max_deliveries.unwrap_or(3);
         if !(1..=100).contains(&max_deliveries) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "[cluster] max_deliveries = {max_deliveries}: give 1 to 100"
-            ));
+            )));
         }
         let in_flight = self.in_flight.unwrap_or(16);
         if !(1..=4096).contains(&in_flight) {
-            return Err(format!("[cluster] in_flight = {in_flight}: give 1 to 4096"));
+            return Err(Invalid(format!(
+                "[cluster] in_flight = {in_flight}: give 1 to 4096"
+            )));
         }
         if let Some(p) = &self.shared_root
             && !p.is_absolute()
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "[cluster] shared_root = {:?}: give the absolute path where the shared root is mounted on this node",
                 p.display().to_string()
-            ));
+            )));
         }
         Ok(ClusterConfig {
             servers,
@@ -279,18 +289,20 @@ pub struct ServerConfig {
 pub const DEFAULT_WORK_LIMIT: u64 = 600;
 
 /// A web origin as CORS names it: `scheme://host[:port]`, nothing after; returned trimmed.
-pub fn check_origin(o: &str) -> Result<String, String> {
+pub fn check_origin(o: &str) -> Result<String, Invalid> {
     let o = o.trim().trim_end_matches('/');
     let rest = o
         .strip_prefix("https://")
         .or_else(|| o.strip_prefix("http://"))
         .ok_or_else(|| {
-            format!("cors origin {o:?}: give scheme://host[:port], as \"https://app.example.com\"")
+            Invalid(format!(
+                "cors origin {o:?}: give scheme://host[:port], as \"https://app.example.com\""
+            ))
         })?;
     if rest.is_empty() || rest.contains(['/', '?', '#', '*', ' ']) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "cors origin {o:?}: give scheme://host[:port] and nothing after (no path, no wildcard)"
-        ));
+        )));
     }
     Ok(o.to_string())
 }
@@ -592,7 +604,10 @@ impl Config {
                 })
             }
         };
-        let mut cluster = raw.cluster.map(|c| c.build().map_err(bad)).transpose()?;
+        let mut cluster = raw
+            .cluster
+            .map(|c| c.build().map_err(|e| bad(e.0)))
+            .transpose()?;
         // Files named relative to the root.
         if let Some(c) = &mut cluster {
             if let Some(ca) = &mut c.tls_ca

@@ -133,8 +133,14 @@ pub struct Ctx<'a> {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SentProfile {
     pub target: String,
-    pub profile: Result<Profile, String>,
+    pub profile: Result<Profile, NoProfile>,
 }
+
+/// Why there is no profile for a target, in the library's words (they cross the farm's wire).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, thiserror::Error)]
+#[serde(transparent)]
+#[error("{0}")]
+pub struct NoProfile(pub String);
 
 /// The profiles `p`'s compare and match steps name, from `store`'s library (for a job that
 /// runs on another node).
@@ -157,7 +163,7 @@ pub fn profiles_for(p: &Pipeline, store: &Store) -> Vec<SentProfile> {
         }
         out.push(SentProfile {
             target: key,
-            profile: crate::library::profile(store, &target).map_err(|e| e.to_string()),
+            profile: crate::library::profile(store, &target).map_err(|e| NoProfile(e.to_string())),
         });
     }
     out
@@ -526,12 +532,12 @@ impl StageResolver for JobResolver<'_> {
                 });
             }
         };
-        let profile =
-            self.profile(&step.target, &target)
-                .map_err(|message| StepError::Compare {
-                    target: step.target.to_string(),
-                    message,
-                })?;
+        let profile = self
+            .profile(&step.target, &target)
+            .map_err(|e| StepError::Compare {
+                target: step.target.to_string(),
+                message: e.0,
+            })?;
         let (path, stream) = self.source.clone();
         let (stage, tap) = Analyze::new(crate::library::signature_options(), path, stream, None);
         self.compare = Some((tap, profile, step.clone()));
@@ -548,7 +554,7 @@ impl StageResolver for JobResolver<'_> {
             MatchSource::Reference(r) => crate::library::Target::Reference(r.clone()),
             MatchSource::Genre(g) => crate::library::Target::Genre(g.clone()),
         };
-        let p = self.profile(source, &target).map_err(refused)?;
+        let p = self.profile(source, &target).map_err(|e| refused(e.0))?;
         Ok(crate::library::match_target_of(&p))
     }
 }
@@ -559,14 +565,20 @@ impl JobResolver<'_> {
         &self,
         source: &MatchSource,
         target: &crate::library::Target,
-    ) -> Result<Profile, String> {
+    ) -> Result<Profile, NoProfile> {
         match self.profiles {
             Some(given) => given
                 .iter()
                 .find(|s| s.target == source.to_string())
                 .map(|s| s.profile.clone())
-                .unwrap_or_else(|| Err(format!("no profile for {source} was sent with the job"))),
-            None => crate::library::profile(self.store, target).map_err(|e| e.to_string()),
+                .unwrap_or_else(|| {
+                    Err(NoProfile(format!(
+                        "no profile for {source} was sent with the job"
+                    )))
+                }),
+            None => {
+                crate::library::profile(self.store, target).map_err(|e| NoProfile(e.to_string()))
+            }
         }
     }
 }

@@ -21,17 +21,20 @@ pub enum Lang {
     AssemblyScript,
 }
 
+/// A language `sluice effects new` does not write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--lang {0}: give rust, c, faust or assemblyscript")]
+pub struct UnknownLang(pub String);
+
 impl std::str::FromStr for Lang {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Lang, String> {
+    type Err = UnknownLang;
+    fn from_str(s: &str) -> Result<Lang, UnknownLang> {
         match s {
             "rust" => Ok(Lang::Rust),
             "c" => Ok(Lang::C),
             "faust" => Ok(Lang::Faust),
             "assemblyscript" | "as" => Ok(Lang::AssemblyScript),
-            other => Err(format!(
-                "--lang {other}: give rust, c, faust or assemblyscript"
-            )),
+            other => Err(UnknownLang(other.to_string())),
         }
     }
 }
@@ -55,6 +58,10 @@ const SDK_FILES: &[(&str, &str)] = &[
     (
         "src/effect.rs",
         include_str!("../../effects/sdk/src/effect.rs"),
+    ),
+    (
+        "src/error.rs",
+        include_str!("../../effects/sdk/src/error.rs"),
     ),
     ("src/lib.rs", include_str!("../../effects/sdk/src/lib.rs")),
     (

@@ -14,6 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// An output that cannot be read back (to hash it).
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+struct Unreadable {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
 /// A worker process: its root (for its state, its compiled effects and the folders jobs run
 /// in), the farm, and what it runs jobs with.
 struct Worker {
@@ -447,7 +455,10 @@ impl Worker {
                 files
                     .iter()
                     .map(|path| {
-                        let named = |e: std::io::Error| format!("{}: {e}", path.display());
+                        let named = |source| Unreadable {
+                            path: path.clone(),
+                            source,
+                        };
                         let bytes = std::fs::metadata(path).map_err(named)?.len();
                         let blake3 = crate::digest::hash_file(path).map_err(named)?;
                         Ok(OutputObject {
@@ -458,11 +469,11 @@ impl Worker {
                             staged: true,
                         })
                     })
-                    .collect::<Result<Vec<_>, String>>()
+                    .collect::<Result<Vec<_>, Unreadable>>()
             })
             .await
             .map_err(|e| transient(e.to_string()))?
-            .map_err(transient);
+            .map_err(|e| transient(e.to_string()));
         }
         // Small outputs travel in the result itself, as long as together they stay under
         // the limit; the others through the object store.

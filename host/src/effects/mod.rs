@@ -161,9 +161,9 @@ impl Catalog {
     /// A module file checked as the effects folder would check it (read, the ABI and the
     /// descriptor, compiled, probed), without adding it: the effect, or every reason it is
     /// refused.
-    pub fn check_file(&self, path: &Path) -> Result<Entry, String> {
-        let bytes = runtime::read_module(path).map_err(|e| e.to_string())?;
-        let e = check(&self.rt, &path.display().to_string(), &bytes).map_err(|e| e.to_string())?;
+    pub fn check_file(&self, path: &Path) -> Result<Entry, CheckError> {
+        let bytes = runtime::read_module(path)?;
+        let e = check(&self.rt, &path.display().to_string(), &bytes)?;
         Ok(Entry {
             effect: Arc::new(e),
             origin: Origin::File(path.to_path_buf()),
@@ -183,6 +183,15 @@ impl Catalog {
                     .map(|(_, why)| why.as_str())
             })
     }
+}
+
+/// Why a module file is not an effect: it cannot be read, or the checks refuse it.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Read(#[from] runtime::ReadModuleError),
+    #[error(transparent)]
+    Refused(#[from] EffectError),
 }
 
 /// Check a module against the ABI, compile it (or take it from the cache) and probe it.

@@ -469,7 +469,7 @@ fn cors(origins: &[String]) -> Result<Option<tower_http::cors::CorsLayer>> {
     }
     let mut values = Vec::new();
     for o in origins {
-        values.push(crate::config::check_origin(o).map_err(|e| anyhow::anyhow!(e))?);
+        values.push(crate::config::check_origin(o)?);
     }
     let values: Vec<axum::http::HeaderValue> = values
         .iter()

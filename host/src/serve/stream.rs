@@ -146,7 +146,7 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
     let built = tokio::task::spawn_blocking(move || Chain::build(&root, &open)).await;
     let mut chain = match built {
         Ok(Ok(c)) => c,
-        Ok(Err(m)) => return close(socket, 1008, m).await,
+        Ok(Err(m)) => return close(socket, 1008, m.to_string()).await,
         Err(e) => return close(socket, 1011, format!("the session could not start: {e}")).await,
     };
     let ready = json(serde_json::json!({
@@ -177,7 +177,7 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
                         }
                     }
                     Err(m) => {
-                        let _ = out_tx.send(Out::Fail(m));
+                        let _ = out_tx.send(Out::Fail(m.to_string()));
                         return;
                     }
                 }
@@ -250,29 +250,64 @@ struct Chain {
     steps_reported: u64,
 }
 
+/// Why a session cannot open, or a block cannot be processed (said to the client as the close
+/// reason).
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("{}", .0.to_string().replace("sample rate", "sample_rate"))]
+    Rate(sluice_core::formats::limits::OutOfRange),
+    #[error("channels {0}: give 1 to {MAX_CHANNELS}")]
+    Channels(usize),
+    #[error("max_frames {0}: give 1 to {MAX_FRAMES}")]
+    MaxFrames(usize),
+    #[error("a chain of {0} effects: at most 16")]
+    ChainLength(usize),
+    #[error("{0}")]
+    Root(anyhow::Error),
+    #[error("effect {effect:?} was refused: {why}")]
+    Refused { effect: String, why: String },
+    #[error("no effect {0:?} (GET /api/v1/effects lists them)")]
+    NoEffect(String),
+    #[error("{effect}: no parameter {param:?} (it has {has})")]
+    NoParam {
+        effect: String,
+        param: String,
+        has: String,
+    },
+    #[error("{effect}: {param} = {value} is outside {min} to {max}")]
+    ParamRange {
+        effect: String,
+        param: String,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
+    #[error(transparent)]
+    Effect(#[from] crate::effects::EffectError),
+    #[error(
+        "a block of {bytes} bytes: give interleaved 32-bit float frames of {channels} channel(s) ({} bytes each)",
+        4 * .channels
+    )]
+    BlockBytes { bytes: usize, channels: usize },
+    #[error("a block of {frames} frames: at most {max} (max_frames)")]
+    BlockFrames { frames: usize, max: usize },
+}
+
 impl Chain {
-    fn build(root: &std::path::Path, open: &Open) -> Result<Chain, String> {
-        if let Err(e) = sluice_core::formats::limits::check_rate(open.sample_rate) {
-            return Err(e.to_string().replace("sample rate", "sample_rate"));
-        }
+    fn build(root: &std::path::Path, open: &Open) -> Result<Chain, StreamError> {
+        sluice_core::formats::limits::check_rate(open.sample_rate).map_err(StreamError::Rate)?;
         if !(1..=MAX_CHANNELS).contains(&open.channels) {
-            return Err(format!(
-                "channels {}: give 1 to {MAX_CHANNELS}",
-                open.channels
-            ));
+            return Err(StreamError::Channels(open.channels));
         }
         let max_frames = open.max_frames.unwrap_or(MAX_FRAMES);
         if !(1..=MAX_FRAMES).contains(&max_frames) {
-            return Err(format!("max_frames {max_frames}: give 1 to {MAX_FRAMES}"));
+            return Err(StreamError::MaxFrames(max_frames));
         }
         if open.chain.len() > 16 {
-            return Err(format!(
-                "a chain of {} effects: at most 16",
-                open.chain.len()
-            ));
+            return Err(StreamError::ChainLength(open.chain.len()));
         }
-        let cfg = crate::config::Config::load(root).map_err(|e| e.to_string())?;
-        let fx = cfg.effects().map_err(|e| e.to_string())?;
+        let cfg = crate::config::Config::load(root).map_err(StreamError::Root)?;
+        let fx = cfg.effects().map_err(StreamError::Root)?;
         let mut instances = Vec::new();
         let mut names = Vec::new();
         let mut latency = 0;
@@ -280,8 +315,11 @@ impl Chain {
             let entry = fx
                 .get(&c.effect)
                 .ok_or_else(|| match fx.refusal(&c.effect) {
-                    Some(why) => format!("effect {:?} was refused: {why}", c.effect),
-                    None => format!("no effect {:?} (GET /api/v1/effects lists them)", c.effect),
+                    Some(why) => StreamError::Refused {
+                        effect: c.effect.clone(),
+                        why: why.to_string(),
+                    },
+                    None => StreamError::NoEffect(c.effect.clone()),
                 })?;
             let d = &entry.effect.descriptor;
             let mut inst = Instance::new(
@@ -291,34 +329,35 @@ impl Chain {
                 open.channels,
                 max_frames,
                 Limits::default(),
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             for (k, v) in &c.params {
                 let (i, p) = d
                     .params
                     .iter()
                     .enumerate()
                     .find(|(_, p)| &p.id == k)
-                    .ok_or_else(|| {
-                        format!(
-                            "{}: no parameter {k:?} (it has {})",
-                            d.name,
-                            d.params
-                                .iter()
-                                .map(|p| p.id.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
+                    .ok_or_else(|| StreamError::NoParam {
+                        effect: d.name.clone(),
+                        param: k.clone(),
+                        has: d
+                            .params
+                            .iter()
+                            .map(|p| p.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     })?;
                 if !v.is_finite() || *v < p.min || *v > p.max {
-                    return Err(format!(
-                        "{}: {k} = {v} is outside {} to {}",
-                        d.name, p.min, p.max
-                    ));
+                    return Err(StreamError::ParamRange {
+                        effect: d.name.clone(),
+                        param: k.clone(),
+                        value: *v,
+                        min: p.min,
+                        max: p.max,
+                    });
                 }
-                inst.set_param(i, *v).map_err(|e| e.to_string())?;
+                inst.set_param(i, *v)?;
             }
-            latency += inst.latency().map_err(|e| e.to_string())?;
+            latency += inst.latency()?;
             names.push(d.name.clone());
             instances.push(inst);
         }
@@ -341,21 +380,20 @@ impl Chain {
     }
 
     /// One block: its processed audio, and the meters due.
-    fn process(&mut self, msg: &[u8]) -> Result<(Vec<u8>, Vec<String>), String> {
+    fn process(&mut self, msg: &[u8]) -> Result<(Vec<u8>, Vec<String>), StreamError> {
         let ch = self.channels;
         if msg.is_empty() || !msg.len().is_multiple_of(4 * ch) {
-            return Err(format!(
-                "a block of {} bytes: give interleaved 32-bit float frames of {ch} channel(s) ({} bytes each)",
-                msg.len(),
-                4 * ch
-            ));
+            return Err(StreamError::BlockBytes {
+                bytes: msg.len(),
+                channels: ch,
+            });
         }
         let frames = msg.len() / (4 * ch);
         if frames > self.max_frames {
-            return Err(format!(
-                "a block of {frames} frames: at most {} (max_frames)",
-                self.max_frames
-            ));
+            return Err(StreamError::BlockFrames {
+                frames,
+                max: self.max_frames,
+            });
         }
         for p in &mut self.planes {
             p.clear();
@@ -371,7 +409,7 @@ impl Chain {
                 let n = (frames - at).min(inst.max_frames().max(1));
                 let mut planes: Vec<&mut [f32]> =
                     self.planes.iter_mut().map(|p| &mut p[at..at + n]).collect();
-                inst.process(&mut planes).map_err(|e| e.to_string())?;
+                inst.process(&mut planes)?;
                 at += n;
             }
         }

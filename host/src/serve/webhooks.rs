@@ -208,25 +208,42 @@ async fn deliver_all(weak: std::sync::Weak<AppState>, hook: Webhook) {
     }
 }
 
+/// Why an https:// webhook has no TLS configuration.
+#[derive(Debug, thiserror::Error)]
+enum TlsSetupError {
+    #[error(transparent)]
+    Ca(#[from] crate::tls::CaError),
+    #[error("ca_file {}: {source}", path.display())]
+    Refused {
+        path: std::path::PathBuf,
+        source: tokio_rustls::rustls::Error,
+    },
+    #[error(
+        "no trusted root certificates on this system (install ca-certificates, or give the webhook a ca_file)"
+    )]
+    NoRoots,
+    #[error("{0}")]
+    Protocols(tokio_rustls::rustls::Error),
+}
+
 /// What an https:// webhook is reached with: the system's roots, or its `ca_file`'s.
-fn tls_for(hook: &Webhook) -> Result<tokio_rustls::TlsConnector, String> {
+fn tls_for(hook: &Webhook) -> Result<tokio_rustls::TlsConnector, TlsSetupError> {
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
     match &hook.ca_file {
         Some(path) => {
-            for c in crate::tls::read_ca(path).map_err(|e| e.to_string())? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            for c in crate::tls::read_ca(path)? {
+                roots.add(c).map_err(|source| TlsSetupError::Refused {
+                    path: path.clone(),
+                    source,
+                })?;
             }
         }
         None => {
             let found = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(found.certs);
             if roots.is_empty() {
-                return Err(
-                    "no trusted root certificates on this system (install ca-certificates, or give the webhook a ca_file)".into(),
-                );
+                return Err(TlsSetupError::NoRoots);
             }
         }
     }
@@ -234,10 +251,41 @@ fn tls_for(hook: &Webhook) -> Result<tokio_rustls::TlsConnector, String> {
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(TlsSetupError::Protocols)?
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Why one delivery failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error("{0}")]
+    Url(#[from] hyper::http::uri::InvalidUri),
+    #[error("no host")]
+    NoHost,
+    #[error("connecting: {0}")]
+    Connect(std::io::Error),
+    #[error("no TLS configuration for an https:// webhook")]
+    NoTls,
+    #[error("{host}: {source}")]
+    ServerName {
+        host: String,
+        source: tokio_rustls::rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error("TLS with {host}: {source}")]
+    Tls {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    #[error("{0}")]
+    Request(#[from] hyper::http::Error),
+    #[error("the receiver answered {0}")]
+    Status(hyper::StatusCode),
+    #[error("no answer within 10 s")]
+    Timeout,
 }
 
 /// One POST; a 2xx answer within 10 s is a success.
@@ -247,27 +295,33 @@ async fn post(
     kind: &str,
     id: u64,
     body: &str,
-) -> Result<(), String> {
-    let uri: hyper::Uri = hook.url.parse().map_err(|e| format!("{e}"))?;
-    let host = uri.host().ok_or("no host")?.to_string();
+) -> Result<(), DeliveryError> {
+    let uri: hyper::Uri = hook.url.parse()?;
+    let host = uri.host().ok_or(DeliveryError::NoHost)?.to_string();
     let https = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let attempt = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
-            .map_err(|e| format!("connecting: {e}"))?;
+            .map_err(DeliveryError::Connect)?;
         let mut send = if https {
-            let tls = tls.ok_or("no TLS configuration for an https:// webhook")?;
+            let tls = tls.ok_or(DeliveryError::NoTls)?;
             let name = tokio_rustls::rustls::pki_types::ServerName::try_from(
                 host.trim_start_matches('[')
                     .trim_end_matches(']')
                     .to_string(),
             )
-            .map_err(|e| format!("{host}: {e}"))?;
+            .map_err(|source| DeliveryError::ServerName {
+                host: host.clone(),
+                source,
+            })?;
             let stream = tls
                 .connect(name, tcp)
                 .await
-                .map_err(|e| format!("TLS with {host}: {e}"))?;
+                .map_err(|source| DeliveryError::Tls {
+                    host: host.clone(),
+                    source,
+                })?;
             handshake(stream).await?
         } else {
             handshake(tcp).await?
@@ -289,32 +343,30 @@ async fn post(
                 "X-Sluice-Signature",
                 signature(&hook.secret, body.as_bytes()),
             )
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| format!("{e}"))?;
-        let res = send.send_request(req).await.map_err(|e| format!("{e}"))?;
+            .body(Full::new(Bytes::from(body.to_string())))?;
+        let res = send.send_request(req).await?;
         let status = res.status();
         let _ = res.into_body().collect().await;
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("the receiver answered {status}"))
+            Err(DeliveryError::Status(status))
         }
     };
     tokio::time::timeout(Duration::from_secs(10), attempt)
         .await
-        .map_err(|_| "no answer within 10 s".to_string())?
+        .map_err(|_| DeliveryError::Timeout)?
 }
 
 /// An HTTP/1.1 client connection over `io` (its driving task spawned).
 async fn handshake<IO>(
     io: IO,
-) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String>
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, DeliveryError>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-        .await
-        .map_err(|e| format!("{e}"))?;
+    let (send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
     tokio::spawn(conn);
     Ok(send)
 }
