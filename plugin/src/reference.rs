@@ -178,7 +178,7 @@ impl TonalTarget {
 #[derive(Debug, Clone, Default)]
 struct ProfileFile {
     path: String,
-    target: Option<Result<TonalTarget, String>>,
+    target: Option<Result<TonalTarget, ProfileError>>,
 }
 
 struct Slot {
@@ -237,30 +237,71 @@ impl Default for References {
     }
 }
 
+/// Why a reference cannot be used (each names the file).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The decoder's errors name the file.
+    #[error(transparent)]
+    Input(#[from] Box<sluice_core::InputError>),
+    #[error("{}: {source}", path.display())]
+    Render {
+        path: PathBuf,
+        source: Box<sluice_core::render::RenderError>,
+    },
+    #[error("{}: cancelled", .0.display())]
+    Cancelled(PathBuf),
+    /// Longer than a reference may be, or more samples than one may hold at this session's
+    /// rate and channels.
+    #[error("{}", too_long(.path, *.seconds, *.keep, *.rate))]
+    TooLong {
+        path: PathBuf,
+        seconds: f64,
+        keep: usize,
+        rate: u32,
+    },
+    #[error("{}: no loudness measured", .0.display())]
+    NoLoudness(PathBuf),
+    #[error("{}: silent (no integrated loudness), nothing to match", .0.display())]
+    Silent(PathBuf),
+    #[error("{}: no audio", .0.display())]
+    NoAudio(PathBuf),
+}
+
+fn too_long(path: &Path, seconds: f64, keep: usize, rate: u32) -> String {
+    let shown = path.display();
+    if seconds > MAX_SECONDS {
+        format!(
+            "{shown}: {:.0} minutes long; references up to {:.0} minutes are kept in memory",
+            seconds / 60.0,
+            MAX_SECONDS / 60.0
+        )
+    } else {
+        format!(
+            "{shown}: {:.1} minutes of {keep} channel(s) at this session's {rate} Hz would take \
+             {:.0} MB; a reference may take {:.0} MB here ({:.1} minutes)",
+            seconds / 60.0,
+            seconds * f64::from(rate) * keep as f64 * 4.0 / 1e6,
+            MAX_SAMPLES as f64 * 4.0 / 1e6,
+            MAX_SAMPLES as f64 / (f64::from(rate) * keep as f64) / 60.0
+        )
+    }
+}
+
 /// Decodes, measures and resamples the reference at `path` in one pass: why it cannot be used,
-/// or "cancelled" when `stop` turned true between two decoded blocks (the instance is going, or
-/// a later request for the slot replaced this one).
+/// or [`LoadError::Cancelled`] when `stop` turned true between two decoded blocks (the instance
+/// is going, or a later request for the slot replaced this one).
 pub fn load(
     path: &Path,
     rate: u32,
     channels: usize,
     stop: &dyn Fn() -> bool,
-) -> Result<Loaded, String> {
-    let shown = path.display();
+) -> Result<Loaded, LoadError> {
     let opts = AnalysisOptions {
         sections: vec![Section::Loudness, Section::Spectrum],
         targets: Vec::new(),
         ..AnalysisOptions::default()
     };
-    // The decoder's errors name the file; others get its name here.
-    let named = |e: String| {
-        if e.contains(&*shown.to_string()) {
-            e
-        } else {
-            format!("{shown}: {e}")
-        }
-    };
-    let mut dec = sluice_core::Decoder::open(path).map_err(|e| named(e.to_string()))?;
+    let mut dec = sluice_core::Decoder::open(path).map_err(Box::new)?;
     let info = dec.info().clone();
     let src_rate = f64::from(info.sample_rate.max(1));
     // Only the channels the session hears are kept (see `map_channels`): a mono session hears
@@ -272,23 +313,11 @@ pub fn load(
         src_channels.min(channels.min(MAX_CHANNELS))
     };
     let samples_kept = |seconds: f64| seconds * f64::from(rate) * keep as f64;
-    let too_long = |seconds: f64| {
-        if seconds > MAX_SECONDS {
-            format!(
-                "{shown}: {:.0} minutes long; references up to {:.0} minutes are kept in memory",
-                seconds / 60.0,
-                MAX_SECONDS / 60.0
-            )
-        } else {
-            format!(
-                "{shown}: {:.1} minutes of {keep} channel(s) at this session's {rate} Hz would take \
-                 {:.0} MB; a reference may take {:.0} MB here ({:.1} minutes)",
-                seconds / 60.0,
-                samples_kept(seconds) * 4.0 / 1e6,
-                MAX_SAMPLES as f64 * 4.0 / 1e6,
-                MAX_SAMPLES as f64 / (f64::from(rate) * keep as f64) / 60.0
-            )
-        }
+    let too_long = |seconds: f64| LoadError::TooLong {
+        path: path.to_path_buf(),
+        seconds,
+        keep,
+        rate,
     };
     let fits = |seconds: f64| seconds <= MAX_SECONDS && samples_kept(seconds) <= MAX_SAMPLES as f64;
     if let Some(seconds) = info.duration_seconds
@@ -301,14 +330,17 @@ pub fn load(
     let mut resample =
         (info.sample_rate != rate).then(|| Resample::new(rate, ResampleQuality::Fft));
     if let Some(r) = &mut resample {
-        r.start(&spec).map_err(|e| named(e.to_string()))?;
+        r.start(&spec).map_err(|source| LoadError::Render {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
     }
     let mut out = Block::new(keep);
     let mut block = Block::new(keep);
     let mut frames_read = 0u64;
-    while let Some(decoded) = dec.next_block().map_err(|e| named(e.to_string()))? {
+    while let Some(decoded) = dec.next_block().map_err(Box::new)? {
         if stop() {
-            return Err(format!("{shown}: cancelled"));
+            return Err(LoadError::Cancelled(path.to_path_buf()));
         }
         let planes: Vec<&[f32]> = decoded.planes().collect();
         // A file whose header gave no length is refused once it proves too long, before more
@@ -345,11 +377,11 @@ pub fn load(
     let loudness = report
         .loudness
         .as_ref()
-        .ok_or_else(|| format!("{shown}: no loudness measured"))?;
+        .ok_or_else(|| LoadError::NoLoudness(path.to_path_buf()))?;
     let integrated = loudness
         .summary
         .integrated_lufs
-        .ok_or_else(|| format!("{shown}: silent (no integrated loudness), nothing to match"))?;
+        .ok_or_else(|| LoadError::Silent(path.to_path_buf()))?;
     let figures = Figures {
         integrated_lufs: integrated,
         loudness_range_lu: loudness.summary.loudness_range_lu,
@@ -367,7 +399,7 @@ pub fn load(
     let planes = map_channels(out.into_planes(), channels);
     let frames = planes.first().map_or(0, Vec::len);
     if frames == 0 {
-        return Err(format!("{shown}: no audio"));
+        return Err(LoadError::NoAudio(path.to_path_buf()));
     }
     Ok(Loaded {
         path: path.to_path_buf(),
@@ -383,23 +415,52 @@ pub const MAX_PROFILE_BYTES: u64 = 4 << 20;
 
 /// A regular file of at most [`MAX_PROFILE_BYTES`] (a FIFO would block the reader; a large
 /// file is not a profile).
-fn read_small_file(path: &Path) -> Result<Vec<u8>, String> {
+fn read_small_file(path: &Path) -> Result<Vec<u8>, ProfileError> {
     use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let io = |e: std::io::Error| ProfileError::Read {
+        path: path.to_path_buf(),
+        source: Arc::new(e),
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(ProfileError::NotAFile(path.to_path_buf()));
     }
     if meta.len() > MAX_PROFILE_BYTES {
-        return Err(format!(
-            "{:.1} MB: not a Sluice profile (those are a few kilobytes of JSON)",
-            meta.len() as f64 / 1e6
-        ));
+        return Err(ProfileError::TooLarge {
+            path: path.to_path_buf(),
+            bytes: meta.len(),
+        });
     }
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_PROFILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| e.to_string())?;
+        .map_err(io)?;
     Ok(bytes)
+}
+
+/// Why a profile file cannot be held against (each names the file).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
+    #[error("{}: not a regular file", .0.display())]
+    NotAFile(PathBuf),
+    #[error(
+        "{}: {:.1} MB: not a Sluice profile (those are a few kilobytes of JSON)",
+        path.display(),
+        *bytes as f64 / 1e6
+    )]
+    TooLarge { path: PathBuf, bytes: u64 },
+    #[error("{}: not a Sluice profile: {source}", path.display())]
+    NotAProfile {
+        path: PathBuf,
+        source: Arc<serde_json::Error>,
+    },
+    #[error("{}: the profile has no band levels", .0.display())]
+    NoBands(PathBuf),
 }
 
 /// Maps a reference's channels onto `channels` session channels.
@@ -552,7 +613,7 @@ impl References {
                         }
                         Err(e) => {
                             st.state = "error";
-                            st.error = Some(e);
+                            st.error = Some(e.to_string());
                             drop(st);
                             me.set_audio(slot, None);
                         }
@@ -635,21 +696,24 @@ impl References {
 
     /// Reads the profile file at `path` (`sluice ref profile export`; empty: none), which the
     /// tonal balance is then held against. Returns why it cannot be used.
-    pub fn load_profile(&self, path: &str) -> Result<(), String> {
+    pub fn load_profile(&self, path: &str) -> Result<(), ProfileError> {
         let path = path.trim().to_string();
+        let file = PathBuf::from(&path);
         let target = if path.is_empty() {
             None
         } else {
             Some(
-                read_small_file(Path::new(&path))
-                    .map_err(|e| format!("{path}: {e}"))
+                read_small_file(&file)
                     .and_then(|b| {
                         serde_json::from_slice::<sluice_core::analysis::compare::Profile>(&b)
-                            .map_err(|e| format!("{path}: not a Sluice profile: {e}"))
+                            .map_err(|e| ProfileError::NotAProfile {
+                                path: file.clone(),
+                                source: Arc::new(e),
+                            })
                     })
                     .and_then(|p| {
                         TonalTarget::from_profile(&p)
-                            .ok_or_else(|| format!("{path}: the profile has no band levels"))
+                            .ok_or_else(|| ProfileError::NoBands(file.clone()))
                     }),
             )
         };
@@ -665,7 +729,7 @@ impl References {
     pub fn profile_status(&self) -> (String, Option<String>) {
         let p = self.profile.lock().unwrap_or_else(|p| p.into_inner());
         let error = match &p.target {
-            Some(Err(e)) => Some(e.clone()),
+            Some(Err(e)) => Some(e.to_string()),
             _ => None,
         };
         (p.path.clone(), error)

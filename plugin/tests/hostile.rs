@@ -20,7 +20,7 @@ fn forged_references_are_refused_clearly_in_bounded_memory() {
         match sluice_plugin::reference::load(&path, 48_000, 2, &|| false) {
             Ok(_) if f.field.is_some() => wrong.push(format!("{}: loaded", f.name)),
             Ok(_) => {}
-            Err(e) => wrong.extend(f.judge(&shown, &e)),
+            Err(e) => wrong.extend(f.judge(&shown, &e.to_string())),
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

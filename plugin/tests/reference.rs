@@ -308,11 +308,17 @@ fn a_profile_file_that_cannot_be_used_says_why() {
     let refs = References::default();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("gone.json");
-    let e = refs.load_profile(missing.to_str().unwrap()).unwrap_err();
+    let e = refs
+        .load_profile(missing.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("gone.json"), "{e}");
     let junk = dir.path().join("junk.json");
     std::fs::write(&junk, b"{\"name\": 3}").unwrap();
-    let e = refs.load_profile(junk.to_str().unwrap()).unwrap_err();
+    let e = refs
+        .load_profile(junk.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("junk.json") && e.contains("not a Sluice profile"),
         "{e}"
@@ -326,18 +332,27 @@ fn a_profile_file_that_cannot_be_used_says_why() {
         .set_len(200_000_000)
         .unwrap();
     let t = Instant::now();
-    let e = refs.load_profile(big.to_str().unwrap()).unwrap_err();
+    let e = refs
+        .load_profile(big.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("a-recording.wav") && e.contains("200.0 MB"),
         "{e}"
     );
     assert!(t.elapsed() < Duration::from_millis(200), "it was read");
-    let e = refs.load_profile(dir.path().to_str().unwrap()).unwrap_err();
+    let e = refs
+        .load_profile(dir.path().to_str().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a regular file"), "{e}");
     let fifo = dir.path().join("fifo");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status();
     if made.is_ok_and(|s| s.success()) {
-        let e = refs.load_profile(fifo.to_str().unwrap()).unwrap_err();
+        let e = refs
+            .load_profile(fifo.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("fifo") && e.contains("not a regular file"),
             "{e}"
@@ -513,7 +528,8 @@ fn a_reference_too_big_for_memory_is_refused_from_its_header() {
     let t = Instant::now();
     let e = sluice_plugin::reference::load(&path, 192_000, 6, &|| false)
         .err()
-        .expect("refused");
+        .expect("refused")
+        .to_string();
     assert!(
         e.contains("ten-minutes-7.1-192k.wav") && e.contains("2765 MB") && e.contains("691 MB"),
         "{e}"
@@ -532,7 +548,8 @@ fn a_reference_over_15_minutes_is_refused_before_it_is_decoded() {
     let t = Instant::now();
     let e = sluice_plugin::reference::load(&path, RATE, 2, &|| false)
         .err()
-        .expect("refused");
+        .expect("refused")
+        .to_string();
     assert!(
         e.contains("sixteen-minutes.wav") && e.contains("16 minutes long"),
         "{e}"

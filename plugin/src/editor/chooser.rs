@@ -29,9 +29,23 @@ pub enum Chosen {
     Nothing,
 }
 
+/// Why there is no chooser, or it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChooserError {
+    #[error("cannot open the file chooser {name}: {source}")]
+    Start {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("no file chooser ({} not found): install zenity or kdialog, or type the path", .tried.join(", "))]
+    None { tried: Vec<String> },
+    #[error("the file chooser: {0}")]
+    Wait(std::io::Error),
+}
+
 impl Chooser {
     /// Opens the chooser, or says why there is none.
-    pub fn open() -> Result<Chooser, String> {
+    pub fn open() -> Result<Chooser, ChooserError> {
         let mut tried = Vec::new();
         let commands: Vec<Command> = match std::env::var_os("SLUICE_FILE_CHOOSER") {
             Some(p) if !p.is_empty() => vec![Command::new(p)],
@@ -64,17 +78,14 @@ impl Chooser {
             {
                 Ok(child) => return Ok(Chooser { child }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => tried.push(name),
-                Err(e) => return Err(format!("cannot open the file chooser {name}: {e}")),
+                Err(source) => return Err(ChooserError::Start { name, source }),
             }
         }
-        Err(format!(
-            "no file chooser ({} not found): install zenity or kdialog, or type the path",
-            tried.join(", ")
-        ))
+        Err(ChooserError::None { tried })
     }
 
     /// Whether it has closed, and with what.
-    pub fn poll(&mut self) -> Result<Chosen, String> {
+    pub fn poll(&mut self) -> Result<Chosen, ChooserError> {
         match self.child.try_wait() {
             Ok(None) => Ok(Chosen::Open),
             Ok(Some(status)) => {
@@ -89,7 +100,7 @@ impl Chooser {
                     Ok(Chosen::Nothing)
                 }
             }
-            Err(e) => Err(format!("the file chooser: {e}")),
+            Err(e) => Err(ChooserError::Wait(e)),
         }
     }
 }

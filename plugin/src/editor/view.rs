@@ -1609,7 +1609,7 @@ fn ab_row(
                 state.chooser = Some(c);
                 state.chooser_error = None;
             }
-            Err(e) => state.chooser_error = Some(e),
+            Err(e) => state.chooser_error = Some(e.to_string()),
         }
     }
     let mut picked = false;
@@ -1623,7 +1623,7 @@ fn ab_row(
             }
             Ok(super::chooser::Chosen::Nothing) => state.chooser = None,
             Err(e) => {
-                state.chooser_error = Some(e);
+                state.chooser_error = Some(e.to_string());
                 state.chooser = None;
             }
         }
