@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 const NOBODY: u32 = 65534;
 
 fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
@@ -221,6 +222,8 @@ bit_depth = 24
     // A file size limit stands in for a full disk: a write past 4 MB fails (EFBIG), as a
     // write to a full disk fails with ENOSPC. The host must not die of SIGXFSZ.
     let mut cmd = watch_command(&root);
+    // SAFETY: between fork and exec the closure only calls setrlimit (async-signal-safe),
+    // on the child's own limits.
     unsafe {
         cmd.pre_exec(|| {
             let lim = libc::rlimit {
@@ -489,6 +492,8 @@ action = "keep"
         eprintln!(
             "no tmpfs (not root, or no mount): a file size limit stands in for the full disk"
         );
+        // SAFETY: between fork and exec the closure only calls setrlimit (async-signal-safe),
+        // on the child's own limits.
         unsafe {
             cmd.pre_exec(move || {
                 let lim = libc::rlimit {

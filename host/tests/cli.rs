@@ -681,6 +681,7 @@ fn the_host_keeps_watching_when_its_output_reader_goes_away() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");

@@ -134,6 +134,7 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // SAFETY: signalling our own child.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

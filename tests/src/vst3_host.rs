@@ -204,8 +204,9 @@ impl Vst3Module {
         let count = unsafe { self.factory.countClasses() };
         let mut out = Vec::new();
         for i in 0..count {
-            // SAFETY (the three blocks): plain C structs the factory fills, valid pointers.
+            // SAFETY: a plain C struct, for which all zeros is a valid value.
             let mut c: PClassInfo = unsafe { std::mem::zeroed() };
+            // SAFETY: the struct is ours and outlives the call; the factory is alive.
             let r = unsafe { self.factory.getClassInfo(i, &mut c) };
             ensure!(r == kResultOk, "getClassInfo({i}) returned {r}");
             let basic = ClassInfo {
@@ -221,7 +222,9 @@ impl Vst3Module {
             };
             let info2 = match &f2 {
                 Some(f2) => {
+                    // SAFETY: a plain C struct, for which all zeros is a valid value.
                     let mut c: PClassInfo2 = unsafe { std::mem::zeroed() };
+                    // SAFETY: the struct is ours and outlives the call; the factory is alive.
                     let r = unsafe { f2.getClassInfo2(i, &mut c) };
                     ensure!(r == kResultOk, "getClassInfo2({i}) returned {r}");
                     Some(ClassInfo {
@@ -240,7 +243,9 @@ impl Vst3Module {
             };
             let unicode = match &f3 {
                 Some(f3) => {
+                    // SAFETY: a plain C struct, for which all zeros is a valid value.
                     let mut c: PClassInfoW = unsafe { std::mem::zeroed() };
+                    // SAFETY: the struct is ours and outlives the call; the factory is alive.
                     let r = unsafe { f3.getClassInfoUnicode(i, &mut c) };
                     ensure!(r == kResultOk, "getClassInfoUnicode({i}) returned {r}");
                     Some(ClassInfo {

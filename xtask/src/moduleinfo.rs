@@ -81,19 +81,25 @@ pub fn describe(bundle: &Path) -> Result<serde_json::Value> {
 
     // SAFETY: plain C structs filled by the factory; zero is a valid bit pattern for each.
     let mut info: PFactoryInfo = unsafe { std::mem::zeroed() };
+    // SAFETY: the struct is ours and outlives the call; the factory is alive.
     if unsafe { factory.getFactoryInfo(&mut info) } != kResultOk {
         bail!("{}: getFactoryInfo failed", so.display());
     }
     let flags = info.flags as u32;
     let mut classes = Vec::new();
+    // SAFETY: the factory is alive (we hold a reference to it).
     for i in 0..unsafe { factory.countClasses() } {
+        // SAFETY: a plain C struct, for which all zeros is a valid value.
         let mut c2: PClassInfo2 = unsafe { std::mem::zeroed() };
+        // SAFETY: the struct is ours and outlives the call; the factory is alive.
         if unsafe { f2.getClassInfo2(i, &mut c2) } != kResultOk {
             bail!("{}: getClassInfo2({i}) failed", so.display());
         }
         let (name, vendor, version, sdk) = match &f3 {
             Some(f3) => {
+                // SAFETY: a plain C struct, for which all zeros is a valid value.
                 let mut w: PClassInfoW = unsafe { std::mem::zeroed() };
+                // SAFETY: the struct is ours and outlives the call; the factory is alive.
                 if unsafe { f3.getClassInfoUnicode(i, &mut w) } != kResultOk {
                     bail!("{}: getClassInfoUnicode({i}) failed", so.display());
                 }

@@ -72,6 +72,7 @@ pub fn time_process(exe: &Path, args: &[&str], file: &Path) -> Res<Run> {
     let mut status = 0;
     // SAFETY: rusage is plain data, filled by the kernel; pid is our child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `status` and `usage` are ours and outlive the call; `pid` is our child.
     let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = t.elapsed().as_secs_f64();
     if got != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {

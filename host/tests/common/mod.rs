@@ -196,6 +196,7 @@ impl Host {
 
     /// SIGTERM, then wait for the exit.
     pub fn stop(mut self) -> ExitStatus {
+        // SAFETY: signalling our own child.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
@@ -238,6 +239,8 @@ pub fn closed_pipe() -> std::os::fd::OwnedFd {
     let mut fds = [0; 2];
     // SAFETY: `pipe` fills both descriptors; we close the reading one and own the other.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors came from `pipe` above: the reading one is closed once, the
+    // writing one is owned from here on.
     unsafe {
         libc::close(fds[0]);
         <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1])
