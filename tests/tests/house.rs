@@ -1,0 +1,239 @@
+//! The house holds no import circle: within each crate, no file reaches back to itself through
+//! the `crate::` and `super::` paths it names (in `use` lines and in code). A parent module
+//! naming its own children by their bare names (`audio::routes()` in `serve/mod.rs`) is how
+//! Rust declares modules and is not counted; test modules (`#[cfg(test)] mod ...`) are not
+//! part of the house. docs/ARCHITECTURE.md has the layers this keeps.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The crates' source folders, from the repository's root.
+const CRATES: &[&str] = &[
+    "core/src",
+    "host/src",
+    "plugin/src",
+    "tests/src",
+    "xtask/src",
+    "effects/sdk/src",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// A file's module path: `lib.rs` and `main.rs` are the root, `a/mod.rs` and `a.rs` are `a`.
+fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).unwrap();
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+    let last = parts.pop().unwrap();
+    let stem = last.trim_end_matches(".rs");
+    if !(stem == "mod" || (parts.is_empty() && (stem == "lib" || stem == "main"))) {
+        parts.push(stem.to_string());
+    }
+    parts
+}
+
+/// The text without comments, string literals and test modules (`#[cfg(test)] mod x { .. }`).
+fn code_of(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'/' && b.get(i + 1) == Some(&b'/') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i] == b'"' && (i == 0 || b[i - 1] != b'\'') {
+            // A string (raw strings of this tree hold no unbalanced quote).
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                if b[i] == b'\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push_str("\"\"");
+        } else {
+            out.push(b[i] as char);
+            i += 1;
+        }
+    }
+    // Test modules, by their braces (comments and strings are gone).
+    while let Some(at) = out.find("#[cfg(test)]\nmod ") {
+        let Some(open) = out[at..].find(['{', ';']).map(|k| at + k) else {
+            break;
+        };
+        let mut end = open + 1;
+        if out.as_bytes()[open] == b'{' {
+            let mut depth = 0;
+            for (k, c) in out[open..].char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = open + k + 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out.replace_range(at..end, "");
+    }
+    out
+}
+
+/// The paths a use tree or a path expression names, from just after `prefix::`.
+fn paths_from(s: &str, prefix: &[String], out: &mut Vec<Vec<String>>) {
+    let mut path = prefix.to_vec();
+    let mut rest = s;
+    loop {
+        let ident: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if ident.is_empty() {
+            if let Some(group) = rest.strip_prefix('{') {
+                // Split the group at its top-level commas.
+                let mut depth = 0;
+                let mut start = 0;
+                for (k, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            paths_from(group[start..k].trim(), &path, out);
+                            return;
+                        }
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            paths_from(group[start..k].trim(), &path, out);
+                            start = k + 1;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            out.push(path);
+            return;
+        }
+        rest = &rest[ident.len()..];
+        if ident != "self" {
+            path.push(ident);
+        }
+        match rest.strip_prefix("::") {
+            Some(r) => rest = r,
+            None => {
+                out.push(path);
+                return;
+            }
+        }
+    }
+}
+
+/// The module paths (from the crate's root) that `code`, in module `here`, names through
+/// `crate::` and `super::`.
+fn named(code: &str, here: &[String]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let bytes = code.as_bytes();
+    for (i, _) in code.match_indices("crate::") {
+        if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_') {
+            continue; // `sluice_crate::`, `$crate::`
+        }
+        if i > 0 && bytes[i - 1] == b'$' {
+            continue;
+        }
+        paths_from(&code[i + "crate::".len()..], &[], &mut out);
+    }
+    for (i, _) in code.match_indices("super::") {
+        if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_') {
+            continue;
+        }
+        if i >= 2 && &code[i - 2..i] == "::" {
+            continue; // counted with the first `super::` of a chain
+        }
+        // `super::super::x`: one level per `super`.
+        let mut rest = &code[i..];
+        let mut base: Vec<String> = here.to_vec();
+        while let Some(r) = rest.strip_prefix("super::") {
+            base.pop();
+            rest = r;
+        }
+        paths_from(rest, &base, &mut out);
+    }
+    out
+}
+
+#[test]
+fn no_file_of_any_crate_reaches_back_to_itself_through_its_imports() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut circles = Vec::new();
+    let mut edges_seen = 0;
+    for krate in CRATES {
+        let src = root.join(krate);
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let modules: BTreeMap<Vec<String>, PathBuf> = files
+            .iter()
+            .map(|f| (module_of(&src, f), f.clone()))
+            .collect();
+        // File -> the files it names.
+        let mut graph: BTreeMap<PathBuf, BTreeSet<PathBuf>> = BTreeMap::new();
+        for f in &files {
+            let here = module_of(&src, f);
+            let code = code_of(&std::fs::read_to_string(f).unwrap());
+            let mut to = BTreeSet::new();
+            for path in named(&code, &here) {
+                // The longest prefix of the path that is a module file.
+                let target = (0..=path.len())
+                    .rev()
+                    .find_map(|n| modules.get(&path[..n]))
+                    .unwrap();
+                if target != f && !path.is_empty() {
+                    to.insert(target.clone());
+                }
+            }
+            edges_seen += to.len();
+            graph.insert(f.clone(), to);
+        }
+        // Every file that reaches itself: a circle.
+        for start in graph.keys() {
+            let mut stack: Vec<(PathBuf, Vec<PathBuf>)> = vec![(start.clone(), vec![])];
+            let mut seen = BTreeSet::new();
+            while let Some((at, trail)) = stack.pop() {
+                for next in &graph[&at] {
+                    let mut trail = trail.clone();
+                    trail.push(next.clone());
+                    if next == start {
+                        let names: Vec<String> = std::iter::once(start)
+                            .chain(&trail)
+                            .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+                            .collect();
+                        circles.push(names.join(" -> "));
+                    } else if seen.insert(next.clone()) {
+                        stack.push((next.clone(), trail));
+                    }
+                }
+            }
+        }
+    }
+    // The reader reads: the host alone names its modules hundreds of times.
+    assert!(edges_seen > 200, "only {edges_seen} imports read");
+    assert!(
+        circles.is_empty(),
+        "import circles:\n{}",
+        circles.join("\n")
+    );
+}
