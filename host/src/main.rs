@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use sluice_host::{config, export};
+use sluice_host::config;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -30,7 +30,7 @@ enum Command {
     /// Render files to the formats this build writes (`sluice formats`): normalize (peak, or
     /// loudness with a true-peak ceiling), resample, change channels, trim, fade, dither, and
     /// tag.
-    Export(Box<export::ExportArgs>),
+    Export(Box<cli::export::ExportArgs>),
     /// Watch folders and run every file that settles there through its pipelines: the main
     /// job. With no root given and none at ~/Sluice, makes a ready-to-use one.
     Watch(cli::watch::Args),
@@ -102,7 +102,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Info(a) => cli::info::run(a),
         Command::Analyze(a) => cli::analyze::run(a),
-        Command::Export(a) => export::run(&a),
+        Command::Export(a) => cli::export::run(&a),
         Command::Watch(a) => cli::watch::run(a),
         Command::Worker(a) => cli::worker::run(a),
         Command::Run(a) => cli::run::run(a),

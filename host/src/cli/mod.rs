@@ -1,8 +1,7 @@
 //! The commands of the `sluice` binary: one file each, holding its arguments (clap), the call
 //! into the engine (`sluice_host`), and its text form; `--json` prints the engine's own types.
 //! Adding a command is a file here, its `pub mod` line below, and its variant in `main.rs`'s
-//! `Command` with its arm in `run`. `export` is the exception: its arguments and `run` live in
-//! the library (`sluice_host::export`).
+//! `Command` with its arm in `run`.
 //!
 //! Writes return their error instead of panicking: a reader that goes away early
 //! (`sluice jobs | head`) ends the command quietly (see `main`).
@@ -19,6 +18,7 @@ pub mod check;
 pub mod clean;
 pub mod compare;
 pub mod effects;
+pub mod export;
 pub mod formats;
 pub mod info;
 pub mod job;

@@ -102,6 +102,40 @@ pub fn run(a: Args) -> Result<ExitCode> {
         max_connections,
         work_limit,
     };
-    serve::run(&cfg, &opts)?;
+    serve::run(&cfg, &opts, &notice)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A server's notice, printed: the address on standard output (a script reads its first line),
+/// the rest on standard error.
+pub fn notice(n: serve::Notice) {
+    use serve::Notice;
+    match n {
+        Notice::Swept(n) => {
+            eprintln!("sluice serve: removed {n} temporary file(s) left by a stopped process")
+        }
+        Notice::BatchInterrupted(id) => eprintln!(
+            "sluice serve: batch {id} was cut off by a stop: pending again (process it to finish)"
+        ),
+        Notice::Listening {
+            addr,
+            token_file,
+            new_token,
+        } => {
+            super::say(format!("listening on http://{addr}"));
+            match new_token {
+                Some(token) => eprintln!(
+                    "sluice: a new API token, kept in {} (changes need it as `Authorization: Bearer TOKEN`):\n{token}\nthe dashboard, signed in: http://{addr}/#token={token}",
+                    token_file.display()
+                ),
+                None => eprintln!(
+                    "sluice: the dashboard is at http://{addr}/ (the API token is in {})",
+                    token_file.display()
+                ),
+            }
+        }
+        Notice::CutOff => {
+            eprintln!("sluice: requests still under way 5 s after the stop were cut off")
+        }
+    }
 }

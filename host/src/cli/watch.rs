@@ -35,7 +35,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             .name("sluice-server".into())
             .spawn(move || {
                 let opts = sluice_host::serve::ServeOptions::from_config(&sv);
-                let r = sluice_host::serve::run_until(&cfg, &opts, stop.clone());
+                let r =
+                    sluice_host::serve::run_until(&cfg, &opts, stop.clone(), &super::serve::notice);
                 if let Err(e) = &r {
                     super::say(format!("sluice: the HTTP server stopped: {e:#}"));
                 }

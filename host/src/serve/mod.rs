@@ -559,8 +559,26 @@ pub fn openapi_json() -> String {
 /// Serves the root until `stop` resolves (Ctrl-C or SIGTERM in `sluice serve`). Prints
 /// `listening on http://ADDR` once the socket is bound (with the port the system chose when
 /// asked for port 0).
-pub fn run(cfg: &Config, opts: &ServeOptions) -> Result<()> {
-    serve(cfg, opts, shutdown())
+pub fn run(cfg: &Config, opts: &ServeOptions, notify: &dyn Fn(Notice)) -> Result<()> {
+    serve(cfg, opts, shutdown(), notify)
+}
+
+/// What the server tells whoever runs it (`sluice serve` and `sluice watch` print each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Temporaries a stopped process left (exports', uploads in progress), removed at start.
+    Swept(usize),
+    /// A batch a stop cut off: pending again.
+    BatchInterrupted(u64),
+    /// Listening at `addr`; the API token is kept in `token_file`, and `new_token` is it when
+    /// it was made just now (shown once).
+    Listening {
+        addr: SocketAddr,
+        token_file: PathBuf,
+        new_token: Option<String>,
+    },
+    /// Requests still under way 5 s after the stop were cut off.
+    CutOff,
 }
 
 /// Serves the root beside `sluice watch` (its `[server]`) until `stop` is set.
@@ -568,29 +586,34 @@ pub fn run_until(
     cfg: &Config,
     opts: &ServeOptions,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    notify: &dyn Fn(Notice),
 ) -> Result<()> {
-    serve(cfg, opts, async move {
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    })
+    serve(
+        cfg,
+        opts,
+        async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        },
+        notify,
+    )
 }
 
 fn serve(
     cfg: &Config,
     opts: &ServeOptions,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
+    notify: &dyn Fn(Notice),
 ) -> Result<()> {
     let store = Store::open(&cfg.db_path(), true)?;
     // What a server or host killed mid-write left: exports' temporaries, uploads in progress.
     let swept = crate::host::sweep_temporaries(&cfg.root) + audio::sweep_incoming(&cfg.root);
     if swept > 0 {
-        eprintln!("sluice serve: removed {swept} temporary file(s) left by a stopped process");
+        notify(Notice::Swept(swept));
     }
     for id in store.interrupted_batches()? {
-        eprintln!(
-            "sluice serve: batch {id} was cut off by a stop: pending again (process it to finish)"
-        );
+        notify(Notice::BatchInterrupted(id));
     }
     let (token, made) = token(&cfg.root)?;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
@@ -635,31 +658,18 @@ fn serve(
             .await
             .with_context(|| format!("listening on {}", opts.listen))?;
         let addr = listener.local_addr()?;
-        println!("listening on http://{addr}");
-        std::io::stdout().flush().ok();
-        if made {
+        notify(Notice::Listening {
+            addr,
+            token_file: cfg.root.join(".sluice").join("api-token"),
             // Shown once: from now on it is read from the root.
-            eprintln!(
-                "sluice: a new API token, kept in {} (changes need it as `Authorization: Bearer TOKEN`):\n{}\nthe dashboard, signed in: http://{addr}/#token={}",
-                cfg.root.join(".sluice").join("api-token").display(),
-                state.token,
-                state.token
-            );
-        } else {
-            eprintln!(
-                "sluice: the dashboard is at http://{addr}/ (the API token is in {})",
-                cfg.root.join(".sluice").join("api-token").display()
-            );
-        }
+            new_token: made.then(|| state.token.clone()),
+        });
         let stopping = async move {
             stop.await;
             let _ = closing_tx.send(true);
         };
         let served = async {
-            tokio::join!(
-                stopping,
-                accept(listener, app, opts, state.closing.clone())
-            );
+            tokio::join!(stopping, accept(listener, app, opts, state.closing.clone()));
         };
         // Requests under way get 5 s to finish after the stop (analyses stop at once: their
         // `Work` sees `closing`, and they answer 503 `stopping`); then the server closes.
@@ -671,7 +681,7 @@ fn serve(
         tokio::select! {
             () = served => Ok(()),
             _ = bound => {
-                eprintln!("sluice: requests still under way 5 s after the stop were cut off");
+                notify(Notice::CutOff);
                 Ok(())
             }
         }
