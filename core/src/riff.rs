@@ -90,6 +90,33 @@ pub struct Bext {
     pub coding_history: String,
 }
 
+impl Bext {
+    /// Adds one process to the coding history, after what is there, as EBU R 98 writes it:
+    /// `A=PCM,F=48000,W=24,M=stereo,T=Sluice 0.1.0` (`A=FLOAT` for float samples; `M` is
+    /// `mono`, `stereo`, or `multitrack` past two channels). `by` names the program.
+    pub fn add_coding(
+        &mut self,
+        float: bool,
+        sample_rate: u32,
+        bits: u32,
+        channels: usize,
+        by: &str,
+    ) {
+        if !self.coding_history.is_empty() && !self.coding_history.ends_with('\n') {
+            self.coding_history.push('\n');
+        }
+        let mode = match channels {
+            1 => "mono",
+            2 => "stereo",
+            _ => "multitrack",
+        };
+        self.coding_history.push_str(&format!(
+            "A={},F={sample_rate},W={bits},M={mode},T={by}",
+            if float { "FLOAT" } else { "PCM" }
+        ));
+    }
+}
+
 /// Fixed part of the `bext` chunk, before the coding history.
 const BEXT_FIXED: usize = 602;
 /// Read at most this much of a `bext` chunk (coding history beyond it is cut).
@@ -343,6 +370,27 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn coding_history_lines_follow_r98_after_what_is_there() {
+        let mut b = Bext {
+            coding_history: "A=PCM,F=44100,W=16,M=stereo,T=sox synth".into(),
+            ..Bext::default()
+        };
+        b.add_coding(false, 48_000, 24, 2, "Sluice 1");
+        b.add_coding(true, 96_000, 32, 1, "Sluice Meter 1");
+        b.add_coding(false, 48_000, 16, 6, "x");
+        assert_eq!(
+            b.coding_history,
+            "A=PCM,F=44100,W=16,M=stereo,T=sox synth\nA=PCM,F=48000,W=24,M=stereo,T=Sluice 1\n\
+             A=FLOAT,F=96000,W=32,M=mono,T=Sluice Meter 1\nA=PCM,F=48000,W=16,M=multitrack,T=x"
+        );
+        // Written with CR LF after every line, read back as it was.
+        let mut empty = Bext::default();
+        empty.add_coding(false, 8_000, 8, 1, "y");
+        assert_eq!(empty.coding_history, "A=PCM,F=8000,W=8,M=mono,T=y");
+    }
+
     use super::*;
     use std::io::Cursor;
 

@@ -460,31 +460,27 @@ impl WriterState {
         let (format, ext) = take_output_format(settings.format);
         let spec = SignalSpec::with_channels(self.cfg.sample_rate, self.channels);
         let now = civil_now();
-        let bext = (ext == "wav").then(|| Bext {
-            description: format!("{} take", crate::PLUGIN_NAME),
-            originator: crate::PLUGIN_NAME.into(),
-            originator_reference: String::new(),
-            origination_date: now.0.clone(),
-            origination_time: now.1.replace('-', ":"),
-            // Never negative: the audio thread leaves out a pre-roll's frames before 0.
-            time_reference: position.max(0) as u64,
-            version: 2,
-            coding_history: format!(
-                "A=PCM,F={},W={},M={},T={} {}\r\n",
+        let bext = (ext == "wav").then(|| {
+            let mut b = Bext {
+                description: format!("{} take", crate::PLUGIN_NAME),
+                originator: crate::PLUGIN_NAME.into(),
+                originator_reference: String::new(),
+                origination_date: now.0.clone(),
+                origination_time: now.1.replace('-', ":"),
+                // Never negative: the audio thread leaves out a pre-roll's frames before 0.
+                time_reference: position.max(0) as u64,
+                version: 2,
+                ..Bext::default()
+            };
+            let float = settings.format == TakeFormat::Wav32Float;
+            b.add_coding(
+                float,
                 self.cfg.sample_rate,
-                match settings.format {
-                    TakeFormat::Wav32Float => 32,
-                    _ => 24,
-                },
-                match self.channels {
-                    1 => "mono",
-                    2 => "stereo",
-                    _ => "multichannel",
-                },
-                crate::PLUGIN_NAME,
-                env!("CARGO_PKG_VERSION")
-            ),
-            ..Bext::default()
+                if float { 32 } else { 24 },
+                self.channels,
+                &format!("{} {}", crate::PLUGIN_NAME, env!("CARGO_PKG_VERSION")),
+            );
+            b
         });
         let prefix = if settings.name_prefix.trim().is_empty() {
             "Sluice take".to_string()

@@ -175,6 +175,13 @@ fn a_take_holds_the_input_and_its_timeline_position() {
     let bext = tags.bext.expect("bext chunk");
     assert_eq!(bext.time_reference, start as u64);
     assert_eq!(bext.version, 2);
+    // The coding history as the exports write it (EBU R 98, the float take as FLOAT).
+    assert!(
+        bext.coding_history
+            .starts_with(&format!("A=FLOAT,F={rate},W=32,M=stereo,T=Sluice Meter ")),
+        "{}",
+        bext.coding_history
+    );
     // Loudness measured on the take, as the core's offline analysis gives it.
     let mut m = sluice_core::analysis::loudness::LoudnessMeter::new(rate, vec![1.0, 1.0]);
     let refs: Vec<&[f32]> = sig.iter().map(Vec::as_slice).collect();

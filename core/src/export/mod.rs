@@ -266,25 +266,17 @@ fn export_source_with(
             if b.originator.is_empty() {
                 b.originator = "Sluice".into();
             }
-            if !b.coding_history.is_empty() && !b.coding_history.ends_with('\n') {
-                b.coding_history.push('\n');
-            }
-            let (mode, bits) = match o.format.settings.sample() {
-                Some(PcmFormat::Float32) => ("FLOAT", 32),
-                _ => ("PCM", o.format.integer_bits().unwrap_or(16)),
+            let (float, bits) = match o.format.settings.sample() {
+                Some(PcmFormat::Float32) => (true, 32),
+                _ => (false, o.format.integer_bits().unwrap_or(16)),
             };
-            b.coding_history.push_str(&format!(
-                "A={mode},F={},W={bits},M={},T=Sluice {}",
+            b.add_coding(
+                float,
                 spec.sample_rate,
-                if spec.channels() == 1 {
-                    "mono"
-                } else if spec.channels() == 2 {
-                    "stereo"
-                } else {
-                    "multitrack"
-                },
-                env!("CARGO_PKG_VERSION")
-            ));
+                bits,
+                spec.channels(),
+                concat!("Sluice ", env!("CARGO_PKG_VERSION")),
+            );
             // A region or trim moves the start: the time reference stays the source's.
             b
         });
