@@ -2,7 +2,7 @@
 //! reference library.
 
 use super::{RootArg, emit};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Subcommand;
 use sluice_host::library::{self, Added, Meta, ReferenceSummary, Similar};
 use std::io::{IsTerminal, Write};
@@ -202,14 +202,7 @@ pub fn run(action: Action) -> Result<ExitCode> {
             let text = serde_json::to_string_pretty(&profile)? + "\n";
             match out {
                 Some(path) => {
-                    let name = path
-                        .file_name()
-                        .with_context(|| format!("{}: not a file name", path.display()))?;
-                    let tmp = path.with_file_name(format!(".{}.part", name.to_string_lossy()));
-                    std::fs::write(&tmp, &text)
-                        .with_context(|| format!("writing {}", tmp.display()))?;
-                    std::fs::rename(&tmp, &path)
-                        .with_context(|| format!("writing {}", path.display()))?;
+                    sluice_core::io::AtomicFile::write(&path, text.as_bytes())?;
                     eprintln!(
                         "{}: {} ({} reference(s))",
                         path.display(),

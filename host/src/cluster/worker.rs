@@ -561,29 +561,25 @@ impl Worker {
                         .map_err(|e| transient(format!("{}: {e}", dir.display())))?;
                     let path = dir.join(format!("{}.wasm", m.blake3));
                     if !path.is_file() {
-                        let tmp = dir.join(format!(".{}-{}.part", m.blake3, std::process::id()));
-                        let mut f = std::fs::File::create(&tmp)
-                            .map_err(|e| transient(format!("{}: {e}", tmp.display())))?;
-                        let fetched = self.farm.rt.block_on(self.farm.get_into(&m.object, &mut f));
-                        let ok = match fetched {
-                            Ok((hash, _)) if hash == m.blake3 => f.sync_all().is_ok(),
+                        let (atomic, mut f) = sluice_core::io::AtomicFile::create(&path, true)
+                            .map_err(|e| transient(e.to_string()))?;
+                        match self.farm.rt.block_on(self.farm.get_into(&m.object, &mut f)) {
+                            Ok((hash, _)) if hash == m.blake3 => {}
                             Ok((hash, _)) => {
-                                let _ = std::fs::remove_file(&tmp);
                                 return Err(transient(format!(
                                     "the module fetched from the farm has BLAKE3 {hash}"
                                 )));
                             }
                             Err(e) => {
-                                let _ = std::fs::remove_file(&tmp);
                                 return Err(transient(format!(
                                     "cannot fetch the module from the farm: {e:#}"
                                 )));
                             }
-                        };
-                        if !ok || std::fs::rename(&tmp, &path).is_err() {
-                            let _ = std::fs::remove_file(&tmp);
-                            return Err(transient("cannot keep the module".into()));
                         }
+                        drop(f);
+                        atomic
+                            .commit()
+                            .map_err(|e| transient(format!("cannot keep the module: {e}")))?;
                     }
                     let e = c.check_file(&path).map_err(|e| {
                         Failure::Effect(format!(
