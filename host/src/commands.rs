@@ -189,7 +189,11 @@ pub struct Retried {
 
 /// `sluice retry ID... | --failed`: queue failed or quarantined jobs again.
 pub fn retry(cfg: &Config, ids: &[u64], failed: bool) -> Result<Retried> {
-    let store = Store::open(&cfg.db_path(), false)?;
+    retry_in(&Store::open(&cfg.db_path(), false)?, ids, failed)
+}
+
+/// [`retry`] in a store already open (the HTTP API's).
+pub fn retry_in(store: &Store, ids: &[u64], failed: bool) -> Result<Retried> {
     let mut ids = ids.to_vec();
     if failed {
         for s in [JobState::Failed, JobState::Quarantined] {

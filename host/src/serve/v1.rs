@@ -441,8 +441,8 @@ struct Retried {
 async fn retry(State(st): St, UrlPath(id): UrlPath<String>) -> Result<Json<Retried>, ApiError> {
     let out = blocking(move || {
         let j = find_job(&st, &id)?;
-        let done = st.store.retry(&[j.id]).map_err(ApiError::internal)?;
-        if done.is_empty() {
+        let done = commands::retry_in(&st.store, &[j.id], false).map_err(ApiError::internal)?;
+        if done.queued.is_empty() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "busy",
