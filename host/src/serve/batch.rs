@@ -13,7 +13,8 @@ use super::audio::find;
 use super::blocking;
 use super::export::{AREA, ExportSettings, export_target, run_export, with_extension};
 use super::{ApiError, AppState, ErrorBody, Work};
-use crate::store::{BatchFile, BatchRecord};
+use crate::store::BatchStatus as BatchState;
+use crate::store::{BatchFile, BatchRecord, FileStatus};
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -189,7 +190,7 @@ async fn create(
         export_target(&st.root, &probe.to_string_lossy())?;
         let rec = BatchRecord {
             id: 0,
-            status: "pending".into(),
+            status: BatchState::Pending,
             settings: serde_json::to_value(&req.export_settings).map_err(ApiError::internal)?,
             output_directory: req.output_directory.clone(),
             files: req
@@ -197,7 +198,7 @@ async fn create(
                 .iter()
                 .map(|f| BatchFile {
                     file_id: f.clone(),
-                    status: "pending".into(),
+                    status: FileStatus::Pending,
                     output_path: None,
                     error: None,
                 })
@@ -238,10 +239,10 @@ async fn process(
     let claimed = blocking(move || {
         st2.store
             .update_batch(id, |b| {
-                if b.status == "processing" || b.status == "completed" {
+                if matches!(b.status, BatchState::Processing | BatchState::Completed) {
                     return false;
                 }
-                b.status = "processing".into();
+                b.status = BatchState::Processing;
                 b.start_ms.get_or_insert(crate::store::now_ms());
                 b.end_ms = None;
                 true
@@ -252,8 +253,8 @@ async fn process(
     .await?;
     let (rec, started) = claimed;
     if !started {
-        return match rec.status.as_str() {
-            "completed" => Ok(Json(BatchMessage {
+        return match rec.status {
+            BatchState::Completed => Ok(Json(BatchMessage {
                 message: format!("batch {id} is already completed"),
             })),
             _ => Err(ApiError::new(
@@ -273,7 +274,11 @@ async fn process(
 
 fn progress_of(rec: &BatchRecord, current: f64) -> f64 {
     let n = rec.files.len().max(1) as f64;
-    let done = rec.files.iter().filter(|f| f.status != "pending").count() as f64;
+    let done = rec
+        .files
+        .iter()
+        .filter(|f| f.status != FileStatus::Pending)
+        .count() as f64;
     ((done + current) / n).min(1.0)
 }
 
@@ -284,12 +289,15 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
     let settings: ExportSettings = serde_json::from_value(rec.settings.clone()).unwrap_or_default();
     let n = rec.files.len().max(1) as f64;
     let pending: Vec<usize> = (0..rec.files.len())
-        .filter(|&i| rec.files[i].status == "pending")
+        .filter(|&i| rec.files[i].status == FileStatus::Pending)
         .collect();
     // Files finished (by this run or an earlier one), and the share done of each running
     // one: the progress, only ever rising (set under the one lock).
     let shares = Mutex::new((
-        rec.files.iter().filter(|f| f.status != "pending").count(),
+        rec.files
+            .iter()
+            .filter(|f| f.status != FileStatus::Pending)
+            .count(),
         vec![0.0f64; rec.files.len()],
     ));
     let report = |i: usize, p: Option<f64>| {
@@ -358,11 +366,11 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
             if let Some(g) = b.files.get_mut(i) {
                 match &outcome {
                     Ok(path) => {
-                        g.status = "completed".into();
+                        g.status = FileStatus::Completed;
                         g.output_path = Some(path.clone());
                     }
                     Err(e) => {
-                        g.status = "failed".into();
+                        g.status = FileStatus::Failed;
                         g.output_path = None;
                         g.error = Some(e.message.clone());
                     }
@@ -384,8 +392,12 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
         return;
     }
     let ended = st.store.update_batch(id, |b| {
-        let all_failed = b.files.iter().all(|f| f.status == "failed");
-        b.status = if all_failed { "failed" } else { "completed" }.into();
+        let all_failed = b.files.iter().all(|f| f.status == FileStatus::Failed);
+        b.status = if all_failed {
+            BatchState::Failed
+        } else {
+            BatchState::Completed
+        };
         b.end_ms = Some(crate::store::now_ms());
         true
     });
@@ -423,25 +435,25 @@ async fn status(
             .ok_or_else(|| ApiError::not_found(format!("no batch `{id}`")))
     })
     .await?;
-    let progress = match rec.status.as_str() {
-        "completed" | "failed" => 1.0,
-        "processing" => live.unwrap_or_else(|| progress_of(&rec, 0.0)),
+    let progress = match rec.status {
+        BatchState::Completed | BatchState::Failed => 1.0,
+        BatchState::Processing => live.unwrap_or_else(|| progress_of(&rec, 0.0)),
         _ => progress_of(&rec, 0.0),
     };
     Ok(Json(BatchStatus {
         job_id: id.to_string(),
-        status: rec.status.clone(),
+        status: rec.status.as_str().to_string(),
         progress,
         completed_files: rec
             .files
             .iter()
-            .filter(|f| f.status == "completed")
+            .filter(|f| f.status == FileStatus::Completed)
             .filter_map(|f| f.output_path.clone())
             .collect(),
         failed_files: rec
             .files
             .iter()
-            .filter(|f| f.status == "failed")
+            .filter(|f| f.status == FileStatus::Failed)
             .map(|f| f.file_id.clone())
             .collect(),
         errors: rec

@@ -63,7 +63,9 @@ pub use references::{Duplicate, NewReference, ReferenceRecord, genre_key};
 use references::{REF_CHUNKS, REF_HASHES, REF_SUMS, REFS};
 mod uploads;
 use uploads::{ANALYSES, BATCHES, REGIONS, UPLOADS};
-pub use uploads::{AnalysisRecord, BatchFile, BatchRecord, RegionRecord, UploadRecord};
+pub use uploads::{
+    AnalysisRecord, BatchFile, BatchRecord, BatchStatus, FileStatus, RegionRecord, UploadRecord,
+};
 
 type Migration = fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>;
 /// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`. A change to the tables or

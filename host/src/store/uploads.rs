@@ -68,12 +68,43 @@ pub struct RegionRecord {
     pub created_at: String,
 }
 
+/// Where a batch stands (stored as its lower-case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchStatus {
+    Pending,
+    Processing,
+    /// Every file done, some possibly failed.
+    Completed,
+    /// Every file failed.
+    Failed,
+}
+
+/// Where one file of a batch stands (stored as its lower-case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStatus {
+    Pending,
+    Completed,
+    Failed,
+}
+
+impl BatchStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Pending => "pending",
+            BatchStatus::Processing => "processing",
+            BatchStatus::Completed => "completed",
+            BatchStatus::Failed => "failed",
+        }
+    }
+}
+
 /// A batch of exports made through the API.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BatchRecord {
     pub id: u64,
-    /// `pending`, `processing`, `completed` or `failed`.
-    pub status: String,
+    pub status: BatchStatus,
     /// The export settings, as the request gave them.
     pub settings: serde_json::Value,
     /// Inside the root's export area.
@@ -88,8 +119,7 @@ pub struct BatchRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BatchFile {
     pub file_id: String,
-    /// `pending`, `completed` or `failed`.
-    pub status: String,
+    pub status: FileStatus,
     /// Relative to the export area, once written.
     pub output_path: Option<String>,
     pub error: Option<String>,
@@ -244,11 +274,11 @@ impl Store {
                 .iter()?
                 .filter_map(|r| r.ok())
                 .filter_map(|(_, v)| serde_json::from_slice::<BatchRecord>(v.value()).ok())
-                .filter(|b| b.status == "processing")
+                .filter(|b| b.status == BatchStatus::Processing)
                 .collect();
             let mut ids = Vec::new();
             for mut b in stuck {
-                b.status = "pending".into();
+                b.status = BatchStatus::Pending;
                 t.insert(b.id, json(&b).as_slice())?;
                 ids.push(b.id);
             }
@@ -308,6 +338,17 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+
+    /// Batches stored before the states were enums (their names as strings) read back.
+    #[test]
+    fn batch_states_are_stored_as_their_names() {
+        let old = r#"{"id":3,"status":"processing","settings":{},"output_directory":"b","files":[{"file_id":"f","status":"completed","output_path":"b/f.flac","error":null}],"created_ms":1,"start_ms":2,"end_ms":null}"#;
+        let b: BatchRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(b.status, BatchStatus::Processing);
+        assert_eq!(b.files[0].status, FileStatus::Completed);
+        assert_eq!(serde_json::to_string(&b).unwrap(), old);
+    }
+
     use super::super::{MIGRATIONS, SCHEMA_VERSION};
     use super::*;
 
