@@ -58,15 +58,6 @@ impl OptionNames {
         sample_rate: "sample_rate",
     };
 
-    /// The HTTP API's export settings (`settings.bit_depth`).
-    pub const API: OptionNames = OptionNames {
-        bit_depth: "settings.bit_depth",
-        quality: "settings.quality",
-        bitrate: "settings.bitrate_kbps",
-        compression_level: "settings.compression_level",
-        sample_rate: "settings.sample_rate",
-    };
-
     pub fn of(&self, o: Opt) -> &'static str {
         match o {
             Opt::BitDepth => self.bit_depth,

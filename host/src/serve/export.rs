@@ -133,6 +133,15 @@ pub(crate) fn export_target(root: &Path, given: &str) -> Result<(PathBuf, PathBu
     Ok((rel, full))
 }
 
+/// How the export request's JSON spells the format options, for messages about them.
+const SETTINGS_NAMES: OptionNames = OptionNames {
+    bit_depth: "settings.bit_depth",
+    quality: "settings.quality",
+    bitrate: "settings.bitrate_kbps",
+    compression_level: "settings.compression_level",
+    sample_rate: "settings.sample_rate",
+};
+
 /// The export of `input` to `out` that a request's settings ask for (messages name the
 /// request's fields).
 fn order(
@@ -155,7 +164,7 @@ fn order(
         vec![input.to_path_buf()],
         Destination::File(out.to_path_buf()),
         request,
-        OptionNames::API,
+        SETTINGS_NAMES,
     );
     o.sample_rate = s.sample_rate;
     o.channels = match s.channels {
