@@ -194,7 +194,8 @@ fn import(dir: &std::path::Path) {
         };
         let runs: [&mut dyn FnMut(); 3] = [
             &mut || {
-                let added = library::add(&cfg, &files, &meta, jobs, false).expect("added");
+                let added = library::add(&cfg, &files, &meta, jobs, &sluice_host::analyze::Silent)
+                    .expect("added");
                 assert!(
                     added
                         .iter()
@@ -203,8 +204,12 @@ fn import(dir: &std::path::Path) {
                 );
             },
             &mut || {
-                let r =
-                    sluice_host::analyze::run(&files, &library::signature_options(), jobs, false);
+                let r = sluice_host::analyze::run(
+                    &files,
+                    &library::signature_options(),
+                    jobs,
+                    &sluice_host::analyze::Silent,
+                );
                 assert!(r.iter().all(|r| r.is_ok()));
             },
             &mut || {
@@ -212,7 +217,7 @@ fn import(dir: &std::path::Path) {
                     &files,
                     &sluice_core::analysis::AnalysisOptions::default(),
                     jobs,
-                    false,
+                    &sluice_host::analyze::Silent,
                 );
                 assert!(r.iter().all(|r| r.is_ok()));
             },

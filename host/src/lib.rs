@@ -1,28 +1,16 @@
-//! The engine of `sluice-host`: the watch-folder host, job store and pipelines, the wasm effects
-//! runtime (effects/ABI.md), exports with each encoder on a thread of its own, analysis and
-//! pictures. The `sluice` binary (main.rs) is the command line over it; benches, tests, and the
-//! HTTP and cluster faces call the same functions.
+//! The faces of the sluice host over its engine (crate `sluice-engine`): the HTTP server
+//! (`serve`, cargo feature `server`) and the farm over NATS JetStream (`cluster`, feature
+//! `farm`). The `sluice` binary (main.rs, `cli/`) is the command line over both and the engine.
+//!
+//! The engine's modules are re-exported here under their own names, so a face, a test or a
+//! bench names `sluice_host::store` as it names `sluice_host::serve`.
 
-pub mod analyze;
+pub use sluice_engine::{
+    analyze, commands, config, confine, digest, effects, encode_thread, export, host, job, library,
+    parallel, pipeline, plot, render, scaffold, settle, store, template, tls, writers,
+};
+
+#[cfg(feature = "farm")]
 pub mod cluster;
-pub mod commands;
-pub mod config;
-pub mod confine;
-pub mod digest;
-pub mod effects;
-pub mod encode_thread;
-pub mod export;
-pub mod host;
-pub mod job;
-pub mod library;
-pub mod parallel;
-pub mod pipeline;
-pub mod plot;
-pub mod render;
-pub mod scaffold;
+#[cfg(feature = "server")]
 pub mod serve;
-pub mod settle;
-pub mod store;
-pub mod template;
-pub mod tls;
-pub mod writers;

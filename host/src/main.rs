@@ -36,6 +36,7 @@ enum Command {
     Watch(cli::watch::Args),
     /// Take jobs from a farm's NATS JetStream queue and run them (`[cluster]` in the
     /// worker's sluice.toml; the ingest node is `sluice watch` with the same table).
+    #[cfg(feature = "farm")]
     Worker(cli::worker::Args),
     /// Run a pipeline over files now, with progress bars (the sources stay where they are).
     Run(cli::run::Args),
@@ -71,6 +72,7 @@ enum Command {
     Compare(cli::compare::Args),
     /// Serve the HTTP API over a root: uploads, metadata, analysis, waveforms and formats,
     /// with its OpenAPI document at /openapi.json (docs/API.md).
+    #[cfg(feature = "server")]
     Serve(cli::serve::Args),
 }
 
@@ -104,6 +106,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Analyze(a) => cli::analyze::run(a),
         Command::Export(a) => cli::export::run(&a),
         Command::Watch(a) => cli::watch::run(a),
+        #[cfg(feature = "farm")]
         Command::Worker(a) => cli::worker::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Jobs(a) => cli::jobs::run(a),
@@ -116,6 +119,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Formats(a) => cli::formats::run(a),
         Command::Ref { action } => cli::reference::run(action),
         Command::Compare(a) => cli::compare::run(a),
+        #[cfg(feature = "server")]
         Command::Serve(a) => cli::serve::run(a),
     }
 }
@@ -128,6 +132,7 @@ fn logging(cli: &Cli) -> Option<()> {
     use tracing_subscriber::util::SubscriberInitExt;
     let watch_root = match &cli.command {
         Command::Watch(a) => Some(a.root.root.clone()),
+        #[cfg(feature = "farm")]
         Command::Worker(a) => Some(a.root.root.clone()),
         _ => None,
     };
@@ -137,7 +142,7 @@ fn logging(cli: &Cli) -> Option<()> {
     let filter = |own: &str| {
         tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!(
-                "error,sluice={own},sluice_host={own},sluice_core={own}"
+                "error,sluice={own},sluice_host={own},sluice_engine={own},sluice_core={own}"
             ))
         })
     };

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// The crates' source folders, from the repository's root.
 const CRATES: &[&str] = &[
     "core/src",
+    "engine/src",
     "host/src",
     "plugin/src",
     "tests/src",
@@ -235,5 +236,78 @@ fn no_file_of_any_crate_reaches_back_to_itself_through_its_imports() {
         circles.is_empty(),
         "import circles:\n{}",
         circles.join("\n")
+    );
+}
+
+/// The crates a build of `package` (with `args`) links, by name, from `cargo tree`.
+fn linked(package: &str, args: &[&str]) -> BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .args(["-p", package])
+        .args(args)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo tree -p {package}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// The engine knows no face: no command line, progress bars, HTTP or NATS in what it links;
+/// and the `sluice` binary built without its `server` and `farm` features links neither
+/// the HTTP stack nor NATS (docs/ARCHITECTURE.md, "The host's crates").
+#[test]
+fn the_engine_links_no_face_and_the_faces_are_features() {
+    let faces = [
+        "clap",
+        "indicatif",
+        "axum",
+        "hyper",
+        "tokio",
+        "utoipa",
+        "async-nats",
+    ];
+    let engine = linked("sluice-engine", &[]);
+    assert!(
+        engine.contains("wasmtime") && engine.contains("redb"),
+        "{engine:?}"
+    );
+    let found: Vec<_> = faces.iter().filter(|f| engine.contains(**f)).collect();
+    assert!(found.is_empty(), "sluice-engine links {found:?}");
+
+    let bare = linked("sluice-host", &["--no-default-features"]);
+    assert!(
+        bare.contains("clap") && bare.contains("sluice-engine"),
+        "{bare:?}"
+    );
+    let found: Vec<_> = ["axum", "hyper", "tokio", "utoipa", "async-nats"]
+        .iter()
+        .filter(|f| bare.contains(**f))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "sluice-host without its features links {found:?}"
+    );
+
+    let full = linked("sluice-host", &[]);
+    assert!(
+        full.contains("axum") && full.contains("async-nats"),
+        "the default build has the server and the farm: {full:?}"
     );
 }

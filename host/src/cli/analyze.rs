@@ -125,7 +125,7 @@ fn analyze_files(
     jobs: usize,
 ) -> Result<ExitCode> {
     let progress = std::io::stderr().is_terminal();
-    let results = analyze::run(files, opts, jobs, progress);
+    let results = analyze::run(files, opts, jobs, &super::bars::Bars::new(progress));
     let mut failed = results.iter().filter(|r| r.is_err()).count();
     if let Some(dir) = plot {
         for r in results.iter().flatten() {

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub mod analyze;
+pub mod bars;
 pub mod check;
 pub mod clean;
 pub mod compare;
@@ -26,9 +27,11 @@ pub mod jobs;
 pub mod reference;
 pub mod retry;
 pub mod run;
+#[cfg(feature = "server")]
 pub mod serve;
 pub mod stats;
 pub mod watch;
+#[cfg(feature = "farm")]
 pub mod worker;
 
 #[derive(clap::Args)]

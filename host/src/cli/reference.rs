@@ -140,7 +140,13 @@ pub fn run(action: Action) -> Result<ExitCode> {
         } => {
             let progress = !json && std::io::stderr().is_terminal();
             added(
-                &library::add(&root.config()?, &files, &meta(m), threads(jobs), progress)?,
+                &library::add(
+                    &root.config()?,
+                    &files,
+                    &meta(m),
+                    threads(jobs),
+                    &super::bars::Bars::new(progress),
+                )?,
                 json,
             )
         }
@@ -163,7 +169,13 @@ pub fn run(action: Action) -> Result<ExitCode> {
             }
             let progress = !json && std::io::stderr().is_terminal();
             added(
-                &library::add(&root.config()?, &files, &meta(m), threads(jobs), progress)?,
+                &library::add(
+                    &root.config()?,
+                    &files,
+                    &meta(m),
+                    threads(jobs),
+                    &super::bars::Bars::new(progress),
+                )?,
                 json,
             )
         }

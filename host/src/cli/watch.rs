@@ -29,7 +29,24 @@ pub fn run(a: Args) -> Result<ExitCode> {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     // `[server]`: the HTTP API beside the host, stopping with it.
-    let server = cfg.server.clone().map(|sv| {
+    let server = serve_beside(&cfg, &stop)?;
+    let hosted = host::watch(cfg, stop.clone(), abort, &|n| super::say(n), farm());
+    // The server stops with the host (or alone, on an error it has reported).
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(Ok(t)) = server {
+        let _ = t.join();
+    }
+    hosted?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The server's thread when the root's `[server]` asks for one.
+#[cfg(feature = "server")]
+fn serve_beside(
+    cfg: &config::Config,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Option<std::io::Result<std::thread::JoinHandle<Result<()>>>>> {
+    Ok(cfg.server.clone().map(|sv| {
         let (cfg, stop) = (cfg.clone(), stop.clone());
         std::thread::Builder::new()
             .name("sluice-server".into())
@@ -42,13 +59,31 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 }
                 r
             })
-    });
-    let hosted = host::watch(cfg, stop.clone(), abort, &|n| super::say(n));
-    // The server stops with the host (or alone, on an error it has reported).
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(Ok(t)) = server {
-        let _ = t.join();
+    }))
+}
+
+/// A build without the server refuses a root that asks for one rather than run without it.
+#[cfg(not(feature = "server"))]
+fn serve_beside(
+    cfg: &config::Config,
+    _: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Option<std::io::Result<std::thread::JoinHandle<Result<()>>>>> {
+    if cfg.server.is_some() {
+        anyhow::bail!(
+            "{}: [server] is set, and this build of sluice has no HTTP server (cargo feature `server`)",
+            cfg.root.join(config::CONFIG_FILE).display()
+        );
     }
-    hosted?;
-    Ok(ExitCode::SUCCESS)
+    Ok(None)
+}
+
+/// How the watch host reaches a farm (`[cluster]`): none in a build without the farm.
+#[cfg(feature = "farm")]
+fn farm() -> Option<&'static host::ConnectFarm> {
+    Some(&sluice_host::cluster::ingest::connect)
+}
+
+#[cfg(not(feature = "farm"))]
+fn farm() -> Option<&'static host::ConnectFarm> {
+    None
 }

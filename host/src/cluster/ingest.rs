@@ -24,8 +24,33 @@ pub struct Ingest {
     stored: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
-/// The pipeline a job names and the effects loaded with it, as the host has them now.
-pub type Lookup<'a> = &'a (dyn Fn(&str) -> Option<(Arc<Pipeline>, Arc<Catalog>)> + Sync);
+pub use crate::host::Lookup;
+
+/// The watch host's farm: jobs go out through [`Ingest`].
+impl crate::host::Dispatch for Ingest {
+    fn has_room(&self) -> bool {
+        Ingest::has_room(self)
+    }
+    fn dispatch(&self, ctx: &Ctx, p: &Pipeline, job: JobRecord) -> JobRecord {
+        Ingest::dispatch(self, ctx, p, job)
+    }
+    fn republish(&self, cfg: &Config, store: &Store, lookup: Lookup) {
+        Ingest::republish(self, cfg, store, lookup)
+    }
+    fn results(&self, cfg: &Config, store: &Store, lookup: Lookup, stop: &AtomicBool) {
+        Ingest::results(self, cfg, store, lookup, stop)
+    }
+}
+
+/// Connects the farm of `[cluster]` for the ingest node whose store is `store` (the watch
+/// host's [`crate::host::ConnectFarm`]).
+pub fn connect(
+    c: &crate::config::ClusterConfig,
+    store: &Store,
+) -> anyhow::Result<Arc<dyn crate::host::Dispatch>> {
+    let farm = Farm::connect(c, Duration::from_secs(30))?;
+    Ok(Arc::new(Ingest::new(farm, store)))
+}
 
 fn source_object(node: &str, hash: &str) -> String {
     format!("src/{node}/{hash}")

@@ -329,13 +329,14 @@ fn analyse(
     let path = confine::resolve(&st.root, Path::new(&rec.rel))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let hidden =
-        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    let report = crate::analyze::analyze_file_until(&path, opts, lanes, &hidden, &|| work.stop())
+    let report =
+        crate::analyze::analyze_file_until(&path, opts, lanes, &crate::analyze::Silent, &|| {
+            work.stop()
+        })
         .map_err(|e| {
-        ApiError::analysis(e, work)
-            .map_message(|m| m.replace(&path.display().to_string(), &rec.file_name))
-    })?;
+            ApiError::analysis(e, work)
+                .map_message(|m| m.replace(&path.display().to_string(), &rec.file_name))
+        })?;
     let mut v = serde_json::to_value(&report).map_err(ApiError::internal)?;
     if let Some(o) = v.as_object_mut() {
         o.remove("path");

@@ -365,9 +365,10 @@ fn picture(
         ..Default::default()
     };
     let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let hidden =
-        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    let report = crate::analyze::analyze_file_until(&path, &opts, lanes, &hidden, &|| work.stop())
+    let report =
+        crate::analyze::analyze_file_until(&path, &opts, lanes, &crate::analyze::Silent, &|| {
+            work.stop()
+        })
         .map_err(|e| {
             ApiError::analysis(e, work)
                 .map_message(|m| m.replace(&format!("{}/", st.root.display()), ""))

@@ -219,6 +219,28 @@ fn load(
     }
 }
 
+/// Finds a pipeline loaded now by name, with the effects it was checked against.
+pub type Lookup<'a> = &'a (dyn Fn(&str) -> Option<(Arc<Pipeline>, Arc<Catalog>)> + Sync);
+
+/// A farm the watch host sends its jobs to (`[cluster]`, docs/CLUSTER.md). The farm face
+/// (`sluice-host`'s `cluster::ingest::Ingest`, over NATS JetStream) implements it; the engine
+/// knows only this.
+pub trait Dispatch: Send + Sync {
+    /// Whether another job may go out now.
+    fn has_room(&self) -> bool;
+    /// Sends claimed job `job` out: the job as recorded after (failed as a local job fails
+    /// when it cannot be sent).
+    fn dispatch(&self, ctx: &Ctx, p: &Pipeline, job: JobRecord) -> JobRecord;
+    /// At start: jobs marked out on the farm before a restart are sent again.
+    fn republish(&self, cfg: &Config, store: &Store, lookup: Lookup);
+    /// Applies the farm's results for this node until `stop`.
+    fn results(&self, cfg: &Config, store: &Store, lookup: Lookup, stop: &AtomicBool);
+}
+
+/// Connects the farm a root's `[cluster]` names, for this ingest node and its store.
+pub type ConnectFarm =
+    dyn Fn(&crate::config::ClusterConfig, &Store) -> Result<Arc<dyn Dispatch>> + Sync;
+
 /// Run the host until `stop` is set (a signal). Returns when running jobs have finished;
 /// `notify` hears what its operator is told ([`Notice`]).
 pub fn watch(
@@ -226,6 +248,7 @@ pub fn watch(
     stop: Arc<AtomicBool>,
     abort: Arc<AtomicBool>,
     notify: &dyn Fn(Notice),
+    farm: Option<&ConnectFarm>,
 ) -> Result<()> {
     let _lock = lock_root(&cfg)?;
     let store = Arc::new(Store::open(&cfg.db_path(), true)?);
@@ -377,8 +400,13 @@ pub fn watch(
                     );
                 }
             }
-            let farm = crate::cluster::Farm::connect(c, Duration::from_secs(30))?;
-            let ingest = Arc::new(crate::cluster::ingest::Ingest::new(farm, &store));
+            let Some(connect) = farm else {
+                anyhow::bail!(
+                    "{}: [cluster] is set, and this build of sluice has no farm (cargo feature `farm`)",
+                    cfg.root.join(crate::config::CONFIG_FILE).display()
+                );
+            };
+            let ingest = connect(c, &store)?;
             ingest.republish(&cfg, &store, &lookup);
             Some(ingest)
         }
@@ -606,7 +634,7 @@ struct Worker {
     claiming: Arc<AtomicBool>,
     rescan_soon: Arc<AtomicBool>,
     /// On a farm: jobs are sent out rather than run here.
-    farm: Option<Arc<crate::cluster::ingest::Ingest>>,
+    farm: Option<Arc<dyn Dispatch>>,
     /// The host is stopping and its grace is over: renders end at their next block.
     interrupt: Arc<AtomicBool>,
 }

@@ -5,7 +5,6 @@
 //! decoding thread publishes each round's frames, shared and read-only, and every thread feeds
 //! them to the analyzers it claims, so memory stays bounded by two rounds per file.
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_core::analysis::{self, AnalysisOptions, AnalysisReport, Analyzer};
 use sluice_core::{Decoder, InputError};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -17,42 +16,46 @@ use std::sync::{Arc, Mutex};
 /// synchronisation costs little beside its work.
 const ROUND: usize = 32_768;
 
+/// Where the progress of files being analysed goes: the command line draws a bar per file
+/// (`cli/analyze.rs`); the server, the library and the tests draw nothing ([`Silent`]).
+pub trait Progress: Sync {
+    /// A file starts: its length in frames when its header gives one. The returned meter is told
+    /// the frames analysed so far, and dropped when the file ends (finished or not).
+    fn file(&self, path: &Path, frames: Option<u64>) -> Box<dyn FileProgress + '_>;
+}
+
+/// One file's progress (see [`Progress`]).
+pub trait FileProgress: Send + Sync {
+    /// `frames` analysed so far.
+    fn at(&self, frames: u64);
+}
+
+/// No progress shown.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn file(&self, _: &Path, _: Option<u64>) -> Box<dyn FileProgress + '_> {
+        Box::new(Silent)
+    }
+}
+
+impl FileProgress for Silent {
+    fn at(&self, _: u64) {}
+}
+
 /// Analyse `files` with up to `jobs` threads in all; results in the order of `files`.
 pub fn run(
     files: &[PathBuf],
     opts: &AnalysisOptions,
     jobs: usize,
-    progress: bool,
+    progress: &dyn Progress,
 ) -> Vec<Result<AnalysisReport, InputError>> {
     let jobs = jobs.max(1);
     let parallel_files = jobs.min(files.len()).max(1);
     let lanes_per_file = (jobs / parallel_files).max(1);
-    let multi = MultiProgress::with_draw_target(if progress {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
     crate::parallel::map(files, parallel_files, |f| {
-        analyze_file(f, opts, lanes_per_file, &multi)
+        analyze_file(f, opts, lanes_per_file, progress)
     })
-}
-
-fn bar(multi: &MultiProgress, path: &Path, frames: Option<u64>) -> ProgressBar {
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let pb = multi.add(match frames {
-        Some(f) => ProgressBar::new(f),
-        None => ProgressBar::no_length(),
-    });
-    pb.set_style(
-        ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {percent:>3}% {elapsed} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(name);
-    pb
 }
 
 /// Analyse one file, its analyzers spread over `lanes` threads (this one included).
@@ -67,9 +70,9 @@ pub fn analyze_file(
     path: &Path,
     opts: &AnalysisOptions,
     lanes: usize,
-    multi: &MultiProgress,
+    progress: &dyn Progress,
 ) -> Result<AnalysisReport, InputError> {
-    analyze_file_until(path, opts, lanes, multi, &|| None)
+    analyze_file_until(path, opts, lanes, progress, &|| None)
 }
 
 /// [`analyze_file`], stopped between two rounds (a fraction of a second of work) when `stop`
@@ -78,11 +81,11 @@ pub fn analyze_file_until(
     path: &Path,
     opts: &AnalysisOptions,
     lanes: usize,
-    multi: &MultiProgress,
+    progress: &dyn Progress,
     stop: &(dyn Fn() -> Option<String> + Sync),
 ) -> Result<AnalysisReport, InputError> {
     let mut dec = Decoder::open(path)?;
-    let pb = bar(multi, path, dec.info().frames);
+    let pb = progress.file(path, dec.info().frames);
     let mut plan: Vec<(usize, Box<dyn Analyzer>)> = analysis::plan(dec.info(), opts)
         .into_iter()
         .enumerate()
@@ -117,7 +120,7 @@ pub fn analyze_file_until(
             })
             .collect();
         let mine = catch_unwind(AssertUnwindSafe(|| {
-            shared.lead(&mut dec, channels, helpers, &pb, stop)
+            shared.lead(&mut dec, channels, helpers, &*pb, stop)
         }));
         shared.stop.store(true, Ordering::Release);
         let mut panic = None;
@@ -132,7 +135,7 @@ pub fn analyze_file_until(
             (Ok(r), None) => r,
         }
     });
-    pb.finish_and_clear();
+    drop(pb);
     outcome?;
     let mut all: Vec<(usize, Box<dyn Analyzer>)> = shared
         .tasks
@@ -199,7 +202,7 @@ impl Rounds {
         dec: &mut Decoder,
         channels: usize,
         helpers: usize,
-        pb: &ProgressBar,
+        pb: &dyn FileProgress,
         stop: &(dyn Fn() -> Option<String> + Sync),
     ) -> Result<(), InputError> {
         let mut handed = 0u64;
@@ -225,7 +228,7 @@ impl Rounds {
                 return Ok(());
             }
             // Per round, not per packet: a progress update costs ~2 µs.
-            pb.set_position(handed);
+            pb.at(handed);
         }
         Ok(())
     }

@@ -2,8 +2,8 @@
 //! webhook, a farm's NATS over TLS), read once when the configuration loads and again where a
 //! connection is made.
 
-use tokio_rustls::rustls::pki_types::CertificateDer;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 /// Why a CA file gives no certificates.
 #[derive(Debug, thiserror::Error)]
@@ -11,7 +11,7 @@ pub enum CaError {
     #[error("{}: {source}", path.display())]
     Read {
         path: std::path::PathBuf,
-        source: tokio_rustls::rustls::pki_types::pem::Error,
+        source: rustls_pki_types::pem::Error,
     },
     #[error("{}: no PEM certificate in it", path.display())]
     Empty { path: std::path::PathBuf },

@@ -154,9 +154,13 @@ pub fn measure_until(
     jobs: usize,
     stop: &(dyn Fn() -> Option<String> + Sync),
 ) -> Result<Signature, LibraryError> {
-    let multi = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    let report =
-        crate::analyze::analyze_file_until(path, &signature_options(), jobs.max(1), &multi, stop)?;
+    let report = crate::analyze::analyze_file_until(
+        path,
+        &signature_options(),
+        jobs.max(1),
+        &crate::analyze::Silent,
+        stop,
+    )?;
     signature_of(&report)
 }
 
@@ -164,7 +168,7 @@ fn open(cfg: &Config) -> Result<Store, LibraryError> {
     Ok(Store::open(&cfg.db_path(), true)?)
 }
 
-/// Measure `files` (in parallel, up to `jobs` threads, with progress bars when `progress`) and
+/// Measure `files` (in parallel, up to `jobs` threads, their progress to `progress`) and
 /// add each as a reference of `meta.genre`. A file that cannot be a reference (silent, under
 /// 3 s, not decodable) is refused and nothing of it is stored; the others go on.
 pub fn add(
@@ -172,7 +176,7 @@ pub fn add(
     files: &[PathBuf],
     meta: &Meta,
     jobs: usize,
-    progress: bool,
+    progress: &dyn crate::analyze::Progress,
 ) -> Result<Vec<Added>, LibraryError> {
     let genre = store::genre_key(&meta.genre);
     if genre.is_empty() {
@@ -244,7 +248,7 @@ fn new_reference(
 
 /// A reference to add, its name, artist and year from `meta`, else from the file's tags, and
 /// its name else from the stem of `shown` (the name the user knows the file by).
-pub(crate) fn describe(
+pub fn describe(
     source: PathBuf,
     shown: &Path,
     meta: &Meta,

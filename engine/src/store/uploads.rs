@@ -52,7 +52,8 @@ pub(super) fn upload_table(tx: &redb::WriteTransaction) -> std::result::Result<(
 }
 
 /// A region of an uploaded file placed on a track (the specification's regions).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct RegionRecord {
     pub region_id: String,
     pub track_id: String,
