@@ -311,3 +311,75 @@ fn the_engine_links_no_face_and_the_faces_are_features() {
         "the default build has the server and the farm: {full:?}"
     );
 }
+
+/// The direct dependencies of a workspace's members: name → licence as declared.
+fn direct_libraries(manifest: &Path, out: &mut BTreeMap<String, BTreeSet<String>>) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let meta = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        meta.status.success(),
+        "{}",
+        String::from_utf8_lossy(&meta.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&meta.stdout).unwrap();
+    let packages = m["packages"].as_array().unwrap();
+    let members: BTreeSet<&str> = m["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for p in packages
+        .iter()
+        .filter(|p| members.contains(p["id"].as_str().unwrap()))
+    {
+        for d in p["dependencies"].as_array().unwrap() {
+            if d.get("path").is_some_and(|v| !v.is_null()) {
+                continue;
+            }
+            let name = d["name"].as_str().unwrap();
+            for q in packages.iter().filter(|q| q["name"] == name) {
+                out.entry(name.to_string())
+                    .or_default()
+                    .insert(q["license"].as_str().unwrap_or("?").to_string());
+            }
+        }
+    }
+}
+
+/// README names every library our crates depend on, with the licence its crate declares.
+#[test]
+fn readme_names_every_library_with_its_licence() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut libs = BTreeMap::new();
+    direct_libraries(&root.join("Cargo.toml"), &mut libs);
+    direct_libraries(&root.join("effects/Cargo.toml"), &mut libs);
+    assert!(libs.contains_key("wasmtime") && libs.contains_key("libm"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut wrong = Vec::new();
+    for (name, licences) in &libs {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")));
+        let want: Vec<_> = licences.iter().cloned().collect();
+        match row {
+            None => wrong.push(format!("{name}: not in README ({})", want.join(" / "))),
+            Some(r) => {
+                let cell = r.split('|').nth(2).unwrap_or("").trim();
+                if cell != want.join(" / ") {
+                    wrong.push(format!("{name}: README says {cell:?}, its crate {want:?}"));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "README's libraries:\n{}",
+        wrong.join("\n")
+    );
+}
