@@ -15,6 +15,7 @@
 //! | `[cluster]` | — | none: jobs run on this machine (with it, on `sluice worker`s: docs/CLUSTER.md) |
 
 use crate::pipeline::{Diagnostic, line_col};
+use crate::store::EventKind;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -312,22 +313,12 @@ pub fn check_origin(o: &str) -> Result<String, Invalid> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Webhook {
     pub url: String,
-    pub events: Vec<String>,
+    pub events: Vec<EventKind>,
     pub secret: String,
     /// For an https:// receiver whose certificate a private authority signed: that
     /// authority's certificate(s), PEM (otherwise the system's trusted roots).
     pub ca_file: Option<PathBuf>,
 }
-
-/// The job events a webhook can ask for.
-pub const WEBHOOK_EVENTS: [&str; 6] = [
-    "queued",
-    "started",
-    "done",
-    "failed",
-    "quarantined",
-    "retry",
-];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -539,18 +530,26 @@ impl Config {
                     if rest.is_empty() || rest.starts_with('/') {
                         return Err(bad(format!("[[server.webhook]] url = {url:?}: no host")));
                     }
-                    let events = w.events.unwrap_or_else(|| {
-                        ["done", "failed", "quarantined"].map(String::from).to_vec()
-                    });
-                    if let Some(e) = events
-                        .iter()
-                        .find(|e| !WEBHOOK_EVENTS.contains(&e.as_str()))
-                    {
-                        return Err(bad(format!(
-                            "[[server.webhook]] events: {e:?} is not one of {}",
-                            WEBHOOK_EVENTS.join(", ")
-                        )));
-                    }
+                    let events = match w.events {
+                        None => vec![EventKind::Done, EventKind::Failed, EventKind::Quarantined],
+                        Some(names) => {
+                            let mut events = Vec::with_capacity(names.len());
+                            for e in names {
+                                match EventKind::named(&e)
+                                    .filter(|k| EventKind::WEBHOOK.contains(k))
+                                {
+                                    Some(k) => events.push(k),
+                                    None => {
+                                        return Err(bad(format!(
+                                            "[[server.webhook]] events: {e:?} is not one of {}",
+                                            EventKind::WEBHOOK.map(EventKind::name).join(", ")
+                                        )));
+                                    }
+                                }
+                            }
+                            events
+                        }
+                    };
                     if w.secret.trim().len() < 16 {
                         return Err(bad(format!(
                             "[[server.webhook]] {url}: give a secret of at least 16 characters (the receiver checks the signature with it)"
@@ -733,7 +732,10 @@ mod tests {
         .unwrap()
         .server
         .unwrap();
-        assert_eq!(c.webhooks[0].events, ["done", "failed", "quarantined"]);
+        assert_eq!(
+            c.webhooks[0].events,
+            [EventKind::Done, EventKind::Failed, EventKind::Quarantined]
+        );
         for (bad, says) in [
             ("[server]\nlisten = \"nowhere\"\n", "listen"),
             ("[server]\nmax_upload_mb = 0\n", "max_upload_mb"),

@@ -115,7 +115,11 @@ fn stamp(dir: &Path) -> Vec<(PathBuf, i128)> {
 fn load_effects(store: &Store, Update { catalog, refused }: Update) -> Arc<Catalog> {
     for (what, why) in &refused {
         tracing::error!("effect refused: {what}: {why}");
-        let _ = store.event(None, "effect_refused", format!("{what}: {why}"));
+        let _ = store.event(
+            None,
+            crate::store::EventKind::EffectRefused,
+            format!("{what}: {why}"),
+        );
     }
     tracing::info!(
         "effects: {}",
@@ -178,7 +182,11 @@ fn load(
     }
     for d in &problems {
         tracing::error!("pipeline refused: {d}");
-        let _ = store.event(None, "pipeline_refused", d.to_string());
+        let _ = store.event(
+            None,
+            crate::store::EventKind::PipelineRefused,
+            d.to_string(),
+        );
     }
     // A pipeline that names an effect still being checked waits for it (its folders ready).
     let (ok, waiting): (Vec<Pipeline>, Vec<Pipeline>) =
@@ -312,11 +320,15 @@ pub fn watch(
         );
         let rec = match pipelines.by_name.get(&j.pipeline) {
             Some(p) => job::give_up(&ctx, p, j, msg),
-            None => store.update_job(j.id, Some(("failed", msg.clone())), |r| {
-                r.state = JobState::Failed;
-                r.error = Some(msg.clone());
-                r.finished_ms = Some(now_ms());
-            })?,
+            None => store.update_job(
+                j.id,
+                Some((crate::store::EventKind::Failed, msg.clone())),
+                |r| {
+                    r.state = JobState::Failed;
+                    r.error = Some(msg.clone());
+                    r.finished_ms = Some(now_ms());
+                },
+            )?,
         };
         tracing::error!(
             job = rec.id,
@@ -676,8 +688,14 @@ impl Worker {
         }
     }
 
-    /// Run claimed job `j` with the pipeline it names, as loaded now.
+    /// Run claimed job `j` with the pipeline it names, as loaded now, in a span carrying the
+    /// job's id and pipeline (`job{id=.. pipeline=..}` on every log line of its work).
     fn one(&self, j: JobRecord) {
+        let span = tracing::info_span!("job", id = j.id, pipeline = %j.pipeline);
+        span.in_scope(|| self.one_in_span(j))
+    }
+
+    fn one_in_span(&self, j: JobRecord) {
         let (p, effects) = {
             let l = self.loaded.read().expect("not poisoned");
             (l.by_name.get(&j.pipeline).cloned(), l.effects.clone())
@@ -686,7 +704,7 @@ impl Worker {
             let r = self.store.update_job(
                 j.id,
                 Some((
-                    "waiting",
+                    crate::store::EventKind::Waiting,
                     format!(
                         "pipeline {} is not loaded (removed or invalid): waiting",
                         j.pipeline
@@ -699,14 +717,14 @@ impl Worker {
                 },
             );
             if let Err(e) = r {
-                tracing::error!(job = j.id, "cannot put the job back in the queue: {e}");
+                tracing::error!("cannot put the job back in the queue: {e}");
             }
             return;
         };
         if p.hash != j.pipeline_hash {
             let _ = self.store.event(
                 Some(j.id),
-                "note",
+                crate::store::EventKind::Note,
                 format!(
                     "pipeline {} changed since this job was queued: running version {}",
                     p.name, p.hash
@@ -726,7 +744,12 @@ impl Worker {
         if let Some(farm) = &self.farm {
             let rec = farm.dispatch(&ctx, &p, j);
             if rec.state != JobState::Running {
-                tracing::info!(job = rec.id, pipeline = %rec.pipeline, "{} {}: {}", rec.input.display(), rec.state.name(), rec.error.clone().unwrap_or_default());
+                tracing::info!(
+                    "{} {}: {}",
+                    rec.input.display(),
+                    rec.state.name(),
+                    rec.error.clone().unwrap_or_default()
+                );
             }
             return;
         }
@@ -741,7 +764,7 @@ impl Worker {
                     .update_job(
                         id,
                         Some((
-                            "failed",
+                            crate::store::EventKind::Failed,
                             "internal error (panic) while running the job".into(),
                         )),
                         |j| {
@@ -764,7 +787,7 @@ impl Worker {
             ),
             s => format!("{}: {}", s.name(), rec.error.clone().unwrap_or_default()),
         };
-        tracing::info!(job = rec.id, pipeline = %rec.pipeline, "{} {what}", rec.input.display());
+        tracing::info!("{} {what}", rec.input.display());
     }
 }
 
@@ -814,7 +837,7 @@ fn consider(
             );
             let _ = store.event(
                 None,
-                "ignored",
+                crate::store::EventKind::Ignored,
                 format!("{}: symbolic link not followed", relp.display()),
             );
         }

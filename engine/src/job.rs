@@ -301,12 +301,16 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
     if let Failure::Interrupted(_) = f {
         return ctx
             .store
-            .update_job(id, Some(("interrupted", msg.clone())), |j| {
-                j.state = JobState::Queued;
-                j.attempts = j.attempts.saturating_sub(1);
-                j.progress = 0.0;
-                j.not_before_ms = now_ms();
-            })
+            .update_job(
+                id,
+                Some((crate::store::EventKind::Interrupted, msg.clone())),
+                |j| {
+                    j.state = JobState::Queued;
+                    j.attempts = j.attempts.saturating_sub(1);
+                    j.progress = 0.0;
+                    j.not_before_ms = now_ms();
+                },
+            )
             .unwrap_or_else(|e| {
                 tracing::error!(job = id, "cannot put the job back in the queue: {e}");
                 job.clone()
@@ -323,30 +327,33 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
         remove_committed(ctx, p, &job);
     }
     let store = ctx.store;
-    let update =
-        |state: JobState, kind: &str, extra: &str, not_before: i64, source_now: Option<PathBuf>| {
-            store
-                .update_job(id, Some((kind, format!("{msg}{extra}"))), |j| {
-                    j.state = state;
-                    j.error = Some(msg.clone());
-                    j.not_before_ms = not_before;
-                    j.finished_ms = (state != JobState::Queued).then(now_ms);
-                    if source_now.is_some() {
-                        j.source_now = source_now.clone();
-                    }
-                })
-                .unwrap_or_else(|e| {
-                    tracing::error!(job = id, "cannot record the failure: {e}");
-                    job.clone()
-                })
-        };
+    let update = |state: JobState,
+                  kind: crate::store::EventKind,
+                  extra: &str,
+                  not_before: i64,
+                  source_now: Option<PathBuf>| {
+        store
+            .update_job(id, Some((kind, format!("{msg}{extra}"))), |j| {
+                j.state = state;
+                j.error = Some(msg.clone());
+                j.not_before_ms = not_before;
+                j.finished_ms = (state != JobState::Queued).then(now_ms);
+                if source_now.is_some() {
+                    j.source_now = source_now.clone();
+                }
+            })
+            .unwrap_or_else(|e| {
+                tracing::error!(job = id, "cannot record the failure: {e}");
+                job.clone()
+            })
+    };
     match f {
         Failure::Transient(_) if job.attempts <= p.retries => {
             // 2 s, 4 s, 8 s... up to 5 minutes.
             let wait = (2_000i64 << job.attempts.saturating_sub(1).min(8)).min(300_000);
             update(
                 JobState::Queued,
-                "retry_scheduled",
+                crate::store::EventKind::RetryScheduled,
                 &format!(
                     " (attempt {} of {}; next in {} s)",
                     job.attempts,
@@ -362,7 +369,13 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
         | Failure::Effect(_)
         | Failure::Refused(_)
         | Failure::Changed(_)
-        | Failure::Interrupted(_) => update(JobState::Failed, "failed", "", 0, None),
+        | Failure::Interrupted(_) => update(
+            JobState::Failed,
+            crate::store::EventKind::Failed,
+            "",
+            0,
+            None,
+        ),
         Failure::Input(_) => {
             // Quarantine: the source beside its error, in the quarantine folder.
             let src = ctx.cfg.root.join(&job.input);
@@ -385,7 +398,7 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
             if let Err(e) = confined {
                 return update(
                     JobState::Failed,
-                    "failed",
+                    crate::store::EventKind::Failed,
                     &format!(" (the source could not be moved to quarantine: {e})"),
                     0,
                     None,
@@ -420,7 +433,7 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
                     .unwrap_or(dest);
                 update(
                     JobState::Quarantined,
-                    "quarantined",
+                    crate::store::EventKind::Quarantined,
                     &format!(" (source moved to {})", rel.display()),
                     0,
                     Some(rel),
@@ -428,7 +441,7 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
             } else {
                 update(
                     JobState::Failed,
-                    "failed",
+                    crate::store::EventKind::Failed,
                     " (the source could not be moved to quarantine)",
                     0,
                     None,
@@ -1161,16 +1174,20 @@ fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRec
     );
     let done = ctx
         .store
-        .update_job(job.id, Some(("done", summary)), |j| {
-            j.state = JobState::Done;
-            j.progress = 1.0;
-            j.finished_ms = Some(now_ms());
-            j.outputs = outputs.clone();
-            j.report = report_rel.clone();
-            j.source_now = source_now.clone();
-            j.delete_pending = delete;
-            j.error = None;
-        })
+        .update_job(
+            job.id,
+            Some((crate::store::EventKind::Done, summary)),
+            |j| {
+                j.state = JobState::Done;
+                j.progress = 1.0;
+                j.finished_ms = Some(now_ms());
+                j.outputs = outputs.clone();
+                j.report = report_rel.clone();
+                j.source_now = source_now.clone();
+                j.delete_pending = delete;
+                j.error = None;
+            },
+        )
         .map_err(|e| Failure::Transient(e.to_string()))?;
     if delete {
         finish_delete(ctx.store, &ctx.cfg.root, &done);
@@ -1187,7 +1204,7 @@ pub fn finish_delete(store: &Store, root: &Path, job: &JobRecord) {
         Err(e) => {
             let _ = store.event(
                 Some(job.id),
-                "warning",
+                crate::store::EventKind::Warning,
                 format!("{}: cannot delete the source: {e}", src.display()),
             );
         }

@@ -1230,3 +1230,106 @@ fn a_job_is_never_placed_through_a_watch_folder_that_leads_out_of_the_root() {
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     no_incoming(&root);
 }
+
+/// Every request is logged in a span carrying its id (the client's `x-request-id` when it sends
+/// a plain one, answered back; the server's count otherwise), and every job's work in a span
+/// carrying the job's id and pipeline: a log line says which request or job it belongs to.
+#[test]
+fn requests_and_jobs_are_logged_in_spans_carrying_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    sluice_host::commands::init_root(&root).unwrap();
+    let toml = std::fs::read_to_string(root.join("sluice.toml")).unwrap();
+    std::fs::write(
+        root.join("sluice.toml"),
+        format!(
+            "settle_seconds = 0.3\nrescan_seconds = 1\nworkers = 1\n{toml}\n[server]\nlisten = \"127.0.0.1:0\"\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = sluice()
+        .args(["watch", "--root"])
+        .arg(&root)
+        .env(
+            "SLUICE_LOG",
+            "error,sluice_engine=info,sluice_host=info,tower_http=debug",
+        )
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("where it listens").unwrap();
+        if let Some(a) = line.trim().strip_prefix("listening on ") {
+            break a.to_string();
+        }
+    };
+    let server = Server {
+        child,
+        url,
+        token: String::new(),
+    };
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let given = raw_http(
+        &addr,
+        format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nx-request-id: probe-7\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(
+        given
+            .to_ascii_lowercase()
+            .contains("x-request-id: probe-7\r\n"),
+        "{given}"
+    );
+    // An id that could forge a log line is not taken: the server's own is answered.
+    let forged = raw_http(
+        &addr,
+        format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nx-request-id: a b}}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    let own = forged
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-request-id: ")
+                .map(str::to_string)
+        })
+        .expect("an id answered");
+    assert!(own.chars().all(|c| c.is_ascii_digit()), "{own:?}");
+
+    let planes = sluice_core::signal::programme(44_100, 2, 3 * 44_100, 5);
+    let staged = dir.path().join("talk.wav");
+    write_wav(&staged, &planes, 44_100, 16);
+    std::fs::rename(&staged, root.join("inbox/podcast/talk.wav")).unwrap();
+    let t = std::time::Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("done (") {
+            break text;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "no job done in 60 s:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let done = text.lines().find(|l| l.contains("done (")).unwrap();
+    assert!(
+        done.contains("job{id=1 pipeline=podcast}"),
+        "the job's line names its job: {done}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.contains("request{id=probe-7 method=GET path=/health}")
+                && l.contains("finished processing request")
+        ),
+        "no line of the request's work in its span:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("request{{id={own} method=GET path=/health}}")),
+        "{text}"
+    );
+    drop(server);
+}

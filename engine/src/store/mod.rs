@@ -381,8 +381,122 @@ pub struct Event {
     pub time_ms: i64,
     #[serde(default)]
     pub job: Option<u64>,
-    pub kind: String,
+    pub kind: EventKind,
     pub message: String,
+}
+
+/// What an event of the log records: stored, shown and sent (webhooks, the live feed) as its
+/// snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A job was queued for a file that settled.
+    Queued,
+    /// A job started (`sluice run`).
+    Started,
+    Done,
+    Failed,
+    Quarantined,
+    /// Queued again by hand (`sluice retry`, the API's retry).
+    Retry,
+    /// Queued again after a transient failure, with a wait.
+    RetryScheduled,
+    /// A job cut off by a stop, queued again at the next start.
+    Interrupted,
+    /// A job left running by a process that ended, queued again at start.
+    Requeued,
+    /// A file with the content of another job's input.
+    Duplicate,
+    /// A job waiting (its pipeline not loaded, or a duplicate's outcome).
+    Waiting,
+    /// A job's source changed under it.
+    Invalidated,
+    /// Sent to the farm.
+    Farmed,
+    /// Something worth knowing that changes nothing (a pipeline changed since queued).
+    Note,
+    /// Something that went wrong beside the job's outcome (a source that could not be deleted).
+    Warning,
+    /// A path not taken (a symbolic link).
+    Ignored,
+    /// An effect in the root's effects folder refused at load.
+    EffectRefused,
+    /// A pipeline file refused at load.
+    PipelineRefused,
+    /// A kind this version does not know (written by another version).
+    #[serde(other)]
+    Other,
+}
+
+impl EventKind {
+    /// Every kind, in the order above.
+    pub const ALL: [EventKind; 19] = [
+        EventKind::Queued,
+        EventKind::Started,
+        EventKind::Done,
+        EventKind::Failed,
+        EventKind::Quarantined,
+        EventKind::Retry,
+        EventKind::RetryScheduled,
+        EventKind::Interrupted,
+        EventKind::Requeued,
+        EventKind::Duplicate,
+        EventKind::Waiting,
+        EventKind::Invalidated,
+        EventKind::Farmed,
+        EventKind::Note,
+        EventKind::Warning,
+        EventKind::Ignored,
+        EventKind::EffectRefused,
+        EventKind::PipelineRefused,
+        EventKind::Other,
+    ];
+
+    /// The job events a webhook can ask for.
+    pub const WEBHOOK: [EventKind; 6] = [
+        EventKind::Queued,
+        EventKind::Started,
+        EventKind::Done,
+        EventKind::Failed,
+        EventKind::Quarantined,
+        EventKind::Retry,
+    ];
+
+    /// Its name, as stored and sent.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Queued => "queued",
+            EventKind::Started => "started",
+            EventKind::Done => "done",
+            EventKind::Failed => "failed",
+            EventKind::Quarantined => "quarantined",
+            EventKind::Retry => "retry",
+            EventKind::RetryScheduled => "retry_scheduled",
+            EventKind::Interrupted => "interrupted",
+            EventKind::Requeued => "requeued",
+            EventKind::Duplicate => "duplicate",
+            EventKind::Waiting => "waiting",
+            EventKind::Invalidated => "invalidated",
+            EventKind::Farmed => "farmed",
+            EventKind::Note => "note",
+            EventKind::Warning => "warning",
+            EventKind::Ignored => "ignored",
+            EventKind::EffectRefused => "effect_refused",
+            EventKind::PipelineRefused => "pipeline_refused",
+            EventKind::Other => "other",
+        }
+    }
+
+    /// The kind of this name.
+    pub fn named(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A file that settled, for [`Store::intake`].
@@ -638,7 +752,7 @@ impl Store {
                             &mut events,
                             &mut meta,
                             Some(id),
-                            "duplicate",
+                            EventKind::Duplicate,
                             format!(
                                 "{} has the content of job {id}'s input: taken if that job fails",
                                 a.rel
@@ -654,7 +768,7 @@ impl Store {
                             &mut events,
                             &mut meta,
                             Some(id),
-                            "duplicate",
+                            EventKind::Duplicate,
                             format!(
                                 "{} has the content of job {id}'s input: not done again",
                                 a.rel
@@ -683,7 +797,7 @@ impl Store {
                         &mut events,
                         &mut meta,
                         Some(id),
-                        "queued",
+                        EventKind::Queued,
                         format!("{} for pipeline {name}", a.rel),
                     )?;
                     decided.push((name.to_string(), Intake::Queued(id)));
@@ -722,7 +836,7 @@ impl Store {
                 &mut events,
                 &mut meta,
                 Some(id),
-                "started",
+                EventKind::Started,
                 format!("{} by hand (sluice run)", input.display()),
             )?;
             Ok(job)
@@ -803,7 +917,7 @@ impl Store {
     pub fn update_job(
         &self,
         id: u64,
-        event: Option<(&str, String)>,
+        event: Option<(EventKind, String)>,
         f: impl FnOnce(&mut JobRecord),
     ) -> Result<JobRecord> {
         self.write(|tx| {
@@ -871,7 +985,13 @@ impl Store {
             jobs.insert(id, json(&job).as_slice())?;
             let mut events = tx.open_table(EVENTS)?;
             let mut meta = tx.open_table(META)?;
-            log_event(&mut events, &mut meta, Some(id), "invalidated", message)?;
+            log_event(
+                &mut events,
+                &mut meta,
+                Some(id),
+                EventKind::Invalidated,
+                message,
+            )?;
             Ok(job)
         })
     }
@@ -1134,7 +1254,7 @@ impl Store {
                 over.push(self.update_job(
                     j.id,
                     Some((
-                        "interrupted",
+                        EventKind::Interrupted,
                         format!("the host stopped while this job ran ({n} times)"),
                     )),
                     |j| {
@@ -1146,7 +1266,7 @@ impl Store {
                 requeued.push(self.update_job(
                     j.id,
                     Some((
-                        "requeued",
+                        EventKind::Requeued,
                         format!(
                             "was running when the host stopped ({n} time(s) so far): queued again"
                         ),
@@ -1172,7 +1292,7 @@ impl Store {
         .map(|_| ())
     }
 
-    pub fn event(&self, job: Option<u64>, kind: &str, message: String) -> Result<()> {
+    pub fn event(&self, job: Option<u64>, kind: EventKind, message: String) -> Result<()> {
         self.write(|tx| {
             let mut events = tx.open_table(EVENTS)?;
             let mut meta = tx.open_table(META)?;
@@ -1239,11 +1359,15 @@ impl Store {
         for &id in ids {
             let Some(j) = self.job(id)? else { continue };
             if matches!(j.state, JobState::Failed | JobState::Quarantined) {
-                self.update_job(id, Some(("retry", "queued again by hand".into())), |j| {
-                    j.state = JobState::Queued;
-                    j.not_before_ms = 0;
-                    j.attempts = 0;
-                })?;
+                self.update_job(
+                    id,
+                    Some((EventKind::Retry, "queued again by hand".into())),
+                    |j| {
+                        j.state = JobState::Queued;
+                        j.not_before_ms = 0;
+                        j.attempts = 0;
+                    },
+                )?;
                 done.push(id);
             }
         }
@@ -1330,7 +1454,7 @@ fn log_event(
     events: &mut redb::Table<u64, &[u8]>,
     meta: &mut redb::Table<&str, u64>,
     job: Option<u64>,
-    kind: &str,
+    kind: EventKind,
     message: String,
 ) -> std::result::Result<(), redb::Error> {
     let id = meta.get("next_event")?.map_or(1, |v| v.value());
@@ -1339,7 +1463,7 @@ fn log_event(
         id,
         time_ms: now_ms(),
         job,
-        kind: kind.to_string(),
+        kind,
         message,
     };
     events.insert(id, json(&e).as_slice())?;
@@ -1349,6 +1473,25 @@ fn log_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An event kind is stored under its name; a record written by another version with a kind
+    /// this one does not know still reads (as `Other`).
+    #[test]
+    fn event_kinds_are_stored_by_name_and_unknown_ones_still_read() {
+        for k in EventKind::ALL {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.name())
+            );
+            assert_eq!(EventKind::named(k.name()), Some(k));
+        }
+        let old = r#"{"id":4,"time_ms":1,"job":2,"kind":"requeued","message":"m"}"#;
+        let e: Event = serde_json::from_str(old).unwrap();
+        assert_eq!(e.kind, EventKind::Requeued);
+        let future = r#"{"id":5,"time_ms":1,"job":null,"kind":"teleported","message":"m"}"#;
+        let e: Event = serde_json::from_str(future).unwrap();
+        assert_eq!(e.kind, EventKind::Other);
+    }
 
     fn rec(hash: &str) -> FileRecord {
         FileRecord {
@@ -1474,7 +1617,7 @@ mod tests {
             s.events(Some(1))
                 .unwrap()
                 .iter()
-                .any(|e| e.kind == "requeued")
+                .any(|e| e.kind == EventKind::Requeued)
         );
     }
 
@@ -1740,7 +1883,7 @@ mod tests {
         let b = s.plan(b.id, &out[..1], numbered, none).unwrap();
         assert_eq!(b.planned, [PathBuf::from("out/a.flac-2")]);
         sound(&s);
-        s.update_job(b.id, Some(("done", "ok".into())), |j| {
+        s.update_job(b.id, Some((EventKind::Done, "ok".into())), |j| {
             j.state = JobState::Done
         })
         .unwrap();

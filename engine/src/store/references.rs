@@ -657,7 +657,12 @@ mod tests {
         {
             let s = Store::open_migrating(&p, true, &MIGRATIONS[..1]).unwrap();
             assert_eq!(s.schema_version().unwrap(), 2);
-            s.event(None, "test", "before the library".into()).unwrap();
+            s.event(
+                None,
+                crate::store::EventKind::Note,
+                "before the library".into(),
+            )
+            .unwrap();
             // No library tables yet: the check still reads the file as sound.
             assert!(s.check().unwrap().is_empty());
         }

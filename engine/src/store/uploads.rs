@@ -373,7 +373,12 @@ mod tests {
         {
             let s = Store::open_migrating(&p, true, &MIGRATIONS[..2]).unwrap();
             assert_eq!(s.schema_version().unwrap(), 3);
-            s.event(None, "test", "before the uploads".into()).unwrap();
+            s.event(
+                None,
+                crate::store::EventKind::Note,
+                "before the uploads".into(),
+            )
+            .unwrap();
         }
         let s = Store::open(&p, false).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);

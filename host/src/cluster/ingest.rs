@@ -192,7 +192,7 @@ impl Ingest {
         let job = match ctx.store.update_job(
             job.id,
             Some((
-                "farmed",
+                crate::store::EventKind::Farmed,
                 format!("sent to the farm ({})", self.farm.cfg.node),
             )),
             |j| j.ran_on = Some("?".into()),
@@ -259,7 +259,13 @@ impl Ingest {
             }
             farm.set_state(
                 &msg.key(),
-                &FarmState::now("queued", msg.attempt, None, &msg.input, &msg.pipeline),
+                &FarmState::now(
+                    super::FarmStep::Queued,
+                    msg.attempt,
+                    None,
+                    &msg.input,
+                    &msg.pipeline,
+                ),
             )
             .await?;
             let dup = farm
@@ -429,7 +435,18 @@ impl Ingest {
 
     /// One result: a job still out on the farm with that attempt takes it; anything else is
     /// a late or second answer, dropped.
+    /// Applies result `r`, in a span carrying its job's id, attempt and worker.
     fn apply(&self, cfg: &Config, store: &Store, lookup: Lookup, r: ResultMsg) {
+        let span = tracing::info_span!(
+            "farm_result",
+            job = r.job,
+            attempt = r.attempt,
+            worker = %r.worker
+        );
+        span.in_scope(|| self.apply_in_span(cfg, store, lookup, r))
+    }
+
+    fn apply_in_span(&self, cfg: &Config, store: &Store, lookup: Lookup, r: ResultMsg) {
         let farm = &self.farm;
         let objects: Vec<String> = match &r.outcome {
             Outcome::Done { outputs, .. } => outputs.iter().map(|o| o.object.clone()).collect(),
@@ -455,7 +472,7 @@ impl Ingest {
                         )
                 }) {
                     let state = FarmState::now(
-                        j.state.name(),
+                        super::FarmStep::of(j.state),
                         j.attempts,
                         j.ran_on.clone(),
                         &j.input,
@@ -463,11 +480,10 @@ impl Ingest {
                     );
                     let key = job_key(&farm.cfg.node, j.id);
                     if let Err(e) = farm.rt.block_on(farm.set_state(&key, &state)) {
-                        tracing::warn!(job = j.id, "{e:#}");
+                        tracing::warn!("{e:#}");
                     }
                 }
                 tracing::info!(
-                    job = r.job,
                     "a result from {} for attempt {} that is no longer awaited: dropped",
                     r.worker,
                     r.attempt
@@ -477,7 +493,7 @@ impl Ingest {
                 return;
             }
             Err(e) => {
-                tracing::error!(job = r.job, "cannot read the job: {e}");
+                tracing::error!("cannot read the job: {e}");
                 return;
             }
         };
@@ -486,7 +502,7 @@ impl Ingest {
             let _ = store.update_job(
                 job.id,
                 Some((
-                    "waiting",
+                    crate::store::EventKind::Waiting,
                     format!(
                         "pipeline {} is not loaded (removed or invalid): waiting",
                         job.pipeline
@@ -549,7 +565,7 @@ impl Ingest {
         self.sweep(cfg, store, Some(rec.id));
         let key = job_key(&farm.cfg.node, rec.id);
         let state = FarmState::now(
-            rec.state.name(),
+            super::FarmStep::of(rec.state),
             r.attempt,
             Some(r.worker.clone()),
             &rec.input,
@@ -558,7 +574,7 @@ impl Ingest {
         let still_needed = self.release(&rec.content_hash) > 0;
         farm.rt.block_on(async {
             if let Err(e) = farm.set_state(&key, &state).await {
-                tracing::warn!(job = rec.id, "{e:#}");
+                tracing::warn!("{e:#}");
             }
             farm.delete_objects(objects).await;
             if rec.state != JobState::Queued
@@ -587,7 +603,7 @@ impl Ingest {
                 rec.error.clone().unwrap_or_default()
             ),
         };
-        tracing::info!(job = rec.id, pipeline = %rec.pipeline, "{} {what}", rec.input.display());
+        tracing::info!("{} {what}", rec.input.display());
     }
 
     /// The staging folders (see [`super::STAGING`]) of this node's deliveries that are no

@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod worker;
 
 use crate::config::{ClusterAuth, ClusterConfig};
+use crate::store::JobState;
 use anyhow::{Context, Result};
 use async_nats::jetstream;
 use serde::{Deserialize, Serialize};
@@ -206,8 +207,7 @@ pub struct ResultMsg {
 /// A job's state in the farm's key-value bucket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FarmState {
-    /// `queued`, `running`, `rendered`, `done`, `failed` or `quarantined`.
-    pub state: String,
+    pub state: FarmStep,
     pub attempt: u32,
     #[serde(default)]
     pub worker: Option<String>,
@@ -216,17 +216,58 @@ pub struct FarmState {
     pub updated_ms: i64,
 }
 
+/// Where a job stands on the farm (stored in the bucket by its lower-case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FarmStep {
+    /// Published, no worker has answered.
+    Queued,
+    /// A worker renders it.
+    Running,
+    /// Rendered and answered; the ingest node has not applied the answer yet.
+    Rendered,
+    Done,
+    Failed,
+    Quarantined,
+}
+
+impl FarmStep {
+    /// The step of a job in this state on the ingest node.
+    pub fn of(state: JobState) -> FarmStep {
+        match state {
+            JobState::Queued => FarmStep::Queued,
+            JobState::Running => FarmStep::Running,
+            JobState::Done => FarmStep::Done,
+            JobState::Failed => FarmStep::Failed,
+            JobState::Quarantined => FarmStep::Quarantined,
+        }
+    }
+}
+
+impl std::fmt::Display for FarmStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FarmStep::Queued => "queued",
+            FarmStep::Running => "running",
+            FarmStep::Rendered => "rendered",
+            FarmStep::Done => "done",
+            FarmStep::Failed => "failed",
+            FarmStep::Quarantined => "quarantined",
+        })
+    }
+}
+
 impl FarmState {
     /// `state` of attempt `attempt` of the job of `input` through `pipeline`, as of now.
     pub fn now(
-        state: &str,
+        state: FarmStep,
         attempt: u32,
         worker: Option<String>,
         input: &std::path::Path,
         pipeline: &str,
     ) -> FarmState {
         FarmState {
-            state: state.to_string(),
+            state,
             attempt,
             worker,
             input: input.to_string_lossy().into_owned(),

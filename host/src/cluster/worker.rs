@@ -1,6 +1,6 @@
 //! `sluice worker`: takes jobs from the farm and runs them (see [`super`]).
 
-use super::{Farm, FarmState, JobMsg, Outcome, OutputObject, ResultMsg, now_ms};
+use super::{Farm, FarmState, FarmStep, JobMsg, Outcome, OutputObject, ResultMsg, now_ms};
 use crate::config::Config;
 use crate::effects::Catalog;
 use crate::job::{self, Ctx, Failure};
@@ -196,14 +196,25 @@ impl Worker {
                 return;
             }
         };
+        // Every log line of this delivery carries the job's node, id and attempt.
+        let span = tracing::info_span!(
+            "farm_job",
+            node = %job.node,
+            job = job.job,
+            attempt = job.attempt,
+            delivery
+        );
+        let _in_span = span.enter();
         let key = job.key();
         let known = farm.rt.block_on(farm.state(&key));
         // Answered already (a redelivery after the answer, or an older attempt): nothing to do.
         if let Some(s) = &known
             && (s.attempt > job.attempt
-                || (s.attempt == job.attempt && s.state != "queued" && s.state != "running"))
+                || (s.attempt == job.attempt
+                    && s.state != FarmStep::Queued
+                    && s.state != FarmStep::Running))
         {
-            tracing::info!(job = job.job, node = %job.node, "answered already ({}): skipped", s.state);
+            tracing::info!("answered already ({}): skipped", s.state);
             farm.rt.block_on(super::ack(&m));
             return;
         }
@@ -214,10 +225,13 @@ impl Worker {
         if delivery > i64::from(farm.cfg.max_deliveries)
             && let Some(s) = &known
             && s.attempt == job.attempt
-            && s.state == "running"
+            && s.state == FarmStep::Running
             && now_ms() - s.updated_ms < fresh
         {
-            tracing::info!(job = job.job, node = %job.node, "still running on {}: later", s.worker.clone().unwrap_or_default());
+            tracing::info!(
+                "still running on {}: later",
+                s.worker.clone().unwrap_or_default()
+            );
             let _ = farm
                 .rt
                 .block_on(m.ack_with(jetstream::AckKind::Nak(Some(farm.cfg.ack_wait))));
@@ -237,7 +251,7 @@ impl Worker {
             (Err(f), None)
         } else {
             let state = FarmState::now(
-                "running",
+                FarmStep::Running,
                 job.attempt,
                 Some(me.clone()),
                 &job.input,
@@ -283,8 +297,6 @@ impl Worker {
                 })
             };
             tracing::info!(
-                job = job.job,
-                node = %job.node,
                 "{}: running ({}{})",
                 job.input.display(),
                 job.pipeline,
@@ -378,7 +390,7 @@ impl Worker {
                 )
                 .await?;
                 let state = FarmState::now(
-                    "rendered",
+                    FarmStep::Rendered,
                     job.attempt,
                     Some(me.clone()),
                     &job.input,
@@ -396,23 +408,26 @@ impl Worker {
                 };
                 let ((), acked) = tokio::join!(rendered, super::ack(&m));
                 if !acked {
-                    tracing::info!(job = job.job, node = %job.node, "the job could not be acknowledged (the server away?): it comes again and is then skipped");
+                    tracing::info!("the job could not be acknowledged (the server away?): it comes again and is then skipped");
                 }
                 anyhow::Ok(())
             }
             .await;
             match sent {
                 Ok(()) => {
-                    tracing::info!(job = job.job, node = %job.node, "{} {what}", job.input.display())
+                    tracing::info!("{} {what}", job.input.display())
                 }
                 // Not acknowledged: the job goes to a worker again once its wait runs out.
-                Err(e) => tracing::error!(job = job.job, node = %job.node, "cannot answer: {e:#}"),
+                Err(e) => tracing::error!("cannot answer: {e:#}"),
             }
         };
         if let Some(a) = answering.take() {
             let _ = farm.rt.block_on(a);
         }
-        *answering = Some(farm.rt.spawn(answer));
+        *answering = Some(
+            farm.rt
+                .spawn(tracing::Instrument::instrument(answer, span.clone())),
+        );
     }
 
     /// Where a delivery of `job` renders when its outputs are staged on the shared root (the

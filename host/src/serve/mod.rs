@@ -125,9 +125,48 @@ pub(crate) struct AppState {
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
+    // The request's span (its id) goes with the work onto the blocking thread.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(ApiError::internal)?
+}
+
+/// Each request in a span carrying its id (`request{id=.. method=.. path=..}` on every log line
+/// of its work), the id answered in `x-request-id`: the client's own when it sends a short
+/// plain one, else the server's count.
+async fn request_span(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let given = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string);
+    let id = given.unwrap_or_else(|| {
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_string()
+    });
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    let mut response = next.run(req).instrument(span).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
 }
 
 /// The stop condition of one request's blocking work (an analysis, a picture): its client went
@@ -456,6 +495,7 @@ fn router(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
         // each request traced (`RUST_LOG=tower_http=debug` shows them).
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(request_span))
         .with_state(state);
     (router, api)
 }

@@ -131,7 +131,7 @@ impl From<&Event> for EventView {
             id: e.id,
             time: super::rfc3339(Some(e.time_ms)),
             job: e.job,
-            kind: e.kind.clone(),
+            kind: e.kind.name().to_string(),
             message: e.message.clone(),
         }
     }

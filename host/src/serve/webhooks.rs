@@ -171,7 +171,7 @@ async fn deliver_all(weak: std::sync::Weak<AppState>, hook: Webhook) {
                             _ = closing.changed() => return,
                         }
                     }
-                    match post(&hook, tls.as_ref(), &e.kind, e.id, &body).await {
+                    match post(&hook, tls.as_ref(), e.kind.name(), e.id, &body).await {
                         Ok(()) => {
                             delivered = true;
                             break;
