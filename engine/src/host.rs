@@ -251,6 +251,12 @@ pub type ConnectFarm =
 
 /// Run the host until `stop` is set (a signal). Returns when running jobs have finished;
 /// `notify` hears what its operator is told ([`Notice`]).
+///
+/// In phases: the root locked and its store opened, [`recover`] what a dead host left, the
+/// effects and pipelines loaded, the jobs stopped under too often given up
+/// ([`give_up_interrupted`]), the watch folders followed ([`Folders`]), the farm connected
+/// ([`connect_farm`], [`FarmResults`]), the workers started ([`Crew`]), then the
+/// [`Coordinator`]'s turns until the stop, and the shutdown.
 pub fn watch(
     cfg: Config,
     stop: Arc<AtomicBool>,
@@ -262,9 +268,65 @@ pub fn watch(
     let store = Arc::new(Store::open(&cfg.db_path(), true)?);
     std::fs::create_dir_all(&cfg.quarantine_dir)
         .with_context(|| format!("{}", cfg.quarantine_dir.display()))?;
+    let interrupted = recover(&cfg, &store)?;
 
-    // The store's invariants (see crate::store), checked once at start: a problem is a bug
-    // of ours, reported so it can be fixed rather than worked around.
+    // The built-in effects now, the root's own in the background (crate::effects::loader).
+    let runtime = Runtime::new(Some(cfg.effects_cache())).context("the effects runtime")?;
+    let (loader, first) =
+        Loader::start(runtime, Some(cfg.effects_dir())).context("the effects loader")?;
+    let effects = load_effects(&store, first);
+    let pipelines = load(&cfg, &store, effects, None);
+    give_up_interrupted(&cfg, &store, &pipelines, interrupted)?;
+    let cfg = Arc::new(cfg);
+
+    let mut folders = Folders::start()?;
+    folders.follow(&cfg, &pipelines);
+
+    // Workers: each claims from the store when woken (or every half second, for retries
+    // that come due and jobs queued by other processes), runs the job with the pipelines
+    // loaded at that moment, and logs the result.
+    let loaded: Arc<RwLock<Loaded>> = Arc::new(RwLock::new(Loaded::of(&pipelines)));
+    // `[cluster]`: jobs go out to the farm's workers, their results come back here.
+    let lookup = {
+        let loaded = loaded.clone();
+        move |name: &str| {
+            let l = loaded.read().expect("not poisoned");
+            l.by_name.get(name).cloned().map(|p| (p, l.effects.clone()))
+        }
+    };
+    let farm = connect_farm(&cfg, &store, farm, &lookup)?;
+    let results = FarmResults::start(farm.as_ref(), &cfg, &store, lookup)?;
+    let crew = Crew::start(&cfg, &store, &loaded, farm)?;
+
+    notify(Notice::Watching(welcome(&cfg, &pipelines)));
+    let mut turns = Coordinator {
+        cfg: cfg.clone(),
+        store,
+        pipelines,
+        loaded,
+        loader,
+        settling: Settler::new(cfg.settle),
+        last_rescan: None,
+        said_once: HashSet::new(),
+        pipelines_changed: None,
+        last_stamp_check: Instant::now(),
+        stopping: None,
+    };
+    turns.run(&stop, &abort, notify, &crew, &mut folders);
+
+    let abort = abort.load(Ordering::SeqCst);
+    crew.finish(abort);
+    drop(folders);
+    results.finish(abort);
+    notify(Notice::Stopped);
+    Ok(())
+}
+
+/// At start, what a host that died left: the store's invariants checked (a problem is a bug of
+/// ours, reported so it can be fixed rather than worked around), jobs left running queued
+/// again, interrupted deletions finished, temporaries removed. Returns the jobs the host
+/// stopped under too often to run again on their own.
+fn recover(cfg: &Config, store: &Store) -> Result<Vec<JobRecord>> {
     match store.check() {
         Ok(problems) => {
             for p in problems {
@@ -273,9 +335,6 @@ pub fn watch(
         }
         Err(e) => tracing::warn!("cannot check the state database: {e}"),
     }
-
-    // Recovery: jobs a dead host left running go back to the queue; interrupted deletions
-    // finish; temporaries go.
     let (requeued, interrupted) =
         store.requeue_running(cfg.max_interrupted_runs, cfg.cluster.is_some())?;
     for j in requeued {
@@ -288,26 +347,29 @@ pub fn watch(
     }
     for j in store.jobs(Some(JobState::Done))? {
         if j.delete_pending {
-            job::finish_delete(&store, &cfg.root, &j);
+            job::finish_delete(store, &cfg.root, &j);
         }
     }
     let swept = sweep_temporaries(&cfg.root);
     if swept > 0 {
         tracing::info!("removed {swept} temporary file(s) left by an earlier run");
     }
+    Ok(interrupted)
+}
 
-    // The built-in effects now, the root's own in the background (crate::effects::loader).
-    let runtime = Runtime::new(Some(cfg.effects_cache())).context("the effects runtime")?;
-    let (loader, first) =
-        Loader::start(runtime, Some(cfg.effects_dir())).context("the effects loader")?;
-    let effects = load_effects(&store, first);
-    let mut pipelines = load(&cfg, &store, effects, None);
-    // Jobs the host stopped under too often: their input may be what stops it.
+/// Jobs the host stopped under too often: their input may be what stops it, so they fail with
+/// the reason (and `sluice retry` runs them again).
+fn give_up_interrupted(
+    cfg: &Config,
+    store: &Store,
+    pipelines: &Pipelines,
+    interrupted: Vec<JobRecord>,
+) -> Result<()> {
     for j in interrupted {
         let ctx = Ctx {
             interrupt: None,
-            cfg: &cfg,
-            store: &store,
+            cfg,
+            store,
             effects: &pipelines.effects,
             progress: None,
             profiles: None,
@@ -337,44 +399,60 @@ pub fn watch(
             rec.error.clone().unwrap_or_default()
         );
     }
-    let cfg = Arc::new(cfg);
+    Ok(())
+}
 
-    // Watching.
-    let (ev_tx, ev_rx) = crossbeam_channel::unbounded::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        // Reads (ours included) say nothing new; a writer closing the file does (the file may
-        // be complete now).
-        use notify::event::{AccessKind, AccessMode};
-        if let Ok(ev) = res
-            && !matches!(ev.kind, notify::EventKind::Access(a)
-                if a != AccessKind::Close(AccessMode::Write))
-        {
-            for p in ev.paths {
-                let _ = ev_tx.send(p);
+/// The watch folders and the pipelines folder, followed with notify: the paths its events name
+/// arrive on `events`.
+struct Folders {
+    watcher: notify::RecommendedWatcher,
+    watched: HashSet<PathBuf>,
+    events: crossbeam_channel::Receiver<PathBuf>,
+}
+
+impl Folders {
+    fn start() -> Result<Folders> {
+        let (tx, events) = crossbeam_channel::unbounded::<PathBuf>();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // Reads (ours included) say nothing new; a writer closing the file does (the file
+            // may be complete now).
+            use notify::event::{AccessKind, AccessMode};
+            if let Ok(ev) = res
+                && !matches!(ev.kind, notify::EventKind::Access(a)
+                    if a != AccessKind::Close(AccessMode::Write))
+            {
+                for p in ev.paths {
+                    let _ = tx.send(p);
+                }
             }
-        }
-    })
-    .context("cannot start watching files")?;
-    let mut watched: HashSet<PathBuf> = HashSet::new();
-    let rewatch = |watcher: &mut notify::RecommendedWatcher,
-                   watched: &mut HashSet<PathBuf>,
-                   ps: &Pipelines| {
+        })
+        .context("cannot start watching files")?;
+        Ok(Folders {
+            watcher,
+            watched: HashSet::new(),
+            events,
+        })
+    }
+
+    /// Follows the folders the pipelines `ps` watch (made when missing) and the pipelines
+    /// folder, and no others.
+    fn follow(&mut self, cfg: &Config, ps: &Pipelines) {
         let want: HashSet<PathBuf> = ps
             .by_name
             .values()
             .flat_map(|p| p.watch.iter().map(|w| cfg.root.join(w)))
             .chain([cfg.pipelines_dir.clone()])
             .collect();
-        for gone in watched.difference(&want).cloned().collect::<Vec<_>>() {
-            let _ = watcher.unwatch(&gone);
-            watched.remove(&gone);
+        for gone in self.watched.difference(&want).cloned().collect::<Vec<_>>() {
+            let _ = self.watcher.unwatch(&gone);
+            self.watched.remove(&gone);
         }
         for new in want {
-            if !watched.contains(&new) {
+            if !self.watched.contains(&new) {
                 let _ = std::fs::create_dir_all(&new);
-                match watcher.watch(&new, notify::RecursiveMode::Recursive) {
+                match self.watcher.watch(&new, notify::RecursiveMode::Recursive) {
                     Ok(()) => {
-                        watched.insert(new);
+                        self.watched.insert(new);
                     }
                     Err(e) => tracing::warn!(
                         "{}: cannot watch ({e}); the periodic rescan still finds new files",
@@ -383,108 +461,218 @@ pub fn watch(
                 }
             }
         }
-    };
-    rewatch(&mut watcher, &mut watched, &pipelines);
-
-    // Workers: each claims from the store when woken (or every half second, for retries
-    // that come due and jobs queued by other processes), runs the job with the pipelines
-    // loaded at that moment, and logs the result.
-    let loaded: Arc<RwLock<Loaded>> = Arc::new(RwLock::new(Loaded::of(&pipelines)));
-    // `[cluster]`: jobs go out to the farm's workers, their results come back here.
-    let lookup = {
-        let loaded = loaded.clone();
-        move |name: &str| {
-            let l = loaded.read().expect("not poisoned");
-            l.by_name.get(name).cloned().map(|p| (p, l.effects.clone()))
-        }
-    };
-    let farm = match &cfg.cluster {
-        Some(c) => {
-            if let Some(shared) = &c.shared_root {
-                let same =
-                    std::fs::canonicalize(shared).ok() == std::fs::canonicalize(&cfg.root).ok();
-                if !same {
-                    anyhow::bail!(
-                        "{}: [cluster] shared_root = {} is not this root ({}): on the ingest node it names its own root, as the farm shares it",
-                        cfg.root.join(crate::config::CONFIG_FILE).display(),
-                        shared.display(),
-                        cfg.root.display()
-                    );
-                }
-            }
-            let Some(connect) = farm else {
-                anyhow::bail!(
-                    "{}: [cluster] is set, and this build of sluice has no farm (cargo feature `farm`)",
-                    cfg.root.join(crate::config::CONFIG_FILE).display()
-                );
-            };
-            let ingest = connect(c, &store)?;
-            ingest.republish(&cfg, &store, &lookup);
-            Some(ingest)
-        }
-        None => None,
-    };
-    let results_stop = Arc::new(AtomicBool::new(false));
-    let results = match &farm {
-        Some(ingest) => {
-            let (ingest, cfg, store, stop) = (
-                ingest.clone(),
-                cfg.clone(),
-                store.clone(),
-                results_stop.clone(),
-            );
-            let lookup = lookup.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("farm-results".into())
-                    .spawn(move || ingest.results(&cfg, &store, &lookup, &stop))
-                    .context("cannot start the farm's results thread")?,
-            )
-        }
-        None => None,
-    };
-    let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(cfg.workers.max(1));
-    let busy = Arc::new(AtomicUsize::new(0));
-    let claiming = Arc::new(AtomicBool::new(true));
-    // Set once a stop has waited STOP_GRACE for the running jobs: their renders end at the next
-    // block and the jobs go back to the queue (job::Failure::Interrupted).
-    let interrupt = Arc::new(AtomicBool::new(false));
-    // A failed job's content may be waiting in copies: the coordinator rescans soon.
-    let rescan_soon = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::new();
-    for w in 0..cfg.workers {
-        let worker = Worker {
-            cfg: cfg.clone(),
-            store: store.clone(),
-            loaded: loaded.clone(),
-            wake: wake_rx.clone(),
-            busy: busy.clone(),
-            claiming: claiming.clone(),
-            rescan_soon: rescan_soon.clone(),
-            farm: farm.clone(),
-            interrupt: interrupt.clone(),
-        };
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("worker-{w}"))
-                .spawn(move || worker.run())
-                .context("cannot start a worker thread")?,
-        );
     }
-    drop(wake_rx);
+}
 
-    notify(Notice::Watching(welcome(&cfg, &pipelines)));
+/// The farm of `[cluster]`, connected with the face's `connect` (a root on a shared file system
+/// must name itself), its jobs left out before a restart sent again; none without `[cluster]`.
+fn connect_farm(
+    cfg: &Config,
+    store: &Store,
+    connect: Option<&ConnectFarm>,
+    lookup: Lookup,
+) -> Result<Option<Arc<dyn Dispatch>>> {
+    let Some(c) = &cfg.cluster else {
+        return Ok(None);
+    };
+    if let Some(shared) = &c.shared_root {
+        let same = std::fs::canonicalize(shared).ok() == std::fs::canonicalize(&cfg.root).ok();
+        if !same {
+            anyhow::bail!(
+                "{}: [cluster] shared_root = {} is not this root ({}): on the ingest node it names its own root, as the farm shares it",
+                cfg.root.join(crate::config::CONFIG_FILE).display(),
+                shared.display(),
+                cfg.root.display()
+            );
+        }
+    }
+    let Some(connect) = connect else {
+        anyhow::bail!(
+            "{}: [cluster] is set, and this build of sluice has no farm (cargo feature `farm`)",
+            cfg.root.join(crate::config::CONFIG_FILE).display()
+        );
+    };
+    let ingest = connect(c, store)?;
+    ingest.republish(cfg, store, lookup);
+    Ok(Some(ingest))
+}
 
-    let mut settling = Settler::new(cfg.settle);
-    let mut last_rescan: Option<Instant> = None;
-    let mut said_once: HashSet<PathBuf> = HashSet::new();
-    let mut pipelines_changed: Option<Instant> = None;
-    let mut last_stamp_check = Instant::now();
-    let mut stopping: Option<Instant> = None;
-    loop {
-        if stop.load(Ordering::SeqCst) && stopping.is_none() {
-            stopping = Some(Instant::now());
-            let n = busy.load(Ordering::SeqCst);
+/// The thread applying the farm's results (none without a farm).
+struct FarmResults {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FarmResults {
+    fn start(
+        farm: Option<&Arc<dyn Dispatch>>,
+        cfg: &Arc<Config>,
+        store: &Arc<Store>,
+        lookup: impl Fn(&str) -> Option<(Arc<Pipeline>, Arc<Catalog>)> + Sync + Send + 'static,
+    ) -> Result<FarmResults> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = match farm {
+            Some(ingest) => {
+                let (ingest, cfg, store, stop) =
+                    (ingest.clone(), cfg.clone(), store.clone(), stop.clone());
+                Some(
+                    std::thread::Builder::new()
+                        .name("farm-results".into())
+                        .spawn(move || ingest.results(&cfg, &store, &lookup, &stop))
+                        .context("cannot start the farm's results thread")?,
+                )
+            }
+            None => None,
+        };
+        Ok(FarmResults { thread, stop })
+    }
+
+    /// Stops the thread, and waits for it unless the host is aborting.
+    fn finish(self, abort: bool) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread
+            && !abort
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The worker threads and what the coordinator shares with them.
+struct Crew {
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// A `()` wakes one worker, which claims until the queue has nothing ready.
+    wake: crossbeam_channel::Sender<()>,
+    /// Workers claiming or running a job.
+    busy: Arc<AtomicUsize>,
+    /// Cleared when the host stops: workers claim nothing more.
+    claiming: Arc<AtomicBool>,
+    /// Set once a stop has waited [`STOP_GRACE`] for the running jobs: their renders end at the
+    /// next block and the jobs go back to the queue (job::Failure::Interrupted).
+    interrupt: Arc<AtomicBool>,
+    /// A failed job's content may be waiting in copies: the coordinator rescans soon.
+    rescan_soon: Arc<AtomicBool>,
+}
+
+impl Crew {
+    fn start(
+        cfg: &Arc<Config>,
+        store: &Arc<Store>,
+        loaded: &Arc<RwLock<Loaded>>,
+        farm: Option<Arc<dyn Dispatch>>,
+    ) -> Result<Crew> {
+        let (wake, wake_rx) = crossbeam_channel::bounded::<()>(cfg.workers.max(1));
+        let busy = Arc::new(AtomicUsize::new(0));
+        let claiming = Arc::new(AtomicBool::new(true));
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let rescan_soon = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for w in 0..cfg.workers {
+            let worker = Worker {
+                cfg: cfg.clone(),
+                store: store.clone(),
+                loaded: loaded.clone(),
+                wake: wake_rx.clone(),
+                busy: busy.clone(),
+                claiming: claiming.clone(),
+                rescan_soon: rescan_soon.clone(),
+                farm: farm.clone(),
+                interrupt: interrupt.clone(),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{w}"))
+                    .spawn(move || worker.run())
+                    .context("cannot start a worker thread")?,
+            );
+        }
+        Ok(Crew {
+            threads,
+            wake,
+            busy,
+            claiming,
+            interrupt,
+            rescan_soon,
+        })
+    }
+
+    fn busy(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    /// No more claims; the workers finish their jobs and end (waited for unless aborting).
+    fn finish(self, abort: bool) {
+        self.claiming.store(false, Ordering::SeqCst);
+        drop(self.wake);
+        if !abort {
+            for t in self.threads {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// The watch host's coordinator: its turns of a tenth of a second take events, reload the
+/// pipelines, rescan, settle files, take them in and wake the workers, until the stop.
+struct Coordinator {
+    cfg: Arc<Config>,
+    store: Arc<Store>,
+    pipelines: Pipelines,
+    loaded: Arc<RwLock<Loaded>>,
+    loader: Loader,
+    settling: Settler,
+    last_rescan: Option<Instant>,
+    /// Paths already reported as not taken (said once, not at every rescan).
+    said_once: HashSet<PathBuf>,
+    /// When the pipelines folder last changed, until the reload.
+    pipelines_changed: Option<Instant>,
+    last_stamp_check: Instant,
+    /// When the stop was asked for.
+    stopping: Option<Instant>,
+}
+
+impl Coordinator {
+    fn run(
+        &mut self,
+        stop: &AtomicBool,
+        abort: &AtomicBool,
+        notify: &dyn Fn(Notice),
+        crew: &Crew,
+        folders: &mut Folders,
+    ) {
+        loop {
+            let stopping = self.stopping(stop, notify, crew);
+            if abort.load(Ordering::SeqCst) || (stopping && crew.busy() == 0) {
+                return;
+            }
+            self.events(folders);
+            self.reload(folders);
+            if !stopping {
+                self.rescan();
+            }
+            self.settle(stopping);
+            if crew.rescan_soon.swap(false, Ordering::SeqCst) {
+                // Files with the same content as a failed job, which waited on it, are taken
+                // now.
+                self.last_rescan = None;
+            }
+            // Wake the workers when there is work ready (a worker takes one wake and claims
+            // until the queue has nothing ready).
+            if !stopping
+                && crew.busy() < self.cfg.workers
+                && self.store.has_ready().unwrap_or(false)
+            {
+                let _ = crew.wake.try_send(());
+            }
+        }
+    }
+
+    /// Whether the host is stopping: from the stop on, workers claim nothing more; after
+    /// [`STOP_GRACE`] the running jobs are interrupted.
+    fn stopping(&mut self, stop: &AtomicBool, notify: &dyn Fn(Notice), crew: &Crew) -> bool {
+        if stop.load(Ordering::SeqCst) && self.stopping.is_none() {
+            self.stopping = Some(Instant::now());
+            let n = crew.busy();
             if n > 0 {
                 notify(Notice::Stopping {
                     running: n,
@@ -492,88 +680,119 @@ pub fn watch(
                 });
             }
         }
-        if let Some(since) = stopping
+        if let Some(since) = self.stopping
             && since.elapsed() >= STOP_GRACE
-            && busy.load(Ordering::SeqCst) > 0
-            && !interrupt.swap(true, Ordering::SeqCst)
+            && crew.busy() > 0
+            && !crew.interrupt.swap(true, Ordering::SeqCst)
         {
             notify(Notice::Interrupting);
         }
-        let stopping = stopping.is_some();
+        let stopping = self.stopping.is_some();
         if stopping {
-            claiming.store(false, Ordering::SeqCst);
+            crew.claiming.store(false, Ordering::SeqCst);
         }
-        if abort.load(Ordering::SeqCst) || (stopping && busy.load(Ordering::SeqCst) == 0) {
-            break;
-        }
+        stopping
+    }
 
-        // Events, for a tenth of a second.
+    /// The watcher's events, for a tenth of a second.
+    fn events(&mut self, folders: &Folders) {
         let deadline = Instant::now() + Duration::from_millis(100);
         loop {
             let p = crossbeam_channel::select! {
-                recv(ev_rx) -> p => match p {
+                recv(folders.events) -> p => match p {
                     Ok(p) => p,
                     Err(_) => break,
                 },
                 default(deadline.saturating_duration_since(Instant::now())) => break,
             };
-            if p.starts_with(&cfg.pipelines_dir) {
-                pipelines_changed = Some(Instant::now());
+            if p.starts_with(&self.cfg.pipelines_dir) {
+                self.pipelines_changed = Some(Instant::now());
             } else {
-                consider(&cfg, &store, &pipelines, &p, &mut settling, &mut said_once);
+                consider(
+                    &self.cfg,
+                    &self.store,
+                    &self.pipelines,
+                    &p,
+                    &mut self.settling,
+                    &mut self.said_once,
+                );
             }
         }
-        // Pipelines: reload after changes calm down (events, or a changed folder listing), and
-        // when the loader has new effects (the pipelines are checked again against them).
-        if last_stamp_check.elapsed() >= Duration::from_secs(2) {
-            last_stamp_check = Instant::now();
-            if stamp(&cfg.pipelines_dir) != pipelines.stamp && pipelines_changed.is_none() {
-                pipelines_changed = Some(Instant::now());
+    }
+
+    /// Pipelines: reloaded after changes calm down (events, or a changed folder listing), and
+    /// when the loader has new effects (the pipelines are checked again against them).
+    fn reload(&mut self, folders: &mut Folders) {
+        if self.last_stamp_check.elapsed() >= Duration::from_secs(2) {
+            self.last_stamp_check = Instant::now();
+            if stamp(&self.cfg.pipelines_dir) != self.pipelines.stamp
+                && self.pipelines_changed.is_none()
+            {
+                self.pipelines_changed = Some(Instant::now());
             }
         }
-        let new_effects = loader.poll();
-        if new_effects.is_some()
-            || pipelines_changed.is_some_and(|t| t.elapsed() >= Duration::from_millis(300))
+        let new_effects = self.loader.poll();
+        let calm = self
+            .pipelines_changed
+            .is_some_and(|t| t.elapsed() >= Duration::from_millis(300));
+        if new_effects.is_none() && !calm {
+            return;
+        }
+        self.pipelines_changed = None;
+        let fx = match new_effects {
+            Some(u) => {
+                tracing::info!("effects checked: reloading the pipelines");
+                load_effects(&self.store, u)
+            }
+            None => {
+                tracing::info!("pipelines changed: reloading");
+                self.pipelines.effects.clone()
+            }
+        };
+        self.pipelines = load(&self.cfg, &self.store, fx, Some(&self.pipelines));
+        *self.loaded.write().expect("not poisoned") = Loaded::of(&self.pipelines);
+        folders.follow(&self.cfg, &self.pipelines);
+        self.last_rescan = None;
+    }
+
+    /// Every `rescan` interval, the watch folders listed: files that left are forgotten by the
+    /// index, the others considered as if an event named them.
+    fn rescan(&mut self) {
+        if self
+            .last_rescan
+            .is_some_and(|t| t.elapsed() < self.cfg.rescan)
         {
-            pipelines_changed = None;
-            let fx = match new_effects {
-                Some(u) => {
-                    tracing::info!("effects checked: reloading the pipelines");
-                    load_effects(&store, u)
-                }
-                None => {
-                    tracing::info!("pipelines changed: reloading");
-                    pipelines.effects.clone()
-                }
-            };
-            pipelines = load(&cfg, &store, fx, Some(&pipelines));
-            *loaded.write().expect("not poisoned") = Loaded::of(&pipelines);
-            rewatch(&mut watcher, &mut watched, &pipelines);
-            last_rescan = None;
+            return;
         }
-        // Rescan.
-        if !stopping && last_rescan.is_none_or(|t| t.elapsed() >= cfg.rescan) {
-            last_rescan = Some(Instant::now());
-            let present = rescan(&cfg, &pipelines, &mut said_once);
-            // The index keeps what is in the watch folders: forget files that left.
-            let here: HashSet<String> = present
-                .iter()
-                .filter_map(|p| rel(&cfg.root, p))
-                .map(|r| path_codec::encode(&r))
-                .collect();
-            if let Ok(known) = store.file_paths() {
-                let gone: Vec<String> = known.into_iter().filter(|k| !here.contains(k)).collect();
-                if let Err(e) = store.forget_files(&gone) {
-                    tracing::warn!("cannot update the file index: {e}");
-                }
-            }
-            for p in present {
-                consider(&cfg, &store, &pipelines, &p, &mut settling, &mut said_once);
+        self.last_rescan = Some(Instant::now());
+        let present = rescan(&self.cfg, &self.pipelines, &mut self.said_once);
+        let here: HashSet<String> = present
+            .iter()
+            .filter_map(|p| rel(&self.cfg.root, p))
+            .map(|r| path_codec::encode(&r))
+            .collect();
+        if let Ok(known) = self.store.file_paths() {
+            let gone: Vec<String> = known.into_iter().filter(|k| !here.contains(k)).collect();
+            if let Err(e) = self.store.forget_files(&gone) {
+                tracing::warn!("cannot update the file index: {e}");
             }
         }
-        // Settling (crate::settle): quiet for the settle time, openable, and no program
-        // holding it open for writing.
-        let (settled, notes) = settling.step(Instant::now(), &Disk);
+        for p in present {
+            consider(
+                &self.cfg,
+                &self.store,
+                &self.pipelines,
+                &p,
+                &mut self.settling,
+                &mut self.said_once,
+            );
+        }
+    }
+
+    /// Settling (crate::settle): quiet for the settle time, openable, and no program holding it
+    /// open for writing; what settled is taken in unless the host is stopping.
+    fn settle(&mut self, stopping: bool) {
+        let (settled, notes) = self.settling.step(Instant::now(), &Disk);
         for n in notes {
             match n {
                 Note::Readable(p) => tracing::info!("{}: readable now", p.display()),
@@ -588,37 +807,9 @@ pub fn watch(
             }
         }
         if !settled.is_empty() && !stopping {
-            intake(&cfg, &store, &pipelines, settled);
-        }
-        if rescan_soon.swap(false, Ordering::SeqCst) {
-            // Files with the same content as a failed job, which waited on it, are taken now.
-            last_rescan = None;
-        }
-        // Wake the workers when there is work ready (a worker takes one wake and claims until
-        // the queue has nothing ready).
-        if !stopping
-            && busy.load(Ordering::SeqCst) < cfg.workers
-            && store.has_ready().unwrap_or(false)
-        {
-            let _ = wake_tx.try_send(());
+            intake(&self.cfg, &self.store, &self.pipelines, settled);
         }
     }
-    claiming.store(false, Ordering::SeqCst);
-    drop(wake_tx);
-    if !abort.load(Ordering::SeqCst) {
-        for h in handles {
-            let _ = h.join();
-        }
-    }
-    drop(watcher);
-    results_stop.store(true, Ordering::SeqCst);
-    if let Some(r) = results
-        && !abort.load(Ordering::SeqCst)
-    {
-        let _ = r.join();
-    }
-    notify(Notice::Stopped);
-    Ok(())
 }
 
 /// The pipelines and effects the workers run jobs with (replaced when they reload).
