@@ -49,6 +49,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let root = sluice_host::config::root_from(a.root.root.as_deref())?;
     std::fs::create_dir_all(&root).with_context(|| root.display().to_string())?;
+    // A new root is made ready as `sluice watch` makes it: its configuration and the example
+    // pipelines (the dashboard's pipeline list and its submit box use them). Said on stderr:
+    // the first line on stdout is the address the server listens on.
+    if sluice_host::commands::init_root(&root)? {
+        eprintln!(
+            "sluice: made a new root at {} with example pipelines (podcast, streaming-master, broadcast, analysis, archive)",
+            root.display()
+        );
+    }
     let cfg = a.root.config()?;
     if a.max_uploads == 0 {
         anyhow::bail!("--max-uploads 0: give at least 1");

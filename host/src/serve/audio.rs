@@ -517,14 +517,6 @@ async fn waveform(
 }
 
 /// The formats Sluice writes.
-#[derive(Serialize, ToSchema)]
-struct FormatList {
-    /// Format names, as `GET /api/audio/formats/{name}` takes them.
-    formats: Vec<String>,
-    /// Every file extension of those formats.
-    extensions: Vec<String>,
-}
-
 /// One output format (the specification's object).
 #[derive(Serialize, ToSchema)]
 struct FormatDetail {
@@ -535,38 +527,46 @@ struct FormatDetail {
     compression: String,
     /// What sets the quality: `lossless`, or the encoder's settings.
     quality: String,
+    /// The highest rate an export writes in this format.
     max_sample_rate: u32,
     /// Bits of integer PCM; null for lossy formats.
     max_bit_depth: Option<u32>,
+    /// The integer bit depths an export writes in this format (`settings.bit_depth`).
     supported_bit_depths: Vec<u32>,
     /// Bytes per minute of 44.1 kHz stereo at the default settings (for lossless
     /// compression, typical music).
     file_size_estimate: u64,
 }
 
-fn writable() -> Vec<&'static sluice_core::formats::FormatInfo> {
+/// The formats export writes, each with the codec that writes it.
+fn writable() -> Vec<(
+    &'static sluice_core::formats::FormatInfo,
+    &'static dyn sluice_core::formats::OutputCodec,
+)> {
     sluice_core::encode::formats()
         .into_iter()
         .filter(|l| l.encode)
-        .map(|l| l.info)
+        .filter_map(|l| {
+            sluice_core::encode::codecs()
+                .find(|c| c.about().writes.contains(&l.info.id))
+                .map(|c| (l.info, c))
+        })
         .collect()
 }
 
-/// Output formats.
+/// Output formats: the file extensions export writes (the specification's array).
 #[utoipa::path(get, path = "/api/audio/formats",
-    operation_id = "list_formats", tag = "audio", responses((status = 200, description = "OK", body = FormatList)))]
-async fn formats() -> Json<FormatList> {
-    let all = writable();
+    operation_id = "list_formats", tag = "audio", responses((status = 200, description = "The file extensions export writes", body = Vec<String>)))]
+async fn formats() -> Json<Vec<String>> {
     let mut extensions: Vec<String> = Vec::new();
-    for e in all.iter().flat_map(|f| f.extensions.iter()) {
-        if !extensions.iter().any(|x| x == e) {
-            extensions.push(e.to_string());
+    for (f, _) in writable() {
+        for e in f.extensions {
+            if !extensions.iter().any(|x| x == e) {
+                extensions.push(e.to_string());
+            }
         }
     }
-    Json(FormatList {
-        formats: all.iter().map(|f| f.id.to_string()).collect(),
-        extensions,
-    })
+    Json(extensions)
 }
 
 /// One output format, by name or extension.
@@ -580,9 +580,9 @@ async fn formats() -> Json<FormatList> {
 )]
 async fn format(UrlPath(name): UrlPath<String>) -> Result<Json<FormatDetail>, ApiError> {
     let lower = name.to_ascii_lowercase();
-    let f = writable()
+    let (f, codec) = writable()
         .into_iter()
-        .find(|f| f.id == lower || f.extensions.contains(&lower.as_str()))
+        .find(|(f, _)| f.id == lower || f.extensions.contains(&lower.as_str()))
         .ok_or_else(|| {
             ApiError::not_found(format!(
                 "no output format `{name}` (formats: {})",
@@ -604,14 +604,35 @@ async fn format(UrlPath(name): UrlPath<String>) -> Result<Json<FormatDetail>, Ap
         _ if f.lossless => ("lossless", PCM_MINUTE),
         _ => ("the encoder's default", 160_000 / 8 * 60),
     };
+    let about = codec.about();
+    // What export writes: the codec's bit depths, and its rates within what Sluice renders.
+    let depths: Vec<u32> = about
+        .options
+        .iter()
+        .find_map(|o| match (o.opt, o.values) {
+            (
+                sluice_core::formats::Opt::BitDepth,
+                sluice_core::formats::Values::Depths { int, .. },
+            ) => Some(int.to_vec()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let rendered = *sluice_core::formats::limits::SAMPLE_RATES.end();
+    let max_sample_rate = about
+        .constraints
+        .sample_rates
+        .and_then(|r| r.iter().copied().max())
+        .unwrap_or(rendered)
+        .min(rendered)
+        .min(f.max_sample_rate);
     Ok(Json(FormatDetail {
         name: f.id.to_string(),
-        extension: f.extensions.first().copied().unwrap_or(f.id).to_string(),
+        extension: about.extension.to_string(),
         compression: if f.lossless { "lossless" } else { "lossy" }.to_string(),
         quality: quality.to_string(),
-        max_sample_rate: f.max_sample_rate,
-        max_bit_depth: f.bit_depths.iter().copied().max(),
-        supported_bit_depths: f.bit_depths.to_vec(),
+        max_sample_rate,
+        max_bit_depth: depths.iter().copied().max(),
+        supported_bit_depths: depths,
         file_size_estimate: estimate,
     }))
 }

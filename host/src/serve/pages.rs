@@ -1,5 +1,5 @@
 //! The pages the binary serves: the dashboard at `/` and the page that renders the OpenAPI
-//! document at `/api/docs`. Plain HTML, CSS and JavaScript compiled into the binary (no build
+//! document at `/api/docs` (also at `/docs` and `/redoc`, where FastAPI services keep theirs). Plain HTML, CSS and JavaScript compiled into the binary (no build
 //! step, no CDN: the machines that run Sluice may be offline).
 
 use super::AppState;
@@ -16,6 +16,8 @@ pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(dashboard))
         .routes(routes!(api_docs))
+        .routes(routes!(docs))
+        .routes(routes!(redoc))
 }
 
 fn html(page: &'static str) -> impl IntoResponse {
@@ -45,5 +47,20 @@ async fn dashboard() -> impl IntoResponse {
 #[utoipa::path(get, path = "/api/docs", operation_id = "api_docs", tag = "pages",
     responses((status = 200, description = "The API reference (HTML)", content_type = "text/html", body = String)))]
 async fn api_docs() -> impl IntoResponse {
+    html(API_DOCS)
+}
+
+/// The API reference where FastAPI services keep it (the specifications send their users to
+/// `/docs`): the same page as `/api/docs`.
+#[utoipa::path(get, path = "/docs", operation_id = "docs", tag = "pages",
+    responses((status = 200, description = "The API reference (HTML)", content_type = "text/html", body = String)))]
+async fn docs() -> impl IntoResponse {
+    html(API_DOCS)
+}
+
+/// The API reference at FastAPI's other address (`/redoc`): the same page as `/api/docs`.
+#[utoipa::path(get, path = "/redoc", operation_id = "redoc", tag = "pages",
+    responses((status = 200, description = "The API reference (HTML)", content_type = "text/html", body = String)))]
+async fn redoc() -> impl IntoResponse {
     html(API_DOCS)
 }

@@ -47,6 +47,20 @@ r = requests.get(f"{BASE}/health", timeout=10)
 expect(r.status_code == 200, f"health: {r.status_code}")
 fields(r.json(), {"status": str, "version": str}, "health")
 
+# The interactive API reference where the specifications send their users.
+for page in ["/docs", "/redoc", "/api/docs"]:
+    r = requests.get(f"{BASE}{page}", timeout=10)
+    expect(r.status_code == 200, f"{page}: {r.status_code}")
+    expect(r.headers["content-type"].startswith("text/html"), f"{page}: {r.headers['content-type']}")
+    expect("/openapi.json" in r.text, f"{page}: not the API reference page")
+
+# A new root is ready as `sluice watch` makes it: its example pipelines are there.
+r = requests.get(f"{BASE}/api/v1/pipelines", timeout=10)
+expect(r.status_code == 200, f"pipelines: {r.status_code}")
+names = {p["name"] for p in r.json()["pipelines"]}
+expect({"podcast", "streaming-master", "broadcast", "analysis", "archive"} <= names,
+       f"a new root's pipelines: {sorted(names)}")
+
 # An upload needs the token; a wrong one is refused too.
 with open(AUDIO, "rb") as f:
     r = requests.post(f"{BASE}/api/audio/upload", files={"file": ("take.wav", f)}, timeout=60)
@@ -311,8 +325,20 @@ expect([x["region_id"] for x in r.json()] == [second], f"after the delete: {r.js
 # Formats.
 r = requests.get(f"{BASE}/api/audio/formats", timeout=10)
 expect(r.status_code == 200, f"formats: {r.status_code}")
-fields(r.json(), {"formats": list, "extensions": list}, "formats")
-expect({"wav", "flac"} <= set(r.json()["formats"]), f"formats: {r.json()}")
+# "An array of supported file extensions": strings, each one a format route answers.
+exts = r.json()
+expect(isinstance(exts, list) and all(isinstance(e, str) for e in exts), f"formats: {exts}")
+expect({"wav", "flac", "mp3", "aiff"} <= set(exts), f"formats: {exts}")
+for e in exts:
+    r = requests.get(f"{BASE}/api/audio/formats/{e}", timeout=10)
+    expect(r.status_code == 200, f"format {e} (listed): {r.status_code}")
+# What export writes, not what the container could carry.
+flac = requests.get(f"{BASE}/api/audio/formats/flac", timeout=10).json()
+expect(flac["supported_bit_depths"] == [16, 24] and flac["max_bit_depth"] == 24, f"flac: {flac}")
+expect(flac["max_sample_rate"] == 384000, f"flac: {flac}")
+mp3 = requests.get(f"{BASE}/api/audio/formats/mp3", timeout=10).json()
+expect(mp3["supported_bit_depths"] == [] and mp3["max_bit_depth"] is None, f"mp3: {mp3}")
+expect(mp3["max_sample_rate"] == 48000 and mp3["compression"] == "lossy", f"mp3: {mp3}")
 for name in ["wav", "flac", "FLAC"]:
     r = requests.get(f"{BASE}/api/audio/formats/{name}", timeout=10)
     expect(r.status_code == 200, f"format {name}: {r.status_code}")
