@@ -1019,6 +1019,11 @@ fn the_openapi_document_names_every_route() {
         "/api/v1/stream",
         "/",
         "/api/docs",
+        "/docs",
+        "/redoc",
+        "/api/audio/health",
+        "/api/audio/statistics",
+        "/api/audio/buffers",
     ] {
         assert!(paths.contains_key(p), "{p} not in {:?}", paths.keys());
     }

@@ -53,6 +53,12 @@ impl Slots {
         }
     }
 
+    /// Exports running, exports waiting for a slot, and the slots.
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        let (running, waiting) = *self.now.lock().unwrap_or_else(|e| e.into_inner());
+        (running, waiting, self.capacity)
+    }
+
     /// Waits for a free slot (call from a blocking thread).
     pub(crate) fn take(&self) -> Slot<'_> {
         let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());

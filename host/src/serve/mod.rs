@@ -18,6 +18,7 @@ mod batch;
 mod export;
 mod form;
 mod mastering;
+mod monitor;
 mod pages;
 mod regions;
 mod stream;
@@ -112,6 +113,10 @@ pub(crate) struct AppState {
     pub answers: Answers,
     /// Real-time sessions (`/api/v1/stream`) open now, at most [`stream::MAX_SESSIONS`].
     pub streams: Arc<tokio::sync::Semaphore>,
+    /// The real-time sessions open now and their counts (the monitoring routes).
+    pub sessions: Arc<stream::Sessions>,
+    /// When the server started.
+    pub started: std::time::Instant,
     /// The live feed of job events (`/api/v1/events`).
     pub feed: tokio::sync::broadcast::Sender<v1::Live>,
     /// Set when the server stops: endless responses (the live feed) end, so the graceful
@@ -472,6 +477,7 @@ fn api(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
         .merge(v1::routes(max_upload_bytes))
         .merge(pages::routes())
         .merge(stream::routes())
+        .merge(monitor::routes())
 }
 
 /// The API's router and its OpenAPI document.
@@ -670,6 +676,8 @@ fn serve(
         max_uploads: opts.max_uploads.max(1),
         request_timeout: opts.request_timeout,
         streams: Arc::new(tokio::sync::Semaphore::new(stream::MAX_SESSIONS)),
+        sessions: Arc::default(),
+        started: std::time::Instant::now(),
         answers: Answers::new(64 << 20),
         feed: v1::feed(),
         closing,

@@ -120,6 +120,9 @@ async fn close(mut socket: WebSocket, code: u16, message: String) {
 
 async fn session(st: Arc<AppState>, mut socket: WebSocket) {
     let Ok(_slot) = Arc::clone(&st.streams).try_acquire_owned() else {
+        st.sessions
+            .refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return close(
             socket,
             1013,
@@ -163,11 +166,20 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
     }
     let (in_tx, in_rx) = crossbeam_channel::bounded::<Vec<u8>>(QUEUE);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Out>();
+    // Shown by the monitoring routes while it is open; its figures counted as it runs.
+    let registered = st.sessions.register(&chain, in_rx.clone());
+    let (sessions, me) = (st.sessions.clone(), registered.session.clone());
     let worker = std::thread::Builder::new()
         .name("sluice-stream".into())
         .spawn(move || {
             for msg in in_rx {
-                match chain.process(&msg) {
+                let t = std::time::Instant::now();
+                let processed = chain.process(&msg);
+                if processed.is_ok() {
+                    let frames = msg.len() / (4 * chain.channels.max(1));
+                    sessions.processed(&me, frames, chain.rate, t.elapsed());
+                }
+                match processed {
                     Ok((audio, meters)) => {
                         if out_tx.send(Out::Audio(audio)).is_err() {
                             return;
@@ -198,10 +210,12 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
                             ),
                             crossbeam_channel::TrySendError::Disconnected(_) => "the session has ended".into(),
                         };
+                        st.sessions.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         return close(socket, 1008, m).await;
                     }
                 }
                 Some(Ok(Message::Text(_))) => {
+                    st.sessions.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return close(socket, 1003, "after the opening message, send audio as binary messages".into()).await;
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
@@ -218,7 +232,10 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
                         return;
                     }
                 }
-                Some(Out::Fail(m)) => return close(socket, 1011, m).await,
+                Some(Out::Fail(m)) => {
+                    st.sessions.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return close(socket, 1011, m).await;
+                }
                 None => return,
             },
             () = stopped(&mut closing) => {
@@ -456,5 +473,119 @@ impl Chain {
             meters.push(json(m));
         }
         Ok((out, meters))
+    }
+}
+
+/// The real-time sessions open now and the counts since the server started, for the monitoring
+/// routes (`serve/monitor.rs`).
+#[derive(Default)]
+pub(crate) struct Sessions {
+    next: std::sync::atomic::AtomicU64,
+    open: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<Session>>>,
+    /// Sessions that opened (their chain built), refused at the session limit, ended on an
+    /// error (a bad block, a flood, a trapping effect).
+    pub opened: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+    /// Over every session, ended or open: blocks and frames processed, and the time the chains
+    /// took (nanoseconds).
+    pub blocks: std::sync::atomic::AtomicU64,
+    pub frames: std::sync::atomic::AtomicU64,
+    pub seconds_of_audio: std::sync::Mutex<f64>,
+    pub busy_ns: std::sync::atomic::AtomicU64,
+}
+
+/// One open session, as the monitoring routes show it.
+pub(crate) struct Session {
+    pub id: u64,
+    pub opened_ms: i64,
+    pub sample_rate: u32,
+    pub channels: usize,
+    pub max_frames: usize,
+    pub latency_frames: usize,
+    pub effects: Vec<String>,
+    /// Its queue: blocks received and waiting for the chain.
+    queue: crossbeam_channel::Receiver<Vec<u8>>,
+    pub blocks: std::sync::atomic::AtomicU64,
+    pub frames: std::sync::atomic::AtomicU64,
+}
+
+impl Session {
+    /// Blocks waiting in its queue now.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// A session's place in [`Sessions`], given up when the session ends.
+struct Registered {
+    sessions: Arc<Sessions>,
+    session: Arc<Session>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.sessions
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.session.id);
+    }
+}
+
+impl Sessions {
+    /// The sessions open now, oldest first.
+    pub fn open(&self) -> Vec<Arc<Session>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn register(
+        self: &Arc<Self>,
+        chain: &Chain,
+        queue: crossbeam_channel::Receiver<Vec<u8>>,
+    ) -> Registered {
+        use std::sync::atomic::Ordering::Relaxed;
+        let id = self.next.fetch_add(1, Relaxed) + 1;
+        self.opened.fetch_add(1, Relaxed);
+        let session = Arc::new(Session {
+            id,
+            opened_ms: jiff::Timestamp::now().as_millisecond(),
+            sample_rate: chain.rate,
+            channels: chain.channels,
+            max_frames: chain.max_frames,
+            latency_frames: chain.latency,
+            effects: chain.names.clone(),
+            queue,
+            blocks: Default::default(),
+            frames: Default::default(),
+        });
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, session.clone());
+        Registered {
+            sessions: self.clone(),
+            session,
+        }
+    }
+
+    /// A block of `frames` at `rate` went through a session's chain in `took`.
+    fn processed(&self, session: &Session, frames: usize, rate: u32, took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        session.blocks.fetch_add(1, Relaxed);
+        session.frames.fetch_add(frames as u64, Relaxed);
+        self.blocks.fetch_add(1, Relaxed);
+        self.frames.fetch_add(frames as u64, Relaxed);
+        self.busy_ns
+            .fetch_add(took.as_nanos().min(u128::from(u64::MAX)) as u64, Relaxed);
+        *self
+            .seconds_of_audio
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) += frames as f64 / f64::from(rate.max(1));
     }
 }

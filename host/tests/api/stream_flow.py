@@ -20,7 +20,7 @@ import requests
 import websocket
 
 import client
-from client import expect
+from client import expect, fail
 
 BASE, ROOT = sys.argv[1:3]
 client.setup("stream_flow", ROOT)
@@ -99,7 +99,47 @@ for k in range(150):  # 150 blocks of 480 frames: 1.5 s
         a, b = floats(block), floats(out)
         ratios.append(math.sqrt(sum(x * x for x in b) / sum(x * x for x in a)))
     sent += 480
+
+# The monitoring routes see the open session: its buffer, its counts, the server's load.
+r = requests.get(f"{BASE}/api/audio/buffers", timeout=5)
+expect(r.status_code == 200, f"buffers: {r.status_code} {r.text}")
+buf = r.json()
+expect(buf["queue_capacity"] == ready["queue"], f"buffers: {buf}")
+expect(len(buf["sessions"]) == 1, f"one session open: {buf}")
+one = buf["sessions"][0]
+for k, t in {"session_id": int, "opened_at": str, "sample_rate": int, "channels": int,
+             "max_frames": int, "latency_frames": int, "effects": list, "queued_blocks": int,
+             "queue_capacity": int, "fill": (int, float), "blocks_processed": int,
+             "frames_processed": int}.items():
+    expect(isinstance(one.get(k), t), f"buffers: {k} in {one}")
+expect(one["sample_rate"] == RATE and one["channels"] == 2 and one["effects"] == ["gain"],
+       f"the session as opened: {one}")
+expect(one["blocks_processed"] == 150 and one["frames_processed"] == 150 * 480,
+       f"every block answered is counted: {one}")
+expect(one["queued_blocks"] == 0 and one["fill"] == 0, f"nothing waits: {one}")
+r = requests.get(f"{BASE}/api/audio/statistics", timeout=5)
+expect(r.status_code == 200, f"statistics: {r.status_code}")
+stats = r.json()
+expect(stats["active_sessions"] == 1 and stats["total_sessions"] == 1, f"statistics: {stats}")
+expect(stats["frames_processed"] == 150 * 480 and abs(stats["audio_seconds_processed"] - 1.5) < 1e-6,
+       f"statistics: {stats}")
+expect(stats["realtime_factor"] is not None and stats["realtime_factor"] > 1, f"statistics: {stats}")
+r = requests.get(f"{BASE}/api/audio/health", timeout=5)
+expect(r.status_code == 200, f"detailed health: {r.status_code}")
+h = r.json()
+expect(h["status"] == "healthy" and h["database"] == "ok", f"detailed health: {h}")
+expect(h["sessions"] == {"active": 1, "max": stats["max_sessions"]}, f"detailed health: {h}")
+for k in ["uploads", "exports", "analyses"]:
+    expect(set(h[k]) == {"active", "max"} and h[k]["active"] <= h[k]["max"], f"{k}: {h}")
+expect(isinstance(h["uptime_seconds"], (int, float)) and isinstance(h["version"], str), f"{h}")
 ws.close()
+# Closed: gone from the buffers.
+for _ in range(50):
+    if not requests.get(f"{BASE}/api/audio/buffers", timeout=5).json()["sessions"]:
+        break
+    time.sleep(0.1)
+else:
+    fail("a closed session still listed in /api/audio/buffers")
 gain = 20 * math.log10(sum(ratios) / len(ratios))
 expect(abs(gain - 6.0) < 0.05, f"the gain measured {gain:.3f} dB, not 6")
 expect(len(meters) >= 12, f"{len(meters)} meter messages in 1.5 s")
@@ -206,6 +246,10 @@ health("a trap")
 # 7. Not a WebSocket: a JSON error.
 r = requests.get(f"{BASE}/api/v1/stream", timeout=5)
 expect(r.status_code == 400 and r.json()["error"]["kind"] == "bad_request", f"plain GET: {r.text}")
+
+# The sessions that ended on an error are counted (the malformed block, the flood, the trap).
+stats = requests.get(f"{BASE}/api/audio/statistics", timeout=5).json()
+expect(stats["failed_sessions"] >= 3 and stats["active_sessions"] == 0, f"statistics: {stats}")
 
 print("stream_flow: gain measured, meters, round trips, bad openings, malformed block, flood, "
       "trap: each refused with the server serving on")
