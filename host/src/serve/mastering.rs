@@ -145,6 +145,9 @@ struct MasteringAnalysis {
     comparison: Option<Value>,
     /// Empty without a genre to compare with.
     recommendations: Vec<RecommendationView>,
+    /// What the client should know about the answer: a genre asked for with no references in
+    /// the library (so no targets, no comparison and no recommendations).
+    notes: Vec<String>,
 }
 
 fn view(rec: &AnalysisRecord, sig: &Signature) -> MasteringAnalysis {
@@ -219,7 +222,18 @@ fn view(rec: &AnalysisRecord, sig: &Signature) -> MasteringAnalysis {
         },
         comparison: rec.comparison.clone(),
         recommendations,
+        notes: match (&rec.genre, &rec.comparison) {
+            (Some(g), None) => vec![no_targets(g)],
+            _ => Vec::new(),
+        },
     }
+}
+
+/// The note of an analysis asked against a genre the library has no references for.
+fn no_targets(genre: &str) -> String {
+    format!(
+        "no references for genre `{genre}` in this library: no targets exist for it, so the analysis has no comparison and no recommendations (add references with POST /api/references, then analyse again)"
+    )
 }
 
 /// A library error as the API answers it (the server's paths replaced by the client's name).
@@ -310,7 +324,6 @@ fn level_of(given: Option<String>) -> Result<Level, ApiError> {
         (status = 200, description = "The analysis (also at /api/analysis/{analysis_id})", body = MasteringAnalysis),
         (status = 400, description = "No file, not audio Sluice reads, or a field it cannot take", body = ErrorBody),
         (status = 401, description = "No or wrong bearer token", body = ErrorBody),
-        (status = 404, description = "The genre has no references (kind `no_references`)", body = ErrorBody),
         (status = 413, description = "Larger than the server's upload limit", body = ErrorBody),
         (status = 422, description = "Audio that cannot be measured: undecodable, silent or under 3 s", body = ErrorBody),
     ),
@@ -324,17 +337,19 @@ async fn analyze(
     let level = level_of(form.get("recommendation_level"))?;
     let genre = form.get("genre").map(|g| store::genre_key(&g));
     let got = form.take_file("file")?;
-    // An empty genre says so before the track is measured.
+    // A genre with no references still gets its analysis: the answer's `notes` say that no
+    // targets exist for it.
     let profile = match &genre {
         Some(g) => {
             let (st2, g) = (Arc::clone(&st), g.clone());
-            Some(
-                blocking(move || {
-                    library::profile(&st2.store, &Target::Genre(g))
-                        .map_err(|e| library_error(e, Path::new(""), ""))
-                })
-                .await?,
+            blocking(
+                move || match library::profile(&st2.store, &Target::Genre(g)) {
+                    Ok(p) => Ok(Some(p)),
+                    Err(LibraryError::NoReferences { .. }) => Ok(None),
+                    Err(e) => Err(library_error(e, Path::new(""), "")),
+                },
             )
+            .await?
         }
         None => None,
     };
@@ -627,6 +642,8 @@ struct SimilarityAnswer {
     compared: usize,
     /// Nearest first.
     similar_references: Vec<SimilarReference>,
+    /// Why the list is empty when the library (or the genre) has no references.
+    notes: Vec<String>,
 }
 
 /// The references closest to an analysed track, ranked by cosine similarity of their feature
@@ -641,7 +658,7 @@ struct SimilarityAnswer {
         (status = 200, description = "OK", body = SimilarityAnswer),
         (status = 400, description = "top_k out of range", body = ErrorBody),
         (status = 401, description = "No or wrong bearer token", body = ErrorBody),
-        (status = 404, description = "No such analysis, or no references (kind `no_references`)", body = ErrorBody),
+        (status = 404, description = "No such analysis", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -663,9 +680,21 @@ async fn similarity(
         .filter(|g| !g.trim().is_empty())
         .map(|g| store::genre_key(&g));
     let out = blocking(move || {
+        let mut notes = Vec::new();
         let (near, compared) =
-            library::nearest_to(&st.store, &sig.features(), genre.as_deref(), top)
-                .map_err(|e| library_error(e, Path::new(""), ""))?;
+            match library::nearest_to(&st.store, &sig.features(), genre.as_deref(), top) {
+                Ok(x) => x,
+                Err(LibraryError::NoReferences { .. }) => {
+                    notes.push(match &genre {
+                        Some(g) => format!(
+                            "no references for genre `{g}` in this library: nothing to compare with (add references with POST /api/references)"
+                        ),
+                        None => "the reference library is empty: nothing to compare with (add references with POST /api/references)".to_string(),
+                    });
+                    (Vec::new(), 0)
+                }
+                Err(e) => return Err(library_error(e, Path::new(""), "")),
+            };
         let mut similar_references = Vec::with_capacity(near.len());
         for (rid, score) in near {
             if let Some(r) = st.store.reference(rid).map_err(ApiError::internal)? {
@@ -680,6 +709,7 @@ async fn similarity(
             genre,
             compared,
             similar_references,
+            notes,
         })
     })
     .await?;
