@@ -892,21 +892,7 @@ impl Worker {
             (l.by_name.get(&j.pipeline).cloned(), l.effects.clone())
         };
         let Some(p) = p else {
-            let r = self.store.update_job(
-                j.id,
-                Some((
-                    crate::store::EventKind::Waiting,
-                    format!(
-                        "pipeline {} is not loaded (removed or invalid): waiting",
-                        j.pipeline
-                    ),
-                )),
-                |r| {
-                    r.state = JobState::Queued;
-                    r.attempts = r.attempts.saturating_sub(1);
-                    r.not_before_ms = now_ms() + 30_000;
-                },
-            );
+            let r = job::wait_for_pipeline(&self.store, j.id, &j.pipeline);
             if let Err(e) = r {
                 tracing::error!("cannot put the job back in the queue: {e}");
             }

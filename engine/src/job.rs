@@ -287,6 +287,29 @@ pub fn run(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> JobRecord {
     }
 }
 
+/// Job `id` names pipeline `pipeline`, which is not loaded (removed, or invalid now): it goes
+/// back to the queue for 30 s without counting as an attempt (off the farm if it was out), and
+/// runs once the pipeline is back.
+pub fn wait_for_pipeline(
+    store: &Store,
+    id: u64,
+    pipeline: &str,
+) -> Result<JobRecord, crate::store::StoreError> {
+    store.update_job(
+        id,
+        Some((
+            crate::store::EventKind::Waiting,
+            format!("pipeline {pipeline} is not loaded (removed or invalid): waiting"),
+        )),
+        |j| {
+            j.state = JobState::Queued;
+            j.ran_on = None;
+            j.attempts = j.attempts.saturating_sub(1);
+            j.not_before_ms = now_ms() + 30_000;
+        },
+    )
+}
+
 /// Quarantine the source of a job that is not to run again on its own (`msg` says why), as
 /// bad input is.
 pub fn give_up(ctx: &Ctx, p: &Pipeline, job: JobRecord, msg: String) -> JobRecord {

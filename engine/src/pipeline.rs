@@ -344,258 +344,12 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         let value: toml::Value = toml::from_str(text).expect("parsed above");
         blake3::hash(value.to_string().as_bytes()).to_hex()[..16].to_string()
     };
-    let name = match &raw.name {
-        Some(n) => {
-            let v = n.get_ref().trim();
-            if v.is_empty()
-                || !v
-                    .chars()
-                    .all(|ch| ch.is_alphanumeric() || "-_. ".contains(ch))
-                || v.starts_with('.')
-            {
-                c.err(
-                    n.span(),
-                    "name: use letters, digits, spaces, '-', '_' and '.' (not first)",
-                );
-            }
-            v.to_string()
-        }
-        None => file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    };
-
-    // Watch folders: relative, inside the root.
-    let watch_span = raw.watch.span();
-    let watch_list = match raw.watch.into_inner() {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    };
-    let mut watch = Vec::new();
-    if watch_list.is_empty() {
-        c.err(watch_span.clone(), "watch: name at least one folder");
-    }
-    for w in watch_list {
-        let p = PathBuf::from(w.trim_end_matches('/'));
-        if p.as_os_str().is_empty() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
-            c.err(
-                watch_span.clone(),
-                format!(
-                    "watch: {w:?} must be a folder inside the root, relative to it (no '..', not absolute)"
-                ),
-            );
-        } else if p
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
-            c.err(
-                watch_span.clone(),
-                format!("watch: {w:?} is hidden; hidden folders are never watched"),
-            );
-        } else {
-            watch.push(p);
-        }
-    }
-
-    let globs = |c: &mut Checker, list: &[Spanned<String>]| -> GlobSet {
-        let mut b = GlobSetBuilder::new();
-        for g in list {
-            let pat = g.get_ref();
-            // A pattern without a folder matches the file name at any depth.
-            let full = if pat.contains('/') {
-                pat.clone()
-            } else {
-                format!("**/{pat}")
-            };
-            match GlobBuilder::new(&full)
-                .case_insensitive(true)
-                .literal_separator(true)
-                .build()
-            {
-                Ok(gl) => {
-                    b.add(gl);
-                }
-                Err(e) => c.err(g.span(), format!("bad pattern {pat:?}: {}", e.kind())),
-            }
-        }
-        b.build().unwrap_or_else(|_| GlobSet::empty())
-    };
-    let (include, include_patterns) = match &raw.include {
-        Some(list) => {
-            if list.get_ref().is_empty() {
-                c.err(list.span(), "include: an empty list matches nothing");
-            }
-            (
-                globs(&mut c, list.get_ref()),
-                list.get_ref().iter().map(|g| g.get_ref().clone()).collect(),
-            )
-        }
-        None => {
-            let all: Vec<Spanned<String>> = decodable_extensions()
-                .iter()
-                .map(|e| Spanned::new(0..0, format!("*.{e}")))
-                .collect();
-            (
-                globs(&mut c, &all),
-                all.into_iter().map(Spanned::into_inner).collect(),
-            )
-        }
-    };
-    let exclude = globs(&mut c, &raw.exclude);
-
-    // Steps.
-    let mut effects = Effects {
-        catalog: defaults.effects,
-        waiting: Vec::new(),
-    };
-    let written = WrittenDefaults {
-        target_lufs: defaults.target_lufs,
-        target_true_peak_dbtp: defaults.target_true_peak_dbtp,
-    };
-    let (steps, problems) = sluice_core::render::steps::lower(&raw.step, written, &mut effects);
-    for p in problems {
-        c.err(p.span, p.message);
-    }
-    c.waiting = effects.waiting;
-
-    // Outputs.
-    let mut outputs = Vec::new();
-    for o in &raw.output {
-        let r = o.get_ref();
-        let Some(path) = c.template(&r.path, "path") else {
-            continue;
-        };
-        let kinds = sluice_core::encode::codec_names();
-        let codec = match &r.format {
-            Some(f) => sluice_core::encode::codec(f.get_ref()).or_else(|| {
-                c.err(f.span(), format!("format {:?}: choose {kinds}", f.get_ref()));
-                None
-            }),
-            None => Path::new(r.path.get_ref())
-                .extension()
-                .and_then(|e| sluice_core::encode::codec(&e.to_string_lossy()))
-                .or_else(|| {
-                    c.err(
-                        r.path.span(),
-                        format!(
-                            "cannot tell the format from the path's extension: add format = ({kinds})"
-                        ),
-                    );
-                    None
-                }),
-        };
-        let Some(codec) = codec else { continue };
-        let format = sluice_core::formats::Request {
-            codec,
-            bit_depth: r.bit_depth.as_ref().map(|b| match b.get_ref() {
-                BitDepth::Int(n) => n.to_string(),
-                BitDepth::Text(s) => s.clone(),
-            }),
-            quality: r.quality,
-            bitrate_kbps: r.bitrate_kbps,
-            compression_level: r.compression_level,
-        };
-        if let Err(e) = format.check() {
-            c.err(
-                o.span(),
-                e.message(&sluice_core::formats::OptionNames::TOML),
-            );
-        }
-        if let Some(sr) = &r.sample_rate {
-            let rate = *sr.get_ref();
-            if !sluice_core::formats::limits::SAMPLE_RATES.contains(&rate)
-                || codec
-                    .about()
-                    .constraints
-                    .sample_rates
-                    .is_some_and(|rates| !rates.contains(&rate))
-            {
-                c.err(
-                    sr.span(),
-                    format!("sample_rate {rate}: not a rate {} can store", codec.name()),
-                );
-            }
-        }
-        let channels = match &r.channels {
-            None => None,
-            Some(ch) => ChannelMapping::parse(ch.get_ref()).or_else(|| {
-                c.err(
-                    ch.span(),
-                    format!("channels {}: {}", ch.get_ref(), ChannelMapping::SPELLING),
-                );
-                None
-            }),
-        };
-        let dither = match &r.dither {
-            None => DitherMode::Tpdf,
-            Some(d) => DitherMode::parse(d.get_ref()).unwrap_or_else(|| {
-                c.err(d.span(), "dither: none, tpdf or shaped");
-                DitherMode::Tpdf
-            }),
-        };
-        let fail_on_true_peak_miss = match r.true_peak_miss.as_ref() {
-            None => false,
-            Some(m) => match m.get_ref().as_str() {
-                "warn" => false,
-                "fail" if r.true_peak_check == Some(false) => {
-                    c.err(
-                        m.span(),
-                        "true_peak_miss = \"fail\" needs the check this output turns off (true_peak_check = false)",
-                    );
-                    false
-                }
-                "fail" => true,
-                _ => {
-                    c.err(m.span(), "true_peak_miss: warn or fail");
-                    false
-                }
-            },
-        };
-        let true_peak_encodes = match r.true_peak_encodes.as_ref() {
-            None => sluice_core::export::MAX_ENCODES,
-            Some(n) if (1..=sluice_core::export::MAX_ENCODES).contains(n.get_ref()) => *n.get_ref(),
-            Some(n) => {
-                c.err(
-                    n.span(),
-                    format!(
-                        "true_peak_encodes: 1 (measure and report only) to {}",
-                        sluice_core::export::MAX_ENCODES
-                    ),
-                );
-                sluice_core::export::MAX_ENCODES
-            }
-        };
-        let mut tags = Vec::new();
-        let plan = sluice_core::encode::tags::TagPlan {
-            carry_from: None,
-            set: r
-                .tags
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.get_ref().clone()))
-                .collect(),
-            replaygain: false,
-        };
-        if let Err(e) = plan.validate() {
-            c.err(o.span(), format!("tags: {e}"));
-        } else {
-            tags = plan.set;
-        }
-        outputs.push(Output {
-            path,
-            format,
-            sample_rate: r.sample_rate.as_ref().map(|s| *s.get_ref()),
-            channels,
-            dither,
-            bext: r.bext.unwrap_or(true),
-            replaygain: r.replaygain.unwrap_or(true),
-            keep_tags: r.keep_tags.unwrap_or(true),
-            tags,
-            true_peak_check: r.true_peak_check.unwrap_or(true),
-            fail_on_true_peak_miss,
-            true_peak_encodes,
-        });
-    }
+    let name = c.name(raw.name.as_ref(), file);
+    let watch = c.watch_folders(raw.watch);
+    let (include, include_patterns) = c.include(raw.include.as_ref());
+    let exclude = c.globs(&raw.exclude);
+    let steps = c.steps(&raw.step, &defaults);
+    let outputs: Vec<Output> = raw.output.iter().filter_map(|o| c.output(o)).collect();
     let analyzes = steps
         .iter()
         .any(|s| matches!(s, StepSpec::Analyze(_) | StepSpec::Compare(_)));
@@ -606,46 +360,8 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         );
     }
 
-    let source = match &raw.source {
-        None => SourceAction::Move(Template::parse("done/{pipeline}/{name}").expect("valid")),
-        Some(s) => {
-            let r = s.get_ref();
-            match (r.action.get_ref().as_str(), &r.to) {
-                ("keep", None) => SourceAction::Keep,
-                ("delete", None) => SourceAction::Delete,
-                ("move", Some(to)) => match c.template(to, "source.to") {
-                    Some(t) => SourceAction::Move(t),
-                    None => SourceAction::Keep,
-                },
-                ("move", None) => {
-                    SourceAction::Move(Template::parse("done/{pipeline}/{name}").expect("valid"))
-                }
-                ("keep" | "delete", Some(to)) => {
-                    c.err(to.span(), "source.to applies to action = \"move\"");
-                    SourceAction::Keep
-                }
-                (other, _) => {
-                    c.err(
-                        r.action.span(),
-                        format!("source.action {other:?}: keep, move or delete"),
-                    );
-                    SourceAction::Keep
-                }
-            }
-        }
-    };
-    let report = match &raw.report {
-        None => {
-            Some(Template::parse("reports/{pipeline}/{date:%Y/%m/%d}/{name}.json").expect("valid"))
-        }
-        Some(r) => match r.get_ref() {
-            RawReport::Off(false) => None,
-            RawReport::Off(true) => Some(
-                Template::parse("reports/{pipeline}/{date:%Y/%m/%d}/{name}.json").expect("valid"),
-            ),
-            RawReport::Path(p) => c.template(&Spanned::new(r.span(), p.clone()), "report"),
-        },
-    };
+    let source = c.source(raw.source.as_ref());
+    let report = c.report(raw.report.as_ref());
     let retries = raw.retries.as_ref().map_or(3, |r| *r.get_ref());
     if retries > 20 {
         c.err(raw.retries.as_ref().unwrap().span(), "retries: 0 to 20");
@@ -671,6 +387,328 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         waiting_for: c.waiting,
         text: text.into(),
     })
+}
+
+/// The phases of [`parse`]: each reads one part of the pipeline's TOML and records its problems.
+impl Checker<'_> {
+    /// `name`, else the file's stem.
+    fn name(&mut self, raw_name: Option<&Spanned<String>>, file: &Path) -> String {
+        match raw_name {
+            Some(n) => {
+                let v = n.get_ref().trim();
+                if v.is_empty()
+                    || !v
+                        .chars()
+                        .all(|ch| ch.is_alphanumeric() || "-_. ".contains(ch))
+                    || v.starts_with('.')
+                {
+                    self.err(
+                        n.span(),
+                        "name: use letters, digits, spaces, '-', '_' and '.' (not first)",
+                    );
+                }
+                v.to_string()
+            }
+            None => file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Watch folders: relative, inside the root, not hidden.
+    fn watch_folders(&mut self, watched: Spanned<OneOrMany>) -> Vec<PathBuf> {
+        let watch_span = watched.span();
+        let watch_list = match watched.into_inner() {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        let mut watch = Vec::new();
+        if watch_list.is_empty() {
+            self.err(watch_span.clone(), "watch: name at least one folder");
+        }
+        for w in watch_list {
+            let p = PathBuf::from(w.trim_end_matches('/'));
+            if p.as_os_str().is_empty()
+                || p.components().any(|c| !matches!(c, Component::Normal(_)))
+            {
+                self.err(
+                watch_span.clone(),
+                format!(
+                    "watch: {w:?} must be a folder inside the root, relative to it (no '..', not absolute)"
+                ),
+            );
+            } else if p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                self.err(
+                    watch_span.clone(),
+                    format!("watch: {w:?} is hidden; hidden folders are never watched"),
+                );
+            } else {
+                watch.push(p);
+            }
+        }
+
+        watch
+    }
+
+    /// A glob set of `list` (a pattern without a folder matches the file name at any depth).
+    fn globs(&mut self, list: &[Spanned<String>]) -> GlobSet {
+        let mut b = GlobSetBuilder::new();
+        for g in list {
+            let pat = g.get_ref();
+            // A pattern without a folder matches the file name at any depth.
+            let full = if pat.contains('/') {
+                pat.clone()
+            } else {
+                format!("**/{pat}")
+            };
+            match GlobBuilder::new(&full)
+                .case_insensitive(true)
+                .literal_separator(true)
+                .build()
+            {
+                Ok(gl) => {
+                    b.add(gl);
+                }
+                Err(e) => self.err(g.span(), format!("bad pattern {pat:?}: {}", e.kind())),
+            }
+        }
+        b.build().unwrap_or_else(|_| GlobSet::empty())
+    }
+
+    /// `include`, else every extension Sluice decodes; with the patterns as written.
+    fn include(
+        &mut self,
+        include: Option<&Spanned<Vec<Spanned<String>>>>,
+    ) -> (GlobSet, Vec<String>) {
+        match include {
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    self.err(list.span(), "include: an empty list matches nothing");
+                }
+                (
+                    self.globs(list.get_ref()),
+                    list.get_ref().iter().map(|g| g.get_ref().clone()).collect(),
+                )
+            }
+            None => {
+                let all: Vec<Spanned<String>> = decodable_extensions()
+                    .iter()
+                    .map(|e| Spanned::new(0..0, format!("*.{e}")))
+                    .collect();
+                (
+                    self.globs(&all),
+                    all.into_iter().map(Spanned::into_inner).collect(),
+                )
+            }
+        }
+    }
+
+    /// The `[[step]]` tables lowered by core, effects checked against the catalog.
+    fn steps(&mut self, raw: &[Spanned<WrittenStep>], defaults: &Defaults) -> Vec<StepSpec> {
+        let mut effects = Effects {
+            catalog: defaults.effects,
+            waiting: Vec::new(),
+        };
+        let written = WrittenDefaults {
+            target_lufs: defaults.target_lufs,
+            target_true_peak_dbtp: defaults.target_true_peak_dbtp,
+        };
+        let (steps, problems) = sluice_core::render::steps::lower(raw, written, &mut effects);
+        for p in problems {
+            self.err(p.span, p.message);
+        }
+        self.waiting = effects.waiting;
+        steps
+    }
+
+    /// One `[[output]]`: its path template, format request, signal, dither, true-peak check and
+    /// tags; `None` when it cannot be one (its problems recorded).
+    fn output(&mut self, o: &Spanned<RawOutput>) -> Option<Output> {
+        let r = o.get_ref();
+        let path = self.template(&r.path, "path")?;
+        let kinds = sluice_core::encode::codec_names();
+        let codec = match &r.format {
+            Some(f) => sluice_core::encode::codec(f.get_ref()).or_else(|| {
+                self.err(f.span(), format!("format {:?}: choose {kinds}", f.get_ref()));
+                None
+            }),
+            None => Path::new(r.path.get_ref())
+                .extension()
+                .and_then(|e| sluice_core::encode::codec(&e.to_string_lossy()))
+                .or_else(|| {
+                    self.err(
+                        r.path.span(),
+                        format!(
+                            "cannot tell the format from the path's extension: add format = ({kinds})"
+                        ),
+                    );
+                    None
+                }),
+        };
+        let codec = codec?;
+        let format = sluice_core::formats::Request {
+            codec,
+            bit_depth: r.bit_depth.as_ref().map(|b| match b.get_ref() {
+                BitDepth::Int(n) => n.to_string(),
+                BitDepth::Text(s) => s.clone(),
+            }),
+            quality: r.quality,
+            bitrate_kbps: r.bitrate_kbps,
+            compression_level: r.compression_level,
+        };
+        if let Err(e) = format.check() {
+            self.err(
+                o.span(),
+                e.message(&sluice_core::formats::OptionNames::TOML),
+            );
+        }
+        if let Some(sr) = &r.sample_rate {
+            let rate = *sr.get_ref();
+            if !sluice_core::formats::limits::SAMPLE_RATES.contains(&rate)
+                || codec
+                    .about()
+                    .constraints
+                    .sample_rates
+                    .is_some_and(|rates| !rates.contains(&rate))
+            {
+                self.err(
+                    sr.span(),
+                    format!("sample_rate {rate}: not a rate {} can store", codec.name()),
+                );
+            }
+        }
+        let channels = match &r.channels {
+            None => None,
+            Some(ch) => ChannelMapping::parse(ch.get_ref()).or_else(|| {
+                self.err(
+                    ch.span(),
+                    format!("channels {}: {}", ch.get_ref(), ChannelMapping::SPELLING),
+                );
+                None
+            }),
+        };
+        let dither = match &r.dither {
+            None => DitherMode::Tpdf,
+            Some(d) => DitherMode::parse(d.get_ref()).unwrap_or_else(|| {
+                self.err(d.span(), "dither: none, tpdf or shaped");
+                DitherMode::Tpdf
+            }),
+        };
+        let fail_on_true_peak_miss = match r.true_peak_miss.as_ref() {
+            None => false,
+            Some(m) => match m.get_ref().as_str() {
+                "warn" => false,
+                "fail" if r.true_peak_check == Some(false) => {
+                    self.err(
+                        m.span(),
+                        "true_peak_miss = \"fail\" needs the check this output turns off (true_peak_check = false)",
+                    );
+                    false
+                }
+                "fail" => true,
+                _ => {
+                    self.err(m.span(), "true_peak_miss: warn or fail");
+                    false
+                }
+            },
+        };
+        let true_peak_encodes = match r.true_peak_encodes.as_ref() {
+            None => sluice_core::export::MAX_ENCODES,
+            Some(n) if (1..=sluice_core::export::MAX_ENCODES).contains(n.get_ref()) => *n.get_ref(),
+            Some(n) => {
+                self.err(
+                    n.span(),
+                    format!(
+                        "true_peak_encodes: 1 (measure and report only) to {}",
+                        sluice_core::export::MAX_ENCODES
+                    ),
+                );
+                sluice_core::export::MAX_ENCODES
+            }
+        };
+        let mut tags = Vec::new();
+        let plan = sluice_core::encode::tags::TagPlan {
+            carry_from: None,
+            set: r
+                .tags
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.get_ref().clone()))
+                .collect(),
+            replaygain: false,
+        };
+        if let Err(e) = plan.validate() {
+            self.err(o.span(), format!("tags: {e}"));
+        } else {
+            tags = plan.set;
+        }
+        Some(Output {
+            path,
+            format,
+            sample_rate: r.sample_rate.as_ref().map(|s| *s.get_ref()),
+            channels,
+            dither,
+            bext: r.bext.unwrap_or(true),
+            replaygain: r.replaygain.unwrap_or(true),
+            keep_tags: r.keep_tags.unwrap_or(true),
+            tags,
+            true_peak_check: r.true_peak_check.unwrap_or(true),
+            fail_on_true_peak_miss,
+            true_peak_encodes,
+        })
+    }
+
+    /// What becomes of the source: moved (by default to `done/{pipeline}/{name}`), kept or deleted.
+    fn source(&mut self, source: Option<&Spanned<RawSource>>) -> SourceAction {
+        match source {
+            None => SourceAction::Move(Template::parse("done/{pipeline}/{name}").expect("valid")),
+            Some(s) => {
+                let r = s.get_ref();
+                match (r.action.get_ref().as_str(), &r.to) {
+                    ("keep", None) => SourceAction::Keep,
+                    ("delete", None) => SourceAction::Delete,
+                    ("move", Some(to)) => match self.template(to, "source.to") {
+                        Some(t) => SourceAction::Move(t),
+                        None => SourceAction::Keep,
+                    },
+                    ("move", None) => SourceAction::Move(
+                        Template::parse("done/{pipeline}/{name}").expect("valid"),
+                    ),
+                    ("keep" | "delete", Some(to)) => {
+                        self.err(to.span(), "source.to applies to action = \"move\"");
+                        SourceAction::Keep
+                    }
+                    (other, _) => {
+                        self.err(
+                            r.action.span(),
+                            format!("source.action {other:?}: keep, move or delete"),
+                        );
+                        SourceAction::Keep
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where the report goes (by default under `reports/`), or none.
+    fn report(&mut self, report: Option<&Spanned<RawReport>>) -> Option<Template> {
+        match report {
+            None => Some(
+                Template::parse("reports/{pipeline}/{date:%Y/%m/%d}/{name}.json").expect("valid"),
+            ),
+            Some(r) => match r.get_ref() {
+                RawReport::Off(false) => None,
+                RawReport::Off(true) => Some(
+                    Template::parse("reports/{pipeline}/{date:%Y/%m/%d}/{name}.json")
+                        .expect("valid"),
+                ),
+                RawReport::Path(p) => self.template(&Spanned::new(r.span(), p.clone()), "report"),
+            },
+        }
+    }
 }
 
 /// Every pipeline of a folder (`*.toml`, sorted), with the problems of those that failed and

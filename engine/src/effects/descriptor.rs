@@ -298,6 +298,15 @@ impl Descriptor {
         Ok(())
     }
 
+    /// The parameters' ids, comma-separated (for a message naming the ones there are).
+    pub fn param_ids(&self) -> String {
+        self.params
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn param(&self, id: &str) -> Option<(usize, &Param)> {
         self.params.iter().enumerate().find(|(_, p)| p.id == id)
     }
@@ -307,12 +316,7 @@ impl Descriptor {
     pub fn resolve(&self, id: &str, value: &toml::Value) -> Result<(usize, f64), ParamError> {
         let (i, p) = self.param(id).ok_or_else(|| ParamError::Unknown {
             id: id.to_string(),
-            known: self
-                .params
-                .iter()
-                .map(|p| p.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: self.param_ids(),
         })?;
         let v = p.value_of(value).map_err(|error| ParamError::Value {
             id: id.to_string(),

@@ -1,6 +1,6 @@
 //! The ingest node's side of the farm: jobs out, results in (see [`super`]).
 
-use super::{Farm, FarmState, JobMsg, Outcome, ResultMsg, job_key, now_ms};
+use super::{Farm, FarmState, JobMsg, Outcome, ResultMsg, job_key};
 use crate::config::Config;
 use crate::effects::Catalog;
 use crate::job::{self, Ctx, Failure};
@@ -499,22 +499,7 @@ impl Ingest {
         };
         let Some((p, effects)) = lookup(&job.pipeline) else {
             // Taken again when the pipeline is back (the job waits as a local one does).
-            let _ = store.update_job(
-                job.id,
-                Some((
-                    crate::store::EventKind::Waiting,
-                    format!(
-                        "pipeline {} is not loaded (removed or invalid): waiting",
-                        job.pipeline
-                    ),
-                )),
-                |j| {
-                    j.state = JobState::Queued;
-                    j.ran_on = None;
-                    j.attempts = j.attempts.saturating_sub(1);
-                    j.not_before_ms = now_ms() + 30_000;
-                },
-            );
+            let _ = job::wait_for_pipeline(store, job.id, &job.pipeline);
             self.out.fetch_sub(1, Ordering::SeqCst);
             self.release(&job.content_hash);
             farm.rt.block_on(farm.delete_objects(objects));

@@ -356,12 +356,7 @@ impl Chain {
                     .ok_or_else(|| StreamError::NoParam {
                         effect: d.name.clone(),
                         param: k.clone(),
-                        has: d
-                            .params
-                            .iter()
-                            .map(|p| p.id.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        has: d.param_ids(),
                     })?;
                 if !v.is_finite() || *v < p.min || *v > p.max {
                     return Err(StreamError::ParamRange {
