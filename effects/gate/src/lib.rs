@@ -42,6 +42,9 @@ pub struct Gate {
     hold: u32,
     hold_left: u32,
     gain_db: f32,
+    /// The last gain below 0 dB and its linear value (not worked out again while it holds).
+    last_db: f32,
+    last_gain: f32,
 }
 
 impl Gate {
@@ -77,6 +80,8 @@ impl<'a> Effect<'a> for Gate {
             hold: 0,
             hold_left: 0,
             gain_db: 0.0,
+            last_db: f32::NAN,
+            last_gain: 1.0,
         };
         g.reset(p);
         Ok(g)
@@ -87,29 +92,55 @@ impl<'a> Effect<'a> for Gate {
     }
 
     fn process(&mut self, channels: &mut [&mut [f32]]) {
+        // In chunks, each in passes the compiler vectorises where it can: the key (the largest
+        // magnitude across channels) per frame, the gate's state per frame into a gain, then the
+        // gains applied channel by channel. Frame for frame the same numbers as one pass.
+        const CHUNK: usize = 64;
         let frames = channels.first().map_or(0, |c| c.len());
-        for i in 0..frames {
-            let key = channels.iter().fold(0.0f32, |m, c| max(c[i].abs(), m));
-            let open = if key >= self.threshold {
-                self.hold_left = self.hold;
-                true
-            } else if self.hold_left > 0 {
-                self.hold_left -= 1;
-                true
-            } else {
-                false
-            };
-            self.gain_db = if open {
-                min(self.gain_db + self.up, 0.0)
-            } else {
-                max(self.gain_db - self.down, self.range_db)
-            };
-            if self.gain_db < 0.0 {
-                let g = db_to_gain(self.gain_db);
-                for c in channels.iter_mut() {
-                    c[i] *= g;
+        let mut at = 0;
+        while at < frames {
+            let n = CHUNK.min(frames - at);
+            let mut key = [0.0f32; CHUNK];
+            for c in channels.iter() {
+                for (k, x) in key[..n].iter_mut().zip(&c[at..at + n]) {
+                    *k = max(x.abs(), *k);
                 }
             }
+            let mut gain = [1.0f32; CHUNK];
+            let mut any = false;
+            for (g, &k) in gain[..n].iter_mut().zip(&key[..n]) {
+                let open = if k >= self.threshold {
+                    self.hold_left = self.hold;
+                    true
+                } else if self.hold_left > 0 {
+                    self.hold_left -= 1;
+                    true
+                } else {
+                    false
+                };
+                self.gain_db = if open {
+                    min(self.gain_db + self.up, 0.0)
+                } else {
+                    max(self.gain_db - self.down, self.range_db)
+                };
+                if self.gain_db < 0.0 {
+                    // Held at the range while closed: the gain of the last frame again.
+                    if self.gain_db != self.last_db {
+                        self.last_db = self.gain_db;
+                        self.last_gain = db_to_gain(self.gain_db);
+                    }
+                    *g = self.last_gain;
+                    any = true;
+                }
+            }
+            if any {
+                for c in channels.iter_mut() {
+                    for (x, g) in c[at..at + n].iter_mut().zip(&gain[..n]) {
+                        *x *= g;
+                    }
+                }
+            }
+            at += n;
         }
     }
 
