@@ -344,6 +344,133 @@ struct RawServer {
     webhook: Vec<RawWebhook>,
 }
 
+impl RawWebhook {
+    /// A `[[server.webhook]]` table checked: an http(s) address with a host, its CA file read,
+    /// its events among those a webhook takes, a secret long enough.
+    fn build(self, root: &Path) -> Result<Webhook, Invalid> {
+        let url = self.url.trim().to_string();
+        let https = url.starts_with("https://");
+        let Some(rest) = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+        else {
+            return Err(Invalid(format!(
+                "[[server.webhook]] url = {url:?}: give an http:// or https:// address"
+            )));
+        };
+        let ca_file = match self.ca_file {
+            None => None,
+            Some(_) if !https => {
+                return Err(Invalid(format!(
+                    "[[server.webhook]] {url}: ca_file is for https:// receivers"
+                )));
+            }
+            Some(f) => {
+                let path = root.join(f.trim());
+                crate::tls::read_ca(&path)
+                    .map_err(|e| Invalid(format!("[[server.webhook]] {url}: ca_file: {e}")))?;
+                Some(path)
+            }
+        };
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(Invalid(format!(
+                "[[server.webhook]] url = {url:?}: no host"
+            )));
+        }
+        let events = match self.events {
+            None => vec![EventKind::Done, EventKind::Failed, EventKind::Quarantined],
+            Some(names) => {
+                let mut events = Vec::with_capacity(names.len());
+                for e in names {
+                    match EventKind::named(&e).filter(|k| EventKind::WEBHOOK.contains(k)) {
+                        Some(k) => events.push(k),
+                        None => {
+                            return Err(Invalid(format!(
+                                "[[server.webhook]] events: {e:?} is not one of {}",
+                                EventKind::WEBHOOK.map(EventKind::name).join(", ")
+                            )));
+                        }
+                    }
+                }
+                events
+            }
+        };
+        if self.secret.trim().len() < 16 {
+            return Err(Invalid(format!(
+                "[[server.webhook]] {url}: give a secret of at least 16 characters (the receiver checks the signature with it)"
+            )));
+        }
+        Ok(Webhook {
+            url,
+            events,
+            secret: self.secret.trim().to_string(),
+            ca_file,
+        })
+    }
+}
+
+impl RawServer {
+    /// `[server]` checked, with its defaults.
+    fn build(self, root: &Path) -> Result<ServerConfig, Invalid> {
+        let listen = self.listen.unwrap_or_else(|| "127.0.0.1:8750".into());
+        let listen = listen.trim().parse().map_err(|_| {
+            Invalid(format!(
+                "[server] listen = {listen:?}: give an address and port, as \"127.0.0.1:8750\""
+            ))
+        })?;
+        let mb = self.max_upload_mb.unwrap_or(2048);
+        if mb == 0 {
+            return Err(Invalid(
+                "[server] max_upload_mb = 0: give at least 1".into(),
+            ));
+        }
+        let webhooks = self
+            .webhook
+            .into_iter()
+            .map(|w| w.build(root))
+            .collect::<Result<Vec<_>, Invalid>>()?;
+        let max_uploads = self.max_uploads.unwrap_or(8);
+        if !(1..=1024).contains(&max_uploads) {
+            return Err(Invalid(format!(
+                "[server] max_uploads = {max_uploads}: give 1 to 1024"
+            )));
+        }
+        let request_timeout = self.request_timeout.unwrap_or(30);
+        if !(1..=3600).contains(&request_timeout) {
+            return Err(Invalid(format!(
+                "[server] request_timeout = {request_timeout}: give 1 to 3600 seconds"
+            )));
+        }
+        let work_limit = self.work_limit.unwrap_or(DEFAULT_WORK_LIMIT);
+        if !(1..=86_400).contains(&work_limit) {
+            return Err(Invalid(format!(
+                "[server] work_limit = {work_limit}: give 1 to 86400 seconds"
+            )));
+        }
+        let max_connections = self.max_connections.unwrap_or(1024);
+        if !(16..=65_536).contains(&max_connections) {
+            return Err(Invalid(format!(
+                "[server] max_connections = {max_connections}: give 16 to 65536"
+            )));
+        }
+        let cors_origins = self
+            .cors_origins
+            .iter()
+            .map(|o| check_origin(o).map_err(|e| Invalid(format!("[server] {e}"))))
+            .collect::<Result<Vec<_>, Invalid>>()?;
+        Ok(ServerConfig {
+            listen,
+            max_upload_bytes: mb.saturating_mul(1_000_000),
+            webhooks,
+            max_uploads,
+            cors_origins,
+            request_timeout: std::time::Duration::from_secs(request_timeout),
+            max_connections,
+            work_limit: std::time::Duration::from_secs(work_limit),
+        })
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -487,122 +614,10 @@ impl Config {
             }
             Ok(root.join(p))
         };
-        let server = match raw.server {
-            None => None,
-            Some(sv) => {
-                let listen = sv.listen.unwrap_or_else(|| "127.0.0.1:8750".into());
-                let listen = listen.trim().parse().map_err(|_| {
-                    bad(format!(
-                        "[server] listen = {listen:?}: give an address and port, as \"127.0.0.1:8750\""
-                    ))
-                })?;
-                let mb = sv.max_upload_mb.unwrap_or(2048);
-                if mb == 0 {
-                    return Err(bad("[server] max_upload_mb = 0: give at least 1".into()));
-                }
-                let mut webhooks = Vec::new();
-                for w in sv.webhook {
-                    let url = w.url.trim().to_string();
-                    let https = url.starts_with("https://");
-                    let Some(rest) = url
-                        .strip_prefix("http://")
-                        .or_else(|| url.strip_prefix("https://"))
-                    else {
-                        return Err(bad(format!(
-                            "[[server.webhook]] url = {url:?}: give an http:// or https:// address"
-                        )));
-                    };
-                    let ca_file = match w.ca_file {
-                        None => None,
-                        Some(_) if !https => {
-                            return Err(bad(format!(
-                                "[[server.webhook]] {url}: ca_file is for https:// receivers"
-                            )));
-                        }
-                        Some(f) => {
-                            let path = root.join(f.trim());
-                            crate::tls::read_ca(&path).map_err(|e| {
-                                bad(format!("[[server.webhook]] {url}: ca_file: {e}"))
-                            })?;
-                            Some(path)
-                        }
-                    };
-                    if rest.is_empty() || rest.starts_with('/') {
-                        return Err(bad(format!("[[server.webhook]] url = {url:?}: no host")));
-                    }
-                    let events = match w.events {
-                        None => vec![EventKind::Done, EventKind::Failed, EventKind::Quarantined],
-                        Some(names) => {
-                            let mut events = Vec::with_capacity(names.len());
-                            for e in names {
-                                match EventKind::named(&e)
-                                    .filter(|k| EventKind::WEBHOOK.contains(k))
-                                {
-                                    Some(k) => events.push(k),
-                                    None => {
-                                        return Err(bad(format!(
-                                            "[[server.webhook]] events: {e:?} is not one of {}",
-                                            EventKind::WEBHOOK.map(EventKind::name).join(", ")
-                                        )));
-                                    }
-                                }
-                            }
-                            events
-                        }
-                    };
-                    if w.secret.trim().len() < 16 {
-                        return Err(bad(format!(
-                            "[[server.webhook]] {url}: give a secret of at least 16 characters (the receiver checks the signature with it)"
-                        )));
-                    }
-                    webhooks.push(Webhook {
-                        url,
-                        events,
-                        secret: w.secret.trim().to_string(),
-                        ca_file,
-                    });
-                }
-                let max_uploads = sv.max_uploads.unwrap_or(8);
-                if !(1..=1024).contains(&max_uploads) {
-                    return Err(bad(format!(
-                        "[server] max_uploads = {max_uploads}: give 1 to 1024"
-                    )));
-                }
-                let request_timeout = sv.request_timeout.unwrap_or(30);
-                if !(1..=3600).contains(&request_timeout) {
-                    return Err(bad(format!(
-                        "[server] request_timeout = {request_timeout}: give 1 to 3600 seconds"
-                    )));
-                }
-                let work_limit = sv.work_limit.unwrap_or(DEFAULT_WORK_LIMIT);
-                if !(1..=86_400).contains(&work_limit) {
-                    return Err(bad(format!(
-                        "[server] work_limit = {work_limit}: give 1 to 86400 seconds"
-                    )));
-                }
-                let max_connections = sv.max_connections.unwrap_or(1024);
-                if !(16..=65_536).contains(&max_connections) {
-                    return Err(bad(format!(
-                        "[server] max_connections = {max_connections}: give 16 to 65536"
-                    )));
-                }
-                let cors_origins = sv
-                    .cors_origins
-                    .iter()
-                    .map(|o| check_origin(o).map_err(|e| bad(format!("[server] {e}"))))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                Some(ServerConfig {
-                    listen,
-                    max_upload_bytes: mb.saturating_mul(1_000_000),
-                    webhooks,
-                    max_uploads,
-                    cors_origins,
-                    request_timeout: std::time::Duration::from_secs(request_timeout),
-                    max_connections,
-                    work_limit: std::time::Duration::from_secs(work_limit),
-                })
-            }
-        };
+        let server = raw
+            .server
+            .map(|sv| sv.build(root).map_err(|e| bad(e.0)))
+            .transpose()?;
         let mut cluster = raw
             .cluster
             .map(|c| c.build().map_err(|e| bad(e.0)))
