@@ -694,6 +694,18 @@ impl Coordinator {
         stopping
     }
 
+    /// A path an event or a rescan named, considered for settling.
+    fn consider(&mut self, p: &Path) {
+        consider(
+            &self.cfg,
+            &self.store,
+            &self.pipelines,
+            p,
+            &mut self.settling,
+            &mut self.said_once,
+        );
+    }
+
     /// The watcher's events, for a tenth of a second.
     fn events(&mut self, folders: &Folders) {
         let deadline = Instant::now() + Duration::from_millis(100);
@@ -708,14 +720,7 @@ impl Coordinator {
             if p.starts_with(&self.cfg.pipelines_dir) {
                 self.pipelines_changed = Some(Instant::now());
             } else {
-                consider(
-                    &self.cfg,
-                    &self.store,
-                    &self.pipelines,
-                    &p,
-                    &mut self.settling,
-                    &mut self.said_once,
-                );
+                self.consider(&p);
             }
         }
     }
@@ -778,14 +783,7 @@ impl Coordinator {
             }
         }
         for p in present {
-            consider(
-                &self.cfg,
-                &self.store,
-                &self.pipelines,
-                &p,
-                &mut self.settling,
-                &mut self.said_once,
-            );
+            self.consider(&p);
         }
     }
 

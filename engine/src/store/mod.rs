@@ -385,73 +385,72 @@ pub struct Event {
     pub message: String,
 }
 
-/// What an event of the log records: stored, shown and sent (webhooks, the live feed) as its
-/// snake_case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
+/// Declares [`EventKind`] with each variant's name written once: the serde name, `name()` and
+/// `ALL` all come from it, so a new kind cannot be missing from any of them.
+macro_rules! event_kinds {
+    ($($(#[doc = $doc:literal])* $v:ident => $n:literal,)*) => {
+        /// What an event of the log records: stored, shown and sent (webhooks, the live feed) as
+        /// its snake_case name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum EventKind {
+            $($(#[doc = $doc])* #[serde(rename = $n)] $v,)*
+            /// A kind this version does not know (written by another version).
+            #[serde(other, rename = "other")]
+            Other,
+        }
+
+        impl EventKind {
+            /// Every kind, in the order declared, `Other` last.
+            pub const ALL: &[EventKind] = &[$(EventKind::$v,)* EventKind::Other];
+
+            /// Its name, as stored and sent.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(EventKind::$v => $n,)*
+                    EventKind::Other => "other",
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
     /// A job was queued for a file that settled.
-    Queued,
+    Queued => "queued",
     /// A job started (`sluice run`).
-    Started,
-    Done,
-    Failed,
-    Quarantined,
+    Started => "started",
+    Done => "done",
+    Failed => "failed",
+    Quarantined => "quarantined",
     /// Queued again by hand (`sluice retry`, the API's retry).
-    Retry,
+    Retry => "retry",
     /// Queued again after a transient failure, with a wait.
-    RetryScheduled,
+    RetryScheduled => "retry_scheduled",
     /// A job cut off by a stop, queued again at the next start.
-    Interrupted,
+    Interrupted => "interrupted",
     /// A job left running by a process that ended, queued again at start.
-    Requeued,
+    Requeued => "requeued",
     /// A file with the content of another job's input.
-    Duplicate,
+    Duplicate => "duplicate",
     /// A job waiting (its pipeline not loaded, or a duplicate's outcome).
-    Waiting,
+    Waiting => "waiting",
     /// A job's source changed under it.
-    Invalidated,
+    Invalidated => "invalidated",
     /// Sent to the farm.
-    Farmed,
+    Farmed => "farmed",
     /// Something worth knowing that changes nothing (a pipeline changed since queued).
-    Note,
+    Note => "note",
     /// Something that went wrong beside the job's outcome (a source that could not be deleted).
-    Warning,
+    Warning => "warning",
     /// A path not taken (a symbolic link).
-    Ignored,
+    Ignored => "ignored",
     /// An effect in the root's effects folder refused at load.
-    EffectRefused,
+    EffectRefused => "effect_refused",
     /// A pipeline file refused at load.
-    PipelineRefused,
-    /// A kind this version does not know (written by another version).
-    #[serde(other)]
-    Other,
+    PipelineRefused => "pipeline_refused",
 }
 
 impl EventKind {
-    /// Every kind, in the order above.
-    pub const ALL: [EventKind; 19] = [
-        EventKind::Queued,
-        EventKind::Started,
-        EventKind::Done,
-        EventKind::Failed,
-        EventKind::Quarantined,
-        EventKind::Retry,
-        EventKind::RetryScheduled,
-        EventKind::Interrupted,
-        EventKind::Requeued,
-        EventKind::Duplicate,
-        EventKind::Waiting,
-        EventKind::Invalidated,
-        EventKind::Farmed,
-        EventKind::Note,
-        EventKind::Warning,
-        EventKind::Ignored,
-        EventKind::EffectRefused,
-        EventKind::PipelineRefused,
-        EventKind::Other,
-    ];
-
     /// The job events a webhook can ask for.
     pub const WEBHOOK: [EventKind; 6] = [
         EventKind::Queued,
@@ -462,34 +461,9 @@ impl EventKind {
         EventKind::Retry,
     ];
 
-    /// Its name, as stored and sent.
-    pub fn name(self) -> &'static str {
-        match self {
-            EventKind::Queued => "queued",
-            EventKind::Started => "started",
-            EventKind::Done => "done",
-            EventKind::Failed => "failed",
-            EventKind::Quarantined => "quarantined",
-            EventKind::Retry => "retry",
-            EventKind::RetryScheduled => "retry_scheduled",
-            EventKind::Interrupted => "interrupted",
-            EventKind::Requeued => "requeued",
-            EventKind::Duplicate => "duplicate",
-            EventKind::Waiting => "waiting",
-            EventKind::Invalidated => "invalidated",
-            EventKind::Farmed => "farmed",
-            EventKind::Note => "note",
-            EventKind::Warning => "warning",
-            EventKind::Ignored => "ignored",
-            EventKind::EffectRefused => "effect_refused",
-            EventKind::PipelineRefused => "pipeline_refused",
-            EventKind::Other => "other",
-        }
-    }
-
     /// The kind of this name.
     pub fn named(name: &str) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|k| k.name() == name)
+        EventKind::ALL.iter().copied().find(|k| k.name() == name)
     }
 }
 
@@ -1478,7 +1452,7 @@ mod tests {
     /// this one does not know still reads (as `Other`).
     #[test]
     fn event_kinds_are_stored_by_name_and_unknown_ones_still_read() {
-        for k in EventKind::ALL {
+        for &k in EventKind::ALL {
             assert_eq!(
                 serde_json::to_string(&k).unwrap(),
                 format!("\"{}\"", k.name())

@@ -137,19 +137,7 @@ pub fn run(action: Action) -> Result<ExitCode> {
             jobs,
             json,
             root,
-        } => {
-            let progress = !json && std::io::stderr().is_terminal();
-            added(
-                &library::add(
-                    &root.config()?,
-                    &files,
-                    &meta(m),
-                    threads(jobs),
-                    &super::bars::Bars::new(progress),
-                )?,
-                json,
-            )
-        }
+        } => add_files(&root, &files, m, jobs, json),
         Action::Import {
             dir,
             meta: m,
@@ -167,17 +155,7 @@ pub fn run(action: Action) -> Result<ExitCode> {
             if !json {
                 eprintln!("{}: {} audio file(s)", dir.display(), files.len());
             }
-            let progress = !json && std::io::stderr().is_terminal();
-            added(
-                &library::add(
-                    &root.config()?,
-                    &files,
-                    &meta(m),
-                    threads(jobs),
-                    &super::bars::Bars::new(progress),
-                )?,
-                json,
-            )
+            add_files(&root, &files, m, jobs, json)
         }
         Action::List { genre, json, root } => {
             list(&library::list(&root.config()?, genre.as_deref())?, json)
@@ -247,6 +225,22 @@ pub fn run(action: Action) -> Result<ExitCode> {
 }
 
 /// `sluice ref add` / `import`: one line per file; exit 1 when any was refused.
+/// Measures `files` into the library (bars on a terminal unless `--json`) and reports them.
+fn add_files(
+    root: &RootArg,
+    files: &[PathBuf],
+    m: MetaArgs,
+    jobs: Option<usize>,
+    json: bool,
+) -> Result<ExitCode> {
+    let progress = !json && std::io::stderr().is_terminal();
+    let bars = super::bars::Bars::new(progress);
+    added(
+        &library::add(&root.config()?, files, &meta(m), threads(jobs), &bars)?,
+        json,
+    )
+}
+
 fn added(results: &[Added], json: bool) -> Result<ExitCode> {
     emit(json, results, |out, results| {
         for r in results {

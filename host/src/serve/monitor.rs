@@ -55,11 +55,9 @@ struct DetailedHealth {
 async fn health(State(st): State<Arc<AppState>>) -> Json<DetailedHealth> {
     let database = {
         let st = st.clone();
-        match tokio::task::spawn_blocking(move || st.store.has_ready()).await {
-            Ok(Ok(_)) => "ok".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        }
+        super::blocking(move || Ok(st.store.has_ready().map_err(|e| e.to_string())))
+            .await
+            .map_or_else(|e| e.message, |r| r.err().unwrap_or_else(|| "ok".into()))
     };
     let (running, waiting, slots) = st.exports.counts();
     let status = if *st.closing.borrow() {
@@ -122,7 +120,7 @@ struct Statistics {
     responses((status = 200, description = "OK", body = Statistics)))]
 async fn statistics(State(st): State<Arc<AppState>>) -> Json<Statistics> {
     let s = &st.sessions;
-    let audio = *s.seconds_of_audio.lock().unwrap_or_else(|e| e.into_inner());
+    let audio = s.audio_ns.load(Relaxed) as f64 / 1e9;
     let busy = s.busy_ns.load(Relaxed) as f64 / 1e9;
     Json(Statistics {
         uptime_seconds: st.started.elapsed().as_secs_f64(),

@@ -486,7 +486,8 @@ pub(crate) struct Sessions {
     /// took (nanoseconds).
     pub blocks: std::sync::atomic::AtomicU64,
     pub frames: std::sync::atomic::AtomicU64,
-    pub seconds_of_audio: std::sync::Mutex<f64>,
+    /// Audio processed, in nanoseconds of audio.
+    pub audio_ns: std::sync::atomic::AtomicU64,
     pub busy_ns: std::sync::atomic::AtomicU64,
 }
 
@@ -578,9 +579,9 @@ impl Sessions {
         self.frames.fetch_add(frames as u64, Relaxed);
         self.busy_ns
             .fetch_add(took.as_nanos().min(u128::from(u64::MAX)) as u64, Relaxed);
-        *self
-            .seconds_of_audio
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) += frames as f64 / f64::from(rate.max(1));
+        self.audio_ns.fetch_add(
+            frames as u64 * 1_000_000_000 / u64::from(rate.max(1)),
+            Relaxed,
+        );
     }
 }
