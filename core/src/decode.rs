@@ -53,7 +53,7 @@ pub struct StreamInfo {
     /// Bits per sample of the stored PCM (absent for lossy codecs, which have none).
     pub bit_depth: Option<u32>,
     /// `int` or `float` for PCM, absent for compressed codecs.
-    pub sample_type: Option<&'static str>,
+    pub sample_type: Option<SampleType>,
     /// Frames (samples per channel) after encoder delay and padding are removed.
     pub frames: Option<u64>,
     pub frames_source: Option<FrameCountSource>,
@@ -74,13 +74,31 @@ pub struct StreamInfo {
     pub warnings: Vec<String>,
 }
 
+/// How PCM stores its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleType {
+    Int,
+    Float,
+}
+
+impl SampleType {
+    /// The name a report gives it: `int` or `float`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleType::Int => "int",
+            SampleType::Float => "float",
+        }
+    }
+}
+
 impl StreamInfo {
     /// The integer bit depth the decoded samples are exact at: integer PCM, and every
     /// lossless codec that stores integers (FLAC, ALAC...), decode to values that a PCM of
     /// this depth holds bit for bit. `None` for float PCM and lossy codecs.
     pub fn integer_bits(&self) -> Option<u32> {
         match self.sample_type {
-            Some("int") => self.bit_depth,
+            Some(SampleType::Int) => self.bit_depth,
             Some(_) => None,
             None if self.lossless => self.bit_depth,
             None => None,
@@ -294,6 +312,60 @@ fn codec_short_name(params: &AudioCodecParameters) -> Option<&'static str> {
     symphonia::default::get_codecs()
         .get_audio_decoder(params.codec)
         .map(|reg| reg.codec.info.short_name)
+}
+
+/// How a stream stores its samples: `int` or `float` for PCM (absent for compressed codecs),
+/// and the bits per sample of a lossless codec (from the parameters, the PCM codec's name, or
+/// an ALAC cookie).
+fn sample_format(
+    codec: &str,
+    lossless: bool,
+    params: &AudioCodecParameters,
+) -> (Option<SampleType>, Option<u32>) {
+    let is_pcm = codec.starts_with("pcm");
+    let sample_type = if is_pcm {
+        Some(if codec.starts_with("pcm_f") {
+            SampleType::Float
+        } else {
+            SampleType::Int
+        })
+    } else {
+        None
+    };
+    let bit_depth = if lossless {
+        params
+            .bits_per_sample
+            .or_else(|| pcm_bits(codec))
+            .or_else(|| {
+                (codec == "alac")
+                    .then(|| params.extra_data.as_deref().and_then(alac_bit_depth))
+                    .flatten()
+            })
+    } else {
+        None
+    };
+    (sample_type, bit_depth)
+}
+
+/// The default audio track of `format`, and its codec parameters.
+fn audio_track<'a>(
+    path: &Path,
+    format: &'a dyn FormatReader,
+) -> Result<(&'a symphonia::core::formats::Track, AudioCodecParameters), InputError> {
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| InputError::NoAudioTrack {
+            path: path.to_path_buf(),
+        })?;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|cp| cp.audio())
+        .ok_or_else(|| InputError::NoAudioTrack {
+            path: path.to_path_buf(),
+        })?
+        .clone();
+    Ok((track, params))
 }
 
 /// Refuse a stream whose header declares what Sluice does not support (rate, channels, bit
@@ -944,21 +1016,8 @@ impl Decoder {
             )
             .map_err(|e| map_probe_error(path, head, e))?;
         let container = format.format_info().short_name;
-        let track =
-            format
-                .default_track(TrackType::Audio)
-                .ok_or_else(|| InputError::NoAudioTrack {
-                    path: path.to_path_buf(),
-                })?;
+        let (track, params) = audio_track(path, format.as_ref())?;
         let track_id = track.id;
-        let params = track
-            .codec_params
-            .as_ref()
-            .and_then(|cp| cp.audio())
-            .ok_or_else(|| InputError::NoAudioTrack {
-                path: path.to_path_buf(),
-            })?
-            .clone();
         let codec = codec_short_name(&params).ok_or_else(|| InputError::UnsupportedCodec {
             path: path.to_path_buf(),
             codec: params.codec.to_string(),
@@ -980,28 +1039,7 @@ impl Decoder {
             .unwrap_or(0);
         check_supported(path, head, container, codec, &params, sample_rate, channels)?;
         let (channel_layout, layout_name) = layout(params.channels.as_ref(), channels);
-        let is_pcm = codec.starts_with("pcm");
-        let sample_type = if is_pcm {
-            Some(if codec.starts_with("pcm_f") {
-                "float"
-            } else {
-                "int"
-            })
-        } else {
-            None
-        };
-        let bit_depth = if entry.lossless {
-            params
-                .bits_per_sample
-                .or_else(|| pcm_bits(codec))
-                .or_else(|| {
-                    (codec == "alac")
-                        .then(|| params.extra_data.as_deref().and_then(alac_bit_depth))
-                        .flatten()
-                })
-        } else {
-            None
-        };
+        let (sample_type, bit_depth) = sample_format(codec, entry.lossless, &params);
         let Accounting {
             frames,
             skip: skip_remaining,
@@ -1119,7 +1157,7 @@ impl Decoder {
                 // Integer PCM cannot hold anything but numbers; float PCM and the decoders'
                 // float output can (a damaged or hostile file): such samples become silence,
                 // which every consumer can measure and encode, with a warning at the end.
-                if self.info.sample_type != Some("int") {
+                if self.info.sample_type != Some(SampleType::Int) {
                     self.silence_non_finite();
                 }
                 Ok(Some(&self.block))
@@ -1229,6 +1267,54 @@ impl Decoder {
         Ok(self.decoder.as_mut().expect("decoder was just created"))
     }
 
+    /// The container's next packet; `None` at its end, at a chained stream's change (a
+    /// warning), or where the file is cut off or its container damaged after some audio
+    /// (marked truncated).
+    fn next_packet(&mut self) -> Result<Option<symphonia::core::packet::Packet>, InputError> {
+        match self.format.next_packet() {
+            Ok(p) => Ok(p),
+            Err(SymError::ResetRequired) => {
+                self.info.warnings.push(
+                    "the stream changes its track layout part-way (chained stream); \
+                     decoding stopped at the change"
+                        .to_string(),
+                );
+                Ok(None)
+            }
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                self.mark_truncated("the file ends in the middle of an audio packet");
+                Ok(None)
+            }
+            Err(SymError::IoError(e)) => Err(InputError::Io {
+                path: self.path.clone(),
+                source: e,
+            }),
+            Err(e) => {
+                if self.frames_decoded > 0 {
+                    // The container broke after some audio: keep what decoded.
+                    self.mark_truncated(&format!(
+                        "the container is damaged after {} frames ({})",
+                        self.frames_decoded,
+                        describe_sym_error(&e)
+                    ));
+                    return Ok(None);
+                }
+                let hint = if self.info.truncated {
+                    " (the file is truncated)"
+                } else {
+                    ""
+                };
+                Err(InputError::Decode {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "no audio packet could be read{hint}: {}",
+                        describe_sym_error(&e)
+                    ),
+                })
+            }
+        }
+    }
+
     /// Returns `Ok(true)` when a block with at least one frame is ready.
     fn decode_next(&mut self) -> Result<bool, InputError> {
         self.decoder()?;
@@ -1236,50 +1322,8 @@ impl Decoder {
             if self.limit.is_some_and(|l| self.frames_decoded >= l) {
                 return Ok(false);
             }
-            let packet = match self.format.next_packet() {
-                Ok(Some(p)) => p,
-                Ok(None) => return Ok(false),
-                Err(SymError::ResetRequired) => {
-                    self.info.warnings.push(
-                        "the stream changes its track layout part-way (chained stream); \
-                         decoding stopped at the change"
-                            .to_string(),
-                    );
-                    return Ok(false);
-                }
-                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    self.mark_truncated("the file ends in the middle of an audio packet");
-                    return Ok(false);
-                }
-                Err(SymError::IoError(e)) => {
-                    return Err(InputError::Io {
-                        path: self.path.clone(),
-                        source: e,
-                    });
-                }
-                Err(e) => {
-                    if self.frames_decoded > 0 {
-                        // The container broke after some audio: keep what decoded.
-                        self.mark_truncated(&format!(
-                            "the container is damaged after {} frames ({})",
-                            self.frames_decoded,
-                            describe_sym_error(&e)
-                        ));
-                        return Ok(false);
-                    }
-                    let hint = if self.info.truncated {
-                        " (the file is truncated)"
-                    } else {
-                        ""
-                    };
-                    return Err(InputError::Decode {
-                        path: self.path.clone(),
-                        detail: format!(
-                            "no audio packet could be read{hint}: {}",
-                            describe_sym_error(&e)
-                        ),
-                    });
-                }
+            let Some(packet) = self.next_packet()? else {
+                return Ok(false);
             };
             if packet.track_id != self.track_id {
                 continue;

@@ -93,7 +93,10 @@ fn float_wav_decodes_bit_exact() {
     let p = dir.path().join("float.wav");
     write_float_wav(&p, &sig);
     let (got, info) = decode_all(&p);
-    assert_eq!(info.sample_type, Some("float"));
+    assert_eq!(
+        info.sample_type,
+        Some(sluice_core::decode::SampleType::Float)
+    );
     assert_eq!(info.bit_depth, Some(32));
     assert_eq!(got, sig);
 }

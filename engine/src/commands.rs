@@ -897,28 +897,55 @@ fn magnitude_response(resp: &[f32], rate: u32, top: f64) -> (Vec<f64>, Vec<f64>)
     (freqs, db)
 }
 
-/// `sluice effects test NAME [KEY=VALUE...]`: an impulse and a sweep through the effect, and
-/// its speed: latency, gain and CPU time per second of audio.
-pub fn effects_test(
-    cfg: &Config,
-    name: &str,
-    params: &[String],
+/// An effect under test: instances of it made with the parameters given, and audio run
+/// through one in blocks (every channel fed the same signal; the first channel's output kept).
+struct Trial<'a> {
+    fx: &'a crate::effects::Catalog,
+    effect: &'a crate::effects::Effect,
+    values: Vec<(usize, f64)>,
     rate: u32,
-    plots: Option<&Path>,
-) -> Result<EffectTest> {
-    use crate::effects::{Instance, Limits};
-    let fx = cfg.effects()?;
-    // A module file (`effects test my.wasm`), or an effect of the root by name.
-    let from_file;
-    let e = if name.ends_with(".wasm") && Path::new(name).is_file() {
-        from_file = fx.check_file(Path::new(name))?;
-        &from_file
-    } else {
-        effect(&fx, name)?
-    };
-    let d = &e.effect.descriptor;
-    let name = d.name.as_str();
-    let channels = d.max_channels.min(2) as usize;
+    channels: usize,
+    block: usize,
+}
+
+impl Trial<'_> {
+    fn make(&self) -> Result<crate::effects::Instance> {
+        let mut inst = crate::effects::Instance::new(
+            self.fx.runtime(),
+            self.effect,
+            self.rate,
+            self.channels,
+            self.block,
+            crate::effects::Limits::default(),
+        )?;
+        for (i, p) in self.effect.descriptor.params.iter().enumerate() {
+            let v = self
+                .values
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map_or(p.default, |(_, v)| *v);
+            inst.set_param(i, v)?;
+        }
+        Ok(inst)
+    }
+
+    fn run(&self, inst: &mut crate::effects::Instance, input: &[f32]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(input.len());
+        for chunk in input.chunks(self.block) {
+            let mut planes: Vec<Vec<f32>> = vec![chunk.to_vec(); self.channels];
+            let mut views: Vec<&mut [f32]> = planes.iter_mut().map(|p| p.as_mut_slice()).collect();
+            inst.process(&mut views)?;
+            out.extend_from_slice(&planes[0]);
+        }
+        Ok(out)
+    }
+}
+
+/// `KEY=VALUE` words as the effect's parameter indices and values.
+fn param_values(
+    d: &crate::effects::descriptor::Descriptor,
+    params: &[String],
+) -> Result<Vec<(usize, f64)>> {
     let mut values = Vec::new();
     for kv in params {
         let (k, v) = kv
@@ -930,118 +957,74 @@ pub fn effects_test(
             .unwrap_or_else(|_| toml::Value::String(v.to_string()));
         let (i, x) = d
             .resolve(k, &tv)
-            .map_err(|m| anyhow!("effect {name}: {m}"))?;
+            .map_err(|m| anyhow!("effect {}: {m}", d.name))?;
         values.push((i, x));
     }
-    let block = 512usize;
-    let make = || -> Result<Instance> {
-        let mut inst = Instance::new(
-            fx.runtime(),
-            &e.effect,
-            rate,
-            channels,
-            block,
-            Limits::default(),
-        )?;
-        for (i, p) in d.params.iter().enumerate() {
-            let v = values
-                .iter()
-                .find(|(j, _)| *j == i)
-                .map_or(p.default, |(_, v)| *v);
-            inst.set_param(i, v)?;
-        }
-        Ok(inst)
+    Ok(values)
+}
+
+/// `sluice effects test NAME [KEY=VALUE...]`: an impulse and a sweep through the effect, and
+/// its speed: latency, gain and CPU time per second of audio.
+pub fn effects_test(
+    cfg: &Config,
+    name: &str,
+    params: &[String],
+    rate: u32,
+    plots: Option<&Path>,
+) -> Result<EffectTest> {
+    let fx = cfg.effects()?;
+    // A module file (`effects test my.wasm`), or an effect of the root by name.
+    let from_file;
+    let e = if name.ends_with(".wasm") && Path::new(name).is_file() {
+        from_file = fx.check_file(Path::new(name))?;
+        &from_file
+    } else {
+        effect(&fx, name)?
     };
-    let run = |inst: &mut Instance, input: &[f32]| -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(input.len());
-        for chunk in input.chunks(block) {
-            let mut planes: Vec<Vec<f32>> = vec![chunk.to_vec(); channels];
-            let mut views: Vec<&mut [f32]> = planes.iter_mut().map(|p| p.as_mut_slice()).collect();
-            inst.process(&mut views)?;
-            out.extend_from_slice(&planes[0]);
-        }
-        Ok(out)
+    let d = &e.effect.descriptor;
+    let trial = Trial {
+        fx: &fx,
+        effect: &e.effect,
+        values: param_values(d, params)?,
+        rate,
+        channels: d.max_channels.min(2) as usize,
+        block: 512,
     };
-    let mut inst = make()?;
+    let mut inst = trial.make()?;
     let latency = inst.latency()?;
     // An impulse: where its response peaks.
     let mut imp = vec![0.0f32; rate as usize + latency];
     imp[0] = 1.0;
-    let resp = run(&mut inst, &imp)?;
+    let resp = trial.run(&mut inst, &imp)?;
     let (peak_at, peak) =
         resp.iter().enumerate().fold(
             (0, 0.0f32),
             |a, (i, v)| if v.abs() > a.1 { (i, v.abs()) } else { a },
         );
     // A logarithmic sweep, 20 Hz to 20 kHz over 5 s at -12 dBFS: the gain it sees.
-    let mut inst = make()?;
+    let mut inst = trial.make()?;
     let f1 = (20_000.0f64).min(f64::from(rate) * 0.45);
     let sweep = sluice_core::signal::log_sweep(rate, 20.0, f1, 0.25, rate as usize * 5);
-    let out = run(&mut inst, &sweep)?;
+    let out = trial.run(&mut inst, &sweep)?;
     let rms =
         |x: &[f32]| (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
     let gain_db = 20.0 * (rms(&out) / rms(&sweep)).log10();
     // Speed: 10 s of noise in 512-frame blocks.
-    let mut inst = make()?;
+    let mut inst = trial.make()?;
     let noise = sluice_core::signal::noise(0x1234_5678, 0.25, rate as usize * 10);
     let t = std::time::Instant::now();
-    run(&mut inst, &noise)?;
+    trial.run(&mut inst, &noise)?;
     let took = t.elapsed().as_secs_f64();
-    let mut written = Vec::new();
-    if let Some(dir) = plots {
-        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-        let setting = if params.is_empty() {
-            "defaults".to_string()
-        } else {
-            params.join(" ")
-        };
-        // Parameters glide to their values: the impulse comes after half a second of silence.
-        let pre = rate as usize / 2;
-        let mut inst = make()?;
-        let mut imp = vec![0.0f32; pre + rate as usize + latency];
-        imp[pre] = 1.0;
-        let resp = run(&mut inst, &imp)?.split_off(pre);
-        let peak = resp.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let (freqs, db) = magnitude_response(&resp, rate, f1);
-        let title = format!("{} {}: frequency response ({setting})", d.name, d.version);
-        let path = dir.join(format!("{}-frequency.png", d.name));
-        crate::plot::write_response(&path, &title, &freqs, &db)
-            .with_context(|| path.display().to_string())?;
-        written.push(path);
-        // The impulse response until it has fallen 60 dB below its peak (10 ms to 1 s).
-        let floor = peak * 1e-3;
-        let last = resp.iter().rposition(|v| v.abs() > floor).unwrap_or(0);
-        let shown = (last + 1).clamp(rate as usize / 100, resp.len());
-        let cols = 1200.min(shown);
-        let per = shown.div_ceil(cols);
-        let (mins, maxs): (Vec<f32>, Vec<f32>) = resp[..shown]
-            .chunks(per)
-            .map(|c| {
-                (
-                    c.iter().copied().fold(f32::INFINITY, f32::min),
-                    c.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-                )
-            })
-            .unzip();
-        let title = format!("{} {}: impulse response ({setting})", d.name, d.version);
-        let path = dir.join(format!("{}-impulse.png", d.name));
-        crate::plot::write_waveform(
-            &path,
-            &crate::plot::WaveformPlot {
-                title: &title,
-                duration_seconds: shown as f64 / f64::from(rate),
-                channels: vec![("out", &mins, &maxs)],
-            },
-        )
-        .with_context(|| path.display().to_string())?;
-        written.push(path);
-    }
+    let written = match plots {
+        Some(dir) => response_plots(&trial, dir, params, latency, f1)?,
+        None => Vec::new(),
+    };
     Ok(EffectTest {
         name: d.name.clone(),
         version: d.version.clone(),
         sample_rate: rate,
-        channels,
-        block,
+        channels: trial.channels,
+        block: trial.block,
         latency_frames: latency,
         impulse_peak: peak,
         impulse_peak_frame: peak_at,
@@ -1050,6 +1033,65 @@ pub fn effects_test(
         seconds_per_second: took / 10.0,
         plots: written,
     })
+}
+
+/// The effect's frequency response (up to `f1`) and impulse response as pictures in `dir`.
+fn response_plots(
+    trial: &Trial,
+    dir: &Path,
+    params: &[String],
+    latency: usize,
+    f1: f64,
+) -> Result<Vec<PathBuf>> {
+    let (d, rate) = (&trial.effect.descriptor, trial.rate);
+    let mut written = Vec::new();
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    let setting = if params.is_empty() {
+        "defaults".to_string()
+    } else {
+        params.join(" ")
+    };
+    // Parameters glide to their values: the impulse comes after half a second of silence.
+    let pre = rate as usize / 2;
+    let mut inst = trial.make()?;
+    let mut imp = vec![0.0f32; pre + rate as usize + latency];
+    imp[pre] = 1.0;
+    let resp = trial.run(&mut inst, &imp)?.split_off(pre);
+    let peak = resp.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let (freqs, db) = magnitude_response(&resp, rate, f1);
+    let title = format!("{} {}: frequency response ({setting})", d.name, d.version);
+    let path = dir.join(format!("{}-frequency.png", d.name));
+    crate::plot::write_response(&path, &title, &freqs, &db)
+        .with_context(|| path.display().to_string())?;
+    written.push(path);
+    // The impulse response until it has fallen 60 dB below its peak (10 ms to 1 s).
+    let floor = peak * 1e-3;
+    let last = resp.iter().rposition(|v| v.abs() > floor).unwrap_or(0);
+    let shown = (last + 1).clamp(rate as usize / 100, resp.len());
+    let cols = 1200.min(shown);
+    let per = shown.div_ceil(cols);
+    let (mins, maxs): (Vec<f32>, Vec<f32>) = resp[..shown]
+        .chunks(per)
+        .map(|c| {
+            (
+                c.iter().copied().fold(f32::INFINITY, f32::min),
+                c.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            )
+        })
+        .unzip();
+    let title = format!("{} {}: impulse response ({setting})", d.name, d.version);
+    let path = dir.join(format!("{}-impulse.png", d.name));
+    crate::plot::write_waveform(
+        &path,
+        &crate::plot::WaveformPlot {
+            title: &title,
+            duration_seconds: shown as f64 / f64::from(rate),
+            channels: vec![("out", &mins, &maxs)],
+        },
+    )
+    .with_context(|| path.display().to_string())?;
+    written.push(path);
+    Ok(written)
 }
 
 #[cfg(test)]

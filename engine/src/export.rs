@@ -232,7 +232,7 @@ pub fn plan(o: &ExportOrder) -> Result<Vec<Job>, OrderError> {
                 m.channels_after(info.channels as usize)
             }),
             int_bits: info.integer_bits(),
-            float: info.sample_type == Some("float"),
+            float: info.sample_type == Some(sluice_core::decode::SampleType::Float),
         };
         let resolved = formats::resolve(&o.request, &arriving, o.sample_rate.is_some())
             .map_err(|e| usage(e.message(&o.names)))?;

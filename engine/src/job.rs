@@ -399,79 +399,79 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
             0,
             None,
         ),
-        Failure::Input(_) => {
-            // Quarantine: the source beside its error, in the quarantine folder.
-            let src = ctx.cfg.root.join(&job.input);
-            let name = job
-                .input
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "source".into());
-            let dir = ctx
-                .cfg
-                .quarantine_dir
-                .join(crate::template::sanitize(&p.name));
-            let confined = dir
-                .strip_prefix(&ctx.cfg.root)
-                .map_err(|_| "the quarantine folder is outside the root".to_string())
-                .and_then(|rel| {
-                    crate::confine::prepare(&ctx.cfg.root, &rel.join("x"))
-                        .map_err(|e| e.to_string())
-                });
-            if let Err(e) = confined {
-                return update(
-                    JobState::Failed,
-                    crate::store::EventKind::Failed,
-                    &format!(" (the source could not be moved to quarantine: {e})"),
-                    0,
-                    None,
-                );
-            }
-            let mut dest = dir.join(&name);
-            let mut n = 2;
-            while dest.exists() {
-                dest = numbered(&dir.join(&name), n);
-                n += 1;
-            }
-            let moved = src.exists() && move_file(&src, &dest).is_ok();
-            let error_file = PathBuf::from(format!("{}.error.json", dest.display()));
-            let record = serde_json::json!({
-                "job": id,
-                "pipeline": p.name,
-                "source": job.input,
-                "error": msg,
-                "attempts": job.attempts,
-                "time": jiff::Timestamp::now().to_string(),
-            });
-            let _ = AtomicFile::write(
-                &error_file,
-                serde_json::to_string_pretty(&record)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            );
-            if moved {
-                let rel = dest
-                    .strip_prefix(&ctx.cfg.root)
-                    .map(Path::to_path_buf)
-                    .unwrap_or(dest);
-                update(
-                    JobState::Quarantined,
-                    crate::store::EventKind::Quarantined,
-                    &format!(" (source moved to {})", rel.display()),
-                    0,
-                    Some(rel),
-                )
-            } else {
-                update(
-                    JobState::Failed,
-                    crate::store::EventKind::Failed,
-                    " (the source could not be moved to quarantine)",
-                    0,
-                    None,
-                )
-            }
-        }
+        Failure::Input(_) => match quarantine(ctx, p, &job, &msg) {
+            Ok(rel) => update(
+                JobState::Quarantined,
+                crate::store::EventKind::Quarantined,
+                &format!(" (source moved to {})", rel.display()),
+                0,
+                Some(rel),
+            ),
+            Err(why) => update(
+                JobState::Failed,
+                crate::store::EventKind::Failed,
+                &why,
+                0,
+                None,
+            ),
+        },
     }
+}
+
+/// The source of `job` moved to the pipeline's quarantine folder (under a free name), with
+/// its error (`msg`) written beside it: where it went, relative to the root; or, when it could
+/// not be moved, what to add to the failure's message.
+fn quarantine(ctx: &Ctx, p: &Pipeline, job: &JobRecord, msg: &str) -> Result<PathBuf, String> {
+    let src = ctx.cfg.root.join(&job.input);
+    let name = job
+        .input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "source".into());
+    let dir = ctx
+        .cfg
+        .quarantine_dir
+        .join(crate::template::sanitize(&p.name));
+    let confined = dir
+        .strip_prefix(&ctx.cfg.root)
+        .map_err(|_| "the quarantine folder is outside the root".to_string())
+        .and_then(|rel| {
+            crate::confine::prepare(&ctx.cfg.root, &rel.join("x")).map_err(|e| e.to_string())
+        });
+    if let Err(e) = confined {
+        return Err(format!(
+            " (the source could not be moved to quarantine: {e})"
+        ));
+    }
+    let mut dest = dir.join(&name);
+    let mut n = 2;
+    while dest.exists() {
+        dest = numbered(&dir.join(&name), n);
+        n += 1;
+    }
+    let moved = src.exists() && move_file(&src, &dest).is_ok();
+    let error_file = PathBuf::from(format!("{}.error.json", dest.display()));
+    let record = serde_json::json!({
+        "job": job.id,
+        "pipeline": p.name,
+        "source": job.input,
+        "error": msg,
+        "attempts": job.attempts,
+        "time": jiff::Timestamp::now().to_string(),
+    });
+    let _ = AtomicFile::write(
+        &error_file,
+        serde_json::to_string_pretty(&record)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    if !moved {
+        return Err(" (the source could not be moved to quarantine)".into());
+    }
+    Ok(dest
+        .strip_prefix(&ctx.cfg.root)
+        .map(Path::to_path_buf)
+        .unwrap_or(dest))
 }
 
 /// A job that ends failed keeps no outputs: what an attempt of it committed before a later
@@ -900,7 +900,7 @@ fn output_plans(
             sample_rate: o.sample_rate.unwrap_or(rate),
             channels: out_channels.unwrap_or(channels),
             int_bits,
-            float: info.stream.sample_type == Some("float"),
+            float: info.stream.sample_type == Some(sluice_core::decode::SampleType::Float),
         };
         let resolved = sluice_core::formats::resolve(&o.format, &arriving, o.sample_rate.is_some())
             .map_err(|e| Failure::Input(format!("{}: {e}", source.display())))?;

@@ -530,6 +530,60 @@ impl Checker<'_> {
     fn output(&mut self, o: &Spanned<RawOutput>) -> Option<Output> {
         let r = o.get_ref();
         let path = self.template(&r.path, "path")?;
+        let format = self.output_format(o)?;
+        let channels = match &r.channels {
+            None => None,
+            Some(ch) => ChannelMapping::parse(ch.get_ref()).or_else(|| {
+                self.err(
+                    ch.span(),
+                    format!("channels {}: {}", ch.get_ref(), ChannelMapping::SPELLING),
+                );
+                None
+            }),
+        };
+        let dither = match &r.dither {
+            None => DitherMode::Tpdf,
+            Some(d) => DitherMode::parse(d.get_ref()).unwrap_or_else(|| {
+                self.err(d.span(), "dither: none, tpdf or shaped");
+                DitherMode::Tpdf
+            }),
+        };
+        let (fail_on_true_peak_miss, true_peak_encodes) = self.true_peak_policy(r);
+        let mut tags = Vec::new();
+        let plan = sluice_core::encode::tags::TagPlan {
+            carry_from: None,
+            set: r
+                .tags
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.get_ref().clone()))
+                .collect(),
+            replaygain: false,
+        };
+        if let Err(e) = plan.validate() {
+            self.err(o.span(), format!("tags: {e}"));
+        } else {
+            tags = plan.set;
+        }
+        Some(Output {
+            path,
+            format,
+            sample_rate: r.sample_rate.as_ref().map(|s| *s.get_ref()),
+            channels,
+            dither,
+            bext: r.bext.unwrap_or(true),
+            replaygain: r.replaygain.unwrap_or(true),
+            keep_tags: r.keep_tags.unwrap_or(true),
+            tags,
+            true_peak_check: r.true_peak_check.unwrap_or(true),
+            fail_on_true_peak_miss,
+            true_peak_encodes,
+        })
+    }
+
+    /// An output's format request: its codec (named, or from the path's extension) and
+    /// options, checked, and its sample rate checked against what the codec stores.
+    fn output_format(&mut self, o: &Spanned<RawOutput>) -> Option<sluice_core::formats::Request> {
+        let r = o.get_ref();
         let kinds = sluice_core::encode::codec_names();
         let codec = match &r.format {
             Some(f) => sluice_core::encode::codec(f.get_ref()).or_else(|| {
@@ -581,23 +635,12 @@ impl Checker<'_> {
                 );
             }
         }
-        let channels = match &r.channels {
-            None => None,
-            Some(ch) => ChannelMapping::parse(ch.get_ref()).or_else(|| {
-                self.err(
-                    ch.span(),
-                    format!("channels {}: {}", ch.get_ref(), ChannelMapping::SPELLING),
-                );
-                None
-            }),
-        };
-        let dither = match &r.dither {
-            None => DitherMode::Tpdf,
-            Some(d) => DitherMode::parse(d.get_ref()).unwrap_or_else(|| {
-                self.err(d.span(), "dither: none, tpdf or shaped");
-                DitherMode::Tpdf
-            }),
-        };
+        Some(format)
+    }
+
+    /// Whether an output fails its job when it misses its true-peak ceiling after its encodes,
+    /// and how many encodes it may take.
+    fn true_peak_policy(&mut self, r: &RawOutput) -> (bool, u32) {
         let fail_on_true_peak_miss = match r.true_peak_miss.as_ref() {
             None => false,
             Some(m) => match m.get_ref().as_str() {
@@ -630,35 +673,7 @@ impl Checker<'_> {
                 sluice_core::export::MAX_ENCODES
             }
         };
-        let mut tags = Vec::new();
-        let plan = sluice_core::encode::tags::TagPlan {
-            carry_from: None,
-            set: r
-                .tags
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.get_ref().clone()))
-                .collect(),
-            replaygain: false,
-        };
-        if let Err(e) = plan.validate() {
-            self.err(o.span(), format!("tags: {e}"));
-        } else {
-            tags = plan.set;
-        }
-        Some(Output {
-            path,
-            format,
-            sample_rate: r.sample_rate.as_ref().map(|s| *s.get_ref()),
-            channels,
-            dither,
-            bext: r.bext.unwrap_or(true),
-            replaygain: r.replaygain.unwrap_or(true),
-            keep_tags: r.keep_tags.unwrap_or(true),
-            tags,
-            true_peak_check: r.true_peak_check.unwrap_or(true),
-            fail_on_true_peak_miss,
-            true_peak_encodes,
-        })
+        (fail_on_true_peak_miss, true_peak_encodes)
     }
 
     /// What becomes of the source: moved (by default to `done/{pipeline}/{name}`), kept or deleted.

@@ -189,26 +189,8 @@ fn waveform_layout(channels: usize) -> WaveformLayout {
     }
 }
 
-fn draw_waveform(root: &Area, p: &WaveformPlot) -> Drawn {
-    let n = p.channels.len();
-    let WaveformLayout {
-        lanes,
-        lane_h,
-        gap,
-        height,
-    } = waveform_layout(n);
-
-    // Peak over all channels, to label it and to make room for overs in float files.
-    let peak = p
-        .channels
-        .iter()
-        .flat_map(|(_, mn, mx)| mn.iter().chain(mx.iter()))
-        .map(|v| v.abs())
-        .filter(|v| v.is_finite())
-        .fold(0.0f32, f32::max) as f64;
-    let scale = if peak > 1.0 { peak.min(16.0) } else { 1.0 };
-
-    let dur = finite_positive(p.duration_seconds);
+/// The waveform's header line: its length, its channels and its peak.
+fn waveform_info(dur: Option<f64>, n: usize, peak: f64) -> Vec<String> {
     let mut info = Vec::new();
     if let Some(d) = dur {
         info.push(format_duration(d));
@@ -230,6 +212,60 @@ fn draw_waveform(root: &Area, p: &WaveformPlot) -> Drawn {
             "peak -inf dBFS".to_string()
         });
     }
+    info
+}
+
+/// One lane's columns (`cols`, from `x0`), `y` placing a sample value: in the waveform's
+/// colour within full scale, in the overs' colour beyond it (clipped at `scale`).
+fn draw_columns(
+    root: &Area,
+    cols: &[Option<(f32, f32)>],
+    x0: i32,
+    y: &dyn Fn(f64) -> i32,
+    scale: f64,
+) -> Drawn {
+    let (fs_top, fs_bot) = (y(1.0), y(-1.0));
+    for (i, col) in cols.iter().enumerate() {
+        let Some((lo, hi)) = *col else { continue };
+        let x = x0 + i as i32;
+        let ya = y((hi as f64).clamp(-scale, scale));
+        let yb = y((lo as f64).clamp(-scale, scale));
+        let (ya, yb) = (ya.min(yb), ya.max(yb));
+        // Above full scale, within it, below it.
+        for (a, b, colour) in [
+            (ya, yb.min(fs_top - 1), WAVE_OVER),
+            (ya.max(fs_top), yb.min(fs_bot), WAVE),
+            (ya.max(fs_bot + 1), yb, WAVE_OVER),
+        ] {
+            if a <= b {
+                fill(root, (x, a), (x + 1, b + 1), colour, 1.0)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn draw_waveform(root: &Area, p: &WaveformPlot) -> Drawn {
+    let n = p.channels.len();
+    let WaveformLayout {
+        lanes,
+        lane_h,
+        gap,
+        height,
+    } = waveform_layout(n);
+
+    // Peak over all channels, to label it and to make room for overs in float files.
+    let peak = p
+        .channels
+        .iter()
+        .flat_map(|(_, mn, mx)| mn.iter().chain(mx.iter()))
+        .map(|v| v.abs())
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, f32::max) as f64;
+    let scale = if peak > 1.0 { peak.min(16.0) } else { 1.0 };
+
+    let dur = finite_positive(p.duration_seconds);
+    let info = waveform_info(dur, n, peak);
     draw_header(root, p.title, &info.join("   "))?;
 
     let ticks = time_ticks(dur, WIDTH as i32 - MARGIN_LEFT - MARGIN_RIGHT);
@@ -291,23 +327,7 @@ fn draw_waveform(root: &Area, p: &WaveformPlot) -> Drawn {
             continue;
         };
         let cols = resample_columns(mins, maxs, (x1 - x0).max(0) as usize);
-        for (i, col) in cols.iter().enumerate() {
-            let Some((lo, hi)) = *col else { continue };
-            let x = x0 + i as i32;
-            let ya = y((hi as f64).clamp(-scale, scale));
-            let yb = y((lo as f64).clamp(-scale, scale));
-            let (ya, yb) = (ya.min(yb), ya.max(yb));
-            // Above full scale, within it, below it.
-            for (a, b, colour) in [
-                (ya, yb.min(fs_top - 1), WAVE_OVER),
-                (ya.max(fs_top), yb.min(fs_bot), WAVE),
-                (ya.max(fs_bot + 1), yb, WAVE_OVER),
-            ] {
-                if a <= b {
-                    fill(root, (x, a), (x + 1, b + 1), colour, 1.0)?;
-                }
-            }
-        }
+        draw_columns(root, &cols, x0, &y, scale)?;
 
         // Channel label in the margin.
         let label = if label.is_empty() {
@@ -382,7 +402,9 @@ fn resample_columns(mins: &[f32], maxs: &[f32], width: usize) -> Vec<Option<(f32
 // Loudness
 // ---------------------------------------------------------------------------
 
-fn draw_loudness(root: &Area, p: &LoudnessPlot) -> Drawn {
+/// The loudness axis: from -60 LUFS (lower for quieter material) to 0 LUFS (higher for
+/// louder), with its grid every 6 LU (every 12 over a range of more than 72).
+fn loudness_scale(p: &LoudnessPlot) -> (f64, f64, Vec<f64>) {
     let finite = |v: &Option<f64>| v.filter(|x| x.is_finite());
     let values: Vec<f64> = p
         .momentary
@@ -412,6 +434,11 @@ fn draw_loudness(root: &Area, p: &LoudnessPlot) -> Drawn {
         .map(|k| bottom + k as f64 * grid_step)
         .take_while(|g| *g <= top + 1e-9)
         .collect();
+    (bottom, top, grid)
+}
+
+fn draw_loudness(root: &Area, p: &LoudnessPlot) -> Drawn {
+    let (bottom, top, grid) = loudness_scale(p);
 
     let step = finite_positive(p.step_seconds).unwrap_or(1.0);
     let n = p.momentary.len().max(p.short_term.len());
@@ -624,6 +651,57 @@ fn draw_legend(root: &Area, items: &[(&str, RGBColor, LegendKind)], right: i32, 
 // Spectrum
 // ---------------------------------------------------------------------------
 
+/// The bands as shaded columns from the strip's top `sy0` through the plot (`y0` to `y1`),
+/// each named with its share in the strip; `px` places a frequency.
+fn draw_bands(
+    root: &Area,
+    bands: &[(&str, f64, f64, f64)],
+    px: &dyn Fn(f64) -> i32,
+    f_max: f64,
+    (sy0, y0, y1): (i32, i32, i32),
+) -> Drawn {
+    for (i, &(name, lo, hi, share)) in bands.iter().enumerate() {
+        if !(lo.is_finite() && hi.is_finite()) {
+            continue;
+        }
+        let (lo, hi) = (lo.max(20.0), hi.min(f_max));
+        if hi <= lo {
+            continue;
+        }
+        let colour = BAND_COLOURS[i % BAND_COLOURS.len()];
+        let (bx0, bx1) = (px(lo), px(hi));
+        fill(root, (bx0, sy0), (bx1, y0), colour, 0.16)?;
+        fill(root, (bx0, y0), (bx1, y1), colour, 0.07)?;
+        fill(root, (bx0, sy0), (bx0 + 1, y1), colour, 0.35)?;
+        fill(root, (bx1 - 1, sy0), (bx1, y1), colour, 0.35)?;
+        let cx = (bx0 + bx1) / 2;
+        let room = bx1 - bx0 - 6;
+        let share = if share.is_finite() {
+            format!("{}%", fmt1(share))
+        } else {
+            "-".to_string()
+        };
+        let big = Text::bold(LABEL_SIZE, TITLE, HPos::Center);
+        let (name_style, name_y, share_y) = if big.width(name) <= room {
+            (big, sy0 + 13, sy0 + 34)
+        } else {
+            (
+                Text::bold(SMALL_SIZE, TITLE, HPos::Center),
+                sy0 + 14,
+                sy0 + 32,
+            )
+        };
+        let name = fit(name, &name_style, room);
+        name_style.draw(root, &name, (cx, name_y))?;
+        let mut share_style = Text::new(LABEL_SIZE, colour, HPos::Center);
+        if share_style.width(&share) > room {
+            share_style = Text::new(SMALL_SIZE, colour, HPos::Center);
+        }
+        share_style.draw(root, &share, (cx, share_y))?;
+    }
+    Ok(())
+}
+
 fn draw_spectrum(root: &Area, p: &SpectrumPlot, info: &str) -> Drawn {
     let strip = 48; // band names live in this strip above the plot
     let n = p.freqs_hz.len().min(p.db.len());
@@ -689,46 +767,7 @@ fn draw_spectrum(root: &Area, p: &SpectrumPlot, info: &str) -> Drawn {
     let px = |f: f64| chart.backend_coord(&(f, db_bottom)).0;
 
     // Bands: shaded columns through the strip and the plot, labelled in the strip.
-    let sy0 = y0 - strip;
-    for (i, &(name, lo, hi, share)) in p.bands.iter().enumerate() {
-        if !(lo.is_finite() && hi.is_finite()) {
-            continue;
-        }
-        let (lo, hi) = (lo.max(20.0), hi.min(f_max));
-        if hi <= lo {
-            continue;
-        }
-        let colour = BAND_COLOURS[i % BAND_COLOURS.len()];
-        let (bx0, bx1) = (px(lo), px(hi));
-        fill(root, (bx0, sy0), (bx1, y0), colour, 0.16)?;
-        fill(root, (bx0, y0), (bx1, y1), colour, 0.07)?;
-        fill(root, (bx0, sy0), (bx0 + 1, y1), colour, 0.35)?;
-        fill(root, (bx1 - 1, sy0), (bx1, y1), colour, 0.35)?;
-        let cx = (bx0 + bx1) / 2;
-        let room = bx1 - bx0 - 6;
-        let share = if share.is_finite() {
-            format!("{}%", fmt1(share))
-        } else {
-            "-".to_string()
-        };
-        let big = Text::bold(LABEL_SIZE, TITLE, HPos::Center);
-        let (name_style, name_y, share_y) = if big.width(name) <= room {
-            (big, sy0 + 13, sy0 + 34)
-        } else {
-            (
-                Text::bold(SMALL_SIZE, TITLE, HPos::Center),
-                sy0 + 14,
-                sy0 + 32,
-            )
-        };
-        let name = fit(name, &name_style, room);
-        name_style.draw(root, &name, (cx, name_y))?;
-        let mut share_style = Text::new(LABEL_SIZE, colour, HPos::Center);
-        if share_style.width(&share) > room {
-            share_style = Text::new(SMALL_SIZE, colour, HPos::Center);
-        }
-        share_style.draw(root, &share, (cx, share_y))?;
-    }
+    draw_bands(root, p.bands, &px, f_max, (y0 - strip, y0, y1))?;
 
     // The curve: bins grouped per pixel column (power mean), clamped to the range.
     let mut pts: Vec<(i32, i32)> = Vec::new();

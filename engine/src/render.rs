@@ -30,7 +30,7 @@ pub fn info(out: &mut impl Write, i: &FileInfo) -> io::Result<()> {
     writeln!(out, "{}", i.path.display())?;
     writeln!(out, "  format      {} [{}]", s.format_name, s.format)?;
     let depth = match (s.bit_depth, s.sample_type) {
-        (Some(b), Some("float")) => format!(", {b}-bit float"),
+        (Some(b), Some(sluice_core::decode::SampleType::Float)) => format!(", {b}-bit float"),
         (Some(b), _) => format!(", {b}-bit"),
         _ => String::new(),
     };
@@ -82,7 +82,11 @@ pub fn info(out: &mut impl Write, i: &FileInfo) -> io::Result<()> {
     for w in &s.warnings {
         writeln!(out, "  warning     {}", clean(w))?;
     }
-    let t = &i.tags;
+    tags(out, &i.tags, s.sample_rate)
+}
+
+/// The tags of `info`: the fields found, then the BWF `bext` chunk's.
+fn tags(out: &mut impl Write, t: &sluice_core::Tags, sample_rate: u32) -> io::Result<()> {
     let mut fields: Vec<(&str, String)> = Vec::new();
     let mut add = |k: &'static str, v: Option<String>| {
         if let Some(v) = v {
@@ -123,52 +127,54 @@ pub fn info(out: &mut impl Write, i: &FileInfo) -> io::Result<()> {
         }
     }
     if let Some(b) = &t.bext {
-        writeln!(out, "  bext        version {}", b.version)?;
-        let mut line = |k: &str, v: &str| -> io::Result<()> {
-            if !v.is_empty() {
-                writeln!(out, "    {k:<13}{}", clean(v))?;
-            }
-            Ok(())
-        };
-        line("description", &b.description)?;
-        line("originator", &b.originator)?;
-        line("reference", &b.originator_reference)?;
-        line(
-            "originated",
-            format!("{} {}", b.origination_date, b.origination_time).trim(),
-        )?;
-        let tr = if s.sample_rate > 0 {
-            format!(
-                "{} samples ({})",
-                b.time_reference,
-                sluice_core::time::clock(
-                    b.time_reference as f64 / f64::from(s.sample_rate),
-                    3,
-                    false
-                )
-            )
-        } else {
-            b.time_reference.to_string()
-        };
-        line("time ref", &tr)?;
-        if let Some(u) = &b.umid {
-            line("umid", u)?;
+        bext(out, b, sample_rate)?;
+    }
+    Ok(())
+}
+
+/// A BWF `bext` chunk, its time reference read at `sample_rate`.
+fn bext(out: &mut impl Write, b: &sluice_core::riff::Bext, sample_rate: u32) -> io::Result<()> {
+    writeln!(out, "  bext        version {}", b.version)?;
+    let mut line = |k: &str, v: &str| -> io::Result<()> {
+        if !v.is_empty() {
+            writeln!(out, "    {k:<13}{}", clean(v))?;
         }
-        let lu = |v: Option<f32>, unit: &str| v.map(|x| format!("{x:.2} {unit}"));
-        for (k, v) in [
-            ("loudness", lu(b.loudness_value, "LUFS")),
-            ("lra", lu(b.loudness_range, "LU")),
-            ("true peak", lu(b.max_true_peak_level, "dBTP")),
-            ("max moment.", lu(b.max_momentary_loudness, "LUFS")),
-            ("max short-t.", lu(b.max_short_term_loudness, "LUFS")),
-        ] {
-            if let Some(v) = v {
-                line(k, &v)?;
-            }
+        Ok(())
+    };
+    line("description", &b.description)?;
+    line("originator", &b.originator)?;
+    line("reference", &b.originator_reference)?;
+    line(
+        "originated",
+        format!("{} {}", b.origination_date, b.origination_time).trim(),
+    )?;
+    let tr = if sample_rate > 0 {
+        format!(
+            "{} samples ({})",
+            b.time_reference,
+            sluice_core::time::clock(b.time_reference as f64 / f64::from(sample_rate), 3, false)
+        )
+    } else {
+        b.time_reference.to_string()
+    };
+    line("time ref", &tr)?;
+    if let Some(u) = &b.umid {
+        line("umid", u)?;
+    }
+    let lu = |v: Option<f32>, unit: &str| v.map(|x| format!("{x:.2} {unit}"));
+    for (k, v) in [
+        ("loudness", lu(b.loudness_value, "LUFS")),
+        ("lra", lu(b.loudness_range, "LU")),
+        ("true peak", lu(b.max_true_peak_level, "dBTP")),
+        ("max moment.", lu(b.max_momentary_loudness, "LUFS")),
+        ("max short-t.", lu(b.max_short_term_loudness, "LUFS")),
+    ] {
+        if let Some(v) = v {
+            line(k, &v)?;
         }
-        for (n, h) in b.coding_history.lines().enumerate() {
-            line(if n == 0 { "history" } else { "" }, h)?;
-        }
+    }
+    for (n, h) in b.coding_history.lines().enumerate() {
+        line(if n == 0 { "history" } else { "" }, h)?;
     }
     Ok(())
 }
@@ -262,32 +268,7 @@ pub fn analysis(out: &mut impl Write, r: &sluice_core::analysis::AnalysisReport)
         )?;
     }
     if let Some(l) = &r.levels {
-        writeln!(
-            out,
-            "  Levels     peak {}   RMS {}   crest {}   DR {}",
-            opt(l.peak_dbfs, 1, "dBFS"),
-            opt(l.rms_dbfs, 1, "dBFS"),
-            opt(l.crest_factor_db, 1, "dB"),
-            opt(l.dynamic_range_db, 1, "dB"),
-        )?;
-        let dc = l
-            .dc_offset_per_channel
-            .iter()
-            .map(|d| format!("{d:+.4}"))
-            .collect::<Vec<_>>()
-            .join("/");
-        writeln!(
-            out,
-            "             DC {dc}   clipped {} samples in {} runs   zero crossings {}",
-            l.clipped_samples,
-            l.clip_events,
-            opt(l.zero_crossing_rate_hz, 0, "/s"),
-        )?;
-        writeln!(
-            out,
-            "             silence {:.2} s at the start, {:.2} s at the end (below {} dBFS)",
-            l.leading_silence_seconds, l.trailing_silence_seconds, l.silence_threshold_dbfs
-        )?;
+        levels(out, l)?;
     }
     if let Some(sp) = &r.spectrum {
         writeln!(
@@ -352,29 +333,69 @@ pub fn analysis(out: &mut impl Write, r: &sluice_core::analysis::AnalysisReport)
         writeln!(out, "  Waveform   {} buckets of {each}", w.buckets)?;
     }
     if let Some(ts) = &r.targets {
-        for (i, t) in ts.iter().enumerate() {
-            let head = if i == 0 {
-                "  Targets    "
-            } else {
-                "             "
-            };
-            let verdict = match (t.gain_db, t.exceeds_ceiling) {
-                (Some(g), Some(true)) => format!(
-                    "gain {g:+.1} dB → true peak {}: over the ceiling, needs limiting",
-                    opt(t.true_peak_after_gain_dbtp, 1, "dBTP")
-                ),
-                (Some(g), _) => format!(
-                    "gain {g:+.1} dB → true peak {}",
-                    opt(t.true_peak_after_gain_dbtp, 1, "dBTP")
-                ),
-                (None, _) => "— (no integrated loudness)".into(),
-            };
-            writeln!(
-                out,
-                "{head}{:<22} {:>5.1} LUFS / {:>4.1} dBTP: {verdict}",
-                t.target.name, t.target.integrated_lufs, t.target.true_peak_dbtp
-            )?;
-        }
+        targets(out, ts)?;
+    }
+    Ok(())
+}
+
+/// The levels section of an analysis.
+fn levels(out: &mut impl Write, l: &sluice_core::analysis::levels::Levels) -> io::Result<()> {
+    writeln!(
+        out,
+        "  Levels     peak {}   RMS {}   crest {}   DR {}",
+        opt(l.peak_dbfs, 1, "dBFS"),
+        opt(l.rms_dbfs, 1, "dBFS"),
+        opt(l.crest_factor_db, 1, "dB"),
+        opt(l.dynamic_range_db, 1, "dB"),
+    )?;
+    let dc = l
+        .dc_offset_per_channel
+        .iter()
+        .map(|d| format!("{d:+.4}"))
+        .collect::<Vec<_>>()
+        .join("/");
+    writeln!(
+        out,
+        "             DC {dc}   clipped {} samples in {} runs   zero crossings {}",
+        l.clipped_samples,
+        l.clip_events,
+        opt(l.zero_crossing_rate_hz, 0, "/s"),
+    )?;
+    writeln!(
+        out,
+        "             silence {:.2} s at the start, {:.2} s at the end (below {} dBFS)",
+        l.leading_silence_seconds, l.trailing_silence_seconds, l.silence_threshold_dbfs
+    )?;
+    Ok(())
+}
+
+/// The delivery targets of an analysis, one line each.
+fn targets(
+    out: &mut impl Write,
+    ts: &[sluice_core::analysis::targets::TargetCheck],
+) -> io::Result<()> {
+    for (i, t) in ts.iter().enumerate() {
+        let head = if i == 0 {
+            "  Targets    "
+        } else {
+            "             "
+        };
+        let verdict = match (t.gain_db, t.exceeds_ceiling) {
+            (Some(g), Some(true)) => format!(
+                "gain {g:+.1} dB → true peak {}: over the ceiling, needs limiting",
+                opt(t.true_peak_after_gain_dbtp, 1, "dBTP")
+            ),
+            (Some(g), _) => format!(
+                "gain {g:+.1} dB → true peak {}",
+                opt(t.true_peak_after_gain_dbtp, 1, "dBTP")
+            ),
+            (None, _) => "— (no integrated loudness)".into(),
+        };
+        writeln!(
+            out,
+            "{head}{:<22} {:>5.1} LUFS / {:>4.1} dBTP: {verdict}",
+            t.target.name, t.target.integrated_lufs, t.target.true_peak_dbtp
+        )?;
     }
     Ok(())
 }

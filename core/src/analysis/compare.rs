@@ -356,22 +356,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// `track` against `target` at `level`.
-pub fn compare(track: &Signature, target: &Profile, level: Level) -> Comparison {
-    let diffs: Vec<f64> = track
-        .bands
-        .iter()
-        .zip(&target.bands)
-        .map(|(b, t)| b.level_db - t.level_db.mean)
-        .collect();
-    let offset = median(diffs.clone());
+/// Each band's level against the target's, after the median offset between them (a track
+/// louder overall is not louder in every band); the advice for each band outside its
+/// tolerance added to `recommendations`.
+fn band_deltas(
+    track: &Signature,
+    target: &Profile,
+    diffs: &[f64],
+    offset: f64,
+    level: Level,
+    recommendations: &mut Vec<Recommendation>,
+) -> Vec<BandDelta> {
     let who = &target.name;
-    let mut recommendations = Vec::new();
-    let bands: Vec<BandDelta> = target
+    target
         .bands
         .iter()
         .zip(&track.bands)
-        .zip(&diffs)
+        .zip(diffs)
         .enumerate()
         .map(|(i, ((t, b), d))| {
             let delta = d - offset;
@@ -392,7 +393,18 @@ pub fn compare(track: &Signature, target: &Profile, level: Level) -> Comparison 
                 inside,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The track's loudness, dynamics, stereo image, onsets and harmonicity against the
+/// target's; the advice for each outside its tolerance added to `recommendations`.
+fn metric_deltas(
+    track: &Signature,
+    target: &Profile,
+    level: Level,
+    recommendations: &mut Vec<Recommendation>,
+) -> Vec<MetricDelta> {
+    let who = &target.name;
     let mut metrics = Vec::new();
     let mut metric = |name: &str, unit, kind, value: f64, stat: Stat| {
         let delta = value - stat.mean;
@@ -481,6 +493,21 @@ pub fn compare(track: &Signature, target: &Profile, level: Level) -> Comparison 
             t.correlation,
         );
     }
+    metrics
+}
+
+/// `track` against `target` at `level`.
+pub fn compare(track: &Signature, target: &Profile, level: Level) -> Comparison {
+    let diffs: Vec<f64> = track
+        .bands
+        .iter()
+        .zip(&target.bands)
+        .map(|(b, t)| b.level_db - t.level_db.mean)
+        .collect();
+    let offset = median(diffs.clone());
+    let mut recommendations = Vec::new();
+    let bands = band_deltas(track, target, &diffs, offset, level, &mut recommendations);
+    let metrics = metric_deltas(track, target, level, &mut recommendations);
     let tonal = target
         .tonal
         .iter()

@@ -188,6 +188,241 @@ fn codec_lowpass(o: &OutputPlan, rate: u32, channels: usize) -> Option<f64> {
 /// the outputs map their channels differently: see [`export_from`]).
 type OutputStages<'a> = dyn FnMut(&OutputPlan) -> Result<Vec<Box<dyn Stage>>, ExportError> + 'a;
 
+/// Each output's own chain: its channel mapping, the stages `per_output` builds for it, its
+/// resampling and its quantization (with its dither).
+fn output_chains(
+    outputs: &[OutputPlan],
+    per_output: &mut OutputStages<'_>,
+) -> Result<Vec<OutputChain>, ExportError> {
+    outputs
+        .iter()
+        .map(|o| {
+            let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+            if let Some(m) = &o.channels {
+                stages.push(Box::new(Channels::new(m.clone())));
+            }
+            stages.extend(per_output(o)?);
+            if let Some(rate) = o.sample_rate {
+                stages.push(Box::new(
+                    crate::render::resample::Resample::new(
+                        rate,
+                        crate::render::resample::ResampleQuality::default(),
+                    )
+                    .with_precision(resample_precision([&o.format])),
+                ));
+            }
+            if let Some(b) = o.format.integer_bits() {
+                stages.push(Box::new(Quantize::new(b, o.dither)));
+            }
+            Ok(OutputChain {
+                stages,
+                measure: true,
+            })
+        })
+        .collect()
+}
+
+/// The outputs' temporary files and their encoders (wrapped by `offload`), each with its
+/// `bext` chunk where the output writes one: the source's, its coding history extended.
+type Opened = (Vec<AtomicFile>, Vec<Box<dyn crate::formats::Encoder>>);
+
+fn open_outputs(
+    outputs: &[OutputPlan],
+    specs: &[crate::render::SignalSpec],
+    source_bext: Option<&crate::riff::Bext>,
+    offload: &mut dyn Offload,
+) -> Result<Opened, ExportError> {
+    let mut files = Vec::with_capacity(outputs.len());
+    let mut encoders = Vec::with_capacity(outputs.len());
+    for (o, spec) in outputs.iter().zip(specs) {
+        let (atomic, file) = AtomicFile::create(&o.path, o.overwrite)?;
+        let bext = (o.bext && o.format.codec.about().bext).then(|| {
+            let mut b = source_bext.cloned().unwrap_or_default();
+            if b.originator.is_empty() {
+                b.originator = "Sluice".into();
+            }
+            let (float, bits) = match o.format.settings.sample() {
+                Some(PcmFormat::Float32) => (true, 32),
+                _ => (false, o.format.integer_bits().unwrap_or(16)),
+            };
+            b.add_coding(
+                float,
+                spec.sample_rate,
+                bits,
+                spec.channels(),
+                concat!("Sluice ", env!("CARGO_PKG_VERSION")),
+            );
+            // A region or trim moves the start: the time reference stays the source's.
+            b
+        });
+        let encoder = offload.encoder(o, o.format.create(file, &o.path, spec, bext)?);
+        files.push(atomic);
+        encoders.push(encoder);
+    }
+    Ok((files, encoders))
+}
+
+/// Lossy output `o`, checked: measured as a listener decodes it (`pending`, its reading taken
+/// while it was written, or the file at `temp` read again), and encoded again under a lower
+/// ceiling, or at a corrected loudness, while the codec takes it over the ceiling or off the
+/// target, up to its encode limit. Its check; its reading in `result`; a miss in `warnings`.
+#[allow(clippy::too_many_arguments)]
+fn hold_ceiling(
+    render: &mut Render<'_>,
+    o: usize,
+    plan: &OutputPlan,
+    temp: &Path,
+    mut pending: Option<Pending>,
+    result: &mut crate::render::OutputResult,
+    progress: &mut dyn FnMut(Progress),
+    offload: &mut dyn Offload,
+    warnings: &mut Vec<String>,
+) -> Result<TruePeakCheck, ExportError> {
+    let target = render.loudness_target(o);
+    let ceiling = target.map(|t| t.1);
+    let mut encodes = 1;
+    let mut lowered = 0.0;
+    let mut offset = 0.0;
+    loop {
+        // The first encode was measured as it was written; should that reading have
+        // failed, the finished file is read again.
+        let streamed = pending.take().and_then(|p| p().ok());
+        let decoded = match streamed {
+            Some(d) => d,
+            None => measure_encoded(temp, offload)?,
+        };
+        let over = ceiling.map_or(0.0, |c| decoded.true_peak_dbtp - (c - CODEC_MARGIN_DB));
+        // What the codec took from the loudness (a low-pass removes the top octave's
+        // energy), where the target was reached before it.
+        let short = match (target, decoded.loudness.integrated_lufs) {
+            (Some((lufs, _)), Some(i)) if i >= crate::render::normalize::SILENCE_LUFS => lufs - i,
+            _ => 0.0,
+        };
+        let short = if short.abs() > CODEC_LOUDNESS_TOLERANCE_LU {
+            short
+        } else {
+            0.0
+        };
+        let lower = if over > 0.0 { over + 0.05 } else { 0.0 };
+        if (lower > 0.0 || short != 0.0)
+            && encodes < plan.max_encodes.clamp(1, MAX_ENCODES)
+            && render.correct_for_codec(o, lower, short)
+        {
+            tracing::info!(
+                "{}: decoded, {} (encode {encodes}): encoding again{}{}",
+                plan.path.display(),
+                if over > 0.0 {
+                    format!("the true peak is {over:.2} dB over the ceiling")
+                } else {
+                    format!("the loudness is {:+.2} LU from the target", -short)
+                },
+                if lower > 0.0 {
+                    format!(", {lower:.2} dB lower")
+                } else {
+                    String::new()
+                },
+                if short != 0.0 {
+                    format!(", {short:+.2} LU")
+                } else {
+                    String::new()
+                }
+            );
+            lowered += lower;
+            offset += short;
+            let specs = render.prepare_with(progress, &mut |p| offload.probe(p))?;
+            let temp = temp.to_path_buf();
+            let file = std::fs::File::create(&temp).map_err(|source| EncodeError::Io {
+                path: temp.clone(),
+                source,
+            })?;
+            let enc = plan.format.create(file, &plan.path, &specs[o], None)?;
+            let mut encs = vec![offload.encoder(plan, enc)];
+            let again = render.run_outputs(&[o], &mut encs, progress)?;
+            *result = again.into_iter().next().expect("one output");
+            for enc in encs {
+                finish_encoder(enc, result)?;
+            }
+            encodes += 1;
+            continue;
+        }
+        let met = over <= 0.0;
+        if short != 0.0 {
+            warnings.push(format!(
+                "{}: decoded, the output measures {:+.2} LU from the loudness target after {encodes} encode(s)",
+                plan.path.display(),
+                -short
+            ));
+        }
+        if !met && let Some(c) = ceiling {
+            warnings.push(format!(
+                "{}: decoded, the output's true peak is {:.2} dBTP, over the {c:.1} dBTP ceiling after {encodes} encode(s)",
+                plan.path.display(),
+                decoded.true_peak_dbtp,
+            ));
+        }
+        let check = TruePeakCheck {
+            ceiling_dbtp: ceiling,
+            encodes,
+            met,
+            lowered_db: lowered,
+            loudness_offset_lu: offset,
+            rendered: result.loudness.take(),
+        };
+        result.loudness = Some(decoded);
+        return Ok(check);
+    }
+}
+
+/// A reader for each checked lossy output, decoding and measuring it (on `offload`'s
+/// background) while its encoder writes it: the writers' states, and the readings to come.
+fn follow_lossy(
+    outputs: &[OutputPlan],
+    files: &[AtomicFile],
+    offload: &mut dyn Offload,
+) -> (Followed, Vec<Option<Pending>>) {
+    let mut followed = Followed(Vec::with_capacity(outputs.len()));
+    let mut pending: Vec<Option<Pending>> = Vec::with_capacity(outputs.len());
+    for (o, atomic) in outputs.iter().zip(files) {
+        let reader = (o.true_peak_check && o.format.lossy())
+            .then(|| std::fs::File::open(atomic.temp_path()).ok())
+            .flatten();
+        let Some(file) = reader else {
+            followed.0.push(None);
+            pending.push(None);
+            continue;
+        };
+        let state = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(WRITING));
+        followed.0.push(Some(state.clone()));
+        let (path, temp) = (o.path.clone(), atomic.temp_path().to_path_buf());
+        pending.push(Some(offload.background(Box::new(move || {
+            measure_following(&path, &temp, Following { file, state })
+        }))));
+    }
+    (followed, pending)
+}
+
+/// The stages' warnings, each after its stage's name (and its output's path, for an
+/// output's own stages).
+fn stage_warnings(
+    warnings: &mut Vec<String>,
+    shared: &[StageReport],
+    outputs: &[OutputPlan],
+    own: &[Vec<StageReport>],
+) {
+    for r in shared {
+        warnings.extend(r.warnings.iter().map(|w| format!("{}: {w}", r.stage)));
+    }
+    for (o, own) in outputs.iter().zip(own) {
+        for r in own {
+            warnings.extend(
+                r.warnings
+                    .iter()
+                    .map(|w| format!("{}: {}: {w}", o.path.display(), r.stage)),
+            );
+        }
+    }
+}
+
 /// The outputs rendered from a source already open, through `stages` shared by all and the
 /// stages `per_output` builds for each (after that output's channel mapping, before its
 /// resampling and dither). With no outputs the chain still runs, for the stages that measure
@@ -219,32 +454,7 @@ fn export_source_with(
         None
     };
     let mut warnings = Vec::new();
-    let chains = outputs
-        .iter()
-        .map(|o| {
-            let mut stages: Vec<Box<dyn Stage>> = Vec::new();
-            if let Some(m) = &o.channels {
-                stages.push(Box::new(Channels::new(m.clone())));
-            }
-            stages.extend(per_output(o)?);
-            if let Some(rate) = o.sample_rate {
-                stages.push(Box::new(
-                    crate::render::resample::Resample::new(
-                        rate,
-                        crate::render::resample::ResampleQuality::default(),
-                    )
-                    .with_precision(resample_precision([&o.format])),
-                ));
-            }
-            if let Some(b) = o.format.integer_bits() {
-                stages.push(Box::new(Quantize::new(b, o.dither)));
-            }
-            Ok(OutputChain {
-                stages,
-                measure: true,
-            })
-        })
-        .collect::<Result<Vec<_>, ExportError>>()?;
+    let chains = output_chains(outputs, per_output)?;
     let src_frames = source.frames();
     let mut render = Render::new(&mut source, stages, chains);
     // A checked lossy output's low-pass rings over the peaks the normalize step holds: it
@@ -257,52 +467,9 @@ fn export_source_with(
     let specs = render.prepare_with(progress, &mut |p| offload.probe(p))?;
 
     // Temporary files and encoders, created only now that the options proved valid.
-    let mut files = Vec::with_capacity(outputs.len());
-    let mut encoders = Vec::with_capacity(outputs.len());
-    for (o, spec) in outputs.iter().zip(&specs) {
-        let (atomic, file) = AtomicFile::create(&o.path, o.overwrite)?;
-        let bext = (o.bext && o.format.codec.about().bext).then(|| {
-            let mut b = source_bext.clone().unwrap_or_default();
-            if b.originator.is_empty() {
-                b.originator = "Sluice".into();
-            }
-            let (float, bits) = match o.format.settings.sample() {
-                Some(PcmFormat::Float32) => (true, 32),
-                _ => (false, o.format.integer_bits().unwrap_or(16)),
-            };
-            b.add_coding(
-                float,
-                spec.sample_rate,
-                bits,
-                spec.channels(),
-                concat!("Sluice ", env!("CARGO_PKG_VERSION")),
-            );
-            // A region or trim moves the start: the time reference stays the source's.
-            b
-        });
-        let encoder = offload.encoder(o, o.format.create(file, &o.path, spec, bext)?);
-        files.push(atomic);
-        encoders.push(encoder);
-    }
+    let (files, mut encoders) = open_outputs(outputs, &specs, source_bext.as_ref(), offload)?;
     // Each checked lossy output is decoded and measured while its encoder writes it.
-    let mut followed = Followed(Vec::with_capacity(outputs.len()));
-    let mut pending: Vec<Option<Pending>> = Vec::with_capacity(outputs.len());
-    for (o, atomic) in outputs.iter().zip(&files) {
-        let reader = (o.true_peak_check && o.format.lossy())
-            .then(|| std::fs::File::open(atomic.temp_path()).ok())
-            .flatten();
-        let Some(file) = reader else {
-            followed.0.push(None);
-            pending.push(None);
-            continue;
-        };
-        let state = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(WRITING));
-        followed.0.push(Some(state.clone()));
-        let (path, temp) = (o.path.clone(), atomic.temp_path().to_path_buf());
-        pending.push(Some(offload.background(Box::new(move || {
-            measure_following(&path, &temp, Following { file, state })
-        }))));
-    }
+    let (followed, mut pending) = follow_lossy(outputs, &files, offload);
     let mut results = render.run(&mut encoders, progress)?;
     if !results.is_empty() && results.iter().all(|r| r.frames == 0) && src_frames.unwrap_or(1) > 0 {
         return Err(invalid(
@@ -317,103 +484,18 @@ fn export_source_with(
     // ceiling while the codec's overshoot takes them over it.
     let mut checks: Vec<Option<TruePeakCheck>> = vec![None; outputs.len()];
     for (o, plan) in outputs.iter().enumerate() {
-        if !(plan.true_peak_check && plan.format.lossy()) {
-            continue;
-        }
-        let target = render.loudness_target(o);
-        let ceiling = target.map(|t| t.1);
-        let mut encodes = 1;
-        let mut lowered = 0.0;
-        let mut offset = 0.0;
-        loop {
-            // The first encode was measured as it was written; should that reading have
-            // failed, the finished file is read again.
-            let streamed = pending[o].take().and_then(|p| p().ok());
-            let decoded = match streamed {
-                Some(d) => d,
-                None => measure_encoded(files[o].temp_path(), offload)?,
-            };
-            let over = ceiling.map_or(0.0, |c| decoded.true_peak_dbtp - (c - CODEC_MARGIN_DB));
-            // What the codec took from the loudness (a low-pass removes the top octave's
-            // energy), where the target was reached before it.
-            let short = match (target, decoded.loudness.integrated_lufs) {
-                (Some((lufs, _)), Some(i)) if i >= crate::render::normalize::SILENCE_LUFS => {
-                    lufs - i
-                }
-                _ => 0.0,
-            };
-            let short = if short.abs() > CODEC_LOUDNESS_TOLERANCE_LU {
-                short
-            } else {
-                0.0
-            };
-            let lower = if over > 0.0 { over + 0.05 } else { 0.0 };
-            if (lower > 0.0 || short != 0.0)
-                && encodes < plan.max_encodes.clamp(1, MAX_ENCODES)
-                && render.correct_for_codec(o, lower, short)
-            {
-                tracing::info!(
-                    "{}: decoded, {} (encode {encodes}): encoding again{}{}",
-                    plan.path.display(),
-                    if over > 0.0 {
-                        format!("the true peak is {over:.2} dB over the ceiling")
-                    } else {
-                        format!("the loudness is {:+.2} LU from the target", -short)
-                    },
-                    if lower > 0.0 {
-                        format!(", {lower:.2} dB lower")
-                    } else {
-                        String::new()
-                    },
-                    if short != 0.0 {
-                        format!(", {short:+.2} LU")
-                    } else {
-                        String::new()
-                    }
-                );
-                lowered += lower;
-                offset += short;
-                let specs = render.prepare_with(progress, &mut |p| offload.probe(p))?;
-                let temp = files[o].temp_path().to_path_buf();
-                let file = std::fs::File::create(&temp).map_err(|source| EncodeError::Io {
-                    path: temp.clone(),
-                    source,
-                })?;
-                let enc = plan.format.create(file, &plan.path, &specs[o], None)?;
-                let mut encs = vec![offload.encoder(plan, enc)];
-                let again = render.run_outputs(&[o], &mut encs, progress)?;
-                results[o] = again.into_iter().next().expect("one output");
-                for enc in encs {
-                    finish_encoder(enc, &results[o])?;
-                }
-                encodes += 1;
-                continue;
-            }
-            let met = over <= 0.0;
-            if short != 0.0 {
-                warnings.push(format!(
-                    "{}: decoded, the output measures {:+.2} LU from the loudness target after {encodes} encode(s)",
-                    plan.path.display(),
-                    -short
-                ));
-            }
-            if !met && let Some(c) = ceiling {
-                warnings.push(format!(
-                    "{}: decoded, the output's true peak is {:.2} dBTP, over the {c:.1} dBTP ceiling after {encodes} encode(s)",
-                    plan.path.display(),
-                    decoded.true_peak_dbtp,
-                ));
-            }
-            checks[o] = Some(TruePeakCheck {
-                ceiling_dbtp: ceiling,
-                encodes,
-                met,
-                lowered_db: lowered,
-                loudness_offset_lu: offset,
-                rendered: results[o].loudness.take(),
-            });
-            results[o].loudness = Some(decoded);
-            break;
+        if plan.true_peak_check && plan.format.lossy() {
+            checks[o] = Some(hold_ceiling(
+                &mut render,
+                o,
+                plan,
+                files[o].temp_path(),
+                pending[o].take(),
+                &mut results[o],
+                progress,
+                offload,
+                &mut warnings,
+            )?);
         }
     }
     let passes = render.passes();
@@ -428,18 +510,7 @@ fn export_source_with(
     if let Some(info) = &source_info {
         warnings.splice(0..0, info.warnings.iter().cloned());
     }
-    for r in &stage_reports {
-        warnings.extend(r.warnings.iter().map(|w| format!("{}: {w}", r.stage)));
-    }
-    for (o, own) in outputs.iter().zip(&own_reports) {
-        for r in own {
-            warnings.extend(
-                r.warnings
-                    .iter()
-                    .map(|w| format!("{}: {}: {w}", o.path.display(), r.stage)),
-            );
-        }
-    }
+    stage_warnings(&mut warnings, &stage_reports, outputs, &own_reports);
     let mut reports = Vec::with_capacity(outputs.len());
     for ((((o, atomic), result), spec), check) in outputs
         .iter()

@@ -13,6 +13,11 @@ use wasmtime::{
 /// Epoch ticks per second: a time budget is honoured to within one tick.
 const TICK: Duration = Duration::from_millis(5);
 
+/// A budget as epoch ticks (rounded up, at least one).
+fn ticks(b: Duration) -> u64 {
+    (b.as_nanos() / TICK.as_nanos()) as u64 + 1
+}
+
 /// Limits for one instance (effects/ABI.md, section 4).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
@@ -339,6 +344,94 @@ fn describe(e: &wasmtime::Error, limits: &Limits, budget: Duration, call: &str) 
     }
 }
 
+/// A store for one instance: its memory and tables capped, time measured in epochs.
+fn sandbox(rt: &Runtime, name: &str, limits: &Limits) -> Store<Data> {
+    let data = Data {
+        limits: StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .memories(1)
+            .tables(4)
+            .table_elements(100_000)
+            .instances(1)
+            .trap_on_grow_failure(false)
+            .build(),
+        name: name.to_string(),
+        logged: 0,
+    };
+    let mut store = Store::new(rt.engine(), data);
+    store.limiter(|d| &mut d.limits);
+    store.epoch_deadline_trap();
+    store
+}
+
+/// What an effect may import: `sluice.log` (its first 100 lines, each up to 1 kB with control
+/// characters removed, logged under the effect's name).
+fn host_functions(rt: &Runtime) -> wasmtime::Result<Linker<Data>> {
+    let mut linker = Linker::new(rt.engine());
+    linker.func_wrap(
+        "sluice",
+        "log",
+        |mut caller: wasmtime::Caller<'_, Data>, ptr: i32, len: i32| {
+            if caller.data().logged >= 100 {
+                return;
+            }
+            caller.data_mut().logged += 1;
+            let Some(mem) = caller
+                .get_export("memory")
+                .and_then(wasmtime::Extern::into_memory)
+            else {
+                return;
+            };
+            let data = mem.data(&caller);
+            let (p, n) = (ptr as u32 as usize, (len as u32 as usize).min(1024));
+            if let Some(bytes) = data.get(p..p.saturating_add(n)) {
+                let text: String = String::from_utf8_lossy(bytes)
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .collect();
+                tracing::info!(effect = %caller.data().name, "{text}");
+            }
+        },
+    )?;
+    Ok(linker)
+}
+
+/// Each channel's buffer as the effect gives it (`sluice_buffer`): refused unless each is a
+/// 16-byte aligned buffer of `max_frames` samples inside its memory, none overlapping another.
+fn channel_buffers(
+    store: &mut Store<Data>,
+    buffer: &TypedFunc<i32, i32>,
+    memory: &Memory,
+    channels: usize,
+    max_frames: usize,
+    limits: &Limits,
+) -> Result<Vec<usize>, String> {
+    let mut buffers = Vec::with_capacity(channels);
+    for ch in 0..channels {
+        store.set_epoch_deadline(ticks(limits.time_budget));
+        let addr = buffer
+            .call(&mut *store, ch as i32)
+            .map_err(|e| describe(&e, limits, limits.time_budget, "sluice_buffer"))?
+            as u32 as usize;
+        let end = addr + max_frames * 4;
+        if addr == 0 || !addr.is_multiple_of(16) || end > memory.data_size(&*store) {
+            return Err(format!(
+                "gave buffer address {addr} for channel {ch}, which is not a 16-byte aligned {max_frames}-sample f32 buffer inside its memory"
+            ));
+        }
+        if let Some(prev) = buffers
+            .iter()
+            .find(|&&b: &&usize| addr < b + max_frames * 4 && b < end)
+        {
+            return Err(format!(
+                "gave overlapping buffers ({prev} and {addr}) for different channels"
+            ));
+        }
+        buffers.push(addr);
+    }
+    Ok(buffers)
+}
+
 impl Instance {
     pub fn new(
         rt: &Runtime,
@@ -357,50 +450,8 @@ impl Instance {
                 d.max_channels
             )));
         }
-        let data = Data {
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .memories(1)
-                .tables(4)
-                .table_elements(100_000)
-                .instances(1)
-                .trap_on_grow_failure(false)
-                .build(),
-            name: name.clone(),
-            logged: 0,
-        };
-        let mut store = Store::new(rt.engine(), data);
-        store.limiter(|d| &mut d.limits);
-        store.epoch_deadline_trap();
-        let ticks = |b: Duration| (b.as_nanos() / TICK.as_nanos()) as u64 + 1;
-        let mut linker = Linker::new(rt.engine());
-        linker
-            .func_wrap(
-                "sluice",
-                "log",
-                |mut caller: wasmtime::Caller<'_, Data>, ptr: i32, len: i32| {
-                    if caller.data().logged >= 100 {
-                        return;
-                    }
-                    caller.data_mut().logged += 1;
-                    let Some(mem) = caller
-                        .get_export("memory")
-                        .and_then(wasmtime::Extern::into_memory)
-                    else {
-                        return;
-                    };
-                    let data = mem.data(&caller);
-                    let (p, n) = (ptr as u32 as usize, (len as u32 as usize).min(1024));
-                    if let Some(bytes) = data.get(p..p.saturating_add(n)) {
-                        let text: String = String::from_utf8_lossy(bytes)
-                            .chars()
-                            .filter(|c| !c.is_control())
-                            .collect();
-                        tracing::info!(effect = %caller.data().name, "{text}");
-                    }
-                },
-            )
-            .map_err(|e| err(format!("{e:#}")))?;
+        let mut store = sandbox(rt, &name, &limits);
+        let linker = host_functions(rt).map_err(|e| err(format!("{e:#}")))?;
         // Instantiation runs the module's start function, if any: under the budget too.
         store.set_epoch_deadline(ticks(limits.init_budget));
         let instance: WasmInstance = linker
@@ -444,29 +495,8 @@ impl Instance {
                 code_name(code)
             )));
         }
-        let mut buffers = Vec::with_capacity(channels);
-        for ch in 0..channels {
-            store.set_epoch_deadline(ticks(limits.time_budget));
-            let addr = buffer
-                .call(&mut store, ch as i32)
-                .map_err(|e| err(describe(&e, &limits, limits.time_budget, "sluice_buffer")))?
-                as u32 as usize;
-            let end = addr + max_frames * 4;
-            if addr == 0 || !addr.is_multiple_of(16) || end > memory.data_size(&store) {
-                return Err(err(format!(
-                    "gave buffer address {addr} for channel {ch}, which is not a 16-byte aligned {max_frames}-sample f32 buffer inside its memory"
-                )));
-            }
-            if let Some(prev) = buffers
-                .iter()
-                .find(|&&b: &&usize| addr < b + max_frames * 4 && b < end)
-            {
-                return Err(err(format!(
-                    "gave overlapping buffers ({prev} and {addr}) for different channels"
-                )));
-            }
-            buffers.push(addr);
-        }
+        let buffers = channel_buffers(&mut store, &buffer, &memory, channels, max_frames, &limits)
+            .map_err(err)?;
         let latency_fn = match effect.has_latency {
             true => Some(
                 typed(&mut store, "sluice_latency")?
@@ -499,7 +529,7 @@ impl Instance {
     }
 
     fn arm_for(&mut self, budget: Duration) {
-        let t = (budget.as_nanos() / TICK.as_nanos()) as u64 + 1;
+        let t = ticks(budget);
         self.store.set_epoch_deadline(t);
     }
 

@@ -461,33 +461,7 @@ impl Ingest {
                 j
             }
             Ok(other) => {
-                // The same attempt ended here already (this node died between recording it
-                // and acknowledging the result): the bucket gets its end again, in case the
-                // death came before the bucket had it.
-                if let Some(j) = other.filter(|j| {
-                    j.attempts == r.attempt
-                        && matches!(
-                            j.state,
-                            JobState::Done | JobState::Failed | JobState::Quarantined
-                        )
-                }) {
-                    let state = FarmState::now(
-                        super::FarmStep::of(j.state),
-                        j.attempts,
-                        j.ran_on.clone(),
-                        &j.input,
-                        &j.pipeline,
-                    );
-                    let key = job_key(&farm.cfg.node, j.id);
-                    if let Err(e) = farm.rt.block_on(farm.set_state(&key, &state)) {
-                        tracing::warn!("{e:#}");
-                    }
-                }
-                tracing::info!(
-                    "a result from {} for attempt {} that is no longer awaited: dropped",
-                    r.worker,
-                    r.attempt
-                );
+                self.not_awaited(other, &r);
                 farm.rt.block_on(farm.delete_objects(objects));
                 self.sweep(cfg, store, Some(r.job));
                 return;
@@ -521,7 +495,15 @@ impl Ingest {
             .started_ms
             .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
             .unwrap_or_else(jiff::Timestamp::now);
-        let rendition = match r.outcome {
+        let ResultMsg {
+            outcome,
+            worker,
+            attempt,
+            seconds,
+            delivery,
+            ..
+        } = r;
+        let rendition = match outcome {
             Outcome::Failed(f) => Err(f),
             Outcome::Done {
                 rendition,
@@ -530,7 +512,7 @@ impl Ingest {
                 source_at,
             } => {
                 let staging =
-                    super::staging_name(&farm.cfg.node, r.job, r.attempt, &r.worker, r.delivery)
+                    super::staging_name(&farm.cfg.node, job.id, attempt, &worker, delivery)
                         .map(|name| Path::new(super::STAGING).join(name));
                 self.place(cfg, &job, &outputs, staging.as_deref())
             }
@@ -546,8 +528,51 @@ impl Ingest {
             }),
         };
         let rec = job::finish_detached(&ctx, &p, job, started, rendition);
+        let answered = Answered {
+            worker,
+            attempt,
+            seconds,
+        };
         self.out.fetch_sub(1, Ordering::SeqCst);
         self.sweep(cfg, store, Some(rec.id));
+        self.recorded(&rec, &answered, objects);
+    }
+
+    /// A result for an attempt `job` (as stored) no longer awaits. When that attempt ended
+    /// here already (this node died between recording it and acknowledging the result), the
+    /// bucket gets its end again, in case the death came before the bucket had it.
+    fn not_awaited(&self, job: Option<JobRecord>, r: &ResultMsg) {
+        let farm = &self.farm;
+        if let Some(j) = job.filter(|j| {
+            j.attempts == r.attempt
+                && matches!(
+                    j.state,
+                    JobState::Done | JobState::Failed | JobState::Quarantined
+                )
+        }) {
+            let state = FarmState::now(
+                super::FarmStep::of(j.state),
+                j.attempts,
+                j.ran_on.clone(),
+                &j.input,
+                &j.pipeline,
+            );
+            let key = job_key(&farm.cfg.node, j.id);
+            if let Err(e) = farm.rt.block_on(farm.set_state(&key, &state)) {
+                tracing::warn!("{e:#}");
+            }
+        }
+        tracing::info!(
+            "a result from {} for attempt {} that is no longer awaited: dropped",
+            r.worker,
+            r.attempt
+        );
+    }
+
+    /// The farm told of a result applied (`rec` the job as recorded now): its state in the
+    /// bucket, its output objects deleted, and its source's object once no job needs it.
+    fn recorded(&self, rec: &JobRecord, r: &Answered, objects: Vec<String>) {
+        let farm = &self.farm;
         let key = job_key(&farm.cfg.node, rec.id);
         let state = FarmState::now(
             super::FarmStep::of(rec.state),
@@ -676,6 +701,13 @@ impl Ingest {
         }
         Ok(())
     }
+}
+
+/// Who answered a job's attempt, and how long it took there.
+struct Answered {
+    worker: String,
+    attempt: u32,
+    seconds: f64,
 }
 
 /// One output a worker left on the shared root (at `staged`, relative to `root`) moved to

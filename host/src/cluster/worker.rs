@@ -186,7 +186,6 @@ impl Worker {
         answering: &mut Option<tokio::task::JoinHandle<()>>,
     ) {
         let farm = &self.farm;
-        let me = farm.cfg.node.clone();
         let delivery = m.info().map(|i| i.delivered).unwrap_or(1);
         let job: JobMsg = match serde_json::from_slice(&m.payload) {
             Ok(j) => j,
@@ -206,7 +205,48 @@ impl Worker {
         );
         let _in_span = span.enter();
         let key = job.key();
-        let known = farm.rt.block_on(farm.state(&key));
+        if !self.admit(&m, &job, &key, delivery) {
+            return;
+        }
+        let d = Delivery {
+            started: Instant::now(),
+            revision: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            m,
+            job,
+            key,
+            delivery,
+        };
+        // What was made, and what keeps the job's claim alive until it is answered.
+        let (made, claim) = if delivery > i64::from(farm.cfg.max_deliveries) {
+            let f = Failure::Input(format!(
+                "{}: {} workers took this job and none finished it (each died or stopped answering): the file may be what stops them",
+                d.job.input.display(),
+                delivery - 1
+            ));
+            (Err(f), None)
+        } else {
+            let claim = self.claim(&d, thread);
+            (
+                self.render_caught(&d.job, &claim.dir, claim.staging.as_ref()),
+                Some(claim),
+            )
+        };
+        let answer = Arc::clone(self).answer(d, made, claim);
+        if let Some(a) = answering.take() {
+            let _ = farm.rt.block_on(a);
+        }
+        *answering = Some(
+            farm.rt
+                .spawn(tracing::Instrument::instrument(answer, span.clone())),
+        );
+    }
+
+    /// Whether this delivery of `job` is to be worked on: not when it is answered already
+    /// (acknowledged, then), nor when it is past the delivery limit while another worker still
+    /// runs it (asked for again later).
+    fn admit(&self, m: &jetstream::Message, job: &JobMsg, key: &str, delivery: i64) -> bool {
+        let farm = &self.farm;
+        let known = farm.rt.block_on(farm.state(key));
         // Answered already (a redelivery after the answer, or an older attempt): nothing to do.
         if let Some(s) = &known
             && (s.attempt > job.attempt
@@ -215,8 +255,8 @@ impl Worker {
                     && s.state != FarmStep::Running))
         {
             tracing::info!("answered already ({}): skipped", s.state);
-            farm.rt.block_on(super::ack(&m));
-            return;
+            farm.rt.block_on(super::ack(m));
+            return false;
         }
         // Past the delivery limit while another worker still runs it (its state kept fresh by
         // its heartbeats: JetStream also delivers again around a server restart or a lost
@@ -235,199 +275,219 @@ impl Worker {
             let _ = farm
                 .rt
                 .block_on(m.ack_with(jetstream::AckKind::Nak(Some(farm.cfg.ack_wait))));
-            return;
+            return false;
         }
-        let t = Instant::now();
-        // The revision of this worker's `running` state, which its `rendered` replaces only
-        // if nothing came between (the ingest node may have the answer applied already).
-        let revision = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        // What was made, and what keeps the job's claim alive until it is answered.
-        let (made, claim) = if delivery > i64::from(farm.cfg.max_deliveries) {
-            let f = Failure::Input(format!(
-                "{}: {} workers took this job and none finished it (each died or stopped answering): the file may be what stops them",
+        true
+    }
+
+    /// The job claimed by this worker while it renders: its `running` state recorded (its
+    /// revision kept in `d.revision`) and kept fresh, heartbeats sent, and the folder it
+    /// renders in chosen.
+    fn claim(self: &Arc<Self>, d: &Delivery, thread: usize) -> Claim {
+        let farm = &self.farm;
+        let (job, key, me) = (&d.job, &d.key, &farm.cfg.node);
+        let state = FarmState::now(
+            FarmStep::Running,
+            job.attempt,
+            Some(me.clone()),
+            &job.input,
+            &job.pipeline,
+        );
+        // Recorded while the job starts (awaited before the answer is recorded).
+        let running = {
+            let (w, key, state) = (Arc::clone(self), key.clone(), state.clone());
+            let revision = d.revision.clone();
+            farm.rt.spawn(async move {
+                match w.farm.set_state(&key, &state).await {
+                    Ok(r) => revision.store(r, Ordering::SeqCst),
+                    Err(e) => tracing::warn!("the job's state: {e:#}"),
+                }
+            })
+        };
+        // The state's time kept fresh while the job runs (each time only over this
+        // worker's own last write), so a worker that sees the job again knows it runs.
+        let keep = {
+            let (kv, key, revision, mut state) = (
+                farm.kv.clone(),
+                key.clone(),
+                d.revision.clone(),
+                state.clone(),
+            );
+            let every = farm.cfg.ack_wait / 3;
+            farm.rt.spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let rev = revision.load(Ordering::SeqCst);
+                    if rev == 0 {
+                        continue;
+                    }
+                    state.updated_ms = now_ms();
+                    let Ok(bytes) = serde_json::to_vec(&state) else {
+                        return;
+                    };
+                    match kv.update(&key, bytes.into(), rev).await {
+                        Ok(r) => revision.store(r, Ordering::SeqCst),
+                        Err(_) => return,
+                    }
+                }
+            })
+        };
+        tracing::info!(
+            "{}: running ({}{})",
+            job.input.display(),
+            job.pipeline,
+            if job.shared_source.is_some() {
+                ", the source on the shared root"
+            } else if job.source_inline.is_some() {
+                ", the source in the message"
+            } else {
+                ""
+            }
+        );
+        // Heartbeats until it is answered: the stream gives the job to another worker
+        // only if this one stops answering.
+        let beat = farm.heartbeat(&d.m);
+        let staging = self.staging(job, d.delivery);
+        let dir = match &staging {
+            Some((mount, rel)) => mount.join(rel),
+            None => work_dir(&self.cfg).join(format!(
+                "{}-{}-{}-{}-{thread}",
+                job.node,
+                job.job,
+                job.attempt,
+                std::process::id()
+            )),
+        };
+        Claim {
+            beat,
+            keep,
+            running,
+            dir,
+            staging,
+        }
+    }
+
+    /// [`Worker::render`], a panic in it a failure of the job.
+    fn render_caught(
+        &self,
+        job: &JobMsg,
+        dir: &Path,
+        staging: Option<&(PathBuf, PathBuf)>,
+    ) -> Result<Rendered, Failure> {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.render(job, dir, staging)
+        }));
+        ran.unwrap_or_else(|_| {
+            Err(Failure::Effect(format!(
+                "{}: internal error (panic) on worker {}; see its log",
                 job.input.display(),
-                delivery - 1
-            ));
-            (Err(f), None)
-        } else {
+                self.farm.cfg.node
+            )))
+        })
+    }
+
+    /// The answer to a delivery: its outputs uploaded, the claim released, the result
+    /// published, the state set to `rendered` and the message acknowledged.
+    async fn answer(
+        self: Arc<Self>,
+        d: Delivery,
+        made: Result<Rendered, Failure>,
+        claim: Option<Claim>,
+    ) {
+        let farm = &self.farm;
+        let me = farm.cfg.node.clone();
+        let Delivery {
+            m,
+            job,
+            key,
+            delivery,
+            started,
+            revision,
+        } = d;
+        let outcome = match made {
+            Ok(r) => match self.upload(&job, delivery, &r.files, r.staged).await {
+                Ok(outputs) => Outcome::Done {
+                    rendition: Box::new(r.rendition),
+                    outputs,
+                    work_root: r.work_root,
+                    source_at: r.source_at,
+                },
+                Err(f) => Outcome::Failed(f),
+            },
+            Err(f) => Outcome::Failed(f),
+        };
+        // Staged outputs stay for the ingest node, which moves them into place and
+        // removes the folder.
+        let staged =
+            matches!(&outcome, Outcome::Done { outputs, .. } if outputs.iter().any(|o| o.staged));
+        if let Some(c) = claim {
+            c.beat.abort();
+            c.keep.abort();
+            let _ = c.running.await;
+            if !staged {
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(c.dir)).await;
+            }
+        }
+        let what = match &outcome {
+            Outcome::Done { outputs, .. } => format!(
+                "rendered ({} output(s){})",
+                outputs.len(),
+                if staged {
+                    ", staged on the shared root"
+                } else {
+                    ""
+                }
+            ),
+            Outcome::Failed(f) => format!("failed: {}", f.message()),
+        };
+        let result = ResultMsg {
+            node: job.node.clone(),
+            job: job.job,
+            attempt: job.attempt,
+            worker: me.clone(),
+            delivery,
+            seconds: started.elapsed().as_secs_f64(),
+            outcome,
+        };
+        let sent = async {
+            let payload = serde_json::to_vec(&result)?;
+            farm.publish(
+                farm.results_subject(&job.node),
+                format!("{}.r{delivery}", job.msg_id()),
+                payload,
+            )
+            .await?;
             let state = FarmState::now(
-                FarmStep::Running,
+                FarmStep::Rendered,
                 job.attempt,
                 Some(me.clone()),
                 &job.input,
                 &job.pipeline,
             );
-            // Recorded while the job starts (awaited before the answer is recorded).
-            let running = {
-                let (w, key, state) = (Arc::clone(self), key.clone(), state.clone());
-                let revision = revision.clone();
-                farm.rt.spawn(async move {
-                    match w.farm.set_state(&key, &state).await {
-                        Ok(r) => revision.store(r, Ordering::SeqCst),
-                        Err(e) => tracing::warn!("the job's state: {e:#}"),
-                    }
-                })
-            };
-            // The state's time kept fresh while the job runs (each time only over this
-            // worker's own last write), so a worker that sees the job again knows it runs.
-            let keep = {
-                let (kv, key, revision, mut state) = (
-                    farm.kv.clone(),
-                    key.clone(),
-                    revision.clone(),
-                    state.clone(),
-                );
-                let every = farm.cfg.ack_wait / 3;
-                farm.rt.spawn(async move {
-                    loop {
-                        tokio::time::sleep(every).await;
-                        let rev = revision.load(Ordering::SeqCst);
-                        if rev == 0 {
-                            continue;
-                        }
-                        state.updated_ms = now_ms();
-                        let Ok(bytes) = serde_json::to_vec(&state) else {
-                            return;
-                        };
-                        match kv.update(&key, bytes.into(), rev).await {
-                            Ok(r) => revision.store(r, Ordering::SeqCst),
-                            Err(_) => return,
-                        }
-                    }
-                })
-            };
-            tracing::info!(
-                "{}: running ({}{})",
-                job.input.display(),
-                job.pipeline,
-                if job.shared_source.is_some() {
-                    ", the source on the shared root"
-                } else if job.source_inline.is_some() {
-                    ", the source in the message"
-                } else {
-                    ""
+            // The answer is stored: the state (unless the ingest node has written its own
+            // since) and the acknowledgement together.
+            let rendered = async {
+                let rev = revision.load(Ordering::SeqCst);
+                if rev != 0
+                    && let Ok(bytes) = serde_json::to_vec(&state)
+                {
+                    let _ = farm.kv.update(&key, bytes.into(), rev).await;
                 }
-            );
-            // Heartbeats until it is answered: the stream gives the job to another worker
-            // only if this one stops answering.
-            let beat = farm.heartbeat(&m);
-            let staging = self.staging(&job, delivery);
-            let dir = match &staging {
-                Some((mount, rel)) => mount.join(rel),
-                None => work_dir(&self.cfg).join(format!(
-                    "{}-{}-{}-{}-{thread}",
-                    job.node,
-                    job.job,
-                    job.attempt,
-                    std::process::id()
-                )),
             };
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.render(&job, &dir, staging.as_ref())
-            }));
-            let made = match ran {
-                Ok(r) => r,
-                Err(_) => Err(Failure::Effect(format!(
-                    "{}: internal error (panic) on worker {me}; see its log",
-                    job.input.display()
-                ))),
-            };
-            (made, Some((beat, keep, running, dir)))
-        };
-        let w = Arc::clone(self);
-        let answer = async move {
-            let farm = &w.farm;
-            let outcome = match made {
-                Ok(r) => match w.upload(&job, delivery, &r.files, r.staged).await {
-                    Ok(outputs) => Outcome::Done {
-                        rendition: Box::new(r.rendition),
-                        outputs,
-                        work_root: r.work_root,
-                        source_at: r.source_at,
-                    },
-                    Err(f) => Outcome::Failed(f),
-                },
-                Err(f) => Outcome::Failed(f),
-            };
-            // Staged outputs stay for the ingest node, which moves them into place and
-            // removes the folder.
-            let staged = matches!(&outcome, Outcome::Done { outputs, .. } if outputs.iter().any(|o| o.staged));
-            if let Some((beat, keep, running, dir)) = claim {
-                beat.abort();
-                keep.abort();
-                let _ = running.await;
-                if !staged {
-                    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
-                }
+            let ((), acked) = tokio::join!(rendered, super::ack(&m));
+            if !acked {
+                tracing::info!("the job could not be acknowledged (the server away?): it comes again and is then skipped");
             }
-            let what = match &outcome {
-                Outcome::Done { outputs, .. } => format!(
-                    "rendered ({} output(s){})",
-                    outputs.len(),
-                    if staged {
-                        ", staged on the shared root"
-                    } else {
-                        ""
-                    }
-                ),
-                Outcome::Failed(f) => format!("failed: {}", f.message()),
-            };
-            let result = ResultMsg {
-                node: job.node.clone(),
-                job: job.job,
-                attempt: job.attempt,
-                worker: me.clone(),
-                delivery,
-                seconds: t.elapsed().as_secs_f64(),
-                outcome,
-            };
-            let sent = async {
-                let payload = serde_json::to_vec(&result)?;
-                farm.publish(
-                    farm.results_subject(&job.node),
-                    format!("{}.r{delivery}", job.msg_id()),
-                    payload,
-                )
-                .await?;
-                let state = FarmState::now(
-                    FarmStep::Rendered,
-                    job.attempt,
-                    Some(me.clone()),
-                    &job.input,
-                    &job.pipeline,
-                );
-                // The answer is stored: the state (unless the ingest node has written its own
-                // since) and the acknowledgement together.
-                let rendered = async {
-                    let rev = revision.load(Ordering::SeqCst);
-                    if rev != 0
-                        && let Ok(bytes) = serde_json::to_vec(&state)
-                    {
-                        let _ = farm.kv.update(&key, bytes.into(), rev).await;
-                    }
-                };
-                let ((), acked) = tokio::join!(rendered, super::ack(&m));
-                if !acked {
-                    tracing::info!("the job could not be acknowledged (the server away?): it comes again and is then skipped");
-                }
-                anyhow::Ok(())
-            }
-            .await;
-            match sent {
-                Ok(()) => {
-                    tracing::info!("{} {what}", job.input.display())
-                }
-                // Not acknowledged: the job goes to a worker again once its wait runs out.
-                Err(e) => tracing::error!("cannot answer: {e:#}"),
-            }
-        };
-        if let Some(a) = answering.take() {
-            let _ = farm.rt.block_on(a);
+            anyhow::Ok(())
         }
-        *answering = Some(
-            farm.rt
-                .spawn(tracing::Instrument::instrument(answer, span.clone())),
-        );
+        .await;
+        match sent {
+            Ok(()) => {
+                tracing::info!("{} {what}", job.input.display())
+            }
+            // Not acknowledged: the job goes to a worker again once its wait runs out.
+            Err(e) => tracing::error!("cannot answer: {e:#}"),
+        }
     }
 
     /// Where a delivery of `job` renders when its outputs are staged on the shared root (the
@@ -457,13 +517,7 @@ impl Worker {
         staged: bool,
     ) -> Result<Vec<OutputObject>, Failure> {
         let farm = &self.farm;
-        let transient = |e: String| {
-            Failure::Transient(format!(
-                "{} on worker {}: {e}",
-                msg.input.display(),
-                farm.cfg.node
-            ))
-        };
+        let transient = |e: String| self.transient(msg, e);
         if staged {
             let files = files.to_vec();
             return tokio::task::spawn_blocking(move || {
@@ -620,22 +674,27 @@ impl Worker {
         Ok(c)
     }
 
-    /// The job rendered in `dir` (a root of its own; with `staging`, the delivery's staging
-    /// folder on the shared root: the mount and the folder in it).
-    fn render(
+    /// A transient failure of `msg` on this worker: `e`.
+    fn transient(&self, msg: &JobMsg, e: String) -> Failure {
+        Failure::Transient(format!(
+            "{} on worker {}: {e}",
+            msg.input.display(),
+            self.farm.cfg.node
+        ))
+    }
+
+    /// The folder `dir` made afresh (with `staging`, the delivery's staging folder on the
+    /// shared root: the mount and the folder in it), and the job's source where this worker
+    /// reads it: on the shared root, or written into `dir` from the message or the object
+    /// store, its hash checked against the job's.
+    fn fetch_source(
         &self,
         msg: &JobMsg,
         dir: &Path,
         staging: Option<&(PathBuf, PathBuf)>,
-    ) -> Result<Rendered, Failure> {
+    ) -> Result<PathBuf, Failure> {
         let farm = &self.farm;
-        let transient = |e: String| {
-            Failure::Transient(format!(
-                "{} on worker {}: {e}",
-                msg.input.display(),
-                farm.cfg.node
-            ))
-        };
+        let transient = |e: String| self.transient(msg, e);
         let _ = std::fs::remove_dir_all(dir);
         match staging {
             // Made a step at a time inside the shared root (a link on the way out of it is
@@ -692,21 +751,26 @@ impl Worker {
                 msg.content_hash
             )));
         }
-        let effects = self.catalog_for(msg)?;
+        Ok(source)
+    }
+
+    /// The job's pipeline as sent, loaded here with `effects`: refused when it does not load
+    /// or loads as another version than the ingest node's.
+    fn pipeline_of(&self, msg: &JobMsg, effects: &Catalog) -> Result<pipeline::Pipeline, Failure> {
+        let node = &self.farm.cfg.node;
         let p = pipeline::parse(
             Path::new(&msg.pipeline_file),
             &msg.pipeline_text,
             Defaults {
                 target_lufs: msg.target_lufs,
                 target_true_peak_dbtp: msg.target_true_peak_dbtp,
-                effects: Some(&effects),
+                effects: Some(effects),
             },
         )
         .map_err(|ds| {
             Failure::Refused(format!(
-                "pipeline {} does not load on worker {}: {}",
+                "pipeline {} does not load on worker {node}: {}",
                 msg.pipeline,
-                farm.cfg.node,
                 ds.iter()
                     .map(|d| d.to_string())
                     .collect::<Vec<_>>()
@@ -715,10 +779,25 @@ impl Worker {
         })?;
         if p.hash != msg.pipeline_hash {
             return Err(Failure::Refused(format!(
-                "pipeline {}: version {} on worker {}, {} sent",
-                msg.pipeline, p.hash, farm.cfg.node, msg.pipeline_hash
+                "pipeline {}: version {} on worker {node}, {} sent",
+                msg.pipeline, p.hash, msg.pipeline_hash
             )));
         }
+        Ok(p)
+    }
+
+    /// The job rendered in `dir` (a root of its own; with `staging`, the delivery's staging
+    /// folder on the shared root: the mount and the folder in it).
+    fn render(
+        &self,
+        msg: &JobMsg,
+        dir: &Path,
+        staging: Option<&(PathBuf, PathBuf)>,
+    ) -> Result<Rendered, Failure> {
+        let farm = &self.farm;
+        let source = self.fetch_source(msg, dir, staging)?;
+        let effects = self.catalog_for(msg)?;
+        let p = self.pipeline_of(msg, &effects)?;
         let cfg = Config {
             target_lufs: msg.target_lufs,
             target_true_peak_dbtp: msg.target_true_peak_dbtp,
@@ -770,6 +849,31 @@ impl Worker {
             source_at: msg.shared_source.is_some().then_some(source),
         })
     }
+}
+
+/// A delivery of a job being worked on.
+struct Delivery {
+    m: jetstream::Message,
+    job: JobMsg,
+    /// The job's key in the state bucket.
+    key: String,
+    /// Which delivery of the message this is (from 1).
+    delivery: i64,
+    started: Instant,
+    /// The revision of this worker's `running` state, which its `rendered` replaces only if
+    /// nothing came between (the ingest node may have the answer applied already).
+    revision: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What keeps a job claimed by this worker until it is answered, and where it renders.
+struct Claim {
+    beat: tokio::task::JoinHandle<()>,
+    keep: tokio::task::JoinHandle<()>,
+    /// The `running` state being recorded.
+    running: tokio::task::JoinHandle<()>,
+    dir: PathBuf,
+    /// The shared root's mount and the staging folder in it, when staged there.
+    staging: Option<(PathBuf, PathBuf)>,
 }
 
 /// A job rendered on this worker, its outputs not yet uploaded.

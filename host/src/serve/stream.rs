@@ -118,6 +118,22 @@ async fn close(mut socket: WebSocket, code: u16, message: String) {
     .await;
 }
 
+/// The session's opening message, read for up to 10 s: `None` when the client went away,
+/// an error naming what was wrong with it.
+async fn opening(socket: &mut WebSocket) -> Option<Result<Open, String>> {
+    let open = match tokio::time::timeout(Duration::from_secs(10), socket.recv()).await {
+        Ok(Some(Ok(Message::Text(t)))) => {
+            serde_json::from_str::<Open>(&t).map_err(|e| format!("the opening message: {e}"))
+        }
+        Ok(Some(Ok(_))) => {
+            Err("open the session with a text message (JSON: sample_rate, channels, chain)".into())
+        }
+        Ok(_) => return None,
+        Err(_) => Err("no opening message within 10 s".into()),
+    };
+    Some(open)
+}
+
 async fn session(st: Arc<AppState>, mut socket: WebSocket) {
     let Ok(_slot) = Arc::clone(&st.streams).try_acquire_owned() else {
         st.sessions
@@ -131,15 +147,8 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
         .await;
     };
     // The opening message, within 10 s.
-    let open = match tokio::time::timeout(Duration::from_secs(10), socket.recv()).await {
-        Ok(Some(Ok(Message::Text(t)))) => {
-            serde_json::from_str::<Open>(&t).map_err(|e| format!("the opening message: {e}"))
-        }
-        Ok(Some(Ok(_))) => {
-            Err("open the session with a text message (JSON: sample_rate, channels, chain)".into())
-        }
-        Ok(_) => return,
-        Err(_) => Err("no opening message within 10 s".into()),
+    let Some(open) = opening(&mut socket).await else {
+        return;
     };
     let open = match open {
         Ok(o) => o,

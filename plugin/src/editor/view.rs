@@ -567,7 +567,32 @@ fn numbers_panel(p: &egui::Painter, t: &mut Texts, rect: Rect, r: &Readings) -> 
     let k = t.k;
     p.rect_filled(rect, 4.0, PANEL);
     let x = rect.min.x + 12.0;
-    let mut y = rect.min.y + 10.0;
+    let y = rect.min.y + 10.0;
+    let (integrated, distance, y) = integrated_reading(p, t, x, y, r);
+    let value_x = rect.max.x - 52.0 * k;
+    let y = reading_rows(p, t, x, value_x, y, r);
+    // True peak with the over-ceiling light.
+    let y = true_peak_reading(p, t, x, value_x, y, r);
+    let (peaks, y) = channel_peaks(p, t, rect, x, y, r);
+    // Correlation meter: -1 .. +1.
+    correlation_meter(p, t, rect, x, y, r);
+
+    Numbers {
+        integrated,
+        distance,
+        peaks,
+    }
+}
+
+/// Draws the integrated loudness, big, and its distance from the target; returns both and the y.
+fn integrated_reading(
+    p: &egui::Painter,
+    t: &mut Texts,
+    x: f32,
+    mut y: f32,
+    r: &Readings,
+) -> (String, String, f32) {
+    let k = t.k;
     t.text(
         p,
         pos2(x, y),
@@ -617,7 +642,19 @@ fn numbers_panel(p: &egui::Painter, t: &mut Texts, rect: Rect, r: &Readings) -> 
         distance_colour(r.distance_lu),
     );
     y += 26.0 * k;
+    (integrated, distance, y)
+}
 
+/// Draws the six readings (M, S, their maxima, loudness range, PLR) with units; returns the next y.
+fn reading_rows(
+    p: &egui::Painter,
+    t: &mut Texts,
+    x: f32,
+    value_x: f32,
+    mut y: f32,
+    r: &Readings,
+) -> f32 {
+    let k = t.k;
     let rows: [(&str, String, &str); 6] = [
         ("Momentary", fmt1(r.momentary), "LUFS"),
         ("Short-term", fmt1(r.short_term), "LUFS"),
@@ -626,7 +663,6 @@ fn numbers_panel(p: &egui::Painter, t: &mut Texts, rect: Rect, r: &Readings) -> 
         ("Loudness range", fmt1(r.loudness_range), "LU"),
         ("PLR", fmt1(r.plr), "LU"),
     ];
-    let value_x = rect.max.x - 52.0 * k;
     for (label, value, unit) in rows {
         t.text(p, pos2(x, y), Align2::LEFT_TOP, label, t.prop(13.0), DIM);
         t.text(
@@ -647,8 +683,19 @@ fn numbers_panel(p: &egui::Painter, t: &mut Texts, rect: Rect, r: &Readings) -> 
         );
         y += 19.0 * k;
     }
+    y
+}
 
-    // True peak with the over-ceiling light.
+/// Draws the true peak maximum and the over-ceiling light with the ceiling; returns the next y.
+fn true_peak_reading(
+    p: &egui::Painter,
+    t: &mut Texts,
+    x: f32,
+    value_x: f32,
+    mut y: f32,
+    r: &Readings,
+) -> f32 {
+    let k = t.k;
     y += 6.0 * k;
     t.text(
         p,
@@ -687,6 +734,19 @@ fn numbers_panel(p: &egui::Painter, t: &mut Texts, rect: Rect, r: &Readings) -> 
         if over { BAD } else { DIM },
     );
     y += 22.0 * k;
+    y
+}
+
+/// Draws each channel's true peak, wrapping when the panel is full; returns them and the y.
+fn channel_peaks(
+    p: &egui::Painter,
+    t: &mut Texts,
+    rect: Rect,
+    x: f32,
+    mut y: f32,
+    r: &Readings,
+) -> (Vec<String>, f32) {
+    let k = t.k;
     let mut peaks = Vec::with_capacity(r.channels);
     let mut cx = x;
     for c in 0..r.channels {
@@ -709,8 +769,19 @@ fn numbers_panel(p: &egui::Painter, t: &mut Texts, rect: Rect, r: &Readings) -> 
         peaks.push(text);
     }
     y += 26.0 * k;
+    (peaks, y)
+}
 
-    // Correlation meter: -1 .. +1.
+/// Draws the correlation reading and its meter from -1 to +1 with the scale's labels.
+fn correlation_meter(
+    p: &egui::Painter,
+    t: &mut Texts,
+    rect: Rect,
+    x: f32,
+    mut y: f32,
+    r: &Readings,
+) {
+    let k = t.k;
     t.text(
         p,
         pos2(x, y),
@@ -759,12 +830,6 @@ fn numbers_panel(p: &egui::Painter, t: &mut Texts, rect: Rect, r: &Readings) -> 
             _ => mid,
         };
         t.text(p, pos2(px, meter.max.y + 2.0), a, label, t.prop(10.0), DIM);
-    }
-
-    Numbers {
-        integrated,
-        distance,
-        peaks,
     }
 }
 
@@ -1004,25 +1069,7 @@ fn history_plot(
     let k = t.k;
     p.rect_filled(rect, 4.0, PANEL);
     // The span chooser, right to left at the title's height.
-    let mut chips = serde_json::Map::new();
-    let mut right = rect.max.x - 8.0;
-    for span in Span::ALL.iter().rev() {
-        let (c, clicked) = chip(
-            ui,
-            p,
-            t,
-            right,
-            rect.min.y + 4.0,
-            span.label(),
-            state.span == *span,
-        );
-        if clicked {
-            state.span = *span;
-            ui.ctx().request_repaint();
-        }
-        chips.insert(span.label().into(), px_rect(c, ui.ctx().pixels_per_point()));
-        right = c.min.x - 4.0;
-    }
+    let (chips, right) = span_chips(ui, p, t, rect, state);
     title(
         p,
         t,
@@ -1050,6 +1097,74 @@ fn history_plot(
     target_band(p, area, area.x_range(), range, r.target_lufs);
     target_band(p, hist_area, hist_area.x_range(), range, r.target_lufs);
     // Loudness grid: every 3, 6 or 12 LU, whichever keeps the labels apart.
+    history_grid(p, t, area, range);
+    // Time ticks back from now (the right edge), as far apart as their labels need.
+    let tick = history_time_ticks(p, t, area, span);
+    // The traces: about one point per pixel column, sampled back from the newest.
+    let per = r.history_point_seconds;
+    let step_x = (per / span) as f32 * area.width();
+    history_traces(p, area, range, r, step_x);
+    // The histogram of the short-term loudness shown: 1 LU bins over the range.
+    let counts = history_histogram(p, t, area, hist_area, range, r);
+    // Readout under the pointer.
+    let readout = history_readout(ui, p, t, area, r, step_x);
+    let fill = if n > 1 {
+        ((n - 1) as f64 * per / span).min(1.0)
+    } else {
+        0.0
+    };
+    Plot {
+        points: n,
+        area,
+        json: json!({
+            "span": r.history_span.label(),
+            "span_seconds": span,
+            "point_seconds": per,
+            "points": n,
+            "fill": fill,
+            "range_lufs": [range.0, range.1],
+            "tick_seconds": tick,
+            "histogram_bins": counts.iter().filter(|&&c| c > 0).count(),
+            "readout": readout,
+            "chips": chips,
+            "histogram": px_rect(hist_area, ui.ctx().pixels_per_point()),
+        }),
+    }
+}
+
+/// Draws the history's span chips right to left; returns their rectangles and the x left of them.
+fn span_chips(
+    ui: &mut Ui,
+    p: &egui::Painter,
+    t: &mut Texts,
+    rect: Rect,
+    state: &mut ViewState,
+) -> (serde_json::Map<String, Value>, f32) {
+    let mut chips = serde_json::Map::new();
+    let mut right = rect.max.x - 8.0;
+    for span in Span::ALL.iter().rev() {
+        let (c, clicked) = chip(
+            ui,
+            p,
+            t,
+            right,
+            rect.min.y + 4.0,
+            span.label(),
+            state.span == *span,
+        );
+        if clicked {
+            state.span = *span;
+            ui.ctx().request_repaint();
+        }
+        chips.insert(span.label().into(), px_rect(c, ui.ctx().pixels_per_point()));
+        right = c.min.x - 4.0;
+    }
+    (chips, right)
+}
+
+/// Draws the history's loudness grid lines and their labels, as far apart as the labels need.
+fn history_grid(p: &egui::Painter, t: &mut Texts, area: Rect, range: (f32, f32)) {
+    let k = t.k;
     let per_lu = area.height() / (range.1 - range.0);
     let step = [3.0f32, 6.0, 12.0]
         .into_iter()
@@ -1072,7 +1187,11 @@ fn history_plot(
         );
         l += step;
     }
-    // Time ticks back from now (the right edge), as far apart as their labels need.
+}
+
+/// Draws the time ticks and their labels back from now; returns the seconds between ticks.
+fn history_time_ticks(p: &egui::Painter, t: &mut Texts, area: Rect, span: f64) -> f64 {
+    let k = t.k;
     let tick = time_tick(span, area.width(), 56.0 * k);
     let mut i = 0;
     loop {
@@ -1105,9 +1224,12 @@ fn history_plot(
         );
         i += 1;
     }
-    // The traces: about one point per pixel column, sampled back from the newest.
-    let per = r.history_point_seconds;
-    let step_x = (per / span) as f32 * area.width();
+    tick
+}
+
+/// Draws the M and S traces, about one point per pixel column, clipped to the plot.
+fn history_traces(p: &egui::Painter, area: Rect, range: (f32, f32), r: &Readings, step_x: f32) {
+    let n = r.history_short_term.len();
     let stride = ((1.0 / step_x.max(1e-6)).ceil() as usize).max(1);
     let plot = p.with_clip_rect(area.expand(1.0));
     for (values, colour, width) in [
@@ -1132,7 +1254,17 @@ fn history_plot(
             plot.line(line, Stroke::new(width, colour));
         }
     }
-    // The histogram of the short-term loudness shown: 1 LU bins over the range.
+}
+
+/// Draws the short-term loudness histogram beside the plot and its label; returns the bin counts.
+fn history_histogram(
+    p: &egui::Painter,
+    t: &mut Texts,
+    area: Rect,
+    hist_area: Rect,
+    range: (f32, f32),
+    r: &Readings,
+) -> Vec<u32> {
     let bins = (range.1 - range.0).round().max(1.0) as usize;
     let mut counts = vec![0u32; bins];
     for v in r.history_short_term.iter().filter(|v| v.is_finite()) {
@@ -1167,7 +1299,21 @@ fn history_plot(
         t.prop(10.0),
         DIM,
     );
-    // Readout under the pointer.
+    counts
+}
+
+/// Draws the time and M/S readout under the pointer; returns its text (null when none is shown).
+fn history_readout(
+    ui: &mut Ui,
+    p: &egui::Painter,
+    t: &mut Texts,
+    area: Rect,
+    r: &Readings,
+    step_x: f32,
+) -> Value {
+    let span = r.history_span_seconds;
+    let per = r.history_point_seconds;
+    let n = r.history_short_term.len();
     let hover = ui.interact(
         area,
         ui.scope_id().with("sluice-history-plot"),
@@ -1206,28 +1352,7 @@ fn history_plot(
             readout = json!(text);
         }
     }
-    let fill = if n > 1 {
-        ((n - 1) as f64 * per / span).min(1.0)
-    } else {
-        0.0
-    };
-    Plot {
-        points: n,
-        area,
-        json: json!({
-            "span": r.history_span.label(),
-            "span_seconds": span,
-            "point_seconds": per,
-            "points": n,
-            "fill": fill,
-            "range_lufs": [range.0, range.1],
-            "tick_seconds": tick,
-            "histogram_bins": counts.iter().filter(|&&c| c > 0).count(),
-            "readout": readout,
-            "chips": chips,
-            "histogram": px_rect(hist_area, ui.ctx().pixels_per_point()),
-        }),
-    }
+    readout
 }
 
 /// The target band (target ± [`TARGET_TOLERANCE_LU`]) across `xs`, on `area`'s loudness scale
@@ -1296,6 +1421,40 @@ fn spectrum_plot(
         pos2(area.min.x, area.min.y - strip_h),
         pos2(area.max.x, area.min.y - 2.0),
     );
+    let bands = shade_bands(p, area, strip);
+    let deltas = band_labels(p, t, strip, &bands, r, tonal);
+    // dB grid: every 20 dB, or 40 when the plot is too short for their labels.
+    let step = spectrum_db_grid(p, t, area, strip);
+    spectrum_freq_labels(p, t, area);
+    // Peak hold: each point held for PEAK_HOLD_S, then falling.
+    update_peaks(ui, state, r);
+    let n = spectrum_traces(p, area, state, r);
+    let ppp = ui.ctx().pixels_per_point();
+    Plot {
+        points: n,
+        area,
+        json: json!({
+            "peak_hold": state.peak_hold,
+            "tonal": tonal.map(|t| json!({
+                "target": t.name,
+                "deltas_db": deltas,
+                "tolerance_db": t.tolerance_db,
+            })),
+            "peak_hold_chip": px_rect(hold_chip, ppp),
+            "label_strip": px_rect(strip, ppp),
+            "db_step": step,
+        }),
+    }
+}
+
+/// The height of `db` on the spectrum's plotting `area`.
+fn spectrum_db_y(area: Rect, db: f32) -> f32 {
+    let v = ((db - SPECTRUM_FLOOR_DB) / -SPECTRUM_FLOOR_DB).clamp(0.0, 1.0);
+    area.max.y - v * area.height()
+}
+
+/// Shades the five bands across the plot and the label strip; returns their x ranges.
+fn shade_bands(p: &egui::Painter, area: Rect, strip: Rect) -> Vec<egui::Rangef> {
     let bands: Vec<egui::Rangef> = BANDS
         .iter()
         .map(|(_, lo, hi)| egui::Rangef::new(freq_x(area, *lo as f32), freq_x(area, *hi as f32)))
@@ -1305,6 +1464,18 @@ fn spectrum_plot(
         p.rect_filled(Rect::from_x_y_ranges(*xs, area.y_range()), 0.0, shade);
         p.rect_filled(Rect::from_x_y_ranges(*xs, strip.y_range()), 0.0, shade);
     }
+    bands
+}
+
+/// Writes each band's name and share (or its tonal target difference); returns the differences.
+fn band_labels(
+    p: &egui::Painter,
+    t: &mut Texts,
+    strip: Rect,
+    bands: &[egui::Rangef],
+    r: &Readings,
+    tonal: Option<&crate::reference::TonalTarget>,
+) -> Option<Vec<f64>> {
     let font = t.prop(11.0);
     let deltas = tonal.and_then(|t| t.deltas(&r.band_share_long));
     t.group = "spectrum-bands";
@@ -1357,11 +1528,12 @@ fn spectrum_plot(
         }
     }
     t.group = "spectrum";
-    let db_y = |db: f32| {
-        let v = ((db - SPECTRUM_FLOOR_DB) / -SPECTRUM_FLOOR_DB).clamp(0.0, 1.0);
-        area.max.y - v * area.height()
-    };
-    // dB grid: every 20 dB, or 40 when the plot is too short for their labels.
+    deltas
+}
+
+/// Draws the spectrum's dB grid lines, their labels and the axis name; returns the dB step.
+fn spectrum_db_grid(p: &egui::Painter, t: &mut Texts, area: Rect, strip: Rect) -> f32 {
+    let k = t.k;
     let step = if 20.0 / -SPECTRUM_FLOOR_DB * area.height() >= 16.0 * k {
         20.0
     } else {
@@ -1369,7 +1541,7 @@ fn spectrum_plot(
     };
     let mut db = 0.0f32;
     while db > SPECTRUM_FLOOR_DB + 0.01 {
-        let y = db_y(db);
+        let y = spectrum_db_y(area, db);
         p.line_segment(
             [pos2(area.min.x, y), pos2(area.max.x, y)],
             Stroke::new(1.0, GRID),
@@ -1392,6 +1564,12 @@ fn spectrum_plot(
         t.prop(10.0),
         DIM,
     );
+    step
+}
+
+/// Draws the frequency labels under the plot, skipping any that would touch the one before.
+fn spectrum_freq_labels(p: &egui::Painter, t: &mut Texts, area: Rect) {
+    let k = t.k;
     let mut last_right = f32::NEG_INFINITY;
     for (hz, label) in [
         (50.0, "50"),
@@ -1422,7 +1600,10 @@ fn spectrum_plot(
         );
         last_right = drawn.max.x;
     }
-    // Peak hold: each point held for PEAK_HOLD_S, then falling.
+}
+
+/// Updates the held spectrum peaks: raised by the current level, falling after the hold time.
+fn update_peaks(ui: &Ui, state: &mut ViewState, r: &Readings) {
     let now = ui.input(|i| i.time);
     if state.peaks.len() != r.spectrum.len() {
         state.peaks = vec![f32::NAN; r.spectrum.len()];
@@ -1444,6 +1625,10 @@ fn spectrum_plot(
             }
         }
     }
+}
+
+/// Draws the held peaks (when on) and the spectrum, clipped to the plot; returns the points drawn.
+fn spectrum_traces(p: &egui::Painter, area: Rect, state: &ViewState, r: &Readings) -> usize {
     let plot = p.with_clip_rect(area);
     if state.peak_hold {
         let peak: Vec<Pos2> = state
@@ -1451,7 +1636,7 @@ fn spectrum_plot(
             .iter()
             .enumerate()
             .filter(|(_, v)| v.is_finite())
-            .map(|(i, &v)| pos2(freq_x(area, spectrum_point_hz(i)), db_y(v)))
+            .map(|(i, &v)| pos2(freq_x(area, spectrum_point_hz(i)), spectrum_db_y(area, v)))
             .collect();
         if peak.len() > 1 {
             plot.line(peak, Stroke::new(1.0, DIM));
@@ -1460,29 +1645,17 @@ fn spectrum_plot(
     let mut points = Vec::with_capacity(SPECTRUM_POINTS);
     for (i, &db) in r.spectrum.iter().enumerate() {
         if db.is_finite() {
-            points.push(pos2(freq_x(area, spectrum_point_hz(i)), db_y(db)));
+            points.push(pos2(
+                freq_x(area, spectrum_point_hz(i)),
+                spectrum_db_y(area, db),
+            ));
         }
     }
     let n = points.len();
     if n > 1 {
         plot.line(points, Stroke::new(1.5, TEXT));
     }
-    let ppp = ui.ctx().pixels_per_point();
-    Plot {
-        points: n,
-        area,
-        json: json!({
-            "peak_hold": state.peak_hold,
-            "tonal": tonal.map(|t| json!({
-                "target": t.name,
-                "deltas_db": deltas,
-                "tolerance_db": t.tolerance_db,
-            })),
-            "peak_hold_chip": px_rect(hold_chip, ppp),
-            "label_strip": px_rect(strip, ppp),
-            "db_step": step,
-        }),
-    }
+    n
 }
 
 /// Chips placed left to right in a row.
@@ -1561,6 +1734,60 @@ fn ab_row(
         set_bool(&params.listen_reference, true);
     }
     row.x += 6.0 * k;
+    slot_chips(ui, p, t, &mut row, params, slots, chosen, setter);
+    row.x += 6.0 * k;
+    // The path of a file to load into the chosen slot.
+    let entered = reference_path_field(ui, t, &mut row, rect, y, state);
+    // Browse: a chooser of its own (a process; polled here once a frame). What it returns is
+    // loaded as if typed and loaded.
+    let picked = browse_chip(ui, p, t, &mut row, state);
+    let load = row.place(ui, p, t, "Load", false, "load") || entered || picked;
+    let clear = row.place(ui, p, t, "Clear", false, "clear");
+    if load || clear {
+        state.chooser_error = None;
+    }
+    load_or_clear(params, refs, slots, chosen, state, load, clear);
+    if row.place(ui, p, t, "Tonal", state.tonal, "tonal") {
+        state.tonal = !state.tonal;
+    }
+    if row.place(ui, p, t, "Sync", sync, "sync") {
+        set_bool(&params.reference_sync, !sync);
+    }
+    // The chosen reference: its figures and the gain it plays at, or why it is missing.
+    let s = &slots[chosen.min(slots.len() - 1)];
+    let (profile_path, profile_error) = refs.profile_status();
+    let (text, colour) = reference_line(s, refs, state, &profile_error);
+    // Shortened to the room left (the whole message is in the diagnostics).
+    fitted_line(p, t, rect, row.x, &text, colour);
+    json!({
+        "listen": listen,
+        "slot": chosen + 1,
+        "sync": sync,
+        "slots": slots,
+        "line": text,
+        "profile": profile_path,
+        "profile_error": profile_error,
+        "tonal": state.tonal,
+        "gain_db": num(refs.gain_db()),
+        "browsing": state.chooser.is_some(),
+        "chooser_error": state.chooser_error,
+        "rects": row.rects,
+    })
+}
+
+/// Places one chip per reference slot (its number, file name and state); a click chooses it.
+// Eight: the drawing context, the row and the slot parameter with what it chooses between.
+#[allow(clippy::too_many_arguments)]
+fn slot_chips(
+    ui: &mut Ui,
+    p: &egui::Painter,
+    t: &mut Texts,
+    row: &mut Row,
+    params: &SluiceParams,
+    slots: &[crate::reference::SlotStatus],
+    chosen: usize,
+    setter: Option<&ParamSetter>,
+) {
     for (i, s) in slots.iter().enumerate() {
         let name = std::path::Path::new(&s.path)
             .file_stem()
@@ -1586,8 +1813,18 @@ fn ab_row(
             set.end_set_parameter(&params.reference_slot);
         }
     }
-    row.x += 6.0 * k;
-    // The path of a file to load into the chosen slot.
+}
+
+/// Draws the reference file path field after the chips; returns whether Enter was pressed in it.
+fn reference_path_field(
+    ui: &mut Ui,
+    t: &mut Texts,
+    row: &mut Row,
+    rect: Rect,
+    y: f32,
+    state: &mut ViewState,
+) -> bool {
+    let k = t.k;
     let field_w = (rect.max.x - row.x - 330.0 * k).clamp(60.0 * k, 260.0 * k);
     let field = Rect::from_min_size(pos2(row.x, y - 2.0), vec2(field_w, 20.0 * k));
     let edit = ui.put(
@@ -1597,11 +1834,19 @@ fn ab_row(
             .font(t.prop(11.0)),
     );
     t.widget("ab", "reference file path", edit.rect);
-    row.rects.insert("path".into(), px_rect(edit.rect, ppp));
+    row.rects.insert("path".into(), px_rect(edit.rect, row.ppp));
     row.x = edit.rect.max.x + 4.0;
-    let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-    // Browse: a chooser of its own (a process; polled here once a frame). What it returns is
-    // loaded as if typed and loaded.
+    edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter))
+}
+
+/// Places the Browse chip, opens the file chooser and polls it; returns whether it picked a file.
+fn browse_chip(
+    ui: &mut Ui,
+    p: &egui::Painter,
+    t: &mut Texts,
+    row: &mut Row,
+    state: &mut ViewState,
+) -> bool {
     let browsing = state.chooser.is_some();
     if row.place(ui, p, t, "Browse", browsing, "browse") && !browsing {
         match super::chooser::Chooser::open() {
@@ -1628,11 +1873,19 @@ fn ab_row(
             }
         }
     }
-    let load = row.place(ui, p, t, "Load", false, "load") || entered || picked;
-    let clear = row.place(ui, p, t, "Clear", false, "clear");
-    if load || clear {
-        state.chooser_error = None;
-    }
+    picked
+}
+
+/// Loads the typed path into the chosen slot (or as the tonal profile), or clears it, as asked.
+fn load_or_clear(
+    params: &SluiceParams,
+    refs: &std::sync::Arc<crate::reference::References>,
+    slots: &[crate::reference::SlotStatus],
+    chosen: usize,
+    state: &mut ViewState,
+    load: bool,
+    clear: bool,
+) {
     let typed = state.reference_path.trim().to_string();
     let slot_empty = slots.get(chosen).is_none_or(|s| s.path.is_empty());
     // A profile file (`sluice ref profile export`) is loaded as the tonal target; Clear on an
@@ -1661,16 +1914,16 @@ fn ab_row(
         }
         refs.request(chosen, &path);
     }
-    if row.place(ui, p, t, "Tonal", state.tonal, "tonal") {
-        state.tonal = !state.tonal;
-    }
-    if row.place(ui, p, t, "Sync", sync, "sync") {
-        set_bool(&params.reference_sync, !sync);
-    }
-    // The chosen reference: its figures and the gain it plays at, or why it is missing.
-    let s = &slots[chosen.min(slots.len() - 1)];
-    let (profile_path, profile_error) = refs.profile_status();
-    let (text, colour) = match (s.state, &s.figures, &s.error) {
+}
+
+/// The chosen reference's line: its figures and the gain it plays at, or why it is missing.
+fn reference_line(
+    s: &crate::reference::SlotStatus,
+    refs: &crate::reference::References,
+    state: &ViewState,
+    profile_error: &Option<String>,
+) -> (String, Color32) {
+    match (s.state, &s.figures, &s.error) {
         _ if state.chooser_error.is_some() => {
             (state.chooser_error.clone().unwrap_or_default(), BAD)
         }
@@ -1701,9 +1954,11 @@ fn ab_row(
         ("loading", _, _) => ("loading…".to_string(), DIM),
         ("error", _, Some(e)) => (e.clone(), BAD),
         _ => ("no reference in this slot".to_string(), DIM),
-    };
-    // Shortened to the room left (the whole message is in the diagnostics).
-    let x = row.x;
+    }
+}
+
+/// Draws `text` from `x` to the row's end, shortened with an ellipsis to the room left.
+fn fitted_line(p: &egui::Painter, t: &mut Texts, rect: Rect, x: f32, text: &str, colour: Color32) {
     let room = rect.max.x - 8.0 - x;
     let font = t.prop(11.0);
     let fits = |s: &str| {
@@ -1712,8 +1967,8 @@ fn ab_row(
             .x
             <= room
     };
-    let shown = if fits(&text) {
-        text.clone()
+    let shown = if fits(text) {
+        text.to_string()
     } else {
         // The longest prefix that fits with an ellipsis: a binary search over the characters,
         // a dozen layouts rather than one per character of a long error.
@@ -1743,20 +1998,6 @@ fn ab_row(
             colour,
         );
     }
-    json!({
-        "listen": listen,
-        "slot": chosen + 1,
-        "sync": sync,
-        "slots": slots,
-        "line": text,
-        "profile": profile_path,
-        "profile_error": profile_error,
-        "tonal": state.tonal,
-        "gain_db": num(refs.gain_db()),
-        "browsing": state.chooser.is_some(),
-        "chooser_error": state.chooser_error,
-        "rects": row.rects,
-    })
 }
 
 /// The take status line. Returns its texts.

@@ -430,27 +430,7 @@ pub fn lower(
     for (i, s) in written.iter().enumerate() {
         let span = s.span();
         let st = s.get_ref();
-        let mut kinds = Vec::new();
-        macro_rules! kind {
-            ($f:ident) => {
-                if st.$f.is_some() {
-                    kinds.push(stringify!($f));
-                }
-            };
-        }
-        kind!(analyze);
-        kind!(region);
-        kind!(trim_silence);
-        kind!(fade);
-        kind!(gain_db);
-        kind!(channels);
-        kind!(resample);
-        kind!(normalize);
-        if st.matching.is_some() {
-            kinds.push("match");
-        }
-        kind!(compare);
-        kind!(effect);
+        let kinds = kinds_of(st);
         if kinds.len() != 1 {
             problem(
                 &mut problems,
@@ -467,80 +447,9 @@ pub fn lower(
             );
             continue;
         }
-        if st.effect.is_none() {
-            if let Some(params) = &st.params {
-                problem(
-                    &mut problems,
-                    params.span(),
-                    "params belong to an effect step",
-                );
-            }
-            if let Some(b) = &st.time_budget_ms {
-                problem(
-                    &mut problems,
-                    b.span(),
-                    "time_budget_ms belongs to an effect step",
-                );
-            }
-            if let Some(m) = &st.memory_mb {
-                problem(
-                    &mut problems,
-                    m.span(),
-                    "memory_mb belongs to an effect step",
-                );
-            }
-        }
+        effect_keys_elsewhere(&mut problems, st);
         if let Some(a) = &st.analyze {
-            if steps.iter().any(|s| matches!(s, StepSpec::Analyze(_))) {
-                problem(
-                    &mut problems,
-                    a.span(),
-                    "one analyze step per pipeline: it measures the signal where it stands (first: the source as it arrives; after normalize: what the outputs receive)",
-                );
-            }
-            let sections = match a.get_ref() {
-                Flag::On(false) => continue,
-                Flag::On(true) => Section::ALL.to_vec(),
-                Flag::With(r) => match match r {
-                    WrittenAnalyze::List(l) => Some(l),
-                    WrittenAnalyze::Table(t) => t.sections.as_ref(),
-                } {
-                    None => Section::ALL.to_vec(),
-                    Some(list) => {
-                        let mut v = Vec::new();
-                        for s in list {
-                            match Section::parse(s) {
-                                Some(sec) => v.push(sec),
-                                None => problem(
-                                    &mut problems,
-                                    a.span(),
-                                    format!(
-                                        "analyze: unknown section {s:?} (loudness, levels, spectrum, stereo, tempo, key, waveform, targets)"
-                                    ),
-                                ),
-                            }
-                        }
-                        v
-                    }
-                },
-            };
-            let tempo_range = match a.get_ref() {
-                Flag::With(WrittenAnalyze::Table(WrittenAnalyzeTable {
-                    tempo_range: Some([lo, hi]),
-                    ..
-                })) => match tempo_range(*lo, *hi) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        problem(&mut problems, a.span(), format!("analyze: {e}"));
-                        None
-                    }
-                },
-                _ => None,
-            };
-            steps.push(StepSpec::Analyze(AnalyzeStep {
-                sections,
-                tempo_range,
-            }));
+            steps.extend(analyze_step(&mut problems, a, &steps));
         } else if let Some(r) = &st.region {
             let (start, end) = (r.get_ref().start.unwrap_or(0.0), r.get_ref().end);
             if !(start.is_finite() && start >= 0.0) || end.is_some_and(|e| e.is_nan() || e <= start)
@@ -553,52 +462,9 @@ pub fn lower(
             }
             steps.push(StepSpec::Region { start, end });
         } else if let Some(t) = &st.trim_silence {
-            let r = match t.get_ref() {
-                Flag::On(false) => continue,
-                Flag::On(true) => &WrittenTrim::default(),
-                Flag::With(r) => r,
-            };
-            let threshold_dbfs = r.threshold_dbfs.unwrap_or(-60.0);
-            let pad_seconds = r.pad_seconds.unwrap_or(0.05);
-            if !(-120.0..=0.0).contains(&threshold_dbfs) || !(0.0..=60.0).contains(&pad_seconds) {
-                problem(
-                    &mut problems,
-                    t.span(),
-                    "trim_silence: threshold_dbfs from -120 to 0, pad_seconds from 0 to 60",
-                );
-            }
-            steps.push(StepSpec::TrimSilence {
-                threshold_dbfs,
-                pad_seconds,
-            });
+            steps.extend(trim_step(&mut problems, t));
         } else if let Some(f) = &st.fade {
-            let r = f.get_ref();
-            let curve = match r.curve.as_deref() {
-                None => Some(FadeCurve::EqualPower),
-                Some(s) => FadeCurve::parse(s),
-            };
-            let (fi, fo) = (r.fade_in.unwrap_or(0.0), r.out.unwrap_or(0.0));
-            if curve.is_none() {
-                problem(
-                    &mut problems,
-                    f.span(),
-                    "fade: curve is linear, equal-power or logarithmic",
-                );
-            } else if !(0.0..=3600.0).contains(&fi)
-                || !(0.0..=3600.0).contains(&fo)
-                || fi + fo == 0.0
-            {
-                problem(
-                    &mut problems,
-                    f.span(),
-                    "fade: give in and/or out in seconds (0 to 3600)",
-                );
-            }
-            steps.push(StepSpec::Fade {
-                fade_in: fi,
-                fade_out: fo,
-                curve: curve.unwrap_or(FadeCurve::EqualPower),
-            });
+            steps.push(fade_step(&mut problems, f));
         } else if let Some(g) = &st.gain_db {
             if !(-96.0..=48.0).contains(g.get_ref()) {
                 problem(&mut problems, g.span(), "gain_db: from -96 to 48 dB");
@@ -623,41 +489,7 @@ pub fn lower(
                 ),
             }
         } else if let Some(r) = &st.resample {
-            let (rate, q) = match r.get_ref() {
-                WrittenResample::Rate(n) => (*n, None),
-                WrittenResample::With {
-                    sample_rate,
-                    quality,
-                } => (*sample_rate, quality.as_deref()),
-            };
-            if let Err(e) = crate::formats::limits::check_rate(rate) {
-                problem(
-                    &mut problems,
-                    r.span(),
-                    format!(
-                        "resample: {}",
-                        e.to_string().replace("sample rate", "sample_rate")
-                    ),
-                );
-            }
-            // "fast" and "high" are the names the two filters had before the FFT one became
-            // the default; files that say them keep their filter.
-            let quality = match q {
-                None | Some("fft") | Some("fast") => ResampleQuality::Fft,
-                Some("sinc") | Some("high") => ResampleQuality::Sinc,
-                Some(o) => {
-                    problem(
-                        &mut problems,
-                        r.span(),
-                        format!("resample: quality {o:?} is fft (the default) or sinc"),
-                    );
-                    ResampleQuality::Fft
-                }
-            };
-            steps.push(StepSpec::Resample {
-                sample_rate: rate,
-                quality,
-            });
+            steps.push(resample_step(&mut problems, r));
         } else if let Some(n) = &st.normalize {
             match normalize(n.get_ref(), defaults) {
                 Ok(t) => steps.push(StepSpec::Normalize(t)),
@@ -688,6 +520,198 @@ pub fn lower(
     }
 
     (steps, problems)
+}
+
+/// What a written step does, by the names of the keys that say it (one, when it is valid).
+fn kinds_of(st: &WrittenStep) -> Vec<&'static str> {
+    let mut kinds = Vec::new();
+    macro_rules! kind {
+        ($f:ident) => {
+            if st.$f.is_some() {
+                kinds.push(stringify!($f));
+            }
+        };
+    }
+    kind!(analyze);
+    kind!(region);
+    kind!(trim_silence);
+    kind!(fade);
+    kind!(gain_db);
+    kind!(channels);
+    kind!(resample);
+    kind!(normalize);
+    if st.matching.is_some() {
+        kinds.push("match");
+    }
+    kind!(compare);
+    kind!(effect);
+    kinds
+}
+
+/// The keys only an effect step takes, on a step that is not one: problems.
+fn effect_keys_elsewhere(problems: &mut Vec<Problem>, st: &WrittenStep) {
+    if st.effect.is_none() {
+        if let Some(params) = &st.params {
+            problem(problems, params.span(), "params belong to an effect step");
+        }
+        if let Some(b) = &st.time_budget_ms {
+            problem(
+                problems,
+                b.span(),
+                "time_budget_ms belongs to an effect step",
+            );
+        }
+        if let Some(m) = &st.memory_mb {
+            problem(problems, m.span(), "memory_mb belongs to an effect step");
+        }
+    }
+}
+
+/// An `analyze` step (`None` when written `analyze = false`); a second one is a problem.
+fn analyze_step(
+    problems: &mut Vec<Problem>,
+    a: &Spanned<Flag<WrittenAnalyze>>,
+    steps: &[StepSpec],
+) -> Option<StepSpec> {
+    if steps.iter().any(|s| matches!(s, StepSpec::Analyze(_))) {
+        problem(
+            problems,
+            a.span(),
+            "one analyze step per pipeline: it measures the signal where it stands (first: the source as it arrives; after normalize: what the outputs receive)",
+        );
+    }
+    let sections = match a.get_ref() {
+        Flag::On(false) => return None,
+        Flag::On(true) => Section::ALL.to_vec(),
+        Flag::With(r) => match match r {
+            WrittenAnalyze::List(l) => Some(l),
+            WrittenAnalyze::Table(t) => t.sections.as_ref(),
+        } {
+            None => Section::ALL.to_vec(),
+            Some(list) => {
+                let mut v = Vec::new();
+                for s in list {
+                    match Section::parse(s) {
+                        Some(sec) => v.push(sec),
+                        None => problem(
+                            problems,
+                            a.span(),
+                            format!(
+                                "analyze: unknown section {s:?} (loudness, levels, spectrum, stereo, tempo, key, waveform, targets)"
+                            ),
+                        ),
+                    }
+                }
+                v
+            }
+        },
+    };
+    let tempo_range = match a.get_ref() {
+        Flag::With(WrittenAnalyze::Table(WrittenAnalyzeTable {
+            tempo_range: Some([lo, hi]),
+            ..
+        })) => match tempo_range(*lo, *hi) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                problem(problems, a.span(), format!("analyze: {e}"));
+                None
+            }
+        },
+        _ => None,
+    };
+    Some(StepSpec::Analyze(AnalyzeStep {
+        sections,
+        tempo_range,
+    }))
+}
+
+/// A `trim_silence` step (`None` when written `trim_silence = false`).
+fn trim_step(problems: &mut Vec<Problem>, t: &Spanned<Flag<WrittenTrim>>) -> Option<StepSpec> {
+    let r = match t.get_ref() {
+        Flag::On(false) => return None,
+        Flag::On(true) => &WrittenTrim::default(),
+        Flag::With(r) => r,
+    };
+    let threshold_dbfs = r.threshold_dbfs.unwrap_or(-60.0);
+    let pad_seconds = r.pad_seconds.unwrap_or(0.05);
+    if !(-120.0..=0.0).contains(&threshold_dbfs) || !(0.0..=60.0).contains(&pad_seconds) {
+        problem(
+            problems,
+            t.span(),
+            "trim_silence: threshold_dbfs from -120 to 0, pad_seconds from 0 to 60",
+        );
+    }
+    Some(StepSpec::TrimSilence {
+        threshold_dbfs,
+        pad_seconds,
+    })
+}
+
+/// A `fade` step.
+fn fade_step(problems: &mut Vec<Problem>, f: &Spanned<WrittenFade>) -> StepSpec {
+    let r = f.get_ref();
+    let curve = match r.curve.as_deref() {
+        None => Some(FadeCurve::EqualPower),
+        Some(s) => FadeCurve::parse(s),
+    };
+    let (fi, fo) = (r.fade_in.unwrap_or(0.0), r.out.unwrap_or(0.0));
+    if curve.is_none() {
+        problem(
+            problems,
+            f.span(),
+            "fade: curve is linear, equal-power or logarithmic",
+        );
+    } else if !(0.0..=3600.0).contains(&fi) || !(0.0..=3600.0).contains(&fo) || fi + fo == 0.0 {
+        problem(
+            problems,
+            f.span(),
+            "fade: give in and/or out in seconds (0 to 3600)",
+        );
+    }
+    StepSpec::Fade {
+        fade_in: fi,
+        fade_out: fo,
+        curve: curve.unwrap_or(FadeCurve::EqualPower),
+    }
+}
+
+/// A `resample` step.
+fn resample_step(problems: &mut Vec<Problem>, r: &Spanned<WrittenResample>) -> StepSpec {
+    let (rate, q) = match r.get_ref() {
+        WrittenResample::Rate(n) => (*n, None),
+        WrittenResample::With {
+            sample_rate,
+            quality,
+        } => (*sample_rate, quality.as_deref()),
+    };
+    if let Err(e) = crate::formats::limits::check_rate(rate) {
+        problem(
+            problems,
+            r.span(),
+            format!(
+                "resample: {}",
+                e.to_string().replace("sample rate", "sample_rate")
+            ),
+        );
+    }
+    // "fast" and "high" are the names the two filters had before the FFT one became
+    // the default; files that say them keep their filter.
+    let quality = match q {
+        None | Some("fft") | Some("fast") => ResampleQuality::Fft,
+        Some("sinc") | Some("high") => ResampleQuality::Sinc,
+        Some(o) => {
+            problem(
+                problems,
+                r.span(),
+                format!("resample: quality {o:?} is fft (the default) or sinc"),
+            );
+            ResampleQuality::Fft
+        }
+    };
+    StepSpec::Resample {
+        sample_rate: rate,
+        quality,
+    }
 }
 
 /// Why a `normalize` step is refused.

@@ -63,6 +63,75 @@ fn number(v: &Value, key: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{key}: missing or not a number"))
 }
 
+/// One entry of `params` (`earlier` the ones before it, whose ids it must not repeat).
+fn param(p: &Value, earlier: &[Param]) -> Result<Param, String> {
+    if !matches!(p, Value::Object(_)) {
+        return Err("not an object".into());
+    }
+    let id = text(p, "id", abi::MAX_ID_BYTES, true)?;
+    if !descriptor::is_param_id(&id) {
+        return Err(format!("id {id:?} must be snake_case ([a-z][a-z0-9_]*)"));
+    }
+    if earlier.iter().any(|q| q.id == id) {
+        return Err(format!("id {id:?} appears twice"));
+    }
+    let name = text(p, "name", abi::MAX_NAME_BYTES, true)?;
+    let unit = text(p, "unit", abi::MAX_UNIT_BYTES, false)?;
+    let (min, max, default) = (number(p, "min")?, number(p, "max")?, number(p, "default")?);
+    let in_f32 = |x: f64| x.abs() <= f32::MAX as f64;
+    if !(in_f32(min) && in_f32(max) && in_f32(default)) {
+        return Err("min, max and default must fit in f32".into());
+    }
+    if !(min <= default && default <= max) {
+        return Err(format!(
+            "needs min <= default <= max ({min}, {default}, {max})"
+        ));
+    }
+    let mut choices = Vec::new();
+    match p.get("choices") {
+        None => {
+            if min >= max {
+                return Err("a continuous parameter needs min < max".into());
+            }
+        }
+        Some(c) => {
+            let c = c.as_array().ok_or("choices: not an array")?;
+            if c.is_empty() || c.len() > abi::MAX_CHOICES {
+                return Err("choices: 1 to 64 names".into());
+            }
+            for name in c {
+                let name = name
+                    .as_str()
+                    .filter(|n| descriptor::is_choice_name(n))
+                    .ok_or("choices: names of [a-z0-9][a-z0-9_-]*")?;
+                if choices.iter().any(|c: &String| c == name) {
+                    return Err(format!("choice {name:?} appears twice"));
+                }
+                choices.push(name.to_string());
+            }
+            let integer = |k: &str| p.get(k).and_then(Value::as_int);
+            if integer("min") != Some(0)
+                || integer("max") != Some(choices.len() as i64 - 1)
+                || integer("default").is_none()
+            {
+                return Err(
+                    "an enumerated parameter has integer min 0, max (choices - 1) and default"
+                        .into(),
+                );
+            }
+        }
+    }
+    Ok(Param {
+        id,
+        name,
+        unit,
+        min,
+        max,
+        default,
+        choices,
+    })
+}
+
 /// Parses and validates descriptor JSON by the rules of `ABI.md`. Unknown fields are ignored
 /// (later minor revisions of ABI 1 may add some).
 pub fn descriptor(json_text: &str) -> Result<Descriptor, String> {
@@ -112,80 +181,8 @@ pub fn descriptor(json_text: &str) -> Result<Descriptor, String> {
     }
     let mut params: Vec<Param> = Vec::new();
     for (i, p) in list.iter().enumerate() {
-        let at = |e: String| format!("params[{i}]: {e}");
-        if !matches!(p, Value::Object(_)) {
-            return Err(at("not an object".into()));
-        }
-        let id = text(p, "id", abi::MAX_ID_BYTES, true).map_err(at)?;
-        if !descriptor::is_param_id(&id) {
-            return Err(at(format!(
-                "id {id:?} must be snake_case ([a-z][a-z0-9_]*)"
-            )));
-        }
-        if params.iter().any(|q| q.id == id) {
-            return Err(at(format!("id {id:?} appears twice")));
-        }
-        let name = text(p, "name", abi::MAX_NAME_BYTES, true).map_err(at)?;
-        let unit = text(p, "unit", abi::MAX_UNIT_BYTES, false).map_err(at)?;
-        let (min, max, default) = (
-            number(p, "min").map_err(at)?,
-            number(p, "max").map_err(at)?,
-            number(p, "default").map_err(at)?,
-        );
-        let in_f32 = |x: f64| x.abs() <= f32::MAX as f64;
-        if !(in_f32(min) && in_f32(max) && in_f32(default)) {
-            return Err(at("min, max and default must fit in f32".into()));
-        }
-        if !(min <= default && default <= max) {
-            return Err(at(format!(
-                "needs min <= default <= max ({min}, {default}, {max})"
-            )));
-        }
-        let mut choices = Vec::new();
-        match p.get("choices") {
-            None => {
-                if min >= max {
-                    return Err(at("a continuous parameter needs min < max".into()));
-                }
-            }
-            Some(c) => {
-                let c = c
-                    .as_array()
-                    .ok_or_else(|| at("choices: not an array".into()))?;
-                if c.is_empty() || c.len() > abi::MAX_CHOICES {
-                    return Err(at("choices: 1 to 64 names".into()));
-                }
-                for name in c {
-                    let name = name
-                        .as_str()
-                        .filter(|n| descriptor::is_choice_name(n))
-                        .ok_or_else(|| at("choices: names of [a-z0-9][a-z0-9_-]*".into()))?;
-                    if choices.iter().any(|c: &String| c == name) {
-                        return Err(at(format!("choice {name:?} appears twice")));
-                    }
-                    choices.push(name.to_string());
-                }
-                let integer = |k: &str| p.get(k).and_then(Value::as_int);
-                if integer("min") != Some(0)
-                    || integer("max") != Some(choices.len() as i64 - 1)
-                    || integer("default").is_none()
-                {
-                    return Err(at(
-                        "an enumerated parameter has integer min 0, max (choices - 1) and default"
-                            .into(),
-                    ));
-                }
-            }
-        }
-        params.push(Param {
-            id,
-            name,
-            unit,
-            min,
-            max,
-            default,
-            choices,
-        });
+        let param = param(p, &params).map_err(|e| format!("params[{i}]: {e}"))?;
+        params.push(param);
     }
     Ok(Descriptor {
         name,
