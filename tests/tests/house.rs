@@ -383,3 +383,93 @@ fn readme_names_every_library_with_its_licence() {
         wrong.join("\n")
     );
 }
+
+/// The most lines of code (not blank, not only a comment) a function's body has without a
+/// reason written above it.
+const LONGEST: usize = 120;
+
+/// Each function's name, first line and lines of code, read by indentation: the body ends at
+/// the first line that is its closing brace at the `fn` line's indent (as rustfmt writes it).
+fn functions(text: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let indent = line.len() - t.len();
+        let mut rest = t;
+        for prefix in ["pub(crate) ", "pub(super) ", "pub ", "const ", "async ", "unsafe "] {
+            rest = rest.strip_prefix(prefix).unwrap_or(rest);
+        }
+        let Some(after) = rest.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // The line that opens the body (a declaration ending in `;` has none).
+        let Some(open) = (i..lines.len()).find(|&j| {
+            let l = lines[j].trim_end();
+            l.ends_with('{') || l.ends_with(';')
+        }) else {
+            continue;
+        };
+        if lines[open].trim_end().ends_with(';') {
+            continue;
+        }
+        let close = format!("{}}}", " ".repeat(indent));
+        let Some(end) = (open + 1..lines.len()).find(|&j| lines[j].trim_end() == close) else {
+            continue;
+        };
+        let code = lines[open + 1..end]
+            .iter()
+            .filter(|l| {
+                let t = l.trim();
+                !t.is_empty() && !t.starts_with("//")
+            })
+            .count();
+        out.push((name, i, code));
+    }
+    out
+}
+
+#[test]
+fn no_function_is_longer_than_120_lines_without_a_reason_above_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut long = Vec::new();
+    let mut counted = 0;
+    for krate in CRATES {
+        let mut files = Vec::new();
+        rust_files(&root.join(krate), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (name, at, code) in functions(&text) {
+                counted += 1;
+                if code <= LONGEST {
+                    continue;
+                }
+                // A reason: a comment line above the function (or its attributes) saying
+                // `Long: why`.
+                let reason = lines[..at]
+                    .iter()
+                    .rev()
+                    .take_while(|l| {
+                        let t = l.trim_start();
+                        t.starts_with("//") || t.starts_with("#[")
+                    })
+                    .any(|l| l.contains("Long:"));
+                if !reason {
+                    let rel = f.strip_prefix(&root).unwrap().display().to_string();
+                    long.push(format!("{rel}:{} fn {name}: {code} lines", at + 1));
+                }
+            }
+        }
+    }
+    assert!(counted > 2000, "only {counted} functions read");
+    assert!(
+        long.is_empty(),
+        "functions over {LONGEST} lines of code with no `Long:` reason above them (split them into named phases):\n{}",
+        long.join("\n")
+    );
+}
