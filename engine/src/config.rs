@@ -532,7 +532,43 @@ fn seconds(name: &'static str, value: f64) -> Result<Duration, SecondsError> {
     }
 }
 
+/// The faces a build of the `sluice` binary has (its cargo features `server` and `farm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Faces {
+    pub server: bool,
+    pub farm: bool,
+}
+
+impl Faces {
+    /// Every face (the binary's default features). The binary passes what it was built with:
+    /// `Faces { server: cfg!(feature = "server"), farm: cfg!(feature = "farm") }`.
+    pub const ALL: Faces = Faces {
+        server: true,
+        farm: true,
+    };
+}
+
 impl Config {
+    /// Refuses a root that asks for a face this build lacks (`[server]` without the server,
+    /// `[cluster]` without the farm), naming the file and the cargo feature, rather than run
+    /// without it.
+    pub fn needs_only(&self, faces: Faces) -> anyhow::Result<()> {
+        let file = self.root.join(CONFIG_FILE);
+        if self.server.is_some() && !faces.server {
+            anyhow::bail!(
+                "{}: [server] is set, and this build of sluice has no HTTP server (cargo feature `server`)",
+                file.display()
+            );
+        }
+        if self.cluster.is_some() && !faces.farm {
+            anyhow::bail!(
+                "{}: [cluster] is set, and this build of sluice has no farm (cargo feature `farm`)",
+                file.display()
+            );
+        }
+        Ok(())
+    }
+
     /// The defaults alone: no file, no environment.
     pub fn defaults(root: &Path) -> Config {
         Config::build(root, RawConfig::default(), false).expect("the defaults are valid")
@@ -688,6 +724,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
         Config::load(dir.path())
+    }
+
+    #[test]
+    fn a_build_without_a_face_refuses_a_root_that_asks_for_it() {
+        let (both, none) = (
+            Faces::ALL,
+            Faces {
+                server: false,
+                farm: false,
+            },
+        );
+        let plain = load("").unwrap();
+        assert!(plain.needs_only(none).is_ok());
+        let server = load("[server]\n").unwrap();
+        assert!(server.needs_only(both).is_ok());
+        let e = server.needs_only(none).unwrap_err().to_string();
+        assert!(
+            e.contains(CONFIG_FILE)
+                && e.contains("[server]")
+                && e.contains("cargo feature `server`"),
+            "{e}"
+        );
+        let farm = load("[cluster]\nnode = \"a\"\n").unwrap();
+        assert!(farm.needs_only(both).is_ok());
+        let only_server = Faces {
+            server: true,
+            farm: false,
+        };
+        let e = farm.needs_only(only_server).unwrap_err().to_string();
+        assert!(
+            e.contains("[cluster]") && e.contains("cargo feature `farm`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -487,10 +487,12 @@ fn connect_farm(
         }
     }
     let Some(connect) = connect else {
-        anyhow::bail!(
-            "{}: [cluster] is set, and this build of sluice has no farm (cargo feature `farm`)",
-            cfg.root.join(crate::config::CONFIG_FILE).display()
-        );
+        // The binary's refusal, for a caller that did not check first.
+        cfg.needs_only(crate::config::Faces {
+            server: true,
+            farm: false,
+        })?;
+        return Ok(None);
     };
     let ingest = connect(c, store)?;
     ingest.republish(cfg, store, lookup);

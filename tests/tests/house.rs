@@ -397,7 +397,14 @@ fn functions(text: &str) -> Vec<(String, usize, usize)> {
         let t = line.trim_start();
         let indent = line.len() - t.len();
         let mut rest = t;
-        for prefix in ["pub(crate) ", "pub(super) ", "pub ", "const ", "async ", "unsafe "] {
+        for prefix in [
+            "pub(crate) ",
+            "pub(super) ",
+            "pub ",
+            "const ",
+            "async ",
+            "unsafe ",
+        ] {
             rest = rest.strip_prefix(prefix).unwrap_or(rest);
         }
         let Some(after) = rest.strip_prefix("fn ") else {

@@ -28,6 +28,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    // A root asking for a face this build lacks is refused, not run without it.
+    cfg.needs_only(config::Faces {
+        server: cfg!(feature = "server"),
+        farm: cfg!(feature = "farm"),
+    })?;
     // `[server]`: the HTTP API beside the host, stopping with it.
     let server = serve_beside(&cfg, &stop)?;
     let hosted = host::watch(cfg, stop.clone(), abort, &|n| super::say(n), farm());
@@ -62,18 +67,13 @@ fn serve_beside(
     }))
 }
 
-/// A build without the server refuses a root that asks for one rather than run without it.
+/// A build without the server: none (a root that asks for one is refused first, see
+/// [`config::Config::needs_only`]).
 #[cfg(not(feature = "server"))]
 fn serve_beside(
-    cfg: &config::Config,
+    _: &config::Config,
     _: &std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Option<std::io::Result<std::thread::JoinHandle<Result<()>>>>> {
-    if cfg.server.is_some() {
-        anyhow::bail!(
-            "{}: [server] is set, and this build of sluice has no HTTP server (cargo feature `server`)",
-            cfg.root.join(config::CONFIG_FILE).display()
-        );
-    }
     Ok(None)
 }
 
