@@ -62,8 +62,12 @@ fn no_references(genre: &Option<String>, genres: &[(String, usize)]) -> String {
                 .join(", ")
         )
     };
+    let built_in = format!(
+        "built-in profiles (for comparing, without references): {}",
+        crate::genres::names().join(", ")
+    );
     match genre {
-        Some(g) => format!("genre {g:?} has no references; {held}"),
+        Some(g) => format!("genre {g:?} has no references; {held}; {built_in}"),
         None => format!("no references; {held}"),
     }
 }
@@ -453,10 +457,13 @@ pub fn profile(store: &Store, target: &Target) -> Result<Profile, LibraryError> 
         Target::Genre(g) => {
             let refs = store.references(Some(g))?;
             let key = store::genre_key(g);
+            // The library's references of the genre; without any, the genre's built-in
+            // profile where Sluice ships one.
             Profile::from_signatures(
                 format!("genre {key} profile"),
                 refs.iter().map(|r| &r.signature),
             )
+            .or_else(|| crate::genres::get(&key).map(|b| b.profile))
             .ok_or_else(|| LibraryError::NoReferences {
                 genre: Some(key),
                 genres: store.genres().unwrap_or_default(),

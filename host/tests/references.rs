@@ -135,6 +135,36 @@ fn a_library_is_built_searched_compared_and_pruned() {
     assert!(stderr.contains("jazz"), "{stderr}");
     assert!(!none.exists());
 
+    // A genre Sluice ships a profile of, with no reference of it here: the built-in profile,
+    // for export and for comparing. A built-in genre the library holds references of (ambient)
+    // is the library's.
+    let exported = |genre: &str| -> Value {
+        let (out, stdout, stderr) = run(&root, &["ref", "profile", "export", "--genre", genre]);
+        assert!(out.status.success(), "{genre}: {stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let built_in = exported("Orchestral");
+    assert!(
+        built_in["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("built-in orchestral profile"),
+        "{}",
+        built_in["name"]
+    );
+    assert!(built_in["references"].as_u64().unwrap() >= 10);
+    let compared = json(
+        &root,
+        &["compare", probe.to_str().unwrap(), "--genre", "electronic"],
+    );
+    assert!(
+        compared.to_string().contains("built-in electronic profile"),
+        "{compared:#}"
+    );
+    let own = exported("ambient");
+    assert_eq!(own["references"], 3, "{}", own["name"]);
+    assert_eq!(own["name"], "genre ambient profile");
+
     // The nearest references of a techno track are the techno ones.
     let near = json(
         &root,

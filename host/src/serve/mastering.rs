@@ -146,7 +146,8 @@ struct MasteringAnalysis {
     /// Empty without a genre to compare with.
     recommendations: Vec<RecommendationView>,
     /// What the client should know about the answer: a genre asked for with no references in
-    /// the library (so no targets, no comparison and no recommendations).
+    /// the library, compared with Sluice's built-in profile of the genre, or, without one, with
+    /// no targets (so no comparison and no recommendations).
     notes: Vec<String>,
 }
 
@@ -224,12 +225,26 @@ fn view(rec: &AnalysisRecord, sig: &Signature) -> MasteringAnalysis {
         recommendations,
         notes: match (&rec.genre, &rec.comparison) {
             (Some(g), None) => vec![no_targets(g)],
+            (Some(g), Some(c)) => c
+                .get("target")
+                .and_then(Value::as_str)
+                .filter(|t| t.starts_with("built-in"))
+                .map(|t| vec![built_in_targets(g, t)])
+                .unwrap_or_default(),
             _ => Vec::new(),
         },
     }
 }
 
-/// The note of an analysis asked against a genre the library has no references for.
+/// The note of an analysis compared with a built-in genre profile (`profile` its name).
+fn built_in_targets(genre: &str, profile: &str) -> String {
+    format!(
+        "no references for genre `{genre}` in this library: compared with Sluice's {profile}; references of the genre added with POST /api/references take its place"
+    )
+}
+
+/// The note of an analysis asked against a genre the library has no references for (and
+/// Sluice has no built-in profile of).
 fn no_targets(genre: &str) -> String {
     format!(
         "no references for genre `{genre}` in this library: no targets exist for it, so the analysis has no comparison and no recommendations (add references with POST /api/references, then analyse again)"

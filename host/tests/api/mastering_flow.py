@@ -71,8 +71,9 @@ def check_analysis(a, where):
         fields(r, {"subject": str, "delta": NUM, "text": str}, f"{where} recommendation")
 
 
-# An empty library (a fresh root): the list is empty; an analysis against a genre still gets
-# its analysis and band metrics, with a note that no targets exist for the genre; it reads back,
+# An empty library (a fresh root): the list is empty; an analysis against a genre with no
+# references (and no built-in profile) still gets its analysis and band metrics, with a note
+# that no targets exist for the genre; it reads back,
 # and the closest references are an empty list with the reason.
 r = requests.get(f"{BASE}/api/references", timeout=10)
 expect(r.status_code == 200 and r.json() == [], f"empty library: {r.status_code} {r.text}")
@@ -92,6 +93,25 @@ expect(r.status_code == 200, f"similarity on an empty library: {r.status_code} {
 sim = r.json()
 expect(sim["similar_references"] == [] and sim["compared"] == 0 and len(sim["notes"]) == 1,
        f"similarity on an empty library: {sim}")
+
+# A genre Sluice ships a profile of (orchestral, electronic, ambient) is compared with it on a
+# fresh root: a comparison against the built-in profile, its recommendations, and a note saying
+# so; its profile is served under v1 too.
+r = post_file("/api/analyze", "muddy.wav", {"genre": "Orchestral"})
+expect(r.status_code == 200, f"analysis against a built-in genre: {r.status_code} {r.text}")
+built = r.json()
+check_analysis(built, "analysis against a built-in genre")
+comp = built["comparison"]
+expect(built["genre"] == "orchestral" and comp is not None
+       and comp["target"].startswith("built-in orchestral profile") and comp["references"] >= 10,
+       f"compared with the built-in profile: {str(comp)[:300]}")
+expect(len(comp["bands"]) == 5 and all(isinstance(b["delta_db"], (int, float)) for b in comp["bands"]),
+       f"the built-in comparison's bands: {comp['bands']}")
+expect(len(built["notes"]) == 1 and "built-in" in built["notes"][0] and "orchestral" in built["notes"][0],
+       f"the note says the profile is built in: {built['notes']}")
+r = requests.get(f"{BASE}/api/v1/genres/orchestral/profile", timeout=10)
+expect(r.status_code == 200 and r.json()["name"].startswith("built-in orchestral"),
+       f"the built-in profile under v1: {r.status_code} {r.text[:300]}")
 
 # References: two families, with the user's facts; a mutating route needs the token.
 error_of(post_file("/api/references", "techno1.wav", {"genre": "techno"}, auth=False), 401,
