@@ -410,7 +410,7 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
             Err(why) => update(
                 JobState::Failed,
                 crate::store::EventKind::Failed,
-                &why,
+                &format!(" ({why})"),
                 0,
                 None,
             ),
@@ -418,10 +418,23 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
     }
 }
 
+/// Why a source could not be quarantined (added to its failure's message).
+#[derive(Debug, thiserror::Error)]
+enum Unquarantined {
+    #[error("the source could not be moved to quarantine: {0}")]
+    Folder(String),
+    #[error("the source could not be moved to quarantine")]
+    Source,
+}
+
 /// The source of `job` moved to the pipeline's quarantine folder (under a free name), with
-/// its error (`msg`) written beside it: where it went, relative to the root; or, when it could
-/// not be moved, what to add to the failure's message.
-fn quarantine(ctx: &Ctx, p: &Pipeline, job: &JobRecord, msg: &str) -> Result<PathBuf, String> {
+/// its error (`msg`) written beside it: where it went, relative to the root.
+fn quarantine(
+    ctx: &Ctx,
+    p: &Pipeline,
+    job: &JobRecord,
+    msg: &str,
+) -> Result<PathBuf, Unquarantined> {
     let src = ctx.cfg.root.join(&job.input);
     let name = job
         .input
@@ -439,9 +452,7 @@ fn quarantine(ctx: &Ctx, p: &Pipeline, job: &JobRecord, msg: &str) -> Result<Pat
             crate::confine::prepare(&ctx.cfg.root, &rel.join("x")).map_err(|e| e.to_string())
         });
     if let Err(e) = confined {
-        return Err(format!(
-            " (the source could not be moved to quarantine: {e})"
-        ));
+        return Err(Unquarantined::Folder(e));
     }
     let mut dest = dir.join(&name);
     let mut n = 2;
@@ -466,7 +477,7 @@ fn quarantine(ctx: &Ctx, p: &Pipeline, job: &JobRecord, msg: &str) -> Result<Pat
             .as_bytes(),
     );
     if !moved {
-        return Err(" (the source could not be moved to quarantine)".into());
+        return Err(Unquarantined::Source);
     }
     Ok(dest
         .strip_prefix(&ctx.cfg.root)

@@ -118,18 +118,26 @@ async fn close(mut socket: WebSocket, code: u16, message: String) {
     .await;
 }
 
-/// The session's opening message, read for up to 10 s: `None` when the client went away,
-/// an error naming what was wrong with it.
-async fn opening(socket: &mut WebSocket) -> Option<Result<Open, String>> {
+/// What was wrong with a session's opening (its close reason).
+#[derive(Debug, thiserror::Error)]
+enum BadOpening {
+    #[error("the opening message: {0}")]
+    NotJson(serde_json::Error),
+    #[error("open the session with a text message (JSON: sample_rate, channels, chain)")]
+    NotText,
+    #[error("no opening message within 10 s")]
+    Silent,
+}
+
+/// The session's opening message, read for up to 10 s: `None` when the client went away.
+async fn opening(socket: &mut WebSocket) -> Option<Result<Open, BadOpening>> {
     let open = match tokio::time::timeout(Duration::from_secs(10), socket.recv()).await {
         Ok(Some(Ok(Message::Text(t)))) => {
-            serde_json::from_str::<Open>(&t).map_err(|e| format!("the opening message: {e}"))
+            serde_json::from_str::<Open>(&t).map_err(BadOpening::NotJson)
         }
-        Ok(Some(Ok(_))) => {
-            Err("open the session with a text message (JSON: sample_rate, channels, chain)".into())
-        }
+        Ok(Some(Ok(_))) => Err(BadOpening::NotText),
         Ok(_) => return None,
-        Err(_) => Err("no opening message within 10 s".into()),
+        Err(_) => Err(BadOpening::Silent),
     };
     Some(open)
 }
@@ -152,7 +160,7 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
     };
     let open = match open {
         Ok(o) => o,
-        Err(m) => return close(socket, 1008, m).await,
+        Err(m) => return close(socket, 1008, m.to_string()).await,
     };
     let root = st.root.clone();
     let built = tokio::task::spawn_blocking(move || Chain::build(&root, &open)).await;
