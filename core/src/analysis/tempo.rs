@@ -81,8 +81,13 @@
 //! for the level decision then still overlaps itself over ≥ 4 s; at most a few beats are a
 //! guess), when no window has onsets (silence, a steady tone: envelope variance below 0.05,
 //! i.e. a standard deviation under ~0.2 nepers of summed band rise per frame),
-//! and when the confidence is below 0.25. White noise measures 0.04–0.13 (6–30 s), a steady
-//! sine below 0.15; the synthetic drum patterns of the tests 0.55–0.99.
+//! and when the confidence is below a floor that falls with the file's length as the
+//! autocorrelation of noise does: 0.25 for one 12 s window, 0.25·√(2/(windows+1)) beyond, down
+//! to 0.1 (0.18 at 24 s, 0.125 at 48 s, 0.1 from about a minute). White noise measures
+//! 0.04–0.13 at 6–12 s, 0.035–0.054 (white, pink, brown) at 30 s and 0.016–0.020 at 3 minutes;
+//! a steady sine below 0.15; the synthetic drum patterns of the tests 0.55–0.99; a 170 BPM
+//! metal song with blast beats (Frets on Fire's "Armygeddon") 0.17, which the fixed 0.25 of
+//! earlier versions reported as no tempo at all.
 //!
 //! # Tuning and measured accuracy
 //!
@@ -177,8 +182,12 @@ const FAMILY_MARGIN: f64 = 1.1;
 const MOVE_PULSE: f64 = 0.1;
 /// ...and its confidence at least this share of the reading's.
 const MOVE_CONFIDENCE: f64 = 0.8;
-/// Below this confidence the tempo is undefined (`None`).
+/// Below this confidence the tempo of a file of one autocorrelation window (up to 12 s) is
+/// undefined (`None`); longer files, see [`min_confidence`].
 const MIN_CONFIDENCE: f64 = 0.25;
+/// The least confidence of a long file (see [`min_confidence`]): noise of 3 minutes measures
+/// 0.016–0.020, of 30 s 0.035–0.054.
+const LONG_MIN_CONFIDENCE: f64 = 0.1;
 /// Variance floor of the onset envelope per window (its unit is nepers of rise per frame):
 /// below it a window has no onsets (silence, steady tones).
 const VARIANCE_FLOOR: f64 = 5.0e-2;
@@ -463,9 +472,9 @@ fn group_sum(g: &[f32]) -> f32 {
 }
 
 /// Autocorrelation of the envelope, lags `0..=max_lag` frames: mean-removed, unbiased and
-/// normalised per window (1 at lag 0), averaged over 12 s windows that overlap by half.
-/// `None` when no window has onsets.
-fn autocorrelation(env: &[f32], frame_rate: f64, floor: f64) -> Option<Vec<f64>> {
+/// normalised per window (1 at lag 0), averaged over 12 s windows that overlap by half; and
+/// the number of windows averaged. `None` when no window has onsets.
+fn autocorrelation(env: &[f32], frame_rate: f64, floor: f64) -> Option<(Vec<f64>, usize)> {
     let len = env.len();
     let win = ((ACF_WINDOW_SECONDS * frame_rate).round() as usize).min(len);
     let max_lag = ((MAX_LAG_SECONDS * frame_rate).round() as usize).min(win / 2);
@@ -506,7 +515,16 @@ fn autocorrelation(env: &[f32], frame_rate: f64, floor: f64) -> Option<Vec<f64>>
     for a in acc.iter_mut() {
         *a /= used as f64;
     }
-    Some(acc)
+    Some((acc, used))
+}
+
+/// The least confidence reported as a tempo, after averaging `windows` autocorrelation
+/// windows: [`MIN_CONFIDENCE`] for one, falling with the square root of the number of
+/// independent (half-overlapping) windows, as the autocorrelation of noise does, to
+/// [`LONG_MIN_CONFIDENCE`].
+fn min_confidence(windows: usize) -> f64 {
+    (MIN_CONFIDENCE * (2.0 / (windows + 1) as f64).sqrt())
+        .clamp(LONG_MIN_CONFIDENCE, MIN_CONFIDENCE)
 }
 
 /// Linear interpolation of `a` at fractional lag `x` (0 outside).
@@ -668,9 +686,9 @@ fn estimate(env: &[f32], env_low: &[f32], frame_rate: f64, range: (f64, f64)) ->
     if (env.len() as f64) < MIN_SECONDS * frame_rate {
         return None;
     }
-    let a = autocorrelation(env, frame_rate, VARIANCE_FLOOR)?;
+    let (a, windows) = autocorrelation(env, frame_rate, VARIANCE_FLOOR)?;
     // The low band's own periodicity; `None` when it has no onsets (no kick, no bass).
-    let a_low = autocorrelation(env_low, frame_rate, LOW_VARIANCE_FLOOR);
+    let a_low = autocorrelation(env_low, frame_rate, LOW_VARIANCE_FLOOR).map(|(a, _)| a);
     let bounds = (MIN_BPM.min(range.0), MAX_BPM.max(range.1));
     let lag_of = |bpm: f64| 60.0 * frame_rate / bpm;
     let bpm_of = |lag: f64| 60.0 * frame_rate / lag;
@@ -780,7 +798,7 @@ fn estimate(env: &[f32], env_low: &[f32], frame_rate: f64, range: (f64, f64)) ->
         }
     }
     let confidence = conf_of(p);
-    if confidence < MIN_CONFIDENCE {
+    if confidence < min_confidence(windows) {
         return None;
     }
     let bpm = bpm_of(p).clamp(bounds.0, bounds.1);
