@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The tempo bench's material (host/benches/tempo.py), from freely licensed Debian packages,
+# into target/tempo-material/ (nothing of it goes into the repository):
+#
+# - songs/: the 8 songs of Frets on Fire's song packs (fretsonfire-songs-muldjord,
+#   CC BY-SA 3.0; fretsonfire-songs-sectoid, GPL), band recordings of metal and rock at
+#   95-190 BPM: each song's stems (song.ogg, guitar.ogg, rhythm.ogg where present) mixed as the
+#   game plays them; the truth is the tempo of the song's chart (notes.mid), which the game
+#   scrolls its notes by.
+# - renders/: LMMS's demo and "shorties" projects (lmms-common, each project's own licence,
+#   see /usr/share/doc/lmms-common/copyright), rendered by LMMS itself: electronic, house,
+#   reggae, reggaeton, chiptune, rock...; the truth is the project's tempo (its `bpm`).
+#
+# Each file's truth goes into truth.tsv beside it: file, BPM, where it came from. librosa (the
+# bench's peer) is installed into target/bench-peers.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=target/tempo-material
+need=()
+for p in fretsonfire-songs-muldjord fretsonfire-songs-sectoid lmms ffmpeg python3; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -q && apt-get install -y -q "${need[@]}"
+fi
+mkdir -p "$OUT/songs" "$OUT/renders"
+
+# The predominant tempo of a MIDI file (the one held longest) or of an LMMS project.
+truth() {
+    python3 - "$1" <<'EOF'
+import re, struct, sys, zlib
+path = sys.argv[1]
+data = open(path, "rb").read()
+if path.endswith((".mmpz", ".mmp")):
+    xml = zlib.decompress(data[4:]) if path.endswith(".mmpz") else data
+    print(float(re.search(rb'<head[^>]*\sbpm="([0-9.]+)"', xml).group(1)))
+    sys.exit()
+def vlq(b, i):
+    v = 0
+    while True:
+        c = b[i]; i += 1; v = (v << 7) | (c & 0x7F)
+        if not c & 0x80:
+            return v, i
+fmt, tracks, division = struct.unpack(">HHH", data[8:14])
+i, events, end = 14, [], 0
+for _ in range(tracks):
+    length = struct.unpack(">I", data[i + 4:i + 8])[0]
+    j, stop, t, status = i + 8, i + 8 + length, 0, None
+    while j < stop:
+        d, j = vlq(data, j); t += d
+        b = data[j]
+        if b == 0xFF:
+            kind = data[j + 1]; n, k = vlq(data, j + 2)
+            if kind == 0x51:
+                events.append((t, int.from_bytes(data[k:k + 3], "big")))
+            j = k + n
+        elif b in (0xF0, 0xF7):
+            n, k = vlq(data, j + 1); j = k + n
+        else:
+            if b & 0x80:
+                status = b; j += 1
+            j += 1 if (status & 0xF0) in (0xC0, 0xD0) else 2
+    end = max(end, t); i = stop
+events = sorted(events) or [(0, 500000)]
+held = {}
+for k, (t, us) in enumerate(events):
+    t2 = events[k + 1][0] if k + 1 < len(events) else end
+    bpm = round(60e6 / us, 3)
+    held[bpm] = held.get(bpm, 0) + (t2 - t) / division * us / 1e6
+print(max(held.items(), key=lambda x: x[1])[0])
+EOF
+}
+
+: >"$OUT/songs/truth.tsv"
+for d in /usr/share/games/fretsonfire/data/songs/*/*/; do
+    name=$(basename "$d" | tr ' ' '_')
+    inputs=()
+    for stem in song.ogg guitar.ogg rhythm.ogg; do
+        [ -f "$d$stem" ] && inputs+=(-i "$d$stem")
+    done
+    n=$((${#inputs[@]} / 2))
+    [ -f "$OUT/songs/$name.flac" ] ||
+        ffmpeg -v error -y "${inputs[@]}" \
+            -filter_complex "amix=inputs=$n:normalize=0:duration=longest" -c:a flac "$OUT/songs/$name.flac"
+    printf '%s\t%s\t%s\n' "$name.flac" "$(truth "${d}notes.mid")" "$d" >>"$OUT/songs/truth.tsv"
+done
+
+: >"$OUT/renders/truth.tsv"
+find /usr/share/lmms/projects/demos /usr/share/lmms/projects/shorties -name '*.mmp*' | sort |
+    while read -r p; do
+        name=$(basename "$p" | sed 's/\.mmpz\?$//; s/[^A-Za-z0-9_-]/_/g')
+        [ -f "$OUT/renders/$name.wav" ] ||
+            QT_QPA_PLATFORM=offscreen timeout 900 lmms --allowroot render "$p" \
+                -o "$OUT/renders/$name.wav" -f wav >/dev/null 2>&1 </dev/null || {
+                echo "$p: LMMS did not render it" >&2
+                continue
+            }
+        printf '%s\t%s\t%s\n' "$name.wav" "$(truth "$p")" "$p" >>"$OUT/renders/truth.tsv"
+    done
+wc -l "$OUT"/*/truth.tsv
+
+# The peer: librosa, in the benches' virtual environment (nothing system-wide).
+[ -x target/bench-peers/bin/python ] || python3 -m venv target/bench-peers
+target/bench-peers/bin/pip install -q 'librosa==0.11.0'

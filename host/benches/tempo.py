@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Tempo on real recordings and renders, Sluice beside librosa in the same run.
+
+    host/benches/tempo-material.sh                 # the material, into target/tempo-material
+    target/bench-peers/bin/python host/benches/tempo.py [SLUICE]
+
+SLUICE is the binary (default target/release/sluice). For each set (songs/, renders/) it reads
+truth.tsv (file, BPM, source), measures every file with `sluice analyze --only tempo` and with
+librosa's `feature.tempo` (its defaults: the onset-strength autocorrelation with a log-normal
+prior around 120 BPM), and prints each reading, then hits/total: within 4 % of the truth, and
+within an octave relative (x1/3, 1/2, 2, 3) as well. Wall and CPU time of each tool's pass are
+printed beside each other. The exit status is 0 when Sluice reaches the targets (7 of 8 songs,
+28 of 30 renders within 4 %; scaled to the number of files found), else 1.
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import librosa
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+MATERIAL = os.path.join(ROOT, "target", "tempo-material")
+SLUICE = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "release", "sluice")
+TARGETS = {"songs": (7, 8), "renders": (28, 30)}
+
+
+def hit(bpm, truth):
+    return bpm is not None and abs(bpm / truth - 1) <= 0.04
+
+
+def octave_hit(bpm, truth):
+    return bpm is not None and any(hit(bpm, truth * r) for r in (1 / 3, 1 / 2, 1, 2, 3))
+
+
+def child_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def self_cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def sluice_tempo(path):
+    out = subprocess.run(
+        [SLUICE, "analyze", "--only", "tempo", "--json", path],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    report = json.loads(out)
+    report = report[0] if isinstance(report, list) else report
+    t = report.get("tempo") or {}
+    return t.get("bpm"), t.get("confidence")
+
+
+def librosa_tempo(path):
+    y, sr = librosa.load(path, sr=22050, mono=True)
+    return float(librosa.feature.tempo(y=y, sr=sr)[0])
+
+
+def main():
+    passed = True
+    for name in ("songs", "renders"):
+        tsv = os.path.join(MATERIAL, name, "truth.tsv")
+        if not os.path.exists(tsv):
+            print(f"{tsv}: missing (run host/benches/tempo-material.sh)")
+            passed = False
+            continue
+        rows = [line.rstrip("\n").split("\t") for line in open(tsv) if line.strip()]
+        print(f"\n== {name}: {len(rows)} files")
+        print(f"{'file':44} {'truth':>7}  {'sluice':>7} {'conf':>5}    {'librosa':>7}")
+        s_hits = s_oct = l_hits = l_oct = 0
+        s_wall = s_cpu = l_wall = l_cpu = 0.0
+        for file, truth, _source in rows:
+            path = os.path.join(MATERIAL, name, file)
+            truth = float(truth)
+            t0, c0 = time.monotonic(), child_cpu()
+            bpm, conf = sluice_tempo(path)
+            s_wall += time.monotonic() - t0
+            s_cpu += child_cpu() - c0
+            t0, c0 = time.monotonic(), self_cpu()
+            lb = librosa_tempo(path)
+            l_wall += time.monotonic() - t0
+            l_cpu += self_cpu() - c0
+            s_hits += hit(bpm, truth)
+            s_oct += octave_hit(bpm, truth)
+            l_hits += hit(lb, truth)
+            l_oct += octave_hit(lb, truth)
+            mark = lambda b: "ok" if hit(b, truth) else ("oct" if octave_hit(b, truth) else "--")
+            shown = f"{bpm:7.2f} {conf:5.2f} {mark(bpm):>3}" if bpm else "   none            "
+            print(f"{file[:44]:44} {truth:7.2f}  {shown} {lb:7.2f} {mark(lb):>3}")
+        n = len(rows)
+        print(f"sluice:  {s_hits}/{n} within 4 %, {s_oct}/{n} within an octave relative; "
+              f"{s_wall:.1f} s wall, {s_cpu:.1f} s CPU")
+        print(f"librosa: {l_hits}/{n} within 4 %, {l_oct}/{n} within an octave relative; "
+              f"{l_wall:.1f} s wall, {l_cpu:.1f} s CPU")
+        want, of = TARGETS[name]
+        need = -(-want * n // of)  # the target's share of the files found, rounded up
+        ok = s_hits >= need
+        print(f"target: {need}/{n} within 4 % ({want} of {of}): {'met' if ok else 'NOT met'}")
+        passed &= ok
+    sys.exit(0 if passed else 1)
+
+
+if __name__ == "__main__":
+    main()
