@@ -10,6 +10,9 @@
 # - renders/: LMMS's demo and "shorties" projects (lmms-common, each project's own licence,
 #   see /usr/share/doc/lmms-common/copyright), rendered by LMMS itself: electronic, house,
 #   reggae, reggaeton, chiptune, rock...; the truth is the project's tempo (its `bpm`).
+# - heldout/: Hydrogen's demo songs (hydrogen-data, GPL-2+), drum grooves (rock, jazz, a
+#   Bo Diddley beat, an 808 pattern) rendered by its h2cli; the truth is the song's `bpm`. The
+#   tempo estimator was never tuned on these.
 #
 # Each file's truth goes into truth.tsv beside it: file, BPM, where it came from. librosa (the
 # bench's peer) is installed into target/bench-peers.
@@ -17,13 +20,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=target/tempo-material
 need=()
-for p in fretsonfire-songs-muldjord fretsonfire-songs-sectoid lmms ffmpeg python3; do
+for p in fretsonfire-songs-muldjord fretsonfire-songs-sectoid lmms hydrogen ffmpeg python3; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -q && apt-get install -y -q "${need[@]}"
 fi
-mkdir -p "$OUT/songs" "$OUT/renders"
+mkdir -p "$OUT/songs" "$OUT/renders" "$OUT/heldout"
 
 # The predominant tempo of a MIDI file (the one held longest) or of an LMMS project.
 truth() {
@@ -31,6 +34,9 @@ truth() {
 import re, struct, sys, zlib
 path = sys.argv[1]
 data = open(path, "rb").read()
+if path.endswith(".h2song"):
+    print(float(re.search(rb"<bpm>([0-9.]+)</bpm>", data).group(1)))
+    sys.exit()
 if path.endswith((".mmpz", ".mmp")):
     xml = zlib.decompress(data[4:]) if path.endswith(".mmpz") else data
     print(float(re.search(rb'<head[^>]*\sbpm="([0-9.]+)"', xml).group(1)))
@@ -97,6 +103,16 @@ find /usr/share/lmms/projects/demos /usr/share/lmms/projects/shorties -name '*.m
             }
         printf '%s\t%s\t%s\n' "$name.wav" "$(truth "$p")" "$p" >>"$OUT/renders/truth.tsv"
     done
+: >"$OUT/heldout/truth.tsv"
+for p in /usr/share/hydrogen/data/demo_songs/*.h2song; do
+    name=$(basename "$p" .h2song)
+    [ -f "$OUT/heldout/$name.wav" ] ||
+        timeout 600 h2cli -s "$p" -o "$OUT/heldout/$name.wav" >/dev/null 2>&1 </dev/null || {
+            echo "$p: h2cli did not render it" >&2
+            continue
+        }
+    printf '%s\t%s\t%s\n' "$name.wav" "$(truth "$p")" "$p" >>"$OUT/heldout/truth.tsv"
+done
 wc -l "$OUT"/*/truth.tsv
 
 # The peer: librosa, in the benches' virtual environment (nothing system-wide).
