@@ -13,6 +13,9 @@
 # - heldout/: Hydrogen's demo songs (hydrogen-data, GPL-2+), drum grooves (rock, jazz, a
 #   Bo Diddley beat, an 808 pattern) rendered by its h2cli; the truth is the song's `bpm`. The
 #   tempo estimator was never tuned on these.
+# - midi/: Planet Blupi's game music (planetblupi-music-midi, GPL-3+), MIDI files rendered by
+#   FluidSynth with the FluidR3 GM sound font (fluid-soundfont-gm, MIT); the truth is the
+#   MIDI file's tempo (the one held longest). Never tuned on either.
 #
 # Each file's truth goes into truth.tsv beside it: file, BPM, where it came from. librosa (the
 # bench's peer) is installed into target/bench-peers.
@@ -20,13 +23,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=target/tempo-material
 need=()
-for p in fretsonfire-songs-muldjord fretsonfire-songs-sectoid lmms hydrogen ffmpeg python3; do
+for p in fretsonfire-songs-muldjord fretsonfire-songs-sectoid lmms hydrogen planetblupi-music-midi \
+    fluidsynth fluid-soundfont-gm ffmpeg python3; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -q && apt-get install -y -q "${need[@]}"
 fi
-mkdir -p "$OUT/songs" "$OUT/renders" "$OUT/heldout"
+mkdir -p "$OUT/songs" "$OUT/renders" "$OUT/heldout" "$OUT/midi"
 
 # The predominant tempo of a MIDI file (the one held longest) or of an LMMS project.
 truth() {
@@ -112,6 +116,17 @@ for p in /usr/share/hydrogen/data/demo_songs/*.h2song; do
             continue
         }
     printf '%s\t%s\t%s\n' "$name.wav" "$(truth "$p")" "$p" >>"$OUT/heldout/truth.tsv"
+done
+: >"$OUT/midi/truth.tsv"
+for m in /usr/share/planetblupi/music/*.mid; do
+    name=$(basename "$m" .mid)
+    [ -f "$OUT/midi/$name.wav" ] ||
+        timeout 600 fluidsynth -ni -q -F "$OUT/midi/$name.wav" -r 44100 \
+            /usr/share/sounds/sf2/FluidR3_GM.sf2 "$m" >/dev/null 2>&1 </dev/null || {
+            echo "$m: FluidSynth did not render it" >&2
+            continue
+        }
+    printf '%s\t%s\t%s\n' "$name.wav" "$(truth "$m")" "$m" >>"$OUT/midi/truth.tsv"
 done
 wc -l "$OUT"/*/truth.tsv
 

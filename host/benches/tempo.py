@@ -4,15 +4,16 @@
     host/benches/tempo-material.sh                 # the material, into target/tempo-material
     target/bench-peers/bin/python host/benches/tempo.py [SLUICE]
 
-SLUICE is the binary (default target/release/sluice). For each set (songs/, renders/, heldout/:
-see tempo-material.sh; the estimator was tuned on the first two, never on the third) it reads
+SLUICE is the binary (default target/release/sluice). For each set (songs/, renders/, heldout/,
+midi/: see tempo-material.sh; the estimator was tuned on the first two, never on the others)
+it reads
 truth.tsv (file, BPM, source), measures every file with `sluice analyze --only tempo` and with
 librosa's `feature.tempo` (its defaults: the onset-strength autocorrelation with a log-normal
 prior around 120 BPM), and prints each reading, then hits/total: within 4 % of the truth, and
 within an octave relative (x1/3, 1/2, 2, 3) as well. Wall and CPU time of each tool's pass are
 printed beside each other. The exit status is 0 when Sluice reaches the targets (7 of 8 songs;
-28 of 30 renders, counted over the renders and the held-out renders together; scaled to the
-number of files found), else 1.
+28 of 30 renders, counted over the three sets of renders together; scaled to the number of
+files found), else 1.
 """
 import json
 import os
@@ -27,7 +28,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 MATERIAL = os.path.join(ROOT, "target", "tempo-material")
 SLUICE = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "release", "sluice")
 TARGETS = {"songs": (7, 8), "renders": (28, 30)}
-SETS = {"songs": "songs", "renders": "renders", "heldout": "renders"}
+SETS = {"songs": "songs", "renders": "renders", "heldout": "renders", "midi": "renders"}
 
 
 def hit(bpm, truth):
