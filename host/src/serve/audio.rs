@@ -7,6 +7,7 @@
 //! then take their place in `uploads/YYYY/MM/DD/` (a name already there gets `-2`, `-3`...);
 //! a refused or broken upload leaves nothing behind.
 
+use super::ErrorKind;
 use super::blocking;
 use super::form::{self, Received};
 use super::{ApiError, AppState, ErrorBody};
@@ -201,7 +202,7 @@ pub(super) fn keep_upload(st: &AppState, got: Received) -> Result<UploadRecord, 
         let msg = e
             .to_string()
             .replace(&tmp.path.display().to_string(), &name);
-        ApiError::bad_request("unsupported_audio", msg)
+        ApiError::bad_request(ErrorKind::UnsupportedAudio, msg)
     })?;
     let mut info = serde_json::to_value(&info).map_err(ApiError::internal)?;
     if let Some(o) = info.as_object_mut() {
@@ -446,7 +447,7 @@ async fn waveform(
     let n = q.target_length.unwrap_or(1000);
     if n == 0 || n > MAX_WAVEFORM {
         return Err(ApiError::bad_request(
-            "bad_field",
+            ErrorKind::BadField,
             format!("target_length: {n} is not between 1 and {MAX_WAVEFORM}"),
         ));
     }

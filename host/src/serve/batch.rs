@@ -9,6 +9,7 @@
 //! of each taking every core. A file that cannot be exported is recorded as failed with its
 //! reason (the batch goes on with the others); its upload stays as it was.
 
+use super::ErrorKind;
 use super::audio::find;
 use super::blocking;
 use super::export::{AREA, ExportSettings, export_target, run_export, with_extension};
@@ -184,7 +185,7 @@ async fn create(
     let rec = blocking(move || {
         if req.input_files.is_empty() {
             return Err(ApiError::bad_request(
-                "bad_field",
+                ErrorKind::BadField,
                 "input_files: name at least one uploaded file",
             ));
         }
@@ -265,7 +266,7 @@ async fn process(
             })),
             _ => Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "busy",
+                ErrorKind::Busy,
                 format!("batch {id} is already processing"),
             )),
         };
@@ -364,7 +365,10 @@ fn run_batch(st: &AppState, rec: BatchRecord) {
         });
         // Stopped with the server: the file stays pending, and the batch resumes with it at
         // the next start (its output was never renamed into place).
-        if outcome.as_ref().is_err_and(|e| e.kind == "stopping") {
+        if outcome
+            .as_ref()
+            .is_err_and(|e| e.kind == ErrorKind::Stopping)
+        {
             stopped.store(true, std::sync::atomic::Ordering::SeqCst);
             return;
         }

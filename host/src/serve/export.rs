@@ -1,6 +1,7 @@
 //! `POST /api/audio/export`: an uploaded file rendered by the same code as `sluice export`,
 //! into the root's export area (`exports/`) and nowhere else.
 
+use super::ErrorKind;
 use super::audio::find;
 use super::blocking;
 use super::{ApiError, AppState, ErrorBody, Work};
@@ -87,7 +88,7 @@ pub(crate) struct ExportResponse {
 pub(crate) fn export_target(root: &Path, given: &str) -> Result<(PathBuf, PathBuf), ApiError> {
     let escape = |why: &str| {
         ApiError::bad_request(
-            "path_escape",
+            ErrorKind::PathEscape,
             format!("{given}: {why}; exports are written inside the export area only"),
         )
     };
@@ -150,7 +151,7 @@ fn order(
     s: &ExportSettings,
     (start, end): (Option<f64>, Option<f64>),
 ) -> Result<ExportOrder, ApiError> {
-    let bad = |m: String| ApiError::bad_request("bad_field", m);
+    let bad = |m: String| ApiError::bad_request(ErrorKind::BadField, m);
     let codec = crate::export::codec_for(s.format.as_deref(), Some(out), "settings.format")
         .map_err(|e| bad(e.to_string()))?;
     let request = Request {
@@ -238,7 +239,7 @@ pub(super) fn with_extension(
             .map(|c| c.about().extension)
             .ok_or_else(|| {
                 ApiError::bad_request(
-                    "bad_field",
+                    ErrorKind::BadField,
                     format!(
                         "format `{f}`: choose {}",
                         sluice_core::encode::codec_names()
@@ -270,7 +271,7 @@ pub(super) fn run_export(
     if full.exists() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "exists",
+            ErrorKind::Exists,
             format!("{}: exists; exports never replace a file", rel.display()),
         ));
     }
@@ -285,7 +286,7 @@ pub(super) fn run_export(
     };
     let mut done = crate::export::export_quiet(&order, &mut |_, p| progress(p), Some(stop))
         .map_err(|e| match e {
-            OrderError::Usage(m) => ApiError::bad_request("bad_field", clean(&m)),
+            OrderError::Usage(m) => ApiError::bad_request(ErrorKind::BadField, clean(&m)),
             OrderError::Input(e) => ApiError::analysis(e, work).map_message(clean),
         })?;
     let one = done
@@ -297,7 +298,7 @@ pub(super) fn run_export(
         )) => ApiError::analysis(e, work).map_message(clean),
         e => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "export_failed",
+            ErrorKind::ExportFailed,
             clean(&e.to_string()),
         ),
     })?;

@@ -1,6 +1,7 @@
 //! Multipart forms: at most one audio file, streamed to a temporary file in
 //! `uploads/.incoming/` while it is hashed (never whole in memory), and short text fields.
 
+use super::ErrorKind;
 use super::blocking;
 use super::{ApiError, AppState};
 use crate::confine;
@@ -53,7 +54,7 @@ pub(super) fn link_unique(
         let dest = confine::prepare(root, &rel).map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "path_escape",
+                ErrorKind::PathEscape,
                 format!("{}: {e}", rel.display()).replace(&root.display().to_string(), "(root)"),
             )
         })?;
@@ -101,7 +102,7 @@ impl Form {
     pub fn take_file(&mut self, field: &str) -> Result<Received, ApiError> {
         let f = self.file.take().ok_or_else(|| {
             ApiError::bad_request(
-                "no_file",
+                ErrorKind::NoFile,
                 format!(
                     "no `{field}` field in the form: send the audio as multipart field `{field}`"
                 ),
@@ -109,7 +110,7 @@ impl Form {
         })?;
         if f.size == 0 {
             return Err(ApiError::bad_request(
-                "unsupported_audio",
+                ErrorKind::UnsupportedAudio,
                 format!("{}: the file is empty", f.name),
             ));
         }
@@ -123,7 +124,7 @@ impl Form {
             Some("true" | "1" | "yes" | "on") => Ok(true),
             Some("false" | "0" | "no" | "off") => Ok(false),
             Some(other) => Err(ApiError::bad_request(
-                "bad_field",
+                ErrorKind::BadField,
                 format!("{k}: `{other}` is not true or false"),
             )),
         }
@@ -137,7 +138,10 @@ impl Form {
                     .ok()
                     .filter(|x| x.is_finite())
                     .ok_or_else(|| {
-                        ApiError::bad_request("bad_field", format!("{k}: `{v}` is not a number"))
+                        ApiError::bad_request(
+                            ErrorKind::BadField,
+                            format!("{k}: `{v}` is not a number"),
+                        )
                     })
             })
             .transpose()
@@ -160,7 +164,7 @@ pub(super) fn safe_name(given: Option<&str>) -> String {
 pub(super) fn too_large(max: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
+        ErrorKind::TooLarge,
         format!(
             "the upload is larger than this server accepts ({} MB; `sluice serve --max-upload-mb`)",
             max / 1_000_000
@@ -182,7 +186,7 @@ pub(super) async fn receive(
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             too_large(max)
         } else {
-            ApiError::new(status, "bad_multipart", e.body_text())
+            ApiError::new(status, ErrorKind::BadMultipart, e.body_text())
         }
     };
     let mut out = Form {
@@ -195,7 +199,7 @@ pub(super) async fn receive(
     let timeout = || {
         ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "timeout",
+            ErrorKind::Timeout,
             format!(
                 "nothing arrived for {} s in the middle of the form",
                 idle.as_secs()
@@ -211,14 +215,14 @@ pub(super) async fn receive(
         if Some(name.as_str()) == file_field {
             if out.file.is_some() {
                 return Err(ApiError::bad_request(
-                    "bad_multipart",
+                    ErrorKind::BadMultipart,
                     format!("more than one `{name}` field: send one file per request"),
                 ));
             }
             let slot = Arc::clone(&st.uploads).try_acquire_owned().map_err(|_| {
                 ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "busy",
+                    ErrorKind::Busy,
                     format!(
                         "{} uploads are being received: try again when one has finished (`sluice serve --max-uploads`)",
                         st.max_uploads
@@ -271,7 +275,7 @@ pub(super) async fn receive(
                 None => "this form takes text fields only (upload the file first)".to_string(),
             };
             return Err(ApiError::bad_request(
-                "bad_multipart",
+                ErrorKind::BadMultipart,
                 format!("{name}: a file where a text field was expected; {hint}"),
             ));
         } else {
@@ -284,14 +288,14 @@ pub(super) async fn receive(
             {
                 if bytes.len() + chunk.len() > MAX_TEXT {
                     return Err(ApiError::bad_request(
-                        "bad_field",
+                        ErrorKind::BadField,
                         format!("{name}: longer than {MAX_TEXT} bytes"),
                     ));
                 }
                 bytes.extend_from_slice(&chunk);
             }
             let text = String::from_utf8(bytes).map_err(|_| {
-                ApiError::bad_request("bad_field", format!("{name}: not UTF-8 text"))
+                ApiError::bad_request(ErrorKind::BadField, format!("{name}: not UTF-8 text"))
             })?;
             out.text.insert(name, text);
         }

@@ -7,6 +7,7 @@
 //! `sluice compare` (docs/MASTERING.md). A track's signature is measured once per content and
 //! kept with its upload; an analysis records the comparison as the library stood when it ran.
 
+use super::ErrorKind;
 use super::audio::{find, keep_upload};
 use super::blocking;
 use super::form;
@@ -260,18 +261,22 @@ pub(super) fn library_error(e: LibraryError, path: &Path, name: &str) -> ApiErro
     match e {
         LibraryError::NoReferences { .. } => ApiError::new(
             StatusCode::NOT_FOUND,
-            "no_references",
+            ErrorKind::NoReferences,
             format!("{msg} (over HTTP: POST /api/references)"),
         ),
         LibraryError::UnknownReference(_) => ApiError::not_found(msg),
-        LibraryError::Refused { .. } => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_measurable", msg)
-        }
-        LibraryError::Input(_) | LibraryError::Io { .. } => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "undecodable_audio", msg)
-        }
+        LibraryError::Refused { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::NotMeasurable,
+            msg,
+        ),
+        LibraryError::Input(_) | LibraryError::Io { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::UndecodableAudio,
+            msg,
+        ),
         LibraryError::Usage(_) | LibraryError::Ambiguous { .. } => {
-            ApiError::bad_request("bad_field", msg)
+            ApiError::bad_request(ErrorKind::BadField, msg)
         }
         LibraryError::Store(e) => ApiError::internal(e),
     }
@@ -320,7 +325,7 @@ fn level_of(given: Option<String>) -> Result<Level, ApiError> {
         None => Ok(Level::default()),
         Some(l) => Level::parse(&l.to_ascii_lowercase()).ok_or_else(|| {
             ApiError::bad_request(
-                "bad_field",
+                ErrorKind::BadField,
                 format!("recommendation_level: `{l}` is not gentle, suggestive or assertive"),
             )
         }),
@@ -552,11 +557,11 @@ async fn add_reference(
     let genre = form
         .get("genre")
         .map(|g| store::genre_key(&g))
-        .ok_or_else(|| ApiError::bad_request("bad_field", "genre: required"))?;
+        .ok_or_else(|| ApiError::bad_request(ErrorKind::BadField, "genre: required"))?;
     let year = match form.get("year") {
         None => None,
         Some(y) => Some(y.parse::<i32>().map_err(|_| {
-            ApiError::bad_request("bad_field", format!("year: `{y}` is not a year"))
+            ApiError::bad_request(ErrorKind::BadField, format!("year: `{y}` is not a year"))
         })?),
     };
     let (name, artist) = (form.get("name"), form.get("artist"));
@@ -592,7 +597,7 @@ async fn add_reference(
         }
         Err(d) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "exists",
+            ErrorKind::Exists,
             format!("this content is reference {} ({:?}) already", d.id, d.name),
         )),
     }
@@ -685,7 +690,7 @@ async fn similarity(
     let top = q.top_k.unwrap_or(5);
     if !(1..=100).contains(&top) {
         return Err(ApiError::bad_request(
-            "bad_field",
+            ErrorKind::BadField,
             format!("top_k: {top} is not between 1 and 100"),
         ));
     }

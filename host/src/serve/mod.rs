@@ -323,16 +323,66 @@ pub(crate) fn json_bytes(body: axum::body::Bytes) -> axum::response::Response {
         .into_response()
 }
 
+/// Declares [`ErrorKind`] with each kind's name written once: `name()` and `ALL` both come
+/// from it.
+macro_rules! error_kinds {
+    ($($variant:ident => $name:literal,)*) => {
+        /// The kinds of error the API answers with, each under its stable name (docs/API.md
+        /// lists them with their statuses).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum ErrorKind {
+            $($variant,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind.
+            #[cfg(test)]
+            pub const ALL: &[ErrorKind] = &[$(ErrorKind::$variant,)*];
+
+            /// The name the answer gives it (`error.kind`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+error_kinds! {
+    Unauthorized => "unauthorized",
+    NotFound => "not_found",
+    Timeout => "timeout",
+    TooLarge => "too_large",
+    BadMultipart => "bad_multipart",
+    NoFile => "no_file",
+    BadField => "bad_field",
+    BadJson => "bad_json",
+    BadRequest => "bad_request",
+    PathEscape => "path_escape",
+    UnsupportedAudio => "unsupported_audio",
+    NoReferences => "no_references",
+    Exists => "exists",
+    Busy => "busy",
+    UndecodableAudio => "undecodable_audio",
+    NotMeasurable => "not_measurable",
+    ExportFailed => "export_failed",
+    TimeLimit => "time_limit",
+    Stopping => "stopping",
+    BadConfig => "bad_config",
+    Internal => "internal",
+}
+
 /// An error as the API answers it.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     pub status: StatusCode,
-    pub kind: &'static str,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
         ApiError {
             status,
             kind,
@@ -340,9 +390,9 @@ impl ApiError {
         }
     }
     pub fn not_found(what: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+        ApiError::new(StatusCode::NOT_FOUND, ErrorKind::NotFound, what)
     }
-    pub fn bad_request(kind: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(kind: ErrorKind, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, kind, message)
     }
     /// A failure of the server itself: logged in full, answered without internals.
@@ -350,7 +400,7 @@ impl ApiError {
         tracing::error!("internal error: {e}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorKind::Internal,
             "the server could not complete the request (see its log)",
         )
     }
@@ -360,8 +410,8 @@ impl ApiError {
         match (e, work.why()) {
             (sluice_core::InputError::Interrupted { reason, .. }, why) => {
                 let kind = match why {
-                    Some(Stop::OverLimit(_)) => "time_limit",
-                    _ => "stopping",
+                    Some(Stop::OverLimit(_)) => ErrorKind::TimeLimit,
+                    _ => ErrorKind::Stopping,
                 };
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -371,7 +421,7 @@ impl ApiError {
             }
             (e, _) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "undecodable_audio",
+                ErrorKind::UndecodableAudio,
                 e.to_string(),
             ),
         }
@@ -386,7 +436,7 @@ impl ApiError {
     pub fn config(root: &std::path::Path, e: impl std::fmt::Display) -> Self {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "bad_config",
+            ErrorKind::BadConfig,
             e.to_string().replace(&root.display().to_string(), "(root)"),
         )
     }
@@ -401,7 +451,7 @@ pub(super) fn rfc3339(ms: Option<i64>) -> Option<String> {
 impl From<axum::extract::multipart::MultipartRejection> for ApiError {
     fn from(e: axum::extract::multipart::MultipartRejection) -> Self {
         ApiError::bad_request(
-            "bad_multipart",
+            ErrorKind::BadMultipart,
             format!("{}: send the form as multipart/form-data", e.body_text()),
         )
     }
@@ -409,7 +459,7 @@ impl From<axum::extract::multipart::MultipartRejection> for ApiError {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        ApiError::bad_request("bad_json", e.body_text())
+        ApiError::bad_request(ErrorKind::BadJson, e.body_text())
     }
 }
 
@@ -433,7 +483,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             detail: self.message.clone(),
             error: ErrorDetail {
-                kind: self.kind.to_string(),
+                kind: self.kind.name().to_string(),
                 message: self.message,
             },
         };
@@ -551,7 +601,7 @@ async fn authorize(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
             } else {
                 "this route changes state: it needs `Authorization: Bearer TOKEN` (the token is in the root's .sluice/api-token)"
             };
-            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            return ApiError::new(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, message)
                 .into_response();
         }
     }
@@ -828,8 +878,25 @@ async fn shutdown() {
 
 #[cfg(test)]
 mod tests {
-    use super::Answers;
+    use super::{Answers, ErrorKind};
     use axum::body::Bytes;
+
+    #[test]
+    fn every_error_kind_is_documented_and_named_once() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/API.md"))
+            .unwrap();
+        let mut names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
+        for n in &names {
+            assert!(
+                doc.contains(&format!("`{n}`")),
+                "docs/API.md does not list `{n}`"
+            );
+        }
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "a name given twice");
+    }
 
     #[test]
     fn kept_answers_stay_under_their_budget_dropping_the_oldest() {

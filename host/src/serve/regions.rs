@@ -1,6 +1,7 @@
 //! Regions (the specification's routes): stretches of uploaded files placed on tracks, with a
 //! name and a gain, kept in the state database.
 
+use super::ErrorKind;
 use super::audio::find;
 use super::blocking;
 use super::form;
@@ -63,13 +64,13 @@ async fn create(
     let f = form::receive(&st, form, None).await?;
     let need = |k: &str| {
         f.get(k)
-            .ok_or_else(|| ApiError::bad_request("bad_field", format!("{k}: required")))
+            .ok_or_else(|| ApiError::bad_request(ErrorKind::BadField, format!("{k}: required")))
     };
     let track_id = need("track_id")?;
     let file_id = need("file_id")?;
     let start = f
         .number("start_time")?
-        .ok_or_else(|| ApiError::bad_request("bad_field", "start_time: required"))?;
+        .ok_or_else(|| ApiError::bad_request(ErrorKind::BadField, "start_time: required"))?;
     let duration = f.number("duration")?;
     let gain = f.number("gain")?.unwrap_or(1.0);
     let name = f.get("name");
@@ -81,7 +82,7 @@ async fn create(
             .and_then(serde_json::Value::as_f64);
         if start < 0.0 || length.is_some_and(|l| start >= l) {
             return Err(ApiError::bad_request(
-                "bad_field",
+                ErrorKind::BadField,
                 format!(
                     "start_time: {start} s is not inside {} ({})",
                     up.file_name,
@@ -93,7 +94,7 @@ async fn create(
             && (d <= 0.0 || length.is_some_and(|l| start + d > l + 1e-3))
         {
             return Err(ApiError::bad_request(
-                "bad_field",
+                ErrorKind::BadField,
                 format!(
                     "duration: {d} s from {start} s does not fit in {}",
                     up.file_name
@@ -102,7 +103,7 @@ async fn create(
         }
         if gain < 0.0 {
             return Err(ApiError::bad_request(
-                "bad_field",
+                ErrorKind::BadField,
                 format!("gain: {gain} is negative (a linear gain, 1.0 leaves the level)"),
             ));
         }

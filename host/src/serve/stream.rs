@@ -12,6 +12,7 @@
 //! faster than the chain runs (a flood), a malformed message or an effect that traps ends that
 //! session with `{"type":"error"}` and a close frame, never the server.
 
+use super::ErrorKind;
 use super::{ApiError, AppState};
 use crate::effects::{Instance, Limits};
 use axum::extract::State;
@@ -69,7 +70,7 @@ async fn stream(
         Ok(ws) => ws,
         Err(e) => {
             return ApiError::bad_request(
-                "bad_request",
+                ErrorKind::BadRequest,
                 format!("{}: open it as a WebSocket", e.body_text()),
             )
             .into_response();

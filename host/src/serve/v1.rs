@@ -4,6 +4,7 @@
 //! (server-sent events). The jobs are the ones `sluice watch` runs on the same root (in this
 //! process when `[server]` is set in sluice.toml, or in another).
 
+use super::ErrorKind;
 use super::blocking;
 use super::form;
 use super::{ApiError, AppState, ErrorBody};
@@ -232,7 +233,7 @@ async fn jobs(State(st): St, Query(q): Query<JobsQuery>) -> Result<Json<Vec<JobV
         None => None,
         Some(s) => Some(JobState::parse(s).ok_or_else(|| {
             ApiError::bad_request(
-                "bad_field",
+                ErrorKind::BadField,
                 format!("state: `{s}` is not queued, running, done, failed or quarantined"),
             )
         })?),
@@ -446,7 +447,7 @@ async fn retry(State(st): St, UrlPath(id): UrlPath<String>) -> Result<Json<Retri
         if done.queued.is_empty() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "busy",
+                ErrorKind::Busy,
                 format!(
                     "job {id} is {}: only failed or quarantined jobs are retried",
                     j.state.name()
@@ -503,13 +504,13 @@ async fn submit(
     let mut form = form::receive(&st, form, Some("file")).await?;
     let pipeline = form
         .get("pipeline")
-        .ok_or_else(|| ApiError::bad_request("bad_field", "pipeline: required"))?;
+        .ok_or_else(|| ApiError::bad_request(ErrorKind::BadField, "pipeline: required"))?;
     let got = form.take_file("file")?;
     let out = blocking(move || {
         let (cfg, loaded, list) = load(&st)?;
         let Some(p) = loaded.iter().find(|p| p.name == pipeline) else {
             return Err(ApiError::bad_request(
-                "bad_field",
+                ErrorKind::BadField,
                 format!(
                     "pipeline: no pipeline `{pipeline}` (this root has {})",
                     list.pipelines
@@ -523,7 +524,7 @@ async fn submit(
         // A name the pipeline does not take would wait in its folder, unprocessed, for ever.
         if !p.matches(Path::new(&got.name)) {
             return Err(ApiError::bad_request(
-                "bad_field",
+                ErrorKind::BadField,
                 format!(
                     "{}: the pipeline `{pipeline}` takes only {} (its `include`)",
                     got.name,
@@ -534,7 +535,7 @@ async fn submit(
         let watch = view(&st.root, p).watch;
         let Some(dir) = watch.first() else {
             return Err(ApiError::bad_request(
-                "bad_field",
+                ErrorKind::BadField,
                 format!("pipeline: `{pipeline}` watches no folder"),
             ));
         };
