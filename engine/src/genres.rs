@@ -52,9 +52,18 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// The built-in profile of `genre` (a key, as `store::genre_key` makes it), if there is one.
-/// Its profile's name says it is built in and how many recordings it stands for.
+/// Its profile's name says it is built in and how many recordings it stands for. The files are
+/// read once per process.
 pub fn get(genre: &str) -> Option<BuiltIn> {
-    let (_, text) = FILES.iter().find(|(g, _)| *g == genre)?;
+    static READ: std::sync::OnceLock<Vec<BuiltIn>> = std::sync::OnceLock::new();
+    READ.get_or_init(|| FILES.iter().filter_map(|(g, text)| read(g, text)).collect())
+        .iter()
+        .find(|b| b.genre == genre)
+        .cloned()
+}
+
+/// One profile's file, its profile named as built in; `None` (logged) when it does not read.
+fn read(genre: &str, text: &str) -> Option<BuiltIn> {
     match serde_json::from_str::<BuiltIn>(text) {
         Ok(mut b) => {
             b.profile.name = format!(
