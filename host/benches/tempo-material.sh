@@ -16,6 +16,9 @@
 # - midi/: Planet Blupi's game music (planetblupi-music-midi, GPL-3+), MIDI files rendered by
 #   FluidSynth with the FluidR3 GM sound font (fluid-soundfont-gm, MIT); the truth is the
 #   MIDI file's tempo (the one held longest). Never tuned on either.
+# - openmsx/: OpenTTD's OpenMSX music set (openttd-openmsx, GPL-2), 31 MIDI pieces (ragtime,
+#   blues, boogie, swing, march, pop) rendered the same way. Added as held-out material after
+#   the estimator's last change and never tuned on.
 #
 # Each file's truth goes into truth.tsv beside it: file, BPM, where it came from. librosa (the
 # bench's peer) is installed into target/bench-peers.
@@ -23,14 +26,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=target/tempo-material
 need=()
-for p in fretsonfire-songs-muldjord fretsonfire-songs-sectoid lmms hydrogen planetblupi-music-midi \
+for p in fretsonfire-songs-muldjord fretsonfire-songs-sectoid lmms hydrogen planetblupi-music-midi openttd-openmsx \
     fluidsynth fluid-soundfont-gm ffmpeg python3; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -q && apt-get install -y -q "${need[@]}"
 fi
-mkdir -p "$OUT/songs" "$OUT/renders" "$OUT/heldout" "$OUT/midi"
+mkdir -p "$OUT/songs" "$OUT/renders" "$OUT/heldout" "$OUT/midi" "$OUT/openmsx"
 
 # The predominant tempo of a MIDI file (the one held longest) or of an LMMS project.
 truth() {
@@ -117,17 +120,24 @@ for p in /usr/share/hydrogen/data/demo_songs/*.h2song; do
         }
     printf '%s\t%s\t%s\n' "$name.wav" "$(truth "$p")" "$p" >>"$OUT/heldout/truth.tsv"
 done
-: >"$OUT/midi/truth.tsv"
-for m in /usr/share/planetblupi/music/*.mid; do
-    name=$(basename "$m" .mid)
-    [ -f "$OUT/midi/$name.wav" ] ||
-        timeout 600 fluidsynth -ni -q -F "$OUT/midi/$name.wav" -r 44100 \
-            /usr/share/sounds/sf2/FluidR3_GM.sf2 "$m" >/dev/null 2>&1 </dev/null || {
-            echo "$m: FluidSynth did not render it" >&2
-            continue
-        }
-    printf '%s\t%s\t%s\n' "$name.wav" "$(truth "$m")" "$m" >>"$OUT/midi/truth.tsv"
-done
+# MIDI files rendered by FluidSynth: set, then the files.
+render_midi() {
+    local set=$1
+    shift
+    : >"$OUT/$set/truth.tsv"
+    for m in "$@"; do
+        name=$(basename "$m" .mid)
+        [ -f "$OUT/$set/$name.wav" ] ||
+            timeout 600 fluidsynth -ni -q -F "$OUT/$set/$name.wav" -r 44100 \
+                /usr/share/sounds/sf2/FluidR3_GM.sf2 "$m" >/dev/null 2>&1 </dev/null || {
+                echo "$m: FluidSynth did not render it" >&2
+                continue
+            }
+        printf '%s\t%s\t%s\n' "$name.wav" "$(truth "$m")" "$m" >>"$OUT/$set/truth.tsv"
+    done
+}
+render_midi midi /usr/share/planetblupi/music/*.mid
+render_midi openmsx /usr/share/games/openttd/baseset/openmsx/*.mid
 wc -l "$OUT"/*/truth.tsv
 
 # The peer: librosa, in the benches' virtual environment (nothing system-wide).

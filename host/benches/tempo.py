@@ -5,14 +5,15 @@
     target/bench-peers/bin/python host/benches/tempo.py [SLUICE]
 
 SLUICE is the binary (default target/release/sluice). For each set (songs/, renders/, heldout/,
-midi/: see tempo-material.sh; the estimator was tuned on the first two, never on the others)
+midi/, openmsx/: see tempo-material.sh; the estimator was tuned on the first two, never on the
+others)
 it reads
 truth.tsv (file, BPM, source), measures every file with `sluice analyze --only tempo` and with
 librosa's `feature.tempo` (its defaults: the onset-strength autocorrelation with a log-normal
 prior around 120 BPM), and prints each reading, then hits/total: within 4 % of the truth, and
 within an octave relative (x1/3, 1/2, 2, 3) as well. Wall and CPU time of each tool's pass are
 printed beside each other. The exit status is 0 when Sluice reaches the targets (7 of 8 songs;
-28 of 30 renders, counted over the three sets of renders together; scaled to the number of
+28 of 30 renders, counted over the held-out sets of renders together; scaled to the number of
 files found), else 1.
 """
 import json
@@ -28,7 +29,10 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 MATERIAL = os.path.join(ROOT, "target", "tempo-material")
 SLUICE = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "release", "sluice")
 TARGETS = {"songs": (7, 8), "renders": (28, 30)}
-SETS = {"songs": "songs", "renders": "renders", "heldout": "renders", "midi": "renders"}
+# Each set and the target it counts towards: the renders the estimator was tuned on are shown
+# but judged apart ("tuned"); the target for renders is judged on held-out material only.
+SETS = {"songs": "songs", "renders": "tuned", "heldout": "renders", "midi": "renders",
+        "openmsx": "renders"}
 
 
 def hit(bpm, truth):
@@ -107,6 +111,9 @@ def main():
         totals[kind] = (hits + s_hits, count + n)
     print()
     for kind, (hits, n) in totals.items():
+        if kind not in TARGETS:
+            print(f"{kind} (not judged): {hits}/{n} within 4 %")
+            continue
         want, of = TARGETS[kind]
         need = -(-want * n // of)  # the target's share of the files found, rounded up
         ok = hits >= need
