@@ -17,6 +17,7 @@ pub mod io;
 pub mod mp4;
 pub mod mpa;
 pub mod render;
+pub mod replaygain;
 pub mod riff;
 pub mod signal;
 pub mod tags;

@@ -15,6 +15,7 @@ pub mod digest;
 pub mod effects;
 pub mod encode_thread;
 pub mod export;
+pub mod gaintag;
 pub mod genres;
 pub mod host;
 pub mod job;

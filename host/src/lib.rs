@@ -6,8 +6,9 @@
 //! bench names `sluice_host::store` as it names `sluice_host::serve`.
 
 pub use sluice_engine::{
-    analyze, commands, config, confine, digest, effects, encode_thread, export, genres, host, job,
-    library, parallel, pipeline, plot, render, scaffold, settle, store, template, tls, writers,
+    analyze, commands, config, confine, digest, effects, encode_thread, export, gaintag, genres,
+    host, job, library, parallel, pipeline, plot, render, scaffold, settle, store, template, tls,
+    writers,
 };
 
 #[cfg(feature = "farm")]

@@ -54,6 +54,9 @@ enum Command {
     Clean(cli::clean::Args),
     /// What the root holds (files, bytes, by type, oldest and newest) and the jobs by state.
     Stats(cli::stats::Args),
+    /// Write ReplayGain 2.0 track and album gain and peak into files in place (folders
+    /// recursively): only the tags change, each file atomically (docs/TAGGING.md).
+    Tag(cli::tag::Args),
     /// The wasm effects: built in, and `.wasm` files in the root's effects folder.
     Effects {
         #[command(subcommand)]
@@ -115,6 +118,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(a) => cli::check::run(a),
         Command::Clean(a) => cli::clean::run(a),
         Command::Stats(a) => cli::stats::run(a),
+        Command::Tag(a) => cli::tag::run(a),
         Command::Effects { action } => cli::effects::run(action),
         Command::Formats(a) => cli::formats::run(a),
         Command::Ref { action } => cli::reference::run(action),

@@ -30,6 +30,7 @@ pub mod run;
 #[cfg(feature = "server")]
 pub mod serve;
 pub mod stats;
+pub mod tag;
 pub mod watch;
 #[cfg(feature = "farm")]
 pub mod worker;
