@@ -323,150 +323,193 @@ fn tagged(fields: &[(String, String)], album: bool) -> bool {
     has(replaygain::TRACK_GAIN) && (!album || has(replaygain::ALBUM_GAIN))
 }
 
+/// A file to tag, as measured.
+type Measurement = Result<(Measured, Stamp), String>;
+
+/// The files measured together: an album, or one file.
+struct Unit {
+    album: Option<String>,
+    members: Vec<usize>,
+    remaining: usize,
+    measured: Vec<(usize, Measurement)>,
+}
+
 fn tag_all(files: &[PathBuf], opts: &Options, progress: &dyn Progress) -> Vec<FileResult> {
     let album_of = albums(files, opts.album);
     let existing: Vec<Result<Vec<(String, String)>, String>> =
         crate::parallel::map(files, threads(opts), |f| {
             replaygain::read(f).map_err(|e| e.to_string())
         });
-    // With skip_existing, an album is skipped only when all its files are tagged.
-    let mut untagged_albums = std::collections::HashSet::new();
-    for (i, e) in existing.iter().enumerate() {
-        let done = matches!(e, Ok(f) if tagged(f, album_of[i].is_some()));
-        if !done && let Some(a) = &album_of[i] {
-            untagged_albums.insert(a.clone());
+    let mut results: Vec<Option<FileResult>> = vec![None; files.len()];
+    let mut units: Vec<Unit> = Vec::new();
+    let mut unit_of_album: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, f) in files.iter().enumerate() {
+        match &existing[i] {
+            Err(e) => {
+                let mut r = failed(f, e.clone());
+                r.album = album_of[i].clone();
+                results[i] = Some(r);
+                progress.done(f);
+            }
+            Ok(_) => {
+                let u = match &album_of[i] {
+                    Some(a) => *unit_of_album.entry(a.clone()).or_insert_with(|| {
+                        units.push(Unit::new(Some(a.clone())));
+                        units.len() - 1
+                    }),
+                    None => {
+                        units.push(Unit::new(None));
+                        units.len() - 1
+                    }
+                };
+                units[u].members.push(i);
+                units[u].remaining += 1;
+            }
         }
     }
-    let skip = |i: usize| {
-        opts.skip_existing
-            && match (&existing[i], &album_of[i]) {
-                (Ok(f), None) => tagged(f, false),
-                (Ok(_), Some(a)) => !untagged_albums.contains(a),
-                (Err(_), _) => false,
-            }
-    };
-    let todo: Vec<usize> = (0..files.len())
-        .filter(|&i| existing[i].is_ok() && !skip(i))
-        .collect();
-    let measured: Vec<Result<(Measured, Stamp), String>> =
-        crate::parallel::map(&todo, threads(opts), |&i| {
-            let r = Stamp::of(&files[i]).and_then(|s| Ok((measure(&files[i])?, s)));
-            if r.is_err() {
+    // With skip_existing, a unit is left alone only when all its files are tagged.
+    units.retain(|u| {
+        let done = opts.skip_existing
+            && u.members
+                .iter()
+                .all(|&i| matches!(&existing[i], Ok(f) if tagged(f, u.album.is_some())));
+        if done {
+            for &i in &u.members {
+                let mut r = failed(&files[i], String::new());
+                r.error = None;
+                r.action = Action::Skipped;
+                r.album = u.album.clone();
+                results[i] = Some(r);
                 progress.done(&files[i]);
             }
-            r
-        });
-    let mut by_index: BTreeMap<usize, Result<(Measured, Stamp), String>> =
-        todo.iter().copied().zip(measured).collect();
-    let album_gains = album_gains(&by_index, &album_of);
-
-    let mut jobs = Vec::new();
-    let mut results: Vec<Option<FileResult>> = vec![None; files.len()];
-    for (i, f) in files.iter().enumerate() {
-        let mut r = failed(f, String::new());
-        r.error = None;
-        r.album = album_of[i].clone();
-        match (&existing[i], by_index.remove(&i)) {
-            (Err(e), _) => {
-                r.action = Action::Failed;
-                r.error = Some(e.clone());
-                progress.done(f);
-            }
-            (Ok(_), None) => {
-                r.action = Action::Skipped;
-                progress.done(f);
-            }
-            (Ok(_), Some(Err(e))) => {
-                r.action = Action::Failed;
-                r.error = Some(e);
-            }
-            (Ok(fields), Some(Ok((m, stamp)))) => {
-                r.integrated_lufs = m.integrated_lufs;
-                r.true_peak_dbtp = (m.true_peak > 0.0).then(|| 20.0 * m.true_peak.log10());
-                let Some(lufs) = m.integrated_lufs else {
-                    r.action = Action::Failed;
-                    r.error = Some(format!(
-                        "{}: silent (below the −70 LUFS gate): no gain to write",
-                        f.display()
-                    ));
-                    progress.done(f);
-                    results[i] = Some(r);
-                    continue;
-                };
-                let gains = Gains {
-                    track_gain_db: REFERENCE_LUFS - lufs,
-                    track_peak: m.true_peak,
-                    album: album_of[i]
-                        .as_ref()
-                        .and_then(|a| album_gains.get(a).copied().flatten()),
-                };
-                r.gains = Some(gains);
-                if same_fields(fields, &gains) {
-                    r.action = Action::Unchanged;
-                    progress.done(f);
-                } else if opts.dry_run {
-                    r.action = Action::WouldWrite;
-                    progress.done(f);
-                } else {
-                    jobs.push((i, stamp, gains));
-                }
-            }
         }
-        results[i] = Some(r);
-    }
-    let written = crate::parallel::map(&jobs, threads(opts), |(i, stamp, gains)| {
-        let f = &files[*i];
-        let r = stamp.check(f).and_then(|()| replace(f, Some(gains)));
-        progress.done(f);
-        r
+        !done
     });
-    for ((i, _, _), w) in jobs.iter().zip(written) {
-        if let Some(r) = results[*i].as_mut() {
-            match w {
-                Ok(()) => r.action = Action::Written,
-                Err(e) => {
-                    r.action = Action::Failed;
-                    r.error = Some(e);
-                }
+    // Measured in parallel, album after album; the file that completes its unit writes it,
+    // so a long run tags as it goes.
+    let order: Vec<(usize, usize)> = units
+        .iter()
+        .enumerate()
+        .flat_map(|(u, unit)| unit.members.iter().map(move |&i| (u, i)))
+        .collect();
+    let units = std::sync::Mutex::new(units);
+    let results = std::sync::Mutex::new(results);
+    crate::parallel::map(&order, threads(opts), |&(u, i)| {
+        let m = Stamp::of(&files[i]).and_then(|s| Ok((measure(&files[i])?, s)));
+        let complete = {
+            let mut units = lock(&units);
+            let unit = &mut units[u];
+            unit.measured.push((i, m));
+            unit.remaining -= 1;
+            (unit.remaining == 0).then(|| (unit.album.clone(), std::mem::take(&mut unit.measured)))
+        };
+        if let Some((album, measured)) = complete {
+            for (i, r) in finish_unit(files, &existing, album, measured, opts, progress) {
+                lock(&results)[i] = Some(r);
             }
         }
-    }
-    results.into_iter().flatten().collect()
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
-/// Each album's gain and peak from the measured files in it (`None` when the album is silent
-/// or one of its files could not be measured: the album's figure would be wrong).
-fn album_gains(
-    measured: &BTreeMap<usize, Result<(Measured, Stamp), String>>,
-    album_of: &[Option<String>],
-) -> BTreeMap<String, Option<AlbumGain>> {
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (&i, _) in measured.iter() {
-        if let Some(a) = &album_of[i] {
-            groups.entry(a.clone()).or_default().push(i);
+impl Unit {
+    fn new(album: Option<String>) -> Unit {
+        Unit {
+            album,
+            members: Vec::new(),
+            remaining: 0,
+            measured: Vec::new(),
         }
     }
-    groups
+}
+
+/// Tag the files of one measured unit (an album's gain from all of them).
+fn finish_unit(
+    files: &[PathBuf],
+    existing: &[Result<Vec<(String, String)>, String>],
+    album: Option<String>,
+    mut measured: Vec<(usize, Measurement)>,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Vec<(usize, FileResult)> {
+    measured.sort_by_key(|(i, _)| *i);
+    let album_gain = album.as_ref().and_then(|_| album_gain(&measured));
+    measured
         .into_iter()
-        .map(|(album, members)| {
-            let mut blocks = Vec::new();
-            let mut peak = 0f64;
-            for i in &members {
-                match &measured[i] {
-                    Ok((m, _)) => {
-                        blocks.extend_from_slice(&m.blocks);
-                        peak = peak.max(m.true_peak);
-                    }
-                    Err(_) => return (album, None),
+        .map(|(i, m)| {
+            let f = &files[i];
+            let mut r = failed(f, String::new());
+            r.error = None;
+            r.album = album.clone();
+            r.action = match (m.as_ref(), &existing[i]) {
+                (Err(e), _) | (_, Err(e)) => {
+                    r.error = Some(e.clone());
+                    Action::Failed
                 }
-            }
-            let gain = gated_loudness(&blocks).map(|l| AlbumGain {
-                gain_db: REFERENCE_LUFS - l,
-                peak,
-            });
-            (album, gain)
+                (Ok((m, stamp)), Ok(fields)) => {
+                    r.integrated_lufs = m.integrated_lufs;
+                    r.true_peak_dbtp = (m.true_peak > 0.0).then(|| 20.0 * m.true_peak.log10());
+                    match m.integrated_lufs {
+                        None => {
+                            r.error = Some(format!(
+                                "{}: silent (below the −70 LUFS gate): no gain to write",
+                                f.display()
+                            ));
+                            Action::Failed
+                        }
+                        Some(lufs) => {
+                            let gains = Gains {
+                                track_gain_db: REFERENCE_LUFS - lufs,
+                                track_peak: m.true_peak,
+                                album: album_gain,
+                            };
+                            r.gains = Some(gains);
+                            if same_fields(fields, &gains) {
+                                Action::Unchanged
+                            } else if opts.dry_run {
+                                Action::WouldWrite
+                            } else {
+                                match stamp.check(f).and_then(|()| replace(f, Some(&gains))) {
+                                    Ok(()) => Action::Written,
+                                    Err(e) => {
+                                        r.error = Some(e);
+                                        Action::Failed
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            progress.done(f);
+            (i, r)
         })
         .collect()
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An album's gain and peak from its measured files (`None` when the album is silent or one
+/// of its files could not be measured: the figure would be wrong).
+fn album_gain(measured: &[(usize, Measurement)]) -> Option<AlbumGain> {
+    let mut blocks = Vec::new();
+    let mut peak = 0f64;
+    for (_, m) in measured {
+        let (m, _) = m.as_ref().ok()?;
+        blocks.extend_from_slice(&m.blocks);
+        peak = peak.max(m.true_peak);
+    }
+    gated_loudness(&blocks).map(|l| AlbumGain {
+        gain_db: REFERENCE_LUFS - l,
+        peak,
+    })
 }
 
 /// A file's size and modification time when it was measured: it is not tagged if either
