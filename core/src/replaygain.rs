@@ -20,8 +20,8 @@ use lofty::iff::aiff::AiffFile;
 use lofty::iff::wav::WavFile;
 use lofty::mp4::{Atom, AtomData, AtomIdent, Ilst, Mp4File};
 use lofty::mpeg::MpegFile;
-use lofty::ogg::VorbisFile;
 use lofty::ogg::tag::VorbisComments;
+use lofty::ogg::{OggPictureStorage, VorbisFile};
 use lofty::probe::Probe;
 use lofty::tag::{ItemValue, TagExt};
 use std::fs::File;
@@ -154,13 +154,18 @@ fn read_gain_tag(path: &Path, file: &mut File) -> Result<(GainTag, FileType), Ga
     let kind = file_type(path, file)?;
     let e = |e| tags_error(path, e);
     let tag = match kind {
-        FileType::Flac => GainTag::Vorbis(
-            FlacFile::read_from(file, parse_options())
-                .map_err(e)?
-                .vorbis_comments()
-                .cloned()
-                .unwrap_or_default(),
-        ),
+        FileType::Flac => {
+            let flac = FlacFile::read_from(file, parse_options()).map_err(e)?;
+            let mut vc = flac.vorbis_comments().cloned().unwrap_or_default();
+            // FLAC keeps its pictures in blocks of their own, which lofty reads beside the
+            // comments and writes back from the comments' pictures: carried over, or a save
+            // of the comments alone would drop the cover art.
+            for (picture, info) in OggPictureStorage::pictures(&flac) {
+                vc.insert_picture(picture.clone(), Some(*info))
+                    .map_err(|x| tags_error(path, x))?;
+            }
+            GainTag::Vorbis(vc)
+        }
         FileType::Vorbis => GainTag::Vorbis(
             VorbisFile::read_from(file, parse_options())
                 .map_err(e)?
