@@ -71,6 +71,7 @@ fn an_mp3_beside_a_flac_holds_in_one_encode_and_the_flac_keeps_its_ceiling() {
         lufs: -14.0,
         true_peak_dbtp: -1.0,
         limiter: true,
+        rule: Default::default(),
     })];
     let report = export(&src, &steps, &outputs, &mut |_| {}).unwrap();
     let (flac, mp3) = (&report.outputs[0], &report.outputs[1]);

@@ -62,6 +62,7 @@ fn to_loudness(lufs: f64, true_peak_dbtp: f64, limiter: bool) -> Box<Normalize> 
         lufs,
         true_peak_dbtp,
         limiter,
+        rule: Default::default(),
     }))
 }
 

@@ -604,6 +604,7 @@ mod probe_tests {
                 lufs: -16.0,
                 true_peak_dbtp: -1.0,
                 limiter: true,
+                rule: Default::default(),
             }),
         ];
         let out = |name: &str| {

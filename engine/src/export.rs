@@ -106,6 +106,112 @@ impl ExportOrder {
     }
 }
 
+/// One gain for all the inputs of an export (an album), so their levels stay as they were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlbumMode {
+    /// The gain that brings the inputs, measured as one programme, to the target.
+    Album,
+    /// The gain that brings the loudest input to the target.
+    AlbumLoudest,
+}
+
+/// An input's loudness and the gain its normalization will apply (before any limiter).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedGain {
+    pub path: PathBuf,
+    pub integrated_lufs: Option<f64>,
+    pub true_peak_dbtp: Option<f64>,
+    /// `None`: silent, left as it is.
+    pub gain_db: Option<f64>,
+    /// The gain would put the true peak over the ceiling: the limiter works on this file (or,
+    /// with the limiter off, the gain is lowered).
+    pub needs_limiter: bool,
+    /// The largest gain (or lower-only) held the gain under what reaches the target.
+    pub capped: bool,
+}
+
+/// The gains of an export's loudness normalization, measured before it runs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GainPlan {
+    pub album: Option<AlbumMode>,
+    /// The loudness the album's gain comes from (all inputs together, or the loudest).
+    pub album_lufs: Option<f64>,
+    pub target_lufs: f64,
+    pub files: Vec<PlannedGain>,
+}
+
+/// Measure every input (decoded as it is, on `threads` threads) and work out the gain each
+/// gets under the order's loudness normalization; with `album`, one gain for all, set into
+/// the order so that its jobs apply it. The measurement is of the sources: steps before the
+/// normalization (trimming, fades, a region, a channel mapping) are not in it.
+pub fn plan_gains(
+    o: &mut ExportOrder,
+    album: Option<AlbumMode>,
+    threads: usize,
+) -> Result<GainPlan, OrderError> {
+    use sluice_core::render::normalize::{LIMITER_MARGIN_DB, SILENCE_LUFS};
+    let Some(NormalizeTarget::Loudness {
+        lufs,
+        true_peak_dbtp,
+        rule,
+        ..
+    }) = o.normalize.as_mut()
+    else {
+        return Err(OrderError::Usage(
+            "album gain and a gain plan need loudness normalization (a LUFS target or preset)"
+                .into(),
+        ));
+    };
+    let measured = crate::parallel::map(&o.inputs, threads, |p| crate::gaintag::measure(p));
+    let mut ok = Vec::new();
+    for (p, m) in o.inputs.iter().zip(&measured) {
+        match m {
+            Ok(m) => ok.push(m),
+            Err(e) => return Err(OrderError::Usage(format!("{}: {e}", p.display()))),
+        }
+    }
+    let album_lufs = match album {
+        None => None,
+        Some(AlbumMode::Album) => crate::gaintag::together(&ok),
+        Some(AlbumMode::AlbumLoudest) => ok
+            .iter()
+            .filter_map(|m| m.integrated_lufs)
+            .filter(|i| *i >= SILENCE_LUFS)
+            .max_by(f64::total_cmp),
+    };
+    if album.is_some() {
+        rule.from_lufs = Some(album_lufs.ok_or_else(|| {
+            OrderError::Usage("every input is silent: there is no album loudness".into())
+        })?);
+    }
+    let files = o
+        .inputs
+        .iter()
+        .zip(&ok)
+        .map(|(p, m)| {
+            let own = m.integrated_lufs.filter(|i| *i >= SILENCE_LUFS);
+            let tp = (m.true_peak > 0.0).then(|| 20.0 * m.true_peak.log10());
+            let want = own.map(|i| *lufs - rule.from_lufs.unwrap_or(i));
+            let gain = want.map(|g| rule.max_gain_db.map_or(g, |max| g.min(max)));
+            PlannedGain {
+                path: p.clone(),
+                integrated_lufs: m.integrated_lufs,
+                true_peak_dbtp: tp,
+                gain_db: gain,
+                needs_limiter: matches!((gain, tp), (Some(g), Some(t)) if t + g > *true_peak_dbtp - LIMITER_MARGIN_DB),
+                capped: matches!((want, gain), (Some(w), Some(g)) if g < w),
+            }
+        })
+        .collect();
+    Ok(GainPlan {
+        album,
+        album_lufs,
+        target_lufs: *lufs,
+        files,
+    })
+}
+
 /// Why an export could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {

@@ -227,6 +227,16 @@ pub fn measure(path: &Path) -> Result<Measured, String> {
     })
 }
 
+/// The loudness of several measured files as one programme (all their 400 ms blocks gated
+/// together), LUFS; `None` when silent.
+pub fn together(files: &[&Measured]) -> Option<f64> {
+    let blocks: Vec<f64> = files
+        .iter()
+        .flat_map(|m| m.blocks.iter().copied())
+        .collect();
+    gated_loudness(&blocks)
+}
+
 /// The album each file belongs to (`None`: none).
 fn albums(files: &[PathBuf], by: AlbumBy) -> Vec<Option<String>> {
     files

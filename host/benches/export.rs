@@ -351,6 +351,7 @@ fn sluice_export(input: &Path, dir: &Path, job: Job, check: bool) -> Res<()> {
             lufs: -14.0,
             true_peak_dbtp: -1.0,
             limiter: true,
+            rule: Default::default(),
         }),
     ];
     let out = |name: &str, format| OutputPlan {

@@ -598,6 +598,7 @@ pub fn normalize_take(
         lufs: f64::from(lufs),
         true_peak_dbtp: f64::from(ceiling),
         limiter: true,
+        rule: Default::default(),
     })];
     let out = OutputPlan {
         path: dest.clone(),

@@ -110,17 +110,25 @@ pub const TARGET_TOLERANCE_LU: f64 = 0.5;
 
 /// Warnings for the outputs of `report` whose loudness, measured as they were written, lies
 /// more than [`TARGET_TOLERANCE_LU`] from the loudness `target` (none for a peak target).
+/// Under an album's gain the files measure where the album puts them, and under a largest
+/// gain a quiet file stays under the target: neither is warned about.
 pub fn target_warnings(report: &ExportReport, target: &NormalizeTarget) -> Vec<String> {
-    let NormalizeTarget::Loudness { lufs, .. } = *target else {
+    let NormalizeTarget::Loudness { lufs, rule, .. } = *target else {
         return Vec::new();
     };
+    if rule.from_lufs.is_some() {
+        return Vec::new();
+    }
+    let capped = rule.max_gain_db.is_some();
     report
         .outputs
         .iter()
         .filter_map(|o| {
             let i = o.loudness.as_ref()?.loudness.integrated_lufs?;
             // Digital silence is not normalized (the normalize stage says so).
-            (i >= crate::render::normalize::SILENCE_LUFS && (i - lufs).abs() > TARGET_TOLERANCE_LU)
+            (i >= crate::render::normalize::SILENCE_LUFS
+                && (i - lufs).abs() > TARGET_TOLERANCE_LU
+                && !(capped && i < lufs))
                 .then(|| {
                     format!(
                         "{}: measures {i:.1} LUFS as written, {:+.1} LU from the normalize target {lufs:.1} LUFS",

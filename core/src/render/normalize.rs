@@ -267,7 +267,39 @@ pub enum NormalizeTarget {
         lufs: f64,
         true_peak_dbtp: f64,
         limiter: bool,
+        /// Limits on the gain, and an album's loudness to steer from.
+        #[serde(default, skip_serializing_if = "GainRule::is_plain")]
+        rule: GainRule,
     },
+}
+
+/// What loudness normalization may do beyond reaching its target: a largest gain, and one
+/// gain for a whole album.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GainRule {
+    /// The gain never exceeds this, dB (0: only ever lower; the output then stays under the
+    /// target where the input is quieter than it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_gain_db: Option<f64>,
+    /// Steer from this loudness instead of the input's own: an album's (all its files measured
+    /// as one programme, or its loudest file's), so that every file of the album gets the same
+    /// gain and their levels stay as they were. The limiter still holds each file's ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_lufs: Option<f64>,
+}
+
+impl GainRule {
+    pub fn is_plain(&self) -> bool {
+        *self == GainRule::default()
+    }
+}
+
+/// The largest gain from `lower_only` and a `max_gain_db`: the smaller of the two.
+pub fn gain_limit(lower_only: bool, max_gain_db: Option<f64>) -> Option<f64> {
+    match (lower_only, max_gain_db) {
+        (true, m) => Some(m.map_or(0.0, |m| m.min(0.0))),
+        (false, m) => m,
+    }
 }
 
 /// Below this integrated loudness a signal counts as silent and is not loudness-normalized.
@@ -317,6 +349,11 @@ pub struct Normalize {
     /// What the input measures low-passed there, and the output at the last measurement.
     input_lowpassed: Option<Lowpassed>,
     output_lowpassed: Option<Lowpassed>,
+    /// The gain is set by the rule (an album's, or held at the largest gain): refinements
+    /// only hold the ceiling, they do not steer to the target.
+    fixed: bool,
+    /// How much the largest gain took off the gain that reaches the target, dB.
+    capped_db: f64,
 }
 
 /// Room held for a lossy codec's own noise over its low-pass's ringing, dB: where the
@@ -374,6 +411,8 @@ impl Normalize {
             codec_lowpass_hz: None,
             input_lowpassed: None,
             output_lowpassed: None,
+            fixed: false,
+            capped_db: 0.0,
         }
     }
 
@@ -425,6 +464,7 @@ impl Normalize {
                 lufs,
                 true_peak_dbtp,
                 limiter,
+                rule,
             } => {
                 let silent = !m
                     .loudness
@@ -438,7 +478,15 @@ impl Normalize {
                     self.settled = true;
                     return;
                 };
-                let gain = lufs + self.offset_lu - i;
+                let mut gain = lufs + self.offset_lu - rule.from_lufs.unwrap_or(i);
+                self.fixed = rule.from_lufs.is_some();
+                if let Some(max) = rule.max_gain_db
+                    && gain > max
+                {
+                    self.capped_db = gain - max;
+                    gain = max;
+                    self.fixed = true;
+                }
                 let aim = self.aim(true_peak_dbtp);
                 if peak + gain <= aim {
                     self.set_gain(gain);
@@ -475,7 +523,12 @@ impl Normalize {
         self.refine += 1;
         let lufs = lufs + self.offset_lu;
         let steered = Self::steered_loudness(m, lowpassed);
-        let err = steered.map_or(0.0, |i| lufs - i);
+        // A gain set by the rule is kept: only the ceiling is held.
+        let err = if self.fixed {
+            0.0
+        } else {
+            steered.map_or(0.0, |i| lufs - i)
+        };
         let over = Self::held_peak(m, lowpassed) - self.aim(true_peak_dbtp);
         let ok = err.abs() <= TOLERANCE_LU && over <= 0.0;
         let measured = steered.unwrap_or(lufs);
@@ -531,8 +584,10 @@ impl Normalize {
                 p.1 -= d;
             });
         }
-        let next = next_gain(&self.points, lufs, slope);
-        self.set_gain(next);
+        if !self.fixed {
+            let next = next_gain(&self.points, lufs, slope);
+            self.set_gain(next);
+        }
     }
 }
 
@@ -715,7 +770,26 @@ impl Stage for Normalize {
         true
     }
     fn report(&self) -> Option<StageReport> {
-        let mut values = BTreeMap::from([("gain_db".to_string(), self.gain_db)]);
+        let mut values = BTreeMap::from([
+            ("gain_db".to_string(), self.gain_db),
+            // 1 when the true-peak limiter worked on the output, 0 when the gain was linear.
+            (
+                "limited".to_string(),
+                f64::from(u8::from(self.limiter.is_some())),
+            ),
+        ]);
+        if self.capped_db > 0.0 {
+            values.insert("gain_capped_db".into(), self.capped_db);
+        }
+        if let NormalizeTarget::Loudness {
+            rule: GainRule {
+                from_lufs: Some(l), ..
+            },
+            ..
+        } = self.target
+        {
+            values.insert("album_integrated_lufs".into(), l);
+        }
         if let Some(hz) = self.codec_lowpass_hz {
             values.insert("codec_lowpass_hz".into(), hz);
             let lowpassed = self

@@ -8,10 +8,12 @@ use sluice_core::analysis::Target;
 use sluice_core::export::{ExportError, ExportReport};
 use sluice_core::formats::{Opt, OptionNames, Request};
 use sluice_core::render::dither::DitherMode;
-use sluice_core::render::normalize::NormalizeTarget;
+use sluice_core::render::normalize::{GainRule, NormalizeTarget, gain_limit};
 use sluice_core::render::resample::ResampleQuality;
 use sluice_core::render::stages::{ChannelMapping, FadeCurve};
-use sluice_host::export::{Destination, ExportOrder, Job, Trim, codec_for, plan};
+use sluice_host::export::{
+    AlbumMode, Destination, ExportOrder, GainPlan, Job, Trim, codec_for, plan, plan_gains,
+};
 use std::path::PathBuf;
 
 /// `--format`'s help: the formats this build writes, from the registry.
@@ -101,6 +103,20 @@ pub struct ExportArgs {
     /// Lower the gain instead of limiting when the loudness target would pass the ceiling.
     #[arg(long)]
     pub no_limiter: bool,
+    /// One gain for all the inputs, so that their levels stay as they were: `album` brings
+    /// them, measured together, to the loudness target; `album-loudest` brings the loudest.
+    #[arg(long, value_enum)]
+    pub album: Option<AlbumArg>,
+    /// Never raise the level (loudness normalization only lowers).
+    #[arg(long)]
+    pub lower_only: bool,
+    /// The largest gain loudness normalization may apply (dB).
+    #[arg(long)]
+    pub max_gain_db: Option<f64>,
+    /// Measure the inputs and print the gain each would get (and whether the limiter would
+    /// work on it); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Loudness preset: spotify, apple, podcast, ebu-r128, atsc (or NAME=LUFS[,DBTP]).
     #[arg(long)]
     pub preset: Option<String>,
@@ -200,6 +216,22 @@ impl ExportArgs {
                     .ok_or_else(|| anyhow!("--channels {c}: {}", ChannelMapping::SPELLING))
             })
             .transpose()?;
+        let rule = GainRule {
+            max_gain_db: gain_limit(a.lower_only, a.max_gain_db),
+            from_lufs: None,
+        };
+        if let Some(m) = a.max_gain_db
+            && !(0.0..=60.0).contains(&m)
+        {
+            bail!("--max-gain-db {m}: from 0 to 60 dB");
+        }
+        let loudness = a.normalize_lufs.is_some() || a.preset.is_some();
+        if !loudness && (a.album.is_some() || a.lower_only || a.max_gain_db.is_some() || a.dry_run)
+        {
+            bail!(
+                "--album, --lower-only, --max-gain-db and --dry-run go with loudness normalization: add --normalize-lufs or --preset"
+            );
+        }
         let normalize = if let Some(p) = a.normalize_peak {
             Some(NormalizeTarget::Peak { dbfs: p })
         } else if let Some(l) = a.normalize_lufs {
@@ -207,6 +239,7 @@ impl ExportArgs {
                 lufs: l,
                 true_peak_dbtp: a.true_peak,
                 limiter: !a.no_limiter,
+                rule,
             })
         } else if let Some(p) = &a.preset {
             let t = Target::parse(p).map_err(|e| anyhow!("--preset {e}"))?;
@@ -214,6 +247,7 @@ impl ExportArgs {
                 lufs: t.integrated_lufs,
                 true_peak_dbtp: t.true_peak_dbtp,
                 limiter: !a.no_limiter,
+                rule,
             })
         } else {
             None
@@ -254,17 +288,81 @@ impl ExportArgs {
     }
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AlbumArg {
+    Album,
+    AlbumLoudest,
+}
+
+/// `--dry-run`: each input's loudness and gain.
+fn print_gains(g: &GainPlan, json: bool) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, g)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if let Some(l) = g.album_lufs {
+        writeln!(
+            out,
+            "album loudness {l:.2} LUFS ({}), target {:.1} LUFS",
+            if g.album == Some(AlbumMode::AlbumLoudest) {
+                "the loudest file"
+            } else {
+                "all files together"
+            },
+            g.target_lufs
+        )?;
+    }
+    for f in &g.files {
+        let lufs = f
+            .integrated_lufs
+            .map_or("silent".to_string(), |l| format!("{l:.2} LUFS"));
+        match f.gain_db {
+            None => writeln!(out, "{}: {lufs}: left as it is", f.path.display())?,
+            Some(gain) => writeln!(
+                out,
+                "{}: {lufs}, gain {gain:+.2} dB{}{}",
+                f.path.display(),
+                if f.capped {
+                    " (held at the largest gain)"
+                } else {
+                    ""
+                },
+                if f.needs_limiter {
+                    ", limited (the gain passes the true-peak ceiling)"
+                } else {
+                    ", linear"
+                }
+            )?,
+        }
+    }
+    Ok(())
+}
+
 /// Run the export; returns the process exit code (0 all done, 1 some failed).
 pub fn run(a: &ExportArgs) -> Result<std::process::ExitCode> {
-    let order = a.order()?;
+    let mut order = a.order()?;
+    let threads = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    if a.album.is_some() || a.dry_run {
+        let album = a.album.map(|m| match m {
+            AlbumArg::Album => AlbumMode::Album,
+            AlbumArg::AlbumLoudest => AlbumMode::AlbumLoudest,
+        });
+        let gains = plan_gains(&mut order, album, threads).map_err(|e| anyhow!(e))?;
+        if a.dry_run {
+            print_gains(&gains, a.json)?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+    }
     let jobs = plan(&order).map_err(|e| anyhow!(e))?;
     if let Destination::Dir(dir) = &order.destination {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
     }
-    let threads = a
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let multi = MultiProgress::with_draw_target(if show {
         ProgressDrawTarget::stderr()
@@ -423,7 +521,19 @@ fn summary(
         if s.stage == "normalize"
             && let Some(g) = s.values.get("gain_db")
         {
-            writeln!(out, "  normalize gain {g:+.2} dB")?;
+            let how = if s.values.get("limited").is_some_and(|l| *l > 0.0) {
+                "limited"
+            } else {
+                "linear"
+            };
+            let held = s.values.get("gain_capped_db").map_or(String::new(), |c| {
+                format!(", held {c:.2} dB under the target's")
+            });
+            let album = s
+                .values
+                .get("album_integrated_lufs")
+                .map_or(String::new(), |l| format!(", the album's ({l:.2} LUFS)"));
+            writeln!(out, "  normalize gain {g:+.2} dB{album}{held}, {how}")?;
         }
     }
     for w in notes.iter().chain(&r.warnings) {

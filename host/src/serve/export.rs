@@ -199,6 +199,7 @@ fn order(
             lufs,
             true_peak_dbtp: -1.0,
             limiter: true,
+            rule: Default::default(),
         });
     }
     let seconds = |name: &str, v: Option<f64>| match v {

@@ -331,6 +331,7 @@ mod tests {
                 lufs: -16.0,
                 true_peak_dbtp: -1.0,
                 limiter: true,
+                rule: Default::default(),
             }),
             StepSpec::Effect(EffectStep {
                 name: "eq".into(),

@@ -11,7 +11,7 @@ use super::{AnalyzeStep, CompareStep, EffectStep, MatchSource, MatchStep, ParamV
 use crate::analysis::Section;
 use crate::analysis::targets::Target;
 use crate::render::matching::{MAX_GAIN_DB, MAX_SMOOTHING_OCTAVES, MatchOptions};
-use crate::render::normalize::NormalizeTarget;
+use crate::render::normalize::{GainRule, NormalizeTarget, gain_limit};
 use crate::render::resample::ResampleQuality;
 use crate::render::stages::{ChannelMapping, FadeCurve};
 use serde::Deserialize;
@@ -200,6 +200,10 @@ struct WrittenNormalize {
     preset: Option<String>,
     peak_dbfs: Option<f64>,
     limiter: Option<bool>,
+    /// Never raise the level (the gain at most 0 dB).
+    lower_only: Option<bool>,
+    /// The largest gain, dB.
+    max_gain_db: Option<f64>,
 }
 
 /// `match = { reference = "NAME" | genre = "G", strength = 0.5 | "50%", eq = true, ... }`.
@@ -727,12 +731,25 @@ pub enum NormalizeError {
     Loudness(f64),
     #[error("true_peak_dbtp {0}: from -20 to 0 dBTP")]
     Ceiling(f64),
+    #[error("max_gain_db {0}: from 0 to 60 dB")]
+    MaxGain(f64),
+    #[error("peak_dbfs takes no lower_only or max_gain_db")]
+    PeakRule,
     #[error(transparent)]
     Preset(#[from] crate::analysis::targets::TargetError),
 }
 
 fn normalize(r: &WrittenNormalize, d: WrittenDefaults) -> Result<NormalizeTarget, NormalizeError> {
     let limiter = r.limiter.unwrap_or(true);
+    if let Some(m) = r.max_gain_db
+        && !(0.0..=60.0).contains(&m)
+    {
+        return Err(NormalizeError::MaxGain(m));
+    }
+    let rule = GainRule {
+        max_gain_db: gain_limit(r.lower_only.unwrap_or(false), r.max_gain_db),
+        from_lufs: None,
+    };
     let ceiling = |tp: f64| {
         if (-20.0..=0.0).contains(&tp) {
             Ok(tp)
@@ -748,6 +765,9 @@ fn normalize(r: &WrittenNormalize, d: WrittenDefaults) -> Result<NormalizeTarget
             if r.true_peak_dbtp.is_some() || r.limiter.is_some() {
                 return Err(NormalizeError::PeakExtras);
             }
+            if r.lower_only.is_some() || r.max_gain_db.is_some() {
+                return Err(NormalizeError::PeakRule);
+            }
             if !(-60.0..=0.0).contains(&p) {
                 return Err(NormalizeError::Peak(p));
             }
@@ -759,6 +779,7 @@ fn normalize(r: &WrittenNormalize, d: WrittenDefaults) -> Result<NormalizeTarget
                 lufs: t.integrated_lufs,
                 true_peak_dbtp: ceiling(r.true_peak_dbtp.unwrap_or(t.true_peak_dbtp))?,
                 limiter,
+                rule,
             })
         }
         (l, None, None) => {
@@ -770,6 +791,7 @@ fn normalize(r: &WrittenNormalize, d: WrittenDefaults) -> Result<NormalizeTarget
                 lufs,
                 true_peak_dbtp: ceiling(r.true_peak_dbtp.unwrap_or(d.target_true_peak_dbtp))?,
                 limiter,
+                rule,
             })
         }
     }
@@ -878,7 +900,8 @@ time_budget_ms = 200
                 StepSpec::Normalize(NormalizeTarget::Loudness {
                     lufs: -16.0,
                     true_peak_dbtp: -1.5,
-                    limiter: true
+                    limiter: true,
+                    rule: Default::default(),
                 }),
                 StepSpec::Effect(EffectStep {
                     name: "eq".into(),
@@ -921,6 +944,36 @@ time_budget_ms = 200
                 }],
                 "{text}"
             );
+        }
+    }
+
+    /// `lower_only` and `max_gain_db` become the normalize step's largest gain (the smaller of
+    /// the two); out of range, or on a peak target, they are problems.
+    #[test]
+    fn normalize_gain_limits() {
+        for (extra, want) in [
+            ("", None),
+            (", lower_only = true", Some(0.0)),
+            (", max_gain_db = 6", Some(6.0)),
+            (", lower_only = true, max_gain_db = 6", Some(0.0)),
+        ] {
+            let text = format!("[[step]]\nnormalize = {{ loudness_lufs = -16{extra} }}\n");
+            let (steps, problems, _) = lowered(&text);
+            assert_eq!(problems, vec![], "{text}");
+            let [StepSpec::Normalize(NormalizeTarget::Loudness { rule, .. })] = steps.as_slice()
+            else {
+                panic!("{steps:?}");
+            };
+            assert_eq!(rule.max_gain_db, want, "{text}");
+            assert_eq!(rule.from_lufs, None);
+        }
+        for bad in [
+            "loudness_lufs = -16, max_gain_db = 99",
+            "peak_dbfs = -1, lower_only = true",
+        ] {
+            let text = format!("[[step]]\nnormalize = {{ {bad} }}\n");
+            let (_, problems, _) = lowered(&text);
+            assert_eq!(problems.len(), 1, "{text}: {problems:?}");
         }
     }
 
