@@ -11,18 +11,18 @@
 //! that need the change to be atomic give a copy and rename it over the original
 //! (`sluice_engine::gaintag` does).
 
+use lofty::TextEncoding;
 use lofty::ape::{ApeItem, ApeTag};
 use lofty::config::{ParseOptions, WriteOptions};
 use lofty::file::{AudioFile, FileType};
 use lofty::flac::FlacFile;
-use lofty::id3::v2::{Frame, Id3v2Tag, Id3v2Version};
+use lofty::id3::v2::{ExtendedTextFrame, Frame, Id3v2Tag, Id3v2Version};
 use lofty::iff::aiff::AiffFile;
 use lofty::iff::wav::WavFile;
 use lofty::mp4::{Atom, AtomData, AtomIdent, Ilst, Mp4File};
 use lofty::mpeg::MpegFile;
 use lofty::ogg::tag::VorbisComments;
 use lofty::ogg::{OggPictureStorage, VorbisFile};
-use lofty::probe::Probe;
 use lofty::tag::{ItemValue, TagExt};
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
@@ -106,7 +106,7 @@ pub enum GainTagError {
     #[error("{path}: its tags cannot be read or written: {detail}")]
     Tags { path: PathBuf, detail: String },
     #[error(
-        "{path}: {format} files cannot carry ReplayGain tags here (FLAC, MP3, Ogg Vorbis, M4A, WAV and AIFF can)"
+        "{path}: {format} files are not tagged here (FLAC, MP3, Ogg Vorbis, M4A, WAV and AIFF are)"
     )]
     Unsupported { path: PathBuf, format: String },
 }
@@ -137,21 +137,38 @@ fn parse_options() -> ParseOptions {
     ParseOptions::new().read_properties(false)
 }
 
-fn file_type(path: &Path, file: &mut File) -> Result<FileType, GainTagError> {
-    let probe = Probe::new(std::io::BufReader::new(&mut *file))
-        .guess_file_type()
-        .map_err(|e| io_error(path, e))?;
-    let kind = probe.file_type().ok_or_else(|| GainTagError::Unsupported {
-        path: path.to_path_buf(),
-        format: "these".to_string(),
-    })?;
+/// The file's format by Sluice's own probe (its header, not its name), as the lofty type
+/// that carries its tag. lofty's own guess is not used: it takes an RF64 file whose header it
+/// does not know for an MPEG stream (a frame sync found in the audio) and would write an ID3v2
+/// tag in front of its RIFF header.
+fn file_type(real: &Path, path: &Path, file: &mut File) -> Result<FileType, GainTagError> {
+    let info = crate::probe(real).map_err(|e| tags_error(path, e))?;
+    let kind = match info.format {
+        "wav" => FileType::Wav,
+        "aiff" => FileType::Aiff,
+        "flac" => FileType::Flac,
+        "mp3" => FileType::Mpeg,
+        "ogg_vorbis" => FileType::Vorbis,
+        "m4a_aac" | "m4a_alac" => FileType::Mp4,
+        _ => {
+            return Err(GainTagError::Unsupported {
+                path: path.to_path_buf(),
+                format: info.format_name.to_string(),
+            });
+        }
+    };
     file.seek(SeekFrom::Start(0))
         .map_err(|e| io_error(path, e))?;
     Ok(kind)
 }
 
-fn read_gain_tag(path: &Path, file: &mut File) -> Result<(GainTag, FileType), GainTagError> {
-    let kind = file_type(path, file)?;
+/// `real` is the file read (a copy, when writing), `path` the name errors give.
+fn read_gain_tag(
+    real: &Path,
+    path: &Path,
+    file: &mut File,
+) -> Result<(GainTag, FileType), GainTagError> {
+    let kind = file_type(real, path, file)?;
     let e = |e| tags_error(path, e);
     let tag = match kind {
         FileType::Flac => {
@@ -212,7 +229,7 @@ fn read_gain_tag(path: &Path, file: &mut File) -> Result<(GainTag, FileType), Ga
 /// The gain fields a file holds now, by key (upper case), in its main tag.
 pub fn read(path: &Path) -> Result<Vec<(String, String)>, GainTagError> {
     let mut file = File::open(path).map_err(|e| io_error(path, e))?;
-    let (tag, _) = read_gain_tag(path, &mut file)?;
+    let (tag, _) = read_gain_tag(path, path, &mut file)?;
     let wanted = |k: &str| STALE.iter().any(|s| s.eq_ignore_ascii_case(k));
     let mut out = Vec::new();
     match &tag {
@@ -256,7 +273,25 @@ pub fn write(path: &Path, shown: &Path, gains: Option<&Gains>) -> Result<(), Gai
         .write(true)
         .open(path)
         .map_err(|e| io_error(shown, e))?;
-    let (tag, kind) = read_gain_tag(shown, &mut file)?;
+    if crate::probe(path).is_ok_and(|i| i.format == "wav") {
+        let len = file.metadata().map_err(|e| io_error(shown, e))?.len();
+        let scan = crate::riff::scan(&mut file, len).map_err(|e| io_error(shown, e))?;
+        if let Some(d) = scan
+            .as_ref()
+            .and_then(|s| s.data.filter(|_| s.data_truncated()))
+        {
+            return Err(tags_error(
+                shown,
+                format!(
+                    "its data chunk claims {} bytes and the file holds {}: a tag after it would be read as audio (the file is cut short or still being written)",
+                    d.size,
+                    len.saturating_sub(d.offset)
+                ),
+            ));
+        }
+        riff_size_to_length(path, &mut file).map_err(|e| io_error(shown, e))?;
+    }
+    let (tag, kind) = read_gain_tag(path, shown, &mut file)?;
     let fields = gains.map(Gains::fields).unwrap_or_default();
     let stale = |k: &str| STALE.iter().any(|s| s.eq_ignore_ascii_case(k));
     let e = |x: lofty::error::FileEncodingError| tags_error(shown, x);
@@ -279,8 +314,16 @@ pub fn write(path: &Path, shown: &Path, gains: Option<&Gains>) -> Result<(), Gai
         }
         GainTag::Id3(mut id3, ape) => {
             id3.retain(|f| !matches!(f, Frame::UserText(t) if stale(&t.description)));
+            // Latin-1 (the values are ASCII): lofty's default, UTF-8, becomes UTF-16 with a
+            // byte-order mark in an ID3v2.3 tag, and the mark (FF FE) reads as an MPEG frame
+            // sync to a decoder that searches for one (symphonia took such a file for MPEG
+            // layer I).
             for (k, v) in &fields {
-                id3.insert_user_text(k.to_string(), v.clone());
+                id3.insert(Frame::UserText(ExtendedTextFrame::new(
+                    TextEncoding::Latin1,
+                    k.to_string(),
+                    v.clone(),
+                )));
             }
             if id3.original_version() == Id3v2Version::V3 {
                 options = options.use_id3v23(true);
@@ -318,6 +361,24 @@ pub fn write(path: &Path, shown: &Path, gains: Option<&Gains>) -> Result<(), Gai
         }
     }
     file.sync_all().map_err(|e| io_error(shown, e))
+}
+
+/// A WAV whose RIFF size claims more than the file holds (what a writer that never finished,
+/// or a stream, leaves: 0xFFFFFFF0 and the like) gets the size of what it holds, which lofty
+/// needs to write its tag. Decoders read such files by their chunks either way.
+fn riff_size_to_length(path: &Path, file: &mut File) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let len = file.metadata()?.len();
+    let mut head = [0u8; 8];
+    file.seek(SeekFrom::Start(0))?;
+    file.read_exact(&mut head)?;
+    let declared = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
+    if &head[..4] == b"RIFF" && declared + 8 > len && len - 8 <= u64::from(u32::MAX) {
+        tracing::info!(path = %path.display(), declared, len, "RIFF size set to the file's length");
+        file.seek(SeekFrom::Start(4))?;
+        file.write_all(&((len - 8) as u32).to_le_bytes())?;
+    }
+    file.seek(SeekFrom::Start(0)).map(drop)
 }
 
 fn rewind(path: &Path, file: &mut File) -> Result<(), GainTagError> {

@@ -1,13 +1,13 @@
 //! ReplayGain 2.0 tags on a whole library, in place (`sluice tag`).
 //!
-//! Files are found under the paths given (folders recursively, symbolic links to folders not
-//! followed), measured in parallel (BS.1770-4 integrated loudness and the 4× oversampled true
+//! Files are found under the paths given (folders recursively; symbolic links inside them are
+//! not followed, so nothing outside the folders given is changed), measured in parallel (BS.1770-4 integrated loudness and the 4× oversampled true
 //! peak, the same meters as `sluice analyze`), grouped into albums (by folder, by album tag, or
 //! not at all), and tagged (see [`sluice_core::replaygain`] for the fields and where each
 //! format keeps them).
 //!
 //! Only the tag changes, and atomically: a file is copied beside itself (a hidden
-//! `.NAME.sluice-tag-tmp`), the copy tagged, flushed and renamed over the original, so a run
+//! `.NAME.sluice-tag-tmp.EXT`), the copy tagged, checked to read as the original does, flushed and renamed over the original, so a run
 //! killed at any moment leaves every file either untouched or fully tagged; the next run
 //! removes the copy a killed run left and, with `skip_existing`, measures only what is not
 //! tagged yet (a whole album when one of its files is not). A file that would get the fields
@@ -115,8 +115,9 @@ impl Progress for Quiet {
     fn done(&self, _: &Path) {}
 }
 
-/// The suffix of the copy a file is tagged in before it replaces the original.
-const TEMP_SUFFIX: &str = ".sluice-tag-tmp";
+/// What marks the copy a file is tagged in before it replaces the original
+/// (`.NAME.sluice-tag-tmp.EXT`).
+const TEMP_MARK: &str = ".sluice-tag-tmp";
 
 /// Extensions of the files a folder scan takes (a file named on the command line is tried
 /// whatever its name).
@@ -125,8 +126,9 @@ const EXTENSIONS: &[&str] = &[
     "opus",
 ];
 
-/// The files under `paths`: files as given, folders walked (sorted, hidden entries and links
-/// to folders skipped); each path once. Copies a killed run left are removed on the way.
+/// The files under `paths`: files as given (a link named is followed), folders walked (sorted;
+/// hidden entries and symbolic links skipped, so a walk never leaves the folders given); each
+/// file once. Copies a killed run left are removed on the way.
 /// Paths that do not exist or cannot be read come back as failures.
 pub fn collect(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<FileResult>, usize) {
     let mut files = Vec::new();
@@ -135,7 +137,9 @@ pub fn collect(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<FileResult>, usize) {
     for p in paths {
         match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => walk(p, &mut files, &mut failures, &mut leftovers),
-            Ok(_) => files.push(p.clone()),
+            Ok(m) if m.is_file() => files.push(p.clone()),
+            // A FIFO or a device would block the reader or is no file to tag.
+            Ok(_) => failures.push(failed(p, format!("{}: not a regular file", p.display()))),
             Err(e) => failures.push(failed(p, format!("{}: {e}", p.display()))),
         }
     }
@@ -159,7 +163,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, failures: &mut Vec<FileResult>, le
         let name = name.to_string_lossy();
         let path = e.path();
         if name.starts_with('.') {
-            if name.ends_with(TEMP_SUFFIX) && std::fs::remove_file(&path).is_ok() {
+            if name.contains(TEMP_MARK) && std::fs::remove_file(&path).is_ok() {
                 tracing::info!(path = %path.display(), "removed the copy a killed run left");
                 *left += 1;
             }
@@ -168,7 +172,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, failures: &mut Vec<FileResult>, le
         let Ok(kind) = e.file_type() else { continue };
         if kind.is_dir() {
             walk(&path, files, failures, left);
-        } else if (kind.is_file() || kind.is_symlink() && path.is_file())
+        } else if kind.is_file()
             && path
                 .extension()
                 .and_then(|x| x.to_str())
@@ -551,12 +555,48 @@ impl Stamp {
     }
 }
 
-/// The copy `path` is tagged in, beside it.
+/// Whether the tagged copy reads as the original does (format, rate, channels, length, by
+/// Sluice's header probe): a last check that only the tag changed, before the copy replaces
+/// the original. `Err` says what differs.
+fn same_audio(original: &Path, copy: &Path) -> Result<(), String> {
+    let a = sluice_core::probe(original).map_err(|e| format!("how it reads ({e})"))?;
+    let b = sluice_core::probe(copy).map_err(|e| format!("how it reads ({e})"))?;
+    let facts = |i: &sluice_core::StreamInfo| {
+        (
+            i.format,
+            i.sample_rate,
+            i.channels,
+            i.frames,
+            i.codec.clone(),
+        )
+    };
+    if facts(&a) == facts(&b) {
+        Ok(())
+    } else {
+        Err(format!(
+            "how it reads ({} {} Hz {} ch {:?} frames, after: {} {} Hz {} ch {:?} frames)",
+            a.format,
+            a.sample_rate,
+            a.channels,
+            a.frames,
+            b.format,
+            b.sample_rate,
+            b.channels,
+            b.frames
+        ))
+    }
+}
+
+/// The copy `path` is tagged in, beside it: hidden, marked, and with the file's own extension
+/// last (the probe that checks it reads the extension as a hint).
 fn temp_of(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}{TEMP_SUFFIX}"))
+    let ext = path
+        .extension()
+        .map_or_else(String::new, |x| format!(".{}", x.to_string_lossy()));
+    path.with_file_name(format!(".{name}{TEMP_MARK}{ext}"))
 }
 
 /// Replace `path` by a copy with `gains` written (or the fields removed): the copy is made
@@ -582,6 +622,8 @@ fn replace(path: &Path, gains: Option<&Gains>) -> Result<(), String> {
         std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode | 0o600))
             .map_err(|e| format!("{shown}: {e}"))?;
         replaygain::write(&temp, path, gains).map_err(|e| e.to_string())?;
+        same_audio(&real, &temp)
+            .map_err(|what| format!("{shown}: tagging it would change {what}: not tagged"))?;
         std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode))
             .map_err(|e| format!("{shown}: {e}"))?;
         // Best effort: only root may give a file to another owner.

@@ -1,7 +1,7 @@
 //! Forged headers (core/tests/common/forge.rs: absurd rates, channel counts, sample sizes,
 //! declared lengths and block sizes in WAV, RF64, AIFF and FLAC) through every way into the
 //! host, each process under an address-space limit of 1 GiB (`prlimit --as`): `sluice info
-//! --decode`, `sluice analyze`, `sluice export`, a pipeline job of the watch host, and an HTTP
+//! --decode`, `sluice analyze`, `sluice export`, `sluice tag`, a pipeline job of the watch host, and an HTTP
 //! upload followed by its analysis. Each file gets a clear error naming it and the field, or a
 //! correct result; no process is killed, and the watch host and the server carry on.
 
@@ -44,13 +44,15 @@ fn the_commands_refuse_forged_headers_clearly_in_bounded_memory() {
         let path = f.write(dir.path());
         let shown = path.display().to_string();
         let out = dir.path().join(format!("{}.out.flac", f.name));
-        let runs: [(&str, Vec<&str>); 3] = [
+        let before = std::fs::read(&path).unwrap();
+        let runs: [(&str, Vec<&str>); 4] = [
             ("info", vec!["info", "--decode", &shown]),
             ("analyze", vec!["analyze", "--json", &shown]),
             (
                 "export",
                 vec!["export", &shown, "-o", out.to_str().unwrap()],
             ),
+            ("tag", vec!["tag", &shown]),
         ];
         for (what, args) in runs {
             let o = limited(&args).output().unwrap();
@@ -69,7 +71,7 @@ fn the_commands_refuse_forged_headers_clearly_in_bounded_memory() {
                 }
                 continue;
             }
-            // `analyze --json` reports the error in its JSON, the others on stderr.
+            // `analyze --json` and `tag` report the error on stdout, the others on stderr.
             let msg = format!("{stdout}{stderr}");
             eprintln!(
                 "{:26} {what:8} {}",
@@ -78,10 +80,17 @@ fn the_commands_refuse_forged_headers_clearly_in_bounded_memory() {
             );
             wrong.extend(f.judge(&shown, &msg).map(|w| format!("{w} (via {what})")));
             assert!(
-                !out.exists(),
+                what != "export" || !out.exists(),
                 "{}: a refused export left {}",
                 f.name,
                 out.display()
+            );
+        }
+        if f.field.is_some() {
+            assert!(
+                std::fs::read(&path).unwrap() == before,
+                "{}: refused, but changed by `tag`",
+                f.name
             );
         }
     }

@@ -463,6 +463,85 @@ fn bad_files_fail_alone_with_their_names() {
     );
 }
 
+/// Attacks a stranger would try: an RF64 file (which lofty would mistake for MPEG and tag in
+/// front of its header), a FIFO named on the command line (a reader would block), a link in a
+/// folder to a file outside it, a WAV whose RIFF size claims 4 GiB. Each is refused by name and
+/// left as it was, or (the streaming WAV) tagged and still read as the same audio; nothing
+/// outside the folder given changes.
+#[test]
+fn strangers_files_are_refused_or_tagged_without_harm() {
+    let Some(ffmpeg) = tool("ffmpeg") else { return };
+    let t = tempfile::tempdir().unwrap();
+    let lib = t.path().join("lib");
+    let outside = t.path().join("outside");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let src = outside.join("src.flac");
+    make(&ffmpeg, &src, 3.0, 77, -10.0, "A");
+    let rf64 = lib.join("big.wav");
+    let st = Command::new(&ffmpeg)
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&src)
+        .args(["-rf64", "always"])
+        .arg(&rf64)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let rf64_bytes = std::fs::read(&rf64).unwrap();
+    let kept = outside.join("kept.flac");
+    std::fs::copy(&src, &kept).unwrap();
+    let kept_bytes = std::fs::read(&kept).unwrap();
+    std::os::unix::fs::symlink(&kept, lib.join("link.flac")).unwrap();
+    // A WAV as a stream writer leaves it: the RIFF size says 0xFFFFFFF0.
+    let stream = lib.join("stream.wav");
+    let st = Command::new(&ffmpeg)
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&src)
+        .arg(&stream)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut b = std::fs::read(&stream).unwrap();
+    b[4..8].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    std::fs::write(&stream, &b).unwrap();
+    let audio = decoded(&stream);
+
+    let (code, out, err) = tag(&["--album", "off", "lib"], t.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("big.wav: FAILED") && out.contains("RF64"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(&rf64).unwrap(),
+        rf64_bytes,
+        "the RF64 file changed"
+    );
+    assert!(!out.contains("link.flac"), "the link was followed: {out}");
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        kept_bytes,
+        "a file outside changed"
+    );
+    assert!(out.contains("stream.wav: tagged"), "{out}");
+    assert!(decoded(&stream) == audio, "the stream WAV's audio changed");
+    assert_eq!(
+        sluice_core::replaygain::read(&stream).unwrap().len(),
+        2,
+        "track gain and peak"
+    );
+
+    let fifo = lib.join("pipe.flac");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    let (code, out, _) = tag(&["lib/pipe.flac"], t.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("pipe.flac: FAILED: lib/pipe.flac: not a regular file"),
+        "{out}"
+    );
+}
+
 /// SIGKILL halfway through 200 files in ten album folders: every file is either byte for byte
 /// what it was or fully tagged with its audio bytes and decoded audio unchanged; the next run
 /// (`--skip-existing`) removes the copy left behind and finishes, every album with one album
@@ -522,7 +601,7 @@ fn a_run_killed_halfway_leaves_every_file_whole_and_the_next_finishes() {
             }
             let copies: Vec<PathBuf> = walk(&lib)
                 .into_iter()
-                .filter(|p| p.to_string_lossy().ends_with(".sluice-tag-tmp"))
+                .filter(|p| p.to_string_lossy().contains(".sluice-tag-tmp"))
                 .collect();
             let busy = !copies.is_empty();
             seen.extend(copies);
@@ -573,7 +652,7 @@ fn a_run_killed_halfway_leaves_every_file_whole_and_the_next_finishes() {
     assert!(
         !walk(&lib)
             .iter()
-            .any(|p| p.to_string_lossy().ends_with(".sluice-tag-tmp")),
+            .any(|p| p.to_string_lossy().contains(".sluice-tag-tmp")),
         "a copy was left"
     );
     let mut album_gain: BTreeMap<PathBuf, String> = BTreeMap::new();
