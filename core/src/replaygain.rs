@@ -103,6 +103,9 @@ pub enum GainTagError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The file cannot be read as audio (the error names it).
+    #[error(transparent)]
+    Input(#[from] crate::InputError),
     #[error("{path}: its tags cannot be read or written: {detail}")]
     Tags { path: PathBuf, detail: String },
     #[error(
@@ -142,7 +145,13 @@ fn parse_options() -> ParseOptions {
 /// does not know for an MPEG stream (a frame sync found in the audio) and would write an ID3v2
 /// tag in front of its RIFF header.
 fn file_type(real: &Path, path: &Path, file: &mut File) -> Result<FileType, GainTagError> {
-    let info = crate::probe(real).map_err(|e| tags_error(path, e))?;
+    let info = crate::probe(real).map_err(|e| {
+        if real == path {
+            GainTagError::Input(e)
+        } else {
+            tags_error(path, e)
+        }
+    })?;
     let kind = match info.format {
         "wav" => FileType::Wav,
         "aiff" => FileType::Aiff,

@@ -62,6 +62,8 @@ pub enum Action {
     Skipped,
     /// A dry run: these fields would be written (or removed).
     WouldWrite,
+    /// Silent (below the −70 LUFS gate): no loudness, no gain; left as it is.
+    Silent,
     Failed,
 }
 
@@ -90,6 +92,7 @@ pub struct Summary {
     pub unchanged: usize,
     pub skipped: usize,
     pub would_write: usize,
+    pub silent: usize,
     pub failed: usize,
     /// Copies left by a killed run, removed.
     pub leftovers_removed: usize,
@@ -293,6 +296,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &dyn Progress) -> Report
             Action::Unchanged => &mut summary.unchanged,
             Action::Skipped => &mut summary.skipped,
             Action::WouldWrite => &mut summary.would_write,
+            Action::Silent => &mut summary.silent,
             Action::Failed => &mut summary.failed,
         } += 1;
     }
@@ -469,13 +473,9 @@ fn finish_unit(
                     r.integrated_lufs = m.integrated_lufs;
                     r.true_peak_dbtp = (m.true_peak > 0.0).then(|| 20.0 * m.true_peak.log10());
                     match m.integrated_lufs {
-                        None => {
-                            r.error = Some(format!(
-                                "{}: silent (below the −70 LUFS gate): no gain to write",
-                                f.display()
-                            ));
-                            Action::Failed
-                        }
+                        // Silence has no loudness and so no gain: left as it is, said,
+                        // not an error (an album's silent interlude is no fault).
+                        None => Action::Silent,
                         Some(lufs) => {
                             let gains = Gains {
                                 track_gain_db: REFERENCE_LUFS - lufs,

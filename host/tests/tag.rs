@@ -430,7 +430,7 @@ fn dry_runs_reruns_skipping_and_removal() {
 }
 
 /// Files that cannot be tagged fail alone, named, with exit status 1; the rest are tagged; a
-/// missing path is named; no copy is left behind.
+/// silent file is left as it is and said to be; a missing path is named; no copy is left.
 #[test]
 fn bad_files_fail_alone_with_their_names() {
     let Some(ffmpeg) = tool("ffmpeg") else { return };
@@ -447,7 +447,11 @@ fn bad_files_fail_alone_with_their_names() {
     assert!(out.contains("good.flac: tagged"), "{out}");
     assert!(out.contains("junk.mp3: FAILED"), "{out}");
     assert!(
-        out.contains("silent.wav: FAILED") && out.contains("silent"),
+        out.contains("silent.wav: silent (no loudness, no gain)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("junk.mp3: FAILED: lib/junk.mp3: not a recognised audio file"),
         "{out}"
     );
     assert!(out.contains("missing: FAILED"), "{out}");

@@ -115,6 +115,7 @@ fn print(out: &mut impl Write, report: &Report, opts: &Options) -> Result<()> {
             (Action::Skipped, _) => "skipped (already tagged)",
             (Action::WouldWrite, false) => "would tag",
             (Action::WouldWrite, true) => "would remove",
+            (Action::Silent, _) => "silent (no loudness, no gain): left as it is",
             (Action::Failed, _) => "FAILED",
         };
         write!(out, "{}: {what}", r.path.display())?;
@@ -143,6 +144,7 @@ fn print(out: &mut impl Write, report: &Report, opts: &Options) -> Result<()> {
         (s.would_write, "would change"),
         (s.unchanged, "unchanged"),
         (s.skipped, "skipped"),
+        (s.silent, "silent"),
         (s.failed, "failed"),
     ] {
         if n > 0 {
