@@ -479,6 +479,56 @@ impl symphonia::core::io::MediaSource for PatchedFile {
     }
 }
 
+/// A file presented from `offset` on: position 0 is the file's `offset`.
+struct OffsetFile {
+    file: File,
+    offset: u64,
+    len: u64,
+}
+
+impl OffsetFile {
+    fn new(mut file: File, offset: u64, len: u64) -> OffsetFile {
+        // Positioned at the new start; a failed seek shows in the first read.
+        let _ = file.seek(std::io::SeekFrom::Start(offset));
+        OffsetFile { file, offset, len }
+    }
+}
+
+impl Read for OffsetFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl std::io::Seek for OffsetFile {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
+        let to = match to {
+            SeekFrom::Start(p) => SeekFrom::Start(self.offset.saturating_add(p)),
+            other => other,
+        };
+        let at = self.file.seek(to)?;
+        if at < self.offset {
+            // Before the start: back to it, and say so.
+            self.file.seek(SeekFrom::Start(self.offset))?;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the audio",
+            ));
+        }
+        Ok(at - self.offset)
+    }
+}
+
+impl symphonia::core::io::MediaSource for OffsetFile {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.len.saturating_sub(self.offset))
+    }
+}
+
 /// A truncated AIFF/AIFF-C: where its size fields are and what the file really holds.
 struct AiffCut {
     /// Offset of the SSND chunk's size field.
@@ -704,6 +754,8 @@ struct Prescan {
     mp4: Option<crate::mp4::Mp4Scan>,
     /// An MPEG audio stream that ends inside a frame.
     mpa_cut: Option<crate::mpa::Cut>,
+    /// Where the MPEG audio after an ID3v2 tag starts, when a frame header is right there.
+    id3_end: Option<u64>,
     /// What the container's own header declares, against what Sluice supports
     /// ([`crate::headers`]).
     header: Result<(), formats::limits::OutOfRange>,
@@ -757,11 +809,13 @@ impl Prescan {
         } else {
             None
         };
+        let id3_end = crate::mpa::after_id3(&mut r, len).unwrap_or(None);
         Ok(Prescan {
             riff,
             aiff_cut,
             mp4,
             mpa_cut,
+            id3_end,
             header,
         })
     }
@@ -812,6 +866,13 @@ impl Prescan {
                     clamp_u32(cut.ssnd_available).to_be_bytes(),
                 ),
             ]
+        } else if let Some(start) = self.id3_end {
+            // MPEG audio after an ID3v2 tag: symphonia is given the audio alone. Its probe,
+            // after reading some tags (lofty's ID3v2.3 with UTF-16 text, for one), goes on
+            // searching inside them and takes a byte-order mark (FF FE) for a layer I frame.
+            // The tags are read by lofty elsewhere; nothing of symphonia's reading of them is
+            // used.
+            return Box::new(OffsetFile::new(file, start, len));
         } else {
             return Box::new(file);
         };
@@ -988,6 +1049,7 @@ impl Decoder {
             aiff_cut: None,
             mp4: None,
             mpa_cut: None,
+            id3_end: None,
             header: Ok(()),
         };
         guard(path, "decoder", || {

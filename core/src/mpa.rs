@@ -102,6 +102,40 @@ fn audio_end<R: Read + Seek>(r: &mut R, len: u64) -> std::io::Result<u64> {
     Ok(end)
 }
 
+/// Where the audio after a leading ID3v2 tag (and its footer) starts, when an MPEG audio frame
+/// header is right there; `None` without a tag, or when something else follows it (a FLAC
+/// stream, junk, padding past the declared size: then the reader searches as it would).
+pub fn after_id3<R: Read + Seek>(r: &mut R, len: u64) -> std::io::Result<Option<u64>> {
+    let mut id3 = [0u8; 10];
+    r.seek(SeekFrom::Start(0))?;
+    if len < 14 || r.read_exact(&mut id3).is_err() || &id3[..3] != b"ID3" {
+        return Ok(None);
+    }
+    let size = id3[6..10]
+        .iter()
+        .fold(0u64, |a, b| (a << 7) | u64::from(b & 0x7F));
+    let end = 10 + size + if id3[5] & 0x10 != 0 { 10 } else { 0 };
+    if end + 4 > len {
+        return Ok(None);
+    }
+    let mut h = [0u8; 4];
+    r.seek(SeekFrom::Start(end))?;
+    r.read_exact(&mut h)?;
+    // Two headers in step: this frame's, and the next one where it says it ends.
+    let Some(n) = frame_len(h) else {
+        return Ok(None);
+    };
+    if end + n + 4 <= len {
+        let mut next = [0u8; 4];
+        r.seek(SeekFrom::Start(end + n))?;
+        r.read_exact(&mut next)?;
+        if frame_len(next).is_none() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(end))
+}
+
 /// Walk the frames of an MPEG audio file of `len` bytes. `Some(cut)` when a frame reached by
 /// stepping from whole frames before it runs past the end of the audio; `None` when the audio
 /// ends on a frame boundary, or the walk cannot tell (no frames, junk where a frame should be

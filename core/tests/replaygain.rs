@@ -140,3 +140,37 @@ fn a_file_that_is_not_audio_is_an_error_naming_it() {
     assert!(e.contains("notes.mp3"), "{e}");
     assert_eq!(std::fs::read(&f).unwrap(), b"shopping list: eggs, milk");
 }
+
+/// An MP3 whose ID3v2.3 tag holds UTF-16 text frames as lofty writes them (another tagger's
+/// work, in a user's library): symphonia's probe searched on inside such a tag and took a
+/// byte-order mark for an MPEG layer I frame. It decodes, sample for sample as before.
+#[test]
+fn an_mp3_with_a_utf16_id3v23_tag_decodes() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("utf16.mp3");
+    std::fs::copy(fixture("tagged.mp3"), &f).unwrap();
+    let audio = decoded(&f);
+    let mut file = std::fs::File::open(&f).unwrap();
+    let mp3 = MpegFile::read_from(&mut file, ParseOptions::new()).unwrap();
+    let mut id3 = mp3.id3v2().cloned().unwrap_or_default();
+    for k in [
+        "REPLAYGAIN_TRACK_GAIN",
+        "REPLAYGAIN_TRACK_PEAK",
+        "REPLAYGAIN_ALBUM_GAIN",
+        "REPLAYGAIN_ALBUM_PEAK",
+    ] {
+        id3.insert_user_text(k.into(), "11.93 dB".into());
+    }
+    id3.save_to_path(&f, WriteOptions::default().use_id3v23(true))
+        .unwrap();
+    assert!(
+        std::fs::read(&f)
+            .unwrap()
+            .windows(2)
+            .any(|w| w == [0xFF, 0xFE])
+    );
+    let info = sluice_core::probe(&f).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(info.format, "mp3");
+    assert!(decoded(&f) == audio, "the audio changed");
+    assert!(sluice_core::tags::read_tags(&f).unwrap().title.is_some());
+}
