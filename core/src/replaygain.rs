@@ -143,7 +143,8 @@ fn parse_options() -> ParseOptions {
 /// The file's format by Sluice's own probe (its header, not its name), as the lofty type
 /// that carries its tag. lofty's own guess is not used: it takes an RF64 file whose header it
 /// does not know for an MPEG stream (a frame sync found in the audio) and would write an ID3v2
-/// tag in front of its RIFF header.
+/// tag in front of its RIFF header. `real` is the file read (a copy, when writing), `path` the
+/// name errors give.
 fn file_type(real: &Path, path: &Path, file: &mut File) -> Result<FileType, GainTagError> {
     let info = crate::probe(real).map_err(|e| {
         if real == path {
@@ -171,13 +172,8 @@ fn file_type(real: &Path, path: &Path, file: &mut File) -> Result<FileType, Gain
     Ok(kind)
 }
 
-/// `real` is the file read (a copy, when writing), `path` the name errors give.
-fn read_gain_tag(
-    real: &Path,
-    path: &Path,
-    file: &mut File,
-) -> Result<(GainTag, FileType), GainTagError> {
-    let kind = file_type(real, path, file)?;
+/// `kind` is the file's type by [`file_type`].
+fn read_gain_tag(path: &Path, file: &mut File, kind: FileType) -> Result<GainTag, GainTagError> {
     let e = |e| tags_error(path, e);
     let tag = match kind {
         FileType::Flac => {
@@ -232,13 +228,14 @@ fn read_gain_tag(
             });
         }
     };
-    Ok((tag, kind))
+    Ok(tag)
 }
 
 /// The gain fields a file holds now, by key (upper case), in its main tag.
 pub fn read(path: &Path) -> Result<Vec<(String, String)>, GainTagError> {
     let mut file = File::open(path).map_err(|e| io_error(path, e))?;
-    let (tag, _) = read_gain_tag(path, path, &mut file)?;
+    let kind = file_type(path, path, &mut file)?;
+    let tag = read_gain_tag(path, &mut file, kind)?;
     let wanted = |k: &str| STALE.iter().any(|s| s.eq_ignore_ascii_case(k));
     let mut out = Vec::new();
     match &tag {
@@ -282,7 +279,8 @@ pub fn write(path: &Path, shown: &Path, gains: Option<&Gains>) -> Result<(), Gai
         .write(true)
         .open(path)
         .map_err(|e| io_error(shown, e))?;
-    if crate::probe(path).is_ok_and(|i| i.format == "wav") {
+    let kind = file_type(path, shown, &mut file)?;
+    if kind == FileType::Wav {
         let len = file.metadata().map_err(|e| io_error(shown, e))?.len();
         let scan = crate::riff::scan(&mut file, len).map_err(|e| io_error(shown, e))?;
         if let Some(d) = scan
@@ -300,7 +298,7 @@ pub fn write(path: &Path, shown: &Path, gains: Option<&Gains>) -> Result<(), Gai
         }
         riff_size_to_length(path, &mut file).map_err(|e| io_error(shown, e))?;
     }
-    let (tag, kind) = read_gain_tag(path, shown, &mut file)?;
+    let tag = read_gain_tag(shown, &mut file, kind)?;
     let fields = gains.map(Gains::fields).unwrap_or_default();
     let stale = |k: &str| STALE.iter().any(|s| s.eq_ignore_ascii_case(k));
     let e = |x: lofty::error::FileEncodingError| tags_error(shown, x);

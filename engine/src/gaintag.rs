@@ -186,15 +186,25 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, failures: &mut Vec<FileResult>, le
     }
 }
 
+impl FileResult {
+    /// `path`'s result with `action` and nothing measured yet.
+    fn new(path: &Path, action: Action) -> FileResult {
+        FileResult {
+            path: path.to_path_buf(),
+            action,
+            integrated_lufs: None,
+            true_peak_dbtp: None,
+            album: None,
+            gains: None,
+            error: None,
+        }
+    }
+}
+
 fn failed(path: &Path, error: String) -> FileResult {
     FileResult {
-        path: path.to_path_buf(),
-        action: Action::Failed,
-        integrated_lufs: None,
-        true_peak_dbtp: None,
-        album: None,
-        gains: None,
         error: Some(error),
+        ..FileResult::new(path, Action::Failed)
     }
 }
 
@@ -304,8 +314,7 @@ pub fn run(paths: &[PathBuf], opts: &Options, progress: &dyn Progress) -> Report
 }
 
 fn remove_one(path: &Path, dry_run: bool) -> FileResult {
-    let mut r = failed(path, String::new());
-    r.error = None;
+    let mut r = FileResult::new(path, Action::Failed);
     r.action = match replaygain::read(path) {
         Err(e) => {
             r.error = Some(e.to_string());
@@ -393,9 +402,7 @@ fn tag_all(files: &[PathBuf], opts: &Options, progress: &dyn Progress) -> Vec<Fi
                 .all(|&i| matches!(&existing[i], Ok(f) if tagged(f, u.album.is_some())));
         if done {
             for &i in &u.members {
-                let mut r = failed(&files[i], String::new());
-                r.error = None;
-                r.action = Action::Skipped;
+                let mut r = FileResult::new(&files[i], Action::Skipped);
                 r.album = u.album.clone();
                 results[i] = Some(r);
                 progress.done(&files[i]);
@@ -461,8 +468,7 @@ fn finish_unit(
         .into_iter()
         .map(|(i, m)| {
             let f = &files[i];
-            let mut r = failed(f, String::new());
-            r.error = None;
+            let mut r = FileResult::new(f, Action::Failed);
             r.album = album.clone();
             r.action = match (m.as_ref(), &existing[i]) {
                 (Err(e), _) | (_, Err(e)) => {

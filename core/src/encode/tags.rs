@@ -240,10 +240,18 @@ pub fn build_tag(
         && let Some(l) = loudness
         && let Some(i) = l.loudness.integrated_lufs
     {
-        // ReplayGain 2.0: the reference is −18 LUFS; the peak is the linear true peak.
-        tag.insert_text(ItemKey::ReplayGainTrackGain, format!("{:.2} dB", -18.0 - i));
+        // ReplayGain 2.0, written as `sluice tag` writes it: the reference is −18 LUFS, the
+        // peak the linear true peak.
+        let gain = crate::replaygain::REFERENCE_LUFS - i;
         let peak = 10f64.powf(l.true_peak_dbtp / 20.0);
-        tag.insert_text(ItemKey::ReplayGainTrackPeak, format!("{peak:.6}"));
+        tag.insert_text(
+            ItemKey::ReplayGainTrackGain,
+            crate::replaygain::gain_text(gain),
+        );
+        tag.insert_text(
+            ItemKey::ReplayGainTrackPeak,
+            crate::replaygain::peak_text(peak),
+        );
     }
     tag
 }
