@@ -106,15 +106,7 @@ impl ExportOrder {
     }
 }
 
-/// One gain for all the inputs of an export (an album), so their levels stay as they were.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AlbumMode {
-    /// The gain that brings the inputs, measured as one programme, to the target.
-    Album,
-    /// The gain that brings the loudest input to the target.
-    AlbumLoudest,
-}
+pub use sluice_core::render::normalize::AlbumMode;
 
 /// An input's loudness and the gain its normalization will apply (before any limiter).
 #[derive(Debug, Clone, serde::Serialize)]

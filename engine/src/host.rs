@@ -12,7 +12,8 @@ use crate::job::{self, Ctx};
 use crate::pipeline::{self, Defaults, Pipeline};
 use crate::settle::{Disk, Look, Note, Settled, Settler, mtime_ns};
 use crate::store::{
-    Arrival, FileRecord, Intake, JobRecord, JobState, ProbeSummary, Store, now_ms, path_codec,
+    AlbumRecord, Arrival, FileRecord, Intake, JobRecord, JobState, ProbeSummary, Store, now_ms,
+    path_codec,
 };
 use anyhow::{Context, Result};
 use notify::Watcher;
@@ -311,6 +312,7 @@ pub fn watch(
         pipelines_changed: None,
         last_stamp_check: Instant::now(),
         stopping: None,
+        held: BTreeMap::new(),
     };
     turns.run(&stop, &abort, notify, &crew, &mut folders);
 
@@ -631,6 +633,16 @@ struct Coordinator {
     last_stamp_check: Instant,
     /// When the stop was asked for.
     stopping: Option<Instant>,
+    /// Settled files of album folders (absolute), held until their folder is settled as a
+    /// whole.
+    held: BTreeMap<PathBuf, Held>,
+}
+
+/// An album folder's settled files, held.
+struct Held {
+    files: BTreeMap<PathBuf, Settled>,
+    /// When the last of them settled.
+    last: Instant,
 }
 
 impl Coordinator {
@@ -698,6 +710,18 @@ impl Coordinator {
 
     /// A path an event or a rescan named, considered for settling.
     fn consider(&mut self, p: &Path) {
+        if let Some(dir) = p.parent()
+            && let Some(h) = self.held.get_mut(dir)
+            && let Some(s) = h.files.get(p)
+        {
+            // Held, unchanged: nothing to do; changed since it settled: it settles again.
+            let same = std::fs::symlink_metadata(p)
+                .is_ok_and(|m| m.is_file() && m.len() == s.size && mtime_ns(&m) == s.mtime_ns);
+            if same {
+                return;
+            }
+            h.files.remove(p);
+        }
         consider(
             &self.cfg,
             &self.store,
@@ -806,10 +830,165 @@ impl Coordinator {
                 ),
             }
         }
-        if !settled.is_empty() && !stopping {
-            intake(&self.cfg, &self.store, &self.pipelines, settled);
+        if stopping {
+            return;
+        }
+        let mut now = Vec::new();
+        for f in settled {
+            match album_folder(&self.cfg, &self.pipelines, &f.path) {
+                Some(dir) => {
+                    let h = self.held.entry(dir).or_insert_with(|| Held {
+                        files: BTreeMap::new(),
+                        last: Instant::now(),
+                    });
+                    h.last = Instant::now();
+                    h.files.insert(f.path.clone(), f);
+                }
+                None => now.push(f),
+            }
+        }
+        if !now.is_empty() {
+            intake(&self.cfg, &self.store, &self.pipelines, now, &[]);
+        }
+        self.release_albums();
+    }
+
+    /// Album folders settled as a whole (nothing in them waiting, and none of their files
+    /// settled for a settle time): measured, and their files taken in together.
+    fn release_albums(&mut self) {
+        let ready: Vec<PathBuf> = self
+            .held
+            .iter()
+            .filter(|(dir, h)| {
+                h.last.elapsed() >= self.cfg.settle && !self.settling.waiting_in(dir)
+            })
+            .map(|(d, _)| d.clone())
+            .collect();
+        for dir in ready {
+            let Some(h) = self.held.remove(&dir) else {
+                continue;
+            };
+            if h.files.is_empty() {
+                continue;
+            }
+            let albums = measure_album(&self.cfg, &self.pipelines, &dir);
+            intake(
+                &self.cfg,
+                &self.store,
+                &self.pipelines,
+                h.files.into_values().collect(),
+                &albums,
+            );
         }
     }
+}
+
+/// The album folder `path` belongs to, for a pipeline that normalizes albums: the folder it
+/// is in, when that is below the pipeline's watch folder (a file directly in a watch folder is
+/// a track of its own).
+fn album_folder(cfg: &Config, ps: &Pipelines, path: &Path) -> Option<PathBuf> {
+    let relp = rel(&cfg.root, path)?;
+    takers(ps, &relp)
+        .iter()
+        .filter(|p| p.album().is_some())
+        .any(|p| {
+            p.watched(&relp)
+                .and_then(Path::parent)
+                .is_some_and(|d| !d.as_os_str().is_empty())
+        })
+        .then(|| path.parent().map(Path::to_path_buf))
+        .flatten()
+}
+
+/// Measure the album in `dir` (absolute) for each pipeline that normalizes albums: the files
+/// directly in it that the pipeline takes, measured as one programme (`album`) or by the
+/// loudest (`album-loudest`). A file that cannot be measured is left out (its own job says
+/// why); an album that is all silence gets no album loudness.
+fn measure_album(cfg: &Config, ps: &Pipelines, dir: &Path) -> Vec<(String, AlbumRecord)> {
+    use sluice_core::render::normalize::{AlbumMode, SILENCE_LUFS};
+    let Some(rel_dir) = rel(&cfg.root, dir) else {
+        return Vec::new();
+    };
+    let mut members: Vec<(PathBuf, Vec<&Arc<Pipeline>>)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if ignored(&e.file_name().to_string_lossy())
+                || !e.file_type().is_ok_and(|t| t.is_file())
+            {
+                continue;
+            }
+            let path = e.path();
+            let Some(relp) = rel(&cfg.root, &path) else {
+                continue;
+            };
+            let by: Vec<&Arc<Pipeline>> = takers(ps, &relp)
+                .into_iter()
+                .filter(|p| p.album().is_some())
+                .collect();
+            if !by.is_empty() {
+                members.push((path, by));
+            }
+        }
+    }
+    members.sort_by(|a, b| a.0.cmp(&b.0));
+    let started = Instant::now();
+    let measured = crate::parallel::map(&members, cfg.workers.max(1), |(p, _)| {
+        crate::gaintag::measure(p)
+    });
+    for ((p, _), m) in members.iter().zip(&measured) {
+        if let Err(e) = m {
+            tracing::warn!("{}: left out of its album's loudness: {e}", p.display());
+        }
+    }
+    let mut pipelines: Vec<&Arc<Pipeline>> =
+        members.iter().flat_map(|(_, by)| by.clone()).collect();
+    pipelines.sort_by(|a, b| a.name.cmp(&b.name));
+    pipelines.dedup_by(|a, b| a.name == b.name);
+    let mut out = Vec::new();
+    for p in pipelines {
+        let Some(mode) = p.album() else { continue };
+        let ok: Vec<&crate::gaintag::Measured> = members
+            .iter()
+            .zip(&measured)
+            .filter(|((_, by), _)| by.iter().any(|q| q.name == p.name))
+            .filter_map(|(_, m)| m.as_ref().ok())
+            .collect();
+        let lufs = match mode {
+            AlbumMode::Album => crate::gaintag::together(&ok),
+            AlbumMode::AlbumLoudest => ok
+                .iter()
+                .filter_map(|m| m.integrated_lufs)
+                .filter(|i| *i >= SILENCE_LUFS)
+                .max_by(f64::total_cmp),
+        };
+        match lufs {
+            Some(lufs) => {
+                tracing::info!(
+                    pipeline = %p.name,
+                    "{}: album of {} files, {lufs:.2} LUFS ({}), measured in {:.1} s",
+                    rel_dir.display(),
+                    ok.len(),
+                    mode.name(),
+                    started.elapsed().as_secs_f64()
+                );
+                out.push((
+                    p.name.clone(),
+                    AlbumRecord {
+                        folder: rel_dir.clone(),
+                        mode,
+                        tracks: ok.len() as u32,
+                        lufs,
+                    },
+                ));
+            }
+            None => tracing::info!(
+                pipeline = %p.name,
+                "{}: album is silent: each file is normalized on its own",
+                rel_dir.display()
+            ),
+        }
+    }
+    out
 }
 
 /// The pipelines and effects the workers run jobs with (replaced when they reload).
@@ -1097,7 +1276,14 @@ fn rescan(cfg: &Config, ps: &Pipelines, said_once: &mut HashSet<PathBuf>) -> Vec
 }
 
 /// Hash and index settled files; queue their jobs.
-fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<Settled>) {
+/// `albums`: the album the files arrived in, for each pipeline that normalizes albums.
+fn intake(
+    cfg: &Config,
+    store: &Store,
+    ps: &Pipelines,
+    settled: Vec<Settled>,
+    albums: &[(String, AlbumRecord)],
+) {
     let settled_ms = now_ms();
     /// A settled file: where, what, and the pipelines that take it (name, version).
     struct Found {
@@ -1155,6 +1341,11 @@ fn intake(cfg: &Config, store: &Store, ps: &Pipelines, settled: Vec<Settled>) {
                 .pipelines
                 .iter()
                 .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect(),
+            albums: albums
+                .iter()
+                .filter(|(n, _)| f.pipelines.iter().any(|(p, _)| p == n))
+                .map(|(n, r)| (n.as_str(), r.clone()))
                 .collect(),
             settled_ms,
         })

@@ -988,7 +988,8 @@ fn render(
         let mut progress = Progress::new(ctx, job.id);
         let base = progress.base;
         let mut prepasses = false;
-        let report = export_from(file_source, &p.steps, &mut resolver, &plans, &mut |pr| {
+        let steps = p.steps_for(job.album.as_ref());
+        let report = export_from(file_source, &steps, &mut resolver, &plans, &mut |pr| {
             let frac = pr.total.map_or(0.0, |t| pr.frames as f64 / t.max(1) as f64);
             prepasses |= !pr.final_pass;
             let within = match (pr.final_pass, prepasses) {
@@ -1264,10 +1265,17 @@ fn plan_paths(
         _ => (name.clone(), String::new()),
     };
     let now = jiff::Zoned::now();
+    // The folder the file arrived in, inside the watch folder (an album's).
+    let folder = p
+        .watched(&job.input)
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned());
     let vars = Vars {
         stem: &stem,
         name: &name,
         ext: &ext,
+        folder: folder.as_deref(),
         pipeline: &p.name,
         now: &now,
         job: job.id,

@@ -2,11 +2,13 @@
 //! and where the results go. Parsed into [`Pipeline`] with every problem reported as
 //! `file:line:column: message`. The schema is in `pipelines/README.md`.
 
+use crate::store::AlbumRecord;
 use crate::template::Template;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use sluice_core::analysis::Section;
 use sluice_core::render::dither::DitherMode;
+use sluice_core::render::normalize::{AlbumMode, NormalizeTarget};
 use sluice_core::render::stages::ChannelMapping;
 use sluice_core::render::steps::{
     EffectCheck, EffectStep, Problem, StepSpec, WrittenDefaults, WrittenStep,
@@ -132,6 +134,29 @@ impl Pipeline {
             .iter()
             .find_map(|w| path.strip_prefix(w).ok())
             .filter(|r| !r.as_os_str().is_empty())
+    }
+
+    /// The album mode of the pipeline's loudness normalization, when it has one.
+    pub fn album(&self) -> Option<AlbumMode> {
+        self.steps.iter().find_map(|s| match s {
+            StepSpec::Normalize(NormalizeTarget::Loudness { rule, .. }) => rule.album,
+            _ => None,
+        })
+    }
+
+    /// The steps a job runs: with its album measured, the normalization steers from the
+    /// album's loudness (one gain for every file of the album).
+    pub fn steps_for(&self, album: Option<&AlbumRecord>) -> std::borrow::Cow<'_, [StepSpec]> {
+        let Some(a) = album.filter(|a| self.album() == Some(a.mode)) else {
+            return std::borrow::Cow::Borrowed(&self.steps);
+        };
+        let mut steps = self.steps.clone();
+        for s in &mut steps {
+            if let StepSpec::Normalize(NormalizeTarget::Loudness { rule, .. }) = s {
+                rule.from_lufs = Some(a.lufs);
+            }
+        }
+        std::borrow::Cow::Owned(steps)
     }
 
     pub fn analyze(&self) -> Option<&[Section]> {
@@ -851,6 +876,7 @@ fn cross_check(
             stem: "\u{1}stem",
             name: "\u{1}name",
             ext: "\u{1}ext",
+            folder: Some("\u{1}folder"),
             pipeline: &p.name,
             now: &now,
             job: 1,

@@ -115,6 +115,11 @@ impl Settler {
         self.files.contains_key(path)
     }
 
+    /// Whether a file directly in `dir` is waiting.
+    pub fn waiting_in(&self, dir: &Path) -> bool {
+        self.files.keys().any(|p| p.parent() == Some(dir))
+    }
+
     pub fn len(&self) -> usize {
         self.files.len()
     }

@@ -17,7 +17,9 @@
 //! | `{date:FORMAT}`   | The current time in strftime `FORMAT`; `/` makes folders.    |
 //! | `{{`, `}}`        | A literal `{` or `}`.                                        |
 //!
-//! Variables: `stem`, `name`, `ext`, `pipeline`, `job`, `date`, and the tag
+//! Variables: `stem`, `name`, `ext`, `folder` (the name of the folder the source arrived in
+//! inside the watch folder, an album's folder; missing for a file directly in the watch
+//! folder), `pipeline`, `job`, `date`, and the tag
 //! fields `title`, `artist`, `album`, `album_artist`, `genre`, `year`,
 //! `track`, `disc`, `isrc`, `bpm`, `initial_key`, `comment`, `composer`.
 //!
@@ -54,7 +56,7 @@ const UNKNOWN: &str = "unknown";
 const DEFAULT_DATE_FORMAT: &str = "%Y-%m-%d";
 
 /// Variables taken from the source file and the job.
-const BUILTIN_VARS: &[&str] = &["stem", "name", "ext", "pipeline", "job", "date"];
+const BUILTIN_VARS: &[&str] = &["stem", "name", "ext", "folder", "pipeline", "job", "date"];
 /// Variables taken from the source file's tags (keys of [`Vars::tags`]).
 const TAG_VARS: &[&str] = &[
     "title",
@@ -127,6 +129,9 @@ pub struct Vars<'a> {
     pub name: &'a str,
     /// Source extension without dot (`""` if none).
     pub ext: &'a str,
+    /// The name of the folder the source arrived in, inside the watch folder (`None`
+    /// directly in it).
+    pub folder: Option<&'a str>,
     /// Name of the pipeline.
     pub pipeline: &'a str,
     /// The time used for `{date}` and `{date:FMT}`.
@@ -144,6 +149,7 @@ impl Vars<'_> {
             "stem" => Some(self.stem.to_owned()),
             "name" => Some(self.name.to_owned()),
             "ext" => Some(self.ext.to_owned()),
+            "folder" => self.folder.map(str::to_owned),
             "pipeline" => Some(self.pipeline.to_owned()),
             "job" => Some(self.job.to_string()),
             _ => self.tags.get(name).cloned(),
@@ -619,6 +625,7 @@ mod tests {
             stem,
             name: &name,
             ext: "wav",
+            folder: None,
             pipeline: "podcast",
             now: &now,
             job: 42,

@@ -277,3 +277,156 @@ fn album_options_without_a_loudness_target_are_refused() {
     assert!(!ok);
     assert!(stderr.contains("--max-gain-db 99"), "{stderr}");
 }
+
+/// A pipeline whose normalize step has `album = "album"` in a new root: an album is the
+/// folder a file arrives in below the watch folder.
+fn album_root(dir: &Path, mode: &str) -> PathBuf {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::create_dir_all(root.join("inbox/albums")).unwrap();
+    std::fs::write(
+        root.join("pipelines/albums.toml"),
+        format!(
+            "watch = \"inbox/albums\"\n\
+             [[step]]\n\
+             normalize = {{ loudness_lufs = -20, true_peak_dbtp = -1, album = \"{mode}\" }}\n\
+             [[output]]\n\
+             path = \"out/{{folder|singles}}/{{stem}}.flac\"\n\
+             [source]\n\
+             action = \"keep\"\n"
+        ),
+    )
+    .unwrap();
+    root
+}
+
+fn ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The watch host takes a folder dropped into an album pipeline as one unit: its files wait
+/// until the last of them has settled (one is still being written slowly when the others
+/// have settled), the folder is measured once, and every file gets the album's gain, so the
+/// tracks keep their levels and the album as a whole reaches the target. A file directly in
+/// the watch folder is a track of its own. Each job record names its album.
+#[test]
+fn the_watch_host_takes_a_folder_as_one_album() {
+    use std::io::Write;
+    let t = tempfile::tempdir().unwrap();
+    let root = album_root(t.path(), "album");
+    let staged = t.path().join("staged");
+    std::fs::create_dir_all(&staged).unwrap();
+    let files = material(&staged, &[-6.0, -14.0, -22.0]);
+    let single = staged.join("single");
+    std::fs::create_dir_all(&single).unwrap();
+    let single = material(&single, &[-16.0]).remove(0);
+    let host = common::Host::start(&root);
+
+    let album = root.join("inbox/albums/First Album");
+    std::fs::create_dir_all(&album).unwrap();
+    std::fs::copy(&files[0], album.join("track0.wav")).unwrap();
+    std::fs::copy(&files[1], album.join("track1.wav")).unwrap();
+    // The third arrives slowly: the first two settle (1 s) long before it is whole.
+    let bytes = std::fs::read(&files[2]).unwrap();
+    let mut f = std::fs::File::create(album.join("track2.wav")).unwrap();
+    for chunk in bytes.chunks(bytes.len() / 8 + 1) {
+        f.write_all(chunk).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    drop(f);
+    let written = ms_now();
+    std::fs::copy(&single, root.join("inbox/albums/single.wav")).unwrap();
+
+    let jobs = host.settle_jobs(4);
+    assert_eq!(jobs.len(), 4, "{jobs:#?}\n{}", host.log());
+    let mut lufs = Vec::new();
+    for j in &jobs {
+        assert_eq!(j["state"], "done", "{j:#?}\n{}", host.log());
+        let input = j["input"].as_str().unwrap();
+        if input.ends_with("single.wav") {
+            assert!(j["album"].is_null(), "{j:#?}");
+            continue;
+        }
+        assert!(
+            j["started_ms"].as_i64().unwrap() >= written,
+            "{input} started before its album had settled: {j:#?}"
+        );
+        assert_eq!(j["album"]["folder"], "inbox/albums/First Album", "{j:#?}");
+        assert_eq!(j["album"]["tracks"], 3, "{j:#?}");
+        assert_eq!(j["album"]["mode"], "album", "{j:#?}");
+        lufs.push(j["album"]["lufs"].as_f64().unwrap());
+    }
+    assert_eq!(lufs.len(), 3);
+    assert!(lufs.iter().all(|l| *l == lufs[0]), "{lufs:?}");
+    assert!((lufs[0] - together(&files)).abs() < 0.01, "{lufs:?}");
+
+    let outs: Vec<PathBuf> = (0..3)
+        .map(|k| root.join(format!("out/First Album/track{k}.flac")))
+        .collect();
+    let moved: Vec<f64> = outs
+        .iter()
+        .zip(&files)
+        .map(|(o, s)| loudness(o).0 - loudness(s).0)
+        .collect();
+    for m in &moved {
+        assert!((m - moved[0]).abs() < 0.05, "gains differ: {moved:?}");
+    }
+    let album_out = together(&outs);
+    assert!(
+        (album_out + 20.0).abs() < 0.1,
+        "the album at {album_out:.2} LUFS"
+    );
+    // The single track: its own gain, to the target.
+    let (i, _) = loudness(&root.join("out/singles/single.flac"));
+    assert!((i + 20.0).abs() < 0.1, "the single at {i:.2} LUFS");
+    host.stop();
+}
+
+/// `album-loudest` in a pipeline: the loudest file of the folder reaches the target, the
+/// others keep their distance from it; a folder where only some files are new is measured
+/// with all it holds.
+#[test]
+fn album_loudest_in_a_pipeline_brings_the_loudest_file_to_the_target() {
+    let t = tempfile::tempdir().unwrap();
+    let root = album_root(t.path(), "album-loudest");
+    let staged = t.path().join("staged");
+    std::fs::create_dir_all(&staged).unwrap();
+    let files = material(&staged, &[-10.0, -4.0, -18.0]);
+    let host = common::Host::start(&root);
+    let album = root.join("inbox/albums/Second");
+    std::fs::create_dir_all(&album).unwrap();
+    for f in &files {
+        std::fs::copy(f, album.join(f.file_name().unwrap())).unwrap();
+    }
+    let jobs = host.settle_jobs(3);
+    assert!(jobs.iter().all(|j| j["state"] == "done"), "{jobs:#?}");
+    let after: Vec<f64> = (0..3)
+        .map(|k| loudness(&root.join(format!("out/Second/track{k}.flac"))).0)
+        .collect();
+    let before: Vec<f64> = files.iter().map(|f| loudness(f).0).collect();
+    assert!((after[1] + 20.0).abs() < 0.05, "{after:?}");
+    for k in [0, 2] {
+        let kept = (after[k] - after[1]) - (before[k] - before[1]);
+        assert!(kept.abs() < 0.05, "{after:?} from {before:?}");
+    }
+    // A new, louder file joins the folder later: the album is measured again with it, and
+    // the new file's gain is the new album's (the earlier files are not redone).
+    let louder = staged.join("track3.wav");
+    let planes = sluice_core::signal::programme(48_000, 2, 48_000 * 8, 99);
+    write_wav(&louder, &planes, 48_000, 24);
+    std::fs::copy(&louder, album.join("track3.wav")).unwrap();
+    let jobs = host.settle_jobs(4);
+    let j = jobs
+        .iter()
+        .find(|j| j["input"] == "inbox/albums/Second/track3.wav")
+        .unwrap();
+    assert_eq!(j["state"], "done", "{j:#?}");
+    assert_eq!(j["album"]["tracks"], 4, "{j:#?}");
+    let (i, _) = loudness(&root.join("out/Second/track3.flac"));
+    assert!((i + 20.0).abs() < 0.05, "the new loudest at {i:.2}");
+    host.stop();
+}

@@ -1229,3 +1229,49 @@ fn a_pipeline_edited_while_its_job_is_out_fails_it_with_the_reason() {
     );
     assert_no_temporaries(&root);
 }
+
+/// An album folder on a farm: the ingest node holds the folder until it has settled as a
+/// whole and measures it; the album's loudness travels in each job's message, and the worker
+/// (which sees one file) gives every file the album's gain.
+#[test]
+fn an_album_folder_on_a_farm_gets_one_gain() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    std::fs::write(
+        root.join("pipelines/farm.toml"),
+        "name = \"farm\"\nwatch = \"inbox\"\n[[step]]\nnormalize = { loudness_lufs = -20, true_peak_dbtp = -1, album = \"album\" }\n[[output]]\npath = \"out/{folder}/{stem}.flac\"\n",
+    )
+    .unwrap();
+    let w1 = worker_root(dir.path(), &nats, "w1");
+    let _w = start_worker(&w1, dir.path(), "w1");
+    let host = start_ingest(&root, &ingest_log);
+    let made = dir.path().join("Album");
+    std::fs::create_dir_all(&made).unwrap();
+    let mut before = Vec::new();
+    for (i, gain) in [0.3f32, 0.1, 0.03].iter().enumerate() {
+        let p = made.join(format!("t{i}.wav"));
+        let planes: Vec<Vec<f32>> = sluice_core::signal::programme(48_000, 2, 48_000 * 4, i as u64)
+            .into_iter()
+            .map(|c| c.into_iter().map(|x| x * gain).collect())
+            .collect();
+        common::write_wav(&p, &planes, 48_000, 24);
+        before.push(common::loudness(&p).0);
+    }
+    std::fs::rename(&made, root.join("inbox/Album")).unwrap();
+    let js = wait_finished(&root, 3, 90, || host.log());
+    for j in &js {
+        assert_eq!(j["state"], "done", "{j:#?}\n{}", host.log());
+        assert_eq!(j["ran_on"], "w1", "{j:#?}");
+        assert_eq!(j["album"]["tracks"], 3, "{j:#?}");
+    }
+    let moved: Vec<f64> = (0..3)
+        .map(|i| common::loudness(&root.join(format!("out/Album/t{i}.flac"))).0 - before[i])
+        .collect();
+    for m in &moved {
+        assert!((m - moved[0]).abs() < 0.05, "gains differ: {moved:?}");
+    }
+}

@@ -286,6 +286,39 @@ pub struct GainRule {
     /// gain and their levels stay as they were. The limiter still holds each file's ceiling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_lufs: Option<f64>,
+    /// The pipeline's album mode: the host measures the album (the folder a file arrived in)
+    /// and sets `from_lufs` by it for each of its files. Without a measured album (a file run
+    /// on its own) the file's own loudness is used, as for a single track.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub album: Option<AlbumMode>,
+}
+
+/// One gain for all the files of an album, so that their levels stay as they were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlbumMode {
+    /// The gain that brings the files, measured as one programme, to the target.
+    Album,
+    /// The gain that brings the loudest file to the target.
+    AlbumLoudest,
+}
+
+impl AlbumMode {
+    /// The name as written in pipelines and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlbumMode::Album => "album",
+            AlbumMode::AlbumLoudest => "album-loudest",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlbumMode> {
+        match s {
+            "album" => Some(AlbumMode::Album),
+            "album-loudest" => Some(AlbumMode::AlbumLoudest),
+            _ => None,
+        }
+    }
 }
 
 impl GainRule {

@@ -53,7 +53,14 @@ impl Store {
                         continue;
                     }
                     seen.insert(seen_key.as_str(), a.record.hash.as_str())?;
-                    let key = format!("{name}\0{hash}\0{}", a.record.hash);
+                    let album = a.albums.iter().find(|(n, _)| n == name).map(|(_, r)| r);
+                    // The same content in another album (another loudness) is another job.
+                    let key = match album {
+                        None => format!("{name}\0{hash}\0{}", a.record.hash),
+                        Some(r) => {
+                            format!("{name}\0{hash}\0{}\0album {:.2}", a.record.hash, r.lufs)
+                        }
+                    };
                     let earlier = match keys.get(key.as_str())?.map(|v| v.value()) {
                         Some(id) => jobs
                             .get(id)?
@@ -95,6 +102,7 @@ impl Store {
                     meta.insert("next_job", id + 1)?;
                     let job = JobRecord {
                         settled_ms: Some(a.settled_ms),
+                        album: album.cloned(),
                         ..JobRecord::new(
                             id,
                             name,

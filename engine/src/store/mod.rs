@@ -204,6 +204,9 @@ pub struct JobRecord {
     /// and no worker has answered yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ran_on: Option<String>,
+    /// The album the file arrived in, when the pipeline normalizes albums.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub album: Option<AlbumRecord>,
 }
 
 /// The process running a job.
@@ -329,6 +332,7 @@ impl JobRecord {
             delete_pending: false,
             settled_ms: None,
             interrupted: 0,
+            album: None,
             runner: running.then(|| Runner {
                 pid: std::process::id(),
                 by_hand: true,
@@ -442,7 +446,23 @@ pub struct Arrival<'a> {
     pub record: FileRecord,
     /// Pipelines that take this file: (name, version hash).
     pub pipelines: Vec<(&'a str, &'a str)>,
+    /// The album the file arrived in, for each pipeline above that normalizes albums.
+    pub albums: Vec<(&'a str, AlbumRecord)>,
     pub settled_ms: i64,
+}
+
+/// The album a job's file belongs to: the folder it arrived in (settled as a whole), measured
+/// when it settled. The job's loudness normalization steers from `lufs` (the album's
+/// loudness by the pipeline's album mode), so every file of the album gets the same gain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlbumRecord {
+    /// The folder, relative to the root.
+    #[serde(with = "path_codec")]
+    pub folder: PathBuf,
+    pub mode: sluice_core::render::normalize::AlbumMode,
+    /// The files measured (those of the folder the pipeline takes, readable as audio).
+    pub tracks: u32,
+    pub lufs: f64,
 }
 
 /// What [`Store::intake`] decided for one pipeline.
@@ -863,6 +883,7 @@ mod tests {
                 rel,
                 record: rec(hash),
                 pipelines: vec![("p", ver)],
+                albums: vec![],
                 settled_ms: 0,
             }])
             .unwrap()
@@ -905,6 +926,7 @@ mod tests {
             rel,
             record: rec(hash),
             pipelines: vec![("p", "v1")],
+            albums: vec![],
             settled_ms: 0,
         }])
         .unwrap()
@@ -1101,6 +1123,7 @@ mod tests {
             rel: "x.wav",
             record: rec("h"),
             pipelines: vec![("p", "v")],
+            albums: vec![],
             settled_ms: 0,
         }])
         .unwrap();

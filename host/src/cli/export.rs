@@ -218,7 +218,7 @@ impl ExportArgs {
             .transpose()?;
         let rule = GainRule {
             max_gain_db: gain_limit(a.lower_only, a.max_gain_db),
-            from_lufs: None,
+            ..GainRule::default()
         };
         if let Some(m) = a.max_gain_db
             && !(0.0..=60.0).contains(&m)

@@ -130,6 +130,7 @@ fn message(
         effects: modules,
         profiles: job::profiles_for(p, store),
         stage,
+        album: job.album.clone(),
     };
     Ok((msg, files))
 }

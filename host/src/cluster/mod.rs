@@ -79,6 +79,9 @@ pub struct JobMsg {
     /// object store (set with `shared_root`).
     #[serde(default)]
     pub stage: bool,
+    /// The album the source arrived in, measured by the ingest node (the worker sees one file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub album: Option<crate::store::AlbumRecord>,
 }
 
 /// A user effect a job needs.

@@ -826,14 +826,17 @@ impl Worker {
             progress: Some(&report),
             profiles: Some(&msg.profiles),
         };
-        let record = JobRecord::detached(
-            msg.job,
-            &p.name,
-            &p.hash,
-            msg.input.clone(),
-            msg.content_hash.clone(),
-            msg.planned.clone(),
-        );
+        let record = JobRecord {
+            album: msg.album.clone(),
+            ..JobRecord::detached(
+                msg.job,
+                &p.name,
+                &p.hash,
+                msg.input.clone(),
+                msg.content_hash.clone(),
+                msg.planned.clone(),
+            )
+        };
         let rendition = job::render_detached(&ctx, &p, &record, &source)?;
         let files = msg
             .planned

@@ -11,7 +11,7 @@ use super::{AnalyzeStep, CompareStep, EffectStep, MatchSource, MatchStep, ParamV
 use crate::analysis::Section;
 use crate::analysis::targets::Target;
 use crate::render::matching::{MAX_GAIN_DB, MAX_SMOOTHING_OCTAVES, MatchOptions};
-use crate::render::normalize::{GainRule, NormalizeTarget, gain_limit};
+use crate::render::normalize::{AlbumMode, GainRule, NormalizeTarget, gain_limit};
 use crate::render::resample::ResampleQuality;
 use crate::render::stages::{ChannelMapping, FadeCurve};
 use serde::Deserialize;
@@ -204,6 +204,8 @@ struct WrittenNormalize {
     lower_only: Option<bool>,
     /// The largest gain, dB.
     max_gain_db: Option<f64>,
+    /// One gain for an album (the folder a file arrived in): "album" or "album-loudest".
+    album: Option<String>,
 }
 
 /// `match = { reference = "NAME" | genre = "G", strength = 0.5 | "50%", eq = true, ... }`.
@@ -733,8 +735,12 @@ pub enum NormalizeError {
     Ceiling(f64),
     #[error("max_gain_db {0}: from 0 to 60 dB")]
     MaxGain(f64),
-    #[error("peak_dbfs takes no lower_only or max_gain_db")]
+    #[error("peak_dbfs takes no lower_only, max_gain_db or album")]
     PeakRule,
+    #[error(
+        "album {0:?}: \"album\" (one gain for the album measured as one programme) or \"album-loudest\" (the gain that brings its loudest file to the target)"
+    )]
+    Album(String),
     #[error(transparent)]
     Preset(#[from] crate::analysis::targets::TargetError),
 }
@@ -746,9 +752,14 @@ fn normalize(r: &WrittenNormalize, d: WrittenDefaults) -> Result<NormalizeTarget
     {
         return Err(NormalizeError::MaxGain(m));
     }
+    let album = match r.album.as_deref() {
+        None => None,
+        Some(a) => Some(AlbumMode::parse(a).ok_or_else(|| NormalizeError::Album(a.into()))?),
+    };
     let rule = GainRule {
         max_gain_db: gain_limit(r.lower_only.unwrap_or(false), r.max_gain_db),
         from_lufs: None,
+        album,
     };
     let ceiling = |tp: f64| {
         if (-20.0..=0.0).contains(&tp) {
@@ -765,7 +776,7 @@ fn normalize(r: &WrittenNormalize, d: WrittenDefaults) -> Result<NormalizeTarget
             if r.true_peak_dbtp.is_some() || r.limiter.is_some() {
                 return Err(NormalizeError::PeakExtras);
             }
-            if r.lower_only.is_some() || r.max_gain_db.is_some() {
+            if r.lower_only.is_some() || r.max_gain_db.is_some() || r.album.is_some() {
                 return Err(NormalizeError::PeakRule);
             }
             if !(-60.0..=0.0).contains(&p) {
@@ -967,9 +978,25 @@ time_budget_ms = 200
             assert_eq!(rule.max_gain_db, want, "{text}");
             assert_eq!(rule.from_lufs, None);
         }
+        for (extra, want) in [
+            ("", None),
+            (", album = \"album\"", Some(AlbumMode::Album)),
+            (", album = \"album-loudest\"", Some(AlbumMode::AlbumLoudest)),
+        ] {
+            let text = format!("[[step]]\nnormalize = {{ preset = \"spotify\"{extra} }}\n");
+            let (steps, problems, _) = lowered(&text);
+            assert_eq!(problems, vec![], "{text}");
+            let [StepSpec::Normalize(NormalizeTarget::Loudness { rule, .. })] = steps.as_slice()
+            else {
+                panic!("{steps:?}");
+            };
+            assert_eq!(rule.album, want, "{text}");
+        }
         for bad in [
             "loudness_lufs = -16, max_gain_db = 99",
             "peak_dbfs = -1, lower_only = true",
+            "peak_dbfs = -1, album = \"album\"",
+            "loudness_lufs = -16, album = \"albums\"",
         ] {
             let text = format!("[[step]]\nnormalize = {{ {bad} }}\n");
             let (_, problems, _) = lowered(&text);
