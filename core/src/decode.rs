@@ -256,6 +256,7 @@ fn registry_entry(container: &str, codec: &str, riff: Option<&RiffScan>) -> &'st
         },
         "aiff" => "aiff",
         "flac" => "flac",
+        "ogg" if codec == "opus" => "opus",
         "ogg" => "ogg_vorbis",
         "isomp4" | "mp4" => {
             if codec == "alac" {
@@ -309,7 +310,7 @@ fn alac_cookie_depth(cookie: &[u8]) -> Option<u32> {
 }
 
 fn codec_short_name(params: &AudioCodecParameters) -> Option<&'static str> {
-    symphonia::default::get_codecs()
+    crate::opus::codecs()
         .get_audio_decoder(params.codec)
         .map(|reg| reg.codec.info.short_name)
 }
@@ -1111,6 +1112,12 @@ impl Decoder {
             truncated,
             warnings,
         } = prescan.account(container, track, bit_depth, channels);
+        // An Ogg Opus track's length is its last granule position, which counts the pre-skip
+        // (the track's delay) that the decoder drops.
+        let frames = match (entry.id, encoder_delay) {
+            ("opus", Some(d)) => frames.map(|f| f.saturating_sub(u64::from(d))),
+            _ => frames,
+        };
         let duration_seconds = frames.map(|f| f as f64 / f64::from(sample_rate));
         let bitrate = if entry.lossless {
             None
@@ -1311,7 +1318,7 @@ impl Decoder {
     fn decoder(&mut self) -> Result<&mut Box<dyn AudioDecoder>, InputError> {
         if self.decoder.is_none() {
             let opts = AudioDecoderOptions::default().gapless(true);
-            let d = symphonia::default::get_codecs()
+            let d = crate::opus::codecs()
                 .make_audio_decoder(&self.params, &opts)
                 .map_err(|e| match e {
                     SymError::Unsupported(_) => InputError::UnsupportedCodec {

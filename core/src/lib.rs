@@ -16,6 +16,7 @@ mod headers;
 pub mod io;
 pub mod mp4;
 pub mod mpa;
+pub mod opus;
 pub mod render;
 pub mod replaygain;
 pub mod riff;

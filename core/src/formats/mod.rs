@@ -139,8 +139,8 @@ pub const FORMATS: &[FormatInfo] = &[
         max_sample_rate: 48_000,
         bit_depths: &[],
         float_bit_depths: &[],
-        decode: false,
-        note: "no Opus decoder yet",
+        decode: true,
+        note: "decoded at 48 kHz (Opus's rate), its pre-skip trimmed and its output gain applied",
     },
     FormatInfo {
         id: "midi",
@@ -205,9 +205,6 @@ pub fn sniff_non_audio(head: &[u8]) -> Option<&'static str> {
         if head.starts_with(sig) {
             return Some(what);
         }
-    }
-    if head.len() >= 36 && head.starts_with(b"OggS") && head[28..].starts_with(b"OpusHead") {
-        return Some("an Ogg Opus file, which Sluice does not decode yet");
     }
     if looks_like_text(head) {
         return Some("text");

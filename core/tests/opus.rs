@@ -1,0 +1,177 @@
+//! Ogg Opus: files made by ffmpeg (libopus) decode here to ffmpeg's own decode of them (length
+//! after the pre-skip and the end trim, samples, channel order of 5.1), and the header's output
+//! gain is applied.
+
+mod common;
+mod lossy_common;
+
+use common::{decode_all, write_float_wav};
+use lossy_common::{decode_ffmpeg, tool};
+use std::path::Path;
+use std::process::Command;
+
+fn sine(freq: f64, rate: u32, frames: usize, amp: f32) -> Vec<f32> {
+    (0..frames)
+        .map(|i| {
+            amp * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin() as f32
+        })
+        .collect()
+}
+
+fn ffmpeg_opus(ffmpeg: &Path, wav: &Path, out: &Path, extra: &[&str]) {
+    let st = Command::new(ffmpeg)
+        .args(["-v", "error", "-y", "-i"])
+        .arg(wav)
+        .args(["-c:a", "libopus", "-b:a", "160k"])
+        .args(extra)
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// The dominant frequency of `x` at `rate`, by a plain DFT scan over `candidates`.
+fn strongest(x: &[f32], rate: u32, candidates: &[f64]) -> f64 {
+    let power = |f: f64| {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (i, &v) in x.iter().enumerate() {
+            let ph = 2.0 * std::f64::consts::PI * f * i as f64 / f64::from(rate);
+            re += f64::from(v) * ph.cos();
+            im += f64::from(v) * ph.sin();
+        }
+        re * re + im * im
+    };
+    *candidates
+        .iter()
+        .max_by(|a, b| power(**a).total_cmp(&power(**b)))
+        .unwrap()
+}
+
+#[test]
+fn ffmpeg_opus_decodes_to_ffmpegs_decode() {
+    let Some(ffmpeg) = tool("ffmpeg") else { return };
+    let t = tempfile::tempdir().unwrap();
+    let frames = 44_100 * 3 + 123;
+    let planes = vec![
+        sine(440.0, 44_100, frames, 0.4),
+        sine(1000.0, 44_100, frames, 0.3),
+    ];
+    let wav = t.path().join("in.wav");
+    write_float_wav(&wav, 44_100, &planes);
+    let opus = t.path().join("x.opus");
+    ffmpeg_opus(&ffmpeg, &wav, &opus, &[]);
+    let (ours, info) = decode_all(&opus);
+    assert_eq!(info.format, "opus");
+    assert_eq!(info.codec, "opus");
+    assert_eq!((info.sample_rate, info.channels), (48_000, 2));
+    let theirs = decode_ffmpeg(&ffmpeg, &opus, 2);
+    assert_eq!(ours[0].len(), theirs[0].len(), "length after trimming");
+    assert_eq!(
+        info.frames,
+        Some(ours[0].len() as u64),
+        "the header's length"
+    );
+    assert_eq!(info.encoder_delay, Some(312));
+    // The source's length at 48 kHz, within a sample (ffmpeg resampled it).
+    let want = (frames as f64 * 48_000.0 / 44_100.0).round() as i64;
+    assert!(
+        (ours[0].len() as i64 - want).abs() <= 1,
+        "{} vs {want}",
+        ours[0].len()
+    );
+    for c in 0..2 {
+        let worst = ours[c]
+            .iter()
+            .zip(&theirs[c])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 1e-3,
+            "channel {c}: differs from ffmpeg's decode by {worst}"
+        );
+    }
+}
+
+#[test]
+fn surround_channels_come_out_in_wave_order() {
+    let Some(ffmpeg) = tool("ffmpeg") else { return };
+    let t = tempfile::tempdir().unwrap();
+    let rate = 48_000;
+    let frames = rate as usize;
+    // FL FR FC LFE BL BR, each its own frequency.
+    let freqs = [500.0, 700.0, 900.0, 60.0, 1300.0, 1700.0];
+    let planes: Vec<Vec<f32>> = freqs.iter().map(|&f| sine(f, rate, frames, 0.3)).collect();
+    let wav = t.path().join("in.wav");
+    write_float_wav(&wav, rate, &planes);
+    let opus = t.path().join("x.opus");
+    ffmpeg_opus(
+        &ffmpeg,
+        &wav,
+        &opus,
+        &["-b:a", "384k", "-mapping_family", "1"],
+    );
+    let (ours, info) = decode_all(&opus);
+    assert_eq!(info.channels, 6);
+    assert_eq!(info.layout_name.as_deref(), Some("5.1"), "{info:?}");
+    for (c, f) in freqs.iter().enumerate() {
+        let got = strongest(&ours[c][4800..14400], rate, &freqs);
+        assert_eq!(got, *f, "channel {c}");
+    }
+}
+
+/// The Ogg page checksum (CRC-32, polynomial 0x04c11db7, not reflected).
+fn ogg_crc(page: &[u8]) -> u32 {
+    let mut crc = 0u32;
+    for &b in page {
+        crc ^= u32::from(b) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+#[test]
+fn the_output_gain_is_applied() {
+    let Some(ffmpeg) = tool("ffmpeg") else { return };
+    let t = tempfile::tempdir().unwrap();
+    let planes = vec![
+        sine(440.0, 48_000, 48_000, 0.25),
+        sine(660.0, 48_000, 48_000, 0.25),
+    ];
+    let wav = t.path().join("in.wav");
+    write_float_wav(&wav, 48_000, &planes);
+    let opus = t.path().join("x.opus");
+    ffmpeg_opus(&ffmpeg, &wav, &opus, &[]);
+    let (plain, _) = decode_all(&opus);
+    // -6 dB in Q7.8 into the OpusHead of the first page, its checksum made again.
+    let mut bytes = std::fs::read(&opus).unwrap();
+    let segments = usize::from(bytes[26]);
+    let head = 27 + segments;
+    assert_eq!(&bytes[head..head + 8], b"OpusHead");
+    let gain = (-6.0f64 * 256.0).round() as i16;
+    bytes[head + 16..head + 18].copy_from_slice(&gain.to_le_bytes());
+    let len = head
+        + bytes[27..head]
+            .iter()
+            .map(|&s| usize::from(s))
+            .sum::<usize>();
+    bytes[22..26].fill(0);
+    let crc = ogg_crc(&bytes[..len]);
+    bytes[22..26].copy_from_slice(&crc.to_le_bytes());
+    let gained = t.path().join("gained.opus");
+    std::fs::write(&gained, &bytes).unwrap();
+    let (quieter, _) = decode_all(&gained);
+    let rms =
+        |x: &[f32]| (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+    let db = 20.0 * (rms(&quieter[0]) / rms(&plain[0])).log10();
+    assert!((db + 6.0).abs() < 0.05, "{db:.3} dB");
+    // ffmpeg applies it too.
+    let theirs = decode_ffmpeg(&ffmpeg, &gained, 2);
+    let db = 20.0 * (rms(&theirs[0]) / rms(&plain[0])).log10();
+    assert!((db + 6.0).abs() < 0.05, "ffmpeg: {db:.3} dB");
+}
