@@ -175,3 +175,137 @@ fn the_output_gain_is_applied() {
     let db = 20.0 * (rms(&theirs[0]) / rms(&plain[0])).log10();
     assert!((db + 6.0).abs() < 0.05, "ffmpeg: {db:.3} dB");
 }
+
+mod encoding {
+    use super::lossy_common::*;
+    use sluice_core::encode::opus::{OpusEncoder, OpusOptions};
+    use sluice_core::render::SignalSpec;
+    use std::path::{Path, PathBuf};
+
+    fn encode(
+        dir: &Path,
+        name: &str,
+        rate: u32,
+        planes: &[Vec<f32>],
+        kbps: Option<u32>,
+    ) -> PathBuf {
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        let spec = SignalSpec::with_channels(rate, planes.len());
+        let enc = OpusEncoder::new(
+            file,
+            path.clone(),
+            &spec,
+            &OpusOptions { bitrate_kbps: kbps },
+        )
+        .expect("encoder");
+        feed(Box::new(enc), planes);
+        path
+    }
+
+    /// The last page's granule position and the pre-skip carry the length: our decoder and
+    /// ffmpeg's decode exactly the input's frames (48 kHz input), aligned with it, at every
+    /// channel count up to 8 and down to a single frame; ffprobe sees Opus.
+    #[test]
+    fn the_length_is_exact_and_aligned_in_both_decoders() {
+        let dir = tempfile::tempdir().unwrap();
+        let ffmpeg = tool("ffmpeg");
+        let ffprobe_bin = tool("ffprobe");
+        let cases: Vec<(usize, &str, usize, Option<u32>)> = vec![
+            (2, "tones", 48_000 * 3 + 17, None),
+            (1, "programme", 48_000 * 2 + 1, Some(48)),
+            (2, "programme", 48_000 + 999, Some(256)),
+            (6, "tones", 48_000 + 11, None),
+            (8, "programme", 4097, None),
+            (2, "tones", 1, None),
+            (2, "tones", 959, None),
+        ];
+        for (i, (ch, kind, frames, kbps)) in cases.into_iter().enumerate() {
+            let planes = match kind {
+                "tones" => tone_mix(48_000, frames, ch),
+                _ => programme(48_000, frames, ch),
+            };
+            let path = encode(dir.path(), &format!("{i}.opus"), 48_000, &planes, kbps);
+            let d = decode_symphonia(&path);
+            assert_eq!(d.frames(), frames, "case {i}: our decode");
+            if frames > 20_000 {
+                for c in 0..ch {
+                    let lag = best_lag(&planes[c], &d.planes[c], 2000);
+                    assert_eq!(lag, 0, "case {i} channel {c}: aligned");
+                    // (Opus codes an LFE channel low-passed: its tones above it are gone.)
+                    if !(ch >= 6 && c == 3) {
+                        let snr = snr_db(&planes[c], &d.planes[c], 0, 2000);
+                        assert!(snr > 10.0, "case {i} channel {c}: SNR {snr:.1} dB");
+                    }
+                }
+            }
+            if let Some(ffmpeg) = &ffmpeg {
+                let got = decode_ffmpeg(ffmpeg, &path, ch);
+                assert_eq!(got[0].len(), frames, "case {i}: ffmpeg's decode");
+            }
+            if let Some(fp) = &ffprobe_bin {
+                let f = ffprobe(fp, &path);
+                assert_eq!(field(&f, "streams.stream.0.codec_name"), "opus", "case {i}");
+                assert_eq!(field(&f, "streams.stream.0.channels"), ch.to_string(), "case {i}");
+            }
+        }
+    }
+
+    /// Lower rates are coded at their rate and decode at 48 kHz with the same duration.
+    #[test]
+    fn lower_rates_keep_their_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        for rate in [8_000u32, 16_000, 24_000] {
+            let frames = rate as usize * 2 + 7;
+            let planes = tone_mix(rate, frames, 1);
+            let path = encode(dir.path(), &format!("{rate}.opus"), rate, &planes, None);
+            let d = decode_symphonia(&path);
+            let want = frames * (48_000 / rate as usize);
+            assert_eq!(d.frames(), want, "{rate} Hz");
+        }
+        let planes = tone_mix(44_100, 100, 2);
+        let path = dir.path().join("cd.opus");
+        let file = std::fs::File::create(&path).unwrap();
+        let e = OpusEncoder::new(
+            file,
+            path.clone(),
+            &SignalSpec::with_channels(44_100, 2),
+            &OpusOptions { bitrate_kbps: None },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("44100 Hz") && e.contains("resample"), "{e}");
+        drop(planes);
+    }
+
+    /// Surround in mapping family 1: each WAVE-order channel comes back in its place through
+    /// our decoder and ffmpeg's.
+    #[test]
+    fn surround_keeps_its_channels_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let freqs = [500.0, 700.0, 900.0, 60.0, 1300.0, 1700.0];
+        let planes: Vec<Vec<f32>> = freqs
+            .iter()
+            .map(|&f| super::sine(f, 48_000, 48_000, 0.3))
+            .collect();
+        let path = encode(dir.path(), "51.opus", 48_000, &planes, Some(384));
+        let d = decode_symphonia(&path);
+        for (c, f) in freqs.iter().enumerate() {
+            assert_eq!(
+                super::strongest(&d.planes[c][4800..14400], 48_000, &freqs),
+                *f,
+                "ours, channel {c}"
+            );
+        }
+        if let Some(ffmpeg) = tool("ffmpeg") {
+            let got = decode_ffmpeg(&ffmpeg, &path, 6);
+            for (c, f) in freqs.iter().enumerate() {
+                assert_eq!(
+                    super::strongest(&got[c][4800..14400], 48_000, &freqs),
+                    *f,
+                    "ffmpeg, channel {c}"
+                );
+            }
+        }
+    }
+}

@@ -13,14 +13,16 @@ pub mod aiff;
 pub mod flac;
 #[cfg(feature = "mp3")]
 pub mod mp3;
+#[cfg(feature = "opus")]
+pub mod opus;
 pub mod tags;
 #[cfg(feature = "vorbis")]
 pub mod vorbis;
 pub mod wav;
 
 /// The output formats Sluice writes, in the order they are listed: the one place a codec is
-/// registered (see [`crate::formats::OutputCodec`]). MP3 (LAME) and Vorbis (libvorbis) come
-/// with the `mp3` and `vorbis` features, on by default; the plugin, which records WAV and FLAC,
+/// registered (see [`crate::formats::OutputCodec`]). MP3 (LAME), Vorbis (libvorbis) and Opus
+/// (libopus) come with the `mp3`, `vorbis` and `opus` features, on by default; the plugin, which records WAV and FLAC,
 /// builds without them.
 pub static CODECS: &[&dyn crate::formats::OutputCodec] = &[
     &wav::CODEC,
@@ -30,6 +32,8 @@ pub static CODECS: &[&dyn crate::formats::OutputCodec] = &[
     &mp3::CODEC,
     #[cfg(feature = "vorbis")]
     &vorbis::CODEC,
+    #[cfg(feature = "opus")]
+    &opus::CODEC,
 ];
 
 /// The registered codecs, in the order they are listed.
