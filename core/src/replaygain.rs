@@ -22,7 +22,7 @@ use lofty::iff::wav::WavFile;
 use lofty::mp4::{Atom, AtomData, AtomIdent, Ilst, Mp4File};
 use lofty::mpeg::MpegFile;
 use lofty::ogg::tag::VorbisComments;
-use lofty::ogg::{OggPictureStorage, VorbisFile};
+use lofty::ogg::{OggPictureStorage, OpusFile, VorbisFile};
 use lofty::tag::{ItemValue, TagExt};
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
@@ -53,6 +53,23 @@ pub const STALE: &[&str] = &[
 
 const ITUNES: &str = "com.apple.iTunes";
 
+/// Ogg Opus's gains (RFC 7845, section 5.2.1): Q7.8 fixed point (a signed integer, 1/256 dB),
+/// relative to the header's output gain, towards −23 LUFS (EBU R 128). Opus files get these
+/// in place of the ReplayGain fields, which the RFC asks Opus files not to carry.
+pub const R128_TRACK_GAIN: &str = "R128_TRACK_GAIN";
+pub const R128_ALBUM_GAIN: &str = "R128_ALBUM_GAIN";
+
+/// The reference loudness of Opus's R128 gains, LUFS.
+pub const R128_REFERENCE_LUFS: f64 = -23.0;
+
+/// A gain in dB as an R128 field's text: Q7.8, rounded, held to what 16 bits store.
+pub fn r128_text(db: f64) -> String {
+    let q = (db * 256.0)
+        .round()
+        .clamp(f64::from(i16::MIN), f64::from(i16::MAX));
+    format!("{}", q as i32)
+}
+
 /// The gains to write: track gain and peak, and an album's when the file belongs to one.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Gains {
@@ -79,6 +96,17 @@ impl Gains {
         if let Some(a) = self.album {
             out.push((ALBUM_GAIN, gain_text(a.gain_db)));
             out.push((ALBUM_PEAK, peak_text(a.peak)));
+        }
+        out
+    }
+
+    /// The fields as written into an Ogg Opus file: its R128 gains (towards −23 LUFS, so
+    /// 5 dB under the ReplayGain gains); Opus has no peak fields.
+    pub fn r128_fields(&self) -> Vec<(&'static str, String)> {
+        let shift = R128_REFERENCE_LUFS - REFERENCE_LUFS;
+        let mut out = vec![(R128_TRACK_GAIN, r128_text(self.track_gain_db + shift))];
+        if let Some(a) = self.album {
+            out.push((R128_ALBUM_GAIN, r128_text(a.gain_db + shift)));
         }
         out
     }
@@ -109,7 +137,7 @@ pub enum GainTagError {
     #[error("{path}: its tags cannot be read or written: {detail}")]
     Tags { path: PathBuf, detail: String },
     #[error(
-        "{path}: {format} files are not tagged here (FLAC, MP3, Ogg Vorbis, M4A, WAV and AIFF are)"
+        "{path}: {format} files are not tagged here (FLAC, MP3, Ogg Vorbis, Ogg Opus, M4A, WAV and AIFF are)"
     )]
     Unsupported { path: PathBuf, format: String },
 }
@@ -160,6 +188,7 @@ fn file_type(real: &Path, path: &Path, file: &mut File) -> Result<FileType, Gain
         "mp3" => FileType::Mpeg,
         "ogg_vorbis" => FileType::Vorbis,
         "m4a_aac" | "m4a_alac" => FileType::Mp4,
+        "opus" => FileType::Opus,
         _ => {
             return Err(GainTagError::Unsupported {
                 path: path.to_path_buf(),
@@ -190,6 +219,12 @@ fn read_gain_tag(path: &Path, file: &mut File, kind: FileType) -> Result<GainTag
         }
         FileType::Vorbis => GainTag::Vorbis(
             VorbisFile::read_from(file, parse_options())
+                .map_err(e)?
+                .vorbis_comments()
+                .clone(),
+        ),
+        FileType::Opus => GainTag::Vorbis(
+            OpusFile::read_from(file, parse_options())
                 .map_err(e)?
                 .vorbis_comments()
                 .clone(),
@@ -299,7 +334,11 @@ pub fn write(path: &Path, shown: &Path, gains: Option<&Gains>) -> Result<(), Gai
         riff_size_to_length(path, &mut file).map_err(|e| io_error(shown, e))?;
     }
     let tag = read_gain_tag(shown, &mut file, kind)?;
-    let fields = gains.map(Gains::fields).unwrap_or_default();
+    let fields = match gains {
+        None => Vec::new(),
+        Some(g) if kind == FileType::Opus => g.r128_fields(),
+        Some(g) => g.fields(),
+    };
     let stale = |k: &str| STALE.iter().any(|s| s.eq_ignore_ascii_case(k));
     let e = |x: lofty::error::FileEncodingError| tags_error(shown, x);
     let mut options = WriteOptions::default();

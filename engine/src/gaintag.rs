@@ -335,19 +335,20 @@ fn remove_one(path: &Path, dry_run: bool) -> FileResult {
 
 /// Whether `fields` (a file's gain fields now) already say what `gains` would write.
 fn same_fields(fields: &[(String, String)], gains: &Gains) -> bool {
-    let mut want: Vec<(String, String)> = gains
-        .fields()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    want.sort();
-    fields == want.as_slice()
+    // ReplayGain's fields, or an Opus file's R128 gains.
+    [gains.fields(), gains.r128_fields()].into_iter().any(|f| {
+        let mut want: Vec<(String, String)> =
+            f.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        want.sort();
+        fields == want.as_slice()
+    })
 }
 
 /// Whether a file with these fields counts as tagged for a run that wants album gain or not.
 fn tagged(fields: &[(String, String)], album: bool) -> bool {
     let has = |k: &str| fields.iter().any(|(f, _)| f == k);
-    has(replaygain::TRACK_GAIN) && (!album || has(replaygain::ALBUM_GAIN))
+    (has(replaygain::TRACK_GAIN) && (!album || has(replaygain::ALBUM_GAIN)))
+        || (has(replaygain::R128_TRACK_GAIN) && (!album || has(replaygain::R128_ALBUM_GAIN)))
 }
 
 /// A file to tag, as measured.

@@ -29,6 +29,7 @@ fn make(ffmpeg: &Path, path: &Path, seconds: f64, seed: u64, gain_db: f32, album
         Some("mp3") => &["-c:a", "libmp3lame", "-b:a", "192k", "-id3v2_version", "3"],
         Some("ogg") => &["-c:a", "libvorbis", "-q:a", "5"],
         Some("m4a") => &["-c:a", "aac", "-b:a", "192k"],
+        Some("opus") => &["-c:a", "libopus", "-b:a", "128k"],
         _ => &["-c:a", "pcm_s16le"],
     };
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
@@ -148,7 +149,7 @@ fn payload(path: &Path) -> Vec<u8> {
             }
             b[i..].to_vec()
         }
-        "ogg" => {
+        ext @ ("ogg" | "opus") => {
             let mut packets: Vec<Vec<u8>> = vec![Vec::new()];
             let mut i = 0;
             while i + 27 <= b.len() {
@@ -168,7 +169,9 @@ fn payload(path: &Path) -> Vec<u8> {
                 }
                 i = at;
             }
-            packets.into_iter().skip(3).flatten().collect()
+            // Vorbis has three header packets, Opus two.
+            let headers = if ext == "ogg" { 3 } else { 2 };
+            packets.into_iter().skip(headers).flatten().collect()
         }
         "m4a" => box_payload(&b, b"mdat"),
         _ => {
@@ -347,6 +350,110 @@ fn an_album_is_tagged_as_loudgain_tags_it_and_its_audio_is_untouched() {
             let d = 20.0 * (a / b).log10();
             assert!(
                 d.abs() <= 0.5,
+                "{}: {k} {a} against loudgain's {b}",
+                f.display()
+            );
+        }
+    }
+}
+
+/// Ogg Opus files get Opus's own gains (RFC 7845): `R128_TRACK_GAIN` and `R128_ALBUM_GAIN` in
+/// Q7.8 towards −23 LUFS, no ReplayGain fields, as loudgain writes them (within 0.1 dB); the
+/// audio packets and the decoded audio are untouched; ffprobe reads the gains.
+#[test]
+fn opus_files_get_r128_gains_as_loudgain_writes_them() {
+    let Some(ffmpeg) = tool("ffmpeg") else { return };
+    let t = tempfile::tempdir().unwrap();
+    let album = t.path().join("album");
+    std::fs::create_dir(&album).unwrap();
+    let files: Vec<PathBuf> = [-4.0, -12.0, -20.0]
+        .iter()
+        .enumerate()
+        .map(|(k, g)| {
+            let p = album.join(format!("{:02} track.opus", k + 1));
+            make(&ffmpeg, &p, 8.0, k as u64 + 11, *g, "Opus Album");
+            p
+        })
+        .collect();
+    let before: Vec<(Vec<u8>, Vec<Vec<f32>>)> =
+        files.iter().map(|f| (payload(f), decoded(f))).collect();
+    let copies = t.path().join("loudgain");
+    std::fs::create_dir(&copies).unwrap();
+    for f in &files {
+        std::fs::copy(f, copies.join(f.file_name().unwrap())).unwrap();
+    }
+    let (code, out, err) = tag(&["album"], t.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("3 file(s): 3 tagged"), "{out}");
+    for (f, (pay, pcm)) in files.iter().zip(&before) {
+        assert!(
+            payload(f) == *pay,
+            "{}: the audio bytes changed",
+            f.display()
+        );
+        assert!(
+            decoded(f) == *pcm,
+            "{}: the decoded audio changed",
+            f.display()
+        );
+    }
+    let Some(ours) = mutagen(&files) else { return };
+    let q78 = |v: &str| v.parse::<f64>().unwrap() / 256.0;
+    for (f, tags) in files.iter().zip(&ours) {
+        assert!(
+            tags.keys().all(|k| !k.starts_with("REPLAYGAIN")),
+            "{}: {tags:?}",
+            f.display()
+        );
+        assert_eq!(tags["R128_ALBUM_GAIN"], ours[0]["R128_ALBUM_GAIN"]);
+        assert!(tags["TITLE"].ends_with("track"), "{tags:?}");
+        // Towards -23 LUFS: the track gain plus the loudness as decoded is -23.
+        let (i, _) = common::loudness(f);
+        let g = q78(&tags["R128_TRACK_GAIN"]);
+        assert!(
+            (i + g + 23.0).abs() < 0.01,
+            "{}: {i} LUFS, gain {g}",
+            f.display()
+        );
+    }
+    if let Some(ffprobe) = tool("ffprobe") {
+        let out = Command::new(&ffprobe)
+            .args(["-v", "error", "-of", "json", "-show_entries", "stream_tags"])
+            .arg(&files[0])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let probed = v["streams"][0]["tags"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("R128_TRACK_GAIN"))
+            .map(|(_, v)| v.as_str().unwrap().to_string());
+        assert_eq!(probed.as_deref(), Some(ours[0]["R128_TRACK_GAIN"].as_str()));
+    }
+    let Some(loudgain) = tool("loudgain") else {
+        return;
+    };
+    let copied: Vec<PathBuf> = files
+        .iter()
+        .map(|f| copies.join(f.file_name().unwrap()))
+        .collect();
+    let st = Command::new(loudgain)
+        .args(["-q", "-a", "-s", "i"])
+        .args(&copied)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let theirs = mutagen(&copied).unwrap();
+    for ((f, o), l) in files.iter().zip(&ours).zip(&theirs) {
+        for k in ["R128_TRACK_GAIN", "R128_ALBUM_GAIN"] {
+            let (a, b) = (q78(&o[k]), q78(&l[k]));
+            assert!(
+                (a - b).abs() <= 0.1,
                 "{}: {k} {a} against loudgain's {b}",
                 f.display()
             );

@@ -159,16 +159,19 @@ pub fn read_source_tag(source: &Path) -> Result<Option<Tag>, EncodeError> {
 }
 
 /// The tag for an output of type `tag_type`: the source's (re-mapped), the user's fields,
-/// ReplayGain.
+/// ReplayGain (for Ogg Opus, `opus`, the `R128_TRACK_GAIN` RFC 7845 defines instead).
 pub fn build_tag(
     plan: &TagPlan,
     source_tag: Option<&Tag>,
     tag_type: TagType,
+    opus: bool,
     loudness: Option<&OutputLoudness>,
 ) -> Tag {
     let mut tag = Tag::new(tag_type);
     if let Some(src) = source_tag {
         let mut t = src.clone();
+        t.remove_key(ItemKey::R128TrackGain);
+        t.remove_key(ItemKey::R128AlbumGain);
         // Old loudness data describes the source, not this output.
         for k in [
             ItemKey::ReplayGainTrackGain,
@@ -237,6 +240,15 @@ pub fn build_tag(
         }
     }
     if plan.replaygain
+        && opus
+        && let Some(l) = loudness
+        && let Some(i) = l.loudness.integrated_lufs
+    {
+        tag.insert_text(
+            ItemKey::R128TrackGain,
+            crate::replaygain::r128_text(crate::replaygain::R128_REFERENCE_LUFS - i),
+        );
+    } else if plan.replaygain
         && let Some(l) = loudness
         && let Some(i) = l.loudness.integrated_lufs
     {
@@ -285,7 +297,8 @@ pub fn write_tags(
             file_type,
             tag_type,
         } => {
-            let tag = build_tag(plan, source_tag, tag_type, loudness);
+            let opus = file_type == lofty::file::FileType::Opus;
+            let tag = build_tag(plan, source_tag, tag_type, opus, loudness);
             if tag.item_count() == 0 && tag.picture_count() == 0 {
                 return Ok(());
             }
@@ -308,7 +321,7 @@ pub fn write_tags(
         }
         TagStyle::RiffChunks | TagStyle::AiffChunks => {
             let wav = style == TagStyle::RiffChunks;
-            let tag = build_tag(plan, source_tag, TagType::Id3v2, loudness);
+            let tag = build_tag(plan, source_tag, TagType::Id3v2, false, loudness);
             let mut chunks: Vec<([u8; 4], Vec<u8>)> = Vec::new();
             if wav {
                 let info = riff_info(&tag);
