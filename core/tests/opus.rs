@@ -313,3 +313,88 @@ mod encoding {
         }
     }
 }
+
+/// Damaged and forged Ogg Opus files: each is an error naming the file, or decodes what it
+/// holds; nothing panics, nothing runs away.
+#[test]
+fn forged_and_damaged_opus_files_fail_cleanly() {
+    use sluice_core::Decoder;
+    let dir = tempfile::tempdir().unwrap();
+    let planes = vec![
+        sine(440.0, 48_000, 48_000 * 2, 0.3),
+        sine(550.0, 48_000, 48_000 * 2, 0.3),
+    ];
+    let path = dir.path().join("good.opus");
+    {
+        use sluice_core::encode::opus::{OpusEncoder, OpusOptions};
+        let file = std::fs::File::create(&path).unwrap();
+        let spec = sluice_core::render::SignalSpec::with_channels(48_000, 2);
+        let enc = OpusEncoder::new(
+            file,
+            path.clone(),
+            &spec,
+            &OpusOptions { bitrate_kbps: None },
+        )
+        .unwrap();
+        lossy_common::feed(Box::new(enc), &planes);
+    }
+    let good = std::fs::read(&path).unwrap();
+    let head_at = 27 + usize::from(good[26]);
+    let reseal = |b: &mut Vec<u8>| {
+        let len = head_at
+            + b[27..head_at]
+                .iter()
+                .map(|&s| usize::from(s))
+                .sum::<usize>();
+        b[22..26].fill(0);
+        let crc = ogg_crc(&b[..len]);
+        b[22..26].copy_from_slice(&crc.to_le_bytes());
+    };
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    cases.push(("cut", good[..good.len() / 2].to_vec()));
+    cases.push(("headers only", good[..head_at + 19 + 60].to_vec()));
+    let mut b = good.clone();
+    for x in b.iter_mut().skip(good.len() / 3).step_by(97) {
+        *x ^= 0x5a;
+    }
+    cases.push(("flipped bytes", b));
+    let mut b = good.clone();
+    b[head_at + 9] = 8; // eight channels on a stereo stream, family 0
+    reseal(&mut b);
+    cases.push(("family 0 with 8 channels", b));
+    let mut b = good.clone();
+    b[head_at + 10..head_at + 12].copy_from_slice(&u16::MAX.to_le_bytes());
+    reseal(&mut b);
+    cases.push(("pre-skip longer than the stream", b));
+    let mut b = good.clone();
+    b[head_at + 18] = 255; // an undefined mapping family
+    reseal(&mut b);
+    cases.push(("mapping family 255", b));
+    for (name, bytes) in cases {
+        let p = dir.path().join(format!("{name}.opus"));
+        std::fs::write(&p, &bytes).unwrap();
+        match Decoder::open(&p) {
+            Err(e) => {
+                let m = e.to_string();
+                assert!(m.contains(&*p.to_string_lossy()), "{name}: {m}");
+            }
+            Ok(mut d) => {
+                let mut frames = 0usize;
+                loop {
+                    match d.next_block() {
+                        Ok(Some(b)) => frames += b.frames(),
+                        Ok(None) => break,
+                        Err(e) => {
+                            assert!(e.to_string().contains(&*p.to_string_lossy()), "{name}: {e}");
+                            break;
+                        }
+                    }
+                }
+                assert!(
+                    frames <= 48_000 * 2,
+                    "{name}: {frames} frames from a 2 s stream"
+                );
+            }
+        }
+    }
+}

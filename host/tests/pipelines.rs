@@ -445,3 +445,32 @@ fn the_archive_example_keeps_a_16_bit_flac_bit_exact() {
         assert!(!report.contains("dither"), "{pipeline}: {report}");
     }
 }
+
+/// A pipeline `[[output]]` in Ogg Opus: the registry's codec with its bitrate, resampled to
+/// 48 kHz from a 44.1 kHz source, at the normalize target as decoded, `R128_TRACK_GAIN` in its
+/// tags (read back through Sluice's own decoder and tag reader).
+#[test]
+fn a_pipeline_writes_ogg_opus() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with(
+        dir.path(),
+        "web",
+        "watch = \"in\"\n[[step]]\nnormalize = { loudness_lufs = -18, true_peak_dbtp = -1 }\n\
+         [[output]]\npath = \"out/{stem}.opus\"\nbitrate_kbps = 96\n",
+    );
+    let src = dir.path().join("song.wav");
+    master_wav(&src, 10.0);
+    let job = run(&root, "web", &src);
+    let out = root.join("out/song.opus");
+    assert_eq!(job["outputs"][0]["path"], "out/song.opus", "{job:#?}");
+    let info = sluice_core::probe(&out).unwrap();
+    assert_eq!((info.format, info.sample_rate), ("opus", 48_000));
+    let (i, tp) = loudness(&out);
+    assert!((i + 18.0).abs() <= 0.2, "{i} LUFS");
+    assert!(tp <= -1.0 + 0.05, "{tp} dBTP");
+    let gains = sluice_core::replaygain::read(&out).unwrap();
+    assert!(
+        gains.iter().any(|(k, _)| k == "R128_TRACK_GAIN"),
+        "{gains:?}"
+    );
+}

@@ -602,6 +602,10 @@ async fn format(UrlPath(name): UrlPath<String>) -> Result<Json<FormatDetail>, Ap
             192_000 / 8 * 60,
         ),
         "ogg_vorbis" => ("quality -1 to 10", 160_000 / 8 * 60),
+        "opus" => (
+            "VBR at a target bitrate (kbps; default 64 per channel)",
+            128_000 / 8 * 60,
+        ),
         _ if f.lossless => ("lossless", PCM_MINUTE),
         _ => ("the encoder's default", 160_000 / 8 * 60),
     };
