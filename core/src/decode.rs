@@ -1094,6 +1094,19 @@ impl Decoder {
                     format: container.to_string(),
                     detail: "the header gives no sample rate".to_string(),
                 })?;
+        // HE-AAC signalled explicitly decodes at its extension rate, and HE-AAC v2's one coded
+        // channel in stereo (crate::aacdec).
+        #[cfg(feature = "aac")]
+        let params = crate::aacdec::as_decoded(params);
+        #[cfg(feature = "aac")]
+        let sample_rate = match codec {
+            "aac" => params
+                .extra_data
+                .as_deref()
+                .and_then(crate::aacdec::he_aac_rate)
+                .unwrap_or(sample_rate),
+            _ => sample_rate,
+        };
         let entry = registry_entry(container, codec, prescan.riff.as_ref());
         let channels = params
             .channels

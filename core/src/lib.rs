@@ -5,6 +5,8 @@
 //! (including the Broadcast Wave `bext` chunk), and [`formats`] is the format registry.
 //! Everything is streaming: memory is bounded by the block size, not the file's length.
 
+#[cfg(feature = "aac")]
+pub mod aacdec;
 pub mod analysis;
 pub mod block;
 pub mod decode;

@@ -31,12 +31,16 @@ pub const RATE: u32 = 48_000;
 /// The longest packet: 120 ms at 48 kHz.
 const MAX_FRAMES: usize = 5760;
 
-/// Every decoder Sluice uses: symphonia's, and Opus.
+/// Every decoder Sluice uses: symphonia's, Opus, and (with the `aac` feature) HE-AAC at its
+/// full rate through FDK AAC.
 pub fn codecs() -> &'static CodecRegistry {
     static REGISTRY: LazyLock<CodecRegistry> = LazyLock::new(|| {
         let mut r = CodecRegistry::new();
         symphonia::default::register_enabled_codecs(&mut r);
         r.register_audio_decoder::<OpusDecoder>();
+        // Replaces symphonia's AAC decoder, which it still uses for AAC-LC.
+        #[cfg(feature = "aac")]
+        r.register_audio_decoder::<crate::aacdec::AacDecoder>();
         r
     });
     &REGISTRY

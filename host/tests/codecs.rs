@@ -47,7 +47,15 @@ fn ffmpeg_frames(ffmpeg: &Path, path: &Path, channels: usize) -> usize {
 /// ffprobe's first stream: codec, rate, channels.
 fn ffprobe_stream(ffprobe: &Path, path: &Path) -> (String, u32, usize) {
     let out = Command::new(ffprobe)
-        .args(["-v", "error", "-of", "json", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-of",
+            "json",
+            "-select_streams",
+            "a:0",
+            "-show_streams",
+        ])
         .arg(path)
         .output()
         .unwrap();
@@ -65,8 +73,8 @@ fn mutagen(path: &Path) -> Option<(std::collections::BTreeMap<String, String>, u
     let script = r#"
 import json, sys, mutagen
 f = mutagen.File(sys.argv[1])
-tags = {k.upper(): (v[0] if isinstance(v, list) else str(v)) for k, v in f.tags.items()}
-pics = len(getattr(f, "pictures", []) or []) + len(tags.get("METADATA_BLOCK_PICTURE", "") and [1])
+tags = {k.upper(): (v[0] if isinstance(v, list) and v and isinstance(v[0], str) else str(v)[:40]) for k, v in f.tags.items()}
+pics = len(getattr(f, "pictures", []) or []) + len(tags.get("METADATA_BLOCK_PICTURE", "") and [1]) + len(f.tags.get("covr", []) if hasattr(f.tags, "get") else [])
 print(json.dumps({"tags": tags, "pictures": pics}))
 "#;
     let out = Command::new("python3")
@@ -197,6 +205,101 @@ fn opus_exports_land_on_target_as_ffmpeg_decodes_them() {
                 "{name}: R128 gain {g} dB"
             );
             assert!(!tags.contains_key("REPLAYGAIN_TRACK_GAIN"), "{tags:?}");
+        }
+    }
+}
+
+/// ffprobe's format tags (keys lower case).
+fn ffprobe_tags(ffprobe: &Path, path: &Path) -> std::collections::BTreeMap<String, String> {
+    let out = Command::new(ffprobe)
+        .args(["-v", "error", "-of", "json", "-show_entries", "format_tags"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["format"]["tags"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.to_lowercase(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// AAC-LC in M4A from 44.1 kHz sources: the rate kept, the duration exact (the edit list),
+/// -16 LUFS and under -1 dBTP as ffmpeg decodes and measures it; the source's tags, the
+/// ReplayGain gain and the cover art in the MP4 tag.
+#[test]
+fn aac_exports_land_on_target_as_ffmpeg_decodes_them() {
+    let (Some(ffmpeg), Some(ffprobe)) = (tool("ffmpeg"), tool("ffprobe")) else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    for (name, planes) in materials() {
+        let wav = t.path().join(format!("{name}.wav"));
+        write_wav(&wav, &planes, 44_100, 24);
+        let src = t.path().join(format!("{name}.flac"));
+        assert!(
+            with_cover(&ffmpeg, &wav, &src),
+            "{name}: ffmpeg made no source"
+        );
+        let out = t.path().join(format!("{name}.m4a"));
+        let o = sluice()
+            .arg("export")
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .args(["--normalize-lufs", "-16", "--true-peak", "-1"])
+            .args(["--tag", &format!("title={name}")])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let channels = planes.len();
+        assert_eq!(
+            ffprobe_stream(&ffprobe, &out),
+            ("aac".to_string(), 44_100, channels),
+            "{name}"
+        );
+        // ffmpeg trims the priming (the edit list's start) but not the last frame's padding.
+        let extra = ffmpeg_frames(&ffmpeg, &out, channels) as i64 - planes[0].len() as i64;
+        assert!(
+            (0..1024).contains(&extra),
+            "{name}: ffmpeg's decode {extra} frames longer"
+        );
+        let ours = sluice_core::probe(&out).unwrap().frames;
+        assert_eq!(
+            ours,
+            Some(planes[0].len() as u64),
+            "{name}: the length Sluice reads"
+        );
+        let (i, tp) = ffmpeg_ebur128(&ffmpeg, &out);
+        println!("{name}: {i} LUFS, {tp} dBTP (ffmpeg)");
+        assert!((i + 16.0).abs() <= 0.2, "{name}: {i} LUFS");
+        assert!(tp <= -1.0, "{name}: {tp} dBTP");
+        let tags = ffprobe_tags(&ffprobe, &out);
+        assert_eq!(
+            tags.get("title").map(String::as_str),
+            Some(name),
+            "{tags:?}"
+        );
+        assert_eq!(
+            tags.get("artist").map(String::as_str),
+            Some("Cover Artist"),
+            "{tags:?}"
+        );
+        let gain = sluice_core::replaygain::read(&out).unwrap();
+        assert!(
+            gain.iter().any(|(k, _)| k == "REPLAYGAIN_TRACK_GAIN"),
+            "{gain:?}"
+        );
+        if let Some((_, pictures)) = mutagen(&out) {
+            assert_eq!(pictures, 1, "{name}: the cover art");
         }
     }
 }

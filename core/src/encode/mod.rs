@@ -9,8 +9,12 @@ use crate::formats::{FORMATS, Listed, OutputCodec, OutputFormat, Settings};
 pub use crate::io::{io_cause, same_io_error};
 use std::fs::File;
 
+#[cfg(feature = "aac")]
+pub mod aac;
 pub mod aiff;
 pub mod flac;
+#[cfg(feature = "aac")]
+pub mod m4a;
 #[cfg(feature = "mp3")]
 pub mod mp3;
 #[cfg(feature = "opus")]
@@ -21,8 +25,9 @@ pub mod vorbis;
 pub mod wav;
 
 /// The output formats Sluice writes, in the order they are listed: the one place a codec is
-/// registered (see [`crate::formats::OutputCodec`]). MP3 (LAME), Vorbis (libvorbis) and Opus
-/// (libopus) come with the `mp3`, `vorbis` and `opus` features, on by default; the plugin, which records WAV and FLAC,
+/// registered (see [`crate::formats::OutputCodec`]). MP3 (LAME), Vorbis (libvorbis), Opus
+/// (libopus) and AAC (FDK) come with the `mp3`, `vorbis`, `opus` and `aac` features, on by
+/// default; the plugin, which records WAV and FLAC,
 /// builds without them.
 pub static CODECS: &[&dyn crate::formats::OutputCodec] = &[
     &wav::CODEC,
@@ -34,6 +39,12 @@ pub static CODECS: &[&dyn crate::formats::OutputCodec] = &[
     &vorbis::CODEC,
     #[cfg(feature = "opus")]
     &opus::CODEC,
+    #[cfg(feature = "aac")]
+    &aac::CODEC,
+    #[cfg(feature = "aac")]
+    &aac::CODEC_HE,
+    #[cfg(feature = "aac")]
+    &aac::CODEC_HE_V2,
 ];
 
 /// The registered codecs, in the order they are listed.

@@ -118,7 +118,7 @@ pub const FORMATS: &[FormatInfo] = &[
         bit_depths: &[],
         float_bit_depths: &[],
         decode: true,
-        note: "HE-AAC (SBR/PS) decodes at the core rate only",
+        note: "HE-AAC (SBR/PS) decodes at its full rate when its configuration says so (FDK AAC); signalled only inside the stream, at the core rate",
     },
     FormatInfo {
         id: "m4a_alac",
