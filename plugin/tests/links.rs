@@ -1,5 +1,6 @@
-//! The plugin records WAV and FLAC: it is built on the core without the `mp3` and `vorbis`
-//! features, so neither LAME nor libvorbis is linked into the bundle.
+//! The plugin records WAV and FLAC: it is built on the core without the `mp3`, `vorbis`,
+//! `opus` and `aac` features, so neither LAME, libvorbis, the Opus encoder's Ogg writer nor
+//! FDK AAC is linked into the bundle.
 
 #[test]
 fn the_plugin_links_neither_lame_nor_libvorbis() {
@@ -31,6 +32,8 @@ fn the_plugin_links_neither_lame_nor_libvorbis() {
         "mp3lame-sys",
         "vorbis_rs",
         "aotuv_lancer_vorbis_sys",
+        "fdk-aac-sys",
+        "ogg",
     ] {
         assert!(
             !tree.lines().any(|l| l.starts_with(&format!("{c} "))),
