@@ -11,9 +11,10 @@
 //!
 //! - encode: this bench's child decodes the WAV with Sluice's decoder and feeds the Opus
 //!   encoder (`--encode`), against `ffmpeg -i SRC -c:a libopus -b:a 128k OUT.opus` (Debian's
-//!   libopus 1.3.1, C with its SIMD paths); both at 128 kbit/s VBR;
-//! - decode: the child decodes ffmpeg's Opus file through Sluice's decoder to nothing
-//!   (`--decode`), against `ffmpeg -i OUT.opus -f null -`;
+//!   libopus 1.3.1, C with its SIMD paths); both at 128 kbit/s VBR; and the AAC-LC encoder
+//!   (FDK AAC) against ffmpeg's native `aac` encoder, both at 192 kbit/s;
+//! - decode: the child decodes ffmpeg's Opus (and AAC) file through Sluice's decoder to
+//!   nothing (`--decode`), against `ffmpeg -i OUT -f null -`;
 //! - and, for information, the whole `sluice export SRC -o OUT.opus --bitrate 128` (its
 //!   loudness report and the lossy true-peak check, which decodes what it wrote, included)
 //!   against the same ffmpeg encode.
@@ -46,9 +47,11 @@ struct Row {
     verdict: bool,
 }
 
-/// The child of an encode: Sluice's decoder into the Opus encoder at 128 kbit/s.
-fn encode_child(src: &Path, out: &Path) -> Res<()> {
+/// The child of an encode: Sluice's decoder into the encoder `codec` names (Opus at 128 kbit/s,
+/// AAC-LC at 192 kbit/s CBR).
+fn encode_child(src: &Path, out: &Path, codec: &str) -> Res<()> {
     use sluice_core::encode::Encoder;
+    use sluice_core::encode::aac::{AacEncoder, AacOptions};
     use sluice_core::encode::opus::{OpusEncoder, OpusOptions};
     let mut d = sluice_core::Decoder::open(src)?;
     let spec = sluice_core::render::SignalSpec::with_channels(
@@ -56,14 +59,25 @@ fn encode_child(src: &Path, out: &Path) -> Res<()> {
         d.info().channels as usize,
     );
     let file = std::fs::File::create(out)?;
-    let mut enc = Box::new(OpusEncoder::new(
-        file,
-        out.to_path_buf(),
-        &spec,
-        &OpusOptions {
-            bitrate_kbps: Some(128),
-        },
-    )?);
+    let mut enc: Box<dyn Encoder> = match codec {
+        "aac" => Box::new(AacEncoder::new(
+            file,
+            out.to_path_buf(),
+            &spec,
+            &AacOptions {
+                bitrate_kbps: Some(192),
+                ..AacOptions::default()
+            },
+        )?),
+        _ => Box::new(OpusEncoder::new(
+            file,
+            out.to_path_buf(),
+            &spec,
+            &OpusOptions {
+                bitrate_kbps: Some(128),
+            },
+        )?),
+    };
     while let Some(b) = d.next_block()? {
         let block =
             sluice_core::render::Block::from_planes(b.planes().map(<[f32]>::to_vec).collect());
@@ -91,7 +105,8 @@ fn decode_child(src: &Path) -> Res<()> {
 fn run() -> Res<bool> {
     if let Some(src) = arg_value("--encode") {
         let out = PathBuf::from(arg_value("--out").ok_or("--out missing")?);
-        return encode_child(Path::new(&src), &out).map(|()| true);
+        let codec = arg_value("--codec").unwrap_or_else(|| "opus".into());
+        return encode_child(Path::new(&src), &out, &codec).map(|()| true);
     }
     if let Some(src) = arg_value("--decode") {
         return decode_child(Path::new(&src)).map(|()| true);
@@ -185,6 +200,61 @@ fn run() -> Res<bool> {
             ours: export,
             theirs: ffmpeg_encode,
             verdict: false,
+        });
+        // AAC-LC at 192 kbit/s against ffmpeg's native AAC encoder at the same bitrate.
+        let ours_m4a = dir.join("ours.m4a");
+        let theirs_m4a = dir.join("theirs.m4a");
+        let ours_arg = ours_m4a.to_str().unwrap().to_string();
+        let enc_ours = || {
+            time_process(
+                &me,
+                &["--encode", "{}", "--out", &ours_arg, "--codec", "aac"],
+                &src,
+            )
+        };
+        let enc_theirs = || {
+            time_process(
+                ffmpeg,
+                &[
+                    "-v",
+                    "error",
+                    "-y",
+                    "-i",
+                    "{}",
+                    "-c:a",
+                    "aac",
+                    "-b:a",
+                    "192k",
+                    theirs_m4a.to_str().unwrap(),
+                ],
+                &src,
+            )
+        };
+        let (a1, b1) = (enc_ours()?, enc_theirs()?);
+        let (b2, a2) = (enc_theirs()?, enc_ours()?);
+        rows.push(Row {
+            material,
+            what: "AAC-LC encode 192k",
+            ours: best(a1, a2),
+            theirs: best(b1, b2),
+            verdict: true,
+        });
+        let dec_ours = || time_process(&me, &["--decode", "{}"], &theirs_m4a);
+        let dec_theirs = || {
+            time_process(
+                ffmpeg,
+                &["-v", "error", "-i", "{}", "-f", "null", "-"],
+                &theirs_m4a,
+            )
+        };
+        let (a1, b1) = (dec_ours()?, dec_theirs()?);
+        let (b2, a2) = (dec_theirs()?, dec_ours()?);
+        rows.push(Row {
+            material,
+            what: "AAC-LC decode",
+            ours: best(a1, a2),
+            theirs: best(b1, b2),
+            verdict: true,
         });
         let _ = std::fs::remove_file(&dec);
     }

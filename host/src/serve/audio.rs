@@ -606,6 +606,10 @@ async fn format(UrlPath(name): UrlPath<String>) -> Result<Json<FormatDetail>, Ap
             "VBR at a target bitrate (kbps; default 64 per channel)",
             128_000 / 8 * 60,
         ),
+        "m4a_aac" => (
+            "AAC-LC VBR mode 1-5 (default 5) or a constant bitrate (kbps); he-aac, he-aac-v2 for low bitrates",
+            192_000 / 8 * 60,
+        ),
         _ if f.lossless => ("lossless", PCM_MINUTE),
         _ => ("the encoder's default", 160_000 / 8 * 60),
     };
