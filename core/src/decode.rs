@@ -10,8 +10,10 @@ use serde::Serialize;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use symphonia::core::audio::{Channels, Position};
 use symphonia::core::codecs::audio::{AudioCodecParameters, AudioDecoder, AudioDecoderOptions};
+use symphonia::core::codecs::registry::CodecRegistry;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
@@ -309,8 +311,23 @@ fn alac_cookie_depth(cookie: &[u8]) -> Option<u32> {
     Some(u32::from(*cfg.get(5)?))
 }
 
+/// Every decoder Sluice uses: symphonia's, Opus, and (with the `aac` feature) HE-AAC at its
+/// full rate through FDK AAC.
+pub fn codecs() -> &'static CodecRegistry {
+    static REGISTRY: LazyLock<CodecRegistry> = LazyLock::new(|| {
+        let mut r = CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut r);
+        r.register_audio_decoder::<crate::opus::OpusDecoder>();
+        // Replaces symphonia's AAC decoder, which it still uses for AAC-LC.
+        #[cfg(feature = "aac")]
+        r.register_audio_decoder::<crate::aacdec::AacDecoder>();
+        r
+    });
+    &REGISTRY
+}
+
 fn codec_short_name(params: &AudioCodecParameters) -> Option<&'static str> {
-    crate::opus::codecs()
+    codecs()
         .get_audio_decoder(params.codec)
         .map(|reg| reg.codec.info.short_name)
 }
@@ -1331,7 +1348,7 @@ impl Decoder {
     fn decoder(&mut self) -> Result<&mut Box<dyn AudioDecoder>, InputError> {
         if self.decoder.is_none() {
             let opts = AudioDecoderOptions::default().gapless(true);
-            let d = crate::opus::codecs()
+            let d = codecs()
                 .make_audio_decoder(&self.params, &opts)
                 .map_err(|e| match e {
                     SymError::Unsupported(_) => InputError::UnsupportedCodec {

@@ -9,7 +9,6 @@
 //! channels) are decoded; the channels come out in WAVE order, as every other decoder here
 //! gives them.
 
-use std::sync::LazyLock;
 use symphonia::core::audio::{
     AsGenericAudioBufferRef, AudioBuffer, AudioMut, AudioSpec, GenericAudioBufferRef,
 };
@@ -18,9 +17,7 @@ use symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS;
 use symphonia::core::codecs::audio::{
     AudioCodecParameters, AudioDecoder, AudioDecoderOptions, FinalizeResult,
 };
-use symphonia::core::codecs::registry::{
-    CodecRegistry, RegisterableAudioDecoder, SupportedAudioCodec,
-};
+use symphonia::core::codecs::registry::{RegisterableAudioDecoder, SupportedAudioCodec};
 use symphonia::core::errors::{Error as SymError, Result as SymResult};
 use symphonia::core::packet::PacketRef;
 use unsafe_libopus::opus_multistream_decoder_ctl;
@@ -30,21 +27,6 @@ pub const RATE: u32 = 48_000;
 
 /// The longest packet: 120 ms at 48 kHz.
 const MAX_FRAMES: usize = 5760;
-
-/// Every decoder Sluice uses: symphonia's, Opus, and (with the `aac` feature) HE-AAC at its
-/// full rate through FDK AAC.
-pub fn codecs() -> &'static CodecRegistry {
-    static REGISTRY: LazyLock<CodecRegistry> = LazyLock::new(|| {
-        let mut r = CodecRegistry::new();
-        symphonia::default::register_enabled_codecs(&mut r);
-        r.register_audio_decoder::<OpusDecoder>();
-        // Replaces symphonia's AAC decoder, which it still uses for AAC-LC.
-        #[cfg(feature = "aac")]
-        r.register_audio_decoder::<crate::aacdec::AacDecoder>();
-        r
-    });
-    &REGISTRY
-}
 
 /// The identification header (`OpusHead`, RFC 7845 section 5.1).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -218,7 +218,7 @@ pub fn decode_symphonia(path: &Path) -> Decoded {
         .expect("audio params")
         .clone();
     let rate = params.sample_rate.expect("rate");
-    let mut dec = sluice_core::opus::codecs()
+    let mut dec = sluice_core::decode::codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default().gapless(true))
         .expect("decoder");
     let mut planes: Vec<Vec<f32>> = Vec::new();
