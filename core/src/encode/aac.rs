@@ -521,35 +521,36 @@ static ABOUT_LC: crate::formats::CodecInfo = crate::formats::CodecInfo {
     bext: false,
 };
 
-static ABOUT_HE: crate::formats::CodecInfo = crate::formats::CodecInfo {
-    id: "he-aac",
-    name: "HE-AAC (M4A)",
-    names: &["he-aac", "heaac", "aac-he"],
-    extension: "m4a",
-    writes: &["m4a_aac"],
-    info: None,
-    lossy: true,
-    options: &[BITRATE],
-    exclusive: None,
-    constraints: CONSTRAINTS,
-    tags: TAGS,
-    bext: false,
-};
+static ABOUT_HE: crate::formats::CodecInfo =
+    he_about("he-aac", "HE-AAC (M4A)", &["he-aac", "heaac", "aac-he"]);
 
-static ABOUT_HE_V2: crate::formats::CodecInfo = crate::formats::CodecInfo {
-    id: "he-aac-v2",
-    name: "HE-AAC v2 (M4A)",
-    names: &["he-aac-v2", "heaacv2", "aac-he-v2"],
-    extension: "m4a",
-    writes: &["m4a_aac"],
-    info: None,
-    lossy: true,
-    options: &[BITRATE],
-    exclusive: None,
-    constraints: CONSTRAINTS,
-    tags: TAGS,
-    bext: false,
-};
+static ABOUT_HE_V2: crate::formats::CodecInfo = he_about(
+    "he-aac-v2",
+    "HE-AAC v2 (M4A)",
+    &["he-aac-v2", "heaacv2", "aac-he-v2"],
+);
+
+/// An HE profile's entry: constant bitrate only (FDK's VBR modes are AAC-LC's).
+const fn he_about(
+    id: &'static str,
+    name: &'static str,
+    names: &'static [&'static str],
+) -> crate::formats::CodecInfo {
+    crate::formats::CodecInfo {
+        id,
+        name,
+        names,
+        extension: "m4a",
+        writes: &["m4a_aac"],
+        info: None,
+        lossy: true,
+        options: &[BITRATE],
+        exclusive: None,
+        constraints: CONSTRAINTS,
+        tags: TAGS,
+        bext: false,
+    }
+}
 
 impl AacCodec {
     /// The default bitrate of the HE profiles, kbit/s for the channels.
