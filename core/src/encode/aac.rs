@@ -360,11 +360,7 @@ fn configure(
 
 /// Full scale clips (the [`Encoder`] contract), rounded to 16 bits; NaN is silence.
 fn to_i16(v: f32) -> i16 {
-    if v.is_nan() {
-        0
-    } else {
-        (v.clamp(-1.0, 1.0) * 32767.0).round() as i16
-    }
+    (super::clip(v) * 32767.0).round() as i16
 }
 
 impl Encoder for AacEncoder {

@@ -47,6 +47,14 @@ pub static CODECS: &[&dyn crate::formats::OutputCodec] = &[
     &aac::CODEC_HE_V2,
 ];
 
+/// A sample for a lossy encoder's float input: full scale clips (the [`Encoder`] contract),
+/// NaN is silence.
+#[cfg(any(feature = "mp3", feature = "vorbis", feature = "opus", feature = "aac"))]
+#[inline]
+pub(crate) fn clip(v: f32) -> f32 {
+    if v.is_nan() { 0.0 } else { v.clamp(-1.0, 1.0) }
+}
+
 /// The registered codecs, in the order they are listed.
 pub fn codecs() -> impl Iterator<Item = &'static dyn OutputCodec> {
     CODECS.iter().copied()

@@ -325,7 +325,7 @@ impl Mp3Encoder {
             s.extend(
                 plane[start..start + n]
                     .iter()
-                    .map(|&v| clip(v) * self.compensate),
+                    .map(|&v| super::clip(v) * self.compensate),
             );
         }
         self.buf.clear();
@@ -445,11 +445,6 @@ fn list(values: &[u32]) -> String {
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Full scale clips (the [`Encoder`] contract); NaN, which no codec should see, is silence.
-fn clip(v: f32) -> f32 {
-    if v.is_nan() { 0.0 } else { v.clamp(-1.0, 1.0) }
 }
 
 /// MP3 (LAME) in the format registry.

@@ -270,11 +270,6 @@ fn opus_tags() -> Vec<u8> {
     b
 }
 
-/// Full scale clips (the [`Encoder`] contract); NaN, which no codec should see, is silence.
-fn clip(v: f32) -> f32 {
-    if v.is_nan() { 0.0 } else { v.clamp(-1.0, 1.0) }
-}
-
 impl Encoder for OpusEncoder {
     fn write(&mut self, block: &Block) -> Result<(), EncodeError> {
         if block.channels() != self.channels {
@@ -291,7 +286,7 @@ impl Encoder for OpusEncoder {
         let planes: Vec<&[f32]> = self.order.iter().map(|&i| block.plane(i)).collect();
         for i in 0..block.frames() {
             for p in &planes {
-                self.pending.push(clip(p[i]));
+                self.pending.push(super::clip(p[i]));
             }
             if self.pending.len() == self.frame * self.channels {
                 self.code()?;

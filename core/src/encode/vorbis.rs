@@ -171,7 +171,11 @@ impl Encoder for VorbisEncoder {
             for (s, &from) in self.scratch.iter_mut().zip(&self.order) {
                 s.clear();
                 // The trait's contract: samples outside [-1, 1] clip.
-                s.extend(block.plane(from)[start..start + n].iter().map(|&v| clip(v)));
+                s.extend(
+                    block.plane(from)[start..start + n]
+                        .iter()
+                        .map(|&v| super::clip(v)),
+                );
             }
             if let Err(e) = self.enc.0.encode_audio_block(&self.scratch) {
                 return Err(self.error(e));
@@ -282,11 +286,6 @@ fn vorbis_order(layout: &[String]) -> Result<Vec<usize>, LayoutError> {
         }
     }
     Ok(order)
-}
-
-/// Full scale clips (the [`Encoder`] contract); NaN, which no codec should see, is silence.
-fn clip(v: f32) -> f32 {
-    if v.is_nan() { 0.0 } else { v.clamp(-1.0, 1.0) }
 }
 
 /// Ogg Vorbis (libvorbis) in the format registry.
