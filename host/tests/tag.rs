@@ -317,21 +317,7 @@ fn an_album_is_tagged_as_loudgain_tags_it_and_its_audio_is_untouched() {
     let Some(loudgain) = tool("loudgain") else {
         return;
     };
-    let copied: Vec<PathBuf> = files
-        .iter()
-        .map(|f| copies.join(f.file_name().unwrap()))
-        .collect();
-    let st = Command::new(loudgain)
-        .args(["-q", "-a", "-s", "i"])
-        .args(&copied)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let theirs = mutagen(&copied).unwrap();
+    let theirs = loudgain_tags(&loudgain, &files, &copies);
     for ((f, o), l) in files.iter().zip(&ours).zip(&theirs) {
         for k in ["REPLAYGAIN_TRACK_GAIN", "REPLAYGAIN_ALBUM_GAIN"] {
             let (a, b) = (db(&o[k]), db(&l[k]));
@@ -434,21 +420,7 @@ fn opus_files_get_r128_gains_as_loudgain_writes_them() {
     let Some(loudgain) = tool("loudgain") else {
         return;
     };
-    let copied: Vec<PathBuf> = files
-        .iter()
-        .map(|f| copies.join(f.file_name().unwrap()))
-        .collect();
-    let st = Command::new(loudgain)
-        .args(["-q", "-a", "-s", "i"])
-        .args(&copied)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let theirs = mutagen(&copied).unwrap();
+    let theirs = loudgain_tags(&loudgain, &files, &copies);
     for ((f, o), l) in files.iter().zip(&ours).zip(&theirs) {
         for k in ["R128_TRACK_GAIN", "R128_ALBUM_GAIN"] {
             let (a, b) = (q78(&o[k]), q78(&l[k]));
@@ -800,4 +772,28 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// loudgain (`-a -s i`: album mode, tags written) on the copies in `copies` of `files`, and the
+/// tags it wrote, as mutagen reads them.
+fn loudgain_tags(
+    loudgain: &Path,
+    files: &[PathBuf],
+    copies: &Path,
+) -> Vec<BTreeMap<String, String>> {
+    let copied: Vec<PathBuf> = files
+        .iter()
+        .map(|f| copies.join(f.file_name().unwrap()))
+        .collect();
+    let st = Command::new(loudgain)
+        .args(["-q", "-a", "-s", "i"])
+        .args(&copied)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    mutagen(&copied).unwrap()
 }
