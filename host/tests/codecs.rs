@@ -7,7 +7,7 @@
 mod common;
 
 use common::{sluice, tool, write_wav};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// ffmpeg's EBU R 128 summary of `path`: (integrated LUFS, true peak dBTP).
@@ -138,6 +138,43 @@ fn with_cover(ffmpeg: &Path, wav: &Path, out: &Path) -> bool {
         .success()
 }
 
+/// `planes` as a 24-bit 44.1 kHz FLAC with a cover and an artist (made by ffmpeg) in `dir`,
+/// exported by `sluice export` to `NAME.EXT` at -16 LUFS under -1 dBTP with a title tag.
+fn exported(ffmpeg: &Path, dir: &Path, name: &str, planes: &[Vec<f32>], ext: &str) -> PathBuf {
+    let wav = dir.join(format!("{name}.wav"));
+    write_wav(&wav, planes, 44_100, 24);
+    let src = dir.join(format!("{name}.flac"));
+    assert!(
+        with_cover(ffmpeg, &wav, &src),
+        "{name}: ffmpeg made no source"
+    );
+    let out = dir.join(format!("{name}.{ext}"));
+    let o = sluice()
+        .arg("export")
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .args(["--normalize-lufs", "-16", "--true-peak", "-1"])
+        .args(["--tag", &format!("title={name}")])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{name}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// -16 LUFS within 0.2 LU and at most -1 dBTP, as ffmpeg decodes and measures `out`.
+fn on_target(ffmpeg: &Path, out: &Path, name: &str) {
+    let (i, tp) = ffmpeg_ebur128(ffmpeg, out);
+    println!("{name}: {i} LUFS, {tp} dBTP (ffmpeg)");
+    assert!((i + 16.0).abs() <= 0.2, "{name}: {i} LUFS");
+    assert!(tp <= -1.0, "{name}: {tp} dBTP");
+}
+
 /// Ogg Opus from 44.1 kHz sources: resampled to 48 kHz, the duration kept, at -16 LUFS and
 /// under -1 dBTP as ffmpeg decodes and measures it, `R128_TRACK_GAIN` towards -23 LUFS, the
 /// source's tags and cover art carried.
@@ -148,29 +185,7 @@ fn opus_exports_land_on_target_as_ffmpeg_decodes_them() {
     };
     let t = tempfile::tempdir().unwrap();
     for (name, planes) in materials() {
-        let wav = t.path().join(format!("{name}.wav"));
-        write_wav(&wav, &planes, 44_100, 24);
-        let src = t.path().join(format!("{name}.flac"));
-        assert!(
-            with_cover(&ffmpeg, &wav, &src),
-            "{name}: ffmpeg made no source"
-        );
-        let out = t.path().join(format!("{name}.opus"));
-        let o = sluice()
-            .arg("export")
-            .arg(&src)
-            .arg("-o")
-            .arg(&out)
-            .args(["--normalize-lufs", "-16", "--true-peak", "-1"])
-            .args(["--tag", &format!("title={name}")])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{name}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let out = exported(&ffmpeg, t.path(), name, &planes, "opus");
         let channels = planes.len();
         assert_eq!(
             ffprobe_stream(&ffprobe, &out),
@@ -183,10 +198,7 @@ fn opus_exports_land_on_target_as_ffmpeg_decodes_them() {
             (got - want).abs() <= 960,
             "{name}: {got} frames, the source {want}"
         );
-        let (i, tp) = ffmpeg_ebur128(&ffmpeg, &out);
-        println!("{name}: {i} LUFS, {tp} dBTP (ffmpeg)");
-        assert!((i + 16.0).abs() <= 0.2, "{name}: {i} LUFS");
-        assert!(tp <= -1.0, "{name}: {tp} dBTP");
+        on_target(&ffmpeg, &out, name);
         if let Some((tags, pictures)) = mutagen(&out) {
             assert_eq!(
                 tags.get("TITLE").map(String::as_str),
@@ -237,29 +249,7 @@ fn aac_exports_land_on_target_as_ffmpeg_decodes_them() {
     };
     let t = tempfile::tempdir().unwrap();
     for (name, planes) in materials() {
-        let wav = t.path().join(format!("{name}.wav"));
-        write_wav(&wav, &planes, 44_100, 24);
-        let src = t.path().join(format!("{name}.flac"));
-        assert!(
-            with_cover(&ffmpeg, &wav, &src),
-            "{name}: ffmpeg made no source"
-        );
-        let out = t.path().join(format!("{name}.m4a"));
-        let o = sluice()
-            .arg("export")
-            .arg(&src)
-            .arg("-o")
-            .arg(&out)
-            .args(["--normalize-lufs", "-16", "--true-peak", "-1"])
-            .args(["--tag", &format!("title={name}")])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{name}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let out = exported(&ffmpeg, t.path(), name, &planes, "m4a");
         let channels = planes.len();
         assert_eq!(
             ffprobe_stream(&ffprobe, &out),
@@ -278,10 +268,7 @@ fn aac_exports_land_on_target_as_ffmpeg_decodes_them() {
             Some(planes[0].len() as u64),
             "{name}: the length Sluice reads"
         );
-        let (i, tp) = ffmpeg_ebur128(&ffmpeg, &out);
-        println!("{name}: {i} LUFS, {tp} dBTP (ffmpeg)");
-        assert!((i + 16.0).abs() <= 0.2, "{name}: {i} LUFS");
-        assert!(tp <= -1.0, "{name}: {tp} dBTP");
+        on_target(&ffmpeg, &out, name);
         let tags = ffprobe_tags(&ffprobe, &out);
         assert_eq!(
             tags.get("title").map(String::as_str),
