@@ -84,6 +84,19 @@ fn the_length_is_exact_and_aligned_in_both_decoders() {
             let f = ffprobe(fp, &path);
             assert_eq!(field(&f, "streams.stream.0.codec_name"), "aac", "case {i}");
             assert_eq!(field(&f, "streams.stream.0.sample_rate"), rate.to_string());
+            // Apple's gapless tag agrees with the edit list: the input's frames, the priming
+            // before them and the padding after them fill whole 1024-frame packets.
+            let smpb = field(&f, "format.tags.iTunSMPB");
+            let v: Vec<u64> = smpb
+                .split_whitespace()
+                .map(|w| u64::from_str_radix(w, 16).unwrap())
+                .collect();
+            assert_eq!(v.len(), 12, "case {i}: {smpb:?}");
+            let (priming, padding, total) = (v[1], v[2], v[3]);
+            assert_eq!(total, frames as u64, "case {i}: {smpb:?}");
+            assert_eq!((priming + total + padding) % 1024, 0, "case {i}: {smpb:?}");
+            assert!((1..4096).contains(&priming), "case {i}: {smpb:?}");
+            assert!(padding < 1024 + 2048, "case {i}: {smpb:?}");
         }
     }
 }

@@ -280,6 +280,15 @@ fn aac_exports_land_on_target_as_ffmpeg_decodes_them() {
             Some("Cover Artist"),
             "{tags:?}"
         );
+        // Apple's gapless tag, which the encoder wrote, is kept beside the user's tags.
+        let smpb = tags.get("itunsmpb").map(String::as_str).unwrap_or("");
+        assert_eq!(
+            smpb.split_whitespace()
+                .nth(3)
+                .map(|w| u64::from_str_radix(w, 16)),
+            Some(Ok(planes[0].len() as u64)),
+            "{name}: iTunSMPB {smpb:?}"
+        );
         let gain = sluice_core::replaygain::read(&out).unwrap();
         assert!(
             gain.iter().any(|(k, _)| k == "REPLAYGAIN_TRACK_GAIN"),

@@ -438,6 +438,7 @@ impl Encoder for AacEncoder {
             timescale: self.rate,
             frames_per_packet: self.frame,
             priming: self.delay,
+            smpb: true,
         };
         mux.finish(&track, self.taken)
     }

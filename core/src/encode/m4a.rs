@@ -94,6 +94,9 @@ pub struct Track {
     pub frames_per_packet: u32,
     /// Frames of encoder priming at the start of the media, trimmed by the edit list.
     pub priming: u64,
+    /// Also give priming and padding in an `iTunSMPB` tag (Apple's gapless information,
+    /// which players that ignore edit lists read): AAC's, not ALAC's.
+    pub smpb: bool,
 }
 
 /// Writes the M4A: packets as they come, the index at the end.
@@ -190,9 +193,15 @@ impl M4aWriter {
                 &mdia,
             ]),
         );
+        let udta = if track.smpb {
+            let padding = media.saturating_sub(track.priming + frames);
+            itunes_smpb(track.priming, padding, frames)
+        } else {
+            Vec::new()
+        };
         let moov = boxed(
             b"moov",
-            &cat(&[&movie_header(track.timescale, frames, long), &trak]),
+            &cat(&[&movie_header(track.timescale, frames, long), &trak, &udta]),
         );
         let mdat_size = 16 + self.written;
         self.out.write_all(&moov).map_err(|e| self.io(e))?;
@@ -348,6 +357,42 @@ fn edit_list(track: &Track, frames: u64, long: bool) -> Vec<u8> {
         )
     };
     boxed(b"edts", &elst)
+}
+
+/// The text of Apple's `iTunSMPB` tag: priming, padding and the frames presented, in hex.
+pub fn smpb_text(priming: u64, padding: u64, frames: u64) -> String {
+    format!(
+        " 00000000 {:08X} {:08X} {frames:016X}{}",
+        priming as u32,
+        padding as u32,
+        " 00000000".repeat(8)
+    )
+}
+
+/// `udta/meta/ilst` holding the one item `----:com.apple.iTunes:iTunSMPB` (the tag writer
+/// keeps it when it writes the user's tags into the same `ilst`).
+fn itunes_smpb(priming: u64, padding: u64, frames: u64) -> Vec<u8> {
+    let text = smpb_text(priming, padding, frames);
+    let item = boxed(
+        b"----",
+        &cat(&[
+            &full(b"mean", 0, 0, b"com.apple.iTunes"),
+            &full(b"name", 0, 0, b"iTunSMPB"),
+            // Type 1 (UTF-8), locale 0.
+            &boxed(
+                b"data",
+                &cat(&[&1u32.to_be_bytes(), &[0; 4], text.as_bytes()]),
+            ),
+        ]),
+    );
+    let hdlr = full(
+        b"hdlr",
+        0,
+        0,
+        &cat(&[&[0; 4], b"mdir", b"appl", &[0; 8], &[0]]),
+    );
+    let meta = full(b"meta", 0, 0, &cat(&[&hdlr, &boxed(b"ilst", &item)]));
+    boxed(b"udta", &meta)
 }
 
 /// `tkhd`: track 1, enabled, in the movie, lasting `frames`.

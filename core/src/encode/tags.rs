@@ -282,6 +282,28 @@ fn id3_in_order(tag: Tag) -> Id3v2Tag {
     out
 }
 
+/// `tag` as the `ilst` of the M4A `temp`, keeping the gapless information (`iTunSMPB`) the
+/// encoder wrote there: the generic tag has no key for it.
+fn write_ilst(temp: &Path, dest: &Path, tag: Tag) -> Result<(), EncodeError> {
+    use lofty::mp4::{AtomIdent, Ilst, Mp4File};
+    use std::borrow::Cow;
+    let smpb = AtomIdent::Freeform {
+        mean: Cow::Borrowed("com.apple.iTunes"),
+        name: Cow::Borrowed("iTunSMPB"),
+    };
+    let mut file = std::fs::File::open(temp).map_err(|e| tag_error(dest, e))?;
+    let existing = Mp4File::read_from(&mut file, ParseOptions::new().read_properties(false))
+        .map_err(|e| tag_error(dest, e))?;
+    drop(file);
+    let kept = existing.ilst().and_then(|i| i.get(&smpb)).cloned();
+    let mut ilst = Ilst::from(tag);
+    if let Some(atom) = kept {
+        ilst.insert(atom);
+    }
+    ilst.save_to_path(temp, WriteOptions::default())
+        .map_err(|e| tag_error(dest, e))
+}
+
 /// Write the tags of `plan` into the finished, still temporary output `temp` (`dest` names it
 /// in errors).
 pub fn write_tags(
@@ -307,6 +329,9 @@ pub fn write_tags(
                 return id3_in_order(tag)
                     .save_to_path(temp, WriteOptions::default())
                     .map_err(|e| tag_error(dest, e));
+            }
+            if tag_type == TagType::Mp4Ilst {
+                return write_ilst(temp, dest, tag);
             }
             let file = std::fs::File::open(temp).map_err(|e| tag_error(dest, e))?;
             let mut tagged = Probe::new(std::io::BufReader::new(file))

@@ -288,7 +288,7 @@ pub fn ffprobe(ffprobe: &Path, path: &Path) -> Vec<(String, String)> {
             "error",
             "-show_entries",
             "stream=codec_name,sample_rate,channels,channel_layout,bit_rate,duration_ts:\
-             format=format_name,bit_rate",
+             format=format_name,bit_rate:format_tags=iTunSMPB",
             "-of",
             "flat",
         ])
