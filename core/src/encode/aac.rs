@@ -515,6 +515,8 @@ static ABOUT_LC: crate::formats::CodecInfo = crate::formats::CodecInfo {
     )),
     constraints: CONSTRAINTS,
     tags: TAGS,
+    settings: "AAC-LC VBR mode 1-5 (default 5) or a constant bitrate (kbps); he-aac, he-aac-v2 for low bitrates",
+    minute_bytes: 192_000 / 8 * 60,
     bext: false,
 };
 
@@ -545,6 +547,8 @@ const fn he_about(
         exclusive: None,
         constraints: CONSTRAINTS,
         tags: TAGS,
+        settings: "a constant bitrate (kbps)",
+        minute_bytes: 64_000 / 8 * 60,
         bext: false,
     }
 }

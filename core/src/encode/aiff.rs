@@ -149,6 +149,8 @@ static ABOUT: crate::formats::CodecInfo = crate::formats::CodecInfo {
     exclusive: None,
     constraints: crate::formats::Constraints::ANY,
     tags: crate::formats::TagStyle::AiffChunks,
+    settings: "lossless PCM",
+    minute_bytes: 44_100 * 2 * 2 * 60,
     bext: false,
 };
 

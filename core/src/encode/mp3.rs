@@ -491,6 +491,8 @@ static ABOUT: crate::formats::CodecInfo = crate::formats::CodecInfo {
         file_type: lofty::file::FileType::Mpeg,
         tag_type: lofty::tag::TagType::Id3v2,
     },
+    settings: "VBR quality 0-9 or a constant bitrate (kbps)",
+    minute_bytes: 192_000 / 8 * 60,
     bext: false,
 };
 

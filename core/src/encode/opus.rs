@@ -349,6 +349,8 @@ static ABOUT: crate::formats::CodecInfo = crate::formats::CodecInfo {
         file_type: lofty::file::FileType::Opus,
         tag_type: lofty::tag::TagType::VorbisComments,
     },
+    settings: "VBR at a target bitrate (kbps; default 64 per channel)",
+    minute_bytes: 128_000 / 8 * 60,
     bext: false,
 };
 

@@ -317,6 +317,8 @@ static ABOUT: crate::formats::CodecInfo = crate::formats::CodecInfo {
         file_type: lofty::file::FileType::Vorbis,
         tag_type: lofty::tag::TagType::VorbisComments,
     },
+    settings: "quality -1 to 10",
+    minute_bytes: 160_000 / 8 * 60,
     bext: false,
 };
 

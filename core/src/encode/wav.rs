@@ -282,6 +282,8 @@ static ABOUT: crate::formats::CodecInfo = crate::formats::CodecInfo {
     exclusive: None,
     constraints: crate::formats::Constraints::ANY,
     tags: crate::formats::TagStyle::RiffChunks,
+    settings: "lossless PCM (integer 8-32 bits or 32-bit float)",
+    minute_bytes: 44_100 * 2 * 2 * 60,
     bext: true,
 };
 

@@ -194,6 +194,10 @@ pub struct CodecInfo {
     pub constraints: Constraints,
     /// How its files are tagged.
     pub tags: TagStyle,
+    /// Its settings in a phrase, for listings (`GET /api/audio/formats/{name}`).
+    pub settings: &'static str,
+    /// About how many bytes a minute of 44.1 kHz stereo takes at its default settings.
+    pub minute_bytes: u64,
     /// Whether it carries a Broadcast Wave `bext` chunk.
     pub bext: bool,
 }

@@ -590,29 +590,6 @@ async fn format(UrlPath(name): UrlPath<String>) -> Result<Json<FormatDetail>, Ap
                 sluice_core::encode::codec_names()
             ))
         })?;
-    // 16-bit 44.1 kHz stereo PCM: 10,584,000 bytes a minute.
-    const PCM_MINUTE: u64 = 44_100 * 2 * 2 * 60;
-    let (quality, estimate) = match f.id {
-        "flac" => (
-            "lossless (compression level 0-8, default 5)",
-            PCM_MINUTE * 6 / 10,
-        ),
-        "mp3" => (
-            "VBR quality 0-9 or a constant bitrate (kbps)",
-            192_000 / 8 * 60,
-        ),
-        "ogg_vorbis" => ("quality -1 to 10", 160_000 / 8 * 60),
-        "opus" => (
-            "VBR at a target bitrate (kbps; default 64 per channel)",
-            128_000 / 8 * 60,
-        ),
-        "m4a_aac" => (
-            "AAC-LC VBR mode 1-5 (default 5) or a constant bitrate (kbps); he-aac, he-aac-v2 for low bitrates",
-            192_000 / 8 * 60,
-        ),
-        _ if f.lossless => ("lossless", PCM_MINUTE),
-        _ => ("the encoder's default", 160_000 / 8 * 60),
-    };
     let about = codec.about();
     // What export writes: the codec's bit depths, and its rates within what Sluice renders.
     let depths: Vec<u32> = about
@@ -638,10 +615,10 @@ async fn format(UrlPath(name): UrlPath<String>) -> Result<Json<FormatDetail>, Ap
         name: f.id.to_string(),
         extension: about.extension.to_string(),
         compression: if f.lossless { "lossless" } else { "lossy" }.to_string(),
-        quality: quality.to_string(),
+        quality: about.settings.to_string(),
         max_sample_rate,
         max_bit_depth: depths.iter().copied().max(),
         supported_bit_depths: depths,
-        file_size_estimate: estimate,
+        file_size_estimate: about.minute_bytes,
     }))
 }

@@ -459,6 +459,8 @@ static ABOUT: crate::formats::CodecInfo = crate::formats::CodecInfo {
         file_type: lofty::file::FileType::Flac,
         tag_type: lofty::tag::TagType::VorbisComments,
     },
+    settings: "lossless (compression level 0-8, default 5)",
+    minute_bytes: 44_100 * 2 * 2 * 60 * 6 / 10,
     bext: false,
 };
 
