@@ -326,6 +326,18 @@ pub fn codecs() -> &'static CodecRegistry {
     &REGISTRY
 }
 
+/// Where a decoder gives channels in another order than the file's WAVE order: symphonia's
+/// ALAC decoder returns 7 channels as L R C LFE Cs Ls Rs and 8 as L R C LFE Lc Rc Ls Rs, where
+/// the files (Apple's layouts, as ffmpeg and Apple's decoder give them) hold L R C LFE Ls Rs
+/// Cs and L R C LFE Ls Rs Lc Rc. For each output channel, the decoder's plane.
+fn plane_order(codec: &str, channels: u32) -> Option<&'static [usize]> {
+    match (codec, channels) {
+        ("alac", 7) => Some(&[0, 1, 2, 3, 5, 6, 4]),
+        ("alac", 8) => Some(&[0, 1, 2, 3, 6, 7, 4, 5]),
+        _ => None,
+    }
+}
+
 fn codec_short_name(params: &AudioCodecParameters) -> Option<&'static str> {
     codecs()
         .get_audio_decoder(params.codec)
@@ -594,6 +606,9 @@ pub struct Decoder {
     /// the first (frame, channel).
     non_finite: u64,
     first_non_finite: Option<(u64, usize)>,
+    /// For each output channel, the decoder's plane that holds it, where the decoder's order
+    /// is not the file's (see [`plane_order`]).
+    plane_order: Option<&'static [usize]>,
 }
 
 /// Sample encodings converted directly.
@@ -1179,8 +1194,10 @@ impl Decoder {
             warnings,
         };
         let pcm = PcmLayout::detect(&info, prescan.riff.as_ref());
+        let plane_order = plane_order(&info.codec, info.channels);
         Ok(Decoder {
             path: path.to_path_buf(),
+            plane_order,
             riff: prescan.riff,
             pcm,
             non_finite: 0,
@@ -1482,6 +1499,13 @@ impl Decoder {
                         p.resize(n, 0.0);
                     }
                     buf.copy_to_slice_planar::<f32, _>(&mut self.block.planes);
+                    if let Some(order) = self.plane_order {
+                        let mut planes = std::mem::take(&mut self.block.planes);
+                        self.block.planes = order
+                            .iter()
+                            .map(|&i| std::mem::take(&mut planes[i]))
+                            .collect();
+                    }
                     if self.skip_remaining > 0 {
                         let k = self.skip_remaining as usize;
                         for p in &mut self.block.planes {

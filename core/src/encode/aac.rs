@@ -434,7 +434,7 @@ impl Encoder for AacEncoder {
         let peak_bps = (u64::from(max) * 8 * u64::from(self.rate) / u64::from(self.frame)) as u32;
         let extra = esds(&self.asc, max, peak_bps, avg);
         let track = Track {
-            entry: audio_sample_entry(b"mp4a", self.channels as u16, self.rate, &extra),
+            entry: audio_sample_entry(b"mp4a", self.channels as u16, 16, self.rate, &extra),
             timescale: self.rate,
             frames_per_packet: self.frame,
             priming: self.delay,

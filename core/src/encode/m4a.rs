@@ -12,7 +12,7 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 /// A box: its four-character type and payload, written with its 32-bit size.
-fn boxed(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+pub(crate) fn boxed(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
     let mut b = Vec::with_capacity(payload.len() + 8);
     b.extend_from_slice(&((payload.len() + 8) as u32).to_be_bytes());
     b.extend_from_slice(kind);
@@ -21,7 +21,7 @@ fn boxed(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
 }
 
 /// A full box: version, flags, payload.
-fn full(kind: &[u8; 4], version: u8, flags: u32, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn full(kind: &[u8; 4], version: u8, flags: u32, payload: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(payload.len() + 4);
     p.push(version);
     p.extend_from_slice(&flags.to_be_bytes()[1..]);
@@ -39,15 +39,21 @@ fn matrix() -> Vec<u8> {
     m.iter().flat_map(|v| v.to_be_bytes()).collect()
 }
 
-/// An audio sample entry (`mp4a`, `alac`): the common fields, then `extra` (the codec's
-/// configuration box).
-pub fn audio_sample_entry(kind: &[u8; 4], channels: u16, rate: u32, extra: &[u8]) -> Vec<u8> {
+/// An audio sample entry (`mp4a`, `alac`) of `bits`-bit samples (16 for AAC): the common
+/// fields, then `extra` (the codec's configuration boxes).
+pub fn audio_sample_entry(
+    kind: &[u8; 4],
+    channels: u16,
+    bits: u16,
+    rate: u32,
+    extra: &[u8],
+) -> Vec<u8> {
     let mut p = Vec::new();
     p.extend_from_slice(&[0; 6]); // reserved
     p.extend_from_slice(&1u16.to_be_bytes()); // data reference index
     p.extend_from_slice(&[0; 8]); // version, revision, vendor
     p.extend_from_slice(&channels.to_be_bytes());
-    p.extend_from_slice(&16u16.to_be_bytes()); // sample size
+    p.extend_from_slice(&bits.to_be_bytes()); // sample size
     p.extend_from_slice(&[0; 4]); // pre-defined, reserved
     // 16.16 fixed point; rates above 65535 Hz do not fit and are given as 0 (the codec's
     // configuration has the rate).
@@ -252,11 +258,20 @@ impl M4aWriter {
         } else {
             full(b"stsc", 0, 0, &0u32.to_be_bytes())
         };
+        // Packets all of one size are given by that size alone: ffmpeg reads a track whose
+        // one `stts` run lasts a frame (a single one-frame packet) as raw chunks sized from
+        // this field, and would find no bytes in a table.
+        let one_size = self
+            .sizes
+            .first()
+            .filter(|&&f| self.sizes.iter().all(|&s| s == f));
         let mut stsz = Vec::with_capacity(8 + 4 * self.sizes.len());
-        stsz.extend_from_slice(&0u32.to_be_bytes());
+        stsz.extend_from_slice(&one_size.copied().unwrap_or(0).to_be_bytes());
         stsz.extend_from_slice(&(n as u32).to_be_bytes());
-        for s in &self.sizes {
-            stsz.extend_from_slice(&s.to_be_bytes());
+        if one_size.is_none() {
+            for s in &self.sizes {
+                stsz.extend_from_slice(&s.to_be_bytes());
+            }
         }
         let stsz = full(b"stsz", 0, 0, &stsz);
         let data_at = self.mdat_at + 16;

@@ -12,8 +12,8 @@ use std::fs::File;
 #[cfg(feature = "aac")]
 pub mod aac;
 pub mod aiff;
+pub mod alac;
 pub mod flac;
-#[cfg(feature = "aac")]
 pub mod m4a;
 #[cfg(feature = "mp3")]
 pub mod mp3;
@@ -45,6 +45,7 @@ pub static CODECS: &[&dyn crate::formats::OutputCodec] = &[
     &aac::CODEC_HE,
     #[cfg(feature = "aac")]
     &aac::CODEC_HE_V2,
+    &alac::CODEC,
 ];
 
 /// A sample for a lossy encoder's float input: full scale clips (the [`Encoder`] contract),
