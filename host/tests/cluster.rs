@@ -1117,7 +1117,8 @@ fn a_job_on_the_farm_shows_its_progress_on_the_ingest_node() {
 
 /// Compare and match steps name the ingest node's reference library: a worker (whose own
 /// library is empty) renders with the profiles sent with the job, so the output and the
-/// report's comparison are the single machine's with the same library.
+/// report's comparison are the single machine's with the same library; so are its outputs in
+/// every delivery codec.
 #[test]
 fn compare_and_match_steps_use_the_ingest_nodes_library() {
     let Some(bin) = tool("nats-server") else {
@@ -1137,6 +1138,13 @@ compare = { genre = "house", level = "gentle" }
 [[output]]
 path = "out/{stem}.flac"
 bit_depth = 16
+[[output]]
+path = "out/{stem}.opus"
+[[output]]
+path = "out/aac/{stem}.m4a"
+[[output]]
+path = "out/alac/{stem}.m4a"
+format = "alac"
 "#;
     let mut refs = Vec::new();
     for k in 0..2 {
@@ -1172,11 +1180,20 @@ bit_depth = 16
             .arg(&a),
     );
     let local: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        common::blake3_hex(&root.join("out/a.flac")),
-        common::blake3_hex(&single.join("out/a.flac")),
-        "the matched output differs from the single machine's"
-    );
+    // Every codec's output (FLAC, Opus, AAC and ALAC in M4A) is the single machine's, byte
+    // for byte.
+    for out in [
+        "out/a.flac",
+        "out/a.opus",
+        "out/aac/a.m4a",
+        "out/alac/a.m4a",
+    ] {
+        assert_eq!(
+            common::blake3_hex(&root.join(out)),
+            common::blake3_hex(&single.join(out)),
+            "the matched output {out} differs from the single machine's"
+        );
+    }
     let report_of = |root: &Path, rel: &serde_json::Value| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(root.join(rel.as_str().unwrap())).unwrap()).unwrap()
     };

@@ -299,3 +299,82 @@ fn aac_exports_land_on_target_as_ffmpeg_decodes_them() {
         }
     }
 }
+
+/// ffmpeg's decode of `path` as 32-bit little-endian integers.
+fn ffmpeg_s32(ffmpeg: &Path, path: &Path) -> Vec<u8> {
+    let out = Command::new(ffmpeg)
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0:a", "-f", "s32le", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// ALAC in M4A from 24-bit FLAC sources with a cover (`--format alac`, no processing): ffmpeg
+/// decodes the ALAC to exactly the source's integers, at the source's depth and rate; the
+/// source's tags and cover art are in the MP4 tag.
+#[test]
+fn alac_exports_keep_every_sample() {
+    let (Some(ffmpeg), Some(ffprobe)) = (tool("ffmpeg"), tool("ffprobe")) else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    for (name, planes) in materials() {
+        let wav = t.path().join(format!("{name}.wav"));
+        write_wav(&wav, &planes, 44_100, 24);
+        let src = t.path().join(format!("{name}.flac"));
+        assert!(
+            with_cover(&ffmpeg, &wav, &src),
+            "{name}: ffmpeg made no source"
+        );
+        let out = t.path().join(format!("{name}.m4a"));
+        let o = sluice()
+            .arg("export")
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .args(["--format", "alac"])
+            .args(["--tag", &format!("title={name}")])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            ffprobe_stream(&ffprobe, &out),
+            ("alac".to_string(), 44_100, planes.len()),
+            "{name}"
+        );
+        let info = sluice_core::probe(&out).unwrap();
+        assert_eq!(info.bit_depth, Some(24), "{name}: the depth kept");
+        let (theirs, ours) = (ffmpeg_s32(&ffmpeg, &src), ffmpeg_s32(&ffmpeg, &out));
+        assert_eq!(theirs.len(), ours.len(), "{name}: the length");
+        assert!(
+            theirs == ours,
+            "{name}: the ALAC does not decode to the source"
+        );
+        let tags = ffprobe_tags(&ffprobe, &out);
+        assert_eq!(
+            tags.get("title").map(String::as_str),
+            Some(name),
+            "{tags:?}"
+        );
+        assert_eq!(
+            tags.get("artist").map(String::as_str),
+            Some("Cover Artist"),
+            "{tags:?}"
+        );
+        if let Some((_, pictures)) = mutagen(&out) {
+            assert_eq!(pictures, 1, "{name}: the cover art");
+        }
+    }
+}

@@ -226,6 +226,15 @@ r = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=30,
 expect(r.status_code == 200, f"export with no settings (format from the name): {r.text}")
 out0 = r.json()["sluice"]["outputs"][0]
 expect(out0["format"] == "flac" and out0["path"] == "mixes/take.flac", f"export to .flac: {out0}")
+# The delivery codecs through the same route: Opus and AAC by the name, ALAC by the format.
+for path, settings, codec in [("mixes/take.opus", {}, "opus"),
+                              ("mixes/take-aac.m4a", {}, "aac"),
+                              ("mixes/take-alac.m4a", {"format": "alac", "bit_depth": 24}, "alac")]:
+    r = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=60,
+                      json={"file_id": fid, "output_path": path, "settings": settings})
+    expect(r.status_code == 200, f"export to {path}: {r.status_code} {r.text}")
+    out0 = r.json()["sluice"]["outputs"][0]
+    expect(out0["format"] == codec and out0["path"] == path, f"export to {path}: {out0}")
 
 # Batch: create, process, poll to completed.
 BATCH = {
