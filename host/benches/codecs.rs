@@ -11,9 +11,10 @@
 //!
 //! - encode: this bench's child decodes the WAV with Sluice's decoder and feeds the Opus
 //!   encoder (`--encode`), against `ffmpeg -i SRC -c:a libopus -b:a 128k OUT.opus` (Debian's
-//!   libopus 1.3.1, C with its SIMD paths); both at 128 kbit/s VBR; and the AAC-LC encoder
-//!   (FDK AAC) against ffmpeg's native `aac` encoder, both at 192 kbit/s;
-//! - decode: the child decodes ffmpeg's Opus (and AAC) file through Sluice's decoder to
+//!   libopus 1.3.1, C with its SIMD paths); both at 128 kbit/s VBR; the AAC-LC encoder
+//!   (FDK AAC) against ffmpeg's native `aac` encoder, both at 192 kbit/s; Sluice's ALAC
+//!   encoder against ffmpeg's `alac` (its default compression), both 16-bit;
+//! - decode: the child decodes ffmpeg's Opus, AAC and ALAC files through Sluice's decoder to
 //!   nothing (`--decode`), against `ffmpeg -i OUT -f null -`;
 //! - and, for information, the whole `sluice export SRC -o OUT.opus --bitrate 128` (its
 //!   loudness report and the lossy true-peak check, which decodes what it wrote, included)
@@ -38,6 +39,48 @@ fn best(a: Run, b: Run) -> Run {
     if b.wall < a.wall { b } else { a }
 }
 
+/// Ours and theirs twice, alternating (ours, theirs, theirs, ours); the faster of each.
+fn pair(ours: impl Fn() -> Res<Run>, theirs: impl Fn() -> Res<Run>) -> Res<(Run, Run)> {
+    let (a1, b1) = (ours()?, theirs()?);
+    let (b2, a2) = (theirs()?, ours()?);
+    Ok((best(a1, a2), best(b1, b2)))
+}
+
+/// A codec against ffmpeg's encoder of the same codec.
+struct Peer {
+    /// `--codec` of this bench's encode child.
+    codec: &'static str,
+    ext: &'static str,
+    /// ffmpeg's output options (between the input and the output file).
+    ffmpeg: &'static [&'static str],
+    encode: &'static str,
+    decode: &'static str,
+}
+
+const PEERS: &[Peer] = &[
+    Peer {
+        codec: "opus",
+        ext: "opus",
+        ffmpeg: &["-c:a", "libopus", "-b:a", "128k"],
+        encode: "Opus encode 128k",
+        decode: "Opus decode",
+    },
+    Peer {
+        codec: "aac",
+        ext: "m4a",
+        ffmpeg: &["-c:a", "aac", "-b:a", "192k"],
+        encode: "AAC-LC encode 192k",
+        decode: "AAC-LC decode",
+    },
+    Peer {
+        codec: "alac",
+        ext: "m4a",
+        ffmpeg: &["-c:a", "alac"],
+        encode: "ALAC encode 16-bit",
+        decode: "ALAC decode",
+    },
+];
+
 struct Row {
     material: &'static str,
     what: &'static str,
@@ -48,10 +91,11 @@ struct Row {
 }
 
 /// The child of an encode: Sluice's decoder into the encoder `codec` names (Opus at 128 kbit/s,
-/// AAC-LC at 192 kbit/s CBR).
+/// AAC-LC at 192 kbit/s CBR, ALAC at the source's 16 bits).
 fn encode_child(src: &Path, out: &Path, codec: &str) -> Res<()> {
     use sluice_core::encode::Encoder;
     use sluice_core::encode::aac::{AacEncoder, AacOptions};
+    use sluice_core::encode::alac::AlacEncoder;
     use sluice_core::encode::opus::{OpusEncoder, OpusOptions};
     let mut d = sluice_core::Decoder::open(src)?;
     let spec = sluice_core::render::SignalSpec::with_channels(
@@ -60,6 +104,7 @@ fn encode_child(src: &Path, out: &Path, codec: &str) -> Res<()> {
     );
     let file = std::fs::File::create(out)?;
     let mut enc: Box<dyn Encoder> = match codec {
+        "alac" => Box::new(AlacEncoder::new(file, out.to_path_buf(), &spec, 16)?),
         "aac" => Box::new(AacEncoder::new(
             file,
             out.to_path_buf(),
@@ -126,137 +171,80 @@ fn run() -> Res<bool> {
     std::fs::create_dir_all(&dir)?;
     let sluice = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
     let ffmpeg = Path::new("ffmpeg");
+    let me = std::env::current_exe()?;
     let seconds = minutes as f64 * 60.0;
     let mut rows = Vec::new();
     for material in materials() {
         let src = material_wav(&dir, material, minutes)?;
-        let ours_out = dir.join("ours.opus");
-        let theirs_out = dir.join("theirs.opus");
-        let dec = dir.join("decoded.wav");
-        let me = std::env::current_exe()?;
-        let ours_arg = ours_out.to_str().unwrap().to_string();
-        let enc_ours = || time_process(&me, &["--encode", "{}", "--out", &ours_arg], &src);
-        let enc_theirs = || {
-            time_process(
-                ffmpeg,
-                &[
-                    "-v",
-                    "error",
-                    "-y",
-                    "-i",
-                    "{}",
-                    "-c:a",
-                    "libopus",
-                    "-b:a",
-                    "128k",
-                    theirs_out.to_str().unwrap(),
-                ],
-                &src,
-            )
-        };
-        let (a1, b1) = (enc_ours()?, enc_theirs()?);
-        let (b2, a2) = (enc_theirs()?, enc_ours()?);
-        let ffmpeg_encode = best(b1, b2);
-        rows.push(Row {
-            material,
-            what: "Opus encode 128k",
-            ours: best(a1, a2),
-            theirs: ffmpeg_encode.clone(),
-            verdict: true,
-        });
-        let dec_ours = || time_process(&me, &["--decode", "{}"], &theirs_out);
-        let dec_theirs = || {
-            time_process(
-                ffmpeg,
-                &["-v", "error", "-i", "{}", "-f", "null", "-"],
-                &theirs_out,
-            )
-        };
-        let (a1, b1) = (dec_ours()?, dec_theirs()?);
-        let (b2, a2) = (dec_theirs()?, dec_ours()?);
-        rows.push(Row {
-            material,
-            what: "Opus decode",
-            ours: best(a1, a2),
-            theirs: best(b1, b2),
-            verdict: true,
-        });
-        let export = time_process(
-            &sluice,
-            &[
-                "export",
-                "{}",
-                "-o",
-                dec.with_extension("opus").to_str().unwrap(),
-                "--bitrate",
-                "128",
-                "--overwrite",
-            ],
-            &src,
-        )?;
-        rows.push(Row {
-            material,
-            what: "sluice export to Opus (information)",
-            ours: export,
-            theirs: ffmpeg_encode,
-            verdict: false,
-        });
-        // AAC-LC at 192 kbit/s against ffmpeg's native AAC encoder at the same bitrate.
-        let ours_m4a = dir.join("ours.m4a");
-        let theirs_m4a = dir.join("theirs.m4a");
-        let ours_arg = ours_m4a.to_str().unwrap().to_string();
-        let enc_ours = || {
-            time_process(
-                &me,
-                &["--encode", "{}", "--out", &ours_arg, "--codec", "aac"],
-                &src,
-            )
-        };
-        let enc_theirs = || {
-            time_process(
-                ffmpeg,
-                &[
-                    "-v",
-                    "error",
-                    "-y",
-                    "-i",
-                    "{}",
-                    "-c:a",
-                    "aac",
-                    "-b:a",
-                    "192k",
-                    theirs_m4a.to_str().unwrap(),
-                ],
-                &src,
-            )
-        };
-        let (a1, b1) = (enc_ours()?, enc_theirs()?);
-        let (b2, a2) = (enc_theirs()?, enc_ours()?);
-        rows.push(Row {
-            material,
-            what: "AAC-LC encode 192k",
-            ours: best(a1, a2),
-            theirs: best(b1, b2),
-            verdict: true,
-        });
-        let dec_ours = || time_process(&me, &["--decode", "{}"], &theirs_m4a);
-        let dec_theirs = || {
-            time_process(
-                ffmpeg,
-                &["-v", "error", "-i", "{}", "-f", "null", "-"],
-                &theirs_m4a,
-            )
-        };
-        let (a1, b1) = (dec_ours()?, dec_theirs()?);
-        let (b2, a2) = (dec_theirs()?, dec_ours()?);
-        rows.push(Row {
-            material,
-            what: "AAC-LC decode",
-            ours: best(a1, a2),
-            theirs: best(b1, b2),
-            verdict: true,
-        });
-        let _ = std::fs::remove_file(&dec);
+        for peer in PEERS {
+            let ours_out = dir.join(format!("ours.{}", peer.ext));
+            let theirs_out = dir.join(format!("theirs.{}", peer.ext));
+            let ours_arg = ours_out.to_str().ok_or("temporary path")?;
+            let theirs_arg = theirs_out.to_str().ok_or("temporary path")?;
+            let mut ffmpeg_args = vec!["-v", "error", "-y", "-i", "{}"];
+            ffmpeg_args.extend_from_slice(peer.ffmpeg);
+            ffmpeg_args.push(theirs_arg);
+            let (ours, theirs) = pair(
+                || {
+                    time_process(
+                        &me,
+                        &["--encode", "{}", "--out", ours_arg, "--codec", peer.codec],
+                        &src,
+                    )
+                },
+                || time_process(ffmpeg, &ffmpeg_args, &src),
+            )?;
+            let ffmpeg_encode = theirs.clone();
+            rows.push(Row {
+                material,
+                what: peer.encode,
+                ours,
+                theirs,
+                verdict: true,
+            });
+            // Both decoders read ffmpeg's file.
+            let (ours, theirs) = pair(
+                || time_process(&me, &["--decode", "{}"], &theirs_out),
+                || {
+                    time_process(
+                        ffmpeg,
+                        &["-v", "error", "-i", "{}", "-f", "null", "-"],
+                        &theirs_out,
+                    )
+                },
+            )?;
+            rows.push(Row {
+                material,
+                what: peer.decode,
+                ours,
+                theirs,
+                verdict: true,
+            });
+            if peer.codec == "opus" {
+                let export_out = dir.join("export.opus");
+                let export = time_process(
+                    &sluice,
+                    &[
+                        "export",
+                        "{}",
+                        "-o",
+                        export_out.to_str().ok_or("temporary path")?,
+                        "--bitrate",
+                        "128",
+                        "--overwrite",
+                    ],
+                    &src,
+                )?;
+                rows.push(Row {
+                    material,
+                    what: "sluice export to Opus (information)",
+                    ours: export,
+                    theirs: ffmpeg_encode,
+                    verdict: false,
+                });
+                let _ = std::fs::remove_file(&export_out);
+            }
+        }
     }
     println!("\n{minutes} minutes, 48 kHz stereo; best of two alternating runs each\n");
     println!(
