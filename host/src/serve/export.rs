@@ -36,7 +36,8 @@ pub(crate) const AREA: &str = "exports";
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExportSettings {
-    /// `wav`, `flac`, `mp3`, `ogg`... (default: from `output_path`'s extension).
+    /// `wav`, `flac`, `mp3`, `ogg`, `opus`, `m4a` (AAC), `alac`... (default: from
+    /// `output_path`'s extension; `sluice formats` lists them).
     format: Option<String>,
     sample_rate: Option<u32>,
     /// 8, 16, 24 or 32 (integer PCM).
