@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo bench -p sluice-host --bench codecs                 # 60-minute files (the issue's figure)
 //! cargo bench -p sluice-host --bench codecs -- --minutes 10
+//! cargo bench -p sluice-host --bench codecs -- --only alac   # one codec: opus, aac, alac
 //! ```
 //!
 //! On a 48 kHz stereo 16-bit WAV of each material (`common::MATERIALS`, and real recordings
@@ -167,6 +168,8 @@ fn run() -> Res<bool> {
         return Ok(false);
     }
     let minutes: usize = arg_value("--minutes").map_or(Ok(60), |m| m.parse())?;
+    // One codec's rows only (`--only alac`).
+    let only = arg_value("--only");
     let dir = std::env::temp_dir().join("sluice-bench-codecs");
     std::fs::create_dir_all(&dir)?;
     let sluice = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
@@ -176,7 +179,10 @@ fn run() -> Res<bool> {
     let mut rows = Vec::new();
     for material in materials() {
         let src = material_wav(&dir, material, minutes)?;
-        for peer in PEERS {
+        for peer in PEERS
+            .iter()
+            .filter(|p| only.as_deref().is_none_or(|o| o == p.codec))
+        {
             let ours_out = dir.join(format!("ours.{}", peer.ext));
             let theirs_out = dir.join(format!("theirs.{}", peer.ext));
             let ours_arg = ours_out.to_str().ok_or("temporary path")?;
