@@ -19,6 +19,7 @@ pub mod io;
 pub mod mp4;
 pub mod mpa;
 pub mod opus;
+pub mod qc;
 pub mod render;
 pub mod replaygain;
 pub mod riff;

@@ -1,0 +1,379 @@
+//! Delivery QC: a file measured once ([`measure`]) and judged against a delivery
+//! specification ([`spec::Spec`]) rule by rule ([`judge`]): each rule's measured value, its
+//! limit and the verdict, and the file's verdict (it fails when any rule of severity `fail`
+//! fails or cannot be measured).
+//!
+//! Integrated loudness is recomputed from the momentary (400 ms block) loudness every 100 ms,
+//! with the gating the rule names: BS.1770-1's ungated mean, or the absolute (−70 LUFS) and
+//! relative (−10 LU) gates of revisions 2 to 4 (which agree on this); speech gating keeps
+//! only the blocks a speech detector marks (not built yet: such a rule is reported as not
+//! measured).
+
+pub mod spec;
+
+pub use spec::{Gating, Measure, Rule, Severity, Spec, SpecError};
+
+use crate::analysis::{self, AnalysisOptions, Section, loudness};
+use crate::error::InputError;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Every figure a specification can ask about, from one decode of the file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub path: PathBuf,
+    pub codec: String,
+    pub channels: u32,
+    pub sample_rate_hz: u32,
+    pub bit_depth: Option<u32>,
+    pub duration_s: f64,
+    /// Integrated loudness with BS.1770-4 gating, LUFS.
+    pub integrated_lufs: Option<f64>,
+    pub loudness_range_lu: Option<f64>,
+    pub max_momentary_lufs: Option<f64>,
+    pub max_short_term_lufs: Option<f64>,
+    pub true_peak_dbtp: Option<f64>,
+    pub sample_peak_dbfs: Option<f64>,
+    pub dc_offset_dbfs: Option<f64>,
+    pub clipped_samples: u64,
+    pub silence_threshold_dbfs: f64,
+    pub leading_silence_s: f64,
+    pub trailing_silence_s: f64,
+    /// Momentary loudness of the 400 ms block ending at each 100 ms step (`None` under −70
+    /// LUFS).
+    pub momentary_lufs: Vec<Option<f64>>,
+    /// Short-term (3 s) loudness at each 100 ms step.
+    pub short_term_lufs: Vec<Option<f64>>,
+    /// For each 100 ms step, whether it is speech (`None`: no detector ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speech: Option<Vec<bool>>,
+    /// What the decoder reported about the file (damage, truncation).
+    pub warnings: Vec<String>,
+}
+
+/// The silence threshold the rules of `spec` ask for (the first one given; −60 dBFS).
+pub fn silence_threshold(spec: &Spec) -> f64 {
+    spec.rules
+        .iter()
+        .find_map(|r| r.threshold_dbfs)
+        .unwrap_or(-60.0)
+}
+
+/// Measure `path` for `spec` in one decode pass; `progress` gets the frames decoded so far.
+pub fn measure(
+    path: &Path,
+    spec: &Spec,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Measured, InputError> {
+    let opts = AnalysisOptions {
+        sections: vec![Section::Loudness, Section::Levels],
+        loudness_history_seconds: Some(0.1),
+        silence_threshold_dbfs: silence_threshold(spec),
+        ..AnalysisOptions::default()
+    };
+    let report = analysis::analyze(path, &opts, progress)?;
+    let s = &report.stream;
+    let loud = report.loudness.as_ref();
+    let levels = report.levels.as_ref();
+    let history = loud.and_then(|l| l.summary.history.clone());
+    let dc = levels
+        .map(|l| {
+            l.dc_offset_per_channel
+                .iter()
+                .fold(0.0f64, |m, d| m.max(d.abs()))
+        })
+        .map(|d| 20.0 * d.log10());
+    Ok(Measured {
+        path: path.to_path_buf(),
+        codec: s.codec.clone(),
+        channels: s.channels,
+        sample_rate_hz: s.sample_rate,
+        // Integer PCM or a lossless codec's integers; float and lossy audio have no depth.
+        bit_depth: s
+            .bit_depth
+            .filter(|_| s.sample_type == Some(crate::decode::SampleType::Int) && s.lossless),
+        duration_s: s.duration_seconds.unwrap_or(0.0),
+        integrated_lufs: loud.and_then(|l| l.summary.integrated_lufs),
+        loudness_range_lu: loud.and_then(|l| l.summary.loudness_range_lu),
+        max_momentary_lufs: loud.and_then(|l| l.summary.max_momentary_lufs),
+        max_short_term_lufs: loud.and_then(|l| l.summary.max_short_term_lufs),
+        true_peak_dbtp: loud.and_then(|l| l.true_peak_dbtp),
+        sample_peak_dbfs: loud.and_then(|l| l.sample_peak_dbfs),
+        dc_offset_dbfs: dc,
+        clipped_samples: levels.map_or(0, |l| l.clipped_samples),
+        silence_threshold_dbfs: opts.silence_threshold_dbfs,
+        leading_silence_s: levels.map_or(0.0, |l| l.leading_silence_seconds),
+        trailing_silence_s: levels.map_or(0.0, |l| l.trailing_silence_seconds),
+        momentary_lufs: history
+            .as_ref()
+            .map(|h| h.momentary_lufs.clone())
+            .unwrap_or_default(),
+        short_term_lufs: history.map(|h| h.short_term_lufs).unwrap_or_default(),
+        speech: None,
+        warnings: s.warnings.clone(),
+    })
+}
+
+/// A rule's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// Failed a rule of severity `warn`.
+    Warn,
+    /// The figure could not be measured (silence has no loudness; speech gating without
+    /// speech): a failure for a `fail` rule.
+    NotMeasured,
+}
+
+/// A measured value: a number, a text, or nothing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Number(f64),
+    Text(String),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e9 => write!(f, "{n:.0}"),
+            Value::Number(n) => write!(f, "{n:.2}"),
+            Value::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// One rule judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub measure: Measure,
+    pub unit: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// The limit in words (`≤ -1.0`, `-23.0 ± 0.5`, `one of 48000`).
+    pub limit: String,
+    pub outcome: Outcome,
+    pub severity: Severity,
+    /// Why it could not be measured, or the rule's note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A file judged against a specification.
+#[derive(Debug, Clone, Serialize)]
+pub struct QcReport {
+    pub spec: String,
+    pub spec_name: String,
+    pub source: String,
+    pub passed: bool,
+    pub verdicts: Vec<Verdict>,
+    pub measured: Measured,
+}
+
+/// Integrated loudness of the momentary series with BS.1770 `revision`'s gating over the
+/// steps `keep` allows (every step when `None`).
+pub fn integrated(momentary: &[Option<f64>], revision: u8, keep: Option<&[bool]>) -> Option<f64> {
+    // Block `i` (the 400 ms ending at step i) is whole from the fourth step on.
+    let energies: Vec<f64> = momentary
+        .iter()
+        .enumerate()
+        .skip(3)
+        .filter(|(i, _)| keep.is_none_or(|k| k.get(*i).copied().unwrap_or(false)))
+        .map(|(_, l)| l.map_or(0.0, |l| 10f64.powf((l + 0.691) / 10.0)))
+        .collect();
+    if energies.is_empty() {
+        return None;
+    }
+    if revision <= 1 {
+        let mean = energies.iter().sum::<f64>() / energies.len() as f64;
+        return (mean > 0.0).then(|| loudness::lufs(mean));
+    }
+    loudness::gated_loudness(&energies)
+}
+
+/// The value of `rule`'s measure, or why there is none.
+fn value_of(rule: &Rule, m: &Measured) -> Result<Value, String> {
+    let num = |v: Option<f64>, why: &str| v.map(Value::Number).ok_or_else(|| why.to_string());
+    match rule.measure {
+        Measure::IntegratedLufs => {
+            let revision = rule.revision.unwrap_or(4);
+            let keep = match rule.gating {
+                Gating::Programme => None,
+                Gating::Speech => Some(m.speech.as_deref().ok_or(
+                    "speech-gated loudness needs the speech detector, which Sluice does not \
+                     have yet",
+                )?),
+            };
+            let v = if revision == 4 && keep.is_none() {
+                m.integrated_lufs
+            } else {
+                integrated(&m.momentary_lufs, revision, keep)
+            };
+            num(v, "nothing passes the gates (silence, or under 400 ms)")
+        }
+        Measure::LoudnessRangeLu => num(m.loudness_range_lu, "too short or silent for a range"),
+        Measure::MaxMomentaryLufs => num(m.max_momentary_lufs, "silent"),
+        Measure::MaxShortTermLufs => num(m.max_short_term_lufs, "silent or under 3 s"),
+        Measure::TruePeakDbtp => num(m.true_peak_dbtp, "no audio"),
+        Measure::SamplePeakDbfs => num(m.sample_peak_dbfs, "no audio"),
+        Measure::PlrLu => num(
+            m.true_peak_dbtp.zip(m.integrated_lufs).map(|(p, i)| p - i),
+            "no integrated loudness",
+        ),
+        Measure::DcOffsetDbfs => num(m.dc_offset_dbfs, "no audio"),
+        Measure::ClippedSamples => Ok(Value::Number(m.clipped_samples as f64)),
+        Measure::LeadingSilenceS => Ok(Value::Number(m.leading_silence_s)),
+        Measure::TrailingSilenceS => Ok(Value::Number(m.trailing_silence_s)),
+        Measure::Channels => Ok(Value::Number(f64::from(m.channels))),
+        Measure::SampleRateHz => Ok(Value::Number(f64::from(m.sample_rate_hz))),
+        Measure::BitDepth => num(
+            m.bit_depth.map(f64::from),
+            "not integer PCM or a lossless codec",
+        ),
+        Measure::Codec => Ok(Value::Text(m.codec.clone())),
+        Measure::DurationS => Ok(Value::Number(m.duration_s)),
+    }
+}
+
+/// The limit of `rule` in words.
+pub fn limit_text(rule: &Rule) -> String {
+    let mut parts = Vec::new();
+    if let (Some(t), Some(tol)) = (rule.target, rule.tolerance) {
+        parts.push(format!("{t:.1} ± {tol:.1}"));
+    }
+    if let Some(lo) = rule.min {
+        parts.push(format!("≥ {lo}"));
+    }
+    if let Some(hi) = rule.max {
+        parts.push(format!("≤ {hi}"));
+    }
+    if let Some(list) = &rule.one_of {
+        let items: Vec<String> = list.iter().map(ToString::to_string).collect();
+        parts.push(format!("one of {}", items.join(", ")));
+    }
+    parts.join(", ")
+}
+
+/// Whether `v` keeps `rule`'s limits.
+fn within(rule: &Rule, v: &Value) -> bool {
+    // Figures are judged as shown: to the hundredth (a meter reading -23.004 is -23.00).
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    match v {
+        Value::Number(x) => {
+            let x = round(*x);
+            rule.min.is_none_or(|lo| x >= lo)
+                && rule.max.is_none_or(|hi| x <= hi)
+                && rule
+                    .target
+                    .zip(rule.tolerance)
+                    .is_none_or(|(t, tol)| (x - t).abs() <= tol + 1e-9)
+                && rule.one_of.as_ref().is_none_or(|list| {
+                    list.iter()
+                        .any(|a| matches!(a, spec::Accepted::Number(n) if (n - x).abs() < 1e-9))
+                })
+        }
+        Value::Text(t) => rule.one_of.as_ref().is_none_or(|list| {
+            list.iter()
+                .any(|a| matches!(a, spec::Accepted::Text(s) if s.eq_ignore_ascii_case(t)))
+        }),
+    }
+}
+
+/// Judge `measured` against every rule of `spec`.
+pub fn judge(spec: &Spec, measured: Measured) -> QcReport {
+    let verdicts: Vec<Verdict> = spec
+        .rules
+        .iter()
+        .map(|rule| {
+            let (value, outcome, why) = match value_of(rule, &measured) {
+                Ok(v) => {
+                    let ok = within(rule, &v);
+                    let outcome = match (ok, rule.severity) {
+                        (true, _) => Outcome::Pass,
+                        (false, Severity::Fail) => Outcome::Fail,
+                        (false, Severity::Warn) => Outcome::Warn,
+                    };
+                    (Some(v), outcome, None)
+                }
+                Err(why) => (None, Outcome::NotMeasured, Some(why)),
+            };
+            Verdict {
+                measure: rule.measure,
+                unit: rule.measure.unit(),
+                value,
+                limit: limit_text(rule),
+                outcome,
+                severity: rule.severity,
+                note: why.or_else(|| rule.note.clone()),
+            }
+        })
+        .collect();
+    let passed = verdicts.iter().all(|v| {
+        v.outcome == Outcome::Pass
+            || v.outcome == Outcome::Warn
+            || (v.outcome == Outcome::NotMeasured && v.severity == Severity::Warn)
+    });
+    QcReport {
+        spec: spec.id.clone(),
+        spec_name: spec.name.clone(),
+        source: spec.source.clone(),
+        passed,
+        verdicts,
+        measured,
+    }
+}
+
+/// The loudness history as CSV: time (end of each 100 ms step, s), momentary and short-term
+/// loudness (LUFS; empty under −70), and whether the step is speech when a detector ran.
+pub fn history_csv(m: &Measured) -> String {
+    let mut out = String::from("time_s,momentary_lufs,short_term_lufs");
+    if m.speech.is_some() {
+        out.push_str(",speech");
+    }
+    out.push('\n');
+    let cell = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_default();
+    for (i, mo) in m.momentary_lufs.iter().enumerate() {
+        let st = m.short_term_lufs.get(i).copied().flatten();
+        out.push_str(&format!(
+            "{:.1},{},{}",
+            (i + 1) as f64 * 0.1,
+            cell(*mo),
+            cell(st)
+        ));
+        if let Some(s) = &m.speech {
+            out.push_str(if s.get(i).copied().unwrap_or(false) {
+                ",1"
+            } else {
+                ",0"
+            });
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ungated_and_gated_integration_differ_as_bs1770_says() {
+        // 10 s at -20 LUFS, then 10 s at -40 LUFS: the relative gate (-30) drops the quiet
+        // half; the ungated mean does not.
+        let mut m = vec![Some(-20.0); 100];
+        m.extend(vec![Some(-40.0); 100]);
+        let gated = integrated(&m, 4, None).unwrap();
+        let ungated = integrated(&m, 1, None).unwrap();
+        assert!((gated + 20.0).abs() < 0.05, "{gated}");
+        let want = loudness::lufs(
+            (97.0 * 10f64.powf(-19.309 / 10.0) + 100.0 * 10f64.powf(-39.309 / 10.0)) / 197.0,
+        );
+        assert!((ungated - want).abs() < 1e-9, "{ungated} {want}");
+        // Keeping only the quiet half.
+        let keep: Vec<bool> = (0..200).map(|i| i >= 100).collect();
+        let quiet = integrated(&m, 4, Some(&keep)).unwrap();
+        assert!((quiet + 40.0).abs() < 0.05, "{quiet}");
+    }
+}
