@@ -57,6 +57,10 @@ enum Command {
     /// Write ReplayGain 2.0 track and album gain and peak into files in place (folders
     /// recursively): only the tags change, each file atomically (docs/TAGGING.md).
     Tag(cli::tag::Args),
+    /// Check files against a delivery specification (EBU R 128, ATSC A/85, Netflix, Apple
+    /// Podcasts... or a TOML file): each rule's value, limit and verdict; exit 0 when all
+    /// pass, 1 when any fails, 2 on an error (docs/QC.md).
+    Qc(cli::qc::Args),
     /// The wasm effects: built in, and `.wasm` files in the root's effects folder.
     Effects {
         #[command(subcommand)]
@@ -119,6 +123,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Clean(a) => cli::clean::run(a),
         Command::Stats(a) => cli::stats::run(a),
         Command::Tag(a) => cli::tag::run(a),
+        Command::Qc(a) => cli::qc::run(a),
         Command::Effects { action } => cli::effects::run(action),
         Command::Formats(a) => cli::formats::run(a),
         Command::Ref { action } => cli::reference::run(action),

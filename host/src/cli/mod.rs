@@ -24,6 +24,7 @@ pub mod formats;
 pub mod info;
 pub mod job;
 pub mod jobs;
+pub mod qc;
 pub mod reference;
 pub mod retry;
 pub mod run;

@@ -1,0 +1,138 @@
+//! `sluice qc FILE... --spec NAME|FILE`: each file measured once and judged against a delivery
+//! specification, rule by rule (docs/QC.md). Exit 0 when every file passes, 1 when any fails,
+//! 2 on an error (a file that cannot be read, a specification that cannot be used).
+
+use super::emit;
+use anyhow::{Context, Result};
+use sluice_core::qc::{self, Outcome, QcReport};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The files to check.
+    #[arg(required_unless_present = "list")]
+    files: Vec<PathBuf>,
+    /// A built-in specification (`--list` shows them) or a specification's TOML file.
+    #[arg(long, short = 's', required_unless_present = "list")]
+    spec: Option<String>,
+    /// List the built-in specifications and their sources.
+    #[arg(long, conflicts_with_all = ["files", "spec"])]
+    list: bool,
+    /// One JSON document on stdout: every file's report.
+    #[arg(long)]
+    json: bool,
+    /// Write each file's loudness history (momentary and short-term every 100 ms) as
+    /// `NAME.qc.csv` into this folder.
+    #[arg(long, value_name = "DIR")]
+    csv: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    if a.list {
+        return list(a.json);
+    }
+    let spec = qc::spec::load(a.spec.as_deref().unwrap_or_default())?;
+    let mut reports = Vec::new();
+    let mut errors = 0;
+    for f in &a.files {
+        match qc::measure(f, &spec, &mut |_| {}) {
+            Ok(m) => {
+                if let Some(dir) = &a.csv {
+                    write_csv(dir, f, &m)?;
+                }
+                reports.push(qc::judge(&spec, m));
+            }
+            Err(e) => {
+                eprintln!("sluice: {e}");
+                errors += 1;
+            }
+        }
+    }
+    emit(a.json, &reports, |out, reports| {
+        for r in reports {
+            print_report(out, r)?;
+        }
+        Ok(())
+    })?;
+    Ok(if errors > 0 {
+        ExitCode::from(2)
+    } else if reports.iter().all(|r| r.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The history CSV of `file` into `dir` (written whole or not at all).
+fn write_csv(dir: &Path, file: &Path, m: &qc::Measured) -> Result<()> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "audio".into());
+    let dest = dir.join(format!("{name}.qc.csv"));
+    sluice_core::io::AtomicFile::write(&dest, qc::history_csv(m).as_bytes())
+        .with_context(|| format!("writing {}", dest.display()))?;
+    Ok(())
+}
+
+/// One file's verdict, then a line per rule.
+fn print_report(out: &mut impl Write, r: &QcReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}: {} against {} ({})",
+        r.measured.path.display(),
+        if r.passed { "PASS" } else { "FAIL" },
+        r.spec_name,
+        r.spec
+    )?;
+    for v in &r.verdicts {
+        let value = v
+            .value
+            .as_ref()
+            .map(|x| format!("{x} {}", v.unit).trim_end().to_string())
+            .unwrap_or_else(|| "—".into());
+        let outcome = match v.outcome {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "FAIL",
+            Outcome::Warn => "warn",
+            Outcome::NotMeasured => "not measured",
+        };
+        writeln!(
+            out,
+            "  {:<22} {:>14}   {:<18} {outcome}",
+            v.measure.name(),
+            value,
+            v.limit
+        )?;
+        if v.outcome == Outcome::NotMeasured
+            && let Some(n) = &v.note
+        {
+            writeln!(out, "      {n}")?;
+        }
+    }
+    for w in &r.measured.warnings {
+        writeln!(out, "  warning: {w}")?;
+    }
+    writeln!(out, "  source: {}", r.source)
+}
+
+/// The built-in specifications.
+fn list(json: bool) -> Result<ExitCode> {
+    let specs = qc::spec::builtins();
+    emit(json, &specs, |out, specs| {
+        for s in specs {
+            writeln!(
+                out,
+                "{:<16} {}: {}",
+                s.id,
+                s.name,
+                s.summary.as_deref().unwrap_or("")
+            )?;
+            writeln!(out, "{:<16} source: {}", "", s.source)?;
+        }
+        Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,455 @@
+//! `sluice qc` against every built-in delivery specification, on material made here: for each,
+//! a file that passes (made by `sluice export` at the specification's target) and files that
+//! break each kind of rule it has (loudness off target or out of range, a true peak over the
+//! ceiling, too loud in the short term, the wrong rate, depth or codec, too wide a range),
+//! with the verdict of each rule and the exit code; and a custom specification's file.
+
+mod common;
+
+use common::{sluice, write_wav};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// `sluice qc --json` on `file` against `spec`: the exit code and the file's report.
+fn qc(file: &Path, spec: &str) -> (i32, Value) {
+    let o = sluice()
+        .arg("qc")
+        .arg(file)
+        .args(["--spec", spec, "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    let code = o.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || code == 1,
+        "{spec} {}: exit {code}: {}",
+        file.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (code, v[0].clone())
+}
+
+/// The outcome of `measure`'s rule in a report.
+fn outcome(report: &Value, measure: &str) -> String {
+    report["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["measure"] == measure)
+        .map(|v| v["outcome"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no rule on {measure}: {report:#}"))
+}
+
+struct Material {
+    dir: PathBuf,
+    /// 30 s of programme material, 48 kHz 24-bit stereo.
+    src: PathBuf,
+    /// The same with a 4 s burst 12 dB louder in the middle.
+    burst: PathBuf,
+    /// 15 s, then 15 s 18 dB quieter.
+    wide: PathBuf,
+}
+
+impl Material {
+    fn new(dir: &Path) -> Material {
+        let rate = 48_000;
+        let frames = 30 * rate as usize;
+        let planes = sluice_core::signal::programme(rate, 2, frames, 7);
+        let src = dir.join("src.wav");
+        write_wav(&src, &planes, rate, 24);
+        let shaped = |gain: &dyn Fn(usize) -> f32| -> Vec<Vec<f32>> {
+            planes
+                .iter()
+                .map(|p| p.iter().enumerate().map(|(i, v)| v * gain(i)).collect())
+                .collect()
+        };
+        let burst = dir.join("burst.wav");
+        let quiet = 10f32.powf(-12.0 / 20.0);
+        write_wav(
+            &burst,
+            &shaped(&|i| {
+                if (13 * rate as usize..17 * rate as usize).contains(&i) {
+                    1.0
+                } else {
+                    quiet
+                }
+            }),
+            rate,
+            24,
+        );
+        let wide = dir.join("wide.wav");
+        let low = 10f32.powf(-18.0 / 20.0);
+        write_wav(
+            &wide,
+            &shaped(&|i| if i < frames / 2 { 1.0 } else { low }),
+            rate,
+            24,
+        );
+        Material {
+            dir: dir.to_path_buf(),
+            src,
+            burst,
+            wide,
+        }
+    }
+
+    /// `src` exported to `name` at `lufs` under a `tp` ceiling, with more export options.
+    fn export(&self, src: &Path, name: &str, lufs: f64, tp: f64, extra: &[&str]) -> PathBuf {
+        let out = self.dir.join(name);
+        common::succeed(
+            sluice()
+                .arg("export")
+                .arg(src)
+                .arg("-o")
+                .arg(&out)
+                .args(["--normalize-lufs", &lufs.to_string()])
+                .args(["--true-peak", &tp.to_string()])
+                .args(extra)
+                .arg("--overwrite"),
+        );
+        out
+    }
+
+    /// A copy of the 24-bit WAV `path` with one sample at -0.1 dBFS: a true peak over any
+    /// ceiling, the loudness unchanged.
+    fn spiked(&self, path: &Path) -> PathBuf {
+        self.spiked_at(path, -0.1)
+    }
+
+    /// A copy of the 24-bit WAV `path` with one sample at `dbfs` (an isolated sample's true
+    /// peak is its own level).
+    fn spiked_at(&self, path: &Path, dbfs: f64) -> PathBuf {
+        let mut r = hound::WavReader::open(path).unwrap();
+        let spec = r.spec();
+        let mut s: Vec<i32> = r.samples::<i32>().map(Result::unwrap).collect();
+        s[spec.channels as usize * 48_000 * 10] = (8_388_607.0 * 10f64.powf(dbfs / 20.0)) as i32;
+        let out = self.dir.join(format!(
+            "spiked{dbfs}-{}",
+            path.file_name().unwrap().to_string_lossy()
+        ));
+        let mut w = hound::WavWriter::create(&out, spec).unwrap();
+        for v in s {
+            w.write_sample(v).unwrap();
+        }
+        w.finalize().unwrap();
+        out
+    }
+}
+
+/// Asserts that `file` gets `exit` from `spec` and each listed rule the listed outcome.
+fn expect(file: &Path, spec: &str, exit: i32, outcomes: &[(&str, &str)]) {
+    let (code, report) = qc(file, spec);
+    for (measure, want) in outcomes {
+        assert_eq!(
+            outcome(&report, measure),
+            *want,
+            "{spec} {}: {measure}: {report:#}",
+            file.display()
+        );
+    }
+    assert_eq!(code, exit, "{spec} {}: {report:#}", file.display());
+    assert_eq!(report["passed"], exit == 0, "{report:#}");
+}
+
+#[test]
+fn broadcast_specifications_pass_and_fail_as_their_rules_say() {
+    let t = tempfile::tempdir().unwrap();
+    let m = Material::new(t.path());
+    // EBU R 128: -23 ± 0.5, TP -1, 48 kHz (a warning).
+    let ok = m.export(&m.src, "r128.wav", -23.0, -2.0, &[]);
+    let all_pass = [
+        ("integrated_lufs", "pass"),
+        ("true_peak_dbtp", "pass"),
+        ("sample_rate_hz", "pass"),
+    ];
+    expect(&ok, "ebu-r128", 0, &all_pass);
+    let loud = m.export(&m.src, "r128-loud.wav", -21.5, -2.0, &[]);
+    expect(&loud, "ebu-r128", 1, &[("integrated_lufs", "fail")]);
+    expect(&m.spiked(&ok), "ebu-r128", 1, &[("true_peak_dbtp", "fail")]);
+    let cd = m.export(
+        &m.src,
+        "r128-441.wav",
+        -23.0,
+        -2.0,
+        &["--sample-rate", "44100"],
+    );
+    expect(&cd, "ebu-r128", 0, &[("sample_rate_hz", "warn")]);
+    // R 128 s1: the same, and short-term loudness at most -18 LUFS.
+    expect(&ok, "ebu-r128-s1", 0, &[("max_short_term_lufs", "pass")]);
+    let burst = m.export(&m.burst, "s1-burst.wav", -23.0, -1.0, &[]);
+    expect(
+        &burst,
+        "ebu-r128-s1",
+        1,
+        &[("integrated_lufs", "pass"), ("max_short_term_lufs", "fail")],
+    );
+    expect(&loud, "ebu-r128-s1", 1, &[("integrated_lufs", "fail")]);
+    expect(
+        &m.spiked(&ok),
+        "ebu-r128-s1",
+        1,
+        &[("true_peak_dbtp", "fail")],
+    );
+    // ATSC A/85 (BS.1770-3): -24 ± 2, TP -2.
+    let a85 = m.export(&m.src, "a85.wav", -24.0, -3.0, &[]);
+    expect(&a85, "atsc-a85", 0, &[("integrated_lufs", "pass")]);
+    let quiet = m.export(&m.src, "a85-quiet.wav", -26.5, -3.0, &[]);
+    expect(&quiet, "atsc-a85", 1, &[("integrated_lufs", "fail")]);
+    // A true peak of -1.5 dBTP: under R 128's ceiling, over A/85's.
+    let hot = m.spiked_at(&a85, -1.5);
+    expect(&hot, "atsc-a85", 1, &[("true_peak_dbtp", "fail")]);
+    expect(&hot, "ebu-r128", 1, &[("true_peak_dbtp", "pass")]);
+    // ARIB TR-B32: -24 ± 1, TP -1, 48 kHz.
+    expect(&a85, "arib-tr-b32", 0, &[("sample_rate_hz", "pass")]);
+    expect(&quiet, "arib-tr-b32", 1, &[("integrated_lufs", "fail")]);
+    expect(
+        &m.spiked(&a85),
+        "arib-tr-b32",
+        1,
+        &[("true_peak_dbtp", "fail")],
+    );
+    let cd = m.export(
+        &m.src,
+        "arib-441.wav",
+        -24.0,
+        -3.0,
+        &["--sample-rate", "44100"],
+    );
+    expect(&cd, "arib-tr-b32", 1, &[("sample_rate_hz", "fail")]);
+    // OP-59: -24 ± 1, TP -2.
+    expect(&a85, "op-59", 0, &[("integrated_lufs", "pass")]);
+    let loud = m.export(&m.src, "op59-loud.wav", -22.5, -3.0, &[]);
+    expect(&loud, "op-59", 1, &[("integrated_lufs", "fail")]);
+    expect(&hot, "op-59", 1, &[("true_peak_dbtp", "fail")]);
+}
+
+#[test]
+fn streaming_and_podcast_specifications_pass_and_fail_as_their_rules_say() {
+    let t = tempfile::tempdir().unwrap();
+    let m = Material::new(t.path());
+    // Spotify, YouTube, Amazon Music: louder than -14 is a warning (turned down), the true
+    // peak a failure.
+    let ok = m.export(&m.src, "music.wav", -16.0, -3.0, &[]);
+    let loud = m.export(&m.src, "music-loud.wav", -11.0, -2.5, &[]);
+    for spec in ["spotify", "youtube", "amazon-music"] {
+        expect(
+            &ok,
+            spec,
+            0,
+            &[("integrated_lufs", "pass"), ("true_peak_dbtp", "pass")],
+        );
+        expect(&loud, spec, 0, &[("integrated_lufs", "warn")]);
+        expect(&m.spiked(&ok), spec, 1, &[("true_peak_dbtp", "fail")]);
+    }
+    // Amazon's ceiling is -2 dBTP: -1.5 fails there only.
+    let edge = m.spiked_at(&ok, -1.5);
+    expect(&edge, "spotify", 0, &[("true_peak_dbtp", "pass")]);
+    expect(&edge, "amazon-music", 1, &[("true_peak_dbtp", "fail")]);
+    // AES TD1004: -20 to -16 LUFS, TP -1.
+    let mid = m.export(&m.src, "td1004.wav", -18.0, -2.0, &[]);
+    expect(&mid, "aes-td1004", 0, &[("integrated_lufs", "pass")]);
+    let low = m.export(&m.src, "td1004-low.wav", -21.0, -2.0, &[]);
+    expect(&low, "aes-td1004", 1, &[("integrated_lufs", "fail")]);
+    let high = m.export(&m.src, "td1004-high.wav", -15.0, -2.0, &[]);
+    expect(&high, "aes-td1004", 1, &[("integrated_lufs", "fail")]);
+    expect(
+        &m.spiked(&mid),
+        "aes-td1004",
+        1,
+        &[("true_peak_dbtp", "fail")],
+    );
+    // Apple Podcasts: -16 ± 1, TP -1, MP3 or AAC (a warning).
+    let mp3 = m.export(&m.src, "episode.mp3", -16.0, -2.0, &[]);
+    expect(
+        &mp3,
+        "apple-podcasts",
+        0,
+        &[
+            ("integrated_lufs", "pass"),
+            ("true_peak_dbtp", "pass"),
+            ("codec", "pass"),
+        ],
+    );
+    let wav = m.export(&m.src, "episode.wav", -16.0, -2.0, &[]);
+    expect(&wav, "apple-podcasts", 0, &[("codec", "warn")]);
+    let quiet = m.export(&m.src, "episode-quiet.mp3", -18.5, -2.0, &[]);
+    expect(&quiet, "apple-podcasts", 1, &[("integrated_lufs", "fail")]);
+    expect(
+        &m.spiked(&wav),
+        "apple-podcasts",
+        1,
+        &[("true_peak_dbtp", "fail")],
+    );
+}
+
+/// Netflix and AES TD1008 gate loudness on speech, which needs the speech detector: until it
+/// is built the rule says so and the file cannot pass; their other rules still judge.
+#[test]
+fn speech_gated_specifications_say_what_they_cannot_measure() {
+    let t = tempfile::tempdir().unwrap();
+    let m = Material::new(t.path());
+    let ok = m.export(&m.src, "film.wav", -27.0, -3.0, &[]);
+    expect(
+        &ok,
+        "netflix",
+        1,
+        &[
+            ("integrated_lufs", "not_measured"),
+            ("true_peak_dbtp", "pass"),
+            ("sample_rate_hz", "pass"),
+            ("bit_depth", "pass"),
+        ],
+    );
+    let cd = m.export(
+        &m.src,
+        "film-16.wav",
+        -27.0,
+        -3.0,
+        &["--sample-rate", "44100", "--bit-depth", "16"],
+    );
+    expect(
+        &cd,
+        "netflix",
+        1,
+        &[("sample_rate_hz", "fail"), ("bit_depth", "fail")],
+    );
+    expect(&m.spiked(&ok), "netflix", 1, &[("true_peak_dbtp", "fail")]);
+    let wide = m.export(&m.wide, "talk-wide.wav", -18.0, -2.0, &[]);
+    expect(
+        &wide,
+        "aes-td1008",
+        1,
+        &[
+            ("integrated_lufs", "not_measured"),
+            ("loudness_range_lu", "warn"),
+            ("true_peak_dbtp", "pass"),
+        ],
+    );
+    let talk = m.export(&m.src, "talk.wav", -18.0, -2.0, &[]);
+    expect(&talk, "aes-td1008", 1, &[("loudness_range_lu", "pass")]);
+}
+
+/// A specification of one's own: every rule kind the built-ins lack (sample peak, PLR, DC,
+/// clipping, silence at the ends, channels, duration, BS.1770-1), and the errors a bad file
+/// or specification gets (exit 2, named).
+#[test]
+fn a_custom_specification_judges_every_kind_of_rule() {
+    let t = tempfile::tempdir().unwrap();
+    let rate = 48_000;
+    // 1 s of silence, 8 s of programme, 1 s of silence; a DC offset of 0.01 on the left.
+    let mut planes = sluice_core::signal::programme(rate, 2, 8 * rate as usize, 3);
+    for (c, p) in planes.iter_mut().enumerate() {
+        let dc = if c == 0 { 0.01 } else { 0.0 };
+        let mut v = vec![0.0f32; rate as usize];
+        v.extend(p.iter().map(|x| x * 0.5 + dc));
+        v.extend(vec![0.0f32; rate as usize]);
+        *p = v;
+    }
+    let file = t.path().join("custom.wav");
+    write_wav(&file, &planes, rate, 24);
+    let spec = t.path().join("house.toml");
+    std::fs::write(
+        &spec,
+        r#"id = "house"
+name = "House rules"
+source = "Our own delivery note, 2026"
+[[rule]]
+measure = "sample_peak_dbfs"
+max = -0.5
+[[rule]]
+measure = "plr_lu"
+min = 25.0
+[[rule]]
+measure = "dc_offset_dbfs"
+max = -60.0
+[[rule]]
+measure = "clipped_samples"
+max = 0
+[[rule]]
+measure = "leading_silence_s"
+max = 0.5
+threshold_dbfs = -70.0
+[[rule]]
+measure = "trailing_silence_s"
+max = 2.0
+[[rule]]
+measure = "channels"
+one_of = [2]
+[[rule]]
+measure = "duration_s"
+min = 9.5
+max = 10.5
+[[rule]]
+measure = "integrated_lufs"
+max = -5.0
+revision = 1
+"#,
+    )
+    .unwrap();
+    let (code, report) = qc(&file, spec.to_str().unwrap());
+    for (measure, want) in [
+        ("sample_peak_dbfs", "pass"),
+        ("plr_lu", "fail"),
+        ("dc_offset_dbfs", "fail"),
+        ("clipped_samples", "pass"),
+        ("leading_silence_s", "fail"),
+        ("trailing_silence_s", "pass"),
+        ("channels", "pass"),
+        ("duration_s", "pass"),
+        ("integrated_lufs", "pass"),
+    ] {
+        assert_eq!(outcome(&report, measure), want, "{measure}: {report:#}");
+    }
+    assert_eq!(code, 1);
+    // BS.1770-1 counts the silent ends that the gates of -4 drop: 10 s against 8 s.
+    let gated = report["measured"]["integrated_lufs"].as_f64().unwrap();
+    let ungated = report["verdicts"][8]["value"].as_f64().unwrap();
+    let want = gated + 10.0 * (8.0f64 / 10.0).log10();
+    assert!((ungated - want).abs() < 0.3, "{ungated} against {want}");
+    // A bad specification, a missing one, a file that is not audio: exit 2, named.
+    std::fs::write(
+        t.path().join("bad.toml"),
+        "id = \"x\"\nname = \"x\"\nsource = \"x\"\n[[rule]]\nmeasure = \"true_peak_dbtp\"\n",
+    )
+    .unwrap();
+    let junk = t.path().join("junk.wav");
+    std::fs::write(&junk, b"not audio at all").unwrap();
+    for (args, says) in [
+        (
+            vec![
+                file.to_str().unwrap(),
+                "--spec",
+                t.path().join("bad.toml").to_str().unwrap(),
+            ],
+            "bad.toml",
+        ),
+        (
+            vec![file.to_str().unwrap(), "--spec", "no-such-spec"],
+            "no-such-spec",
+        ),
+        (
+            vec![junk.to_str().unwrap(), "--spec", "ebu-r128"],
+            "junk.wav",
+        ),
+    ] {
+        let o = sluice().arg("qc").args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // The history CSV: one line per 100 ms.
+    let csv_dir = t.path().join("csv");
+    let o = sluice()
+        .arg("qc")
+        .arg(&file)
+        .args(["--spec", "ebu-r128", "--csv"])
+        .arg(&csv_dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let csv = std::fs::read_to_string(csv_dir.join("custom.wav.qc.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "time_s,momentary_lufs,short_term_lufs");
+    assert_eq!(lines.len(), 1 + 100, "{}", lines.len());
+    assert!(lines[50].starts_with("5.0,-"), "{}", lines[50]);
+}
