@@ -165,7 +165,22 @@ fn broadcast_specifications_pass_and_fail_as_their_rules_say() {
     expect(&ok, "ebu-r128", 0, &all_pass);
     let loud = m.export(&m.src, "r128-loud.wav", -21.5, -2.0, &[]);
     expect(&loud, "ebu-r128", 1, &[("integrated_lufs", "fail")]);
-    expect(&m.spiked(&ok), "ebu-r128", 1, &[("true_peak_dbtp", "fail")]);
+    let spiked = m.spiked(&ok);
+    expect(&spiked, "ebu-r128", 1, &[("true_peak_dbtp", "fail")]);
+    // The spike's time and level among the true-peak events over the ceiling.
+    let (_, report) = qc(&spiked, "ebu-r128");
+    let events = report["true_peak_events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        (events[0]["start_s"].as_f64().unwrap() - 10.0).abs() < 1e-6,
+        "{events:?}"
+    );
+    assert!(
+        (events[0]["peak_dbtp"].as_f64().unwrap() + 0.1).abs() < 0.05,
+        "{events:?}"
+    );
+    let (_, report) = qc(&ok, "ebu-r128");
+    assert_eq!(report["true_peak_events"], serde_json::json!([]));
     let cd = m.export(
         &m.src,
         "r128-441.wav",
@@ -449,7 +464,13 @@ revision = 1
     assert_eq!(o.status.code(), Some(1));
     let csv = std::fs::read_to_string(csv_dir.join("custom.wav.qc.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "time_s,momentary_lufs,short_term_lufs");
+    assert_eq!(
+        lines[0],
+        "time_s,momentary_lufs,short_term_lufs,true_peak_dbtp,over_ceiling"
+    );
     assert_eq!(lines.len(), 1 + 100, "{}", lines.len());
     assert!(lines[50].starts_with("5.0,-"), "{}", lines[50]);
+    // In the silence at the start: no loudness, no peak, not over.
+    assert_eq!(lines[5], "0.5,,,,0");
+    assert!(lines[50].ends_with(",0"), "{}", lines[50]);
 }

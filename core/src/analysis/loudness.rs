@@ -743,6 +743,7 @@ impl Analyzer for LoudnessA {
             true_peak_dbtp: None,
             true_peak_dbtp_per_channel: vec![None; self.channels],
             plr_lu: None,
+            true_peak_history_dbtp: None,
         });
     }
     fn cost(&self) -> f64 {

@@ -185,6 +185,9 @@ pub struct Loudness {
     pub true_peak_dbtp_per_channel: Vec<Option<f64>>,
     /// Peak-to-loudness ratio: true peak minus integrated loudness, LU.
     pub plr_lu: Option<f64>,
+    /// With a loudness history: the true peak (all channels) of each of its steps, dBTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub true_peak_history_dbtp: Option<Vec<Option<f64>>>,
 }
 
 /// Tempo: `bpm` and `confidence` are `None` when the file has no clear beat or is too short.
@@ -366,10 +369,11 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
             channels: ch,
         }));
         for c in 0..ch {
-            out.push(Box::new(truepeak::TruePeakA {
-                channel: c,
-                meter: truepeak::TruePeakMeter::new(rate),
-            }));
+            // With a loudness history, the true peak of each of its steps too.
+            let step = opts
+                .loudness_history_seconds
+                .map(|s| (f64::from(rate) * (s * 10.0).round().max(1.0) / 10.0).round() as usize);
+            out.push(Box::new(truepeak::TruePeakA::new(c, rate, step)));
         }
     }
     if opts.wants(Section::Levels) {

@@ -198,6 +198,15 @@ impl TruePeakMeter {
         }
     }
 
+    /// The true and sample peaks (linear) since the last call (or the start), both then
+    /// cleared; the filter's history stays, so the next stretch continues the signal.
+    pub fn take_peaks(&mut self) -> (f64, f64) {
+        let taken = (self.true_peak(), f64::from(self.sample_peak));
+        self.peak = 0.0;
+        self.sample_peak = 0.0;
+        taken
+    }
+
     /// Largest absolute sample value so far (linear).
     pub fn sample_peak(&self) -> f64 {
         f64::from(self.sample_peak)
@@ -566,16 +575,65 @@ impl PeakEnvelope {
 pub(super) struct TruePeakA {
     pub(super) channel: usize,
     pub(super) meter: TruePeakMeter,
+    /// With a loudness history: the true peak of each stretch of this many frames.
+    pub(super) step: Option<usize>,
+    /// Frames of the current stretch so far.
+    pub(super) filled: usize,
+    /// Each whole stretch's true peak (linear).
+    pub(super) steps: Vec<f64>,
+    /// The true and sample peaks of the stretches taken so far.
+    pub(super) taken: (f64, f64),
+}
+
+impl TruePeakA {
+    pub(super) fn new(channel: usize, rate: u32, step: Option<usize>) -> TruePeakA {
+        TruePeakA {
+            channel,
+            meter: TruePeakMeter::new(rate),
+            step: step.filter(|&s| s > 0),
+            filled: 0,
+            steps: Vec::new(),
+            taken: (0.0, 0.0),
+        }
+    }
 }
 
 impl Analyzer for TruePeakA {
     fn feed(&mut self, planes: &[&[f32]]) {
-        self.meter.feed(planes[self.channel]);
+        let x = planes[self.channel];
+        let Some(step) = self.step else {
+            self.meter.feed(x);
+            return;
+        };
+        let mut at = 0;
+        while at < x.len() {
+            let n = (step - self.filled).min(x.len() - at);
+            self.meter.feed(&x[at..at + n]);
+            at += n;
+            self.filled += n;
+            if self.filled == step {
+                let (tp, sp) = self.meter.take_peaks();
+                self.steps.push(tp);
+                self.taken = (self.taken.0.max(tp), self.taken.1.max(sp));
+                self.filled = 0;
+            }
+        }
     }
     fn finish(self: Box<Self>, r: &mut AnalysisReport) {
-        let sp = self.meter.sample_peak();
-        let tp = self.meter.finish();
+        let sp = self.meter.sample_peak().max(self.taken.1);
+        let tp = self.meter.finish().max(self.taken.0);
         if let Some(l) = r.loudness.as_mut() {
+            if self.step.is_some() {
+                let h = l
+                    .true_peak_history_dbtp
+                    .get_or_insert_with(|| vec![None; self.steps.len()]);
+                for (slot, &p) in h.iter_mut().zip(&self.steps) {
+                    *slot = match (*slot, db(p)) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
             l.true_peak_dbtp_per_channel[self.channel] = db(tp);
             let best = |a: Option<f64>, b: Option<f64>| match (a, b) {
                 (Some(a), Some(b)) => Some(a.max(b)),
@@ -602,6 +660,34 @@ impl Analyzer for TruePeakA {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Peaks taken stretch by stretch (the QC history) add up to the whole file's: the filter
+    /// keeps its history across a take, so no peak between stretches is lost or made up.
+    #[test]
+    fn peaks_taken_in_stretches_are_the_whole_files() {
+        let rate = 48_000;
+        let x = crate::signal::programme(rate, 1, rate as usize * 3, 5).remove(0);
+        let mut whole = TruePeakMeter::new(rate);
+        whole.feed(&x);
+        let mut parts = TruePeakMeter::new(rate);
+        let mut best = (0.0f64, 0.0f64);
+        for piece in x.chunks(4800) {
+            parts.feed(piece);
+            let (tp, sp) = parts.take_peaks();
+            best = (best.0.max(tp), best.1.max(sp));
+        }
+        assert_eq!(best.0, whole.true_peak());
+        assert_eq!(best.1, whole.sample_peak());
+        // A stretch reports its own peak, not an earlier one's (the stretch just after a loud
+        // one holds the interpolation across their boundary, as the whole file's meter does).
+        let mut m = TruePeakMeter::new(rate);
+        m.feed(&[0.9; 100]);
+        assert!(m.take_peaks().0 >= 0.9);
+        m.feed(&[0.0; 4800]);
+        let _ = m.take_peaks();
+        m.feed(&[0.0; 4800]);
+        assert_eq!(m.take_peaks(), (0.0, 0.0));
+    }
 
     /// The AVX2 kernel computes what the portable kernel does with fused multiply-adds, bit for
     /// bit, at every position (blocks and the tail).

@@ -44,6 +44,8 @@ pub struct Measured {
     pub momentary_lufs: Vec<Option<f64>>,
     /// Short-term (3 s) loudness at each 100 ms step.
     pub short_term_lufs: Vec<Option<f64>>,
+    /// The true peak (all channels) within each 100 ms step, dBTP (`None`: silence).
+    pub true_peak_history_dbtp: Vec<Option<f64>>,
     /// For each 100 ms step, whether it is speech (`None`: no detector ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speech: Option<Vec<bool>>,
@@ -109,6 +111,9 @@ pub fn measure(
             .map(|h| h.momentary_lufs.clone())
             .unwrap_or_default(),
         short_term_lufs: history.map(|h| h.short_term_lufs).unwrap_or_default(),
+        true_peak_history_dbtp: loud
+            .and_then(|l| l.true_peak_history_dbtp.clone())
+            .unwrap_or_default(),
         speech: None,
         warnings: s.warnings.clone(),
     })
@@ -161,6 +166,16 @@ pub struct Verdict {
     pub note: Option<String>,
 }
 
+/// A stretch of steps whose true peak is over the ceiling.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeakEvent {
+    /// Start and end of the stretch, seconds from the start of the file.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// The highest true peak in it, dBTP.
+    pub peak_dbtp: f64,
+}
+
 /// A file judged against a specification.
 #[derive(Debug, Clone, Serialize)]
 pub struct QcReport {
@@ -169,7 +184,48 @@ pub struct QcReport {
     pub source: String,
     pub passed: bool,
     pub verdicts: Vec<Verdict>,
+    /// The true-peak ceiling of the specification (its first `true_peak_dbtp` rule's `max`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling_dbtp: Option<f64>,
+    /// Where the true peak goes over that ceiling.
+    pub true_peak_events: Vec<PeakEvent>,
     pub measured: Measured,
+}
+
+/// The specification's true-peak ceiling.
+pub fn ceiling(spec: &Spec) -> Option<f64> {
+    spec.rules
+        .iter()
+        .find(|r| r.measure == Measure::TruePeakDbtp)
+        .and_then(|r| r.max)
+}
+
+/// The stretches of 100 ms steps whose true peak is over `ceiling` (rounded to the hundredth,
+/// as the verdicts are).
+pub fn peak_events(history: &[Option<f64>], ceiling: f64) -> Vec<PeakEvent> {
+    let mut events: Vec<PeakEvent> = Vec::new();
+    let mut open = false;
+    for (i, p) in history.iter().enumerate() {
+        match p.filter(|&p| (p * 100.0).round() / 100.0 > ceiling) {
+            Some(p) => {
+                let (start, end) = (i as f64 * 0.1, (i + 1) as f64 * 0.1);
+                match events.last_mut() {
+                    Some(e) if open => {
+                        e.end_s = end;
+                        e.peak_dbtp = e.peak_dbtp.max(p);
+                    }
+                    _ => events.push(PeakEvent {
+                        start_s: start,
+                        end_s: end,
+                        peak_dbtp: p,
+                    }),
+                }
+                open = true;
+            }
+            None => open = false,
+        }
+    }
+    events
 }
 
 /// Integrated loudness of the momentary series with BS.1770 `revision`'s gating over the
@@ -315,39 +371,52 @@ pub fn judge(spec: &Spec, measured: Measured) -> QcReport {
             || v.outcome == Outcome::Warn
             || (v.outcome == Outcome::NotMeasured && v.severity == Severity::Warn)
     });
+    let ceiling_dbtp = ceiling(spec);
     QcReport {
         spec: spec.id.clone(),
         spec_name: spec.name.clone(),
         source: spec.source.clone(),
         passed,
         verdicts,
+        ceiling_dbtp,
+        true_peak_events: ceiling_dbtp
+            .map(|c| peak_events(&measured.true_peak_history_dbtp, c))
+            .unwrap_or_default(),
         measured,
     }
 }
 
-/// The loudness history as CSV: time (end of each 100 ms step, s), momentary and short-term
-/// loudness (LUFS; empty under −70), and whether the step is speech when a detector ran.
-pub fn history_csv(m: &Measured) -> String {
-    let mut out = String::from("time_s,momentary_lufs,short_term_lufs");
+/// The loudness history as CSV, one row per 100 ms: time (the step's end, s), momentary and
+/// short-term loudness (LUFS; empty under −70), the step's true peak (dBTP; empty for
+/// silence), whether it is over the ceiling (when the specification has one) and whether it
+/// is speech (when a detector ran).
+pub fn history_csv(r: &QcReport) -> String {
+    let m = &r.measured;
+    let mut out = String::from("time_s,momentary_lufs,short_term_lufs,true_peak_dbtp");
+    if r.ceiling_dbtp.is_some() {
+        out.push_str(",over_ceiling");
+    }
     if m.speech.is_some() {
         out.push_str(",speech");
     }
     out.push('\n');
     let cell = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_default();
+    let flag = |b: bool| if b { ",1" } else { ",0" };
     for (i, mo) in m.momentary_lufs.iter().enumerate() {
         let st = m.short_term_lufs.get(i).copied().flatten();
+        let tp = m.true_peak_history_dbtp.get(i).copied().flatten();
         out.push_str(&format!(
-            "{:.1},{},{}",
+            "{:.1},{},{},{}",
             (i + 1) as f64 * 0.1,
             cell(*mo),
-            cell(st)
+            cell(st),
+            cell(tp)
         ));
+        if let Some(c) = r.ceiling_dbtp {
+            out.push_str(flag(tp.is_some_and(|p| (p * 100.0).round() / 100.0 > c)));
+        }
         if let Some(s) = &m.speech {
-            out.push_str(if s.get(i).copied().unwrap_or(false) {
-                ",1"
-            } else {
-                ",0"
-            });
+            out.push_str(flag(s.get(i).copied().unwrap_or(false)));
         }
         out.push('\n');
     }
@@ -375,5 +444,24 @@ mod tests {
         let keep: Vec<bool> = (0..200).map(|i| i >= 100).collect();
         let quiet = integrated(&m, 4, Some(&keep)).unwrap();
         assert!((quiet + 40.0).abs() < 0.05, "{quiet}");
+    }
+
+    #[test]
+    fn peak_events_join_neighbouring_steps_over_the_ceiling() {
+        let h = [
+            Some(-3.0),
+            Some(-0.5),
+            Some(-0.2),
+            None,
+            Some(-1.0),
+            Some(-0.999),
+            Some(0.4),
+        ];
+        let e = peak_events(&h, -1.0);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!((e[0].start_s, e[0].peak_dbtp), (0.1, -0.2));
+        assert!((e[0].end_s - 0.3).abs() < 1e-9);
+        // -0.999 reads -1.00: at the ceiling, not over it.
+        assert_eq!((e[1].start_s, e[1].peak_dbtp), (0.6000000000000001, 0.4));
     }
 }

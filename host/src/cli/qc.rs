@@ -39,10 +39,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     for f in &a.files {
         match qc::measure(f, &spec, &mut |_| {}) {
             Ok(m) => {
+                let report = qc::judge(&spec, m);
                 if let Some(dir) = &a.csv {
-                    write_csv(dir, f, &m)?;
+                    write_csv(dir, f, &report)?;
                 }
-                reports.push(qc::judge(&spec, m));
+                reports.push(report);
             }
             Err(e) => {
                 eprintln!("sluice: {e}");
@@ -66,13 +67,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
 }
 
 /// The history CSV of `file` into `dir` (written whole or not at all).
-fn write_csv(dir: &Path, file: &Path, m: &qc::Measured) -> Result<()> {
+fn write_csv(dir: &Path, file: &Path, r: &QcReport) -> Result<()> {
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "audio".into());
     let dest = dir.join(format!("{name}.qc.csv"));
-    sluice_core::io::AtomicFile::write(&dest, qc::history_csv(m).as_bytes())
+    sluice_core::io::AtomicFile::write(&dest, qc::history_csv(r).as_bytes())
         .with_context(|| format!("writing {}", dest.display()))?;
     Ok(())
 }
@@ -110,6 +111,29 @@ fn print_report(out: &mut impl Write, r: &QcReport) -> std::io::Result<()> {
             && let Some(n) = &v.note
         {
             writeln!(out, "      {n}")?;
+        }
+    }
+    if let Some(c) = r.ceiling_dbtp {
+        let n = r.true_peak_events.len();
+        if n > 0 {
+            let times: Vec<String> = r
+                .true_peak_events
+                .iter()
+                .take(5)
+                .map(|e| {
+                    format!(
+                        "{} ({:.2} dBTP)",
+                        sluice_core::time::clock(e.start_s, 1, false),
+                        e.peak_dbtp
+                    )
+                })
+                .collect();
+            writeln!(
+                out,
+                "  true peak over {c} dBTP {n} time(s): {}{}",
+                times.join(", "),
+                if n > 5 { ", ..." } else { "" }
+            )?;
         }
     }
     for w in &r.measured.warnings {
