@@ -287,6 +287,24 @@ error_of(requests.post(f"{BASE}/api/audio/batch/create", json=bad, headers=AUTH,
          404, "not_found", "a batch of a file never uploaded")
 error_of(requests.get(f"{BASE}/api/audio/batch/999", timeout=10), 404, "not_found",
          "an unknown batch")
+# A batch in each delivery codec the registry added: Opus, AAC and ALAC (M4A).
+for fmt, ext in [("opus", "opus"), ("aac", "m4a"), ("alac", "m4a")]:
+    body = {"input_files": [fid], "output_directory": f"batch-{fmt}",
+            "export_settings": {"format": fmt}}
+    r = requests.post(f"{BASE}/api/audio/batch/create", json=body, headers=AUTH, timeout=10)
+    expect(r.status_code == 200, f"batch create ({fmt}): {r.status_code} {r.text}")
+    job = r.json()["job_id"]
+    r = requests.post(f"{BASE}/api/audio/batch/{job}/process", headers=AUTH, timeout=10)
+    expect(r.status_code == 200, f"batch process ({fmt}): {r.status_code} {r.text}")
+    deadline = time.time() + 120
+    while True:
+        st = requests.get(f"{BASE}/api/audio/batch/{job}", timeout=10).json()
+        if st["status"] in ("completed", "failed"):
+            break
+        expect(time.time() < deadline, f"batch ({fmt}) did not finish: {st}")
+        time.sleep(0.05)
+    expect(st["status"] == "completed" and st["completed_files"] == [f"batch-{fmt}/take.{ext}"],
+           f"batch ({fmt}): {st}")
 
 # Regions.
 REGION = {"region_id": str, "track_id": str, "file_id": str, "start_time": NUM,
