@@ -913,15 +913,11 @@ impl Encoder for AlacEncoder {
                 ),
             });
         }
-        // The same rounding as WAV's and AIFF's integer PCM: an ALAC file decodes to exactly
-        // the samples a PCM export of the same depth holds.
-        let scale = (1i64 << (self.bits - 1)) as f64;
         let planes = block.planes();
         let per_packet = FRAMES * self.channels;
         for i in 0..block.frames() {
             for p in planes {
-                let v = (f64::from(p[i]) * scale).round().clamp(-scale, scale - 1.0);
-                self.pending.push(v as i32);
+                self.pending.push(super::to_int(p[i], self.bits) as i32);
             }
             if self.pending.len() == per_packet {
                 self.flush_packet()?;

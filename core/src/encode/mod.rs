@@ -133,14 +133,12 @@ pub(crate) fn interleave(
             })
         }),
         PcmFormat::Int(bits) => {
-            let scale = (1i64 << (bits - 1)) as f64;
             let n = fmt.bytes();
             // Left-justify odd depths (20 bits in 3 bytes) as WAV and AIFF require.
             let shift = n as u32 * 8 - bits;
             let offset = if bits == 8 && unsigned8 { 128 } else { 0 };
             each(frames, planes, out, |x, out| {
-                let v = (f64::from(x) * scale).round().clamp(-scale, scale - 1.0) as i64;
-                let v = (v + offset) << shift;
+                let v = (to_int(x, bits) + offset) << shift;
                 let le = v.to_le_bytes();
                 if big_endian {
                     out.extend(le[..n].iter().rev());
@@ -150,6 +148,15 @@ pub(crate) fn interleave(
             })
         }
     }
+}
+
+/// A sample as a signed integer of `bits` bits: scaled by 2^(bits-1), rounded to nearest and
+/// clamped to the integer range. Every integer output (WAV, AIFF, ALAC) rounds this one way, so
+/// an ALAC file decodes to exactly the samples a PCM export of the same depth holds.
+#[inline(always)]
+pub(crate) fn to_int(x: f32, bits: u32) -> i64 {
+    let scale = (1i64 << (bits - 1)) as f64;
+    (f64::from(x) * scale).round().clamp(-scale, scale - 1.0) as i64
 }
 
 /// End the sound data of a chunked file (WAV, AIFF): the pad byte an odd-sized chunk needs,
