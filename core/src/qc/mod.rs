@@ -206,7 +206,7 @@ pub fn peak_events(history: &[Option<f64>], ceiling: f64) -> Vec<PeakEvent> {
     let mut events: Vec<PeakEvent> = Vec::new();
     let mut open = false;
     for (i, p) in history.iter().enumerate() {
-        match p.filter(|&p| (p * 100.0).round() / 100.0 > ceiling) {
+        match p.filter(|&p| shown(p) > ceiling) {
             Some(p) => {
                 let (start, end) = (i as f64 * 0.1, (i + 1) as f64 * 0.1);
                 match events.last_mut() {
@@ -312,13 +312,17 @@ pub fn limit_text(rule: &Rule) -> String {
     parts.join(", ")
 }
 
+/// A figure as it is shown and judged: to the hundredth (a meter reading -23.004 is -23.00).
+/// Verdicts, peak events and the CSV's over-ceiling flags all compare this.
+fn shown(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
 /// Whether `v` keeps `rule`'s limits.
 fn within(rule: &Rule, v: &Value) -> bool {
-    // Figures are judged as shown: to the hundredth (a meter reading -23.004 is -23.00).
-    let round = |x: f64| (x * 100.0).round() / 100.0;
     match v {
         Value::Number(x) => {
-            let x = round(*x);
+            let x = shown(*x);
             rule.min.is_none_or(|lo| x >= lo)
                 && rule.max.is_none_or(|hi| x <= hi)
                 && rule
@@ -413,7 +417,7 @@ pub fn history_csv(r: &QcReport) -> String {
             cell(tp)
         ));
         if let Some(c) = r.ceiling_dbtp {
-            out.push_str(flag(tp.is_some_and(|p| (p * 100.0).round() / 100.0 > c)));
+            out.push_str(flag(tp.is_some_and(|p| shown(p) > c)));
         }
         if let Some(s) = &m.speech {
             out.push_str(flag(s.get(i).copied().unwrap_or(false)));
