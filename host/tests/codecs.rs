@@ -138,9 +138,19 @@ fn with_cover(ffmpeg: &Path, wav: &Path, out: &Path) -> bool {
         .success()
 }
 
+/// The export settings of the lossy deliveries: -16 LUFS under -1 dBTP.
+const ON_TARGET: &[&str] = &["--normalize-lufs", "-16", "--true-peak", "-1"];
+
 /// `planes` as a 24-bit 44.1 kHz FLAC with a cover and an artist (made by ffmpeg) in `dir`,
-/// exported by `sluice export` to `NAME.EXT` at -16 LUFS under -1 dBTP with a title tag.
-fn exported(ffmpeg: &Path, dir: &Path, name: &str, planes: &[Vec<f32>], ext: &str) -> PathBuf {
+/// exported by `sluice export` with `settings` to `NAME.EXT` with a title tag.
+fn exported(
+    ffmpeg: &Path,
+    dir: &Path,
+    name: &str,
+    planes: &[Vec<f32>],
+    ext: &str,
+    settings: &[&str],
+) -> PathBuf {
     let wav = dir.join(format!("{name}.wav"));
     write_wav(&wav, planes, 44_100, 24);
     let src = dir.join(format!("{name}.flac"));
@@ -154,7 +164,7 @@ fn exported(ffmpeg: &Path, dir: &Path, name: &str, planes: &[Vec<f32>], ext: &st
         .arg(&src)
         .arg("-o")
         .arg(&out)
-        .args(["--normalize-lufs", "-16", "--true-peak", "-1"])
+        .args(settings)
         .args(["--tag", &format!("title={name}")])
         .output()
         .unwrap();
@@ -185,7 +195,7 @@ fn opus_exports_land_on_target_as_ffmpeg_decodes_them() {
     };
     let t = tempfile::tempdir().unwrap();
     for (name, planes) in materials() {
-        let out = exported(&ffmpeg, t.path(), name, &planes, "opus");
+        let out = exported(&ffmpeg, t.path(), name, &planes, "opus", ON_TARGET);
         let channels = planes.len();
         assert_eq!(
             ffprobe_stream(&ffprobe, &out),
@@ -249,7 +259,7 @@ fn aac_exports_land_on_target_as_ffmpeg_decodes_them() {
     };
     let t = tempfile::tempdir().unwrap();
     for (name, planes) in materials() {
-        let out = exported(&ffmpeg, t.path(), name, &planes, "m4a");
+        let out = exported(&ffmpeg, t.path(), name, &planes, "m4a", ON_TARGET);
         let channels = planes.len();
         assert_eq!(
             ffprobe_stream(&ffprobe, &out),
@@ -326,29 +336,15 @@ fn alac_exports_keep_every_sample() {
     };
     let t = tempfile::tempdir().unwrap();
     for (name, planes) in materials() {
-        let wav = t.path().join(format!("{name}.wav"));
-        write_wav(&wav, &planes, 44_100, 24);
+        let out = exported(
+            &ffmpeg,
+            t.path(),
+            name,
+            &planes,
+            "m4a",
+            &["--format", "alac"],
+        );
         let src = t.path().join(format!("{name}.flac"));
-        assert!(
-            with_cover(&ffmpeg, &wav, &src),
-            "{name}: ffmpeg made no source"
-        );
-        let out = t.path().join(format!("{name}.m4a"));
-        let o = sluice()
-            .arg("export")
-            .arg(&src)
-            .arg("-o")
-            .arg(&out)
-            .args(["--format", "alac"])
-            .args(["--tag", &format!("title={name}")])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{name}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
         assert_eq!(
             ffprobe_stream(&ffprobe, &out),
             ("alac".to_string(), 44_100, planes.len()),
