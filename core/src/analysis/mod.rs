@@ -46,6 +46,8 @@ pub mod loudness;
 mod music;
 pub mod signature;
 pub mod spectrum;
+pub mod speech;
+mod speech_model;
 pub mod stereo;
 pub mod targets;
 pub mod tempo;
@@ -87,12 +89,15 @@ pub enum Section {
     Bands,
     /// Transients and harmonic figures (see [`character`]): asked for by name.
     Character,
+    /// Speech steps and segments (see [`speech`]): asked for by name (delivery QC asks for it
+    /// when a rule is speech-gated).
+    Speech,
 }
 
 impl Section {
     /// Every section that can be asked for: [`Section::ALL`], the per-band metrics and the
     /// character.
-    pub const KNOWN: [Section; 10] = [
+    pub const KNOWN: [Section; 11] = [
         Section::Loudness,
         Section::Levels,
         Section::Spectrum,
@@ -103,6 +108,7 @@ impl Section {
         Section::Targets,
         Section::Bands,
         Section::Character,
+        Section::Speech,
     ];
 
     /// The full analysis: every known section but the per-band metrics and the character (the
@@ -129,6 +135,7 @@ impl Section {
             Section::Targets => "targets",
             Section::Bands => "bands",
             Section::Character => "character",
+            Section::Speech => "speech",
         }
     }
 
@@ -242,6 +249,9 @@ pub struct AnalysisReport {
     /// Transients and harmonic figures of the mono mix, see [`character`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub character: Option<character::Character>,
+    /// Speech share and segments of the mono mix, see [`speech`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speech: Option<speech::Speech>,
     /// Partial results passed between analyzers while finishing.
     #[serde(skip)]
     scratch: Scratch,
@@ -268,6 +278,7 @@ impl AnalysisReport {
             targets: None,
             bands: None,
             character: None,
+            speech: None,
             scratch: Scratch::default(),
         }
     }
@@ -437,6 +448,12 @@ pub fn plan(info: &StreamInfo, opts: &AnalysisOptions) -> Vec<Box<dyn Analyzer>>
     }
     if opts.wants(Section::Character) {
         out.push(Box::new(character::CharacterA::new(rate)));
+    }
+    if opts.wants(Section::Speech) {
+        out.push(Box::new(speech::SpeechA {
+            detector: speech::SpeechDetector::new(rate),
+            mono: Vec::new(),
+        }));
     }
     if opts.wants(Section::Targets) {
         out.push(Box::new(targets::TargetsA(opts.targets.clone())));
