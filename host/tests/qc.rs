@@ -297,26 +297,59 @@ fn streaming_and_podcast_specifications_pass_and_fail_as_their_rules_say() {
     );
 }
 
-/// Netflix and AES TD1008 gate loudness on speech, which needs the speech detector: until it
-/// is built the rule says so and the file cannot pass; their other rules still judge.
+/// A minute of dialogue: espeak-ng reading sentences (with its pauses), a 22.05 kHz WAV.
+fn dialogue(espeak: &Path, dir: &Path) -> PathBuf {
+    let out = dir.join("dialogue.wav");
+    let text = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue \
+        background. It is easy to tell the depth of a well. These days a chicken leg is a rare \
+        dish. Rice is often served in round bowls. The juice of lemons makes fine punch. The box \
+        was thrown beside the parked truck. Four hours of steady work faced us.";
+    common::succeed(
+        std::process::Command::new(espeak)
+            .args(["-v", "en-us", "-s", "160", "-w"])
+            .arg(&out)
+            .arg(text),
+    );
+    out
+}
+
+/// Netflix and AES TD1008 gate loudness on speech: Sluice's detector finds the dialogue, the
+/// rule judges its loudness, the report gives the share of speech; music alone has no
+/// dialogue to measure, which such a specification cannot pass.
 #[test]
-fn speech_gated_specifications_say_what_they_cannot_measure() {
+fn speech_gated_specifications_measure_the_dialogue() {
+    let Some(espeak) = common::tool("espeak-ng") else {
+        return;
+    };
     let t = tempfile::tempdir().unwrap();
     let m = Material::new(t.path());
-    let ok = m.export(&m.src, "film.wav", -27.0, -3.0, &[]);
+    let speech = dialogue(&espeak, t.path());
+    let film_args = ["--sample-rate", "48000", "--bit-depth", "24"];
+    let ok = m.export(&speech, "film.wav", -27.0, -3.0, &film_args);
     expect(
         &ok,
         "netflix",
-        1,
+        0,
         &[
-            ("integrated_lufs", "not_measured"),
+            ("integrated_lufs", "pass"),
             ("true_peak_dbtp", "pass"),
             ("sample_rate_hz", "pass"),
             ("bit_depth", "pass"),
         ],
     );
+    let (_, report) = qc(&ok, "netflix");
+    let share = report["measured"]["speech_share"].as_f64().unwrap();
+    assert!((0.6..=1.0).contains(&share), "speech share {share}");
+    assert!(
+        !report["measured"]["speech_segments"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let loud = m.export(&speech, "film-loud.wav", -21.0, -1.0, &film_args);
+    expect(&loud, "netflix", 1, &[("integrated_lufs", "fail")]);
     let cd = m.export(
-        &m.src,
+        &speech,
         "film-16.wav",
         -27.0,
         -3.0,
@@ -326,22 +359,24 @@ fn speech_gated_specifications_say_what_they_cannot_measure() {
         &cd,
         "netflix",
         1,
-        &[("sample_rate_hz", "fail"), ("bit_depth", "fail")],
-    );
-    expect(&m.spiked(&ok), "netflix", 1, &[("true_peak_dbtp", "fail")]);
-    let wide = m.export(&m.wide, "talk-wide.wav", -18.0, -2.0, &[]);
-    expect(
-        &wide,
-        "aes-td1008",
-        1,
         &[
-            ("integrated_lufs", "not_measured"),
-            ("loudness_range_lu", "warn"),
-            ("true_peak_dbtp", "pass"),
+            ("integrated_lufs", "pass"),
+            ("sample_rate_hz", "fail"),
+            ("bit_depth", "fail"),
         ],
     );
-    let talk = m.export(&m.src, "talk.wav", -18.0, -2.0, &[]);
-    expect(&talk, "aes-td1008", 1, &[("loudness_range_lu", "pass")]);
+    expect(&m.spiked(&ok), "netflix", 1, &[("true_peak_dbtp", "fail")]);
+    let score = m.export(&m.src, "score.wav", -27.0, -3.0, &[]);
+    expect(&score, "netflix", 1, &[("integrated_lufs", "not_measured")]);
+    let talk = m.export(&speech, "talk.wav", -18.0, -2.0, &film_args);
+    expect(
+        &talk,
+        "aes-td1008",
+        0,
+        &[("integrated_lufs", "pass"), ("loudness_range_lu", "pass")],
+    );
+    let wide = m.export(&m.wide, "talk-wide.wav", -18.0, -2.0, &[]);
+    expect(&wide, "aes-td1008", 1, &[("loudness_range_lu", "warn")]);
 }
 
 /// A specification of one's own: every rule kind the built-ins lack (sample peak, PLR, DC,
@@ -473,4 +508,112 @@ revision = 1
     // In the silence at the start: no loudness, no peak, not over.
     assert_eq!(lines[5], "0.5,,,,0");
     assert!(lines[50].ends_with(",0"), "{}", lines[50]);
+}
+
+/// The value of `attr="..."` in `tag`.
+fn attr<'a>(tag: &'a str, attr: &str) -> Option<&'a str> {
+    let at = tag.find(&format!(" {attr}=\""))? + attr.len() + 3;
+    tag[at..].split('"').next()
+}
+
+/// The HTML report opens in headless Chromium (as a screenshot and printed to PDF), and the
+/// page Chromium parsed carries the JSON report's figures: each rule's value and verdict, the
+/// file's verdict, the true-peak events.
+#[test]
+fn the_html_report_opens_in_chromium_with_the_json_figures() {
+    let Some(chromium) = common::tool("chromium") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let m = Material::new(t.path());
+    let file = m.spiked(&m.export(&m.burst, "burst-23.wav", -23.0, -1.0, &[]));
+    let reports = t.path().join("reports");
+    let o = sluice()
+        .arg("qc")
+        .arg(&file)
+        .args(["--spec", "ebu-r128", "--json", "--html"])
+        .arg(&reports)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let json: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let report = &json[0];
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    let page = reports.join(format!("{name}.qc.html"));
+    let url = format!("file://{}", page.display());
+    let headless = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+    ];
+    let dom = common::succeed(
+        std::process::Command::new(&chromium)
+            .args(headless)
+            .arg("--dump-dom")
+            .arg(&url),
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    assert!(dom.contains(&name), "the page names the file");
+    let rows: Vec<&str> = dom
+        .split("<tr ")
+        .filter(|r| r.contains("data-measure=\""))
+        .collect();
+    let verdicts = report["verdicts"].as_array().unwrap();
+    assert_eq!(rows.len(), verdicts.len(), "a row per rule");
+    for (row, v) in rows.iter().zip(verdicts) {
+        let measure = v["measure"].as_str().unwrap();
+        assert_eq!(attr(row, "data-measure"), Some(measure));
+        assert_eq!(
+            attr(row, "data-outcome"),
+            v["outcome"].as_str(),
+            "{measure}"
+        );
+        let shown = attr(row, "data-value").unwrap();
+        match &v["value"] {
+            Value::Number(n) => assert_eq!(
+                shown.parse::<f64>().ok(),
+                n.as_f64(),
+                "{measure}: the page says {shown}, the JSON {n}"
+            ),
+            Value::String(s) => assert_eq!(shown, s, "{measure}"),
+            _ => assert_eq!(shown, "", "{measure}"),
+        }
+    }
+    let passed = report["passed"].as_bool().unwrap();
+    assert!(dom.contains(&format!("data-passed=\"{passed}\"")));
+    let events = report["true_peak_events"].as_array().unwrap().len();
+    assert!(events >= 1, "the spike is an event");
+    assert!(dom.contains(&format!("id=\"events\" data-count=\"{events}\"")));
+    assert!(dom.contains("id=\"history\"") && dom.contains("id=\"histogram\""));
+    assert!(dom.contains(report["source"].as_str().unwrap()) || dom.contains("EBU R 128"));
+    // A screenshot of the page, and the page printed to PDF.
+    let png = t.path().join("report.png");
+    common::succeed(
+        std::process::Command::new(&chromium)
+            .args(headless)
+            .arg(format!("--screenshot={}", png.display()))
+            .arg("--window-size=1100,1600")
+            .arg(&url),
+    );
+    let shot = std::fs::read(&png).unwrap();
+    assert!(shot.starts_with(b"\x89PNG"), "a PNG");
+    let width = u32::from_be_bytes([shot[16], shot[17], shot[18], shot[19]]);
+    assert_eq!(width, 1100);
+    // A blank page compresses to a few kilobytes; the charts and tables do not.
+    assert!(shot.len() > 40_000, "{} bytes", shot.len());
+    let pdf = t.path().join("report.pdf");
+    common::succeed(
+        std::process::Command::new(&chromium)
+            .args(headless)
+            .arg(format!("--print-to-pdf={}", pdf.display()))
+            .arg("--no-pdf-header-footer")
+            .arg(&url),
+    );
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF"));
 }

@@ -6,9 +6,10 @@
 //! Integrated loudness is recomputed from the momentary (400 ms block) loudness every 100 ms,
 //! with the gating the rule names: BS.1770-1's ungated mean, or the absolute (−70 LUFS) and
 //! relative (−10 LU) gates of revisions 2 to 4 (which agree on this); speech gating keeps
-//! only the blocks a speech detector marks (not built yet: such a rule is reported as not
-//! measured).
+//! only the blocks Sluice's speech detector ([`analysis::speech`]) marks: a 400 ms block is
+//! speech when at least two of its four 100 ms steps are.
 
+pub mod html;
 pub mod spec;
 
 pub use spec::{Gating, Measure, Rule, Severity, Spec, SpecError};
@@ -49,6 +50,12 @@ pub struct Measured {
     /// For each 100 ms step, whether it is speech (`None`: no detector ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speech: Option<Vec<bool>>,
+    /// The share of the file's 100 ms steps that are speech, 0–1 (when the detector ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speech_share: Option<f64>,
+    /// Speech segments, `[start, end]` in seconds (when the detector ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speech_segments: Option<Vec<[f64; 2]>>,
     /// What the decoder reported about the file (damage, truncation).
     pub warnings: Vec<String>,
 }
@@ -67,8 +74,12 @@ pub fn measure(
     spec: &Spec,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Measured, InputError> {
+    let mut sections = vec![Section::Loudness, Section::Levels];
+    if spec.rules.iter().any(|r| r.gating == Gating::Speech) {
+        sections.push(Section::Speech);
+    }
     let opts = AnalysisOptions {
-        sections: vec![Section::Loudness, Section::Levels],
+        sections,
         loudness_history_seconds: Some(0.1),
         silence_threshold_dbfs: silence_threshold(spec),
         ..AnalysisOptions::default()
@@ -114,7 +125,9 @@ pub fn measure(
         true_peak_history_dbtp: loud
             .and_then(|l| l.true_peak_history_dbtp.clone())
             .unwrap_or_default(),
-        speech: None,
+        speech_share: report.speech.as_ref().map(|sp| sp.share),
+        speech_segments: report.speech.as_ref().map(|sp| sp.segments.clone()),
+        speech: report.speech.map(|sp| sp.steps),
         warnings: s.warnings.clone(),
     })
 }
@@ -182,6 +195,8 @@ pub struct QcReport {
     pub spec: String,
     pub spec_name: String,
     pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub passed: bool,
     pub verdicts: Vec<Verdict>,
     /// The true-peak ceiling of the specification (its first `true_peak_dbtp` rule's `max`).
@@ -189,7 +204,29 @@ pub struct QcReport {
     pub ceiling_dbtp: Option<f64>,
     /// Where the true peak goes over that ceiling.
     pub true_peak_events: Vec<PeakEvent>,
+    /// The loudness the specification aims at, `[low, high]` LUFS (its first integrated
+    /// loudness rule's target ± tolerance, or its limits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_band_lufs: Option<[f64; 2]>,
     pub measured: Measured,
+}
+
+/// The band of the first `integrated_lufs` rule: target ± tolerance, or min..max (a missing
+/// side 1 LU from the other).
+fn target_band(spec: &Spec) -> Option<[f64; 2]> {
+    let r = spec
+        .rules
+        .iter()
+        .find(|r| r.measure == Measure::IntegratedLufs)?;
+    if let (Some(t), Some(tol)) = (r.target, r.tolerance) {
+        return Some([t - tol, t + tol]);
+    }
+    match (r.min, r.max) {
+        (Some(lo), Some(hi)) => Some([lo, hi]),
+        (Some(lo), None) => Some([lo, lo + 1.0]),
+        (None, Some(hi)) => Some([hi - 1.0, hi]),
+        (None, None) => None,
+    }
 }
 
 /// The specification's true-peak ceiling.
@@ -228,6 +265,20 @@ pub fn peak_events(history: &[Option<f64>], ceiling: f64) -> Vec<PeakEvent> {
     events
 }
 
+/// For each 400 ms block (ending at step i), whether it is speech: at least two of its four
+/// steps are.
+pub fn speech_blocks(steps: &[bool]) -> Vec<bool> {
+    (0..steps.len())
+        .map(|i| {
+            steps[i.saturating_sub(3)..=i]
+                .iter()
+                .filter(|&&s| s)
+                .count()
+                >= 2
+        })
+        .collect()
+}
+
 /// Integrated loudness of the momentary series with BS.1770 `revision`'s gating over the
 /// steps `keep` allows (every step when `None`).
 pub fn integrated(momentary: &[Option<f64>], revision: u8, keep: Option<&[bool]>) -> Option<f64> {
@@ -257,15 +308,18 @@ fn value_of(rule: &Rule, m: &Measured) -> Result<Value, String> {
             let revision = rule.revision.unwrap_or(4);
             let keep = match rule.gating {
                 Gating::Programme => None,
-                Gating::Speech => Some(m.speech.as_deref().ok_or(
-                    "speech-gated loudness needs the speech detector, which Sluice does not \
-                     have yet",
-                )?),
+                Gating::Speech => Some(speech_blocks(m.speech.as_deref().ok_or(
+                    "speech-gated loudness needs the speech detector's steps (measure the file \
+                     for this specification)",
+                )?)),
             };
+            if keep.as_ref().is_some_and(|k| !k.contains(&true)) {
+                return Err("no speech found: speech-gated loudness has nothing to measure".into());
+            }
             let v = if revision == 4 && keep.is_none() {
                 m.integrated_lufs
             } else {
-                integrated(&m.momentary_lufs, revision, keep)
+                integrated(&m.momentary_lufs, revision, keep.as_deref())
             };
             num(v, "nothing passes the gates (silence, or under 400 ms)")
         }
@@ -380,9 +434,11 @@ pub fn judge(spec: &Spec, measured: Measured) -> QcReport {
         spec: spec.id.clone(),
         spec_name: spec.name.clone(),
         source: spec.source.clone(),
+        url: spec.url.clone(),
         passed,
         verdicts,
         ceiling_dbtp,
+        target_band_lufs: target_band(spec),
         true_peak_events: ceiling_dbtp
             .map(|c| peak_events(&measured.true_peak_history_dbtp, c))
             .unwrap_or_default(),

@@ -27,6 +27,10 @@ pub struct Args {
     /// `NAME.qc.csv` into this folder.
     #[arg(long, value_name = "DIR")]
     csv: Option<PathBuf>,
+    /// Write each file's report as one self-contained HTML page, `NAME.qc.html`, into this
+    /// folder (it prints to PDF from a browser).
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -41,7 +45,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             Ok(m) => {
                 let report = qc::judge(&spec, m);
                 if let Some(dir) = &a.csv {
-                    write_csv(dir, f, &report)?;
+                    write_beside(dir, f, "csv", &qc::history_csv(&report))?;
+                }
+                if let Some(dir) = &a.html {
+                    write_beside(dir, f, "html", &qc::html::report_html(&report))?;
                 }
                 reports.push(report);
             }
@@ -66,14 +73,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     })
 }
 
-/// The history CSV of `file` into `dir` (written whole or not at all).
-fn write_csv(dir: &Path, file: &Path, r: &QcReport) -> Result<()> {
+/// `NAME.qc.EXT` of `file` into `dir` (written whole or not at all).
+fn write_beside(dir: &Path, file: &Path, ext: &str, text: &str) -> Result<()> {
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "audio".into());
-    let dest = dir.join(format!("{name}.qc.csv"));
-    sluice_core::io::AtomicFile::write(&dest, qc::history_csv(r).as_bytes())
+    let dest = dir.join(format!("{name}.qc.{ext}"));
+    sluice_core::io::AtomicFile::write(&dest, text.as_bytes())
         .with_context(|| format!("writing {}", dest.display()))?;
     Ok(())
 }
@@ -135,6 +142,14 @@ fn print_report(out: &mut impl Write, r: &QcReport) -> std::io::Result<()> {
                 if n > 5 { ", ..." } else { "" }
             )?;
         }
+    }
+    if let Some(share) = r.measured.speech_share {
+        let segments = r.measured.speech_segments.as_ref().map_or(0, Vec::len);
+        writeln!(
+            out,
+            "  speech: {:.0} % of the file in {segments} segment(s) (Sluice's speech detector)",
+            share * 100.0
+        )?;
     }
     for w in &r.measured.warnings {
         writeln!(out, "  warning: {w}")?;
