@@ -17,6 +17,6 @@ if [ -z "${SLUICE_BENCH_RECORDINGS:-}" ]; then
   fi
   export SLUICE_BENCH_RECORDINGS="$music"
 fi
-bench="${1:?which bench: analyze, export, farm, references or serve}"
+bench="${1:?which bench: analyze, export, farm, qc, references or serve}"
 shift
 exec cargo bench -p sluice-host --bench "$bench" "$@"

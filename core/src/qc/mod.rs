@@ -68,23 +68,35 @@ pub fn silence_threshold(spec: &Spec) -> f64 {
         .unwrap_or(-60.0)
 }
 
-/// Measure `path` for `spec` in one decode pass; `progress` gets the frames decoded so far.
+/// What to analyse for `spec`: loudness with its 100 ms history, levels, and speech when a
+/// rule is speech-gated.
+pub fn options(spec: &Spec) -> AnalysisOptions {
+    let mut sections = vec![Section::Loudness, Section::Levels];
+    if spec.rules.iter().any(|r| r.gating == Gating::Speech) {
+        sections.push(Section::Speech);
+    }
+    AnalysisOptions {
+        sections,
+        loudness_history_seconds: Some(0.1),
+        silence_threshold_dbfs: silence_threshold(spec),
+        ..AnalysisOptions::default()
+    }
+}
+
+/// Measure `path` for `spec` in one decode pass on this thread; `progress` gets the frames
+/// decoded so far. (The command line analyses on several threads, then calls [`measured`].)
 pub fn measure(
     path: &Path,
     spec: &Spec,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Measured, InputError> {
-    let mut sections = vec![Section::Loudness, Section::Levels];
-    if spec.rules.iter().any(|r| r.gating == Gating::Speech) {
-        sections.push(Section::Speech);
-    }
-    let opts = AnalysisOptions {
-        sections,
-        loudness_history_seconds: Some(0.1),
-        silence_threshold_dbfs: silence_threshold(spec),
-        ..AnalysisOptions::default()
-    };
+    let opts = options(spec);
     let report = analysis::analyze(path, &opts, progress)?;
+    Ok(measured(report, &opts))
+}
+
+/// The figures of an analysis made with [`options`].
+pub fn measured(report: analysis::AnalysisReport, opts: &AnalysisOptions) -> Measured {
     let s = &report.stream;
     let loud = report.loudness.as_ref();
     let levels = report.levels.as_ref();
@@ -96,8 +108,8 @@ pub fn measure(
                 .fold(0.0f64, |m, d| m.max(d.abs()))
         })
         .map(|d| 20.0 * d.log10());
-    Ok(Measured {
-        path: path.to_path_buf(),
+    Measured {
+        path: report.path.clone(),
         codec: s.codec.clone(),
         channels: s.channels,
         sample_rate_hz: s.sample_rate,
@@ -129,7 +141,7 @@ pub fn measure(
         speech_segments: report.speech.as_ref().map(|sp| sp.segments.clone()),
         speech: report.speech.map(|sp| sp.steps),
         warnings: s.warnings.clone(),
-    })
+    }
 }
 
 /// A rule's outcome.

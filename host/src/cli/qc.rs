@@ -5,7 +5,8 @@
 use super::emit;
 use anyhow::{Context, Result};
 use sluice_core::qc::{self, Outcome, QcReport};
-use std::io::Write;
+use sluice_host::analyze;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -38,12 +39,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return list(a.json);
     }
     let spec = qc::spec::load(a.spec.as_deref().unwrap_or_default())?;
+    let opts = qc::options(&spec);
+    // One decode per file, its analyzers on every core (the same runner as `sluice analyze`),
+    // with a progress bar per file on a terminal.
+    let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let shown = std::io::stderr().is_terminal() && !a.json;
+    let results = analyze::run(&a.files, &opts, jobs, &super::bars::Bars::new(shown));
     let mut reports = Vec::new();
     let mut errors = 0;
-    for f in &a.files {
-        match qc::measure(f, &spec, &mut |_| {}) {
-            Ok(m) => {
-                let report = qc::judge(&spec, m);
+    for (f, result) in a.files.iter().zip(results) {
+        match result {
+            Ok(analysis) => {
+                let report = qc::judge(&spec, qc::measured(analysis, &opts));
                 if let Some(dir) = &a.csv {
                     write_beside(dir, f, "csv", &qc::history_csv(&report))?;
                 }
