@@ -617,3 +617,107 @@ fn the_html_report_opens_in_chromium_with_the_json_figures() {
     );
     assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF"));
 }
+
+/// `sluice qc ARGS` with a minute's deadline and a 1 GiB address space (when `prlimit` is
+/// there): the exit code and stderr.
+fn qc_bounded(args: &[&str]) -> (Option<i32>, String) {
+    let mut c = if common::tool("prlimit").is_some() {
+        let mut c = std::process::Command::new("prlimit");
+        c.arg("--as=1073741824")
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_sluice"));
+        c
+    } else {
+        sluice()
+    };
+    let mut child = c
+        .arg("qc")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code(), err);
+        }
+        if start.elapsed().as_secs() > 60 {
+            let _ = child.kill();
+            panic!("sluice qc {args:?} still running after a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Specifications that are not files (a device that never ends, a FIFO nobody writes, a
+/// folder) or hold a number that is not one, and report folders that are not folders: exit 2
+/// with the path named, promptly, in bounded memory; a report's name that is a symlink is
+/// replaced, never written through.
+#[test]
+fn hostile_specifications_and_report_folders_are_refused_clearly() {
+    let t = tempfile::tempdir().unwrap();
+    let m = Material::new(t.path());
+    let file = m.export(&m.src, "ok.wav", -23.0, -1.0, &[]);
+    let shown = file.to_str().unwrap();
+    let fifo = t.path().join("spec.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    let nan = t.path().join("nan.toml");
+    std::fs::write(
+        &nan,
+        "id = \"x\"\nname = \"x\"\nsource = \"x\"\n[[rule]]\nmeasure = \"true_peak_dbtp\"\nmax = nan\n",
+    )
+    .unwrap();
+    let mut specs = vec![
+        "/dev/zero".to_string(),
+        "/dev/urandom".to_string(),
+        t.path().display().to_string(),
+        nan.display().to_string(),
+    ];
+    if made.is_ok_and(|s| s.success()) {
+        specs.push(fifo.display().to_string());
+    }
+    for spec in &specs {
+        let (code, err) = qc_bounded(&[shown, "--spec", spec]);
+        assert_eq!(code, Some(2), "--spec {spec}: {err}");
+        assert!(err.contains(spec.as_str()), "--spec {spec}: {err}");
+    }
+    // A report folder that is a file.
+    let not_dir = t.path().join("not-a-folder");
+    std::fs::write(&not_dir, b"keep me").unwrap();
+    for flag in ["--csv", "--html"] {
+        let (code, err) =
+            qc_bounded(&[shown, "--spec", "ebu-r128", flag, not_dir.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{flag}: {err}");
+        assert!(err.contains("not-a-folder"), "{flag}: {err}");
+        assert_eq!(std::fs::read(&not_dir).unwrap(), b"keep me");
+    }
+    // A report name planted as a symlink to a file elsewhere: replaced, the target untouched.
+    let reports = t.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let victim = t.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    for ext in ["csv", "html"] {
+        std::os::unix::fs::symlink(&victim, reports.join(format!("ok.wav.qc.{ext}"))).unwrap();
+    }
+    let r = reports.to_str().unwrap();
+    let (code, err) = qc_bounded(&[shown, "--spec", "ebu-r128", "--csv", r, "--html", r]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    for ext in ["csv", "html"] {
+        let p = reports.join(format!("ok.wav.qc.{ext}"));
+        assert!(
+            !p.symlink_metadata().unwrap().file_type().is_symlink(),
+            "{ext}"
+        );
+        assert!(std::fs::read_to_string(&p).unwrap().len() > 100, "{ext}");
+    }
+}

@@ -267,21 +267,41 @@ pub fn load(name_or_path: &str) -> Result<Spec, SpecError> {
         return Err(SpecError::Unknown(name_or_path.to_string()));
     }
     let shown = path.display().to_string();
-    // A specification is a few kilobytes; refuse to read anything large.
+    // A specification is a few kilobytes of a regular file: a device, FIFO or folder is
+    // refused before it is opened (reading /dev/zero would never end, a FIFO would wait for
+    // a writer), and no more than the limit is read even if the file grows meanwhile.
+    const LIMIT: u64 = 1 << 20;
     let meta = std::fs::metadata(path).map_err(|source| SpecError::Read {
         path: shown.clone(),
         source,
     })?;
-    if meta.len() > 1 << 20 {
+    if !meta.is_file() {
+        return Err(SpecError::Parse {
+            path: shown,
+            detail: "not a regular file".into(),
+        });
+    }
+    if meta.len() > LIMIT {
         return Err(SpecError::Parse {
             path: shown,
             detail: format!("{} bytes is not a specification", meta.len()),
         });
     }
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-        path: shown.clone(),
-        source,
-    })?;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            std::io::Read::read_to_string(&mut std::io::Read::take(f, LIMIT + 1), &mut text)
+        })
+        .map_err(|source| SpecError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+    if text.len() as u64 > LIMIT {
+        return Err(SpecError::Parse {
+            path: shown,
+            detail: "over a megabyte: not a specification".into(),
+        });
+    }
     parse(&text, &shown)
 }
 
