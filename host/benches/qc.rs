@@ -46,7 +46,7 @@ max = 10.0
 
 [[rule]]
 measure = "true_peak_dbtp"
-max = 6.0
+max = 20.0
 
 [[rule]]
 measure = "leading_silence_s"
