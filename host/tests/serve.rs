@@ -1338,3 +1338,50 @@ fn requests_and_jobs_are_logged_in_spans_carrying_their_ids() {
     );
     drop(server);
 }
+
+/// Delivery QC over HTTP (host/tests/api/qc_flow.py): a dialogue (espeak-ng, exported at
+/// -27 LUFS, 48 kHz 24-bit) uploaded and judged against Netflix's speech-gated specification
+/// and EBU R 128, as JSON, as the HTML page (its figures equal the JSON's) and as CSV.
+#[test]
+fn a_client_checks_a_delivery_over_http() {
+    let Some(py) = python() else { return };
+    let Some(espeak) = tool("espeak-ng") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let spoken = dir.path().join("spoken.wav");
+    common::succeed(
+        std::process::Command::new(espeak)
+            .args(["-v", "en-us", "-s", "160", "-w"])
+            .arg(&spoken)
+            .arg(
+                "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue \
+                 background. It is easy to tell the depth of a well. These days a chicken leg \
+                 is a rare dish. Rice is often served in round bowls.",
+            ),
+    );
+    let film = dir.path().join("film mix.wav");
+    common::succeed(
+        sluice()
+            .arg("export")
+            .arg(&spoken)
+            .arg("-o")
+            .arg(&film)
+            .args(["--sample-rate", "48000", "--bit-depth", "24"])
+            .args(["--normalize-lufs", "-27", "--true-peak", "-3"]),
+    );
+    let server = Server::start(&root, "127.0.0.1:0", &[]);
+    run_script(
+        &py,
+        "qc_flow.py",
+        &[
+            &server.url,
+            &server.token,
+            &root.display().to_string(),
+            &film.display().to_string(),
+        ],
+    );
+    drop(server);
+    no_incoming(&root);
+}

@@ -20,6 +20,7 @@ mod form;
 mod mastering;
 mod monitor;
 mod pages;
+mod qc;
 mod regions;
 mod stream;
 mod v1;
@@ -528,6 +529,7 @@ fn api(max_upload_bytes: u64) -> OpenApiRouter<Arc<AppState>> {
         .merge(pages::routes())
         .merge(stream::routes())
         .merge(monitor::routes())
+        .merge(qc::routes())
 }
 
 /// The API's router and its OpenAPI document.
