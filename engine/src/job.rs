@@ -1004,9 +1004,14 @@ fn render(
         // With them, every output measured as written: one that misses the loudness
         // target says so.
         warnings.extend(report.warnings.iter().cloned());
-        Some(report)
+        let judged = quality_checked(p, &report, warnings)?;
+        Some((report, judged))
     } else {
         None
+    };
+    let (export, judged) = match export {
+        Some((report, judged)) => (Some(report), judged),
+        None => (None, Vec::new()),
     };
     // The source as it was read to the end (its decoded length, any truncation or damage).
     let source_stream = export
@@ -1049,7 +1054,7 @@ fn render(
             .flat_map(|e| &e.outputs)
             .map(|o| (o.bytes, o.format.extension().to_string()))
             .collect(),
-        export: export.as_ref().map(|e| json(e)),
+        export: export.as_ref().map(|e| with_qc(json(e), judged)),
         analysis: analysis.as_ref().map(|a| json(a)),
         comparison: comparison.as_ref().map(|c| json(c)),
         source: json(&source_stream),
@@ -1070,6 +1075,81 @@ mod erased {
             serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
         }
     }
+}
+
+/// Each output with `qc = "SPEC"` measured as written and judged against the specification:
+/// one that fails fails the job where the pipeline asks (`qc_fail = "fail"`, the default; its
+/// outputs are then removed with the job), else it is delivered with a warning naming the
+/// rules it breaks. Per output, the verdicts for the report (`None` where there is no QC).
+fn quality_checked(
+    p: &Pipeline,
+    report: &ExportReport,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Option<serde_json::Value>>, Failure> {
+    use sluice_core::qc::{self, Outcome, Severity};
+    let mut judged = Vec::new();
+    for (o, written) in p.outputs.iter().zip(&report.outputs) {
+        let Some(q) = &o.qc else {
+            judged.push(None);
+            continue;
+        };
+        let measured = qc::measure(&written.path, &q.spec, &mut |_| {}).map_err(|e| {
+            Failure::Refused(format!("QC of the output {}: {e}", written.path.display()))
+        })?;
+        let r = qc::judge(&q.spec, measured);
+        if !r.passed {
+            let broken: Vec<String> = r
+                .verdicts
+                .iter()
+                .filter(|v| {
+                    v.severity == Severity::Fail
+                        && matches!(v.outcome, Outcome::Fail | Outcome::NotMeasured)
+                })
+                .map(|v| match &v.value {
+                    Some(x) => format!("{} {x} {} (limit {})", v.measure.name(), v.unit, v.limit),
+                    None => format!("{} not measured (limit {})", v.measure.name(), v.limit),
+                })
+                .collect();
+            let msg = format!(
+                "{}: fails {} ({}): {}",
+                written.path.display(),
+                r.spec_name,
+                r.spec,
+                broken.join("; ")
+            );
+            if q.fail_job {
+                return Err(Failure::Refused(format!(
+                    "{msg}; the pipeline fails the job on a QC failure (qc_fail = \"fail\")"
+                )));
+            }
+            warnings.push(msg);
+        }
+        judged.push(Some(serde_json::json!({
+            "spec": r.spec,
+            "spec_name": r.spec_name,
+            "source": r.source,
+            "passed": r.passed,
+            "verdicts": r.verdicts,
+            "true_peak_events": r.true_peak_events,
+            "speech_share": r.measured.speech_share,
+        })));
+    }
+    Ok(judged)
+}
+
+/// The export's report with each judged output's QC beside its loudness (`outputs[i].qc`).
+fn with_qc(
+    mut export: serde_json::Value,
+    judged: Vec<Option<serde_json::Value>>,
+) -> serde_json::Value {
+    if let Some(outputs) = export.get_mut("outputs").and_then(|o| o.as_array_mut()) {
+        for (o, q) in outputs.iter_mut().zip(judged) {
+            if let (Some(q), Some(o)) = (q, o.as_object_mut()) {
+                o.insert("qc".into(), q);
+            }
+        }
+    }
+    export
 }
 
 /// A lossy output still over its ceiling once decoded fails the job where the pipeline asks

@@ -72,6 +72,17 @@ pub struct Output {
     pub fail_on_true_peak_miss: bool,
     /// Encodes the check may make (`true_peak_encodes`, 1 to 4; 1 measures and reports only).
     pub true_peak_encodes: u32,
+    /// Delivery QC of the output as written (`qc = "SPEC"`, a built-in specification).
+    pub qc: Option<OutputQc>,
+}
+
+/// An output judged against a delivery specification once written (docs/QC.md).
+#[derive(Debug, Clone)]
+pub struct OutputQc {
+    pub spec: std::sync::Arc<sluice_core::qc::Spec>,
+    /// A failing output fails its job (`qc_fail = "fail"`, the default; its outputs are
+    /// removed with it) or is delivered with a warning (`"warn"`).
+    pub fail_job: bool,
 }
 
 /// What becomes of the source after a job succeeds.
@@ -235,6 +246,8 @@ struct RawOutput {
     true_peak_check: Option<bool>,
     true_peak_miss: Option<Spanned<String>>,
     true_peak_encodes: Option<Spanned<u32>>,
+    qc: Option<Spanned<String>>,
+    qc_fail: Option<Spanned<String>>,
     #[serde(default)]
     tags: BTreeMap<String, Spanned<String>>,
 }
@@ -602,7 +615,49 @@ impl Checker<'_> {
             true_peak_check: r.true_peak_check.unwrap_or(true),
             fail_on_true_peak_miss,
             true_peak_encodes,
+            qc: self.output_qc(r),
         })
+    }
+
+    /// An output's delivery QC: a built-in specification (custom ones are files, which a farm
+    /// worker would not have) and what a failure does.
+    fn output_qc(&mut self, r: &RawOutput) -> Option<OutputQc> {
+        let fail_job = match r.qc_fail.as_ref() {
+            None => true,
+            Some(f) if r.qc.is_none() => {
+                self.err(f.span(), "qc_fail belongs with qc = \"SPEC\"");
+                true
+            }
+            Some(f) => match f.get_ref().as_str() {
+                "fail" => true,
+                "warn" => false,
+                _ => {
+                    self.err(f.span(), "qc_fail: fail or warn");
+                    true
+                }
+            },
+        };
+        let name = r.qc.as_ref()?;
+        let spec = sluice_core::qc::spec::builtins()
+            .into_iter()
+            .find(|s| s.id.eq_ignore_ascii_case(name.get_ref()));
+        match spec {
+            Some(spec) => Some(OutputQc {
+                spec: std::sync::Arc::new(spec),
+                fail_job,
+            }),
+            None => {
+                self.err(
+                    name.span(),
+                    format!(
+                        "qc {:?}: a built-in specification, one of {}",
+                        name.get_ref(),
+                        sluice_core::qc::spec::builtin_ids().join(", ")
+                    ),
+                );
+                None
+            }
+        }
     }
 
     /// An output's format request: its codec (named, or from the path's extension) and

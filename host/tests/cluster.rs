@@ -23,6 +23,9 @@ normalize = { loudness_lufs = -18, true_peak_dbtp = -1 }
 [[output]]
 path = "out/{stem}.flac"
 bit_depth = 16
+# Judged by the worker that renders it: -18 LUFS is not EBU R 128's -23, a warning.
+qc = "ebu-r128"
+qc_fail = "warn"
 
 [[output]]
 path = "out/mp3/{stem}.mp3"
@@ -914,6 +917,19 @@ fn with_a_shared_root_the_report_names_the_ingest_nodes_paths() {
         v["analysis"]["path"],
         root.join("inbox/a.wav").display().to_string(),
         "{v:#}"
+    );
+    // The worker judged the FLAC against EBU R 128: the verdicts came back with the report,
+    // and the warning names the output where it lands on the ingest node.
+    let qc = &v["export"]["outputs"][0]["qc"];
+    assert_eq!(qc["spec"], "ebu-r128", "{v:#}");
+    assert_eq!(qc["passed"], false, "{qc:#}");
+    let warnings = v["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!(
+            "{}: fails EBU R 128",
+            root.join("out/a.flac").display()
+        )),
+        "{warnings}"
     );
 }
 

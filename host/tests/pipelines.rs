@@ -474,3 +474,115 @@ fn a_pipeline_writes_ogg_opus() {
         "{gains:?}"
     );
 }
+
+/// Outputs judged against a delivery specification as written (`qc = "SPEC"`): the verdicts
+/// in the job's report beside each output's loudness; an output that fails is delivered with
+/// a warning naming the rules it breaks (`qc_fail = "warn"`) or fails the job, which then
+/// leaves nothing behind (the default); an unknown specification is refused by `check`.
+#[test]
+fn outputs_are_judged_against_their_delivery_specification() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("mix.wav");
+    master_wav(&src, 10.0);
+    let pipeline = |second: &str| {
+        format!(
+            r#"
+name = "deliver"
+watch = "inbox"
+report = "reports/{{stem}}.json"
+
+[[step]]
+normalize = {{ loudness_lufs = -23, true_peak_dbtp = -1 }}
+
+# EBU R 128: -23 LUFS, under -1 dBTP, 48 kHz: passes.
+[[output]]
+path = "out/{{stem}}.wav"
+sample_rate = 48000
+bit_depth = 24
+qc = "ebu-r128"
+
+# Apple Podcasts asks for -16 LUFS: -23 fails.
+[[output]]
+path = "out/{{stem}}.mp3"
+qc = "apple-podcasts"
+{second}
+"#
+        )
+    };
+    let root = root_with(
+        &dir.path().join("warn"),
+        "deliver",
+        &pipeline("qc_fail = \"warn\""),
+    );
+    let job = run(&root, "deliver", &src);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join(job["report"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let outputs = report["export"]["outputs"].as_array().unwrap();
+    let (wav, mp3) = (&outputs[0]["qc"], &outputs[1]["qc"]);
+    assert_eq!(wav["spec"], "ebu-r128", "{wav:#}");
+    assert_eq!(wav["passed"], true, "{wav:#}");
+    let loud = wav["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["measure"] == "integrated_lufs")
+        .unwrap();
+    assert!(
+        (loud["value"].as_f64().unwrap() + 23.0).abs() <= 0.5,
+        "{loud:#}"
+    );
+    assert_eq!(mp3["passed"], false, "{mp3:#}");
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("mix.mp3: fails Apple Podcasts") && warnings.contains("integrated_lufs"),
+        "{warnings}"
+    );
+    assert!(root.join("out/mix.wav").is_file() && root.join("out/mix.mp3").is_file());
+
+    // The default: the job fails, naming the output and the rule, and leaves nothing.
+    let root = root_with(&dir.path().join("fail"), "deliver", &pipeline(""));
+    let out = sluice()
+        .args(["run", "deliver", "--json", "--root"])
+        .arg(&root)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a failed QC fails the run");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["state"], "failed", "{v:#}");
+    let error = v[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("mix.mp3") && error.contains("integrated_lufs") && error.contains("qc_fail"),
+        "{error}"
+    );
+    assert!(!root.join("out/mix.wav").exists() && !root.join("out/mix.mp3").exists());
+    assert!(!root.join("reports/mix.json").exists());
+    assert!(src.is_file(), "the source stays where it was");
+
+    // An unknown specification, and qc_fail without qc: refused with the line.
+    let bad = root_with(
+        &dir.path().join("bad"),
+        "deliver",
+        "name = \"deliver\"\nwatch = \"inbox\"\n[[output]]\npath = \"out/{stem}.wav\"\nqc = \"no-such\"\n[[output]]\npath = \"out/{stem}.flac\"\nqc_fail = \"warn\"\n",
+    );
+    let out = sluice()
+        .args(["check", "--root"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("deliver.toml:5") && text.contains("no-such"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deliver.toml:8") && text.contains("qc_fail belongs"),
+        "{text}"
+    );
+}
