@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::encode_thread::export_from;
-use crate::pipeline::{Pipeline, SourceAction};
+use crate::pipeline::{Pipeline, QcFail, SourceAction};
 use crate::store::{JobRecord, JobState, OutputRecord, Store, now_ms};
 use crate::template::{Template, Vars};
 use serde::{Deserialize, Serialize};
@@ -1078,9 +1078,9 @@ mod erased {
 }
 
 /// Each output with `qc = "SPEC"` measured as written and judged against the specification:
-/// one that fails fails the job where the pipeline asks (`qc_fail = "fail"`, the default; its
-/// outputs are then removed with the job), else it is delivered with a warning naming the
-/// rules it breaks. Per output, the verdicts for the report (`None` where there is no QC).
+/// one that fails fails the job (`qc_fail = "fail"`, the default; its outputs are then removed
+/// with the job), sets its source aside in quarantine (`"quarantine"`, its outputs removed
+/// too), or is delivered with a warning naming the rules it breaks (`"warn"`). Per output, the verdicts for the report (`None` where there is no QC).
 fn quality_checked(
     p: &Pipeline,
     report: &ExportReport,
@@ -1117,12 +1117,19 @@ fn quality_checked(
                 r.spec,
                 broken.join("; ")
             );
-            if q.fail_job {
-                return Err(Failure::Refused(format!(
-                    "{msg}; the pipeline fails the job on a QC failure (qc_fail = \"fail\")"
-                )));
+            match q.on_fail {
+                QcFail::Fail => {
+                    return Err(Failure::Refused(format!(
+                        "{msg}; the pipeline fails the job on a QC failure (qc_fail = \"fail\")"
+                    )));
+                }
+                QcFail::Quarantine => {
+                    return Err(Failure::Input(format!(
+                        "{msg}; the pipeline sets such sources aside (qc_fail = \"quarantine\")"
+                    )));
+                }
+                QcFail::Warn => warnings.push(msg),
             }
-            warnings.push(msg);
         }
         judged.push(Some(serde_json::json!({
             "spec": r.spec,

@@ -80,9 +80,19 @@ pub struct Output {
 #[derive(Debug, Clone)]
 pub struct OutputQc {
     pub spec: std::sync::Arc<sluice_core::qc::Spec>,
-    /// A failing output fails its job (`qc_fail = "fail"`, the default; its outputs are
-    /// removed with it) or is delivered with a warning (`"warn"`).
-    pub fail_job: bool,
+    pub on_fail: QcFail,
+}
+
+/// What an output that fails its QC does to its job (`qc_fail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QcFail {
+    /// The job fails; its outputs and report are removed, the source stays where it arrived.
+    Fail,
+    /// The output is delivered with a warning naming the rules it breaks.
+    Warn,
+    /// The job's outputs are removed and the source goes to the quarantine folder with the
+    /// verdicts in `NAME.error.json`, set aside for someone to look at.
+    Quarantine,
 }
 
 /// What becomes of the source after a job succeeds.
@@ -622,18 +632,19 @@ impl Checker<'_> {
     /// An output's delivery QC: a built-in specification (custom ones are files, which a farm
     /// worker would not have) and what a failure does.
     fn output_qc(&mut self, r: &RawOutput) -> Option<OutputQc> {
-        let fail_job = match r.qc_fail.as_ref() {
-            None => true,
+        let on_fail = match r.qc_fail.as_ref() {
+            None => QcFail::Fail,
             Some(f) if r.qc.is_none() => {
                 self.err(f.span(), "qc_fail belongs with qc = \"SPEC\"");
-                true
+                QcFail::Fail
             }
             Some(f) => match f.get_ref().as_str() {
-                "fail" => true,
-                "warn" => false,
+                "fail" => QcFail::Fail,
+                "warn" => QcFail::Warn,
+                "quarantine" => QcFail::Quarantine,
                 _ => {
-                    self.err(f.span(), "qc_fail: fail or warn");
-                    true
+                    self.err(f.span(), "qc_fail: fail, warn or quarantine");
+                    QcFail::Fail
                 }
             },
         };
@@ -644,7 +655,7 @@ impl Checker<'_> {
         match spec {
             Some(spec) => Some(OutputQc {
                 spec: std::sync::Arc::new(spec),
-                fail_job,
+                on_fail,
             }),
             None => {
                 self.err(

@@ -560,6 +560,31 @@ qc = "apple-podcasts"
     assert!(!root.join("reports/mix.json").exists());
     assert!(src.is_file(), "the source stays where it was");
 
+    // Set aside: the outputs removed, the source in quarantine with the verdicts beside it.
+    let root = root_with(
+        &dir.path().join("aside"),
+        "deliver",
+        &pipeline("qc_fail = \"quarantine\""),
+    );
+    std::fs::create_dir_all(root.join("inbox")).unwrap();
+    let dropped = root.join("inbox/mix.wav");
+    std::fs::copy(&src, &dropped).unwrap();
+    let out = sluice()
+        .args(["run", "deliver", "--json", "--root"])
+        .arg(&root)
+        .arg(&dropped)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["state"], "quarantined", "{v:#}");
+    assert!(!root.join("out/mix.wav").exists() && !root.join("out/mix.mp3").exists());
+    let error = std::fs::read_to_string(root.join("failed/deliver/mix.wav.error.json")).unwrap();
+    assert!(
+        error.contains("fails Apple Podcasts") && error.contains("quarantine"),
+        "{error}"
+    );
+    assert!(root.join("failed/deliver/mix.wav").is_file() && !dropped.exists());
+
     // An unknown specification, and qc_fail without qc: refused with the line.
     let bad = root_with(
         &dir.path().join("bad"),
