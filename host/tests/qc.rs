@@ -721,3 +721,49 @@ fn hostile_specifications_and_report_folders_are_refused_clearly() {
         assert!(std::fs::read_to_string(&p).unwrap().len() > 100, "{ext}");
     }
 }
+
+/// A file name and a specification written to break out of the HTML report (the HTTP route
+/// puts the client's file name there): shown as text, never as markup.
+#[test]
+fn the_html_report_shows_hostile_names_as_text() {
+    let t = tempfile::tempdir().unwrap();
+    let m = Material::new(t.path());
+    let evil = "x<script>alert(1)<script>\"'&.wav";
+    let file = m.export(&m.src, evil, -23.0, -1.0, &[]);
+    let spec = t.path().join("evil.toml");
+    std::fs::write(
+        &spec,
+        "id = \"e<img src=x onerror=alert(2)>\"\nname = \"</title><script>alert(3)</script>\"\nsource = \"<iframe>\"\nurl = \"javascript:alert(4)\\\"><b>\"\n[[rule]]\nmeasure = \"true_peak_dbtp\"\nmax = 0.0\nnote = \"<b>bold</b>\"\n",
+    )
+    .unwrap();
+    let reports = t.path().join("reports");
+    let o = sluice()
+        .arg("qc")
+        .arg(&file)
+        .arg("--spec")
+        .arg(&spec)
+        .arg("--html")
+        .arg(&reports)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let page = std::fs::read_to_string(reports.join(format!("{evil}.qc.html"))).unwrap();
+    for markup in [
+        "<script>alert",
+        "<img src=x",
+        "</title><script>",
+        "<iframe>",
+        "<b>bold",
+        "\"><b>",
+    ] {
+        assert!(!page.contains(markup), "{markup} got into the page");
+    }
+    assert!(page.contains("x&lt;script&gt;alert(1)&lt;script&gt;&quot;&#39;&amp;.wav"));
+    assert_eq!(page.matches("<script").count(), 0, "no script at all");
+    assert!(!page.contains("href=\"javascript"), "no javascript: link");
+}

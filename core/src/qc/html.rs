@@ -122,13 +122,21 @@ pub fn report_html(r: &QcReport) -> String {
          3341/3342, true peak with 4× oversampling.</p>\n</body></html>\n",
         esc(&r.spec_name),
         esc(&r.source),
-        r.url.as_ref().map_or(String::new(), |u| format!(
-            " <a href=\"{0}\">{0}</a>",
-            esc(u)
-        )),
+        r.url.as_ref().map_or(String::new(), |u| link(u)),
         env!("CARGO_PKG_VERSION"),
     );
     o
+}
+
+/// A specification's address: a link when it is http(s), else text (a `javascript:` address
+/// in a specification file must not become something a client clicks).
+fn link(url: &str) -> String {
+    let lower = url.trim_start().to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        format!(" <a href=\"{0}\">{0}</a>", esc(url))
+    } else {
+        format!(" ({})", esc(url))
+    }
 }
 
 fn verdict_table(o: &mut String, r: &QcReport) {
