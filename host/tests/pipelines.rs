@@ -93,6 +93,22 @@ fn streaming_master_broadcast_and_analysis_examples() {
 }
 
 /// A pipeline file in a new root (no examples).
+/// `sluice check` on `root`, which must refuse it (exit 1): what it printed.
+fn refused_by_check(root: &Path) -> String {
+    let out = sluice()
+        .args(["check", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    text
+}
+
 fn root_with(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("pipelines")).unwrap();
@@ -334,17 +350,7 @@ fn true_peak_options_are_checked() {
                 "name = \"p\"\nwatch = \"inbox\"\n[[step]]\nnormalize = {{ loudness_lufs = -14 }}\n[[output]]\npath = \"out/{{stem}}.mp3\"\n{extra}\n"
             ),
         );
-        let out = sluice()
-            .args(["check", "--root"])
-            .arg(&root)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!out.status.success(), "{extra}: {text}");
+        let text = refused_by_check(&root);
         assert!(
             text.contains(says) && text.contains("p.toml"),
             "{extra}: {text}"
@@ -362,13 +368,7 @@ fn check_refuses_a_channels_step_after_normalize() {
         "late",
         "name = \"late\"\nwatch = \"inbox\"\n\n[[step]]\nnormalize = { preset = \"podcast\" }\n\n[[step]]\nchannels = \"mono\"\n\n[[output]]\npath = \"out/{stem}.mp3\"\n",
     );
-    let out = sluice()
-        .args(["check", "--root"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_by_check(&root);
     assert!(
         err.contains("late.toml:8:")
             && err.contains("channels after normalize")
@@ -591,17 +591,7 @@ qc = "apple-podcasts"
         "deliver",
         "name = \"deliver\"\nwatch = \"inbox\"\n[[output]]\npath = \"out/{stem}.wav\"\nqc = \"no-such\"\n[[output]]\npath = \"out/{stem}.flac\"\nqc_fail = \"warn\"\n",
     );
-    let out = sluice()
-        .args(["check", "--root"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{text}");
+    let text = refused_by_check(&bad);
     assert!(
         text.contains("deliver.toml:5") && text.contains("no-such"),
         "{text}"
