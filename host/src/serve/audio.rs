@@ -320,24 +320,32 @@ fn analysis_of(rec: &UploadRecord, report: &Value) -> AudioAnalysis {
     }
 }
 
-/// Runs the analysis of an upload with `opts` on this thread and the others the machine has.
+/// Runs the analysis of an upload with `opts` on this thread and the others the machine has,
+/// stopped when `work` says; errors name the file as uploaded, never the server's path.
+pub(super) fn analyse_upload(
+    st: &AppState,
+    rec: &UploadRecord,
+    opts: &AnalysisOptions,
+    work: &super::Work,
+) -> Result<sluice_core::analysis::AnalysisReport, ApiError> {
+    let path = confine::resolve(&st.root, Path::new(&rec.rel))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+    crate::analyze::analyze_file_until(&path, opts, lanes, &crate::analyze::Silent, &|| work.stop())
+        .map_err(|e| {
+            ApiError::analysis(e, work)
+                .map_message(|m| m.replace(&path.display().to_string(), &rec.file_name))
+        })
+}
+
+/// [`analyse_upload`] as the report's JSON, without the server's path.
 fn analyse(
     st: &AppState,
     rec: &UploadRecord,
     opts: &AnalysisOptions,
     work: &super::Work,
 ) -> Result<Value, ApiError> {
-    let path = confine::resolve(&st.root, Path::new(&rec.rel))
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let report =
-        crate::analyze::analyze_file_until(&path, opts, lanes, &crate::analyze::Silent, &|| {
-            work.stop()
-        })
-        .map_err(|e| {
-            ApiError::analysis(e, work)
-                .map_message(|m| m.replace(&path.display().to_string(), &rec.file_name))
-        })?;
+    let report = analyse_upload(st, rec, opts, work)?;
     let mut v = serde_json::to_value(&report).map_err(ApiError::internal)?;
     if let Some(o) = v.as_object_mut() {
         o.remove("path");

@@ -4,14 +4,13 @@
 
 use super::blocking;
 use super::{ApiError, AppState, ErrorBody, ErrorKind};
-use crate::confine;
 use axum::Json;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sluice_core::qc;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -113,21 +112,8 @@ async fn file_qc(
     let report = blocking(move || {
         let st = st2;
         let rec = super::audio::find(&st, &file_id)?;
-        let path = confine::resolve(&st.root, Path::new(&rec.rel))
-            .map_err(|e| ApiError::internal(e.to_string()))?;
         let opts = qc::options(&spec);
-        let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let analysis = crate::analyze::analyze_file_until(
-            &path,
-            &opts,
-            lanes,
-            &crate::analyze::Silent,
-            &|| work.stop(),
-        )
-        .map_err(|e| {
-            ApiError::analysis(e, &work)
-                .map_message(|m| m.replace(&path.display().to_string(), &rec.file_name))
-        })?;
+        let analysis = super::audio::analyse_upload(&st, &rec, &opts, &work)?;
         let mut measured = qc::measured(analysis, &opts);
         // The file as the client named it, never the server's path.
         measured.path = PathBuf::from(&rec.file_name);
