@@ -33,11 +33,8 @@ type Material = (String, Option<(f64, f64)>, f64);
 fn run() -> Res<bool> {
     // Child mode: write one file and exit, so the measuring parent never holds the generated
     // audio (a forked child's peak RSS would include the parent's memory).
-    if let Some(m) = arg_value("--write-wav") {
-        let dir = PathBuf::from(arg_value("--dir").ok_or("--dir missing")?);
-        let kind = arg_value("--kind").unwrap_or_else(|| "programme".into());
-        write_material_wav(&dir, &kind, m.parse()?)?;
-        return Ok(true);
+    if let Some(written) = material_child() {
+        return written.map(|()| true);
     }
     let minutes: usize = arg_value("--minutes").map_or(Ok(60), |v| v.parse())?;
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("analyze-bench");

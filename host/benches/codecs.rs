@@ -157,11 +157,8 @@ fn run() -> Res<bool> {
     if let Some(src) = arg_value("--decode") {
         return decode_child(Path::new(&src)).map(|()| true);
     }
-    if let Some(m) = arg_value("--write-wav") {
-        let dir = PathBuf::from(arg_value("--dir").ok_or("--dir missing")?);
-        let kind = arg_value("--kind").unwrap_or_else(|| "programme".into());
-        write_material_wav(&dir, &kind, m.parse()?)?;
-        return Ok(true);
+    if let Some(written) = material_child() {
+        return written.map(|()| true);
     }
     if !which("ffmpeg") {
         eprintln!("codecs bench: ffmpeg is needed as the peer");

@@ -59,11 +59,8 @@ impl Job {
 }
 
 fn run() -> Res<bool> {
-    if let Some(m) = arg_value("--write-wav") {
-        let dir = PathBuf::from(arg_value("--dir").ok_or("--dir missing")?);
-        let kind = arg_value("--kind").unwrap_or_else(|| "programme".into());
-        write_material_wav(&dir, &kind, m.parse()?)?;
-        return Ok(true);
+    if let Some(written) = material_child() {
+        return written.map(|()| true);
     }
     if let Some(input) = arg_value("--export") {
         // RUST_LOG=sluice_core=debug shows each pass and the normalize stage's decisions.

@@ -25,7 +25,7 @@
 
 mod common;
 
-use common::{Res, arg_value, exit_code, material_wav, verdict, write_material_wav};
+use common::{Res, arg_value, exit_code, material_child, material_wav, verdict};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -346,11 +346,8 @@ fn batch(name: &str, base: &Path, procs: Procs, parts: &[(PathBuf, &[PathBuf])])
 
 fn run() -> Res<bool> {
     // Child mode: write the recordings' WAV and exit (see `common::material_wav`).
-    if let Some(m) = arg_value("--write-wav") {
-        let dir = PathBuf::from(arg_value("--dir").ok_or("--dir missing")?);
-        let kind = arg_value("--kind").unwrap_or_else(|| "recordings".into());
-        write_material_wav(&dir, &kind, m.parse()?)?;
-        return Ok(true);
+    if let Some(written) = material_child() {
+        return written.map(|()| true);
     }
     if Command::new("nats-server")
         .arg("--version")

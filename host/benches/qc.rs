@@ -66,11 +66,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn run() -> Res<bool> {
-    if let Some(m) = arg_value("--write-wav") {
-        let dir = PathBuf::from(arg_value("--dir").ok_or("--dir missing")?);
-        let kind = arg_value("--kind").unwrap_or_else(|| "programme".into());
-        write_material_wav(&dir, &kind, m.parse()?)?;
-        return Ok(true);
+    if let Some(written) = material_child() {
+        return written.map(|()| true);
     }
     let minutes: usize = arg_value("--minutes").map_or(Ok(60), |v| v.parse())?;
     // The analyze bench's folder: its material files are reused when present.

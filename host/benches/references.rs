@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{arg_value, material_wav, materials, verdict, write_material_wav};
+use common::{arg_value, material_child, material_wav, materials, verdict};
 use sluice_core::analysis::signature::{BandSignature, DIMENSIONS, Signature, mean, nearest};
 use sluice_core::signal::Rng;
 use sluice_host::library;
@@ -81,10 +81,8 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, f64, f64, T) {
 }
 
 fn main() -> ExitCode {
-    if let Some(m) = arg_value("--write-wav") {
-        let dir = std::path::PathBuf::from(arg_value("--dir").expect("--dir"));
-        let kind = arg_value("--kind").unwrap_or_else(|| "programme".into());
-        write_material_wav(&dir, &kind, m.parse().expect("minutes")).expect("written");
+    if let Some(written) = material_child() {
+        written.expect("the material written");
         return ExitCode::SUCCESS;
     }
     let n: usize = arg_value("--refs")

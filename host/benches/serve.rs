@@ -33,7 +33,7 @@
 
 mod common;
 
-use common::{arg_value, exit_code, materials, verdict, write_material_wav};
+use common::{arg_value, exit_code, material_child, materials, verdict};
 use futures_util::{SinkExt, StreamExt};
 use sluice_core::analysis::loudness::LoudnessMeter;
 use sluice_core::analysis::truepeak::TruePeakMeter;
@@ -57,10 +57,8 @@ const STREAM_P99_MS: f64 = 5.0;
 const UPLOAD_OVER_IDLE_MB: f64 = 100.0;
 
 fn main() -> ExitCode {
-    if let Some(m) = arg_value("--write-wav") {
-        let dir = PathBuf::from(arg_value("--dir").expect("--dir"));
-        let kind = arg_value("--kind").unwrap_or_else(|| "programme".into());
-        write_material_wav(&dir, &kind, m.parse().expect("minutes")).expect("written");
+    if let Some(written) = material_child() {
+        written.expect("the material written");
         return ExitCode::SUCCESS;
     }
     exit_code(run().map_err(|e| -> Box<dyn std::error::Error> { e }))
