@@ -404,13 +404,11 @@ impl SpeechDetector {
     fn frame(&mut self, at: usize) -> Frame {
         let n = self.n;
         let mut energy = 0.0f32;
-        for (i, (b, (x, w))) in self
+        for (b, (x, w)) in self
             .buf
             .iter_mut()
             .zip(self.dec[at..at + n].iter().zip(&self.window))
-            .enumerate()
         {
-            let _ = i;
             *b = x * w;
             energy += *b * *b;
         }
