@@ -92,7 +92,6 @@ fn streaming_master_broadcast_and_analysis_examples() {
     assert_eq!(std::fs::read(&src).unwrap(), before);
 }
 
-/// A pipeline file in a new root (no examples).
 /// `sluice check` on `root`, which must refuse it (exit 1): what it printed.
 fn refused_by_check(root: &Path) -> String {
     let out = sluice()
@@ -100,15 +99,12 @@ fn refused_by_check(root: &Path) -> String {
         .arg(root)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::printed(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     text
 }
 
+/// A pipeline file in a new root (no examples).
 fn root_with(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("pipelines")).unwrap();

@@ -91,11 +91,7 @@ fn run_script(py: &Path, name: &str, args: &[&str]) {
         .args(args)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::printed(&out);
     assert!(out.status.success(), "{name} failed:\n{text}");
     eprint!("{text}");
 }

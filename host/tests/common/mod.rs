@@ -222,6 +222,15 @@ impl Drop for Host {
     }
 }
 
+/// What a finished command printed: its stdout, then its stderr.
+pub fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Run `cmd`, asserting it succeeds (its stderr in the failure message); its output.
 pub fn succeed(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap();
