@@ -222,6 +222,10 @@ struct RawPipeline {
     source: Option<Spanned<RawSource>>,
     report: Option<Spanned<RawReport>>,
     retries: Option<Spanned<u32>>,
+    /// Delivery specifications of the pipeline's own (docs/QC.md's format), for its outputs'
+    /// `qc`: they travel with the pipeline's text, to a farm's workers too.
+    #[serde(default)]
+    qc_spec: Vec<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -278,6 +282,8 @@ struct Checker<'a> {
     problems: Vec<Diagnostic>,
     /// Effects named that are still being checked.
     waiting: Vec<String>,
+    /// The pipeline's own delivery specifications (`[[qc_spec]]`).
+    qc_specs: Vec<std::sync::Arc<sluice_core::qc::Spec>>,
 }
 
 impl Checker<'_> {
@@ -380,6 +386,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         text,
         problems: Vec::new(),
         waiting: Vec::new(),
+        qc_specs: Vec::new(),
     };
     let raw: RawPipeline = match toml::from_str(text) {
         Ok(r) => r,
@@ -397,6 +404,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
     let (include, include_patterns) = c.include(raw.include.as_ref());
     let exclude = c.globs(&raw.exclude);
     let steps = c.steps(&raw.step, &defaults);
+    c.qc_specs(&raw.qc_spec);
     let outputs: Vec<Output> = raw.output.iter().filter_map(|o| c.output(o)).collect();
     let analyzes = steps
         .iter()
@@ -629,8 +637,40 @@ impl Checker<'_> {
         })
     }
 
-    /// An output's delivery QC: a built-in specification (custom ones are files, which a farm
-    /// worker would not have) and what a failure does.
+    /// The pipeline's own delivery specifications, each checked as `sluice qc --spec FILE`
+    /// checks a file; an id must be new (not a built-in's, not another's of the pipeline).
+    fn qc_specs(&mut self, raw: &[Spanned<toml::Value>]) {
+        for t in raw {
+            use serde::Deserialize;
+            let parsed = sluice_core::qc::Spec::deserialize(t.get_ref().clone())
+                .map_err(|e| format!("[[qc_spec]]: {}", e.message().trim_end()))
+                .and_then(|spec| {
+                    sluice_core::qc::spec::validated(spec, "[[qc_spec]]")
+                        .map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(spec) => {
+                    let id = spec.id.clone();
+                    let taken = sluice_core::qc::spec::builtin_ids()
+                        .iter()
+                        .any(|b| b.eq_ignore_ascii_case(&id))
+                        || self.qc_specs.iter().any(|s| s.id.eq_ignore_ascii_case(&id));
+                    if taken {
+                        self.err(
+                            t.span(),
+                            format!("[[qc_spec]] id {id:?} is taken (a built-in's, or another [[qc_spec]]'s): give it its own"),
+                        );
+                    } else {
+                        self.qc_specs.push(std::sync::Arc::new(spec));
+                    }
+                }
+                Err(e) => self.err(t.span(), e),
+            }
+        }
+    }
+
+    /// An output's delivery QC: one of the pipeline's `[[qc_spec]]` or a built-in
+    /// specification (a file would not travel to a farm's workers), and what a failure does.
     fn output_qc(&mut self, r: &RawOutput) -> Option<OutputQc> {
         let on_fail = match r.qc_fail.as_ref() {
             None => QcFail::Fail,
@@ -649,21 +689,32 @@ impl Checker<'_> {
             },
         };
         let name = r.qc.as_ref()?;
-        let spec = sluice_core::qc::spec::builtins()
-            .into_iter()
-            .find(|s| s.id.eq_ignore_ascii_case(name.get_ref()));
+        let own = self
+            .qc_specs
+            .iter()
+            .find(|s| s.id.eq_ignore_ascii_case(name.get_ref()))
+            .cloned();
+        let spec = own.or_else(|| {
+            sluice_core::qc::spec::builtins()
+                .into_iter()
+                .find(|s| s.id.eq_ignore_ascii_case(name.get_ref()))
+                .map(std::sync::Arc::new)
+        });
         match spec {
-            Some(spec) => Some(OutputQc {
-                spec: std::sync::Arc::new(spec),
-                on_fail,
-            }),
+            Some(spec) => Some(OutputQc { spec, on_fail }),
             None => {
+                let mut ids: Vec<String> = self.qc_specs.iter().map(|s| s.id.clone()).collect();
+                ids.extend(
+                    sluice_core::qc::spec::builtin_ids()
+                        .iter()
+                        .map(|s| s.to_string()),
+                );
                 self.err(
                     name.span(),
                     format!(
-                        "qc {:?}: a built-in specification, one of {}",
+                        "qc {:?}: a [[qc_spec]] of the pipeline or a built-in specification, one of {}",
                         name.get_ref(),
-                        sluice_core::qc::spec::builtin_ids().join(", ")
+                        ids.join(", ")
                     ),
                 );
                 None

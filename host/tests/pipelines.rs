@@ -597,3 +597,106 @@ qc = "apple-podcasts"
         "{text}"
     );
 }
+
+/// A pipeline's own delivery specification (`[[qc_spec]]`, the format of docs/QC.md): an
+/// output judged against it by id, its verdicts in the report under its id; a broken one, one
+/// that takes a built-in's id and a `qc` naming neither are refused by `check` with the line.
+#[test]
+fn a_pipeline_judges_outputs_against_a_specification_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("mix.wav");
+    master_wav(&src, 10.0);
+    let root = root_with(
+        &dir.path().join("own"),
+        "house",
+        r#"
+name = "house"
+watch = "inbox"
+report = "reports/{stem}.json"
+
+[[step]]
+normalize = { loudness_lufs = -20, true_peak_dbtp = -2 }
+
+[[qc_spec]]
+id = "house-radio"
+name = "Our station's delivery"
+source = "House rules, 2026 edition"
+
+[[qc_spec.rule]]
+measure = "integrated_lufs"
+target = -20.0
+tolerance = 0.5
+
+[[qc_spec.rule]]
+measure = "true_peak_dbtp"
+max = -1.5
+
+[[qc_spec.rule]]
+measure = "sample_rate_hz"
+one_of = [44100]
+severity = "warn"
+
+[[output]]
+path = "out/{stem}.flac"
+sample_rate = 48000
+qc = "house-radio"
+"#,
+    );
+    let job = run(&root, "house", &src);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join(job["report"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let qc = &report["export"]["outputs"][0]["qc"];
+    assert_eq!(qc["spec"], "house-radio", "{qc:#}");
+    assert_eq!(qc["spec_name"], "Our station's delivery", "{qc:#}");
+    assert_eq!(qc["passed"], true, "a warning does not fail it: {qc:#}");
+    let outcome = |m: &str| {
+        qc["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["measure"] == m)
+            .unwrap_or_else(|| panic!("no {m} verdict: {qc:#}"))["outcome"]
+            .clone()
+    };
+    assert_eq!(outcome("integrated_lufs"), "pass");
+    assert_eq!(outcome("true_peak_dbtp"), "pass");
+    assert_eq!(outcome("sample_rate_hz"), "warn", "48 kHz against 44.1");
+
+    let bad = root_with(
+        &dir.path().join("bad"),
+        "house",
+        r#"name = "house"
+watch = "inbox"
+[[qc_spec]]
+id = "broken"
+name = "n"
+source = "s"
+[[qc_spec.rule]]
+measure = "true_peak_dbtp"
+[[qc_spec]]
+id = "Netflix"
+name = "n"
+source = "s"
+[[qc_spec.rule]]
+measure = "true_peak_dbtp"
+max = -2.0
+[[output]]
+path = "out/{stem}.wav"
+qc = "nobody"
+"#,
+    );
+    let text = refused_by_check(&bad);
+    assert!(
+        text.contains("house.toml:3") && text.contains("rule 1 (true_peak_dbtp)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("house.toml:9") && text.contains("is taken"),
+        "{text}"
+    );
+    assert!(
+        text.contains("house.toml:18") && text.contains("nobody") && text.contains("ebu-r128"),
+        "{text}"
+    );
+}

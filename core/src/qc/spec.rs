@@ -311,6 +311,12 @@ pub fn parse(text: &str, shown: &str) -> Result<Spec, SpecError> {
         path: shown.to_string(),
         detail: e.to_string(),
     })?;
+    validated(spec, shown)
+}
+
+/// `spec` (read from elsewhere, a pipeline's `[[qc_spec]]`) if its id and rules make sense;
+/// `shown` names it in the error.
+pub fn validated(spec: Spec, shown: &str) -> Result<Spec, SpecError> {
     if spec.id.trim().is_empty() || spec.rules.is_empty() {
         return Err(SpecError::Parse {
             path: shown.to_string(),
