@@ -11,7 +11,9 @@
 //!    modulation (the 2–8 Hz share and depth of the speech-band envelope's modulation spectrum),
 //!    the alternation of voiced and unvoiced frames, pitch movement between voiced frames,
 //!    the share of low-energy frames (speech pauses between syllables, music holds), spectral
-//!    flux and stability, and the step's level against its surroundings.
+//!    flux and stability, and the step's level against its surroundings; and over the three
+//!    seconds around it, how strongly its level onsets, spectral flux and speech-band level
+//!    repeat at a lag of 0.25–1.5 s (a beat repeats, syllables do not).
 //! 4. A one-hidden-layer network ([`Model`], its coefficients in `speech_model.rs`, trained by
 //!    `core/examples/speech_train.rs` on espeak-ng speech over music and noise beds) gives each
 //!    step a probability; a short smoothing and minimum run lengths give the decision.
@@ -29,13 +31,18 @@ use super::{AnalysisReport, Analyzer, mono_into};
 /// Length of one decision step, seconds (the loudness history's step).
 pub const STEP_S: f64 = 0.1;
 /// Figures per step given to the classifier.
-pub const NF: usize = 15;
+pub const NF: usize = 18;
 /// Hidden units of the classifier.
 pub const HIDDEN: usize = 16;
 /// Frames (10 ms) per step.
 const FPS: usize = 10;
 /// Frames in a step's context (one second, centred on the step).
 const CONTEXT: usize = 100;
+/// Frames in a step's rhythm context (three seconds, centred on the step): a beat repeats
+/// within it, syllables do not.
+const LONG: usize = 300;
+/// Lags at which the rhythm context is searched for repetition, frames (0.25–1.5 s).
+const BEAT_LAGS: (usize, usize) = (25, 150);
 /// Pitch search range, Hz.
 const PITCH_HZ: (f32, f32) = (80.0, 400.0);
 /// The telephone band, Hz.
@@ -350,7 +357,7 @@ impl SpeechDetector {
     /// The figures of every step of what was fed.
     pub fn finish(mut self) -> Vec<StepFeatures> {
         // The tail: zeros so that the last samples reach a frame and the last steps a context.
-        let pad = vec![0.0; self.taps.len() + (self.n + (0.6 * self.r) as usize) * self.factor];
+        let pad = vec![0.0; self.taps.len() + (self.n + (1.6 * self.r) as usize) * self.factor];
         self.push(&pad);
         self.steps_ready();
         self.steps
@@ -488,24 +495,28 @@ impl SpeechDetector {
         loop {
             let s = self.steps.len();
             let centre = s * FPS + FPS / 2 - 1;
-            let end = centre + CONTEXT / 2;
+            let end = centre + LONG / 2;
             if s >= total_steps || self.frames_base + self.frames.len() < end {
                 break;
             }
+            let have = self.frames_base + self.frames.len();
+            let long = (
+                centre.saturating_sub(LONG / 2).max(self.frames_base),
+                end.min(have),
+            );
             let lo = centre.saturating_sub(CONTEXT / 2).max(self.frames_base);
-            let hi = end.min(self.frames_base + self.frames.len());
+            let hi = (centre + CONTEXT / 2).min(have);
             let own_lo = (s * FPS).saturating_sub(1).max(self.frames_base);
             let own_hi = (s * FPS + FPS - 1).min(hi);
             let f = describe(
                 &self.frames,
                 self.frames_base,
-                (lo, hi),
-                (own_lo, own_hi),
+                [long, (lo, hi), (own_lo, own_hi)],
                 &self.basis,
             );
             self.steps.push(f);
             // Frames before the next step's context are no longer needed.
-            let next_lo = ((s + 1) * FPS + FPS / 2 - 1).saturating_sub(CONTEXT / 2);
+            let next_lo = ((s + 1) * FPS + FPS / 2 - 1).saturating_sub(LONG / 2);
             while self.frames_base < next_lo.min(self.frames_base + self.frames.len()) {
                 self.frames.pop_front();
                 self.frames_base += 1;
@@ -532,16 +543,61 @@ fn correlation(a: &[f32; BANDS], b: &[f32; BANDS]) -> f32 {
     }
 }
 
-/// The figures of a step from the frames of its context `(lo, hi)` and its own `(own_lo,
-/// own_hi)` (absolute frame numbers; `frames[0]` is frame `base`).
+/// How strongly `x` repeats itself at a lag of 0.25–1.5 s: the highest normalised
+/// autocorrelation over those lags (a beat: high; speech, noise: low).
+fn periodicity(x: &[f32]) -> f32 {
+    let n = x.len();
+    if n < 2 * BEAT_LAGS.0 {
+        return 0.0;
+    }
+    let m = x.iter().sum::<f32>() / n as f32;
+    let d: Vec<f32> = x.iter().map(|v| v - m).collect();
+    let r0 = d.iter().map(|v| v * v).sum::<f32>() / n as f32;
+    if r0 <= 1e-12 {
+        return 0.0;
+    }
+    (BEAT_LAGS.0..=BEAT_LAGS.1.min(n / 2))
+        .map(|lag| {
+            let r = d[..n - lag]
+                .iter()
+                .zip(&d[lag..])
+                .map(|(a, b)| a * b)
+                .sum::<f32>()
+                / (n - lag) as f32;
+            r / r0
+        })
+        .fold(0.0f32, f32::max)
+        .min(1.0)
+}
+
+/// The rhythm figures of a step's long context: the repetition of its level onsets, of its
+/// spectral flux and of its speech-band level.
+fn rhythm(long: &[Frame]) -> [f32; 3] {
+    let db: Vec<f32> = long.iter().map(|f| 10.0 * (f.ms + 1e-10).log10()).collect();
+    let peak = db.iter().copied().fold(f32::MIN, f32::max);
+    let db: Vec<f32> = db.iter().map(|v| v.max(peak - 60.0)).collect();
+    let onsets: Vec<f32> = std::iter::once(0.0)
+        .chain(db.windows(2).map(|w| (w[1] - w[0]).max(0.0)))
+        .collect();
+    let flux: Vec<f32> = long.iter().map(|f| f.flux).collect();
+    let speech_peak = long.iter().map(|f| f.speech_db).fold(f32::MIN, f32::max);
+    let env: Vec<f32> = long
+        .iter()
+        .map(|f| f.speech_db.max(speech_peak - 60.0))
+        .collect();
+    [periodicity(&onsets), periodicity(&flux), periodicity(&env)]
+}
+
+/// The figures of a step from the frames of its rhythm context, its context and its own
+/// (ranges of absolute frame numbers; `frames[0]` is frame `base`).
 fn describe(
     frames: &VecDeque<Frame>,
     base: usize,
-    (lo, hi): (usize, usize),
-    (own_lo, own_hi): (usize, usize),
+    [(long_lo, long_hi), (lo, hi), (own_lo, own_hi)]: [(usize, usize); 3],
     basis: &[(Vec<f32>, Vec<f32>)],
 ) -> StepFeatures {
     let ctx: Vec<Frame> = (lo..hi).map(|k| frames[k - base]).collect();
+    let long: Vec<Frame> = (long_lo..long_hi).map(|k| frames[k - base]).collect();
     let own: Vec<Frame> = (own_lo..own_hi.max(own_lo))
         .filter(|&k| k < hi)
         .map(|k| frames[k - base])
@@ -602,6 +658,7 @@ fn describe(
     } else {
         own.iter().map(|f| f.voicing).sum::<f32>() / own.len() as f32
     };
+    let beat = rhythm(&long);
     let x = [
         m_voice,
         s_voice,
@@ -618,6 +675,9 @@ fn describe(
         mean(&|f| f.stability),
         (10.0 * ((own_ms + 1e-12) / (m_ms + 1e-12)).log10()).clamp(-30.0, 10.0),
         own_voice,
+        beat[0],
+        beat[1],
+        beat[2],
     ];
     StepFeatures {
         x,

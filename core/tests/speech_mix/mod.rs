@@ -227,15 +227,23 @@ pub fn duration(ffmpeg: &Path, path: &Path) -> Option<f64> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-/// The Ogg files of `dir`, sorted: training takes the even ones, the test the odd ones.
+/// The Ogg and Opus files under `dir` (its subfolders included), sorted: training takes the
+/// even ones, the test the odd ones.
 pub fn music_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "ogg"))
-                .collect()
-        })
-        .unwrap_or_default();
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if p.is_dir() && depth < 4 {
+                walk(&p, out, depth + 1);
+            } else if p.extension().is_some_and(|e| e == "ogg" || e == "opus") {
+                out.push(p);
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(dir, &mut v, 0);
     v.sort();
     v
 }
