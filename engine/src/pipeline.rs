@@ -645,8 +645,7 @@ impl Checker<'_> {
             let parsed = sluice_core::qc::Spec::deserialize(t.get_ref().clone())
                 .map_err(|e| format!("[[qc_spec]]: {}", e.message().trim_end()))
                 .and_then(|spec| {
-                    sluice_core::qc::spec::validated(spec, "[[qc_spec]]")
-                        .map_err(|e| e.to_string())
+                    sluice_core::qc::spec::validated(spec, "[[qc_spec]]").map_err(|e| e.to_string())
                 });
             match parsed {
                 Ok(spec) => {

@@ -575,7 +575,8 @@ fn the_worst_legal_header_analyses_within_the_documented_bound() {
 const EXPORT_BOUND_MB: f64 = 256.0;
 
 /// An analysis runs at most the server's work limit (answered 503 `time_limit`), stops when its
-/// client goes away, and SIGTERM stops the server within a few seconds while one runs.
+/// client goes away (a delivery QC too), and SIGTERM stops the server within a few seconds
+/// while one runs.
 #[test]
 fn analyses_stop_at_the_work_limit_when_their_client_goes_and_on_sigterm() {
     if !prlimit() {
@@ -608,6 +609,13 @@ fn analyses_stop_at_the_work_limit_when_their_client_goes_and_on_sigterm() {
         Body::None,
     );
     stops_when_its_client_goes(&server, &ask, "an analysis");
+    // And a delivery QC of it (speech-gated: the detector runs too).
+    let ask = server.raw(
+        "GET",
+        &format!("/api/v1/files/{id}/qc?spec=netflix&format=html"),
+        Body::None,
+    );
+    stops_when_its_client_goes(&server, &ask, "a delivery QC");
     drop(server);
 
     // SIGTERM while an analysis runs: the server is gone within a few seconds.

@@ -105,13 +105,45 @@ async fn file_qc(
             format!("format `{format}`: json, html or csv"),
         ));
     }
-    // One measurement at a time (each takes every core), stopped with the client or the limit.
-    let _permit = st.heavy.acquire().await.map_err(ApiError::internal)?;
-    let (work, _guard) = super::Work::start(&st);
-    let st2 = Arc::clone(&st);
+    // The content never changes (an upload's id is its hash) nor does a built-in
+    // specification: the three renderings of a judgement are kept, so that the dashboard's
+    // page and CSV after its JSON measure nothing again.
+    let key = |f: &str| format!("qc:{file_id}:{}:{f}", spec.id);
+    let body = match st.answers.get(&key(&format)) {
+        Some(body) => body,
+        None => {
+            // One measurement at a time (each takes every core); a request that waited for
+            // the same judgement finds it made.
+            let _permit = st.heavy.acquire().await.map_err(ApiError::internal)?;
+            match st.answers.get(&key(&format)) {
+                Some(body) => body,
+                None => judged(&st, &file_id, spec.clone(), &format, key).await?,
+            }
+        }
+    };
+    let kind = match format.as_str() {
+        "html" => "text/html; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        _ => "application/json",
+    };
+    Ok(([(header::CONTENT_TYPE, kind)], body).into_response())
+}
+
+/// Measures the upload `file_id` for `spec` (stopped with the client or the work limit),
+/// keeps the JSON, HTML and CSV renderings (under `key(format)`) and answers the one asked for.
+async fn judged(
+    st: &Arc<AppState>,
+    file_id: &str,
+    spec: qc::Spec,
+    format: &str,
+    key: impl Fn(&str) -> String,
+) -> Result<axum::body::Bytes, ApiError> {
+    let (work, _guard) = super::Work::start(st);
+    let st2 = Arc::clone(st);
+    let id = file_id.to_string();
     let report = blocking(move || {
         let st = st2;
-        let rec = super::audio::find(&st, &file_id)?;
+        let rec = super::audio::find(&st, &id)?;
         let opts = qc::options(&spec);
         let analysis = super::audio::analyse_upload(&st, &rec, &opts, &work)?;
         let mut measured = qc::measured(analysis, &opts);
@@ -120,17 +152,18 @@ async fn file_qc(
         Ok(qc::judge(&spec, measured))
     })
     .await?;
-    Ok(match format.as_str() {
-        "html" => (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            qc::html::report_html(&report),
-        )
-            .into_response(),
-        "csv" => (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            qc::history_csv(&report),
-        )
-            .into_response(),
-        _ => Json(report).into_response(),
-    })
+    let json = serde_json::to_vec(&report).map_err(ApiError::internal)?;
+    let mut asked = None;
+    for (f, body) in [
+        ("json", json),
+        ("html", qc::html::report_html(&report).into_bytes()),
+        ("csv", qc::history_csv(&report).into_bytes()),
+    ] {
+        let body = axum::body::Bytes::from(body);
+        if f == format {
+            asked = Some(body.clone());
+        }
+        st.answers.put(key(f), body);
+    }
+    asked.ok_or_else(|| ApiError::internal(format!("no rendering `{format}`")))
 }

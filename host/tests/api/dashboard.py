@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import base64
+import urllib.parse
 import urllib.request
 
 import websocket
@@ -103,6 +104,18 @@ class Browser:
             shutil.rmtree(self.profile, ignore_errors=True)
 
 
+def client_upload(path):
+    """Uploads `path` as a client would (multipart), answering its file id."""
+    boundary = "sluice-dashboard-test"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{os.path.basename(path)}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).encode() + open(path, "rb").read() + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(f"{BASE}/api/audio/upload", data=body, method="POST", headers={
+        "Authorization": f"Bearer {TOKEN}",
+        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    return json.load(urllib.request.urlopen(req))["file_id"]
+
+
 os.makedirs(OUT, exist_ok=True)
 b = Browser()
 try:
@@ -168,6 +181,53 @@ try:
                f"the {kind} picture in the screenshot looks empty: stddev {spread:.1f}, "
                f"{colours} colours, box {box}")
 
+    # Delivery QC: the same file dropped on the QC zone with EBU R 128 chosen; the verdicts in
+    # the page equal the API's JSON for that file, and the report page and CSV links hold the
+    # same judgement.
+    b.wait("document.querySelectorAll('#qc-spec option').length >= 10", "the specifications")
+    b.eval("(() => { const s = document.getElementById('qc-spec'); s.value = 'ebu-r128';"
+           " s.dispatchEvent(new Event('change')); })()")
+    source = b.eval("document.getElementById('qc-source').textContent")
+    expect("EBU R 128" in source, f"the specification's source: {source!r}")
+    x, y = b.centre("#qc-drop")
+    for kind in ["dragEnter", "dragOver", "drop"]:
+        b.call("Input.dispatchDragEvent", type=kind, x=x, y=y, data=data)
+    verdict = b.wait("(() => { const v = document.getElementById('qc-verdict').textContent;"
+                     " return document.getElementById('qc-html').href.startsWith('blob:') ? v : ''; })()",
+                     "the QC verdict and its report links", 120)
+    rows = b.eval("[...document.querySelectorAll('#qc-rules tr')].map(r =>"
+                  " [r.dataset.measure, r.dataset.outcome, r.cells[1].innerText.trim()])")
+    # The API's own answer for the uploaded file (its id is the content's BLAKE3 hash, as the
+    # upload answers it).
+    up = client_upload(AUDIO)
+    api = json.load(urllib.request.urlopen(urllib.request.Request(
+        f"{BASE}/api/v1/files/{urllib.parse.quote(up)}/qc?spec=ebu-r128",
+        headers={"Authorization": f"Bearer {TOKEN}"})))
+    expect(verdict == ("PASSES" if api["passed"] else "FAILS"), f"verdict {verdict} vs {api['passed']}")
+    expect(len(rows) == len(api["verdicts"]), f"{len(rows)} rows for {len(api['verdicts'])} rules")
+    for (measure, outcome, shown), v in zip(rows, api["verdicts"]):
+        expect(measure == v["measure"] and outcome == v["outcome"], f"row {measure} {outcome} vs {v}")
+        if isinstance(v.get("value"), (int, float)) and not isinstance(v["value"], bool):
+            got = float(shown.split()[0])
+            expect(abs(got - v["value"]) <= 0.005 + 1e-9, f"{measure}: shown {shown}, API {v['value']}")
+    page = b.eval("qcLast.html.text()")
+    expect(page.lower().startswith("<!doctype html") and api["spec_name"] in page,
+           "the report page link")
+    csv = b.eval("qcLast.csv.text()")
+    expect(csv.startswith("time_s,momentary_lufs") and len(csv.splitlines()) > 50,
+           f"the CSV link: {csv[:80]!r}")
+    expect(b.eval("document.getElementById('qc-csv').download").endswith(".ebu-r128.csv"),
+           "the CSV is offered under the file's name")
+    b.screenshot("dashboard-qc.png")
+    # The report page opens from its link (under the dashboard's content policy) with the
+    # same verdicts.
+    b.call("Page.navigate", url=b.eval("document.getElementById('qc-html').href"))
+    b.wait("document.readyState === 'complete'", "the report page to open")
+    shown_rules = b.eval("document.querySelectorAll('[data-measure][data-outcome]').length")
+    expect(shown_rules >= len(api["verdicts"]),
+           f"the report page shows {shown_rules} verdicts of {len(api['verdicts'])}")
+    b.screenshot("dashboard-qc-report.png")
+
     # The API reference, rendered from /openapi.json in the page.
     b.call("Page.navigate", url=f"{BASE}/api/docs")
     n = b.wait("document.querySelectorAll('details[id]').length", "the API reference", 20)
@@ -180,4 +240,4 @@ finally:
     b.close()
 
 print(f"dashboard: dropped {os.path.basename(AUDIO)}, saw its job done live, its report's "
-      f"facts and pictures; screenshots in {OUT}")
+      f"facts and pictures, and its delivery QC equal to the API's; screenshots in {OUT}")
