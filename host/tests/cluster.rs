@@ -20,11 +20,27 @@ analyze = { sections = ["loudness"] }
 [[step]]
 normalize = { loudness_lufs = -18, true_peak_dbtp = -1 }
 
+# A delivery specification of the pipeline's own: it travels to the workers with the
+# pipeline's text.
+[[qc_spec]]
+id = "farm-broadcast"
+name = "Farm broadcast"
+source = "the farm test's own, after EBU R 128"
+
+[[qc_spec.rule]]
+measure = "integrated_lufs"
+target = -23.0
+tolerance = 0.5
+
+[[qc_spec.rule]]
+measure = "true_peak_dbtp"
+max = -1.0
+
 [[output]]
 path = "out/{stem}.flac"
 bit_depth = 16
-# Judged by the worker that renders it: -18 LUFS is not EBU R 128's -23, a warning.
-qc = "ebu-r128"
+# Judged by the worker that renders it: -18 LUFS is not -23, a warning.
+qc = "farm-broadcast"
 qc_fail = "warn"
 
 [[output]]
@@ -918,15 +934,16 @@ fn with_a_shared_root_the_report_names_the_ingest_nodes_paths() {
         root.join("inbox/a.wav").display().to_string(),
         "{v:#}"
     );
-    // The worker judged the FLAC against EBU R 128: the verdicts came back with the report,
-    // and the warning names the output where it lands on the ingest node.
+    // The worker judged the FLAC against the pipeline's own specification: the verdicts came
+    // back with the report, and the warning names the output where it lands on the ingest
+    // node.
     let qc = &v["export"]["outputs"][0]["qc"];
-    assert_eq!(qc["spec"], "ebu-r128", "{v:#}");
+    assert_eq!(qc["spec"], "farm-broadcast", "{v:#}");
     assert_eq!(qc["passed"], false, "{qc:#}");
     let warnings = v["warnings"].to_string();
     assert!(
         warnings.contains(&format!(
-            "{}: fails EBU R 128",
+            "{}: fails Farm broadcast",
             root.join("out/a.flac").display()
         )),
         "{warnings}"
