@@ -557,17 +557,23 @@ fn periodicity(x: &[f32]) -> f32 {
         return 0.0;
     }
     (BEAT_LAGS.0..=BEAT_LAGS.1.min(n / 2))
-        .map(|lag| {
-            let r = d[..n - lag]
-                .iter()
-                .zip(&d[lag..])
-                .map(|(a, b)| a * b)
-                .sum::<f32>()
-                / (n - lag) as f32;
-            r / r0
-        })
+        .map(|lag| dot(&d[..n - lag], &d[lag..]) / (n - lag) as f32 / r0)
         .fold(0.0f32, f32::max)
         .min(1.0)
+}
+
+/// Σ a·b over two slices of one length, in eight lanes (a plain sum of `f32` keeps its order,
+/// so the compiler cannot vectorise it; this runs about eight times faster).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    let mut acc = [0.0f32; 8];
+    for (x, y) in ca.iter().zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
 }
 
 /// The rhythm figures of a step's long context: the repetition of its level onsets, of its
@@ -760,6 +766,31 @@ mod tests {
             let s = detect(&x, rate);
             assert!(s.iter().filter(|&&v| v).count() <= 2, "{s:?}");
         }
+    }
+
+    #[test]
+    fn the_lane_sum_is_the_plain_sum() {
+        for n in [0, 1, 7, 8, 9, 150, 275] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let plain: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x * y)).sum();
+            assert!((f64::from(dot(&a, &b)) - plain).abs() < 1e-4, "{n}");
+        }
+        // A beat repeats; noise does not.
+        let beat: Vec<f32> = (0..300)
+            .map(|i| if i % 50 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        assert!(periodicity(&beat) > 0.9);
+        let mut rng = 1u64;
+        let noise: Vec<f32> = (0..300)
+            .map(|_| {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (rng >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect();
+        assert!(periodicity(&noise) < 0.4, "{}", periodicity(&noise));
     }
 
     #[test]
