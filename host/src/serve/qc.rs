@@ -21,7 +21,7 @@ type St = State<Arc<AppState>>;
 pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(specs))
-        .routes(routes!(file_qc))
+        .routes(routes!(file_qc, file_qc_custom))
 }
 
 /// A built-in delivery specification.
@@ -98,17 +98,79 @@ async fn file_qc(
                 ),
             )
         })?;
-    let format = q.format.as_deref().unwrap_or("json").to_ascii_lowercase();
+    answer(&st, &file_id, spec, q.format.as_deref(), "").await
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct FormatQuery {
+    /// `json` (the default), `html` (the report page) or `csv` (the loudness history).
+    format: Option<String>,
+}
+
+/// The most a specification sent in a request may weigh (a `sluice qc --spec FILE` file's).
+const MAX_SPEC_BYTES: usize = 1 << 20;
+
+/// An uploaded file judged against a specification of the client's own, sent as the body in
+/// the TOML format of docs/QC.md (`id`, `name`, `source`, `[[rule]]`s): the same answer as the
+/// built-in route's. A specification that does not parse or whose rules make no sense is
+/// refused with the reason.
+#[utoipa::path(post, path = "/api/v1/files/{file_id}/qc", operation_id = "v1_file_qc_custom", tag = "v1",
+    params(("file_id" = String, Path, description = "The id the upload answered with"), FormatQuery),
+    request_body(content = String, content_type = "application/toml", description = "The specification, TOML"),
+    responses(
+        (status = 200, description = "The report (JSON, HTML or CSV)", body = Object),
+        (status = 400, description = "Not a usable specification, or an unknown format", body = ErrorBody),
+        (status = 401, description = "No or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "No such file", body = ErrorBody),
+        (status = 413, description = "A specification over 1 MiB", body = ErrorBody),
+        (status = 422, description = "The audio could not be decoded to its end", body = ErrorBody),
+        (status = 503, description = "Stopped (the server is stopping or the work limit passed)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn file_qc_custom(
+    State(st): St,
+    UrlPath(file_id): UrlPath<String>,
+    Query(q): Query<FormatQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if body.len() > MAX_SPEC_BYTES {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::BadField,
+            format!("a specification of {} bytes: at most 1 MiB", body.len()),
+        ));
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::bad_request(ErrorKind::BadField, "the specification is not UTF-8 text")
+    })?;
+    let spec = qc::spec::parse(text, "the specification sent")
+        .map_err(|e| ApiError::bad_request(ErrorKind::BadField, e.to_string()))?;
+    // Kept apart from the built-in ones' judgements (and each text apart from another).
+    let tag = format!("custom-{}", &blake3::hash(&body).to_hex()[..16]);
+    answer(&st, &file_id, spec, q.format.as_deref(), &tag).await
+}
+
+/// The judgement of the upload `file_id` against `spec` in `format`: kept from before, or
+/// measured. `tag` tells a client's specification from a built-in one of the same id.
+async fn answer(
+    st: &Arc<AppState>,
+    file_id: &str,
+    spec: qc::Spec,
+    format: Option<&str>,
+    tag: &str,
+) -> Result<Response, ApiError> {
+    let format = format.unwrap_or("json").to_ascii_lowercase();
     if !["json", "html", "csv"].contains(&format.as_str()) {
         return Err(ApiError::bad_request(
             ErrorKind::BadField,
             format!("format `{format}`: json, html or csv"),
         ));
     }
-    // The content never changes (an upload's id is its hash) nor does a built-in
-    // specification: the three renderings of a judgement are kept, so that the dashboard's
-    // page and CSV after its JSON measure nothing again.
-    let key = |f: &str| format!("qc:{file_id}:{}:{f}", spec.id);
+    // The content never changes (an upload's id is its hash) nor does a specification's
+    // text: the three renderings of a judgement are kept, so that the dashboard's page and
+    // CSV after its JSON measure nothing again.
+    let key = |f: &str| format!("qc:{file_id}:{}{tag}:{f}", spec.id);
     let body = match st.answers.get(&key(&format)) {
         Some(body) => body,
         None => {
@@ -117,7 +179,7 @@ async fn file_qc(
             let _permit = st.heavy.acquire().await.map_err(ApiError::internal)?;
             match st.answers.get(&key(&format)) {
                 Some(body) => body,
-                None => judged(&st, &file_id, spec.clone(), &format, key).await?,
+                None => judged(st, file_id, spec.clone(), &format, key).await?,
             }
         }
     };

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Delivery QC over HTTP, as a client walks it (`requests`): the built-in specifications
 listed, an uploaded dialogue judged against Netflix's (speech-gated) and EBU R 128 in JSON, the
-same report as an HTML page whose figures equal the JSON's and as CSV, and the refusals (an
-unknown specification or format, an unknown file). Run by host/tests/serve.rs against a
+same report as an HTML page whose figures equal the JSON's and as CSV, a specification of the
+client's own sent as the body, and the refusals (an unknown specification or format, an
+unknown file, a broken or oversized specification, a POST without the token). Run by host/tests/serve.rs against a
 running `sluice serve`.
 
     qc_flow.py BASE_URL TOKEN ROOT FILE
@@ -78,6 +79,47 @@ expect(r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
 lines = r.text.strip().split("\n")
 expect(lines[0].endswith(",speech"), lines[0])
 expect(abs((len(lines) - 1) - m["duration_s"] * 10) <= 2, f"{len(lines) - 1} rows for {m['duration_s']} s")
+
+# A specification of the client's own, sent as the body: a podcast house rule around -27.
+HOUSE = """id = "house"
+name = "House dialogue"
+source = "the client's own"
+
+[[rule]]
+measure = "integrated_lufs"
+gating = "speech"
+revision = 1
+target = -27.0
+tolerance = 2.0
+
+[[rule]]
+measure = "sample_rate_hz"
+one_of = [44100]
+"""
+r = requests.post(f"{BASE}/api/v1/files/{file_id}/qc", data=HOUSE.encode(), headers=AUTH,
+                  timeout=300)
+expect(r.status_code == 200, f"custom qc: {r.status_code} {r.text}")
+house = r.json()
+expect(house["spec"] == "house" and house["spec_name"] == "House dialogue", house["spec"])
+outcomes = {v["measure"]: v["outcome"] for v in house["verdicts"]}
+expect(outcomes == {"integrated_lufs": "pass", "sample_rate_hz": "fail"},
+       f"speech at -27 passes, 48 kHz is not 44.1: {outcomes}")
+house_loud = next(v for v in house["verdicts"] if v["measure"] == "integrated_lufs")["value"]
+expect(house_loud == loud["value"],
+       f"Netflix's speech-gated figure (BS.1770-1): {house_loud} vs {loud['value']}")
+r = requests.post(f"{BASE}/api/v1/files/{file_id}/qc", params={"format": "html"},
+                  data=HOUSE.encode(), headers=AUTH, timeout=300)
+expect(r.status_code == 200 and "House dialogue" in r.text, f"custom html: {r.status_code}")
+# Refused: no token (it is a POST), a broken rule, not TOML, too large.
+error_of(requests.post(f"{BASE}/api/v1/files/{file_id}/qc", data=HOUSE.encode(), timeout=30),
+         401, "unauthorized", "a custom QC without the token")
+error_of(requests.post(f"{BASE}/api/v1/files/{file_id}/qc", headers=AUTH, timeout=30,
+                       data=b'id = "x"\nname = "x"\nsource = "x"\n[[rule]]\nmeasure = "true_peak_dbtp"\n'),
+         400, "bad_field", "a rule without a limit")
+error_of(requests.post(f"{BASE}/api/v1/files/{file_id}/qc", headers=AUTH, timeout=30,
+                       data=b"\xff\xfe not toml"), 400, "bad_field", "not text")
+error_of(requests.post(f"{BASE}/api/v1/files/{file_id}/qc", headers=AUTH, timeout=30,
+                       data=b"#" * (1 << 20) + b"\n"), 413, "bad_field", "a 1 MiB specification")
 
 # Refusals.
 error_of(requests.get(f"{BASE}/api/v1/files/{file_id}/qc", params={"spec": "no-such"}, timeout=30),
