@@ -37,6 +37,10 @@ pub enum Failure {
     Transient(String),
     /// The source itself is bad: retrying cannot help. It goes to quarantine.
     Input(String),
+    /// An output failed its delivery QC and the pipeline sets such sources aside (`qc_fail =
+    /// "quarantine"`): the source goes to the quarantine's `qc/` folder, apart from the
+    /// sources that could not be read.
+    Rejected(String),
     /// The source is gone.
     Vanished(String),
     /// An effect failed (trapped, ran out of time or memory, produced NaN) or is missing:
@@ -57,6 +61,7 @@ impl Failure {
         match self {
             Failure::Transient(m)
             | Failure::Input(m)
+            | Failure::Rejected(m)
             | Failure::Vanished(m)
             | Failure::Effect(m)
             | Failure::Refused(m)
@@ -399,22 +404,24 @@ fn fail(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Failure) -> JobRecord {
             0,
             None,
         ),
-        Failure::Input(_) => match quarantine(ctx, p, &job, &msg) {
-            Ok(rel) => update(
-                JobState::Quarantined,
-                crate::store::EventKind::Quarantined,
-                &format!(" (source moved to {})", rel.display()),
-                0,
-                Some(rel),
-            ),
-            Err(why) => update(
-                JobState::Failed,
-                crate::store::EventKind::Failed,
-                &format!(" ({why})"),
-                0,
-                None,
-            ),
-        },
+        Failure::Input(_) | Failure::Rejected(_) => {
+            match quarantine(ctx, p, &job, &msg, matches!(f, Failure::Rejected(_))) {
+                Ok(rel) => update(
+                    JobState::Quarantined,
+                    crate::store::EventKind::Quarantined,
+                    &format!(" (source moved to {})", rel.display()),
+                    0,
+                    Some(rel),
+                ),
+                Err(why) => update(
+                    JobState::Failed,
+                    crate::store::EventKind::Failed,
+                    &format!(" ({why})"),
+                    0,
+                    None,
+                ),
+            }
+        }
     }
 }
 
@@ -427,13 +434,15 @@ enum Unquarantined {
     Source,
 }
 
-/// The source of `job` moved to the pipeline's quarantine folder (under a free name), with
-/// its error (`msg`) written beside it: where it went, relative to the root.
+/// The source of `job` moved to the pipeline's quarantine folder (under a free name; its `qc/`
+/// part for a source set aside by its outputs' QC, `rejected`), with its error (`msg`)
+/// written beside it: where it went, relative to the root.
 fn quarantine(
     ctx: &Ctx,
     p: &Pipeline,
     job: &JobRecord,
     msg: &str,
+    rejected: bool,
 ) -> Result<PathBuf, Unquarantined> {
     let src = ctx.cfg.root.join(&job.input);
     let name = job
@@ -441,10 +450,13 @@ fn quarantine(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "source".into());
-    let dir = ctx
+    let mut dir = ctx
         .cfg
         .quarantine_dir
         .join(crate::template::sanitize(&p.name));
+    if rejected {
+        dir.push("qc");
+    }
     let confined = dir
         .strip_prefix(&ctx.cfg.root)
         .map_err(|_| "the quarantine folder is outside the root".to_string())
@@ -1124,7 +1136,7 @@ fn quality_checked(
                     )));
                 }
                 QcFail::Quarantine => {
-                    return Err(Failure::Input(format!(
+                    return Err(Failure::Rejected(format!(
                         "{msg}; the pipeline sets such sources aside (qc_fail = \"quarantine\")"
                     )));
                 }

@@ -574,12 +574,14 @@ qc = "apple-podcasts"
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["state"], "quarantined", "{v:#}");
     assert!(!root.join("out/mix.wav").exists() && !root.join("out/mix.mp3").exists());
-    let error = std::fs::read_to_string(root.join("failed/deliver/mix.wav.error.json")).unwrap();
+    // In the quarantine's qc/ folder, apart from sources that could not be read.
+    let error = std::fs::read_to_string(root.join("failed/deliver/qc/mix.wav.error.json")).unwrap();
     assert!(
         error.contains("fails Apple Podcasts") && error.contains("quarantine"),
         "{error}"
     );
-    assert!(root.join("failed/deliver/mix.wav").is_file() && !dropped.exists());
+    assert!(root.join("failed/deliver/qc/mix.wav").is_file() && !dropped.exists());
+    assert!(!root.join("failed/deliver/mix.wav").exists());
 
     // An unknown specification, and qc_fail without qc: refused with the line.
     let bad = root_with(
