@@ -312,11 +312,22 @@ fn the_engine_links_no_face_and_the_faces_are_features() {
     );
 }
 
-/// The direct dependencies of a workspace's members: name → licence as declared.
+/// The direct dependencies of a workspace's members on this machine's platform: name →
+/// licence as declared. (Offline, the other platforms' crates are not in a new machine's
+/// cache: a build downloads only this platform's.)
 fn direct_libraries(manifest: &Path, out: &mut BTreeMap<String, BTreeSet<String>>) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let rustc = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc runs");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("rustc -vV names the host");
     let meta = std::process::Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", &host])
         .arg("--manifest-path")
         .arg(manifest)
         .output()
