@@ -14,6 +14,37 @@ pub struct FileError {
     pub source: std::io::Error,
 }
 
+/// Whether `name` is a temporary of [`AtomicFile`] (`.NAME.sluice-PID-N.part`) whose process is
+/// gone: not this one, and not running. Only where `/proc` tells (Linux); elsewhere nothing is
+/// taken for stale.
+pub fn stale_temporary(name: &str) -> bool {
+    let pid = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".part"))
+        .and_then(|n| n.rsplit_once(".sluice-"))
+        .and_then(|(_, tail)| tail.split_once('-'))
+        .and_then(|(pid, _)| pid.parse::<u32>().ok());
+    pid.is_some_and(|pid| {
+        pid != std::process::id()
+            && Path::new("/proc/self").exists()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+    })
+}
+
+/// Removes the stale temporaries ([`stale_temporary`]) directly in `dir` (not in its
+/// subfolders), left by a process killed while it wrote there: how many.
+pub fn sweep_stale(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| stale_temporary(&e.file_name().to_string_lossy()))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// A temporary file beside `dest`, renamed onto it by [`AtomicFile::commit`]. Dropped without
 /// a commit (an error, a panic, a cancelled job), it removes itself: no partial file is ever
 /// left under the destination's name, and an existing file there is untouched until the

@@ -53,7 +53,6 @@ pub const STOP_GRACE: Duration = Duration::from_secs(3);
 /// Remove temporaries left by a process that died (`.NAME.sluice-PID-N.part`), anywhere in
 /// the root except the state folder.
 pub fn sweep_temporaries(root: &Path) -> usize {
-    let me = std::process::id();
     let mut removed = 0;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -68,13 +67,7 @@ pub fn sweep_temporaries(root: &Path) -> usize {
                     stack.push(e.path());
                 }
             } else if ft.is_file()
-                && name.starts_with('.')
-                && let Some(rest) = name.strip_suffix(".part")
-                && let Some((_, tail)) = rest.rsplit_once(".sluice-")
-                && let Some((pid, _)) = tail.split_once('-')
-                && let Ok(pid) = pid.parse::<u32>()
-                && pid != me
-                && !Path::new(&format!("/proc/{pid}")).exists()
+                && sluice_core::io::stale_temporary(&name)
                 && std::fs::remove_file(e.path()).is_ok()
             {
                 removed += 1;

@@ -767,3 +767,75 @@ fn the_html_report_shows_hostile_names_as_text() {
     assert_eq!(page.matches("<script").count(), 0, "no script at all");
     assert!(!page.contains("href=\"javascript"), "no javascript: link");
 }
+
+/// `sluice qc` killed (SIGKILL) at any moment leaves no report half-written under its name;
+/// a temporary a killed run left in a report folder (its process gone) is swept by the next
+/// run, which writes whole reports.
+#[test]
+fn a_killed_qc_leaves_no_half_report_and_the_next_run_sweeps_its_temporaries() {
+    let t = tempfile::tempdir().unwrap();
+    let rate = 48_000;
+    let file = t.path().join("long take.wav");
+    let planes = sluice_core::signal::programme(rate, 2, 240 * rate as usize, 3);
+    write_wav(&file, &planes, rate, 24);
+    let reports = t.path().join("reports");
+    let whole = |p: &Path| {
+        let text = std::fs::read_to_string(p).unwrap();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".html") {
+            assert!(text.ends_with("</body></html>\n"), "{name}: cut short");
+        } else if name.ends_with(".csv") {
+            let rows = text.lines().count();
+            assert!(text.ends_with('\n') && rows == 2401, "{name}: {rows} rows");
+        } else {
+            panic!("{name}: not a report");
+        }
+    };
+    let run = || {
+        sluice()
+            .arg("qc")
+            .arg(&file)
+            .args(["--spec", "ebu-r128", "--csv"])
+            .arg(&reports)
+            .arg("--html")
+            .arg(&reports)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for ms in [30, 150, 400, 900, 1500, 2500] {
+        let mut child = run();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for e in std::fs::read_dir(&reports).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                whole(&e.path());
+            }
+        }
+    }
+    // A temporary of a process that is gone, as a kill while writing leaves it.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::create_dir_all(&reports).unwrap();
+    let stale = reports.join(format!(".long take.wav.qc.html.sluice-{pid}-0.part"));
+    std::fs::write(&stale, "<!doctype html><html><body>cut").unwrap();
+    let status = run().wait().unwrap();
+    assert!(
+        matches!(status.code(), Some(0 | 1)),
+        "the last run: {status}"
+    );
+    assert!(!stale.exists(), "the stale temporary was not swept");
+    let left: Vec<String> = std::fs::read_dir(&reports)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 2, "the two reports and nothing else: {left:?}");
+    for name in &left {
+        whole(&reports.join(name));
+    }
+}

@@ -44,6 +44,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // with a progress bar per file on a terminal.
     let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let shown = std::io::stderr().is_terminal() && !a.json;
+    // What a run killed while it wrote its reports left there goes first.
+    for dir in a.csv.iter().chain(&a.html) {
+        sluice_core::io::sweep_stale(dir);
+    }
     let results = analyze::run(&a.files, &opts, jobs, &super::bars::Bars::new(shown));
     let mut reports = Vec::new();
     let mut errors = 0;
