@@ -285,6 +285,7 @@ impl Ingest {
     /// At start: jobs marked out on the farm are published again (a no-op for those the
     /// stream has; the others were cut off between the mark and the publish).
     pub fn republish(&self, cfg: &Config, store: &Store, lookup: Lookup) {
+        self.mend_bucket(store);
         let Ok(running) = store.jobs(Some(JobState::Running)) else {
             return;
         };
@@ -303,6 +304,52 @@ impl Ingest {
             };
             if let Err(e) = self.publish(cfg, store, &p, &effects, &j, &source) {
                 tracing::warn!(job = j.id, "cannot publish the job again: {e:#}");
+            }
+        }
+    }
+
+    /// At a start: a job this node recorded as ended while the bucket still shows it on the
+    /// farm (the node died between recording the end and telling the bucket) gets its end in
+    /// the bucket now. The result's redelivery mends it too, but only once the server's
+    /// acknowledgement wait has passed.
+    fn mend_bucket(&self, store: &Store) {
+        let farm = &self.farm;
+        // This node's keys ([`job_key`]: `NODE.ID`).
+        let prefix = format!("{}.", farm.cfg.node);
+        let states = match farm.rt.block_on(farm.states_with_prefix(&prefix)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot read the farm's job states: {e:#}");
+                return;
+            }
+        };
+        for (key, s) in states {
+            let on_farm = matches!(
+                s.state,
+                super::FarmStep::Queued | super::FarmStep::Running | super::FarmStep::Rendered
+            );
+            let Some(id) = key[prefix.len()..].parse::<u64>().ok().filter(|_| on_farm) else {
+                continue;
+            };
+            let Ok(Some(j)) = store.job(id) else {
+                continue;
+            };
+            if !matches!(
+                j.state,
+                JobState::Done | JobState::Failed | JobState::Quarantined
+            ) {
+                continue;
+            }
+            let state = FarmState::now(
+                super::FarmStep::of(j.state),
+                j.attempts,
+                j.ran_on.clone(),
+                &j.input,
+                &j.pipeline,
+            );
+            match farm.rt.block_on(farm.set_state(&key, &state)) {
+                Ok(_) => tracing::info!(job = id, "its end told to the farm's bucket again"),
+                Err(e) => tracing::warn!(job = id, "{e:#}"),
             }
         }
     }

@@ -413,6 +413,25 @@ impl Farm {
 
     /// Sets the job's state (retried while the server is away, for up to a minute); returns
     /// the bucket's revision of it.
+    /// The job states in the bucket whose keys start with `prefix` (a node's `NODE.`), by key.
+    pub async fn states_with_prefix(&self, prefix: &str) -> Result<Vec<(String, FarmState)>> {
+        use futures_util::StreamExt;
+        let mut keys = self.kv.keys().await.context("the job states' keys")?;
+        let mut out = Vec::new();
+        while let Some(k) = keys.next().await {
+            let k = k.context("a job state's key")?;
+            if !k.starts_with(prefix) {
+                continue;
+            }
+            if let Some(v) = self.kv.get(&k).await.context("a job state")?
+                && let Ok(s) = serde_json::from_slice::<FarmState>(&v)
+            {
+                out.push((k, s));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn set_state(&self, key: &str, s: &FarmState) -> Result<u64> {
         let bytes: bytes::Bytes = serde_json::to_vec(s)?.into();
         retry("a job state", || async {
