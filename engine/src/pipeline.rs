@@ -693,12 +693,8 @@ impl Checker<'_> {
             .iter()
             .find(|s| s.id.eq_ignore_ascii_case(name.get_ref()))
             .cloned();
-        let spec = own.or_else(|| {
-            sluice_core::qc::spec::builtins()
-                .into_iter()
-                .find(|s| s.id.eq_ignore_ascii_case(name.get_ref()))
-                .map(std::sync::Arc::new)
-        });
+        let spec =
+            own.or_else(|| sluice_core::qc::spec::builtin(name.get_ref()).map(std::sync::Arc::new));
         match spec {
             Some(spec) => Some(OutputQc { spec, on_fail }),
             None => {

@@ -254,6 +254,14 @@ pub fn builtins() -> Vec<Spec> {
         .collect()
 }
 
+/// The built-in specification `id` (any case), parsed.
+pub fn builtin(id: &str) -> Option<Spec> {
+    BUILTIN
+        .iter()
+        .find(|(b, _)| b.eq_ignore_ascii_case(id))
+        .and_then(|(b, text)| parse(text, &format!("built-in {b}")).ok())
+}
+
 /// A built-in specification by id, or a TOML file by path.
 pub fn load(name_or_path: &str) -> Result<Spec, SpecError> {
     if let Some((id, text)) = BUILTIN

@@ -331,25 +331,36 @@ impl Ingest {
             let Some(id) = key[prefix.len()..].parse::<u64>().ok().filter(|_| on_farm) else {
                 continue;
             };
-            let Ok(Some(j)) = store.job(id) else {
-                continue;
-            };
-            if !matches!(
-                j.state,
-                JobState::Done | JobState::Failed | JobState::Quarantined
-            ) {
-                continue;
+            if let Ok(Some(j)) = store.job(id)
+                && self.tell_end(&key, &j)
+            {
+                tracing::info!(job = id, "its end told to the farm's bucket again");
             }
-            let state = FarmState::now(
-                super::FarmStep::of(j.state),
-                j.attempts,
-                j.ran_on.clone(),
-                &j.input,
-                &j.pipeline,
-            );
-            match farm.rt.block_on(farm.set_state(&key, &state)) {
-                Ok(_) => tracing::info!(job = id, "its end told to the farm's bucket again"),
-                Err(e) => tracing::warn!(job = id, "{e:#}"),
+        }
+    }
+
+    /// Puts the end of `j` (done, failed or quarantined, as this node recorded it) into the
+    /// bucket under `key`: whether it did. A job not ended here is left alone.
+    fn tell_end(&self, key: &str, j: &JobRecord) -> bool {
+        if !matches!(
+            j.state,
+            JobState::Done | JobState::Failed | JobState::Quarantined
+        ) {
+            return false;
+        }
+        let farm = &self.farm;
+        let state = FarmState::now(
+            super::FarmStep::of(j.state),
+            j.attempts,
+            j.ran_on.clone(),
+            &j.input,
+            &j.pipeline,
+        );
+        match farm.rt.block_on(farm.set_state(key, &state)) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(job = j.id, "{e:#}");
+                false
             }
         }
     }
@@ -591,24 +602,8 @@ impl Ingest {
     /// bucket gets its end again, in case the death came before the bucket had it.
     fn not_awaited(&self, job: Option<JobRecord>, r: &ResultMsg) {
         let farm = &self.farm;
-        if let Some(j) = job.filter(|j| {
-            j.attempts == r.attempt
-                && matches!(
-                    j.state,
-                    JobState::Done | JobState::Failed | JobState::Quarantined
-                )
-        }) {
-            let state = FarmState::now(
-                super::FarmStep::of(j.state),
-                j.attempts,
-                j.ran_on.clone(),
-                &j.input,
-                &j.pipeline,
-            );
-            let key = job_key(&farm.cfg.node, j.id);
-            if let Err(e) = farm.rt.block_on(farm.set_state(&key, &state)) {
-                tracing::warn!("{e:#}");
-            }
+        if let Some(j) = job.filter(|j| j.attempts == r.attempt) {
+            self.tell_end(&job_key(&farm.cfg.node, j.id), &j);
         }
         tracing::info!(
             "a result from {} for attempt {} that is no longer awaited: dropped",

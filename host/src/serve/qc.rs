@@ -85,19 +85,16 @@ async fn file_qc(
     UrlPath(file_id): UrlPath<String>,
     Query(q): Query<QcQuery>,
 ) -> Result<Response, ApiError> {
-    let spec = qc::spec::builtins()
-        .into_iter()
-        .find(|s| s.id.eq_ignore_ascii_case(&q.spec))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                ErrorKind::BadField,
-                format!(
-                    "no built-in specification `{}`: one of {}",
-                    q.spec,
-                    qc::spec::builtin_ids().join(", ")
-                ),
-            )
-        })?;
+    let spec = qc::spec::builtin(&q.spec).ok_or_else(|| {
+        ApiError::bad_request(
+            ErrorKind::BadField,
+            format!(
+                "no built-in specification `{}`: one of {}",
+                q.spec,
+                qc::spec::builtin_ids().join(", ")
+            ),
+        )
+    })?;
     answer(&st, &file_id, spec, q.format.as_deref(), "").await
 }
 
