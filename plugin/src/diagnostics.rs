@@ -37,7 +37,11 @@ pub fn snapshot() -> serde_json::Value {
         .collect();
     serde_json::Value::Array(
         live.iter()
-            .map(|(id, s)| serde_json::json!({ "instance": id, "meters": s.to_json() }))
+            .map(|(id, s)| {
+                let mut meters = s.to_json();
+                meters["qc"] = crate::qc::to_json(s);
+                serde_json::json!({ "instance": id, "meters": meters })
+            })
             .collect(),
     )
 }

@@ -11,6 +11,8 @@ pub mod diagnostics;
 pub mod editor;
 pub mod engine;
 pub mod params;
+pub mod qc;
+pub mod qc_state;
 pub mod record;
 pub mod reference;
 pub mod shared;
@@ -40,10 +42,14 @@ impl Default for SluiceMeter {
     // Cheap on purpose: hosts create instances to scan them. Nothing is allocated for audio, and
     // no thread is started, before `activate`.
     fn default() -> Self {
-        let shared = Arc::new(MeterShared::default());
+        let params = Arc::new(SluiceParams::default());
+        let shared = Arc::new(MeterShared {
+            qc: qc_state::LiveQc::new(params.qc.clone()),
+            ..MeterShared::default()
+        });
         diagnostics::register(&shared);
         SluiceMeter {
-            params: Arc::new(SluiceParams::default()),
+            params,
             shared,
             engine: None,
             recorder: None,

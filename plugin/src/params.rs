@@ -86,6 +86,16 @@ impl TargetPreset {
     }
 }
 
+/// What the state saves of delivery QC: the specification the session is judged against
+/// (see [`crate::qc`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QcSettings {
+    /// A built-in specification's id (`ebu-r128`) or a specification file's path; empty: no
+    /// QC.
+    pub spec: String,
+}
+
 /// What a take is written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -156,6 +166,9 @@ pub struct SluiceParams {
     /// How the editor shows things (history span, tonal balance, peak hold).
     #[persist = "editor"]
     pub editor: Arc<RwLock<EditorSettings>>,
+    /// The delivery specification the session is judged against (see [`crate::qc`]).
+    #[persist = "qc"]
+    pub qc: Arc<RwLock<QcSettings>>,
 }
 
 /// The editor's choices, saved with the state.
@@ -223,6 +236,7 @@ impl Default for SluiceParams {
             reference_sync: BoolParam::new("Reference follows transport", true),
             references: Arc::new(RwLock::new(ReferenceSettings::default())),
             editor: Arc::new(RwLock::new(EditorSettings::default())),
+            qc: Arc::new(RwLock::new(QcSettings::default())),
         }
     }
 }

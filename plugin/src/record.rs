@@ -640,7 +640,7 @@ fn sanitize(name: &str) -> String {
 
 /// The date and time in UTC as (`yyyy-mm-dd`, `hh-mm-ss`) (the plugin does not read time
 /// zones). A clock jiff cannot represent reads as the Unix epoch.
-fn civil_now() -> (String, String) {
+pub(crate) fn civil_now() -> (String, String) {
     let now = jiff::Timestamp::try_from(std::time::SystemTime::now())
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let t = jiff::tz::Offset::UTC.to_datetime(now);

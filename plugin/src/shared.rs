@@ -86,6 +86,9 @@ pub struct MeterShared {
     /// step `k` (1-based, up to `steps`) is at `(k - 1) % HISTORY_LEN`.
     pub history_momentary: Box<[AtomicF32]>,
     pub history_short_term: Box<[AtomicF32]>,
+    /// The true peak (all channels, dBTP) within each step, the same ring (for QC's
+    /// true-peak events).
+    pub history_true_peak: Box<[AtomicF32]>,
     /// Per second: the highest momentary loudness in it and the short-term loudness at its
     /// end, a ring of [`LONG_HISTORY_LEN`]; second `j` (1-based, up to `steps / 10`) is at
     /// `(j - 1) % LONG_HISTORY_LEN`.
@@ -103,6 +106,9 @@ pub struct MeterShared {
 
     /// The reference tracks for A/B (loaded off the audio thread).
     pub references: Arc<crate::reference::References>,
+
+    /// Delivery QC: the chosen specification (never read by the audio thread).
+    pub qc: crate::qc_state::LiveQc,
 }
 
 impl Default for MeterShared {
@@ -138,12 +144,14 @@ impl Default for MeterShared {
             band_share_long: atomics(sluice_core::analysis::spectrum::BANDS.len(), nan),
             history_momentary: atomics(HISTORY_LEN, nan),
             history_short_term: atomics(HISTORY_LEN, nan),
+            history_true_peak: atomics(HISTORY_LEN, nan),
             long_history_momentary: atomics(LONG_HISTORY_LEN, nan),
             long_history_short_term: atomics(LONG_HISTORY_LEN, nan),
             reset_request: AtomicBool::new(false),
             record: Default::default(),
             editor: Default::default(),
             references: Default::default(),
+            qc: Default::default(),
         }
     }
 }

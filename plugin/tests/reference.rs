@@ -4,6 +4,9 @@
 //! player call runs under `assert_no_alloc`), the timeline followed, bad files refused with
 //! their reason.
 
+mod common;
+
+use common::write_wav;
 use nice_assert_no_alloc::assert_no_alloc;
 use sluice_core::analysis::loudness::LoudnessMeter;
 use sluice_core::signal::programme;
@@ -17,22 +20,6 @@ use std::time::{Duration, Instant};
 
 const RATE: u32 = 48_000;
 const BLOCK: usize = 512;
-
-fn write_wav(path: &Path, rate: u32, planes: &[Vec<f32>]) {
-    let spec = hound::WavSpec {
-        channels: planes.len() as u16,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..planes[0].len() {
-        for p in planes {
-            w.write_sample(p[i]).unwrap();
-        }
-    }
-    w.finalize().unwrap();
-}
 
 fn scaled(planes: Vec<Vec<f32>>, db: f32) -> Vec<Vec<f32>> {
     let g = 10f32.powf(db / 20.0);

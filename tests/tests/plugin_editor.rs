@@ -287,7 +287,7 @@ fn the_editor_opens_embedded_and_draws_the_meters_of_a_known_signal() {
     assert!(can, "the editor is resizable");
     assert_eq!(
         adjusted,
-        Some((720, 460)),
+        Some((720, 490)),
         "adjusted up to the minimum size"
     );
     ok(host.set_editor_size((1000, 640)));
@@ -925,7 +925,7 @@ fn the_history_fits_the_programme_and_no_text_collides_at_three_sizes() {
         // One run of processing (the meters restart when processing starts).
         let cost = ok(host.process(&programme(rate, 0.0, seconds), 1024, false));
         assert_eq!(cost.mismatched_samples, 0);
-        for (w, h) in [(720u32, 460u32), (920, 580), (1400, 900)] {
+        for (w, h) in [(720u32, 490u32), (920, 580), (1400, 900)] {
             ok(host.set_editor_size((w, h)));
             let (m, e) = wait_for(
                 &mut host,
@@ -1110,4 +1110,137 @@ fn browse_loads_the_file_the_chooser_returns() {
     );
     assert_eq!(slot_path(&m), wav.display().to_string().as_str());
     host.close_editor();
+}
+
+/// The QC row: a built-in specification picked from its list judges the session (the badge and
+/// the line say what the diagnostics' report says), a file picked through the chooser replaces
+/// it (rules only the file shows are counted as left to the file), and Export writes the
+/// session's report into the takes folder. (That the choice is saved with the state is
+/// plugin_meters.rs's test, in both formats.)
+#[test]
+fn the_qc_row_judges_the_session_and_exports_its_report() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(x) = display() else { return };
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let spec = dir.path().join("house rules.toml");
+    std::fs::write(
+        &spec,
+        "id = \"house\"\nname = \"House rules\"\nsource = \"our own\"\n\
+         [[rule]]\nmeasure = \"integrated_lufs\"\ntarget = -20.0\ntolerance = 1.0\n\
+         [[rule]]\nmeasure = \"true_peak_dbtp\"\nmax = -1.0\n\
+         [[rule]]\nmeasure = \"codec\"\none_of = [\"pcm_s24le\"]\n",
+    )
+    .expect("a specification");
+    let chooser = dir.path().join("chooses");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(
+            &chooser,
+            format!("#!/bin/sh\nprintf '%s\\n' '{}'\n", spec.display()),
+        )
+        .expect("a script");
+        std::fs::set_permissions(&chooser, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let parent = ok(ParentWindow::new(&x.display, 1100, 760));
+    let mut host = load(48_000.0);
+    ok(host.open_editor(parent.id, None));
+    let child = ok(parent.wait_for_child(Duration::from_secs(10)));
+    // 4 s of a stereo sine at -20 dBFS: -20 LUFS integrated, -20 dBTP.
+    ok(host.process(&sine(48_000.0, 4.0, -20.0, -20.0), 512, false));
+    let (_, e) = wait_for_frame_of_now(&mut host, 0);
+    assert_eq!(e["last"]["qc"]["spec"], "Off", "{}", e["last"]["qc"]);
+    assert_eq!(e["last"]["qc"]["verdict"], "—");
+
+    let pick = |host: &mut ClapGuiHost, key: &str| {
+        let combo = editor_last(host)["qc"]["rects"]["spec"].clone();
+        click(host, &parent, child, centre(&combo, "the QC chooser"));
+        let (_, e) = wait_for(host, Duration::from_secs(10), "the QC list", |_, e| {
+            e["last"]["qc"]["spec_items"][key].is_array()
+        });
+        let item = e["last"]["qc"]["spec_items"][key].clone();
+        click(host, &parent, child, centre(&item, key));
+    };
+    // EBU R 128: -20 LUFS is 3 LU over its -23 ± 0.5.
+    pick(&mut host, "ebu-r128");
+    let (m, e) = wait_for(&mut host, Duration::from_secs(10), "EBU judged", |_, e| {
+        e["last"]["qc"]["spec"] == "EBU R 128"
+    });
+    let qc = &e["last"]["qc"];
+    assert_eq!(m["qc"]["spec"], "ebu-r128");
+    assert_eq!(m["qc"]["report"]["passed"], false, "{}", m["qc"]);
+    assert_eq!(qc["verdict"], "FAIL", "{qc}");
+    let line = qc["line"].as_str().unwrap_or("");
+    assert!(line.contains("integrated_lufs -20"), "{line}");
+    capture(&mut host, &parent, child, "sluice-meter-editor-qc-fail.png");
+
+    // A file through the chooser: it passes, and its codec rule is left to the file.
+    // SAFETY: every test of this binary holds SERIAL, so no other thread of it reads the
+    // environment now (the plugin reads it on the editor's thread, which this test drives).
+    unsafe { std::env::set_var("SLUICE_FILE_CHOOSER", &chooser) };
+    pick(&mut host, "file");
+    let (m, e) = wait_for(
+        &mut host,
+        Duration::from_secs(20),
+        "the file judged",
+        |_, e| e["last"]["qc"]["spec"] == "house rules.toml",
+    );
+    let qc = &e["last"]["qc"];
+    assert_eq!(qc["verdict"], "PASS", "{qc}");
+    assert!(
+        qc["line"]
+            .as_str()
+            .unwrap_or("")
+            .contains("2 of 2 rules pass")
+            && qc["line"]
+                .as_str()
+                .unwrap_or("")
+                .contains("1 checked from the file"),
+        "{qc}"
+    );
+    let verdicts = m["qc"]["report"]["verdicts"].as_array().expect("verdicts");
+    assert_eq!(verdicts[2]["outcome"], "from_file", "{verdicts:?}");
+    capture(&mut host, &parent, child, "sluice-meter-editor-qc-pass.png");
+
+    // Export: the report's three files in the takes folder (the default, under $HOME).
+    let home = std::env::var_os("HOME");
+    // SAFETY: as above (SERIAL held); put back before the test ends.
+    unsafe { std::env::set_var("HOME", dir.path()) };
+    let takes = dir.path().join("Sluice Takes");
+    frames(&mut host, 2);
+    let at = centre(
+        &editor_last(&mut host)["qc"]["rects"]["export"],
+        "Export report",
+    );
+    click(&mut host, &parent, child, at);
+    let (m, e) = wait_for(&mut host, Duration::from_secs(10), "the export", |m, _| {
+        m["qc"]["export"]["files"].is_array()
+    });
+    let files: Vec<std::path::PathBuf> = m["qc"]["export"]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f.as_str().unwrap_or("").into())
+        .collect();
+    assert_eq!(files.len(), 3, "{}", m["qc"]);
+    for f in &files {
+        assert!(f.starts_with(&takes) && f.is_file(), "{}", f.display());
+    }
+    let html = std::fs::read_to_string(&files[1]).expect("the page");
+    assert!(html.contains("data-passed=\"true\""), "the page's verdict");
+    assert!(
+        e["last"]["qc"]["line"]
+            .as_str()
+            .unwrap_or("")
+            .contains("report: "),
+        "{}",
+        e["last"]["qc"]
+    );
+    host.close_editor();
+    // SAFETY: as above.
+    unsafe {
+        match home {
+            Some(h) => std::env::set_var("HOME", h),
+            None => std::env::remove_var("HOME"),
+        }
+    }
 }

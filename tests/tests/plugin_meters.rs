@@ -88,6 +88,71 @@ fn vst3_takes_hold_the_input_at_the_transport_position() {
     takes_under_a_simulated_transport(load_vst3(), "vst3");
 }
 
+#[test]
+fn clap_a_saved_qc_choice_judges_the_session_as_sluice_qc_judges_the_file() {
+    let _alone = alone(&CLAP);
+    live_qc(load_clap(), "clap");
+}
+
+#[test]
+fn vst3_a_saved_qc_choice_judges_the_session_as_sluice_qc_judges_the_file() {
+    let _alone = alone(&VST3);
+    live_qc(load_vst3(), "vst3");
+}
+
+/// Delivery QC through the host: the specification, chosen in a state the host restores
+/// (what opening a session does), is saved again with the state; after 12 s of a programme the
+/// diagnostics' live report has the verdicts `sluice qc`'s judgement of the same audio as a
+/// file has, rule by rule, with the file-only rules left to the file.
+fn live_qc<H: Host>(mut host: H, name: &str) {
+    let rate = 48_000;
+    ok(host.layout(2));
+    let mut json = H::state_json(&ok(host.save()));
+    let choice = serde_json::json!({ "spec": "ebu-r128" });
+    json["fields"]["qc"] = serde_json::Value::String(choice.to_string());
+    ok(host.restore(&H::state_bytes(&json)));
+    let back = H::state_json(&ok(host.save()));
+    assert_eq!(
+        back["fields"]["qc"], json["fields"]["qc"],
+        "{name}: saved again"
+    );
+    let signal = programme(rate, 2, rate as usize * 12, 5);
+    ok(host.start(f64::from(rate), MAX_BLOCK));
+    let output = ok(host.run(&signal, &[512], None));
+    assert_bit_exact(&signal, &output, name);
+    let m = meters(&host);
+    ok(host.stop());
+    assert_eq!(m["qc"]["spec"], "ebu-r128", "{name}: {}", m["qc"]);
+    let live = &m["qc"]["report"];
+    let dir = std::env::temp_dir().join(format!("sluice-host-qc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let wav = dir.join("programme.wav");
+    write_float_wav(&wav, rate, &signal);
+    let qc_spec = sluice_core::qc::spec::builtin("ebu-r128").expect("built in");
+    let file = sluice_core::qc::judge(
+        &qc_spec,
+        sluice_core::qc::measure(&wav, &qc_spec, &mut |_| {}).expect("the file measured"),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let verdicts = live["verdicts"].as_array().expect("verdicts");
+    assert_eq!(verdicts.len(), file.verdicts.len(), "{name}: {live}");
+    for (l, f) in verdicts.iter().zip(&file.verdicts) {
+        let outcome = serde_json::to_value(f.outcome).expect("an outcome");
+        assert_eq!(l["outcome"], outcome, "{name}: {l} against {f:?}");
+        if let Some(sluice_core::qc::Value::Number(x)) = &f.value {
+            within(
+                num(l, "value"),
+                *x,
+                0.05,
+                &format!("{name}: {}", l["measure"]),
+            );
+        }
+    }
+    assert_eq!(live["passed"], file.passed, "{name}");
+    assert_eq!(live["measured"]["origin"], "live", "{name}");
+}
+
 /// The meters of the one live instance in the host's library.
 fn meters<H: Host>(host: &H) -> serde_json::Value {
     let all = host

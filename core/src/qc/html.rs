@@ -41,6 +41,7 @@ fn outcome_word(o: Outcome) -> (&'static str, &'static str, &'static str) {
         Outcome::Fail => ("FAIL", "fail", "fail"),
         Outcome::Warn => ("warn", "warn", "warn"),
         Outcome::NotMeasured => ("not measured", "fail", "not_measured"),
+        Outcome::FromFile => ("from the file", "file", "from_file"),
     }
 }
 
@@ -51,7 +52,7 @@ h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bott
 .verdict.pass{background:#1a7f37}.verdict.fail{background:#cf222e}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e5e9ee}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.fail td.o{color:#cf222e;font-weight:700}tr.warn td.o{color:#9a6700;font-weight:700}tr.pass td.o{color:#1a7f37}
+tr.fail td.o{color:#cf222e;font-weight:700}tr.warn td.o{color:#9a6700;font-weight:700}tr.pass td.o{color:#1a7f37}tr.file td{color:#57606a}
 .meta{color:#57606a}svg{width:100%;height:auto;background:#fff}
 .legend span{margin-right:16px}.sw{display:inline-block;width:12px;height:12px;vertical-align:-1px;margin-right:4px}
 @media print{body{margin:0;max-width:none}h2{break-after:avoid}svg,table{break-inside:avoid}}
@@ -259,7 +260,7 @@ fn history_svg(o: &mut String, r: &QcReport) {
         let _ = writeln!(
             o,
             "<rect x=\"{:.1}\" y=\"0\" width=\"{:.1}\" height=\"{H}\" fill=\"#cf222e\" opacity=\"0.25\"/>",
-            x(e.start_s),
+            x(e.start_s - m.history_start_s),
             (x(e.end_s) - x(e.start_s)).max(1.0)
         );
     }
@@ -273,7 +274,7 @@ fn history_svg(o: &mut String, r: &QcReport) {
             "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#57606a\">{}</text>",
             x(t),
             H + 18.0,
-            crate::time::clock(t, 0, false)
+            crate::time::clock(m.history_start_s + t, 0, false)
         );
     }
     o.push_str("</svg>\n<div class=\"legend meta\"><span><i class=\"sw\" style=\"background:#0550ae\"></i>short-term (3 s)</span>\

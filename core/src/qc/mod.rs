@@ -58,6 +58,35 @@ pub struct Measured {
     pub speech_segments: Option<Vec<[f64; 2]>>,
     /// What the decoder reported about the file (damage, truncation).
     pub warnings: Vec<String>,
+    /// Where the figures come from: a file, or a live meter (which cannot see what only the
+    /// file holds: [`Rule::judged_live`]).
+    #[serde(skip_serializing_if = "Origin::is_file")]
+    pub origin: Origin,
+    /// Seconds before the first step of the histories (a live meter keeps only the last
+    /// minutes of a long session at 100 ms; a file's histories start at 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub history_start_s: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// Where a [`Measured`]'s figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A whole file, decoded.
+    #[default]
+    File,
+    /// A live meter (Sluice Meter's session): loudness, peaks, channels and rate only.
+    Live,
+}
+
+impl Origin {
+    pub fn is_file(&self) -> bool {
+        *self == Origin::File
+    }
 }
 
 /// The silence threshold the rules of `spec` ask for (the first one given; −60 dBFS).
@@ -141,6 +170,8 @@ pub fn measured(report: analysis::AnalysisReport, opts: &AnalysisOptions) -> Mea
         speech_segments: report.speech.as_ref().map(|sp| sp.segments.clone()),
         speech: report.speech.map(|sp| sp.steps),
         warnings: s.warnings.clone(),
+        origin: Origin::File,
+        history_start_s: 0.0,
     }
 }
 
@@ -155,6 +186,10 @@ pub enum Outcome {
     /// The figure could not be measured (silence has no loudness; speech gating without
     /// speech): a failure for a `fail` rule.
     NotMeasured,
+    /// Not judged live: a live meter cannot see it (codec, bit depth, DC, clipping, silence at
+    /// head and tail, duration, speech gating); it is checked from the file. Neither passes nor
+    /// fails the live verdict.
+    FromFile,
 }
 
 /// A measured value: a number, a text, or nothing.
@@ -312,8 +347,14 @@ pub fn integrated(momentary: &[Option<f64>], revision: u8, keep: Option<&[bool]>
     loudness::gated_loudness(&energies)
 }
 
+/// The note of a rule a live meter does not judge.
+pub const FROM_FILE: &str = "checked from the file (a live meter cannot see it)";
+
 /// The value of `rule`'s measure, or why there is none.
 fn value_of(rule: &Rule, m: &Measured) -> Result<Value, String> {
+    if m.origin == Origin::Live && !rule.judged_live() {
+        return Err(FROM_FILE.into());
+    }
     let num = |v: Option<f64>, why: &str| v.map(Value::Number).ok_or_else(|| why.to_string());
     match rule.measure {
         Measure::IntegratedLufs => {
@@ -327,6 +368,11 @@ fn value_of(rule: &Rule, m: &Measured) -> Result<Value, String> {
             };
             if keep.as_ref().is_some_and(|k| !k.contains(&true)) {
                 return Err("no speech found: speech-gated loudness has nothing to measure".into());
+            }
+            if revision != 4 && m.history_start_s > 0.0 {
+                // Another revision's gating is recomputed from the history, which a live
+                // meter holds only in part.
+                return Err(FROM_FILE.into());
             }
             let v = if revision == 4 && keep.is_none() {
                 m.integrated_lufs
@@ -423,6 +469,7 @@ pub fn judge(spec: &Spec, measured: Measured) -> QcReport {
                     };
                     (Some(v), outcome, None)
                 }
+                Err(why) if why == FROM_FILE => (None, Outcome::FromFile, Some(why)),
                 Err(why) => (None, Outcome::NotMeasured, Some(why)),
             };
             Verdict {
@@ -439,6 +486,7 @@ pub fn judge(spec: &Spec, measured: Measured) -> QcReport {
     let passed = verdicts.iter().all(|v| {
         v.outcome == Outcome::Pass
             || v.outcome == Outcome::Warn
+            || v.outcome == Outcome::FromFile
             || (v.outcome == Outcome::NotMeasured && v.severity == Severity::Warn)
     });
     let ceiling_dbtp = ceiling(spec);
@@ -452,7 +500,14 @@ pub fn judge(spec: &Spec, measured: Measured) -> QcReport {
         ceiling_dbtp,
         target_band_lufs: target_band(spec),
         true_peak_events: ceiling_dbtp
-            .map(|c| peak_events(&measured.true_peak_history_dbtp, c))
+            .map(|c| {
+                let mut e = peak_events(&measured.true_peak_history_dbtp, c);
+                for e in &mut e {
+                    e.start_s += measured.history_start_s;
+                    e.end_s += measured.history_start_s;
+                }
+                e
+            })
             .unwrap_or_default(),
         measured,
     }
@@ -479,7 +534,7 @@ pub fn history_csv(r: &QcReport) -> String {
         let tp = m.true_peak_history_dbtp.get(i).copied().flatten();
         out.push_str(&format!(
             "{:.1},{},{},{}",
-            (i + 1) as f64 * 0.1,
+            m.history_start_s + (i + 1) as f64 * 0.1,
             cell(*mo),
             cell(st),
             cell(tp)
@@ -516,6 +571,105 @@ mod tests {
         let keep: Vec<bool> = (0..200).map(|i| i >= 100).collect();
         let quiet = integrated(&m, 4, Some(&keep)).unwrap();
         assert!((quiet + 40.0).abs() < 0.05, "{quiet}");
+    }
+
+    /// A live meter's figures: programme at -23 LUFS, peaks at -2 dBTP, 30 s kept of a 40 s
+    /// session.
+    fn live(true_peak: f64) -> Measured {
+        let steps = 300;
+        let mut tp = vec![Some(-6.0); steps];
+        tp[100] = Some(true_peak);
+        Measured {
+            path: "live".into(),
+            codec: "live".into(),
+            channels: 2,
+            sample_rate_hz: 48_000,
+            bit_depth: None,
+            duration_s: 40.0,
+            integrated_lufs: Some(-23.1),
+            loudness_range_lu: Some(4.0),
+            max_momentary_lufs: Some(-18.0),
+            max_short_term_lufs: Some(-20.0),
+            true_peak_dbtp: Some(true_peak),
+            sample_peak_dbfs: Some(true_peak - 0.3),
+            dc_offset_dbfs: None,
+            clipped_samples: 0,
+            silence_threshold_dbfs: -60.0,
+            leading_silence_s: 0.0,
+            trailing_silence_s: 0.0,
+            momentary_lufs: vec![Some(-23.0); steps],
+            short_term_lufs: vec![Some(-23.0); steps],
+            true_peak_history_dbtp: tp,
+            speech: None,
+            speech_share: None,
+            speech_segments: None,
+            warnings: Vec::new(),
+            origin: Origin::Live,
+            history_start_s: 10.0,
+        }
+    }
+
+    #[test]
+    fn a_live_meter_judges_what_it_sees_and_leaves_the_rest_to_the_file() {
+        let mut spec = spec::builtin("ebu-r128").unwrap();
+        let rule = |m: Measure| Rule {
+            measure: m,
+            min: None,
+            max: Some(100.0),
+            target: None,
+            tolerance: None,
+            one_of: None,
+            severity: Severity::Fail,
+            gating: Gating::Programme,
+            revision: None,
+            threshold_dbfs: None,
+            note: None,
+        };
+        spec.rules.push(rule(Measure::LeadingSilenceS));
+        spec.rules.push(rule(Measure::DurationS));
+        let speech = Rule {
+            gating: Gating::Speech,
+            ..rule(Measure::IntegratedLufs)
+        };
+        spec.rules.push(speech);
+        let ungated = Rule {
+            revision: Some(1),
+            ..rule(Measure::IntegratedLufs)
+        };
+        spec.rules.push(ungated);
+        let r = judge(&spec, live(-2.0));
+        let outcomes: Vec<Outcome> = r.verdicts.iter().map(|v| v.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Pass,
+                Outcome::Pass,
+                Outcome::Pass,
+                Outcome::FromFile,
+                Outcome::FromFile,
+                Outcome::FromFile,
+                // BS.1770-1 is recomputed from the history, which holds only part of it.
+                Outcome::FromFile,
+            ],
+            "{:?}",
+            r.verdicts
+        );
+        assert!(r.passed, "rules checked from the file do not fail it");
+        assert_eq!(r.verdicts[3].note.as_deref(), Some(FROM_FILE));
+        // Over the ceiling: fails, and the event sits at its time in the session.
+        let r = judge(&spec, live(-0.5));
+        assert!(!r.passed);
+        assert_eq!(r.verdicts[1].outcome, Outcome::Fail);
+        assert_eq!(r.true_peak_events.len(), 1, "{:?}", r.true_peak_events);
+        assert!((r.true_peak_events[0].start_s - 20.0).abs() < 1e-9);
+        let csv = history_csv(&r);
+        assert!(csv.lines().nth(1).unwrap().starts_with("10.1,"), "{csv}");
+        // The same figures from a file are all judged.
+        let mut file = live(-2.0);
+        file.origin = Origin::File;
+        file.history_start_s = 0.0;
+        let r = judge(&spec, file);
+        assert!(r.verdicts.iter().all(|v| v.outcome != Outcome::FromFile));
     }
 
     #[test]

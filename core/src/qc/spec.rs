@@ -176,6 +176,32 @@ pub struct Rule {
     pub note: Option<String>,
 }
 
+impl Rule {
+    /// Whether a live meter (Sluice Meter) judges this rule: loudness with programme gating,
+    /// range, maxima, peaks, PLR, channels and rate. The rest (codec, bit depth, DC,
+    /// clipping, silence at head and tail, duration, speech gating) only the file shows.
+    pub fn judged_live(&self) -> bool {
+        match self.measure {
+            Measure::IntegratedLufs => self.gating == Gating::Programme,
+            Measure::LoudnessRangeLu
+            | Measure::MaxMomentaryLufs
+            | Measure::MaxShortTermLufs
+            | Measure::TruePeakDbtp
+            | Measure::SamplePeakDbfs
+            | Measure::PlrLu
+            | Measure::Channels
+            | Measure::SampleRateHz => true,
+            Measure::DcOffsetDbfs
+            | Measure::ClippedSamples
+            | Measure::LeadingSilenceS
+            | Measure::TrailingSilenceS
+            | Measure::BitDepth
+            | Measure::Codec
+            | Measure::DurationS => false,
+        }
+    }
+}
+
 /// A delivery specification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

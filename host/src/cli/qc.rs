@@ -117,6 +117,7 @@ fn print_report(out: &mut impl Write, r: &QcReport) -> std::io::Result<()> {
             Outcome::Fail => "FAIL",
             Outcome::Warn => "warn",
             Outcome::NotMeasured => "not measured",
+            Outcome::FromFile => "from the file",
         };
         writeln!(
             out,

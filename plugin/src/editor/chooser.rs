@@ -44,8 +44,25 @@ pub enum ChooserError {
 }
 
 impl Chooser {
-    /// Opens the chooser, or says why there is none.
+    /// Opens the chooser for a reference or a profile, or says why there is none.
     pub fn open() -> Result<Chooser, ChooserError> {
+        Chooser::open_with(
+            "Sluice Meter: a reference (audio) or a profile (.json)",
+            "Audio and profiles",
+            PATTERNS,
+        )
+    }
+
+    /// Opens the chooser for a delivery specification (TOML).
+    pub fn open_spec() -> Result<Chooser, ChooserError> {
+        Chooser::open_with(
+            "Sluice Meter: a delivery specification (.toml)",
+            "Delivery specifications",
+            "*.toml *.TOML",
+        )
+    }
+
+    fn open_with(title: &str, kind: &str, patterns: &str) -> Result<Chooser, ChooserError> {
         let mut tried = Vec::new();
         let commands: Vec<Command> = match std::env::var_os("SLUICE_FILE_CHOOSER") {
             Some(p) if !p.is_empty() => vec![Command::new(p)],
@@ -53,17 +70,17 @@ impl Chooser {
                 let mut zenity = Command::new("zenity");
                 zenity.args([
                     "--file-selection",
-                    "--title=Sluice Meter: a reference (audio) or a profile (.json)",
-                    &format!("--file-filter=Audio and profiles | {PATTERNS}"),
+                    &format!("--title={title}"),
+                    &format!("--file-filter={kind} | {patterns}"),
                     "--file-filter=All files | *",
                 ]);
                 let mut kdialog = Command::new("kdialog");
                 kdialog.args([
                     "--title",
-                    "Sluice Meter: a reference (audio) or a profile (.json)",
+                    title,
                     "--getopenfilename",
                     ".",
-                    &format!("{PATTERNS}|Audio and profiles"),
+                    &format!("{patterns}|{kind}"),
                 ]);
                 vec![zenity, kdialog]
             }

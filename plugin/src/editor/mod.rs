@@ -15,6 +15,8 @@
 
 pub mod chooser;
 pub mod drawn;
+pub mod kit;
+pub mod qc_row;
 pub mod readings;
 #[cfg(target_os = "linux")]
 pub mod system_scale;
@@ -43,7 +45,7 @@ use std::time::Duration;
 /// Size the editor opens at, in logical points.
 pub const DEFAULT_SIZE: (f32, f32) = (920.0, 580.0);
 /// The smallest size every meter still fits in.
-pub const MIN_SIZE: (f32, f32) = (720.0, 460.0);
+pub const MIN_SIZE: (f32, f32) = (720.0, 490.0);
 /// The display refresh the editor asks for while open (30 Hz: the meters update every 100 ms).
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(33);
 

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! ┌ Sluice Meter  Target [Spotify / YouTube (-14 LUFS) v] [custom]        [REC ARM] [Reset] ┐
+//! │ MIX REF  slots 1-4  path [Browse] [Load] [Clear] [Tonal] [Sync]  the reference's figures │
+//! │ QC [EBU R 128 v] PASS [Export report]  what fails · rules checked from the file          │
 //! │ INTEGRATED        │ M   S  │ loudness history (M, S; last 5 min; target band)           │
 //! │  -14.2 LUFS       │ ▐▌ ▐▌  │                                                            │
 //! │ -0.2 LU to target │ ▐▌ ▐▌  ├────────────────────────────────────────────────────────────┤
@@ -15,6 +17,7 @@
 //! [`super::MIN_SIZE`]); egui scales it by the display's pixels per point (HiDPI), so sizes here
 //! are logical points.
 
+use super::kit::{BAD, BUTTON, DIM, GOOD, PANEL, Row, TEXT, Texts, chip, fitted_line, px_rect};
 use super::readings::{Readings, Span};
 use crate::params::{SluiceParams, TargetPreset};
 use crate::shared::{SPECTRUM_HIGH_HZ, SPECTRUM_LOW_HZ, SPECTRUM_POINTS, spectrum_point_hz};
@@ -28,16 +31,10 @@ use serde_json::{Value, json};
 use sluice_core::analysis::spectrum::BANDS;
 
 pub const BACKGROUND: Color32 = Color32::from_rgb(0x16, 0x19, 0x1d);
-const PANEL: Color32 = Color32::from_rgb(0x1f, 0x23, 0x29);
 const GRID: Color32 = Color32::from_rgb(0x33, 0x39, 0x41);
-const TEXT: Color32 = Color32::from_rgb(0xd8, 0xdc, 0xe0);
-const DIM: Color32 = Color32::from_rgb(0x8a, 0x93, 0x9c);
 const MOMENTARY: Color32 = Color32::from_rgb(0x5a, 0xb4, 0xf0);
 const SHORT_TERM: Color32 = Color32::from_rgb(0xf0, 0xa0, 0x3c);
-const GOOD: Color32 = Color32::from_rgb(0x4c, 0xc3, 0x6a);
 const WARN: Color32 = Color32::from_rgb(0xe8, 0xc1, 0x3a);
-const BAD: Color32 = Color32::from_rgb(0xe5, 0x48, 0x3f);
-const BUTTON: Color32 = Color32::from_rgb(0x2c, 0x31, 0x38);
 const LIGHT_OFF: Color32 = Color32::from_rgb(0x3a, 0x2a, 0x2a);
 const TARGET_BAND: Color32 = Color32::from_rgba_premultiplied(0x1c, 0x36, 0x22, 0x80);
 const BAND_SHADES: [Color32; 5] = [
@@ -81,6 +78,8 @@ pub struct ViewState {
     /// The spectrum's band strip shows the mix's tonal balance against the target (the
     /// profile file, or the references) instead of the shares.
     pub tonal: bool,
+    /// The QC row's.
+    pub qc: super::qc_row::QcRowState,
 }
 
 impl ViewState {
@@ -117,6 +116,7 @@ impl Default for ViewState {
             chooser: None,
             chooser_error: None,
             tonal: false,
+            qc: Default::default(),
         }
     }
 }
@@ -129,75 +129,6 @@ const RANGE_STEP: f32 = 6.0;
 /// How long a spectrum peak is held before it falls (s), and how fast it falls (dB/s).
 const PEAK_HOLD_S: f64 = 2.0;
 const PEAK_FALL_DB_PER_S: f32 = 20.0;
-
-/// Every text the frame draws, with where (logical points) and in which part of the editor,
-/// so a test can check that none is cut off by the window or overlaps another; and the scale
-/// the text is drawn at.
-pub struct Texts {
-    /// Font and spacing scale: 1 up to the default size, then growing with the window.
-    pub k: f32,
-    group: &'static str,
-    items: Vec<(&'static str, String, Rect)>,
-}
-
-impl Texts {
-    fn new(k: f32) -> Self {
-        Texts {
-            k,
-            group: "",
-            items: Vec::with_capacity(128),
-        }
-    }
-
-    fn prop(&self, size: f32) -> FontId {
-        FontId::proportional(size * self.k)
-    }
-
-    fn mono(&self, size: f32) -> FontId {
-        FontId::monospace(size * self.k)
-    }
-
-    /// Draws `text` as `Painter::text` does and records it.
-    fn text(
-        &mut self,
-        p: &egui::Painter,
-        pos: Pos2,
-        align: Align2,
-        text: impl ToString,
-        font: FontId,
-        colour: Color32,
-    ) -> Rect {
-        let text = text.to_string();
-        let rect = p.text(pos, align, &text, font, colour);
-        self.items.push((self.group, text, rect));
-        rect
-    }
-
-    /// Records a widget's text drawn by egui (a button).
-    fn widget(&mut self, group: &'static str, text: &str, rect: Rect) {
-        self.items.push((group, text.to_string(), rect));
-    }
-
-    fn to_json(&self, ppp: f32) -> Value {
-        Value::Array(
-            self.items
-                .iter()
-                .map(|(g, t, r)| {
-                    json!({
-                        "group": g,
-                        "text": t,
-                        "rect": [r.min.x * ppp, r.min.y * ppp, r.max.x * ppp, r.max.y * ppp],
-                    })
-                })
-                .collect(),
-        )
-    }
-}
-
-/// A rectangle in window pixels, `[left, top, right, bottom]`.
-fn px_rect(r: Rect, ppp: f32) -> Value {
-    json!([r.min.x * ppp, r.min.y * ppp, r.max.x * ppp, r.max.y * ppp])
-}
 
 /// Sets the editor's look once per window.
 pub fn style(ctx: &egui::Context) {
@@ -294,8 +225,12 @@ pub fn draw(
         pos2(full.min.x + 6.0, top.max.y + 4.0),
         pos2(full.max.x - 6.0, top.max.y + 4.0 + 28.0 * k),
     );
+    let qc = Rect::from_min_max(
+        pos2(full.min.x + 6.0, ab.max.y + 4.0),
+        pos2(full.max.x - 6.0, ab.max.y + 4.0 + 26.0 * k),
+    );
     let body =
-        Rect::from_min_max(pos2(full.min.x, ab.max.y), pos2(full.max.x, bottom.min.y)).shrink(6.0);
+        Rect::from_min_max(pos2(full.min.x, qc.max.y), pos2(full.max.x, bottom.min.y)).shrink(6.0);
 
     let controls = top_bar(ui, top, r, params, shared, setter, &mut texts);
     // The slots once per frame (each is a clone under the slot's lock).
@@ -303,6 +238,9 @@ pub fn draw(
     let ab_json = ab_row(
         ui, &painter, &mut texts, ab, params, shared, &slots, setter, state,
     );
+
+    let qc_json =
+        super::qc_row::qc_row(ui, &painter, &mut texts, qc, params, shared, &mut state.qc);
 
     let left_w = (body.width() * 0.28).clamp(220.0, 300.0 * k);
     let left = Rect::from_min_size(body.min, vec2(left_w, body.height()));
@@ -372,6 +310,7 @@ pub fn draw(
             "rects": controls.rects.to_json(ppp),
         },
         "ab": ab_json,
+        "qc": qc_json,
         "history": hist.json,
         "spectrum": spec.json,
         "layout": {
@@ -379,6 +318,7 @@ pub fn draw(
             "panels": {
                 "top": px_rect(top, ppp),
                 "ab": px_rect(ab, ppp),
+                "qc": px_rect(qc, ppp),
                 "numbers": px_rect(left, ppp),
                 "bars": px_rect(bars, ppp),
                 "history": px_rect(history, ppp),
@@ -1008,52 +948,6 @@ fn title(p: &egui::Painter, t: &mut Texts, at: Pos2, right: f32, choices: &[&str
     t.text(p, at, Align2::LEFT_TOP, text, font, DIM);
 }
 
-/// A clickable chip drawn by hand (so its text is measured and recorded like every other).
-fn chip(
-    ui: &mut Ui,
-    p: &egui::Painter,
-    t: &mut Texts,
-    right: f32,
-    y: f32,
-    text: &str,
-    on: bool,
-) -> (Rect, bool) {
-    let font = t.prop(11.0);
-    let size = p
-        .layout_no_wrap(text.to_string(), font.clone(), TEXT)
-        .size();
-    let rect = Rect::from_min_max(
-        pos2(right - size.x - 12.0 * t.k, y),
-        pos2(right, y + size.y + 4.0 * t.k),
-    );
-    let resp = ui.interact(
-        rect,
-        ui.scope_id().with(("sluice-chip", text)),
-        egui::Sense::click(),
-    );
-    p.rect_filled(
-        rect,
-        3.0,
-        if on {
-            Color32::from_rgb(0x2f, 0x4a, 0x63)
-        } else {
-            BUTTON
-        },
-    );
-    if resp.hovered() {
-        p.rect_stroke(rect, 3.0, Stroke::new(1.0, DIM), StrokeKind::Inside);
-    }
-    t.text(
-        p,
-        rect.center(),
-        Align2::CENTER_CENTER,
-        text,
-        font,
-        if on { TEXT } else { DIM },
-    );
-    (rect, resp.clicked())
-}
-
 /// Loudness history: M and S over the chosen span with the target band, a range that follows
 /// the programme, a time and value readout under the pointer, and a histogram of the
 /// short-term loudness shown beside it.
@@ -1658,39 +1552,6 @@ fn spectrum_traces(p: &egui::Painter, area: Rect, state: &ViewState, r: &Reading
     n
 }
 
-/// Chips placed left to right in a row.
-struct Row {
-    x: f32,
-    y: f32,
-    ppp: f32,
-    rects: serde_json::Map<String, Value>,
-}
-
-impl Row {
-    /// A chip after the last one; returns whether it was clicked. Its rectangle goes into the
-    /// published frame under `key`.
-    #[allow(clippy::too_many_arguments)]
-    fn place(
-        &mut self,
-        ui: &mut Ui,
-        p: &egui::Painter,
-        t: &mut Texts,
-        text: &str,
-        on: bool,
-        key: &str,
-    ) -> bool {
-        let w = p
-            .layout_no_wrap(text.to_string(), t.prop(11.0), TEXT)
-            .size()
-            .x
-            + 12.0 * t.k;
-        let (r, clicked) = chip(ui, p, t, self.x + w, self.y, text, on);
-        self.rects.insert(key.to_string(), px_rect(r, self.ppp));
-        self.x = r.max.x + 4.0;
-        clicked
-    }
-}
-
 /// The A/B row: Mix / Ref, the four reference slots, a path to load into the chosen slot,
 /// timeline sync, and the chosen reference's figures and level match.
 #[allow(clippy::too_many_arguments)]
@@ -1954,49 +1815,6 @@ fn reference_line(
         ("loading", _, _) => ("loading…".to_string(), DIM),
         ("error", _, Some(e)) => (e.clone(), BAD),
         _ => ("no reference in this slot".to_string(), DIM),
-    }
-}
-
-/// Draws `text` from `x` to the row's end, shortened with an ellipsis to the room left.
-fn fitted_line(p: &egui::Painter, t: &mut Texts, rect: Rect, x: f32, text: &str, colour: Color32) {
-    let room = rect.max.x - 8.0 - x;
-    let font = t.prop(11.0);
-    let fits = |s: &str| {
-        p.layout_no_wrap(s.to_string(), font.clone(), colour)
-            .size()
-            .x
-            <= room
-    };
-    let shown = if fits(text) {
-        text.to_string()
-    } else {
-        // The longest prefix that fits with an ellipsis: a binary search over the characters,
-        // a dozen layouts rather than one per character of a long error.
-        let ends: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
-        let (mut lo, mut hi) = (0usize, ends.len());
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            if fits(&format!("{}…", &text[..ends[mid - 1]])) {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        if lo == 0 {
-            String::new()
-        } else {
-            format!("{}…", &text[..ends[lo - 1]])
-        }
-    };
-    if !shown.is_empty() {
-        t.text(
-            p,
-            pos2(x + 4.0, rect.center().y),
-            Align2::LEFT_CENTER,
-            &shown,
-            font,
-            colour,
-        );
     }
 }
 

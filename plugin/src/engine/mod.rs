@@ -51,6 +51,9 @@ pub struct Engine {
     step_frames: usize,
     loud: LiveLoudness,
     true_peak: Vec<TruePeakMeter>,
+    /// The true peak (linear) of each channel since the reset: the meters above are emptied
+    /// at every step, for the step's own peak.
+    true_peak_session: [f64; MAX_CHANNELS],
     /// Raw sums of the last 4 steps, a ring, and of the step in progress.
     raw: [RawStep; M_STEPS],
     raw_now: RawStep,
@@ -81,6 +84,7 @@ impl Engine {
             step_frames,
             loud,
             true_peak: (0..channels).map(|_| TruePeakMeter::new(rate)).collect(),
+            true_peak_session: [0.0; MAX_CHANNELS],
             raw: [RawStep::default(); M_STEPS],
             raw_now: RawStep::default(),
             second_max_m: f32::NAN,
@@ -116,6 +120,7 @@ impl Engine {
         for t in &mut self.true_peak {
             t.reset();
         }
+        self.true_peak_session = [0.0; MAX_CHANNELS];
         self.raw = [RawStep::default(); M_STEPS];
         self.raw_now = RawStep::default();
         self.second_max_m = f32::NAN;
@@ -240,11 +245,15 @@ impl Engine {
             Ordering::Relaxed,
         );
         let mut tp_max = 0.0f64;
+        let mut tp_step = 0.0f64;
         let mut sp_max = 0.0f32;
         let step_count = self.loud.step_count();
         let steps_in_window = (step_count as usize).min(M_STEPS);
         for c in 0..self.channels {
-            let tp = self.true_peak[c].true_peak();
+            let (step_peak, _) = self.true_peak[c].take_peaks();
+            tp_step = tp_step.max(step_peak);
+            self.true_peak_session[c] = self.true_peak_session[c].max(step_peak);
+            let tp = self.true_peak_session[c];
             tp_max = tp_max.max(tp);
             sp_max = sp_max.max(self.sample_peak[c]);
             s.true_peak_channel[c].store(db(tp, true), Ordering::Relaxed);
@@ -296,6 +305,7 @@ impl Engine {
         let k = (step_count as usize - 1) % HISTORY_LEN;
         s.history_momentary[k].store(gated(ml), Ordering::Relaxed);
         s.history_short_term[k].store(gated(sl), Ordering::Relaxed);
+        s.history_true_peak[k].store(db(tp_step, true), Ordering::Relaxed);
         // f32::max keeps the number when one side is NaN.
         self.second_max_m = self.second_max_m.max(gated(ml));
         if step_count.is_multiple_of(STEPS_PER_SECOND) {

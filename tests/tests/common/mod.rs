@@ -813,7 +813,7 @@ pub fn reference_ab<H: Host>() {
 }
 
 /// Writes planar audio as a 32-bit float WAV.
-fn write_float_wav(path: &std::path::Path, rate: u32, planes: &[Vec<f32>]) {
+pub fn write_float_wav(path: &std::path::Path, rate: u32, planes: &[Vec<f32>]) {
     let spec = hound::WavSpec {
         channels: planes.len() as u16,
         sample_rate: rate,
