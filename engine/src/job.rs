@@ -501,7 +501,7 @@ fn quarantine(
 /// step failed (outputs, report) is removed. Its planned paths were free when they were
 /// planned, so whatever is there now is its own.
 fn remove_committed(ctx: &Ctx, p: &Pipeline, job: &JobRecord) {
-    let n = p.outputs.len() + usize::from(p.report.is_some());
+    let n = p.outputs.len() + p.qc_pages() + usize::from(p.report.is_some());
     for rel in job.planned.iter().take(n) {
         let path = match crate::confine::resolve(&ctx.cfg.root, rel) {
             Ok(p) => p,
@@ -813,6 +813,7 @@ pub fn finish_detached(
     let result = rendition.and_then(|rendition| {
         // The pipeline as loaded now must have the paths the job was planned with.
         let wanted = p.outputs.len()
+            + p.qc_pages()
             + usize::from(p.report.is_some())
             + usize::from(matches!(p.source, SourceAction::Move(_)));
         if job.planned.len() != wanted || rendition.outputs.len() != p.outputs.len() {
@@ -877,19 +878,34 @@ fn locate(ctx: &Ctx, p: &Pipeline, job: &JobRecord) -> Result<PathBuf, Failure> 
 /// A planned job's files, absolute.
 struct Paths {
     outputs: Vec<PathBuf>,
+    /// Per output, where its QC report page goes (`qc_report`).
+    qc_pages: Vec<Option<PathBuf>>,
     report: Option<PathBuf>,
     /// Where the source goes, when the pipeline moves it.
     move_to: Option<PathBuf>,
 }
 
 impl Paths {
-    /// The planned paths are the outputs', then the report's, then the moved source's.
+    /// The planned paths are the outputs', then their QC pages', then the report's, then the
+    /// moved source's.
     fn of(ctx: &Ctx, p: &Pipeline, job: &JobRecord) -> Paths {
         let root = &ctx.cfg.root;
         let n = p.outputs.len();
+        let mut page = n;
+        let qc_pages = p
+            .outputs
+            .iter()
+            .map(|o| {
+                o.qc_page().map(|_| {
+                    page += 1;
+                    root.join(&job.planned[page - 1])
+                })
+            })
+            .collect();
         Paths {
             outputs: job.planned[..n].iter().map(|r| root.join(r)).collect(),
-            report: p.report.as_ref().map(|_| root.join(&job.planned[n])),
+            qc_pages,
+            report: p.report.as_ref().map(|_| root.join(&job.planned[page])),
             move_to: Paths::move_to(root, p, &job.planned),
         }
     }
@@ -1016,7 +1032,7 @@ fn render(
         // With them, every output measured as written: one that misses the loudness
         // target says so.
         warnings.extend(report.warnings.iter().cloned());
-        let judged = quality_checked(p, &report, warnings)?;
+        let judged = quality_checked(p, &report, &ctx.cfg.root, &paths.qc_pages, warnings)?;
         Some((report, judged))
     } else {
         None
@@ -1096,11 +1112,13 @@ mod erased {
 fn quality_checked(
     p: &Pipeline,
     report: &ExportReport,
+    root: &Path,
+    pages: &[Option<PathBuf>],
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Option<serde_json::Value>>, Failure> {
     use sluice_core::qc::{self, Outcome, Severity};
     let mut judged = Vec::new();
-    for (o, written) in p.outputs.iter().zip(&report.outputs) {
+    for (i, (o, written)) in p.outputs.iter().zip(&report.outputs).enumerate() {
         let Some(q) = &o.qc else {
             judged.push(None);
             continue;
@@ -1109,6 +1127,17 @@ fn quality_checked(
             Failure::Refused(format!("QC of the output {}: {e}", written.path.display()))
         })?;
         let r = qc::judge(&q.spec, measured);
+        // The page first: a job that fails on it removes it with its outputs.
+        // The output named by its path in the root, the same wherever it was rendered (a farm
+        // worker renders in a folder of its own).
+        if let Some(page) = pages.get(i).and_then(Option::as_ref) {
+            let mut shown = r.clone();
+            if let Ok(rel) = written.path.strip_prefix(root) {
+                shown.measured.path = rel.to_path_buf();
+            }
+            AtomicFile::write(page, qc::html::report_html(&shown).as_bytes())
+                .map_err(|e| Failure::Transient(e.to_string()))?;
+        }
         if !r.passed {
             let broken: Vec<String> = r
                 .verdicts
@@ -1296,7 +1325,7 @@ fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRec
     let report_rel = paths
         .report
         .as_ref()
-        .map(|_| job.planned[p.outputs.len()].clone());
+        .map(|_| job.planned[p.outputs.len() + p.qc_pages()].clone());
     let summary = format!(
         "{} output(s){}",
         outputs.len(),
@@ -1381,6 +1410,7 @@ fn plan_paths(
         tags,
     };
     let mut templates: Vec<&Template> = p.outputs.iter().map(|o| &o.path).collect();
+    templates.extend(p.outputs.iter().filter_map(|o| o.qc_page()));
     if let Some(r) = &p.report {
         templates.push(r);
     }

@@ -81,6 +81,16 @@ pub struct Output {
 pub struct OutputQc {
     pub spec: std::sync::Arc<sluice_core::qc::Spec>,
     pub on_fail: QcFail,
+    /// Where the output's QC report page goes (`qc_report = "TEMPLATE"`, an `.html` path):
+    /// the page `sluice qc --html` writes, beside the job's other files.
+    pub page: Option<Template>,
+}
+
+impl Output {
+    /// The template of the output's QC report page, when it has one.
+    pub fn qc_page(&self) -> Option<&Template> {
+        self.qc.as_ref().and_then(|q| q.page.as_ref())
+    }
 }
 
 /// What an output that fails its QC does to its job (`qc_fail`).
@@ -144,6 +154,15 @@ pub fn decodable_extensions() -> Vec<&'static str> {
 }
 
 impl Pipeline {
+    /// How many QC report pages a job writes (outputs with `qc_report`); their planned paths
+    /// follow the outputs'.
+    pub fn qc_pages(&self) -> usize {
+        self.outputs
+            .iter()
+            .filter(|o| o.qc_page().is_some())
+            .count()
+    }
+
     /// Whether `rel` (a path relative to one of the watch folders) is for this pipeline.
     pub fn matches(&self, rel: &Path) -> bool {
         self.include.is_match(rel) && !self.exclude.is_match(rel)
@@ -262,6 +281,7 @@ struct RawOutput {
     true_peak_encodes: Option<Spanned<u32>>,
     qc: Option<Spanned<String>>,
     qc_fail: Option<Spanned<String>>,
+    qc_report: Option<Spanned<String>>,
     #[serde(default)]
     tags: BTreeMap<String, Spanned<String>>,
 }
@@ -687,6 +707,21 @@ impl Checker<'_> {
                 }
             },
         };
+        let page = match &r.qc_report {
+            Some(t) if r.qc.is_none() => {
+                self.err(t.span(), "qc_report belongs with qc = \"SPEC\"");
+                None
+            }
+            Some(t) if !t.get_ref().to_ascii_lowercase().ends_with(".html") => {
+                self.err(
+                    t.span(),
+                    "qc_report: a path ending in .html (the report page)",
+                );
+                None
+            }
+            Some(t) => self.template(t, "qc_report"),
+            None => None,
+        };
         let name = r.qc.as_ref()?;
         let own = self
             .qc_specs
@@ -696,7 +731,11 @@ impl Checker<'_> {
         let spec =
             own.or_else(|| sluice_core::qc::spec::builtin(name.get_ref()).map(std::sync::Arc::new));
         match spec {
-            Some(spec) => Some(OutputQc { spec, on_fail }),
+            Some(spec) => Some(OutputQc {
+                spec,
+                on_fail,
+                page,
+            }),
             None => {
                 let mut ids: Vec<String> = self.qc_specs.iter().map(|s| s.id.clone()).collect();
                 ids.extend(

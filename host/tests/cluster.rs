@@ -42,6 +42,8 @@ bit_depth = 16
 # Judged by the worker that renders it: -18 LUFS is not -23, a warning.
 qc = "farm-broadcast"
 qc_fail = "warn"
+# Its report page, written by the worker and placed like the outputs.
+qc_report = "reports/{stem}.flac.qc.html"
 
 [[output]]
 path = "out/mp3/{stem}.mp3"
@@ -940,6 +942,13 @@ fn with_a_shared_root_the_report_names_the_ingest_nodes_paths() {
     let qc = &v["export"]["outputs"][0]["qc"];
     assert_eq!(qc["spec"], "farm-broadcast", "{v:#}");
     assert_eq!(qc["passed"], false, "{qc:#}");
+    // Its page came back with the outputs, naming the output by its path in the root.
+    let page = std::fs::read_to_string(root.join("reports/a.flac.qc.html")).unwrap();
+    assert!(page.contains("data-passed=\"false\""), "the page's verdict");
+    assert!(
+        page.contains("out/a.flac") && !page.contains(&mount) && !page.contains("farm-staging"),
+        "the page names the output as the root does"
+    );
     let warnings = v["warnings"].to_string();
     assert!(
         warnings.contains(&format!(

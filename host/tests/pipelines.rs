@@ -496,11 +496,13 @@ path = "out/{{stem}}.wav"
 sample_rate = 48000
 bit_depth = 24
 qc = "ebu-r128"
+qc_report = "reports/{{stem}}.wav.qc.html"
 
 # Apple Podcasts asks for -16 LUFS: -23 fails.
 [[output]]
 path = "out/{{stem}}.mp3"
 qc = "apple-podcasts"
+qc_report = "reports/{{stem}}.mp3.qc.html"
 {second}
 "#
         )
@@ -535,6 +537,27 @@ qc = "apple-podcasts"
         "{warnings}"
     );
     assert!(root.join("out/mix.wav").is_file() && root.join("out/mix.mp3").is_file());
+    // Each output's report page beside the job's report, its rows the report's verdicts.
+    for (name, qc, passed) in [("wav", wav, true), ("mp3", mp3, false)] {
+        let page = std::fs::read_to_string(root.join(format!("reports/mix.{name}.qc.html")))
+            .unwrap_or_else(|e| panic!("the {name} page: {e}"));
+        assert!(
+            page.contains(&format!("data-passed=\"{passed}\"")),
+            "{name}: the page's verdict"
+        );
+        for v in qc["verdicts"].as_array().unwrap() {
+            let row = format!(
+                "data-measure=\"{}\" data-value=\"{}\" data-outcome=\"{}\"",
+                v["measure"].as_str().unwrap(),
+                v["value"].as_f64().map_or_else(
+                    || v["value"].as_str().unwrap_or("").to_string(),
+                    |x| x.to_string()
+                ),
+                v["outcome"].as_str().unwrap()
+            );
+            assert!(page.contains(&row), "{name}: {row}");
+        }
+    }
 
     // The default: the job fails, naming the output and the rule, and leaves nothing.
     let root = root_with(&dir.path().join("fail"), "deliver", &pipeline(""));
@@ -554,6 +577,11 @@ qc = "apple-podcasts"
     );
     assert!(!root.join("out/mix.wav").exists() && !root.join("out/mix.mp3").exists());
     assert!(!root.join("reports/mix.json").exists());
+    assert!(
+        !root.join("reports/mix.wav.qc.html").exists()
+            && !root.join("reports/mix.mp3.qc.html").exists(),
+        "a failed job keeps no page (its error names the rules)"
+    );
     assert!(src.is_file(), "the source stays where it was");
 
     // Set aside: the outputs removed, the source in quarantine with the verdicts beside it.
@@ -587,7 +615,7 @@ qc = "apple-podcasts"
     let bad = root_with(
         &dir.path().join("bad"),
         "deliver",
-        "name = \"deliver\"\nwatch = \"inbox\"\n[[output]]\npath = \"out/{stem}.wav\"\nqc = \"no-such\"\n[[output]]\npath = \"out/{stem}.flac\"\nqc_fail = \"warn\"\n",
+        "name = \"deliver\"\nwatch = \"inbox\"\n[[output]]\npath = \"out/{stem}.wav\"\nqc = \"no-such\"\n[[output]]\npath = \"out/{stem}.flac\"\nqc_fail = \"warn\"\n[[output]]\npath = \"out/{stem}.ogg\"\nqc = \"ebu-r128\"\nqc_report = \"reports/{stem}.pdf\"\n",
     );
     let text = refused_by_check(&bad);
     assert!(
@@ -596,6 +624,10 @@ qc = "apple-podcasts"
     );
     assert!(
         text.contains("deliver.toml:8") && text.contains("qc_fail belongs"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deliver.toml:12") && text.contains("qc_report: a path ending in .html"),
         "{text}"
     );
 }

@@ -582,7 +582,12 @@ impl Ingest {
                     r = r.moved(&at, &cfg.root.join(&job.input));
                 }
                 // Each checked against the bytes placed.
-                r.hashes = outputs.iter().map(|o| o.blake3.clone()).collect();
+                // (The outputs' only: their QC pages follow them.)
+                r.hashes = outputs
+                    .iter()
+                    .take(r.outputs.len())
+                    .map(|o| o.blake3.clone())
+                    .collect();
                 r
             }),
         };

@@ -841,7 +841,8 @@ impl Worker {
         let files = msg
             .planned
             .iter()
-            .take(rendition.outputs.len())
+            // The outputs, then their QC report pages (planned after them).
+            .take(rendition.outputs.len() + p.qc_pages())
             .map(|rel| dir.join(rel))
             .collect();
         Ok(Rendered {
