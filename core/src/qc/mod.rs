@@ -350,8 +350,26 @@ pub fn integrated(momentary: &[Option<f64>], revision: u8, keep: Option<&[bool]>
 /// The note of a rule a live meter does not judge.
 pub const FROM_FILE: &str = "checked from the file (a live meter cannot see it)";
 
+/// Integrated loudness already computed in this judgement, by (revision, gating): each is
+/// worked out from the whole history once, however many rules ask for it.
+type Integrations = Vec<((u8, Gating), Result<Value, String>)>;
+
 /// The value of `rule`'s measure, or why there is none.
-fn value_of(rule: &Rule, m: &Measured) -> Result<Value, String> {
+fn value_of(rule: &Rule, m: &Measured, done: &mut Integrations) -> Result<Value, String> {
+    if rule.measure == Measure::IntegratedLufs {
+        let key = (rule.revision.unwrap_or(4), rule.gating);
+        if let Some((_, v)) = done.iter().find(|(k, _)| *k == key) {
+            return v.clone();
+        }
+        let v = measured_value(rule, m);
+        done.push((key, v.clone()));
+        return v;
+    }
+    measured_value(rule, m)
+}
+
+/// The value of `rule`'s measure, or why there is none (worked out).
+fn measured_value(rule: &Rule, m: &Measured) -> Result<Value, String> {
     if m.origin == Origin::Live && !rule.judged_live() {
         return Err(FROM_FILE.into());
     }
@@ -455,11 +473,12 @@ fn within(rule: &Rule, v: &Value) -> bool {
 
 /// Judge `measured` against every rule of `spec`.
 pub fn judge(spec: &Spec, measured: Measured) -> QcReport {
+    let mut done = Integrations::new();
     let verdicts: Vec<Verdict> = spec
         .rules
         .iter()
         .map(|rule| {
-            let (value, outcome, why) = match value_of(rule, &measured) {
+            let (value, outcome, why) = match value_of(rule, &measured, &mut done) {
                 Ok(v) => {
                     let ok = within(rule, &v);
                     let outcome = match (ok, rule.severity) {

@@ -357,6 +357,15 @@ pub fn validated(spec: Spec, shown: &str) -> Result<Spec, SpecError> {
             detail: "it needs an id and at least one [[rule]]".to_string(),
         });
     }
+    if spec.rules.len() > MAX_RULES {
+        return Err(SpecError::Parse {
+            path: shown.to_string(),
+            detail: format!(
+                "{} rules: a specification holds at most {MAX_RULES}",
+                spec.rules.len()
+            ),
+        });
+    }
     for (i, rule) in spec.rules.iter().enumerate() {
         check_rule(rule).map_err(|detail| SpecError::Rule {
             path: shown.to_string(),
@@ -367,6 +376,10 @@ pub fn validated(spec: Spec, shown: &str) -> Result<Spec, SpecError> {
     }
     Ok(spec)
 }
+
+/// The most rules a specification may hold (the built-in ones have at most a dozen; a file
+/// or an HTTP body of thousands would be work for nothing).
+pub const MAX_RULES: usize = 100;
 
 /// What makes a rule unusable.
 fn check_rule(r: &Rule) -> Result<(), String> {
@@ -416,6 +429,68 @@ fn check_rule(r: &Rule) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A specification of thousands of rules (a file, or an HTTP body under its 1 MiB) is
+    /// refused before anything is measured; at the limit, rules that ask for the same
+    /// integration get the same value (worked out once per judgement).
+    #[test]
+    fn a_specification_of_too_many_rules_is_refused() {
+        let rule = "[[rule]]\nmeasure = \"integrated_lufs\"\nmax = 0\nrevision = 1\n";
+        let head = "id = \"many\"\nname = \"many\"\nsource = \"an attack\"\n";
+        let e = parse(
+            &format!("{head}{}", rule.repeat(MAX_RULES + 1)),
+            "many.toml",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("many.toml") && text.contains("at most 100"),
+            "{text}"
+        );
+        let spec = parse(&format!("{head}{}", rule.repeat(MAX_RULES)), "many.toml").unwrap();
+        let mut m = vec![Some(-20.0); 300];
+        m.extend(vec![Some(-40.0); 300]);
+        let measured = crate::qc::Measured {
+            momentary_lufs: m,
+            ..test_measured()
+        };
+        let r = crate::qc::judge(&spec, measured);
+        let first = r.verdicts[0].value.clone();
+        assert!(first.is_some());
+        assert!(r.verdicts.iter().all(|v| v.value == first));
+    }
+
+    /// An empty measurement of a 60 s file.
+    fn test_measured() -> crate::qc::Measured {
+        crate::qc::Measured {
+            path: "x.wav".into(),
+            codec: "pcm_s16le".into(),
+            channels: 2,
+            sample_rate_hz: 48_000,
+            bit_depth: Some(16),
+            duration_s: 60.0,
+            integrated_lufs: None,
+            loudness_range_lu: None,
+            max_momentary_lufs: None,
+            max_short_term_lufs: None,
+            true_peak_dbtp: None,
+            sample_peak_dbfs: None,
+            dc_offset_dbfs: None,
+            clipped_samples: 0,
+            silence_threshold_dbfs: -60.0,
+            leading_silence_s: 0.0,
+            trailing_silence_s: 0.0,
+            momentary_lufs: Vec::new(),
+            short_term_lufs: Vec::new(),
+            true_peak_history_dbtp: Vec::new(),
+            speech: None,
+            speech_share: None,
+            speech_segments: None,
+            warnings: Vec::new(),
+            origin: crate::qc::Origin::File,
+            history_start_s: 0.0,
+        }
+    }
 
     #[test]
     fn every_builtin_parses_and_cites_its_source() {

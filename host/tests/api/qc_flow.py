@@ -120,6 +120,11 @@ error_of(requests.post(f"{BASE}/api/v1/files/{file_id}/qc", headers=AUTH, timeou
                        data=b"\xff\xfe not toml"), 400, "bad_field", "not text")
 error_of(requests.post(f"{BASE}/api/v1/files/{file_id}/qc", headers=AUTH, timeout=30,
                        data=b"#" * (1 << 20) + b"\n"), 413, "bad_field", "a 1 MiB specification")
+# Thousands of rules, each asking for the whole history again: refused before any is judged.
+many = 'id = "many"\nname = "many"\nsource = "an attack"\n' + (
+    '[[rule]]\nmeasure = "integrated_lufs"\nmax = 0\nrevision = 1\ngating = "speech"\n' * 5000)
+r = requests.post(f"{BASE}/api/v1/files/{file_id}/qc", headers=AUTH, timeout=30, data=many.encode())
+expect(r.status_code == 400 and "at most 100" in r.text, f"5000 rules: {r.status_code} {r.text[:200]}")
 
 # Refusals.
 error_of(requests.get(f"{BASE}/api/v1/files/{file_id}/qc", params={"spec": "no-such"}, timeout=30),
