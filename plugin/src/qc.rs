@@ -13,15 +13,17 @@
 //! parameter: a host cannot automate it, and it is saved with the session. The instance's
 //! choice, loaded, is [`crate::qc_state::LiveQc`].
 
+use crate::qc_state::{Exported, QcError};
 use crate::shared::{HISTORY_LEN, MeterShared};
 use sluice_core::qc::{self, Measured, Origin, QcReport};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 pub use sluice_core::qc::Outcome;
 
 /// The session judged now: `None` without a specification or before the first 100 ms.
-pub fn report(shared: &MeterShared) -> Option<Result<QcReport, String>> {
+pub fn report(shared: &MeterShared) -> Option<Result<QcReport, QcError>> {
     let spec = match shared.qc.spec()? {
         Ok(s) => s,
         Err(e) => return Some(Err(e)),
@@ -33,18 +35,18 @@ pub fn report(shared: &MeterShared) -> Option<Result<QcReport, String>> {
 /// Writes the session's report into `folder`: `<prefix> QC <spec> <date> <time>` as `.json`,
 /// `.html` and `.csv`, each through a temporary file (never half written). The outcome is
 /// also kept for the editor and the diagnostics.
-pub fn export(shared: &MeterShared, folder: &Path, prefix: &str) -> Result<Vec<PathBuf>, String> {
+pub fn export(shared: &MeterShared, folder: &Path, prefix: &str) -> Exported {
     let result = export_files(shared, folder, prefix);
     shared.qc.exported(result.clone());
     result
 }
 
-fn export_files(shared: &MeterShared, folder: &Path, prefix: &str) -> Result<Vec<PathBuf>, String> {
+fn export_files(shared: &MeterShared, folder: &Path, prefix: &str) -> Exported {
     let report = match report(shared) {
         None if shared.qc.chosen().is_empty() => {
-            return Err("no QC specification is chosen".into());
+            return Err(QcError::NoSpec);
         }
-        None => return Err("nothing measured yet: play some audio first".into()),
+        None => return Err(QcError::NothingMeasured),
         Some(r) => r?,
     };
     let (date, time) = crate::record::civil_now();
@@ -54,8 +56,7 @@ fn export_files(shared: &MeterShared, folder: &Path, prefix: &str) -> Result<Vec
         prefix.trim()
     };
     let stem = sanitize(&format!("{prefix} QC {} {date} {time}", report.spec));
-    let json = serde_json::to_string_pretty(&report)
-        .map_err(|e| format!("cannot write the report as JSON: {e}"))?;
+    let json = serde_json::to_string_pretty(&report).map_err(|e| QcError::Json(Arc::new(e)))?;
     let files = [
         ("json", json),
         ("html", qc::html::report_html(&report)),
@@ -64,7 +65,8 @@ fn export_files(shared: &MeterShared, folder: &Path, prefix: &str) -> Result<Vec
     let mut written = Vec::new();
     for (ext, text) in files {
         let path = folder.join(format!("{stem}.{ext}"));
-        sluice_core::io::AtomicFile::write(&path, text.as_bytes()).map_err(|e| e.to_string())?;
+        sluice_core::io::AtomicFile::write(&path, text.as_bytes())
+            .map_err(|e| QcError::Write(Arc::new(e)))?;
         written.push(path);
     }
     Ok(written)
@@ -76,12 +78,12 @@ pub fn to_json(shared: &MeterShared) -> serde_json::Value {
     let report = match report(shared) {
         None => serde_json::Value::Null,
         Some(Ok(r)) => serde_json::to_value(&r).unwrap_or(serde_json::Value::Null),
-        Some(Err(e)) => serde_json::json!({ "error": e }),
+        Some(Err(e)) => serde_json::json!({ "error": e.to_string() }),
     };
     let export = match shared.qc.last_export() {
         None => serde_json::Value::Null,
         Some(Ok(files)) => serde_json::json!({ "files": files }),
-        Some(Err(e)) => serde_json::json!({ "error": e }),
+        Some(Err(e)) => serde_json::json!({ "error": e.to_string() }),
     };
     serde_json::json!({ "spec": shared.qc.chosen(), "report": report, "export": export })
 }

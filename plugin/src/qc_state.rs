@@ -8,7 +8,26 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// A specification as loaded, or why it could not be.
-pub type Loaded = Result<Arc<Spec>, String>;
+pub type Loaded = Result<Arc<Spec>, QcError>;
+
+/// The files an export wrote, or why it failed.
+pub type Exported = Result<Vec<PathBuf>, QcError>;
+
+/// Why the session cannot be judged or its report written. (Cloned: the editor and the
+/// diagnostics both show the last one, so the causes are shared.)
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QcError {
+    #[error("no QC specification is chosen")]
+    NoSpec,
+    #[error("nothing measured yet: play some audio first")]
+    NothingMeasured,
+    #[error(transparent)]
+    Spec(Arc<sluice_core::qc::SpecError>),
+    #[error(transparent)]
+    Write(Arc<sluice_core::io::FileError>),
+    #[error("cannot write the report as JSON: {0}")]
+    Json(Arc<serde_json::Error>),
+}
 
 /// The chosen specification, loaded once per choice (a file is read off the audio thread,
 /// by the first reader after the choice changes).
@@ -18,7 +37,7 @@ pub struct LiveQc {
     pub settings: Arc<RwLock<QcSettings>>,
     loaded: Mutex<Option<(String, Loaded)>>,
     /// The last export's files, or why it failed.
-    last_export: Mutex<Option<Result<Vec<PathBuf>, String>>>,
+    last_export: Mutex<Option<Exported>>,
 }
 
 impl LiveQc {
@@ -56,7 +75,7 @@ impl LiveQc {
             _ => {
                 let spec = sluice_core::qc::spec::load(&chosen)
                     .map(Arc::new)
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| QcError::Spec(Arc::new(e)));
                 *loaded = Some((chosen, spec.clone()));
                 Some(spec)
             }
@@ -64,7 +83,7 @@ impl LiveQc {
     }
 
     /// The last export's files, or why it failed.
-    pub fn last_export(&self) -> Option<Result<Vec<PathBuf>, String>> {
+    pub fn last_export(&self) -> Option<Exported> {
         self.last_export
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -72,7 +91,7 @@ impl LiveQc {
     }
 
     /// Records an export's outcome.
-    pub fn exported(&self, result: Result<Vec<PathBuf>, String>) {
+    pub fn exported(&self, result: Exported) {
         *self.last_export.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
     }
 }

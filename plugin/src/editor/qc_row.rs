@@ -43,7 +43,7 @@ fn judge(shared: &MeterShared, steps: u64, chosen: String) -> Shown {
             false,
         ),
         None => ("—", "waiting for audio".to_string(), false),
-        Some(Err(e)) => ("—", e, true),
+        Some(Err(e)) => ("—", e.to_string(), true),
         Some(Ok(r)) => {
             let from_file = r
                 .verdicts
