@@ -1116,7 +1116,7 @@ fn quality_checked(
     pages: &[Option<PathBuf>],
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Option<serde_json::Value>>, Failure> {
-    use sluice_core::qc::{self, Outcome, Severity};
+    use sluice_core::qc;
     let mut judged = Vec::new();
     for (i, (o, written)) in p.outputs.iter().zip(&report.outputs).enumerate() {
         let Some(q) = &o.qc else {
@@ -1139,18 +1139,7 @@ fn quality_checked(
                 .map_err(|e| Failure::Transient(e.to_string()))?;
         }
         if !r.passed {
-            let broken: Vec<String> = r
-                .verdicts
-                .iter()
-                .filter(|v| {
-                    v.severity == Severity::Fail
-                        && matches!(v.outcome, Outcome::Fail | Outcome::NotMeasured)
-                })
-                .map(|v| match &v.value {
-                    Some(x) => format!("{} {x} {} (limit {})", v.measure.name(), v.unit, v.limit),
-                    None => format!("{} not measured (limit {})", v.measure.name(), v.limit),
-                })
-                .collect();
+            let broken = r.broken();
             let msg = format!(
                 "{}: fails {} ({}): {}",
                 written.path.display(),

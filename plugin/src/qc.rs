@@ -55,7 +55,7 @@ fn export_files(shared: &MeterShared, folder: &Path, prefix: &str) -> Exported {
     } else {
         prefix.trim()
     };
-    let stem = sanitize(&format!("{prefix} QC {} {date} {time}", report.spec));
+    let stem = crate::record::sanitize(&format!("{prefix} QC {} {date} {time}", report.spec));
     let json = serde_json::to_string_pretty(&report).map_err(|e| QcError::Json(Arc::new(e)))?;
     let files = [
         ("json", json),
@@ -86,19 +86,6 @@ pub fn to_json(shared: &MeterShared) -> serde_json::Value {
         Some(Err(e)) => serde_json::json!({ "error": e.to_string() }),
     };
     serde_json::json!({ "spec": shared.qc.chosen(), "report": report, "export": export })
-}
-
-/// A file name without the characters file systems refuse.
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_control() || "/\\:*?\"<>|".contains(c) {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 fn number(v: &nice_plug::prelude::AtomicF32) -> Option<f64> {

@@ -626,7 +626,8 @@ fn take_output_format(f: TakeFormat) -> (OutputFormat, &'static str) {
     (format, format.extension())
 }
 
-fn sanitize(name: &str) -> String {
+/// A file name without path separators, NUL or colons.
+pub(crate) fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| {
             if matches!(c, '/' | '\\' | '\0' | ':') {

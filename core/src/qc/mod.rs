@@ -350,12 +350,33 @@ pub fn integrated(momentary: &[Option<f64>], revision: u8, keep: Option<&[bool]>
 /// The note of a rule a live meter does not judge.
 pub const FROM_FILE: &str = "checked from the file (a live meter cannot see it)";
 
+/// Why a rule has no value.
+#[derive(Clone)]
+enum Missing {
+    /// A live meter cannot see it ([`FROM_FILE`]).
+    FromFile,
+    /// It could not be measured, and why.
+    Why(String),
+}
+
+impl From<&str> for Missing {
+    fn from(why: &str) -> Self {
+        Missing::Why(why.to_string())
+    }
+}
+
+impl From<String> for Missing {
+    fn from(why: String) -> Self {
+        Missing::Why(why)
+    }
+}
+
 /// Integrated loudness already computed in this judgement, by (revision, gating): each is
 /// worked out from the whole history once, however many rules ask for it.
-type Integrations = Vec<((u8, Gating), Result<Value, String>)>;
+type Integrations = Vec<((u8, Gating), Result<Value, Missing>)>;
 
 /// The value of `rule`'s measure, or why there is none.
-fn value_of(rule: &Rule, m: &Measured, done: &mut Integrations) -> Result<Value, String> {
+fn value_of(rule: &Rule, m: &Measured, done: &mut Integrations) -> Result<Value, Missing> {
     if rule.measure == Measure::IntegratedLufs {
         let key = (rule.revision.unwrap_or(4), rule.gating);
         if let Some((_, v)) = done.iter().find(|(k, _)| *k == key) {
@@ -369,11 +390,11 @@ fn value_of(rule: &Rule, m: &Measured, done: &mut Integrations) -> Result<Value,
 }
 
 /// The value of `rule`'s measure, or why there is none (worked out).
-fn measured_value(rule: &Rule, m: &Measured) -> Result<Value, String> {
+fn measured_value(rule: &Rule, m: &Measured) -> Result<Value, Missing> {
     if m.origin == Origin::Live && !rule.judged_live() {
-        return Err(FROM_FILE.into());
+        return Err(Missing::FromFile);
     }
-    let num = |v: Option<f64>, why: &str| v.map(Value::Number).ok_or_else(|| why.to_string());
+    let num = |v: Option<f64>, why: &str| v.map(Value::Number).ok_or_else(|| Missing::from(why));
     match rule.measure {
         Measure::IntegratedLufs => {
             let revision = rule.revision.unwrap_or(4);
@@ -390,7 +411,7 @@ fn measured_value(rule: &Rule, m: &Measured) -> Result<Value, String> {
             if revision != 4 && m.history_start_s > 0.0 {
                 // Another revision's gating is recomputed from the history, which a live
                 // meter holds only in part.
-                return Err(FROM_FILE.into());
+                return Err(Missing::FromFile);
             }
             let v = if revision == 4 && keep.is_none() {
                 m.integrated_lufs
@@ -488,8 +509,8 @@ pub fn judge(spec: &Spec, measured: Measured) -> QcReport {
                     };
                     (Some(v), outcome, None)
                 }
-                Err(why) if why == FROM_FILE => (None, Outcome::FromFile, Some(why)),
-                Err(why) => (None, Outcome::NotMeasured, Some(why)),
+                Err(Missing::FromFile) => (None, Outcome::FromFile, Some(FROM_FILE.to_string())),
+                Err(Missing::Why(why)) => (None, Outcome::NotMeasured, Some(why)),
             };
             Verdict {
                 measure: rule.measure,
@@ -529,6 +550,27 @@ pub fn judge(spec: &Spec, measured: Measured) -> QcReport {
             })
             .unwrap_or_default(),
         measured,
+    }
+}
+
+impl QcReport {
+    /// The rules that fail the verdict (severity `fail`, failed or not measured), each as
+    /// `measure value unit (limit …)`.
+    pub fn broken(&self) -> Vec<String> {
+        self.verdicts
+            .iter()
+            .filter(|v| {
+                v.severity == Severity::Fail
+                    && matches!(v.outcome, Outcome::Fail | Outcome::NotMeasured)
+            })
+            .map(|v| {
+                let value = v
+                    .value
+                    .as_ref()
+                    .map_or("not measured".into(), |x| format!("{x} {}", v.unit));
+                format!("{} {} (limit {})", v.measure.name(), value.trim(), v.limit)
+            })
+            .collect()
     }
 }
 

@@ -50,18 +50,7 @@ fn judge(shared: &MeterShared, steps: u64, chosen: String) -> Shown {
                 .iter()
                 .filter(|v| v.outcome == Outcome::FromFile)
                 .count();
-            let failing: Vec<String> = r
-                .verdicts
-                .iter()
-                .filter(|v| matches!(v.outcome, Outcome::Fail | Outcome::NotMeasured))
-                .map(|v| {
-                    let value = v
-                        .value
-                        .as_ref()
-                        .map_or("not measured".into(), |x| format!("{x} {}", v.unit));
-                    format!("{} {} (limit {})", v.measure.name(), value.trim(), v.limit)
-                })
-                .collect();
+            let failing = r.broken();
             let judged = r.verdicts.len() - from_file;
             let mut line = if failing.is_empty() {
                 format!("{} of {judged} rules pass so far", judged)
