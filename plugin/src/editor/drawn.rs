@@ -129,10 +129,12 @@ impl Drawn {
 
     /// Records one drawn frame.
     pub(crate) fn publish(&self, frame: serde_json::Value) {
-        let n = self.frames.fetch_add(1, Ordering::Relaxed) + 1;
-        {
-            // Uncontended: the window thread, and readers of the figures, hold it briefly.
+        let n = {
+            // Uncontended: the window thread, and readers of the figures, hold it briefly. The
+            // count moves under it too, so a reader never sees this opening's frame counted
+            // without its first-frame time.
             let mut o = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+            let n = self.frames.fetch_add(1, Ordering::Relaxed) + 1;
             if o.first_frame.is_none()
                 && let Some(began) = o.began
             {
@@ -141,7 +143,8 @@ impl Drawn {
                 self.first_frame_us_max
                     .fetch_max(first.as_micros() as u64, Ordering::Relaxed);
             }
-        }
+            n
+        };
         if let Ok(mut last) = self.last.try_lock() {
             let mut frame = frame;
             if let Some(o) = frame.as_object_mut() {
@@ -158,14 +161,18 @@ impl Drawn {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .unwrap_or(serde_json::Value::Null);
-        let opening = *self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        // One snapshot: the frame count and the opening read under the lock the frame holds.
+        let (opening, frames) = {
+            let o = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+            (*o, self.frames.load(Ordering::Relaxed))
+        };
         let ms = |us: u64| us as f64 / 1000.0;
         serde_json::json!({
-            "frames": self.frames.load(Ordering::Relaxed),
+            "frames": frames,
             "opens": self.opens.load(Ordering::Relaxed),
             "closes": self.closes.load(Ordering::Relaxed),
             "open": self.open_count.load(Ordering::Relaxed) > 0,
-            "frames_this_opening": self.frames_this_opening(),
+            "frames_this_opening": frames.saturating_sub(opening.frames_before),
             "first_frame_ms": opening.first_frame.map(|d| ms(d.as_micros() as u64)),
             "first_frame_ms_max": ms(self.first_frame_us_max.load(Ordering::Relaxed)),
             "undrawn_opens": self.undrawn_opens.load(Ordering::Relaxed),
