@@ -6,7 +6,8 @@
 //! cargo bench -p sluice-host --bench effects -- --seconds 20 --runs 5
 //! ```
 //!
-//! Each of the eight built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay, gate)
+//! Each of the ten built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay, gate,
+//! dehum, de-esser)
 //! processes 60 s of 48 kHz stereo programme in 512-frame blocks; the thread's CPU time is
 //! printed beside the wall time (the machine may be shared), and the ratio is judged on CPU. The native peer is each effect's own crate built for this machine and
 //! driven by the SDK's harness, which copies every block into the effect's buffers and back as
@@ -91,6 +92,14 @@ const CASES: &[Case] = &[
             ("release_ms", 100.0),
         ],
     },
+    Case {
+        effect: "dehum",
+        params: &[("mains", 1.0), ("harmonics", 8.0)],
+    },
+    Case {
+        effect: "deess",
+        params: &[("threshold_db", -20.0), ("range_db", 6.0)],
+    },
 ];
 
 /// Wall and CPU seconds of one run (the CPU time of the thread that ran it).
@@ -165,6 +174,8 @@ fn native_by_name(memory: &mut [f32], case: &Case, audio: &[Vec<f32>], block: us
         "limiter" => native::<limiter::Limiter>(memory, case.params, audio, block),
         "delay" => native::<delay::Delay>(memory, case.params, audio, block),
         "gate" => native::<gate::Gate>(memory, case.params, audio, block),
+        "dehum" => native::<dehum::Dehum>(memory, case.params, audio, block),
+        "deess" => native::<deess::Deess>(memory, case.params, audio, block),
         other => return Err(format!("no native build listed for {other}").into()),
     })
 }

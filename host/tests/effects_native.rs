@@ -73,6 +73,21 @@ const CASES: &[Case] = &[
             ("release_ms", 20.0),
         ],
     },
+    Case {
+        effect: "dehum",
+        // Choice 1: 50 Hz (notches from the first frame); then 60 Hz (found again).
+        first: &[("mains", 1.0), ("harmonics", 6.0), ("width_hz", 2.0)],
+        then: &[("mains", 2.0), ("width_hz", 1.0), ("harmonics", 12.0)],
+    },
+    Case {
+        effect: "deess",
+        first: &[("threshold_db", -30.0), ("range_db", 9.0)],
+        then: &[
+            ("frequency_hz", 3000.0),
+            ("release_ms", 10.0),
+            ("range_db", 4.0),
+        ],
+    },
 ];
 
 /// Six seconds of stereo programme: two seconds as generated, two at −50 dB (for the gate),
@@ -195,6 +210,8 @@ fn every_builtin_effect_matches_its_native_build() {
             "reverb" => run_native::<reverb::Reverb>(&mut memory, case, &audio),
             "delay" => run_native::<delay::Delay>(&mut memory, case, &audio),
             "gate" => run_native::<gate::Gate>(&mut memory, case, &audio),
+            "dehum" => run_native::<dehum::Dehum>(&mut memory, case, &audio),
+            "deess" => run_native::<deess::Deess>(&mut memory, case, &audio),
             other => panic!("no native build listed for {other}"),
         };
         let (wasm, wasm_latency) = run_wasm(&catalog, case, &audio);

@@ -96,6 +96,11 @@ impl<'m, E: Effect<'m>> Instance<'m, E> {
         self.rt.params()
     }
 
+    /// The effect itself, for tests that look at its state.
+    pub fn effect(&self) -> &E {
+        self.rt.effect()
+    }
+
     /// `sluice_buffer(channel)`: the channel's buffer, `max_frames` long.
     pub fn buffer(&mut self, channel: usize) -> Option<&mut [f32]> {
         self.rt.buffer(i32::try_from(channel).ok()?)

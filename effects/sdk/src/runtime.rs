@@ -71,6 +71,12 @@ impl<'a, E: Effect<'a>> Runtime<'a, E> {
         &self.params
     }
 
+    /// The effect itself (as it stands after the last call; pending parameter changes are
+    /// applied at the next `process`, `reset` or `latency`).
+    pub fn effect(&self) -> &E {
+        &self.effect
+    }
+
     /// `sluice_buffer`: the buffer of `channel`, `max_frames` long.
     pub fn buffer(&mut self, channel: i32) -> Option<&mut [f32]> {
         if channel < 0 || channel as usize >= self.config.channels {

@@ -20,6 +20,8 @@ const RUST_EFFECTS: &[&str] = &[
     "reverb",
     "delay",
     "gate",
+    "dehum",
+    "deess",
 ];
 
 fn effects_dir() -> PathBuf {

@@ -261,6 +261,8 @@ mod tests {
             names,
             [
                 "compressor",
+                "deess",
+                "dehum",
                 "delay",
                 "eq",
                 "gain",
