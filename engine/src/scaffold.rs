@@ -56,6 +56,10 @@ const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../effects/sdk/src/dsp/biquad.rs"),
     ),
     (
+        "src/dsp/fft.rs",
+        include_str!("../../effects/sdk/src/dsp/fft.rs"),
+    ),
+    (
         "src/effect.rs",
         include_str!("../../effects/sdk/src/effect.rs"),
     ),

@@ -88,6 +88,15 @@ const CASES: &[Case] = &[
             ("range_db", 4.0),
         ],
     },
+    Case {
+        effect: "denoise",
+        first: &[("reduction_db", 15.0)],
+        then: &[
+            ("reduction_db", 25.0),
+            ("smoothing", 0.9),
+            ("sensitivity_db", 3.0),
+        ],
+    },
 ];
 
 /// Six seconds of stereo programme: two seconds as generated, two at −50 dB (for the gate),
@@ -212,6 +221,7 @@ fn every_builtin_effect_matches_its_native_build() {
             "gate" => run_native::<gate::Gate>(&mut memory, case, &audio),
             "dehum" => run_native::<dehum::Dehum>(&mut memory, case, &audio),
             "deess" => run_native::<deess::Deess>(&mut memory, case, &audio),
+            "denoise" => run_native::<denoise::Denoise>(&mut memory, case, &audio),
             other => panic!("no native build listed for {other}"),
         };
         let (wasm, wasm_latency) = run_wasm(&catalog, case, &audio);

@@ -1,7 +1,8 @@
-//! Small DSP helpers for effects: level conversions, smoothing, biquads. Everything uses
+//! Small DSP helpers for effects: level conversions, smoothing, biquads, a real FFT. Everything uses
 //! [`libm`], so native and wasm32 builds compute the same numbers.
 
 pub mod biquad;
+pub mod fft;
 
 /// `x` limited to `lo..=hi` (`lo` if `x` is NaN). Prefer it to `f32::clamp` in effects: that
 /// one asserts `lo <= hi` with a formatted message, which drags core's float formatting

@@ -22,6 +22,7 @@ const RUST_EFFECTS: &[&str] = &[
     "gate",
     "dehum",
     "deess",
+    "denoise",
 ];
 
 fn effects_dir() -> PathBuf {

@@ -264,6 +264,7 @@ mod tests {
                 "deess",
                 "dehum",
                 "delay",
+                "denoise",
                 "eq",
                 "gain",
                 "gate",
