@@ -6,8 +6,8 @@
 //! cargo bench -p sluice-host --bench effects -- --seconds 20 --runs 5
 //! ```
 //!
-//! Each of the eleven built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay, gate,
-//! dehum, de-esser, denoise)
+//! Each of the twelve built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay, gate,
+//! dehum, de-esser, denoise, leveler)
 //! processes 60 s of 48 kHz stereo programme in 512-frame blocks; the thread's CPU time is
 //! printed beside the wall time (the machine may be shared), and the ratio is judged on CPU. The native peer is each effect's own crate built for this machine and
 //! driven by the SDK's harness, which copies every block into the effect's buffers and back as
@@ -104,6 +104,10 @@ const CASES: &[Case] = &[
         effect: "denoise",
         params: &[("reduction_db", 12.0)],
     },
+    Case {
+        effect: "leveler",
+        params: &[("target_db", -20.0)],
+    },
 ];
 
 /// Wall and CPU seconds of one run (the CPU time of the thread that ran it).
@@ -181,6 +185,7 @@ fn native_by_name(memory: &mut [f32], case: &Case, audio: &[Vec<f32>], block: us
         "dehum" => native::<dehum::Dehum>(memory, case.params, audio, block),
         "deess" => native::<deess::Deess>(memory, case.params, audio, block),
         "denoise" => native::<denoise::Denoise>(memory, case.params, audio, block),
+        "leveler" => native::<leveler::Leveler>(memory, case.params, audio, block),
         other => return Err(format!("no native build listed for {other}").into()),
     })
 }

@@ -97,6 +97,11 @@ const CASES: &[Case] = &[
             ("sensitivity_db", 3.0),
         ],
     },
+    Case {
+        effect: "leveler",
+        first: &[("target_db", -14.0), ("lookahead_ms", 300.0)],
+        then: &[("target_db", -26.0), ("drift_db_s", 5.0), ("window_s", 1.0)],
+    },
 ];
 
 /// Six seconds of stereo programme: two seconds as generated, two at −50 dB (for the gate),
@@ -222,6 +227,7 @@ fn every_builtin_effect_matches_its_native_build() {
             "dehum" => run_native::<dehum::Dehum>(&mut memory, case, &audio),
             "deess" => run_native::<deess::Deess>(&mut memory, case, &audio),
             "denoise" => run_native::<denoise::Denoise>(&mut memory, case, &audio),
+            "leveler" => run_native::<leveler::Leveler>(&mut memory, case, &audio),
             other => panic!("no native build listed for {other}"),
         };
         let (wasm, wasm_latency) = run_wasm(&catalog, case, &audio);

@@ -366,3 +366,173 @@ fn noise_under_a_voice_is_reduced_at_least_as_well_as_ffmpegs_filters() {
         );
     }
 }
+
+/// `text` read by espeak-ng in `voice`, mono at its 22.05 kHz, at `db` dBFS peak.
+fn reading(dir: &Path, espeak: &Path, voice: &str, text: &str, db: f64) -> Vec<f32> {
+    let wav = dir.join("reading.wav");
+    let ok = std::process::Command::new(espeak)
+        .args(["-v", voice, "-s", "160", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng runs")
+        .success();
+    assert!(ok, "espeak-ng failed");
+    let x: Vec<f32> = hound::WavReader::open(&wav)
+        .unwrap()
+        .samples::<i16>()
+        .map(|s| s.unwrap() as f32 / 32768.0)
+        .collect();
+    let peak = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let g = 10f64.powf(db / 20.0) as f32 / peak;
+    x.iter().map(|v| v * g).collect()
+}
+
+/// Short-term loudness (3 s, every 100 ms) of `y` where the 100 ms steps of `voice` (the
+/// speech alone, aligned) are speech (above −50 LUFS): its 10–95 % spread (LU).
+fn speech_spread(y: &[f32], voice: &[f32], rate: u32) -> f64 {
+    use sluice_core::analysis::loudness::{LoudnessMeter, lufs};
+    let steps = |x: &[f32]| {
+        let mut m = LoudnessMeter::new(rate, vec![1.0]);
+        m.feed(&[x]);
+        m.steps().to_vec()
+    };
+    let (ys, vs) = (steps(y), steps(voice));
+    let mut st: Vec<f64> = (29..ys.len().min(vs.len()))
+        .filter(|&i| lufs(vs[i]) > -50.0)
+        .map(|i| lufs(ys[i - 29..=i].iter().sum::<f64>() / 30.0))
+        .collect();
+    st.sort_by(f64::total_cmp);
+    let at = |q: f64| st[((st.len() - 1) as f64 * q).round() as usize];
+    at(0.95) - at(0.10)
+}
+
+/// The largest move of the gain `y / x` (from 10 ms RMS) within a word: spans where the voice's
+/// 10 ms level is within 30 dB of its loudest, split at gaps of 30 ms or more.
+fn gain_move_within_words(x: &[f32], y: &[f32], rate: u32) -> f64 {
+    let w = rate as usize / 100;
+    let rms = |s: &[f32]| (energy(s) / s.len() as f64).sqrt();
+    let levels: Vec<f64> = x.chunks_exact(w).map(rms).collect();
+    let loudest = levels.iter().cloned().fold(0.0, f64::max);
+    let voiced: Vec<bool> = levels.iter().map(|l| *l > loudest * 0.0316).collect();
+    let gains: Vec<f64> = x
+        .chunks_exact(w)
+        .zip(y.chunks_exact(w))
+        .map(|(a, b)| 20.0 * (rms(b) / rms(a).max(1e-12)).log10())
+        .collect();
+    let mut worst = 0.0f64;
+    let mut i = 0;
+    while i < voiced.len() {
+        if !voiced[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut gap = 0;
+        while i < voiced.len() && gap < 3 {
+            gap = if voiced[i] { 0 } else { gap + 1 };
+            i += 1;
+        }
+        let word: Vec<f64> = (start..i)
+            .filter(|&k| voiced[k])
+            .map(|k| gains[k])
+            .collect();
+        let range = word.iter().cloned().fold(f64::MIN, f64::max)
+            - word.iter().cloned().fold(f64::MAX, f64::min);
+        worst = worst.max(range);
+    }
+    worst
+}
+
+/// Two speakers 12 dB apart taking turns: after the leveler their speech's short-term loudness
+/// spreads at most 3 LU (10–95 %), and the gain moves less than 1 dB within any word; ffmpeg's
+/// speechnorm and dynaudnorm at their defaults are measured beside it.
+#[test]
+fn speakers_12_db_apart_end_within_3_lu_and_the_gain_holds_within_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(espeak) = common::tool("espeak-ng") else {
+        return;
+    };
+    let Some(ffmpeg) = common::tool("ffmpeg") else {
+        return;
+    };
+    let turns = [
+        (
+            "en-us",
+            "Welcome back to the show. Today we talk about rivers and the towns they made.",
+            -1.0,
+        ),
+        (
+            "en-gb+f3",
+            "Thanks for having me. I grew up by a river, so this one is close to my heart.",
+            -13.0,
+        ),
+        (
+            "en-us",
+            "Tell me about the first time you saw the flood come through the valley.",
+            -1.0,
+        ),
+        (
+            "en-gb+f3",
+            "I was seven. The water rose over the bridge in an hour, and nobody spoke.",
+            -13.0,
+        ),
+        (
+            "en-us",
+            "And what did the town do afterwards, when the water finally went down?",
+            -1.0,
+        ),
+        (
+            "en-gb+f3",
+            "They built the wall you can still see today, stone by stone, over ten years.",
+            -13.0,
+        ),
+    ];
+    let rate = 22_050u32;
+    let pause = vec![0.0f32; rate as usize / 2];
+    let mut voice = Vec::new();
+    for (v, text, db) in turns {
+        voice.extend(reading(dir.path(), &espeak, v, text, db));
+        voice.extend(&pause);
+    }
+    // A quiet room under it all (pink, −60 dBFS RMS).
+    let room = pink(voice.len(), 5, 0.001);
+    let x: Vec<f32> = voice.iter().zip(&room).map(|(a, b)| a + b).collect();
+    let before = speech_spread(&x, &voice, rate);
+
+    let mut mem = native::memory();
+    let padded: Vec<f32> = x
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0.0, rate as usize))
+        .collect();
+    let (out, mut fx) = run::<leveler::Leveler>(&mut mem, rate, &[], &padded);
+    let late = fx.latency();
+    let ours = &out[late..late + x.len()];
+    let spread = speech_spread(ours, &voice, rate);
+    let moved = gain_move_within_words(&x, ours, rate);
+
+    let peer = |filter: &str| {
+        let mut y = ffmpeg_filter(dir.path(), &ffmpeg, &x, rate, filter);
+        let l = lag(&x, &y, rate);
+        y.resize(l + x.len(), 0.0);
+        let y = &y[l..];
+        (
+            speech_spread(y, &voice, rate),
+            gain_move_within_words(&x, y, rate),
+        )
+    };
+    let (sn, dn) = (peer("speechnorm"), peer("dynaudnorm"));
+    println!(
+        "speech short-term spread (10-95 %): input {before:.1} LU; leveler {spread:.1} LU \
+         (gain within a word at most {moved:.2} dB); speechnorm {:.1} LU ({:.2} dB); \
+         dynaudnorm {:.1} LU ({:.2} dB)",
+        sn.0, sn.1, dn.0, dn.1
+    );
+    assert!(
+        before > 10.0,
+        "the input's speakers are {before:.1} LU apart"
+    );
+    assert!(spread <= 3.0, "the leveler left {spread:.1} LU");
+    assert!(moved < 1.0, "the gain moved {moved:.2} dB within a word");
+}

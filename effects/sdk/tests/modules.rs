@@ -23,6 +23,7 @@ const RUST_EFFECTS: &[&str] = &[
     "dehum",
     "deess",
     "denoise",
+    "leveler",
 ];
 
 fn effects_dir() -> PathBuf {

@@ -269,6 +269,7 @@ mod tests {
                 "gain",
                 "gate",
                 "highpass",
+                "leveler",
                 "limiter",
                 "reverb"
             ]
