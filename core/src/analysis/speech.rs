@@ -150,37 +150,99 @@ fn fill_runs(s: &mut [bool], value: bool, max: usize) {
     }
 }
 
-/// The speech section of a report.
+/// The speech section of a report: each 100 ms step is speech, silence or other sound (music,
+/// noise, effects: anything sounding that is not speech).
 #[derive(Debug, Clone, Serialize)]
 pub struct Speech {
     /// Share of the file's steps that are speech, 0–1.
     pub share: f64,
     /// Speech segments, `[start, end]` in seconds.
     pub segments: Vec<[f64; 2]>,
+    /// Share and segments of silence: steps under −65 dBFS, or more than [`SILENCE_UNDER_DB`]
+    /// under the file's loud steps (its 95th percentile), that are not speech.
+    pub silence_share: f64,
+    pub silence_segments: Vec<[f64; 2]>,
+    /// Share and segments of everything else: sound that is not speech (music, noise).
+    pub music_share: f64,
+    pub music_segments: Vec<[f64; 2]>,
     /// Per 100 ms step: speech or not.
     #[serde(skip)]
     pub steps: Vec<bool>,
 }
 
-impl Speech {
-    pub fn from_steps(steps: Vec<bool>) -> Speech {
-        let mut segments: Vec<[f64; 2]> = Vec::new();
-        for (i, &on) in steps.iter().enumerate() {
-            let (a, b) = (i as f64 * STEP_S, (i + 1) as f64 * STEP_S);
-            match segments.last_mut() {
-                Some(seg) if on && (seg[1] - a).abs() < 1e-9 => seg[1] = b,
-                _ if on => segments.push([a, b]),
-                _ => {}
-            }
+/// Silence is this far under the file's loud steps (dB).
+pub const SILENCE_UNDER_DB: f32 = 45.0;
+
+/// What a 100 ms step holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Speech,
+    Music,
+    Silence,
+}
+
+/// The steps that are `class`, as `[start, end]` seconds, and their share of all steps.
+fn runs(classes: &[Class], class: Class) -> (f64, Vec<[f64; 2]>) {
+    let mut segments: Vec<[f64; 2]> = Vec::new();
+    for (i, &c) in classes.iter().enumerate() {
+        let (a, b) = (i as f64 * STEP_S, (i + 1) as f64 * STEP_S);
+        let on = c == class;
+        match segments.last_mut() {
+            Some(seg) if on && (seg[1] - a).abs() < 1e-9 => seg[1] = b,
+            _ if on => segments.push([a, b]),
+            _ => {}
         }
-        let share = if steps.is_empty() {
-            0.0
-        } else {
-            steps.iter().filter(|&&s| s).count() as f64 / steps.len() as f64
-        };
+    }
+    let share = if classes.is_empty() {
+        0.0
+    } else {
+        classes.iter().filter(|&&c| c == class).count() as f64 / classes.len() as f64
+    };
+    (share, segments)
+}
+
+/// Each step's class, from its speech decision and its level (dBFS; `None`: unknown, counted
+/// as sound).
+pub fn classes(steps: &[bool], levels: &[Option<f32>]) -> Vec<Class> {
+    let mut known: Vec<f32> = levels.iter().flatten().copied().collect();
+    known.sort_by(f32::total_cmp);
+    let loud = known
+        .get(((known.len().max(1) - 1) as f32 * 0.95) as usize)
+        .copied()
+        .unwrap_or(0.0);
+    let quiet = QUIET_DB.max(loud - SILENCE_UNDER_DB);
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, &speech)| match levels.get(i).copied().flatten() {
+            _ if speech => Class::Speech,
+            Some(l) if l <= quiet => Class::Silence,
+            _ => Class::Music,
+        })
+        .collect()
+}
+
+impl Speech {
+    /// From each step's speech decision alone (silence not told apart: every other step is
+    /// other sound).
+    pub fn from_steps(steps: Vec<bool>) -> Speech {
+        Speech::from_classes(steps, &[])
+    }
+
+    /// From each step's speech decision and level (dBFS mean square).
+    pub fn from_classes(steps: Vec<bool>, levels: &[Option<f32>]) -> Speech {
+        let classes = classes(&steps, levels);
+        let (share, segments) = runs(&classes, Class::Speech);
+        let (silence_share, silence_segments) = runs(&classes, Class::Silence);
+        let (music_share, music_segments) = runs(&classes, Class::Music);
         Speech {
             share,
             segments,
+            silence_share,
+            silence_segments,
+            music_share,
+            music_segments,
             steps,
         }
     }
@@ -723,7 +785,8 @@ impl Analyzer for SpeechA {
         let f = self.detector.finish();
         let model = Model::built_in();
         let p: Vec<f32> = f.iter().map(|s| model.probability(&s.x)).collect();
-        r.speech = Some(Speech::from_steps(decide(&p, &f)));
+        let levels: Vec<Option<f32>> = f.iter().map(|s| Some(s.level_db)).collect();
+        r.speech = Some(Speech::from_classes(decide(&p, &f), &levels));
     }
     fn cost(&self) -> f64 {
         150.0
@@ -750,6 +813,29 @@ mod tests {
             assert_eq!(features(&x, rate).len(), 24, "{rate} Hz");
         }
         assert!(features(&[], 48_000).is_empty());
+    }
+
+    #[test]
+    fn a_held_tone_is_other_sound_and_a_quiet_gap_silence() {
+        let rate = 48_000;
+        let quiet = vec![0.0f32; 2 * rate as usize];
+        let x: Vec<f32> = [sine(220.0, 3.0, rate), quiet, sine(330.0, 2.0, rate)].concat();
+        let f = features(&x, rate);
+        let model = Model::built_in();
+        let p: Vec<f32> = f.iter().map(|s| model.probability(&s.x)).collect();
+        let levels: Vec<Option<f32>> = f.iter().map(|s| Some(s.level_db)).collect();
+        let s = Speech::from_classes(decide(&p, &f), &levels);
+        assert_eq!(s.share, 0.0);
+        assert!((s.silence_share - 2.0 / 7.0).abs() < 0.03, "{s:?}");
+        assert!((s.music_share - 5.0 / 7.0).abs() < 0.03, "{s:?}");
+        assert_eq!(s.silence_segments.len(), 1, "{s:?}");
+        let [a, b] = s.silence_segments[0];
+        // Within a step of the edges (a step that holds some of the tone is not silent).
+        assert!(
+            (a - 3.0).abs() <= 0.15 && (b - 5.0).abs() <= 0.15,
+            "{a}..{b}"
+        );
+        assert!((s.share + s.silence_share + s.music_share - 1.0).abs() < 1e-9);
     }
 
     #[test]
