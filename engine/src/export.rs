@@ -9,8 +9,8 @@ use sluice_core::render::dither::DitherMode;
 use sluice_core::render::normalize::NormalizeTarget;
 use sluice_core::render::resample::ResampleQuality;
 use sluice_core::render::stages::{ChannelMapping, FadeCurve};
-use sluice_core::render::steps::NoResolver;
 use sluice_core::render::steps::StepSpec;
+use sluice_core::render::steps::{EffectStep, NoResolver, StageResolver};
 use sluice_core::render::{FileSource, StopCheck};
 use std::path::{Path, PathBuf};
 
@@ -70,6 +70,9 @@ pub struct ExportOrder {
     pub true_peak_check: bool,
     pub bext: bool,
     pub overwrite: bool,
+    /// Effects (built-in wasm effects by name, with parameters), applied in order after the
+    /// resampling and before the fades and the normalization.
+    pub effects: Vec<EffectStep>,
 }
 
 impl ExportOrder {
@@ -102,6 +105,7 @@ impl ExportOrder {
             true_peak_check: true,
             bext: true,
             overwrite: false,
+            effects: Vec::new(),
         }
     }
 }
@@ -155,6 +159,11 @@ pub fn plan_gains(
                 .into(),
         ));
     };
+    if !o.effects.is_empty() {
+        return Err(OrderError::Usage(
+            "album gain and a gain plan measure the sources, which effects would change: export with the effects first, then normalize the album".into(),
+        ));
+    }
     let measured = crate::parallel::map(&o.inputs, threads, |p| crate::gaintag::measure(p));
     let mut ok = Vec::new();
     for (p, m) in o.inputs.iter().zip(&measured) {
@@ -246,6 +255,8 @@ pub struct Job {
     steps: Vec<StepSpec>,
     output: OutputPlan,
     notes: Vec<String>,
+    /// The effects the steps name, when they name any.
+    effects: Option<std::sync::Arc<crate::effects::Catalog>>,
 }
 
 impl Job {
@@ -269,10 +280,14 @@ impl Job {
             Some(stop) => source.stop_when(stop),
             None => source,
         };
+        let mut resolver: Box<dyn StageResolver + '_> = match &self.effects {
+            Some(c) => Box::new(crate::effects::CatalogResolver(c)),
+            None => Box::new(NoResolver),
+        };
         crate::encode_thread::export_from(
             source,
             &self.steps,
-            &mut NoResolver,
+            &mut *resolver,
             std::slice::from_ref(&self.output),
             progress,
         )
@@ -280,9 +295,10 @@ impl Job {
 }
 
 /// The steps the order asks for, in the order `sluice export` applies them: region, trim
-/// silence, channels, resample, fades, normalize.
+/// silence, channels, resample, effects, fades, normalize.
 fn steps(
     o: &ExportOrder,
+    effects: &[EffectStep],
     channels: Option<ChannelMapping>,
     sample_rate: Option<u32>,
 ) -> Vec<StepSpec> {
@@ -301,6 +317,7 @@ fn steps(
         sample_rate,
         quality: o.resampler,
     }));
+    steps.extend(effects.iter().cloned().map(StepSpec::Effect));
     steps.push(StepSpec::Fade {
         fade_in: o.fade_in,
         fade_out: o.fade_out,
@@ -319,6 +336,10 @@ pub fn plan(o: &ExportOrder) -> Result<Vec<Job>, OrderError> {
         ));
     }
     o.request.check().map_err(|e| usage(e.message(&o.names)))?;
+    let (effects, effect_steps) = match effect_catalog(&o.effects)? {
+        Some((c, s)) => (Some(c), s),
+        None => (None, Vec::new()),
+    };
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for input in &o.inputs {
@@ -361,7 +382,7 @@ pub fn plan(o: &ExportOrder) -> Result<Vec<Job>, OrderError> {
         }
         out.push(Job {
             input: input.clone(),
-            steps: steps(o, channels, sample_rate),
+            steps: steps(o, &effect_steps, channels, sample_rate),
             output: OutputPlan {
                 path,
                 format,
@@ -379,9 +400,53 @@ pub fn plan(o: &ExportOrder) -> Result<Vec<Job>, OrderError> {
                 max_encodes: sluice_core::export::MAX_ENCODES,
             },
             notes,
+            effects: effects.clone(),
         });
     }
     Ok(out)
+}
+
+/// The effects an export runs: the catalog, and the steps as they will run.
+type ExportEffects = (std::sync::Arc<crate::effects::Catalog>, Vec<EffectStep>);
+
+/// The built-in effects, when `steps` name any: each found and its parameters checked, so an
+/// unknown effect or a parameter it refuses is said before anything runs. Returns the catalog
+/// and the steps as they will run: a number given to an enumerated parameter that is the name
+/// of one of its choices (`mains=60` on a command line) is that choice.
+fn effect_catalog(
+    steps: &[EffectStep],
+) -> Result<Option<ExportEffects>, OrderError> {
+    use sluice_core::render::steps::ParamValue;
+    if steps.is_empty() {
+        return Ok(None);
+    }
+    let runtime = crate::effects::Runtime::new(None)
+        .map_err(|e| OrderError::Usage(format!("the effect runtime: {e}")))?;
+    let catalog = crate::effects::Catalog::load(runtime, None);
+    let mut steps = steps.to_vec();
+    for s in &mut steps {
+        let Some(entry) = catalog.get(&s.name) else {
+            let names: Vec<&str> = catalog.effects.keys().map(String::as_str).collect();
+            return Err(OrderError::Usage(format!(
+                "effect {}: no such effect (the built-ins: {})",
+                s.name,
+                names.join(", ")
+            )));
+        };
+        let descriptor = &entry.effect.descriptor;
+        for (k, v) in &mut s.params {
+            if let (ParamValue::Number(n), Some((_, p))) = (&*v, descriptor.param(k))
+                && let Some(choices) = &p.choices
+                && choices.contains(&n.to_string())
+            {
+                *v = ParamValue::Text(n.to_string());
+            }
+            descriptor
+                .resolve(k, &crate::effects::toml_value(v))
+                .map_err(|e| OrderError::Usage(format!("effect {}: {e}", s.name)))?;
+        }
+    }
+    Ok(Some((std::sync::Arc::new(catalog), steps)))
 }
 
 /// One input's export, as [`export_quiet`] gives it: the report or the error, and the notes

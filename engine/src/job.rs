@@ -543,29 +543,7 @@ struct JobResolver<'a> {
 
 impl StageResolver for JobResolver<'_> {
     fn effect(&mut self, step: &EffectStep) -> Result<Box<dyn Stage>, StepError> {
-        let failed = |message: String| StepError::Effect {
-            name: step.name.clone(),
-            message,
-        };
-        let entry = self
-            .effects
-            .get(&step.name)
-            .ok_or_else(|| failed("not available (removed?)".into()))?;
-        let resolved = step
-            .params
-            .iter()
-            .map(|(k, v)| {
-                let v = crate::effects::toml_value(v);
-                entry.effect.descriptor.resolve(k, &v)
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(Box::new(crate::effects::stage::EffectStage::new(
-            self.effects.runtime().clone(),
-            entry.effect.clone(),
-            resolved,
-            crate::effects::Limits::for_step(step),
-        )))
+        crate::effects::stage_for(self.effects, step)
     }
 
     fn analyze(&mut self, step: &AnalyzeStep) -> Option<Box<dyn Stage>> {

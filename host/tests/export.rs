@@ -608,6 +608,18 @@ fn bad_options_are_clear_errors() {
             vec!["-o", "/tmp/x.flac", "--start", "5", "--end", "2"],
             "must come after start",
         ),
+        (
+            vec!["-o", "/tmp/x.flac", "--effect", "chorus"],
+            "effect chorus: no such effect",
+        ),
+        (
+            vec!["-o", "/tmp/x.flac", "--effect", "dehum:mains=55"],
+            "effect dehum:",
+        ),
+        (
+            vec!["-o", "/tmp/x.flac", "--effect", "gain:gain_db"],
+            "KEY=VALUE",
+        ),
     ] {
         let o = sluice()
             .arg("export")
@@ -619,6 +631,59 @@ fn bad_options_are_clear_errors() {
         assert!(!o.status.success(), "{args:?} should fail");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// Amplitude of `freq` in `x` (a single-bin DFT over whole periods of the middle half).
+fn component(x: &[f32], rate: u32, freq: f64) -> f64 {
+    let rate = f64::from(rate);
+    let n = ((x.len() as f64 / 2.0 * freq / rate).floor() * rate / freq) as usize;
+    let start = (x.len() - n) / 2;
+    let (mut re, mut im) = (0.0f64, 0.0f64);
+    for (i, v) in x[start..start + n].iter().enumerate() {
+        let ph = std::f64::consts::TAU * freq * i as f64 / rate;
+        re += f64::from(*v) * ph.cos();
+        im += f64::from(*v) * ph.sin();
+    }
+    2.0 * (re * re + im * im).sqrt() / n as f64
+}
+
+/// `--effect` runs built-in effects in order inside the export: hum removed, a gain applied.
+#[test]
+fn effects_run_inside_an_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 48_000u32;
+    let x: Vec<f32> = (0..rate as usize * 6)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            let hum: f64 = (1..=6)
+                .map(|k| 0.0316 * (std::f64::consts::TAU * 60.0 * k as f64 * t).sin())
+                .sum();
+            (0.25 * (std::f64::consts::TAU * 1000.0 * t).sin() + hum) as f32
+        })
+        .collect();
+    let src = dir.path().join("hum.wav");
+    write_wav(&src, rate, std::slice::from_ref(&x), 24);
+    let out = dir.path().join("out.wav");
+    export(&[
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--bit-depth",
+        "24",
+        "--effect",
+        "dehum:mains=60,harmonics=8",
+        "--effect",
+        "gain:gain_db=-6.0206,smoothing_ms=0",
+    ]);
+    let (y, _) = decode(&out);
+    assert_eq!(y[0].len(), x.len());
+    let tone = component(&y[0], rate, 1000.0) / component(&x, rate, 1000.0);
+    assert!((tone - 0.5).abs() < 0.005, "1 kHz × {tone}");
+    for k in 1..=6 {
+        let f = 60.0 * k as f64;
+        let left = 20.0 * (component(&y[0], rate, f) / component(&x, rate, f)).log10();
+        assert!(left < -30.0 - 6.0, "{f} Hz: {left:.1} dB");
     }
 }
 

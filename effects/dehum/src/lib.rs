@@ -34,7 +34,7 @@ effect! {
         name: "dehum",
         version: "1.0.0",
         description: "Mains hum removal: notches at 50 or 60 Hz and its harmonics, the mains found (auto) and its exact frequency followed; each notch the same Q, the fundamental's width_hz wide.",
-        tail_seconds: 1.0,
+        tail_seconds: 0.0,
         max_channels: 32,
     }
     params {

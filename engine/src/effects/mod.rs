@@ -248,6 +248,47 @@ pub fn toml_value(v: &sluice_core::render::steps::ParamValue) -> toml::Value {
     }
 }
 
+/// The stage of an effect step from `catalog`: the effect found by name, its parameters checked
+/// against its descriptor, the step's sandbox limits. Pipelines and exports build their effect
+/// stages through this.
+pub fn stage_for(
+    catalog: &Catalog,
+    step: &sluice_core::render::steps::EffectStep,
+) -> Result<Box<dyn sluice_core::render::Stage>, sluice_core::render::steps::StepError> {
+    let failed = |message: String| sluice_core::render::steps::StepError::Effect {
+        name: step.name.clone(),
+        message,
+    };
+    let entry = catalog
+        .get(&step.name)
+        .ok_or_else(|| failed("not available (removed?)".into()))?;
+    let resolved = step
+        .params
+        .iter()
+        .map(|(k, v)| entry.effect.descriptor.resolve(k, &toml_value(v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(Box::new(stage::EffectStage::new(
+        catalog.runtime().clone(),
+        entry.effect.clone(),
+        resolved,
+        Limits::for_step(step),
+    )))
+}
+
+/// A resolver whose effects are `catalog`'s, and nothing else (no analysis taps, no library):
+/// an export's.
+pub struct CatalogResolver<'a>(pub &'a Catalog);
+
+impl sluice_core::render::steps::StageResolver for CatalogResolver<'_> {
+    fn effect(
+        &mut self,
+        step: &sluice_core::render::steps::EffectStep,
+    ) -> Result<Box<dyn sluice_core::render::Stage>, sluice_core::render::steps::StepError> {
+        stage_for(self.0, step)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,6 +138,11 @@ pub struct ExportArgs {
     /// Fade shape: linear, equal-power, logarithmic.
     #[arg(long, default_value = "equal-power")]
     pub fade_curve: String,
+    /// Run a built-in effect (after resampling, before fades and normalization); repeatable,
+    /// in order. Parameters as in a pipeline: `--effect denoise:reduction_db=15`,
+    /// `--effect dehum:mains=50,harmonics=10` (`sluice effects list`, `sluice effects info`).
+    #[arg(long = "effect", value_name = "NAME[:KEY=VALUE,...]")]
+    pub effects: Vec<String>,
     /// Start at this time (seconds).
     #[arg(long)]
     pub start: Option<f64>,
@@ -252,6 +257,11 @@ impl ExportArgs {
         } else {
             None
         };
+        let effects = a
+            .effects
+            .iter()
+            .map(|e| effect_step(e))
+            .collect::<Result<Vec<_>>>()?;
         let mut tags = Vec::new();
         for t in &a.tags {
             let (k, v) = t
@@ -283,9 +293,44 @@ impl ExportArgs {
             true_peak_check: !a.no_true_peak_check,
             bext: !a.no_bext,
             overwrite: a.overwrite,
+            effects,
             ..ExportOrder::new(a.inputs.clone(), destination, request, OptionNames::CLI)
         })
     }
+}
+
+/// `--effect NAME[:KEY=VALUE,...]` as an effect step (values: numbers, true/false, or a
+/// choice's name).
+fn effect_step(arg: &str) -> Result<sluice_core::render::steps::EffectStep> {
+    use sluice_core::render::steps::{EffectStep, ParamValue};
+    let (name, params) = arg.split_once(':').unwrap_or((arg, ""));
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("--effect {arg}: name the effect (NAME or NAME:KEY=VALUE,...)");
+    }
+    let mut out = Vec::new();
+    for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--effect {arg}: write each parameter as KEY=VALUE"))?;
+        let v = v.trim();
+        let value = match v {
+            "true" => ParamValue::Bool(true),
+            "false" => ParamValue::Bool(false),
+            _ => v
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .map_or_else(|| ParamValue::Text(v.to_string()), ParamValue::Number),
+        };
+        out.push((k.trim().to_string(), value));
+    }
+    Ok(EffectStep {
+        name: name.to_string(),
+        params: out,
+        time_budget_ms: None,
+        memory_mb: None,
+    })
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
