@@ -413,9 +413,7 @@ type ExportEffects = (std::sync::Arc<crate::effects::Catalog>, Vec<EffectStep>);
 /// unknown effect or a parameter it refuses is said before anything runs. Returns the catalog
 /// and the steps as they will run: a number given to an enumerated parameter that is the name
 /// of one of its choices (`mains=60` on a command line) is that choice.
-fn effect_catalog(
-    steps: &[EffectStep],
-) -> Result<Option<ExportEffects>, OrderError> {
+fn effect_catalog(steps: &[EffectStep]) -> Result<Option<ExportEffects>, OrderError> {
     use sluice_core::render::steps::ParamValue;
     if steps.is_empty() {
         return Ok(None);

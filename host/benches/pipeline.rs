@@ -63,6 +63,16 @@ fn ffmpeg_normalize() -> Option<PathBuf> {
         .then(|| PathBuf::from("ffmpeg-normalize"))
 }
 
+/// CPU seconds (user and system) of every child process waited for so far.
+fn children_cpu() -> f64 {
+    // SAFETY: rusage is plain data the kernel fills; RUSAGE_CHILDREN always exists.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is ours and outlives the call.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
 fn timed(cmd: &mut Command) -> Res<f64> {
     let t = Instant::now();
     let out = cmd.stdin(Stdio::null()).output()?;
@@ -152,6 +162,7 @@ fn run() -> Res<bool> {
     let mut sluice_runs = Vec::new();
     for workers in [cores, 1] {
         let root = dir.join(format!("root-{workers}"));
+        let cpu0 = children_cpu();
         let wall = timed(
             Command::new(&sluice)
                 .args(["run", "podcast", "--root"])
@@ -164,12 +175,13 @@ fn run() -> Res<bool> {
         if mp3s.len() != files || flacs.len() != files {
             return Err(format!("sluice made {} MP3 and {} FLAC", mp3s.len(), flacs.len()).into());
         }
-        sluice_runs.push((workers, wall, mp3s));
+        sluice_runs.push((workers, wall, children_cpu() - cpu0, mp3s));
     }
 
     // ffmpeg-normalize: one run per output format.
-    let peer_run = |name: &str, extra: &[&str]| -> Res<(f64, Vec<PathBuf>)> {
+    let peer_run = |name: &str, extra: &[&str]| -> Res<(f64, f64, Vec<PathBuf>)> {
         let out = dir.join(format!("ffmpeg-normalize-{name}"));
+        let cpu0 = children_cpu();
         std::fs::create_dir_all(&out)?;
         let wall = timed(
             Command::new(&peer)
@@ -181,9 +193,9 @@ fn run() -> Res<bool> {
                 .arg("-of")
                 .arg(&out),
         )?;
-        Ok((wall, files_with(&out, name)))
+        Ok((wall, children_cpu() - cpu0, files_with(&out, name)))
     };
-    let (peer_mp3, peer_mp3s) = peer_run(
+    let (peer_mp3, peer_mp3_cpu, peer_mp3s) = peer_run(
         "mp3",
         &[
             "-c:a",
@@ -196,7 +208,7 @@ fn run() -> Res<bool> {
             "mp3",
         ],
     )?;
-    let (peer_flac, _) = peer_run(
+    let (peer_flac, peer_flac_cpu, _) = peer_run(
         "flac",
         &["-c:a", "flac", "-e", "-sample_fmt s32", "-ext", "flac"],
     )?;
@@ -207,6 +219,7 @@ fn run() -> Res<bool> {
     let chain_dir = dir.join("ffmpeg-chain");
     std::fs::create_dir_all(&chain_dir)?;
     let t = Instant::now();
+    let cpu0 = children_cpu();
     for batch in inputs.chunks(cores) {
         let mut children = Vec::new();
         for input in batch {
@@ -241,28 +254,37 @@ fn run() -> Res<bool> {
         }
     }
     let chain = t.elapsed().as_secs_f64();
+    let chain_cpu = children_cpu() - cpu0;
 
-    let line = |what: &str, wall: f64| {
+    // Wall time beside the CPU time of the processes (the machine may be shared: CPU time is
+    // what the work cost, wall time what it took with the cores it got).
+    let line = |what: &str, wall: f64, cpu: f64| {
         println!(
-            "  {what:<52} {wall:>8.2} s  {:>7.1}x real time",
+            "  {what:<52} {wall:>8.2} s  {:>7.1}x real time  CPU {cpu:>7.2} s",
             audio_seconds / wall
         )
     };
-    for (w, wall, _) in &sluice_runs {
+    for (w, wall, cpu, _) in &sluice_runs {
         line(
             &format!("sluice run podcast ({w} worker(s); MP3 + FLAC)"),
             *wall,
+            *cpu,
         );
     }
-    line("ffmpeg-normalize, MP3", peer_mp3);
-    line("ffmpeg-normalize, FLAC", peer_flac);
-    line("ffmpeg-normalize, both (MP3 run + FLAC run)", peer_total);
+    line("ffmpeg-normalize, MP3", peer_mp3, peer_mp3_cpu);
+    line("ffmpeg-normalize, FLAC", peer_flac, peer_flac_cpu);
+    line(
+        "ffmpeg-normalize, both (MP3 run + FLAC run)",
+        peer_total,
+        peer_mp3_cpu + peer_flac_cpu,
+    );
     line(
         &format!("ffmpeg filter chain ({cores} at once; MP3 + FLAC)"),
         chain,
+        chain_cpu,
     );
-    let (_, all_cores, mp3s) = &sluice_runs[0];
-    let (_, one, _) = &sluice_runs[1];
+    let (_, all_cores, all_cores_cpu, mp3s) = &sluice_runs[0];
+    let (_, one, _, _) = &sluice_runs[1];
     println!(
         "  ratio, same outputs (ffmpeg-normalize both / sluice):  {:.2}x with {cores} workers, {:.2}x with 1",
         peer_total / all_cores,
@@ -278,9 +300,12 @@ fn run() -> Res<bool> {
     let chain_ok = speed >= 50.0 && *all_cores < chain;
     println!(
         "  the whole podcast pipeline: {speed:.0}x real time with {cores} workers (target 50x), \
-         {:.2}x the ffmpeg chain's speed (target above 1): {}",
+         {:.2}x the ffmpeg chain's speed (target above 1): {}; by CPU time {:.2}x the chain, \
+         {:.0}x real time per core",
         chain / all_cores,
-        common::verdict(chain_ok)
+        common::verdict(chain_ok),
+        chain_cpu / all_cores_cpu,
+        audio_seconds / all_cores_cpu
     );
 
     // Each MP3 measured, the two tools side by side. Sluice measures the loudness of what each
