@@ -24,24 +24,15 @@ fn sluice_in(root: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// Amplitude of the `freq` component of the first channel (a single-bin DFT over whole
-/// periods of the middle of the file).
+/// Amplitude of the `freq` component of the first channel of the file at `path`.
 fn component(path: &Path, freq: f64) -> f64 {
     let mut d = sluice_core::Decoder::open(path).unwrap();
-    let rate = f64::from(d.info().sample_rate);
+    let rate = d.info().sample_rate;
     let mut x = Vec::new();
     while let Some(b) = d.next_block().unwrap() {
         x.extend_from_slice(b.planes().next().unwrap());
     }
-    let n = ((x.len() as f64 / 2.0 * freq / rate).floor() * rate / freq) as usize;
-    let start = (x.len() - n) / 2;
-    let (mut re, mut im) = (0.0f64, 0.0f64);
-    for (i, v) in x[start..start + n].iter().enumerate() {
-        let ph = std::f64::consts::TAU * freq * i as f64 / rate;
-        re += f64::from(*v) * ph.cos();
-        im += f64::from(*v) * ph.sin();
-    }
-    2.0 * (re * re + im * im).sqrt() / n as f64
+    common::component(&x, rate, freq)
 }
 
 #[test]

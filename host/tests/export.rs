@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{bright_transients, fixture, sluice, tool};
+use common::{bright_transients, component, fixture, sluice, tool};
 use sluice_core::render::{Block, OutputLoudness, OutputMeter, SignalSpec};
 use sluice_core::signal;
 use std::path::{Path, PathBuf};
@@ -632,20 +632,6 @@ fn bad_options_are_clear_errors() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
-}
-
-/// Amplitude of `freq` in `x` (a single-bin DFT over whole periods of the middle half).
-fn component(x: &[f32], rate: u32, freq: f64) -> f64 {
-    let rate = f64::from(rate);
-    let n = ((x.len() as f64 / 2.0 * freq / rate).floor() * rate / freq) as usize;
-    let start = (x.len() - n) / 2;
-    let (mut re, mut im) = (0.0f64, 0.0f64);
-    for (i, v) in x[start..start + n].iter().enumerate() {
-        let ph = std::f64::consts::TAU * freq * i as f64 / rate;
-        re += f64::from(*v) * ph.cos();
-        im += f64::from(*v) * ph.sin();
-    }
-    2.0 * (re * re + im * im).sqrt() / n as f64
 }
 
 /// `--effect` runs built-in effects in order inside the export: hum removed, a gain applied.

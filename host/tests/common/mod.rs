@@ -483,3 +483,18 @@ pub fn test_authority(openssl: &Path, dir: &Path) {
         "leaf.ext",
     ]);
 }
+
+/// Amplitude of the `freq` component of `x` at `rate` (a single-bin DFT over whole periods of
+/// the middle half).
+pub fn component(x: &[f32], rate: u32, freq: f64) -> f64 {
+    let rate = f64::from(rate);
+    let n = ((x.len() as f64 / 2.0 * freq / rate).floor() * rate / freq) as usize;
+    let start = (x.len() - n) / 2;
+    let (mut re, mut im) = (0.0f64, 0.0f64);
+    for (i, v) in x[start..start + n].iter().enumerate() {
+        let ph = std::f64::consts::TAU * freq * i as f64 / rate;
+        re += f64::from(*v) * ph.cos();
+        im += f64::from(*v) * ph.sin();
+    }
+    2.0 * (re * re + im * im).sqrt() / n as f64
+}
