@@ -424,6 +424,13 @@ fn effect_catalog(steps: &[EffectStep]) -> Result<Option<ExportEffects>, OrderEr
     let mut steps = steps.to_vec();
     for s in &mut steps {
         let Some(entry) = catalog.get(&s.name) else {
+            if let Some(why) = catalog.refusal(&s.name) {
+                return Err(OrderError::Usage(if why.contains(&s.name) {
+                    why.to_string()
+                } else {
+                    format!("effect {}: {why}", s.name)
+                }));
+            }
             let names: Vec<&str> = catalog.effects.keys().map(String::as_str).collect();
             return Err(OrderError::Usage(format!(
                 "effect {}: no such effect (the built-ins: {})",

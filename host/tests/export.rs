@@ -673,6 +673,69 @@ fn effects_run_inside_an_export() {
     }
 }
 
+/// Every effect runs in a process whose address space is capped at 1 GiB (`ulimit -v`, as
+/// shared hosts and containers set it): the sandbox must not reserve gigabytes per module.
+#[test]
+fn effects_run_under_a_one_gigabyte_address_space() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 48_000u32;
+    let planes = signal::programme(rate, 2, rate as usize * 4, 5);
+    let src = dir.path().join("speech.wav");
+    write_wav(&src, rate, &planes, 24);
+    let run = |out: &Path, limited: bool| {
+        let mut cmd = sluice();
+        cmd.arg("export")
+            .arg(&src)
+            .arg("-o")
+            .arg(out)
+            .args([
+                "--effect", "highpass", "--effect", "dehum", "--effect", "denoise",
+            ])
+            .args([
+                "--effect",
+                "deess",
+                "--effect",
+                "leveler",
+                "--effect",
+                "compressor",
+            ])
+            .args(["--effect", "limiter"]);
+        if limited {
+            // SAFETY: between fork and exec the closure only calls setrlimit
+            // (async-signal-safe), on the child's own limits.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let lim = libc::rlimit {
+                        rlim_cur: 1 << 30,
+                        rlim_max: 1 << 30,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let o = cmd.output().unwrap();
+        assert!(
+            o.status.success(),
+            "limited {limited}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        decode(out)
+    };
+    let (y, r) = run(&dir.path().join("limited.flac"), true);
+    let (free, _) = run(&dir.path().join("free.flac"), false);
+    assert_eq!(r, rate);
+    // The highpass's ringing tail (100 ms) is kept, as in any export.
+    assert!(y[0].len() >= planes[0].len(), "{}", y[0].len());
+    assert!(
+        y == free,
+        "the bounds-checked sandbox computes what the default one does"
+    );
+}
+
 /// A 16-bit FLAC made by the core from a 16-bit WAV (an exact copy of its samples).
 fn flac16(dir: &Path, name: &str) -> PathBuf {
     let wav = dir.join(format!("{name}.wav"));

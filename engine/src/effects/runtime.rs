@@ -92,6 +92,18 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if address_space_limited() {
+            // By default each linear memory reserves 4 GiB of address space plus guards, so
+            // that compiled code needs no bounds checks. Under an address-space limit
+            // (`ulimit -v`, as containers and shared hosts set it) one such reservation
+            // already fails: reserve only what a memory holds plus room to grow, and let
+            // the compiled code check its bounds instead (slower, but it runs).
+            config
+                .memory_reservation(0)
+                .memory_reservation_for_growth(16 << 20)
+                .memory_guard_size(64 << 10)
+                .guard_before_linear_memory(false);
+        }
         let engine = Engine::new(&config)?;
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -160,6 +172,24 @@ impl Runtime {
             tracing::warn!("cannot cache the compiled effect: {e}");
         }
         Ok(m)
+    }
+}
+
+/// Whether this process's address space is limited (`RLIMIT_AS` is not infinite).
+fn address_space_limited() -> bool {
+    #[cfg(unix)]
+    {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct we pass, which lives across the call.
+        let rc = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut l) };
+        rc == 0 && l.rlim_cur != libc::RLIM_INFINITY
+    }
+    #[cfg(not(unix))]
+    {
+        false
     }
 }
 
