@@ -193,7 +193,7 @@ impl ChannelMapping {
 }
 
 /// What `analysis::loudness::LoudnessMeter::summary` gives (true peak is measured separately).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct LoudnessSummary {
     /// Integrated (programme) loudness, LUFS; `None` when nothing passes the gates (silence or
     /// under 400 ms).
@@ -210,7 +210,7 @@ pub struct LoudnessSummary {
 }
 
 /// Momentary and short-term loudness at regular times; `None` entries are below −70 LUFS.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct LoudnessHistory {
     /// Seconds between entries (a multiple of 0.1 s).
     pub step_seconds: f64,
@@ -221,7 +221,7 @@ pub struct LoudnessHistory {
 
 /// The loudness of what an output received, measured in the final pass (for the `bext` chunk,
 /// ReplayGain and reports).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OutputLoudness {
     #[serde(flatten)]
     pub loudness: LoudnessSummary,

@@ -21,7 +21,7 @@ use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
 use symphonia::core::meta::MetadataOptions;
 
 /// Where the frame count in [`StreamInfo::frames`] comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FrameCountSource {
     /// Declared by the container or stream header (exact for a well-formed file).
@@ -32,15 +32,18 @@ pub enum FrameCountSource {
 
 /// Format facts of one file, from its headers (or from a full decode, see
 /// [`FrameCountSource`]).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StreamInfo {
     /// Registry id of the format (`wav`, `rf64`, `aiff`, `flac`, `mp3`, `ogg_vorbis`, `m4a_aac`,
     /// `m4a_alac`).
-    pub format: &'static str,
+    #[serde(deserialize_with = "crate::interned::name")]
+    pub format: crate::interned::Name,
     /// Human-readable format name.
-    pub format_name: &'static str,
+    #[serde(deserialize_with = "crate::interned::name")]
+    pub format_name: crate::interned::Name,
     /// The container as symphonia names it (`wave`, `aiff`, `flac`, `mp3`, `ogg`, `isomp4`...).
-    pub container: &'static str,
+    #[serde(deserialize_with = "crate::interned::name")]
+    pub container: crate::interned::Name,
     /// The codec's short name (`pcm_s16le`, `flac`, `mp3`, `aac`, `alac`, `vorbis`...).
     pub codec: String,
     /// `true` for lossless codecs.

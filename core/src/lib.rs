@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod formats;
 mod headers;
+pub mod interned;
 pub mod io;
 pub mod mp4;
 pub mod mpa;
@@ -53,7 +54,7 @@ pub struct InfoOptions {
 }
 
 /// Everything `sluice info` shows about one file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FileInfo {
     pub path: PathBuf,
     #[serde(flatten)]

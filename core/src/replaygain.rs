@@ -71,7 +71,7 @@ pub fn r128_text(db: f64) -> String {
 }
 
 /// The gains to write: track gain and peak, and an album's when the file belongs to one.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Gains {
     pub track_gain_db: f64,
     /// Linear true peak.
@@ -79,7 +79,7 @@ pub struct Gains {
     pub album: Option<AlbumGain>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlbumGain {
     pub gain_db: f64,
     /// Linear true peak of the whole album (its loudest track's).

@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::io::{self, Read, Seek, SeekFrom};
 
 /// Which RIFF flavour the file uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RiffForm {
     Riff,
@@ -60,7 +60,7 @@ impl RiffScan {
 }
 
 /// The Broadcast Wave Format extension chunk (EBU Tech 3285).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Bext {
     pub description: String,
     pub originator: String,

@@ -17,7 +17,7 @@ use std::path::Path;
 
 /// Every tag Sluice understands, merged across the tag blocks of one file. When several blocks
 /// carry the same field (an MP3 with ID3v2 and ID3v1), the format's primary block wins.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Tags {
     pub title: Option<String>,
     pub artist: Option<String>,
@@ -47,7 +47,7 @@ pub struct Tags {
     /// `riff_info`, `aiff_text`, `id3v1`, `ape`).
     pub sources: Vec<String>,
     /// The raw RIFF LIST/INFO items of a WAV file, by four-character id (`INAM`, `IART`...).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub riff_info: BTreeMap<String, String>,
     /// The Broadcast Wave `bext` chunk.
     pub bext: Option<Bext>,

@@ -70,9 +70,12 @@ pub struct ExportOrder {
     pub true_peak_check: bool,
     pub bext: bool,
     pub overwrite: bool,
-    /// Effects (built-in wasm effects by name, with parameters), applied in order after the
+    /// Effects (wasm effects by name, with parameters), applied in order after the
     /// resampling and before the fades and the normalization.
     pub effects: Vec<EffectStep>,
+    /// Where `effects` are found: a root's effects (the server's), or, when `None`, the
+    /// built-ins (`sluice export`).
+    pub catalog: Option<std::sync::Arc<crate::effects::Catalog>>,
 }
 
 impl ExportOrder {
@@ -106,6 +109,7 @@ impl ExportOrder {
             bext: true,
             overwrite: false,
             effects: Vec::new(),
+            catalog: None,
         }
     }
 }
@@ -336,7 +340,7 @@ pub fn plan(o: &ExportOrder) -> Result<Vec<Job>, OrderError> {
         ));
     }
     o.request.check().map_err(|e| usage(e.message(&o.names)))?;
-    let (effects, effect_steps) = match effect_catalog(&o.effects)? {
+    let (effects, effect_steps) = match effect_catalog(&o.effects, o.catalog.as_ref())? {
         Some((c, s)) => (Some(c), s),
         None => (None, Vec::new()),
     };
@@ -409,18 +413,27 @@ pub fn plan(o: &ExportOrder) -> Result<Vec<Job>, OrderError> {
 /// The effects an export runs: the catalog, and the steps as they will run.
 type ExportEffects = (std::sync::Arc<crate::effects::Catalog>, Vec<EffectStep>);
 
-/// The built-in effects, when `steps` name any: each found and its parameters checked, so an
-/// unknown effect or a parameter it refuses is said before anything runs. Returns the catalog
-/// and the steps as they will run: a number given to an enumerated parameter that is the name
-/// of one of its choices (`mains=60` on a command line) is that choice.
-fn effect_catalog(steps: &[EffectStep]) -> Result<Option<ExportEffects>, OrderError> {
+/// The effects of `catalog` (default: the built-ins), when `steps` name any: each found and its
+/// parameters checked, so an unknown effect or a parameter it refuses is said before anything
+/// runs. Returns the catalog and the steps as they will run: a number given to an enumerated
+/// parameter that is the name of one of its choices (`mains=60` on a command line) is that
+/// choice.
+fn effect_catalog(
+    steps: &[EffectStep],
+    catalog: Option<&std::sync::Arc<crate::effects::Catalog>>,
+) -> Result<Option<ExportEffects>, OrderError> {
     use sluice_core::render::steps::ParamValue;
     if steps.is_empty() {
         return Ok(None);
     }
-    let runtime = crate::effects::Runtime::new(None)
-        .map_err(|e| OrderError::Usage(format!("the effect runtime: {e}")))?;
-    let catalog = crate::effects::Catalog::load(runtime, None);
+    let catalog = match catalog {
+        Some(c) => std::sync::Arc::clone(c),
+        None => {
+            let runtime = crate::effects::Runtime::new(None)
+                .map_err(|e| OrderError::Usage(format!("the effect runtime: {e}")))?;
+            std::sync::Arc::new(crate::effects::Catalog::load(runtime, None))
+        }
+    };
     let mut steps = steps.to_vec();
     for s in &mut steps {
         let Some(entry) = catalog.get(&s.name) else {
@@ -433,7 +446,7 @@ fn effect_catalog(steps: &[EffectStep]) -> Result<Option<ExportEffects>, OrderEr
             }
             let names: Vec<&str> = catalog.effects.keys().map(String::as_str).collect();
             return Err(OrderError::Usage(format!(
-                "effect {}: no such effect (the built-ins: {})",
+                "effect {}: no such effect (there are: {})",
                 s.name,
                 names.join(", ")
             )));
@@ -451,7 +464,7 @@ fn effect_catalog(steps: &[EffectStep]) -> Result<Option<ExportEffects>, OrderEr
                 .map_err(|e| OrderError::Usage(format!("effect {}: {e}", s.name)))?;
         }
     }
-    Ok(Some((std::sync::Arc::new(catalog), steps)))
+    Ok(Some((catalog, steps)))
 }
 
 /// One input's export, as [`export_quiet`] gives it: the report or the error, and the notes

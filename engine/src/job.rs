@@ -184,13 +184,13 @@ struct Report<'a> {
     content_hash: &'a str,
     started: String,
     finished: String,
-    source: &'a serde_json::Value,
-    tags: &'a serde_json::Value,
-    analysis: Option<&'a serde_json::Value>,
+    source: &'a sluice_core::StreamInfo,
+    tags: &'a sluice_core::tags::Tags,
+    analysis: Option<&'a sluice_core::analysis::AnalysisReport>,
     /// The compare step's comparison with its reference or genre.
     #[serde(skip_serializing_if = "Option::is_none")]
-    comparison: Option<&'a serde_json::Value>,
-    export: Option<&'a serde_json::Value>,
+    comparison: Option<&'a sluice_core::analysis::compare::Comparison>,
+    export: Option<&'a ExportReport>,
     outputs: &'a [OutputRecord],
     source_now: Option<&'a Path>,
     warnings: Vec<String>,
@@ -695,21 +695,21 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
 }
 
 /// What a render leaves, as the report and the job record take it: made here, or by a cluster
-/// worker, which sends it back as JSON (its paths then under the worker's folder for the job,
-/// see [`Rendition::moved`]).
+/// worker, which sends it back (its paths then under the worker's folder for the job, see
+/// [`Rendition::moved`]). Every report in it is the core's type, as the report file shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rendition {
-    /// The export's report (with its outputs), when the pipeline has outputs.
-    pub export: Option<serde_json::Value>,
+    /// The export's report (with its outputs and their QC), when the pipeline has outputs.
+    pub export: Option<ExportReport>,
     /// Per output, in order: its size and its format's extension.
     pub outputs: Vec<(u64, String)>,
-    pub analysis: Option<serde_json::Value>,
-    pub comparison: Option<serde_json::Value>,
+    pub analysis: Option<sluice_core::analysis::AnalysisReport>,
+    pub comparison: Option<sluice_core::analysis::compare::Comparison>,
     /// The source's stream as it was read to the end (its decoded length, any damage).
-    pub source: serde_json::Value,
-    pub tags: serde_json::Value,
+    pub source: sluice_core::StreamInfo,
+    pub tags: sluice_core::tags::Tags,
     /// The file index's loudness of the file as it arrived (an analysis at the head).
-    pub index: Option<serde_json::Value>,
+    pub index: Option<IndexLoudness>,
     pub warnings: Vec<String>,
     /// The outputs' BLAKE3 hashes when they are known already (a farm's outputs, checked as
     /// they were fetched): not read again to hash them.
@@ -717,29 +717,69 @@ pub struct Rendition {
     pub hashes: Vec<String>,
 }
 
+/// The loudness the file index keeps for a file, from an analysis at the head of its job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexLoudness {
+    pub integrated_lufs: Option<f64>,
+    pub loudness_range_lu: Option<f64>,
+    pub true_peak_dbtp: Option<f64>,
+    pub analysed_ms: i64,
+}
+
 impl Rendition {
-    /// The same with every path under `from` (the folder it was rendered in) under `to`.
+    /// The same with every path under `from` (the folder it was rendered in) under `to`:
+    /// the reports' path fields moved as paths; the warnings, which are prose naming paths,
+    /// with the folder's name replaced where it begins a path.
     pub fn moved(mut self, from: &Path, to: &Path) -> Rendition {
-        fn walk(v: &mut serde_json::Value, from: &str, to: &str) {
-            match v {
-                serde_json::Value::String(s) if s.contains(from) => *s = s.replace(from, to),
-                serde_json::Value::Array(a) => a.iter_mut().for_each(|v| walk(v, from, to)),
-                serde_json::Value::Object(o) => o.values_mut().for_each(|v| walk(v, from, to)),
-                _ => {}
+        let m = Mover { from, to };
+        if let Some(e) = &mut self.export {
+            m.path(&mut e.input);
+            m.texts(&mut e.warnings);
+            for s in &mut e.stages {
+                m.texts(&mut s.warnings);
+            }
+            for o in &mut e.outputs {
+                m.path(&mut o.path);
+                for s in &mut o.stages {
+                    m.texts(&mut s.warnings);
+                }
             }
         }
-        let (from, to) = (from.to_string_lossy(), to.to_string_lossy());
-        for v in [&mut self.export, &mut self.analysis, &mut self.comparison]
-            .into_iter()
-            .flatten()
-            .chain([&mut self.source])
-        {
-            walk(v, &from, &to);
+        if let Some(a) = &mut self.analysis {
+            m.path(&mut a.path);
+            m.texts(&mut a.stream.warnings);
         }
-        for w in &mut self.warnings {
-            *w = w.replace(&*from, &to);
-        }
+        m.texts(&mut self.source.warnings);
+        m.texts(&mut self.warnings);
         self
+    }
+}
+
+/// Moves paths from one folder to another (see [`Rendition::moved`]).
+struct Mover<'a> {
+    from: &'a Path,
+    to: &'a Path,
+}
+
+impl Mover<'_> {
+    fn path(&self, p: &mut PathBuf) {
+        if let Ok(rel) = p.strip_prefix(self.from) {
+            // (Joining an empty path would end it with a separator.)
+            *p = if rel.as_os_str().is_empty() {
+                self.to.to_path_buf()
+            } else {
+                self.to.join(rel)
+            };
+        }
+    }
+
+    fn texts(&self, texts: &mut [String]) {
+        let (from, to) = (self.from.to_string_lossy(), self.to.to_string_lossy());
+        for t in texts {
+            if t.contains(&*from) {
+                *t = t.replace(&*from, &to);
+            }
+        }
     }
 }
 
@@ -1032,13 +1072,11 @@ fn render(
         .as_ref()
         .filter(|_| analysis_at_head)
         .and_then(|a| a.loudness.as_ref())
-        .map(|l| {
-            serde_json::json!({
-                "integrated_lufs": l.summary.integrated_lufs,
-                "loudness_range_lu": l.summary.loudness_range_lu,
-                "true_peak_dbtp": l.true_peak_dbtp,
-                "analysed_ms": now_ms(),
-            })
+        .map(|l| IndexLoudness {
+            integrated_lufs: l.summary.integrated_lufs,
+            loudness_range_lu: l.summary.loudness_range_lu,
+            true_peak_dbtp: l.true_peak_dbtp,
+            analysed_ms: now_ms(),
         });
     let comparison = resolver.compare.and_then(|(tap, profile, step)| {
         let report = tap.take()?;
@@ -1053,18 +1091,17 @@ fn render(
         }
     });
     let export = export.filter(|_| !p.outputs.is_empty());
-    let json = |v: &dyn erased::Json| v.json();
     Ok(Rendition {
         outputs: export
             .iter()
             .flat_map(|e| &e.outputs)
             .map(|o| (o.bytes, o.format.extension().to_string()))
             .collect(),
-        export: export.as_ref().map(|e| with_qc(json(e), judged)),
-        analysis: analysis.as_ref().map(|a| json(a)),
-        comparison: comparison.as_ref().map(|c| json(c)),
-        source: json(&source_stream),
-        tags: json(&info.tags),
+        export: export.map(|e| with_qc(e, judged)),
+        analysis,
+        comparison,
+        source: source_stream,
+        tags: info.tags.clone(),
         index,
         warnings: std::mem::take(warnings),
         hashes: Vec::new(),
@@ -1072,17 +1109,6 @@ fn render(
 }
 
 /// Values as JSON (what the report writes).
-mod erased {
-    pub trait Json {
-        fn json(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-        }
-    }
-}
-
 /// Each output with `qc = "SPEC"` measured as written and judged against the specification:
 /// one that fails fails the job (`qc_fail = "fail"`, the default; its outputs are then removed
 /// with the job), sets its source aside in quarantine (`"quarantine"`, its outputs removed
@@ -1093,7 +1119,7 @@ fn quality_checked(
     root: &Path,
     pages: &[Option<PathBuf>],
     warnings: &mut Vec<String>,
-) -> Result<Vec<Option<serde_json::Value>>, Failure> {
+) -> Result<Vec<Option<sluice_core::qc::OutputQc>>, Failure> {
     use sluice_core::qc;
     let mut judged = Vec::new();
     for (i, (o, written)) in p.outputs.iter().zip(&report.outputs).enumerate() {
@@ -1139,30 +1165,18 @@ fn quality_checked(
                 QcFail::Warn => warnings.push(msg),
             }
         }
-        judged.push(Some(serde_json::json!({
-            "spec": r.spec,
-            "spec_name": r.spec_name,
-            "source": r.source,
-            "passed": r.passed,
-            "verdicts": r.verdicts,
-            "true_peak_events": r.true_peak_events,
-            "speech_share": r.measured.speech_share,
-        })));
+        judged.push(Some(r.summary()));
     }
     Ok(judged)
 }
 
 /// The export's report with each judged output's QC beside its loudness (`outputs[i].qc`).
 fn with_qc(
-    mut export: serde_json::Value,
-    judged: Vec<Option<serde_json::Value>>,
-) -> serde_json::Value {
-    if let Some(outputs) = export.get_mut("outputs").and_then(|o| o.as_array_mut()) {
-        for (o, q) in outputs.iter_mut().zip(judged) {
-            if let (Some(q), Some(o)) = (q, o.as_object_mut()) {
-                o.insert("qc".into(), q);
-            }
-        }
+    mut export: ExportReport,
+    judged: Vec<Option<sluice_core::qc::OutputQc>>,
+) -> ExportReport {
+    for (o, q) in export.outputs.iter_mut().zip(judged) {
+        o.qc = q;
     }
     export
 }
@@ -1194,25 +1208,13 @@ struct Finished {
     rendition: Rendition,
 }
 
-/// The outputs hashed, the report written, the source moved, and the job marked done with its
-/// outputs in one transaction (then the source deleted, where the pipeline says so). The
-/// report and the move are the last steps that can fail before the job is done (a re-run
-/// finds the source where it was moved); a failure before the move leaves the source where
-/// it arrived.
-fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRecord, Failure> {
-    let root = &ctx.cfg.root;
-    let Finished {
-        started,
-        source,
-        paths,
-        rendition,
-    } = f;
-    let mut warnings = rendition.warnings.clone();
-    if let Some(summary) = &rendition.index {
-        let _ = ctx
-            .store
-            .set_analysis(&job.input.to_string_lossy(), summary.clone());
-    }
+/// The job's record of each output: its path in the root, size, format and BLAKE3 hash (the
+/// farm's, checked as the outputs were fetched, or read here).
+fn output_records(
+    rendition: &Rendition,
+    job: &JobRecord,
+    paths: &Paths,
+) -> Result<Vec<OutputRecord>, Failure> {
     let mut outputs = Vec::new();
     let known = rendition.hashes.len() == rendition.outputs.len();
     for (i, (((bytes, format), rel), path)) in rendition
@@ -1234,6 +1236,31 @@ fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRec
             format: format.clone(),
         });
     }
+    Ok(outputs)
+}
+
+/// The outputs hashed, the report written, the source moved, and the job marked done with its
+/// outputs in one transaction (then the source deleted, where the pipeline says so). The
+/// report and the move are the last steps that can fail before the job is done (a re-run
+/// finds the source where it was moved); a failure before the move leaves the source where
+/// it arrived.
+fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRecord, Failure> {
+    let root = &ctx.cfg.root;
+    let Finished {
+        started,
+        source,
+        paths,
+        rendition,
+    } = f;
+    let mut warnings = rendition.warnings.clone();
+    if let Some(summary) = &rendition.index
+        && let Ok(summary) = serde_json::to_value(summary)
+    {
+        let _ = ctx
+            .store
+            .set_analysis(&job.input.to_string_lossy(), summary);
+    }
+    let outputs = output_records(&rendition, &job, &paths)?;
     let planned_source = paths
         .move_to
         .as_ref()
@@ -1259,7 +1286,11 @@ fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRec
             source_now,
             warnings: warnings.to_vec(),
         };
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        // Through a JSON value, as reports have always been written (an `f32` figure, such
+        // as a waveform's, then shows its exact value rather than its shortest spelling).
+        let text = serde_json::to_value(&report)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_default();
         AtomicFile::write(rp, text.as_bytes())
             .map(|_| ())
             .map_err(|e| Failure::Transient(e.to_string()))

@@ -689,9 +689,10 @@ fn spread(blocks: impl Iterator<Item = f64>, block_len: usize) -> Option<f64> {
 }
 
 /// The metrics of one band (see the module documentation).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct BandMetrics {
-    pub name: &'static str,
+    #[serde(deserialize_with = "crate::interned::name")]
+    pub name: crate::interned::Name,
     pub low_hz: f64,
     pub high_hz: f64,
     /// Share of the five bands' energy, percent.

@@ -271,7 +271,7 @@ fn mean_ltas(s: &[&Signature], lufs: f64) -> Vec<LtasPoint> {
 }
 
 /// One band against the target.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct BandDelta {
     pub name: String,
     pub low_hz: f64,
@@ -287,10 +287,11 @@ pub struct BandDelta {
 }
 
 /// One other figure against the target.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct MetricDelta {
     pub name: String,
-    pub unit: &'static str,
+    #[serde(deserialize_with = "crate::interned::name")]
+    pub unit: crate::interned::Name,
     pub track: f64,
     pub target: f64,
     pub target_spread: f64,
@@ -300,7 +301,7 @@ pub struct MetricDelta {
 }
 
 /// One point of the tonal curves, level-matched (the track's curve moved by the level offset).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct TonalDelta {
     pub hz: f64,
     pub track_db: f64,
@@ -311,7 +312,7 @@ pub struct TonalDelta {
 }
 
 /// Something to do, for a person.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Recommendation {
     /// The band or figure it is about (`low_mid`, `plr`, `low_width`...).
     pub subject: String,
@@ -321,7 +322,7 @@ pub struct Recommendation {
 }
 
 /// A track against a target (see the module documentation).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Comparison {
     pub target: String,
     pub references: usize,

@@ -197,7 +197,7 @@ pub fn key_for_profile(chroma: &[f64; 12], set: &ProfileSet) -> (u8, Mode) {
 }
 
 /// Major or minor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Major,
@@ -205,7 +205,7 @@ pub enum Mode {
 }
 
 /// An estimated key.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Key {
     /// Pitch class of the tonic, 0 = C .. 11 = B
     pub tonic: u8,

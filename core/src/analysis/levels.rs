@@ -67,7 +67,7 @@ pub struct LevelMeter {
 }
 
 /// The levels section of the analysis report. Levels of silence are `None`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Levels {
     pub peak_dbfs: Option<f64>,
     pub peak_dbfs_per_channel: Vec<Option<f64>>,

@@ -181,7 +181,7 @@ impl AnalysisOptions {
 }
 
 /// The loudness section: BS.1770-4 / EBU R 128 figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Loudness {
     #[serde(flatten)]
     pub summary: loudness::LoudnessSummary,
@@ -198,7 +198,7 @@ pub struct Loudness {
 }
 
 /// Tempo: `bpm` and `confidence` are `None` when the file has no clear beat or is too short.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, Default)]
 pub struct TempoSection {
     pub bpm: Option<f64>,
     pub confidence: Option<f64>,
@@ -208,7 +208,7 @@ pub struct TempoSection {
 }
 
 /// Key: `None` fields when the file is atonal, silent or too short.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, Default)]
 pub struct KeySection {
     /// For example "A minor".
     pub key: Option<String>,
@@ -222,7 +222,7 @@ pub struct KeySection {
 /// Everything measured about one file. Sections not asked for are absent from the JSON;
 /// figures that are undefined for this file (the loudness of silence, the tempo of 10 ms) are
 /// `null`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct AnalysisReport {
     pub path: PathBuf,
     pub stream: StreamInfo,

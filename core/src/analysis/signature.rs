@@ -298,7 +298,7 @@ impl Group {
 pub const DIMENSIONS: usize = 29 + 5 + 14 + 13 + 5;
 
 /// One dimension of the feature vector: its name, group, unit and scale.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Dimension {
     pub name: String,
     pub group: &'static str,

@@ -481,7 +481,7 @@ impl std::fmt::Debug for SpectrumMeter {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Spectrum {
     /// FFT size of the long-term spectrum (bands, LTAS); the features use [`FEATURE_FFT`].
     pub fft_size: usize,
@@ -527,9 +527,10 @@ impl Spectrum {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Band {
-    pub name: &'static str,
+    #[serde(deserialize_with = "crate::interned::name")]
+    pub name: crate::interned::Name,
     pub low_hz: f64,
     pub high_hz: f64,
     /// Share of the 20 Hz–20 kHz power, percent; `None` for silence.

@@ -152,7 +152,7 @@ fn fill_runs(s: &mut [bool], value: bool, max: usize) {
 
 /// The speech section of a report: each 100 ms step is speech, silence or other sound (music,
 /// noise, effects: anything sounding that is not speech).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Speech {
     /// Share of the file's steps that are speech, 0–1.
     pub share: f64,
@@ -174,7 +174,7 @@ pub struct Speech {
 pub const SILENCE_UNDER_DB: f32 = 45.0;
 
 /// What a 100 ms step holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     Speech,

@@ -35,7 +35,7 @@ pub fn width(ll: f64, rr: f64, lr: f64) -> Option<f64> {
     (ll + rr > 0.0).then(|| (side / (mid + side)).clamp(0.0, 1.0))
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Stereo {
     pub correlation: Option<f64>,
     /// Lowest correlation of any 400 ms window above −60 dBFS.

@@ -148,7 +148,7 @@ impl Target {
 }
 
 /// One target against a measured file. Undefined when the file has no integrated loudness.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TargetCheck {
     #[serde(flatten)]
     pub target: Target,

@@ -209,7 +209,7 @@ const VARIANCE_FLOOR: f64 = 5.0e-2;
 const LOW_VARIANCE_FLOOR: f64 = 5.0e-3;
 
 /// Beats per minute and how sure the estimator is.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tempo {
     /// Beats per minute, in 60..=200 (or the preferred range, if it reaches beyond), after
     /// octave resolution

@@ -20,7 +20,7 @@ pub struct WaveformMeter {
     max: Vec<Vec<f32>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Waveform {
     pub buckets: usize,
     /// Seconds covered by one bucket.
@@ -29,7 +29,7 @@ pub struct Waveform {
     pub channels: Vec<WaveformChannel>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct WaveformChannel {
     pub min: Vec<f32>,
     pub max: Vec<f32>,

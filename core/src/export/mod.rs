@@ -545,6 +545,7 @@ fn export_source_with(
             loudness: result.loudness,
             true_peak_check: check,
             stages: std::mem::take(own),
+            qc: None,
         });
     }
     Ok(ExportReport {

@@ -51,7 +51,7 @@ pub const CODEC_MARGIN_DB: f64 = 0.1;
 pub const CODEC_LOUDNESS_TOLERANCE_LU: f64 = 0.1;
 
 /// What the check of a lossy output found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TruePeakCheck {
     /// The ceiling held (the loudness target's), when there is one.
     pub ceiling_dbtp: Option<f64>,
@@ -69,7 +69,7 @@ pub struct TruePeakCheck {
 }
 
 /// What an export did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ExportReport {
     pub input: PathBuf,
     pub outputs: Vec<OutputReport>,
@@ -82,7 +82,7 @@ pub struct ExportReport {
     pub source: Option<crate::StreamInfo>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct OutputReport {
     pub path: PathBuf,
     #[serde(flatten)]
@@ -100,8 +100,12 @@ pub struct OutputReport {
     pub true_peak_check: Option<TruePeakCheck>,
     /// The stages only this output went through (its own normalization when its channels
     /// differ from the other outputs', its dither...), with what they did.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageReport>,
+    /// The output judged against a delivery specification, where a pipeline asks for it (an
+    /// export alone judges nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qc: Option<crate::qc::OutputQc>,
 }
 
 /// How far an output may measure from its loudness-normalization target before its export

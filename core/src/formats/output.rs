@@ -111,13 +111,13 @@ impl Constraints {
 
 /// A format's settings once resolved: the options as the encoder takes them. Fields a format
 /// does not use stay `None`.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, serde::Deserialize)]
 pub struct Settings {
     /// Bits per sample for PCM formats (WAV, AIFF, FLAC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bits: Option<u32>,
     /// IEEE float samples (32-bit WAV float).
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub float: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression_level: Option<u8>,
@@ -334,6 +334,23 @@ impl Serialize for OutputFormat {
             settings: &self.settings,
         }
         .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OutputFormat {
+    /// As serialized: `format` (a registered codec's id) beside the settings.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Flat {
+            format: String,
+            #[serde(flatten)]
+            settings: Settings,
+        }
+        let f = Flat::deserialize(d)?;
+        let codec = crate::encode::codecs()
+            .find(|c| c.id() == f.format)
+            .ok_or_else(|| serde::de::Error::custom(format!("no codec {:?}", f.format)))?;
+        Ok(OutputFormat::new(codec, f.settings))
     }
 }
 

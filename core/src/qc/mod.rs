@@ -20,7 +20,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Every figure a specification can ask about, from one decode of the file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Measured {
     pub path: PathBuf,
     pub codec: String,
@@ -60,11 +60,11 @@ pub struct Measured {
     pub warnings: Vec<String>,
     /// Where the figures come from: a file, or a live meter (which cannot see what only the
     /// file holds: [`Rule::judged_live`]).
-    #[serde(skip_serializing_if = "Origin::is_file")]
+    #[serde(default, skip_serializing_if = "Origin::is_file")]
     pub origin: Origin,
     /// Seconds before the first step of the histories (a live meter keeps only the last
     /// minutes of a long session at 100 ms; a file's histories start at 0).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub history_start_s: f64,
 }
 
@@ -73,7 +73,7 @@ fn is_zero(x: &f64) -> bool {
 }
 
 /// Where a [`Measured`]'s figures come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// A whole file, decoded.
@@ -176,7 +176,7 @@ pub fn measured(report: analysis::AnalysisReport, opts: &AnalysisOptions) -> Mea
 }
 
 /// A rule's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Pass,
@@ -193,7 +193,7 @@ pub enum Outcome {
 }
 
 /// A measured value: a number, a text, or nothing.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Value {
     Number(f64),
@@ -211,10 +211,11 @@ impl std::fmt::Display for Value {
 }
 
 /// One rule judged.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Verdict {
     pub measure: Measure,
-    pub unit: &'static str,
+    #[serde(deserialize_with = "crate::interned::name")]
+    pub unit: crate::interned::Name,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
     /// The limit in words (`≤ -1.0`, `-23.0 ± 0.5`, `one of 48000`).
@@ -227,7 +228,7 @@ pub struct Verdict {
 }
 
 /// A stretch of steps whose true peak is over the ceiling.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct PeakEvent {
     /// Start and end of the stretch, seconds from the start of the file.
     pub start_s: f64,
@@ -237,7 +238,7 @@ pub struct PeakEvent {
 }
 
 /// A file judged against a specification.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct QcReport {
     pub spec: String,
     pub spec_name: String,
@@ -553,7 +554,33 @@ pub fn judge(spec: &Spec, measured: Measured) -> QcReport {
     }
 }
 
+/// A file's judgement as a job's report shows it beside the output it judged: the verdicts,
+/// without the histories (those are in the QC page and CSV).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct OutputQc {
+    pub spec: String,
+    pub spec_name: String,
+    pub source: String,
+    pub passed: bool,
+    pub verdicts: Vec<Verdict>,
+    pub true_peak_events: Vec<PeakEvent>,
+    pub speech_share: Option<f64>,
+}
+
 impl QcReport {
+    /// The verdicts without the histories, for a job's report.
+    pub fn summary(&self) -> OutputQc {
+        OutputQc {
+            spec: self.spec.clone(),
+            spec_name: self.spec_name.clone(),
+            source: self.source.clone(),
+            passed: self.passed,
+            verdicts: self.verdicts.clone(),
+            true_peak_events: self.true_peak_events.clone(),
+            speech_share: self.measured.speech_share,
+        }
+    }
+
     /// The rules that fail the verdict (severity `fail`, failed or not measured), each as
     /// `measure value unit (limit …)`.
     pub fn broken(&self) -> Vec<String> {

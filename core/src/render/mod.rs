@@ -113,7 +113,7 @@ pub trait Stage: Send {
 }
 
 /// One stage's account of the render, for reports.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct StageReport {
     pub stage: String,
     /// Facts worth a line each, machine-readable (`gain_db`, `limited_frames`...).

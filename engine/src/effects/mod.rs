@@ -83,6 +83,15 @@ fn stamp(dir: &Path) -> Vec<(PathBuf, u64, i128)> {
     v
 }
 
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("effects", &self.effects.keys().collect::<Vec<_>>())
+            .field("refused", &self.refused)
+            .finish()
+    }
+}
+
 impl Catalog {
     /// The built-in effects plus the `.wasm` files in `dir`. A module that fails its checks is
     /// listed in `refused` and left out; the others stay usable.

@@ -173,6 +173,8 @@ pub fn decode_inline(text: &str) -> Result<Vec<u8>> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Outcome {
     Done {
+        /// As CBOR in base64 (see [`rendition_wire`]).
+        #[serde(with = "rendition_wire")]
         rendition: Box<crate::job::Rendition>,
         outputs: Vec<OutputObject>,
         /// The folder the worker rendered in (the rendition's paths are under it).
@@ -183,6 +185,28 @@ pub enum Outcome {
         source_at: Option<PathBuf>,
     },
     Failed(crate::job::Failure),
+}
+
+/// A rendition on the wire: its typed reports as CBOR, carried in the JSON message as base64.
+/// (JSON has no infinity or NaN: serde_json writes them as `null`, which would not read back
+/// into the reports' numbers — the loudness of silence is minus infinity.)
+mod rendition_wire {
+    use crate::job::Rendition;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(r: &Rendition, s: S) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(r, &mut bytes).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&super::encode_inline(&bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<Rendition>, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = super::decode_inline(&text).map_err(serde::de::Error::custom)?;
+        ciborium::from_reader(bytes.as_slice())
+            .map(Box::new)
+            .map_err(|e| serde::de::Error::custom(format!("the rendition: {e}")))
+    }
 }
 
 /// How far a worker's render of a job has come (sent about once a second while it runs).
@@ -655,4 +679,153 @@ fn tls_refused(e: &async_nats::ConnectError) -> bool {
 
 pub fn now_ms() -> i64 {
     crate::store::now_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::export::{OutputPlan, export};
+    use std::path::Path;
+
+    /// Half a second of digital silence, then a tone, then silence again (`silent`: all
+    /// silence), as a 24-bit WAV.
+    fn material(path: &Path, silent: bool) {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 48_000,
+            bits_per_sample: 24,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..48_000 * 4 {
+            let t = f64::from(i) / 48_000.0;
+            let on = !silent && (0.5..3.5).contains(&t);
+            let x = if on {
+                0.3 * (std::f64::consts::TAU * 997.0 * t).sin()
+            } else {
+                0.0
+            };
+            let s = (x * 8_388_607.0) as i32;
+            w.write_sample(s).unwrap();
+            w.write_sample(-s).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
+    /// A rendition of `src` as a job makes one: every analysis section, an export with its
+    /// output judged against a delivery specification.
+    fn rendition(src: &Path, out: &Path) -> crate::job::Rendition {
+        let opts = sluice_core::analysis::AnalysisOptions {
+            loudness_history_seconds: Some(0.1),
+            ..Default::default()
+        };
+        let analysis = sluice_core::analysis::analyze(src, &opts, &mut |_| {}).unwrap();
+        let info = sluice_core::info(src, &Default::default()).unwrap();
+        let mut report = export(
+            src,
+            &[],
+            &[OutputPlan {
+                path: out.to_path_buf(),
+                format: sluice_core::encode::flac::output(24, 5),
+                dither: sluice_core::render::dither::DitherMode::Tpdf,
+                tags: Default::default(),
+                bext: false,
+                overwrite: false,
+                channels: None,
+                sample_rate: None,
+                true_peak_check: true,
+                max_encodes: sluice_core::export::MAX_ENCODES,
+            }],
+            &mut |_| {},
+        )
+        .unwrap();
+        let spec = sluice_core::qc::spec::load("ebu-r128").unwrap();
+        let measured = sluice_core::qc::measure(out, &spec, &mut |_| {}).unwrap();
+        report.outputs[0].qc = Some(sluice_core::qc::judge(&spec, measured).summary());
+        crate::job::Rendition {
+            outputs: vec![(report.outputs[0].bytes, "flac".into())],
+            export: Some(report),
+            analysis: Some(analysis),
+            comparison: None,
+            source: info.stream,
+            tags: info.tags,
+            index: None,
+            warnings: vec![format!("{}: a warning naming the source", src.display())],
+            hashes: Vec::new(),
+        }
+    }
+
+    /// A rendition crosses the farm's wire typed and comes back as the report file would show
+    /// it, silence (whose loudness and peaks are not finite) included; through the farm's
+    /// folder move its paths are the root's.
+    #[test]
+    fn a_rendition_crosses_the_wire_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        for silent in [false, true] {
+            let src = dir.path().join(format!("in-{silent}.wav"));
+            material(&src, silent);
+            let out = dir.path().join(format!("out-{silent}.flac"));
+            let r = rendition(&src, &out);
+            let msg = Outcome::Done {
+                rendition: Box::new(r.clone()),
+                outputs: Vec::new(),
+                work_root: dir.path().to_path_buf(),
+                source_at: None,
+            };
+            let wire = serde_json::to_vec(&msg).unwrap();
+            let Outcome::Done {
+                rendition: back, ..
+            } = serde_json::from_slice::<Outcome>(&wire).unwrap()
+            else {
+                panic!("not Done");
+            };
+            let shown = |r: &crate::job::Rendition| serde_json::to_value(r).unwrap();
+            assert_eq!(shown(&back), shown(&r), "silent {silent}");
+            let back = back.moved(dir.path(), Path::new("/srv/root"));
+            let e = back.export.as_ref().unwrap();
+            assert_eq!(
+                e.input,
+                Path::new("/srv/root").join(format!("in-{silent}.wav"))
+            );
+            assert_eq!(
+                e.outputs[0].path,
+                Path::new("/srv/root").join(format!("out-{silent}.flac"))
+            );
+            assert_eq!(
+                back.analysis.as_ref().unwrap().path,
+                Path::new("/srv/root").join(format!("in-{silent}.wav"))
+            );
+            assert!(
+                back.warnings[0].starts_with("/srv/root/in-"),
+                "{:?}",
+                back.warnings
+            );
+            let qc = e.outputs[0].qc.as_ref().unwrap();
+            assert_eq!(
+                qc.passed,
+                r.export.as_ref().unwrap().outputs[0]
+                    .qc
+                    .as_ref()
+                    .unwrap()
+                    .passed
+            );
+            // A source read elsewhere (a shared root's mount) is named where it is here.
+            let here = Path::new("/srv/root/inbox/x.wav");
+            let back = back.moved(
+                &Path::new("/srv/root").join(format!("in-{silent}.wav")),
+                here,
+            );
+            assert_eq!(back.export.as_ref().unwrap().input, here);
+            assert_eq!(back.analysis.as_ref().unwrap().path, here);
+            if silent {
+                // What JSON alone would have lost: a number that is not finite.
+                let json = serde_json::to_string(&r).unwrap();
+                assert!(
+                    serde_json::from_str::<crate::job::Rendition>(&json).is_err(),
+                    "silence's report read back from JSON: it has no non-finite number, \
+                     so this test no longer shows why the wire is CBOR"
+                );
+            }
+        }
+    }
 }

@@ -57,6 +57,67 @@ pub(crate) struct ExportSettings {
     fade_in: Option<f64>,
     /// Seconds.
     fade_out: Option<f64>,
+    /// Sluice's addition: effects run in order after the resampling and before the fades and
+    /// the normalization (the root's effects: built in, and its effects folder's), as the
+    /// live stream names them (`GET /api/v1/effects` lists them with their parameters).
+    effects: Option<Vec<ExportEffect>>,
+}
+
+/// One effect of an export: its name and its parameters (numbers, switches, or a choice's
+/// name).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportEffect {
+    effect: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    params: serde_json::Map<String, Value>,
+}
+
+/// The most effects one export runs (as a live stream's chain).
+const MAX_EFFECTS: usize = 16;
+
+/// The effect steps `effects` ask for, each parameter a number, a switch or a text.
+fn effect_steps(
+    effects: &[ExportEffect],
+) -> Result<Vec<sluice_core::render::steps::EffectStep>, ApiError> {
+    use sluice_core::render::steps::{EffectStep, ParamValue};
+    let bad = |m: String| ApiError::bad_request(ErrorKind::BadField, m);
+    if effects.len() > MAX_EFFECTS {
+        return Err(bad(format!(
+            "settings.effects: {} effects; an export runs at most {MAX_EFFECTS}",
+            effects.len()
+        )));
+    }
+    effects
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let params = e
+                .params
+                .iter()
+                .map(|(k, v)| {
+                    let value = match v {
+                        Value::Bool(b) => ParamValue::Bool(*b),
+                        Value::Number(n) => ParamValue::Number(n.as_f64().unwrap_or(f64::NAN)),
+                        Value::String(t) => ParamValue::Text(t.clone()),
+                        other => {
+                            return Err(bad(format!(
+                                "settings.effects[{i}].params.{k}: {other}: give a number, true or false, or a choice's name"
+                            )));
+                        }
+                    };
+                    Ok((k.clone(), value))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(EffectStep {
+                name: e.effect.clone(),
+                params,
+                time_budget_ms: None,
+                memory_mb: None,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -147,6 +208,7 @@ const SETTINGS_NAMES: OptionNames = OptionNames {
 /// The export of `input` to `out` that a request's settings ask for (messages name the
 /// request's fields).
 fn order(
+    root: &Path,
     input: &Path,
     out: &Path,
     s: &ExportSettings,
@@ -219,6 +281,11 @@ fn order(
     }
     o.region = (start.is_some() || end.is_some()).then(|| (start.unwrap_or(0.0), end));
     o.trim = (s.trim_silence == Some(true)).then(Trim::default);
+    if let Some(effects) = s.effects.as_deref().filter(|e| !e.is_empty()) {
+        o.effects = effect_steps(effects)?;
+        let cfg = crate::config::Config::load(root).map_err(ApiError::internal)?;
+        o.catalog = Some(Arc::new(cfg.effects().map_err(ApiError::internal)?));
+    }
     Ok(o)
 }
 
@@ -278,7 +345,7 @@ pub(super) fn run_export(
         ));
     }
     let clean = |m: &str| scrub(m, &st.root, &input, &rec.file_name);
-    let order = order(&input, &full, settings, region).map_err(|mut e| {
+    let order = order(&st.root, &input, &full, settings, region).map_err(|mut e| {
         e.message = clean(&e.message);
         e
     })?;

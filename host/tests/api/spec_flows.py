@@ -93,7 +93,6 @@ expect(meta["file_size"] == os.path.getsize(AUDIO), "upload: file_size")
 expect(abs(meta["duration"] - 6.0) < 0.01, f"upload: duration {meta['duration']}")
 fid = meta["file_id"]
 
-r = requests.get(f"{BASE}/api/audio/files/{fid}/metadata", timeout=10)
 expect(r.status_code == 200, f"metadata: {r.status_code}")
 fields(r.json(), METADATA, "metadata")
 expect(r.json() == meta, "metadata differs from the upload's answer")
@@ -235,6 +234,36 @@ for path, settings, codec in [("mixes/take.opus", {}, "opus"),
     expect(r.status_code == 200, f"export to {path}: {r.status_code} {r.text}")
     out0 = r.json()["sluice"]["outputs"][0]
     expect(out0["format"] == codec and out0["path"] == path, f"export to {path}: {out0}")
+
+# Sluice's addition to the export settings: effects, as the live stream names them. Two gains
+# of -3.01 dB (half the amplitude) lowers the integrated loudness by 6.02 LU against the same
+# export without it; a refused effect or parameter is a 400 naming it, before anything runs.
+plain = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=60,
+                      json={"file_id": fid, "output_path": "mixes/plain.flac"})
+expect(plain.status_code == 200, f"export without effects: {plain.text}")
+halved = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=60, json={
+    "file_id": fid, "output_path": "mixes/halved.flac",
+    "settings": {"effects": [{"effect": "gain", "params": {"gain_db": -3.0103, "smoothing_ms": 0}},
+                             {"effect": "gain", "params": {"gain_db": -3.0103, "smoothing_ms": 0}}]}})
+expect(halved.status_code == 200, f"export with effects: {halved.status_code} {halved.text}")
+loud = [r.json()["sluice"]["outputs"][0]["loudness"]["integrated_lufs"] for r in (plain, halved)]
+expect(abs(loud[0] - loud[1] - 6.02) < 0.1, f"export with a -6.02 dB gain: {loud}")
+for effects, needle in [
+    ([{"effect": "chorus"}], "effect chorus: no such effect"),
+    ([{"effect": "gain", "params": {"gain_db": 400}}], "gain"),
+    ([{"effect": "gain", "params": {"gain_db": [1]}}], "settings.effects[0].params.gain_db"),
+    ([{"effect": "gain", "colour": "red"}], None),
+    ([{"effect": "gain"}] * 17, "at most 16"),
+]:
+    r = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=30, json={
+        "file_id": fid, "output_path": "mixes/refused.flac", "settings": {"effects": effects}})
+    if needle is None:
+        error_of(r, 400, "bad_json", f"export with {effects}")
+    else:
+        error_of(r, 400, "bad_field", f"export with {effects}")
+        expect(needle in r.json()["error"]["message"], f"export with {effects}: {r.text}")
+    expect(ROOT not in r.text, f"export with {effects}: the answer shows a server path")
+expect(not os.path.exists(os.path.join(ROOT, "exports/mixes/refused.flac")), "a refused export wrote")
 
 # Batch: create, process, poll to completed.
 BATCH = {
