@@ -6,8 +6,8 @@
 //! cargo bench -p sluice-host --bench effects -- --seconds 20 --runs 5
 //! ```
 //!
-//! Each of the twelve built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay, gate,
-//! dehum, de-esser, denoise, leveler)
+//! Each of the sixteen built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay, gate,
+//! dehum, de-esser, denoise, leveler, invert, clip, distortion, bitcrush)
 //! processes 60 s of 48 kHz stereo programme in 512-frame blocks; the thread's CPU time is
 //! printed beside the wall time (the machine may be shared), and the ratio is judged on CPU. The native peer is each effect's own crate built for this machine and
 //! driven by the SDK's harness, which copies every block into the effect's buffers and back as
@@ -108,6 +108,22 @@ const CASES: &[Case] = &[
         effect: "leveler",
         params: &[("target_db", -20.0)],
     },
+    Case {
+        effect: "invert",
+        params: &[],
+    },
+    Case {
+        effect: "clip",
+        params: &[("threshold_db", -6.0), ("mode", 1.0)],
+    },
+    Case {
+        effect: "distortion",
+        params: &[("drive_db", 18.0)],
+    },
+    Case {
+        effect: "bitcrush",
+        params: &[("bit_depth", 8.0)],
+    },
 ];
 
 /// Wall and CPU seconds of one run (the CPU time of the thread that ran it).
@@ -186,6 +202,10 @@ fn native_by_name(memory: &mut [f32], case: &Case, audio: &[Vec<f32>], block: us
         "deess" => native::<deess::Deess>(memory, case.params, audio, block),
         "denoise" => native::<denoise::Denoise>(memory, case.params, audio, block),
         "leveler" => native::<leveler::Leveler>(memory, case.params, audio, block),
+        "invert" => native::<invert::Invert>(memory, case.params, audio, block),
+        "clip" => native::<clip::Clip>(memory, case.params, audio, block),
+        "distortion" => native::<distortion::Distortion>(memory, case.params, audio, block),
+        "bitcrush" => native::<bitcrush::Bitcrush>(memory, case.params, audio, block),
         other => return Err(format!("no native build listed for {other}").into()),
     })
 }

@@ -102,6 +102,34 @@ const CASES: &[Case] = &[
         first: &[("target_db", -14.0), ("lookahead_ms", 300.0)],
         then: &[("target_db", -26.0), ("drift_db_s", 5.0), ("window_s", 1.0)],
     },
+    Case {
+        effect: "invert",
+        // Choice 0: all channels; then 2: the right one only.
+        first: &[("channels", 0.0)],
+        then: &[("channels", 2.0)],
+    },
+    Case {
+        effect: "clip",
+        // Choice 0: hard, then 1: soft.
+        first: &[("threshold_db", -6.0)],
+        then: &[("threshold_db", -12.0), ("mode", 1.0)],
+    },
+    Case {
+        effect: "distortion",
+        // Curves 0 (tanh), then 4 (fold), with the drive, output and mix gliding.
+        first: &[("drive_db", 18.0), ("mix", 0.7)],
+        then: &[
+            ("curve", 4.0),
+            ("drive_db", 6.0),
+            ("output_db", -6.0),
+            ("mix", 1.0),
+        ],
+    },
+    Case {
+        effect: "bitcrush",
+        first: &[("bit_depth", 6.5)],
+        then: &[("bit_depth", 10.0), ("downsample", 5.0)],
+    },
 ];
 
 /// Six seconds of stereo programme: two seconds as generated, two at −50 dB (for the gate),
@@ -228,6 +256,10 @@ fn every_builtin_effect_matches_its_native_build() {
             "deess" => run_native::<deess::Deess>(&mut memory, case, &audio),
             "denoise" => run_native::<denoise::Denoise>(&mut memory, case, &audio),
             "leveler" => run_native::<leveler::Leveler>(&mut memory, case, &audio),
+            "invert" => run_native::<invert::Invert>(&mut memory, case, &audio),
+            "clip" => run_native::<clip::Clip>(&mut memory, case, &audio),
+            "distortion" => run_native::<distortion::Distortion>(&mut memory, case, &audio),
+            "bitcrush" => run_native::<bitcrush::Bitcrush>(&mut memory, case, &audio),
             other => panic!("no native build listed for {other}"),
         };
         let (wasm, wasm_latency) = run_wasm(&catalog, case, &audio);

@@ -24,6 +24,10 @@ const RUST_EFFECTS: &[&str] = &[
     "deess",
     "denoise",
     "leveler",
+    "invert",
+    "clip",
+    "distortion",
+    "bitcrush",
 ];
 
 fn effects_dir() -> PathBuf {

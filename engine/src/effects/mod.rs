@@ -310,15 +310,19 @@ mod tests {
         assert_eq!(
             names,
             [
+                "bitcrush",
+                "clip",
                 "compressor",
                 "deess",
                 "dehum",
                 "delay",
                 "denoise",
+                "distortion",
                 "eq",
                 "gain",
                 "gate",
                 "highpass",
+                "invert",
                 "leveler",
                 "limiter",
                 "reverb"
