@@ -6,8 +6,9 @@
 //! cargo bench -p sluice-host --bench effects -- --seconds 20 --runs 5
 //! ```
 //!
-//! Each of the sixteen built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay, gate,
-//! dehum, de-esser, denoise, leveler, invert, clip, distortion, bitcrush)
+//! Each of the nineteen built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay, gate,
+//! dehum, de-esser, denoise, leveler, invert, clip, distortion, bitcrush, chorus, flanger,
+//! phaser)
 //! processes 60 s of 48 kHz stereo programme in 512-frame blocks; the thread's CPU time is
 //! printed beside the wall time (the machine may be shared), and the ratio is judged on CPU. The native peer is each effect's own crate built for this machine and
 //! driven by the SDK's harness, which copies every block into the effect's buffers and back as
@@ -124,6 +125,18 @@ const CASES: &[Case] = &[
         effect: "bitcrush",
         params: &[("bit_depth", 8.0)],
     },
+    Case {
+        effect: "chorus",
+        params: &[],
+    },
+    Case {
+        effect: "flanger",
+        params: &[],
+    },
+    Case {
+        effect: "phaser",
+        params: &[],
+    },
 ];
 
 /// Wall and CPU seconds of one run (the CPU time of the thread that ran it).
@@ -206,6 +219,9 @@ fn native_by_name(memory: &mut [f32], case: &Case, audio: &[Vec<f32>], block: us
         "clip" => native::<clip::Clip>(memory, case.params, audio, block),
         "distortion" => native::<distortion::Distortion>(memory, case.params, audio, block),
         "bitcrush" => native::<bitcrush::Bitcrush>(memory, case.params, audio, block),
+        "chorus" => native::<chorus::Chorus>(memory, case.params, audio, block),
+        "flanger" => native::<flanger::Flanger>(memory, case.params, audio, block),
+        "phaser" => native::<phaser::Phaser>(memory, case.params, audio, block),
         other => return Err(format!("no native build listed for {other}").into()),
     })
 }

@@ -755,3 +755,106 @@ fn a_faust_library_reverb_rings_on_after_its_input() {
         "the tail decays: {early:.1} then {late:.1} dB"
     );
 }
+
+/// Every effect of the Pedalboard-breadth set, through `sluice export`: no latency (the output
+/// lines up with the input: its correlation with the input peaks at lag 0), and its tail as
+/// declared — none for the shapers and the bitcrusher (the output as long as the input); the
+/// chorus's and the flanger's echoes kept after the input ends, decaying, and ended within the
+/// declared tail; the phaser's short ring kept.
+#[test]
+fn the_new_effects_line_up_and_keep_their_tails() {
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 48_000u32;
+    let n = rate as usize / 2;
+    let burst: Vec<Vec<f32>> = (0..2)
+        .map(|ch| {
+            let mut s = 0x9e37_79b9_7f4a_7c15_u64 + ch;
+            (0..n)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * 0.5
+                })
+                .collect()
+        })
+        .collect();
+    let src = dir.path().join("burst.wav");
+    write_wav(&src, &burst, rate, 24);
+    let read = |p: &Path| -> Vec<Vec<f32>> {
+        let mut r = hound::WavReader::open(p).unwrap();
+        let ch = r.spec().channels as usize;
+        let all: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
+        (0..ch)
+            .map(|c| all.iter().skip(c).step_by(ch).copied().collect())
+            .collect()
+    };
+    // (effect, the declared tail in seconds, whether something rings after the input)
+    for (effect, tail, rings) in [
+        ("invert", 0.0, false),
+        ("clip:mode=soft", 0.0, false),
+        ("distortion:curve=fold,drive_db=12", 0.0, false),
+        ("bitcrush:bit_depth=4", 0.0, false),
+        ("bitcrush:bit_depth=12,downsample=3", 0.0, false),
+        ("chorus:feedback=0.9,mix=0.5", 8.1, true),
+        ("chorus", 8.1, true),
+        ("flanger:feedback=-0.9", 2.7, true),
+        ("phaser:feedback=0.8", 0.5, true),
+    ] {
+        let out = dir.path().join("out.wav");
+        let _ = std::fs::remove_file(&out);
+        let o = common::sluice()
+            .arg("export")
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .args(["--bit-depth", "32f", "--effect", effect])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{effect}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let y = read(&out);
+        let len = y[0].len();
+        if rings {
+            assert!(len > n, "{effect}: no tail kept ({len} frames for {n})");
+            let after: f32 = y[0][n..(n + 480).min(len)].iter().map(|x| x * x).sum();
+            assert!(after > 1e-6, "{effect}: silence after the input");
+            let most = n + (tail * f64::from(rate)).ceil() as usize + 1;
+            assert!(
+                len <= most,
+                "{effect}: {len} frames, more than the declared tail"
+            );
+            // Decaying: the last 10 ms kept are far quieter than the first after the input.
+            let last: f32 = y[0][len - 480..].iter().map(|x| x * x).sum();
+            assert!(
+                last < after * 1e-3,
+                "{effect}: the tail does not decay ({last} after {after})"
+            );
+        } else {
+            assert_eq!(
+                len, n,
+                "{effect}: an effect without a tail keeps the length"
+            );
+        }
+        // No latency: the output correlates with the input best at lag 0.
+        let corr = |lag: usize| -> f64 {
+            (0..n - 400)
+                .map(|i| f64::from(burst[0][i]) * f64::from(y[0][i + lag]))
+                .sum::<f64>()
+        };
+        // (A sample-and-hold delays by (N − 1)/2 frames on average: that is what it does.)
+        if effect.contains("downsample") {
+            continue;
+        }
+        let at0 = corr(0).abs();
+        for lag in 1..200 {
+            assert!(
+                corr(lag).abs() < at0,
+                "{effect}: lines up better {lag} frames late"
+            );
+        }
+    }
+}

@@ -130,6 +130,21 @@ const CASES: &[Case] = &[
         first: &[("bit_depth", 6.5)],
         then: &[("bit_depth", 10.0), ("downsample", 5.0)],
     },
+    Case {
+        effect: "chorus",
+        first: &[("rate_hz", 1.5), ("depth_ms", 3.0), ("voices", 3.0)],
+        then: &[("centre_ms", 12.0), ("feedback", 0.4), ("mix", 0.8)],
+    },
+    Case {
+        effect: "flanger",
+        first: &[("rate_hz", 0.5), ("feedback", 0.7)],
+        then: &[("centre_ms", 4.0), ("feedback", -0.6), ("depth_ms", 3.0)],
+    },
+    Case {
+        effect: "phaser",
+        first: &[("rate_hz", 0.8), ("depth_oct", 2.0)],
+        then: &[("stages", 10.0), ("feedback", 0.6), ("centre_hz", 600.0)],
+    },
 ];
 
 /// Six seconds of stereo programme: two seconds as generated, two at −50 dB (for the gate),
@@ -260,6 +275,9 @@ fn every_builtin_effect_matches_its_native_build() {
             "clip" => run_native::<clip::Clip>(&mut memory, case, &audio),
             "distortion" => run_native::<distortion::Distortion>(&mut memory, case, &audio),
             "bitcrush" => run_native::<bitcrush::Bitcrush>(&mut memory, case, &audio),
+            "chorus" => run_native::<chorus::Chorus>(&mut memory, case, &audio),
+            "flanger" => run_native::<flanger::Flanger>(&mut memory, case, &audio),
+            "phaser" => run_native::<phaser::Phaser>(&mut memory, case, &audio),
             other => panic!("no native build listed for {other}"),
         };
         let (wasm, wasm_latency) = run_wasm(&catalog, case, &audio);

@@ -150,3 +150,308 @@ impl Ramp {
         self.left > 0
     }
 }
+
+/// A sine LFO as a turning unit vector (sine and cosine by one complex multiplication a frame,
+/// kept on the circle every 1024 frames): the sine at any fixed phase offset is one
+/// multiply-add away (`sin(θ+α) = sin θ·cos α + cos θ·sin α`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lfo {
+    sin: f64,
+    cos: f64,
+    turn_sin: f64,
+    turn_cos: f64,
+    since: u32,
+}
+
+impl Lfo {
+    /// An LFO at `rate_hz` starting at `phase` cycles (0..1).
+    pub fn new(rate_hz: f32, sample_rate: f32, phase: f64) -> Self {
+        let mut l = Lfo {
+            sin: 0.0,
+            cos: 1.0,
+            turn_sin: 0.0,
+            turn_cos: 1.0,
+            since: 0,
+        };
+        l.set_rate(rate_hz, sample_rate);
+        l.set_phase(phase);
+        l
+    }
+
+    /// Changes the rate (the phase goes on from where it is).
+    pub fn set_rate(&mut self, rate_hz: f32, sample_rate: f32) {
+        let w = core::f64::consts::TAU * f64::from(rate_hz) / f64::from(sample_rate);
+        self.turn_sin = libm::sin(w);
+        self.turn_cos = libm::cos(w);
+    }
+
+    /// Moves the phase to `phase` cycles.
+    pub fn set_phase(&mut self, phase: f64) {
+        let a = core::f64::consts::TAU * phase;
+        self.sin = libm::sin(a);
+        self.cos = libm::cos(a);
+    }
+
+    /// The phase in cycles (0..1).
+    pub fn phase(&self) -> f64 {
+        let p = libm::atan2(self.sin, self.cos) / core::f64::consts::TAU;
+        if p < 0.0 { p + 1.0 } else { p }
+    }
+
+    /// `(sin, cos)` of the phase for this frame, then one frame on.
+    #[inline]
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> (f32, f32) {
+        let out = (self.sin as f32, self.cos as f32);
+        let s = self.sin * self.turn_cos + self.cos * self.turn_sin;
+        let c = self.cos * self.turn_cos - self.sin * self.turn_sin;
+        self.sin = s;
+        self.cos = c;
+        self.since += 1;
+        if self.since == 1024 {
+            self.since = 0;
+            let r = 1.0 / libm::sqrt(s * s + c * c);
+            self.sin *= r;
+            self.cos *= r;
+        }
+        out
+    }
+}
+
+/// `(cos α, sin α)` of a phase offset of `cycles`, for [`Lfo`]'s sine at that offset.
+pub fn phase_offset(cycles: f64) -> (f32, f32) {
+    let a = core::f64::consts::TAU * cycles;
+    (libm::cos(a) as f32, libm::sin(a) as f32)
+}
+
+/// A delay line read at a fractional delay that may move every frame (cubic Hermite
+/// interpolation between the four nearest samples): the line of a chorus or a flanger. Delays
+/// are in frames from the newest sample, between 1 and `len − 3`.
+pub struct ModDelay<'a> {
+    buf: &'a mut [f32],
+    write: usize,
+}
+
+impl<'a> ModDelay<'a> {
+    /// A line over `buf` (its length the longest delay plus 3), cleared.
+    pub fn new(buf: &'a mut [f32]) -> Self {
+        buf.fill(0.0);
+        ModDelay { buf, write: 0 }
+    }
+
+    /// Zeros the line.
+    pub fn clear(&mut self) {
+        self.buf.fill(0.0);
+        self.write = 0;
+    }
+
+    /// The longest delay it can read, in frames.
+    pub fn max_delay(&self) -> f32 {
+        self.buf.len().saturating_sub(3) as f32
+    }
+
+    /// Appends the next sample.
+    #[inline]
+    pub fn push(&mut self, x: f32) {
+        self.buf[self.write] = x;
+        self.write += 1;
+        if self.write == self.buf.len() {
+            self.write = 0;
+        }
+    }
+
+    /// The sample `m` frames before the newest (0: the newest).
+    #[inline]
+    fn at(&self, m: usize) -> f32 {
+        let len = self.buf.len();
+        self.buf[(self.write + 2 * len - 1 - m) % len]
+    }
+
+    /// The signal `delay` frames before the newest sample (clamped to 1 ..= `max_delay`).
+    #[inline]
+    pub fn read(&self, delay: f32) -> f32 {
+        let d = clamp(delay, 1.0, self.max_delay());
+        let k = d as usize;
+        let t = d - k as f32;
+        let (y0, y1, y2, y3) = (self.at(k - 1), self.at(k), self.at(k + 1), self.at(k + 2));
+        let c1 = 0.5 * (y2 - y0);
+        let c2 = y0 - 2.5 * y1 + 2.0 * y2 - 0.5 * y3;
+        let c3 = 0.5 * (y3 - y0) + 1.5 * (y1 - y2);
+        ((c3 * t + c2) * t + c1) * t + y1
+    }
+}
+
+#[cfg(test)]
+mod mod_delay_tests {
+    use super::*;
+
+    #[test]
+    fn whole_delays_read_the_samples_and_fractions_follow_a_cubic() {
+        let mut buf = [0.0f32; 16];
+        let mut d = ModDelay::new(&mut buf);
+        for i in 0..20 {
+            d.push(i as f32);
+        }
+        // Newest is 19: a delay of k frames reads 19 − k; a ramp is read exactly between.
+        for k in 1..12 {
+            assert_eq!(d.read(k as f32), (19 - k) as f32);
+            assert!((d.read(k as f32 + 0.25) - (19.0 - k as f32 - 0.25)).abs() < 1e-5);
+        }
+        assert_eq!(d.read(0.2), 18.0, "clamped to one frame");
+    }
+
+    #[test]
+    fn an_lfo_turns_at_its_rate_and_stays_on_the_circle() {
+        let mut l = Lfo::new(1_000.0, 48_000.0, 0.25);
+        assert!((l.next().0 - 1.0).abs() < 1e-6);
+        for _ in 0..47 {
+            l.next();
+        }
+        assert!((l.phase() - 0.25).abs() < 1e-9, "{}", l.phase());
+        // An hour at 0.3 Hz: still a unit sine, within 1e-4 of a cycle of where it should be.
+        let mut l = Lfo::new(0.3, 48_000.0, 0.0);
+        let frames = 3_600u64 * 48_000;
+        for _ in 0..frames {
+            l.next();
+        }
+        let want = (0.3 * frames as f64 / 48_000.0).fract();
+        let off = (l.phase() - want).abs();
+        assert!(off.min(1.0 - off) < 1e-4, "{} against {want}", l.phase());
+        let (s, c) = l.next();
+        assert!((s * s + c * c - 1.0).abs() < 1e-5);
+    }
+}
+
+/// The most channels a [`Modulated`] delay serves.
+pub const MODULATED_CHANNELS: usize = 8;
+/// The most voices a [`Modulated`] delay reads.
+pub const MODULATED_VOICES: usize = 4;
+
+/// What a [`Modulated`] delay does (a chorus's or a flanger's parameters).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Modulation {
+    pub rate_hz: f32,
+    /// The swing of the delay either side of the centre, ms.
+    pub depth_ms: f32,
+    pub centre_ms: f32,
+    /// The voices' mean returned to the line (−0.95..0.95).
+    pub feedback: f32,
+    /// The wet share of the output (0..1).
+    pub mix: f32,
+    /// 1..=[`MODULATED_VOICES`].
+    pub voices: usize,
+}
+
+/// A modulated delay — the engine of a chorus and a flanger. Each channel has a line; each of
+/// its voices reads it at `centre + depth·sin(2π(φ + v/voices + channel/4))`, the sine one LFO
+/// at `rate_hz` (voices spread evenly in phase, each further channel a quarter turn later);
+/// their mean is the wet signal, `feedback` times it goes back into the line, and the output is
+/// `(1 − mix)·dry + mix·wet`. Depth, centre, feedback and mix glide over 20 ms.
+pub struct Modulated<'a> {
+    fs: f32,
+    lines: [ModDelay<'a>; MODULATED_CHANNELS],
+    channels: usize,
+    lfo: Lfo,
+    offsets: [[(f32, f32); MODULATED_VOICES]; MODULATED_CHANNELS],
+    voices: usize,
+    depth: Ramp,
+    centre: Ramp,
+    feedback: Ramp,
+    mix: Ramp,
+}
+
+impl<'a> Modulated<'a> {
+    /// Lines for `channels` (at most [`MODULATED_CHANNELS`]) of up to `max_delay_ms` each,
+    /// from `arena`.
+    pub fn new(
+        arena: &mut crate::Arena<'a>,
+        sample_rate: u32,
+        channels: usize,
+        max_delay_ms: f32,
+        m: &Modulation,
+    ) -> Result<Self, crate::InitError> {
+        let fs = sample_rate as f32;
+        let len = (max_delay_ms * 0.001 * fs) as usize + 4;
+        let channels = channels.min(MODULATED_CHANNELS);
+        let mut lines: [ModDelay<'a>; MODULATED_CHANNELS] =
+            core::array::from_fn(|_| ModDelay::new(&mut []));
+        for line in lines.iter_mut().take(channels) {
+            *line = ModDelay::new(arena.take(len)?);
+        }
+        let glide = (0.02 * fs) as u32;
+        let mut fx = Modulated {
+            fs,
+            lines,
+            channels,
+            lfo: Lfo::new(m.rate_hz, fs, 0.0),
+            offsets: [[(1.0, 0.0); MODULATED_VOICES]; MODULATED_CHANNELS],
+            voices: 1,
+            depth: Ramp::new(0.0, glide),
+            centre: Ramp::new(0.0, glide),
+            feedback: Ramp::new(0.0, glide),
+            mix: Ramp::new(0.0, glide),
+        };
+        fx.reset(m);
+        Ok(fx)
+    }
+
+    fn frames(&self, ms: f32) -> f32 {
+        ms * 0.001 * self.fs
+    }
+
+    fn set_voices(&mut self, voices: usize) {
+        self.voices = voices.clamp(1, MODULATED_VOICES);
+        for (ch, row) in self.offsets.iter_mut().enumerate() {
+            for (v, o) in row.iter_mut().enumerate() {
+                *o = phase_offset(v as f64 / self.voices as f64 + ch as f64 * 0.25);
+            }
+        }
+    }
+
+    /// New parameters: depth, centre, feedback and mix glide there; rate and voices change at
+    /// once (the LFO's phase goes on).
+    pub fn update(&mut self, m: &Modulation) {
+        self.lfo.set_rate(m.rate_hz, self.fs);
+        self.set_voices(m.voices);
+        self.depth.set(self.frames(m.depth_ms));
+        self.centre.set(self.frames(m.centre_ms));
+        self.feedback.set(m.feedback);
+        self.mix.set(m.mix);
+    }
+
+    /// Lines cleared, the LFO at phase 0, every value at its target.
+    pub fn reset(&mut self, m: &Modulation) {
+        for l in self.lines.iter_mut() {
+            l.clear();
+        }
+        self.lfo = Lfo::new(m.rate_hz, self.fs, 0.0);
+        self.set_voices(m.voices);
+        self.depth.snap(self.frames(m.depth_ms));
+        self.centre.snap(self.frames(m.centre_ms));
+        self.feedback.snap(m.feedback);
+        self.mix.snap(m.mix);
+    }
+
+    /// One block in place.
+    pub fn process(&mut self, channels: &mut [&mut [f32]]) {
+        let frames = channels.first().map_or(0, |c| c.len());
+        let scale = 1.0 / self.voices as f32;
+        for i in 0..frames {
+            let (s, c) = self.lfo.next();
+            let (depth, centre) = (self.depth.next(), self.centre.next());
+            let (fb, mix) = (self.feedback.next(), self.mix.next());
+            for (ch, chan) in channels.iter_mut().enumerate().take(self.channels) {
+                let line = &mut self.lines[ch];
+                let mut wet = 0.0;
+                for &(ca, sa) in &self.offsets[ch][..self.voices] {
+                    // The line's newest sample is the previous frame's: one frame less.
+                    wet += line.read(centre + depth * (s * ca + c * sa) - 1.0);
+                }
+                wet *= scale;
+                let x = chan[i];
+                line.push(flush(x + fb * wet));
+                chan[i] = (1.0 - mix) * x + mix * wet;
+            }
+        }
+    }
+}

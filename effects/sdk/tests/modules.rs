@@ -28,6 +28,9 @@ const RUST_EFFECTS: &[&str] = &[
     "clip",
     "distortion",
     "bitcrush",
+    "chorus",
+    "flanger",
+    "phaser",
 ];
 
 fn effects_dir() -> PathBuf {

@@ -311,6 +311,7 @@ mod tests {
             names,
             [
                 "bitcrush",
+                "chorus",
                 "clip",
                 "compressor",
                 "deess",
@@ -319,12 +320,14 @@ mod tests {
                 "denoise",
                 "distortion",
                 "eq",
+                "flanger",
                 "gain",
                 "gate",
                 "highpass",
                 "invert",
                 "leveler",
                 "limiter",
+                "phaser",
                 "reverb"
             ]
         );
