@@ -20,6 +20,13 @@
 //! negligible: the wasm time per call minus the native time per call is what crossing into the
 //! sandbox costs.
 //!
+//! Beside Pedalboard (`--pedalboard`; needs python3 with numpy and pedalboard, which
+//! `host/benches/install-peers.sh` puts in `target/bench-peers`, or `--python PATH`): each effect
+//! Pedalboard also has, at comparable settings, on the same audio — Sluice's wasm module in the
+//! host's sandbox in 4096-frame blocks (a pipeline's), Pedalboard's plugin from Python on the
+//! whole buffer (`host/benches/pedalboard_time.py`); CPU time of the fastest run each, the ratio
+//! judged against 1.5× and the worst printed.
+//!
 //! Languages: the same peaking biquad (RBJ, 2 kHz, +4 dB, Q 1) written in Faust
 //! (`sluice effects new --lang faust`'s project with the cookbook formulas and `fi.tf2`, built
 //! by its Makefile) against the built-in EQ (Rust) in wasm and natively, per second of 48 kHz
@@ -324,6 +331,213 @@ fn faust_eq(catalog: &Catalog, dir: &std::path::Path) -> Res<Option<sluice_host:
     Ok(Some(catalog.check_file(&made.dir.join(&made.module))?))
 }
 
+/// An effect beside Pedalboard's: Sluice's effect and parameters, Pedalboard's plugin and its
+/// parameters (as JSON), at comparable settings.
+struct Peer {
+    effect: &'static str,
+    params: &'static [(&'static str, f32)],
+    plugin: &'static str,
+    plugin_params: &'static str,
+}
+
+const PEERS: &[Peer] = &[
+    Peer {
+        effect: "gain",
+        params: &[("gain_db", -6.0)],
+        plugin: "Gain",
+        plugin_params: r#"{"gain_db": -6}"#,
+    },
+    Peer {
+        effect: "invert",
+        params: &[],
+        plugin: "Invert",
+        plugin_params: "{}",
+    },
+    Peer {
+        effect: "clip",
+        params: &[("threshold_db", -6.0)],
+        plugin: "Clipping",
+        plugin_params: r#"{"threshold_db": -6}"#,
+    },
+    Peer {
+        effect: "distortion",
+        params: &[("drive_db", 25.0)],
+        plugin: "Distortion",
+        plugin_params: r#"{"drive_db": 25}"#,
+    },
+    Peer {
+        effect: "bitcrush",
+        params: &[("bit_depth", 8.0)],
+        plugin: "Bitcrush",
+        plugin_params: r#"{"bit_depth": 8}"#,
+    },
+    Peer {
+        effect: "highpass",
+        params: &[("cutoff_hz", 80.0)],
+        plugin: "HighpassFilter",
+        plugin_params: r#"{"cutoff_frequency_hz": 80}"#,
+    },
+    Peer {
+        effect: "eq",
+        params: &[("freq_hz", 1000.0), ("gain_db", 4.0), ("q", 1.0)],
+        plugin: "PeakFilter",
+        plugin_params: r#"{"cutoff_frequency_hz": 1000, "gain_db": 4, "q": 1}"#,
+    },
+    Peer {
+        effect: "compressor",
+        params: &[("threshold_db", -20.0), ("ratio", 4.0)],
+        plugin: "Compressor",
+        plugin_params: r#"{"threshold_db": -20, "ratio": 4}"#,
+    },
+    Peer {
+        effect: "limiter",
+        // Sample-peak detection, as Pedalboard's (JUCE's) limiter has (its default true-peak
+        // detection interpolates 4× and costs about five times as much).
+        params: &[("ceiling_dbtp", -1.0), ("detection", 1.0)],
+        plugin: "Limiter",
+        plugin_params: r#"{"threshold_db": -1}"#,
+    },
+    Peer {
+        effect: "gate",
+        params: &[("threshold_db", -40.0)],
+        plugin: "NoiseGate",
+        plugin_params: r#"{"threshold_db": -40}"#,
+    },
+    Peer {
+        effect: "delay",
+        params: &[("time_ms", 250.0), ("feedback", 0.35), ("mix", 0.3)],
+        plugin: "Delay",
+        plugin_params: r#"{"delay_seconds": 0.25, "feedback": 0.35, "mix": 0.3}"#,
+    },
+    Peer {
+        effect: "reverb",
+        params: &[],
+        plugin: "Reverb",
+        plugin_params: "{}",
+    },
+    Peer {
+        effect: "chorus",
+        params: &[("voices", 1.0)],
+        plugin: "Chorus",
+        plugin_params: "{}",
+    },
+    Peer {
+        effect: "phaser",
+        params: &[],
+        plugin: "Phaser",
+        plugin_params: "{}",
+    },
+];
+
+/// The Pedalboard comparison (see the module documentation): whether every effect stays within
+/// 1.5× of Pedalboard's CPU time.
+fn beside_pedalboard(catalog: &Catalog, audio: &[Vec<f32>], runs: usize) -> Res<bool> {
+    const PEER_TARGET: f64 = 1.5;
+    const PEER_BLOCK: usize = 4096;
+    let python = arg_value("--python").unwrap_or_else(|| {
+        let venv = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/bench-peers/bin/python"
+        );
+        if std::path::Path::new(venv).exists() {
+            venv.to_string()
+        } else {
+            "python3".to_string()
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let wav = dir.path().join("programme.wav");
+    let spec = hound::WavSpec {
+        channels: audio.len() as u16,
+        sample_rate: RATE,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec)?;
+    for i in 0..audio[0].len() {
+        for c in audio {
+            w.write_sample(c[i])?;
+        }
+    }
+    w.finalize()?;
+    let cases: Vec<String> = PEERS
+        .iter()
+        .map(|p| {
+            format!(
+                r#"{{"name": "{}", "plugin": "{}", "params": {}}}"#,
+                p.effect, p.plugin, p.plugin_params
+            )
+        })
+        .collect();
+    let cases_file = dir.path().join("cases.json");
+    std::fs::write(&cases_file, format!("[{}]", cases.join(", ")))?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pedalboard_time.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&wav)
+        .arg(runs.to_string())
+        .arg(&cases_file)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "{python} {script}: {} (host/benches/install-peers.sh installs pedalboard)",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let times: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let seconds = audio[0].len() as f64 / f64::from(RATE);
+    println!(
+        "
+beside Pedalboard {}: {seconds:.0} s of 48 kHz stereo; Sluice's wasm module in {PEER_BLOCK}-frame blocks,          Pedalboard's plugin on the whole buffer from Python; CPU s of the fastest of {runs} runs",
+        times.first().and_then(|t| t["pedalboard"].as_str()).unwrap_or("?")
+    );
+    println!(
+        "{:<11} {:<15} {:>15} {:>15} {:>10} {:>10}  ≤ {PEER_TARGET}× (CPU)",
+        "effect", "Pedalboard", "sluice s (CPU)", "peer s (CPU)", "ratio CPU", "ratio wall"
+    );
+    let mut pass = true;
+    let mut worst: Option<(&str, f64)> = None;
+    for (p, t) in PEERS.iter().zip(&times) {
+        let case = Case {
+            effect: p.effect,
+            params: p.params,
+        };
+        let mut w = Took::NONE;
+        for _ in 0..runs {
+            w = w.min(wasm(catalog, &case, audio, PEER_BLOCK)?);
+        }
+        let (pc, pw) = (
+            t["cpu"].as_f64().ok_or("no cpu time")?,
+            t["wall"].as_f64().ok_or("no wall time")?,
+        );
+        let ratio = w.cpu / pc;
+        let ok = ratio <= PEER_TARGET;
+        pass &= ok;
+        if worst.is_none_or(|(_, r)| ratio > r) {
+            worst = Some((p.effect, ratio));
+        }
+        println!(
+            "{:<11} {:<15} {:>6.3} ({:>6.3}) {:>6.3} ({:>6.3}) {ratio:>9.2}× {:>9.2}×  {}",
+            p.effect,
+            p.plugin,
+            w.wall,
+            w.cpu,
+            pw,
+            pc,
+            w.wall / pw,
+            if ok { "PASS" } else { "FAIL" }
+        );
+    }
+    if let Some((name, r)) = worst {
+        println!("worst beside Pedalboard: {name} at {r:.2}× (CPU time)");
+    }
+    Ok(pass)
+}
+
 fn run() -> Res<bool> {
     let seconds: usize = arg_value("--seconds")
         .map_or(Ok(60), |s| s.parse().map_err(|e| format!("--seconds: {e}")))?;
@@ -331,6 +545,9 @@ fn run() -> Res<bool> {
         arg_value("--runs").map_or(Ok(5), |s| s.parse().map_err(|e| format!("--runs: {e}")))?;
     let catalog = Catalog::load(Runtime::new(None)?, None);
     let audio = sluice_core::signal::programme(RATE, 2, seconds * RATE as usize, 60);
+    if std::env::args().any(|a| a == "--pedalboard") {
+        return beside_pedalboard(&catalog, &audio, runs);
+    }
     let mut memory = native::memory();
     println!(
         "{seconds} s of 48 kHz stereo in {BLOCK}-frame blocks, fastest of {runs} runs; \

@@ -52,6 +52,7 @@ const CASES: &[Case] = &[
             ("ceiling_dbtp", -6.0),
             ("lookahead_ms", 5.0),
             ("release_ms", 30.0),
+            ("detection", 1.0),
         ],
     },
     Case {

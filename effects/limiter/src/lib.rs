@@ -1,4 +1,6 @@
-//! `limiter`: a look-ahead true-peak limiter.
+//! `limiter`: a look-ahead true-peak limiter (or, with `detection = sample-peak`, a sample-peak
+//! one: the interpolated points are not looked at, the ceiling is in dBFS, and it costs a fifth
+//! as much; the latency stays the same).
 //!
 //! Detection: every channel is interpolated 4× (a polyphase Kaiser-windowed-sinc interpolator,
 //! 48 taps per phase), and for each interval between two samples the largest magnitude of its
@@ -30,7 +32,7 @@ effect! {
     pub struct LimiterParams for Limiter {
         name: "limiter",
         version: "1.0.0",
-        description: "Look-ahead true-peak limiter: 4x oversampled stereo-linked detection, instant attack over the look-ahead, exponential release. Latency = look-ahead + 23 frames (sluice_latency).",
+        description: "Look-ahead true-peak limiter: 4x oversampled stereo-linked detection (or the samples alone: detection = sample-peak, the ceiling then in dBFS), instant attack over the look-ahead, exponential release. Latency = look-ahead + 23 frames (sluice_latency).",
         tail_seconds: 0.0,
         max_channels: 8,
     }
@@ -38,6 +40,7 @@ effect! {
         ceiling_dbtp: { name: "Ceiling", unit: "dBTP", min: -24.0, max: 0.0, default: -1.0 },
         release_ms: { name: "Release", unit: "ms", min: 1.0, max: 1000.0, default: 100.0 },
         lookahead_ms: { name: "Look-ahead", unit: "ms", min: 0.5, max: 10.0, default: 2.0 },
+        detection: { name: "Detection", choices: ["true-peak", "sample-peak"], default: "true-peak" },
     }
 }
 
@@ -78,6 +81,8 @@ pub struct Limiter<'a> {
     lookahead: usize,
     target: f32,
     release: f32,
+    /// Whether the interpolated points count (true peak) or the samples alone.
+    true_peak: bool,
     envelope: f32,
 }
 
@@ -128,6 +133,7 @@ fn by_tap(taps: &[[f32; TAPS]; OVERSAMPLING - 1]) -> [[f32; 4]; TAPS] {
 impl Limiter<'_> {
     fn apply(&mut self, p: &LimiterParams) {
         self.target = db_to_gain(p.ceiling_dbtp - MARGIN_DB);
+        self.true_peak = p.detection == 0;
         self.release = one_pole_coef(p.release_ms, self.config.fs());
         let lookahead = self
             .config
@@ -169,6 +175,9 @@ impl Limiter<'_> {
         h[self.hist_pos + TAPS] = x;
         let window = &h[self.hist_pos + 1..self.hist_pos + 1 + TAPS];
         let mut peak = max(window[HALF - 1].abs(), window[HALF].abs());
+        if !self.true_peak {
+            return peak;
+        }
         // The three interpolated phases in one pass over the window, as the lanes of one
         // 4-wide accumulator (the fourth lane's taps are zero): each lane still adds its terms in
         // tap order, so the sums are those of three separate passes, and the compiler makes one
@@ -239,6 +248,7 @@ impl<'a> Effect<'a> for Limiter<'a> {
             frame: 0,
             lookahead: 0,
             target: 1.0,
+            true_peak: true,
             release: 0.0,
             envelope: 1.0,
         };
@@ -307,6 +317,38 @@ mod tests {
         native::{Instance, memory, signal},
     };
     use std::{vec, vec::Vec};
+
+    /// In sample-peak mode no sample leaves over the ceiling (less the margin), and quiet
+    /// audio passes unchanged, delayed by the same latency.
+    #[test]
+    fn sample_peak_mode_holds_the_samples_under_the_ceiling() {
+        let mut mem = memory();
+        let mut fx = Instance::<Limiter>::new(&mut mem, 48_000, 2, 512).unwrap();
+        fx.set_choice("detection", "sample-peak")
+            .set("ceiling_dbtp", -6.0);
+        fx.reset();
+        let latency = fx.latency();
+        let hot: Vec<f32> = signal::noise(3, 48_000, 1.0)
+            .iter()
+            .map(|x| x * 2.0)
+            .collect();
+        let mut audio = vec![hot.clone(), signal::sine(997.0, 48_000.0, 48_000, 1.5, 0.0)];
+        flush(&mut fx, &mut audio);
+        let ceiling = db_to_gain(-6.0);
+        let top = audio.iter().flatten().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(top <= ceiling * 1.0001, "{top} over {ceiling}");
+        assert!(top > 0.9 * ceiling, "{top}: limited far under the ceiling");
+        let mut fx = Instance::<Limiter>::new(&mut mem, 48_000, 1, 512).unwrap();
+        fx.set_choice("detection", "sample-peak");
+        fx.reset();
+        assert_eq!(fx.latency(), latency);
+        let quiet = signal::sine(440.0, 48_000.0, 10_000, 0.1, 0.0);
+        let mut audio = vec![quiet.clone()];
+        flush(&mut fx, &mut audio);
+        for (i, &x) in quiet.iter().enumerate() {
+            assert_eq!(audio[0][i + latency], x);
+        }
+    }
 
     /// Runs `audio` followed by the latency's worth of silence, as the host does, so the end
     /// of the input leaves the delay line too (an abrupt end has intersample peaks of its own

@@ -318,6 +318,34 @@ impl Band {
 
     /// Filters `channels` (at most 32) in place.
     pub fn process(&mut self, channels: &mut [&mut [f32]]) {
+        // Settled (the usual case): the same coefficients for the whole block, each channel
+        // in one run with its state in registers. The same numbers as the path below.
+        // Channels go in pairs: their two recurrences are independent, so the processor
+        // overlaps them (a biquad's speed is the latency of its feedback, not its arithmetic).
+        if !self.design.is_gliding() {
+            let c = *self.design.coefs();
+            let mut chans = channels.iter_mut().zip(self.states.iter_mut());
+            while let Some((a, sa)) = chans.next() {
+                let mut s0 = *sa;
+                match chans.next() {
+                    Some((b, sb)) => {
+                        let mut s1 = *sb;
+                        for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+                            *x = s0.run(&c, *x);
+                            *y = s1.run(&c, *y);
+                        }
+                        *sb = s1;
+                    }
+                    None => {
+                        for x in a.iter_mut() {
+                            *x = s0.run(&c, *x);
+                        }
+                    }
+                }
+                *sa = s0;
+            }
+            return;
+        }
         let frames = channels.first().map_or(0, |c| c.len());
         for i in 0..frames {
             let c = self.design.next();
