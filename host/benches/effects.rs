@@ -6,9 +6,9 @@
 //! cargo bench -p sluice-host --bench effects -- --seconds 20 --runs 5
 //! ```
 //!
-//! Each of the nineteen built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay, gate,
+//! Each of the twenty built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay, gate,
 //! dehum, de-esser, denoise, leveler, invert, clip, distortion, bitcrush, chorus, flanger,
-//! phaser)
+//! phaser, ladder)
 //! processes 60 s of 48 kHz stereo programme in 512-frame blocks; the thread's CPU time is
 //! printed beside the wall time (the machine may be shared), and the ratio is judged on CPU. The native peer is each effect's own crate built for this machine and
 //! driven by the SDK's harness, which copies every block into the effect's buffers and back as
@@ -144,6 +144,10 @@ const CASES: &[Case] = &[
         effect: "phaser",
         params: &[],
     },
+    Case {
+        effect: "ladder",
+        params: &[("cutoff_hz", 800.0), ("resonance", 0.5)],
+    },
 ];
 
 /// Wall and CPU seconds of one run (the CPU time of the thread that ran it).
@@ -229,6 +233,7 @@ fn native_by_name(memory: &mut [f32], case: &Case, audio: &[Vec<f32>], block: us
         "chorus" => native::<chorus::Chorus>(memory, case.params, audio, block),
         "flanger" => native::<flanger::Flanger>(memory, case.params, audio, block),
         "phaser" => native::<phaser::Phaser>(memory, case.params, audio, block),
+        "ladder" => native::<ladder::Ladder>(memory, case.params, audio, block),
         other => return Err(format!("no native build listed for {other}").into()),
     })
 }
@@ -426,6 +431,12 @@ const PEERS: &[Peer] = &[
         params: &[],
         plugin: "Phaser",
         plugin_params: "{}",
+    },
+    Peer {
+        effect: "ladder",
+        params: &[("cutoff_hz", 800.0), ("resonance", 0.5)],
+        plugin: "LadderFilter",
+        plugin_params: r#"{"mode": "LPF24", "cutoff_hz": 800, "resonance": 0.5}"#,
     },
 ];
 

@@ -23,7 +23,11 @@ def main():
     for case in cases:
         best_cpu, best_wall = float("inf"), float("inf")
         for _ in range(runs):
-            plugin = getattr(pedalboard, case["plugin"])(**case["params"])
+            kind = getattr(pedalboard, case["plugin"])
+            params = dict(case["params"])
+            if isinstance(params.get("mode"), str):  # an enum's member by name
+                params["mode"] = getattr(kind.Mode, params["mode"])
+            plugin = kind(**params)
             c0, w0 = time.process_time(), time.perf_counter()
             out = plugin(audio, rate)
             c1, w1 = time.process_time(), time.perf_counter()

@@ -800,6 +800,7 @@ fn the_new_effects_line_up_and_keep_their_tails() {
         ("chorus", 8.1, true),
         ("flanger:feedback=-0.9", 2.7, true),
         ("phaser:feedback=0.8", 0.5, true),
+        ("ladder:mode=hpf24,cutoff_hz=200,resonance=0.9", 0.5, true),
     ] {
         let out = dir.path().join("out.wav");
         let _ = std::fs::remove_file(&out);

@@ -142,6 +142,12 @@ const CASES: &[Case] = &[
         then: &[("centre_ms", 4.0), ("feedback", -0.6), ("depth_ms", 3.0)],
     },
     Case {
+        effect: "ladder",
+        // Mode 0 (lpf24), then 5 (bpf12) with drive, the cutoff gliding.
+        first: &[("cutoff_hz", 800.0), ("resonance", 0.7)],
+        then: &[("mode", 5.0), ("cutoff_hz", 3000.0), ("drive_db", 12.0)],
+    },
+    Case {
         effect: "phaser",
         first: &[("rate_hz", 0.8), ("depth_oct", 2.0)],
         then: &[("stages", 10.0), ("feedback", 0.6), ("centre_hz", 600.0)],
@@ -279,6 +285,7 @@ fn every_builtin_effect_matches_its_native_build() {
             "chorus" => run_native::<chorus::Chorus>(&mut memory, case, &audio),
             "flanger" => run_native::<flanger::Flanger>(&mut memory, case, &audio),
             "phaser" => run_native::<phaser::Phaser>(&mut memory, case, &audio),
+            "ladder" => run_native::<ladder::Ladder>(&mut memory, case, &audio),
             other => panic!("no native build listed for {other}"),
         };
         let (wasm, wasm_latency) = run_wasm(&catalog, case, &audio);

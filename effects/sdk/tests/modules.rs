@@ -31,6 +31,7 @@ const RUST_EFFECTS: &[&str] = &[
     "chorus",
     "flanger",
     "phaser",
+    "ladder",
 ];
 
 fn effects_dir() -> PathBuf {

@@ -325,6 +325,7 @@ mod tests {
                 "gate",
                 "highpass",
                 "invert",
+                "ladder",
                 "leveler",
                 "limiter",
                 "phaser",
