@@ -3,9 +3,7 @@
 //! first encode), and the lossless output keeps the full ceiling.
 #![cfg(feature = "mp3")]
 
-use sluice_core::encode::tags::TagPlan;
-use sluice_core::export::{MAX_ENCODES, OutputPlan, export};
-use sluice_core::render::dither::DitherMode;
+use sluice_core::export::{OutputPlan, export};
 use sluice_core::render::normalize::NormalizeTarget;
 use sluice_core::render::steps::StepSpec;
 
@@ -28,16 +26,8 @@ fn write_wav(path: &std::path::Path, rate: u32, planes: &[Vec<f32>]) {
 
 fn plan(path: std::path::PathBuf, format: sluice_core::formats::OutputFormat) -> OutputPlan {
     OutputPlan {
-        path,
-        format,
-        dither: DitherMode::Tpdf,
-        tags: TagPlan::default(),
-        bext: false,
         overwrite: true,
-        channels: None,
-        sample_rate: None,
-        true_peak_check: true,
-        max_encodes: MAX_ENCODES,
+        ..OutputPlan::new(path, format)
     }
 }
 

@@ -609,8 +609,8 @@ fn bad_options_are_clear_errors() {
             "must come after start",
         ),
         (
-            vec!["-o", "/tmp/x.flac", "--effect", "chorus"],
-            "effect chorus: no such effect",
+            vec!["-o", "/tmp/x.flac", "--effect", "wobble"],
+            "effect wobble: no such effect",
         ),
         (
             vec!["-o", "/tmp/x.flac", "--effect", "dehum:mains=55"],
@@ -748,18 +748,10 @@ fn flac16(dir: &Path, name: &str) -> PathBuf {
     sluice_core::export::export(
         &wav,
         &[],
-        &[sluice_core::export::OutputPlan {
-            path: flac.clone(),
-            format: sluice_core::encode::flac::output(16, 5),
-            dither: sluice_core::render::dither::DitherMode::Tpdf,
-            tags: Default::default(),
-            bext: false,
-            overwrite: false,
-            channels: None,
-            sample_rate: None,
-            true_peak_check: true,
-            max_encodes: sluice_core::export::MAX_ENCODES,
-        }],
+        &[sluice_core::export::OutputPlan::new(
+            flac.clone(),
+            sluice_core::encode::flac::output(16, 5),
+        )],
         &mut |_| {},
     )
     .unwrap();

@@ -408,18 +408,10 @@ fn the_archive_example_keeps_a_16_bit_flac_bit_exact() {
     sluice_core::export::export(
         &wav,
         &[],
-        &[sluice_core::export::OutputPlan {
-            path: src.clone(),
-            format: sluice_core::encode::flac::output(16, 5),
-            dither: sluice_core::render::dither::DitherMode::Tpdf,
-            tags: Default::default(),
-            bext: false,
-            overwrite: false,
-            channels: None,
-            sample_rate: None,
-            true_peak_check: true,
-            max_encodes: sluice_core::export::MAX_ENCODES,
-        }],
+        &[sluice_core::export::OutputPlan::new(
+            src.clone(),
+            sluice_core::encode::flac::output(16, 5),
+        )],
         &mut |_| {},
     )
     .unwrap();

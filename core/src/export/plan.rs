@@ -39,6 +39,26 @@ pub struct OutputPlan {
     pub max_encodes: u32,
 }
 
+impl OutputPlan {
+    /// `path` in `format` with the usual settings: TPDF dither, no tags beyond the source's
+    /// plan, no `bext`, never over an existing file, the channels and rate of the chain, the
+    /// lossy true-peak check on with up to [`MAX_ENCODES`] encodes.
+    pub fn new(path: PathBuf, format: OutputFormat) -> OutputPlan {
+        OutputPlan {
+            path,
+            format,
+            dither: DitherMode::Tpdf,
+            tags: TagPlan::default(),
+            bext: false,
+            overwrite: false,
+            channels: None,
+            sample_rate: None,
+            true_peak_check: true,
+            max_encodes: MAX_ENCODES,
+        }
+    }
+}
+
 /// Encodes of one lossy output at most (see [`OutputPlan::true_peak_check`]).
 pub const MAX_ENCODES: u32 = 4;
 

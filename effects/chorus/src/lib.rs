@@ -1,14 +1,13 @@
 //! `chorus`: voices that read the signal through a delay of `centre_ms`, swung by ±`depth_ms`
 //! at `rate_hz` (sine LFOs spread evenly in phase; each further channel a quarter turn later,
 //! which widens a stereo image), mixed with the dry signal; `feedback` returns the voices to the
-//! line. The engine is the SDK's [`Modulated`] delay (cubic interpolation), shared with
+//! line. The engine is the SDK's `Modulated` delay (cubic interpolation), shared with
 //! `flanger`. The defaults are Pedalboard's `Chorus` centre (7 ms) and rate (1 Hz) with two
 //! voices.
 #![no_std]
 
 use sluice_effect_sdk::{
-    Arena, Config, Effect, InitError,
-    dsp::{Modulated, Modulation},
+    dsp::{ModulatedEffect, Modulates, Modulation},
     effect,
 };
 
@@ -34,52 +33,23 @@ effect! {
     }
 }
 
-fn modulation(p: &ChorusParams) -> Modulation {
-    Modulation {
-        rate_hz: p.rate_hz,
-        depth_ms: p.depth_ms,
-        centre_ms: p.centre_ms,
-        feedback: p.feedback,
-        mix: p.mix,
-        voices: p.voices as usize,
+impl Modulates for ChorusParams {
+    const MAX_DELAY_MS: f32 = MAX_DELAY_MS;
+
+    fn modulation(&self) -> Modulation {
+        Modulation {
+            rate_hz: self.rate_hz,
+            depth_ms: self.depth_ms,
+            centre_ms: self.centre_ms,
+            feedback: self.feedback,
+            mix: self.mix,
+            voices: self.voices as usize,
+        }
     }
 }
 
-/// The modulated delay.
-pub struct Chorus<'a> {
-    engine: Modulated<'a>,
-}
-
-impl<'a> Effect<'a> for Chorus<'a> {
-    type Params = ChorusParams;
-
-    fn new(
-        config: &Config,
-        params: &ChorusParams,
-        arena: &mut Arena<'a>,
-    ) -> Result<Self, InitError> {
-        let engine = Modulated::new(
-            arena,
-            config.sample_rate,
-            config.channels,
-            MAX_DELAY_MS,
-            &modulation(params),
-        )?;
-        Ok(Chorus { engine })
-    }
-
-    fn update(&mut self, params: &ChorusParams) {
-        self.engine.update(&modulation(params));
-    }
-
-    fn process(&mut self, channels: &mut [&mut [f32]]) {
-        self.engine.process(channels);
-    }
-
-    fn reset(&mut self, params: &ChorusParams) {
-        self.engine.reset(&modulation(params));
-    }
-}
+/// The modulated delay, driven by these parameters.
+pub type Chorus<'a> = ModulatedEffect<'a, ChorusParams>;
 
 #[cfg(test)]
 mod tests {

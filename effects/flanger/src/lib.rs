@@ -2,13 +2,12 @@
 //! ±`depth_ms` at `rate_hz`) with `feedback`, mixed half and half with the dry signal by
 //! default: a comb of notches (and, with feedback, peaks) sweeping through the spectrum.
 //! Negative feedback moves the peaks to odd multiples of half the delay's frequency. The engine
-//! is the SDK's [`Modulated`] delay, shared with `chorus`; each further channel's LFO is a
+//! is the SDK's `Modulated` delay, shared with `chorus`; each further channel's LFO is a
 //! quarter turn later.
 #![no_std]
 
 use sluice_effect_sdk::{
-    Arena, Config, Effect, InitError,
-    dsp::{Modulated, Modulation},
+    dsp::{ModulatedEffect, Modulates, Modulation},
     effect,
 };
 
@@ -33,52 +32,23 @@ effect! {
     }
 }
 
-fn modulation(p: &FlangerParams) -> Modulation {
-    Modulation {
-        rate_hz: p.rate_hz,
-        depth_ms: p.depth_ms,
-        centre_ms: p.centre_ms,
-        feedback: p.feedback,
-        mix: p.mix,
-        voices: 1,
+impl Modulates for FlangerParams {
+    const MAX_DELAY_MS: f32 = MAX_DELAY_MS;
+
+    fn modulation(&self) -> Modulation {
+        Modulation {
+            rate_hz: self.rate_hz,
+            depth_ms: self.depth_ms,
+            centre_ms: self.centre_ms,
+            feedback: self.feedback,
+            mix: self.mix,
+            voices: 1,
+        }
     }
 }
 
-/// The modulated delay.
-pub struct Flanger<'a> {
-    engine: Modulated<'a>,
-}
-
-impl<'a> Effect<'a> for Flanger<'a> {
-    type Params = FlangerParams;
-
-    fn new(
-        config: &Config,
-        params: &FlangerParams,
-        arena: &mut Arena<'a>,
-    ) -> Result<Self, InitError> {
-        let engine = Modulated::new(
-            arena,
-            config.sample_rate,
-            config.channels,
-            MAX_DELAY_MS,
-            &modulation(params),
-        )?;
-        Ok(Flanger { engine })
-    }
-
-    fn update(&mut self, params: &FlangerParams) {
-        self.engine.update(&modulation(params));
-    }
-
-    fn process(&mut self, channels: &mut [&mut [f32]]) {
-        self.engine.process(channels);
-    }
-
-    fn reset(&mut self, params: &FlangerParams) {
-        self.engine.reset(&modulation(params));
-    }
-}
+/// The modulated delay, driven by these parameters.
+pub type Flanger<'a> = ModulatedEffect<'a, FlangerParams>;
 
 #[cfg(test)]
 mod tests {

@@ -512,3 +512,52 @@ impl<'a> Modulated<'a> {
         }
     }
 }
+
+/// Parameters that describe a [`Modulated`] delay: a chorus's, a flanger's.
+pub trait Modulates: crate::Params {
+    /// The longest delay a voice reads (the largest centre plus the largest depth), ms.
+    const MAX_DELAY_MS: f32;
+    /// The delay's settings now.
+    fn modulation(&self) -> Modulation;
+}
+
+/// An effect that is a [`Modulated`] delay driven by the parameters `P` (the `chorus` and
+/// `flanger` effects are this with their own descriptors).
+pub struct ModulatedEffect<'a, P> {
+    engine: Modulated<'a>,
+    params: core::marker::PhantomData<P>,
+}
+
+impl<'a, P: Modulates> crate::Effect<'a> for ModulatedEffect<'a, P> {
+    type Params = P;
+
+    fn new(
+        config: &crate::Config,
+        params: &P,
+        arena: &mut crate::Arena<'a>,
+    ) -> Result<Self, crate::InitError> {
+        let engine = Modulated::new(
+            arena,
+            config.sample_rate,
+            config.channels,
+            P::MAX_DELAY_MS,
+            &params.modulation(),
+        )?;
+        Ok(ModulatedEffect {
+            engine,
+            params: core::marker::PhantomData,
+        })
+    }
+
+    fn update(&mut self, params: &P) {
+        self.engine.update(&params.modulation());
+    }
+
+    fn process(&mut self, channels: &mut [&mut [f32]]) {
+        self.engine.process(channels);
+    }
+
+    fn reset(&mut self, params: &P) {
+        self.engine.reset(&params.modulation());
+    }
+}

@@ -724,18 +724,10 @@ mod tests {
         let mut report = export(
             src,
             &[],
-            &[OutputPlan {
-                path: out.to_path_buf(),
-                format: sluice_core::encode::flac::output(24, 5),
-                dither: sluice_core::render::dither::DitherMode::Tpdf,
-                tags: Default::default(),
-                bext: false,
-                overwrite: false,
-                channels: None,
-                sample_rate: None,
-                true_peak_check: true,
-                max_encodes: sluice_core::export::MAX_ENCODES,
-            }],
+            &[OutputPlan::new(
+                out.to_path_buf(),
+                sluice_core::encode::flac::output(24, 5),
+            )],
             &mut |_| {},
         )
         .unwrap();

@@ -249,7 +249,7 @@ expect(halved.status_code == 200, f"export with effects: {halved.status_code} {h
 loud = [r.json()["sluice"]["outputs"][0]["loudness"]["integrated_lufs"] for r in (plain, halved)]
 expect(abs(loud[0] - loud[1] - 6.02) < 0.1, f"export with a -6.02 dB gain: {loud}")
 for effects, needle in [
-    ([{"effect": "chorus"}], "effect chorus: no such effect"),
+    ([{"effect": "wobble"}], "effect wobble: no such effect"),
     ([{"effect": "gain", "params": {"gain_db": 400}}], "gain"),
     ([{"effect": "gain", "params": {"gain_db": [1]}}], "settings.effects[0].params.gain_db"),
     ([{"effect": "gain", "colour": "red"}], None),
