@@ -512,9 +512,7 @@ mod tests {
 #[cfg(test)]
 mod probe_tests {
     use super::*;
-    use sluice_core::encode::tags::TagPlan;
     use sluice_core::export::{NoOffload, OutputPlan};
-    use sluice_core::render::dither::DitherMode;
     use sluice_core::render::normalize::NormalizeTarget;
     use sluice_core::render::steps::StepSpec;
 
@@ -608,18 +606,10 @@ mod probe_tests {
             }),
         ];
         let out = |name: &str| {
-            vec![OutputPlan {
-                path: dir.path().join(name),
-                format: sluice_core::encode::flac::output(16, 5),
-                dither: DitherMode::Tpdf,
-                tags: TagPlan::default(),
-                bext: false,
-                overwrite: false,
-                channels: None,
-                sample_rate: None,
-                true_peak_check: true,
-                max_encodes: sluice_core::export::MAX_ENCODES,
-            }]
+            vec![OutputPlan::new(
+                dir.path().join(name),
+                sluice_core::encode::flac::output(16, 5),
+            )]
         };
         let a = export(&input, &plan, &out("threads.flac"), &mut |_| {}).unwrap();
         let b = sluice_core::export::export_with(
