@@ -1172,7 +1172,7 @@ mod tests {
             s => panic!("{s:?}"),
         }
         for (body, want) in [
-            ("effect = \"flanger\"", "effect \"flanger\" is not known"),
+            ("effect = \"wobble\"", "effect \"wobble\" is not known"),
             (
                 "effect = \"eq\"\nparams = { cutoff = 3 }",
                 "no parameter \"cutoff\"",
