@@ -81,7 +81,6 @@ impl Curve {
 
 /// The curve, and the drive, output and mix, each smoothed.
 pub struct Distortion {
-    config: Config,
     curve: Curve,
     drive: Ramp,
     output: Ramp,
@@ -121,7 +120,6 @@ impl<'a> Effect<'a> for Distortion {
     ) -> Result<Self, InitError> {
         let frames = config.ms_to_frames(20.0) as u32;
         let mut fx = Distortion {
-            config: *config,
             curve: Curve::Tanh,
             drive: Ramp::new(1.0, frames),
             output: Ramp::new(1.0, frames),
@@ -156,7 +154,6 @@ impl<'a> Effect<'a> for Distortion {
     }
 
     fn reset(&mut self, params: &DistortionParams) {
-        let _ = self.config;
         self.curve = Curve::of(params.curve);
         let [g, o, m] = Self::targets(params);
         self.drive.snap(g);
