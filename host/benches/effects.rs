@@ -404,7 +404,14 @@ const PEERS: &[Peer] = &[
     },
     Peer {
         effect: "gate",
-        params: &[("threshold_db", -40.0)],
+        // The expander, each channel on its own, no floor: the same algorithm as Pedalboard's
+        // (JUCE's) NoiseGate, equal to it within 1e-6 (tests/pedalboard.rs).
+        params: &[
+            ("threshold_db", -40.0),
+            ("mode", 1.0),
+            ("link", 1.0),
+            ("range_db", -96.0),
+        ],
         plugin: "NoiseGate",
         plugin_params: r#"{"threshold_db": -40}"#,
     },

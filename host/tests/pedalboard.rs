@@ -1,6 +1,6 @@
 //! The built-in effects that have one definition give Pedalboard's output (Spotify's
 //! `pedalboard`, from PyPI; `.ci/run` installs it): invert, gain, hard clipping, tanh
-//! distortion and bitcrush at several settings, each within 1e-4 of Pedalboard on noise and
+//! distortion, bitcrush and the gate as an expander (JUCE's NoiseGate) at several settings, each within 1e-4 of Pedalboard on noise and
 //! sines. Sluice's side is `sluice export --effect` to 32-bit float WAV (the wasm module, as a
 //! user runs it); Pedalboard's is the same input through the plugin
 //! (`tests/peers/pedalboard_diff.py`).
@@ -110,6 +110,17 @@ fn effects_with_one_definition_equal_pedalboards() {
             "bitcrush:bit_depth=16",
             "Bitcrush",
             serde_json::json!({"bit_depth": 16.0}),
+        ),
+        // The gate as an expander, each channel on its own, no floor: JUCE's NoiseGate.
+        (
+            "gate:mode=expander,link=independent,range_db=-96,threshold_db=-3,ratio=4,attack_ms=1,release_ms=100",
+            "NoiseGate",
+            serde_json::json!({"threshold_db": -3.0, "ratio": 4.0, "attack_ms": 1.0, "release_ms": 100.0}),
+        ),
+        (
+            "gate:mode=expander,link=independent,range_db=-96,threshold_db=-12,ratio=10,attack_ms=5,release_ms=40",
+            "NoiseGate",
+            serde_json::json!({"threshold_db": -12.0, "ratio": 10.0, "attack_ms": 5.0, "release_ms": 40.0}),
         ),
     ];
     let mut list = Vec::new();

@@ -1,24 +1,38 @@
-//! `gate`: a noise gate with hold and range.
+//! `gate`: a noise gate with hold and range, or a downward expander with a ratio.
 //!
-//! The key is the largest magnitude over all channels (stereo-linked). The gate opens in the
-//! frame the key reaches the threshold, stays open while it does and for `hold_ms` after it
-//! last did, then closes. Its gain moves linearly in dB: from `range_db` up to 0 dB in
-//! `attack_ms` when opening, from 0 dB down to `range_db` in `release_ms` when closing (a
-//! partial move takes the proportional time).
+//! `mode = "gate"` (the default): the key is the largest magnitude over all channels
+//! (stereo-linked). The gate opens in the frame the key reaches the threshold, stays open while
+//! it does and for `hold_ms` after it last did, then closes. Its gain moves linearly in dB: from
+//! `range_db` up to 0 dB in `attack_ms` when opening, from 0 dB down to `range_db` in
+//! `release_ms` when closing (a partial move takes the proportional time).
+//!
+//! `mode = "expander"`: each channel's level is an RMS detector (instant rise, 50 ms fall)
+//! followed by a peak envelope that rises with `attack_ms` and falls with `release_ms` (one-pole
+//! ballistics, coefficient `exp(-2π·1000 / (fs·ms))`, none under 1 µs). Below the threshold the
+//! gain is `(level / threshold)^(ratio − 1)` — every dB under the threshold becomes `ratio` dB
+//! under it — floored at `range_db`; at or above it the gain is 1. `link = "linked"` keys every
+//! channel from the loudest channel's level; `"independent"` gives each channel its own gain.
+//! With `link = "independent"` and `range_db = -96` this is Pedalboard's (JUCE's) `NoiseGate`
+//! (equal within 1e-4, host/tests/pedalboard.rs). `hold_ms` applies only to the gate.
 #![no_std]
 
 use sluice_effect_sdk::{
     Arena, Config, Effect, InitError,
-    dsp::{db_to_gain, max, min},
-    effect,
+    dsp::{db_to_gain, flush, max, min},
+    effect, libm,
 };
+
+/// The most channels the expander keeps levels for (the descriptor's `max_channels`).
+const MAX_CHANNELS: usize = 32;
+/// The expander's RMS detector's fall time.
+const RMS_RELEASE_MS: f32 = 50.0;
 
 effect! {
     /// Parameters of `gate`.
     pub struct GateParams for Gate {
         name: "gate",
         version: "1.0.0",
-        description: "Noise gate: stereo-linked peak key against a threshold, hold time, attack/release as linear-in-dB moves between 0 dB and the range.",
+        description: "Noise gate (stereo-linked peak key, hold, attack/release as linear-in-dB moves between 0 dB and the range) or downward expander (RMS level, ratio, linked or per channel).",
         tail_seconds: 0.0,
         max_channels: 32,
     }
@@ -28,6 +42,9 @@ effect! {
         hold_ms: { name: "Hold", unit: "ms", min: 0.0, max: 5000.0, default: 50.0 },
         release_ms: { name: "Release", unit: "ms", min: 1.0, max: 5000.0, default: 100.0 },
         range_db: { name: "Range", unit: "dB", min: -96.0, max: 0.0, default: -80.0 },
+        mode: { name: "Mode", choices: ["gate", "expander"], default: "gate" },
+        ratio: { name: "Ratio", unit: "", min: 1.0, max: 100.0, default: 10.0 },
+        link: { name: "Link", choices: ["linked", "independent"], default: "linked" },
     }
 }
 
@@ -45,6 +62,111 @@ pub struct Gate {
     /// The last gain below 0 dB and its linear value (not worked out again while it holds).
     last_db: f32,
     last_gain: f32,
+    expander: Expander,
+}
+
+/// The expander's settings and per-channel detector state.
+struct Expander {
+    on: bool,
+    linked: bool,
+    threshold: f32,
+    threshold_inv: f32,
+    /// `ratio - 1`.
+    exponent: f32,
+    floor: f32,
+    /// Ballistic coefficients: the RMS detector's fall, the envelope's rise and fall.
+    rms_fall: f32,
+    rise: f32,
+    fall: f32,
+    /// Mean square and envelope per channel.
+    ms: [f32; MAX_CHANNELS],
+    env: [f32; MAX_CHANNELS],
+}
+
+/// A one-pole ballistic coefficient for `ms` milliseconds at `fs` (0, an instant move, under 1 µs).
+fn ballistic(ms: f32, fs: f32) -> f32 {
+    if ms < 1.0e-3 {
+        0.0
+    } else {
+        libm::exp(-2.0 * core::f64::consts::PI * 1000.0 / f64::from(fs) / f64::from(ms)) as f32
+    }
+}
+
+impl Expander {
+    fn apply(&mut self, p: &GateParams, fs: f32) {
+        self.on = p.mode == 1;
+        self.linked = p.link == 0;
+        self.threshold = db_to_gain(p.threshold_db);
+        self.threshold_inv = 1.0 / self.threshold;
+        self.exponent = p.ratio - 1.0;
+        self.floor = if p.range_db <= -96.0 {
+            0.0
+        } else {
+            db_to_gain(p.range_db)
+        };
+        self.rms_fall = ballistic(RMS_RELEASE_MS, fs);
+        self.rise = ballistic(p.attack_ms, fs);
+        self.fall = ballistic(p.release_ms, fs);
+    }
+
+    /// Channel `c`'s level after input sample `x`.
+    #[inline]
+    fn level(&mut self, c: usize, x: f32) -> f32 {
+        let sq = x * x;
+        let ms = self.ms[c];
+        let k = if sq > ms { 0.0 } else { self.rms_fall };
+        let ms = flush(sq + k * (ms - sq));
+        self.ms[c] = ms;
+        let e = libm::sqrtf(ms);
+        let env = self.env[c];
+        let k = if e > env { self.rise } else { self.fall };
+        let env = flush(e + k * (env - e));
+        self.env[c] = env;
+        env
+    }
+
+    /// The gain for a level.
+    #[inline]
+    fn gain(&self, level: f32) -> f32 {
+        if level > self.threshold {
+            1.0
+        } else {
+            max(
+                libm::powf(level * self.threshold_inv, self.exponent),
+                self.floor,
+            )
+        }
+    }
+
+    fn process(&mut self, channels: &mut [&mut [f32]]) {
+        let frames = channels.first().map_or(0, |c| c.len());
+        let n = channels.len().min(MAX_CHANNELS);
+        if self.linked {
+            for i in 0..frames {
+                let mut key = 0.0f32;
+                for (c, chan) in channels[..n].iter().enumerate() {
+                    key = max(key, self.level(c, chan[i]));
+                }
+                let g = self.gain(key);
+                for chan in channels[..n].iter_mut() {
+                    chan[i] *= g;
+                }
+            }
+        } else {
+            for (c, chan) in channels[..n].iter_mut().enumerate() {
+                for x in chan.iter_mut() {
+                    let level = self.level(c, *x);
+                    let g = self.gain(level);
+                    *x *= g;
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.ms = [0.0; MAX_CHANNELS];
+        self.env = [0.0; MAX_CHANNELS];
+    }
 }
 
 impl Gate {
@@ -64,6 +186,7 @@ impl Gate {
         self.down = rate(p.release_ms);
         self.hold = self.config.ms_to_frames(p.hold_ms) as u32;
         self.gain_db = self.gain_db.max(self.range_db);
+        self.expander.apply(p, self.config.fs());
     }
 }
 
@@ -82,6 +205,19 @@ impl<'a> Effect<'a> for Gate {
             gain_db: 0.0,
             last_db: f32::NAN,
             last_gain: 1.0,
+            expander: Expander {
+                on: false,
+                linked: true,
+                threshold: 1.0,
+                threshold_inv: 1.0,
+                exponent: 0.0,
+                floor: 0.0,
+                rms_fall: 0.0,
+                rise: 0.0,
+                fall: 0.0,
+                ms: [0.0; MAX_CHANNELS],
+                env: [0.0; MAX_CHANNELS],
+            },
         };
         g.reset(p);
         Ok(g)
@@ -92,6 +228,10 @@ impl<'a> Effect<'a> for Gate {
     }
 
     fn process(&mut self, channels: &mut [&mut [f32]]) {
+        if self.expander.on {
+            self.expander.process(channels);
+            return;
+        }
         // In chunks, each in passes the compiler vectorises where it can: the key (the largest
         // magnitude across channels) per frame, the gate's state per frame into a gain, then the
         // gains applied channel by channel. Frame for frame the same numbers as one pass.
@@ -148,6 +288,7 @@ impl<'a> Effect<'a> for Gate {
         // A fresh gate is closed: audio before the first loud frame is attenuated.
         self.gain_db = p.range_db;
         self.hold_left = 0;
+        self.expander.clear();
         self.apply(p);
     }
 }
@@ -262,6 +403,116 @@ mod tests {
             let mut out = vec![x.clone(), noise.clone()];
             fx.run_blocks(&mut out, blocks);
             results.push(out);
+        }
+        assert!(
+            results[0] == results[1],
+            "the result depends on the block size"
+        );
+    }
+
+    #[test]
+    fn expander_turns_each_db_under_the_threshold_into_ratio_db() {
+        let mut mem = memory();
+        // DC at -20 dBFS on the left, -40 dBFS on the right; threshold -10 dB, ratio 3.
+        let x: Vec<f32> = vec![0.1; 24_000];
+        let y: Vec<f32> = vec![0.01; 24_000];
+        let settle = |out: &[f32], input: &[f32]| gain_db(out, input, 23_999);
+        let mut fx = Instance::<Gate>::new(&mut mem, FS as u32, 2, 512).unwrap();
+        fx.set("mode", 1.0)
+            .set("ratio", 3.0)
+            .set("threshold_db", -10.0);
+        fx.set("link", 1.0).reset();
+        let mut out = vec![x.clone(), y.clone()];
+        fx.run(&mut out);
+        // Independent: 10 dB under -> 30 dB under (gain -20 dB); 30 dB under -> gain -60 dB.
+        assert!(
+            (settle(&out[0], &x) + 20.0).abs() < 1e-3,
+            "{}",
+            settle(&out[0], &x)
+        );
+        assert!(
+            (settle(&out[1], &y) + 60.0).abs() < 1e-3,
+            "{}",
+            settle(&out[1], &y)
+        );
+        // Linked: both channels take the louder one's gain.
+        let mut fx = Instance::<Gate>::new(&mut mem, FS as u32, 2, 512).unwrap();
+        fx.set("mode", 1.0)
+            .set("ratio", 3.0)
+            .set("threshold_db", -10.0);
+        fx.reset();
+        let mut out = vec![x.clone(), y.clone()];
+        fx.run(&mut out);
+        assert!((settle(&out[0], &x) + 20.0).abs() < 1e-3);
+        assert!((settle(&out[1], &y) + 20.0).abs() < 1e-3);
+        // The range floors the gain; above the threshold nothing changes.
+        let mut fx = Instance::<Gate>::new(&mut mem, FS as u32, 2, 512).unwrap();
+        fx.set("mode", 1.0)
+            .set("ratio", 3.0)
+            .set("threshold_db", -10.0);
+        fx.set("link", 1.0).set("range_db", -30.0).reset();
+        let mut out = vec![x.clone(), vec![0.5; 24_000]];
+        fx.run(&mut out);
+        assert!((settle(&out[0], &x) + 20.0).abs() < 1e-3);
+        // (after the 1 ms attack has brought the level over the threshold)
+        assert!(out[1][2_000..].iter().all(|&v| v == 0.5));
+        let mut out = vec![y.clone(), y.clone()];
+        fx.reset();
+        fx.run(&mut out);
+        assert!((settle(&out[0], &y) + 30.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn expander_attack_and_release_follow_their_times() {
+        let mut mem = memory();
+        let mut fx = Instance::<Gate>::new(&mut mem, FS as u32, 1, 512).unwrap();
+        fx.set("mode", 1.0)
+            .set("ratio", 2.0)
+            .set("threshold_db", 0.0);
+        fx.set("attack_ms", 10.0).set("release_ms", 200.0).reset();
+        // Ratio 2 from a 0 dB threshold: the gain is the level itself, so out/in traces the
+        // envelope. A step from silence to 0.5 at frame 0, back to silence (-> 1e-3) at 24,000.
+        let x: Vec<f32> = (0..96_000)
+            .map(|n| if n < 24_000 { 0.5 } else { 1e-3 })
+            .collect();
+        let mut out = vec![x.clone()];
+        fx.run(&mut out);
+        let env = |n: usize| f64::from(out[0][n] / x[n]);
+        // Rising: 1 - e^-1 of the way at one time constant (10 ms / 2π).
+        let tau = (0.010 / std::f64::consts::TAU * FS as f64) as usize;
+        assert!(
+            (env(tau - 1) / 0.5 - (1.0 - (-1.0f64).exp())).abs() < 0.01,
+            "{}",
+            env(tau)
+        );
+        assert!((env(23_999) - 0.5).abs() < 1e-4);
+        // Falling: the RMS detector's 50 ms and the envelope's 200 ms in series; the slower
+        // dominates, so after 200 ms / 2π·5 the envelope is near e^-5 of the step, far from 0.
+        let tau = 0.200 / std::f64::consts::TAU * FS as f64;
+        let at = 24_000 + (5.0 * tau) as usize;
+        let e = env(at) / 0.5;
+        assert!(e > (-5.0f64).exp() && e < 3.0 * (-5.0f64).exp(), "{e}");
+        assert!(env(95_999) < 2e-3);
+    }
+
+    #[test]
+    fn expander_blocks_do_not_matter_and_reset_clears_it() {
+        let mut mem = memory();
+        let (x, noise) = burst();
+        let mut results = vec![];
+        for blocks in [&[512usize][..], &[1, 99, 512, 3]] {
+            let mut fx = Instance::<Gate>::new(&mut mem, FS as u32, 2, 512).unwrap();
+            fx.set("mode", 1.0).set("threshold_db", -30.0).reset();
+            let mut out = vec![x.clone(), noise.clone()];
+            fx.run_blocks(&mut out, blocks);
+            results.push(out);
+            let mut again = vec![x.clone(), noise.clone()];
+            fx.reset();
+            fx.run_blocks(&mut again, blocks);
+            assert!(
+                again == results[results.len() - 1],
+                "reset left state behind"
+            );
         }
         assert!(
             results[0] == results[1],
