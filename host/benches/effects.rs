@@ -6,9 +6,9 @@
 //! cargo bench -p sluice-host --bench effects -- --seconds 20 --runs 5
 //! ```
 //!
-//! Each of the twenty built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay, gate,
-//! dehum, de-esser, denoise, leveler, invert, clip, distortion, bitcrush, chorus, flanger,
-//! phaser, ladder)
+//! Each of the twenty-one built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay,
+//! gate, dehum, de-esser, denoise, leveler, invert, clip, distortion, bitcrush, chorus, flanger,
+//! phaser, ladder, pitch)
 //! processes 60 s of 48 kHz stereo programme in 512-frame blocks; the thread's CPU time is
 //! printed beside the wall time (the machine may be shared), and the ratio is judged on CPU. The native peer is each effect's own crate built for this machine and
 //! driven by the SDK's harness, which copies every block into the effect's buffers and back as
@@ -148,6 +148,10 @@ const CASES: &[Case] = &[
         effect: "ladder",
         params: &[("cutoff_hz", 800.0), ("resonance", 0.5)],
     },
+    Case {
+        effect: "pitch",
+        params: &[("semitones", 3.0)],
+    },
 ];
 
 /// Wall and CPU seconds of one run (the CPU time of the thread that ran it).
@@ -234,6 +238,7 @@ fn native_by_name(memory: &mut [f32], case: &Case, audio: &[Vec<f32>], block: us
         "flanger" => native::<flanger::Flanger>(memory, case.params, audio, block),
         "phaser" => native::<phaser::Phaser>(memory, case.params, audio, block),
         "ladder" => native::<ladder::Ladder>(memory, case.params, audio, block),
+        "pitch" => native::<pitch::Pitch>(memory, case.params, audio, block),
         other => return Err(format!("no native build listed for {other}").into()),
     })
 }
@@ -444,6 +449,12 @@ const PEERS: &[Peer] = &[
         params: &[("cutoff_hz", 800.0), ("resonance", 0.5)],
         plugin: "LadderFilter",
         plugin_params: r#"{"mode": "LPF24", "cutoff_hz": 800, "resonance": 0.5}"#,
+    },
+    Peer {
+        effect: "pitch",
+        params: &[("semitones", 3.0)],
+        plugin: "PitchShift",
+        plugin_params: r#"{"semitones": 3}"#,
     },
 ];
 

@@ -159,6 +159,12 @@ const CASES: &[Case] = &[
         then: &[("mode", 5.0), ("cutoff_hz", 3000.0), ("drive_db", 12.0)],
     },
     Case {
+        effect: "pitch",
+        // A fifth up, then a fourth down mid-stream.
+        first: &[("semitones", 7.0)],
+        then: &[("semitones", -5.0)],
+    },
+    Case {
         effect: "phaser",
         first: &[("rate_hz", 0.8), ("depth_oct", 2.0)],
         then: &[("stages", 10.0), ("feedback", 0.6), ("centre_hz", 600.0)],
@@ -297,6 +303,7 @@ fn every_builtin_effect_matches_its_native_build() {
             "flanger" => run_native::<flanger::Flanger>(&mut memory, case, &audio),
             "phaser" => run_native::<phaser::Phaser>(&mut memory, case, &audio),
             "ladder" => run_native::<ladder::Ladder>(&mut memory, case, &audio),
+            "pitch" => run_native::<pitch::Pitch>(&mut memory, case, &audio),
             other => panic!("no native build listed for {other}"),
         };
         let (wasm, wasm_latency) = run_wasm(&catalog, case, &audio);

@@ -18,7 +18,7 @@
 
 use sluice_effect_sdk::{
     Arena, Config, Effect, InitError,
-    dsp::{db_to_gain, flush, max, min},
+    dsp::{db_to_gain, fast_exp2, fast_log2, fast_sqrt, flush, max, min},
     effect, libm,
 };
 
@@ -109,57 +109,125 @@ impl Expander {
         self.fall = ballistic(p.release_ms, fs);
     }
 
-    /// Channel `c`'s level after input sample `x`.
-    #[inline]
-    fn level(&mut self, c: usize, x: f32) -> f32 {
-        let sq = x * x;
-        let ms = self.ms[c];
-        let k = if sq > ms { 0.0 } else { self.rms_fall };
-        let ms = flush(sq + k * (ms - sq));
-        self.ms[c] = ms;
-        let e = libm::sqrtf(ms);
-        let env = self.env[c];
-        let k = if e > env { self.rise } else { self.fall };
-        let env = flush(e + k * (env - e));
-        self.env[c] = env;
-        env
+    /// The levels of channels `c` and `c + 1` after each sample of `a` and `b`, into `la` and
+    /// `lb` (two detectors at once: each is a chain of dependent operations, and two chains
+    /// side by side keep the processor busy). The state stays in registers over the chunk and
+    /// is flushed to zero under 1e-20 at its end (over one chunk it falls by at most 10^4, so it
+    /// never reaches subnormal numbers, slow without flush-to-zero in wasm). With `b` empty,
+    /// channel `c` alone.
+    fn levels(&mut self, c: usize, a: &[f32], b: &[f32], la: &mut [f32], lb: &mut [f32]) {
+        let (rms_fall, rise, fall) = (self.rms_fall, self.rise, self.fall);
+        let step = |ms: &mut f32, env: &mut f32, x: f32| {
+            let sq = x * x;
+            let k = if sq > *ms { 0.0 } else { rms_fall };
+            *ms = sq + k * (*ms - sq);
+            let e = fast_sqrt(*ms);
+            let k = if e > *env { rise } else { fall };
+            *env = e + k * (*env - e);
+            *env
+        };
+        let (mut ms_a, mut env_a) = (self.ms[c], self.env[c]);
+        if b.is_empty() {
+            for (o, &x) in la.iter_mut().zip(a) {
+                *o = step(&mut ms_a, &mut env_a, x);
+            }
+        } else {
+            let (mut ms_b, mut env_b) = (self.ms[c + 1], self.env[c + 1]);
+            for (((oa, ob), &xa), &xb) in la.iter_mut().zip(lb.iter_mut()).zip(a).zip(b) {
+                *oa = step(&mut ms_a, &mut env_a, xa);
+                *ob = step(&mut ms_b, &mut env_b, xb);
+            }
+            self.ms[c + 1] = flush(ms_b);
+            self.env[c + 1] = flush(env_b);
+        }
+        self.ms[c] = flush(ms_a);
+        self.env[c] = flush(env_a);
     }
 
-    /// The gain for a level.
-    #[inline]
-    fn gain(&self, level: f32) -> f32 {
-        if level > self.threshold {
-            1.0
-        } else {
-            max(
-                libm::powf(level * self.threshold_inv, self.exponent),
-                self.floor,
-            )
+    /// The gains for `levels` (a chunk's), in place: 1 above the threshold, else
+    /// `(level / threshold)^(ratio − 1)` no lower than the floor. Branch-free over the chunk
+    /// (`2^(e·log2 x)`, within 2e-5 relative of `powf`), so that it vectorises.
+    /// Returns `false`, leaving `levels` as they are, when every level is above the threshold
+    /// (all gains 1: nothing to apply).
+    fn gains(&self, levels: &mut [f32]) -> bool {
+        let (threshold, inv, exponent, floor) = (
+            self.threshold,
+            self.threshold_inv,
+            self.exponent,
+            self.floor,
+        );
+        if levels.iter().all(|&l| l > threshold) {
+            return false;
         }
+        for l in levels.iter_mut() {
+            let g = max(fast_exp2(exponent * fast_log2(*l * inv)), floor);
+            *l = if *l > threshold { 1.0 } else { g };
+        }
+        true
     }
 
     fn process(&mut self, channels: &mut [&mut [f32]]) {
+        const CHUNK: usize = 64;
         let frames = channels.first().map_or(0, |c| c.len());
         let n = channels.len().min(MAX_CHANNELS);
-        if self.linked {
-            for i in 0..frames {
-                let mut key = 0.0f32;
-                for (c, chan) in channels[..n].iter().enumerate() {
-                    key = max(key, self.level(c, chan[i]));
+        let mut at = 0;
+        while at < frames {
+            let len = CHUNK.min(frames - at);
+            let mut levels = [0.0f32; CHUNK];
+            let mut other = [0.0f32; CHUNK];
+            if self.linked {
+                let mut loudest = [0.0f32; CHUNK];
+                for c in (0..n).step_by(2) {
+                    let b: &[f32] = if c + 1 < n {
+                        &channels[c + 1][at..at + len]
+                    } else {
+                        &[]
+                    };
+                    self.levels(
+                        c,
+                        &channels[c][at..at + len],
+                        b,
+                        &mut levels[..len],
+                        &mut other[..len],
+                    );
+                    let pair = if b.is_empty() { &levels } else { &other };
+                    for ((l, a), b) in loudest[..len]
+                        .iter_mut()
+                        .zip(&levels[..len])
+                        .zip(&pair[..len])
+                    {
+                        *l = max(*l, max(*a, *b));
+                    }
                 }
-                let g = self.gain(key);
-                for chan in channels[..n].iter_mut() {
-                    chan[i] *= g;
+                if self.gains(&mut loudest[..len]) {
+                    for chan in channels[..n].iter_mut() {
+                        for (x, g) in chan[at..at + len].iter_mut().zip(&loudest[..len]) {
+                            *x *= g;
+                        }
+                    }
+                }
+            } else {
+                for c in (0..n).step_by(2) {
+                    let (head, tail) = channels[..n].split_at_mut(c + 1);
+                    let a = &mut head[c][at..at + len];
+                    let b: &mut [f32] = match tail.first_mut() {
+                        Some(t) => &mut t[at..at + len],
+                        None => &mut [],
+                    };
+                    self.levels(c, a, b, &mut levels[..len], &mut other[..len]);
+                    if self.gains(&mut levels[..len]) {
+                        for (x, g) in a.iter_mut().zip(&levels[..len]) {
+                            *x *= g;
+                        }
+                    }
+                    if !b.is_empty() && self.gains(&mut other[..len]) {
+                        for (x, g) in b.iter_mut().zip(&other[..len]) {
+                            *x *= g;
+                        }
+                    }
                 }
             }
-        } else {
-            for (c, chan) in channels[..n].iter_mut().enumerate() {
-                for x in chan.iter_mut() {
-                    let level = self.level(c, *x);
-                    let g = self.gain(level);
-                    *x *= g;
-                }
-            }
+            at += len;
         }
     }
 

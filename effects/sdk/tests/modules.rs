@@ -32,6 +32,7 @@ const RUST_EFFECTS: &[&str] = &[
     "flanger",
     "phaser",
     "ladder",
+    "pitch",
 ];
 
 fn effects_dir() -> PathBuf {

@@ -329,6 +329,7 @@ mod tests {
                 "leveler",
                 "limiter",
                 "phaser",
+                "pitch",
                 "reverb"
             ]
         );
