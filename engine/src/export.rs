@@ -63,6 +63,8 @@ pub struct ExportOrder {
     pub fade_in: f64,
     pub fade_out: f64,
     pub fade_curve: FadeCurve,
+    /// Time stretch: this many times as fast at the same pitch (after the effects).
+    pub speed: Option<f64>,
     /// Tags set (lower-case keys; an empty value removes the field).
     pub tags: Vec<(String, String)>,
     pub source_tags: bool,
@@ -102,6 +104,7 @@ impl ExportOrder {
             fade_in: 0.0,
             fade_out: 0.0,
             fade_curve: FadeCurve::EqualPower,
+            speed: None,
             tags: Vec::new(),
             source_tags: true,
             replaygain: true,
@@ -299,7 +302,7 @@ impl Job {
 }
 
 /// The steps the order asks for, in the order `sluice export` applies them: region, trim
-/// silence, channels, resample, effects, fades, normalize.
+/// silence, channels, resample, effects, time stretch, fades, normalize.
 fn steps(
     o: &ExportOrder,
     effects: &[EffectStep],
@@ -322,6 +325,7 @@ fn steps(
         quality: o.resampler,
     }));
     steps.extend(effects.iter().cloned().map(StepSpec::Effect));
+    steps.extend(o.speed.map(|speed| StepSpec::TimeStretch { speed }));
     steps.push(StepSpec::Fade {
         fade_in: o.fade_in,
         fade_out: o.fade_out,

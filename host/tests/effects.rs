@@ -24,6 +24,18 @@ fn sluice_in(root: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `sluice run PIPELINE SOURCE --root ROOT`.
+fn sluice_run(pipeline: &Path, source: &Path, root: &Path) -> std::process::Output {
+    common::sluice()
+        .arg("run")
+        .arg(pipeline)
+        .arg(source)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap()
+}
+
 /// Amplitude of the `freq` component of the first channel of the file at `path`.
 fn component(path: &Path, freq: f64) -> f64 {
     let mut d = sluice_core::Decoder::open(path).unwrap();
@@ -715,14 +727,7 @@ fn a_faust_library_reverb_rings_on_after_its_input() {
         "name = \"verb\"\nwatch = \"inbox/verb\"\n[[step]]\neffect = \"hall\"\n[[output]]\npath = \"out/{stem}.wav\"\nbit_depth = 32\n",
     )
     .unwrap();
-    let o = common::sluice()
-        .args(["run"])
-        .arg(&pipeline)
-        .arg(&src)
-        .arg("--root")
-        .arg(&root)
-        .output()
-        .unwrap();
+    let o = sluice_run(&pipeline, &src, &root);
     assert!(
         o.status.success(),
         "{}{}",
@@ -801,6 +806,7 @@ fn the_new_effects_line_up_and_keep_their_tails() {
         ("flanger:feedback=-0.9", 2.7, true),
         ("phaser:feedback=0.8", 0.5, true),
         ("ladder:mode=hpf24,cutoff_hz=200,resonance=0.9", 0.5, true),
+        ("pitch:semitones=0", 0.25, true),
     ] {
         let out = dir.path().join("out.wav");
         let _ = std::fs::remove_file(&out);
@@ -858,4 +864,106 @@ fn the_new_effects_line_up_and_keep_their_tails() {
             );
         }
     }
+}
+
+/// A `parallel` step through `sluice run`: the branch mixed with the signal it was given. An
+/// all-wet delay at half level beside the dry signal at half level gives the input and its echo
+/// 100 ms later, each at half level; a branch with latency (the limiter's look-ahead, the
+/// signal under its ceiling) lines up with the dry path to the sample, so the mix gives the
+/// input back.
+#[test]
+fn a_parallel_branch_mixes_its_effects_with_the_dry_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    sluice_host::commands::init_root(&root).unwrap();
+    let rate = 48_000usize;
+    // Mono, 2 s: an impulse of 0.8 at 0.25 s, quiet noise (peak 0.03) from 0.5 to 1.5 s.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let x: Vec<f32> = (0..2 * rate)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            if i == rate / 4 {
+                0.8
+            } else if (rate / 2..3 * rate / 2).contains(&i) {
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.06
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let src = dir.path().join("in.wav");
+    write_wav(&src, std::slice::from_ref(&x), rate as u32, 24);
+    let read = |p: &Path| -> Vec<f32> {
+        let mut r = hound::WavReader::open(p).unwrap();
+        match r.spec().sample_format {
+            hound::SampleFormat::Float => r.samples::<f32>().map(Result::unwrap).collect(),
+            hound::SampleFormat::Int => r
+                .samples::<i32>()
+                .map(|v| v.unwrap() as f32 / (1 << 23) as f32)
+                .collect(),
+        }
+    };
+    let x = read(&src);
+    let run = |name: &str, step: &str| -> Vec<f32> {
+        let pipeline = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &pipeline,
+            format!(
+                "name = \"{name}\"\nwatch = \"inbox/{name}\"\n[[step]]\n{step}\n[[output]]\npath = \"out/{name}/{{stem}}.wav\"\nbit_depth = \"32f\"\n"
+            ),
+        )
+        .unwrap();
+        let o = sluice_run(&pipeline, &src, &root);
+        assert!(
+            o.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        read(&root.join(format!("out/{name}/in.wav")))
+    };
+    let echo = run(
+        "echo",
+        r#"parallel = { mix = 0.5, steps = [{ effect = "delay", params = { time_ms = 100, feedback = 0, mix = 1 } }] }"#,
+    );
+    assert!(
+        echo.len() >= x.len(),
+        "{} frames for {}",
+        echo.len(),
+        x.len()
+    );
+    let d = rate / 10;
+    let worst = (0..x.len())
+        .map(|i| {
+            let want = 0.5 * x[i] + if i >= d { 0.5 * x[i - d] } else { 0.0 };
+            (echo[i] - want).abs()
+        })
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "echo: {worst} from dry/2 + echo/2");
+    assert!((echo[rate / 4 + d] - 0.4).abs() < 1e-5);
+    let aligned = run(
+        "aligned",
+        r#"parallel = { mix = 0.5, steps = [{ effect = "limiter" }, { gain_db = 0 }] }"#,
+    );
+    assert_eq!(aligned.len(), x.len(), "the limiter has no tail");
+    let worst = aligned
+        .iter()
+        .zip(&x)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-6, "a late branch is {worst} off the dry path");
+    // A branch that would change the rate is refused before anything runs.
+    let pipeline = dir.path().join("bad.toml");
+    std::fs::write(
+        &pipeline,
+        "name = \"bad\"\nwatch = \"inbox/bad\"\n[[step]]\nparallel = { steps = [{ resample = 44100 }] }\n[[output]]\npath = \"out/bad/{stem}.wav\"\n",
+    )
+    .unwrap();
+    let o = sluice_run(&pipeline, &src, &root);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not resample"), "{err}");
+    assert!(!root.join("out/bad").exists());
 }

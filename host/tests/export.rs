@@ -620,6 +620,10 @@ fn bad_options_are_clear_errors() {
             vec!["-o", "/tmp/x.flac", "--effect", "gain:gain_db"],
             "KEY=VALUE",
         ),
+        (
+            vec!["-o", "/tmp/x.flac", "--speed", "9"],
+            "--speed 9: from 0.25",
+        ),
     ] {
         let o = sluice()
             .arg("export")
@@ -670,6 +674,46 @@ fn effects_run_inside_an_export() {
         let f = 60.0 * k as f64;
         let left = 20.0 * (component(&y[0], rate, f) / component(&x, rate, f)).log10();
         assert!(left < -30.0 - 6.0, "{f} Hz: {left:.1} dB");
+    }
+}
+
+/// `--speed` stretches time at the same pitch and `--effect pitch` moves the pitch at the same
+/// length: together, a tone 1.5 times as fast and a fifth up, as long as the speed says.
+#[test]
+fn speed_and_pitch_in_an_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 48_000u32;
+    let x: Vec<f32> = (0..rate as usize * 3)
+        .map(|i| (0.5 * (std::f64::consts::TAU * 440.0 * i as f64 / f64::from(rate)).sin()) as f32)
+        .collect();
+    let src = dir.path().join("tone.wav");
+    write_wav(&src, rate, std::slice::from_ref(&x), 24);
+    for (args, frames, freq) in [
+        (vec!["--speed", "1.5"], 96_000, 440.0),
+        (vec!["--speed", "0.8"], 180_000, 440.0),
+        // (The effect comes first and keeps its declared tail, 0.25 s: 156,000 frames, then
+        // stretched.)
+        (
+            vec!["--speed", "1.5", "--effect", "pitch:semitones=7"],
+            104_000,
+            440.0 * 2f64.powf(7.0 / 12.0),
+        ),
+    ] {
+        let out = dir.path().join("out.wav");
+        let _ = std::fs::remove_file(&out);
+        let mut all = vec![src.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        all.extend(&args);
+        export(&all);
+        let (y, _) = decode(&out);
+        assert_eq!(y[0].len(), frames, "{args:?}");
+        // The tone where it should be, at its level (well inside the signal).
+        let mid = &y[0][frames / 4..3 * frames / 4];
+        let at = component(mid, rate, freq);
+        assert!((at / 0.5 - 1.0).abs() < 0.02, "{args:?}: {at} at {freq} Hz");
+        if freq != 440.0 {
+            let left = component(mid, rate, 440.0);
+            assert!(left < 0.005, "{args:?}: {left} left at 440 Hz");
+        }
     }
 }
 

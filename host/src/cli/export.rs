@@ -138,6 +138,10 @@ pub struct ExportArgs {
     /// Fade shape: linear, equal-power, logarithmic.
     #[arg(long, default_value = "equal-power")]
     pub fade_curve: String,
+    /// Time stretch: play this many times as fast at the same pitch, 0.25 to 4 (1.25: in 80 %
+    /// of the time; 0.5: twice as long). After the effects, before fades and normalization.
+    #[arg(long)]
+    pub speed: Option<f64>,
     /// Run a built-in effect (after resampling, before fades and normalization); repeatable,
     /// in order. Parameters as in a pipeline: `--effect denoise:reduction_db=15`,
     /// `--effect dehum:mains=50,harmonics=10` (`sluice effects list`, `sluice effects info`).
@@ -213,6 +217,11 @@ impl ExportArgs {
                 a.fade_curve
             )
         })?;
+        if let Some(s) = a.speed
+            && !sluice_core::render::stretch::SPEEDS.contains(&s)
+        {
+            bail!("--speed {s}: from 0.25 (four times as long) to 4 (a quarter of the time)");
+        }
         let channels = a
             .channels
             .as_deref()
@@ -287,6 +296,7 @@ impl ExportArgs {
             fade_in: a.fade_in,
             fade_out: a.fade_out,
             fade_curve,
+            speed: a.speed,
             tags,
             source_tags: !a.no_source_tags,
             replaygain: !a.no_replaygain,

@@ -61,9 +61,9 @@ fn source_object(node: &str, hash: &str) -> String {
 /// by the catalog, and a worker that fetches other bytes than the hash says refuses them).
 fn user_effects(p: &Pipeline, effects: &Catalog) -> Vec<(String, std::path::PathBuf, String)> {
     let mut out: Vec<(String, std::path::PathBuf, String)> = Vec::new();
-    for s in &p.steps {
-        if let sluice_core::render::steps::StepSpec::Effect(e) = s
-            && let Some(entry) = effects.get(&e.name)
+    // Those in parallel branches too.
+    for e in sluice_core::render::steps::effect_steps(&p.steps) {
+        if let Some(entry) = effects.get(&e.name)
             && let crate::effects::Origin::File(path) = &entry.origin
             && !out.iter().any(|(n, _, _)| *n == e.name)
         {

@@ -20,8 +20,10 @@ pub use written::{
 use super::Stage;
 use super::matching::{Match, MatchError, MatchOptions, MatchTarget};
 use super::normalize::{Normalize, NormalizeTarget};
+use super::parallel::Parallel;
 use super::resample::{Resample, ResamplePrecision, ResampleQuality};
 use super::stages::{ChannelMapping, Channels, Fade, FadeCurve, Gain, Region, TrimSilence};
+use super::stretch::TimeStretch;
 use crate::analysis::Section;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +66,98 @@ pub enum StepSpec {
     /// Compare the signal where it stands with a reference or a genre's profile (see
     /// [`crate::analysis::compare`]): a tap the [`StageResolver`] builds.
     Compare(CompareStep),
+    /// A sub-chain mixed with the signal it was given (see [`super::parallel`]).
+    Parallel(ParallelStep),
+    /// Faster or slower at the same pitch (see [`super::stretch`]): `speed` 1.25 plays in 80 %
+    /// of the time.
+    TimeStretch {
+        speed: f64,
+    },
+}
+
+/// A parallel branch: its steps (effects, gains and further branches: what keeps the rate, the
+/// channels and the timing) and the share of the output that is theirs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParallelStep {
+    /// 0: only the dry signal; 1: only the branch's.
+    pub mix: f64,
+    pub steps: Vec<StepSpec>,
+}
+
+impl ParallelStep {
+    /// The most branches within branches.
+    pub const MAX_DEPTH: usize = 4;
+
+    /// Why `steps` cannot be a branch's, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        fn walk(steps: &[StepSpec], depth: usize) -> Result<(), String> {
+            if depth > ParallelStep::MAX_DEPTH {
+                return Err(format!(
+                    "branches nest at most {} deep",
+                    ParallelStep::MAX_DEPTH
+                ));
+            }
+            if steps.is_empty() {
+                return Err("a branch needs at least one step".into());
+            }
+            for s in steps {
+                match s {
+                    StepSpec::Effect(_) | StepSpec::Gain { .. } => {}
+                    StepSpec::Parallel(p) => {
+                        if !(0.0..=1.0).contains(&p.mix) {
+                            return Err(format!("mix {} is outside 0 to 1", p.mix));
+                        }
+                        walk(&p.steps, depth + 1)?
+                    }
+                    other => {
+                        return Err(format!(
+                            "a branch holds effect, gain_db and parallel steps (they keep the rate, the channels and the timing), not {}",
+                            other.kind()
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        if !(0.0..=1.0).contains(&self.mix) {
+            return Err(format!("mix {} is outside 0 to 1", self.mix));
+        }
+        walk(&self.steps, 1)
+    }
+}
+
+impl StepSpec {
+    /// The step's key as a pipeline writes it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepSpec::Analyze(_) => "analyze",
+            StepSpec::Region { .. } => "region",
+            StepSpec::TrimSilence { .. } => "trim_silence",
+            StepSpec::Fade { .. } => "fade",
+            StepSpec::Gain { .. } => "gain_db",
+            StepSpec::Channels(_) => "channels",
+            StepSpec::Resample { .. } => "resample",
+            StepSpec::Normalize(_) => "normalize",
+            StepSpec::Effect(_) => "effect",
+            StepSpec::Match(_) => "match",
+            StepSpec::Compare(_) => "compare",
+            StepSpec::Parallel(_) => "parallel",
+            StepSpec::TimeStretch { .. } => "time_stretch",
+        }
+    }
+}
+
+/// Every effect step of `steps`, those in parallel branches included, in order.
+pub fn effect_steps(steps: &[StepSpec]) -> Vec<&EffectStep> {
+    let mut out = Vec::new();
+    for s in steps {
+        match s {
+            StepSpec::Effect(e) => out.push(e),
+            StepSpec::Parallel(p) => out.extend(effect_steps(&p.steps)),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A compare step: what with, and at which level recommendations are made.
@@ -154,6 +248,12 @@ pub enum StepError {
     /// A compare step whose target could not be found.
     #[error("compare {target}: {message}")]
     Compare { target: String, message: String },
+    /// A parallel step whose branch cannot be one.
+    #[error("parallel: {0}")]
+    Parallel(String),
+    /// A time stretch step out of range.
+    #[error("time_stretch: {0}")]
+    TimeStretch(String),
 }
 
 /// Builds the steps the core cannot: effects and analysis taps.
@@ -252,6 +352,19 @@ pub fn build(
                 stages.push(Box::new(Match::new(target, m.options)));
             }
             StepSpec::Compare(c) => stages.push(resolver.compare(c)?),
+            StepSpec::TimeStretch { speed } => {
+                if !super::stretch::SPEEDS.contains(speed) {
+                    return Err(StepError::TimeStretch(format!(
+                        "speed {speed} is outside 0.25 to 4"
+                    )));
+                }
+                stages.push(Box::new(TimeStretch::new(*speed)));
+            }
+            StepSpec::Parallel(p) => {
+                p.check().map_err(StepError::Parallel)?;
+                let branch = build(&p.steps, rate, precision, resolver)?;
+                stages.push(Box::new(Parallel::new(p.mix, branch)));
+            }
         }
     }
     Ok(stages)

@@ -7,7 +7,10 @@
 //! parser holds `Vec<Spanned<WrittenStep>>` and reports the [`Problem`]s; the one thing it
 //! checks itself is an effect step against the effects there are ([`EffectCheck`]).
 
-use super::{AnalyzeStep, CompareStep, EffectStep, MatchSource, MatchStep, ParamValue, StepSpec};
+use super::{
+    AnalyzeStep, CompareStep, EffectStep, MatchSource, MatchStep, ParallelStep, ParamValue,
+    StepSpec,
+};
 use crate::analysis::Section;
 use crate::analysis::targets::Target;
 use crate::render::matching::{MAX_GAIN_DB, MAX_SMOOTHING_OCTAVES, MatchOptions};
@@ -230,6 +233,86 @@ enum WrittenStrength {
     Percent(String),
 }
 
+/// `time_stretch = { speed = 1.25 }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenStretch {
+    speed: f64,
+}
+
+/// `parallel = { mix = 0.3, steps = [{ effect = "reverb" }, ...] }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenParallel {
+    mix: Option<Spanned<f64>>,
+    steps: Option<Spanned<Vec<Spanned<WrittenStep>>>>,
+}
+
+/// A `parallel` step: its branch lowered as a chain of its own (problems said as the branch's),
+/// holding only what keeps the rate, the channels and the timing.
+fn parallel_step(
+    problems: &mut Vec<Problem>,
+    p: &Spanned<WrittenParallel>,
+    defaults: WrittenDefaults,
+    effects: &mut dyn EffectCheck,
+    depth: usize,
+) -> Option<StepSpec> {
+    let before = problems.len();
+    let w = p.get_ref();
+    let mix = w.mix.as_ref().map_or(0.5, |m| *m.get_ref());
+    if !(0.0..=1.0).contains(&mix) {
+        let span = w.mix.as_ref().map_or(p.span(), |m| m.span());
+        problem(
+            problems,
+            span,
+            "parallel: mix from 0 (only the dry signal) to 1 (only the branch)",
+        );
+    }
+    let Some(written) = w.steps.as_ref().filter(|s| !s.get_ref().is_empty()) else {
+        problem(
+            problems,
+            p.span(),
+            "parallel: give the branch's steps, steps = [{ effect = \"...\" }, ...]",
+        );
+        return None;
+    };
+    if depth >= ParallelStep::MAX_DEPTH {
+        problem(
+            problems,
+            p.span(),
+            format!(
+                "parallel: branches nest at most {} deep",
+                ParallelStep::MAX_DEPTH
+            ),
+        );
+        return None;
+    }
+    for s in written.get_ref() {
+        let kinds = kinds_of(s.get_ref());
+        if let Some(k) = kinds
+            .iter()
+            .find(|k| !matches!(**k, "effect" | "gain_db" | "parallel"))
+        {
+            problem(
+                problems,
+                s.span(),
+                format!(
+                    "parallel: a branch holds effect, gain_db and parallel steps (they keep the rate, the channels and the timing), not {k}"
+                ),
+            );
+        }
+    }
+    if problems.len() != before {
+        return None;
+    }
+    let (steps, inner) = lower_at(written.get_ref(), defaults, effects, depth + 1);
+    problems.extend(inner.into_iter().map(|mut pr| {
+        pr.message = format!("parallel branch: {}", pr.message);
+        pr
+    }));
+    (problems.len() == before).then_some(StepSpec::Parallel(ParallelStep { mix, steps }))
+}
+
 /// `compare = { reference = "NAME" | genre = "G", level = "suggestive" }`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -421,6 +504,10 @@ pub struct WrittenStep {
     time_budget_ms: Option<Spanned<u64>>,
     /// The effect's memory cap in MiB (default 256).
     memory_mb: Option<Spanned<u64>>,
+    /// A branch of steps mixed with the signal it was given.
+    parallel: Option<Spanned<WrittenParallel>>,
+    /// Faster or slower at the same pitch.
+    time_stretch: Option<Spanned<WrittenStretch>>,
 }
 
 /// The steps written, in order, and every problem found in them (the steps are only used when
@@ -430,6 +517,16 @@ pub fn lower(
     written: &[Spanned<WrittenStep>],
     defaults: WrittenDefaults,
     effects: &mut dyn EffectCheck,
+) -> (Vec<StepSpec>, Vec<Problem>) {
+    lower_at(written, defaults, effects, 0)
+}
+
+/// [`lower`] for a chain `depth` branches deep.
+fn lower_at(
+    written: &[Spanned<WrittenStep>],
+    defaults: WrittenDefaults,
+    effects: &mut dyn EffectCheck,
+    depth: usize,
 ) -> (Vec<StepSpec>, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut steps = Vec::new();
@@ -442,7 +539,7 @@ pub fn lower(
                 &mut problems,
                 span,
                 format!(
-                    "step {}: each [[step]] does one thing (analyze, region, trim_silence, fade, gain_db, channels, resample, normalize, match, compare or effect); this one has {}",
+                    "step {}: each [[step]] does one thing (analyze, region, trim_silence, fade, gain_db, channels, resample, normalize, match, compare, effect, parallel or time_stretch); this one has {}",
                     i + 1,
                     if kinds.is_empty() {
                         "none".to_string()
@@ -514,6 +611,25 @@ pub fn lower(
             && let Some(step) = effect_step(&mut problems, st, e, effects)
         {
             steps.push(step);
+        } else if let Some(p) = &st.parallel {
+            steps.extend(parallel_step(&mut problems, p, defaults, effects, depth));
+        } else if let Some(t) = &st.time_stretch {
+            let speed = t.get_ref().speed;
+            if !crate::render::stretch::SPEEDS.contains(&speed) {
+                problem(
+                    &mut problems,
+                    t.span(),
+                    "time_stretch: speed from 0.25 (four times as long) to 4 (a quarter of the time); 1.25 plays in 80 % of the time",
+                );
+            } else if steps.iter().any(|s| matches!(s, StepSpec::Normalize(_))) {
+                problem(
+                    &mut problems,
+                    t.span(),
+                    "time_stretch after normalize: the loudness is measured before this step; move it before the normalize step",
+                );
+            } else {
+                steps.push(StepSpec::TimeStretch { speed });
+            }
         }
     }
     if steps
@@ -551,6 +667,8 @@ fn kinds_of(st: &WrittenStep) -> Vec<&'static str> {
     }
     kind!(compare);
     kind!(effect);
+    kind!(parallel);
+    kind!(time_stretch);
     kinds
 }
 
@@ -1212,5 +1330,141 @@ resample = { sample_rate = 44100, quality = "best" }
         );
         // The effect step's own problems do not stop the effect check.
         assert_eq!(effects.asked.len(), 1);
+    }
+
+    #[test]
+    fn a_parallel_step_lowers_with_its_branch() {
+        let (steps, problems, _) = lowered(
+            r#"
+[[step]]
+parallel = { mix = 0.3, steps = [
+    { effect = "reverb", params = { mix = 1.0 } },
+    { gain_db = -2 },
+    { parallel = { steps = [{ effect = "delay" }] } },
+] }
+"#,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let [StepSpec::Parallel(p)] = &steps[..] else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(p.mix, 0.3);
+        assert!(matches!(&p.steps[0], StepSpec::Effect(e) if e.name == "reverb"));
+        assert_eq!(p.steps[1], StepSpec::Gain { db: -2.0 });
+        let StepSpec::Parallel(inner) = &p.steps[2] else {
+            panic!("{:?}", p.steps[2])
+        };
+        assert_eq!(inner.mix, 0.5, "the default mix");
+        assert!(p.check().is_ok());
+        let names: Vec<&str> = super::super::effect_steps(&steps)
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["reverb", "delay"]);
+        // Through JSON (a farm message, an HTTP body) and back.
+        let text = serde_json::to_string(&steps).unwrap();
+        let back: Vec<StepSpec> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, steps);
+    }
+
+    #[test]
+    fn a_bad_branch_is_refused_where_it_is_written() {
+        for (text, want) in [
+            (
+                r#"parallel = { mix = 1.5, steps = [{ effect = "reverb" }] }"#,
+                "parallel: mix from 0",
+            ),
+            (r#"parallel = { mix = 0.5 }"#, "give the branch's steps"),
+            (r#"parallel = { steps = [] }"#, "give the branch's steps"),
+            (
+                r#"parallel = { steps = [{ resample = 44100 }] }"#,
+                "not resample",
+            ),
+            (
+                r#"parallel = { steps = [{ normalize = {} }] }"#,
+                "not normalize",
+            ),
+            (
+                r#"parallel = { steps = [{ effect = "eq", params = { bad = 1 } }] }"#,
+                "parallel branch: bad is not a parameter",
+            ),
+            (
+                r#"parallel = { steps = [{ parallel = { steps = [{ parallel = { steps = [{ parallel = { steps = [{ parallel = { steps = [{ gain_db = 1 }] } }] } }] } }] } }] }"#,
+                "nest at most 4 deep",
+            ),
+        ] {
+            let (steps, problems, _) = lowered(&format!("[[step]]\n{text}\n"));
+            assert!(steps.is_empty(), "{text}: {steps:?}");
+            assert!(
+                problems.iter().any(|p| p.message.contains(want)),
+                "{text}: {problems:?}"
+            );
+        }
+        // Unknown keys are refused by the TOML reader itself.
+        assert!(toml::from_str::<File>("[[step]]\nparallel = { steps = [], wet = 1 }\n").is_err());
+    }
+
+    /// A branch that came as data (JSON) is checked when it is built, not trusted.
+    #[test]
+    fn a_branch_given_as_data_is_checked_when_built() {
+        use crate::render::resample::{ResamplePrecision, ResampleQuality};
+        use crate::render::steps::{NoResolver, build};
+        let p = StepSpec::Parallel(ParallelStep {
+            mix: 0.5,
+            steps: vec![StepSpec::Resample {
+                sample_rate: 44_100,
+                quality: ResampleQuality::default(),
+            }],
+        });
+        let e = build(&[p], 48_000, ResamplePrecision::Double, &mut NoResolver)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("not resample"), "{e}");
+        let ok = StepSpec::Parallel(ParallelStep {
+            mix: 0.5,
+            steps: vec![StepSpec::Gain { db: -3.0 }],
+        });
+        let stages = build(&[ok], 48_000, ResamplePrecision::Double, &mut NoResolver).unwrap();
+        assert_eq!(stages[0].name(), "parallel");
+    }
+
+    #[test]
+    fn a_time_stretch_step_lowers_and_is_checked() {
+        let (steps, problems, _) = lowered("[[step]]\ntime_stretch = { speed = 1.25 }\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(steps, [StepSpec::TimeStretch { speed: 1.25 }]);
+        for (text, want) in [
+            ("time_stretch = { speed = 5 }", "speed from 0.25"),
+            ("time_stretch = { speed = 0 }", "speed from 0.25"),
+            (
+                "normalize = {}\n[[step]]\ntime_stretch = { speed = 0.8 }",
+                "time_stretch after normalize",
+            ),
+            (
+                "parallel = { steps = [{ time_stretch = { speed = 2 } }] }",
+                "not time_stretch",
+            ),
+        ] {
+            let (_, problems, _) = lowered(&format!("[[step]]\n{text}\n"));
+            assert!(
+                problems.iter().any(|p| p.message.contains(want)),
+                "{text}: {problems:?}"
+            );
+        }
+        assert!(
+            toml::from_str::<File>("[[step]]\ntime_stretch = { speed = 1, pitch = 2 }\n").is_err()
+        );
+        // Given as data out of range: refused when built.
+        use crate::render::resample::ResamplePrecision;
+        use crate::render::steps::{NoResolver, build};
+        let e = build(
+            &[StepSpec::TimeStretch { speed: 9.0 }],
+            48_000,
+            ResamplePrecision::Double,
+            &mut NoResolver,
+        )
+        .err()
+        .expect("refused");
+        assert!(e.to_string().contains("outside 0.25 to 4"), "{e}");
     }
 }
