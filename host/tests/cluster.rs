@@ -565,6 +565,111 @@ fn a_job_that_stops_every_worker_is_quarantined_at_the_delivery_limit() {
     assert_no_temporaries(&root);
 }
 
+/// A rogue worker takes a job, acknowledges it and answers with a report that does not read (a
+/// garbled rendition in an otherwise well-formed answer): that attempt fails with the reason —
+/// the job is not left waiting for an answer that never comes — and the retry, on an honest
+/// worker, delivers the file once.
+#[test]
+fn a_garbled_answer_fails_the_attempt_and_the_retry_heals() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    let host = start_ingest(&root, &ingest_log);
+    let made = dir.path().join("a.wav");
+    programme_wav(&made, 3.0, 5);
+    std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let taken: serde_json::Value = rt.block_on(async {
+        use async_nats::jetstream;
+        use futures_util::StreamExt;
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = jetstream::new(client);
+        // The job stream appears when the ingest node connects.
+        let t = Instant::now();
+        let stream = loop {
+            match js.get_stream("SLUICE_JOBS").await {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(t.elapsed() < Duration::from_secs(30), "no job stream: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        // The workers' consumer, as a worker makes it.
+        let consumer = stream
+            .get_or_create_consumer(
+                "workers",
+                jetstream::consumer::pull::Config {
+                    durable_name: Some("workers".into()),
+                    filter_subject: "sluice.jobs".into(),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(3),
+                    max_deliver: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let job = loop {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1)
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await
+                .unwrap();
+            if let Some(m) = batch.next().await {
+                break m.unwrap();
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "no job came");
+        };
+        job.ack().await.unwrap();
+        let msg: serde_json::Value = serde_json::from_slice(&job.payload).unwrap();
+        let answer = serde_json::json!({
+            "node": msg["node"], "job": msg["job"], "attempt": msg["attempt"],
+            "worker": "rogue", "delivery": 1, "seconds": 0.5,
+            "outcome": {"Done": {"rendition": "bm90IENCT1I=", "outputs": [], "work_root": "/elsewhere"}},
+        });
+        js.publish(
+            format!("sluice.results.{}", msg["node"].as_str().unwrap()),
+            serde_json::to_vec(&answer).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        msg
+    });
+    // The garbled answer fails attempt 1 (the retry is scheduled) before any honest worker
+    // exists.
+    let t = Instant::now();
+    loop {
+        let log = host.log();
+        if log.contains("the answer of worker rogue could not be read") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the garbled answer for job {} was not taken as a failed attempt:\n{log}",
+            taken["job"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, workers) = workers_of(dir.path(), &nats, &["w1"]);
+    let js = wait_finished(&root, 1, 90, || farm_logs(&host, &workers));
+    assert_eq!(js[0]["state"], "done", "{:#}", js[0]);
+    assert_eq!(js[0]["attempts"], 2, "{:#}", js[0]);
+    // One set of outputs (the pipeline's FLAC and MP3).
+    assert_eq!(files_under(&root.join("out")).len(), 2);
+    assert_no_temporaries(&root);
+}
+
 /// A user effect in WAT (the ABI of effects/ABI.md, two channels, no parameters) whose
 /// `sluice_process` multiplies every sample by `gain`.
 fn gain_module(name: &str, gain: f32) -> Vec<u8> {

@@ -56,6 +56,36 @@ fn source_object(node: &str, hash: &str) -> String {
     format!("src/{node}/{hash}")
 }
 
+/// What an answer whose body does not read still says — which job and attempt it answers and
+/// from which worker — as a failed attempt (worth another try), or `None` when it does not say
+/// even that.
+fn unreadable(payload: &[u8], e: &serde_json::Error) -> Option<ResultMsg> {
+    #[derive(serde::Deserialize)]
+    struct Header {
+        node: String,
+        job: u64,
+        attempt: u32,
+        worker: String,
+        #[serde(default)]
+        delivery: i64,
+        #[serde(default)]
+        seconds: f64,
+    }
+    let h: Header = serde_json::from_slice(payload).ok()?;
+    let worker: String = h.worker.chars().take(200).collect();
+    Some(ResultMsg {
+        node: h.node,
+        job: h.job,
+        attempt: h.attempt,
+        outcome: Outcome::Failed(Failure::Transient(format!(
+            "the answer of worker {worker} could not be read ({e}); the job is tried again"
+        ))),
+        worker,
+        delivery: h.delivery,
+        seconds: h.seconds,
+    })
+}
+
 /// The user effects `p` names, with the files they were loaded from and their modules'
 /// BLAKE3 hashes (taken when the catalog loaded them: a module changed since is loaded again
 /// by the catalog, and a worker that fetches other bytes than the hash says refuses them).
@@ -480,7 +510,20 @@ impl Ingest {
                 let beat = farm.heartbeat(&m);
                 match serde_json::from_slice::<ResultMsg>(&m.payload) {
                     Ok(r) => self.apply(cfg, store, lookup, r),
-                    Err(e) => tracing::error!("a result that is not one: {e}"),
+                    Err(e) => match unreadable(&m.payload, &e) {
+                        // An answer for a job whose report does not read (a garbled or
+                        // hostile worker): that attempt failed, and the job is tried again
+                        // rather than left waiting for an answer that never comes.
+                        Some(r) => {
+                            tracing::error!(
+                                job = r.job,
+                                worker = %r.worker,
+                                "an answer that does not read: {e}"
+                            );
+                            self.apply(cfg, store, lookup, r)
+                        }
+                        None => tracing::error!("a result that is not one: {e}"),
+                    },
                 }
                 beat.abort();
                 if !farm.rt.block_on(super::ack(&m)) {
