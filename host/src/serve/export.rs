@@ -61,6 +61,9 @@ pub(crate) struct ExportSettings {
     /// the normalization (the root's effects: built in, and its effects folder's), as the
     /// live stream names them (`GET /api/v1/effects` lists them with their parameters).
     effects: Option<Vec<ExportEffect>>,
+    /// Sluice's addition: time stretch after the effects, this many times as fast at the same
+    /// pitch (0.25 to 4; 1.25 plays in 80 % of the time).
+    speed: Option<f64>,
 }
 
 /// One effect of an export: its name and its parameters (numbers, switches, or a choice's
@@ -281,6 +284,14 @@ fn order(
     }
     o.region = (start.is_some() || end.is_some()).then(|| (start.unwrap_or(0.0), end));
     o.trim = (s.trim_silence == Some(true)).then(Trim::default);
+    if let Some(speed) = s.speed {
+        if !sluice_core::render::stretch::SPEEDS.contains(&speed) {
+            return Err(bad(format!(
+                "settings.speed: {speed}: from 0.25 (four times as long) to 4 (a quarter of the time)"
+            )));
+        }
+        o.speed = Some(speed);
+    }
     if let Some(effects) = s.effects.as_deref().filter(|e| !e.is_empty()) {
         o.effects = effect_steps(effects)?;
         let cfg = crate::config::Config::load(root).map_err(ApiError::internal)?;

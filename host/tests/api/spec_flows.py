@@ -248,6 +248,16 @@ halved = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=60, jso
 expect(halved.status_code == 200, f"export with effects: {halved.status_code} {halved.text}")
 loud = [r.json()["sluice"]["outputs"][0]["loudness"]["integrated_lufs"] for r in (plain, halved)]
 expect(abs(loud[0] - loud[1] - 6.02) < 0.1, f"export with a -6.02 dB gain: {loud}")
+# And a time stretch: twice as fast, half the frames (rounded), at the same loudness.
+fast = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=60, json={
+    "file_id": fid, "output_path": "mixes/fast.flac", "settings": {"speed": 2}})
+expect(fast.status_code == 200, f"export with speed 2: {fast.status_code} {fast.text}")
+frames = [r.json()["sluice"]["outputs"][0]["frames"] for r in (plain, fast)]
+expect(frames[1] == (frames[0] + 1) // 2, f"export with speed 2: {frames} frames")  # half, rounded up
+r = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=30, json={
+    "file_id": fid, "output_path": "mixes/refused.flac", "settings": {"speed": 9}})
+error_of(r, 400, "bad_field", "export with speed 9")
+expect("settings.speed" in r.json()["error"]["message"], f"export with speed 9: {r.text}")
 for effects, needle in [
     ([{"effect": "wobble"}], "effect wobble: no such effect"),
     ([{"effect": "gain", "params": {"gain_db": 400}}], "gain"),
