@@ -2,7 +2,8 @@
 --bench effects -- --pedalboard`.
 
 usage: pedalboard_time.py INPUT.wav RUNS CASES.json
-CASES.json: [{"name": "...", "plugin": "Distortion", "params": {...}}, ...]
+CASES.json: [{"name": "...", "plugin": "Distortion", "params": {...}}, ...]; a case with
+"function" instead of "plugin" times that function of the module (time_stretch(audio, rate, **params)).
 Prints one JSON object per case: the fastest run's CPU seconds (this process's) and wall seconds.
 """
 import json
@@ -23,8 +24,15 @@ def main():
     for case in cases:
         best_cpu, best_wall = float("inf"), float("inf")
         for _ in range(runs):
-            kind = getattr(pedalboard, case["plugin"])
             params = dict(case["params"])
+            if "function" in case:  # a function of the module (time_stretch), not a plugin
+                function = getattr(pedalboard, case["function"])
+                c0, w0 = time.process_time(), time.perf_counter()
+                out = function(audio, rate, **params)
+                c1, w1 = time.process_time(), time.perf_counter()
+                best_cpu, best_wall = min(best_cpu, c1 - c0), min(best_wall, w1 - w0)
+                continue
+            kind = getattr(pedalboard, case["plugin"])
             if isinstance(params.get("mode"), str):  # an enum's member by name
                 params["mode"] = getattr(kind.Mode, params["mode"])
             plugin = kind(**params)
