@@ -223,6 +223,17 @@ fn start_ingest(root: &Path, log: &Path) -> Proc {
     )
 }
 
+/// An ingest node under `dir`, started, with `seconds` of programme (from `seed`) dropped into
+/// its inbox as `a.wav`: its root and its process.
+fn ingest_with_a_file(dir: &Path, nats: &Nats, seconds: f64, seed: u64) -> (PathBuf, Proc) {
+    let (root, ingest_log) = ingest(dir, nats);
+    let host = start_ingest(&root, &ingest_log);
+    let made = dir.join("a.wav");
+    programme_wav(&made, seconds, seed);
+    std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
+    (root, host)
+}
+
 fn start_worker(root: &Path, dir: &Path, name: &str) -> Proc {
     Proc::start(&["worker"], root, &dir.join(format!("{name}.log")), &[])
 }
@@ -576,11 +587,7 @@ fn a_garbled_answer_fails_the_attempt_and_the_retry_heals() {
     };
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(bin, dir.path());
-    let (root, ingest_log) = ingest(dir.path(), &nats);
-    let host = start_ingest(&root, &ingest_log);
-    let made = dir.path().join("a.wav");
-    programme_wav(&made, 3.0, 5);
-    std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
+    let (root, host) = ingest_with_a_file(dir.path(), &nats, 3.0, 5);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1360,11 +1367,7 @@ fn a_pipeline_edited_while_its_job_is_out_fails_it_with_the_reason() {
     };
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(bin, dir.path());
-    let (root, ingest_log) = ingest(dir.path(), &nats);
-    let host = start_ingest(&root, &ingest_log);
-    let made = dir.path().join("a.wav");
-    programme_wav(&made, 2.0, 9);
-    std::fs::rename(&made, root.join("inbox/a.wav")).unwrap();
+    let (root, host) = ingest_with_a_file(dir.path(), &nats, 2.0, 9);
     let t = Instant::now();
     while jobs(&root).first().is_none_or(|j| j["ran_on"] != "?") {
         assert!(t.elapsed() < Duration::from_secs(30), "{}", host.log());

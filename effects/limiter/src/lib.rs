@@ -23,7 +23,7 @@
 
 use sluice_effect_sdk::{
     Arena, Config, Effect, InitError,
-    dsp::{db_to_gain, max, min, one_pole_coef},
+    dsp::{bessel_i0, db_to_gain, max, min, one_pole_coef},
     effect, libm,
 };
 
@@ -84,16 +84,6 @@ pub struct Limiter<'a> {
     /// Whether the interpolated points count (true peak) or the samples alone.
     true_peak: bool,
     envelope: f32,
-}
-
-fn bessel_i0(x: f64) -> f64 {
-    let (mut sum, mut term, mut k) = (1.0, 1.0, 1.0);
-    while term > 1e-15 * sum {
-        term *= (x / (2.0 * k)) * (x / (2.0 * k));
-        sum += term;
-        k += 1.0;
-    }
-    sum
 }
 
 /// The interpolator: for the phase `p / 4`, the weight of window sample `w` (oldest first) of

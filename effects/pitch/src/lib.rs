@@ -27,7 +27,7 @@ use core::f64::consts::PI;
 
 use sluice_effect_sdk::{
     Arena, Config, Effect, InitError,
-    dsp::{fast_sqrt, fft::RealFft},
+    dsp::{bessel_i0, fast_sqrt, fft::RealFft},
     effect, libm,
 };
 
@@ -73,19 +73,6 @@ pub fn frame_len(sample_rate: u32) -> usize {
 pub fn latency_for(n: usize) -> usize {
     let slowest = ((n / 2 + TAPS) as f64 / MIN_RATIO) as usize;
     n / 2 + slowest + n / OVERLAP
-}
-
-/// `I0`, the modified Bessel function of the first kind, order zero (for the Kaiser window).
-fn bessel_i0(x: f64) -> f64 {
-    let (mut sum, mut term, q) = (1.0, 1.0, x * x / 4.0);
-    for k in 1..64 {
-        term *= q / (k * k) as f64;
-        sum += term;
-        if term < sum * 1e-17 {
-            break;
-        }
-    }
-    sum
 }
 
 /// Wraps a phase into `(−π, π]`.

@@ -98,6 +98,18 @@ pub fn fast_sqrt(x: f32) -> f32 {
     x * r
 }
 
+/// `I0`, the modified Bessel function of the first kind, order zero (for Kaiser windows), by its
+/// power series to a relative 1e-15.
+pub fn bessel_i0(x: f64) -> f64 {
+    let (mut sum, mut term, mut k) = (1.0, 1.0, 1.0);
+    while term > 1e-15 * sum {
+        term *= (x / (2.0 * k)) * (x / (2.0 * k));
+        sum += term;
+        k += 1.0;
+    }
+    sum
+}
+
 /// Zero for magnitudes below 1e-20: keeps feedback loops out of subnormal numbers, which are
 /// slow on most CPUs (wasm has no flush-to-zero mode).
 #[inline]

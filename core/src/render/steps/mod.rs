@@ -87,6 +87,18 @@ pub struct ParallelStep {
 impl ParallelStep {
     /// The most branches within branches.
     pub const MAX_DEPTH: usize = 4;
+    /// The steps a branch may hold, by their written keys: those that keep the rate, the
+    /// channels and the timing.
+    pub const KINDS: [&'static str; 3] = ["effect", "gain_db", "parallel"];
+
+    /// Why a step of kind `kind` cannot be in a branch, if it cannot.
+    pub fn refuse_kind(kind: &str) -> Option<String> {
+        (!Self::KINDS.contains(&kind)).then(|| {
+            format!(
+                "a branch holds effect, gain_db and parallel steps (they keep the rate, the channels and the timing), not {kind}"
+            )
+        })
+    }
 
     /// Why `steps` cannot be a branch's, if they cannot.
     pub fn check(&self) -> Result<(), String> {
@@ -101,20 +113,14 @@ impl ParallelStep {
                 return Err("a branch needs at least one step".into());
             }
             for s in steps {
-                match s {
-                    StepSpec::Effect(_) | StepSpec::Gain { .. } => {}
-                    StepSpec::Parallel(p) => {
-                        if !(0.0..=1.0).contains(&p.mix) {
-                            return Err(format!("mix {} is outside 0 to 1", p.mix));
-                        }
-                        walk(&p.steps, depth + 1)?
+                if let Some(refused) = ParallelStep::refuse_kind(s.kind()) {
+                    return Err(refused);
+                }
+                if let StepSpec::Parallel(p) = s {
+                    if !(0.0..=1.0).contains(&p.mix) {
+                        return Err(format!("mix {} is outside 0 to 1", p.mix));
                     }
-                    other => {
-                        return Err(format!(
-                            "a branch holds effect, gain_db and parallel steps (they keep the rate, the channels and the timing), not {}",
-                            other.kind()
-                        ));
-                    }
+                    walk(&p.steps, depth + 1)?
                 }
             }
             Ok(())

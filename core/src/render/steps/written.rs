@@ -288,18 +288,11 @@ fn parallel_step(
         return None;
     }
     for s in written.get_ref() {
-        let kinds = kinds_of(s.get_ref());
-        if let Some(k) = kinds
-            .iter()
-            .find(|k| !matches!(**k, "effect" | "gain_db" | "parallel"))
+        if let Some(refused) = kinds_of(s.get_ref())
+            .into_iter()
+            .find_map(ParallelStep::refuse_kind)
         {
-            problem(
-                problems,
-                s.span(),
-                format!(
-                    "parallel: a branch holds effect, gain_db and parallel steps (they keep the rate, the channels and the timing), not {k}"
-                ),
-            );
+            problem(problems, s.span(), format!("parallel: {refused}"));
         }
     }
     if problems.len() != before {
