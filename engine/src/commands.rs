@@ -77,11 +77,12 @@ pub fn init_root(root: &Path) -> Result<bool> {
     Ok(true)
 }
 
-fn defaults<'a>(cfg: &Config, effects: &'a crate::effects::Catalog) -> Defaults<'a> {
+fn defaults<'a>(cfg: &'a Config, effects: &'a crate::effects::Catalog) -> Defaults<'a> {
     Defaults {
         target_lufs: cfg.target_lufs,
         target_true_peak_dbtp: cfg.target_true_peak_dbtp,
         effects: Some(effects),
+        root: Some(&cfg.root),
     }
 }
 

@@ -153,6 +153,7 @@ fn load(
         target_lufs: cfg.target_lufs,
         target_true_peak_dbtp: cfg.target_true_peak_dbtp,
         effects: Some(&effects),
+        root: Some(&cfg.root),
     };
     let mut owners: BTreeMap<String, PathBuf> = store
         .pipeline_files()

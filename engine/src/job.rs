@@ -528,6 +528,8 @@ fn remove_committed(ctx: &Ctx, p: &Pipeline, job: &JobRecord) {
 /// a per-output split the first output's).
 struct JobResolver<'a> {
     effects: &'a crate::effects::Catalog,
+    /// Where the pipeline's data files are.
+    root: &'a Path,
     /// The root's reference library, for match steps.
     store: &'a Store,
     /// Profiles given with the job (see [`Ctx::profiles`]).
@@ -543,7 +545,7 @@ struct JobResolver<'a> {
 
 impl StageResolver for JobResolver<'_> {
     fn effect(&mut self, step: &EffectStep) -> Result<Box<dyn Stage>, StepError> {
-        crate::effects::stage_for(self.effects, step)
+        crate::effects::stage_for(self.effects, step, Some(self.root))
     }
 
     fn analyze(&mut self, step: &AnalyzeStep) -> Option<Box<dyn Stage>> {
@@ -1011,6 +1013,7 @@ fn render(
     let analysis_at_head = matches!(p.steps.first(), Some(StepSpec::Analyze(_)));
     let mut resolver = JobResolver {
         effects: ctx.effects,
+        root: &ctx.cfg.root,
         store: ctx.store,
         profiles: ctx.profiles,
         analysis: analyzes.then(|| {
@@ -1533,6 +1536,7 @@ mod tests {
                 target_lufs: -16.0,
                 target_true_peak_dbtp: -1.0,
                 effects: Some(&fx),
+                root: None,
             },
         )
         .unwrap_or_else(|d| panic!("{d:?}"));
@@ -1617,6 +1621,7 @@ mod tests {
                 target_lufs: -16.0,
                 target_true_peak_dbtp: -1.0,
                 effects: None,
+                root: None,
             },
         )
         .unwrap_err();

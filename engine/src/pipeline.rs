@@ -337,12 +337,15 @@ pub struct Defaults<'a> {
     pub target_true_peak_dbtp: f64,
     /// The effects catalog effect steps are checked against (none: effect steps are refused).
     pub effects: Option<&'a crate::effects::Catalog>,
+    /// The root effect steps' data files are in (none: not looked for until a job runs).
+    pub root: Option<&'a Path>,
 }
 
 /// Effect steps checked against the catalog: the effect exists, every parameter is one it
 /// declares and in range.
 struct Effects<'a> {
     catalog: Option<&'a crate::effects::Catalog>,
+    root: Option<&'a Path>,
     /// Effects named that are still being checked.
     waiting: Vec<String>,
 }
@@ -390,11 +393,31 @@ impl EffectCheck for Effects<'_> {
                 )];
             }
         };
-        step.params
+        let mut out: Vec<Problem> = step
+            .params
             .iter()
             .filter_map(|(k, v)| d.resolve(k, &crate::effects::toml_value(v)).err())
             .map(|m| at(&params, format!("effect {id}: {m}")))
-            .collect()
+            .collect();
+        let data = crate::effects::data_problems(d, &step.data);
+        let read = data.is_empty();
+        out.extend(
+            data.into_iter()
+                .map(|m| at(&name, format!("effect {id}: {m}"))),
+        );
+        // The files themselves, where the root is known: inside it, and readable audio within
+        // the slot's limits.
+        if let Some(root) = self.root.filter(|_| read) {
+            for (k, written) in &step.data {
+                let slot = d.data_slot(k).expect("checked above").1;
+                let got = crate::effects::data::locate(Some(root), written)
+                    .and_then(|p| crate::effects::data::load(&p, slot));
+                if let Err(m) = got {
+                    out.push(at(&name, format!("effect {id}: data {k}: {m}")));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -587,6 +610,7 @@ impl Checker<'_> {
     fn steps(&mut self, raw: &[Spanned<WrittenStep>], defaults: &Defaults) -> Vec<StepSpec> {
         let mut effects = Effects {
             catalog: defaults.effects,
+            root: defaults.root,
             waiting: Vec::new(),
         };
         let written = WrittenDefaults {
@@ -1090,6 +1114,7 @@ mod tests {
         target_lufs: -16.0,
         target_true_peak_dbtp: -1.0,
         effects: None,
+        root: None,
     };
 
     fn check(text: &str) -> Result<Pipeline, Vec<Diagnostic>> {

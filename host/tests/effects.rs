@@ -967,3 +967,181 @@ fn a_parallel_branch_mixes_its_effects_with_the_dry_signal() {
     assert!(err.contains("not resample"), "{err}");
     assert!(!root.join("out/bad").exists());
 }
+
+/// A 32-bit float WAV of `planes`.
+fn write_float_wav(path: &Path, planes: &[Vec<f32>], rate: u32) {
+    let spec = hound::WavSpec {
+        channels: planes.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..planes[0].len() {
+        for p in planes {
+            w.write_sample(p[i]).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+/// A float WAV's channels.
+fn read_float_wav(p: &Path) -> Vec<Vec<f32>> {
+    let mut r = hound::WavReader::open(p).unwrap();
+    let ch = r.spec().channels as usize;
+    let all: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
+    (0..ch)
+        .map(|c| all.iter().skip(c).step_by(ch).copied().collect())
+        .collect()
+}
+
+/// xorshift noise, `frames` long, peak `amp`, times `decay` per frame.
+fn decaying_noise(seed: u64, frames: usize, amp: f32, decay: f32) -> Vec<f32> {
+    let mut s = seed;
+    let mut g = amp;
+    (0..frames)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let v = ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * g;
+            g *= decay;
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn convolve_with_an_impulse_response_file_is_the_convolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    sluice_host::commands::init_root(&root).unwrap();
+    let rate = 48_000u32;
+    // A stereo room: 0.25 s of noise decaying 60 dB in 0.2 s, a different one per side.
+    let ir: Vec<Vec<f32>> = (0..2)
+        .map(|c| decaying_noise(11 + c, 12_000, 0.5, 0.999_28))
+        .collect();
+    std::fs::create_dir_all(root.join("irs")).unwrap();
+    write_float_wav(&root.join("irs/room.wav"), &ir, rate);
+    let x: Vec<Vec<f32>> = (0..2)
+        .map(|c| decaying_noise(21 + c, 24_000, 0.5, 1.0))
+        .collect();
+    let src = dir.path().join("dry.wav");
+    write_float_wav(&src, &x, rate);
+    // The definition, in f64.
+    let want: Vec<Vec<f64>> = (0..2)
+        .map(|c| {
+            let mut y = vec![0.0f64; x[c].len() + ir[c].len() - 1];
+            for (i, &a) in x[c].iter().enumerate() {
+                for (j, &h) in ir[c].iter().enumerate() {
+                    y[i + j] += f64::from(a) * f64::from(h);
+                }
+            }
+            y
+        })
+        .collect();
+    let check = |what: &str, y: &[Vec<f32>]| {
+        assert_eq!(y.len(), 2, "{what}");
+        for c in 0..2 {
+            // The whole tail is kept (to where it falls under -120 dB), and what follows the
+            // convolution's end (at most the host's last block of ring-out) is silent.
+            let audible = want[c].iter().rposition(|v| v.abs() > 1e-6).unwrap() + 1;
+            assert!(
+                y[c].len() >= audible && y[c].len() <= want[c].len() + 4096,
+                "{what}: {} frames, the convolution is {} ({audible} audible)",
+                y[c].len(),
+                want[c].len()
+            );
+            assert!(y[c].iter().skip(want[c].len()).all(|v| v.abs() < 1e-6));
+            let worst = want[c]
+                .iter()
+                .zip(&y[c])
+                .map(|(w, g)| (w - f64::from(*g)).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                worst < 1e-5,
+                "{what}, channel {c}: {worst:e} off the convolution"
+            );
+        }
+    };
+
+    // In a pipeline: the response's path is in the root.
+    let pipeline = dir.path().join("room.toml");
+    let write = |step: &str| {
+        std::fs::write(
+            &pipeline,
+            format!(
+                "name = \"room\"\nwatch = \"inbox/room\"\n[[step]]\n{step}\n[[output]]\npath = \"out/room/{{stem}}.wav\"\nbit_depth = \"32f\"\n"
+            ),
+        )
+        .unwrap()
+    };
+    write("effect = \"convolve\"\ndata = { ir = \"irs/room.wav\" }");
+    let o = sluice_run(&pipeline, &src, &root);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    check("pipeline", &read_float_wav(&root.join("out/room/dry.wav")));
+
+    // `sluice export`: KEY=@FILE.
+    let out = dir.path().join("wet.wav");
+    let o = common::sluice()
+        .arg("export")
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .args(["--bit-depth", "32f", "--effect"])
+        .arg(format!(
+            "convolve:ir=@{},mix=1",
+            root.join("irs/room.wav").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check("export", &read_float_wav(&out));
+
+    // Refused before anything runs, each naming the problem: no response, an unknown slot, a
+    // path out of the root, a file that is not there, a response longer than the slot takes.
+    std::fs::write(root.join("irs/long.wav"), b"").unwrap();
+    write_float_wav(
+        &root.join("irs/long.wav"),
+        &[vec![0.001; 31 * rate as usize]],
+        rate,
+    );
+    for (step, says) in [
+        ("effect = \"convolve\"", "needs data ir"),
+        (
+            "effect = \"convolve\"\ndata = { ir = \"irs/room.wav\", room = \"x.wav\" }",
+            "no data slot \"room\"",
+        ),
+        (
+            "effect = \"convolve\"\ndata = { ir = \"../dry.wav\" }",
+            "not a plain path inside the root",
+        ),
+        (
+            "effect = \"convolve\"\ndata = { ir = \"irs/none.wav\" }",
+            "none.wav",
+        ),
+        (
+            "effect = \"convolve\"\ndata = { ir = \"irs/long.wav\" }",
+            "longer than the 30 s",
+        ),
+        (
+            "effect = \"gain\"\ndata = { ir = \"irs/room.wav\" }",
+            "takes no data",
+        ),
+        (
+            "gain_db = 1\ndata = { ir = \"irs/room.wav\" }",
+            "belongs to an effect step",
+        ),
+    ] {
+        write(step);
+        let o = sluice_run(&pipeline, &src, &root);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{step}: accepted");
+        assert!(err.contains(says), "{step}: {err}");
+    }
+}

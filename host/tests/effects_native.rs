@@ -165,6 +165,12 @@ const CASES: &[Case] = &[
         then: &[("semitones", -5.0)],
     },
     Case {
+        effect: "convolve",
+        // A stereo room (data_for), all wet, then half dry with the wet 6 dB down.
+        first: &[("mix", 1.0)],
+        then: &[("mix", 0.5), ("gain_db", -6.0)],
+    },
+    Case {
         effect: "phaser",
         first: &[("rate_hz", 0.8), ("depth_oct", 2.0)],
         then: &[("stages", 10.0), ("feedback", 0.6), ("centre_hz", 600.0)],
@@ -200,6 +206,24 @@ fn join([a, b]: [Vec<Vec<f32>>; 2]) -> Vec<Vec<f32>> {
     a.into_iter().zip(b).map(|(x, y)| [x, y].concat()).collect()
 }
 
+/// What an effect takes for its data slots: `convolve` a 0.3 s stereo room (decaying noise).
+fn data_for(effect: &str) -> Vec<Vec<Vec<f32>>> {
+    match effect {
+        "convolve" => vec![
+            (0..2)
+                .map(|c| {
+                    let n = sluice_core::signal::noise(40 + c, 0.5, RATE as usize * 3 / 10);
+                    n.iter()
+                        .enumerate()
+                        .map(|(i, v)| v * (-(i as f32) / (0.05 * RATE as f32)).exp())
+                        .collect()
+                })
+                .collect(),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// The effect's crate compiled natively, through the SDK's harness. Returns the output and the
 /// reported latency.
 fn run_native<'m, E: Effect<'m>>(
@@ -207,7 +231,9 @@ fn run_native<'m, E: Effect<'m>>(
     case: &Case,
     audio: &[Vec<f32>],
 ) -> (Vec<Vec<f32>>, usize) {
-    let mut fx = Native::<E>::new(memory, RATE, audio.len(), MAX_FRAMES)
+    let data = data_for(case.effect);
+    let slots: Vec<Option<&[Vec<f32>]>> = data.iter().map(|d| Some(d.as_slice())).collect();
+    let mut fx = Native::<E>::with_data(memory, RATE, audio.len(), MAX_FRAMES, &slots)
         .unwrap_or_else(|e| panic!("{}: native init: {e:?}", case.effect));
     let mut parts = halves(audio);
     for (part, params) in parts.iter_mut().zip([case.first, case.then]) {
@@ -226,13 +252,16 @@ fn run_wasm(catalog: &Catalog, case: &Case, audio: &[Vec<f32>]) -> (Vec<Vec<f32>
         .get(case.effect)
         .unwrap_or_else(|| panic!("no built-in effect {}", case.effect))
         .effect;
-    let mut fx = Instance::new(
+    let data = data_for(case.effect);
+    let slots: Vec<&[Vec<f32>]> = data.iter().map(Vec::as_slice).collect();
+    let mut fx = Instance::with_data(
         catalog.runtime(),
         effect,
         RATE,
         audio.len(),
         MAX_FRAMES,
         Limits::default(),
+        &slots,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let mut parts = halves(audio);
@@ -304,6 +333,7 @@ fn every_builtin_effect_matches_its_native_build() {
             "phaser" => run_native::<phaser::Phaser>(&mut memory, case, &audio),
             "ladder" => run_native::<ladder::Ladder>(&mut memory, case, &audio),
             "pitch" => run_native::<pitch::Pitch>(&mut memory, case, &audio),
+            "convolve" => run_native::<convolve::Convolve>(&mut memory, case, &audio),
             other => panic!("no native build listed for {other}"),
         };
         let (wasm, wasm_latency) = run_wasm(&catalog, case, &audio);

@@ -50,6 +50,11 @@ pub const MAX_FRAMES: u32 = 65_536;
 /// The largest `max_channels` a descriptor may declare.
 pub const MAX_CHANNELS: u32 = 32;
 
+/// The most data slots a descriptor may declare.
+pub const MAX_DATA: usize = 4;
+/// A data slot's `max_seconds` is at most this.
+pub const MAX_DATA_SECONDS: f32 = 600.0;
+
 /// Descriptor limits (bytes are UTF-8 bytes).
 pub const MAX_SECTION_BYTES: usize = 65_536;
 /// At most this many parameters.

@@ -26,10 +26,47 @@ macro_rules! zeroable {
 }
 zeroable!(f32, f64, u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
 
-/// Hands out zeroed, 16-byte aligned `f32` slices that live as long as `'a`.
+/// Audio the host gave the effect for one of its data slots (an impulse response): planar,
+/// at the session's sample rate, in memory that lives as long as the effect.
+#[derive(Clone, Copy, Debug)]
+pub struct Data<'a> {
+    samples: &'a [f32],
+    channels: usize,
+    frames: usize,
+}
+
+impl<'a> Data<'a> {
+    /// Audio of `channels` planes of `frames` samples each, one after the other in `samples`.
+    /// `None` unless `samples` holds exactly that many.
+    pub fn new(samples: &'a [f32], channels: usize, frames: usize) -> Option<Self> {
+        (channels > 0 && channels.checked_mul(frames) == Some(samples.len())).then_some(Data {
+            samples,
+            channels,
+            frames,
+        })
+    }
+    /// How many channels the audio has (`1..=` the slot's `max_channels`).
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+    /// Frames per channel.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+    /// One channel's samples (`channel` taken modulo the channel count, so a mono response
+    /// serves every channel of the signal).
+    pub fn channel(&self, channel: usize) -> &'a [f32] {
+        let c = channel % self.channels;
+        &self.samples[c * self.frames..(c + 1) * self.frames]
+    }
+}
+
+/// Hands out zeroed, 16-byte aligned `f32` slices that live as long as `'a`, and holds the
+/// audio the host gave for the effect's data slots.
 pub struct Arena<'a> {
     source: Source<'a>,
     used_bytes: usize,
+    data: [Option<Data<'a>>; crate::abi::MAX_DATA],
 }
 
 enum Source<'a> {
@@ -48,7 +85,20 @@ impl<'a> Arena<'a> {
         Arena {
             source: Source::Slice(memory),
             used_bytes: 0,
+            data: [None; crate::abi::MAX_DATA],
         }
+    }
+
+    /// The audio given for data slot `slot` (its position in the descriptor's `data`), if the
+    /// pipeline gave any.
+    pub fn data(&self, slot: usize) -> Option<Data<'a>> {
+        self.data.get(slot).copied().flatten()
+    }
+
+    /// Hands `data` to the effect as slot `slot` (the runtime does this before `Effect::new`).
+    pub fn set_data(&mut self, slot: usize, data: Data<'a>) -> Result<(), InitError> {
+        *self.data.get_mut(slot).ok_or(InitError::Unsupported)? = Some(data);
+        Ok(())
     }
 
     /// Bytes handed out so far, alignment padding included.
@@ -115,14 +165,16 @@ impl<'a> Arena<'a> {
     /// The arena of a wasm module: everything past the memory's current size.
     ///
     /// # Safety
-    /// At most one such arena may exist in a module, and no other code may grow the memory
-    /// while it is used (the SDK creates it once, in `sluice_init`).
+    /// No other code may grow the memory while it is used, and no two may be used at once
+    /// (the SDK makes one per `sluice_data` call and one in `sluice_init`; each starts past
+    /// what the memory held, so they never hand out the same bytes).
     #[cfg(target_arch = "wasm32")]
     pub(crate) unsafe fn wasm() -> Arena<'static> {
         let end = core::arch::wasm32::memory_size(0) * 65_536;
         Arena {
             source: Source::Grow { next: end, end },
             used_bytes: 0,
+            data: [None; crate::abi::MAX_DATA],
         }
     }
 

@@ -23,6 +23,26 @@ pub struct EffectInfo {
     pub tail_seconds_text: &'static str,
     /// `max_channels`: the most channels `sluice_init` accepts.
     pub max_channels: u32,
+    /// `data`: the audio the effect can be given before `sluice_init` (an impulse response), in
+    /// slot order. Empty for most effects (and then not written into the JSON).
+    pub data: &'static [DataSpec],
+}
+
+/// One data slot of the descriptor (`effects/ABI.md`, section 2): audio a pipeline hands the
+/// effect (`data = { ir = "irs/hall.wav" }`), decoded and resampled to the session's rate by
+/// the host, given through `sluice_data` before `sluice_init`.
+#[derive(Clone, Copy, Debug)]
+pub struct DataSpec {
+    /// `id`: snake_case, what pipelines use.
+    pub id: &'static str,
+    /// `name`: for display.
+    pub name: &'static str,
+    /// `max_channels`: the most channels the audio may have, `1..=32`.
+    pub max_channels: u32,
+    /// `max_seconds`: the longest audio the slot takes, `0 < .. <= 600`.
+    pub max_seconds: f32,
+    /// `max_seconds` as written in the declaration (the JSON number).
+    pub max_seconds_text: &'static str,
 }
 
 /// Continuous or enumerated.
@@ -341,11 +361,34 @@ const fn write_descriptor<const N: usize>(
         w = w.byte(b'}');
         i += 1;
     }
-    w.raw("],\"tail_seconds\":")
+    w = w
+        .raw("],\"tail_seconds\":")
         .raw(info.tail_seconds_text)
         .raw(",\"max_channels\":")
-        .uint(info.max_channels as usize)
-        .byte(b'}')
+        .uint(info.max_channels as usize);
+    if !info.data.is_empty() {
+        w = w.raw(",\"data\":[");
+        let mut i = 0;
+        while i < info.data.len() {
+            let d = &info.data[i];
+            if i > 0 {
+                w = w.byte(b',');
+            }
+            w = w
+                .raw("{\"id\":")
+                .string(d.id)
+                .raw(",\"name\":")
+                .string(d.name)
+                .raw(",\"max_channels\":")
+                .uint(d.max_channels as usize)
+                .raw(",\"max_seconds\":")
+                .raw(d.max_seconds_text)
+                .byte(b'}');
+            i += 1;
+        }
+        w = w.byte(b']');
+    }
+    w.byte(b'}')
 }
 
 /// Whether `s` is a JSON number (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`).
@@ -469,6 +512,36 @@ pub const fn validate(info: &EffectInfo, specs: &[ParamSpec]) {
     }
     if specs.len() > abi::MAX_PARAMS {
         panic!("at most 64 parameters");
+    }
+    if info.data.len() > abi::MAX_DATA {
+        panic!("at most 4 data slots");
+    }
+    let mut i = 0;
+    while i < info.data.len() {
+        let d = &info.data[i];
+        if !is_param_id(d.id) {
+            panic!("data id: 1 to 64 bytes of [a-z][a-z0-9_]* (snake_case)");
+        }
+        let mut j = 0;
+        while j < i {
+            if str_eq(info.data[j].id, d.id) {
+                panic!("two data slots have the same id");
+            }
+            j += 1;
+        }
+        if !is_text(d.name, abi::MAX_NAME_BYTES, true) {
+            panic!("data name: 1 to 64 bytes, no control characters");
+        }
+        if d.max_channels < 1 || d.max_channels > abi::MAX_CHANNELS {
+            panic!("data max_channels: 1..=32");
+        }
+        if !(is_json_number(d.max_seconds_text)
+            && d.max_seconds > 0.0
+            && d.max_seconds <= abi::MAX_DATA_SECONDS)
+        {
+            panic!("data max_seconds: a plain number literal, above 0 and at most 600");
+        }
+        i += 1;
     }
     let mut i = 0;
     while i < specs.len() {

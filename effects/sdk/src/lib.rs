@@ -41,8 +41,8 @@ pub mod native;
 #[doc(hidden)]
 pub mod wasm;
 
-pub use arena::{Arena, Zeroable};
-pub use descriptor::{EffectInfo, ParamKind, ParamSpec, Params};
+pub use arena::{Arena, Data, Zeroable};
+pub use descriptor::{DataSpec, EffectInfo, ParamKind, ParamSpec, Params};
 pub use effect::{Config, Effect};
 pub use error::InitError;
 pub use runtime::Runtime;

@@ -29,6 +29,17 @@
 /// }
 /// ```
 ///
+/// An effect that takes audio from the pipeline (an impulse response) declares its data slots
+/// after the parameters; `Effect::new` finds what the host gave in
+/// [`Arena::data`](crate::Arena::data) (slot index = position here):
+///
+/// ```ignore
+///     params { ... }
+///     data {
+///         ir: { name: "Impulse response", max_channels: 32, max_seconds: 60 },
+///     }
+/// ```
+///
 /// Numbers are written into the JSON as they are written here, so they must be plain literals
 /// that are also JSON numbers (`-1.5`, `20`, `1e3`; no `_`, no `f32` suffix, no trailing `.`);
 /// the macro refuses others at compile time. A parameter whose id is a Rust keyword is declared
@@ -48,6 +59,15 @@ macro_rules! effect {
         params {
             $( $id:ident : { $($body:tt)* } ),* $(,)?
         }
+        $(
+            data {
+                $( $did:ident : {
+                    name: $dname:literal,
+                    max_channels: $dch:literal,
+                    max_seconds: $dsec:literal $(,)?
+                } ),* $(,)?
+            }
+        )?
     ) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq)]
@@ -78,6 +98,17 @@ macro_rules! effect {
                 tail_seconds: $tail as f32,
                 tail_seconds_text: stringify!($tail),
                 max_channels: $max_channels,
+                data: &[
+                    $($(
+                        $crate::DataSpec {
+                            id: $crate::descriptor::strip_raw(stringify!($did)),
+                            name: $dname,
+                            max_channels: $dch,
+                            max_seconds: $dsec as f32,
+                            max_seconds_text: stringify!($dsec),
+                        },
+                    )*)?
+                ],
             };
             const SPECS: &'static [$crate::ParamSpec] = &[
                 $( $crate::__param_spec!($id, $($body)*), )*
@@ -134,6 +165,10 @@ macro_rules! effect {
             #[unsafe(no_mangle)]
             pub extern "C" fn sluice_init(sample_rate: i32, channels: i32, max_frames: i32) -> i32 {
                 $crate::wasm::init::<$effect, $params>(sample_rate, channels, max_frames)
+            }
+            #[unsafe(no_mangle)]
+            pub extern "C" fn sluice_data(slot: i32, channels: i32, frames: i32) -> i32 {
+                $crate::wasm::data::<$params>(slot, channels, frames)
             }
             #[unsafe(no_mangle)]
             pub extern "C" fn sluice_buffer(channel: i32) -> i32 {

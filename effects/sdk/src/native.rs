@@ -67,11 +67,46 @@ impl<'m, E: Effect<'m>> Instance<'m, E> {
         channels: usize,
         max_frames: usize,
     ) -> Result<Self, InitError> {
+        Self::with_data(memory, sample_rate, channels, max_frames, &[])
+    }
+
+    /// Like [`new`](Self::new), with audio for the effect's data slots first (what the host
+    /// does through `sluice_data`): `data[slot]` is one signal per channel, all of one length,
+    /// or `None` for a slot left empty. The audio is copied into `memory` before init.
+    /// `Err(InitError::Unsupported)` for audio the descriptor does not allow (an undeclared
+    /// slot, too many channels, no frames, channels of unequal length), as `sluice_data`
+    /// refuses it.
+    pub fn with_data(
+        memory: &'m mut [f32],
+        sample_rate: u32,
+        channels: usize,
+        max_frames: usize,
+        data: &[Option<&[Vec<f32>]>],
+    ) -> Result<Self, InitError> {
         if let Err(e) = check::descriptor_matches::<E::Params>() {
             panic!("the descriptor of this effect would be refused: {e}");
         }
         let as_i32 = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
         let mut arena = Arena::new(memory);
+        for (slot, planes) in data.iter().enumerate() {
+            let Some(planes) = planes else { continue };
+            let frames = planes.first().map_or(0, Vec::len);
+            if !crate::runtime::data_fits::<E::Params>(
+                as_i32(slot),
+                as_i32(planes.len()),
+                as_i32(frames),
+            ) || planes.iter().any(|p| p.len() != frames)
+            {
+                return Err(InitError::Unsupported);
+            }
+            let buf = arena.take(planes.len() * frames)?;
+            for (dst, src) in buf.chunks_exact_mut(frames).zip(planes.iter()) {
+                dst.copy_from_slice(src);
+            }
+            let d =
+                crate::arena::Data::new(buf, planes.len(), frames).ok_or(InitError::Unsupported)?;
+            arena.set_data(slot, d)?;
+        }
         let rt = Runtime::new(
             i32::try_from(sample_rate).unwrap_or(i32::MAX),
             as_i32(channels),

@@ -12,6 +12,15 @@ use crate::{
 /// The most channels any effect can have (the ABI's limit).
 const MAX: usize = abi::MAX_CHANNELS as usize;
 
+/// Whether `sluice_data(slot, channels, frames)` asks for something the descriptor allows: a
+/// declared slot, `1..=max_channels` channels, at least one frame.
+pub(crate) fn data_fits<P: Params>(slot: i32, channels: i32, frames: i32) -> bool {
+    usize::try_from(slot)
+        .ok()
+        .and_then(|s| P::INFO.data.get(s))
+        .is_some_and(|spec| channels >= 1 && channels as u32 <= spec.max_channels && frames >= 1)
+}
+
 /// One initialised effect with its channel buffers.
 pub struct Runtime<'a, E: Effect<'a>> {
     effect: E,

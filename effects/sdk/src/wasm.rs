@@ -5,7 +5,13 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{abi, arena::Arena, effect::Effect, runtime::Runtime};
+use crate::{
+    abi,
+    arena::{Arena, Data},
+    descriptor::Params,
+    effect::Effect,
+    runtime::Runtime,
+};
 
 /// The address of the module's `Runtime` (0 before a successful `sluice_init`). A wasm module
 /// is single-threaded and the host never re-enters it, so there is never more than one
@@ -27,6 +33,44 @@ fn live<E: Effect<'static> + 'static>() -> Option<&'static mut Runtime<'static, 
     unsafe { (p as *mut Runtime<'static, E>).as_mut() }
 }
 
+/// The data slots the host filled through `sluice_data`: address, channels, frames (address 0:
+/// not given).
+static DATA: [[AtomicUsize; 3]; abi::MAX_DATA] =
+    [const { [const { AtomicUsize::new(0) }; 3] }; abi::MAX_DATA];
+
+/// `sluice_data`: room for `channels` planes of `frames` samples for data slot `slot`, from
+/// grown memory; 0 when the slot is unknown or already given, the sizes are outside the
+/// descriptor's, init already ran, or the memory cannot grow.
+pub fn data<P: Params>(slot: i32, channels: i32, frames: i32) -> i32 {
+    if RUNTIME.load(Ordering::Relaxed) != 0 {
+        return 0;
+    }
+    let Some(cell) = usize::try_from(slot).ok().and_then(|s| DATA.get(s)) else {
+        return 0;
+    };
+    if cell[0].load(Ordering::Relaxed) != 0
+        || !crate::runtime::data_fits::<P>(slot, channels, frames)
+    {
+        return 0;
+    }
+    let Some(len) = (channels as usize).checked_mul(frames as usize) else {
+        return 0;
+    };
+    // SAFETY: no other arena is in use (calls never overlap and init has not run); this one
+    // hands out bytes past the memory's current end, which nothing else uses.
+    let mut arena = unsafe { Arena::wasm() };
+    match arena.take(len) {
+        Ok(buf) => {
+            let addr = buf.as_mut_ptr() as usize;
+            cell[0].store(addr, Ordering::Relaxed);
+            cell[1].store(channels as usize, Ordering::Relaxed);
+            cell[2].store(frames as usize, Ordering::Relaxed);
+            addr as i32
+        }
+        Err(_) => 0,
+    }
+}
+
 /// `sluice_init`.
 pub fn init<E: Effect<'static, Params = P> + 'static, P>(
     sample_rate: i32,
@@ -39,6 +83,23 @@ pub fn init<E: Effect<'static, Params = P> + 'static, P>(
     // SAFETY: the only arena of the module: RUNTIME is still 0, and it is set below before
     // anything else can run; a failed init leaves the grown memory unused for good.
     let mut arena = unsafe { Arena::wasm() };
+    for (slot, cell) in DATA.iter().enumerate() {
+        let addr = cell[0].load(Ordering::Relaxed);
+        if addr == 0 {
+            continue;
+        }
+        let (channels, frames) = (
+            cell[1].load(Ordering::Relaxed),
+            cell[2].load(Ordering::Relaxed),
+        );
+        // SAFETY: `data` took these bytes from grown memory for this slot, once, and nothing
+        // else writes them from here on; the host wrote the audio there before this call.
+        let samples: &'static [f32] =
+            unsafe { core::slice::from_raw_parts(addr as *const f32, channels * frames) };
+        if let Some(d) = Data::new(samples, channels, frames) {
+            let _ = arena.set_data(slot, d);
+        }
+    }
     let result = Runtime::<E>::new(sample_rate, channels, max_frames, &mut arena).and_then(|rt| {
         let size = core::mem::size_of::<Runtime<'static, E>>();
         let align = core::mem::align_of::<Runtime<'static, E>>();

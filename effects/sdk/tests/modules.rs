@@ -33,6 +33,7 @@ const RUST_EFFECTS: &[&str] = &[
     "phaser",
     "ladder",
     "pitch",
+    "convolve",
 ];
 
 fn effects_dir() -> PathBuf {

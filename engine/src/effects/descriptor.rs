@@ -19,6 +19,8 @@ pub const MAX_DESCRIPTION: usize = 1024;
 pub const MAX_CHOICES: usize = 64;
 pub const MAX_CHANNELS: u32 = 32;
 pub const MAX_TAIL_SECONDS: f64 = 3600.0;
+pub const MAX_DATA: usize = 4;
+pub const MAX_DATA_SECONDS: f64 = 600.0;
 
 /// Unknown fields are ignored: later revisions of ABI 1 may add optional ones.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -33,6 +35,21 @@ pub struct Descriptor {
     #[serde(default)]
     pub tail_seconds: f64,
     pub max_channels: u32,
+    /// Audio the effect takes from the pipeline (an impulse response), in slot order; every
+    /// slot must be given (`data = { ir = "irs/hall.wav" }`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataSlot>,
+}
+
+/// A data slot (effects/ABI.md, section 2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DataSlot {
+    pub id: String,
+    pub name: String,
+    /// The most channels the audio may have.
+    pub max_channels: u32,
+    /// The longest audio the slot takes, in seconds.
+    pub max_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -244,6 +261,40 @@ impl Descriptor {
                 self.params.len()
             )));
         }
+        if self.data.len() > MAX_DATA {
+            return Err(DescriptorError::Field(format!(
+                "{} data slots (at most {MAX_DATA})",
+                self.data.len()
+            )));
+        }
+        for (i, d) in self.data.iter().enumerate() {
+            identifier("data id", &d.id, true)?;
+            if self.data[..i].iter().any(|e| e.id == d.id) {
+                return Err(DescriptorError::Field(format!(
+                    "data slot {:?} is declared twice",
+                    d.id
+                )));
+            }
+            text(&format!("data {}: name", d.id), &d.name, MAX_NAME)?;
+            if d.name.is_empty() {
+                return Err(DescriptorError::Field(format!(
+                    "data {}: the name is empty",
+                    d.id
+                )));
+            }
+            if !(1..=MAX_CHANNELS).contains(&d.max_channels) {
+                return Err(DescriptorError::Field(format!(
+                    "data {}: max_channels {} is not between 1 and {MAX_CHANNELS}",
+                    d.id, d.max_channels
+                )));
+            }
+            if !(d.max_seconds > 0.0 && d.max_seconds <= MAX_DATA_SECONDS) {
+                return Err(DescriptorError::Field(format!(
+                    "data {}: max_seconds {} is not above 0 and at most {MAX_DATA_SECONDS}",
+                    d.id, d.max_seconds
+                )));
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         for p in &self.params {
             identifier("parameter id", &p.id, true)?;
@@ -305,6 +356,11 @@ impl Descriptor {
             .map(|p| p.id.as_str())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// The data slot `id`, with its index.
+    pub fn data_slot(&self, id: &str) -> Option<(usize, &DataSlot)> {
+        self.data.iter().enumerate().find(|(_, d)| d.id == id)
     }
 
     pub fn param(&self, id: &str) -> Option<(usize, &Param)> {

@@ -2,6 +2,7 @@
 //! render stage, and the catalog of effects a root can use: the built-in ones, compiled into
 //! this binary, and `.wasm` files in the root's `effects/` folder.
 
+pub mod data;
 pub mod descriptor;
 pub mod loader;
 pub mod runtime;
@@ -217,7 +218,10 @@ fn check(rt: &Runtime, what: &str, bytes: &[u8]) -> Result<Effect, EffectError> 
 fn probe(rt: &Runtime, e: &Effect) -> Result<(), EffectError> {
     let d = &e.descriptor;
     let channels = d.max_channels.min(2) as usize;
-    let mut inst = Instance::new(rt, e, 48_000, channels, 512, Limits::default())?;
+    // Every data slot gets a mono unit impulse: the data path is exercised too.
+    let impulse = vec![vec![1.0f32]];
+    let data: Vec<&[Vec<f32>]> = d.data.iter().map(|_| impulse.as_slice()).collect();
+    let mut inst = Instance::with_data(rt, e, 48_000, channels, 512, Limits::default(), &data)?;
     let lie = |m: String| {
         EffectError::new(
             &d.name,
@@ -258,11 +262,13 @@ pub fn toml_value(v: &sluice_core::render::steps::ParamValue) -> toml::Value {
 }
 
 /// The stage of an effect step from `catalog`: the effect found by name, its parameters checked
-/// against its descriptor, the step's sandbox limits. Pipelines and exports build their effect
+/// against its descriptor, its data files read (a pipeline's inside `root`; with no root, as
+/// absolute paths), the step's sandbox limits. Pipelines and exports build their effect
 /// stages through this.
 pub fn stage_for(
     catalog: &Catalog,
     step: &sluice_core::render::steps::EffectStep,
+    root: Option<&Path>,
 ) -> Result<Box<dyn sluice_core::render::Stage>, sluice_core::render::steps::StepError> {
     let failed = |message: String| sluice_core::render::steps::StepError::Effect {
         name: step.name.clone(),
@@ -277,12 +283,74 @@ pub fn stage_for(
         .map(|(k, v)| entry.effect.descriptor.resolve(k, &toml_value(v)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| failed(e.to_string()))?;
-    Ok(Box::new(stage::EffectStage::new(
-        catalog.runtime().clone(),
-        entry.effect.clone(),
-        resolved,
-        Limits::for_step(step),
-    )))
+    let data = read_data(&entry.effect.descriptor, &step.data, root).map_err(failed)?;
+    Ok(Box::new(
+        stage::EffectStage::new(
+            catalog.runtime().clone(),
+            entry.effect.clone(),
+            resolved,
+            Limits::for_step(step),
+        )
+        .with_data(data),
+    ))
+}
+
+/// Whether a step's data names the effect's slots, every one of them, once: the problems, in
+/// words (without the effect's name).
+pub fn data_problems(d: &descriptor::Descriptor, given: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, (k, _)) in given.iter().enumerate() {
+        if d.data_slot(k).is_none() {
+            out.push(if d.data.is_empty() {
+                format!("takes no data (data {k} given)")
+            } else {
+                format!(
+                    "no data slot {k:?} (it has: {})",
+                    d.data
+                        .iter()
+                        .map(|s| s.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+        } else if given[..i].iter().any(|(j, _)| j == k) {
+            out.push(format!("data {k} is given twice"));
+        }
+    }
+    for s in &d.data {
+        if !given.iter().any(|(k, _)| *k == s.id) {
+            out.push(format!(
+                "needs data {}: the audio file of its {} (data = {{ {} = \"irs/room.wav\" }})",
+                s.id,
+                s.name.to_lowercase(),
+                s.id
+            ));
+        }
+    }
+    out
+}
+
+/// The data files `given` (slot, path) for an effect, read in its slot order, each with the
+/// slot's longest in seconds (see [`data::locate`] for `root`).
+pub fn read_data(
+    d: &descriptor::Descriptor,
+    given: &[(String, String)],
+    root: Option<&Path>,
+) -> Result<Vec<(data::Audio, f64)>, String> {
+    if let Some(p) = data_problems(d, given).into_iter().next() {
+        return Err(p);
+    }
+    d.data
+        .iter()
+        .map(|slot| {
+            let (_, written) = given
+                .iter()
+                .find(|(k, _)| *k == slot.id)
+                .expect("checked above");
+            let path = data::locate(root, written)?;
+            Ok((data::load(&path, slot)?, slot.max_seconds))
+        })
+        .collect()
 }
 
 /// A resolver whose effects are `catalog`'s, and nothing else (no analysis taps, no library):
@@ -294,7 +362,7 @@ impl sluice_core::render::steps::StageResolver for CatalogResolver<'_> {
         &mut self,
         step: &sluice_core::render::steps::EffectStep,
     ) -> Result<Box<dyn sluice_core::render::Stage>, sluice_core::render::steps::StepError> {
-        stage_for(self.0, step)
+        stage_for(self.0, step, None)
     }
 }
 
@@ -314,6 +382,7 @@ mod tests {
                 "chorus",
                 "clip",
                 "compressor",
+                "convolve",
                 "deess",
                 "dehum",
                 "delay",
@@ -595,5 +664,88 @@ mod hostile {
         assert!(!c.changed());
         std::fs::write(dir.path().join("more.wasm"), b"more").unwrap();
         assert!(c.changed());
+    }
+
+    /// A module with data slots whose `sluice_data` is `body` (params: slot, channels, frames),
+    /// and whose init stores the first float of slot 0's room at address 0 (what it was given).
+    fn data_module(slots: usize, data_fn: &str) -> Vec<u8> {
+        let list: Vec<String> = (0..slots)
+            .map(|i| format!(r#"{{"id":"s{i}","name":"S{i}","max_channels":2,"max_seconds":1}}"#))
+            .collect();
+        let desc = format!(
+            r#"{{"abi":1,"name":"datum","version":"1","params":[],"max_channels":2,"data":[{}]}}"#,
+            list.join(",")
+        );
+        let text = format!(
+            r#"(module
+  (memory (export "memory") 4)
+  {data_fn}
+  (func (export "sluice_init") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "sluice_buffer") (param $ch i32) (result i32)
+    (i32.add (i32.const 65536) (i32.mul (local.get $ch) (i32.const 16384))))
+  (func (export "sluice_set_param") (param i32 f32) (result i32) (i32.const 6))
+  (func (export "sluice_reset"))
+  (func (export "sluice_process") (param $n i32) (result i32) (i32.const 0))
+  (@custom "sluice_effect" {desc:?})
+)"#
+        );
+        wat::parse_str(text).unwrap()
+    }
+
+    fn with_data(bytes: &[u8], data: &[&[Vec<f32>]]) -> Result<Instance, EffectError> {
+        let rt = rt();
+        let e = rt.load("datum.wasm", bytes)?;
+        Instance::with_data(&rt, &e, 48_000, 2, 512, Limits::default(), data)
+    }
+
+    #[test]
+    fn data_slots_are_given_within_the_rules_and_lies_are_refused() {
+        let ir = vec![vec![0.5f32; 100]];
+        // An honest module: room at 8192 + slot * 4096 (16-byte aligned, inside, apart).
+        let honest = data_module(
+            2,
+            r#"(func (export "sluice_data") (param $s i32) (param i32 i32) (result i32)
+                (i32.add (i32.const 8192) (i32.mul (local.get $s) (i32.const 4096))))"#,
+        );
+        assert!(with_data(&honest, &[&ir, &ir]).is_ok());
+        // The probe gives every slot a unit impulse: the honest module loads in a catalog.
+        let rt = rt();
+        let e = rt.load("datum.wasm", &honest).unwrap();
+        probe(&rt, &e).unwrap();
+        // Every declared slot must be given; data within the slot's limits.
+        let msg = |r: Result<Instance, EffectError>| r.err().expect("refused").to_string();
+        assert!(msg(with_data(&honest, &[&ir])).contains("needs its data s1"));
+        let three = vec![vec![0.5f32; 100]; 3];
+        assert!(msg(with_data(&honest, &[&three, &ir])).contains("1 to 2 channel(s)"));
+        let long = vec![vec![0.0f32; 48_001]];
+        assert!(msg(with_data(&honest, &[&long, &ir])).contains("up to 1 s"));
+        // Lies: no room, room outside the memory, misaligned, overlapping.
+        for (body, says) in [
+            ("(i32.const 0)", "sluice_data refused"),
+            ("(i32.const 262000)", "not a 16-byte aligned room"),
+            ("(i32.const 8193)", "not a 16-byte aligned room"),
+            ("(i32.const 8192)", "overlapping another slot"),
+            ("(unreachable)", "sluice_data trapped"),
+        ] {
+            let m = data_module(
+                2,
+                &format!(
+                    r#"(func (export "sluice_data") (param i32 i32 i32) (result i32) {body})"#
+                ),
+            );
+            let e = msg(with_data(&m, &[&ir, &ir]));
+            assert!(e.contains(says) && e.contains("datum"), "{body}: {e}");
+        }
+        // A module that declares data but cannot take it is refused when loaded.
+        let none = data_module(1, "");
+        let e = rt.load("datum.wasm", &none).unwrap_err().to_string();
+        assert!(e.contains("does not export sluice_data"), "{e}");
+        // A wrong signature too.
+        let wrong = data_module(
+            1,
+            r#"(func (export "sluice_data") (param i32) (result i32) (i32.const 0))"#,
+        );
+        let e = rt.load("datum.wasm", &wrong).unwrap_err().to_string();
+        assert!(e.contains("sluice_data"), "{e}");
     }
 }

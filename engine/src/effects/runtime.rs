@@ -133,7 +133,10 @@ impl Runtime {
         let hash = blake3::hash(bytes).to_hex().to_string();
         let module = self.compile(bytes, &hash).map_err(err)?;
         check_imports(&module).map_err(err)?;
-        let has_latency = check_exports(&module).map_err(err)?;
+        let (has_latency, has_data) = check_exports(&module).map_err(err)?;
+        if !desc.data.is_empty() && !has_data {
+            return Err(err(ModuleError::Missing("sluice_data")));
+        }
         Ok(Effect {
             descriptor: desc,
             module,
@@ -272,8 +275,8 @@ fn check_imports(m: &Module) -> Result<(), ModuleError> {
 }
 
 /// The exports the ABI requires, with their signatures. Returns whether the optional
-/// `sluice_latency` is there.
-fn check_exports(m: &Module) -> Result<bool, ModuleError> {
+/// `sluice_latency` and `sluice_data` are there.
+fn check_exports(m: &Module) -> Result<(bool, bool), ModuleError> {
     const REQUIRED: [(&str, &str); 5] = [
         ("sluice_init", "(i32, i32, i32) -> (i32)"),
         ("sluice_buffer", "(i32) -> (i32)"),
@@ -306,15 +309,19 @@ fn check_exports(m: &Module) -> Result<bool, ModuleError> {
             _ => {}
         }
     }
-    match func("sluice_latency") {
+    let optional = |name: &'static str, want: &str| match func(name) {
         None => Ok(false),
-        Some(Some(s)) if s == "() -> (i32)" => Ok(true),
+        Some(Some(s)) if s == want => Ok(true),
         Some(s) => Err(ModuleError::Signature {
-            name: "sluice_latency",
+            name,
             got: s.unwrap_or_else(|| "something else".into()),
-            want: "() -> (i32)".into(),
+            want: want.into(),
         }),
-    }
+    };
+    Ok((
+        optional("sluice_latency", "() -> (i32)")?,
+        optional("sluice_data", "(i32, i32, i32) -> (i32)")?,
+    ))
 }
 
 struct Data {
@@ -426,6 +433,104 @@ fn host_functions(rt: &Runtime) -> wasmtime::Result<Linker<Data>> {
     Ok(linker)
 }
 
+/// Hands the effect its data through `sluice_data` (before `sluice_init`): each slot's audio
+/// checked against the descriptor, room asked for, the address checked (aligned, inside the
+/// memory, apart from the other slots'), the samples written there.
+fn give_data(
+    store: &mut Store<Data>,
+    instance: &WasmInstance,
+    memory: &Memory,
+    d: &Descriptor,
+    sample_rate: u32,
+    data: &[&[Vec<f32>]],
+    limits: &Limits,
+) -> Result<(), String> {
+    if data.len() != d.data.len() {
+        let missing: Vec<&str> = d.data[data.len().min(d.data.len())..]
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect();
+        return Err(if data.len() < d.data.len() {
+            format!(
+                "needs its data {} (data = {{ {} = \"file\" }} in the step)",
+                missing.join(", "),
+                missing[0]
+            )
+        } else {
+            format!(
+                "given {} data slots; it declares {}",
+                data.len(),
+                d.data.len()
+            )
+        });
+    }
+    if data.is_empty() {
+        return Ok(());
+    }
+    let f = instance
+        .get_func(&mut *store, "sluice_data")
+        .ok_or("does not export sluice_data")?
+        .typed::<(i32, i32, i32), i32>(&*store)
+        .map_err(|e| e.to_string())?;
+    let mut taken: Vec<(usize, usize)> = Vec::new();
+    for (slot, (spec, planes)) in d.data.iter().zip(data).enumerate() {
+        let frames = planes.first().map_or(0, Vec::len);
+        let most = (spec.max_seconds * f64::from(sample_rate)).ceil() as usize;
+        if planes.is_empty()
+            || planes.len() > spec.max_channels as usize
+            || frames == 0
+            || frames > most
+            || planes.iter().any(|p| p.len() != frames)
+        {
+            return Err(format!(
+                "data {}: takes 1 to {} channel(s) of up to {} s; given {} channel(s) of {frames} frames at {sample_rate} Hz",
+                spec.id,
+                spec.max_channels,
+                spec.max_seconds,
+                planes.len()
+            ));
+        }
+        let bytes = planes.len() * frames * 4;
+        store.set_epoch_deadline(ticks(limits.init_budget));
+        let addr = f
+            .call(
+                &mut *store,
+                (slot as i32, planes.len() as i32, frames as i32),
+            )
+            .map_err(|e| describe(&e, limits, limits.init_budget, "sluice_data"))?
+            as u32 as usize;
+        if addr == 0 {
+            return Err(format!(
+                "data {}: sluice_data refused {} channel(s) of {frames} frames ({} MB; its memory cap is {} MB)",
+                spec.id,
+                planes.len(),
+                bytes >> 20,
+                limits.memory_bytes >> 20
+            ));
+        }
+        let end = addr.saturating_add(bytes);
+        if !addr.is_multiple_of(16) || end > memory.data_size(&*store) {
+            return Err(format!(
+                "data {}: sluice_data gave address {addr}, which is not a 16-byte aligned room of {bytes} bytes inside its memory",
+                spec.id
+            ));
+        }
+        if taken.iter().any(|&(a, e)| addr < e && a < end) {
+            return Err(format!(
+                "data {}: sluice_data gave room overlapping another slot's",
+                spec.id
+            ));
+        }
+        taken.push((addr, end));
+        let mem = memory.data_mut(&mut *store);
+        for (c, p) in planes.iter().enumerate() {
+            let at = addr + c * frames * 4;
+            write_floats(&mut mem[at..at + frames * 4], p);
+        }
+    }
+    Ok(())
+}
+
 /// Each channel's buffer as the effect gives it (`sluice_buffer`): refused unless each is a
 /// 16-byte aligned buffer of `max_frames` samples inside its memory, none overlapping another.
 fn channel_buffers(
@@ -463,6 +568,8 @@ fn channel_buffers(
 }
 
 impl Instance {
+    /// An instance of an effect that takes no data (or is given none: one that declares data
+    /// slots then refuses to start, see [`Instance::with_data`]).
     pub fn new(
         rt: &Runtime,
         effect: &Effect,
@@ -470,6 +577,21 @@ impl Instance {
         channels: usize,
         max_frames: usize,
         limits: Limits,
+    ) -> Result<Instance, EffectError> {
+        Self::with_data(rt, effect, sample_rate, channels, max_frames, limits, &[])
+    }
+
+    /// An instance given audio for its data slots before `sluice_init` (effects/ABI.md,
+    /// section 3): `data[slot]` holds one plane per channel, all of one length, already at
+    /// `sample_rate`. Every slot the descriptor declares must be given.
+    pub fn with_data(
+        rt: &Runtime,
+        effect: &Effect,
+        sample_rate: u32,
+        channels: usize,
+        max_frames: usize,
+        limits: Limits,
+        data: &[&[Vec<f32>]],
     ) -> Result<Instance, EffectError> {
         let d = &effect.descriptor;
         let name = d.name.clone();
@@ -510,6 +632,17 @@ impl Instance {
         let reset_fn = typed(&mut store, "sluice_reset")?
             .typed::<(), ()>(&store)
             .map_err(|e| err(e.to_string()))?;
+
+        give_data(
+            &mut store,
+            &instance,
+            &memory,
+            d,
+            sample_rate,
+            data,
+            &limits,
+        )
+        .map_err(err)?;
 
         // Initialisation allocates and prepares: it gets a budget of its own.
         store.set_epoch_deadline(ticks(limits.init_budget));

@@ -44,6 +44,10 @@ pub struct EffectStage {
     tail: Option<Tail>,
     /// Whether the last pass's tail was still sounding when the cap cut it.
     cut: bool,
+    /// Audio for the effect's data slots (with each slot's longest), and the last rate it was
+    /// resampled to.
+    data: Vec<(super::data::Audio, f64)>,
+    data_at: Option<(u32, Vec<Vec<Vec<f32>>>)>,
 }
 
 /// Where the flush and the ring-out after the input stand.
@@ -78,7 +82,16 @@ impl EffectStage {
             scratch: Vec::new(),
             tail: None,
             cut: false,
+            data: Vec::new(),
+            data_at: None,
         }
+    }
+
+    /// The audio for the effect's data slots, in slot order (each with the slot's longest, in
+    /// seconds).
+    pub fn with_data(mut self, data: Vec<(super::data::Audio, f64)>) -> Self {
+        self.data = data;
+        self
     }
 
     /// The tail the host feeds: the descriptor's, up to the cap (in seconds).
@@ -119,16 +132,31 @@ impl Stage for EffectStage {
     fn start(&mut self, input: &SignalSpec) -> Result<SignalSpec, RenderError> {
         let (rate, channels) = (input.sample_rate, input.channels());
         match &mut self.instance {
-            Some((r, c, inst)) if *r == rate && *c == channels => inst.reset()?,
+            Some((r, c, _)) if *r == rate && *c == channels => {}
             slot => {
                 *slot = None;
-                let inst = Instance::new(
+                if self.data_at.as_ref().is_none_or(|(r, _)| *r != rate) {
+                    let planes = self
+                        .data
+                        .iter()
+                        .map(|(a, most)| a.at_rate(rate, *most))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|m| EffectError::new(&self.effect.descriptor.name, m))?;
+                    self.data_at = Some((rate, planes));
+                }
+                let data: Vec<&[Vec<f32>]> = self
+                    .data_at
+                    .as_ref()
+                    .map(|(_, d)| d.iter().map(Vec::as_slice).collect())
+                    .unwrap_or_default();
+                let inst = Instance::with_data(
                     &self.rt,
                     &self.effect,
                     rate,
                     channels,
                     MAX_FRAMES,
                     self.limits,
+                    &data,
                 )?;
                 *slot = Some((rate, channels, inst));
             }
@@ -142,6 +170,9 @@ impl Stage for EffectStage {
                 .map_or(p.default, |(_, v)| *v);
             inst.set_param(i, v)?;
         }
+        // A fresh start with the job's values: what the last job left is cleared, and smoothed
+        // parameters start at the job's values instead of ramping there from the defaults.
+        inst.reset()?;
         self.to_drop = inst.latency()?;
         self.latency = self.to_drop;
         self.failed = None;

@@ -2,7 +2,7 @@
 //! fades, trimming and tags; several files in parallel with a progress bar over the batch. The
 //! options become the engine's [`ExportOrder`]; the work is `sluice_host::export`'s.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_core::analysis::Target;
 use sluice_core::export::{ExportError, ExportReport};
@@ -310,7 +310,8 @@ impl ExportArgs {
 }
 
 /// `--effect NAME[:KEY=VALUE,...]` as an effect step (values: numbers, true/false, or a
-/// choice's name).
+/// choice's name; `KEY=@FILE` gives the effect's data slot KEY the audio file FILE, an impulse
+/// response for `convolve`).
 fn effect_step(arg: &str) -> Result<sluice_core::render::steps::EffectStep> {
     use sluice_core::render::steps::{EffectStep, ParamValue};
     let (name, params) = arg.split_once(':').unwrap_or((arg, ""));
@@ -319,11 +320,22 @@ fn effect_step(arg: &str) -> Result<sluice_core::render::steps::EffectStep> {
         bail!("--effect {arg}: name the effect (NAME or NAME:KEY=VALUE,...)");
     }
     let mut out = Vec::new();
+    let mut data = Vec::new();
     for kv in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (k, v) = kv
             .split_once('=')
             .ok_or_else(|| anyhow!("--effect {arg}: write each parameter as KEY=VALUE"))?;
         let v = v.trim();
+        if let Some(file) = v.strip_prefix('@') {
+            let path = std::path::Path::new(file);
+            if !path.is_file() {
+                bail!("--effect {arg}: {k}: {file} is not a file");
+            }
+            let abs = std::path::absolute(path)
+                .with_context(|| format!("--effect {arg}: {k}: {file}"))?;
+            data.push((k.trim().to_string(), abs.to_string_lossy().into_owned()));
+            continue;
+        }
         let value = match v {
             "true" => ParamValue::Bool(true),
             "false" => ParamValue::Bool(false),
@@ -340,6 +352,7 @@ fn effect_step(arg: &str) -> Result<sluice_core::render::steps::EffectStep> {
         params: out,
         time_budget_ms: None,
         memory_mb: None,
+        data,
     })
 }
 

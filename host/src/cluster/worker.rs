@@ -765,6 +765,8 @@ impl Worker {
                 target_lufs: msg.target_lufs,
                 target_true_peak_dbtp: msg.target_true_peak_dbtp,
                 effects: Some(effects),
+                // The job's data files are read when it runs (from this worker's root).
+                root: None,
             },
         )
         .map_err(|ds| {

@@ -75,6 +75,11 @@ pub(crate) struct ExportEffect {
     #[serde(default)]
     #[schema(value_type = Object)]
     params: serde_json::Map<String, Value>,
+    /// Audio files for the effect's data slots, by slot (`{"ir": "irs/hall.wav"}` for
+    /// `convolve`'s impulse response), inside the root.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    data: std::collections::BTreeMap<String, String>,
 }
 
 /// The most effects one export runs (as a live stream's chain).
@@ -83,6 +88,7 @@ const MAX_EFFECTS: usize = 16;
 /// The effect steps `effects` ask for, each parameter a number, a switch or a text.
 fn effect_steps(
     effects: &[ExportEffect],
+    root: &Path,
 ) -> Result<Vec<sluice_core::render::steps::EffectStep>, ApiError> {
     use sluice_core::render::steps::{EffectStep, ParamValue};
     let bad = |m: String| ApiError::bad_request(ErrorKind::BadField, m);
@@ -113,11 +119,27 @@ fn effect_steps(
                     Ok((k.clone(), value))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let data = e
+                .data
+                .iter()
+                .map(|(k, rel)| {
+                    let path = crate::effects::data::locate(Some(root), rel).map_err(|m| {
+                        bad(format!("settings.effects[{i}].data.{k}: {m}"))
+                    })?;
+                    if !path.is_file() {
+                        return Err(bad(format!(
+                            "settings.effects[{i}].data.{k}: {rel} is not a file in the root"
+                        )));
+                    }
+                    Ok((k.clone(), path.to_string_lossy().into_owned()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(EffectStep {
                 name: e.effect.clone(),
                 params,
                 time_budget_ms: None,
                 memory_mb: None,
+                data,
             })
         })
         .collect()
@@ -293,7 +315,7 @@ fn order(
         o.speed = Some(speed);
     }
     if let Some(effects) = s.effects.as_deref().filter(|e| !e.is_empty()) {
-        o.effects = effect_steps(effects)?;
+        o.effects = effect_steps(effects, root)?;
         let cfg = crate::config::Config::load(root).map_err(ApiError::internal)?;
         o.catalog = Some(Arc::new(cfg.effects().map_err(ApiError::internal)?));
     }

@@ -55,6 +55,9 @@ struct ChainEffect {
     effect: String,
     #[serde(default)]
     params: BTreeMap<String, f64>,
+    /// Audio files for the effect's data slots (`{"ir": "irs/hall.wav"}`), inside the root.
+    #[serde(default)]
+    data: BTreeMap<String, String>,
 }
 
 /// Process live audio through a chain of effects (WebSocket; see the module documentation
@@ -319,6 +322,8 @@ enum StreamError {
     },
     #[error(transparent)]
     Effect(#[from] crate::effects::EffectError),
+    #[error("{effect}: {message}")]
+    Data { effect: String, message: String },
     #[error(
         "a block of {bytes} bytes: give interleaved 32-bit float frames of {channels} channel(s) ({} bytes each)",
         4 * .channels
@@ -357,13 +362,27 @@ impl Chain {
                     None => StreamError::NoEffect(c.effect.clone()),
                 })?;
             let d = &entry.effect.descriptor;
-            let mut inst = Instance::new(
+            let given: Vec<(String, String)> =
+                c.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let data_err = |message: String| StreamError::Data {
+                effect: d.name.clone(),
+                message,
+            };
+            let data = crate::effects::read_data(d, &given, Some(root))
+                .map_err(data_err)?
+                .iter()
+                .map(|(a, most)| a.at_rate(open.sample_rate, *most))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(data_err)?;
+            let data: Vec<&[Vec<f32>]> = data.iter().map(Vec::as_slice).collect();
+            let mut inst = Instance::with_data(
                 fx.runtime(),
                 &entry.effect,
                 open.sample_rate,
                 open.channels,
                 max_frames,
                 Limits::default(),
+                &data,
             )?;
             for (k, v) in &c.params {
                 let (i, p) = d
@@ -387,6 +406,8 @@ impl Chain {
                 }
                 inst.set_param(i, *v)?;
             }
+            // The stream starts at the given values (no ramp from the defaults).
+            inst.reset()?;
             latency += inst.latency()?;
             names.push(d.name.clone());
             instances.push(inst);

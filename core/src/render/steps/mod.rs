@@ -221,6 +221,10 @@ pub struct EffectStep {
     pub params: Vec<(String, ParamValue)>,
     pub time_budget_ms: Option<u64>,
     pub memory_mb: Option<u64>,
+    /// Audio for the effect's data slots (an impulse response): slot id and file, in the order
+    /// given. A pipeline's paths are inside its root; an export's are absolute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<(String, String)>,
 }
 
 /// An effect parameter's value as a user writes it: a number, a switch or a choice's name.
@@ -461,6 +465,7 @@ mod tests {
                 ],
                 time_budget_ms: Some(200),
                 memory_mb: None,
+                data: Vec::new(),
             }),
         ]
     }

@@ -86,11 +86,28 @@ fn effect_step(
     {
         problem(problems, m.span(), "memory_mb: from 1 to 4096");
     }
+    let mut data = Vec::new();
+    if let Some(t) = &st.data {
+        for (k, v) in t.get_ref() {
+            match v.as_str() {
+                Some(path) => data.push((k.clone(), path.to_string())),
+                None => problem(
+                    problems,
+                    t.span(),
+                    format!(
+                        "effect {}: data {k}: give the audio file's path in the root, as text",
+                        name.get_ref()
+                    ),
+                ),
+            }
+        }
+    }
     let step = EffectStep {
         name: name.get_ref().clone(),
         params,
         time_budget_ms: st.time_budget_ms.as_ref().map(|b| *b.get_ref()),
         memory_mb: st.memory_mb.as_ref().map(|m| *m.get_ref()),
+        data,
     };
     let params_span = st.params.as_ref().map_or(name.span(), |t| t.span());
     problems.extend(effects.check(&step, name.span(), params_span));
@@ -497,6 +514,8 @@ pub struct WrittenStep {
     time_budget_ms: Option<Spanned<u64>>,
     /// The effect's memory cap in MiB (default 256).
     memory_mb: Option<Spanned<u64>>,
+    /// Audio files for the effect's data slots (`{ ir = "irs/hall.wav" }`), inside the root.
+    data: Option<Spanned<toml::Table>>,
     /// A branch of steps mixed with the signal it was given.
     parallel: Option<Spanned<WrittenParallel>>,
     /// Faster or slower at the same pitch.
@@ -680,6 +699,9 @@ fn effect_keys_elsewhere(problems: &mut Vec<Problem>, st: &WrittenStep) {
         }
         if let Some(m) = &st.memory_mb {
             problem(problems, m.span(), "memory_mb belongs to an effect step");
+        }
+        if let Some(d) = &st.data {
+            problem(problems, d.span(), "data belongs to an effect step");
         }
     }
 }
@@ -1035,6 +1057,7 @@ time_budget_ms = 200
                     ],
                     time_budget_ms: Some(200),
                     memory_mb: None,
+                    data: Vec::new(),
                 }),
             ]
         );

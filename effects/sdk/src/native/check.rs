@@ -22,6 +22,48 @@ pub struct Descriptor {
     pub tail_seconds: f64,
     /// `max_channels`
     pub max_channels: u32,
+    /// `data` (empty when absent).
+    pub data: Vec<DataSlot>,
+}
+
+/// One entry of a [`Descriptor`]'s `data`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSlot {
+    /// `id`
+    pub id: String,
+    /// `name`
+    pub name: String,
+    /// `max_channels`
+    pub max_channels: u32,
+    /// `max_seconds`
+    pub max_seconds: f64,
+}
+
+/// One entry of `data` (`earlier` the ones before it).
+fn data_slot(d: &Value, earlier: &[DataSlot]) -> Result<DataSlot, String> {
+    if !matches!(d, Value::Object(_)) {
+        return Err("not an object".into());
+    }
+    let id = text(d, "id", abi::MAX_ID_BYTES, true)?;
+    if !descriptor::is_param_id(&id) || earlier.iter().any(|e| e.id == id) {
+        return Err(format!("id {id:?} must be snake_case and unique"));
+    }
+    let name = text(d, "name", abi::MAX_NAME_BYTES, true)?;
+    let max_channels = d
+        .get("max_channels")
+        .and_then(Value::as_int)
+        .filter(|n| (1..=abi::MAX_CHANNELS as i64).contains(n))
+        .ok_or("max_channels: missing or not an integer in 1..=32")? as u32;
+    let max_seconds = number(d, "max_seconds")?;
+    if !(max_seconds > 0.0 && max_seconds <= abi::MAX_DATA_SECONDS as f64) {
+        return Err(format!("max_seconds {max_seconds} is outside (0, 600]"));
+    }
+    Ok(DataSlot {
+        id,
+        name,
+        max_channels,
+        max_seconds,
+    })
 }
 
 /// One parameter of a [`Descriptor`].
@@ -184,6 +226,21 @@ pub fn descriptor(json_text: &str) -> Result<Descriptor, String> {
         let param = param(p, &params).map_err(|e| format!("params[{i}]: {e}"))?;
         params.push(param);
     }
+    let mut data: Vec<DataSlot> = Vec::new();
+    if let Some(list) = root.get("data") {
+        let list = list.as_array().ok_or("data: not an array")?;
+        if list.len() > abi::MAX_DATA {
+            return Err(format!(
+                "{} data slots, more than {}",
+                list.len(),
+                abi::MAX_DATA
+            ));
+        }
+        for (i, d) in list.iter().enumerate() {
+            let slot = data_slot(d, &data).map_err(|e| format!("data[{i}]: {e}"))?;
+            data.push(slot);
+        }
+    }
     Ok(Descriptor {
         name,
         version,
@@ -191,6 +248,7 @@ pub fn descriptor(json_text: &str) -> Result<Descriptor, String> {
         params,
         tail_seconds,
         max_channels,
+        data,
     })
 }
 
@@ -204,6 +262,13 @@ pub fn descriptor_matches<P: crate::Params>() -> Result<Descriptor, String> {
         || d.max_channels != info.max_channels
         || d.tail_seconds as f32 != info.tail_seconds
         || d.params.len() != P::SPECS.len()
+        || d.data.len() != info.data.len()
+        || d.data.iter().zip(info.data).any(|(j, c)| {
+            j.id != c.id
+                || j.name != c.name
+                || j.max_channels != c.max_channels
+                || j.max_seconds as f32 != c.max_seconds
+        })
     {
         return Err("descriptor JSON and effect info differ".into());
     }

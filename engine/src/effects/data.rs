@@ -1,0 +1,176 @@
+//! Audio an effect takes from the pipeline for its data slots (effects/ABI.md, sections 2 and
+//! 3): an impulse response for a convolution, read from a file, held to the slot's limits
+//! (channels, seconds) while it is decoded — so a header that lies about its length cannot make
+//! the host read more — and resampled to the session's rate when the effect is started.
+
+use super::descriptor::DataSlot;
+use sluice_core::render::{Block, SignalSpec, Stage};
+use std::path::{Path, PathBuf};
+
+/// Decoded audio at its own rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audio {
+    pub rate: u32,
+    /// One plane per channel, all of one length.
+    pub planes: Vec<Vec<f32>>,
+}
+
+/// Where a step's data file is: a path as a pipeline writes it, inside `root` (each step of it
+/// checked to stay there, links included); or, with no root (an export's), an absolute path.
+pub fn locate(root: Option<&Path>, written: &str) -> Result<PathBuf, String> {
+    match root {
+        Some(root) => crate::confine::resolve(root, Path::new(written)).map_err(|e| e.to_string()),
+        None if Path::new(written).is_absolute() => Ok(PathBuf::from(written)),
+        None => Err(format!("{written}: expected an absolute path here")),
+    }
+}
+
+/// Reads `path` for `slot`: its channels at most the slot's, its length at most the slot's
+/// `max_seconds` (decoding stops as soon as it is longer, whatever the header says).
+pub fn load(path: &Path, slot: &DataSlot) -> Result<Audio, String> {
+    let what = |m: String| format!("{} (data {}): {m}", path.display(), slot.id);
+    let mut dec = sluice_core::Decoder::open(path).map_err(|e| what(e.to_string()))?;
+    let (rate, channels) = (dec.info().sample_rate, dec.info().channels as usize);
+    if channels == 0 || channels > slot.max_channels as usize {
+        return Err(what(format!(
+            "{channels} channel(s); this slot takes 1 to {}",
+            slot.max_channels
+        )));
+    }
+    if rate == 0 {
+        return Err(what("no sample rate".into()));
+    }
+    let most = (slot.max_seconds * f64::from(rate)).ceil() as usize;
+    let mut planes = vec![Vec::new(); channels];
+    while let Some(b) = dec.next_block().map_err(|e| what(e.to_string()))? {
+        if planes[0].len() + b.frames() > most {
+            return Err(what(format!(
+                "longer than the {} s this slot takes",
+                slot.max_seconds
+            )));
+        }
+        for (p, src) in planes.iter_mut().zip(b.planes()) {
+            p.extend_from_slice(src);
+        }
+    }
+    if planes[0].is_empty() {
+        return Err(what("holds no audio".into()));
+    }
+    Ok(Audio { rate, planes })
+}
+
+impl Audio {
+    /// The audio at `rate` (the FFT resampler, its delay compensated), at most `max_seconds`
+    /// long there.
+    pub fn at_rate(&self, rate: u32, max_seconds: f64) -> Result<Vec<Vec<f32>>, String> {
+        if rate == self.rate {
+            return Ok(self.planes.clone());
+        }
+        let mut stage = sluice_core::render::resample::Resample::new(
+            rate,
+            sluice_core::render::resample::ResampleQuality::Fft,
+        );
+        let spec = SignalSpec::with_channels(self.rate, self.planes.len());
+        stage
+            .start(&spec)
+            .map_err(|e| format!("cannot resample {} Hz to {rate} Hz: {e}", self.rate))?;
+        let mut out = Block::new(self.planes.len());
+        let mut block = Block::from_planes(self.planes.clone());
+        stage.process(&mut block);
+        out.extend_from(&block);
+        loop {
+            let mut b = Block::new(self.planes.len());
+            let more = stage.finish(&mut b);
+            out.extend_from(&b);
+            if !more {
+                break;
+            }
+        }
+        if let Some(e) = stage.failure() {
+            return Err(e.to_string());
+        }
+        let most = (max_seconds * f64::from(rate)).ceil() as usize;
+        let mut planes = out.into_planes();
+        for p in &mut planes {
+            p.truncate(most);
+        }
+        Ok(planes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(max_channels: u32, max_seconds: f64) -> DataSlot {
+        DataSlot {
+            id: "ir".into(),
+            name: "Impulse response".into(),
+            max_channels,
+            max_seconds,
+        }
+    }
+
+    fn wav(path: &Path, rate: u32, planes: &[Vec<f32>]) {
+        let spec = hound::WavSpec {
+            channels: planes.len() as u16,
+            sample_rate: rate,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..planes[0].len() {
+            for p in planes {
+                w.write_sample(p[i]).unwrap();
+            }
+        }
+        w.finalize().unwrap();
+    }
+
+    #[test]
+    fn a_response_is_read_held_to_its_slot_and_resampled() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ir.wav");
+        let ir: Vec<f32> = (0..4_410).map(|i| (-(i as f32) / 400.0).exp()).collect();
+        wav(&f, 44_100, &[ir.clone(), ir.clone()]);
+        let a = load(&f, &slot(2, 1.0)).unwrap();
+        assert_eq!(
+            (a.rate, a.planes.len(), a.planes[0].len()),
+            (44_100, 2, 4_410)
+        );
+        assert_eq!(a.planes[0], ir);
+        // To 48 kHz: the length scales, the energy stays (within the resampler's band).
+        let r = a.at_rate(48_000, 1.0).unwrap();
+        assert!((r[0].len() as i64 - 4_800).abs() <= 2, "{}", r[0].len());
+        let energy = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>();
+        let ratio = energy(&r[0]) / energy(&ir) / (48_000.0 / 44_100.0);
+        assert!((ratio - 1.0).abs() < 0.01, "{ratio}");
+        // Too many channels, too long: refused, naming the file and the slot.
+        let e = load(&f, &slot(1, 1.0)).unwrap_err();
+        assert!(
+            e.contains("ir.wav") && e.contains("data ir") && e.contains("2 channel"),
+            "{e}"
+        );
+        let e = load(&f, &slot(2, 0.05)).unwrap_err();
+        assert!(e.contains("longer than the 0.05 s"), "{e}");
+        // Not audio at all.
+        std::fs::write(dir.path().join("x.wav"), b"RIFF\0\0\0\0WAVEjunk").unwrap();
+        assert!(load(&dir.path().join("x.wav"), &slot(2, 1.0)).is_err());
+    }
+
+    #[test]
+    fn a_pipeline_path_stays_in_its_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("irs")).unwrap();
+        std::fs::write(dir.path().join("irs/a.wav"), b"").unwrap();
+        assert!(locate(Some(dir.path()), "irs/a.wav").is_ok());
+        for bad in ["../a.wav", "/etc/passwd", "irs/../../a.wav"] {
+            assert!(locate(Some(dir.path()), bad).is_err(), "{bad}");
+        }
+        // Out through a link.
+        std::os::unix::fs::symlink("/etc", dir.path().join("out")).unwrap();
+        assert!(locate(Some(dir.path()), "out/passwd").is_err());
+        assert!(locate(None, "rel.wav").is_err());
+        assert!(locate(None, "/abs.wav").is_ok());
+    }
+}
