@@ -773,6 +773,74 @@ fn user_effects_travel_with_the_job_by_hash() {
     );
 }
 
+/// An effect step's data file (an impulse response in the ingest root) travels with the job
+/// by hash: the workers, which do not have it, render what the single machine renders.
+#[test]
+fn an_impulse_response_travels_with_the_job_by_hash() {
+    let Some(bin) = tool("nats-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(bin, dir.path());
+    let (root, ingest_log) = ingest(dir.path(), &nats);
+    let pipeline = PIPELINE.replace(
+        "normalize = { loudness_lufs = -18, true_peak_dbtp = -1 }",
+        "effect = \"convolve\"\ndata = { ir = \"irs/room.wav\" }\nparams = { mix = 0.3 }",
+    );
+    assert!(pipeline.contains("convolve"));
+    // A stereo room: decaying noise, 0.2 s.
+    std::fs::create_dir_all(root.join("irs")).unwrap();
+    let room: Vec<Vec<f32>> = (0..2)
+        .map(|c| {
+            sluice_core::signal::noise(70 + c, 0.5, 8_820)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * (-(i as f32) / 2_000.0).exp())
+                .collect()
+        })
+        .collect();
+    common::write_wav(&root.join("irs/room.wav"), &room, 44_100, 24);
+    std::fs::write(root.join("pipelines/farm.toml"), &pipeline).unwrap();
+    let (_, _workers) = workers_of(dir.path(), &nats, &["w1"]);
+    let host = start_ingest(&root, &ingest_log);
+    let copies = dir.path().join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    let n = 2;
+    for i in 0..n {
+        let made = copies.join(format!("take{i}.wav"));
+        programme_wav(&made, 2.0, 300 + i as u64);
+        std::fs::copy(&made, root.join("inbox").join(format!("take{i}.wav"))).unwrap();
+    }
+    let js = wait_finished(&root, n, 90, || host.log());
+    for j in &js {
+        assert_eq!(j["state"], "done", "{j:#}\n{}", host.log());
+        assert_eq!(j["ran_on"], "w1", "{j:#}");
+    }
+    // The single machine, the same response in its root.
+    let single = dir.path().join("single");
+    std::fs::create_dir_all(single.join("pipelines")).unwrap();
+    std::fs::create_dir_all(single.join("irs")).unwrap();
+    std::fs::write(single.join("pipelines/farm.toml"), &pipeline).unwrap();
+    std::fs::copy(root.join("irs/room.wav"), single.join("irs/room.wav")).unwrap();
+    let mut cmd = sluice();
+    cmd.args(["run", "farm", "--root"]).arg(&single);
+    for i in 0..n {
+        cmd.arg(copies.join(format!("take{i}.wav")));
+    }
+    common::succeed(&mut cmd);
+    let outs = files_under(&root.join("out"));
+    assert!(!outs.is_empty());
+    for o in outs {
+        let rel = o.strip_prefix(&root).unwrap();
+        assert_eq!(
+            common::blake3_hex(&o),
+            common::blake3_hex(&single.join(rel)),
+            "{}",
+            rel.display()
+        );
+    }
+}
+
 /// A server that asks for a user and password: nodes with them work; a worker with a wrong
 /// password stops at once with the server's refusal, naming the kind of login.
 #[test]

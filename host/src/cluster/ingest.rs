@@ -132,6 +132,26 @@ fn message(
         });
         files.push(path);
     }
+    // The effect steps' data files, each once, by content.
+    let mut data: Vec<super::DataFile> = Vec::new();
+    for e in sluice_core::render::steps::effect_steps(&p.steps) {
+        for (_, written) in &e.data {
+            if data.iter().any(|d| d.path == *written) {
+                continue;
+            }
+            let path = crate::effects::data::locate(Some(&cfg.root), written)
+                .map_err(|m| anyhow::anyhow!("pipeline {}: {m}", p.name))?;
+            let bytes =
+                std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let blake3 = blake3::hash(&bytes).to_hex().to_string();
+            data.push(super::DataFile {
+                path: written.clone(),
+                object: format!("data/{blake3}"),
+                blake3,
+            });
+            files.push(path);
+        }
+    }
     let stage = shared_source.is_some();
     let msg = JobMsg {
         source_object: if stage {
@@ -158,6 +178,7 @@ fn message(
         target_true_peak_dbtp: cfg.target_true_peak_dbtp,
         planned: job.planned.clone(),
         effects: modules,
+        data,
         profiles: job::profiles_for(p, store),
         stage,
         album: job.album.clone(),
@@ -285,8 +306,11 @@ impl Ingest {
                     .insert(job.content_hash.clone());
                 farm.put_file(&msg.source_object, source).await?;
             }
-            for (m, path) in msg.effects.iter().zip(&modules) {
-                farm.put_file(&m.object, path).await?;
+            // The modules' files, then the data files (in the order `message` listed them).
+            let objects = msg.effects.iter().map(|m| &m.object);
+            let objects = objects.chain(msg.data.iter().map(|d| &d.object));
+            for (object, path) in objects.zip(&modules) {
+                farm.put_file(object, path).await?;
             }
             farm.set_state(
                 &msg.key(),

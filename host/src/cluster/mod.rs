@@ -70,6 +70,11 @@ pub struct JobMsg {
     /// rather than any module of its own of that name.
     #[serde(default)]
     pub effects: Vec<EffectModule>,
+    /// The audio files the pipeline's effect steps name for their data slots (impulse
+    /// responses), by BLAKE3 hash: a worker fetches each, checks its hash, and puts it at the
+    /// same path in the job's own root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataFile>,
     /// The profiles the pipeline's compare and match steps name, from the ingest node's
     /// reference library (a worker's own library is not the one the pipeline means).
     #[serde(default)]
@@ -82,6 +87,15 @@ pub struct JobMsg {
     /// The album the source arrived in, measured by the ingest node (the worker sees one file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub album: Option<crate::store::AlbumRecord>,
+}
+
+/// A data file a job needs: its path in the root as the pipeline writes it, its hash, and its
+/// object in the store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DataFile {
+    pub path: String,
+    pub blake3: String,
+    pub object: String,
 }
 
 /// A user effect a job needs.

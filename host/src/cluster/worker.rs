@@ -674,6 +674,51 @@ impl Worker {
         Ok(c)
     }
 
+    /// The job's data files at their paths in the job's root `dir`: each fetched once into
+    /// `.sluice/farm-data/HASH` (its hash checked), then copied in.
+    fn fetch_data(&self, msg: &JobMsg, dir: &Path) -> Result<(), Failure> {
+        let me = &self.farm.cfg.node;
+        for d in &msg.data {
+            let transient =
+                |e: String| Failure::Transient(format!("data file {} on worker {me}: {e}", d.path));
+            if d.blake3.len() != 64 || !d.blake3.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Failure::Refused(format!(
+                    "data file {}: {:?} is not a BLAKE3 hash",
+                    d.path, d.blake3
+                )));
+            }
+            let cache = self.cfg.state_dir().join("farm-data");
+            std::fs::create_dir_all(&cache)
+                .map_err(|e| transient(format!("{}: {e}", cache.display())))?;
+            let kept = cache.join(&d.blake3);
+            if !kept.is_file() {
+                let (atomic, mut f) = sluice_core::io::AtomicFile::create(&kept, true)
+                    .map_err(|e| transient(e.to_string()))?;
+                match self.farm.rt.block_on(self.farm.get_into(&d.object, &mut f)) {
+                    Ok((hash, _)) if hash == d.blake3 => {}
+                    Ok((hash, _)) => {
+                        return Err(transient(format!(
+                            "the file fetched from the farm has BLAKE3 {hash}"
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(transient(format!("cannot fetch it from the farm: {e:#}")));
+                    }
+                }
+                drop(f);
+                atomic
+                    .commit()
+                    .map_err(|e| transient(format!("cannot keep it: {e}")))?;
+            }
+            // Where the pipeline looks for it, inside the job's root (a path that would leave
+            // it is refused).
+            let at = crate::confine::prepare(dir, Path::new(&d.path))
+                .map_err(|e| Failure::Refused(format!("data file {}: {e}", d.path)))?;
+            std::fs::copy(&kept, &at).map_err(|e| transient(format!("{}: {e}", at.display())))?;
+        }
+        Ok(())
+    }
+
     /// A transient failure of `msg` on this worker: `e`.
     fn transient(&self, msg: &JobMsg, e: String) -> Failure {
         Failure::Transient(format!(
@@ -799,6 +844,7 @@ impl Worker {
         let farm = &self.farm;
         let source = self.fetch_source(msg, dir, staging)?;
         let effects = self.catalog_for(msg)?;
+        self.fetch_data(msg, dir)?;
         let p = self.pipeline_of(msg, &effects)?;
         let cfg = Config {
             target_lufs: msg.target_lufs,
