@@ -904,6 +904,8 @@ struct Trial<'a> {
     fx: &'a crate::effects::Catalog,
     effect: &'a crate::effects::Effect,
     values: Vec<(usize, f64)>,
+    /// Audio for the effect's data slots, at `rate`.
+    data: Vec<Vec<Vec<f32>>>,
     rate: u32,
     channels: usize,
     block: usize,
@@ -911,13 +913,15 @@ struct Trial<'a> {
 
 impl Trial<'_> {
     fn make(&self) -> Result<crate::effects::Instance> {
-        let mut inst = crate::effects::Instance::new(
+        let data: Vec<&[Vec<f32>]> = self.data.iter().map(Vec::as_slice).collect();
+        let mut inst = crate::effects::Instance::with_data(
             self.fx.runtime(),
             self.effect,
             self.rate,
             self.channels,
             self.block,
             crate::effects::Limits::default(),
+            &data,
         )?;
         for (i, p) in self.effect.descriptor.params.iter().enumerate() {
             let v = self
@@ -927,6 +931,8 @@ impl Trial<'_> {
                 .map_or(p.default, |(_, v)| *v);
             inst.set_param(i, v)?;
         }
+        // Started at the values given, as a job starts (no ramp from the defaults).
+        inst.reset()?;
         Ok(inst)
     }
 
@@ -952,6 +958,9 @@ fn param_values(
         let (k, v) = kv
             .split_once('=')
             .ok_or_else(|| anyhow!("{kv}: give parameters as KEY=VALUE"))?;
+        if v.starts_with('@') {
+            continue; // a data file (`data_files`)
+        }
         let tv = v
             .parse::<f64>()
             .map(toml::Value::Float)
@@ -962,6 +971,36 @@ fn param_values(
         values.push((i, x));
     }
     Ok(values)
+}
+
+/// The data files among `params` (`KEY=@FILE`), read for the effect's slots at `rate`.
+fn data_files(
+    d: &crate::effects::descriptor::Descriptor,
+    params: &[String],
+    rate: u32,
+) -> Result<Vec<Vec<Vec<f32>>>> {
+    let given: Vec<(String, String)> = params
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_string(), v.strip_prefix('@')?.to_string())))
+        .map(|(k, f)| {
+            let abs = std::path::absolute(&f).unwrap_or_else(|_| PathBuf::from(&f));
+            (k, abs.to_string_lossy().into_owned())
+        })
+        .collect();
+    crate::effects::read_data(d, &given, None)
+        .and_then(|v| {
+            v.iter()
+                .map(|(a, most)| a.at_rate(rate, *most))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|m| {
+            anyhow!(
+                "effect {}: {m} (give it as {}=@FILE)",
+                d.name,
+                d.data.first().map_or("KEY", |s| s.id.as_str())
+            )
+        })
 }
 
 /// `sluice effects test NAME [KEY=VALUE...]`: an impulse and a sweep through the effect, and
@@ -987,6 +1026,7 @@ pub fn effects_test(
         fx: &fx,
         effect: &e.effect,
         values: param_values(d, params)?,
+        data: data_files(d, params, rate)?,
         rate,
         channels: d.max_channels.min(2) as usize,
         block: 512,

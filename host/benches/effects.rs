@@ -155,6 +155,10 @@ const CASES: &[Case] = &[
         effect: "pitch",
         params: &[("semitones", 3.0)],
     },
+    Case {
+        effect: "convolve",
+        params: &[("mix", 1.0)],
+    },
 ];
 
 /// Wall and CPU seconds of one run (the CPU time of the thread that ran it).
@@ -201,6 +205,38 @@ fn timed(f: impl FnOnce()) -> Took {
     }
 }
 
+/// The impulse response `convolve` runs with: a 2 s stereo hall at 48 kHz (noise decaying
+/// 60 dB in 1.8 s, each side its own), written for Pedalboard's `Convolution` as `hall.wav`.
+fn hall() -> Vec<Vec<f32>> {
+    (0..2)
+        .map(|c| {
+            sluice_core::signal::noise(90 + c, 0.5, 2 * RATE as usize)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * (-(i as f32) * 6.9 / (1.8 * RATE as f32)).exp())
+                .collect()
+        })
+        .collect()
+}
+
+/// `planes` as a 32-bit float WAV at the bench's rate.
+fn write_float_wav(path: &std::path::Path, planes: &[Vec<f32>]) -> Res<()> {
+    let spec = hound::WavSpec {
+        channels: planes.len() as u16,
+        sample_rate: RATE,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec)?;
+    for i in 0..planes[0].len() {
+        for c in planes {
+            w.write_sample(c[i])?;
+        }
+    }
+    w.finalize()?;
+    Ok(())
+}
+
 /// Time taken to process `audio` natively in blocks of `block`.
 fn native<'m, E: Effect<'m>>(
     memory: &'m mut [f32],
@@ -209,7 +245,12 @@ fn native<'m, E: Effect<'m>>(
     block: usize,
 ) -> Took {
     let mut work = audio.to_vec();
-    let mut fx = Native::<E>::new(memory, RATE, audio.len(), block).expect("native init");
+    // Every data slot gets the bench's hall (only `convolve` has one).
+    let ir = hall();
+    let slots: Vec<Option<&[Vec<f32>]>> =
+        vec![Some(ir.as_slice()); <E::Params as sluice_effect_sdk::Params>::INFO.data.len()];
+    let mut fx =
+        Native::<E>::with_data(memory, RATE, audio.len(), block, &slots).expect("native init");
     for &(id, v) in params {
         fx.set(id, v);
     }
@@ -242,6 +283,7 @@ fn native_by_name(memory: &mut [f32], case: &Case, audio: &[Vec<f32>], block: us
         "phaser" => native::<phaser::Phaser>(memory, case.params, audio, block),
         "ladder" => native::<ladder::Ladder>(memory, case.params, audio, block),
         "pitch" => native::<pitch::Pitch>(memory, case.params, audio, block),
+        "convolve" => native::<convolve::Convolve>(memory, case.params, audio, block),
         other => return Err(format!("no native build listed for {other}").into()),
     })
 }
@@ -263,13 +305,21 @@ fn wasm_effect(
     audio: &[Vec<f32>],
     block: usize,
 ) -> Res<(Took, Vec<Vec<f32>>)> {
-    let mut fx = Instance::new(
+    let ir = hall();
+    let slots: Vec<&[Vec<f32>]> = effect
+        .descriptor
+        .data
+        .iter()
+        .map(|_| ir.as_slice())
+        .collect();
+    let mut fx = Instance::with_data(
         catalog.runtime(),
         effect,
         RATE,
         audio.len(),
         block,
         Limits::default(),
+        &slots,
     )?;
     for &(id, v) in params {
         let (index, _) = effect
@@ -459,6 +509,13 @@ const PEERS: &[Peer] = &[
         plugin: "PitchShift",
         plugin_params: r#"{"semitones": 3}"#,
     },
+    Peer {
+        effect: "convolve",
+        params: &[("mix", 1.0)],
+        plugin: "Convolution",
+        // "@IR": the bench's hall (`hall`), written beside the material.
+        plugin_params: r#"{"impulse_response_filename": "@IR", "mix": 1.0}"#,
+    },
 ];
 
 /// The materials the Pedalboard comparison runs on: name and `seconds` of 48 kHz stereo.
@@ -527,25 +584,18 @@ fn beside_pedalboard(
     });
     let dir = tempfile::tempdir()?;
     let wav = dir.path().join("programme.wav");
-    let spec = hound::WavSpec {
-        channels: audio.len() as u16,
-        sample_rate: RATE,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(&wav, spec)?;
-    for i in 0..audio[0].len() {
-        for c in audio {
-            w.write_sample(c[i])?;
-        }
-    }
-    w.finalize()?;
+    write_float_wav(&wav, audio)?;
+    let ir = dir.path().join("hall.wav");
+    write_float_wav(&ir, &hall())?;
+    let ir_json = serde_json::to_string(&ir.display().to_string())?;
     let mut cases: Vec<String> = PEERS
         .iter()
         .map(|p| {
             format!(
                 r#"{{"name": "{}", "plugin": "{}", "params": {}}}"#,
-                p.effect, p.plugin, p.plugin_params
+                p.effect,
+                p.plugin,
+                p.plugin_params.replace("\"@IR\"", &ir_json)
             )
         })
         .collect();

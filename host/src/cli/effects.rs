@@ -251,6 +251,13 @@ fn describe(
             p.id, p.name
         )?;
     }
+    for s in &d.data {
+        writeln!(
+            out,
+            "  data {:<9} {:<22} an audio file, up to {} channel(s) and {} s  (required: data = {{ {} = \"FILE\" }}, --effect {}:{}=@FILE)",
+            s.id, s.name, s.max_channels, s.max_seconds, s.id, d.name, s.id
+        )?;
+    }
     Ok(())
 }
 

@@ -17,8 +17,16 @@ pub struct RealFft<'a> {
     n: usize,
     /// `cos`, `sin` of `2πk/n` for `k < n/2`, interleaved.
     twiddles: &'a mut [f32],
-    /// The complex work buffer, `n/2` interleaved values.
-    work: &'a mut [f32],
+    /// The complex stages' twiddles, stage by stage (a stage of butterflies `h` apart starts at
+    /// `h - 1`): `cos` and `sin` of `2πk/(2h)` for `k < h`, the same numbers as `twiddles`.
+    stage_cos: &'a mut [f32],
+    stage_sin: &'a mut [f32],
+    /// The bit-reversed index of each of the `n/2` complex points.
+    reversed: &'a mut [u32],
+    /// The complex work buffer, `n/2` values, real and imaginary parts apart (so the
+    /// butterflies of a stage run as plain loops over slices, which the compiler vectorises).
+    re: &'a mut [f32],
+    im: &'a mut [f32],
 }
 
 impl<'a> RealFft<'a> {
@@ -27,14 +35,45 @@ impl<'a> RealFft<'a> {
         if !(4..=65_536).contains(&n) || !n.is_power_of_two() {
             return Err(InitError::Unsupported);
         }
+        let m = n / 2;
         let twiddles = arena.take(n)?;
-        for k in 0..n / 2 {
+        for k in 0..m {
             let a = 2.0 * core::f64::consts::PI * k as f64 / n as f64;
             twiddles[2 * k] = libm::cos(a) as f32;
             twiddles[2 * k + 1] = libm::sin(a) as f32;
         }
-        let work = arena.take(n)?;
-        Ok(RealFft { n, twiddles, work })
+        let stage_cos = arena.take(m)?;
+        let stage_sin = arena.take(m)?;
+        let mut h = 1;
+        while h < m {
+            // 2πk/(2h) = 2π·(k·n/(2h))/n: entries of the n-point table.
+            let step = n / (2 * h);
+            for k in 0..h {
+                stage_cos[h - 1 + k] = twiddles[2 * k * step];
+                stage_sin[h - 1 + k] = twiddles[2 * k * step + 1];
+            }
+            h <<= 1;
+        }
+        let reversed = arena.take_zeroed::<u32>(m)?;
+        let bits = m.trailing_zeros();
+        for (i, r) in reversed.iter_mut().enumerate() {
+            *r = if bits == 0 {
+                0
+            } else {
+                (i as u32).reverse_bits() >> (32 - bits)
+            };
+        }
+        let re = arena.take(m)?;
+        let im = arena.take(m)?;
+        Ok(RealFft {
+            n,
+            twiddles,
+            stage_cos,
+            stage_sin,
+            reversed,
+            re,
+            im,
+        })
     }
 
     /// The size.
@@ -60,8 +99,13 @@ impl<'a> RealFft<'a> {
     /// The forward transform of `input` (`n` samples) into `spectrum` (`n + 2` floats:
     /// `n/2 + 1` bins), unnormalised: `X[k] = Σ x[t]·e^{−2πjkt/n}`.
     pub fn forward(&mut self, input: &[f32], spectrum: &mut [f32]) {
-        let (n, m) = (self.n, self.n / 2);
-        self.work[..n].copy_from_slice(&input[..n]);
+        let m = self.n / 2;
+        // The even samples as real parts, the odd as imaginary, in bit-reversed order.
+        for (i, &r) in self.reversed.iter().enumerate() {
+            let r = r as usize;
+            self.re[i] = input[2 * r];
+            self.im[i] = input[2 * r + 1];
+        }
         self.complex();
         // Z[k] = E[k] + j·O[k]; X[k] = E[k] + W^k·O[k], W = e^{−2πj/n}.
         for k in 0..=m {
@@ -93,15 +137,17 @@ impl<'a> RealFft<'a> {
             let (c, s) = self.w(k);
             // O = D·W^{−k}, W^{−k} = c + j·s.
             let (or, oi) = (dr * c - di * s, dr * s + di * c);
-            // Z = E + j·O, conjugated for the inverse through the forward transform.
-            self.work[2 * k] = er - oi;
-            self.work[2 * k + 1] = -(ei + or);
+            // Z = E + j·O, conjugated for the inverse through the forward transform; put at its
+            // bit-reversed place (the permutation is its own inverse).
+            let r = self.reversed[k] as usize;
+            self.re[r] = er - oi;
+            self.im[r] = -(ei + or);
         }
         self.complex();
         let scale = 1.0 / m as f32;
         for k in 0..m {
-            output[2 * k] = self.work[2 * k] * scale;
-            output[2 * k + 1] = -self.work[2 * k + 1] * scale;
+            output[2 * k] = self.re[k] * scale;
+            output[2 * k + 1] = -self.im[k] * scale;
         }
     }
 
@@ -109,49 +155,44 @@ impl<'a> RealFft<'a> {
     #[inline]
     fn z(&self, k: usize) -> (f32, f32) {
         let k = if k == self.n / 2 { 0 } else { k };
-        (self.work[2 * k], self.work[2 * k + 1])
+        (self.re[k], self.im[k])
     }
 
-    /// The forward complex transform of the work buffer (`n/2` points), in place.
+    /// The forward complex transform of the work buffer (`n/2` points, already in bit-reversed
+    /// order), in place.
     fn complex(&mut self) {
         let m = self.n / 2;
-        let w = &mut *self.work;
-        // Bit reversal.
-        let mut j = 0;
-        for i in 1..m {
-            let mut bit = m >> 1;
-            while j & bit != 0 {
-                j ^= bit;
-                bit >>= 1;
-            }
-            j |= bit;
-            if i < j {
-                w.swap(2 * i, 2 * j);
-                w.swap(2 * i + 1, 2 * j + 1);
-            }
-        }
-        // Butterflies; the twiddle of an m-point stage step is the n-point table's 2·stride.
-        let mut len = 2;
-        while len <= m {
-            let stride = 2 * (m / len);
-            for start in (0..m).step_by(len) {
-                for k in 0..len / 2 {
-                    let (c, s) = (
-                        self.twiddles[2 * k * stride],
-                        self.twiddles[2 * k * stride + 1],
-                    );
-                    let (a, b) = (start + k, start + k + len / 2);
-                    let (br, bi) = (w[2 * b], w[2 * b + 1]);
+        let mut h = 1;
+        while h < m {
+            let (cos, sin) = (
+                &self.stage_cos[h - 1..2 * h - 1],
+                &self.stage_sin[h - 1..2 * h - 1],
+            );
+            for (re, im) in self
+                .re
+                .chunks_exact_mut(2 * h)
+                .zip(self.im.chunks_exact_mut(2 * h))
+            {
+                let (ar, br) = re.split_at_mut(h);
+                let (ai, bi) = im.split_at_mut(h);
+                for (((((ar, ai), br), bi), &c), &s) in ar
+                    .iter_mut()
+                    .zip(ai.iter_mut())
+                    .zip(br.iter_mut())
+                    .zip(bi.iter_mut())
+                    .zip(cos)
+                    .zip(sin)
+                {
                     // b · e^{−jθ} = b · (c − j s).
-                    let (tr, ti) = (br * c + bi * s, bi * c - br * s);
-                    let (ar, ai) = (w[2 * a], w[2 * a + 1]);
-                    w[2 * a] = ar + tr;
-                    w[2 * a + 1] = ai + ti;
-                    w[2 * b] = ar - tr;
-                    w[2 * b + 1] = ai - ti;
+                    let (tr, ti) = (*br * c + *bi * s, *bi * c - *br * s);
+                    let (xr, xi) = (*ar, *ai);
+                    *ar = xr + tr;
+                    *ai = xi + ti;
+                    *br = xr - tr;
+                    *bi = xi - ti;
                 }
             }
-            len <<= 1;
+            h <<= 1;
         }
     }
 }
