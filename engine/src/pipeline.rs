@@ -411,7 +411,7 @@ impl EffectCheck for Effects<'_> {
             for (k, written) in &step.data {
                 let slot = d.data_slot(k).expect("checked above").1;
                 let got = crate::effects::data::locate(Some(root), written)
-                    .and_then(|p| crate::effects::data::load(&p, slot));
+                    .and_then(|p| crate::effects::data::load(&p, written, slot));
                 if let Err(m) = got {
                     out.push(at(&name, format!("effect {id}: data {k}: {m}")));
                 }

@@ -17,18 +17,33 @@ pub struct Audio {
 
 /// Where a step's data file is: a path as a pipeline writes it, inside `root` (each step of it
 /// checked to stay there, links included); or, with no root (an export's), an absolute path.
+/// The error names the path as written (a root's own location is not shown: the server's
+/// answers carry these messages).
 pub fn locate(root: Option<&Path>, written: &str) -> Result<PathBuf, String> {
     match root {
-        Some(root) => crate::confine::resolve(root, Path::new(written)).map_err(|e| e.to_string()),
+        Some(root) => crate::confine::resolve(root, Path::new(written)).map_err(|e| {
+            let why = match e {
+                crate::confine::ConfineError::Escapes { .. } => {
+                    "a symbolic link on the way leads out of the root".to_string()
+                }
+                crate::confine::ConfineError::Refused { what, .. } => what,
+                crate::confine::ConfineError::Io { source, .. } => source.to_string(),
+            };
+            format!("{written}: {why}")
+        }),
         None if Path::new(written).is_absolute() => Ok(PathBuf::from(written)),
         None => Err(format!("{written}: expected an absolute path here")),
     }
 }
 
 /// Reads `path` for `slot`: its channels at most the slot's, its length at most the slot's
-/// `max_seconds` (decoding stops as soon as it is longer, whatever the header says).
-pub fn load(path: &Path, slot: &DataSlot) -> Result<Audio, String> {
-    let what = |m: String| format!("{} (data {}): {m}", path.display(), slot.id);
+/// `max_seconds` (decoding stops as soon as it is longer, whatever the header says). Errors
+/// name the file as `shown`.
+pub fn load(path: &Path, shown: &str, slot: &DataSlot) -> Result<Audio, String> {
+    let what = |m: String| {
+        let m = m.replace(&path.display().to_string(), shown);
+        format!("{shown} (data {}): {m}", slot.id)
+    };
     let mut dec = sluice_core::Decoder::open(path).map_err(|e| what(e.to_string()))?;
     let (rate, channels) = (dec.info().sample_rate, dec.info().channels as usize);
     if channels == 0 || channels > slot.max_channels as usize {
@@ -133,7 +148,7 @@ mod tests {
         let f = dir.path().join("ir.wav");
         let ir: Vec<f32> = (0..4_410).map(|i| (-(i as f32) / 400.0).exp()).collect();
         wav(&f, 44_100, &[ir.clone(), ir.clone()]);
-        let a = load(&f, &slot(2, 1.0)).unwrap();
+        let a = load(&f, "ir.wav", &slot(2, 1.0)).unwrap();
         assert_eq!(
             (a.rate, a.planes.len(), a.planes[0].len()),
             (44_100, 2, 4_410)
@@ -146,16 +161,16 @@ mod tests {
         let ratio = energy(&r[0]) / energy(&ir) / (48_000.0 / 44_100.0);
         assert!((ratio - 1.0).abs() < 0.01, "{ratio}");
         // Too many channels, too long: refused, naming the file and the slot.
-        let e = load(&f, &slot(1, 1.0)).unwrap_err();
+        let e = load(&f, "ir.wav", &slot(1, 1.0)).unwrap_err();
         assert!(
             e.contains("ir.wav") && e.contains("data ir") && e.contains("2 channel"),
             "{e}"
         );
-        let e = load(&f, &slot(2, 0.05)).unwrap_err();
+        let e = load(&f, "ir.wav", &slot(2, 0.05)).unwrap_err();
         assert!(e.contains("longer than the 0.05 s"), "{e}");
         // Not audio at all.
         std::fs::write(dir.path().join("x.wav"), b"RIFF\0\0\0\0WAVEjunk").unwrap();
-        assert!(load(&dir.path().join("x.wav"), &slot(2, 1.0)).is_err());
+        assert!(load(&dir.path().join("x.wav"), "x.wav", &slot(2, 1.0)).is_err());
     }
 
     #[test]

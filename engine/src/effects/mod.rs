@@ -348,7 +348,7 @@ pub fn read_data(
                 .find(|(k, _)| *k == slot.id)
                 .expect("checked above");
             let path = data::locate(root, written)?;
-            Ok((data::load(&path, slot)?, slot.max_seconds))
+            Ok((data::load(&path, written, slot)?, slot.max_seconds))
         })
         .collect()
 }

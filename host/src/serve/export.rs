@@ -89,6 +89,7 @@ const MAX_EFFECTS: usize = 16;
 fn effect_steps(
     effects: &[ExportEffect],
     root: &Path,
+    catalog: Option<&crate::effects::Catalog>,
 ) -> Result<Vec<sluice_core::render::steps::EffectStep>, ApiError> {
     use sluice_core::render::steps::{EffectStep, ParamValue};
     let bad = |m: String| ApiError::bad_request(ErrorKind::BadField, m);
@@ -131,9 +132,23 @@ fn effect_steps(
                             "settings.effects[{i}].data.{k}: {rel} is not a file in the root"
                         )));
                     }
+                    // Read now, so that a file that is no audio (or too long) is a 400 too.
+                    if let Some(slot) = catalog
+                        .and_then(|c| c.get(&e.effect))
+                        .and_then(|x| x.effect.descriptor.data_slot(k).map(|(_, s)| s.clone()))
+                    {
+                        crate::effects::data::load(&path, rel, &slot).map_err(|m| {
+                            bad(format!("settings.effects[{i}].data.{k}: {m}"))
+                        })?;
+                    }
                     Ok((k.clone(), path.to_string_lossy().into_owned()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            if let Some(d) = catalog.and_then(|c| c.get(&e.effect)).map(|x| &x.effect.descriptor)
+                && let Some(m) = crate::effects::data_problems(d, &data).into_iter().next()
+            {
+                return Err(bad(format!("settings.effects[{i}]: effect {}: {m}", e.effect)));
+            }
             Ok(EffectStep {
                 name: e.effect.clone(),
                 params,
@@ -315,9 +330,10 @@ fn order(
         o.speed = Some(speed);
     }
     if let Some(effects) = s.effects.as_deref().filter(|e| !e.is_empty()) {
-        o.effects = effect_steps(effects, root)?;
         let cfg = crate::config::Config::load(root).map_err(ApiError::internal)?;
-        o.catalog = Some(Arc::new(cfg.effects().map_err(ApiError::internal)?));
+        let catalog = cfg.effects().map_err(ApiError::internal)?;
+        o.effects = effect_steps(effects, root, Some(&catalog))?;
+        o.catalog = Some(Arc::new(catalog));
     }
     Ok(o)
 }

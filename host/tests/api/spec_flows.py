@@ -10,8 +10,10 @@ message on the first thing that is not as the contract says. Run by host/tests/s
 """
 
 import os
+import struct
 import sys
 import time
+import wave
 
 import requests
 
@@ -248,6 +250,36 @@ halved = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=60, jso
 expect(halved.status_code == 200, f"export with effects: {halved.status_code} {halved.text}")
 loud = [r.json()["sluice"]["outputs"][0]["loudness"]["integrated_lufs"] for r in (plain, halved)]
 expect(abs(loud[0] - loud[1] - 6.02) < 0.1, f"export with a -6.02 dB gain: {loud}")
+# A convolution with an impulse response file in the root: a single tap of 0.5 halves the
+# signal (-6.02 LU, as the gains above); a response path out of the root, a missing file, a
+# response that is no audio and a convolution without one are 400s naming the field.
+os.makedirs(os.path.join(ROOT, "irs"), exist_ok=True)
+with wave.open(os.path.join(ROOT, "irs", "half.wav"), "wb") as w:
+    w.setnchannels(1)
+    w.setsampwidth(2)
+    w.setframerate(48000)
+    w.writeframes(struct.pack("<h", 16384) + b"\0\0" * 99)
+with open(os.path.join(ROOT, "irs", "junk.wav"), "wb") as f:
+    f.write(b"RIFF\0\0\0\0WAVEjunk")
+conv = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=60, json={
+    "file_id": fid, "output_path": "mixes/convolved.flac",
+    "settings": {"effects": [{"effect": "convolve", "data": {"ir": "irs/half.wav"}}]}})
+expect(conv.status_code == 200, f"export with convolve: {conv.status_code} {conv.text}")
+loud = [r.json()["sluice"]["outputs"][0]["loudness"]["integrated_lufs"] for r in (plain, conv)]
+expect(abs(loud[0] - loud[1] - 6.02) < 0.1, f"export convolved with a 0.5 tap: {loud}")
+for data, needle in [
+    ({"ir": "../half.wav"}, "settings.effects[0].data.ir"),
+    ({"ir": "irs/none.wav"}, "settings.effects[0].data.ir"),
+    ({"ir": "irs/junk.wav"}, "settings.effects[0].data.ir"),
+    ({}, "needs data ir"),
+    ({"ir": "irs/half.wav", "room": "irs/half.wav"}, "no data slot"),
+]:
+    r = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=30, json={
+        "file_id": fid, "output_path": "mixes/refused.flac",
+        "settings": {"effects": [{"effect": "convolve", "data": data}]}})
+    error_of(r, 400, "bad_field", f"convolve with {data}")
+    expect(needle in r.json()["error"]["message"], f"convolve with {data}: {r.text}")
+    expect(ROOT not in r.text, f"convolve with {data}: the answer shows a server path")
 # And a time stretch: twice as fast, half the frames (rounded), at the same loudness.
 fast = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=60, json={
     "file_id": fid, "output_path": "mixes/fast.flac", "settings": {"speed": 2}})

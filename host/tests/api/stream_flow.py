@@ -11,10 +11,12 @@ Run by host/tests/serve.rs.
 
 import json
 import math
+import os
 import struct
 import sys
 import threading
 import time
+import wave
 
 import requests
 import websocket
@@ -242,6 +244,36 @@ expect(len(recv_audio(ws, [])) == 256 * 8, "the trapping effect passes quiet aud
 ws.send_binary(struct.pack("<512f", *([0.95] * 512)))
 ended_with_error(ws, ["trap", "unreachable"], "a trapping effect")
 health("a trap")
+
+# 6b. A convolution with an impulse response file of the root: one tap of 0.5 at frame 100.
+#     The session reports the effect's latency (its 128-frame partition); the output is the
+#     input halved, 100 + 128 frames late. A path out of the root or no response: refused.
+os.makedirs(os.path.join(ROOT, "irs"), exist_ok=True)
+with wave.open(os.path.join(ROOT, "irs", "late.wav"), "wb") as w:
+    w.setnchannels(1)
+    w.setsampwidth(2)
+    w.setframerate(RATE)
+    w.writeframes(b"\0\0" * 100 + struct.pack("<h", 16384))
+ws, ready = connect({"sample_rate": RATE, "channels": 2, "chain": [
+    {"effect": "convolve", "data": {"ir": "irs/late.wav"}}]})
+expect(ready["type"] == "ready" and ready["latency_frames"] == 128, f"convolve ready: {ready}")
+sent_in, got_out = [], []
+for k in range(20):
+    block = sine(440, 0.5, 256, 256 * k)
+    ws.send_binary(block)
+    sent_in.extend(floats(block)[0::2])
+    got_out.extend(floats(recv_audio(ws, []))[0::2])
+ws.close()
+worst = max(abs(got_out[i] - 0.5 * sent_in[i - 228]) for i in range(228, len(got_out)))
+expect(worst < 1e-4 and max(abs(v) for v in got_out[:228]) < 1e-6,
+       f"convolve in the stream: {worst} off the input halved 228 frames late")
+for data, words in [({"ir": "../late.wav"}, ["convolve", "../late.wav"]),
+                    ({}, ["convolve", "needs data ir"])]:
+    ws = websocket.create_connection(WS, timeout=30)
+    ws.send(json.dumps({"sample_rate": RATE, "channels": 2,
+                        "chain": [{"effect": "convolve", "data": data}]}))
+    ended_with_error(ws, words, f"convolve with {data}")
+health("convolve")
 
 # 7. Not a WebSocket: a JSON error.
 r = requests.get(f"{BASE}/api/v1/stream", timeout=5)
