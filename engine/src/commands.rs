@@ -988,10 +988,11 @@ fn data_files(
             (k, abs.to_string_lossy().into_owned())
         })
         .collect();
-    crate::effects::read_data(d, &given, None)
+    let cap = crate::effects::Limits::default().memory_bytes;
+    crate::effects::read_data(d, &given, None, cap)
         .and_then(|v| {
             v.iter()
-                .map(|(a, most)| a.at_rate(rate, *most))
+                .map(|(a, limit)| a.at_rate(rate, *limit))
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(|m| {

@@ -410,8 +410,10 @@ impl EffectCheck for Effects<'_> {
         if let Some(root) = self.root.filter(|_| read) {
             for (k, written) in &step.data {
                 let slot = d.data_slot(k).expect("checked above").1;
-                let got = crate::effects::data::locate(Some(root), written)
-                    .and_then(|p| crate::effects::data::load(&p, written, slot));
+                let got = crate::effects::data::locate(Some(root), written).and_then(|p| {
+                    let cap = crate::effects::Limits::for_step(step).memory_bytes;
+                    crate::effects::data::load(&p, written, slot, cap)
+                });
                 if let Err(m) = got {
                     out.push(at(&name, format!("effect {id}: data {k}: {m}")));
                 }

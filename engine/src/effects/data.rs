@@ -7,6 +7,29 @@ use super::descriptor::DataSlot;
 use sluice_core::render::{Block, SignalSpec, Stage};
 use std::path::{Path, PathBuf};
 
+/// How much a slot's audio may be: its seconds (the slot's) and its bytes as 32-bit floats
+/// (the effect's memory cap: the audio has to fit in the sandbox, and the host holds no more
+/// than that for it either, whatever the file's header claims).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    pub max_seconds: f64,
+    pub max_bytes: usize,
+}
+
+impl Limit {
+    fn check(&self, channels: usize, frames: usize) -> Result<(), String> {
+        let bytes = channels.saturating_mul(frames).saturating_mul(4);
+        if bytes > self.max_bytes {
+            return Err(format!(
+                "{channels} channel(s) of {frames} frames would take {} MB, more than the effect's memory cap of {} MB",
+                bytes >> 20,
+                self.max_bytes >> 20
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Decoded audio at its own rate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Audio {
@@ -39,7 +62,11 @@ pub fn locate(root: Option<&Path>, written: &str) -> Result<PathBuf, String> {
 /// Reads `path` for `slot`: its channels at most the slot's, its length at most the slot's
 /// `max_seconds` (decoding stops as soon as it is longer, whatever the header says). Errors
 /// name the file as `shown`.
-pub fn load(path: &Path, shown: &str, slot: &DataSlot) -> Result<Audio, String> {
+pub fn load(path: &Path, shown: &str, slot: &DataSlot, max_bytes: usize) -> Result<Audio, String> {
+    let limit = Limit {
+        max_seconds: slot.max_seconds,
+        max_bytes,
+    };
     let what = |m: String| {
         let m = m.replace(&path.display().to_string(), shown);
         format!("{shown} (data {}): {m}", slot.id)
@@ -64,6 +91,9 @@ pub fn load(path: &Path, shown: &str, slot: &DataSlot) -> Result<Audio, String> 
                 slot.max_seconds
             )));
         }
+        limit
+            .check(channels, planes[0].len() + b.frames())
+            .map_err(what)?;
         for (p, src) in planes.iter_mut().zip(b.planes()) {
             p.extend_from_slice(src);
         }
@@ -76,8 +106,15 @@ pub fn load(path: &Path, shown: &str, slot: &DataSlot) -> Result<Audio, String> 
 
 impl Audio {
     /// The audio at `rate` (the FFT resampler, its delay compensated), at most `max_seconds`
-    /// long there.
-    pub fn at_rate(&self, rate: u32, max_seconds: f64) -> Result<Vec<Vec<f32>>, String> {
+    /// long there, and refused if it would not fit in `max_bytes` there.
+    pub fn at_rate(&self, rate: u32, limit: Limit) -> Result<Vec<Vec<f32>>, String> {
+        let max_seconds = limit.max_seconds;
+        let frames = self.planes.first().map_or(0, Vec::len);
+        let there = (frames as u128 * u128::from(rate)).div_ceil(u128::from(self.rate.max(1)));
+        limit.check(
+            self.planes.len(),
+            usize::try_from(there).unwrap_or(usize::MAX),
+        )?;
         if rate == self.rate {
             return Ok(self.planes.clone());
         }
@@ -148,29 +185,46 @@ mod tests {
         let f = dir.path().join("ir.wav");
         let ir: Vec<f32> = (0..4_410).map(|i| (-(i as f32) / 400.0).exp()).collect();
         wav(&f, 44_100, &[ir.clone(), ir.clone()]);
-        let a = load(&f, "ir.wav", &slot(2, 1.0)).unwrap();
+        let a = load(&f, "ir.wav", &slot(2, 1.0), 1 << 28).unwrap();
         assert_eq!(
             (a.rate, a.planes.len(), a.planes[0].len()),
             (44_100, 2, 4_410)
         );
         assert_eq!(a.planes[0], ir);
         // To 48 kHz: the length scales, the energy stays (within the resampler's band).
-        let r = a.at_rate(48_000, 1.0).unwrap();
+        let limit = Limit {
+            max_seconds: 1.0,
+            max_bytes: 1 << 28,
+        };
+        let r = a.at_rate(48_000, limit).unwrap();
+        // Over the memory cap, on reading or at a higher rate: refused with the sizes.
+        let e = load(&f, "ir.wav", &slot(2, 1.0), 30_000).unwrap_err();
+        assert!(e.contains("memory cap of 0 MB"), "{e}");
+        let e = a
+            .at_rate(
+                768_000,
+                Limit {
+                    max_seconds: 1.0,
+                    max_bytes: 40_000 * 8,
+                },
+            )
+            .unwrap_err();
+        assert!(e.contains("76800 frames"), "{e}");
         assert!((r[0].len() as i64 - 4_800).abs() <= 2, "{}", r[0].len());
         let energy = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>();
         let ratio = energy(&r[0]) / energy(&ir) / (48_000.0 / 44_100.0);
         assert!((ratio - 1.0).abs() < 0.01, "{ratio}");
         // Too many channels, too long: refused, naming the file and the slot.
-        let e = load(&f, "ir.wav", &slot(1, 1.0)).unwrap_err();
+        let e = load(&f, "ir.wav", &slot(1, 1.0), 1 << 28).unwrap_err();
         assert!(
             e.contains("ir.wav") && e.contains("data ir") && e.contains("2 channel"),
             "{e}"
         );
-        let e = load(&f, "ir.wav", &slot(2, 0.05)).unwrap_err();
+        let e = load(&f, "ir.wav", &slot(2, 0.05), 1 << 28).unwrap_err();
         assert!(e.contains("longer than the 0.05 s"), "{e}");
         // Not audio at all.
         std::fs::write(dir.path().join("x.wav"), b"RIFF\0\0\0\0WAVEjunk").unwrap();
-        assert!(load(&dir.path().join("x.wav"), "x.wav", &slot(2, 1.0)).is_err());
+        assert!(load(&dir.path().join("x.wav"), "x.wav", &slot(2, 1.0), 1 << 28).is_err());
     }
 
     #[test]

@@ -283,7 +283,14 @@ pub fn stage_for(
         .map(|(k, v)| entry.effect.descriptor.resolve(k, &toml_value(v)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| failed(e.to_string()))?;
-    let data = read_data(&entry.effect.descriptor, &step.data, root).map_err(failed)?;
+    let limits = Limits::for_step(step);
+    let data = read_data(
+        &entry.effect.descriptor,
+        &step.data,
+        root,
+        limits.memory_bytes,
+    )
+    .map_err(failed)?;
     Ok(Box::new(
         stage::EffectStage::new(
             catalog.runtime().clone(),
@@ -330,13 +337,15 @@ pub fn data_problems(d: &descriptor::Descriptor, given: &[(String, String)]) -> 
     out
 }
 
-/// The data files `given` (slot, path) for an effect, read in its slot order, each with the
-/// slot's longest in seconds (see [`data::locate`] for `root`).
+/// The data files `given` (slot, path) for an effect, read in its slot order, each with its
+/// limit: the slot's seconds, and `max_bytes` (the effect's memory cap) as floats (see
+/// [`data::locate`] for `root`).
 pub fn read_data(
     d: &descriptor::Descriptor,
     given: &[(String, String)],
     root: Option<&Path>,
-) -> Result<Vec<(data::Audio, f64)>, String> {
+    max_bytes: usize,
+) -> Result<Vec<(data::Audio, data::Limit)>, String> {
     if let Some(p) = data_problems(d, given).into_iter().next() {
         return Err(p);
     }
@@ -348,7 +357,11 @@ pub fn read_data(
                 .find(|(k, _)| *k == slot.id)
                 .expect("checked above");
             let path = data::locate(root, written)?;
-            Ok((data::load(&path, written, slot)?, slot.max_seconds))
+            let limit = data::Limit {
+                max_seconds: slot.max_seconds,
+                max_bytes,
+            };
+            Ok((data::load(&path, written, slot, max_bytes)?, limit))
         })
         .collect()
 }

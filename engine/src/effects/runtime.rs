@@ -787,9 +787,8 @@ impl Instance {
             let src = mem
                 .get(addr..addr + frames * 4)
                 .ok_or_else(|| self.err("its memory shrank".into()))?;
-            read_floats(src, p);
-            // One pass that vectorises; the position is looked for only on failure.
-            if !p.iter().fold(true, |ok, v| ok & v.is_finite()) {
+            // The position of a non-finite value is looked for only on failure.
+            if !read_floats(src, p) {
                 let (i, v) = p
                     .iter()
                     .enumerate()
@@ -823,19 +822,28 @@ fn write_floats(dst: &mut [u8], src: &[f32]) {
 }
 
 /// `dst` from guest memory (see [`write_floats`]).
-fn read_floats(src: &[u8], dst: &mut [f32]) {
+/// Returns whether every value read is finite (checked in the same pass as the copy: for the
+/// cheapest effects the copies and the check cost as much as the effect).
+fn read_floats(src: &[u8], dst: &mut [f32]) -> bool {
     #[cfg(target_endian = "little")]
     {
         // SAFETY: as in `write_floats`.
         let (head, floats, _) = unsafe { src.align_to::<f32>() };
         if head.is_empty() && floats.len() >= dst.len() {
-            dst.copy_from_slice(&floats[..dst.len()]);
-            return;
+            let (mut finite, n) = (true, dst.len());
+            for (d, &s) in dst.iter_mut().zip(&floats[..n]) {
+                *d = s;
+                finite &= s.is_finite();
+            }
+            return finite;
         }
     }
+    let mut finite = true;
     for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
         *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        finite &= d.is_finite();
     }
+    finite
 }
 
 /// The largest effect module file read, bytes.

@@ -46,7 +46,7 @@ pub struct EffectStage {
     cut: bool,
     /// Audio for the effect's data slots (with each slot's longest), and the last rate it was
     /// resampled to.
-    data: Vec<(super::data::Audio, f64)>,
+    data: Vec<(super::data::Audio, super::data::Limit)>,
     data_at: Option<(u32, Vec<Vec<Vec<f32>>>)>,
 }
 
@@ -87,9 +87,8 @@ impl EffectStage {
         }
     }
 
-    /// The audio for the effect's data slots, in slot order (each with the slot's longest, in
-    /// seconds).
-    pub fn with_data(mut self, data: Vec<(super::data::Audio, f64)>) -> Self {
+    /// The audio for the effect's data slots, in slot order (each with its limit).
+    pub fn with_data(mut self, data: Vec<(super::data::Audio, super::data::Limit)>) -> Self {
         self.data = data;
         self
     }
@@ -139,7 +138,7 @@ impl Stage for EffectStage {
                     let planes = self
                         .data
                         .iter()
-                        .map(|(a, most)| a.at_rate(rate, *most))
+                        .map(|(a, limit)| a.at_rate(rate, *limit))
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|m| EffectError::new(&self.effect.descriptor.name, m))?;
                     self.data_at = Some((rate, planes));

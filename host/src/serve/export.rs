@@ -137,7 +137,8 @@ fn effect_steps(
                         .and_then(|c| c.get(&e.effect))
                         .and_then(|x| x.effect.descriptor.data_slot(k).map(|(_, s)| s.clone()))
                     {
-                        crate::effects::data::load(&path, rel, &slot).map_err(|m| {
+                        let cap = crate::effects::Limits::default().memory_bytes;
+                        crate::effects::data::load(&path, rel, &slot, cap).map_err(|m| {
                             bad(format!("settings.effects[{i}].data.{k}: {m}"))
                         })?;
                     }

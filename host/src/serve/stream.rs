@@ -368,10 +368,11 @@ impl Chain {
                 effect: d.name.clone(),
                 message,
             };
-            let data = crate::effects::read_data(d, &given, Some(root))
+            let cap = Limits::default().memory_bytes;
+            let data = crate::effects::read_data(d, &given, Some(root), cap)
                 .map_err(data_err)?
                 .iter()
-                .map(|(a, most)| a.at_rate(open.sample_rate, *most))
+                .map(|(a, limit)| a.at_rate(open.sample_rate, *limit))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(data_err)?;
             let data: Vec<&[Vec<f32>]> = data.iter().map(Vec::as_slice).collect();
