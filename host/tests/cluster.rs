@@ -697,6 +697,56 @@ fn gain_module(name: &str, gain: f32) -> Vec<u8> {
     .bytes()
 }
 
+/// `n` takes of 2 s programme (seeds from `seed`) made in `dir/copies` and copied into the
+/// root's inbox: the copies' folder.
+fn takes_into_inbox(dir: &Path, root: &Path, n: usize, seed: u64) -> PathBuf {
+    let copies = dir.join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    for i in 0..n {
+        let made = copies.join(format!("take{i}.wav"));
+        programme_wav(&made, 2.0, seed + i as u64);
+        std::fs::copy(&made, root.join("inbox").join(format!("take{i}.wav"))).unwrap();
+    }
+    copies
+}
+
+/// The `n` takes run by `sluice run` on a single machine's root with `pipeline` and the ingest
+/// root's `files` (paths in the root): every output of the farm's root is the same bytes.
+fn same_as_a_single_machine(
+    dir: &Path,
+    root: &Path,
+    pipeline: &str,
+    copies: &Path,
+    n: usize,
+    files: &[&str],
+) {
+    let single = dir.join("single");
+    std::fs::create_dir_all(single.join("pipelines")).unwrap();
+    std::fs::write(single.join("pipelines/farm.toml"), pipeline).unwrap();
+    for f in files {
+        let to = single.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(f), to).unwrap();
+    }
+    let mut cmd = sluice();
+    cmd.args(["run", "farm", "--root"]).arg(&single);
+    for i in 0..n {
+        cmd.arg(copies.join(format!("take{i}.wav")));
+    }
+    common::succeed(&mut cmd);
+    let outs = files_under(&root.join("out"));
+    assert!(!outs.is_empty());
+    for o in outs {
+        let rel = o.strip_prefix(root).unwrap();
+        assert_eq!(
+            common::blake3_hex(&o),
+            common::blake3_hex(&single.join(rel)),
+            "{}",
+            rel.display()
+        );
+    }
+}
+
 /// A user effect of the ingest root travels with the job by hash: a worker without it runs
 /// it, and a worker with its own module of the same name runs the ingest node's, so the
 /// outputs are the single machine's.
@@ -727,14 +777,8 @@ fn user_effects_travel_with_the_job_by_hash() {
         start_worker(&w2, dir.path(), "w2"),
     ];
     let host = start_ingest(&root, &ingest_log);
-    let copies = dir.path().join("copies");
-    std::fs::create_dir_all(&copies).unwrap();
     let n = 6;
-    for i in 0..n {
-        let made = copies.join(format!("take{i}.wav"));
-        programme_wav(&made, 2.0, 100 + i as u64);
-        std::fs::copy(&made, root.join("inbox").join(format!("take{i}.wav"))).unwrap();
-    }
+    let copies = takes_into_inbox(dir.path(), &root, n, 100);
     let js = wait_finished(&root, n, 90, || host.log());
     for j in &js {
         assert_eq!(j["state"], "done", "{j:#}\n{}", host.log());
@@ -743,30 +787,14 @@ fn user_effects_travel_with_the_job_by_hash() {
         js.iter().filter_map(|j| j["ran_on"].as_str()).collect();
     assert_eq!(workers.len(), 2, "both workers ran jobs: {workers:?}");
     // The single machine with the ingest root's module.
-    let single = dir.path().join("single");
-    std::fs::create_dir_all(single.join("pipelines")).unwrap();
-    std::fs::create_dir_all(single.join("effects")).unwrap();
-    std::fs::write(single.join("pipelines/farm.toml"), &pipeline).unwrap();
-    std::fs::copy(
-        root.join("effects/halve.wasm"),
-        single.join("effects/halve.wasm"),
-    )
-    .unwrap();
-    let mut cmd = sluice();
-    cmd.args(["run", "farm", "--root"]).arg(&single);
-    for i in 0..n {
-        cmd.arg(copies.join(format!("take{i}.wav")));
-    }
-    common::succeed(&mut cmd);
-    for o in files_under(&root.join("out")) {
-        let rel = o.strip_prefix(&root).unwrap();
-        assert_eq!(
-            common::blake3_hex(&o),
-            common::blake3_hex(&single.join(rel)),
-            "{}",
-            rel.display()
-        );
-    }
+    same_as_a_single_machine(
+        dir.path(),
+        &root,
+        &pipeline,
+        &copies,
+        n,
+        &["effects/halve.wasm"],
+    );
     assert!(
         w1.join(".sluice/farm-effects").read_dir().unwrap().count() == 1,
         "w1 keeps the module it fetched"
@@ -803,42 +831,15 @@ fn an_impulse_response_travels_with_the_job_by_hash() {
     std::fs::write(root.join("pipelines/farm.toml"), &pipeline).unwrap();
     let (_, _workers) = workers_of(dir.path(), &nats, &["w1"]);
     let host = start_ingest(&root, &ingest_log);
-    let copies = dir.path().join("copies");
-    std::fs::create_dir_all(&copies).unwrap();
     let n = 2;
-    for i in 0..n {
-        let made = copies.join(format!("take{i}.wav"));
-        programme_wav(&made, 2.0, 300 + i as u64);
-        std::fs::copy(&made, root.join("inbox").join(format!("take{i}.wav"))).unwrap();
-    }
+    let copies = takes_into_inbox(dir.path(), &root, n, 300);
     let js = wait_finished(&root, n, 90, || host.log());
     for j in &js {
         assert_eq!(j["state"], "done", "{j:#}\n{}", host.log());
         assert_eq!(j["ran_on"], "w1", "{j:#}");
     }
     // The single machine, the same response in its root.
-    let single = dir.path().join("single");
-    std::fs::create_dir_all(single.join("pipelines")).unwrap();
-    std::fs::create_dir_all(single.join("irs")).unwrap();
-    std::fs::write(single.join("pipelines/farm.toml"), &pipeline).unwrap();
-    std::fs::copy(root.join("irs/room.wav"), single.join("irs/room.wav")).unwrap();
-    let mut cmd = sluice();
-    cmd.args(["run", "farm", "--root"]).arg(&single);
-    for i in 0..n {
-        cmd.arg(copies.join(format!("take{i}.wav")));
-    }
-    common::succeed(&mut cmd);
-    let outs = files_under(&root.join("out"));
-    assert!(!outs.is_empty());
-    for o in outs {
-        let rel = o.strip_prefix(&root).unwrap();
-        assert_eq!(
-            common::blake3_hex(&o),
-            common::blake3_hex(&single.join(rel)),
-            "{}",
-            rel.display()
-        );
-    }
+    same_as_a_single_machine(dir.path(), &root, &pipeline, &copies, n, &["irs/room.wav"]);
 }
 
 /// A server that asks for a user and password: nodes with them work; a worker with a wrong

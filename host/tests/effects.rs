@@ -786,14 +786,7 @@ fn the_new_effects_line_up_and_keep_their_tails() {
         .collect();
     let src = dir.path().join("burst.wav");
     write_wav(&src, &burst, rate, 24);
-    let read = |p: &Path| -> Vec<Vec<f32>> {
-        let mut r = hound::WavReader::open(p).unwrap();
-        let ch = r.spec().channels as usize;
-        let all: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
-        (0..ch)
-            .map(|c| all.iter().skip(c).step_by(ch).copied().collect())
-            .collect()
-    };
+    let read = common::read_float_wav;
     // (effect, the declared tail in seconds, whether something rings after the input)
     for (effect, tail, rings) in [
         ("invert", 0.0, false),
@@ -968,33 +961,6 @@ fn a_parallel_branch_mixes_its_effects_with_the_dry_signal() {
     assert!(!root.join("out/bad").exists());
 }
 
-/// A 32-bit float WAV of `planes`.
-fn write_float_wav(path: &Path, planes: &[Vec<f32>], rate: u32) {
-    let spec = hound::WavSpec {
-        channels: planes.len() as u16,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..planes[0].len() {
-        for p in planes {
-            w.write_sample(p[i]).unwrap();
-        }
-    }
-    w.finalize().unwrap();
-}
-
-/// A float WAV's channels.
-fn read_float_wav(p: &Path) -> Vec<Vec<f32>> {
-    let mut r = hound::WavReader::open(p).unwrap();
-    let ch = r.spec().channels as usize;
-    let all: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
-    (0..ch)
-        .map(|c| all.iter().skip(c).step_by(ch).copied().collect())
-        .collect()
-}
-
 /// xorshift noise, `frames` long, peak `amp`, times `decay` per frame.
 fn decaying_noise(seed: u64, frames: usize, amp: f32, decay: f32) -> Vec<f32> {
     let mut s = seed;
@@ -1022,12 +988,12 @@ fn convolve_with_an_impulse_response_file_is_the_convolution() {
         .map(|c| decaying_noise(11 + c, 12_000, 0.5, 0.999_28))
         .collect();
     std::fs::create_dir_all(root.join("irs")).unwrap();
-    write_float_wav(&root.join("irs/room.wav"), &ir, rate);
+    common::write_float_wav(&root.join("irs/room.wav"), &ir, rate);
     let x: Vec<Vec<f32>> = (0..2)
         .map(|c| decaying_noise(21 + c, 24_000, 0.5, 1.0))
         .collect();
     let src = dir.path().join("dry.wav");
-    write_float_wav(&src, &x, rate);
+    common::write_float_wav(&src, &x, rate);
     // The definition, in f64.
     let want: Vec<Vec<f64>> = (0..2)
         .map(|c| {
@@ -1084,7 +1050,10 @@ fn convolve_with_an_impulse_response_file_is_the_convolution() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    check("pipeline", &read_float_wav(&root.join("out/room/dry.wav")));
+    check(
+        "pipeline",
+        &common::read_float_wav(&root.join("out/room/dry.wav")),
+    );
 
     // `sluice export`: KEY=@FILE.
     let out = dir.path().join("wet.wav");
@@ -1101,12 +1070,12 @@ fn convolve_with_an_impulse_response_file_is_the_convolution() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    check("export", &read_float_wav(&out));
+    check("export", &common::read_float_wav(&out));
 
     // Refused before anything runs, each naming the problem: no response, an unknown slot, a
     // path out of the root, a file that is not there, a response longer than the slot takes.
     std::fs::write(root.join("irs/long.wav"), b"").unwrap();
-    write_float_wav(
+    common::write_float_wav(
         &root.join("irs/long.wav"),
         &[vec![0.001; 31 * rate as usize]],
         rate,

@@ -261,40 +261,7 @@ impl Descriptor {
                 self.params.len()
             )));
         }
-        if self.data.len() > MAX_DATA {
-            return Err(DescriptorError::Field(format!(
-                "{} data slots (at most {MAX_DATA})",
-                self.data.len()
-            )));
-        }
-        for (i, d) in self.data.iter().enumerate() {
-            identifier("data id", &d.id, true)?;
-            if self.data[..i].iter().any(|e| e.id == d.id) {
-                return Err(DescriptorError::Field(format!(
-                    "data slot {:?} is declared twice",
-                    d.id
-                )));
-            }
-            text(&format!("data {}: name", d.id), &d.name, MAX_NAME)?;
-            if d.name.is_empty() {
-                return Err(DescriptorError::Field(format!(
-                    "data {}: the name is empty",
-                    d.id
-                )));
-            }
-            if !(1..=MAX_CHANNELS).contains(&d.max_channels) {
-                return Err(DescriptorError::Field(format!(
-                    "data {}: max_channels {} is not between 1 and {MAX_CHANNELS}",
-                    d.id, d.max_channels
-                )));
-            }
-            if !(d.max_seconds > 0.0 && d.max_seconds <= MAX_DATA_SECONDS) {
-                return Err(DescriptorError::Field(format!(
-                    "data {}: max_seconds {} is not above 0 and at most {MAX_DATA_SECONDS}",
-                    d.id, d.max_seconds
-                )));
-            }
-        }
+        self.check_data()?;
         let mut ids = std::collections::HashSet::new();
         for p in &self.params {
             identifier("parameter id", &p.id, true)?;
@@ -344,6 +311,45 @@ impl Descriptor {
                         "an enumerated parameter runs from 0 to the number of choices less one, with a whole default",
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The data slots' rules (effects/ABI.md, section 2).
+    fn check_data(&self) -> Result<(), DescriptorError> {
+        if self.data.len() > MAX_DATA {
+            return Err(DescriptorError::Field(format!(
+                "{} data slots (at most {MAX_DATA})",
+                self.data.len()
+            )));
+        }
+        for (i, d) in self.data.iter().enumerate() {
+            identifier("data id", &d.id, true)?;
+            if self.data[..i].iter().any(|e| e.id == d.id) {
+                return Err(DescriptorError::Field(format!(
+                    "data slot {:?} is declared twice",
+                    d.id
+                )));
+            }
+            text(&format!("data {}: name", d.id), &d.name, MAX_NAME)?;
+            if d.name.is_empty() {
+                return Err(DescriptorError::Field(format!(
+                    "data {}: the name is empty",
+                    d.id
+                )));
+            }
+            if !(1..=MAX_CHANNELS).contains(&d.max_channels) {
+                return Err(DescriptorError::Field(format!(
+                    "data {}: max_channels {} is not between 1 and {MAX_CHANNELS}",
+                    d.id, d.max_channels
+                )));
+            }
+            if !(d.max_seconds > 0.0 && d.max_seconds <= MAX_DATA_SECONDS) {
+                return Err(DescriptorError::Field(format!(
+                    "data {}: max_seconds {} is not above 0 and at most {MAX_DATA_SECONDS}",
+                    d.id, d.max_seconds
+                )));
             }
         }
         Ok(())
@@ -504,6 +510,28 @@ mod tests {
         let mut v = good();
         v["params"][0]["max"] = 1e39.into();
         cases.push((v, "finite f32"));
+        // Data slots.
+        let slot = |id: &str, ch: u32, s: f64| serde_json::json!({"id": id, "name": "Response", "max_channels": ch, "max_seconds": s});
+        for (data, want) in [
+            (vec![slot("ir", 2, 1.0); 5], "5 data slots"),
+            (
+                vec![slot("ir", 2, 1.0), slot("ir", 2, 1.0)],
+                "declared twice",
+            ),
+            (vec![slot("IR", 2, 1.0)], "data id"),
+            (vec![slot("ir", 0, 1.0)], "max_channels 0"),
+            (vec![slot("ir", 33, 1.0)], "max_channels 33"),
+            (vec![slot("ir", 2, 0.0)], "max_seconds 0"),
+            (vec![slot("ir", 2, 601.0)], "max_seconds 601"),
+        ] {
+            let mut v = good();
+            v["data"] = data.into();
+            cases.push((v, want));
+        }
+        let mut v = good();
+        v["data"] = vec![slot("ir", 2, 30.0)].into();
+        let d = parse(&v).unwrap();
+        assert_eq!(d.data_slot("ir").unwrap().1.max_channels, 2);
         for (v, want) in cases {
             let e = parse(&v).unwrap_err();
             assert!(e.contains(want), "{want}: {e}");

@@ -629,27 +629,8 @@ impl Worker {
                     std::fs::create_dir_all(&dir)
                         .map_err(|e| transient(format!("{}: {e}", dir.display())))?;
                     let path = dir.join(format!("{}.wasm", m.blake3));
-                    if !path.is_file() {
-                        let (atomic, mut f) = sluice_core::io::AtomicFile::create(&path, true)
-                            .map_err(|e| transient(e.to_string()))?;
-                        match self.farm.rt.block_on(self.farm.get_into(&m.object, &mut f)) {
-                            Ok((hash, _)) if hash == m.blake3 => {}
-                            Ok((hash, _)) => {
-                                return Err(transient(format!(
-                                    "the module fetched from the farm has BLAKE3 {hash}"
-                                )));
-                            }
-                            Err(e) => {
-                                return Err(transient(format!(
-                                    "cannot fetch the module from the farm: {e:#}"
-                                )));
-                            }
-                        }
-                        drop(f);
-                        atomic
-                            .commit()
-                            .map_err(|e| transient(format!("cannot keep the module: {e}")))?;
-                    }
+                    self.fetch_once(&m.object, &m.blake3, &path, "module")
+                        .map_err(transient)?;
                     let e = c.check_file(&path).map_err(|e| {
                         Failure::Effect(format!(
                             "effect {} (module {}) is refused on worker {me}: {e}",
@@ -674,6 +655,37 @@ impl Worker {
         Ok(c)
     }
 
+    /// `object` of the farm's store at `path` (kept there: fetched only when it is not there
+    /// yet), written whole or not at all, and only if its BLAKE3 is `blake3`. `what` names it in
+    /// errors.
+    fn fetch_once(
+        &self,
+        object: &str,
+        blake3: &str,
+        path: &Path,
+        what: &str,
+    ) -> Result<(), String> {
+        if path.is_file() {
+            return Ok(());
+        }
+        let (atomic, mut f) =
+            sluice_core::io::AtomicFile::create(path, true).map_err(|e| e.to_string())?;
+        match self.farm.rt.block_on(self.farm.get_into(object, &mut f)) {
+            Ok((hash, _)) if hash == blake3 => {}
+            Ok((hash, _)) => {
+                return Err(format!(
+                    "the {what} fetched from the farm has BLAKE3 {hash}"
+                ));
+            }
+            Err(e) => return Err(format!("cannot fetch the {what} from the farm: {e:#}")),
+        }
+        drop(f);
+        atomic
+            .commit()
+            .map(|_| ())
+            .map_err(|e| format!("cannot keep the {what}: {e}"))
+    }
+
     /// The job's data files at their paths in the job's root `dir`: each fetched once into
     /// `.sluice/farm-data/HASH` (its hash checked), then copied in.
     fn fetch_data(&self, msg: &JobMsg, dir: &Path) -> Result<(), Failure> {
@@ -691,25 +703,8 @@ impl Worker {
             std::fs::create_dir_all(&cache)
                 .map_err(|e| transient(format!("{}: {e}", cache.display())))?;
             let kept = cache.join(&d.blake3);
-            if !kept.is_file() {
-                let (atomic, mut f) = sluice_core::io::AtomicFile::create(&kept, true)
-                    .map_err(|e| transient(e.to_string()))?;
-                match self.farm.rt.block_on(self.farm.get_into(&d.object, &mut f)) {
-                    Ok((hash, _)) if hash == d.blake3 => {}
-                    Ok((hash, _)) => {
-                        return Err(transient(format!(
-                            "the file fetched from the farm has BLAKE3 {hash}"
-                        )));
-                    }
-                    Err(e) => {
-                        return Err(transient(format!("cannot fetch it from the farm: {e:#}")));
-                    }
-                }
-                drop(f);
-                atomic
-                    .commit()
-                    .map_err(|e| transient(format!("cannot keep it: {e}")))?;
-            }
+            self.fetch_once(&d.object, &d.blake3, &kept, "file")
+                .map_err(transient)?;
             // Where the pipeline looks for it, inside the job's root (a path that would leave
             // it is refused).
             let at = crate::confine::prepare(dir, Path::new(&d.path))

@@ -498,3 +498,30 @@ pub fn component(x: &[f32], rate: u32, freq: f64) -> f64 {
     }
     2.0 * (re * re + im * im).sqrt() / n as f64
 }
+
+/// A 32-bit float WAV of `planes`.
+pub fn write_float_wav(path: &Path, planes: &[Vec<f32>], rate: u32) {
+    let spec = hound::WavSpec {
+        channels: planes.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..planes[0].len() {
+        for p in planes {
+            w.write_sample(p[i]).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+/// A float WAV's channels.
+pub fn read_float_wav(p: &Path) -> Vec<Vec<f32>> {
+    let mut r = hound::WavReader::open(p).unwrap();
+    let ch = r.spec().channels as usize;
+    let all: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
+    (0..ch)
+        .map(|c| all.iter().skip(c).step_by(ch).copied().collect())
+        .collect()
+}
