@@ -227,6 +227,52 @@ mod tests {
         assert!(load(&dir.path().join("x.wav"), "x.wav", &slot(2, 1.0), 1 << 28).is_err());
     }
 
+    /// A WAV whose header claims `rate` Hz, 2 channels and 4 GB of 16-bit data, holding 4 KB.
+    fn forged(path: &Path, rate: u32) {
+        let mut b = Vec::new();
+        b.extend(b"RIFF");
+        b.extend(u32::MAX.to_le_bytes());
+        b.extend(b"WAVEfmt ");
+        b.extend(16u32.to_le_bytes());
+        b.extend(1u16.to_le_bytes());
+        b.extend(2u16.to_le_bytes());
+        b.extend(rate.to_le_bytes());
+        b.extend(rate.wrapping_mul(4).to_le_bytes());
+        b.extend(4u16.to_le_bytes());
+        b.extend(16u16.to_le_bytes());
+        b.extend(b"data");
+        b.extend(u32::MAX.to_le_bytes());
+        b.extend((0..4096).map(|i| (i * 7 % 251) as u8));
+        std::fs::write(path, b).unwrap();
+    }
+
+    #[test]
+    fn a_forged_header_cannot_make_the_host_hold_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("forged.wav");
+        // 1.78 GHz (the rate that once made `analyze` take 8 GB): refused, naming the file, or
+        // read as the 1024 frames there are; never resampled into gigabytes.
+        forged(&f, 1_780_000_000);
+        match load(&f, "forged.wav", &slot(2, 30.0), 256 << 20) {
+            Err(e) => assert!(e.contains("forged.wav"), "{e}"),
+            Ok(a) => {
+                assert!(a.planes[0].len() <= 1024);
+                let limit = Limit {
+                    max_seconds: 30.0,
+                    max_bytes: 256 << 20,
+                };
+                assert!(
+                    a.at_rate(48_000, limit)
+                        .map_or(true, |p| p[0].len() <= 1024)
+                );
+            }
+        }
+        // A plausible rate with the 4 GB claim: what is there, not what the header says.
+        forged(&f, 48_000);
+        let a = load(&f, "forged.wav", &slot(2, 30.0), 256 << 20).unwrap();
+        assert_eq!((a.planes.len(), a.planes[0].len()), (2, 1024));
+    }
+
     #[test]
     fn a_pipeline_path_stays_in_its_root() {
         let dir = tempfile::tempdir().unwrap();
