@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo bench -p sluice-host --bench effects
 //! cargo bench -p sluice-host --bench effects -- --seconds 20 --runs 5
+//! cargo bench -p sluice-host --bench effects -- --only denoise,pitch
 //! ```
 //!
 //! Each of the twenty-one built-ins (gain, EQ, high-pass, compressor, limiter, reverb, delay,
@@ -757,7 +758,18 @@ fn run() -> Res<bool> {
     );
     let mut pass = true;
     let mut worst: Option<(&str, f64)> = None;
-    for case in CASES {
+    // `--only NAME[,NAME…]`: those effects alone (and no per-call or Faust figures).
+    let only = arg_value("--only");
+    let chosen = |effect: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|n| n == effect))
+    };
+    if let Some(o) = &only
+        && let Some(bad) = o.split(',').find(|n| !CASES.iter().any(|c| c.effect == *n))
+    {
+        return Err(format!("--only: no effect {bad} in this bench").into());
+    }
+    for case in CASES.iter().filter(|c| chosen(c.effect)) {
         let (mut n, mut w) = (Took::NONE, Took::NONE);
         for _ in 0..runs {
             n = n.min(native_by_name(&mut memory, case, &audio, BLOCK)?);
@@ -784,6 +796,9 @@ fn run() -> Res<bool> {
     }
     if let Some((name, r)) = worst {
         println!("worst: {name} at {r:.2}× native (CPU time)");
+    }
+    if only.is_some() {
+        return Ok(pass);
     }
 
     // Per-call overhead: 1-frame blocks of the gain effect.
