@@ -989,19 +989,13 @@ fn data_files(
         })
         .collect();
     let cap = crate::effects::Limits::default().memory_bytes;
-    crate::effects::read_data(d, &given, None, cap)
-        .and_then(|v| {
-            v.iter()
-                .map(|(a, limit)| a.at_rate(rate, *limit))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(|m| {
-            anyhow!(
-                "effect {}: {m} (give it as {}=@FILE)",
-                d.name,
-                d.data.first().map_or("KEY", |s| s.id.as_str())
-            )
-        })
+    crate::effects::data_at_rate(d, &given, None, cap, rate).map_err(|m| {
+        anyhow!(
+            "effect {}: {m} (give it as {}=@FILE)",
+            d.name,
+            d.data.first().map_or("KEY", |s| s.id.as_str())
+        )
+    })
 }
 
 /// `sluice effects test NAME [KEY=VALUE...]`: an impulse and a sweep through the effect, and

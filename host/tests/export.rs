@@ -565,6 +565,63 @@ fn outputs_are_never_partial_or_clobbered() {
     }
 }
 
+/// An export killed (SIGKILL) while it writes leaves its hidden temporary; the next export into
+/// that folder removes it, and leaves a living process's temporary alone.
+#[test]
+fn a_killed_exports_temporary_is_swept_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("long.wav");
+    write_wav(
+        &src,
+        48_000,
+        &signal::programme(48_000, 2, 48_000 * 600, 3),
+        24,
+    );
+    let outs = dir.path().join("outs");
+    std::fs::create_dir(&outs).unwrap();
+    let parts = || -> Vec<String> {
+        std::fs::read_dir(&outs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".part"))
+            .collect()
+    };
+    let mut child = sluice()
+        .arg("export")
+        .arg(&src)
+        .arg("-o")
+        .arg(outs.join("long.flac"))
+        .args(["--effect", "reverb"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while parts().is_empty() {
+        assert!(t.elapsed().as_secs() < 60, "no temporary appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = parts();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(!outs.join("long.flac").exists());
+    // A temporary of a process that is alive (this test's) stays.
+    let alive = format!(".other.flac.sluice-{}-0.part", std::process::id());
+    std::fs::write(outs.join(&alive), b"being written").unwrap();
+    let short = dir.path().join("short.wav");
+    write_wav(&short, 48_000, &signal::programme(48_000, 2, 48_000, 4), 16);
+    export(&[
+        short.to_str().unwrap(),
+        "-o",
+        outs.join("short.flac").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        parts(),
+        vec![alive],
+        "the dead export's temporary is gone, the living one's kept"
+    );
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {

@@ -150,6 +150,13 @@ impl Audio {
     }
 }
 
+/// Every slot's audio put at `rate` (each within its limit): the planes an instance takes.
+pub fn at_rate(data: &[(Audio, Limit)], rate: u32) -> Result<Vec<Vec<Vec<f32>>>, String> {
+    data.iter()
+        .map(|(a, limit)| a.at_rate(rate, *limit))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -296,7 +296,7 @@ pub fn stage_for(
             catalog.runtime().clone(),
             entry.effect.clone(),
             resolved,
-            Limits::for_step(step),
+            limits,
         )
         .with_data(data),
     ))
@@ -364,6 +364,18 @@ pub fn read_data(
             Ok((data::load(&path, written, slot, max_bytes)?, limit))
         })
         .collect()
+}
+
+/// The data files `given` read as [`read_data`] does, and put at `rate`: the planes an
+/// instance of the effect takes, slot by slot.
+pub fn data_at_rate(
+    d: &descriptor::Descriptor,
+    given: &[(String, String)],
+    root: Option<&Path>,
+    max_bytes: usize,
+    rate: u32,
+) -> Result<Vec<Vec<Vec<f32>>>, String> {
+    data::at_rate(&read_data(d, given, root, max_bytes)?, rate)
 }
 
 /// A resolver whose effects are `catalog`'s, and nothing else (no analysis taps, no library):

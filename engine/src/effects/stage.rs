@@ -135,11 +135,7 @@ impl Stage for EffectStage {
             slot => {
                 *slot = None;
                 if self.data_at.as_ref().is_none_or(|(r, _)| *r != rate) {
-                    let planes = self
-                        .data
-                        .iter()
-                        .map(|(a, limit)| a.at_rate(rate, *limit))
-                        .collect::<Result<Vec<_>, _>>()
+                    let planes = super::data::at_rate(&self.data, rate)
                         .map_err(|m| EffectError::new(&self.effect.descriptor.name, m))?;
                     self.data_at = Some((rate, planes));
                 }

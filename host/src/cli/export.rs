@@ -431,6 +431,16 @@ pub fn run(a: &ExportArgs) -> Result<std::process::ExitCode> {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
     }
+    // What an export killed while it wrote here left behind (its hidden temporaries, whose
+    // process is gone) goes first.
+    let folder = match &order.destination {
+        Destination::Dir(dir) => dir.as_path(),
+        Destination::File(f) => f
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new(".")),
+    };
+    sluice_core::io::sweep_stale(folder);
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let multi = MultiProgress::with_draw_target(if show {
         ProgressDrawTarget::stderr()

@@ -369,11 +369,7 @@ impl Chain {
                 message,
             };
             let cap = Limits::default().memory_bytes;
-            let data = crate::effects::read_data(d, &given, Some(root), cap)
-                .map_err(data_err)?
-                .iter()
-                .map(|(a, limit)| a.at_rate(open.sample_rate, *limit))
-                .collect::<Result<Vec<_>, _>>()
+            let data = crate::effects::data_at_rate(d, &given, Some(root), cap, open.sample_rate)
                 .map_err(data_err)?;
             let data: Vec<&[Vec<f32>]> = data.iter().map(Vec::as_slice).collect();
             let mut inst = Instance::with_data(
