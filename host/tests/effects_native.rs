@@ -112,7 +112,14 @@ const CASES: &[Case] = &[
     Case {
         effect: "leveler",
         first: &[("target_db", -14.0), ("lookahead_ms", 300.0)],
-        then: &[("target_db", -26.0), ("drift_db_s", 5.0), ("window_s", 1.0)],
+        // Then music held (choice 1) rather than set to its gain.
+        then: &[
+            ("target_db", -26.0),
+            ("drift_db_s", 5.0),
+            ("window_s", 1.0),
+            ("music", 1.0),
+            ("music_gain_db", -3.0),
+        ],
     },
     Case {
         effect: "invert",

@@ -396,8 +396,9 @@ fn reading(dir: &Path, espeak: &Path, voice: &str, text: &str, db: f64) -> Vec<f
 }
 
 /// Short-term loudness (3 s, every 100 ms) of `y` where the 100 ms steps of `voice` (the
-/// speech alone, aligned) are speech (above −50 LUFS): its 10–95 % spread (LU).
-fn speech_spread(y: &[f32], voice: &[f32], rate: u32) -> f64 {
+/// speech alone, aligned) are speech (above −50 LUFS) and, with `music` (the music alone,
+/// aligned), the 3 s hold none of it: its 10–95 % spread (LU).
+fn speech_spread(y: &[f32], voice: &[f32], music: Option<&[f32]>, rate: u32) -> f64 {
     use sluice_core::analysis::loudness::{LoudnessMeter, lufs};
     let steps = |x: &[f32]| {
         let mut m = LoudnessMeter::new(rate, vec![1.0]);
@@ -405,8 +406,16 @@ fn speech_spread(y: &[f32], voice: &[f32], rate: u32) -> f64 {
         m.steps().to_vec()
     };
     let (ys, vs) = (steps(y), steps(voice));
+    let step = rate as usize / 10;
+    let quiet = |i: usize| {
+        music.is_none_or(|m| {
+            m[(i - 29) * step..((i + 1) * step).min(m.len())]
+                .iter()
+                .all(|v| *v == 0.0)
+        })
+    };
     let mut st: Vec<f64> = (29..ys.len().min(vs.len()))
-        .filter(|&i| lufs(vs[i]) > -50.0)
+        .filter(|&i| lufs(vs[i]) > -50.0 && quiet(i))
         .map(|i| lufs(ys[i - 29..=i].iter().sum::<f64>() / 30.0))
         .collect();
     st.sort_by(f64::total_cmp);
@@ -415,11 +424,12 @@ fn speech_spread(y: &[f32], voice: &[f32], rate: u32) -> f64 {
 }
 
 /// The largest move of the gain `y / x` (from 10 ms RMS) within a word: spans where the voice's
-/// 10 ms level is within 30 dB of its loudest, split at gaps of 30 ms or more.
-fn gain_move_within_words(x: &[f32], y: &[f32], rate: u32) -> f64 {
+/// (`voice`, the speech in `x` alone) 10 ms level is within 30 dB of its loudest, split at gaps
+/// of 30 ms or more.
+fn gain_move_within_words(voice: &[f32], x: &[f32], y: &[f32], rate: u32) -> f64 {
     let w = rate as usize / 100;
     let rms = |s: &[f32]| (energy(s) / s.len() as f64).sqrt();
-    let levels: Vec<f64> = x.chunks_exact(w).map(rms).collect();
+    let levels: Vec<f64> = voice.chunks_exact(w).map(rms).collect();
     let loudest = levels.iter().cloned().fold(0.0, f64::max);
     let voiced: Vec<bool> = levels.iter().map(|l| *l > loudest * 0.0316).collect();
     let gains: Vec<f64> = x
@@ -451,6 +461,40 @@ fn gain_move_within_words(x: &[f32], y: &[f32], rate: u32) -> f64 {
     worst
 }
 
+/// Two speakers 12 dB apart (peak dBFS) taking six turns.
+const TURNS: [(&str, &str, f64); 6] = [
+    (
+        "en-us",
+        "Welcome back to the show. Today we talk about rivers and the towns they made.",
+        -1.0,
+    ),
+    (
+        "en-gb+f3",
+        "Thanks for having me. I grew up by a river, so this one is close to my heart.",
+        -13.0,
+    ),
+    (
+        "en-us",
+        "Tell me about the first time you saw the flood come through the valley.",
+        -1.0,
+    ),
+    (
+        "en-gb+f3",
+        "I was seven. The water rose over the bridge in an hour, and nobody spoke.",
+        -13.0,
+    ),
+    (
+        "en-us",
+        "And what did the town do afterwards, when the water finally went down?",
+        -1.0,
+    ),
+    (
+        "en-gb+f3",
+        "They built the wall you can still see today, stone by stone, over ten years.",
+        -13.0,
+    ),
+];
+
 /// Two speakers 12 dB apart taking turns: after the leveler their speech's short-term loudness
 /// spreads at most 3 LU (10–95 %), and the gain moves less than 1 dB within any word; ffmpeg's
 /// speechnorm and dynaudnorm at their defaults are measured beside it.
@@ -463,49 +507,17 @@ fn speakers_12_db_apart_end_within_3_lu_and_the_gain_holds_within_words() {
     let Some(ffmpeg) = common::tool("ffmpeg") else {
         return;
     };
-    let turns = [
-        (
-            "en-us",
-            "Welcome back to the show. Today we talk about rivers and the towns they made.",
-            -1.0,
-        ),
-        (
-            "en-gb+f3",
-            "Thanks for having me. I grew up by a river, so this one is close to my heart.",
-            -13.0,
-        ),
-        (
-            "en-us",
-            "Tell me about the first time you saw the flood come through the valley.",
-            -1.0,
-        ),
-        (
-            "en-gb+f3",
-            "I was seven. The water rose over the bridge in an hour, and nobody spoke.",
-            -13.0,
-        ),
-        (
-            "en-us",
-            "And what did the town do afterwards, when the water finally went down?",
-            -1.0,
-        ),
-        (
-            "en-gb+f3",
-            "They built the wall you can still see today, stone by stone, over ten years.",
-            -13.0,
-        ),
-    ];
     let rate = 22_050u32;
     let pause = vec![0.0f32; rate as usize / 2];
     let mut voice = Vec::new();
-    for (v, text, db) in turns {
+    for (v, text, db) in TURNS {
         voice.extend(reading(dir.path(), &espeak, v, text, db));
         voice.extend(&pause);
     }
     // A quiet room under it all (pink, −60 dBFS RMS).
     let room = pink(voice.len(), 5, 0.001);
     let x: Vec<f32> = voice.iter().zip(&room).map(|(a, b)| a + b).collect();
-    let before = speech_spread(&x, &voice, rate);
+    let before = speech_spread(&x, &voice, None, rate);
 
     let mut mem = native::memory();
     let padded: Vec<f32> = x
@@ -516,8 +528,8 @@ fn speakers_12_db_apart_end_within_3_lu_and_the_gain_holds_within_words() {
     let (out, mut fx) = run::<leveler::Leveler>(&mut mem, rate, &[], &padded);
     let late = fx.latency();
     let ours = &out[late..late + x.len()];
-    let spread = speech_spread(ours, &voice, rate);
-    let moved = gain_move_within_words(&x, ours, rate);
+    let spread = speech_spread(ours, &voice, None, rate);
+    let moved = gain_move_within_words(&voice, &x, ours, rate);
 
     let peer = |filter: &str| {
         let mut y = ffmpeg_filter(dir.path(), &ffmpeg, &x, rate, filter);
@@ -525,8 +537,8 @@ fn speakers_12_db_apart_end_within_3_lu_and_the_gain_holds_within_words() {
         y.resize(l + x.len(), 0.0);
         let y = &y[l..];
         (
-            speech_spread(y, &voice, rate),
-            gain_move_within_words(&x, y, rate),
+            speech_spread(y, &voice, None, rate),
+            gain_move_within_words(&voice, &x, y, rate),
         )
     };
     let (sn, dn) = (peer("speechnorm"), peer("dynaudnorm"));
@@ -542,4 +554,144 @@ fn speakers_12_db_apart_end_within_3_lu_and_the_gain_holds_within_words() {
     );
     assert!(spread <= 3.0, "the leveler left {spread:.1} LU");
     assert!(moved < 1.0, "the gain moved {moved:.2} dB within a word");
+}
+
+/// `host/tests/fixtures/music/NAME.opus` (real recordings, README.md there) decoded by ffmpeg,
+/// mono at `rate`, brought to −20 dBFS RMS.
+fn music_fixture(ffmpeg: &Path, name: &str, rate: u32) -> Vec<f32> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/music")
+        .join(format!("{name}.opus"));
+    let out = std::process::Command::new(ffmpeg)
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(&path)
+        .args(["-ac", "1", "-ar", &rate.to_string(), "-f", "f32le", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "ffmpeg could not decode {path:?}");
+    let x: Vec<f32> = out
+        .stdout
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let rms = (energy(&x) / x.len() as f64).sqrt();
+    x.iter().map(|v| (*v as f64 * 0.1 / rms) as f32).collect()
+}
+
+/// A show: music (orchestral), three turns of the two speakers 12 dB apart, music (electronic),
+/// three more turns, music (metal) — real recordings, host/tests/fixtures/music. With
+/// `music = "fixed"` and `music_gain_db = -6`, the gain over each piece (after its first second,
+/// while the leveler recognises it) stays within 1 dB of −6 dB on at least 95 % of its 10 ms
+/// steps; with `hold` it stays where the speech left it (it moves less than 1 dB over a piece's
+/// 95 % of steps); either way the speech is still levelled to within 3 LU with the gain still
+/// within 1 dB inside words. `level` (music levelled like speech) is printed beside.
+#[test]
+fn music_between_the_speech_keeps_its_set_gain_and_the_speech_is_still_levelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(espeak) = common::tool("espeak-ng") else {
+        return;
+    };
+    let Some(ffmpeg) = common::tool("ffmpeg") else {
+        return;
+    };
+    let rate = 22_050u32;
+    let pieces: Vec<Vec<f32>> = ["orchestral", "electronic", "metal"]
+        .iter()
+        .map(|n| music_fixture(&ffmpeg, n, rate))
+        .collect();
+    let pause = vec![0.0f32; rate as usize / 2];
+    let (mut voice, mut music) = (Vec::new(), Vec::new());
+    let mut spans = Vec::new();
+    let mut lay = |voice: &mut Vec<f32>, music: &mut Vec<f32>, piece: &[f32]| {
+        spans.push(voice.len()..voice.len() + piece.len());
+        voice.extend(std::iter::repeat_n(0.0, piece.len()));
+        music.extend(piece);
+    };
+    for (k, (v, text, db)) in TURNS.iter().enumerate() {
+        if k % 3 == 0 {
+            lay(&mut voice, &mut music, &pieces[k / 3]);
+        }
+        let said = reading(dir.path(), &espeak, v, text, *db);
+        music.extend(std::iter::repeat_n(0.0, said.len() + pause.len()));
+        voice.extend(said);
+        voice.extend(&pause);
+    }
+    lay(&mut voice, &mut music, &pieces[2]);
+    let room = pink(voice.len(), 5, 0.001);
+    let x: Vec<f32> = (0..voice.len())
+        .map(|i| voice[i] + music[i] + room[i])
+        .collect();
+    let before = speech_spread(&x, &voice, Some(&music), rate);
+
+    let padded: Vec<f32> = x
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0.0, rate as usize))
+        .collect();
+    let w = rate as usize / 100;
+    let level = |s: &[f32]| energy(s) / s.len() as f64;
+    for (mode, set_db) in [("fixed", -6.0f32), ("hold", 0.0), ("level", 0.0)] {
+        let mut mem = native::memory();
+        let mut fx = Native::<leveler::Leveler>::new(&mut mem, rate, 1, 512).expect("init");
+        fx.set_choice("music", mode).set("music_gain_db", set_db);
+        let late = fx.latency();
+        let mut out = vec![padded.clone()];
+        fx.run(&mut out);
+        let ours = &out[0][late..late + x.len()];
+        let spread = speech_spread(ours, &voice, Some(&music), rate);
+        let moved = gain_move_within_words(&voice, &x, ours, rate);
+        // Per piece, after its first second: the gain (dB) of each 10 ms step that sounds.
+        let mut report = Vec::new();
+        for span in &spans {
+            let mut gains: Vec<f64> = (span.start / w + 100..span.end / w)
+                .filter(|&k| level(&x[k * w..(k + 1) * w]) > 1e-5)
+                .map(|k| db(level(&ours[k * w..(k + 1) * w]) / level(&x[k * w..(k + 1) * w])))
+                .collect();
+            gains.sort_by(f64::total_cmp);
+            let at = |q: f64| gains[((gains.len() - 1) as f64 * q).round() as usize];
+            // Share within 1 dB of the set gain; the middle 95 %'s range.
+            let near = gains
+                .iter()
+                .filter(|g| (**g - set_db as f64).abs() <= 1.0)
+                .count() as f64
+                / gains.len() as f64;
+            report.push((near, at(0.975) - at(0.025), at(0.5)));
+        }
+        println!(
+            "music = {mode} ({set_db} dB): speech spread {spread:.1} LU (input {before:.1}), \
+             gain within a word at most {moved:.2} dB; per piece (share within 1 dB of the set \
+             gain, range of the middle 95 %, median): {}",
+            report
+                .iter()
+                .map(|(n, r, m)| format!("{:.0} % / {r:.1} dB / {m:+.1} dB", 100.0 * n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if mode == "level" {
+            continue;
+        }
+        assert!(
+            before > 10.0,
+            "the input's speakers are {before:.1} LU apart"
+        );
+        assert!(spread <= 3.0, "{mode}: the leveler left {spread:.1} LU");
+        assert!(
+            moved < 1.0,
+            "{mode}: the gain moved {moved:.2} dB within a word"
+        );
+        for (k, (near, range, _)) in report.iter().enumerate() {
+            if mode == "fixed" {
+                assert!(
+                    *near >= 0.95,
+                    "fixed: piece {k} within 1 dB of {set_db} dB on only {:.0} % of its steps",
+                    100.0 * near
+                );
+            } else {
+                assert!(
+                    *range < 1.0,
+                    "hold: the gain moved {range:.1} dB over piece {k}"
+                );
+            }
+        }
+    }
 }
