@@ -24,6 +24,11 @@ const TEXT: &str = "She sells sea shells by the seashore. Six sleek swans swam s
      The sixth sick sheikh's sixth sheep is sick. Surely the sun shines on the sands, \
      and the salty sea sings its soft song to the sailors.";
 
+/// The second voice's text in the noise test.
+const SECOND_TEXT: &str = "The river rose over the old stone bridge in the night. Nobody in the \
+     valley had seen such a flood before. By morning the fields were lakes and the roads were \
+     gone. It took the town ten years to build the wall.";
+
 /// The reading as mono samples at espeak-ng's rate (22.05 kHz), peak 0.5.
 fn speech(dir: &Path) -> Option<(Vec<f32>, u32)> {
     let espeak = common::tool("espeak-ng")?;
@@ -314,62 +319,73 @@ fn ffmpeg_filter(dir: &Path, ffmpeg: &Path, x: &[f32], rate: u32, filter: &str) 
 }
 
 /// Noise reduction on a voice under pink noise at 5, 10 and 20 dB SNR: the SI-SDR gained, beside
-/// ffmpeg's afftdn and anlmdn at their defaults on the same mixture. Two takes of each: the
-/// reading after a second of the room's tone (as a recording opens), and the reading from the
-/// very first frame, where the estimate has had no pause to learn from for two seconds.
+/// ffmpeg's afftdn and anlmdn at their defaults on the same mixture. Two voices (`en-us`
+/// reading the sibilant sentences the estimator was worked out on, `en-gb+f3` another text it
+/// was not), two takes of each: the reading after a second of the room's tone (as a recording
+/// opens), and the reading from the very first frame, where the estimate has had no pause to
+/// learn from for two seconds.
 #[test]
 fn noise_under_a_voice_is_reduced_at_least_as_well_as_ffmpegs_filters() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((reading, rate)) = speech(dir.path()) else {
+    let Some((first, rate)) = speech(dir.path()) else {
+        return;
+    };
+    let Some(espeak) = common::tool("espeak-ng") else {
         return;
     };
     let Some(ffmpeg) = common::tool("ffmpeg") else {
         return;
     };
-    let rms = (energy(&reading) / reading.len() as f64).sqrt();
-    let opened: Vec<f32> = std::iter::repeat_n(0.0, rate as usize)
-        .chain(reading.iter().copied())
-        .collect();
+    // A second voice and text, not the ones the estimator was worked out on.
+    let second = reading(dir.path(), &espeak, "en-gb+f3", SECOND_TEXT, -6.02);
     let mut mem = native::memory();
     // What it reaches (at least), per SNR: after the room's tone the issue's 6 dB at 10 dB SNR;
-    // from the first frame what this estimator holds (the opening costs about 0.7 dB).
-    for (voice, take, reaches) in [
-        (&opened, "after 1 s of room tone", [6.0, 6.0, 2.5]),
-        (&reading, "from the first frame", [5.0, 5.0, 0.7]),
-    ] {
-        for (snr, reaches) in [5.0, 10.0, 20.0].into_iter().zip(reaches) {
-            let noise = pink(voice.len(), 17, rms / 10f64.powf(snr / 20.0));
-            let x: Vec<f32> = voice.iter().zip(&noise).map(|(a, b)| a + b).collect();
-            let before = si_sdr(voice, &x);
-            mem.fill(0.0);
-            // The effect is one frame late; the host takes its latency off, here we do.
-            let padded: Vec<f32> = x
-                .iter()
-                .copied()
-                .chain(std::iter::repeat_n(0.0, 4096))
-                .collect();
-            let (out, mut fx) = run::<denoise::Denoise>(&mut mem, rate, &[], &padded);
-            let late = fx.latency();
-            let ours = si_sdr(voice, &out[late..late + voice.len()]) - before;
-            let peer = |filter: &str| {
-                let mut y = ffmpeg_filter(dir.path(), &ffmpeg, &x, rate, filter);
-                let l = lag(voice, &y, rate);
-                y.resize(l + voice.len(), 0.0);
-                si_sdr(voice, &y[l..]) - before
-            };
-            let (afftdn, anlmdn) = (peer("afftdn"), peer("anlmdn"));
-            println!(
-                "{take}, {snr} dB SNR (SI-SDR {before:.1} dB): denoise {ours:+.2} dB, \
+    // from the first frame what this estimator holds (the opening, two seconds of speech with
+    // no pause to learn from, costs 1 dB on the first voice and 2 dB on the second).
+    for (name, reading) in [("en-us", first), ("en-gb+f3", second)] {
+        let rms = (energy(&reading) / reading.len() as f64).sqrt();
+        let opened: Vec<f32> = std::iter::repeat_n(0.0, rate as usize)
+            .chain(reading.iter().copied())
+            .collect();
+        for (voice, take, reaches) in [
+            (&opened, "after 1 s of room tone", [6.0, 6.0, 2.5]),
+            (&reading, "from the first frame", [5.0, 4.0, 1.0]),
+        ] {
+            let take = format!("{name}, {take}");
+            for (snr, reaches) in [5.0, 10.0, 20.0].into_iter().zip(reaches) {
+                let noise = pink(voice.len(), 17, rms / 10f64.powf(snr / 20.0));
+                let x: Vec<f32> = voice.iter().zip(&noise).map(|(a, b)| a + b).collect();
+                let before = si_sdr(voice, &x);
+                mem.fill(0.0);
+                // The effect is one frame late; the host takes its latency off, here we do.
+                let padded: Vec<f32> = x
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0.0, 4096))
+                    .collect();
+                let (out, mut fx) = run::<denoise::Denoise>(&mut mem, rate, &[], &padded);
+                let late = fx.latency();
+                let ours = si_sdr(voice, &out[late..late + voice.len()]) - before;
+                let peer = |filter: &str| {
+                    let mut y = ffmpeg_filter(dir.path(), &ffmpeg, &x, rate, filter);
+                    let l = lag(voice, &y, rate);
+                    y.resize(l + voice.len(), 0.0);
+                    si_sdr(voice, &y[l..]) - before
+                };
+                let (afftdn, anlmdn) = (peer("afftdn"), peer("anlmdn"));
+                println!(
+                    "{take}, {snr} dB SNR (SI-SDR {before:.1} dB): denoise {ours:+.2} dB, \
                  afftdn {afftdn:+.2} dB, anlmdn {anlmdn:+.2} dB"
-            );
-            assert!(
-                ours >= afftdn && ours >= anlmdn,
-                "{take}, {snr} dB SNR: {ours:.2} dB"
-            );
-            assert!(
-                ours >= reaches,
-                "{take}, {snr} dB SNR: SI-SDR gained only {ours:.2} dB"
-            );
+                );
+                assert!(
+                    ours >= afftdn && ours >= anlmdn,
+                    "{take}, {snr} dB SNR: {ours:.2} dB"
+                );
+                assert!(
+                    ours >= reaches,
+                    "{take}, {snr} dB SNR: SI-SDR gained only {ours:.2} dB"
+                );
+            }
         }
     }
 }
