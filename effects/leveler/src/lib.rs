@@ -491,8 +491,16 @@ mod tests {
     }
 
     fn run(x: &[f32]) -> (Vec<f32>, usize) {
+        run_set(x, &[])
+    }
+
+    /// `x` through the leveler with `set` parameters, its latency taken off; and the latency.
+    fn run_set(x: &[f32], set: &[(&str, f32)]) -> (Vec<f32>, usize) {
         let mut mem = memory();
         let mut fx = Instance::<Leveler>::new(&mut mem, FS, 1, 480).unwrap();
+        for &(id, v) in set {
+            fx.set(id, v);
+        }
         let late = fx.latency();
         let mut out = vec![
             x.iter()
@@ -563,18 +571,7 @@ mod tests {
         let (talk, _) = talk(8.0, -30.0, 3);
         let x: Vec<f32> = music.iter().chain(&talk).copied().collect();
         let run_with = |x: &[f32], mode: f32, gain: f32| {
-            let mut mem = memory();
-            let mut fx = Instance::<Leveler>::new(&mut mem, FS, 1, 480).unwrap();
-            fx.set("music", mode).set("music_gain_db", gain);
-            let late = fx.latency();
-            let mut out = vec![
-                x.iter()
-                    .copied()
-                    .chain(core::iter::repeat_n(0.0, late))
-                    .collect(),
-            ];
-            fx.run(&mut out);
-            out[0][late..].to_vec()
+            run_set(x, &[("music", mode), ("music_gain_db", gain)]).0
         };
         // fixed at -6 dB: the music at -6 dB from its first sample (the look-ahead saw it) to
         // a second before its end (where the talk is being recognised).
