@@ -129,6 +129,8 @@ try:
            "signed in, the page does not ask for the token")
     b.wait("document.getElementById('status').textContent === 'live'", "the live feed")
     b.eval("document.getElementById('pipeline').value = 'podcast'")
+    # The effects list is fetched after the pipelines: wait for it rather than read it once.
+    b.wait("document.querySelectorAll('#effects li').length > 0", "the effects list")
     effects = b.eval("document.getElementById('effects').innerText")
     expect("highpass" in effects and "compressor" in effects, f"the effects list: {effects}")
 
