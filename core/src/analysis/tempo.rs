@@ -362,6 +362,16 @@ impl TempoAnalyzer {
         }
         estimate(&self.env, &self.env_low, self.frame_rate, self.range)
     }
+    /// Ends the stream and hands back the two onset envelopes (broadband, low band) and their
+    /// frame rate, for [`estimate_envelopes`]: the tempo bench's tuning loop
+    /// (`core/examples/tempo_eval.rs`) decodes each file once and re-estimates from these.
+    #[doc(hidden)]
+    pub fn finish_envelopes(mut self) -> (Vec<f32>, Vec<f32>, f64) {
+        if self.pending {
+            self.process_pending(false);
+        }
+        (self.env, self.env_low, self.frame_rate)
+    }
 
     fn decimate(&mut self, mut x: &[f32]) {
         let d = self.decim;
@@ -695,6 +705,18 @@ fn allowed(bpm: f64, bounds: (f64, f64)) -> bool {
 
 /// Metrical relatives of the reference pulse that are candidates for the beat.
 const RELATIVES: [f64; 5] = [1.0 / 3.0, 0.5, 1.0, 2.0, 3.0];
+
+/// The estimate of [`TempoAnalyzer::finish`] from envelopes kept by
+/// [`TempoAnalyzer::finish_envelopes`], with the preferred range `range` (as `with_range`).
+#[doc(hidden)]
+pub fn estimate_envelopes(
+    env: &[f32],
+    env_low: &[f32],
+    frame_rate: f64,
+    range: (f64, f64),
+) -> Option<Tempo> {
+    estimate(env, env_low, frame_rate, preferred_range(range.0, range.1))
+}
 
 fn estimate(env: &[f32], env_low: &[f32], frame_rate: f64, range: (f64, f64)) -> Option<Tempo> {
     if (env.len() as f64) < MIN_SECONDS * frame_rate {
