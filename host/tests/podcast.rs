@@ -511,6 +511,28 @@ const TURNS: [(&str, &str, f64); 6] = [
     ),
 ];
 
+/// `x` through the leveler with these choices and values set: a second of silence after it so
+/// the look-ahead empties, the latency taken off, as long as `x`.
+fn levelled(x: &[f32], rate: u32, choices: &[(&str, &str)], values: &[(&str, f32)]) -> Vec<f32> {
+    let mut mem = native::memory();
+    let mut fx = Native::<leveler::Leveler>::new(&mut mem, rate, 1, 512).expect("init");
+    for &(id, choice) in choices {
+        fx.set_choice(id, choice);
+    }
+    for &(id, v) in values {
+        fx.set(id, v);
+    }
+    let late = fx.latency();
+    let mut out = vec![
+        x.iter()
+            .copied()
+            .chain(std::iter::repeat_n(0.0, rate as usize))
+            .collect(),
+    ];
+    fx.run(&mut out);
+    out.remove(0)[late..late + x.len()].to_vec()
+}
+
 /// Two speakers 12 dB apart taking turns: after the leveler their speech's short-term loudness
 /// spreads at most 3 LU (10–95 %), and the gain moves less than 1 dB within any word; ffmpeg's
 /// speechnorm and dynaudnorm at their defaults are measured beside it.
@@ -535,17 +557,9 @@ fn speakers_12_db_apart_end_within_3_lu_and_the_gain_holds_within_words() {
     let x: Vec<f32> = voice.iter().zip(&room).map(|(a, b)| a + b).collect();
     let before = speech_spread(&x, &voice, None, rate);
 
-    let mut mem = native::memory();
-    let padded: Vec<f32> = x
-        .iter()
-        .copied()
-        .chain(std::iter::repeat_n(0.0, rate as usize))
-        .collect();
-    let (out, mut fx) = run::<leveler::Leveler>(&mut mem, rate, &[], &padded);
-    let late = fx.latency();
-    let ours = &out[late..late + x.len()];
-    let spread = speech_spread(ours, &voice, None, rate);
-    let moved = gain_move_within_words(&voice, &x, ours, rate);
+    let ours = levelled(&x, rate, &[], &[]);
+    let spread = speech_spread(&ours, &voice, None, rate);
+    let moved = gain_move_within_words(&voice, &x, &ours, rate);
 
     let peer = |filter: &str| {
         let mut y = ffmpeg_filter(dir.path(), &ffmpeg, &x, rate, filter);
@@ -639,23 +653,12 @@ fn music_between_the_speech_keeps_its_set_gain_and_the_speech_is_still_levelled(
         .collect();
     let before = speech_spread(&x, &voice, Some(&music), rate);
 
-    let padded: Vec<f32> = x
-        .iter()
-        .copied()
-        .chain(std::iter::repeat_n(0.0, rate as usize))
-        .collect();
     let w = rate as usize / 100;
     let level = |s: &[f32]| energy(s) / s.len() as f64;
     for (mode, set_db) in [("fixed", -6.0f32), ("hold", 0.0), ("level", 0.0)] {
-        let mut mem = native::memory();
-        let mut fx = Native::<leveler::Leveler>::new(&mut mem, rate, 1, 512).expect("init");
-        fx.set_choice("music", mode).set("music_gain_db", set_db);
-        let late = fx.latency();
-        let mut out = vec![padded.clone()];
-        fx.run(&mut out);
-        let ours = &out[0][late..late + x.len()];
-        let spread = speech_spread(ours, &voice, Some(&music), rate);
-        let moved = gain_move_within_words(&voice, &x, ours, rate);
+        let ours = levelled(&x, rate, &[("music", mode)], &[("music_gain_db", set_db)]);
+        let spread = speech_spread(&ours, &voice, Some(&music), rate);
+        let moved = gain_move_within_words(&voice, &x, &ours, rate);
         // Per piece, after its first second: the gain (dB) of each 10 ms step that sounds.
         let mut report = Vec::new();
         for span in &spans {
