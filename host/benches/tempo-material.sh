@@ -27,7 +27,7 @@
 #   converted from Doom's MUS format, whose tempo is a clock's, fail): 49 of 66. Added as
 #   further held-out material; never used for tuning.
 #
-# Each file's truth goes into truth.tsv beside it: file, BPM, where it came from. librosa (the
+# Each file's truth (tempo_truth.py) goes into truth.tsv beside it: file, BPM, where it came from. librosa (the
 # bench's peer) is installed into target/bench-peers.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,53 +42,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 mkdir -p "$OUT/songs" "$OUT/renders" "$OUT/heldout" "$OUT/midi" "$OUT/openmsx" "$OUT/freedoom"
 
-# The predominant tempo of a MIDI file (the one held longest) or of an LMMS project.
+# The predominant tempo of a MIDI file (the one held longest), a Hydrogen song or an LMMS project.
 truth() {
-    python3 - "$1" <<'EOF'
-import re, struct, sys, zlib
-path = sys.argv[1]
-data = open(path, "rb").read()
-if path.endswith(".h2song"):
-    print(float(re.search(rb"<bpm>([0-9.]+)</bpm>", data).group(1)))
-    sys.exit()
-if path.endswith((".mmpz", ".mmp")):
-    xml = zlib.decompress(data[4:]) if path.endswith(".mmpz") else data
-    print(float(re.search(rb'<head[^>]*\sbpm="([0-9.]+)"', xml).group(1)))
-    sys.exit()
-def vlq(b, i):
-    v = 0
-    while True:
-        c = b[i]; i += 1; v = (v << 7) | (c & 0x7F)
-        if not c & 0x80:
-            return v, i
-fmt, tracks, division = struct.unpack(">HHH", data[8:14])
-i, events, end = 14, [], 0
-for _ in range(tracks):
-    length = struct.unpack(">I", data[i + 4:i + 8])[0]
-    j, stop, t, status = i + 8, i + 8 + length, 0, None
-    while j < stop:
-        d, j = vlq(data, j); t += d
-        b = data[j]
-        if b == 0xFF:
-            kind = data[j + 1]; n, k = vlq(data, j + 2)
-            if kind == 0x51:
-                events.append((t, int.from_bytes(data[k:k + 3], "big")))
-            j = k + n
-        elif b in (0xF0, 0xF7):
-            n, k = vlq(data, j + 1); j = k + n
-        else:
-            if b & 0x80:
-                status = b; j += 1
-            j += 1 if (status & 0xF0) in (0xC0, 0xD0) else 2
-    end = max(end, t); i = stop
-events = sorted(events) or [(0, 500000)]
-held = {}
-for k, (t, us) in enumerate(events):
-    t2 = events[k + 1][0] if k + 1 < len(events) else end
-    bpm = round(60e6 / us, 3)
-    held[bpm] = held.get(bpm, 0) + (t2 - t) / division * us / 1e6
-print(max(held.items(), key=lambda x: x[1])[0])
-EOF
+    python3 host/benches/tempo_truth.py truth "$1"
 }
 
 : >"$OUT/songs/truth.tsv"
@@ -150,71 +106,10 @@ render_midi midi /usr/share/planetblupi/music/*.mid
 render_midi openmsx /usr/share/games/openttd/baseset/openmsx/*.mid
 
 # Freedoom's music: the MIDI lumps (D_*) of both IWADs, each distinct piece once, kept when its
-# score has a steady beat (see above).
+# score has a steady beat and a true tempo (see above and tempo_truth.py).
 rm -rf "$OUT/freedoom-midi" && mkdir -p "$OUT/freedoom-midi"
-python3 - "$OUT/freedoom-midi" /usr/share/games/doom/freedoom1.wad /usr/share/games/doom/freedoom2.wad <<'EOF'
-import hashlib, os, struct, sys
-out, seen = sys.argv[1], set()
-def vlq(b, i):
-    v = 0
-    while True:
-        c = b[i]; i += 1; v = (v << 7) | (c & 0x7F)
-        if not c & 0x80:
-            return v, i
-def steady(data):
-    """At least 30 s, drum notes (channel 10) in half of the 4-beat bars, one tempo held for
-    90 % of the time, and the drum notes on that tempo's grid: at least a third of them within
-    1/48 beat of a sixteenth note (by chance a sixth are). Pieces converted from Doom's MUS
-    format fail the last: their tempo is the MUS clock's (140 ticks a second, written as 95 BPM
-    at 89 ticks a beat), not the music's, and their notes lie on no grid of it."""
-    _, tracks, division = struct.unpack(">HHH", data[8:14])
-    i, tempos, end, drums, ticks = 14, [], 0, set(), []
-    for _ in range(tracks):
-        length = struct.unpack(">I", data[i + 4:i + 8])[0]
-        j, stop, t, status = i + 8, i + 8 + length, 0, 0
-        while j < stop:
-            d, j = vlq(data, j); t += d
-            b = data[j]
-            if b == 0xFF:
-                n, k = vlq(data, j + 2)
-                if data[j + 1] == 0x51:
-                    tempos.append((t, int.from_bytes(data[k:k + 3], "big")))
-                j = k + n
-            elif b in (0xF0, 0xF7):
-                n, k = vlq(data, j + 1); j = k + n
-            else:
-                if b & 0x80:
-                    status = b; j += 1
-                if status == 0x99 and data[j + 1] > 0:
-                    drums.add(t // (4 * division))
-                    ticks.append(t)
-                j += 1 if (status & 0xF0) in (0xC0, 0xD0) else 2
-        end = max(end, t); i = stop
-    tempos = sorted(tempos) or [(0, 500000)]
-    held, secs = {}, 0.0
-    for k, (t, us) in enumerate(tempos):
-        s = ((tempos[k + 1][0] if k + 1 < len(tempos) else end) - t) / division * us / 1e6
-        held[us] = held.get(us, 0.0) + s
-        secs += s
-    bars = end // (4 * division) + 1
-    q, tol = division / 4, max(1, division / 48)
-    on_grid = sum(min(t % q, q - t % q) <= tol for t in ticks) / max(1, len(ticks))
-    return (secs >= 30 and len(drums) >= bars / 2 and max(held.values()) >= 0.9 * secs
-            and on_grid >= 1 / 3)
-for wad in sys.argv[2:]:
-    d = open(wad, "rb").read()
-    _, n, off = struct.unpack("<4sii", d[:12])
-    for e in range(n):
-        pos, size, name = struct.unpack("<ii8s", d[off + 16 * e:off + 16 * e + 16])
-        name = name.rstrip(b"\0").decode()
-        lump = d[pos:pos + size]
-        h = hashlib.sha1(lump).digest()
-        if not name.startswith("D_") or lump[:4] != b"MThd" or h in seen:
-            continue
-        seen.add(h)
-        if steady(lump):
-            open(os.path.join(out, name.lower() + ".mid"), "wb").write(lump)
-EOF
+python3 host/benches/tempo_truth.py freedoom "$OUT/freedoom-midi" \
+    /usr/share/games/doom/freedoom1.wad /usr/share/games/doom/freedoom2.wad
 render_midi freedoom "$OUT"/freedoom-midi/*.mid
 wc -l "$OUT"/*/truth.tsv
 
