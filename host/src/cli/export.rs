@@ -24,13 +24,18 @@ fn format_help() -> String {
     )
 }
 
-/// An option's help: `what`, then the values each registered codec takes for `opt`.
+/// An option's help: `what`, then the values each registered codec takes for `opt` (said once
+/// where codecs share them, as the three AAC profiles do).
 fn option_help(what: &str, opt: Opt) -> String {
-    let says: Vec<&str> = sluice_core::encode::codecs()
+    let mut says: Vec<&str> = Vec::new();
+    for o in sluice_core::encode::codecs()
         .flat_map(|c| c.about().options.iter())
         .filter(|o| o.opt == opt)
-        .map(|o| o.says)
-        .collect();
+    {
+        if !says.contains(&o.says) {
+            says.push(o.says);
+        }
+    }
     if says.is_empty() {
         format!("{what} (no format this build writes takes it)")
     } else {
@@ -618,4 +623,23 @@ fn summary(
         writeln!(out, "  warning: {w}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Codecs that take the same values (the three AAC profiles) are said once.
+    #[test]
+    fn an_options_help_says_each_codecs_values_once() {
+        let help = option_help("Constant bitrate in kbit/s", Opt::Bitrate);
+        let parts: Vec<&str> = help.split("; ").collect();
+        for p in &parts {
+            assert_eq!(parts.iter().filter(|q| *q == p).count(), 1, "{help}");
+        }
+        assert!(
+            help.contains("AAC bitrates") && help.contains("MP3"),
+            "{help}"
+        );
+    }
 }
