@@ -20,9 +20,10 @@
 //! librosa and is what the figures in docs/BENCHMARKS.md come from.
 
 use std::fs;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
+#[path = "../tests/speech_mix/mod.rs"]
+mod speech_mix;
 
 use sluice_core::analysis::tempo::{DEFAULT_RANGE, TempoAnalyzer, estimate_envelopes};
 
@@ -88,41 +89,46 @@ fn main() {
     println!("all: {all_hits}/{all_n}");
 }
 
-/// The file's envelopes, from the cache or decoded and kept there.
+/// The file's envelopes, from the cache or decoded and kept there (written whole and renamed
+/// into place: a killed run leaves no short file; one that does not read is decoded again).
 fn envelopes(path: &Path, cache: &Path) -> Option<(Vec<f32>, Vec<f32>, f64)> {
-    if let Ok(b) = fs::read(cache) {
-        let fr = f64::from_le_bytes(b[0..8].try_into().unwrap());
-        let n = u64::from_le_bytes(b[8..16].try_into().unwrap()) as usize;
-        let f = |i: usize| f32::from_le_bytes(b[16 + 4 * i..20 + 4 * i].try_into().unwrap());
-        return Some(((0..n).map(f).collect(), (n..2 * n).map(f).collect(), fr));
+    if let Some(kept) = fs::read(cache).ok().and_then(|b| cached(&b)) {
+        return Some(kept);
     }
-    let mut child = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-ac", "1", "-ar", &RATE.to_string(), "-f", "f32le", "-"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg");
-    let mut raw = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut raw).unwrap();
-    if !child.wait().unwrap().success() {
+    let Some(x) = speech_mix::ffmpeg_f32(
+        Path::new("ffmpeg"),
+        &["-i", &path.to_string_lossy()],
+        None,
+        RATE,
+    ) else {
         eprintln!("{}: ffmpeg failed", path.display());
         return None;
-    }
-    let x: Vec<f32> = raw
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    };
     let mut a = TempoAnalyzer::new(RATE);
     a.feed(&x);
     let (env, low, fr) = a.finish_envelopes();
     assert_eq!(env.len(), low.len());
     fs::create_dir_all(cache.parent().unwrap()).unwrap();
-    let mut out = fs::File::create(cache).unwrap();
-    out.write_all(&fr.to_le_bytes()).unwrap();
-    out.write_all(&(env.len() as u64).to_le_bytes()).unwrap();
+    let mut out = Vec::with_capacity(16 + 8 * env.len());
+    out.extend_from_slice(&fr.to_le_bytes());
+    out.extend_from_slice(&(env.len() as u64).to_le_bytes());
     for v in env.iter().chain(&low) {
-        out.write_all(&v.to_le_bytes()).unwrap();
+        out.extend_from_slice(&v.to_le_bytes());
     }
+    let part = cache.with_extension("part");
+    fs::write(&part, &out).unwrap();
+    fs::rename(&part, cache).unwrap();
     Some((env, low, fr))
+}
+
+/// A cache file's envelopes: the frame rate, the length, both envelopes; `None` if it is not
+/// whole.
+fn cached(b: &[u8]) -> Option<(Vec<f32>, Vec<f32>, f64)> {
+    let fr = f64::from_le_bytes(b.get(0..8)?.try_into().ok()?);
+    let n = u64::from_le_bytes(b.get(8..16)?.try_into().ok()?) as usize;
+    if b.len() != 16 + 8 * n {
+        return None;
+    }
+    let f = |i: usize| f32::from_le_bytes(b[16 + 4 * i..20 + 4 * i].try_into().unwrap());
+    Some(((0..n).map(f).collect(), (n..2 * n).map(f).collect(), fr))
 }

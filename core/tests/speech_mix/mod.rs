@@ -132,7 +132,12 @@ impl Rng {
 }
 
 /// Raw mono f32 at `rate` from ffmpeg reading `args` (input options and input).
-fn ffmpeg_f32(ffmpeg: &Path, input: &[&str], stdin: Option<&[u8]>, rate: u32) -> Option<Vec<f32>> {
+pub fn ffmpeg_f32(
+    ffmpeg: &Path,
+    input: &[&str],
+    stdin: Option<&[u8]>,
+    rate: u32,
+) -> Option<Vec<f32>> {
     let mut child = Command::new(ffmpeg)
         .args(["-v", "error", "-nostdin"])
         .args(input)
