@@ -566,7 +566,9 @@ fn outputs_are_never_partial_or_clobbered() {
 }
 
 /// An export killed (SIGKILL) while it writes leaves its hidden temporary; the next export into
-/// that folder removes it, and leaves a living process's temporary alone.
+/// that folder removes it, and leaves a living process's temporary alone. (A minute of source
+/// through a slow chain, reverb and a pitch shift, which the writer waits on: the temporary
+/// lives for seconds, not the moment a long source would take to encode.)
 #[test]
 fn a_killed_exports_temporary_is_swept_by_the_next() {
     let dir = tempfile::tempdir().unwrap();
@@ -574,7 +576,7 @@ fn a_killed_exports_temporary_is_swept_by_the_next() {
     write_wav(
         &src,
         48_000,
-        &signal::programme(48_000, 2, 48_000 * 600, 3),
+        &signal::programme(48_000, 2, 48_000 * 60, 3),
         24,
     );
     let outs = dir.path().join("outs");
@@ -591,7 +593,7 @@ fn a_killed_exports_temporary_is_swept_by_the_next() {
         .arg(&src)
         .arg("-o")
         .arg(outs.join("long.flac"))
-        .args(["--effect", "reverb"])
+        .args(["--effect", "reverb", "--effect", "pitch:semitones=3"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
