@@ -24,11 +24,14 @@
 //! alone or in noise is taken for music, or more than 5 % of speech over the beds on average.
 
 mod common;
+#[path = "../../core/tests/speech_mix/mod.rs"]
+mod speech_mix;
 
 use common::*;
 use sluice_effect_sdk::native::{self, Instance};
+use speech_mix::{Noise, Rng};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 
 const FS: u32 = 48_000;
 const STEP: usize = FS as usize / 100;
@@ -53,58 +56,6 @@ const VOICES: &[&str] = &[
 const TEXT: &str = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue \
     background. It's easy to tell the depth of a well. These days a chicken leg is a rare dish. \
     Rice is often served in round bowls. The juice of lemons makes fine punch.";
-
-fn decode(args: &[&str], stdin: Option<&[u8]>) -> Res<Vec<f32>> {
-    use std::io::Write;
-    let mut child = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin"])
-        .args(args)
-        .args(["-ac", "1", "-ar", &FS.to_string(), "-f", "f32le", "-"])
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    if let Some(bytes) = stdin {
-        let mut pipe = child.stdin.take().ok_or("ffmpeg's stdin")?;
-        let bytes = bytes.to_vec();
-        std::thread::spawn(move || pipe.write_all(&bytes));
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(format!("ffmpeg failed on {args:?}").into());
-    }
-    Ok(out
-        .stdout
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
-}
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            files(&p, out);
-        } else if p
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| ["ogg", "opus", "flac", "mp3"].contains(&e))
-            && !p
-                .file_stem()
-                .is_some_and(|s| s == "guitar" || s == "rhythm")
-        {
-            out.push(p);
-        }
-    }
-}
 
 /// The leveler's gain (dB) per 10 ms step of `x`, with `music` set to `mode`.
 fn gains(x: &[f32], mode: &str) -> Vec<f32> {
@@ -136,29 +87,6 @@ fn loud(x: &[f32]) -> Vec<bool> {
         .map(|(i, s)| {
             let ms = s.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / STEP as f64;
             i >= 100 && ms > 1e-5
-        })
-        .collect()
-}
-
-fn pink(n: usize, seed: u64) -> Vec<f32> {
-    // Paul Kellet's filter over a xorshift's white noise.
-    let mut s = seed.max(1);
-    let mut b = [0.0f64; 7];
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let w = (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
-            b[0] = 0.99886 * b[0] + w * 0.0555179;
-            b[1] = 0.99332 * b[1] + w * 0.0750759;
-            b[2] = 0.96900 * b[2] + w * 0.1538520;
-            b[3] = 0.86650 * b[3] + w * 0.3104856;
-            b[4] = 0.55000 * b[4] + w * 0.5329522;
-            b[5] = -0.7616 * b[5] - w * 0.0168980;
-            let p = b[0] + b[1] + b[2] + b[3] + b[4] + b[5] + b[6] + w * 0.5362;
-            b[6] = w * 0.115926;
-            p as f32
         })
         .collect()
 }
@@ -199,15 +127,16 @@ fn run() -> Res<bool> {
     let (mut all_bad, mut all_steps) = (0usize, 0usize);
     // The first piece of each folder, a bed for the speech.
     let mut beds: Vec<(String, Vec<f32>)> = Vec::new();
+    let ffmpeg = Path::new("ffmpeg");
     for dir in &dirs {
-        let mut list = Vec::new();
-        files(dir, &mut list);
+        let list =
+            speech_mix::audio_files(dir, &["ogg", "opus", "flac", "mp3"], &["guitar", "rhythm"]);
         let (mut bad, mut steps, mut core_speech, mut core_steps) = (0, 0, 0, 0);
         let mut worst: Vec<(f64, String)> = Vec::new();
         let mut bed = None;
         for f in &list {
-            let p = f.to_str().ok_or("a path that is not UTF-8")?;
-            let x = decode(&["-ss", "20", "-t", &seconds.to_string(), "-i", p], None)?;
+            let x = speech_mix::music(ffmpeg, f, 20.0, seconds, FS)
+                .ok_or_else(|| format!("ffmpeg could not decode {}", f.display()))?;
             if x.len() < 5 * FS as usize || rms(&x) < 1e-4 {
                 continue;
             }
@@ -253,12 +182,13 @@ fn run() -> Res<bool> {
     println!("  all music: {:.1} % of steps moved", 100.0 * music_share);
 
     let (mut speech_ok, mut bed_sum, mut bed_takes) = (true, 0.0, 0usize);
-    let espeak = Command::new("espeak-ng")
+    let espeak = Path::new("espeak-ng");
+    let have_espeak = std::process::Command::new(espeak)
         .arg("--version")
-        .stdout(Stdio::null())
+        .stdout(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if espeak {
+    if have_espeak {
         println!(
             "speech: espeak-ng, {} voices; share of steps whose gain differs > 0.5 dB between \
              music = fixed and music = level (speech taken for music)",
@@ -273,17 +203,14 @@ fn run() -> Res<bool> {
                 .join(", ")
         );
         for voice in VOICES {
-            let wav = Command::new("espeak-ng")
-                .args(["-v", voice, "-s", "160", "--stdout", TEXT])
-                .stderr(Stdio::null())
-                .output()?;
-            let clean = decode(&["-f", "wav", "-i", "-"], Some(&wav.stdout))?;
+            let clean = speech_mix::espeak(espeak, ffmpeg, TEXT, voice, 160, 50, FS)
+                .ok_or_else(|| format!("espeak-ng could not read in {voice}"))?;
             let level = rms(&clean);
             let g = (0.1 / level) as f32;
             let clean: Vec<f32> = clean.iter().map(|v| v * g).collect();
             let mut takes = vec![("alone", clean.clone())];
             for snr in [30.0, 20.0] {
-                let n = pink(clean.len(), 7);
+                let n = speech_mix::noise(Noise::Pink, clean.len(), FS, &mut Rng(7));
                 let k = (0.1 * 10f64.powf(-snr / 20.0) / rms(&n)) as f32;
                 let x = clean.iter().zip(&n).map(|(a, b)| a + k * b).collect();
                 takes.push((

@@ -235,20 +235,30 @@ pub fn duration(ffmpeg: &Path, path: &Path) -> Option<f64> {
 /// The Ogg and Opus files under `dir` (its subfolders included), sorted: training takes the
 /// even ones, the test the odd ones.
 pub fn music_files(dir: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
+    audio_files(dir, &["ogg", "opus"], &[])
+}
+
+/// The files under `dir` (four folders deep) whose extension is one of `exts` and whose stem
+/// is none of `skip` (Frets on Fire's `guitar` and `rhythm` stems beside each song), sorted.
+pub fn audio_files(dir: &Path, exts: &[&str], skip: &[&str]) -> Vec<PathBuf> {
+    fn walk(dir: &Path, exts: &[&str], skip: &[&str], out: &mut Vec<PathBuf>, depth: usize) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
         for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            let named = |s: Option<&std::ffi::OsStr>, list: &[&str]| {
+                s.and_then(|s| s.to_str())
+                    .is_some_and(|s| list.contains(&s))
+            };
             if p.is_dir() && depth < 4 {
-                walk(&p, out, depth + 1);
-            } else if p.extension().is_some_and(|e| e == "ogg" || e == "opus") {
+                walk(&p, exts, skip, out, depth + 1);
+            } else if named(p.extension(), exts) && !named(p.file_stem(), skip) {
                 out.push(p);
             }
         }
     }
     let mut v = Vec::new();
-    walk(dir, &mut v, 0);
+    walk(dir, exts, skip, &mut v, 0);
     v.sort();
     v
 }
