@@ -456,13 +456,7 @@ fn effect_catalog(
             )));
         };
         let descriptor = &entry.effect.descriptor;
-        for (k, v) in &mut s.params {
-            if let (ParamValue::Number(n), Some((_, p))) = (&*v, descriptor.param(k))
-                && let Some(choices) = &p.choices
-                && choices.contains(&n.to_string())
-            {
-                *v = ParamValue::Text(n.to_string());
-            }
+        for (k, v) in &s.params {
             descriptor
                 .resolve(k, &crate::effects::toml_value(v))
                 .map_err(|e| OrderError::Usage(format!("effect {}: {e}", s.name)))?;

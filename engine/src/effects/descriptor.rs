@@ -111,8 +111,6 @@ pub enum ValueError {
         max: f64,
         unit: String,
     },
-    #[error("{0} is not the index of a choice")]
-    NotAnIndex(f64),
 }
 
 /// Why a parameter setting is refused (the message leaves out the effect's name).
@@ -128,6 +126,19 @@ impl Param {
     /// The value a pipeline's TOML gives, as the number the effect takes: a number in range,
     /// or for an enumerated parameter the name of a choice (or its index).
     pub fn value_of(&self, v: &toml::Value) -> Result<f64, ValueError> {
+        // A number written for a choice named by that number (`mains = 60`) is that choice.
+        if let Some(choices) = &self.choices {
+            let named = match v {
+                toml::Value::Integer(i) => Some(i.to_string()),
+                toml::Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => {
+                    Some((*f as i64).to_string())
+                }
+                _ => None,
+            };
+            if let Some(i) = named.and_then(|n| choices.iter().position(|c| *c == n)) {
+                return Ok(i as f64);
+            }
+        }
         let n = match (v, &self.choices) {
             (toml::Value::String(s), Some(choices)) => {
                 return choices
@@ -154,6 +165,15 @@ impl Param {
                 });
             }
         };
+        if let Some(choices) = &self.choices
+            && (!n.is_finite() || n < self.min || n > self.max || n.fract() != 0.0)
+        {
+            // Neither a choice's name nor its index.
+            return Err(ValueError::NotAChoice {
+                given: format!("{n}"),
+                choices: format!("{} (or its index, 0 to {})", choices.join(", "), self.max),
+            });
+        }
         if !n.is_finite() || n < self.min || n > self.max {
             return Err(ValueError::OutOfRange {
                 value: n,
@@ -165,9 +185,6 @@ impl Param {
                     format!(" {}", self.unit)
                 },
             });
-        }
-        if self.choices.is_some() && n.fract() != 0.0 {
-            return Err(ValueError::NotAnIndex(n));
         }
         Ok(n)
     }
@@ -450,9 +467,28 @@ mod tests {
         let e = t.value_of(&toml::Value::String("d".into())).unwrap_err();
         assert!(matches!(e, ValueError::NotAChoice { .. }));
         assert!(e.to_string().contains("not one of a, b, c"));
-        assert_eq!(
-            t.value_of(&toml::Value::Float(1.5)),
-            Err(ValueError::NotAnIndex(1.5))
+        // A number is a choice's index, unless a choice is named by it; anything else is
+        // refused naming the choices.
+        assert_eq!(t.value_of(&toml::Value::Integer(1)).unwrap(), 1.0);
+        for n in [1.5, 3.0, -1.0, f64::NAN] {
+            let e = t.value_of(&toml::Value::Float(n)).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("is not one of a, b, c (or its index, 0 to 2)"),
+                "{n}: {e}"
+            );
+        }
+        let mut mains = good();
+        mains["params"][1]["choices"] = serde_json::json!(["auto", "50", "60"]);
+        let d = parse(&mains).unwrap();
+        let (_, m) = d.param("type").unwrap();
+        assert_eq!(m.value_of(&toml::Value::Integer(60)).unwrap(), 2.0);
+        assert_eq!(m.value_of(&toml::Value::Float(50.0)).unwrap(), 1.0);
+        assert_eq!(m.value_of(&toml::Value::Integer(1)).unwrap(), 1.0);
+        let e = m.value_of(&toml::Value::Integer(70)).unwrap_err();
+        assert!(
+            e.to_string() == "\"70\" is not one of auto, 50, 60 (or its index, 0 to 2)",
+            "{e}"
         );
         // Through the descriptor, the parameter is named.
         assert_eq!(
