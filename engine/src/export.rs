@@ -426,7 +426,6 @@ fn effect_catalog(
     steps: &[EffectStep],
     catalog: Option<&std::sync::Arc<crate::effects::Catalog>>,
 ) -> Result<Option<ExportEffects>, OrderError> {
-    use sluice_core::render::steps::ParamValue;
     if steps.is_empty() {
         return Ok(None);
     }

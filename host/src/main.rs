@@ -147,11 +147,14 @@ fn logging(cli: &Cli) -> Option<()> {
     };
     // Other crates (the decoders, the HTTP stack; their `log` records come through too)
     // speak only of errors by default: their warnings ("skipping junk" on tagged MP3s) are
-    // ours to report or not. SLUICE_LOG overrides it all (SLUICE_LOG=warn shows them).
+    // ours to report or not. Symphonia's prober says "probe reached EOF" as an error for every
+    // file that is not audio, which Sluice then refuses naming the file and what it looks like:
+    // said once. SLUICE_LOG overrides it all (SLUICE_LOG=warn shows them).
     let filter = |own: &str| {
         tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!(
-                "error,sluice={own},sluice_host={own},sluice_engine={own},sluice_core={own}"
+                "error,symphonia_core::formats::probe=off,\
+                 sluice={own},sluice_host={own},sluice_engine={own},sluice_core={own}"
             ))
         })
     };

@@ -484,6 +484,22 @@ fn library_warnings_are_quiet_by_default_and_sluice_log_overrides() {
     );
 }
 
+/// A file that is not audio is refused once, in Sluice's words: the decoder library's own
+/// "probe reached EOF" error line is not shown beside it.
+#[test]
+fn a_file_that_is_not_audio_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.wav");
+    std::fs::write(&text, "root:x:0:0:root:/root:/bin/bash\n".repeat(40)).unwrap();
+    let (out, _, stderr) = run(sluice().arg("analyze").arg(&text));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("notes.wav") && stderr.contains("not a recognised audio file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("symphonia"), "{stderr}");
+}
+
 /// `sluice clean --dry-run`, as the README shows it, lists what every finished job left and
 /// removes nothing; removing needs an age.
 #[test]
