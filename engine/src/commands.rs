@@ -954,10 +954,15 @@ fn param_values(
     params: &[String],
 ) -> Result<Vec<(usize, f64)>> {
     let mut values = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
     for kv in params {
         let (k, v) = kv
             .split_once('=')
             .ok_or_else(|| anyhow!("{kv}: give parameters as KEY=VALUE"))?;
+        if seen.contains(&k) {
+            bail!("{k} is given twice");
+        }
+        seen.push(k);
         if v.starts_with('@') {
             continue; // a data file (`data_files`)
         }

@@ -265,6 +265,14 @@ fn effects_list_info_and_test() {
     assert!((gain + 6.0).abs() < 0.05, "{out}");
     let (ok, _, err) = run(&["effects", "test", "eq", "freq_hz=5"]);
     assert!(!ok && err.contains("out of range"), "{err}");
+    let (ok, _, err) = run(&["effects", "test", "gain", "gain_db=-6", "gain_db=6"]);
+    assert!(!ok && err.contains("gain_db is given twice"), "{err}");
+    // A choice named by a number is that choice; a number that is neither name nor index is
+    // refused naming the choices.
+    let (ok, _, err) = run(&["effects", "test", "dehum", "mains=60"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["effects", "test", "dehum", "mains=70"]);
+    assert!(!ok && err.contains("is not one of auto, 50, 60"), "{err}");
     // Looking made nothing in the root.
     assert!(!root.join(".sluice").exists());
 }

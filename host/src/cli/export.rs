@@ -330,7 +330,10 @@ fn effect_step(arg: &str) -> Result<sluice_core::render::steps::EffectStep> {
         let (k, v) = kv
             .split_once('=')
             .ok_or_else(|| anyhow!("--effect {arg}: write each parameter as KEY=VALUE"))?;
-        let v = v.trim();
+        let (k, v) = (k.trim(), v.trim());
+        if out.iter().any(|(o, _): &(String, _)| o == k) || data.iter().any(|(o, _)| o == k) {
+            bail!("--effect {arg}: {k} is given twice");
+        }
         if let Some(file) = v.strip_prefix('@') {
             let path = std::path::Path::new(file);
             if !path.is_file() {
@@ -338,7 +341,7 @@ fn effect_step(arg: &str) -> Result<sluice_core::render::steps::EffectStep> {
             }
             let abs = std::path::absolute(path)
                 .with_context(|| format!("--effect {arg}: {k}: {file}"))?;
-            data.push((k.trim().to_string(), abs.to_string_lossy().into_owned()));
+            data.push((k.to_string(), abs.to_string_lossy().into_owned()));
             continue;
         }
         let value = match v {
@@ -350,7 +353,7 @@ fn effect_step(arg: &str) -> Result<sluice_core::render::steps::EffectStep> {
                 .filter(|n| n.is_finite())
                 .map_or_else(|| ParamValue::Text(v.to_string()), ParamValue::Number),
         };
-        out.push((k.trim().to_string(), value));
+        out.push((k.to_string(), value));
     }
     Ok(EffectStep {
         name: name.to_string(),
@@ -630,6 +633,17 @@ mod tests {
     use super::*;
 
     /// Codecs that take the same values (the three AAC profiles) are said once.
+    #[test]
+    fn an_effect_parameter_given_twice_is_refused() {
+        let e = effect_step("leveler:target_db=-20,target_db=-30").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--effect leveler:target_db=-20,target_db=-30: target_db is given twice"
+        );
+        let s = effect_step("leveler:target_db=-20, music=hold").unwrap();
+        assert_eq!(s.params.len(), 2);
+    }
+
     #[test]
     fn an_options_help_says_each_codecs_values_once() {
         let help = option_help("Constant bitrate in kbit/s", Opt::Bitrate);
