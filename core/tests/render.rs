@@ -207,6 +207,28 @@ fn silent_input_is_not_normalized() {
     assert!(r.warnings.iter().any(|w| w.contains("silent")), "{r:?}");
 }
 
+/// A sound shorter than one 400 ms block has no integrated loudness: it is left as it is, and
+/// the warning says so rather than calling it silent.
+#[test]
+fn a_sound_too_short_to_measure_is_not_called_silent() {
+    let rate = 44_100;
+    let src = vec![signal::sine(rate, 1000.0, 0.5, rate as usize / 100)];
+    let out = render_with(
+        rate,
+        src.clone(),
+        4096,
+        vec![to_loudness(-16.0, -1.0, true)],
+        vec![],
+    );
+    assert_eq!(out.planes, src);
+    let r = out.reports.iter().find(|r| r.stage == "normalize").unwrap();
+    assert!(
+        r.warnings.iter().any(|w| w.contains("shorter than 0.4 s")),
+        "{r:?}"
+    );
+    assert!(!r.warnings.iter().any(|w| w.contains("is silent")), "{r:?}");
+}
+
 #[test]
 fn peak_normalization() {
     let rate = 44_100;

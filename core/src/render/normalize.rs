@@ -505,9 +505,19 @@ impl Normalize {
                     .is_some_and(|i| i >= SILENCE_LUFS);
                 let steered = Self::steered_loudness(m, lowpassed);
                 let Some(i) = steered.filter(|_| !silent) else {
-                    self.warnings.push(format!(
-                        "the input is silent (below {SILENCE_LUFS} LUFS): loudness normalization skipped"
-                    ));
+                    // Silence, or a sound too short for one 400 ms block: say which.
+                    self.warnings.push(if m.sample_peak_dbfs > SILENCE_LUFS {
+                        format!(
+                            "the input has no 400 ms block above {SILENCE_LUFS} LUFS (it is \
+                             shorter than 0.4 s, or that quiet): its loudness cannot be measured, \
+                             loudness normalization skipped"
+                        )
+                    } else {
+                        format!(
+                            "the input is silent (below {SILENCE_LUFS} LUFS): loudness \
+                             normalization skipped"
+                        )
+                    });
                     self.settled = true;
                     return;
                 };
