@@ -726,9 +726,9 @@ fn music_between_the_speech_keeps_its_set_gain_and_the_speech_is_still_levelled(
 /// reference is the voice through the pipeline's 80 Hz high-pass (measured against the voice as
 /// it was, that high-pass alone costs espeak-ng's voice 10 dB of SI-SDR, nearly all of it the
 /// phase it turns where the voice's pitch lies: 5 % of the voice's energy is at 80–200 Hz,
-/// 0.1 % under 80 Hz — the pipeline is asked to remove rumble, not to be a wire). Every turn gains at
-/// least 1 dB, the quiet speaker's (under 0 dB SNR) at least 6 dB, every turn ends at least as
-/// clean as through ffmpeg's equivalent chain (high-pass, afftdn, deesser, speechnorm,
+/// 0.1 % under 80 Hz — the pipeline is asked to remove rumble, not to be a wire). Every turn
+/// gains at least 1 dB, the quiet speaker's (under 0 dB SNR) at least 6 dB, every turn ends at
+/// least as clean as through ffmpeg's equivalent chain (high-pass, afftdn, deesser, speechnorm,
 /// loudnorm) in the same run, and the speech's short-term loudness spreads at most 3 LU (it was
 /// over 10). (The loud speaker gains least: -16 LUFS under a -1 dBTP ceiling asks the limiter
 /// for about 6 dB on espeak-ng's peaky voice, which costs its turns 2.6 dB of SI-SDR; the
