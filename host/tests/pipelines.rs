@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{bright_transients, loudness, root_with_examples, sluice, write_wav};
+use common::{
+    bright_transients, loudness, root_with_examples, run_pipeline as run, sluice, write_wav,
+};
 use sluice_core::render::Source;
 use std::path::Path;
 
@@ -15,25 +17,6 @@ fn master_wav(path: &Path, seconds: f64) {
         44_100,
         24,
     );
-}
-
-fn run(root: &Path, pipeline: &str, file: &Path) -> serde_json::Value {
-    let out = sluice()
-        .args(["run", pipeline, "--json", "--root"])
-        .arg(root)
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let job = v[0].clone();
-    assert_eq!(job["state"], "done", "{job:#?}");
-    job
 }
 
 #[test]

@@ -274,22 +274,26 @@ fn si_sdr(clean: &[f32], estimate: &[f32]) -> f64 {
     db(a * a * energy(clean) / err)
 }
 
-/// The lag (0 ..= 8192 frames) at which `y` best matches `x`, over two seconds from 1 s in
-/// (ffmpeg's filters delay their output by a few hundred frames).
-fn lag(x: &[f32], y: &[f32], rate: u32) -> usize {
-    let (a, n) = (rate as usize, 2 * rate as usize);
-    (0..=8192usize)
-        .max_by(|&p, &q| {
-            let c = |l: usize| -> f64 {
-                x[a..a + n]
-                    .iter()
-                    .zip(&y[a + l..a + l + n])
-                    .map(|(u, v)| *u as f64 * *v as f64)
-                    .sum()
-            };
-            c(p).total_cmp(&c(q))
-        })
-        .unwrap()
+/// `y` moved by the lag (in `lags`, frames; positive when `y` is late) at which it best
+/// matches `reference` over `span`, as long as `reference` (zeros where `y` has none): ffmpeg's
+/// filters delay their output by a few hundred frames, a pipeline's trim may take some of the
+/// opening.
+fn aligned(
+    reference: &[f32],
+    y: &[f32],
+    span: std::ops::Range<usize>,
+    lags: std::ops::RangeInclusive<isize>,
+) -> Vec<f32> {
+    let at = |i: usize, d: isize| y.get((i as isize + d).max(0) as usize).copied();
+    let c = |d: isize| -> f64 {
+        span.clone()
+            .map(|i| reference[i] as f64 * at(i, d).unwrap_or(0.0) as f64)
+            .sum()
+    };
+    let d = lags.max_by(|&p, &q| c(p).total_cmp(&c(q))).unwrap();
+    (0..reference.len())
+        .map(|i| at(i, d).unwrap_or(0.0))
+        .collect()
 }
 
 /// `x` through ffmpeg's `filter` (a 32-bit float WAV in and out), or `None` without ffmpeg.
@@ -369,10 +373,9 @@ fn noise_under_a_voice_is_reduced_at_least_as_well_as_ffmpegs_filters() {
                 let late = fx.latency();
                 let ours = si_sdr(voice, &out[late..late + voice.len()]) - before;
                 let peer = |filter: &str| {
-                    let mut y = ffmpeg_filter(dir.path(), &ffmpeg, &x, rate, filter);
-                    let l = lag(voice, &y, rate);
-                    y.resize(l + voice.len(), 0.0);
-                    si_sdr(voice, &y[l..]) - before
+                    let y = ffmpeg_filter(dir.path(), &ffmpeg, &x, rate, filter);
+                    let y = aligned(voice, &y, rate as usize..3 * rate as usize, 0..=8192);
+                    si_sdr(voice, &y) - before
                 };
                 let (afftdn, anlmdn) = (peer("afftdn"), peer("anlmdn"));
                 println!(
@@ -564,13 +567,11 @@ fn speakers_12_db_apart_end_within_3_lu_and_the_gain_holds_within_words() {
     let moved = gain_move_within_words(&voice, &x, &ours, rate);
 
     let peer = |filter: &str| {
-        let mut y = ffmpeg_filter(dir.path(), &ffmpeg, &x, rate, filter);
-        let l = lag(&x, &y, rate);
-        y.resize(l + x.len(), 0.0);
-        let y = &y[l..];
+        let y = ffmpeg_filter(dir.path(), &ffmpeg, &x, rate, filter);
+        let y = aligned(&x, &y, rate as usize..3 * rate as usize, 0..=8192);
         (
-            speech_spread(y, &voice, None, rate),
-            gain_move_within_words(&voice, &x, y, rate),
+            speech_spread(&y, &voice, None, rate),
+            gain_move_within_words(&voice, &x, &y, rate),
         )
     };
     let (sn, dn) = (peer("speechnorm"), peer("dynaudnorm"));
@@ -765,51 +766,17 @@ fn the_podcast_example_cleans_and_levels_a_noisy_conversation_with_hum() {
     let root = common::root_with_examples(dir.path());
     let src = dir.path().join("conversation.wav");
     common::write_wav(&src, std::slice::from_ref(&x), rate, 16);
-    let out = common::sluice()
-        .args(["run", "podcast", "--json", "--root"])
-        .arg(&root)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let flac = root.join("archive/podcast/conversation.flac");
-    let mut file = sluice_core::render::FileSource::open(&flac).unwrap();
-    let mut block = sluice_core::block::Block::default();
-    let mut ours = Vec::new();
-    while sluice_core::render::Source::next(&mut file, &mut block).unwrap() {
-        ours.extend_from_slice(block.plane(0));
-    }
+    common::run_pipeline(&root, "podcast", &src);
+    let ours = common::decode_planes(&root.join("archive/podcast/conversation.flac")).remove(0);
     let mut mem = native::memory();
     let (clean, _) = run::<highpass::Highpass>(&mut mem, rate, &[("cutoff_hz", 80.0)], &voice);
     // loudnorm works at 192 kHz: brought back to the source's rate.
     let chain = "highpass=f=80,afftdn,deesser,speechnorm,loudnorm=I=-16:TP=-1,aresample=48000";
     let theirs = ffmpeg_filter(dir.path(), &ffmpeg, &x, rate, chain);
 
-    // Where an output lines up with the voice (its filters delay it a little, the trim may
-    // take some of the opening), within a tenth of a second either way of the first turn.
-    let t0 = &turns[0];
-    let line_up = |y: &[f32]| -> Vec<f32> {
-        let c = |d: isize| -> f64 {
-            let at = (t0.start as isize + d) as usize;
-            clean[t0.clone()]
-                .iter()
-                .zip(&y[at..at + t0.len()])
-                .map(|(u, v)| *u as f64 * *v as f64)
-                .sum()
-        };
-        let reach = rate as isize / 10;
-        let d = (-reach..reach)
-            .max_by(|&p, &q| c(p).total_cmp(&c(q)))
-            .unwrap();
-        (0..x.len() as isize)
-            .map(|i| y.get((i + d).max(0) as usize).copied().unwrap_or(0.0))
-            .collect()
-    };
+    // Lined up with the voice within a tenth of a second either way, on the first turn.
+    let reach = rate as isize / 10;
+    let line_up = |y: &[f32]| aligned(&clean, y, turns[0].clone(), -reach..=reach);
     let (ours, theirs) = (line_up(&ours), line_up(&theirs));
     let by_turn = |y: &[f32]| -> Vec<f64> {
         turns

@@ -451,19 +451,7 @@ bit_depth = 24
     )
     .unwrap();
     let dark = track(&dir.path().join("dark.wav"), 44_100, &genres()[0].1, 5);
-    let out = sluice()
-        .args(["run", "master", "--json", "--root"])
-        .arg(&root)
-        .arg(&dark)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v[0]["state"], "done", "{v:#}");
+    common::run_pipeline(&root, "master", &dark);
     let matched = root.join("out/dark.wav");
     let before = json(
         &root,

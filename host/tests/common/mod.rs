@@ -242,6 +242,37 @@ pub fn succeed(cmd: &mut Command) -> std::process::Output {
     out
 }
 
+/// `sluice run PIPELINE --json --root ROOT FILE`, asserting it succeeds and its one job is
+/// `done` (what it printed in the failure message); that job.
+pub fn run_pipeline(root: &Path, pipeline: &str, file: &Path) -> serde_json::Value {
+    let out = sluice()
+        .args(["run", pipeline, "--json", "--root"])
+        .arg(root)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", printed(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = v[0].clone();
+    assert_eq!(job["state"], "done", "{v:#}");
+    job
+}
+
+/// Every channel of an audio file Sluice reads (any format it decodes), whole.
+pub fn decode_planes(path: &Path) -> Vec<Vec<f32>> {
+    use sluice_core::render::Source;
+    let mut file = sluice_core::render::FileSource::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut planes = vec![Vec::new(); Source::spec(&file).channels()];
+    let mut block = sluice_core::block::Block::default();
+    while Source::next(&mut file, &mut block).unwrap() {
+        for (c, plane) in planes.iter_mut().enumerate() {
+            plane.extend_from_slice(block.plane(c));
+        }
+    }
+    planes
+}
+
 /// The writing end of a pipe whose reading end is already closed: the first write to it
 /// meets EPIPE (a reader that went away, as in `sluice jobs | head`).
 pub fn closed_pipe() -> std::os::fd::OwnedFd {
