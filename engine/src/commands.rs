@@ -589,6 +589,10 @@ pub fn run(
         progress: None,
         profiles: None,
     };
+    // A file an earlier `sluice run` of this pipeline was running when it died is run again
+    // as that job (its id, its names): else a host starting later would find the dead job and
+    // render the file a second time.
+    let abandoned = store.abandoned_by_hand(&p.name, &p.hash)?;
     let outcomes = crate::parallel::map(files, cfg.workers, |f| {
         let made = (|| -> Result<JobRecord> {
             let abs = std::path::absolute(f).with_context(|| format!("{}", f.display()))?;
@@ -598,6 +602,22 @@ pub fn run(
                 .strip_prefix(&cfg.root)
                 .map(Path::to_path_buf)
                 .unwrap_or(abs);
+            for j in abandoned
+                .iter()
+                .filter(|j| j.input == input && j.content_hash == hash)
+            {
+                if let Some(job) = store.take_over(j.id)? {
+                    // What the dead run was writing: its temporaries beside the job's names.
+                    for dir in job
+                        .planned
+                        .iter()
+                        .filter_map(|r| cfg.root.join(r).parent().map(Path::to_path_buf))
+                    {
+                        sluice_core::io::sweep_stale(&dir);
+                    }
+                    return Ok(job);
+                }
+            }
             Ok(store.add_running_job(&p.name, &p.hash, input, hash)?)
         })();
         let outcome = match made {

@@ -185,3 +185,91 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
         text.matches("was running when the host stopped").count()
     );
 }
+
+/// `sluice run` killed (SIGKILL) while it renders, then run again on the same file: the second
+/// run takes over the dead run's job — the same id and the same output names, one interrupted
+/// run counted — instead of making a second job beside it, which wrote `long (2).flac` and left
+/// the dead job running for the next host to render the file once more. Nothing of the killed
+/// run is left behind.
+#[test]
+fn a_killed_sluice_run_is_taken_over_by_the_next_run_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    // A slow chain (reverb, a pitch shift) over a minute of programme: seconds to render.
+    std::fs::write(
+        root.join("pipelines/slow.toml"),
+        r#"
+name = "slow"
+watch = "inbox"
+
+[[step]]
+effect = "reverb"
+
+[[step]]
+effect = "pitch"
+params = { semitones = 3.0 }
+
+[[output]]
+path = "out/{stem}.flac"
+"#,
+    )
+    .unwrap();
+    let src = dir.path().join("long.wav");
+    programme_wav(&src, 60.0, 7);
+    let run = || {
+        let mut cmd = sluice();
+        cmd.args(["run", "slow", "--json", "--root"])
+            .arg(&root)
+            .arg(&src);
+        cmd
+    };
+    let mut child = run()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once its job is running with its names reserved.
+    let t = Instant::now();
+    let killed = loop {
+        assert!(t.elapsed() < Duration::from_secs(60), "no job started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        if let Some(j) = jobs(&root).into_iter().find(|j| {
+            j["state"] == "running" && j["planned"].as_array().is_some_and(|p| !p.is_empty())
+        }) {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !root.join("out/long.flac").exists(),
+        "the killed run finished"
+    );
+
+    let job = common::run_pipeline(&root, "slow", &src);
+    assert_eq!(job["id"], killed["id"], "{job:#}");
+    assert_eq!(job["interrupted"], 1, "{job:#}");
+    assert_eq!(job["outputs"][0]["path"], "out/long.flac", "{job:#}");
+    let all = jobs(&root);
+    assert_eq!(all.len(), 1, "one job for the file: {all:#?}");
+    assert_eq!(
+        files_under(&root.join("out")),
+        vec![root.join("out/long.flac")]
+    );
+    assert_no_temporaries(&root);
+    let events = sluice()
+        .args(["job", "--root"])
+        .arg(&root)
+        .arg(job["id"].to_string())
+        .output()
+        .unwrap();
+    let events = common::printed(&events);
+    assert!(events.contains("taking over the stopped run"), "{events}");
+}

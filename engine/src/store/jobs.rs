@@ -76,6 +76,71 @@ impl Store {
         })
     }
 
+    /// Jobs of `pipeline` (at version `pipeline_hash`) that a `sluice run` left running when it
+    /// died (`kill -9`, a crash, a power cut): run by hand by a process that is gone, and not
+    /// out on a farm. [`Store::take_over`] runs one again under the same id.
+    pub fn abandoned_by_hand(&self, pipeline: &str, pipeline_hash: &str) -> Result<Vec<JobRecord>> {
+        Ok(self
+            .jobs(Some(JobState::Running))?
+            .into_iter()
+            .filter(|j| j.pipeline == pipeline && j.pipeline_hash == pipeline_hash)
+            .filter(|j| abandoned(j).is_some())
+            .collect())
+    }
+
+    /// Job `id`, left running by a `sluice run` that died ([`Store::abandoned_by_hand`]), run by
+    /// this process from now on: its id, planned paths (which it still holds) and history kept,
+    /// one interrupted run and one attempt more. `None` when it is no longer abandoned (another
+    /// run took it first, or a host started and queued it again).
+    pub fn take_over(&self, id: u64) -> Result<Option<JobRecord>> {
+        self.write(|tx| {
+            let mut jobs = tx.open_table(JOBS)?;
+            let Some(mut job) = jobs
+                .get(id)?
+                .and_then(|v| serde_json::from_slice::<JobRecord>(v.value()).ok())
+            else {
+                return Ok(None);
+            };
+            let Some(gone) = abandoned(&job) else {
+                return Ok(None);
+            };
+            job.interrupted += 1;
+            job.attempts += 1;
+            job.progress = 0.0;
+            job.started_ms = Some(now_ms());
+            job.error = None;
+            job.runner = Some(Runner {
+                pid: std::process::id(),
+                by_hand: true,
+            });
+            // Running before and after: its paths stay reserved, it is in no queue.
+            jobs.insert(id, json(&job).as_slice())?;
+            let mut events = tx.open_table(EVENTS)?;
+            let mut meta = tx.open_table(META)?;
+            log_event(
+                &mut events,
+                &mut meta,
+                Some(id),
+                EventKind::Interrupted,
+                format!(
+                    "the sluice run that ran this job (pid {gone}) stopped ({} time(s) so far)",
+                    job.interrupted
+                ),
+            )?;
+            log_event(
+                &mut events,
+                &mut meta,
+                Some(id),
+                EventKind::Started,
+                format!(
+                    "{} by hand (sluice run), taking over the stopped run",
+                    job.input.display()
+                ),
+            )?;
+            Ok(Some(job))
+        })
+    }
+
     pub fn job(&self, id: u64) -> Result<Option<JobRecord>> {
         self.read(|tx| {
             let t = tx.open_table(JOBS)?;
@@ -411,6 +476,17 @@ impl Store {
             }
         }
         Ok(done)
+    }
+}
+
+/// The pid of the `sluice run` that left job `j` running when it died; `None` when `j` is not
+/// such a job (not running, run by a host or one that is alive, out on a farm).
+fn abandoned(j: &JobRecord) -> Option<u32> {
+    match j.runner {
+        Some(r) if j.state == JobState::Running && j.ran_on.is_none() && r.by_hand => {
+            (!alive(r.pid)).then_some(r.pid)
+        }
+        _ => None,
     }
 }
 

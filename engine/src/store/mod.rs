@@ -1008,6 +1008,41 @@ mod tests {
         assert!(back.iter().chain(&over).all(|j| j.id != by_hand.id));
     }
 
+    /// A job a `sluice run` left running when it died is taken over once, by a live process,
+    /// with its id and paths; a live run's job is never taken.
+    #[test]
+    fn a_dead_runs_job_is_taken_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb"), true).unwrap();
+        let none = |_: &Path| false;
+        let j = s
+            .add_running_job("p", "v1", "/in/x.wav".into(), "c".into())
+            .unwrap();
+        let out = [PathBuf::from("out/x.flac")];
+        s.plan(j.id, &out, numbered, none).unwrap();
+        // Run by this process, alive: not abandoned.
+        assert!(s.abandoned_by_hand("p", "v1").unwrap().is_empty());
+        assert!(s.take_over(j.id).unwrap().is_none());
+        // Its runner gone (a process that has ended).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        s.update_job(j.id, None, |j| j.runner.as_mut().unwrap().pid = dead)
+            .unwrap();
+        assert!(s.abandoned_by_hand("p", "v2").unwrap().is_empty());
+        let found = s.abandoned_by_hand("p", "v1").unwrap();
+        assert_eq!(found.iter().map(|j| j.id).collect::<Vec<_>>(), [j.id]);
+        let taken = s.take_over(j.id).unwrap().expect("taken over");
+        assert_eq!((taken.id, taken.interrupted, taken.attempts), (j.id, 1, 2));
+        assert_eq!(taken.planned, out);
+        assert_eq!(taken.runner.unwrap().pid, std::process::id());
+        sound(&s);
+        assert!(s.take_over(j.id).unwrap().is_none(), "taken twice");
+        // A host starting now leaves it to this process.
+        let (back, over) = s.requeue_running(3, false).unwrap();
+        assert!(back.is_empty() && over.is_empty());
+    }
+
     #[test]
     fn paths_that_are_not_utf8_are_kept_exactly() {
         use std::os::unix::ffi::OsStrExt;
