@@ -28,8 +28,8 @@ mod speech_mix;
 use sluice_core::analysis::tempo::{DEFAULT_RANGE, TempoAnalyzer, estimate_envelopes};
 
 const RATE: u32 = 44_100;
-/// The sets the bench judges the renders' target on, never used for tuning.
-const JUDGED: &[&str] = &["freedoom"];
+/// Held-out sets seen only with `--judge`, never used for tuning.
+const JUDGED: &[&str] = &["freedoom", "simutrans"];
 
 fn main() {
     let verbose = std::env::args().any(|a| a == "-v");

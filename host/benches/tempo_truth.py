@@ -3,8 +3,10 @@
 
     tempo_truth.py truth FILE               # BPM of a MIDI file, Hydrogen song or LMMS project
     tempo_truth.py freedoom OUT WAD...      # Freedoom's MIDI pieces with a steady beat, into OUT
+    tempo_truth.py steady OUT MIDI...       # the MIDI files with a steady beat, copied into OUT
 
-A MIDI file's truth is the tempo held longest, in quarter notes. Freedoom's pieces are kept when
+A MIDI file's truth is the tempo held longest, in quarter notes. Freedoom's pieces (and those of
+the later held-out sets) are kept when
 the score has a steady beat and a true tempo: at least 30 s, drum notes (channel 10) in half of
 the 4-beat bars, one tempo held for 90 % of the time, and the drum notes on that tempo's grid:
 at least a third of them within 1/48 beat of a sixteenth note (by chance a sixth are). Pieces
@@ -112,10 +114,20 @@ def freedoom(out, wads):
                 open(os.path.join(out, name.lower() + ".mid"), "wb").write(lump)
 
 
+def steady_files(out, paths):
+    """The MIDI files whose score has a steady beat (as Freedoom's are chosen), copied to OUT."""
+    for path in paths:
+        data = open(path, "rb").read()
+        if data[:4] == b"MThd" and steady(data):
+            open(os.path.join(out, os.path.basename(path)), "wb").write(data)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "truth":
         print(truth(sys.argv[2]))
     elif sys.argv[1] == "freedoom":
         freedoom(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1] == "steady":
+        steady_files(sys.argv[2], sys.argv[3:])
     else:
-        sys.exit(f"{sys.argv[1]}: unknown command (truth, freedoom)")
+        sys.exit(f"{sys.argv[1]}: unknown command (truth, freedoom, steady)")
