@@ -6,16 +6,17 @@
 
 SLUICE is the binary (default target/release/sluice). For each set (songs/, renders/, heldout/,
 midi/, openmsx/, freedoom/, simutrans/: see tempo-material.sh; the estimator was tuned on the
-first two, never on the others) it reads truth.tsv (file, BPM, source), measures every file with `sluice analyze --only tempo` and with
-librosa's `feature.tempo` (its defaults: the onset-strength autocorrelation with a log-normal
-prior around 120 BPM), and prints each reading, then hits/total: within 4 % of the truth, and
-within an octave relative (x1/3, 1/2, 2, 3) as well, and with either of two readings: Sluice's
-`bpm` or its runner-up `alternative_bpm`, and librosa's tempo or the runner-up of the same
-prior-weighted tempogram (its highest other peak, more than 10 % away) -- the two-tempo view of
-MIREX-style evaluations, shown for information; the targets count the first reading only. Wall
-and CPU time of each tool's pass are printed beside each other. The exit status is 0 when Sluice reaches the targets (7 of 8 songs;
-28 of 30 renders, counted over the held-out sets of renders together; scaled to the number of
-files found), else 1.
+first two, never on the others) it reads truth.tsv (file, BPM, source), measures every file with
+`sluice analyze --only tempo` and with librosa's `feature.tempo` (its defaults: the onset-
+strength autocorrelation with a log-normal prior around 120 BPM), and prints each reading, then
+hits/total: within 4 % of the truth, and within an octave relative (x1/3, 1/2, 2, 3) as well,
+and with either of two readings: Sluice's `bpm` or its runner-up `alternative_bpm`, and
+librosa's tempo or the runner-up of the same prior-weighted tempogram (its highest other peak,
+more than 10 % away) -- the two-tempo view of MIREX-style evaluations, shown for information;
+the targets count the first reading only. Wall and CPU time of each tool's pass are printed
+beside each other. The exit status is 0 when Sluice reaches the targets (7 of 8 songs; 28 of 30
+renders, counted over the held-out sets of renders together; scaled to the number of files
+found), else 1.
 """
 import json
 import os
