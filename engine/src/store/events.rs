@@ -10,11 +10,7 @@ pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("eve
 
 impl Store {
     pub fn event(&self, job: Option<u64>, kind: EventKind, message: String) -> Result<()> {
-        self.write(|tx| {
-            let mut events = tx.open_table(EVENTS)?;
-            let mut meta = tx.open_table(META)?;
-            log_event(&mut events, &mut meta, job, kind, message)
-        })
+        self.write(|tx| log_in(tx, job, kind, message))
     }
 
     /// Events, oldest first, of one job or all.
@@ -60,6 +56,19 @@ impl Store {
 }
 
 /// Append an event (the caller's transaction has the tables open).
+/// [`log_event`] in `tx`, with the event and meta tables opened here (neither may be open in
+/// `tx` already).
+pub(super) fn log_in(
+    tx: &redb::WriteTransaction,
+    job: Option<u64>,
+    kind: EventKind,
+    message: String,
+) -> std::result::Result<(), redb::Error> {
+    let mut events = tx.open_table(EVENTS)?;
+    let mut meta = tx.open_table(META)?;
+    log_event(&mut events, &mut meta, job, kind, message)
+}
+
 pub(super) fn log_event(
     events: &mut redb::Table<u64, &[u8]>,
     meta: &mut redb::Table<&str, u64>,

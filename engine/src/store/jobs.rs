@@ -115,11 +115,8 @@ impl Store {
             });
             // Running before and after: its paths stay reserved, it is in no queue.
             jobs.insert(id, json(&job).as_slice())?;
-            let mut events = tx.open_table(EVENTS)?;
-            let mut meta = tx.open_table(META)?;
-            log_event(
-                &mut events,
-                &mut meta,
+            log_in(
+                tx,
                 Some(id),
                 EventKind::Interrupted,
                 format!(
@@ -127,9 +124,8 @@ impl Store {
                     job.interrupted
                 ),
             )?;
-            log_event(
-                &mut events,
-                &mut meta,
+            log_in(
+                tx,
                 Some(id),
                 EventKind::Started,
                 format!(
@@ -212,9 +208,7 @@ impl Store {
             }
             jobs.insert(id, json(&job).as_slice())?;
             if let Some((kind, message)) = event {
-                let mut events = tx.open_table(EVENTS)?;
-                let mut meta = tx.open_table(META)?;
-                log_event(&mut events, &mut meta, Some(id), kind, message)?;
+                log_in(tx, Some(id), kind, message)?;
             }
             Ok(job.clone())
         })
@@ -242,15 +236,7 @@ impl Store {
             reserve(tx, &before, &job)?;
             release(tx, &job, true)?;
             jobs.insert(id, json(&job).as_slice())?;
-            let mut events = tx.open_table(EVENTS)?;
-            let mut meta = tx.open_table(META)?;
-            log_event(
-                &mut events,
-                &mut meta,
-                Some(id),
-                EventKind::Invalidated,
-                message,
-            )?;
+            log_in(tx, Some(id), EventKind::Invalidated, message)?;
             Ok(job)
         })
     }

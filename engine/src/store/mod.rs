@@ -36,7 +36,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 mod events;
 mod files;
 mod jobs;
-use events::{EVENTS, log_event};
+use events::{EVENTS, log_event, log_in};
 use files::{FILES, SEEN};
 use jobs::{JOB_KEYS, JOBS, PIPELINE_FILES, QUEUE, RESERVED, holds_paths, job_key};
 mod references;
