@@ -15,7 +15,9 @@
 #   tempo estimator was never tuned on these.
 # - midi/: Planet Blupi's game music (planetblupi-music-midi, GPL-3+), MIDI files rendered by
 #   FluidSynth with the FluidR3 GM sound font (fluid-soundfont-gm, MIT); the truth is the
-#   MIDI file's tempo (the one held longest). Never tuned on either.
+#   MIDI file's tempo (the one held longest) counted in the beat of its metre: the quarter
+#   note, or the dotted quarter in 6/8, 9/8 and 12/8 (the dotted eighth in 6/16...), as such
+#   pieces' tempi are marked. Never tuned on either.
 # - openmsx/: OpenTTD's OpenMSX music set (openttd-openmsx, GPL-2), 31 MIDI pieces (ragtime,
 #   blues, boogie, swing, march, pop) rendered the same way. Added as held-out material after
 #   the estimator's last change and never tuned on.

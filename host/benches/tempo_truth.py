@@ -5,9 +5,10 @@
     tempo_truth.py freedoom OUT WAD...      # Freedoom's MIDI pieces with a steady beat, into OUT
     tempo_truth.py steady OUT MIDI...       # the MIDI files with a steady beat, copied into OUT
 
-A MIDI file's truth is the tempo held longest, in quarter notes. Freedoom's pieces (and those of
-the later held-out sets) are kept when
-the score has a steady beat and a true tempo: at least 30 s, drum notes (channel 10) in half of
+A MIDI file's truth is the tempo held longest, counted in the beat of the metre held longest:
+the quarter note, or the dotted note of a compound metre (6/8, 9/8, 12/8: the dotted quarter).
+Freedoom's pieces (and those of the later held-out sets) are kept when the score has a steady
+beat and a true tempo: at least 30 s, drum notes (channel 10) in half of
 the 4-beat bars, one tempo held for 90 % of the time, and the drum notes on that tempo's grid:
 at least a third of them within 1/48 beat of a sixteenth note (by chance a sixth are). Pieces
 converted from Doom's MUS format fail the last: their tempo is the MUS clock's (140 ticks a
@@ -32,9 +33,9 @@ def vlq(b, i):
             return v, i
 
 
-def read_midi(data):
+def read_midi(data, metres=None):
     """Ticks per beat, the tempo events (tick, µs a beat) in order, the last tick, and the ticks
-    of the drum notes."""
+    of the drum notes; the time signatures (tick, numerator, denominator) go into METRES."""
     _, tracks, division = struct.unpack(">HHH", data[8:14])
     i, tempos, end, drums = 14, [], 0, []
     for _ in range(tracks):
@@ -48,6 +49,8 @@ def read_midi(data):
                 n, k = vlq(data, j + 2)
                 if data[j + 1] == 0x51:
                     tempos.append((t, int.from_bytes(data[k:k + 3], "big")))
+                elif data[j + 1] == 0x58 and metres is not None and n >= 2:
+                    metres.append((t, data[k], 2 ** data[k + 1]))
                 j = k + n
             elif b in (0xF0, 0xF7):
                 n, k = vlq(data, j + 1)
@@ -81,8 +84,25 @@ def truth(path):
     if path.endswith((".mmpz", ".mmp")):
         xml = zlib.decompress(data[4:]) if path.endswith(".mmpz") else data
         return float(re.search(rb'<head[^>]*\sbpm="([0-9.]+)"', xml).group(1))
-    division, tempos, end, _ = read_midi(data)
-    return max(held(division, tempos, end).items(), key=lambda x: x[1])[0]
+    metres = []
+    division, tempos, end, _ = read_midi(data, metres)
+    bpm = max(held(division, tempos, end).items(), key=lambda x: x[1])[0]
+    return round(bpm * beat(metres, end), 3)
+
+
+def beat(metres, end):
+    """The beat in quarter notes of the metre held longest: the dotted note in a compound metre
+    (6, 9 or 12 eighths or sixteenths to the bar: the dotted quarter or the dotted eighth), else
+    the quarter note (a MIDI file's tempo is always given in quarters)."""
+    ticks = {}
+    metres = sorted(metres)
+    for k, (t, num, den) in enumerate(metres):
+        t2 = metres[k + 1][0] if k + 1 < len(metres) else end
+        ticks[(num, den)] = ticks.get((num, den), 0) + max(0, t2 - t)
+    if not ticks:
+        return 1.0
+    num, den = max(ticks.items(), key=lambda x: x[1])[0]
+    return {8: 2 / 3, 16: 4 / 3}.get(den, 1.0) if num in (6, 9, 12) else 1.0
 
 
 def steady(data):
