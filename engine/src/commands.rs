@@ -164,6 +164,24 @@ pub fn jobs(cfg: &Config, state: Option<JobState>) -> Result<Vec<JobRecord>> {
     Ok(Store::open(&cfg.db_path(), false)?.jobs(state)?)
 }
 
+/// What to tell a user about a job left `running` by a process that has ended, if it is one.
+pub fn cut_short_note(j: &JobRecord) -> Option<String> {
+    j.cut_short().map(|r| {
+        if r.by_hand {
+            format!(
+                "cut short: its `sluice run` (pid {}) has ended; running the file again, or \
+                 starting the host, runs it again",
+                r.pid
+            )
+        } else {
+            format!(
+                "cut short: its host (pid {}) has ended; the next host start runs it again",
+                r.pid
+            )
+        }
+    })
+}
+
 /// One job with its history.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobDetail {

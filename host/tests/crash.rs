@@ -246,11 +246,25 @@ path = "out/{stem}.flac"
         std::thread::sleep(Duration::from_millis(50));
     };
     std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
         !root.join("out/long.flac").exists(),
         "the killed run finished"
+    );
+    // Listed as cut short, not as running on.
+    let listed = sluice()
+        .args(["jobs", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let listed = common::printed(&listed);
+    assert!(
+        listed.contains(&format!(
+            "cut short: its `sluice run` (pid {pid}) has ended"
+        )),
+        "{listed}"
     );
 
     let job = common::run_pipeline(&root, "slow", &src);

@@ -468,12 +468,7 @@ impl Store {
 /// The pid of the `sluice run` that left job `j` running when it died; `None` when `j` is not
 /// such a job (not running, run by a host or one that is alive, out on a farm).
 fn abandoned(j: &JobRecord) -> Option<u32> {
-    match j.runner {
-        Some(r) if j.state == JobState::Running && j.ran_on.is_none() && r.by_hand => {
-            (!alive(r.pid)).then_some(r.pid)
-        }
-        _ => None,
-    }
+    j.cut_short().filter(|r| r.by_hand).map(|r| r.pid)
 }
 
 /// The dedup key of a job: its pipeline, the pipeline's version and the content.

@@ -225,9 +225,20 @@ impl Runner {
     }
 }
 
-/// Whether process `pid` exists (Linux: `/proc`).
+/// Whether process `pid` is running (Linux: `/proc`). A zombie (a process that has ended but
+/// whose parent has not yet collected it, as after a `kill -9`) is not.
 fn alive(pid: u32) -> bool {
-    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+    if pid == std::process::id() {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (command) state ...": the command may hold spaces and parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X')),
+        Err(_) => false,
+    }
 }
 
 /// File paths in records and keys, exactly. A UTF-8 path is its text; any other is `\0x:`
@@ -297,6 +308,19 @@ impl JobRecord {
                 content_hash,
                 JobState::Running,
             )
+        }
+    }
+
+    /// The runner of a job left `running` by a process that has since ended (a `sluice run` or
+    /// a host killed or crashed mid-render); `None` when the job is not running, its runner is
+    /// alive or unknown, or it is out on a farm. Such a job waits for the next `sluice run` of
+    /// the file (when a `sluice run` left it) or the next host start to run it again.
+    pub fn cut_short(&self) -> Option<Runner> {
+        match self.runner {
+            Some(r) if self.state == JobState::Running && self.ran_on.is_none() => {
+                (!alive(r.pid)).then_some(r)
+            }
+            _ => None,
         }
     }
 
@@ -1010,6 +1034,32 @@ mod tests {
 
     /// A job a `sluice run` left running when it died is taken over once, by a live process,
     /// with its id and paths; a live run's job is never taken.
+    #[test]
+    fn a_killed_runner_is_dead_before_its_parent_collects_it() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(alive(pid));
+        child.kill().unwrap();
+        // Not yet waited for: a zombie, its /proc entry still there.
+        let t = std::time::Instant::now();
+        while alive(pid) {
+            assert!(
+                t.elapsed().as_secs() < 10,
+                "a killed process counted as running"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "already collected"
+        );
+        child.wait().unwrap();
+        assert!(!alive(pid));
+    }
+
     #[test]
     fn a_dead_runs_job_is_taken_over_once() {
         let dir = tempfile::tempdir().unwrap();

@@ -57,6 +57,9 @@ fn print(d: &JobDetail, json: bool) -> Result<ExitCode> {
             Some(w) => writeln!(out, "  ran on    farm worker {w}")?,
             None => {}
         }
+        if let Some(n) = commands::cut_short_note(j) {
+            writeln!(out, "  run       {n}")?;
+        }
         if let Some(e) = &j.error {
             writeln!(out, "  error     {e}")?;
         }

@@ -44,7 +44,7 @@ fn print(list: &[JobRecord], json: bool) -> Result<ExitCode> {
         for j in list {
             writeln!(
                 out,
-                "{:>6}  {:<11} {:>4.0}%  {:<18} {:<19}  {}{}{}",
+                "{:>6}  {:<11} {:>4.0}%  {:<18} {:<19}  {}{}{}{}",
                 j.id,
                 j.state.name(),
                 j.progress * 100.0,
@@ -56,6 +56,9 @@ fn print(list: &[JobRecord], json: bool) -> Result<ExitCode> {
                     Some(w) => format!("  (on {w})"),
                     None => String::new(),
                 },
+                commands::cut_short_note(j)
+                    .map(|n| format!("\n        {n}"))
+                    .unwrap_or_default(),
                 j.error
                     .as_ref()
                     .map(|e| format!("\n        {e}"))
