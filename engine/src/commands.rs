@@ -608,9 +608,9 @@ pub fn run(
         profiles: None,
     };
     // A file an earlier `sluice run` of this pipeline was running when it died is run again
-    // as that job (its id, its names): else a host starting later would find the dead job and
-    // render the file a second time.
-    let abandoned = store.abandoned_by_hand(&p.name, &p.hash)?;
+    // as that job (its id, its names, or names planned afresh if the pipeline was edited
+    // since): else a host starting later would find the dead job and render the file again.
+    let abandoned = store.abandoned_by_hand(&p.name)?;
     let outcomes = crate::parallel::map(files, cfg.workers, |f| {
         let made = (|| -> Result<JobRecord> {
             let abs = std::path::absolute(f).with_context(|| format!("{}", f.display()))?;

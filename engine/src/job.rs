@@ -663,11 +663,54 @@ fn unchanged(source: &Path, job: &JobRecord) -> Result<(), Failure> {
     }
 }
 
+/// A job planned under another version of its pipeline (cut short, then the pipeline edited)
+/// whose source has not moved yet gives up the paths planned for the old version, to be planned
+/// afresh for the pipeline as it is now: the old names may carry another format (an MP3 under
+/// a `.flac` name) or put the source where an output now goes. What the earlier run committed
+/// under the old names is removed — they were free when planned, so what is there is its own —
+/// except a file with the source's content, which is never touched.
+fn replan_if_edited(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure> {
+    let root = &ctx.cfg.root;
+    if job.planned.is_empty() || job.pipeline_hash == p.hash || !root.join(&job.input).exists() {
+        return Ok(job);
+    }
+    for rel in &job.planned {
+        let Ok(path) = crate::confine::resolve(root, rel) else {
+            continue;
+        };
+        if crate::digest::hash_file(&path).is_ok_and(|h| h != job.content_hash) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(
+                    job = job.id,
+                    "{}: removed, written for an earlier version of pipeline {}",
+                    path.display(),
+                    p.name
+                ),
+                Err(e) => tracing::warn!(job = job.id, "{}: cannot remove: {e}", path.display()),
+            }
+        }
+    }
+    ctx.store
+        .update_job(
+            job.id,
+            Some((
+                crate::store::EventKind::Note,
+                format!(
+                    "pipeline {} changed since this job's paths were planned (version {}): planned again for version {}",
+                    p.name, job.pipeline_hash, p.hash
+                ),
+            )),
+            |j| j.planned.clear(),
+        )
+        .map_err(|e| Failure::Transient(e.to_string()))
+}
+
 /// One attempt at a job, in phases: find the source ([`locate`]), open its one decoder, fix
 /// the paths ([`plan_paths`], once), [`render`] the outputs and the analysis, and [`finish`]
 /// (report, source moved, done).
 fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure> {
     let started = jiff::Timestamp::now();
+    let job = replan_if_edited(ctx, p, job)?;
     let source = locate(ctx, p, &job)?;
     // The one decoder of the job: its format facts and tags now, its audio in the render.
     let file_source = stoppable(ctx, FileSource::open(&source))?;

@@ -186,9 +186,10 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
     );
 }
 
-/// `sluice run` killed (SIGKILL) while it renders, then run again on the same file: the second
-/// run takes over the dead run's job — the same id and the same output names, one interrupted
-/// run counted — instead of making a second job beside it, which wrote `long (2).flac` and left
+/// `sluice run` killed (SIGKILL) while it renders, then run again on the same file (after an
+/// edit of the pipeline): the second run takes over the dead run's job — the same id, one
+/// interrupted run counted, the names the pipeline gives now — instead of making a second job
+/// beside it, which wrote `long (2).flac` and left
 /// the dead job running for the next host to render the file once more. Nothing of the killed
 /// run is left behind.
 #[test]
@@ -267,15 +268,22 @@ path = "out/{stem}.flac"
         "{listed}"
     );
 
+    // The pipeline edited meanwhile (MP3 instead of FLAC): still that job, under the names
+    // the pipeline gives now.
+    let toml = root.join("pipelines/slow.toml");
+    let edited = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("out/{stem}.flac", "out/{stem}.mp3");
+    std::fs::write(&toml, edited).unwrap();
     let job = common::run_pipeline(&root, "slow", &src);
     assert_eq!(job["id"], killed["id"], "{job:#}");
     assert_eq!(job["interrupted"], 1, "{job:#}");
-    assert_eq!(job["outputs"][0]["path"], "out/long.flac", "{job:#}");
+    assert_eq!(job["outputs"][0]["path"], "out/long.mp3", "{job:#}");
     let all = jobs(&root);
     assert_eq!(all.len(), 1, "one job for the file: {all:#?}");
     assert_eq!(
         files_under(&root.join("out")),
-        vec![root.join("out/long.flac")]
+        vec![root.join("out/long.mp3")]
     );
     assert_no_temporaries(&root);
     let events = sluice()
@@ -286,4 +294,98 @@ path = "out/{stem}.flac"
         .unwrap();
     let events = common::printed(&events);
     assert!(events.contains("taking over the stopped run"), "{events}");
+}
+
+/// The host killed while it renders a file, the pipeline edited (another output format, the
+/// source now moved, a report), the host started again: the job runs with the pipeline as it is
+/// now, under the paths that pipeline gives — not the paths planned for the old one, which put
+/// MP3 data under a `.flac` name and moved the source onto the output.
+#[test]
+fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::create_dir_all(root.join("inbox")).unwrap();
+    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    let slow = |head: &str, outputs: &str| {
+        format!(
+            "name = \"slow\"\nwatch = \"inbox\"\n{head}\n[[step]]\neffect = \"reverb\"\n\n\
+             [[step]]\neffect = \"pitch\"\nparams = {{ semitones = 3.0 }}\n\n{outputs}"
+        )
+    };
+    let pipeline = root.join("pipelines/slow.toml");
+    std::fs::write(
+        &pipeline,
+        slow("", "[[output]]\npath = \"out/{stem}.flac\"\n"),
+    )
+    .unwrap();
+    let staged = dir.path().join("long.wav");
+    programme_wav(&staged, 60.0, 11);
+    let hash = blake3::hash(&std::fs::read(&staged).unwrap());
+    let log = dir.path().join("host.log");
+    std::fs::write(&log, "").unwrap();
+    let mut host = start(&root, &log);
+    std::fs::rename(&staged, root.join("inbox/long.wav")).unwrap();
+    let t = Instant::now();
+    loop {
+        assert!(t.elapsed() < Duration::from_secs(60), "no job started");
+        if jobs(&root).iter().any(|j| {
+            j["state"] == "running" && j["planned"].as_array().is_some_and(|p| !p.is_empty())
+        }) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    host.kill().unwrap();
+    host.wait().unwrap();
+    assert!(
+        !root.join("out/long.flac").exists(),
+        "the killed run finished"
+    );
+
+    std::fs::write(
+        &pipeline,
+        slow(
+            "report = \"reports/{stem}.json\"\n",
+            "[[output]]\npath = \"out/{stem}.mp3\"\nbitrate_kbps = 128\n\n\
+             [source]\naction = \"move\"\nto = \"done/{name}\"\n",
+        ),
+    )
+    .unwrap();
+    let mut host = start(&root, &log);
+    let t = Instant::now();
+    let job = loop {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the job did not finish"
+        );
+        if let Some(j) = jobs(&root)
+            .into_iter()
+            .find(|j| j["state"] == "done" || j["state"] == "failed")
+        {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    host.kill().unwrap();
+    host.wait().unwrap();
+    assert_eq!(job["state"], "done", "{job:#}");
+    let mp3 = root.join("out/long.mp3");
+    assert_eq!(
+        files_under(&root.join("out")),
+        vec![mp3.clone()],
+        "{job:#}\n{:?}",
+        files_under(&root)
+    );
+    let info = sluice_core::probe_decoded(&mp3).unwrap();
+    assert!(!info.truncated, "{}", mp3.display());
+    assert_eq!(
+        blake3::hash(&std::fs::read(root.join("done/long.wav")).unwrap()),
+        hash,
+        "the source, moved"
+    );
+    assert!(root.join("reports/long.json").is_file(), "{job:#}");
+    assert_eq!(job["outputs"][0]["path"], "out/long.mp3", "{job:#}");
+    assert_no_temporaries(&root);
 }

@@ -76,14 +76,15 @@ impl Store {
         })
     }
 
-    /// Jobs of `pipeline` (at version `pipeline_hash`) that a `sluice run` left running when it
-    /// died (`kill -9`, a crash, a power cut): run by hand by a process that is gone, and not
-    /// out on a farm. [`Store::take_over`] runs one again under the same id.
-    pub fn abandoned_by_hand(&self, pipeline: &str, pipeline_hash: &str) -> Result<Vec<JobRecord>> {
+    /// Jobs of `pipeline` (at any version: run again, a job takes the pipeline as it is then)
+    /// that a `sluice run` left running when it died (`kill -9`, a crash, a power cut): run by
+    /// hand by a process that is gone, and not out on a farm. [`Store::take_over`] runs one
+    /// again under the same id.
+    pub fn abandoned_by_hand(&self, pipeline: &str) -> Result<Vec<JobRecord>> {
         Ok(self
             .jobs(Some(JobState::Running))?
             .into_iter()
-            .filter(|j| j.pipeline == pipeline && j.pipeline_hash == pipeline_hash)
+            .filter(|j| j.pipeline == pipeline)
             .filter(|j| abandoned(j).is_some())
             .collect())
     }
