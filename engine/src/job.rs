@@ -852,12 +852,13 @@ pub fn plan_detached(
     p: &Pipeline,
     job: &JobRecord,
 ) -> Result<(JobRecord, PathBuf), Failure> {
-    let source = locate(ctx, p, job)?;
+    let job = replan_if_edited(ctx, p, job.clone())?;
+    let source = locate(ctx, p, &job)?;
     let info = sluice_core::info(&source, &Default::default()).map_err(|e| classify_input(&e))?;
     let job = if job.planned.is_empty() {
-        plan_paths(ctx, p, job, &tag_map(&info)).map_err(|e| Failure::Transient(e.to_string()))?
+        plan_paths(ctx, p, &job, &tag_map(&info)).map_err(|e| Failure::Transient(e.to_string()))?
     } else {
-        job.clone()
+        job
     };
     Ok((job, source))
 }
