@@ -1032,8 +1032,8 @@ mod tests {
         assert!(back.iter().chain(&over).all(|j| j.id != by_hand.id));
     }
 
-    /// A job a `sluice run` left running when it died is taken over once, by a live process,
-    /// with its id and paths; a live run's job is never taken.
+    /// A killed runner counts as ended at once, before its parent collects it (a zombie keeps
+    /// its /proc entry until then).
     #[test]
     fn a_killed_runner_is_dead_before_its_parent_collects_it() {
         let mut child = std::process::Command::new("sleep")
@@ -1060,6 +1060,8 @@ mod tests {
         assert!(!alive(pid));
     }
 
+    /// A job a `sluice run` left running when it died is taken over once, by a live process,
+    /// with its id and paths; a live run's job is never taken.
     #[test]
     fn a_dead_runs_job_is_taken_over_once() {
         let dir = tempfile::tempdir().unwrap();
