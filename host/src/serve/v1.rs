@@ -70,6 +70,10 @@ pub(crate) struct JobView {
     report: Option<String>,
     /// Where the source is now, relative to the root (moved when done or quarantined).
     source_now: Option<String>,
+    /// Only while the job is `running` but the process that ran it has ended (killed or
+    /// crashed): that, and what runs the job again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cut_short: Option<String>,
 }
 
 #[derive(Serialize, Clone, ToSchema)]
@@ -110,6 +114,7 @@ impl From<&JobRecord> for JobView {
                 .collect(),
             report: j.report.as_deref().map(rel),
             source_now: j.source_now.as_deref().map(rel),
+            cut_short: commands::cut_short_note(j),
         }
     }
 }
@@ -922,4 +927,33 @@ async fn events(
             }
         });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobView;
+    use crate::store::{JobRecord, Runner};
+
+    /// A job left running by a process that has ended says so; one whose runner lives does not.
+    #[test]
+    fn a_job_whose_runner_ended_is_shown_cut_short() {
+        let mut j = JobRecord::detached(7, "p", "v1", "in/x.wav".into(), "c".into(), Vec::new());
+        j.runner = Some(Runner {
+            pid: std::process::id(),
+            by_hand: true,
+        });
+        let v = serde_json::to_value(JobView::from(&j)).unwrap();
+        assert!(v.get("cut_short").is_none(), "{v}");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        j.runner = Some(Runner {
+            pid: dead,
+            by_hand: true,
+        });
+        let v = serde_json::to_value(JobView::from(&j)).unwrap();
+        assert_eq!(v["state"], "running");
+        let note = v["cut_short"].as_str().unwrap_or_default();
+        assert!(note.contains(&format!("pid {dead}")), "{v}");
+    }
 }
