@@ -678,7 +678,9 @@ fn replan_if_edited(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord
         let Ok(path) = crate::confine::resolve(root, rel) else {
             continue;
         };
-        if crate::digest::hash_file(&path).is_ok_and(|h| h != job.content_hash) {
+        // Only a regular file (not a link, nor a FIFO that would block the read) is its own.
+        let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+        if regular && crate::digest::hash_file(&path).is_ok_and(|h| h != job.content_hash) {
             match std::fs::remove_file(&path) {
                 Ok(()) => tracing::info!(
                     job = job.id,
