@@ -34,10 +34,7 @@ fn chmod(p: &Path, mode: u32) {
 fn root_with(dir: &Path, name: &str, pipeline: &str) -> PathBuf {
     chmod(dir, 0o755);
     let root = dir.join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::create_dir_all(root.join("inbox")).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
-    std::fs::write(root.join(format!("pipelines/{name}.toml")), pipeline).unwrap();
+    common::new_root(&root, &["inbox"], &[(name, pipeline)]);
     root
 }
 

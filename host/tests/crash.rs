@@ -5,8 +5,9 @@
 mod common;
 
 use common::{assert_no_temporaries, files_under, programme_wav, sluice};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PIPELINE: &str = r#"
@@ -53,6 +54,27 @@ fn start(root: &Path, log: &Path) -> std::process::Child {
         .unwrap()
 }
 
+/// Waits (a minute at most) for a job of `root` running with its paths planned and reserved,
+/// while `child` (the process that runs it) lives; then half a second more, into the render.
+fn running_with_paths(root: &Path, child: &mut Child) -> serde_json::Value {
+    let t = Instant::now();
+    let job = loop {
+        assert!(t.elapsed() < Duration::from_secs(60), "no job started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the process ended before it could be killed"
+        );
+        if let Some(j) = jobs(root).into_iter().find(|j| {
+            j["state"] == "running" && j["planned"].as_array().is_some_and(|p| !p.is_empty())
+        }) {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    job
+}
+
 fn jobs(root: &Path) -> Vec<serde_json::Value> {
     let out = sluice()
         .args(["jobs", "--json", "--root"])
@@ -69,10 +91,7 @@ fn jobs(root: &Path) -> Vec<serde_json::Value> {
 fn kill_9_at_random_moments_loses_and_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::create_dir_all(root.join("inbox")).unwrap();
-    std::fs::write(root.join("pipelines/crash.toml"), PIPELINE).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    common::new_root(&root, &["inbox"], &[("crash", PIPELINE)]);
     let log = dir.path().join("host.log");
 
     // A batch that keeps arriving: some files at the start, one more before every restart, so
@@ -196,8 +215,7 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
 fn a_killed_sluice_run_is_taken_over_by_the_next_run_of_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    common::new_root(&root, &[], &[]);
     // A slow chain (reverb, a pitch shift) over a minute of programme: seconds to render.
     std::fs::write(
         root.join("pipelines/slow.toml"),
@@ -232,21 +250,7 @@ path = "out/{stem}.flac"
         .spawn()
         .unwrap();
     // Killed once its job is running with its names reserved.
-    let t = Instant::now();
-    let killed = loop {
-        assert!(t.elapsed() < Duration::from_secs(60), "no job started");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be killed"
-        );
-        if let Some(j) = jobs(&root).into_iter().find(|j| {
-            j["state"] == "running" && j["planned"].as_array().is_some_and(|p| !p.is_empty())
-        }) {
-            break j;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::thread::sleep(Duration::from_millis(500));
+    let killed = running_with_paths(&root, &mut child);
     let pid = child.id();
     child.kill().unwrap();
     child.wait().unwrap();
@@ -299,14 +303,14 @@ path = "out/{stem}.flac"
 /// The host killed while it renders a file, the pipeline edited (another output format, the
 /// source now moved, a report), the host started again: the job runs with the pipeline as it is
 /// now, under the paths that pipeline gives — not the paths planned for the old one, which put
-/// MP3 data under a `.flac` name and moved the source onto the output.
+/// MP3 data under a `.flac` name and moved the source where the old version had it (to
+/// `done/slow/`, the default move), with no report. What a stranger left at the old output's name
+/// meanwhile (a FIFO, whose read would block) is not read, removed or written.
 #[test]
 fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::create_dir_all(root.join("inbox")).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    common::new_root(&root, &["inbox"], &[]);
     let slow = |head: &str, outputs: &str| {
         format!(
             "name = \"slow\"\nwatch = \"inbox\"\n{head}\n[[step]]\neffect = \"reverb\"\n\n\
@@ -326,23 +330,17 @@ fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
     std::fs::write(&log, "").unwrap();
     let mut host = start(&root, &log);
     std::fs::rename(&staged, root.join("inbox/long.wav")).unwrap();
-    let t = Instant::now();
-    loop {
-        assert!(t.elapsed() < Duration::from_secs(60), "no job started");
-        if jobs(&root).iter().any(|j| {
-            j["state"] == "running" && j["planned"].as_array().is_some_and(|p| !p.is_empty())
-        }) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    running_with_paths(&root, &mut host);
     host.kill().unwrap();
     host.wait().unwrap();
     assert!(
         !root.join("out/long.flac").exists(),
         "the killed run finished"
     );
+    // A FIFO at the name the old version planned: reading it would block the host for good.
+    let fifo = root.join("out/long.flac");
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    common::succeed(Command::new("mkfifo").arg(&fifo));
 
     std::fs::write(
         &pipeline,
@@ -371,6 +369,11 @@ fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
     host.kill().unwrap();
     host.wait().unwrap();
     assert_eq!(job["state"], "done", "{job:#}");
+    assert!(
+        std::fs::symlink_metadata(&fifo).is_ok_and(|m| m.file_type().is_fifo()),
+        "the FIFO at the old name was replaced or removed"
+    );
+    std::fs::remove_file(&fifo).unwrap();
     let mp3 = root.join("out/long.mp3");
     assert_eq!(
         files_under(&root.join("out")),

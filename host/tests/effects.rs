@@ -159,9 +159,7 @@ fn spinner() -> Vec<u8> {
 fn a_hostile_effect_fails_its_jobs_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::create_dir_all(root.join("effects")).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    common::new_root(&root, &["effects"], &[]);
     std::fs::write(root.join("effects/spin.wasm"), spinner()).unwrap();
     std::fs::write(root.join("effects/notes.wasm"), "not a module").unwrap();
     for (name, step) in [
@@ -281,9 +279,7 @@ fn effects_list_info_and_test() {
 fn the_effects_folder_reloads_while_the_host_runs() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::create_dir_all(root.join("effects")).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    common::new_root(&root, &["effects"], &[]);
     std::fs::write(
         root.join("pipelines/quieter.toml"),
         "name = \"quieter\"\nwatch = \"inbox\"\n[[step]]\neffect = \"c-gain\"\n\

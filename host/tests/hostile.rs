@@ -122,10 +122,7 @@ fn a_watch_host_fails_forged_files_clearly_and_carries_on() {
     }
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::create_dir_all(root.join("inbox")).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
-    std::fs::write(root.join("pipelines/p.toml"), PIPELINE).unwrap();
+    common::new_root(&root, &["inbox"], &[("p", PIPELINE)]);
     let watch = watch_command(&root);
     let mut cmd = Command::new("prlimit");
     cmd.arg(LIMIT).arg("--").arg(watch.get_program());

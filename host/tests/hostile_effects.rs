@@ -41,9 +41,7 @@ const SPIN: &str = "(loop $l (br $l))";
 /// watching `inbox/NAME` and writing `out/NAME/{stem}.wav`.
 fn root_with(dir: &Path, modules: &[(&str, Vec<u8>)], pipelines: &[(&str, &str)]) -> PathBuf {
     let root = dir.join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::create_dir_all(root.join("effects")).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    common::new_root(&root, &["effects"], &[]);
     for (file, bytes) in modules {
         std::fs::write(root.join("effects").join(file), bytes).unwrap();
     }

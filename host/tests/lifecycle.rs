@@ -125,8 +125,7 @@ fn first_start_makes_a_default_root_and_sigterm_stops_promptly_requeueing_runnin
 fn pipelines_reload_while_the_host_runs() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    common::new_root(&root, &[], &[]);
     let host = Host::start_with(&root, watch_command(&root));
 
     // A pipeline added while running starts watching its folder.
@@ -181,8 +180,7 @@ fn pipelines_reload_while_the_host_runs() {
 fn stats_and_clean_with_a_dry_run() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    common::new_root(&root, &[], &[]);
     std::fs::write(
         root.join("pipelines/dated.toml"),
         r#"

@@ -37,10 +37,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 fn two_thousand_files_at_once_all_processed_once() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::create_dir_all(root.join("inbox")).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
-    std::fs::write(root.join("pipelines/load.toml"), PIPELINE).unwrap();
+    common::new_root(&root, &["inbox"], &[("load", PIPELINE)]);
 
     // Made beforehand (each 0.25 s of programme, different content), then renamed in at once.
     let staging = dir.path().join("staging");

@@ -88,11 +88,8 @@ fn soak_bursts_renames_failed_copies_and_kills() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let staging = dir.path().join("staging");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::create_dir_all(root.join("inbox")).unwrap();
+    common::new_root(&root, &["inbox"], &[("soak", PIPELINE)]);
     std::fs::create_dir_all(&staging).unwrap();
-    std::fs::write(root.join("pipelines/soak.toml"), PIPELINE).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
     let log = dir.path().join("host.log");
 
     // The inputs: (name, content).
@@ -230,9 +227,7 @@ fn soak_bursts_renames_failed_copies_and_kills() {
 
     // Each output equals a clean single run of its input.
     let clean = dir.path().join("clean");
-    std::fs::create_dir_all(clean.join("pipelines")).unwrap();
-    std::fs::write(clean.join("pipelines/soak.toml"), PIPELINE).unwrap();
-    std::fs::write(clean.join("sluice.toml"), "").unwrap();
+    common::new_root(&clean, &[], &[("soak", PIPELINE)]);
     let mut inputs = Vec::new();
     for (name, bytes) in &good {
         let p = staging.join(name);

@@ -11,9 +11,8 @@ use std::time::Duration;
 /// A root with one pipeline file.
 fn root_with(dir: &Path, file: &str, pipeline: &str) -> PathBuf {
     let root = dir.join("root");
-    std::fs::create_dir_all(root.join("pipelines")).unwrap();
-    std::fs::write(root.join("sluice.toml"), "").unwrap();
-    std::fs::write(root.join("pipelines").join(file), pipeline).unwrap();
+    let name = file.strip_suffix(".toml").unwrap();
+    common::new_root(&root, &[], &[(name, pipeline)]);
     root
 }
 

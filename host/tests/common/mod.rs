@@ -37,6 +37,19 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// A new root at `root`: its `pipelines` folder with `pipelines` (name, TOML) in it, the
+/// `folders` named (relative to the root), and an empty `sluice.toml`.
+pub fn new_root(root: &Path, folders: &[&str], pipelines: &[(&str, &str)]) {
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    for f in folders {
+        std::fs::create_dir_all(root.join(f)).unwrap();
+    }
+    std::fs::write(root.join("sluice.toml"), "").unwrap();
+    for (name, toml) in pipelines {
+        std::fs::write(root.join(format!("pipelines/{name}.toml")), toml).unwrap();
+    }
+}
+
 /// A new root under `dir` holding the repository's example pipelines.
 pub fn root_with_examples(dir: &Path) -> PathBuf {
     let root = dir.join("root");
