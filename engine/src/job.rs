@@ -501,7 +501,13 @@ fn quarantine(
 /// step failed (outputs, report) is removed. Its planned paths were free when they were
 /// planned, so whatever is there now is its own.
 fn remove_committed(ctx: &Ctx, p: &Pipeline, job: &JobRecord) {
-    let n = p.outputs.len() + p.qc_pages() + usize::from(p.report.is_some());
+    // Not the move destination (the layout as planned; from before it was kept, the
+    // pipeline's).
+    let n = if job.planned_for.is_some() {
+        job.planned.len() - usize::from(job.planned_move)
+    } else {
+        p.outputs.len() + p.qc_pages() + usize::from(p.report.is_some())
+    };
     for rel in job.planned.iter().take(n) {
         let path = match crate::confine::resolve(&ctx.cfg.root, rel) {
             Ok(p) => p,
@@ -664,45 +670,95 @@ fn unchanged(source: &Path, job: &JobRecord) -> Result<(), Failure> {
 }
 
 /// A job planned under another version of its pipeline (cut short, then the pipeline edited)
-/// whose source has not moved yet gives up the paths planned for the old version, to be planned
-/// afresh for the pipeline as it is now: the old names may carry another format (an MP3 under
-/// a `.flac` name) or put the source where an output now goes. What the earlier run committed
-/// under the old names is removed — they were free when planned, so what is there is its own —
-/// except a file with the source's content, which is never touched.
+/// gives up the paths planned for the old version, to be planned afresh for the pipeline as it
+/// is now: the old names may carry another format (an MP3 under a `.flac` name), and read with
+/// the new version's layout they would put an output where the old version moved the source.
+/// What the earlier run wrote under the old names is removed — they were free when planned, so
+/// what is there is its own — but never the old version's move destination, nor a file with
+/// the source's content. When the earlier run had already moved the source (cut short between
+/// the move and the job's end), the job goes on from there: that place becomes `source_now`.
+/// A job whose source is nowhere (at its input, moved, or quarantined) is left as it is, for
+/// [`locate`] to fail.
 fn replan_if_edited(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure> {
     let root = &ctx.cfg.root;
-    if job.planned.is_empty() || job.pipeline_hash == p.hash || !root.join(&job.input).exists() {
+    if job.planned.is_empty() || job.planned_version() == p.hash {
         return Ok(job);
     }
-    for rel in &job.planned {
-        let Ok(path) = crate::confine::resolve(root, rel) else {
+    // Only a regular file (not a link, nor a FIFO that would block the read) is looked at.
+    let content = |rel: &Path| {
+        let path = crate::confine::resolve(root, rel).ok()?;
+        let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+        let hash = regular.then(|| crate::digest::hash_file(&path).ok())??;
+        Some((path, hash))
+    };
+    let written = job.planned.len() - usize::from(job.planned_move);
+    let moved = if root.join(&job.input).exists() {
+        None
+    } else {
+        // Where the old version moved it (with a record from before the layout was kept,
+        // whichever old name holds the source's content).
+        let candidates = if job.planned_move {
+            &job.planned[written..]
+        } else {
+            &job.planned[..]
+        };
+        let here = candidates
+            .iter()
+            .find(|rel| content(rel).is_some_and(|(_, h)| h == job.content_hash))
+            .cloned();
+        let elsewhere = job
+            .source_now
+            .as_ref()
+            .is_some_and(|r| root.join(r).exists());
+        if here.is_none() && !elsewhere {
+            return Ok(job);
+        }
+        here
+    };
+    for rel in &job.planned[..written] {
+        let Some((path, hash)) = content(rel) else {
             continue;
         };
-        // Only a regular file (not a link, nor a FIFO that would block the read) is its own.
-        let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
-        if regular && crate::digest::hash_file(&path).is_ok_and(|h| h != job.content_hash) {
-            match std::fs::remove_file(&path) {
-                Ok(()) => tracing::info!(
-                    job = job.id,
-                    "{}: removed, written for an earlier version of pipeline {}",
-                    path.display(),
-                    p.name
-                ),
-                Err(e) => tracing::warn!(job = job.id, "{}: cannot remove: {e}", path.display()),
-            }
+        if hash == job.content_hash {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!(
+                job = job.id,
+                "{}: removed, written for an earlier version of pipeline {}",
+                path.display(),
+                p.name
+            ),
+            Err(e) => tracing::warn!(job = job.id, "{}: cannot remove: {e}", path.display()),
         }
     }
+    let from = moved
+        .as_ref()
+        .map(|m| {
+            format!(
+                "; the source is in {}, where that version moved it",
+                m.display()
+            )
+        })
+        .unwrap_or_default();
     ctx.store
         .update_job(
             job.id,
             Some((
                 crate::store::EventKind::Note,
                 format!(
-                    "pipeline {} changed since this job's paths were planned (version {}): planned again for version {}",
-                    p.name, job.pipeline_hash, p.hash
+                    "pipeline {} changed since this job's paths were planned (version {}): planned again for version {}{from}",
+                    p.name,
+                    job.planned_version(),
+                    p.hash
                 ),
             )),
-            |j| j.planned.clear(),
+            |j| {
+                j.unplan();
+                if moved.is_some() {
+                    j.source_now = moved.clone();
+                }
+            },
         )
         .map_err(|e| Failure::Transient(e.to_string()))
 }
@@ -1364,7 +1420,13 @@ fn finish(ctx: &Ctx, p: &Pipeline, job: JobRecord, f: Finished) -> Result<JobRec
             }
             Err(e) => return Err(io_failure(&source, e)),
         },
-        _ => planned_source,
+        // Not moved now: where it was found, when that is not where it arrived (moved by an
+        // earlier version of the pipeline, or taken from quarantine).
+        _ => planned_source.or_else(|| {
+            (source != root.join(&job.input))
+                .then(|| source.strip_prefix(root).ok().map(Path::to_path_buf))
+                .flatten()
+        }),
     };
 
     // Done, with the outputs, in one transaction.
@@ -1465,7 +1527,11 @@ fn plan_paths(
         templates.push(t);
     }
     let wanted: Vec<PathBuf> = templates.iter().map(|t| t.render(&vars)).collect();
-    ctx.store.plan(job.id, &wanted, numbered, |rel| {
+    let layout = crate::store::Layout {
+        version: &p.hash,
+        moves_source: matches!(p.source, SourceAction::Move(_)),
+    };
+    ctx.store.plan(job.id, &wanted, layout, numbered, |rel| {
         // A dangling symlink is a name taken too.
         ctx.cfg.root.join(rel).symlink_metadata().is_ok()
     })

@@ -330,7 +330,7 @@ fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
     std::fs::write(&log, "").unwrap();
     let mut host = start(&root, &log);
     std::fs::rename(&staged, root.join("inbox/long.wav")).unwrap();
-    running_with_paths(&root, &mut host);
+    let cut = running_with_paths(&root, &mut host);
     host.kill().unwrap();
     host.wait().unwrap();
     assert!(
@@ -341,6 +341,20 @@ fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
     let fifo = root.join("out/long.flac");
     std::fs::create_dir_all(root.join("out")).unwrap();
     common::succeed(Command::new("mkfifo").arg(&fifo));
+    // And someone's file where the old version was to move the source (it never did): not
+    // the job's to remove.
+    let old_move = root.join(
+        cut["planned"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+    );
+    assert!(old_move.starts_with(root.join("done/slow")), "{cut:#}");
+    std::fs::create_dir_all(old_move.parent().unwrap()).unwrap();
+    std::fs::write(&old_move, b"not the job's").unwrap();
 
     std::fs::write(
         &pipeline,
@@ -374,6 +388,7 @@ fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
         "the FIFO at the old name was replaced or removed"
     );
     std::fs::remove_file(&fifo).unwrap();
+    assert_eq!(std::fs::read(&old_move).unwrap(), b"not the job's");
     let mp3 = root.join("out/long.mp3");
     assert_eq!(
         files_under(&root.join("out")),
@@ -390,5 +405,111 @@ fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
     );
     assert!(root.join("reports/long.json").is_file(), "{job:#}");
     assert_eq!(job["outputs"][0]["path"], "out/long.mp3", "{job:#}");
+    assert_no_temporaries(&root);
+}
+
+/// The host killed after it moved a finished job's source but before it marked the job done
+/// (its outputs committed, the source in the pipeline's `done/` folder), the pipeline then
+/// edited (two outputs now, the source kept where it is): the restarted host must not take the
+/// moved source for one of the old version's files. It removed it as such (the paths planned
+/// for the old version read with the new one's layout), losing the only copy. Now the job runs
+/// again from where the source is, under the new version's paths, and the source stays.
+///
+/// The state a kill leaves in that window (a rename wide) is made by hand from a kill during
+/// the render: the output the old version would have committed written, the source moved
+/// where the old version planned it.
+#[test]
+fn a_source_moved_before_a_kill_survives_an_edit_of_its_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    common::new_root(&root, &["inbox"], &[]);
+    let slow = |tail: &str| {
+        format!(
+            "name = \"slow\"\nwatch = \"inbox\"\n\n[[step]]\neffect = \"reverb\"\n\n\
+             [[step]]\neffect = \"pitch\"\nparams = {{ semitones = 3.0 }}\n\n{tail}"
+        )
+    };
+    let pipeline = root.join("pipelines/slow.toml");
+    std::fs::write(
+        &pipeline,
+        slow(
+            "[[output]]\npath = \"out/{stem}.flac\"\n\n\
+             [source]\naction = \"move\"\nto = \"done/{name}\"\n",
+        ),
+    )
+    .unwrap();
+    let staged = dir.path().join("long.wav");
+    programme_wav(&staged, 30.0, 13);
+    let hash = blake3::hash(&std::fs::read(&staged).unwrap());
+    let log = dir.path().join("host.log");
+    std::fs::write(&log, "").unwrap();
+    let mut host = start(&root, &log);
+    std::fs::rename(&staged, root.join("inbox/long.wav")).unwrap();
+    let job = running_with_paths(&root, &mut host);
+    host.kill().unwrap();
+    host.wait().unwrap();
+    // The output, the report (by default), the moved source.
+    let planned: Vec<&str> = job["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(planned.len(), 3, "{job:#}");
+    assert_eq!(planned[0], "out/long.flac", "{job:#}");
+    assert_eq!(planned[2], "done/long.wav", "{job:#}");
+    // What the old version's finish had done when the kill came: its output and report
+    // committed, the source moved; the job not yet done.
+    std::fs::write(root.join("out/long.flac"), b"the old version's output").unwrap();
+    let old_report = root.join(planned[1]);
+    std::fs::create_dir_all(old_report.parent().unwrap()).unwrap();
+    std::fs::write(&old_report, b"{}").unwrap();
+    std::fs::create_dir_all(root.join("done")).unwrap();
+    std::fs::rename(root.join("inbox/long.wav"), root.join("done/long.wav")).unwrap();
+
+    std::fs::write(
+        &pipeline,
+        slow(
+            "[[output]]\npath = \"out/{stem}.flac\"\n\n[[output]]\npath = \"out/{stem}.mp3\"\n\
+             bitrate_kbps = 128\n\n[source]\naction = \"keep\"\n",
+        ),
+    )
+    .unwrap();
+    let mut host = start(&root, &log);
+    let t = Instant::now();
+    let job = loop {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the job did not finish"
+        );
+        if let Some(j) = jobs(&root)
+            .into_iter()
+            .find(|j| j["state"] == "done" || j["state"] == "failed")
+        {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let moved = root.join("done/long.wav");
+    assert!(
+        moved.is_file(),
+        "the source is lost: {job:#}\n{:?}",
+        files_under(&root)
+    );
+    assert_eq!(blake3::hash(&std::fs::read(&moved).unwrap()), hash);
+    assert_eq!(job["state"], "done", "{job:#}");
+    assert_eq!(job["source_now"], "done/long.wav", "{job:#}");
+    let flac = root.join("out/long.flac");
+    let mp3 = root.join("out/long.mp3");
+    assert_eq!(
+        files_under(&root.join("out")),
+        vec![flac.clone(), mp3.clone()]
+    );
+    for out in [&flac, &mp3] {
+        let info = sluice_core::probe_decoded(out).unwrap();
+        assert!(!info.truncated, "{}", out.display());
+    }
     assert_no_temporaries(&root);
 }

@@ -189,7 +189,7 @@ impl Store {
             let failed = |s: JobState| matches!(s, JobState::Failed | JobState::Quarantined);
             if failed(was.0) && holds_paths(job.state) {
                 // Its names were given up: planned afresh at its next start.
-                job.planned.clear();
+                job.unplan();
             }
             reserve(tx, &before, &job)?;
             if was.0 == JobState::Queued {
@@ -324,11 +324,13 @@ impl Store {
     /// Fix where running job `id` writes, once: each of `wanted` (relative to the root) as it
     /// is, or numbered by `numbered(path, n)` from 2 until it is neither reserved by another
     /// job, nor among the paths before it, nor `exists`. The paths are reserved in the same
-    /// transaction (invariant 3). A job already planned keeps its paths.
+    /// transaction (invariant 3). A job already planned keeps its paths. `layout` says what
+    /// they are for.
     pub fn plan(
         &self,
         id: u64,
         wanted: &[PathBuf],
+        layout: Layout<'_>,
         numbered: impl Fn(&Path, u32) -> PathBuf,
         exists: impl Fn(&Path) -> bool,
     ) -> Result<JobRecord> {
@@ -361,6 +363,8 @@ impl Store {
             }
             let before = job.clone();
             job.planned = planned;
+            job.planned_for = Some(layout.version.to_string());
+            job.planned_move = layout.moves_source;
             reserve(tx, &before, &job)?;
             jobs.insert(id, json(&job).as_slice())?;
             Ok(job)

@@ -151,6 +151,15 @@ pub struct OutputRecord {
     pub format: String,
 }
 
+/// What a job's planned paths are for (see [`Store::plan`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Layout<'a> {
+    /// The pipeline version they follow.
+    pub version: &'a str,
+    /// Whether the last of them is where the source is moved.
+    pub moves_source: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobRecord {
     pub id: u64,
@@ -178,6 +187,14 @@ pub struct JobRecord {
     /// re-run after a crash writes the same files.
     #[serde(default)]
     pub planned: Vec<PathBuf>,
+    /// The pipeline version `planned` was made for: a job planned before an edit of its
+    /// pipeline is planned again (`None`: a record from before this was kept, planned for its
+    /// `pipeline_hash`).
+    #[serde(default)]
+    pub planned_for: Option<String>,
+    /// Whether the last of `planned` is where the source is moved (the rest are written).
+    #[serde(default)]
+    pub planned_move: bool,
     #[serde(default)]
     pub outputs: Vec<OutputRecord>,
     #[serde(default)]
@@ -311,6 +328,18 @@ impl JobRecord {
         }
     }
 
+    /// The pipeline version the job's paths were planned for.
+    pub fn planned_version(&self) -> &str {
+        self.planned_for.as_deref().unwrap_or(&self.pipeline_hash)
+    }
+
+    /// The paths given up, to be planned afresh.
+    pub fn unplan(&mut self) {
+        self.planned.clear();
+        self.planned_for = None;
+        self.planned_move = false;
+    }
+
     /// The runner of a job left `running` by a process that has since ended (a `sluice run` or
     /// a host killed or crashed mid-render); `None` when the job is not running, its runner is
     /// alive or unknown, or it is out on a farm. Such a job waits for the next `sluice run` of
@@ -350,6 +379,8 @@ impl JobRecord {
             not_before_ms: 0,
             error: None,
             planned: Vec::new(),
+            planned_for: None,
+            planned_move: false,
             outputs: Vec::new(),
             report: None,
             source_now: None,
@@ -1071,7 +1102,8 @@ mod tests {
             .add_running_job("p", "v1", "/in/x.wav".into(), "c".into())
             .unwrap();
         let out = [PathBuf::from("out/x.flac")];
-        s.plan(j.id, &out, numbered, none).unwrap();
+        s.plan(j.id, &out, Layout::default(), numbered, none)
+            .unwrap();
         // Run by this process, alive: not abandoned.
         assert!(s.abandoned_by_hand("p").unwrap().is_empty());
         assert!(s.take_over(j.id).unwrap().is_none());
@@ -1249,15 +1281,26 @@ mod tests {
         let a = s.claim_next().unwrap().unwrap();
         sound(&s);
         let out = [PathBuf::from("out/a.flac"), PathBuf::from("out/a.json")];
-        let a = s.plan(a.id, &out, numbered, none).unwrap();
+        let layout = Layout {
+            version: "v2",
+            moves_source: true,
+        };
+        let a = s.plan(a.id, &out, layout, numbered, none).unwrap();
         assert_eq!(a.planned, out);
+        // What the paths are for is kept with them.
+        assert_eq!((a.planned_version(), a.planned_move), ("v2", true), "{a:?}");
         sound(&s);
         // A crash: back to the queue, paths still held; claimed again, planned the same.
         let (back, _) = s.requeue_running(5, false).unwrap();
         assert_eq!(back.len(), 1);
         sound(&s);
         let a = s.claim_next().unwrap().unwrap();
-        assert_eq!(s.plan(a.id, &[], numbered, none).unwrap().planned, out);
+        assert_eq!(
+            s.plan(a.id, &[], Layout::default(), numbered, none)
+                .unwrap()
+                .planned,
+            out
+        );
         // A transient failure waits in the queue with its paths.
         s.update_job(a.id, None, |j| {
             j.state = JobState::Queued;
@@ -1269,7 +1312,9 @@ mod tests {
         // The other job wants the same names: numbered around the reservation.
         let b = s.claim_next().unwrap().unwrap();
         assert_eq!(b.id, 2);
-        let b = s.plan(b.id, &out[..1], numbered, none).unwrap();
+        let b = s
+            .plan(b.id, &out[..1], Layout::default(), numbered, none)
+            .unwrap();
         assert_eq!(b.planned, [PathBuf::from("out/a.flac-2")]);
         sound(&s);
         s.update_job(b.id, Some((EventKind::Done, "ok".into())), |j| {
@@ -1287,6 +1332,19 @@ mod tests {
             .unwrap();
         sound(&s);
         assert!(s.reserved().unwrap().is_empty());
+        // Run again, it is planned afresh: nothing of the old layout is left.
+        let again = s
+            .update_job(a.id, None, |j| j.state = JobState::Queued)
+            .unwrap();
+        assert!(again.planned.is_empty(), "{again:?}");
+        assert_eq!(
+            (again.planned_for.as_deref(), again.planned_move),
+            (None, false),
+            "{again:?}"
+        );
+        s.update_job(a.id, None, |j| j.state = JobState::Failed)
+            .unwrap();
+        sound(&s);
         // Queued again by hand: planned afresh at its next start.
         assert_eq!(s.retry(&[a.id]).unwrap(), [a.id]);
         let a = s.job(a.id).unwrap().unwrap();
@@ -1294,7 +1352,9 @@ mod tests {
         sound(&s);
         let a = s.claim_next().unwrap().unwrap();
         let a = s
-            .plan(a.id, &out, numbered, |p| p == Path::new("out/a.flac"))
+            .plan(a.id, &out, Layout::default(), numbered, |p| {
+                p == Path::new("out/a.flac")
+            })
             .unwrap();
         assert_eq!(a.planned[0], PathBuf::from("out/a.flac-2"));
         sound(&s);
@@ -1304,7 +1364,8 @@ mod tests {
         let by_hand = s
             .add_running_job("p", "v1", "x.wav".into(), "c".into())
             .unwrap();
-        s.plan(by_hand.id, &out, numbered, none).unwrap();
+        s.plan(by_hand.id, &out, Layout::default(), numbered, none)
+            .unwrap();
         sound(&s);
     }
 
@@ -1314,8 +1375,14 @@ mod tests {
         let s = Store::open(&dir.path().join("s.redb"), true).unwrap();
         arrive(&s, "in/a.wav", "A");
         let j = s.claim_next().unwrap().unwrap();
-        s.plan(j.id, &[PathBuf::from("o.wav")], numbered, |_| false)
-            .unwrap();
+        s.plan(
+            j.id,
+            &[PathBuf::from("o.wav")],
+            Layout::default(),
+            numbered,
+            |_| false,
+        )
+        .unwrap();
         sound(&s);
         let broken = |f: &dyn Fn(&redb::WriteTransaction)| {
             let tx = s.db.begin_write().unwrap();
@@ -1399,8 +1466,14 @@ mod tests {
             let s = Store::open_migrating(&p, true, &[]).unwrap();
             arrive(&s, "in/a.wav", "A");
             let j = s.claim_next().unwrap().unwrap();
-            s.plan(j.id, &[PathBuf::from("o.wav")], numbered, |_| false)
-                .unwrap();
+            s.plan(
+                j.id,
+                &[PathBuf::from("o.wav")],
+                Layout::default(),
+                numbered,
+                |_| false,
+            )
+            .unwrap();
             let tx = s.db.begin_write().unwrap();
             tx.open_table(RESERVED).unwrap().remove("o.wav").unwrap();
             tx.commit().unwrap();
