@@ -75,6 +75,49 @@ fn running_with_paths(root: &Path, child: &mut Child) -> serde_json::Value {
     job
 }
 
+/// Pipeline `slow` (watching `inbox`): a slow chain (reverb, a pitch shift), seconds to
+/// render over a minute of programme, with `head` before its steps and `tail` after them.
+fn slow(head: &str, tail: &str) -> String {
+    format!(
+        "name = \"slow\"\nwatch = \"inbox\"\n{head}\n[[step]]\neffect = \"reverb\"\n\n\
+         [[step]]\neffect = \"pitch\"\nparams = {{ semitones = 3.0 }}\n\n{tail}"
+    )
+}
+
+/// A host on `root` cut short (`kill -9`) while it renders `staged`, renamed into its `inbox`:
+/// the job as it was, its paths planned.
+fn cut_short(root: &Path, log: &Path, staged: &Path) -> serde_json::Value {
+    let mut host = start(root, log);
+    std::fs::rename(staged, root.join("inbox").join(staged.file_name().unwrap())).unwrap();
+    let job = running_with_paths(root, &mut host);
+    host.kill().unwrap();
+    host.wait().unwrap();
+    job
+}
+
+/// A host started on `root` and left until its (one) job is done or failed (two minutes at
+/// most), then killed: the job.
+fn run_to_end(root: &Path, log: &Path) -> serde_json::Value {
+    let mut host = start(root, log);
+    let t = Instant::now();
+    let job = loop {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the job did not finish"
+        );
+        if let Some(j) = jobs(root)
+            .into_iter()
+            .find(|j| j["state"] == "done" || j["state"] == "failed")
+        {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    host.kill().unwrap();
+    host.wait().unwrap();
+    job
+}
+
 fn jobs(root: &Path) -> Vec<serde_json::Value> {
     let out = sluice()
         .args(["jobs", "--json", "--root"])
@@ -219,20 +262,7 @@ fn a_killed_sluice_run_is_taken_over_by_the_next_run_of_the_file() {
     // A slow chain (reverb, a pitch shift) over a minute of programme: seconds to render.
     std::fs::write(
         root.join("pipelines/slow.toml"),
-        r#"
-name = "slow"
-watch = "inbox"
-
-[[step]]
-effect = "reverb"
-
-[[step]]
-effect = "pitch"
-params = { semitones = 3.0 }
-
-[[output]]
-path = "out/{stem}.flac"
-"#,
+        slow("", "[[output]]\npath = \"out/{stem}.flac\"\n"),
     )
     .unwrap();
     let src = dir.path().join("long.wav");
@@ -311,12 +341,6 @@ fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     common::new_root(&root, &["inbox"], &[]);
-    let slow = |head: &str, outputs: &str| {
-        format!(
-            "name = \"slow\"\nwatch = \"inbox\"\n{head}\n[[step]]\neffect = \"reverb\"\n\n\
-             [[step]]\neffect = \"pitch\"\nparams = {{ semitones = 3.0 }}\n\n{outputs}"
-        )
-    };
     let pipeline = root.join("pipelines/slow.toml");
     std::fs::write(
         &pipeline,
@@ -327,12 +351,7 @@ fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
     programme_wav(&staged, 60.0, 11);
     let hash = blake3::hash(&std::fs::read(&staged).unwrap());
     let log = dir.path().join("host.log");
-    std::fs::write(&log, "").unwrap();
-    let mut host = start(&root, &log);
-    std::fs::rename(&staged, root.join("inbox/long.wav")).unwrap();
-    let cut = running_with_paths(&root, &mut host);
-    host.kill().unwrap();
-    host.wait().unwrap();
+    let cut = cut_short(&root, &log, &staged);
     assert!(
         !root.join("out/long.flac").exists(),
         "the killed run finished"
@@ -365,23 +384,7 @@ fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
         ),
     )
     .unwrap();
-    let mut host = start(&root, &log);
-    let t = Instant::now();
-    let job = loop {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the job did not finish"
-        );
-        if let Some(j) = jobs(&root)
-            .into_iter()
-            .find(|j| j["state"] == "done" || j["state"] == "failed")
-        {
-            break j;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    host.kill().unwrap();
-    host.wait().unwrap();
+    let job = run_to_end(&root, &log);
     assert_eq!(job["state"], "done", "{job:#}");
     assert!(
         std::fs::symlink_metadata(&fifo).is_ok_and(|m| m.file_type().is_fifo()),
@@ -423,16 +426,11 @@ fn a_source_moved_before_a_kill_survives_an_edit_of_its_pipeline() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     common::new_root(&root, &["inbox"], &[]);
-    let slow = |tail: &str| {
-        format!(
-            "name = \"slow\"\nwatch = \"inbox\"\n\n[[step]]\neffect = \"reverb\"\n\n\
-             [[step]]\neffect = \"pitch\"\nparams = {{ semitones = 3.0 }}\n\n{tail}"
-        )
-    };
     let pipeline = root.join("pipelines/slow.toml");
     std::fs::write(
         &pipeline,
         slow(
+            "",
             "[[output]]\npath = \"out/{stem}.flac\"\n\n\
              [source]\naction = \"move\"\nto = \"done/{name}\"\n",
         ),
@@ -442,12 +440,7 @@ fn a_source_moved_before_a_kill_survives_an_edit_of_its_pipeline() {
     programme_wav(&staged, 30.0, 13);
     let hash = blake3::hash(&std::fs::read(&staged).unwrap());
     let log = dir.path().join("host.log");
-    std::fs::write(&log, "").unwrap();
-    let mut host = start(&root, &log);
-    std::fs::rename(&staged, root.join("inbox/long.wav")).unwrap();
-    let job = running_with_paths(&root, &mut host);
-    host.kill().unwrap();
-    host.wait().unwrap();
+    let job = cut_short(&root, &log, &staged);
     // The output, the report (by default), the moved source.
     let planned: Vec<&str> = job["planned"]
         .as_array()
@@ -470,28 +463,13 @@ fn a_source_moved_before_a_kill_survives_an_edit_of_its_pipeline() {
     std::fs::write(
         &pipeline,
         slow(
+            "",
             "[[output]]\npath = \"out/{stem}.flac\"\n\n[[output]]\npath = \"out/{stem}.mp3\"\n\
              bitrate_kbps = 128\n\n[source]\naction = \"keep\"\n",
         ),
     )
     .unwrap();
-    let mut host = start(&root, &log);
-    let t = Instant::now();
-    let job = loop {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the job did not finish"
-        );
-        if let Some(j) = jobs(&root)
-            .into_iter()
-            .find(|j| j["state"] == "done" || j["state"] == "failed")
-        {
-            break j;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    host.kill().unwrap();
-    host.wait().unwrap();
+    let job = run_to_end(&root, &log);
     let moved = root.join("done/long.wav");
     assert!(
         moved.is_file(),
