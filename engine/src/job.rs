@@ -782,7 +782,7 @@ fn attempt(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord, Failure
     } else {
         job
     };
-    let paths = Paths::of(ctx, p, &job);
+    let paths = Paths::of(ctx, p, &job)?;
     let rendition = render(ctx, p, &job, &source, file_source, &info, &paths)?;
     finish(
         ctx,
@@ -899,7 +899,7 @@ pub fn render_detached(
         Some(d) => sluice_core::info_of(d).map_err(|e| classify_input(&e))?,
         None => unreachable!("a source just opened has its decoder"),
     };
-    let paths = Paths::of(ctx, p, job);
+    let paths = Paths::of(ctx, p, job)?;
     render(ctx, p, job, source, file_source, &info, &paths)
 }
 
@@ -934,11 +934,7 @@ pub fn finish_detached(
     let id = job.id;
     let result = rendition.and_then(|rendition| {
         // The pipeline as loaded now must have the paths the job was planned with.
-        let wanted = p.outputs.len()
-            + p.qc_pages()
-            + usize::from(p.report.is_some())
-            + usize::from(matches!(p.source, SourceAction::Move(_)));
-        if job.planned.len() != wanted || rendition.outputs.len() != p.outputs.len() {
+        if job.planned.len() != p.planned_len() || rendition.outputs.len() != p.outputs.len() {
             return Err(Failure::Refused(format!(
                 "{}: pipeline {} changed while the job was out on the farm (its outputs no longer match): `sluice retry {id}` runs it with the pipeline as it is now",
                 job.input.display(),
@@ -946,7 +942,7 @@ pub fn finish_detached(
             )));
         }
         let source = locate(ctx, p, &job)?;
-        let paths = Paths::of(ctx, p, &job);
+        let paths = Paths::of(ctx, p, &job)?;
         finish(
             ctx,
             p,
@@ -1009,8 +1005,18 @@ struct Paths {
 
 impl Paths {
     /// The planned paths are the outputs', then their QC pages', then the report's, then the
-    /// moved source's.
-    fn of(ctx: &Ctx, p: &Pipeline, job: &JobRecord) -> Paths {
+    /// moved source's. Paths planned for another layout are refused, never misread.
+    fn of(ctx: &Ctx, p: &Pipeline, job: &JobRecord) -> Result<Paths, Failure> {
+        if job.planned.len() != p.planned_len() {
+            return Err(Failure::Refused(format!(
+                "{}: its {} planned paths do not fit pipeline {} as it is now ({} paths): `sluice retry {}` plans it afresh",
+                job.input.display(),
+                job.planned.len(),
+                p.name,
+                p.planned_len(),
+                job.id
+            )));
+        }
         let root = &ctx.cfg.root;
         let n = p.outputs.len();
         let mut page = n;
@@ -1024,12 +1030,12 @@ impl Paths {
                 })
             })
             .collect();
-        Paths {
+        Ok(Paths {
             outputs: job.planned[..n].iter().map(|r| root.join(r)).collect(),
             qc_pages,
             report: p.report.as_ref().map(|_| root.join(&job.planned[page])),
             move_to: Paths::move_to(root, p, &job.planned),
-        }
+        })
     }
 
     fn move_to(root: &Path, p: &Pipeline, planned: &[PathBuf]) -> Option<PathBuf> {
@@ -1675,6 +1681,70 @@ mod tests {
                 .unwrap();
         let opens = sluice_core::decode::opens::of(&src);
         (report, opens)
+    }
+
+    /// Paths planned for another layout of the pipeline (more or fewer than it plans now)
+    /// are refused with a message saying what runs the job afresh — never sliced into a
+    /// panic, nor read as other paths (an output written where the source was to go).
+    #[test]
+    fn paths_planned_for_another_layout_are_refused_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let src = source(root, "odd");
+        let cfg = Config::defaults(root);
+        let store = Store::open(&cfg.db_path(), true).unwrap();
+        let fx = crate::effects::Catalog::load(crate::effects::Runtime::new(None).unwrap(), None);
+        let text = "watch = \"in\"\nreport = \"reports/{stem}.json\"\n[[output]]\n\
+                    path = \"out/{stem}.flac\"\n[source]\naction = \"keep\"\n";
+        let p = parse(
+            Path::new("p.toml"),
+            text,
+            Defaults {
+                target_lufs: -16.0,
+                target_true_peak_dbtp: -1.0,
+                effects: Some(&fx),
+                root: None,
+            },
+        )
+        .unwrap_or_else(|d| panic!("{d:?}"));
+        assert_eq!(p.planned_len(), 2);
+        let ctx = Ctx {
+            interrupt: None,
+            cfg: &cfg,
+            store: &store,
+            effects: &fx,
+            progress: None,
+            profiles: None,
+        };
+        for planned in [&["out/odd.flac"][..], &["out/odd.flac", "r.json", "x.wav"]] {
+            let rec = store
+                .add_running_job(
+                    &p.name,
+                    &p.hash,
+                    PathBuf::from("in/odd.wav"),
+                    crate::digest::hash_file(&src).unwrap(),
+                )
+                .unwrap();
+            let planned: Vec<PathBuf> = planned.iter().map(PathBuf::from).collect();
+            let layout = crate::store::Layout {
+                version: &p.hash,
+                moves_source: false,
+            };
+            store
+                .plan(rec.id, &planned, layout, numbered, |_| false)
+                .unwrap();
+            let rec = store.job(rec.id).unwrap().unwrap();
+            let ended = run(&ctx, &p, rec);
+            assert_eq!(ended.state, JobState::Failed, "{ended:?}");
+            let error = ended.error.unwrap_or_default();
+            assert!(
+                error.contains("planned paths do not fit pipeline")
+                    && error.contains("sluice retry"),
+                "{error}"
+            );
+            assert!(!root.join("out/odd.flac").exists());
+            assert!(src.is_file());
+        }
     }
 
     fn integrated(report: &serde_json::Value) -> f64 {

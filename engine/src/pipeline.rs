@@ -163,6 +163,15 @@ impl Pipeline {
             .count()
     }
 
+    /// How many paths a job of this pipeline plans: its outputs', their QC pages', the
+    /// report's, the moved source's.
+    pub fn planned_len(&self) -> usize {
+        self.outputs.len()
+            + self.qc_pages()
+            + usize::from(self.report.is_some())
+            + usize::from(matches!(self.source, SourceAction::Move(_)))
+    }
+
     /// Whether `rel` (a path relative to one of the watch folders) is for this pipeline.
     pub fn matches(&self, rel: &Path) -> bool {
         self.include.is_match(rel) && !self.exclude.is_match(rel)
