@@ -468,11 +468,10 @@ mod tests {
         std::fs::write(d.join("junk.wasm"), b"junk").unwrap();
         std::fs::write(d.join("gain.wasm"), module("gain", "")).unwrap();
         std::fs::write(d.join("slow.wasm"), module("sloth", "(loop $l (br $l))")).unwrap();
-        let t = Instant::now();
         let (l, first) = Loader::start(Runtime::new(None).unwrap(), Some(d.to_path_buf())).unwrap();
-        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
-        // At once: the built-in effects, the modules being checked (descriptors known), what
-        // cannot even be read.
+        // At once (not after the checks: the slow module is still loading in the first
+        // catalog; no wall-clock bound, which a loaded machine broke): the built-in effects,
+        // the modules being checked (descriptors known), what cannot even be read.
         let c = &first.catalog;
         assert!(c.get("gain").is_some_and(|e| e.origin == Origin::Builtin));
         assert_eq!(
