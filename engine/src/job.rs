@@ -1635,51 +1635,90 @@ mod tests {
         path
     }
 
+    /// A fresh root with a source in `in/NAME.wav`, its store and an effect catalog: what
+    /// running a job needs.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        root: PathBuf,
+        name: String,
+        src: PathBuf,
+        cfg: Config,
+        store: Store,
+        fx: crate::effects::Catalog,
+    }
+
+    impl Fixture {
+        fn new(name: &str) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().to_path_buf();
+            let src = source(&root, name);
+            let cfg = Config::defaults(&root);
+            let store = Store::open(&cfg.db_path(), true).unwrap();
+            let fx =
+                crate::effects::Catalog::load(crate::effects::Runtime::new(None).unwrap(), None);
+            Fixture {
+                _dir: dir,
+                root,
+                name: name.to_string(),
+                src,
+                cfg,
+                store,
+                fx,
+            }
+        }
+
+        /// The pipeline `text` as the host parses it.
+        fn parse(&self, text: &str) -> Pipeline {
+            parse(
+                Path::new("p.toml"),
+                text,
+                Defaults {
+                    target_lufs: -16.0,
+                    target_true_peak_dbtp: -1.0,
+                    effects: Some(&self.fx),
+                    root: None,
+                },
+            )
+            .unwrap_or_else(|d| panic!("{d:?}"))
+        }
+
+        fn ctx(&self) -> Ctx<'_> {
+            Ctx {
+                interrupt: None,
+                cfg: &self.cfg,
+                store: &self.store,
+                effects: &self.fx,
+                progress: None,
+                profiles: None,
+            }
+        }
+
+        /// A running job of `p` on the source, as the watcher adds one.
+        fn job(&self, p: &Pipeline) -> JobRecord {
+            self.store
+                .add_running_job(
+                    &p.name,
+                    &p.hash,
+                    PathBuf::from(format!("in/{}.wav", self.name)),
+                    crate::digest::hash_file(&self.src).unwrap(),
+                )
+                .unwrap()
+        }
+    }
+
     /// Runs the pipeline `steps` (with `outputs`) on a fresh source in a fresh root; returns the
     /// job's report and how many decoders were opened on the source.
     fn run_job(name: &str, steps: &str, outputs: &str) -> (serde_json::Value, usize) {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let src = source(root, name);
-        let cfg = Config::defaults(root);
-        let store = Store::open(&cfg.db_path(), true).unwrap();
-        let fx = crate::effects::Catalog::load(crate::effects::Runtime::new(None).unwrap(), None);
-        let text = format!(
+        let f = Fixture::new(name);
+        let p = f.parse(&format!(
             "watch = \"in\"\nreport = \"reports/{{stem}}.json\"\n{steps}\n{outputs}\n[source]\naction = \"keep\"\n"
-        );
-        let p = parse(
-            Path::new("p.toml"),
-            &text,
-            Defaults {
-                target_lufs: -16.0,
-                target_true_peak_dbtp: -1.0,
-                effects: Some(&fx),
-                root: None,
-            },
-        )
-        .unwrap_or_else(|d| panic!("{d:?}"));
-        let ctx = Ctx {
-            interrupt: None,
-            cfg: &cfg,
-            store: &store,
-            effects: &fx,
-            progress: None,
-            profiles: None,
-        };
-        let rec = store
-            .add_running_job(
-                &p.name,
-                &p.hash,
-                PathBuf::from(format!("in/{name}.wav")),
-                crate::digest::hash_file(&src).unwrap(),
-            )
-            .unwrap();
-        let done = run(&ctx, &p, rec);
+        ));
+        let done = run(&f.ctx(), &p, f.job(&p));
         assert_eq!(done.state, JobState::Done, "{:?}", done.error);
         let report: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(root.join(done.report.unwrap())).unwrap())
+            serde_json::from_slice(&std::fs::read(f.root.join(done.report.unwrap())).unwrap())
                 .unwrap();
-        let opens = sluice_core::decode::opens::of(&src);
+        let opens = sluice_core::decode::opens::of(&f.src);
         (report, opens)
     }
 
@@ -1688,53 +1727,24 @@ mod tests {
     /// panic, nor read as other paths (an output written where the source was to go).
     #[test]
     fn paths_planned_for_another_layout_are_refused_not_misread() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let src = source(root, "odd");
-        let cfg = Config::defaults(root);
-        let store = Store::open(&cfg.db_path(), true).unwrap();
-        let fx = crate::effects::Catalog::load(crate::effects::Runtime::new(None).unwrap(), None);
-        let text = "watch = \"in\"\nreport = \"reports/{stem}.json\"\n[[output]]\n\
-                    path = \"out/{stem}.flac\"\n[source]\naction = \"keep\"\n";
-        let p = parse(
-            Path::new("p.toml"),
-            text,
-            Defaults {
-                target_lufs: -16.0,
-                target_true_peak_dbtp: -1.0,
-                effects: Some(&fx),
-                root: None,
-            },
-        )
-        .unwrap_or_else(|d| panic!("{d:?}"));
+        let f = Fixture::new("odd");
+        let p = f.parse(
+            "watch = \"in\"\nreport = \"reports/{stem}.json\"\n[[output]]\n\
+             path = \"out/{stem}.flac\"\n[source]\naction = \"keep\"\n",
+        );
         assert_eq!(p.planned_len(), 2);
-        let ctx = Ctx {
-            interrupt: None,
-            cfg: &cfg,
-            store: &store,
-            effects: &fx,
-            progress: None,
-            profiles: None,
-        };
         for planned in [&["out/odd.flac"][..], &["out/odd.flac", "r.json", "x.wav"]] {
-            let rec = store
-                .add_running_job(
-                    &p.name,
-                    &p.hash,
-                    PathBuf::from("in/odd.wav"),
-                    crate::digest::hash_file(&src).unwrap(),
-                )
-                .unwrap();
+            let rec = f.job(&p);
             let planned: Vec<PathBuf> = planned.iter().map(PathBuf::from).collect();
             let layout = crate::store::Layout {
                 version: &p.hash,
                 moves_source: false,
             };
-            store
+            f.store
                 .plan(rec.id, &planned, layout, numbered, |_| false)
                 .unwrap();
-            let rec = store.job(rec.id).unwrap().unwrap();
-            let ended = run(&ctx, &p, rec);
+            let rec = f.store.job(rec.id).unwrap().unwrap();
+            let ended = run(&f.ctx(), &p, rec);
             assert_eq!(ended.state, JobState::Failed, "{ended:?}");
             let error = ended.error.unwrap_or_default();
             assert!(
@@ -1742,8 +1752,8 @@ mod tests {
                     && error.contains("sluice retry"),
                 "{error}"
             );
-            assert!(!root.join("out/odd.flac").exists());
-            assert!(src.is_file());
+            assert!(!f.root.join("out/odd.flac").exists());
+            assert!(f.src.is_file());
         }
     }
 

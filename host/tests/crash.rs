@@ -6,7 +6,7 @@ mod common;
 
 use common::{assert_no_temporaries, files_under, programme_wav, sluice};
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,16 @@ fn slow(head: &str, tail: &str) -> String {
         "name = \"slow\"\nwatch = \"inbox\"\n{head}\n[[step]]\neffect = \"reverb\"\n\n\
          [[step]]\neffect = \"pitch\"\nparams = {{ semitones = 3.0 }}\n\n{tail}"
     )
+}
+
+/// A root in `dir` (watching `inbox`) with pipeline `slow` written as `slow("", tail)`:
+/// the root and the pipeline's file.
+fn slow_root(dir: &Path, tail: &str) -> (PathBuf, PathBuf) {
+    let root = dir.join("root");
+    common::new_root(&root, &["inbox"], &[]);
+    let pipeline = root.join("pipelines/slow.toml");
+    std::fs::write(&pipeline, slow("", tail)).unwrap();
+    (root, pipeline)
 }
 
 /// A host on `root` cut short (`kill -9`) while it renders `staged`, renamed into its `inbox`:
@@ -339,14 +349,7 @@ fn a_killed_sluice_run_is_taken_over_by_the_next_run_of_the_file() {
 #[test]
 fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    common::new_root(&root, &["inbox"], &[]);
-    let pipeline = root.join("pipelines/slow.toml");
-    std::fs::write(
-        &pipeline,
-        slow("", "[[output]]\npath = \"out/{stem}.flac\"\n"),
-    )
-    .unwrap();
+    let (root, pipeline) = slow_root(dir.path(), "[[output]]\npath = \"out/{stem}.flac\"\n");
     let staged = dir.path().join("long.wav");
     programme_wav(&staged, 60.0, 11);
     let hash = blake3::hash(&std::fs::read(&staged).unwrap());
@@ -424,18 +427,11 @@ fn a_job_cut_short_runs_again_under_the_pipeline_as_edited() {
 #[test]
 fn a_source_moved_before_a_kill_survives_an_edit_of_its_pipeline() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    common::new_root(&root, &["inbox"], &[]);
-    let pipeline = root.join("pipelines/slow.toml");
-    std::fs::write(
-        &pipeline,
-        slow(
-            "",
-            "[[output]]\npath = \"out/{stem}.flac\"\n\n\
-             [source]\naction = \"move\"\nto = \"done/{name}\"\n",
-        ),
-    )
-    .unwrap();
+    let (root, pipeline) = slow_root(
+        dir.path(),
+        "[[output]]\npath = \"out/{stem}.flac\"\n\n\
+         [source]\naction = \"move\"\nto = \"done/{name}\"\n",
+    );
     let staged = dir.path().join("long.wav");
     programme_wav(&staged, 30.0, 13);
     let hash = blake3::hash(&std::fs::read(&staged).unwrap());
