@@ -691,7 +691,10 @@ fn replan_if_edited(ctx: &Ctx, p: &Pipeline, job: JobRecord) -> Result<JobRecord
         let hash = regular.then(|| crate::digest::hash_file(&path).ok())??;
         Some((path, hash))
     };
-    let written = job.planned.len() - usize::from(job.planned_move);
+    // A record from before the layout was kept cannot say whether its last path is where the
+    // source was to go: that one is never removed as written.
+    let legacy = job.planned_for.is_none();
+    let written = job.planned.len() - usize::from(job.planned_move || legacy);
     let moved = if root.join(&job.input).exists() {
         None
     } else {
@@ -1755,6 +1758,63 @@ mod tests {
             assert!(!f.root.join("out/odd.flac").exists());
             assert!(f.src.is_file());
         }
+    }
+
+    /// A job planned by a host from before the layout was kept (no `planned_for`) for a version
+    /// of its pipeline that moved the source, cut short before the move, then run under an
+    /// edited pipeline: what a stranger put at the name the source was to be moved to is not
+    /// the old version's output and stays. (Such a record cannot say whether its last path is
+    /// the move's, so that path is never removed as written.)
+    #[test]
+    fn a_record_without_its_layout_never_removes_what_may_be_the_move_destination() {
+        let f = Fixture::new("leg");
+        let p = f.parse(
+            "watch = \"in\"\nreport = \"reports/{stem}.json\"\n[[output]]\n\
+             path = \"out/{stem}.flac\"\n[source]\naction = \"keep\"\n",
+        );
+        let old = f
+            .store
+            .add_running_job(
+                &p.name,
+                "an-older-version",
+                PathBuf::from("in/leg.wav"),
+                crate::digest::hash_file(&f.src).unwrap(),
+            )
+            .unwrap();
+        let planned: Vec<PathBuf> = ["out/leg.mp3", "reports/old/leg.json", "done/leg.wav"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let layout = crate::store::Layout {
+            version: "an-older-version",
+            moves_source: true,
+        };
+        f.store
+            .plan(old.id, &planned, layout, numbered, |_| false)
+            .unwrap();
+        // As such a record was written: no layout.
+        let rec = f
+            .store
+            .update_job(old.id, None, |j| {
+                j.planned_for = None;
+                j.planned_move = false;
+            })
+            .unwrap();
+        std::fs::create_dir_all(f.root.join("done")).unwrap();
+        std::fs::write(f.root.join("done/leg.wav"), b"a stranger's").unwrap();
+        std::fs::create_dir_all(f.root.join("out")).unwrap();
+        std::fs::write(f.root.join("out/leg.mp3"), b"the old version's output").unwrap();
+
+        let done = run(&f.ctx(), &p, rec);
+        assert_eq!(done.state, JobState::Done, "{:?}", done.error);
+        assert_eq!(
+            std::fs::read(f.root.join("done/leg.wav")).unwrap(),
+            b"a stranger's"
+        );
+        // The old version's output, at a name that was certainly written, is gone.
+        assert!(!f.root.join("out/leg.mp3").exists());
+        assert!(f.root.join("out/leg.flac").is_file());
+        assert!(f.src.is_file());
     }
 
     fn integrated(report: &serde_json::Value) -> f64 {
