@@ -120,7 +120,9 @@ fn tags(out: &mut impl Write, t: &sluice_core::Tags, sample_rate: u32) -> io::Re
     add("copyright", t.copyright.clone());
     add("encoder", t.encoder.clone());
     add("pictures", (t.pictures > 0).then(|| t.pictures.to_string()));
-    if !fields.is_empty() || t.bext.is_some() {
+    // A heading naming where the tags came from; none (an empty line) when there are no tags
+    // and no source of them, as with a file whose only metadata is its `bext` chunk.
+    if !fields.is_empty() || !t.sources.is_empty() {
         writeln!(out, "  tags        {}", t.sources.join(", "))?;
         for (k, v) in fields {
             writeln!(out, "    {k:<13}{}", clean(&v))?;

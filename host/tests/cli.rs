@@ -31,6 +31,12 @@ fn info_readable_summary() {
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
     }
+    // Every heading has something after it: the BWF file, with no tags but its `bext`, prints
+    // no empty `tags` line.
+    assert!(
+        stdout.lines().all(|l| !l.trim_end().ends_with("tags")),
+        "an empty heading in\n{stdout}"
+    );
 }
 
 #[test]
