@@ -881,6 +881,70 @@ fn upload_request(addr: &str, token: &str, name: &str, body: &[u8]) -> Vec<u8> {
     req
 }
 
+/// `sluice serve` with no flags takes its listening address and upload limits from the
+/// root's `[server]` table, as `sluice watch` does (before, the flags' defaults always won: it
+/// listened on 127.0.0.1:8750 and took 2 GB uploads whatever the table said); a flag still
+/// wins over the table.
+#[test]
+fn serve_takes_its_address_and_limits_from_the_roots_server_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    common::new_root(&root, &[], &[]);
+    std::fs::write(
+        root.join("sluice.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_upload_mb = 1\n",
+    )
+    .unwrap();
+    let wav = dir.path().join("big.wav");
+    // 8 s of 16-bit stereo at 44.1 kHz: 1.4 MB, over the table's 1 MB.
+    let planes = sluice_core::signal::programme(44_100, 2, 8 * 44_100, 3);
+    write_wav(&wav, &planes, 44_100, 16);
+    let audio = std::fs::read(&wav).unwrap();
+    assert!(audio.len() > 1_000_000);
+    let start = |extra: &[&str]| {
+        let mut child = sluice()
+            .args(["serve", "--root"])
+            .arg(&root)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let token = std::fs::read_to_string(root.join(".sluice/api-token")).unwrap();
+        (child, line.trim().to_string(), token.trim().to_string())
+    };
+    let stop = |mut child: Child| {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = child.wait();
+    };
+
+    let (child, line, token) = start(&[]);
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .to_string();
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":8750"),
+        "the table's address (port 0: any) not taken: {addr}"
+    );
+    let answer = raw_http(&addr, &upload_request(&addr, &token, "big.wav", &audio));
+    stop(child);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"kind\":\"too_large\""), "{answer}");
+
+    // The flag wins over the table.
+    let (child, line, token) = start(&["--max-upload-mb", "4"]);
+    let addr = line.trim_start_matches("listening on http://").to_string();
+    let answer = raw_http(&addr, &upload_request(&addr, &token, "big.wav", &audio));
+    stop(child);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 /// Uploads beyond `--max-uploads` at once are told to wait (429 `busy`) and the slot comes
 /// back when an upload ends, even one cut off; CORS answers only the configured origin.
 #[test]

@@ -11,15 +11,17 @@ pub struct Args {
     #[command(flatten)]
     root: RootArg,
     /// Address and port to listen on. Beyond loopback every route but /health needs the
-    /// root's API token.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8750")]
-    listen: SocketAddr,
-    /// The largest upload accepted, in MB.
-    #[arg(long, value_name = "MB", default_value_t = 2048)]
-    max_upload_mb: u64,
-    /// Uploads received at once (one more is answered 429).
-    #[arg(long, value_name = "N", default_value_t = 8)]
-    max_uploads: usize,
+    /// root's API token. Default: the root's [server] listen, else 127.0.0.1:8750.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// The largest upload accepted, in MB. Default: the root's [server] max_upload_mb, else
+    /// 2048.
+    #[arg(long, value_name = "MB")]
+    max_upload_mb: Option<u64>,
+    /// Uploads received at once (one more is answered 429). Default: the root's [server]
+    /// max_uploads, else 8.
+    #[arg(long, value_name = "N")]
+    max_uploads: Option<usize>,
     /// Seconds a client may send nothing (its request head, or upload data) before it is
     /// disconnected. Default: the root's [server] request_timeout, else 30.
     #[arg(long, value_name = "SECS")]
@@ -59,9 +61,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
     }
     let cfg = a.root.config()?;
-    if a.max_uploads == 0 {
-        anyhow::bail!("--max-uploads 0: give at least 1");
-    }
     let cors_origins = if a.cors_origins.is_empty() {
         cfg.server
             .as_ref()
@@ -102,10 +101,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Some(s) => std::time::Duration::from_secs(s),
         None => defaults.work_limit,
     };
+    let max_upload_bytes = match a.max_upload_mb {
+        Some(0) => anyhow::bail!("--max-upload-mb 0: give at least 1"),
+        Some(mb) => mb.saturating_mul(1_000_000),
+        None => defaults.max_upload_bytes,
+    };
+    let max_uploads = match a.max_uploads {
+        Some(n) if !(1..=1024).contains(&n) => anyhow::bail!("--max-uploads {n}: give 1 to 1024"),
+        Some(n) => n,
+        None => defaults.max_uploads,
+    };
     let opts = ServeOptions {
-        listen: a.listen,
-        max_upload_bytes: a.max_upload_mb.saturating_mul(1_000_000),
-        max_uploads: a.max_uploads,
+        listen: a.listen.unwrap_or(defaults.listen),
+        max_upload_bytes,
+        max_uploads,
         cors_origins,
         request_timeout,
         max_connections,

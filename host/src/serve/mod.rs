@@ -66,7 +66,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
-            max_upload_bytes: 2 << 30,
+            max_upload_bytes: 2_048_000_000,
             max_uploads: 8,
             cors_origins: Vec::new(),
             request_timeout: std::time::Duration::from_secs(30),
