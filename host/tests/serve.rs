@@ -945,6 +945,66 @@ fn serve_takes_its_address_and_limits_from_the_roots_server_table() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// A request body over a route's limit is answered 413 `too_large` in the JSON error shape,
+/// whatever its size and route: a QC specification over 1 MiB (it was `bad_field` up to 2 MB
+/// and axum's plain-text answer beyond), a batch order over 2 MB (it was 400 `bad_json`).
+#[test]
+fn oversized_bodies_are_answered_too_large_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let server = Server::start(&root, "127.0.0.1:0", &[]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let post = |path: &str, kind: &str, body: &[u8]| {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+             content-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            server.token,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        raw_http(&addr, &req)
+    };
+    let toml = |n: usize| {
+        let mut t = b"id = \"big\"\nname = \"big\"\n".to_vec();
+        t.resize(n, b'#');
+        t
+    };
+    let json = |n: usize| {
+        let mut j = b"{\"file_ids\": [], \"pad\": \"".to_vec();
+        j.resize(n, b'x');
+        j.extend_from_slice(b"\"}");
+        j
+    };
+    for (what, path, kind, body) in [
+        (
+            "a 1.5 MB specification",
+            "/api/v1/files/nothing/qc",
+            "application/toml",
+            toml(1_500_000),
+        ),
+        (
+            "a 3 MB specification",
+            "/api/v1/files/nothing/qc",
+            "application/toml",
+            toml(3_000_000),
+        ),
+        (
+            "a 3 MB batch order",
+            "/api/audio/batch/create",
+            "application/json",
+            json(3_000_000),
+        ),
+    ] {
+        let answer = post(path, kind, &body);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{what}: {answer}");
+        let json = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        let v: serde_json::Value = serde_json::from_str(json)
+            .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {answer}"));
+        assert_eq!(v["error"]["kind"], "too_large", "{what}: {answer}");
+    }
+}
+
 /// Uploads beyond `--max-uploads` at once are told to wait (429 `busy`) and the slot comes
 /// back when an upload ends, even one cut off; CORS answers only the configured origin.
 #[test]

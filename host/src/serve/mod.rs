@@ -396,6 +396,10 @@ impl ApiError {
     pub fn bad_request(kind: ErrorKind, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, kind, message)
     }
+    /// A request body over the route's limit: 413 `too_large`.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, message)
+    }
     /// A failure of the server itself: logged in full, answered without internals.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {e}");
@@ -460,7 +464,19 @@ impl From<axum::extract::multipart::MultipartRejection> for ApiError {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::too_large(e.body_text());
+        }
         ApiError::bad_request(ErrorKind::BadJson, e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(e: axum::extract::rejection::BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::too_large(e.body_text());
+        }
+        ApiError::bad_request(ErrorKind::BadField, e.body_text())
     }
 }
 

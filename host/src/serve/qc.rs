@@ -5,7 +5,7 @@
 use super::blocking;
 use super::{ApiError, AppState, ErrorBody, ErrorKind};
 use axum::Json;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use sluice_core::qc;
 use std::path::PathBuf;
 use std::sync::Arc;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 type St = State<Arc<AppState>>;
@@ -21,7 +21,7 @@ type St = State<Arc<AppState>>;
 pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(specs))
-        .routes(routes!(file_qc, file_qc_custom))
+        .routes(routes!(file_qc, file_qc_custom).layer(DefaultBodyLimit::max(MAX_SPEC_BYTES)))
 }
 
 /// A built-in delivery specification.
@@ -129,15 +129,14 @@ async fn file_qc_custom(
     State(st): St,
     UrlPath(file_id): UrlPath<String>,
     Query(q): Query<FormatQuery>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if body.len() > MAX_SPEC_BYTES {
-        return Err(ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::BadField,
-            format!("a specification of {} bytes: at most 1 MiB", body.len()),
-        ));
-    }
+    let body = body.map_err(|e| match ApiError::from(e) {
+        e if e.status == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::too_large("a specification over 1 MiB: send at most 1 MiB")
+        }
+        e => e,
+    })?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         ApiError::bad_request(ErrorKind::BadField, "the specification is not UTF-8 text")
     })?;

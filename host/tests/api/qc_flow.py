@@ -119,7 +119,7 @@ error_of(requests.post(f"{BASE}/api/v1/files/{file_id}/qc", headers=AUTH, timeou
 error_of(requests.post(f"{BASE}/api/v1/files/{file_id}/qc", headers=AUTH, timeout=30,
                        data=b"\xff\xfe not toml"), 400, "bad_field", "not text")
 error_of(requests.post(f"{BASE}/api/v1/files/{file_id}/qc", headers=AUTH, timeout=30,
-                       data=b"#" * (1 << 20) + b"\n"), 413, "bad_field", "a 1 MiB specification")
+                       data=b"#" * (1 << 20) + b"\n"), 413, "too_large", "a 1 MiB specification")
 # Thousands of rules, each asking for the whole history again: refused before any is judged.
 many = 'id = "many"\nname = "many"\nsource = "an attack"\n' + (
     '[[rule]]\nmeasure = "integrated_lufs"\nmax = 0\nrevision = 1\ngating = "speech"\n' * 5000)
