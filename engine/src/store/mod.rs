@@ -710,8 +710,8 @@ impl Store {
         f(&tx).map_err(|e| self.err(e))
     }
 
-    /// Check the invariants written at the top of this module over the whole file; the
-    /// problems found, in words (none for a sound file).
+    /// Check the invariants (written at the top of `jobs.rs` and in `references.rs`) over the
+    /// whole file; the problems found, in words (none for a sound file).
     pub fn check(&self) -> Result<Vec<String>> {
         self.read(|tx| {
             let mut problems = Vec::new();
