@@ -61,6 +61,24 @@ pub fn codecs() -> impl Iterator<Item = &'static dyn OutputCodec> {
     CODECS.iter().copied()
 }
 
+/// An output format read back as serialized: `format` (a registered codec's id) beside the
+/// settings. Here, beside the registry it searches, not in `formats` (a layer below).
+impl<'de> serde::Deserialize<'de> for OutputFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Flat {
+            format: String,
+            #[serde(flatten)]
+            settings: Settings,
+        }
+        let f = Flat::deserialize(d)?;
+        let codec = codecs()
+            .find(|c| c.id() == f.format)
+            .ok_or_else(|| serde::de::Error::custom(format!("no codec {:?}", f.format)))?;
+        Ok(OutputFormat::new(codec, f.settings))
+    }
+}
+
 /// The codec a format name or file extension selects (case-insensitive).
 pub fn codec(name: &str) -> Option<&'static dyn OutputCodec> {
     let name = name.to_ascii_lowercase();

@@ -337,23 +337,6 @@ impl Serialize for OutputFormat {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for OutputFormat {
-    /// As serialized: `format` (a registered codec's id) beside the settings.
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        struct Flat {
-            format: String,
-            #[serde(flatten)]
-            settings: Settings,
-        }
-        let f = Flat::deserialize(d)?;
-        let codec = crate::encode::codecs()
-            .find(|c| c.id() == f.format)
-            .ok_or_else(|| serde::de::Error::custom(format!("no codec {:?}", f.format)))?;
-        Ok(OutputFormat::new(codec, f.settings))
-    }
-}
-
 /// What the user asked of an output's format, unchecked.
 #[derive(Clone)]
 pub struct Request {
