@@ -7,7 +7,7 @@
 //!    used as is). The filter is a second-order CIC (a triangular FIR of length `2D − 1`, i.e.
 //!    two cascaded boxcars), computed per block of `D` input samples from two running sums, so it
 //!    costs about two additions per input sample. Key information lives below ~5 kHz.
-//! 2. **STFT.** A Hann window of 0.6–1 s (8192 points at 8–13.6 kHz, 16384 above; bins
+//! 2. **STFT.** A Hann window of 0.6–1.2 s (8192 points at 8–13.6 kHz, 16384 above; bins
 //!    1.35–1.46 Hz apart at 11–12 kHz, so semitones are resolved down to ~60 Hz) hops by half
 //!    its length. The real FFT runs as a half-length complex FFT (rustfft) and only the bins of
 //!    the analysed range are unpacked.
