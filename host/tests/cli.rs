@@ -791,3 +791,39 @@ fn tempo_range_moves_the_reading_into_it() {
         "{stderr}"
     );
 }
+
+/// The pipeline examples of the docs (the schema in pipelines/README.md, the mastering steps
+/// in docs/MASTERING.md) pass `sluice check` as written: a reader who copies one gets a
+/// pipeline that loads. (The schema's example once put `time_stretch` after its normalize step
+/// and MP3-less keys on its MP3 output.)
+#[test]
+fn the_documented_pipeline_examples_pass_check() {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    common::new_root(&root, &[], &[]);
+    // The impulse response the schema's convolve step names.
+    std::fs::create_dir_all(root.join("irs")).unwrap();
+    let ir: Vec<f32> = (0..4_800).map(|i| (-(i as f32) / 800.0).exp()).collect();
+    common::write_wav(&root.join("irs/hall.wav"), &[ir], 48_000, 24);
+    let mut n = 0;
+    for doc in ["pipelines/README.md", "docs/MASTERING.md"] {
+        let text = std::fs::read_to_string(format!("{repo}/{doc}")).unwrap();
+        for block in text.split("```toml\n").skip(1) {
+            let block = block.split("```").next().unwrap();
+            if !block.contains("[[step]]") {
+                continue;
+            }
+            let toml = if block.contains("\nwatch =") {
+                block.to_string()
+            } else {
+                format!("watch = \"in\"\n{block}")
+            };
+            n += 1;
+            std::fs::write(root.join(format!("pipelines/example{n}.toml")), &toml).unwrap();
+        }
+    }
+    assert_eq!(n, 2, "the examples were not found");
+    let (out, stdout, stderr) = run(sluice().args(["check", "--root"]).arg(&root));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+}
