@@ -610,6 +610,93 @@ fn live_audio_is_processed_over_the_websocket_and_attacks_end_only_their_session
     );
 }
 
+/// A WebSocket handshake to `/api/v1/stream` on `addr` with `origin` (if any), and the first
+/// answer's head: the stream stays open after a `101`.
+fn ws_handshake(addr: &str, origin: Option<&str>) -> (std::net::TcpStream, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    let origin = origin
+        .map(|o| format!("origin: {o}\r\n"))
+        .unwrap_or_default();
+    write!(
+        c,
+        "GET /api/v1/stream HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\n\
+         connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         sec-websocket-version: 13\r\n{origin}\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    (c, String::from_utf8_lossy(&head).into_owned())
+}
+
+/// A page of another origin cannot open a real-time session (browsers apply no CORS to
+/// WebSockets; through `convolve`'s data a session could read any audio file of the root back):
+/// 403 `forbidden_origin`, while the server's own pages, an allowed origin and clients that
+/// are not browsers (no `Origin`) are let in. An opened session that sends nothing for the
+/// request timeout is closed, its slot given back (16 idle sessions held every slot for ever).
+#[test]
+fn stream_sessions_refuse_foreign_pages_and_end_when_idle() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let server = Server::start(
+        &root,
+        "127.0.0.1:0",
+        &[
+            "--request-timeout",
+            "2",
+            "--cors-origin",
+            "https://app.example",
+        ],
+    );
+    let addr = server.url.trim_start_matches("http://").to_string();
+
+    let (mut c, head) = ws_handshake(&addr, Some("https://evil.example"));
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let mut body = String::new();
+    let _ = c.read_to_string(&mut body);
+    assert!(body.contains("\"kind\":\"forbidden_origin\""), "{body}");
+
+    for origin in [
+        None,
+        Some(format!("http://{addr}")),
+        Some("https://app.example".to_string()),
+    ] {
+        let (_c, head) = ws_handshake(&addr, origin.as_deref());
+        assert!(head.starts_with("HTTP/1.1 101"), "{origin:?}: {head}");
+    }
+
+    // An opened session left idle.
+    let (mut c, head) = ws_handshake(&addr, None);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let open = br#"{"sample_rate": 48000, "channels": 2, "max_frames": 128, "chain": []}"#;
+    let mask = [7u8, 1, 3, 9];
+    let mut frame = vec![0x81, 0x80 | open.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(open.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    c.write_all(&frame).unwrap();
+    let t = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = c.read(&mut buf) {
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.contains("\"ready\""), "{seen}");
+    assert!(seen.contains("nothing received for 2 s"), "{seen}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "closed after {:?}",
+        t.elapsed()
+    );
+}
+
 /// One request a webhook receiver got: its headers (names in lower case) and body, and the
 /// status it was answered with.
 struct Hook {

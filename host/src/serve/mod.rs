@@ -125,6 +125,8 @@ pub(crate) struct AppState {
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// How long one request's analysis may run ([`ServeOptions::work_limit`]).
     pub work_limit: std::time::Duration,
+    /// Web origins allowed besides the server's own (CORS, and the stream's WebSocket).
+    pub cors_origins: Vec<String>,
 }
 
 /// Runs blocking work (the store, decoding) off the server's threads.
@@ -371,6 +373,7 @@ error_kinds! {
     TimeLimit => "time_limit",
     Stopping => "stopping",
     BadConfig => "bad_config",
+    ForbiddenOrigin => "forbidden_origin",
     Internal => "internal",
 }
 
@@ -750,6 +753,7 @@ fn serve(
         feed: v1::feed(),
         closing,
         work_limit: opts.work_limit,
+        cors_origins: opts.cors_origins.clone(),
     });
     let (app, _) = router(Arc::clone(&state));
     let app = match cors(&opts.cors_origins)? {

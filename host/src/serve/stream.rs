@@ -67,8 +67,24 @@ struct ChainEffect {
         (status = 400, description = "Not a WebSocket upgrade", body = super::ErrorBody)))]
 async fn stream(
     State(st): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    // Browsers apply no CORS to WebSockets: a page of another origin could open a session (and
+    // read root files back through an effect's data). A browser always says whose page it is.
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN)
+        && !allowed_origin(&st, &headers, origin)
+    {
+        let shown = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+        return ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                ErrorKind::ForbiddenOrigin,
+                format!(
+                    "a session opened by a page of {shown}: not this server's origin nor one allowed (sluice serve --cors-origin)"
+                ),
+            )
+            .into_response();
+    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => {
@@ -83,6 +99,27 @@ async fn stream(
     ws.max_message_size(bytes + 1024)
         .max_frame_size(bytes + 1024)
         .on_upgrade(move |socket| session(st, socket))
+}
+
+/// Whether a WebSocket opened by a page of `origin` may start a session: a page the server
+/// itself served (its origin's host is the request's `Host`), or an origin allowed by CORS.
+fn allowed_origin(
+    st: &AppState,
+    headers: &axum::http::HeaderMap,
+    origin: &axum::http::HeaderValue,
+) -> bool {
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let own = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|h| !host.is_empty() && h.eq_ignore_ascii_case(host));
+    own || st.cors_origins.iter().any(|o| o == origin)
 }
 
 /// What the session's thread sends back.
@@ -220,10 +257,22 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
         return close(socket, 1011, "the session could not start a thread".into()).await;
     }
     let mut closing = st.closing.clone();
+    // A session that sends nothing for the request timeout holds its slot no longer.
+    let idle = st.request_timeout;
+    let mut deadline = tokio::time::Instant::now() + idle;
     loop {
         tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                return close(
+                    socket,
+                    1008,
+                    format!("nothing received for {} s: the session is closed", idle.as_secs()),
+                )
+                .await;
+            }
             got = socket.recv() => match got {
                 Some(Ok(Message::Binary(b))) => {
+                    deadline = tokio::time::Instant::now() + idle;
                     if let Err(e) = in_tx.try_send(b.to_vec()) {
                         let m = match e {
                             crossbeam_channel::TrySendError::Full(_) => format!(
@@ -240,7 +289,8 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
                     return close(socket, 1003, "after the opening message, send audio as binary messages".into()).await;
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+                // A ping or pong keeps a paused session open.
+                Some(Ok(_)) => deadline = tokio::time::Instant::now() + idle,
             },
             out = out_rx.recv() => match out {
                 Some(Out::Audio(a)) => {
