@@ -614,6 +614,11 @@ pub fn run(
     let outcomes = crate::parallel::map(files, cfg.workers, |f| {
         let made = (|| -> Result<JobRecord> {
             let abs = std::path::absolute(f).with_context(|| format!("{}", f.display()))?;
+            // A FIFO would block the read, a device never end it.
+            let meta = std::fs::metadata(&abs).with_context(|| format!("{}", abs.display()))?;
+            if !meta.is_file() {
+                bail!("{}: not a regular file", abs.display());
+            }
             let hash =
                 crate::digest::hash_file(&abs).with_context(|| format!("{}", abs.display()))?;
             let input = abs

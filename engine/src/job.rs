@@ -432,6 +432,8 @@ enum Unquarantined {
     Folder(String),
     #[error("the source could not be moved to quarantine")]
     Source,
+    #[error("the source stays where it is: it is outside the root")]
+    Outside,
 }
 
 /// The source of `job` moved to the pipeline's quarantine folder (under a free name; its `qc/`
@@ -444,6 +446,10 @@ fn quarantine(
     msg: &str,
     rejected: bool,
 ) -> Result<PathBuf, Unquarantined> {
+    // A file given to `sluice run` from outside the root is the user's: never moved.
+    if job.input.is_absolute() {
+        return Err(Unquarantined::Outside);
+    }
     let src = ctx.cfg.root.join(&job.input);
     let name = job
         .input

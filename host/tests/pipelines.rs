@@ -709,3 +709,78 @@ qc = "nobody"
         "{text}"
     );
 }
+
+/// `sluice run` leaves the files it is given where they are (as its help says): one that
+/// cannot be read fails its job but is not moved into the root's quarantine (a text file, noise
+/// named `.wav`, an empty file were moved from wherever they were, `/etc/passwd` included); a
+/// FIFO or a device is refused at once, naming it (the run blocked on the FIFO for ever and
+/// read `/dev/zero` without end).
+#[test]
+fn sluice_run_never_moves_or_hangs_on_what_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with_examples(dir.path());
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let files = [
+        ("notes.txt", b"some notes\n".to_vec()),
+        (
+            "noise.wav",
+            (0..3000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
+        ("empty.flac", Vec::new()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(elsewhere.join(name), bytes).unwrap();
+    }
+    let fifo = elsewhere.join("pipe.wav");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut cmd = sluice();
+    cmd.args(["run", "archive", "--json", "--root"]).arg(&root);
+    for (name, _) in &files {
+        cmd.arg(elsewhere.join(name));
+    }
+    cmd.arg(&fifo).arg("/dev/zero");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("sluice run hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    for (name, bytes) in &files {
+        assert_eq!(
+            std::fs::read(elsewhere.join(name)).ok().as_ref(),
+            Some(bytes),
+            "{name} was moved or changed: {text}"
+        );
+    }
+    assert!(
+        common::files_under(&root.join("failed")).is_empty(),
+        "{:?}",
+        common::files_under(&root.join("failed"))
+    );
+    assert!(
+        text.contains("pipe.wav: not a regular file")
+            && text.contains("/dev/zero: not a regular file"),
+        "{text}"
+    );
+}
