@@ -245,7 +245,47 @@ pub fn parse_age(s: &str) -> Result<std::time::Duration> {
         "w" => 7.0 * 86_400.0,
         _ => bail!("{s}: the unit is s, m, h, d or w"),
     };
+    // Past a century the cut-off would fall before any job (or, as milliseconds, wrap round
+    // to the future and take every job).
+    if !(n * secs <= MAX_AGE_SECONDS) {
+        bail!("{s}: give an age of at most 100 years (36500d)");
+    }
     Ok(std::time::Duration::from_secs_f64(n * secs))
+}
+
+/// The longest age `clean` takes: 100 years.
+const MAX_AGE_SECONDS: f64 = 36_500.0 * 86_400.0;
+
+#[cfg(test)]
+mod age_tests {
+    /// Ages as written, the longest taken, and what is refused: past a century (an age of
+    /// 1.5e11 days wrapped round and `clean` removed every job's files; 2e15 days panicked).
+    #[test]
+    fn ages_parse_and_huge_ones_are_refused() {
+        let day = 86_400;
+        for (text, secs) in [
+            ("30d", 30 * day),
+            ("12h", 43_200),
+            ("2w", 14 * day),
+            ("45s", 45),
+        ] {
+            assert_eq!(super::parse_age(text).unwrap().as_secs(), secs, "{text}");
+        }
+        assert_eq!(super::parse_age("36500d").unwrap().as_secs(), 36_500 * day);
+        for text in [
+            "36501d",
+            "150000000000d",
+            "2000000000000000d",
+            "1e308d",
+            "5300w",
+        ] {
+            let e = super::parse_age(text).unwrap_err().to_string();
+            assert!(
+                e.contains("at most 100 years") || e.contains("the unit is"),
+                "{text}: {e}"
+            );
+        }
+    }
 }
 
 /// What `clean` removed (or, in a dry run, would remove).
