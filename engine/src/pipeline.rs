@@ -454,7 +454,7 @@ pub fn parse(file: &Path, text: &str, defaults: Defaults) -> Result<Pipeline, Ve
         blake3::hash(value.to_string().as_bytes()).to_hex()[..16].to_string()
     };
     let name = c.name(raw.name.as_ref(), file);
-    let watch = c.watch_folders(raw.watch);
+    let watch = c.watch_folders(raw.watch, defaults.root);
     let (include, include_patterns) = c.include(raw.include.as_ref());
     let exclude = c.globs(&raw.exclude);
     let steps = c.steps(&raw.step, &defaults);
@@ -526,8 +526,10 @@ impl Checker<'_> {
         }
     }
 
-    /// Watch folders: relative, inside the root, not hidden.
-    fn watch_folders(&mut self, watched: Spanned<OneOrMany>) -> Vec<PathBuf> {
+    /// Watch folders: relative, inside the root, not hidden; with the root known, no symbolic
+    /// link on the way to one leads out of it (the host would take, move and delete files
+    /// outside the root).
+    fn watch_folders(&mut self, watched: Spanned<OneOrMany>, root: Option<&Path>) -> Vec<PathBuf> {
         let watch_span = watched.span();
         let watch_list = match watched.into_inner() {
             OneOrMany::One(s) => vec![s],
@@ -556,6 +558,11 @@ impl Checker<'_> {
                     watch_span.clone(),
                     format!("watch: {w:?} is hidden; hidden folders are never watched"),
                 );
+            } else if let Some(e) = root
+                .and_then(|r| crate::confine::resolve(r, &p).err())
+                .filter(|e| !e.is_io())
+            {
+                self.err(watch_span.clone(), format!("watch: {w:?}: {e}"));
             } else {
                 watch.push(p);
             }

@@ -1385,8 +1385,8 @@ fn slow_and_idle_clients_are_cut_off_and_the_connection_limit_holds() {
     assert!(plain.contains("\"openapi\""));
 }
 
-/// `POST /api/v1/jobs` into a pipeline whose watch folder is a symbolic link out of the root:
-/// refused, and nothing lands outside the root.
+/// `POST /api/v1/jobs` into a pipeline whose watch folder became a symbolic link out of the
+/// root: refused, and nothing lands outside the root.
 #[test]
 fn a_job_is_never_placed_through_a_watch_folder_that_leads_out_of_the_root() {
     let dir = tempfile::tempdir().unwrap();
@@ -1433,8 +1433,13 @@ fn a_job_is_never_placed_through_a_watch_folder_that_leads_out_of_the_root() {
     req.extend_from_slice(&form);
     let answer = raw_http(&addr, &req);
     assert!(!answer.starts_with("HTTP/1.1 202"), "{answer}");
-    assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
-    assert!(answer.contains("\"kind\":\"path_escape\""), "{answer}");
+    // The pipeline is refused as soon as its watch folder leads out (the pipelines are loaded
+    // again for the request); the route's own check (500 `path_escape`) stays behind it.
+    assert!(
+        (answer.starts_with("HTTP/1.1 400") && answer.contains(&format!("no pipeline `{name}`")))
+            || (answer.starts_with("HTTP/1.1 500") && answer.contains("\"kind\":\"path_escape\"")),
+        "{answer}"
+    );
     assert!(
         !answer.contains(&root.display().to_string()),
         "the answer shows the server's paths: {answer}"

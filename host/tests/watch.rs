@@ -269,3 +269,55 @@ fn check_locates_problems_and_passes_the_examples() {
         "{err}"
     );
 }
+
+/// A watch folder that is a symbolic link out of the root is refused, by `sluice check` and by
+/// the host, which never takes, moves or deletes what lies behind it (a pipeline with
+/// `action = "delete"` on such a folder deleted the files outside the root).
+#[test]
+fn a_watch_folder_linked_out_of_the_root_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with_examples(dir.path());
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("sub")).unwrap();
+    speech_wav(&outside.join("o1.wav"), 1.0, 0.2);
+    speech_wav(&outside.join("sub/o2.wav"), 1.0, 0.2);
+    let before = (
+        blake3_hex(&outside.join("o1.wav")),
+        blake3_hex(&outside.join("sub/o2.wav")),
+    );
+    std::fs::create_dir_all(root.join("inbox")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("inbox/linked")).unwrap();
+    std::fs::write(
+        root.join("pipelines/del.toml"),
+        "watch = \"inbox/linked\"\n[[output]]\npath = \"outbox/del/{stem}.flac\"\n\
+         [source]\naction = \"delete\"\n",
+    )
+    .unwrap();
+    let out = sluice()
+        .arg("check")
+        .arg("--root")
+        .arg(&root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("del.toml") && err.contains("inbox/linked"),
+        "{err}"
+    );
+
+    let host = Host::start(&root);
+    host.wait_for("the pipeline refused", || host.log().contains("del.toml"));
+    // A settle and a rescan's worth of time for a host that would take them.
+    std::thread::sleep(Duration::from_secs(4));
+    drop(host);
+    assert_eq!(
+        (
+            blake3_hex(&outside.join("o1.wav")),
+            blake3_hex(&outside.join("sub/o2.wav"))
+        ),
+        before,
+        "files outside the root were taken"
+    );
+    assert!(!root.join("outbox/del").exists());
+}
