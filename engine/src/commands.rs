@@ -247,7 +247,7 @@ pub fn parse_age(s: &str) -> Result<std::time::Duration> {
     };
     // Past a century the cut-off would fall before any job (or, as milliseconds, wrap round
     // to the future and take every job).
-    if !(n * secs <= MAX_AGE_SECONDS) {
+    if n * secs > MAX_AGE_SECONDS {
         bail!("{s}: give an age of at most 100 years (36500d)");
     }
     Ok(std::time::Duration::from_secs_f64(n * secs))
