@@ -124,6 +124,40 @@ fn normalize_loudness_hits_target_with_limiter_on_a_hot_master() {
     }
 }
 
+/// A loudness target its ceiling cannot allow (−5 LUFS under −20 dBTP) ends with the limited
+/// output closest to it and a warning, never a silent one: the gain ran away (+1007 dB), the
+/// `f32` factor overflowed and the output was digital silence, reported without a warning.
+#[test]
+fn an_unreachable_loudness_target_gives_the_limited_output_and_a_warning() {
+    let rate = 44_100;
+    for (lufs, ceiling) in [(-5.0, -20.0), (0.0, -40.0)] {
+        let src = signal::programme(rate, 2, 4 * rate as usize, 5);
+        let out = render_with(
+            rate,
+            src,
+            4096,
+            vec![to_loudness(lufs, ceiling, true)],
+            vec![],
+        );
+        let after = measure(rate, &out.planes);
+        let i = after
+            .loudness
+            .integrated_lufs
+            .unwrap_or_else(|| panic!("{lufs}/{ceiling}: a silent output"));
+        assert!(
+            i > ceiling - 10.0 && after.true_peak_dbtp <= ceiling + 0.05,
+            "{lufs}/{ceiling}: {i} LUFS, {} dBTP",
+            after.true_peak_dbtp
+        );
+        let gain = value(&out.reports, "normalize", "gain_db");
+        assert!(gain <= 100.0, "{lufs}/{ceiling}: gain {gain} dB");
+        let warned = out.reports.iter().any(|r| {
+            r.stage == "normalize" && r.warnings.iter().any(|w| w.contains("from the target"))
+        });
+        assert!(warned, "{lufs}/{ceiling}: {:?}", out.reports);
+    }
+}
+
 #[test]
 fn normalize_quiet_speech_without_limiting() {
     let rate = 48_000;

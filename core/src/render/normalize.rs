@@ -348,6 +348,9 @@ pub const LIMITER_MARGIN_DB: f64 = 0.2;
 const TOLERANCE_LU: f64 = 0.02;
 /// Refinement passes at most (after the first measurement).
 const MAX_REFINE: u32 = 6;
+/// The most gain the limiter is given while the loudness is refined: a target still out of
+/// reach there (its ceiling too low for it) ends with the closest output and a warning.
+const MAX_LIMITED_GAIN_DB: f64 = 100.0;
 
 /// Normalization: measures what the stages before it produce (a prepass), then applies one
 /// gain, with a true-peak limiter where the loudness target needs it. With the limiter on,
@@ -628,7 +631,9 @@ impl Normalize {
             });
         }
         if !self.fixed {
-            let next = next_gain(&self.points, lufs, slope);
+            // A target the ceiling cannot allow drives the gain up without end (and a factor
+            // past `f32`'s range silences the output): the limiter gets at most this much.
+            let next = next_gain(&self.points, lufs, slope).min(MAX_LIMITED_GAIN_DB);
             self.set_gain(next);
         }
     }
