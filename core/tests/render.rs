@@ -615,6 +615,16 @@ fn region_fades_and_trim() {
         .unwrap();
     assert_eq!(out.planes[0], x[first - 100..=last + 100]);
     assert_eq!(out.passes, 2);
+    // A pad longer than any file keeps it whole (1e15 s at 44.1 kHz and more overflowed the
+    // frame count: a panic).
+    let out = render_with(
+        rate,
+        vec![x.clone()],
+        77,
+        vec![Box::new(TrimSilence::new(-60.0, 1e300))],
+        vec![],
+    );
+    assert_eq!(out.planes[0], x);
 }
 
 #[test]

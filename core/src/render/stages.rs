@@ -433,7 +433,7 @@ impl Stage for TrimSilence {
         if let Some((first, last, total)) = self.found {
             let pad = (self.pad_s * f64::from(input.sample_rate)).round() as u64;
             let start = first.saturating_sub(pad);
-            let end = (last + 1 + pad).min(total);
+            let end = last.saturating_add(1).saturating_add(pad).min(total);
             self.trimmed_head = start;
             self.trimmed_tail = total - end;
             self.region = Region::frames(start, end);
