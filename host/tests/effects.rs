@@ -1118,3 +1118,67 @@ fn convolve_with_an_impulse_response_file_is_the_convolution() {
         assert!(err.contains(says), "{step}: {err}");
     }
 }
+
+/// `sluice ARGS --root ROOT`, killed after `limit`: (finished in time, success, stderr).
+fn sluice_within(root: &Path, args: &[&str], limit: std::time::Duration) -> (bool, bool, String) {
+    let mut child = common::sluice()
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > limit {
+            child.kill().unwrap();
+            let _ = child.wait();
+            return (false, false, String::new());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        true,
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A FIFO or a device given as a module, or lying in the effects folder, is refused as not a
+/// regular file: `effects check` on a FIFO blocked for ever, `effects list` and `effects test`
+/// hung on one in the folder, and `/dev/zero` was read until memory ran out.
+#[test]
+fn modules_that_are_not_files_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    sluice_host::commands::init_root(&root).unwrap();
+    let fifo = dir.path().join("pipe.wasm");
+    let mkfifo = |p: &Path| {
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    mkfifo(&fifo);
+    let limit = std::time::Duration::from_secs(30);
+    for module in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let (done, ok, err) = sluice_within(&root, &["effects", "check", module], limit);
+        assert!(done, "effects check {module} hung");
+        assert!(!ok && err.contains("not a regular file"), "{module}: {err}");
+        let (done, ok, err) = sluice_within(&root, &["effects", "install", module], limit);
+        assert!(done, "effects install {module} hung");
+        assert!(!ok && err.contains("not a regular file"), "{module}: {err}");
+    }
+    std::fs::create_dir_all(root.join("effects")).unwrap();
+    mkfifo(&root.join("effects/ff.wasm"));
+    for args in [&["effects", "list"][..], &["effects", "test", "gain"]] {
+        let (done, ok, err) = sluice_within(&root, args, limit);
+        assert!(done, "{args:?} hung with a FIFO in the effects folder");
+        assert!(ok, "{args:?}: {err}");
+    }
+}

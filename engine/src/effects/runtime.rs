@@ -866,15 +866,24 @@ pub enum ReadModuleError {
         MAX_MODULE_BYTES >> 20
     )]
     TooLarge { path: PathBuf, bytes: u64 },
+    /// A FIFO (whose read would block), a device (whose read may not end), a folder.
+    #[error("{}: not a regular file", .path.display())]
+    NotAFile { path: PathBuf },
 }
 
-/// Read a module from a file, refusing giant files before reading them.
+/// Read a module from a file, refusing giant files (and what is not a file) before reading
+/// them.
 pub fn read_module(path: &Path) -> Result<Vec<u8>, ReadModuleError> {
     let io = |error| ReadModuleError::Io {
         path: path.to_path_buf(),
         error,
     };
     let m = std::fs::metadata(path).map_err(io)?;
+    if !m.is_file() {
+        return Err(ReadModuleError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
     if m.len() > MAX_MODULE_BYTES {
         return Err(ReadModuleError::TooLarge {
             path: path.to_path_buf(),
