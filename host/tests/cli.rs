@@ -827,3 +827,33 @@ fn the_documented_pipeline_examples_pass_check() {
     let (out, stdout, stderr) = run(sluice().args(["check", "--root"]).arg(&root));
     assert!(out.status.success(), "{stdout}\n{stderr}");
 }
+
+/// `sluice jobs` and `sluice job` show a hostile file name's control characters as escapes:
+/// a name with an escape sequence set the terminal's title and cleared the screen, and one
+/// with a newline split the table's row.
+#[test]
+fn job_listings_escape_control_characters_in_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::root_with_examples(dir.path());
+    let name = "esc\u{1b}]0;PWNED\u{7}\u{1b}[2J\nrow.wav";
+    let src = dir.path().join(name);
+    let planes = sluice_core::signal::programme(44_100, 2, 44_100, 3);
+    common::write_wav(&src, &planes, 44_100, 16);
+    let (out, _, stderr) = run(sluice()
+        .args(["run", "analysis", "--root"])
+        .arg(&root)
+        .arg(&src));
+    assert!(out.status.success(), "{stderr}");
+    for args in [&["jobs"][..], &["job", "1"]] {
+        let (out, stdout, stderr) = run(sluice().args(args).arg("--root").arg(&root));
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
+            "{args:?}: {stdout:?}"
+        );
+        assert!(
+            stdout.contains("\\u{1b}[2J\\nrow.wav"),
+            "{args:?}: {stdout}"
+        );
+    }
+}

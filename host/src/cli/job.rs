@@ -46,7 +46,7 @@ fn print(d: &JobDetail, json: bool) -> Result<ExitCode> {
         writeln!(
             out,
             "  input     {}  [{}]",
-            j.input.display(),
+            super::printable(j.input.display()),
             &j.content_hash[..16.min(j.content_hash.len())]
         )?;
         writeln!(out, "  created   {}", local_time(Some(j.created_ms)))?;
@@ -61,22 +61,22 @@ fn print(d: &JobDetail, json: bool) -> Result<ExitCode> {
             writeln!(out, "  run       {n}")?;
         }
         if let Some(e) = &j.error {
-            writeln!(out, "  error     {e}")?;
+            writeln!(out, "  error     {}", super::printable(e))?;
         }
         for o in &j.outputs {
             writeln!(
                 out,
                 "  output    {}  {} bytes  [{}]",
-                o.path.display(),
+                super::printable(o.path.display()),
                 o.bytes,
                 &o.hash[..16.min(o.hash.len())]
             )?;
         }
         if let Some(r) = &j.report {
-            writeln!(out, "  report    {}", r.display())?;
+            writeln!(out, "  report    {}", super::printable(r.display()))?;
         }
         if let Some(s) = &j.source_now {
-            writeln!(out, "  source    now at {}", s.display())?;
+            writeln!(out, "  source    now at {}", super::printable(s.display()))?;
         }
         writeln!(out, "  events")?;
         for e in &d.events {
@@ -85,7 +85,7 @@ fn print(d: &JobDetail, json: bool) -> Result<ExitCode> {
                 "    {}  {:<16} {}",
                 local_time(Some(e.time_ms)),
                 e.kind,
-                e.message
+                super::printable(&e.message)
             )?;
         }
         Ok(())

@@ -50,7 +50,7 @@ fn print(list: &[JobRecord], json: bool) -> Result<ExitCode> {
                 j.progress * 100.0,
                 j.pipeline,
                 local_time(j.finished_ms),
-                j.input.display(),
+                super::printable(j.input.display()),
                 match j.ran_on.as_deref() {
                     Some("?") => "  (on the farm)".to_string(),
                     Some(w) => format!("  (on {w})"),

@@ -77,6 +77,21 @@ impl TargetArgs {
 
 type Out = std::io::StdoutLock<'static>;
 
+/// `text` for a terminal: control characters (a name's escape sequences, its newlines) shown
+/// as escapes, so a file name cannot drive the terminal or break a table's rows.
+pub fn printable(text: impl std::fmt::Display) -> String {
+    text.to_string()
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `value` as pretty JSON when `json`, else as `text` writes it.
 pub fn emit<T: serde::Serialize + ?Sized>(
     json: bool,
