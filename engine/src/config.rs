@@ -489,11 +489,15 @@ struct RawConfig {
 
 /// The root: `--root`, else `SLUICE_ROOT`, else `~/Sluice`.
 pub fn root_from(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+    // Absolute: the file events name absolute paths, matched against the root's (with a
+    // relative root none matched, and files waited for the next rescan).
+    let absolute =
+        |r: &Path| std::path::absolute(r).map_err(|e| anyhow::anyhow!("root {}: {e}", r.display()));
     if let Some(r) = arg {
-        return Ok(r.to_path_buf());
+        return absolute(r);
     }
     if let Some(r) = std::env::var_os("SLUICE_ROOT").filter(|r| !r.is_empty()) {
-        return Ok(PathBuf::from(r));
+        return absolute(Path::new(&r));
     }
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())

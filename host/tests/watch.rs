@@ -321,3 +321,30 @@ fn a_watch_folder_linked_out_of_the_root_is_refused() {
     );
     assert!(!root.join("outbox/del").exists());
 }
+
+/// A root given as a relative path is watched as well as an absolute one: a file dropped is
+/// taken within seconds, not at the next rescan (with `--root r` the file events never matched
+/// and files waited up to `rescan_seconds`).
+#[test]
+fn a_relative_root_is_watched_by_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_with_examples(dir.path());
+    let mut cmd = common::watch_command(Path::new("root"));
+    cmd.current_dir(dir.path())
+        .env("SLUICE_RESCAN_SECONDS", "600");
+    let host = Host::start_with(&root, cmd);
+    // After the start's full scan.
+    std::thread::sleep(Duration::from_secs(2));
+    let t = std::time::Instant::now();
+    speech_wav(&root.join("inbox/analysis/late.wav"), 1.0, 0.2);
+    host.wait_for("the dropped file's job", || {
+        host.jobs()
+            .iter()
+            .any(|j| j["input"] == "inbox/analysis/late.wav")
+    });
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "taken after {:?}",
+        t.elapsed()
+    );
+}
