@@ -210,11 +210,13 @@ pub(crate) fn export_target(root: &Path, given: &str) -> Result<(PathBuf, PathBu
     if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(escape("not a plain path (no `..`, no root)"));
     }
-    let full = confine::prepare(root, &Path::new(AREA).join(&rel)).map_err(|e| {
+    // Confined to the area itself, step by step: a link on the way that leads out of it is
+    // refused before any folder is made behind it (made first, then refused, before).
+    let full = confine::prepare(&area, &rel).map_err(|e| {
         if e.is_io() {
             ApiError::internal(e)
         } else {
-            escape("a symbolic link on the way leads out of the root")
+            escape("a symbolic link on the way leads out of the export area")
         }
     })?;
     // Inside the root is not enough: a link in the area to elsewhere in the root is refused.

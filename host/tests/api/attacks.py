@@ -74,10 +74,14 @@ if MODE == "loopback":
     # Exports that try to leave the export area.
     fid = r.json()["file_id"]
     for where in ["../escape.wav", "../../escape.wav", "/etc/escape.wav", "a/../../b.wav", "",
-                  "link/escape.wav", "inner/escape.wav"]:
+                  "link/escape.wav", "inner/escape.wav", "inner/made/deep/escape.wav",
+                  "link/made/escape.wav"]:
         r2 = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=30,
                            json={"file_id": fid, "output_path": where})
         refused(r2, 400, "path_escape", f"an export to {where!r}")
+    # Refused before any folder is made behind a link (they were made, then refused).
+    expect(not os.path.exists(os.path.join(ROOT, "uploads", "made")),
+           "a folder was made behind the link to uploads/")
     r2 = requests.post(f"{BASE}/api/audio/export", headers=AUTH, timeout=60,
                        json={"file_id": fid, "output_path": os.path.join(ROOT, "exports", "ok.wav")})
     expect(r2.status_code == 200 and r2.json()["output_path"] == "ok.wav",
