@@ -205,7 +205,7 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
     };
     let root = st.root.clone();
     let built = tokio::task::spawn_blocking(move || Chain::build(&root, &open)).await;
-    let mut chain = match built {
+    let chain = match built {
         Ok(Ok(c)) => c,
         Ok(Err(m)) => return close(socket, 1008, m.to_string()).await,
         Err(e) => return close(socket, 1011, format!("the session could not start: {e}")).await,
@@ -229,30 +229,7 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
     let (sessions, me) = (st.sessions.clone(), registered.session.clone());
     let worker = std::thread::Builder::new()
         .name("sluice-stream".into())
-        .spawn(move || {
-            for msg in in_rx {
-                let t = std::time::Instant::now();
-                let processed = chain.process(&msg);
-                if processed.is_ok() {
-                    let frames = msg.len() / (4 * chain.channels.max(1));
-                    sessions.processed(&me, frames, chain.rate, t.elapsed());
-                }
-                match processed {
-                    Ok((audio, meters)) => {
-                        if out_tx.send(Out::Audio(audio)).is_err() {
-                            return;
-                        }
-                        for m in meters {
-                            let _ = out_tx.send(Out::Text(m));
-                        }
-                    }
-                    Err(m) => {
-                        let _ = out_tx.send(Out::Fail(m.to_string()));
-                        return;
-                    }
-                }
-            }
-        });
+        .spawn(move || process_blocks(chain, in_rx, out_tx, &sessions, &me));
     if worker.is_err() {
         return close(socket, 1011, "the session could not start a thread".into()).await;
     }
@@ -311,6 +288,39 @@ async fn session(st: Arc<AppState>, mut socket: WebSocket) {
             },
             () = stopped(&mut closing) => {
                 return close(socket, 1001, "the server is stopping".into()).await;
+            }
+        }
+    }
+}
+
+/// A session's thread: each block through the chain, in order, its audio and meters sent
+/// back; ends when the session's queue closes, the answer's receiver goes or the chain fails.
+fn process_blocks(
+    mut chain: Chain,
+    in_rx: crossbeam_channel::Receiver<Vec<u8>>,
+    out_tx: tokio::sync::mpsc::UnboundedSender<Out>,
+    sessions: &Sessions,
+    me: &Session,
+) {
+    for msg in in_rx {
+        let t = std::time::Instant::now();
+        let processed = chain.process(&msg);
+        if processed.is_ok() {
+            let frames = msg.len() / (4 * chain.channels.max(1));
+            sessions.processed(me, frames, chain.rate, t.elapsed());
+        }
+        match processed {
+            Ok((audio, meters)) => {
+                if out_tx.send(Out::Audio(audio)).is_err() {
+                    return;
+                }
+                for m in meters {
+                    let _ = out_tx.send(Out::Text(m));
+                }
+            }
+            Err(m) => {
+                let _ = out_tx.send(Out::Fail(m.to_string()));
+                return;
             }
         }
     }
